@@ -1,0 +1,1 @@
+//! RADIUS server/proxy engine.

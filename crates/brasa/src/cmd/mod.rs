@@ -1,0 +1,9 @@
+//! One module per top-level subcommand.
+
+pub mod cafe;
+pub mod curling;
+pub mod dataplane;
+pub mod radius;
+pub mod rae;
+pub mod run;
+pub mod show;

@@ -1,0 +1,63 @@
+//! Pieces every subcommand shares: global flags, logging, config files, the management API
+//! (server and client), Prometheus text output and operator-facing tables.
+
+pub mod api;
+pub mod config;
+pub mod mgmt;
+pub mod output;
+pub mod prom;
+
+use clap::{Args, ValueEnum};
+
+/// Flags accepted by every subcommand.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info,brasa_aaa=debug`).
+    #[arg(long, global = true, env = "BRASA_LOG", default_value = "info")]
+    pub log: String,
+    /// Log line format: `text` for people, `json` for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Management API of the daemon to talk to (default: the daemon's own default address).
+    #[arg(long, global = true, env = "BRASA_API")]
+    pub api: Option<String>,
+    /// Print show/dump output as JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// How log lines are written.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl GlobalArgs {
+    /// The management API base URL, `default` when neither `--api` nor `BRASA_API` is given.
+    pub fn api_url(&self, default: &str) -> String {
+        let url = self.api.clone().unwrap_or_else(|| default.to_string());
+        if url.starts_with("http://") || url.starts_with("https://") {
+            url.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{}", url.trim_end_matches('/'))
+        }
+    }
+}
+
+/// Installs the global tracing subscriber on stderr.
+pub fn init_logging(global: &GlobalArgs) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&global.log)
+        .map_err(|err| anyhow::anyhow!("invalid --log filter {:?}: {err}", global.log))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match global.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    }
+    .map_err(|err| anyhow::anyhow!("cannot install the logger: {err}"))
+}

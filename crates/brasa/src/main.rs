@@ -1,0 +1,79 @@
+//! `brasa` — the one binary: daemons (`run`, `dataplane`, `rae`, `curling`) and operator commands.
+
+mod cmd;
+mod common;
+
+use clap::{Parser, Subcommand};
+
+/// brasa: an open, programmable subscriber policy and service control plane.
+///
+/// Daemons: `brasa run` (RADIUS server/proxy and the other control-plane components its config
+/// enables), `brasa dataplane`, `brasa rae`, `brasa curling`. Operator commands talk to a running
+/// daemon through its management API (`--api URL` or `BRASA_API`).
+#[derive(Parser, Debug)]
+#[command(name = "brasa", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    global: common::GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start the control-plane daemon with the components its config enables.
+    Run(cmd::run::RunArgs),
+    /// Validate a config file without starting anything (errors give file:line:col).
+    Check(cmd::run::CheckArgs),
+    /// Show state and statistics of a running daemon.
+    #[command(subcommand)]
+    Show(cmd::show::ShowCommand),
+    /// RADIUS client tools (a built-in radclient with rate and latency summary).
+    #[command(subcommand)]
+    Radius(cmd::radius::RadiusCommand),
+    /// Routing Awareness Entity: run the daemon or query a running one (COMET, seed 004 §4).
+    Rae(cmd::rae::RaeArgs),
+    /// Run the userspace data plane daemon (CAFE forwarding and intercept, seed 004 §5).
+    Dataplane(cmd::dataplane::DataplaneArgs),
+    /// CAFE forwarding and intercept tables of a running data plane (the cf_tool/ci_tool commands).
+    #[command(subcommand)]
+    Cafe(cmd::cafe::CafeCommand),
+    /// Stateful content-aware forwarding (CURLING, seed 004 §6): scenarios and entities.
+    #[command(subcommand)]
+    Curling(cmd::curling::CurlingCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Err(err) = common::init_logging(&cli.global) {
+        eprintln!("error: {err:#}");
+        return std::process::ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let global = cli.global;
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => cmd::run::run(&global, args).await,
+            Command::Check(args) => cmd::run::check(&global, args).await,
+            Command::Show(command) => cmd::show::run(&global, command).await,
+            Command::Radius(command) => cmd::radius::run(&global, command).await,
+            Command::Rae(args) => cmd::rae::run(&global, args).await,
+            Command::Dataplane(args) => cmd::dataplane::run(&global, args).await,
+            Command::Cafe(command) => cmd::cafe::run(&global, command).await,
+            Command::Curling(command) => cmd::curling::run(&global, command).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! COMET Routing Awareness Entity.

@@ -1,0 +1,660 @@
+//! The routing logic of one RAE as a sans-IO state machine.
+//!
+//! The shell reports session events ([`Rae::peer_up`], [`Rae::peer_down`]), hands over received
+//! updates and withdraws, calls [`Rae::handle_timeout`] at [`Rae::poll_timeout`], and sends
+//! whatever [`Rae::poll_transmit`] returns. Time is always passed in.
+//!
+//! Path construction: a path learned from peer AS `X` for class `c` is stored with the metric
+//! `link(X, c) ⊕ received`, where `link` is `peer_table[X].class_table` and `⊕` is
+//! [`Metric::then`]. When it is advertised to peer `Y`, the intra-domain segment
+//! `provisioning(border Y → border X, c)` is added and the local AS is prepended; the domain's own
+//! prefix `P` is advertised with `provisioning(border Y → P, c)`. A class that the link or the
+//! provisioning table does not cover is neither accepted nor advertised.
+
+use super::config::{Endpoint, RaeConfig};
+use super::decision::achievement;
+use super::metric::Metric;
+use super::proto;
+use super::rib::{AsPath, Candidate, Origin, Prefix, Rib, RouteEntry, RouteKey};
+use super::wire::InterRaeMessage;
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// Paths accepted per route in one update; more are ignored (bounds memory per peer).
+pub const MAX_PATHS_PER_ROUTE: usize = 16;
+/// Longest AS path accepted.
+pub const MAX_AS_PATH_LEN: usize = 64;
+/// Routes per Update (or Withdraw) message the engine emits.
+pub const ROUTES_PER_MESSAGE: usize = 2048;
+/// PathInf/ProvInf entries per GenericRequest the engine emits.
+pub const ENTRIES_PER_CME_REQUEST: usize = 4096;
+
+/// Something to send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// A message for the session with peer `peer` (index into `RaeConfig::peers`).
+    Peer {
+        /// Peer index.
+        peer: usize,
+        /// The message.
+        message: InterRaeMessage,
+    },
+    /// A report for the CME.
+    Cme(proto::GenericRequest),
+}
+
+/// Counters exported as metrics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counters {
+    /// Update messages received.
+    pub updates_in: u64,
+    /// Withdraw messages received.
+    pub withdraws_in: u64,
+    /// Routes (prefix × class) received in updates.
+    pub routes_in: u64,
+    /// Received routes or paths dropped as malformed or for an unsupported class.
+    pub rejected: u64,
+    /// Received paths dropped because their AS path holds the local AS.
+    pub loops: u64,
+    /// Update messages sent.
+    pub updates_out: u64,
+    /// Withdraw messages sent.
+    pub withdraws_out: u64,
+    /// Decision process runs (one per route whose candidates changed).
+    pub decision_runs: u64,
+    /// Candidate paths ranked by those runs.
+    pub paths_ranked: u64,
+    /// GenericRequests produced for the CME.
+    pub cme_requests: u64,
+    /// Update batches flushed.
+    pub flushes: u64,
+}
+
+/// One path as shown to operators.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PathView {
+    /// 1 for the best; preferred paths are those with `preferred` set.
+    pub rank: usize,
+    /// Whether it is among the preferred paths.
+    pub preferred: bool,
+    /// Next AS (`None` for the domain's own prefix).
+    pub via_as: Option<u32>,
+    /// AS path from the next AS to the destination.
+    pub as_path: Vec<u32>,
+    /// Aggregated metric from our border to the prefix.
+    pub metric: Metric,
+    /// Achievement function value.
+    pub achievement: f64,
+}
+
+/// One RIB entry as shown to operators.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RouteView {
+    /// Destination prefix.
+    pub prefix: Prefix,
+    /// Class of service.
+    pub cos: u32,
+    /// Candidates, best first.
+    pub paths: Vec<PathView>,
+}
+
+/// The routing engine of one RAE.
+pub struct Rae {
+    config: RaeConfig,
+    rib: Rib,
+    peer_up: Vec<bool>,
+    queue: Vec<RouteKey>,
+    outputs: VecDeque<Output>,
+    last_flush: Option<Instant>,
+    started: Instant,
+    cme_connected: bool,
+    cme_sequence: u64,
+    counters: Counters,
+    scratch: Vec<(Origin, AsPath, Metric)>,
+}
+
+impl Rae {
+    /// A RAE holding its own prefixes, with every peer down.
+    pub fn new(config: RaeConfig, now: Instant) -> Self {
+        let mut rae = Rae {
+            peer_up: vec![false; config.peers.len()],
+            rib: Rib::default(),
+            queue: Vec::new(),
+            outputs: VecDeque::new(),
+            last_flush: None,
+            started: now,
+            cme_connected: false,
+            cme_sequence: 0,
+            counters: Counters::default(),
+            scratch: Vec::new(),
+            config,
+        };
+        let empty = rae.rib.intern(&[]);
+        let prefixes = rae.config.prefixes.clone();
+        for prefix in prefixes {
+            for cos in rae.config.local_classes.clone() {
+                let key = RouteKey { prefix, cos };
+                let entry = rae.rib.entry(key);
+                entry.candidates.push(Candidate {
+                    origin: Origin::LOCAL,
+                    as_path: empty.clone(),
+                    metric: Metric::IDENTITY,
+                    achievement: 0.0,
+                });
+                rank(&rae.config, &mut rae.scratch, &mut rae.counters, entry, cos);
+                entry.queued = true;
+                rae.rib.add_paths(1, 0);
+                rae.queue.push(key);
+            }
+        }
+        rae
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RaeConfig {
+        &self.config
+    }
+
+    /// The RIB.
+    pub fn rib(&self) -> &Rib {
+        &self.rib
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Whether the session with peer `peer` is up.
+    pub fn is_peer_up(&self, peer: usize) -> bool {
+        self.peer_up.get(peer).copied().unwrap_or(false)
+    }
+
+    /// The session with peer `peer` came up: it gets our whole table at once.
+    pub fn peer_up(&mut self, peer: usize, _now: Instant) {
+        let Some(up) = self.peer_up.get_mut(peer) else {
+            return;
+        };
+        *up = true;
+        let mut routes = Vec::new();
+        let bit = peer_bit(peer);
+        for (key, entry) in self.rib.iter_mut() {
+            let paths = export_paths(&self.config, *key, entry, peer);
+            if !paths.is_empty() {
+                entry.advertised |= bit;
+                routes.push(route(*key, paths));
+                if routes.len() == ROUTES_PER_MESSAGE {
+                    self.counters.updates_out += 1;
+                    self.outputs.push_back(Output::Peer {
+                        peer,
+                        message: InterRaeMessage::Update(proto::Update {
+                            routes: std::mem::take(&mut routes),
+                        }),
+                    });
+                }
+            }
+        }
+        if !routes.is_empty() {
+            self.counters.updates_out += 1;
+            self.outputs.push_back(Output::Peer {
+                peer,
+                message: InterRaeMessage::Update(proto::Update { routes }),
+            });
+        }
+    }
+
+    /// The session with peer `peer` went down (closed, dead, hold timer): every path through
+    /// it is withdrawn and the affected routes are decided again.
+    pub fn peer_down(&mut self, peer: usize, _now: Instant) {
+        let Some(up) = self.peer_up.get_mut(peer) else {
+            return;
+        };
+        *up = false;
+        let origin = Origin::peer(peer);
+        let bit = peer_bit(peer);
+        let mut removed = 0;
+        for (key, entry) in self.rib.iter_mut() {
+            entry.advertised &= !bit;
+            let before = entry.candidates.len();
+            entry.candidates.retain(|c| c.origin != origin);
+            if entry.candidates.len() != before {
+                removed += before - entry.candidates.len();
+                if rank(&self.config, &mut self.scratch, &mut self.counters, entry, key.cos) && !entry.queued {
+                    entry.queued = true;
+                    self.queue.push(*key);
+                }
+            }
+        }
+        self.rib.add_paths(0, removed);
+        self.rib.retain_nonempty();
+    }
+
+    /// Tells the engine whether a CME connection is up; on connecting, the CME gets the full
+    /// state (also call it again when the CME's Reply version changes).
+    pub fn set_cme_connected(&mut self, connected: bool) {
+        self.cme_connected = connected;
+        if connected {
+            self.cme_full_state();
+        }
+    }
+
+    /// Queues the full state for the CME: every prefix's preferred paths and the provisioning.
+    pub fn cme_full_state(&mut self) {
+        if !self.cme_connected {
+            return;
+        }
+        let prov_inf: Vec<proto::ProvInf> = self
+            .config
+            .provisioning_table
+            .iter()
+            .map(|entry| proto::ProvInf {
+                entry: Some(entry.clone()),
+            })
+            .collect();
+        let mut request = self.cme_request(true);
+        request.prov_inf = prov_inf;
+        let mut keys: Vec<RouteKey> = self.rib.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        for key in keys {
+            if let Some(entry) = self.rib.get(&key) {
+                path_infs(&self.config, key, entry, &mut request.path_inf);
+            }
+            if request.path_inf.len() >= ENTRIES_PER_CME_REQUEST {
+                let next = self.cme_request(false);
+                self.push_cme(std::mem::replace(&mut request, next));
+            }
+        }
+        self.push_cme(request);
+    }
+
+    fn cme_request(&mut self, full_state: bool) -> proto::GenericRequest {
+        self.cme_sequence += 1;
+        proto::GenericRequest {
+            sequence: self.cme_sequence,
+            full_state,
+            local_as_number: self.config.local_as,
+            path_inf: Vec::new(),
+            prov_inf: Vec::new(),
+        }
+    }
+
+    fn push_cme(&mut self, request: proto::GenericRequest) {
+        self.counters.cme_requests += 1;
+        self.outputs.push_back(Output::Cme(request));
+    }
+
+    /// Handles an update received from peer `peer` (an established session).
+    pub fn handle_update(&mut self, peer: usize, update: proto::Update, _now: Instant) {
+        self.counters.updates_in += 1;
+        let Some(peer_config) = self.config.peers.get(peer) else {
+            return;
+        };
+        let peer_as = peer_config.as_number;
+        let local_as = self.config.local_as;
+        let origin = Origin::peer(peer);
+        for route in update.routes {
+            self.counters.routes_in += 1;
+            let Some(link) = self.config.peers[peer].link(route.cos_id) else {
+                self.counters.rejected += 1;
+                continue;
+            };
+            let Ok(length) = u8::try_from(route.prefix_length) else {
+                self.counters.rejected += 1;
+                continue;
+            };
+            if length > 32 {
+                self.counters.rejected += 1;
+                continue;
+            }
+            let key = RouteKey {
+                prefix: Prefix::from_bits(route.address, length),
+                cos: route.cos_id,
+            };
+            let mut fresh: Vec<Candidate> = Vec::with_capacity(route.paths.len().min(MAX_PATHS_PER_ROUTE));
+            for path in route.paths.iter().take(MAX_PATHS_PER_ROUTE) {
+                let metric = Metric {
+                    delay: path.maximum_delay,
+                    loss: path.loss_ratio,
+                    bandwidth: path.supported_bandwidth,
+                };
+                if path.as_path.first() != Some(&peer_as) || path.as_path.len() > MAX_AS_PATH_LEN || !metric.is_valid()
+                {
+                    self.counters.rejected += 1;
+                    continue;
+                }
+                if path.as_path.contains(&local_as) {
+                    self.counters.loops += 1;
+                    continue;
+                }
+                fresh.push(Candidate {
+                    origin,
+                    as_path: self.rib.intern(&path.as_path),
+                    metric: link.then(metric),
+                    achievement: 0.0,
+                });
+            }
+            self.replace_candidates(key, origin, fresh);
+        }
+        self.rib.sweep_as_paths();
+    }
+
+    /// Handles a withdraw received from peer `peer`.
+    pub fn handle_withdraw(&mut self, peer: usize, withdraw: proto::Withdraw, _now: Instant) {
+        self.counters.withdraws_in += 1;
+        if peer >= self.config.peers.len() {
+            return;
+        }
+        let origin = Origin::peer(peer);
+        for route in withdraw.routes {
+            let Ok(length) = u8::try_from(route.prefix_length) else {
+                self.counters.rejected += 1;
+                continue;
+            };
+            if length > 32 {
+                self.counters.rejected += 1;
+                continue;
+            }
+            let key = RouteKey {
+                prefix: Prefix::from_bits(route.address, length),
+                cos: route.cos_id,
+            };
+            self.replace_candidates(key, origin, Vec::new());
+        }
+    }
+
+    fn replace_candidates(&mut self, key: RouteKey, origin: Origin, fresh: Vec<Candidate>) {
+        if fresh.is_empty() && self.rib.get(&key).is_none() {
+            return;
+        }
+        let added = fresh.len();
+        let entry = self.rib.entry(key);
+        let before = entry.candidates.len();
+        entry.candidates.retain(|c| c.origin != origin);
+        let removed = before - entry.candidates.len();
+        entry.candidates.extend(fresh);
+        let changed = rank(&self.config, &mut self.scratch, &mut self.counters, entry, key.cos);
+        if changed && !entry.queued {
+            entry.queued = true;
+            self.queue.push(key);
+        }
+        self.rib.add_paths(added, removed);
+        self.rib.remove_if_empty(&key);
+    }
+
+    /// When [`Rae::handle_timeout`] must next be called (`None`: nothing is pending).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.queue.is_empty() {
+            return None;
+        }
+        Some(match self.last_flush {
+            Some(last) => last + self.config.minimum_update_interval,
+            None => self.started,
+        })
+    }
+
+    /// Sends the batch of changed routes when `minimum_update_interval` allows it.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.poll_timeout() {
+            Some(due) if due <= now => self.flush(now),
+            _ => {}
+        }
+    }
+
+    fn flush(&mut self, now: Instant) {
+        self.last_flush = Some(now);
+        self.counters.flushes += 1;
+        let mut queue = std::mem::take(&mut self.queue);
+        queue.sort_unstable();
+        let peers = self.peer_up.len();
+        let mut updates: Vec<Vec<proto::Route>> = vec![Vec::new(); peers];
+        let mut withdraws: Vec<Vec<proto::WithdrawnRoute>> = vec![Vec::new(); peers];
+        let mut request = self.cme_connected.then(|| self.cme_request(false));
+        for key in queue.iter().copied() {
+            let Some(entry) = self.rib.get_mut(&key) else {
+                continue;
+            };
+            entry.queued = false;
+            for peer in 0..peers {
+                if !self.peer_up[peer] {
+                    continue;
+                }
+                let bit = peer_bit(peer);
+                let paths = export_paths(&self.config, key, entry, peer);
+                if !paths.is_empty() {
+                    entry.advertised |= bit;
+                    updates[peer].push(route(key, paths));
+                } else if entry.advertised & bit != 0 || bit == 0 {
+                    entry.advertised &= !bit;
+                    withdraws[peer].push(proto::WithdrawnRoute {
+                        address: key.prefix.bits(),
+                        prefix_length: u32::from(key.prefix.length()),
+                        cos_id: key.cos,
+                    });
+                }
+            }
+            if let Some(request) = request.as_mut() {
+                path_infs(&self.config, key, entry, &mut request.path_inf);
+            }
+            self.rib.remove_if_empty(&key);
+            if request
+                .as_ref()
+                .is_some_and(|r| r.path_inf.len() >= ENTRIES_PER_CME_REQUEST)
+            {
+                let next = self.cme_request(false);
+                if let Some(full) = request.replace(next) {
+                    self.push_cme(full);
+                }
+            }
+        }
+        for (peer, routes) in withdraws.into_iter().enumerate() {
+            for chunk in routes.chunks(ROUTES_PER_MESSAGE) {
+                self.counters.withdraws_out += 1;
+                self.outputs.push_back(Output::Peer {
+                    peer,
+                    message: InterRaeMessage::Withdraw(proto::Withdraw { routes: chunk.to_vec() }),
+                });
+            }
+        }
+        for (peer, mut routes) in updates.into_iter().enumerate() {
+            while !routes.is_empty() {
+                let rest = routes.split_off(routes.len().min(ROUTES_PER_MESSAGE));
+                self.counters.updates_out += 1;
+                self.outputs.push_back(Output::Peer {
+                    peer,
+                    message: InterRaeMessage::Update(proto::Update { routes }),
+                });
+                routes = rest;
+            }
+        }
+        if let Some(request) = request {
+            if !request.path_inf.is_empty() {
+                self.push_cme(request);
+            }
+        }
+        self.queue = queue;
+        self.queue.clear();
+        let _ = now;
+    }
+
+    /// The next thing to send.
+    pub fn poll_transmit(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Operator view of one route.
+    pub fn route_view(&self, key: &RouteKey) -> Option<RouteView> {
+        self.rib.get(key).map(|entry| view(&self.config, *key, entry))
+    }
+
+    /// Operator view of every route (sorted by prefix then class), optionally filtered.
+    pub fn routes(&self, prefix: Option<Prefix>, cos: Option<u32>) -> Vec<RouteView> {
+        let mut keys: Vec<RouteKey> = self
+            .rib
+            .iter()
+            .filter(|(k, e)| {
+                !e.candidates.is_empty()
+                    && prefix.is_none_or(|p| p == k.prefix)
+                    && cos.is_none_or(|c| c == k.cos)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        keys.sort_unstable();
+        keys.iter().filter_map(|k| self.route_view(k)).collect()
+    }
+}
+
+fn peer_bit(peer: usize) -> u64 {
+    // Peers past the 64th are not tracked: their withdraws are always sent.
+    if peer < 64 {
+        1 << peer
+    } else {
+        0
+    }
+}
+
+fn route(key: RouteKey, paths: Vec<proto::PathAttributes>) -> proto::Route {
+    proto::Route {
+        address: key.prefix.bits(),
+        prefix_length: u32::from(key.prefix.length()),
+        cos_id: key.cos,
+        paths,
+    }
+}
+
+/// What we advertise to `peer` for `key`: the preferred paths it can use, extended with the
+/// intra-domain segment and our AS.
+fn export_paths(config: &RaeConfig, key: RouteKey, entry: &RouteEntry, peer: usize) -> Vec<proto::PathAttributes> {
+    let Some(peer_config) = config.peers.get(peer) else {
+        return Vec::new();
+    };
+    let peer_as = peer_config.as_number;
+    let mut out = Vec::new();
+    for candidate in entry.preferred() {
+        let sink = match candidate.origin.peer_index() {
+            None => Endpoint::Prefix(key.prefix),
+            Some(from) if from == peer => continue,
+            Some(from) => Endpoint::Border(config.peers[from].as_number),
+        };
+        if candidate.as_path.contains(&peer_as) {
+            continue;
+        }
+        let Some(segment) = config.provisioning(Endpoint::Border(peer_as), sink, key.cos) else {
+            continue;
+        };
+        let metric = segment.then(candidate.metric);
+        let mut as_path = Vec::with_capacity(candidate.as_path.len() + 1);
+        as_path.push(config.local_as);
+        as_path.extend_from_slice(&candidate.as_path);
+        out.push(proto::PathAttributes {
+            as_path,
+            maximum_delay: metric.delay,
+            loss_ratio: metric.loss,
+            supported_bandwidth: metric.bandwidth,
+        });
+    }
+    out
+}
+
+/// The CME's view of `key`: its preferred paths, or one withdrawn entry.
+fn path_infs(config: &RaeConfig, key: RouteKey, entry: &RouteEntry, out: &mut Vec<proto::PathInf>) {
+    let prefix = proto::Prefix {
+        ip_address: key.prefix.address().to_string(),
+        prefix_length: u32::from(key.prefix.length()),
+    };
+    let preferred = entry.preferred();
+    if preferred.is_empty() {
+        out.push(proto::PathInf {
+            prefix: Some(prefix),
+            cos_id: key.cos,
+            withdrawn: true,
+            ..Default::default()
+        });
+        return;
+    }
+    for (index, candidate) in preferred.iter().enumerate() {
+        let as_path = if candidate.origin == Origin::LOCAL {
+            vec![config.local_as]
+        } else {
+            candidate.as_path.to_vec()
+        };
+        out.push(proto::PathInf {
+            prefix: Some(prefix.clone()),
+            cos_id: key.cos,
+            as_path,
+            metric: Some(candidate.metric.to_proto()),
+            rank: index as u32 + 1,
+            achievement: candidate.achievement,
+            withdrawn: false,
+        });
+    }
+}
+
+fn view(config: &RaeConfig, key: RouteKey, entry: &RouteEntry) -> RouteView {
+    RouteView {
+        prefix: key.prefix,
+        cos: key.cos,
+        paths: entry
+            .candidates
+            .iter()
+            .enumerate()
+            .map(|(index, c)| PathView {
+                rank: index + 1,
+                preferred: index < usize::from(entry.preferred),
+                via_as: c.origin.peer_index().map(|p| config.peers[p].as_number),
+                as_path: c.as_path.to_vec(),
+                metric: c.metric,
+                achievement: c.achievement,
+            })
+            .collect(),
+    }
+}
+
+/// The order of candidates: higher achievement first, then shorter AS path, then lower origin,
+/// then the AS path itself, so that the ranking is total and deterministic.
+fn compare(a: &Candidate, b: &Candidate) -> Ordering {
+    b.achievement
+        .total_cmp(&a.achievement)
+        .then_with(|| a.as_path.len().cmp(&b.as_path.len()))
+        .then_with(|| a.origin.cmp(&b.origin))
+        .then_with(|| a.as_path.cmp(&b.as_path))
+}
+
+/// Runs the decision process on one entry; returns whether its preferred paths changed.
+fn rank(
+    config: &RaeConfig,
+    scratch: &mut Vec<(Origin, AsPath, Metric)>,
+    counters: &mut Counters,
+    entry: &mut RouteEntry,
+    cos: u32,
+) -> bool {
+    counters.decision_runs += 1;
+    counters.paths_ranked += entry.candidates.len() as u64;
+    scratch.clear();
+    scratch.extend(
+        entry
+            .preferred()
+            .iter()
+            .map(|c| (c.origin, c.as_path.clone(), c.metric)),
+    );
+    match config.levels(cos) {
+        Some(levels) => {
+            for candidate in &mut entry.candidates {
+                candidate.achievement = achievement(config.function, levels, &candidate.metric);
+            }
+        }
+        // A class without decision parameters ranks on AS path length alone.
+        None => entry.candidates.iter_mut().for_each(|c| c.achievement = 0.0),
+    }
+    if entry.candidates.len() > 1 {
+        entry.candidates.sort_unstable_by(compare);
+    }
+    entry.preferred = entry.candidates.len().min(config.limit_of_preferred_paths) as u8;
+    let now = entry.preferred();
+    now.len() != scratch.len()
+        || now
+            .iter()
+            .zip(scratch.iter())
+            .any(|(c, (origin, path, metric))| c.origin != *origin || c.as_path != *path || c.metric != *metric)
+}

@@ -53,7 +53,10 @@ pub struct PeerConfig {
 impl PeerConfig {
     /// The link metric for class `cos`, if the link supports that class.
     pub fn link(&self, cos: u32) -> Option<Metric> {
-        self.links.iter().find(|(id, _)| *id == cos).map(|(_, m)| *m)
+        self.links
+            .iter()
+            .find(|(id, _)| *id == cos)
+            .map(|(_, m)| *m)
     }
 }
 
@@ -90,7 +93,10 @@ pub struct RaeConfig {
 impl RaeConfig {
     /// Decision levels of class `cos`.
     pub fn levels(&self, cos: u32) -> Option<&DecisionLevels> {
-        self.levels.iter().find(|(id, _)| *id == cos).map(|(_, l)| l)
+        self.levels
+            .iter()
+            .find(|(id, _)| *id == cos)
+            .map(|(_, l)| l)
     }
 
     /// Provisioned intra-domain metric from `source` to `sink` for class `cos`.
@@ -105,8 +111,13 @@ impl RaeConfig {
 
     /// Decodes and validates a binary `ConfigurationMessage` file's contents.
     pub fn decode(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let message = <proto::ConfigurationMessage as prost::Message>::decode(bytes)
-            .map_err(|err| invalid("ConfigurationMessage", format!("not a valid protobuf message: {err}")))?;
+        let message =
+            <proto::ConfigurationMessage as prost::Message>::decode(bytes).map_err(|err| {
+                invalid(
+                    "ConfigurationMessage",
+                    format!("not a valid protobuf message: {err}"),
+                )
+            })?;
         Self::from_proto(&message)
     }
 
@@ -121,7 +132,10 @@ impl RaeConfig {
             return Err(invalid("limit_of_preferred_paths", "must be at least 1"));
         }
         if message.limit_of_preferred_paths > 64 {
-            return Err(invalid("limit_of_preferred_paths", "at most 64 paths per prefix are kept"));
+            return Err(invalid(
+                "limit_of_preferred_paths",
+                "at most 64 paths per prefix are kept",
+            ));
         }
         let cme_address = if message.cme_ip_address.is_empty() {
             None
@@ -135,7 +149,10 @@ impl RaeConfig {
         for (index, dp) in message.decision_parameters.iter().enumerate() {
             let field = format!("decision_parameters[{index}]");
             if levels.iter().any(|(id, _)| *id == dp.id) {
-                return Err(invalid(format!("{field}.id"), format!("class {} is defined twice", dp.id)));
+                return Err(invalid(
+                    format!("{field}.id"),
+                    format!("class {} is defined twice", dp.id),
+                ));
             }
             let l = DecisionLevels {
                 delay_aspiration: dp.delay_aspiration,
@@ -152,7 +169,10 @@ impl RaeConfig {
         for (index, peer) in message.peer_table.iter().enumerate() {
             let field = format!("peer_table[{index}]");
             if peer.remote_as_number == 0 {
-                return Err(invalid(format!("{field}.remote_as_number"), "must be set (non-zero)"));
+                return Err(invalid(
+                    format!("{field}.remote_as_number"),
+                    "must be set (non-zero)",
+                ));
             }
             if peer.remote_as_number == message.local_as_number {
                 return Err(invalid(
@@ -163,13 +183,25 @@ impl RaeConfig {
             if peers.iter().any(|p| p.as_number == peer.remote_as_number) {
                 return Err(invalid(
                     format!("{field}.remote_as_number"),
-                    format!("AS {} is already a peer (one session per peering AS)", peer.remote_as_number),
+                    format!(
+                        "AS {} is already a peer (one session per peering AS)",
+                        peer.remote_as_number
+                    ),
                 ));
             }
-            let ip = parse_ip(&format!("{field}.remote_ip_address"), &peer.remote_ip_address)?;
-            let port = parse_port(&format!("{field}.remote_port_number"), peer.remote_port_number)?;
+            let ip = parse_ip(
+                &format!("{field}.remote_ip_address"),
+                &peer.remote_ip_address,
+            )?;
+            let port = parse_port(
+                &format!("{field}.remote_port_number"),
+                peer.remote_port_number,
+            )?;
             if !(1..=255).contains(&peer.ttl_value) {
-                return Err(invalid(format!("{field}.ttl_value"), "must be between 1 and 255"));
+                return Err(invalid(
+                    format!("{field}.ttl_value"),
+                    "must be between 1 and 255",
+                ));
             }
             let links = classes(&format!("{field}.class_table"), &peer.class_table)?;
             peers.push(PeerConfig {
@@ -190,8 +222,18 @@ impl RaeConfig {
         let mut local_classes = Vec::new();
         for (index, entry) in message.provisioning_table.iter().enumerate() {
             let field = format!("provisioning_table[{index}]");
-            let source = parse_endpoint(&format!("{field}.source"), entry.source.as_ref(), &prefixes, &peers)?;
-            let sink = parse_endpoint(&format!("{field}.sink"), entry.sink.as_ref(), &prefixes, &peers)?;
+            let source = parse_endpoint(
+                &format!("{field}.source"),
+                entry.source.as_ref(),
+                &prefixes,
+                &peers,
+            )?;
+            let sink = parse_endpoint(
+                &format!("{field}.sink"),
+                entry.sink.as_ref(),
+                &prefixes,
+                &peers,
+            )?;
             for (cos, metric) in classes(&format!("{field}.class_table"), &entry.class_table)? {
                 provisioning.insert((source, sink, cos), metric);
                 if !local_classes.contains(&cos) {
@@ -205,13 +247,18 @@ impl RaeConfig {
         } else if message.hold_time.is_finite() && (0.05..=3600.0).contains(&message.hold_time) {
             Duration::from_secs_f64(message.hold_time)
         } else {
-            return Err(invalid("hold_time", "must be between 0.05 and 3600 seconds (0 = 30 s)"));
+            return Err(invalid(
+                "hold_time",
+                "must be between 0.05 and 3600 seconds (0 = 30 s)",
+            ));
         };
         Ok(RaeConfig {
             local_as: message.local_as_number,
             local_address: SocketAddrV4::new(local_ip, local_port),
             limit_of_preferred_paths: message.limit_of_preferred_paths as usize,
-            minimum_update_interval: Duration::from_secs(u64::from(message.minimum_update_interval)),
+            minimum_update_interval: Duration::from_secs(u64::from(
+                message.minimum_update_interval,
+            )),
             cme_address,
             function: if message.decision_with_flat_function {
                 AchievementFunction::Flat
@@ -230,14 +277,21 @@ impl RaeConfig {
 }
 
 fn parse_ip(field: &str, text: &str) -> Result<Ipv4Addr, ConfigError> {
-    text.parse()
-        .map_err(|_| invalid(field, format!("{text:?} is not an IPv4 address (dotted quad expected)")))
+    text.parse().map_err(|_| {
+        invalid(
+            field,
+            format!("{text:?} is not an IPv4 address (dotted quad expected)"),
+        )
+    })
 }
 
 fn parse_port(field: &str, port: u32) -> Result<u16, ConfigError> {
     match u16::try_from(port) {
         Ok(port) if port != 0 => Ok(port),
-        _ => Err(invalid(field, format!("{port} is not a TCP port (1..=65535)"))),
+        _ => Err(invalid(
+            field,
+            format!("{port} is not a TCP port (1..=65535)"),
+        )),
     }
 }
 
@@ -250,7 +304,10 @@ fn parse_prefix(field: &str, prefix: &proto::Prefix) -> Result<Prefix, ConfigErr
     if parsed.address() != ip {
         return Err(invalid(
             format!("{field}.ip_address"),
-            format!("{ip} has host bits set for /{}; the network is {}", prefix.prefix_length, parsed),
+            format!(
+                "{ip} has host bits set for /{}; the network is {}",
+                prefix.prefix_length, parsed
+            ),
         ));
     }
     Ok(parsed)
@@ -267,7 +324,10 @@ fn parse_endpoint(
         Some(proto::endpoint::Kind::Prefix(prefix)) => {
             let prefix = parse_prefix(&format!("{field}.prefix"), prefix)?;
             if !prefixes.contains(&prefix) {
-                return Err(invalid(format!("{field}.prefix"), format!("{prefix} is not in prefix_table")));
+                return Err(invalid(
+                    format!("{field}.prefix"),
+                    format!("{prefix} is not in prefix_table"),
+                ));
             }
             Ok(Endpoint::Prefix(prefix))
         }
@@ -283,7 +343,10 @@ fn parse_endpoint(
     }
 }
 
-fn classes(field: &str, table: &[proto::ClassOfService]) -> Result<Vec<(u32, Metric)>, ConfigError> {
+fn classes(
+    field: &str,
+    table: &[proto::ClassOfService],
+) -> Result<Vec<(u32, Metric)>, ConfigError> {
     let mut out: Vec<(u32, Metric)> = Vec::new();
     for (index, class) in table.iter().enumerate() {
         if out.iter().any(|(id, _)| *id == class.cos_id) {

@@ -90,7 +90,12 @@ impl DecisionLevels {
 }
 
 /// Normalised achievement of a minimised criterion: 0 at reservation, 1 at aspiration.
-fn normalise_min(function: AchievementFunction, value: f64, aspiration: f64, reservation: f64) -> f64 {
+fn normalise_min(
+    function: AchievementFunction,
+    value: f64,
+    aspiration: f64,
+    reservation: f64,
+) -> f64 {
     match function {
         AchievementFunction::Flat => (reservation - value) / (reservation - aspiration),
         AchievementFunction::MultiplicativeInverse => {
@@ -194,7 +199,11 @@ mod tests {
         // loss 5.05e-4 → v = (1e-3 − 5.05e-4)/(1e-3 − 1e-5) = 0.5
         // bandwidth 2.5e6 → v = (2.5e6 − 1e6)/(4e6 − 1e6) = 0.5
         // A = 0.5 + 0.01 · 1.5 = 0.515
-        let a = achievement(AchievementFunction::Flat, &btbe(), &metric(0.75, 5.05e-4, 2.5e6));
+        let a = achievement(
+            AchievementFunction::Flat,
+            &btbe(),
+            &metric(0.75, 5.05e-4, 2.5e6),
+        );
         assert!(close(a, 0.515), "{a}");
         // Beyond aspiration everything is flat at 1: A = 1 + 0.03.
         let a = achievement(AchievementFunction::Flat, &btbe(), &metric(0.01, 0.0, 1e9));
@@ -237,8 +246,14 @@ mod tests {
             .iter()
             .map(|m| achievement(AchievementFunction::Flat, &levels, m))
             .collect();
-        assert!(close(a[0], (1e-3 - 9e-4) / (1e-3 - 1e-5) * 1.01 + 0.02), "{a:?}");
-        assert!(close(a[1], 2.0 / 3.0 + 0.01 * (0.8 + 0.9 / 0.99 + 2.0 / 3.0)), "{a:?}");
+        assert!(
+            close(a[0], (1e-3 - 9e-4) / (1e-3 - 1e-5) * 1.01 + 0.02),
+            "{a:?}"
+        );
+        assert!(
+            close(a[1], 2.0 / 3.0 + 0.01 * (0.8 + 0.9 / 0.99 + 2.0 / 3.0)),
+            "{a:?}"
+        );
         assert!(close(a[2], 0.2 + 0.022), "{a:?}");
         assert!(a[1] > a[2] && a[2] > a[0], "{a:?}");
     }

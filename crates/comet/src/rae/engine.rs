@@ -221,7 +221,14 @@ impl Rae {
             entry.candidates.retain(|c| c.origin != origin);
             if entry.candidates.len() != before {
                 removed += before - entry.candidates.len();
-                if rank(&self.config, &mut self.scratch, &mut self.counters, entry, key.cos) && !entry.queued {
+                if rank(
+                    &self.config,
+                    &mut self.scratch,
+                    &mut self.counters,
+                    entry,
+                    key.cos,
+                ) && !entry.queued
+                {
                     entry.queued = true;
                     self.queue.push(*key);
                 }
@@ -312,14 +319,17 @@ impl Rae {
                 prefix: Prefix::from_bits(route.address, length),
                 cos: route.cos_id,
             };
-            let mut fresh: Vec<Candidate> = Vec::with_capacity(route.paths.len().min(MAX_PATHS_PER_ROUTE));
+            let mut fresh: Vec<Candidate> =
+                Vec::with_capacity(route.paths.len().min(MAX_PATHS_PER_ROUTE));
             for path in route.paths.iter().take(MAX_PATHS_PER_ROUTE) {
                 let metric = Metric {
                     delay: path.maximum_delay,
                     loss: path.loss_ratio,
                     bandwidth: path.supported_bandwidth,
                 };
-                if path.as_path.first() != Some(&peer_as) || path.as_path.len() > MAX_AS_PATH_LEN || !metric.is_valid()
+                if path.as_path.first() != Some(&peer_as)
+                    || path.as_path.len() > MAX_AS_PATH_LEN
+                    || !metric.is_valid()
                 {
                     self.counters.rejected += 1;
                     continue;
@@ -374,7 +384,13 @@ impl Rae {
         entry.candidates.retain(|c| c.origin != origin);
         let removed = before - entry.candidates.len();
         entry.candidates.extend(fresh);
-        let changed = rank(&self.config, &mut self.scratch, &mut self.counters, entry, key.cos);
+        let changed = rank(
+            &self.config,
+            &mut self.scratch,
+            &mut self.counters,
+            entry,
+            key.cos,
+        );
         if changed && !entry.queued {
             entry.queued = true;
             self.queue.push(key);
@@ -453,7 +469,9 @@ impl Rae {
                 self.counters.withdraws_out += 1;
                 self.outputs.push_back(Output::Peer {
                     peer,
-                    message: InterRaeMessage::Withdraw(proto::Withdraw { routes: chunk.to_vec() }),
+                    message: InterRaeMessage::Withdraw(proto::Withdraw {
+                        routes: chunk.to_vec(),
+                    }),
                 });
             }
         }
@@ -485,7 +503,9 @@ impl Rae {
 
     /// Operator view of one route.
     pub fn route_view(&self, key: &RouteKey) -> Option<RouteView> {
-        self.rib.get(key).map(|entry| view(&self.config, *key, entry))
+        self.rib
+            .get(key)
+            .map(|entry| view(&self.config, *key, entry))
     }
 
     /// Operator view of every route (sorted by prefix then class), optionally filtered.
@@ -525,7 +545,12 @@ fn route(key: RouteKey, paths: Vec<proto::PathAttributes>) -> proto::Route {
 
 /// What we advertise to `peer` for `key`: the preferred paths it can use, extended with the
 /// intra-domain segment and our AS.
-fn export_paths(config: &RaeConfig, key: RouteKey, entry: &RouteEntry, peer: usize) -> Vec<proto::PathAttributes> {
+fn export_paths(
+    config: &RaeConfig,
+    key: RouteKey,
+    entry: &RouteEntry,
+    peer: usize,
+) -> Vec<proto::PathAttributes> {
     let Some(peer_config) = config.peers.get(peer) else {
         return Vec::new();
     };
@@ -645,7 +670,10 @@ fn rank(
             }
         }
         // A class without decision parameters ranks on AS path length alone.
-        None => entry.candidates.iter_mut().for_each(|c| c.achievement = 0.0),
+        None => entry
+            .candidates
+            .iter_mut()
+            .for_each(|c| c.achievement = 0.0),
     }
     if entry.candidates.len() > 1 {
         entry.candidates.sort_unstable_by(compare);
@@ -656,5 +684,7 @@ fn rank(
         || now
             .iter()
             .zip(scratch.iter())
-            .any(|(c, (origin, path, metric))| c.origin != *origin || c.as_path != *path || c.metric != *metric)
+            .any(|(c, (origin, path, metric))| {
+                c.origin != *origin || c.as_path != *path || c.metric != *metric
+            })
 }

@@ -112,10 +112,22 @@ mod tests {
     fn validity_rejects_impossible_values() {
         assert!(Metric::IDENTITY.is_valid());
         for bad in [
-            Metric { delay: -1.0, ..Metric::IDENTITY },
-            Metric { delay: f64::NAN, ..Metric::IDENTITY },
-            Metric { loss: 1.5, ..Metric::IDENTITY },
-            Metric { bandwidth: -3.0, ..Metric::IDENTITY },
+            Metric {
+                delay: -1.0,
+                ..Metric::IDENTITY
+            },
+            Metric {
+                delay: f64::NAN,
+                ..Metric::IDENTITY
+            },
+            Metric {
+                loss: 1.5,
+                ..Metric::IDENTITY
+            },
+            Metric {
+                bandwidth: -3.0,
+                ..Metric::IDENTITY
+            },
         ] {
             assert!(!bad.is_valid(), "{bad:?}");
         }

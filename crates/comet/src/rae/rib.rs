@@ -23,7 +23,11 @@ impl Prefix {
     /// Same as [`Prefix::new`] from the address as an integer.
     pub fn from_bits(address: u32, length: u8) -> Self {
         let length = length.min(32);
-        let mask = if length == 0 { 0 } else { u32::MAX << (32 - length) };
+        let mask = if length == 0 {
+            0
+        } else {
+            u32::MAX << (32 - length)
+        };
         Self {
             address: address & mask,
             length,
@@ -56,7 +60,9 @@ impl std::str::FromStr for Prefix {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
         let (ip, length) = text.split_once('/').unwrap_or((text, "32"));
-        let ip: Ipv4Addr = ip.parse().map_err(|_| format!("{text:?}: not an IPv4 prefix"))?;
+        let ip: Ipv4Addr = ip
+            .parse()
+            .map_err(|_| format!("{text:?}: not an IPv4 prefix"))?;
         let length: u8 = length
             .parse()
             .ok()
@@ -99,7 +105,11 @@ impl Origin {
 
     /// Learned from peer `index`.
     pub fn peer(index: usize) -> Origin {
-        Origin(u16::try_from(index).unwrap_or(u16::MAX - 1).min(u16::MAX - 1))
+        Origin(
+            u16::try_from(index)
+                .unwrap_or(u16::MAX - 1)
+                .min(u16::MAX - 1),
+        )
     }
 
     /// The peer index, `None` for [`Origin::LOCAL`].

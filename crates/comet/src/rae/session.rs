@@ -75,7 +75,12 @@ pub struct Session {
 
 impl Session {
     /// A session on a connection we opened towards `peer_as`; send the returned Open first.
-    pub fn initiate(local_as: u32, peer_as: u32, hold_time: Duration, now: Instant) -> (Self, InterRaeMessage) {
+    pub fn initiate(
+        local_as: u32,
+        peer_as: u32,
+        hold_time: Duration,
+        now: Instant,
+    ) -> (Self, InterRaeMessage) {
         let session = Self {
             role: Role::Initiator,
             local_as,
@@ -152,7 +157,9 @@ impl Session {
                     return Err(SessionError::UnknownPeer(open.as_number));
                 }
                 if open.hold_time_ms > 0 {
-                    self.hold_time = self.hold_time.min(Duration::from_millis(u64::from(open.hold_time_ms)));
+                    self.hold_time = self
+                        .hold_time
+                        .min(Duration::from_millis(u64::from(open.hold_time_ms)));
                 }
                 self.peer_as = Some(open.as_number);
                 self.state = State::Established;
@@ -173,7 +180,9 @@ impl Session {
             (State::OpenWait, other) => Err(SessionError::NotOpen(other.kind())),
             (State::Established, InterRaeMessage::Open(_)) => Err(SessionError::DuplicateOpen),
             (State::Established, InterRaeMessage::Keepalive) => Ok((None, None)),
-            (State::Established, InterRaeMessage::Update(update)) => Ok((Some(SessionEvent::Update(update)), None)),
+            (State::Established, InterRaeMessage::Update(update)) => {
+                Ok((Some(SessionEvent::Update(update)), None))
+            }
             (State::Established, InterRaeMessage::Withdraw(withdraw)) => {
                 Ok((Some(SessionEvent::Withdraw(withdraw)), None))
             }
@@ -196,7 +205,10 @@ impl Session {
     }
 
     /// Runs the timers: a keepalive to send, or the hold-timer expiry.
-    pub fn handle_timeout(&mut self, now: Instant) -> Result<Option<InterRaeMessage>, SessionError> {
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+    ) -> Result<Option<InterRaeMessage>, SessionError> {
         if now >= self.last_received + self.hold_time {
             return Err(SessionError::HoldTimerExpired(self.hold_time));
         }
@@ -259,13 +271,17 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Session::accept(11, HOLD, t0);
         assert_eq!(
-            s.handle_message(InterRaeMessage::Keepalive, t0, |_| true).unwrap_err(),
+            s.handle_message(InterRaeMessage::Keepalive, t0, |_| true)
+                .unwrap_err(),
             SessionError::NotOpen("keepalive")
         );
         let (mut s, _) = Session::initiate(11, 5, HOLD, t0);
         assert_eq!(
             s.handle_message(open(9, 0), t0, |_| true).unwrap_err(),
-            SessionError::UnexpectedAs { expected: 5, got: 9 }
+            SessionError::UnexpectedAs {
+                expected: 5,
+                got: 9
+            }
         );
     }
 
@@ -275,7 +291,8 @@ mod tests {
         let (mut s, _) = Session::initiate(11, 5, HOLD, t0);
         s.handle_message(open(5, 0), t0, |_| false).unwrap();
         let t8 = t0 + Duration::from_secs(8);
-        s.handle_message(InterRaeMessage::Keepalive, t8, |_| false).unwrap();
+        s.handle_message(InterRaeMessage::Keepalive, t8, |_| false)
+            .unwrap();
         assert!(s.handle_timeout(t0 + Duration::from_secs(10)).is_ok());
         assert_eq!(
             s.handle_timeout(t8 + HOLD).unwrap_err(),

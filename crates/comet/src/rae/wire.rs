@@ -161,7 +161,9 @@ impl InterRaeMessage {
             Self::Open(open) => emit_frame(proto::InterRaeType::Open as u8, open, out),
             Self::Keepalive => emit_frame(proto::InterRaeType::Keepalive as u8, &(), out),
             Self::Update(update) => emit_frame(proto::InterRaeType::Update as u8, update, out),
-            Self::Withdraw(withdraw) => emit_frame(proto::InterRaeType::Withdraw as u8, withdraw, out),
+            Self::Withdraw(withdraw) => {
+                emit_frame(proto::InterRaeType::Withdraw as u8, withdraw, out)
+            }
         }
     }
 
@@ -199,7 +201,10 @@ impl CmeMessage {
                 }),
             Ok(proto::CmeMessageType::CmeReply) => proto::Reply::decode(body)
                 .map(Self::Reply)
-                .map_err(|source| WireError::Decode { kind: "Reply", source }),
+                .map_err(|source| WireError::Decode {
+                    kind: "Reply",
+                    source,
+                }),
             _ => Err(WireError::UnknownType(frame.msg_type())),
         }
     }
@@ -207,7 +212,9 @@ impl CmeMessage {
     /// Appends the framed message to `out`.
     pub fn emit(&self, out: &mut Vec<u8>) {
         match self {
-            Self::GenericRequest(r) => emit_frame(proto::CmeMessageType::CmeGenericRequest as u8, r, out),
+            Self::GenericRequest(r) => {
+                emit_frame(proto::CmeMessageType::CmeGenericRequest as u8, r, out)
+            }
             Self::Reply(r) => emit_frame(proto::CmeMessageType::CmeReply as u8, r, out),
         }
     }
@@ -223,7 +230,10 @@ mod tests {
         InterRaeMessage::Keepalive.emit(&mut out);
         assert_eq!(out, [2, 0, 0, 0, 0]);
         let frame = Frame::new_checked(&out[..]).unwrap();
-        assert_eq!(InterRaeMessage::parse(&frame).unwrap(), InterRaeMessage::Keepalive);
+        assert_eq!(
+            InterRaeMessage::parse(&frame).unwrap(),
+            InterRaeMessage::Keepalive
+        );
     }
 
     #[test]
@@ -236,7 +246,10 @@ mod tests {
         open.emit(&mut out);
         // type 1, length 5, field 1 varint 11, field 2 varint 3000 (0xb8 0x17).
         assert_eq!(out, [1, 0, 0, 0, 5, 0x08, 11, 0x10, 0xb8, 0x17]);
-        assert_eq!(InterRaeMessage::parse(&Frame::new_checked(&out[..]).unwrap()).unwrap(), open);
+        assert_eq!(
+            InterRaeMessage::parse(&Frame::new_checked(&out[..]).unwrap()).unwrap(),
+            open
+        );
     }
 
     #[test]
@@ -244,7 +257,10 @@ mod tests {
         assert_eq!(check_frame(&[3, 0, 0]).unwrap(), None);
         assert_eq!(check_frame(&[3, 0, 0, 0, 2, 0]).unwrap(), None);
         assert_eq!(check_frame(&[3, 0, 0, 0, 2, 0, 0, 9]).unwrap(), Some(7));
-        assert!(matches!(check_frame(&[3, 0xff, 0, 0, 0]), Err(WireError::TooLong(_))));
+        assert!(matches!(
+            check_frame(&[3, 0xff, 0, 0, 0]),
+            Err(WireError::TooLong(_))
+        ));
     }
 
     #[test]

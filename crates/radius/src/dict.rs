@@ -267,6 +267,10 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
         include_str!("../dictionaries/dictionary.rfc6929"),
     ),
     (
+        "dictionary.adsl-forum",
+        include_str!("../dictionaries/dictionary.adsl-forum"),
+    ),
+    (
         "dictionary.alcatel-lucent-sr",
         include_str!("../dictionaries/dictionary.alcatel-lucent-sr"),
     ),
@@ -314,16 +318,27 @@ impl Dictionary {
     /// The dictionaries shipped with brasa (RFC attributes a BNG/AAA deployment needs, and
     /// Alcatel-Lucent SR vendor 6527), embedded in the binary.
     pub fn builtin() -> Dictionary {
+        // The embedded files are checked by the `builtin_dictionary_loads` test; should that
+        // ever regress, what was parsed until the error is still returned.
         let mut dict = Dictionary::new();
+        let _ = dict.merge_builtin();
+        dict
+    }
+
+    /// Like [`Dictionary::builtin`], reporting a parse error in the embedded files.
+    pub fn try_builtin() -> Result<Dictionary, DictionaryError> {
+        let mut dict = Dictionary::new();
+        dict.merge_builtin()?;
+        Ok(dict)
+    }
+
+    fn merge_builtin(&mut self) -> Result<(), DictionaryError> {
         let mut parser = Parser {
-            dict: &mut dict,
+            dict: self,
             files: Files::Embedded(BUILTIN_FILES),
             depth: 0,
         };
-        // The embedded files are tested to load (see the `builtin_loads` test); should that ever
-        // regress, what was parsed until the error is still usable.
-        let _ = parser.parse_file("dictionary", BUILTIN_FILES[0].1);
-        dict
+        parser.parse_file("dictionary", BUILTIN_FILES[0].1)
     }
 
     /// Loads a dictionary file, following `$INCLUDE` relative to the including file.
@@ -449,10 +464,8 @@ impl Dictionary {
     /// Adds a `VALUE` name for an attribute (which may be defined later).
     pub fn add_value(&mut self, attr: &str, name: &str, value: u64) {
         let table = self.values.entry(attr.to_ascii_lowercase()).or_default();
-        table
-            .by_value
-            .entry(value)
-            .or_insert_with(|| name.to_string());
+        // Later names win for printing, as FreeRADIUS replaces its by-value entry.
+        table.by_value.insert(value, name.to_string());
         table.by_name.insert(name.to_ascii_lowercase(), value);
     }
 }
@@ -855,5 +868,140 @@ fn resolve_number(
             (_, []) => Ok(AttrId::Internal(first)),
             _ => Err("is an internal number (above 255) with sub-types"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_dictionary_loads() {
+        let dict = Dictionary::try_builtin().unwrap();
+        for (name, vendor, typ) in [
+            ("Alc-Sub-Serv-Activate", 6527, 151),
+            ("Alc-Sub-Serv-Deactivate", 6527, 152),
+            ("Alc-Sub-Serv-Acct-Stats-Type", 6527, 153),
+            ("Alc-Sub-Serv-Acct-Interim-Ivl", 6527, 154),
+            ("Alc-Dyn-Serv-SAP-Id", 6527, 164),
+            ("Alc-Dyn-Serv-Script-Params", 6527, 165),
+            ("Alc-Dyn-Serv-Script-Action", 6527, 166),
+            ("Alc-Dyn-Serv-Policy", 6527, 167),
+            ("Alc-Dyn-Serv-Acct-Interim-Ivl-1", 6527, 168),
+            ("Alc-Dyn-Serv-Acct-Interim-Ivl-2", 6527, 169),
+            ("Alc-Dyn-Serv-Acct-Stats-Type-1", 6527, 170),
+            ("Alc-Dyn-Serv-Acct-Stats-Type-2", 6527, 171),
+        ] {
+            let def = dict
+                .attribute(name)
+                .unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(def.id, AttrId::Vendor { vendor, typ }, "{name}");
+            assert!(def.has_tag, "{name} is tagged");
+        }
+        assert!(!dict.attribute("Alc-Sub-Serv-Internal").unwrap().has_tag);
+        let def = dict.attribute("alc-client-hardware-addr").unwrap();
+        assert_eq!(
+            def.id,
+            AttrId::Vendor {
+                vendor: 6527,
+                typ: 27
+            }
+        );
+        let def = dict.attribute("Alc-Ipv6-Address").unwrap();
+        assert_eq!(def.kind, ValueType::Ipv6Addr);
+        let action = dict.attribute("Alc-Dyn-Serv-Script-Action").unwrap();
+        assert_eq!(dict.value_by_name(action, "teardown"), Some(3));
+        assert_eq!(
+            dict.vendor("6527").unwrap().name,
+            "Alcatel-Lucent-Service-Router"
+        );
+        assert_eq!(dict.attribute("EAP-Message").map(|d| d.concat), Some(true));
+    }
+
+    fn error_of(text: &str) -> String {
+        Dictionary::parse_str("t.dict", text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn errors_name_file_line_and_expectation() {
+        assert_eq!(
+            error_of("ATTRIBUTE A 1 string\nATTRIBUTE B 2 strang\n"),
+            "t.dict:2: ATTRIBUTE B: unknown type \"strang\", expected string, octets, integer, integer64, signed, date, ipaddr, ipv6addr, ipv6prefix, ipv4prefix, ifid, byte, short, ether, tlv, vsa, extended, long-extended, evs, abinary or combo-ip"
+        );
+        assert!(
+            error_of("ATTRIBUTE A x string").starts_with("t.dict:1: ATTRIBUTE A: bad number \"x\"")
+        );
+        assert!(error_of("BEGIN-VENDOR Nope")
+            .starts_with("t.dict:1: BEGIN-VENDOR Nope: unknown vendor"));
+        assert!(error_of("VENDOR V 9\nBEGIN-VENDOR V\n").contains("never closed"));
+        assert!(error_of("$INCLUDE other").starts_with("t.dict:1: $INCLUDE is not available"));
+        assert!(error_of("FROB x").starts_with("t.dict:1: unknown keyword \"FROB\""));
+        assert!(error_of("VENDOR V 9 format=3,1").contains("bad format"));
+        assert!(error_of("ATTRIBUTE A 1 string has_tag,bogus").contains("unknown flag \"bogus\""));
+        assert!(error_of("VALUE A b c").contains("expected a number"));
+    }
+
+    #[test]
+    fn numbers_and_blocks_resolve() {
+        let dict = Dictionary::parse_str(
+            "t",
+            "ATTRIBUTE Ext 245.26 evs\n\
+             VENDOR V 99 format=2,2\n\
+             VENDOR W 77\n\
+             BEGIN-VENDOR V\nATTRIBUTE V-A 300 string\nATTRIBUTE V-T 5 tlv\nEND-VENDOR V\n\
+             BEGIN-TLV V-T\nATTRIBUTE V-T-Sub 1 integer\nEND-TLV V-T\n\
+             BEGIN-VENDOR W format=Ext\nATTRIBUTE W-E 7 octets\nEND-VENDOR W\n\
+             ATTRIBUTE OID-V 26.6527.151 string\n\
+             ATTRIBUTE OID-EVS 241.26.6527.9 string\n\
+             ATTRIBUTE Internal-Thing 1105 string secret\n\
+             ATTRIBUTE Old-Style 3 integer W\n\
+             ATTRIBUTE Fixed 70 octets[16] # comment\n",
+        )
+        .unwrap();
+        let id = |n: &str| dict.attribute(n).unwrap().id.clone();
+        assert_eq!(
+            id("V-A"),
+            AttrId::Vendor {
+                vendor: 99,
+                typ: 300
+            }
+        );
+        assert_eq!(
+            id("V-T-Sub"),
+            AttrId::Tlv {
+                parent: Box::new(AttrId::Vendor { vendor: 99, typ: 5 }),
+                typ: 1
+            }
+        );
+        assert_eq!(
+            id("W-E"),
+            AttrId::ExtendedVendor {
+                base: 245,
+                vendor: 77,
+                typ: 7
+            }
+        );
+        assert_eq!(
+            id("OID-V"),
+            AttrId::Vendor {
+                vendor: 6527,
+                typ: 151
+            }
+        );
+        assert_eq!(
+            id("OID-EVS"),
+            AttrId::ExtendedVendor {
+                base: 241,
+                vendor: 6527,
+                typ: 9
+            }
+        );
+        assert_eq!(id("Internal-Thing"), AttrId::Internal(1105));
+        assert_eq!(id("Old-Style"), AttrId::Vendor { vendor: 77, typ: 3 });
+        assert_eq!(dict.attribute("Fixed").unwrap().fixed_len, Some(16));
+        assert_eq!(dict.vendor("v").unwrap().format.type_size, 2);
+        assert_eq!(id("OID-EVS").to_string(), "241.26.6527.9");
     }
 }

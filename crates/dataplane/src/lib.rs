@@ -1,9 +1,22 @@
 //! brasa's userspace data plane.
 //!
 //! * [`wire`]: zero-copy views of the packet formats it reads and writes.
+//! * [`packet`], [`pipeline`]: reusable buffers with headroom, batches, and the ordered stages
+//!   every batch runs through, with per-port counters and drops by reason.
+//! * [`stages`], [`cafe`]: link-layer classification, the stateless CAFE (intercept, forward,
+//!   decapsulate) and the IP handoff to the kernel.
+//! * [`pcap`]: pcap files for tests and benchmarks.
 //!
 //! The cores here never open sockets, read clocks or spawn threads: the caller passes `now` and
-//! owns the I/O (see the `io` module for the AF_PACKET and TUN shells).
+//! owns the I/O (the `io` module holds the AF_PACKET and TUN shells).
 #![warn(missing_docs)]
 
+pub mod build;
+pub mod cafe;
+pub mod control;
+pub mod flow;
+pub mod packet;
+pub mod pcap;
+pub mod pipeline;
+pub mod stages;
 pub mod wire;

@@ -1,0 +1,420 @@
+//! The packet pipeline: batches of packets run through an ordered list of stages.
+//!
+//! A shell (AF_PACKET, pcap, a benchmark) fills a [`Batch`] with received frames, calls
+//! [`Pipeline::run`] with the current time, then acts on each packet's [`Verdict`]. A stage
+//! only looks at packets whose verdict is still [`Verdict::Pending`] and either decides
+//! (transmit, hand to the kernel, drop, ignore) or annotates the packet and leaves it for the
+//! next stage. Stages are trait objects called once per batch, so the per-packet work is plain
+//! loops over reused buffers: nothing on the fast path allocates.
+//!
+//! The CAFE pipeline is `classify → cafe-intercept → cafe-forward → ip-handoff`. Subscriber
+//! enforcement slots in after `classify` (subscriber lookup, PCC classification, policers,
+//! capture-SAP punting) without changing the stages around it: each reads the same
+//! [`PacketMeta`] and sets the same verdicts.
+
+use crate::packet::PacketBuf;
+use crate::wire::MacAddr;
+use std::any::Any;
+
+/// Index of a port (an interface the data plane receives from or transmits to).
+pub type PortId = u16;
+
+/// How a port frames packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkKind {
+    /// Ethernet: frames start with an Ethernet II header.
+    Ethernet,
+    /// Layer-3 device (GRE tunnel, TUN): packets start at the network header and the protocol
+    /// travels beside them.
+    Ip,
+}
+
+/// What happens to IP packets that no data-plane function claimed, per port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IpHandoff {
+    /// The kernel receives its own copy of every frame (AF_PACKET is a tap): leave them alone.
+    Kernel,
+    /// The kernel must not forward from this port (brasa disables it): the data plane injects
+    /// unclaimed IP packets into the kernel through its TUN device.
+    Inject,
+}
+
+/// One port as the pipeline sees it.
+#[derive(Debug, Clone)]
+pub struct Port {
+    /// Interface name.
+    pub name: String,
+    /// Framing.
+    pub link: LinkKind,
+    /// MAC address (source of frames sent from this port).
+    pub mac: MacAddr,
+    /// Fate of unclaimed IP packets received here.
+    pub ip_handoff: IpHandoff,
+}
+
+/// Why a packet was dropped; each reason has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Ethernet or VLAN header truncated.
+    MalformedL2,
+    /// IPv4/IPv6 header invalid (length, version, checksum, extension headers).
+    MalformedIp,
+    /// COMET header invalid (version, index, length).
+    MalformedComet,
+    /// The COMET packet's current key has no forwarding entry.
+    UnknownKey,
+    /// A decapsulated packet is not IPv4 or IPv6.
+    UnsupportedInner,
+    /// Adding a header would exceed the buffer (headroom or capacity).
+    NoRoom,
+    /// The egress port cannot carry the packet (e.g. unknown port).
+    BadEgress,
+    /// No stage claimed the packet.
+    Unclaimed,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 8] = [
+        DropReason::MalformedL2,
+        DropReason::MalformedIp,
+        DropReason::MalformedComet,
+        DropReason::UnknownKey,
+        DropReason::UnsupportedInner,
+        DropReason::NoRoom,
+        DropReason::BadEgress,
+        DropReason::Unclaimed,
+    ];
+
+    /// Stable name for metrics and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::MalformedL2 => "malformed_l2",
+            DropReason::MalformedIp => "malformed_ip",
+            DropReason::MalformedComet => "malformed_comet",
+            DropReason::UnknownKey => "unknown_key",
+            DropReason::UnsupportedInner => "unsupported_inner",
+            DropReason::NoRoom => "no_room",
+            DropReason::BadEgress => "bad_egress",
+            DropReason::Unclaimed => "unclaimed",
+        }
+    }
+}
+
+/// What to do with a packet once the pipeline has run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// No stage has decided yet.
+    Pending,
+    /// Send the buffer out of this port (framed for its [`LinkKind`]).
+    Transmit(PortId),
+    /// The buffer is an IP packet for the kernel's stack (written to the TUN device).
+    ToKernel,
+    /// Not for the data plane; the kernel has its own copy.
+    Ignore,
+    /// Discard, counted under the reason.
+    Drop(DropReason),
+}
+
+/// What a packet is, as far as the stages so far know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketKind {
+    /// Not classified yet.
+    Unknown,
+    /// IPv4 packet at `l3`.
+    Ipv4,
+    /// IPv6 packet at `l3`.
+    Ipv6,
+    /// COMET header at `l3`.
+    Comet,
+    /// Something else (ARP, LLDP, ...).
+    Other,
+}
+
+/// Link-layer packet types (as `sockaddr_ll.sll_pkttype`).
+pub mod pkt_type {
+    /// Addressed to this host.
+    pub const HOST: u8 = 0;
+    /// Broadcast.
+    pub const BROADCAST: u8 = 1;
+    /// Multicast.
+    pub const MULTICAST: u8 = 2;
+    /// Addressed to another host (promiscuous mode).
+    pub const OTHERHOST: u8 = 3;
+    /// Sent by this host.
+    pub const OUTGOING: u8 = 4;
+}
+
+/// Per-packet annotations the stages share.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketMeta {
+    /// Port the packet arrived on.
+    pub port: PortId,
+    /// Link-layer packet type ([`pkt_type`]).
+    pub pkt_type: u8,
+    /// Network protocol (EtherType) of the packet at `l3`; for [`LinkKind::Ip`] ports the shell
+    /// fills it from the socket address, for Ethernet ports `classify` does.
+    pub protocol: u16,
+    /// Offset of the network header (IP or COMET) in the buffer.
+    pub l3: u16,
+    /// Classification so far.
+    pub kind: PacketKind,
+    /// Decision so far.
+    pub verdict: Verdict,
+}
+
+impl PacketMeta {
+    /// Fresh annotations for a packet received on `port`.
+    pub fn new(port: PortId, pkt_type: u8, protocol: u16) -> Self {
+        Self {
+            port,
+            pkt_type,
+            protocol,
+            l3: 0,
+            kind: PacketKind::Unknown,
+            verdict: Verdict::Pending,
+        }
+    }
+}
+
+/// A batch of packets: buffers and their annotations, allocated once and reused.
+pub struct Batch {
+    bufs: Vec<PacketBuf>,
+    metas: Vec<PacketMeta>,
+    len: usize,
+}
+
+impl Batch {
+    /// A batch holding up to `capacity` packets.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            bufs: (0..capacity).map(|_| PacketBuf::new()).collect(),
+            metas: vec![PacketMeta::new(0, 0, 0); capacity],
+            len: 0,
+        }
+    }
+
+    /// Most packets the batch holds.
+    pub fn capacity(&self) -> usize {
+        self.bufs.len()
+    }
+
+    /// Packets in the batch.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when no more packets fit.
+    pub fn is_full(&self) -> bool {
+        self.len == self.bufs.len()
+    }
+
+    /// Empties the batch (buffers are kept).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Copies a received frame in. Returns false when the batch is full or the frame does not
+    /// fit in a buffer (the caller counts it).
+    pub fn push(&mut self, bytes: &[u8], meta: PacketMeta) -> bool {
+        let (Some(buf), Some(slot)) = (self.bufs.get_mut(self.len), self.metas.get_mut(self.len))
+        else {
+            return false;
+        };
+        if !buf.fill(bytes) {
+            return false;
+        }
+        *slot = meta;
+        self.len += 1;
+        true
+    }
+
+    /// Packet `index`: its buffer and annotations.
+    pub fn get(&self, index: usize) -> Option<(&PacketBuf, &PacketMeta)> {
+        if index >= self.len {
+            return None;
+        }
+        Some((self.bufs.get(index)?, self.metas.get(index)?))
+    }
+
+    /// Iterates over the packets.
+    pub fn iter(&self) -> impl Iterator<Item = (&PacketBuf, &PacketMeta)> {
+        self.bufs.iter().zip(self.metas.iter()).take(self.len)
+    }
+
+    /// Iterates over the packets, writable.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&mut PacketBuf, &mut PacketMeta)> {
+        self.bufs
+            .iter_mut()
+            .zip(self.metas.iter_mut())
+            .take(self.len)
+    }
+}
+
+/// Counters of one port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PortCounters {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames transmitted.
+    pub tx_packets: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Packets received here and handed to the kernel's stack.
+    pub to_kernel: u64,
+    /// Packets received here and left to the kernel's own copy.
+    pub ignored: u64,
+    /// Packets received here and dropped.
+    pub dropped: u64,
+}
+
+/// Shared context of one pipeline run.
+pub struct Context<'a> {
+    /// Monotonic time in nanoseconds (the caller's clock).
+    pub now_ns: u64,
+    /// The ports, indexed by [`PortId`].
+    pub ports: &'a [Port],
+}
+
+/// One step of the pipeline.
+pub trait Stage: Send {
+    /// Short name for logs and metrics.
+    fn name(&self) -> &'static str;
+    /// Processes every packet of the batch whose verdict is still pending.
+    fn process(&mut self, batch: &mut Batch, ctx: &Context<'_>);
+    /// Periodic work outside the packet path (expiry, token refill); `now_ns` as in [`Context`].
+    fn tick(&mut self, _now_ns: u64) {}
+    /// For control-plane access to a stage's tables by type.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// The ordered stages, the ports and the per-port and per-reason counters.
+pub struct Pipeline {
+    ports: Vec<Port>,
+    stages: Vec<Box<dyn Stage>>,
+    port_counters: Vec<PortCounters>,
+    drops: [u64; DropReason::ALL.len()],
+}
+
+impl Pipeline {
+    /// A pipeline over `ports` running `stages` in order.
+    pub fn new(ports: Vec<Port>, stages: Vec<Box<dyn Stage>>) -> Self {
+        let port_counters = vec![PortCounters::default(); ports.len()];
+        Self {
+            ports,
+            stages,
+            port_counters,
+            drops: [0; DropReason::ALL.len()],
+        }
+    }
+
+    /// The ports.
+    pub fn ports(&self) -> &[Port] {
+        &self.ports
+    }
+
+    /// The port named `name`.
+    pub fn port_id(&self, name: &str) -> Option<PortId> {
+        self.ports
+            .iter()
+            .position(|port| port.name == name)
+            .and_then(|i| PortId::try_from(i).ok())
+    }
+
+    /// The first stage of type `S`.
+    pub fn stage_mut<S: Stage + 'static>(&mut self) -> Option<&mut S> {
+        self.stages
+            .iter_mut()
+            .find_map(|stage| stage.as_any_mut().downcast_mut::<S>())
+    }
+
+    /// Names of the stages in order.
+    pub fn stage_names(&self) -> Vec<&'static str> {
+        self.stages.iter().map(|stage| stage.name()).collect()
+    }
+
+    /// Runs every stage over the batch, then settles undecided packets as dropped and counts.
+    pub fn run(&mut self, batch: &mut Batch, now_ns: u64) {
+        for (buf, meta) in batch.iter() {
+            if let Some(counters) = self.port_counters.get_mut(usize::from(meta.port)) {
+                counters.rx_packets += 1;
+                counters.rx_bytes += buf.len() as u64;
+            }
+        }
+        let ctx = Context {
+            now_ns,
+            ports: &self.ports,
+        };
+        for stage in &mut self.stages {
+            stage.process(batch, &ctx);
+        }
+        for (buf, meta) in batch.iter_mut() {
+            if meta.verdict == Verdict::Pending {
+                meta.verdict = Verdict::Drop(DropReason::Unclaimed);
+            }
+            let rx_port = usize::from(meta.port);
+            match meta.verdict {
+                Verdict::Transmit(port) => {
+                    if let Some(counters) = self.port_counters.get_mut(usize::from(port)) {
+                        counters.tx_packets += 1;
+                        counters.tx_bytes += buf.len() as u64;
+                    } else {
+                        meta.verdict = Verdict::Drop(DropReason::BadEgress);
+                        self.drops[DropReason::BadEgress as usize] += 1;
+                    }
+                }
+                Verdict::ToKernel => {
+                    if let Some(counters) = self.port_counters.get_mut(rx_port) {
+                        counters.to_kernel += 1;
+                    }
+                }
+                Verdict::Ignore => {
+                    if let Some(counters) = self.port_counters.get_mut(rx_port) {
+                        counters.ignored += 1;
+                    }
+                }
+                Verdict::Drop(reason) => {
+                    self.drops[reason as usize] += 1;
+                    if let Some(counters) = self.port_counters.get_mut(rx_port) {
+                        counters.dropped += 1;
+                    }
+                }
+                Verdict::Pending => {}
+            }
+        }
+    }
+
+    /// Periodic work of every stage.
+    pub fn tick(&mut self, now_ns: u64) {
+        for stage in &mut self.stages {
+            stage.tick(now_ns);
+        }
+    }
+
+    /// Counts a drop that happened outside the stages (e.g. a frame too large for a buffer).
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    /// Counters of every port, in port order.
+    pub fn port_counters(&self) -> &[PortCounters] {
+        &self.port_counters
+    }
+
+    /// Drops by reason.
+    pub fn drops(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|reason| (*reason, self.drops[*reason as usize]))
+    }
+}

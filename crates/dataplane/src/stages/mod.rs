@@ -1,0 +1,135 @@
+//! General-purpose stages: link-layer classification first, IP handoff last.
+
+use crate::pipeline::{
+    pkt_type, Batch, Context, DropReason, IpHandoff, LinkKind, PacketKind, Stage, Verdict,
+};
+use crate::wire::{ethernet, vlan, EtherType, EthernetFrame, VlanHeader};
+use std::any::Any;
+
+/// Most VLAN tags stripped while looking for the network header (QinQ = 2).
+pub const MAX_VLAN_TAGS: usize = 2;
+
+/// Finds the network header (through up to two VLAN tags) and what it is. Frames the data
+/// plane does not handle (ARP, frames the host sent, IP not addressed to this host's MAC) are
+/// left to the kernel.
+#[derive(Default)]
+pub struct ClassifyStage;
+
+impl Stage for ClassifyStage {
+    fn name(&self) -> &'static str {
+        "classify"
+    }
+
+    fn process(&mut self, batch: &mut Batch, ctx: &Context<'_>) {
+        for (buf, meta) in batch.iter_mut() {
+            if meta.verdict != Verdict::Pending {
+                continue;
+            }
+            if meta.pkt_type == pkt_type::OUTGOING {
+                meta.verdict = Verdict::Ignore;
+                continue;
+            }
+            let link = ctx
+                .ports
+                .get(usize::from(meta.port))
+                .map(|p| p.link)
+                .unwrap_or(LinkKind::Ethernet);
+            if link == LinkKind::Ethernet {
+                let Ok(frame) = EthernetFrame::new_checked(buf.as_slice()) else {
+                    meta.verdict = Verdict::Drop(DropReason::MalformedL2);
+                    continue;
+                };
+                let mut offset = ethernet::HEADER_LEN;
+                let mut ethertype = frame.ethertype();
+                let mut tags = 0;
+                while (ethertype == EtherType::VLAN || ethertype == EtherType::QINQ)
+                    && tags < MAX_VLAN_TAGS
+                {
+                    match VlanHeader::new_checked(buf.as_slice().get(offset..).unwrap_or(&[])) {
+                        Ok(tag) => ethertype = tag.inner_ethertype(),
+                        Err(_) => break,
+                    }
+                    offset += vlan::HEADER_LEN;
+                    tags += 1;
+                }
+                if ethertype == EtherType::VLAN || ethertype == EtherType::QINQ {
+                    meta.verdict = Verdict::Drop(DropReason::MalformedL2);
+                    continue;
+                }
+                meta.protocol = ethertype;
+                meta.l3 = offset as u16;
+            } else {
+                meta.l3 = 0;
+            }
+            meta.kind = match meta.protocol {
+                EtherType::IPV4 => PacketKind::Ipv4,
+                EtherType::IPV6 => PacketKind::Ipv6,
+                EtherType::COMET => PacketKind::Comet,
+                _ => PacketKind::Other,
+            };
+            let for_us = meta.pkt_type == pkt_type::HOST;
+            match meta.kind {
+                PacketKind::Other => meta.verdict = Verdict::Ignore,
+                PacketKind::Ipv4 | PacketKind::Ipv6 | PacketKind::Comet if !for_us => {
+                    meta.verdict = Verdict::Ignore
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// IP packets no stage claimed: left to the kernel's own copy, or (ports with
+/// [`IpHandoff::Inject`]) stripped of the link layer and handed to the kernel.
+#[derive(Default)]
+pub struct IpHandoffStage;
+
+impl Stage for IpHandoffStage {
+    fn name(&self) -> &'static str {
+        "ip-handoff"
+    }
+
+    fn process(&mut self, batch: &mut Batch, ctx: &Context<'_>) {
+        for (buf, meta) in batch.iter_mut() {
+            if meta.verdict != Verdict::Pending
+                || !matches!(meta.kind, PacketKind::Ipv4 | PacketKind::Ipv6)
+            {
+                continue;
+            }
+            let handoff = ctx
+                .ports
+                .get(usize::from(meta.port))
+                .map(|p| p.ip_handoff)
+                .unwrap_or(IpHandoff::Kernel);
+            match handoff {
+                IpHandoff::Kernel => meta.verdict = Verdict::Ignore,
+                IpHandoff::Inject => {
+                    if buf.pull_front(usize::from(meta.l3)) {
+                        meta.l3 = 0;
+                        meta.verdict = Verdict::ToKernel;
+                    } else {
+                        meta.verdict = Verdict::Drop(DropReason::MalformedL2);
+                    }
+                }
+            }
+        }
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The CAFE pipeline: classify, intercept, forward, IP handoff.
+pub fn cafe_stages() -> Vec<Box<dyn Stage>> {
+    vec![
+        Box::new(ClassifyStage),
+        Box::new(crate::cafe::InterceptStage::default()),
+        Box::new(crate::cafe::ForwardStage::default()),
+        Box::new(IpHandoffStage),
+    ]
+}

@@ -1,0 +1,326 @@
+//! The CAFE pipeline on in-memory batches: intercept, transit, VLAN and device egress,
+//! decapsulation, drops by reason.
+
+use brasa_dataplane::build;
+use brasa_dataplane::control::{self, FilterRequest, ForwardRule};
+use brasa_dataplane::pipeline::{
+    pkt_type, Batch, DropReason, IpHandoff, LinkKind, PacketMeta, Pipeline, Port, Verdict,
+};
+use brasa_dataplane::stages::cafe_stages;
+use brasa_dataplane::wire::comet::CometPacket;
+use brasa_dataplane::wire::{EtherType, EthernetFrame, MacAddr, VlanHeader};
+use std::net::Ipv4Addr;
+
+const MAC_IN: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+const MAC_OUT: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
+const PEER: MacAddr = MacAddr([0xaa, 0x11, 0xb0, 0, 0, 0x01]);
+const HOST: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x99]);
+
+fn pipeline() -> Pipeline {
+    let ports = vec![
+        Port {
+            name: "in0".into(),
+            link: LinkKind::Ethernet,
+            mac: MAC_IN,
+            ip_handoff: IpHandoff::Inject,
+        },
+        Port {
+            name: "out0".into(),
+            link: LinkKind::Ethernet,
+            mac: MAC_OUT,
+            ip_handoff: IpHandoff::Kernel,
+        },
+        Port {
+            name: "gre1".into(),
+            link: LinkKind::Ip,
+            mac: MacAddr::default(),
+            ip_handoff: IpHandoff::Kernel,
+        },
+    ];
+    Pipeline::new(ports, cafe_stages())
+}
+
+fn udp(src_port: u16, dst_port: u16) -> Vec<u8> {
+    build::ipv4_udp(
+        Ipv4Addr::new(127, 1, 1, 2),
+        Ipv4Addr::new(127, 2, 2, 1),
+        src_port,
+        dst_port,
+        b"content",
+    )
+}
+
+fn run_one(pipeline: &mut Pipeline, frame: &[u8], now_ns: u64) -> (Vec<u8>, PacketMeta) {
+    let mut batch = Batch::new(4);
+    assert!(batch.push(frame, PacketMeta::new(0, pkt_type::HOST, 0)));
+    pipeline.run(&mut batch, now_ns);
+    let (buf, meta) = batch.get(0).unwrap();
+    (buf.as_slice().to_vec(), *meta)
+}
+
+#[test]
+fn intercept_pushes_header_and_forwards_by_first_key() {
+    let mut pipeline = pipeline();
+    control::forward_add(
+        &mut pipeline,
+        &ForwardRule::Ethernet {
+            key: 0x12,
+            device: "out0".into(),
+            mac: PEER.to_string(),
+        },
+    )
+    .unwrap();
+    control::intercept_add(
+        &mut pipeline,
+        &FilterRequest {
+            id: 123,
+            timeout: 60,
+            src: Some("127.1.1.2".parse().unwrap()),
+            dst: Some("127.2.2.1".parse().unwrap()),
+            protocol: 17,
+            src_port: 0,
+            dst_port: 80,
+            keys: "1234567890abcdef".into(),
+            bandwidth: 0,
+            cos: String::new(),
+            as_path: vec![],
+        },
+        0,
+    )
+    .unwrap();
+    let ip = udp(4000, 80);
+    let (out, meta) = run_one(
+        &mut pipeline,
+        &build::ethernet(HOST, MAC_IN, EtherType::IPV4, &ip),
+        5,
+    );
+    assert_eq!(meta.verdict, Verdict::Transmit(1));
+    let frame = EthernetFrame::new_checked(&out[..]).unwrap();
+    assert_eq!(
+        (frame.dst(), frame.src(), frame.ethertype()),
+        (PEER, MAC_OUT, EtherType::COMET)
+    );
+    let comet = CometPacket::new_checked(frame.payload()).unwrap();
+    assert_eq!(
+        comet.keys(),
+        &[0x12, 0x34, 0x56, 0x78, 0x90, 0xab, 0xcd, 0xef]
+    );
+    assert_eq!(comet.index(), 1, "the ingress edge used key 0");
+    assert_eq!(comet.inner_protocol(), EtherType::IPV4);
+    assert_eq!(comet.payload(), &ip[..]);
+    let filters = control::intercept_list(&mut pipeline).unwrap();
+    assert_eq!((filters[0].packets, filters[0].bytes), (1, ip.len() as u64));
+    assert_eq!(
+        control::forward_get(&mut pipeline, Some(0x12)).unwrap()[0].packets,
+        1
+    );
+
+    // A different destination port takes the IP handoff (this port injects into the kernel).
+    let other = udp(4000, 81);
+    let (out, meta) = run_one(
+        &mut pipeline,
+        &build::ethernet(HOST, MAC_IN, EtherType::IPV4, &other),
+        6,
+    );
+    assert_eq!(meta.verdict, Verdict::ToKernel);
+    assert_eq!(out, other);
+}
+
+#[test]
+fn transit_advances_index_and_rewrites_macs() {
+    let mut pipeline = pipeline();
+    control::forward_add(
+        &mut pipeline,
+        &ForwardRule::Ethernet {
+            key: 0xa7,
+            device: "out0".into(),
+            mac: PEER.to_string(),
+        },
+    )
+    .unwrap();
+    let ip = udp(1, 2);
+    let frame = build::comet_frame(HOST, MAC_IN, 1, &[0x05, 0xa7, 0x09], &ip);
+    let (out, meta) = run_one(&mut pipeline, &frame, 0);
+    assert_eq!(meta.verdict, Verdict::Transmit(1));
+    assert_eq!(out.len(), frame.len());
+    assert_eq!(&out[..6], &PEER.0);
+    assert_eq!(&out[6..12], &MAC_OUT.0);
+    let mut expected = frame.clone();
+    expected[..12].copy_from_slice(&out[..12]);
+    expected[15] = 2; // index 1 -> 2
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn vlan_egress_adds_tag() {
+    let mut pipeline = pipeline();
+    control::forward_add(
+        &mut pipeline,
+        &ForwardRule::Vlan {
+            key: 3,
+            device: "out0".into(),
+            mac: PEER.to_string(),
+            vid: 100,
+        },
+    )
+    .unwrap();
+    let ip = udp(1, 2);
+    let (out, meta) = run_one(
+        &mut pipeline,
+        &build::comet_frame(HOST, MAC_IN, 0, &[3, 4], &ip),
+        0,
+    );
+    assert_eq!(meta.verdict, Verdict::Transmit(1));
+    let frame = EthernetFrame::new_checked(&out[..]).unwrap();
+    assert_eq!(frame.ethertype(), EtherType::VLAN);
+    let tag = VlanHeader::new_checked(frame.payload()).unwrap();
+    assert_eq!((tag.vid(), tag.inner_ethertype()), (100, EtherType::COMET));
+    let comet = CometPacket::new_checked(tag.payload()).unwrap();
+    assert_eq!((comet.index(), comet.payload()), (1, &ip[..]));
+}
+
+#[test]
+fn device_egress_strips_link_layer() {
+    let mut pipeline = pipeline();
+    control::forward_add(
+        &mut pipeline,
+        &ForwardRule::Device {
+            key: 5,
+            device: "gre1".into(),
+        },
+    )
+    .unwrap();
+    let ip = udp(1, 2);
+    let (out, meta) = run_one(
+        &mut pipeline,
+        &build::comet_frame(HOST, MAC_IN, 0, &[5, 6], &ip),
+        0,
+    );
+    assert_eq!(meta.verdict, Verdict::Transmit(2));
+    assert_eq!(meta.protocol, EtherType::COMET);
+    assert_eq!(out, build::comet(1, &[5, 6], &ip));
+}
+
+#[test]
+fn complete_path_decapsulates_ipv4_and_ipv6() {
+    let mut pipeline = pipeline();
+    let ip = udp(1, 2);
+    let (out, meta) = run_one(
+        &mut pipeline,
+        &build::comet_frame(HOST, MAC_IN, 2, &[1, 2], &ip),
+        0,
+    );
+    assert_eq!(
+        (meta.verdict, meta.protocol),
+        (Verdict::ToKernel, EtherType::IPV4)
+    );
+    assert_eq!(out, ip);
+    let ip6 = build::ipv6_udp(
+        "fd00::1".parse().unwrap(),
+        "fd00::2".parse().unwrap(),
+        1,
+        2,
+        b"six",
+    );
+    let (out, meta) = run_one(
+        &mut pipeline,
+        &build::comet_frame(HOST, MAC_IN, 1, &[1], &ip6),
+        0,
+    );
+    assert_eq!(
+        (meta.verdict, meta.protocol),
+        (Verdict::ToKernel, EtherType::IPV6)
+    );
+    assert_eq!(out, ip6);
+    assert_eq!(control::stats(&mut pipeline).decapsulated, 2);
+}
+
+#[test]
+fn bad_packets_are_dropped_by_reason() {
+    let mut pipeline = pipeline();
+    let ip = udp(1, 2);
+    // Unknown key.
+    let (_, meta) = run_one(
+        &mut pipeline,
+        &build::comet_frame(HOST, MAC_IN, 0, &[9], &ip),
+        0,
+    );
+    assert_eq!(meta.verdict, Verdict::Drop(DropReason::UnknownKey));
+    // Index beyond length.
+    let mut bad = build::comet_frame(HOST, MAC_IN, 0, &[9], &ip);
+    bad[15] = 7;
+    let (_, meta) = run_one(&mut pipeline, &bad, 0);
+    assert_eq!(meta.verdict, Verdict::Drop(DropReason::MalformedComet));
+    // Decapsulated payload that is not what the header says.
+    let mut mismatched = build::comet_frame(HOST, MAC_IN, 1, &[9], &[0x60; 40]);
+    mismatched[18..20].copy_from_slice(&EtherType::IPV4.to_be_bytes());
+    let (_, meta) = run_one(&mut pipeline, &mismatched, 0);
+    assert_eq!(meta.verdict, Verdict::Drop(DropReason::MalformedIp));
+    // Runt frame.
+    let (_, meta) = run_one(&mut pipeline, &[0u8; 10], 0);
+    assert_eq!(meta.verdict, Verdict::Drop(DropReason::MalformedL2));
+    // ARP is the kernel's.
+    let (_, meta) = run_one(
+        &mut pipeline,
+        &build::ethernet(HOST, MAC_IN, EtherType::ARP, &[0; 28]),
+        0,
+    );
+    assert_eq!(meta.verdict, Verdict::Ignore);
+    let stats = control::stats(&mut pipeline);
+    let drop = |name: &str| stats.drops.iter().find(|(n, _)| n == name).unwrap().1;
+    assert_eq!(
+        (
+            drop("unknown_key"),
+            drop("malformed_comet"),
+            drop("malformed_ip"),
+            drop("malformed_l2")
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(stats.interfaces[0].counters.rx_packets, 5);
+    assert_eq!(stats.interfaces[0].counters.dropped, 4);
+}
+
+#[test]
+fn control_refuses_wrong_devices() {
+    let mut pipeline = pipeline();
+    assert!(control::forward_add(
+        &mut pipeline,
+        &ForwardRule::Device {
+            key: 1,
+            device: "out0".into()
+        }
+    )
+    .is_err());
+    assert!(control::forward_add(
+        &mut pipeline,
+        &ForwardRule::Ethernet {
+            key: 1,
+            device: "gre1".into(),
+            mac: PEER.to_string()
+        }
+    )
+    .is_err());
+    assert!(control::forward_add(
+        &mut pipeline,
+        &ForwardRule::Ethernet {
+            key: 1,
+            device: "nope".into(),
+            mac: PEER.to_string()
+        }
+    )
+    .is_err());
+    assert!(control::forward_add(
+        &mut pipeline,
+        &ForwardRule::Ethernet {
+            key: 1,
+            device: "out0".into(),
+            mac: "x".into()
+        }
+    )
+    .is_err());
+    assert!(control::forward_get(&mut pipeline, None)
+        .unwrap()
+        .is_empty());
+    assert!(control::forward_remove(&mut pipeline, 1).is_err());
+}

@@ -1,6 +1,7 @@
 //! `brasa` — the one binary: daemons (`run`, `dataplane`, `rae`, `curling`) and operator commands.
 
 mod cmd;
+mod daemon;
 mod common;
 
 use clap::{Parser, Subcommand};

@@ -1,12 +1,15 @@
-//! `brasa run` and `brasa check` (placeholder until the RADIUS daemon lands).
+//! `brasa run` and `brasa check`.
 
 use crate::common::GlobalArgs;
+use crate::daemon;
 use std::path::PathBuf;
 
 /// Arguments of `brasa run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Config file (TOML). Without it the embedded defaults are used.
+    /// Config file (TOML). Without it the embedded defaults run: a RADIUS server on
+    /// 127.0.0.1:1812/1813 with client 127.0.0.1 (secret `testing123`) and user `alice`
+    /// (password `wonderland`), as in examples/quickstart.toml.
     #[arg(short, long)]
     pub config: Option<PathBuf>,
 }
@@ -19,10 +22,49 @@ pub struct CheckArgs {
     pub config: PathBuf,
 }
 
-pub async fn run(_global: &GlobalArgs, _args: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("brasa run is not implemented yet")
+pub async fn run(_global: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
+    let resolved = daemon::config::load(args.config.as_deref())?;
+    let running = daemon::start(resolved).await?;
+    tracing::info!(api = %running.api, "brasa is running");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    Ok(())
 }
 
-pub async fn check(_global: &GlobalArgs, _args: CheckArgs) -> anyhow::Result<()> {
-    anyhow::bail!("brasa check is not implemented yet")
+pub async fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
+    let resolved = daemon::config::load(Some(&args.config))?;
+    let summary = serde_json::json!({
+        "config": args.config,
+        "valid": true,
+        "api": resolved.api_listen.to_string(),
+        "data_dir": resolved.data_dir,
+        "radius": resolved.radius.as_ref().map(|(engine, _)| serde_json::json!({
+            "clients": engine.clients.len(),
+            "servers": engine.servers.len(),
+            "pools": engine.pools.len(),
+            "local_databases": engine.local_databases.len(),
+            "policies": engine.policies.len(),
+        })),
+    });
+    if global.json {
+        crate::common::output::print_json(&summary)?;
+    } else {
+        println!("{}: configuration is valid", args.config.display());
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }

@@ -1,0 +1,151 @@
+//! Local answering: authentication from a [`LocalDatabase`] (PAP and CHAP) and accounting
+//! records for the append-only log.
+
+use crate::config::{LocalDatabase, LocalUser};
+use brasa_radius::{Dictionary, Packet};
+use md5::{Digest, Md5};
+
+const USER_NAME: u8 = 1;
+const USER_PASSWORD: u8 = 2;
+const CHAP_PASSWORD: u8 = 3;
+const CHAP_CHALLENGE: u8 = 60;
+
+/// The outcome of a local authentication.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// Credentials and check items matched.
+    Accept,
+    /// Why the user was rejected (for the log, never sent to the NAS).
+    Reject(&'static str),
+}
+
+/// Authenticates `request` (from a client with `secret`) against `database`.
+pub fn authenticate<'db>(
+    database: &'db LocalDatabase,
+    dictionary: &Dictionary,
+    request: &Packet,
+    secret: &[u8],
+) -> (AuthOutcome, Option<&'db LocalUser>) {
+    let Some(name) = request.get(USER_NAME) else {
+        return (AuthOutcome::Reject("no User-Name"), None);
+    };
+    let Some(user) = std::str::from_utf8(name)
+        .ok()
+        .and_then(|name| database.users.get(name))
+    else {
+        return (AuthOutcome::Reject("unknown user"), None);
+    };
+    if let Some(expected) = &user.password {
+        let verdict = if let Some(hidden) = request.get(USER_PASSWORD) {
+            match brasa_radius::auth::reveal_user_password(hidden, secret, &request.authenticator) {
+                Ok(given) if constant_time_eq(&given, expected) => None,
+                Ok(_) => Some("wrong password"),
+                Err(_) => Some("undecodable User-Password"),
+            }
+        } else if let Some(chap) = request.get(CHAP_PASSWORD) {
+            let challenge = request
+                .get(CHAP_CHALLENGE)
+                .unwrap_or(&request.authenticator[..]);
+            if chap_matches(chap, expected, challenge) {
+                None
+            } else {
+                Some("wrong CHAP response")
+            }
+        } else {
+            Some("no User-Password or CHAP-Password")
+        };
+        if let Some(reason) = verdict {
+            return (AuthOutcome::Reject(reason), Some(user));
+        }
+    }
+    if !user.check.is_empty() {
+        let present = dictionary.decode_pairs(request, Some((secret, &request.authenticator)));
+        let all_match = user.check.iter().all(|wanted| {
+            present
+                .iter()
+                .any(|have| have.attr == wanted.attr && have.value == wanted.value)
+        });
+        if !all_match {
+            return (AuthOutcome::Reject("check items do not match"), Some(user));
+        }
+    }
+    (AuthOutcome::Accept, Some(user))
+}
+
+/// CHAP (RFC 1994 via RFC 2865 §5.3): CHAP-Password is the CHAP ident followed by
+/// MD5(ident ‖ password ‖ challenge).
+fn chap_matches(chap_password: &[u8], password: &[u8], challenge: &[u8]) -> bool {
+    let [ident, response @ ..] = chap_password else {
+        return false;
+    };
+    if response.len() != 16 {
+        return false;
+    }
+    let mut hasher = Md5::new();
+    hasher.update([*ident]);
+    hasher.update(password);
+    hasher.update(challenge);
+    constant_time_eq(&hasher.finalize(), response)
+}
+
+/// Compares secrets without a data-dependent early exit.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// One accounting request as the JSON object written to the log (the shell adds the time).
+pub fn accounting_record(
+    dictionary: &Dictionary,
+    request: &Packet,
+    client: &str,
+    from: std::net::SocketAddr,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut attributes = serde_json::Map::new();
+    for pair in dictionary.decode_pairs(request, None) {
+        let text = pair.to_text(dictionary);
+        let value = text
+            .split_once(" = ")
+            .map(|(_, v)| v.to_string())
+            .unwrap_or(text);
+        let name = match pair.tag {
+            Some(tag) => format!("{}:{tag}", pair.name),
+            None => pair.name.clone(),
+        };
+        match attributes.get_mut(&name) {
+            // Repeated attributes (several Class values, say) become arrays, in wire order.
+            Some(serde_json::Value::Array(values)) => values.push(value.into()),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = serde_json::Value::Array(vec![first, value.into()]);
+            }
+            None => {
+                attributes.insert(name, value.into());
+            }
+        }
+    }
+    let mut record = serde_json::Map::new();
+    record.insert("client".into(), client.into());
+    record.insert("nas_address".into(), from.to_string().into());
+    record.insert("identifier".into(), request.identifier.into());
+    record.insert("attributes".into(), attributes.into());
+    record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chap_response_is_checked() {
+        let mut hasher = Md5::new();
+        hasher.update([7u8]);
+        hasher.update(b"pw");
+        hasher.update(b"challenge-bytes!");
+        let mut chap = vec![7u8];
+        chap.extend_from_slice(&hasher.finalize());
+        assert!(chap_matches(&chap, b"pw", b"challenge-bytes!"));
+        assert!(!chap_matches(&chap, b"px", b"challenge-bytes!"));
+        assert!(!chap_matches(&chap[..10], b"pw", b"challenge-bytes!"));
+        assert!(!chap_matches(&[], b"pw", b"x"));
+    }
+}

@@ -1,0 +1,261 @@
+//! The tokio shell around [`Engine`]: UDP sockets, the clock, timers and accounting files.
+//!
+//! One receive task per socket feeds datagrams to the engine (behind a mutex held only for the
+//! engine call) and performs what it returns; a timer task sleeps until the engine's next
+//! deadline. Upstream sockets are opened lazily, one per Identifier slot the engine hands out.
+
+use crate::engine::{Engine, ListenerKind, Output, SocketRef, Transmit};
+use crate::stats::StatsSnapshot;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+
+/// Failures to start the service.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    /// A listening socket could not be bound.
+    #[error("cannot bind {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An accounting log could not be opened.
+    #[error("cannot open accounting log {path}: {source}")]
+    AccountingLog {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct Shared {
+    engine: Mutex<Engine>,
+    sockets: Mutex<HashMap<SocketRef, Arc<UdpSocket>>>,
+    accounting_logs: Mutex<HashMap<usize, File>>,
+    timer_changed: Notify,
+    /// Sockets opened on demand go to a task that starts their receive loop (a receive loop
+    /// cannot spawn another one directly: the future would contain itself).
+    new_sockets: mpsc::UnboundedSender<(SocketRef, Arc<UdpSocket>)>,
+}
+
+/// A running RADIUS service.
+pub struct RadiusService {
+    shared: Arc<Shared>,
+    bound: Vec<(ListenerKind, SocketAddr)>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RadiusService {
+    /// Binds every listener of `engine`, opens the accounting logs and starts the tasks.
+    pub async fn start(engine: Engine) -> Result<RadiusService, ShellError> {
+        let listeners = engine.listeners();
+        let mut logs = HashMap::new();
+        let mut index = 0;
+        while let Some(database) = engine.local_database(index) {
+            let path = &database.accounting_log;
+            if let Some(parent) = path.parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|source| ShellError::AccountingLog {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                }
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| ShellError::AccountingLog {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            logs.insert(index, file);
+            index += 1;
+        }
+        let mut sockets = HashMap::new();
+        let mut bound = Vec::new();
+        for (id, address, kind) in &listeners {
+            let socket = UdpSocket::bind(address)
+                .await
+                .map_err(|source| ShellError::Bind {
+                    address: *address,
+                    source,
+                })?;
+            let local = socket.local_addr().map_err(|source| ShellError::Bind {
+                address: *address,
+                source,
+            })?;
+            tracing::info!(kind = ?kind, address = %local, "RADIUS listening");
+            bound.push((*kind, local));
+            sockets.insert(SocketRef::Listener(*id), Arc::new(socket));
+        }
+        let (new_sockets, mut opened) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            engine: Mutex::new(engine),
+            sockets: Mutex::new(sockets.clone()),
+            accounting_logs: Mutex::new(logs),
+            timer_changed: Notify::new(),
+            new_sockets,
+        });
+        let mut tasks = Vec::new();
+        for (socket_ref, socket) in sockets {
+            tasks.push(tokio::spawn(receive_loop(shared.clone(), socket_ref, socket)));
+        }
+        tasks.push(tokio::spawn(timer_loop(shared.clone())));
+        let spawner_shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut receivers = tokio::task::JoinSet::new();
+            while let Some((socket_ref, socket)) = opened.recv().await {
+                receivers.spawn(receive_loop(spawner_shared.clone(), socket_ref, socket));
+            }
+        }));
+        Ok(RadiusService {
+            shared,
+            bound,
+            tasks,
+        })
+    }
+
+    /// The addresses actually bound (useful with port 0), in listener order.
+    pub fn bound(&self) -> &[(ListenerKind, SocketAddr)] {
+        &self.bound
+    }
+
+    /// The bound address of the first listener of `kind`.
+    pub fn address(&self, kind: ListenerKind) -> Option<SocketAddr> {
+        self.bound
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, address)| *address)
+    }
+
+    /// The engine's counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        lock(&self.shared.engine).stats()
+    }
+
+    /// Stops every task (sockets close when the last task ends).
+    pub fn shutdown(self) {
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock would be a bug; the data stays usable for counters.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn receive_loop(shared: Arc<Shared>, socket_ref: SocketRef, socket: Arc<UdpSocket>) {
+    let mut buffer = vec![0u8; 65536];
+    let mut outputs = Vec::new();
+    loop {
+        let (length, from) = match socket.recv_from(&mut buffer).await {
+            Ok(received) => received,
+            Err(err) => {
+                // ICMP port unreachable from an upstream shows up here on Linux; keep going.
+                tracing::debug!(socket = ?socket_ref, %err, "receive error");
+                continue;
+            }
+        };
+        let now = Instant::now();
+        let earlier_timer = {
+            let mut engine = lock(&shared.engine);
+            let before = engine.next_timeout();
+            engine.handle_datagram(now, socket_ref, from, &buffer[..length], &mut outputs);
+            let after = engine.next_timeout();
+            after.is_some() && (before.is_none() || after < before)
+        };
+        if earlier_timer {
+            shared.timer_changed.notify_one();
+        }
+        perform(&shared, &mut outputs).await;
+    }
+}
+
+async fn timer_loop(shared: Arc<Shared>) {
+    let mut outputs = Vec::new();
+    loop {
+        let next = lock(&shared.engine).next_timeout();
+        let sleep = match next {
+            Some(at) => tokio::time::sleep_until(at.into()),
+            None => tokio::time::sleep(std::time::Duration::from_secs(3600)),
+        };
+        tokio::select! {
+            _ = sleep => {
+                lock(&shared.engine).handle_timeout(Instant::now(), &mut outputs);
+                perform(&shared, &mut outputs).await;
+            }
+            _ = shared.timer_changed.notified() => {}
+        }
+    }
+}
+
+async fn perform(shared: &Arc<Shared>, outputs: &mut Vec<Output>) {
+    for output in outputs.drain(..) {
+        match output {
+            Output::Transmit(transmit) => send(shared, transmit).await,
+            Output::Accounting { database, mut record } => {
+                let time = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                record.insert("time".into(), time.into());
+                let mut line = serde_json::Value::Object(record).to_string();
+                line.push('\n');
+                let mut logs = lock(&shared.accounting_logs);
+                if let Some(file) = logs.get_mut(&database) {
+                    if let Err(err) = file.write_all(line.as_bytes()) {
+                        tracing::error!(%err, "cannot append to the accounting log");
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn send(shared: &Arc<Shared>, transmit: Transmit) {
+    let existing = lock(&shared.sockets).get(&transmit.socket).cloned();
+    let socket = match existing {
+        Some(socket) => socket,
+        None => match open_client_socket(transmit.to).await {
+            Ok(socket) => {
+                let socket = Arc::new(socket);
+                lock(&shared.sockets).insert(transmit.socket, socket.clone());
+                let _ = shared.new_sockets.send((transmit.socket, socket.clone()));
+                socket
+            }
+            Err(err) => {
+                tracing::error!(%err, to = %transmit.to, "cannot open an upstream socket");
+                return;
+            }
+        },
+    };
+    if let Err(err) = socket.send_to(&transmit.bytes, transmit.to).await {
+        tracing::debug!(%err, to = %transmit.to, "send failed");
+    }
+}
+
+/// A socket towards an upstream server or NAS: same family, loopback when the peer is on
+/// loopback (so brasa never sends from an external address to a local peer).
+async fn open_client_socket(to: SocketAddr) -> std::io::Result<UdpSocket> {
+    let local: IpAddr = match to.ip() {
+        IpAddr::V4(v4) if v4.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(v6) if v6.is_loopback() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    UdpSocket::bind(SocketAddr::new(local, 0)).await
+}

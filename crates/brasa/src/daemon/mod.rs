@@ -1,0 +1,66 @@
+//! The control-plane daemon (`brasa run`): starts the components its config enables and serves
+//! the management API.
+
+pub mod config;
+pub mod radius_api;
+
+use crate::common::mgmt;
+use axum::routing::get;
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A running daemon.
+pub struct Daemon {
+    /// Where the management API listens.
+    pub api: SocketAddr,
+    /// The RADIUS component, if enabled.
+    pub radius: Option<Arc<brasa_aaa::shell::RadiusService>>,
+}
+
+/// Starts every configured component and the management API.
+pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
+    std::fs::create_dir_all(&resolved.data_dir).map_err(|err| {
+        anyhow::anyhow!("cannot create data_dir {}: {err}", resolved.data_dir.display())
+    })?;
+    let radius = match resolved.radius {
+        Some((engine_config, dictionary)) => {
+            let mut seed = [0u8; 32];
+            getrandom_seed(&mut seed);
+            let engine = brasa_aaa::Engine::new(engine_config, dictionary, seed);
+            Some(Arc::new(brasa_aaa::shell::RadiusService::start(engine).await?))
+        }
+        None => None,
+    };
+    let state = ApiState {
+        radius: radius.clone(),
+    };
+    let router = Router::new()
+        .route("/metrics", get(metrics))
+        .nest("/api/v1/radius", radius_api::routes())
+        .with_state(state);
+    let api = mgmt::serve(resolved.api_listen, router).await?;
+    Ok(Daemon { api, radius })
+}
+
+/// What API handlers can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The RADIUS component.
+    pub radius: Option<Arc<brasa_aaa::shell::RadiusService>>,
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<ApiState>) -> axum::response::Response {
+    let mut writer = crate::common::prom::PromWriter::default();
+    if let Some(radius) = &state.radius {
+        radius_api::write_metrics(&radius.stats(), &mut writer);
+    }
+    mgmt::metrics_response(writer.finish())
+}
+
+/// Fills `seed` from the OS (Request Authenticators must be unpredictable, RFC 2865 §3).
+fn getrandom_seed(seed: &mut [u8; 32]) {
+    use rand::RngCore;
+    // ThreadRng is a CSPRNG seeded from the OS.
+    rand::rng().fill_bytes(seed);
+}

@@ -1,0 +1,288 @@
+//! Helpers shared by the binary-level tests: free ports, a real FreeRADIUS started from a
+//! minimal generated config, the `brasa` daemon, and `radclient`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BRASA: &str = env!("CARGO_BIN_EXE_brasa");
+
+/// A UDP port free on `ip` right now.
+pub fn free_udp_port(ip: &str) -> u16 {
+    UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// A TCP port free on `ip` right now.
+pub fn free_tcp_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// Kills the child when dropped, so a failing test leaves no daemon behind.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// The daemon's output so far (for assertion messages).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A FreeRADIUS server with its own config directory.
+pub struct FreeRadius {
+    pub daemon: Daemon,
+    pub auth: SocketAddr,
+    pub acct: SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl FreeRadius {
+    /// The detail file where accounting requests are written.
+    pub fn detail(&self) -> String {
+        std::fs::read_to_string(self.dir.join("detail")).unwrap_or_default()
+    }
+}
+
+/// Starts `freeradius -X` on `ip` with `clients` (address, secret) and a `users` file; the
+/// `server_body` replaces the default authorize/authenticate/accounting sections when given
+/// (e.g. a proxy configuration).
+pub fn start_freeradius(
+    dir: &Path,
+    ip: &str,
+    clients: &[(&str, &str)],
+    users: &str,
+    extra_top_level: &str,
+    server_body: Option<&str>,
+    debug: bool,
+) -> FreeRadius {
+    std::fs::create_dir_all(dir).unwrap();
+    let auth_port = free_udp_port(ip);
+    let acct_port = free_udp_port(ip);
+    let d = dir.display();
+    let mut clients_text = String::new();
+    for (index, (address, secret)) in clients.iter().enumerate() {
+        clients_text.push_str(&format!(
+            "client c{index} {{\n  ipaddr = {address}\n  secret = {secret}\n  require_message_authenticator = no\n}}\n"
+        ));
+    }
+    let body = server_body.unwrap_or(
+        "  authorize {\n    files\n    pap\n  }\n  authenticate {\n    pap\n  }\n  preacct {\n  }\n  accounting {\n    detail\n  }\n  post-auth {\n  }\n",
+    );
+    let conf = format!(
+        r#"prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+logdir = {d}
+raddbdir = {d}
+radacctdir = {d}
+name = freeradius
+confdir = {d}
+modconfdir = {d}
+run_dir = {d}
+db_dir = {d}
+libdir = /usr/lib/freeradius
+dictdir = /usr/share/freeradius
+pidfile = {d}/freeradius.pid
+max_request_time = 30
+cleanup_delay = 5
+max_requests = 65536
+hostname_lookups = no
+log {{
+  destination = stdout
+  auth = no
+}}
+security {{
+  allow_core_dumps = no
+  max_attributes = 200
+  reject_delay = 0
+  status_server = yes
+}}
+thread pool {{
+  start_servers = 4
+  max_servers = 16
+  min_spare_servers = 2
+  max_spare_servers = 8
+  max_requests_per_server = 0
+}}
+{clients_text}
+modules {{
+  pap {{
+    normalise = yes
+  }}
+  files {{
+    filename = {d}/users
+  }}
+  detail {{
+    filename = {d}/detail
+    permissions = 0600
+    header = "%t"
+  }}
+  always ok {{
+    rcode = ok
+  }}
+}}
+{extra_top_level}
+server default {{
+  listen {{
+    type = auth
+    ipaddr = {ip}
+    port = {auth_port}
+  }}
+  listen {{
+    type = acct
+    ipaddr = {ip}
+    port = {acct_port}
+  }}
+{body}}}
+"#
+    );
+    std::fs::write(dir.join("radiusd.conf"), conf).unwrap();
+    std::fs::write(dir.join("users"), users).unwrap();
+    let log = dir.join("freeradius.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut command = Command::new("freeradius");
+    command.arg(if debug { "-X" } else { "-f" }).arg("-d").arg(dir);
+    if !debug {
+        command.arg("-l").arg("stdout");
+    }
+    let child = command
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .expect("freeradius must be installed (scripts/setup-test-env)");
+    let daemon = Daemon { child, log };
+    wait_for(&daemon, "Ready to process requests", Duration::from_secs(20));
+    FreeRadius {
+        daemon,
+        auth: format!("{ip}:{auth_port}").parse().unwrap(),
+        acct: format!("{ip}:{acct_port}").parse().unwrap(),
+        dir: dir.to_path_buf(),
+    }
+}
+
+fn wait_for(daemon: &Daemon, needle: &str, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        if daemon.log_text().contains(needle) {
+            return;
+        }
+        if started.elapsed() > limit {
+            panic!("daemon did not say {needle:?} in {limit:?}:\n{}", daemon.log_text());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `brasa run -c <dir>/brasa.toml` with `config` and waits for its management API.
+pub fn start_brasa(dir: &Path, config: &str, api: SocketAddr) -> Daemon {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("brasa.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = dir.join("brasa.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let child = Command::new(BRASA)
+        .args(["--log", "debug", "run", "-c"])
+        .arg(&path)
+        .current_dir(dir)
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon { child, log };
+    let started = Instant::now();
+    while std::net::TcpStream::connect(api).is_err() {
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            panic!("brasa exited with {status}:\n{}", daemon.log_text());
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            panic!("brasa API did not come up:\n{}", daemon.log_text());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon
+}
+
+/// Runs `radclient -x` with `input` on stdin; returns its output (exit status included).
+pub fn radclient(server: SocketAddr, kind: &str, secret: &str, input: &str, extra: &[&str]) -> Output {
+    let mut child = Command::new("radclient")
+        .args(["-x", "-r", "2", "-t", "3"])
+        .args(extra)
+        .arg(server.to_string())
+        .arg(kind)
+        .arg(secret)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("radclient must be installed (scripts/setup-test-env)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The attribute lines radclient printed for the reply (lines after "Received ...").
+pub fn reply_lines(output: &Output) -> Vec<String> {
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = Vec::new();
+    let mut in_reply = false;
+    for line in BufReader::new(text.as_bytes()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("Received ") {
+            in_reply = true;
+            lines.clear();
+            continue;
+        }
+        if line.starts_with("Sent ") || line.starts_with('(') {
+            in_reply = false;
+            continue;
+        }
+        if in_reply && line.starts_with('\t') {
+            lines.push(line.trim().to_string());
+        }
+    }
+    lines
+}
+
+/// GET a JSON document from the management API.
+pub fn show_json(api: SocketAddr, command: &str) -> serde_json::Value {
+    let output = Command::new(BRASA)
+        .args(["--api", &format!("http://{api}"), "--json"])
+        .args(command.split(' '))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "brasa {command} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Polls `condition` until it holds (tests never assert on timing, only on eventual outcomes).
+pub fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        if started.elapsed() > limit {
+            panic!("timed out waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

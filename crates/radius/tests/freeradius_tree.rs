@@ -28,7 +28,7 @@ fn loads_the_system_freeradius_tree() {
         }
     );
     assert_eq!(dict.vendor("USR").unwrap().format.type_size, 4);
-    assert_eq!(dict.vendor("WiMAX").unwrap().format.continuation, true);
+    assert!(dict.vendor("WiMAX").unwrap().format.continuation);
     let frag = dict.attribute("Frag-Status").unwrap();
     assert_eq!(frag.id, AttrId::Extended { base: 241, typ: 1 });
     assert_eq!(dict.value_by_name(frag, "Fragmentation-Supported"), Some(1));

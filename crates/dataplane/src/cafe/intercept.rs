@@ -4,7 +4,9 @@
 //! Lookup is a tuple-space search: filters are grouped by which fields are wildcards (at most
 //! 32 groups), each group is a hash map keyed by the tuple with those fields zeroed, and groups
 //! are probed from the most specific to the least. With exact filters only, a lookup is one hash
-//! probe whatever the number of filters.
+//! probe whatever the number of filters. Several streams may share one tuple (the CME configures
+//! a new path for the same traffic before the old stream expires): the most recently configured
+//! one carries the packets, the older ones resume when it is removed or expires.
 
 use crate::flow::{addr_bytes, addr_from_bytes, FlowKey, FxBuildHasher, ANY_ADDR};
 use serde::Serialize;
@@ -53,12 +55,6 @@ pub enum FilterError {
     /// The id is already configured.
     #[error("filter {0} already exists")]
     DuplicateId(u32),
-    /// Another filter has exactly the same tuple.
-    #[error("filter {existing} already matches the same 5-tuple")]
-    DuplicateTuple {
-        /// The filter that has it.
-        existing: u32,
-    },
     /// Source and destination are of different families.
     #[error("source and destination addresses must be of the same family")]
     MixedFamilies,
@@ -123,7 +119,7 @@ pub struct ExpiredStream {
 
 struct Group {
     mask: u8,
-    map: HashMap<FlowKey, usize, FxBuildHasher>,
+    map: HashMap<FlowKey, Vec<usize>, FxBuildHasher>,
 }
 
 /// The intercept filters.
@@ -235,15 +231,6 @@ impl FilterTable {
         let Some(group) = self.groups.get_mut(group_index) else {
             return Err(FilterError::NotFound(spec.id));
         };
-        if let Some(&slot) = group.map.get(&tuple) {
-            let existing = self
-                .slots
-                .get(slot)
-                .and_then(|s| s.as_ref())
-                .map(|s| s.spec.id)
-                .unwrap_or(0);
-            return Err(FilterError::DuplicateTuple { existing });
-        }
         let id = spec.id;
         let state = FilterState {
             spec,
@@ -266,7 +253,7 @@ impl FilterTable {
                 self.slots.len() - 1
             }
         };
-        group.map.insert(tuple, slot);
+        group.map.entry(tuple).or_default().push(slot);
         self.by_id.insert(id, slot);
         Ok(())
     }
@@ -280,7 +267,12 @@ impl FilterTable {
             .and_then(Option::take)
             .ok_or(FilterError::NotFound(id))?;
         if let Some(group) = self.groups.iter_mut().find(|g| g.mask == state.mask) {
-            group.map.remove(&state.tuple);
+            if let Some(slots) = group.map.get_mut(&state.tuple) {
+                slots.retain(|&s| s != slot);
+                if slots.is_empty() {
+                    group.map.remove(&state.tuple);
+                }
+            }
         }
         self.groups.retain(|g| !g.map.is_empty());
         self.free.push(slot);
@@ -312,7 +304,7 @@ impl FilterTable {
             } else {
                 masked(key, group.mask)
             };
-            if let Some(&slot) = group.map.get(&probe) {
+            if let Some(&slot) = group.map.get(&probe).and_then(|slots| slots.last()) {
                 found = Some(slot);
                 break;
             }
@@ -371,6 +363,14 @@ impl FilterTable {
     /// Takes every expired-stream record collected so far.
     pub fn collect_expired(&mut self) -> Vec<ExpiredStream> {
         self.expired.drain(..).collect()
+    }
+
+    /// Puts records taken by [`FilterTable::collect_expired`] back at the front, in order (for
+    /// a collector that could not send them all).
+    pub fn requeue_expired(&mut self, records: Vec<ExpiredStream>) {
+        for record in records.into_iter().rev() {
+            self.expired.push_front(record);
+        }
     }
 
     /// Expired records waiting to be collected.
@@ -499,10 +499,6 @@ mod tests {
             Err(FilterError::DuplicateId(1))
         );
         assert_eq!(
-            table.insert(spec(2, "1.1.1.2", "2.2.2.1", 17, 0, 80, &[1]), 0),
-            Err(FilterError::DuplicateTuple { existing: 1 })
-        );
-        assert_eq!(
             table.insert(spec(3, "1.1.1.2", "fd00::1", 17, 0, 80, &[1]), 0),
             Err(FilterError::MixedFamilies)
         );
@@ -518,6 +514,23 @@ mod tests {
             table.match_packet(&key("1.1.1.2", "2.2.2.1", 17, 5555, 80), 1, 0),
             None
         );
+    }
+
+    #[test]
+    fn newest_stream_on_a_shared_tuple_wins_until_removed() {
+        let mut table = FilterTable::new();
+        table
+            .insert(spec(1, "1.1.1.2", "2.2.2.1", 17, 0, 80, &[1]), 0)
+            .unwrap();
+        table
+            .insert(spec(2, "1.1.1.2", "2.2.2.1", 17, 0, 80, &[2]), 0)
+            .unwrap();
+        let packet = key("1.1.1.2", "2.2.2.1", 17, 9, 80);
+        assert_eq!(table.match_packet(&packet, 1, 0), Some(&[2][..]));
+        table.remove(2).unwrap();
+        assert_eq!(table.match_packet(&packet, 1, 0), Some(&[1][..]));
+        table.remove(1).unwrap();
+        assert_eq!(table.match_packet(&packet, 1, 0), None);
     }
 
     #[test]

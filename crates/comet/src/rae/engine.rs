@@ -137,6 +137,7 @@ impl Rae {
             for cos in rae.config.local_classes.clone() {
                 let key = RouteKey { prefix, cos };
                 let entry = rae.rib.entry(key);
+                snapshot(&mut rae.scratch, entry);
                 entry.candidates.push(Candidate {
                     origin: Origin::LOCAL,
                     as_path: empty.clone(),
@@ -217,6 +218,10 @@ impl Rae {
         let mut removed = 0;
         for (key, entry) in self.rib.iter_mut() {
             entry.advertised &= !bit;
+            if !entry.candidates.iter().any(|c| c.origin == origin) {
+                continue;
+            }
+            snapshot(&mut self.scratch, entry);
             let before = entry.candidates.len();
             entry.candidates.retain(|c| c.origin != origin);
             if entry.candidates.len() != before {
@@ -380,6 +385,7 @@ impl Rae {
         }
         let added = fresh.len();
         let entry = self.rib.entry(key);
+        snapshot(&mut self.scratch, entry);
         let before = entry.candidates.len();
         entry.candidates.retain(|c| c.origin != origin);
         let removed = before - entry.candidates.len();
@@ -646,7 +652,19 @@ fn compare(a: &Candidate, b: &Candidate) -> Ordering {
         .then_with(|| a.as_path.cmp(&b.as_path))
 }
 
-/// Runs the decision process on one entry; returns whether its preferred paths changed.
+/// Remembers the preferred paths of `entry` before its candidates change, for [`rank`].
+fn snapshot(scratch: &mut Vec<(Origin, AsPath, Metric)>, entry: &RouteEntry) {
+    scratch.clear();
+    scratch.extend(
+        entry
+            .preferred()
+            .iter()
+            .map(|c| (c.origin, c.as_path.clone(), c.metric)),
+    );
+}
+
+/// Runs the decision process on one entry; returns whether its preferred paths changed since
+/// the last [`snapshot`].
 fn rank(
     config: &RaeConfig,
     scratch: &mut Vec<(Origin, AsPath, Metric)>,
@@ -656,13 +674,6 @@ fn rank(
 ) -> bool {
     counters.decision_runs += 1;
     counters.paths_ranked += entry.candidates.len() as u64;
-    scratch.clear();
-    scratch.extend(
-        entry
-            .preferred()
-            .iter()
-            .map(|c| (c.origin, c.as_path.clone(), c.metric)),
-    );
     match config.levels(cos) {
         Some(levels) => {
             for candidate in &mut entry.candidates {

@@ -653,20 +653,21 @@ impl Dictionary {
     /// extended names, `Attr-<oid>` raw names, with the value parsed by the attribute's type.
     pub fn parse_pair(&self, text: &str) -> Result<Pair, PairError> {
         let (name_tag, op, value_text) = split_pair(text).ok_or_else(|| syntax(text))?;
-        let (name, tag) =
-            match name_tag.rsplit_once(':') {
-                Some((name, tag)) => {
-                    let tag: u8 = tag.parse().ok().filter(|&t| t <= 0x1f).ok_or_else(|| {
-                        PairError::BadValue {
-                            name: name.to_string(),
-                            value: tag.to_string(),
-                            expected: "a tag between 0 and 31".into(),
-                        }
+        let (name, tag) = match name_tag.rsplit_once(':') {
+            Some((name, tag)) => {
+                let tag: u8 = tag
+                    .parse()
+                    .ok()
+                    .filter(|t| (1..=0x1f).contains(t))
+                    .ok_or_else(|| PairError::BadValue {
+                        name: name.to_string(),
+                        value: tag.to_string(),
+                        expected: "a tag between 1 and 31".into(),
                     })?;
-                    (name, Some(tag))
-                }
-                None => (name_tag, None),
-            };
+                (name, Some(tag))
+            }
+            None => (name_tag, None),
+        };
         let (attr, def) = self.raw_or_def(name)?;
         let bad = |expected: String| PairError::BadValue {
             name: name.to_string(),
@@ -769,7 +770,13 @@ impl Dictionary {
                 if def.is_virtual {
                     return Err(encode_error(&def.name, "virtual attribute, never sent"));
                 }
-                if let (Value::Integer(_), Some(tag)) = (&pair.value, pair.tag) {
+                if let (Value::Integer(n), Some(tag)) = (&pair.value, pair.tag) {
+                    if *n > 0x00ff_ffff {
+                        return Err(encode_error(
+                            &def.name,
+                            "a tagged integer carries at most 24 bits (the tag is the top octet)",
+                        ));
+                    }
                     data[0] = tag;
                 }
                 match def.encrypt {
@@ -1061,16 +1068,21 @@ impl Dictionary {
         let mut tag = None;
         let mut data = data.to_vec();
         let is_int = def.kind == ValueType::Integer;
+        // RFC 2868 §3: tags are 0x01..=0x1F; 0x00 means "no tag". A tagged integer carries the
+        // tag in its top octet; Tunnel-Password always carries the tag octet; other strings
+        // only when the first octet is a valid tag.
+        let valid_tag = |b: u8| (1..=0x1f).contains(&b).then_some(b);
         if def.has_tag {
             if is_int {
-                if data.len() == 4 {
-                    tag = Some(data[0]);
+                if data.len() == 4 && data[0] <= 0x1f {
+                    tag = valid_tag(data[0]);
                     data[0] = 0;
                 }
-            } else if def.encrypt == Encrypt::TunnelPassword
-                || data.first().is_some_and(|&b| (1..=0x1f).contains(&b))
-            {
-                tag = Some(*data.first()?);
+            } else if def.encrypt == Encrypt::TunnelPassword {
+                tag = valid_tag(*data.first()?);
+                data.remove(0);
+            } else if let Some(t) = data.first().and_then(|&b| valid_tag(b)) {
+                tag = Some(t);
                 data.remove(0);
             }
         }

@@ -8,6 +8,7 @@ use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 
 use crate::error::CryptoError;
+use crate::packet::Code;
 use crate::wire::{AttributeIter, HEADER_LEN};
 
 /// Attribute type of Message-Authenticator (RFC 3579 §3.2).
@@ -128,6 +129,21 @@ pub fn fill_message_authenticator(
     let mac = message_authenticator_hmac(&bytes[..len], at, authenticator, secret);
     bytes[at..at + 16].copy_from_slice(&mac);
     true
+}
+
+/// The authenticator to put in the header position when computing a Message-Authenticator
+/// for a packet of `code`, as FreeRADIUS does (RFC 3579 §3.2, RFC 5176 §3.2):
+/// Access-Request and Status-Server use their own Request Authenticator (`authenticator`);
+/// Accounting-Request, CoA-Request, Disconnect-Request and Accounting-Response use zeros;
+/// other responses use the authenticator of the request they answer (`authenticator`).
+pub fn message_authenticator_context(code: Code, authenticator: &[u8; 16]) -> [u8; 16] {
+    match code {
+        Code::AccountingRequest
+        | Code::AccountingResponse
+        | Code::CoaRequest
+        | Code::DisconnectRequest => [0; 16],
+        _ => *authenticator,
+    }
 }
 
 /// Outcome of checking a packet's Message-Authenticator.

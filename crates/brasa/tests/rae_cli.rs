@@ -1,0 +1,200 @@
+//! `brasa rae` end to end: the Appendix A script (ported to Python 3, addresses on 127.0.0.x)
+//! run with `config_pb2` generated from the repo's config.proto produces a file the daemon
+//! starts from; the CME receives the domain's prefixes and provisioning; the show commands and
+//! /metrics answer. Also `brasa rae convert` for the TOML equivalent.
+
+use brasa_comet::rae::proto;
+use brasa_comet::rae::wire::{self, CmeMessage, Frame};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A CME that forwards every GenericRequest to the test and answers with a Reply.
+fn start_cme() -> (u16, mpsc::Receiver<proto::GenericRequest>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buffer = Vec::new();
+            let mut chunk = [0u8; 65536];
+            loop {
+                let n = stream.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buffer.extend_from_slice(&chunk[..n]);
+                while let Ok(Some(len)) = wire::check_frame(&buffer) {
+                    let frame = Frame::new_checked(&buffer[..len]).unwrap();
+                    if let Ok(CmeMessage::GenericRequest(request)) = CmeMessage::parse(&frame) {
+                        let mut out = Vec::new();
+                        CmeMessage::Reply(proto::Reply {
+                            version: 1,
+                            sequence: request.sequence,
+                        })
+                        .emit(&mut out);
+                        let _ = stream.write_all(&out);
+                        let _ = tx.send(request);
+                    }
+                    buffer.drain(..len);
+                }
+            }
+        }
+    });
+    (port, rx)
+}
+
+fn brasa(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_brasa")).args(args).output().unwrap()
+}
+
+fn wait_for_api(api: &str) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if brasa(&["--api", api, "rae", "show", "peers"]).status.success() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn appendix_a_script_config_starts_the_daemon_and_reports_to_the_cme() {
+    let dir = tempfile::tempdir().unwrap();
+    let protoc = Command::new("python3")
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(repo_root().join("crates/proto/proto"))
+        .arg("--python_out")
+        .arg(dir.path())
+        .arg("rae/config.proto")
+        .output()
+        .unwrap();
+    assert!(protoc.status.success(), "{}", String::from_utf8_lossy(&protoc.stderr));
+    let (cme_port, requests) = start_cme();
+    let rae_port = free_port("127.0.3.1");
+    let config = dir.path().join("rae11.conf.pb2");
+    let script = Command::new("python3")
+        .arg(repo_root().join("examples/rae/make_config.py"))
+        .arg(&config)
+        .env("RAE_PB2_PATH", dir.path().join("rae"))
+        .env("RAE_LOCAL_IP", "127.0.3.1")
+        .env("RAE_PORT", rae_port.to_string())
+        .env("RAE_CME_PORT", cme_port.to_string())
+        .output()
+        .unwrap();
+    assert!(script.status.success(), "{}", String::from_utf8_lossy(&script.stderr));
+
+    let api_port = free_port("127.0.0.1");
+    let api = format!("127.0.0.1:{api_port}");
+    let _daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_brasa"))
+            .args(["rae", config.to_str().unwrap(), "--mgmt-listen", &api])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_for_api(&api), "management API never answered");
+
+    // The CME gets the 2 prefixes × 2 classes and the 12 provisioning entries.
+    let mut path_inf = Vec::new();
+    let mut prov_inf = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (path_inf.len() < 4 || prov_inf.len() < 12) && Instant::now() < deadline {
+        if let Ok(request) = requests.recv_timeout(Duration::from_millis(200)) {
+            assert_eq!(request.local_as_number, 11);
+            path_inf.extend(request.path_inf);
+            prov_inf.extend(request.prov_inf);
+        }
+    }
+    assert_eq!(prov_inf.len(), 12);
+    assert_eq!(path_inf.len(), 4);
+    for p in &path_inf {
+        assert_eq!(p.as_path, vec![11]);
+        assert_eq!(p.rank, 1);
+    }
+
+    let peers = brasa(&["--api", &api, "--json", "rae", "show", "peers"]);
+    assert!(peers.status.success());
+    let peers: serde_json::Value = serde_json::from_slice(&peers.stdout).unwrap();
+    let peer_as: Vec<u64> = peers.as_array().unwrap().iter().map(|p| p["as_number"].as_u64().unwrap()).collect();
+    assert_eq!(peer_as, vec![5, 9]);
+    assert_eq!(peers[0]["ttl"], 3);
+
+    let rib = brasa(&["--api", &api, "--json", "rae", "show", "rib", "127.203.1.0/24", "--cos", "2"]);
+    assert!(rib.status.success(), "{}", String::from_utf8_lossy(&rib.stderr));
+    let rib: serde_json::Value = serde_json::from_slice(&rib.stdout).unwrap();
+    assert_eq!(rib.as_array().unwrap().len(), 1);
+    assert_eq!(rib[0]["prefix"], "127.203.1.0/24");
+    assert_eq!(rib[0]["cos"], 2);
+
+    let table = brasa(&["--api", &api, "rae", "show", "preferred"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("127.203.2.0/24") && text.contains("local"), "{text}");
+
+    let bad = brasa(&["--api", &api, "rae", "show", "rib", "not-a-prefix"]);
+    assert!(!bad.status.success());
+
+    let metrics = ureq_get(&format!("http://{api}/metrics"));
+    assert!(metrics.contains("brasa_rae_routes 4"), "{metrics}");
+    assert!(metrics.contains("brasa_rae_peer_up{peer_as=\"5\"} 0"), "{metrics}");
+}
+
+fn ureq_get(url: &str) -> String {
+    let address = url.trim_start_matches("http://");
+    let (host, path) = address.split_once('/').unwrap();
+    let mut stream = TcpStream::connect(host).unwrap();
+    write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn toml_config_converts_to_the_binary_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("rae11.conf.pb2");
+    let converted = brasa(&[
+        "rae",
+        "convert",
+        repo_root().join("examples/rae/rae11.toml").to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ]);
+    assert!(converted.status.success(), "{}", String::from_utf8_lossy(&converted.stderr));
+    let bytes = std::fs::read(&output).unwrap();
+    let message = <proto::ConfigurationMessage as prost::Message>::decode(bytes.as_slice()).unwrap();
+    assert_eq!(message.local_as_number, 11);
+    assert_eq!(message.peer_table.len(), 2);
+    assert_eq!(message.peer_table[1].remote_as_number, 9);
+    assert_eq!(message.provisioning_table.len(), 2);
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "local_as_number = 1\nlocal_ip_adress = \"127.0.0.1\"\n").unwrap();
+    let out = brasa(&["rae", "check", "--toml", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml:2:1") && stderr.contains("local_ip_adress"), "{stderr}");
+}

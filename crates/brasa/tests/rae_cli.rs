@@ -17,7 +17,11 @@ fn repo_root() -> PathBuf {
 }
 
 fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Daemon(Child);
@@ -66,13 +70,19 @@ fn start_cme() -> (u16, mpsc::Receiver<proto::GenericRequest>) {
 }
 
 fn brasa(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_brasa")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_brasa"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn wait_for_api(api: &str) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
-        if brasa(&["--api", api, "rae", "show", "peers"]).status.success() {
+        if brasa(&["--api", api, "rae", "show", "peers"])
+            .status
+            .success()
+        {
             return true;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -91,7 +101,11 @@ fn appendix_a_script_config_starts_the_daemon_and_reports_to_the_cme() {
         .arg("rae/config.proto")
         .output()
         .unwrap();
-    assert!(protoc.status.success(), "{}", String::from_utf8_lossy(&protoc.stderr));
+    assert!(
+        protoc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&protoc.stderr)
+    );
     let (cme_port, requests) = start_cme();
     let rae_port = free_port("127.0.3.1");
     let config = dir.path().join("rae11.conf.pb2");
@@ -104,7 +118,11 @@ fn appendix_a_script_config_starts_the_daemon_and_reports_to_the_cme() {
         .env("RAE_CME_PORT", cme_port.to_string())
         .output()
         .unwrap();
-    assert!(script.status.success(), "{}", String::from_utf8_lossy(&script.stderr));
+    assert!(
+        script.status.success(),
+        "{}",
+        String::from_utf8_lossy(&script.stderr)
+    );
 
     let api_port = free_port("127.0.0.1");
     let api = format!("127.0.0.1:{api_port}");
@@ -139,12 +157,31 @@ fn appendix_a_script_config_starts_the_daemon_and_reports_to_the_cme() {
     let peers = brasa(&["--api", &api, "--json", "rae", "show", "peers"]);
     assert!(peers.status.success());
     let peers: serde_json::Value = serde_json::from_slice(&peers.stdout).unwrap();
-    let peer_as: Vec<u64> = peers.as_array().unwrap().iter().map(|p| p["as_number"].as_u64().unwrap()).collect();
+    let peer_as: Vec<u64> = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["as_number"].as_u64().unwrap())
+        .collect();
     assert_eq!(peer_as, vec![5, 9]);
     assert_eq!(peers[0]["ttl"], 3);
 
-    let rib = brasa(&["--api", &api, "--json", "rae", "show", "rib", "127.203.1.0/24", "--cos", "2"]);
-    assert!(rib.status.success(), "{}", String::from_utf8_lossy(&rib.stderr));
+    let rib = brasa(&[
+        "--api",
+        &api,
+        "--json",
+        "rae",
+        "show",
+        "rib",
+        "127.203.1.0/24",
+        "--cos",
+        "2",
+    ]);
+    assert!(
+        rib.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rib.stderr)
+    );
     let rib: serde_json::Value = serde_json::from_slice(&rib.stdout).unwrap();
     assert_eq!(rib.as_array().unwrap().len(), 1);
     assert_eq!(rib[0]["prefix"], "127.203.1.0/24");
@@ -152,14 +189,20 @@ fn appendix_a_script_config_starts_the_daemon_and_reports_to_the_cme() {
 
     let table = brasa(&["--api", &api, "rae", "show", "preferred"]);
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(text.contains("127.203.2.0/24") && text.contains("local"), "{text}");
+    assert!(
+        text.contains("127.203.2.0/24") && text.contains("local"),
+        "{text}"
+    );
 
     let bad = brasa(&["--api", &api, "rae", "show", "rib", "not-a-prefix"]);
     assert!(!bad.status.success());
 
     let metrics = ureq_get(&format!("http://{api}/metrics"));
     assert!(metrics.contains("brasa_rae_routes 4"), "{metrics}");
-    assert!(metrics.contains("brasa_rae_peer_up{peer_as=\"5\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("brasa_rae_peer_up{peer_as=\"5\"} 0"),
+        "{metrics}"
+    );
 }
 
 fn ureq_get(url: &str) -> String {
@@ -179,22 +222,37 @@ fn toml_config_converts_to_the_binary_message() {
     let converted = brasa(&[
         "rae",
         "convert",
-        repo_root().join("examples/rae/rae11.toml").to_str().unwrap(),
+        repo_root()
+            .join("examples/rae/rae11.toml")
+            .to_str()
+            .unwrap(),
         "-o",
         output.to_str().unwrap(),
     ]);
-    assert!(converted.status.success(), "{}", String::from_utf8_lossy(&converted.stderr));
+    assert!(
+        converted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&converted.stderr)
+    );
     let bytes = std::fs::read(&output).unwrap();
-    let message = <proto::ConfigurationMessage as prost::Message>::decode(bytes.as_slice()).unwrap();
+    let message =
+        <proto::ConfigurationMessage as prost::Message>::decode(bytes.as_slice()).unwrap();
     assert_eq!(message.local_as_number, 11);
     assert_eq!(message.peer_table.len(), 2);
     assert_eq!(message.peer_table[1].remote_as_number, 9);
     assert_eq!(message.provisioning_table.len(), 2);
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "local_as_number = 1\nlocal_ip_adress = \"127.0.0.1\"\n").unwrap();
+    std::fs::write(
+        &bad,
+        "local_as_number = 1\nlocal_ip_adress = \"127.0.0.1\"\n",
+    )
+    .unwrap();
     let out = brasa(&["rae", "check", "--toml", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad.toml:2:1") && stderr.contains("local_ip_adress"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:2:1") && stderr.contains("local_ip_adress"),
+        "{stderr}"
+    );
 }

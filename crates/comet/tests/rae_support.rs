@@ -104,7 +104,11 @@ impl Domain {
             local_port_number: u32::from(self.port),
             limit_of_preferred_paths: 3,
             minimum_update_interval: self.minimum_update_interval,
-            cme_ip_address: if self.cme_port.is_some() { "127.0.0.1".into() } else { String::new() },
+            cme_ip_address: if self.cme_port.is_some() {
+                "127.0.0.1".into()
+            } else {
+                String::new()
+            },
             cme_port_number: u32::from(self.cme_port.unwrap_or(0)),
             decision_with_flat_function: false,
             decision_parameters: decision_parameters(),
@@ -168,7 +172,9 @@ impl Cme {
         let (s, v, d) = (state.clone(), version.clone(), drop_connections.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else { return };
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
                 s.lock().unwrap().connections += 1;
                 let mut buffer = Vec::new();
                 loop {
@@ -183,7 +189,9 @@ impl Cme {
                     buffer.extend_from_slice(&chunk[..n]);
                     while let Some(len) = wire::check_frame(&buffer).unwrap() {
                         let frame = Frame::new_checked(&buffer[..len]).unwrap();
-                        let CmeMessage::GenericRequest(request) = CmeMessage::parse(&frame).unwrap() else {
+                        let CmeMessage::GenericRequest(request) =
+                            CmeMessage::parse(&frame).unwrap()
+                        else {
                             panic!("RAE sent a Reply");
                         };
                         buffer.drain(..len);
@@ -196,10 +204,14 @@ impl Cme {
                                 state.prov_inf.clear();
                             }
                             state.prov_inf.extend(request.prov_inf.iter().cloned());
-                            let mut grouped: BTreeMap<(String, u32), Vec<proto::PathInf>> = BTreeMap::new();
+                            let mut grouped: BTreeMap<(String, u32), Vec<proto::PathInf>> =
+                                BTreeMap::new();
                             for p in &request.path_inf {
                                 let prefix = p.prefix.as_ref().unwrap();
-                                let key = (format!("{}/{}", prefix.ip_address, prefix.prefix_length), p.cos_id);
+                                let key = (
+                                    format!("{}/{}", prefix.ip_address, prefix.prefix_length),
+                                    p.cos_id,
+                                );
                                 grouped.entry(key).or_default().push(p.clone());
                             }
                             for (key, paths) in grouped {

@@ -93,7 +93,10 @@ async fn read_message(stream: &mut TcpStream) -> Option<InterRaeMessage> {
     let len = Frame::new_unchecked(&header[..]).body_len() as usize;
     let mut frame = header.to_vec();
     frame.resize(wire::HEADER_LEN + len, 0);
-    stream.read_exact(&mut frame[wire::HEADER_LEN..]).await.ok()?;
+    stream
+        .read_exact(&mut frame[wire::HEADER_LEN..])
+        .await
+        .ok()?;
     Some(InterRaeMessage::parse(&Frame::new_checked(&frame[..]).unwrap()).unwrap())
 }
 
@@ -124,9 +127,18 @@ fn assert_loop_free(own_as: u32, state: &CmeState) {
             let mut seen = path.as_path.clone();
             seen.sort_unstable();
             seen.dedup();
-            assert_eq!(seen.len(), path.as_path.len(), "AS {own_as}: {prefix} cos {cos}: {:?}", path.as_path);
+            assert_eq!(
+                seen.len(),
+                path.as_path.len(),
+                "AS {own_as}: {prefix} cos {cos}: {:?}",
+                path.as_path
+            );
             if path.as_path != [own_as] {
-                assert!(!path.as_path.contains(&own_as), "AS {own_as}: {:?}", path.as_path);
+                assert!(
+                    !path.as_path.contains(&own_as),
+                    "AS {own_as}: {:?}",
+                    path.as_path
+                );
             }
         }
     }
@@ -135,7 +147,17 @@ fn assert_loop_free(own_as: u32, state: &CmeState) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seven_domains_propagate_advertisements_withdrawals_and_a_dead_rae() {
     // Tier 1: 1, 2; tier 2: 3, 4, 5; tier 3: 6, 7. AS 8 is a scripted peer of AS 7.
-    let links = [(1, 2), (1, 3), (1, 4), (2, 4), (2, 5), (3, 6), (4, 6), (4, 7), (5, 7)];
+    let links = [
+        (1, 2),
+        (1, 3),
+        (1, 4),
+        (2, 4),
+        (2, 5),
+        (3, 6),
+        (4, 6),
+        (4, 7),
+        (5, 7),
+    ];
     let ip = |a: u32| format!("127.0.7.{a}");
     let mut listeners = BTreeMap::new();
     let mut ports = BTreeMap::new();
@@ -170,7 +192,8 @@ async fn seven_domains_propagate_advertisements_withdrawals_and_a_dead_rae() {
             hold_time: 3.0,
             minimum_update_interval: 0,
         };
-        let rae = daemon::start_with_listener(domain.config(), listeners.remove(&a).unwrap()).unwrap();
+        let rae =
+            daemon::start_with_listener(domain.config(), listeners.remove(&a).unwrap()).unwrap();
         raes.insert(a, rae);
         cmes.insert(a, cme);
     }
@@ -180,7 +203,10 @@ async fn seven_domains_propagate_advertisements_withdrawals_and_a_dead_rae() {
     send(
         &mut as8,
         &InterRaeMessage::Update(proto::Update {
-            routes: vec![route("127.100.8.0/24", 1, vec![8]), route("127.100.8.0/24", 2, vec![8])],
+            routes: vec![
+                route("127.100.8.0/24", 1, vec![8]),
+                route("127.100.8.0/24", 2, vec![8]),
+            ],
         }),
     )
     .await;
@@ -188,22 +214,52 @@ async fn seven_domains_propagate_advertisements_withdrawals_and_a_dead_rae() {
     let converged = wait_until(LIMIT, || {
         cmes.values().all(|cme| {
             let s = cme.state.lock().unwrap();
-            all_prefixes
-                .iter()
-                .all(|p| [1, 2].iter().all(|cos| s.paths.contains_key(&(domain_prefix(*p), *cos))))
+            all_prefixes.iter().all(|p| {
+                [1, 2]
+                    .iter()
+                    .all(|cos| s.paths.contains_key(&(domain_prefix(*p), *cos)))
+            })
         })
     })
     .await;
-    assert!(converged, "{:#?}", cmes[&6].state.lock().unwrap().paths.keys().collect::<Vec<_>>());
+    assert!(
+        converged,
+        "{:#?}",
+        cmes[&6]
+            .state
+            .lock()
+            .unwrap()
+            .paths
+            .keys()
+            .collect::<Vec<_>>()
+    );
     // Expected preferred paths (shortest and least lossy first).
     assert!(
-        wait_until(LIMIT, || cmes[&6].state.lock().unwrap().best(&domain_prefix(7), 1) == Some(vec![4, 7])).await
+        wait_until(LIMIT, || cmes[&6]
+            .state
+            .lock()
+            .unwrap()
+            .best(&domain_prefix(7), 1)
+            == Some(vec![4, 7]))
+        .await
     );
     assert!(
-        wait_until(LIMIT, || cmes[&3].state.lock().unwrap().best(&domain_prefix(5), 2) == Some(vec![1, 2, 5])).await
+        wait_until(LIMIT, || cmes[&3]
+            .state
+            .lock()
+            .unwrap()
+            .best(&domain_prefix(5), 2)
+            == Some(vec![1, 2, 5]))
+        .await
     );
     assert!(
-        wait_until(LIMIT, || cmes[&1].state.lock().unwrap().best(&domain_prefix(8), 1) == Some(vec![4, 7, 8])).await
+        wait_until(LIMIT, || cmes[&1]
+            .state
+            .lock()
+            .unwrap()
+            .best(&domain_prefix(8), 1)
+            == Some(vec![4, 7, 8]))
+        .await
     );
     for (a, cme) in &cmes {
         let s = cme.state.lock().unwrap();
@@ -229,7 +285,8 @@ async fn seven_domains_propagate_advertisements_withdrawals_and_a_dead_rae() {
     let withdrawn = wait_until(LIMIT, || {
         cmes.values().all(|cme| {
             let s = cme.state.lock().unwrap();
-            !s.paths.contains_key(&(domain_prefix(8), 1)) && !s.paths.contains_key(&(domain_prefix(8), 2))
+            !s.paths.contains_key(&(domain_prefix(8), 1))
+                && !s.paths.contains_key(&(domain_prefix(8), 2))
         })
     })
     .await;
@@ -241,11 +298,22 @@ async fn seven_domains_propagate_advertisements_withdrawals_and_a_dead_rae() {
         cmes.iter().filter(|(a, _)| **a != 4).all(|(_, cme)| {
             let s = cme.state.lock().unwrap();
             !s.paths.contains_key(&(domain_prefix(4), 1))
-                && s.paths.values().all(|paths| paths.iter().all(|p| !p.as_path.contains(&4)))
+                && s.paths
+                    .values()
+                    .all(|paths| paths.iter().all(|p| !p.as_path.contains(&4)))
         }) && cmes[&6].state.lock().unwrap().best(&domain_prefix(7), 1) == Some(vec![3, 1, 2, 5, 7])
     })
     .await;
-    assert!(rerouted, "{:#?}", cmes[&6].state.lock().unwrap().paths.get(&(domain_prefix(7), 1)));
+    assert!(
+        rerouted,
+        "{:#?}",
+        cmes[&6]
+            .state
+            .lock()
+            .unwrap()
+            .paths
+            .get(&(domain_prefix(7), 1))
+    );
     let peers = raes[&6].peers().await.unwrap();
     let to_4 = peers.iter().find(|p| p.as_number == 4).unwrap();
     assert_eq!(to_4.state, "idle");
@@ -284,19 +352,23 @@ async fn stress_ten_thousand_prefixes_from_the_east_reach_the_west_cme() {
     let mut east_message = east.message();
     for i in 0..PREFIXES {
         let p = proto::Prefix {
-            ip_address: std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(127, 128, 0, 0)) + (i << 8))
-                .to_string(),
+            ip_address: std::net::Ipv4Addr::from(
+                u32::from(std::net::Ipv4Addr::new(127, 128, 0, 0)) + (i << 8),
+            )
+            .to_string(),
             prefix_length: 24,
         };
-        east_message.provisioning_table.push(proto::ProvisioningEntry {
-            source: Some(proto::Endpoint {
-                kind: Some(proto::endpoint::Kind::AsNumber(1)),
-            }),
-            sink: Some(proto::Endpoint {
-                kind: Some(proto::endpoint::Kind::Prefix(p.clone())),
-            }),
-            class_table: classes(0.0005),
-        });
+        east_message
+            .provisioning_table
+            .push(proto::ProvisioningEntry {
+                source: Some(proto::Endpoint {
+                    kind: Some(proto::endpoint::Kind::AsNumber(1)),
+                }),
+                sink: Some(proto::Endpoint {
+                    kind: Some(proto::endpoint::Kind::Prefix(p.clone())),
+                }),
+                class_table: classes(0.0005),
+            });
         east_message.prefix_table.push(p);
     }
     let east_config = brasa_comet::rae::config::RaeConfig::from_proto(&east_message).unwrap();
@@ -304,20 +376,38 @@ async fn stress_ten_thousand_prefixes_from_the_east_reach_the_west_cme() {
     let west_rae = daemon::start_with_listener(west.config(), west_listener).unwrap();
     let expected = (PREFIXES * 2) as usize;
     assert!(
-        wait_until(Duration::from_secs(60), || cme.state.lock().unwrap().paths.len() == expected).await,
+        wait_until(Duration::from_secs(60), || cme
+            .state
+            .lock()
+            .unwrap()
+            .paths
+            .len()
+            == expected)
+        .await,
         "CME holds {} of {expected}",
         cme.state.lock().unwrap().paths.len()
     );
     {
         let s = cme.state.lock().unwrap();
-        assert!(s.paths.values().all(|paths| paths.len() == 1 && paths[0].as_path == [2]));
+        assert!(s
+            .paths
+            .values()
+            .all(|paths| paths.len() == 1 && paths[0].as_path == [2]));
     }
     let metrics = west_rae.metrics().await.unwrap();
     assert_eq!(metrics.routes, expected);
     assert_eq!(metrics.paths, expected);
     east_rae.shutdown();
     // East dies: the west withdraws everything.
-    assert!(wait_until(Duration::from_secs(60), || cme.state.lock().unwrap().paths.is_empty()).await);
+    assert!(
+        wait_until(Duration::from_secs(60), || cme
+            .state
+            .lock()
+            .unwrap()
+            .paths
+            .is_empty())
+        .await
+    );
     assert_eq!(west_rae.metrics().await.unwrap().paths, 0);
     west_rae.shutdown();
 }
@@ -358,7 +448,11 @@ async fn hold_timer_expiry_withdraws_the_paths_of_a_silent_peer() {
     let mut expired = false;
     for _ in 0..200 {
         let peers = rae.peers().await.unwrap();
-        if peers[0].last_error.as_deref().is_some_and(|e| e.contains("hold timer expired")) {
+        if peers[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("hold timer expired"))
+        {
             expired = true;
             break;
         }
@@ -387,11 +481,18 @@ async fn malformed_frames_close_the_session_and_are_counted() {
     let rae = daemon::start_with_listener(domain.config(), listener_1).unwrap();
     let mut stream = fake_peer_accept(&fake, 2).await;
     // An update whose body is not protobuf.
-    stream.write_all(&[3, 0, 0, 0, 3, 0xff, 0xff, 0xff]).await.unwrap();
+    stream
+        .write_all(&[3, 0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
     let mut closed = false;
     for _ in 0..200 {
         let peers = rae.peers().await.unwrap();
-        if peers[0].last_error.as_deref().is_some_and(|e| e.contains("malformed")) {
+        if peers[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("malformed"))
+        {
             closed = true;
             break;
         }

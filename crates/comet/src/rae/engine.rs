@@ -144,7 +144,7 @@ impl Rae {
                     metric: Metric::IDENTITY,
                     achievement: 0.0,
                 });
-                rank(&rae.config, &mut rae.scratch, &mut rae.counters, entry, cos);
+                rank(&rae.config, &rae.scratch, &mut rae.counters, entry, cos);
                 entry.queued = true;
                 rae.rib.add_paths(1, 0);
                 rae.queue.push(key);
@@ -228,7 +228,7 @@ impl Rae {
                 removed += before - entry.candidates.len();
                 if rank(
                     &self.config,
-                    &mut self.scratch,
+                    &self.scratch,
                     &mut self.counters,
                     entry,
                     key.cos,
@@ -392,7 +392,7 @@ impl Rae {
         entry.candidates.extend(fresh);
         let changed = rank(
             &self.config,
-            &mut self.scratch,
+            &self.scratch,
             &mut self.counters,
             entry,
             key.cos,
@@ -667,7 +667,7 @@ fn snapshot(scratch: &mut Vec<(Origin, AsPath, Metric)>, entry: &RouteEntry) {
 /// the last [`snapshot`].
 fn rank(
     config: &RaeConfig,
-    scratch: &mut Vec<(Origin, AsPath, Metric)>,
+    scratch: &[(Origin, AsPath, Metric)],
     counters: &mut Counters,
     entry: &mut RouteEntry,
     cos: u32,
@@ -698,4 +698,401 @@ fn rank(
             .any(|(c, (origin, path, metric))| {
                 c.origin != *origin || c.as_path != *path || c.metric != *metric
             })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    const LOCAL: u32 = 10;
+    const PEERS: [u32; 3] = [20, 30, 40];
+    const LOCAL_PREFIX: &str = "127.10.0.0";
+
+    fn class(cos: u32, delay: f64, loss: f64, bandwidth: f64) -> proto::ClassOfService {
+        proto::ClassOfService {
+            cos_id: cos,
+            metric: Some(proto::Metric {
+                loss_ratio: Some(loss),
+                maximum_delay: Some(delay),
+                supported_bandwidth: Some(bandwidth),
+            }),
+        }
+    }
+
+    fn endpoint(kind: proto::endpoint::Kind) -> Option<proto::Endpoint> {
+        Some(proto::Endpoint { kind: Some(kind) })
+    }
+
+    /// AS 10 with peers 20 (fast link), 30 (slow link), 40; one prefix; every border pair and
+    /// border→prefix provisioned with 1 ms, 1e-6, 100 Mb/s.
+    fn config(limit: u32, interval: u32) -> RaeConfig {
+        let prefix = proto::Prefix {
+            ip_address: LOCAL_PREFIX.into(),
+            prefix_length: 16,
+        };
+        let mut provisioning_table = Vec::new();
+        let mut ends: Vec<proto::endpoint::Kind> = PEERS
+            .iter()
+            .map(|a| proto::endpoint::Kind::AsNumber(*a))
+            .collect();
+        ends.push(proto::endpoint::Kind::Prefix(prefix.clone()));
+        for source in &ends {
+            for sink in &ends {
+                if source != sink && matches!(source, proto::endpoint::Kind::AsNumber(_)) {
+                    provisioning_table.push(proto::ProvisioningEntry {
+                        source: endpoint(source.clone()),
+                        sink: endpoint(sink.clone()),
+                        class_table: vec![
+                            class(1, 0.001, 1e-6, 100e6),
+                            class(2, 0.001, 1e-6, 100e6),
+                        ],
+                    });
+                }
+            }
+        }
+        let message = proto::ConfigurationMessage {
+            local_as_number: LOCAL,
+            local_ip_address: "127.0.0.10".into(),
+            local_port_number: 10001,
+            limit_of_preferred_paths: limit,
+            minimum_update_interval: interval,
+            decision_with_flat_function: true,
+            decision_parameters: vec![proto::DecisionParameters {
+                id: 1,
+                delay_aspiration: 0.5,
+                delay_reservation: 1.0,
+                loss_aspiration: 1e-5,
+                loss_reservation: 1e-3,
+                bandwidth_aspiration: 4e6,
+                bandwidth_reservation: 1e6,
+            }],
+            peer_table: PEERS
+                .iter()
+                .map(|&a| proto::PeerEntry {
+                    remote_as_number: a,
+                    remote_ip_address: format!("127.0.0.{a}"),
+                    remote_port_number: 10001,
+                    ttl_value: 1,
+                    class_table: vec![
+                        class(1, if a == 30 { 0.4 } else { 0.1 }, 1e-6, 10e6),
+                        class(2, 0.01, 1e-6, 10e6),
+                    ],
+                })
+                .collect(),
+            prefix_table: vec![prefix],
+            provisioning_table,
+            ..Default::default()
+        };
+        RaeConfig::from_proto(&message).unwrap()
+    }
+
+    fn path(as_path: Vec<u32>, delay: f64, loss: f64, bandwidth: f64) -> proto::PathAttributes {
+        proto::PathAttributes {
+            as_path,
+            maximum_delay: delay,
+            loss_ratio: loss,
+            supported_bandwidth: bandwidth,
+        }
+    }
+
+    fn update(address: [u8; 4], cos: u32, paths: Vec<proto::PathAttributes>) -> proto::Update {
+        proto::Update {
+            routes: vec![proto::Route {
+                address: u32::from(std::net::Ipv4Addr::from(address)),
+                prefix_length: 24,
+                cos_id: cos,
+                paths,
+            }],
+        }
+    }
+
+    fn key(address: [u8; 4], cos: u32) -> RouteKey {
+        RouteKey {
+            prefix: Prefix::new(address.into(), 24),
+            cos,
+        }
+    }
+
+    fn drain(rae: &mut Rae) -> Vec<Output> {
+        std::iter::from_fn(|| rae.poll_transmit()).collect()
+    }
+
+    #[test]
+    fn received_paths_are_extended_with_the_link_and_ranked_by_hand_computed_achievement() {
+        let t0 = Instant::now();
+        let mut rae = Rae::new(config(2, 0), t0);
+        // Same remote path via 20 (link 0.1 s) and via 30 (link 0.4 s), class 1, flat function:
+        // via 20: delay 0.1 + 0.5 = 0.6 → u = 0.8; loss 1e-6 + 1e-4 − 1e-10 → u ≈ 0.9091;
+        //         bandwidth min(10e6, 8e6) = 8e6 → u = 1 (flat); A = 0.8 + 0.01·2.7091
+        // via 30: delay 0.9 → u = 0.2; A = 0.2 + 0.01·2.1091
+        rae.handle_update(
+            0,
+            update([127, 50, 0, 0], 1, vec![path(vec![20, 50], 0.5, 1e-4, 8e6)]),
+            t0,
+        );
+        rae.handle_update(
+            1,
+            update([127, 50, 0, 0], 1, vec![path(vec![30, 50], 0.5, 1e-4, 8e6)]),
+            t0,
+        );
+        let view = rae.route_view(&key([127, 50, 0, 0], 1)).unwrap();
+        assert_eq!(view.paths.len(), 2);
+        assert_eq!(view.paths[0].via_as, Some(20));
+        assert_eq!(view.paths[1].via_as, Some(30));
+        let loss = 1e-6 + 1e-4 - 1e-10;
+        let u_loss = (1e-3 - loss) / (1e-3 - 1e-5);
+        let expected_20 = 0.8 + 0.01 * (0.8 + u_loss + 1.0);
+        let expected_30 = 0.2 + 0.01 * (0.2 + u_loss + 1.0);
+        assert!(
+            (view.paths[0].achievement - expected_20).abs() < 1e-9,
+            "{view:?}"
+        );
+        assert!(
+            (view.paths[1].achievement - expected_30).abs() < 1e-9,
+            "{view:?}"
+        );
+        assert!((view.paths[0].metric.delay - 0.6).abs() < 1e-12);
+        assert_eq!(view.paths[0].metric.bandwidth, 8e6);
+    }
+
+    #[test]
+    fn exports_add_provisioning_prepend_the_local_as_and_skip_the_peer_itself() {
+        let t0 = Instant::now();
+        let mut rae = Rae::new(config(3, 0), t0);
+        rae.peer_up(0, t0);
+        rae.peer_up(2, t0);
+        rae.handle_timeout(t0); // the first batch (the local prefix)
+        drain(&mut rae);
+        rae.handle_update(
+            0,
+            update([127, 50, 0, 0], 1, vec![path(vec![20, 50], 0.5, 1e-4, 8e6)]),
+            t0,
+        );
+        rae.handle_timeout(t0);
+        let outputs = drain(&mut rae);
+        // Only peer 40 (index 2) gets it: never back to 20.
+        assert_eq!(outputs.len(), 1, "{outputs:?}");
+        let Output::Peer {
+            peer: 2,
+            message: InterRaeMessage::Update(update),
+        } = &outputs[0]
+        else {
+            panic!("{outputs:?}")
+        };
+        let sent = &update.routes[0].paths[0];
+        assert_eq!(sent.as_path, vec![LOCAL, 20, 50]);
+        // provisioning 40→20 (1 ms) + link 20 (0.1 s) + received 0.5 s
+        assert!((sent.maximum_delay - 0.601).abs() < 1e-12, "{sent:?}");
+        assert_eq!(sent.supported_bandwidth, 8e6);
+    }
+
+    #[test]
+    fn paths_through_the_local_as_or_not_starting_with_the_sender_are_dropped() {
+        let t0 = Instant::now();
+        let mut rae = Rae::new(config(3, 0), t0);
+        rae.handle_update(
+            0,
+            update(
+                [127, 50, 0, 0],
+                1,
+                vec![path(vec![20, LOCAL, 50], 0.1, 0.0, 1e7)],
+            ),
+            t0,
+        );
+        rae.handle_update(
+            0,
+            update([127, 51, 0, 0], 1, vec![path(vec![30, 51], 0.1, 0.0, 1e7)]),
+            t0,
+        );
+        rae.handle_update(
+            0,
+            update([127, 52, 0, 0], 1, vec![path(vec![20, 52], -1.0, 0.0, 1e7)]),
+            t0,
+        );
+        rae.handle_update(
+            0,
+            update([127, 53, 0, 0], 9, vec![path(vec![20, 53], 0.1, 0.0, 1e7)]),
+            t0,
+        );
+        assert_eq!(rae.counters().loops, 1);
+        assert_eq!(rae.counters().rejected, 3);
+        assert_eq!(
+            rae.rib().path_count(),
+            2,
+            "only the local prefix's two classes"
+        );
+    }
+
+    #[test]
+    fn limit_of_preferred_paths_is_kept() {
+        let t0 = Instant::now();
+        let mut rae = Rae::new(config(2, 0), t0);
+        for (peer, peer_as) in PEERS.iter().enumerate() {
+            let paths = (0..3)
+                .map(|i| path(vec![*peer_as, 60 + i], 0.1, 0.0, 1e7))
+                .collect();
+            rae.handle_update(peer, update([127, 60, 0, 0], 1, paths), t0);
+        }
+        let entry = rae.rib().get(&key([127, 60, 0, 0], 1)).unwrap();
+        assert_eq!(entry.candidates.len(), 9);
+        assert_eq!(entry.preferred().len(), 2);
+        // The two best come through 20 (shorter link delay than 30, same as 40 but lower origin).
+        assert!(entry
+            .preferred()
+            .iter()
+            .all(|c| c.origin == Origin::peer(0)));
+    }
+
+    #[test]
+    fn minimum_update_interval_batches_changes() {
+        let t0 = Instant::now();
+        let mut rae = Rae::new(config(3, 15), t0);
+        rae.peer_up(2, t0);
+        drain(&mut rae);
+        rae.handle_timeout(t0); // first batch: the local prefixes
+        drain(&mut rae);
+        rae.handle_update(
+            0,
+            update([127, 50, 0, 0], 1, vec![path(vec![20, 50], 0.1, 0.0, 1e7)]),
+            t0,
+        );
+        rae.handle_update(
+            0,
+            update([127, 51, 0, 0], 1, vec![path(vec![20, 51], 0.1, 0.0, 1e7)]),
+            t0,
+        );
+        assert_eq!(rae.poll_timeout(), Some(t0 + Duration::from_secs(15)));
+        rae.handle_timeout(t0 + Duration::from_secs(14));
+        assert!(drain(&mut rae).is_empty());
+        rae.handle_timeout(t0 + Duration::from_secs(15));
+        let outputs = drain(&mut rae);
+        assert_eq!(outputs.len(), 1, "both routes in one update");
+        let Output::Peer {
+            message: InterRaeMessage::Update(update),
+            ..
+        } = &outputs[0]
+        else {
+            panic!()
+        };
+        assert_eq!(update.routes.len(), 2);
+    }
+
+    #[test]
+    fn peer_down_withdraws_its_paths_and_reselects() {
+        let t0 = Instant::now();
+        let mut rae = Rae::new(config(1, 0), t0);
+        rae.peer_up(2, t0);
+        rae.handle_update(
+            0,
+            update([127, 50, 0, 0], 1, vec![path(vec![20, 50], 0.1, 0.0, 1e7)]),
+            t0,
+        );
+        rae.handle_update(
+            1,
+            update([127, 50, 0, 0], 1, vec![path(vec![30, 50], 0.1, 0.0, 1e7)]),
+            t0,
+        );
+        assert_eq!(
+            rae.rib().get(&key([127, 50, 0, 0], 1)).unwrap().preferred()[0].origin,
+            Origin::peer(0)
+        );
+        rae.handle_timeout(t0);
+        drain(&mut rae);
+        rae.peer_down(0, t0);
+        let entry = rae.rib().get(&key([127, 50, 0, 0], 1)).unwrap();
+        assert_eq!(entry.candidates.len(), 1);
+        assert_eq!(entry.preferred()[0].origin, Origin::peer(1));
+        rae.handle_timeout(t0);
+        let outputs = drain(&mut rae);
+        let Output::Peer {
+            message: InterRaeMessage::Update(update),
+            ..
+        } = &outputs[0]
+        else {
+            panic!("{outputs:?}")
+        };
+        assert_eq!(update.routes[0].paths[0].as_path, vec![LOCAL, 30, 50]);
+        rae.peer_down(1, t0);
+        rae.handle_timeout(t0);
+        let outputs = drain(&mut rae);
+        assert!(
+            matches!(&outputs[..], [Output::Peer { peer: 2, message: InterRaeMessage::Withdraw(w) }] if w.routes.len() == 1),
+            "{outputs:?}"
+        );
+        assert!(rae.rib().get(&key([127, 50, 0, 0], 1)).is_none());
+    }
+
+    fn arb_update() -> impl Strategy<Value = (usize, u8, u32, Vec<Vec<u32>>)> {
+        (
+            0usize..3,
+            0u8..16,
+            1u32..3,
+            prop::collection::vec(
+                prop::collection::vec(
+                    prop::sample::select(vec![10u32, 20, 30, 40, 50, 60, 70]),
+                    0..6,
+                ),
+                0..4,
+            ),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn no_path_ever_holds_the_local_as_and_withdrawing_everything_empties_the_rib(
+            updates in prop::collection::vec(arb_update(), 1..60),
+            by_session_drop in any::<bool>(),
+        ) {
+            let t0 = Instant::now();
+            let mut rae = Rae::new(config(3, 0), t0);
+            for peer in 0..3 { rae.peer_up(peer, t0); }
+            let mut sent = Vec::new();
+            for (peer, third, cos, paths) in &updates {
+                let paths = paths
+                    .iter()
+                    .map(|tail| {
+                        let mut p = vec![PEERS[*peer]];
+                        p.extend(tail);
+                        path(p, 0.01, 1e-6, 1e7)
+                    })
+                    .collect();
+                rae.handle_update(*peer, update([127, 99, *third, 0], *cos, paths), t0);
+                sent.push((*peer, *third, *cos));
+                rae.handle_timeout(t0);
+                for output in drain(&mut rae) {
+                    if let Output::Peer { message: InterRaeMessage::Update(u), .. } = output {
+                        for r in &u.routes {
+                            for p in &r.paths {
+                                prop_assert_eq!(p.as_path.iter().filter(|a| **a == LOCAL).count(), 1);
+                                prop_assert_eq!(p.as_path[0], LOCAL);
+                            }
+                        }
+                    }
+                }
+            }
+            for (_, entry) in rae.rib().iter() {
+                for c in &entry.candidates {
+                    prop_assert!(!c.as_path.contains(&LOCAL));
+                }
+            }
+            if by_session_drop {
+                for peer in 0..3 { rae.peer_down(peer, t0); }
+            } else {
+                for (peer, third, cos) in sent {
+                    rae.handle_withdraw(peer, proto::Withdraw { routes: vec![proto::WithdrawnRoute {
+                        address: u32::from(std::net::Ipv4Addr::new(127, 99, third, 0)),
+                        prefix_length: 24,
+                        cos_id: cos,
+                    }]}, t0);
+                }
+            }
+            rae.handle_timeout(t0);
+            drain(&mut rae);
+            // Only the local prefix (two classes) remains.
+            prop_assert_eq!(rae.rib().path_count(), 2);
+            prop_assert_eq!(rae.rib().route_count(), 2);
+        }
+    }
 }

@@ -16,6 +16,8 @@ pub mod build;
 pub mod cafe;
 pub mod control;
 pub mod flow;
+#[cfg(target_os = "linux")]
+pub mod io;
 pub mod packet;
 pub mod pcap;
 pub mod pipeline;

@@ -74,11 +74,15 @@ pub enum DropReason {
     BadEgress,
     /// No stage claimed the packet.
     Unclaimed,
+    /// The kernel refused to send the frame (the shell counts it).
+    TxError,
+    /// The packet could not be handed to the kernel's stack (no TUN device, or it refused).
+    KernelError,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::MalformedL2,
         DropReason::MalformedIp,
         DropReason::MalformedComet,
@@ -87,6 +91,8 @@ impl DropReason {
         DropReason::NoRoom,
         DropReason::BadEgress,
         DropReason::Unclaimed,
+        DropReason::TxError,
+        DropReason::KernelError,
     ];
 
     /// Stable name for metrics and JSON.
@@ -100,6 +106,8 @@ impl DropReason {
             DropReason::NoRoom => "no_room",
             DropReason::BadEgress => "bad_egress",
             DropReason::Unclaimed => "unclaimed",
+            DropReason::TxError => "tx_error",
+            DropReason::KernelError => "kernel_error",
         }
     }
 }
@@ -234,6 +242,26 @@ impl Batch {
         }
         *slot = meta;
         self.len += 1;
+        true
+    }
+
+    /// Copies in a frame whose VLAN tag the NIC or kernel removed (`tpid`, `tci`), putting the
+    /// tag back after the MAC addresses so the stages see the frame as it was on the wire.
+    pub fn push_with_vlan(&mut self, bytes: &[u8], tpid: u16, tci: u16, meta: PacketMeta) -> bool {
+        if !self.push(bytes, meta) {
+            return false;
+        }
+        let Some(buf) = self.bufs.get_mut(self.len - 1) else {
+            return false;
+        };
+        if !buf.insert_gap(12, 4) {
+            self.len -= 1;
+            return false;
+        }
+        if let Some(tag) = buf.as_mut_slice().get_mut(12..16) {
+            tag[..2].copy_from_slice(&tpid.to_be_bytes());
+            tag[2..].copy_from_slice(&tci.to_be_bytes());
+        }
         true
     }
 

@@ -89,7 +89,7 @@ pub struct FilterState {
 }
 
 /// A stream whose filter expired (the §5.2.3 record).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ExpiredStream {
     /// Stream identifier.
     pub id: u32,

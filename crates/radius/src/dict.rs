@@ -377,8 +377,16 @@ impl Dictionary {
 
     /// Attribute by name, case-insensitively.
     pub fn attribute(&self, name: &str) -> Option<&AttributeDef> {
-        let index = match self.by_name.get(name) {
-            Some(&i) => i,
+        // Keys are stored lower-case; fold short names on the stack to avoid an allocation
+        // on every lookup by the usual mixed-case names.
+        let mut buf = [0u8; 64];
+        let index = match buf.get_mut(..name.len()) {
+            Some(folded) => {
+                folded.copy_from_slice(name.as_bytes());
+                folded.make_ascii_lowercase();
+                let key = std::str::from_utf8(folded).ok()?;
+                *self.by_name.get(key)?
+            }
             None => *self.by_name.get(&name.to_ascii_lowercase())?,
         };
         self.attrs.get(index)

@@ -527,6 +527,10 @@ fn split_pair(text: &str) -> Option<(&str, Op, &str)> {
             break;
         }
     }
+    // `Name:=value` without spaces: the ':' belongs to the operator, not to a tag.
+    if text[..name_end].ends_with(':') && text[name_end..].starts_with('=') {
+        name_end -= 1;
+    }
     let name = &text[..name_end];
     let rest = text[name_end..].trim_start();
     let op = Op::ALL
@@ -746,6 +750,26 @@ impl Dictionary {
             }
         }
         Ok(pairs)
+    }
+
+    /// Parses radclient input holding several packets, separated by blank lines (as
+    /// `radclient -f` files are): one pair list per packet.
+    pub fn parse_packets(&self, text: &str) -> Result<Vec<Vec<Pair>>, PairError> {
+        let mut packets = Vec::new();
+        let mut current = String::new();
+        for line in text.lines().chain(std::iter::once("")) {
+            if line.trim().is_empty() {
+                let pairs = self.parse_pairs(&current)?;
+                if !pairs.is_empty() {
+                    packets.push(pairs);
+                }
+                current.clear();
+            } else {
+                current.push_str(line);
+                current.push('\n');
+            }
+        }
+        Ok(packets)
     }
 
     /// Encodes `pair` into `packet`: tag, encryption with (`secret`, `authenticator`) when the
@@ -1032,7 +1056,6 @@ impl Dictionary {
             return;
         };
         if def.kind == ValueType::Tlv {
-            let before = out.len();
             if crate::wire::check_attributes(data, 0).is_ok() && !data.is_empty() {
                 for sub in AttributeIter::new(data) {
                     let child = AttrId::Tlv {
@@ -1043,9 +1066,28 @@ impl Dictionary {
                 }
                 return;
             }
-            out.truncate(before);
             out.push(raw_pair(id, data));
             return;
+        }
+        // `array` attributes pack several fixed-width values into one attribute: one pair each.
+        if let Some(width) = fixed_width(def.kind).filter(|_| def.array && !def.has_tag) {
+            if data.len() > width
+                && data.len().is_multiple_of(width)
+                && def.encrypt == Encrypt::None
+            {
+                for chunk in data.chunks(width) {
+                    if let Some(value) = decode_value(def.kind, chunk) {
+                        out.push(Pair {
+                            attr: id.clone(),
+                            name: def.name.clone(),
+                            tag: None,
+                            op: Op::Equal,
+                            value,
+                        });
+                    }
+                }
+                return;
+            }
         }
         match self.decode_typed(def, data, crypt) {
             Some((tag, value)) => out.push(Pair {
@@ -1281,6 +1323,19 @@ fn extended(base: u8, header: &[u8], data: Vec<u8>) -> Result<Vec<RawAttribute>,
         }
         Ok(vec![RawAttribute { typ: base, value }])
     }
+}
+
+/// Wire width of fixed-size types (for `array` attributes).
+fn fixed_width(kind: ValueType) -> Option<usize> {
+    Some(match kind {
+        ValueType::Byte => 1,
+        ValueType::Short => 2,
+        ValueType::Integer | ValueType::Signed | ValueType::Date | ValueType::IpAddr => 4,
+        ValueType::Integer64 | ValueType::Ifid => 8,
+        ValueType::Ether => 6,
+        ValueType::Ipv6Addr => 16,
+        _ => return None,
+    })
 }
 
 fn raw_pair(id: AttrId, data: &[u8]) -> Pair {

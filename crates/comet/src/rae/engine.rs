@@ -112,7 +112,7 @@ pub struct Rae {
     cme_connected: bool,
     cme_sequence: u64,
     counters: Counters,
-    scratch: Vec<(Origin, AsPath, Metric)>,
+    scratch: Vec<PreferredMark>,
 }
 
 impl Rae {
@@ -181,14 +181,17 @@ impl Rae {
         *up = true;
         let mut routes = Vec::new();
         let bit = peer_bit(peer);
-        for (key, entry) in self.rib.iter_mut() {
-            let paths = export_paths(&self.config, *key, entry, peer);
+        let config = &self.config;
+        let counters = &mut self.counters;
+        let outputs = &mut self.outputs;
+        self.rib.for_each_mut(|key, entry| {
+            let paths = export_paths(config, *key, entry, peer);
             if !paths.is_empty() {
                 entry.advertised |= bit;
                 routes.push(route(*key, paths));
                 if routes.len() == ROUTES_PER_MESSAGE {
-                    self.counters.updates_out += 1;
-                    self.outputs.push_back(Output::Peer {
+                    counters.updates_out += 1;
+                    outputs.push_back(Output::Peer {
                         peer,
                         message: InterRaeMessage::Update(proto::Update {
                             routes: std::mem::take(&mut routes),
@@ -196,7 +199,7 @@ impl Rae {
                     });
                 }
             }
-        }
+        });
         if !routes.is_empty() {
             self.counters.updates_out += 1;
             self.outputs.push_back(Output::Peer {
@@ -216,29 +219,24 @@ impl Rae {
         let origin = Origin::peer(peer);
         let bit = peer_bit(peer);
         let mut removed = 0;
-        for (key, entry) in self.rib.iter_mut() {
+        let config = &self.config;
+        let scratch = &mut self.scratch;
+        let counters = &mut self.counters;
+        let queue = &mut self.queue;
+        self.rib.for_each_mut(|key, entry| {
             entry.advertised &= !bit;
             if !entry.candidates.iter().any(|c| c.origin == origin) {
-                continue;
+                return;
             }
-            snapshot(&mut self.scratch, entry);
+            snapshot(scratch, entry);
             let before = entry.candidates.len();
             entry.candidates.retain(|c| c.origin != origin);
-            if entry.candidates.len() != before {
-                removed += before - entry.candidates.len();
-                if rank(
-                    &self.config,
-                    &self.scratch,
-                    &mut self.counters,
-                    entry,
-                    key.cos,
-                ) && !entry.queued
-                {
-                    entry.queued = true;
-                    self.queue.push(*key);
-                }
+            removed += before - entry.candidates.len();
+            if rank(config, scratch, counters, entry, key.cos) && !entry.queued {
+                entry.queued = true;
+                queue.push(*key);
             }
-        }
+        });
         self.rib.add_paths(0, removed);
         self.rib.retain_nonempty();
     }
@@ -389,7 +387,12 @@ impl Rae {
         let before = entry.candidates.len();
         entry.candidates.retain(|c| c.origin != origin);
         let removed = before - entry.candidates.len();
-        entry.candidates.extend(fresh);
+        if entry.candidates.is_empty() {
+            // Reuse the exact-size vector: one path costs one candidate, not a growth step.
+            entry.candidates = fresh;
+        } else {
+            entry.candidates.extend(fresh);
+        }
         let changed = rank(
             &self.config,
             &self.scratch,
@@ -401,8 +404,11 @@ impl Rae {
             entry.queued = true;
             self.queue.push(key);
         }
+        let idle = entry.candidates.is_empty();
         self.rib.add_paths(added, removed);
-        self.rib.remove_if_empty(&key);
+        if idle {
+            self.rib.remove_if_empty(&key);
+        }
     }
 
     /// When [`Rae::handle_timeout`] must next be called (`None`: nothing is pending).
@@ -653,21 +659,30 @@ fn compare(a: &Candidate, b: &Candidate) -> Ordering {
 }
 
 /// Remembers the preferred paths of `entry` before its candidates change, for [`rank`].
-fn snapshot(scratch: &mut Vec<(Origin, AsPath, Metric)>, entry: &RouteEntry) {
+fn snapshot(scratch: &mut Vec<PreferredMark>, entry: &RouteEntry) {
     scratch.clear();
-    scratch.extend(
-        entry
-            .preferred()
-            .iter()
-            .map(|c| (c.origin, c.as_path.clone(), c.metric)),
-    );
+    scratch.extend(entry.preferred().iter().map(mark));
+}
+
+/// What identifies a preferred path for change detection. AS paths are compared by address:
+/// they are interned, and the interner keeps every path alive until its sweep, which never
+/// runs between a [`snapshot`] and the [`rank`] that compares against it; so equal addresses
+/// mean equal paths, without reference-count traffic on the hot path.
+type PreferredMark = (Origin, usize, Metric);
+
+fn mark(candidate: &Candidate) -> PreferredMark {
+    (
+        candidate.origin,
+        AsPath::as_ptr(&candidate.as_path).cast::<u32>() as usize,
+        candidate.metric,
+    )
 }
 
 /// Runs the decision process on one entry; returns whether its preferred paths changed since
 /// the last [`snapshot`].
 fn rank(
     config: &RaeConfig,
-    scratch: &[(Origin, AsPath, Metric)],
+    scratch: &[PreferredMark],
     counters: &mut Counters,
     entry: &mut RouteEntry,
     cos: u32,
@@ -691,13 +706,7 @@ fn rank(
     }
     entry.preferred = entry.candidates.len().min(config.limit_of_preferred_paths) as u8;
     let now = entry.preferred();
-    now.len() != scratch.len()
-        || now
-            .iter()
-            .zip(scratch.iter())
-            .any(|(c, (origin, path, metric))| {
-                c.origin != *origin || c.as_path != *path || c.metric != *metric
-            })
+    now.len() != scratch.len() || now.iter().zip(scratch).any(|(c, old)| mark(c) != *old)
 }
 
 #[cfg(test)]

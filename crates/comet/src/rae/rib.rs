@@ -148,6 +148,11 @@ pub struct RouteEntry {
 }
 
 impl RouteEntry {
+    /// Whether the entry holds nothing and waits for nothing (it can be dropped).
+    fn is_idle(&self) -> bool {
+        self.candidates.is_empty() && !self.queued && self.advertised == 0
+    }
+
     /// The preferred paths, best first.
     pub fn preferred(&self) -> &[Candidate] {
         &self.candidates[..usize::from(self.preferred).min(self.candidates.len())]
@@ -155,9 +160,15 @@ impl RouteEntry {
 }
 
 /// The RIB: route entries keyed by prefix and class, plus the AS-path interner.
+///
+/// Entries live in a slab (`slots`) and the hash index maps keys to slot numbers: a 16-byte
+/// hash bucket instead of a bucket holding the whole entry keeps the table small at millions of
+/// routes (hash tables grow by powers of two, so the bucket size is paid up to twice).
 #[derive(Default)]
 pub struct Rib {
-    routes: HashMap<RouteKey, RouteEntry, foldhash::fast::RandomState>,
+    index: HashMap<RouteKey, u32, foldhash::fast::RandomState>,
+    slots: Vec<RouteEntry>,
+    free: Vec<u32>,
     as_paths: HashSet<AsPath, foldhash::fast::RandomState>,
     interned_since_sweep: usize,
     paths: usize,
@@ -166,47 +177,72 @@ pub struct Rib {
 impl Rib {
     /// The entry of `key`.
     pub fn get(&self, key: &RouteKey) -> Option<&RouteEntry> {
-        self.routes.get(key)
+        self.index.get(key).map(|slot| &self.slots[*slot as usize])
     }
 
     /// The entry of `key`, created empty when missing.
     pub(crate) fn entry(&mut self, key: RouteKey) -> &mut RouteEntry {
-        self.routes.entry(key).or_default()
+        let slots = &mut self.slots;
+        let free = &mut self.free;
+        let slot = *self.index.entry(key).or_insert_with(|| match free.pop() {
+            Some(slot) => slot,
+            None => {
+                slots.push(RouteEntry::default());
+                (slots.len() - 1) as u32
+            }
+        });
+        &mut self.slots[slot as usize]
     }
 
     /// The entry of `key` if present.
     pub(crate) fn get_mut(&mut self, key: &RouteKey) -> Option<&mut RouteEntry> {
-        self.routes.get_mut(key)
+        self.index
+            .get(key)
+            .map(|slot| &mut self.slots[*slot as usize])
     }
 
     /// Removes the entry of `key` when it has no candidate and waits for nothing.
     pub(crate) fn remove_if_empty(&mut self, key: &RouteKey) {
-        if let Some(entry) = self.routes.get(key) {
-            if entry.candidates.is_empty() && !entry.queued && entry.advertised == 0 {
-                self.routes.remove(key);
+        if let Some(slot) = self.index.get(key).copied() {
+            if self.slots[slot as usize].is_idle() {
+                self.index.remove(key);
+                self.slots[slot as usize] = RouteEntry::default();
+                self.free.push(slot);
             }
         }
     }
 
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&RouteKey, &RouteEntry)> {
-        self.routes.iter()
+        self.index
+            .iter()
+            .map(|(key, slot)| (key, &self.slots[*slot as usize]))
     }
 
-    /// Every entry mutably.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&RouteKey, &mut RouteEntry)> {
-        self.routes.iter_mut()
+    /// Calls `visit` on every entry mutably.
+    pub(crate) fn for_each_mut(&mut self, mut visit: impl FnMut(&RouteKey, &mut RouteEntry)) {
+        for (key, slot) in &self.index {
+            visit(key, &mut self.slots[*slot as usize]);
+        }
     }
 
     /// Drops entries that hold nothing any more.
     pub(crate) fn retain_nonempty(&mut self) {
-        self.routes
-            .retain(|_, e| !e.candidates.is_empty() || e.queued || e.advertised != 0);
+        let slots = &mut self.slots;
+        let free = &mut self.free;
+        self.index.retain(|_, slot| {
+            let keep = !slots[*slot as usize].is_idle();
+            if !keep {
+                slots[*slot as usize] = RouteEntry::default();
+                free.push(*slot);
+            }
+            keep
+        });
     }
 
     /// Number of keys (prefix × class) with an entry.
     pub fn route_count(&self) -> usize {
-        self.routes.len()
+        self.index.len()
     }
 
     /// Number of candidate paths over all keys.

@@ -509,28 +509,21 @@ fn raw_name(id: &AttrId) -> String {
     format!("Attr-{id}")
 }
 
-/// Splits `Name[:tag] op value`.
+/// Splits `Name[:tag] op value`. Names contain '-', so '-' only starts an operator in "-=",
+/// and ':' only in ":=" (otherwise it introduces a tag).
 fn split_pair(text: &str) -> Option<(&str, Op, &str)> {
     let text = text.trim();
-    let name_end = text
-        .find(|c: char| c.is_whitespace() || "=!<>+-~".contains(c) && !c.is_ascii_alphanumeric())
-        .unwrap_or(text.len());
-    // Attribute names contain '-', so only treat '-' as an operator start when it is "-=".
-    let mut name_end = name_end;
-    while let Some(rest) = text.get(name_end..) {
-        if rest.starts_with('-') && !rest.starts_with("-=") {
-            let skip = rest[1..]
-                .find(|c: char| c.is_whitespace() || "=!<>+-~".contains(c))
-                .map_or(rest.len(), |i| i + 1);
-            name_end += skip;
-        } else {
-            break;
-        }
-    }
-    // `Name:=value` without spaces: the ':' belongs to the operator, not to a tag.
-    if text[..name_end].ends_with(':') && text[name_end..].starts_with('=') {
-        name_end -= 1;
-    }
+    let bytes = text.as_bytes();
+    let name_end = bytes
+        .iter()
+        .enumerate()
+        .position(|(i, &b)| {
+            let next_is_equal = bytes.get(i + 1) == Some(&b'=');
+            b.is_ascii_whitespace()
+                || matches!(b, b'=' | b'!' | b'<' | b'>' | b'+' | b'~')
+                || (matches!(b, b'-' | b':') && next_is_equal)
+        })
+        .unwrap_or(bytes.len());
     let name = &text[..name_end];
     let rest = text[name_end..].trim_start();
     let op = Op::ALL

@@ -8,6 +8,32 @@
 //!
 //! Nothing here opens sockets, reads clocks or spawns threads; the only I/O is reading
 //! dictionary files when asked to.
+//!
+//! ```
+//! use brasa_radius::{auth, Code, Dictionary, Packet};
+//!
+//! let dict = Dictionary::builtin();
+//! let secret = b"testing123";
+//! let request_authenticator = [7u8; 16]; // random in real life
+//!
+//! // Build an Access-Accept from radclient-style text and sign it.
+//! let mut accept = Packet::new(Code::AccessAccept, 42);
+//! for pair in dict.parse_pairs("Class = \"gold\", Alc-SLA-Prof-Str = \"100M\", Tunnel-Type:1 = VLAN")? {
+//!     dict.add_pair(&mut accept, &pair, secret, &request_authenticator)?;
+//! }
+//! accept.add(auth::MESSAGE_AUTHENTICATOR, [0u8; 16]);
+//! let mut bytes = accept.encode()?;
+//! auth::fill_message_authenticator(&mut bytes, &request_authenticator, secret);
+//! auth::sign_response(&mut bytes, &request_authenticator, secret);
+//!
+//! // The receiving side checks and decodes it.
+//! assert!(auth::verify_response(&bytes, &request_authenticator, secret));
+//! let decoded = Packet::decode(&bytes)?;
+//! assert_eq!(decoded.get_vsa(&dict, 6527, 13).as_deref(), Some(&b"100M"[..]));
+//! let text: Vec<String> = dict.decode_pairs(&decoded, None).iter().map(|p| p.to_text(&dict)).collect();
+//! assert_eq!(text[..3], ["Class = 0x676f6c64", "Alc-SLA-Prof-Str = \"100M\"", "Tunnel-Type:1 = VLAN"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod auth;

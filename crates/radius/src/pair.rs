@@ -626,11 +626,11 @@ fn decode_value(kind: ValueType, data: &[u8]) -> Option<Value> {
     })
 }
 
-/// Salt for `encrypt=2` derived from the authenticator and the attribute's position, so that
-/// every salt in a packet differs (RFC 2868 §3.5) without a random source in the codec.
+/// Salt for `encrypt=2` derived from the authenticator (random per request) plus the
+/// attribute's position, so that the salts of one packet all differ (RFC 2868 §3.5) without a
+/// random source in the codec.
 fn tunnel_salt(authenticator: &[u8; 16], position: usize) -> u16 {
-    let i = (position * 2) % 16;
-    let base = u16::from_be_bytes([authenticator[i], authenticator[(i + 1) % 16]]);
+    let base = u16::from_be_bytes([authenticator[0], authenticator[1]]);
     0x8000 | (base.wrapping_add(position as u16) & 0x7fff)
 }
 

@@ -22,6 +22,15 @@ struct Seen {
 
 /// Answers one request with `reply` attributes (text pairs), signed with Message-Authenticator.
 fn respond_once(socket: UdpSocket, reply_text: &'static str) -> thread::JoinHandle<Seen> {
+    respond_once_signed(socket, reply_text, SECRET)
+}
+
+/// Like [`respond_once`], signing the reply with `reply_secret`.
+fn respond_once_signed(
+    socket: UdpSocket,
+    reply_text: &'static str,
+    reply_secret: &'static [u8],
+) -> thread::JoinHandle<Seen> {
     thread::spawn(move || {
         let dict = Dictionary::builtin();
         let mut buf = [0u8; 4096];
@@ -55,8 +64,12 @@ fn respond_once(socket: UdpSocket, reply_text: &'static str) -> thread::JoinHand
         reply.add(80, [0u8; 16]);
         let mut out = reply.encode().unwrap();
         let context = auth::message_authenticator_context(code, &ra);
-        assert!(auth::fill_message_authenticator(&mut out, &context, SECRET));
-        auth::sign_response(&mut out, &ra, SECRET);
+        assert!(auth::fill_message_authenticator(
+            &mut out,
+            &context,
+            reply_secret
+        ));
+        auth::sign_response(&mut out, &ra, reply_secret);
         socket.send_to(&out, from).unwrap();
         Seen {
             request_pairs,
@@ -67,6 +80,12 @@ fn respond_once(socket: UdpSocket, reply_text: &'static str) -> thread::JoinHand
 }
 
 fn radclient(port: u16, kind: &str, input: &str) -> String {
+    let (ok, text) = run_radclient(port, kind, input);
+    assert!(ok, "radclient failed:\n{text}");
+    text
+}
+
+fn run_radclient(port: u16, kind: &str, input: &str) -> (bool, String) {
     let mut child = Command::new("radclient")
         .args([
             "-x",
@@ -95,8 +114,7 @@ fn radclient(port: u16, kind: &str, input: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "radclient failed:\n{text}");
-    text
+    (out.status.success(), text)
 }
 
 fn responder() -> (UdpSocket, u16) {
@@ -200,4 +218,20 @@ fn serial_radclient_accounting_and_coa_authenticators() {
     );
     assert_eq!(seen.message_authenticator, MessageAuthenticator::Valid);
     assert!(out.contains("Received CoA-ACK"), "{out}");
+}
+
+#[test]
+fn serial_radclient_rejects_a_reply_signed_with_another_secret() {
+    // The counter-test of the ones above: the same reply signed with the wrong secret must be
+    // refused by radclient, so their success really is radclient checking our signatures.
+    let (socket, port) = responder();
+    let seen = respond_once_signed(socket, "Reply-Message = \"x\"", b"not-the-secret");
+    let (ok, out) = run_radclient(
+        port,
+        "auth",
+        "User-Name = \"bob\", User-Password = \"pw\", Message-Authenticator = 0x00\n",
+    );
+    seen.join().unwrap();
+    assert!(!ok, "radclient accepted a badly signed reply:\n{out}");
+    assert!(!out.contains("Received Access-Accept"), "{out}");
 }

@@ -54,3 +54,41 @@ fn loads_the_system_freeradius_tree() {
     ));
     assert!(dict.attributes().count() > 5000);
 }
+
+#[test]
+fn builtin_plus_system_tree_keeps_the_nokia_additions() {
+    let mut dict = Dictionary::builtin();
+    dict.merge_file(Path::new(TREE)).unwrap();
+    // FreeRADIUS lacks these; merging its tree must not lose them.
+    for (name, typ) in [
+        ("Alc-Sub-Serv-Activate", 151),
+        ("Alc-Dyn-Serv-Script-Action", 166),
+    ] {
+        let def = dict.attribute(name).unwrap();
+        assert_eq!(def.id, AttrId::Vendor { vendor: 6527, typ });
+        assert!(def.has_tag);
+        assert_eq!(dict.attribute_by_id(&def.id).unwrap().name, name);
+    }
+    // And everything FreeRADIUS defines is there too.
+    assert!(dict.attribute("WiMAX-Capability").is_some());
+    assert!(dict.attribute("Cisco-AVPair").is_some());
+}
+
+#[test]
+fn missing_include_names_the_including_line() {
+    let dir = std::env::temp_dir().join(format!("brasa-dict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let top = dir.join("dictionary");
+    std::fs::write(
+        &top,
+        "ATTRIBUTE A 1 string\n$INCLUDE- dictionary.optional\n$INCLUDE dictionary.missing\n",
+    )
+    .unwrap();
+    let err = Dictionary::load_file(&top).unwrap_err().to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        err.starts_with(&format!("{}:3: $INCLUDE ", top.display())),
+        "{err}"
+    );
+    assert!(err.contains("dictionary.missing"), "{err}");
+}

@@ -259,6 +259,30 @@ mod tests {
     }
 
     #[test]
+    fn worked_example_of_docs_rae_md() {
+        let paths = [
+            metric(0.3, 5e-6, 3e6),
+            metric(0.7, 2e-5, 8e6),
+            metric(0.45, 1e-4, 10e6),
+        ];
+        let flat: Vec<f64> = paths
+            .iter()
+            .map(|m| achievement(AchievementFunction::Flat, &btbe(), m))
+            .collect();
+        let inverse: Vec<f64> = paths
+            .iter()
+            .map(|m| achievement(AchievementFunction::MultiplicativeInverse, &btbe(), m))
+            .collect();
+        let round = |v: &[f64]| {
+            v.iter()
+                .map(|a| (a * 1000.0).round() / 1000.0)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(round(&flat), vec![0.693, 0.626, 0.938]);
+        assert_eq!(round(&inverse), vec![0.717, 0.461, 0.134]);
+    }
+
+    #[test]
     fn invalid_levels_are_rejected() {
         let mut levels = btbe();
         levels.delay_aspiration = 2.0;

@@ -453,6 +453,15 @@ impl Rae {
                 if !paths.is_empty() {
                     entry.advertised |= bit;
                     updates[peer].push(route(key, paths));
+                    if updates[peer].len() == ROUTES_PER_MESSAGE {
+                        self.counters.updates_out += 1;
+                        self.outputs.push_back(Output::Peer {
+                            peer,
+                            message: InterRaeMessage::Update(proto::Update {
+                                routes: std::mem::take(&mut updates[peer]),
+                            }),
+                        });
+                    }
                 } else if entry.advertised & bit != 0 || bit == 0 {
                     entry.advertised &= !bit;
                     withdraws[peer].push(proto::WithdrawnRoute {
@@ -487,15 +496,13 @@ impl Rae {
                 });
             }
         }
-        for (peer, mut routes) in updates.into_iter().enumerate() {
-            while !routes.is_empty() {
-                let rest = routes.split_off(routes.len().min(ROUTES_PER_MESSAGE));
+        for (peer, routes) in updates.into_iter().enumerate() {
+            if !routes.is_empty() {
                 self.counters.updates_out += 1;
                 self.outputs.push_back(Output::Peer {
                     peer,
                     message: InterRaeMessage::Update(proto::Update { routes }),
                 });
-                routes = rest;
             }
         }
         if let Some(request) = request {

@@ -172,6 +172,9 @@ pub struct PacketMeta {
     pub kind: PacketKind,
     /// Decision so far.
     pub verdict: Verdict,
+    /// The transport checksum is not computed yet (a packet from a local sender or a veth
+    /// with checksum offload): it must be filled in before the packet leaves this host.
+    pub checksum_pending: bool,
 }
 
 impl PacketMeta {
@@ -184,6 +187,7 @@ impl PacketMeta {
             l3: 0,
             kind: PacketKind::Unknown,
             verdict: Verdict::Pending,
+            checksum_pending: false,
         }
     }
 }

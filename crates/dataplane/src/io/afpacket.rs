@@ -11,6 +11,7 @@ const ETH_P_ALL: u16 = 0x0003;
 const TPACKET_V3: libc::c_int = 2;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
 const TPACKET3_HDRLEN: usize = 48;
@@ -253,7 +254,8 @@ impl RxRing {
                     if batch.is_full() {
                         flush(batch);
                     }
-                    let meta = PacketMeta::new(self.port, packet_type, protocol);
+                    let mut meta = PacketMeta::new(self.port, packet_type, protocol);
+                    meta.checksum_pending = status & TP_STATUS_CSUMNOTREADY != 0;
                     let pushed = if status & TP_STATUS_VLAN_VALID != 0 && frame.len() >= 12 {
                         let tci = read_u32(header, PKT_VLAN_TCI) as u16;
                         let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {

@@ -67,6 +67,12 @@ impl Stage for ClassifyStage {
                 EtherType::COMET => PacketKind::Comet,
                 _ => PacketKind::Other,
             };
+            if meta.checksum_pending && matches!(meta.kind, PacketKind::Ipv4 | PacketKind::Ipv6) {
+                if let Some(ip) = buf.as_mut_slice().get_mut(usize::from(meta.l3)..) {
+                    crate::wire::checksum::fill_transport_checksum(ip);
+                }
+                meta.checksum_pending = false;
+            }
             let for_us = meta.pkt_type == pkt_type::HOST;
             match meta.kind {
                 PacketKind::Other => meta.verdict = Verdict::Ignore,
@@ -83,8 +89,10 @@ impl Stage for ClassifyStage {
     }
 }
 
-/// IP packets no stage claimed: left to the kernel's own copy, or (ports with
-/// [`IpHandoff::Inject`]) stripped of the link layer and handed to the kernel.
+/// IP packets no stage claimed: left to the kernel's own copy, or (IPv4 on ports with
+/// [`IpHandoff::Inject`]) stripped of the link layer and handed to the kernel. Linux can turn
+/// IPv4 forwarding off per interface but not IPv6 forwarding, so on an inject port the kernel
+/// still forwards its own copy of IPv6 packets and the data plane leaves those alone.
 #[derive(Default)]
 pub struct IpHandoffStage;
 
@@ -107,6 +115,9 @@ impl Stage for IpHandoffStage {
                 .unwrap_or(IpHandoff::Kernel);
             match handoff {
                 IpHandoff::Kernel => meta.verdict = Verdict::Ignore,
+                IpHandoff::Inject if meta.kind == PacketKind::Ipv6 => {
+                    meta.verdict = Verdict::Ignore
+                }
                 IpHandoff::Inject => {
                     if buf.pull_front(usize::from(meta.l3)) {
                         meta.l3 = 0;

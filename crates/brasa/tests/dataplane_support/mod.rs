@@ -1,0 +1,372 @@
+//! Shared pieces of the data plane's binary-level tests: network namespaces that clean up after
+//! themselves, the `brasa dataplane` daemon inside one, and frame injection/capture with
+//! AF_PACKET sockets opened inside a namespace.
+#![allow(dead_code)]
+
+use brasa_dataplane::io::afpacket::{RingConfig, RxRing, TxSocket};
+use brasa_dataplane::io::netdev::NetDev;
+use brasa_dataplane::pipeline::{pkt_type, Batch, PacketMeta, Verdict};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A network namespace deleted on drop (also when the test fails).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Self {
+        let name = format!(
+            "bdp{}{}{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            tag
+        );
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Self { name };
+        ns.sh("ip link set lo up");
+        ns
+    }
+
+    /// Runs a shell command inside the namespace and asserts it succeeded.
+    pub fn sh(&self, command: &str) -> String {
+        let output =
+            run_ok(Command::new("ip").args(["netns", "exec", &self.name, "sh", "-c", command]));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs a command inside the namespace and returns its output, whatever the status.
+    pub fn output(&self, program: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, program])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+
+    pub fn mac(&self, interface: &str) -> brasa_dataplane::wire::MacAddr {
+        self.sh(&format!("cat /sys/class/net/{interface}/address"))
+            .trim()
+            .parse()
+            .expect("MAC")
+    }
+
+    /// Runs `f` on a thread that has entered the namespace (sockets it opens stay in it).
+    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("open netns");
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on this thread with a namespace descriptor.
+            let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(ret, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("namespace thread")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+pub fn run_ok(command: &mut Command) -> Output {
+    let output = command.output().expect("spawn");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A veth pair between two namespaces, both ends up.
+pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
+    a.sh(&format!(
+        "ip link add {a_if} type veth peer name {b_if} netns {}",
+        b.name
+    ));
+    a.sh(&format!("ip link set {a_if} up"));
+    b.sh(&format!("ip link set {b_if} up"));
+}
+
+/// `brasa dataplane` running in a namespace, stopped on drop.
+pub struct Daemon {
+    child: Child,
+    pub ns_name: String,
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon with `interfaces` (`(name, "kernel"|"inject")`) and waits for its API.
+    pub fn start(ns: &Netns, interfaces: &[(&str, &str)]) -> Self {
+        Self::start_with(ns, interfaces, "")
+    }
+
+    pub fn start_with(ns: &Netns, interfaces: &[(&str, &str)], extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config =
+            String::from("[dataplane]\ntun = \"brasa0\"\nexpiry_interval = \"100ms\"\n");
+        config.push_str(extra);
+        for (name, ip) in interfaces {
+            config.push_str(&format!(
+                "[[dataplane.interface]]\nname = \"{name}\"\nip = \"{ip}\"\n"
+            ));
+        }
+        let path = dir.path().join("dp.toml");
+        std::fs::write(&path, config).expect("write config");
+        let log = dir.path().join("dp.log");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.name,
+                env!("CARGO_BIN_EXE_brasa"),
+                "--log",
+                "debug",
+                "dataplane",
+                "-c",
+            ])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn brasa dataplane");
+        let daemon = Self {
+            child,
+            ns_name: ns.name.clone(),
+            _dir: dir,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = daemon.cafe(&["stats"]);
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "brasa dataplane did not come up: {}",
+                daemon.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        daemon
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `brasa cafe ARGS` in the daemon's namespace.
+    pub fn cafe(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns_name,
+                env!("CARGO_BIN_EXE_brasa"),
+                "cafe",
+            ])
+            .args(args)
+            .output()
+            .expect("brasa cafe")
+    }
+
+    /// Runs `brasa cafe ARGS` and asserts success.
+    pub fn cafe_ok(&self, args: &[&str]) -> String {
+        let out = self.cafe(args);
+        assert!(
+            out.status.success(),
+            "brasa cafe {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn cafe_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.cafe_ok(&all)).expect("JSON output")
+    }
+
+    /// GET a management API path from inside the namespace.
+    pub fn http_get(&self, path: &str) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns_name, "python3", "-c"])
+            .arg(format!(
+                "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:7781{path}').read().decode())"
+            ))
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signals our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Frames received on one interface of a namespace.
+pub struct Capture {
+    ring: RxRing,
+    batch: Batch,
+    pub frames: Vec<Vec<u8>>,
+}
+
+impl Capture {
+    pub fn open(ns: &Netns, interface: &str) -> Self {
+        let interface = interface.to_string();
+        let ring = ns.enter(move || {
+            let dev = NetDev::lookup(&interface).expect("capture interface");
+            RxRing::open(
+                &interface,
+                dev.ifindex,
+                0,
+                RingConfig {
+                    block_size: 1 << 16,
+                    block_count: 8,
+                    block_timeout_ms: 1,
+                },
+            )
+            .expect("capture ring")
+        });
+        Self {
+            ring,
+            batch: Batch::new(64),
+            frames: Vec::new(),
+        }
+    }
+
+    fn poll(&mut self) {
+        let mut oversized = 0;
+        let frames = &mut self.frames;
+        self.ring.drain(&mut self.batch, &mut oversized, |batch| {
+            frames.extend(batch.iter().map(|(buf, _)| buf.as_slice().to_vec()));
+            batch.clear();
+        });
+        frames.extend(self.batch.iter().map(|(buf, _)| buf.as_slice().to_vec()));
+        self.batch.clear();
+    }
+
+    /// Waits until `count` captured frames satisfy `matches` (or `timeout`), returns those.
+    pub fn wait_for(
+        &mut self,
+        count: usize,
+        timeout: Duration,
+        matches: impl Fn(&[u8]) -> bool,
+    ) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.poll();
+            let found: Vec<Vec<u8>> = self.frames.iter().filter(|f| matches(f)).cloned().collect();
+            if found.len() >= count || Instant::now() >= deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Sends raw frames out of an interface of a namespace.
+pub fn send_frames(ns: &Netns, interface: &str, frames: Vec<Vec<u8>>, protocol: u16) {
+    let interface = interface.to_string();
+    ns.enter(move || {
+        let dev = NetDev::lookup(&interface).expect("send interface");
+        let mut socket = TxSocket::open(&interface, dev.ifindex).expect("send socket");
+        let mut batch = Batch::new(frames.len().max(1));
+        for frame in &frames {
+            assert!(batch.push(frame, PacketMeta::new(0, pkt_type::HOST, protocol)));
+        }
+        for (_, meta) in batch.iter_mut() {
+            meta.verdict = Verdict::Transmit(0);
+        }
+        let (accepted, attempted) = socket.send_from_batch(&batch, 0);
+        assert_eq!(accepted, attempted, "frames refused by the kernel");
+    });
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// A TUN device opened (and created) by the test inside a namespace, with packet information
+/// (so reads show the protocol the sender gave each packet).
+pub struct TestTun {
+    file: std::fs::File,
+}
+
+impl TestTun {
+    pub fn create(ns: &Netns, name: &str) -> Self {
+        let name = name.to_string();
+        let file = ns.enter(move || {
+            use std::os::fd::AsRawFd;
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/net/tun")
+                .expect("open tun");
+            let mut req = [0u8; 40];
+            req[..name.len()].copy_from_slice(name.as_bytes());
+            req[16..18].copy_from_slice(&(libc::IFF_TUN as i16).to_ne_bytes());
+            // SAFETY: TUNSETIFF reads a 40-byte ifreq.
+            let ret = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, req.as_mut_ptr()) };
+            assert_eq!(ret, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+            // SAFETY: sets O_NONBLOCK on our own descriptor.
+            unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+            file
+        });
+        Self { file }
+    }
+
+    /// Packets read within `timeout` whose protocol (from the packet information) is `protocol`.
+    pub fn read_packets(&mut self, protocol: u16, count: usize, timeout: Duration) -> Vec<Vec<u8>> {
+        use std::io::Read;
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while out.len() < count && Instant::now() < deadline {
+            match self.file.read(&mut buf) {
+                Ok(len) if len >= 4 => {
+                    if u16::from_be_bytes([buf[2], buf[3]]) == protocol {
+                        out.push(buf[4..len].to_vec());
+                    }
+                }
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        out
+    }
+}

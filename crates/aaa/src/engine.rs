@@ -465,7 +465,11 @@ impl Engine {
             tracing::debug!(client = %client.name, code = %request.code, "unexpected code on this port");
             return;
         }
-        let ma = auth::check_message_authenticator(bytes, &request.authenticator, &client.secret);
+        let ma = auth::check_message_authenticator(
+            bytes,
+            &auth::message_authenticator_context(request.code, &request.authenticator),
+            &client.secret,
+        );
         let authentic = match request.code {
             Code::AccountingRequest => {
                 auth::verify_request(bytes, &client.secret)
@@ -650,7 +654,7 @@ impl Engine {
         reply.identifier = job.request.identifier;
         let Some(bytes) = finalize_response(
             &mut reply,
-            &job.request.authenticator,
+            &job.request,
             &client.secret,
             job.had_message_authenticator && job.request.code != Code::AccountingRequest,
         ) else {
@@ -1048,9 +1052,14 @@ impl Engine {
             },
             _ => return,
         };
+        let ma_context = reply_ma_context(
+            reply.code,
+            matches!(pending.origin, Origin::Probe),
+            &pending.sent_authenticator,
+        );
         let authentic = auth::verify_response(bytes, &pending.sent_authenticator, &secret)
             && !matches!(
-                auth::check_message_authenticator(bytes, &pending.sent_authenticator, &secret),
+                auth::check_message_authenticator(bytes, &ma_context, &secret),
                 MessageAuthenticator::Invalid | MessageAuthenticator::Malformed
             );
         if !authentic {
@@ -1321,7 +1330,7 @@ impl Engine {
         }
         let Some(bytes) = finalize_response(
             &mut reply,
-            &coa.request.authenticator,
+            &coa.request,
             &coa.secret,
             coa.had_message_authenticator,
         ) else {
@@ -1352,10 +1361,11 @@ fn remove_proxy_state(packet: &mut Packet, token: &[u8]) {
 /// authenticator, then the Response Authenticator (RFC 2865 §3, RFC 3579 §3.2).
 fn finalize_response(
     reply: &mut Packet,
-    request_authenticator: &[u8; 16],
+    request: &Packet,
     secret: &[u8],
     with_message_authenticator: bool,
 ) -> Option<Vec<u8>> {
+    let request_authenticator = &request.authenticator;
     let had = reply.remove(MESSAGE_AUTHENTICATOR) > 0;
     if had || with_message_authenticator {
         reply.attributes.insert(
@@ -1368,9 +1378,25 @@ fn finalize_response(
     }
     reply.authenticator = *request_authenticator;
     let mut bytes = reply.encode().ok()?;
-    auth::fill_message_authenticator(&mut bytes, request_authenticator, secret);
+    let context = reply_ma_context(
+        reply.code,
+        request.code == Code::StatusServer,
+        request_authenticator,
+    );
+    auth::fill_message_authenticator(&mut bytes, &context, secret);
     auth::sign_response(&mut bytes, request_authenticator, secret);
     Some(bytes)
+}
+
+/// The header authenticator a reply's Message-Authenticator is computed over, as FreeRADIUS
+/// does: zeros for an Accounting-Response (unless it answers a Status-Server), the request's
+/// authenticator for every other reply.
+fn reply_ma_context(code: Code, answers_status_server: bool, request_authenticator: &[u8; 16]) -> [u8; 16] {
+    if code == Code::AccountingResponse && !answers_status_server {
+        [0; 16]
+    } else {
+        *request_authenticator
+    }
 }
 
 fn ip_bytes(ip: IpAddr) -> Vec<u8> {

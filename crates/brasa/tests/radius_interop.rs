@@ -91,7 +91,9 @@ fn serial_radius_local_mode_answers_radclient() {
     assert!(stdout(&output).contains("Received Access-Reject"), "{}", stdout(&output));
 
     for status in ["Start", "Interim-Update", "Stop"] {
-        let input = format!("User-Name = alice, Acct-Status-Type = {status}, Acct-Session-Id = \"s-1\", Class = 0x436c6173732d31, Class = 0x436c6173732d3232");
+        // radclient computes a Message-Authenticator when the attribute is listed (over a zero
+        // Request Authenticator for accounting, as FreeRADIUS does).
+        let input = format!("User-Name = alice, Acct-Status-Type = {status}, Acct-Session-Id = \"s-1\", Class = 0x436c6173732d31, Class = 0x436c6173732d3232, Message-Authenticator = 0x00");
         let output = radclient(acct_addr, "acct", NAS_SECRET, &input, &[]);
         assert!(stdout(&output).contains("Received Accounting-Response"), "{}", stdout(&output));
     }

@@ -286,3 +286,72 @@ pub fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Starts FreeRADIUS as a plain proxy: every Access-Request from `clients` goes to `upstream`
+/// (an auth port) with `upstream_secret`, as an operator would configure it in proxy.conf.
+pub fn start_freeradius_proxy(
+    dir: &Path,
+    ip: &str,
+    clients: &[(&str, &str)],
+    upstream: SocketAddr,
+    upstream_secret: &str,
+) -> FreeRadius {
+    let top = format!(
+        r#"proxy_requests = yes
+proxy server {{
+  default_fallback = no
+}}
+home_server upstream {{
+  type = auth
+  ipaddr = {}
+  port = {}
+  secret = {upstream_secret}
+  response_window = 20
+  zombie_period = 40
+  revive_interval = 10
+  status_check = none
+  max_outstanding = 65536
+}}
+home_server_pool upstream_pool {{
+  type = fail-over
+  home_server = upstream
+}}
+realm upstream {{
+  auth_pool = upstream_pool
+}}
+"#,
+        upstream.ip(),
+        upstream.port()
+    );
+    let body = "  authorize {\n    update control {\n      &Proxy-To-Realm := \"upstream\"\n    }\n  }\n  authenticate {\n  }\n  preacct {\n  }\n  accounting {\n  }\n  pre-proxy {\n  }\n  post-proxy {\n  }\n  post-auth {\n  }\n";
+    start_freeradius(dir, ip, clients, "", &top, Some(body), false)
+}
+
+/// Runs the neutral load generator `shared/tools/radload.py` and returns its summary line.
+pub fn radload(server: SocketAddr, secret: &str, kind: &str, count: u64, sockets: u32, window: u32) -> String {
+    let script = std::env::var("RADLOAD").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/tools/radload.py").to_string()
+    });
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(server.to_string())
+        .arg(secret)
+        .arg(kind)
+        .arg(count.to_string())
+        .arg(sockets.to_string())
+        .arg(window.to_string())
+        .output()
+        .expect("python3 and shared/tools/radload.py (or RADLOAD=path)");
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    assert!(output.status.success(), "radload failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+    text
+}
+
+/// A `key=value` field of a radload summary line, as a number.
+pub fn radload_field(line: &str, key: &str) -> f64 {
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(&format!("{key}=")))
+        .map(|value| value.trim_end_matches("ms").trim_end_matches("/s"))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(f64::NAN)
+}

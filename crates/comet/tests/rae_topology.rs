@@ -505,3 +505,45 @@ async fn malformed_frames_close_the_session_and_are_counted() {
     assert!(again.is_ok(), "no reconnect");
     rae.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_cme_version_in_a_reply_triggers_a_full_resend() {
+    let cme = Cme::start().await;
+    let (listener_1, port_1) = listener("127.0.11.1").await;
+    let (fake, fake_port) = listener("127.0.11.2").await;
+    let domain = Domain {
+        as_number: 1,
+        ip: "127.0.11.1".into(),
+        port: port_1,
+        peers: vec![(2, "127.0.11.2".into(), fake_port)],
+        prefixes: vec!["127.100.1.0/24".into()],
+        cme_port: Some(cme.port),
+        hold_time: 0.0,
+        minimum_update_interval: 0,
+    };
+    let rae = daemon::start_with_listener(domain.config(), listener_1).unwrap();
+    let mut stream = fake_peer_accept(&fake, 2).await;
+    assert!(wait_until(LIMIT, || cme.state.lock().unwrap().paths.len() == 2).await);
+    // Let the first replies (version 1) reach the RAE before the CME "restarts" in place.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(cme.state.lock().unwrap().full_states, 1);
+    *cme.version.lock().unwrap() = 2;
+    // A change makes the RAE send a request; the Reply carries version 2: full resend.
+    send(
+        &mut stream,
+        &InterRaeMessage::Update(proto::Update {
+            routes: vec![route("127.100.2.0/24", 1, vec![2])],
+        }),
+    )
+    .await;
+    assert!(
+        wait_until(LIMIT, || {
+            let s = cme.state.lock().unwrap();
+            s.full_states == 2 && s.paths.len() == 3 && s.connections == 1
+        })
+        .await,
+        "{:?}",
+        cme.state.lock().unwrap()
+    );
+    rae.shutdown();
+}

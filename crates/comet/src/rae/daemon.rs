@@ -124,6 +124,7 @@ enum Event {
         reason: String,
         malformed: bool,
     },
+    MalformedBeforeOpen,
     CmeUp(mpsc::UnboundedSender<Vec<u8>>),
     CmeReply(u64),
     CmeDown {
@@ -396,6 +397,7 @@ impl Actor {
                     self.rae.peer_down(peer, now);
                 }
             }
+            Event::MalformedBeforeOpen => self.malformed += 1,
             Event::CmeUp(tx) => {
                 self.cme = Some(tx);
                 self.cme_version = None;
@@ -732,12 +734,7 @@ async fn run_connection(
         }
         _ if malformed => {
             // Not a session yet: still count the malformed frame.
-            let _ = shared.events.send(Event::SessionDown {
-                peer: usize::MAX,
-                conn,
-                reason: result.to_string(),
-                malformed,
-            });
+            let _ = shared.events.send(Event::MalformedBeforeOpen);
         }
         _ => {}
     }

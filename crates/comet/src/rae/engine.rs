@@ -510,9 +510,9 @@ impl Rae {
                 self.push_cme(request);
             }
         }
+        // Keep the queue's allocation for the next batch.
+        queue.clear();
         self.queue = queue;
-        self.queue.clear();
-        let _ = now;
     }
 
     /// The next thing to send.

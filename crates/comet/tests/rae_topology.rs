@@ -547,3 +547,126 @@ async fn a_new_cme_version_in_a_reply_triggers_a_full_resend() {
     );
     rae.shutdown();
 }
+
+/// Starts tcpdump on `lo` with `filter` and returns it once it listens.
+fn tcpdump(filter: &str, count: usize) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("tcpdump")
+        .args([
+            "-i",
+            "lo",
+            "-n",
+            "-v",
+            "-l",
+            "-c",
+            &count.to_string(),
+            filter,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tcpdump must be installed (scripts/setup-test-env) and runnable as this user");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("listening on") => break,
+            Some(Ok(_)) => {}
+            other => panic!("tcpdump did not start: {other:?}"),
+        }
+    }
+    child
+}
+
+/// Waits for tcpdump to capture its packets and returns the TTL of each.
+fn captured_ttls(child: std::process::Child) -> Vec<u32> {
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let rest = line.split("ttl ").nth(1)?;
+            rest.split(',').next()?.trim().parse().ok()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_sockets_use_the_peer_ttl_value() {
+    // Initiator side: AS 1 connects to a scripted AS 2 with ttl_value 7; every packet, SYN
+    // included, carries TTL 7.
+    let (listener_1, port_1) = listener("127.0.12.1").await;
+    let (fake, fake_port) = listener("127.0.12.2").await;
+    let capture = tcpdump(
+        &format!("src host 127.0.12.1 and dst host 127.0.12.2 and dst port {fake_port}"),
+        3,
+    );
+    let mut message = Domain {
+        as_number: 1,
+        ip: "127.0.12.1".into(),
+        port: port_1,
+        peers: vec![(2, "127.0.12.2".into(), fake_port)],
+        prefixes: vec!["127.100.1.0/24".into()],
+        cme_port: None,
+        hold_time: 0.0,
+        minimum_update_interval: 0,
+    }
+    .message();
+    message.peer_table[0].ttl_value = 7;
+    let config = brasa_comet::rae::config::RaeConfig::from_proto(&message).unwrap();
+    let rae = daemon::start_with_listener(config, listener_1).unwrap();
+    let _stream = fake_peer_accept(&fake, 2).await;
+    let ttls = tokio::task::spawn_blocking(move || captured_ttls(capture))
+        .await
+        .unwrap();
+    assert_eq!(ttls, vec![7, 7, 7]);
+    rae.shutdown();
+
+    // Acceptor side: AS 3 accepts AS 2 (ttl_value 9); its first data packet, the confirming
+    // Open, already carries TTL 9.
+    let (listener_3, port_3) = listener("127.0.12.3").await;
+    let capture = tcpdump(
+        &format!("src host 127.0.12.3 and src port {port_3} and (tcp[13] & 8 != 0)"),
+        1,
+    );
+    let mut message = Domain {
+        as_number: 3,
+        ip: "127.0.12.3".into(),
+        port: port_3,
+        peers: vec![(2, "127.0.12.2".into(), 1)],
+        prefixes: vec!["127.100.3.0/24".into()],
+        cme_port: None,
+        hold_time: 0.0,
+        minimum_update_interval: 0,
+    }
+    .message();
+    message.peer_table[0].ttl_value = 9;
+    let config = brasa_comet::rae::config::RaeConfig::from_proto(&message).unwrap();
+    let rae = daemon::start_with_listener(config, listener_3).unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.12.2:0".parse().unwrap()).unwrap();
+    let mut stream = socket
+        .connect(format!("127.0.12.3:{port_3}").parse().unwrap())
+        .await
+        .unwrap();
+    send(
+        &mut stream,
+        &InterRaeMessage::Open(proto::Open {
+            as_number: 2,
+            hold_time_ms: 0,
+        }),
+    )
+    .await;
+    assert!(matches!(
+        read_message(&mut stream).await,
+        Some(InterRaeMessage::Open(_))
+    ));
+    assert!(matches!(
+        read_message(&mut stream).await,
+        Some(InterRaeMessage::Update(_))
+    ));
+    let ttls = tokio::task::spawn_blocking(move || captured_ttls(capture))
+        .await
+        .unwrap();
+    assert_eq!(ttls, vec![9]);
+    rae.shutdown();
+}

@@ -657,13 +657,6 @@ async fn run_connection(
                             Ok(result) => result,
                             Err(err) => break 'conn Closed::Session(err),
                         };
-                        if let Some(reply) = reply {
-                            let mut frame = Vec::new();
-                            reply.emit(&mut frame);
-                            if let Err(err) = writer.write_all(&frame).await {
-                                break 'conn Closed::Io(err);
-                            }
-                        }
                         match event {
                             Some(SessionEvent::Established { peer_as }) => {
                                 let Some(index) = config.peer_index(peer_as) else {
@@ -671,7 +664,9 @@ async fn run_connection(
                                 };
                                 peer = Some(index);
                                 established = true;
-                                let _ = writer.as_ref().set_ttl(config.peers[index].ttl);
+                                if let Err(err) = writer.as_ref().set_ttl(config.peers[index].ttl) {
+                                    tracing::warn!(peer_as, %err, "cannot set the socket TTL");
+                                }
                                 tracing::info!(local_as = config.local_as, peer_as, %remote, "session established");
                                 let _ = shared.events.send(Event::SessionUp { peer: index, conn, tx: tx.clone() });
                             }
@@ -686,6 +681,14 @@ async fn run_connection(
                                 }
                             }
                             None => {}
+                        }
+                        // Written after the TTL is set: the confirming Open already uses it.
+                        if let Some(reply) = reply {
+                            let mut frame = Vec::new();
+                            reply.emit(&mut frame);
+                            if let Err(err) = writer.write_all(&frame).await {
+                                break 'conn Closed::Io(err);
+                            }
                         }
                     }
                     buffer.drain(..consumed);

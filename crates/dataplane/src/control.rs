@@ -3,7 +3,7 @@
 
 use crate::cafe::forward::{EgressKind, ForwardEntry, KeyCounters};
 use crate::cafe::intercept::{ExpiredStream, FilterError, FilterSpec, FilterState};
-use crate::cafe::{ForwardCounters, ForwardStage, InterceptStage};
+use crate::cafe::{ForwardStage, InterceptStage};
 use crate::pipeline::{LinkKind, Pipeline, PortCounters};
 use crate::wire::MacAddr;
 use serde::{Deserialize, Serialize};
@@ -418,7 +418,7 @@ pub fn stats(pipeline: &mut Pipeline) -> Stats {
     let forward = pipeline
         .stage_mut::<ForwardStage>()
         .map(|s| s.counters)
-        .unwrap_or(ForwardCounters::default());
+        .unwrap_or_default();
     let (filters, expired_total, expired_pending) = match pipeline.stage_mut::<InterceptStage>() {
         Some(stage) => (
             stage.filters.len(),

@@ -278,7 +278,7 @@ async fn intercept_remove(
 }
 
 async fn intercept_collect(State(ctl): State<Ctl>) -> Result<Json<Vec<ExpiredStream>>, ApiError> {
-    ctl.call(|p, now| control::intercept_collect(p, now))
+    ctl.call(control::intercept_collect)
         .await?
         .map(Json)
         .map_err(control_error)
@@ -287,6 +287,13 @@ async fn intercept_collect(State(ctl): State<Ctl>) -> Result<Json<Vec<ExpiredStr
 async fn stats(State(ctl): State<Ctl>) -> Result<Json<Stats>, ApiError> {
     Ok(Json(ctl.call(|p, _| control::stats(p)).await?))
 }
+
+/// A per-interface metric: name, help, and the counter it reads.
+type InterfaceFamily = (
+    &'static str,
+    &'static str,
+    fn(&control::PortCountersView) -> u64,
+);
 
 async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, ApiError> {
     let (stats, keys, filters) = ctl
@@ -297,7 +304,7 @@ async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, Api
         })
         .await?;
     let mut w = PromWriter::default();
-    let interface_families: [(&str, &str, fn(&control::PortCountersView) -> u64); 7] = [
+    let interface_families: [InterfaceFamily; 7] = [
         (
             "brasa_dataplane_rx_packets_total",
             "Frames received per interface.",

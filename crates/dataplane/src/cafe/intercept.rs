@@ -400,7 +400,10 @@ pub fn parse_any_addr(text: &str) -> Result<Option<IpAddr>, String> {
 /// Reads the `KEYS_HEX` argument (`1234567890abcdef` = keys 12 34 56 78 90 ab cd ef).
 pub fn parse_keys_hex(text: &str) -> Result<Vec<u8>, String> {
     let text = text.strip_prefix("0x").unwrap_or(text);
-    if text.is_empty() || text.len() % 2 != 0 || text.len() > 2 * crate::wire::comet::MAX_KEYS {
+    if text.is_empty()
+        || !text.len().is_multiple_of(2)
+        || text.len() > 2 * crate::wire::comet::MAX_KEYS
+    {
         return Err(format!(
             "invalid key list {text:?}: expected 1 to 255 keys as an even number of hex digits"
         ));

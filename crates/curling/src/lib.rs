@@ -13,7 +13,10 @@
 pub mod cafe;
 pub mod client;
 pub mod crme;
+pub mod scenario;
 pub mod server;
+pub mod shell;
+pub mod udp;
 pub mod wire;
 
 use std::net::SocketAddrV4;

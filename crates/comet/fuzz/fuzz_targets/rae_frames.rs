@@ -47,7 +47,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = CmeMessage::parse(&frame);
         if let Ok(message) = InterRaeMessage::parse(&frame) {
             match session.handle_message(message, now, |a| a == 2) {
-                Ok((Some(brasa_comet::rae::session::SessionEvent::Update(u)), _)) => rae.handle_update(0, u, now),
+                Ok((Some(brasa_comet::rae::session::SessionEvent::Update(u)), _)) => {
+                    rae.handle_update(0, u, now)
+                }
                 Ok((Some(brasa_comet::rae::session::SessionEvent::Withdraw(w)), _)) => {
                     rae.handle_withdraw(0, w, now)
                 }

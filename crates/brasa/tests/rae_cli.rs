@@ -256,3 +256,48 @@ fn toml_config_converts_to_the_binary_message() {
         "{stderr}"
     );
 }
+
+#[test]
+fn config_from_toml_starts_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let rae_port = free_port("127.0.3.2");
+    let (cme_port, requests) = start_cme();
+    let toml = std::fs::read_to_string(repo_root().join("examples/rae/rae11.toml"))
+        .unwrap()
+        .replace(
+            "local_ip_address = \"127.0.3.1\"",
+            "local_ip_address = \"127.0.3.2\"",
+        )
+        .replace(
+            "local_port_number = 10001",
+            &format!("local_port_number = {rae_port}"),
+        )
+        .replace(
+            "cme_port_number = 9090",
+            &format!("cme_port_number = {cme_port}"),
+        );
+    let path = dir.path().join("rae.toml");
+    std::fs::write(&path, toml).unwrap();
+    let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let _daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_brasa"))
+            .args([
+                "rae",
+                "--config-from-toml",
+                path.to_str().unwrap(),
+                "--mgmt-listen",
+                &api,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_for_api(&api), "management API never answered");
+    let request = requests.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(request.full_state);
+    assert_eq!(request.local_as_number, 11);
+    assert_eq!(request.prov_inf.len(), 2);
+    // Only the classes the provisioning table covers are the domain's own: 2 prefixes × 2.
+    assert_eq!(request.path_inf.len(), 4);
+}

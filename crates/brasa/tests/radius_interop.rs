@@ -114,6 +114,11 @@ fn serial_radius_local_mode_answers_radclient() {
     assert_eq!(client["accepts"], 1);
     assert_eq!(client["rejects"], 1);
     assert_eq!(client["accounting_responses"], 3);
+
+    let metrics = http_get(api, "/metrics");
+    assert!(metrics.contains("# TYPE brasa_radius_client_accepts_total counter"), "{metrics}");
+    assert!(metrics.contains("brasa_radius_client_accepts_total{client=\"nas-1\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("brasa_radius_client_rejects_total{client=\"nas-1\"} 1\n"), "{metrics}");
 }
 
 fn proxy_config(

@@ -355,3 +355,15 @@ pub fn radload_field(line: &str, key: &str) -> f64 {
         .and_then(|value| value.parse().ok())
         .unwrap_or(f64::NAN)
 }
+
+/// GET `path` over plain HTTP/1.1 and return the body (enough for `/metrics`).
+pub fn http_get(api: SocketAddr, path: &str) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(api).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    body.to_string()
+}

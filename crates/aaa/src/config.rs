@@ -117,7 +117,7 @@ pub struct UpstreamConfig {
 pub struct LocalDatabase {
     /// Operator-facing name.
     pub name: String,
-    /// Users by User-Name.
+    /// Users by User-Name; an entry named `DEFAULT` applies to every User-Name not listed.
     pub users: HashMap<String, LocalUser>,
     /// Where the shell appends the JSON-lines accounting records.
     pub accounting_log: PathBuf,

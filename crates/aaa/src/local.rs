@@ -29,9 +29,11 @@ pub fn authenticate<'db>(
     let Some(name) = request.get(USER_NAME) else {
         return (AuthOutcome::Reject("no User-Name"), None);
     };
+    // As in a FreeRADIUS users file, a `DEFAULT` entry applies to every other User-Name.
     let Some(user) = std::str::from_utf8(name)
         .ok()
         .and_then(|name| database.users.get(name))
+        .or_else(|| database.users.get("DEFAULT"))
     else {
         return (AuthOutcome::Reject("unknown user"), None);
     };
@@ -134,6 +136,31 @@ pub fn accounting_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_entry_applies_to_unlisted_users_only() {
+        let dictionary = Dictionary::builtin();
+        let mut database = LocalDatabase::default();
+        let user = |password: &[u8]| LocalUser {
+            password: Some(password.to_vec()),
+            ..LocalUser::default()
+        };
+        database.users.insert("alice".into(), user(b"wonderland"));
+        database.users.insert("DEFAULT".into(), user(b"secret"));
+        let request = |name: &str, password: &[u8]| {
+            let mut packet = Packet::new(brasa_radius::Code::AccessRequest, 1);
+            packet.add(USER_NAME, name.as_bytes().to_vec());
+            let hidden = brasa_radius::auth::hide_user_password(password, b"s", &packet.authenticator);
+            packet.add(USER_PASSWORD, hidden);
+            packet
+        };
+        let outcome = |name: &str, password: &[u8]| {
+            authenticate(&database, &dictionary, &request(name, password), b"s").0
+        };
+        assert_eq!(outcome("bob", b"secret"), AuthOutcome::Accept);
+        assert_eq!(outcome("alice", b"wonderland"), AuthOutcome::Accept);
+        assert_eq!(outcome("alice", b"secret"), AuthOutcome::Reject("wrong password"));
+    }
 
     #[test]
     fn chap_response_is_checked() {

@@ -55,6 +55,7 @@ secret = "bench-secret"
 "#,
         upstream.auth
     );
+    let upstream_addr = upstream.auth.to_string();
     let brasa = start_brasa(&dir.path().join("brasa"), &config, api);
     let brasa_addr: SocketAddr = format!("127.0.0.3:{brasa_port}").parse().unwrap();
 
@@ -75,4 +76,51 @@ secret = "bench-secret"
     }
     println!("brasa / FreeRADIUS-proxy throughput ratio: {:.2}", rates[2] / rates[1]);
     drop(brasa);
+    drop(fr_proxy);
+    drop(upstream);
+
+    // The same two proxies in front of an upstream that is not the bottleneck (brasa in local
+    // mode), so the figure is the proxies' own capacity on this machine.
+    let fast_api: SocketAddr = format!("127.0.0.4:{}", free_tcp_port("127.0.0.4")).parse().unwrap();
+    let fast_port = free_udp_port("127.0.0.4");
+    let fast_config = format!(
+        r#"data_dir = "data"
+[api]
+listen = "{fast_api}"
+[radius]
+[[radius.client]]
+name = "proxies"
+address = "127.0.0.0/8"
+secret = "bench-secret"
+[[radius.server]]
+name = "upstream"
+auth_listen = "127.0.0.4:{fast_port}"
+local = "users"
+[[radius.local]]
+name = "users"
+[[radius.local.user]]
+name = "DEFAULT"
+password = "secret"
+"#
+    );
+    let fast = start_brasa(&dir.path().join("fast-upstream"), &fast_config, fast_api);
+    let fast_addr: SocketAddr = format!("127.0.0.4:{fast_port}").parse().unwrap();
+    let fr_proxy = start_freeradius_proxy(&dir.path().join("fr-proxy-2"), "127.0.0.2", &everyone, fast_addr, "bench-secret");
+    let brasa = start_brasa(&dir.path().join("brasa-2"), &config.replace(&upstream_addr, &fast_addr.to_string()), api);
+    for target in [fast_addr, fr_proxy.auth, brasa_addr] {
+        radload(target, "bench-secret", "auth", 2000, 8, 16);
+    }
+    println!("Same load, upstream = brasa local mode (not the bottleneck):");
+    let mut rates = Vec::new();
+    for (name, target) in [
+        ("brasa local upstream (direct)", fast_addr),
+        ("FreeRADIUS 3.2 as proxy", fr_proxy.auth),
+        ("brasa as proxy", brasa_addr),
+    ] {
+        let line = radload(target, "bench-secret", "auth", requests, 16, 16);
+        println!("  {name:<42} {line}");
+        rates.push(radload_field(&line, "rate"));
+    }
+    println!("brasa / FreeRADIUS-proxy throughput ratio: {:.2}", rates[2] / rates[1]);
+    drop((brasa, fr_proxy, fast));
 }

@@ -68,7 +68,8 @@ impl ReplyCache {
         }
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        self.entries.insert(key.clone(), (sequence, Entry::InProgress));
+        self.entries
+            .insert(key.clone(), (sequence, Entry::InProgress));
         self.order.push_back((now, sequence, key.clone()));
         Seen::New
     }
@@ -125,9 +126,14 @@ mod tests {
         assert!(matches!(cache.check(start, &key(1)), Seen::New));
         assert!(matches!(cache.check(start, &key(1)), Seen::InProgress));
         cache.answer(&key(1), b"reply");
-        assert!(matches!(cache.check(start + Duration::from_secs(4), &key(1)), Seen::Answered(r) if r == b"reply"));
+        assert!(
+            matches!(cache.check(start + Duration::from_secs(4), &key(1)), Seen::Answered(r) if r == b"reply")
+        );
         assert!(matches!(cache.check(start, &key(2)), Seen::New));
-        assert!(matches!(cache.check(start + Duration::from_secs(6), &key(1)), Seen::New));
+        assert!(matches!(
+            cache.check(start + Duration::from_secs(6), &key(1)),
+            Seen::New
+        ));
         assert_eq!(cache.len(), 1);
     }
 

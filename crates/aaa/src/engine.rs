@@ -1,7 +1,9 @@
 //! The sans-IO RADIUS engine: datagrams and the time in, datagrams and records out.
 
 use crate::clients::ClientTable;
-use crate::config::{EngineConfig, Handler, LoadBalance, LocalDatabase, PoolConfig, UpstreamConfig};
+use crate::config::{
+    EngineConfig, Handler, LoadBalance, LocalDatabase, PoolConfig, UpstreamConfig,
+};
 use crate::dedup::{ReplyCache, RequestKey, Seen};
 use crate::ids::IdSpace;
 use crate::local::{self, AuthOutcome};
@@ -367,11 +369,15 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         match socket {
-            SocketRef::Listener(ListenerId(index)) => match self.listeners.get(index).map(|l| l.kind) {
-                Some(ListenerKind::Coa) => self.handle_coa_request(now, index, from, bytes, out),
-                Some(kind) => self.handle_nas_request(now, index, kind, from, bytes, out),
-                None => {}
-            },
+            SocketRef::Listener(ListenerId(index)) => {
+                match self.listeners.get(index).map(|l| l.kind) {
+                    Some(ListenerKind::Coa) => {
+                        self.handle_coa_request(now, index, from, bytes, out)
+                    }
+                    Some(kind) => self.handle_nas_request(now, index, kind, from, bytes, out),
+                    None => {}
+                }
+            }
             SocketRef::Upstream { key, slot } => {
                 let socket = PendingSocket::Upstream(key.pool, key.accounting, key.server, slot);
                 self.handle_reply(now, socket, from, bytes, out);
@@ -395,9 +401,15 @@ impl Engine {
                         self.expire_pending(now, key, out);
                     }
                 }
-                Timer::Probe(pool, accounting, server) => {
-                    self.send_probe(now, UpstreamKey { pool, accounting, server }, out)
-                }
+                Timer::Probe(pool, accounting, server) => self.send_probe(
+                    now,
+                    UpstreamKey {
+                        pool,
+                        accounting,
+                        server,
+                    },
+                    out,
+                ),
             }
         }
     }
@@ -473,7 +485,10 @@ impl Engine {
         let authentic = match request.code {
             Code::AccountingRequest => {
                 auth::verify_request(bytes, &client.secret)
-                    && !matches!(ma, MessageAuthenticator::Invalid | MessageAuthenticator::Malformed)
+                    && !matches!(
+                        ma,
+                        MessageAuthenticator::Invalid | MessageAuthenticator::Malformed
+                    )
             }
             // RFC 5997 §3: Status-Server must carry a Message-Authenticator.
             Code::StatusServer => ma == MessageAuthenticator::Valid,
@@ -594,8 +609,12 @@ impl Engine {
         let client = &self.clients.all()[job.client];
         let mut reply = match job.request.code {
             Code::AccountingRequest => {
-                let record =
-                    local::accounting_record(&self.dictionary, &job.request, &client.name, job.from);
+                let record = local::accounting_record(
+                    &self.dictionary,
+                    &job.request,
+                    &client.name,
+                    job.from,
+                );
                 out.push(Output::Accounting { database, record });
                 Packet::new(Code::AccountingResponse, job.request.identifier)
             }
@@ -670,9 +689,7 @@ impl Engine {
             Code::AccountingResponse => stats.accounting_responses += 1,
             _ => {}
         }
-        if learn_session
-            && matches!(reply.code, Code::AccessAccept | Code::AccountingResponse)
-        {
+        if learn_session && matches!(reply.code, Code::AccessAccept | Code::AccountingResponse) {
             self.sessions
                 .learn(job.client, job.from.ip(), &job.request, Some(&reply));
         }
@@ -705,11 +722,26 @@ impl Engine {
     }
 
     /// Picks a live server of the pool not yet tried for this request.
-    fn select(&mut self, now: Instant, pool: usize, accounting: bool, job: &ClientRequest) -> Option<usize> {
+    fn select(
+        &mut self,
+        now: Instant,
+        pool: usize,
+        accounting: bool,
+        job: &ClientRequest,
+    ) -> Option<usize> {
         let count = self.pools[pool].list(accounting).len();
         let mut candidates = Vec::with_capacity(count);
         for server in 0..count {
-            if !job.tried.contains(&server) && self.is_alive(now, UpstreamKey { pool, accounting, server }) {
+            if !job.tried.contains(&server)
+                && self.is_alive(
+                    now,
+                    UpstreamKey {
+                        pool,
+                        accounting,
+                        server,
+                    },
+                )
+            {
                 candidates.push(server);
             }
         }
@@ -872,7 +904,10 @@ impl Engine {
     }
 
     fn upstream(&self, key: UpstreamKey) -> Option<&Upstream> {
-        self.pools.get(key.pool)?.list(key.accounting).get(key.server)
+        self.pools
+            .get(key.pool)?
+            .list(key.accounting)
+            .get(key.server)
     }
 
     fn upstream_mut(&mut self, key: UpstreamKey) -> Option<&mut Upstream> {
@@ -1198,7 +1233,10 @@ impl Engine {
         }
         let ma = auth::check_message_authenticator(bytes, &[0; 16], &secret);
         if !auth::verify_request(bytes, &secret)
-            || matches!(ma, MessageAuthenticator::Invalid | MessageAuthenticator::Malformed)
+            || matches!(
+                ma,
+                MessageAuthenticator::Invalid | MessageAuthenticator::Malformed
+            )
         {
             tracing::debug!(%from, server = %aaa_name, "CoA request with a bad authenticator dropped");
             return;
@@ -1243,7 +1281,10 @@ impl Engine {
                 _ => Code::DisconnectNak,
             };
             let mut nak = Packet::new(code, coa.request.identifier);
-            nak.add(ERROR_CAUSE, ERROR_CAUSE_SESSION_NOT_FOUND.to_be_bytes().to_vec());
+            nak.add(
+                ERROR_CAUSE,
+                ERROR_CAUSE_SESSION_NOT_FOUND.to_be_bytes().to_vec(),
+            );
             self.answer_coa(&coa, nak, out);
             return;
         };
@@ -1391,7 +1432,11 @@ fn finalize_response(
 /// The header authenticator a reply's Message-Authenticator is computed over, as FreeRADIUS
 /// does: zeros for an Accounting-Response (unless it answers a Status-Server), the request's
 /// authenticator for every other reply.
-fn reply_ma_context(code: Code, answers_status_server: bool, request_authenticator: &[u8; 16]) -> [u8; 16] {
+fn reply_ma_context(
+    code: Code,
+    answers_status_server: bool,
+    request_authenticator: &[u8; 16],
+) -> [u8; 16] {
     if code == Code::AccountingResponse && !answers_status_server {
         [0; 16]
     } else {

@@ -21,6 +21,7 @@ pub mod policy;
 mod sessions;
 pub mod shell;
 pub mod stats;
+mod udp;
 
 pub use config::{
     ClientConfig, EngineConfig, Handler, LoadBalance, LocalDatabase, LocalUser, PoolConfig,

@@ -150,7 +150,8 @@ mod tests {
         let request = |name: &str, password: &[u8]| {
             let mut packet = Packet::new(brasa_radius::Code::AccessRequest, 1);
             packet.add(USER_NAME, name.as_bytes().to_vec());
-            let hidden = brasa_radius::auth::hide_user_password(password, b"s", &packet.authenticator);
+            let hidden =
+                brasa_radius::auth::hide_user_password(password, b"s", &packet.authenticator);
             packet.add(USER_PASSWORD, hidden);
             packet
         };
@@ -159,7 +160,10 @@ mod tests {
         };
         assert_eq!(outcome("bob", b"secret"), AuthOutcome::Accept);
         assert_eq!(outcome("alice", b"wonderland"), AuthOutcome::Accept);
-        assert_eq!(outcome("alice", b"secret"), AuthOutcome::Reject("wrong password"));
+        assert_eq!(
+            outcome("alice", b"secret"),
+            AuthOutcome::Reject("wrong password")
+        );
     }
 
     #[test]

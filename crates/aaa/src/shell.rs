@@ -16,6 +16,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
+use crate::udp::{self, RecvBatch};
+
+/// Datagrams taken from a socket per system call.
+const RECEIVE_BATCH: usize = 32;
+
 /// Failures to start the service.
 #[derive(Debug, thiserror::Error)]
 pub enum ShellError {
@@ -66,9 +71,11 @@ impl RadiusService {
             let path = &database.accounting_log;
             if let Some(parent) = path.parent() {
                 if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).map_err(|source| ShellError::AccountingLog {
-                        path: path.display().to_string(),
-                        source,
+                    std::fs::create_dir_all(parent).map_err(|source| {
+                        ShellError::AccountingLog {
+                            path: path.display().to_string(),
+                            source,
+                        }
                     })?;
                 }
             }
@@ -110,7 +117,11 @@ impl RadiusService {
         });
         let mut tasks = Vec::new();
         for (socket_ref, socket) in sockets {
-            tasks.push(tokio::spawn(receive_loop(shared.clone(), socket_ref, socket)));
+            tasks.push(tokio::spawn(receive_loop(
+                shared.clone(),
+                socket_ref,
+                socket,
+            )));
         }
         tasks.push(tokio::spawn(timer_loop(shared.clone())));
         let spawner_shared = shared.clone();
@@ -159,14 +170,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn receive_loop(shared: Arc<Shared>, socket_ref: SocketRef, socket: Arc<UdpSocket>) {
-    let mut buffer = vec![0u8; 65536];
+    let mut batch = RecvBatch::new(RECEIVE_BATCH);
     let mut outputs = Vec::new();
     loop {
-        let (length, from) = match socket.recv_from(&mut buffer).await {
-            Ok(received) => received,
+        let count = match batch.receive(&socket).await {
+            Ok(count) => count,
             Err(err) => {
                 // ICMP port unreachable from an upstream shows up here on Linux; keep going.
                 tracing::debug!(socket = ?socket_ref, %err, "receive error");
+                tokio::task::yield_now().await;
                 continue;
             }
         };
@@ -174,7 +186,11 @@ async fn receive_loop(shared: Arc<Shared>, socket_ref: SocketRef, socket: Arc<Ud
         let earlier_timer = {
             let mut engine = lock(&shared.engine);
             let before = engine.next_timeout();
-            engine.handle_datagram(now, socket_ref, from, &buffer[..length], &mut outputs);
+            for index in 0..count {
+                if let Some((from, bytes)) = batch.datagram(index) {
+                    engine.handle_datagram(now, socket_ref, from, bytes, &mut outputs);
+                }
+            }
             let after = engine.next_timeout();
             after.is_some() && (before.is_none() || after < before)
         };
@@ -204,10 +220,20 @@ async fn timer_loop(shared: Arc<Shared>) {
 }
 
 async fn perform(shared: &Arc<Shared>, outputs: &mut Vec<Output>) {
+    // Datagrams grouped by the socket they leave from, in order, so each group is one sendmmsg.
+    let mut groups: Vec<(SocketRef, Vec<Transmit>)> = Vec::new();
     for output in outputs.drain(..) {
         match output {
-            Output::Transmit(transmit) => send(shared, transmit).await,
-            Output::Accounting { database, mut record } => {
+            Output::Transmit(transmit) => {
+                match groups.iter_mut().find(|(s, _)| *s == transmit.socket) {
+                    Some((_, group)) => group.push(transmit),
+                    None => groups.push((transmit.socket, vec![transmit])),
+                }
+            }
+            Output::Accounting {
+                database,
+                mut record,
+            } => {
                 let time = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map(|d| d.as_secs_f64())
@@ -224,27 +250,39 @@ async fn perform(shared: &Arc<Shared>, outputs: &mut Vec<Output>) {
             }
         }
     }
+    for (socket_ref, transmits) in groups {
+        let Some(socket) = socket_for(shared, socket_ref, transmits[0].to).await else {
+            continue;
+        };
+        let datagrams: Vec<(SocketAddr, &[u8])> =
+            transmits.iter().map(|t| (t.to, &t.bytes[..])).collect();
+        let failed = udp::send_all(&socket, &datagrams).await;
+        if failed > 0 {
+            tracing::debug!(socket = ?socket_ref, failed, "datagrams not sent");
+        }
+    }
 }
 
-async fn send(shared: &Arc<Shared>, transmit: Transmit) {
-    let existing = lock(&shared.sockets).get(&transmit.socket).cloned();
-    let socket = match existing {
-        Some(socket) => socket,
-        None => match open_client_socket(transmit.to).await {
-            Ok(socket) => {
-                let socket = Arc::new(socket);
-                lock(&shared.sockets).insert(transmit.socket, socket.clone());
-                let _ = shared.new_sockets.send((transmit.socket, socket.clone()));
-                socket
-            }
-            Err(err) => {
-                tracing::error!(%err, to = %transmit.to, "cannot open an upstream socket");
-                return;
-            }
-        },
-    };
-    if let Err(err) = socket.send_to(&transmit.bytes, transmit.to).await {
-        tracing::debug!(%err, to = %transmit.to, "send failed");
+/// The socket for `socket_ref`, opened (and its receive loop started) on first use.
+async fn socket_for(
+    shared: &Arc<Shared>,
+    socket_ref: SocketRef,
+    peer: SocketAddr,
+) -> Option<Arc<UdpSocket>> {
+    if let Some(socket) = lock(&shared.sockets).get(&socket_ref).cloned() {
+        return Some(socket);
+    }
+    match open_client_socket(peer).await {
+        Ok(socket) => {
+            let socket = Arc::new(socket);
+            lock(&shared.sockets).insert(socket_ref, socket.clone());
+            let _ = shared.new_sockets.send((socket_ref, socket.clone()));
+            Some(socket)
+        }
+        Err(err) => {
+            tracing::error!(%err, to = %peer, "cannot open an upstream socket");
+            None
+        }
     }
 }
 

@@ -59,7 +59,12 @@ fn dictionary() -> Arc<Dictionary> {
     Arc::new(Dictionary::builtin())
 }
 
-fn proxy_engine(servers: usize, retries: u32, dead_after: u32, policy: Option<Arc<dyn Policy>>) -> Engine {
+fn proxy_engine(
+    servers: usize,
+    retries: u32,
+    dead_after: u32,
+    policy: Option<Arc<dyn Policy>>,
+) -> Engine {
     let config = EngineConfig {
         clients: vec![client()],
         servers: vec![ServerConfig {
@@ -86,7 +91,9 @@ fn local_engine() -> Engine {
         LocalUser {
             password: Some(b"wonderland".to_vec()),
             check: vec![],
-            reply: dict.parse_pairs("Class = \"c1\", Session-Timeout = 60").unwrap(),
+            reply: dict
+                .parse_pairs("Class = \"c1\", Session-Timeout = 60")
+                .unwrap(),
         },
     );
     let config = EngineConfig {
@@ -121,7 +128,8 @@ fn access_request(id: u8, user: &str, password: &str) -> Vec<u8> {
     packet.authenticator = [id ^ 0x5a; 16];
     let text = format!("User-Name = \"{user}\", User-Password = \"{password}\"");
     for pair in dict.parse_pairs(&text).unwrap() {
-        dict.add_pair(&mut packet, &pair, NAS_SECRET, &[id ^ 0x5a; 16]).unwrap();
+        dict.add_pair(&mut packet, &pair, NAS_SECRET, &[id ^ 0x5a; 16])
+            .unwrap();
     }
     packet.encode().unwrap()
 }
@@ -129,9 +137,11 @@ fn access_request(id: u8, user: &str, password: &str) -> Vec<u8> {
 fn accounting_request(id: u8, status: &str, session: &str) -> Vec<u8> {
     let dict = Dictionary::builtin();
     let mut packet = Packet::new(Code::AccountingRequest, id);
-    let text = format!("User-Name = alice, Acct-Status-Type = {status}, Acct-Session-Id = \"{session}\"");
+    let text =
+        format!("User-Name = alice, Acct-Status-Type = {status}, Acct-Session-Id = \"{session}\"");
     for pair in dict.parse_pairs(&text).unwrap() {
-        dict.add_pair(&mut packet, &pair, NAS_SECRET, &[0; 16]).unwrap();
+        dict.add_pair(&mut packet, &pair, NAS_SECRET, &[0; 16])
+            .unwrap();
     }
     let mut bytes = packet.encode().unwrap();
     auth::sign_request(&mut bytes, NAS_SECRET);
@@ -178,19 +188,35 @@ fn proxied_access_request_is_re_signed_and_the_reply_goes_back_under_the_nas_sec
     // A fresh authenticator, the password re-hidden for the upstream secret, a Proxy-State,
     // and a valid Message-Authenticator.
     assert_ne!(proxied.authenticator, [42 ^ 0x5a; 16]);
-    let password = auth::reveal_user_password(proxied.get(2).unwrap(), UP_SECRET, &proxied.authenticator).unwrap();
+    let password =
+        auth::reveal_user_password(proxied.get(2).unwrap(), UP_SECRET, &proxied.authenticator)
+            .unwrap();
     assert_eq!(password, b"wonderland");
     assert_eq!(proxied.get_all(33).count(), 1);
     assert_eq!(
-        auth::check_message_authenticator(&upstream_request.bytes, &proxied.authenticator, UP_SECRET),
+        auth::check_message_authenticator(
+            &upstream_request.bytes,
+            &proxied.authenticator,
+            UP_SECRET
+        ),
         MessageAuthenticator::Valid
     );
 
-    let reply = upstream_reply(&upstream_request.bytes, Code::AccessAccept, &[(25, b"class-A"), (25, b"class-B")]);
+    let reply = upstream_reply(
+        &upstream_request.bytes,
+        Code::AccessAccept,
+        &[(25, b"class-A"), (25, b"class-B")],
+    );
     let SocketRef::Upstream { key, slot } = upstream_request.socket else {
         panic!("expected an upstream socket")
     };
-    engine.handle_datagram(now, SocketRef::Upstream { key, slot }, upstream(1), &reply, &mut out);
+    engine.handle_datagram(
+        now,
+        SocketRef::Upstream { key, slot },
+        upstream(1),
+        &reply,
+        &mut out,
+    );
     let sent = transmits(&mut out);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].to, nas());
@@ -198,9 +224,20 @@ fn proxied_access_request_is_re_signed_and_the_reply_goes_back_under_the_nas_sec
     let answer = Packet::decode(&sent[0].bytes).unwrap();
     assert_eq!(answer.code, Code::AccessAccept);
     assert_eq!(answer.identifier, 42);
-    assert!(auth::verify_response(&sent[0].bytes, &[42 ^ 0x5a; 16], NAS_SECRET));
-    assert_eq!(answer.get_all(25).collect::<Vec<_>>(), vec![&b"class-A"[..], b"class-B"]);
-    assert_eq!(answer.get(33), None, "brasa's Proxy-State must not leak to the NAS");
+    assert!(auth::verify_response(
+        &sent[0].bytes,
+        &[42 ^ 0x5a; 16],
+        NAS_SECRET
+    ));
+    assert_eq!(
+        answer.get_all(25).collect::<Vec<_>>(),
+        vec![&b"class-A"[..], b"class-B"]
+    );
+    assert_eq!(
+        answer.get(33),
+        None,
+        "brasa's Proxy-State must not leak to the NAS"
+    );
 
     let stats = engine.stats();
     assert_eq!(stats.clients[0].accepts, 1);
@@ -215,18 +252,41 @@ fn a_forged_upstream_reply_is_dropped_and_the_real_one_still_accepted() {
     let mut out = Vec::new();
     engine.handle_datagram(now, AUTH, nas(), &access_request(1, "alice", "x"), &mut out);
     let sent = transmits(&mut out);
-    let SocketRef::Upstream { key, slot } = sent[0].socket else { panic!() };
+    let SocketRef::Upstream { key, slot } = sent[0].socket else {
+        panic!()
+    };
     let mut forged = upstream_reply(&sent[0].bytes, Code::AccessAccept, &[]);
     forged[4] ^= 0xff;
-    engine.handle_datagram(now, SocketRef::Upstream { key, slot }, upstream(1), &forged, &mut out);
+    engine.handle_datagram(
+        now,
+        SocketRef::Upstream { key, slot },
+        upstream(1),
+        &forged,
+        &mut out,
+    );
     assert!(transmits(&mut out).is_empty());
     // From the wrong address: ignored too.
     let genuine = upstream_reply(&sent[0].bytes, Code::AccessReject, &[]);
-    engine.handle_datagram(now, SocketRef::Upstream { key, slot }, upstream(9), &genuine, &mut out);
+    engine.handle_datagram(
+        now,
+        SocketRef::Upstream { key, slot },
+        upstream(9),
+        &genuine,
+        &mut out,
+    );
     assert!(transmits(&mut out).is_empty());
-    engine.handle_datagram(now, SocketRef::Upstream { key, slot }, upstream(1), &genuine, &mut out);
+    engine.handle_datagram(
+        now,
+        SocketRef::Upstream { key, slot },
+        upstream(1),
+        &genuine,
+        &mut out,
+    );
     let answer = transmits(&mut out);
-    assert_eq!(Packet::decode(&answer[0].bytes).unwrap().code, Code::AccessReject);
+    assert_eq!(
+        Packet::decode(&answer[0].bytes).unwrap().code,
+        Code::AccessReject
+    );
     let stats = engine.stats();
     assert_eq!(stats.upstreams[0].bad_authenticator, 1);
     assert_eq!(stats.upstreams[0].malformed, 1);
@@ -238,7 +298,13 @@ fn timeout_fails_over_then_the_dead_server_is_probed_and_revived() {
     let mut engine = proxy_engine(2, 1, 1, None);
     let start = Instant::now();
     let mut out = Vec::new();
-    engine.handle_datagram(start, AUTH, nas(), &access_request(9, "alice", "x"), &mut out);
+    engine.handle_datagram(
+        start,
+        AUTH,
+        nas(),
+        &access_request(9, "alice", "x"),
+        &mut out,
+    );
     let first = transmits(&mut out);
     assert_eq!(first[0].to, upstream(1));
     assert_eq!(engine.next_timeout(), Some(start + Duration::from_secs(2)));
@@ -257,9 +323,17 @@ fn timeout_fails_over_then_the_dead_server_is_probed_and_revived() {
     assert_eq!(stats.upstreams[0].state, "dead");
     assert_eq!(stats.upstreams[1].retransmissions, 1);
 
-    let SocketRef::Upstream { key, slot } = retry[0].socket else { panic!() };
+    let SocketRef::Upstream { key, slot } = retry[0].socket else {
+        panic!()
+    };
     let reply = upstream_reply(&retry[0].bytes, Code::AccessAccept, &[]);
-    engine.handle_datagram(t1, SocketRef::Upstream { key, slot }, upstream(2), &reply, &mut out);
+    engine.handle_datagram(
+        t1,
+        SocketRef::Upstream { key, slot },
+        upstream(2),
+        &reply,
+        &mut out,
+    );
     assert_eq!(transmits(&mut out)[0].to, nas());
 
     // The dead server gets a Status-Server probe after the probe interval.
@@ -274,13 +348,27 @@ fn timeout_fails_over_then_the_dead_server_is_probed_and_revived() {
         auth::check_message_authenticator(&probe[0].bytes, &probe_packet.authenticator, UP_SECRET),
         MessageAuthenticator::Valid
     );
-    let SocketRef::Upstream { key, slot } = probe[0].socket else { panic!() };
+    let SocketRef::Upstream { key, slot } = probe[0].socket else {
+        panic!()
+    };
     let pong = upstream_reply(&probe[0].bytes, Code::AccessAccept, &[]);
-    engine.handle_datagram(t2, SocketRef::Upstream { key, slot }, upstream(1), &pong, &mut out);
-    assert!(transmits(&mut out).is_empty(), "a probe answer goes nowhere");
+    engine.handle_datagram(
+        t2,
+        SocketRef::Upstream { key, slot },
+        upstream(1),
+        &pong,
+        &mut out,
+    );
+    assert!(
+        transmits(&mut out).is_empty(),
+        "a probe answer goes nowhere"
+    );
     let stats = engine.stats();
     assert_eq!(stats.upstreams[0].state, "alive");
-    assert_eq!(stats.upstreams[0].accepts, 0, "probe answers are not counted as accepts");
+    assert_eq!(
+        stats.upstreams[0].accepts, 0,
+        "probe answers are not counted as accepts"
+    );
 
     // Failover order again prefers the first server.
     engine.handle_datagram(t2, AUTH, nas(), &access_request(10, "alice", "x"), &mut out);
@@ -299,7 +387,13 @@ fn all_attempts_timing_out_leaves_the_request_unanswered_and_retryable() {
     assert!(transmits(&mut out).is_empty());
     assert_eq!(engine.stats().clients[0].unanswered, 1);
     // The NAS retransmits: it is a new attempt, not a cached duplicate.
-    engine.handle_datagram(start + Duration::from_secs(3), AUTH, nas(), &request, &mut out);
+    engine.handle_datagram(
+        start + Duration::from_secs(3),
+        AUTH,
+        nas(),
+        &request,
+        &mut out,
+    );
     assert_eq!(transmits(&mut out).len(), 1);
 }
 
@@ -310,11 +404,19 @@ fn retransmissions_are_absorbed_then_answered_from_the_reply_cache() {
     let mut out = Vec::new();
     let request = accounting_request(5, "Start", "s1");
     engine.handle_datagram(now, ACCT, nas(), &request, &mut out);
-    let first: Vec<Output> = out.drain(..).collect();
+    let first: Vec<Output> = std::mem::take(&mut out);
     assert_eq!(first.len(), 2, "an accounting record and the response");
     assert!(matches!(first[0], Output::Accounting { database: 0, .. }));
-    let Output::Transmit(first_reply) = &first[1] else { panic!() };
-    engine.handle_datagram(now + Duration::from_secs(1), ACCT, nas(), &request, &mut out);
+    let Output::Transmit(first_reply) = &first[1] else {
+        panic!()
+    };
+    engine.handle_datagram(
+        now + Duration::from_secs(1),
+        ACCT,
+        nas(),
+        &request,
+        &mut out,
+    );
     let again = transmits(&mut out);
     assert_eq!(again.len(), 1, "no second accounting record");
     assert_eq!(again[0].bytes, first_reply.bytes);
@@ -322,7 +424,13 @@ fn retransmissions_are_absorbed_then_answered_from_the_reply_cache() {
     assert_eq!(stats.clients[0].requests, 1);
     assert_eq!(stats.clients[0].retransmissions, 1);
     // After the duplicate window the same bytes are a new request.
-    engine.handle_datagram(now + Duration::from_secs(6), ACCT, nas(), &request, &mut out);
+    engine.handle_datagram(
+        now + Duration::from_secs(6),
+        ACCT,
+        nas(),
+        &request,
+        &mut out,
+    );
     assert_eq!(out.len(), 2);
 }
 
@@ -331,16 +439,31 @@ fn local_mode_accepts_with_reply_attributes_and_rejects_bad_passwords() {
     let mut engine = local_engine();
     let now = Instant::now();
     let mut out = Vec::new();
-    engine.handle_datagram(now, AUTH, nas(), &access_request(1, "alice", "wonderland"), &mut out);
+    engine.handle_datagram(
+        now,
+        AUTH,
+        nas(),
+        &access_request(1, "alice", "wonderland"),
+        &mut out,
+    );
     let accept = transmits(&mut out);
     let packet = Packet::decode(&accept[0].bytes).unwrap();
     assert_eq!(packet.code, Code::AccessAccept);
     assert_eq!(packet.get(25), Some(&b"c1"[..]));
     assert_eq!(packet.get(27), Some(&60u32.to_be_bytes()[..]));
     for (id, user, password) in [(2, "alice", "wrong"), (3, "mallory", "wonderland")] {
-        engine.handle_datagram(now, AUTH, nas(), &access_request(id, user, password), &mut out);
+        engine.handle_datagram(
+            now,
+            AUTH,
+            nas(),
+            &access_request(id, user, password),
+            &mut out,
+        );
         let reject = transmits(&mut out);
-        assert_eq!(Packet::decode(&reject[0].bytes).unwrap().code, Code::AccessReject);
+        assert_eq!(
+            Packet::decode(&reject[0].bytes).unwrap().code,
+            Code::AccessReject
+        );
     }
     let stats = engine.stats();
     assert_eq!((stats.clients[0].accepts, stats.clients[0].rejects), (1, 2));
@@ -355,7 +478,9 @@ fn rewrite_policy_edits_replies_and_drops_requests() {
             direction: Some(Direction::Ingress),
             remove: vec![dict.attribute("Reply-Message").unwrap().id.clone()],
             set: dict.parse_pairs("Session-Timeout = 300").unwrap(),
-            add: dict.parse_pairs("Alc-Subsc-ID-Str = \"rewritten\"").unwrap(),
+            add: dict
+                .parse_pairs("Alc-Subsc-ID-Str = \"rewritten\"")
+                .unwrap(),
             ..RewriteRule::default()
         },
         RewriteRule {
@@ -379,16 +504,27 @@ fn rewrite_policy_edits_replies_and_drops_requests() {
     let mut engine = proxy_engine(1, 0, 3, Some(policy));
     engine.handle_datagram(now, AUTH, nas(), &access_request(1, "alice", "x"), &mut out);
     let sent = transmits(&mut out);
-    let SocketRef::Upstream { key, slot } = sent[0].socket else { panic!() };
+    let SocketRef::Upstream { key, slot } = sent[0].socket else {
+        panic!()
+    };
     let reply = upstream_reply(
         &sent[0].bytes,
         Code::AccessAccept,
         &[(18, b"hello"), (27, &7200u32.to_be_bytes())],
     );
-    engine.handle_datagram(now, SocketRef::Upstream { key, slot }, upstream(1), &reply, &mut out);
+    engine.handle_datagram(
+        now,
+        SocketRef::Upstream { key, slot },
+        upstream(1),
+        &reply,
+        &mut out,
+    );
     let answer = Packet::decode(&transmits(&mut out)[0].bytes).unwrap();
     assert_eq!(answer.get(18), None);
-    assert_eq!(answer.get_all(27).collect::<Vec<_>>(), vec![&300u32.to_be_bytes()[..]]);
+    assert_eq!(
+        answer.get_all(27).collect::<Vec<_>>(),
+        vec![&300u32.to_be_bytes()[..]]
+    );
     assert_eq!(answer.get_vsa(&dict, 6527, 11), Some(b"rewritten".to_vec()));
 }
 
@@ -412,11 +548,25 @@ fn coa_for_an_unknown_session_is_nakked_and_a_known_one_is_relayed() {
     assert_eq!(nak_packet.get(101), Some(&503u32.to_be_bytes()[..]));
 
     // Learn the session through proxied accounting.
-    engine.handle_datagram(now, ACCT, nas(), &accounting_request(2, "Start", "sess-9"), &mut out);
+    engine.handle_datagram(
+        now,
+        ACCT,
+        nas(),
+        &accounting_request(2, "Start", "sess-9"),
+        &mut out,
+    );
     let sent = transmits(&mut out);
-    let SocketRef::Upstream { key, slot } = sent[0].socket else { panic!() };
+    let SocketRef::Upstream { key, slot } = sent[0].socket else {
+        panic!()
+    };
     let response = upstream_reply(&sent[0].bytes, Code::AccountingResponse, &[]);
-    engine.handle_datagram(now, SocketRef::Upstream { key, slot }, "127.0.1.1:1813".parse().unwrap(), &response, &mut out);
+    engine.handle_datagram(
+        now,
+        SocketRef::Upstream { key, slot },
+        "127.0.1.1:1813".parse().unwrap(),
+        &response,
+        &mut out,
+    );
     assert_eq!(transmits(&mut out)[0].to, nas());
 
     engine.handle_datagram(now, COA, aaa, &coa(3, "sess-9"), &mut out);
@@ -424,7 +574,13 @@ fn coa_for_an_unknown_session_is_nakked_and_a_known_one_is_relayed() {
     assert_eq!(relayed[0].to, "127.0.0.1:3799".parse().unwrap());
     assert!(auth::verify_request(&relayed[0].bytes, NAS_SECRET));
     // A CoA from an address that is no upstream server is not relayed.
-    engine.handle_datagram(now, COA, "127.0.0.50:1".parse().unwrap(), &coa(4, "sess-9"), &mut out);
+    engine.handle_datagram(
+        now,
+        COA,
+        "127.0.0.50:1".parse().unwrap(),
+        &coa(4, "sess-9"),
+        &mut out,
+    );
     assert!(transmits(&mut out).is_empty());
     assert_eq!(engine.stats().unknown_client, 1);
 
@@ -432,17 +588,32 @@ fn coa_for_an_unknown_session_is_nakked_and_a_known_one_is_relayed() {
     let request = Packet::decode(&relayed[0].bytes).unwrap();
     let mut ack = Packet::new(Code::CoaAck, request.identifier);
     for state in request.get_all(33) {
-        ack.attributes.push(RawAttribute { typ: 33, value: state.to_vec() });
+        ack.attributes.push(RawAttribute {
+            typ: 33,
+            value: state.to_vec(),
+        });
     }
     ack.authenticator = request.authenticator;
     let mut ack_bytes = ack.encode().unwrap();
     auth::sign_response(&mut ack_bytes, &request.authenticator, NAS_SECRET);
-    let SocketRef::NasCoa { slot } = relayed[0].socket else { panic!() };
-    engine.handle_datagram(now, SocketRef::NasCoa { slot }, relayed[0].to, &ack_bytes, &mut out);
+    let SocketRef::NasCoa { slot } = relayed[0].socket else {
+        panic!()
+    };
+    engine.handle_datagram(
+        now,
+        SocketRef::NasCoa { slot },
+        relayed[0].to,
+        &ack_bytes,
+        &mut out,
+    );
     let back = transmits(&mut out);
     assert_eq!(back[0].to, aaa);
     let original = Packet::decode(&coa(3, "sess-9")).unwrap();
-    assert!(auth::verify_response(&back[0].bytes, &original.authenticator, UP_SECRET));
+    assert!(auth::verify_response(
+        &back[0].bytes,
+        &original.authenticator,
+        UP_SECRET
+    ));
     let back_packet = Packet::decode(&back[0].bytes).unwrap();
     assert_eq!(back_packet.code, Code::CoaAck);
     assert_eq!(back_packet.identifier, 3);
@@ -459,11 +630,22 @@ fn identifiers_spill_into_new_socket_slots_beyond_256_in_flight() {
     for n in 0..300u32 {
         // Distinct NAS source ports make each request distinct.
         let from: SocketAddr = format!("127.0.0.1:{}", 20000 + n).parse().unwrap();
-        engine.handle_datagram(now, AUTH, from, &access_request((n % 256) as u8, "alice", "x"), &mut out);
+        engine.handle_datagram(
+            now,
+            AUTH,
+            from,
+            &access_request((n % 256) as u8, "alice", "x"),
+            &mut out,
+        );
         for t in transmits(&mut out) {
-            let SocketRef::Upstream { slot, .. } = t.socket else { panic!() };
+            let SocketRef::Upstream { slot, .. } = t.socket else {
+                panic!()
+            };
             let id = t.bytes[1];
-            assert!(seen.insert((slot, id)), "({slot}, {id}) reused while in flight");
+            assert!(
+                seen.insert((slot, id)),
+                "({slot}, {id}) reused while in flight"
+            );
             slots.insert(slot);
         }
     }

@@ -16,7 +16,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list; this is a one-shot measurement
     }
-    let requests: u64 = std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(60_000);
+    let requests: u64 = std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60_000);
     let dir = tempfile::tempdir().unwrap();
     let everyone = [("127.0.0.0/8", "bench-secret")];
     let upstream = start_freeradius(
@@ -28,9 +31,17 @@ fn main() {
         None,
         false,
     );
-    let fr_proxy = start_freeradius_proxy(&dir.path().join("fr-proxy"), "127.0.0.2", &everyone, upstream.auth, "bench-secret");
+    let fr_proxy = start_freeradius_proxy(
+        &dir.path().join("fr-proxy"),
+        "127.0.0.2",
+        &everyone,
+        upstream.auth,
+        "bench-secret",
+    );
 
-    let api: SocketAddr = format!("127.0.0.3:{}", free_tcp_port("127.0.0.3")).parse().unwrap();
+    let api: SocketAddr = format!("127.0.0.3:{}", free_tcp_port("127.0.0.3"))
+        .parse()
+        .unwrap();
     let brasa_port = free_udp_port("127.0.0.3");
     let config = format!(
         r#"data_dir = "data"
@@ -74,14 +85,19 @@ secret = "bench-secret"
         println!("  {name:<42} {line}");
         rates.push(radload_field(&line, "rate"));
     }
-    println!("brasa / FreeRADIUS-proxy throughput ratio: {:.2}", rates[2] / rates[1]);
+    println!(
+        "brasa / FreeRADIUS-proxy throughput ratio: {:.2}",
+        rates[2] / rates[1]
+    );
     drop(brasa);
     drop(fr_proxy);
     drop(upstream);
 
     // The same two proxies in front of an upstream that is not the bottleneck (brasa in local
     // mode), so the figure is the proxies' own capacity on this machine.
-    let fast_api: SocketAddr = format!("127.0.0.4:{}", free_tcp_port("127.0.0.4")).parse().unwrap();
+    let fast_api: SocketAddr = format!("127.0.0.4:{}", free_tcp_port("127.0.0.4"))
+        .parse()
+        .unwrap();
     let fast_port = free_udp_port("127.0.0.4");
     let fast_config = format!(
         r#"data_dir = "data"
@@ -105,8 +121,18 @@ password = "secret"
     );
     let fast = start_brasa(&dir.path().join("fast-upstream"), &fast_config, fast_api);
     let fast_addr: SocketAddr = format!("127.0.0.4:{fast_port}").parse().unwrap();
-    let fr_proxy = start_freeradius_proxy(&dir.path().join("fr-proxy-2"), "127.0.0.2", &everyone, fast_addr, "bench-secret");
-    let brasa = start_brasa(&dir.path().join("brasa-2"), &config.replace(&upstream_addr, &fast_addr.to_string()), api);
+    let fr_proxy = start_freeradius_proxy(
+        &dir.path().join("fr-proxy-2"),
+        "127.0.0.2",
+        &everyone,
+        fast_addr,
+        "bench-secret",
+    );
+    let brasa = start_brasa(
+        &dir.path().join("brasa-2"),
+        &config.replace(&upstream_addr, &fast_addr.to_string()),
+        api,
+    );
     for target in [fast_addr, fr_proxy.auth, brasa_addr] {
         radload(target, "bench-secret", "auth", 2000, 8, 16);
     }
@@ -121,6 +147,9 @@ password = "secret"
         println!("  {name:<42} {line}");
         rates.push(radload_field(&line, "rate"));
     }
-    println!("brasa / FreeRADIUS-proxy throughput ratio: {:.2}", rates[2] / rates[1]);
+    println!(
+        "brasa / FreeRADIUS-proxy throughput ratio: {:.2}",
+        rates[2] / rates[1]
+    );
     drop((brasa, fr_proxy, fast));
 }

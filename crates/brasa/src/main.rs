@@ -1,8 +1,8 @@
 //! `brasa` — the one binary: daemons (`run`, `dataplane`, `rae`, `curling`) and operator commands.
 
 mod cmd;
-mod daemon;
 mod common;
+mod daemon;
 
 use clap::{Parser, Subcommand};
 
@@ -12,7 +12,12 @@ use clap::{Parser, Subcommand};
 /// enables), `brasa dataplane`, `brasa rae`, `brasa curling`. Operator commands talk to a running
 /// daemon through its management API (`--api URL` or `BRASA_API`).
 #[derive(Parser, Debug)]
-#[command(name = "brasa", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "brasa",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(flatten)]
     global: common::GlobalArgs,
@@ -50,7 +55,10 @@ fn main() -> std::process::ExitCode {
         eprintln!("error: {err:#}");
         return std::process::ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

@@ -64,15 +64,31 @@ reply = [
 #[test]
 fn serial_radius_local_mode_answers_radclient() {
     let dir = tempfile::tempdir().unwrap();
-    let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1")).parse().unwrap();
+    let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"))
+        .parse()
+        .unwrap();
     let (auth_port, acct_port) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
-    let brasa = start_brasa(dir.path(), &local_config(api, auth_port, acct_port, false), api);
+    let brasa = start_brasa(
+        dir.path(),
+        &local_config(api, auth_port, acct_port, false),
+        api,
+    );
     let auth_addr: SocketAddr = format!("127.0.0.1:{auth_port}").parse().unwrap();
     let acct_addr: SocketAddr = format!("127.0.0.1:{acct_port}").parse().unwrap();
 
-    let output = radclient(auth_addr, "auth", NAS_SECRET, "User-Name = alice, User-Password = wonderland", &[]);
+    let output = radclient(
+        auth_addr,
+        "auth",
+        NAS_SECRET,
+        "User-Name = alice, User-Password = wonderland",
+        &[],
+    );
     let text = stdout(&output);
-    assert!(text.contains("Received Access-Accept"), "{text}\n{}", brasa.log_text());
+    assert!(
+        text.contains("Received Access-Accept"),
+        "{text}\n{}",
+        brasa.log_text()
+    );
     let lines = reply_lines(&output);
     assert_eq!(
         lines,
@@ -87,18 +103,35 @@ fn serial_radius_local_mode_answers_radclient() {
         "{text}"
     );
 
-    let output = radclient(auth_addr, "auth", NAS_SECRET, "User-Name = alice, User-Password = wrong", &[]);
-    assert!(stdout(&output).contains("Received Access-Reject"), "{}", stdout(&output));
+    let output = radclient(
+        auth_addr,
+        "auth",
+        NAS_SECRET,
+        "User-Name = alice, User-Password = wrong",
+        &[],
+    );
+    assert!(
+        stdout(&output).contains("Received Access-Reject"),
+        "{}",
+        stdout(&output)
+    );
 
     for status in ["Start", "Interim-Update", "Stop"] {
         // radclient computes a Message-Authenticator when the attribute is listed (over a zero
         // Request Authenticator for accounting, as FreeRADIUS does).
         let input = format!("User-Name = alice, Acct-Status-Type = {status}, Acct-Session-Id = \"s-1\", Class = 0x436c6173732d31, Class = 0x436c6173732d3232, Message-Authenticator = 0x00");
         let output = radclient(acct_addr, "acct", NAS_SECRET, &input, &[]);
-        assert!(stdout(&output).contains("Received Accounting-Response"), "{}", stdout(&output));
+        assert!(
+            stdout(&output).contains("Received Accounting-Response"),
+            "{}",
+            stdout(&output)
+        );
     }
     let log = std::fs::read_to_string(dir.path().join("data/radius/accounting.jsonl")).unwrap();
-    let records: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(records.len(), 3, "{log}");
     let statuses: Vec<&str> = records
         .iter()
@@ -106,7 +139,10 @@ fn serial_radius_local_mode_answers_radclient() {
         .collect();
     assert_eq!(statuses, ["Start", "Interim-Update", "Stop"]);
     assert_eq!(records[0]["client"], "nas-1");
-    assert_eq!(records[0]["attributes"]["Class"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        records[0]["attributes"]["Class"].as_array().unwrap().len(),
+        2
+    );
     assert!(records[0]["time"].as_f64().unwrap() > 1.0e9);
 
     let stats = show_json(api, "show radius statistics");
@@ -116,9 +152,18 @@ fn serial_radius_local_mode_answers_radclient() {
     assert_eq!(client["accounting_responses"], 3);
 
     let metrics = http_get(api, "/metrics");
-    assert!(metrics.contains("# TYPE brasa_radius_client_accepts_total counter"), "{metrics}");
-    assert!(metrics.contains("brasa_radius_client_accepts_total{client=\"nas-1\"} 1\n"), "{metrics}");
-    assert!(metrics.contains("brasa_radius_client_rejects_total{client=\"nas-1\"} 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE brasa_radius_client_accepts_total counter"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("brasa_radius_client_accepts_total{client=\"nas-1\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("brasa_radius_client_rejects_total{client=\"nas-1\"} 1\n"),
+        "{metrics}"
+    );
 }
 
 fn proxy_config(
@@ -190,7 +235,9 @@ fn proxy_setup(dead_first_server: bool) -> ProxySetup {
         None,
         true,
     );
-    let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1")).parse().unwrap();
+    let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"))
+        .parse()
+        .unwrap();
     let (auth, acct, coa) = (
         free_udp_port("127.0.0.1"),
         free_udp_port("127.0.0.1"),
@@ -201,10 +248,22 @@ fn proxy_setup(dead_first_server: bool) -> ProxySetup {
     let mut auth_servers = Vec::new();
     if dead_first_server {
         // Nothing listens there: every request to it times out.
-        auth_servers.push(format!("127.0.0.1:{}", free_udp_port("127.0.0.1")).parse().unwrap());
+        auth_servers.push(
+            format!("127.0.0.1:{}", free_udp_port("127.0.0.1"))
+                .parse()
+                .unwrap(),
+        );
     }
     auth_servers.push(freeradius.auth);
-    let config = proxy_config(api, auth, acct, coa, nas_coa_port, &auth_servers, &[freeradius.acct]);
+    let config = proxy_config(
+        api,
+        auth,
+        acct,
+        coa,
+        nas_coa_port,
+        &auth_servers,
+        &[freeradius.acct],
+    );
     let brasa = start_brasa(&dir.path().join("brasa"), &config, api);
     ProxySetup {
         _dir: dir,
@@ -224,7 +283,11 @@ fn serial_radius_proxy_returns_freeradius_reply_unchanged_and_proxies_accounting
     let request = "User-Name = alice, User-Password = wonderland, NAS-Port = 7";
     let direct = radclient(setup.freeradius.auth, "auth", UPSTREAM_SECRET, request, &[]);
     let proxied = radclient(setup.auth, "auth", NAS_SECRET, request, &[]);
-    assert!(stdout(&direct).contains("Received Access-Accept"), "{}", stdout(&direct));
+    assert!(
+        stdout(&direct).contains("Received Access-Accept"),
+        "{}",
+        stdout(&direct)
+    );
     assert!(
         stdout(&proxied).contains("Received Access-Accept"),
         "{}\n{}",
@@ -235,22 +298,47 @@ fn serial_radius_proxy_returns_freeradius_reply_unchanged_and_proxies_accounting
     assert_eq!(direct_lines.len(), 5, "{}", stdout(&direct));
     assert_eq!(reply_lines(&proxied), direct_lines);
 
-    let rejected = radclient(setup.auth, "auth", NAS_SECRET, "User-Name = alice, User-Password = nope", &[]);
-    assert!(stdout(&rejected).contains("Received Access-Reject"), "{}", stdout(&rejected));
+    let rejected = radclient(
+        setup.auth,
+        "auth",
+        NAS_SECRET,
+        "User-Name = alice, User-Password = nope",
+        &[],
+    );
+    assert!(
+        stdout(&rejected).contains("Received Access-Reject"),
+        "{}",
+        stdout(&rejected)
+    );
 
     for status in ["Start", "Interim-Update", "Stop"] {
         let input = format!(
             "User-Name = alice, Acct-Status-Type = {status}, Acct-Session-Id = \"acct-77\", Class = 0x436c6173732d31"
         );
         let output = radclient(setup.acct, "acct", NAS_SECRET, &input, &[]);
-        assert!(stdout(&output).contains("Received Accounting-Response"), "{}", stdout(&output));
+        assert!(
+            stdout(&output).contains("Received Accounting-Response"),
+            "{}",
+            stdout(&output)
+        );
     }
     let detail = setup.freeradius.detail();
     for status in ["Start", "Interim-Update", "Stop"] {
-        assert!(detail.contains(&format!("Acct-Status-Type = {status}")), "{detail}");
+        assert!(
+            detail.contains(&format!("Acct-Status-Type = {status}")),
+            "{detail}"
+        );
     }
-    assert_eq!(detail.matches("Acct-Session-Id = \"acct-77\"").count(), 3, "{detail}");
-    assert_eq!(detail.matches("Class = 0x436c6173732d31").count(), 3, "{detail}");
+    assert_eq!(
+        detail.matches("Acct-Session-Id = \"acct-77\"").count(),
+        3,
+        "{detail}"
+    );
+    assert_eq!(
+        detail.matches("Class = 0x436c6173732d31").count(),
+        3,
+        "{detail}"
+    );
 
     let stats = show_json(setup.api, "show radius statistics");
     let upstreams = stats["upstreams"].as_array().unwrap();
@@ -288,12 +376,26 @@ fn serial_radius_upstream_timeout_fails_over_to_the_second_server() {
     assert_eq!(second["retransmissions"], 1, "{stats}");
     // While the first server is dead, requests go straight to the second one, and the first
     // is probed with Status-Server.
-    let output = radclient(setup.auth, "auth", NAS_SECRET, "User-Name = bob, User-Password = secret", &[]);
-    assert!(stdout(&output).contains("Received Access-Accept"), "{}", stdout(&output));
-    eventually("a Status-Server probe to the dead server", Duration::from_secs(10), || {
-        let stats = show_json(setup.api, "show radius statistics");
-        stats["upstreams"][0]["status_probes"].as_u64().unwrap_or(0) >= 1
-    });
+    let output = radclient(
+        setup.auth,
+        "auth",
+        NAS_SECRET,
+        "User-Name = bob, User-Password = secret",
+        &[],
+    );
+    assert!(
+        stdout(&output).contains("Received Access-Accept"),
+        "{}",
+        stdout(&output)
+    );
+    eventually(
+        "a Status-Server probe to the dead server",
+        Duration::from_secs(10),
+        || {
+            let stats = show_json(setup.api, "show radius statistics");
+            stats["upstreams"][0]["status_probes"].as_u64().unwrap_or(0) >= 1
+        },
+    );
 }
 
 #[test]
@@ -302,7 +404,11 @@ fn serial_radius_coa_from_the_aaa_server_reaches_the_nas() {
     // The session becomes known to brasa through accounting.
     let start = "User-Name = alice, Acct-Status-Type = Start, Acct-Session-Id = \"sess-42\", Framed-IP-Address = 127.0.0.99";
     let output = radclient(setup.acct, "acct", NAS_SECRET, start, &[]);
-    assert!(stdout(&output).contains("Received Accounting-Response"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("Received Accounting-Response"),
+        "{}",
+        stdout(&output)
+    );
 
     // The test plays the NAS: answer one CoA with CoA-ACK, checking what arrives.
     let nas = setup.nas_coa.try_clone().unwrap();
@@ -311,12 +417,18 @@ fn serial_radius_coa_from_the_aaa_server_reaches_the_nas() {
         let mut buffer = [0u8; 4096];
         let (length, from) = nas.recv_from(&mut buffer).unwrap();
         let bytes = &buffer[..length];
-        assert!(auth::verify_request(bytes, NAS_SECRET.as_bytes()), "CoA not signed with the NAS secret");
+        assert!(
+            auth::verify_request(bytes, NAS_SECRET.as_bytes()),
+            "CoA not signed with the NAS secret"
+        );
         let request = Packet::decode(bytes).unwrap();
         assert_eq!(request.code, Code::CoaRequest);
         let mut ack = Packet::new(Code::CoaAck, request.identifier);
         for state in request.get_all(33) {
-            ack.attributes.push(RawAttribute { typ: 33, value: state.to_vec() });
+            ack.attributes.push(RawAttribute {
+                typ: 33,
+                value: state.to_vec(),
+            });
         }
         ack.authenticator = request.authenticator;
         let mut reply = ack.encode().unwrap();
@@ -335,16 +447,36 @@ fn serial_radius_coa_from_the_aaa_server_reaches_the_nas() {
         "Acct-Session-Id = \"sess-42\", Session-Timeout = 60",
         &[],
     );
-    assert!(stdout(&coa).contains("Received CoA-ACK"), "{}\n{}", stdout(&coa), setup.brasa.log_text());
+    assert!(
+        stdout(&coa).contains("Received CoA-ACK"),
+        "{}\n{}",
+        stdout(&coa),
+        setup.brasa.log_text()
+    );
     let seen_by_nas = nas_thread.join().unwrap();
-    assert!(seen_by_nas.contains(&"Session-Timeout = 60".to_string()), "{seen_by_nas:?}");
-    assert!(seen_by_nas.contains(&"Acct-Session-Id = \"sess-42\"".to_string()), "{seen_by_nas:?}");
+    assert!(
+        seen_by_nas.contains(&"Session-Timeout = 60".to_string()),
+        "{seen_by_nas:?}"
+    );
+    assert!(
+        seen_by_nas.contains(&"Acct-Session-Id = \"sess-42\"".to_string()),
+        "{seen_by_nas:?}"
+    );
 
     // A session nobody reported gets a NAK with Error-Cause 503.
-    let nak = radclient(setup.coa, "disconnect", UPSTREAM_SECRET, "Acct-Session-Id = \"unknown\"", &[]);
+    let nak = radclient(
+        setup.coa,
+        "disconnect",
+        UPSTREAM_SECRET,
+        "Acct-Session-Id = \"unknown\"",
+        &[],
+    );
     let text = stdout(&nak);
     assert!(text.contains("Received Disconnect-NAK"), "{text}");
-    assert!(text.contains("Error-Cause = Session-Context-Not-Found"), "{text}");
+    assert!(
+        text.contains("Error-Cause = Session-Context-Not-Found"),
+        "{text}"
+    );
     let stats = show_json(setup.api, "show radius statistics");
     assert_eq!(stats["clients"][0]["coa_relayed"], 1);
     assert_eq!(stats["coa_unroutable"], 1);
@@ -356,7 +488,10 @@ fn access_request(id: u8, secret: &str, with_ma: bool, corrupt_ma: bool) -> Vec<
     let mut packet = Packet::new(Code::AccessRequest, id);
     packet.authenticator = [id; 16];
     if with_ma {
-        packet.attributes.push(RawAttribute { typ: 80, value: vec![0; 16] });
+        packet.attributes.push(RawAttribute {
+            typ: 80,
+            value: vec![0; 16],
+        });
     }
     for pair in dictionary
         .parse_pairs("User-Name = alice, User-Password = wonderland")
@@ -378,16 +513,23 @@ fn access_request(id: u8, secret: &str, with_ma: bool, corrupt_ma: bool) -> Vec<
 #[test]
 fn serial_radius_bad_input_is_dropped_and_counted_while_valid_traffic_is_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1")).parse().unwrap();
+    let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"))
+        .parse()
+        .unwrap();
     let (auth_port, acct_port) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
-    let brasa = start_brasa(dir.path(), &local_config(api, auth_port, acct_port, true), api);
+    let brasa = start_brasa(
+        dir.path(),
+        &local_config(api, auth_port, acct_port, true),
+        api,
+    );
     let auth_addr: SocketAddr = format!("127.0.0.1:{auth_port}").parse().unwrap();
     let acct_addr: SocketAddr = format!("127.0.0.1:{acct_port}").parse().unwrap();
     let nas = UdpSocket::bind("127.0.0.1:0").unwrap();
     nas.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
 
     // Malformed: random bytes, a truncated header, a Length that lies.
-    nas.send_to(&[0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03], auth_addr).unwrap();
+    nas.send_to(&[0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03], auth_addr)
+        .unwrap();
     let valid = access_request(1, NAS_SECRET, true, false);
     nas.send_to(&valid[..12], auth_addr).unwrap();
     let mut lying = valid.clone();
@@ -395,8 +537,10 @@ fn serial_radius_bad_input_is_dropped_and_counted_while_valid_traffic_is_answere
     nas.send_to(&lying, auth_addr).unwrap();
     // Bad authenticators: no Message-Authenticator (required), a wrong one, and an
     // Accounting-Request signed with the wrong secret.
-    nas.send_to(&access_request(2, NAS_SECRET, false, false), auth_addr).unwrap();
-    nas.send_to(&access_request(3, NAS_SECRET, true, true), auth_addr).unwrap();
+    nas.send_to(&access_request(2, NAS_SECRET, false, false), auth_addr)
+        .unwrap();
+    nas.send_to(&access_request(3, NAS_SECRET, true, true), auth_addr)
+        .unwrap();
     let mut acct = Packet::new(Code::AccountingRequest, 4);
     acct.add(40, 1u32.to_be_bytes().to_vec());
     let mut acct_bytes = acct.encode().unwrap();
@@ -404,16 +548,25 @@ fn serial_radius_bad_input_is_dropped_and_counted_while_valid_traffic_is_answere
     nas.send_to(&acct_bytes, acct_addr).unwrap();
     // An unknown client.
     let stranger = UdpSocket::bind("127.0.0.3:0").unwrap();
-    stranger.send_to(&access_request(5, NAS_SECRET, true, false), auth_addr).unwrap();
+    stranger
+        .send_to(&access_request(5, NAS_SECRET, true, false), auth_addr)
+        .unwrap();
 
     // Valid traffic is still answered.
-    nas.send_to(&access_request(6, NAS_SECRET, true, false), auth_addr).unwrap();
+    nas.send_to(&access_request(6, NAS_SECRET, true, false), auth_addr)
+        .unwrap();
     let mut buffer = [0u8; 4096];
-    let (length, _) = nas.recv_from(&mut buffer).expect("the valid request must be answered");
+    let (length, _) = nas
+        .recv_from(&mut buffer)
+        .expect("the valid request must be answered");
     let reply = Packet::decode(&buffer[..length]).unwrap();
     assert_eq!(reply.code, Code::AccessAccept);
     assert_eq!(reply.identifier, 6);
-    assert!(auth::verify_response(&buffer[..length], &[6; 16], NAS_SECRET.as_bytes()));
+    assert!(auth::verify_response(
+        &buffer[..length],
+        &[6; 16],
+        NAS_SECRET.as_bytes()
+    ));
 
     eventually("every bad packet counted", Duration::from_secs(10), || {
         let stats = show_json(api, "show radius statistics");
@@ -421,11 +574,20 @@ fn serial_radius_bad_input_is_dropped_and_counted_while_valid_traffic_is_answere
         client["malformed"] == 3 && client["bad_authenticator"] == 3 && stats["unknown_client"] == 1
     });
     let stats = show_json(api, "show radius statistics");
-    assert_eq!(stats["clients"][0]["accepts"], 1, "{stats}\n{}", brasa.log_text());
+    assert_eq!(
+        stats["clients"][0]["accepts"],
+        1,
+        "{stats}\n{}",
+        brasa.log_text()
+    );
     assert_eq!(stats["clients"][0]["requests"], 1, "{stats}");
     // Nothing else came back: every bad packet was dropped silently.
-    nas.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-    assert!(nas.recv_from(&mut buffer).is_err(), "a bad packet was answered");
+    nas.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        nas.recv_from(&mut buffer).is_err(),
+        "a bad packet was answered"
+    );
 }
 
 #[test]
@@ -437,29 +599,60 @@ fn config_errors_name_file_line_and_column() {
         "[radius]\n[[radius.client]]\nname = \"x\"\naddress = \"not-an-ip\"\nsecret = \"s\"\n",
     )
     .unwrap();
-    let output = std::process::Command::new(BRASA).arg("check").arg("-c").arg(&path).output().unwrap();
+    let output = std::process::Command::new(BRASA)
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("bad.toml:4:11: invalid client address \"not-an-ip\""), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:4:11: invalid client address \"not-an-ip\""),
+        "{stderr}"
+    );
 
     std::fs::write(&path, "[radius]\nbogus = 1\n").unwrap();
-    let output = std::process::Command::new(BRASA).arg("check").arg("-c").arg(&path).output().unwrap();
+    let output = std::process::Command::new(BRASA)
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("bad.toml:2:1: unknown field `bogus`"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:2:1: unknown field `bogus`"),
+        "{stderr}"
+    );
 
     std::fs::write(
         &path,
         "[radius]\n[[radius.server]]\nname = \"s\"\nauth_listen = \"127.0.0.1:1812\"\nproxy = \"nowhere\"\n",
     )
     .unwrap();
-    let output = std::process::Command::new(BRASA).arg("check").arg("-c").arg(&path).output().unwrap();
+    let output = std::process::Command::new(BRASA)
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("bad.toml:5:9: no [[radius.pool]] named \"nowhere\""), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:5:9: no [[radius.pool]] named \"nowhere\""),
+        "{stderr}"
+    );
 
     let output = std::process::Command::new(BRASA)
         .args(["check", "-c"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/proxy.toml"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/proxy.toml"
+        ))
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -49,7 +49,9 @@ fn config() -> EngineConfig {
 
 fuzz_target!(|data: &[u8]| {
     static DICTIONARY: OnceLock<Arc<Dictionary>> = OnceLock::new();
-    let dictionary = DICTIONARY.get_or_init(|| Arc::new(Dictionary::builtin())).clone();
+    let dictionary = DICTIONARY
+        .get_or_init(|| Arc::new(Dictionary::builtin()))
+        .clone();
     let mut engine = Engine::new(config(), dictionary, [0; 32]);
     let start = Instant::now();
     let mut out = Vec::new();
@@ -67,12 +69,22 @@ fuzz_target!(|data: &[u8]| {
             1 => SocketRef::Listener(ListenerId(1)),
             2 => SocketRef::Listener(ListenerId(2)),
             3 => SocketRef::Upstream {
-                key: UpstreamKey { pool: 0, accounting: false, server: 0 },
+                key: UpstreamKey {
+                    pool: 0,
+                    accounting: false,
+                    server: 0,
+                },
                 slot: u16::from(selector >> 4),
             },
-            _ => SocketRef::NasCoa { slot: u16::from(selector >> 4) },
+            _ => SocketRef::NasCoa {
+                slot: u16::from(selector >> 4),
+            },
         };
-        let from = if selector & 0x08 == 0 { "127.0.0.1:5000" } else { "127.0.1.1:1812" };
+        let from = if selector & 0x08 == 0 {
+            "127.0.0.1:5000"
+        } else {
+            "127.0.1.1:1812"
+        };
         engine.handle_datagram(now, socket, from.parse().unwrap(), datagram, &mut out);
         engine.handle_timeout(now, &mut out);
         for output in out.drain(..) {

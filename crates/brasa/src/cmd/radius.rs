@@ -96,7 +96,10 @@ pub async fn run(global: &GlobalArgs, command: RadiusCommand) -> anyhow::Result<
 
 async fn send(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
     let code = Code::from_name(&args.kind).with_context(|| {
-        format!("unknown request type {:?}; expected auth, acct, status, coa or disconnect", args.kind)
+        format!(
+            "unknown request type {:?}; expected auth, acct, status, coa or disconnect",
+            args.kind
+        )
     })?;
     if !code.is_request() {
         bail!("{code} is not a request");
@@ -114,8 +117,9 @@ async fn send(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
             .with_context(|| format!("loading dictionary {}", path.display()))?;
     }
     let text = match &args.file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
         None if code == Code::StatusServer => String::new(),
         None => {
             let mut text = String::new();
@@ -170,7 +174,10 @@ async fn send(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
                 }
                 Ok(())
             }
-            Outcome::Timeout => bail!("no reply from {server} after {} attempt(s)", args.retries + 1),
+            Outcome::Timeout => bail!(
+                "no reply from {server} after {} attempt(s)",
+                args.retries + 1
+            ),
             Outcome::Bad(reason) => bail!("invalid reply from {server}: {reason}"),
         };
     }
@@ -181,8 +188,10 @@ async fn send(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
         indicatif::ProgressBar::new(args.count)
     };
     progress.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} requests  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} requests  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
@@ -252,9 +261,18 @@ async fn send(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
     } else {
         println!(
             "sent {}  received {}  timeouts {}  bad {}  in {:.2} s  =>  {:.0} req/s",
-            total.sent, total.received, total.timeouts, total.bad_replies, total.seconds, total.rate_per_second
+            total.sent,
+            total.received,
+            total.timeouts,
+            total.bad_replies,
+            total.seconds,
+            total.rate_per_second
         );
-        let codes: Vec<String> = total.by_code.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+        let codes: Vec<String> = total
+            .by_code
+            .iter()
+            .map(|(c, n)| format!("{c}: {n}"))
+            .collect();
         println!("replies: {}", codes.join(", "));
         println!(
             "latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",

@@ -64,8 +64,18 @@ fn render_statistics(stats: &StatsSnapshot) -> String {
         .collect();
     out.push_str(&table(
         &[
-            "Client", "Requests", "Accepts", "Rejects", "Challenges", "Acct-Resp", "Retrans",
-            "Malformed", "Bad-Auth", "Policy-Drop", "Unanswered", "CoA",
+            "Client",
+            "Requests",
+            "Accepts",
+            "Rejects",
+            "Challenges",
+            "Acct-Resp",
+            "Retrans",
+            "Malformed",
+            "Bad-Auth",
+            "Policy-Drop",
+            "Unanswered",
+            "CoA",
         ],
         &rows,
     ));
@@ -95,8 +105,19 @@ fn render_statistics(stats: &StatsSnapshot) -> String {
             .collect();
         out.push_str(&table(
             &[
-                "Pool", "Server", "Address", "State", "Requests", "Accepts", "Rejects",
-                "Acct-Resp", "Timeouts", "Retrans", "Malformed", "Bad-Auth", "In-Flight",
+                "Pool",
+                "Server",
+                "Address",
+                "State",
+                "Requests",
+                "Accepts",
+                "Rejects",
+                "Acct-Resp",
+                "Timeouts",
+                "Retrans",
+                "Malformed",
+                "Bad-Auth",
+                "In-Flight",
                 "RTT-ms",
             ],
             &rows,

@@ -24,33 +24,31 @@ impl Client {
     /// GET `path` and decode the JSON answer.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        let response = self
-            .agent
-            .get(&url)
-            .call()
-            .with_context(|| format!("cannot reach the daemon at {url} (is it running? see --api)"))?;
+        let response = self.agent.get(&url).call().with_context(|| {
+            format!("cannot reach the daemon at {url} (is it running? see --api)")
+        })?;
         Self::decode(&url, response)
     }
 
     /// POST `body` as JSON to `path` and decode the JSON answer.
-    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        let response = self
-            .agent
-            .post(&url)
-            .send_json(body)
-            .with_context(|| format!("cannot reach the daemon at {url} (is it running? see --api)"))?;
+        let response = self.agent.post(&url).send_json(body).with_context(|| {
+            format!("cannot reach the daemon at {url} (is it running? see --api)")
+        })?;
         Self::decode(&url, response)
     }
 
     /// DELETE `path` and decode the JSON answer.
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        let response = self
-            .agent
-            .delete(&url)
-            .call()
-            .with_context(|| format!("cannot reach the daemon at {url} (is it running? see --api)"))?;
+        let response = self.agent.delete(&url).call().with_context(|| {
+            format!("cannot reach the daemon at {url} (is it running? see --api)")
+        })?;
         Self::decode(&url, response)
     }
 

@@ -174,8 +174,8 @@ impl ByteSize {
             "gib" => 1 << 30,
             other => {
                 return Err(format!(
-                    "invalid size unit {other:?} in {text:?}; expected B, kB, KiB, MB, MiB, GB or GiB"
-                ))
+                "invalid size unit {other:?} in {text:?}; expected B, kB, KiB, MB, MiB, GB or GiB"
+            ))
             }
         };
         number

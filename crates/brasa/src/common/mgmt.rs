@@ -67,7 +67,10 @@ impl IntoResponse for ApiError {
 /// A Prometheus text exposition response.
 pub fn metrics_response(text: String) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()

@@ -3,8 +3,8 @@
 
 use crate::common::config::{ConfigDuration, ConfigError, Source};
 use brasa_aaa::{
-    ClientConfig, EngineConfig, Handler, LoadBalance, LocalDatabase, LocalUser, Policy,
-    PoolConfig, RewritePolicy, RewriteRule, ServerConfig, UpstreamConfig,
+    ClientConfig, EngineConfig, Handler, LoadBalance, LocalDatabase, LocalUser, Policy, PoolConfig,
+    RewritePolicy, RewriteRule, ServerConfig, UpstreamConfig,
 };
 use brasa_radius::{Code, Dictionary, Pair};
 use serde::Deserialize;
@@ -354,7 +354,8 @@ fn resolve_radius(
                     reply: parse_pairs(source, &dictionary, &user.reply)?,
                 };
                 if users.insert(name.clone(), parsed).is_some() {
-                    return Err(source.error_at(user.name.span(), format!("user {name:?} is defined twice")));
+                    return Err(source
+                        .error_at(user.name.span(), format!("user {name:?} is defined twice")));
                 }
             }
             Ok(())
@@ -438,7 +439,10 @@ fn resolve_radius(
             let mut remove = Vec::new();
             for name in &rule.remove {
                 let def = dictionary.attribute(name.get_ref()).ok_or_else(|| {
-                    source.error_at(name.span(), format!("unknown attribute {:?}", name.get_ref()))
+                    source.error_at(
+                        name.span(),
+                        format!("unknown attribute {:?}", name.get_ref()),
+                    )
                 })?;
                 remove.push(def.id.clone());
             }
@@ -465,7 +469,11 @@ fn resolve_radius(
             .ok_or_else(|| {
                 source.error_at(
                     reference.span(),
-                    format!("no {what} named {:?} (defined: {})", reference.get_ref(), list(names)),
+                    format!(
+                        "no {what} named {:?} (defined: {})",
+                        reference.get_ref(),
+                        list(names)
+                    ),
                 )
             })
     };
@@ -474,12 +482,10 @@ fn resolve_radius(
         let handler = match (&server.local, &server.proxy) {
             (Some(local), None) => Handler::Local(find(&local_names, local, "[[radius.local]]")?),
             (None, Some(pool)) => Handler::Proxy(find(&pool_names, pool, "[[radius.pool]]")?),
-            _ => {
-                return Err(source.error_at(
-                    server.name.span(),
-                    "a server needs exactly one of `local = \"<database>\"` or `proxy = \"<pool>\"`",
-                ))
-            }
+            _ => return Err(source.error_at(
+                server.name.span(),
+                "a server needs exactly one of `local = \"<database>\"` or `proxy = \"<pool>\"`",
+            )),
         };
         if server.auth_listen.is_none() && server.acct_listen.is_none() {
             return Err(source.error_at(

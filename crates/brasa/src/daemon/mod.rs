@@ -21,14 +21,19 @@ pub struct Daemon {
 /// Starts every configured component and the management API.
 pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
     std::fs::create_dir_all(&resolved.data_dir).map_err(|err| {
-        anyhow::anyhow!("cannot create data_dir {}: {err}", resolved.data_dir.display())
+        anyhow::anyhow!(
+            "cannot create data_dir {}: {err}",
+            resolved.data_dir.display()
+        )
     })?;
     let radius = match resolved.radius {
         Some((engine_config, dictionary)) => {
             let mut seed = [0u8; 32];
             getrandom_seed(&mut seed);
             let engine = brasa_aaa::Engine::new(engine_config, dictionary, seed);
-            Some(Arc::new(brasa_aaa::shell::RadiusService::start(engine).await?))
+            Some(Arc::new(
+                brasa_aaa::shell::RadiusService::start(engine).await?,
+            ))
         }
         None => None,
     };
@@ -50,7 +55,9 @@ pub struct ApiState {
     pub radius: Option<Arc<brasa_aaa::shell::RadiusService>>,
 }
 
-async fn metrics(axum::extract::State(state): axum::extract::State<ApiState>) -> axum::response::Response {
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+) -> axum::response::Response {
     let mut writer = crate::common::prom::PromWriter::default();
     if let Some(radius) = &state.radius {
         radius_api::write_metrics(&radius.stats(), &mut writer);

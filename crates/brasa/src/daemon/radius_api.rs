@@ -14,10 +14,9 @@ pub fn routes() -> Router<ApiState> {
 }
 
 async fn statistics(State(state): State<ApiState>) -> Result<Json<StatsSnapshot>, ApiError> {
-    let radius = state
-        .radius
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("the RADIUS component is not enabled in this daemon's config"))?;
+    let radius = state.radius.as_ref().ok_or_else(|| {
+        ApiError::not_found("the RADIUS component is not enabled in this daemon's config")
+    })?;
     Ok(Json(radius.stats()))
 }
 
@@ -40,16 +39,28 @@ pub fn write_metrics(stats: &StatsSnapshot, writer: &mut PromWriter) {
             "Datagrams from addresses that are no configured client.",
             Kind::Counter,
         )
-        .sample("brasa_radius_unknown_client_total", &[], stats.unknown_client as f64);
+        .sample(
+            "brasa_radius_unknown_client_total",
+            &[],
+            stats.unknown_client as f64,
+        );
     writer
         .family(
             "brasa_radius_coa_unroutable_total",
             "CoA/Disconnect requests that named no known session or NAS.",
             Kind::Counter,
         )
-        .sample("brasa_radius_coa_unroutable_total", &[], stats.coa_unroutable as f64);
+        .sample(
+            "brasa_radius_coa_unroutable_total",
+            &[],
+            stats.coa_unroutable as f64,
+        );
     writer
-        .family("brasa_radius_sessions", "Sessions known for CoA routing.", Kind::Gauge)
+        .family(
+            "brasa_radius_sessions",
+            "Sessions known for CoA routing.",
+            Kind::Gauge,
+        )
         .sample("brasa_radius_sessions", &[], stats.sessions as f64);
 
     let client_rows: Vec<_> = stats
@@ -60,7 +71,11 @@ pub fn write_metrics(stats: &StatsSnapshot, writer: &mut PromWriter) {
     if let Some((_, fields)) = client_rows.first() {
         for (index, (field, _)) in fields.iter().enumerate() {
             let name = format!("brasa_radius_client_{field}_total");
-            writer.family(&name, &format!("Per NAS client: {}.", field.replace('_', " ")), Kind::Counter);
+            writer.family(
+                &name,
+                &format!("Per NAS client: {}.", field.replace('_', " ")),
+                Kind::Counter,
+            );
             for (client, fields) in &client_rows {
                 if let Some((_, value)) = fields.get(index) {
                     writer.sample(&name, &[("client", client)], *value);
@@ -83,22 +98,38 @@ pub fn write_metrics(stats: &StatsSnapshot, writer: &mut PromWriter) {
                 format!("brasa_radius_upstream_{field}_total")
             };
             let kind = if gauge { Kind::Gauge } else { Kind::Counter };
-            writer.family(&name, &format!("Per upstream server: {}.", field.replace('_', " ")), kind);
+            writer.family(
+                &name,
+                &format!("Per upstream server: {}.", field.replace('_', " ")),
+                kind,
+            );
             for (upstream, fields) in &upstream_rows {
                 if let Some((_, value)) = fields.get(index) {
                     writer.sample(
                         &name,
-                        &[("pool", &upstream.pool), ("server", &upstream.name), ("address", &upstream.address)],
+                        &[
+                            ("pool", &upstream.pool),
+                            ("server", &upstream.name),
+                            ("address", &upstream.address),
+                        ],
                         *value,
                     );
                 }
             }
         }
-        writer.family("brasa_radius_upstream_alive", "1 if the upstream server is alive.", Kind::Gauge);
+        writer.family(
+            "brasa_radius_upstream_alive",
+            "1 if the upstream server is alive.",
+            Kind::Gauge,
+        );
         for (upstream, _) in &upstream_rows {
             writer.sample(
                 "brasa_radius_upstream_alive",
-                &[("pool", &upstream.pool), ("server", &upstream.name), ("address", &upstream.address)],
+                &[
+                    ("pool", &upstream.pool),
+                    ("server", &upstream.name),
+                    ("address", &upstream.address),
+                ],
                 if upstream.state == "alive" { 1.0 } else { 0.0 },
             );
         }

@@ -12,12 +12,20 @@ pub const BRASA: &str = env!("CARGO_BIN_EXE_brasa");
 
 /// A UDP port free on `ip` right now.
 pub fn free_udp_port(ip: &str) -> u16 {
-    UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+    UdpSocket::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A TCP port free on `ip` right now.
 pub fn free_tcp_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Kills the child when dropped, so a failing test leaves no daemon behind.
@@ -155,7 +163,10 @@ server default {{
     let log = dir.join("freeradius.log");
     let log_file = std::fs::File::create(&log).unwrap();
     let mut command = Command::new("freeradius");
-    command.arg(if debug { "-X" } else { "-f" }).arg("-d").arg(dir);
+    command
+        .arg(if debug { "-X" } else { "-f" })
+        .arg("-d")
+        .arg(dir);
     if !debug {
         command.arg("-l").arg("stdout");
     }
@@ -165,7 +176,11 @@ server default {{
         .spawn()
         .expect("freeradius must be installed (scripts/setup-test-env)");
     let daemon = Daemon { child, log };
-    wait_for(&daemon, "Ready to process requests", Duration::from_secs(20));
+    wait_for(
+        &daemon,
+        "Ready to process requests",
+        Duration::from_secs(20),
+    );
     FreeRadius {
         daemon,
         auth: format!("{ip}:{auth_port}").parse().unwrap(),
@@ -181,7 +196,10 @@ fn wait_for(daemon: &Daemon, needle: &str, limit: Duration) {
             return;
         }
         if started.elapsed() > limit {
-            panic!("daemon did not say {needle:?} in {limit:?}:\n{}", daemon.log_text());
+            panic!(
+                "daemon did not say {needle:?} in {limit:?}:\n{}",
+                daemon.log_text()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -217,7 +235,13 @@ pub fn start_brasa(dir: &Path, config: &str, api: SocketAddr) -> Daemon {
 }
 
 /// Runs `radclient -x` with `input` on stdin; returns its output (exit status included).
-pub fn radclient(server: SocketAddr, kind: &str, secret: &str, input: &str, extra: &[&str]) -> Output {
+pub fn radclient(
+    server: SocketAddr,
+    kind: &str,
+    secret: &str,
+    input: &str,
+    extra: &[&str],
+) -> Output {
     let mut child = Command::new("radclient")
         .args(["-x", "-r", "2", "-t", "3"])
         .args(extra)
@@ -328,9 +352,20 @@ realm upstream {{
 }
 
 /// Runs the neutral load generator `shared/tools/radload.py` and returns its summary line.
-pub fn radload(server: SocketAddr, secret: &str, kind: &str, count: u64, sockets: u32, window: u32) -> String {
+pub fn radload(
+    server: SocketAddr,
+    secret: &str,
+    kind: &str,
+    count: u64,
+    sockets: u32,
+    window: u32,
+) -> String {
     let script = std::env::var("RADLOAD").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/tools/radload.py").to_string()
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/tools/radload.py"
+        )
+        .to_string()
     });
     let output = Command::new("python3")
         .arg(script)
@@ -343,7 +378,11 @@ pub fn radload(server: SocketAddr, secret: &str, kind: &str, count: u64, sockets
         .output()
         .expect("python3 and shared/tools/radload.py (or RADLOAD=path)");
     let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    assert!(output.status.success(), "radload failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "radload failed: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     text
 }
 
@@ -360,7 +399,11 @@ pub fn radload_field(line: &str, key: &str) -> f64 {
 pub fn http_get(api: SocketAddr, path: &str) -> String {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(api).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));

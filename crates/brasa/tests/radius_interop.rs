@@ -656,3 +656,140 @@ fn config_errors_name_file_line_and_column() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+fn brasa_send(args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(BRASA)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn serial_brasa_radius_send_prints_replies_and_load_summaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"))
+        .parse()
+        .unwrap();
+    let (auth_port, acct_port) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
+    let _brasa = start_brasa(
+        dir.path(),
+        &local_config(api, auth_port, acct_port, true),
+        api,
+    );
+    let server = format!("127.0.0.1:{auth_port}");
+
+    let output = brasa_send(
+        &["radius", "send", &server, "auth", NAS_SECRET],
+        "User-Name = alice\nUser-Password = wonderland\n",
+    );
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("Received Access-Accept"), "{text}");
+    assert!(text.contains("\tClass = 0x436c6173732d333333"), "{text}");
+    assert!(text.contains("\tTunnel-Type:1 = VLAN"), "{text}");
+
+    // A reject exits non-zero; a wrong secret gets no answer (the server drops it).
+    let output = brasa_send(
+        &["radius", "send", &server, "auth", NAS_SECRET],
+        "User-Name = alice, User-Password = bad",
+    );
+    assert!(!output.status.success());
+    assert!(
+        stdout(&output).contains("Received Access-Reject"),
+        "{}",
+        stdout(&output)
+    );
+    let output = brasa_send(
+        &[
+            "radius",
+            "send",
+            &server,
+            "auth",
+            "wrong-secret",
+            "--timeout",
+            "0.5",
+        ],
+        "User-Name = alice, User-Password = wonderland",
+    );
+    assert!(!output.status.success());
+    assert!(stdout(&output).contains("no reply"), "{}", stdout(&output));
+
+    let output = brasa_send(
+        &[
+            "--json",
+            "radius",
+            "send",
+            &server,
+            "auth",
+            NAS_SECRET,
+            "--count",
+            "300",
+            "--parallel",
+            "8",
+        ],
+        "User-Name = alice, User-Password = wonderland",
+    );
+    assert!(output.status.success(), "{}", stdout(&output));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["sent"], 300);
+    assert_eq!(summary["received"], 300);
+    assert_eq!(summary["by_code"]["Access-Accept"], 300);
+    assert!(
+        summary["latency_ms_p99"].as_f64().unwrap() >= summary["latency_ms_p50"].as_f64().unwrap()
+    );
+    assert!(summary["rate_per_second"].as_f64().unwrap() > 0.0);
+
+    let stats = show_json(api, "show radius statistics");
+    assert_eq!(stats["clients"][0]["accepts"], 301, "{stats}");
+    assert_eq!(stats["clients"][0]["bad_authenticator"], 1, "{stats}");
+}
+
+#[test]
+fn serial_quickstart_runs_on_the_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("brasa.log")).unwrap();
+    let child = std::process::Command::new(BRASA)
+        .arg("run")
+        .current_dir(dir.path())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let daemon = Daemon {
+        child,
+        log: dir.path().join("brasa.log"),
+    };
+    let api: SocketAddr = "127.0.0.1:7780".parse().unwrap();
+    eventually("the quickstart API", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(api).is_ok()
+    });
+    let output = radclient(
+        "127.0.0.1:1812".parse().unwrap(),
+        "auth",
+        "testing123",
+        "User-Name = alice, User-Password = wonderland",
+        &[],
+    );
+    assert!(
+        stdout(&output).contains("Received Access-Accept"),
+        "{}\n{}",
+        stdout(&output),
+        daemon.log_text()
+    );
+    assert!(reply_lines(&output).contains(&"Alc-SLA-Prof-Str = \"sla-100M\"".to_string()));
+    assert!(dir
+        .path()
+        .join("brasa-data/radius/accounting.jsonl")
+        .exists());
+}

@@ -149,31 +149,19 @@ pub fn handle(pipeline: &mut Pipeline, request: &GenericRequest, now_ns: u64) ->
                 Ok(filter) => filter,
                 Err(message) => return failure(request.r#type, message),
             };
-            let previous = control::intercept_list(pipeline)
-                .ok()
-                .and_then(|list| list.into_iter().find(|f| f.id == filter.id));
-            if previous.is_some() {
-                let _ = control::intercept_remove(pipeline, filter.id);
-            }
+            // A known id is a refresh: the new configuration replaces the old one.
+            let previous = pipeline
+                .stage_mut::<crate::cafe::InterceptStage>()
+                .and_then(|stage| stage.filters.remove(filter.id).ok());
             match control::intercept_add(pipeline, &filter, now_ns) {
                 Ok(()) => success(generic_request::Type::ConfigureStream),
                 Err(err) => {
-                    if let Some(previous) = previous {
-                        // Put the old stream back: a refused refresh changes nothing.
-                        let restore = FilterRequest {
-                            id: previous.id,
-                            timeout: previous.timeout,
-                            src: previous.src,
-                            dst: previous.dst,
-                            protocol: previous.protocol,
-                            src_port: previous.src_port,
-                            dst_port: previous.dst_port,
-                            keys: previous.keys,
-                            bandwidth: filter.bandwidth,
-                            cos: filter.cos.clone(),
-                            as_path: filter.as_path.clone(),
-                        };
-                        let _ = control::intercept_add(pipeline, &restore, now_ns);
+                    // A refused refresh changes nothing: the old stream goes back as it was.
+                    if let (Some(previous), Some(stage)) = (
+                        previous,
+                        pipeline.stage_mut::<crate::cafe::InterceptStage>(),
+                    ) {
+                        stage.filters.restore(previous);
                     }
                     failure(request.r#type, err.to_string())
                 }
@@ -304,6 +292,23 @@ mod tests {
         assert_eq!(
             record.filter.as_ref().unwrap().ip_destination.as_deref(),
             Some("2.2.2.2")
+        );
+    }
+
+    #[test]
+    fn refused_refresh_keeps_the_old_stream() {
+        let mut pipeline = pipeline();
+        assert_eq!(
+            handle(&mut pipeline, &configure(1, "2.2.2.2", &[7], 10), 0).status,
+            Some(0)
+        );
+        let refused = handle(&mut pipeline, &configure(1, "fd00::2", &[8], 10), 0);
+        assert_eq!(refused.status, Some(1));
+        assert!(refused.message.unwrap().contains("same family"));
+        let list = control::intercept_list(&mut pipeline).unwrap();
+        assert_eq!(
+            (list.len(), list[0].keys.as_str(), list[0].dst),
+            (1, "07", Some("2.2.2.2".parse().unwrap()))
         );
     }
 

@@ -30,6 +30,9 @@ pub enum ControlError {
     /// The MAC address argument is not one.
     #[error("invalid MAC address {0:?}: expected six hex bytes such as aa:11:b0:00:00:01")]
     BadMac(String),
+    /// The key list is not 1 to 255 bytes of hex.
+    #[error("{0}")]
+    BadKeys(String),
     /// No forwarding entry for this key.
     #[error("no forwarding entry for key {0:02x}")]
     NoSuchKey(u8),
@@ -339,8 +342,8 @@ pub fn intercept_add(
     request: &FilterRequest,
     now_ns: u64,
 ) -> Result<(), ControlError> {
-    let keys = crate::cafe::intercept::parse_keys_hex(&request.keys)
-        .map_err(|_| ControlError::Filter(FilterError::KeyCount(request.keys.len() / 2)))?;
+    let keys =
+        crate::cafe::intercept::parse_keys_hex(&request.keys).map_err(ControlError::BadKeys)?;
     let spec = FilterSpec {
         id: request.id,
         timeout_secs: request.timeout,

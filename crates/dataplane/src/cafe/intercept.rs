@@ -258,6 +258,29 @@ impl FilterTable {
         Ok(())
     }
 
+    /// Puts back a filter taken out by [`FilterTable::remove`], counters and times included.
+    /// Returns false (and drops it) if its id or key list has become invalid meanwhile.
+    pub fn restore(&mut self, state: FilterState) -> bool {
+        let (packets, bytes, created, last) = (
+            state.packets,
+            state.bytes,
+            state.created_ns,
+            state.last_activity_ns,
+        );
+        let id = state.spec.id;
+        if self.insert(state.spec, created).is_err() {
+            return false;
+        }
+        if let Some(slot) = self.by_id.get(&id).copied() {
+            if let Some(Some(restored)) = self.slots.get_mut(slot) {
+                restored.packets = packets;
+                restored.bytes = bytes;
+                restored.last_activity_ns = last;
+            }
+        }
+        true
+    }
+
     /// Removes a filter and returns it with its counters (no expired record is made).
     pub fn remove(&mut self, id: u32) -> Result<FilterState, FilterError> {
         let slot = self.by_id.remove(&id).ok_or(FilterError::NotFound(id))?;

@@ -257,9 +257,9 @@ impl Worker {
             if last_tick.elapsed() >= self.tick_interval {
                 self.pipeline.tick(now_ns());
                 last_tick = Instant::now();
-            }
-            if let Some(tun) = &self.tun {
-                tun.drain();
+                if let Some(tun) = &self.tun {
+                    tun.drain();
+                }
             }
         }
         tracing::info!("data plane worker stopped");

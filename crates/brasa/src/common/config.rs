@@ -1,5 +1,5 @@
 //! Loading TOML config files with errors that name `file:line:col` and what was expected, and
-//! the value types the configs share (durations, sizes).
+//! the value types the configs share (durations).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -70,11 +70,6 @@ impl Source {
             location: format!("{}:{line}:{col}", self.path.display()),
             message: message.into(),
         }
-    }
-
-    /// The path the text came from.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -148,58 +143,6 @@ impl<'de> Deserialize<'de> for ConfigDuration {
     }
 }
 
-/// A size in config: `"256MB"`, `"64KiB"`, `"1GB"`, or a bare integer of bytes. Decimal (kB, MB,
-/// GB) and binary (KiB, MiB, GiB) units are both accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct ByteSize(pub u64);
-
-impl ByteSize {
-    /// Parses the textual forms described on the type.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: u64 = number
-            .parse()
-            .map_err(|_| format!("invalid size {text:?}; expected e.g. \"256MB\" or \"64KiB\""))?;
-        let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "kb" | "k" => 1_000,
-            "kib" => 1 << 10,
-            "mb" | "m" => 1_000_000,
-            "mib" => 1 << 20,
-            "gb" | "g" => 1_000_000_000,
-            "gib" => 1 << 30,
-            other => {
-                return Err(format!(
-                "invalid size unit {other:?} in {text:?}; expected B, kB, KiB, MB, MiB, GB or GiB"
-            ))
-            }
-        };
-        number
-            .checked_mul(factor)
-            .map(Self)
-            .ok_or_else(|| format!("size {text:?} is too large"))
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bytes(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Bytes(bytes) => Ok(Self(bytes)),
-            Raw::Text(text) => Self::parse(&text).map_err(serde::de::Error::custom),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,15 +158,6 @@ mod tests {
         assert_eq!(secs("00:12:08"), Ok(728));
         assert!(secs("0d 01:60:00").is_err());
         assert!(secs("soon").is_err());
-    }
-
-    #[test]
-    fn sizes_in_every_unit() {
-        assert_eq!(ByteSize::parse("256MB"), Ok(ByteSize(256_000_000)));
-        assert_eq!(ByteSize::parse("64KiB"), Ok(ByteSize(65536)));
-        assert_eq!(ByteSize::parse("10"), Ok(ByteSize(10)));
-        assert!(ByteSize::parse("5 parsecs").is_err());
-        assert!(ByteSize::parse("99999999999999999999GB").is_err());
     }
 
     #[test]

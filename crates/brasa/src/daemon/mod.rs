@@ -14,8 +14,6 @@ use std::sync::Arc;
 pub struct Daemon {
     /// Where the management API listens.
     pub api: SocketAddr,
-    /// The RADIUS component, if enabled.
-    pub radius: Option<Arc<brasa_aaa::shell::RadiusService>>,
 }
 
 /// Starts every configured component and the management API.
@@ -37,15 +35,13 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         }
         None => None,
     };
-    let state = ApiState {
-        radius: radius.clone(),
-    };
+    let state = ApiState { radius };
     let router = Router::new()
         .route("/metrics", get(metrics))
         .nest("/api/v1/radius", radius_api::routes())
         .with_state(state);
     let api = mgmt::serve(resolved.api_listen, router).await?;
-    Ok(Daemon { api, radius })
+    Ok(Daemon { api })
 }
 
 /// What API handlers can reach.

@@ -74,22 +74,24 @@ async fn main() -> std::io::Result<()> {
     let stop = done.clone();
     let sender_task = tokio::spawn(async move {
         let mut out = SendBatch::default();
+        let mut chunk = Message::Content(
+            wire::ChunkHeader {
+                last: false,
+                seq: 0,
+                source: ep(5, 3, 1000),
+                sender: ep(1, 2, 2000),
+                content_id: "BenchContent",
+            },
+            &[0x5A; 1024],
+        )
+        .to_vec()
+        .unwrap();
         let mut seq = 0u32;
         while !stop.load(Ordering::Relaxed) {
             out.clear();
             for _ in 0..MAX_BATCH {
-                let chunk = Message::Content(
-                    wire::ChunkHeader {
-                        last: false,
-                        seq,
-                        source: ep(5, 3, 1000),
-                        sender: ep(1, 2, 2000),
-                        content_id: "BenchContent",
-                    },
-                    &[0x5A; 1024],
-                )
-                .to_vec()
-                .unwrap();
+                // Sequence number at offset 4 (see docs/curling.md).
+                chunk[4..8].copy_from_slice(&seq.to_be_bytes());
                 out.push(cafe_addr, &chunk);
                 seq = seq.wrapping_add(1);
             }

@@ -262,7 +262,7 @@ impl Crme {
         match Message::parse(bytes) {
             Ok(Message::Announce(announce)) => self.process_announce(from, &announce),
             Ok(Message::Consume(consume)) => self.process_consume(now, from, &consume),
-            Ok(Message::Notify(notify)) => self.process_notify(now, from, &notify),
+            Ok(Message::Notify(notify)) => self.process_notify(from, &notify),
             Ok(Message::Publish(publish)) => self.process_publish(from, &publish),
             Ok(_) => self.counters.unexpected += 1,
             Err(_) => self.counters.malformed += 1,
@@ -344,11 +344,10 @@ impl Crme {
 
     /// The routing-table lookup of route optimisation: the next-hop CRME for `addr`'s prefix.
     pub fn route_lookup(&self, addr: Ipv4Addr) -> Option<SocketAddrV4> {
-        let (prefix, _) = address_prefix(addr);
         self.config
             .routes
             .iter()
-            .filter(|route| route.matches(prefix) || route.matches(addr))
+            .filter(|route| route.matches(addr))
             .max_by_key(|route| route.len)
             .map(|route| route.next_hop)
     }
@@ -641,7 +640,7 @@ impl Crme {
 
     /// `processNotify(pkt)`: create adds an ActiveSessions entry (and may start route
     /// optimisation, or complete one); teardown removes the entry.
-    pub fn process_notify(&mut self, now: Instant, from: SocketAddrV4, notify: &wire::Notify<'_>) {
+    pub fn process_notify(&mut self, from: SocketAddrV4, notify: &wire::Notify<'_>) {
         let id = notify.content_id;
         if from != notify.ingress || !self.loc_cafe.contains_key(&notify.ingress) {
             self.counters.notify_not_local += 1;
@@ -674,11 +673,9 @@ impl Crme {
             }
             return;
         }
-        if !self.config.route_optimisation {
-            return;
+        if self.config.route_optimisation {
+            self.try_route_optimisation(notify);
         }
-        let _ = now;
-        self.try_route_optimisation(notify);
     }
 
     fn try_route_optimisation(&mut self, notify: &wire::Notify<'_>) {
@@ -692,7 +689,8 @@ impl Crme {
             // The flow does not come from another domain (the server is local).
             return;
         };
-        let Some(better) = self.route_lookup(*notify.source.ip()) else {
+        let (prefix, _) = address_prefix(*notify.source.ip());
+        let Some(better) = self.route_lookup(prefix) else {
             return;
         };
         if better == current || self.neighbour(better).is_none() {
@@ -1132,6 +1130,44 @@ mod tests {
                 Sent::Consume(server, false, false, ep(2, 3, 2000), None),
             ]
         );
+    }
+
+    #[test]
+    fn unknown_content_at_the_top_of_the_hierarchy_is_dropped() {
+        // Domain 1 (tier-1): no provider to ask, and nobody published the content.
+        let mut crme = Crme::new(CrmeConfig {
+            me: ep(1, 1, 3000),
+            neighbours: vec![(ep(2, 1, 3000), Relation::Customer)],
+            routes: Vec::new(),
+            route_optimisation: true,
+            pending_timeout: Duration::from_secs(5),
+            hop_limit: 32,
+        });
+        let links = [Neighbour {
+            cafe: ep(2, 2, 2000),
+            crme: ep(2, 1, 3000),
+        }];
+        let announce = Message::Announce(wire::Announce {
+            cafe: ep(1, 2, 2000),
+            neighbours: wire::Items::Slice(&links),
+        })
+        .to_vec()
+        .unwrap();
+        crme.handle(Instant::now(), ep(1, 2, 2000), &announce);
+        crme.handle(
+            Instant::now(),
+            ep(2, 1, 3000),
+            &consume(ep(2, 2, 2000), None, false),
+        );
+        assert_eq!(crme.counters().consumes_dropped, 1);
+        assert!(matches!(
+            crme.poll_event(),
+            Some(CrmeEvent::Dropped {
+                reason: "unknown content ID",
+                ..
+            })
+        ));
+        assert!(sent(&mut crme).is_empty());
     }
 
     #[test]

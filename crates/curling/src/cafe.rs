@@ -336,10 +336,11 @@ impl Cafe {
             self.counters.unknown_content += 1;
             return Action::Dropped;
         };
-        let source = packet.source();
+        let neighbours = &self.config.neighbours;
         // An ingress CAFE receives the flow from another domain (or directly from the server).
-        let ingress = from == source || self.config.neighbours.iter().any(|n| n.cafe == from);
+        let is_ingress = |source| from == source || neighbours.iter().any(|n| n.cafe == from);
         if !state.seen_from.contains(from) {
+            let source = packet.source();
             state.seen_from.insert(from);
             if state.prev_hop.is_none() {
                 state.prev_hop = Some(from);
@@ -350,7 +351,7 @@ impl Cafe {
                 from,
                 next_hops: state.next_hops.as_slice().to_vec(),
             });
-            if ingress {
+            if is_ingress(source) {
                 self.counters.notifies += 1;
                 push_notify(
                     &mut self.outbox,
@@ -363,7 +364,8 @@ impl Cafe {
                 );
             }
         }
-        if packet.last() && ingress {
+        if packet.last() && is_ingress(packet.source()) {
+            let source = packet.source();
             self.counters.teardowns += 1;
             push_notify(
                 &mut self.outbox,

@@ -655,6 +655,10 @@ pub struct ContentPacket<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> ContentPacket<T> {
     /// Wraps `buffer` after checking the header, the type and that every field is present.
+    ///
+    /// The content ID's text rules are checked by [`ContentPacket::header`] (and
+    /// [`Message::parse`]), not here: the forwarding path only looks the raw ID up, and an
+    /// invalid ID can never be in a content state table (Configure validates it).
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let bytes = buffer.as_ref();
         let (kind, flags) = parse_header(bytes)?;
@@ -669,7 +673,9 @@ impl<T: AsRef<[u8]>> ContentPacket<T> {
         if bytes.len() < payload_at {
             return Err(WireError::Truncated);
         }
-        check_content_id(&bytes[content_field::ID_LEN + 1..payload_at])?;
+        if payload_at == content_field::ID_LEN + 1 {
+            return Err(WireError::BadContentId);
+        }
         Ok(Self { buffer, payload_at })
     }
 
@@ -698,15 +704,14 @@ impl<T: AsRef<[u8]>> ContentPacket<T> {
         read_endpoint(&self.bytes()[content_field::SENDER])
     }
 
-    /// The raw content ID (already validated by `new_checked`).
+    /// The raw content ID bytes (not yet checked against the content ID rules).
     pub fn content_id_bytes(&self) -> &[u8] {
         &self.bytes()[content_field::ID_LEN + 1..self.payload_at]
     }
 
-    /// The content ID as text.
+    /// The content ID as text, or `""` (which no table holds) if it breaks the content ID rules.
     pub fn content_id(&self) -> &str {
-        // Validated in `new_checked`; the fallback is never taken but avoids a panic path.
-        std::str::from_utf8(self.content_id_bytes()).unwrap_or("")
+        check_content_id(self.content_id_bytes()).unwrap_or("")
     }
 
     /// The chunk's payload.

@@ -2,7 +2,7 @@
 //! IP forwarding, same topology, same generator, same run. Needs root, iproute2 and `trafgen`
 //! (Debian `netsniff-ng`).
 //!
-//!     cargo run --release -p brasa-dataplane --example veth_bench [-- SECONDS]
+//!     [BENCH_TRAFGEN_CPUS=N] cargo run --release -p brasa-dataplane --example veth_bench [-- SECONDS]
 //!
 //! Topology: generator `g` (g0) ═ (c0) forwarder `c` (c1) ═ (b0) sink `b`. trafgen floods g0
 //! with 64-byte IPv4/UDP packets (kernel phase) or the same packets behind a COMET header
@@ -67,6 +67,11 @@ fn sh_root(command: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// trafgen processes (`BENCH_TRAFGEN_CPUS`, default 1).
+fn generators() -> usize {
+    std::env::var("BENCH_TRAFGEN_CPUS").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
+}
+
 fn trafgen_conf(frame: &[u8]) -> String {
     let bytes: Vec<String> = frame.iter().map(|b| format!("0x{b:02x}")).collect();
     format!("{{ {} }}\n", bytes.join(", "))
@@ -92,7 +97,7 @@ fn flood(g: &Ns, b: &Ns, frame: &[u8], seconds: u64) -> (f64, f64) {
             "-i",
         ])
         .arg(&conf)
-        .args(["-P", "1", "-q", "-C", "-A", "-Q"])
+        .args(["-P", &generators().to_string(), "-q", "-C", "-Q"])
         .output()
         .expect("trafgen (Debian package netsniff-ng)");
     std::thread::sleep(Duration::from_millis(200));
@@ -185,7 +190,8 @@ fn main() {
     let _ = thread.join();
 
     println!(
-        "veth forwarding, {seconds} s per phase, 1 trafgen process, {} / {}-byte frames",
+        "veth forwarding, {seconds} s per phase, {} trafgen process(es), {} / {}-byte frames",
+        generators(),
         plain.len(),
         comet.len()
     );

@@ -13,11 +13,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+fn thread_cpu_time() -> Duration {
+    // SAFETY: clock_gettime writes into the timespec we own.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 fn ep(a: u8, b: u8, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::new(127, 77, a, b), port)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> std::io::Result<()> {
     let seconds: u64 = std::env::args()
         .nth(1)
@@ -42,17 +49,62 @@ async fn main() -> std::io::Result<()> {
     .to_vec()
     .unwrap();
     cafe.handle(crme, &configure);
-    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let log: LogSink = Arc::new(|_line| {});
-    let _entity = Entity::spawn(
-        Core::Cafe(cafe),
-        ShellOptions {
-            naming: Naming { net: 77 },
-            content_dir: std::env::temp_dir(),
-            stop: stop_rx,
-        },
-        log,
-    )?;
+    // The CAFE runs on its own thread and runtime so that its CPU time can be measured apart
+    // from the load generator's: forwarded chunks per CAFE CPU-second is the capacity of one
+    // core, whatever else the machine is doing.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (cpu_tx, cpu_rx) = std::sync::mpsc::channel::<(Duration, Duration, u64)>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+    let measuring = Arc::new(AtomicBool::new(false));
+    let measuring_flag = measuring.clone();
+    let cafe_thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let log: LogSink = Arc::new(|_line| {});
+            let entity = Entity::spawn(
+                Core::Cafe(cafe),
+                ShellOptions {
+                    naming: Naming { net: 77 },
+                    content_dir: std::env::temp_dir(),
+                    stop: stop_rx,
+                },
+                log,
+            );
+            let entity = match entity {
+                Ok(entity) => {
+                    let _ = ready_tx.send(Ok(()));
+                    entity
+                }
+                Err(err) => {
+                    let _ = ready_tx.send(Err(err));
+                    return;
+                }
+            };
+            while !measuring_flag.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let forwarded = |entity: &Entity| match entity.snapshot() {
+                brasa_curling::shell::Snapshot::Cafe { counters, .. } => counters.chunks_forwarded,
+                _ => 0,
+            };
+            let cpu_start = thread_cpu_time();
+            let wall_start = Instant::now();
+            let chunks_start = forwarded(&entity);
+            while measuring_flag.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let _ = cpu_tx.send((
+                thread_cpu_time() - cpu_start,
+                wall_start.elapsed(),
+                forwarded(&entity) - chunks_start,
+            ));
+            entity.join().await;
+        });
+    });
+    ready_rx.recv().unwrap()?;
 
     let received = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -104,6 +156,7 @@ async fn main() -> std::io::Result<()> {
     });
 
     tokio::time::sleep(Duration::from_millis(500)).await;
+    measuring.store(true, Ordering::Relaxed);
     let start = Instant::now();
     let (r0, s0) = (
         received.load(Ordering::Relaxed),
@@ -115,13 +168,20 @@ async fn main() -> std::io::Result<()> {
         received.load(Ordering::Relaxed),
         sent.load(Ordering::Relaxed),
     );
+    measuring.store(false, Ordering::Relaxed);
+    let (cafe_cpu, cafe_wall, cafe_chunks) = cpu_rx.recv().unwrap();
+    let _ = stop_tx.send(true);
+    let _ = cafe_thread.join();
     done.store(true, Ordering::Relaxed);
     let _ = sender_task.await;
     let forwarded = (r1 - r0) as f64 / elapsed;
     let offered = (s1 - s0) as f64 / elapsed;
+    let per_cpu_second = cafe_chunks as f64 / cafe_cpu.as_secs_f64().max(1e-9);
     println!(
-        "one CAFE hop, 1 KiB chunks, batches of {MAX_BATCH}: offered {offered:.0} chunks/s, forwarded {forwarded:.0} chunks/s ({:.1} % delivered) over {elapsed:.1} s",
-        100.0 * forwarded / offered.max(1.0)
+        "one CAFE hop, 1 KiB chunks, batches of {MAX_BATCH}: offered {offered:.0} chunks/s, forwarded {forwarded:.0} chunks/s ({:.1} % delivered) over {elapsed:.1} s; CAFE thread: {cafe_chunks} chunks in {:.2} s CPU / {:.2} s wall = {per_cpu_second:.0} chunks per CAFE CPU-second",
+        100.0 * forwarded / offered.max(1.0),
+        cafe_cpu.as_secs_f64(),
+        cafe_wall.as_secs_f64()
     );
     Ok(())
 }

@@ -40,6 +40,7 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
     let crme = ep(2, 1, 3000);
+    let rss_before = rss_bytes();
     let before = LIVE.load(Ordering::Relaxed);
     let mut cafe = Cafe::new(CafeConfig {
         me: ep(2, 2, 2000),
@@ -66,10 +67,23 @@ fn main() {
         while cafe.poll_event().is_some() {}
     }
     let bytes = LIVE.load(Ordering::Relaxed) - before;
+    let rss = rss_bytes().saturating_sub(rss_before);
     println!(
         "{} content states, 16-byte IDs, 1 next hop: {} bytes allocated, {:.1} bytes/state (heap bytes requested, excluding allocator overhead)",
         cafe.len(),
         bytes,
         bytes as f64 / cafe.len() as f64
     );
+    println!(
+        "resident set grew by {rss} bytes = {:.1} bytes/state (including allocator overhead)",
+        rss as f64 / cafe.len() as f64
+    );
+}
+
+/// Resident set size from /proc/self/statm (0 where unavailable).
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|text| text.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
 }

@@ -69,7 +69,10 @@ fn sh_root(command: &str) -> String {
 
 /// trafgen processes (`BENCH_TRAFGEN_CPUS`, default 1).
 fn generators() -> usize {
-    std::env::var("BENCH_TRAFGEN_CPUS").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
+    std::env::var("BENCH_TRAFGEN_CPUS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 }
 
 fn trafgen_conf(frame: &[u8]) -> String {

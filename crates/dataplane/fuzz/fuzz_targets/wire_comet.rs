@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         CometRepr::parse(&CometPacket::new_unchecked(&out[..])).unwrap(),
         repr
     );
-        // Emit writes back what parse read; flags and the reserved byte are sent as zero.
+    // Emit writes back what parse read; flags and the reserved byte are sent as zero.
     assert_eq!(out[1..3], data[1..3]);
     assert_eq!(out[4..], data[4..repr.header_len()]);
 });

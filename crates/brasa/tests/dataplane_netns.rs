@@ -365,6 +365,16 @@ fn netns_intercept_by_five_tuple() {
     let filters = daemon.cafe_json(&["intercept", "list"]);
     assert_eq!(filters[0]["id"], 123);
     assert_eq!(filters[0]["packets"], 4);
+    // `ip = "inject"` turns the kernel's IPv4 forwarding from c0 off while brasa runs.
+    assert_eq!(
+        net.c.sh("sysctl -n net.ipv4.conf.c0.forwarding").trim(),
+        "0"
+    );
+    drop(daemon);
+    assert_eq!(
+        net.c.sh("sysctl -n net.ipv4.conf.c0.forwarding").trim(),
+        "1"
+    );
 }
 
 /// Filter expiry: an idle filter turns into an expired-stream record that `collect` returns once.

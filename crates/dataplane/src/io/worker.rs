@@ -84,6 +84,8 @@ struct Worker {
     stop: Arc<AtomicBool>,
     batch: Batch,
     tick_interval: Duration,
+    /// Sysctls changed at start, with the values to put back when the worker stops.
+    restore: Vec<(String, String)>,
 }
 
 /// Opens every interface, the TUN device and the rings (errors come back here, before any
@@ -92,6 +94,7 @@ pub fn start(config: WorkerConfig) -> Result<(Handle, std::thread::JoinHandle<()
     let mut ports = Vec::new();
     let mut rings = Vec::new();
     let mut tx = Vec::new();
+    let mut restore = Vec::new();
     for (index, port) in config.ports.iter().enumerate() {
         let dev = NetDev::lookup(&port.name)?;
         let id = PortId::try_from(index).map_err(|_| IoError::Setup {
@@ -100,7 +103,11 @@ pub fn start(config: WorkerConfig) -> Result<(Handle, std::thread::JoinHandle<()
         })?;
         if port.ip_handoff == IpHandoff::Inject {
             // The data plane is this port's only IP path: the kernel must not forward its own copy.
-            netdev::write_net_sysctl(&format!("ipv4/conf/{}/forwarding", port.name), "0")?;
+            let path = format!("ipv4/conf/{}/forwarding", port.name);
+            if let Ok(previous) = std::fs::read_to_string(format!("/proc/sys/net/{path}")) {
+                restore.push((path.clone(), previous.trim().to_string()));
+            }
+            netdev::write_net_sysctl(&path, "0")?;
         }
         rings.push(RxRing::open(&port.name, dev.ifindex, id, config.ring)?);
         tx.push(TxSocket::open(&port.name, dev.ifindex)?);
@@ -138,6 +145,7 @@ pub fn start(config: WorkerConfig) -> Result<(Handle, std::thread::JoinHandle<()
         stop: stop.clone(),
         batch: Batch::new(config.batch_size.max(1)),
         tick_interval: config.tick_interval,
+        restore,
     };
     let thread = std::thread::Builder::new()
         .name("brasa-dataplane".into())
@@ -260,6 +268,11 @@ impl Worker {
                 if let Some(tun) = &self.tun {
                     tun.drain();
                 }
+            }
+        }
+        for (path, value) in &self.restore {
+            if let Err(err) = netdev::write_net_sysctl(path, value) {
+                tracing::warn!(%err, "could not restore a sysctl");
             }
         }
         tracing::info!("data plane worker stopped");

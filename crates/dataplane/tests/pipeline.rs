@@ -324,3 +324,46 @@ fn control_refuses_wrong_devices() {
         .is_empty());
     assert!(control::forward_remove(&mut pipeline, 1).is_err());
 }
+
+#[test]
+fn pcap_replay_through_the_pipeline() {
+    use brasa_dataplane::pcap::{PcapReader, PcapWriter, LINKTYPE_ETHERNET};
+    let mut pipeline = pipeline();
+    control::forward_add(
+        &mut pipeline,
+        &ForwardRule::Ethernet {
+            key: 0x21,
+            device: "out0".into(),
+            mac: PEER.to_string(),
+        },
+    )
+    .unwrap();
+    let ip = udp(1, 2);
+    let mut input = PcapWriter::new(Vec::new(), LINKTYPE_ETHERNET).unwrap();
+    for (i, index) in [0u8, 1, 0].iter().enumerate() {
+        let frame = build::comet_frame(HOST, MAC_IN, *index, &[0x21, 0x21], &ip);
+        input.write_packet(i as u64 * 1000, &frame).unwrap();
+    }
+    let input = input.into_inner().unwrap();
+
+    let mut reader = PcapReader::new(&input[..]).unwrap();
+    let mut batch = Batch::new(8);
+    while let Some(record) = reader.next_record().unwrap() {
+        assert!(batch.push(&record.data, PacketMeta::new(0, pkt_type::HOST, 0)));
+    }
+    pipeline.run(&mut batch, 0);
+    let mut output = PcapWriter::new(Vec::new(), LINKTYPE_ETHERNET).unwrap();
+    for (buf, meta) in batch.iter() {
+        assert_eq!(meta.verdict, Verdict::Transmit(1));
+        output.write_packet(0, buf.as_slice()).unwrap();
+    }
+    let output = output.into_inner().unwrap();
+    let mut reader = PcapReader::new(&output[..]).unwrap();
+    let mut indexes = Vec::new();
+    while let Some(record) = reader.next_record().unwrap() {
+        let frame = EthernetFrame::new_checked(&record.data[..]).unwrap();
+        assert_eq!(frame.dst(), PEER);
+        indexes.push(CometPacket::new_checked(frame.payload()).unwrap().index());
+    }
+    assert_eq!(indexes, vec![1, 2, 1]);
+}

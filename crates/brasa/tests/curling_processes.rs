@@ -114,7 +114,7 @@ fn entities_as_separate_processes_deliver_a_file() {
         let child = Command::new(env!("CARGO_BIN_EXE_brasa"))
             .args(["curling", kind])
             .args(args)
-            .args(["--net", net, "--mgmt-listen", &api])
+            .args(["--net", net, "--mgmt-listen", &api, "--log", "warn"])
             .stdout(Stdio::null())
             .spawn()
             .unwrap();

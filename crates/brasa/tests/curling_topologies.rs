@@ -278,3 +278,18 @@ fn second_consumer_joins_the_existing_path() {
     assert!(run.saved("2.4") == run.published);
     run.assert_no_active_sessions();
 }
+
+#[test]
+fn lost_chunks_are_detected_and_repaired_never_saved_corrupt() {
+    let run = run("topology1-loss.scn", 35);
+    let dropped = run.entity("cafe", "3.3")["emulated_loss_drops"]
+        .as_u64()
+        .unwrap();
+    assert!(dropped >= 1, "the lossy CAFE dropped nothing");
+    let client = &run.entity("client", "4.3")["counters"];
+    assert!(client["gaps_detected"].as_u64().unwrap() >= 1, "{client}");
+    assert!(client["repairs"].as_u64().unwrap() >= 1, "{client}");
+    assert_eq!(client["completed"], 1, "{client}");
+    assert!(run.log_has("CC 4.3:1000: Content MyContent1 has gaps"));
+    assert!(run.saved("4.3") == run.published);
+}

@@ -70,6 +70,7 @@ async fn main() -> std::io::Result<()> {
                     naming: Naming { net: 77 },
                     content_dir: std::env::temp_dir(),
                     stop: stop_rx,
+                    drop_every: None,
                 },
                 log,
             );

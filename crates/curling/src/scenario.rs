@@ -4,7 +4,7 @@
 //! ```text
 //! # comments and blank lines are ignored; times are seconds ("+1.5") or "+500ms"
 //! +0 ON_ROUTER 2.1 usr.curling.Crme 3000 2 1.1 provider 4.1 customer 1 5 3.1 [ro=off]
-//! +0 ON_ROUTER 2.2 usr.curling.Cafe 2000 2.1 3000 1 1.2 2000 1.1
+//! +0 ON_ROUTER 2.2 usr.curling.Cafe 2000 2.1 3000 1 1.2 2000 1.1 [loss=N]
 //! +0 ON_ROUTER 5.3 usr.curling.ContentServer 1000 5.1 3000 5.3 2000 [rate=20000] [chunk=1024]
 //! +0 ON_ROUTER 4.3 usr.curling.ContentClient 1000 4.1 3000 4.3 2000 [idle=500ms] [attempts=5]
 //! +1 ON_ROUTER 5.3 publish 1000 MyContent1 MyContent1.bin
@@ -61,8 +61,9 @@ pub enum ScenarioError {
 /// What one scenario line does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// Start a CAFE.
-    Cafe(CafeConfig),
+    /// Start a CAFE; with `drop_every`, every Nth chunk copy it forwards is dropped
+    /// (emulated link loss, scenario option `loss=N`).
+    Cafe(CafeConfig, Option<u64>),
     /// Start a CRME.
     Crme(CrmeConfig),
     /// Start a content server.
@@ -417,7 +418,21 @@ impl Scenario {
                         .ok_or_else(|| syntax("missing entity class or command".into()))?;
                     let args = &tokens[4..];
                     match *what {
-                        "usr.curling.Cafe" => Step::Cafe(parser.cafe(router, args).map_err(syntax)?),
+                        "usr.curling.Cafe" => {
+                            let mut drop_every = None;
+                            let mut rest = Vec::new();
+                            for arg in args {
+                                match arg.strip_prefix("loss=") {
+                                    Some(n) => {
+                                        drop_every = Some(n.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                                            syntax(format!("loss: expected N > 0 (drop every Nth chunk), found {n:?}"))
+                                        })?)
+                                    }
+                                    None => rest.push(*arg),
+                                }
+                            }
+                            Step::Cafe(parser.cafe(router, &rest).map_err(syntax)?, drop_every)
+                        }
                         "usr.curling.Crme" => Step::Crme(parser.crme(router, args).map_err(syntax)?),
                         "usr.curling.ContentServer" => {
                             Step::Server(parser.server(router, args).map_err(syntax)?)
@@ -521,6 +536,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, Sc
         naming: options.naming,
         content_dir: options.content_dir.clone(),
         stop: stop_rx,
+        drop_every: None,
     };
     let mut entities: Vec<Entity> = Vec::new();
     let start = tokio::time::Instant::now();
@@ -538,7 +554,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, Sc
             let fail =
                 |message: String| ScenarioError::Run(format!("line {}: {message}", step.line));
             let core = match &step.step {
-                Step::Cafe(config) => Some(Core::Cafe(Cafe::new(config.clone()))),
+                Step::Cafe(config, _) => Some(Core::Cafe(Cafe::new(config.clone()))),
                 Step::Crme(config) => Some(Core::Crme(Crme::new(config.clone()))),
                 Step::Server(config) => Some(Core::Server(ContentServer::new(config.clone()))),
                 Step::Client(config) => Some(Core::Client(ContentClient::new(config.clone()))),
@@ -590,7 +606,11 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, Sc
                 }
             };
             if let Some(core) = core {
-                let entity = Entity::spawn(core, shell.clone(), sink.clone())
+                let mut shell = shell.clone();
+                if let Step::Cafe(_, drop_every) = &step.step {
+                    shell.drop_every = *drop_every;
+                }
+                let entity = Entity::spawn(core, shell, sink.clone())
                     .map_err(|err| fail(err.to_string()))?;
                 entities.push(entity);
             }
@@ -656,7 +676,7 @@ mod tests {
         let scenario = Scenario::parse(text, "t.scn", NAMING).unwrap();
         assert_eq!(scenario.steps.len(), 6);
         match &scenario.steps[1].step {
-            Step::Cafe(cafe) => {
+            Step::Cafe(cafe, _) => {
                 assert_eq!(cafe.me, "127.0.2.2:2000".parse().unwrap());
                 assert_eq!(cafe.neighbours[0].crme, "127.0.1.1:3000".parse().unwrap());
             }

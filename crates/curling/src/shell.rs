@@ -89,6 +89,9 @@ pub enum Snapshot {
         table: Vec<StateRow>,
         /// Counters.
         counters: CafeCounters,
+        /// Chunk copies dropped by emulated link loss ([`ShellOptions::drop_every`]).
+        #[serde(default)]
+        emulated_loss_drops: u64,
     },
     /// A CRME.
     Crme {
@@ -219,6 +222,7 @@ pub type LogSink = Arc<dyn Fn(String) + Send + Sync>;
 struct Shared {
     core: Core,
     saved: Vec<SavedRow>,
+    emulated_loss_drops: u64,
 }
 
 /// A running entity: its task and a handle to its core.
@@ -245,6 +249,8 @@ pub struct ShellOptions {
     pub content_dir: PathBuf,
     /// Stops the entity when it becomes true.
     pub stop: watch::Receiver<bool>,
+    /// Emulated link loss (CAFEs only): drop every Nth chunk copy this CAFE forwards.
+    pub drop_every: Option<u64>,
 }
 
 impl Entity {
@@ -261,6 +267,7 @@ impl Entity {
         let shared = Arc::new(Mutex::new(Shared {
             core,
             saved: Vec::new(),
+            emulated_loss_drops: 0,
         }));
         let naming = options.naming;
         let task = tokio::spawn(run(socket, shared.clone(), options, log));
@@ -303,6 +310,7 @@ impl Entity {
                 addr,
                 table: c.content_state_table(),
                 counters: c.counters().clone(),
+                emulated_loss_drops: shared.emulated_loss_drops,
             },
             Core::Crme(c) => Snapshot::Crme {
                 name,
@@ -465,6 +473,7 @@ async fn run(
     let mut out = SendBatch::default();
     let mut lines = Vec::new();
     let me = socket.local_addr();
+    let mut copies_since_drop: u64 = 0;
     loop {
         out.clear();
         let completed;
@@ -477,6 +486,7 @@ async fn run(
                 }
                 let now = Instant::now();
                 let mut guard = lock(&shared);
+                let mut dropped = 0;
                 for (from, bytes, truncated) in batch.iter() {
                     // A truncated datagram is handed over empty so the core counts it as
                     // malformed instead of acting on a cut message.
@@ -485,6 +495,14 @@ async fn run(
                         Core::Cafe(cafe) => {
                             if let Action::Forward(hops) = cafe.handle(from, bytes) {
                                 for hop in hops {
+                                    if let Some(every) = options.drop_every {
+                                        copies_since_drop += 1;
+                                        if copies_since_drop >= every {
+                                            copies_since_drop = 0;
+                                            dropped += 1;
+                                            continue;
+                                        }
+                                    }
                                     let copy = out.push(*hop, bytes);
                                     wire::rewrite_sender(copy, me);
                                 }
@@ -495,6 +513,7 @@ async fn run(
                         Core::Client(client) => client.handle(now, from, bytes),
                     }
                 }
+                guard.emulated_loss_drops += dropped;
                 completed = drain(&mut guard.core, &mut out, &mut lines, &naming);
             }
             _ = tick.tick() => {

@@ -223,6 +223,7 @@ async fn daemon(
             naming,
             content_dir,
             stop: stop_rx,
+            drop_every: None,
         },
         log,
     )?;

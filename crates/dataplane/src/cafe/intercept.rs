@@ -117,9 +117,52 @@ pub struct ExpiredStream {
     pub duration_ms: u64,
 }
 
+/// The filters sharing one tuple, oldest first. Nearly always one, kept inline so a lookup
+/// does not follow a pointer to find it.
+#[derive(Debug, Clone)]
+enum TupleSlots {
+    One(usize),
+    Many(Vec<usize>),
+}
+
+impl TupleSlots {
+    #[inline]
+    fn newest(&self) -> Option<usize> {
+        match self {
+            TupleSlots::One(slot) => Some(*slot),
+            TupleSlots::Many(slots) => slots.last().copied(),
+        }
+    }
+
+    fn push(&mut self, slot: usize) {
+        match self {
+            TupleSlots::One(first) => *self = TupleSlots::Many(vec![*first, slot]),
+            TupleSlots::Many(slots) => slots.push(slot),
+        }
+    }
+
+    /// Removes `slot`; returns true when none is left.
+    fn remove(&mut self, slot: usize) -> bool {
+        match self {
+            TupleSlots::One(only) => *only == slot,
+            TupleSlots::Many(slots) => {
+                slots.retain(|&s| s != slot);
+                if let [only] = slots[..] {
+                    *self = TupleSlots::One(only);
+                }
+                slots_is_empty(self)
+            }
+        }
+    }
+}
+
+fn slots_is_empty(slots: &TupleSlots) -> bool {
+    matches!(slots, TupleSlots::Many(list) if list.is_empty())
+}
+
 struct Group {
     mask: u8,
-    map: HashMap<FlowKey, Vec<usize>, FxBuildHasher>,
+    map: HashMap<FlowKey, TupleSlots, FxBuildHasher>,
 }
 
 /// The intercept filters.
@@ -253,7 +296,12 @@ impl FilterTable {
                 self.slots.len() - 1
             }
         };
-        group.map.entry(tuple).or_default().push(slot);
+        match group.map.get_mut(&tuple) {
+            Some(slots) => slots.push(slot),
+            None => {
+                group.map.insert(tuple, TupleSlots::One(slot));
+            }
+        }
         self.by_id.insert(id, slot);
         Ok(())
     }
@@ -291,8 +339,7 @@ impl FilterTable {
             .ok_or(FilterError::NotFound(id))?;
         if let Some(group) = self.groups.iter_mut().find(|g| g.mask == state.mask) {
             if let Some(slots) = group.map.get_mut(&state.tuple) {
-                slots.retain(|&s| s != slot);
-                if slots.is_empty() {
+                if slots.remove(slot) {
                     group.map.remove(&state.tuple);
                 }
             }
@@ -327,7 +374,7 @@ impl FilterTable {
             } else {
                 masked(key, group.mask)
             };
-            if let Some(&slot) = group.map.get(&probe).and_then(|slots| slots.last()) {
+            if let Some(slot) = group.map.get(&probe).and_then(TupleSlots::newest) {
                 found = Some(slot);
                 break;
             }

@@ -81,6 +81,9 @@ pub struct CrmeConfig {
     /// How long a resolved path waits for its first chunk before a new Consume resolves again
     /// instead of joining it.
     pub pending_timeout: Duration,
+    /// How long the CAFE states of a finished flow (every ingress sent its teardown) are kept
+    /// before this CRME removes them; a new Consume in the meantime reuses them.
+    pub linger: Duration,
     /// Hop limit put on Consume and Publish messages this CRME originates.
     pub hop_limit: u8,
 }
@@ -126,6 +129,8 @@ struct PathState {
     source: Option<SocketAddrV4>,
     /// Resolved but no chunk seen yet: joinable until then.
     pending_until: Option<Instant>,
+    /// The flow ended: the states go at this time unless the content flows again.
+    linger_until: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -181,6 +186,8 @@ pub struct CrmeCounters {
     pub route_optimisations: u64,
     /// Route optimisations completed (old route pruned).
     pub route_optimisations_completed: u64,
+    /// Finished flows whose CAFE states were removed after `linger`.
+    pub paths_expired: u64,
     /// Well-formed messages a CRME does not accept, dropped.
     pub unexpected: u64,
 }
@@ -262,7 +269,7 @@ impl Crme {
         match Message::parse(bytes) {
             Ok(Message::Announce(announce)) => self.process_announce(from, &announce),
             Ok(Message::Consume(consume)) => self.process_consume(now, from, &consume),
-            Ok(Message::Notify(notify)) => self.process_notify(from, &notify),
+            Ok(Message::Notify(notify)) => self.process_notify(now, from, &notify),
             Ok(Message::Publish(publish)) => self.process_publish(from, &publish),
             Ok(_) => self.counters.unexpected += 1,
             Err(_) => self.counters.malformed += 1,
@@ -495,6 +502,7 @@ impl Crme {
                 consumer: consume.consumer,
                 source,
                 pending_until: Some(now + self.config.pending_timeout),
+                linger_until: None,
             },
         );
         if ingress != egress {
@@ -640,7 +648,7 @@ impl Crme {
 
     /// `processNotify(pkt)`: create adds an ActiveSessions entry (and may start route
     /// optimisation, or complete one); teardown removes the entry.
-    pub fn process_notify(&mut self, from: SocketAddrV4, notify: &wire::Notify<'_>) {
+    pub fn process_notify(&mut self, now: Instant, from: SocketAddrV4, notify: &wire::Notify<'_>) {
         let id = notify.content_id;
         if from != notify.ingress || !self.loc_cafe.contains_key(&notify.ingress) {
             self.counters.notify_not_local += 1;
@@ -654,8 +662,12 @@ impl Crme {
         if notify.teardown {
             self.counters.teardowns += 1;
             self.active_sessions.remove(&key);
+            let flowing = self.is_active(id, now);
             if let Some(path) = self.paths.get_mut(id) {
                 path.pending_until = None;
+                if !flowing {
+                    path.linger_until = Some(now + self.config.linger);
+                }
             }
             return;
         }
@@ -664,6 +676,7 @@ impl Crme {
             .insert(key, notify.next_hops.iter().collect());
         if let Some(path) = self.paths.get_mut(id) {
             path.pending_until = None;
+            path.linger_until = None;
         }
 
         if let Some(pending) = self.pending_moves.get(id).copied() {
@@ -787,6 +800,34 @@ impl Crme {
         );
     }
 
+    /// Timer work: removes the CAFE states of flows that ended more than `linger` ago.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .paths
+            .iter()
+            .filter(|(_, path)| path.linger_until.is_some_and(|until| now >= until))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if self.is_active(&id, now) {
+                if let Some(path) = self.paths.get_mut(&id) {
+                    path.linger_until = None;
+                }
+                continue;
+            }
+            let Some(path) = self.paths.remove(&id) else {
+                continue;
+            };
+            self.pending_moves.remove(&id);
+            for (cafe, hops) in path.hops {
+                for hop in hops {
+                    self.configure(true, cafe, None, hop, &id);
+                }
+            }
+            self.counters.paths_expired += 1;
+        }
+    }
+
     fn send(&mut self, to: SocketAddrV4, message: Message<'_>) {
         if let Ok(payload) = message.to_vec() {
             self.outbox.push_back(Transmit { to, payload });
@@ -854,6 +895,7 @@ mod tests {
             }],
             route_optimisation,
             pending_timeout: Duration::from_secs(5),
+            linger: Duration::from_secs(30),
             hop_limit: 32,
         });
         for (cafe, link, link_crme) in [
@@ -989,6 +1031,51 @@ mod tests {
         assert!(sent(&mut crme)
             .iter()
             .any(|s| matches!(s, Sent::Consume(to, ..) if *to == ep(1, 1, 3000))));
+    }
+
+    #[test]
+    fn states_of_a_finished_flow_are_removed_after_the_linger_time() {
+        let mut crme = domain2(false);
+        let now = Instant::now();
+        crme.handle(now, ep(4, 1, 3000), &consume(ep(4, 2, 2000), None, false));
+        crme.handle(
+            now,
+            ep(2, 2, 2000),
+            &notify(false, ep(2, 2, 2000), ep(1, 2, 2000)),
+        );
+        crme.handle(
+            now,
+            ep(2, 2, 2000),
+            &notify(true, ep(2, 2, 2000), ep(1, 2, 2000)),
+        );
+        sent(&mut crme);
+        crme.handle_timeout(now + Duration::from_secs(29));
+        assert!(sent(&mut crme).is_empty(), "still lingering");
+        crme.handle_timeout(now + Duration::from_secs(31));
+        assert_eq!(
+            sent(&mut crme),
+            vec![
+                Sent::Configure(true, ep(2, 2, 2000), ep(2, 3, 2000)),
+                Sent::Configure(true, ep(2, 3, 2000), ep(4, 2, 2000)),
+            ]
+        );
+        assert_eq!(crme.counters().paths_expired, 1);
+        // A flow that starts again before the linger time keeps its states.
+        let later = now + Duration::from_secs(100);
+        crme.handle(later, ep(4, 1, 3000), &consume(ep(4, 2, 2000), None, false));
+        crme.handle(
+            later,
+            ep(2, 2, 2000),
+            &notify(true, ep(2, 2, 2000), ep(1, 2, 2000)),
+        );
+        crme.handle(
+            later,
+            ep(2, 2, 2000),
+            &notify(false, ep(2, 2, 2000), ep(1, 2, 2000)),
+        );
+        sent(&mut crme);
+        crme.handle_timeout(later + Duration::from_secs(60));
+        assert!(sent(&mut crme).is_empty());
     }
 
     #[test]
@@ -1141,6 +1228,7 @@ mod tests {
             routes: Vec::new(),
             route_optimisation: true,
             pending_timeout: Duration::from_secs(5),
+            linger: Duration::from_secs(30),
             hop_limit: 32,
         });
         let links = [Neighbour {

@@ -304,9 +304,10 @@ impl Parser {
             routes,
             route_optimisation: true,
             pending_timeout: Duration::from_secs(5),
+            linger: Duration::from_secs(30),
             hop_limit: 32,
         };
-        for (key, value) in options(t.rest(), &["ro", "pending"])? {
+        for (key, value) in options(t.rest(), &["ro", "pending", "linger"])? {
             match key {
                 "ro" => {
                     config.route_optimisation = match value {
@@ -315,7 +316,8 @@ impl Parser {
                         other => return Err(format!("ro: expected on or off, found {other:?}")),
                     }
                 }
-                _ => config.pending_timeout = parse_duration(value)?,
+                "pending" => config.pending_timeout = parse_duration(value)?,
+                _ => config.linger = parse_duration(value)?,
             }
         }
         Ok(config)

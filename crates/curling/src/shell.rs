@@ -521,7 +521,7 @@ async fn run(
                 let mut guard = lock(&shared);
                 match &mut guard.core {
                     Core::Cafe(cafe) => cafe.handle_timeout(now),
-                    Core::Crme(_) => {}
+                    Core::Crme(crme) => crme.handle_timeout(now),
                     Core::Server(server) => {
                         server.handle_timeout(now);
                         let chunks = server.poll_chunks(now, 16 * MAX_BATCH);

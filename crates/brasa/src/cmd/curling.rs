@@ -37,7 +37,7 @@ pub enum CurlingCommand {
     Run(RunArgs),
     /// Run a CAFE: `ROUTER myport myCRMEaddr myCRMEport nInterDLink <cafeAddr cafePort crmeAddr>…`.
     Cafe(EntityArgs),
-    /// Run a CRME: `ROUTER myport nNeighbours <crmeAddr relation>… nRoutes <prefix crmeAddr>… [ro=off]`.
+    /// Run a CRME: `ROUTER myport nNeighbours <crmeAddr relation>… nRoutes <prefix crmeAddr>… [ro=off] [linger=30s]`.
     Crme(EntityArgs),
     /// Run a content server: `ROUTER myport myCRMEaddr myCRMEport myCAFEaddr myCAFEport [rate=N] [chunk=N]`.
     Server(ServerArgs),

@@ -20,7 +20,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(message.to_vec().unwrap(), data);
     }
     if let Ok(packet) = ContentPacket::new_checked(data) {
-        let _ = (packet.seq(), packet.last(), packet.sender(), packet.payload());
+        let _ = (
+            packet.seq(),
+            packet.last(),
+            packet.sender(),
+            packet.payload(),
+        );
     }
     // The first byte picks who the datagram claims to come from, so the "from the right
     // peer" paths are reached too.
@@ -35,7 +40,10 @@ fuzz_target!(|data: &[u8]| {
     let mut cafe = Cafe::new(CafeConfig {
         me: ep("127.0.2.2:2000"),
         crme: ep("127.0.2.1:3000"),
-        neighbours: vec![Neighbour { cafe: ep("127.0.1.2:2000"), crme: ep("127.0.1.1:3000") }],
+        neighbours: vec![Neighbour {
+            cafe: ep("127.0.1.2:2000"),
+            crme: ep("127.0.1.1:3000"),
+        }],
         announce_interval: Duration::from_secs(1),
     });
     let _ = cafe.handle(from, body);
@@ -46,10 +54,12 @@ fuzz_target!(|data: &[u8]| {
         routes: Vec::new(),
         route_optimisation: true,
         pending_timeout: Duration::from_secs(5),
+        linger: Duration::from_secs(30),
         hop_limit: 8,
     });
     crme.handle(now, from, body);
     crme.handle(now, from, body);
+    crme.handle_timeout(now + Duration::from_secs(60));
     let mut server = ContentServer::new(ServerConfig {
         me: ep("127.0.2.2:1000"),
         crme: ep("127.0.2.1:3000"),

@@ -367,3 +367,95 @@ fn pcap_replay_through_the_pipeline() {
     }
     assert_eq!(indexes, vec![1, 2, 1]);
 }
+
+#[test]
+fn ipv6_packets_are_intercepted_through_extension_headers() {
+    let mut pipeline = pipeline();
+    control::forward_add(
+        &mut pipeline,
+        &ForwardRule::Ethernet {
+            key: 0x12,
+            device: "out0".into(),
+            mac: PEER.to_string(),
+        },
+    )
+    .unwrap();
+    control::intercept_add(
+        &mut pipeline,
+        &FilterRequest {
+            id: 6,
+            timeout: 0,
+            src: None,
+            dst: Some("fd00::2".parse().unwrap()),
+            protocol: 17,
+            src_port: 0,
+            dst_port: 443,
+            keys: "12".into(),
+            bandwidth: 0,
+            cos: String::new(),
+            as_path: vec![],
+        },
+        0,
+    )
+    .unwrap();
+    let plain = build::ipv6_udp(
+        "fd00::1".parse().unwrap(),
+        "fd00::2".parse().unwrap(),
+        5,
+        443,
+        b"v6",
+    );
+    // Insert an 8-byte destination-options header between the fixed header and UDP.
+    let mut ip = plain[..40].to_vec();
+    ip[6] = 60;
+    ip[5] += 8;
+    ip.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+    ip.extend_from_slice(&plain[40..]);
+    let (out, meta) = run_one(
+        &mut pipeline,
+        &build::ethernet(HOST, MAC_IN, EtherType::IPV6, &ip),
+        0,
+    );
+    assert_eq!(meta.verdict, Verdict::Transmit(1));
+    let frame = EthernetFrame::new_checked(&out[..]).unwrap();
+    let comet = CometPacket::new_checked(frame.payload()).unwrap();
+    assert_eq!(
+        (comet.inner_protocol(), comet.index(), comet.payload()),
+        (EtherType::IPV6, 1, &ip[..])
+    );
+}
+
+#[test]
+fn qinq_tagged_comet_frames_are_forwarded_untagged() {
+    let mut pipeline = pipeline();
+    control::forward_add(
+        &mut pipeline,
+        &ForwardRule::Ethernet {
+            key: 0x07,
+            device: "out0".into(),
+            mac: PEER.to_string(),
+        },
+    )
+    .unwrap();
+    let ip = udp(1, 2);
+    let comet = build::comet(0, &[0x07, 0x08], &ip);
+    let mut tagged = build::ethernet(HOST, MAC_IN, EtherType::QINQ, &[]);
+    tagged.extend_from_slice(&[0x00, 0x64, 0x81, 0x00, 0x00, 0xc8, 0xcc, 0xcc]);
+    tagged.extend_from_slice(&comet);
+    let (out, meta) = run_one(&mut pipeline, &tagged, 0);
+    assert_eq!(meta.verdict, Verdict::Transmit(1));
+    let frame = EthernetFrame::new_checked(&out[..]).unwrap();
+    assert_eq!(frame.ethertype(), EtherType::COMET);
+    assert_eq!(
+        CometPacket::new_checked(frame.payload()).unwrap().index(),
+        1
+    );
+    // Three stacked tags are more than the data plane walks: dropped as malformed.
+    let mut triple = build::ethernet(HOST, MAC_IN, EtherType::QINQ, &[]);
+    triple.extend_from_slice(&[
+        0x00, 0x64, 0x81, 0x00, 0x00, 0xc8, 0x81, 0x00, 0x00, 0x01, 0xcc, 0xcc,
+    ]);
+    triple.extend_from_slice(&comet);
+    let (_, meta) = run_one(&mut pipeline, &triple, 0);
+    assert_eq!(meta.verdict, Verdict::Drop(DropReason::MalformedL2));
+}

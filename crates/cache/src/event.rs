@@ -144,8 +144,7 @@ impl CacheEvent {
     ///
     /// Key and value lengths must fit in `u32`; the cache's `entry-size` limit guarantees it.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let (kind, key, value, expires_at, version): (u8, &[u8], &[u8], u64, Version) = match self
-        {
+        let (kind, key, value, expires_at, version): (u8, &[u8], &[u8], u64, Version) = match self {
             CacheEvent::Save {
                 key,
                 value,
@@ -256,10 +255,7 @@ mod tests {
                 assert!(CacheEvent::decode(&buf[..cut]).is_err(), "cut at {cut}");
             }
             buf.push(0);
-            assert_eq!(
-                CacheEvent::decode(&buf),
-                Err(DecodeError::TrailingBytes(1))
-            );
+            assert_eq!(CacheEvent::decode(&buf), Err(DecodeError::TrailingBytes(1)));
         }
     }
 

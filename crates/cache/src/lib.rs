@@ -27,7 +27,7 @@ mod set;
 pub use budget::MemoryBudget;
 pub use config::{CacheConfig, ConfigError, McsPeer, MinimumLifetimes};
 pub use error::{CacheError, RefusalReason};
-pub use event::{Change, CacheEvent, DecodeError, Origin, Version};
+pub use event::{CacheEvent, Change, DecodeError, Origin, Version};
 pub use policy::{
     ApplyOutcome, CacheCounters, EntryView, PolicyCache, RestoreStats, PER_ENTRY_OVERHEAD,
 };

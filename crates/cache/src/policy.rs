@@ -88,11 +88,8 @@ impl PartialOrd for ExpiryRecord {
 /// the slab slot, one heap record, the hash index bucket (a `u32` plus one control byte) at the
 /// table's lowest load factor after growth (7/16), and 16 bytes of allocator header/rounding for
 /// the key+value allocation.
-pub const PER_ENTRY_OVERHEAD: usize = size_of::<Slot>()
-    + size_of::<ExpiryRecord>()
-    + (size_of::<u32>() + 1) * 16 / 7
-    + 1
-    + 16;
+pub const PER_ENTRY_OVERHEAD: usize =
+    size_of::<Slot>() + size_of::<ExpiryRecord>() + (size_of::<u32>() + 1) * 16 / 7 + 1 + 16;
 
 /// Counters of one cache (a snapshot; see [`PolicyCache::counters`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -417,9 +414,10 @@ impl PolicyCache {
                 };
                 let slots = &self.slots;
                 let hasher = &self.hasher;
-                self.index.insert_unique(self.hasher.hash_one(key), i, |&j| {
-                    hasher.hash_one(slots[j as usize].key())
-                });
+                self.index
+                    .insert_unique(self.hasher.hash_one(key), i, |&j| {
+                        hasher.hash_one(slots[j as usize].key())
+                    });
                 self.len += 1;
                 self.expiry.push(ExpiryRecord::new(expires_at, i));
                 self.tombstones.remove(key);

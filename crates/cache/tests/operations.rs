@@ -2,8 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brasa_cache::{
-    CacheConfig, CacheError, CacheSet, MemoryBudget, PolicyCache, RefusalReason,
-    PER_ENTRY_OVERHEAD,
+    CacheConfig, CacheError, CacheSet, MemoryBudget, PolicyCache, RefusalReason, PER_ENTRY_OVERHEAD,
 };
 
 const T0: u64 = 1_763_800_000_000;
@@ -70,7 +69,13 @@ fn each_limit_refuses_with_its_error_and_changes_nothing() {
     let mut c = cache(small());
     c.save(b"a", b"1", T0).unwrap();
     let err = c.save(b"b", &[0; 16], T0).unwrap_err();
-    assert_eq!(err, CacheError::EntryTooLarge { size: 17, limit: 16 });
+    assert_eq!(
+        err,
+        CacheError::EntryTooLarge {
+            size: 17,
+            limit: 16
+        }
+    );
     // A too-large re-save leaves the old value.
     assert!(c.save(b"a", &[0; 16], T0).is_err());
     assert_eq!(c.retrieve(b"a", T0), Some(&b"1"[..]));
@@ -111,19 +116,42 @@ fn global_bound_is_shared_and_no_policy_exceeds_it() {
     };
     set.configure("p1", config.clone()).unwrap();
     set.configure("p2", config).unwrap();
-    set.get_mut("p1").unwrap().save(b"key1", b"val1", T0).unwrap();
-    set.get_mut("p1").unwrap().save(b"key2", b"val2", T0).unwrap();
-    set.get_mut("p2").unwrap().save(b"key3", b"val3", T0).unwrap();
+    set.get_mut("p1")
+        .unwrap()
+        .save(b"key1", b"val1", T0)
+        .unwrap();
+    set.get_mut("p1")
+        .unwrap()
+        .save(b"key2", b"val2", T0)
+        .unwrap();
+    set.get_mut("p2")
+        .unwrap()
+        .save(b"key3", b"val3", T0)
+        .unwrap();
     assert_eq!(set.budget().used(), 3 * per_entry);
-    let err = set.get_mut("p2").unwrap().save(b"key4", b"val4", T0).unwrap_err();
-    assert!(matches!(err, CacheError::GlobalMemoryExceeded { .. }), "{err:?}");
+    let err = set
+        .get_mut("p2")
+        .unwrap()
+        .save(b"key4", b"val4", T0)
+        .unwrap_err();
+    assert!(
+        matches!(err, CacheError::GlobalMemoryExceeded { .. }),
+        "{err:?}"
+    );
     // Growing a value is refused too; shrinking is fine.
-    assert!(set.get_mut("p1").unwrap().save(b"key1", b"val1+", T0).is_err());
+    assert!(set
+        .get_mut("p1")
+        .unwrap()
+        .save(b"key1", b"val1+", T0)
+        .is_err());
     set.get_mut("p1").unwrap().save(b"key1", b"v", T0).unwrap();
     assert_eq!(set.budget().used(), 3 * per_entry - 3);
     // Clearing or dropping a cache gives memory back.
     set.get_mut("p1").unwrap().clear(b"key2", T0);
-    set.get_mut("p2").unwrap().save(b"key4", b"val4", T0).unwrap();
+    set.get_mut("p2")
+        .unwrap()
+        .save(b"key4", b"val4", T0)
+        .unwrap();
     set.remove("p2");
     assert_eq!(set.budget().used(), per_entry - 3);
     assert_eq!(
@@ -143,7 +171,8 @@ fn expire_reclaims_only_expired_entries_from_the_heap() {
     });
     for i in 0..1000u32 {
         c.save(&i.to_be_bytes(), b"v", T0).unwrap();
-        c.set_lifetime(&i.to_be_bytes(), u64::from(i % 10) + 1, T0).unwrap();
+        c.set_lifetime(&i.to_be_bytes(), u64::from(i % 10) + 1, T0)
+            .unwrap();
     }
     assert_eq!(c.next_expiry(), Some(T0 + 1000));
     assert_eq!(c.expire(T0 + 999), 0);

@@ -512,6 +512,10 @@ fn netns_three_domain_path_delivers_flow_end_to_end() {
         20
     );
     assert_eq!(d_out.cafe_json(&["stats"])["decapsulated"], 20);
+    assert_eq!(
+        d_out.brasa_json(&["show", "dataplane", "statistics"])["decapsulated"],
+        20
+    );
     assert_eq!(d_in.cafe_json(&["intercept", "list"])[0]["packets"], 20);
 }
 

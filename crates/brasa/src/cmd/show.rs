@@ -14,6 +14,17 @@ pub enum ShowCommand {
     /// RADIUS component.
     #[command(subcommand)]
     Radius(ShowRadius),
+    /// Data plane (`brasa dataplane`, default API 127.0.0.1:7781).
+    #[command(subcommand)]
+    Dataplane(ShowDataplane),
+}
+
+/// `brasa show dataplane …`
+#[derive(clap::Subcommand, Debug)]
+pub enum ShowDataplane {
+    /// Per-interface counters, drops by reason, filters, decapsulated and expired streams
+    /// (the same as `brasa cafe stats`).
+    Statistics,
 }
 
 /// `brasa show radius …`
@@ -27,6 +38,9 @@ pub enum ShowRadius {
 pub async fn run(global: &GlobalArgs, command: ShowCommand) -> anyhow::Result<()> {
     let client = Client::new(global.api_url(DEFAULT_API));
     match command {
+        ShowCommand::Dataplane(ShowDataplane::Statistics) => {
+            crate::cmd::cafe::run(global, crate::cmd::cafe::CafeCommand::Stats).await
+        }
         ShowCommand::Radius(ShowRadius::Statistics) => {
             let stats: StatsSnapshot =
                 tokio::task::block_in_place(|| client.get("/api/v1/radius/statistics"))?;

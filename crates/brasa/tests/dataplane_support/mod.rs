@@ -202,6 +202,27 @@ impl Daemon {
         serde_json::from_str(&self.cafe_ok(&all)).expect("JSON output")
     }
 
+    /// Runs `brasa --json ARGS` (any subcommand) in the daemon's namespace and parses the output.
+    pub fn brasa_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns_name,
+                env!("CARGO_BIN_EXE_brasa"),
+                "--json",
+            ])
+            .args(args)
+            .output()
+            .expect("brasa");
+        assert!(
+            out.status.success(),
+            "brasa {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
     /// GET a management API path from inside the namespace.
     pub fn http_get(&self, path: &str) -> String {
         let out = Command::new("ip")

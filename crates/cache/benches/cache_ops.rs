@@ -122,7 +122,27 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // The same lookups on a cache that fits in L2: the CPU cost without DRAM misses.
+    let hot_keys = &keys[..HOT];
+    let mut hot = filled(hot_keys);
+    let mut g = c.benchmark_group("cache_10k");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let mut at = 0;
+    g.bench_function("retrieve", |b| {
+        b.iter(|| {
+            let mut found = 0usize;
+            for _ in 0..BATCH {
+                at = (at + 7919) % HOT;
+                found += hot.retrieve(&hot_keys[at], T0 + 1).map_or(0, <[u8]>::len);
+            }
+            black_box(found)
+        })
+    });
+    g.finish();
 }
+
+const HOT: usize = 10_000;
 
 criterion_group! {
     name = benches;

@@ -212,6 +212,12 @@ fn entries_are_listed_sorted_by_key_with_remaining_time() {
     assert_eq!(keys, vec![&b"a"[..], &b"b"[..]]);
     assert_eq!(list[0].value, b"1");
     assert_eq!(list[0].remaining_ms, 1_128_000);
+    assert_eq!(list[0].time_left(), "0d 00:18:48");
+    let day = brasa_cache::EntryView {
+        remaining_ms: 90_061_999,
+        ..list[0]
+    };
+    assert_eq!(day.time_left(), "1d 01:01:01");
 }
 
 #[test]

@@ -48,26 +48,28 @@ impl Slot {
     }
 }
 
-/// A heap record `(expiry, slot)`; stale records (entry re-saved, cleared or slot reused) are
-/// skipped when popped: an entry is only reclaimed if its own expiry has passed.
-/// Three `u32`s rather than `(u64, u32)` so a record takes 12 bytes, not 16.
+/// A heap record `(expiry second, slot)`; stale records (entry re-saved, cleared or slot
+/// reused) are skipped when popped: an entry is only reclaimed if its own exact expiry has
+/// passed. The expiry is kept as whole Unix seconds rounded UP (8-byte records instead of 16):
+/// reclamation may run up to a second after the exact expiry, but lookups compare the exact
+/// millisecond expiry in the slot, so an expired entry is never returned.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct ExpiryRecord {
-    at_hi: u32,
-    at_lo: u32,
+    at_secs: u32,
     slot: u32,
 }
 
 impl ExpiryRecord {
     fn new(at: Millis, slot: u32) -> Self {
+        let secs = at.div_ceil(1000);
         ExpiryRecord {
-            at_hi: (at >> 32) as u32,
-            at_lo: at as u32,
+            at_secs: u32::try_from(secs).unwrap_or(u32::MAX),
             slot,
         }
     }
+    /// When the record fires: at or after the expiry it was made for.
     fn at(self) -> Millis {
-        (u64::from(self.at_hi) << 32) | u64::from(self.at_lo)
+        u64::from(self.at_secs) * 1000
     }
 }
 
@@ -85,7 +87,7 @@ impl PartialOrd for ExpiryRecord {
 }
 
 /// Bytes one entry costs beyond its key and value, charged to the memory budget:
-/// the slab slot, one heap record, the hash index bucket (a `u32` plus one control byte) at the
+/// the slab slot, one 8-byte heap record, the hash index bucket (a `u32` plus one control byte) at the
 /// table's lowest load factor after growth (7/16), and 16 bytes of allocator header/rounding for
 /// the key+value allocation.
 pub const PER_ENTRY_OVERHEAD: usize =
@@ -614,7 +616,8 @@ impl PolicyCache {
         self.expiry = BinaryHeap::from(records);
     }
 
-    /// The earliest time [`PolicyCache::expire`] may have work (possibly early, never late).
+    /// When [`PolicyCache::expire`] next has work: at most one second after the earliest
+    /// expiry (possibly earlier if that entry has since been re-saved or cleared).
     pub fn next_expiry(&self) -> Option<Millis> {
         self.expiry.peek().map(|r| r.at())
     }

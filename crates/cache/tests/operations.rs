@@ -242,3 +242,19 @@ fn config_validation() {
     };
     assert!(bad.validate().is_err());
 }
+
+#[test]
+fn expired_entry_is_never_returned_before_it_is_reclaimed() {
+    let mut c = cache(small());
+    c.save(b"k", b"v", T0 + 500).unwrap();
+    let exact = T0 + 500 + 1_200_000;
+    assert_eq!(c.peek(b"k", exact - 1), Some(&b"v"[..]));
+    assert_eq!(c.peek(b"k", exact), None);
+    assert_eq!(c.get_lifetime(b"k", exact), None);
+    // Reclamation works in whole seconds, never before the exact expiry.
+    assert_eq!(c.next_expiry(), Some(exact + 500));
+    assert_eq!(c.expire(exact), 0);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c.expire(exact + 500), 1);
+    assert!(c.is_empty());
+}

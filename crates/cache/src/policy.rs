@@ -384,6 +384,16 @@ impl PolicyCache {
         now: Millis,
     ) -> Result<u32, CacheError> {
         let charge = Self::charge_of(key.len() + value.len());
+        // An expired entry is reclaimed first: `charge` may run `expire`, which must not free
+        // the slot while it is being overwritten.
+        let slot = match slot {
+            Some(i) if self.slots[i as usize].expires_at <= now => {
+                self.remove_slot(i);
+                self.counters.expirations += 1;
+                None
+            }
+            other => other,
+        };
         match slot {
             Some(i) => {
                 let old_charge = Self::charge_of(self.slots[i as usize].data.len());

@@ -258,3 +258,33 @@ fn expired_entry_is_never_returned_before_it_is_reclaimed() {
     assert_eq!(c.expire(exact + 500), 1);
     assert!(c.is_empty());
 }
+
+#[test]
+fn resaving_an_expired_key_under_a_tight_budget_stays_consistent() {
+    let per_entry = PER_ENTRY_OVERHEAD + 2;
+    let mut set = CacheSet::new(2 * per_entry + 1, 1);
+    set.configure("p", small()).unwrap();
+    let c = set.get_mut("p").unwrap();
+    c.save(b"a", b"1", T0).unwrap();
+    c.save(b"b", b"2", T0).unwrap();
+    c.set_lifetime(b"a", 1, T0).unwrap();
+    // "a" has expired but is not reclaimed; its re-save needs two bytes more than the bound
+    // has left, and would still need one more after "a" is reclaimed.
+    let err = c.save(b"a", b"123", T0 + 1000).unwrap_err();
+    assert!(
+        matches!(err, CacheError::GlobalMemoryExceeded { .. }),
+        "{err:?}"
+    );
+    assert_eq!(c.retrieve(b"a", T0 + 1000), None);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c.entries(T0 + 1000).len(), 1);
+    assert_eq!(set.budget().used(), per_entry);
+    // With room, the expired key is re-saved as a new entry.
+    let c = set.get_mut("p").unwrap();
+    c.save(b"a", b"12", T0 + 1000).unwrap();
+    assert_eq!(c.retrieve(b"a", T0 + 1000), Some(&b"12"[..]));
+    assert_eq!(c.entries(T0 + 1000).len(), 2);
+    c.clear(b"a", T0 + 1000);
+    c.clear(b"b", T0 + 1000);
+    assert_eq!(set.budget().used(), 0);
+}

@@ -50,9 +50,8 @@ impl Slot {
 
 /// A heap record `(expiry second, slot)`; stale records (entry re-saved, cleared or slot
 /// reused) are skipped when popped: an entry is only reclaimed if its own exact expiry has
-/// passed. The expiry is kept as whole Unix seconds rounded UP (8-byte records instead of 16):
-/// reclamation may run up to a second after the exact expiry, but lookups compare the exact
-/// millisecond expiry in the slot, so an expired entry is never returned.
+/// passed. The expiry is kept as whole Unix seconds rounded UP (8-byte records instead of 16);
+/// [`PolicyCache::expire`] looks one second ahead to stay exact.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct ExpiryRecord {
     at_secs: u32,
@@ -580,20 +579,31 @@ impl PolicyCache {
     }
 
     /// Reclaims every entry whose lifetime ended at or before `now`; returns how many.
-    /// Cost is proportional to the expired entries (plus stale heap records), never the cache.
+    /// Cost is proportional to the expired entries (plus stale heap records and the entries
+    /// expiring within the next second), never the cache.
     pub fn expire(&mut self, now: Millis) -> usize {
         let mut reclaimed = 0;
+        // Records are in whole seconds rounded up: one firing within the coming second may be
+        // for an entry that expired at or before `now`, or for one still live (kept).
+        let horizon = now.saturating_add(999);
+        let mut keep = Vec::new();
         while let Some(top) = self.expiry.peek().copied() {
-            if top.at() > now {
+            if top.at() > horizon {
                 break;
             }
             self.expiry.pop();
             let entry = &self.slots[top.slot as usize];
-            if !entry.is_free() && entry.expires_at <= now {
+            if entry.is_free() {
+                continue;
+            }
+            if entry.expires_at <= now {
                 self.remove_slot(top.slot);
                 reclaimed += 1;
+            } else if ExpiryRecord::new(entry.expires_at, top.slot) == top {
+                keep.push(top);
             }
         }
+        self.expiry.extend(keep);
         self.counters.expirations += reclaimed as u64;
         while let Some(Reverse((at, _))) = self.tombstone_expiry.peek() {
             if *at > now {
@@ -626,10 +636,10 @@ impl PolicyCache {
         self.expiry = BinaryHeap::from(records);
     }
 
-    /// When [`PolicyCache::expire`] next has work: at most one second after the earliest
-    /// expiry (possibly earlier if that entry has since been re-saved or cleared).
+    /// When [`PolicyCache::expire`] may next have work: never after the earliest expiry,
+    /// possibly up to a second before it (or earlier if that entry was re-saved or cleared).
     pub fn next_expiry(&self) -> Option<Millis> {
-        self.expiry.peek().map(|r| r.at())
+        self.expiry.peek().map(|r| r.at().saturating_sub(999))
     }
 
     /// Live entries sorted by key (a stable order for the dump tool).

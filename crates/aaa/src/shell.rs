@@ -93,12 +93,10 @@ impl RadiusService {
         let mut sockets = HashMap::new();
         let mut bound = Vec::new();
         for (id, address, kind) in &listeners {
-            let socket = UdpSocket::bind(address)
-                .await
-                .map_err(|source| ShellError::Bind {
-                    address: *address,
-                    source,
-                })?;
+            let socket = bind_udp(*address).map_err(|source| ShellError::Bind {
+                address: *address,
+                source,
+            })?;
             let local = socket.local_addr().map_err(|source| ShellError::Bind {
                 address: *address,
                 source,
@@ -272,7 +270,7 @@ async fn socket_for(
     if let Some(socket) = lock(&shared.sockets).get(&socket_ref).cloned() {
         return Some(socket);
     }
-    match open_client_socket(peer).await {
+    match open_client_socket(peer) {
         Ok(socket) => {
             let socket = Arc::new(socket);
             lock(&shared.sockets).insert(socket_ref, socket.clone());
@@ -288,12 +286,28 @@ async fn socket_for(
 
 /// A socket towards an upstream server or NAS: same family, loopback when the peer is on
 /// loopback (so brasa never sends from an external address to a local peer).
-async fn open_client_socket(to: SocketAddr) -> std::io::Result<UdpSocket> {
+fn open_client_socket(to: SocketAddr) -> std::io::Result<UdpSocket> {
     let local: IpAddr = match to.ip() {
         IpAddr::V4(v4) if v4.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(v6) if v6.is_loopback() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
-    UdpSocket::bind(SocketAddr::new(local, 0)).await
+    bind_udp(SocketAddr::new(local, 0))
+}
+
+/// Socket buffer size asked for: bursts of thousands of requests from many NASes (a BNG
+/// restart) must queue rather than be dropped by the kernel. Capped by net.core.rmem_max.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A non-blocking UDP socket bound to `address`, with large kernel buffers.
+fn bind_udp(address: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: a smaller buffer than asked for still works.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    UdpSocket::from_std(socket.into())
 }

@@ -403,7 +403,12 @@ impl PolicyCache {
                 }
                 self.bytes = self.bytes + charge - old_charge;
                 let entry = &mut self.slots[i as usize];
-                entry.data = concat(key, value);
+                if entry.data.len() == key.len() + value.len() {
+                    // Same size (the common re-save): reuse the allocation.
+                    entry.data[key.len()..].copy_from_slice(value);
+                } else {
+                    entry.data = concat(key, value);
+                }
                 entry.expires_at = expires_at;
                 entry.version_ts = version.timestamp;
                 entry.node_id = version.node_id;

@@ -312,3 +312,16 @@ fn reconfiguring_keeps_entries_and_applies_new_limits_to_later_saves() {
     assert_eq!(set.get("p").unwrap().config().entry_size, 2);
     assert_eq!(set.iter().count(), 1);
 }
+
+#[test]
+fn resave_with_a_same_size_value_replaces_it() {
+    let mut c = cache(small());
+    c.save(b"key", b"aaaa", T0).unwrap();
+    let bytes = c.counters().bytes;
+    c.save(b"key", b"bbbb", T0 + 1).unwrap();
+    assert_eq!(c.retrieve(b"key", T0 + 1), Some(&b"bbbb"[..]));
+    assert_eq!(c.counters().bytes, bytes);
+    c.save(b"key", b"cc", T0 + 2).unwrap();
+    assert_eq!(c.retrieve(b"key", T0 + 2), Some(&b"cc"[..]));
+    assert_eq!(c.counters().bytes, bytes - 2);
+}

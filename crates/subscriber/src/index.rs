@@ -1,0 +1,1161 @@
+//! The in-memory subscriber index: records, name table, per-VPN LPM tables, domains.
+//!
+//! Every operation validates completely before it mutates anything and returns a [`ChangeSet`];
+//! an `Err` means nothing changed.
+
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+
+use hashbrown::{HashMap, HashTable};
+
+use crate::lpm::{Lpm4, Lpm6, MAX_VALUE};
+use crate::mapping::{parse_vlan_id, IpSpec, Mapping, MplsVpnId, Prefix};
+use crate::name::{validate_name, NameCase, SubscriberName};
+use crate::record::{
+    ChangeSet, DownstreamLabel, IndexError, Login, MplsVpnEntry, Subscriber, SubscriberChange, Vpn,
+    VpnChange, VpnKind, DEFAULT_DOMAIN,
+};
+
+type Hasher = foldhash::fast::RandomState;
+
+/// Identifier of a VPN table; [`GLOBAL_VPN`] is the non-VPN address space.
+pub type VpnId = u32;
+/// The table of mappings without `@VPN`.
+pub const GLOBAL_VPN: VpnId = 0;
+
+/// Index configuration (the `[subscriber_manager]` settings that shape the data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexConfig {
+    /// Configured domains; subscribers and VPNs may only use these.
+    pub domains: Vec<String>,
+    /// Case rule for subscriber names.
+    pub name_case: NameCase,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            domains: vec![DEFAULT_DOMAIN.to_owned()],
+            name_case: NameCase::Sensitive,
+        }
+    }
+}
+
+/// A mapping bound to a VPN table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Bound {
+    ip: IpSpec,
+    vpn: VpnId,
+}
+
+/// Compact stored form of a subscriber (about 90 bytes plus its name and mapping allocations).
+struct Record {
+    name: Box<str>,
+    mappings: Box<[Bound]>,
+    properties: Box<[(Box<str>, Box<str>)]>,
+    state: Box<[u8]>,
+    auto_logout: Option<u64>,
+    domain: u16,
+    logged_in: bool,
+}
+
+struct VpnSlot {
+    vpn: Option<Vpn>,
+    v4: Lpm4,
+    v6: Lpm6,
+}
+
+impl VpnSlot {
+    fn new(vpn: Option<Vpn>) -> Self {
+        VpnSlot {
+            vpn,
+            v4: Lpm4::new(),
+            v6: Lpm6::new(),
+        }
+    }
+
+    fn owner(&self, p: Prefix) -> Option<u32> {
+        match p {
+            Prefix::V4(a, l) => self.v4.get_exact(u32::from(a), l),
+            Prefix::V6(a, l) => self.v6.get_exact(u128::from(a), l),
+        }
+    }
+
+    fn insert(&mut self, p: Prefix, id: u32) {
+        match p {
+            Prefix::V4(a, l) => self.v4.insert(u32::from(a), l, id),
+            Prefix::V6(a, l) => self.v6.insert(u128::from(a), l, id),
+        };
+    }
+
+    fn remove_if_owned(&mut self, p: Prefix, id: u32) {
+        if self.owner(p) == Some(id) {
+            match p {
+                Prefix::V4(a, l) => self.v4.remove(u32::from(a), l),
+                Prefix::V6(a, l) => self.v6.remove(u128::from(a), l),
+            };
+        }
+    }
+
+    fn prefix_count(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+}
+
+/// Where a mapping of a pending call goes: an existing VPN table or a VLAN VPN to create.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Target {
+    Existing(VpnId),
+    NewVlan(Box<str>, u16),
+}
+
+/// The subscriber database in memory.
+pub struct SubscriberIndex {
+    config: IndexConfig,
+    records: Vec<Option<Record>>,
+    free: Vec<u32>,
+    by_name: HashTable<u32>,
+    hasher: Hasher,
+    vpns: Vec<Option<VpnSlot>>,
+    vpn_by_name: HashMap<Box<str>, VpnId, Hasher>,
+    domain_counts: Vec<usize>,
+    auto_logout: BTreeSet<(u64, u32)>,
+}
+
+/// Collects the subscribers an operation touches with their domain before it.
+#[derive(Default)]
+struct Touched {
+    subs: Vec<(Box<str>, Option<u16>)>,
+    vpns: Vec<Box<str>>,
+}
+
+impl Touched {
+    fn note(&mut self, name: &str, old_domain: Option<u16>) {
+        if !self.subs.iter().any(|(n, _)| &**n == name) {
+            self.subs.push((name.into(), old_domain));
+        }
+    }
+}
+
+impl SubscriberIndex {
+    /// An empty index. Domain names are validated like subscriber names.
+    pub fn new(config: IndexConfig) -> Result<Self, IndexError> {
+        for d in &config.domains {
+            validate_name(d).map_err(|source| IndexError::InvalidEntityName {
+                what: "domain",
+                name: d.clone(),
+                source,
+            })?;
+        }
+        Ok(SubscriberIndex {
+            domain_counts: vec![0; config.domains.len()],
+            config,
+            records: Vec::new(),
+            free: Vec::new(),
+            by_name: HashTable::new(),
+            hasher: Hasher::default(),
+            vpns: vec![Some(VpnSlot::new(None))],
+            vpn_by_name: HashMap::with_hasher(Hasher::default()),
+            auto_logout: BTreeSet::new(),
+        })
+    }
+
+    /// Rebuilds an index from what a store loaded.
+    pub fn restore(
+        config: IndexConfig,
+        vpns: Vec<Vpn>,
+        subscribers: Vec<Subscriber>,
+    ) -> Result<Self, IndexError> {
+        let mut index = Self::new(config)?;
+        for vpn in vpns {
+            index.add_vpn(vpn)?;
+        }
+        index.reserve(subscribers.len());
+        for sub in subscribers {
+            index.upsert(sub)?;
+        }
+        Ok(index)
+    }
+
+    /// Reserves room for `additional` subscribers with one global IPv4 mapping each.
+    pub fn reserve(&mut self, additional: usize) {
+        self.records.reserve(additional);
+        let hasher = &self.hasher;
+        let records = &self.records;
+        self.by_name
+            .reserve(additional, |id| hash_name(hasher, name_at(records, *id)));
+        if let Some(Some(global)) = self.vpns.first_mut() {
+            global.v4.reserve(additional);
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &IndexConfig {
+        &self.config
+    }
+
+    /// Number of subscribers.
+    pub fn len(&self) -> usize {
+        self.records.len() - self.free.len()
+    }
+
+    /// Whether there is no subscriber.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    // ---------------------------------------------------------------- queries
+
+    /// The subscriber called `name` (case-folded if names are case-insensitive).
+    pub fn get(&self, name: &str) -> Option<Subscriber> {
+        self.find(&self.fold(name)).map(|id| self.snapshot(id))
+    }
+
+    /// The VPN table id of a VPN name.
+    pub fn vpn_id(&self, name: &str) -> Option<VpnId> {
+        self.vpn_by_name.get(name).copied()
+    }
+
+    /// The VPN called `name`.
+    pub fn vpn(&self, name: &str) -> Option<&Vpn> {
+        let id = self.vpn_id(name)?;
+        self.vpns.get(id as usize)?.as_ref()?.vpn.as_ref()
+    }
+
+    /// All VPNs.
+    pub fn vpns(&self) -> impl Iterator<Item = &Vpn> {
+        self.vpns.iter().flatten().filter_map(|s| s.vpn.as_ref())
+    }
+
+    /// The VPN an MPLS flow belongs to, from the PE loopback and the downstream label.
+    pub fn vpn_for_label(&self, pe: IpAddr, label: u32) -> Option<&Vpn> {
+        self.vpns().find(|v| match &v.kind {
+            VpnKind::Mpls(entries) => entries
+                .iter()
+                .any(|e| e.id.pe == pe && e.labels.iter().any(|l| l.label == label)),
+            VpnKind::Vlan(_) => false,
+        })
+    }
+
+    /// The VPN of a VLAN-id.
+    pub fn vpn_for_vlan(&self, vlan: u16) -> Option<&Vpn> {
+        self.vpns().find(|v| v.kind == VpnKind::Vlan(vlan))
+    }
+
+    /// Hot path: the subscriber id owning the longest prefix containing `addr` in table `vpn`.
+    #[inline]
+    pub fn lookup_v4(&self, vpn: VpnId, addr: u32) -> Option<u32> {
+        self.vpns.get(vpn as usize)?.as_ref()?.v4.lookup(addr)
+    }
+
+    /// The name of subscriber id `id` (as returned by [`Self::lookup_v4`]).
+    pub fn name_of(&self, id: u32) -> Option<&str> {
+        Some(&self.records.get(id as usize)?.as_ref()?.name)
+    }
+
+    /// The subscriber whose mapping is the longest prefix containing `addr`, in the global
+    /// space (`vpn = None`) or a VPN.
+    pub fn lookup(&self, addr: IpAddr, vpn: Option<&str>) -> Result<Option<&str>, IndexError> {
+        let table = match vpn {
+            None => GLOBAL_VPN,
+            Some(v) => self
+                .vpn_id(v)
+                .ok_or_else(|| IndexError::UnknownVpn(v.to_owned()))?,
+        };
+        let slot = self.slot(table);
+        let id = match addr {
+            IpAddr::V4(a) => slot.and_then(|s| s.v4.lookup(u32::from(a))),
+            IpAddr::V6(a) => slot.and_then(|s| s.v6.lookup(u128::from(a))),
+        };
+        Ok(id.and_then(|id| self.name_of(id)))
+    }
+
+    /// The subscriber holding exactly this mapping.
+    pub fn owner_of(&self, mapping: &Mapping) -> Result<Option<&str>, IndexError> {
+        let table = match mapping.vpn.as_deref() {
+            None => GLOBAL_VPN,
+            Some(v) => self
+                .vpn_id(v)
+                .ok_or_else(|| IndexError::UnknownVpn(v.to_owned()))?,
+        };
+        let bound = Bound {
+            ip: mapping.ip,
+            vpn: table,
+        };
+        Ok(self.exact_holder(bound).and_then(|id| self.name_of(id)))
+    }
+
+    /// Names starting with `prefix`, sorted, at most `limit`. (A scan: an operator query.)
+    pub fn names_with_prefix(&self, prefix: &str, limit: usize) -> Vec<&str> {
+        self.names_matching(|n| n.starts_with(prefix), limit)
+    }
+
+    /// Names ending with `suffix`, sorted, at most `limit`.
+    pub fn names_with_suffix(&self, suffix: &str, limit: usize) -> Vec<&str> {
+        self.names_matching(|n| n.ends_with(suffix), limit)
+    }
+
+    fn names_matching(&self, keep: impl Fn(&str) -> bool, limit: usize) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .records
+            .iter()
+            .flatten()
+            .map(|r| &*r.name)
+            .filter(|n| keep(n))
+            .collect();
+        out.sort_unstable();
+        out.truncate(limit);
+        out
+    }
+
+    /// Subscribers per configured domain, in configuration order.
+    pub fn count_by_domain(&self) -> Vec<(&str, usize)> {
+        self.config
+            .domains
+            .iter()
+            .map(String::as_str)
+            .zip(self.domain_counts.iter().copied())
+            .collect()
+    }
+
+    /// Every subscriber, in storage order.
+    pub fn iter(&self) -> impl Iterator<Item = Subscriber> + '_ {
+        (0..self.records.len() as u32)
+            .filter(|id| self.records[*id as usize].is_some())
+            .map(|id| self.snapshot(id))
+    }
+
+    /// The subscribers an enforcement point of `domain` holds in push mode (full sync).
+    pub fn domain_members<'a>(&'a self, domain: &str) -> impl Iterator<Item = Subscriber> + 'a {
+        let wanted = self.domain_id(domain).ok();
+        (0..self.records.len() as u32)
+            .filter(move |id| {
+                self.records[*id as usize]
+                    .as_ref()
+                    .is_some_and(|r| Some(r.domain) == wanted && !r.mappings.is_empty())
+            })
+            .map(|id| self.snapshot(id))
+    }
+
+    // ------------------------------------------------------------- operations
+
+    /// Adds a new subscriber; fails if the name exists or an exact mapping is held by another.
+    pub fn add(&mut self, sub: Subscriber) -> Result<ChangeSet, IndexError> {
+        let name = self.fold(sub.name.as_str());
+        if self.find(&name).is_some() {
+            return Err(IndexError::SubscriberExists(name));
+        }
+        self.upsert(sub)
+    }
+
+    /// Creates or replaces a subscriber record as given (CLU and import semantics): exact
+    /// mappings held by another subscriber are an error, not a move.
+    pub fn upsert(&mut self, sub: Subscriber) -> Result<ChangeSet, IndexError> {
+        let (name, existing, domain, targets) = self.plan_upsert(&sub)?;
+
+        let mut touched = Touched::default();
+        let vpn_ids = self.create_vlans(&targets, domain, &mut touched);
+        let id = self.ensure_record(name, domain, existing, &mut touched);
+        self.clear_mappings(id);
+        let bounds: Vec<Bound> = sub
+            .mappings
+            .iter()
+            .zip(vpn_ids)
+            .map(|(m, vpn)| Bound { ip: m.ip, vpn })
+            .collect();
+        self.install(id, &bounds);
+        if let Some(r) = self.records[id as usize].as_mut() {
+            r.mappings = bounds.into_boxed_slice();
+            r.properties = box_properties(sub.properties);
+            r.state = sub.state.into_boxed_slice();
+            r.logged_in = sub.logged_in;
+        }
+        self.set_auto_logout(id, sub.auto_logout);
+        Ok(self.finish(touched))
+    }
+
+    /// Checks everything [`Self::upsert`] would check, without changing anything.
+    pub fn validate_upsert(&self, sub: &Subscriber) -> Result<(), IndexError> {
+        self.plan_upsert(sub).map(|_| ())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn plan_upsert(
+        &self,
+        sub: &Subscriber,
+    ) -> Result<(SubscriberName, Option<u32>, u16, Vec<Target>), IndexError> {
+        let name = self.validated_name(sub.name.as_str())?;
+        let existing = self.find(name.as_str());
+        let domain = self.domain_id(&sub.domain)?;
+        validate_properties(&sub.properties)?;
+        let targets = self.resolve(&sub.mappings, domain)?;
+        for (mapping, target) in sub.mappings.iter().zip(&targets) {
+            for p in mapping.ip.prefixes() {
+                if let Some(owner) = self.target_owner(target, p) {
+                    if Some(owner) != existing {
+                        return Err(IndexError::MappingTaken {
+                            mapping: mapping.to_string(),
+                            owner: self.name_of(owner).unwrap_or_default().to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+        self.check_capacity(existing, &sub.mappings)?;
+        Ok((name, existing, domain, targets))
+    }
+
+    /// A login event: creates the subscriber if needed, sets domain, mappings (replacing or
+    /// adding), properties and auto-logout, marks it logged in. Exact mappings held by other
+    /// subscribers move to this one: each old owner loses the mapping that held the prefix and
+    /// appears in the change set.
+    pub fn login(&mut self, req: Login) -> Result<ChangeSet, IndexError> {
+        let name = self.validated_name(&req.name)?;
+        let existing = self.find(name.as_str());
+        let domain = match (&req.domain, existing) {
+            (Some(d), _) => self.domain_id(d)?,
+            (None, Some(id)) => self.record(id).domain,
+            (None, None) => self.domain_id(DEFAULT_DOMAIN)?,
+        };
+        validate_properties(&req.properties)?;
+        let kept: Vec<Bound> = match existing {
+            Some(id) if req.additive => self.record(id).mappings.to_vec(),
+            _ => Vec::new(),
+        };
+        for b in &kept {
+            self.check_vpn_domain(b.vpn, domain, &self.bound_text(*b))?;
+        }
+        // Mappings the subscriber already holds identically are no-ops in additive mode.
+        let new_mappings: Vec<Mapping> = req
+            .mappings
+            .iter()
+            .filter(|m| {
+                !kept.iter().any(|b| {
+                    b.ip == m.ip && self.vpn_id_of(m.vpn.as_deref()) == Some(b.vpn)
+                })
+            })
+            .cloned()
+            .collect();
+        let targets = self.resolve(&new_mappings, domain)?;
+        let mut moves: Vec<(u32, Bound)> = Vec::new();
+        for (mapping, target) in new_mappings.iter().zip(&targets) {
+            for p in mapping.ip.prefixes() {
+                let Some(owner) = self.target_owner(target, p) else {
+                    continue;
+                };
+                if Some(owner) == existing {
+                    if req.additive {
+                        return Err(IndexError::MappingTaken {
+                            mapping: mapping.to_string(),
+                            owner: name.to_string(),
+                        });
+                    }
+                    continue;
+                }
+                let Target::Existing(vpn) = target else {
+                    continue;
+                };
+                if let Some(b) = self.holder_bound(owner, *vpn, p) {
+                    if !moves.contains(&(owner, b)) {
+                        moves.push((owner, b));
+                    }
+                }
+            }
+        }
+        self.check_capacity(existing, &new_mappings)?;
+
+        let mut touched = Touched::default();
+        let vpn_ids = self.create_vlans(&targets, domain, &mut touched);
+        for (owner, bound) in moves {
+            let (owner_name, owner_domain) = {
+                let r = self.record(owner);
+                (r.name.clone(), r.domain)
+            };
+            touched.note(&owner_name, Some(owner_domain));
+            self.uninstall(owner, &[bound]);
+            if let Some(r) = self.records[owner as usize].as_mut() {
+                let mut left = r.mappings.to_vec();
+                left.retain(|b| *b != bound);
+                r.mappings = left.into_boxed_slice();
+            }
+        }
+        let id = self.ensure_record(name, domain, existing, &mut touched);
+        if !req.additive {
+            self.clear_mappings(id);
+        }
+        let added: Vec<Bound> = new_mappings
+            .iter()
+            .zip(vpn_ids)
+            .map(|(m, vpn)| Bound { ip: m.ip, vpn })
+            .collect();
+        self.install(id, &added);
+        if let Some(r) = self.records[id as usize].as_mut() {
+            let mut all = kept;
+            all.extend(added);
+            r.mappings = all.into_boxed_slice();
+            r.properties = merge_properties(&r.properties, req.properties);
+            r.logged_in = true;
+        }
+        self.set_auto_logout(id, req.auto_logout);
+        Ok(self.finish(touched))
+    }
+
+    /// Logs a subscriber out: it loses its mappings and its auto-logout time; the record and its
+    /// policy stay. With `domain`, the subscriber must be in that domain.
+    pub fn logout(&mut self, name: &str, domain: Option<&str>) -> Result<ChangeSet, IndexError> {
+        let name = self.fold(name);
+        let id = self
+            .find(&name)
+            .ok_or_else(|| IndexError::UnknownSubscriber(name.clone()))?;
+        if let Some(d) = domain {
+            let actual = &self.config.domains[usize::from(self.record(id).domain)];
+            if actual != d {
+                return Err(IndexError::NotInDomain {
+                    name,
+                    domain: d.to_owned(),
+                    actual: actual.clone(),
+                });
+            }
+        }
+        let mut touched = Touched::default();
+        touched.note(&name, Some(self.record(id).domain));
+        self.clear_mappings(id);
+        if let Some(r) = self.records[id as usize].as_mut() {
+            r.logged_in = false;
+        }
+        self.set_auto_logout(id, None);
+        Ok(self.finish(touched))
+    }
+
+    /// Removes the mapping from the subscriber holding exactly it; a subscriber left without
+    /// mappings is logged out.
+    pub fn logout_by_mapping(&mut self, mapping: &Mapping) -> Result<ChangeSet, IndexError> {
+        let vpn = self
+            .vpn_id_of(mapping.vpn.as_deref())
+            .ok_or_else(|| IndexError::UnknownVpn(mapping.vpn.as_deref().unwrap_or("").into()))?;
+        let bound = Bound {
+            ip: mapping.ip,
+            vpn,
+        };
+        let id = self
+            .exact_holder(bound)
+            .ok_or_else(|| IndexError::NoSuchMapping(mapping.to_string()))?;
+        let mut touched = Touched::default();
+        let (name, domain) = (self.record(id).name.clone(), self.record(id).domain);
+        touched.note(&name, Some(domain));
+        self.uninstall(id, &[bound]);
+        let mut clear_timer = false;
+        if let Some(r) = self.records[id as usize].as_mut() {
+            let mut left = r.mappings.to_vec();
+            left.retain(|b| *b != bound);
+            r.mappings = left.into_boxed_slice();
+            if r.mappings.is_empty() {
+                r.logged_in = false;
+                clear_timer = true;
+            }
+        }
+        if clear_timer {
+            self.set_auto_logout(id, None);
+        }
+        Ok(self.finish(touched))
+    }
+
+    /// Deletes a subscriber and its mappings.
+    pub fn remove(&mut self, name: &str) -> Result<ChangeSet, IndexError> {
+        let name = self.fold(name);
+        let id = self
+            .find(&name)
+            .ok_or_else(|| IndexError::UnknownSubscriber(name.clone()))?;
+        let mut touched = Touched::default();
+        touched.note(&name, Some(self.record(id).domain));
+        self.clear_mappings(id);
+        self.set_auto_logout(id, None);
+        let hash = hash_name(&self.hasher, &name);
+        if let Ok(entry) = self.by_name.find_entry(hash, |c| *c == id) {
+            entry.remove();
+        }
+        if let Some(r) = self.records[id as usize].take() {
+            self.domain_counts[usize::from(r.domain)] -= 1;
+        }
+        self.free.push(id);
+        Ok(self.finish(touched))
+    }
+
+    /// Sets properties: existing keys are overwritten in place, new keys appended in order.
+    pub fn set_properties(
+        &mut self,
+        name: &str,
+        properties: Vec<(String, String)>,
+    ) -> Result<ChangeSet, IndexError> {
+        validate_properties(&properties)?;
+        let id = self.existing(name)?;
+        let mut touched = Touched::default();
+        touched.note(&self.record(id).name.clone(), Some(self.record(id).domain));
+        if let Some(r) = self.records[id as usize].as_mut() {
+            r.properties = merge_properties(&r.properties, properties);
+        }
+        Ok(self.finish(touched))
+    }
+
+    /// Replaces the opaque state an enforcement point keeps in the SM.
+    pub fn set_state(&mut self, name: &str, state: Vec<u8>) -> Result<ChangeSet, IndexError> {
+        let id = self.existing(name)?;
+        let mut touched = Touched::default();
+        touched.note(&self.record(id).name.clone(), Some(self.record(id).domain));
+        if let Some(r) = self.records[id as usize].as_mut() {
+            r.state = state.into_boxed_slice();
+        }
+        Ok(self.finish(touched))
+    }
+
+    /// Logs out every subscriber whose auto-logout time is `<= now`.
+    pub fn expire(&mut self, now: u64) -> ChangeSet {
+        let due: Vec<u32> = self
+            .auto_logout
+            .range(..=(now, u32::MAX))
+            .map(|(_, id)| *id)
+            .collect();
+        let mut out = ChangeSet::default();
+        for id in due {
+            let Some(name) = self.name_of(id).map(str::to_owned) else {
+                continue;
+            };
+            if let Ok(changes) = self.logout(&name, None) {
+                out.merge(changes);
+            }
+        }
+        out
+    }
+
+    /// Adds a VPN (the CLU's static configuration).
+    pub fn add_vpn(&mut self, vpn: Vpn) -> Result<ChangeSet, IndexError> {
+        validate_name(&vpn.name).map_err(|source| IndexError::InvalidEntityName {
+            what: "VPN",
+            name: vpn.name.clone(),
+            source,
+        })?;
+        if self.vpn_by_name.contains_key(vpn.name.as_str()) {
+            return Err(IndexError::VpnExists(format!("{:?}", vpn.name)));
+        }
+        self.domain_id(&vpn.domain)?;
+        self.validate_vpn_kind(&vpn, None)?;
+        let mut touched = Touched::default();
+        self.insert_vpn(vpn, &mut touched);
+        Ok(self.finish(touched))
+    }
+
+    /// Removes a VPN that no subscriber mapping uses.
+    pub fn remove_vpn(&mut self, name: &str) -> Result<ChangeSet, IndexError> {
+        let id = self
+            .vpn_id(name)
+            .ok_or_else(|| IndexError::UnknownVpn(name.to_owned()))?;
+        let prefixes = self.slot(id).map_or(0, VpnSlot::prefix_count);
+        if prefixes > 0 {
+            return Err(IndexError::VpnInUse {
+                vpn: name.to_owned(),
+                prefixes,
+            });
+        }
+        self.vpn_by_name.remove(name);
+        self.vpns[id as usize] = None;
+        Ok(ChangeSet {
+            subscribers: Vec::new(),
+            vpns: vec![VpnChange {
+                name: name.to_owned(),
+                new: None,
+            }],
+        })
+    }
+
+    /// BGP LEG: sets the IP ranges of a downstream label of a configured MPLS/VPN.
+    pub fn set_mpls_label(
+        &mut self,
+        id: MplsVpnId,
+        label: u32,
+        ranges: Vec<Prefix>,
+    ) -> Result<ChangeSet, IndexError> {
+        if label > crate::mapping::MAX_LABEL {
+            return Err(IndexError::InvalidVpn {
+                vpn: id.to_string(),
+                reason: format!("label {label} does not fit in 20 bits"),
+            });
+        }
+        let vpn_id = self.mpls_vpn(id)?;
+        let Some(Some(slot)) = self.vpns.get_mut(vpn_id as usize) else {
+            return Err(IndexError::UnknownMplsVpn(id.to_string()));
+        };
+        let Some(vpn) = slot.vpn.as_mut() else {
+            return Err(IndexError::UnknownMplsVpn(id.to_string()));
+        };
+        if let VpnKind::Mpls(entries) = &mut vpn.kind {
+            if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
+                match entry.labels.iter_mut().find(|l| l.label == label) {
+                    Some(l) => l.ranges = ranges,
+                    None => entry.labels.push(DownstreamLabel { label, ranges }),
+                }
+            }
+        }
+        let name = vpn.name.clone();
+        Ok(ChangeSet {
+            subscribers: Vec::new(),
+            vpns: vec![VpnChange {
+                name,
+                new: Some(vpn.clone()),
+            }],
+        })
+    }
+
+    /// BGP LEG: withdraws a downstream label.
+    pub fn remove_mpls_label(&mut self, id: MplsVpnId, label: u32) -> Result<ChangeSet, IndexError> {
+        let vpn_id = self.mpls_vpn(id)?;
+        let Some(Some(VpnSlot { vpn: Some(vpn), .. })) = self.vpns.get_mut(vpn_id as usize) else {
+            return Err(IndexError::UnknownMplsVpn(id.to_string()));
+        };
+        if let VpnKind::Mpls(entries) = &mut vpn.kind {
+            for e in entries.iter_mut().filter(|e| e.id == id) {
+                e.labels.retain(|l| l.label != label);
+            }
+        }
+        Ok(ChangeSet {
+            subscribers: Vec::new(),
+            vpns: vec![VpnChange {
+                name: vpn.name.clone(),
+                new: Some(vpn.clone()),
+            }],
+        })
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    fn fold(&self, name: &str) -> String {
+        match self.config.name_case {
+            NameCase::Sensitive => name.to_owned(),
+            NameCase::Insensitive => name.to_ascii_lowercase(),
+        }
+    }
+
+    fn validated_name(&self, raw: &str) -> Result<SubscriberName, IndexError> {
+        SubscriberName::new(raw, self.config.name_case).map_err(|source| IndexError::InvalidName {
+            name: raw.to_owned(),
+            source,
+        })
+    }
+
+    fn find(&self, name: &str) -> Option<u32> {
+        let hash = hash_name(&self.hasher, name);
+        self.by_name
+            .find(hash, |id| name_at(&self.records, *id) == name)
+            .copied()
+    }
+
+    fn existing(&self, name: &str) -> Result<u32, IndexError> {
+        let name = self.fold(name);
+        self.find(&name).ok_or(IndexError::UnknownSubscriber(name))
+    }
+
+    fn record(&self, id: u32) -> &Record {
+        match self.records.get(id as usize) {
+            Some(Some(r)) => r,
+            // Ids come from the name table or the LPM tables, which only hold live records.
+            _ => unreachable!("subscriber id {id} is not live"),
+        }
+    }
+
+    fn slot(&self, vpn: VpnId) -> Option<&VpnSlot> {
+        self.vpns.get(vpn as usize)?.as_ref()
+    }
+
+    fn domain_id(&self, domain: &str) -> Result<u16, IndexError> {
+        self.config
+            .domains
+            .iter()
+            .position(|d| d == domain)
+            .map(|p| p as u16)
+            .ok_or_else(|| IndexError::UnknownDomain(domain.to_owned()))
+    }
+
+    fn vpn_id_of(&self, vpn: Option<&str>) -> Option<VpnId> {
+        match vpn {
+            None => Some(GLOBAL_VPN),
+            Some(v) => self.vpn_id(v),
+        }
+    }
+
+    fn bound_text(&self, b: Bound) -> String {
+        Mapping {
+            ip: b.ip,
+            vpn: self.slot(b.vpn).and_then(|s| s.vpn.as_ref()).map(|v| v.name.as_str().into()),
+        }
+        .to_string()
+    }
+
+    fn check_vpn_domain(&self, vpn: VpnId, domain: u16, mapping: &str) -> Result<(), IndexError> {
+        let Some(v) = self.slot(vpn).and_then(|s| s.vpn.as_ref()) else {
+            return Ok(());
+        };
+        let wanted = &self.config.domains[usize::from(domain)];
+        if &v.domain != wanted {
+            return Err(IndexError::VpnDomainMismatch {
+                mapping: mapping.to_owned(),
+                vpn_domain: v.domain.clone(),
+                domain: wanted.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Resolves each mapping's VPN and refuses duplicates within the call.
+    fn resolve(&self, mappings: &[Mapping], domain: u16) -> Result<Vec<Target>, IndexError> {
+        let mut out = Vec::with_capacity(mappings.len());
+        let mut seen: HashMap<(Target, Prefix), (), Hasher> = HashMap::default();
+        for m in mappings {
+            let target = match m.vpn.as_deref() {
+                None => Target::Existing(GLOBAL_VPN),
+                Some(name) => match self.vpn_id(name) {
+                    Some(id) => {
+                        self.check_vpn_domain(id, domain, &m.to_string())?;
+                        Target::Existing(id)
+                    }
+                    None => match parse_vlan_id(name) {
+                        Some(vlan) if self.vpn_for_vlan(vlan).is_none() => {
+                            Target::NewVlan(name.into(), vlan)
+                        }
+                        Some(_) => {
+                            return Err(IndexError::InvalidVpn {
+                                vpn: name.to_owned(),
+                                reason: "this VLAN-id belongs to a VPN of another name".into(),
+                            })
+                        }
+                        None => return Err(IndexError::UnknownVpn(name.to_owned())),
+                    },
+                },
+            };
+            if mappings.len() > 1 {
+                for p in m.ip.prefixes() {
+                    if seen.insert((target.clone(), p), ()).is_some() {
+                        return Err(IndexError::DuplicateMapping(m.to_string(), p.to_string()));
+                    }
+                }
+            }
+            out.push(target);
+        }
+        Ok(out)
+    }
+
+    fn target_owner(&self, target: &Target, p: Prefix) -> Option<u32> {
+        match target {
+            Target::Existing(vpn) => self.slot(*vpn)?.owner(p),
+            Target::NewVlan(..) => None,
+        }
+    }
+
+    /// The mapping of `owner` in `vpn` whose prefixes include `p`.
+    fn holder_bound(&self, owner: u32, vpn: VpnId, p: Prefix) -> Option<Bound> {
+        self.record(owner)
+            .mappings
+            .iter()
+            .find(|b| b.vpn == vpn && b.ip.prefixes().contains(&p))
+            .copied()
+    }
+
+    fn exact_holder(&self, bound: Bound) -> Option<u32> {
+        let first = *bound.ip.prefixes().first()?;
+        let owner = self.slot(bound.vpn)?.owner(first)?;
+        self.record(owner)
+            .mappings
+            .contains(&bound)
+            .then_some(owner)
+    }
+
+    fn check_capacity(&self, existing: Option<u32>, mappings: &[Mapping]) -> Result<(), IndexError> {
+        if existing.is_none() && self.free.is_empty() && self.records.len() as u64 > u64::from(MAX_VALUE) {
+            return Err(IndexError::Full);
+        }
+        let _ = mappings;
+        Ok(())
+    }
+
+    fn create_vlans(&mut self, targets: &[Target], domain: u16, touched: &mut Touched) -> Vec<VpnId> {
+        targets
+            .iter()
+            .map(|t| match t {
+                Target::Existing(id) => *id,
+                Target::NewVlan(name, vlan) => match self.vpn_id(name) {
+                    Some(id) => id,
+                    None => self.insert_vpn(
+                        Vpn {
+                            name: name.to_string(),
+                            domain: self.config.domains[usize::from(domain)].clone(),
+                            kind: VpnKind::Vlan(*vlan),
+                        },
+                        touched,
+                    ),
+                },
+            })
+            .collect()
+    }
+
+    fn insert_vpn(&mut self, vpn: Vpn, touched: &mut Touched) -> VpnId {
+        let name: Box<str> = vpn.name.as_str().into();
+        touched.vpns.push(name.clone());
+        let slot = VpnSlot::new(Some(vpn));
+        let id = match self.vpns.iter().skip(1).position(Option::is_none) {
+            Some(free) => {
+                self.vpns[free + 1] = Some(slot);
+                (free + 1) as VpnId
+            }
+            None => {
+                self.vpns.push(Some(slot));
+                (self.vpns.len() - 1) as VpnId
+            }
+        };
+        self.vpn_by_name.insert(name, id);
+        id
+    }
+
+    fn validate_vpn_kind(&self, vpn: &Vpn, except: Option<VpnId>) -> Result<(), IndexError> {
+        let invalid = |reason: String| IndexError::InvalidVpn {
+            vpn: vpn.name.clone(),
+            reason,
+        };
+        match &vpn.kind {
+            VpnKind::Vlan(vlan) => {
+                if !(1..=4094).contains(vlan) {
+                    return Err(invalid(format!("VLAN-id {vlan} is outside 1..=4094")));
+                }
+                if let Some(other) = self.vpn_for_vlan(*vlan) {
+                    if self.vpn_id(&other.name) != except {
+                        return Err(IndexError::VpnExists(format!("with VLAN-id {vlan}")));
+                    }
+                }
+            }
+            VpnKind::Mpls(entries) => {
+                if entries.is_empty() {
+                    return Err(invalid("an MPLS/VPN needs at least one RT/RD@PE-IP".into()));
+                }
+                for (i, e) in entries.iter().enumerate() {
+                    if entries[..i].iter().any(|o| o.id == e.id) {
+                        return Err(invalid(format!("{} is listed twice", e.id)));
+                    }
+                    if let Ok(other) = self.mpls_vpn(e.id) {
+                        if Some(other) != except {
+                            return Err(IndexError::VpnExists(format!("with {}", e.id)));
+                        }
+                    }
+                    if e.labels.iter().any(|l| l.label > crate::mapping::MAX_LABEL) {
+                        return Err(invalid(format!("{} has a label above 2^20-1", e.id)));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn mpls_vpn(&self, id: MplsVpnId) -> Result<VpnId, IndexError> {
+        self.vpns
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| {
+                let vpn = s.as_ref()?.vpn.as_ref()?;
+                match &vpn.kind {
+                    VpnKind::Mpls(entries) => entries
+                        .iter()
+                        .any(|e: &MplsVpnEntry| e.id == id)
+                        .then_some(i as VpnId),
+                    VpnKind::Vlan(_) => None,
+                }
+            })
+            .ok_or_else(|| IndexError::UnknownMplsVpn(id.to_string()))
+    }
+
+    /// Returns the id of `name`, creating the record (or moving it to `domain`).
+    fn ensure_record(
+        &mut self,
+        name: SubscriberName,
+        domain: u16,
+        existing: Option<u32>,
+        touched: &mut Touched,
+    ) -> u32 {
+        if let Some(id) = existing {
+            let old = self.record(id).domain;
+            touched.note(name.as_str(), Some(old));
+            if old != domain {
+                self.domain_counts[usize::from(old)] -= 1;
+                self.domain_counts[usize::from(domain)] += 1;
+                if let Some(r) = self.records[id as usize].as_mut() {
+                    r.domain = domain;
+                }
+            }
+            return id;
+        }
+        touched.note(name.as_str(), None);
+        let record = Record {
+            name: name.into_boxed(),
+            mappings: Box::new([]),
+            properties: Box::new([]),
+            state: Box::new([]),
+            auto_logout: None,
+            domain,
+            logged_in: false,
+        };
+        let hash = hash_name(&self.hasher, &record.name);
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.records[id as usize] = Some(record);
+                id
+            }
+            None => {
+                self.records.push(Some(record));
+                (self.records.len() - 1) as u32
+            }
+        };
+        let hasher = &self.hasher;
+        let records = &self.records;
+        self.by_name
+            .insert_unique(hash, id, |id| hash_name(hasher, name_at(records, *id)));
+        self.domain_counts[usize::from(domain)] += 1;
+        id
+    }
+
+    fn install(&mut self, id: u32, bounds: &[Bound]) {
+        for b in bounds {
+            if let Some(Some(slot)) = self.vpns.get_mut(b.vpn as usize) {
+                for p in b.ip.prefixes() {
+                    slot.insert(p, id);
+                }
+            }
+        }
+    }
+
+    fn uninstall(&mut self, id: u32, bounds: &[Bound]) {
+        for b in bounds {
+            if let Some(Some(slot)) = self.vpns.get_mut(b.vpn as usize) {
+                for p in b.ip.prefixes() {
+                    slot.remove_if_owned(p, id);
+                }
+            }
+        }
+    }
+
+    fn clear_mappings(&mut self, id: u32) {
+        let old = match self.records[id as usize].as_mut() {
+            Some(r) => std::mem::take(&mut r.mappings),
+            None => return,
+        };
+        self.uninstall(id, &old);
+    }
+
+    fn set_auto_logout(&mut self, id: u32, at: Option<u64>) {
+        let Some(r) = self.records[id as usize].as_mut() else {
+            return;
+        };
+        if let Some(old) = r.auto_logout.take() {
+            self.auto_logout.remove(&(old, id));
+        }
+        r.auto_logout = at;
+        if let Some(at) = at {
+            self.auto_logout.insert((at, id));
+        }
+    }
+
+    fn snapshot(&self, id: u32) -> Subscriber {
+        let r = self.record(id);
+        Subscriber {
+            name: SubscriberName::from_trusted(&r.name),
+            domain: self.config.domains[usize::from(r.domain)].clone(),
+            mappings: r.mappings.iter().map(|b| self.public_mapping(*b)).collect(),
+            properties: r
+                .properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            state: r.state.to_vec(),
+            logged_in: r.logged_in,
+            auto_logout: r.auto_logout,
+        }
+    }
+
+    fn public_mapping(&self, b: Bound) -> Mapping {
+        Mapping {
+            ip: b.ip,
+            vpn: self
+                .slot(b.vpn)
+                .and_then(|s| s.vpn.as_ref())
+                .map(|v| v.name.as_str().into()),
+        }
+    }
+
+    fn finish(&self, touched: Touched) -> ChangeSet {
+        ChangeSet {
+            subscribers: touched
+                .subs
+                .into_iter()
+                .map(|(name, old)| SubscriberChange {
+                    new: self.find(&name).map(|id| self.snapshot(id)),
+                    name: SubscriberName::from_trusted(&name),
+                    old_domain: old.map(|d| self.config.domains[usize::from(d)].clone()),
+                })
+                .collect(),
+            vpns: touched
+                .vpns
+                .into_iter()
+                .map(|name| VpnChange {
+                    new: self.vpn(&name).cloned(),
+                    name: name.into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn hash_name(hasher: &Hasher, name: &str) -> u64 {
+    hasher.hash_one(name)
+}
+
+fn name_at(records: &[Option<Record>], id: u32) -> &str {
+    records
+        .get(id as usize)
+        .and_then(Option::as_ref)
+        .map_or("", |r| &r.name)
+}
+
+fn validate_properties(props: &[(String, String)]) -> Result<(), IndexError> {
+    for (k, v) in props {
+        let bad = |reason| IndexError::InvalidProperty {
+            key: k.clone(),
+            reason,
+        };
+        if k.is_empty() {
+            return Err(bad("the key is empty"));
+        }
+        if !k.bytes().all(|b| b.is_ascii_graphic()) || k.contains('=') {
+            return Err(bad("keys are printable ASCII without spaces or '='"));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(bad("the value holds a control character"));
+        }
+    }
+    Ok(())
+}
+
+fn box_properties(props: Vec<(String, String)>) -> Box<[(Box<str>, Box<str>)]> {
+    props
+        .into_iter()
+        .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+        .collect()
+}
+
+fn merge_properties(
+    current: &[(Box<str>, Box<str>)],
+    updates: Vec<(String, String)>,
+) -> Box<[(Box<str>, Box<str>)]> {
+    let mut out = current.to_vec();
+    for (k, v) in updates {
+        match out.iter_mut().find(|(key, _)| **key == *k) {
+            Some(slot) => slot.1 = v.into_boxed_str(),
+            None => out.push((k.into_boxed_str(), v.into_boxed_str())),
+        }
+    }
+    out.into_boxed_slice()
+}

@@ -1,0 +1,173 @@
+//! Durable storage of subscribers and VPNs.
+//!
+//! [`SubscriberStore`] is what the SM service calls: `load` once at start-up, then `apply` (or
+//! `apply_batch` for group commit) with each [`ChangeSet`] *before* the change is acknowledged
+//! to the LEG or pushed to enforcement points. [`RedbStore`] is the embedded default; a
+//! PostgreSQL backend implements the same trait later. This module is the only one in the crate
+//! that touches files.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::record::{ChangeSet, Subscriber, Vpn};
+
+const SUBSCRIBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscribers");
+const VPNS: TableDefinition<&str, &[u8]> = TableDefinition::new("vpns");
+
+/// File name of the redb database inside the component's data directory.
+pub const DB_FILE: &str = "subscribers.redb";
+
+/// Why the store failed. The change it was applying is not durable and must not be acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The embedded database failed.
+    #[error("subscriber database: {0}")]
+    Db(#[from] redb::Error),
+    /// A stored record does not decode (corruption or an incompatible version).
+    #[error("stored {what} {key:?} does not decode: {source}")]
+    Decode {
+        /// "subscriber" or "VPN".
+        what: &'static str,
+        /// Its key.
+        key: String,
+        /// The decoder's complaint.
+        source: serde_json::Error,
+    },
+    /// A record could not be encoded.
+    #[error("cannot encode {key:?}: {source}")]
+    Encode {
+        /// Its key.
+        key: String,
+        /// The encoder's complaint.
+        source: serde_json::Error,
+    },
+}
+
+/// Everything a store holds, as loaded at start-up.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Every VPN.
+    pub vpns: Vec<Vpn>,
+    /// Every subscriber.
+    pub subscribers: Vec<Subscriber>,
+}
+
+/// Durable subscriber storage.
+pub trait SubscriberStore {
+    /// Reads every VPN and subscriber.
+    fn load(&self) -> Result<Snapshot, StoreError>;
+
+    /// Makes one change set durable; returns only once it would survive a crash.
+    fn apply(&mut self, changes: &ChangeSet) -> Result<(), StoreError> {
+        self.apply_batch(std::slice::from_ref(changes))
+    }
+
+    /// Makes several change sets durable in one commit (group commit for high login rates);
+    /// later sets override earlier ones for the same key.
+    fn apply_batch(&mut self, batch: &[ChangeSet]) -> Result<(), StoreError>;
+}
+
+/// The embedded redb store.
+pub struct RedbStore {
+    db: Database,
+}
+
+fn db_err<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Db(e.into())
+}
+
+impl RedbStore {
+    /// Opens (creating if needed) `DB_FILE` inside `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let db = Database::create(data_dir.join(DB_FILE)).map_err(db_err)?;
+        // Create both tables so that a fresh store loads as empty.
+        let txn = db.begin_write().map_err(db_err)?;
+        txn.open_table(SUBSCRIBERS).map_err(db_err)?;
+        txn.open_table(VPNS).map_err(db_err)?;
+        txn.commit().map_err(db_err)?;
+        Ok(RedbStore { db })
+    }
+}
+
+impl SubscriberStore for RedbStore {
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let mut snapshot = Snapshot::default();
+        let vpns = txn.open_table(VPNS).map_err(db_err)?;
+        for item in vpns.iter().map_err(db_err)? {
+            let (key, value) = item.map_err(db_err)?;
+            let vpn = serde_json::from_slice(value.value()).map_err(|source| StoreError::Decode {
+                what: "VPN",
+                key: key.value().to_owned(),
+                source,
+            })?;
+            snapshot.vpns.push(vpn);
+        }
+        let subs = txn.open_table(SUBSCRIBERS).map_err(db_err)?;
+        for item in subs.iter().map_err(db_err)? {
+            let (key, value) = item.map_err(db_err)?;
+            let sub = serde_json::from_slice(value.value()).map_err(|source| StoreError::Decode {
+                what: "subscriber",
+                key: key.value().to_owned(),
+                source,
+            })?;
+            snapshot.subscribers.push(sub);
+        }
+        Ok(snapshot)
+    }
+
+    fn apply_batch(&mut self, batch: &[ChangeSet]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut vpns = txn.open_table(VPNS).map_err(db_err)?;
+            let mut subs = txn.open_table(SUBSCRIBERS).map_err(db_err)?;
+            for changes in batch {
+                for c in &changes.vpns {
+                    match &c.new {
+                        Some(v) => {
+                            let bytes = encode(&c.name, v)?;
+                            vpns.insert(c.name.as_str(), bytes.as_slice()).map_err(db_err)?;
+                        }
+                        None => {
+                            vpns.remove(c.name.as_str()).map_err(db_err)?;
+                        }
+                    }
+                }
+                for c in &changes.subscribers {
+                    let key = c.name.as_str();
+                    match &c.new {
+                        Some(s) => {
+                            let bytes = encode(key, s)?;
+                            subs.insert(key, bytes.as_slice()).map_err(db_err)?;
+                        }
+                        None => {
+                            subs.remove(key).map_err(db_err)?;
+                        }
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(())
+    }
+}
+
+fn encode<T: serde::Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|source| StoreError::Encode {
+        key: key.to_owned(),
+        source,
+    })
+}

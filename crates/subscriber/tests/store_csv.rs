@@ -1,0 +1,188 @@
+//! Durable store round trip and CSV import/export.
+
+use std::io::Cursor;
+
+use brasa_subscriber::csv::{export, import, CsvError, ImportMode};
+use brasa_subscriber::*;
+
+fn config() -> IndexConfig {
+    IndexConfig {
+        domains: vec!["subscribers".into(), "north".into()],
+        name_case: NameCase::Sensitive,
+    }
+}
+
+fn m(s: &str) -> Mapping {
+    s.parse().unwrap()
+}
+
+#[test]
+fn a_reopened_store_restores_every_subscriber_vpn_and_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut idx = SubscriberIndex::new(config()).unwrap();
+    let mut store = RedbStore::open(dir.path()).unwrap();
+    let id: MplsVpnId = "1000:1@127.10.10.10".parse().unwrap();
+    let mut ops = vec![idx
+        .add_vpn(Vpn {
+            name: "vpn1".into(),
+            domain: "north".into(),
+            kind: VpnKind::Mpls(vec![MplsVpnEntry { id, labels: vec![] }]),
+        })
+        .unwrap()];
+    ops.push(idx.set_mpls_label(id, 17, vec!["127.1.0.0/16".parse().unwrap()]).unwrap());
+    for i in 0..200u32 {
+        ops.push(
+            idx.login(Login {
+                name: format!("sub{i}"),
+                mappings: vec![m(&format!("127.0.{}.{}", i / 250, i % 250))],
+                properties: vec![("n".into(), i.to_string())],
+                auto_logout: Some(u64::from(i)),
+                ..Login::default()
+            })
+            .unwrap(),
+        );
+    }
+    ops.push(
+        idx.login(Login {
+            name: "vpnuser".into(),
+            domain: Some("north".into()),
+            mappings: vec![m("127.1.2.0/24@vpn1"), m("127.0.0.1@42"), m("2001:db8::/56")],
+            ..Login::default()
+        })
+        .unwrap(),
+    );
+    ops.push(idx.set_state("vpnuser", b"\x00\xffstate".to_vec()).unwrap());
+    // A move, a logout and a removal must be durable too.
+    ops.push(
+        idx.login(Login {
+            name: "taker".into(),
+            mappings: vec![m("127.0.0.5")],
+            ..Login::default()
+        })
+        .unwrap(),
+    );
+    ops.push(idx.logout("sub7", None).unwrap());
+    ops.push(idx.remove("sub8").unwrap());
+    let (first, rest) = ops.split_at(3);
+    for c in first {
+        store.apply(c).unwrap();
+    }
+    store.apply_batch(rest).unwrap();
+    drop(store);
+
+    let store = RedbStore::open(dir.path()).unwrap();
+    let snap = store.load().unwrap();
+    let restored = SubscriberIndex::restore(config(), snap.vpns, snap.subscribers).unwrap();
+    let mut want: Vec<Subscriber> = idx.iter().collect();
+    let mut got: Vec<Subscriber> = restored.iter().collect();
+    want.sort_by(|a, b| a.name.cmp(&b.name));
+    got.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(got.len(), 201);
+    assert_eq!(got, want);
+    let mut vw: Vec<Vpn> = idx.vpns().cloned().collect();
+    let mut vg: Vec<Vpn> = restored.vpns().cloned().collect();
+    vw.sort_by(|a, b| a.name.cmp(&b.name));
+    vg.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(vg, vw);
+    assert_eq!(vg.len(), 2, "vpn1 and the auto-created VLAN VPN 42");
+    let ip = |s: &str| s.parse().unwrap();
+    assert_eq!(restored.lookup(ip("127.0.0.5"), None).unwrap(), Some("taker"));
+    assert_eq!(restored.lookup(ip("127.0.0.7"), None).unwrap(), None);
+    assert_eq!(restored.lookup(ip("127.1.2.9"), Some("vpn1")).unwrap(), Some("vpnuser"));
+    assert_eq!(restored.lookup(ip("2001:db8::1"), None).unwrap(), Some("vpnuser"));
+    assert_eq!(restored.vpn_for_label(ip("127.10.10.10"), 17).unwrap().name, "vpn1");
+    assert!(restored.get("sub8").is_none());
+}
+
+const GOOD: &str = "name,domain,mappings,properties\n\
+alice,,127.0.0.1;127.0.1.0/24,package=gold;quota=10\n\
+\"bob, jr\",north,127.0.0.2@100,\n\
+carol,,,\n";
+
+#[test]
+fn csv_import_export_round_trips() {
+    let mut idx = SubscriberIndex::new(config()).unwrap();
+    let mut seen = 0;
+    let report = import(&mut idx, Cursor::new(GOOD), ImportMode::AllOrNothing, |n| seen = n).unwrap();
+    assert_eq!(report.imported, 3);
+    assert_eq!(seen, 3);
+    assert_eq!(report.changes.vpns.len(), 1);
+    let bob = idx.get("bob, jr").unwrap();
+    assert_eq!(bob.domain, "north");
+    assert_eq!(bob.mappings, [m("127.0.0.2@100")]);
+    let alice = idx.get("alice").unwrap();
+    assert_eq!(alice.properties[1], ("quota".to_string(), "10".to_string()));
+    let mut out = Vec::new();
+    assert_eq!(export(&idx, &mut out).unwrap(), 3);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.starts_with("name,domain,mappings,properties,logged_in,auto_logout\n"));
+    assert!(text.contains("\"bob, jr\",north,127.0.0.2@100,,false,\n"), "{text}");
+
+    // The export imports into a fresh index with the same result.
+    let mut again = SubscriberIndex::new(config()).unwrap();
+    import(&mut again, Cursor::new(text), ImportMode::AllOrNothing, |_| {}).unwrap();
+    let mut a: Vec<Subscriber> = idx.iter().collect();
+    let mut b: Vec<Subscriber> = again.iter().collect();
+    a.sort_by(|x, y| x.name.cmp(&y.name));
+    b.sort_by(|x, y| x.name.cmp(&y.name));
+    assert_eq!(a, b);
+}
+
+const BAD: &str = "name,domain,mappings\n\
+ok1,,127.0.0.1\n\
+bad\"name,,127.0.0.2\n\
+ok2,,127.0.0.3\n\
+dup,,127.0.0.1\n\
+nodomain,west,127.0.0.4\n\
+badip,,127.0.0.300\n\
+fields,,127.0.0.5,extra\n\
+vlan-north,north,127.0.0.9@200\n\
+vlan-default,,127.0.0.10@200\n\
+ok1,,127.0.0.6\n";
+
+#[test]
+fn garbage_rows_are_reported_with_line_numbers() {
+    let mut idx = SubscriberIndex::new(config()).unwrap();
+    let Err(CsvError::Refused(errors)) =
+        import(&mut idx, Cursor::new(BAD), ImportMode::AllOrNothing, |_| {})
+    else {
+        panic!("an all-or-nothing import of a bad file must be refused");
+    };
+    assert!(idx.is_empty(), "nothing imported");
+    let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [3, 5, 6, 7, 8, 10, 11]);
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(text[0], "line 3: quote inside an unquoted field");
+    assert_eq!(text[1], "line 5: mapping 127.0.0.1 is also given on line 2");
+    assert_eq!(text[2], "line 6: domain \"west\" is not configured");
+    assert_eq!(
+        text[3],
+        "line 7: mapping \"127.0.0.300\": \"127.0.0.300\" is not an IP address"
+    );
+    assert_eq!(text[4], "line 8: 4 fields, the header has 3");
+    assert_eq!(
+        text[5],
+        "line 10: mapping 127.0.0.10@200: VLAN VPN 200 is created in domain \"north\" by an earlier row"
+    );
+    assert_eq!(text[6], "line 11: subscriber \"ok1\" already appears on line 2");
+
+    let report = import(&mut idx, Cursor::new(BAD), ImportMode::SkipInvalid, |_| {}).unwrap();
+    assert_eq!(report.imported, 3);
+    assert_eq!(report.skipped.len(), 7);
+    let mut names = idx.names_with_prefix("", 10);
+    names.sort();
+    assert_eq!(names, ["ok1", "ok2", "vlan-north"]);
+}
+
+#[test]
+fn a_bad_header_refuses_the_file() {
+    let mut idx = SubscriberIndex::new(config()).unwrap();
+    let e = import(&mut idx, Cursor::new("nom,domain\nx,y\n"), ImportMode::SkipInvalid, |_| {})
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "line 1: unknown column \"nom\" (known: name, domain, mappings, properties, logged_in, auto_logout)"
+    );
+    let e = import(&mut idx, Cursor::new("domain\nx\n"), ImportMode::SkipInvalid, |_| {}).unwrap_err();
+    assert_eq!(e.to_string(), "line 1: the header has no \"name\" column");
+}

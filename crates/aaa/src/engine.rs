@@ -506,30 +506,11 @@ impl Engine {
             tracing::debug!(client = %client.name, code = %request.code, "bad authenticator, dropped");
             return;
         }
-        let dedup = RequestKey {
-            listener,
-            from,
-            code: request.code.into(),
-            identifier: request.identifier,
-            authenticator: request.authenticator,
+        let Some(dedup) = self.admit(now, listener, from, &request, out) else {
+            self.client_stats[client_index].retransmissions += 1;
+            return;
         };
-        match self.replies.check(now, &dedup) {
-            Seen::New => {}
-            Seen::InProgress => {
-                stats.retransmissions += 1;
-                return;
-            }
-            Seen::Answered(reply) => {
-                stats.retransmissions += 1;
-                out.push(Output::Transmit(Transmit {
-                    socket: SocketRef::Listener(ListenerId(listener)),
-                    to: from,
-                    bytes: reply.to_vec(),
-                }));
-                return;
-            }
-        }
-        stats.requests += 1;
+        self.client_stats[client_index].requests += 1;
         let server = self.listeners[listener].server;
         self.server_stats[server].requests += 1;
         let had_message_authenticator = ma == MessageAuthenticator::Valid;
@@ -563,6 +544,38 @@ impl Engine {
             Handler::Proxy(pool) => {
                 let accounting = job.request.code == Code::AccountingRequest;
                 self.forward(now, pool, accounting, Box::new(job), out);
+            }
+        }
+    }
+
+    /// Duplicate detection for a request on `listener`: its key when it is new; `None` when it
+    /// is a retransmission, which is absorbed (still in progress) or answered again from the
+    /// reply cache.
+    fn admit(
+        &mut self,
+        now: Instant,
+        listener: usize,
+        from: SocketAddr,
+        request: &Packet,
+        out: &mut Vec<Output>,
+    ) -> Option<RequestKey> {
+        let key = RequestKey {
+            listener,
+            from,
+            code: request.code.into(),
+            identifier: request.identifier,
+            authenticator: request.authenticator,
+        };
+        match self.replies.check(now, &key) {
+            Seen::New => Some(key),
+            Seen::InProgress => None,
+            Seen::Answered(reply) => {
+                out.push(Output::Transmit(Transmit {
+                    socket: SocketRef::Listener(ListenerId(listener)),
+                    to: from,
+                    bytes: reply.to_vec(),
+                }));
+                None
             }
         }
     }
@@ -1241,25 +1254,9 @@ impl Engine {
             tracing::debug!(%from, server = %aaa_name, "CoA request with a bad authenticator dropped");
             return;
         }
-        let dedup = RequestKey {
-            listener,
-            from,
-            code: request.code.into(),
-            identifier: request.identifier,
-            authenticator: request.authenticator,
+        let Some(dedup) = self.admit(now, listener, from, &request, out) else {
+            return;
         };
-        match self.replies.check(now, &dedup) {
-            Seen::New => {}
-            Seen::InProgress => return,
-            Seen::Answered(reply) => {
-                out.push(Output::Transmit(Transmit {
-                    socket: SocketRef::Listener(ListenerId(listener)),
-                    to: from,
-                    bytes: reply.to_vec(),
-                }));
-                return;
-            }
-        }
         let by_nas_ip = request
             .get(NAS_IP_ADDRESS)
             .and_then(|v| <[u8; 4]>::try_from(v).ok())

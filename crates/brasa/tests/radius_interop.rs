@@ -61,8 +61,16 @@ reply = [
     )
 }
 
-#[test]
-fn serial_radius_local_mode_answers_radclient() {
+/// brasa in local mode on free loopback ports.
+struct LocalSetup {
+    dir: tempfile::TempDir,
+    brasa: Daemon,
+    api: SocketAddr,
+    auth: SocketAddr,
+    acct: SocketAddr,
+}
+
+fn local_setup(require_ma: bool) -> LocalSetup {
     let dir = tempfile::tempdir().unwrap();
     let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"))
         .parse()
@@ -70,11 +78,23 @@ fn serial_radius_local_mode_answers_radclient() {
     let (auth_port, acct_port) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
     let brasa = start_brasa(
         dir.path(),
-        &local_config(api, auth_port, acct_port, false),
+        &local_config(api, auth_port, acct_port, require_ma),
         api,
     );
-    let auth_addr: SocketAddr = format!("127.0.0.1:{auth_port}").parse().unwrap();
-    let acct_addr: SocketAddr = format!("127.0.0.1:{acct_port}").parse().unwrap();
+    LocalSetup {
+        dir,
+        brasa,
+        api,
+        auth: format!("127.0.0.1:{auth_port}").parse().unwrap(),
+        acct: format!("127.0.0.1:{acct_port}").parse().unwrap(),
+    }
+}
+
+#[test]
+fn serial_radius_local_mode_answers_radclient() {
+    let setup = local_setup(false);
+    let (dir, brasa, api) = (&setup.dir, &setup.brasa, setup.api);
+    let (auth_addr, acct_addr) = (setup.auth, setup.acct);
 
     let output = radclient(
         auth_addr,
@@ -512,18 +532,9 @@ fn access_request(id: u8, secret: &str, with_ma: bool, corrupt_ma: bool) -> Vec<
 
 #[test]
 fn serial_radius_bad_input_is_dropped_and_counted_while_valid_traffic_is_answered() {
-    let dir = tempfile::tempdir().unwrap();
-    let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"))
-        .parse()
-        .unwrap();
-    let (auth_port, acct_port) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
-    let brasa = start_brasa(
-        dir.path(),
-        &local_config(api, auth_port, acct_port, true),
-        api,
-    );
-    let auth_addr: SocketAddr = format!("127.0.0.1:{auth_port}").parse().unwrap();
-    let acct_addr: SocketAddr = format!("127.0.0.1:{acct_port}").parse().unwrap();
+    let setup = local_setup(true);
+    let (brasa, api) = (&setup.brasa, setup.api);
+    let (auth_addr, acct_addr) = (setup.auth, setup.acct);
     let nas = UdpSocket::bind("127.0.0.1:0").unwrap();
     nas.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
 
@@ -677,17 +688,9 @@ fn brasa_send(args: &[&str], input: &str) -> std::process::Output {
 
 #[test]
 fn serial_brasa_radius_send_prints_replies_and_load_summaries() {
-    let dir = tempfile::tempdir().unwrap();
-    let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"))
-        .parse()
-        .unwrap();
-    let (auth_port, acct_port) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
-    let _brasa = start_brasa(
-        dir.path(),
-        &local_config(api, auth_port, acct_port, true),
-        api,
-    );
-    let server = format!("127.0.0.1:{auth_port}");
+    let setup = local_setup(true);
+    let api = setup.api;
+    let server = setup.auth.to_string();
 
     let output = brasa_send(
         &["radius", "send", &server, "auth", NAS_SECRET],

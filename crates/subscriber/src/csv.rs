@@ -166,8 +166,7 @@ pub fn parse_row(header: &Header, line: &str, case: NameCase) -> Result<Subscrib
         match *col {
             0 => {
                 name = Some(
-                    SubscriberName::new(field, case)
-                        .map_err(|e| format!("name {field:?}: {e}"))?,
+                    SubscriberName::new(field, case).map_err(|e| format!("name {field:?}: {e}"))?,
                 )
             }
             1 if !field.is_empty() => sub_domain = field.clone(),
@@ -277,7 +276,9 @@ pub fn import<R: BufRead>(
             Ok(sub) => {
                 for m in &sub.mappings {
                     if let Some(vpn) = m.vpn.as_deref().filter(|v| parse_vlan_id(v).is_some()) {
-                        vlan_domains.entry(vpn.into()).or_insert_with(|| sub.domain.clone());
+                        vlan_domains
+                            .entry(vpn.into())
+                            .or_insert_with(|| sub.domain.clone());
                     }
                     for p in m.ip.prefixes() {
                         claimed.insert((m.vpn.clone(), p.to_string()), line_no);

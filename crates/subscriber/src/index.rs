@@ -431,9 +431,9 @@ impl SubscriberIndex {
             .mappings
             .iter()
             .filter(|m| {
-                !kept.iter().any(|b| {
-                    b.ip == m.ip && self.vpn_id_of(m.vpn.as_deref()) == Some(b.vpn)
-                })
+                !kept
+                    .iter()
+                    .any(|b| b.ip == m.ip && self.vpn_id_of(m.vpn.as_deref()) == Some(b.vpn))
             })
             .cloned()
             .collect();
@@ -707,7 +707,11 @@ impl SubscriberIndex {
     }
 
     /// BGP LEG: withdraws a downstream label.
-    pub fn remove_mpls_label(&mut self, id: MplsVpnId, label: u32) -> Result<ChangeSet, IndexError> {
+    pub fn remove_mpls_label(
+        &mut self,
+        id: MplsVpnId,
+        label: u32,
+    ) -> Result<ChangeSet, IndexError> {
         let vpn_id = self.mpls_vpn(id)?;
         let Some(Some(VpnSlot { vpn: Some(vpn), .. })) = self.vpns.get_mut(vpn_id as usize) else {
             return Err(IndexError::UnknownMplsVpn(id.to_string()));
@@ -785,7 +789,10 @@ impl SubscriberIndex {
     fn bound_text(&self, b: Bound) -> String {
         Mapping {
             ip: b.ip,
-            vpn: self.slot(b.vpn).and_then(|s| s.vpn.as_ref()).map(|v| v.name.as_str().into()),
+            vpn: self
+                .slot(b.vpn)
+                .and_then(|s| s.vpn.as_ref())
+                .map(|v| v.name.as_str().into()),
         }
         .to_string()
     }
@@ -868,15 +875,27 @@ impl SubscriberIndex {
             .then_some(owner)
     }
 
-    fn check_capacity(&self, existing: Option<u32>, mappings: &[Mapping]) -> Result<(), IndexError> {
-        if existing.is_none() && self.free.is_empty() && self.records.len() as u64 > u64::from(MAX_VALUE) {
+    fn check_capacity(
+        &self,
+        existing: Option<u32>,
+        mappings: &[Mapping],
+    ) -> Result<(), IndexError> {
+        if existing.is_none()
+            && self.free.is_empty()
+            && self.records.len() as u64 > u64::from(MAX_VALUE)
+        {
             return Err(IndexError::Full);
         }
         let _ = mappings;
         Ok(())
     }
 
-    fn create_vlans(&mut self, targets: &[Target], domain: u16, touched: &mut Touched) -> Vec<VpnId> {
+    fn create_vlans(
+        &mut self,
+        targets: &[Target],
+        domain: u16,
+        touched: &mut Touched,
+    ) -> Vec<VpnId> {
         targets
             .iter()
             .map(|t| match t {

@@ -342,7 +342,10 @@ mod tests {
         assert_eq!(t.lookup(0x0a01_0181), Some(5));
         assert_eq!(t.remove(0x0a01_0181, 32), Some(5));
         assert_eq!(t.lookup(0x0a01_0181), Some(3));
-        assert!(t.free_groups.len() == 1, "the emptied group was folded back");
+        assert!(
+            t.free_groups.len() == 1,
+            "the emptied group was folded back"
+        );
         assert_eq!(t.remove(0x0a01_0100, 24), Some(3));
         assert_eq!(t.lookup(0x0a01_0181), Some(2));
         assert_eq!(t.remove(0x0a00_0000, 8), Some(1));

@@ -94,7 +94,7 @@ impl Prefix {
     }
 
     /// The prefix length.
-    pub fn len(&self) -> u8 {
+    pub fn prefix_len(&self) -> u8 {
         match *self {
             Prefix::V4(_, l) | Prefix::V6(_, l) => l,
         }
@@ -183,12 +183,14 @@ impl IpSpec {
         match *self {
             IpSpec::V4Prefix(a, l) => vec![Prefix::V4(a, l)],
             IpSpec::V6Prefix(a, l) => vec![Prefix::V6(a, l)],
-            IpSpec::V4Range(first, last) => {
-                split_range(u128::from(u32::from(first)), u128::from(u32::from(last)), 32)
-                    .into_iter()
-                    .map(|(start, l)| Prefix::V4(Ipv4Addr::from(start as u32), l))
-                    .collect()
-            }
+            IpSpec::V4Range(first, last) => split_range(
+                u128::from(u32::from(first)),
+                u128::from(u32::from(last)),
+                32,
+            )
+            .into_iter()
+            .map(|(start, l)| Prefix::V4(Ipv4Addr::from(start as u32), l))
+            .collect(),
             IpSpec::V6Range(first, last) => split_range(u128::from(first), u128::from(last), 128)
                 .into_iter()
                 .map(|(start, l)| Prefix::V6(Ipv6Addr::from(start), l))
@@ -219,17 +221,29 @@ fn split_range(first: u128, last: u128, bits: u32) -> Vec<(u128, u8)> {
     let mut start = first;
     loop {
         // Largest aligned block starting at `start` that does not pass `last`.
-        let align = if start == 0 { bits } else { start.trailing_zeros().min(bits) };
+        let align = if start == 0 {
+            bits
+        } else {
+            start.trailing_zeros().min(bits)
+        };
         let mut size_log = align;
         while size_log > 0 {
-            let span = if size_log >= 128 { u128::MAX } else { (1u128 << size_log) - 1 };
+            let span = if size_log >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << size_log) - 1
+            };
             if start.checked_add(span).is_some_and(|end| end <= last) {
                 break;
             }
             size_log -= 1;
         }
         out.push((start, (bits - size_log) as u8));
-        let span = if size_log >= 128 { u128::MAX } else { (1u128 << size_log) - 1 };
+        let span = if size_log >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << size_log) - 1
+        };
         match start.checked_add(span) {
             Some(end) if end < last => start = end + 1,
             _ => break,
@@ -266,7 +280,8 @@ impl FromStr for IpSpec {
         }
         if let Some((addr, len)) = s.split_once('/') {
             let addr = parse_addr(addr)?;
-            let len_ok = !len.is_empty() && len.len() <= 3 && len.bytes().all(|b| b.is_ascii_digit());
+            let len_ok =
+                !len.is_empty() && len.len() <= 3 && len.bytes().all(|b| b.is_ascii_digit());
             let len: u8 = len
                 .parse()
                 .ok()
@@ -442,7 +457,10 @@ pub fn parse_label(s: &str) -> Result<u32, MappingParseError> {
     if s.is_empty() || s.len() > 7 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    s.parse::<u32>().ok().filter(|l| *l <= MAX_LABEL).ok_or_else(bad)
+    s.parse::<u32>()
+        .ok()
+        .filter(|l| *l <= MAX_LABEL)
+        .ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -502,9 +520,13 @@ mod tests {
         );
         let spec: IpSpec = "0.0.0.1-255.255.255.255".parse().unwrap();
         assert_eq!(spec.prefixes().len(), 32);
-        let spec: IpSpec = "::1-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let spec: IpSpec = "::1-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+            .parse()
+            .unwrap();
         assert_eq!(spec.prefixes().len(), 128);
-        let spec: IpSpec = "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let spec: IpSpec = "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+            .parse()
+            .unwrap();
         assert_eq!(spec, IpSpec::V6Prefix(Ipv6Addr::UNSPECIFIED, 0));
     }
 
@@ -512,10 +534,22 @@ mod tests {
     fn malformed_text_gets_a_precise_error() {
         let e = |s: &str| s.parse::<Mapping>().unwrap_err();
         assert_eq!(e(""), MappingParseError::Empty);
-        assert_eq!(e("10.0.0.256"), MappingParseError::BadAddress("10.0.0.256".into()));
-        assert_eq!(e("10.0.0.0/33"), MappingParseError::BadPrefixLength("33".into()));
-        assert_eq!(e("10.0.0.0/+8"), MappingParseError::BadPrefixLength("+8".into()));
-        assert_eq!(e("10.0.0.1/24"), MappingParseError::HostBitsSet("10.0.0.1/24".into()));
+        assert_eq!(
+            e("10.0.0.256"),
+            MappingParseError::BadAddress("10.0.0.256".into())
+        );
+        assert_eq!(
+            e("10.0.0.0/33"),
+            MappingParseError::BadPrefixLength("33".into())
+        );
+        assert_eq!(
+            e("10.0.0.0/+8"),
+            MappingParseError::BadPrefixLength("+8".into())
+        );
+        assert_eq!(
+            e("10.0.0.1/24"),
+            MappingParseError::HostBitsSet("10.0.0.1/24".into())
+        );
         assert_eq!(
             e("10.0.0.9-10.0.0.1"),
             MappingParseError::BadRange("10.0.0.9-10.0.0.1".into())
@@ -524,8 +558,14 @@ mod tests {
             e("10.0.0.1-::1"),
             MappingParseError::BadRange("10.0.0.1-::1".into())
         );
-        assert!(matches!(e("10.0.0.1@"), MappingParseError::BadVpnName { .. }));
-        assert!(matches!(e("10.0.0.1@v'pn"), MappingParseError::BadVpnName { .. }));
+        assert!(matches!(
+            e("10.0.0.1@"),
+            MappingParseError::BadVpnName { .. }
+        ));
+        assert!(matches!(
+            e("10.0.0.1@v'pn"),
+            MappingParseError::BadVpnName { .. }
+        ));
         assert!(matches!(
             "1000@10.0.0.1".parse::<MplsVpnId>(),
             Err(MappingParseError::BadRouteDistinguisher(_))

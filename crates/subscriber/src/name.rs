@@ -25,7 +25,9 @@ pub enum NameError {
         len: usize,
     },
     /// The name holds a character outside printable ASCII or one of `"`, `'`, backquote.
-    #[error("character {ch:?} at position {position} is not allowed (printable ASCII except quotes)")]
+    #[error(
+        "character {ch:?} at position {position} is not allowed (printable ASCII except quotes)"
+    )]
     InvalidChar {
         /// The offending character.
         ch: char,

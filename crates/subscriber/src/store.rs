@@ -109,21 +109,23 @@ impl SubscriberStore for RedbStore {
         let vpns = txn.open_table(VPNS).map_err(db_err)?;
         for item in vpns.iter().map_err(db_err)? {
             let (key, value) = item.map_err(db_err)?;
-            let vpn = serde_json::from_slice(value.value()).map_err(|source| StoreError::Decode {
-                what: "VPN",
-                key: key.value().to_owned(),
-                source,
-            })?;
+            let vpn =
+                serde_json::from_slice(value.value()).map_err(|source| StoreError::Decode {
+                    what: "VPN",
+                    key: key.value().to_owned(),
+                    source,
+                })?;
             snapshot.vpns.push(vpn);
         }
         let subs = txn.open_table(SUBSCRIBERS).map_err(db_err)?;
         for item in subs.iter().map_err(db_err)? {
             let (key, value) = item.map_err(db_err)?;
-            let sub = serde_json::from_slice(value.value()).map_err(|source| StoreError::Decode {
-                what: "subscriber",
-                key: key.value().to_owned(),
-                source,
-            })?;
+            let sub =
+                serde_json::from_slice(value.value()).map_err(|source| StoreError::Decode {
+                    what: "subscriber",
+                    key: key.value().to_owned(),
+                    source,
+                })?;
             snapshot.subscribers.push(sub);
         }
         Ok(snapshot)
@@ -139,7 +141,8 @@ impl SubscriberStore for RedbStore {
                     match &c.new {
                         Some(v) => {
                             let bytes = encode(&c.name, v)?;
-                            vpns.insert(c.name.as_str(), bytes.as_slice()).map_err(db_err)?;
+                            vpns.insert(c.name.as_str(), bytes.as_slice())
+                                .map_err(db_err)?;
                         }
                         None => {
                             vpns.remove(c.name.as_str()).map_err(db_err)?;

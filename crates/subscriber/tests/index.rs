@@ -53,27 +53,38 @@ fn login_creates_a_subscriber_in_the_default_domain_and_lookups_find_it() {
     assert_eq!(idx.lookup(ip("127.0.0.2"), None).unwrap(), None);
     assert_eq!(idx.lookup(ip("2001:db8::99"), None).unwrap(), Some("alice"));
     assert_eq!(idx.owner_of(&m("2001:db8::/64")).unwrap(), Some("alice"));
-    assert_eq!(idx.count_by_domain(), [("subscribers", 1), ("north", 0), ("south", 0)]);
+    assert_eq!(
+        idx.count_by_domain(),
+        [("subscribers", 1), ("north", 0), ("south", 0)]
+    );
 }
 
 #[test]
 fn overlapping_ranges_resolve_by_longest_prefix() {
     let mut idx = index();
     idx.login(login("aggregate", &["127.0.0.0/8"])).unwrap();
-    idx.login(login("office", &["127.1.0.0-127.1.255.255"])).unwrap();
+    idx.login(login("office", &["127.1.0.0-127.1.255.255"]))
+        .unwrap();
     idx.login(login("host", &["127.1.2.3"])).unwrap();
     assert_eq!(idx.lookup(ip("127.1.2.3"), None).unwrap(), Some("host"));
     assert_eq!(idx.lookup(ip("127.1.2.4"), None).unwrap(), Some("office"));
-    assert_eq!(idx.lookup(ip("127.2.0.1"), None).unwrap(), Some("aggregate"));
+    assert_eq!(
+        idx.lookup(ip("127.2.0.1"), None).unwrap(),
+        Some("aggregate")
+    );
     idx.logout("office", None).unwrap();
-    assert_eq!(idx.lookup(ip("127.1.2.4"), None).unwrap(), Some("aggregate"));
+    assert_eq!(
+        idx.lookup(ip("127.1.2.4"), None).unwrap(),
+        Some("aggregate")
+    );
     assert_eq!(idx.lookup(ip("127.1.2.3"), None).unwrap(), Some("host"));
 }
 
 #[test]
 fn a_login_that_takes_an_exact_mapping_moves_it_and_reports_both() {
     let mut idx = index();
-    idx.login(login("old", &["127.0.0.5", "127.0.0.6"])).unwrap();
+    idx.login(login("old", &["127.0.0.5", "127.0.0.6"]))
+        .unwrap();
     let c = idx.login(login("new", &["127.0.0.5"])).unwrap();
     assert_eq!(changed(&c), ["old", "new"]);
     let old = c.subscribers[0].new.as_ref().unwrap();
@@ -91,7 +102,10 @@ fn additive_login_keeps_mappings_and_replacing_login_drops_them() {
         ..login("a", &["127.0.0.2", "127.0.0.1"])
     })
     .unwrap();
-    assert_eq!(idx.get("a").unwrap().mappings, [m("127.0.0.1"), m("127.0.0.2")]);
+    assert_eq!(
+        idx.get("a").unwrap().mappings,
+        [m("127.0.0.1"), m("127.0.0.2")]
+    );
     idx.login(login("a", &["127.0.0.3"])).unwrap();
     assert_eq!(idx.get("a").unwrap().mappings, [m("127.0.0.3")]);
     assert_eq!(idx.lookup(ip("127.0.0.1"), None).unwrap(), None);
@@ -108,7 +122,10 @@ fn bad_input_is_refused_precisely_and_changes_nothing() {
         "invalid subscriber name \"bad\\\"name\": character '\"' at position 4 is not allowed (printable ASCII except quotes)"
     );
     assert_eq!(
-        e(&mut idx, login("x", &["127.0.0.0/30", "127.0.0.0-127.0.0.3"])),
+        e(
+            &mut idx,
+            login("x", &["127.0.0.0/30", "127.0.0.0-127.0.0.3"])
+        ),
         "mapping 127.0.0.0/30 is given twice in one call (prefix 127.0.0.0/30 overlaps exactly)"
     );
     assert_eq!(
@@ -116,7 +133,13 @@ fn bad_input_is_refused_precisely_and_changes_nothing() {
         "mapping 127.0.0.1 is given twice in one call (prefix 127.0.0.1/32 overlaps exactly)"
     );
     assert_eq!(
-        e(&mut idx, Login { domain: Some("west".into()), ..login("x", &[]) }),
+        e(
+            &mut idx,
+            Login {
+                domain: Some("west".into()),
+                ..login("x", &[])
+            }
+        ),
         "domain \"west\" is not configured"
     );
     assert_eq!(
@@ -124,12 +147,21 @@ fn bad_input_is_refused_precisely_and_changes_nothing() {
         "VPN \"nope\" does not exist (only IP@VLAN-id creates a VPN automatically)"
     );
     assert_eq!(
-        e(&mut idx, Login { properties: vec![("".into(), "v".into())], ..login("x", &["127.0.0.1"]) }),
+        e(
+            &mut idx,
+            Login {
+                properties: vec![("".into(), "v".into())],
+                ..login("x", &["127.0.0.1"])
+            }
+        ),
         "property \"\": the key is empty"
     );
     // A failed call that would also have moved a mapping and created a VLAN VPN leaves no trace.
     assert!(idx
-        .login(login("x", &["127.0.0.9", "127.0.0.1@100", "127.0.0.2@nope"]))
+        .login(login(
+            "x",
+            &["127.0.0.9", "127.0.0.1@100", "127.0.0.2@nope"]
+        ))
         .is_err());
     assert_eq!(idx.iter().collect::<Vec<_>>(), before);
     assert!(idx.vpn("100").is_none());
@@ -161,10 +193,16 @@ fn case_insensitive_names_are_folded() {
 #[test]
 fn domain_roaming_removes_from_the_old_domain_and_installs_in_the_new() {
     let mut idx = index();
-    idx.login(Login { domain: Some("north".into()), ..login("r", &["127.0.0.1"]) })
-        .unwrap();
+    idx.login(Login {
+        domain: Some("north".into()),
+        ..login("r", &["127.0.0.1"])
+    })
+    .unwrap();
     let c = idx
-        .login(Login { domain: Some("south".into()), ..login("r", &["127.0.0.1"]) })
+        .login(Login {
+            domain: Some("south".into()),
+            ..login("r", &["127.0.0.1"])
+        })
         .unwrap();
     assert_eq!(c.subscribers[0].old_domain.as_deref(), Some("north"));
     assert_eq!(c.domains(), ["north", "south"]);
@@ -173,20 +211,32 @@ fn domain_roaming_removes_from_the_old_domain_and_installs_in_the_new() {
     let south: Vec<_> = c.events_for("south").collect();
     assert!(matches!(south.as_slice(), [DomainEvent::Upsert(s)] if s.domain == "south"));
     assert_eq!(c.events_for("subscribers").count(), 0);
-    assert_eq!(idx.count_by_domain(), [("subscribers", 0), ("north", 0), ("south", 1)]);
+    assert_eq!(
+        idx.count_by_domain(),
+        [("subscribers", 0), ("north", 0), ("south", 1)]
+    );
     assert_eq!(idx.domain_members("south").count(), 1);
     assert_eq!(idx.domain_members("north").count(), 0);
     let out = idx.logout("r", Some("north")).unwrap_err();
-    assert_eq!(out.to_string(), "subscriber \"r\" is in domain \"south\", not \"north\"");
+    assert_eq!(
+        out.to_string(),
+        "subscriber \"r\" is in domain \"south\", not \"north\""
+    );
     let c = idx.logout("r", Some("south")).unwrap();
-    assert!(matches!(c.events_for("south").next(), Some(DomainEvent::Remove(_))));
+    assert!(matches!(
+        c.events_for("south").next(),
+        Some(DomainEvent::Remove(_))
+    ));
 }
 
 #[test]
 fn ip_at_vlan_creates_the_vlan_vpn_in_the_subscriber_domain() {
     let mut idx = index();
     let c = idx
-        .login(Login { domain: Some("north".into()), ..login("v", &["127.0.0.1@100"]) })
+        .login(Login {
+            domain: Some("north".into()),
+            ..login("v", &["127.0.0.1@100"])
+        })
         .unwrap();
     assert_eq!(c.vpns.len(), 1);
     let vpn = idx.vpn("100").unwrap();
@@ -202,7 +252,10 @@ fn ip_at_vlan_creates_the_vlan_vpn_in_the_subscriber_domain() {
         e.to_string(),
         "mapping 127.0.0.2@100 is in VPN domain \"north\" but the subscriber is in domain \"subscribers\""
     );
-    assert!(matches!(idx.remove_vpn("100"), Err(IndexError::VpnInUse { prefixes: 1, .. })));
+    assert!(matches!(
+        idx.remove_vpn("100"),
+        Err(IndexError::VpnInUse { prefixes: 1, .. })
+    ));
     idx.logout("v", None).unwrap();
     idx.remove_vpn("100").unwrap();
     assert!(idx.vpn_for_vlan(100).is_none());
@@ -222,21 +275,32 @@ fn mpls_vpn_labels_come_only_for_configured_rt_rd_at_pe() {
         .set_mpls_label(id, 10, vec!["127.1.1.0/24".parse().unwrap()])
         .unwrap();
     assert_eq!(c.vpns[0].name, "vpn1");
-    assert_eq!(idx.vpn_for_label(ip("127.10.10.10"), 10).unwrap().name, "vpn1");
+    assert_eq!(
+        idx.vpn_for_label(ip("127.10.10.10"), 10).unwrap().name,
+        "vpn1"
+    );
     assert!(idx.vpn_for_label(ip("127.10.10.10"), 11).is_none());
     let other: MplsVpnId = "1000:2@127.10.10.10".parse().unwrap();
     assert_eq!(
-        idx.set_mpls_label(other, 10, vec![]).unwrap_err().to_string(),
+        idx.set_mpls_label(other, 10, vec![])
+            .unwrap_err()
+            .to_string(),
         "no VPN is configured with MPLS/VPN 1000:2@127.10.10.10"
     );
     idx.login(login("ce", &["127.1.1.0/24@vpn1"])).unwrap();
-    assert_eq!(idx.lookup(ip("127.1.1.77"), Some("vpn1")).unwrap(), Some("ce"));
+    assert_eq!(
+        idx.lookup(ip("127.1.1.77"), Some("vpn1")).unwrap(),
+        Some("ce")
+    );
     let dup = idx.add_vpn(Vpn {
         name: "vpn2".into(),
         domain: "subscribers".into(),
         kind: VpnKind::Mpls(vec![MplsVpnEntry { id, labels: vec![] }]),
     });
-    assert_eq!(dup.unwrap_err().to_string(), "VPN with 1000:1@127.10.10.10 already exists");
+    assert_eq!(
+        dup.unwrap_err().to_string(),
+        "VPN with 1000:1@127.10.10.10 already exists"
+    );
     idx.remove_mpls_label(id, 10).unwrap();
     assert!(idx.vpn_for_label(ip("127.10.10.10"), 10).is_none());
 }
@@ -244,9 +308,16 @@ fn mpls_vpn_labels_come_only_for_configured_rt_rd_at_pe() {
 #[test]
 fn logout_by_mapping_remove_properties_state_and_expiry() {
     let mut idx = index();
-    idx.login(Login { auto_logout: Some(50), ..login("a", &["127.0.0.1", "127.0.0.2"]) })
-        .unwrap();
-    idx.login(Login { auto_logout: Some(70), ..login("b", &["127.0.0.3"]) }).unwrap();
+    idx.login(Login {
+        auto_logout: Some(50),
+        ..login("a", &["127.0.0.1", "127.0.0.2"])
+    })
+    .unwrap();
+    idx.login(Login {
+        auto_logout: Some(70),
+        ..login("b", &["127.0.0.3"])
+    })
+    .unwrap();
     let c = idx.logout_by_mapping(&m("127.0.0.1")).unwrap();
     assert_eq!(changed(&c), ["a"]);
     assert!(idx.get("a").unwrap().logged_in);
@@ -254,9 +325,13 @@ fn logout_by_mapping_remove_properties_state_and_expiry() {
         idx.logout_by_mapping(&m("127.0.0.1")).unwrap_err(),
         IndexError::NoSuchMapping("127.0.0.1".into())
     );
-    idx.set_properties("a", vec![("tier".into(), "1".into()), ("x".into(), "y".into())])
+    idx.set_properties(
+        "a",
+        vec![("tier".into(), "1".into()), ("x".into(), "y".into())],
+    )
+    .unwrap();
+    idx.set_properties("a", vec![("tier".into(), "2".into())])
         .unwrap();
-    idx.set_properties("a", vec![("tier".into(), "2".into())]).unwrap();
     idx.set_state("a", vec![1, 2, 3]).unwrap();
     let a = idx.get("a").unwrap();
     assert_eq!(a.properties[0], ("tier".to_string(), "2".to_string()));
@@ -271,7 +346,10 @@ fn logout_by_mapping_remove_properties_state_and_expiry() {
     let c = idx.remove("a").unwrap();
     assert!(c.subscribers[0].new.is_none());
     assert!(idx.get("a").is_none());
-    assert_eq!(idx.remove("a").unwrap_err(), IndexError::UnknownSubscriber("a".into()));
+    assert_eq!(
+        idx.remove("a").unwrap_err(),
+        IndexError::UnknownSubscriber("a".into())
+    );
 }
 
 #[test]
@@ -280,8 +358,14 @@ fn name_queries_by_prefix_and_suffix() {
     for n in ["cust-1@east", "cust-2@west", "cust-3@east", "other@east"] {
         idx.login(login(n, &[])).unwrap();
     }
-    assert_eq!(idx.names_with_prefix("cust-", 10), ["cust-1@east", "cust-2@west", "cust-3@east"]);
-    assert_eq!(idx.names_with_suffix("@east", 2), ["cust-1@east", "cust-3@east"]);
+    assert_eq!(
+        idx.names_with_prefix("cust-", 10),
+        ["cust-1@east", "cust-2@west", "cust-3@east"]
+    );
+    assert_eq!(
+        idx.names_with_suffix("@east", 2),
+        ["cust-1@east", "cust-3@east"]
+    );
     let mut s = Subscriber::new(SubscriberName::new("cust-1@east", NameCase::Sensitive).unwrap());
     s.domain = "north".into();
     assert!(matches!(idx.add(s), Err(IndexError::SubscriberExists(_))));

@@ -29,7 +29,10 @@ fn a_reopened_store_restores_every_subscriber_vpn_and_mapping() {
             kind: VpnKind::Mpls(vec![MplsVpnEntry { id, labels: vec![] }]),
         })
         .unwrap()];
-    ops.push(idx.set_mpls_label(id, 17, vec!["127.1.0.0/16".parse().unwrap()]).unwrap());
+    ops.push(
+        idx.set_mpls_label(id, 17, vec!["127.1.0.0/16".parse().unwrap()])
+            .unwrap(),
+    );
     for i in 0..200u32 {
         ops.push(
             idx.login(Login {
@@ -46,7 +49,11 @@ fn a_reopened_store_restores_every_subscriber_vpn_and_mapping() {
         idx.login(Login {
             name: "vpnuser".into(),
             domain: Some("north".into()),
-            mappings: vec![m("127.1.2.0/24@vpn1"), m("127.0.0.1@42"), m("2001:db8::/56")],
+            mappings: vec![
+                m("127.1.2.0/24@vpn1"),
+                m("127.0.0.1@42"),
+                m("2001:db8::/56"),
+            ],
             ..Login::default()
         })
         .unwrap(),
@@ -86,11 +93,23 @@ fn a_reopened_store_restores_every_subscriber_vpn_and_mapping() {
     assert_eq!(vg, vw);
     assert_eq!(vg.len(), 2, "vpn1 and the auto-created VLAN VPN 42");
     let ip = |s: &str| s.parse().unwrap();
-    assert_eq!(restored.lookup(ip("127.0.0.5"), None).unwrap(), Some("taker"));
+    assert_eq!(
+        restored.lookup(ip("127.0.0.5"), None).unwrap(),
+        Some("taker")
+    );
     assert_eq!(restored.lookup(ip("127.0.0.7"), None).unwrap(), None);
-    assert_eq!(restored.lookup(ip("127.1.2.9"), Some("vpn1")).unwrap(), Some("vpnuser"));
-    assert_eq!(restored.lookup(ip("2001:db8::1"), None).unwrap(), Some("vpnuser"));
-    assert_eq!(restored.vpn_for_label(ip("127.10.10.10"), 17).unwrap().name, "vpn1");
+    assert_eq!(
+        restored.lookup(ip("127.1.2.9"), Some("vpn1")).unwrap(),
+        Some("vpnuser")
+    );
+    assert_eq!(
+        restored.lookup(ip("2001:db8::1"), None).unwrap(),
+        Some("vpnuser")
+    );
+    assert_eq!(
+        restored.vpn_for_label(ip("127.10.10.10"), 17).unwrap().name,
+        "vpn1"
+    );
     assert!(restored.get("sub8").is_none());
 }
 
@@ -103,7 +122,10 @@ carol,,,\n";
 fn csv_import_export_round_trips() {
     let mut idx = SubscriberIndex::new(config()).unwrap();
     let mut seen = 0;
-    let report = import(&mut idx, Cursor::new(GOOD), ImportMode::AllOrNothing, |n| seen = n).unwrap();
+    let report = import(&mut idx, Cursor::new(GOOD), ImportMode::AllOrNothing, |n| {
+        seen = n
+    })
+    .unwrap();
     assert_eq!(report.imported, 3);
     assert_eq!(seen, 3);
     assert_eq!(report.changes.vpns.len(), 1);
@@ -116,11 +138,20 @@ fn csv_import_export_round_trips() {
     assert_eq!(export(&idx, &mut out).unwrap(), 3);
     let text = String::from_utf8(out).unwrap();
     assert!(text.starts_with("name,domain,mappings,properties,logged_in,auto_logout\n"));
-    assert!(text.contains("\"bob, jr\",north,127.0.0.2@100,,false,\n"), "{text}");
+    assert!(
+        text.contains("\"bob, jr\",north,127.0.0.2@100,,false,\n"),
+        "{text}"
+    );
 
     // The export imports into a fresh index with the same result.
     let mut again = SubscriberIndex::new(config()).unwrap();
-    import(&mut again, Cursor::new(text), ImportMode::AllOrNothing, |_| {}).unwrap();
+    import(
+        &mut again,
+        Cursor::new(text),
+        ImportMode::AllOrNothing,
+        |_| {},
+    )
+    .unwrap();
     let mut a: Vec<Subscriber> = idx.iter().collect();
     let mut b: Vec<Subscriber> = again.iter().collect();
     a.sort_by(|x, y| x.name.cmp(&y.name));
@@ -164,7 +195,10 @@ fn garbage_rows_are_reported_with_line_numbers() {
         text[5],
         "line 10: mapping 127.0.0.10@200: VLAN VPN 200 is created in domain \"north\" by an earlier row"
     );
-    assert_eq!(text[6], "line 11: subscriber \"ok1\" already appears on line 2");
+    assert_eq!(
+        text[6],
+        "line 11: subscriber \"ok1\" already appears on line 2"
+    );
 
     let report = import(&mut idx, Cursor::new(BAD), ImportMode::SkipInvalid, |_| {}).unwrap();
     assert_eq!(report.imported, 3);
@@ -177,12 +211,23 @@ fn garbage_rows_are_reported_with_line_numbers() {
 #[test]
 fn a_bad_header_refuses_the_file() {
     let mut idx = SubscriberIndex::new(config()).unwrap();
-    let e = import(&mut idx, Cursor::new("nom,domain\nx,y\n"), ImportMode::SkipInvalid, |_| {})
-        .unwrap_err();
+    let e = import(
+        &mut idx,
+        Cursor::new("nom,domain\nx,y\n"),
+        ImportMode::SkipInvalid,
+        |_| {},
+    )
+    .unwrap_err();
     assert_eq!(
         e.to_string(),
         "line 1: unknown column \"nom\" (known: name, domain, mappings, properties, logged_in, auto_logout)"
     );
-    let e = import(&mut idx, Cursor::new("domain\nx\n"), ImportMode::SkipInvalid, |_| {}).unwrap_err();
+    let e = import(
+        &mut idx,
+        Cursor::new("domain\nx\n"),
+        ImportMode::SkipInvalid,
+        |_| {},
+    )
+    .unwrap_err();
     assert_eq!(e.to_string(), "line 1: the header has no \"name\" column");
 }

@@ -402,7 +402,7 @@ impl SubscriberIndex {
                 }
             }
         }
-        self.check_capacity(existing, &sub.mappings)?;
+        self.check_capacity(existing)?;
         Ok((name, existing, domain, targets))
     }
 
@@ -463,7 +463,7 @@ impl SubscriberIndex {
                 }
             }
         }
-        self.check_capacity(existing, &new_mappings)?;
+        self.check_capacity(existing)?;
 
         let mut touched = Touched::default();
         let vpn_ids = self.create_vlans(&targets, domain, &mut touched);
@@ -875,18 +875,13 @@ impl SubscriberIndex {
             .then_some(owner)
     }
 
-    fn check_capacity(
-        &self,
-        existing: Option<u32>,
-        mappings: &[Mapping],
-    ) -> Result<(), IndexError> {
+    fn check_capacity(&self, existing: Option<u32>) -> Result<(), IndexError> {
         if existing.is_none()
             && self.free.is_empty()
             && self.records.len() as u64 > u64::from(MAX_VALUE)
         {
             return Err(IndexError::Full);
         }
-        let _ = mappings;
         Ok(())
     }
 

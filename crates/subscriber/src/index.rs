@@ -212,6 +212,13 @@ impl SubscriberIndex {
         self.find(&self.fold(name)).map(|id| self.snapshot(id))
     }
 
+    /// The subscriber called `name` if it is in `domain` (the SM API's name-in-domain key).
+    pub fn get_in_domain(&self, name: &str, domain: &str) -> Option<Subscriber> {
+        let id = self.find(&self.fold(name))?;
+        let wanted = self.domain_id(domain).ok()?;
+        (self.record(id).domain == wanted).then(|| self.snapshot(id))
+    }
+
     /// The VPN table id of a VPN name.
     pub fn vpn_id(&self, name: &str) -> Option<VpnId> {
         self.vpn_by_name.get(name).copied()

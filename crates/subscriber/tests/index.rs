@@ -216,6 +216,8 @@ fn domain_roaming_removes_from_the_old_domain_and_installs_in_the_new() {
         [("subscribers", 0), ("north", 0), ("south", 1)]
     );
     assert_eq!(idx.domain_members("south").count(), 1);
+    assert!(idx.get_in_domain("r", "south").is_some());
+    assert!(idx.get_in_domain("r", "north").is_none());
     assert_eq!(idx.domain_members("north").count(), 0);
     let out = idx.logout("r", Some("north")).unwrap_err();
     assert_eq!(

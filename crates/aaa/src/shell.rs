@@ -303,7 +303,11 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// A non-blocking UDP socket bound to `address`, with large kernel buffers.
 fn bind_udp(address: SocketAddr) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
     // Best effort: a smaller buffer than asked for still works.
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);

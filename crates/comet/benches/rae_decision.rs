@@ -140,25 +140,6 @@ fn decision_and_memory(prefixes: u32) {
     );
 }
 
-async fn read_message(stream: &mut tokio::net::TcpStream) -> Option<InterRaeMessage> {
-    let mut header = [0u8; wire::HEADER_LEN];
-    stream.read_exact(&mut header).await.ok()?;
-    let len = Frame::new_unchecked(&header[..]).body_len() as usize;
-    let mut frame = header.to_vec();
-    frame.resize(wire::HEADER_LEN + len, 0);
-    stream
-        .read_exact(&mut frame[wire::HEADER_LEN..])
-        .await
-        .ok()?;
-    InterRaeMessage::parse(&Frame::new_checked(&frame[..]).ok()?).ok()
-}
-
-async fn send(stream: &mut tokio::net::TcpStream, message: &InterRaeMessage) {
-    let mut out = Vec::new();
-    message.emit(&mut out);
-    stream.write_all(&out).await.unwrap();
-}
-
 async fn convergence() {
     let links = [
         (1, 2),

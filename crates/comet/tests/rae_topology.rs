@@ -87,25 +87,6 @@ async fn fake_peer_accept(listener: &TcpListener, as_number: u32) -> TcpStream {
     stream
 }
 
-async fn read_message(stream: &mut TcpStream) -> Option<InterRaeMessage> {
-    let mut header = [0u8; wire::HEADER_LEN];
-    stream.read_exact(&mut header).await.ok()?;
-    let len = Frame::new_unchecked(&header[..]).body_len() as usize;
-    let mut frame = header.to_vec();
-    frame.resize(wire::HEADER_LEN + len, 0);
-    stream
-        .read_exact(&mut frame[wire::HEADER_LEN..])
-        .await
-        .ok()?;
-    Some(InterRaeMessage::parse(&Frame::new_checked(&frame[..]).unwrap()).unwrap())
-}
-
-async fn send(stream: &mut TcpStream, message: &InterRaeMessage) {
-    let mut out = Vec::new();
-    message.emit(&mut out);
-    stream.write_all(&out).await.unwrap();
-}
-
 fn route(prefix: &str, cos: u32, as_path: Vec<u32>) -> proto::Route {
     let p: brasa_comet::rae::rib::Prefix = prefix.parse().unwrap();
     proto::Route {

@@ -3,7 +3,7 @@
 
 use brasa_comet::rae::config::RaeConfig;
 use brasa_comet::rae::proto;
-use brasa_comet::rae::wire::{self, CmeMessage, Frame};
+use brasa_comet::rae::wire::{self, CmeMessage, Frame, InterRaeMessage};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -261,4 +261,27 @@ pub async fn listener(ip: &str) -> (TcpListener, u16) {
     let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     (listener, port)
+}
+
+/// Reads one inter-RAE frame; `None` when the connection closed. A malformed frame from brasa is
+/// a bug, so it panics.
+pub async fn read_message(stream: &mut tokio::net::TcpStream) -> Option<InterRaeMessage> {
+    let mut header = [0u8; wire::HEADER_LEN];
+    stream.read_exact(&mut header).await.ok()?;
+    let len = Frame::new_unchecked(&header[..]).body_len() as usize;
+    let mut frame = header.to_vec();
+    frame.resize(wire::HEADER_LEN + len, 0);
+    stream
+        .read_exact(&mut frame[wire::HEADER_LEN..])
+        .await
+        .ok()?;
+    let frame = Frame::new_checked(&frame[..]).expect("a well-formed frame");
+    Some(InterRaeMessage::parse(&frame).expect("a well-formed message"))
+}
+
+/// Writes one inter-RAE message.
+pub async fn send(stream: &mut tokio::net::TcpStream, message: &InterRaeMessage) {
+    let mut out = Vec::new();
+    message.emit(&mut out);
+    stream.write_all(&out).await.unwrap();
 }

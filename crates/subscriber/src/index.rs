@@ -345,6 +345,56 @@ impl SubscriberIndex {
             .map(|id| self.snapshot(id))
     }
 
+    /// A resumable full sync: up to `max` push-mode members of `domain` (as
+    /// [`Self::domain_members`]) whose storage id is `>= start`, in id order, and the id to
+    /// resume from (`None` once the table is exhausted).
+    ///
+    /// Ids are stable while a subscriber exists, so a sender that remembers the cursor knows
+    /// which subscribers it has already sent ([`Self::id_of`] below the cursor) while the index
+    /// keeps changing between calls.
+    pub fn domain_members_from(
+        &self,
+        domain: &str,
+        start: u32,
+        max: usize,
+    ) -> (Vec<Subscriber>, Option<u32>) {
+        let Ok(wanted) = self.domain_id(domain) else {
+            return (Vec::new(), None);
+        };
+        let mut out = Vec::new();
+        let end = self.records.len() as u32;
+        let mut id = start;
+        while id < end {
+            if out.len() >= max {
+                return (out, Some(id));
+            }
+            if let Some(r) = &self.records[id as usize] {
+                if r.domain == wanted && !r.mappings.is_empty() {
+                    out.push(self.snapshot(id));
+                }
+            }
+            id += 1;
+        }
+        (out, None)
+    }
+
+    /// How many subscribers of `domain` a push-mode full sync sends (those with mappings).
+    pub fn domain_member_count(&self, domain: &str) -> usize {
+        let Ok(wanted) = self.domain_id(domain) else {
+            return 0;
+        };
+        self.records
+            .iter()
+            .flatten()
+            .filter(|r| r.domain == wanted && !r.mappings.is_empty())
+            .count()
+    }
+
+    /// The storage id of the subscriber called `name` (already case-folded, as in change sets).
+    pub fn id_of(&self, name: &str) -> Option<u32> {
+        self.find(name)
+    }
+
     // ------------------------------------------------------------- operations
 
     /// Adds a new subscriber; fails if the name exists or an exact mapping is held by another.

@@ -372,3 +372,30 @@ fn name_queries_by_prefix_and_suffix() {
     s.domain = "north".into();
     assert!(matches!(idx.add(s), Err(IndexError::SubscriberExists(_))));
 }
+
+#[test]
+fn domain_members_from_resumes_at_the_cursor() {
+    let mut idx = index();
+    for i in 0..10 {
+        idx.login(login(&format!("s{i}"), &[&format!("10.9.0.{i}")]))
+            .unwrap();
+    }
+    idx.login(login("idle", &[])).unwrap();
+    assert_eq!(idx.domain_member_count("subscribers"), 10);
+    let mut names = Vec::new();
+    let mut cursor = Some(0);
+    while let Some(start) = cursor {
+        let (batch, next) = idx.domain_members_from("subscribers", start, 3);
+        assert!(batch.len() <= 3);
+        names.extend(batch.into_iter().map(|s| s.name.as_str().to_owned()));
+        cursor = next;
+    }
+    let mut expected: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
+    names.sort();
+    expected.sort();
+    assert_eq!(names, expected);
+    let id = idx.id_of("s4").unwrap();
+    let (after, _) = idx.domain_members_from("subscribers", id + 1, 100);
+    assert!(after.iter().all(|s| s.name.as_str() != "s4"));
+    assert!(idx.domain_members_from("nowhere", 0, 10).0.is_empty());
+}

@@ -1,0 +1,283 @@
+//! Protobuf messages ↔ core records and operations.
+//!
+//! Everything arriving from a LEG or an EP is untrusted: each field is parsed with an error that
+//! names the field and the offending text, and nothing here panics (fuzzed by
+//! `fuzz/fuzz_targets/leg_op.rs`).
+
+use std::net::IpAddr;
+
+use brasa_subscriber::{
+    ChangeSet, DownstreamLabel, Login, Mapping, MplsVpnEntry, MplsVpnId, NameCase, Prefix,
+    Subscriber, SubscriberName, Vpn, VpnKind, DEFAULT_DOMAIN,
+};
+
+use crate::op::{Op, SmError};
+use crate::pb;
+
+/// Converts one bulk-stream operation.
+pub fn op_from_proto(op: pb::LegOp, case: NameCase) -> Result<Op, SmError> {
+    use pb::leg_op::Op as P;
+    match op.op {
+        None => Err(SmError::invalid(
+            "the operation is empty (no field of LegOp.op is set)",
+        )),
+        Some(P::Login(r)) => login_from_proto(r),
+        Some(P::Logout(r)) => Ok(Op::Logout {
+            name: r.name,
+            domain: r.domain,
+        }),
+        Some(P::LogoutByMapping(r)) => Ok(Op::LogoutByMapping(mapping(&r.mapping, "mapping")?)),
+        Some(P::Add(r)) => {
+            let sub = r
+                .subscriber
+                .ok_or_else(|| SmError::invalid("AddSubscriber needs a subscriber"))?;
+            Ok(Op::Add {
+                subscriber: subscriber_from_proto(sub, case)?,
+                replace: r.replace,
+            })
+        }
+        Some(P::Remove(r)) => Ok(Op::Remove(r.name)),
+        Some(P::SetProperties(r)) => Ok(Op::SetProperties {
+            name: r.name,
+            properties: properties(r.properties),
+        }),
+        Some(P::SetState(r)) => Ok(Op::SetState {
+            name: r.name,
+            state: r.state,
+        }),
+        Some(P::AddVpn(r)) => {
+            let vpn = r
+                .vpn
+                .ok_or_else(|| SmError::invalid("AddVpn needs a vpn"))?;
+            Ok(Op::AddVpn(vpn_from_proto(vpn)?))
+        }
+        Some(P::RemoveVpn(r)) => Ok(Op::RemoveVpn(r.name)),
+        Some(P::SetMplsLabel(r)) => Ok(Op::SetMplsLabel {
+            id: mpls_id(&r.mpls_vpn)?,
+            label: r.label,
+            ranges: prefixes(&r.ranges, "ranges")?,
+        }),
+        Some(P::RemoveMplsLabel(r)) => Ok(Op::RemoveMplsLabel {
+            id: mpls_id(&r.mpls_vpn)?,
+            label: r.label,
+        }),
+    }
+}
+
+/// Converts a login event.
+pub fn login_from_proto(r: pb::LoginRequest) -> Result<Op, SmError> {
+    Ok(Op::Login {
+        login: Login {
+            mappings: mappings(&r.mappings)?,
+            name: r.name,
+            domain: r.domain,
+            additive: r.additive,
+            properties: properties(r.properties),
+            auto_logout: None,
+        },
+        auto_logout_after: r.auto_logout_after_seconds,
+    })
+}
+
+/// Parses a mapping text, naming `field` in the error.
+pub fn mapping(text: &str, field: &str) -> Result<Mapping, SmError> {
+    text.parse()
+        .map_err(|e| SmError::invalid(format!("{field} {text:?}: {e}")))
+}
+
+/// Parses every mapping of a list; the error names its position (from 1).
+pub fn mappings(texts: &[String]) -> Result<Vec<Mapping>, SmError> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| mapping(t, &format!("mapping {}", i + 1)))
+        .collect()
+}
+
+fn prefixes(texts: &[String], field: &str) -> Result<Vec<Prefix>, SmError> {
+    texts
+        .iter()
+        .map(|t| {
+            t.parse()
+                .map_err(|e| SmError::invalid(format!("{field}: {t:?}: {e}")))
+        })
+        .collect()
+}
+
+fn mpls_id(text: &str) -> Result<MplsVpnId, SmError> {
+    text.parse()
+        .map_err(|e| SmError::invalid(format!("MPLS/VPN {text:?}: {e}")))
+}
+
+/// Parses an address, naming the field.
+pub fn address(text: &str) -> Result<IpAddr, SmError> {
+    text.trim()
+        .parse()
+        .map_err(|_| SmError::invalid(format!("address {text:?} is not an IPv4 or IPv6 address")))
+}
+
+fn properties(props: Vec<pb::Property>) -> Vec<(String, String)> {
+    props.into_iter().map(|p| (p.key, p.value)).collect()
+}
+
+/// A protobuf subscriber as a core record (name validated with `case`; an empty domain is the
+/// default domain).
+pub fn subscriber_from_proto(s: pb::Subscriber, case: NameCase) -> Result<Subscriber, SmError> {
+    let name = SubscriberName::new(&s.name, case)
+        .map_err(|e| SmError::invalid(format!("invalid subscriber name {:?}: {e}", s.name)))?;
+    Ok(Subscriber {
+        name,
+        domain: if s.domain.is_empty() {
+            DEFAULT_DOMAIN.to_owned()
+        } else {
+            s.domain
+        },
+        mappings: mappings(&s.mappings)?,
+        properties: properties(s.properties),
+        state: s.state,
+        logged_in: s.logged_in,
+        auto_logout: s.auto_logout,
+    })
+}
+
+/// A core record as protobuf.
+pub fn subscriber_to_proto(s: &Subscriber) -> pb::Subscriber {
+    pb::Subscriber {
+        name: s.name.as_str().to_owned(),
+        domain: s.domain.clone(),
+        mappings: s.mappings.iter().map(Mapping::to_string).collect(),
+        properties: s
+            .properties
+            .iter()
+            .map(|(k, v)| pb::Property {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        state: s.state.clone(),
+        logged_in: s.logged_in,
+        auto_logout: s.auto_logout,
+    }
+}
+
+/// A protobuf VPN as a core VPN.
+pub fn vpn_from_proto(v: pb::Vpn) -> Result<Vpn, SmError> {
+    let kind = match v.kind {
+        Some(pb::vpn::Kind::Vlan(id)) => {
+            let vlan = u16::try_from(id)
+                .map_err(|_| SmError::invalid(format!("VLAN-id {id} is outside 1..=4094")))?;
+            VpnKind::Vlan(vlan)
+        }
+        Some(pb::vpn::Kind::Mpls(m)) => {
+            let mut entries = Vec::with_capacity(m.entries.len());
+            for e in m.entries {
+                let mut labels = Vec::with_capacity(e.labels.len());
+                for l in e.labels {
+                    labels.push(DownstreamLabel {
+                        label: l.label,
+                        ranges: prefixes(&l.ranges, "label ranges")?,
+                    });
+                }
+                entries.push(MplsVpnEntry {
+                    id: mpls_id(&e.id)?,
+                    labels,
+                });
+            }
+            VpnKind::Mpls(entries)
+        }
+        None => {
+            return Err(SmError::invalid(format!(
+                "VPN {:?} needs a vlan or mpls kind",
+                v.name
+            )))
+        }
+    };
+    Ok(Vpn {
+        name: v.name,
+        domain: if v.domain.is_empty() {
+            DEFAULT_DOMAIN.to_owned()
+        } else {
+            v.domain
+        },
+        kind,
+    })
+}
+
+/// A core VPN as protobuf.
+pub fn vpn_to_proto(v: &Vpn) -> pb::Vpn {
+    let kind = match &v.kind {
+        VpnKind::Vlan(id) => pb::vpn::Kind::Vlan(u32::from(*id)),
+        VpnKind::Mpls(entries) => pb::vpn::Kind::Mpls(pb::MplsVpn {
+            entries: entries
+                .iter()
+                .map(|e| pb::MplsEntry {
+                    id: e.id.to_string(),
+                    labels: e
+                        .labels
+                        .iter()
+                        .map(|l| pb::DownstreamLabel {
+                            label: l.label,
+                            ranges: l.ranges.iter().map(Prefix::to_string).collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }),
+    };
+    pb::Vpn {
+        name: v.name.clone(),
+        domain: v.domain.clone(),
+        kind: Some(kind),
+    }
+}
+
+/// A change set as the unary-call reply.
+pub fn change_reply(c: &ChangeSet) -> pb::ChangeReply {
+    pb::ChangeReply {
+        changes: c
+            .subscribers
+            .iter()
+            .map(|s| pb::SubscriberChange {
+                name: s.name.as_str().to_owned(),
+                old_domain: s.old_domain.clone(),
+                subscriber: s.new.as_ref().map(subscriber_to_proto),
+            })
+            .collect(),
+        vpns: c.vpns.iter().map(|v| v.name.clone()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_fields_are_named() {
+        let err = login_from_proto(pb::LoginRequest {
+            name: "a".into(),
+            mappings: vec!["10.0.0.1".into(), "10.0.0.300".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.message.starts_with("mapping 2 \"10.0.0.300\""), "{err}");
+        let err = op_from_proto(pb::LegOp { op: None }, NameCase::Sensitive).unwrap_err();
+        assert!(err.message.contains("empty"), "{err}");
+        let err = vpn_from_proto(pb::Vpn {
+            name: "v".into(),
+            domain: String::new(),
+            kind: Some(pb::vpn::Kind::Vlan(70000)),
+        })
+        .unwrap_err();
+        assert!(err.message.contains("70000"), "{err}");
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let mut s = Subscriber::new(SubscriberName::new("x", NameCase::Sensitive).unwrap());
+        s.mappings = vec!["10.1.0.0/16@7".parse().unwrap()];
+        s.properties = vec![("tier".into(), "gold".into())];
+        s.auto_logout = Some(9);
+        let back = subscriber_from_proto(subscriber_to_proto(&s), NameCase::Sensitive).unwrap();
+        assert_eq!(back, s);
+    }
+}

@@ -20,6 +20,7 @@ pub mod convert;
 pub mod core;
 pub mod ep;
 pub mod grpc;
+pub mod leg;
 pub mod op;
 pub mod service;
 
@@ -29,5 +30,6 @@ pub use brasa_proto::brasa::sm as pb;
 pub use client::{ClientError, ClientEvent, EpClient, EpClientOptions, EpReplica, ReplicaEvent};
 pub use config::{EpConfig, EpMode, FailureAction, SmConfig};
 pub use grpc::SmServer;
+pub use leg::LegClient;
 pub use op::{ErrorKind, Op, SmError};
 pub use service::{Pending, ServiceStats, SmService, StartError};

@@ -47,6 +47,9 @@ enum Command {
     /// Stateful content-aware forwarding (CURLING, seed 004 §6): scenarios and entities.
     #[command(subcommand)]
     Curling(cmd::curling::CurlingCommand),
+    /// Subscriber manager (seed 003): subscribers, lookups, logins, enforcement points.
+    #[command(subcommand)]
+    Sm(cmd::sm::SmCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,6 +79,7 @@ fn main() -> std::process::ExitCode {
             Command::Dataplane(args) => cmd::dataplane::run(&global, args).await,
             Command::Cafe(command) => cmd::cafe::run(&global, command).await,
             Command::Curling(command) => cmd::curling::run(&global, command).await,
+            Command::Sm(command) => cmd::sm::run(&global, command).await,
         }
     });
     match result {

@@ -660,7 +660,7 @@ async fn run(
         }
         clear
     };
-    tracing::info!(%error, cleared = clear, "EP connection ended");
+    tracing::debug!(%error, cleared = clear, "EP connection ended");
     let _ = events.send(ClientEvent::Ended {
         error,
         cleared: clear,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use brasa_subscriber::IndexConfig;
 
 /// How an enforcement point learns its subscribers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EpMode {
     /// The SM sends the whole domain on connect, then every change.
@@ -16,7 +16,7 @@ pub enum EpMode {
 }
 
 /// What an EP does with its subscribers when the link to the SM fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureAction {
     /// Keep them.

@@ -39,7 +39,7 @@ pub enum Transmit {
 }
 
 /// The role of a session in its cascade pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Not in a pair.
@@ -99,7 +99,7 @@ impl Session {
 }
 
 /// Counters of one EP (since the SM started).
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct EpCounters {
     /// Connections accepted.
     pub connections: u64,
@@ -133,7 +133,7 @@ struct EpSlot {
 }
 
 /// What an operator sees of one EP (`brasa sm eps`).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EpView {
     /// Configured id.
     pub id: String,

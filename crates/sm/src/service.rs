@@ -255,33 +255,26 @@ impl SmService {
             .unwrap_or_else(|| Err(SmError::new(ErrorKind::Internal, "no result")))
     }
 
-    /// Runs `f` on the core (under the lock) and commits the change set it returns; used for
-    /// CSV imports, which validate every row against the index before applying any.
-    pub async fn execute_with<T>(
+    /// Runs `f` on the core (under the lock) and sends the change set it returns to the store;
+    /// used for CSV imports, which validate every row against the index before applying any.
+    /// Blocks for as long as `f` runs: call it off the async runtime's workers.
+    pub fn submit_with<T>(
         &self,
         f: impl FnOnce(&mut SmCore) -> Result<(T, ChangeSet), SmError>,
-    ) -> Result<T, SmError> {
-        let pending = {
-            if let Some(why) = lock(&self.inner.failed).clone() {
-                return Err(SmError::new(ErrorKind::Unavailable, why));
-            }
-            let mut core = lock(&self.inner.core);
-            let (value, changes) = f(&mut core)?;
-            let done = self.send_to_store(vec![changes]);
-            (value, done)
-        };
-        let (value, done) = pending;
-        if let Some(rx) = done {
-            rx.await
-                .unwrap_or_else(|_| {
-                    Err(SmError::new(
-                        ErrorKind::Unavailable,
-                        "the subscriber store stopped",
-                    ))
-                })
-                .map(|_| ())?;
+    ) -> Result<(T, Pending), SmError> {
+        if let Some(why) = lock(&self.inner.failed).clone() {
+            return Err(SmError::new(ErrorKind::Unavailable, why));
         }
-        Ok(value)
+        let mut core = lock(&self.inner.core);
+        let (value, changes) = f(&mut core)?;
+        let results = vec![Ok((!changes.is_empty()).then_some(0))];
+        let done = self.send_to_store(if changes.is_empty() {
+            Vec::new()
+        } else {
+            vec![changes]
+        });
+        drop(core);
+        Ok((value, Pending { results, done }))
     }
 
     fn send_to_store(

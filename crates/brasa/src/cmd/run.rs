@@ -45,6 +45,12 @@ pub async fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
             "local_databases": engine.local_databases.len(),
             "policies": engine.policies.len(),
         })),
+        "subscriber_manager": resolved.subscriber_manager.as_ref().map(|sm| serde_json::json!({
+            "listen": sm.listen.to_string(),
+            "domains": sm.config.index.domains,
+            "eps": sm.config.eps.len(),
+            "radius_login_events": sm.radius.is_some(),
+        })),
     });
     if global.json {
         crate::common::output::print_json(&summary)?;

@@ -30,6 +30,8 @@ pub struct DaemonFile {
     pub api: ApiSection,
     /// RADIUS server/proxy; absent means no RADIUS component.
     pub radius: Option<RadiusSection>,
+    /// Subscriber manager; absent means no SM component.
+    pub subscriber_manager: Option<super::sm_config::SmSection>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -282,6 +284,8 @@ pub struct Resolved {
     pub data_dir: PathBuf,
     /// The RADIUS component, if configured.
     pub radius: Option<(EngineConfig, Arc<Dictionary>)>,
+    /// The subscriber manager, if configured.
+    pub subscriber_manager: Option<super::sm_config::SmResolved>,
 }
 
 /// Reads and validates a config file (or the embedded defaults when `path` is `None`).
@@ -299,10 +303,20 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
         Some(section) => Some(resolve_radius(&source, &base, &file.data_dir, section)?),
         None => None,
     };
+    let subscriber_manager = match file.subscriber_manager {
+        Some(section) => Some(super::sm_config::resolve(
+            &source,
+            &file.data_dir,
+            section,
+            radius.as_ref(),
+        )?),
+        None => None,
+    };
     Ok(Resolved {
         api_listen: file.api.listen,
         data_dir: file.data_dir,
         radius,
+        subscriber_manager,
     })
 }
 

@@ -3,6 +3,9 @@
 
 pub mod config;
 pub mod radius_api;
+pub mod sm_api;
+pub mod sm_config;
+pub mod sm_radius;
 
 use crate::common::mgmt;
 use axum::routing::get;
@@ -24,7 +27,13 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
             resolved.data_dir.display()
         )
     })?;
-    let radius = match resolved.radius {
+    let mut radius_config = resolved.radius;
+    // Before the RADIUS engine is built: the SM may add its login-event observer to it.
+    let sm = match resolved.subscriber_manager {
+        Some(sm) => Some(sm_api::start(sm, radius_config.as_mut()).await?),
+        None => None,
+    };
+    let radius = match radius_config {
         Some((engine_config, dictionary)) => {
             let mut seed = [0u8; 32];
             getrandom_seed(&mut seed);
@@ -35,10 +44,11 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         }
         None => None,
     };
-    let state = ApiState { radius };
+    let state = ApiState { radius, sm };
     let router = Router::new()
         .route("/metrics", get(metrics))
         .nest("/api/v1/radius", radius_api::routes())
+        .nest("/api/v1/sm", sm_api::routes())
         .with_state(state);
     let api = mgmt::serve(resolved.api_listen, router).await?;
     Ok(Daemon { api })
@@ -49,6 +59,8 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
 pub struct ApiState {
     /// The RADIUS component.
     pub radius: Option<Arc<brasa_aaa::shell::RadiusService>>,
+    /// The subscriber manager.
+    pub sm: Option<Arc<sm_api::SmComponent>>,
 }
 
 async fn metrics(
@@ -57,6 +69,9 @@ async fn metrics(
     let mut writer = crate::common::prom::PromWriter::default();
     if let Some(radius) = &state.radius {
         radius_api::write_metrics(&radius.stats(), &mut writer);
+    }
+    if let Some(sm) = &state.sm {
+        sm_api::write_metrics(sm, &mut writer);
     }
     mgmt::metrics_response(writer.finish())
 }

@@ -1,0 +1,746 @@
+//! `brasa sm …`: the subscriber manager's operator commands (the SCMS SM's CLU).
+//!
+//! Everything except `ep-watch` goes through the management API of `brasa run`
+//! (`/api/v1/sm/…`, default `127.0.0.1:7780`, `--api`); `ep-watch` connects to the SM's gRPC
+//! EP protocol (`--grpc`, default `http://127.0.0.1:7790`) as an enforcement point.
+
+use crate::cmd::show::DEFAULT_API;
+use crate::common::api::Client;
+use crate::common::output::{print_json, table};
+use crate::common::GlobalArgs;
+use crate::daemon::sm_api::{
+    ChangeView, ImportView, LoginBody, LogoutBody, LookupView, Statistics, SubscriberView,
+};
+use anyhow::{anyhow, Context};
+use brasa_sm::ep::EpView;
+use brasa_sm::{pb, ClientEvent, EpClient, EpClientOptions, EpReplica, ReplicaEvent};
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default gRPC address of the SM.
+pub const DEFAULT_GRPC: &str = "http://127.0.0.1:7790";
+
+/// `brasa sm …`
+#[derive(clap::Subcommand, Debug)]
+pub enum SmCommand {
+    /// Import subscribers from a CSV file with a header row (columns: name, domain, mappings,
+    /// properties, logged_in, auto_logout). Invalid rows refuse the whole file unless
+    /// --skip-invalid.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Import the valid rows and report the invalid ones instead of refusing the file.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Export every subscriber as CSV (to stdout, or -o FILE).
+    Export {
+        /// Write here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Show a subscriber, names, or counts.
+    #[command(subcommand)]
+    Show(SmShow),
+    /// Which subscriber owns an address: `IP` or `IP@VPN` (longest-prefix match).
+    Lookup {
+        /// `10.1.2.3`, `2001:db8::1`, `10.1.2.3@corp`.
+        address: String,
+    },
+    /// Log a subscriber in (exact mappings held by others move to it).
+    Login {
+        /// Subscriber name.
+        name: String,
+        /// A mapping (`10.0.0.1`, `10.0.0.0/24`, `10.0.0.1-10.0.0.9`, `…@VPN`); repeatable.
+        #[arg(short, long = "mapping")]
+        mappings: Vec<String>,
+        /// Add to the current mappings instead of replacing them.
+        #[arg(long)]
+        additive: bool,
+        /// A property `KEY=VALUE`; repeatable.
+        #[arg(short, long = "property")]
+        properties: Vec<String>,
+        /// Domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Log out automatically after this long (`90s`, `1h`).
+        #[arg(long)]
+        auto_logout: Option<String>,
+    },
+    /// Log a subscriber out, by name (optionally in a domain) or by mapping.
+    Logout {
+        /// Subscriber name.
+        #[arg(required_unless_present = "mapping")]
+        name: Option<String>,
+        /// Only if the subscriber is in this domain.
+        #[arg(long, requires = "name")]
+        domain: Option<String>,
+        /// Log out whoever holds exactly this mapping.
+        #[arg(long, conflicts_with = "name")]
+        mapping: Option<String>,
+    },
+    /// Enforcement points: connection, mode, domain, state, quarantine.
+    Eps,
+    /// Resynchronise a connected EP (a full sync of its domain).
+    Resync {
+        /// EP id.
+        ep: String,
+    },
+    /// Lift an EP's quarantine so that it may reconnect at once.
+    ReleaseQuarantine {
+        /// EP id.
+        ep: String,
+    },
+    /// Connect to the SM as an EP and print what it sends (`--json`: one object per line).
+    EpWatch(EpWatchArgs),
+}
+
+/// `brasa sm show …`
+#[derive(clap::Subcommand, Debug)]
+pub enum SmShow {
+    /// One subscriber.
+    Subscriber {
+        /// Name.
+        name: String,
+        /// Only if it is in this domain.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Names starting or ending with a pattern.
+    Names {
+        /// Prefix.
+        #[arg(long, required_unless_present = "suffix", conflicts_with = "suffix")]
+        prefix: Option<String>,
+        /// Suffix.
+        #[arg(long)]
+        suffix: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Subscribers per domain, VPNs, EPs, operations, store commits, RADIUS events.
+    Counts,
+}
+
+/// `brasa sm ep-watch`
+#[derive(clap::Args, Debug)]
+pub struct EpWatchArgs {
+    /// The EP id (a configured `[[subscriber_manager.ep]]`).
+    #[arg(long)]
+    id: String,
+    /// The SM's gRPC address.
+    #[arg(long, env = "BRASA_SM_GRPC", default_value = DEFAULT_GRPC)]
+    grpc: String,
+    /// Cascade role for an EP of a cascade pair.
+    #[arg(long, value_parser = ["active", "standby"])]
+    role: Option<String>,
+    /// Pull these addresses (`IP` or `IP@VPN`) once connected; repeatable.
+    #[arg(long)]
+    pull: Vec<String>,
+    /// Exit once the first full sync (and the pulls) are done, printing what the EP holds.
+    #[arg(long)]
+    until_synced: bool,
+    /// Reconnect this long after the connection ends (`2s`); without it, exit.
+    #[arg(long)]
+    reconnect: Option<String>,
+    /// Do not acknowledge updates (shows the SM's back-pressure handling; it quarantines).
+    #[arg(long)]
+    no_ack: bool,
+}
+
+pub async fn run(global: &GlobalArgs, command: SmCommand) -> anyhow::Result<()> {
+    if let SmCommand::EpWatch(args) = command {
+        return ep_watch(global, args).await;
+    }
+    let global = global.clone();
+    tokio::task::spawn_blocking(move || run_blocking(&global, command)).await?
+}
+
+fn run_blocking(global: &GlobalArgs, command: SmCommand) -> anyhow::Result<()> {
+    let base = global.api_url(DEFAULT_API);
+    let client = Client::new(base.clone());
+    match command {
+        SmCommand::Import { file, skip_invalid } => import(global, &base, &file, skip_invalid),
+        SmCommand::Export { output } => export(&base, output),
+        SmCommand::Show(SmShow::Subscriber { name, domain }) => {
+            let mut path = format!("/api/v1/sm/subscribers/{}", encode(&name));
+            if let Some(d) = domain {
+                path.push_str(&format!("?domain={}", encode(&d)));
+            }
+            let sub: SubscriberView = client.get(&path)?;
+            if global.json {
+                return print_json(&sub);
+            }
+            print!("{}", render_subscriber(&sub));
+            Ok(())
+        }
+        SmCommand::Show(SmShow::Names {
+            prefix,
+            suffix,
+            limit,
+        }) => {
+            let query = match (prefix, suffix) {
+                (Some(p), _) => format!("prefix={}", encode(&p)),
+                (None, Some(s)) => format!("suffix={}", encode(&s)),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let names: Vec<String> =
+                client.get(&format!("/api/v1/sm/names?{query}&limit={limit}"))?;
+            if global.json {
+                return print_json(&names);
+            }
+            for n in names {
+                println!("{n}");
+            }
+            Ok(())
+        }
+        SmCommand::Show(SmShow::Counts) => {
+            let stats: Statistics = client.get("/api/v1/sm/statistics")?;
+            if global.json {
+                return print_json(&stats);
+            }
+            print!("{}", render_counts(&stats));
+            Ok(())
+        }
+        SmCommand::Lookup { address } => {
+            let (ip, vpn) = match address.rsplit_once('@') {
+                Some((ip, vpn)) => (ip, Some(vpn)),
+                None => (address.as_str(), None),
+            };
+            let mut path = format!("/api/v1/sm/lookup?address={}", encode(ip));
+            if let Some(v) = vpn {
+                path.push_str(&format!("&vpn={}", encode(v)));
+            }
+            let found: LookupView = client.get(&path)?;
+            if global.json {
+                return print_json(&found);
+            }
+            match &found.subscriber {
+                Some(s) => print!("{}", render_subscriber(s)),
+                None => println!("{address}: no subscriber"),
+            }
+            Ok(())
+        }
+        SmCommand::Login {
+            name,
+            mappings,
+            additive,
+            properties,
+            domain,
+            auto_logout,
+        } => {
+            let properties = properties
+                .iter()
+                .map(|p| {
+                    p.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .ok_or_else(|| anyhow!("property {p:?} is not KEY=VALUE"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let auto_logout_seconds = auto_logout
+                .map(|d| {
+                    crate::common::config::ConfigDuration::parse(&d)
+                        .map(|d| d.0.as_secs())
+                        .map_err(|e| anyhow!("--auto-logout: {e}"))
+                })
+                .transpose()?;
+            let body = LoginBody {
+                name,
+                mappings,
+                additive,
+                properties,
+                domain,
+                auto_logout_seconds,
+            };
+            let change: ChangeView = client.post("/api/v1/sm/login", &body)?;
+            print_change(global, &change)
+        }
+        SmCommand::Logout {
+            name,
+            domain,
+            mapping,
+        } => {
+            let body = LogoutBody {
+                name,
+                domain,
+                mapping,
+            };
+            let change: ChangeView = client.post("/api/v1/sm/logout", &body)?;
+            print_change(global, &change)
+        }
+        SmCommand::Eps => {
+            let eps: Vec<EpView> = client.get("/api/v1/sm/eps")?;
+            if global.json {
+                return print_json(&eps);
+            }
+            print!("{}", render_eps(&eps));
+            Ok(())
+        }
+        SmCommand::Resync { ep } => {
+            let answer: serde_json::Value = client.post(
+                &format!("/api/v1/sm/eps/{}/resync", encode(&ep)),
+                &serde_json::json!({}),
+            )?;
+            if global.json {
+                return print_json(&answer);
+            }
+            println!("EP {ep}: full resynchronisation started");
+            Ok(())
+        }
+        SmCommand::ReleaseQuarantine { ep } => {
+            let answer: serde_json::Value = client.post(
+                &format!("/api/v1/sm/eps/{}/release-quarantine", encode(&ep)),
+                &serde_json::json!({}),
+            )?;
+            if global.json {
+                return print_json(&answer);
+            }
+            println!("EP {ep}: quarantine released; it may reconnect now");
+            Ok(())
+        }
+        SmCommand::EpWatch(_) => unreachable!("handled above"),
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+fn encode(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn agent() -> ureq::Agent {
+    // Imports and exports of millions of rows take longer than the API client's 30 s.
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(3600)))
+        .build()
+        .new_agent()
+}
+
+fn problem(url: &str, mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<String> {
+    let status = response.status();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_string()
+        .with_context(|| format!("reading the answer of {url}"))?;
+    if status.is_success() {
+        return Ok(text);
+    }
+    let detail = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|p| p.get("detail")?.as_str().map(str::to_owned))
+        .unwrap_or(text);
+    Err(anyhow!("{detail} (HTTP {})", status.as_u16()))
+}
+
+/// Counts the bytes read for the progress bar.
+struct Counting<R> {
+    inner: R,
+    bar: indicatif::ProgressBar,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        if n == 0 {
+            self.bar.set_message("validating and committing…");
+        }
+        Ok(n)
+    }
+}
+
+fn import(
+    global: &GlobalArgs,
+    base: &str,
+    file: &std::path::Path,
+    skip_invalid: bool,
+) -> anyhow::Result<()> {
+    let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = if global.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(len)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("uploading");
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mode = if skip_invalid {
+        "skip-invalid"
+    } else {
+        "all-or-nothing"
+    };
+    let url = format!("{base}/api/v1/sm/import?mode={mode}");
+    let mut reader = Counting {
+        inner: std::io::BufReader::new(f),
+        bar: bar.clone(),
+    };
+    let response = agent()
+        .post(&url)
+        .header("content-type", "text/csv")
+        .send(ureq::SendBody::from_reader(&mut reader))
+        .with_context(|| format!("cannot reach the daemon at {url} (is it running? see --api)"));
+    bar.finish_and_clear();
+    let text = problem(&url, response?)?;
+    let view: ImportView =
+        serde_json::from_str(&text).with_context(|| format!("unexpected answer from {url}"))?;
+    if global.json {
+        return print_json(&view);
+    }
+    println!(
+        "imported {} subscribers from {}",
+        view.imported,
+        file.display()
+    );
+    if !view.skipped.is_empty() {
+        println!("skipped {} invalid rows:", view.skipped.len());
+        for (line, why) in &view.skipped {
+            println!("  line {line}: {why}");
+        }
+    }
+    Ok(())
+}
+
+fn export(base: &str, output: Option<PathBuf>) -> anyhow::Result<()> {
+    let url = format!("{base}/api/v1/sm/export");
+    let response = agent()
+        .get(&url)
+        .call()
+        .with_context(|| format!("cannot reach the daemon at {url} (is it running? see --api)"))?;
+    let text = problem(&url, response)?;
+    match output {
+        Some(path) => {
+            std::fs::write(&path, text.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "exported {} subscribers to {}",
+                text.lines().count().saturating_sub(1),
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn render_subscriber(s: &SubscriberView) -> String {
+    let props: Vec<String> = s
+        .properties
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let mut out = String::new();
+    out.push_str(&format!("Name:        {}\n", s.name));
+    out.push_str(&format!("Domain:      {}\n", s.domain));
+    out.push_str(&format!(
+        "Logged in:   {}\n",
+        if s.logged_in { "yes" } else { "no" }
+    ));
+    out.push_str(&format!("Mappings:    {}\n", s.mappings.join(", ")));
+    out.push_str(&format!("Properties:  {}\n", props.join(", ")));
+    if !s.state.is_empty() {
+        out.push_str(&format!("State:       {}\n", s.state));
+    }
+    if let Some(t) = s.auto_logout {
+        out.push_str(&format!("Auto-logout: {t} (Unix time)\n"));
+    }
+    out
+}
+
+fn print_change(global: &GlobalArgs, change: &ChangeView) -> anyhow::Result<()> {
+    if global.json {
+        return print_json(change);
+    }
+    for (name, new) in &change.changed {
+        match new {
+            Some(s) => println!(
+                "{name}: {} (domain {}), mappings [{}]",
+                if s.logged_in {
+                    "logged in"
+                } else {
+                    "logged out"
+                },
+                s.domain,
+                s.mappings.join(", ")
+            ),
+            None => println!("{name}: removed"),
+        }
+    }
+    for v in &change.vpns {
+        println!("VPN {v} created or changed");
+    }
+    Ok(())
+}
+
+fn render_counts(stats: &Statistics) -> String {
+    let s = &stats.service;
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let mut out = format!(
+        "Subscribers: {}   VPNs: {}   Connected EPs: {}   gRPC: {}\n",
+        n(&s["subscribers"]),
+        n(&s["vpns"]),
+        n(&s["connected_eps"]),
+        stats.grpc_listen
+    );
+    let rows: Vec<Vec<String>> = s["domains"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| vec![d[0].as_str().unwrap_or("").to_owned(), n(&d[1]).to_string()])
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push_str(&table(&["Domain", "Subscribers"], &rows));
+    out.push_str(&format!(
+        "Operations applied: {}   refused: {}   auto-logouts: {}   imported: {}\n",
+        n(&s["ops"]["applied"]),
+        n(&s["ops"]["refused"]),
+        n(&s["ops"]["auto_logouts"]),
+        n(&s["ops"]["imported"]),
+    ));
+    out.push_str(&format!(
+        "Store commits: {}   change sets: {}   failures: {}\n",
+        n(&s["commits"]),
+        n(&s["committed_changes"]),
+        n(&s["store_failures"]),
+    ));
+    if let Some(why) = s["failed"].as_str() {
+        out.push_str(&format!("REFUSING CHANGES: {why}\n"));
+    }
+    if let Some(r) = &stats.radius_events {
+        out.push_str(&format!(
+            "RADIUS login events: received {}   applied {}   refused {}   dropped {}\n",
+            n(&r["received"]),
+            n(&r["applied"]),
+            n(&r["refused"]),
+            n(&r["dropped"]),
+        ));
+    }
+    out
+}
+
+fn render_eps(eps: &[EpView]) -> String {
+    let rows: Vec<Vec<String>> = eps
+        .iter()
+        .map(|e| {
+            let quarantine = match (e.quarantine.as_str(), e.quarantine_left_s) {
+                ("none", _) => "-".to_owned(),
+                (q, Some(left)) => {
+                    format!("{q} ({left}s left, timeout {}s)", e.quarantine_timeout_s)
+                }
+                (q, None) => q.to_owned(),
+            };
+            vec![
+                e.id.clone(),
+                format!("{:?}", e.mode).to_lowercase(),
+                e.domain.clone(),
+                e.state.clone(),
+                e.role
+                    .map_or("-".to_owned(), |r| format!("{r:?}").to_lowercase()),
+                e.cascade_partner.clone().unwrap_or_else(|| "-".into()),
+                format!("{}/{}", e.seq_acked, e.seq_sent),
+                e.backlog.to_string(),
+                e.counters.syncs.to_string(),
+                quarantine,
+                e.last_failure.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "EP",
+            "Mode",
+            "Domain",
+            "State",
+            "Role",
+            "Partner",
+            "Acked/Sent",
+            "Backlog",
+            "Syncs",
+            "Quarantine",
+            "Last failure",
+        ],
+        &rows,
+    )
+}
+
+fn print_event(global: &GlobalArgs, event: &ReplicaEvent) {
+    if global.json {
+        let value = match event {
+            ReplicaEvent::Welcome(w) => serde_json::json!({
+                "event": "welcome", "session": w.session, "domain": w.domain,
+                "mode": pb::Mode::try_from(w.mode).map(|m| m.as_str_name()).unwrap_or("?"),
+                "failure_action": pb::FailureAction::try_from(w.failure_action).map(|m| m.as_str_name()).unwrap_or("?"),
+                "keepalive_interval_ms": w.keepalive_interval_ms,
+            }),
+            ReplicaEvent::SyncBegin { subscribers } => {
+                serde_json::json!({"event": "sync-begin", "subscribers": subscribers})
+            }
+            ReplicaEvent::SyncEnd { subscribers } => {
+                serde_json::json!({"event": "sync-end", "subscribers": subscribers})
+            }
+            ReplicaEvent::Upsert(s) => {
+                serde_json::json!({"event": "upsert", "subscriber": SubscriberView::from(s)})
+            }
+            ReplicaEvent::Remove(n) => serde_json::json!({"event": "remove", "name": n}),
+            ReplicaEvent::VpnUpsert(v) => {
+                serde_json::json!({"event": "vpn-upsert", "vpn": v})
+            }
+            ReplicaEvent::VpnRemove(n) => serde_json::json!({"event": "vpn-remove", "name": n}),
+            ReplicaEvent::Pulled { request_id, result } => match result {
+                Ok(s) => serde_json::json!({"event": "pulled", "request": request_id,
+                    "subscriber": s.as_ref().map(SubscriberView::from)}),
+                Err(e) => serde_json::json!({"event": "pulled", "request": request_id, "error": e}),
+            },
+            ReplicaEvent::KeepAlive => return,
+        };
+        println!("{value}");
+        return;
+    }
+    match event {
+        ReplicaEvent::Welcome(w) => println!(
+            "welcome session={} domain={} mode={} failure-action={} keepalive={}ms",
+            w.session,
+            w.domain,
+            pb::Mode::try_from(w.mode).map_or("?", |m| m.as_str_name()),
+            pb::FailureAction::try_from(w.failure_action).map_or("?", |m| m.as_str_name()),
+            w.keepalive_interval_ms
+        ),
+        ReplicaEvent::SyncBegin { subscribers } => println!("sync-begin subscribers={subscribers}"),
+        ReplicaEvent::SyncEnd { subscribers } => println!("sync-end subscribers={subscribers}"),
+        ReplicaEvent::Upsert(s) => println!(
+            "upsert {} domain={} mappings={}",
+            s.name.as_str(),
+            s.domain,
+            s.mappings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(";")
+        ),
+        ReplicaEvent::Remove(n) => println!("remove {n}"),
+        ReplicaEvent::VpnUpsert(v) => println!("vpn-upsert {} domain={}", v.name, v.domain),
+        ReplicaEvent::VpnRemove(n) => println!("vpn-remove {n}"),
+        ReplicaEvent::Pulled { request_id, result } => match result {
+            Ok(Some(s)) => println!("pulled #{request_id} -> {}", s.name.as_str()),
+            Ok(None) => println!("pulled #{request_id} -> not found"),
+            Err(e) => println!("pulled #{request_id} -> error: {e}"),
+        },
+        ReplicaEvent::KeepAlive => {}
+    }
+}
+
+async fn ep_watch(global: &GlobalArgs, args: EpWatchArgs) -> anyhow::Result<()> {
+    let role = match args.role.as_deref() {
+        Some("active") => pb::CascadeRole::Active,
+        Some("standby") => pb::CascadeRole::Standby,
+        _ => pb::CascadeRole::RoleUnspecified,
+    };
+    let reconnect = args
+        .reconnect
+        .as_deref()
+        .map(|d| {
+            crate::common::config::ConfigDuration::parse(d)
+                .map(|d| d.0)
+                .map_err(|e| anyhow!("--reconnect: {e}"))
+        })
+        .transpose()?;
+    let mut options = EpClientOptions::new(args.grpc.clone(), args.id.clone()).role(role);
+    options.ack = !args.no_ack;
+    let mut replica = EpReplica::new();
+    loop {
+        let mut client = match EpClient::connect_with(options.clone(), replica).await {
+            Ok(c) => c,
+            Err(e) => match reconnect {
+                Some(wait) => {
+                    eprintln!("connect failed: {e}; retrying in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                    replica = EpReplica::new();
+                    continue;
+                }
+                None => return Err(e.into()),
+            },
+        };
+        let mut pulls_sent = args.pull.is_empty();
+        let mut pulls_waiting = 0usize;
+        let mut synced = false;
+        let ended = loop {
+            let Some(event) = client.next_event().await else {
+                break None;
+            };
+            match event {
+                ClientEvent::Replica(e) => {
+                    print_event(global, &e);
+                    if let ReplicaEvent::Pulled { .. } = e {
+                        pulls_waiting = pulls_waiting.saturating_sub(1);
+                    }
+                    if let ReplicaEvent::SyncEnd { .. } = e {
+                        synced = true;
+                        if !pulls_sent {
+                            pulls_sent = true;
+                            for address in &args.pull {
+                                let (ip, vpn) = match address.rsplit_once('@') {
+                                    Some((ip, vpn)) => (ip, Some(vpn)),
+                                    None => (address.as_str(), None),
+                                };
+                                // The answer comes back as a `pulled` event, printed when read.
+                                client.pull(ip, vpn).await?.ok();
+                                pulls_waiting += 1;
+                            }
+                        }
+                    }
+                    if args.until_synced && synced && pulls_sent && pulls_waiting == 0 {
+                        let held = client.replica().len();
+                        if global.json {
+                            println!(
+                                "{}",
+                                serde_json::json!({"event": "held", "subscribers": held})
+                            );
+                        } else {
+                            println!("held {held} subscribers");
+                        }
+                        return Ok(());
+                    }
+                }
+                ClientEvent::Ended { error, cleared } => break Some((error, cleared)),
+            }
+        };
+        let (error, cleared) = ended.unwrap_or((brasa_sm::ClientError::Stopped, false));
+        if global.json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "ended", "error": error.to_string(), "cleared": cleared})
+            );
+        } else {
+            println!(
+                "ended: {error}{}",
+                if cleared {
+                    " (failure action: mappings cleared)"
+                } else {
+                    ""
+                }
+            );
+        }
+        replica = client.close();
+        match reconnect {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => return Err(anyhow!("the EP connection ended: {error}")),
+        }
+    }
+}

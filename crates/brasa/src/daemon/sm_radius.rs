@@ -1,0 +1,372 @@
+//! RADIUS login events: accounting Start / Interim-Update log a subscriber in, Stop logs it out.
+//!
+//! The observer is a `brasa_aaa::Policy` wrapped around the server's own policy (if any). It
+//! runs on the RADIUS path, so it only reads the attributes it needs and `try_send`s an event to
+//! a bounded queue; a full queue drops the event and counts it. A task drains the queue into
+//! the SM in batches (one durable commit per batch).
+
+use super::sm_config::RadiusLogins;
+use brasa_aaa::{Direction, EngineConfig, HookContext, Policy, Verdict};
+use brasa_radius::{AttrId, Code, Dictionary, Packet, Value};
+use brasa_sm::{Op, SmError, SmService};
+use brasa_subscriber::Login;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+const USER_NAME: u8 = 1;
+const FRAMED_IP_ADDRESS: u8 = 8;
+const ACCT_STATUS_TYPE: u8 = 40;
+const FRAMED_IPV6_PREFIX: u8 = 97;
+const DELEGATED_IPV6_PREFIX: u8 = 123;
+const FRAMED_IPV6_ADDRESS: u8 = 168;
+
+/// Most events applied in one commit.
+const BATCH: usize = 1024;
+
+/// What an accounting request means for the SM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcctEvent {
+    /// Start or Interim-Update.
+    Login {
+        /// User-Name.
+        name: String,
+        /// Mapping texts from the address attributes.
+        mappings: Vec<String>,
+        /// Configured attributes as properties.
+        properties: Vec<(String, String)>,
+    },
+    /// Stop.
+    Logout {
+        /// User-Name.
+        name: String,
+    },
+}
+
+/// Counters of the RADIUS login events (`/metrics`, `brasa sm show counts`).
+#[derive(Debug, Default)]
+pub struct LoginEventStats {
+    /// Accounting requests that carried a login or logout.
+    pub received: AtomicU64,
+    /// Dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Applied (durable).
+    pub applied: AtomicU64,
+    /// Refused by the SM (unknown subscriber on Stop, invalid name, …).
+    pub refused: AtomicU64,
+}
+
+impl LoginEventStats {
+    /// As JSON numbers.
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "received": self.received.load(Ordering::Relaxed),
+            "dropped": self.dropped.load(Ordering::Relaxed),
+            "applied": self.applied.load(Ordering::Relaxed),
+            "refused": self.refused.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Reads a login event out of an Accounting-Request; `None` when it carries none (no
+/// User-Name, Accounting-On/Off, …).
+pub fn extract(
+    packet: &Packet,
+    dictionary: &Dictionary,
+    properties: &[(AttrId, String, String)],
+) -> Option<AcctEvent> {
+    let status = packet
+        .get(ACCT_STATUS_TYPE)
+        .and_then(|v| <[u8; 4]>::try_from(v).ok())
+        .map(u32::from_be_bytes)?;
+    let name = std::str::from_utf8(packet.get(USER_NAME)?).ok()?.to_owned();
+    match status {
+        // Start, Interim-Update.
+        1 | 3 => {
+            let mut mappings = Vec::new();
+            for v in packet.get_all(FRAMED_IP_ADDRESS) {
+                if let Ok(a) = <[u8; 4]>::try_from(v) {
+                    mappings.push(Ipv4Addr::from(a).to_string());
+                }
+            }
+            for v in packet.get_all(FRAMED_IPV6_ADDRESS) {
+                if let Ok(a) = <[u8; 16]>::try_from(v) {
+                    mappings.push(Ipv6Addr::from(a).to_string());
+                }
+            }
+            for typ in [FRAMED_IPV6_PREFIX, DELEGATED_IPV6_PREFIX] {
+                for v in packet.get_all(typ) {
+                    if let Some(p) = ipv6_prefix(v) {
+                        mappings.push(p);
+                    }
+                }
+            }
+            let properties = if properties.is_empty() {
+                Vec::new()
+            } else {
+                let pairs = dictionary.decode_pairs(packet, None);
+                properties
+                    .iter()
+                    .filter_map(|(id, _, key)| {
+                        let pair = pairs.iter().find(|p| &p.attr == id)?;
+                        Some((key.clone(), value_text(dictionary, &pair.name, &pair.value)))
+                    })
+                    .collect()
+            };
+            Some(AcctEvent::Login {
+                name,
+                mappings,
+                properties,
+            })
+        }
+        2 => Some(AcctEvent::Logout { name }),
+        _ => None,
+    }
+}
+
+/// RFC 3162 §2.3 value: reserved, prefix length, prefix (host bits may be set; they are cleared).
+fn ipv6_prefix(v: &[u8]) -> Option<String> {
+    let (&len, prefix) = v.get(1..)?.split_first()?;
+    if len > 128 || prefix.len() > 16 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    bytes[..prefix.len()].copy_from_slice(prefix);
+    let bits = u128::from_be_bytes(bytes);
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    };
+    Some(format!("{}/{len}", Ipv6Addr::from(bits & mask)))
+}
+
+fn value_text(dictionary: &Dictionary, attr: &str, value: &Value) -> String {
+    match value {
+        Value::String(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Octets(b) => {
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            format!("0x{hex}")
+        }
+        Value::Integer(n) => dictionary
+            .attribute(attr)
+            .and_then(|def| dictionary.value_name(def, u64::from(*n)))
+            .map_or_else(|| n.to_string(), str::to_owned),
+        Value::Integer64(n) => n.to_string(),
+        Value::Signed(n) => n.to_string(),
+        Value::Date(n) => n.to_string(),
+        Value::IpAddr(a) => a.to_string(),
+        Value::Ipv6Addr(a) => a.to_string(),
+        Value::Ipv6Prefix(l, a) => format!("{a}/{l}"),
+        Value::Ipv4Prefix(l, a) => format!("{a}/{l}"),
+        Value::Ifid(b) => b
+            .chunks(2)
+            .map(|c| format!("{:02x}{:02x}", c[0], c.get(1).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(":"),
+        Value::Byte(n) => n.to_string(),
+        Value::Short(n) => n.to_string(),
+        Value::Ether(b) => b
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    }
+}
+
+/// The SM operation of an event.
+pub fn to_op(event: AcctEvent, domain: Option<&str>) -> Result<Op, SmError> {
+    match event {
+        AcctEvent::Login {
+            name,
+            mappings,
+            properties,
+        } => Ok(Op::Login {
+            login: Login {
+                // An Interim-Update without address attributes keeps the current mappings.
+                additive: mappings.is_empty(),
+                mappings: brasa_sm::convert::mappings(&mappings)?,
+                name,
+                domain: domain.map(str::to_owned),
+                properties,
+                auto_logout: None,
+            },
+            auto_logout_after: None,
+        }),
+        AcctEvent::Logout { name } => Ok(Op::Logout { name, domain: None }),
+    }
+}
+
+struct Observer {
+    name: String,
+    inner: Option<Arc<dyn Policy>>,
+    properties: Arc<Vec<(AttrId, String, String)>>,
+    events: mpsc::Sender<AcctEvent>,
+    stats: Arc<LoginEventStats>,
+}
+
+impl Policy for Observer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn apply(&self, context: &mut HookContext<'_>) -> Verdict {
+        if let Some(inner) = &self.inner {
+            if inner.apply(context) == Verdict::Drop {
+                return Verdict::Drop;
+            }
+        }
+        if context.code == Code::AccountingRequest && context.direction == Direction::Egress {
+            if let Some(event) = extract(context.packet, context.dictionary, &self.properties) {
+                self.stats.received.fetch_add(1, Ordering::Relaxed);
+                if self.events.try_send(event).is_err() {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Verdict::Continue
+    }
+}
+
+/// Wraps the policy of every observed server with the login-event observer and starts the
+/// task that feeds the SM.
+pub fn install(
+    engine: &mut EngineConfig,
+    logins: &RadiusLogins,
+    service: SmService,
+) -> Arc<LoginEventStats> {
+    let stats = Arc::new(LoginEventStats::default());
+    let (tx, rx) = mpsc::channel(logins.queue);
+    let properties = Arc::new(logins.properties.clone());
+    for &i in &logins.servers {
+        let Some(server) = engine.servers.get_mut(i) else {
+            continue;
+        };
+        let inner = server.policy.and_then(|p| engine.policies.get(p).cloned());
+        let observer = Observer {
+            name: match &inner {
+                Some(p) => format!("{}+sm-login-events", p.name()),
+                None => "sm-login-events".to_owned(),
+            },
+            inner,
+            properties: properties.clone(),
+            events: tx.clone(),
+            stats: stats.clone(),
+        };
+        engine.policies.push(Arc::new(observer));
+        server.policy = Some(engine.policies.len() - 1);
+    }
+    tokio::spawn(feed(rx, service, logins.domain.clone(), stats.clone()));
+    stats
+}
+
+async fn feed(
+    mut rx: mpsc::Receiver<AcctEvent>,
+    service: SmService,
+    domain: Option<String>,
+    stats: Arc<LoginEventStats>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut events = vec![first];
+        while events.len() < BATCH {
+            match rx.try_recv() {
+                Ok(e) => events.push(e),
+                Err(_) => break,
+            }
+        }
+        let ops = events
+            .into_iter()
+            .map(|e| to_op(e, domain.as_deref()))
+            .collect();
+        for result in service.submit(ops).wait().await {
+            match result {
+                Ok(_) => stats.applied.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    tracing::debug!(error = %e, "RADIUS login event refused");
+                    stats.refused.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accounting(status: u32, extra: &[(u8, Vec<u8>)]) -> Packet {
+        let mut p = Packet::new(Code::AccountingRequest, 1);
+        p.add(USER_NAME, b"alice".to_vec());
+        p.add(ACCT_STATUS_TYPE, status.to_be_bytes().to_vec());
+        for (t, v) in extra {
+            p.add(*t, v.clone());
+        }
+        p
+    }
+
+    #[test]
+    fn start_and_stop_become_login_and_logout() {
+        let dict = Dictionary::builtin();
+        let filter = dict.attribute("Filter-Id").unwrap().id.clone();
+        let props = vec![(filter, "Filter-Id".to_owned(), "package".to_owned())];
+        let start = accounting(
+            1,
+            &[
+                (FRAMED_IP_ADDRESS, vec![10, 0, 0, 7]),
+                (
+                    FRAMED_IPV6_PREFIX,
+                    vec![0, 64, 0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0xff],
+                ),
+                (
+                    DELEGATED_IPV6_PREFIX,
+                    vec![0, 56, 0x20, 0x01, 0x0d, 0xb8, 0xaa, 0],
+                ),
+                (11, b"gold".to_vec()),
+            ],
+        );
+        assert_eq!(
+            extract(&start, &dict, &props),
+            Some(AcctEvent::Login {
+                name: "alice".into(),
+                mappings: vec![
+                    "10.0.0.7".into(),
+                    "2001:db8:1::/64".into(),
+                    "2001:db8:aa00::/56".into()
+                ],
+                properties: vec![("package".into(), "gold".into())],
+            })
+        );
+        let stop = accounting(2, &[]);
+        assert_eq!(
+            extract(&stop, &dict, &props),
+            Some(AcctEvent::Logout {
+                name: "alice".into()
+            })
+        );
+        assert_eq!(
+            extract(&accounting(7, &[]), &dict, &props),
+            None,
+            "Accounting-On"
+        );
+        let mut nameless = accounting(1, &[]);
+        nameless.remove(USER_NAME);
+        assert_eq!(extract(&nameless, &dict, &props), None);
+        // Garbage prefix attributes are skipped, not fatal.
+        let bad = accounting(3, &[(FRAMED_IPV6_PREFIX, vec![0, 200, 1])]);
+        match extract(&bad, &dict, &[]) {
+            Some(AcctEvent::Login { mappings, .. }) => assert!(mappings.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        let op = to_op(
+            AcctEvent::Login {
+                name: "alice".into(),
+                mappings: vec![],
+                properties: vec![],
+            },
+            None,
+        )
+        .unwrap();
+        assert!(matches!(op, Op::Login { login, .. } if login.additive));
+    }
+}

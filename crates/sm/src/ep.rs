@@ -665,7 +665,7 @@ impl EpTable {
                         // The sync has not started; it will send the latest state of everything.
                         continue;
                     }
-                    let count = changes.subscribers.len() + changes.vpns.len();
+                    let count = changes.events_for(domain).count() + changes.vpns.len();
                     if count > self.max_backlog / 2 {
                         // An import-sized change: a fresh sync is cheaper than the queue.
                         slot.counters.syncs += 1;

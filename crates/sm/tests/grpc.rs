@@ -521,3 +521,37 @@ async fn bulk_batches_apply_in_order_and_a_restart_restores_every_subscriber() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn ep_state_writes_auto_logout_and_operator_resync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = start(dir.path(), config()).await;
+    let mut leg = LegClient::connect(&url).await.unwrap();
+    leg.login("s1", &["10.0.0.1"], None).await.unwrap();
+    let mut request = brasa_sm::leg::login_request("s2", &["10.0.0.2"], None);
+    request.auto_logout_after_seconds = Some(1);
+    leg.grpc().login(request).await.unwrap();
+    let mut a = ep_client(&url, "a").await;
+    assert_eq!(synced(&mut a).await, 2);
+
+    // The EP writes state; the SM keeps it (and pushes the changed record back).
+    a.set_state("s1", b"quota=17".to_vec()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while leg.get("s1").await.unwrap().unwrap().state != b"quota=17" {
+        assert!(tokio::time::Instant::now() < deadline, "state not stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // s2 logs itself out after a second; the EP hears it.
+    holds(&mut a, &["s1".into()]).await;
+    let s2 = leg.get("s2").await.unwrap().unwrap();
+    assert!(!s2.logged_in && s2.auto_logout.is_none());
+
+    // The operator asks for a resync: a second full sync arrives.
+    server.service().with_core(|c| c.resync("a")).unwrap();
+    assert_eq!(synced(&mut a).await, 1);
+    assert_eq!(a.replica().syncs(), 2);
+    assert_eq!(a.replica().get("s1").unwrap().state, b"quota=17");
+    drop(a);
+    server.shutdown().await;
+}

@@ -135,7 +135,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("process RSS after logins: {:.0} MiB", rss_mib());
 
     let started = Instant::now();
-    let mut ep = EpClient::connect(EpClientOptions::new(&url, "bench")).await?;
+    let mut options = EpClientOptions::new(&url, "bench");
+    options.data_events = false;
+    let mut ep = EpClient::connect(options).await?;
     let held = tokio::time::timeout(Duration::from_secs(600), ep.wait_synced()).await??;
     let elapsed = started.elapsed();
     println!(

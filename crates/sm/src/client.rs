@@ -103,7 +103,9 @@ impl Table {
     /// Installs `sub` as the SM sent it. The SM is authoritative: an exact mapping held by
     /// another subscriber here moves (the SM's update of that subscriber comes too).
     fn install(&mut self, sub: Subscriber) -> Result<(), String> {
-        let _ = self.index.remove(sub.name.as_str());
+        if self.index.id_of(sub.name.as_str()).is_some() {
+            let _ = self.index.remove(sub.name.as_str());
+        }
         for m in &sub.mappings {
             if let Some(vpn) = m.vpn.as_deref() {
                 if self.index.vpn(vpn).is_none() {
@@ -377,6 +379,9 @@ pub struct EpClientOptions {
     pub ack: bool,
     /// Send keep-alives (turn off only to exercise the SM's failure detection).
     pub keepalives: bool,
+    /// Report every upsert and remove as an event; without it only Welcome, sync boundaries,
+    /// pull results and the end are reported (a data plane reads the replica instead).
+    pub data_events: bool,
 }
 
 impl EpClientOptions {
@@ -390,6 +395,7 @@ impl EpClientOptions {
             },
             ack: true,
             keepalives: true,
+            data_events: true,
         }
     }
 
@@ -414,13 +420,16 @@ pub enum ClientEvent {
     },
 }
 
+/// Events waiting for the consumer before the client stops reading the SM.
+const EVENT_QUEUE: usize = 4096;
+
 type PullWaiters = HashMap<u64, oneshot::Sender<Result<Option<Subscriber>, String>>>;
 
 /// One connection of an EP to the SM.
 pub struct EpClient {
     replica: Arc<Mutex<EpReplica>>,
     out: mpsc::Sender<pb::EpMessage>,
-    events: mpsc::UnboundedReceiver<ClientEvent>,
+    events: mpsc::Receiver<ClientEvent>,
     pulls: Arc<Mutex<PullWaiters>>,
     next_pull: AtomicU64,
     task: tokio::task::JoinHandle<()>,
@@ -470,7 +479,9 @@ impl EpClient {
             .map_err(ClientError::Status)?
             .into_inner();
         let replica = Arc::new(Mutex::new(replica));
-        let (events_tx, events) = mpsc::unbounded_channel();
+        // Bounded: a consumer that falls behind slows the reading of the stream (and so the SM,
+        // through the window) instead of queueing without limit.
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         // The Welcome comes first; reading it here makes `connect` fail for a refused EP.
         let first = inbound
             .message()
@@ -483,8 +494,9 @@ impl EpClient {
             }
             _ => return Err(ProtocolError::NoWelcome.into()),
         };
-        for e in lock(&replica).handle(first)? {
-            let _ = events_tx.send(ClientEvent::Replica(e));
+        let welcome = lock(&replica).handle(first)?;
+        for e in welcome {
+            let _ = events_tx.send(ClientEvent::Replica(e)).await;
         }
         let pulls: Arc<Mutex<PullWaiters>> = Arc::default();
         let task = tokio::spawn(run(
@@ -592,7 +604,7 @@ async fn run(
     mut inbound: tonic::Streaming<pb::SmMessage>,
     out: mpsc::Sender<pb::EpMessage>,
     replica: Arc<Mutex<EpReplica>>,
-    events: mpsc::UnboundedSender<ClientEvent>,
+    events: mpsc::Sender<ClientEvent>,
     pulls: Arc<Mutex<PullWaiters>>,
     keepalive: Duration,
     options: EpClientOptions,
@@ -632,7 +644,18 @@ async fn run(
                             let _ = waiter.send(result.clone());
                         }
                     }
-                    let _ = events.send(ClientEvent::Replica(e));
+                    let data = matches!(
+                        e,
+                        ReplicaEvent::Upsert(_)
+                            | ReplicaEvent::Remove(_)
+                            | ReplicaEvent::VpnUpsert(_)
+                            | ReplicaEvent::VpnRemove(_)
+                            | ReplicaEvent::KeepAlive
+                    );
+                    if !data || options.data_events {
+                        // A dropped receiver only means nobody listens.
+                        let _ = events.send(ClientEvent::Replica(e)).await;
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -661,8 +684,10 @@ async fn run(
         clear
     };
     tracing::debug!(%error, cleared = clear, "EP connection ended");
-    let _ = events.send(ClientEvent::Ended {
-        error,
-        cleared: clear,
-    });
+    let _ = events
+        .send(ClientEvent::Ended {
+            error,
+            cleared: clear,
+        })
+        .await;
 }

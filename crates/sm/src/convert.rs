@@ -160,6 +160,23 @@ pub fn subscriber_to_proto(s: &Subscriber) -> pb::Subscriber {
     }
 }
 
+/// A core record as protobuf, moving its strings instead of copying them (the full-sync path).
+pub fn subscriber_into_proto(s: Subscriber) -> pb::Subscriber {
+    pb::Subscriber {
+        mappings: s.mappings.iter().map(Mapping::to_string).collect(),
+        name: s.name.into_string(),
+        domain: s.domain,
+        properties: s
+            .properties
+            .into_iter()
+            .map(|(key, value)| pb::Property { key, value })
+            .collect(),
+        state: s.state,
+        logged_in: s.logged_in,
+        auto_logout: s.auto_logout,
+    }
+}
+
 /// A protobuf VPN as a core VPN.
 pub fn vpn_from_proto(v: pb::Vpn) -> Result<Vpn, SmError> {
     let kind = match v.kind {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use brasa_subscriber::{ChangeSet, DomainEvent, SubscriberIndex};
 
 use crate::config::{EpConfig, EpMode, FailureAction, SmConfig};
-use crate::convert::{address, subscriber_to_proto, vpn_to_proto};
+use crate::convert::{address, subscriber_into_proto, subscriber_to_proto, vpn_to_proto};
 use crate::op::{ErrorKind, Op, SmError};
 use crate::pb;
 
@@ -910,7 +910,8 @@ fn fill_sync(
     };
     let want = room.saturating_sub(out.len()).max(1);
     let (members, next) = index.domain_members_from(domain, cursor, want);
-    for sub in &members {
+    s.sync_sent += members.len() as u64;
+    for sub in members {
         // A VPN created after the sync began is sent before the first member that uses it.
         for vpn in sub.mappings.iter().filter_map(|m| m.vpn.as_deref()) {
             if !s.sent_vpns.contains(vpn) {
@@ -923,10 +924,9 @@ fn fill_sync(
             }
         }
         out.push(pb::Update {
-            body: Some(Body::Upsert(subscriber_to_proto(sub))),
+            body: Some(Body::Upsert(subscriber_into_proto(sub))),
         });
     }
-    s.sync_sent += members.len() as u64;
     match next {
         Some(cursor) => s.sync = SyncState::Members { cursor },
         None => {

@@ -73,6 +73,11 @@ impl SubscriberName {
         self.0
     }
 
+    /// The name as an owned string (no copy).
+    pub fn into_string(self) -> String {
+        self.0.into_string()
+    }
+
     /// Wraps a name that was validated when it entered the index.
     pub(crate) fn from_trusted(name: &str) -> Self {
         SubscriberName(name.into())

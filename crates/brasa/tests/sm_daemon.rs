@@ -144,19 +144,15 @@ fn serial_sm_kill_9_and_restart_lose_no_acknowledged_change() {
         });
         let mut acked = Vec::new();
         let mut replies_seen = 0;
-        loop {
-            match replies.message().await {
-                Ok(Some(reply)) => {
-                    for (i, r) in reply.results.iter().enumerate() {
-                        assert_eq!(r.code, 0, "{}", r.message);
-                        acked.push(format!("sub{}", reply.tag * 200 + i as u64));
-                    }
-                    replies_seen += 1;
-                    if replies_seen == 20 {
-                        daemon.child.kill().unwrap(); // SIGKILL
-                    }
-                }
-                Ok(None) | Err(_) => break,
+        // Until the stream breaks: the daemon is killed after 20 replies.
+        while let Ok(Some(reply)) = replies.message().await {
+            for (i, r) in reply.results.iter().enumerate() {
+                assert_eq!(r.code, 0, "{}", r.message);
+                acked.push(format!("sub{}", reply.tag * 200 + i as u64));
+            }
+            replies_seen += 1;
+            if replies_seen == 20 {
+                daemon.child.kill().unwrap(); // SIGKILL
             }
         }
         producer.abort();
@@ -194,8 +190,11 @@ fn serial_sm_kill_9_and_restart_lose_no_acknowledged_change() {
     );
 }
 
-fn acct(p: &Ports, body: &str) {
-    let mut child = Command::new(BRASA)
+/// Sends one accounting request with `brasa radius send` (the radclient-style text on stdin).
+fn acct(p: &Ports, dir: &Path, body: &str) {
+    let input = dir.join("acct.txt");
+    std::fs::write(&input, body).unwrap();
+    let out = Command::new(BRASA)
         .args([
             "radius",
             "send",
@@ -203,19 +202,9 @@ fn acct(p: &Ports, body: &str) {
             "acct",
             "testing123",
         ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
         .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("Accounting-Response"),
         "{}{}",
@@ -238,6 +227,7 @@ fn serial_sm_radius_accounting_start_and_stop_log_subscribers_in_and_out() {
     let daemon = start_brasa(dir.path(), &config(&p, true), p.api);
     acct(
         &p,
+        dir.path(),
         "User-Name = bob, Acct-Status-Type = Start, Acct-Session-Id = \"s1\", \
          Framed-IP-Address = 10.7.0.8, Delegated-IPv6-Prefix = 2001:db8:7::/48, Filter-Id = \"gold\"\n",
     );
@@ -260,6 +250,7 @@ fn serial_sm_radius_accounting_start_and_stop_log_subscribers_in_and_out() {
     // An Interim-Update with a new address replaces the mapping; Stop logs out.
     acct(
         &p,
+        dir.path(),
         "User-Name = bob, Acct-Status-Type = Interim-Update, Acct-Session-Id = \"s1\", Framed-IP-Address = 10.7.0.9\n",
     );
     eventually("bob moved", Duration::from_secs(10), || {
@@ -267,6 +258,7 @@ fn serial_sm_radius_accounting_start_and_stop_log_subscribers_in_and_out() {
     });
     acct(
         &p,
+        dir.path(),
         "User-Name = bob, Acct-Status-Type = Stop, Acct-Session-Id = \"s1\"\n",
     );
     eventually("bob logged out", Duration::from_secs(10), || {
@@ -422,64 +414,54 @@ fn serial_sm_operator_commands_import_export_lookup_login_eps_and_ep_watch() {
     assert!(text.contains("Subscribers: 3"), "{text}");
 }
 
-fn check(dir: &Path, text: &str) -> String {
-    let path = dir.join("bad.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(BRASA)
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn sm_config_errors_name_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    let err = check(
-        dir.path(),
-        "[subscriber_manager]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n",
-    );
-    assert!(
-        err.contains("bad.toml:3:1") && err.contains("unknown field `bogus`"),
-        "{err}"
-    );
-    let err = check(
-        dir.path(),
-        "[subscriber_manager]\n[[subscriber_manager.ep]]\nid = \"a\"\ndomain = \"west\"\n",
-    );
-    assert!(
-        err.contains("bad.toml:4:10") && err.contains("domain \"west\" is not in"),
-        "{err}"
-    );
-    let err = check(
-        dir.path(),
-        "[subscriber_manager]\n[[subscriber_manager.ep]]\nid = \"a\"\nmode = \"pish\"\n",
-    );
-    assert!(
-        err.contains("bad.toml:4:8") && err.contains("expected \"push\" or \"pull\""),
-        "{err}"
-    );
-    let err = check(
-        dir.path(),
-        "[subscriber_manager]\n[[subscriber_manager.ep]]\nid = \"a\"\ncascade_partner = \"b\"\n",
-    );
-    assert!(
-        err.contains("bad.toml:4:19") && err.contains("cascade partner \"b\" is not configured"),
-        "{err}"
-    );
-    let err = check(
-        dir.path(),
-        "[subscriber_manager]\n[subscriber_manager.radius]\nservers = [\"aaa\"]\n",
-    );
-    assert!(
-        err.contains("bad.toml:3:11") && err.contains("need the [radius] component"),
-        "{err}"
-    );
-    let err = check(dir.path(), "[subscriber_manager]\nwindow = 0\n");
-    assert!(
-        err.contains("bad.toml:2:10") && err.contains("window must be at least 1"),
-        "{err}"
-    );
+    let path = dir.path().join("bad.toml");
+    let sm = "[subscriber_manager]\n";
+    let ep = "[subscriber_manager]\n[[subscriber_manager.ep]]\nid = \"a\"\n";
+    let cases = [
+        (
+            format!("{sm}listen = \"127.0.0.1:1\"\nbogus = 1\n"),
+            "3:1",
+            "unknown field `bogus`",
+        ),
+        (
+            format!("{ep}domain = \"west\"\n"),
+            "4:10",
+            "domain \"west\" is not in",
+        ),
+        (
+            format!("{ep}mode = \"pish\"\n"),
+            "4:8",
+            "expected \"push\" or \"pull\"",
+        ),
+        (
+            format!("{ep}cascade_partner = \"b\"\n"),
+            "4:19",
+            "cascade partner \"b\" is not configured",
+        ),
+        (
+            format!("{sm}[subscriber_manager.radius]\nservers = [\"aaa\"]\n"),
+            "3:11",
+            "need the [radius] component",
+        ),
+        (
+            format!("{sm}window = 0\n"),
+            "2:10",
+            "window must be at least 1",
+        ),
+    ];
+    for (text, at, message) in cases {
+        std::fs::write(&path, &text).unwrap();
+        let out = Command::new(BRASA)
+            .args(["check", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("bad.toml:{at}: ")), "{text}: {err}");
+        assert!(err.contains(message), "{text}: {err}");
+    }
 }

@@ -3,36 +3,17 @@
 
 use std::time::{Duration, Instant};
 
+mod support;
+
 use brasa_sm::ep::{SessionId, Transmit};
 use brasa_sm::pb;
-use brasa_sm::{EpConfig, EpMode, EpReplica, ErrorKind, FailureAction, Op, ReplicaEvent, SmConfig};
-use brasa_subscriber::{IndexConfig, Login, NameCase, SubscriberIndex};
+use brasa_sm::{EpReplica, ErrorKind, Op, ReplicaEvent, SmConfig, SmError};
+use brasa_subscriber::{Login, SubscriberIndex};
 
 use brasa_sm::core::SmCore;
 
-fn ep(id: &str, domain: &str, mode: EpMode, partner: Option<&str>) -> EpConfig {
-    EpConfig {
-        id: id.into(),
-        domain: domain.into(),
-        mode,
-        failure_action: FailureAction::ClearMappings,
-        cascade_partner: partner.map(str::to_owned),
-    }
-}
-
 fn config() -> SmConfig {
     SmConfig {
-        index: IndexConfig {
-            domains: vec!["subscribers".into(), "north".into()],
-            name_case: NameCase::Sensitive,
-        },
-        eps: vec![
-            ep("a", "subscribers", EpMode::Push, None),
-            ep("b", "north", EpMode::Push, None),
-            ep("p", "subscribers", EpMode::Pull, None),
-            ep("c1", "north", EpMode::Push, Some("c2")),
-            ep("c2", "north", EpMode::Push, Some("c1")),
-        ],
         keepalive_interval: Duration::from_secs(1),
         window: 8,
         max_backlog: 100,
@@ -40,6 +21,7 @@ fn config() -> SmConfig {
         quarantine_timeout: Duration::from_secs(60),
         post_quarantine: Duration::from_secs(600),
         batch: 4,
+        ..support::base_config()
     }
 }
 
@@ -105,6 +87,22 @@ fn login(core: &mut SmCore, now: Instant, name: &str, ips: &[&str], domain: &str
     };
     let changes = core.apply(op, 0).unwrap();
     core.committed(now, &changes);
+}
+
+/// Logs in `s00`, `s01`, … with `10.0.0.i` in the default domain.
+fn login_many(core: &mut SmCore, now: Instant, n: usize) {
+    for i in 0..n {
+        let name = format!("s{i:02}");
+        login(core, now, &name, &[&format!("10.0.0.{i}")], "subscribers");
+    }
+}
+
+/// The session's next transmit must be its end.
+fn closed(core: &mut SmCore, now: Instant, sid: SessionId) -> SmError {
+    match core.poll_transmit(now, sid) {
+        Transmit::Close(e) => e,
+        other => panic!("expected the session to close, got {other:?}"),
+    }
 }
 
 fn apply(core: &mut SmCore, now: Instant, op: Op) {
@@ -194,15 +192,7 @@ fn push_eps_get_exactly_their_domain_then_every_change_with_roaming() {
 fn changes_during_a_sync_reach_the_ep_once_with_the_latest_state() {
     let now = Instant::now();
     let mut core = core();
-    for i in 0..20 {
-        login(
-            &mut core,
-            now,
-            &format!("s{i:02}"),
-            &[&format!("10.0.0.{i}")],
-            "subscribers",
-        );
-    }
+    login_many(&mut core, now, 20);
     let mut a = connect(&mut core, now, "a", pb::CascadeRole::RoleUnspecified);
     // Welcome, then the first batch: SyncBegin + 3 members (batch 4).
     let mut events = Vec::new();
@@ -238,15 +228,7 @@ fn changes_during_a_sync_reach_the_ep_once_with_the_latest_state() {
 fn the_window_bounds_unacknowledged_updates_and_silence_quarantines_with_doubling() {
     let t0 = Instant::now();
     let mut core = core();
-    for i in 0..40 {
-        login(
-            &mut core,
-            t0,
-            &format!("s{i:02}"),
-            &[&format!("10.0.0.{i}")],
-            "subscribers",
-        );
-    }
+    login_many(&mut core, t0, 40);
     let mut a = connect(&mut core, t0, "a", pb::CascadeRole::RoleUnspecified);
     drain(&mut core, t0, &mut a, false);
     // Window 8: no more than 8 updates without an acknowledgement.
@@ -259,13 +241,9 @@ fn the_window_bounds_unacknowledged_updates_and_silence_quarantines_with_doublin
     let t1 = t0 + Duration::from_secs(6);
     core.ep_receive(t1 - Duration::from_secs(1), a.sid, keepalive());
     core.handle_timeout(t1);
-    match core.poll_transmit(t1, a.sid) {
-        Transmit::Close(e) => {
-            assert_eq!(e.kind, ErrorKind::Unavailable);
-            assert!(e.message.starts_with("quarantined for 60 s"), "{e}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let e = closed(&mut core, t1, a.sid);
+    assert_eq!(e.kind, ErrorKind::Unavailable);
+    assert!(e.message.starts_with("quarantined for 60 s"), "{e}");
     let refused = core.ep_connect(t1, &hello("a", pb::CascadeRole::RoleUnspecified));
     let e = refused.unwrap_err();
     assert!(e.message.contains("quarantined for another 60 s"), "{e}");
@@ -348,10 +326,8 @@ fn a_growing_backlog_quarantines_and_an_import_sized_change_resyncs() {
             "subscribers",
         );
     }
-    match core.poll_transmit(t0, a.sid) {
-        Transmit::Close(e) => assert!(e.message.contains("max_backlog"), "{e}"),
-        other => panic!("{other:?}"),
-    }
+    let e = closed(&mut core, t0, a.sid);
+    assert!(e.message.contains("max_backlog"), "{e}");
 }
 
 #[test]
@@ -369,10 +345,8 @@ fn keepalives_are_sent_and_a_silent_ep_fails() {
     );
     let t2 = t1 + Duration::from_millis(3100);
     core.handle_timeout(t2);
-    match core.poll_transmit(t2, a.sid) {
-        Transmit::Close(e) => assert!(e.message.contains("keep-alive"), "{e}"),
-        other => panic!("{other:?}"),
-    }
+    let e = closed(&mut core, t2, a.sid);
+    assert!(e.message.contains("keep-alive"), "{e}");
     let view = &core.ep_views(t2)[0];
     assert_eq!(view.state, "disconnected");
     assert_eq!(view.counters.failures, 1);

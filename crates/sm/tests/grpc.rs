@@ -1,47 +1,28 @@
 //! The SM over real gRPC on 127.0.0.1 (port 0): LEGs, push and pull EPs, resync, cascade,
 //! quarantine, keep-alive failure, bad input, restart from the store.
 
+mod support;
+
 use std::path::Path;
 use std::time::Duration;
 
 use brasa_sm::leg::{login_op, logout_op};
 use brasa_sm::pb;
 use brasa_sm::{
-    ClientError, ClientEvent, EpClient, EpClientOptions, EpConfig, EpMode, FailureAction,
-    LegClient, ReplicaEvent, SmConfig, SmServer, SmService,
+    ClientError, ClientEvent, EpClient, EpClientOptions, LegClient, ReplicaEvent, SmConfig,
+    SmServer, SmService,
 };
-use brasa_subscriber::{IndexConfig, NameCase, RedbStore};
+use brasa_subscriber::RedbStore;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn ep(id: &str, domain: &str, mode: EpMode, partner: Option<&str>) -> EpConfig {
-    EpConfig {
-        id: id.into(),
-        domain: domain.into(),
-        mode,
-        failure_action: FailureAction::ClearMappings,
-        cascade_partner: partner.map(str::to_owned),
-    }
-}
-
 fn config() -> SmConfig {
     SmConfig {
-        index: IndexConfig {
-            domains: vec!["subscribers".into(), "north".into()],
-            name_case: NameCase::Sensitive,
-        },
-        eps: vec![
-            ep("a", "subscribers", EpMode::Push, None),
-            ep("b", "north", EpMode::Push, None),
-            ep("p", "subscribers", EpMode::Pull, None),
-            ep("c1", "north", EpMode::Push, Some("c2")),
-            ep("c2", "north", EpMode::Push, Some("c1")),
-        ],
         keepalive_interval: Duration::from_millis(200),
         ack_timeout: Duration::from_millis(600),
         window: 64,
         batch: 16,
-        ..SmConfig::default()
+        ..support::base_config()
     }
 }
 
@@ -81,6 +62,20 @@ async fn holds(client: &mut EpClient, expected: &[String]) {
             Ok(Some(_)) => {}
             Ok(None) => panic!("EP stopped"),
             Err(_) => panic!("EP holds {now:?}, expected {expected:?}"),
+        }
+    }
+}
+
+/// Waits for the end of the connection: the error and whether the mappings were cleared.
+async fn ended(client: &mut EpClient) -> (ClientError, bool) {
+    loop {
+        match tokio::time::timeout(LIMIT, client.next_event())
+            .await
+            .unwrap()
+        {
+            Some(ClientEvent::Ended { error, cleared }) => return (error, cleared),
+            Some(_) => {}
+            None => panic!("the client stopped without an end event"),
         }
     }
 }
@@ -316,13 +311,7 @@ async fn an_ep_that_stops_acknowledging_is_quarantined_until_the_operator_releas
     let mut options = EpClientOptions::new(&url, "a");
     options.ack = false;
     let mut a = EpClient::connect(options).await.unwrap();
-    let ended = loop {
-        match tokio::time::timeout(LIMIT, a.next_event()).await.unwrap() {
-            Some(ClientEvent::Ended { error, cleared }) => break (error, cleared),
-            Some(_) => {}
-            None => panic!("no end"),
-        }
-    };
+    let ended = ended(&mut a).await;
     match ended {
         (ClientError::Status(s), true) => {
             assert_eq!(s.code(), tonic::Code::Unavailable);
@@ -361,13 +350,7 @@ async fn a_silent_ep_is_declared_failed_and_clears_its_mappings() {
     let mut a = EpClient::connect(options).await.unwrap();
     synced(&mut a).await;
     assert_eq!(a.replica().len(), 1);
-    let (error, cleared) = loop {
-        match tokio::time::timeout(LIMIT, a.next_event()).await.unwrap() {
-            Some(ClientEvent::Ended { error, cleared }) => break (error, cleared),
-            Some(_) => {}
-            None => panic!("no end"),
-        }
-    };
+    let (error, cleared) = ended(&mut a).await;
     assert!(error.to_string().contains("keep-alive"), "{error}");
     assert!(cleared);
     assert!(a.replica().is_empty());

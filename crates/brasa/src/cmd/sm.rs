@@ -277,30 +277,41 @@ fn run_blocking(global: &GlobalArgs, command: SmCommand) -> anyhow::Result<()> {
             print!("{}", render_eps(&eps));
             Ok(())
         }
-        SmCommand::Resync { ep } => {
-            let answer: serde_json::Value = client.post(
-                &format!("/api/v1/sm/eps/{}/resync", encode(&ep)),
-                &serde_json::json!({}),
-            )?;
-            if global.json {
-                return print_json(&answer);
-            }
-            println!("EP {ep}: full resynchronisation started");
-            Ok(())
-        }
-        SmCommand::ReleaseQuarantine { ep } => {
-            let answer: serde_json::Value = client.post(
-                &format!("/api/v1/sm/eps/{}/release-quarantine", encode(&ep)),
-                &serde_json::json!({}),
-            )?;
-            if global.json {
-                return print_json(&answer);
-            }
-            println!("EP {ep}: quarantine released; it may reconnect now");
-            Ok(())
-        }
+        SmCommand::Resync { ep } => ep_action(
+            global,
+            &client,
+            &ep,
+            "resync",
+            "full resynchronisation started",
+        ),
+        SmCommand::ReleaseQuarantine { ep } => ep_action(
+            global,
+            &client,
+            &ep,
+            "release-quarantine",
+            "quarantine released; it may reconnect now",
+        ),
         SmCommand::EpWatch(_) => unreachable!("handled above"),
     }
+}
+
+/// `POST /api/v1/sm/eps/{ep}/{action}` and a one-line report.
+fn ep_action(
+    global: &GlobalArgs,
+    client: &Client,
+    ep: &str,
+    action: &str,
+    done: &str,
+) -> anyhow::Result<()> {
+    let answer: serde_json::Value = client.post(
+        &format!("/api/v1/sm/eps/{}/{action}", encode(ep)),
+        &serde_json::json!({}),
+    )?;
+    if global.json {
+        return print_json(&answer);
+    }
+    println!("EP {ep}: {done}");
+    Ok(())
 }
 
 /// Percent-encodes a path segment or query value.

@@ -256,6 +256,14 @@ impl SubscriberIndex {
         self.vpns.get(vpn as usize)?.as_ref()?.v4.lookup(addr)
     }
 
+    /// Hot path for bursts: [`Self::lookup_v4`] of each address of `addrs` into `out`.
+    pub fn lookup_v4_batch(&self, vpn: VpnId, addrs: &[u32], out: &mut [Option<u32>]) {
+        match self.vpns.get(vpn as usize).and_then(Option::as_ref) {
+            Some(slot) => slot.v4.lookup_batch(addrs, out),
+            None => out.iter_mut().for_each(|o| *o = None),
+        }
+    }
+
     /// The name of subscriber id `id` (as returned by [`Self::lookup_v4`]).
     pub fn name_of(&self, id: u32) -> Option<&str> {
         Some(&self.records.get(id as usize)?.as_ref()?.name)

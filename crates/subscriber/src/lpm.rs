@@ -100,6 +100,30 @@ impl Lpm4 {
         entry.checked_sub(1)
     }
 
+    /// [`Self::lookup`] of every address of `addrs` into `out` (as many as the shorter holds).
+    ///
+    /// Two passes over the batch: all first-level reads, then all second-level reads. Each pass
+    /// is a run of independent loads, so their cache misses overlap instead of queueing behind
+    /// each lookup's dependent pair — what a data plane does with a burst of packets.
+    pub fn lookup_batch(&self, addrs: &[u32], out: &mut [Option<u32>]) {
+        const CHUNK: usize = 32;
+        for (addrs, out) in addrs.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            let mut first = [0u32; CHUNK];
+            for (e, &a) in first.iter_mut().zip(addrs) {
+                *e = self.tbl24.get((a >> 8) as usize).copied().unwrap_or(0);
+            }
+            for ((o, &e), &a) in out.iter_mut().zip(&first).zip(addrs) {
+                let entry = if e & EXTENDED == 0 {
+                    e
+                } else {
+                    let slot = (((e & !EXTENDED) as usize) << 8) | (a & 0xff) as usize;
+                    self.tbl8.get(slot).copied().unwrap_or(0)
+                };
+                *o = entry.checked_sub(1);
+            }
+        }
+    }
+
     /// Inserts or replaces `addr/len` (host bits are ignored) and returns the previous value.
     ///
     /// # Panics
@@ -320,6 +344,26 @@ mod tests {
             .filter(|(a, l, _)| addr & mask4(*l) == *a)
             .max_by_key(|(_, l, _)| *l)
             .map(|(_, _, v)| *v)
+    }
+
+    #[test]
+    fn batched_lookups_equal_single_lookups() {
+        let mut t = Lpm4::new();
+        let mut out = vec![Some(7); 3];
+        t.lookup_batch(&[1, 2, 3], &mut out);
+        assert_eq!(out, [None, None, None], "an empty table");
+        t.insert(0x0a00_0000, 8, 1);
+        t.insert(0x0a01_0181, 32, 5);
+        let addrs: Vec<u32> = (0..100)
+            .map(|i| 0x0a01_0100 + i * 3)
+            .chain([0x0b00_0000])
+            .collect();
+        let mut out = vec![None; addrs.len()];
+        t.lookup_batch(&addrs, &mut out);
+        for (a, o) in addrs.iter().zip(&out) {
+            assert_eq!(*o, t.lookup(*a), "{a:#x}");
+        }
+        assert!(out.contains(&Some(5)) && out.contains(&None));
     }
 
     #[test]

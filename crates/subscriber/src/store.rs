@@ -133,6 +133,8 @@ impl SubscriberStore for RedbStore {
 
     fn apply_batch(&mut self, batch: &[ChangeSet]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
+        // One encoding buffer for the whole batch: group commits carry thousands of records.
+        let mut buf = Vec::with_capacity(256);
         {
             let mut vpns = txn.open_table(VPNS).map_err(db_err)?;
             let mut subs = txn.open_table(SUBSCRIBERS).map_err(db_err)?;
@@ -140,8 +142,8 @@ impl SubscriberStore for RedbStore {
                 for c in &changes.vpns {
                     match &c.new {
                         Some(v) => {
-                            let bytes = encode(&c.name, v)?;
-                            vpns.insert(c.name.as_str(), bytes.as_slice())
+                            encode(&mut buf, &c.name, v)?;
+                            vpns.insert(c.name.as_str(), buf.as_slice())
                                 .map_err(db_err)?;
                         }
                         None => {
@@ -153,8 +155,8 @@ impl SubscriberStore for RedbStore {
                     let key = c.name.as_str();
                     match &c.new {
                         Some(s) => {
-                            let bytes = encode(key, s)?;
-                            subs.insert(key, bytes.as_slice()).map_err(db_err)?;
+                            encode(&mut buf, key, s)?;
+                            subs.insert(key, buf.as_slice()).map_err(db_err)?;
                         }
                         None => {
                             subs.remove(key).map_err(db_err)?;
@@ -168,8 +170,9 @@ impl SubscriberStore for RedbStore {
     }
 }
 
-fn encode<T: serde::Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|source| StoreError::Encode {
+fn encode<T: serde::Serialize>(buf: &mut Vec<u8>, key: &str, value: &T) -> Result<(), StoreError> {
+    buf.clear();
+    serde_json::to_writer(&mut *buf, value).map_err(|source| StoreError::Encode {
         key: key.to_owned(),
         source,
     })

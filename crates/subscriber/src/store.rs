@@ -132,7 +132,11 @@ impl SubscriberStore for RedbStore {
     }
 
     fn apply_batch(&mut self, batch: &[ChangeSet]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        // Each commit also records the allocator state, so that opening the file after a crash
+        // (kill -9, power loss) does not walk the whole database to repair it: minutes at
+        // 10 M subscribers. Group commit makes the extra write per commit cheap.
+        txn.set_quick_repair(true);
         // One encoding buffer for the whole batch: group commits carry thousands of records.
         let mut buf = Vec::with_capacity(256);
         {

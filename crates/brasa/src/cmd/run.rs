@@ -28,6 +28,7 @@ pub async fn run(_global: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(api = %running.api, "brasa is running");
     shutdown_signal().await;
     tracing::info!("shutting down");
+    running.shutdown().await;
     Ok(())
 }
 

@@ -17,6 +17,18 @@ use std::sync::Arc;
 pub struct Daemon {
     /// Where the management API listens.
     pub api: SocketAddr,
+    /// The subscriber manager, closed cleanly on shutdown.
+    sm: Option<Arc<sm_api::SmComponent>>,
+}
+
+impl Daemon {
+    /// Stops what must not just vanish with the process (the SM finishes its commits and
+    /// closes its store).
+    pub async fn shutdown(&self) {
+        if let Some(sm) = &self.sm {
+            sm.service.shutdown().await;
+        }
+    }
 }
 
 /// Starts every configured component and the management API.
@@ -44,14 +56,17 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         }
         None => None,
     };
-    let state = ApiState { radius, sm };
+    let state = ApiState {
+        radius,
+        sm: sm.clone(),
+    };
     let router = Router::new()
         .route("/metrics", get(metrics))
         .nest("/api/v1/radius", radius_api::routes())
         .nest("/api/v1/sm", sm_api::routes())
         .with_state(state);
     let api = mgmt::serve(resolved.api_listen, router).await?;
-    Ok(Daemon { api })
+    Ok(Daemon { api, sm })
 }
 
 /// What API handlers can reach.

@@ -187,13 +187,11 @@ impl SubscriberManager for LegApi {
         r: Request<pb::SetPropertiesRequest>,
     ) -> Result<Response<pb::ChangeReply>, Status> {
         let r = r.into_inner();
-        let op = op_from_proto(
-            pb::LegOp {
-                op: Some(pb::leg_op::Op::SetProperties(r)),
-            },
-            NameCase::Sensitive,
-        );
-        self.change(op).await
+        self.change(Ok(Op::SetProperties {
+            name: r.name,
+            properties: r.properties.into_iter().map(|p| (p.key, p.value)).collect(),
+        }))
+        .await
     }
 
     async fn set_state(

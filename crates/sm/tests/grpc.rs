@@ -538,3 +538,112 @@ async fn ep_state_writes_auto_logout_and_operator_resync() {
     drop(a);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_unary_leg_call_applies_or_refuses_precisely() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = start(dir.path(), config()).await;
+    let mut leg = LegClient::connect(&url).await.unwrap();
+    let g = leg.grpc();
+    let sub = pb::Subscriber {
+        name: "cpe-1".into(),
+        domain: "north".into(),
+        mappings: vec!["10.8.0.0/24@corp".into()],
+        ..Default::default()
+    };
+    let vpn = pb::Vpn {
+        name: "corp".into(),
+        domain: "north".into(),
+        kind: Some(pb::vpn::Kind::Vlan(300)),
+    };
+    g.add_vpn(pb::AddVpnRequest { vpn: Some(vpn) })
+        .await
+        .unwrap();
+    let add = pb::AddSubscriberRequest {
+        subscriber: Some(sub.clone()),
+        replace: false,
+    };
+    g.add_subscriber(add.clone()).await.unwrap();
+    let again = g.add_subscriber(add).await.unwrap_err();
+    assert_eq!(again.code(), tonic::Code::AlreadyExists, "{again:?}");
+    let props = pb::SetPropertiesRequest {
+        name: "cpe-1".into(),
+        properties: vec![pb::Property {
+            key: "tier".into(),
+            value: "gold".into(),
+        }],
+    };
+    g.set_properties(props).await.unwrap();
+    g.set_state(pb::SetStateRequest {
+        name: "cpe-1".into(),
+        state: vec![1, 2],
+    })
+    .await
+    .unwrap();
+    let in_domain = pb::GetSubscriberRequest {
+        name: "cpe-1".into(),
+        domain: Some("north".into()),
+    };
+    let got = g.get_subscriber(in_domain).await.unwrap().into_inner();
+    assert_eq!(got.properties[0].value, "gold");
+    assert_eq!(got.state, [1, 2]);
+    let wrong_domain = pb::GetSubscriberRequest {
+        name: "cpe-1".into(),
+        domain: Some("subscribers".into()),
+    };
+    let e = g.get_subscriber(wrong_domain).await.unwrap_err();
+    assert!(e.message().contains("in domain \"subscribers\""), "{e:?}");
+    let names = g
+        .list_names(pb::ListNamesRequest {
+            pattern: Some(pb::list_names_request::Pattern::Prefix("cpe-".into())),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(names.names, ["cpe-1"]);
+    let in_use = g
+        .remove_vpn(pb::RemoveVpnRequest {
+            name: "corp".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(in_use.code(), tonic::Code::FailedPrecondition, "{in_use:?}");
+    let by_mapping = pb::LogoutByMappingRequest {
+        mapping: "10.8.0.0/24@corp".into(),
+    };
+    let reply = g.logout_by_mapping(by_mapping).await.unwrap().into_inner();
+    assert_eq!(
+        reply.changes[0].subscriber.as_ref().unwrap().mappings.len(),
+        0
+    );
+    g.remove_vpn(pb::RemoveVpnRequest {
+        name: "corp".into(),
+    })
+    .await
+    .unwrap();
+    g.remove_subscriber(pb::RemoveSubscriberRequest {
+        name: "cpe-1".into(),
+    })
+    .await
+    .unwrap();
+    let gone = g
+        .remove_subscriber(pb::RemoveSubscriberRequest {
+            name: "cpe-1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    let bad = g
+        .lookup(pb::LookupRequest {
+            address: "10.8.0.1x".into(),
+            vpn: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        bad.message().contains("not an IPv4 or IPv6 address"),
+        "{bad:?}"
+    );
+    server.shutdown().await;
+}

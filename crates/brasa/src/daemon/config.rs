@@ -504,6 +504,7 @@ fn resolve_radius(
             acct_listen: server.acct_listen,
             handler,
             policy,
+            external_hooks: None,
         });
     }
 
@@ -516,6 +517,7 @@ fn resolve_radius(
             policies,
             coa_listen: section.coa_listen,
             duplicate_window: section.duplicate_window.0,
+            external_hook_timeout: brasa_aaa::DEFAULT_EXTERNAL_HOOK_TIMEOUT,
         },
         dictionary,
     ))

@@ -299,8 +299,17 @@ pub(crate) fn restore_output(py: Python<'_>) -> PyResult<()> {
 /// The traceback Python would print for `err`, and its last line (`Type: message`).
 pub(crate) fn describe(py: Python<'_>, err: &PyErr) -> (String, String) {
     let value = err.value(py);
-    let text = |f: &Py<PyAny>| -> Option<String> {
-        let lines = f.bind(py).call1((value,)).ok()?;
+    // The traceback is passed explicitly: on 3.11 a fetched exception does not carry it in
+    // `__traceback__`.
+    let traceback = err.traceback(py);
+    let text = |f: &Py<PyAny>, with_traceback: bool| -> Option<String> {
+        let lines = if with_traceback {
+            f.bind(py)
+                .call1((err.get_type(py), value, traceback.as_ref()))
+                .ok()?
+        } else {
+            f.bind(py).call1((value,)).ok()?
+        };
         let mut out = String::new();
         for line in lines.try_iter().ok()? {
             out.push_str(&line.ok()?.str().ok()?.to_string_lossy());
@@ -310,10 +319,10 @@ pub(crate) fn describe(py: Python<'_>, err: &PyErr) -> (String, String) {
     let Ok(alc) = alc(py) else {
         return (err.to_string(), String::new());
     };
-    let message = text(&alc.format_exception_only)
+    let message = text(&alc.format_exception_only, false)
         .and_then(|m| m.lines().next().map(str::to_string))
         .unwrap_or_else(|| err.to_string());
-    let traceback = text(&alc.format_exception).unwrap_or_default();
+    let traceback = text(&alc.format_exception, true).unwrap_or_default();
     (message, traceback)
 }
 

@@ -254,6 +254,9 @@ impl ScriptHost {
         };
         let over_time = guard.finish(py);
         let finished = scope.exit();
+        // `sys` is process-wide: undo a rebinding now rather than let the next run on
+        // another thread print into it. Failing here leaves it to the next run's check.
+        let _ = alc::restore_output(py);
         if let Ok(globals) = &globals {
             // Functions defined by the script hold its globals: clearing breaks the cycle so
             // each run's objects are freed now rather than by the cyclic GC.

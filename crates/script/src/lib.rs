@@ -11,6 +11,37 @@
 //! * [`ScriptCache`] is how `alc.cache` reaches a python-policy's cache; [`PolicyCacheAt`]
 //!   implements it over a [`brasa_cache::PolicyCache`].
 //!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use brasa_cache::{CacheConfig, MemoryBudget, PolicyCache};
+//! use brasa_radius::{Code, Dictionary, Packet};
+//! use brasa_script::{Outcome, PolicyCacheAt, RunOptions, Script, ScriptHost, Verdict};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let host = ScriptHost::new()?;
+//! let script = Script::load("python-script-1", "examples/python/python_cache.py")?;
+//! let dict = Dictionary::builtin();
+//! let budget = Arc::new(MemoryBudget::new(256 << 20));
+//! let mut cache = PolicyCache::new(CacheConfig::default(), 1, budget);
+//!
+//! let mut accept = Packet::new(Code::AccessAccept, 7);
+//! accept.add(1, b"00:20:fc:1e:cd:53".to_vec());
+//! accept.add(25, b"Class-1".to_vec());
+//! let now_ms = 1_403_751_738_000;
+//! let mut at = PolicyCacheAt::new(&mut cache, now_ms);
+//! let options = RunOptions { trace: true, ..RunOptions::default() };
+//! let report = host.run(&script, &mut accept, &dict, Some(&mut at), &options);
+//! match (&report.outcome, report.verdict) {
+//!     (Outcome::Ok, Verdict::Continue) => { /* send `accept` on */ }
+//!     (Outcome::Ok, Verdict::Drop) => { /* discard it */ }
+//!     (Outcome::Failed(failure), _) => eprintln!("{failure}"), // action-on-fail
+//! }
+//! print!("{report}"); // Python Result: python-script-1 ...
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # The `alc` package
 //!
 //! Importable as `from alc import radius, cache`, `from alc import cache`, or `import alc`

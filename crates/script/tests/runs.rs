@@ -157,7 +157,8 @@ fn catching_the_time_limit_does_not_escape_it() {
         assert_failed(&report, FailureKind::Timeout);
         assert_eq!(p, before, "source {i}");
     }
-    // And the thread is clean afterwards: no hook or pending exception left behind.
+    // And the thread is clean afterwards: a trace hook or a pending exception left behind
+    // would fail this loop at once.
     let script = script(
         dir.path(),
         "after",
@@ -507,4 +508,12 @@ fn cache_effects_are_not_rolled_back() {
     let report = run_cached(&host, &script, &mut sample(), &mut cache, T0);
     assert_failed(&report, FailureKind::Exception);
     assert_eq!(cache.peek(b"k", T0), Some(&b"v"[..]));
+}
+
+#[test]
+fn host_and_scripts_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ScriptHost>();
+    send_sync::<Script>();
+    send_sync::<RunReport>();
 }

@@ -21,7 +21,7 @@ use brasa_cache::journal::{Journal, JournalError};
 use brasa_cache::{
     CacheConfig, CacheError, CacheEvent, CacheSet, ConfigError, Millis, Origin, RefusalReason,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::sync::{self, PeerLink};
@@ -104,7 +104,7 @@ pub enum CacheServiceError {
 }
 
 /// One live entry for the dump tool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryDump {
     /// Entry key.
     pub key: Vec<u8>,
@@ -117,7 +117,7 @@ pub struct EntryDump {
 }
 
 /// Counters and state of one cache.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CacheStats {
     /// The python-policy.
     pub policy: String,
@@ -160,7 +160,7 @@ pub struct CacheStats {
 }
 
 /// Everything the service counts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CacheServiceStats {
     /// This node's id.
     pub node_id: u32,

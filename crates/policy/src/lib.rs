@@ -15,7 +15,7 @@
 
 pub mod cache_service;
 pub mod sync;
-
+pub mod worker;
 /// Milliseconds since the Unix epoch now: the time base of cache lifetimes and versions.
 pub fn wall_clock_ms() -> brasa_cache::Millis {
     std::time::SystemTime::now()

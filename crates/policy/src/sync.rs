@@ -22,7 +22,7 @@ use brasa_cache::{ApplyOutcome, CacheEvent, Version};
 use brasa_proto::brasa::cache as proto;
 use proto::cache_sync_client::CacheSyncClient;
 use proto::cache_sync_server::{CacheSync, CacheSyncServer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::Stream;
@@ -39,7 +39,7 @@ const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// State and counters of the link to one peer.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PeerStats {
     /// The peer's sync address.
     pub address: String,
@@ -68,7 +68,7 @@ pub struct PeerStats {
 }
 
 /// Sync streams accepted from peers.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct InboundStats {
     /// Streams accepted.
     pub sessions: u64,

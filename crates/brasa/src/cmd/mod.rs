@@ -7,3 +7,4 @@ pub mod radius;
 pub mod rae;
 pub mod run;
 pub mod show;
+pub mod tools;

@@ -30,6 +30,8 @@ pub struct DaemonFile {
     pub api: ApiSection,
     /// RADIUS server/proxy; absent means no RADIUS component.
     pub radius: Option<RadiusSection>,
+    /// Python scripts and policies (with their caches) that RADIUS servers name.
+    pub python: Option<super::python::PythonSection>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -128,6 +130,8 @@ pub struct ServerSection {
     pub proxy: Option<Spanned<String>>,
     /// Name of the rewrite policy applied at every hook.
     pub policy: Option<Spanned<String>>,
+    /// Name of the `[[python.policy]]` whose scripts run at its bound hooks.
+    pub python_policy: Option<Spanned<String>>,
 }
 
 /// `[[radius.local]]`
@@ -282,6 +286,8 @@ pub struct Resolved {
     pub data_dir: PathBuf,
     /// The RADIUS component, if configured.
     pub radius: Option<(EngineConfig, Arc<Dictionary>)>,
+    /// Python policies and their caches, if configured.
+    pub python: Option<super::python::ResolvedPython>,
 }
 
 /// Reads and validates a config file (or the embedded defaults when `path` is `None`).
@@ -295,14 +301,30 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    let python = match file.python {
+        Some(section) => Some(super::python::resolve(
+            &source,
+            &base,
+            &file.data_dir,
+            section,
+        )?),
+        None => None,
+    };
     let radius = match file.radius {
-        Some(section) => Some(resolve_radius(&source, &base, &file.data_dir, section)?),
+        Some(section) => Some(resolve_radius(
+            &source,
+            &base,
+            &file.data_dir,
+            section,
+            python.as_ref(),
+        )?),
         None => None,
     };
     Ok(Resolved {
         api_listen: file.api.listen,
         data_dir: file.data_dir,
         radius,
+        python,
     })
 }
 
@@ -311,6 +333,7 @@ fn resolve_radius(
     base: &Path,
     data_dir: &Path,
     section: RadiusSection,
+    python: Option<&super::python::ResolvedPython>,
 ) -> Result<(EngineConfig, Arc<Dictionary>), ConfigError> {
     let mut dictionary = Dictionary::builtin();
     for path in &section.dictionaries {
@@ -498,13 +521,31 @@ fn resolve_radius(
             Some(name) => Some(find(&policy_refs, name, "[[radius.policy]]")?),
             None => None,
         };
+        let external_hooks = match &server.python_policy {
+            None => None,
+            Some(name) => {
+                let python = python.ok_or_else(|| {
+                    source.error_at(
+                        name.span(),
+                        "python_policy needs a [python] section with that [[python.policy]]",
+                    )
+                })?;
+                let index = python.policy_index(name.get_ref()).ok_or_else(|| {
+                    source.error_at(
+                        name.span(),
+                        format!("no [[python.policy]] named {:?}", name.get_ref()),
+                    )
+                })?;
+                python.hooks(index)
+            }
+        };
         servers.push(ServerConfig {
             name: server.name.into_inner(),
             auth_listen: server.auth_listen,
             acct_listen: server.acct_listen,
             handler,
             policy,
-            external_hooks: None,
+            external_hooks,
         });
     }
 

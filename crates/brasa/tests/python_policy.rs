@@ -747,6 +747,25 @@ fn serial_python_caches_sync_between_two_daemons_and_a_restarted_one_resyncs() {
 }
 
 #[test]
+fn the_python_example_config_is_valid() {
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python/python-cache.toml");
+    let output = Command::new(BRASA)
+        .args(["--json", "check", "-c"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["python"]["scripts"], 1);
+    assert_eq!(summary["python"]["caches"], 1);
+}
+
+#[test]
 fn python_config_errors_name_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("s.py");

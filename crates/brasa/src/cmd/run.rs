@@ -45,6 +45,11 @@ pub async fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
             "local_databases": engine.local_databases.len(),
             "policies": engine.policies.len(),
         })),
+        "python": resolved.python.as_ref().map(|python| serde_json::json!({
+            "scripts": python.worker.scripts.len(),
+            "policies": python.worker.policies.len(),
+            "caches": python.caches.caches.len(),
+        })),
     });
     if global.json {
         crate::common::output::print_json(&summary)?;

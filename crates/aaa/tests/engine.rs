@@ -65,7 +65,20 @@ fn proxy_engine(
     dead_after: u32,
     policy: Option<Arc<dyn Policy>>,
 ) -> Engine {
-    let config = EngineConfig {
+    Engine::new(
+        proxy_engine_config(servers, retries, dead_after, policy),
+        dictionary(),
+        [7; 32],
+    )
+}
+
+fn proxy_engine_config(
+    servers: usize,
+    retries: u32,
+    dead_after: u32,
+    policy: Option<Arc<dyn Policy>>,
+) -> EngineConfig {
+    EngineConfig {
         clients: vec![client()],
         servers: vec![ServerConfig {
             name: "edge".into(),
@@ -81,8 +94,7 @@ fn proxy_engine(
         coa_listen: Some("127.0.0.1:3799".parse().unwrap()),
         duplicate_window: Duration::from_secs(5),
         external_hook_timeout: Duration::from_secs(5),
-    };
-    Engine::new(config, dictionary(), [7; 32])
+    }
 }
 
 fn local_engine() -> Engine {
@@ -676,21 +688,9 @@ fn with_external_hooks(mut engine_config: EngineConfig, hooks: Option<ExternalHo
 
 fn proxy_config() -> EngineConfig {
     EngineConfig {
-        clients: vec![client()],
-        servers: vec![ServerConfig {
-            name: "edge".into(),
-            auth_listen: Some("127.0.0.1:1812".parse().unwrap()),
-            acct_listen: Some("127.0.0.1:1813".parse().unwrap()),
-            handler: Handler::Proxy(0),
-            policy: None,
-            external_hooks: None,
-        }],
-        pools: vec![pool(1, 0, 3, Duration::from_secs(5))],
-        local_databases: vec![],
-        policies: vec![],
         coa_listen: None,
-        duplicate_window: Duration::from_secs(5),
         external_hook_timeout: Duration::from_secs(1),
+        ..proxy_engine_config(1, 0, 3, None)
     }
 }
 

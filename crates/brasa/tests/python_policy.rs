@@ -332,9 +332,14 @@ max_entry_lifetime = "0d 01:00:00"
     );
 }
 
-/// A local-mode server whose accounting requests run `script`; the script's edits are visible
-/// in the accounting log.
-fn local_python_config(api: SocketAddr, servers: &[(u16, &str)], python: &str) -> String {
+/// A `brasa run` config answering from a local database (the document's user, whose
+/// Access-Accept carries the three Class attributes and the User-Name, and an accounting log),
+/// with one server per `(auth port, acct port, python-policy)` and the `[python]` text.
+fn local_node_config(
+    api: SocketAddr,
+    servers: &[(Option<u16>, Option<u16>, &str)],
+    python: &str,
+) -> String {
     let mut text = format!(
         r#"data_dir = "data"
 [api]
@@ -342,7 +347,7 @@ listen = "{api}"
 [radius]
 [[radius.client]]
 name = "nas"
-address = "127.0.0.1"
+address = "127.0.0.0/8"
 secret = "{NAS_SECRET}"
 [[radius.local]]
 name = "db"
@@ -353,14 +358,27 @@ password = "{MAC}"
 reply = ['Class = "Class-1"', 'Class = "Class-22"', 'Class = "Class-333"', 'User-Name = "{MAC}"']
 "#
     );
-    for (index, (port, policy)) in servers.iter().enumerate() {
-        text.push_str(&format!(
-            "[[radius.server]]\nname = \"s{index}\"\nauth_listen = \"127.0.0.1:{}\"\nacct_listen = \"127.0.0.1:{port}\"\nlocal = \"db\"\npython_policy = \"{policy}\"\n",
-            free_udp_port("127.0.0.1")
-        ));
+    for (index, (auth, acct, policy)) in servers.iter().enumerate() {
+        text.push_str(&format!("[[radius.server]]\nname = \"s{index}\"\nlocal = \"db\"\npython_policy = \"{policy}\"\n"));
+        if let Some(port) = auth {
+            text.push_str(&format!("auth_listen = \"127.0.0.1:{port}\"\n"));
+        }
+        if let Some(port) = acct {
+            text.push_str(&format!("acct_listen = \"127.0.0.1:{port}\"\n"));
+        }
     }
     text.push_str(python);
     text
+}
+
+/// Local-mode servers on `(acct port, python-policy)` whose accounting requests run the
+/// policy's script; the script's edits are visible in the accounting log.
+fn local_python_config(api: SocketAddr, servers: &[(u16, &str)], python: &str) -> String {
+    let servers: Vec<_> = servers
+        .iter()
+        .map(|(port, policy)| (None, Some(*port), *policy))
+        .collect();
+    local_node_config(api, &servers, python)
 }
 
 fn accounting_log(dir: &Path) -> Vec<serde_json::Value> {
@@ -624,28 +642,7 @@ fn authenticate(auth: u16) {
 
 /// A local-mode `brasa run` with the seed policy on fixed ports (restarts must find them again).
 fn seed_node_config(api: SocketAddr, auth: u16, python: &str) -> String {
-    format!(
-        r#"data_dir = "data"
-[api]
-listen = "{api}"
-[radius]
-[[radius.client]]
-name = "nas"
-address = "127.0.0.0/8"
-secret = "{NAS_SECRET}"
-[[radius.local]]
-name = "db"
-[[radius.local.user]]
-name = "{MAC}"
-password = "{MAC}"
-reply = ['Class = "Class-1"', 'Class = "Class-22"', 'Class = "Class-333"', 'User-Name = "{MAC}"']
-[[radius.server]]
-name = "s"
-auth_listen = "127.0.0.1:{auth}"
-local = "db"
-python_policy = "python-policy-1"
-{python}"#
-    )
+    local_node_config(api, &[(Some(auth), None, "python-policy-1")], python)
 }
 
 #[test]

@@ -157,7 +157,9 @@ fn default_max_entry_lifetime() -> ConfigDuration {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MinimumLifetimesSection {
-    /// Below this an entry is not synchronised to a standby.
+    /// Below this an entry is not synchronised to a standby control card. Accepted for SR OS
+    /// compatibility; a brasa node has no standby card (its redundancy is the multi-chassis
+    /// peer), so the value has no effect.
     #[serde(default)]
     pub high_availability: ConfigDuration,
     /// Below this an entry is not sent to the multi-chassis peer.

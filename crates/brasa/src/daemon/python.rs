@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Port of the cache sync listener when `cache_sync_listen` or an `mcs_peer` gives none.
-pub const DEFAULT_SYNC_PORT: u16 = 7790;
+pub const DEFAULT_SYNC_PORT: u16 = 7791;
 
 /// `[python]`
 #[derive(Debug, Deserialize)]
@@ -255,7 +255,7 @@ pub fn resolve(
             source.error_at(
                 text.span(),
                 format!(
-                    "invalid cache_sync_listen {:?}; expected an address such as \"127.0.0.1:7790\" or \"127.0.0.1\"",
+                    "invalid cache_sync_listen {:?}; expected an address such as \"127.0.0.1:7791\" or \"127.0.0.1\"",
                     text.get_ref()
                 ),
             )
@@ -354,7 +354,7 @@ pub fn resolve(
                     let address = parse_address(peer.get_ref()).ok_or_else(|| {
                         source.error_at(
                             peer.span(),
-                            format!("invalid mcs_peer {:?}; expected an address such as \"127.0.0.2\" or \"127.0.0.2:7790\"", peer.get_ref()),
+                            format!("invalid mcs_peer {:?}; expected an address such as \"127.0.0.2\" or \"127.0.0.2:7791\"", peer.get_ref()),
                         )
                     })?;
                     if sync_listen.is_none() {

@@ -37,6 +37,7 @@ fn engine(handler: Handler) -> Engine {
             acct_listen: None,
             handler,
             policy: None,
+            external_hooks: None,
         }],
         pools: vec![PoolConfig {
             name: "p".into(),
@@ -61,6 +62,7 @@ fn engine(handler: Handler) -> Engine {
         policies: vec![],
         coa_listen: None,
         duplicate_window: Duration::from_secs(5),
+        external_hook_timeout: Duration::from_secs(5),
     };
     Engine::new(config, dictionary, [3; 32])
 }

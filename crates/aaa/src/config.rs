@@ -1,8 +1,8 @@
 //! The engine's resolved configuration. The binary turns the operator's TOML into these types
 //! (with `file:line:col` errors); the engine never sees text it would have to reject.
 
-use crate::policy::Policy;
-use brasa_radius::Pair;
+use crate::policy::{Direction, Policy};
+use brasa_radius::{Code, Pair};
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,7 +26,14 @@ pub struct EngineConfig {
     pub coa_listen: Option<SocketAddr>,
     /// How long an answered request's reply is kept to answer retransmissions (RFC 5080 §2.2.2).
     pub duplicate_window: Duration,
+    /// How long a packet handed to an external hook processor may wait for its answer before
+    /// the engine gives up on it (dropped and counted). The processor enforces its own, shorter
+    /// limits; this only bounds what a stuck processor can hold.
+    pub external_hook_timeout: Duration,
 }
+
+/// Default of [`EngineConfig::external_hook_timeout`].
+pub const DEFAULT_EXTERNAL_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A NAS allowed to talk to brasa.
 #[derive(Clone, Debug)]
@@ -56,6 +63,26 @@ pub struct ServerConfig {
     pub handler: Handler,
     /// Index into [`EngineConfig::policies`] of the policy applied at every hook, if any.
     pub policy: Option<usize>,
+    /// Hook points handed to an external processor (a python-policy), after `policy`.
+    pub external_hooks: Option<ExternalHooks>,
+}
+
+/// The hook points of a server that run outside the engine, asynchronously: the engine parks
+/// the exchange, emits [`crate::Output::Hook`] and goes on with other packets until the shell
+/// calls [`crate::Engine::resume_hook`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExternalHooks {
+    /// Which external handler (for brasa's daemon: the python-policy index) gets the packets.
+    pub handler: usize,
+    /// The (message type, direction) points deferred; every other point runs inline.
+    pub points: Vec<(Code, Direction)>,
+}
+
+impl ExternalHooks {
+    /// Whether packets of `code` travelling `direction` are deferred.
+    pub fn covers(&self, code: Code, direction: Direction) -> bool {
+        self.points.contains(&(code, direction))
+    }
 }
 
 /// What answers a server's requests.

@@ -90,6 +90,37 @@ pub struct Transmit {
     pub bytes: Vec<u8>,
 }
 
+/// Names one exchange parked at an external hook (see [`Engine::resume_hook`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HookTicket(pub u64);
+
+/// A packet handed to an external hook processor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HookRequest {
+    /// Quote it in [`Engine::resume_hook`].
+    pub ticket: HookTicket,
+    /// [`crate::ExternalHooks::handler`] of the server.
+    pub handler: usize,
+    /// Where the packet is going.
+    pub direction: Direction,
+    /// The packet at this point (encrypted attributes in the NAS's context). Only its attributes
+    /// may be changed: code, identifier and authenticator are the engine's.
+    pub packet: Packet,
+    /// Name of the NAS client.
+    pub client: String,
+    /// Name of the server that received the request.
+    pub server: String,
+}
+
+/// What an external hook processor decided.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HookResult {
+    /// Go on with this packet (its attributes replace the parked packet's).
+    Continue(Packet),
+    /// Discard the packet; counted as dropped by policy.
+    Drop,
+}
+
 /// What the engine asks the shell to do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
@@ -102,6 +133,8 @@ pub enum Output {
         /// The record (the shell adds the time).
         record: serde_json::Map<String, serde_json::Value>,
     },
+    /// Run an external hook on a packet and answer with [`Engine::resume_hook`].
+    Hook(HookRequest),
 }
 
 /// A NAS request on its way through the engine.
@@ -164,6 +197,15 @@ struct Pending {
 enum Timer {
     Pending(PendingKey),
     Probe(usize, bool, usize),
+    Hook(u64),
+}
+
+/// An exchange waiting for an external hook: the request (and, at ingress, the reply).
+#[derive(Debug)]
+struct Parked {
+    job: Box<ClientRequest>,
+    reply: Option<Packet>,
+    deadline: Instant,
 }
 
 #[derive(Debug)]
@@ -231,6 +273,11 @@ pub struct Engine {
     next_proxy_state: u32,
     unknown_client: u64,
     coa_unroutable: u64,
+    parked: HashMap<u64, Parked>,
+    next_ticket: u64,
+    external_hook_timeout: Duration,
+    hooks_deferred: u64,
+    hook_timeouts: u64,
 }
 
 impl Engine {
@@ -327,6 +374,11 @@ impl Engine {
             next_proxy_state: 0,
             unknown_client: 0,
             coa_unroutable: 0,
+            parked: HashMap::new(),
+            next_ticket: 0,
+            external_hook_timeout: config.external_hook_timeout,
+            hooks_deferred: 0,
+            hook_timeouts: 0,
         }
     }
 
@@ -410,6 +462,17 @@ impl Engine {
                     },
                     out,
                 ),
+                Timer::Hook(ticket) => {
+                    if self.parked.get(&ticket).is_some_and(|p| p.deadline == at) {
+                        if let Some(parked) = self.parked.remove(&ticket) {
+                            self.hook_timeouts += 1;
+                            self.client_stats[parked.job.client].dropped_by_policy += 1;
+                            self.replies.forget(&parked.job.dedup);
+                            tracing::warn!(client = %self.clients.all()[parked.job.client].name,
+                                "external hook did not answer in time; packet dropped");
+                        }
+                    }
+                }
             }
         }
     }
@@ -434,7 +497,118 @@ impl Engine {
             coa_unroutable: self.coa_unroutable,
             duplicate_cache_entries: self.replies.len() as u64,
             sessions: self.sessions.len() as u64,
+            hooks_deferred: self.hooks_deferred,
+            hooks_pending: self.parked.len() as u64,
+            hook_timeouts: self.hook_timeouts,
         }
+    }
+
+    /// The answer of an external hook processor to [`Output::Hook`]. The exchange goes on where
+    /// it stopped (upstream selection or local answering after `egress`, the reply to the NAS
+    /// after `ingress`). A ticket that is unknown (already timed out) is ignored.
+    pub fn resume_hook(
+        &mut self,
+        now: Instant,
+        ticket: HookTicket,
+        result: HookResult,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(parked) = self.parked.remove(&ticket.0) else {
+            return;
+        };
+        let Parked { mut job, reply, .. } = parked;
+        let packet = match result {
+            HookResult::Continue(packet) => packet,
+            HookResult::Drop => {
+                self.client_stats[job.client].dropped_by_policy += 1;
+                self.replies.forget(&job.dedup);
+                return;
+            }
+        };
+        match reply {
+            None => {
+                job.request.attributes = packet.attributes;
+                self.dispatch(now, job, out);
+            }
+            Some(mut reply) => {
+                reply.attributes = packet.attributes;
+                self.answer_client(&job, reply, true, out);
+            }
+        }
+    }
+
+    /// The external hook set of `server` if it covers (`code`, `direction`).
+    fn external_handler(&self, server: usize, code: Code, direction: Direction) -> Option<usize> {
+        self.servers[server]
+            .external_hooks
+            .as_ref()
+            .filter(|hooks| hooks.covers(code, direction))
+            .map(|hooks| hooks.handler)
+    }
+
+    /// Parks `job` (with `reply` at ingress) and asks the shell to run the external hook.
+    fn park(
+        &mut self,
+        now: Instant,
+        handler: usize,
+        direction: Direction,
+        job: Box<ClientRequest>,
+        reply: Option<Packet>,
+        out: &mut Vec<Output>,
+    ) {
+        let ticket = self.next_ticket;
+        self.next_ticket = self.next_ticket.wrapping_add(1);
+        let packet = reply.clone().unwrap_or_else(|| job.request.clone());
+        out.push(Output::Hook(HookRequest {
+            ticket: HookTicket(ticket),
+            handler,
+            direction,
+            packet,
+            client: self.clients.all()[job.client].name.clone(),
+            server: self.servers[job.server].name.clone(),
+        }));
+        let deadline = now + self.external_hook_timeout;
+        self.timers.push(Reverse((deadline, Timer::Hook(ticket))));
+        self.hooks_deferred += 1;
+        self.parked.insert(
+            ticket,
+            Parked {
+                job,
+                reply,
+                deadline,
+            },
+        );
+    }
+
+    /// After the egress hooks: answer locally or proxy.
+    fn dispatch(&mut self, now: Instant, job: Box<ClientRequest>, out: &mut Vec<Output>) {
+        match self.servers[job.server].handler {
+            Handler::Local(database) => self.answer_locally(now, database, *job, out),
+            Handler::Proxy(pool) => {
+                let accounting = job.request.code == Code::AccountingRequest;
+                self.forward(now, pool, accounting, job, out);
+            }
+        }
+    }
+
+    /// A reply for the NAS is ready: the ingress hooks, then signing and sending.
+    fn deliver_reply(
+        &mut self,
+        now: Instant,
+        mut job: Box<ClientRequest>,
+        mut reply: Packet,
+        out: &mut Vec<Output>,
+    ) {
+        if self.run_hook(&mut job, Direction::Ingress, Some(&mut reply)) == Verdict::Drop {
+            self.client_stats[job.client].dropped_by_policy += 1;
+            self.replies.forget(&job.dedup);
+            return;
+        }
+        if let Some(handler) = self.external_handler(job.server, reply.code, Direction::Ingress) {
+            self.park(now, handler, Direction::Ingress, job, Some(reply), out);
+            return;
+        }
+        self.answer_client(&job, reply, true, out);
     }
 
     // ----- requests from NASes -------------------------------------------------------------
@@ -539,13 +713,12 @@ impl Engine {
             self.replies.forget(&job.dedup);
             return;
         }
-        match self.servers[server].handler {
-            Handler::Local(database) => self.answer_locally(database, job, out),
-            Handler::Proxy(pool) => {
-                let accounting = job.request.code == Code::AccountingRequest;
-                self.forward(now, pool, accounting, Box::new(job), out);
-            }
+        let job = Box::new(job);
+        if let Some(handler) = self.external_handler(server, job.request.code, Direction::Egress) {
+            self.park(now, handler, Direction::Egress, job, None, out);
+            return;
         }
+        self.dispatch(now, job, out);
     }
 
     /// Duplicate detection for a request on `listener`: its key when it is new; `None` when it
@@ -615,7 +788,13 @@ impl Engine {
         policy.apply(&mut context)
     }
 
-    fn answer_locally(&mut self, database: usize, mut job: ClientRequest, out: &mut Vec<Output>) {
+    fn answer_locally(
+        &mut self,
+        now: Instant,
+        database: usize,
+        job: ClientRequest,
+        out: &mut Vec<Output>,
+    ) {
         let Some(db) = self.local_databases.get(database) else {
             return;
         };
@@ -666,12 +845,7 @@ impl Engine {
                 value: state.to_vec(),
             });
         }
-        if self.run_hook(&mut job, Direction::Ingress, Some(&mut reply)) == Verdict::Drop {
-            self.client_stats[job.client].dropped_by_policy += 1;
-            self.replies.forget(&job.dedup);
-            return;
-        }
-        self.answer_client(&job, reply, true, out);
+        self.deliver_reply(now, Box::new(job), reply, out);
     }
 
     /// Signs `reply` for the NAS, caches it against retransmissions and sends it.
@@ -1161,7 +1335,8 @@ impl Engine {
                 }
                 if let Origin::Client(job) = pending.origin {
                     self.relay_upstream_reply(
-                        *job,
+                        now,
+                        job,
                         reply,
                         &secret,
                         &pending.sent_authenticator,
@@ -1183,9 +1358,11 @@ impl Engine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn relay_upstream_reply(
         &mut self,
-        mut job: ClientRequest,
+        now: Instant,
+        job: Box<ClientRequest>,
         mut reply: Packet,
         upstream_secret: &[u8],
         upstream_authenticator: &[u8; 16],
@@ -1206,12 +1383,7 @@ impl Engine {
             self.replies.forget(&job.dedup);
             return;
         }
-        if self.run_hook(&mut job, Direction::Ingress, Some(&mut reply)) == Verdict::Drop {
-            self.client_stats[job.client].dropped_by_policy += 1;
-            self.replies.forget(&job.dedup);
-            return;
-        }
-        self.answer_client(&job, reply, true, out);
+        self.deliver_reply(now, job, reply, out);
     }
 
     // ----- CoA / Disconnect relay ------------------------------------------------------------

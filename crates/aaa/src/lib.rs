@@ -24,9 +24,12 @@ pub mod stats;
 mod udp;
 
 pub use config::{
-    ClientConfig, EngineConfig, Handler, LoadBalance, LocalDatabase, LocalUser, PoolConfig,
-    ServerConfig, UpstreamConfig,
+    ClientConfig, EngineConfig, ExternalHooks, Handler, LoadBalance, LocalDatabase, LocalUser,
+    PoolConfig, ServerConfig, UpstreamConfig, DEFAULT_EXTERNAL_HOOK_TIMEOUT,
 };
-pub use engine::{Engine, ListenerId, ListenerKind, Output, SocketRef, Transmit, UpstreamKey};
+pub use engine::{
+    Engine, HookRequest, HookResult, HookTicket, ListenerId, ListenerKind, Output, SocketRef,
+    Transmit, UpstreamKey,
+};
 pub use policy::{Direction, HookContext, Policy, RewritePolicy, RewriteRule, Verdict};
 pub use stats::{ClientStats, ServerStats, StatsSnapshot, UpstreamStats};

@@ -4,7 +4,9 @@
 //! engine call) and performs what it returns; a timer task sleeps until the engine's next
 //! deadline. Upstream sockets are opened lazily, one per Identifier slot the engine hands out.
 
-use crate::engine::{Engine, ListenerKind, Output, SocketRef, Transmit};
+use crate::engine::{
+    Engine, HookRequest, HookResult, HookTicket, ListenerKind, Output, SocketRef, Transmit,
+};
 use crate::stats::StatsSnapshot;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -20,6 +22,33 @@ use crate::udp::{self, RecvBatch};
 
 /// Datagrams taken from a socket per system call.
 const RECEIVE_BATCH: usize = 32;
+/// Hook answers applied per engine lock.
+const RESUME_BATCH: usize = 256;
+
+/// Runs the hook points the engine defers ([`crate::ExternalHooks`]), e.g. the Python worker.
+///
+/// `submit` is called from the RADIUS tasks and must not block: queue the request and answer
+/// later, from any thread, through the [`HookCompletion`]. Every submitted request must be
+/// answered (a processor that is overloaded answers at once with its failure action); one that
+/// is not is dropped by the engine after [`crate::EngineConfig::external_hook_timeout`].
+pub trait HookProcessor: Send + Sync + 'static {
+    /// Takes one packet to process.
+    fn submit(&self, request: HookRequest, completion: &HookCompletion);
+}
+
+/// Hands processed packets back to the RADIUS service; cheap to clone, usable from any thread.
+#[derive(Clone, Debug)]
+pub struct HookCompletion {
+    sender: mpsc::UnboundedSender<(HookTicket, HookResult)>,
+}
+
+impl HookCompletion {
+    /// Gives the engine the processor's decision for `ticket`.
+    pub fn complete(&self, ticket: HookTicket, result: HookResult) {
+        // The service is gone when this fails: nothing is waiting for the answer any more.
+        let _ = self.sender.send((ticket, result));
+    }
+}
 
 /// Failures to start the service.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +81,8 @@ struct Shared {
     /// Sockets opened on demand go to a task that starts their receive loop (a receive loop
     /// cannot spawn another one directly: the future would contain itself).
     new_sockets: mpsc::UnboundedSender<(SocketRef, Arc<UdpSocket>)>,
+    hooks: Option<Arc<dyn HookProcessor>>,
+    completion: HookCompletion,
 }
 
 /// A running RADIUS service.
@@ -64,6 +95,14 @@ pub struct RadiusService {
 impl RadiusService {
     /// Binds every listener of `engine`, opens the accounting logs and starts the tasks.
     pub async fn start(engine: Engine) -> Result<RadiusService, ShellError> {
+        Self::start_with_hooks(engine, None).await
+    }
+
+    /// Like [`RadiusService::start`], with a processor for the engine's external hook points.
+    pub async fn start_with_hooks(
+        engine: Engine,
+        hooks: Option<Arc<dyn HookProcessor>>,
+    ) -> Result<RadiusService, ShellError> {
         let listeners = engine.listeners();
         let mut logs = HashMap::new();
         let mut index = 0;
@@ -106,12 +145,17 @@ impl RadiusService {
             sockets.insert(SocketRef::Listener(*id), Arc::new(socket));
         }
         let (new_sockets, mut opened) = mpsc::unbounded_channel();
+        let (resume_sender, resumes) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             engine: Mutex::new(engine),
             sockets: Mutex::new(sockets.clone()),
             accounting_logs: Mutex::new(logs),
             timer_changed: Notify::new(),
             new_sockets,
+            hooks,
+            completion: HookCompletion {
+                sender: resume_sender,
+            },
         });
         let mut tasks = Vec::new();
         for (socket_ref, socket) in sockets {
@@ -122,6 +166,7 @@ impl RadiusService {
             )));
         }
         tasks.push(tokio::spawn(timer_loop(shared.clone())));
+        tasks.push(tokio::spawn(resume_loop(shared.clone(), resumes)));
         let spawner_shared = shared.clone();
         tasks.push(tokio::spawn(async move {
             let mut receivers = tokio::task::JoinSet::new();
@@ -199,6 +244,31 @@ async fn receive_loop(shared: Arc<Shared>, socket_ref: SocketRef, socket: Arc<Ud
     }
 }
 
+/// Applies the answers of the hook processor, in batches (one engine lock for many).
+async fn resume_loop(
+    shared: Arc<Shared>,
+    mut resumes: mpsc::UnboundedReceiver<(HookTicket, HookResult)>,
+) {
+    let mut outputs = Vec::new();
+    let mut batch = Vec::with_capacity(RESUME_BATCH);
+    while resumes.recv_many(&mut batch, RESUME_BATCH).await > 0 {
+        let now = Instant::now();
+        let earlier_timer = {
+            let mut engine = lock(&shared.engine);
+            let before = engine.next_timeout();
+            for (ticket, result) in batch.drain(..) {
+                engine.resume_hook(now, ticket, result, &mut outputs);
+            }
+            let after = engine.next_timeout();
+            after.is_some() && (before.is_none() || after < before)
+        };
+        if earlier_timer {
+            shared.timer_changed.notify_one();
+        }
+        perform(&shared, &mut outputs).await;
+    }
+}
+
 async fn timer_loop(shared: Arc<Shared>) {
     let mut outputs = Vec::new();
     loop {
@@ -246,6 +316,17 @@ async fn perform(shared: &Arc<Shared>, outputs: &mut Vec<Output>) {
                     }
                 }
             }
+            Output::Hook(request) => match &shared.hooks {
+                Some(hooks) => hooks.submit(request, &shared.completion),
+                None => {
+                    // A config with external hooks but no processor is rejected before start;
+                    // should it happen anyway, the packet passes unchanged rather than hang.
+                    let ticket = request.ticket;
+                    shared
+                        .completion
+                        .complete(ticket, HookResult::Continue(request.packet));
+                }
+            },
         }
     }
     for (socket_ref, transmits) in groups {

@@ -94,4 +94,13 @@ pub struct StatsSnapshot {
     pub duplicate_cache_entries: u64,
     /// Sessions known for CoA routing.
     pub sessions: u64,
+    /// Packets handed to an external hook processor (python-policies) so far.
+    #[serde(default)]
+    pub hooks_deferred: u64,
+    /// Packets waiting for an external hook now.
+    #[serde(default)]
+    pub hooks_pending: u64,
+    /// Packets dropped because the external hook did not answer in time.
+    #[serde(default)]
+    pub hook_timeouts: u64,
 }

@@ -65,7 +65,20 @@ fn proxy_engine(
     dead_after: u32,
     policy: Option<Arc<dyn Policy>>,
 ) -> Engine {
-    let config = EngineConfig {
+    Engine::new(
+        proxy_engine_config(servers, retries, dead_after, policy),
+        dictionary(),
+        [7; 32],
+    )
+}
+
+fn proxy_engine_config(
+    servers: usize,
+    retries: u32,
+    dead_after: u32,
+    policy: Option<Arc<dyn Policy>>,
+) -> EngineConfig {
+    EngineConfig {
         clients: vec![client()],
         servers: vec![ServerConfig {
             name: "edge".into(),
@@ -73,14 +86,15 @@ fn proxy_engine(
             acct_listen: Some("127.0.0.1:1813".parse().unwrap()),
             handler: Handler::Proxy(0),
             policy: policy.as_ref().map(|_| 0),
+            external_hooks: None,
         }],
         pools: vec![pool(servers, retries, dead_after, Duration::from_secs(5))],
         local_databases: vec![],
         policies: policy.into_iter().collect(),
         coa_listen: Some("127.0.0.1:3799".parse().unwrap()),
         duplicate_window: Duration::from_secs(5),
-    };
-    Engine::new(config, dictionary(), [7; 32])
+        external_hook_timeout: Duration::from_secs(5),
+    }
 }
 
 fn local_engine() -> Engine {
@@ -104,6 +118,7 @@ fn local_engine() -> Engine {
             acct_listen: Some("127.0.0.1:1813".parse().unwrap()),
             handler: Handler::Local(0),
             policy: None,
+            external_hooks: None,
         }],
         pools: vec![],
         local_databases: vec![LocalDatabase {
@@ -114,6 +129,7 @@ fn local_engine() -> Engine {
         policies: vec![],
         coa_listen: None,
         duplicate_window: Duration::from_secs(5),
+        external_hook_timeout: Duration::from_secs(5),
     };
     Engine::new(config, dict, [1; 32])
 }
@@ -652,4 +668,245 @@ fn identifiers_spill_into_new_socket_slots_beyond_256_in_flight() {
     assert_eq!(seen.len(), 300);
     assert_eq!(slots.len(), 2);
     assert_eq!(engine.stats().upstreams[0].in_flight, 300);
+}
+
+// ----- external (deferred) hooks ---------------------------------------------------------------
+
+fn hooks(engine_points: &[(Code, Direction)]) -> Option<ExternalHooks> {
+    Some(ExternalHooks {
+        handler: 3,
+        points: engine_points.to_vec(),
+    })
+}
+
+fn with_external_hooks(mut engine_config: EngineConfig, hooks: Option<ExternalHooks>) -> Engine {
+    for server in &mut engine_config.servers {
+        server.external_hooks = hooks.clone();
+    }
+    Engine::new(engine_config, dictionary(), [3; 32])
+}
+
+fn proxy_config() -> EngineConfig {
+    EngineConfig {
+        coa_listen: None,
+        external_hook_timeout: Duration::from_secs(1),
+        ..proxy_engine_config(1, 0, 3, None)
+    }
+}
+
+fn hook_requests(out: &mut Vec<Output>) -> Vec<HookRequest> {
+    let mut hooks = Vec::new();
+    out.retain(|o| match o {
+        Output::Hook(h) => {
+            hooks.push(h.clone());
+            false
+        }
+        _ => true,
+    });
+    hooks
+}
+
+#[test]
+fn an_egress_hook_parks_the_request_until_the_processor_answers() {
+    let mut engine = with_external_hooks(
+        proxy_config(),
+        hooks(&[(Code::AccountingRequest, Direction::Egress)]),
+    );
+    let now = Instant::now();
+    let mut out = Vec::new();
+    let request = accounting_request(5, "Start", "s1");
+    engine.handle_datagram(now, ACCT, nas(), &request, &mut out);
+    let parked = hook_requests(&mut out);
+    assert!(
+        transmits(&mut out).is_empty(),
+        "nothing leaves before the hook answers"
+    );
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].handler, 3);
+    assert_eq!(parked[0].direction, Direction::Egress);
+    assert_eq!(parked[0].client, "nas");
+    assert_eq!(engine.stats().hooks_pending, 1);
+
+    // A retransmission meanwhile is absorbed, not deferred twice.
+    engine.handle_datagram(now, ACCT, nas(), &request, &mut out);
+    assert!(out.is_empty());
+
+    // Access-Requests are not covered: they go straight upstream.
+    engine.handle_datagram(now, AUTH, nas(), &access_request(6, "alice", "x"), &mut out);
+    assert!(hook_requests(&mut out).is_empty());
+    assert_eq!(transmits(&mut out).len(), 1);
+
+    let mut edited = parked[0].packet.clone();
+    edited.add(25, b"Class-1".to_vec());
+    engine.resume_hook(
+        now,
+        parked[0].ticket,
+        HookResult::Continue(edited),
+        &mut out,
+    );
+    let sent = transmits(&mut out);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to.ip(), upstream(1).ip());
+    let proxied = Packet::decode(&sent[0].bytes).unwrap();
+    assert_eq!(proxied.code, Code::AccountingRequest);
+    assert_eq!(proxied.get(25), Some(&b"Class-1"[..]));
+    assert!(auth::verify_request(&sent[0].bytes, UP_SECRET));
+    let stats = engine.stats();
+    assert_eq!(stats.hooks_pending, 0);
+    assert_eq!(stats.hooks_deferred, 1);
+
+    // A second answer for the same ticket is ignored.
+    engine.resume_hook(now, parked[0].ticket, HookResult::Drop, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(engine.stats().clients[0].dropped_by_policy, 0);
+}
+
+#[test]
+fn an_ingress_hook_sees_the_upstream_reply_and_its_edits_reach_the_nas_signed() {
+    let mut engine = with_external_hooks(
+        proxy_config(),
+        hooks(&[(Code::AccessAccept, Direction::Ingress)]),
+    );
+    let now = Instant::now();
+    let mut out = Vec::new();
+    engine.handle_datagram(
+        now,
+        AUTH,
+        nas(),
+        &access_request(8, "alice", "pw"),
+        &mut out,
+    );
+    let sent = transmits(&mut out);
+    let SocketRef::Upstream { key, slot } = sent[0].socket else {
+        panic!("expected an upstream socket")
+    };
+    let reply = upstream_reply(&sent[0].bytes, Code::AccessAccept, &[(25, b"Class-22")]);
+    engine.handle_datagram(
+        now,
+        SocketRef::Upstream { key, slot },
+        upstream(1),
+        &reply,
+        &mut out,
+    );
+    let parked = hook_requests(&mut out);
+    assert!(transmits(&mut out).is_empty());
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].direction, Direction::Ingress);
+    assert_eq!(parked[0].packet.code, Code::AccessAccept);
+    assert_eq!(parked[0].packet.get(25), Some(&b"Class-22"[..]));
+    assert_eq!(
+        parked[0].packet.get(33),
+        None,
+        "Proxy-State is removed before the hook"
+    );
+
+    let mut edited = parked[0].packet.clone();
+    edited.set(18, b"hello".to_vec());
+    engine.resume_hook(
+        now,
+        parked[0].ticket,
+        HookResult::Continue(edited),
+        &mut out,
+    );
+    let answer = transmits(&mut out);
+    assert_eq!(answer.len(), 1);
+    assert_eq!(answer[0].to, nas());
+    assert!(auth::verify_response(
+        &answer[0].bytes,
+        &[8 ^ 0x5a; 16],
+        NAS_SECRET
+    ));
+    let packet = Packet::decode(&answer[0].bytes).unwrap();
+    assert_eq!(packet.get(18), Some(&b"hello"[..]));
+    assert_eq!(packet.identifier, 8);
+    assert_eq!(engine.stats().clients[0].accepts, 1);
+}
+
+#[test]
+fn a_hook_drop_ends_the_exchange_and_a_retransmission_is_processed_afresh() {
+    let mut config = proxy_config();
+    config.servers[0].handler = Handler::Local(0);
+    config.local_databases = vec![LocalDatabase {
+        name: "db".into(),
+        users: Default::default(),
+        accounting_log: "acct.jsonl".into(),
+    }];
+    let mut engine = with_external_hooks(
+        config,
+        hooks(&[
+            (Code::AccountingRequest, Direction::Egress),
+            (Code::AccountingResponse, Direction::Ingress),
+        ]),
+    );
+    let now = Instant::now();
+    let mut out = Vec::new();
+    let request = accounting_request(11, "Stop", "s9");
+    engine.handle_datagram(now, ACCT, nas(), &request, &mut out);
+    let parked = hook_requests(&mut out);
+    engine.resume_hook(now, parked[0].ticket, HookResult::Drop, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(engine.stats().clients[0].dropped_by_policy, 1);
+
+    // The NAS retries: a new exchange, through both hooks this time, answered locally.
+    engine.handle_datagram(now, ACCT, nas(), &request, &mut out);
+    let egress = hook_requests(&mut out);
+    assert_eq!(egress.len(), 1);
+    let packet = egress[0].packet.clone();
+    engine.resume_hook(
+        now,
+        egress[0].ticket,
+        HookResult::Continue(packet),
+        &mut out,
+    );
+    let accounted = out
+        .iter()
+        .filter(|o| matches!(o, Output::Accounting { .. }))
+        .count();
+    assert_eq!(accounted, 1);
+    let ingress = hook_requests(&mut out);
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(ingress[0].packet.code, Code::AccountingResponse);
+    let packet = ingress[0].packet.clone();
+    engine.resume_hook(
+        now,
+        ingress[0].ticket,
+        HookResult::Continue(packet),
+        &mut out,
+    );
+    let answer = transmits(&mut out);
+    assert_eq!(answer.len(), 1);
+    assert_eq!(
+        Packet::decode(&answer[0].bytes).unwrap().code,
+        Code::AccountingResponse
+    );
+}
+
+#[test]
+fn a_hook_that_never_answers_is_given_up_after_the_timeout() {
+    let mut engine = with_external_hooks(
+        proxy_config(),
+        hooks(&[(Code::AccessRequest, Direction::Egress)]),
+    );
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let request = access_request(21, "alice", "x");
+    engine.handle_datagram(start, AUTH, nas(), &request, &mut out);
+    let parked = hook_requests(&mut out);
+    assert_eq!(engine.next_timeout(), Some(start + Duration::from_secs(1)));
+    engine.handle_timeout(start + Duration::from_millis(999), &mut out);
+    assert_eq!(engine.stats().hooks_pending, 1);
+    engine.handle_timeout(start + Duration::from_secs(1), &mut out);
+    let stats = engine.stats();
+    assert_eq!(stats.hooks_pending, 0);
+    assert_eq!(stats.hook_timeouts, 1);
+    assert_eq!(stats.clients[0].dropped_by_policy, 1);
+    // The late answer changes nothing.
+    let packet = parked[0].packet.clone();
+    engine.resume_hook(
+        start + Duration::from_secs(2),
+        parked[0].ticket,
+        HookResult::Continue(packet),
+        &mut out,
+    );
+    assert!(out.is_empty());
 }

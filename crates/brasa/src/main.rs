@@ -34,6 +34,13 @@ enum Command {
     /// Show state and statistics of a running daemon.
     #[command(subcommand)]
     Show(cmd::show::ShowCommand),
+    /// Operator tools of a running daemon: dump python-policy caches, change entry lifetimes,
+    /// reload python-scripts (the SR OS `tools dump|perform` commands).
+    #[command(subcommand)]
+    Tools(cmd::tools::ToolsCommand),
+    /// Remove state of a running daemon (`clear python python-policy NAME cache --string-key K`).
+    #[command(subcommand)]
+    Clear(cmd::tools::ClearCommand),
     /// RADIUS client tools (a built-in radclient with rate and latency summary).
     #[command(subcommand)]
     Radius(cmd::radius::RadiusCommand),
@@ -74,6 +81,8 @@ fn main() -> std::process::ExitCode {
             Command::Run(args) => cmd::run::run(&global, args).await,
             Command::Check(args) => cmd::run::check(&global, args).await,
             Command::Show(command) => cmd::show::run(&global, command).await,
+            Command::Tools(command) => cmd::tools::run_tools(&global, command).await,
+            Command::Clear(command) => cmd::tools::run_clear(&global, command).await,
             Command::Radius(command) => cmd::radius::run(&global, command).await,
             Command::Rae(args) => cmd::rae::run(&global, args).await,
             Command::Dataplane(args) => cmd::dataplane::run(&global, args).await,

@@ -692,6 +692,22 @@ impl PolicyCache {
         )
     }
 
+    /// What a peer needs after a (re)connect: [`PolicyCache::peer_snapshot`] plus a `Clear` for
+    /// every remembered tombstone, so that entries cleared while the peer was away are cleared
+    /// there too.
+    pub fn peer_resync(&self, now: Millis) -> Vec<CacheEvent> {
+        let mut events = self.peer_snapshot(now);
+        events.extend(
+            self.tombstones
+                .iter()
+                .map(|(key, version)| CacheEvent::Clear {
+                    key: key.to_vec(),
+                    version: *version,
+                }),
+        );
+        events
+    }
+
     fn tracks_tombstones(&self) -> bool {
         self.config.mcs_peer.is_some()
     }

@@ -169,3 +169,25 @@ proptest! {
         prop_assert_eq!(state(&r1, now), state(&r3, now));
     }
 }
+
+#[test]
+fn a_resync_carries_the_clears_a_disconnected_peer_missed() {
+    let mut a = node(1);
+    let mut b = node(2);
+    a.save(b"stays", b"1", T0).unwrap();
+    a.save(b"cleared", b"2", T0).unwrap();
+    for change in a.drain_changes() {
+        b.apply(&a.peer_event(&change, T0).unwrap(), T0);
+    }
+    // The link is down while `cleared` is cleared on a.
+    assert!(a.clear(b"cleared", T0 + 1000));
+    a.drain_changes();
+    assert_eq!(b.retrieve(b"cleared", T0 + 1000), Some(&b"2"[..]));
+    let resync = a.peer_resync(T0 + 2000);
+    assert_eq!(resync.len(), 2, "one live entry and one tombstone");
+    for event in &resync {
+        b.apply(event, T0 + 2000);
+    }
+    assert_eq!(b.retrieve(b"cleared", T0 + 2000), None);
+    assert_eq!(b.retrieve(b"stays", T0 + 2000), Some(&b"1"[..]));
+}

@@ -17,13 +17,12 @@ use brasa_comet::rae::config::RaeConfig;
 use brasa_comet::rae::daemon;
 use brasa_comet::rae::engine::{Output, Rae};
 use brasa_comet::rae::proto;
-use brasa_comet::rae::wire::{self, Frame, InterRaeMessage};
+use brasa_comet::rae::wire::InterRaeMessage;
 use rae_support::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Counting;
 

@@ -6,11 +6,11 @@ mod rae_support;
 
 use brasa_comet::rae::daemon;
 use brasa_comet::rae::proto;
-use brasa_comet::rae::wire::{self, Frame, InterRaeMessage};
+use brasa_comet::rae::wire::InterRaeMessage;
 use rae_support::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 const LIMIT: Duration = Duration::from_secs(20);

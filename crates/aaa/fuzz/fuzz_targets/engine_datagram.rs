@@ -24,6 +24,7 @@ fn config() -> EngineConfig {
             acct_listen: Some("127.0.0.1:1813".parse().unwrap()),
             handler: Handler::Proxy(0),
             policy: None,
+            external_hooks: None,
         }],
         pools: vec![PoolConfig {
             name: "p".into(),
@@ -44,6 +45,7 @@ fn config() -> EngineConfig {
         policies: vec![],
         coa_listen: Some("127.0.0.1:3799".parse().unwrap()),
         duplicate_window: Duration::from_secs(5),
+        external_hook_timeout: Duration::from_secs(5),
     }
 }
 

@@ -8,3 +8,4 @@ pub mod rae;
 pub mod run;
 pub mod show;
 pub mod sm;
+pub mod tools;

@@ -52,6 +52,11 @@ pub async fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
             "eps": sm.config.eps.len(),
             "radius_login_events": sm.radius.is_some(),
         })),
+        "python": resolved.python.as_ref().map(|python| serde_json::json!({
+            "scripts": python.worker.scripts.len(),
+            "policies": python.worker.policies.len(),
+            "caches": python.caches.caches.len(),
+        })),
     });
     if global.json {
         crate::common::output::print_json(&summary)?;

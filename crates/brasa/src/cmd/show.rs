@@ -17,6 +17,18 @@ pub enum ShowCommand {
     /// Data plane (`brasa dataplane`, default API 127.0.0.1:7781).
     #[command(subcommand)]
     Dataplane(ShowDataplane),
+    /// Python scripts and python-policy caches.
+    #[command(subcommand)]
+    Python(ShowPython),
+}
+
+/// `brasa show python …`
+#[derive(clap::Subcommand, Debug)]
+pub enum ShowPython {
+    /// Per script: runs, failures by kind, action-on-fail outcomes, overload, run time; per
+    /// cache: entries, bytes, saves, hits, misses, expirations, refusals by reason, journal and
+    /// multi-chassis peer state.
+    Statistics,
 }
 
 /// `brasa show dataplane …`
@@ -41,6 +53,15 @@ pub async fn run(global: &GlobalArgs, command: ShowCommand) -> anyhow::Result<()
         ShowCommand::Dataplane(ShowDataplane::Statistics) => {
             crate::cmd::cafe::run(global, crate::cmd::cafe::CafeCommand::Stats).await
         }
+        ShowCommand::Python(ShowPython::Statistics) => {
+            let stats: crate::daemon::python_api::PythonStatistics =
+                tokio::task::block_in_place(|| client.get("/api/v1/python/statistics"))?;
+            if global.json {
+                return print_json(&stats);
+            }
+            print!("{}", render_python(&stats));
+            Ok(())
+        }
         ShowCommand::Radius(ShowRadius::Statistics) => {
             let stats: StatsSnapshot =
                 tokio::task::block_in_place(|| client.get("/api/v1/radius/statistics"))?;
@@ -51,6 +72,155 @@ pub async fn run(global: &GlobalArgs, command: ShowCommand) -> anyhow::Result<()
             Ok(())
         }
     }
+}
+
+fn render_python(stats: &crate::daemon::python_api::PythonStatistics) -> String {
+    let mut out = String::new();
+    if let Some(worker) = &stats.worker {
+        out.push_str(&format!(
+            "Python scripts (queued {} of {})\n",
+            worker.queued, worker.queue_capacity
+        ));
+        let rows: Vec<Vec<String>> = worker
+            .scripts
+            .iter()
+            .map(|s| {
+                let mean = s.run_time_us.checked_div(s.runs).unwrap_or(0);
+                vec![
+                    s.name.clone(),
+                    s.runs.to_string(),
+                    s.completed.to_string(),
+                    s.dropped_by_script.to_string(),
+                    s.exceptions.to_string(),
+                    s.timeouts.to_string(),
+                    s.failed_dropped.to_string(),
+                    s.failed_passed.to_string(),
+                    s.overload.to_string(),
+                    format!("{mean}"),
+                    s.max_run_time_us.to_string(),
+                    s.action_on_fail.clone(),
+                    if s.debug { "on".into() } else { "off".into() },
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "script",
+                "runs",
+                "ok",
+                "dropped",
+                "exceptions",
+                "timeouts",
+                "fail-drop",
+                "fail-pass",
+                "overload",
+                "mean-us",
+                "max-us",
+                "on-fail",
+                "debug",
+            ],
+            &rows,
+        ));
+        for script in worker.scripts.iter().filter(|s| s.last_error.is_some()) {
+            out.push_str(&format!(
+                "last error of {}: {}\n",
+                script.name,
+                script.last_error.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(caches) = &stats.caches {
+        out.push_str(&format!(
+            "\nPython policy caches (node {}, memory {} of {} bytes)\n",
+            caches.node_id, caches.global_memory_used, caches.global_memory_limit
+        ));
+        let rows: Vec<Vec<String>> = caches
+            .caches
+            .iter()
+            .map(|c| {
+                let refused: u64 = c.refused.values().sum();
+                vec![
+                    c.policy.clone(),
+                    c.entries.to_string(),
+                    c.bytes.to_string(),
+                    c.saves.to_string(),
+                    c.hits.to_string(),
+                    c.misses.to_string(),
+                    c.expirations.to_string(),
+                    c.clears.to_string(),
+                    refused.to_string(),
+                    if c.persistence {
+                        format!("{} B", c.journal_bytes)
+                    } else {
+                        "off".into()
+                    },
+                    c.mcs_peer.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "policy", "entries", "bytes", "saves", "hits", "misses", "expired", "cleared",
+                "refused", "journal", "mcs-peer",
+            ],
+            &rows,
+        ));
+        for cache in &caches.caches {
+            let reasons: Vec<String> = cache
+                .refused
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(reason, n)| format!("{reason}={n}"))
+                .collect();
+            if !reasons.is_empty() {
+                out.push_str(&format!(
+                    "refused saves of {}: {}\n",
+                    cache.policy,
+                    reasons.join(", ")
+                ));
+            }
+        }
+        if !caches.peers.is_empty() {
+            out.push_str("\nMulti-chassis peers\n");
+            let rows: Vec<Vec<String>> = caches
+                .peers
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.address.clone(),
+                        p.state.clone(),
+                        p.sync_tags.join(","),
+                        p.sessions.to_string(),
+                        p.resync_events.to_string(),
+                        p.events_sent.to_string(),
+                        p.overflows.to_string(),
+                        p.last_error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(
+                &[
+                    "peer",
+                    "state",
+                    "tags",
+                    "sessions",
+                    "resync-events",
+                    "sent",
+                    "overflows",
+                    "last-error",
+                ],
+                &rows,
+            ));
+            out.push_str(&format!(
+                "inbound: {} streams active, {} applied, {} stale, {} refused streams\n",
+                caches.inbound.active,
+                caches.inbound.applied,
+                caches.inbound.stale,
+                caches.inbound.refused
+            ));
+        }
+    }
+    out
 }
 
 fn render_statistics(stats: &StatsSnapshot) -> String {

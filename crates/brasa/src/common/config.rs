@@ -143,8 +143,67 @@ impl<'de> Deserialize<'de> for ConfigDuration {
     }
 }
 
+/// A size in config: `"256MB"`, `"64KiB"`, `"1GB"` (K/M/G are powers of 1024 with or without
+/// `i`, as operators write memory limits), or a bare integer of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct ByteSize(pub usize);
+
+impl ByteSize {
+    /// Parses the textual forms described on the type.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim();
+        let digits = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(trimmed.len());
+        let (number, unit) = trimmed.split_at(digits);
+        let expected = || {
+            format!("invalid size {text:?}; expected e.g. \"256MB\", \"64KiB\", \"1GB\" or a number of bytes")
+        };
+        let number: usize = number.parse().map_err(|_| expected())?;
+        let shift = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "k" | "kb" | "kib" => 10,
+            "m" | "mb" | "mib" => 20,
+            "g" | "gb" | "gib" => 30,
+            _ => return Err(expected()),
+        };
+        number
+            .checked_mul(1usize << shift)
+            .map(Self)
+            .ok_or_else(|| format!("size {text:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Bytes(bytes) => usize::try_from(bytes)
+                .map(Self)
+                .map_err(|_| serde::de::Error::custom("size is too large")),
+            Raw::Text(text) => Self::parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_in_every_form() {
+        let size = |text| ByteSize::parse(text).map(|s| s.0);
+        assert_eq!(size("256MB"), Ok(256 << 20));
+        assert_eq!(size("64KiB"), Ok(64 << 10));
+        assert_eq!(size("1 GB"), Ok(1 << 30));
+        assert_eq!(size("1000"), Ok(1000));
+        assert!(size("12 parsecs").is_err());
+        assert!(size("MB").is_err());
+    }
+
     use super::*;
 
     #[test]

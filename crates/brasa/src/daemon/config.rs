@@ -32,6 +32,8 @@ pub struct DaemonFile {
     pub radius: Option<RadiusSection>,
     /// Subscriber manager; absent means no SM component.
     pub subscriber_manager: Option<super::sm_config::SmSection>,
+    /// Python scripts and policies (with their caches) that RADIUS servers name.
+    pub python: Option<super::python::PythonSection>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -130,6 +132,8 @@ pub struct ServerSection {
     pub proxy: Option<Spanned<String>>,
     /// Name of the rewrite policy applied at every hook.
     pub policy: Option<Spanned<String>>,
+    /// Name of the `[[python.policy]]` whose scripts run at its bound hooks.
+    pub python_policy: Option<Spanned<String>>,
 }
 
 /// `[[radius.local]]`
@@ -286,6 +290,8 @@ pub struct Resolved {
     pub radius: Option<(EngineConfig, Arc<Dictionary>)>,
     /// The subscriber manager, if configured.
     pub subscriber_manager: Option<super::sm_config::SmResolved>,
+    /// Python policies and their caches, if configured.
+    pub python: Option<super::python::ResolvedPython>,
 }
 
 /// Reads and validates a config file (or the embedded defaults when `path` is `None`).
@@ -299,8 +305,23 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    let python = match file.python {
+        Some(section) => Some(super::python::resolve(
+            &source,
+            &base,
+            &file.data_dir,
+            section,
+        )?),
+        None => None,
+    };
     let radius = match file.radius {
-        Some(section) => Some(resolve_radius(&source, &base, &file.data_dir, section)?),
+        Some(section) => Some(resolve_radius(
+            &source,
+            &base,
+            &file.data_dir,
+            section,
+            python.as_ref(),
+        )?),
         None => None,
     };
     let subscriber_manager = match file.subscriber_manager {
@@ -317,6 +338,7 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
         data_dir: file.data_dir,
         radius,
         subscriber_manager,
+        python,
     })
 }
 
@@ -325,6 +347,7 @@ fn resolve_radius(
     base: &Path,
     data_dir: &Path,
     section: RadiusSection,
+    python: Option<&super::python::ResolvedPython>,
 ) -> Result<(EngineConfig, Arc<Dictionary>), ConfigError> {
     let mut dictionary = Dictionary::builtin();
     for path in &section.dictionaries {
@@ -512,12 +535,31 @@ fn resolve_radius(
             Some(name) => Some(find(&policy_refs, name, "[[radius.policy]]")?),
             None => None,
         };
+        let external_hooks = match &server.python_policy {
+            None => None,
+            Some(name) => {
+                let python = python.ok_or_else(|| {
+                    source.error_at(
+                        name.span(),
+                        "python_policy needs a [python] section with that [[python.policy]]",
+                    )
+                })?;
+                let index = python.policy_index(name.get_ref()).ok_or_else(|| {
+                    source.error_at(
+                        name.span(),
+                        format!("no [[python.policy]] named {:?}", name.get_ref()),
+                    )
+                })?;
+                python.hooks(index)
+            }
+        };
         servers.push(ServerConfig {
             name: server.name.into_inner(),
             auth_listen: server.auth_listen,
             acct_listen: server.acct_listen,
             handler,
             policy,
+            external_hooks,
         });
     }
 
@@ -530,6 +572,7 @@ fn resolve_radius(
             policies,
             coa_listen: section.coa_listen,
             duplicate_window: section.duplicate_window.0,
+            external_hook_timeout: brasa_aaa::DEFAULT_EXTERNAL_HOOK_TIMEOUT,
         },
         dictionary,
     ))

@@ -2,6 +2,8 @@
 //! the management API.
 
 pub mod config;
+pub mod python;
+pub mod python_api;
 pub mod radius_api;
 pub mod sm_api;
 pub mod sm_config;
@@ -39,6 +41,30 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
             resolved.data_dir.display()
         )
     })?;
+    let dictionary = resolved
+        .radius
+        .as_ref()
+        .map(|(_, dictionary)| dictionary.clone())
+        .unwrap_or_else(|| Arc::new(brasa_radius::Dictionary::builtin()));
+    let (caches, python) = match resolved.python {
+        Some(python) => {
+            let caches = Arc::new(
+                brasa_policy::cache_service::CacheService::start(python.caches)
+                    .await
+                    .map_err(|err| anyhow::anyhow!("python-policy caches: {err}"))?,
+            );
+            let worker = tokio::task::block_in_place(|| {
+                brasa_policy::worker::PythonPolicies::start(
+                    python.worker,
+                    dictionary,
+                    Some(caches.clone()),
+                )
+            })
+            .map_err(|err| anyhow::anyhow!("python: {err}"))?;
+            (Some(caches), Some(worker))
+        }
+        None => (None, None),
+    };
     let mut radius_config = resolved.radius;
     // Before the RADIUS engine is built: the SM may add its login-event observer to it.
     let sm = match resolved.subscriber_manager {
@@ -50,8 +76,11 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
             let mut seed = [0u8; 32];
             getrandom_seed(&mut seed);
             let engine = brasa_aaa::Engine::new(engine_config, dictionary, seed);
+            let hooks = python
+                .clone()
+                .map(|p| p as Arc<dyn brasa_aaa::shell::HookProcessor>);
             Some(Arc::new(
-                brasa_aaa::shell::RadiusService::start(engine).await?,
+                brasa_aaa::shell::RadiusService::start_with_hooks(engine, hooks).await?,
             ))
         }
         None => None,
@@ -59,11 +88,14 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
     let state = ApiState {
         radius,
         sm: sm.clone(),
+        python,
+        caches,
     };
     let router = Router::new()
         .route("/metrics", get(metrics))
         .nest("/api/v1/radius", radius_api::routes())
         .nest("/api/v1/sm", sm_api::routes())
+        .nest("/api/v1/python", python_api::routes())
         .with_state(state);
     let api = mgmt::serve(resolved.api_listen, router).await?;
     Ok(Daemon { api, sm })
@@ -76,6 +108,10 @@ pub struct ApiState {
     pub radius: Option<Arc<brasa_aaa::shell::RadiusService>>,
     /// The subscriber manager.
     pub sm: Option<Arc<sm_api::SmComponent>>,
+    /// The Python worker (python-scripts and python-policies).
+    pub python: Option<Arc<brasa_policy::worker::PythonPolicies>>,
+    /// The python-policy caches.
+    pub caches: Option<Arc<brasa_policy::cache_service::CacheService>>,
 }
 
 async fn metrics(
@@ -88,6 +124,9 @@ async fn metrics(
     if let Some(sm) = &state.sm {
         sm_api::write_metrics(sm, &mut writer);
     }
+    let worker = state.python.as_ref().map(|p| p.stats());
+    let caches = state.caches.as_ref().map(|c| c.stats());
+    python_api::write_metrics(worker.as_ref(), caches.as_ref(), &mut writer);
     mgmt::metrics_response(writer.finish())
 }
 

@@ -75,6 +75,31 @@ pub fn start_freeradius(
     server_body: Option<&str>,
     debug: bool,
 ) -> FreeRadius {
+    start_freeradius_with_modules(
+        dir,
+        ip,
+        clients,
+        users,
+        "",
+        extra_top_level,
+        server_body,
+        debug,
+    )
+}
+
+/// [`start_freeradius`] with `extra_modules` (module instances such as a `cache { }`) added to
+/// the `modules` section.
+#[allow(clippy::too_many_arguments)]
+pub fn start_freeradius_with_modules(
+    dir: &Path,
+    ip: &str,
+    clients: &[(&str, &str)],
+    users: &str,
+    extra_modules: &str,
+    extra_top_level: &str,
+    server_body: Option<&str>,
+    debug: bool,
+) -> FreeRadius {
     std::fs::create_dir_all(dir).unwrap();
     let auth_port = free_udp_port(ip);
     let acct_port = free_udp_port(ip);
@@ -142,6 +167,7 @@ modules {{
   always ok {{
     rcode = ok
   }}
+{extra_modules}
 }}
 {extra_top_level}
 server default {{
@@ -360,6 +386,21 @@ pub fn radload(
     sockets: u32,
     window: u32,
 ) -> String {
+    radload_with_timeout(server, secret, kind, count, sockets, window, 2.0)
+}
+
+/// [`radload`] with the time after which an unanswered request counts as lost (the run ends at
+/// most this long after the last answer, so a short timeout keeps a few losses from dominating
+/// the measured rate).
+pub fn radload_with_timeout(
+    server: SocketAddr,
+    secret: &str,
+    kind: &str,
+    count: u64,
+    sockets: u32,
+    window: u32,
+    timeout_seconds: f64,
+) -> String {
     let script = std::env::var("RADLOAD").unwrap_or_else(|_| {
         concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -375,6 +416,7 @@ pub fn radload(
         .arg(count.to_string())
         .arg(sockets.to_string())
         .arg(window.to_string())
+        .arg(timeout_seconds.to_string())
         .output()
         .expect("python3 and shared/tools/radload.py (or RADLOAD=path)");
     let text = String::from_utf8_lossy(&output.stdout).trim().to_string();

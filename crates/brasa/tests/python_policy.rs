@@ -1,0 +1,808 @@
+//! Seed 000 end to end: python-policies with `alc.radius` and `alc.cache` in `brasa run`, with
+//! radclient as the NAS and a real FreeRADIUS as the AAA server; the operator tools; cache
+//! limits; persistence across kill -9; multi-chassis peer sync between two daemons; script
+//! failures, time limits and reloads.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+
+const NAS_SECRET: &str = "testing123";
+const UPSTREAM_SECRET: &str = "upstream-secret";
+const MAC: &str = "00:20:fc:1e:cd:53";
+/// `03 07 08 09` + "Class-1" "Class-22" "Class-333", as the SR OS dump shows it.
+const CLASS_ENTRY_HEX: &str =
+    "03 07 08 09 43 6c 61 73 73 2d 31 43 6c 61 73 73 2d 32 32 43 6c 61 73 73 2d 33 33 33";
+
+fn seed_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python/python_cache.py")
+}
+
+fn api_address() -> SocketAddr {
+    format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"))
+        .parse()
+        .unwrap()
+}
+
+fn brasa(api: SocketAddr, args: &[&str]) -> std::process::Output {
+    Command::new(BRASA)
+        .args(["--api", &format!("http://{api}")])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn brasa_json(api: SocketAddr, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let output = brasa(api, &all);
+    assert!(
+        output.status.success(),
+        "brasa {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn dump(api: SocketAddr, policy: &str) -> Vec<serde_json::Value> {
+    brasa_json(
+        api,
+        &["tools", "dump", "python", "python-policy", policy, "cache"],
+    )["entries"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn script_stats(api: SocketAddr, script: &str) -> serde_json::Value {
+    let stats = brasa_json(api, &["show", "python", "statistics"]);
+    stats["worker"]["scripts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == script)
+        .unwrap()
+        .clone()
+}
+
+fn accounting(status: &str) -> String {
+    format!(
+        "User-Name = \"{MAC}\", Acct-Status-Type = {status}, Acct-Session-Id = \"{MAC}|1/1/9\", NAS-IP-Address = 127.0.0.1, Event-Timestamp = 1403751738"
+    )
+}
+
+fn remaining_ms(entry: &serde_json::Value) -> u64 {
+    entry["remaining_ms"].as_u64().unwrap()
+}
+
+#[test]
+fn serial_python_class_reflection_with_freeradius_as_the_aaa_server() {
+    let dir = tempfile::tempdir().unwrap();
+    // As in the document, the server returns the User-Name (the script's cache key) with the
+    // three Class attributes.
+    let users = format!(
+        "\"{MAC}\" Cleartext-Password := \"{MAC}\"\n\tClass = \"Class-1\",\n\tClass += \"Class-22\",\n\tClass += \"Class-333\",\n\tUser-Name = \"{MAC}\"\n"
+    );
+    let freeradius = start_freeradius(
+        &dir.path().join("freeradius"),
+        "127.0.0.1",
+        &[("127.0.0.1", UPSTREAM_SECRET)],
+        &users,
+        "",
+        None,
+        true,
+    );
+    let api = api_address();
+    let (auth, acct) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
+    let config = format!(
+        r#"data_dir = "data"
+[api]
+listen = "{api}"
+[radius]
+[[radius.client]]
+name = "bng-1"
+address = "127.0.0.1"
+secret = "{NAS_SECRET}"
+[[radius.server]]
+name = "radius-svr-policy-1"
+auth_listen = "127.0.0.1:{auth}"
+acct_listen = "127.0.0.1:{acct}"
+proxy = "aaa"
+python_policy = "python-policy-1"
+[[radius.pool]]
+name = "aaa"
+timeout = "2s"
+[[radius.pool.auth_server]]
+address = "{}"
+secret = "{UPSTREAM_SECRET}"
+[[radius.pool.acct_server]]
+address = "{}"
+secret = "{UPSTREAM_SECRET}"
+[python]
+[[python.script]]
+name = "python-script-1"
+file = "{}"
+debug = true
+[[python.policy]]
+name = "python-policy-1"
+radius = [
+  {{ message = "access-accept", direction = "ingress", script = "python-script-1" }},
+  {{ message = "accounting-request", direction = "egress", script = "python-script-1" }},
+]
+[python.policy.cache]
+max_entry_lifetime = "0d 01:00:00"
+"#,
+        freeradius.auth,
+        freeradius.acct,
+        seed_script().display()
+    );
+    let daemon = start_brasa(&dir.path().join("brasa"), &config, api);
+    let auth: SocketAddr = format!("127.0.0.1:{auth}").parse().unwrap();
+    let acct: SocketAddr = format!("127.0.0.1:{acct}").parse().unwrap();
+
+    // Step 5: the host authenticates; the script stores the three Class attributes.
+    let output = radclient(
+        auth,
+        "auth",
+        NAS_SECRET,
+        &format!("User-Name = \"{MAC}\", User-Password = \"{MAC}\""),
+        &[],
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        text.contains("Access-Accept"),
+        "{text}\n{}",
+        daemon.log_text()
+    );
+    let reply = reply_lines(&output);
+    assert_eq!(
+        reply.iter().filter(|l| l.starts_with("Class = ")).count(),
+        3,
+        "FreeRADIUS's reply reaches the NAS unchanged: {reply:?}"
+    );
+    let entries = dump(api, "python-policy-1");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["key"], MAC);
+    assert_eq!(entries[0]["value_hex"], CLASS_ENTRY_HEX);
+    assert_eq!(entries[0]["ddp_key"], "N/A");
+
+    // Accounting Start and Interim-Update get the Class attributes; Interim sets 900 s.
+    for status in ["Start", "Interim-Update"] {
+        let output = radclient(acct, "acct", NAS_SECRET, &accounting(status), &[]);
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("Accounting-Response"),
+            "{status}: {}",
+            daemon.log_text()
+        );
+    }
+    let entries = dump(api, "python-policy-1");
+    assert_eq!(entries.len(), 1);
+    let left = remaining_ms(&entries[0]);
+    assert!(
+        (800_000..=900_000).contains(&left),
+        "about 900 s left after the Interim-Update: {left} ms"
+    );
+    assert!(entries[0]["time_left"]
+        .as_str()
+        .unwrap()
+        .starts_with("0d 00:1"));
+    // The human dump is the SR OS layout.
+    let human = brasa(
+        api,
+        &[
+            "tools",
+            "dump",
+            "python",
+            "python-policy",
+            "python-policy-1",
+            "cache",
+        ],
+    );
+    let human = String::from_utf8_lossy(&human.stdout).into_owned();
+    assert!(
+        human.contains("Python policy cache \"python-policy-1\" entries"),
+        "{human}"
+    );
+    assert!(human.contains(&format!("Key       : {MAC}")), "{human}");
+    assert!(
+        human.contains("Value     : (hex) 03 07 08 09 43 6c 61 73 73 2d 31"),
+        "{human}"
+    );
+
+    // Stop: Class attributes reflected once more, then the entry is gone.
+    let output = radclient(acct, "acct", NAS_SECRET, &accounting("Stop"), &[]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Accounting-Response"));
+    assert!(dump(api, "python-policy-1").is_empty());
+
+    // FreeRADIUS's detail file: every accounting request carries the three Class attributes.
+    let detail = freeradius.detail();
+    for status in ["Start", "Interim-Update", "Stop"] {
+        assert!(
+            detail.contains(&format!("Acct-Status-Type = {status}")),
+            "{detail}"
+        );
+    }
+    for class in [
+        "0x436c6173732d31\n",
+        "0x436c6173732d3232\n",
+        "0x436c6173732d333333\n",
+    ] {
+        assert_eq!(
+            detail.matches(&format!("Class = {class}")).count(),
+            3,
+            "Class {class} in each of the three accounting requests:\n{detail}"
+        );
+    }
+
+    // Steps 7 and 8: set-lifetime and clear from the tools, on a fresh entry.
+    let output = radclient(
+        auth,
+        "auth",
+        NAS_SECRET,
+        &format!("User-Name = \"{MAC}\", User-Password = \"{MAC}\""),
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Access-Accept"));
+    let done = brasa_json(
+        api,
+        &[
+            "tools",
+            "perform",
+            "python-policy",
+            "python-policy-1",
+            "cache",
+            "--string-key",
+            MAC,
+            "set-lifetime",
+            "1200",
+        ],
+    );
+    assert_eq!(done["lifetime"], 1200);
+    let left = remaining_ms(&dump(api, "python-policy-1")[0]);
+    assert!((1_100_000..=1_200_000).contains(&left), "{left}");
+    let missing = brasa(
+        api,
+        &[
+            "tools",
+            "perform",
+            "python-policy",
+            "python-policy-1",
+            "cache",
+            "--hex-key",
+            "01 02",
+            "set-lifetime",
+            "5",
+        ],
+    );
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("has no entry with key (hex) 01 02"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    let hex_key: String = MAC.bytes().map(|b| format!("{b:02x}")).collect();
+    let cleared = brasa(
+        api,
+        &[
+            "clear",
+            "python",
+            "python-policy",
+            "python-policy-1",
+            "cache",
+            "--hex-key",
+            &hex_key,
+        ],
+    );
+    assert!(
+        cleared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleared.stderr)
+    );
+    assert!(dump(api, "python-policy-1").is_empty());
+    // Without its entry the script drops the accounting request (the document's except path).
+    let output = radclient(
+        acct,
+        "acct",
+        NAS_SECRET,
+        &accounting("Interim-Update"),
+        &["-r", "1", "-t", "1"],
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("Accounting-Response"));
+
+    let stats = script_stats(api, "python-script-1");
+    assert_eq!(stats["runs"], 6, "{stats}");
+    assert_eq!(stats["completed"], 6, "{stats}");
+    assert_eq!(stats["dropped_by_script"], 1, "{stats}");
+    // Debug on: the SR OS "Python Result" trace is in the log.
+    let log = daemon.log_text();
+    assert!(log.contains("Python Result: python-script-1"), "{log}");
+    assert!(log.contains("RADIUS Attribute: Type 25, SET"), "{log}");
+    let metrics = http_get(api, "/metrics");
+    assert!(
+        metrics.contains("brasa_python_script_runs_total{script=\"python-script-1\"} 6"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("brasa_python_cache_saves_total{policy=\"python-policy-1\"} 2"),
+        "{metrics}"
+    );
+}
+
+/// A `brasa run` config answering from a local database (the document's user, whose
+/// Access-Accept carries the three Class attributes and the User-Name, and an accounting log),
+/// with one server per `(auth port, acct port, python-policy)` and the `[python]` text.
+fn local_node_config(
+    api: SocketAddr,
+    servers: &[(Option<u16>, Option<u16>, &str)],
+    python: &str,
+) -> String {
+    let mut text = format!(
+        r#"data_dir = "data"
+[api]
+listen = "{api}"
+[radius]
+[[radius.client]]
+name = "nas"
+address = "127.0.0.0/8"
+secret = "{NAS_SECRET}"
+[[radius.local]]
+name = "db"
+accounting_log = "accounting.jsonl"
+[[radius.local.user]]
+name = "{MAC}"
+password = "{MAC}"
+reply = ['Class = "Class-1"', 'Class = "Class-22"', 'Class = "Class-333"', 'User-Name = "{MAC}"']
+"#
+    );
+    for (index, (auth, acct, policy)) in servers.iter().enumerate() {
+        text.push_str(&format!("[[radius.server]]\nname = \"s{index}\"\nlocal = \"db\"\npython_policy = \"{policy}\"\n"));
+        if let Some(port) = auth {
+            text.push_str(&format!("auth_listen = \"127.0.0.1:{port}\"\n"));
+        }
+        if let Some(port) = acct {
+            text.push_str(&format!("acct_listen = \"127.0.0.1:{port}\"\n"));
+        }
+    }
+    text.push_str(python);
+    text
+}
+
+/// Local-mode servers on `(acct port, python-policy)` whose accounting requests run the
+/// policy's script; the script's edits are visible in the accounting log.
+fn local_python_config(api: SocketAddr, servers: &[(u16, &str)], python: &str) -> String {
+    let servers: Vec<_> = servers
+        .iter()
+        .map(|(port, policy)| (None, Some(*port), *policy))
+        .collect();
+    local_node_config(api, &servers, python)
+}
+
+fn accounting_log(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("data/radius/accounting.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// The Reply-Message the script set in `user`'s accounting request (string values are logged
+/// in radclient syntax, quoted).
+fn reply_message_of(dir: &Path, user: &str) -> Option<String> {
+    let quoted = format!("\"{user}\"");
+    accounting_log(dir)
+        .iter()
+        .rev()
+        .find(|r| r["attributes"]["User-Name"] == quoted.as_str())
+        .and_then(|r| r["attributes"]["Reply-Message"].as_str())
+        .map(|text| text.trim_matches('"').to_string())
+}
+
+fn send_accounting(port: u16, user: &str) {
+    let output = radclient(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        "acct",
+        NAS_SECRET,
+        &format!("User-Name = \"{user}\", Acct-Status-Type = Start, Acct-Session-Id = \"{user}\""),
+        &[],
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("Accounting-Response"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+const LIMITS_SCRIPT: &str = r#"from alc import radius, cache
+# User-Name "name-N": save N bytes under the name, report the outcome in Reply-Message.
+name = radius.attributes.get(1)
+size = int(name.split(b"-")[1])
+try:
+    cache.save(b"x" * size, name)
+    applied = cache.set_lifetime(name, 86400)
+    radius.attributes.set(18, b"saved, lifetime %d" % applied)
+except cache.error as error:
+    radius.attributes.set(18, ("refused: %s" % error).encode())
+"#;
+
+#[test]
+fn serial_python_cache_limits_refuse_saves_and_the_except_path_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let brasa_dir = dir.path().join("brasa");
+    std::fs::create_dir_all(&brasa_dir).unwrap();
+    std::fs::write(brasa_dir.join("limits.py"), LIMITS_SCRIPT).unwrap();
+    let api = api_address();
+    let (small, large) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
+    let python = r#"[python]
+cache_memory = "1KB"
+[[python.script]]
+name = "limits"
+file = "limits.py"
+[[python.policy]]
+name = "small"
+radius = [{ message = "accounting-request", direction = "egress", script = "limits" }]
+[python.policy.cache]
+entry_size = 64
+max_entries = 2
+max_entry_lifetime = "60s"
+[[python.policy]]
+name = "large"
+radius = [{ message = "accounting-request", direction = "egress", script = "limits" }]
+[python.policy.cache]
+entry_size = 4096
+max_entries = 1000
+"#;
+    let config = local_python_config(api, &[(small, "small"), (large, "large")], python);
+    let _daemon = start_brasa(&brasa_dir, &config, api);
+
+    send_accounting(small, "a-10");
+    assert_eq!(
+        reply_message_of(&brasa_dir, "a-10").as_deref(),
+        Some("saved, lifetime 60"),
+        "set_lifetime is capped by max-entry-lifetime"
+    );
+    send_accounting(small, "b-100");
+    let refused = reply_message_of(&brasa_dir, "b-100").unwrap();
+    assert!(refused.contains("exceeds entry-size 64"), "{refused}");
+    send_accounting(small, "c-10");
+    send_accounting(small, "d-10");
+    let refused = reply_message_of(&brasa_dir, "d-10").unwrap();
+    assert!(refused.contains("cache is full (2 entries)"), "{refused}");
+    // The two small entries use about 180 of the 1 KB shared by all caches.
+    send_accounting(large, "e-600");
+    assert!(reply_message_of(&brasa_dir, "e-600")
+        .unwrap()
+        .starts_with("saved"));
+    send_accounting(large, "f-600");
+    let refused = reply_message_of(&brasa_dir, "f-600").unwrap();
+    assert!(
+        refused.contains("global cache memory bound exceeded"),
+        "{refused}"
+    );
+
+    let stats = brasa_json(api, &["show", "python", "statistics"]);
+    let caches = stats["caches"]["caches"].as_array().unwrap();
+    let small_stats = caches.iter().find(|c| c["policy"] == "small").unwrap();
+    assert_eq!(small_stats["entries"], 2);
+    assert_eq!(small_stats["refused"]["entry_too_large"], 1);
+    assert_eq!(small_stats["refused"]["too_many_entries"], 1);
+    let large_stats = caches.iter().find(|c| c["policy"] == "large").unwrap();
+    assert_eq!(large_stats["refused"]["global_memory_exceeded"], 1);
+    assert!(stats["caches"]["global_memory_used"].as_u64().unwrap() <= 1024);
+}
+
+const FAILING_SCRIPT: &str = r#"from alc import radius
+name = radius.attributes.get(1)
+if name == b"loop":
+    while True:
+        pass
+if name == b"boom":
+    raise RuntimeError("boom")
+radius.attributes.set(18, b"version 1")
+"#;
+
+#[test]
+fn serial_python_failures_apply_action_on_fail_and_a_reload_takes_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let brasa_dir = dir.path().join("brasa");
+    std::fs::create_dir_all(&brasa_dir).unwrap();
+    let script = brasa_dir.join("failing.py");
+    std::fs::write(&script, FAILING_SCRIPT).unwrap();
+    let api = api_address();
+    let (passing, dropping) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
+    let python = r#"[python]
+[[python.script]]
+name = "pass"
+file = "failing.py"
+action_on_fail = "passthrough"
+time_limit = "200ms"
+[[python.script]]
+name = "drop"
+file = "failing.py"
+action_on_fail = "drop"
+time_limit = "200ms"
+[[python.policy]]
+name = "passing"
+radius = [{ message = "accounting-request", direction = "egress", script = "pass" }]
+[[python.policy]]
+name = "dropping"
+radius = [{ message = "accounting-request", direction = "egress", script = "drop" }]
+"#;
+    let config = local_python_config(api, &[(passing, "passing"), (dropping, "dropping")], python);
+    let daemon = start_brasa(&brasa_dir, &config, api);
+
+    // A runaway script is stopped at its time limit; passthrough sends the packet unchanged.
+    send_accounting(passing, "loop");
+    send_accounting(passing, "boom");
+    send_accounting(passing, "ok");
+    assert_eq!(reply_message_of(&brasa_dir, "loop"), None);
+    assert_eq!(reply_message_of(&brasa_dir, "boom"), None);
+    assert_eq!(
+        reply_message_of(&brasa_dir, "ok").as_deref(),
+        Some("version 1")
+    );
+    let stats = script_stats(api, "pass");
+    assert_eq!(stats["timeouts"], 1, "{stats}");
+    assert_eq!(stats["exceptions"], 1, "{stats}");
+    assert_eq!(stats["failed_passed"], 2, "{stats}");
+    assert!(stats["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("RuntimeError: boom"));
+
+    // With action-on-fail drop the NAS gets no answer; other packets are still answered.
+    let output = radclient(
+        format!("127.0.0.1:{dropping}").parse().unwrap(),
+        "acct",
+        NAS_SECRET,
+        "User-Name = \"boom\", Acct-Status-Type = Start, Acct-Session-Id = \"x\"",
+        &["-r", "1", "-t", "1"],
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("Accounting-Response"));
+    send_accounting(dropping, "fine");
+    assert_eq!(script_stats(api, "drop")["failed_dropped"], 1);
+
+    // Reload: a syntax error keeps the old code; a good file replaces it.
+    std::fs::write(&script, "from alc import radius\ndef broken(:\n").unwrap();
+    let failed = brasa(
+        api,
+        &["tools", "perform", "python-script", "pass", "reload"],
+    );
+    assert!(!failed.status.success());
+    let message = String::from_utf8_lossy(&failed.stderr).into_owned();
+    assert!(
+        message.contains("failing.py") && message.contains(":2"),
+        "{message}"
+    );
+    send_accounting(passing, "ok-2");
+    assert_eq!(
+        reply_message_of(&brasa_dir, "ok-2").as_deref(),
+        Some("version 1")
+    );
+    std::fs::write(
+        &script,
+        "from alc import radius\nradius.attributes.set(18, b\"version 2\")\n",
+    )
+    .unwrap();
+    let reloaded = brasa(
+        api,
+        &["tools", "perform", "python-script", "pass", "reload"],
+    );
+    assert!(
+        reloaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reloaded.stderr)
+    );
+    send_accounting(passing, "ok-3");
+    assert_eq!(
+        reply_message_of(&brasa_dir, "ok-3").as_deref(),
+        Some("version 2")
+    );
+    assert_eq!(script_stats(api, "pass")["reloads"], 1);
+    drop(daemon);
+}
+
+fn seed_policy_python(extra_cache: &str, top: &str) -> String {
+    format!(
+        r#"[python]
+{top}
+[[python.script]]
+name = "python-script-1"
+file = "{}"
+[[python.policy]]
+name = "python-policy-1"
+radius = [
+  {{ message = "access-accept", direction = "ingress", script = "python-script-1" }},
+  {{ message = "accounting-request", direction = "egress", script = "python-script-1" }},
+]
+[python.policy.cache]
+{extra_cache}
+"#,
+        seed_script().display()
+    )
+}
+
+fn authenticate(auth: u16) {
+    let output = radclient(
+        format!("127.0.0.1:{auth}").parse().unwrap(),
+        "auth",
+        NAS_SECRET,
+        &format!("User-Name = \"{MAC}\", User-Password = \"{MAC}\""),
+        &[],
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("Access-Accept"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+/// A local-mode `brasa run` with the seed policy on fixed ports (restarts must find them again).
+fn seed_node_config(api: SocketAddr, auth: u16, python: &str) -> String {
+    local_node_config(api, &[(Some(auth), None, "python-policy-1")], python)
+}
+
+#[test]
+fn serial_python_cache_persists_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api_address();
+    let auth = free_udp_port("127.0.0.1");
+    let config = seed_node_config(
+        api,
+        auth,
+        &seed_policy_python("persistence = true\nmax_entry_lifetime = \"15m\"", ""),
+    );
+    let brasa_dir = dir.path().join("brasa");
+    let mut daemon = start_brasa(&brasa_dir, &config, api);
+    authenticate(auth);
+    let before = dump(api, "python-policy-1");
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0]["value_hex"], CLASS_ENTRY_HEX);
+    // The journal is written to the OS within a drain tick; wait until it holds the entry.
+    let journal = brasa_dir.join("data/python-policy-cache/python-policy-1.journal");
+    eventually("the journal record", Duration::from_secs(10), || {
+        std::fs::metadata(&journal).is_ok_and(|m| m.len() > 8 + 8 + 29)
+    });
+    daemon.child.kill().unwrap(); // SIGKILL: no shutdown path runs
+    daemon.child.wait().unwrap();
+    drop(daemon);
+
+    let _daemon = start_brasa(&brasa_dir, &config, api);
+    let after = dump(api, "python-policy-1");
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0]["key"], MAC);
+    assert_eq!(after[0]["value_hex"], CLASS_ENTRY_HEX);
+    let (left_before, left_after) = (remaining_ms(&before[0]), remaining_ms(&after[0]));
+    assert!(
+        left_after <= left_before && left_after > 600_000,
+        "the remaining lifetime survives: {left_before} -> {left_after}"
+    );
+}
+
+#[test]
+fn serial_python_caches_sync_between_two_daemons_and_a_restarted_one_resyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api_a, api_b) = (api_address(), api_address());
+    let (auth_a, auth_b) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
+    let node = |api, auth, me: &str, peer: &str| {
+        seed_node_config(
+            api,
+            auth,
+            &seed_policy_python(
+                &format!("mcs_peer = \"{peer}\"\nsync_tag = \"bng-pair\""),
+                &format!("cache_sync_listen = \"{me}\""),
+            ),
+        )
+    };
+    let config_a = node(api_a, auth_a, "127.0.79.1:7792", "127.0.79.2:7792");
+    let config_b = node(api_b, auth_b, "127.0.79.2:7792", "127.0.79.1:7792");
+    let _a = start_brasa(&dir.path().join("a"), &config_a, api_a);
+    let mut b = start_brasa(&dir.path().join("b"), &config_b, api_b);
+
+    authenticate(auth_a);
+    eventually("the entry on b", Duration::from_secs(20), || {
+        dump(api_b, "python-policy-1")
+            .first()
+            .is_some_and(|e| e["value_hex"] == CLASS_ENTRY_HEX)
+    });
+
+    // b dies and comes back empty; a's link reconnects and resynchronises it.
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    drop(b);
+    let _b = start_brasa(&dir.path().join("b"), &config_b, api_b);
+    eventually("the resync of b", Duration::from_secs(30), || {
+        dump(api_b, "python-policy-1")
+            .first()
+            .is_some_and(|e| e["key"] == MAC)
+    });
+    // A clear on b reaches a.
+    let cleared = brasa(
+        api_b,
+        &[
+            "clear",
+            "python",
+            "python-policy",
+            "python-policy-1",
+            "cache",
+            "--string-key",
+            MAC,
+        ],
+    );
+    assert!(cleared.status.success());
+    eventually("the clear on a", Duration::from_secs(20), || {
+        dump(api_a, "python-policy-1").is_empty()
+    });
+    let stats = brasa_json(api_a, &["show", "python", "statistics"]);
+    assert_eq!(
+        stats["caches"]["peers"][0]["state"], "synchronised",
+        "{stats}"
+    );
+}
+
+#[test]
+fn the_python_example_config_is_valid() {
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python/python-cache.toml");
+    let output = Command::new(BRASA)
+        .args(["--json", "check", "-c"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["python"]["scripts"], 1);
+    assert_eq!(summary["python"]["caches"], 1);
+}
+
+#[test]
+fn python_config_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.py");
+    std::fs::write(&script, "pass\n").unwrap();
+    let check = |python: &str| -> String {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(
+            &path,
+            format!("[radius]\n[[radius.server]]\nname = \"s\"\nlocal = \"db\"\npython_policy = \"p\"\n[[radius.local]]\nname = \"db\"\n{python}"),
+        )
+        .unwrap();
+        let output = Command::new(BRASA)
+            .args(["check", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let base = "[python]\n[[python.script]]\nname = \"s\"\nfile = \"s.py\"\n[[python.policy]]\nname = \"p\"\n";
+    let err = check(&format!(
+        "{base}radius = [{{ message = \"access-accept\", direction = \"egress\", script = \"s\" }}]\n"
+    ));
+    assert!(err.contains("bad.toml:14:"), "{err}");
+    assert!(err.contains("access-accept travels ingress"), "{err}");
+    let err = check(&format!(
+        "{base}radius = [{{ message = \"accounting-request\", direction = \"egress\", script = \"nope\" }}]\n"
+    ));
+    assert!(err.contains("no [[python.script]] named \"nope\""), "{err}");
+    let err = check(&format!(
+        "{base}[python.policy.cache]\nmcs_peer = \"127.0.0.2\"\nsync_tag = \"t\"\n"
+    ));
+    assert!(err.contains("bad.toml:15:12"), "{err}");
+    assert!(err.contains("needs [python] cache_sync_listen"), "{err}");
+    let err = check(&format!(
+        "{base}[python.policy.cache]\nentry_size = \"lots\"\n"
+    ));
+    assert!(err.contains("bad.toml:15:14"), "{err}");
+    assert!(err.contains("invalid size \"lots\""), "{err}");
+    let err = check("[python]\n[[python.script]]\nname = \"s\"\nfile = \"missing.py\"\n[[python.policy]]\nname = \"p\"\n");
+    assert!(err.contains("bad.toml:11:8"), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+}

@@ -15,21 +15,26 @@
 //! epoch, supplied by the caller. Expiry times are absolute in that same time base so that they
 //! survive a restart (journal) and mean the same thing on a peer (replication).
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 mod budget;
 mod config;
 mod error;
 mod event;
+mod index;
 pub mod journal;
 mod policy;
+mod prefetch;
 mod set;
+mod store;
 
 pub use budget::MemoryBudget;
 pub use config::{CacheConfig, ConfigError, McsPeer, MinimumLifetimes};
 pub use error::{CacheError, RefusalReason};
 pub use event::{CacheEvent, Change, DecodeError, Origin, Version};
 pub use policy::{
-    ApplyOutcome, CacheCounters, EntryView, PolicyCache, RestoreStats, PER_ENTRY_OVERHEAD,
+    ApplyOutcome, CacheCounters, EntryView, PolicyCache, RestoreStats, INLINE_ENTRY_MAX,
+    LARGE_ENTRY_OVERHEAD, PER_ENTRY_OVERHEAD,
 };
 pub use set::{CacheSet, DEFAULT_GLOBAL_MEMORY};
 

@@ -2,21 +2,43 @@
 //! IP forwarding, same topology, same generator, same run. Needs root, iproute2 and `trafgen`
 //! (Debian `netsniff-ng`).
 //!
-//!     [BENCH_TRAFGEN_CPUS=N] [BENCH_WORKER_NICE=-10] cargo run --release -p brasa-dataplane --example veth_bench [-- SECONDS]
+//!     [BENCH_TRAFGEN_CPUS=N] [BENCH_WORKERS=N] [BENCH_WORKER_NICE=-10] [BENCH_WORKER_CPU=1[,0]]
+//!     [BENCH_TX=sendmmsg] [BENCH_RING_BLOCKS=16] [BENCH_RATE=300000pps] [BENCH_BASELINE=1] \
+//!     cargo run --release -p brasa-dataplane --example veth_bench [-- SECONDS [ROUNDS]]
 //!
 //! Topology: generator `g` (g0) ═ (c0) forwarder `c` (c1) ═ (b0) sink `b`. trafgen floods g0
 //! with 64-byte IPv4/UDP packets (kernel phase) or the same packets behind a COMET header
-//! (brasa phase, key 01 → c1); the figure is the rate at which frames arrive on b0.
+//! (brasa phase, key 01 → c1); the figure is the rate at which frames arrive on b0. Each round
+//! runs a kernel phase then a brasa phase (the worker is started for its phase only, so the
+//! kernel phase has no packet sockets on c0/c1).
+//!
+//! CPU is measured per phase: the generator's processes (user + system, which includes the
+//! softirq work run in their context: the kernel's forwarding, and brasa's receive-ring copy),
+//! the worker thread (the same, for its transmit path and the sink's receive), `ksoftirqd`
+//! (softirq work deferred to it), and the machine-wide shares from `/proc/stat`.
+//!
+//! `BENCH_WORKERS` starts that many workers (`PACKET_FANOUT` by receiving CPU; trafgen process
+//! `i` runs on CPU `i`); `BENCH_WORKER_NICE` sets the workers' nice value; `BENCH_WORKER_CPU`
+//! pins worker `i` to the `i`-th CPU of the list; `BENCH_TX=sendmmsg` transmits with
+//! `sendmmsg` instead of the transmit ring; `BENCH_RING_BLOCKS` sets the receive ring's 256 KiB
+//! blocks (default 64); `BENCH_RATE` is passed to trafgen's `-b` (the same offered rate in
+//! both phases). `BENCH_BASELINE=1` adds a third phase per round: the COMET frames flood c0
+//! with nothing listening (the kernel drops them on receipt), which costs what the
+//! generator's own sending and c0's receipt cost; subtracting its CPU per packet from each
+//! phase's leaves what forwarding costs.
 
 use brasa_dataplane::build;
 use brasa_dataplane::control::{self, ForwardRule};
 use brasa_dataplane::io::afpacket::RingConfig;
-use brasa_dataplane::io::worker::{self, PortConfig, WorkerConfig};
+use brasa_dataplane::io::worker::{self, PortConfig, Tuning, WorkerConfig};
 use brasa_dataplane::pipeline::IpHandoff;
 use brasa_dataplane::wire::{EtherType, MacAddr};
 use std::net::Ipv4Addr;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// USER_HZ: the unit of /proc CPU times.
+const TICKS: f64 = 100.0;
 
 struct Ns(String);
 
@@ -67,47 +89,105 @@ fn sh_root(command: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// CPU seconds (user + system) used so far by this process's thread named `name`.
-fn thread_cpu_seconds(name: &str) -> f64 {
-    let ticks = 100.0; // USER_HZ
+/// utime + stime (seconds) from a /proc/.../stat line.
+fn stat_cpu_seconds(stat: &str) -> f64 {
+    // After the parenthesised command: utime and stime are the 12th and 13th fields.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (utime + stime) / TICKS
+}
+
+/// Names of the worker threads start with this ("brasa-dataplane", "brasa-dp1", …).
+const WORKER_PREFIX: &str = "brasa-d";
+
+/// CPU seconds used so far by this process's worker threads.
+fn worker_cpu_seconds() -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() != name {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // After the parenthesised command: utime and stime are the 12th and 13th fields.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        return (utime + stime) / ticks;
-    }
-    0.0
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.starts_with(WORKER_PREFIX))
+        })
+        .map(|task| {
+            stat_cpu_seconds(&std::fs::read_to_string(task.path().join("stat")).unwrap_or_default())
+        })
+        .sum()
 }
 
-/// Linux thread id of this process's thread named `name`.
-fn thread_id(name: &str) -> Option<i32> {
-    std::fs::read_dir("/proc/self/task")
-        .ok()?
+/// CPU seconds used so far by the `ksoftirqd/N` threads.
+fn ksoftirqd_seconds() -> f64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    procs
         .flatten()
-        .find_map(|task| {
-            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-            (comm.trim() == name)
-                .then(|| task.file_name().to_str()?.parse().ok())
-                .flatten()
+        .filter(|p| {
+            std::fs::read_to_string(p.path().join("comm"))
+                .is_ok_and(|c| c.starts_with("ksoftirqd/"))
         })
+        .map(|p| {
+            stat_cpu_seconds(&std::fs::read_to_string(p.path().join("stat")).unwrap_or_default())
+        })
+        .sum()
+}
+
+/// CPU seconds of waited-for children (trafgen and its forks, reaped when a phase ends).
+fn children_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// Machine-wide /proc/stat totals: (busy, softirq, steal, all) in ticks.
+fn proc_stat() -> (f64, f64, f64, f64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0.0, 0.0, 0.0, 0.0);
+    };
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let get = |i: usize| v.get(i).copied().unwrap_or(0.0);
+    // user nice system idle iowait irq softirq steal
+    let all: f64 = (0..8).map(get).sum();
+    let idle = get(3) + get(4);
+    (all - idle, get(6), get(7), all)
+}
+
+/// Linux thread ids of this process's worker threads.
+fn worker_thread_ids() -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            if !comm.starts_with(WORKER_PREFIX) {
+                return None;
+            }
+            task.file_name().to_str()?.parse().ok()
+        })
+        .collect()
+}
+
+fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 /// trafgen processes (`BENCH_TRAFGEN_CPUS`, default 1).
 fn generators() -> usize {
-    std::env::var("BENCH_TRAFGEN_CPUS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
+    env("BENCH_TRAFGEN_CPUS").unwrap_or(1)
 }
 
 fn trafgen_conf(frame: &[u8]) -> String {
@@ -115,14 +195,48 @@ fn trafgen_conf(frame: &[u8]) -> String {
     format!("{{ {} }}\n", bytes.join(", "))
 }
 
-/// Floods `frame` out of g0 for `seconds`; returns (sent, received on b0) per second.
-fn flood(g: &Ns, b: &Ns, frame: &[u8], seconds: u64) -> (f64, f64) {
+/// What one phase measured.
+#[derive(Default, Clone, Copy)]
+struct Phase {
+    offered: f64,
+    forwarded: f64,
+    generator_cpu: f64,
+    ksoftirqd_cpu: f64,
+    worker_cpu: f64,
+    machine_busy: f64,
+    machine_softirq: f64,
+    machine_steal: f64,
+    ring_drops: u64,
+    tx_errors: u64,
+}
+
+impl Phase {
+    /// CPU ns per forwarded packet: generator + ksoftirqd + worker.
+    fn ns_per_packet(&self) -> f64 {
+        (self.generator_cpu + self.ksoftirqd_cpu + self.worker_cpu) * 1e9 / self.forwarded.max(1.0)
+    }
+}
+
+/// Floods `frame` out of g0 for `seconds`; measures what arrives on the sink interface and the
+/// CPU used.
+fn flood(g: &Ns, sink: (&Ns, &str), frame: &[u8], seconds: u64) -> Phase {
+    let (b, sink_if) = sink;
     let dir = std::env::temp_dir().join(format!("bdpbench{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("temp dir");
     let conf = dir.join("frame.cfg");
-    std::fs::write(&conf, trafgen_conf(frame)).unwrap();
-    let (tx0, rx0) = (g.counter("g0", "tx_packets"), b.counter("b0", "rx_packets"));
-    let _ = Command::new("ip")
+    std::fs::write(&conf, trafgen_conf(frame)).expect("trafgen config");
+    let (tx0, rx0) = (
+        g.counter("g0", "tx_packets"),
+        b.counter(sink_if, "rx_packets"),
+    );
+    let (children0, soft0, worker0) = (
+        children_cpu_seconds(),
+        ksoftirqd_seconds(),
+        worker_cpu_seconds(),
+    );
+    let stat0 = proc_stat();
+    let mut trafgen = Command::new("ip");
+    trafgen
         .args([
             "netns",
             "exec",
@@ -135,15 +249,155 @@ fn flood(g: &Ns, b: &Ns, frame: &[u8], seconds: u64) -> (f64, f64) {
             "-i",
         ])
         .arg(&conf)
-        .args(["-P", &generators().to_string(), "-q", "-C", "-Q"])
+        .args(["-P", &generators().to_string(), "-q", "-C", "-Q"]);
+    if let Ok(rate) = std::env::var("BENCH_RATE") {
+        trafgen.args(["-b", &rate]);
+    }
+    let started = Instant::now();
+    let _ = trafgen
         .output()
         .expect("trafgen (Debian package netsniff-ng)");
+    let elapsed = started.elapsed().as_secs_f64().max(seconds as f64);
     std::thread::sleep(Duration::from_millis(200));
-    let (tx1, rx1) = (g.counter("g0", "tx_packets"), b.counter("b0", "rx_packets"));
-    (
-        (tx1 - tx0) as f64 / seconds as f64,
-        (rx1 - rx0) as f64 / seconds as f64,
-    )
+    let (tx1, rx1) = (
+        g.counter("g0", "tx_packets"),
+        b.counter(sink_if, "rx_packets"),
+    );
+    let stat1 = proc_stat();
+    let all = (stat1.3 - stat0.3).max(1.0);
+    Phase {
+        offered: (tx1 - tx0) as f64 / seconds as f64,
+        forwarded: (rx1 - rx0) as f64 / seconds as f64,
+        generator_cpu: (children_cpu_seconds() - children0) / elapsed,
+        ksoftirqd_cpu: (ksoftirqd_seconds() - soft0) / elapsed,
+        worker_cpu: (worker_cpu_seconds() - worker0) / elapsed,
+        machine_busy: (stat1.0 - stat0.0) / all,
+        machine_softirq: (stat1.1 - stat0.1) / all,
+        machine_steal: (stat1.2 - stat0.2) / all,
+        ring_drops: 0,
+        tx_errors: 0,
+    }
+}
+
+/// The baseline phase: frames flood c0 and are dropped there; `forwarded` is what c0 received.
+fn flood_counting(g: &Ns, c: &Ns, frame: &[u8], seconds: u64) -> Phase {
+    flood(g, (c, "c0"), frame, seconds)
+}
+
+fn brasa_phase(c: &Ns, g: &Ns, b: &Ns, frame: &[u8], seconds: u64) -> Phase {
+    let ns_path = format!("/var/run/netns/{}", c.0);
+    let b_mac = b.mac("b0");
+    let tuning = Tuning {
+        workers: env("BENCH_WORKERS").unwrap_or(1),
+        sendmmsg: std::env::var("BENCH_TX").is_ok_and(|v| v == "sendmmsg"),
+        cpus: std::env::var("BENCH_WORKER_CPU")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|cpu| cpu.trim().parse().ok())
+            .collect(),
+        ..Tuning::default()
+    };
+    let (handle, thread) = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(ns_path).expect("netns");
+        // SAFETY: setns on this thread only.
+        assert_eq!(
+            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        worker::start_tuned(
+            WorkerConfig {
+                ports: vec![
+                    PortConfig {
+                        name: "c0".into(),
+                        ip_handoff: IpHandoff::Kernel,
+                    },
+                    PortConfig {
+                        name: "c1".into(),
+                        ip_handoff: IpHandoff::Kernel,
+                    },
+                ],
+                tun: None,
+                ring: RingConfig {
+                    block_count: env("BENCH_RING_BLOCKS")
+                        .unwrap_or(RingConfig::default().block_count),
+                    ..RingConfig::default()
+                },
+                batch_size: 256,
+                tick_interval: Duration::from_secs(1),
+            },
+            tuning,
+        )
+        .expect("worker")
+    })
+    .join()
+    .expect("worker thread");
+    let (tx, rx) = std::sync::mpsc::channel();
+    handle
+        .submit(Box::new(move |p, _| {
+            let rule = ForwardRule::Ethernet {
+                key: 0x01,
+                device: "c1".into(),
+                mac: b_mac.to_string(),
+            };
+            let _ = tx.send(control::forward_add(p, &rule));
+        }))
+        .expect("worker running");
+    rx.recv().expect("worker answer").expect("rule");
+    // `BENCH_WORKER_NICE=-10` gives the worker the priority a data-plane core would have.
+    if let Some(nice) = env::<i32>("BENCH_WORKER_NICE") {
+        for tid in worker_thread_ids() {
+            // SAFETY: setpriority on one of our own threads.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+        }
+    }
+    let mut phase = flood(g, (b, "b0"), frame, seconds);
+    let (tx, rx) = std::sync::mpsc::channel();
+    handle
+        .submit(Box::new(move |p, _| {
+            let _ = tx.send(control::stats(p));
+        }))
+        .expect("worker running");
+    let stats = rx.recv().expect("worker answer");
+    let drop_count = |name: &str| {
+        stats
+            .drops
+            .iter()
+            .find(|(reason, _)| reason == name)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
+    };
+    phase.ring_drops = drop_count("rx_ring_full");
+    phase.tx_errors = drop_count("tx_error");
+    handle.stop();
+    let _ = thread.join();
+    phase
+}
+
+fn print_phase(label: &str, phase: &Phase) {
+    let lost = phase.offered - phase.forwarded;
+    let loss = if lost > 0.5 {
+        format!(
+            "{:.0} offered, {:.1} % lost",
+            phase.offered,
+            100.0 * lost / phase.offered
+        )
+    } else {
+        format!("{:.0} offered, no loss", phase.offered)
+    };
+    println!("  {label:<22}: {:>9.0} pps ({loss})", phase.forwarded);
+    println!(
+        "  {:<22}  CPU: generator {:.0} %, worker {:.0} %, ksoftirqd {:.0} % of a core; \
+         {:.0} ns/packet; machine busy {:.0} %, softirq {:.0} %, steal {:.0} %",
+        "",
+        phase.generator_cpu * 100.0,
+        phase.worker_cpu * 100.0,
+        phase.ksoftirqd_cpu * 100.0,
+        phase.ns_per_packet(),
+        phase.machine_busy * 100.0,
+        phase.machine_softirq * 100.0,
+        phase.machine_steal * 100.0,
+    );
 }
 
 fn main() {
@@ -151,6 +405,10 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
+    let rounds: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let (g, c, b) = (Ns::new("g"), Ns::new("c"), Ns::new("b"));
     g.sh(&format!(
         "ip link add g0 type veth peer name c0 netns {} && ip link set g0 up",
@@ -178,107 +436,76 @@ fn main() {
     let plain = build::ethernet(g.mac("g0"), c.mac("c0"), EtherType::IPV4, &ip);
     let comet = build::comet_frame(g.mac("g0"), c.mac("c0"), 0, &[0x01, 0x02], &ip);
 
-    let (kernel_offered, kernel_pps) = flood(&g, &b, &plain, seconds);
-
-    let ns_path = format!("/var/run/netns/{}", c.0);
-    let b_mac = b.mac("b0");
-    let handle = std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
-        let file = std::fs::File::open(ns_path).expect("netns");
-        // SAFETY: setns on this thread only.
-        assert_eq!(
-            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
-        worker::start(WorkerConfig {
-            ports: vec![
-                PortConfig {
-                    name: "c0".into(),
-                    ip_handoff: IpHandoff::Kernel,
-                },
-                PortConfig {
-                    name: "c1".into(),
-                    ip_handoff: IpHandoff::Kernel,
-                },
-            ],
-            tun: None,
-            ring: RingConfig::default(),
-            batch_size: 256,
-            tick_interval: Duration::from_secs(1),
-        })
-        .expect("worker")
-    })
-    .join()
-    .expect("worker thread");
-    let (handle, thread) = handle;
-    let (tx, rx) = std::sync::mpsc::channel();
-    handle
-        .submit(Box::new(move |p, _| {
-            let rule = ForwardRule::Ethernet {
-                key: 0x01,
-                device: "c1".into(),
-                mac: b_mac.to_string(),
-            };
-            tx.send(control::forward_add(p, &rule)).unwrap();
-        }))
-        .unwrap();
-    rx.recv().unwrap().expect("rule");
-    // `BENCH_WORKER_NICE=-10` gives the worker the priority a data-plane core would have.
-    if let Some(nice) = std::env::var("BENCH_WORKER_NICE")
-        .ok()
-        .and_then(|v| v.parse::<i32>().ok())
-    {
-        if let Some(tid) = thread_id("brasa-dataplane") {
-            // SAFETY: setpriority on one of our own threads.
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
-        }
-    }
-    let cpu_before = thread_cpu_seconds("brasa-dataplane");
-    let c1_before = c.counter("c1", "tx_packets");
-    let (brasa_offered, brasa_pps) = flood(&g, &b, &comet, seconds);
-    let worker_cpu = (thread_cpu_seconds("brasa-dataplane") - cpu_before) / seconds as f64;
-    let c1_sent = (c.counter("c1", "tx_packets") - c1_before) as f64 / seconds as f64;
-    let (tx, rx) = std::sync::mpsc::channel();
-    handle
-        .submit(Box::new(move |p, _| {
-            tx.send(control::stats(p)).unwrap();
-        }))
-        .unwrap();
-    let stats = rx.recv().unwrap();
-    let received = stats
-        .interfaces
-        .first()
-        .map(|i| i.counters.rx_packets)
-        .unwrap_or(0);
-    handle.stop();
-    let _ = thread.join();
-
     println!(
-        "veth forwarding, {seconds} s per phase, {} trafgen process(es), {} / {}-byte frames",
+        "veth forwarding, {seconds} s per phase, {rounds} round(s), {} trafgen process(es), \
+         {} / {}-byte frames, {} worker(s): tx {}, ring blocks {}, nice {}, cpu {}{}",
         generators(),
         plain.len(),
-        comet.len()
+        comet.len(),
+        env::<usize>("BENCH_WORKERS").unwrap_or(1),
+        std::env::var("BENCH_TX").unwrap_or_else(|_| "ring".into()),
+        env::<u32>("BENCH_RING_BLOCKS").unwrap_or(RingConfig::default().block_count),
+        std::env::var("BENCH_WORKER_NICE").unwrap_or_else(|_| "0".into()),
+        std::env::var("BENCH_WORKER_CPU").unwrap_or_else(|_| "any".into()),
+        std::env::var("BENCH_RATE")
+            .map(|r| format!(", rate {r}"))
+            .unwrap_or_default(),
     );
-    println!(
-        "  kernel IP forwarding : {:>10.0} pps forwarded ({:.0} offered)",
-        kernel_pps, kernel_offered
-    );
-    println!(
-        "  brasa transit CAFE   : {:>10.0} pps forwarded ({:.0} offered)",
-        brasa_pps, brasa_offered
-    );
-    println!(
-        "  ratio brasa/kernel   : {:>10.2}",
-        brasa_pps / kernel_pps.max(1.0)
-    );
-    println!(
-        "  brasa worker received: {:>10.0} pps from its ring, sent {c1_sent:.0} pps out of c1",
-        received as f64 / seconds as f64
-    );
-    println!(
-        "  brasa worker thread  : {:>9.0}% of one core, {:.0} pps per core-second \
-         (kernel forwarding runs in the senders' softirq)",
-        worker_cpu * 100.0,
-        brasa_pps / worker_cpu.max(0.001)
-    );
+    let mut ratios = Vec::new();
+    let mut totals = (0.0, 0.0);
+    for round in 1..=rounds {
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        println!(
+            "round {round} (load {})",
+            load.split_whitespace().next().unwrap_or("?")
+        );
+        let kernel = flood(&g, (&b, "b0"), &plain, seconds);
+        let brasa = brasa_phase(&c, &g, &b, &comet, seconds);
+        let baseline = std::env::var("BENCH_BASELINE")
+            .is_ok_and(|v| v == "1")
+            .then(|| flood_counting(&g, &c, &comet, seconds));
+        print_phase("kernel IP forwarding", &kernel);
+        print_phase("brasa transit CAFE", &brasa);
+        totals.0 += kernel.forwarded;
+        totals.1 += brasa.forwarded;
+        if let Some(base) = &baseline {
+            let base_ns = base.ns_per_packet();
+            println!(
+                "  {:<22}: {:>9.0} pps sent, {:.0} ns/packet (generator {:.0} %); forwarding \
+                 itself: kernel {:.0} ns/packet, brasa {:.0} ns/packet",
+                "baseline (no forwarder)",
+                base.forwarded,
+                base_ns,
+                base.generator_cpu * 100.0,
+                kernel.ns_per_packet() - base_ns,
+                brasa.ns_per_packet() - base_ns,
+            );
+        }
+        let ratio = brasa.forwarded / kernel.forwarded.max(1.0);
+        ratios.push(ratio);
+        println!(
+            "  {:<22}: {ratio:.2}; brasa lost {} frames on its receive ring, {} on transmit; \
+             worker {:.0} ns/packet ({:.0} kpps per core-second)",
+            "ratio brasa/kernel",
+            brasa.ring_drops,
+            brasa.tx_errors,
+            brasa.worker_cpu * 1e9 / brasa.forwarded.max(1.0),
+            brasa.forwarded / brasa.worker_cpu.max(0.001) / 1e3,
+        );
+    }
+    if rounds > 1 {
+        let mut sorted = ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        let list: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "ratios: {} (min {:.2}, median {:.2}, max {:.2}; {} of {rounds} ≥ 1; \
+             all rounds together {:.2})",
+            list.join(" "),
+            sorted[0],
+            sorted[sorted.len() / 2],
+            sorted[sorted.len() - 1],
+            ratios.iter().filter(|r| **r >= 1.0).count(),
+            totals.1 / totals.0.max(1.0),
+        );
+    }
 }

@@ -78,11 +78,14 @@ pub enum DropReason {
     TxError,
     /// The packet could not be handed to the kernel's stack (no TUN device, or it refused).
     KernelError,
+    /// The kernel dropped the frame before the data plane saw it: the receive ring was full
+    /// (the shell counts it from the ring's statistics).
+    RxRingFull,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::MalformedL2,
         DropReason::MalformedIp,
         DropReason::MalformedComet,
@@ -93,6 +96,7 @@ impl DropReason {
         DropReason::Unclaimed,
         DropReason::TxError,
         DropReason::KernelError,
+        DropReason::RxRingFull,
     ];
 
     /// Stable name for metrics and JSON.
@@ -108,6 +112,7 @@ impl DropReason {
             DropReason::Unclaimed => "unclaimed",
             DropReason::TxError => "tx_error",
             DropReason::KernelError => "kernel_error",
+            DropReason::RxRingFull => "rx_ring_full",
         }
     }
 }
@@ -435,7 +440,12 @@ impl Pipeline {
 
     /// Counts a drop that happened outside the stages (e.g. a frame too large for a buffer).
     pub fn count_drop(&mut self, reason: DropReason) {
-        self.drops[reason as usize] += 1;
+        self.count_drops(reason, 1);
+    }
+
+    /// Counts `count` drops that happened outside the stages.
+    pub fn count_drops(&mut self, reason: DropReason, count: u64) {
+        self.drops[reason as usize] += count;
     }
 
     /// Counters of every port, in port order.

@@ -1,14 +1,26 @@
 //! AF_PACKET sockets: a TPACKET_V3 receive ring (the kernel fills whole blocks of frames; one
-//! `poll` wakes the reader for many packets) and a transmit socket that sends a batch with one
-//! `sendmmsg`.
+//! `poll` wakes the reader for many packets), a TPACKET_V2 transmit ring (frames are written
+//! into memory shared with the kernel and a batch leaves with one `send` that carries no data),
+//! and a transmit socket that sends a batch with one `sendmmsg` (layer-3 devices, whose frames
+//! need a protocol each, and the fallback when a ring cannot be set up).
 
-use super::{cvt, IoError};
-use crate::pipeline::{pkt_type, Batch, PacketMeta, PortId, Verdict};
+use super::{cvt, netdev, IoError};
+use crate::packet::BUFFER_SIZE;
+use crate::pipeline::{pkt_type, Batch, LinkKind, PacketMeta, PortId, Verdict};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const ETH_P_ALL: u16 = 0x0003;
+const TPACKET_V2: libc::c_int = 1;
 const TPACKET_V3: libc::c_int = 2;
+const PACKET_STATISTICS: libc::c_int = 6;
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_FANOUT_CPU: u32 = 2;
+const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
+const PACKET_TX_RING: libc::c_int = 13;
+const PACKET_LOSS: libc::c_int = 14;
+const PACKET_VNET_HDR: libc::c_int = 15;
+const SO_SNDBUFFORCE: libc::c_int = 32;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
@@ -54,13 +66,35 @@ pub struct RingConfig {
 }
 
 impl Default for RingConfig {
+    /// 64 blocks of 256 KiB (16 MiB). A block is handed over when full or after 1 ms, so the
+    /// ring absorbs a reader stall of 64 ms at moderate rates and of ~100 000 minimum-size
+    /// frames at high rates; with 16 blocks a 16 ms wait for a CPU already overran it.
     fn default() -> Self {
         Self {
             block_size: 1 << 18,
-            block_count: 16,
+            block_count: 64,
             block_timeout_ms: 1,
         }
     }
+}
+
+/// What the kernel counted on a receive ring since the previous [`RxRing::take_statistics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingStats {
+    /// Frames that reached the socket, dropped ones included.
+    pub packets: u32,
+    /// Frames dropped because no block was free (the reader was behind).
+    pub drops: u32,
+    /// Times the ring filled up and the kernel stopped queueing until a block came back.
+    pub freezes: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct TpacketStatsV3 {
+    packets: u32,
+    drops: u32,
+    freeze_q_cnt: u32,
 }
 
 fn packet_socket() -> io::Result<OwnedFd> {
@@ -207,6 +241,52 @@ impl RxRing {
         self.fd.as_raw_fd()
     }
 
+    /// Reads and resets the kernel's counters of this ring (`PACKET_STATISTICS`).
+    pub fn take_statistics(&self) -> io::Result<RingStats> {
+        let mut stats = TpacketStatsV3::default();
+        let mut len = std::mem::size_of::<TpacketStatsV3>() as libc::socklen_t;
+        // SAFETY: passes a buffer of `len` bytes, which the kernel fills and shrinks `len` to.
+        cvt(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_STATISTICS,
+                (&mut stats as *mut TpacketStatsV3).cast(),
+                &mut len,
+            )
+        })?;
+        Ok(RingStats {
+            packets: stats.packets,
+            drops: stats.drops,
+            freezes: stats.freeze_q_cnt,
+        })
+    }
+
+    /// Makes this ring a member of a `PACKET_FANOUT` group that spreads the interface's frames
+    /// over its members by the CPU that received them, so a flow received on one CPU stays in
+    /// order. `group` is `None` for the first member: the kernel picks an id unused in the
+    /// network namespace, which this returns for the other members to join with.
+    pub fn join_fanout(&self, group: Option<u16>) -> io::Result<u16> {
+        let arg = match group {
+            None => (PACKET_FANOUT_CPU | PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+            Some(id) => PACKET_FANOUT_CPU << 16 | u32::from(id),
+        };
+        setsockopt(&self.fd, libc::SOL_PACKET, PACKET_FANOUT, &arg)?;
+        let mut value = 0u32;
+        let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+        // SAFETY: passes a 4-byte buffer; the kernel writes the group id, type and flags.
+        cvt(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_FANOUT,
+                (&mut value as *mut u32).cast(),
+                &mut len,
+            )
+        })?;
+        Ok(value as u16)
+    }
+
     /// True when the next block is ready.
     pub fn has_data(&self) -> bool {
         let block = self.block_ptr(self.next_block);
@@ -313,6 +393,8 @@ impl TxSocket {
         };
         let fd = packet_socket().map_err(|e| setup("socket", e))?;
         let _ = setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &1i32);
+        // Room for a whole batch of skbs in flight; the default (208 KiB) is about 256 of them.
+        set_send_buffer(&fd, MAX_TX_BATCH * (BUFFER_SIZE + SKB_OVERHEAD));
         bind(&fd, ifindex, 0).map_err(|e| setup("bind", e))?;
         Ok(Self {
             fd,
@@ -321,6 +403,27 @@ impl TxSocket {
             iovecs: Vec::with_capacity(MAX_TX_BATCH),
             messages: Vec::with_capacity(MAX_TX_BATCH),
         })
+    }
+
+    /// Sends one frame with protocol `protocol` (one `sendto`). Returns whether the kernel took it.
+    pub fn send_frame(&mut self, frame: &[u8], protocol: u16) -> bool {
+        // SAFETY: a zeroed sockaddr_ll is valid; the fields that matter are set.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = protocol.to_be();
+        addr.sll_ifindex = self.ifindex;
+        // SAFETY: the frame and the address are valid for the duration of the call.
+        let ret = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        ret >= 0
     }
 
     /// Sends the packets of `batch` whose verdict is to transmit on `port`, `MAX_TX_BATCH` per
@@ -380,6 +483,315 @@ impl TxSocket {
                 offset += ret as usize;
                 accepted += ret as usize;
             }
+        }
+        (accepted, attempted)
+    }
+}
+
+/// Bytes the kernel charges to the send buffer for one skb beyond the frame (head and shared
+/// info, rounded up).
+const SKB_OVERHEAD: usize = 1024;
+
+/// Raises the socket's send buffer to `bytes` (beyond `wmem_max` when the process may), so
+/// that a full batch or ring of frames in flight never makes the kernel refuse one.
+fn set_send_buffer(fd: &OwnedFd, bytes: usize) {
+    let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
+    if setsockopt(fd, libc::SOL_SOCKET, SO_SNDBUFFORCE, &bytes).is_err() {
+        let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &bytes);
+    }
+}
+
+#[repr(C)]
+struct TpacketReq {
+    block_size: u32,
+    block_nr: u32,
+    frame_size: u32,
+    frame_nr: u32,
+}
+
+const TP_STATUS_SEND_REQUEST: u32 = 1;
+const TP_STATUS_SENDING: u32 = 2;
+/// Offset of `tp_len` in `struct tpacket2_hdr`.
+const TX_LEN: usize = 4;
+/// Where a TPACKET_V2 transmit slot's data starts: after the 32-byte `tpacket2_hdr` (the
+/// kernel's `tp_hdrlen - sizeof(struct sockaddr_ll)`).
+const TX_DATA_OFFSET: usize = 32;
+/// `struct virtio_net_hdr` before each frame (`PACKET_VNET_HDR`): flags, gso_type, hdr_len,
+/// gso_size, csum_start, csum_offset.
+const VNET_HDR_LEN: usize = 10;
+/// Offset of `hdr_len` (little-endian) in the virtio header.
+const VNET_HDR_LEN_FIELD: usize = 2;
+/// Where the frame itself starts in a slot.
+const TX_FRAME_OFFSET: usize = TX_DATA_OFFSET + VNET_HDR_LEN;
+const TX_MIN_FRAME_SIZE: usize = 2048;
+const TX_BLOCK_SIZE: usize = 1 << 16;
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+
+/// Size of a transmit ring.
+#[derive(Debug, Clone, Copy)]
+pub struct TxRingConfig {
+    /// Frame slots (rounded up to whole blocks of 64 KiB). A slot is 2 KiB, or more when the
+    /// interface's MTU needs it.
+    pub frames: u32,
+}
+
+impl Default for TxRingConfig {
+    /// 1024 slots: four batches of 256 while the kernel still holds the previous ones.
+    fn default() -> Self {
+        Self { frames: 1024 }
+    }
+}
+
+fn align16(value: usize) -> usize {
+    (value + 15) & !15
+}
+
+/// A TPACKET_V2 transmit ring (`PACKET_TX_RING`, qdisc bypassed) on one Ethernet interface.
+///
+/// Frames are copied into slots shared with the kernel and marked ready; one `send` without
+/// data (`MSG_DONTWAIT`) makes the kernel transmit every ready slot in order. The kernel gives a
+/// slot back when the skb built from it is freed (for a veth, once the peer has received it).
+///
+/// Each slot starts with a virtio-net header (`PACKET_VNET_HDR`) whose `hdr_len` is the whole
+/// frame, so the kernel copies the frame into the skb's linear area. Without it the kernel
+/// copies only the Ethernet header and attaches the rest as a page of the ring, and a veth
+/// (like every path that loops a frame back to a receive path) then allocates a page per
+/// frame to copy that fragment out of the ring again: slower for any frame size.
+/// A frame is refused (and the caller counts it) when the next slot is still held after a
+/// kick (the ring is full), or when it is longer than the interface's MTU allows, as the
+/// kernel itself would refuse it. With `PACKET_LOSS` set, the kernel skips a slot it cannot
+/// send instead of stopping the ring. Frames that do not fit a slot (the MTU was raised
+/// after opening) go out through a `sendto` socket, after the slots queued before them.
+pub struct TxRing {
+    fd: OwnedFd,
+    name: String,
+    ifindex: i32,
+    map: *mut u8,
+    map_len: usize,
+    block_size: usize,
+    frame_size: usize,
+    frames_per_block: usize,
+    frame_count: usize,
+    next: usize,
+    /// Longest untagged frame the interface takes: MTU + Ethernet header.
+    max_frame: usize,
+    fallback: TxSocket,
+}
+
+// SAFETY: the mapping is owned by this value alone and only touched through `&mut self` (or
+// read through `&self`).
+unsafe impl Send for TxRing {}
+
+impl Drop for TxRing {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the region mapped in `open`.
+        unsafe { libc::munmap(self.map.cast(), self.map_len) };
+    }
+}
+
+impl TxRing {
+    /// Opens a transmit ring on Ethernet interface `name` (index `ifindex`).
+    pub fn open(name: &str, ifindex: i32, config: TxRingConfig) -> Result<Self, IoError> {
+        let setup = |what: &str, source| IoError::Setup {
+            what: format!("AF_PACKET transmit ring on {name}: {what}"),
+            source,
+        };
+        let dev = netdev::NetDev::lookup(name)?;
+        if dev.link != LinkKind::Ethernet {
+            return Err(setup(
+                "link type",
+                io::Error::new(io::ErrorKind::Unsupported, "not an Ethernet interface"),
+            ));
+        }
+        let fd = packet_socket().map_err(|e| setup("socket", e))?;
+        let mtu = netdev::mtu_by_index(&fd, ifindex).map_err(|e| setup("MTU", e))? as usize;
+        let frame_size = align16(TX_FRAME_OFFSET + mtu + ETH_HLEN + VLAN_HLEN)
+            .clamp(TX_MIN_FRAME_SIZE, align16(TX_FRAME_OFFSET + BUFFER_SIZE));
+        let frames_per_block = TX_BLOCK_SIZE / frame_size;
+        let block_count = (config.frames.max(1) as usize).div_ceil(frames_per_block);
+        let frame_count = frames_per_block * block_count;
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V2)
+            .map_err(|e| setup("TPACKET_V2", e))?;
+        setsockopt(&fd, libc::SOL_PACKET, PACKET_LOSS, &1i32)
+            .map_err(|e| setup("PACKET_LOSS", e))?;
+        setsockopt(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, &1i32)
+            .map_err(|e| setup("PACKET_VNET_HDR", e))?;
+        let _ = setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &1i32);
+        set_send_buffer(&fd, frame_count * (frame_size + SKB_OVERHEAD));
+        let req = TpacketReq {
+            block_size: TX_BLOCK_SIZE as u32,
+            block_nr: block_count as u32,
+            frame_size: frame_size as u32,
+            frame_nr: frame_count as u32,
+        };
+        setsockopt(&fd, libc::SOL_PACKET, PACKET_TX_RING, &req)
+            .map_err(|e| setup("PACKET_TX_RING", e))?;
+        let map_len = TX_BLOCK_SIZE * block_count;
+        // SAFETY: maps the ring the kernel just allocated for this socket.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(setup("mmap", io::Error::last_os_error()));
+        }
+        let ring = Self {
+            fd,
+            name: name.to_string(),
+            ifindex,
+            map: map.cast(),
+            map_len,
+            block_size: TX_BLOCK_SIZE,
+            frame_size,
+            frames_per_block,
+            frame_count,
+            next: 0,
+            max_frame: mtu + ETH_HLEN,
+            fallback: TxSocket::open(name, ifindex)?,
+        };
+        bind(&ring.fd, ifindex, 0).map_err(|e| setup("bind", e))?;
+        Ok(ring)
+    }
+
+    /// Number of slots.
+    pub fn slots(&self) -> usize {
+        self.frame_count
+    }
+
+    /// Longest frame a slot holds.
+    pub fn slot_capacity(&self) -> usize {
+        self.frame_size - TX_FRAME_OFFSET
+    }
+
+    fn slot(&self, index: usize) -> *mut u8 {
+        let offset = index / self.frames_per_block * self.block_size
+            + index % self.frames_per_block * self.frame_size;
+        // SAFETY: `index < frame_count`, so the slot lies inside the mapping.
+        unsafe { self.map.add(offset) }
+    }
+
+    fn held_by_kernel(&self, index: usize) -> bool {
+        read_u32(self.slot(index), 0) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0
+    }
+
+    /// Slots the kernel has not given back yet (queued or being sent).
+    pub fn in_flight(&self) -> usize {
+        (0..self.frame_count)
+            .filter(|&index| self.held_by_kernel(index))
+            .count()
+    }
+
+    /// Asks the kernel to send every ready slot (it does not wait for them to complete).
+    fn kick(&self) {
+        // SAFETY: send(2) without data on a socket with a transmit ring.
+        unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
+    }
+
+    /// Kicks the kernel again if the last queued slot has not been taken (an earlier send met
+    /// a full send buffer or a link without carrier). Returns whether slots are still waiting.
+    pub fn flush(&mut self) -> bool {
+        let last = (self.next + self.frame_count - 1) % self.frame_count;
+        if read_u32(self.slot(last), 0) & TP_STATUS_SEND_REQUEST == 0 {
+            return false;
+        }
+        self.kick();
+        read_u32(self.slot(last), 0) & TP_STATUS_SEND_REQUEST != 0
+    }
+
+    /// Reads the interface's MTU again (frames are checked against it before they are queued).
+    pub fn refresh_mtu(&mut self) -> Result<(), IoError> {
+        let mtu =
+            netdev::mtu_by_index(&self.fd, self.ifindex).map_err(|source| IoError::Interface {
+                name: self.name.clone(),
+                source,
+            })?;
+        self.max_frame = mtu as usize + ETH_HLEN;
+        Ok(())
+    }
+
+    /// What the kernel would accept: at least an Ethernet header, at most MTU + header (+ 4
+    /// when the frame carries an 802.1Q tag).
+    fn length_ok(&self, frame: &[u8]) -> bool {
+        let tagged = frame.get(12..14) == Some(&crate::wire::EtherType::VLAN.to_be_bytes()[..]);
+        frame.len() >= ETH_HLEN
+            && frame.len() <= self.max_frame + if tagged { VLAN_HLEN } else { 0 }
+    }
+
+    /// Queues the packets of `batch` whose verdict is to transmit on `port` and kicks the kernel
+    /// once. Returns (accepted, attempted).
+    pub fn send_from_batch(&mut self, batch: &Batch, port: PortId) -> (usize, usize) {
+        let mut accepted = 0;
+        let mut attempted = 0;
+        let mut queued = 0;
+        let mut kicked_when_full = false;
+        for (buf, meta) in batch.iter() {
+            if meta.verdict != Verdict::Transmit(port) {
+                continue;
+            }
+            attempted += 1;
+            let frame = buf.as_slice();
+            if !self.length_ok(frame) {
+                continue;
+            }
+            if frame.len() > self.slot_capacity() {
+                if queued > 0 {
+                    self.kick();
+                    queued = 0;
+                }
+                accepted += usize::from(self.fallback.send_frame(frame, meta.protocol));
+                continue;
+            }
+            if self.held_by_kernel(self.next) {
+                if kicked_when_full {
+                    continue;
+                }
+                // Full: let the kernel take what is queued, then look again.
+                self.kick();
+                queued = 0;
+                kicked_when_full = true;
+                if self.held_by_kernel(self.next) {
+                    continue;
+                }
+            }
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            let slot = self.slot(self.next);
+            let mut vnet = [0u8; VNET_HDR_LEN];
+            vnet[VNET_HDR_LEN_FIELD..VNET_HDR_LEN_FIELD + 2]
+                .copy_from_slice(&(frame.len() as u16).to_le_bytes());
+            // SAFETY: the slot is ours (status AVAILABLE); the virtio header and `frame` fit
+            // after the slot's header (checked against `slot_capacity`).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    vnet.as_ptr(),
+                    slot.add(TX_DATA_OFFSET),
+                    VNET_HDR_LEN,
+                );
+                std::ptr::copy_nonoverlapping(
+                    frame.as_ptr(),
+                    slot.add(TX_FRAME_OFFSET),
+                    frame.len(),
+                );
+                std::ptr::write_volatile(
+                    slot.add(TX_LEN).cast::<u32>(),
+                    (VNET_HDR_LEN + frame.len()) as u32,
+                );
+            }
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+            // SAFETY: hands the slot to the kernel by writing its status word.
+            unsafe { std::ptr::write_volatile(slot.cast::<u32>(), TP_STATUS_SEND_REQUEST) };
+            self.next = (self.next + 1) % self.frame_count;
+            queued += 1;
+            accepted += 1;
+        }
+        if queued > 0 {
+            self.kick();
         }
         (accepted, attempted)
     }

@@ -7,6 +7,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const ARPHRD_ETHER: u16 = 1;
+const SIOCGIFMTU: libc::c_ulong = 0x8921;
+const SIOCGIFNAME: libc::c_ulong = 0x8910;
 
 /// `struct ifreq`: the name and a 24-byte union.
 #[repr(C)]
@@ -85,6 +87,22 @@ impl NetDev {
             link,
         })
     }
+}
+
+/// The MTU of interface `ifindex` in the network namespace of socket `fd` (the interface is
+/// found by index, so a rename does not matter).
+pub(crate) fn mtu_by_index(fd: &OwnedFd, ifindex: i32) -> io::Result<u32> {
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: [0; 24],
+    };
+    req.data[..4].copy_from_slice(&ifindex.to_ne_bytes());
+    // SAFETY: SIOCGIFNAME reads the index from `req.data` and writes the name into `req.name`.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), SIOCGIFNAME, &mut req) })?;
+    // SAFETY: SIOCGIFMTU writes an int at the start of `req.data`, which is large enough.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), SIOCGIFMTU, &mut req) })?;
+    let mtu = i32::from_ne_bytes([req.data[0], req.data[1], req.data[2], req.data[3]]);
+    Ok(u32::try_from(mtu).unwrap_or(0))
 }
 
 /// Sets IFF_UP on an interface.

@@ -68,9 +68,16 @@ pub struct DataplaneSection {
     /// How often idle intercept filters are expired.
     #[serde(default = "default_tick")]
     pub expiry_interval: ConfigDuration,
-    /// Receive ring blocks per interface (256 KiB each).
+    /// Receive ring blocks per interface and worker (256 KiB each).
     #[serde(default = "default_blocks")]
     pub ring_blocks: u32,
+    /// Worker threads; each has its own rings on every interface and gets the frames received
+    /// by its share of the CPUs (`PACKET_FANOUT_CPU`).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Pin worker `i` to CPU `cpus[i % len]`; empty: not pinned.
+    #[serde(default)]
+    pub cpus: Vec<usize>,
 }
 
 /// `[[dataplane.interface]]`.
@@ -133,7 +140,10 @@ fn default_tick() -> ConfigDuration {
     ConfigDuration(std::time::Duration::from_secs(1))
 }
 fn default_blocks() -> u32 {
-    16
+    64
+}
+fn default_workers() -> usize {
+    1
 }
 fn default_handoff() -> IpHandoff {
     IpHandoff::Kernel
@@ -552,7 +562,13 @@ pub async fn run(_global: &GlobalArgs, args: DataplaneArgs) -> anyhow::Result<()
             .0
             .max(std::time::Duration::from_millis(10)),
     };
-    let (handle, thread) = worker::start(worker_config).context("starting the data plane")?;
+    let tuning = worker::Tuning {
+        workers: section.workers.max(1),
+        cpus: section.cpus.clone(),
+        ..worker::Tuning::default()
+    };
+    let (handle, thread) =
+        worker::start_tuned(worker_config, tuning).context("starting the data plane")?;
     let ctl = Ctl {
         handle: handle.clone(),
         agent_requests: Arc::default(),

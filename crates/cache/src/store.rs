@@ -219,12 +219,9 @@ impl Store {
         let off = (h & SLOT_MASK) as usize * page.stride;
         let slot = &page.data[off..off + page.stride];
         // The key is read only once its length is known: if the record runs into a second
-        // cache line, start loading that line now rather than after the first one arrives.
-        let start = slot.as_ptr();
-        let end = start.wrapping_add(slot.len() - 1);
-        if end.addr() / 64 != start.addr() / 64 {
-            prefetch(end);
-        }
+        // cache line, start loading that line now rather than after the first one arrives
+        // (unconditionally: a branch on the record's alignment would mispredict).
+        prefetch(slot.as_ptr().wrapping_add(slot.len() - 1));
         let (header, rest) = slot.split_first_chunk::<HEADER>()?;
         let key_len = usize::from(u16::from_le_bytes([header[20], header[21]]));
         let value_len = usize::from(u16::from_le_bytes([header[22], header[23]]));
@@ -305,10 +302,7 @@ impl Store {
                 .as_ptr()
                 .wrapping_add((h & SLOT_MASK) as usize * page.stride);
             prefetch(p);
-            let end = p.wrapping_add(page.stride - 1);
-            if end.addr() / 64 != p.addr() / 64 {
-                prefetch(end);
-            }
+            prefetch(p.wrapping_add(page.stride - 1));
         }
     }
 

@@ -60,7 +60,7 @@ impl ClientTable {
 }
 
 /// IPv4-mapped IPv6 sources (from dual-stack sockets) are matched as IPv4.
-pub(crate) fn canonical(addr: IpAddr) -> IpAddr {
+pub fn canonical(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()

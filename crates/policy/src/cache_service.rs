@@ -626,15 +626,24 @@ fn file_name(policy: &str) -> String {
     if !policy.is_empty() && policy.chars().all(plain) {
         return policy.to_owned();
     }
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in policy.bytes() {
-        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
-    }
+    let hash = fnv1a(policy.as_bytes());
     let sanitized: String = policy
         .chars()
         .map(|c| if plain(c) { c } else { '_' })
         .collect();
     format!("{sanitized}-{hash:08x}")
+}
+
+/// The default node id of a node whose peers reach it at `sync_listen`: peers listen on
+/// different addresses, so a hash of the address tells them apart (never 0).
+pub fn default_node_id(sync_listen: Option<SocketAddr>) -> u32 {
+    sync_listen.map_or(1, |address| fnv1a(address.to_string().as_bytes()).max(1))
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |hash, byte| {
+        (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
+    })
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use brasa_aaa::clients::canonical;
 use brasa_cache::{ApplyOutcome, CacheEvent, Version};
 use brasa_proto::brasa::cache as proto;
 use proto::cache_sync_client::CacheSyncClient;
@@ -519,14 +520,4 @@ fn apply_batch(
 /// Address equality that treats `::ffff:a.b.c.d` as `a.b.c.d`.
 fn same_ip(a: IpAddr, b: IpAddr) -> bool {
     canonical(a) == canonical(b)
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
 }

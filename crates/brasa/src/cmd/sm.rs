@@ -5,7 +5,7 @@
 //! EP protocol (`--grpc`, default `http://127.0.0.1:7790`) as an enforcement point.
 
 use crate::cmd::show::DEFAULT_API;
-use crate::common::api::Client;
+use crate::common::api::{encode_component, Client};
 use crate::common::output::{print_json, table};
 use crate::common::GlobalArgs;
 use crate::daemon::sm_api::{
@@ -164,9 +164,9 @@ fn run_blocking(global: &GlobalArgs, command: SmCommand) -> anyhow::Result<()> {
         SmCommand::Import { file, skip_invalid } => import(global, &base, &file, skip_invalid),
         SmCommand::Export { output } => export(&base, output),
         SmCommand::Show(SmShow::Subscriber { name, domain }) => {
-            let mut path = format!("/api/v1/sm/subscribers/{}", encode(&name));
+            let mut path = format!("/api/v1/sm/subscribers/{}", encode_component(&name));
             if let Some(d) = domain {
-                path.push_str(&format!("?domain={}", encode(&d)));
+                path.push_str(&format!("?domain={}", encode_component(&d)));
             }
             let sub: SubscriberView = client.get(&path)?;
             if global.json {
@@ -181,8 +181,8 @@ fn run_blocking(global: &GlobalArgs, command: SmCommand) -> anyhow::Result<()> {
             limit,
         }) => {
             let query = match (prefix, suffix) {
-                (Some(p), _) => format!("prefix={}", encode(&p)),
-                (None, Some(s)) => format!("suffix={}", encode(&s)),
+                (Some(p), _) => format!("prefix={}", encode_component(&p)),
+                (None, Some(s)) => format!("suffix={}", encode_component(&s)),
                 (None, None) => unreachable!("clap requires one"),
             };
             let names: Vec<String> =
@@ -208,9 +208,9 @@ fn run_blocking(global: &GlobalArgs, command: SmCommand) -> anyhow::Result<()> {
                 Some((ip, vpn)) => (ip, Some(vpn)),
                 None => (address.as_str(), None),
             };
-            let mut path = format!("/api/v1/sm/lookup?address={}", encode(ip));
+            let mut path = format!("/api/v1/sm/lookup?address={}", encode_component(ip));
             if let Some(v) = vpn {
-                path.push_str(&format!("&vpn={}", encode(v)));
+                path.push_str(&format!("&vpn={}", encode_component(v)));
             }
             let found: LookupView = client.get(&path)?;
             if global.json {
@@ -304,7 +304,7 @@ fn ep_action(
     done: &str,
 ) -> anyhow::Result<()> {
     let answer: serde_json::Value = client.post(
-        &format!("/api/v1/sm/eps/{}/{action}", encode(ep)),
+        &format!("/api/v1/sm/eps/{}/{action}", encode_component(ep)),
         &serde_json::json!({}),
     )?;
     if global.json {
@@ -312,19 +312,6 @@ fn ep_action(
     }
     println!("EP {ep}: {done}");
     Ok(())
-}
-
-/// Percent-encodes a path segment or query value.
-fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn agent() -> ureq::Agent {

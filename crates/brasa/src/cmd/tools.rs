@@ -9,7 +9,7 @@
 //! ```
 
 use crate::cmd::show::DEFAULT_API;
-use crate::common::api::Client;
+use crate::common::api::{encode_component, Client};
 use crate::common::output::print_json;
 use crate::common::GlobalArgs;
 use crate::daemon::python_api::{
@@ -166,20 +166,10 @@ pub enum ClearPolicy {
 }
 
 fn policy_path(name: &str, rest: &str) -> String {
-    format!("/api/v1/python/policies/{}/cache{rest}", encode(name))
-}
-
-/// Percent-encodes a path segment (policy and script names may hold spaces and slashes).
-fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    format!(
+        "/api/v1/python/policies/{}/cache{rest}",
+        encode_component(name)
+    )
 }
 
 pub async fn run_tools(global: &GlobalArgs, command: ToolsCommand) -> anyhow::Result<()> {
@@ -214,11 +204,11 @@ pub async fn run_tools(global: &GlobalArgs, command: ToolsCommand) -> anyhow::Re
         ToolsCommand::Perform(PerformCommand::PythonScript { name, action }) => {
             let done: Done = match action {
                 ScriptAction::Reload => client.post(
-                    &format!("/api/v1/python/scripts/{}/reload", encode(&name)),
+                    &format!("/api/v1/python/scripts/{}/reload", encode_component(&name)),
                     &serde_json::json!({}),
                 )?,
                 ScriptAction::Debug { state } => client.post(
-                    &format!("/api/v1/python/scripts/{}/debug", encode(&name)),
+                    &format!("/api/v1/python/scripts/{}/debug", encode_component(&name)),
                     &DebugRequest { on: state == "on" },
                 )?,
             };

@@ -71,3 +71,16 @@ impl Client {
         serde_json::from_str(&text).with_context(|| format!("unexpected answer from {url}"))
     }
 }
+
+/// Percent-encodes a URL path segment or query value (names may hold spaces, slashes, `@`).
+pub fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -411,10 +411,9 @@ pub fn resolve(
         policies.push(PolicySpec { name, bindings });
     }
 
-    let node_id = section.node_id.unwrap_or_else(|| {
-        // Peers listen on different addresses, so a hash of the address tells them apart.
-        sync_listen.map_or(1, |address| fnv1a(address.to_string().as_bytes()).max(1))
-    });
+    let node_id = section
+        .node_id
+        .unwrap_or_else(|| brasa_policy::cache_service::default_node_id(sync_listen));
     Ok(ResolvedPython {
         worker: PythonConfig {
             scripts,
@@ -450,11 +449,5 @@ fn parse_address(text: &str) -> Option<SocketAddr> {
         text.parse::<IpAddr>()
             .ok()
             .map(|ip| SocketAddr::new(ip, DEFAULT_SYNC_PORT))
-    })
-}
-
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |hash, byte| {
-        (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
     })
 }

@@ -287,10 +287,6 @@ impl PythonPolicies {
             .copied()
             .ok_or_else(|| WorkerError::UnknownScript(script.to_owned()))
     }
-
-    fn binding(&self, request: &HookRequest) -> Option<&Binding> {
-        binding(&self.config, request)
-    }
 }
 
 fn binding<'c>(config: &'c PythonConfig, request: &HookRequest) -> Option<&'c Binding> {
@@ -305,7 +301,6 @@ fn binding<'c>(config: &'c PythonConfig, request: &HookRequest) -> Option<&'c Bi
 impl HookProcessor for PythonPolicies {
     fn submit(&self, request: HookRequest, completion: &HookCompletion) {
         let ticket = request.ticket;
-        let script = self.binding(&request).map(|b| b.script);
         let job = Job::Run {
             request: Box::new(request),
             completion: completion.clone(),
@@ -318,6 +313,8 @@ impl HookProcessor for PythonPolicies {
                 let Job::Run { request, .. } = job else {
                     return;
                 };
+                // Only an overloaded packet needs its script here; the worker looks it up anyway.
+                let script = binding(&self.config, &request).map(|b| b.script);
                 let action = script
                     .and_then(|s| self.config.scripts.get(s))
                     .map_or(ActionOnFail::Passthrough, |s| s.action_on_fail);
@@ -407,34 +404,26 @@ impl Worker {
         let policy = &self.config.policies[request.handler].name;
         let mut packet = request.packet;
         let started = Instant::now();
-        let report = match &self.caches {
-            Some(service) if service.has_cache(policy) => {
-                let mut cache = SharedCache {
-                    service,
-                    policy,
-                    now: wall_clock_ms(),
-                    mutated: false,
-                };
-                let report = self.host.run(
-                    &self.scripts[index],
-                    &mut packet,
-                    &self.dictionary,
-                    Some(&mut cache),
-                    &options,
-                );
-                if cache.mutated {
-                    service.changed();
-                }
-                report
-            }
-            _ => self.host.run(
-                &self.scripts[index],
-                &mut packet,
-                &self.dictionary,
-                None,
-                &options,
-            ),
-        };
+        let mut cache = self
+            .caches
+            .as_deref()
+            .filter(|service| service.has_cache(policy))
+            .map(|service| SharedCache {
+                service,
+                policy,
+                now: wall_clock_ms(),
+                mutated: false,
+            });
+        let report = self.host.run(
+            &self.scripts[index],
+            &mut packet,
+            &self.dictionary,
+            cache.as_mut().map(|c| c as &mut dyn ScriptCache),
+            &options,
+        );
+        if let Some(cache) = cache.filter(|c| c.mutated) {
+            cache.service.changed();
+        }
         let elapsed = started.elapsed().as_micros() as u64;
         if debug {
             tracing::info!(target: "brasa::python", script = %spec.name, policy = %policy,

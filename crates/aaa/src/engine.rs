@@ -200,7 +200,8 @@ enum Timer {
     Hook(u64),
 }
 
-/// An exchange waiting for an external hook: the request (and, at ingress, the reply).
+/// An exchange waiting for an external hook: the request (and, at ingress, the reply); the
+/// hooked packet's attributes are with the processor until it answers.
 #[derive(Debug)]
 struct Parked {
     job: Box<ClientRequest>,
@@ -552,13 +553,22 @@ impl Engine {
         now: Instant,
         handler: usize,
         direction: Direction,
-        job: Box<ClientRequest>,
-        reply: Option<Packet>,
+        mut job: Box<ClientRequest>,
+        mut reply: Option<Packet>,
         out: &mut Vec<Output>,
     ) {
         let ticket = self.next_ticket;
         self.next_ticket = self.next_ticket.wrapping_add(1);
-        let packet = reply.clone().unwrap_or_else(|| job.request.clone());
+        // The hooked packet's attributes travel to the processor and come back in
+        // `resume_hook`; the parked copy keeps only its header meanwhile (at ingress the
+        // request stays whole: answering needs it).
+        let hooked = reply.as_mut().unwrap_or(&mut job.request);
+        let packet = Packet {
+            code: hooked.code,
+            identifier: hooked.identifier,
+            authenticator: hooked.authenticator,
+            attributes: std::mem::take(&mut hooked.attributes),
+        };
         out.push(Output::Hook(HookRequest {
             ticket: HookTicket(ticket),
             handler,

@@ -401,18 +401,28 @@ fn reply_message_of(dir: &Path, user: &str) -> Option<String> {
         .map(|text| text.trim_matches('"').to_string())
 }
 
-fn send_accounting(port: u16, user: &str) {
+/// Sends one request to brasa on 127.0.0.1:`port` with radclient and asserts the reply code.
+fn exchange(port: u16, kind: &str, input: &str, reply: &str) {
     let output = radclient(
         format!("127.0.0.1:{port}").parse().unwrap(),
-        "acct",
+        kind,
         NAS_SECRET,
-        &format!("User-Name = \"{user}\", Acct-Status-Type = Start, Acct-Session-Id = \"{user}\""),
+        input,
         &[],
     );
     assert!(
-        String::from_utf8_lossy(&output.stdout).contains("Accounting-Response"),
+        String::from_utf8_lossy(&output.stdout).contains(reply),
         "{}",
         String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+fn send_accounting(port: u16, user: &str) {
+    exchange(
+        port,
+        "acct",
+        &format!("User-Name = \"{user}\", Acct-Status-Type = Start, Acct-Session-Id = \"{user}\""),
+        "Accounting-Response",
     );
 }
 
@@ -626,17 +636,11 @@ radius = [
 }
 
 fn authenticate(auth: u16) {
-    let output = radclient(
-        format!("127.0.0.1:{auth}").parse().unwrap(),
+    exchange(
+        auth,
         "auth",
-        NAS_SECRET,
         &format!("User-Name = \"{MAC}\", User-Password = \"{MAC}\""),
-        &[],
-    );
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains("Access-Accept"),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
+        "Access-Accept",
     );
 }
 

@@ -26,7 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let descriptors = protox::compile(&files, [&root])?;
+    // Services only with the `grpc` feature: without it the crate is plain prost messages.
+    let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
     tonic_prost_build::configure()
+        .build_client(grpc)
+        .build_server(grpc)
         .include_file("_includes.rs")
         .compile_fds(descriptors)?;
     Ok(())

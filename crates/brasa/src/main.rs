@@ -59,8 +59,35 @@ enum Command {
     Sm(cmd::sm::SmCommand),
 }
 
+impl Command {
+    /// True for the commands that start a long-running daemon.
+    fn starts_daemon(&self) -> bool {
+        match self {
+            Command::Run(_) | Command::Dataplane(_) => true,
+            Command::Rae(args) => args.starts_daemon(),
+            Command::Curling(command) => command.starts_daemon(),
+            _ => false,
+        }
+    }
+}
+
+/// Operator commands end quietly when their reader goes away (`brasa … | head`), as Unix tools
+/// do: the default SIGPIPE action ends the process without a word, where Rust's ignored SIGPIPE
+/// would turn the failed write into a panic. Daemons keep SIGPIPE ignored, so that a peer closing
+/// a pipe or socket is an error they handle, never their end.
+fn restore_default_sigpipe() {
+    // SAFETY: called at the start of `main`, before any thread exists; setting a signal's
+    // disposition to SIG_DFL installs no handler code, so no async-signal-safety rule applies.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !cli.command.starts_daemon() {
+        restore_default_sigpipe();
+    }
     if let Err(err) = common::init_logging(&cli.global) {
         eprintln!("error: {err:#}");
         return std::process::ExitCode::from(2);

@@ -10,7 +10,7 @@ use brasa_dataplane::wire::comet::CometPacket;
 use brasa_dataplane::wire::{
     EtherType, EthernetFrame, GrePacket, Ipv4Packet, Ipv6Packet, UdpPacket, VlanHeader,
 };
-use dataplane_support::{send_frames, veth, Capture, Daemon, Netns};
+use dataplane_support::{send_frames, veth, Capture, Daemon, Netns, NetnsMac};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 

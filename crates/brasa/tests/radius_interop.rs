@@ -758,12 +758,16 @@ fn serial_brasa_radius_send_prints_replies_and_load_summaries() {
     assert_eq!(stats["clients"][0]["bad_authenticator"], 1, "{stats}");
 }
 
+/// The README's quickstart: `brasa run` with no config answers radclient on 127.0.0.1:1812.
+/// It runs in a private network namespace, so that the embedded default ports (1812, 1813,
+/// 7780) never meet a FreeRADIUS service or another daemon running on this machine.
 #[test]
-fn serial_quickstart_runs_on_the_embedded_defaults() {
+fn serial_netns_quickstart_runs_on_the_embedded_defaults() {
+    let ns = netns::Netns::new("quick");
     let dir = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(dir.path().join("brasa.log")).unwrap();
-    let child = std::process::Command::new(BRASA)
-        .arg("run")
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name, BRASA, "run"])
         .current_dir(dir.path())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -775,15 +779,34 @@ fn serial_quickstart_runs_on_the_embedded_defaults() {
     };
     let api: SocketAddr = "127.0.0.1:7780".parse().unwrap();
     eventually("the quickstart API", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(api).is_ok()
+        ns.enter(move || std::net::TcpStream::connect(api).is_ok())
     });
-    let output = radclient(
-        "127.0.0.1:1812".parse().unwrap(),
-        "auth",
-        "testing123",
-        "User-Name = alice, User-Password = wonderland",
-        &[],
-    );
+    let mut radclient = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "radclient",
+            "-x",
+            "-r",
+            "2",
+            "-t",
+            "3",
+        ])
+        .args(["127.0.0.1:1812", "auth", "testing123"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    radclient
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"User-Name = alice, User-Password = wonderland")
+        .unwrap();
+    let output = radclient.wait_with_output().unwrap();
     assert!(
         stdout(&output).contains("Received Access-Accept"),
         "{}\n{}",
@@ -795,4 +818,5 @@ fn serial_quickstart_runs_on_the_embedded_defaults() {
         .path()
         .join("brasa-data/radius/accounting.jsonl")
         .exists());
+    drop(daemon);
 }

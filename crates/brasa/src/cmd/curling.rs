@@ -47,6 +47,19 @@ pub enum CurlingCommand {
     Show,
 }
 
+impl CurlingCommand {
+    /// True for the long-running entity daemons (`cafe`, `crme`, `server`, `client`).
+    pub fn starts_daemon(&self) -> bool {
+        matches!(
+            self,
+            CurlingCommand::Cafe(_)
+                | CurlingCommand::Crme(_)
+                | CurlingCommand::Server(_)
+                | CurlingCommand::Client(_)
+        )
+    }
+}
+
 /// Arguments of `brasa curling run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {

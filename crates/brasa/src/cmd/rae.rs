@@ -49,6 +49,13 @@ pub struct RaeArgs {
     mgmt_listen: SocketAddr,
 }
 
+impl RaeArgs {
+    /// True when these arguments start the long-running RAE daemon (no subcommand).
+    pub fn starts_daemon(&self) -> bool {
+        self.command.is_none()
+    }
+}
+
 #[derive(clap::Subcommand, Debug)]
 enum RaeCommand {
     /// Show the state of a running RAE.

@@ -47,13 +47,20 @@ impl GlobalArgs {
     }
 }
 
-/// Installs the global tracing subscriber on stderr.
+/// Installs the global tracing subscriber on stderr. Colour escapes only when stderr is a
+/// terminal and `NO_COLOR` is unset, and never in JSON lines: a log file or a collector must get
+/// plain text.
 pub fn init_logging(global: &GlobalArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&global.log)
         .map_err(|err| anyhow::anyhow!("invalid --log filter {:?}: {err}", global.log))?;
+    let colour = global.log_format == LogFormat::Text
+        && std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match global.log_format {
         LogFormat::Text => builder.try_init(),

@@ -8,86 +8,24 @@ use brasa_dataplane::io::netdev::NetDev;
 use brasa_dataplane::pipeline::{pkt_type, Batch, PacketMeta, Verdict};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
+#[path = "../support/netns.rs"]
+mod netns;
+pub use netns::{run_ok, Netns};
 
-/// A network namespace deleted on drop (also when the test fails).
-pub struct Netns {
-    pub name: String,
+/// The MAC address of an interface inside a namespace.
+pub trait NetnsMac {
+    fn mac(&self, interface: &str) -> brasa_dataplane::wire::MacAddr;
 }
 
-impl Netns {
-    pub fn new(tag: &str) -> Self {
-        let name = format!(
-            "bdp{}{}{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            tag
-        );
-        run_ok(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Self { name };
-        ns.sh("ip link set lo up");
-        ns
-    }
-
-    /// Runs a shell command inside the namespace and asserts it succeeded.
-    pub fn sh(&self, command: &str) -> String {
-        let output =
-            run_ok(Command::new("ip").args(["netns", "exec", &self.name, "sh", "-c", command]));
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// Runs a command inside the namespace and returns its output, whatever the status.
-    pub fn output(&self, program: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, program])
-            .args(args)
-            .output()
-            .expect("ip netns exec")
-    }
-
-    pub fn mac(&self, interface: &str) -> brasa_dataplane::wire::MacAddr {
+impl NetnsMac for Netns {
+    fn mac(&self, interface: &str) -> brasa_dataplane::wire::MacAddr {
         self.sh(&format!("cat /sys/class/net/{interface}/address"))
             .trim()
             .parse()
             .expect("MAC")
     }
-
-    /// Runs `f` on a thread that has entered the namespace (sockets it opens stay in it).
-    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).expect("open netns");
-            use std::os::fd::AsRawFd;
-            // SAFETY: setns on this thread with a namespace descriptor.
-            let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(ret, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("namespace thread")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-pub fn run_ok(command: &mut Command) -> Output {
-    let output = command.output().expect("spawn");
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 /// A veth pair between two namespaces, both ends up.

@@ -97,6 +97,7 @@ pub struct ServiceConfig {
     references: PHashMap<Referent, u32>,
     addresses: PHashMap<(Vrf, IpAddr), (ServiceId, String)>,
     static_macs: PHashMap<(ServiceId, MacAddr), SapId>,
+    base_routes: PHashMap<IpNet, ServiceId>,
     generation: u64,
 }
 
@@ -743,6 +744,16 @@ impl ServiceConfig {
                         what: "interfaces",
                     });
                 }
+                if kind == ServiceKind::Ies {
+                    let prefixes: Vec<IpNet> = service
+                        .body
+                        .routed()
+                        .map(|r| r.static_routes.keys().copied().collect())
+                        .unwrap_or_default();
+                    for prefix in prefixes {
+                        self.base_routes.remove(&prefix);
+                    }
+                }
                 self.services.remove(&id);
                 self.routed.remove(&id);
                 Ok(())
@@ -973,6 +984,22 @@ impl ServiceConfig {
             )));
         }
         let label = || format!("static-route-entry {prefix} of service {service}");
+        // IES routes share the base routing instance: one prefix, one service.
+        let base = self.any_service(service)?.kind() == ServiceKind::Ies;
+        match (op, base.then(|| self.base_routes.get(&prefix)).flatten()) {
+            (NodeOp::Create | NodeOp::Enter, Some(owner)) if *owner != service => {
+                return Err(ValidationError::ObjectExists(format!(
+                    "static-route-entry {prefix} in the base routing instance (ies {owner})"
+                )));
+            }
+            (NodeOp::Create | NodeOp::Enter, _) if base => {
+                self.base_routes.insert(prefix, service);
+            }
+            (NodeOp::Delete, _) if base => {
+                self.base_routes.remove(&prefix);
+            }
+            _ => {}
+        }
         let routed = self.routed_mut(service)?;
         match op {
             // SR OS creates a static-route-entry when it is entered.

@@ -563,26 +563,60 @@ pub struct ExistingLink {
     pub master: Option<String>,
     /// Whether it is up.
     pub up: bool,
+    /// Its addresses (only those of ports matter: see [`reconcile`]).
+    pub addresses: Vec<IpNet>,
 }
 
 /// The plan that brings the kernel from what an earlier brasa left (after a crash) to what
 /// `config` wants: every brasa link in `links` (recognised by [`is_brasa_link`]) and every route
 /// in `routes` (the executor lists those with [`ROUTE_PROTOCOL`]) is removed, then the
-/// configuration's state is built from scratch. Links that are not brasa's are ignored.
+/// configuration's state is built from scratch. Links that are not brasa's are left alone,
+/// except that they are released from a brasa VRF they are enslaved to; pass every link.
 ///
-/// Addresses brasa put on a port used whole (a null or `:0` SAP) are not recognisable and are
-/// left alone.
+/// A port that the configuration uses whole (a null or `:0` SAP on an IP interface) is brasa's
+/// for L3: its addresses are removed (IPv6 link-local ones, which the kernel manages, excepted)
+/// before the configuration's are added. Addresses an earlier run put on a port the
+/// configuration no longer uses are not recognisable and stay.
 pub fn reconcile(
     links: &[ExistingLink],
     routes: &[Route],
     config: &ServiceConfig,
     env: &Environment,
 ) -> KernelPlan {
+    let want = desired(config, env);
     let mut steps: Vec<KernelStep> = routes.iter().copied().map(KernelStep::DelRoute).collect();
-    let mut stale: Vec<&ExistingLink> = links
-        .iter()
-        .filter(|link| is_brasa_link(&link.name, link.alias.as_deref()))
-        .collect();
+    for link in links {
+        let used_whole = want
+            .links
+            .get(&link.name)
+            .is_some_and(|l| l.kind == LinkKind::Port);
+        if used_whole {
+            let link_local = |net: &IpNet| match net {
+                IpNet::V6(v6) => v6.addr().segments()[0] & 0xffc0 == 0xfe80,
+                IpNet::V4(_) => false,
+            };
+            for addr in link.addresses.iter().filter(|net| !link_local(net)) {
+                steps.push(KernelStep::DelAddress {
+                    link: link.name.clone(),
+                    addr: *addr,
+                });
+            }
+        }
+    }
+    let brasa = |link: &ExistingLink| is_brasa_link(&link.name, link.alias.as_deref());
+    let mut stale: Vec<&ExistingLink> = links.iter().filter(|link| brasa(link)).collect();
+    // Ports brasa enslaved to one of its VRFs are released first.
+    for port in links.iter().filter(|link| !brasa(link)) {
+        if let Some(master) = &port.master {
+            if stale.iter().any(|link| link.name == *master) {
+                steps.push(KernelStep::SetMaster {
+                    link: port.name.clone(),
+                    master: None,
+                    previous: Some(master.clone()),
+                });
+            }
+        }
+    }
     // Children first: inner QinQ links, then links on ports, then VRFs.
     let rank = |link: &ExistingLink| match link.name.as_bytes().get(NAME_PREFIX.len()) {
         Some(b'i') => 0,
@@ -610,8 +644,7 @@ pub fn reconcile(
             kind: stale_kind(link),
         });
     }
-    // Ports brasa enslaved to a VRF it is about to delete are released by the deletion.
-    steps.extend(plan(&KernelState::default(), &desired(config, env)).steps);
+    steps.extend(plan(&KernelState::default(), &want).steps);
     KernelPlan { steps }
 }
 

@@ -487,6 +487,26 @@ impl ServiceConfig {
         self.saps.len()
     }
 
+    /// Service ids from `start` upwards, ascending.
+    pub(crate) fn service_ids_from(
+        &self,
+        start: ServiceId,
+    ) -> impl Iterator<Item = ServiceId> + '_ {
+        self.services.range(start..).map(|(id, _)| *id)
+    }
+
+    /// Ids of filters of `kind` from `start` upwards, ascending.
+    pub(crate) fn filter_ids_from(
+        &self,
+        kind: FilterKind,
+        start: FilterId,
+    ) -> impl Iterator<Item = FilterId> + '_ {
+        self.filters
+            .range(FilterRef { kind, id: start }..)
+            .take_while(move |(filter, _)| filter.kind == kind)
+            .map(|(filter, _)| filter.id)
+    }
+
     /// Every filter.
     pub fn filters(&self) -> impl Iterator<Item = (FilterRef, &Filter)> {
         self.filters.iter().map(|(r, f)| (*r, f))

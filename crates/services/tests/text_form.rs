@@ -401,3 +401,20 @@ fn routed_services_check_addresses_per_vrf_and_next_hops() {
         "{error}"
     );
 }
+
+#[test]
+fn free_ids_skip_what_the_configuration_uses() {
+    use brasa_services::alloc::{free_filter_id, free_service_id};
+    let mut config = ServiceConfig::new();
+    apply(
+        &mut config,
+        "configure service epipe 100 customer 1 create exit epipe 101 customer 1 create exit vpls 103 customer 1 create exit all
+         configure filter ip-filter 1 create exit mac-filter 2 create exit all",
+    );
+    assert_eq!(free_service_id(&config, 100..=200), Some(102));
+    assert_eq!(free_service_id(&config, 100..=101), None);
+    assert_eq!(free_service_id(&config, 1..=50), Some(1));
+    assert_eq!(free_filter_id(&config, FilterKind::Ip, 1..=10), Some(2));
+    assert_eq!(free_filter_id(&config, FilterKind::Mac, 1..=10), Some(1));
+    assert_eq!(free_filter_id(&config, FilterKind::Ipv6, 1..=10), Some(1));
+}

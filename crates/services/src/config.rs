@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use imbl::{HashMap as PHashMap, OrdMap, OrdSet};
 use ipnet::IpNet;
@@ -87,8 +88,9 @@ impl fmt::Display for Vrf {
 /// indexes the validator needs. Cloning is O(1).
 #[derive(Debug, Clone, Default)]
 pub struct ServiceConfig {
-    services: OrdMap<ServiceId, Service>,
-    saps: OrdMap<SapId, Sap>,
+    // Values are behind `Arc` so that copying a tree node on write copies pointers, not SAPs.
+    services: OrdMap<ServiceId, Arc<Service>>,
+    saps: OrdMap<SapId, Arc<Sap>>,
     filters: OrdMap<FilterRef, Filter>,
     qos: OrdMap<QosRef, QosPolicy>,
     // Indexes, all derived from the maps above.
@@ -456,22 +458,22 @@ impl ServiceConfig {
 
     /// Every service, by id.
     pub fn services(&self) -> impl Iterator<Item = (ServiceId, &Service)> {
-        self.services.iter().map(|(id, s)| (*id, s))
+        self.services.iter().map(|(id, s)| (*id, &**s))
     }
 
     /// One service.
     pub fn service(&self, id: ServiceId) -> Option<&Service> {
-        self.services.get(&id)
+        self.services.get(&id).map(|s| &**s)
     }
 
     /// Every SAP, by id.
     pub fn saps(&self) -> impl Iterator<Item = (&SapId, &Sap)> {
-        self.saps.iter()
+        self.saps.iter().map(|(id, sap)| (id, &**sap))
     }
 
     /// One SAP.
     pub fn sap(&self, id: &SapId) -> Option<&Sap> {
-        self.saps.get(id)
+        self.saps.get(id).map(|s| &**s)
     }
 
     /// The SAPs of one service (for IES/VPRN: of all its interfaces), in SAP id order.
@@ -480,6 +482,7 @@ impl ServiceConfig {
             .range(lower_bound(service)..)
             .take_while(move |(s, _)| *s == service)
             .filter_map(|(_, sap)| self.saps.get_key_value(sap))
+            .map(|(id, sap)| (id, &**sap))
     }
 
     /// The number of SAPs in the configuration.
@@ -531,7 +534,7 @@ impl ServiceConfig {
     pub fn routed_services(&self) -> impl Iterator<Item = (ServiceId, &Service)> {
         self.routed
             .iter()
-            .filter_map(|id| self.services.get(id).map(|s| (*id, s)))
+            .filter_map(|id| self.services.get(id).map(|s| (*id, &**s)))
     }
 
     /// The endpoints an Epipe has (SAPs plus its GRE tunnel); it is operationally up with two.
@@ -584,12 +587,14 @@ impl ServiceConfig {
         self.service_of(id, kind)?;
         self.services
             .get_mut(&id)
+            .map(Arc::make_mut)
             .ok_or(ValidationError::NoSuchService(id))
     }
 
     fn any_service(&self, id: ServiceId) -> Result<&Service> {
         self.services
             .get(&id)
+            .map(|s| &**s)
             .ok_or(ValidationError::NoSuchService(id))
     }
 
@@ -597,6 +602,7 @@ impl ServiceConfig {
         let service = self
             .services
             .get_mut(&id)
+            .map(Arc::make_mut)
             .ok_or(ValidationError::NoSuchService(id))?;
         match &mut service.body {
             ServiceBody::Ies(routed) | ServiceBody::Vprn(routed) => Ok(routed),
@@ -611,6 +617,7 @@ impl ServiceConfig {
         let service = self
             .services
             .get_mut(&id)
+            .map(Arc::make_mut)
             .ok_or(ValidationError::NoSuchService(id))?;
         match &mut service.body {
             ServiceBody::Vpls(vpls) => Ok(vpls),
@@ -721,12 +728,12 @@ impl ServiceConfig {
                 }
                 self.services.insert(
                     id,
-                    Service {
+                    Arc::new(Service {
                         customer: *customer,
                         description: None,
                         admin: AdminState::Down,
                         body: ServiceBody::new(kind),
-                    },
+                    }),
                 );
                 if kind.is_routed() {
                     self.routed.insert(id);
@@ -1053,6 +1060,7 @@ impl ServiceConfig {
         self.sap_at(path)?;
         self.saps
             .get_mut(&path.sap)
+            .map(Arc::make_mut)
             .ok_or_else(|| ValidationError::NoSuchSap(path.sap.clone()))
     }
 
@@ -1161,12 +1169,12 @@ impl ServiceConfig {
         }
         self.saps.insert(
             sap_id.clone(),
-            Sap::new(
+            Arc::new(Sap::new(
                 path.service,
                 path.interface.clone(),
                 capture,
                 split_horizon_group.clone(),
-            ),
+            )),
         );
         self.service_saps.insert((path.service, sap_id.clone()));
         Ok(())

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -18,9 +19,9 @@ use crate::limits;
 pub const MAX_IFNAME_LEN: usize = 15;
 
 /// A Linux interface name: 1..=15 bytes, none of them `/`, `:` or whitespace, not `.` or `..`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct PortName(String);
+// Shared, so that the SAP ids in the configuration's indexes do not each own a copy.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortName(Arc<str>);
 
 /// Why a text is not a valid Linux interface name.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -57,12 +58,12 @@ impl PortName {
         if text == "." || text == ".." {
             return Err(PortNameError::Reserved(text.to_owned()));
         }
-        Ok(Self(text.to_owned()))
+        Ok(Self(Arc::from(text)))
     }
 
     /// The least name in the total order (empty), only ever used as a range bound.
     pub(crate) fn least() -> Self {
-        Self(String::new())
+        Self(Arc::from(""))
     }
 
     /// The name as text.
@@ -74,6 +75,12 @@ impl PortName {
 impl fmt::Display for PortName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl Serialize for PortName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
     }
 }
 

@@ -128,7 +128,9 @@ impl FakeKernel {
                 if *up && parent_down {
                     return Err(format!("{link}: parent is down"));
                 }
-                self.links.get_mut(link).map(|l| l.up = *up);
+                if let Some(l) = self.links.get_mut(link) {
+                    l.up = *up;
+                }
             }
             KernelStep::AddAddress { link, addr } => {
                 if !self.links.contains_key(link) || !self.addresses.insert((link.clone(), *addr)) {

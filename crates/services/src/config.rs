@@ -853,43 +853,22 @@ impl ServiceConfig {
     ) -> Result<()> {
         check_name(name)?;
         let label = || format!("split-horizon-group {name:?} of service {service}");
-        let in_use = matches!(op, NodeOp::Delete)
+        if matches!(op, NodeOp::Delete)
             && self
                 .service_saps(service)
-                .any(|(_, sap)| sap.split_horizon_group.as_deref() == Some(name));
-        let vpls = self.vpls_mut(service)?;
-        match op {
-            NodeOp::Create => {
-                if vpls.split_horizon_groups.contains_key(name) {
-                    return Err(ValidationError::ObjectExists(label()));
-                }
-                vpls.split_horizon_groups
-                    .insert(name.to_owned(), SplitHorizonGroup::default());
-            }
-            NodeOp::Enter => {
-                if !vpls.split_horizon_groups.contains_key(name) {
-                    return Err(ValidationError::NoSuchObject(label()));
-                }
-            }
-            NodeOp::Delete => {
-                if in_use {
-                    return Err(ValidationError::InUse {
-                        what: label(),
-                        users: 1,
-                    });
-                }
-                vpls.split_horizon_groups
-                    .remove(name)
-                    .ok_or_else(|| ValidationError::NoSuchObject(label()))?;
-            }
-            NodeOp::Set(DescriptionSetting(text)) => {
-                check_description(text)?;
-                let group = vpls
-                    .split_horizon_groups
-                    .get_mut(name)
-                    .ok_or_else(|| ValidationError::NoSuchObject(label()))?;
-                group.description.clone_from(text);
-            }
+                .any(|(_, sap)| sap.split_horizon_group.as_deref() == Some(name))
+        {
+            return Err(ValidationError::InUse {
+                what: label(),
+                users: 1,
+            });
+        }
+        let groups = &mut self.vpls_mut(service)?.split_horizon_groups;
+        if let Some((group, DescriptionSetting(text))) =
+            child_op(groups, name.to_owned(), op, label)?
+        {
+            check_description(text)?;
+            group.description.clone_from(text);
         }
         Ok(())
     }
@@ -1414,48 +1393,24 @@ impl ServiceConfig {
                 path.sap
             )
         };
+        if let NodeOp::Set(setting) = op {
+            check_policer_setting(setting)?;
+        }
         let overrides = &mut sap.direction_mut(dir).policer_overrides;
-        match op {
-            NodeOp::Create => {
-                if overrides.contains_key(&policer) {
-                    return Err(ValidationError::ObjectExists(label()));
-                }
-                overrides.insert(policer, PolicerOverride::default());
-            }
-            NodeOp::Enter => {
-                if !overrides.contains_key(&policer) {
-                    return Err(ValidationError::NoSuchObject(label()));
-                }
-            }
-            NodeOp::Delete => {
-                overrides
-                    .remove(&policer)
-                    .ok_or_else(|| ValidationError::NoSuchObject(label()))?;
-            }
-            NodeOp::Set(setting) => {
-                check_policer_setting(setting)?;
-                let over = overrides
-                    .get_mut(&policer)
-                    .ok_or_else(|| ValidationError::NoSuchObject(label()))?;
-                match setting {
-                    PolicerSetting::Rate(rate) => over.rate = *rate,
-                    PolicerSetting::Mbs(bytes) => over.mbs = *bytes,
-                    PolicerSetting::Cbs(bytes) => over.cbs = *bytes,
-                    PolicerSetting::StatMode(mode) => over.stat_mode = *mode,
-                    PolicerSetting::PacketByteOffset(offset) => over.packet_byte_offset = *offset,
-                    PolicerSetting::Description(_) => {
-                        return Err(ValidationError::NotApplicable {
-                            what: "description",
-                            to: label(),
-                        })
-                    }
-                    PolicerSetting::Mode(_) => {
-                        return Err(ValidationError::NotApplicable {
-                            what: "mode",
-                            to: label(),
-                        })
-                    }
-                }
+        let Some((over, setting)) = child_op(overrides, policer, op, label)? else {
+            return Ok(());
+        };
+        match setting {
+            PolicerSetting::Rate(rate) => over.rate = *rate,
+            PolicerSetting::Mbs(bytes) => over.mbs = *bytes,
+            PolicerSetting::Cbs(bytes) => over.cbs = *bytes,
+            PolicerSetting::StatMode(mode) => over.stat_mode = *mode,
+            PolicerSetting::PacketByteOffset(offset) => over.packet_byte_offset = *offset,
+            PolicerSetting::Description(_) | PolicerSetting::Mode(_) => {
+                return Err(ValidationError::NotApplicable {
+                    what: "description and mode",
+                    to: label(),
+                })
             }
         }
         Ok(())
@@ -1463,66 +1418,51 @@ impl ServiceConfig {
 
     fn apply_filter(&mut self, filter: FilterRef, op: &NodeOp<FilterSetting>) -> Result<()> {
         check_range("a filter id", filter.id, &limits::FILTER_ID)?;
-        match op {
-            NodeOp::Create => {
-                if self.filters.contains_key(&filter) {
-                    return Err(ValidationError::FilterExists(filter));
-                }
-                self.filters.insert(filter, Filter::default());
+        let users = self.users(Referent::Filter(filter));
+        if matches!(op, NodeOp::Delete) && users > 0 {
+            return Err(ValidationError::InUse {
+                what: filter.to_string(),
+                users,
+            });
+        }
+        let found = node_op(
+            &mut self.filters,
+            filter,
+            op,
+            || ValidationError::FilterExists(filter),
+            || ValidationError::NoSuchFilter(filter),
+        )?;
+        let Some((definition, setting)) = found else {
+            return Ok(());
+        };
+        match setting {
+            FilterSetting::Description(text) => {
+                check_description(text)?;
+                definition.description.clone_from(text);
             }
-            NodeOp::Enter => {
-                if !self.filters.contains_key(&filter) {
-                    return Err(ValidationError::NoSuchFilter(filter));
-                }
+            FilterSetting::DefaultAction(action) => {
+                definition.default_action = action.unwrap_or(Action::Drop);
             }
-            NodeOp::Delete => {
-                let users = self.users(Referent::Filter(filter));
-                if users > 0 {
-                    return Err(ValidationError::InUse {
-                        what: filter.to_string(),
-                        users,
+            FilterSetting::MacType(mac_type) => {
+                if filter.kind != FilterKind::Mac {
+                    return Err(ValidationError::NotApplicable {
+                        what: "type",
+                        to: filter.to_string(),
                     });
                 }
-                self.filters
-                    .remove(&filter)
-                    .ok_or(ValidationError::NoSuchFilter(filter))?;
-            }
-            NodeOp::Set(setting) => {
-                let users = self.users(Referent::Filter(filter));
-                let definition = self
-                    .filters
-                    .get_mut(&filter)
-                    .ok_or(ValidationError::NoSuchFilter(filter))?;
-                match setting {
-                    FilterSetting::Description(text) => {
-                        check_description(text)?;
-                        definition.description.clone_from(text);
+                if definition.mac_type != *mac_type {
+                    if !definition.entries.is_empty() {
+                        return Err(invalid(format!(
+                            "{filter} without entries before its type changes"
+                        )));
                     }
-                    FilterSetting::DefaultAction(action) => {
-                        definition.default_action = action.unwrap_or(Action::Drop);
+                    if users > 0 {
+                        return Err(ValidationError::InUse {
+                            what: filter.to_string(),
+                            users,
+                        });
                     }
-                    FilterSetting::MacType(mac_type) => {
-                        if filter.kind != FilterKind::Mac {
-                            return Err(ValidationError::NotApplicable {
-                                what: "type",
-                                to: filter.to_string(),
-                            });
-                        }
-                        if definition.mac_type != *mac_type {
-                            if !definition.entries.is_empty() {
-                                return Err(invalid(format!(
-                                    "{filter} without entries before its type changes"
-                                )));
-                            }
-                            if users > 0 {
-                                return Err(ValidationError::InUse {
-                                    what: filter.to_string(),
-                                    users,
-                                });
-                            }
-                            definition.mac_type = *mac_type;
-                        }
-                    }
+                    definition.mac_type = *mac_type;
                 }
             }
         }
@@ -1540,46 +1480,24 @@ impl ServiceConfig {
             .filters
             .get_mut(&filter)
             .ok_or(ValidationError::NoSuchFilter(filter))?;
+        let mac_type = definition.mac_type;
         let label = || format!("entry {entry} of {filter}");
-        match op {
-            NodeOp::Create => {
-                if definition.entries.contains_key(&entry) {
-                    return Err(ValidationError::ObjectExists(label()));
-                }
-                definition.entries.insert(entry, FilterEntry::default());
+        let Some((item, setting)) = child_op(&mut definition.entries, entry, op, label)? else {
+            return Ok(());
+        };
+        match setting {
+            EntrySetting::Description(text) => {
+                check_description(text)?;
+                item.description.clone_from(text);
             }
-            NodeOp::Enter => {
-                if !definition.entries.contains_key(&entry) {
-                    return Err(ValidationError::NoSuchObject(label()));
-                }
+            EntrySetting::Action(action) => item.action = *action,
+            EntrySetting::ClearMatch => {
+                item.ip = IpMatch::default();
+                item.mac = MacMatch::default();
             }
-            NodeOp::Delete => {
-                definition
-                    .entries
-                    .remove(&entry)
-                    .ok_or_else(|| ValidationError::NoSuchObject(label()))?;
-            }
-            NodeOp::Set(setting) => {
-                let mac_type = definition.mac_type;
-                let item = definition
-                    .entries
-                    .get_mut(&entry)
-                    .ok_or_else(|| ValidationError::NoSuchObject(label()))?;
-                match setting {
-                    EntrySetting::Description(text) => {
-                        check_description(text)?;
-                        item.description.clone_from(text);
-                    }
-                    EntrySetting::Action(action) => item.action = *action,
-                    EntrySetting::ClearMatch => {
-                        item.ip = IpMatch::default();
-                        item.mac = MacMatch::default();
-                    }
-                    EntrySetting::Match(criterion) => {
-                        check_criterion(filter, mac_type, criterion)?;
-                        set_criterion(item, criterion);
-                    }
-                }
+            EntrySetting::Match(criterion) => {
+                check_criterion(filter, mac_type, criterion)?;
+                set_criterion(item, criterion);
             }
         }
         Ok(())
@@ -1587,38 +1505,23 @@ impl ServiceConfig {
 
     fn apply_qos_policy(&mut self, policy: QosRef, op: &NodeOp<DescriptionSetting>) -> Result<()> {
         check_range("a QoS policy id", policy.id, &limits::QOS_POLICY_ID)?;
-        match op {
-            NodeOp::Create => {
-                if self.qos.contains_key(&policy) {
-                    return Err(ValidationError::PolicyExists(policy));
-                }
-                self.qos.insert(policy, QosPolicy::default());
-            }
-            NodeOp::Enter => {
-                if !self.qos.contains_key(&policy) {
-                    return Err(ValidationError::NoSuchPolicy(policy));
-                }
-            }
-            NodeOp::Delete => {
-                let users = self.users(Referent::Qos(policy));
-                if users > 0 {
-                    return Err(ValidationError::InUse {
-                        what: policy.to_string(),
-                        users,
-                    });
-                }
-                self.qos
-                    .remove(&policy)
-                    .ok_or(ValidationError::NoSuchPolicy(policy))?;
-            }
-            NodeOp::Set(DescriptionSetting(text)) => {
-                check_description(text)?;
-                self.qos
-                    .get_mut(&policy)
-                    .ok_or(ValidationError::NoSuchPolicy(policy))?
-                    .description
-                    .clone_from(text);
-            }
+        let users = self.users(Referent::Qos(policy));
+        if matches!(op, NodeOp::Delete) && users > 0 {
+            return Err(ValidationError::InUse {
+                what: policy.to_string(),
+                users,
+            });
+        }
+        let found = node_op(
+            &mut self.qos,
+            policy,
+            op,
+            || ValidationError::PolicyExists(policy),
+            || ValidationError::NoSuchPolicy(policy),
+        )?;
+        if let Some((definition, DescriptionSetting(text))) = found {
+            check_description(text)?;
+            definition.description.clone_from(text);
         }
         Ok(())
     }
@@ -1630,46 +1533,26 @@ impl ServiceConfig {
         op: &NodeOp<PolicerSetting>,
     ) -> Result<()> {
         check_range("a policer id", policer, &limits::POLICER_ID)?;
+        if let NodeOp::Set(setting) = op {
+            check_policer_setting(setting)?;
+        }
         let definition = self
             .qos
             .get_mut(&policy)
             .ok_or(ValidationError::NoSuchPolicy(policy))?;
         let label = || format!("policer {policer} of {policy}");
-        match op {
-            NodeOp::Create => {
-                if definition.policers.contains_key(&policer) {
-                    return Err(ValidationError::ObjectExists(label()));
-                }
-                definition.policers.insert(policer, Policer::default());
-            }
-            NodeOp::Enter => {
-                if !definition.policers.contains_key(&policer) {
-                    return Err(ValidationError::NoSuchObject(label()));
-                }
-            }
-            NodeOp::Delete => {
-                definition
-                    .policers
-                    .remove(&policer)
-                    .ok_or_else(|| ValidationError::NoSuchObject(label()))?;
-            }
-            NodeOp::Set(setting) => {
-                check_policer_setting(setting)?;
-                let item = definition
-                    .policers
-                    .get_mut(&policer)
-                    .ok_or_else(|| ValidationError::NoSuchObject(label()))?;
-                match setting {
-                    PolicerSetting::Description(text) => item.description.clone_from(text),
-                    PolicerSetting::Rate(rate) => item.rate = rate.unwrap_or_default(),
-                    PolicerSetting::Mbs(bytes) => item.mbs = *bytes,
-                    PolicerSetting::Cbs(bytes) => item.cbs = *bytes,
-                    PolicerSetting::Mode(mode) => item.mode = mode.unwrap_or_default(),
-                    PolicerSetting::StatMode(mode) => item.stat_mode = mode.unwrap_or_default(),
-                    PolicerSetting::PacketByteOffset(offset) => {
-                        item.packet_byte_offset = offset.unwrap_or(0)
-                    }
-                }
+        let Some((item, setting)) = child_op(&mut definition.policers, policer, op, label)? else {
+            return Ok(());
+        };
+        match setting {
+            PolicerSetting::Description(text) => item.description.clone_from(text),
+            PolicerSetting::Rate(rate) => item.rate = rate.unwrap_or_default(),
+            PolicerSetting::Mbs(bytes) => item.mbs = *bytes,
+            PolicerSetting::Cbs(bytes) => item.cbs = *bytes,
+            PolicerSetting::Mode(mode) => item.mode = mode.unwrap_or_default(),
+            PolicerSetting::StatMode(mode) => item.stat_mode = mode.unwrap_or_default(),
+            PolicerSetting::PacketByteOffset(offset) => {
+                item.packet_byte_offset = offset.unwrap_or(0)
             }
         }
         Ok(())
@@ -1732,6 +1615,92 @@ impl ServiceConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The children of an object by key (groups, filter entries, policers, overrides): create,
+/// enter and delete mean the same for all of them.
+trait Children {
+    type Key;
+    type Value: Default;
+    fn has(&self, key: &Self::Key) -> bool;
+    fn add(&mut self, key: Self::Key);
+    fn take(&mut self, key: &Self::Key) -> bool;
+    fn child_mut(&mut self, key: &Self::Key) -> Option<&mut Self::Value>;
+}
+
+impl<K: Ord, V: Default> Children for BTreeMap<K, V> {
+    type Key = K;
+    type Value = V;
+    fn has(&self, key: &K) -> bool {
+        self.contains_key(key)
+    }
+    fn add(&mut self, key: K) {
+        self.insert(key, V::default());
+    }
+    fn take(&mut self, key: &K) -> bool {
+        self.remove(key).is_some()
+    }
+    fn child_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.get_mut(key)
+    }
+}
+
+impl<K: Ord + Clone, V: Default + Clone> Children for OrdMap<K, V> {
+    type Key = K;
+    type Value = V;
+    fn has(&self, key: &K) -> bool {
+        self.contains_key(key)
+    }
+    fn add(&mut self, key: K) {
+        self.insert(key, V::default());
+    }
+    fn take(&mut self, key: &K) -> bool {
+        self.remove(key).is_some()
+    }
+    fn child_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.get_mut(key)
+    }
+}
+
+/// Applies `op`'s create, enter or delete to the child `key` of `map`; for a `Set`, returns the
+/// child and the setting for the caller to apply.
+fn child_op<'m, 's, M: Children, S>(
+    map: &'m mut M,
+    key: M::Key,
+    op: &'s NodeOp<S>,
+    label: impl Fn() -> String,
+) -> Result<Option<(&'m mut M::Value, &'s S)>> {
+    node_op(
+        map,
+        key,
+        op,
+        || ValidationError::ObjectExists(label()),
+        || ValidationError::NoSuchObject(label()),
+    )
+}
+
+/// [`child_op`] with the caller's errors for an existing and a missing object.
+fn node_op<'m, 's, M: Children, S>(
+    map: &'m mut M,
+    key: M::Key,
+    op: &'s NodeOp<S>,
+    exists: impl FnOnce() -> ValidationError,
+    missing: impl FnOnce() -> ValidationError,
+) -> Result<Option<(&'m mut M::Value, &'s S)>> {
+    match op {
+        NodeOp::Create if map.has(&key) => Err(exists()),
+        NodeOp::Create => {
+            map.add(key);
+            Ok(None)
+        }
+        NodeOp::Enter if map.has(&key) => Ok(None),
+        NodeOp::Delete if map.take(&key) => Ok(None),
+        NodeOp::Set(setting) => match map.child_mut(&key) {
+            Some(child) => Ok(Some((child, setting))),
+            None => Err(missing()),
+        },
+        NodeOp::Enter | NodeOp::Delete => Err(missing()),
     }
 }
 

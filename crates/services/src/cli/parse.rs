@@ -309,6 +309,39 @@ impl<'t> Line<'t> {
         )?))
     }
 
+    /// `rate PIR [cir CIR]`; the CIR defaults to 0.
+    fn policer_rate(&mut self, command: &str) -> Result<PolicerRate, ParseError> {
+        let pir = self.rate(command)?;
+        let cir = if self.eat("cir") {
+            self.rate(command)?
+        } else {
+            Rate::Kbps(0)
+        };
+        Ok(PolicerRate { pir, cir })
+    }
+
+    /// `add N` (positive) or `subtract N` (negative).
+    fn byte_offset(&mut self, command: &str) -> Result<i32, ParseError> {
+        let sign = self.choice(command, &[("add", 1), ("subtract", -1)])?;
+        let range = if sign > 0 {
+            limits::BYTE_OFFSET_ADD
+        } else {
+            limits::BYTE_OFFSET_SUBTRACT
+        };
+        let range = range.start().unsigned_abs()..=range.end().unsigned_abs();
+        let count = self.number(command, "a byte count", &range)?;
+        Ok(sign * i32::try_from(count).unwrap_or(0))
+    }
+
+    fn etype(&mut self, command: &str) -> Result<u16, ParseError> {
+        let value = self.number(
+            command,
+            "an ethertype (0x0600..=0xffff)",
+            &limits::ETHERTYPE,
+        )?;
+        Ok(u16::try_from(value).unwrap_or(u16::MAX))
+    }
+
     fn port_match(&mut self, command: &str) -> Result<PortMatch, ParseError> {
         let op = self.choice(command, &[("eq", 0), ("lt", 1), ("gt", 2), ("range", 3)])?;
         let port = |line: &mut Self| -> Result<u16, ParseError> {
@@ -566,6 +599,28 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A child object's command: `no` deletes it; otherwise it is created (with `create`) or
+    /// entered, and so is its context.
+    fn child<S>(
+        &mut self,
+        line: &mut Line<'_>,
+        neg: bool,
+        origin: &Origin,
+        edit: impl FnOnce(NodeOp<S>) -> Edit,
+        ctx: Ctx,
+    ) -> bool {
+        let op = if neg {
+            NodeOp::Delete
+        } else {
+            Self::create_or_enter(line)
+        };
+        self.emit(origin, edit(op));
+        if !neg {
+            self.enter(ctx);
+        }
+        true
+    }
+
     fn service_list(
         &mut self,
         neg: bool,
@@ -627,19 +682,8 @@ impl<'a> Parser<'a> {
         };
         let id = line.number(kw, "a filter id", &limits::FILTER_ID)?;
         let filter = FilterRef { kind, id };
-        if neg {
-            self.emit(
-                origin,
-                Edit::Filter {
-                    filter,
-                    op: NodeOp::Delete,
-                },
-            );
-            return Ok(true);
-        }
-        let op = Self::create_or_enter(line);
-        self.emit(origin, Edit::Filter { filter, op });
-        Ok(self.enter(Ctx::FilterDef(filter)))
+        let edit = |op| Edit::Filter { filter, op };
+        Ok(self.child(line, neg, origin, edit, Ctx::FilterDef(filter)))
     }
 
     fn qos_list(&mut self, neg: bool, kw: &str, line: &mut Line<'_>, origin: &Origin) -> Handled {
@@ -650,19 +694,8 @@ impl<'a> Parser<'a> {
         };
         let id = line.number(kw, "a policy id", &limits::QOS_POLICY_ID)?;
         let policy = QosRef { kind, id };
-        if neg {
-            self.emit(
-                origin,
-                Edit::QosPolicy {
-                    policy,
-                    op: NodeOp::Delete,
-                },
-            );
-            return Ok(true);
-        }
-        let op = Self::create_or_enter(line);
-        self.emit(origin, Edit::QosPolicy { policy, op });
-        Ok(self.enter(Ctx::Policy(policy)))
+        let edit = |op| Edit::QosPolicy { policy, op };
+        Ok(self.child(line, neg, origin, edit, Ctx::Policy(policy)))
     }
 
     fn service(
@@ -685,11 +718,7 @@ impl<'a> Parser<'a> {
         }
         match kw {
             "description" => {
-                let text = if neg {
-                    None
-                } else {
-                    Some(line.description(kw)?)
-                };
+                let text = unless(neg, || line.description(kw))?;
                 self.emit(origin, set(ServiceSetting::Description(text)));
             }
             "shutdown" => self.emit(origin, set(ServiceSetting::Admin(admin(neg)))),
@@ -756,37 +785,23 @@ impl<'a> Parser<'a> {
             }
             "split-horizon-group" => {
                 let name = line.name(kw)?;
-                let op = if neg {
-                    NodeOp::Delete
-                } else {
-                    Self::create_or_enter(line)
+                let edit = |op| Edit::SplitHorizonGroup {
+                    service: id,
+                    name: name.clone(),
+                    op,
                 };
-                self.emit(
-                    origin,
-                    Edit::SplitHorizonGroup {
-                        service: id,
-                        name: name.clone(),
-                        op,
-                    },
-                );
-                if !neg {
-                    self.enter(Ctx::Group(id, name));
-                }
+                self.child(line, neg, origin, edit, Ctx::Group(id, name.clone()));
             }
             "fdb-table-size" => {
-                let size = if neg {
-                    None
-                } else {
-                    Some(line.number(kw, "a table size", &limits::FDB_TABLE_SIZE)?)
-                };
+                let size = unless(neg, || {
+                    line.number(kw, "a table size", &limits::FDB_TABLE_SIZE)
+                })?;
                 self.emit(origin, set(ServiceSetting::FdbTableSize(size)));
             }
             "local-age" => {
-                let age = if neg {
-                    None
-                } else {
-                    Some(line.number(kw, "an age in seconds", &limits::LOCAL_AGE_SECONDS)?)
-                };
+                let age = unless(neg, || {
+                    line.number(kw, "an age in seconds", &limits::LOCAL_AGE_SECONDS)
+                })?;
                 self.emit(origin, set(ServiceSetting::LocalAge(age)));
             }
             "route-distinguisher" => {
@@ -799,22 +814,12 @@ impl<'a> Parser<'a> {
             }
             "interface" => {
                 let name = line.name(kw)?;
-                let op = if neg {
-                    NodeOp::Delete
-                } else {
-                    Self::create_or_enter(line)
+                let edit = |op| Edit::Interface {
+                    service: id,
+                    name: name.clone(),
+                    op,
                 };
-                self.emit(
-                    origin,
-                    Edit::Interface {
-                        service: id,
-                        name: name.clone(),
-                        op,
-                    },
-                );
-                if !neg {
-                    self.enter(Ctx::Interface(id, name));
-                }
+                self.child(line, neg, origin, edit, Ctx::Interface(id, name.clone()));
             }
             "static-route-entry" => {
                 let prefix = line.prefix(kw)?;
@@ -854,11 +859,7 @@ impl<'a> Parser<'a> {
         if kw != "description" {
             return Ok(false);
         }
-        let text = if neg {
-            None
-        } else {
-            Some(line.description(kw)?)
-        };
+        let text = unless(neg, || line.description(kw))?;
         self.emit(
             origin,
             Edit::SplitHorizonGroup {
@@ -882,11 +883,7 @@ impl<'a> Parser<'a> {
             return Ok(false);
         }
         let setting = match kw {
-            "description" => SapSetting::Description(if neg {
-                None
-            } else {
-                Some(line.description(kw)?)
-            }),
+            "description" => SapSetting::Description(unless(neg, || line.description(kw))?),
             "shutdown" => SapSetting::Admin(admin(neg)),
             "ingress" | "egress" if !neg => {
                 let dir = if kw == "ingress" {
@@ -897,11 +894,9 @@ impl<'a> Parser<'a> {
                 return Ok(self.enter(Ctx::SapDir(path, dir)));
             }
             "dynamic-services" if !neg => return Ok(self.enter(Ctx::DynamicServices(path))),
-            "max-nbr-mac-addr" => SapSetting::MaxMacAddresses(if neg {
-                None
-            } else {
-                Some(line.number(kw, "a MAC count", &limits::MAC_LIMIT)?)
-            }),
+            "max-nbr-mac-addr" => SapSetting::MaxMacAddresses(unless(neg, || {
+                line.number(kw, "a MAC count", &limits::MAC_LIMIT)
+            })?),
             "static-mac" => {
                 let mac = line.mac(kw)?;
                 if !neg {
@@ -993,24 +988,19 @@ impl<'a> Parser<'a> {
             return Ok(false);
         }
         let policer = line.number(kw, "a policer id", &limits::POLICER_ID)?;
-        let op = if neg {
-            NodeOp::Delete
-        } else {
-            Self::create_or_enter(line)
+        let edit = |op| Edit::PolicerOverride {
+            path: path.clone(),
+            dir,
+            policer,
+            op,
         };
-        self.emit(
+        Ok(self.child(
+            line,
+            neg,
             origin,
-            Edit::PolicerOverride {
-                path: path.clone(),
-                dir,
-                policer,
-                op,
-            },
-        );
-        if !neg {
-            self.enter(Ctx::Override(path, dir, policer));
-        }
-        Ok(true)
+            edit,
+            Ctx::Override(path.clone(), dir, policer),
+        ))
     }
 
     fn dynamic_services(
@@ -1023,7 +1013,7 @@ impl<'a> Parser<'a> {
     ) -> Handled {
         let setting = match kw {
             "dynamic-services-policy" => {
-                SapSetting::DynamicServicesPolicy(if neg { None } else { Some(line.name(kw)?) })
+                SapSetting::DynamicServicesPolicy(unless(neg, || line.name(kw))?)
             }
             "shutdown" => SapSetting::DynamicServicesAdmin(admin(neg)),
             _ => return Ok(false),
@@ -1048,11 +1038,7 @@ impl<'a> Parser<'a> {
         name: String,
     ) -> Handled {
         let setting = match kw {
-            "description" => InterfaceSetting::Description(if neg {
-                None
-            } else {
-                Some(line.description(kw)?)
-            }),
+            "description" => InterfaceSetting::Description(unless(neg, || line.description(kw))?),
             "shutdown" => InterfaceSetting::Admin(admin(neg)),
             "address" if neg => {
                 // `no address` takes the address optionally.
@@ -1177,11 +1163,7 @@ impl<'a> Parser<'a> {
     ) -> Handled {
         let setting = match kw {
             "shutdown" => RouteSetting::Admin(admin(neg)),
-            "description" => RouteSetting::Description(if neg {
-                None
-            } else {
-                Some(line.description(kw)?)
-            }),
+            "description" => RouteSetting::Description(unless(neg, || line.description(kw))?),
             _ => return Ok(false),
         };
         self.emit(
@@ -1204,16 +1186,10 @@ impl<'a> Parser<'a> {
         filter: FilterRef,
     ) -> Handled {
         let setting = match kw {
-            "description" => FilterSetting::Description(if neg {
-                None
-            } else {
-                Some(line.description(kw)?)
-            }),
-            "default-action" => FilterSetting::DefaultAction(if neg {
-                None
-            } else {
-                Some(line.choice(kw, &ACTIONS)?)
-            }),
+            "description" => FilterSetting::Description(unless(neg, || line.description(kw))?),
+            "default-action" => {
+                FilterSetting::DefaultAction(unless(neg, || line.choice(kw, &ACTIONS))?)
+            }
             "type" if filter.kind == FilterKind::Mac => FilterSetting::MacType(if neg {
                 MacFilterType::Normal
             } else {
@@ -1227,16 +1203,8 @@ impl<'a> Parser<'a> {
             }),
             "entry" => {
                 let entry = line.number(kw, "an entry id", &limits::ENTRY_ID)?;
-                let op = if neg {
-                    NodeOp::Delete
-                } else {
-                    Self::create_or_enter(line)
-                };
-                self.emit(origin, Edit::FilterEntry { filter, entry, op });
-                if !neg {
-                    self.enter(Ctx::Entry(filter, entry));
-                }
-                return Ok(true);
+                let edit = |op| Edit::FilterEntry { filter, entry, op };
+                return Ok(self.child(line, neg, origin, edit, Ctx::Entry(filter, entry)));
             }
             _ => return Ok(false),
         };
@@ -1261,16 +1229,12 @@ impl<'a> Parser<'a> {
     ) -> Handled {
         let mut settings = Vec::new();
         match (kw, neg) {
-            ("description", _) => settings.push(EntrySetting::Description(if neg {
-                None
-            } else {
-                Some(line.description(kw)?)
-            })),
-            ("action", _) => settings.push(EntrySetting::Action(if neg {
-                None
-            } else {
-                Some(line.choice(kw, &ACTIONS)?)
-            })),
+            ("description", _) => settings.push(EntrySetting::Description(unless(neg, || {
+                line.description(kw)
+            })?)),
+            ("action", _) => settings.push(EntrySetting::Action(unless(neg, || {
+                line.choice(kw, &ACTIONS)
+            })?)),
             ("match", true) => settings.push(EntrySetting::ClearMatch),
             ("match", false) => {
                 let head = match filter.kind {
@@ -1320,36 +1284,25 @@ impl<'a> Parser<'a> {
         kind: FilterKind,
     ) -> Result<Option<MatchSetting>, ParseError> {
         let ip = kind != FilterKind::Mac;
-        macro_rules! value {
-            ($parse:expr) => {
-                if neg {
-                    None
-                } else {
-                    Some($parse)
-                }
-            };
-        }
         Ok(Some(match kw {
-            "src-ip" if ip => MatchSetting::SrcIp(value!(line.prefix(kw)?)),
-            "dst-ip" if ip => MatchSetting::DstIp(value!(line.prefix(kw)?)),
-            "src-port" if ip => MatchSetting::SrcPort(value!(line.port_match(kw)?)),
-            "dst-port" if ip => MatchSetting::DstPort(value!(line.port_match(kw)?)),
-            "dscp" if ip => MatchSetting::Dscp(value!(line.parsed(
-                kw,
-                "a DSCP name (be, ef, af11 … af43, cs1 … cs5, nc1, nc2, cpN)",
-                dscp_value
-            )?)),
-            "icmp-type" if ip => MatchSetting::IcmpType(value!(icmp(line, kw)?)),
-            "icmp-code" if ip => MatchSetting::IcmpCode(value!(icmp(line, kw)?)),
-            "src-mac" if !ip => MatchSetting::SrcMac(value!(line.mac_mask(kw)?)),
-            "dst-mac" if !ip => MatchSetting::DstMac(value!(line.mac_mask(kw)?)),
-            "etype" if !ip => MatchSetting::Etype(value!({
-                let value =
-                    line.number(kw, "an ethertype (0x0600..=0xffff)", &limits::ETHERTYPE)?;
-                u16::try_from(value).unwrap_or(u16::MAX)
-            })),
-            "outer-tag" if !ip => MatchSetting::OuterTag(value!(line.tag_mask(kw)?)),
-            "inner-tag" if !ip => MatchSetting::InnerTag(value!(line.tag_mask(kw)?)),
+            "src-ip" if ip => MatchSetting::SrcIp(unless(neg, || line.prefix(kw))?),
+            "dst-ip" if ip => MatchSetting::DstIp(unless(neg, || line.prefix(kw))?),
+            "src-port" if ip => MatchSetting::SrcPort(unless(neg, || line.port_match(kw))?),
+            "dst-port" if ip => MatchSetting::DstPort(unless(neg, || line.port_match(kw))?),
+            "dscp" if ip => MatchSetting::Dscp(unless(neg, || {
+                line.parsed(
+                    kw,
+                    "a DSCP name (be, ef, af11 … af43, cs1 … cs5, nc1, nc2, cpN)",
+                    dscp_value,
+                )
+            })?),
+            "icmp-type" if ip => MatchSetting::IcmpType(unless(neg, || icmp(line, kw))?),
+            "icmp-code" if ip => MatchSetting::IcmpCode(unless(neg, || icmp(line, kw))?),
+            "src-mac" if !ip => MatchSetting::SrcMac(unless(neg, || line.mac_mask(kw))?),
+            "dst-mac" if !ip => MatchSetting::DstMac(unless(neg, || line.mac_mask(kw))?),
+            "etype" if !ip => MatchSetting::Etype(unless(neg, || line.etype(kw))?),
+            "outer-tag" if !ip => MatchSetting::OuterTag(unless(neg, || line.tag_mask(kw))?),
+            "inner-tag" if !ip => MatchSetting::InnerTag(unless(neg, || line.tag_mask(kw))?),
             _ => return Ok(None),
         }))
     }
@@ -1364,11 +1317,7 @@ impl<'a> Parser<'a> {
     ) -> Handled {
         match kw {
             "description" => {
-                let text = if neg {
-                    None
-                } else {
-                    Some(line.description(kw)?)
-                };
+                let text = unless(neg, || line.description(kw))?;
                 self.emit(
                     origin,
                     Edit::QosPolicy {
@@ -1379,22 +1328,12 @@ impl<'a> Parser<'a> {
             }
             "policer" => {
                 let policer = line.number(kw, "a policer id", &limits::POLICER_ID)?;
-                let op = if neg {
-                    NodeOp::Delete
-                } else {
-                    Self::create_or_enter(line)
+                let edit = |op| Edit::Policer {
+                    policy,
+                    policer,
+                    op,
                 };
-                self.emit(
-                    origin,
-                    Edit::Policer {
-                        policy,
-                        policer,
-                        op,
-                    },
-                );
-                if !neg {
-                    self.enter(Ctx::Policer(policy, policer));
-                }
+                self.child(line, neg, origin, edit, Ctx::Policer(policy, policer));
             }
             _ => return Ok(false),
         }
@@ -1409,50 +1348,40 @@ impl<'a> Parser<'a> {
         line: &mut Line<'_>,
         full: bool,
     ) -> Result<Option<PolicerSetting>, ParseError> {
-        macro_rules! value {
-            ($parse:expr) => {
-                if neg {
-                    None
-                } else {
-                    Some($parse)
-                }
-            };
-        }
         Ok(Some(match kw {
-            "description" if full => PolicerSetting::Description(value!(line.description(kw)?)),
-            "rate" => PolicerSetting::Rate(value!({
-                let pir = line.rate(kw)?;
-                let cir = if line.eat("cir") {
-                    line.rate(kw)?
-                } else {
-                    Rate::Kbps(0)
-                };
-                PolicerRate { pir, cir }
-            })),
+            "description" if full => {
+                PolicerSetting::Description(unless(neg, || line.description(kw))?)
+            }
+            "rate" => PolicerSetting::Rate(unless(neg, || line.policer_rate(kw))?),
             "mbs" => PolicerSetting::Mbs(if neg { None } else { line.burst(kw)? }),
             "cbs" => PolicerSetting::Cbs(if neg { None } else { line.burst(kw)? }),
             "mode" if full => {
                 let modes: Vec<(&str, MeterMode)> =
                     MeterMode::ALL.iter().map(|m| (m.keyword(), *m)).collect();
-                PolicerSetting::Mode(value!(line.choice(kw, &modes)?))
+                PolicerSetting::Mode(unless(neg, || line.choice(kw, &modes))?)
             }
             "stat-mode" => {
                 let modes: Vec<(&str, StatMode)> =
                     StatMode::ALL.iter().map(|m| (m.keyword(), *m)).collect();
-                PolicerSetting::StatMode(value!(line.choice(kw, &modes)?))
+                PolicerSetting::StatMode(unless(neg, || line.choice(kw, &modes))?)
             }
-            "packet-byte-offset" => PolicerSetting::PacketByteOffset(value!({
-                let sign = line.choice(kw, &[("add", 1), ("subtract", -1)])?;
-                let range = if sign > 0 {
-                    limits::BYTE_OFFSET_ADD
-                } else {
-                    limits::BYTE_OFFSET_SUBTRACT
-                };
-                let range = (*range.start() as u32)..=(*range.end() as u32);
-                sign * i32::try_from(line.number(kw, "a byte count", &range)?).unwrap_or(0)
-            })),
+            "packet-byte-offset" => {
+                PolicerSetting::PacketByteOffset(unless(neg, || line.byte_offset(kw))?)
+            }
             _ => return Ok(None),
         }))
+    }
+}
+
+/// The value `parse` reads, or `None` for the `no` form.
+fn unless<T>(
+    neg: bool,
+    parse: impl FnOnce() -> Result<T, ParseError>,
+) -> Result<Option<T>, ParseError> {
+    if neg {
+        Ok(None)
+    } else {
+        parse().map(Some)
     }
 }
 

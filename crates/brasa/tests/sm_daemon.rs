@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use brasa_sm::leg::login_op;
-use brasa_sm::{pb, LegClient};
+use brasa_sm_net::leg::login_op;
+use brasa_sm_net::{pb, LegClient};
 use support::*;
 
 struct Ports {

@@ -235,9 +235,11 @@ pub fn split_list(field: &str, what: &str) -> Result<Vec<String>, String> {
         match c {
             '\\' => match chars.next() {
                 Some(escaped @ ('\\' | ';')) => item.push(escaped),
-                Some(other) => return Err(format!(
+                Some(other) => {
+                    return Err(format!(
                     "{what}: \"\\{other}\" is not an escape (\\; is a semicolon, \\\\ a backslash)"
-                )),
+                ))
+                }
                 None => {
                     return Err(format!(
                         "{what}: the field ends in a lone backslash (\\\\ is a backslash)"

@@ -12,8 +12,9 @@ use crate::daemon::sm_api::{
     ChangeView, ImportView, LoginBody, LogoutBody, LookupView, Statistics, SubscriberView,
 };
 use anyhow::{anyhow, Context};
-use brasa_sm::ep::EpView;
-use brasa_sm::{pb, ClientEvent, EpClient, EpClientOptions, EpReplica, ReplicaEvent};
+use brasa_sm::ep::{EpView, QuarantineState};
+use brasa_sm::{pb, EpReplica, ReplicaEvent};
+use brasa_sm_net::{ClientError, ClientEvent, EpClient, EpClientOptions};
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -123,6 +124,15 @@ pub enum SmShow {
     Counts,
 }
 
+/// `--role` of `brasa sm ep-watch`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum CascadeRoleArg {
+    /// The pair member the SM updates.
+    Active,
+    /// The pair member that learns from the active one.
+    Standby,
+}
+
 /// `brasa sm ep-watch`
 #[derive(clap::Args, Debug)]
 pub struct EpWatchArgs {
@@ -133,8 +143,8 @@ pub struct EpWatchArgs {
     #[arg(long, env = "BRASA_SM_GRPC", default_value = DEFAULT_GRPC)]
     grpc: String,
     /// Cascade role for an EP of a cascade pair.
-    #[arg(long, value_parser = ["active", "standby"])]
-    role: Option<String>,
+    #[arg(long, value_enum)]
+    role: Option<CascadeRoleArg>,
     /// Pull these addresses (`IP` or `IP@VPN`) once connected; repeatable.
     #[arg(long)]
     pull: Vec<String>,
@@ -537,20 +547,21 @@ fn render_eps(eps: &[EpView]) -> String {
     let rows: Vec<Vec<String>> = eps
         .iter()
         .map(|e| {
-            let quarantine = match (e.quarantine.as_str(), e.quarantine_left_s) {
-                ("none", _) => "-".to_owned(),
-                (q, Some(left)) => {
-                    format!("{q} ({left}s left, timeout {}s)", e.quarantine_timeout_s)
-                }
-                (q, None) => q.to_owned(),
+            let quarantine = match (e.quarantine, e.quarantine_left_s) {
+                (QuarantineState::None, _) => "-".to_owned(),
+                (q, Some(left)) => format!(
+                    "{} ({left}s left, timeout {}s)",
+                    q.as_str(),
+                    e.quarantine_timeout_s
+                ),
+                (q, None) => q.as_str().to_owned(),
             };
             vec![
                 e.id.clone(),
-                format!("{:?}", e.mode).to_lowercase(),
+                e.mode.as_str().to_owned(),
                 e.domain.clone(),
-                e.state.clone(),
-                e.role
-                    .map_or("-".to_owned(), |r| format!("{r:?}").to_lowercase()),
+                e.state.as_str().to_owned(),
+                e.role.map_or("-", |r| r.as_str()).to_owned(),
                 e.cascade_partner.clone().unwrap_or_else(|| "-".into()),
                 format!("{}/{}", e.seq_acked, e.seq_sent),
                 e.backlog.to_string(),
@@ -645,10 +656,10 @@ fn print_event(global: &GlobalArgs, event: &ReplicaEvent) {
 }
 
 async fn ep_watch(global: &GlobalArgs, args: EpWatchArgs) -> anyhow::Result<()> {
-    let role = match args.role.as_deref() {
-        Some("active") => pb::CascadeRole::Active,
-        Some("standby") => pb::CascadeRole::Standby,
-        _ => pb::CascadeRole::RoleUnspecified,
+    let role = match args.role {
+        Some(CascadeRoleArg::Active) => pb::CascadeRole::Active,
+        Some(CascadeRoleArg::Standby) => pb::CascadeRole::Standby,
+        None => pb::CascadeRole::RoleUnspecified,
     };
     let reconnect = args
         .reconnect
@@ -660,7 +671,7 @@ async fn ep_watch(global: &GlobalArgs, args: EpWatchArgs) -> anyhow::Result<()> 
         })
         .transpose()?;
     let mut options = EpClientOptions::new(args.grpc.clone(), args.id.clone()).role(role);
-    options.ack = !args.no_ack;
+    options.link.ack = !args.no_ack;
     let mut replica = EpReplica::new();
     loop {
         let mut client = match EpClient::connect_with(options.clone(), replica).await {
@@ -719,7 +730,7 @@ async fn ep_watch(global: &GlobalArgs, args: EpWatchArgs) -> anyhow::Result<()> 
                 ClientEvent::Ended { error, cleared } => break Some((error, cleared)),
             }
         };
-        let (error, cleared) = ended.unwrap_or((brasa_sm::ClientError::Stopped, false));
+        let (error, cleared) = ended.unwrap_or((ClientError::Stopped, false));
         if global.json {
             println!(
                 "{}",

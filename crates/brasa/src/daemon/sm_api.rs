@@ -13,8 +13,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use brasa_aaa::EngineConfig;
 use brasa_radius::Dictionary;
-use brasa_sm::ep::EpView;
-use brasa_sm::{ErrorKind, Op, ServiceStats, SmError, SmServer, SmService};
+use brasa_sm::ep::{EpView, QuarantineState};
+use brasa_sm::{ErrorKind, Op, SmError};
+use brasa_sm_net::{ServiceStats, SmServer, SmService};
 use brasa_subscriber::csv::{CsvError, ImportMode};
 use brasa_subscriber::{Login, RedbStore, Subscriber};
 use serde::{Deserialize, Serialize};
@@ -537,7 +538,7 @@ pub fn write_metrics(sm: &SmComponent, w: &mut PromWriter) {
             "brasa_sm_ep_quarantined",
             "1 if the EP is quarantined.",
             Kind::Gauge,
-            |v| f64::from(u8::from(v.quarantine == "quarantined")),
+            |v| f64::from(u8::from(v.quarantine == QuarantineState::Quarantined)),
         ),
         (
             "brasa_sm_ep_backlog",

@@ -67,7 +67,7 @@ struct StoreCounters {
 }
 
 /// A snapshot of the service counters (`/metrics`, `brasa sm show counts`).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ServiceStats {
     /// Subscribers in the database.
     pub subscribers: usize,

@@ -63,6 +63,18 @@ impl ImportMode {
     }
 }
 
+impl std::str::FromStr for ImportMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [ImportMode::AllOrNothing, ImportMode::SkipInvalid]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                format!("invalid mode {s:?}; expected \"all-or-nothing\" or \"skip-invalid\"")
+            })
+    }
+}
+
 /// One refused row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {

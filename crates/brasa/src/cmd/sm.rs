@@ -10,11 +10,13 @@ use crate::common::output::{print_json, table};
 use crate::common::GlobalArgs;
 use crate::daemon::sm_api::{
     ChangeView, ImportView, LoginBody, LogoutBody, LookupView, Statistics, SubscriberView,
+    EXPORTED_SUBSCRIBERS, EXPORTED_VPNS,
 };
 use anyhow::{anyhow, Context};
 use brasa_sm::ep::{EpView, QuarantineState};
 use brasa_sm::{pb, EpReplica, ReplicaEvent};
 use brasa_sm_net::{ClientError, ClientEvent, EpClient, EpClientOptions};
+use brasa_subscriber::csv::ImportMode;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -324,33 +326,6 @@ fn ep_action(
     Ok(())
 }
 
-fn agent() -> ureq::Agent {
-    // Imports and exports of millions of rows take longer than the API client's 30 s.
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(3600)))
-        .build()
-        .new_agent()
-}
-
-fn problem(url: &str, mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<String> {
-    let status = response.status();
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(u64::MAX)
-        .read_to_string()
-        .with_context(|| format!("reading the answer of {url}"))?;
-    if status.is_success() {
-        return Ok(text);
-    }
-    let detail = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|p| p.get("detail")?.as_str().map(str::to_owned))
-        .unwrap_or(text);
-    Err(anyhow!("{detail} (HTTP {})", status.as_u16()))
-}
-
 /// Counts the bytes read for the progress bar.
 struct Counting<R> {
     inner: R,
@@ -367,6 +342,9 @@ impl<R: Read> Read for Counting<R> {
         Ok(n)
     }
 }
+
+/// Imports and exports of millions of rows take longer than an ordinary request.
+const BULK_TIMEOUT: Duration = Duration::from_secs(3600);
 
 fn import(
     global: &GlobalArgs,
@@ -390,30 +368,29 @@ fn import(
     bar.set_message("uploading");
     bar.enable_steady_tick(Duration::from_millis(200));
     let mode = if skip_invalid {
-        "skip-invalid"
+        ImportMode::SkipInvalid
     } else {
-        "all-or-nothing"
+        ImportMode::AllOrNothing
     };
-    let url = format!("{base}/api/v1/sm/import?mode={mode}");
-    let mut reader = Counting {
+    let reader = Counting {
         inner: std::io::BufReader::new(f),
         bar: bar.clone(),
     };
-    let response = agent()
-        .post(&url)
-        .header("content-type", "text/csv")
-        .send(ureq::SendBody::from_reader(&mut reader))
-        .with_context(|| format!("cannot reach the daemon at {url} (is it running? see --api)"));
+    let view: anyhow::Result<ImportView> = Client::with_timeout(base.to_owned(), BULK_TIMEOUT)
+        .post_reader(
+            &format!("/api/v1/sm/import?mode={}", mode.as_str()),
+            "text/csv",
+            reader,
+        );
     bar.finish_and_clear();
-    let text = problem(&url, response?)?;
-    let view: ImportView =
-        serde_json::from_str(&text).with_context(|| format!("unexpected answer from {url}"))?;
+    let view = view?;
     if global.json {
         return print_json(&view);
     }
     println!(
-        "imported {} subscribers from {}",
+        "imported {} subscribers and {} VPNs from {}",
         view.imported,
+        view.vpns,
         file.display()
     );
     if !view.skipped.is_empty() {
@@ -426,26 +403,33 @@ fn import(
 }
 
 fn export(base: &str, output: Option<PathBuf>) -> anyhow::Result<()> {
-    let url = format!("{base}/api/v1/sm/export");
-    let response = agent()
-        .get(&url)
-        .call()
-        .with_context(|| format!("cannot reach the daemon at {url} (is it running? see --api)"))?;
-    let text = problem(&url, response)?;
-    match output {
-        Some(path) => {
-            std::fs::write(&path, text.as_bytes())
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!(
-                "exported {} subscribers to {}",
-                text.lines().count().saturating_sub(1),
-                path.display()
-            );
-        }
-        None => print!("{text}"),
-    }
+    let client = Client::with_timeout(base.to_owned(), BULK_TIMEOUT);
+    let Some(path) = output else {
+        client.get_to_writer(EXPORT_PATH, &mut std::io::stdout().lock())?;
+        return Ok(());
+    };
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    let headers = client
+        .get_to_writer(EXPORT_PATH, &mut std::io::BufWriter::new(file))
+        .with_context(|| format!("exporting to {}", path.display()))?;
+    let count = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    eprintln!(
+        "exported {} subscribers and {} VPNs to {}",
+        count(EXPORTED_SUBSCRIBERS),
+        count(EXPORTED_VPNS),
+        path.display()
+    );
     Ok(())
 }
+
+const EXPORT_PATH: &str = "/api/v1/sm/export";
 
 fn render_subscriber(s: &SubscriberView) -> String {
     let props: Vec<String> = s
@@ -498,40 +482,29 @@ fn print_change(global: &GlobalArgs, change: &ChangeView) -> anyhow::Result<()> 
 
 fn render_counts(stats: &Statistics) -> String {
     let s = &stats.service;
-    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let mut out = format!(
         "Subscribers: {}   VPNs: {}   Connected EPs: {}   gRPC: {}\n",
-        n(&s["subscribers"]),
-        n(&s["vpns"]),
-        n(&s["connected_eps"]),
-        stats.grpc_listen
+        s.subscribers, s.vpns, s.connected_eps, stats.grpc_listen
     );
-    let rows: Vec<Vec<String>> = s["domains"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|d| vec![d[0].as_str().unwrap_or("").to_owned(), n(&d[1]).to_string()])
-                .collect()
-        })
-        .unwrap_or_default();
+    let rows: Vec<Vec<String>> = s
+        .domains
+        .iter()
+        .map(|(domain, n)| vec![domain.clone(), n.to_string()])
+        .collect();
     out.push_str(&table(&["Domain", "Subscribers"], &rows));
     out.push_str(&format!(
         "Operations applied: {}   refused: {}   auto-logouts: {}   imported: {}\n",
-        n(&s["ops"]["applied"]),
-        n(&s["ops"]["refused"]),
-        n(&s["ops"]["auto_logouts"]),
-        n(&s["ops"]["imported"]),
+        s.ops.applied, s.ops.refused, s.ops.auto_logouts, s.ops.imported,
     ));
     out.push_str(&format!(
         "Store commits: {}   change sets: {}   failures: {}\n",
-        n(&s["commits"]),
-        n(&s["committed_changes"]),
-        n(&s["store_failures"]),
+        s.commits, s.committed_changes, s.store_failures,
     ));
-    if let Some(why) = s["failed"].as_str() {
+    if let Some(why) = &s.failed {
         out.push_str(&format!("REFUSING CHANGES: {why}\n"));
     }
     if let Some(r) = &stats.radius_events {
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
         out.push_str(&format!(
             "RADIUS login events: received {}   applied {}   refused {}   dropped {}\n",
             n(&r["received"]),

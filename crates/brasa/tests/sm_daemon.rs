@@ -433,7 +433,10 @@ fn serial_sm_export_imports_into_a_fresh_daemon_with_the_same_properties() {
         ],
     ));
     let shown = |api| {
-        let text = ok(&brasa(api, &["--json", "sm", "show", "subscriber", "alice"]));
+        let text = ok(&brasa(
+            api,
+            &["--json", "sm", "show", "subscriber", "alice"],
+        ));
         let view: serde_json::Value = serde_json::from_str(&text).unwrap();
         view["properties"].clone()
     };

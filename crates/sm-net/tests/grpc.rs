@@ -1,16 +1,18 @@
 //! The SM over real gRPC on 127.0.0.1 (port 0): LEGs, push and pull EPs, resync, cascade,
 //! quarantine, keep-alive failure, bad input, restart from the store.
 
+#[path = "../../sm/tests/support/mod.rs"]
 mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use brasa_sm::leg::{login_op, logout_op};
-use brasa_sm::pb;
-use brasa_sm::{
-    ClientError, ClientEvent, EpClient, EpClientOptions, LegClient, ReplicaEvent, SmConfig,
-    SmServer, SmService,
+use brasa_sm::ep::EpState;
+use brasa_sm::{ReplicaEvent, SmConfig};
+use brasa_sm_net::leg::{login_op, logout_op};
+use brasa_sm_net::pb;
+use brasa_sm_net::{
+    ClientError, ClientEvent, EpClient, EpClientOptions, LegClient, SmServer, SmService,
 };
 use brasa_subscriber::RedbStore;
 
@@ -285,7 +287,7 @@ async fn a_cascade_pair_updates_only_the_active_ep_and_fails_over() {
     // The active one dies; the standby takes over and is synchronised.
     drop(c1);
     leg.login("n3", &["10.1.0.3"], Some("north")).await.unwrap();
-    c2.set_role(pb::CascadeRole::Active).await.unwrap();
+    c2.set_role(pb::CascadeRole::Active).unwrap();
     synced(&mut c2).await;
     assert_eq!(names(&c2), ["n1", "n2", "n3"]);
     leg.login("n4", &["10.1.0.4"], Some("north")).await.unwrap();
@@ -297,7 +299,7 @@ async fn a_cascade_pair_updates_only_the_active_ep_and_fails_over() {
     let views = server.service().core().ep_views(std::time::Instant::now());
     let c2_view = views.iter().find(|v| v.id == "c2").unwrap();
     assert_eq!(c2_view.counters.failovers, 1);
-    assert_eq!(c2_view.state, "synced");
+    assert_eq!(c2_view.state, EpState::Synced);
     drop(c2);
     server.shutdown().await;
 }
@@ -309,7 +311,7 @@ async fn an_ep_that_stops_acknowledging_is_quarantined_until_the_operator_releas
     let mut leg = LegClient::connect(&url).await.unwrap();
     leg.login("s1", &["10.0.0.1"], None).await.unwrap();
     let mut options = EpClientOptions::new(&url, "a");
-    options.ack = false;
+    options.link.ack = false;
     let mut a = EpClient::connect(options).await.unwrap();
     let ended = ended(&mut a).await;
     match ended {
@@ -346,7 +348,7 @@ async fn a_silent_ep_is_declared_failed_and_clears_its_mappings() {
     let mut leg = LegClient::connect(&url).await.unwrap();
     leg.login("s1", &["10.0.0.1"], None).await.unwrap();
     let mut options = EpClientOptions::new(&url, "a");
-    options.keepalives = false;
+    options.link.keepalives = false;
     let mut a = EpClient::connect(options).await.unwrap();
     synced(&mut a).await;
     assert_eq!(a.replica().len(), 1);
@@ -355,7 +357,7 @@ async fn a_silent_ep_is_declared_failed_and_clears_its_mappings() {
     assert!(cleared);
     assert!(a.replica().is_empty());
     let views = server.service().core().ep_views(std::time::Instant::now());
-    assert_eq!(views[0].state, "disconnected");
+    assert_eq!(views[0].state, EpState::Disconnected);
     server.shutdown().await;
 }
 
@@ -367,27 +369,27 @@ async fn bad_input_gets_precise_errors_and_changes_nothing() {
     leg.login("owner", &["10.0.0.1"], None).await.unwrap();
     let cases: Vec<(pb::LoginRequest, tonic::Code, &str)> = vec![
         (
-            brasa_sm::leg::login_request("bad\"name", &["10.0.0.2"], None),
+            brasa_sm_net::leg::login_request("bad\"name", &["10.0.0.2"], None),
             tonic::Code::InvalidArgument,
             "invalid subscriber name \"bad\\\"name\"",
         ),
         (
-            brasa_sm::leg::login_request("x", &["10.0.0.2", "10.0.0.3", "10.0.0.2"], None),
+            brasa_sm_net::leg::login_request("x", &["10.0.0.2", "10.0.0.3", "10.0.0.2"], None),
             tonic::Code::InvalidArgument,
             "mapping 10.0.0.2 is given twice in one call",
         ),
         (
-            brasa_sm::leg::login_request("x", &["10.0.0.2"], Some("south")),
+            brasa_sm_net::leg::login_request("x", &["10.0.0.2"], Some("south")),
             tonic::Code::InvalidArgument,
             "domain \"south\" is not configured",
         ),
         (
-            brasa_sm::leg::login_request("x", &["10.0.0.2@corp"], None),
+            brasa_sm_net::leg::login_request("x", &["10.0.0.2@corp"], None),
             tonic::Code::InvalidArgument,
             "VPN \"corp\" does not exist",
         ),
         (
-            brasa_sm::leg::login_request("x", &["10.0.0.1", "10.0.0.999"], None),
+            brasa_sm_net::leg::login_request("x", &["10.0.0.1", "10.0.0.999"], None),
             tonic::Code::InvalidArgument,
             "mapping 2 \"10.0.0.999\"",
         ),
@@ -511,14 +513,14 @@ async fn ep_state_writes_auto_logout_and_operator_resync() {
     let (server, url) = start(dir.path(), config()).await;
     let mut leg = LegClient::connect(&url).await.unwrap();
     leg.login("s1", &["10.0.0.1"], None).await.unwrap();
-    let mut request = brasa_sm::leg::login_request("s2", &["10.0.0.2"], None);
+    let mut request = brasa_sm_net::leg::login_request("s2", &["10.0.0.2"], None);
     request.auto_logout_after_seconds = Some(1);
     leg.grpc().login(request).await.unwrap();
     let mut a = ep_client(&url, "a").await;
     assert_eq!(synced(&mut a).await, 2);
 
     // The EP writes state; the SM keeps it (and pushes the changed record back).
-    a.set_state("s1", b"quota=17".to_vec()).await.unwrap();
+    a.set_state("s1", b"quota=17".to_vec()).unwrap();
     let deadline = tokio::time::Instant::now() + LIMIT;
     while leg.get("s1").await.unwrap().unwrap().state != b"quota=17" {
         assert!(tokio::time::Instant::now() < deadline, "state not stored");

@@ -1,6 +1,6 @@
 //! SM throughput over real gRPC on 127.0.0.1, with the durable redb store.
 //!
-//! `cargo run --release -p brasa-sm --example sm_bench -- [LOGINS] [STREAMS] [BATCH]`
+//! `cargo run --release -p brasa-sm-net --example sm_bench -- [LOGINS] [STREAMS] [BATCH]`
 //! (defaults 1 000 000, 4, 1000) prints:
 //! - logins/s through the Bulk stream, each answered only once durable (group commit, fsync);
 //! - the time to push the resulting 1 M-subscriber domain to a connecting EP (reference client
@@ -11,12 +11,10 @@
 
 use std::time::{Duration, Instant};
 
-use brasa_sm::leg::login_op;
-use brasa_sm::pb;
-use brasa_sm::{
-    EpClient, EpClientOptions, EpConfig, EpMode, FailureAction, LegClient, SmConfig, SmServer,
-    SmService,
-};
+use brasa_sm::{EpConfig, EpMode, FailureAction, SmConfig};
+use brasa_sm_net::leg::login_op;
+use brasa_sm_net::pb;
+use brasa_sm_net::{EpClient, EpClientOptions, LegClient, SmServer, SmService};
 use brasa_subscriber::RedbStore;
 
 fn arg(i: usize, default: usize) -> usize {

@@ -7,17 +7,17 @@ use brasa_subscriber::NameCase;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::StreamExt;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
-use crate::convert::{
-    address, change_reply, login_from_proto, mapping, op_from_proto, subscriber_from_proto,
-    subscriber_to_proto, vpn_from_proto,
-};
-use crate::op::{Op, SmError};
 use crate::pb;
 use crate::pb::enforcement_point_server::{EnforcementPoint, EnforcementPointServer};
 use crate::pb::subscriber_manager_server::{SubscriberManager, SubscriberManagerServer};
 use crate::service::{SmService, StartError};
+use brasa_sm::convert::{
+    address, change_reply, login_from_proto, mapping, op_from_proto, subscriber_from_proto,
+    subscriber_to_proto, vpn_from_proto,
+};
+use brasa_sm::op::{Op, SmError};
 
 /// How long a new EP stream may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,6 +28,11 @@ const STREAM_WINDOW: u32 = 8 << 20;
 const CONNECTION_WINDOW: u32 = 16 << 20;
 /// Largest gRPC message accepted (a bulk batch or a sync batch).
 pub const MAX_MESSAGE: usize = 64 << 20;
+
+/// An SM error as a gRPC status: the code of its kind and its precise message.
+pub fn status(e: SmError) -> Status {
+    Status::new(Code::from_i32(e.kind.grpc_code()), e.message)
+}
 
 /// The running gRPC server.
 pub struct SmServer {
@@ -123,7 +128,11 @@ impl LegApi {
     }
 
     async fn change(&self, op: Result<Op, SmError>) -> Result<Response<pb::ChangeReply>, Status> {
-        let changes = self.service.execute(op?).await?;
+        let changes = self
+            .service
+            .execute(op.map_err(status)?)
+            .await
+            .map_err(status)?;
         Ok(Response::new(change_reply(&changes)))
     }
 }
@@ -250,12 +259,12 @@ impl SubscriberManager for LegApi {
         r: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupReply>, Status> {
         let r = r.into_inner();
-        let addr = address(&r.address)?;
+        let addr = address(&r.address).map_err(status)?;
         let core = self.service.core();
         let index = core.index();
         let name = index
             .lookup(addr, r.vpn.as_deref())
-            .map_err(SmError::from)?;
+            .map_err(|e| status(SmError::from(e)))?;
         Ok(Response::new(pb::LookupReply {
             subscriber: name
                 .and_then(|n| index.get(n))
@@ -388,8 +397,9 @@ impl EnforcementPoint for EpApi {
         let sid = self
             .service
             .with_core(|core| core.ep_connect(Instant::now(), &hello))
-            .inspect_err(|e| {
+            .map_err(|e| {
                 tracing::warn!(ep = %hello.ep_id, ?peer, error = %e, "EP refused");
+                status(e)
             })?;
         let rx = self.service.start_session(sid, inbound);
         Ok(Response::new(ReceiverStream::new(rx)))

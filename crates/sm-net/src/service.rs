@@ -16,18 +16,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use brasa_subscriber::{ChangeSet, SubscriberIndex, SubscriberStore};
 use tokio::sync::{oneshot, Notify};
 
-use crate::config::SmConfig;
-use crate::core::SmCore;
-use crate::ep::{SessionId, Transmit};
-use crate::op::{ErrorKind, Op, SmError};
 use crate::pb;
+use brasa_sm::config::SmConfig;
+use brasa_sm::core::SmCore;
+use brasa_sm::ep::{SessionId, Transmit};
+use brasa_sm::op::{ErrorKind, Op, SmError};
 
 /// Why the service did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The configuration is inconsistent.
     #[error("subscriber manager config: {0}")]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] brasa_sm::config::ConfigError),
     /// The store could not be read.
     #[error("subscriber store: {0}")]
     Store(#[from] brasa_subscriber::StoreError),
@@ -67,7 +67,7 @@ struct StoreCounters {
 }
 
 /// A snapshot of the service counters (`/metrics`, `brasa sm show counts`).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ServiceStats {
     /// Subscribers in the database.
     pub subscribers: usize,
@@ -78,7 +78,7 @@ pub struct ServiceStats {
     /// Connected EPs.
     pub connected_eps: usize,
     /// Operation counters.
-    pub ops: crate::core::SmCounters,
+    pub ops: brasa_sm::core::SmCounters,
     /// Store commits (each one fsync).
     pub commits: u64,
     /// Change sets made durable.
@@ -174,7 +174,7 @@ impl SmService {
             "subscriber database restored"
         );
         let core = SmCore::new(&config, index)
-            .map_err(|e| StartError::Config(crate::config::ConfigError::Invalid(e.message)))?;
+            .map_err(|e| StartError::Config(brasa_sm::config::ConfigError::Invalid(e.message)))?;
         let (tx, rx) = std::sync::mpsc::channel();
         let inner = Arc::new(Inner {
             core: Mutex::new(core),
@@ -402,7 +402,7 @@ impl SmService {
             match next {
                 Transmit::Message(m) => permit.send(Ok(m)),
                 Transmit::Close(e) => {
-                    permit.send(Err(e.to_status()));
+                    permit.send(Err(crate::grpc::status(e)));
                     break;
                 }
                 Transmit::Gone => break,

@@ -13,7 +13,7 @@
 //! moves the bytes (`brasa-bgp-net` is the tokio shell).
 //!
 //! ```
-//! use brasa_bgp::{ConnectMode, LocalConfig, Peer, PeerConfig, RouteEvent};
+//! use brasa_bgp::{ConnectMode, LocalConfig, Opened, Peer, PeerConfig, RouteEvent};
 //! use std::time::Instant;
 //!
 //! let local = LocalConfig { asn: 65000, router_id: "192.0.2.1".parse()? };
@@ -41,7 +41,8 @@ pub mod wire;
 pub use error::{CeaseReason, Notification, ProtocolError};
 pub use event::{DownReason, Route, RouteAttrs, RouteEvent, SessionInfo};
 pub use peer::{
-    Action, ConfigError, ConnectMode, LocalConfig, Peer, PeerConfig, PeerStats, RequestError, State,
+    Action, ConfigError, ConnectMode, LocalConfig, Opened, Peer, PeerConfig, PeerStats,
+    RequestError, State,
 };
 pub use rib::AdjRibIn;
 pub use types::{

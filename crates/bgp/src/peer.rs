@@ -151,6 +151,16 @@ pub enum Action {
     Disconnect,
 }
 
+/// How `connection_opened` took a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// The peer had no connection.
+    New,
+    /// The new connection replaces the Established one, which the shell must close without
+    /// writing to it again.
+    Replaced,
+}
+
 /// Counters of one peer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerStats {
@@ -308,18 +318,27 @@ impl Peer {
 
     /// A transport connection to the peer is up (dialled or accepted): sends the OPEN.
     ///
-    /// Refused when the peer is stopped or already has a connection (the shell closes the new
-    /// one); a restarting peer's new connection is accepted once the old one is found closed.
-    pub fn connection_opened(&mut self, now: Instant) -> Result<(), RequestError> {
-        if !matches!(self.state, State::Connect | State::Active) {
-            return Err(RequestError::ConnectionRefused(self.state));
-        }
+    /// A peer never opens a second connection while its session is Established unless it lost
+    /// the first one (a restart whose close did not reach us, or whose NOTIFICATION we have
+    /// not read yet): the old session is then ended as by `connection_closed` — graceful
+    /// restart applies — and the new connection replaces it (RFC 4724 §4.2). While OPENs are
+    /// being exchanged the new connection is refused (the first one wins the collision), and a
+    /// stopped peer refuses every connection.
+    pub fn connection_opened(&mut self, now: Instant) -> Result<Opened, RequestError> {
+        let opened = match self.state {
+            State::Connect | State::Active => Opened::New,
+            State::Established => {
+                self.connection_closed(now);
+                Opened::Replaced
+            }
+            state => return Err(RequestError::ConnectionRefused(state)),
+        };
         self.transmit.clear();
         self.connect_retry_at = None;
         self.own_open().emit(&mut self.transmit);
         self.state = State::OpenSent;
         self.hold_at = Some(now + OPEN_HOLD_TIME);
-        Ok(())
+        Ok(opened)
     }
 
     /// A dial failed: retry after the back-off.

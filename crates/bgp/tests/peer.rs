@@ -703,3 +703,41 @@ proptest::proptest! {
         });
     }
 }
+
+#[test]
+fn a_new_connection_replaces_an_established_session_gracefully() {
+    let mut h = Harness::established(true);
+    h.input(&announce(&[route(0)], "1:1"));
+    h.events();
+    assert_eq!(h.peer.connection_opened(h.now), Ok(Opened::Replaced));
+    assert!(matches!(
+        &h.events()[..],
+        [RouteEvent::PeerDown {
+            stale: 1,
+            reason: DownReason::ConnectionLost,
+            ..
+        }]
+    ));
+    assert_eq!(h.peer.state(), State::OpenSent);
+    // A third connection while OPENs are exchanged is refused.
+    assert_eq!(
+        h.peer.connection_opened(h.now),
+        Err(RequestError::ConnectionRefused(State::OpenSent))
+    );
+    let sent = messages(&h.peer.poll_transmit().unwrap());
+    assert_eq!(
+        sent.iter().map(|m| m.0).collect::<Vec<_>>(),
+        [MessageType::Open]
+    );
+    h.input(&remote_open(true, true));
+    h.input(&keepalive());
+    h.input(&eor());
+    assert!(matches!(
+        &h.events()[..],
+        [
+            RouteEvent::PeerUp { .. },
+            RouteEvent::Withdraw { .. },
+            RouteEvent::EndOfRib { .. }
+        ]
+    ));
+}

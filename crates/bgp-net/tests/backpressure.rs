@@ -3,11 +3,9 @@
 
 mod common;
 
-use brasa_bgp::wire::update::{emit_vpn_update, VpnAttributes, VpnRoute, VpnUpdateKind};
-use brasa_bgp::wire::{emit_end_of_rib, emit_keepalive};
-use brasa_bgp::{AfiSafi, Label, LabelStack, RouteEvent, State, VpnFamily, VpnPrefix};
+use brasa_bgp::wire::emit_keepalive;
+use brasa_bgp::{RouteEvent, State};
 use common::*;
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,24 +20,7 @@ async fn a_stalled_consumer_gets_every_route_and_the_session_survives() {
         .wait_for("session up", |e| matches!(e, RouteEvent::PeerUp { .. }))
         .await;
 
-    let routes: Vec<VpnRoute> = (0..ROUTES)
-        .map(|i| VpnRoute {
-            rd: "1000:1".parse().unwrap(),
-            prefix: VpnPrefix::new_v4(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap(),
-            labels: LabelStack::single(Label::new(16 + i % 1000).unwrap()),
-        })
-        .collect();
-    let attrs = VpnAttributes {
-        local_pref: Some(100),
-        ..VpnAttributes::default()
-    };
-    let mut bytes = Vec::new();
-    let mut rest = &routes[..];
-    while !rest.is_empty() {
-        let kind = VpnUpdateKind::Announce(&attrs, "10.10.10.10".parse().unwrap());
-        rest = &rest[emit_vpn_update(&mut bytes, VpnFamily::Ipv4, kind, rest)..];
-    }
-    emit_end_of_rib(&mut bytes, AfiSafi::VPN_IPV4);
+    let bytes = table_bytes(ROUTES, 100);
     // The peer writes its table and a keepalive every second (its writes block while the
     // speaker does not read: TCP flow control).
     let (mut reader, mut writer) = raw.stream.into_split();

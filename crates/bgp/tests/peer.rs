@@ -278,7 +278,8 @@ fn treat_as_withdraw_removes_routes_and_keeps_the_session() {
 
 #[test]
 fn malformed_messages_send_the_right_notification_and_reset() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, (u8, u8))> = vec![
+    type Corrupt = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Corrupt, (u8, u8))> = vec![
         ("bad marker", Box::new(|m| m[0] = 0), (1, 1)),
         (
             "bad length",
@@ -353,7 +354,8 @@ fn mp_reach_offset(m: &[u8]) -> usize {
 
 #[test]
 fn open_errors() {
-    let cases: Vec<(Box<dyn Fn(&mut OpenRepr)>, (u8, u8))> = vec![
+    type Edit = Box<dyn Fn(&mut OpenRepr)>;
+    let cases: Vec<(Edit, (u8, u8))> = vec![
         (
             Box::new(|o| o.capabilities.four_octet_as = Some(65001)),
             (2, 2),

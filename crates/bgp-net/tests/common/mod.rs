@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 use brasa_bgp::wire::open::{Capabilities, GracefulRestart, OpenRepr};
-use brasa_bgp::wire::{emit_keepalive, Message, MessageType};
+use brasa_bgp::wire::update::{emit_vpn_update, VpnAttributes, VpnRoute, VpnUpdateKind};
+use brasa_bgp::wire::{emit_end_of_rib, emit_keepalive, Message, MessageType};
 use brasa_bgp::{
-    AfiSafi, LocalConfig, Notification, Route, RouteDistinguisher, RouteEvent, VpnPrefix,
+    AfiSafi, Community, Label, LabelStack, LocalConfig, Notification, Route, RouteDistinguisher,
+    RouteEvent, RouteTarget, VpnFamily, VpnPrefix,
 };
 use brasa_bgp_net::{NetPeerConfig, Speaker, SpeakerConfig};
 use std::collections::BTreeMap;
@@ -48,6 +50,8 @@ pub struct GoOptions {
     pub restarting: bool,
     /// Extra TOML appended to the configuration (more neighbors).
     pub extra: String,
+    /// The neighbor (brasa) is a route-reflector client.
+    pub rr_client: bool,
     /// gobgpd listens for BGP on this port (of `source`); -1 for none.
     pub listen_port: i32,
 }
@@ -62,6 +66,7 @@ impl GoOptions {
             admin_down: false,
             restarting: false,
             extra: String::new(),
+            rr_client: false,
             listen_port: -1,
         }
     }
@@ -111,7 +116,7 @@ impl GoBgp {
   [neighbors.graceful-restart.config]
     enabled = {gr}
     restart-time = 30
-{families}
+{rr}{families}
 {extra}"#,
             source = options.source,
             listen_port = options.listen_port,
@@ -122,6 +127,11 @@ impl GoBgp {
             keepalive = (options.hold_time / 3).max(1),
             gr = gr(options.graceful_restart),
             extra = options.extra,
+            rr = if options.rr_client {
+                rr_client(options.source)
+            } else {
+                String::new()
+            },
         );
         let path = dir.path().join("gobgpd.toml");
         std::fs::write(&path, config).unwrap();
@@ -222,6 +232,11 @@ impl Drop for GoBgp {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The TOML that makes a neighbor a route-reflector client.
+pub fn rr_client(cluster: IpAddr) -> String {
+    format!("  [neighbors.route-reflector.config]\n    route-reflector-client = true\n    route-reflector-cluster-id = \"{cluster}\"\n")
 }
 
 pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool, what: &str) {
@@ -353,6 +368,30 @@ pub async fn speaker(peers: &[(IpAddr, u16)], capacity: usize) -> (Speaker, Even
     (speaker, Events::new(rx))
 }
 
+/// The OPEN (AS 65000, VPN-IPv4, 4-octet AS, graceful restart with forwarding kept) and the
+/// KEEPALIVE that bring a session up from the peer's side.
+pub fn open_and_keepalive(bgp_id: Ipv4Addr) -> Vec<u8> {
+    let open = OpenRepr {
+        asn: AS,
+        hold_time: 90,
+        bgp_id,
+        capabilities: Capabilities {
+            multiprotocol: vec![AfiSafi::VPN_IPV4],
+            four_octet_as: Some(AS),
+            graceful_restart: Some(GracefulRestart {
+                restart_time: 30,
+                families: vec![(AfiSafi::VPN_IPV4, true)],
+                ..Default::default()
+            }),
+            ..Capabilities::default()
+        },
+    };
+    let mut bytes = Vec::new();
+    open.emit(&mut bytes);
+    emit_keepalive(&mut bytes);
+    bytes
+}
+
 /// A hand-driven BGP peer for sending what no real speaker would.
 pub struct RawPeer {
     pub stream: TcpStream,
@@ -365,27 +404,11 @@ impl RawPeer {
         socket.bind(SocketAddr::new(source, 0)).unwrap();
         let stream = socket.connect(to).await.unwrap();
         let mut peer = RawPeer { stream };
-        let open = OpenRepr {
-            asn: AS,
-            hold_time: 90,
-            bgp_id: match source {
-                IpAddr::V4(v4) => v4,
-                IpAddr::V6(_) => Ipv4Addr::new(192, 0, 2, 9),
-            },
-            capabilities: Capabilities {
-                multiprotocol: vec![AfiSafi::VPN_IPV4],
-                four_octet_as: Some(AS),
-                graceful_restart: Some(GracefulRestart {
-                    restart_time: 30,
-                    families: vec![(AfiSafi::VPN_IPV4, true)],
-                    ..Default::default()
-                }),
-                ..Capabilities::default()
-            },
+        let bgp_id = match source {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(_) => Ipv4Addr::new(192, 0, 2, 9),
         };
-        let mut bytes = Vec::new();
-        open.emit(&mut bytes);
-        emit_keepalive(&mut bytes);
+        let bytes = open_and_keepalive(bgp_id);
         peer.stream.write_all(&bytes).await.unwrap();
         // Their OPEN, then their KEEPALIVE.
         assert_eq!(
@@ -436,4 +459,54 @@ impl RawPeer {
             }
         }
     }
+}
+
+/// A VPN-IPv4 table of `routes` routes (RDs 1000:0..99, /24s from 10.0.0.0, labels 16..1015)
+/// in `attribute_sets` groups (community 100:set, route target 1000:set%100, one next hop per
+/// set), as the UPDATE messages a speaker sends for it, then its End-of-RIB.
+pub fn table_bytes(routes: u32, attribute_sets: u32) -> Vec<u8> {
+    let mut by_set: Vec<Vec<VpnRoute>> = vec![Vec::new(); attribute_sets as usize];
+    for i in 0..routes {
+        by_set[(i % attribute_sets) as usize].push(VpnRoute {
+            rd: RouteDistinguisher::as2(1000, i % 100),
+            prefix: VpnPrefix::new_v4(Ipv4Addr::from(0x0a00_0000u32.wrapping_add(i << 8)), 24)
+                .unwrap(),
+            labels: LabelStack::single(Label::new(16 + i % 1000).unwrap()),
+        });
+    }
+    let mut out = Vec::new();
+    for (set, routes) in by_set.iter().enumerate() {
+        let attrs = VpnAttributes {
+            local_pref: Some(100),
+            communities: vec![Community::new(100, set as u16)],
+            extended_communities: vec![RouteTarget::As2 {
+                asn: 1000,
+                number: set as u32 % 100,
+            }
+            .to_extended()],
+            ..VpnAttributes::default()
+        };
+        let next_hop = IpAddr::V4(Ipv4Addr::new(10, 10, (set / 256) as u8, set as u8));
+        let mut rest = &routes[..];
+        while !rest.is_empty() {
+            rest = &rest[emit_vpn_update(
+                &mut out,
+                VpnFamily::Ipv4,
+                VpnUpdateKind::Announce(&attrs, next_hop),
+                rest,
+            )..];
+        }
+    }
+    emit_end_of_rib(&mut out, AfiSafi::VPN_IPV4);
+    out
+}
+
+/// Resident memory of this process.
+pub fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
 }

@@ -238,7 +238,7 @@ fn parse_capabilities(mut bytes: &[u8], caps: &mut Capabilities) -> Result<(), P
                 let (head, tuples) = value
                     .split_at_checked(2)
                     .ok_or(malformed("graceful restart length"))?;
-                if tuples.len() % 4 != 0 {
+                if !tuples.len().is_multiple_of(4) {
                     return Err(malformed("graceful restart length"));
                 }
                 let word = u16::from_be_bytes([head[0], head[1]]);
@@ -253,7 +253,7 @@ fn parse_capabilities(mut bytes: &[u8], caps: &mut Capabilities) -> Result<(), P
                 });
             }
             cap::ADD_PATH | cap::MULTIPLE_LABELS => {
-                if value.len() % 4 != 0 {
+                if !value.len().is_multiple_of(4) {
                     return Err(malformed("add-path or multiple labels capability length"));
                 }
                 let list = if *code == cap::ADD_PATH {

@@ -346,7 +346,10 @@ impl<'a> Update<'a> {
                     attr::EXTENDED_COMMUNITIES => 8,
                     _ => 12,
                 };
-                if kind != OPTIONAL_TRANSITIVE || value.is_empty() || value.len() % unit != 0 {
+                if kind != OPTIONAL_TRANSITIVE
+                    || value.is_empty()
+                    || !value.len().is_multiple_of(unit)
+                {
                     withdraw(self);
                 } else {
                     *match code {

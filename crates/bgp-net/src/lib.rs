@@ -28,6 +28,8 @@ use tokio::task::JoinHandle;
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
+/// Shortest time a write may take before the connection is given up (the hold time when longer).
+const WRITE_TIMEOUT_MIN_SECS: u16 = 30;
 
 /// One configured peer.
 #[derive(Debug, Clone)]
@@ -435,7 +437,11 @@ impl PeerTask {
         loop {
             if let Some(bytes) = self.core.poll_transmit() {
                 if let Some(conn) = self.conn.as_mut() {
-                    if let Err(err) = conn.write_all(&bytes).await {
+                    // A peer that stops reading would otherwise hold this task (and its timers)
+                    // forever; after a hold time without progress it is as good as dead.
+                    let limit = Duration::from_secs(u64::from(self.net.peer.hold_time.max(WRITE_TIMEOUT_MIN_SECS)));
+                    let written = tokio::time::timeout(limit, conn.write_all(&bytes)).await;
+                    if let Err(err) = written.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())) {
                         tracing::info!(peer = %self.net.peer.address, %err, "bgp: write failed");
                         self.close_connection(Instant::now());
                     }

@@ -439,9 +439,13 @@ impl PeerTask {
                 if let Some(conn) = self.conn.as_mut() {
                     // A peer that stops reading would otherwise hold this task (and its timers)
                     // forever; after a hold time without progress it is as good as dead.
-                    let limit = Duration::from_secs(u64::from(self.net.peer.hold_time.max(WRITE_TIMEOUT_MIN_SECS)));
+                    let limit = Duration::from_secs(u64::from(
+                        self.net.peer.hold_time.max(WRITE_TIMEOUT_MIN_SECS),
+                    ));
                     let written = tokio::time::timeout(limit, conn.write_all(&bytes)).await;
-                    if let Err(err) = written.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())) {
+                    if let Err(err) =
+                        written.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+                    {
                         tracing::info!(peer = %self.net.peer.address, %err, "bgp: write failed");
                         self.close_connection(Instant::now());
                     }

@@ -285,7 +285,7 @@ impl Events {
         what: &str,
         mut pred: impl FnMut(&RouteEvent) -> bool,
     ) -> RouteEvent {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let event = tokio::time::timeout_at(deadline, self.rx.recv())
                 .await
@@ -306,7 +306,7 @@ impl Events {
 
     /// Applies events until `done` holds for the mirror.
     pub async fn settle(&mut self, what: &str, mut done: impl FnMut(&Self) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while !done(self) {
             let step = (tokio::time::Instant::now() + Duration::from_millis(200)).min(deadline);
             assert!(

@@ -180,6 +180,7 @@ struct Ctl {
     handle: Handle,
     agent_requests: Arc<AtomicU64>,
     agent_malformed: Arc<AtomicU64>,
+    agent_oversized: Arc<AtomicU64>,
 }
 
 impl Ctl {
@@ -473,6 +474,16 @@ async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, Api
         &[],
         ctl.agent_malformed.load(Ordering::Relaxed) as f64,
     );
+    w.family(
+        "brasa_cafe_agent_oversized_total",
+        "CME agent responses too large for one frame (answered with CAFE_FAILURE).",
+        Kind::Counter,
+    )
+    .sample(
+        "brasa_cafe_agent_oversized_total",
+        &[],
+        ctl.agent_oversized.load(Ordering::Relaxed) as f64,
+    );
     Ok(mgmt::metrics_response(w.finish()))
 }
 
@@ -513,7 +524,15 @@ async fn serve_agent_connection(ctl: Ctl, mut stream: tokio::net::TcpStream) -> 
                     agent::malformed_response(&malformed)
                 }
             };
-            stream.write_all(&agent::encode_frame(&response)).await?;
+            let frame = match agent::encode_frame(&response) {
+                Ok(frame) => frame,
+                Err(too_large) => {
+                    ctl.agent_oversized.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%too_large, "CME agent: answered CAFE_FAILURE instead");
+                    agent::encode_frame(&agent::oversized_response(response.r#type, &too_large))?
+                }
+            };
+            stream.write_all(&frame).await?;
         }
         let read = stream.read(&mut chunk).await?;
         if read == 0 {
@@ -573,6 +592,7 @@ pub async fn run(_global: &GlobalArgs, args: DataplaneArgs) -> anyhow::Result<()
         handle: handle.clone(),
         agent_requests: Arc::default(),
         agent_malformed: Arc::default(),
+        agent_oversized: Arc::default(),
     };
     let api = mgmt::serve(config.api.listen, router(ctl.clone())).await?;
     if config.agent.enabled {

@@ -377,7 +377,7 @@ fn drain(
                         naming.endpoint(ingress)
                     )),
                     CrmeEvent::Dropped { content_id, reason } => {
-                        tracing::debug!(crme = %me, %content_id, reason, "dropped");
+                        tracing::debug!(crme = %me, %content_id, %reason, "dropped");
                     }
                     CrmeEvent::Resolved {
                         content_id,

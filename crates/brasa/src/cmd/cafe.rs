@@ -179,7 +179,7 @@ fn execute(client: &Client, json: bool, command: CafeCommand) -> anyhow::Result<
                 .map(|r| {
                     vec![
                         format!("{:02x}", r.key),
-                        r.kind.clone(),
+                        r.kind.to_string(),
                         r.device.clone(),
                         r.mac.clone().unwrap_or_else(|| "-".into()),
                         r.vid.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),

@@ -1,10 +1,14 @@
-//! The control-plane daemon (`brasa run`): starts the components its config enables and serves
-//! the management API.
+//! The daemons' config models and wiring. This module itself is the control-plane daemon
+//! (`brasa run`): it starts the components its config enables and serves the management API;
+//! [`rae`], [`dataplane`] and [`curling`] are the other daemons.
 
 pub mod config;
+pub mod curling;
+pub mod dataplane;
 pub mod python;
 pub mod python_api;
 pub mod radius_api;
+pub mod rae;
 pub mod sm_api;
 pub mod sm_config;
 pub mod sm_radius;

@@ -5,8 +5,8 @@
 use crate::common::config::{ByteSize, ConfigDuration, ConfigError, Source};
 use brasa_aaa::{Direction, ExternalHooks};
 use brasa_cache::{CacheConfig, McsPeer, MinimumLifetimes};
-use brasa_policy::cache_service::{CacheServiceConfig, PolicyCacheSpec};
-use brasa_policy::worker::{ActionOnFail, Binding, PolicySpec, PythonConfig, ScriptSpec};
+use brasa_python::cache_service::{CacheServiceConfig, PolicyCacheSpec};
+use brasa_python::worker::{ActionOnFail, Binding, PolicySpec, PythonConfig, ScriptSpec};
 use brasa_radius::Code;
 use serde::Deserialize;
 use serde_spanned::Spanned;
@@ -413,7 +413,7 @@ pub fn resolve(
 
     let node_id = section
         .node_id
-        .unwrap_or_else(|| brasa_policy::cache_service::default_node_id(sync_listen));
+        .unwrap_or_else(|| brasa_python::cache_service::default_node_id(sync_listen));
     Ok(ResolvedPython {
         worker: PythonConfig {
             scripts,

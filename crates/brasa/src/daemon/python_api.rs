@@ -12,8 +12,8 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use brasa_cache::CacheError;
-use brasa_policy::cache_service::{CacheServiceError, CacheServiceStats};
-use brasa_policy::worker::{PythonStats, WorkerError};
+use brasa_python::cache_service::{CacheServiceError, CacheServiceStats};
+use brasa_python::worker::{PythonStats, WorkerError};
 use serde::{Deserialize, Serialize};
 
 /// `/api/v1/python/...`
@@ -96,7 +96,7 @@ pub struct DebugRequest {
 
 fn caches(
     state: &ApiState,
-) -> Result<&std::sync::Arc<brasa_policy::cache_service::CacheService>, ApiError> {
+) -> Result<&std::sync::Arc<brasa_python::cache_service::CacheService>, ApiError> {
     state
         .caches
         .as_ref()
@@ -233,7 +233,7 @@ async fn set_lifetime(
 
 fn worker(
     state: &ApiState,
-) -> Result<std::sync::Arc<brasa_policy::worker::PythonPolicies>, ApiError> {
+) -> Result<std::sync::Arc<brasa_python::worker::PythonPolicies>, ApiError> {
     state
         .python
         .clone()
@@ -296,7 +296,7 @@ pub fn write_metrics(
                 Kind::Gauge,
             )
             .sample("brasa_python_queued", &[], worker.queued as f64);
-        type ScriptField = fn(&brasa_policy::worker::ScriptStats) -> u64;
+        type ScriptField = fn(&brasa_python::worker::ScriptStats) -> u64;
         let counters: [(&str, &str, ScriptField); 11] = [
             ("runs", "Script runs started.", |s| s.runs),
             ("completed", "Script runs that completed.", |s| s.completed),
@@ -365,7 +365,7 @@ pub fn write_metrics(
                 &[],
                 caches.global_memory_limit as f64,
             );
-        type CacheField = fn(&brasa_policy::cache_service::CacheStats) -> u64;
+        type CacheField = fn(&brasa_python::cache_service::CacheStats) -> u64;
         let gauges: [(&str, &str, CacheField); 2] = [
             ("entries", "Entries held.", |c| c.entries as u64),
             ("bytes", "Bytes charged to the global bound.", |c| {

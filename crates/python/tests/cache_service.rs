@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use brasa_cache::{CacheConfig, McsPeer, MinimumLifetimes};
-use brasa_policy::cache_service::{CacheService, CacheServiceConfig, PolicyCacheSpec};
-use brasa_policy::wall_clock_ms;
+use brasa_python::cache_service::{CacheService, CacheServiceConfig, PolicyCacheSpec};
+use brasa_python::wall_clock_ms;
 
 fn persistent(policy: &str) -> PolicyCacheSpec {
     PolicyCacheSpec {

@@ -1,4 +1,5 @@
-//! `brasa-policy`: the shells around brasa's Python policies (seed 000).
+//! `brasa-python`: the tokio shells of brasa's Python component (SR OS python-policies, the
+//! Nokia SR OS Python cache document).
 //!
 //! * [`cache_service::CacheService`] owns every python-policy cache ([`brasa_cache::CacheSet`])
 //!   at run time: it restores persistent caches from their journals, appends every change to
@@ -12,6 +13,7 @@
 //! `brasa-aaa::Engine`); this crate only moves data between them, the disk, the network and
 //! threads.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod cache_service;
 pub mod sync;

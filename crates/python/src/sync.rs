@@ -1,523 +1,495 @@
-//! Multi-chassis synchronisation of python-policy caches over gRPC (`brasa.cache.CacheSync`,
-//! `crates/proto/proto/cache/sync.proto`).
+//! The transport of multi-chassis cache sync: gRPC `brasa.cache.CacheSync`
+//! (`crates/proto/proto/cache/sync.proto`) around the sans-IO [`brasa_cache::sync::SyncNode`].
 //!
-//! Every node dials each peer named by an `mcs-peer` of its caches (one link per peer address,
-//! carrying every cache that names it, told apart by `sync-tag`) and pushes: `Hello`, then a full
-//! resync of those caches (live entries with at least the multi-chassis minimum lifetime left and
-//! the remembered clears), then every local change as the drain thread hands it over. The peer
-//! does the same towards this node over its own link, so a node that restarts is resynchronised
-//! by the snapshot its peer sends when the link comes back. Receivers merge events with
-//! last-writer-wins (`PolicyCache::apply`), so duplicates and reordering are harmless.
+//! The protocol — handshake with the shared key, tag agreement, resync, acknowledged batches,
+//! overflow resets, back-off — is the core's. This module only dials, accepts, draws nonces,
+//! keeps time and moves messages: per peer, one task dials the peer and feeds it what
+//! [`Outbound::poll_transmit`](brasa_cache::sync::Outbound::poll_transmit) yields, and one
+//! task per accepted stream hands what arrives to
+//! [`Inbound::handle_message`](brasa_cache::sync::Inbound::handle_message) and sends back
+//! its acks.
 //!
-//! A link whose queue overflows (a peer slower than the change rate) is closed and reconnected:
-//! the resync that follows replaces what was lost.
+//! Locks: the sync node first, then the caches, never the other way round (the drain thread
+//! releases the caches before it queues changes here); neither is held across an await.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use brasa_aaa::clients::canonical;
-use brasa_cache::{ApplyOutcome, CacheEvent, Version};
-use brasa_proto::brasa::cache as proto;
+use brasa_cache::sync::{
+    proto, LinkError, LinkState, Outbound, PeerId, SyncConfig, SyncConfigError, SyncKey,
+    SyncLimits, SyncNode, SyncStatus, SyncedCache, Transmit,
+};
+use brasa_cache::{CacheEvent, CacheSet, Millis};
 use proto::cache_sync_client::CacheSyncClient;
 use proto::cache_sync_server::{CacheSync, CacheSyncServer};
-use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, Notify};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::cache_service::{lock, Shared};
+use crate::util::{lock, Wake};
 use crate::wall_clock_ms;
 
-/// Events per message of a resync.
-const SNAPSHOT_BATCH: usize = 512;
-/// Batches of live events a link may queue before it is declared overflowed.
-const LINK_QUEUE: usize = 1024;
-const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Longest a dial may take before the attempt counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// HTTP/2 pings on idle streams, so that a peer that vanished without a FIN is noticed.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// How long an ending stream waits for the peer to close its side.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// State and counters of the link to one peer.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct PeerStats {
-    /// The peer's sync address.
-    pub address: String,
-    /// `connecting`, `resyncing`, `synchronised` or `down`.
-    pub state: String,
-    /// Sync tags carried.
-    pub sync_tags: Vec<String>,
-    /// The peer's node id from its `Hello`.
-    pub peer_node_id: Option<u32>,
-    /// Sessions established.
-    pub sessions: u64,
-    /// Events sent in resyncs.
-    pub resync_events: u64,
-    /// Live events sent.
-    pub events_sent: u64,
-    /// Events the peer reported applied, stale, refused.
-    pub peer_applied: u64,
-    /// See `peer_applied`.
-    pub peer_stale: u64,
-    /// See `peer_applied`.
-    pub peer_refused: u64,
-    /// Times the queue overflowed and the link was reset for a resync.
-    pub overflows: u64,
-    /// Why the last session ended.
-    pub last_error: Option<String>,
+/// One multi-chassis peer of this node.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerAddress {
+    /// Where the peer accepts sync streams (its address and its listener's port).
+    pub(crate) dial: SocketAddr,
+    /// The caches shared with it.
+    pub(crate) caches: Vec<SyncedCache>,
 }
 
-/// Sync streams accepted from peers.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct InboundStats {
-    /// Streams accepted.
-    pub sessions: u64,
-    /// Streams open now.
-    pub active: u64,
-    /// Streams refused (unknown peer address, no shared tag, same node id, no Hello).
-    pub refused: u64,
-    /// Events received and applied.
-    pub applied: u64,
-    /// Events received that were older than the local state.
-    pub stale: u64,
-    /// Events refused by a local limit.
-    pub refused_events: u64,
-    /// Events with a tag no cache shares with that peer.
-    pub unknown_tag: u64,
-    /// Malformed events (unknown kind).
-    pub malformed: u64,
+/// The running sync links of a node.
+pub(crate) struct Links {
+    node: Mutex<SyncNode>,
+    caches: Arc<Mutex<CacheSet>>,
+    /// Per peer: where to dial, and the wake-up of its outbound task.
+    peers: Vec<(PeerId, SocketAddr, Notify)>,
+    /// The address outbound streams leave from (the peer admits this node by it).
+    local: IpAddr,
+    /// Tells the drain thread that peer events were applied (journal them promptly).
+    applied: Wake,
+    /// Set at shutdown: every stream ends.
+    closing: watch::Sender<bool>,
 }
 
-/// The outgoing link to one peer address.
-pub(crate) struct PeerLink {
-    pub(crate) address: SocketAddr,
-    /// (sync tag, policy) pairs carried.
-    tags: Mutex<Vec<(String, String)>>,
-    outbox: Mutex<Option<mpsc::Sender<Vec<proto::CacheEvent>>>>,
-    stats: Mutex<PeerStats>,
-}
-
-impl PeerLink {
-    pub(crate) fn new(address: SocketAddr) -> PeerLink {
-        PeerLink {
-            address,
-            tags: Mutex::new(Vec::new()),
-            outbox: Mutex::new(None),
-            stats: Mutex::new(PeerStats {
-                address: address.to_string(),
-                state: "connecting".into(),
-                ..PeerStats::default()
-            }),
-        }
+impl Links {
+    /// The links of a node whose caches are `caches`, all down until [`Links::start`].
+    pub(crate) fn new(
+        node_id: u32,
+        key: SyncKey,
+        local: IpAddr,
+        peers: Vec<PeerAddress>,
+        caches: Arc<Mutex<CacheSet>>,
+        applied: Wake,
+    ) -> Result<Links, SyncConfigError> {
+        let dial: Vec<SocketAddr> = peers.iter().map(|p| p.dial).collect();
+        let node = SyncNode::new(SyncConfig {
+            node_id,
+            key,
+            peers: peers
+                .into_iter()
+                .map(|p| brasa_cache::sync::PeerSpec {
+                    address: p.dial.ip(),
+                    caches: p.caches,
+                })
+                .collect(),
+            limits: SyncLimits::default(),
+        })?;
+        let peers = node
+            .peers()
+            .zip(dial)
+            .map(|((id, _), dial)| (id, dial, Notify::new()))
+            .collect();
+        Ok(Links {
+            node: Mutex::new(node),
+            caches,
+            peers,
+            local,
+            applied,
+            closing: watch::Sender::new(false),
+        })
     }
 
-    pub(crate) fn add_tag(&self, tag: &str, policy: &str) {
-        lock(&self.tags).push((tag.to_owned(), policy.to_owned()));
-        lock(&self.stats).sync_tags.push(tag.to_owned());
+    fn node(&self) -> MutexGuard<'_, SyncNode> {
+        lock(&self.node)
     }
 
-    fn tags(&self) -> Vec<(String, String)> {
-        lock(&self.tags).clone()
-    }
-
-    pub(crate) fn stats(&self) -> PeerStats {
-        lock(&self.stats).clone()
-    }
-
-    /// Queues live events (from the drain thread; never blocks). Without a session they are
-    /// dropped: the next session starts with a resync.
-    pub(crate) fn send(&self, events: Vec<proto::CacheEvent>) {
-        let mut outbox = lock(&self.outbox);
-        let Some(sender) = outbox.as_ref() else {
-            return;
-        };
-        let count = events.len() as u64;
-        match sender.try_send(events) {
-            Ok(()) => lock(&self.stats).events_sent += count,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                // Closing the queue ends the session; the reconnect resyncs.
-                *outbox = None;
-                lock(&self.stats).overflows += 1;
-                tracing::warn!(peer = %self.address, "cache sync queue overflowed; resynchronising");
+    /// Binds `address`, serves the peers' streams and starts one dialling task per peer.
+    pub(crate) async fn start(
+        self: &Arc<Links>,
+        address: SocketAddr,
+    ) -> std::io::Result<(SocketAddr, Vec<tokio::task::JoinHandle<()>>)> {
+        let listener = tokio::net::TcpListener::bind(address).await?;
+        let bound = listener.local_addr()?;
+        let service = CacheSyncServer::new(Acceptor {
+            links: self.clone(),
+        });
+        // The service stops by `abort` (`CacheService::shutdown`), which closes the listener.
+        let mut tasks = vec![tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .http2_keepalive_interval(Some(KEEP_ALIVE))
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await;
+            if let Err(err) = result {
+                tracing::error!(%err, "python-policy cache sync server stopped");
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => *outbox = None,
+        })];
+        for index in 0..self.peers.len() {
+            tasks.push(tokio::spawn(run_outbound(self.clone(), index)));
+        }
+        Ok((bound, tasks))
+    }
+
+    /// Queues local changes of `policy`'s cache for its peer (from the drain thread).
+    pub(crate) fn queue(&self, now: Millis, policy: &str, events: Vec<CacheEvent>) {
+        let woken = self.node().queue(now, policy, events);
+        if let Some(peer) = woken {
+            if let Some((_, _, notify)) = self.peers.iter().find(|(id, _, _)| *id == peer) {
+                notify.notify_one();
+            }
         }
     }
 
-    fn set_state(&self, state: &str) {
-        lock(&self.stats).state = state.into();
+    /// Every link as the operator sees it.
+    pub(crate) fn status(&self) -> SyncStatus {
+        self.node().status()
+    }
+
+    /// Ends every stream and task.
+    pub(crate) fn shutdown(&self) {
+        self.closing.send_replace(true);
     }
 }
 
-/// Converts a core event for the wire.
-pub(crate) fn event_to_proto(tag: &str, event: &CacheEvent) -> proto::CacheEvent {
-    let (kind, key, value, expires_at) = match event {
-        CacheEvent::Save {
-            key,
-            value,
-            expires_at,
-            ..
-        } => (proto::EventKind::Save, key, value.clone(), *expires_at),
-        CacheEvent::SetLifetime {
-            key,
-            value,
-            expires_at,
-            ..
-        } => (
-            proto::EventKind::SetLifetime,
-            key,
-            value.clone(),
-            *expires_at,
-        ),
-        CacheEvent::Clear { key, .. } => (proto::EventKind::Clear, key, Vec::new(), 0),
-    };
-    let version = event.version();
-    proto::CacheEvent {
-        sync_tag: tag.to_owned(),
-        kind: kind as i32,
-        key: key.clone(),
-        value,
-        expires_at_ms: expires_at,
-        version_timestamp_ms: version.timestamp,
-        version_node_id: version.node_id,
-    }
-}
-
-/// Converts a wire event; `None` for an unknown kind.
-pub(crate) fn event_from_proto(event: proto::CacheEvent) -> Option<CacheEvent> {
-    let version = Version {
-        timestamp: event.version_timestamp_ms,
-        node_id: event.version_node_id,
-    };
-    match proto::EventKind::try_from(event.kind).ok()? {
-        proto::EventKind::Save => Some(CacheEvent::Save {
-            key: event.key,
-            value: event.value,
-            expires_at: event.expires_at_ms,
-            version,
-        }),
-        proto::EventKind::SetLifetime => Some(CacheEvent::SetLifetime {
-            key: event.key,
-            value: event.value,
-            expires_at: event.expires_at_ms,
-            version,
-        }),
-        proto::EventKind::Clear => Some(CacheEvent::Clear {
-            key: event.key,
-            version,
-        }),
-        proto::EventKind::Unspecified => None,
-    }
-}
-
-/// Keeps the link to `link.address` up for as long as the service runs.
-pub(crate) async fn run_link(shared: Arc<Shared>, link: Arc<PeerLink>, local: Option<IpAddr>) {
-    let mut backoff = BACKOFF_MIN;
+/// Keeps the link to peer `index` up for as long as the service runs.
+async fn run_outbound(links: Arc<Links>, index: usize) {
+    let (peer, address, _) = &links.peers[index];
+    let (peer, address) = (*peer, *address);
+    let mut closing = links.closing.subscribe();
+    let mut logged = LinkState::Down;
     loop {
-        link.set_state("connecting");
-        let started = Instant::now();
-        let result = session(&shared, &link, local).await;
-        *lock(&link.outbox) = None;
-        let reason = match result {
-            Ok(()) => "peer closed the stream".to_owned(),
-            Err(reason) => reason,
+        // Wait until the core wants a connection (at once, or after its back-off).
+        loop {
+            let now = wall_clock_ms();
+            let retry_at = {
+                let mut node = links.node();
+                let outbound = node.outbound(peer);
+                if outbound.wants_connection(now) {
+                    outbound.connecting(now);
+                    break;
+                }
+                outbound.poll_timeout()
+            };
+            let wait = retry_at.map_or(Duration::from_secs(1), |at| {
+                Duration::from_millis(at.saturating_sub(now))
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopped(&mut closing) => return,
+            }
+        }
+        let ended = tokio::select! {
+            ended = session(&links, index, &mut logged) => ended,
+            _ = stopped(&mut closing) => return,
         };
-        tracing::debug!(peer = %link.address, %reason, "cache sync session ended");
-        {
-            let mut stats = lock(&link.stats);
-            stats.state = "down".into();
-            stats.last_error = Some(reason);
+        let mut node = links.node();
+        let outbound = node.outbound(peer);
+        if let Some(reason) = ended {
+            outbound.closed(wall_clock_ms(), reason);
         }
-        if started.elapsed() > Duration::from_secs(10) {
-            backoff = BACKOFF_MIN;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        log_outbound(address, outbound, &mut logged);
     }
 }
 
-async fn session(shared: &Shared, link: &PeerLink, local: Option<IpAddr>) -> Result<(), String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", link.address))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .local_address(local);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let mut client = CacheSyncClient::new(channel);
-    let tags = link.tags();
-    let (requests, request_stream) = mpsc::channel::<proto::SyncMessage>(16);
-    let hello = proto::SyncMessage {
-        body: Some(proto::sync_message::Body::Hello(proto::Hello {
-            node_id: shared.node_id,
-            sync_tags: tags.iter().map(|(tag, _)| tag.clone()).collect(),
-        })),
+/// Logs the link's state when it changed since `logged` (a refused retry changes nothing).
+fn log_outbound(peer: SocketAddr, outbound: &Outbound, logged: &mut LinkState) {
+    let state = outbound.state();
+    if state == *logged {
+        return;
+    }
+    *logged = state;
+    let reason = outbound
+        .last_error()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    match state {
+        LinkState::TagMismatch | LinkState::AuthFailed => tracing::warn!(%peer, %state, %reason,
+            "python-policy cache sync refused; nothing is replicated to this peer"),
+        LinkState::Synchronised => {
+            tracing::info!(%peer, "python-policy caches synchronised with the peer")
+        }
+        _ => tracing::info!(%peer, %state, %reason, "python-policy cache sync link"),
+    }
+}
+
+/// One session over a new stream. Returns why it ended, or `None` when the core ended it.
+async fn session(links: &Links, index: usize, logged: &mut LinkState) -> Option<LinkError> {
+    let (peer, address, notify) = &links.peers[index];
+    let peer = *peer;
+    let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{address}")) {
+        Ok(endpoint) => endpoint,
+        Err(err) => return Some(LinkError::Connect(err.to_string())),
+    }
+    .connect_timeout(CONNECT_TIMEOUT)
+    .tcp_nodelay(true)
+    .http2_keep_alive_interval(KEEP_ALIVE)
+    .keep_alive_timeout(KEEP_ALIVE)
+    .local_address(Some(links.local));
+    let channel = match endpoint.connect().await {
+        Ok(channel) => channel,
+        Err(err) => return Some(LinkError::Connect(transport_error(&err))),
     };
-    requests.send(hello).await.map_err(|e| e.to_string())?;
-    let mut replies = client
+    links
+        .node()
+        .outbound(peer)
+        .connected(wall_clock_ms(), rand::random());
+    let (requests, request_stream) = mpsc::channel::<proto::SyncMessage>(16);
+    // The Hello must be on its way before the call: the peer answers the call after it.
+    if let Err(ended) = pump(links, peer, &requests).await {
+        return ended;
+    }
+    let mut replies = match CacheSyncClient::new(channel)
         .sync(ReceiverStream::new(request_stream))
         .await
-        .map_err(|status| format!("peer refused the stream: {}", status.message()))?
-        .into_inner();
-    match replies.message().await {
-        Ok(Some(proto::SyncReply {
-            body: Some(proto::sync_reply::Body::Hello(hello)),
-        })) => lock(&link.stats).peer_node_id = Some(hello.node_id),
-        Ok(_) => return Err("peer did not answer with a Hello".into()),
-        Err(status) => return Err(format!("peer: {}", status.message())),
-    }
-    // Live changes are queued from here on; the resync below is taken after, so a change made
-    // in between is at worst sent twice (harmless with last-writer-wins).
-    let (live, mut live_events) = mpsc::channel(LINK_QUEUE);
-    *lock(&link.outbox) = Some(live);
     {
-        let mut stats = lock(&link.stats);
-        stats.sessions += 1;
-        stats.state = "resyncing".into();
-    }
-    let now = wall_clock_ms();
-    let resync: Vec<(String, Vec<proto::CacheEvent>)> = {
-        let set = shared.caches();
-        tags.iter()
-            .filter_map(|(tag, policy)| {
-                let cache = set.get(policy)?;
-                let events = cache
-                    .peer_resync(now)
-                    .iter()
-                    .map(|event| event_to_proto(tag, event))
-                    .collect();
-                Some((tag.clone(), events))
-            })
-            .collect()
+        Ok(response) => response.into_inner(),
+        Err(status) => return Some(LinkError::PeerRefused(status.message().to_owned())),
     };
-    for (tag, events) in resync {
-        let entries = events.len() as u64;
-        let mut events = events.into_iter().peekable();
-        while events.peek().is_some() {
-            let batch: Vec<_> = events.by_ref().take(SNAPSHOT_BATCH).collect();
-            send_events(&requests, batch).await?;
-        }
-        let done = proto::SyncMessage {
-            body: Some(proto::sync_message::Body::SnapshotDone(
-                proto::SnapshotDone {
-                    sync_tag: tag,
-                    entries,
-                },
-            )),
-        };
-        requests.send(done).await.map_err(|e| e.to_string())?;
-        lock(&link.stats).resync_events += entries;
-    }
-    link.set_state("synchronised");
-    tracing::info!(peer = %link.address, "python-policy caches synchronised with the peer");
     loop {
+        let deadline = links.node().outbound(peer).poll_timeout();
         tokio::select! {
-            batch = live_events.recv() => match batch {
-                Some(batch) => send_events(&requests, batch).await?,
-                None => return Err("queue overflowed; resynchronising".into()),
-            },
+            _ = notify.notified() => {}
+            _ = sleep_until(deadline) => links.node().outbound(peer).handle_timeout(wall_clock_ms()),
             reply = replies.message() => match reply {
-                Ok(Some(proto::SyncReply { body: Some(proto::sync_reply::Body::Ack(ack)) })) => {
-                    let mut stats = lock(&link.stats);
-                    stats.peer_applied += ack.applied;
-                    stats.peer_stale += ack.stale;
-                    stats.peer_refused += ack.refused;
+                Ok(Some(reply)) => {
+                    let mut node = links.node();
+                    let caches = lock(&links.caches);
+                    let outbound = node.outbound(peer);
+                    // An error ends the session; `pump` below ends the stream.
+                    let _ = outbound.handle_reply(wall_clock_ms(), reply, &caches);
+                    log_outbound(*address, outbound, logged);
                 }
-                Ok(Some(_)) => {}
-                Ok(None) => return Ok(()),
-                Err(status) => return Err(format!("peer: {}", status.message())),
+                Ok(None) => return Some(LinkError::PeerClosed),
+                Err(status) => return Some(LinkError::PeerRefused(status.message().to_owned())),
             },
+        }
+        if let Err(ended) = pump(links, peer, &requests).await {
+            if ended.is_none() {
+                // The core ended the session, maybe right after its last handshake message:
+                // half-close and let the peer read it and answer, rather than reset the stream
+                // under it.
+                drop(requests);
+                let drained = async { while let Ok(Some(_)) = replies.message().await {} };
+                let _ = tokio::time::timeout(CLOSE_GRACE, drained).await;
+            }
+            return ended;
         }
     }
 }
 
-async fn send_events(
+/// Sends what the core has for the stream. `Err` when the session is over: `Err(None)` if the
+/// core ended it, `Err(Some(why))` if the stream broke.
+async fn pump(
+    links: &Links,
+    peer: PeerId,
     requests: &mpsc::Sender<proto::SyncMessage>,
-    events: Vec<proto::CacheEvent>,
-) -> Result<(), String> {
-    let message = proto::SyncMessage {
-        body: Some(proto::sync_message::Body::Events(proto::EventBatch {
-            events,
-        })),
-    };
-    requests
-        .send(message)
-        .await
-        .map_err(|_| "stream closed".to_owned())
-}
-
-/// Binds `address` and serves peers' sync streams; returns the bound address and the task.
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
-    address: SocketAddr,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    let bound = listener.local_addr()?;
-    let service = CacheSyncServer::new(SyncService { shared });
-    let task = tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(service)
-            .serve_with_incoming(TcpListenerStream::new(listener))
-            .await;
-        if let Err(err) = result {
-            tracing::error!(%err, "python-policy cache sync server stopped");
+) -> Result<(), Option<LinkError>> {
+    loop {
+        let next = links.node().outbound(peer).poll_transmit(wall_clock_ms());
+        match next {
+            Transmit::Message(message) => requests
+                .send(message)
+                .await
+                .map_err(|_| Some(LinkError::Transport("the stream to the peer closed".into())))?,
+            Transmit::Idle => return Ok(()),
+            Transmit::Close => return Err(None),
         }
-    });
-    Ok((bound, task))
+    }
 }
 
-struct SyncService {
-    shared: Arc<Shared>,
+async fn sleep_until(deadline: Option<Millis>) {
+    match deadline {
+        Some(at) => {
+            let wait = at.saturating_sub(wall_clock_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn transport_error(err: &tonic::transport::Error) -> String {
+    use std::error::Error;
+    // tonic's own message is "transport error"; the cause says what happened.
+    match err.source() {
+        Some(source) => format!("{err}: {source}"),
+        None => err.to_string(),
+    }
+}
+
+/// The gRPC status a refusal or the end of a stream is reported with.
+fn status(error: &LinkError) -> Status {
+    let message = error.to_string();
+    match error {
+        LinkError::UnknownPeer(_) => Status::permission_denied(message),
+        LinkError::AuthFailed => Status::unauthenticated(message),
+        LinkError::TagMismatch { .. } | LinkError::Version { .. } | LinkError::SameNodeId(_) => {
+            Status::failed_precondition(message)
+        }
+        LinkError::HandshakeTimeout(_) | LinkError::AckTimeout(_) => {
+            Status::deadline_exceeded(message)
+        }
+        LinkError::Superseded => Status::aborted(message),
+        LinkError::Protocol(_) => Status::invalid_argument(message),
+        LinkError::Connect(_)
+        | LinkError::Transport(_)
+        | LinkError::PeerClosed
+        | LinkError::PeerRefused(_)
+        | LinkError::QueueOverflow(_) => Status::unavailable(message),
+    }
+}
+
+/// The `CacheSync` service: streams dialled by peers.
+struct Acceptor {
+    links: Arc<Links>,
 }
 
 type ReplyStream = Pin<Box<dyn Stream<Item = Result<proto::SyncReply, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl CacheSync for SyncService {
+impl CacheSync for Acceptor {
     type SyncStream = ReplyStream;
 
     async fn sync(
         &self,
         request: Request<Streaming<proto::SyncMessage>>,
     ) -> Result<Response<ReplyStream>, Status> {
-        let shared = self.shared.clone();
-        let refuse = |status: Status| {
-            lock(&shared.inbound).refused += 1;
-            Err(status)
-        };
-        let Some(remote) = request.remote_addr() else {
-            return refuse(Status::internal("no peer address"));
-        };
+        let links = self.links.clone();
+        let remote = request
+            .remote_addr()
+            .ok_or_else(|| Status::internal("the stream has no peer address"))?;
+        let peer = links.node().admit(remote.ip()).map_err(|error| {
+            tracing::warn!(source = %remote, "cache sync stream from an address that is no mcs-peer refused");
+            status(&error)
+        })?;
         let mut inbound = request.into_inner();
-        let hello = match inbound.message().await {
-            Ok(Some(proto::SyncMessage {
-                body: Some(proto::sync_message::Body::Hello(hello)),
-            })) => hello,
-            _ => {
-                return refuse(Status::invalid_argument(
-                    "the first message must be a Hello",
+        let first = match inbound.message().await {
+            Ok(Some(first)) => first,
+            Ok(None) => {
+                return Err(Status::invalid_argument(
+                    "the stream ended before its Hello",
                 ))
             }
+            Err(status) => return Err(status),
         };
-        if hello.node_id == shared.node_id {
-            return refuse(Status::failed_precondition(format!(
-                "peer uses this node's node id {}; node ids must differ",
-                hello.node_id
-            )));
-        }
-        // Only the caches whose mcs-peer is the connecting address take its events.
-        let allowed: HashMap<String, String> = shared
-            .peers
-            .iter()
-            .filter(|link| same_ip(link.address.ip(), remote.ip()))
-            .flat_map(|link| link.tags())
-            .collect();
-        if allowed.is_empty() {
-            return refuse(Status::permission_denied(format!(
-                "no python-policy cache has mcs-peer {}",
-                remote.ip()
-            )));
-        }
-        {
-            let mut stats = lock(&shared.inbound);
-            stats.sessions += 1;
-            stats.active += 1;
-        }
-        tracing::info!(peer = %remote, node_id = hello.node_id, "cache sync stream from peer");
+        let (session, hello) = links
+            .node()
+            .inbound(peer)
+            .open(wall_clock_ms(), rand::random(), first)
+            .map_err(|error| {
+                tracing::warn!(peer = %remote, %error, "cache sync stream refused");
+                status(&error)
+            })?;
         let (replies, reply_stream) = mpsc::channel(16);
-        let answer = proto::SyncReply {
-            body: Some(proto::sync_reply::Body::Hello(proto::Hello {
-                node_id: shared.node_id,
-                sync_tags: allowed.keys().cloned().collect(),
-            })),
-        };
-        let _ = replies.send(Ok(answer)).await;
-        let mut closing = shared.closing.subscribe();
-        tokio::spawn(async move {
-            loop {
-                let received = tokio::select! {
-                    received = inbound.message() => received,
-                    _ = closing.wait_for(|closing| *closing) => break,
-                };
-                let message = match received {
-                    Ok(Some(message)) => message,
-                    Ok(None) => break,
-                    Err(status) => {
-                        tracing::debug!(peer = %remote, %status, "cache sync stream failed");
-                        break;
-                    }
-                };
-                match message.body {
-                    Some(proto::sync_message::Body::Events(batch)) => {
-                        let ack = apply_batch(&shared, &allowed, batch.events);
-                        shared.wake();
-                        if replies
-                            .send(Ok(proto::SyncReply {
-                                body: Some(proto::sync_reply::Body::Ack(ack)),
-                            }))
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                    Some(proto::sync_message::Body::SnapshotDone(done)) => {
-                        tracing::info!(peer = %remote, tag = %done.sync_tag, entries = done.entries,
-                            "cache resync from peer received");
-                    }
-                    Some(proto::sync_message::Body::Hello(_)) | None => {}
-                }
-            }
-            lock(&shared.inbound).active -= 1;
-        });
+        let _ = replies.send(Ok(hello)).await;
+        tokio::spawn(receive(links, peer, session, remote, inbound, replies));
         Ok(Response::new(Box::pin(ReceiverStream::new(reply_stream))))
     }
 }
 
-fn apply_batch(
-    shared: &Shared,
-    allowed: &HashMap<String, String>,
-    events: Vec<proto::CacheEvent>,
-) -> proto::Ack {
-    let now = wall_clock_ms();
-    let mut ack = proto::Ack::default();
-    let mut malformed = 0;
-    {
-        let mut set = shared.caches();
-        for event in events {
-            let Some(policy) = allowed.get(&event.sync_tag) else {
-                ack.unknown_tag += 1;
-                continue;
-            };
-            let Some(event) = event_from_proto(event) else {
-                malformed += 1;
-                continue;
-            };
-            let Some(cache) = set.get_mut(policy) else {
-                ack.unknown_tag += 1;
-                continue;
-            };
-            match cache.apply(&event, now) {
-                ApplyOutcome::Applied => ack.applied += 1,
-                ApplyOutcome::Stale => ack.stale += 1,
-                ApplyOutcome::Refused(_) => ack.refused += 1,
+/// Hands one accepted stream's messages to the core and sends back its acks.
+async fn receive(
+    links: Arc<Links>,
+    peer: PeerId,
+    session: brasa_cache::sync::SessionId,
+    remote: SocketAddr,
+    mut inbound: Streaming<proto::SyncMessage>,
+    replies: mpsc::Sender<Result<proto::SyncReply, Status>>,
+) {
+    let mut closing = links.closing.subscribe();
+    let mut logged = LinkState::Down;
+    loop {
+        let deadline = links.node().inbound(peer).poll_timeout();
+        let received = tokio::select! {
+            received = inbound.message() => received,
+            _ = sleep_until(deadline) => {
+                match handshake_expired(&links, peer, session) {
+                    None => continue,
+                    Some(error) => {
+                        let _ = replies.send(Err(status(&error))).await;
+                        return;
+                    }
+                }
+            }
+            _ = stopped(&mut closing) => return,
+        };
+        let message = match received {
+            Ok(Some(message)) => message,
+            Ok(None) => {
+                links
+                    .node()
+                    .inbound(peer)
+                    .closed(wall_clock_ms(), session, LinkError::PeerClosed);
+                return;
+            }
+            Err(status) => {
+                links.node().inbound(peer).closed(
+                    wall_clock_ms(),
+                    session,
+                    LinkError::Transport(status.message().to_owned()),
+                );
+                return;
+            }
+        };
+        let (result, state) = {
+            let mut node = links.node();
+            let mut caches = lock(&links.caches);
+            let link = node.inbound(peer);
+            let result = link.handle_message(wall_clock_ms(), session, message, &mut caches);
+            (result, link.state())
+        };
+        if state != logged {
+            match state {
+                LinkState::TagMismatch | LinkState::AuthFailed => {
+                    tracing::warn!(peer = %remote, %state,
+                    reason = result.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+                    "python-policy cache sync stream refused; nothing from this peer is applied")
+                }
+                _ => {
+                    tracing::info!(peer = %remote, %state, "python-policy cache sync from the peer")
+                }
+            }
+            logged = state;
+        }
+        match result {
+            Ok(Some(ack)) => {
+                links.applied.wake();
+                if replies.send(Ok(ack)).await.is_err() {
+                    links.node().inbound(peer).closed(
+                        wall_clock_ms(),
+                        session,
+                        LinkError::Transport("the reply stream closed".into()),
+                    );
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                let _ = replies.send(Err(status(&error))).await;
+                return;
             }
         }
     }
-    let mut stats = lock(&shared.inbound);
-    stats.applied += ack.applied;
-    stats.stale += ack.stale;
-    stats.refused_events += ack.refused;
-    stats.unknown_tag += ack.unknown_tag;
-    stats.malformed += malformed;
-    ack
 }
 
-/// Address equality that treats `::ffff:a.b.c.d` as `a.b.c.d`.
-fn same_ip(a: IpAddr, b: IpAddr) -> bool {
-    canonical(a) == canonical(b)
+/// Runs the inbound handshake timer; returns why the stream must end, if it must.
+fn handshake_expired(
+    links: &Links,
+    peer: PeerId,
+    session: brasa_cache::sync::SessionId,
+) -> Option<LinkError> {
+    let mut node = links.node();
+    let link = node.inbound(peer);
+    link.handle_timeout(wall_clock_ms());
+    if link.is_current(session) {
+        return None;
+    }
+    Some(link.last_error().cloned().unwrap_or(LinkError::Superseded))
+}
+
+/// Resolves once the service is shutting down.
+async fn stopped(closing: &mut watch::Receiver<bool>) {
+    // `wait_for` hands back a borrow of the value, which must not live across an await.
+    let _ = closing.wait_for(|closing| *closing).await;
 }

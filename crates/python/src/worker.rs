@@ -22,7 +22,8 @@ use brasa_script::{FailureKind, Outcome, RunOptions, Script, ScriptCache, Script
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::cache_service::{lock, CacheService};
+use crate::cache_service::CacheService;
+use crate::util::lock;
 use crate::wall_clock_ms;
 
 /// What happens to a packet whose script failed (SR OS `action-on-fail`).

@@ -180,45 +180,81 @@ fn render_python(stats: &crate::daemon::python_api::PythonStatistics) -> String 
                 ));
             }
         }
-        if !caches.peers.is_empty() {
-            out.push_str("\nMulti-chassis peers\n");
-            let rows: Vec<Vec<String>> = caches
-                .peers
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.address.clone(),
-                        p.state.clone(),
-                        p.sync_tags.join(","),
-                        p.sessions.to_string(),
-                        p.resync_events.to_string(),
-                        p.events_sent.to_string(),
-                        p.overflows.to_string(),
-                        p.last_error.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            out.push_str(&table(
-                &[
-                    "peer",
-                    "state",
-                    "tags",
-                    "sessions",
-                    "resync-events",
-                    "sent",
-                    "overflows",
-                    "last-error",
-                ],
-                &rows,
-            ));
-            out.push_str(&format!(
-                "inbound: {} streams active, {} applied, {} stale, {} refused streams\n",
-                caches.inbound.active,
-                caches.inbound.applied,
-                caches.inbound.stale,
-                caches.inbound.refused
-            ));
+        if let Some(sync) = &caches.sync {
+            out.push_str(&render_sync(sync));
         }
+    }
+    out
+}
+
+/// Both directions of every multi-chassis link: what this node sends (outbound) and applies
+/// (inbound), and why a link is not synchronised.
+fn render_sync(sync: &brasa_cache::sync::SyncStatus) -> String {
+    let mut out = format!("\nMulti-chassis peers (node {})\n", sync.node_id);
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    for peer in &sync.peers {
+        let (o, i) = (&peer.outbound, &peer.inbound);
+        let node = |id: Option<u32>| id.map_or("-".to_string(), |id| id.to_string());
+        rows.push(vec![
+            peer.address.to_string(),
+            "outbound".into(),
+            o.state.to_string(),
+            node(o.peer_node_id),
+            peer.sync_tags.join(","),
+            o.counters.sessions.to_string(),
+            (o.counters.resync_events + o.counters.events_sent).to_string(),
+            o.counters.peer_applied.to_string(),
+            o.counters.overflows.to_string(),
+            o.counters.auth_failures.to_string(),
+            o.counters.tag_mismatches.to_string(),
+        ]);
+        rows.push(vec![
+            peer.address.to_string(),
+            "inbound".into(),
+            i.state.to_string(),
+            node(i.peer_node_id),
+            i.peer_sync_tags.join(","),
+            i.counters.sessions.to_string(),
+            (i.counters.applied + i.counters.stale + i.counters.refused_events).to_string(),
+            i.counters.applied.to_string(),
+            "-".into(),
+            i.counters.auth_failures.to_string(),
+            i.counters.tag_mismatches.to_string(),
+        ]);
+        for (direction, error) in [("outbound", &o.last_error), ("inbound", &i.last_error)] {
+            if let Some(error) = error {
+                errors.push(format!(
+                    "last error of {} {direction}: {error}\n",
+                    peer.address
+                ));
+            }
+        }
+    }
+    out.push_str(&table(
+        &[
+            "peer",
+            "direction",
+            "state",
+            "peer-node",
+            "tags",
+            "sessions",
+            "events",
+            "applied",
+            "overflows",
+            "auth-failed",
+            "tag-mismatch",
+        ],
+        &rows,
+    ));
+    out.extend(errors);
+    if sync.unknown_peer_streams > 0 {
+        out.push_str(&format!(
+            "streams refused from addresses that are no mcs-peer: {} (last from {})\n",
+            sync.unknown_peer_streams,
+            sync.last_unknown_peer
+                .map_or("-".to_string(), |address| address.to_string())
+        ));
     }
     out
 }

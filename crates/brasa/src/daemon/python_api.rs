@@ -11,6 +11,7 @@ use crate::common::prom::{Kind, PromWriter};
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use brasa_cache::sync::{LinkState, PeerStatus, SyncStatus};
 use brasa_cache::CacheError;
 use brasa_python::cache_service::{CacheServiceError, CacheServiceStats};
 use brasa_python::worker::{PythonStats, WorkerError};
@@ -429,19 +430,128 @@ pub fn write_metrics(
                 );
             }
         }
-        writer.family(
+        if let Some(sync) = &caches.sync {
+            write_sync_metrics(sync, writer);
+        }
+    }
+}
+
+/// The multi-chassis links: state per direction (one series per state, 1 for the current
+/// one), refusals and traffic.
+fn write_sync_metrics(sync: &SyncStatus, writer: &mut PromWriter) {
+    writer.family(
+        "brasa_python_cache_peer_up",
+        "1 when this node's link to the multi-chassis peer is synchronised.",
+        Kind::Gauge,
+    );
+    for peer in &sync.peers {
+        writer.sample(
             "brasa_python_cache_peer_up",
-            "1 when the link to the multi-chassis peer is synchronised.",
-            Kind::Gauge,
+            &[("peer", &peer.address.to_string())],
+            f64::from(u8::from(peer.outbound.state == LinkState::Synchronised)),
         );
-        for peer in &caches.peers {
+    }
+    writer.family(
+        "brasa_python_cache_peer_state",
+        "State of each direction of a multi-chassis link (1 for the current state).",
+        Kind::Gauge,
+    );
+    for peer in &sync.peers {
+        let address = peer.address.to_string();
+        for (direction, current) in [
+            ("outbound", peer.outbound.state),
+            ("inbound", peer.inbound.state),
+        ] {
+            for state in LinkState::ALL {
+                writer.sample(
+                    "brasa_python_cache_peer_state",
+                    &[
+                        ("peer", &address),
+                        ("direction", direction),
+                        ("state", state.as_str()),
+                    ],
+                    f64::from(u8::from(state == current)),
+                );
+            }
+        }
+    }
+    type Field = fn(&PeerStatus) -> (u64, u64);
+    let counters: [(&str, &str, Field); 4] = [
+        ("sessions", "Sync sessions past the handshake.", |p| {
+            (p.outbound.counters.sessions, p.inbound.counters.sessions)
+        }),
+        (
+            "auth_failures",
+            "Sync handshakes whose peer failed the shared-key check.",
+            |p| {
+                (
+                    p.outbound.counters.auth_failures,
+                    p.inbound.counters.auth_failures,
+                )
+            },
+        ),
+        (
+            "tag_mismatches",
+            "Sync handshakes in which the peers paired different sync tags.",
+            |p| {
+                (
+                    p.outbound.counters.tag_mismatches,
+                    p.inbound.counters.tag_mismatches,
+                )
+            },
+        ),
+        (
+            "events",
+            "Cache events sent to (outbound) or applied from (inbound) the peer.",
+            |p| {
+                (
+                    p.outbound.counters.resync_events + p.outbound.counters.events_sent,
+                    p.inbound.counters.applied,
+                )
+            },
+        ),
+    ];
+    for (field, help, value) in counters {
+        let name = format!("brasa_python_cache_peer_{field}_total");
+        writer.family(&name, help, Kind::Counter);
+        for peer in &sync.peers {
+            let address = peer.address.to_string();
+            let (outbound, inbound) = value(peer);
             writer.sample(
-                "brasa_python_cache_peer_up",
-                &[("peer", &peer.address)],
-                f64::from(u8::from(peer.state == "synchronised")),
+                &name,
+                &[("peer", &address), ("direction", "outbound")],
+                outbound as f64,
+            );
+            writer.sample(
+                &name,
+                &[("peer", &address), ("direction", "inbound")],
+                inbound as f64,
             );
         }
     }
+    writer.family(
+        "brasa_python_cache_peer_overflows_total",
+        "Sync sessions reset (and resynchronised) because the queue to the peer overflowed.",
+        Kind::Counter,
+    );
+    for peer in &sync.peers {
+        writer.sample(
+            "brasa_python_cache_peer_overflows_total",
+            &[("peer", &peer.address.to_string())],
+            peer.outbound.counters.overflows as f64,
+        );
+    }
+    writer
+        .family(
+            "brasa_python_cache_sync_unknown_peer_streams_total",
+            "Sync streams refused because their source is no mcs-peer.",
+            Kind::Counter,
+        )
+        .sample(
+            "brasa_python_cache_sync_unknown_peer_streams_total",
+            &[],
+            sync.unknown_peer_streams as f64,
+        );
 }
 
 #[cfg(test)]

@@ -872,6 +872,117 @@ fn serial_python_cache_sync_with_a_wrong_key_is_refused_and_replicates_nothing()
     );
 }
 
+const UTF8_USER: &str = "Zoë O'Brien+vlan/42@fibre.example";
+
+const UTF8_SCRIPT: &str = r#"from alc import radius, cache
+# Every accounting request stores its User-Name; two keys no dump can print as text come along.
+cache.save(b"seen", radius.attributes.get(1))
+cache.save(b"bell", b"ring\x07")
+cache.save(b"binary", b"\xff\xfe")
+"#;
+
+#[test]
+fn serial_python_utf8_cache_keys_are_shown_as_text_and_work_as_string_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let brasa_dir = dir.path().join("brasa");
+    std::fs::create_dir_all(&brasa_dir).unwrap();
+    std::fs::write(brasa_dir.join("names.py"), UTF8_SCRIPT).unwrap();
+    let api = api_address();
+    let acct = free_udp_port("127.0.0.1");
+    let python = r#"[python]
+[[python.script]]
+name = "names"
+file = "names.py"
+[[python.policy]]
+name = "names"
+radius = [{ message = "accounting-request", direction = "egress", script = "names" }]
+[python.policy.cache]
+"#;
+    let config = local_python_config(api, &[(acct, "names")], python);
+    let _daemon = start_brasa(&brasa_dir, &config, api);
+    send_accounting(acct, UTF8_USER);
+
+    assert_eq!(entry(api, UTF8_USER.as_bytes())["key"], UTF8_USER);
+    assert_eq!(
+        entry(api, b"ring\x07")["key"],
+        "ring\u{7}",
+        "valid UTF-8 is text in JSON"
+    );
+    assert_eq!(entry(api, b"\xff\xfe")["key"], serde_json::Value::Null);
+
+    let human = brasa(
+        api,
+        &["tools", "dump", "python", "python-policy", "names", "cache"],
+    );
+    let human = String::from_utf8_lossy(&human.stdout).into_owned();
+    assert!(
+        human.contains(&format!("Key       : {UTF8_USER}\n")),
+        "{human}"
+    );
+    assert!(
+        human.contains("Key       : (hex) 72 69 6e 67 07\n"),
+        "{human}"
+    );
+    assert!(human.contains("Key       : (hex) ff fe\n"), "{human}");
+
+    let done = brasa_json(
+        api,
+        &[
+            "tools",
+            "perform",
+            "python-policy",
+            "names",
+            "cache",
+            "--string-key",
+            UTF8_USER,
+            "set-lifetime",
+            "120",
+        ],
+    );
+    assert_eq!(done["lifetime"], 120);
+    assert!(
+        done["detail"].as_str().unwrap().contains(UTF8_USER),
+        "{done}"
+    );
+    assert!(remaining_ms(&entry(api, UTF8_USER.as_bytes())) <= 120_000);
+    let cleared = brasa(
+        api,
+        &[
+            "clear",
+            "python",
+            "python-policy",
+            "names",
+            "cache",
+            "--string-key",
+            UTF8_USER,
+        ],
+    );
+    assert!(
+        cleared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleared.stderr)
+    );
+    assert!(String::from_utf8_lossy(&cleared.stdout).contains(UTF8_USER));
+    assert_eq!(
+        dump(api, "names").len(),
+        2,
+        "only the UTF-8 entry was cleared"
+    );
+}
+
+/// The entry with key `key` in the dump of policy `names` now.
+fn entry(api: SocketAddr, key: &[u8]) -> serde_json::Value {
+    let key_hex = key
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    dump(api, "names")
+        .into_iter()
+        .find(|e| e["key_hex"] == key_hex.as_str())
+        .unwrap_or_else(|| panic!("no entry with key {key_hex}"))
+}
+
 #[test]
 fn the_python_example_config_is_valid() {
     let example =

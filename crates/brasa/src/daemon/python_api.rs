@@ -40,9 +40,10 @@ pub struct PythonStatistics {
 /// One entry as `tools dump python python-policy NAME cache` shows it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CacheEntry {
-    /// The key as text when it is printable ASCII, else `None`.
+    /// The key as text when it is valid UTF-8, else `None` (the dump prints it as text only
+    /// when it is also [`printable`]).
     pub key: Option<String>,
-    /// The key in hex.
+    /// The key in hex, always.
     pub key_hex: String,
     /// The value in hex.
     pub value_hex: String,
@@ -118,15 +119,23 @@ fn cache_error(policy: &str, key: &[u8], err: CacheServiceError) -> ApiError {
 }
 
 fn describe_key(key: &[u8]) -> String {
-    match printable(key) {
-        Some(text) => format!("{text:?}"),
-        None => format!("(hex) {}", hex(key)),
+    match std::str::from_utf8(key) {
+        Ok(text) if printable(text) => format!("{text:?}"),
+        _ => format!("(hex) {}", hex(key)),
     }
 }
 
-fn printable(bytes: &[u8]) -> Option<String> {
-    (!bytes.is_empty() && bytes.iter().all(|b| (0x20..0x7f).contains(b)))
-        .then(|| String::from_utf8_lossy(bytes).into_owned())
+/// Whether a key shows as text: not empty, and no character that would hide or disguise
+/// what it is (controls, zero-width characters, bidirectional overrides). Anything else —
+/// accents, `'`, `+`, `/`, `@`, other scripts — is printed as it is; the rest is shown in hex,
+/// as SR OS shows keys.
+pub fn printable(text: &str) -> bool {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    };
+    !text.is_empty() && !text.chars().any(hidden)
 }
 
 /// Lower-case hex, bytes separated by spaces (the SR OS dump style).
@@ -185,7 +194,7 @@ async fn dump(
         .map_err(|err| cache_error(&policy, &[], err))?
         .into_iter()
         .map(|e| CacheEntry {
-            key: printable(&e.key),
+            key: String::from_utf8(e.key.clone()).ok(),
             key_hex: hex(&e.key),
             value_hex: hex(&e.value),
             time_left: e.time_left,
@@ -569,5 +578,20 @@ mod tests {
         assert_eq!(hex(b"Cl"), "43 6c");
         assert_eq!(describe_key(b"00:20:fc:1e:cd:53"), "\"00:20:fc:1e:cd:53\"");
         assert_eq!(describe_key(&[1, 2]), "(hex) 01 02");
+        assert_eq!(
+            describe_key("Zoë O'Brien+vlan/42@fibre.example".as_bytes()),
+            "\"Zoë O'Brien+vlan/42@fibre.example\""
+        );
+        assert_eq!(describe_key(b"\xff\xfe"), "(hex) ff fe");
+    }
+
+    #[test]
+    fn keys_with_hidden_characters_are_not_printable() {
+        assert!(printable("Zoë O'Brien+vlan/42@fibre.example"));
+        assert!(printable("用户@宽带"));
+        assert!(!printable(""));
+        assert!(!printable("tab\there"));
+        assert!(!printable("admin\u{202e}nimda"));
+        assert!(!printable("zero\u{200b}width"));
     }
 }

@@ -163,8 +163,8 @@ pub struct CacheStats {
     pub clears: u64,
     /// Successful lifetime changes.
     pub lifetime_changes: u64,
-    /// Refused saves by reason (`entry_too_large`, `too_many_entries`, …).
-    pub refused: BTreeMap<String, u64>,
+    /// Refused saves by reason (`entry_too_large`, `too_many_entries`, … in JSON).
+    pub refused: BTreeMap<RefusalReason, u64>,
     /// Events from the peer applied, ignored as older, refused by a limit.
     pub peer_applied: u64,
     /// See `peer_applied`.
@@ -177,8 +177,8 @@ pub struct CacheStats {
     pub journal_bytes: u64,
     /// Journal records.
     pub journal_records: u64,
-    /// The peer's sync address, if any.
-    pub mcs_peer: Option<String>,
+    /// Where the multi-chassis peer accepts sync streams, if the cache has one.
+    pub mcs_peer: Option<SocketAddr>,
     /// The sync tag, if any.
     pub sync_tag: Option<String>,
     /// `shutdown` configured.
@@ -475,7 +475,7 @@ impl CacheService {
                     lifetime_changes: counters.lifetime_changes,
                     refused: RefusalReason::ALL
                         .iter()
-                        .map(|r| (r.as_str().to_owned(), counters.refused(*r)))
+                        .map(|r| (*r, counters.refused(*r)))
                         .collect(),
                     peer_applied: counters.peer_applied,
                     peer_stale: counters.peer_stale,
@@ -483,9 +483,7 @@ impl CacheService {
                     persistence: config.persistence,
                     journal_bytes,
                     journal_records,
-                    mcs_peer: runtime
-                        .and_then(|r| r.peer)
-                        .map(|address| address.to_string()),
+                    mcs_peer: runtime.and_then(|r| r.peer),
                     sync_tag: config.mcs_peer.as_ref().map(|p| p.sync_tag.clone()),
                     shutdown: config.shutdown,
                 }

@@ -98,7 +98,7 @@ fn render_python(stats: &crate::daemon::python_api::PythonStatistics) -> String 
                     s.overload.to_string(),
                     format!("{mean}"),
                     s.max_run_time_us.to_string(),
-                    s.action_on_fail.clone(),
+                    s.action_on_fail.as_str().into(),
                     if s.debug { "on".into() } else { "off".into() },
                 ]
             })
@@ -154,7 +154,8 @@ fn render_python(stats: &crate::daemon::python_api::PythonStatistics) -> String 
                     } else {
                         "off".into()
                     },
-                    c.mcs_peer.clone().unwrap_or_else(|| "-".into()),
+                    c.mcs_peer
+                        .map_or_else(|| "-".into(), |peer| peer.to_string()),
                 ]
             })
             .collect();
@@ -170,7 +171,7 @@ fn render_python(stats: &crate::daemon::python_api::PythonStatistics) -> String 
                 .refused
                 .iter()
                 .filter(|(_, n)| **n > 0)
-                .map(|(reason, n)| format!("{reason}={n}"))
+                .map(|(reason, n)| format!("{}={n}", reason.as_str()))
                 .collect();
             if !reasons.is_empty() {
                 out.push_str(&format!(

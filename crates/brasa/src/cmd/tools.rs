@@ -104,9 +104,17 @@ pub enum ScriptAction {
     /// Log every run's output and result trace ("Python Output", "Python Result") or stop.
     Debug {
         /// `on` or `off`.
-        #[arg(value_parser = ["on", "off"])]
-        state: String,
+        state: Switch,
     },
+}
+
+/// `on` or `off`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// Turn it on.
+    On,
+    /// Turn it off.
+    Off,
 }
 
 /// Names one cache entry.
@@ -209,7 +217,9 @@ pub async fn run_tools(global: &GlobalArgs, command: ToolsCommand) -> anyhow::Re
                 )?,
                 ScriptAction::Debug { state } => client.post(
                     &format!("/api/v1/python/scripts/{}/debug", encode_component(&name)),
-                    &DebugRequest { on: state == "on" },
+                    &DebugRequest {
+                        on: state == Switch::On,
+                    },
                 )?,
             };
             report(global, &done)

@@ -434,7 +434,7 @@ pub fn write_metrics(
             for (reason, count) in &cache.refused {
                 writer.sample(
                     "brasa_python_cache_refused_total",
-                    &[("policy", &cache.policy), ("reason", reason)],
+                    &[("policy", &cache.policy), ("reason", reason.as_str())],
                     *count as f64,
                 );
             }

@@ -200,7 +200,7 @@ impl PythonPolicies {
         dictionary: Arc<Dictionary>,
         caches: Option<Arc<CacheService>>,
     ) -> Result<Arc<PythonPolicies>, WorkerError> {
-        let host = ScriptHost::new()?;
+        let host = ScriptHost::new(Instant::now)?;
         let mut scripts = Vec::with_capacity(config.scripts.len());
         for spec in &config.scripts {
             scripts.push(Script::load(&spec.name, &spec.path)?);

@@ -482,7 +482,7 @@ fn handshake_expired(
     let mut node = links.node();
     let link = node.inbound(peer);
     link.handle_timeout(wall_clock_ms());
-    if link.is_current(session) {
+    if link.is_open(session) {
         return None;
     }
     Some(link.last_error().cloned().unwrap_or(LinkError::Superseded))

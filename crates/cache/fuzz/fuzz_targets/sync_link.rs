@@ -80,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
                     .handle_message(NOW, session, message, &mut b_caches)
                     .is_err()
                 {
-                    assert!(!inbound.is_current(session));
+                    assert!(!inbound.is_open(session));
                 }
             }
         } else if let Ok(reply) = proto::SyncReply::decode(chunk) {

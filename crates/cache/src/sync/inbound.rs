@@ -61,18 +61,19 @@ pub struct InboundStatus {
     pub last_error: Option<String>,
 }
 
+/// A stream whose dialler has not proved the key yet.
 #[derive(Debug)]
-enum Phase {
-    AwaitingProof { deadline: Millis },
-    Receiving { synchronised: bool },
-}
-
-#[derive(Debug)]
-struct Session {
+struct Handshake {
     id: SessionId,
     peer: HelloFields,
     ours: HelloFields,
-    phase: Phase,
+    deadline: Millis,
+}
+
+/// An authenticated stream.
+#[derive(Debug)]
+struct Receiving {
+    id: SessionId,
     next_seq: u64,
     /// Tags whose snapshot has not been completed yet.
     pending_snapshots: Vec<String>,
@@ -85,6 +86,10 @@ struct Session {
 /// [`Inbound::handle_message`] (sending the `Ack` it may return); an error ends the stream.
 /// [`Inbound::handle_timeout`] at [`Inbound::poll_timeout`] ends a handshake that stalls, and
 /// [`Inbound::closed`] records the end of a stream.
+///
+/// A peer has at most one authenticated stream and one in its handshake. A new stream
+/// replaces the authenticated one only once it has proved the key itself, so a stream that
+/// cannot (another process at the peer's address, say) never interrupts replication.
 #[derive(Debug)]
 pub struct Inbound {
     node_id: u32,
@@ -93,7 +98,8 @@ pub struct Inbound {
     caches: Vec<SyncedCache>,
     tags: Vec<String>,
     limits: SyncLimits,
-    session: Option<Session>,
+    handshake: Option<Handshake>,
+    receiving: Option<Receiving>,
     next_id: SessionId,
     verdict: Option<Verdict>,
     clock: Clock,
@@ -117,7 +123,8 @@ impl Inbound {
             caches,
             tags,
             limits,
-            session: None,
+            handshake: None,
+            receiving: None,
             next_id: 1,
             verdict: None,
             clock: Clock::default(),
@@ -132,13 +139,11 @@ impl Inbound {
     /// gets past it.
     pub fn state(&self) -> LinkState {
         let refusal = self.verdict.map(LinkState::from);
-        match self.session.as_ref().map(|s| &s.phase) {
-            None => refusal.unwrap_or(LinkState::Down),
-            Some(Phase::AwaitingProof { .. }) => refusal.unwrap_or(LinkState::Authenticating),
-            Some(Phase::Receiving {
-                synchronised: false,
-            }) => LinkState::Resyncing,
-            Some(Phase::Receiving { synchronised: true }) => LinkState::Synchronised,
+        match (&self.receiving, &self.handshake) {
+            (Some(stream), _) if stream.pending_snapshots.is_empty() => LinkState::Synchronised,
+            (Some(_), _) => LinkState::Resyncing,
+            (None, Some(_)) => refusal.unwrap_or(LinkState::Authenticating),
+            (None, None) => refusal.unwrap_or(LinkState::Down),
         }
     }
 
@@ -158,30 +163,37 @@ impl Inbound {
         self.last_error.as_ref()
     }
 
-    /// Whether `session` is the peer's current stream (a stream that is not must be ended).
-    pub fn is_current(&self, session: SessionId) -> bool {
-        self.session.as_ref().is_some_and(|s| s.id == session)
+    /// Whether stream `session` is still open here (one that is not must be ended).
+    pub fn is_open(&self, session: SessionId) -> bool {
+        self.handshake.as_ref().is_some_and(|h| h.id == session)
+            || self.receiving.as_ref().is_some_and(|r| r.id == session)
     }
 
-    /// The handshake deadline of the current stream.
+    /// The deadline of the handshake in progress.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        match self.session.as_ref()?.phase {
-            Phase::AwaitingProof { deadline } => Some(deadline),
-            Phase::Receiving { .. } => None,
-        }
+        self.handshake.as_ref().map(|h| h.deadline)
     }
 
     /// Ends a handshake that ran past its deadline.
     pub fn handle_timeout(&mut self, now: Millis) {
         self.rebase(now);
-        if self.poll_timeout().is_some_and(|deadline| now >= deadline) {
-            self.end(LinkError::HandshakeTimeout(self.limits.handshake_timeout));
+        if let Some(id) = self
+            .handshake
+            .as_ref()
+            .filter(|h| now >= h.deadline)
+            .map(|h| h.id)
+        {
+            self.end(
+                id,
+                LinkError::HandshakeTimeout(self.limits.handshake_timeout),
+            );
         }
     }
 
     /// A new stream's first message, which must be the peer's Hello; `nonce` is fresh random
-    /// bytes. Returns the stream's id and this node's Hello (with its proof) to send back. A
-    /// newer stream replaces an older one of the same peer.
+    /// bytes. Returns the stream's id and this node's Hello (with its proof) to send back. It
+    /// replaces a handshake still in progress, and the authenticated stream once it has
+    /// proved the key.
     pub fn open(
         &mut self,
         now: Millis,
@@ -192,7 +204,7 @@ impl Inbound {
         self.counters.streams += 1;
         let hello = match first.body {
             Some(In::Hello(hello)) => hello,
-            Some(_) => return Err(self.refuse(ProtocolError::Unexpected("first").into())),
+            Some(other) => return Err(self.refuse(ProtocolError::Unexpected(name(&other)).into())),
             None => return Err(self.refuse(ProtocolError::Empty.into())),
         };
         let peer = match HelloFields::from_peer(&hello, self.node_id) {
@@ -212,15 +224,11 @@ impl Inbound {
         };
         let id = self.next_id;
         self.next_id += 1;
-        self.session = Some(Session {
+        self.handshake = Some(Handshake {
             id,
             peer,
             ours,
-            phase: Phase::AwaitingProof {
-                deadline: now.saturating_add(ms(self.limits.handshake_timeout)),
-            },
-            next_seq: 1,
-            pending_snapshots: self.tags.clone(),
+            deadline: now.saturating_add(ms(self.limits.handshake_timeout)),
         });
         Ok((id, reply))
     }
@@ -235,76 +243,90 @@ impl Inbound {
         caches: &mut CacheSet,
     ) -> Result<Option<proto::SyncReply>, LinkError> {
         self.rebase(now);
-        if !self.is_current(session) {
+        let result = if self.handshake.as_ref().is_some_and(|h| h.id == session) {
+            self.authenticate(message)
+        } else if self.receiving.as_ref().is_some_and(|r| r.id == session) {
+            self.receive(now, message, caches)
+        } else {
             return Err(LinkError::Superseded);
-        }
-        let result = self.receive(now, message, caches);
+        };
         if let Err(error) = &result {
-            self.end(error.clone());
+            self.end(session, error.clone());
         }
         result
     }
 
+    /// The message after the Hello: the dialler's proof; then the tags must agree.
+    fn authenticate(
+        &mut self,
+        message: proto::SyncMessage,
+    ) -> Result<Option<proto::SyncReply>, LinkError> {
+        let Some(handshake) = self.handshake.as_ref() else {
+            return Err(LinkError::Superseded);
+        };
+        let proof = match message.body {
+            Some(In::Proof(proof)) => proof,
+            Some(other) => return Err(ProtocolError::Unexpected(name(&other)).into()),
+            None => return Err(ProtocolError::Empty.into()),
+        };
+        let proved = handshake::verify(
+            &self.key,
+            Role::Dialler,
+            &handshake.peer,
+            &handshake.ours,
+            &proof.proof,
+        );
+        if !proved {
+            return Err(LinkError::AuthFailed);
+        }
+        match_tags(&self.tags, &handshake.peer.tags)?;
+        // The proven stream replaces the one before it, whose next message gets `Superseded`.
+        self.receiving = Some(Receiving {
+            id: handshake.id,
+            next_seq: 1,
+            pending_snapshots: self.tags.clone(),
+        });
+        self.handshake = None;
+        self.counters.sessions += 1;
+        self.verdict = None;
+        Ok(None)
+    }
+
+    /// A message of the authenticated stream.
     fn receive(
         &mut self,
         now: Millis,
         message: proto::SyncMessage,
         caches: &mut CacheSet,
     ) -> Result<Option<proto::SyncReply>, LinkError> {
-        let Some(session) = self.session.as_mut() else {
+        let Some(stream) = self.receiving.as_mut() else {
             return Err(LinkError::Superseded);
         };
-        let body = message.body.ok_or(ProtocolError::Empty)?;
-        match (&session.phase, body) {
-            (Phase::AwaitingProof { .. }, In::Proof(proof)) => {
-                if !handshake::verify(
-                    &self.key,
-                    Role::Dialler,
-                    &session.peer,
-                    &session.ours,
-                    &proof.proof,
-                ) {
-                    return Err(LinkError::AuthFailed);
-                }
-                match_tags(&self.tags, &session.peer.tags)?;
-                session.phase = Phase::Receiving {
-                    synchronised: session.pending_snapshots.is_empty(),
-                };
-                self.counters.sessions += 1;
-                self.verdict = None;
-                Ok(None)
-            }
-            (Phase::Receiving { .. }, In::Events(batch)) => {
-                if batch.sequence != session.next_seq {
+        match message.body {
+            Some(In::Events(batch)) => {
+                if batch.sequence != stream.next_seq {
                     return Err(ProtocolError::Sequence {
-                        expected: session.next_seq,
+                        expected: stream.next_seq,
                         got: batch.sequence,
                     }
                     .into());
                 }
-                session.next_seq += 1;
+                stream.next_seq += 1;
                 let ack = self.apply(now, batch, caches);
                 Ok(Some(proto::SyncReply {
                     body: Some(Reply::Ack(ack)),
                 }))
             }
-            (Phase::Receiving { .. }, In::SnapshotDone(done)) => {
+            Some(In::SnapshotDone(done)) => {
                 if self.tags.binary_search(&done.sync_tag).is_err() {
                     return Err(ProtocolError::SnapshotTag(done.sync_tag).into());
                 }
-                session
-                    .pending_snapshots
-                    .retain(|tag| *tag != done.sync_tag);
-                if session.pending_snapshots.is_empty() {
-                    session.phase = Phase::Receiving { synchronised: true };
-                }
+                stream.pending_snapshots.retain(|tag| *tag != done.sync_tag);
                 self.counters.snapshots += 1;
                 Ok(None)
             }
-            (_, In::Hello(_)) => Err(ProtocolError::Unexpected("Hello").into()),
-            (_, In::Proof(_)) => Err(ProtocolError::Unexpected("Proof").into()),
-            (_, In::Events(_)) => Err(ProtocolError::Unexpected("EventBatch").into()),
-            (_, In::SnapshotDone(_)) => Err(ProtocolError::Unexpected("SnapshotDone").into()),
+            Some(other) => Err(ProtocolError::Unexpected(name(&other)).into()),
+            None => Err(ProtocolError::Empty.into()),
         }
     }
 
@@ -348,9 +370,7 @@ impl Inbound {
     /// Stream `session` ended (the peer closed it, or the transport failed).
     pub fn closed(&mut self, now: Millis, session: SessionId, reason: LinkError) {
         self.rebase(now);
-        if self.is_current(session) {
-            self.end(reason);
-        }
+        self.end(session, reason);
     }
 
     fn refuse(&mut self, error: LinkError) -> LinkError {
@@ -359,7 +379,15 @@ impl Inbound {
         error
     }
 
-    fn end(&mut self, error: LinkError) {
+    /// Ends stream `session` (if it is still open) for `error`.
+    fn end(&mut self, session: SessionId, error: LinkError) {
+        if self.handshake.as_ref().is_some_and(|h| h.id == session) {
+            self.handshake = None;
+        } else if self.receiving.as_ref().is_some_and(|r| r.id == session) {
+            self.receiving = None;
+        } else {
+            return;
+        }
         self.verdict = match &error {
             LinkError::AuthFailed => {
                 self.counters.auth_failures += 1;
@@ -376,17 +404,22 @@ impl Inbound {
             _ => None,
         };
         self.last_error = Some(error);
-        self.session = None;
     }
 
     fn rebase(&mut self, now: Millis) {
         let back = self.clock.observe(now);
-        if let Some(Session {
-            phase: Phase::AwaitingProof { deadline },
-            ..
-        }) = self.session.as_mut()
-        {
-            *deadline = deadline.saturating_sub(back);
+        if let Some(handshake) = self.handshake.as_mut() {
+            handshake.deadline = handshake.deadline.saturating_sub(back);
         }
+    }
+}
+
+/// The name of a message kind, for protocol errors.
+fn name(body: &In) -> &'static str {
+    match body {
+        In::Hello(_) => "Hello",
+        In::Events(_) => "EventBatch",
+        In::SnapshotDone(_) => "SnapshotDone",
+        In::Proof(_) => "Proof",
     }
 }

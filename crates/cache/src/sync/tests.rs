@@ -509,7 +509,7 @@ fn events_before_the_proof_are_a_protocol_violation() {
         Err(LinkError::Protocol(ProtocolError::Unexpected("EventBatch")))
     );
     assert_eq!(b.inb().status().counters.protocol_errors, 1);
-    assert!(!b.inb().is_current(id));
+    assert!(!b.inb().is_open(id));
 }
 
 #[test]
@@ -520,12 +520,33 @@ fn a_newer_stream_supersedes_the_older_one() {
     let retry = a.out().poll_timeout().unwrap();
     let (_, new) = session(&mut a, &mut b, A, retry);
     assert_ne!(old, new);
-    assert!(!b.inb().is_current(old));
+    assert!(!b.inb().is_open(old));
     assert_eq!(
         b.receive(retry, old, proto::SyncMessage { body: None }),
         Err(LinkError::Superseded)
     );
     assert_eq!(b.inb().state(), LinkState::Synchronised);
+}
+
+#[test]
+fn a_stream_that_cannot_prove_the_key_does_not_interrupt_the_authenticated_one() {
+    let (mut a, mut b) = pair("t", "t", b"k", b"k");
+    let (_, id) = session(&mut a, &mut b, A, T0);
+    // Something else at a's address, without the key, opens a stream to b.
+    let mut intruder = Node::new(1, B, "t", b"guess", SyncLimits::default());
+    let (wire, intruding) = session(&mut intruder, &mut b, A, T0);
+    assert_eq!(wire.batches, Vec::<u64>::new());
+    assert!(!b.inb().is_open(intruding));
+    assert_eq!(b.inb().status().counters.auth_failures, 1);
+    // The genuine stream goes on.
+    assert!(b.inb().is_open(id));
+    assert_eq!(b.inb().state(), LinkState::Synchronised);
+    a.save(b"alice", b"1", T0 + 1);
+    a.drain(T0 + 1);
+    let mut wire = Wire::default();
+    pump(&mut a, &mut b, id, T0 + 1, &mut wire);
+    assert_eq!(wire.batches, vec![1]);
+    assert_eq!(b.keys(T0 + 1), vec![b"alice".to_vec()]);
 }
 
 #[test]

@@ -353,3 +353,65 @@ fn render_statistics(stats: &StatsSnapshot) -> String {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brasa_cache::sync::{
+        InboundStatus, LinkState, OutboundCounters, OutboundStatus, PeerStatus, SyncStatus,
+    };
+
+    #[test]
+    fn a_refused_peer_link_says_why_in_both_directions() {
+        let mismatch =
+            "sync tags differ: only here [\"bng-pair\"], only on the peer [\"bng-pear\"]";
+        let sync = SyncStatus {
+            node_id: 1,
+            unknown_peer_streams: 2,
+            last_unknown_peer: Some("127.0.0.9".parse().unwrap()),
+            peers: vec![PeerStatus {
+                address: "127.0.0.2".parse().unwrap(),
+                sync_tags: vec!["bng-pair".into()],
+                outbound: OutboundStatus {
+                    state: LinkState::TagMismatch,
+                    peer_node_id: Some(2),
+                    peer_sync_tags: vec!["bng-pear".into()],
+                    queued: 0,
+                    in_flight: 0,
+                    counters: OutboundCounters {
+                        tag_mismatches: 3,
+                        ..OutboundCounters::default()
+                    },
+                    last_error: Some(mismatch.into()),
+                },
+                inbound: InboundStatus {
+                    state: LinkState::TagMismatch,
+                    peer_node_id: Some(2),
+                    peer_sync_tags: vec!["bng-pear".into()],
+                    counters: Default::default(),
+                    last_error: Some(mismatch.into()),
+                },
+            }],
+        };
+        let text = render_sync(&sync);
+        let outbound = text
+            .lines()
+            .find(|l| l.contains("outbound") && l.starts_with("127.0.0.2"))
+            .unwrap();
+        let columns: Vec<&str> = outbound.split_whitespace().collect();
+        assert_eq!(
+            &columns[..6],
+            [
+                "127.0.0.2",
+                "outbound",
+                "tag-mismatch",
+                "2",
+                "bng-pair",
+                "bng-pear"
+            ]
+        );
+        assert_eq!(columns.last(), Some(&"3"));
+        assert!(text.contains(&format!("last error of 127.0.0.2 inbound: {mismatch}")));
+        assert!(text.contains("addresses that are no mcs-peer: 2 (last from 127.0.0.9)"));
+    }
+}

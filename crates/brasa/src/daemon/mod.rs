@@ -53,12 +53,12 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
     let (caches, python) = match resolved.python {
         Some(python) => {
             let caches = Arc::new(
-                brasa_policy::cache_service::CacheService::start(python.caches)
+                brasa_python::cache_service::CacheService::start(python.caches)
                     .await
                     .map_err(|err| anyhow::anyhow!("python-policy caches: {err}"))?,
             );
             let worker = tokio::task::block_in_place(|| {
-                brasa_policy::worker::PythonPolicies::start(
+                brasa_python::worker::PythonPolicies::start(
                     python.worker,
                     dictionary,
                     Some(caches.clone()),
@@ -113,9 +113,9 @@ pub struct ApiState {
     /// The subscriber manager.
     pub sm: Option<Arc<sm_api::SmComponent>>,
     /// The Python worker (python-scripts and python-policies).
-    pub python: Option<Arc<brasa_policy::worker::PythonPolicies>>,
+    pub python: Option<Arc<brasa_python::worker::PythonPolicies>>,
     /// The python-policy caches.
-    pub caches: Option<Arc<brasa_policy::cache_service::CacheService>>,
+    pub caches: Option<Arc<brasa_python::cache_service::CacheService>>,
 }
 
 async fn metrics(

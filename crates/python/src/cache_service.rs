@@ -5,26 +5,28 @@
 //! single cache operation, never across I/O). Each mutation is recorded by the core as a
 //! `Change`; a dedicated *drain* thread, woken by [`CacheService::changed`] or by its tick,
 //! takes the recorded changes, appends them to the journals of persistent caches and queues the
-//! peer's share for the [`crate::sync`] link, then writes the journals outside the lock. So a
+//! peer's share on the [`crate::sync`] links, then writes the journals outside the lock. So a
 //! script never waits for a disk or a socket, and the order of changes per cache is kept.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self as std_mpsc, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::mpsc::{self as std_mpsc, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use brasa_cache::journal::{Journal, JournalError};
+use brasa_cache::sync::{SyncConfigError, SyncKey, SyncStatus, SyncedCache};
 use brasa_cache::{
     CacheConfig, CacheError, CacheEvent, CacheSet, ConfigError, Millis, Origin, RefusalReason,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::sync::{self, PeerLink};
+use crate::sync::{Links, PeerAddress};
+use crate::util::{lock, Wake};
 use crate::wall_clock_ms;
 
 /// How often the drain thread runs without being woken (expiry, journal sync).
@@ -42,6 +44,16 @@ pub struct PolicyCacheSpec {
     pub peer: Option<SocketAddr>,
 }
 
+/// How this node takes part in multi-chassis sync.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// Where it accepts its peers' streams; its own streams leave from this address too, and
+    /// the peers admit it by it.
+    pub listen: SocketAddr,
+    /// The key every peer shares with it (SR OS multi-chassis peer `authentication-key`).
+    pub key: SyncKey,
+}
+
 /// Everything the service needs.
 #[derive(Debug, Clone)]
 pub struct CacheServiceConfig {
@@ -51,8 +63,8 @@ pub struct CacheServiceConfig {
     pub global_memory: usize,
     /// Folder of the journals of persistent caches (SR OS `python-policy-cache location`).
     pub location: PathBuf,
-    /// Where this node accepts its peers' sync streams; `None` accepts none.
-    pub sync_listen: Option<SocketAddr>,
+    /// Multi-chassis sync; required by a cache with an `mcs-peer`.
+    pub sync: Option<SyncSettings>,
     /// How often journals are synced to disk (they are written to the OS after every batch).
     pub sync_interval: Duration,
     /// The caches.
@@ -80,6 +92,20 @@ pub enum CacheServiceError {
     /// A cache has an `mcs-peer` but no peer sync address.
     #[error("cache of python-policy {0:?}: mcs-peer needs a peer sync address")]
     PeerAddress(String),
+    /// A cache has an `mcs-peer` but the node takes no part in sync.
+    #[error("cache of python-policy {0:?}: mcs-peer needs the node's sync listener and key")]
+    NoSync(String),
+    /// Two caches name the same peer address with different sync ports.
+    #[error("caches name mcs-peer {first} and {second}: one peer address, two sync ports")]
+    PeerPorts {
+        /// One of them.
+        first: SocketAddr,
+        /// The other.
+        second: SocketAddr,
+    },
+    /// The multi-chassis sync configuration cannot work.
+    #[error(transparent)]
+    Sync(#[from] SyncConfigError),
     /// A journal could not be opened or written.
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -137,8 +163,8 @@ pub struct CacheStats {
     pub clears: u64,
     /// Successful lifetime changes.
     pub lifetime_changes: u64,
-    /// Refused saves by reason (`entry_too_large`, `too_many_entries`, …).
-    pub refused: BTreeMap<String, u64>,
+    /// Refused saves by reason (`entry_too_large`, `too_many_entries`, … in JSON).
+    pub refused: BTreeMap<RefusalReason, u64>,
     /// Events from the peer applied, ignored as older, refused by a limit.
     pub peer_applied: u64,
     /// See `peer_applied`.
@@ -151,8 +177,8 @@ pub struct CacheStats {
     pub journal_bytes: u64,
     /// Journal records.
     pub journal_records: u64,
-    /// The peer's sync address, if any.
-    pub mcs_peer: Option<String>,
+    /// Where the multi-chassis peer accepts sync streams, if the cache has one.
+    pub mcs_peer: Option<SocketAddr>,
     /// The sync tag, if any.
     pub sync_tag: Option<String>,
     /// `shutdown` configured.
@@ -170,42 +196,30 @@ pub struct CacheServiceStats {
     pub global_memory_used: usize,
     /// Per cache, by policy name.
     pub caches: Vec<CacheStats>,
-    /// Per multi-chassis peer.
-    pub peers: Vec<sync::PeerStats>,
-    /// Sync streams accepted from peers.
-    pub inbound: sync::InboundStats,
+    /// Multi-chassis sync: every peer link in both directions.
+    pub sync: Option<SyncStatus>,
 }
 
-pub(crate) struct PolicyRuntime {
-    pub(crate) persistence: bool,
-    pub(crate) persistence_min_ms: u64,
-    /// Index into `Shared::peers` and the sync tag.
-    pub(crate) peer: Option<(usize, String)>,
+struct PolicyRuntime {
+    persistence: bool,
+    persistence_min_ms: u64,
+    /// Where the multi-chassis peer is dialled, for a replicated cache.
+    peer: Option<SocketAddr>,
 }
 
-pub(crate) struct Shared {
-    pub(crate) node_id: u32,
-    pub(crate) set: Mutex<CacheSet>,
-    pub(crate) policies: BTreeMap<String, PolicyRuntime>,
-    pub(crate) peers: Vec<Arc<PeerLink>>,
-    pub(crate) inbound: Mutex<sync::InboundStats>,
+struct Shared {
+    node_id: u32,
+    set: Arc<Mutex<CacheSet>>,
+    policies: BTreeMap<String, PolicyRuntime>,
+    links: Option<Arc<Links>>,
     journals: Mutex<HashMap<String, Journal>>,
-    wake: SyncSender<()>,
+    wake: Wake,
     stopping: AtomicBool,
-    /// Set at shutdown: accepted sync streams end (their connections outlive the server task).
-    pub(crate) closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
-    pub(crate) fn caches(&self) -> MutexGuard<'_, CacheSet> {
+    fn caches(&self) -> MutexGuard<'_, CacheSet> {
         lock(&self.set)
-    }
-
-    pub(crate) fn wake(&self) {
-        // A full channel already holds a wake-up: the drain thread will see this change too.
-        match self.wake.try_send(()) {
-            Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
-        }
     }
 }
 
@@ -225,7 +239,7 @@ impl CacheService {
         let now = wall_clock_ms();
         let mut set = CacheSet::new(config.global_memory, config.node_id);
         let mut policies = BTreeMap::new();
-        let mut peers: Vec<Arc<PeerLink>> = Vec::new();
+        let mut peers: Vec<PeerAddress> = Vec::new();
         let mut journals = HashMap::new();
         let persistent = config.caches.iter().any(|c| c.config.persistence);
         if persistent {
@@ -249,15 +263,27 @@ impl CacheService {
                     let address = spec
                         .peer
                         .ok_or_else(|| CacheServiceError::PeerAddress(spec.policy.clone()))?;
-                    let index = match peers.iter().position(|p| p.address == address) {
-                        Some(index) => index,
-                        None => {
-                            peers.push(Arc::new(PeerLink::new(address)));
-                            peers.len() - 1
-                        }
+                    if config.sync.is_none() {
+                        return Err(CacheServiceError::NoSync(spec.policy.clone()));
+                    }
+                    let shared = SyncedCache {
+                        tag: mcs.sync_tag.clone(),
+                        policy: spec.policy.clone(),
                     };
-                    peers[index].add_tag(&mcs.sync_tag, &spec.policy);
-                    Some((index, mcs.sync_tag.clone()))
+                    match peers.iter_mut().find(|p| p.dial.ip() == address.ip()) {
+                        Some(peer) if peer.dial != address => {
+                            return Err(CacheServiceError::PeerPorts {
+                                first: peer.dial,
+                                second: address,
+                            })
+                        }
+                        Some(peer) => peer.caches.push(shared),
+                        None => peers.push(PeerAddress {
+                            dial: address,
+                            caches: vec![shared],
+                        }),
+                    }
+                    Some(address)
                 }
             };
             cache.record_changes(spec.config.persistence || peer.is_some());
@@ -292,35 +318,40 @@ impl CacheService {
             );
         }
         let (wake, woken) = std_mpsc::sync_channel(1);
-        let shared = Arc::new(Shared {
-            node_id: config.node_id,
-            set: Mutex::new(set),
-            policies,
-            peers,
-            inbound: Mutex::new(sync::InboundStats::default()),
-            journals: Mutex::new(journals),
-            wake,
-            stopping: AtomicBool::new(false),
-            closing: tokio::sync::watch::Sender::new(false),
-        });
+        let wake = Wake(wake);
+        let set = Arc::new(Mutex::new(set));
+        let links = match &config.sync {
+            None => None,
+            Some(sync) => Some(Arc::new(Links::new(
+                config.node_id,
+                sync.key.clone(),
+                sync.listen.ip(),
+                peers,
+                set.clone(),
+                wake.clone(),
+            )?)),
+        };
         let mut tasks = Vec::new();
         let mut sync_address = None;
-        if let Some(address) = config.sync_listen {
-            let (bound, task) = sync::serve(shared.clone(), address)
+        if let (Some(links), Some(sync)) = (&links, &config.sync) {
+            let address = sync.listen;
+            let (bound, link_tasks) = links
+                .start(address)
                 .await
                 .map_err(|source| CacheServiceError::Listen { address, source })?;
             tracing::info!(address = %bound, "python-policy cache sync listening");
             sync_address = Some(bound);
-            tasks.push(task);
+            tasks = link_tasks;
         }
-        let local = config.sync_listen.map(|address| address.ip());
-        for peer in &shared.peers {
-            tasks.push(tokio::spawn(sync::run_link(
-                shared.clone(),
-                peer.clone(),
-                local,
-            )));
-        }
+        let shared = Arc::new(Shared {
+            node_id: config.node_id,
+            set,
+            policies,
+            links,
+            journals: Mutex::new(journals),
+            wake,
+            stopping: AtomicBool::new(false),
+        });
         let drain_shared = shared.clone();
         let sync_interval = config.sync_interval;
         let drain = std::thread::Builder::new()
@@ -357,7 +388,7 @@ impl CacheService {
     /// Tells the drain thread that caches changed (journal and peer get the changes promptly).
     /// Cheap and non-blocking; call it after every batch of mutations.
     pub fn changed(&self) {
-        self.shared.wake();
+        self.shared.wake.wake();
     }
 
     /// Live entries of `policy`'s cache, sorted by key (`tools dump python python-policy NAME cache`).
@@ -444,7 +475,7 @@ impl CacheService {
                     lifetime_changes: counters.lifetime_changes,
                     refused: RefusalReason::ALL
                         .iter()
-                        .map(|r| (r.as_str().to_owned(), counters.refused(*r)))
+                        .map(|r| (*r, counters.refused(*r)))
                         .collect(),
                     peer_applied: counters.peer_applied,
                     peer_stale: counters.peer_stale,
@@ -452,9 +483,7 @@ impl CacheService {
                     persistence: config.persistence,
                     journal_bytes,
                     journal_records,
-                    mcs_peer: runtime
-                        .and_then(|r| r.peer.as_ref())
-                        .map(|(index, _)| self.shared.peers[*index].address.to_string()),
+                    mcs_peer: runtime.and_then(|r| r.peer),
                     sync_tag: config.mcs_peer.as_ref().map(|p| p.sync_tag.clone()),
                     shutdown: config.shutdown,
                 }
@@ -466,16 +495,17 @@ impl CacheService {
             global_memory_limit: budget.limit(),
             global_memory_used: budget.used(),
             caches,
-            peers: self.shared.peers.iter().map(|p| p.stats()).collect(),
-            inbound: lock(&self.shared.inbound).clone(),
+            sync: self.shared.links.as_ref().map(|links| links.status()),
         }
     }
 
     /// Writes what is pending to the journals, syncs them and stops every task and thread.
     pub fn shutdown(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        self.shared.closing.send_replace(true);
-        self.shared.wake();
+        if let Some(links) = &self.shared.links {
+            links.shutdown();
+        }
+        self.shared.wake.wake();
         if let Some(drain) = lock(&self.drain).take() {
             let _ = drain.join();
         }
@@ -526,8 +556,7 @@ fn drain_loop(shared: &Shared, woken: &std_mpsc::Receiver<()>, sync_interval: Du
 fn drain_once(shared: &Shared) -> bool {
     let now = wall_clock_ms();
     let mut journal_events: Vec<(String, Vec<CacheEvent>)> = Vec::new();
-    let mut peer_events: Vec<Vec<brasa_proto::brasa::cache::CacheEvent>> =
-        vec![Vec::new(); shared.peers.len()];
+    let mut peer_events: Vec<(&str, Vec<CacheEvent>)> = Vec::new();
     let mut compactions: Vec<(String, Vec<CacheEvent>)> = Vec::new();
     {
         let mut set = shared.caches();
@@ -547,14 +576,14 @@ fn drain_once(shared: &Shared) -> bool {
                     .collect();
                 journal_events.push((policy.clone(), events));
             }
-            if let Some((peer, tag)) = &runtime.peer {
-                for change in &changes {
-                    if change.origin != Origin::Local {
-                        continue;
-                    }
-                    if let Some(event) = cache.peer_event(change, now) {
-                        peer_events[*peer].push(sync::event_to_proto(tag, &event));
-                    }
+            if runtime.peer.is_some() {
+                let events: Vec<CacheEvent> = changes
+                    .iter()
+                    .filter(|change| change.origin == Origin::Local)
+                    .filter_map(|change| cache.peer_event(change, now))
+                    .collect();
+                if !events.is_empty() {
+                    peer_events.push((policy, events));
                 }
             }
         }
@@ -571,9 +600,11 @@ fn drain_once(shared: &Shared) -> bool {
             }
         }
     }
-    for (peer, events) in shared.peers.iter().zip(peer_events) {
-        if !events.is_empty() {
-            peer.send(events);
+    // The caches' lock is released: the links take the sync node's lock, which is taken
+    // before the caches' everywhere else.
+    if let Some(links) = &shared.links {
+        for (policy, events) in peer_events {
+            links.queue(now, policy, events);
         }
     }
     let mut wrote = false;
@@ -644,9 +675,4 @@ fn fnv1a(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5u32, |hash, byte| {
         (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
     })
-}
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock would be a bug elsewhere; the caches stay usable.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -22,17 +22,29 @@ use brasa_script::{FailureKind, Outcome, RunOptions, Script, ScriptCache, Script
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::cache_service::{lock, CacheService};
+use crate::cache_service::CacheService;
+use crate::util::lock;
 use crate::wall_clock_ms;
 
-/// What happens to a packet whose script failed (SR OS `action-on-fail`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What happens to a packet whose script failed (SR OS `action-on-fail`; `drop` by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActionOnFail {
     /// Discard the packet.
+    #[default]
     Drop,
     /// Send the packet on unchanged.
     Passthrough,
+}
+
+impl ActionOnFail {
+    /// The configuration and display name (`drop`, `passthrough`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionOnFail::Drop => "drop",
+            ActionOnFail::Passthrough => "passthrough",
+        }
+    }
 }
 
 /// A python-script object.
@@ -108,8 +120,8 @@ pub struct ScriptStats {
     pub name: String,
     /// File.
     pub path: String,
-    /// `drop` or `passthrough`.
-    pub action_on_fail: String,
+    /// What a failed run does to the packet.
+    pub action_on_fail: ActionOnFail,
     /// Debug logging on.
     pub debug: bool,
     /// Runs started.
@@ -188,7 +200,7 @@ impl PythonPolicies {
         dictionary: Arc<Dictionary>,
         caches: Option<Arc<CacheService>>,
     ) -> Result<Arc<PythonPolicies>, WorkerError> {
-        let host = ScriptHost::new()?;
+        let host = ScriptHost::new(Instant::now)?;
         let mut scripts = Vec::with_capacity(config.scripts.len());
         for spec in &config.scripts {
             scripts.push(Script::load(&spec.name, &spec.path)?);
@@ -199,10 +211,7 @@ impl PythonPolicies {
             .map(|spec| ScriptStats {
                 name: spec.name.clone(),
                 path: spec.path.display().to_string(),
-                action_on_fail: match spec.action_on_fail {
-                    ActionOnFail::Drop => "drop".into(),
-                    ActionOnFail::Passthrough => "passthrough".into(),
-                },
+                action_on_fail: spec.action_on_fail,
                 debug: spec.debug,
                 ..ScriptStats::default()
             })

@@ -4,9 +4,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use brasa_cache::sync::{LinkState, SyncKey};
 use brasa_cache::{CacheConfig, McsPeer, MinimumLifetimes};
-use brasa_policy::cache_service::{CacheService, CacheServiceConfig, PolicyCacheSpec};
-use brasa_policy::wall_clock_ms;
+use brasa_python::cache_service::{
+    CacheService, CacheServiceConfig, CacheServiceStats, PolicyCacheSpec, SyncSettings,
+};
+use brasa_python::wall_clock_ms;
 
 fn persistent(policy: &str) -> PolicyCacheSpec {
     PolicyCacheSpec {
@@ -29,7 +32,7 @@ fn service_config(location: &Path, caches: Vec<PolicyCacheSpec>) -> CacheService
         node_id: 1,
         global_memory: 1 << 20,
         location: location.to_path_buf(),
-        sync_listen: None,
+        sync: None,
         sync_interval: Duration::from_millis(100),
         caches,
     }
@@ -141,26 +144,45 @@ async fn a_torn_journal_tail_is_cut_and_the_good_records_restored() {
 }
 
 fn peer_node(node_id: u32, me: &str, peer: &str, dir: &Path) -> CacheServiceConfig {
+    peer_node_with(node_id, me, peer, dir, "tag-1", b"shared key")
+}
+
+fn peer_node_with(
+    node_id: u32,
+    me: &str,
+    peer: &str,
+    dir: &Path,
+    tag: &str,
+    key: &[u8],
+) -> CacheServiceConfig {
     let me: SocketAddr = me.parse().unwrap();
     let peer: SocketAddr = peer.parse().unwrap();
     CacheServiceConfig {
         node_id,
         global_memory: 1 << 20,
         location: dir.to_path_buf(),
-        sync_listen: Some(me),
+        sync: Some(SyncSettings {
+            listen: me,
+            key: SyncKey::new(key).unwrap(),
+        }),
         sync_interval: Duration::from_millis(100),
         caches: vec![PolicyCacheSpec {
             policy: "python-policy-1".into(),
             config: CacheConfig {
                 mcs_peer: Some(McsPeer {
                     address: peer.ip(),
-                    sync_tag: "tag-1".into(),
+                    sync_tag: tag.into(),
                 }),
                 ..CacheConfig::default()
             },
             peer: Some(peer),
         }],
     }
+}
+
+/// The one peer's link as `show python statistics` reports it.
+fn link(stats: &CacheServiceStats) -> &brasa_cache::sync::PeerStatus {
+    &stats.sync.as_ref().expect("sync is configured").peers[0]
 }
 
 #[tokio::test]
@@ -212,8 +234,10 @@ async fn serial_peers_replicate_saves_and_clears_and_a_restarted_peer_is_resynch
     let value = b.dump("python-policy-1").unwrap();
     assert_eq!(value[1].value, b"while b was down");
     let stats = a.stats();
-    assert!(stats.peers[0].sessions >= 2, "{:?}", stats.peers[0]);
-    assert!(stats.inbound.applied >= 1);
+    let peer = link(&stats);
+    assert!(peer.outbound.counters.sessions >= 2, "{peer:?}");
+    assert_eq!(peer.outbound.state, LinkState::Synchronised);
+    assert!(peer.inbound.counters.applied >= 1, "{peer:?}");
 }
 
 #[tokio::test]
@@ -237,13 +261,91 @@ async fn serial_a_stream_from_an_address_that_is_no_configured_peer_is_refused()
     .await
     .unwrap();
     save(&c, "python-policy-1", b"intruder", b"x");
-    eventually("the refusal", || a.stats().inbound.refused >= 1).await;
+    eventually("the refusal", || {
+        a.stats().sync.unwrap().unknown_peer_streams >= 1
+    })
+    .await;
     assert!(keys(&a, "python-policy-1").is_empty());
-    let link = &c.stats().peers[0];
+    let stats = c.stats();
+    let peer = link(&stats);
     assert!(
-        link.last_error
+        peer.outbound
+            .last_error
             .as_deref()
             .is_some_and(|e| e.contains("no python-policy cache has mcs-peer 127.0.78.3")),
-        "{link:?}"
+        "{peer:?}"
     );
+}
+
+/// Two nodes that name each other but disagree on the tag or the key: the links say why on
+/// both sides, and no entry crosses.
+async fn refused_pair(
+    a_addr: &str,
+    b_addr: &str,
+    (tag_a, key_a): (&str, &[u8]),
+    (tag_b, key_b): (&str, &[u8]),
+    expected: LinkState,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = CacheService::start(peer_node_with(1, a_addr, b_addr, dir.path(), tag_a, key_a))
+        .await
+        .unwrap();
+    let b = CacheService::start(peer_node_with(2, b_addr, a_addr, dir.path(), tag_b, key_b))
+        .await
+        .unwrap();
+    save(&a, "python-policy-1", b"alice", b"must stay on a");
+    save(&b, "python-policy-1", b"bob", b"must stay on b");
+    for (name, node) in [("a", &a), ("b", &b)] {
+        eventually(&format!("{expected:?} on {name}"), || {
+            let stats = node.stats();
+            let peer = link(&stats);
+            peer.outbound.state == expected && peer.inbound.state == expected
+        })
+        .await;
+    }
+    // Another round of refusals on both sides, and still nothing crossed.
+    let refusals = |node: &CacheService| {
+        let stats = node.stats();
+        let peer = link(&stats);
+        let (out, inb) = (&peer.outbound.counters, &peer.inbound.counters);
+        match expected {
+            LinkState::AuthFailed => out.auth_failures + inb.auth_failures,
+            _ => out.tag_mismatches + inb.tag_mismatches,
+        }
+    };
+    let before = refusals(&a);
+    eventually("a retried refusal", || refusals(&a) > before).await;
+    assert_eq!(keys(&a, "python-policy-1"), vec![b"alice".to_vec()]);
+    assert_eq!(keys(&b, "python-policy-1"), vec![b"bob".to_vec()]);
+    for node in [&a, &b] {
+        let stats = node.stats();
+        let peer = link(&stats);
+        assert_eq!(peer.outbound.counters.resync_events, 0, "{peer:?}");
+        assert_eq!(peer.outbound.counters.events_sent, 0, "{peer:?}");
+        assert_eq!(peer.inbound.counters.batches, 0, "{peer:?}");
+    }
+}
+
+#[tokio::test]
+async fn serial_differing_sync_tags_replicate_nothing_and_say_tag_mismatch() {
+    refused_pair(
+        "127.0.78.11:7791",
+        "127.0.78.12:7791",
+        ("bng-pair", b"k"),
+        ("bng-pear", b"k"),
+        LinkState::TagMismatch,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn serial_a_wrong_sync_key_replicates_nothing_and_says_auth_failed() {
+    refused_pair(
+        "127.0.78.21:7791",
+        "127.0.78.22:7791",
+        ("bng-pair", b"right"),
+        ("bng-pair", b"wrong"),
+        LinkState::AuthFailed,
+    )
+    .await;
 }

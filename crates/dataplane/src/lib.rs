@@ -21,5 +21,6 @@ pub mod io;
 pub mod packet;
 pub mod pcap;
 pub mod pipeline;
+pub mod policer;
 pub mod stages;
 pub mod wire;

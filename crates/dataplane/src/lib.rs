@@ -11,6 +11,7 @@
 //! owns the I/O (the `io` module holds the AF_PACKET and TUN shells).
 #![warn(missing_docs)]
 
+pub mod acl;
 pub mod agent;
 pub mod build;
 pub mod cafe;

@@ -200,6 +200,9 @@ pub struct PortCountersView {
     pub ignored: u64,
     /// Dropped.
     pub dropped: u64,
+    /// Punted to the control plane (capture SAPs).
+    #[serde(default)]
+    pub punted: u64,
 }
 
 impl From<PortCounters> for PortCountersView {
@@ -212,6 +215,7 @@ impl From<PortCounters> for PortCountersView {
             to_kernel: c.to_kernel,
             ignored: c.ignored,
             dropped: c.dropped,
+            punted: c.punted,
         }
     }
 }

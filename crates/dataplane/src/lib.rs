@@ -16,6 +16,7 @@ pub mod agent;
 pub mod build;
 pub mod cafe;
 pub mod control;
+pub mod fdb;
 pub mod flow;
 #[cfg(target_os = "linux")]
 pub mod io;
@@ -23,5 +24,6 @@ pub mod packet;
 pub mod pcap;
 pub mod pipeline;
 pub mod policer;
+pub mod sap;
 pub mod stages;
 pub mod wire;

@@ -25,5 +25,6 @@ pub mod pcap;
 pub mod pipeline;
 pub mod policer;
 pub mod sap;
+pub mod service;
 pub mod stages;
 pub mod wire;

@@ -19,7 +19,7 @@ use crate::wire::{
     ethernet, ip_protocol, vlan, EtherType, GrePacket, GreRepr, Ipv4Packet, Ipv4Repr, Ipv6Packet,
     Ipv6Repr, MacAddr,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -275,6 +275,10 @@ pub struct ServiceTablesBuilder {
     service_specs: HashMap<ServiceId, ServiceSpec>,
     filter_specs: HashMap<(FilterKind, u32), FilterSpec>,
     policer_specs: HashMap<PolicerId, PolicerSpec>,
+    /// The SAPs of each service, in id order.
+    service_saps: HashMap<ServiceId, BTreeSet<SapId>>,
+    /// Per port, how many `*.i`, `o.0` and `o.*` SAPs it has (lookup shortcuts).
+    pattern_counts: HashMap<PortId, [u32; 3]>,
     sap_slots: Slots,
     service_slots: Slots,
     filter_slots: Slots,
@@ -557,9 +561,11 @@ impl ServiceTablesBuilder {
     fn check_service(&self, spec: &ServiceSpec) -> Result<(), ServiceError> {
         let id = spec.id();
         let saps: Vec<&SapSpec> = self
-            .sap_specs
-            .values()
-            .filter(|s| s.service == id)
+            .service_saps
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|sap| self.sap_specs.get(sap))
             .collect();
         if let Some(old) = self.service_specs.get(&id) {
             if std::mem::discriminant(old) != std::mem::discriminant(spec) && !saps.is_empty() {
@@ -651,9 +657,14 @@ impl ServiceTablesBuilder {
         let Some(&slot) = self.tables.service_ids.get(&id) else {
             return Err(ServiceError::NoService(id));
         };
-        if self.sap_specs.values().any(|s| s.service == id) {
+        if self
+            .service_saps
+            .get(&id)
+            .is_some_and(|saps| !saps.is_empty())
+        {
             return Err(ServiceError::ServiceInUse(id));
         }
+        self.service_saps.remove(&id);
         self.service_specs.remove(&id);
         self.tables.service_ids.remove(&id);
         self.tables.tunnels.retain(|_, s| *s != slot);
@@ -676,13 +687,13 @@ impl ServiceTablesBuilder {
         ) else {
             return;
         };
-        let mut sap_slots: Vec<(SapId, u32)> = self
-            .sap_specs
-            .values()
-            .filter(|s| s.service == id)
-            .filter_map(|s| Some((s.id, *self.tables.sap_ids.get(&s.id)?)))
+        let sap_slots: Vec<(SapId, u32)> = self
+            .service_saps
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|sap| Some((*sap, *self.tables.sap_ids.get(sap)?)))
             .collect();
-        sap_slots.sort();
         let (down, mtu, kind) = match &spec {
             ServiceSpec::Epipe(e) => {
                 let mut saps = [None, None];
@@ -826,11 +837,14 @@ impl ServiceTablesBuilder {
                     if mac.is_multicast() || *mac == MacAddr::default() || !seen.insert(*mac) {
                         return Err(ServiceError::StaticMac(*mac));
                     }
-                    let taken = self.sap_specs.values().any(|other| {
-                        other.service == v.id
-                            && other.id != spec.id
-                            && other.static_macs.contains(mac)
-                    });
+                    let taken = self
+                        .service_saps
+                        .get(&v.id)
+                        .into_iter()
+                        .flatten()
+                        .filter(|other| **other != spec.id)
+                        .filter_map(|other| self.sap_specs.get(other))
+                        .any(|other| other.static_macs.contains(mac));
                     if taken {
                         return Err(ServiceError::StaticMac(*mac));
                     }
@@ -850,10 +864,9 @@ impl ServiceTablesBuilder {
                     return Err(ServiceError::VplsOnly(spec.id));
                 }
                 let others = self
-                    .sap_specs
-                    .values()
-                    .filter(|s| s.service == e.id && s.id != spec.id)
-                    .count();
+                    .service_saps
+                    .get(&e.id)
+                    .map_or(0, |saps| saps.iter().filter(|s| **s != spec.id).count());
                 if others + usize::from(e.gre.is_some()) >= 2 {
                     return Err(ServiceError::EpipeFull(e.id));
                 }
@@ -911,6 +924,7 @@ impl ServiceTablesBuilder {
             self.index_sap(&id, slot, true);
         }
         self.sap_specs.insert(id, spec);
+        self.service_saps.entry(service).or_default().insert(id);
         self.refresh_service(service);
         Ok(())
     }
@@ -920,6 +934,9 @@ impl ServiceTablesBuilder {
         let Some(spec) = self.sap_specs.remove(id) else {
             return Err(ServiceError::NoSap(*id));
         };
+        if let Some(saps) = self.service_saps.get_mut(&spec.service) {
+            saps.remove(id);
+        }
         if let Some(slot) = self.tables.sap_ids.remove(id) {
             self.index_sap(id, slot, false);
             if let Some(entry) = self.tables.saps.get_mut(slot as usize) {
@@ -941,13 +958,30 @@ impl ServiceTablesBuilder {
                 self.tables.exact.remove(&key);
             }
         }
-        let specs: Vec<SapEncap> = self
-            .sap_specs
-            .keys()
-            .filter(|other| other.port == id.port && other != &id)
-            .map(|other| other.encap)
-            .chain(add.then_some(id.encap))
-            .collect();
+        let pattern = match id.encap {
+            SapEncap::Qinq {
+                outer: Tag::Any,
+                inner: Tag::Id(_),
+            } => Some(0),
+            SapEncap::Qinq {
+                outer: Tag::Id(_),
+                inner: Tag::Untagged,
+            } => Some(1),
+            SapEncap::Qinq {
+                outer: Tag::Id(_),
+                inner: Tag::Any,
+            } => Some(2),
+            _ => None,
+        };
+        let counts = self.pattern_counts.entry(id.port).or_default();
+        if let Some(i) = pattern {
+            counts[i] = if add {
+                counts[i] + 1
+            } else {
+                counts[i].saturating_sub(1)
+            };
+        }
+        let counts = *counts;
         let Some(Some(port)) = self.tables.ports.get_mut(usize::from(id.port)) else {
             return;
         };
@@ -965,34 +999,9 @@ impl ServiceTablesBuilder {
             } => port.saps.any = value,
             _ => {}
         }
-        let has = |f: fn(&SapEncap) -> bool| specs.iter().any(f);
-        port.saps.has_any_inner = has(|e| {
-            matches!(
-                e,
-                SapEncap::Qinq {
-                    outer: Tag::Any,
-                    inner: Tag::Id(_)
-                }
-            )
-        });
-        port.saps.has_outer_zero = has(|e| {
-            matches!(
-                e,
-                SapEncap::Qinq {
-                    outer: Tag::Id(_),
-                    inner: Tag::Untagged
-                }
-            )
-        });
-        port.saps.has_outer_any = has(|e| {
-            matches!(
-                e,
-                SapEncap::Qinq {
-                    outer: Tag::Id(_),
-                    inner: Tag::Any
-                }
-            )
-        });
+        port.saps.has_any_inner = counts[0] > 0;
+        port.saps.has_outer_zero = counts[1] > 0;
+        port.saps.has_outer_any = counts[2] > 0;
     }
 
     /// Rebuilds a SAP's entry from its spec, its port and its service.

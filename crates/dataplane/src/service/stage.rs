@@ -9,10 +9,10 @@ use super::tables::{
 };
 use super::FilterKind;
 use crate::acl::{mac_bits, Disposition, IpFamily, PacketKey, RuleSet};
-use crate::fdb::{Entry, Fdb, STATIC_EPOCH};
+use crate::fdb::{prefetch_read, Entry, Fdb, STATIC_EPOCH};
 use crate::packet::PacketBuf;
 use crate::pipeline::{pkt_type, Batch, Context, DropReason, PortId, Stage, Verdict};
-use crate::policer::{Colour, PolicerParams, PolicerState, PolicerStats, RateLimitState};
+use crate::policer::{Colour, PolicerState, PolicerStats, RateLimitState};
 use crate::sap::{self, EgressTags, SapId};
 use crate::wire::{
     ethernet, ip_protocol, vlan, EtherType, GrePacket, Ipv4Packet, Ipv6Packet, MacAddr,
@@ -41,8 +41,8 @@ const REASONS: usize = DropReason::ALL.len();
 /// Settings of the stage itself (not of the services).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceStageConfig {
-    /// Entries of the MAC table (allocated when the first VPLS is installed; 16 bytes × 2
-    /// per entry).
+    /// Entries of the MAC table (allocated when the first VPLS is installed: 16-byte slots,
+    /// the entries and a quarter more rounded up to a power of two).
     pub fdb_entries: usize,
     /// Seed mixed into the MAC table's hash (the shell passes a random one).
     pub fdb_seed: u64,
@@ -60,7 +60,10 @@ impl Default for ServiceStageConfig {
     }
 }
 
+/// The hot counters first (`repr(C)` keeps the order): the packet path touches the first
+/// cache line, the drop counters only on drops.
 #[derive(Debug, Clone, Default)]
+#[repr(C)]
 struct SapState {
     generation: u32,
     fdb_epoch: u8,
@@ -71,10 +74,10 @@ struct SapState {
     tx_octets: u64,
     punted: u64,
     bum: Option<RateLimitState>,
-    drops: [u64; REASONS],
 }
 
 #[derive(Debug, Clone, Default)]
+#[repr(C)]
 struct ServiceState {
     generation: u32,
     mac_count: u32,
@@ -89,7 +92,6 @@ struct ServiceState {
     fdb_full: u64,
     limit_not_learned: u64,
     static_move_refused: u64,
-    drops: [u64; REASONS],
 }
 
 #[derive(Debug, Clone, Default)]
@@ -103,9 +105,8 @@ struct FilterState {
 
 #[derive(Debug, Clone, Default)]
 struct PolicerSlot {
-    generation: u32,
-    params: Option<PolicerParams>,
     state: Option<PolicerState>,
+    generation: u32,
 }
 
 /// A frame punted from a capture SAP, for the control plane.
@@ -232,6 +233,9 @@ pub struct ServiceStage {
     tables: Option<Arc<ServiceTables>>,
     saps: Vec<SapState>,
     services: Vec<ServiceState>,
+    /// Drops by reason, apart from the hot counters (touched only on drops).
+    sap_drops: Vec<[u64; REASONS]>,
+    service_drops: Vec<[u64; REASONS]>,
     filters: Vec<FilterState>,
     policers: Vec<PolicerSlot>,
     ports: Vec<AccessPortCounters>,
@@ -239,7 +243,40 @@ pub struct ServiceStage {
     punts: VecDeque<Punted>,
     spare_frames: Vec<Vec<u8>>,
     scratch: Vec<u32>,
+    steps: Vec<Step>,
     last_sweep_ns: u64,
+}
+
+/// What the first pass over a batch found about a received packet.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Not the service stage's (decided, or not on an access port).
+    Skip,
+    /// On a non-access port while Epipes have GRE tunnels: maybe a tunnel packet.
+    Gre,
+    /// Sent by this host.
+    Outgoing,
+    /// Truncated Ethernet header or tags.
+    Malformed,
+    /// No SAP matches.
+    NoSap,
+    /// The SAP and the frame's tags.
+    Sap(sap::SapMatch, sap::FrameTags),
+}
+
+/// Packets whose lookups are prefetched together.
+const PREFETCH_WINDOW: usize = 32;
+
+/// Prefetches the first two cache lines of `items[index]` (the hot fields of the entries
+/// lead their structs).
+fn prefetch_slot<T>(items: &[T], index: u32) {
+    if let Some(item) = items.get(index as usize) {
+        let ptr = (item as *const T).cast::<u8>();
+        prefetch_read(ptr);
+        if std::mem::size_of::<T>() > 64 {
+            prefetch_read(ptr.wrapping_add(64));
+        }
+    }
 }
 
 impl Default for ServiceStage {
@@ -321,6 +358,8 @@ impl ServiceStage {
             tables: None,
             saps: Vec::new(),
             services: Vec::new(),
+            sap_drops: Vec::new(),
+            service_drops: Vec::new(),
             filters: Vec::new(),
             policers: Vec::new(),
             ports: Vec::new(),
@@ -328,6 +367,7 @@ impl ServiceStage {
             punts: VecDeque::new(),
             spare_frames: Vec::new(),
             scratch: Vec::new(),
+            steps: Vec::new(),
             last_sweep_ns: 0,
         }
     }
@@ -347,10 +387,13 @@ impl ServiceStage {
         let old = self.tables.take();
         if self.saps.len() < tables.saps.len() {
             self.saps.resize_with(tables.saps.len(), SapState::default);
+            self.sap_drops.resize(tables.saps.len(), [0; REASONS]);
         }
         if self.services.len() < tables.services.len() {
             self.services
                 .resize_with(tables.services.len(), ServiceState::default);
+            self.service_drops
+                .resize(tables.services.len(), [0; REASONS]);
         }
         if self.filters.len() < tables.filters.len() {
             self.filters
@@ -378,6 +421,7 @@ impl ServiceStage {
                     fdb_epoch: epoch,
                     ..SapState::default()
                 };
+                self.sap_drops[slot] = [0; REASONS];
             }
         }
         // Services.
@@ -388,6 +432,7 @@ impl ServiceStage {
                     generation,
                     ..ServiceState::default()
                 };
+                self.service_drops[slot] = [0; REASONS];
             }
         }
         // Filters: hits follow entry ids when the rules changed.
@@ -431,14 +476,16 @@ impl ServiceStage {
                     if state.generation != p.generation || state.state.is_none() {
                         *state = PolicerSlot {
                             generation: p.generation,
-                            params: Some(p.params),
                             state: Some(p.params.initial_state(now_ns)),
                         };
-                    } else if state.params != Some(p.params) {
+                    } else if old
+                        .as_ref()
+                        .and_then(|o| o.policer(slot as u32))
+                        .is_none_or(|before| before.params != p.params)
+                    {
                         if let Some(s) = state.state.as_mut() {
                             s.reconfigure(&p.params);
                         }
-                        state.params = Some(p.params);
                     }
                 }
             }
@@ -546,7 +593,7 @@ impl ServiceStage {
             tx_octets: state.tx_octets,
             punted: state.punted,
             macs: state.mac_count,
-            drops: drops_map(&state.drops),
+            drops: drops_map(self.sap_drops.get(self.sap_slot(id)? as usize)?),
         })
     }
 
@@ -566,7 +613,7 @@ impl ServiceStage {
             limit_not_learned: s.limit_not_learned,
             static_move_refused: s.static_move_refused,
             macs: s.mac_count,
-            drops: drops_map(&s.drops),
+            drops: drops_map(self.service_drops.get(self.service_slot(id)? as usize)?),
         })
     }
 
@@ -596,7 +643,8 @@ impl ServiceStage {
     pub fn policer_stats(&self, id: PolicerId) -> Option<PolicerStats> {
         let slot = *self.tables.as_ref()?.policer_ids.get(&id)?;
         let p = self.policers.get(slot as usize)?;
-        Some(p.state.as_ref()?.stats(p.params.as_ref()?))
+        let params = self.tables.as_ref()?.policer(slot)?.params;
+        Some(p.state.as_ref()?.stats(&params))
     }
 
     /// Frames that matched no SAP, per access port.
@@ -618,6 +666,9 @@ impl ServiceStage {
                 ..SapState::default()
             };
         }
+        if let Some(d) = self.sap_drops.get_mut(slot as usize) {
+            *d = [0; REASONS];
+        }
         true
     }
 
@@ -632,6 +683,9 @@ impl ServiceStage {
                 mac_count: s.mac_count,
                 ..ServiceState::default()
             };
+        }
+        if let Some(d) = self.service_drops.get_mut(slot as usize) {
+            *d = [0; REASONS];
         }
         let saps = self
             .tables
@@ -766,26 +820,37 @@ impl ServiceStage {
     // --- the packet path -------------------------------------------------------------
 
     fn count_drop(&mut self, sap: u32, service: u32, reason: DropReason) {
-        if let Some(s) = self.saps.get_mut(sap as usize) {
-            s.drops[reason as usize] += 1;
+        if let Some(d) = self.sap_drops.get_mut(sap as usize) {
+            d[reason as usize] += 1;
         }
-        if let Some(s) = self.services.get_mut(service as usize) {
-            s.drops[reason as usize] += 1;
+        self.count_service_drop(service, reason);
+    }
+
+    fn count_service_drop(&mut self, service: u32, reason: DropReason) {
+        if let Some(d) = self.service_drops.get_mut(service as usize) {
+            d[reason as usize] += 1;
         }
     }
 
     /// Meters `len` bytes on policer `slot`; false when red.
     #[inline]
-    fn police(&mut self, slot: u32, now_ns: u64, len: usize, arrival: Colour) -> bool {
-        let Some(p) = self.policers.get_mut(slot as usize) else {
+    fn police(
+        &mut self,
+        tables: &ServiceTables,
+        slot: u32,
+        now_ns: u64,
+        len: usize,
+        arrival: Colour,
+    ) -> bool {
+        let (Some(entry), Some(Some(state))) = (
+            tables.policer(slot),
+            self.policers
+                .get_mut(slot as usize)
+                .map(|p| p.state.as_mut()),
+        ) else {
             return true;
         };
-        match (p.params.as_ref(), p.state.as_mut()) {
-            (Some(params), Some(state)) => {
-                state.police(params, now_ns, len, arrival) != Colour::Red
-            }
-            _ => true,
-        }
+        state.police(&entry.params, now_ns, len, arrival) != Colour::Red
     }
 
     /// Runs the filters and policer of one direction. `Err` names why the packet is dropped.
@@ -832,14 +897,14 @@ impl ServiceStage {
                     return Err(DropReason::Filter);
                 }
                 if let Some(policer) = hit.action.policer {
-                    if !self.police(policer, now_ns, len, ingress.colour()) {
+                    if !self.police(tables, policer, now_ns, len, ingress.colour()) {
                         return Err(DropReason::Policer);
                     }
                 }
             }
         }
         if let Some(policer) = dir.policer {
-            if !self.police(policer, now_ns, len, ingress.colour()) {
+            if !self.police(tables, policer, now_ns, len, ingress.colour()) {
                 return Err(DropReason::Policer);
             }
         }
@@ -918,9 +983,7 @@ impl ServiceStage {
         let header = &gre.header;
         let ip_len = header.len() - gre.ip_offset + inner_len;
         if ip_len > usize::from(gre.spec.mtu) {
-            if let Some(s) = self.services.get_mut(service as usize) {
-                s.drops[DropReason::Mtu as usize] += 1;
-            }
+            self.count_service_drop(service, DropReason::Mtu);
             return Verdict::Drop(DropReason::Mtu);
         }
         if !buf.push_front(header.len()) {
@@ -1036,41 +1099,172 @@ impl ServiceStage {
         Ok(())
     }
 
-    /// Handles one frame received on an access port.
+    /// First pass over a window of the batch: the SAP of every received packet on an
+    /// access port; prefetches the SAP's entry and state.
+    fn resolve(&mut self, tables: &ServiceTables, batch: &Batch, window: std::ops::Range<usize>) {
+        let tunnels = !tables.tunnels.is_empty();
+        self.steps.clear();
+        for (buf, meta) in window.filter_map(|i| batch.get(i)) {
+            let step = if meta.verdict != Verdict::Pending {
+                Step::Skip
+            } else if let Some(Some(port)) = tables.ports.get(usize::from(meta.port)) {
+                if meta.pkt_type == pkt_type::OUTGOING {
+                    Step::Outgoing
+                } else {
+                    match sap::read_tags(buf.as_slice(), &port.saps) {
+                        Err(_) => Step::Malformed,
+                        Ok(tags) => {
+                            match sap::lookup(meta.port, &port.saps, tags, |key| {
+                                tables.exact.get(&key).copied()
+                            }) {
+                                Some(m) => {
+                                    prefetch_slot(&tables.saps, m.sap);
+                                    prefetch_slot(&self.saps, m.sap);
+                                    Step::Sap(m, tags)
+                                }
+                                None => Step::NoSap,
+                            }
+                        }
+                    }
+                }
+            } else if tunnels {
+                Step::Gre
+            } else {
+                Step::Skip
+            };
+            self.steps.push(step);
+        }
+    }
+
+    /// Second pass: what the SAP entries point to (the MAC table slots of VPLS frames, the
+    /// peer of Epipe frames, filters, policers). Returns whether any packet has filters.
+    fn prefetch_dependents(&self, tables: &ServiceTables, batch: &Batch, start: usize) -> bool {
+        let mut filters = false;
+        for (step, (buf, _)) in self
+            .steps
+            .iter()
+            .zip((start..).filter_map(|i| batch.get(i)))
+        {
+            let Step::Sap(m, _) = step else {
+                continue;
+            };
+            let Some(sap) = tables.sap(m.sap) else {
+                continue;
+            };
+            match (sap.role, sap.peer) {
+                (SapRole::Vpls, _) => {
+                    if let Some(fdb) = self.fdb.as_ref() {
+                        let frame = buf.as_slice();
+                        let dst = frame
+                            .get(0..6)
+                            .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
+                        let src = frame
+                            .get(6..12)
+                            .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
+                        fdb.prefetch(sap.service, dst);
+                        fdb.prefetch(sap.service, src);
+                    }
+                }
+                (SapRole::Epipe, Peer::Sap(peer)) => {
+                    prefetch_slot(&tables.saps, peer);
+                    prefetch_slot(&self.saps, peer);
+                }
+                _ => {}
+            }
+            for slot in sap.ingress.filters.iter().flatten() {
+                prefetch_slot(&tables.filters, *slot);
+                prefetch_slot(&self.filters, *slot);
+                filters = true;
+            }
+            if let Some(policer) = sap.ingress.policer {
+                prefetch_slot(&tables.policers, policer);
+                prefetch_slot(&self.policers, policer);
+            }
+        }
+        filters
+    }
+
+    /// Third and fourth passes, for packets with ingress filters: the compiled rule sets, then
+    /// their first entries and hit counters.
+    fn prefetch_filters(&self, tables: &ServiceTables, batch: &Batch, start: usize) {
+        for step in &self.steps {
+            let Step::Sap(m, _) = step else {
+                continue;
+            };
+            for slot in tables
+                .sap(m.sap)
+                .into_iter()
+                .flat_map(|s| s.ingress.filters.iter().flatten())
+            {
+                if let Some(filter) = tables.filter(*slot) {
+                    prefetch_read(Arc::as_ptr(&filter.rules));
+                }
+                if let Some(state) = self.filters.get(*slot as usize) {
+                    prefetch_read(state.hits.as_ptr());
+                }
+            }
+        }
+        for (step, (buf, _)) in self
+            .steps
+            .iter()
+            .zip((start..).filter_map(|i| batch.get(i)))
+        {
+            let Step::Sap(m, _) = step else {
+                continue;
+            };
+            let Some(sap) = tables.sap(m.sap) else {
+                continue;
+            };
+            let family = match inner_of(buf.as_slice(), usize::from(m.strip)).ethertype {
+                EtherType::IPV4 => Some(IpFamily::V4),
+                EtherType::IPV6 => Some(IpFamily::V6),
+                _ => None,
+            };
+            for (which, slot) in sap.ingress.filters.iter().enumerate() {
+                if let Some(filter) = slot.and_then(|s| tables.filter(s)) {
+                    filter
+                        .rules
+                        .prefetch(if which == 0 { None } else { family });
+                }
+            }
+        }
+    }
+
     fn access_frame(
         &mut self,
         tables: &ServiceTables,
         batch: &mut Batch,
         index: usize,
+        step: Step,
         ctx: &Context<'_>,
     ) {
         let Some((buf, meta)) = batch.get_mut(index) else {
             return;
         };
-        let Some(Some(port)) = tables.ports.get(usize::from(meta.port)) else {
-            return;
-        };
-        if meta.pkt_type == pkt_type::OUTGOING {
-            meta.verdict = Verdict::Ignore;
-            return;
-        }
-        let tags = match sap::read_tags(buf.as_slice(), &port.saps) {
-            Ok(tags) => tags,
-            Err(_) => {
-                if let Some(c) = self.ports.get_mut(usize::from(meta.port)) {
+        let port = usize::from(meta.port);
+        let (m, tags) = match step {
+            Step::Sap(m, tags) => (m, tags),
+            Step::Outgoing => {
+                meta.verdict = Verdict::Ignore;
+                return;
+            }
+            Step::Malformed => {
+                if let Some(c) = self.ports.get_mut(port) {
                     c.malformed += 1;
                 }
                 meta.verdict = Verdict::Drop(DropReason::MalformedL2);
                 return;
             }
-        };
-        let found = sap::lookup(meta.port, &port.saps, tags, |key| {
-            tables.exact.get(&key).copied()
-        });
-        let (Some(m), Some(sap)) = (found, found.and_then(|m| tables.sap(m.sap))) else {
-            if let Some(c) = self.ports.get_mut(usize::from(meta.port)) {
-                c.no_sap += 1;
+            Step::NoSap => {
+                if let Some(c) = self.ports.get_mut(port) {
+                    c.no_sap += 1;
+                }
+                meta.verdict = Verdict::Drop(DropReason::NoSap);
+                return;
             }
+            Step::Skip | Step::Gre => return,
+        };
+        let Some(sap) = tables.sap(m.sap) else {
             meta.verdict = Verdict::Drop(DropReason::NoSap);
             return;
         };
@@ -1467,22 +1661,31 @@ impl Stage for ServiceStage {
         let Some(tables) = self.tables.clone() else {
             return;
         };
-        let tunnels = !tables.tunnels.is_empty();
-        // Only the received packets: flood copies appended during the loop are finished.
+        // The passes before the last only read and prefetch, so that the cache misses of a
+        // batch's packets (SAP entries, MAC table slots, rule sets, policers) overlap instead
+        // of following one another.
+        // A window of a few dozen packets keeps what the passes prefetch in the L1 cache and
+        // its pages in the TLB until the last pass uses them. Only the received packets are
+        // windows: flood copies appended meanwhile are finished.
         let received = batch.len();
-        for index in 0..received {
-            let Some((_, meta)) = batch.get_mut(index) else {
-                break;
-            };
-            if meta.verdict != Verdict::Pending {
-                continue;
+        let mut start = 0;
+        while start < received {
+            let end = (start + PREFETCH_WINDOW).min(received);
+            self.resolve(&tables, batch, start..end);
+            if self.prefetch_dependents(&tables, batch, start) {
+                self.prefetch_filters(&tables, batch, start);
             }
-            let access = matches!(tables.ports.get(usize::from(meta.port)), Some(Some(_)));
-            if access {
-                self.access_frame(&tables, batch, index, ctx);
-            } else if tunnels {
-                self.gre_frame(&tables, batch, index, ctx);
+            let steps = std::mem::take(&mut self.steps);
+            for (offset, step) in steps.iter().enumerate() {
+                let index = start + offset;
+                match step {
+                    Step::Skip => {}
+                    Step::Gre => self.gre_frame(&tables, batch, index, ctx),
+                    _ => self.access_frame(&tables, batch, index, *step, ctx),
+                }
             }
+            self.steps = steps;
+            start = end;
         }
     }
 

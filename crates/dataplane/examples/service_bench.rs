@@ -162,6 +162,19 @@ fn run(name: &str, p: &mut Pipeline, pool: &Pool, seconds: f64, expect: Verdict,
     );
 }
 
+/// A builder with ports 0 and 1 as QinQ ports (802.1ad outer tags).
+fn two_qinq_ports() -> ServiceTablesBuilder {
+    let mut b = ServiceTablesBuilder::new();
+    for port in 0..2 {
+        b.set_port(PortSpec {
+            outer_tpid: S,
+            ..PortSpec::new(port, PortEncap::Qinq)
+        })
+        .unwrap();
+    }
+    b
+}
+
 fn ipv4_udp(dst: Ipv4Addr, dst_port: u16) -> Vec<u8> {
     build::ipv4_udp(Ipv4Addr::new(192, 0, 2, 1), dst, 4000, dst_port, &[0; 18])
 }
@@ -327,23 +340,15 @@ fn vpls(seconds: f64) {
 
 fn acl(seconds: f64) {
     // BENCH_SAPS changes the number of SAPs (to see what the cache misses cost).
-    let saps_env = std::env::var("BENCH_SAPS")
+    let saps: usize = std::env::var("BENCH_SAPS")
         .ok()
-        .and_then(|s| s.parse().ok());
-    #[allow(non_snake_case)]
-    let SAPS: usize = saps_env.unwrap_or(100_000);
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     let mut p = pipeline(2, ServiceStageConfig::default());
-    let mut b = ServiceTablesBuilder::new();
-    for port in 0..2 {
-        b.set_port(PortSpec {
-            outer_tpid: S,
-            ..PortSpec::new(port, PortEncap::Qinq)
-        })
-        .unwrap();
-    }
+    let mut b = two_qinq_ports();
     let started = Instant::now();
     let tag = |k: usize| ((1 + k / 1000) as u16, (1 + k % 1000) as u16);
-    for k in 0..SAPS {
+    for k in 0..saps {
         let id = k as u32 + 1;
         b.set_policer(PolicerSpec {
             id,
@@ -423,15 +428,15 @@ fn acl(seconds: f64) {
     let tables = b.build();
     p.stage_mut::<ServiceStage>().unwrap().install(tables, 0);
     println!(
-        "built and installed {SAPS} Epipes, {} SAPs, {SAPS} filters × 8 entries, {SAPS} policers in {:.2} s",
-        2 * SAPS,
+        "built and installed {saps} Epipes, {} SAPs, {saps} filters × 8 entries, {saps} policers in {:.2} s",
+        2 * saps,
         started.elapsed().as_secs_f64()
     );
     let mut rng = Rng(0xfeed_beef_1234_5678);
     let mut pool = Pool::new(64);
     let payload = ipv4_udp(Ipv4Addr::new(198, 51, 100, 7), 80);
     for _ in 0..(1 << 20) {
-        let (o, i) = tag(rng.next() as usize % SAPS);
+        let (o, i) = tag(rng.next() as usize % saps);
         pool.push(
             0,
             build::tagged(
@@ -446,7 +451,7 @@ fn acl(seconds: f64) {
     run(
         &format!(
             "ip-filter (8 entries, 8th matches) + trTCM, {}k SAPs",
-            SAPS / 1000
+            saps / 1000
         ),
         &mut p,
         &pool,
@@ -464,14 +469,7 @@ fn apply(seconds: f64) {
         (100_000, 100),
     ] {
         let mut p = pipeline(2, ServiceStageConfig::default());
-        let mut b = ServiceTablesBuilder::new();
-        for port in 0..2 {
-            b.set_port(PortSpec {
-                outer_tpid: S,
-                ..PortSpec::new(port, PortEncap::Qinq)
-            })
-            .unwrap();
-        }
+        let mut b = two_qinq_ports();
         let sap = |port, k: usize| SapId {
             port,
             encap: qinq(1 + (k / 4000) as u16, 1 + (k % 4000) as u16),

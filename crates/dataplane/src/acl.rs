@@ -601,11 +601,11 @@ fn check_match(m: &Match) -> Result<(), RuleErrorKind> {
                 }
             }
             if ip.icmp_type.is_some() {
-                let icmp_ok = match (first, ip.protocol) {
-                    (Some(IpFamily::V4), Some(ip_protocol::ICMP)) => true,
-                    (Some(IpFamily::V6), Some(ip_protocol::ICMPV6)) => true,
-                    _ => false,
-                };
+                let icmp_ok = matches!(
+                    (first, ip.protocol),
+                    (Some(IpFamily::V4), Some(ip_protocol::ICMP))
+                        | (Some(IpFamily::V6), Some(ip_protocol::ICMPV6))
+                );
                 if !icmp_ok || ip.src_port.is_some() || ip.dst_port.is_some() {
                     return Err(RuleErrorKind::IcmpTypeWithoutIcmp);
                 }

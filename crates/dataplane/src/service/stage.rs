@@ -1136,21 +1136,27 @@ impl ServiceStage {
         }
     }
 
+    /// The packets of the current window that have a SAP: the match, the SAP, the frame.
+    fn window_saps<'a>(
+        &'a self,
+        tables: &'a ServiceTables,
+        batch: &'a Batch,
+        start: usize,
+    ) -> impl Iterator<Item = (&'a sap::SapMatch, &'a SapEntry, &'a PacketBuf)> + 'a {
+        self.steps
+            .iter()
+            .zip((start..).filter_map(|i| batch.get(i)))
+            .filter_map(|(step, (buf, _))| match step {
+                Step::Sap(m, _) => Some((m, tables.sap(m.sap)?, buf)),
+                _ => None,
+            })
+    }
+
     /// Second pass: what the SAP entries point to (the MAC table slots of VPLS frames, the
     /// peer of Epipe frames, filters, policers). Returns whether any packet has filters.
     fn prefetch_dependents(&self, tables: &ServiceTables, batch: &Batch, start: usize) -> bool {
         let mut filters = false;
-        for (step, (buf, _)) in self
-            .steps
-            .iter()
-            .zip((start..).filter_map(|i| batch.get(i)))
-        {
-            let Step::Sap(m, _) = step else {
-                continue;
-            };
-            let Some(sap) = tables.sap(m.sap) else {
-                continue;
-            };
+        for (_, sap, buf) in self.window_saps(tables, batch, start) {
             match (sap.role, sap.peer) {
                 (SapRole::Vpls, _) => {
                     if let Some(fdb) = self.fdb.as_ref() {
@@ -1204,17 +1210,7 @@ impl ServiceStage {
                 }
             }
         }
-        for (step, (buf, _)) in self
-            .steps
-            .iter()
-            .zip((start..).filter_map(|i| batch.get(i)))
-        {
-            let Step::Sap(m, _) = step else {
-                continue;
-            };
-            let Some(sap) = tables.sap(m.sap) else {
-                continue;
-            };
+        for (m, sap, buf) in self.window_saps(tables, batch, start) {
             let family = match inner_of(buf.as_slice(), usize::from(m.strip)).ethertype {
                 EtherType::IPV4 => Some(IpFamily::V4),
                 EtherType::IPV6 => Some(IpFamily::V6),

@@ -956,6 +956,7 @@ impl RuleSet {
         for offset in (0..bytes.min(256)).step_by(64) {
             crate::fdb::prefetch_read(ptr.wrapping_add(offset));
         }
+        crate::fdb::prefetch_read(self.actions.as_ptr());
     }
 
     /// True when there are no rules.

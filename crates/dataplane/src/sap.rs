@@ -518,6 +518,161 @@ pub fn retag(
     true
 }
 
+/// The exact-match SAP table of every port: [`SapEncap::exact_key`] → SAP slot. Open
+/// addressing with linear probing and backward-shift deletion, 16-byte slots, at most half
+/// full; a lookup reads one cache line, which [`SapIndex::prefetch`] can fetch ahead.
+#[derive(Debug, Clone, Default)]
+pub struct SapIndex {
+    slots: Vec<IndexSlot>,
+    len: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C, align(16))]
+struct IndexSlot {
+    /// 0 = empty (no lookup key is 0: its kind field is at least 1).
+    key: u64,
+    value: u32,
+}
+
+impl SapIndex {
+    /// Entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn home(&self, key: u64) -> usize {
+        let bits = self.slots.len().trailing_zeros();
+        if bits == 0 {
+            return 0;
+        }
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as usize
+    }
+
+    /// The SAP slot of `key`.
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        loop {
+            let slot = self.slots.get(i)?;
+            if slot.key == key {
+                return Some(slot.value);
+            }
+            if slot.key == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Hints the CPU to fetch the slot a lookup of `key` starts at.
+    #[inline]
+    pub fn prefetch(&self, key: u64) {
+        if let Some(slot) = self.slots.get(self.home(key)) {
+            crate::fdb::prefetch_read(slot as *const IndexSlot);
+        }
+    }
+
+    /// Adds or replaces `key`.
+    pub fn insert(&mut self, key: u64, value: u32) {
+        if key == 0 {
+            return;
+        }
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        while let Some(slot) = self.slots.get_mut(i) {
+            if slot.key == key || slot.key == 0 {
+                if slot.key == 0 {
+                    self.len += 1;
+                }
+                *slot = IndexSlot { key, value };
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::take(&mut self.slots);
+        self.slots = vec![IndexSlot::default(); (old.len() * 2).max(16)];
+        self.len = 0;
+        for slot in old.into_iter().filter(|s| s.key != 0) {
+            self.insert(slot.key, slot.value);
+        }
+    }
+
+    /// Removes `key`, shifting back the rest of its probe run.
+    pub fn remove(&mut self, key: u64) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        loop {
+            let slot = *self.slots.get(i)?;
+            if slot.key == 0 {
+                return None;
+            }
+            if slot.key == key {
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        let value = self.slots.get(i)?.value;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let Some(&next) = self.slots.get(j) else {
+                break;
+            };
+            if next.key == 0 {
+                break;
+            }
+            let home = self.home(next.key);
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
+                self.slots[i] = next;
+                i = j;
+            }
+        }
+        self.slots[i] = IndexSlot::default();
+        self.len -= 1;
+        Some(value)
+    }
+}
+
+/// The exact-match key a frame with `tags` looks up first on a port (the most specific
+/// pattern it can match), for prefetching.
+#[inline]
+pub fn first_key(port: PortId, ports: &PortSaps, tags: FrameTags) -> Option<u64> {
+    match (ports.encap, tags.outer, tags.inner) {
+        (PortEncap::Dot1q, Some(tci), _) if tci & 0xfff != 0 => {
+            Some(lookup_key(port, KIND_DOT1Q, tci, 0))
+        }
+        (PortEncap::Qinq, Some(o), Some(i)) if o & 0xfff != 0 && i & 0xfff != 0 => {
+            Some(lookup_key(port, KIND_QINQ_EXACT, o, i & 0xfff))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -696,5 +851,29 @@ mod tests {
         assert!(buf.fill(&original));
         assert!(retag(&mut buf, 8, &one, Q, 0));
         assert_eq!(buf.as_slice(), frame(&[(Q, 7)]));
+    }
+
+    #[test]
+    fn sap_index_agrees_with_a_hash_map() {
+        let mut index = SapIndex::default();
+        let mut model = HashMap::new();
+        let mut x: u64 = 77;
+        for step in 0..50_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = lookup_key(1, 1 + x % 5, (x >> 8) as u16 % 64, 0);
+            if x % 3 == 0 {
+                assert_eq!(index.remove(key), model.remove(&key));
+            } else {
+                index.insert(key, step);
+                model.insert(key, step);
+            }
+            assert_eq!(index.len(), model.len());
+        }
+        for (key, value) in &model {
+            assert_eq!(index.get(*key), Some(*value));
+        }
+        assert_eq!(index.get(lookup_key(2, 1, 1, 0)), None);
     }
 }

@@ -260,12 +260,14 @@ enum Step {
     Malformed,
     /// No SAP matches.
     NoSap,
+    /// Tags read, SAP not looked up yet (between the two halves of the first pass).
+    Tagged(sap::FrameTags),
     /// The SAP and the frame's tags.
     Sap(sap::SapMatch, sap::FrameTags),
 }
 
-/// Packets whose lookups are prefetched together.
-const PREFETCH_WINDOW: usize = 32;
+/// Packets between two steps of the software pipeline in `process`.
+const PREFETCH_DISTANCE: usize = 4;
 
 /// Prefetches the first two cache lines of `items[index]` (the hot fields of the entries
 /// lead their structs).
@@ -1099,129 +1101,142 @@ impl ServiceStage {
         Ok(())
     }
 
-    /// First pass over a window of the batch: the SAP of every received packet on an
-    /// access port; prefetches the SAP's entry and state.
-    fn resolve(&mut self, tables: &ServiceTables, batch: &Batch, window: std::ops::Range<usize>) {
-        let tunnels = !tables.tunnels.is_empty();
-        self.steps.clear();
-        for (buf, meta) in window.filter_map(|i| batch.get(i)) {
-            let step = if meta.verdict != Verdict::Pending {
+    /// Step A of a packet: reads its tags and prefetches the exact-match slot its SAP
+    /// lookup starts at.
+    fn read_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) -> Step {
+        let Some((buf, meta)) = batch.get(index) else {
+            return Step::Skip;
+        };
+        if meta.verdict != Verdict::Pending {
+            return Step::Skip;
+        }
+        let Some(Some(port)) = tables.ports.get(usize::from(meta.port)) else {
+            return if tables.tunnels.is_empty() {
                 Step::Skip
-            } else if let Some(Some(port)) = tables.ports.get(usize::from(meta.port)) {
-                if meta.pkt_type == pkt_type::OUTGOING {
-                    Step::Outgoing
-                } else {
-                    match sap::read_tags(buf.as_slice(), &port.saps) {
-                        Err(_) => Step::Malformed,
-                        Ok(tags) => {
-                            match sap::lookup(meta.port, &port.saps, tags, |key| {
-                                tables.exact.get(&key).copied()
-                            }) {
-                                Some(m) => {
-                                    prefetch_slot(&tables.saps, m.sap);
-                                    prefetch_slot(&self.saps, m.sap);
-                                    Step::Sap(m, tags)
-                                }
-                                None => Step::NoSap,
-                            }
-                        }
-                    }
-                }
-            } else if tunnels {
-                Step::Gre
             } else {
-                Step::Skip
+                Step::Gre
             };
-            self.steps.push(step);
+        };
+        if meta.pkt_type == pkt_type::OUTGOING {
+            return Step::Outgoing;
+        }
+        match sap::read_tags(buf.as_slice(), &port.saps) {
+            Err(_) => Step::Malformed,
+            Ok(tags) => {
+                if let Some(key) = sap::first_key(meta.port, &port.saps, tags) {
+                    tables.exact.prefetch(key);
+                }
+                Step::Tagged(tags)
+            }
         }
     }
 
-    /// The packets of the current window that have a SAP: the match, the SAP, the frame.
-    fn window_saps<'a>(
-        &'a self,
+    /// Step B: the SAP lookup; prefetches the SAP's entry and state.
+    fn lookup_step(&mut self, tables: &ServiceTables, batch: &Batch, index: usize) {
+        let (Some(Step::Tagged(tags)), Some((_, meta))) =
+            (self.steps.get(index).copied(), batch.get(index))
+        else {
+            return;
+        };
+        let Some(Some(port)) = tables.ports.get(usize::from(meta.port)) else {
+            return;
+        };
+        let step = match sap::lookup(meta.port, &port.saps, tags, |key| tables.exact.get(key)) {
+            Some(m) => {
+                prefetch_slot(&tables.saps, m.sap);
+                prefetch_slot(&self.saps, m.sap);
+                Step::Sap(m, tags)
+            }
+            None => Step::NoSap,
+        };
+        if let Some(slot) = self.steps.get_mut(index) {
+            *slot = step;
+        }
+    }
+
+    /// The SAP of packet `index`, once step B found it, with the frame.
+    fn sap_of<'a>(
+        &self,
         tables: &'a ServiceTables,
         batch: &'a Batch,
-        start: usize,
-    ) -> impl Iterator<Item = (&'a sap::SapMatch, &'a SapEntry, &'a PacketBuf)> + 'a {
-        self.steps
-            .iter()
-            .zip((start..).filter_map(|i| batch.get(i)))
-            .filter_map(|(step, (buf, _))| match step {
-                Step::Sap(m, _) => Some((m, tables.sap(m.sap)?, buf)),
-                _ => None,
-            })
+        index: usize,
+    ) -> Option<(sap::SapMatch, &'a SapEntry, &'a PacketBuf)> {
+        let Some(Step::Sap(m, _)) = self.steps.get(index) else {
+            return None;
+        };
+        Some((*m, tables.sap(m.sap)?, batch.get(index)?.0))
     }
 
-    /// Second pass: what the SAP entries point to (the MAC table slots of VPLS frames, the
-    /// peer of Epipe frames, filters, policers). Returns whether any packet has filters.
-    fn prefetch_dependents(&self, tables: &ServiceTables, batch: &Batch, start: usize) -> bool {
-        let mut filters = false;
-        for (_, sap, buf) in self.window_saps(tables, batch, start) {
-            match (sap.role, sap.peer) {
-                (SapRole::Vpls, _) => {
-                    if let Some(fdb) = self.fdb.as_ref() {
-                        let frame = buf.as_slice();
-                        let dst = frame
-                            .get(0..6)
-                            .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
-                        let src = frame
-                            .get(6..12)
-                            .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
-                        fdb.prefetch(sap.service, dst);
-                        fdb.prefetch(sap.service, src);
-                    }
+    /// Step C: what the SAP entry points to — the MAC table slots of a VPLS frame, the peer
+    /// of an Epipe frame, the service's counters, filters, policers.
+    fn dependents_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) {
+        let Some((_, sap, buf)) = self.sap_of(tables, batch, index) else {
+            return;
+        };
+        prefetch_slot(&self.services, sap.service);
+        match (sap.role, sap.peer) {
+            (SapRole::Vpls, _) => {
+                if let Some(fdb) = self.fdb.as_ref() {
+                    let frame = buf.as_slice();
+                    let dst = frame
+                        .get(0..6)
+                        .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
+                    let src = frame
+                        .get(6..12)
+                        .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
+                    fdb.prefetch(sap.service, dst);
+                    fdb.prefetch(sap.service, src);
                 }
-                (SapRole::Epipe, Peer::Sap(peer)) => {
-                    prefetch_slot(&tables.saps, peer);
-                    prefetch_slot(&self.saps, peer);
-                }
-                _ => {}
             }
-            for slot in sap.ingress.filters.iter().flatten() {
-                prefetch_slot(&tables.filters, *slot);
-                prefetch_slot(&self.filters, *slot);
-                filters = true;
+            (SapRole::Epipe, Peer::Sap(peer)) => {
+                prefetch_slot(&tables.saps, peer);
+                prefetch_slot(&self.saps, peer);
             }
-            if let Some(policer) = sap.ingress.policer {
-                prefetch_slot(&tables.policers, policer);
-                prefetch_slot(&self.policers, policer);
-            }
+            _ => {}
         }
-        filters
+        for slot in sap.ingress.filters.iter().flatten() {
+            prefetch_slot(&tables.filters, *slot);
+            prefetch_slot(&self.filters, *slot);
+        }
+        if let Some(policer) = sap.ingress.policer {
+            prefetch_slot(&tables.policers, policer);
+            prefetch_slot(&self.policers, policer);
+        }
     }
 
-    /// Third and fourth passes, for packets with ingress filters: the compiled rule sets, then
-    /// their first entries and hit counters.
-    fn prefetch_filters(&self, tables: &ServiceTables, batch: &Batch, start: usize) {
-        for step in &self.steps {
-            let Step::Sap(m, _) = step else {
-                continue;
-            };
-            for slot in tables
-                .sap(m.sap)
-                .into_iter()
-                .flat_map(|s| s.ingress.filters.iter().flatten())
-            {
-                if let Some(filter) = tables.filter(*slot) {
-                    prefetch_read(Arc::as_ptr(&filter.rules));
-                }
-                if let Some(state) = self.filters.get(*slot as usize) {
-                    prefetch_read(state.hits.as_ptr());
-                }
+    /// Step D: the compiled rule sets and hit counters of the SAP's ingress filters.
+    fn rule_set_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) {
+        let Some((_, sap, _)) = self.sap_of(tables, batch, index) else {
+            return;
+        };
+        for slot in sap.ingress.filters.iter().flatten() {
+            if let Some(filter) = tables.filter(*slot) {
+                prefetch_read(Arc::as_ptr(&filter.rules));
+            }
+            if let Some(state) = self.filters.get(*slot as usize) {
+                prefetch_read(state.hits.as_ptr());
             }
         }
-        for (m, sap, buf) in self.window_saps(tables, batch, start) {
-            let family = match inner_of(buf.as_slice(), usize::from(m.strip)).ethertype {
-                EtherType::IPV4 => Some(IpFamily::V4),
-                EtherType::IPV6 => Some(IpFamily::V6),
-                _ => None,
-            };
-            for (which, slot) in sap.ingress.filters.iter().enumerate() {
-                if let Some(filter) = slot.and_then(|s| tables.filter(s)) {
-                    filter
-                        .rules
-                        .prefetch(if which == 0 { None } else { family });
-                }
+    }
+
+    /// Step E: the first entries the packet will scan.
+    fn entries_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) {
+        let Some((m, sap, buf)) = self.sap_of(tables, batch, index) else {
+            return;
+        };
+        if !sap.ingress.has_filters() {
+            return;
+        }
+        let family = match inner_of(buf.as_slice(), usize::from(m.strip)).ethertype {
+            EtherType::IPV4 => Some(IpFamily::V4),
+            EtherType::IPV6 => Some(IpFamily::V6),
+            _ => None,
+        };
+        for (which, slot) in sap.ingress.filters.iter().enumerate() {
+            if let Some(filter) = slot.and_then(|s| tables.filter(s)) {
+                filter
+                    .rules
+                    .prefetch(if which == 0 { None } else { family });
             }
         }
     }
@@ -1258,7 +1273,7 @@ impl ServiceStage {
                 meta.verdict = Verdict::Drop(DropReason::NoSap);
                 return;
             }
-            Step::Skip | Step::Gre => return,
+            Step::Skip | Step::Gre | Step::Tagged(_) => return,
         };
         let Some(sap) = tables.sap(m.sap) else {
             meta.verdict = Verdict::Drop(DropReason::NoSap);
@@ -1657,31 +1672,42 @@ impl Stage for ServiceStage {
         let Some(tables) = self.tables.clone() else {
             return;
         };
-        // The passes before the last only read and prefetch, so that the cache misses of a
-        // batch's packets (SAP entries, MAC table slots, rule sets, policers) overlap instead
-        // of following one another.
-        // A window of a few dozen packets keeps what the passes prefetch in the L1 cache and
-        // its pages in the TLB until the last pass uses them. Only the received packets are
-        // windows: flood copies appended meanwhile are finished.
+        // A software pipeline: while packet i is handled, the packets after it are at earlier
+        // steps, each step prefetching what the next one reads (tags → SAP lookup → SAP entry →
+        // MAC slots, peer, policer, filters → rule set → entries). The cache misses of a batch
+        // overlap instead of following one another, and only a few dozen packets' lines are in
+        // flight at once. Only the received packets go through it: flood copies appended
+        // meanwhile are finished.
         let received = batch.len();
-        let mut start = 0;
-        while start < received {
-            let end = (start + PREFETCH_WINDOW).min(received);
-            self.resolve(&tables, batch, start..end);
-            if self.prefetch_dependents(&tables, batch, start) {
-                self.prefetch_filters(&tables, batch, start);
+        self.steps.clear();
+        self.steps.resize(received, Step::Skip);
+        let d = PREFETCH_DISTANCE;
+        // Packet `i - k·d` is at step k in iteration `i`.
+        let at = |i: usize, k: usize| i.checked_sub(k * d).filter(|p| *p < received);
+        for i in 0..received + 5 * d {
+            if i < received {
+                let step = self.read_step(&tables, batch, i);
+                self.steps[i] = step;
             }
-            let steps = std::mem::take(&mut self.steps);
-            for (offset, step) in steps.iter().enumerate() {
-                let index = start + offset;
-                match step {
+            if let Some(p) = at(i, 1) {
+                self.lookup_step(&tables, batch, p);
+            }
+            if let Some(p) = at(i, 2) {
+                self.dependents_step(&tables, batch, p);
+            }
+            if let Some(p) = at(i, 3) {
+                self.rule_set_step(&tables, batch, p);
+            }
+            if let Some(p) = at(i, 4) {
+                self.entries_step(&tables, batch, p);
+            }
+            if let Some(p) = at(i, 5) {
+                match self.steps[p] {
                     Step::Skip => {}
-                    Step::Gre => self.gre_frame(&tables, batch, index, ctx),
-                    _ => self.access_frame(&tables, batch, index, *step, ctx),
+                    Step::Gre => self.gre_frame(&tables, batch, p, ctx),
+                    step => self.access_frame(&tables, batch, p, step, ctx),
                 }
             }
-            self.steps = steps;
-            start = end;
         }
     }
 

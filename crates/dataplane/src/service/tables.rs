@@ -172,7 +172,7 @@ pub(crate) struct PortEntry {
 #[derive(Debug, Clone, Default)]
 pub struct ServiceTables {
     pub(crate) ports: Vec<Option<PortEntry>>,
-    pub(crate) exact: HashMap<u64, u32, FxBuildHasher>,
+    pub(crate) exact: crate::sap::SapIndex,
     pub(crate) saps: Vec<Option<SapEntry>>,
     pub(crate) services: Vec<Option<ServiceEntry>>,
     pub(crate) filters: Vec<Option<FilterEntry>>,
@@ -973,7 +973,7 @@ impl ServiceTablesBuilder {
             if add {
                 self.tables.exact.insert(key, slot);
             } else {
-                self.tables.exact.remove(&key);
+                self.tables.exact.remove(key);
             }
         }
         let pattern = match id.encap {

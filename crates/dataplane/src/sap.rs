@@ -863,7 +863,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let key = lookup_key(1, 1 + x % 5, (x >> 8) as u16 % 64, 0);
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 assert_eq!(index.remove(key), model.remove(&key));
             } else {
                 index.insert(key, step);

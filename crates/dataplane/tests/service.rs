@@ -57,7 +57,7 @@ fn sap(text: &str) -> SapId {
     }
 }
 
-fn install(p: &mut Pipeline, b: &ServiceTablesBuilder, now: u64) {
+fn install(p: &mut Pipeline, b: &mut ServiceTablesBuilder, now: u64) {
     p.stage_mut::<ServiceStage>()
         .unwrap()
         .install(b.build(), now);
@@ -111,7 +111,7 @@ fn epipe_translates_tags_both_directions() {
     let mut p = pipeline();
     let mut b = builder();
     epipe(&mut b, 100, "0:10.20", "1:30");
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
 
     // QinQ 10.20 (PCP 5) → dot1q 30, PCP kept.
     let (out, verdict) = run_one(
@@ -147,7 +147,7 @@ fn untagged_null_and_default_saps() {
     let mut b = builder();
     epipe(&mut b, 1, "1:0", "3");
     epipe(&mut b, 2, "2:*", "0:0.*");
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     // Untagged on dot1q port 1 → null port 3, as is.
     let (out, v) = run_one(&mut p, 1, frame(mac(1), mac(2), &[]), 0);
     assert_eq!((v, out), (Verdict::Transmit(3), frame(mac(1), mac(2), &[])));
@@ -176,7 +176,7 @@ fn frames_matching_no_sap_wrong_tpid_and_truncated_tags_are_counted() {
     let mut p = pipeline();
     let mut b = builder();
     epipe(&mut b, 1, "0:10.20", "1:30");
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     let (_, v) = run_one(&mut p, 0, frame(mac(1), mac(2), &[(S, 10), (Q, 21)]), 0);
     assert_eq!(v, Verdict::Drop(DropReason::NoSap));
     // 0x8100 outer tag on a port whose S-TPID is 0x88a8: not a tag here, so untagged.
@@ -202,7 +202,7 @@ fn a_storm_of_garbage_and_random_tags_is_dropped_while_the_epipe_forwards() {
     let mut p = pipeline();
     let mut b = builder();
     epipe(&mut b, 1, "0:10.20", "1:30");
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     let good = frame(mac(1), mac(2), &[(S, 10), (Q, 20)]);
     let mut x: u64 = 0x9e37_79b9;
     let mut next = || {
@@ -281,7 +281,7 @@ fn vpls_floods_unknown_then_forwards_learned_and_ages() {
     let mut p = pipeline();
     let mut b = builder();
     vpls(&mut b, 10, &["1:100", "2:200", "0:5.6"]);
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     // Unknown destination: flooded to the two other SAPs, each with its own tags.
     let out = run(&mut p, &[(1, frame(mac(1), mac(2), &[(Q, 100)]))], 0);
     assert_eq!(out.len(), 2, "one copy plus the original");
@@ -345,7 +345,7 @@ fn vpls_split_horizon_same_sap_and_moves() {
         spec.split_horizon_group = Some("residential".into());
         b.set_sap(spec).unwrap();
     }
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     // A broadcast from a residential SAP reaches only the SAP outside the group.
     let out = run(
         &mut p,
@@ -393,7 +393,7 @@ fn vpls_mac_limit_static_macs_and_discard_unknown_source() {
     limited.max_mac = Some(2);
     limited.static_macs = vec![mac(0x50)];
     b.set_sap(limited.clone()).unwrap();
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     // One static + one learned = the limit of 2: a third source is forwarded, not learned.
     run(
         &mut p,
@@ -408,7 +408,7 @@ fn vpls_mac_limit_static_macs_and_discard_unknown_source() {
     // With discard-unknown-source the frame is dropped.
     limited.discard_unknown_source = true;
     b.set_sap(limited).unwrap();
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     let (_, v) = run_one(&mut p, 1, frame(mac(2), MacAddr::BROADCAST, &[(Q, 100)]), 0);
     assert_eq!(v, Verdict::Drop(DropReason::MacLimit));
     // The static MAC is known without learning, never moves, never ages.
@@ -443,7 +443,7 @@ fn a_broadcast_storm_is_capped_by_the_bum_limit_and_unicast_keeps_flowing() {
         burst: 10,
     });
     b.set_sap(stormy).unwrap();
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     // mac(2) on 2:200 and mac(3) on 5:300 are known.
     run(
         &mut p,
@@ -487,7 +487,7 @@ fn flood_copies_beyond_the_replica_area_are_counted() {
     let saps: Vec<String> = (1..=9).map(|i| format!("1:{i}")).collect();
     let refs: Vec<&str> = saps.iter().map(String::as_str).collect();
     vpls(&mut b, 10, &refs);
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     let mut batch = Batch::new(2);
     batch.set_replica_limit(10);
     for _ in 0..2 {
@@ -573,7 +573,7 @@ fn ingress_filter_entries_count_hits_and_rate_limit() {
     let mut a = b.sap(&sap("1:10")).unwrap().clone();
     a.ingress.ip_filter = Some(5);
     b.set_sap(a).unwrap();
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     // Port 80 hits entry 10 and its policer: 2000-byte burst of 60-byte packets, then red.
     let mut verdicts = Vec::new();
     for _ in 0..40 {
@@ -645,7 +645,7 @@ fn sap_policers_colour_and_a_changed_rate_keeps_counters() {
     let mut a = b.sap(&sap("1:10")).unwrap().clone();
     a.ingress.policer = Some(1);
     b.set_sap(a).unwrap();
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     let sent: Vec<Verdict> = (0..100)
         .map(|_| run_one(&mut p, 1, frame(mac(1), mac(2), &[(Q, 10)]), 0).1)
         .collect();
@@ -659,7 +659,7 @@ fn sap_policers_colour_and_a_changed_rate_keeps_counters() {
     assert!(colours[0].packets > 0 && colours[1].packets > 0 && colours[2].packets > 0);
     assert_eq!(colours[0].packets + colours[1].packets, forwarded);
     policer(&mut b, 1, 800, 8);
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     assert_eq!(stage(&mut p).policer_stats(1).unwrap(), before);
     // The new rate applies from now on: one second at 100 kB/s refills the 2000-byte bucket.
     let (_, v) = run_one(&mut p, 1, frame(mac(1), mac(2), &[(Q, 10)]), SEC);
@@ -693,7 +693,7 @@ fn capture_sap_punts_after_its_vid_filter_and_the_queue_is_bounded() {
     capture.capture = true;
     capture.ingress.mac_filter = Some(10);
     b.set_sap(capture).unwrap();
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     let (_, v) = run_one(
         &mut p,
         0,
@@ -751,7 +751,7 @@ fn l3_sap_frames_are_left_to_the_kernel_and_counted() {
     b.set_service(ServiceSpec::L3(L3Spec { id: 50, vprn: true }))
         .unwrap();
     b.set_sap(SapSpec::new(sap("1:500"), 50)).unwrap();
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     let (_, v) = run_one(&mut p, 1, frame(mac(1), mac(2), &[(Q, 500)]), 0);
     assert_eq!(v, Verdict::Ignore);
     assert_eq!(
@@ -797,7 +797,7 @@ fn epipe_over_gre_encapsulates_and_decapsulates() {
         b.set_sap(SapSpec::new(sap("2:70"), 7)),
         Err(ServiceError::EpipeFull(7))
     ));
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     let inner = frame(mac(1), mac(2), &[]);
     let (out, v) = run_one(&mut p, 1, frame(mac(1), mac(2), &[(Q, 70)]), 0);
     assert_eq!(v, Verdict::Transmit(4));
@@ -837,7 +837,7 @@ fn swapping_tables_keeps_state_of_surviving_objects_and_flushes_removed_saps() {
     let mut p = pipeline();
     let mut b = builder();
     vpls(&mut b, 10, &["1:100", "2:200"]);
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     run(
         &mut p,
         &[(1, frame(mac(1), MacAddr::BROADCAST, &[(Q, 100)]))],
@@ -851,7 +851,7 @@ fn swapping_tables_keeps_state_of_surviving_objects_and_flushes_removed_saps() {
     assert_eq!(stage(&mut p).fdb(10, 0).len(), 2);
     // Add a SAP: counters and MACs of the others survive.
     b.set_sap(SapSpec::new(sap("5:300"), 10)).unwrap();
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     assert_eq!(
         stage(&mut p)
             .sap_counters(&sap("1:100"))
@@ -863,7 +863,7 @@ fn swapping_tables_keeps_state_of_surviving_objects_and_flushes_removed_saps() {
     // Remove 2:200: its MAC goes, and a new SAP reusing its slot starts clean.
     b.remove_sap(&sap("2:200")).unwrap();
     b.set_sap(SapSpec::new(sap("2:201"), 10)).unwrap();
-    install(&mut p, &b, 0);
+    install(&mut p, &mut b, 0);
     let s = stage(&mut p);
     assert_eq!(
         s.fdb(10, 0).iter().map(|e| e.sap).collect::<Vec<_>>(),
@@ -961,4 +961,50 @@ fn invalid_specs_are_refused_and_change_nothing() {
         b.set_port(PortSpec::new(1, PortEncap::Qinq)),
         Err(ServiceError::PortInUse(1))
     ));
+}
+
+#[test]
+fn a_snapshot_that_skips_one_or_comes_from_another_builder_is_reconciled_whole() {
+    let mut p = pipeline();
+    let mut b = builder();
+    vpls(&mut b, 10, &["1:100", "2:200"]);
+    install(&mut p, &mut b, 0);
+    run(
+        &mut p,
+        &[(1, frame(mac(1), MacAddr::BROADCAST, &[(Q, 100)]))],
+        0,
+    );
+    run(
+        &mut p,
+        &[(2, frame(mac(2), MacAddr::BROADCAST, &[(Q, 200)]))],
+        0,
+    );
+    // Snapshot B removes 2:200 and is never installed; C adds 5:300 on top of it.
+    b.remove_sap(&sap("2:200")).unwrap();
+    let _skipped = b.build();
+    b.set_sap(SapSpec::new(sap("5:300"), 10)).unwrap();
+    install(&mut p, &mut b, 0);
+    let s = stage(&mut p);
+    assert!(s.sap_counters(&sap("2:200")).is_none());
+    assert_eq!(
+        s.fdb(10, 0).iter().map(|e| e.sap).collect::<Vec<_>>(),
+        vec![sap("1:100")]
+    );
+    assert_eq!(s.service_counters(10).unwrap().macs, 1);
+    let out = run(
+        &mut p,
+        &[(1, frame(mac(1), MacAddr::BROADCAST, &[(Q, 100)]))],
+        0,
+    );
+    assert_eq!(verdicts(&out), vec![Verdict::Transmit(5)]);
+    // A snapshot from another builder with the same configuration: the SAPs there are other
+    // objects (other generations), so their state starts again.
+    let mut other = builder();
+    vpls(&mut other, 10, &["1:100", "5:300"]);
+    install(&mut p, &mut other, 0);
+    let s = stage(&mut p);
+    assert_eq!(s.sap_counters(&sap("1:100")).unwrap().rx_packets, 0);
+    assert!(s.fdb(10, 0).is_empty());
+    let out = run(&mut p, &[(5, frame(mac(3), mac(1), &[(Q, 300)]))], 0);
+    assert_eq!(verdicts(&out), vec![Verdict::Transmit(1)]);
 }

@@ -266,6 +266,18 @@ enum Step {
     Sap(sap::SapMatch, sap::FrameTags),
 }
 
+/// `changed` when reconciling incrementally, else every slot below `len`.
+fn new_or_all(incremental: bool, changed: &[u32], len: usize) -> Vec<usize> {
+    if incremental {
+        let mut slots: Vec<usize> = changed.iter().map(|s| *s as usize).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        slots
+    } else {
+        (0..len).collect()
+    }
+}
+
 /// Packets between two steps of the software pipeline in `process`.
 const PREFETCH_DISTANCE: usize = 4;
 
@@ -412,10 +424,26 @@ impl ServiceStage {
         if tables.has_vpls && self.fdb.is_none() {
             self.fdb = Some(Fdb::new(self.config.fdb_entries, self.config.fdb_seed));
         }
+        // Over the snapshot this one was built from, only the changed slots need a look.
+        let incremental = old
+            .as_ref()
+            .is_some_and(|o| o.epoch != 0 && o.epoch == tables.base);
+        let slots = |changed: &[u32], len: usize| -> Vec<usize> {
+            let mut slots = new_or_all(incremental, changed, len);
+            slots.retain(|s| *s < len);
+            slots
+        };
         // SAPs.
-        for slot in 0..self.saps.len() {
+        for slot in slots(&tables.changed.saps, self.saps.len()) {
             let generation = tables.sap(slot as u32).map_or(0, |s| s.generation);
             if self.saps[slot].generation != generation {
+                // Its MACs leave its (old) service's count with it.
+                let count = self.saps[slot].mac_count;
+                if let Some(service) = old.as_ref().and_then(|o| o.sap(slot as u32)) {
+                    if let Some(state) = self.services.get_mut(service.service as usize) {
+                        state.mac_count = state.mac_count.saturating_sub(count);
+                    }
+                }
                 self.flush_sap_slot(slot as u32);
                 let epoch = self.saps[slot].fdb_epoch;
                 self.saps[slot] = SapState {
@@ -427,7 +455,7 @@ impl ServiceStage {
             }
         }
         // Services.
-        for slot in 0..self.services.len() {
+        for slot in slots(&tables.changed.services, self.services.len()) {
             let generation = tables.service(slot as u32).map_or(0, |s| s.generation);
             if self.services[slot].generation != generation {
                 self.services[slot] = ServiceState {
@@ -438,7 +466,7 @@ impl ServiceStage {
             }
         }
         // Filters: hits follow entry ids when the rules changed.
-        for slot in 0..self.filters.len() {
+        for slot in slots(&tables.changed.filters, self.filters.len()) {
             let state = &mut self.filters[slot];
             match tables.filter(slot as u32) {
                 None => *state = FilterState::default(),
@@ -470,7 +498,7 @@ impl ServiceStage {
             }
         }
         // Policers: a changed policer keeps buckets and counters.
-        for slot in 0..self.policers.len() {
+        for slot in slots(&tables.changed.policers, self.policers.len()) {
             let state = &mut self.policers[slot];
             match tables.policer(slot as u32) {
                 None => *state = PolicerSlot::default(),
@@ -492,15 +520,25 @@ impl ServiceStage {
                 }
             }
         }
-        self.sync_statics(old.as_deref(), &tables);
-        // MAC counts of the services follow their SAPs.
-        for state in &mut self.services {
-            state.mac_count = 0;
-        }
-        for (slot, sap) in tables.saps.iter().enumerate() {
-            if let (Some(sap), Some(state)) = (sap, self.saps.get(slot)) {
-                if let Some(service) = self.services.get_mut(sap.service as usize) {
-                    service.mac_count += state.mac_count;
+        let service_slots = new_or_all(
+            incremental,
+            &tables.changed.services,
+            tables
+                .services
+                .len()
+                .max(old.as_ref().map_or(0, |o| o.services.len())),
+        );
+        self.sync_statics(old.as_deref(), &tables, &service_slots);
+        if !incremental {
+            // MAC counts of the services follow their SAPs.
+            for state in &mut self.services {
+                state.mac_count = 0;
+            }
+            for (slot, sap) in tables.saps.iter().enumerate() {
+                if let (Some(sap), Some(state)) = (sap, self.saps.get(slot)) {
+                    if let Some(service) = self.services.get_mut(sap.service as usize) {
+                        service.mac_count += state.mac_count;
+                    }
                 }
             }
         }
@@ -508,7 +546,12 @@ impl ServiceStage {
     }
 
     /// Installs static MACs that are new and removes the ones that are gone.
-    fn sync_statics(&mut self, old: Option<&ServiceTables>, new: &ServiceTables) {
+    fn sync_statics(
+        &mut self,
+        old: Option<&ServiceTables>,
+        new: &ServiceTables,
+        service_slots: &[usize],
+    ) {
         let Some(fdb) = self.fdb.as_mut() else {
             return;
         };
@@ -521,8 +564,7 @@ impl ServiceStage {
                 _ => Vec::new(),
             }
         };
-        let slots = new.services.len().max(old.map_or(0, |o| o.services.len()));
-        for slot in 0..slots {
+        for &slot in service_slots {
             let before = old.map(|o| statics_of(o, slot)).unwrap_or_default();
             let after = statics_of(new, slot);
             if before == after {

@@ -53,7 +53,7 @@ impl DirEntry {
 
 /// A SAP in the snapshot. `repr(C)` keeps the fields every packet reads in the first two
 /// cache lines, which the stage prefetches.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 #[repr(C)]
 pub(crate) struct SapEntry {
     pub generation: u32,
@@ -183,7 +183,28 @@ pub struct ServiceTables {
     pub(crate) filter_ids: HashMap<(FilterKind, u32), u32, FxBuildHasher>,
     pub(crate) policer_ids: HashMap<PolicerId, u32, FxBuildHasher>,
     pub(crate) has_vpls: bool,
+    /// This snapshot's number (unique per process), the number of the snapshot it was built
+    /// from, and the slots changed since that one: a stage that has the base installed
+    /// reconciles only those.
+    pub(crate) epoch: u64,
+    pub(crate) base: u64,
+    pub(crate) changed: Arc<Changed>,
 }
+
+/// Slots changed between two snapshots (repeats allowed).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Changed {
+    pub saps: Vec<u32>,
+    pub services: Vec<u32>,
+    pub filters: Vec<u32>,
+    pub policers: Vec<u32>,
+}
+
+/// Object generations, unique in the process (builders share the counter).
+static GENERATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+/// Snapshot numbers, unique in the process (builders share the counter).
+static EPOCHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl ServiceTables {
     /// Number of SAPs.
@@ -256,7 +277,9 @@ impl Slots {
     }
 }
 
-fn put<T>(vec: &mut Vec<Option<T>>, slot: u32, value: T) {
+/// Stores `value` in `slot` and notes the slot as changed.
+fn put<T>(vec: &mut Vec<Option<T>>, dirty: &mut Vec<u32>, slot: u32, value: T) {
+    dirty.push(slot);
     let i = slot as usize;
     if vec.len() <= i {
         vec.resize_with(i + 1, || None);
@@ -283,13 +306,14 @@ pub struct ServiceTablesBuilder {
     pattern_counts: HashMap<PortId, [u32; 3]>,
     /// The GRE demultiplexing key of each Epipe slot with a tunnel.
     tunnel_keys: HashMap<u32, TunnelKey>,
+    /// Slots changed since the last build.
+    dirty: Changed,
     /// VPLS services configured (the stage allocates its MAC table for the first).
     vpls_count: usize,
     sap_slots: Slots,
     service_slots: Slots,
     filter_slots: Slots,
     policer_slots: Slots,
-    generation: u32,
 }
 
 impl ServiceTablesBuilder {
@@ -298,14 +322,24 @@ impl ServiceTablesBuilder {
         Self::default()
     }
 
+    /// A generation no other object of the process has had: two builders (a rebuilt
+    /// configuration) never hand out the same one, so their objects are never confused.
     fn next_generation(&mut self) -> u32 {
-        // Generation 0 means "no object" in the stage's state.
-        self.generation = self.generation.wrapping_add(1).max(1);
-        self.generation
+        loop {
+            let generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Generation 0 means "no object" in the stage's state.
+            if generation != 0 {
+                return generation;
+            }
+        }
     }
 
-    /// A snapshot of the configuration as it is now.
-    pub fn build(&self) -> Arc<ServiceTables> {
+    /// A snapshot of the configuration as it is now. It records what changed since the
+    /// previous one, so that installing it over that one costs in proportion to the change.
+    pub fn build(&mut self) -> Arc<ServiceTables> {
+        self.tables.base = self.tables.epoch;
+        self.tables.epoch = EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.tables.changed = Arc::new(std::mem::take(&mut self.dirty));
         Arc::new(self.tables.clone())
     }
 
@@ -405,6 +439,7 @@ impl ServiceTablesBuilder {
         self.tables.policer_ids.insert(spec.id, slot);
         put(
             &mut self.tables.policers,
+            &mut self.dirty.policers,
             slot,
             PolicerEntry { generation, params },
         );
@@ -435,6 +470,7 @@ impl ServiceTablesBuilder {
         if let Some(entry) = self.tables.policers.get_mut(slot as usize) {
             *entry = None;
         }
+        self.dirty.policers.push(slot);
         self.policer_slots.free.push(slot);
         Ok(())
     }
@@ -525,6 +561,7 @@ impl ServiceTablesBuilder {
         self.tables.filter_ids.insert(key, slot);
         put(
             &mut self.tables.filters,
+            &mut self.dirty.filters,
             slot,
             FilterEntry {
                 generation,
@@ -558,6 +595,7 @@ impl ServiceTablesBuilder {
         if let Some(entry) = self.tables.filters.get_mut(slot as usize) {
             *entry = None;
         }
+        self.dirty.filters.push(slot);
         self.filter_slots.free.push(slot);
         Ok(())
     }
@@ -650,6 +688,7 @@ impl ServiceTablesBuilder {
         // A placeholder the refresh below fills in.
         put(
             &mut self.tables.services,
+            &mut self.dirty.services,
             slot,
             ServiceEntry {
                 id,
@@ -692,6 +731,7 @@ impl ServiceTablesBuilder {
         if let Some(entry) = self.tables.services.get_mut(slot as usize) {
             *entry = None;
         }
+        self.dirty.services.push(slot);
         self.service_slots.free.push(slot);
         if let Some(key) = self.tunnel_keys.remove(&slot) {
             self.tables.tunnels.remove(&key);
@@ -758,6 +798,7 @@ impl ServiceTablesBuilder {
             }
             ServiceSpec::L3(_) => (false, DEFAULT_SERVICE_MTU, ServiceKind::L3),
         };
+        self.dirty.services.push(slot);
         if let Some(Some(entry)) = self.tables.services.get_mut(slot as usize) {
             entry.down = down;
             entry.mtu = mtu;
@@ -917,6 +958,7 @@ impl ServiceTablesBuilder {
             // Placeholder; refresh_sap fills it in.
             put(
                 &mut self.tables.saps,
+                &mut self.dirty.saps,
                 slot,
                 SapEntry {
                     id,
@@ -960,6 +1002,7 @@ impl ServiceTablesBuilder {
             if let Some(entry) = self.tables.saps.get_mut(slot as usize) {
                 *entry = None;
             }
+            self.dirty.saps.push(slot);
             self.sap_slots.free.push(slot);
         }
         self.refresh_service(spec.service);
@@ -1090,7 +1133,7 @@ impl ServiceTablesBuilder {
             bum_limit: spec.bum_limit,
             peer,
         };
-        put(&mut self.tables.saps, slot, entry);
+        put(&mut self.tables.saps, &mut self.dirty.saps, slot, entry);
     }
 }
 

@@ -1008,3 +1008,76 @@ fn a_snapshot_that_skips_one_or_comes_from_another_builder_is_reconciled_whole()
     let out = run(&mut p, &[(5, frame(mac(3), mac(1), &[(Q, 300)]))], 0);
     assert_eq!(verdicts(&out), vec![Verdict::Transmit(1)]);
 }
+
+#[test]
+fn snapshots_are_send_and_sync_and_the_stage_is_send() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<ServiceTables>();
+    send_sync::<std::sync::Arc<ServiceTables>>();
+    send::<ServiceStage>();
+}
+
+#[test]
+fn epipe_over_gre_with_ipv6_outer_headers_and_a_vlan() {
+    let mut p = pipeline();
+    let mut b = builder();
+    let local: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+    let remote: std::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
+    b.set_service(ServiceSpec::Epipe(EpipeSpec {
+        gre: Some(GreSpec {
+            port: 4,
+            vlan: Some(99),
+            local: IpAddr::V6(local),
+            remote: IpAddr::V6(remote),
+            next_hop: mac(0x77),
+            key: None,
+            ttl: 9,
+            mtu: 1500,
+        }),
+        ..EpipeSpec::new(7)
+    }))
+    .unwrap();
+    b.set_sap(SapSpec::new(sap("0:5.6"), 7)).unwrap();
+    install(&mut p, &mut b, 0);
+    let (out, v) = run_one(&mut p, 0, frame(mac(1), mac(2), &[(S, 5), (Q, 6)]), 0);
+    assert_eq!(v, Verdict::Transmit(4));
+    // Ethernet, 802.1Q 99, IPv6 (payload length = GRE + inner frame), GRE 0x6558, inner frame.
+    assert_eq!(&out[12..16], &[0x81, 0x00, 0x00, 99]);
+    assert_eq!(&out[16..18], &[0x86, 0xdd]);
+    let ip = brasa_dataplane::wire::Ipv6Packet::new_checked(&out[18..]).unwrap();
+    assert_eq!(
+        (
+            ip.next_header(),
+            ip.hop_limit(),
+            ip.src_addr(),
+            ip.dst_addr()
+        ),
+        (47, 9, local, remote)
+    );
+    assert_eq!(usize::from(ip.payload_len()), out.len() - 18 - 40);
+    let gre = brasa_dataplane::wire::GrePacket::new_checked(&out[58..]).unwrap();
+    assert_eq!(gre.payload(), &frame(mac(1), mac(2), &[])[..]);
+    // Back: addresses swapped, in on port 4 → out of 0:5.6 with its two tags.
+    let mut back = out;
+    back[26..42].copy_from_slice(&remote.octets());
+    back[42..58].copy_from_slice(&local.octets());
+    let (out, v) = run_one(&mut p, 4, back, 0);
+    assert_eq!(
+        (v, out),
+        (
+            Verdict::Transmit(0),
+            frame(mac(1), mac(2), &[(S, 5), (Q, 6)])
+        )
+    );
+    // An inner frame that would make the outer packet exceed the tunnel MTU is dropped.
+    let big = build::tagged(
+        mac(1),
+        mac(2),
+        &[(S, 5), (Q, 6)],
+        EtherType::IPV4,
+        &[0u8; 1480],
+    );
+    let (_, v) = run_one(&mut p, 0, big, 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Mtu));
+}

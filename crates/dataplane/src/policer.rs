@@ -171,9 +171,11 @@ enum Kind {
 }
 
 /// A validated policer: rates in bytes per second and bucket sizes in token units.
+/// `repr(C)`: what metering reads comes first, within one cache line; the configuration it
+/// was made from (for display) after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 pub struct PolicerParams {
-    kind: Kind,
     /// Rate of the first bucket (CIR for srTCM/RFC 4115, PIR for trTCM), bytes/s.
     rate1: u64,
     /// Size of the first bucket, units.
@@ -182,8 +184,9 @@ pub struct PolicerParams {
     rate2: u64,
     /// Size of the second bucket, units.
     size2: u64,
-    colour_aware: bool,
     offset: i16,
+    kind: Kind,
+    colour_aware: bool,
     stat_mode: StatMode,
     config: PolicerConfig,
 }

@@ -81,10 +81,11 @@ struct SapState {
 struct ServiceState {
     generation: u32,
     mac_count: u32,
-    rx_packets: u64,
-    rx_octets: u64,
-    tx_packets: u64,
-    tx_octets: u64,
+    /// Frames from and to the GRE tunnel (SAP traffic is counted on the SAPs).
+    tunnel_rx_packets: u64,
+    tunnel_rx_octets: u64,
+    tunnel_tx_packets: u64,
+    tunnel_tx_octets: u64,
     flooded: u64,
     learned: u64,
     aged: u64,
@@ -641,14 +642,31 @@ impl ServiceStage {
         })
     }
 
-    /// Counters of a service.
+    /// Counters of a service: its SAPs' traffic summed, plus its tunnel's.
     pub fn service_counters(&self, id: ServiceId) -> Option<ServiceCounters> {
-        let s = self.services.get(self.service_slot(id)? as usize)?;
+        let tables = self.tables.as_ref()?;
+        let slot = self.service_slot(id)?;
+        let s = self.services.get(slot as usize)?;
+        let (mut rx_packets, mut rx_octets) = (s.tunnel_rx_packets, s.tunnel_rx_octets);
+        let (mut tx_packets, mut tx_octets) = (s.tunnel_tx_packets, s.tunnel_tx_octets);
+        for sap in tables.saps_of(id) {
+            let Some(state) = tables
+                .sap_ids
+                .get(&sap)
+                .and_then(|i| self.saps.get(*i as usize))
+            else {
+                continue;
+            };
+            rx_packets += state.rx_packets;
+            rx_octets += state.rx_octets;
+            tx_packets += state.tx_packets;
+            tx_octets += state.tx_octets;
+        }
         Some(ServiceCounters {
-            rx_packets: s.rx_packets,
-            rx_octets: s.rx_octets,
-            tx_packets: s.tx_packets,
-            tx_octets: s.tx_octets,
+            rx_packets,
+            rx_octets,
+            tx_packets,
+            tx_octets,
             flooded: s.flooded,
             learned: s.learned,
             aged: s.aged,
@@ -997,11 +1015,9 @@ impl ServiceStage {
             self.count_drop(slot, service, DropReason::Mtu);
             return Verdict::Drop(DropReason::Mtu);
         }
+        // The service's own counters are the sums of its SAPs' (see `service_counters`): one
+        // cache line less per packet.
         if let Some(s) = self.saps.get_mut(slot as usize) {
-            s.tx_packets += 1;
-            s.tx_octets += len as u64;
-        }
-        if let Some(s) = self.services.get_mut(service as usize) {
             s.tx_packets += 1;
             s.tx_octets += len as u64;
         }
@@ -1048,8 +1064,8 @@ impl ServiceStage {
         }
         let len = buf.len() as u64;
         if let Some(s) = self.services.get_mut(service as usize) {
-            s.tx_packets += 1;
-            s.tx_octets += len;
+            s.tunnel_tx_packets += 1;
+            s.tunnel_tx_octets += len;
         }
         Verdict::Transmit(gre.spec.port)
     }
@@ -1215,9 +1231,9 @@ impl ServiceStage {
         let Some((_, sap, buf)) = self.sap_of(tables, batch, index) else {
             return;
         };
-        prefetch_slot(&self.services, sap.service);
         match (sap.role, sap.peer) {
             (SapRole::Vpls, _) => {
+                prefetch_slot(&self.services, sap.service);
                 if let Some(fdb) = self.fdb.as_ref() {
                     let frame = buf.as_slice();
                     let dst = frame
@@ -1325,10 +1341,6 @@ impl ServiceStage {
         let service = sap.service;
         let len = buf.len();
         if let Some(s) = self.saps.get_mut(m.sap as usize) {
-            s.rx_packets += 1;
-            s.rx_octets += len as u64;
-        }
-        if let Some(s) = self.services.get_mut(service as usize) {
             s.rx_packets += 1;
             s.rx_octets += len as u64;
         }
@@ -1634,8 +1646,8 @@ impl ServiceStage {
         };
         let outer = l3 + gre_at + gre.header_len();
         if let Some(s) = self.services.get_mut(service as usize) {
-            s.rx_packets += 1;
-            s.rx_octets += buf.len().saturating_sub(outer) as u64;
+            s.tunnel_rx_packets += 1;
+            s.tunnel_rx_octets += buf.len().saturating_sub(outer) as u64;
         }
         if ethertype == Some(EtherType::IPV4)
             && !Ipv4Packet::new_checked(ip).is_ok_and(|p| p.verify_checksum())

@@ -1081,3 +1081,44 @@ fn epipe_over_gre_with_ipv6_outer_headers_and_a_vlan() {
     let (_, v) = run_one(&mut p, 0, big, 0);
     assert_eq!(v, Verdict::Drop(DropReason::Mtu));
 }
+
+#[test]
+fn vpls_table_size_limit_disabled_learning_and_disabled_ageing() {
+    let mut p = pipeline();
+    let mut b = builder();
+    let mut spec = VplsSpec::new(10);
+    spec.fdb_size = Some(2);
+    spec.ageing = false;
+    b.set_service(ServiceSpec::Vpls(spec.clone())).unwrap();
+    b.set_sap(SapSpec::new(sap("1:100"), 10)).unwrap();
+    b.set_sap(SapSpec::new(sap("2:200"), 10)).unwrap();
+    install(&mut p, &mut b, 0);
+    for i in 1..=3 {
+        run(
+            &mut p,
+            &[(1, frame(mac(i), MacAddr::BROADCAST, &[(Q, 100)]))],
+            0,
+        );
+    }
+    let s = stage(&mut p);
+    let c = s.service_counters(10).unwrap();
+    assert_eq!((c.macs, c.learned, c.fdb_full), (2, 2, 1));
+    // No ageing: a day later the MACs are still there.
+    for t in 0..200 {
+        p.tick(t * 500 * SEC);
+    }
+    assert_eq!(stage(&mut p).fdb(10, 100_000 * SEC).len(), 2);
+    // Learning off: nothing new is learned, unknown destinations keep flooding.
+    spec.learning = false;
+    b.set_service(ServiceSpec::Vpls(spec)).unwrap();
+    install(&mut p, &mut b, 0);
+    run(
+        &mut p,
+        &[(2, frame(mac(9), MacAddr::BROADCAST, &[(Q, 200)]))],
+        0,
+    );
+    assert_eq!(stage(&mut p).service_counters(10).unwrap().learned, 2);
+    let out = run(&mut p, &[(1, frame(mac(1), mac(9), &[(Q, 100)]))], 0);
+    assert_eq!(verdicts(&out), vec![Verdict::Transmit(2)]);
+    assert_eq!(stage(&mut p).service_counters(10).unwrap().flooded, 0);
+}

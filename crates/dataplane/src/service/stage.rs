@@ -280,7 +280,7 @@ fn new_or_all(incremental: bool, changed: &[u32], len: usize) -> Vec<usize> {
 }
 
 /// Packets between two steps of the software pipeline in `process`.
-const PREFETCH_DISTANCE: usize = 4;
+const PREFETCH_DISTANCE: usize = 8;
 
 /// Prefetches the first two cache lines of `items[index]` (the hot fields of the entries
 /// lead their structs).

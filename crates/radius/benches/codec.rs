@@ -81,6 +81,36 @@ fn codec(c: &mut Criterion) {
             b.iter(|| black_box(dict.decode_pairs(black_box(&packet), Some((SECRET, &ra)))))
         });
     }
+    // What the proxy does to every request it forwards: decode, drop the NAS's
+    // Message-Authenticator and put a fresh one first, append its own Proxy-State, encode; and to
+    // every reply: decode, strip its Proxy-State, encode.
+    let with_state = {
+        let mut packet = Packet::decode(&access).unwrap();
+        packet.add(33, [0u8, 0, 0, 7]);
+        packet.encode().unwrap()
+    };
+    group.bench_function("proxy_edit_request", |b| {
+        b.iter(|| {
+            let mut packet = Packet::decode(black_box(&access)).unwrap();
+            packet.remove(80);
+            packet.attributes.insert(
+                0,
+                brasa_radius::RawAttribute {
+                    typ: 80,
+                    value: vec![0; 16],
+                },
+            );
+            packet.add(33, [0u8, 0, 0, 7]);
+            black_box(packet.encode().unwrap())
+        })
+    });
+    group.bench_function("proxy_edit_reply", |b| {
+        b.iter(|| {
+            let mut packet = Packet::decode(black_box(&with_state)).unwrap();
+            packet.remove(33);
+            black_box(packet.encode().unwrap())
+        })
+    });
     group.bench_function("access_request_message_authenticator_verify", |b| {
         b.iter(|| {
             assert_eq!(

@@ -10,8 +10,11 @@ use crate::local::{self, AuthOutcome};
 use crate::policy::{Direction, HookContext, Policy, Verdict};
 use crate::sessions::SessionDirectory;
 use crate::stats::{ClientStats, ServerStats, StatsSnapshot, UpstreamStats};
+use brasa_radius::attr::{
+    EAP_MESSAGE, ERROR_CAUSE, MESSAGE_AUTHENTICATOR, NAS_IP_ADDRESS, PROXY_STATE, USER_NAME,
+};
 use brasa_radius::auth::{self, MessageAuthenticator};
-use brasa_radius::{Code, Dictionary, Packet, RawAttribute};
+use brasa_radius::{Code, Dictionary, ErrorCause, Packet, RawAttribute};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
@@ -20,14 +23,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const NAS_IP_ADDRESS: u8 = 4;
-const USER_NAME: u8 = 1;
-const PROXY_STATE: u8 = 33;
-const MESSAGE_AUTHENTICATOR: u8 = 80;
-const EAP_MESSAGE: u8 = 79;
-const ERROR_CAUSE: u8 = 101;
-/// RFC 5176 Error-Cause "Session Context Not Found".
-const ERROR_CAUSE_SESSION_NOT_FOUND: u32 = 503;
 /// Sockets (of 256 Identifiers each) per upstream server: 16 384 requests in flight.
 const MAX_SLOTS_PER_UPSTREAM: usize = 64;
 /// CoA/Disconnect requests to a NAS: wait this long, this many times.
@@ -1460,10 +1455,7 @@ impl Engine {
                 _ => Code::DisconnectNak,
             };
             let mut nak = Packet::new(code, coa.request.identifier);
-            nak.add(
-                ERROR_CAUSE,
-                ERROR_CAUSE_SESSION_NOT_FOUND.to_be_bytes().to_vec(),
-            );
+            nak.add(ERROR_CAUSE, ErrorCause::SessionContextNotFound.to_value());
             self.answer_coa(&coa, nak, out);
             return;
         };

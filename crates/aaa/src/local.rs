@@ -2,13 +2,9 @@
 //! records for the append-only log.
 
 use crate::config::{LocalDatabase, LocalUser};
+use brasa_radius::attr::{CHAP_CHALLENGE, CHAP_PASSWORD, USER_NAME, USER_PASSWORD};
 use brasa_radius::{Dictionary, Packet};
 use md5::{Digest, Md5};
-
-const USER_NAME: u8 = 1;
-const USER_PASSWORD: u8 = 2;
-const CHAP_PASSWORD: u8 = 3;
-const CHAP_CHALLENGE: u8 = 60;
 
 /// The outcome of a local authentication.
 #[derive(Debug, PartialEq, Eq)]

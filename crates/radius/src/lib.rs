@@ -10,7 +10,7 @@
 //! dictionary files when asked to.
 //!
 //! ```
-//! use brasa_radius::{auth, Code, Dictionary, Packet};
+//! use brasa_radius::{attr, auth, Code, Dictionary, Packet};
 //!
 //! let dict = Dictionary::builtin();
 //! let secret = b"testing123";
@@ -21,7 +21,7 @@
 //! for pair in dict.parse_pairs("Class = \"gold\", Alc-SLA-Prof-Str = \"100M\", Tunnel-Type:1 = VLAN")? {
 //!     dict.add_pair(&mut accept, &pair, secret, &request_authenticator)?;
 //! }
-//! accept.add(auth::MESSAGE_AUTHENTICATOR, [0u8; 16]);
+//! accept.add(attr::MESSAGE_AUTHENTICATOR, [0u8; 16]);
 //! let mut bytes = accept.encode()?;
 //! auth::fill_message_authenticator(&mut bytes, &request_authenticator, secret);
 //! auth::sign_response(&mut bytes, &request_authenticator, secret);
@@ -36,6 +36,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod attr;
 pub mod auth;
 pub mod dict;
 pub mod error;
@@ -43,6 +44,7 @@ pub mod packet;
 pub mod pair;
 pub mod wire;
 
+pub use attr::{AcctStatusType, ErrorCause};
 pub use dict::{AttrId, AttributeDef, Dictionary, Encrypt, ValueType, VendorDef, VendorFormat};
 pub use error::{CryptoError, DictionaryError, PacketError, PairError};
 pub use packet::{Code, Packet, RawAttribute};

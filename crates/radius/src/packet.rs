@@ -2,12 +2,10 @@
 
 use std::fmt;
 
+use crate::attr::VENDOR_SPECIFIC;
 use crate::dict::{Dictionary, VendorFormat};
 use crate::error::PacketError;
 use crate::wire::{self, HEADER_LEN, MAX_PACKET_LEN, MAX_VALUE_LEN};
-
-/// Attribute type of Vendor-Specific (RFC 2865 §5.26).
-pub const VENDOR_SPECIFIC: u8 = 26;
 
 /// RADIUS packet codes (RFC 2865, 2866, 5176, 5997).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -307,6 +305,12 @@ impl Packet {
         let before = self.attributes.len();
         self.attributes.retain(|a| a.typ != typ);
         before - self.attributes.len()
+    }
+
+    /// The Acct-Status-Type, if the packet carries a well-formed one.
+    pub fn acct_status_type(&self) -> Option<crate::AcctStatusType> {
+        self.get(crate::attr::ACCT_STATUS_TYPE)
+            .and_then(crate::AcctStatusType::from_value)
     }
 
     /// Value of the first vendor sub-attribute `(vendor, typ)` found in the Vendor-Specific

@@ -4,10 +4,11 @@
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::attr::VENDOR_SPECIFIC;
 use crate::auth;
 use crate::dict::{AttrId, AttributeDef, Dictionary, Encrypt, ValueType};
 use crate::error::{CryptoError, PairError};
-use crate::packet::{vsa_build, vsa_split_body, Packet, RawAttribute, VENDOR_SPECIFIC};
+use crate::packet::{vsa_build, vsa_split_body, Packet, RawAttribute};
 use crate::wire::{AttributeIter, MAX_VALUE_LEN};
 
 /// A typed attribute value.

@@ -10,7 +10,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use brasa_cache::CacheError;
-use brasa_radius::packet::{vsa_build, vsa_split, VENDOR_SPECIFIC};
+use brasa_radius::attr::VENDOR_SPECIFIC;
+use brasa_radius::packet::{vsa_build, vsa_split};
 use brasa_radius::{Dictionary, Packet, RawAttribute, VendorFormat};
 use pyo3::exceptions::{PyBaseException, PyTypeError, PyValueError};
 use pyo3::prelude::*;

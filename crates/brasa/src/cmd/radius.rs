@@ -3,6 +3,7 @@
 
 use crate::common::GlobalArgs;
 use anyhow::{bail, Context};
+use brasa_radius::attr::MESSAGE_AUTHENTICATOR;
 use brasa_radius::auth::{self, MessageAuthenticator};
 use brasa_radius::{Code, Dictionary, Packet, RawAttribute};
 use rand::RngCore;
@@ -13,8 +14,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-
-const MESSAGE_AUTHENTICATOR: u8 = 80;
 
 /// RADIUS client tools.
 #[derive(clap::Subcommand, Debug)]

@@ -7,20 +7,16 @@
 
 use super::sm_config::RadiusLogins;
 use brasa_aaa::{Direction, EngineConfig, HookContext, Policy, Verdict};
-use brasa_radius::{AttrId, Code, Dictionary, Packet, Value};
+use brasa_radius::attr::{
+    DELEGATED_IPV6_PREFIX, FRAMED_IPV6_ADDRESS, FRAMED_IPV6_PREFIX, FRAMED_IP_ADDRESS, USER_NAME,
+};
+use brasa_radius::{AcctStatusType, AttrId, Code, Dictionary, Packet, Value};
 use brasa_sm::{Op, SmError, SmService};
 use brasa_subscriber::Login;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-const USER_NAME: u8 = 1;
-const FRAMED_IP_ADDRESS: u8 = 8;
-const ACCT_STATUS_TYPE: u8 = 40;
-const FRAMED_IPV6_PREFIX: u8 = 97;
-const DELEGATED_IPV6_PREFIX: u8 = 123;
-const FRAMED_IPV6_ADDRESS: u8 = 168;
 
 /// Most events applied in one commit.
 const BATCH: usize = 1024;
@@ -76,14 +72,10 @@ pub fn extract(
     dictionary: &Dictionary,
     properties: &[(AttrId, String, String)],
 ) -> Option<AcctEvent> {
-    let status = packet
-        .get(ACCT_STATUS_TYPE)
-        .and_then(|v| <[u8; 4]>::try_from(v).ok())
-        .map(u32::from_be_bytes)?;
+    let status = packet.acct_status_type()?;
     let name = std::str::from_utf8(packet.get(USER_NAME)?).ok()?.to_owned();
     match status {
-        // Start, Interim-Update.
-        1 | 3 => {
+        AcctStatusType::Start | AcctStatusType::InterimUpdate => {
             let mut mappings = Vec::new();
             for v in packet.get_all(FRAMED_IP_ADDRESS) {
                 if let Ok(a) = <[u8; 4]>::try_from(v) {
@@ -120,7 +112,7 @@ pub fn extract(
                 properties,
             })
         }
-        2 => Some(AcctEvent::Logout { name }),
+        AcctStatusType::Stop => Some(AcctEvent::Logout { name }),
         _ => None,
     }
 }
@@ -294,6 +286,7 @@ async fn feed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use brasa_radius::attr::ACCT_STATUS_TYPE;
 
     fn accounting(status: u32, extra: &[(u8, Vec<u8>)]) -> Packet {
         let mut p = Packet::new(Code::AccountingRequest, 1);

@@ -11,11 +11,11 @@
 //! `ingress` is from it.
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod clients;
 pub mod config;
 mod dedup;
 pub mod engine;
-mod ids;
 pub mod local;
 pub mod policy;
 mod sessions;

@@ -3,7 +3,7 @@
 
 use crate::config::{LocalDatabase, LocalUser};
 use brasa_radius::attr::{CHAP_CHALLENGE, CHAP_PASSWORD, USER_NAME, USER_PASSWORD};
-use brasa_radius::{Dictionary, Packet};
+use brasa_radius::{Dictionary, Message};
 use md5::{Digest, Md5};
 
 /// The outcome of a local authentication.
@@ -19,7 +19,7 @@ pub enum AuthOutcome {
 pub fn authenticate<'db>(
     database: &'db LocalDatabase,
     dictionary: &Dictionary,
-    request: &Packet,
+    request: &Message,
     secret: &[u8],
 ) -> (AuthOutcome, Option<&'db LocalUser>) {
     let Some(name) = request.get(USER_NAME) else {
@@ -94,7 +94,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// One accounting request as the JSON object written to the log (the shell adds the time).
 pub fn accounting_record(
     dictionary: &Dictionary,
-    request: &Packet,
+    request: &Message,
     client: &str,
     from: std::net::SocketAddr,
 ) -> serde_json::Map<String, serde_json::Value> {
@@ -144,11 +144,11 @@ mod tests {
         database.users.insert("alice".into(), user(b"wonderland"));
         database.users.insert("DEFAULT".into(), user(b"secret"));
         let request = |name: &str, password: &[u8]| {
-            let mut packet = Packet::new(brasa_radius::Code::AccessRequest, 1);
-            packet.add(USER_NAME, name.as_bytes().to_vec());
+            let mut packet = Message::new(brasa_radius::Code::AccessRequest, 1);
+            packet.add(USER_NAME, name.as_bytes().to_vec()).unwrap();
             let hidden =
                 brasa_radius::auth::hide_user_password(password, b"s", &packet.authenticator);
-            packet.add(USER_PASSWORD, hidden);
+            packet.add(USER_PASSWORD, hidden).unwrap();
             packet
         };
         let outcome = |name: &str, password: &[u8]| {

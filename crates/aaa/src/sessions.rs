@@ -28,8 +28,8 @@ impl SessionDirectory {
         &mut self,
         client: usize,
         nas: IpAddr,
-        request: &brasa_radius::Packet,
-        reply: Option<&brasa_radius::Packet>,
+        request: &brasa_radius::Message,
+        reply: Option<&brasa_radius::Message>,
     ) {
         let stop = request.acct_status_type() == Some(AcctStatusType::Stop);
         let mut keys = Vec::with_capacity(3);
@@ -55,7 +55,7 @@ impl SessionDirectory {
     }
 
     /// The NAS that owns the session a CoA/Disconnect request names, most specific key first.
-    pub fn owner(&self, request: &brasa_radius::Packet) -> Option<(usize, IpAddr)> {
+    pub fn owner(&self, request: &brasa_radius::Message) -> Option<(usize, IpAddr)> {
         let by = |key: SessionKey| self.owners.get(&key).copied();
         request
             .get(ACCT_SESSION_ID)

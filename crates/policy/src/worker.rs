@@ -327,7 +327,7 @@ impl HookProcessor for PythonPolicies {
     }
 }
 
-fn fail_result(action: ActionOnFail, packet: brasa_radius::Packet) -> HookResult {
+fn fail_result(action: ActionOnFail, packet: brasa_radius::Message) -> HookResult {
     match action {
         ActionOnFail::Drop => HookResult::Drop,
         ActionOnFail::Passthrough => HookResult::Continue(packet),

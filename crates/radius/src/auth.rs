@@ -8,8 +8,8 @@ use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 
 use crate::attr::MESSAGE_AUTHENTICATOR;
+use crate::code::Code;
 use crate::error::CryptoError;
-use crate::packet::Code;
 use crate::wire::{AttributeIter, HEADER_LEN};
 
 /// The packet octets covered by Length, or `None` if the header is unusable.

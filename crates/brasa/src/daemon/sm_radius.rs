@@ -10,7 +10,7 @@ use brasa_aaa::{Direction, EngineConfig, HookContext, Policy, Verdict};
 use brasa_radius::attr::{
     DELEGATED_IPV6_PREFIX, FRAMED_IPV6_ADDRESS, FRAMED_IPV6_PREFIX, FRAMED_IP_ADDRESS, USER_NAME,
 };
-use brasa_radius::{AcctStatusType, AttrId, Code, Dictionary, Packet, Value};
+use brasa_radius::{AcctStatusType, AttrId, Code, Dictionary, Message, Value};
 use brasa_sm::{Op, SmError, SmService};
 use brasa_subscriber::Login;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -68,7 +68,7 @@ impl LoginEventStats {
 /// Reads a login event out of an Accounting-Request; `None` when it carries none (no
 /// User-Name, Accounting-On/Off, …).
 pub fn extract(
-    packet: &Packet,
+    packet: &Message,
     dictionary: &Dictionary,
     properties: &[(AttrId, String, String)],
 ) -> Option<AcctEvent> {
@@ -288,12 +288,13 @@ mod tests {
     use super::*;
     use brasa_radius::attr::ACCT_STATUS_TYPE;
 
-    fn accounting(status: u32, extra: &[(u8, Vec<u8>)]) -> Packet {
-        let mut p = Packet::new(Code::AccountingRequest, 1);
-        p.add(USER_NAME, b"alice".to_vec());
-        p.add(ACCT_STATUS_TYPE, status.to_be_bytes().to_vec());
+    fn accounting(status: u32, extra: &[(u8, Vec<u8>)]) -> Message {
+        let mut p = Message::new(Code::AccountingRequest, 1);
+        p.add(USER_NAME, b"alice".to_vec()).unwrap();
+        p.add(ACCT_STATUS_TYPE, status.to_be_bytes().to_vec())
+            .unwrap();
         for (t, v) in extra {
-            p.add(*t, v.clone());
+            p.add(*t, v.clone()).unwrap();
         }
         p
     }

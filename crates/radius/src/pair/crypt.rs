@@ -4,7 +4,8 @@ use crate::attr::VENDOR_SPECIFIC;
 use crate::auth;
 use crate::dict::{AttrId, AttributeDef, Dictionary, Encrypt};
 use crate::error::CryptoError;
-use crate::packet::{vsa_build, vsa_split_body, Packet};
+use crate::message::Message;
+use crate::vsa::{vsa_build, vsa_split_body};
 use crate::wire::MAX_VALUE_LEN;
 
 impl Dictionary {
@@ -15,7 +16,7 @@ impl Dictionary {
     /// not supported and left untouched. On error the packet is unchanged.
     pub fn reencrypt(
         &self,
-        packet: &mut Packet,
+        packet: &mut Message,
         old_secret: &[u8],
         old_authenticator: &[u8; 16],
         new_secret: &[u8],
@@ -63,8 +64,10 @@ impl Dictionary {
             self.attribute_by_id(id)
                 .filter(|d| d.encrypt != Encrypt::None)
         };
-        let mut rewritten = packet.attributes.clone();
-        for attr in rewritten.iter_mut() {
+        // New values by attribute index, all computed before any is applied, so that an error
+        // leaves the packet as it was.
+        let mut rewritten: Vec<(usize, Vec<u8>)> = Vec::new();
+        for (index, attr) in packet.attributes.iter().enumerate() {
             match attr.typ {
                 VENDOR_SPECIFIC => {
                     let Some(id) = attr.value.get(..4) else {
@@ -92,12 +95,12 @@ impl Dictionary {
                             None => value.extend_from_slice(s.raw),
                         }
                     }
-                    attr.value = value;
+                    rewritten.push((index, value));
                 }
                 241..=244 => {
                     let (id, header) = match attr.value.first() {
                         Some(&26) if attr.value.len() >= 6 => {
-                            let v = &attr.value;
+                            let v = attr.value;
                             let vendor = u32::from_be_bytes([v[1], v[2], v[3], v[4]]);
                             (
                                 AttrId::ExtendedVendor {
@@ -120,27 +123,28 @@ impl Dictionary {
                     if let Some(def) = encrypted(&id) {
                         let mut value = attr.value[..header].to_vec();
                         value.extend(recrypt(def, &attr.value[header..])?);
-                        attr.value = value;
+                        rewritten.push((index, value));
                     }
                 }
                 typ => {
                     if let Some(def) = encrypted(&AttrId::Standard(typ)) {
-                        attr.value = recrypt(def, &attr.value)?;
+                        rewritten.push((index, recrypt(def, attr.value)?));
                     }
                 }
             }
         }
-        for attr in &rewritten {
-            if attr.value.len() > MAX_VALUE_LEN {
-                return Err(CryptoError::Packet(
-                    crate::error::PacketError::ValueTooLong {
-                        typ: attr.typ,
-                        len: attr.value.len(),
-                    },
-                ));
-            }
+        if let Some((index, value)) = rewritten.iter().find(|(_, v)| v.len() > MAX_VALUE_LEN) {
+            let typ = packet.attributes.get(*index).map_or(0, |a| a.typ);
+            return Err(CryptoError::Packet(
+                crate::error::PacketError::ValueTooLong {
+                    typ,
+                    len: value.len(),
+                },
+            ));
         }
-        packet.attributes = rewritten;
+        for (index, value) in rewritten {
+            packet.attributes.replace(index, &value)?;
+        }
         Ok(())
     }
 }

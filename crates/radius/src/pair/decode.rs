@@ -7,7 +7,8 @@ use super::{mask_v4, mask_v6, raw_name, Op, Pair, Value};
 use crate::attr::VENDOR_SPECIFIC;
 use crate::auth;
 use crate::dict::{AttrId, AttributeDef, Dictionary, Encrypt, ValueType};
-use crate::packet::{vsa_split_body, Packet};
+use crate::message::Message;
+use crate::vsa::vsa_split_body;
 use crate::wire::AttributeIter;
 
 fn decode_value(kind: ValueType, data: &[u8]) -> Option<Value> {
@@ -67,15 +68,14 @@ impl Dictionary {
     /// `concat` attributes joined, tags split, sub-TLVs flattened, encrypted values revealed
     /// when `crypt` gives (secret, authenticator). Unknown or malformed attributes come out as
     /// `Attr-<oid>` octets. Never fails.
-    pub fn decode_pairs(&self, packet: &Packet, crypt: Option<(&[u8], &[u8; 16])>) -> Vec<Pair> {
+    pub fn decode_pairs(&self, packet: &Message, crypt: Option<(&[u8], &[u8; 16])>) -> Vec<Pair> {
         let mut out = Vec::new();
         let attrs = &packet.attributes;
         let mut i = 0;
-        while i < attrs.len() {
-            let attr = &attrs[i];
+        while let Some(attr) = attrs.get(i) {
             i += 1;
             match attr.typ {
-                VENDOR_SPECIFIC => self.decode_vsa(&attr.value, crypt, &mut out),
+                VENDOR_SPECIFIC => self.decode_vsa(attr.value, crypt, &mut out),
                 241..=244 => match attr.value.split_first() {
                     Some((&26, rest)) if rest.len() >= 5 => {
                         let vendor = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
@@ -95,11 +95,11 @@ impl Dictionary {
                         crypt,
                         &mut out,
                     ),
-                    _ => out.push(raw_pair(AttrId::Standard(attr.typ), &attr.value)),
+                    _ => out.push(raw_pair(AttrId::Standard(attr.typ), attr.value)),
                 },
                 245 | 246 => {
                     let (Some(&ext), Some(&flags)) = (attr.value.first(), attr.value.get(1)) else {
-                        out.push(raw_pair(AttrId::Standard(attr.typ), &attr.value));
+                        out.push(raw_pair(AttrId::Standard(attr.typ), attr.value));
                         continue;
                     };
                     let mut data = attr.value[2..].to_vec();
@@ -121,8 +121,8 @@ impl Dictionary {
                     }
                     if more {
                         // Fragment chain cut short: keep every fragment raw.
-                        for a in &attrs[start - 1..i] {
-                            out.push(raw_pair(AttrId::Standard(a.typ), &a.value));
+                        for a in attrs.iter().skip(start - 1).take(i + 1 - start) {
+                            out.push(raw_pair(AttrId::Standard(a.typ), a.value));
                         }
                         continue;
                     }
@@ -136,7 +136,7 @@ impl Dictionary {
                             };
                             self.decode_one(id, &data[5..], crypt, &mut out);
                         } else {
-                            out.push(raw_pair(AttrId::Standard(attr.typ), &attr.value));
+                            out.push(raw_pair(AttrId::Standard(attr.typ), attr.value));
                         }
                     } else {
                         self.decode_one(
@@ -154,14 +154,14 @@ impl Dictionary {
                     let id = AttrId::Standard(typ);
                     let concat = self.attribute_by_id(&id).is_some_and(|d| d.concat);
                     if concat {
-                        let mut data = attr.value.clone();
+                        let mut data = attr.value.to_vec();
                         while let Some(next) = attrs.get(i).filter(|n| n.typ == typ) {
                             data.extend_from_slice(&next.value);
                             i += 1;
                         }
                         self.decode_one(id, &data, crypt, &mut out);
                     } else {
-                        self.decode_one(id, &attr.value, crypt, &mut out);
+                        self.decode_one(id, attr.value, crypt, &mut out);
                     }
                 }
             }

@@ -6,8 +6,12 @@ use crate::attr::VENDOR_SPECIFIC;
 use crate::auth;
 use crate::dict::{AttrId, Dictionary, Encrypt};
 use crate::error::PairError;
-use crate::packet::{vsa_build, Packet, RawAttribute};
+use crate::message::Message;
+use crate::vsa::vsa_build;
 use crate::wire::MAX_VALUE_LEN;
+
+/// Top-level attributes (type, value) that one pair becomes on the wire.
+type Wrapped = Vec<(u8, Vec<u8>)>;
 
 fn encode_error(name: &str, reason: impl Into<String>) -> PairError {
     PairError::Encode {
@@ -57,7 +61,7 @@ impl Dictionary {
     /// written verbatim.
     pub fn add_pair(
         &self,
-        packet: &mut Packet,
+        packet: &mut Message,
         pair: &Pair,
         secret: &[u8],
         authenticator: &[u8; 16],
@@ -120,30 +124,33 @@ impl Dictionary {
         let encoded = self
             .wrap(&pair.attr, data, concat)
             .map_err(|r| encode_error(name, r))?;
-        packet.attributes.extend(encoded);
+        for (typ, value) in encoded {
+            // `wrap` made every value fit one attribute.
+            packet
+                .attributes
+                .push(typ, &value)
+                .map_err(|err| encode_error(name, err.to_string()))?;
+        }
         Ok(())
     }
 
     /// Wraps attribute data into top-level attributes according to its position.
-    fn wrap(&self, id: &AttrId, data: Vec<u8>, concat: bool) -> Result<Vec<RawAttribute>, String> {
-        let one = |typ: u8, value: Vec<u8>| -> Result<Vec<RawAttribute>, String> {
+    fn wrap(&self, id: &AttrId, data: Vec<u8>, concat: bool) -> Result<Wrapped, String> {
+        let one = |typ: u8, value: Vec<u8>| -> Result<Wrapped, String> {
             if value.len() > MAX_VALUE_LEN {
                 return Err(format!(
                     "{} octets do not fit one attribute (253 maximum)",
                     value.len()
                 ));
             }
-            Ok(vec![RawAttribute { typ, value }])
+            Ok(vec![(typ, value)])
         };
         match id {
             AttrId::Standard(t) => {
                 if concat && data.len() > MAX_VALUE_LEN {
                     Ok(data
                         .chunks(MAX_VALUE_LEN)
-                        .map(|c| RawAttribute {
-                            typ: *t,
-                            value: c.to_vec(),
-                        })
+                        .map(|c| (*t, c.to_vec()))
                         .collect())
                 } else {
                     one(*t, data)
@@ -174,7 +181,7 @@ impl Dictionary {
     }
 }
 
-fn extended(base: u8, header: &[u8], data: Vec<u8>) -> Result<Vec<RawAttribute>, String> {
+fn extended(base: u8, header: &[u8], data: Vec<u8>) -> Result<Wrapped, String> {
     if matches!(base, 245 | 246) {
         // Long extended: Extended-Type, flags (M = more), then the fragment. Vendor header
         // (for EVS) belongs to the data and is only in the first fragment (RFC 6929 §2.2).
@@ -194,7 +201,7 @@ fn extended(base: u8, header: &[u8], data: Vec<u8>) -> Result<Vec<RawAttribute>,
             .map(|(i, c)| {
                 let mut value = vec![*ext, if i < last { 0x80 } else { 0 }];
                 value.extend_from_slice(c);
-                RawAttribute { typ: base, value }
+                (base, value)
             })
             .collect())
     } else {
@@ -206,6 +213,6 @@ fn extended(base: u8, header: &[u8], data: Vec<u8>) -> Result<Vec<RawAttribute>,
                 data.len()
             ));
         }
-        Ok(vec![RawAttribute { typ: base, value }])
+        Ok(vec![(base, value)])
     }
 }

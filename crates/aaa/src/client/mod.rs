@@ -3,31 +3,10 @@
 //! the NAS and `brasa radius send` all go through [`Exchange`], so the signing, verification and
 //! retry rules exist once.
 //!
-//! ```
-//! use brasa_aaa::client::{Exchange, MessageAuthenticator, Retry, Timeout};
-//! use brasa_radius::{attr, auth, Code, Message};
-//! use std::time::{Duration, Instant};
-//!
-//! let now = Instant::now();
-//! let mut request = Message::new(Code::AccessRequest, 7);
-//! request.add(attr::USER_NAME, "alice")?;
-//! let retry = Retry { timeout: Duration::from_secs(3), attempts: 2 };
-//! let secret = b"testing123".as_slice().into();
-//! let mut exchange = Exchange::new(now, request, secret, [9; 16], MessageAuthenticator::First, retry)?;
-//! let first = exchange.datagram().to_vec(); // send it
-//!
-//! // No answer within the timeout: the same datagram goes again, then the exchange gives up.
-//! let later = now + Duration::from_secs(3);
-//! assert_eq!(exchange.handle_timeout(later), Timeout::Resend(&first[..]));
-//! assert_eq!(exchange.handle_timeout(later + Duration::from_secs(3)), Timeout::GaveUp);
-//!
-//! // An answer is accepted only when signed with the secret over the request's authenticator.
-//! let mut accept = Message::new(Code::AccessAccept, 7);
-//! let mut bytes = accept.encode()?;
-//! auth::sign_response(&mut bytes, &[9; 16], b"testing123");
-//! assert_eq!(exchange.verify(&bytes)?.code, Code::AccessAccept);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! A shell makes an [`Exchange`] from a request, sends [`Exchange::datagram`], and until
+//! [`Exchange::deadline`] hands every datagram from the server to [`Exchange::verify`]; at the
+//! deadline [`Exchange::handle_timeout`] says whether to send the same datagram again or give
+//! up.
 
 mod ids;
 

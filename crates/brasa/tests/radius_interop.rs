@@ -186,6 +186,42 @@ fn serial_radius_local_mode_answers_radclient() {
     );
 }
 
+/// The accounting log holds plain JSON values, not radclient's quoted text: strings unquoted,
+/// integers as numbers, enumerated values by name, addresses as text, octets as `0x` hex, and
+/// repeated attributes as arrays.
+#[test]
+fn serial_radius_accounting_log_holds_plain_json_values() {
+    let setup = local_setup(false);
+    let input = "User-Name = \"alice\", Acct-Status-Type = Start, Acct-Session-Id = \"sess-42\", \
+                 Acct-Input-Octets = 1234, Acct-Session-Time = 0, Framed-IP-Address = 127.0.0.9, \
+                 Class = 0x436c6173732d31, Class = 0x0102, Event-Timestamp = 1700000000, \
+                 NAS-Port-Type = Ethernet";
+    let output = radclient(setup.acct, "acct", NAS_SECRET, input, &[]);
+    assert!(
+        stdout(&output).contains("Received Accounting-Response"),
+        "{}\n{}",
+        stdout(&output),
+        setup.brasa.log_text()
+    );
+    let log =
+        std::fs::read_to_string(setup.dir.path().join("data/radius/accounting.jsonl")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let attributes = &record["attributes"];
+    assert_eq!(attributes["User-Name"], "alice", "{log}");
+    assert_eq!(attributes["Acct-Session-Id"], "sess-42", "{log}");
+    assert_eq!(attributes["Acct-Status-Type"], "Start", "{log}");
+    assert_eq!(attributes["Acct-Input-Octets"], 1234, "{log}");
+    assert_eq!(attributes["Acct-Session-Time"], 0, "{log}");
+    assert_eq!(attributes["Framed-IP-Address"], "127.0.0.9", "{log}");
+    assert_eq!(
+        attributes["Class"],
+        serde_json::json!(["0x436c6173732d31", "0x0102"]),
+        "{log}"
+    );
+    assert_eq!(attributes["Event-Timestamp"], 1_700_000_000, "{log}");
+    assert_eq!(attributes["NAS-Port-Type"], "Ethernet", "{log}");
+}
+
 fn proxy_config(
     api: SocketAddr,
     auth: u16,

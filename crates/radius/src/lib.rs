@@ -52,5 +52,5 @@ pub use code::Code;
 pub use dict::{AttrId, AttributeDef, Dictionary, Encrypt, ValueType, VendorDef, VendorFormat};
 pub use error::{CryptoError, DictionaryError, PacketError, PairError};
 pub use message::{Attributes, Message};
-pub use pair::{Op, Pair, Value};
+pub use pair::{Op, Pair, PlainValue, Value};
 pub use wire::RawAttr;

@@ -10,7 +10,7 @@ use brasa_aaa::{Direction, EngineConfig, HookContext, Policy, Verdict};
 use brasa_radius::attr::{
     DELEGATED_IPV6_PREFIX, FRAMED_IPV6_ADDRESS, FRAMED_IPV6_PREFIX, FRAMED_IP_ADDRESS, USER_NAME,
 };
-use brasa_radius::{AcctStatusType, AttrId, Code, Dictionary, Message, Value};
+use brasa_radius::{AcctStatusType, AttrId, Code, Dictionary, Message};
 use brasa_sm::{Op, SmError, SmService};
 use brasa_subscriber::Login;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -102,7 +102,7 @@ pub fn extract(
                     .iter()
                     .filter_map(|(id, _, key)| {
                         let pair = pairs.iter().find(|p| &p.attr == id)?;
-                        Some((key.clone(), value_text(dictionary, &pair.name, &pair.value)))
+                        Some((key.clone(), pair.plain_value(dictionary).to_string()))
                     })
                     .collect()
             };
@@ -132,39 +132,6 @@ fn ipv6_prefix(v: &[u8]) -> Option<String> {
         u128::MAX << (128 - u32::from(len))
     };
     Some(format!("{}/{len}", Ipv6Addr::from(bits & mask)))
-}
-
-fn value_text(dictionary: &Dictionary, attr: &str, value: &Value) -> String {
-    match value {
-        Value::String(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::Octets(b) => {
-            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-            format!("0x{hex}")
-        }
-        Value::Integer(n) => dictionary
-            .attribute(attr)
-            .and_then(|def| dictionary.value_name(def, u64::from(*n)))
-            .map_or_else(|| n.to_string(), str::to_owned),
-        Value::Integer64(n) => n.to_string(),
-        Value::Signed(n) => n.to_string(),
-        Value::Date(n) => n.to_string(),
-        Value::IpAddr(a) => a.to_string(),
-        Value::Ipv6Addr(a) => a.to_string(),
-        Value::Ipv6Prefix(l, a) => format!("{a}/{l}"),
-        Value::Ipv4Prefix(l, a) => format!("{a}/{l}"),
-        Value::Ifid(b) => b
-            .chunks(2)
-            .map(|c| format!("{:02x}{:02x}", c[0], c.get(1).copied().unwrap_or(0)))
-            .collect::<Vec<_>>()
-            .join(":"),
-        Value::Byte(n) => n.to_string(),
-        Value::Short(n) => n.to_string(),
-        Value::Ether(b) => b
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<Vec<_>>()
-            .join(":"),
-    }
 }
 
 /// The SM operation of an event.

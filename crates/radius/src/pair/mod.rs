@@ -8,6 +8,8 @@ mod decode;
 mod encode;
 mod text;
 
+pub use text::PlainValue;
+
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::dict::AttrId;

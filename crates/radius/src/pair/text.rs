@@ -24,6 +24,57 @@ impl Pair {
         out.push_str(&value_text(dict, def, &self.value));
         out
     }
+
+    /// The value without radclient's quoting, as JSON records and property maps carry it:
+    /// numbers as numbers unless the dictionary names the value (`Acct-Status-Type` is
+    /// `Start`), text unquoted (in hex when it is not UTF-8), octets as `0x` and lower-case
+    /// hex, addresses, prefixes, interface ids and MAC addresses in their usual text, dates as
+    /// seconds since the Unix epoch.
+    pub fn plain_value(&self, dict: &Dictionary) -> PlainValue {
+        let def = if is_raw_name(&self.name) {
+            None
+        } else {
+            dict.attribute(&self.name)
+        };
+        let number = |n: u64| match def.and_then(|d| dict.value_name(d, n)) {
+            Some(name) => PlainValue::Text(name.to_string()),
+            None => PlainValue::Unsigned(n),
+        };
+        match &self.value {
+            Value::String(s) => match std::str::from_utf8(s) {
+                Ok(text) => PlainValue::Text(text.to_string()),
+                Err(_) => PlainValue::Text(hex(s)),
+            },
+            Value::Integer(n) => number(u64::from(*n)),
+            Value::Integer64(n) => number(*n),
+            Value::Byte(n) => number(u64::from(*n)),
+            Value::Short(n) => number(u64::from(*n)),
+            Value::Date(n) => PlainValue::Unsigned(u64::from(*n)),
+            Value::Signed(n) => PlainValue::Signed(i64::from(*n)),
+            other => PlainValue::Text(value_text(dict, def, other)),
+        }
+    }
+}
+
+/// A pair's value as plain data (see [`Pair::plain_value`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlainValue {
+    /// Text: strings, named values, addresses, `0x` hex octets.
+    Text(String),
+    /// An unsigned number without a dictionary name (integer, date).
+    Unsigned(u64),
+    /// A `signed` number.
+    Signed(i64),
+}
+
+impl std::fmt::Display for PlainValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlainValue::Text(text) => f.write_str(text),
+            PlainValue::Unsigned(n) => write!(f, "{n}"),
+            PlainValue::Signed(n) => write!(f, "{n}"),
+        }
+    }
 }
 
 fn value_text(dict: &Dictionary, def: Option<&AttributeDef>, value: &Value) -> String {

@@ -155,9 +155,7 @@ impl Engine {
     ) -> Result<Exchange, String> {
         let mut packet = job.request.clone();
         packet.identifier = id;
-        packet
-            .add(PROXY_STATE, proxy_state)
-            .map_err(|e| e.to_string())?;
+        packet.add_fixed(PROXY_STATE, proxy_state);
         let message_authenticator = if packet.code == Code::AccessRequest {
             let client_secret = &self.clients.all()[job.client].secret;
             self.dictionary

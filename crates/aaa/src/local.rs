@@ -149,7 +149,7 @@ mod tests {
         database.users.insert("DEFAULT".into(), user(b"secret"));
         let request = |name: &str, password: &[u8]| {
             let mut packet = Message::new(brasa_radius::Code::AccessRequest, 1);
-            packet.add(USER_NAME, name.as_bytes().to_vec()).unwrap();
+            packet.add(USER_NAME, name.as_bytes()).unwrap();
             let hidden =
                 brasa_radius::auth::hide_user_password(password, b"s", &packet.authenticator);
             packet.add(USER_PASSWORD, hidden).unwrap();

@@ -178,10 +178,10 @@ fn upstream_reply(request_bytes: &[u8], code: Code, attributes: &[(u8, &[u8])]) 
     let request = Message::decode(request_bytes).unwrap();
     let mut reply = Message::new(code, request.identifier);
     for (typ, value) in attributes {
-        reply.add(*typ, value.to_vec()).unwrap();
+        reply.add(*typ, value).unwrap();
     }
     for state in request.get_all(33) {
-        reply.add(33, state.to_vec()).unwrap();
+        reply.add(33, state).unwrap();
     }
     reply.authenticator = request.authenticator;
     let mut bytes = reply.encode().unwrap();
@@ -551,7 +551,7 @@ fn coa_for_an_unknown_session_is_nakked_and_a_known_one_is_relayed() {
     let mut out = Vec::new();
     let coa = |id: u8, session: &str| {
         let mut packet = Message::new(Code::CoaRequest, id);
-        packet.add(44, session.as_bytes().to_vec()).unwrap();
+        packet.add(44, session.as_bytes()).unwrap();
         let mut bytes = packet.encode().unwrap();
         auth::sign_request(&mut bytes, UP_SECRET);
         bytes
@@ -734,7 +734,7 @@ fn an_egress_hook_parks_the_request_until_the_processor_answers() {
     assert_eq!(transmits(&mut out).len(), 1);
 
     let mut edited = parked[0].packet.clone();
-    edited.add(25, b"Class-1".to_vec()).unwrap();
+    edited.add(25, b"Class-1").unwrap();
     engine.resume_hook(
         now,
         parked[0].ticket,
@@ -798,7 +798,7 @@ fn an_ingress_hook_sees_the_upstream_reply_and_its_edits_reach_the_nas_signed() 
     );
 
     let mut edited = parked[0].packet.clone();
-    edited.set(18, b"hello".to_vec()).unwrap();
+    edited.set(18, b"hello").unwrap();
     engine.resume_hook(
         now,
         parked[0].ticket,

@@ -57,7 +57,7 @@ fn responder(socket: UdpSocket, reflected: Reflected) {
             _ => continue,
         };
         for state in request.get_all(33) {
-            reply.add(33, state.to_vec()).unwrap();
+            reply.add(33, state).unwrap();
         }
         let Ok(mut bytes) = reply.encode() else {
             continue;

@@ -583,7 +583,7 @@ fn serial_radius_bad_input_is_dropped_and_counted_while_valid_traffic_is_answere
     nas.send_to(&access_request(3, NAS_SECRET, true, true), auth_addr)
         .unwrap();
     let mut acct = Message::new(Code::AccountingRequest, 4);
-    acct.add(40, 1u32.to_be_bytes().to_vec()).unwrap();
+    acct.add(40, 1u32.to_be_bytes()).unwrap();
     let mut acct_bytes = acct.encode().unwrap();
     auth::sign_request(&mut acct_bytes, b"not-the-secret");
     nas.send_to(&acct_bytes, acct_addr).unwrap();

@@ -459,10 +459,8 @@ impl Attributes {
                     index += 1;
                 }
             }
-            let mut at = first + 1;
-            for value in &values[1..] {
+            for (at, value) in (first + 1..).zip(&values[1..]) {
                 self.insert(at, typ, value.as_ref())?;
-                at += 1;
             }
             return Ok(());
         }

@@ -26,8 +26,8 @@
 //! let mut cache = PolicyCache::new(CacheConfig::default(), 1, budget);
 //!
 //! let mut accept = Message::new(Code::AccessAccept, 7);
-//! accept.add(1, b"00:20:fc:1e:cd:53".to_vec());
-//! accept.add(25, b"Class-1".to_vec());
+//! accept.add(1, b"00:20:fc:1e:cd:53");
+//! accept.add(25, b"Class-1");
 //! let now_ms = 1_403_751_738_000;
 //! let mut at = PolicyCacheAt::new(&mut cache, now_ms);
 //! let options = RunOptions { trace: true, ..RunOptions::default() };

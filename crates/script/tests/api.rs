@@ -24,8 +24,8 @@ fn check(host: &ScriptHost, source: &str, packet: &mut Message) -> RunReport {
 fn sample() -> Message {
     let mut p = Message::new(Code::AccessAccept, 42);
     p.authenticator = *b"0123456789abcdef";
-    p.add(1, b"alice".to_vec()).unwrap();
-    p.add(25, b"gold".to_vec()).unwrap();
+    p.add(1, b"alice").unwrap();
+    p.add(25, b"gold").unwrap();
     p.add(4, vec![10, 0, 0, 1]).unwrap();
     p.add(25, vec![0xff, 0x00]).unwrap();
     wire(p)
@@ -251,7 +251,7 @@ fn vendor_specific_attributes() {
     let host = host();
     let dict = dictionary();
     let mut p = Message::new(Code::AccessAccept, 1);
-    p.add(1, b"alice".to_vec()).unwrap();
+    p.add(1, b"alice").unwrap();
     p.add_vsa(&dict, 6527, 13, b"old-sla").expect("fits");
     // One Vendor-Specific carrying two Alcatel sub-attributes (18 and 13).
     p.add(

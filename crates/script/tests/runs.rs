@@ -15,8 +15,8 @@ use common::*;
 
 fn sample() -> Message {
     let mut p = Message::new(Code::AccessAccept, 3);
-    p.add(1, b"alice".to_vec()).unwrap();
-    p.add(25, b"gold".to_vec()).unwrap();
+    p.add(1, b"alice").unwrap();
+    p.add(25, b"gold").unwrap();
     wire(p)
 }
 

@@ -257,9 +257,8 @@ mod tests {
 
     fn accounting(status: u32, extra: &[(u8, Vec<u8>)]) -> Message {
         let mut p = Message::new(Code::AccountingRequest, 1);
-        p.add(USER_NAME, b"alice".to_vec()).unwrap();
-        p.add(ACCT_STATUS_TYPE, status.to_be_bytes().to_vec())
-            .unwrap();
+        p.add(USER_NAME, b"alice").unwrap();
+        p.add(ACCT_STATUS_TYPE, status.to_be_bytes()).unwrap();
         for (t, v) in extra {
             p.add(*t, v.clone()).unwrap();
         }

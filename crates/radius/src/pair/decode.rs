@@ -156,7 +156,7 @@ impl Dictionary {
                     if concat {
                         let mut data = attr.value.to_vec();
                         while let Some(next) = attrs.get(i).filter(|n| n.typ == typ) {
-                            data.extend_from_slice(&next.value);
+                            data.extend_from_slice(next.value);
                             i += 1;
                         }
                         self.decode_one(id, &data, crypt, &mut out);

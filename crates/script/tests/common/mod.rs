@@ -90,10 +90,10 @@ pub fn wire(packet: Message) -> Message {
 pub fn access_accept() -> Message {
     let mut p = Message::new(Code::AccessAccept, 7);
     p.authenticator = [0x11; 16];
-    p.add(25, b"Class-1".to_vec()).unwrap();
-    p.add(25, b"Class-22".to_vec()).unwrap();
-    p.add(25, b"Class-333".to_vec()).unwrap();
-    p.add(1, MAC.to_vec()).unwrap();
+    p.add(25, b"Class-1").unwrap();
+    p.add(25, b"Class-22").unwrap();
+    p.add(25, b"Class-333").unwrap();
+    p.add(1, MAC).unwrap();
     wire(p)
 }
 
@@ -102,17 +102,17 @@ pub fn access_accept() -> Message {
 pub fn accounting(status: u32, id: u8) -> Message {
     let dict = Dictionary::builtin();
     let mut p = Message::new(Code::AccountingRequest, id);
-    p.add(40, status.to_be_bytes().to_vec()).unwrap();
+    p.add(40, status.to_be_bytes()).unwrap();
     p.add(4, vec![192, 168, 1, 254]).unwrap();
-    p.add(1, MAC.to_vec()).unwrap();
+    p.add(1, MAC).unwrap();
     p.add(
         44,
-        b"00:20:fc:1e:cd:53|1/1/9@1/1/9@sla-profile-1_2014/06/26 03:02:18".to_vec(),
+        b"00:20:fc:1e:cd:53|1/1/9@1/1/9@sla-profile-1_2014/06/26 03:02:18",
     )
     .unwrap();
-    p.add(55, 1_403_751_738u32.to_be_bytes().to_vec()).unwrap();
+    p.add(55, 1_403_751_738u32.to_be_bytes()).unwrap();
     if status != 1 {
-        p.add(46, 300u32.to_be_bytes().to_vec()).unwrap();
+        p.add(46, 300u32.to_be_bytes()).unwrap();
         for typ in 19..=26 {
             p.add_vsa(&dict, 6527, typ, &[0, 1, 0, 0, 0, 0, 0, 0, 0, 0])
                 .expect("vsa fits");

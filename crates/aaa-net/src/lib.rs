@@ -7,6 +7,7 @@
 //! engine call), a timer task sleeping until the engine's next deadline, and a task that hands
 //! the answers of a [`HookProcessor`] back to the engine in batches.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod accounting;
 mod hooks;

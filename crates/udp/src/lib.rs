@@ -6,6 +6,7 @@
 //! send (`UDP_SEGMENT`), and sockets may ask for UDP GRO (`UDP_GRO`), so that coalesced
 //! segments arrive as one buffer and are split here. Both fall back to plain datagrams when the
 //! kernel refuses them. This crate holds all the socket `unsafe` of brasa's UDP shells.
+#![warn(missing_docs)]
 
 use std::io;
 use std::mem::{size_of, zeroed};

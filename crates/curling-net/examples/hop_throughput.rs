@@ -8,7 +8,7 @@ use brasa_curling::cafe::{Cafe, CafeConfig};
 use brasa_curling::naming::Naming;
 use brasa_curling::wire::{self, Message};
 use brasa_curling_net::shell::{Core, Entity, LogSink, ShellOptions};
-use brasa_curling_net::udp::{BatchSocket, RecvBatch, SendBatch, MAX_BATCH};
+use brasa_udp::{BatchSocket, RecvBatch, SendBatch, MAX_BATCH};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -344,14 +344,19 @@ fn check_unsafe(root: &Path, krate: &CrateInfo, violations: &mut Vec<Violation>)
                 continue;
             };
             let lines: Vec<&str> = text.lines().collect();
+            // Brace depth at which the innermost `unsafe impl` block opened: its methods
+            // implement the unsafe trait's contract, which the impl's own SAFETY comment argues.
+            let mut depth: i64 = 0;
+            let mut unsafe_impl_depth: Option<i64> = None;
             for (index, line) in lines.iter().enumerate() {
-                if !has_unsafe_keyword(strip_comment(line)) {
-                    continue;
-                }
-                if sub == "src" {
+                let code = strip_strings(strip_comment(line));
+                let is_unsafe = has_unsafe_keyword(&code);
+                if is_unsafe && sub == "src" {
                     crate_has_unsafe = true;
                 }
-                if !justified(&lines, index) {
+                let trait_method = unsafe_impl_depth.is_some_and(|opened| depth > opened)
+                    && code.trim_start().starts_with("unsafe fn");
+                if is_unsafe && !trait_method && !justified(&lines, index) {
                     violations.push(Violation {
                         path: relative(root, &file),
                         line: Some(index + 1),
@@ -359,6 +364,21 @@ fn check_unsafe(root: &Path, krate: &CrateInfo, violations: &mut Vec<Violation>)
                         message: "unsafe without a `// SAFETY:` comment saying why it is sound"
                             .to_string(),
                     });
+                }
+                if code.contains("unsafe impl") && unsafe_impl_depth.is_none() {
+                    unsafe_impl_depth = Some(depth);
+                }
+                for ch in code.chars() {
+                    match ch {
+                        '{' => depth += 1,
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                }
+                if unsafe_impl_depth.is_some_and(|opened| depth <= opened)
+                    && !code.contains("unsafe impl")
+                {
+                    unsafe_impl_depth = None;
                 }
             }
         }
@@ -699,6 +719,29 @@ mod tests {
             vec![Rule::UnsafeWithoutSafety, Rule::MissingForbidUnsafe]
         );
         assert_eq!(violations[0].line, Some(4));
+    }
+
+    #[test]
+    fn methods_of_an_unsafe_impl_share_its_safety_comment() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "crates/g/Cargo.toml",
+            &manifest("g", "role = \"tool\""),
+        );
+        write(
+            dir.path(),
+            "crates/g/src/lib.rs",
+            "struct A;\n// SAFETY: every call is passed on to System with the caller's contract.\n\
+             unsafe impl std::alloc::GlobalAlloc for A {\n    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {\n        \
+             // SAFETY: as above.\n        unsafe { std::alloc::System.alloc(l) }\n    }\n    \
+             unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {\n        \
+             unsafe { std::alloc::System.dealloc(p, l) }\n    }\n}\nunsafe fn loose() {}\n",
+        );
+        let violations = check_workspace(dir.path(), &FakeTree(HashMap::new()));
+        let lines: Vec<Option<usize>> = violations.iter().map(|v| v.line).collect();
+        // The unjustified block inside dealloc, and the free unsafe fn; not the trait methods.
+        assert_eq!(lines, vec![Some(9), Some(12)], "{violations:?}");
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! from them, runs it as a real UDP endpoint (`brasa-curling-net`) and serves the management
 //! API (`/api/v1/curling`, `/metrics`) until SIGTERM or Ctrl-C.
 
+use crate::common::access::{Access, ApiConfig};
 use crate::common::mgmt::{self, ApiError};
 use crate::common::prom::{Kind, PromWriter};
 use crate::common::signal::ShutdownSignal;
+use crate::console;
 use anyhow::Context;
 use axum::extract::State;
 use axum::routing::get;
@@ -100,6 +102,7 @@ fn build_core(daemon: &EntityDaemon, naming: Naming) -> anyhow::Result<Core> {
 /// download it was saving is complete on disk).
 pub async fn run(daemon: EntityDaemon) -> anyhow::Result<()> {
     let mut shutdown = ShutdownSignal::install()?;
+    let api = ApiConfig::loopback(daemon.mgmt_listen).map_err(anyhow::Error::msg)?;
     let naming = Naming { net: daemon.net };
     let core = build_core(&daemon, naming)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -122,7 +125,19 @@ pub async fn run(daemon: EntityDaemon) -> anyhow::Result<()> {
         .route("/api/v1/curling", get(api_snapshot))
         .route("/metrics", get(api_metrics))
         .with_state(entity.clone());
-    let served = mgmt::serve(daemon.mgmt_listen, router).await;
+    let access = Arc::new(Access::new(api.access.clone()));
+    let shell = Arc::new(console::curling::shell(access.clone(), false, &entity));
+    let sampled = entity.clone();
+    console::series::spawn_sampler(shell.series.clone(), move || {
+        let counters = console::curling::counters(&sampled);
+        async move { Some(counters) }
+    });
+    let router = router.merge(console::router(
+        shell,
+        console::curling::routes(),
+        entity.clone(),
+    ));
+    let served = mgmt::serve(&api, access, router).await;
     if served.is_ok() {
         let signal = shutdown.recv().await;
         tracing::info!(signal, "shutting down");

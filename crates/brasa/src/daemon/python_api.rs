@@ -173,7 +173,9 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
-async fn statistics(State(state): State<ApiState>) -> Result<Json<PythonStatistics>, ApiError> {
+pub(crate) async fn statistics(
+    State(state): State<ApiState>,
+) -> Result<Json<PythonStatistics>, ApiError> {
     if state.python.is_none() && state.caches.is_none() {
         return Err(ApiError::not_found(
             "no [python] section in this daemon's config",
@@ -185,7 +187,7 @@ async fn statistics(State(state): State<ApiState>) -> Result<Json<PythonStatisti
     }))
 }
 
-async fn dump(
+pub(crate) async fn dump(
     State(state): State<ApiState>,
     Path(policy): Path<String>,
 ) -> Result<Json<CacheDump>, ApiError> {
@@ -205,7 +207,7 @@ async fn dump(
     Ok(Json(CacheDump { policy, entries }))
 }
 
-async fn clear(
+pub(crate) async fn clear(
     State(state): State<ApiState>,
     Path(policy): Path<String>,
     Json(request): Json<KeyRequest>,
@@ -223,7 +225,7 @@ async fn clear(
     }))
 }
 
-async fn set_lifetime(
+pub(crate) async fn set_lifetime(
     State(state): State<ApiState>,
     Path(policy): Path<String>,
     Json(request): Json<SetLifetimeRequest>,
@@ -258,7 +260,7 @@ fn worker_error(err: WorkerError) -> ApiError {
     }
 }
 
-async fn reload(
+pub(crate) async fn reload(
     State(state): State<ApiState>,
     Path(script): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
@@ -275,7 +277,7 @@ async fn reload(
     }))
 }
 
-async fn debug(
+pub(crate) async fn debug(
     State(state): State<ApiState>,
     Path(script): Path<String>,
     Json(request): Json<DebugRequest>,

@@ -11,7 +11,7 @@ pub struct PasswdArgs {
     /// Make a new API token (for the CLI's `--token` and for Prometheus) instead of hashing a
     /// password.
     #[arg(long)]
-    pub token: bool,
+    pub new_token: bool,
     /// With a name, print the whole `[[api.user]]` or `[[api.token]]` table.
     #[arg(long)]
     pub name: Option<String>,
@@ -27,7 +27,7 @@ pub fn run(args: PasswdArgs) -> anyhow::Result<()> {
         "operator" => Role::Operator,
         _ => Role::ReadOnly,
     };
-    if args.token {
+    if args.new_token {
         let token = generate_token();
         let digest = token_digest_hex(&token);
         println!("token: {token}");

@@ -567,7 +567,7 @@ pub struct TokenSection {
     pub name: Spanned<String>,
     /// `read-only` or `operator`.
     pub role: Role,
-    /// SHA-256 of the token, hex (`brasa passwd --token` prints both).
+    /// SHA-256 of the token, hex (`brasa passwd --new-token` prints both).
     pub sha256: Spanned<String>,
 }
 
@@ -640,7 +640,7 @@ impl ApiSection {
             let digest = parse_digest(token.sha256.get_ref()).ok_or_else(|| {
                 source.error_at(
                     token.sha256.span(),
-                    "invalid sha256; expected 64 hex digits (run `brasa passwd --token`)",
+                    "invalid sha256; expected 64 hex digits (run `brasa passwd --new-token`)",
                 )
             })?;
             if tokens.iter().any(|t| t.name == *token.name.get_ref()) {

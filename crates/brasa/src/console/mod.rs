@@ -156,6 +156,7 @@ fn page(shell: &Shell, title: &str, body: Markup) -> Markup {
                 // No eval, no inline styles or scripts: the CSP forbids them.
                 meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false}"#;
                 title { (title) " · " (shell.daemon) " · brasa" }
+                link rel="icon" href="/ui/assets/favicon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/ui/assets/console.css";
                 link rel="stylesheet" href="/ui/assets/uPlot.min.css";
                 script src="/ui/assets/htmx.min.js" defer {}
@@ -240,6 +241,15 @@ pub fn count(value: u64) -> String {
         out.push(digit);
     }
     out
+}
+
+/// `1 entry`, `2 entries`.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
 }
 
 /// A rate per second with a precision that suits its size.

@@ -2,7 +2,7 @@
 //! sparklines, and its error and drop counters. Each daemon supplies an [`Overview`]; `brasa
 //! run`'s is built here from [`ApiState`].
 
-use super::{count, format_uptime, layout, live, sparkline, Ctx, Flash, NavItem};
+use super::{count, format_uptime, layout, live, plural, sparkline, Ctx, Flash, NavItem};
 use crate::daemon::ApiState;
 use axum::extract::{Query, State};
 use axum::routing::get;
@@ -143,11 +143,11 @@ async fn run_overview(
             name: "RADIUS",
             href: Some(super::radius::NAV.href),
             detail: format!(
-                "{} clients, {} servers, {alive} of {} upstream servers alive, {} sessions",
-                stats.clients.len(),
-                stats.servers.len(),
-                stats.upstreams.len(),
-                stats.sessions
+                "{}, {}, {alive} of {} alive, {}",
+                plural(stats.clients.len(), "client", "clients"),
+                plural(stats.servers.len(), "server", "servers"),
+                plural(stats.upstreams.len(), "upstream server", "upstream servers"),
+                plural(stats.sessions as usize, "session", "sessions")
             ),
         });
         overview.problems.push((
@@ -179,8 +179,8 @@ async fn run_overview(
             name: "Python",
             href: Some(super::python::NAV.href),
             detail: format!(
-                "{} scripts, {} of {} queued",
-                stats.scripts.len(),
+                "{}, {} of {} packets queued",
+                plural(stats.scripts.len(), "script", "scripts"),
                 stats.queued,
                 stats.queue_capacity
             ),
@@ -200,9 +200,13 @@ async fn run_overview(
             name: "Policy caches",
             href: Some(super::python::NAV.href),
             detail: format!(
-                "{} caches, {} entries, {} of {} bytes",
-                stats.caches.len(),
-                stats.caches.iter().map(|c| c.entries).sum::<usize>(),
+                "{}, {}, {} of {} bytes",
+                plural(stats.caches.len(), "cache", "caches"),
+                plural(
+                    stats.caches.iter().map(|c| c.entries).sum::<usize>(),
+                    "entry",
+                    "entries"
+                ),
                 count(stats.global_memory_used as u64),
                 count(stats.global_memory_limit as u64)
             ),
@@ -214,10 +218,10 @@ async fn run_overview(
             name: "Subscriber manager",
             href: Some(super::subscribers::NAV.href),
             detail: format!(
-                "{} subscribers, {} VPNs, {} EPs connected{}",
-                stats.subscribers,
-                stats.vpns,
-                stats.connected_eps,
+                "{}, {}, {} connected{}",
+                plural(stats.subscribers, "subscriber", "subscribers"),
+                plural(stats.vpns, "VPN", "VPNs"),
+                plural(stats.connected_eps, "EP", "EPs"),
                 stats
                     .failed
                     .as_ref()

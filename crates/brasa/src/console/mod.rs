@@ -203,7 +203,8 @@ pub fn action_button(
 /// static.
 pub fn live(uri: &str, content: Markup) -> Markup {
     html! {
-        div #live hx-get=(uri) hx-trigger="every 2s" hx-select="#live" hx-swap="outerHTML" hx-push-url="false" {
+        // hx-disinherit: links and forms inside are boosted like any other, not refreshes.
+        div #live hx-get=(uri) hx-trigger="every 2s" hx-select="#live" hx-swap="outerHTML" hx-push-url="false" hx-disinherit="*" {
             (content)
         }
     }

@@ -25,14 +25,16 @@ pub fn routes() -> Router<Arc<Entity>> {
         .route(NAV.href, get(page))
 }
 
-/// The entity's kind and its fields, from its snapshot's JSON (`{"Cafe": {...}}`).
+/// The entity's kind and its fields, from its snapshot's JSON (`{"entity": "cafe", ...}`).
 fn fields(entity: &Entity) -> (String, serde_json::Map<String, serde_json::Value>) {
     match serde_json::to_value(entity.snapshot()) {
-        Ok(serde_json::Value::Object(outer)) => outer
-            .into_iter()
-            .next()
-            .map(|(kind, inner)| (kind, inner.as_object().cloned().unwrap_or_default()))
-            .unwrap_or_default(),
+        Ok(serde_json::Value::Object(mut fields)) => {
+            let kind = match fields.remove("entity") {
+                Some(serde_json::Value::String(kind)) => kind.to_uppercase(),
+                _ => String::new(),
+            };
+            (kind, fields)
+        }
         _ => Default::default(),
     }
 }

@@ -4,14 +4,14 @@
 //! SM; `brasa rae`; a `brasa curling` CAFE and CRME; `brasa dataplane` in a network namespace).
 
 mod dataplane_support;
-mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
+
+const BRASA: &str = env!("CARGO_BIN_EXE_brasa");
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -38,6 +38,24 @@ fn spawn(args: &[&str]) -> Child {
     )
 }
 
+/// A TCP port free on `ip` now.
+fn free_tcp_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A UDP port free on 127.0.0.1 now.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn loopback_api() -> SocketAddr {
     format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"))
         .parse()
@@ -51,7 +69,12 @@ fn metrics(api: SocketAddr) -> String {
         assert!(Instant::now() < deadline, "no API at {api}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    http_get(api, "/metrics")
+    ureq::get(&format!("http://{api}/metrics"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap()
 }
 
 /// Families declared in an exposition, with the label names of their samples.
@@ -174,10 +197,10 @@ fn every_metric_a_dashboard_uses_is_exported() {
     // a cache, the subscriber manager with an EP, and the API's own counters.
     let dir = tempfile::tempdir().unwrap();
     let api = loopback_api();
-    let udp = || free_udp_port("127.0.0.1");
+    let udp = free_udp_port;
     let script = repo().join("examples/python/python_cache.py");
     let config = format!(
-        r#"data_dir = "data"
+        r#"data_dir = "{}"
 [api]
 listen = "{api}"
 [radius]
@@ -213,13 +236,16 @@ servers = ["aaa"]
 [[subscriber_manager.ep]]
 id = "sce1"
 "#,
+        dir.path().join("data").display(),
         udp(),
         udp(),
         udp(),
         script.display(),
         free_tcp_port("127.0.0.1"),
     );
-    let _run = start_brasa(dir.path(), &config, api);
+    let config_path = dir.path().join("brasa.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let _run = spawn(&["run", "-c", config_path.to_str().unwrap()]);
     let run = metrics(api);
     for file in [
         "brasa-radius.json",

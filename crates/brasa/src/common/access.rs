@@ -913,7 +913,7 @@ mod tests {
                 Err(LoginError::WrongCredentials),
                 "unknown users fail like wrong passwords"
             );
-            now += limit.window / (limit.failures - 1).into();
+            now += limit.window / (limit.failures - 1);
         }
     }
 

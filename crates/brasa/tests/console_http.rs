@@ -11,8 +11,6 @@ use std::io::{Read, Write};
 use std::process::Command;
 use support::*;
 
-const FORM: &str = "application/x-www-form-urlencoded";
-
 fn ok(output: &std::process::Output) -> String {
     assert!(
         output.status.success(),
@@ -126,12 +124,7 @@ fn sessions_csrf_roles_and_forged_cookies() {
     let console = start_console(dir.path(), "");
     let base = console.base();
     let operator = login(&base, OPERATOR.0, OPERATOR.1).unwrap_or_else(|a| panic!("{}", a.body));
-    let page = request(
-        "GET",
-        &format!("{base}/ui/python"),
-        &[("cookie", &operator)],
-        None,
-    );
+    let page = get_as(&operator, &format!("{base}/ui/python"));
     assert_eq!(page.status, 200);
     assert!(page.body.contains(">Reload<"), "operators see the buttons");
     assert!(page
@@ -142,30 +135,15 @@ fn sessions_csrf_roles_and_forged_cookies() {
     let reload = format!("{base}/ui/python/scripts/python-script-1/reload");
 
     // Without the CSRF token, or with another one: refused, and nothing reloaded.
-    let answer = request(
-        "POST",
-        &reload,
-        &[("cookie", &operator)],
-        Some((FORM, Vec::new())),
-    );
+    let answer = post_form_as(&operator, &reload, Vec::new());
     assert_eq!(answer.status, 403, "{}", answer.body);
     assert!(answer.body.contains("CSRF"), "{}", answer.body);
     let wrong = format!("csrf={}", "0".repeat(64));
-    let answer = request(
-        "POST",
-        &reload,
-        &[("cookie", &operator)],
-        Some((FORM, wrong.into_bytes())),
-    );
+    let answer = post_form_as(&operator, &reload, wrong.into_bytes());
     assert_eq!(answer.status, 403);
     // With it: done.
     let body = format!("csrf={csrf}").into_bytes();
-    let answer = request(
-        "POST",
-        &reload,
-        &[("cookie", &operator)],
-        Some((FORM, body)),
-    );
+    let answer = post_form_as(&operator, &reload, body);
     assert_eq!(answer.status, 303, "{}", answer.body);
     assert!(answer
         .header("location")
@@ -179,38 +157,23 @@ fn sessions_csrf_roles_and_forged_cookies() {
         None,
     );
     assert_eq!(answer.status, 303);
-    let stats = request(
-        "GET",
-        &format!("{base}/api/v1/python/statistics"),
-        &[("cookie", &operator)],
-        None,
-    );
+    let stats = get_as(&operator, &format!("{base}/api/v1/python/statistics"));
     let stats: serde_json::Value = serde_json::from_str(&stats.body).unwrap();
     assert_eq!(stats["worker"]["scripts"][0]["reloads"], 2);
 
     // A read-only user: no buttons, and POSTs refused even with the session's CSRF token.
     let reader = login(&base, READ_ONLY.0, READ_ONLY.1).unwrap_or_else(|a| panic!("{}", a.body));
-    let page = request(
-        "GET",
-        &format!("{base}/ui/python"),
-        &[("cookie", &reader)],
-        None,
-    );
+    let page = get_as(&reader, &format!("{base}/ui/python"));
     assert_eq!(page.status, 200);
     assert!(
         !page.body.contains(">Reload<") && !page.body.contains("Debug on"),
         "no buttons"
     );
-    let page = request(
-        "GET",
-        &format!("{base}/ui/subscribers"),
-        &[("cookie", &reader)],
-        None,
-    );
+    let page = get_as(&reader, &format!("{base}/ui/subscribers"));
     assert!(!page.body.contains("Log a subscriber in") && !page.body.contains(">Resync<"));
     let csrf = csrf_of(&page.body); // the logout form's
     let body = format!("csrf={csrf}").into_bytes();
-    let answer = request("POST", &reload, &[("cookie", &reader)], Some((FORM, body)));
+    let answer = post_form_as(&reader, &reload, body);
     assert_eq!(answer.status, 403);
     assert!(answer.body.contains("read-only"), "{}", answer.body);
     let answer = request(
@@ -226,12 +189,7 @@ fn sessions_csrf_roles_and_forged_cookies() {
 
     // Forged and stale cookies open nothing.
     let forged = format!("brasa_session={}", "ab".repeat(32));
-    let answer = request(
-        "GET",
-        &format!("{base}/ui/overview"),
-        &[("cookie", &forged)],
-        None,
-    );
+    let answer = get_as(&forged, &format!("{base}/ui/overview"));
     assert_eq!(answer.status, 303);
     assert!(answer.header("location").unwrap().starts_with("/ui/login"));
     let answer = request(
@@ -242,27 +200,12 @@ fn sessions_csrf_roles_and_forged_cookies() {
     );
     assert_eq!(answer.status, 401);
     // Logging out ends the session.
-    let page = request(
-        "GET",
-        &format!("{base}/ui/overview"),
-        &[("cookie", &operator)],
-        None,
-    );
+    let page = get_as(&operator, &format!("{base}/ui/overview"));
     let body = format!("csrf={}", csrf_of(&page.body)).into_bytes();
-    let answer = request(
-        "POST",
-        &format!("{base}/ui/logout"),
-        &[("cookie", &operator)],
-        Some((FORM, body)),
-    );
+    let answer = post_form_as(&operator, &format!("{base}/ui/logout"), body);
     assert_eq!(answer.status, 303);
     assert!(answer.header("set-cookie").unwrap().contains("Max-Age=0"));
-    let answer = request(
-        "GET",
-        &format!("{base}/ui/overview"),
-        &[("cookie", &operator)],
-        None,
-    );
+    let answer = get_as(&operator, &format!("{base}/ui/overview"));
     assert_eq!(answer.status, 303, "the old cookie is no session any more");
 
     // The session cookie's attributes.
@@ -340,23 +283,13 @@ fn oversized_and_malformed_requests_are_refused_and_html_is_escaped() {
     let console = start_console(dir.path(), "");
     let base = console.base();
     let operator = login(&base, OPERATOR.0, OPERATOR.1).unwrap_or_else(|a| panic!("{}", a.body));
-    let page = request(
-        "GET",
-        &format!("{base}/ui/subscribers"),
-        &[("cookie", &operator)],
-        None,
-    );
+    let page = get_as(&operator, &format!("{base}/ui/subscribers"));
     let csrf = csrf_of(&page.body);
 
     // A form larger than any console page posts.
     let mut big = format!("csrf={csrf}&name=").into_bytes();
     big.resize(200 * 1024, b'a');
-    let answer = request(
-        "POST",
-        &format!("{base}/ui/subscribers/login"),
-        &[("cookie", &operator)],
-        Some((FORM, big)),
-    );
+    let answer = post_form_as(&operator, &format!("{base}/ui/subscribers/login"), big);
     assert_eq!(answer.status, 413, "{}", answer.body);
     // A JSON body over the API's limit.
     let bearer = format!("Bearer {}", console.operator_token);
@@ -380,11 +313,10 @@ fn oversized_and_malformed_requests_are_refused_and_html_is_escaped() {
         "{}",
         answer.status
     );
-    let answer = request(
-        "POST",
+    let answer = post_form_as(
+        &operator,
         &format!("{base}/ui/python/scripts/python-script-1/debug"),
-        &[("cookie", &operator)],
-        Some((FORM, format!("csrf={csrf}&on=perhaps").into_bytes())),
+        format!("csrf={csrf}&on=perhaps").into_bytes(),
     );
     assert!(
         answer.status == 400 || answer.status == 422,
@@ -434,11 +366,9 @@ fn oversized_and_malformed_requests_are_refused_and_html_is_escaped() {
         ],
     );
     ok(&done);
-    let record = request(
-        "GET",
+    let record = get_as(
+        &operator,
         &format!("{base}/ui/subscribers/by-name/{}", urlencode(name)),
-        &[("cookie", &operator)],
-        None,
     );
     assert_eq!(record.status, 200);
     assert!(
@@ -450,20 +380,16 @@ fn oversized_and_malformed_requests_are_refused_and_html_is_escaped() {
         .body
         .contains("&lt;script&gt;alert(2)&lt;/script&gt;"));
     assert!(!record.body.contains(name) && !record.body.contains(property));
-    let search = request(
-        "GET",
+    let search = get_as(
+        &operator,
         &format!("{base}/ui/subscribers?by=prefix&q={}", urlencode("<img")),
-        &[("cookie", &operator)],
-        None,
     );
     assert!(search.body.contains("&lt;img src=x"), "{}", search.body);
     assert!(!search.body.contains(name));
     // A flash message is text too.
-    let flash = request(
-        "GET",
+    let flash = get_as(
+        &operator,
         &format!("{base}/ui/overview?err={}", urlencode("<b>bold</b>")),
-        &[("cookie", &operator)],
-        None,
     );
     assert!(flash.body.contains("&lt;b&gt;bold&lt;/b&gt;"));
     // A login page that would send the browser elsewhere afterwards sends it to the console.

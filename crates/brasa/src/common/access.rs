@@ -583,13 +583,14 @@ pub struct ApiConfig {
 }
 
 impl ApiConfig {
-    /// Plain HTTP on a loopback address, no credentials (the daemons configured by flags).
-    /// Refuses any other address: without credentials nothing may listen beyond loopback.
+    /// Plain HTTP on a loopback address, no credentials: the daemons configured by their
+    /// arguments (`brasa rae`, `brasa curling`). Refuses any other address: without
+    /// credentials nothing may listen beyond loopback.
     pub fn loopback(listen: SocketAddr) -> Result<Self, String> {
         if !listen.ip().is_loopback() {
             return Err(format!(
-                "the management API may listen on {listen} only with users or tokens and TLS \
-                 (an [api] section); without them it listens on loopback only"
+                "--mgmt-listen {listen}: without users or tokens and TLS the management API \
+                 listens on loopback only (127.0.0.0/8 or ::1)"
             ));
         }
         Ok(Self {

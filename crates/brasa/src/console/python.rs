@@ -161,25 +161,31 @@ async fn cache_page(
     Path(policy): Path<String>,
     Query(query): Query<CacheQuery>,
 ) -> Response {
-    let dump = match python_api::dump(State(state), Path(policy.clone())).await {
-        Ok(Json(dump)) => dump,
-        Err(err) => return err.into_response(),
+    // Tens of thousands of entries: filter and page the raw entries off the async workers,
+    // and format (hex, text) only the page shown.
+    let name = policy.clone();
+    let dumped = tokio::task::spawn_blocking(move || python_api::dump_entries(&state, &name)).await;
+    let entries = match dumped {
+        Ok(Ok(entries)) => entries,
+        Ok(Err(err)) => return err.into_response(),
+        Err(err) => {
+            return crate::common::mgmt::ApiError::internal(err.to_string()).into_response()
+        }
     };
+    let total = entries.len();
     let search = query
         .key
         .as_deref()
         .map(str::trim)
         .filter(|k| !k.is_empty());
-    let search_hex = search.map(|s| s.to_lowercase());
-    let matching: Vec<&python_api::CacheEntry> = dump
-        .entries
-        .iter()
-        .filter(|e| match (search, &search_hex) {
-            (Some(text), Some(hex)) => {
-                e.key.as_deref().is_some_and(|k| k.contains(text))
-                    || e.key_hex.contains(hex.as_str())
+    let search_bytes = search.map(|s| (s.as_bytes().to_vec(), python_api::parse_hex(s).ok()));
+    let matching: Vec<brasa_python::cache_service::EntryDump> = entries
+        .into_iter()
+        .filter(|e| match &search_bytes {
+            Some((text, hex)) => {
+                contains(&e.key, text) || hex.as_ref().is_some_and(|hex| contains(&e.key, hex))
             }
-            _ => true,
+            None => true,
         })
         .collect();
     let pages = matching.len().div_ceil(PAGE_SIZE).max(1);
@@ -195,14 +201,14 @@ async fn cache_page(
     };
     layout(&ctx, NAV.href, &format!("Cache of python-policy {policy}"), &flash, html! {
         form.search method="get" action=(base) {
-            label { "Key contains " input name="key" value=(search.unwrap_or("")) placeholder="text or hex"; }
+            label { "Key contains " input name="key" value=(search.unwrap_or("")) placeholder="text, or hex bytes"; }
             button type="submit" { "Search" }
         }
-        p.note { (count(matching.len() as u64)) " of " (count(dump.entries.len() as u64)) " entries; page " (page) " of " (pages) }
+        p.note { (count(matching.len() as u64)) " of " (count(total as u64)) " entries; page " (page) " of " (pages) }
         table {
             thead { tr { th { "Key" } th { "Value (hex)" } th { "Time Left" } th { "DDP Key" } th {} } }
             tbody {
-                @for entry in matching.iter().skip((page - 1) * PAGE_SIZE).take(PAGE_SIZE) {
+                @for entry in matching.into_iter().skip((page - 1) * PAGE_SIZE).take(PAGE_SIZE).map(python_api::CacheEntry::from) {
                     tr {
                         td.key {
                             @match entry.key.as_deref().filter(|k| python_api::printable(k)) {
@@ -235,6 +241,14 @@ async fn cache_page(
         }
     })
     .into_response()
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
 }
 
 #[derive(Deserialize)]

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use brasa_cache::sync::{LinkState, PeerStatus, SyncStatus};
 use brasa_cache::CacheError;
-use brasa_python::cache_service::{CacheServiceError, CacheServiceStats};
+use brasa_python::cache_service::{CacheServiceError, CacheServiceStats, EntryDump};
 use brasa_python::worker::{PythonStats, WorkerError};
 use serde::{Deserialize, Serialize};
 
@@ -191,20 +191,31 @@ pub(crate) async fn dump(
     State(state): State<ApiState>,
     Path(policy): Path<String>,
 ) -> Result<Json<CacheDump>, ApiError> {
-    let entries = caches(&state)?
-        .dump(&policy)
-        .map_err(|err| cache_error(&policy, &[], err))?
+    let entries = dump_entries(&state, &policy)?
         .into_iter()
-        .map(|e| CacheEntry {
+        .map(CacheEntry::from)
+        .collect();
+    Ok(Json(CacheDump { policy, entries }))
+}
+
+/// The raw entries of `policy`'s cache (the console formats only the page it shows).
+pub(crate) fn dump_entries(state: &ApiState, policy: &str) -> Result<Vec<EntryDump>, ApiError> {
+    caches(state)?
+        .dump(policy)
+        .map_err(|err| cache_error(policy, &[], err))
+}
+
+impl From<EntryDump> for CacheEntry {
+    fn from(e: EntryDump) -> Self {
+        CacheEntry {
             key: String::from_utf8(e.key.clone()).ok(),
             key_hex: hex(&e.key),
             value_hex: hex(&e.value),
             time_left: e.time_left,
             remaining_ms: e.remaining_ms,
             ddp_key: "N/A".into(),
-        })
-        .collect();
-    Ok(Json(CacheDump { policy, entries }))
+        }
+    }
 }
 
 pub(crate) async fn clear(

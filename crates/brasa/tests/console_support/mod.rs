@@ -208,6 +208,24 @@ pub fn request(
     }
 }
 
+/// The content type of the console's forms.
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+/// GET `url` in the session of `cookie`.
+pub fn get_as(cookie: &str, url: &str) -> Answer {
+    request("GET", url, &[("cookie", cookie)], None)
+}
+
+/// POST the URL-encoded `form` to `url` in the session of `cookie`.
+pub fn post_form_as(cookie: &str, url: &str, form: impl Into<Vec<u8>>) -> Answer {
+    request(
+        "POST",
+        url,
+        &[("cookie", cookie)],
+        Some((FORM, form.into())),
+    )
+}
+
 /// Logs in through the form; returns the session cookie (`brasa_session=…`).
 pub fn login(base: &str, user: &str, password: &str) -> Result<String, Answer> {
     let form = format!(
@@ -219,7 +237,7 @@ pub fn login(base: &str, user: &str, password: &str) -> Result<String, Answer> {
         "POST",
         &format!("{base}/ui/login"),
         &[],
-        Some(("application/x-www-form-urlencoded", form.into_bytes())),
+        Some((FORM, form.into_bytes())),
     );
     match answer.header("set-cookie") {
         Some(cookie) if answer.status == 303 => Ok(cookie.split(';').next().unwrap().to_owned()),

@@ -108,36 +108,60 @@ pub async fn serve(
     access: Arc<Access>,
     router: Router,
 ) -> anyhow::Result<SocketAddr> {
+    Ok(bind(config).await?.serve(access, router))
+}
+
+/// A bound management API socket that does not serve yet. A daemon whose peers query its API
+/// as soon as they hear from it binds first: connections queue until [`Listener::serve`].
+pub struct Listener {
+    listener: tokio::net::TcpListener,
+    bound: SocketAddr,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
+/// Binds `config.listen`.
+pub async fn bind(config: &ApiConfig) -> anyhow::Result<Listener> {
     let addr = config.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|err| anyhow::anyhow!("management API: cannot bind {addr}: {err}"))?;
-    let bound = listener.local_addr()?;
-    let app = router.layer(axum::middleware::from_fn_with_state(access, guard));
-    match &config.tls {
-        None => {
-            tokio::spawn(async move {
-                let service = app.into_make_service_with_connect_info::<SocketAddr>();
-                if let Err(err) = axum::serve(listener, service).await {
-                    tracing::error!(%err, "management API stopped");
-                }
-            });
+    Ok(Listener {
+        bound: listener.local_addr()?,
+        listener,
+        tls: config.tls.clone(),
+    })
+}
+
+impl Listener {
+    /// Serves `router` behind the access guard until the process ends; returns the address.
+    pub fn serve(self, access: Arc<Access>, router: Router) -> SocketAddr {
+        let Listener {
+            listener,
+            bound,
+            tls,
+        } = self;
+        let app = router.layer(axum::middleware::from_fn_with_state(access, guard));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        match tls {
+            None => {
+                tokio::spawn(async move {
+                    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+                    if let Err(err) = axum::serve(listener, service).await {
+                        tracing::error!(%err, "management API stopped");
+                    }
+                });
+            }
+            Some(tls) => {
+                tokio::spawn(serve_tls(
+                    listener,
+                    tokio_rustls::TlsAcceptor::from(tls),
+                    app,
+                ));
+            }
         }
-        Some(tls) => {
-            tokio::spawn(serve_tls(
-                listener,
-                tokio_rustls::TlsAcceptor::from(tls.clone()),
-                app,
-            ));
-        }
+        tracing::info!(addr = %bound, scheme, "management API listening");
+        bound
     }
-    let scheme = if config.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    tracing::info!(addr = %bound, scheme, "management API listening");
-    Ok(bound)
 }
 
 async fn serve_tls(

@@ -105,6 +105,8 @@ pub async fn run(daemon: EntityDaemon) -> anyhow::Result<()> {
     let api = ApiConfig::loopback(daemon.mgmt_listen).map_err(anyhow::Error::msg)?;
     let naming = Naming { net: daemon.net };
     let core = build_core(&daemon, naming)?;
+    // Bound before the entity announces itself: whoever hears from it can query it at once.
+    let listener = mgmt::bind(&api).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let log: LogSink = Arc::new(|line: String| {
         println!("{line}");
@@ -137,14 +139,12 @@ pub async fn run(daemon: EntityDaemon) -> anyhow::Result<()> {
         console::curling::routes(),
         entity.clone(),
     ));
-    let served = mgmt::serve(&api, access, router).await;
-    if served.is_ok() {
-        let signal = shutdown.recv().await;
-        tracing::info!(signal, "shutting down");
-    }
+    listener.serve(access, router);
+    let signal = shutdown.recv().await;
+    tracing::info!(signal, "shutting down");
     let _ = stop_tx.send(true);
     entity.join().await;
-    served.map(|_| ())
+    Ok(())
 }
 
 async fn api_snapshot(State(entity): State<Arc<Entity>>) -> Result<Json<Snapshot>, ApiError> {

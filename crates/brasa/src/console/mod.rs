@@ -308,9 +308,14 @@ pub fn json_cell(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::Null => "–".into(),
         serde_json::Value::String(text) => text.clone(),
-        serde_json::Value::Number(n) => match n.as_u64() {
-            Some(n) => count(n),
-            None => n.to_string(),
+        serde_json::Value::Number(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(n), _) => count(n),
+            // Seconds, ratios: three decimals say enough on a page.
+            (None, Some(x)) if x.fract() != 0.0 => {
+                let text = format!("{x:.3}");
+                text.trim_end_matches('0').trim_end_matches('.').to_owned()
+            }
+            _ => n.to_string(),
         },
         other => other.to_string(),
     }
@@ -543,6 +548,9 @@ mod tests {
         );
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("1\u{2009}200"), "{html}");
+        assert_eq!(json_cell(&serde_json::json!(6.164437791)), "6.164");
+        assert_eq!(json_cell(&serde_json::json!(0.5)), "0.5");
+        assert_eq!(json_cell(&serde_json::json!(-3)), "-3");
         let empty = json_table(&serde_json::json!([]), "nothing yet").into_string();
         assert!(empty.contains("nothing yet"));
     }

@@ -335,3 +335,19 @@ async fn set_lifetime(
         outcome(python_api::set_lifetime(State(state), Path(policy), Json(request)).await),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::contains;
+
+    #[test]
+    fn key_search_finds_text_or_hex_bytes_anywhere_in_the_key() {
+        let key = b"00:20:fc:1e:cd:53";
+        assert!(contains(key, b"fc:1e"));
+        assert!(contains(key, b""));
+        assert!(!contains(key, b"fc:1f"));
+        let hex = crate::daemon::python_api::parse_hex("3a 32 30").unwrap();
+        assert!(contains(key, &hex), ":20 as hex bytes");
+        assert!(!contains(b"ab", b"abc"));
+    }
+}

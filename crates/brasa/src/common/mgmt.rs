@@ -387,3 +387,63 @@ async fn csrf_token(request: Request) -> Result<(Request, Option<String>), Respo
         .map(|(_, value)| value.into_owned());
     Ok((Request::from_parts(parts, Body::from(bytes)), token))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::access::AccessConfig;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name_in_any_cookie_header() {
+        let h = headers(&[
+            ("cookie", "theme=dark; brasa_session_x=1"),
+            ("cookie", " brasa_session=abc ;other=2"),
+        ]);
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(
+            cookie(&headers(&[("cookie", "=;;brasa_session")]), SESSION_COOKIE),
+            None
+        );
+        assert_eq!(cookie(&HeaderMap::new(), SESSION_COOKIE), None);
+    }
+
+    #[test]
+    fn browsers_driven_by_other_sites_are_told_apart() {
+        assert!(
+            !cross_site(&HeaderMap::new()),
+            "the CLI sends neither header"
+        );
+        assert!(!cross_site(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!cross_site(&headers(&[("sec-fetch-site", "none")])));
+        assert!(cross_site(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(cross_site(&headers(&[("sec-fetch-site", "same-site")])));
+        assert!(!cross_site(&headers(&[
+            ("host", "127.0.0.1:7780"),
+            ("origin", "http://127.0.0.1:7780")
+        ])));
+        assert!(cross_site(&headers(&[
+            ("host", "127.0.0.1:7780"),
+            ("origin", "http://127.0.0.1:7781")
+        ])));
+        assert!(cross_site(&headers(&[("origin", "null")])));
+    }
+
+    #[test]
+    fn a_bearer_token_decides_even_beside_a_cookie() {
+        let access = Access::new(AccessConfig::open());
+        // Access control off: anyone is the open principal, but a token header that names no
+        // token is refused rather than ignored.
+        assert!(authenticate(&access, &HeaderMap::new()).is_some());
+        assert!(authenticate(&access, &headers(&[("authorization", "Bearer nope")])).is_none());
+        assert!(authenticate(&access, &headers(&[("cookie", "brasa_session=forged")])).is_some());
+    }
+}

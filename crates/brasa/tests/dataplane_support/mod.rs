@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 #[path = "../support/netns.rs"]
 mod netns;
+// Not every test that includes this module uses every item (as `dead_code` above).
+#[allow(unused_imports)]
 pub use netns::{run_ok, Netns};
 
 /// The MAC address of an interface inside a namespace.

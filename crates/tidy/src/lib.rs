@@ -425,7 +425,7 @@ fn check_scripts(root: &Path, violations: &mut Vec<Violation>) {
             };
             for (index, line) in text.lines().enumerate() {
                 let code = line.split('#').next().unwrap_or("");
-                if let Some(word) = KILL_BY_NAME.iter().find(|word| code.contains(*word)) {
+                if let Some(word) = KILL_BY_NAME.iter().find(|word| kills_by_name(code, word)) {
                     violations.push(Violation {
                         path: relative(root, &file),
                         line: Some(index + 1),
@@ -756,7 +756,7 @@ mod tests {
         write(
             dir.path(),
             "scripts/setup",
-            "#!/bin/sh\npkill -x freeradius || true\n# a comment may say pkill\n",
+            "#!/bin/sh\npkill -x freeradius || true\n# a comment may say pkill\npkill -P \"$pid\"\n",
         );
         let violations = check_workspace(dir.path(), &FakeTree(HashMap::new()));
         assert_eq!(

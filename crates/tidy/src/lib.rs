@@ -404,13 +404,22 @@ fn check_unsafe(root: &Path, krate: &CrateInfo, violations: &mut Vec<Violation>)
 }
 
 /// Process-killing commands that a test script must never use: they hit processes the script
-/// did not start.
+/// did not start. (`pkill -P PID`, which ends the children of a process the script started,
+/// selects by parent, not by name, and is allowed.)
 const KILL_BY_NAME: &[&str] = &[
     "pkill",
     "killall",
     "systemctl stop",
     "service freeradius stop",
 ];
+
+/// True when `word` on this line kills by name (see [`KILL_BY_NAME`]).
+fn kills_by_name(code: &str, word: &str) -> bool {
+    code.match_indices(word).any(|(at, _)| {
+        let rest = code[at + word.len()..].trim_start();
+        !(word == "pkill" && rest.starts_with("-P "))
+    })
+}
 
 fn check_scripts(root: &Path, violations: &mut Vec<Violation>) {
     for dir in ["scripts", ".ci"] {

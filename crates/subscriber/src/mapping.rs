@@ -748,6 +748,45 @@ mod tests {
     }
 
     #[test]
+    fn communities_at_vpns_are_told_apart_from_addresses() {
+        let id: NetworkId = "100:100@vpn1".parse().unwrap();
+        assert_eq!(
+            id,
+            NetworkId::Community(CommunityMapping {
+                community: Community::new(100, 100),
+                vpn: "vpn1".into()
+            })
+        );
+        assert_eq!(id.to_string(), "100:100@vpn1");
+        for ip in ["1::1@vpn1", "2001:db8::/48@vpn1", "10.0.0.1@vpn1", "::@x"] {
+            assert!(
+                matches!(ip.parse::<NetworkId>(), Ok(NetworkId::Ip(_))),
+                "{ip}"
+            );
+        }
+        assert_eq!(
+            "100:100".parse::<NetworkId>(),
+            Err(MappingParseError::CommunityWithoutVpn("100:100".into()))
+        );
+        assert_eq!(
+            "100:65536@v".parse::<NetworkId>(),
+            Err(MappingParseError::BadCommunity("100:65536".into()))
+        );
+        assert_eq!(
+            RouteDistinguisher::from_wire((2 << 48) | (70000 << 16) | 7),
+            Some(RouteDistinguisher::As {
+                asn: 70000,
+                assigned: 7
+            })
+        );
+        assert_eq!(
+            RouteDistinguisher::from_wire((1000 << 32) | 1),
+            "1000:1".parse().ok()
+        );
+        assert_eq!(RouteDistinguisher::from_wire(3 << 48), None);
+    }
+
+    #[test]
     fn vlan_vpn_names_are_numbers_in_vlan_range() {
         let m: Mapping = "10.0.0.1@100".parse().unwrap();
         assert_eq!(m.vlan_id(), Some(100));

@@ -373,7 +373,9 @@ impl RouteTable {
         };
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.by_key.insert_unique(hash, id, |i| {
-            hasher.hash_one(slots[*i as usize].as_ref().map(|s| s.route.key))
+            slots[*i as usize]
+                .as_ref()
+                .map_or(0, |s| hasher.hash_one(s.route.key))
         });
         self.index(id);
         id

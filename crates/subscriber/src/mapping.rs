@@ -515,7 +515,7 @@ pub fn split_network_ids(
 }
 
 /// A BGP route target / route distinguisher: `ASN:number` or `IPv4:number`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RouteDistinguisher {
     /// `ASN:assigned` (types 0 and 2; the ASN may be 4 bytes).
     As {
@@ -589,7 +589,7 @@ impl FromStr for RouteDistinguisher {
 }
 
 /// The static part of an MPLS/VPN mapping: `RT/RD@PE-IP`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MplsVpnId {
     /// Route target / distinguisher used by the BGP LEG to correlate updates with the VPN.
     pub rd: RouteDistinguisher,

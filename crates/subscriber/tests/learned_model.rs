@@ -85,10 +85,14 @@ fn key(peer: u8, rd: u32, p: u8) -> RouteKey {
     }
 }
 
+/// A route of the model: label, an entry naming its next hop, its route target, its
+/// communities, whether it is stale.
+type ModelRoute = (u32, MplsVpnId, Option<u32>, BTreeSet<u16>, bool);
+
 /// The reference: the routes held and the configuration, and what they must give.
 #[derive(Default)]
 struct Model {
-    routes: BTreeMap<RouteKey, (u32, MplsVpnId, Option<u32>, BTreeSet<u16>, bool)>,
+    routes: BTreeMap<RouteKey, ModelRoute>,
     entries: BTreeMap<MplsVpnId, usize>,
     held: BTreeMap<(u16, usize), usize>,
     configured: BTreeMap<usize, (u8, usize)>,

@@ -117,7 +117,12 @@ pub fn network_ids(texts: &[String]) -> Result<(Vec<Mapping>, Vec<CommunityMappi
     Ok(brasa_subscriber::mapping::split_network_ids(ids))
 }
 
-/// Parses a list of IP mappings (learnt mappings, which are never communities).
+/// Parses a list of IP mappings (no `community@VPN`); the error names the position (from 1).
+pub fn mappings(texts: &[String]) -> Result<Vec<Mapping>, SmError> {
+    ip_mappings(texts, "mapping")
+}
+
+/// Parses a list of IP mappings, naming `field` and the position in errors.
 fn ip_mappings(texts: &[String], field: &str) -> Result<Vec<Mapping>, SmError> {
     texts
         .iter()

@@ -168,7 +168,13 @@ async fn main() {
     raw.send(&table).await;
     applied_and_durable(&service, injector).await;
     let took = t.elapsed();
-    report("injector over loopback TCP", routes, took, &service, rss_before);
+    report(
+        "injector over loopback TCP",
+        routes,
+        took,
+        &service,
+        rss_before,
+    );
     let ce = service.core().index().get("ce7").unwrap();
     assert_eq!(ce.learned.len() as u32, routes / SETS, "ce7's ranges");
     drop(raw);
@@ -234,7 +240,13 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     applied_and_durable(&service, go_addr).await;
-    report("gobgpd, from session up", routes, up.elapsed(), &service, rss_before);
+    report(
+        "gobgpd, from session up",
+        routes,
+        up.elapsed(),
+        &service,
+        rss_before,
+    );
     leg.shutdown().await;
     service.shutdown().await;
 }

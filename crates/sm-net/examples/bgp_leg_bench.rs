@@ -79,8 +79,9 @@ async fn configure(service: &SmService) {
     }
 }
 
-/// Waits until the SM applied `peer`'s End-of-RIB, then for every commit before it.
-async fn applied_and_durable(service: &SmService, peer: IpAddr) {
+/// Waits until the SM applied `peer`'s End-of-RIB, then for every commit before it; returns
+/// when the End-of-RIB was applied.
+async fn applied_and_durable(service: &SmService, peer: IpAddr) -> Instant {
     loop {
         let eor = service
             .core()
@@ -93,6 +94,7 @@ async fn applied_and_durable(service: &SmService, peer: IpAddr) {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    let applied = Instant::now();
     service
         .execute(Op::SetProperties {
             name: "ce0".into(),
@@ -100,6 +102,7 @@ async fn applied_and_durable(service: &SmService, peer: IpAddr) {
         })
         .await
         .unwrap();
+    applied
 }
 
 async fn start(dir: &std::path::Path, peer: IpAddr) -> (SmService, BgpLeg) {
@@ -132,11 +135,18 @@ async fn start(dir: &std::path::Path, peer: IpAddr) -> (SmService, BgpLeg) {
     (service, leg)
 }
 
-fn report(what: &str, routes: u32, took: Duration, service: &SmService, rss_before: usize) {
+fn report(
+    what: &str,
+    routes: u32,
+    (applied, took): (Duration, Duration),
+    service: &SmService,
+    rss_before: usize,
+) {
     let stats = service.stats();
     let (heap, sets) = service.core().index().learned_memory();
     println!(
-        "{what}: {routes} routes durable in {:.2} s = {:.0} routes/s; {} commits so far; SM holds {} routes ({} attribute sets): route table {:.1} B/route, process RSS +{:.1} B/route",
+        "{what}: {routes} routes applied in {:.2} s, durable in {:.2} s = {:.0} routes/s; {} commits so far; SM holds {} routes ({} attribute sets): route table {:.1} B/route, process RSS +{:.1} B/route",
+        applied.as_secs_f64(),
         took.as_secs_f64(),
         f64::from(routes) / took.as_secs_f64(),
         stats.commits,
@@ -166,12 +176,12 @@ async fn main() {
     let mut raw = RawPeer::establish(injector, listen).await;
     let t = Instant::now();
     raw.send(&table).await;
-    applied_and_durable(&service, injector).await;
+    let applied = applied_and_durable(&service, injector).await - t;
     let took = t.elapsed();
     report(
         "injector over loopback TCP",
         routes,
-        took,
+        (applied, took),
         &service,
         rss_before,
     );
@@ -239,11 +249,11 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
-    applied_and_durable(&service, go_addr).await;
+    let applied = applied_and_durable(&service, go_addr).await - up;
     report(
         "gobgpd, from session up",
         routes,
-        up.elapsed(),
+        (applied, up.elapsed()),
         &service,
         rss_before,
     );

@@ -1055,8 +1055,7 @@ impl SubscriberIndex {
                 },
                 true,
             );
-            self.contribute(rid, None, true, &mut touched);
-            let matched = self.matches_any(rid);
+            let matched = self.contribute(rid, None, true, &mut touched);
             self.routes.set_matched(rid, matched);
         }
     }
@@ -1656,24 +1655,29 @@ impl SubscriberIndex {
 
     /// Adds (`add`) or takes back what route `rid` gives under the current configuration, in
     /// every VPN it matches or only in `only`: its label to each entry it matches, its claims
-    /// on its prefix in each VPN.
-    fn contribute(&mut self, rid: u32, only: Option<VpnId>, add: bool, touched: &mut Touched) {
+    /// on its prefix in each VPN. Returns whether the route matches any entry.
+    fn contribute(
+        &mut self,
+        rid: u32,
+        only: Option<VpnId>,
+        add: bool,
+        touched: &mut Touched,
+    ) -> bool {
         let Some(slot) = self.routes.get(rid) else {
-            return;
+            return false;
         };
         let (prefix, label, rd) = (slot.route.key.prefix, slot.route.label, slot.route.key.rd);
         let attrs = slot.route.attrs.clone();
-        let mut vpns: Vec<VpnId> = Vec::new();
-        for (entry, vpn) in self.route_entries(rd, &attrs) {
+        let entries = self.route_entries(rd, &attrs);
+        for (i, &(entry, vpn)) in entries.iter().enumerate() {
             if only.is_some_and(|o| o != vpn) {
                 continue;
             }
             self.count_label(vpn, entry, label, add, touched);
-            if !vpns.contains(&vpn) {
-                vpns.push(vpn);
+            // Claims once per VPN, however many of its entries the route matches.
+            if entries[..i].iter().any(|(_, v)| *v == vpn) || self.community_holders.is_empty() {
+                continue;
             }
-        }
-        for vpn in vpns {
             for &c in attrs.communities.iter() {
                 if self.community_holders.contains_key(&(vpn, c)) {
                     self.count_claim(vpn, prefix, c, add);
@@ -1681,6 +1685,7 @@ impl SubscriberIndex {
                 }
             }
         }
+        !entries.is_empty()
     }
 
     fn count_label(
@@ -1824,8 +1829,8 @@ impl SubscriberIndex {
                 }
                 self.contribute(rid, None, false, touched);
                 self.routes.replace(rid, route.label, attrs);
-                self.contribute(rid, None, true, touched);
-                self.store_route(rid, true, out);
+                let matched = self.contribute(rid, None, true, touched);
+                self.store_route(rid, matched, true, out);
             }
             None => {
                 let rid = self.routes.insert(
@@ -1836,8 +1841,8 @@ impl SubscriberIndex {
                     },
                     false,
                 );
-                self.contribute(rid, None, true, touched);
-                self.store_route(rid, true, out);
+                let matched = self.contribute(rid, None, true, touched);
+                self.store_route(rid, matched, true, out);
             }
         }
     }
@@ -1854,11 +1859,10 @@ impl SubscriberIndex {
         }
     }
 
-    /// Records whether route `rid` matches a VPN now, and what the store must do about it:
+    /// Records whether route `rid` matches a VPN `now`, and what the store must do about it:
     /// keep a matching route (when it `changed`, or just started to match), delete one that
     /// stopped matching.
-    fn store_route(&mut self, rid: u32, changed: bool, out: &mut Vec<RouteChange>) {
-        let now = self.matches_any(rid);
+    fn store_route(&mut self, rid: u32, now: bool, changed: bool, out: &mut Vec<RouteChange>) {
         let Some(slot) = self.routes.get(rid) else {
             return;
         };
@@ -1911,7 +1915,8 @@ impl SubscriberIndex {
         }
         let mut out = Vec::new();
         for rid in affected {
-            self.store_route(rid, false, &mut out);
+            let now = self.matches_any(rid);
+            self.store_route(rid, now, false, &mut out);
         }
         out
     }

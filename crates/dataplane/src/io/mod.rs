@@ -9,10 +9,13 @@
 pub mod afpacket;
 pub mod netdev;
 pub mod netlink;
+pub mod tap;
 pub mod tun;
 pub mod worker;
+pub mod xdp;
 
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -20,6 +23,26 @@ pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(ret)
     }
+}
+
+/// Sets a socket option to `value`.
+pub(crate) fn setsockopt<T>(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: passes a pointer to `value` with its exact size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
 }
 
 /// Errors of the shell, naming the interface or device involved.

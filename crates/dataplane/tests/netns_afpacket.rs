@@ -183,10 +183,7 @@ fn forwarder(
             WorkerConfig {
                 ports: ["c0", "c1"]
                     .iter()
-                    .map(|name| PortConfig {
-                        name: name.to_string(),
-                        ip_handoff: IpHandoff::Kernel,
-                    })
+                    .map(|name| PortConfig::af_packet(name, IpHandoff::Kernel))
                     .collect(),
                 tun: None,
                 ring: RingConfig::default(),
@@ -197,18 +194,15 @@ fn forwarder(
         )
         .expect("worker")
     });
-    let (tx, rx) = std::sync::mpsc::channel();
-    handle
-        .submit(Box::new(move |p, _| {
-            let rule = ForwardRule::Ethernet {
-                key: 0x01,
-                device: "c1".into(),
-                mac: r_mac.to_string(),
-            };
-            tx.send(control::forward_add(p, &rule)).expect("answer");
-        }))
-        .expect("worker running");
-    rx.recv().expect("answer").expect("rule");
+    let rule = ForwardRule::Ethernet {
+        key: 0x01,
+        device: "c1".into(),
+        mac: r_mac.to_string(),
+    };
+    let added = handle
+        .call(move |p, _| control::forward_add(p, &rule))
+        .expect("workers running");
+    control::merged(added).expect("an answer").expect("rule");
     (handle, thread)
 }
 
@@ -324,14 +318,12 @@ fn worker_refuses_a_cpu_that_does_not_exist() {
     assert!(err.is_err());
 }
 
+/// The counters of every worker, summed.
 fn stats(handle: &worker::Handle) -> control::Stats {
-    let (tx, rx) = std::sync::mpsc::channel();
-    handle
-        .submit(Box::new(move |p, _| {
-            tx.send(control::stats(p)).expect("answer");
-        }))
-        .expect("worker running");
-    rx.recv().expect("answer")
+    let all = handle
+        .call(|p, _| control::stats(p))
+        .expect("workers running");
+    control::merged(all).expect("an answer")
 }
 
 fn tx_errors(handle: &worker::Handle) -> u64 {

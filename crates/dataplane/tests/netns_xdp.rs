@@ -87,12 +87,10 @@ impl Port {
         let mut frames = Vec::new();
         while frames.len() < count && Instant::now() < deadline {
             let mut oversized = 0;
-            self.xsk.drain(&mut batch, &mut oversized, |b| {
-                frames.extend(b.iter().map(|(buf, _)| buf.as_slice().to_vec()));
-                b.clear();
-            });
-            frames.extend(batch.iter().map(|(buf, _)| buf.as_slice().to_vec()));
-            batch.clear();
+            while self.xsk.receive(&mut batch, &mut oversized) > 0 {
+                frames.extend(batch.iter().map(|(buf, _)| buf.as_slice().to_vec()));
+                batch.clear();
+            }
             std::thread::sleep(Duration::from_millis(2));
         }
         frames

@@ -227,6 +227,11 @@ impl RxRing {
         self.fd.as_raw_fd()
     }
 
+    /// The port its frames are tagged with.
+    pub fn port(&self) -> PortId {
+        self.port
+    }
+
     /// Reads and resets the kernel's counters of this ring (`PACKET_STATISTICS`).
     pub fn take_statistics(&self) -> io::Result<RingStats> {
         let mut stats = TpacketStatsV3::default();

@@ -482,16 +482,12 @@ impl Xsk {
         }
     }
 
-    /// Copies every received frame into `batch`, calling `flush` whenever it is full, and
-    /// hands the frames back to the kernel through the fill ring. Returns the number read;
-    /// frames too large for a buffer are counted in `oversized`.
-    pub fn drain(
-        &mut self,
-        batch: &mut Batch,
-        oversized: &mut u64,
-        mut flush: impl FnMut(&mut Batch),
-    ) -> usize {
-        let ready = self.rx.ready();
+    /// Copies received frames into `batch` until it is full or the RX ring is empty, and hands
+    /// their frames back to the kernel through the fill ring. Returns the number read; frames
+    /// too large for a buffer are counted in `oversized`.
+    pub fn receive(&mut self, batch: &mut Batch, oversized: &mut u64) -> usize {
+        let room = batch.capacity().saturating_sub(batch.len()) as u32;
+        let ready = self.rx.ready().min(room);
         if ready == 0 {
             return 0;
         }
@@ -501,9 +497,6 @@ impl Xsk {
             // SAFETY: entries up to the producer index are written by the kernel and ours to
             // read until released.
             let desc = unsafe { *self.rx.desc(start.wrapping_add(i)) };
-            if batch.is_full() {
-                flush(batch);
-            }
             match self.frame(desc.addr, desc.len as usize) {
                 Some(frame) => {
                     let meta = PacketMeta::new(self.port, self.packet_type(frame), 0);
@@ -524,6 +517,11 @@ impl Xsk {
             self.kick_rx();
         }
         ready as usize
+    }
+
+    /// The port its frames are tagged with.
+    pub fn port(&self) -> PortId {
+        self.port
     }
 
     /// Asks the kernel to receive into the fill ring's frames (a driver in zero-copy mode

@@ -283,6 +283,16 @@ impl Merge for () {
     fn merge(self, _: Self) -> Self {}
 }
 
+impl<A: Merge, B: Merge, C: Merge> Merge for (A, B, C) {
+    fn merge(self, other: Self) -> Self {
+        (
+            self.0.merge(other.0),
+            self.1.merge(other.1),
+            self.2.merge(other.2),
+        )
+    }
+}
+
 impl<T: Merge, E> Merge for Result<T, E> {
     fn merge(self, other: Self) -> Self {
         Ok(self?.merge(other?))

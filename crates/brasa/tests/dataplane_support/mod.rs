@@ -38,6 +38,13 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
     b.sh(&format!("ip link set {b_if} up"));
 }
 
+/// How the daemon's Ethernet interfaces are read: the CAFE tests run on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    AfPacket,
+    AfXdp,
+}
+
 /// `brasa dataplane` running in a namespace, stopped on drop.
 pub struct Daemon {
     child: Child,
@@ -53,13 +60,28 @@ impl Daemon {
     }
 
     pub fn start_with(ns: &Netns, interfaces: &[(&str, &str)], extra: &str) -> Self {
+        Self::start_io_with(ns, Io::AfPacket, interfaces, extra)
+    }
+
+    /// Starts the daemon with its interfaces read through `io`. With AF_XDP, checks that every
+    /// Ethernet interface really runs it (a layer-3 device falls back to AF_PACKET): the test
+    /// fails, saying why, on a kernel without XDP.
+    pub fn start_io(ns: &Netns, io: Io, interfaces: &[(&str, &str)]) -> Self {
+        Self::start_io_with(ns, io, interfaces, "")
+    }
+
+    pub fn start_io_with(ns: &Netns, io: Io, interfaces: &[(&str, &str)], extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config =
             String::from("[dataplane]\ntun = \"brasa0\"\nexpiry_interval = \"100ms\"\n");
         config.push_str(extra);
+        let io_line = match io {
+            Io::AfPacket => "",
+            Io::AfXdp => "io = \"af_xdp\"\numem_frames = 512\n",
+        };
         for (name, ip) in interfaces {
             config.push_str(&format!(
-                "[[dataplane.interface]]\nname = \"{name}\"\nip = \"{ip}\"\n"
+                "[[dataplane.interface]]\nname = \"{name}\"\nip = \"{ip}\"\n{io_line}"
             ));
         }
         let path = dir.path().join("dp.toml");
@@ -99,6 +121,21 @@ impl Daemon {
                 daemon.log_text()
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+        if io == Io::AfXdp {
+            let ports = daemon.brasa_json(&["show", "dataplane", "ports"]);
+            for port in ports.as_array().expect("ports") {
+                if let Some(reason) = port["fallback"].as_str() {
+                    assert!(
+                        reason.contains("not an Ethernet interface"),
+                        "AF_XDP did not attach on {}: {reason}\n{}",
+                        port["name"],
+                        daemon.log_text()
+                    );
+                } else {
+                    assert_eq!(port["io"], "af-xdp", "{port}");
+                }
+            }
         }
         daemon
     }

@@ -1,7 +1,7 @@
 //! Shared pieces of the data plane's binary-level tests: network namespaces that clean up after
 //! themselves, the `brasa dataplane` daemon inside one, and frame injection/capture with
 //! AF_PACKET sockets opened inside a namespace.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use brasa_dataplane::io::afpacket::{RingConfig, RxRing, TxSocket};
 use brasa_dataplane::io::netdev::NetDev;
@@ -198,6 +198,21 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).expect("JSON output")
     }
 
+    /// Runs `brasa ARGS` (any subcommand) in the daemon's namespace and returns its output.
+    pub fn brasa_text(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns_name, env!("CARGO_BIN_EXE_brasa")])
+            .args(args)
+            .output()
+            .expect("brasa");
+        assert!(
+            out.status.success(),
+            "brasa {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// GET a management API path from inside the namespace.
     pub fn http_get(&self, path: &str) -> String {
         let out = Command::new("ip")
@@ -213,6 +228,14 @@ impl Daemon {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Daemon {
+    /// Kills the daemon with SIGKILL (no clean-up of its own runs) and reaps it.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

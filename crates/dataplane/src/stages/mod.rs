@@ -151,7 +151,11 @@ pub fn cafe_stages() -> Vec<Box<dyn Stage>> {
 /// pipeline for the other ports. The service stage runs before `classify` because classify
 /// leaves frames not addressed to the host to the kernel, and on an access port every frame
 /// is the data plane's.
-pub fn service_stages(service: crate::service::ServiceStage) -> Vec<Box<dyn Stage>> {
+///
+/// `service` is a [`crate::service::ServiceStage`], or, for a data plane with several workers,
+/// a clone of one [`crate::pipeline::Shared`] service stage per worker: MAC learning, MAC
+/// limits, policer buckets and the punt queue then stay single across workers.
+pub fn service_stages(service: impl Stage + 'static) -> Vec<Box<dyn Stage>> {
     let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(service)];
     stages.extend(cafe_stages());
     stages

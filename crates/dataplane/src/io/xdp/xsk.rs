@@ -641,22 +641,25 @@ impl Xsk {
         (accepted, attempted)
     }
 
-    /// Kicks the kernel when frames wait in the TX ring and it asked to be woken (copy mode
-    /// always does). Returns whether frames are still waiting.
+    /// Kicks the kernel while frames wait in the TX ring and it asks to be woken (copy mode
+    /// always does). In copy mode each kick sends at most 32 frames (the kernel's
+    /// `TX_BATCH_SIZE`), so it kicks until the ring is empty or a kick makes no progress (the
+    /// device is busy: the rest go at the next flush). Returns whether frames still wait.
     pub fn flush(&mut self) -> bool {
-        let waiting = self
-            .tx
-            .local
-            .wrapping_sub(self.tx.consumer().load(Ordering::Acquire));
-        if waiting == 0 {
-            return false;
-        }
-        if self.tx.needs_wakeup() || !self.zero_copy {
+        let waiting = |xsk: &Self| {
+            xsk.tx
+                .local
+                .wrapping_sub(xsk.tx.consumer().load(Ordering::Acquire))
+        };
+        let mut left = waiting(self);
+        while left > 0 && (self.tx.needs_wakeup() || !self.zero_copy) {
             self.kick_tx();
+            let now = waiting(self);
+            if now >= left {
+                break;
+            }
+            left = now;
         }
-        self.tx
-            .local
-            .wrapping_sub(self.tx.consumer().load(Ordering::Acquire))
-            > 0
+        left > 0
     }
 }

@@ -1,10 +1,10 @@
 //! `brasa dataplane -c dp.toml`: the userspace data plane daemon (stateless CAFE, COMET D4.3
 //! §5): its configuration file, the management API and the CME agent.
 //!
-//! One worker thread (brasa-dataplane's `io::worker`) owns the pipeline and the AF_PACKET
-//! rings; this module adds the management API (`/api/v1/cafe/...`, `/metrics`) and the CME
-//! agent (TCP, 2-byte length + protobuf), both of which reach the pipeline as jobs on that
-//! thread.
+//! Worker threads (brasa-dataplane's `io::worker`) each own a pipeline and their AF_PACKET
+//! rings or AF_XDP sockets; this module adds the management API (`/api/v1/cafe/...`,
+//! `/api/v1/dataplane/...`, `/metrics`) and the CME agent (TCP, 2-byte length + protobuf), both
+//! of which reach the pipelines as jobs run on every worker, their answers merged.
 
 use crate::common::config::{ConfigDuration, ConfigError, Source};
 use crate::common::mgmt::{self, ApiError};
@@ -72,8 +72,9 @@ pub struct DataplaneSection {
     /// Receive ring blocks per interface and worker (256 KiB each).
     #[serde(default = "default_blocks")]
     pub ring_blocks: Spanned<u32>,
-    /// Worker threads; each has its own rings on every interface and gets the frames received
-    /// by its share of the CPUs (`PACKET_FANOUT_CPU`).
+    /// Worker threads, each with a pipeline of its own: on AF_PACKET interfaces each has its
+    /// own ring and gets the frames received by its share of the CPUs (`PACKET_FANOUT_CPU`);
+    /// on AF_XDP interfaces receive queue `i` is served by worker `i % workers`.
     #[serde(default = "default_workers")]
     pub workers: Spanned<usize>,
     /// Pin worker `i` to CPU `cpus[i % len]`; empty: not pinned.

@@ -477,6 +477,9 @@ impl Tx {
 /// keep the MTUs current.
 struct Egress {
     ports: Vec<Option<Tx>>,
+    /// The ports a batch transmits on (reused), so a batch costs nothing for the others: a
+    /// data plane with a TAP per L3 interface has many ports.
+    targets: Vec<PortId>,
     /// `None` when the notification socket could not be opened: MTUs are re-read every tick.
     links: Option<LinkEvents>,
 }
@@ -490,6 +493,7 @@ impl Egress {
             .ok();
         Self {
             ports: Vec::new(),
+            targets: Vec::new(),
             links,
         }
     }
@@ -505,19 +509,38 @@ impl Egress {
     /// Sends the frames of `batch` that are to be transmitted; returns how many the kernel (or
     /// an MTU check) refused.
     fn send(&mut self, batch: &Batch, xsks: &mut [Xsk]) -> usize {
-        if let Some(links) = &mut self.links {
-            if batch
-                .iter()
-                .any(|(_, meta)| matches!(meta.verdict, Verdict::Transmit(_)))
-            {
-                follow_mtu_changes(links, &mut self.ports, xsks);
+        self.targets.clear();
+        for (_, meta) in batch.iter() {
+            if let Verdict::Transmit(port) = meta.verdict {
+                if !self.targets.contains(&port) {
+                    self.targets.push(port);
+                }
             }
         }
+        if self.targets.is_empty() {
+            return 0;
+        }
+        if let Some(links) = &mut self.links {
+            follow_mtu_changes(links, &mut self.ports, xsks);
+        }
         let mut refused = 0;
-        for (port, tx) in self.ports.iter_mut().enumerate() {
-            if let Some(tx) = tx {
-                let (accepted, attempted) = tx.send_from_batch(batch, port as PortId, xsks);
-                refused += attempted - accepted;
+        for &port in &self.targets {
+            match self
+                .ports
+                .get_mut(usize::from(port))
+                .and_then(Option::as_mut)
+            {
+                Some(tx) => {
+                    let (accepted, attempted) = tx.send_from_batch(batch, port, xsks);
+                    refused += attempted - accepted;
+                }
+                // A port without a transmit path (the pipeline counted it as sent): refused.
+                None => {
+                    refused += batch
+                        .iter()
+                        .filter(|(_, meta)| meta.verdict == Verdict::Transmit(port))
+                        .count()
+                }
             }
         }
         refused
@@ -1257,6 +1280,10 @@ impl Worker {
                 last_tick = Instant::now();
             }
         }
+        // Jobs queued from now on fail at once, and those still queued are dropped with their
+        // answer channels, so a caller waiting on every worker (the control thread, which this
+        // worker joins below) returns instead of waiting for this one.
+        drop(std::mem::replace(&mut self.jobs, mpsc::channel().1));
         // Sockets close before the programs that feed them are detached.
         self.xsks.clear();
         if let Some(control) = self.control.take() {

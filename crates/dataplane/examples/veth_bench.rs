@@ -1,16 +1,19 @@
-//! Forwarding over veth in network namespaces: brasa's transit CAFE beside the Linux kernel's
-//! IP forwarding, same topology, same generator, same run. Needs root, iproute2 and `trafgen`
-//! (Debian `netsniff-ng`).
+//! Forwarding over veth in network namespaces: brasa's transit CAFE on AF_PACKET and on AF_XDP
+//! ports beside the Linux kernel's IP forwarding, same topology, same generator, same run.
+//! Needs root, iproute2 and `trafgen` (Debian `netsniff-ng`).
 //!
-//!     [BENCH_TRAFGEN_CPUS=N] [BENCH_WORKERS=N] [BENCH_WORKER_NICE=-10] [BENCH_WORKER_CPU=1[,0]]
-//!     [BENCH_TX=sendmmsg] [BENCH_RING_BLOCKS=16] [BENCH_RATE=300000pps] [BENCH_BASELINE=1] \
+//!     [BENCH_IO=af_packet|af_xdp] [BENCH_TRAFGEN_CPUS=N] [BENCH_WORKERS=N]
+//!     [BENCH_WORKER_NICE=-10] [BENCH_WORKER_CPU=1[,0]] [BENCH_TX=sendmmsg]
+//!     [BENCH_RING_BLOCKS=16] [BENCH_RATE=300000pps] [BENCH_BASELINE=1] \
 //!     cargo run --release -p brasa-dataplane --example veth_bench [-- SECONDS [ROUNDS]]
 //!
 //! Topology: generator `g` (g0) ═ (c0) forwarder `c` (c1) ═ (b0) sink `b`. trafgen floods g0
 //! with 64-byte IPv4/UDP packets (kernel phase) or the same packets behind a COMET header
-//! (brasa phase, key 01 → c1); the figure is the rate at which frames arrive on b0. Each round
-//! runs a kernel phase then a brasa phase (the worker is started for its phase only, so the
-//! kernel phase has no packet sockets on c0/c1).
+//! (brasa phases, key 01 → c1); the figure is the rate at which frames arrive on b0. Each round
+//! runs a kernel phase, then a brasa phase per I/O (both by default; `BENCH_IO` picks one): the
+//! workers are started for their phase only, so the kernel phase has no packet sockets or XDP
+//! program on c0/c1. On AF_XDP the program runs in native mode on c0 and c1; veth has no
+//! zero-copy, so the sockets are in copy mode.
 //!
 //! CPU is measured per phase: the generator's processes (user + system, which includes the
 //! softirq work run in their context: the kernel's forwarding, and brasa's receive-ring copy),

@@ -14,7 +14,7 @@ use dataplane_support::{send_frames, veth, Capture, Daemon, Io, Netns, NetnsMac}
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(5);
+const WAIT: Duration = Duration::from_secs(20);
 
 fn ethertype(frame: &[u8]) -> u16 {
     EthernetFrame::new_checked(frame)

@@ -17,7 +17,7 @@ use dataplane_support::{send_frames, veth, Capture, Daemon, Io, Netns, NetnsMac}
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(5);
+const WAIT: Duration = Duration::from_secs(20);
 
 fn attached(ns: &Netns, interface: &str) -> Attachment {
     let interface = interface.to_string();

@@ -10,6 +10,8 @@
 //! each batch is refilled from template frames before it runs (the copy a receive ring costs
 //! is included).
 
+mod common;
+
 use brasa_dataplane::acl::{Disposition, IpMatch, Match, PortRange, Prefix};
 use brasa_dataplane::build;
 use brasa_dataplane::pipeline::{
@@ -20,6 +22,7 @@ use brasa_dataplane::sap::{PortEncap, SapEncap, SapId, Tag};
 use brasa_dataplane::service::*;
 use brasa_dataplane::stages::service_stages;
 use brasa_dataplane::wire::{EtherType, MacAddr};
+use common::{cycles, thread_cpu_seconds};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -92,30 +95,6 @@ unsafe impl std::alloc::GlobalAlloc for HugeAlloc {
 static ALLOCATOR: HugeAlloc = HugeAlloc;
 const S: u16 = 0x88a8;
 const Q: u16 = 0x8100;
-
-fn cycles() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: RDTSC has no preconditions on x86_64.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        0
-    }
-}
-
-/// CPU time of this thread, seconds: the figure that does not count the time other processes
-/// took the core (the build machine is shared).
-fn thread_cpu_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
 
 /// A small xorshift generator: reproducible traffic without a dependency.
 struct Rng(u64);

@@ -2,7 +2,7 @@
 //! ports beside the Linux kernel's IP forwarding, same topology, same generator, same run.
 //! Needs root, iproute2 and `trafgen` (Debian `netsniff-ng`).
 //!
-//!     [BENCH_IO=af_packet|af_xdp] [BENCH_TRAFGEN_CPUS=N] [BENCH_WORKERS=N]
+//!     [BENCH_IO=af_packet|af_xdp] [BENCH_XDP_MODE=generic] [BENCH_TRAFGEN_CPUS=N] [BENCH_WORKERS=N]
 //!     [BENCH_WORKER_NICE=-10] [BENCH_WORKER_CPU=1[,0]] [BENCH_TX=sendmmsg]
 //!     [BENCH_RING_BLOCKS=16] [BENCH_RATE=300000pps] [BENCH_BASELINE=1] \
 //!     cargo run --release -p brasa-dataplane --example veth_bench [-- SECONDS [ROUNDS]]
@@ -12,8 +12,9 @@
 //! (brasa phases, key 01 → c1); the figure is the rate at which frames arrive on b0. Each round
 //! runs a kernel phase, then a brasa phase per I/O (both by default; `BENCH_IO` picks one): the
 //! workers are started for their phase only, so the kernel phase has no packet sockets or XDP
-//! program on c0/c1. On AF_XDP the program runs in native mode on c0 and c1; veth has no
-//! zero-copy, so the sockets are in copy mode.
+//! program on c0/c1. On AF_XDP the program runs in native mode on c0 and c1
+//! (`BENCH_XDP_MODE=generic`: generic mode); veth has no zero-copy, so the sockets are in copy
+//! mode.
 //!
 //! CPU is measured per phase: the generator's processes (user + system, which includes the
 //! softirq work run in their context: the kernel's forwarding, and brasa's receive-ring copy),
@@ -303,7 +304,11 @@ impl Io {
             io: match self {
                 Io::AfPacket => PortIo::AfPacket,
                 Io::AfXdp => PortIo::AfXdp(XdpPortConfig {
-                    mode: XdpModeRequest::Native,
+                    mode: if std::env::var("BENCH_XDP_MODE").is_ok_and(|m| m == "generic") {
+                        XdpModeRequest::Generic
+                    } else {
+                        XdpModeRequest::Native
+                    },
                     ..XdpPortConfig::default()
                 }),
             },
@@ -432,14 +437,29 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
     let (g, c, b) = (Ns::new("g"), Ns::new("c"), Ns::new("b"));
+    // A queue per generator or worker, whichever is more: on AF_XDP a worker serves the
+    // sockets of its queues, and veth hands a frame sent on g0's transmit queue i to c0's
+    // receive queue i. XPS maps trafgen process i (on CPU i) to transmit queue i; without it
+    // every frame of the one flow would hash to the same queue. Neither the kernel's forwarding
+    // nor AF_PACKET depends on the queue a frame arrives on.
+    let queues = generators().max(env("BENCH_WORKERS").unwrap_or(1));
+    let q = format!("numtxqueues {queues} numrxqueues {queues}");
     g.sh(&format!(
-        "ip link add g0 type veth peer name c0 netns {} && ip link set g0 up",
+        "ip link add g0 {q} type veth peer name c0 {q} netns {} && ip link set g0 up",
         c.0
     ));
     c.sh(&format!(
-        "ip link add c1 type veth peer name b0 netns {} && ip link set c1 up && ip link set c0 up",
+        "ip link add c1 {q} type veth peer name b0 {q} netns {} && ip link set c1 up && ip link set c0 up",
         b.0
     ));
+    if queues > 1 {
+        for queue in 0..queues {
+            g.sh(&format!(
+                "echo {:x} > /sys/class/net/g0/queues/tx-{queue}/xps_cpus",
+                1u64 << queue
+            ));
+        }
+    }
     b.sh("ip link set b0 up && ip addr add 198.18.2.2/24 dev b0");
     g.sh("ip addr add 198.18.1.2/24 dev g0");
     c.sh("sysctl -qw net.ipv4.ip_forward=1 && ip addr add 198.18.1.1/24 dev c0 && ip addr add 198.18.2.1/24 dev c1");
@@ -460,7 +480,8 @@ fn main() {
 
     println!(
         "veth forwarding, {seconds} s per phase, {rounds} round(s), {} trafgen process(es), \
-         {} / {}-byte frames, {} worker(s): tx {}, ring blocks {}, nice {}, cpu {}{}",
+         {} / {}-byte frames, {} worker(s), {queues} queue(s): tx {}, ring blocks {}, nice {}, \
+         cpu {}{}",
         generators(),
         plain.len(),
         comet.len(),

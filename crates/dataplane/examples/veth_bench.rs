@@ -195,6 +195,11 @@ fn generators() -> usize {
     env("BENCH_TRAFGEN_CPUS").unwrap_or(1)
 }
 
+/// Where trafgen's frame file is written (removed when the bench ends).
+fn trafgen_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("bdpbench{}", std::process::id()))
+}
+
 fn trafgen_conf(frame: &[u8]) -> String {
     let bytes: Vec<String> = frame.iter().map(|b| format!("0x{b:02x}")).collect();
     format!("{{ {} }}\n", bytes.join(", "))
@@ -226,7 +231,7 @@ impl Phase {
 /// CPU used.
 fn flood(g: &Ns, sink: (&Ns, &str), frame: &[u8], seconds: u64) -> Phase {
     let (b, sink_if) = sink;
-    let dir = std::env::temp_dir().join(format!("bdpbench{}", std::process::id()));
+    let dir = trafgen_dir();
     std::fs::create_dir_all(&dir).expect("temp dir");
     let conf = dir.join("frame.cfg");
     std::fs::write(&conf, trafgen_conf(frame)).expect("trafgen config");
@@ -561,4 +566,5 @@ fn main() {
             );
         }
     }
+    let _ = std::fs::remove_dir_all(trafgen_dir());
 }

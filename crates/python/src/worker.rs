@@ -136,6 +136,8 @@ pub struct ScriptStats {
     pub timeouts: u64,
     /// Runs ended by `SystemExit`.
     pub system_exits: u64,
+    /// Runs failed because the policy's cache backend failed or did not answer in time.
+    pub cache_failures: u64,
     /// Failed runs whose packet was dropped (`action-on-fail drop`).
     pub failed_dropped: u64,
     /// Failed runs whose packet passed unchanged (`action-on-fail passthrough`).
@@ -461,6 +463,7 @@ impl Worker {
                     FailureKind::Exception => stats.exceptions += 1,
                     FailureKind::Timeout => stats.timeouts += 1,
                     FailureKind::SystemExit => stats.system_exits += 1,
+                    FailureKind::CacheBackend => stats.cache_failures += 1,
                 }
                 match spec.action_on_fail {
                     ActionOnFail::Drop => stats.failed_dropped += 1,

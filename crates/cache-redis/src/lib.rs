@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use brasa_cache::{CacheConfig, CacheError, RefusalReason};
-use redis::{AsyncCommands, RedisError};
+use redis::{AsyncCommands, RedisError, Script, ScriptInvocation};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -318,21 +318,13 @@ impl RedisCaches {
         }
         let mut conn = self.conn(policy)?;
         let lifetime = policy.lifetime_ms(u64::MAX);
+        let mut call = entry_call(&self.scripts.save, policy, key);
+        call.arg(value)
+            .arg(policy.config.entry_size)
+            .arg(policy.config.max_entries)
+            .arg(lifetime);
         let reply: Vec<i64> = self
-            .bounded(
-                policy,
-                timeout,
-                self.scripts
-                    .save
-                    .key(policy.keys.index())
-                    .key(policy.keys.entry(key))
-                    .arg(key)
-                    .arg(value)
-                    .arg(policy.config.entry_size)
-                    .arg(policy.config.max_entries)
-                    .arg(lifetime)
-                    .invoke_async(&mut conn),
-            )
+            .bounded(policy, timeout, call.invoke_async(&mut conn))
             .await?;
         match SaveReply::decode(&reply) {
             Some(SaveReply::Saved) => {
@@ -389,17 +381,9 @@ impl RedisCaches {
         key: &[u8],
     ) -> Result<(), CacheError> {
         let mut conn = self.conn(policy)?;
+        let call = entry_call(&self.scripts.clear, policy, key);
         let removed: i64 = self
-            .bounded(
-                policy,
-                timeout,
-                self.scripts
-                    .clear
-                    .key(policy.keys.index())
-                    .key(policy.keys.entry(key))
-                    .arg(key)
-                    .invoke_async(&mut conn),
-            )
+            .bounded(policy, timeout, call.invoke_async(&mut conn))
             .await?;
         if removed == 0 {
             return Err(CacheError::NotFound);
@@ -443,18 +427,10 @@ impl RedisCaches {
         }
         let mut conn = self.conn(policy)?;
         let ms = policy.lifetime_ms(secs);
+        let mut call = entry_call(&self.scripts.set_lifetime, policy, key);
+        call.arg(ms);
         let set: i64 = self
-            .bounded(
-                policy,
-                timeout,
-                self.scripts
-                    .set_lifetime
-                    .key(policy.keys.index())
-                    .key(policy.keys.entry(key))
-                    .arg(key)
-                    .arg(ms)
-                    .invoke_async(&mut conn),
-            )
+            .bounded(policy, timeout, call.invoke_async(&mut conn))
             .await?;
         if set == 0 {
             return Err(CacheError::NotFound);
@@ -608,6 +584,14 @@ impl RedisCaches {
             }
         }
     }
+}
+
+/// A call of one of the entry scripts: KEYS = the policy's index and `key`'s entry, ARGV
+/// starting with `key`.
+fn entry_call<'s>(script: &'s Script, policy: &Policy, key: &[u8]) -> ScriptInvocation<'s> {
+    let mut call = script.key(policy.keys.index());
+    call.key(policy.keys.entry(key)).arg(key);
+    call
 }
 
 impl Drop for RedisCaches {

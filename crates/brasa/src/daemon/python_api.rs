@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use brasa_cache::sync::{LinkState, PeerStatus, SyncStatus};
 use brasa_cache::CacheError;
 use brasa_cache_redis::{RedisCacheError, RedisCaches, RedisCachesStats};
-use brasa_python::cache_service::{CacheServiceError, CacheServiceStats};
+use brasa_python::cache_service::{CacheServiceError, CacheServiceStats, EntryDump};
 use brasa_python::worker::{PythonStats, WorkerError};
 use serde::{Deserialize, Serialize};
 
@@ -202,7 +202,9 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
-async fn statistics(State(state): State<ApiState>) -> Result<Json<PythonStatistics>, ApiError> {
+pub(crate) async fn statistics(
+    State(state): State<ApiState>,
+) -> Result<Json<PythonStatistics>, ApiError> {
     if state.python.is_none() && state.caches.is_none() {
         return Err(ApiError::not_found(
             "no [python] section in this daemon's config",
@@ -219,40 +221,62 @@ async fn statistics(State(state): State<ApiState>) -> Result<Json<PythonStatisti
     }))
 }
 
-async fn dump(
+pub(crate) async fn dump(
     State(state): State<ApiState>,
     Path(policy): Path<String>,
 ) -> Result<Json<CacheDump>, ApiError> {
-    let entries: Vec<(Vec<u8>, Vec<u8>, u64)> = match redis_cache(&state, &policy) {
-        Some(redis) => redis
-            .dump(&policy)
-            .await
-            .map_err(|err| redis_error(&policy, &[], err))?
-            .into_iter()
-            .map(|e| (e.key, e.value, e.remaining_ms))
-            .collect(),
-        None => caches(&state)?
-            .dump(&policy)
-            .map_err(|err| cache_error(&policy, &[], err))?
-            .into_iter()
-            .map(|e| (e.key, e.value, e.remaining_ms))
-            .collect(),
-    };
-    let entries = entries
+    let entries = dump_entries(&state, &policy)
+        .await?
         .into_iter()
-        .map(|(key, value, remaining_ms)| CacheEntry {
-            key_hex: hex(&key),
-            key: String::from_utf8(key).ok(),
-            value_hex: hex(&value),
-            time_left: brasa_cache::time_left(remaining_ms),
-            remaining_ms,
-            ddp_key: "N/A".into(),
-        })
+        .map(CacheEntry::from)
         .collect();
     Ok(Json(CacheDump { policy, entries }))
 }
 
-async fn clear(
+/// The raw entries of `policy`'s cache, from Redis or from the embedded cache (the console
+/// formats only the page it shows). Copying tens of thousands of embedded entries runs off the
+/// async workers.
+pub(crate) async fn dump_entries(
+    state: &ApiState,
+    policy: &str,
+) -> Result<Vec<EntryDump>, ApiError> {
+    if let Some(redis) = redis_cache(state, policy) {
+        let entries = redis
+            .dump(policy)
+            .await
+            .map_err(|err| redis_error(policy, &[], err))?;
+        return Ok(entries
+            .into_iter()
+            .map(|e| EntryDump {
+                time_left: brasa_cache::time_left(e.remaining_ms),
+                key: e.key,
+                value: e.value,
+                remaining_ms: e.remaining_ms,
+            })
+            .collect());
+    }
+    let caches = caches(state)?.clone();
+    let name = policy.to_owned();
+    tokio::task::spawn_blocking(move || caches.dump(&name))
+        .await
+        .map_err(|err| ApiError::internal(err.to_string()))?
+        .map_err(|err| cache_error(policy, &[], err))
+}
+
+impl From<EntryDump> for CacheEntry {
+    fn from(e: EntryDump) -> Self {
+        CacheEntry {
+            key: String::from_utf8(e.key.clone()).ok(),
+            key_hex: hex(&e.key),
+            value_hex: hex(&e.value),
+            time_left: e.time_left,
+            remaining_ms: e.remaining_ms,
+            ddp_key: "N/A".into(),
+        }
+    }
+}
+
+pub(crate) async fn clear(
     State(state): State<ApiState>,
     Path(policy): Path<String>,
     Json(request): Json<KeyRequest>,
@@ -276,7 +300,7 @@ async fn clear(
     }))
 }
 
-async fn set_lifetime(
+pub(crate) async fn set_lifetime(
     State(state): State<ApiState>,
     Path(policy): Path<String>,
     Json(request): Json<SetLifetimeRequest>,
@@ -317,7 +341,7 @@ fn worker_error(err: WorkerError) -> ApiError {
     }
 }
 
-async fn reload(
+pub(crate) async fn reload(
     State(state): State<ApiState>,
     Path(script): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
@@ -334,7 +358,7 @@ async fn reload(
     }))
 }
 
-async fn debug(
+pub(crate) async fn debug(
     State(state): State<ApiState>,
     Path(script): Path<String>,
     Json(request): Json<DebugRequest>,

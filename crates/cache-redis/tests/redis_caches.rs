@@ -1,7 +1,8 @@
 //! The Redis-backed caches against real `redis-server`s started by each test: entries and
 //! limits shared by two nodes, atomic max-entries under concurrent saves, lifetimes, the
 //! operator tools, a dead or frozen Redis (calls fail within their deadline, then recover),
-//! a Redis Cluster and a master found through Sentinel.
+//! a three-master Redis Cluster, and a master found through Sentinel and followed through a
+//! fail-over.
 
 use std::sync::Arc;
 use std::thread;
@@ -299,56 +300,142 @@ fn redis_maxmemory_is_the_global_memory_bound() {
     );
 }
 
-#[test]
-fn a_redis_cluster_holds_a_policy_in_one_slot() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(
-        dir.path(),
-        "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 5000",
-    );
-    redis
-        .cli(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])
-        .expect("slots assigned");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !redis
-        .cli(&["CLUSTER", "INFO"])
-        .is_some_and(|info| info.contains("cluster_state:ok"))
-    {
-        assert!(Instant::now() < deadline, "cluster never became ok");
-        thread::sleep(Duration::from_millis(50));
-    }
-    let rt = runtime();
-    let url = format!("redis+cluster://127.0.0.1:{}", redis.port);
-    let a = node(&rt, &url, config(2, Duration::from_secs(60)));
-    until_saved(&a, b"k1");
-    let mut cache = a.policy(POLICY, far()).unwrap();
-    cache.save(b"k2", b"v").unwrap();
-    assert_eq!(
-        cache.save(b"k3", b"v"),
-        Err(CacheError::TooManyEntries { limit: 2 })
-    );
-    assert_eq!(cache.set_lifetime(b"k1", 30).unwrap(), 30);
-    assert_eq!(rt.block_on(a.dump(POLICY)).unwrap().len(), 2);
+/// Whether `master` serves `slot` (from the `myself` line of `CLUSTER NODES`).
+fn serves(master: &RedisServer, slot: u16) -> bool {
+    let nodes = master.cli(&["CLUSTER", "NODES"]).unwrap_or_default();
+    let Some(myself) = nodes.lines().find(|line| line.contains("myself")) else {
+        return false;
+    };
+    myself.split_whitespace().skip(8).any(|range| {
+        let (first, last) = range.split_once('-').unwrap_or((range, range));
+        matches!((first.parse::<u16>(), last.parse::<u16>()), (Ok(f), Ok(l)) if (f..=l).contains(&slot))
+    })
 }
 
 #[test]
-fn a_master_found_through_sentinel() {
+fn a_three_master_cluster_holds_a_policy_in_one_slot() {
     let dir = tempfile::tempdir().unwrap();
-    let master = RedisServer::start(dir.path(), "");
-    let _sentinel = RedisServer::start_with(
+    let masters: Vec<RedisServer> = (0..3)
+        .map(|_| {
+            RedisServer::start(
+                dir.path(),
+                "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 5000",
+            )
+        })
+        .collect();
+    let addresses: Vec<String> = masters
+        .iter()
+        .map(|m| format!("127.0.0.1:{}", m.port))
+        .collect();
+    let mut create = vec!["--cluster", "create"];
+    create.extend(addresses.iter().map(String::as_str));
+    create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+    masters[0].cli(&create).expect("cluster created");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !masters.iter().all(|m| {
+        m.cli(&["CLUSTER", "INFO"])
+            .is_some_and(|info| info.contains("cluster_state:ok"))
+    }) {
+        assert!(Instant::now() < deadline, "cluster never became ok");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let slot: u16 = masters[0]
+        .cli(&["CLUSTER", "KEYSLOT", &format!("{{{POLICY}}}")])
+        .and_then(|reply| reply.trim().parse().ok())
+        .expect("the hash tag's slot");
+    let owner = masters
+        .iter()
+        .position(|m| serves(m, slot))
+        .expect("a master serves the policy's slot");
+    // The URL names a master that does not serve the slot: the client must follow the
+    // cluster's slot map.
+    let seed = &masters[(owner + 1) % masters.len()];
+    let rt = runtime();
+    let url = format!("redis+cluster://127.0.0.1:{}", seed.port);
+    let a = node(&rt, &url, config(2, Duration::from_secs(60)));
+    let b = node(&rt, &url, config(2, Duration::from_secs(60)));
+    until_saved(&a, b"k1");
+    until_saved(&b, b"k2");
+    // The max-entries limit holds across nodes (the save script touches the index and the
+    // entry in one slot).
+    assert_eq!(
+        a.policy(POLICY, far()).unwrap().save(b"k3", b"v"),
+        Err(CacheError::TooManyEntries { limit: 2 })
+    );
+    assert_eq!(
+        b.policy(POLICY, far()).unwrap().set_lifetime(b"k1", 30),
+        Ok(30)
+    );
+    assert_eq!(rt.block_on(a.dump(POLICY)).unwrap().len(), 2);
+    assert!(rt.block_on(b.clear_entry(POLICY, b"k1")).is_ok());
+    assert_eq!(
+        a.policy(POLICY, far()).unwrap().retrieve(b"k1"),
+        Err(CacheError::NotFound)
+    );
+    // Every key of the policy lives on the slot's master, none elsewhere.
+    for (index, master) in masters.iter().enumerate() {
+        let keys = master
+            .cli(&["--scan", "--pattern", "brasa:pc:*"])
+            .unwrap_or_default();
+        if index == owner {
+            assert!(keys.contains("brasa:pc:{python-policy-1}:e:k2"), "{keys}");
+        } else {
+            assert!(keys.trim().is_empty(), "master {index} holds {keys}");
+        }
+    }
+}
+
+#[test]
+fn a_master_found_through_sentinel_and_followed_through_a_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = RedisServer::start(dir.path(), "");
+    let replica = RedisServer::start(dir.path(), &format!("replicaof 127.0.0.1 {}", master.port));
+    let sentinel = RedisServer::start_with(
         "redis-sentinel",
         dir.path(),
         free_port(),
         &format!(
-            "sentinel monitor brasa-test 127.0.0.1 {} 1\nsentinel down-after-milliseconds brasa-test 5000",
+            "sentinel monitor brasa-test 127.0.0.1 {} 1\nsentinel down-after-milliseconds brasa-test 1000\nsentinel failover-timeout brasa-test 5000",
             master.port
         ),
     );
     let rt = runtime();
-    let url = format!("redis+sentinel://127.0.0.1:{}/brasa-test", _sentinel.port);
+    let url = format!("redis+sentinel://127.0.0.1:{}/brasa-test", sentinel.port);
     let a = node(&rt, &url, config(10, Duration::from_secs(60)));
     until_saved(&a, b"k");
     // The entry is on the master the Sentinel named.
     let keys = master.cli(&["--scan", "--pattern", "brasa:pc:*"]).unwrap();
     assert!(keys.contains("brasa:pc:{python-policy-1}:e:k"), "{keys}");
+    // Once the replica has it, the master dies; the Sentinel promotes the replica and the node
+    // follows it by itself, with the replicated entry.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !replica
+        .cli(&["EXISTS", "brasa:pc:{python-policy-1}:e:k"])
+        .is_some_and(|n| n.trim() == "1")
+    {
+        assert!(Instant::now() < deadline, "the replica never had the entry");
+        thread::sleep(Duration::from_millis(20));
+    }
+    master.kill();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !replica
+        .cli(&["ROLE"])
+        .is_some_and(|role| role.starts_with("master"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the Sentinel never promoted the replica"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    until_saved(&a, b"after");
+    assert_eq!(
+        a.policy(POLICY, far()).unwrap().retrieve(b"k").unwrap(),
+        b"v"
+    );
+    let keys = replica.cli(&["--scan", "--pattern", "brasa:pc:*"]).unwrap();
+    assert!(
+        keys.contains("brasa:pc:{python-policy-1}:e:after"),
+        "{keys}"
+    );
 }

@@ -8,7 +8,7 @@ mod support;
 use brasa_cache_redis::testing::RedisServer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 use support::*;
 
@@ -57,6 +57,29 @@ fn dump(api: SocketAddr, policy: &str) -> Vec<serde_json::Value> {
         .as_array()
         .unwrap()
         .clone()
+}
+
+/// `brasa clear python python-policy POLICY cache KEY_OPTION KEY` against `api`; it must
+/// succeed.
+fn clear_entry(api: SocketAddr, policy: &str, key_option: &str, key: &str) -> Output {
+    let cleared = brasa(
+        api,
+        &[
+            "clear",
+            "python",
+            "python-policy",
+            policy,
+            "cache",
+            key_option,
+            key,
+        ],
+    );
+    assert!(
+        cleared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleared.stderr)
+    );
+    cleared
 }
 
 fn python_statistics(api: SocketAddr) -> serde_json::Value {
@@ -312,23 +335,7 @@ fn serial_python_class_reflection_with_freeradius_as_the_aaa_server() {
         String::from_utf8_lossy(&missing.stderr)
     );
     let hex_key: String = MAC.bytes().map(|b| format!("{b:02x}")).collect();
-    let cleared = brasa(
-        api,
-        &[
-            "clear",
-            "python",
-            "python-policy",
-            "python-policy-1",
-            "cache",
-            "--hex-key",
-            &hex_key,
-        ],
-    );
-    assert!(
-        cleared.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cleared.stderr)
-    );
+    clear_entry(api, "python-policy-1", "--hex-key", &hex_key);
     assert!(dump(api, "python-policy-1").is_empty());
     // Without its entry the script drops the accounting request (the document's except path).
     let output = radclient(
@@ -780,19 +787,7 @@ fn serial_python_caches_sync_between_two_daemons_and_a_restarted_one_resyncs() {
             .is_some_and(|e| e["key"] == MAC)
     });
     // A clear on b reaches a.
-    let cleared = brasa(
-        api_b,
-        &[
-            "clear",
-            "python",
-            "python-policy",
-            "python-policy-1",
-            "cache",
-            "--string-key",
-            MAC,
-        ],
-    );
-    assert!(cleared.status.success());
+    clear_entry(api_b, "python-policy-1", "--string-key", MAC);
     eventually("the clear on a", Duration::from_secs(20), || {
         dump(api_a, "python-policy-1").is_empty()
     });
@@ -971,23 +966,7 @@ radius = [{ message = "accounting-request", direction = "egress", script = "name
         "{done}"
     );
     assert!(remaining_ms(&entry(api, UTF8_USER.as_bytes())) <= 120_000);
-    let cleared = brasa(
-        api,
-        &[
-            "clear",
-            "python",
-            "python-policy",
-            "names",
-            "cache",
-            "--string-key",
-            UTF8_USER,
-        ],
-    );
-    assert!(
-        cleared.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cleared.stderr)
-    );
+    let cleared = clear_entry(api, "names", "--string-key", UTF8_USER);
     assert!(String::from_utf8_lossy(&cleared.stdout).contains(UTF8_USER));
     assert_eq!(
         dump(api, "names").len(),
@@ -1244,6 +1223,26 @@ fn serial_redis_class_reflection_across_two_nodes_survives_a_redis_restart() {
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(text.contains(&format!("Key       : {MAC}")), "{text}");
     assert!(text.contains("Time Left : 0d 00:"), "{text}");
+    // `clear` on node B removes the entry node A saved, for both.
+    clear_entry(b.api, "python-policy-1", "--string-key", MAC);
+    assert!(dump(a.api, "python-policy-1").is_empty());
+    assert!(a.authenticate(), "{}", a.daemon.log_text());
+
+    // Redis freezes (SIGSTOP): the cache call gives up after the Redis timeout (100 ms), well
+    // inside the script's time limit (500 ms), and the script takes action-on-fail (drop).
+    redis.signal("STOP");
+    assert!(
+        !b.account("Interim-Update"),
+        "dropped: Redis did not answer"
+    );
+    let stats = script_stats(b.api, "python-script-1");
+    assert_eq!(stats["cache_failures"], 1, "{stats}");
+    assert_eq!(stats["failed_dropped"], 1, "{stats}");
+    assert_eq!(stats["timeouts"], 0, "{stats}");
+    assert_eq!(python_statistics(b.api)["worker"]["queued"], 0);
+    redis.signal("CONT");
+    assert!(b.account("Interim-Update"), "{}", b.daemon.log_text());
+    assert_eq!(reflected(&freeradius, "Interim-Update"), 2);
 
     // Redis dies mid-run: both nodes' scripts fail at once and take action-on-fail (drop);
     // nothing waits for Redis.
@@ -1291,8 +1290,9 @@ fn serial_redis_class_reflection_across_two_nodes_survives_a_redis_restart() {
         metrics.contains("brasa_python_redis_connected 1"),
         "{metrics}"
     );
+    // B's clears: the tool's, and the script's on Accounting-Stop.
     assert!(
-        metrics.contains("brasa_python_redis_cache_clears_total{policy=\"python-policy-1\"} 1"),
+        metrics.contains("brasa_python_redis_cache_clears_total{policy=\"python-policy-1\"} 2"),
         "{metrics}"
     );
 }

@@ -382,6 +382,9 @@ struct Target {
     auth: SocketAddr,
     acct: SocketAddr,
     pid: u32,
+    /// The `redis-server` holding this target's cache, when it is in Redis: its CPU is part
+    /// of the cost of a request.
+    redis_pid: Option<u32>,
     reflected: Reflected,
 }
 
@@ -405,9 +408,17 @@ fn main() {
         auth: freeradius.auth,
         acct: freeradius.acct,
         pid: freeradius.daemon.child.id(),
+        redis_pid: None,
         reflected,
     }];
     let redis = RedisServer::start(dir.path(), "");
+    let redis_pid = redis
+        .cli(&["INFO", "server"])
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.trim().strip_prefix("process_id:")?.parse().ok())
+        })
+        .expect("redis-server's process_id");
     let redis_reflected: Reflected = Arc::default();
     let fr_redis = start_freeradius_redis_class_proxy(
         &dir.path().join("fr-redis"),
@@ -435,6 +446,7 @@ fn main() {
                 auth: fr_redis.auth,
                 acct: fr_redis.acct,
                 pid: fr_redis.daemon.child.id(),
+                redis_pid: Some(redis_pid),
                 reflected: redis_reflected.clone(),
             });
         }
@@ -449,6 +461,7 @@ fn main() {
             auth: format!("{ip}:{auth}").parse().unwrap(),
             acct: format!("{ip}:{acct}").parse().unwrap(),
             pid: daemon.child.id(),
+            redis_pid: name.contains("Redis").then_some(redis_pid),
             reflected,
         });
         daemons.push(daemon);
@@ -462,20 +475,30 @@ fn main() {
         target.reflected.store(0, Ordering::Relaxed);
     }
     println!(
-        "Class reflection (seed 000), {requests} Access-Requests then {requests} Interim-Updates per target, radload 16 sockets x 16 in flight, same run:"
+        "Class reflection (seed 000), {requests} Access-Requests then {requests} Interim-Updates per target, radload 16 sockets x 16 in flight, same run (the ratios count redis-server's CPU with the proxy's):"
     );
     let mut rates = Vec::new();
     for target in &targets {
         let mut row = Vec::new();
         for (kind, address) in [("auth", target.auth), ("acct", target.acct)] {
-            let before = cpu_seconds(target.pid);
+            let redis_cpu = || target.redis_pid.map_or(0.0, cpu_seconds);
+            let before = (cpu_seconds(target.pid), redis_cpu());
             // A lost request ends the run 0.3 s after the last answer, not 2 s.
             let line = radload_with_timeout(address, SECRET, kind, requests, 16, 16, 0.3);
-            let cpu = cpu_seconds(target.pid) - before;
-            let answered = radload_field(&line, "answered");
-            let cpu_us = cpu * 1e6 / answered.max(1.0);
-            println!("  {:<40} {line} cpu={cpu_us:.1}us/req", target.name);
-            row.push((radload_field(&line, "rate"), cpu_us));
+            let cpu = cpu_seconds(target.pid) - before.0;
+            let answered = radload_field(&line, "answered").max(1.0);
+            let cpu_us = cpu * 1e6 / answered;
+            let redis_us = (redis_cpu() - before.1) * 1e6 / answered;
+            let redis_column = match target.redis_pid {
+                Some(_) => format!(" redis-server={redis_us:.1}us/req"),
+                None => String::new(),
+            };
+            println!(
+                "  {:<40} {line} cpu={cpu_us:.1}us/req{redis_column}",
+                target.name
+            );
+            // The comparison counts the Redis server's CPU with the proxy's.
+            row.push((radload_field(&line, "rate"), cpu_us + redis_us));
         }
         let reflected = target.reflected.load(Ordering::Relaxed);
         println!(

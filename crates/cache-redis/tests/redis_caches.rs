@@ -409,9 +409,9 @@ fn a_master_found_through_sentinel_and_followed_through_a_failover() {
     // Once the replica has it, the master dies; the Sentinel promotes the replica and the node
     // follows it by itself, with the replicated entry.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !replica
+    while replica
         .cli(&["EXISTS", "brasa:pc:{python-policy-1}:e:k"])
-        .is_some_and(|n| n.trim() == "1")
+        .is_none_or(|n| n.trim() != "1")
     {
         assert!(Instant::now() < deadline, "the replica never had the entry");
         thread::sleep(Duration::from_millis(20));

@@ -3,7 +3,9 @@
 //! User-Name; Accounting Interim-Update → retrieve, insert the Class attributes, reset the
 //! lifetime), beside FreeRADIUS 3.2 doing the same job natively (`rlm_cache` + unlang, the
 //! fastest way FreeRADIUS has), both proxying to the same upstream, with the same load
-//! generator (`shared/tools/radload.py`), in the same run.
+//! generator (`shared/tools/radload.py`), in the same run. Then the same with the cache in a
+//! throw-away `redis-server`: brasa with `backend = "redis"` beside FreeRADIUS with
+//! `rlm_redis` (Debian's `freeradius-redis`).
 //!
 //!     cargo bench -p brasa --bench python_policy          # BENCH_REQUESTS=N (default 40000)
 //!
@@ -17,6 +19,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use brasa_cache_redis::testing::RedisServer;
 use brasa_radius::{auth, Code, Message};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -85,31 +88,9 @@ fn start_upstream(ip: &str, reflected: &Reflected) -> (SocketAddr, SocketAddr) {
     (addresses[0], addresses[1])
 }
 
-/// FreeRADIUS as a proxy that stores the Class attributes of each Access-Accept in `rlm_cache`
-/// (key User-Name, 3600 s, replacing an older entry) and merges them into every
-/// Accounting-Request before proxying it; an Interim-Update resets the entry's TTL to 900 s and
-/// a Stop expires it — the script's logic, in unlang.
-fn start_freeradius_class_proxy(
-    dir: &Path,
-    ip: &str,
-    auth: SocketAddr,
-    acct: SocketAddr,
-) -> FreeRadius {
-    let modules = r#"  always reject {
-    rcode = reject
-  }
-  cache class_cache {
-    driver = "rlm_cache_rbtree"
-    key = "%{User-Name}"
-    ttl = 3600
-    max_entries = 0
-    add_stats = no
-    update {
-      &request:Class += &proxy-reply:Class[*]
-    }
-  }
-"#;
-    let top = format!(
+/// FreeRADIUS's proxy.conf for the upstream: one auth and one acct home server.
+fn proxy_realm(auth: SocketAddr, acct: SocketAddr) -> String {
+    format!(
         r#"proxy_requests = yes
 proxy server {{
   default_fallback = no
@@ -153,7 +134,34 @@ realm upstream {{
         auth.port(),
         acct.ip(),
         acct.port()
-    );
+    )
+}
+
+/// FreeRADIUS as a proxy that stores the Class attributes of each Access-Accept in `rlm_cache`
+/// (key User-Name, 3600 s, replacing an older entry) and merges them into every
+/// Accounting-Request before proxying it; an Interim-Update resets the entry's TTL to 900 s and
+/// a Stop expires it — the script's logic, in unlang.
+fn start_freeradius_class_proxy(
+    dir: &Path,
+    ip: &str,
+    auth: SocketAddr,
+    acct: SocketAddr,
+) -> FreeRadius {
+    let modules = r#"  always reject {
+    rcode = reject
+  }
+  cache class_cache {
+    driver = "rlm_cache_rbtree"
+    key = "%{User-Name}"
+    ttl = 3600
+    max_entries = 0
+    add_stats = no
+    update {
+      &request:Class += &proxy-reply:Class[*]
+    }
+  }
+"#;
+    let top = proxy_realm(auth, acct);
     let body = r#"  authorize {
     update control {
       &Proxy-To-Realm := "upstream"
@@ -217,14 +225,102 @@ realm upstream {{
     )
 }
 
+/// `cache`: the body of `[python.policy.cache]` (and any `[python.*]` table after it) of a
+/// proxy running the document's script; `None` for a proxy without a policy.
+/// FreeRADIUS as the same proxy with its Class cache in Redis through `rlm_redis` (Debian's
+/// `freeradius-redis`; its 3.2 packages have no `rlm_cache_redis` driver): post-proxy stores
+/// the Access-Accept's three Class values in a hash keyed on User-Name (HSET + EXPIRE 3600);
+/// preacct reads them back (HGET each) into the Accounting-Request, rejects when there is no
+/// entry, and an Interim-Update resets the TTL to 900 s — the document's job in unlang, for the
+/// three Class values this load carries.
+fn start_freeradius_redis_class_proxy(
+    dir: &Path,
+    ip: &str,
+    upstream: (SocketAddr, SocketAddr),
+    redis_port: u16,
+) -> FreeRadius {
+    let modules = format!(
+        r#"  always reject {{
+    rcode = reject
+  }}
+  redis {{
+    server = 127.0.0.1
+    port = {redis_port}
+    database = 0
+    pool {{
+      start = 4
+      min = 4
+      max = 32
+      spare = 8
+      uses = 0
+      lifetime = 0
+      idle_timeout = 600
+    }}
+  }}
+"#
+    );
+    let body = r#"  authorize {
+    update control {
+      &Proxy-To-Realm := "upstream"
+    }
+  }
+  authenticate {
+  }
+  preacct {
+    update control {
+      &Proxy-To-Realm := "upstream"
+      &Tmp-String-0 := "%{redis:HGET cls:%{User-Name} 0}"
+    }
+    if (!&control:Tmp-String-0 || &control:Tmp-String-0 == "") {
+      reject
+    }
+    update request {
+      &Class += "%{control:Tmp-String-0}"
+      &Class += "%{redis:HGET cls:%{User-Name} 1}"
+      &Class += "%{redis:HGET cls:%{User-Name} 2}"
+    }
+    if (&Acct-Status-Type == Interim-Update) {
+      update control {
+        &Tmp-String-1 := "%{redis:EXPIRE cls:%{User-Name} 900}"
+      }
+    }
+  }
+  accounting {
+  }
+  pre-proxy {
+  }
+  post-proxy {
+    if (&proxy-reply:Class) {
+      update control {
+        &Tmp-String-0 := "%{redis:HSET cls:%{User-Name} 0 %{proxy-reply:Class[0]} 1 %{proxy-reply:Class[1]} 2 %{proxy-reply:Class[2]}}"
+        &Tmp-String-1 := "%{redis:EXPIRE cls:%{User-Name} 3600}"
+      }
+    }
+  }
+  post-auth {
+  }
+"#;
+    start_freeradius_with_modules(
+        dir,
+        ip,
+        &[("127.0.0.0/8", SECRET)],
+        "",
+        &modules,
+        &proxy_realm(upstream.0, upstream.1),
+        Some(body),
+        false,
+    )
+}
+
 fn brasa_config(
     api: SocketAddr,
     ip: &str,
     auth: u16,
     acct: u16,
     upstream: (SocketAddr, SocketAddr),
-    python: bool,
+    cache: Option<&str>,
 ) -> String {
+    let python = cache.is_some();
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python/python_cache.py");
     let mut text = format!(
@@ -261,7 +357,7 @@ secret = "{SECRET}"
         upstream.0,
         upstream.1
     );
-    if python {
+    if let Some(cache) = cache {
         text.push_str(&format!(
             r#"[python]
 [[python.script]]
@@ -274,9 +370,7 @@ radius = [
   {{ message = "accounting-request", direction = "egress", script = "python-script-1" }},
 ]
 [python.policy.cache]
-max_entries = 1000000
-max_entry_lifetime = "1h"
-"#,
+{cache}"#,
             script.display()
         ));
     }
@@ -288,6 +382,9 @@ struct Target {
     auth: SocketAddr,
     acct: SocketAddr,
     pid: u32,
+    /// The `redis-server` holding this target's cache, when it is in Redis: its CPU is part
+    /// of the cost of a request.
+    redis_pid: Option<u32>,
     reflected: Reflected,
 }
 
@@ -311,23 +408,60 @@ fn main() {
         auth: freeradius.auth,
         acct: freeradius.acct,
         pid: freeradius.daemon.child.id(),
+        redis_pid: None,
         reflected,
     }];
-    for (name, ip, python) in [
-        ("brasa proxy + Python script", "127.0.0.3", true),
-        ("brasa proxy, no policy (reference)", "127.0.0.4", false),
+    let redis = RedisServer::start(dir.path(), "");
+    let redis_pid = redis
+        .cli(&["INFO", "server"])
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.trim().strip_prefix("process_id:")?.parse().ok())
+        })
+        .expect("redis-server's process_id");
+    let redis_reflected: Reflected = Arc::default();
+    let fr_redis = start_freeradius_redis_class_proxy(
+        &dir.path().join("fr-redis"),
+        "127.0.0.6",
+        start_upstream("127.0.0.5", &redis_reflected),
+        redis.port,
+    );
+    let embedded = "max_entries = 1000000\nmax_entry_lifetime = \"1h\"\n".to_string();
+    let in_redis = format!(
+        "backend = \"redis\"\n{embedded}[python.redis]\nurl = \"{}\"\nkey_prefix = \"bench:\"\n",
+        redis.url()
+    );
+    for (name, ip, cache) in [
+        ("brasa proxy + Python script", "127.0.0.3", Some(&embedded)),
+        ("brasa proxy, no policy (reference)", "127.0.0.4", None),
+        (
+            "brasa proxy + Python script, Redis cache",
+            "127.0.0.7",
+            Some(&in_redis),
+        ),
     ] {
+        if name.contains("Redis") {
+            targets.push(Target {
+                name: "FreeRADIUS 3.2 proxy + rlm_redis/unlang",
+                auth: fr_redis.auth,
+                acct: fr_redis.acct,
+                pid: fr_redis.daemon.child.id(),
+                redis_pid: Some(redis_pid),
+                reflected: redis_reflected.clone(),
+            });
+        }
         let api: SocketAddr = format!("{ip}:{}", free_tcp_port(ip)).parse().unwrap();
         let (auth, acct) = (free_udp_port(ip), free_udp_port(ip));
         let reflected: Reflected = Arc::default();
         let upstream = start_upstream("127.0.0.5", &reflected);
-        let config = brasa_config(api, ip, auth, acct, upstream, python);
+        let config = brasa_config(api, ip, auth, acct, upstream, cache.map(String::as_str));
         let daemon = start_brasa(&dir.path().join(ip), &config, api);
         targets.push(Target {
             name,
             auth: format!("{ip}:{auth}").parse().unwrap(),
             acct: format!("{ip}:{acct}").parse().unwrap(),
             pid: daemon.child.id(),
+            redis_pid: name.contains("Redis").then_some(redis_pid),
             reflected,
         });
         daemons.push(daemon);
@@ -341,20 +475,30 @@ fn main() {
         target.reflected.store(0, Ordering::Relaxed);
     }
     println!(
-        "Class reflection (seed 000), {requests} Access-Requests then {requests} Interim-Updates per target, radload 16 sockets x 16 in flight, same run:"
+        "Class reflection (seed 000), {requests} Access-Requests then {requests} Interim-Updates per target, radload 16 sockets x 16 in flight, same run (the ratios count redis-server's CPU with the proxy's):"
     );
     let mut rates = Vec::new();
     for target in &targets {
         let mut row = Vec::new();
         for (kind, address) in [("auth", target.auth), ("acct", target.acct)] {
-            let before = cpu_seconds(target.pid);
+            let redis_cpu = || target.redis_pid.map_or(0.0, cpu_seconds);
+            let before = (cpu_seconds(target.pid), redis_cpu());
             // A lost request ends the run 0.3 s after the last answer, not 2 s.
             let line = radload_with_timeout(address, SECRET, kind, requests, 16, 16, 0.3);
-            let cpu = cpu_seconds(target.pid) - before;
-            let answered = radload_field(&line, "answered");
-            let cpu_us = cpu * 1e6 / answered.max(1.0);
-            println!("  {:<40} {line} cpu={cpu_us:.1}us/req", target.name);
-            row.push((radload_field(&line, "rate"), cpu_us));
+            let cpu = cpu_seconds(target.pid) - before.0;
+            let answered = radload_field(&line, "answered").max(1.0);
+            let cpu_us = cpu * 1e6 / answered;
+            let redis_us = (redis_cpu() - before.1) * 1e6 / answered;
+            let redis_column = match target.redis_pid {
+                Some(_) => format!(" redis-server={redis_us:.1}us/req"),
+                None => String::new(),
+            };
+            println!(
+                "  {:<40} {line} cpu={cpu_us:.1}us/req{redis_column}",
+                target.name
+            );
+            // The comparison counts the Redis server's CPU with the proxy's.
+            row.push((radload_field(&line, "rate"), cpu_us + redis_us));
         }
         let reflected = target.reflected.load(Ordering::Relaxed);
         println!(
@@ -363,20 +507,36 @@ fn main() {
         );
         rates.push(row);
     }
-    let (fr, brasa) = (&rates[0], &rates[1]);
-    for (index, kind) in [
-        "Access-Request (save)",
-        "Interim-Update (retrieve, set, set_lifetime)",
-    ]
-    .iter()
-    .enumerate()
-    {
-        println!(
-            "brasa+Python / FreeRADIUS+rlm_cache, {kind}: throughput {:.2}x; CPU per request {:.2}x lower",
-            brasa[index].0 / fr[index].0,
-            fr[index].1 / brasa[index].1
-        );
+    let (fr, brasa, fr_redis_rates, brasa_redis) = (&rates[0], &rates[1], &rates[3], &rates[4]);
+    for (label, ours, theirs) in [
+        ("brasa+Python / FreeRADIUS+rlm_cache", brasa, fr),
+        (
+            "brasa+Python, Redis cache / FreeRADIUS+rlm_redis",
+            brasa_redis,
+            fr_redis_rates,
+        ),
+        (
+            "brasa+Python, Redis cache / embedded cache",
+            brasa_redis,
+            brasa,
+        ),
+    ] {
+        for (index, kind) in [
+            "Access-Request (save)",
+            "Interim-Update (retrieve, set, set_lifetime)",
+        ]
+        .iter()
+        .enumerate()
+        {
+            println!(
+                "{label}, {kind}: throughput {:.2}x; CPU per request {:.2}x lower",
+                ours[index].0 / theirs[index].0,
+                theirs[index].1 / ours[index].1
+            );
+        }
     }
     drop(daemons);
     drop(freeradius);
+    drop(fr_redis);
+    drop(redis);
 }

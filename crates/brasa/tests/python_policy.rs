@@ -5,9 +5,10 @@
 
 mod support;
 
+use brasa_cache_redis::testing::RedisServer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 use support::*;
 
@@ -58,8 +59,35 @@ fn dump(api: SocketAddr, policy: &str) -> Vec<serde_json::Value> {
         .clone()
 }
 
+/// `brasa clear python python-policy POLICY cache KEY_OPTION KEY` against `api`; it must
+/// succeed.
+fn clear_entry(api: SocketAddr, policy: &str, key_option: &str, key: &str) -> Output {
+    let cleared = brasa(
+        api,
+        &[
+            "clear",
+            "python",
+            "python-policy",
+            policy,
+            "cache",
+            key_option,
+            key,
+        ],
+    );
+    assert!(
+        cleared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleared.stderr)
+    );
+    cleared
+}
+
+fn python_statistics(api: SocketAddr) -> serde_json::Value {
+    brasa_json(api, &["show", "python", "statistics"])
+}
+
 fn script_stats(api: SocketAddr, script: &str) -> serde_json::Value {
-    let stats = brasa_json(api, &["show", "python", "statistics"]);
+    let stats = python_statistics(api);
     stats["worker"]["scripts"]
         .as_array()
         .unwrap()
@@ -79,26 +107,35 @@ fn remaining_ms(entry: &serde_json::Value) -> u64 {
     entry["remaining_ms"].as_u64().unwrap()
 }
 
-#[test]
-fn serial_python_class_reflection_with_freeradius_as_the_aaa_server() {
-    let dir = tempfile::tempdir().unwrap();
-    // As in the document, the server returns the User-Name (the script's cache key) with the
-    // three Class attributes.
+/// FreeRADIUS as the document's AAA server: it accepts the host and returns the User-Name
+/// (the script's cache key) with the three Class attributes; accounting goes to its detail.
+fn start_document_freeradius(dir: &Path) -> FreeRadius {
     let users = format!(
         "\"{MAC}\" Cleartext-Password := \"{MAC}\"\n\tClass = \"Class-1\",\n\tClass += \"Class-22\",\n\tClass += \"Class-333\",\n\tUser-Name = \"{MAC}\"\n"
     );
-    let freeradius = start_freeradius(
-        &dir.path().join("freeradius"),
+    start_freeradius(
+        &dir.join("freeradius"),
         "127.0.0.1",
         &[("127.0.0.1", UPSTREAM_SECRET)],
         &users,
         "",
         None,
         true,
-    );
-    let api = api_address();
-    let (auth, acct) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
-    let config = format!(
+    )
+}
+
+/// A `brasa run` config of the document: the RADIUS server policy on `(auth, acct)` ports
+/// proxying to `freeradius`, python-script-1 (the seed script, with `script_options`) on
+/// access-accept (ingress) and accounting-request (egress), and `cache`: the body of
+/// `[python.policy.cache]` and any `[python.*]` tables after it.
+fn document_proxy_config(
+    api: SocketAddr,
+    (auth, acct): (u16, u16),
+    freeradius: &FreeRadius,
+    script_options: &str,
+    cache: &str,
+) -> String {
+    format!(
         r#"data_dir = "data"
 [api]
 listen = "{api}"
@@ -126,19 +163,32 @@ secret = "{UPSTREAM_SECRET}"
 [[python.script]]
 name = "python-script-1"
 file = "{}"
-debug = true
-[[python.policy]]
+{script_options}[[python.policy]]
 name = "python-policy-1"
 radius = [
   {{ message = "access-accept", direction = "ingress", script = "python-script-1" }},
   {{ message = "accounting-request", direction = "egress", script = "python-script-1" }},
 ]
 [python.policy.cache]
-max_entry_lifetime = "0d 01:00:00"
-"#,
+{cache}"#,
         freeradius.auth,
         freeradius.acct,
         seed_script().display()
+    )
+}
+
+#[test]
+fn serial_python_class_reflection_with_freeradius_as_the_aaa_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let freeradius = start_document_freeradius(dir.path());
+    let api = api_address();
+    let (auth, acct) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
+    let config = document_proxy_config(
+        api,
+        (auth, acct),
+        &freeradius,
+        "debug = true\n",
+        "max_entry_lifetime = \"0d 01:00:00\"\n",
     );
     let daemon = start_brasa(&dir.path().join("brasa"), &config, api);
     let auth: SocketAddr = format!("127.0.0.1:{auth}").parse().unwrap();
@@ -285,23 +335,7 @@ max_entry_lifetime = "0d 01:00:00"
         String::from_utf8_lossy(&missing.stderr)
     );
     let hex_key: String = MAC.bytes().map(|b| format!("{b:02x}")).collect();
-    let cleared = brasa(
-        api,
-        &[
-            "clear",
-            "python",
-            "python-policy",
-            "python-policy-1",
-            "cache",
-            "--hex-key",
-            &hex_key,
-        ],
-    );
-    assert!(
-        cleared.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cleared.stderr)
-    );
+    clear_entry(api, "python-policy-1", "--hex-key", &hex_key);
     assert!(dump(api, "python-policy-1").is_empty());
     // Without its entry the script drops the accounting request (the document's except path).
     let output = radclient(
@@ -753,19 +787,7 @@ fn serial_python_caches_sync_between_two_daemons_and_a_restarted_one_resyncs() {
             .is_some_and(|e| e["key"] == MAC)
     });
     // A clear on b reaches a.
-    let cleared = brasa(
-        api_b,
-        &[
-            "clear",
-            "python",
-            "python-policy",
-            "python-policy-1",
-            "cache",
-            "--string-key",
-            MAC,
-        ],
-    );
-    assert!(cleared.status.success());
+    clear_entry(api_b, "python-policy-1", "--string-key", MAC);
     eventually("the clear on a", Duration::from_secs(20), || {
         dump(api_a, "python-policy-1").is_empty()
     });
@@ -944,23 +966,7 @@ radius = [{ message = "accounting-request", direction = "egress", script = "name
         "{done}"
     );
     assert!(remaining_ms(&entry(api, UTF8_USER.as_bytes())) <= 120_000);
-    let cleared = brasa(
-        api,
-        &[
-            "clear",
-            "python",
-            "python-policy",
-            "names",
-            "cache",
-            "--string-key",
-            UTF8_USER,
-        ],
-    );
-    assert!(
-        cleared.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cleared.stderr)
-    );
+    let cleared = clear_entry(api, "names", "--string-key", UTF8_USER);
     assert!(String::from_utf8_lossy(&cleared.stdout).contains(UTF8_USER));
     assert_eq!(
         dump(api, "names").len(),
@@ -1059,4 +1065,294 @@ fn python_config_errors_name_file_line_and_column() {
     let err = check("[python]\n[[python.script]]\nname = \"s\"\nfile = \"missing.py\"\n[[python.policy]]\nname = \"p\"\n");
     assert!(err.contains("bad.toml:11:8"), "{err}");
     assert!(err.contains("does not exist"), "{err}");
+}
+
+// Caches shared through Redis (`backend = "redis"`): the document's class reflection across two
+// nodes, the Access-Accept through node A and the accounting through node B, with a throw-away
+// redis-server; Redis killed mid-run (scripts take their action-on-fail, nothing hangs) and back.
+
+/// `tools dump python python-policy python-policy-1 cache`.
+const DUMP_COMMAND: &[&str] = &[
+    "tools",
+    "dump",
+    "python",
+    "python-policy",
+    "python-policy-1",
+    "cache",
+];
+
+/// One node: the document's RADIUS server policy proxying to FreeRADIUS, the seed script on
+/// access-accept (ingress) and accounting-request (egress), its cache in Redis at `redis`.
+struct Node {
+    daemon: Daemon,
+    api: SocketAddr,
+    auth: SocketAddr,
+    acct: SocketAddr,
+}
+
+fn start_node(dir: &Path, freeradius: &FreeRadius, redis: &str) -> Node {
+    let api = api_address();
+    let (auth, acct) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
+    let cache = format!(
+        "backend = \"redis\"\nmax_entry_lifetime = \"0d 01:00:00\"\n[python.redis]\nurl = \"{redis}\"\ntimeout = \"100ms\"\nconnect_timeout = \"200ms\"\n"
+    );
+    let config = document_proxy_config(
+        api,
+        (auth, acct),
+        freeradius,
+        "time_limit = \"500ms\"\ndebug = true\n",
+        &cache,
+    );
+    let daemon = start_brasa(dir, &config, api);
+    Node {
+        daemon,
+        api,
+        auth: format!("127.0.0.1:{auth}").parse().unwrap(),
+        acct: format!("127.0.0.1:{acct}").parse().unwrap(),
+    }
+}
+
+impl Node {
+    fn authenticate(&self) -> bool {
+        let output = radclient(
+            self.auth,
+            "auth",
+            NAS_SECRET,
+            &format!("User-Name = \"{MAC}\", User-Password = \"{MAC}\""),
+            &["-r", "1", "-t", "2"],
+        );
+        String::from_utf8_lossy(&output.stdout).contains("Access-Accept")
+    }
+
+    fn account(&self, status: &str) -> bool {
+        let output = radclient(
+            self.acct,
+            "acct",
+            NAS_SECRET,
+            &format!(
+                "User-Name = \"{MAC}\", Acct-Status-Type = {status}, Acct-Session-Id = \"{MAC}|1/1/9\", NAS-IP-Address = 127.0.0.1"
+            ),
+            &["-r", "1", "-t", "2"],
+        );
+        String::from_utf8_lossy(&output.stdout).contains("Accounting-Response")
+    }
+
+    fn redis_connected(&self) -> bool {
+        python_statistics(self.api)["redis"]["connected"] == true
+    }
+}
+
+/// How many accounting requests of `status` reached FreeRADIUS with the three Class values.
+fn reflected(freeradius: &FreeRadius, status: &str) -> usize {
+    freeradius
+        .detail()
+        .split("\n\n")
+        .filter(|record| {
+            record.contains(&format!("Acct-Status-Type = {status}"))
+                && ["Class-1", "Class-22", "Class-333"]
+                    .iter()
+                    .all(|class| record.contains(&format!("Class = 0x{}", hex(class))))
+        })
+        .count()
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn serial_redis_class_reflection_across_two_nodes_survives_a_redis_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start(dir.path(), "");
+    let freeradius = start_document_freeradius(dir.path());
+    let a = start_node(&dir.path().join("a"), &freeradius, &redis.url());
+    let b = start_node(&dir.path().join("b"), &freeradius, &redis.url());
+    for node in [&a, &b] {
+        eventually(
+            "both nodes connected to Redis",
+            Duration::from_secs(20),
+            || node.redis_connected(),
+        );
+    }
+
+    // The Access-Accept passes node A, whose script saves the Class attributes in Redis.
+    assert!(a.authenticate(), "{}", a.daemon.log_text());
+    // Node B sees the entry, in the document's dump layout.
+    let entries = dump(b.api, "python-policy-1");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["key"], MAC);
+    assert_eq!(entries[0]["value_hex"], CLASS_ENTRY_HEX);
+    assert_eq!(entries[0]["ddp_key"], "N/A");
+    // Accounting through node B: its script reflects the Class attributes node A stored.
+    for status in ["Start", "Interim-Update"] {
+        assert!(b.account(status), "{status}: {}", b.daemon.log_text());
+    }
+    assert_eq!(
+        reflected(&freeradius, "Start"),
+        1,
+        "{}",
+        freeradius.detail()
+    );
+    assert_eq!(reflected(&freeradius, "Interim-Update"), 1);
+    // B's Interim-Update set 900 s; node A's dump shows it.
+    let left = remaining_ms(&dump(a.api, "python-policy-1")[0]);
+    assert!((800_000..=900_000).contains(&left), "{left} ms");
+    // The tools of either node act on the shared entry.
+    let set = brasa(
+        a.api,
+        &[
+            "tools",
+            "perform",
+            "python-policy",
+            "python-policy-1",
+            "cache",
+            "--string-key",
+            MAC,
+            "set-lifetime",
+            "1200",
+        ],
+    );
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let left = remaining_ms(&dump(b.api, "python-policy-1")[0]);
+    assert!((1_100_000..=1_200_000).contains(&left), "{left} ms");
+    let human = brasa(b.api, DUMP_COMMAND);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains(&format!("Key       : {MAC}")), "{text}");
+    assert!(text.contains("Time Left : 0d 00:"), "{text}");
+    // `clear` on node B removes the entry node A saved, for both.
+    clear_entry(b.api, "python-policy-1", "--string-key", MAC);
+    assert!(dump(a.api, "python-policy-1").is_empty());
+    assert!(a.authenticate(), "{}", a.daemon.log_text());
+
+    // Redis freezes (SIGSTOP): the cache call gives up after the Redis timeout (100 ms), well
+    // inside the script's time limit (500 ms), and the script takes action-on-fail (drop).
+    redis.signal("STOP");
+    assert!(
+        !b.account("Interim-Update"),
+        "dropped: Redis did not answer"
+    );
+    let stats = script_stats(b.api, "python-script-1");
+    assert_eq!(stats["cache_failures"], 1, "{stats}");
+    assert_eq!(stats["failed_dropped"], 1, "{stats}");
+    assert_eq!(stats["timeouts"], 0, "{stats}");
+    assert_eq!(python_statistics(b.api)["worker"]["queued"], 0);
+    redis.signal("CONT");
+    assert!(b.account("Interim-Update"), "{}", b.daemon.log_text());
+    assert_eq!(reflected(&freeradius, "Interim-Update"), 2);
+
+    // Redis dies mid-run: both nodes' scripts fail at once and take action-on-fail (drop);
+    // nothing waits for Redis.
+    redis.kill();
+    assert!(!b.account("Interim-Update"), "dropped without its cache");
+    assert!(!a.authenticate(), "dropped: the save failed");
+    for node in [&a, &b] {
+        let stats = script_stats(node.api, "python-script-1");
+        assert!(stats["cache_failures"].as_u64().unwrap() >= 1, "{stats}");
+        assert_eq!(stats["cache_failures"], stats["failed_dropped"], "{stats}");
+        assert_eq!(stats["timeouts"], 0, "{stats}");
+        let all = python_statistics(node.api);
+        assert_eq!(all["worker"]["queued"], 0, "nothing stuck: {all}");
+        assert!(all["redis"]["caches"][0]["entries"].is_null(), "{all}");
+    }
+    let failed = brasa(a.api, DUMP_COMMAND);
+    assert!(!failed.status.success());
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("Redis"),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    let metrics = http_get(a.api, "/metrics");
+    assert!(
+        metrics.contains("brasa_python_redis_connected 0"),
+        "{metrics}"
+    );
+
+    // Redis is back (empty: it had no persistence): the nodes reconnect by themselves and the
+    // document's flow works again.
+    redis.restart();
+    for node in [&a, &b] {
+        eventually("the nodes reconnect", Duration::from_secs(20), || {
+            node.redis_connected()
+        });
+    }
+    assert!(a.authenticate(), "{}", a.daemon.log_text());
+    assert!(b.account("Start"), "{}", b.daemon.log_text());
+    assert_eq!(reflected(&freeradius, "Start"), 2);
+    // Accounting-Stop through node B clears the entry for everyone.
+    assert!(b.account("Stop"));
+    assert!(dump(a.api, "python-policy-1").is_empty());
+    let metrics = http_get(b.api, "/metrics");
+    assert!(
+        metrics.contains("brasa_python_redis_connected 1"),
+        "{metrics}"
+    );
+    // B's clears: the tool's, and the script's on Accounting-Stop.
+    assert!(
+        metrics.contains("brasa_python_redis_cache_clears_total{policy=\"python-policy-1\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn redis_cache_config_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.py"), "pass\n").unwrap();
+    let check = |python: &str| -> (bool, String, String) {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(
+            &path,
+            format!("[radius]\n[[radius.server]]\nname = \"s\"\nlocal = \"db\"\npython_policy = \"p\"\nacct_listen = \"127.0.0.1:0\"\n[[radius.local]]\nname = \"db\"\n[python]\n[[python.script]]\nname = \"s\"\nfile = \"s.py\"\n[[python.policy]]\nname = \"p\"\n{python}"),
+        )
+        .unwrap();
+        let output = Command::new(BRASA)
+            .args(["--json", "check", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let redis = "[python.redis]\nurl = \"redis://127.0.0.1:1\"\n";
+    let (ok, _, err) = check("[python.policy.cache]\nbackend = \"redis\"\n");
+    assert!(!ok);
+    assert!(err.contains("bad.toml:16:11"), "{err}");
+    assert!(err.contains("needs a [python.redis] section"), "{err}");
+    let (_, _, err) = check("[python.policy.cache]\nbackend = \"memcached\"\n");
+    assert!(err.contains("invalid cache backend \"memcached\""), "{err}");
+    let (_, _, err) = check(&format!(
+        "[python.policy.cache]\nbackend = \"redis\"\npersistence = true\n{redis}"
+    ));
+    assert!(err.contains("bad.toml:16:11"), "{err}");
+    assert!(err.contains("persists as Redis does"), "{err}");
+    let (_, _, err) = check(&format!(
+        "[python.policy.cache]\nbackend = \"redis\"\nmcs_peer = \"127.0.0.2\"\nsync_tag = \"t\"\n{redis}"
+    ));
+    assert!(
+        err.contains("every node shares a Redis-backed cache"),
+        "{err}"
+    );
+    let (_, _, err) = check(
+        "[python.policy.cache]\nbackend = \"redis\"\n[python.redis]\nurl = \"redis+sentinel://:secret@h:1\"\n",
+    );
+    assert!(err.contains("bad.toml:18:7"), "{err}");
+    assert!(err.contains("names no master"), "{err}");
+    assert!(
+        !err.contains("secret"),
+        "passwords are never printed: {err}"
+    );
+    // Valid: Redis need not be reachable to check (or to start).
+    let (ok, out, err) = check(&format!(
+        "[python.policy.cache]\nbackend = \"redis\"\n{redis}"
+    ));
+    assert!(ok, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["python"]["redis_caches"], 1);
+    assert_eq!(summary["python"]["caches"], 0);
 }

@@ -32,17 +32,26 @@ pub enum CacheError {
     /// No live entry has this key.
     #[error("no such entry")]
     NotFound,
+    /// The store behind the cache did not answer (a shared store such as Redis unreachable,
+    /// failing, or slower than the caller's deadline). Unlike the refusals, the operation may
+    /// or may not have taken effect in the store.
+    #[error("cache backend failed: {reason}")]
+    Backend {
+        /// What went wrong, for the operator.
+        reason: String,
+    },
 }
 
 impl CacheError {
-    /// The counter bucket of a refused save, or `None` for [`CacheError::NotFound`].
+    /// The counter bucket of a refused save, or `None` for [`CacheError::NotFound`] and
+    /// [`CacheError::Backend`] (neither is a refusal).
     pub fn refusal_reason(&self) -> Option<RefusalReason> {
         match self {
             CacheError::EntryTooLarge { .. } => Some(RefusalReason::EntryTooLarge),
             CacheError::TooManyEntries { .. } => Some(RefusalReason::TooManyEntries),
             CacheError::GlobalMemoryExceeded { .. } => Some(RefusalReason::GlobalMemoryExceeded),
             CacheError::CacheShutdown => Some(RefusalReason::CacheShutdown),
-            CacheError::NotFound => None,
+            CacheError::NotFound | CacheError::Backend { .. } => None,
         }
     }
 }

@@ -37,7 +37,7 @@ pub use config::{CacheConfig, ConfigError, McsPeer, MinimumLifetimes};
 pub use error::{CacheError, RefusalReason};
 pub use event::{CacheEvent, Change, DecodeError, Origin, Version};
 pub use policy::{
-    ApplyOutcome, CacheCounters, EntryView, PolicyCache, RestoreStats, INLINE_ENTRY_MAX,
+    time_left, ApplyOutcome, CacheCounters, EntryView, PolicyCache, RestoreStats, INLINE_ENTRY_MAX,
     LARGE_ENTRY_OVERHEAD, PER_ENTRY_OVERHEAD,
 };
 pub use set::{CacheSet, DEFAULT_GLOBAL_MEMORY};

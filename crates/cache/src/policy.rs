@@ -134,15 +134,21 @@ impl EntryView<'_> {
     /// Remaining lifetime as SR OS prints it in `tools dump ... cache`: `0d 00:12:08`
     /// (whole seconds, rounded down).
     pub fn time_left(&self) -> String {
-        let s = self.remaining_ms / 1000;
-        format!(
-            "{}d {:02}:{:02}:{:02}",
-            s / 86_400,
-            s / 3600 % 24,
-            s / 60 % 60,
-            s % 60
-        )
+        time_left(self.remaining_ms)
     }
+}
+
+/// `remaining_ms` as SR OS prints a remaining lifetime in `tools dump ... cache`:
+/// `0d 00:12:08` (whole seconds, rounded down).
+pub fn time_left(remaining_ms: u64) -> String {
+    let s = remaining_ms / 1000;
+    format!(
+        "{}d {:02}:{:02}:{:02}",
+        s / 86_400,
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 /// What [`PolicyCache::apply`] did with a peer event.

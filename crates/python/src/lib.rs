@@ -5,6 +5,9 @@
 //!   at run time: it restores persistent caches from their journals, appends every change to
 //!   them, reclaims expired entries, replicates caches to their multi-chassis peer over gRPC
 //!   (the transport of [`brasa_cache::sync`]) and answers the operator tools (dump, clear, set-lifetime).
+//! * A policy whose cache is in Redis (`brasa_cache_redis::RedisCaches`, shared by several
+//!   nodes) reaches it instead; its calls are bounded by what is left of the script's time
+//!   limit, and a failed call fails the run (the packet gets the script's `action-on-fail`).
 //! * [`worker::PythonPolicies`] is the [`brasa_aaa_net::HookProcessor`] of the RADIUS
 //!   service: the engine parks a packet at a hook point bound to a script, the worker runs the
 //!   script on its own thread and hands the packet back, so RADIUS I/O never waits for Python.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use brasa_aaa::{Direction, HookRequest, HookResult};
 use brasa_aaa_net::{HookCompletion, HookProcessor};
 use brasa_cache::{CacheError, Millis};
+use brasa_cache_redis::{PolicyHandle, RedisCaches};
 use brasa_radius::{Code, Dictionary};
 use brasa_script::{FailureKind, Outcome, RunOptions, Script, ScriptCache, ScriptHost, Verdict};
 use serde::{Deserialize, Serialize};
@@ -136,6 +137,8 @@ pub struct ScriptStats {
     pub timeouts: u64,
     /// Runs ended by `SystemExit`.
     pub system_exits: u64,
+    /// Runs failed because the policy's cache backend failed or did not answer in time.
+    pub cache_failures: u64,
     /// Failed runs whose packet was dropped (`action-on-fail drop`).
     pub failed_dropped: u64,
     /// Failed runs whose packet passed unchanged (`action-on-fail passthrough`).
@@ -194,11 +197,14 @@ pub struct PythonPolicies {
 
 impl PythonPolicies {
     /// Starts the interpreter, compiles every script (a syntax error stops start-up with the
-    /// file and line) and starts the worker thread. `caches` reaches the policies' caches.
+    /// file and line) and starts the worker thread. `caches` reaches the policies' embedded
+    /// caches, `redis` those kept in Redis (which must be called from inside the tokio
+    /// runtime they were started in: their calls run on it while the worker waits).
     pub fn start(
         config: PythonConfig,
         dictionary: Arc<Dictionary>,
         caches: Option<Arc<CacheService>>,
+        redis: Option<Arc<RedisCaches>>,
     ) -> Result<Arc<PythonPolicies>, WorkerError> {
         let host = ScriptHost::new(Instant::now)?;
         let mut scripts = Vec::with_capacity(config.scripts.len());
@@ -232,6 +238,7 @@ impl PythonPolicies {
             config: config.clone(),
             dictionary,
             caches,
+            redis,
             shared: shared.clone(),
             failure_logged: vec![None; config.scripts.len()],
         };
@@ -350,6 +357,7 @@ struct Worker {
     config: PythonConfig,
     dictionary: Arc<Dictionary>,
     caches: Option<Arc<CacheService>>,
+    redis: Option<Arc<RedisCaches>>,
     shared: Arc<WorkerShared>,
     /// When each script's last failure was logged (failures are logged at most once a second).
     failure_logged: Vec<Option<Instant>>,
@@ -413,16 +421,27 @@ impl Worker {
         let policy = &self.config.policies[request.handler].name;
         let mut packet = request.packet;
         let started = Instant::now();
-        let mut cache = self
-            .caches
+        // A Redis call never outlasts the run: it gets what is left of the time limit.
+        let deadline = started + spec.time_limit;
+        let mut cache = match self
+            .redis
             .as_deref()
-            .filter(|service| service.has_cache(policy))
-            .map(|service| SharedCache {
-                service,
-                policy,
-                now: wall_clock_ms(),
-                mutated: false,
-            });
+            .and_then(|r| r.policy(policy, deadline))
+        {
+            Some(redis) => Some(RunCache::Redis(redis)),
+            None => self
+                .caches
+                .as_deref()
+                .filter(|service| service.has_cache(policy))
+                .map(|service| {
+                    RunCache::Embedded(SharedCache {
+                        service,
+                        policy,
+                        now: wall_clock_ms(),
+                        mutated: false,
+                    })
+                }),
+        };
         let report = self.host.run(
             &self.scripts[index],
             &mut packet,
@@ -430,7 +449,7 @@ impl Worker {
             cache.as_mut().map(|c| c as &mut dyn ScriptCache),
             &options,
         );
-        if let Some(cache) = cache.filter(|c| c.mutated) {
+        if let Some(RunCache::Embedded(cache)) = cache.filter(|c| c.mutated()) {
             cache.service.changed();
         }
         let elapsed = started.elapsed().as_micros() as u64;
@@ -461,6 +480,7 @@ impl Worker {
                     FailureKind::Exception => stats.exceptions += 1,
                     FailureKind::Timeout => stats.timeouts += 1,
                     FailureKind::SystemExit => stats.system_exits += 1,
+                    FailureKind::CacheBackend => stats.cache_failures += 1,
                 }
                 match spec.action_on_fail {
                     ActionOnFail::Drop => stats.failed_dropped += 1,
@@ -476,6 +496,56 @@ impl Worker {
                 }
                 fail_result(spec.action_on_fail, packet)
             }
+        }
+    }
+}
+
+/// The cache of the policy a script runs for: embedded, or in Redis.
+enum RunCache<'a> {
+    Embedded(SharedCache<'a>),
+    Redis(PolicyHandle<'a>),
+}
+
+impl RunCache<'_> {
+    /// Whether the run changed an embedded cache (the journal and the peer must hear of it).
+    fn mutated(&self) -> bool {
+        matches!(self, RunCache::Embedded(c) if c.mutated)
+    }
+}
+
+impl ScriptCache for RunCache<'_> {
+    fn save(&mut self, key: &[u8], value: &[u8]) -> Result<(), CacheError> {
+        match self {
+            RunCache::Embedded(c) => c.save(key, value),
+            RunCache::Redis(c) => c.save(key, value),
+        }
+    }
+
+    fn retrieve(&mut self, key: &[u8]) -> Result<Vec<u8>, CacheError> {
+        match self {
+            RunCache::Embedded(c) => c.retrieve(key),
+            RunCache::Redis(c) => c.retrieve(key),
+        }
+    }
+
+    fn clear(&mut self, key: &[u8]) -> Result<(), CacheError> {
+        match self {
+            RunCache::Embedded(c) => c.clear(key),
+            RunCache::Redis(c) => c.clear(key),
+        }
+    }
+
+    fn get_lifetime(&mut self, key: &[u8]) -> Result<u64, CacheError> {
+        match self {
+            RunCache::Embedded(c) => c.get_lifetime(key),
+            RunCache::Redis(c) => c.get_lifetime(key),
+        }
+    }
+
+    fn set_lifetime(&mut self, key: &[u8], secs: u64) -> Result<u64, CacheError> {
+        match self {
+            RunCache::Embedded(c) => c.set_lifetime(key, secs),
+            RunCache::Redis(c) => c.set_lifetime(key, secs),
         }
     }
 }

@@ -137,13 +137,13 @@ impl OutputSink {
 
 /// The exception classes of `alc.cache`.
 struct CacheExceptions {
-    error: Py<PyType>,
     not_found: Py<PyType>,
     entry_too_large: Py<PyType>,
     too_many_entries: Py<PyType>,
     global_memory_exceeded: Py<PyType>,
     shutdown: Py<PyType>,
     unavailable: Py<PyType>,
+    backend_failure: Py<PyType>,
 }
 
 /// Objects every run uses, made once by [`install`].
@@ -187,6 +187,10 @@ class Shutdown(Refused):
 
 class Unavailable(error):
     """The script's python-policy has no cache."""
+
+class BackendFailure(BaseException):
+    """The cache's store (Redis) failed or did not answer in time. A BaseException, as the
+    run fails anyway: the packet gets the script's action-on-fail."""
 "#;
 
 const ALC_DOC: &str = "SR OS Python API of brasa: `radius` (the packet being processed) and \
@@ -200,7 +204,8 @@ const CACHE_DOC: &str = "The python-policy cache: save(value, key), retrieve(key
 get_lifetime(key), set_lifetime(key, seconds). Errors: `error` is the base; `NotFound` (also a \
 KeyError) is a miss; `Refused` (with `reason`) and its subclasses `EntryTooLarge`, \
 `TooManyEntries`, `GlobalMemoryExceeded`, `Shutdown` are refusals; `Unavailable` means the \
-policy has no cache.";
+policy has no cache; `BackendFailure` (a BaseException) means its store failed, which fails the \
+run.";
 
 /// Builds the `alc` package once per process, registers it in `sys.modules` and points
 /// `sys.stdout`, `sys.stderr` at the run output (and `sys.stdin` at nothing: a daemon has no
@@ -261,13 +266,13 @@ fn build(py: Python<'_>) -> PyResult<Alc> {
     let traceback = py.import("traceback")?;
     let state = Alc {
         cache: CacheExceptions {
-            error: class("error")?,
             not_found: class("NotFound")?,
             entry_too_large: class("EntryTooLarge")?,
             too_many_entries: class("TooManyEntries")?,
             global_memory_exceeded: class("GlobalMemoryExceeded")?,
             shutdown: class("Shutdown")?,
             unavailable: class("Unavailable")?,
+            backend_failure: class("BackendFailure")?,
         },
         sys: sys.unbind(),
         sink: sink.unbind(),
@@ -720,7 +725,8 @@ fn cache_exception(py: Python<'_>, class: &Py<PyType>, message: String) -> PyErr
 }
 
 /// Runs one operation on the policy's cache, turning misses and refusals into `alc.cache`
-/// exceptions.
+/// exceptions. A failing backend (an error, a panic, no answer in time) fails the whole run:
+/// the script sees `BackendFailure` and every later cache call of the run fails at once.
 fn with_cache<R>(
     py: Python<'_>,
     func: &str,
@@ -730,6 +736,13 @@ fn with_cache<R>(
     let alc = alc(py)?;
     let classes = &alc.cache;
     let result = with_run(|s: &mut RunState| {
+        if let Some(failure) = s.cache_failure() {
+            return Err(cache_exception(
+                py,
+                &classes.backend_failure,
+                format!("{func}: not attempted after an earlier failure ({failure})"),
+            ));
+        }
         let Some(cache) = s.cache() else {
             return Err(cache_exception(
                 py,
@@ -737,14 +750,16 @@ fn with_cache<R>(
                 format!("{func}: this script's python-policy has no cache"),
             ));
         };
-        // A panicking backend must not unwind into the interpreter; the script sees an error.
-        catch_unwind(AssertUnwindSafe(|| op(cache))).map_err(|_| {
-            cache_exception(
-                py,
-                &classes.error,
-                format!("{func}: the cache backend failed"),
-            )
-        })
+        // A panicking backend must not unwind into the interpreter.
+        let result = catch_unwind(AssertUnwindSafe(|| op(cache))).unwrap_or_else(|_| {
+            Err(CacheError::Backend {
+                reason: "the cache backend panicked".into(),
+            })
+        });
+        if let Err(CacheError::Backend { reason }) = &result {
+            s.set_cache_failure(format!("{func}: {reason}"));
+        }
+        Ok(result)
     })?;
     result.map_err(|e| {
         let class = match &e {
@@ -754,6 +769,9 @@ fn with_cache<R>(
                     &classes.not_found,
                     format!("{func}: no entry for key {}", show_key(key)),
                 )
+            }
+            CacheError::Backend { reason } => {
+                return cache_exception(py, &classes.backend_failure, format!("{func}: {reason}"))
             }
             CacheError::EntryTooLarge { .. } => &classes.entry_too_large,
             CacheError::TooManyEntries { .. } => &classes.too_many_entries,

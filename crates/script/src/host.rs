@@ -323,6 +323,23 @@ impl ScriptHost {
             Ok(()) => Outcome::Failed(timeout_failure(options.time_limit, String::new())),
             Err(e) => Outcome::Failed(failure(py, &e, over_time.then_some(options.time_limit))),
         };
+        // A failed cache backend fails the run even when the script caught the exception:
+        // what it did without its cache is not what the operator wrote it to do.
+        let outcome = match (outcome, finished.cache_failure) {
+            (Outcome::Ok, Some(message)) => Outcome::Failed(ScriptFailure {
+                kind: FailureKind::CacheBackend,
+                message,
+                traceback: String::new(),
+            }),
+            (Outcome::Failed(f), Some(message)) if f.kind != FailureKind::Timeout => {
+                Outcome::Failed(ScriptFailure {
+                    kind: FailureKind::CacheBackend,
+                    message,
+                    traceback: f.traceback,
+                })
+            }
+            (outcome, _) => outcome,
+        };
         let verdict = if finished.dropped && outcome == Outcome::Ok {
             Verdict::Drop
         } else {

@@ -71,7 +71,7 @@
 //! `alc.cache` exceptions, all catchable by the script's own `try/except`:
 //!
 //! ```text
-//! cache.error                     base class (Exception); also a failing cache backend
+//! cache.error                     base class (Exception)
 //! ├── cache.NotFound              no live entry: retrieve, clear, get_lifetime, set_lifetime
 //! │                               (also a KeyError)
 //! ├── cache.Refused               a refusal; .reason is a snake_case name
@@ -80,6 +80,9 @@
 //! │   ├── cache.GlobalMemoryExceeded  the global cache memory bound
 //! │   └── cache.Shutdown              the policy's cache is shut down
 //! └── cache.Unavailable           the python-policy has no cache
+//! cache.BackendFailure            (a BaseException) the cache's store failed or did not answer
+//!                                 in time: the run fails (FailureKind::CacheBackend) even if
+//!                                 the script catches it, and later cache calls fail at once
 //! ```
 //!
 //! `alc.TimeLimitExceeded` (a `BaseException`) is what a script over its time limit sees.

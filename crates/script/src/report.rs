@@ -45,6 +45,9 @@ pub enum FailureKind {
     SystemExit,
     /// The script ran over [`RunOptions::time_limit`] and was stopped.
     Timeout,
+    /// The python-policy's cache backend failed or did not answer in time (a shared store
+    /// such as Redis): the run fails even if the script caught `alc.cache.BackendFailure`.
+    CacheBackend,
 }
 
 impl fmt::Display for FailureKind {
@@ -53,6 +56,7 @@ impl fmt::Display for FailureKind {
             FailureKind::Exception => "exception",
             FailureKind::SystemExit => "system exit",
             FailureKind::Timeout => "timeout",
+            FailureKind::CacheBackend => "cache backend failure",
         })
     }
 }

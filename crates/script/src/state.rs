@@ -38,6 +38,9 @@ pub(crate) struct RunState {
     output_limit: usize,
     output_truncated: bool,
     timed_out: Arc<AtomicBool>,
+    /// Why the cache backend failed during this run: the run then fails whatever the script
+    /// does, and later cache calls fail at once.
+    cache_failure: Option<String>,
 }
 
 impl RunState {
@@ -112,6 +115,16 @@ impl RunState {
         self.output_truncated = true;
     }
 
+    /// Why the cache backend failed during this run, if it did.
+    pub(crate) fn cache_failure(&self) -> Option<&str> {
+        self.cache_failure.as_deref()
+    }
+
+    /// Records that the cache backend failed: the run will fail with this message.
+    pub(crate) fn set_cache_failure(&mut self, message: String) {
+        self.cache_failure.get_or_insert(message);
+    }
+
     /// Whether the watchdog has declared this run over its time limit.
     pub(crate) fn timed_out(&self) -> bool {
         self.timed_out.load(Ordering::Acquire)
@@ -145,6 +158,7 @@ pub(crate) struct Finished {
     pub(crate) dropped: bool,
     pub(crate) trace: Vec<TraceLine>,
     pub(crate) output: String,
+    pub(crate) cache_failure: Option<String>,
 }
 
 /// Installs a [`RunState`] for the lifetime `'a` of the borrows it points into.
@@ -188,6 +202,7 @@ impl<'a> RunScope<'a> {
             output_limit,
             output_truncated: false,
             timed_out,
+            cache_failure: None,
         };
         let installed = RUN.with(|cell| match cell.try_borrow_mut() {
             Ok(mut slot) if slot.is_none() => {
@@ -225,12 +240,14 @@ fn finished(state: Option<RunState>) -> Finished {
             dropped: s.dropped,
             trace: s.trace.unwrap_or_default(),
             output: s.output,
+            cache_failure: s.cache_failure,
         },
         None => Finished {
             backup: None,
             dropped: false,
             trace: Vec::new(),
             output: String::new(),
+            cache_failure: None,
         },
     }
 }

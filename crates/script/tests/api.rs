@@ -582,43 +582,113 @@ assert error(cache.set_lifetime, b'k', 1.5) == 'TypeError: cache.set_lifetime: l
     assert_ok(&report);
 }
 
-/// A backend that fails the way a bug would.
-struct Panicking;
+/// A backend that fails: with a panic (a bug) on save, with a `Backend` error (a store that
+/// does not answer) on retrieve; `calls` counts what reached it.
+#[derive(Default)]
+struct Failing {
+    calls: usize,
+}
 
-impl ScriptCache for Panicking {
+impl ScriptCache for Failing {
     fn save(&mut self, _: &[u8], _: &[u8]) -> Result<(), CacheError> {
+        self.calls += 1;
         panic!("backend bug")
     }
     fn retrieve(&mut self, _: &[u8]) -> Result<Vec<u8>, CacheError> {
-        panic!("backend bug")
+        self.calls += 1;
+        Err(CacheError::Backend {
+            reason: "Redis did not answer within 20ms".into(),
+        })
     }
     fn clear(&mut self, _: &[u8]) -> Result<(), CacheError> {
+        self.calls += 1;
         Ok(())
     }
     fn get_lifetime(&mut self, _: &[u8]) -> Result<u64, CacheError> {
+        self.calls += 1;
         Ok(7)
     }
     fn set_lifetime(&mut self, _: &[u8], secs: u64) -> Result<u64, CacheError> {
+        self.calls += 1;
         Ok(secs)
     }
 }
 
+/// The seed document's pattern: a bare `except:` that drops the packet.
+const CATCH_ALL: &str = r#"
+from alc import cache, radius
+radius.attributes.set(18, b'edited')
+try:
+    cache.OP
+except:
+    radius.drop()
+try:
+    cache.get_lifetime(b'k')
+except BaseException as e:
+    assert type(e) is cache.BackendFailure, type(e)
+    assert 'not attempted after an earlier failure' in str(e), str(e)
+else:
+    raise AssertionError('a later call reached the failed backend')
+"#;
+
 #[test]
-fn a_panicking_backend_is_a_cache_error_not_a_crash() {
+fn a_failing_backend_fails_the_run_even_when_the_script_catches_it() {
+    let host = host();
+    for (op, message) in [
+        ("save(b'v', b'k')", "cache.save: the cache backend panicked"),
+        (
+            "retrieve(b'k')",
+            "cache.retrieve: Redis did not answer within 20ms",
+        ),
+    ] {
+        let mut failing = Failing::default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = script(dir.path(), "failing", &CATCH_ALL.replace("OP", op));
+        let mut p = sample();
+        let before = p.clone();
+        let report = host.run(
+            &script,
+            &mut p,
+            &Dictionary::builtin(),
+            Some(&mut failing),
+            &options(),
+        );
+        let failure = report.failure().expect("the run fails");
+        assert_eq!(failure.kind, FailureKind::CacheBackend, "{failure}");
+        assert_eq!(failure.message, message);
+        assert_eq!(
+            report.verdict,
+            Verdict::Continue,
+            "the script's drop is void"
+        );
+        assert_eq!(p, before, "the packet is restored for action-on-fail");
+        assert_eq!(
+            failing.calls, 1,
+            "nothing reaches the backend after a failure"
+        );
+    }
+}
+
+/// `except cache.error` (the refusals) does not catch a backend failure.
+#[test]
+fn a_backend_failure_is_no_cache_error() {
     let host = host();
     let report = check_cache(
         &host,
         r#"
 from alc import cache
 try:
-    cache.save(b'v', b'k')
-except cache.error as e:
-    assert type(e) is cache.error and str(e) == 'cache.save: the cache backend failed'
-else:
-    raise AssertionError('no error')
-assert cache.get_lifetime(b'k') == 7
+    cache.retrieve(b'k')
+except cache.error:
+    pass
 "#,
-        Some(&mut Panicking),
+        Some(&mut Failing::default()),
     );
-    assert_ok(&report);
+    let failure = report.failure().expect("the run fails");
+    assert_eq!(failure.kind, FailureKind::CacheBackend);
+    assert!(
+        failure.traceback.contains("BackendFailure"),
+        "{}",
+        failure.traceback
+    );
 }

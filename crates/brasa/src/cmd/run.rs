@@ -61,6 +61,8 @@ pub async fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
             "scripts": python.worker.scripts.len(),
             "policies": python.worker.policies.len(),
             "caches": python.caches.caches.len(),
+            "redis_caches": python.redis.as_ref().map_or(0, |(_, caches)| caches.len()),
+            "redis": python.redis.as_ref().map(|(settings, _)| settings.target.to_string()),
         })),
     });
     if global.json {

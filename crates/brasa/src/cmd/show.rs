@@ -176,6 +176,7 @@ fn render_python(stats: &crate::daemon::python_api::PythonStatistics) -> String 
                     s.dropped_by_script.to_string(),
                     s.exceptions.to_string(),
                     s.timeouts.to_string(),
+                    s.cache_failures.to_string(),
                     s.failed_dropped.to_string(),
                     s.failed_passed.to_string(),
                     s.overload.to_string(),
@@ -194,6 +195,7 @@ fn render_python(stats: &crate::daemon::python_api::PythonStatistics) -> String 
                 "dropped",
                 "exceptions",
                 "timeouts",
+                "cache-fail",
                 "fail-drop",
                 "fail-pass",
                 "overload",
@@ -268,6 +270,47 @@ fn render_python(stats: &crate::daemon::python_api::PythonStatistics) -> String 
             out.push_str(&render_sync(sync));
         }
     }
+    if let Some(redis) = &stats.redis {
+        out.push_str(&render_redis(redis));
+    }
+    out
+}
+
+/// The caches kept in Redis: the shared entry count, and this node's traffic and failures.
+fn render_redis(redis: &brasa_cache_redis::RedisCachesStats) -> String {
+    let state = match &redis.last_error {
+        _ if redis.connected => "connected".to_string(),
+        Some(error) => format!("not connected: {error}"),
+        None => "not connected".to_string(),
+    };
+    let mut out = format!(
+        "
+Python policy caches in Redis ({}, {state})
+",
+        redis.target
+    );
+    let rows: Vec<Vec<String>> = redis
+        .caches
+        .iter()
+        .map(|c| {
+            vec![
+                c.policy.clone(),
+                c.entries.map_or_else(|| "?".into(), |n| n.to_string()),
+                c.saves.to_string(),
+                c.hits.to_string(),
+                c.misses.to_string(),
+                c.clears.to_string(),
+                c.refused.values().sum::<u64>().to_string(),
+                c.backend_failures.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "policy", "entries", "saves", "hits", "misses", "cleared", "refused", "failures",
+        ],
+        &rows,
+    ));
     out
 }
 

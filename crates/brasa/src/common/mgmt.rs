@@ -56,6 +56,14 @@ impl ApiError {
         }
     }
 
+    /// 503: a store the request needs (Redis) is unreachable or did not answer in time.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            detail: detail.into(),
+        }
+    }
+
     /// 500: the daemon failed to do something it should have been able to do.
     pub fn internal(detail: impl Into<String>) -> Self {
         Self {

@@ -116,6 +116,34 @@ async fn page(ctx: Ctx, State(state): State<ApiState>, Query(flash): Query<Flash
                     }
                 }
             }
+            @if let Some(redis) = &stats.redis {
+                section {
+                    h2 { "Caches in Redis" }
+                    p.note {
+                        (redis.target) ": "
+                        @if redis.connected { "connected" } @else { "not connected" }
+                        @if let Some(err) = &redis.last_error { " (" (err) ")" }
+                    }
+                    table {
+                        thead { tr {
+                            th { "python-policy" } th.num { "entries (all nodes)" } th.num { "saves" }
+                            th.num { "hits" } th.num { "misses" } th.num { "clears" }
+                            th.num { "lifetime changes" } th.num { "refused" } th.num { "Redis failures" }
+                        } }
+                        tbody {
+                            @for c in &redis.caches {
+                                tr {
+                                    td { a href={ "/ui/python/cache/" (encode_component(&c.policy)) } { (c.policy) } }
+                                    td.num { (c.entries.map(count).unwrap_or_else(|| "?".into())) }
+                                    @for value in [c.saves, c.hits, c.misses, c.clears, c.lifetime_changes, c.refused.values().sum(), c.backend_failures] {
+                                        td.num { (count(value)) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }))
     })
     .into_response()
@@ -161,16 +189,11 @@ async fn cache_page(
     Path(policy): Path<String>,
     Query(query): Query<CacheQuery>,
 ) -> Response {
-    // Tens of thousands of entries: filter and page the raw entries off the async workers,
-    // and format (hex, text) only the page shown.
-    let name = policy.clone();
-    let dumped = tokio::task::spawn_blocking(move || python_api::dump_entries(&state, &name)).await;
-    let entries = match dumped {
-        Ok(Ok(entries)) => entries,
-        Ok(Err(err)) => return err.into_response(),
-        Err(err) => {
-            return crate::common::mgmt::ApiError::internal(err.to_string()).into_response()
-        }
+    // Tens of thousands of entries: filter and page the raw entries, and format (hex, text)
+    // only the page shown.
+    let entries = match python_api::dump_entries(&state, &policy).await {
+        Ok(entries) => entries,
+        Err(err) => return err.into_response(),
     };
     let total = entries.len();
     let search = query

@@ -53,24 +53,33 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         .as_ref()
         .map(|(_, dictionary)| dictionary.clone())
         .unwrap_or_else(|| Arc::new(brasa_radius::Dictionary::builtin()));
-    let (caches, python) = match resolved.python {
+    let (caches, redis, python) = match resolved.python {
         Some(python) => {
             let caches = Arc::new(
                 brasa_python::cache_service::CacheService::start(python.caches)
                     .await
                     .map_err(|err| anyhow::anyhow!("python-policy caches: {err}"))?,
             );
+            // Redis need not be up: until it is, scripts using it take their action-on-fail.
+            let redis = python
+                .redis
+                .map(|(settings, policies)| {
+                    brasa_cache_redis::RedisCaches::start(settings, policies)
+                        .map_err(|err| anyhow::anyhow!("python-policy caches in Redis: {err}"))
+                })
+                .transpose()?;
             let worker = tokio::task::block_in_place(|| {
                 brasa_python::worker::PythonPolicies::start(
                     python.worker,
                     dictionary,
                     Some(caches.clone()),
+                    redis.clone(),
                 )
             })
             .map_err(|err| anyhow::anyhow!("python: {err}"))?;
-            (Some(caches), Some(worker))
+            (Some(caches), redis, Some(worker))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let mut radius_config = resolved.radius;
     // Before the RADIUS engine is built: the SM may add its login-event observer to it.
@@ -103,6 +112,7 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         sm: sm.clone(),
         python,
         caches,
+        redis,
         access: access.clone(),
     };
     let shell = Arc::new(run_console_shell(&state, resolved.api.tls.is_some()));
@@ -133,6 +143,8 @@ pub struct ApiState {
     pub python: Option<Arc<brasa_python::worker::PythonPolicies>>,
     /// The python-policy caches.
     pub caches: Option<Arc<brasa_python::cache_service::CacheService>>,
+    /// The python-policy caches kept in Redis.
+    pub redis: Option<Arc<brasa_cache_redis::RedisCaches>>,
     /// The last Access-Rejects relayed, when RADIUS runs.
     pub rejects: Option<Arc<radius_rejects::RecentRejects>>,
     /// Who may use the API and console; its login counters go to `/metrics`.
@@ -186,7 +198,14 @@ async fn metrics(
     }
     let worker = state.python.as_ref().map(|p| p.stats());
     let caches = state.caches.as_ref().map(|c| c.stats());
+    let redis = match &state.redis {
+        Some(redis) => Some(redis.stats().await),
+        None => None,
+    };
     python_api::write_metrics(worker.as_ref(), caches.as_ref(), &mut writer);
+    if let Some(redis) = &redis {
+        python_api::write_redis_metrics(redis, &mut writer);
+    }
     state.access.write_metrics(&mut writer);
     mgmt::metrics_response(writer.finish())
 }

@@ -6,6 +6,7 @@ use crate::common::config::{ByteSize, ConfigDuration, ConfigError, Source};
 use brasa_aaa::{Direction, ExternalHooks};
 use brasa_cache::sync::SyncKey;
 use brasa_cache::{CacheConfig, McsPeer, MinimumLifetimes};
+use brasa_cache_redis::{RedisPolicySpec, RedisSettings, RedisTarget};
 use brasa_python::cache_service::{CacheServiceConfig, PolicyCacheSpec, SyncSettings};
 use brasa_python::worker::{ActionOnFail, Binding, PolicySpec, PythonConfig, ScriptSpec};
 use brasa_radius::Code;
@@ -52,6 +53,43 @@ pub struct PythonSection {
     /// Policies.
     #[serde(default, rename = "policy")]
     pub policies: Vec<PolicySection>,
+    /// Where the caches with `backend = "redis"` live, shared by every node that names it.
+    pub redis: Option<RedisSection>,
+}
+
+/// `[python.redis]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    /// `redis://host:port[/db]`, `redis+sentinel://host:port[,…]/MASTER[/db]` or
+    /// `redis+cluster://host:port[,…]`, with `user:password@` before the hosts if needed.
+    pub url: Spanned<SecretText>,
+    /// Prefix of every key brasa writes (the policy's `{name}` hash tag follows).
+    #[serde(default = "default_redis_prefix")]
+    pub key_prefix: String,
+    /// Longest a script's cache call waits for Redis (the script's time limit bounds it too);
+    /// past it the run fails and the packet gets the script's `action_on_fail`.
+    #[serde(default = "default_redis_timeout")]
+    pub timeout: ConfigDuration,
+    /// Longest an operator tool's call (dump, clear, set-lifetime, statistics) waits.
+    #[serde(default = "default_redis_tool_timeout")]
+    pub tool_timeout: ConfigDuration,
+    /// Longest a connection attempt takes.
+    #[serde(default = "default_redis_connect_timeout")]
+    pub connect_timeout: ConfigDuration,
+}
+
+fn default_redis_prefix() -> String {
+    brasa_cache_redis::RedisSettings::DEFAULT_PREFIX.to_owned()
+}
+fn default_redis_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_millis(50))
+}
+fn default_redis_tool_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(5))
+}
+fn default_redis_connect_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(1))
 }
 
 /// Configuration text that is a secret: never printed, not even by `Debug`.
@@ -136,6 +174,9 @@ pub struct BindingSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheSection {
+    /// `embedded` (in this process: persistence and mcs-peer sync) or `redis` (in the
+    /// `[python.redis]` deployment, shared with every node using it).
+    pub backend: Option<Spanned<String>>,
     /// Maximum bytes of key plus value of one entry.
     #[serde(default = "default_entry_size")]
     pub entry_size: ByteSize,
@@ -191,8 +232,10 @@ pub struct MinimumLifetimesSection {
 pub struct ResolvedPython {
     /// Scripts and policies.
     pub worker: PythonConfig,
-    /// Caches, persistence and peer sync.
+    /// Embedded caches, persistence and peer sync.
     pub caches: CacheServiceConfig,
+    /// Caches in Redis, when a policy has `backend = "redis"`.
+    pub redis: Option<(RedisSettings, Vec<RedisPolicySpec>)>,
 }
 
 impl ResolvedPython {
@@ -307,8 +350,28 @@ pub fn resolve(
         }
     };
 
+    let redis_settings = match &section.redis {
+        None => None,
+        Some(redis) => {
+            let target = RedisTarget::parse(&redis.url.get_ref().0).map_err(|err| {
+                source.error_at(
+                    redis.url.span(),
+                    format!("invalid [python.redis] url: {err}"),
+                )
+            })?;
+            Some(RedisSettings {
+                target,
+                key_prefix: redis.key_prefix.clone(),
+                call_timeout: redis.timeout.0,
+                tool_timeout: redis.tool_timeout.0,
+                connect_timeout: redis.connect_timeout.0,
+            })
+        }
+    };
+
     let mut policies = Vec::new();
     let mut caches: Vec<PolicyCacheSpec> = Vec::new();
+    let mut redis_caches: Vec<RedisPolicySpec> = Vec::new();
     for policy in section.policies {
         let name = policy.name.get_ref().clone();
         if policies.iter().any(|p: &PolicySpec| p.name == name) {
@@ -393,6 +456,18 @@ pub fn resolve(
         if let Some(cache) = policy.cache {
             let span = cache.span();
             let cache = cache.into_inner();
+            let redis_backend = cache
+                .backend
+                .as_ref()
+                .is_some_and(|b| b.get_ref() == "redis");
+            if let Some(peer) = cache.mcs_peer.as_ref().or(cache.sync_tag.as_ref()) {
+                if redis_backend {
+                    return Err(source.error_at(
+                        peer.span(),
+                        "every node shares a Redis-backed cache: mcs_peer and sync_tag are for the embedded cache".to_string(),
+                    ));
+                }
+            }
             let (mcs_peer, peer) = match (&cache.mcs_peer, &cache.sync_tag) {
                 (None, None) => (None, None),
                 (Some(peer), Some(tag)) => {
@@ -455,13 +530,37 @@ pub fn resolve(
                 shutdown: cache.shutdown,
             };
             config.validate().map_err(|err| {
-                source.error_at(span, format!("cache of python-policy {name:?}: {err}"))
+                source.error_at(
+                    span.clone(),
+                    format!("cache of python-policy {name:?}: {err}"),
+                )
             })?;
-            caches.push(PolicyCacheSpec {
-                policy: name.clone(),
-                config,
-                peer,
-            });
+            match cache.backend.as_ref().map(|b| (b.get_ref().as_str(), b.span())) {
+                None | Some(("embedded", _)) => caches.push(PolicyCacheSpec {
+                    policy: name.clone(),
+                    config,
+                    peer,
+                }),
+                Some(("redis", backend)) => {
+                    check_redis_cache(source, &config, span, backend.clone())?;
+                    if redis_settings.is_none() {
+                        return Err(source.error_at(
+                            backend,
+                            "backend = \"redis\" needs a [python.redis] section with the url of the Redis deployment".to_string(),
+                        ));
+                    }
+                    redis_caches.push(RedisPolicySpec {
+                        policy: name.clone(),
+                        config,
+                    });
+                }
+                Some((other, backend)) => {
+                    return Err(source.error_at(
+                        backend,
+                        format!("invalid cache backend {other:?}; expected \"embedded\" (in this process) or \"redis\" (shared through [python.redis])"),
+                    ))
+                }
+            }
         }
         policies.push(PolicySpec { name, bindings });
     }
@@ -483,7 +582,35 @@ pub fn resolve(
             sync_interval: section.cache_fsync_interval.0,
             caches,
         },
+        redis: redis_settings
+            .filter(|_| !redis_caches.is_empty())
+            .map(|settings| (settings, redis_caches)),
     })
+}
+
+/// Refuses the settings of the embedded cache that mean nothing for one in Redis, which
+/// persists and replicates as its deployment does (RDB/AOF, replicas, Sentinel, Cluster).
+/// (`mcs_peer` and `sync_tag` are refused before they are parsed.)
+fn check_redis_cache(
+    source: &Source,
+    config: &CacheConfig,
+    span: std::ops::Range<usize>,
+    backend: std::ops::Range<usize>,
+) -> Result<(), ConfigError> {
+    if config.persistence {
+        return Err(source.error_at(
+            backend,
+            "a Redis-backed cache persists as Redis does (RDB or AOF in redis.conf): remove persistence".to_string(),
+        ));
+    }
+    let minimums = &config.minimum_lifetimes;
+    if !minimums.persistence.is_zero() || !minimums.multi_chassis_redundancy.is_zero() {
+        return Err(source.error_at(
+            span,
+            "minimum_lifetimes persistence and multi_chassis_redundancy are for the embedded cache; Redis keeps every entry until its lifetime ends".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// The direction a message of a NAS exchange passes brasa in, if it is one.

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use brasa_cache::sync::{LinkState, PeerStatus, SyncStatus};
 use brasa_cache::CacheError;
+use brasa_cache_redis::{RedisCacheError, RedisCaches, RedisCachesStats};
 use brasa_python::cache_service::{CacheServiceError, CacheServiceStats, EntryDump};
 use brasa_python::worker::{PythonStats, WorkerError};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,9 @@ pub struct PythonStatistics {
     pub worker: Option<PythonStats>,
     /// Caches and peer links.
     pub caches: Option<CacheServiceStats>,
+    /// Caches kept in Redis.
+    #[serde(default)]
+    pub redis: Option<RedisCachesStats>,
 }
 
 /// One entry as `tools dump python python-policy NAME cache` shows it.
@@ -107,15 +111,40 @@ fn caches(
 
 fn cache_error(policy: &str, key: &[u8], err: CacheServiceError) -> ApiError {
     match err {
-        CacheServiceError::NoCache(_) => ApiError::not_found(format!(
-            "python-policy {policy:?} does not exist or has no cache"
-        )),
-        CacheServiceError::Cache(CacheError::NotFound) => ApiError::not_found(format!(
+        CacheServiceError::NoCache(_) => no_cache(policy),
+        CacheServiceError::Cache(err) => refused(policy, key, err),
+        other => ApiError::conflict(other.to_string()),
+    }
+}
+
+fn no_cache(policy: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "python-policy {policy:?} does not exist or has no cache"
+    ))
+}
+
+fn refused(policy: &str, key: &[u8], err: CacheError) -> ApiError {
+    match err {
+        CacheError::NotFound => ApiError::not_found(format!(
             "python-policy {policy:?} cache has no entry with key {}",
             describe_key(key)
         )),
+        CacheError::Backend { reason } => ApiError::unavailable(reason),
         other => ApiError::conflict(other.to_string()),
     }
+}
+
+fn redis_error(policy: &str, key: &[u8], err: RedisCacheError) -> ApiError {
+    match err {
+        RedisCacheError::NoCache(_) => no_cache(policy),
+        RedisCacheError::Cache(err) => refused(policy, key, err),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// The Redis caches, when `policy`'s cache is one of them.
+fn redis_cache<'s>(state: &'s ApiState, policy: &str) -> Option<&'s RedisCaches> {
+    state.redis.as_deref().filter(|r| r.has_cache(policy))
 }
 
 fn describe_key(key: &[u8]) -> String {
@@ -181,9 +210,14 @@ pub(crate) async fn statistics(
             "no [python] section in this daemon's config",
         ));
     }
+    let redis = match &state.redis {
+        Some(redis) => Some(redis.stats().await),
+        None => None,
+    };
     Ok(Json(PythonStatistics {
         worker: state.python.as_ref().map(|p| p.stats()),
         caches: state.caches.as_ref().map(|c| c.stats()),
+        redis,
     }))
 }
 
@@ -191,17 +225,41 @@ pub(crate) async fn dump(
     State(state): State<ApiState>,
     Path(policy): Path<String>,
 ) -> Result<Json<CacheDump>, ApiError> {
-    let entries = dump_entries(&state, &policy)?
+    let entries = dump_entries(&state, &policy)
+        .await?
         .into_iter()
         .map(CacheEntry::from)
         .collect();
     Ok(Json(CacheDump { policy, entries }))
 }
 
-/// The raw entries of `policy`'s cache (the console formats only the page it shows).
-pub(crate) fn dump_entries(state: &ApiState, policy: &str) -> Result<Vec<EntryDump>, ApiError> {
-    caches(state)?
-        .dump(policy)
+/// The raw entries of `policy`'s cache, from Redis or from the embedded cache (the console
+/// formats only the page it shows). Copying tens of thousands of embedded entries runs off the
+/// async workers.
+pub(crate) async fn dump_entries(
+    state: &ApiState,
+    policy: &str,
+) -> Result<Vec<EntryDump>, ApiError> {
+    if let Some(redis) = redis_cache(state, policy) {
+        let entries = redis
+            .dump(policy)
+            .await
+            .map_err(|err| redis_error(policy, &[], err))?;
+        return Ok(entries
+            .into_iter()
+            .map(|e| EntryDump {
+                time_left: brasa_cache::time_left(e.remaining_ms),
+                key: e.key,
+                value: e.value,
+                remaining_ms: e.remaining_ms,
+            })
+            .collect());
+    }
+    let caches = caches(state)?.clone();
+    let name = policy.to_owned();
+    tokio::task::spawn_blocking(move || caches.dump(&name))
+        .await
+        .map_err(|err| ApiError::internal(err.to_string()))?
         .map_err(|err| cache_error(policy, &[], err))
 }
 
@@ -224,9 +282,15 @@ pub(crate) async fn clear(
     Json(request): Json<KeyRequest>,
 ) -> Result<Json<Done>, ApiError> {
     let key = parse_hex(&request.key_hex).map_err(ApiError::bad_request)?;
-    caches(&state)?
-        .clear(&policy, &key)
-        .map_err(|err| cache_error(&policy, &key, err))?;
+    match redis_cache(&state, &policy) {
+        Some(redis) => redis
+            .clear_entry(&policy, &key)
+            .await
+            .map_err(|err| redis_error(&policy, &key, err))?,
+        None => caches(&state)?
+            .clear(&policy, &key)
+            .map_err(|err| cache_error(&policy, &key, err))?,
+    }
     Ok(Json(Done {
         detail: format!(
             "entry {} cleared from the cache of python-policy {policy:?}",
@@ -242,9 +306,15 @@ pub(crate) async fn set_lifetime(
     Json(request): Json<SetLifetimeRequest>,
 ) -> Result<Json<Done>, ApiError> {
     let key = parse_hex(&request.key_hex).map_err(ApiError::bad_request)?;
-    let applied = caches(&state)?
-        .set_lifetime(&policy, &key, request.seconds)
-        .map_err(|err| cache_error(&policy, &key, err))?;
+    let applied = match redis_cache(&state, &policy) {
+        Some(redis) => redis
+            .set_entry_lifetime(&policy, &key, request.seconds)
+            .await
+            .map_err(|err| redis_error(&policy, &key, err))?,
+        None => caches(&state)?
+            .set_lifetime(&policy, &key, request.seconds)
+            .map_err(|err| cache_error(&policy, &key, err))?,
+    };
     Ok(Json(Done {
         detail: format!(
             "lifetime of entry {} in python-policy {policy:?} set to {applied} s",
@@ -320,7 +390,7 @@ pub fn write_metrics(
             )
             .sample("brasa_python_queued", &[], worker.queued as f64);
         type ScriptField = fn(&brasa_python::worker::ScriptStats) -> u64;
-        let counters: [(&str, &str, ScriptField); 11] = [
+        let counters: [(&str, &str, ScriptField); 12] = [
             ("runs", "Script runs started.", |s| s.runs),
             ("completed", "Script runs that completed.", |s| s.completed),
             (
@@ -337,6 +407,11 @@ pub fn write_metrics(
             ("system_exits", "Runs ended by SystemExit.", |s| {
                 s.system_exits
             }),
+            (
+                "cache_failures",
+                "Runs failed because the policy's cache backend failed or did not answer in time.",
+                |s| s.cache_failures,
+            ),
             (
                 "failed_dropped",
                 "Failed runs whose packet was dropped (action-on-fail drop).",
@@ -454,6 +529,59 @@ pub fn write_metrics(
         }
         if let Some(sync) = &caches.sync {
             write_sync_metrics(sync, writer);
+        }
+    }
+}
+
+/// The caches kept in Redis: connection state, shared entry counts, this node's traffic.
+pub fn write_redis_metrics(redis: &RedisCachesStats, writer: &mut PromWriter) {
+    writer
+        .family(
+            "brasa_python_redis_connected",
+            "1 when this node is connected to the Redis of the shared python-policy caches.",
+            Kind::Gauge,
+        )
+        .sample(
+            "brasa_python_redis_connected",
+            &[],
+            f64::from(u8::from(redis.connected)),
+        );
+    writer.family(
+        "brasa_python_redis_cache_entries",
+        "Live entries of a Redis-backed cache (all nodes').",
+        Kind::Gauge,
+    );
+    for cache in &redis.caches {
+        if let Some(entries) = cache.entries {
+            writer.sample(
+                "brasa_python_redis_cache_entries",
+                &[("policy", &cache.policy)],
+                entries as f64,
+            );
+        }
+    }
+    type Field = fn(&brasa_cache_redis::RedisCacheStats) -> u64;
+    let counters: [(&str, &str, Field); 6] = [
+        ("saves", "Successful saves by this node.", |c| c.saves),
+        ("hits", "Retrieves that found an entry.", |c| c.hits),
+        ("misses", "Retrieves that found none.", |c| c.misses),
+        ("clears", "Entries cleared.", |c| c.clears),
+        (
+            "refused",
+            "Refused saves (entry-size, max-entries, Redis maxmemory, shutdown).",
+            |c| c.refused.values().sum(),
+        ),
+        (
+            "backend_failures",
+            "Calls that failed because Redis failed or did not answer in time.",
+            |c| c.backend_failures,
+        ),
+    ];
+    for (field, help, value) in counters {
+        let name = format!("brasa_python_redis_cache_{field}_total");
+        writer.family(&name, help, Kind::Counter);
+        for cache in &redis.caches {
+            writer.sample(&name, &[("policy", &cache.policy)], value(cache) as f64);
         }
     }
 }

@@ -86,7 +86,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = SmServer::start(service, "127.0.0.1:0".parse()?).await?;
     let url = format!("http://{}", server.local_addr());
     let what = match &pg {
-        Some(pg) => format!("PostgreSQL on 127.0.0.1:{} (fsync, synchronous_commit on)", pg.port()),
+        Some(pg) => format!(
+            "PostgreSQL on 127.0.0.1:{} (fsync, synchronous_commit on)",
+            pg.port()
+        ),
         None => format!("{} (redb, fsync per commit)", dir.path().display()),
     };
     println!("store: {what}; {total} logins, {streams} Bulk streams, {batch} logins per batch");

@@ -45,6 +45,7 @@ mod tests {
 }
 
 mod json;
+pub mod lease;
 mod migrate;
 
 use std::collections::HashMap;
@@ -58,6 +59,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Statement, Transaction};
 
 use json::Json;
+use lease::Fence;
 pub use migrate::{migrate, schema_version, Migration, MIGRATIONS};
 
 /// The backend's name in [`StoreError::Backend`].
@@ -236,6 +238,7 @@ impl<K: Hash + Eq + ToSql + Sync> TableWrites<K> {
 /// The SM's records in a PostgreSQL database.
 pub struct PgStore {
     client: Client,
+    fence: Option<Fence>,
     vpns: TableSql,
     subscribers: TableSql,
     routes: TableSql,
@@ -256,10 +259,31 @@ impl PgStore {
         let routes = TableSql::prepare(&mut client, "sm_leg_routes", "key", Type::BYTEA)?;
         Ok(PgStore {
             client,
+            fence: None,
             vpns,
             subscribers,
             routes,
         })
+    }
+
+    /// Makes every later commit check `fence`'s token against the lease row (active/standby
+    /// nodes; see [`lease`]): without the current token of an unexpired lease a commit is
+    /// refused with [`StoreError::Fenced`] and writes nothing. A transaction left open longer
+    /// than `lease` (a paused process) is ended by the server, so that it cannot hold up a
+    /// take-over.
+    pub fn with_fence(
+        mut self,
+        fence: Fence,
+        lease: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        self.client
+            .batch_execute(&format!(
+                "SET idle_in_transaction_session_timeout = {}",
+                lease.as_millis().max(1)
+            ))
+            .map_err(pg_err)?;
+        self.fence = Some(fence);
+        Ok(self)
     }
 
     /// The connection (for the schema version, operator queries, tests).
@@ -328,6 +352,9 @@ impl SubscriberStore for PgStore {
             Ok(())
         })?;
         let mut txn = self.client.transaction().map_err(pg_err)?;
+        if let Some(fence) = &self.fence {
+            lease::check(&mut txn, fence)?;
+        }
         vpns.execute(&mut txn, &self.vpns)?;
         subscribers.execute(&mut txn, &self.subscribers)?;
         routes.execute(&mut txn, &self.routes)?;

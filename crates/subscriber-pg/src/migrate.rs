@@ -16,15 +16,30 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first. Append only: a released migration is never edited.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "subscribers, VPNs and BGP LEG routes",
-    sql: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "subscribers, VPNs and BGP LEG routes",
+        sql: "
         CREATE TABLE sm_vpns (name text PRIMARY KEY, data jsonb NOT NULL);
         CREATE TABLE sm_subscribers (name text PRIMARY KEY, data jsonb NOT NULL);
         CREATE TABLE sm_leg_routes (key bytea PRIMARY KEY, data jsonb NOT NULL);
     ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "the lease of the active SM node and its fencing token",
+        sql: "
+        CREATE TABLE sm_lease (
+            id smallint PRIMARY KEY CHECK (id = 1),
+            holder text NOT NULL,
+            token bigint NOT NULL,
+            expires_at timestamptz NOT NULL
+        );
+        INSERT INTO sm_lease VALUES (1, '', 0, '-infinity');
+    ",
+    },
+];
 
 /// Advisory lock key that serialises migrations of one database ("brasa_sm" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6272_6173_615f_736d;

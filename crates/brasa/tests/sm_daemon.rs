@@ -1,5 +1,6 @@
 //! The subscriber manager inside a real `brasa run`: kill -9 and restart, RADIUS accounting
-//! login events, the `brasa sm` commands, config errors.
+//! login events, the `brasa sm` commands, config errors; every daemon test once on the embedded
+//! store and once on a throw-away PostgreSQL.
 
 mod support;
 
@@ -10,7 +11,68 @@ use std::time::Duration;
 
 use brasa_sm_net::leg::login_op;
 use brasa_sm_net::{pb, LegClient};
+use brasa_testkit::postgres::PgInstance;
 use support::*;
+
+/// Where the test daemons keep their records.
+enum Backend {
+    /// The embedded redb store in the data directory.
+    Redb,
+    /// A PostgreSQL instance of the test's own (each daemon a database of its own).
+    Postgres(PgInstance),
+}
+
+impl Backend {
+    fn postgres() -> Backend {
+        Backend::Postgres(PgInstance::start().unwrap())
+    }
+
+    /// The `[subscriber_manager.store]` section of a daemon using database `db`.
+    fn section(&self, db: &str) -> String {
+        match self {
+            Backend::Redb => String::new(),
+            Backend::Postgres(pg) => {
+                let exists = pg
+                    .psql(
+                        "postgres",
+                        &format!("SELECT count(*) FROM pg_database WHERE datname = '{db}'"),
+                    )
+                    .unwrap();
+                let url = if exists == "1" {
+                    pg.url_for(db)
+                } else {
+                    pg.create_database(db).unwrap()
+                };
+                format!("\n[subscriber_manager.store]\nkind = \"postgres\"\nurl = \"{url}\"\n")
+            }
+        }
+    }
+}
+
+/// Runs each named test body (`fn name(backend: &Backend)`) once per backend.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Backend::Redb)
+            })*
+        }
+        mod on_postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Backend::postgres())
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    serial_sm_kill_9_and_restart_lose_no_acknowledged_change,
+    serial_sm_radius_accounting_start_and_stop_log_subscribers_in_and_out,
+    serial_sm_operator_commands_import_export_lookup_login_eps_and_ep_watch,
+    serial_sm_export_imports_into_a_fresh_daemon_with_the_same_properties,
+);
 
 struct Ports {
     api: SocketAddr,
@@ -32,7 +94,7 @@ fn ports() -> Ports {
     }
 }
 
-fn config(p: &Ports, radius: bool) -> String {
+fn config(p: &Ports, radius: bool, store: &str) -> String {
     let mut text = format!(
         r#"data_dir = "data"
 
@@ -82,6 +144,7 @@ name = "users"
             acct = p.acct
         ));
     }
+    text.push_str(store);
     text
 }
 
@@ -111,11 +174,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-#[test]
-fn serial_sm_kill_9_and_restart_lose_no_acknowledged_change() {
+fn serial_sm_kill_9_and_restart_lose_no_acknowledged_change(backend: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let p = ports();
-    let mut daemon = start_brasa(dir.path(), &config(&p, false), p.api);
+    let mut daemon = start_brasa(
+        dir.path(),
+        &config(&p, false, &backend.section("sm")),
+        p.api,
+    );
     let url = format!("http://{}", p.grpc);
     let rt = runtime();
     let acknowledged: Vec<String> = rt.block_on(async {
@@ -161,7 +227,11 @@ fn serial_sm_kill_9_and_restart_lose_no_acknowledged_change() {
     let _ = daemon.child.wait();
     assert!(acknowledged.len() >= 20 * 200);
 
-    let daemon = start_brasa(dir.path(), &config(&p, false), p.api);
+    let daemon = start_brasa(
+        dir.path(),
+        &config(&p, false, &backend.section("sm")),
+        p.api,
+    );
     let export = ok(&brasa(p.api, &["sm", "export"]));
     let stored: std::collections::HashMap<&str, &str> = export
         .lines()
@@ -220,11 +290,10 @@ fn subscriber(api: SocketAddr, name: &str) -> Option<serde_json::Value> {
         .then(|| serde_json::from_slice(&out.stdout).unwrap())
 }
 
-#[test]
-fn serial_sm_radius_accounting_start_and_stop_log_subscribers_in_and_out() {
+fn serial_sm_radius_accounting_start_and_stop_log_subscribers_in_and_out(backend: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let p = ports();
-    let daemon = start_brasa(dir.path(), &config(&p, true), p.api);
+    let daemon = start_brasa(dir.path(), &config(&p, true, &backend.section("sm")), p.api);
     acct(
         &p,
         dir.path(),
@@ -289,11 +358,14 @@ fn serial_sm_radius_accounting_start_and_stop_log_subscribers_in_and_out() {
     drop(daemon);
 }
 
-#[test]
-fn serial_sm_operator_commands_import_export_lookup_login_eps_and_ep_watch() {
+fn serial_sm_operator_commands_import_export_lookup_login_eps_and_ep_watch(backend: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let p = ports();
-    let _daemon = start_brasa(dir.path(), &config(&p, false), p.api);
+    let _daemon = start_brasa(
+        dir.path(),
+        &config(&p, false, &backend.section("sm")),
+        p.api,
+    );
     let csv = dir.path().join("subs.csv");
     std::fs::write(
         &csv,
@@ -424,11 +496,14 @@ fn serial_sm_operator_commands_import_export_lookup_login_eps_and_ep_watch() {
 }
 
 /// A property value with the CSV's separators survives export → fresh daemon → import.
-#[test]
-fn serial_sm_export_imports_into_a_fresh_daemon_with_the_same_properties() {
+fn serial_sm_export_imports_into_a_fresh_daemon_with_the_same_properties(backend: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let p = ports();
-    let first = start_brasa(&dir.path().join("first"), &config(&p, false), p.api);
+    let first = start_brasa(
+        &dir.path().join("first"),
+        &config(&p, false, &backend.section("first")),
+        p.api,
+    );
     ok(&brasa(
         p.api,
         &[
@@ -462,13 +537,103 @@ fn serial_sm_export_imports_into_a_fresh_daemon_with_the_same_properties() {
     drop(first);
 
     let p2 = ports();
-    let _fresh = start_brasa(&dir.path().join("fresh"), &config(&p2, false), p2.api);
+    let _fresh = start_brasa(
+        &dir.path().join("fresh"),
+        &config(&p2, false, &backend.section("fresh")),
+        p2.api,
+    );
     assert!(subscriber(p2.api, "alice").is_none(), "a fresh daemon");
     let text = ok(&brasa(p2.api, &["sm", "import", file.to_str().unwrap()]));
     assert!(text.contains("imported 1 subscribers"), "{text}");
     assert_eq!(shown(p2.api), expected);
     let text = ok(&brasa(p2.api, &["sm", "lookup", "10.0.0.7"]));
     assert!(text.contains("Name:        alice"), "{text}");
+}
+
+#[test]
+fn serial_sm_migrate_copies_every_record_from_redb_to_postgres_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Backend::postgres();
+    let Backend::Postgres(instance) = &pg else {
+        unreachable!()
+    };
+    // The export in a canonical order (the index iterates in its own).
+    let export = |api| {
+        let mut lines: Vec<String> = ok(&brasa(api, &["sm", "export"]))
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let p = ports();
+    let original = {
+        let _daemon = start_brasa(&dir.path().join("a"), &config(&p, false, ""), p.api);
+        ok(&brasa(
+            p.api,
+            &[
+                "sm",
+                "login",
+                "alice",
+                "-m",
+                "10.0.0.7",
+                "-p",
+                "package=gold",
+            ],
+        ));
+        ok(&brasa(
+            p.api,
+            &[
+                "sm",
+                "login",
+                "bob",
+                "-m",
+                "10.9.0.0/24@42",
+                "--domain",
+                "north",
+            ],
+        ));
+        export(p.api)
+    };
+    let migrate = |from: String, to: String| {
+        Command::new(BRASA)
+            .args(["sm", "migrate", "--from", &from, "--to", &to])
+            .output()
+            .unwrap()
+    };
+    let redb_a = format!("redb:{}", dir.path().join("a/data/subscriber").display());
+    let postgres = format!("postgres:{}", instance.create_database("moved").unwrap());
+    let text = ok(&migrate(redb_a.clone(), postgres.clone()));
+    assert!(
+        text.contains("copied 2 subscribers, 1 VPNs and 0 BGP LEG routes"),
+        "{text}"
+    );
+    // Never over records that are there.
+    let again = migrate(redb_a, postgres.clone());
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already holds 2 subscribers"), "{err}");
+    // And back into a fresh embedded store.
+    let redb_b = format!("redb:{}", dir.path().join("b/data/subscriber").display());
+    let text = ok(&migrate(postgres, redb_b));
+    assert!(text.contains("copied 2 subscribers"), "{text}");
+
+    let on_postgres = {
+        let p = ports();
+        let _daemon = start_brasa(
+            &dir.path().join("pg"),
+            &config(&p, false, &pg.section("moved")),
+            p.api,
+        );
+        export(p.api)
+    };
+    assert_eq!(on_postgres, original);
+    let back = {
+        let p = ports();
+        let _daemon = start_brasa(&dir.path().join("b"), &config(&p, false, ""), p.api);
+        export(p.api)
+    };
+    assert_eq!(back, original);
 }
 
 #[test]
@@ -507,6 +672,21 @@ fn sm_config_errors_name_file_line_and_column() {
             format!("{sm}window = 0\n"),
             "2:10",
             "window must be at least 1",
+        ),
+        (
+            format!("{sm}[subscriber_manager.store]\nkind = \"postgres\"\n"),
+            "3:8",
+            "kind = \"postgres\" needs url",
+        ),
+        (
+            format!("{sm}[subscriber_manager.store]\nkind = \"mysql\"\n"),
+            "3:8",
+            "expected \"redb\" or \"postgres\"",
+        ),
+        (
+            format!("{sm}[subscriber_manager.store]\nkind = \"postgres\"\nurl = \"postgres://a@b:notaport/c\"\n"),
+            "4:7",
+            "invalid PostgreSQL url",
         ),
     ];
     for (text, at, message) in cases {

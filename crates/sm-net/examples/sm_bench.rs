@@ -1,10 +1,13 @@
-//! SM throughput over real gRPC on 127.0.0.1, with the durable redb store.
+//! SM throughput over real gRPC on 127.0.0.1, with a durable store: redb, or PostgreSQL with
+//! `BRASA_BENCH_STORE=postgres` (a throw-away local server started for the run, `fsync` and
+//! `synchronous_commit` on).
 //!
 //! `cargo run --release -p brasa-sm-net --example sm_bench -- [LOGINS] [STREAMS] [BATCH]`
 //! (defaults 1 000 000, 4, 1000) prints:
 //! - logins/s through the Bulk stream, each answered only once durable (group commit, fsync);
 //! - the time to push the resulting 1 M-subscriber domain to a connecting EP (reference client
-//!   building its own LPM index), from Hello to SyncEnd installed.
+//!   building its own LPM index), from Hello to SyncEnd installed;
+//! - the time to read every record back from the store (what a restarted SM loads).
 //!
 //! The store lives in a temporary directory under `BRASA_BENCH_DIR` (default: the system
 //! temporary directory), so the fsyncs hit that file system.
@@ -15,7 +18,9 @@ use brasa_sm::{EpConfig, EpMode, FailureAction, SmConfig};
 use brasa_sm_net::leg::login_op;
 use brasa_sm_net::pb;
 use brasa_sm_net::{EpClient, EpClientOptions, LegClient, SmServer, SmService};
-use brasa_subscriber::RedbStore;
+use brasa_subscriber::{RedbStore, StoreError, SubscriberStore};
+use brasa_subscriber_pg::PgStore;
+use brasa_testkit::postgres::{PgInstance, PgOptions};
 
 fn arg(i: usize, default: usize) -> usize {
     std::env::args()
@@ -53,13 +58,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }],
         ..SmConfig::default()
     };
-    let service = SmService::open(config, Box::new(RedbStore::open(dir.path())?))?;
+    let postgres = std::env::var("BRASA_BENCH_STORE").is_ok_and(|s| s == "postgres");
+    let pg = if postgres {
+        Some(PgInstance::start_with(&PgOptions {
+            durable: true,
+            settings: vec![("shared_buffers".into(), "1GB".into())],
+        })?)
+    } else {
+        None
+    };
+    let pg_url = pg.as_ref().map(PgInstance::url);
+    let open = {
+        let dir = dir.path().to_owned();
+        move || -> Result<Box<dyn SubscriberStore + Send>, StoreError> {
+            Ok(match &pg_url {
+                Some(url) => Box::new(PgStore::connect(url)?),
+                None => Box::new(RedbStore::open(&dir)?),
+            })
+        }
+    };
+    let store = tokio::task::spawn_blocking({
+        let open = open.clone();
+        move || open()
+    })
+    .await??;
+    let service = SmService::open(config, store)?;
     let server = SmServer::start(service, "127.0.0.1:0".parse()?).await?;
     let url = format!("http://{}", server.local_addr());
-    println!(
-        "store: {} (redb, fsync per commit); {total} logins, {streams} Bulk streams, {batch} logins per batch",
-        dir.path().display()
-    );
+    let what = match &pg {
+        Some(pg) => format!(
+            "PostgreSQL on 127.0.0.1:{} (fsync, synchronous_commit on)",
+            pg.port()
+        ),
+        None => format!("{} (redb, fsync per commit)", dir.path().display()),
+    };
+    println!("store: {what}; {total} logins, {streams} Bulk streams, {batch} logins per batch");
 
     let started = Instant::now();
     let per_stream = total.div_ceil(streams);
@@ -145,5 +178,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     drop(ep);
     server.shutdown().await;
+
+    let (records, elapsed) = tokio::task::spawn_blocking(move || {
+        let mut store = open()?;
+        let started = Instant::now();
+        let snapshot = store.load()?;
+        Ok::<_, StoreError>((snapshot.subscribers.len(), started.elapsed()))
+    })
+    .await??;
+    println!(
+        "load: {records} subscribers read back from the store in {:.2} s",
+        elapsed.as_secs_f64()
+    );
     Ok(())
 }

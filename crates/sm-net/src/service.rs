@@ -55,6 +55,8 @@ enum StoreJob {
         changes: Vec<ChangeSet>,
         done: Option<Done>,
     },
+    /// The service the thread reports to (sent once, first, when the service exists).
+    Attach(std::sync::Weak<Inner>),
     Stop,
 }
 
@@ -166,7 +168,26 @@ impl SmService {
         store: Box<dyn SubscriberStore + Send>,
     ) -> Result<SmService, StartError> {
         config.validate()?;
-        let snapshot = store.load()?;
+        // The store is only ever touched by its own thread: a database client may block or
+        // drive a runtime of its own, which an async worker must not do. The thread loads the
+        // records first and hands them back.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (loaded_tx, loaded_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("sm-store".into())
+            .spawn(move || {
+                let mut store = store;
+                let snapshot = store.load();
+                let ok = snapshot.is_ok();
+                let _ = loaded_tx.send(snapshot);
+                if ok {
+                    store_thread(store, rx);
+                }
+            })
+            .map_err(StartError::Thread)?;
+        let snapshot = loaded_rx
+            .recv()
+            .map_err(|_| StartError::Thread(std::io::Error::other("the store thread died")))??;
         let started = Instant::now();
         let count = snapshot.subscribers.len();
         let routes = snapshot.routes.len();
@@ -185,22 +206,16 @@ impl SmService {
         // Routes of BGP LEG peers that are no longer configured go now; the rest wait for
         // their peer's End-of-RIB.
         let swept = core.start_bgp_leg(Instant::now());
-        let (tx, rx) = std::sync::mpsc::channel();
         let inner = Arc::new(Inner {
             core: Mutex::new(core),
             store: Mutex::new(tx),
-            store_thread: Mutex::new(None),
+            store_thread: Mutex::new(Some(thread)),
             senders: Mutex::new(HashMap::new()),
             failed: Mutex::new(None),
             counters: StoreCounters::default(),
             stop: tokio::sync::watch::channel(false).0,
         });
-        let weak = Arc::downgrade(&inner);
-        let thread = std::thread::Builder::new()
-            .name("sm-store".into())
-            .spawn(move || store_thread(store, rx, weak))
-            .map_err(StartError::Thread)?;
-        *lock(&inner.store_thread) = Some(thread);
+        let _ = lock(&inner.store).send(StoreJob::Attach(Arc::downgrade(&inner)));
         if !swept.is_empty() {
             let _ = lock(&inner.store).send(StoreJob::Changes {
                 changes: vec![swept],
@@ -510,8 +525,8 @@ const MAX_GROUP: usize = 65_536;
 fn store_thread(
     mut store: Box<dyn SubscriberStore + Send>,
     rx: std::sync::mpsc::Receiver<StoreJob>,
-    inner: std::sync::Weak<Inner>,
 ) {
+    let mut inner = std::sync::Weak::new();
     let mut stop = false;
     while !stop {
         let Ok(first) = rx.recv() else {
@@ -526,6 +541,7 @@ fn store_thread(
                     size += changes.len();
                     jobs.push((changes, done));
                 }
+                StoreJob::Attach(service) => inner = service,
                 StoreJob::Stop => {
                     stop = true;
                     break;

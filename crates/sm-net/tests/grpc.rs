@@ -4,7 +4,6 @@
 #[path = "../../sm/tests/support/mod.rs"]
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
 use brasa_sm::ep::EpState;
@@ -14,7 +13,9 @@ use brasa_sm_net::pb;
 use brasa_sm_net::{
     ClientError, ClientEvent, EpClient, EpClientOptions, LegClient, SmServer, SmService,
 };
-use brasa_subscriber::RedbStore;
+use brasa_subscriber::{RedbStore, SubscriberStore};
+use brasa_subscriber_pg::PgStore;
+use brasa_testkit::postgres::PgInstance;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -28,9 +29,73 @@ fn config() -> SmConfig {
     }
 }
 
-async fn start(dir: &Path, config: SmConfig) -> (SmServer, String) {
-    let store = RedbStore::open(dir).unwrap();
-    let service = SmService::open(config, Box::new(store)).unwrap();
+/// Which store a test's SM uses.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Redb,
+    Postgres,
+}
+
+/// A test's store: reopening it after a stop is a restart on the same records.
+enum TestStore {
+    Redb(tempfile::TempDir),
+    Postgres(PgInstance),
+}
+
+impl TestStore {
+    fn new(backend: Backend) -> TestStore {
+        match backend {
+            Backend::Redb => TestStore::Redb(tempfile::tempdir().unwrap()),
+            Backend::Postgres => TestStore::Postgres(PgInstance::start().unwrap()),
+        }
+    }
+
+    async fn open(&self) -> Box<dyn SubscriberStore + Send> {
+        match self {
+            TestStore::Redb(dir) => Box::new(RedbStore::open(dir.path()).unwrap()),
+            TestStore::Postgres(pg) => {
+                // The synchronous client must not start inside the test's runtime.
+                let url = pg.url();
+                tokio::task::spawn_blocking(move || Box::new(PgStore::connect(&url).unwrap()))
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+}
+
+/// Runs each named test body (`async fn name(backend: Backend)`) once per backend.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Redb).await
+            })*
+        }
+        mod on_postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    two_push_eps_in_two_domains_get_exactly_their_subscribers_and_a_pull_ep_resolves,
+    a_disconnected_ep_is_resynchronised_on_reconnect_with_nothing_lost_or_duplicated,
+    a_cascade_pair_updates_only_the_active_ep_and_fails_over,
+    an_ep_that_stops_acknowledging_is_quarantined_until_the_operator_releases_it,
+    a_silent_ep_is_declared_failed_and_clears_its_mappings,
+    bad_input_gets_precise_errors_and_changes_nothing,
+    bulk_batches_apply_in_order_and_a_restart_restores_every_subscriber,
+    ep_state_writes_auto_logout_and_operator_resync,
+    every_unary_leg_call_applies_or_refuses_precisely,
+);
+
+async fn start(store: &TestStore, config: SmConfig) -> (SmServer, String) {
+    let service = SmService::open(config, store.open().await).unwrap();
     let server = SmServer::start(service, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -110,10 +175,11 @@ async fn bulk(leg: &mut LegClient, ops: Vec<pb::LegOp>) -> Vec<pb::OpResult> {
     reply.results
 }
 
-#[tokio::test]
-async fn two_push_eps_in_two_domains_get_exactly_their_subscribers_and_a_pull_ep_resolves() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, url) = start(dir.path(), config()).await;
+async fn two_push_eps_in_two_domains_get_exactly_their_subscribers_and_a_pull_ep_resolves(
+    backend: Backend,
+) {
+    let store = TestStore::new(backend);
+    let (server, url) = start(&store, config()).await;
     let mut leg = LegClient::connect(&url).await.unwrap();
     let mut ops = Vec::new();
     for i in 0..50 {
@@ -177,10 +243,11 @@ async fn two_push_eps_in_two_domains_get_exactly_their_subscribers_and_a_pull_ep
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_disconnected_ep_is_resynchronised_on_reconnect_with_nothing_lost_or_duplicated() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, url) = start(dir.path(), config()).await;
+async fn a_disconnected_ep_is_resynchronised_on_reconnect_with_nothing_lost_or_duplicated(
+    backend: Backend,
+) {
+    let store = TestStore::new(backend);
+    let (server, url) = start(&store, config()).await;
     let mut leg = LegClient::connect(&url).await.unwrap();
     let ops = (0..200)
         .map(|i| {
@@ -266,10 +333,9 @@ async fn a_disconnected_ep_is_resynchronised_on_reconnect_with_nothing_lost_or_d
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_cascade_pair_updates_only_the_active_ep_and_fails_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, url) = start(dir.path(), config()).await;
+async fn a_cascade_pair_updates_only_the_active_ep_and_fails_over(backend: Backend) {
+    let store = TestStore::new(backend);
+    let (server, url) = start(&store, config()).await;
     let mut leg = LegClient::connect(&url).await.unwrap();
     leg.login("n1", &["10.1.0.1"], Some("north")).await.unwrap();
     let mut c1 = EpClient::connect(EpClientOptions::new(&url, "c1").role(pb::CascadeRole::Active))
@@ -304,10 +370,11 @@ async fn a_cascade_pair_updates_only_the_active_ep_and_fails_over() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn an_ep_that_stops_acknowledging_is_quarantined_until_the_operator_releases_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, url) = start(dir.path(), config()).await;
+async fn an_ep_that_stops_acknowledging_is_quarantined_until_the_operator_releases_it(
+    backend: Backend,
+) {
+    let store = TestStore::new(backend);
+    let (server, url) = start(&store, config()).await;
     let mut leg = LegClient::connect(&url).await.unwrap();
     leg.login("s1", &["10.0.0.1"], None).await.unwrap();
     let mut options = EpClientOptions::new(&url, "a");
@@ -341,10 +408,9 @@ async fn an_ep_that_stops_acknowledging_is_quarantined_until_the_operator_releas
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_silent_ep_is_declared_failed_and_clears_its_mappings() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, url) = start(dir.path(), config()).await;
+async fn a_silent_ep_is_declared_failed_and_clears_its_mappings(backend: Backend) {
+    let store = TestStore::new(backend);
+    let (server, url) = start(&store, config()).await;
     let mut leg = LegClient::connect(&url).await.unwrap();
     leg.login("s1", &["10.0.0.1"], None).await.unwrap();
     let mut options = EpClientOptions::new(&url, "a");
@@ -361,10 +427,9 @@ async fn a_silent_ep_is_declared_failed_and_clears_its_mappings() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn bad_input_gets_precise_errors_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, url) = start(dir.path(), config()).await;
+async fn bad_input_gets_precise_errors_and_changes_nothing(backend: Backend) {
+    let store = TestStore::new(backend);
+    let (server, url) = start(&store, config()).await;
     let mut leg = LegClient::connect(&url).await.unwrap();
     leg.login("owner", &["10.0.0.1"], None).await.unwrap();
     let cases: Vec<(pb::LoginRequest, tonic::Code, &str)> = vec![
@@ -435,10 +500,9 @@ async fn bad_input_gets_precise_errors_and_changes_nothing() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn bulk_batches_apply_in_order_and_a_restart_restores_every_subscriber() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, url) = start(dir.path(), config()).await;
+async fn bulk_batches_apply_in_order_and_a_restart_restores_every_subscriber(backend: Backend) {
+    let store = TestStore::new(backend);
+    let (server, url) = start(&store, config()).await;
     let mut leg = LegClient::connect(&url).await.unwrap();
     // Ten batches on one stream: the last operation on each name wins.
     let batches: Vec<pb::BulkRequest> = (0..10u64)
@@ -478,7 +542,7 @@ async fn bulk_batches_apply_in_order_and_a_restart_restores_every_subscriber() {
     drop(leg);
     server.shutdown().await;
 
-    let (server, url) = start(dir.path(), config()).await;
+    let (server, url) = start(&store, config()).await;
     let mut leg = LegClient::connect(&url).await.unwrap();
     let s0 = leg.get("s0").await.unwrap().unwrap();
     assert_eq!(s0.mappings, ["10.0.8.0", "10.9.0.0/16@100"]);
@@ -507,10 +571,9 @@ async fn bulk_batches_apply_in_order_and_a_restart_restores_every_subscriber() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn ep_state_writes_auto_logout_and_operator_resync() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, url) = start(dir.path(), config()).await;
+async fn ep_state_writes_auto_logout_and_operator_resync(backend: Backend) {
+    let store = TestStore::new(backend);
+    let (server, url) = start(&store, config()).await;
     let mut leg = LegClient::connect(&url).await.unwrap();
     leg.login("s1", &["10.0.0.1"], None).await.unwrap();
     let mut request = brasa_sm_net::leg::login_request("s2", &["10.0.0.2"], None);
@@ -541,10 +604,9 @@ async fn ep_state_writes_auto_logout_and_operator_resync() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn every_unary_leg_call_applies_or_refuses_precisely() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, url) = start(dir.path(), config()).await;
+async fn every_unary_leg_call_applies_or_refuses_precisely(backend: Backend) {
+    let store = TestStore::new(backend);
+    let (server, url) = start(&store, config()).await;
     let mut leg = LegClient::connect(&url).await.unwrap();
     let g = leg.grpc();
     let sub = pb::Subscriber {

@@ -26,6 +26,7 @@ pub mod config;
 pub mod convert;
 pub mod core;
 pub mod ep;
+pub mod lease;
 pub mod op;
 pub mod replica;
 

@@ -2,16 +2,18 @@
 //!
 //! [`SubscriberStore`] is what the SM service calls: `load` once at start-up, then `apply` (or
 //! `apply_batch` for group commit) with each [`ChangeSet`] *before* the change is acknowledged
-//! to the LEG or pushed to enforcement points. [`RedbStore`] is the embedded default; a
-//! PostgreSQL backend implements the same trait later. This module is the only one in the crate
-//! that touches files.
+//! to the LEG or pushed to enforcement points. [`RedbStore`] is the embedded default; the
+//! PostgreSQL backend (crate `brasa-subscriber-pg`) implements the same trait. Both store the
+//! same encoding ([`for_each_write`], [`decode_subscriber`], …), so that `brasa sm migrate`
+//! moves records between them unchanged. This module is the only one in the crate that touches
+//! files.
 
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::learned::{store_key, LearnedRoute};
-use crate::record::{ChangeSet, Subscriber, Vpn};
+use crate::learned::{store_key, LearnedRoute, RouteChange};
+use crate::record::{ChangeSet, Subscriber, SubscriberChange, Vpn, VpnChange};
 
 const SUBSCRIBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscribers");
 const VPNS: TableDefinition<&str, &[u8]> = TableDefinition::new("vpns");
@@ -35,6 +37,18 @@ pub enum StoreError {
     /// The embedded database failed.
     #[error("subscriber database: {0}")]
     Db(#[from] redb::Error),
+    /// Another backend (PostgreSQL) failed.
+    #[error("{backend}: {source}")]
+    Backend {
+        /// Which backend.
+        backend: &'static str,
+        /// What it reported.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// This node is not (or no longer) the active SM: its fencing token is not the current
+    /// one, so the change was refused by the database and nothing was written.
+    #[error("not the active subscriber manager: {0}")]
+    Fenced(String),
     /// A stored record does not decode (corruption or an incompatible version).
     #[error("stored {what} {key:?} does not decode: {source}")]
     Decode {
@@ -67,10 +81,65 @@ pub struct Snapshot {
     pub routes: Vec<LearnedRoute>,
 }
 
+impl Snapshot {
+    /// Records in the snapshot.
+    pub fn len(&self) -> usize {
+        self.vpns.len() + self.subscribers.len() + self.routes.len()
+    }
+
+    /// Whether the snapshot holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The snapshot as change sets that store every record, at most `per_set` records each
+    /// (VPNs first, so that a store which checks references could follow them): what copies
+    /// one store into another.
+    pub fn into_change_sets(self, per_set: usize) -> Vec<ChangeSet> {
+        let per_set = per_set.max(1);
+        let mut out: Vec<ChangeSet> = Vec::new();
+        let mut current = ChangeSet::default();
+        let mut count = 0;
+        let next = |current: &mut ChangeSet, count: &mut usize, out: &mut Vec<ChangeSet>| {
+            *count += 1;
+            if *count == per_set {
+                out.push(std::mem::take(current));
+                *count = 0;
+            }
+        };
+        for v in self.vpns {
+            current.vpns.push(VpnChange {
+                name: v.name.clone(),
+                new: Some(v),
+            });
+            next(&mut current, &mut count, &mut out);
+        }
+        for s in self.subscribers {
+            current.subscribers.push(SubscriberChange {
+                name: s.name.clone(),
+                old_domain: None,
+                new: Some(s),
+            });
+            next(&mut current, &mut count, &mut out);
+        }
+        for r in self.routes {
+            current.routes.push(RouteChange {
+                key: r.key,
+                new: Some(r),
+            });
+            next(&mut current, &mut count, &mut out);
+        }
+        if !current.is_empty() {
+            out.push(current);
+        }
+        out
+    }
+}
+
 /// Durable subscriber storage.
 pub trait SubscriberStore {
     /// Reads every VPN and subscriber.
-    fn load(&self) -> Result<Snapshot, StoreError>;
+    fn load(&mut self) -> Result<Snapshot, StoreError>;
 
     /// Makes one change set durable; returns only once it would survive a crash.
     fn apply(&mut self, changes: &ChangeSet) -> Result<(), StoreError> {
@@ -114,41 +183,25 @@ impl RedbStore {
 }
 
 impl SubscriberStore for RedbStore {
-    fn load(&self) -> Result<Snapshot, StoreError> {
+    fn load(&mut self) -> Result<Snapshot, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let mut snapshot = Snapshot::default();
         let vpns = txn.open_table(VPNS).map_err(db_err)?;
         for item in vpns.iter().map_err(db_err)? {
             let (key, value) = item.map_err(db_err)?;
-            let vpn =
-                serde_json::from_slice(value.value()).map_err(|source| StoreError::Decode {
-                    what: "VPN",
-                    key: key.value().to_owned(),
-                    source,
-                })?;
-            snapshot.vpns.push(vpn);
+            snapshot.vpns.push(decode_vpn(key.value(), value.value())?);
         }
         let subs = txn.open_table(SUBSCRIBERS).map_err(db_err)?;
         for item in subs.iter().map_err(db_err)? {
             let (key, value) = item.map_err(db_err)?;
-            let sub =
-                serde_json::from_slice(value.value()).map_err(|source| StoreError::Decode {
-                    what: "subscriber",
-                    key: key.value().to_owned(),
-                    source,
-                })?;
-            snapshot.subscribers.push(sub);
+            snapshot
+                .subscribers
+                .push(decode_subscriber(key.value(), value.value())?);
         }
         let routes = txn.open_table(LEG_ROUTES).map_err(db_err)?;
         for item in routes.iter().map_err(db_err)? {
             let (_, value) = item.map_err(db_err)?;
-            let route =
-                serde_json::from_slice(value.value()).map_err(|source| StoreError::Decode {
-                    what: "BGP LEG route",
-                    key: String::from_utf8_lossy(value.value()).into_owned(),
-                    source,
-                })?;
-            snapshot.routes.push(route);
+            snapshot.routes.push(decode_route(value.value())?);
         }
         Ok(snapshot)
     }
@@ -159,61 +212,129 @@ impl SubscriberStore for RedbStore {
         // (kill -9, power loss) does not walk the whole database to repair it: minutes at
         // 10 M subscribers. Group commit makes the extra write per commit cheap.
         txn.set_quick_repair(true);
-        // One encoding buffer for the whole batch: group commits carry thousands of records.
-        let mut buf = Vec::with_capacity(256);
         {
             let mut vpns = txn.open_table(VPNS).map_err(db_err)?;
             let mut subs = txn.open_table(SUBSCRIBERS).map_err(db_err)?;
             let mut routes = txn.open_table(LEG_ROUTES).map_err(db_err)?;
-            for changes in batch {
-                for c in &changes.vpns {
-                    match &c.new {
-                        Some(v) if v.has_learned() => {
-                            encode(&mut buf, &c.name, &v.configured())?;
-                            vpns.insert(c.name.as_str(), buf.as_slice())
-                                .map_err(db_err)?;
-                        }
-                        Some(v) => {
-                            encode(&mut buf, &c.name, v)?;
-                            vpns.insert(c.name.as_str(), buf.as_slice())
-                                .map_err(db_err)?;
-                        }
-                        None => {
-                            vpns.remove(c.name.as_str()).map_err(db_err)?;
-                        }
-                    }
+            for_each_write(batch, |write| {
+                match write {
+                    StoredWrite::Vpn { name, value } => match value {
+                        Some(v) => drop(vpns.insert(name, v).map_err(db_err)?),
+                        None => drop(vpns.remove(name).map_err(db_err)?),
+                    },
+                    StoredWrite::Subscriber { name, value } => match value {
+                        Some(v) => drop(subs.insert(name, v).map_err(db_err)?),
+                        None => drop(subs.remove(name).map_err(db_err)?),
+                    },
+                    StoredWrite::Route { key, value } => match value {
+                        Some(v) => drop(routes.insert(key, v).map_err(db_err)?),
+                        None => drop(routes.remove(key).map_err(db_err)?),
+                    },
                 }
-                for c in &changes.subscribers {
-                    let key = c.name.as_str();
-                    match &c.new {
-                        Some(s) => {
-                            encode(&mut buf, key, &StoredSubscriber(s))?;
-                            subs.insert(key, buf.as_slice()).map_err(db_err)?;
-                        }
-                        None => {
-                            subs.remove(key).map_err(db_err)?;
-                        }
-                    }
-                }
-                for c in &changes.routes {
-                    let key = store_key(&c.key);
-                    match &c.new {
-                        Some(route) => {
-                            encode(&mut buf, &c.key.to_string(), route)?;
-                            routes
-                                .insert(key.as_slice(), buf.as_slice())
-                                .map_err(db_err)?;
-                        }
-                        None => {
-                            routes.remove(key.as_slice()).map_err(db_err)?;
-                        }
-                    }
-                }
-            }
+                Ok(())
+            })?;
         }
         txn.commit().map_err(db_err)?;
         Ok(())
     }
+}
+
+/// One record write of a batch, in the stored encoding every backend shares: JSON values (a
+/// subscriber without its learnt mappings, a VPN without its learnt labels, a route as flat text
+/// fields) under the subscriber's or VPN's name or a route's fixed-width key. `value: None`
+/// deletes the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredWrite<'a> {
+    /// A subscriber, keyed by its name.
+    Subscriber {
+        /// The subscriber's name.
+        name: &'a str,
+        /// Its JSON record, `None` to delete it.
+        value: Option<&'a [u8]>,
+    },
+    /// A VPN, keyed by its name.
+    Vpn {
+        /// The VPN's name.
+        name: &'a str,
+        /// Its JSON record, `None` to delete it.
+        value: Option<&'a [u8]>,
+    },
+    /// A route the BGP LEG learnt, keyed by its 42-byte store key.
+    Route {
+        /// Peer, route distinguisher and prefix, fixed width (sorts by peer).
+        key: &'a [u8],
+        /// Its JSON record, `None` to delete it.
+        value: Option<&'a [u8]>,
+    },
+}
+
+/// Encodes every change of `batch` in order and hands each write to `write` (one encoding
+/// buffer for the whole batch: group commits carry thousands of records). Later writes of the
+/// same key override earlier ones.
+pub fn for_each_write(
+    batch: &[ChangeSet],
+    mut write: impl FnMut(StoredWrite<'_>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut buf = Vec::with_capacity(256);
+    for changes in batch {
+        for c in &changes.vpns {
+            let value = match &c.new {
+                Some(v) if v.has_learned() => Some(encode(&mut buf, &c.name, &v.configured())?),
+                Some(v) => Some(encode(&mut buf, &c.name, v)?),
+                None => None,
+            };
+            write(StoredWrite::Vpn {
+                name: &c.name,
+                value,
+            })?;
+        }
+        for c in &changes.subscribers {
+            let value = match &c.new {
+                Some(s) => Some(encode(&mut buf, c.name.as_str(), &StoredSubscriber(s))?),
+                None => None,
+            };
+            write(StoredWrite::Subscriber {
+                name: c.name.as_str(),
+                value,
+            })?;
+        }
+        for c in &changes.routes {
+            let key = store_key(&c.key);
+            let value = match &c.new {
+                Some(route) => Some(encode(&mut buf, &c.key.to_string(), route)?),
+                None => None,
+            };
+            write(StoredWrite::Route { key: &key, value })?;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a stored subscriber record (`key` names it in the error).
+pub fn decode_subscriber(key: &str, value: &[u8]) -> Result<Subscriber, StoreError> {
+    serde_json::from_slice(value).map_err(|source| StoreError::Decode {
+        what: "subscriber",
+        key: key.to_owned(),
+        source,
+    })
+}
+
+/// Decodes a stored VPN record (`key` names it in the error).
+pub fn decode_vpn(key: &str, value: &[u8]) -> Result<Vpn, StoreError> {
+    serde_json::from_slice(value).map_err(|source| StoreError::Decode {
+        what: "VPN",
+        key: key.to_owned(),
+        source,
+    })
+}
+
+/// Decodes a stored BGP LEG route record.
+pub fn decode_route(value: &[u8]) -> Result<LearnedRoute, StoreError> {
+    serde_json::from_slice(value).map_err(|source| StoreError::Decode {
+        what: "BGP LEG route",
+        key: String::from_utf8_lossy(value).into_owned(),
+        source,
+    })
 }
 
 /// A subscriber as stored: without its learnt mappings (serialised without copying the rest).
@@ -238,10 +359,15 @@ impl serde::Serialize for StoredSubscriber<'_> {
     }
 }
 
-fn encode<T: serde::Serialize>(buf: &mut Vec<u8>, key: &str, value: &T) -> Result<(), StoreError> {
+fn encode<'b, T: serde::Serialize>(
+    buf: &'b mut Vec<u8>,
+    key: &str,
+    value: &T,
+) -> Result<&'b [u8], StoreError> {
     buf.clear();
     serde_json::to_writer(&mut *buf, value).map_err(|source| StoreError::Encode {
         key: key.to_owned(),
         source,
-    })
+    })?;
+    Ok(buf)
 }

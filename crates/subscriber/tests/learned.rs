@@ -592,7 +592,7 @@ fn a_store_restores_routes_and_records_without_what_was_learnt() {
         let mut store = RedbStore::open(dir.path()).unwrap();
         store.apply(&changes).unwrap();
     }
-    let store = RedbStore::open(dir.path()).unwrap();
+    let mut store = RedbStore::open(dir.path()).unwrap();
     let snapshot = store.load().unwrap();
     assert_eq!(
         snapshot.routes.len(),

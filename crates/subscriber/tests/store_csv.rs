@@ -5,12 +5,10 @@ use std::io::Cursor;
 use brasa_subscriber::csv::{export, import, CsvError, ImportMode};
 use brasa_subscriber::*;
 
-fn config() -> IndexConfig {
-    IndexConfig {
-        domains: vec!["subscribers".into(), "north".into()],
-        name_case: NameCase::Sensitive,
-    }
-}
+#[path = "support/store_conformance.rs"]
+mod store_conformance;
+
+use store_conformance::config;
 
 fn m(s: &str) -> Mapping {
     s.parse().unwrap()
@@ -19,98 +17,25 @@ fn m(s: &str) -> Mapping {
 #[test]
 fn a_reopened_store_restores_every_subscriber_vpn_and_mapping() {
     let dir = tempfile::tempdir().unwrap();
-    let mut idx = SubscriberIndex::new(config()).unwrap();
-    let mut store = RedbStore::open(dir.path()).unwrap();
-    let id: MplsVpnId = "1000:1@127.10.10.10".parse().unwrap();
-    let mut ops = vec![idx
-        .add_vpn(Vpn {
-            name: "vpn1".into(),
-            domain: "north".into(),
-            kind: VpnKind::Mpls(vec![MplsVpnEntry::new(id)]),
-        })
-        .unwrap()];
-    ops.push(
-        idx.set_mpls_label(id, 17, vec!["127.1.0.0/16".parse().unwrap()])
-            .unwrap(),
-    );
-    for i in 0..200u32 {
-        ops.push(
-            idx.login(Login {
-                name: format!("sub{i}"),
-                mappings: vec![m(&format!("127.0.{}.{}", i / 250, i % 250))],
-                properties: vec![("n".into(), i.to_string())],
-                auto_logout: Some(u64::from(i)),
-                ..Login::default()
-            })
-            .unwrap(),
-        );
-    }
-    ops.push(
-        idx.login(Login {
-            name: "vpnuser".into(),
-            domain: Some("north".into()),
-            mappings: vec![
-                m("127.1.2.0/24@vpn1"),
-                m("127.0.0.1@42"),
-                m("2001:db8::/56"),
-            ],
-            ..Login::default()
-        })
-        .unwrap(),
-    );
-    ops.push(idx.set_state("vpnuser", b"\x00\xffstate".to_vec()).unwrap());
-    // A move, a logout and a removal must be durable too.
-    ops.push(
-        idx.login(Login {
-            name: "taker".into(),
-            mappings: vec![m("127.0.0.5")],
-            ..Login::default()
-        })
-        .unwrap(),
-    );
-    ops.push(idx.logout("sub7", None).unwrap());
-    ops.push(idx.remove("sub8").unwrap());
-    let (first, rest) = ops.split_at(3);
-    for c in first {
-        store.apply(c).unwrap();
-    }
-    store.apply_batch(rest).unwrap();
-    drop(store);
+    store_conformance::restores_every_subscriber_vpn_and_mapping(&mut || {
+        Box::new(RedbStore::open(dir.path()).unwrap())
+    });
+}
 
-    let store = RedbStore::open(dir.path()).unwrap();
-    let snap = store.load().unwrap();
-    let restored = SubscriberIndex::restore(config(), snap.vpns, snap.subscribers).unwrap();
-    let mut want: Vec<Subscriber> = idx.iter().collect();
-    let mut got: Vec<Subscriber> = restored.iter().collect();
-    want.sort_by(|a, b| a.name.cmp(&b.name));
-    got.sort_by(|a, b| a.name.cmp(&b.name));
-    assert_eq!(got.len(), 201);
-    assert_eq!(got, want);
-    let mut vw: Vec<Vpn> = idx.vpns().cloned().collect();
-    let mut vg: Vec<Vpn> = restored.vpns().cloned().collect();
-    vw.sort_by(|a, b| a.name.cmp(&b.name));
-    vg.sort_by(|a, b| a.name.cmp(&b.name));
-    assert_eq!(vg, vw);
-    assert_eq!(vg.len(), 2, "vpn1 and the auto-created VLAN VPN 42");
-    let ip = |s: &str| s.parse().unwrap();
-    assert_eq!(
-        restored.lookup(ip("127.0.0.5"), None).unwrap(),
-        Some("taker")
-    );
-    assert_eq!(restored.lookup(ip("127.0.0.7"), None).unwrap(), None);
-    assert_eq!(
-        restored.lookup(ip("127.1.2.9"), Some("vpn1")).unwrap(),
-        Some("vpnuser")
-    );
-    assert_eq!(
-        restored.lookup(ip("2001:db8::1"), None).unwrap(),
-        Some("vpnuser")
-    );
-    assert_eq!(
-        restored.vpn_for_label(ip("127.10.10.10"), 17).unwrap().name,
-        "vpn1"
-    );
-    assert!(restored.get("sub8").is_none());
+#[test]
+fn one_batch_keeps_the_last_write_of_each_key_whatever_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    store_conformance::one_batch_keeps_the_last_write_of_each_key_whatever_its_size(&mut || {
+        Box::new(RedbStore::open(dir.path()).unwrap())
+    });
+}
+
+#[test]
+fn learnt_routes_are_stored_replaced_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    store_conformance::learnt_routes_are_stored_replaced_and_deleted(&mut || {
+        Box::new(RedbStore::open(dir.path()).unwrap())
+    });
 }
 
 const GOOD: &str = "name,domain,mappings,properties\n\

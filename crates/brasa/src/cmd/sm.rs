@@ -12,11 +12,13 @@ use crate::daemon::sm_api::{
     ChangeView, ImportView, LoginBody, LogoutBody, LookupView, MplsEntriesBody, NeighborView,
     RoutesReply, Statistics, SubscriberView, VpnBody, VpnView, EXPORTED_SUBSCRIBERS, EXPORTED_VPNS,
 };
+use crate::daemon::sm_config::StoreLocation;
 use anyhow::{anyhow, Context};
 use brasa_sm::ep::{EpView, QuarantineState};
 use brasa_sm::{pb, EpReplica, ReplicaEvent};
 use brasa_sm_net::{ClientError, ClientEvent, EpClient, EpClientOptions};
 use brasa_subscriber::csv::ImportMode;
+use brasa_subscriber::Snapshot;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -103,6 +105,18 @@ pub enum SmCommand {
     /// The BGP LEG: its neighbors and the MPLS/VPN routes they announce.
     #[command(subcommand)]
     Bgp(SmBgp),
+    /// Copy every subscriber, VPN and BGP LEG route from one store to another (redb to
+    /// PostgreSQL or back), then read the destination back and compare. No SM may run on
+    /// either store; the destination must be empty (a PostgreSQL destination is created or
+    /// migrated to the current schema first).
+    Migrate {
+        /// `redb:PATH` (the SM's data directory, `<data_dir>/subscriber`) or `postgres:URL`.
+        #[arg(long)]
+        from: String,
+        /// `redb:PATH` or `postgres:URL`.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// `brasa sm vpn …`
@@ -245,6 +259,7 @@ fn run_blocking(global: &GlobalArgs, command: SmCommand) -> anyhow::Result<()> {
     match command {
         SmCommand::Import { file, skip_invalid } => import(global, &base, &file, skip_invalid),
         SmCommand::Export { output } => export(&base, output),
+        SmCommand::Migrate { from, to } => migrate(global, &from, &to),
         SmCommand::Show(SmShow::Subscriber { name, domain }) => {
             let mut path = format!("/api/v1/sm/subscribers/{}", encode_component(&name));
             if let Some(d) = domain {
@@ -712,6 +727,109 @@ fn import(
         }
     }
     Ok(())
+}
+
+/// Records per commit of `brasa sm migrate`: large enough for the bulk path of PostgreSQL
+/// (COPY), small enough to show progress.
+const MIGRATE_PER_COMMIT: usize = 50_000;
+
+fn migrate(global: &GlobalArgs, from: &str, to: &str) -> anyhow::Result<()> {
+    let from = StoreLocation::parse(from).map_err(|e| anyhow!("--from: {e}"))?;
+    let to = StoreLocation::parse(to).map_err(|e| anyhow!("--to: {e}"))?;
+    if from == to {
+        return Err(anyhow!("--from and --to are the same store ({from})"));
+    }
+    let mut source = from.open().with_context(|| format!("cannot open {from}"))?;
+    let mut dest = to.open().with_context(|| format!("cannot open {to}"))?;
+    let existing = dest.load().with_context(|| format!("cannot read {to}"))?;
+    if !existing.is_empty() {
+        return Err(anyhow!(
+            "{to} already holds {} subscribers, {} VPNs and {} BGP LEG routes: migrate only \
+             into an empty store",
+            existing.subscribers.len(),
+            existing.vpns.len(),
+            existing.routes.len()
+        ));
+    }
+    let bar = if global.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new_spinner()
+    };
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar.set_message(format!("reading {from}"));
+    let snapshot = source
+        .load()
+        .with_context(|| format!("cannot read {from}"))?;
+    drop(source);
+    let total = snapshot.len() as u64;
+    let want = sorted_snapshot(snapshot.clone());
+    bar.set_length(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} records {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("writing {to}"));
+    for set in snapshot.into_change_sets(MIGRATE_PER_COMMIT) {
+        let n = set.subscribers.len() + set.vpns.len() + set.routes.len();
+        dest.apply(&set)
+            .with_context(|| format!("cannot write {to}"))?;
+        bar.inc(n as u64);
+    }
+    bar.set_message(format!("verifying {to}"));
+    let got = sorted_snapshot(
+        dest.load()
+            .with_context(|| format!("cannot read back {to}"))?,
+    );
+    bar.finish_and_clear();
+    if got != want {
+        return Err(anyhow!(
+            "{to} does not read back as {from} wrote it ({} against {} records): the copy is \
+             incomplete, do not start an SM on it",
+            got.len(),
+            want.len()
+        ));
+    }
+    let summary = MigrateView {
+        from: from.to_string(),
+        to: to.to_string(),
+        subscribers: got.subscribers.len(),
+        vpns: got.vpns.len(),
+        routes: got.routes.len(),
+    };
+    if global.json {
+        return print_json(&summary);
+    }
+    println!(
+        "copied {} subscribers, {} VPNs and {} BGP LEG routes from {} to {} (read back and verified)",
+        summary.subscribers, summary.vpns, summary.routes, summary.from, summary.to
+    );
+    Ok(())
+}
+
+/// What `brasa sm migrate --json` prints.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct MigrateView {
+    /// The source store.
+    pub from: String,
+    /// The destination store.
+    pub to: String,
+    /// Subscribers copied.
+    pub subscribers: usize,
+    /// VPNs copied.
+    pub vpns: usize,
+    /// BGP LEG routes copied.
+    pub routes: usize,
+}
+
+/// A snapshot in a canonical order, for comparing two stores.
+fn sorted_snapshot(mut s: Snapshot) -> Snapshot {
+    s.vpns.sort_by(|a, b| a.name.cmp(&b.name));
+    s.subscribers.sort_by(|a, b| a.name.cmp(&b.name));
+    s.routes.sort_by_key(|r| r.key);
+    s
 }
 
 fn export(base: &str, output: Option<PathBuf>) -> anyhow::Result<()> {

@@ -17,7 +17,7 @@ use brasa_sm::ep::{EpView, QuarantineState};
 use brasa_sm::{ErrorKind, Op, SmError};
 use brasa_sm_net::{BgpLeg, ServiceStats, SmServer, SmService};
 use brasa_subscriber::csv::{CsvError, ImportMode};
-use brasa_subscriber::{Login, MplsVpnEntry, RedbStore, Subscriber, Vpn, VpnKind};
+use brasa_subscriber::{Login, MplsVpnEntry, Subscriber, Vpn, VpnKind};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -47,15 +47,18 @@ impl SmComponent {
     }
 }
 
-/// Opens `<data_dir>/subscriber`, restores the database, starts the gRPC server and, when
+/// Opens the store (`<data_dir>/subscriber` or PostgreSQL), restores the database, starts the gRPC server and, when
 /// configured, wraps the observed RADIUS servers' policies with the login-event observer (so
 /// this must run before the RADIUS engine is built).
 pub async fn start(
     resolved: SmResolved,
     radius: Option<&mut (EngineConfig, Arc<Dictionary>)>,
 ) -> anyhow::Result<Arc<SmComponent>> {
-    let store = RedbStore::open(&resolved.data_dir)?;
-    let service = SmService::open(resolved.config, Box::new(store))?;
+    let location = resolved.store.clone();
+    let store = tokio::task::spawn_blocking(move || location.open())
+        .await?
+        .map_err(|e| anyhow::anyhow!("subscriber store {}: {e}", resolved.store))?;
+    let service = SmService::open(resolved.config, store)?;
     let server = SmServer::start(service.clone(), resolved.listen).await?;
     let bgp = match resolved.bgp_leg {
         Some(speaker) => Some(

@@ -8,7 +8,10 @@ use brasa_bgp_net::{NetPeerConfig, SpeakerConfig};
 use brasa_radius::{AttrId, Dictionary};
 use brasa_sm::bgp_leg::{BgpLegConfig, LegPeerConfig};
 use brasa_sm::{EpConfig, EpMode, FailureAction, SmConfig};
-use brasa_subscriber::{IndexConfig, NameCase, DEFAULT_DOMAIN};
+use brasa_subscriber::{
+    IndexConfig, NameCase, RedbStore, StoreError, SubscriberStore, DEFAULT_DOMAIN,
+};
+use brasa_subscriber_pg::PgStore;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -55,6 +58,72 @@ pub struct SmSection {
     pub radius: Option<SmRadiusSection>,
     /// The BGP LEG: MPLS/VPN labels and `community@VPN` ranges learnt from BGP.
     pub bgp_leg: Option<BgpLegSection>,
+    /// Where the records are kept (default: the embedded store in the data directory).
+    pub store: Option<StoreSection>,
+}
+
+/// `[subscriber_manager.store]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `redb` (default: one file in `<data_dir>/subscriber`) or `postgres`.
+    pub kind: Spanned<String>,
+    /// The PostgreSQL connection URL (`postgres://user:password@host:port/database`), required
+    /// with `kind = "postgres"`.
+    pub url: Option<Spanned<String>>,
+}
+
+/// Where the SM keeps its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The embedded redb file in this directory.
+    Redb(PathBuf),
+    /// A PostgreSQL database.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// Parses `redb:PATH` (a data directory) or `postgres:URL` (`brasa sm migrate`).
+    pub fn parse(text: &str) -> Result<StoreLocation, String> {
+        if let Some(path) = text.strip_prefix("redb:") {
+            if path.is_empty() {
+                return Err("redb: needs the directory of the store (redb:PATH)".into());
+            }
+            return Ok(StoreLocation::Redb(PathBuf::from(path)));
+        }
+        // `postgres://…` is a URL already; `postgres:` before it is optional.
+        let url = text
+            .strip_prefix("postgres:")
+            .filter(|u| !u.starts_with("//"));
+        let url = url.unwrap_or(text);
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            brasa_subscriber_pg::check_url(url)?;
+            return Ok(StoreLocation::Postgres(url.to_owned()));
+        }
+        Err(format!(
+            "{text:?} is not a store: expected redb:PATH or postgres:URL (postgres://user@host/db)"
+        ))
+    }
+
+    /// Opens the store (creating or migrating it). Blocks: call it off the async workers.
+    pub fn open(&self) -> Result<Box<dyn SubscriberStore + Send>, StoreError> {
+        Ok(match self {
+            StoreLocation::Redb(dir) => Box::new(RedbStore::open(dir)?),
+            StoreLocation::Postgres(url) => Box::new(PgStore::connect(url)?),
+        })
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    /// The location without secrets (for logs and progress lines).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Redb(dir) => write!(f, "redb:{}", dir.display()),
+            StoreLocation::Postgres(url) => {
+                write!(f, "postgres:{}", brasa_subscriber_pg::redact_url(url))
+            }
+        }
+    }
 }
 
 /// `[subscriber_manager.bgp_leg]`
@@ -179,8 +248,8 @@ pub struct SmResolved {
     pub config: SmConfig,
     /// gRPC address.
     pub listen: SocketAddr,
-    /// `<data_dir>/subscriber`.
-    pub data_dir: PathBuf,
+    /// Where the records are kept.
+    pub store: StoreLocation,
     /// RADIUS login events.
     pub radius: Option<RadiusLogins>,
     /// The BGP LEG's speaker (its SM side is in `config.bgp_leg`).
@@ -339,6 +408,7 @@ pub fn resolve(
         return Err(source.error_at(span, text));
     }
 
+    let store = resolve_store(source, data_dir, section.store.as_ref())?;
     let radius_logins = match section.radius {
         None => None,
         Some(r) => Some(resolve_radius(source, &config, r, radius)?),
@@ -346,10 +416,44 @@ pub fn resolve(
     Ok(SmResolved {
         config,
         listen: section.listen,
-        data_dir: data_dir.join("subscriber"),
+        store,
         radius: radius_logins,
         bgp_leg: speaker,
     })
+}
+
+fn resolve_store(
+    source: &Source,
+    data_dir: &Path,
+    section: Option<&StoreSection>,
+) -> Result<StoreLocation, ConfigError> {
+    let redb = StoreLocation::Redb(data_dir.join("subscriber"));
+    let Some(section) = section else {
+        return Ok(redb);
+    };
+    let postgres = one_of(
+        source,
+        Some(&section.kind),
+        false,
+        "store kind",
+        &[("redb", false), ("postgres", true)],
+    )?;
+    match (postgres, &section.url) {
+        (false, None) => Ok(redb),
+        (false, Some(url)) => Err(source.error_at(
+            url.span(),
+            "url is for kind = \"postgres\"; the redb store lives in the data directory",
+        )),
+        (true, None) => Err(source.error_at(
+            section.kind.span(),
+            "kind = \"postgres\" needs url = \"postgres://user@host:port/database\"",
+        )),
+        (true, Some(url)) => {
+            brasa_subscriber_pg::check_url(url.get_ref())
+                .map_err(|e| source.error_at(url.span(), format!("invalid PostgreSQL url: {e}")))?;
+            Ok(StoreLocation::Postgres(url.get_ref().clone()))
+        }
+    }
 }
 
 /// Default graceful-restart time of a BGP LEG peer (RFC 4724 leaves it to the receiver; the

@@ -1,0 +1,186 @@
+//! The lease row of active/standby SM nodes and the fencing of commits
+//! (`brasa_sm::lease` decides when to ask; this executes).
+//!
+//! * Take-over: `UPDATE sm_lease … WHERE expires_at < clock_timestamp()` increments the token;
+//!   expiry is judged by the database's clock only.
+//! * Renewal: extends the row only while it still carries this node's token and has not
+//!   expired.
+//! * Fencing: every commit of a fenced [`crate::PgStore`] first locks the row `FOR SHARE` with
+//!   its token and an unexpired lease, and keeps the lock until the commit ends. A take-over
+//!   waits for that lock, so no commit of the old holder lands after the new token exists; a
+//!   holder paused inside a transaction is cut off by the server after
+//!   `idle_in_transaction_session_timeout` (the lease), which releases the lock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use brasa_subscriber::StoreError;
+use postgres::{Client, NoTls};
+
+use crate::{migrate, pg_err, PgError};
+
+/// What the database says about the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseAnswer {
+    /// This node holds it with this token.
+    Held(u64),
+    /// Another node holds an unexpired lease.
+    HeldBy {
+        /// Its name.
+        holder: String,
+        /// Its token.
+        token: u64,
+    },
+    /// The renewed lease is no longer this node's.
+    Lost,
+}
+
+/// The lease row as stored (`brasa sm status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    /// The last node that took it ("" before the first take-over).
+    pub holder: String,
+    /// Its fencing token (0 before the first take-over).
+    pub token: u64,
+    /// Milliseconds until it expires by the database's clock (negative: expired).
+    pub expires_in_ms: i64,
+}
+
+/// The token a fenced store commits with, shared between the leadership task (which sets it)
+/// and the store thread (which checks it in every commit). No token: every commit is refused.
+#[derive(Debug, Clone, Default)]
+pub struct Fence(Arc<AtomicU64>);
+
+impl Fence {
+    /// Sets (or, with `None`, clears) the token.
+    pub fn set(&self, token: Option<u64>) {
+        self.0.store(token.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    /// The current token.
+    pub fn get(&self) -> Option<u64> {
+        match self.0.load(Ordering::SeqCst) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+}
+
+/// The leadership connection of one node (separate from the store's, so that a long commit
+/// never delays a renewal).
+pub struct PgLease {
+    client: Client,
+    node: String,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn token(t: i64) -> u64 {
+    u64::try_from(t).unwrap_or(0)
+}
+
+impl PgLease {
+    /// Connects as node `node` (its name in the lease row) and migrates the schema.
+    pub fn connect(url: &str, node: &str) -> Result<PgLease, StoreError> {
+        let config: postgres::Config = url.parse().map_err(pg_err)?;
+        let mut client = config.connect(NoTls).map_err(pg_err)?;
+        migrate(&mut client)?;
+        // A take-over waits for the old holder's commit in progress; never for long.
+        client
+            .batch_execute("SET lock_timeout = '2s'")
+            .map_err(pg_err)?;
+        Ok(PgLease {
+            client,
+            node: node.to_owned(),
+        })
+    }
+
+    /// Takes the lease if it has expired.
+    pub fn acquire(&mut self, lease: Duration) -> Result<LeaseAnswer, StoreError> {
+        let taken = self
+            .client
+            .query_opt(
+                "UPDATE sm_lease SET holder = $1, token = token + 1, \
+                 expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond' \
+                 WHERE id = 1 AND expires_at < clock_timestamp() RETURNING token",
+                &[&self.node, &(millis(lease) as f64)],
+            )
+            .map_err(pg_err)?;
+        match taken {
+            Some(row) => Ok(LeaseAnswer::Held(token(row.get(0)))),
+            None => {
+                let row = self.status()?;
+                Ok(LeaseAnswer::HeldBy {
+                    holder: row.holder,
+                    token: row.token,
+                })
+            }
+        }
+    }
+
+    /// Extends the lease held with `held`.
+    pub fn renew(&mut self, held: u64, lease: Duration) -> Result<LeaseAnswer, StoreError> {
+        let held = i64::try_from(held).map_err(|_| fenced(held))?;
+        let renewed = self
+            .client
+            .query_opt(
+                "UPDATE sm_lease SET expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond' \
+                 WHERE id = 1 AND token = $1 AND expires_at >= clock_timestamp() RETURNING token",
+                &[&held, &(millis(lease) as f64)],
+            )
+            .map_err(pg_err)?;
+        Ok(match renewed {
+            Some(row) => LeaseAnswer::Held(token(row.get(0))),
+            None => LeaseAnswer::Lost,
+        })
+    }
+
+    /// The lease row.
+    pub fn status(&mut self) -> Result<LeaseRow, StoreError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT holder, token, \
+                 (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint \
+                 FROM sm_lease WHERE id = 1",
+                &[],
+            )
+            .map_err(pg_err)?;
+        Ok(LeaseRow {
+            holder: row.get(0),
+            token: token(row.get(1)),
+            expires_in_ms: row.get::<_, Option<i64>>(2).unwrap_or(i64::MIN),
+        })
+    }
+}
+
+pub(crate) fn fenced(token: u64) -> StoreError {
+    StoreError::Fenced(format!(
+        "fencing token {token} is not the lease's current token, or the lease has expired"
+    ))
+}
+
+/// Locks the lease row for the rest of `txn` if `fence` holds the current token of an
+/// unexpired lease; refuses the commit otherwise.
+pub(crate) fn check(txn: &mut postgres::Transaction<'_>, fence: &Fence) -> Result<(), StoreError> {
+    let Some(held) = fence.get() else {
+        return Err(StoreError::Fenced(
+            "this node holds no lease (standby)".into(),
+        ));
+    };
+    let t = i64::try_from(held).map_err(|_| fenced(held))?;
+    let row = txn
+        .query_opt(
+            "SELECT 1 FROM sm_lease WHERE id = 1 AND token = $1 \
+             AND expires_at > clock_timestamp() FOR SHARE",
+            &[&t],
+        )
+        .map_err(|e| StoreError::from(PgError::Postgres(e)))?;
+    match row {
+        Some(_) => Ok(()),
+        None => Err(fenced(held)),
+    }
+}

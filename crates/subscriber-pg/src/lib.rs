@@ -1,0 +1,363 @@
+//! `brasa-subscriber-pg`: the Subscriber Manager's records on PostgreSQL.
+//!
+//! [`PgStore`] implements [`SubscriberStore`] over one connection, the way the SM uses a store:
+//! one writer thread that group-commits (see `brasa-sm-net`'s service). The client is the
+//! synchronous `postgres` crate (the tokio-postgres family driven by a private runtime): the
+//! store trait is synchronous and is only ever called from that thread, so an async pool would
+//! add a hand-off per commit and nothing else.
+//!
+//! * **Schema.** Created and upgraded by [`migrate`] on every connect: the numbered
+//!   [`MIGRATIONS`] not yet recorded in `brasa_sm_schema` run in one transaction under an
+//!   advisory lock, so that nodes starting together migrate once. A database newer than this
+//!   binary is refused.
+//! * **Records.** `sm_vpns`, `sm_subscribers` (keyed by name) and `sm_leg_routes` (keyed by the
+//!   route's 42-byte key), each value the same JSON as the embedded store keeps, as `jsonb` so
+//!   that operators can query it with SQL.
+//! * **Durability.** [`SubscriberStore::apply_batch`] is one transaction: it returns once
+//!   PostgreSQL has committed it (`synchronous_commit` as the server is configured; `on`, its
+//!   default, is what makes an acknowledged change survive a crash of the server).
+//! * **Bulk.** A full load reads each table with `COPY … TO STDOUT (FORMAT binary)`; a batch of
+//!   more than [`COPY_ROWS`] rows for one table is written with `COPY … FROM STDIN (FORMAT
+//!   binary)` into a temporary table and merged with one `INSERT … ON CONFLICT`; smaller ones
+//!   (a group commit of logins) are one `INSERT … SELECT FROM unnest(…)` per table: one round
+//!   trip whatever their size.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_password_never_reaches_a_log_line() {
+        use super::redact_url;
+        assert_eq!(
+            redact_url("postgres://sm:s3cret@127.0.0.1:5432/brasa"),
+            "postgres://sm:***@127.0.0.1:5432/brasa"
+        );
+        assert_eq!(
+            redact_url("postgres://sm@127.0.0.1/brasa"),
+            "postgres://sm@127.0.0.1/brasa"
+        );
+        assert_eq!(
+            redact_url("host=127.0.0.1 user=sm"),
+            "host=127.0.0.1 user=sm"
+        );
+    }
+}
+
+mod json;
+pub mod lease;
+mod migrate;
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use brasa_subscriber::store::{decode_route, decode_subscriber, decode_vpn, for_each_write};
+use brasa_subscriber::{ChangeSet, Snapshot, StoreError, StoredWrite, SubscriberStore};
+use postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutIter};
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, NoTls, Statement, Transaction};
+
+use json::Json;
+use lease::Fence;
+pub use migrate::{migrate, schema_version, Migration, MIGRATIONS};
+
+/// The backend's name in [`StoreError::Backend`].
+const BACKEND: &str = "PostgreSQL";
+
+/// Rows of one table in one batch above which the batch goes through `COPY` (an import, a
+/// migration) rather than one `unnest` statement (a group commit of logins).
+pub const COPY_ROWS: usize = 4096;
+
+/// Why the PostgreSQL store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The server or the connection failed.
+    #[error(transparent)]
+    Postgres(#[from] postgres::Error),
+    /// The database was migrated by a newer brasa.
+    #[error(
+        "the database's schema is version {found}, newer than this brasa knows ({known}): \
+         run the newer brasa or restore an older database"
+    )]
+    SchemaTooNew {
+        /// Version recorded in the database.
+        found: i32,
+        /// Newest version this binary knows.
+        known: i32,
+    },
+}
+
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> StoreError {
+        StoreError::Backend {
+            backend: BACKEND,
+            source: Box::new(e),
+        }
+    }
+}
+
+fn pg_err(e: postgres::Error) -> StoreError {
+    PgError::Postgres(e).into()
+}
+
+/// Checks a connection URL (or key=value string) without connecting.
+pub fn check_url(url: &str) -> Result<(), String> {
+    url.parse::<postgres::Config>()
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// `url` with its password replaced by `***` (for logs and messages).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}{path}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The SQL of one record table, prepared once per connection.
+struct TableSql {
+    /// `$1` keys, `$2` values: insert or replace.
+    upsert: Statement,
+    /// `$1` keys: delete.
+    delete: Statement,
+    /// Moves the rows copied into the staging table into the table.
+    merge_staged: Statement,
+    /// `COPY <staging> FROM STDIN (FORMAT binary)`.
+    copy_in: String,
+    /// `COPY (SELECT key, data FROM <table>) TO STDOUT (FORMAT binary)`.
+    copy_out: String,
+    key_type: Type,
+}
+
+impl TableSql {
+    fn prepare(
+        client: &mut Client,
+        table: &str,
+        key: &str,
+        key_type: Type,
+    ) -> Result<Self, StoreError> {
+        let sql_type = if key_type == Type::BYTEA {
+            "bytea"
+        } else {
+            "text"
+        };
+        let staging = format!("{table}_staging");
+        // A temporary table lives as long as the session; ON COMMIT DELETE ROWS empties it at
+        // the end of every transaction, so a failed batch leaves nothing behind.
+        client
+            .batch_execute(&format!(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"
+            ))
+            .map_err(pg_err)?;
+        let upsert = client
+            .prepare(&format!(
+                "INSERT INTO {table} ({key}, data) SELECT * FROM unnest($1::{sql_type}[], $2::jsonb[]) \
+                 ON CONFLICT ({key}) DO UPDATE SET data = EXCLUDED.data"
+            ))
+            .map_err(pg_err)?;
+        let delete = client
+            .prepare(&format!(
+                "DELETE FROM {table} WHERE {key} = ANY($1::{sql_type}[])"
+            ))
+            .map_err(pg_err)?;
+        let merge_staged = client
+            .prepare(&format!(
+                "INSERT INTO {table} ({key}, data) SELECT {key}, data FROM {staging} \
+                 ON CONFLICT ({key}) DO UPDATE SET data = EXCLUDED.data"
+            ))
+            .map_err(pg_err)?;
+        Ok(TableSql {
+            upsert,
+            delete,
+            merge_staged,
+            copy_in: format!("COPY {staging} ({key}, data) FROM STDIN (FORMAT binary)"),
+            copy_out: format!("COPY (SELECT {key}, data FROM {table}) TO STDOUT (FORMAT binary)"),
+            key_type,
+        })
+    }
+}
+
+/// The writes of one batch to one table, one per key (the last one wins).
+struct TableWrites<K> {
+    rows: HashMap<K, Option<Vec<u8>>>,
+}
+
+impl<K: Hash + Eq + ToSql + Sync> TableWrites<K> {
+    fn new() -> Self {
+        TableWrites {
+            rows: HashMap::new(),
+        }
+    }
+
+    fn set(&mut self, key: K, value: Option<&[u8]>) {
+        self.rows.insert(key, value.map(<[u8]>::to_vec));
+    }
+
+    fn execute(self, txn: &mut Transaction<'_>, sql: &TableSql) -> Result<(), StoreError> {
+        let mut keys = Vec::with_capacity(self.rows.len());
+        let mut values = Vec::with_capacity(self.rows.len());
+        let mut deleted = Vec::new();
+        for (key, value) in self.rows {
+            match value {
+                Some(v) => {
+                    keys.push(key);
+                    values.push(v);
+                }
+                None => deleted.push(key),
+            }
+        }
+        if !deleted.is_empty() {
+            txn.execute(&sql.delete, &[&deleted]).map_err(pg_err)?;
+        }
+        if keys.len() > COPY_ROWS {
+            let sink = txn.copy_in(sql.copy_in.as_str()).map_err(pg_err)?;
+            let mut writer = BinaryCopyInWriter::new(sink, &[sql.key_type.clone(), Type::JSONB]);
+            for (key, value) in keys.iter().zip(&values) {
+                writer.write(&[key, &Json(value)]).map_err(pg_err)?;
+            }
+            writer.finish().map_err(pg_err)?;
+            txn.execute(&sql.merge_staged, &[]).map_err(pg_err)?;
+        } else if !keys.is_empty() {
+            let values: Vec<Json<'_>> = values.iter().map(|v| Json(v)).collect();
+            txn.execute(&sql.upsert, &[&keys, &values])
+                .map_err(pg_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// The SM's records in a PostgreSQL database.
+pub struct PgStore {
+    client: Client,
+    fence: Option<Fence>,
+    vpns: TableSql,
+    subscribers: TableSql,
+    routes: TableSql,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/database`, or the key=value
+    /// form), creates or upgrades the schema and prepares the statements.
+    ///
+    /// Blocks: call it from a thread that is not running async tasks (the client drives a
+    /// private runtime).
+    pub fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let config: postgres::Config = url.parse().map_err(pg_err)?;
+        let mut client = config.connect(NoTls).map_err(pg_err)?;
+        migrate(&mut client)?;
+        let vpns = TableSql::prepare(&mut client, "sm_vpns", "name", Type::TEXT)?;
+        let subscribers = TableSql::prepare(&mut client, "sm_subscribers", "name", Type::TEXT)?;
+        let routes = TableSql::prepare(&mut client, "sm_leg_routes", "key", Type::BYTEA)?;
+        Ok(PgStore {
+            client,
+            fence: None,
+            vpns,
+            subscribers,
+            routes,
+        })
+    }
+
+    /// Makes every later commit check `fence`'s token against the lease row (active/standby
+    /// nodes; see [`lease`]): without the current token of an unexpired lease a commit is
+    /// refused with [`StoreError::Fenced`] and writes nothing. A transaction left open longer
+    /// than `lease` (a paused process) is ended by the server, so that it cannot hold up a
+    /// take-over.
+    pub fn with_fence(
+        mut self,
+        fence: Fence,
+        lease: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        self.client
+            .batch_execute(&format!(
+                "SET idle_in_transaction_session_timeout = {}",
+                lease.as_millis().max(1)
+            ))
+            .map_err(pg_err)?;
+        self.fence = Some(fence);
+        Ok(self)
+    }
+
+    /// The connection (for the schema version, operator queries, tests).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+/// Streams every row of `sql`'s table to `row` (key, JSON value).
+fn copy_out(
+    txn: &mut Transaction<'_>,
+    sql: &TableSql,
+    mut row: impl FnMut(&postgres::binary_copy::BinaryCopyOutRow) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let reader = txn.copy_out(sql.copy_out.as_str()).map_err(pg_err)?;
+    let mut rows = BinaryCopyOutIter::new(reader, &[sql.key_type.clone(), Type::JSONB]);
+    while let Some(r) = rows.next().map_err(pg_err)? {
+        row(&r)?;
+    }
+    Ok(())
+}
+
+impl SubscriberStore for PgStore {
+    fn load(&mut self) -> Result<Snapshot, StoreError> {
+        let mut snapshot = Snapshot::default();
+        // One snapshot of the three tables: a standby that loads while the active commits
+        // must not see a subscriber without its VPN.
+        let mut txn = self
+            .client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(pg_err)?;
+        copy_out(&mut txn, &self.vpns, |row| {
+            let name: &str = row.try_get(0).map_err(pg_err)?;
+            let Json(data) = row.try_get(1).map_err(pg_err)?;
+            snapshot.vpns.push(decode_vpn(name, data)?);
+            Ok(())
+        })?;
+        copy_out(&mut txn, &self.subscribers, |row| {
+            let name: &str = row.try_get(0).map_err(pg_err)?;
+            let Json(data) = row.try_get(1).map_err(pg_err)?;
+            snapshot.subscribers.push(decode_subscriber(name, data)?);
+            Ok(())
+        })?;
+        copy_out(&mut txn, &self.routes, |row| {
+            let Json(data) = row.try_get(1).map_err(pg_err)?;
+            snapshot.routes.push(decode_route(data)?);
+            Ok(())
+        })?;
+        txn.commit().map_err(pg_err)?;
+        Ok(snapshot)
+    }
+
+    fn apply_batch(&mut self, batch: &[ChangeSet]) -> Result<(), StoreError> {
+        let mut vpns = TableWrites::<String>::new();
+        let mut subscribers = TableWrites::<String>::new();
+        let mut routes = TableWrites::<Vec<u8>>::new();
+        for_each_write(batch, |write| {
+            match write {
+                StoredWrite::Vpn { name, value } => vpns.set(name.to_owned(), value),
+                StoredWrite::Subscriber { name, value } => subscribers.set(name.to_owned(), value),
+                StoredWrite::Route { key, value } => routes.set(key.to_vec(), value),
+            }
+            Ok(())
+        })?;
+        let mut txn = self.client.transaction().map_err(pg_err)?;
+        if let Some(fence) = &self.fence {
+            lease::check(&mut txn, fence)?;
+        }
+        vpns.execute(&mut txn, &self.vpns)?;
+        subscribers.execute(&mut txn, &self.subscribers)?;
+        routes.execute(&mut txn, &self.routes)?;
+        txn.commit().map_err(pg_err)
+    }
+}

@@ -1,0 +1,89 @@
+//! Versioned schema migrations.
+
+use postgres::Client;
+
+use crate::PgError;
+
+/// One schema change, applied once per database.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Its number: migrations run in ascending order, each exactly once.
+    pub version: i32,
+    /// What it does (recorded in `brasa_sm_schema`).
+    pub name: &'static str,
+    /// The statements.
+    pub sql: &'static str,
+}
+
+/// Every migration, oldest first. Append only: a released migration is never edited.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "subscribers, VPNs and BGP LEG routes",
+        sql: "
+        CREATE TABLE sm_vpns (name text PRIMARY KEY, data jsonb NOT NULL);
+        CREATE TABLE sm_subscribers (name text PRIMARY KEY, data jsonb NOT NULL);
+        CREATE TABLE sm_leg_routes (key bytea PRIMARY KEY, data jsonb NOT NULL);
+    ",
+    },
+    Migration {
+        version: 2,
+        name: "the lease of the active SM node and its fencing token",
+        sql: "
+        CREATE TABLE sm_lease (
+            id smallint PRIMARY KEY CHECK (id = 1),
+            holder text NOT NULL,
+            token bigint NOT NULL,
+            expires_at timestamptz NOT NULL
+        );
+        INSERT INTO sm_lease VALUES (1, '', 0, '-infinity');
+    ",
+    },
+];
+
+/// Advisory lock key that serialises migrations of one database ("brasa_sm" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6272_6173_615f_736d;
+
+/// Applies every migration the database has not recorded, in one transaction (all or none);
+/// returns the schema version the database is at.
+pub fn migrate(client: &mut Client) -> Result<i32, PgError> {
+    let mut txn = client.transaction()?;
+    // Nodes started together: the first migrates, the others wait here and find it done.
+    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    txn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS brasa_sm_schema (
+             version integer PRIMARY KEY,
+             name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )?;
+    let found: i32 = txn
+        .query_one("SELECT coalesce(max(version), 0) FROM brasa_sm_schema", &[])?
+        .get(0);
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if found > known {
+        return Err(PgError::SchemaTooNew { found, known });
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > found) {
+        txn.batch_execute(m.sql)?;
+        txn.execute(
+            "INSERT INTO brasa_sm_schema (version, name) VALUES ($1, $2)",
+            &[&m.version, &m.name],
+        )?;
+    }
+    txn.commit()?;
+    Ok(known)
+}
+
+/// The schema version recorded in the database (0: never migrated).
+pub fn schema_version(client: &mut Client) -> Result<i32, PgError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('brasa_sm_schema') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    Ok(client
+        .query_one("SELECT coalesce(max(version), 0) FROM brasa_sm_schema", &[])?
+        .get(0))
+}

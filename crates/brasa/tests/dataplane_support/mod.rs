@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "../support/netns.rs"]
-mod netns;
-pub use netns::{run_ok, Netns};
+pub use brasa_testkit::netns::{run_ok, Netns};
 
 /// The MAC address of an interface inside a namespace.
 pub trait NetnsMac {

@@ -19,11 +19,11 @@ use brasa_services::kernel::{
 use futures_util::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
 };
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkUnspec, LinkVlan, LinkVrf, RouteMessageBuilder};
 
 /// Why a kernel operation failed.
@@ -237,9 +237,7 @@ impl Kernel {
                     .get()
                     .set_link_index_filter(index)
                     .execute()
-                    .try_filter(|message| {
-                        std::future::ready(address_of(message) == Some(*addr))
-                    })
+                    .try_filter(|message| std::future::ready(address_of(message) == Some(*addr)))
                     .try_next()
                     .await
                     .map_err(netlink)?;
@@ -411,10 +409,13 @@ fn vlan_protocol(protocol: VlanProtocol) -> rtnetlink::packet_route::link::VlanP
 }
 
 fn link_name(message: &LinkMessage) -> Option<String> {
-    message.attributes.iter().find_map(|attribute| match attribute {
-        LinkAttribute::IfName(name) => Some(name.clone()),
-        _ => None,
-    })
+    message
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        })
 }
 
 /// The address and prefix length of an address message (IFA_LOCAL where the kernel gives one:

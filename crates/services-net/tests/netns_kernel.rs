@@ -9,10 +9,13 @@ use brasa_services_net::Kernel;
 use brasa_testkit::netns::Netns;
 
 fn env() -> Environment {
-    let ports: Ports = [("eth1", Encapsulation::Dot1q), ("eth2", Encapsulation::Qinq)]
-        .into_iter()
-        .map(|(name, encap)| (PortName::new(name).unwrap(), encap))
-        .collect();
+    let ports: Ports = [
+        ("eth1", Encapsulation::Dot1q),
+        ("eth2", Encapsulation::Qinq),
+    ]
+    .into_iter()
+    .map(|(name, encap)| (PortName::new(name).unwrap(), encap))
+    .collect();
     Environment::new(ports)
 }
 
@@ -92,13 +95,23 @@ fn netns_kernel_plan_builds_l3_services_and_teardown_leaves_nothing() {
     let ns = setup();
     let before = kernel_state(&ns);
     let (config, plan) = plan_for(&ServiceConfig::default(), SERVICES);
-    in_ns(&ns, move |kernel, rt| rt.block_on(kernel.apply(&plan)).unwrap());
+    in_ns(&ns, move |kernel, rt| {
+        rt.block_on(kernel.apply(&plan)).unwrap()
+    });
 
     let links = ns.sh("ip -d link show");
-    let (dot1q, _) = kernel::vlan_link(&PortName::new("eth1").unwrap(), kernel::VlanRole::Dot1q(100));
-    let (outer, _) = kernel::vlan_link(&PortName::new("eth2").unwrap(), kernel::VlanRole::Outer(200));
-    let (inner, _) =
-        kernel::vlan_link(&PortName::new("eth2").unwrap(), kernel::VlanRole::Inner(200, 300));
+    let (dot1q, _) = kernel::vlan_link(
+        &PortName::new("eth1").unwrap(),
+        kernel::VlanRole::Dot1q(100),
+    );
+    let (outer, _) = kernel::vlan_link(
+        &PortName::new("eth2").unwrap(),
+        kernel::VlanRole::Outer(200),
+    );
+    let (inner, _) = kernel::vlan_link(
+        &PortName::new("eth2").unwrap(),
+        kernel::VlanRole::Inner(200, 300),
+    );
     assert!(links.contains(&format!("{dot1q}@eth1")), "{links}");
     assert!(links.contains("vlan protocol 802.1Q id 100"), "{links}");
     assert!(links.contains(&format!("{outer}@eth2")), "{links}");
@@ -112,15 +125,23 @@ fn netns_kernel_plan_builds_l3_services_and_teardown_leaves_nothing() {
     let base = ns.sh(&format!("ip -4 addr show dev {dot1q}"));
     assert!(base.contains("192.0.2.1/24"), "{base}");
     let in_vrf = ns.sh(&format!("ip addr show vrf {vrf}"));
-    assert!(in_vrf.contains("192.0.2.1/24") && in_vrf.contains("2001:db8:20::1/64"), "{in_vrf}");
+    assert!(
+        in_vrf.contains("192.0.2.1/24") && in_vrf.contains("2001:db8:20::1/64"),
+        "{in_vrf}"
+    );
     let main = ns.sh("ip route show proto 196");
     assert!(main.contains("203.0.113.0/24 via 192.0.2.9"), "{main}");
     let vrf_routes = ns.sh("ip route show table 10020 proto 196");
-    assert!(vrf_routes.contains("blackhole 198.51.100.0/24"), "{vrf_routes}");
+    assert!(
+        vrf_routes.contains("blackhole 198.51.100.0/24"),
+        "{vrf_routes}"
+    );
 
     // Everything down again: the kernel is as it was before the services.
     let (_, teardown) = plan_for(&config, "configure service\nies 10\nshutdown\nexit\nno ies 10\nvprn 20\nshutdown\nexit\nno vprn 20\nexit\n");
-    in_ns(&ns, move |kernel, rt| rt.block_on(kernel.apply(&teardown)).unwrap());
+    in_ns(&ns, move |kernel, rt| {
+        rt.block_on(kernel.apply(&teardown)).unwrap()
+    });
     assert_eq!(kernel_state(&ns), before);
 }
 
@@ -129,18 +150,27 @@ fn netns_kernel_plan_failing_midway_leaves_the_kernel_as_it_was() {
     let ns = setup();
     // Something that is not brasa's holds the name of the QinQ inner link: the kernel refuses
     // that creation, several steps into the plan.
-    let (inner, _) =
-        kernel::vlan_link(&PortName::new("eth2").unwrap(), kernel::VlanRole::Inner(200, 300));
+    let (inner, _) = kernel::vlan_link(
+        &PortName::new("eth2").unwrap(),
+        kernel::VlanRole::Inner(200, 300),
+    );
     ns.sh(&format!("ip link add {inner} type dummy"));
     let before = kernel_state(&ns);
     let (_, plan) = plan_for(&ServiceConfig::default(), SERVICES);
     let failing = plan
         .steps
         .iter()
-        .position(|step| matches!(step, kernel::KernelStep::CreateLink { name, .. } if *name == inner))
+        .position(
+            |step| matches!(step, kernel::KernelStep::CreateLink { name, .. } if *name == inner),
+        )
         .unwrap();
-    assert!(failing >= 2, "the failure must come after other steps: {failing}");
-    let error = in_ns(&ns, move |kernel, rt| rt.block_on(kernel.apply(&plan)).unwrap_err());
+    assert!(
+        failing >= 2,
+        "the failure must come after other steps: {failing}"
+    );
+    let error = in_ns(&ns, move |kernel, rt| {
+        rt.block_on(kernel.apply(&plan)).unwrap_err()
+    });
     assert_eq!(error.failed_at, failing);
     assert!(error.rollback.is_ok(), "{error}");
     assert_eq!(error.error.errno(), Some(17), "EEXIST expected: {error}");
@@ -153,7 +183,9 @@ fn netns_kernel_reconcile_after_a_crash_removes_what_brasa_left() {
     let before = kernel_state(&ns);
     let (_, plan) = plan_for(&ServiceConfig::default(), SERVICES);
     // A daemon that built the services and died without tearing them down.
-    in_ns(&ns, move |kernel, rt| rt.block_on(kernel.apply(&plan)).unwrap());
+    in_ns(&ns, move |kernel, rt| {
+        rt.block_on(kernel.apply(&plan)).unwrap()
+    });
     assert_ne!(kernel_state(&ns), before);
     // The next start, with no services configured, finds and removes them all.
     in_ns(&ns, move |kernel, rt| {

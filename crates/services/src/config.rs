@@ -27,25 +27,25 @@ use crate::limits;
 use crate::model::*;
 
 /// What a transaction is checked against besides the configuration: the data plane's ports and
-/// the kernel numbering brasa uses.
+/// the names brasa gives kernel objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Environment {
     /// Data-plane ports with their encapsulations; every SAP's port must be one of them.
     pub ports: Ports,
-    /// The routing table of VPRN `N` is `vrf_table_base + N`.
-    pub vrf_table_base: u32,
+    /// This daemon's instance name: VPRN `N` lives in network namespace `<instance>-vprn-N`, so
+    /// that two daemons on one host keep apart.
+    pub instance: String,
 }
 
-/// The default [`Environment::vrf_table_base`]: clear of the kernel's reserved tables
-/// (253..=255) and of small numbers operators use by hand.
-pub const DEFAULT_VRF_TABLE_BASE: u32 = 10_000;
+/// The default [`Environment::instance`].
+pub const DEFAULT_INSTANCE: &str = "brasa";
 
 impl Environment {
-    /// An environment with these ports and the default table numbering.
+    /// An environment with these ports and the default instance name.
     pub fn new(ports: Ports) -> Self {
         Self {
             ports,
-            vrf_table_base: DEFAULT_VRF_TABLE_BASE,
+            instance: DEFAULT_INSTANCE.to_string(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! `brasa curling cafe` as a standalone daemon: real UDP in and out, bad input counted and
 //! dropped, and `brasa curling show` against its management API.
 
+mod process;
+
 use brasa_curling::wire::{self, ChunkHeader, Configure, Message};
 use serde_json::Value;
 use std::net::{SocketAddrV4, UdpSocket};
@@ -170,4 +172,88 @@ fn cafe_daemon_forwards_counts_bad_input_and_shows_its_table() {
         "{text}"
     );
     assert!(text.contains("configure_not_local"), "{text}");
+}
+
+/// SIGTERM stops an entity daemon in order: exit status 0, and its UDP endpoint and management
+/// API are free again.
+#[test]
+fn entity_daemon_exits_0_and_releases_its_sockets_on_sigterm() {
+    let crme = UdpSocket::bind("127.44.2.1:3000").unwrap();
+    crme.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let api = format!("127.0.0.1:{}", free_tcp_port());
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_brasa"))
+            .args(["curling", "cafe", "2.2", "2000", "2.1", "3000", "0"])
+            .args(["--net", "44", "--mgmt-listen", &api])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Up once its Announce arrives and its API answers.
+    let mut buf = [0u8; 2048];
+    let (len, _) = crme.recv_from(&mut buf).unwrap();
+    assert!(matches!(
+        Message::parse(&buf[..len]).unwrap(),
+        Message::Announce(_)
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !Command::new(env!("CARGO_BIN_EXE_brasa"))
+        .args(["curling", "show", "--api", &api])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the management API never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let status = process::terminate(&mut daemon.0);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut daemon.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    UdpSocket::bind("127.44.2.2:2000").unwrap();
+    std::net::TcpListener::bind(&api).unwrap();
+}
+
+/// Bad entity arguments name the argument; a bad scenario line names file:line:col.
+#[test]
+fn bad_arguments_and_scenario_lines_are_located() {
+    let out = Command::new(env!("CARGO_BIN_EXE_brasa"))
+        .args(["curling", "cafe", "2.2", "2000", "2.1", "port", "0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(
+            "invalid argument \"port\": myCRMEaddr port: expected a number, found \"port\""
+        ),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("bad.scn");
+    std::fs::write(
+        &scenario,
+        "# a CRME and a mistyped CAFE\n+0 ON_ROUTER 2.1 usr.curling.Crme 3000 0 0\n+0 ON_ROUTER 2.2 usr.curling.Cafee 2000 2.1 3000 0\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_brasa"))
+        .args(["curling", "run"])
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("bad.scn:3:18: unknown class or command \"usr.curling.Cafee\""),
+        "{stderr}"
+    );
 }

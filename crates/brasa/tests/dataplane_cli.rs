@@ -122,3 +122,53 @@ fn cafe_without_a_daemon_says_so() {
         "{stderr}"
     );
 }
+
+/// Values the TOML parser accepts but the data plane cannot use are located too, before any
+/// interface is touched.
+#[test]
+fn invalid_values_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dp.toml");
+    let interface = "[[dataplane.interface]]\nname = \"eth0\"\n";
+    let cases = [
+        (
+            format!("[dataplane]\nbatch_size = 0\n{interface}"),
+            "dp.toml:2:14: batch_size = 0: expected 1 to 4096 packets",
+        ),
+        (
+            format!("[dataplane]\nexpiry_interval = \"1ms\"\n{interface}"),
+            "dp.toml:2:19: expiry_interval = \"1ms\": expected at least \"10ms\"",
+        ),
+        (
+            format!("[dataplane]\nworkers = 0\n{interface}"),
+            "dp.toml:2:11: workers = 0: expected at least 1 worker thread",
+        ),
+        (
+            format!("[dataplane]\nring_blocks = 1\n{interface}"),
+            "dp.toml:2:15: ring_blocks = 1: expected at least 2",
+        ),
+        (
+            "[dataplane]\n[[dataplane.interface]]\nname = \"a-very-long-name0\"\n".to_string(),
+            "dp.toml:3:8: invalid interface name \"a-very-long-name0\": expected 1 to 15 characters",
+        ),
+        (
+            format!("[dataplane]\n{interface}{interface}"),
+            "dp.toml:5:8: interface \"eth0\" is listed twice",
+        ),
+        (
+            format!("[dataplane]\ntun = \"tun/0\"\n{interface}"),
+            "dp.toml:2:7: invalid TUN device name \"tun/0\"",
+        ),
+        (
+            "[api]\nlisten = \"127.0.0.1:7781\"\n[dataplane]\n".to_string(),
+            "dp.toml:3:1: [dataplane] needs at least one [[dataplane.interface]]",
+        ),
+    ];
+    for (config, expected) in cases {
+        std::fs::write(&path, &config).unwrap();
+        let out = brasa(&["dataplane", "-c", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{config}");
+        assert!(stderr.contains(expected), "{config}\n{stderr}");
+    }
+}

@@ -686,25 +686,55 @@ fn serial_python_cache_persists_across_kill_9() {
     );
 }
 
+/// Two nodes' configs (fixed ports, so that a restarted node finds its own again): the seed
+/// policy on each, whose caches name each other as `mcs_peer` with the given tag and key.
+struct SyncPair {
+    api: [SocketAddr; 2],
+    auth: [u16; 2],
+    config: [String; 2],
+}
+
+/// A pair on `127.0.79.{a}` and `127.0.79.{b}` (sync ports taken free from the OS).
+fn sync_pair(a: u8, b: u8, tags: [&str; 2], keys: [&str; 2]) -> SyncPair {
+    let ips = [format!("127.0.79.{a}"), format!("127.0.79.{b}")];
+    let sync = [
+        format!("{}:{}", ips[0], free_tcp_port(&ips[0])),
+        format!("{}:{}", ips[1], free_tcp_port(&ips[1])),
+    ];
+    let api = [api_address(), api_address()];
+    let auth = [free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1")];
+    let config = [0, 1].map(|me| {
+        let peer = 1 - me;
+        seed_node_config(
+            api[me],
+            auth[me],
+            &seed_policy_python(
+                &format!("mcs_peer = \"{}\"\nsync_tag = \"{}\"", sync[peer], tags[me]),
+                &format!(
+                    "cache_sync_listen = \"{}\"\ncache_sync_key = \"{}\"",
+                    sync[me], keys[me]
+                ),
+            ),
+        )
+    });
+    SyncPair { api, auth, config }
+}
+
+/// The one multi-chassis peer of the daemon at `api`, as `show python statistics --json`
+/// reports it.
+fn sync_peer(api: SocketAddr) -> serde_json::Value {
+    brasa_json(api, &["show", "python", "statistics"])["caches"]["sync"]["peers"][0].clone()
+}
+
 #[test]
 fn serial_python_caches_sync_between_two_daemons_and_a_restarted_one_resyncs() {
     let dir = tempfile::tempdir().unwrap();
-    let (api_a, api_b) = (api_address(), api_address());
-    let (auth_a, auth_b) = (free_udp_port("127.0.0.1"), free_udp_port("127.0.0.1"));
-    let node = |api, auth, me: &str, peer: &str| {
-        seed_node_config(
-            api,
-            auth,
-            &seed_policy_python(
-                &format!("mcs_peer = \"{peer}\"\nsync_tag = \"bng-pair\""),
-                &format!("cache_sync_listen = \"{me}\""),
-            ),
-        )
-    };
-    let config_a = node(api_a, auth_a, "127.0.79.1:7792", "127.0.79.2:7792");
-    let config_b = node(api_b, auth_b, "127.0.79.2:7792", "127.0.79.1:7792");
-    let _a = start_brasa(&dir.path().join("a"), &config_a, api_a);
-    let mut b = start_brasa(&dir.path().join("b"), &config_b, api_b);
+    let pair = sync_pair(1, 2, ["bng-pair", "bng-pair"], ["s3cret", "s3cret"]);
+    let (api_a, api_b) = (pair.api[0], pair.api[1]);
+    let auth_a = pair.auth[0];
+    let (config_a, config_b) = (&pair.config[0], &pair.config[1]);
+    let _a = start_brasa(&dir.path().join("a"), config_a, api_a);
+    let mut b = start_brasa(&dir.path().join("b"), config_b, api_b);
 
     authenticate(auth_a);
     eventually("the entry on b", Duration::from_secs(20), || {
@@ -717,7 +747,7 @@ fn serial_python_caches_sync_between_two_daemons_and_a_restarted_one_resyncs() {
     b.child.kill().unwrap();
     b.child.wait().unwrap();
     drop(b);
-    let _b = start_brasa(&dir.path().join("b"), &config_b, api_b);
+    let _b = start_brasa(&dir.path().join("b"), config_b, api_b);
     eventually("the resync of b", Duration::from_secs(30), || {
         dump(api_b, "python-policy-1")
             .first()
@@ -740,11 +770,217 @@ fn serial_python_caches_sync_between_two_daemons_and_a_restarted_one_resyncs() {
     eventually("the clear on a", Duration::from_secs(20), || {
         dump(api_a, "python-policy-1").is_empty()
     });
-    let stats = brasa_json(api_a, &["show", "python", "statistics"]);
-    assert_eq!(
-        stats["caches"]["peers"][0]["state"], "synchronised",
-        "{stats}"
+    for api in [api_a, api_b] {
+        let peer = sync_peer(api);
+        assert_eq!(peer["outbound"]["state"], "synchronised", "{peer}");
+        assert_eq!(peer["inbound"]["state"], "synchronised", "{peer}");
+        assert_eq!(peer["outbound"]["auth_failures"], 0, "{peer}");
+    }
+}
+
+/// Starts both nodes of `pair`, saves an entry on each, and waits until both directions of
+/// both links show `state`; then checks that nothing crossed and that the key never reached
+/// a log, the statistics or the metrics. Returns the running daemons.
+fn refused_sync(
+    dir: &Path,
+    pair: &SyncPair,
+    state: &str,
+    counter: &str,
+    secrets: [&str; 2],
+) -> [Daemon; 2] {
+    let a = start_brasa(&dir.join("a"), &pair.config[0], pair.api[0]);
+    let b = start_brasa(&dir.join("b"), &pair.config[1], pair.api[1]);
+    authenticate(pair.auth[0]);
+    assert_eq!(dump(pair.api[0], "python-policy-1").len(), 1);
+    for api in pair.api {
+        eventually(
+            &format!("{state} on both directions of {api}"),
+            Duration::from_secs(20),
+            || {
+                let peer = sync_peer(api);
+                peer["outbound"]["state"] == state && peer["inbound"]["state"] == state
+            },
+        );
+    }
+    // The refusal is counted, the dialling side sent no event, and nothing crossed.
+    for api in pair.api {
+        let peer = sync_peer(api);
+        assert!(peer["outbound"][counter].as_u64().unwrap() >= 1, "{peer}");
+        assert!(peer["inbound"][counter].as_u64().unwrap() >= 1, "{peer}");
+        assert_eq!(peer["outbound"]["resync_events"], 0, "{peer}");
+        assert_eq!(peer["outbound"]["events_sent"], 0, "{peer}");
+        assert_eq!(peer["inbound"]["applied"], 0, "{peer}");
+        let metrics = http_get(api, "/metrics");
+        let series = format!("direction=\"outbound\",state=\"{state}\"}} 1");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("brasa_python_cache_peer_state{") && l.ends_with(&series)),
+            "{metrics}"
+        );
+        let human = brasa(api, &["show", "python", "statistics"]);
+        let human = String::from_utf8_lossy(&human.stdout).into_owned();
+        assert!(human.contains(state), "{human}");
+        for secret in secrets {
+            assert!(!metrics.contains(secret) && !human.contains(secret));
+        }
+    }
+    assert!(dump(pair.api[1], "python-policy-1").is_empty());
+    for daemon in [&a, &b] {
+        let log = daemon.log_text();
+        for secret in secrets {
+            assert!(!log.contains(secret), "the key is in the log:\n{log}");
+        }
+    }
+    [a, b]
+}
+
+#[test]
+fn serial_python_cache_sync_with_differing_tags_shows_tag_mismatch_and_replicates_nothing() {
+    let pair = sync_pair(
+        11,
+        12,
+        ["bng-pair", "bng-pear"],
+        ["k3y-shared", "k3y-shared"],
     );
+    let dir = tempfile::tempdir().unwrap();
+    let _daemons = refused_sync(
+        dir.path(),
+        &pair,
+        "tag-mismatch",
+        "tag_mismatches",
+        ["k3y-shared", "k3y-shared"],
+    );
+    let peer = sync_peer(pair.api[0]);
+    let error = peer["outbound"]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("only here [\"bng-pair\"], only on the peer [\"bng-pear\"]"),
+        "{error}"
+    );
+}
+
+#[test]
+fn serial_python_cache_sync_with_a_wrong_key_is_refused_and_replicates_nothing() {
+    let pair = sync_pair(21, 22, ["bng-pair", "bng-pair"], ["right-k3y", "wrong-k3y"]);
+    let dir = tempfile::tempdir().unwrap();
+    refused_sync(
+        dir.path(),
+        &pair,
+        "auth-failed",
+        "auth_failures",
+        ["right-k3y", "wrong-k3y"],
+    );
+}
+
+const UTF8_USER: &str = "Zoë O'Brien+vlan/42@fibre.example";
+
+const UTF8_SCRIPT: &str = r#"from alc import radius, cache
+# Every accounting request stores its User-Name; two keys no dump can print as text come along.
+cache.save(b"seen", radius.attributes.get(1))
+cache.save(b"bell", b"ring\x07")
+cache.save(b"binary", b"\xff\xfe")
+"#;
+
+#[test]
+fn serial_python_utf8_cache_keys_are_shown_as_text_and_work_as_string_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let brasa_dir = dir.path().join("brasa");
+    std::fs::create_dir_all(&brasa_dir).unwrap();
+    std::fs::write(brasa_dir.join("names.py"), UTF8_SCRIPT).unwrap();
+    let api = api_address();
+    let acct = free_udp_port("127.0.0.1");
+    let python = r#"[python]
+[[python.script]]
+name = "names"
+file = "names.py"
+[[python.policy]]
+name = "names"
+radius = [{ message = "accounting-request", direction = "egress", script = "names" }]
+[python.policy.cache]
+"#;
+    let config = local_python_config(api, &[(acct, "names")], python);
+    let _daemon = start_brasa(&brasa_dir, &config, api);
+    send_accounting(acct, UTF8_USER);
+
+    assert_eq!(entry(api, UTF8_USER.as_bytes())["key"], UTF8_USER);
+    assert_eq!(
+        entry(api, b"ring\x07")["key"],
+        "ring\u{7}",
+        "valid UTF-8 is text in JSON"
+    );
+    assert_eq!(entry(api, b"\xff\xfe")["key"], serde_json::Value::Null);
+
+    let human = brasa(
+        api,
+        &["tools", "dump", "python", "python-policy", "names", "cache"],
+    );
+    let human = String::from_utf8_lossy(&human.stdout).into_owned();
+    assert!(
+        human.contains(&format!("Key       : {UTF8_USER}\n")),
+        "{human}"
+    );
+    assert!(
+        human.contains("Key       : (hex) 72 69 6e 67 07\n"),
+        "{human}"
+    );
+    assert!(human.contains("Key       : (hex) ff fe\n"), "{human}");
+
+    let done = brasa_json(
+        api,
+        &[
+            "tools",
+            "perform",
+            "python-policy",
+            "names",
+            "cache",
+            "--string-key",
+            UTF8_USER,
+            "set-lifetime",
+            "120",
+        ],
+    );
+    assert_eq!(done["lifetime"], 120);
+    assert!(
+        done["detail"].as_str().unwrap().contains(UTF8_USER),
+        "{done}"
+    );
+    assert!(remaining_ms(&entry(api, UTF8_USER.as_bytes())) <= 120_000);
+    let cleared = brasa(
+        api,
+        &[
+            "clear",
+            "python",
+            "python-policy",
+            "names",
+            "cache",
+            "--string-key",
+            UTF8_USER,
+        ],
+    );
+    assert!(
+        cleared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleared.stderr)
+    );
+    assert!(String::from_utf8_lossy(&cleared.stdout).contains(UTF8_USER));
+    assert_eq!(
+        dump(api, "names").len(),
+        2,
+        "only the UTF-8 entry was cleared"
+    );
+}
+
+/// The entry with key `key` in the dump of policy `names` now.
+fn entry(api: SocketAddr, key: &[u8]) -> serde_json::Value {
+    let key_hex = key
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    dump(api, "names")
+        .into_iter()
+        .find(|e| e["key_hex"] == key_hex.as_str())
+        .unwrap_or_else(|| panic!("no entry with key {key_hex}"))
 }
 
 #[test]
@@ -806,6 +1042,21 @@ fn python_config_errors_name_file_line_and_column() {
     ));
     assert!(err.contains("bad.toml:15:14"), "{err}");
     assert!(err.contains("invalid size \"lots\""), "{err}");
+    let err = check(&format!(
+        "[python]\ncache_sync_listen = \"127.0.0.1:7791\"\n{}",
+        &base["[python]\n".len()..]
+    ));
+    assert!(err.contains("bad.toml:9:21"), "{err}");
+    assert!(
+        err.contains("cache_sync_listen needs cache_sync_key"),
+        "{err}"
+    );
+    let err = check(&format!(
+        "[python]\ncache_sync_key = \"\"\ncache_sync_listen = \"127.0.0.1:7791\"\n{}",
+        &base["[python]\n".len()..]
+    ));
+    assert!(err.contains("bad.toml:9:18"), "{err}");
+    assert!(err.contains("must not be empty"), "{err}");
     let err = check("[python]\n[[python.script]]\nname = \"s\"\nfile = \"missing.py\"\n[[python.policy]]\nname = \"p\"\n");
     assert!(err.contains("bad.toml:11:8"), "{err}");
     assert!(err.contains("does not exist"), "{err}");

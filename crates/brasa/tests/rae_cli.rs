@@ -3,8 +3,10 @@
 //! starts from; the CME receives the domain's prefixes and provisioning; the show commands and
 //! /metrics answer. Also `brasa rae convert` for the TOML equivalent.
 
-use brasa_comet::rae::proto;
-use brasa_comet::rae::wire::{self, CmeMessage, Frame};
+mod process;
+
+use brasa_rae::proto;
+use brasa_rae::wire::{self, CmeMessage, Frame};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -200,6 +202,10 @@ fn appendix_a_script_config_starts_the_daemon_and_reports_to_the_cme() {
     let metrics = ureq_get(&format!("http://{api}/metrics"));
     assert!(metrics.contains("brasa_rae_routes 4"), "{metrics}");
     assert!(
+        metrics.contains("brasa_rae_cme_replies_total "),
+        "{metrics}"
+    );
+    assert!(
         metrics.contains("brasa_rae_peer_up{peer_as=\"5\"} 0"),
         "{metrics}"
     );
@@ -257,16 +263,13 @@ fn toml_config_converts_to_the_binary_message() {
     );
 }
 
-#[test]
-fn config_from_toml_starts_the_daemon() {
-    let dir = tempfile::tempdir().unwrap();
-    let rae_port = free_port("127.0.3.2");
-    let (cme_port, requests) = start_cme();
-    let toml = std::fs::read_to_string(repo_root().join("examples/rae/rae11.toml"))
+/// examples/rae/rae11.toml with the RAE on `ip:rae_port` and its CME on 127.0.0.1:`cme_port`.
+fn example_toml(ip: &str, rae_port: u16, cme_port: u16) -> String {
+    std::fs::read_to_string(repo_root().join("examples/rae/rae11.toml"))
         .unwrap()
         .replace(
             "local_ip_address = \"127.0.3.1\"",
-            "local_ip_address = \"127.0.3.2\"",
+            &format!("local_ip_address = \"{ip}\""),
         )
         .replace(
             "local_port_number = 10001",
@@ -275,24 +278,30 @@ fn config_from_toml_starts_the_daemon() {
         .replace(
             "cme_port_number = 9090",
             &format!("cme_port_number = {cme_port}"),
-        );
-    let path = dir.path().join("rae.toml");
-    std::fs::write(&path, toml).unwrap();
-    let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let _daemon = Daemon(
+        )
+}
+
+fn start_from_toml(path: &Path, api: &str, stderr: Stdio) -> Daemon {
+    Daemon(
         Command::new(env!("CARGO_BIN_EXE_brasa"))
-            .args([
-                "rae",
-                "--config-from-toml",
-                path.to_str().unwrap(),
-                "--mgmt-listen",
-                &api,
-            ])
+            .args(["rae", "--config-from-toml", path.to_str().unwrap()])
+            .args(["--mgmt-listen", api])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap(),
-    );
+    )
+}
+
+#[test]
+fn config_from_toml_starts_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let rae_port = free_port("127.0.3.2");
+    let (cme_port, requests) = start_cme();
+    let path = dir.path().join("rae.toml");
+    std::fs::write(&path, example_toml("127.0.3.2", rae_port, cme_port)).unwrap();
+    let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let _daemon = start_from_toml(&path, &api, Stdio::null());
     assert!(wait_for_api(&api), "management API never answered");
     let request = requests.recv_timeout(Duration::from_secs(20)).unwrap();
     assert!(request.full_state);
@@ -300,4 +309,99 @@ fn config_from_toml_starts_the_daemon() {
     assert_eq!(request.prov_inf.len(), 2);
     // Only the classes the provisioning table covers are the domain's own: 2 prefixes × 2.
     assert_eq!(request.path_inf.len(), 4);
+}
+
+/// Errors found by validation (not by the TOML parser) still name `file:line:col`, for
+/// `check`, `convert` and the daemon itself.
+#[test]
+fn toml_config_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(repo_root().join("examples/rae/rae11.toml")).unwrap();
+    let cases = [
+        (
+            ("remote_ip_address = \"127.0.9.1\"", "remote_ip_address = \"127.0.9\""),
+            "bad.toml:43:21: peer_table[1].remote_ip_address: \"127.0.9\" is not an IPv4 address",
+        ),
+        (
+            ("ttl_value = 4", "ttl_value = 0"),
+            "bad.toml:45:13: peer_table[1].ttl_value: must be between 1 and 255",
+        ),
+        (
+            ("{ cos_id = 2, metric = { loss_ratio = 4e-6", "{ cos_id = 2, metric = { loss_ratio = 4.0"),
+            "bad.toml:48:26: peer_table[1].class_table[1].metric: delay must be ≥ 0, loss_ratio within 0..1",
+        ),
+    ];
+    let bad = dir.path().join("bad.toml");
+    for ((from, to), expected) in cases {
+        assert!(example.contains(from), "{from}");
+        std::fs::write(&bad, example.replacen(from, to, 1)).unwrap();
+        let bad = bad.to_str().unwrap();
+        let output = dir.path().join("out.pb2");
+        for args in [
+            vec!["rae", "check", "--toml", bad],
+            vec!["rae", "convert", bad, "-o", output.to_str().unwrap()],
+            vec![
+                "rae",
+                "--config-from-toml",
+                bad,
+                "--mgmt-listen",
+                "127.0.0.1:0",
+            ],
+        ] {
+            let out = brasa(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} accepted a bad config");
+            assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        }
+        assert!(!output.exists(), "convert wrote a file from a bad config");
+    }
+}
+
+/// SIGTERM ends the daemon in order: exit status 0, its peer and CME sessions closed and its
+/// listening socket released.
+#[test]
+fn rae_daemon_exits_0_and_closes_its_sessions_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let rae_port = free_port("127.0.3.3");
+    let cme = TcpListener::bind("127.0.0.1:0").unwrap();
+    let cme_port = cme.local_addr().unwrap().port();
+    let path = dir.path().join("rae.toml");
+    std::fs::write(&path, example_toml("127.0.3.3", rae_port, cme_port)).unwrap();
+    let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let mut daemon = start_from_toml(&path, &api, Stdio::piped());
+    assert!(wait_for_api(&api), "management API never answered");
+    cme.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut cme_link = loop {
+        match cme.accept() {
+            Ok((stream, _)) => break stream,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "the RAE never dialled its CME");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(err) => panic!("accept: {err}"),
+        }
+    };
+    cme_link.set_nonblocking(false).unwrap();
+    cme_link
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+
+    let status = process::terminate(&mut daemon.0);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let mut stderr = String::new();
+    daemon
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    // The CME link was closed by the RAE (end of stream after whatever it had sent).
+    let mut rest = Vec::new();
+    cme_link.read_to_end(&mut rest).unwrap();
+    // Its peer port and management API are free again.
+    TcpListener::bind(("127.0.3.3", rae_port)).unwrap();
+    TcpListener::bind(&api).unwrap();
 }

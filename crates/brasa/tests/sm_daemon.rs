@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use brasa_sm::leg::login_op;
-use brasa_sm::{pb, LegClient};
+use brasa_sm_net::leg::login_op;
+use brasa_sm_net::{pb, LegClient};
 use support::*;
 
 struct Ports {
@@ -337,10 +337,10 @@ fn serial_sm_operator_commands_import_export_lookup_login_eps_and_ep_watch() {
     let export = ok(&brasa(p.api, &["sm", "export"]));
     assert_eq!(
         export,
-        "name,domain,mappings,properties,logged_in,auto_logout\n\
-         alice,subscribers,10.1.0.0/16,package=gold,false,\n\
-         carol,north,10.2.0.1,,false,\n\
-         frank,subscribers,10.0.0.1,tier=x,true,\n"
+        "name,domain,mappings,properties,logged_in,auto_logout,state\n\
+         alice,subscribers,10.1.0.0/16,package=gold,false,,\n\
+         carol,north,10.2.0.1,,false,,\n\
+         frank,subscribers,10.0.0.1,tier=x,true,,\n"
     );
 
     // An EP watcher sees the domain, then later changes.
@@ -412,6 +412,54 @@ fn serial_sm_operator_commands_import_export_lookup_login_eps_and_ep_watch() {
     assert!(text.contains("frank: logged out"), "{text}");
     let text = ok(&brasa(p.api, &["sm", "show", "counts"]));
     assert!(text.contains("Subscribers: 3"), "{text}");
+}
+
+/// A property value with the CSV's separators survives export → fresh daemon → import.
+#[test]
+fn serial_sm_export_imports_into_a_fresh_daemon_with_the_same_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = ports();
+    let first = start_brasa(&dir.path().join("first"), &config(&p, false), p.api);
+    ok(&brasa(
+        p.api,
+        &[
+            "sm",
+            "login",
+            "alice",
+            "-m",
+            "10.0.0.7",
+            "-p",
+            "redirect=http://p/;sid=7",
+        ],
+    ));
+    let shown = |api| {
+        let text = ok(&brasa(
+            api,
+            &["--json", "sm", "show", "subscriber", "alice"],
+        ));
+        let view: serde_json::Value = serde_json::from_str(&text).unwrap();
+        view["properties"].clone()
+    };
+    let expected = serde_json::json!([["redirect", "http://p/;sid=7"]]);
+    assert_eq!(shown(p.api), expected);
+    let file = dir.path().join("export.csv");
+    let report = brasa(p.api, &["sm", "export", "-o", file.to_str().unwrap()]);
+    ok(&report);
+    assert!(
+        String::from_utf8_lossy(&report.stderr).contains("exported 1 subscribers and 0 VPNs"),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    drop(first);
+
+    let p2 = ports();
+    let _fresh = start_brasa(&dir.path().join("fresh"), &config(&p2, false), p2.api);
+    assert!(subscriber(p2.api, "alice").is_none(), "a fresh daemon");
+    let text = ok(&brasa(p2.api, &["sm", "import", file.to_str().unwrap()]));
+    assert!(text.contains("imported 1 subscribers"), "{text}");
+    assert_eq!(shown(p2.api), expected);
+    let text = ok(&brasa(p2.api, &["sm", "lookup", "10.0.0.7"]));
+    assert!(text.contains("Name:        alice"), "{text}");
 }
 
 #[test]

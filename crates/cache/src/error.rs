@@ -1,3 +1,4 @@
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Why a cache operation was refused. A refused operation changes nothing.
@@ -46,8 +47,10 @@ impl CacheError {
     }
 }
 
-/// The reasons a save can be refused, used to index the refusal counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The reasons a save can be refused, used to index the refusal counters (snake_case in JSON,
+/// as [`RefusalReason::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RefusalReason {
     /// See [`CacheError::EntryTooLarge`].
     EntryTooLarge,

@@ -10,6 +10,9 @@
 //!   [`Version`] `(timestamp, node_id)`.
 //! * [`journal`] is the only module that touches the file system: an append-only,
 //!   checksummed record log with compaction and torn-tail recovery.
+//! * [`sync`] is the multi-chassis peer link (SR OS `mcs-peer … sync-tag`) as a state machine:
+//!   shared-key handshake, tag agreement, resync, acknowledged live events; the shell only
+//!   moves its messages.
 //!
 //! Time is never read here: every operation takes `now`, wall-clock milliseconds since the Unix
 //! epoch, supplied by the caller. Expiry times are absolute in that same time base so that they
@@ -27,6 +30,7 @@ mod policy;
 mod prefetch;
 mod set;
 mod store;
+pub mod sync;
 
 pub use budget::MemoryBudget;
 pub use config::{CacheConfig, ConfigError, McsPeer, MinimumLifetimes};

@@ -223,8 +223,47 @@ pub enum CrmeEvent {
         /// The content.
         content_id: String,
         /// Why.
-        reason: &'static str,
+        reason: DropReason,
     },
+}
+
+/// Why a CRME dropped a Consume or a Notify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The Consume's hop limit ran out.
+    HopLimit,
+    /// No local CAFE leads towards the requester.
+    NoCafeTowardsRequester,
+    /// No route leads towards the content source.
+    NoRoute,
+    /// The content ID is not known here.
+    UnknownContent,
+    /// The server's CAFE has not announced itself.
+    ServerCafeUnknown,
+    /// Resolving it would send it back to where it came from.
+    Loop,
+    /// No local CAFE leads towards the content source.
+    NoCafeTowardsSource,
+    /// A leave for a path this CRME does not have.
+    UnknownPath,
+    /// A Notify from a CAFE that is not one of this CRME's.
+    NotifyNotLocal,
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DropReason::HopLimit => "hop limit exhausted",
+            DropReason::NoCafeTowardsRequester => "no local CAFE towards the requester",
+            DropReason::NoRoute => "no route towards the content source",
+            DropReason::UnknownContent => "unknown content ID",
+            DropReason::ServerCafeUnknown => "the server's CAFE has not announced itself",
+            DropReason::Loop => "resolution would loop back to the sender",
+            DropReason::NoCafeTowardsSource => "no local CAFE towards the content source",
+            DropReason::UnknownPath => "leave for a path this CRME does not have",
+            DropReason::NotifyNotLocal => "Notify from a CAFE that is not local",
+        })
+    }
 }
 
 /// A CRME.
@@ -359,7 +398,7 @@ impl Crme {
             .map(|route| route.next_hop)
     }
 
-    fn drop_consume(&mut self, content_id: &str, reason: &'static str) {
+    fn drop_consume(&mut self, content_id: &str, reason: DropReason) {
         self.counters.consumes_dropped += 1;
         self.events.push_back(CrmeEvent::Dropped {
             content_id: content_id.to_string(),
@@ -396,7 +435,7 @@ impl Crme {
             return;
         }
         if consume.hop_limit == 0 {
-            self.drop_consume(id, "hop limit exhausted");
+            self.drop_consume(id, DropReason::HopLimit);
             return;
         }
         let egress = match consume
@@ -412,7 +451,7 @@ impl Crme {
             }) {
                 Some(local) => local,
                 None => {
-                    self.drop_consume(id, "no local CAFE towards the requester");
+                    self.drop_consume(id, DropReason::NoCafeTowardsRequester);
                     return;
                 }
             },
@@ -448,7 +487,7 @@ impl Crme {
                 None => match known {
                     Some(ContentRoute::Via { crme, .. }) => Upstream::Crme(crme),
                     _ => {
-                        self.drop_consume(id, "no route towards the content source");
+                        self.drop_consume(id, DropReason::NoRoute);
                         return;
                     }
                 },
@@ -462,7 +501,7 @@ impl Crme {
             {
                 Some((provider, _)) => Upstream::Crme(*provider),
                 None => {
-                    self.drop_consume(id, "unknown content ID");
+                    self.drop_consume(id, DropReason::UnknownContent);
                     return;
                 }
             },
@@ -475,18 +514,18 @@ impl Crme {
                     (attach_cafe, server)
                 }
                 _ => {
-                    self.drop_consume(id, "the server's CAFE has not announced itself");
+                    self.drop_consume(id, DropReason::ServerCafeUnknown);
                     return;
                 }
             },
             Upstream::Crme(crme) if crme == from => {
-                self.drop_consume(id, "resolution would loop back to the sender");
+                self.drop_consume(id, DropReason::Loop);
                 return;
             }
             Upstream::Crme(crme) => match self.next_hop_crmes(crme) {
                 Some(link) => link,
                 None => {
-                    self.drop_consume(id, "no local CAFE towards the content source");
+                    self.drop_consume(id, DropReason::NoCafeTowardsSource);
                     return;
                 }
             },
@@ -579,7 +618,7 @@ impl Crme {
     /// hops and, if the whole local path is gone, pass the leave upstream.
     fn process_leave(&mut self, id: &str, deliver_to: SocketAddrV4) {
         let Some(mut path) = self.paths.remove(id) else {
-            self.drop_consume(id, "leave for a path this CRME does not have");
+            self.drop_consume(id, DropReason::UnknownPath);
             return;
         };
         self.counters.leaves += 1;
@@ -654,7 +693,7 @@ impl Crme {
             self.counters.notify_not_local += 1;
             self.events.push_back(CrmeEvent::Dropped {
                 content_id: id.to_string(),
-                reason: "Notify from a CAFE that is not local",
+                reason: DropReason::NotifyNotLocal,
             });
             return;
         }
@@ -1251,7 +1290,7 @@ mod tests {
         assert!(matches!(
             crme.poll_event(),
             Some(CrmeEvent::Dropped {
-                reason: "unknown content ID",
+                reason: DropReason::UnknownContent,
                 ..
             })
         ));

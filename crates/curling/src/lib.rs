@@ -1,22 +1,24 @@
-//! COMET coupled approach (CURLING, seed 004 §6): stateful content-aware forwarding.
+//! COMET coupled approach (CURLING, COMET D4.3 §6): stateful content-aware forwarding, as
+//! sans-IO cores.
 //!
 //! Four entities exchange the UDP messages of [`wire`]: the [`cafe::Cafe`] forwards content
 //! chunks along the content states its CRME installs; the [`crme::Crme`] resolves Consume
 //! requests CRME to CRME towards the content source, configures the CAFEs on the path, keeps
 //! the ActiveSessions table and optimises routes; the [`server::ContentServer`] sends content
-//! and the [`client::ContentClient`] reassembles and checks it. Those four are sans-IO cores:
-//! they take `now` and received datagrams, and return what to send. [`shell`] runs them as
-//! real UDP endpoints with batched I/O, and [`scenario`] drives a whole multi-domain emulation
-//! from one scenario file in the document's `+time ON_ROUTER …` style.
+//! and the [`client::ContentClient`] reassembles and checks it. They take `now` and received
+//! datagrams and return what to send; none opens a socket, reads a clock or spawns a task.
+//! [`scenario`] parses the document's `+time ON_ROUTER …` scenario files and the entity
+//! arguments, and [`naming`] maps its router names to loopback addresses. The tokio shell that
+//! runs entities as real UDP endpoints, and the scenario runner, are `brasa-curling-net`.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod cafe;
 pub mod client;
 pub mod crme;
+pub mod naming;
 pub mod scenario;
 pub mod server;
-pub mod shell;
-pub mod udp;
 pub mod wire;
 
 use std::net::SocketAddrV4;

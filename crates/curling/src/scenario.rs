@@ -1,5 +1,6 @@
-//! Scenario files in the document's style (§6.3.4.1) and the runner that executes them with
-//! every entity a real UDP endpoint on loopback.
+//! Scenario files in the document's style (§6.3.4.1) and the entity arguments they share with
+//! the `brasa curling` daemons. Parsing only: the runner that starts the entities is in
+//! `brasa-curling-net`.
 //!
 //! ```text
 //! # comments and blank lines are ignored; times are seconds ("+1.5") or "+500ms"
@@ -19,43 +20,47 @@
 //! CRMEs listen on `myCRMEport` unless written `addr:port`). Router names `d.r` map to
 //! 127.N.d.r ([`Naming`]).
 
-use crate::cafe::{Cafe, CafeConfig};
-use crate::client::{ClientConfig, ContentClient};
-use crate::crme::{Crme, CrmeConfig, Relation, Route};
-use crate::server::{ContentServer, ServerConfig};
-use crate::shell::{Core, Entity, LogSink, Naming, ShellOptions, Snapshot};
+use crate::cafe::CafeConfig;
+use crate::client::ClientConfig;
+use crate::crme::{CrmeConfig, Relation, Route};
+use crate::naming::Naming;
+use crate::server::ServerConfig;
 use crate::wire::{self, Neighbour};
-use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-/// A scenario that cannot be used, with the line it came from.
-#[derive(Debug, thiserror::Error)]
-pub enum ScenarioError {
-    /// A line does not follow the grammar.
-    #[error("{file}:{line}: {message}")]
-    Syntax {
-        /// The scenario file.
-        file: String,
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong and what was expected.
-        message: String,
-    },
-    /// The scenario file or a published file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// An entity could not start or a command failed while running.
-    #[error("{0}")]
-    Run(String),
+/// A scenario line that does not follow the grammar, located at `file:line:column`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct SyntaxError {
+    /// The scenario file.
+    pub file: String,
+    /// 1-based line number.
+    pub line: usize,
+    /// 1-based column (in characters) of the offending word, or just past the line's end when
+    /// a word is missing.
+    pub column: usize,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+/// Entity arguments that cannot be used: which one and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ArgumentError<'a> {
+    /// The offending argument (a slice of the input, so a scenario can locate it); `None` when
+    /// one is missing at the end.
+    pub argument: Option<&'a str>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+fn bad<'a>(argument: &'a str, message: impl Into<String>) -> ArgumentError<'a> {
+    ArgumentError {
+        argument: Some(argument),
+        message: message.into(),
+    }
 }
 
 /// What one scenario line does.
@@ -116,20 +121,36 @@ struct Tokens<'a> {
 }
 
 impl<'a> Tokens<'a> {
-    fn next(&mut self, what: &str) -> Result<&'a str, String> {
+    fn new(items: &[&'a str]) -> Self {
+        Self {
+            items: items.to_vec(),
+            at: 0,
+        }
+    }
+
+    fn next(&mut self, what: &str) -> Result<&'a str, ArgumentError<'a>> {
         let item = self
             .items
             .get(self.at)
             .copied()
-            .ok_or_else(|| format!("missing {what}"))?;
+            .ok_or_else(|| ArgumentError {
+                argument: None,
+                message: format!("missing {what}"),
+            })?;
         self.at += 1;
         Ok(item)
     }
 
-    fn number<T: std::str::FromStr>(&mut self, what: &str) -> Result<T, String> {
+    /// The next argument as a number, and the argument itself.
+    fn number<T: std::str::FromStr>(
+        &mut self,
+        what: &str,
+    ) -> Result<(T, &'a str), ArgumentError<'a>> {
         let item = self.next(what)?;
-        item.parse()
-            .map_err(|_| format!("{what}: expected a number, found {item:?}"))
+        let value = item
+            .parse()
+            .map_err(|_| bad(item, format!("{what}: expected a number, found {item:?}")))?;
+        Ok((value, item))
     }
 
     fn rest(&self) -> &[&'a str] {
@@ -157,21 +178,27 @@ fn parse_time(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(value * scale))
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    parse_time(&format!("+{text}"))
+fn parse_duration(text: &str) -> Result<Duration, ArgumentError<'_>> {
+    parse_time(&format!("+{text}")).map_err(|message| bad(text, message))
 }
 
 /// Options given as trailing `key=value` tokens.
-fn options<'a>(rest: &[&'a str], allowed: &[&str]) -> Result<Vec<(&'a str, &'a str)>, String> {
+fn options<'a>(
+    rest: &[&'a str],
+    allowed: &[&str],
+) -> Result<Vec<(&'a str, &'a str)>, ArgumentError<'a>> {
     rest.iter()
         .map(|item| {
             let (key, value) = item
                 .split_once('=')
-                .ok_or_else(|| format!("unexpected extra argument {item:?}"))?;
+                .ok_or_else(|| bad(item, format!("unexpected extra argument {item:?}")))?;
             if !allowed.contains(&key) {
-                return Err(format!(
-                    "unknown option {key:?}; expected one of: {}",
-                    allowed.join(", ")
+                return Err(bad(
+                    item,
+                    format!(
+                        "unknown option {key:?}; expected one of: {}",
+                        allowed.join(", ")
+                    ),
                 ));
             }
             Ok((key, value))
@@ -186,56 +213,75 @@ pub struct Parser {
 }
 
 impl Parser {
-    fn addr(&self, name: &str) -> Result<Ipv4Addr, String> {
+    fn addr<'a>(&self, name: &'a str) -> Result<Ipv4Addr, ArgumentError<'a>> {
         self.naming.resolve(name).ok_or_else(|| {
-            format!("expected a router name such as 2.3 or an IPv4 address, found {name:?}")
+            bad(
+                name,
+                format!("expected a router name such as 2.3 or an IPv4 address, found {name:?}"),
+            )
         })
     }
 
-    fn endpoint(&self, t: &mut Tokens<'_>, what: &str) -> Result<SocketAddrV4, String> {
+    fn endpoint<'a>(
+        &self,
+        t: &mut Tokens<'a>,
+        what: &str,
+    ) -> Result<SocketAddrV4, ArgumentError<'a>> {
         let addr = self.addr(t.next(what)?)?;
-        let port = t.number(&format!("{what} port"))?;
+        let (port, _) = t.number(&format!("{what} port"))?;
         Ok(SocketAddrV4::new(addr, port))
     }
 
     /// An address, with a port if written `addr:port`, else `default_port`.
-    fn addr_port(&self, text: &str, default_port: u16) -> Result<SocketAddrV4, String> {
+    fn addr_port<'a>(
+        &self,
+        text: &'a str,
+        default_port: u16,
+    ) -> Result<SocketAddrV4, ArgumentError<'a>> {
         match text.rsplit_once(':') {
             Some((addr, port)) => Ok(SocketAddrV4::new(
                 self.addr(addr)?,
                 port.parse()
-                    .map_err(|_| format!("invalid port in {text:?}"))?,
+                    .map_err(|_| bad(text, format!("invalid port in {text:?}")))?,
             )),
             None => Ok(SocketAddrV4::new(self.addr(text)?, default_port)),
         }
     }
 
-    fn prefix(&self, text: &str) -> Result<(Ipv4Addr, u8), String> {
+    fn prefix<'a>(&self, text: &'a str) -> Result<(Ipv4Addr, u8), ArgumentError<'a>> {
         if let Some((addr, len)) = text.split_once('/') {
             let len: u8 = len
                 .parse()
                 .ok()
                 .filter(|len| *len <= 32)
-                .ok_or_else(|| format!("invalid prefix length in {text:?}"))?;
+                .ok_or_else(|| bad(text, format!("invalid prefix length in {text:?}")))?;
             return Ok((self.addr(addr)?, len));
         }
-        let domain: u8 = text
-            .parse()
-            .map_err(|_| format!("expected a domain number or a CIDR prefix, found {text:?}"))?;
+        let domain: u8 = text.parse().map_err(|_| {
+            bad(
+                text,
+                format!("expected a domain number or a CIDR prefix, found {text:?}"),
+            )
+        })?;
         Ok((Ipv4Addr::new(127, self.naming.net, domain, 0), 24))
     }
 
     /// `usr.curling.Cafe myport myCRMEaddr myCRMEport nInterDLink <cafeAddr cafePort crmeAddr>…`
-    pub fn cafe(&self, router: &str, args: &[&str]) -> Result<CafeConfig, String> {
-        let mut t = Tokens {
-            items: args.to_vec(),
-            at: 0,
-        };
-        let me = SocketAddrV4::new(self.addr(router)?, t.number("myport")?);
+    pub fn cafe<'a>(
+        &self,
+        router: &'a str,
+        args: &[&'a str],
+    ) -> Result<CafeConfig, ArgumentError<'a>> {
+        let mut t = Tokens::new(args);
+        let (port, _) = t.number("myport")?;
+        let me = SocketAddrV4::new(self.addr(router)?, port);
         let crme = self.endpoint(&mut t, "myCRMEaddr")?;
-        let links: usize = t.number("nInterDLink")?;
+        let (links, links_arg): (usize, _) = t.number("nInterDLink")?;
         if links > wire::MAX_LIST_LEN {
-            return Err(format!("at most {} inter-domain links", wire::MAX_LIST_LEN));
+            return Err(bad(
+                links_arg,
+                format!("at most {} inter-domain links", wire::MAX_LIST_LEN),
+            ));
         }
         let mut neighbours = Vec::new();
         for _ in 0..links {
@@ -261,14 +307,15 @@ impl Parser {
     }
 
     /// `usr.curling.Crme myport nNeighbours <crmeAddr relation>… nRoutes <prefix crmeAddr>…`
-    pub fn crme(&self, router: &str, args: &[&str]) -> Result<CrmeConfig, String> {
-        let mut t = Tokens {
-            items: args.to_vec(),
-            at: 0,
-        };
-        let port: u16 = t.number("myport")?;
+    pub fn crme<'a>(
+        &self,
+        router: &'a str,
+        args: &[&'a str],
+    ) -> Result<CrmeConfig, ArgumentError<'a>> {
+        let mut t = Tokens::new(args);
+        let (port, _): (u16, _) = t.number("myport")?;
         let me = SocketAddrV4::new(self.addr(router)?, port);
-        let count: usize = t.number("nNeighbours")?;
+        let (count, _): (usize, _) = t.number("nNeighbours")?;
         let mut neighbours = Vec::new();
         for _ in 0..count {
             let crme = self.addr_port(t.next("neighbourCRMEaddr")?, port)?;
@@ -277,20 +324,25 @@ impl Parser {
                 "customer" => Relation::Customer,
                 "peer" => Relation::Peer,
                 other => {
-                    return Err(format!(
-                        "relation: expected provider, customer or peer, found {other:?}"
+                    return Err(bad(
+                        other,
+                        format!("relation: expected provider, customer or peer, found {other:?}"),
                     ))
                 }
             };
             neighbours.push((crme, relation));
         }
-        let count: usize = t.number("nRoutes")?;
+        let (count, _): (usize, _) = t.number("nRoutes")?;
         let mut routes = Vec::new();
         for _ in 0..count {
             let (prefix, len) = self.prefix(t.next("route prefix")?)?;
-            let next_hop = self.addr_port(t.next("route next-hop CRME")?, port)?;
+            let next_hop_arg = t.next("route next-hop CRME")?;
+            let next_hop = self.addr_port(next_hop_arg, port)?;
             if !neighbours.iter().any(|(crme, _)| *crme == next_hop) {
-                return Err(format!("route next hop {next_hop} is not a neighbour CRME"));
+                return Err(bad(
+                    next_hop_arg,
+                    format!("route next hop {next_hop} is not a neighbour CRME"),
+                ));
             }
             routes.push(Route {
                 prefix,
@@ -313,7 +365,12 @@ impl Parser {
                     config.route_optimisation = match value {
                         "on" => true,
                         "off" => false,
-                        other => return Err(format!("ro: expected on or off, found {other:?}")),
+                        other => {
+                            return Err(bad(
+                                other,
+                                format!("ro: expected on or off, found {other:?}"),
+                            ))
+                        }
                     }
                 }
                 "pending" => config.pending_timeout = parse_duration(value)?,
@@ -324,12 +381,14 @@ impl Parser {
     }
 
     /// `usr.curling.ContentServer myport myCRMEaddr myCRMEport myCAFEaddr myCAFEport [rate=N] [chunk=N]`
-    pub fn server(&self, router: &str, args: &[&str]) -> Result<ServerConfig, String> {
-        let mut t = Tokens {
-            items: args.to_vec(),
-            at: 0,
-        };
-        let me = SocketAddrV4::new(self.addr(router)?, t.number("myport")?);
+    pub fn server<'a>(
+        &self,
+        router: &'a str,
+        args: &[&'a str],
+    ) -> Result<ServerConfig, ArgumentError<'a>> {
+        let mut t = Tokens::new(args);
+        let (port, _) = t.number("myport")?;
+        let me = SocketAddrV4::new(self.addr(router)?, port);
         let crme = self.endpoint(&mut t, "myCRMEaddr")?;
         let attach_cafe = self.endpoint(&mut t, "myCAFEaddr")?;
         let mut config = ServerConfig {
@@ -344,13 +403,14 @@ impl Parser {
         for (key, value) in options(t.rest(), &["rate", "chunk"])? {
             let number: u32 = value
                 .parse()
-                .map_err(|_| format!("{key}: expected a number, found {value:?}"))?;
+                .map_err(|_| bad(value, format!("{key}: expected a number, found {value:?}")))?;
             match key {
                 "rate" if number > 0 => config.rate = number,
                 "chunk" if (1..=8192).contains(&number) => config.chunk_size = number as usize,
                 _ => {
-                    return Err(format!(
-                        "{key}={value} is out of range (rate > 0, chunk 1..=8192)"
+                    return Err(bad(
+                        value,
+                        format!("{key}={value} is out of range (rate > 0, chunk 1..=8192)"),
                     ))
                 }
             }
@@ -359,12 +419,14 @@ impl Parser {
     }
 
     /// `usr.curling.ContentClient myport myCRMEaddr myCRMEport myCAFEaddr myCAFEport [idle=D] [attempts=N]`
-    pub fn client(&self, router: &str, args: &[&str]) -> Result<ClientConfig, String> {
-        let mut t = Tokens {
-            items: args.to_vec(),
-            at: 0,
-        };
-        let me = SocketAddrV4::new(self.addr(router)?, t.number("myport")?);
+    pub fn client<'a>(
+        &self,
+        router: &'a str,
+        args: &[&'a str],
+    ) -> Result<ClientConfig, ArgumentError<'a>> {
+        let mut t = Tokens::new(args);
+        let (port, _) = t.number("myport")?;
+        let me = SocketAddrV4::new(self.addr(router)?, port);
         let crme = self.endpoint(&mut t, "myCRMEaddr")?;
         let cafe = self.endpoint(&mut t, "myCAFEaddr")?;
         let mut config = ClientConfig {
@@ -380,9 +442,12 @@ impl Parser {
             match key {
                 "idle" => config.idle_timeout = parse_duration(value)?,
                 _ => {
-                    config.max_attempts = value
-                        .parse()
-                        .map_err(|_| format!("attempts: expected a number, found {value:?}"))?
+                    config.max_attempts = value.parse().map_err(|_| {
+                        bad(
+                            value,
+                            format!("attempts: expected a number, found {value:?}"),
+                        )
+                    })?
                 }
             }
         }
@@ -390,98 +455,38 @@ impl Parser {
     }
 }
 
+/// 1-based column (in characters) of `word` in `line`, when `word` is a slice of `line`.
+fn column_of(line: &str, word: &str) -> Option<usize> {
+    let offset = (word.as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
+    let before = line.get(..offset)?;
+    Some(before.chars().count() + 1)
+}
+
 impl Scenario {
     /// Parses scenario text; `file` names it in errors.
-    pub fn parse(text: &str, file: &str, naming: Naming) -> Result<Self, ScenarioError> {
+    pub fn parse(text: &str, file: &str, naming: Naming) -> Result<Self, SyntaxError> {
         let parser = Parser { naming };
         let mut steps = Vec::new();
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
-            let content = raw.split('#').next().unwrap_or("").trim();
-            if content.is_empty() {
+            let content = raw.split('#').next().unwrap_or("").trim_end();
+            if content.trim_start().is_empty() {
                 continue;
             }
-            let syntax = |message: String| ScenarioError::Syntax {
+            // Where a word is missing: just past the last one.
+            let end_column = content.chars().count() + 1;
+            let error = |err: ArgumentError<'_>| SyntaxError {
                 file: file.to_string(),
                 line,
-                message,
+                column: err
+                    .argument
+                    .and_then(|word| column_of(raw, word))
+                    .unwrap_or(end_column),
+                message: err.message,
             };
             let tokens: Vec<&str> = content.split_whitespace().collect();
-            let at = parse_time(tokens[0]).map_err(syntax)?;
-            let step = match tokens.get(1).copied() {
-                Some("DISPLAY") if tokens.len() == 2 => Step::Display,
-                Some("END") if tokens.len() == 2 => Step::End,
-                Some("ON_ROUTER") => {
-                    let router = tokens
-                        .get(2)
-                        .ok_or_else(|| syntax("missing router name".into()))?;
-                    let what = tokens
-                        .get(3)
-                        .ok_or_else(|| syntax("missing entity class or command".into()))?;
-                    let args = &tokens[4..];
-                    match *what {
-                        "usr.curling.Cafe" => {
-                            let mut drop_every = None;
-                            let mut rest = Vec::new();
-                            for arg in args {
-                                match arg.strip_prefix("loss=") {
-                                    Some(n) => {
-                                        drop_every = Some(n.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                                            syntax(format!("loss: expected N > 0 (drop every Nth chunk), found {n:?}"))
-                                        })?)
-                                    }
-                                    None => rest.push(*arg),
-                                }
-                            }
-                            Step::Cafe(parser.cafe(router, &rest).map_err(syntax)?, drop_every)
-                        }
-                        "usr.curling.Crme" => Step::Crme(parser.crme(router, args).map_err(syntax)?),
-                        "usr.curling.ContentServer" => {
-                            Step::Server(parser.server(router, args).map_err(syntax)?)
-                        }
-                        "usr.curling.ContentClient" => {
-                            Step::Client(parser.client(router, args).map_err(syntax)?)
-                        }
-                        "publish" | "consume" => {
-                            let mut t = Tokens { items: args.to_vec(), at: 0 };
-                            let addr = parser.addr(router).map_err(syntax)?;
-                            let port: u16 = t.number("port").map_err(syntax)?;
-                            let content_id = t.next("ContentID").map_err(syntax)?.to_string();
-                            wire::check_content_id(content_id.as_bytes()).map_err(|_| {
-                                syntax(format!("invalid content ID {content_id:?} (1-255 bytes, no '/', not . or ..)"))
-                            })?;
-                            let entity = SocketAddrV4::new(addr, port);
-                            let step = if *what == "publish" {
-                                Step::Publish {
-                                    server: entity,
-                                    content_id,
-                                    file: PathBuf::from(t.next("file").map_err(syntax)?),
-                                }
-                            } else {
-                                Step::Consume {
-                                    client: entity,
-                                    content_id,
-                                }
-                            };
-                            if !t.rest().is_empty() {
-                                return Err(syntax(format!("unexpected extra arguments {:?}", t.rest())));
-                            }
-                            step
-                        }
-                        other => {
-                            return Err(syntax(format!(
-                                "unknown class or command {other:?}; expected usr.curling.Cafe, usr.curling.Crme, usr.curling.ContentServer, usr.curling.ContentClient, publish or consume"
-                            )))
-                        }
-                    }
-                }
-                _ => {
-                    return Err(syntax(
-                        "expected `+time ON_ROUTER router …`, `+time DISPLAY` or `+time END`"
-                            .into(),
-                    ))
-                }
-            };
+            let at = parse_time(tokens[0]).map_err(|message| error(bad(tokens[0], message)))?;
+            let step = parse_line(&parser, &tokens).map_err(error)?;
             steps.push(TimedStep { at, line, step });
         }
         steps.sort_by_key(|s| s.at);
@@ -489,173 +494,103 @@ impl Scenario {
     }
 }
 
-/// How to run a scenario.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Router naming.
-    pub naming: Naming,
-    /// Where relative `publish` files are found.
-    pub file_dir: PathBuf,
-    /// Where clients save content.
-    pub content_dir: PathBuf,
-    /// Longest run when the scenario has no END and downloads do not finish.
-    pub timeout: Duration,
-    /// Print log lines and tables to stdout as they happen.
-    pub echo: bool,
+fn missing(message: &str) -> ArgumentError<'static> {
+    ArgumentError {
+        argument: None,
+        message: message.to_string(),
+    }
 }
 
-/// What a scenario run produced.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Report {
-    /// Log lines in order (§6.4.2 style).
-    pub log: Vec<String>,
-    /// Every entity's final state, in scenario order.
-    pub entities: Vec<Snapshot>,
-    /// Why the run ended: `end`, `idle` or `timeout`.
-    pub ended_by: String,
-}
-
-/// Executes `scenario`: starts entities, publishes and consumes at their times, and stops at
-/// `END`, when every download and stream is finished (after the last step), or at the timeout.
-pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, ScenarioError> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let log_lines = Arc::new(Mutex::new(Vec::new()));
-    let sink: LogSink = {
-        let log_lines = log_lines.clone();
-        let echo = options.echo;
-        Arc::new(move |line: String| {
-            if echo {
-                println!("{line}");
-            }
-            tracing::debug!(%line, "curling");
-            log_lines
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push(line);
-        })
-    };
-    let shell = ShellOptions {
-        naming: options.naming,
-        content_dir: options.content_dir.clone(),
-        stop: stop_rx,
-        drop_every: None,
-    };
-    let mut entities: Vec<Entity> = Vec::new();
-    let start = tokio::time::Instant::now();
-    let deadline = start + options.timeout;
-    let find =
-        |entities: &[Entity], addr: SocketAddrV4| entities.iter().position(|e| e.addr() == addr);
-    let mut ended_by = "idle";
-    let result = async {
-        for step in &scenario.steps {
-            if start + step.at > deadline {
-                ended_by = "timeout";
-                return Ok(());
-            }
-            tokio::time::sleep_until(start + step.at).await;
-            let fail =
-                |message: String| ScenarioError::Run(format!("line {}: {message}", step.line));
-            let core = match &step.step {
-                Step::Cafe(config, _) => Some(Core::Cafe(Cafe::new(config.clone()))),
-                Step::Crme(config) => Some(Core::Crme(Crme::new(config.clone()))),
-                Step::Server(config) => Some(Core::Server(ContentServer::new(config.clone()))),
-                Step::Client(config) => Some(Core::Client(ContentClient::new(config.clone()))),
-                Step::Publish {
-                    server,
-                    content_id,
-                    file,
-                } => {
-                    let path = options.file_dir.join(file);
-                    let data = std::fs::read(&path).map_err(|source| ScenarioError::Io {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    let index = find(&entities, *server)
-                        .ok_or_else(|| fail(format!("no content server at {server}")))?;
-                    entities[index].with_core(|core| match core {
-                        Core::Server(s) => s
-                            .publish(content_id, Arc::from(data))
-                            .map_err(|err| fail(err.to_string())),
-                        _ => Err(fail(format!("{server} is not a content server"))),
-                    })?;
-                    None
-                }
-                Step::Consume { client, content_id } => {
-                    let index = find(&entities, *client)
-                        .ok_or_else(|| fail(format!("no content client at {client}")))?;
-                    entities[index].with_core(|core| match core {
-                        Core::Client(c) => c
-                            .consume(Instant::now(), content_id)
-                            .map_err(|err| fail(err.to_string())),
-                        _ => Err(fail(format!("{client} is not a content client"))),
-                    })?;
-                    None
-                }
-                Step::Display => {
-                    for entity in &entities {
-                        let table = entity
-                            .snapshot()
-                            .display_content_state_table(&options.naming);
-                        if !table.is_empty() {
-                            sink(table.trim_end().to_string());
+/// One line's step (its words after the time).
+fn parse_line<'a>(parser: &Parser, tokens: &[&'a str]) -> Result<Step, ArgumentError<'a>> {
+    let step = match tokens.get(1).copied() {
+        Some("DISPLAY") if tokens.len() == 2 => Step::Display,
+        Some("END") if tokens.len() == 2 => Step::End,
+        Some("ON_ROUTER") => {
+            let router = tokens
+                .get(2)
+                .copied()
+                .ok_or_else(|| missing("missing router name"))?;
+            let what = tokens
+                .get(3)
+                .copied()
+                .ok_or_else(|| missing("missing entity class or command"))?;
+            let args = &tokens[4..];
+            match what {
+                "usr.curling.Cafe" => {
+                    let mut drop_every = None;
+                    let mut rest = Vec::new();
+                    for &arg in args {
+                        match arg.strip_prefix("loss=") {
+                            Some(n) => {
+                                drop_every =
+                                    Some(n.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(
+                                        || {
+                                            bad(
+                                                arg,
+                                                format!("loss: expected N > 0 (drop every Nth chunk), found {n:?}"),
+                                            )
+                                        },
+                                    )?)
+                            }
+                            None => rest.push(arg),
                         }
                     }
-                    None
+                    Step::Cafe(parser.cafe(router, &rest)?, drop_every)
                 }
-                Step::End => {
-                    ended_by = "end";
-                    return Ok(());
+                "usr.curling.Crme" => Step::Crme(parser.crme(router, args)?),
+                "usr.curling.ContentServer" => Step::Server(parser.server(router, args)?),
+                "usr.curling.ContentClient" => Step::Client(parser.client(router, args)?),
+                "publish" | "consume" => {
+                    let mut t = Tokens::new(args);
+                    let addr = parser.addr(router)?;
+                    let (port, _) = t.number("port")?;
+                    let content_id = t.next("ContentID")?;
+                    wire::check_content_id(content_id.as_bytes()).map_err(|_| {
+                        bad(
+                            content_id,
+                            format!("invalid content ID {content_id:?} (1-255 bytes, no '/', not . or ..)"),
+                        )
+                    })?;
+                    let entity = SocketAddrV4::new(addr, port);
+                    let step = if what == "publish" {
+                        Step::Publish {
+                            server: entity,
+                            content_id: content_id.to_string(),
+                            file: PathBuf::from(t.next("file")?),
+                        }
+                    } else {
+                        Step::Consume {
+                            client: entity,
+                            content_id: content_id.to_string(),
+                        }
+                    };
+                    if let Some(extra) = t.rest().first() {
+                        return Err(bad(
+                            extra,
+                            format!("unexpected extra arguments {:?}", t.rest()),
+                        ));
+                    }
+                    step
                 }
-            };
-            if let Some(core) = core {
-                let mut shell = shell.clone();
-                if let Step::Cafe(_, drop_every) = &step.step {
-                    shell.drop_every = *drop_every;
+                other => {
+                    return Err(bad(
+                        other,
+                        format!(
+                            "unknown class or command {other:?}; expected usr.curling.Cafe, usr.curling.Crme, usr.curling.ContentServer, usr.curling.ContentClient, publish or consume"
+                        ),
+                    ))
                 }
-                let entity = Entity::spawn(core, shell, sink.clone())
-                    .map_err(|err| fail(err.to_string()))?;
-                entities.push(entity);
             }
         }
-        // No END: wait until nothing is in progress (checked a few times so that a Consume
-        // still travelling is not mistaken for idleness), or the timeout.
-        let mut quiet = 0;
-        while quiet < 5 {
-            if tokio::time::Instant::now() >= deadline {
-                ended_by = "timeout";
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if entities.iter().any(Entity::is_busy) {
-                quiet = 0;
-            } else {
-                quiet += 1;
-            }
+        _ => {
+            return Err(bad(
+                tokens.get(1).copied().unwrap_or(tokens[0]),
+                "expected `+time ON_ROUTER router …`, `+time DISPLAY` or `+time END`",
+            ))
         }
-        Ok(())
-    }
-    .await;
-    let snapshots: Vec<Snapshot> = entities.iter().map(Entity::snapshot).collect();
-    let _ = stop_tx.send(true);
-    for entity in entities {
-        entity.join().await;
-    }
-    result?;
-    let log = std::mem::take(&mut *log_lines.lock().unwrap_or_else(|p| p.into_inner()));
-    Ok(Report {
-        log,
-        entities: snapshots,
-        ended_by: ended_by.to_string(),
-    })
-}
-
-/// Reads and parses a scenario file.
-pub fn load(path: &Path, naming: Naming) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Scenario::parse(&text, &path.display().to_string(), naming)
+    };
+    Ok(step)
 }
 
 #[cfg(test)]
@@ -697,38 +632,59 @@ mod tests {
     }
 
     #[test]
-    fn errors_name_the_line_and_what_was_expected() {
+    fn errors_name_the_line_column_and_what_was_expected() {
         let cases = [
             (
                 "+0 ON_ROUTER 2.2 usr.curling.Cafe 2000 2.1 3000 2 1.2 2000 1.1\n",
-                "missing neighbourCAFEaddr",
+                "t.scn:1:63: missing neighbourCAFEaddr",
             ),
             (
                 "\n+x ON_ROUTER 2.2 usr.curling.Cafe\n",
-                "t.scn:2: invalid time",
+                "t.scn:2:1: invalid time",
             ),
             (
                 "+0 ON_ROUTER 2.1 usr.curling.Crme 3000 1 1.1 boss 0\n",
-                "relation: expected provider",
+                "t.scn:1:46: relation: expected provider",
             ),
             (
-                "+0 ON_ROUTER 2.1 usr.curling.Crme 3000 0 1 5 1.1\n",
-                "is not a neighbour CRME",
+                "+0 ON_ROUTER 2.1 usr.curling.Crme 3000 0 1 5 1.1 # comment\n",
+                "t.scn:1:46: route next hop 127.0.1.1:3000 is not a neighbour CRME",
             ),
-            ("+0 ON_ROUTER 2.1 usr.curling.Bogus\n", "unknown class"),
-            ("+0 ON_ROUTER 4.3 consume 1000 a/b\n", "invalid content ID"),
+            (
+                "+0 ON_ROUTER 2.1 usr.curling.Bogus\n",
+                "t.scn:1:18: unknown class",
+            ),
+            (
+                "+0 ON_ROUTER 4.3 consume 1000 a/b\n",
+                "t.scn:1:31: invalid content ID",
+            ),
             (
                 "+0 ON_ROUTER 5.3 usr.curling.ContentServer 1000 5.1 3000 5.3 2000 chunk=0\n",
-                "out of range",
+                "t.scn:1:73: chunk=0 is out of range",
             ),
-            ("+0 HELLO\n", "expected `+time ON_ROUTER"),
+            ("+0 HELLO\n", "t.scn:1:4: expected `+time ON_ROUTER"),
+            (
+                "\t+0 ON_ROUTER 2.2 usr.curling.Cafe 2000 2.1 3000 0 loss=0\n",
+                "t.scn:1:52: loss: expected N > 0",
+            ),
         ];
         for (text, expected) in cases {
             let err = Scenario::parse(text, "t.scn", NAMING)
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains(expected), "{text:?}: {err}");
-            assert!(err.starts_with("t.scn:"), "{err}");
+            assert!(err.starts_with(expected), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn daemon_arguments_name_the_offending_one() {
+        let parser = Parser { naming: NAMING };
+        let args = ["2000", "2.1", "port", "0"];
+        let err = parser.cafe("2.2", &args).unwrap_err();
+        assert_eq!(err.argument, Some("port"));
+        assert!(err.message.contains("expected a number"), "{err}");
+        let err = parser.server("5.3", &["1000", "5.1"]).unwrap_err();
+        assert_eq!(err.argument, None);
+        assert_eq!(err.message, "missing myCRMEaddr port");
     }
 }

@@ -16,6 +16,19 @@ use std::net::IpAddr;
 /// Largest message a frame can carry (the length prefix is 16 bits).
 pub const MAX_FRAME_PAYLOAD: usize = u16::MAX as usize;
 
+/// Longest `message` of a failure response: the reason stays readable, and a response that
+/// echoes a request's text can never outgrow a frame.
+pub const MAX_FAILURE_MESSAGE: usize = 1024;
+
+/// A response whose encoding is longer than one frame can carry: its length cannot be written
+/// in the 16-bit prefix, and a cut message would be a corrupt frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a {len}-byte response does not fit one frame (at most {MAX_FRAME_PAYLOAD} bytes)")]
+pub struct FrameTooLarge {
+    /// Encoded length of the response.
+    pub len: usize,
+}
+
 /// A frame that could not be decoded. The framing itself is intact (its length was read), so
 /// the connection goes on with the next frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,20 +53,36 @@ pub fn decode_frame(input: &[u8]) -> Option<(usize, Result<GenericRequest, Malfo
     Some((2 + len, request))
 }
 
-/// Frames a response: length prefix and message.
-pub fn encode_frame(response: &GenericResponse) -> Vec<u8> {
-    let len = response.encoded_len().min(MAX_FRAME_PAYLOAD);
+/// Frames a response: length prefix and message. A response longer than
+/// [`MAX_FRAME_PAYLOAD`] is refused whole (the CME would otherwise read a corrupt frame); the
+/// caller answers with [`oversized_response`] instead.
+pub fn encode_frame(response: &GenericResponse) -> Result<Vec<u8>, FrameTooLarge> {
+    let len = response.encoded_len();
+    let prefix = u16::try_from(len).map_err(|_| FrameTooLarge { len })?;
     let mut out = Vec::with_capacity(2 + len);
-    out.extend_from_slice(&(len as u16).to_be_bytes());
-    response.encode(&mut out).ok();
-    out.truncate(2 + len);
-    out
+    out.extend_from_slice(&prefix.to_be_bytes());
+    response.encode_raw(&mut out);
+    Ok(out)
+}
+
+/// The failure sent in place of a response that [`encode_frame`] refused.
+pub fn oversized_response(request_type: Option<i32>, error: &FrameTooLarge) -> GenericResponse {
+    failure(request_type, error.to_string())
 }
 
 fn failure(kind: Option<i32>, message: impl Into<String>) -> GenericResponse {
+    let mut message = message.into();
+    if message.len() > MAX_FAILURE_MESSAGE {
+        let mut end = MAX_FAILURE_MESSAGE - '…'.len_utf8();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
     GenericResponse {
         status: Some(generic_response::Status::CafeFailure as i32),
-        message: Some(message.into()),
+        message: Some(message),
         expired_streams: Vec::new(),
         r#type: kind,
     }
@@ -250,6 +279,55 @@ mod tests {
         let (used, bad) = decode_frame(&[0, 2, 0xff, 0xff]).unwrap();
         assert_eq!(used, 4);
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn a_response_over_one_frame_is_refused_not_cut() {
+        let response = |message_len: usize| GenericResponse {
+            status: Some(generic_response::Status::CafeFailure as i32),
+            message: Some("x".repeat(message_len)),
+            expired_streams: Vec::new(),
+            r#type: None,
+        };
+        // Tag, 3-byte varint length, message and the status field: 6 bytes of overhead.
+        let largest = response(MAX_FRAME_PAYLOAD - 6);
+        assert_eq!(largest.encoded_len(), MAX_FRAME_PAYLOAD);
+        let frame = encode_frame(&largest).unwrap();
+        assert_eq!(&frame[..2], &[0xff, 0xff]);
+        assert_eq!(GenericResponse::decode(&frame[2..]).unwrap(), largest);
+        let too_large = response(70_000);
+        let err = encode_frame(&too_large).unwrap_err();
+        assert_eq!(err.len, too_large.encoded_len());
+        let fallback = encode_frame(&oversized_response(Some(1), &err)).unwrap();
+        let decoded = GenericResponse::decode(&fallback[2..]).unwrap();
+        assert_eq!(decoded.status, Some(1));
+        assert!(decoded.message.unwrap().contains("does not fit one frame"));
+    }
+
+    #[test]
+    fn a_failure_echoing_a_huge_field_still_fits_one_frame() {
+        // The error quotes the address with each control character written as `\u{1}`:
+        // 12 000 bytes in the request become a 72 000-byte reason, more than one frame holds.
+        let mut request = configure(1, "2.2.2.2", &[1], 10);
+        request
+            .configure
+            .as_mut()
+            .unwrap()
+            .filter
+            .as_mut()
+            .unwrap()
+            .ip_source = Some("\u{1}".repeat(12_000));
+        assert!(request.encoded_len() <= MAX_FRAME_PAYLOAD);
+        let response = handle(&mut pipeline(), &request, 0);
+        assert_eq!(response.status, Some(1));
+        let frame = encode_frame(&response).unwrap();
+        let decoded = GenericResponse::decode(&frame[2..]).unwrap();
+        let message = decoded.message.unwrap();
+        assert!(
+            message.starts_with("filter.ip_source: invalid IP address"),
+            "{message:.80}"
+        );
+        assert!(message.len() <= MAX_FAILURE_MESSAGE && message.ends_with('…'));
     }
 
     #[test]

@@ -80,6 +80,28 @@ pub enum ForwardRule {
     },
 }
 
+/// How a forwarding entry's packets leave (the framing of [`EgressKind`], without its fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardKind {
+    /// An Ethernet frame to the next CAFE's MAC.
+    Ethernet,
+    /// An 802.1Q-tagged Ethernet frame.
+    Vlan,
+    /// A layer-3 device.
+    Device,
+}
+
+impl std::fmt::Display for ForwardKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ForwardKind::Ethernet => "ethernet",
+            ForwardKind::Vlan => "vlan",
+            ForwardKind::Device => "device",
+        })
+    }
+}
+
 /// A forwarding entry as shown by `get`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForwardView {
@@ -87,8 +109,8 @@ pub struct ForwardView {
     pub key: u8,
     /// Interface.
     pub device: String,
-    /// `ethernet`, `vlan` or `device`.
-    pub kind: String,
+    /// How packets leave.
+    pub kind: ForwardKind,
     /// Destination MAC (Ethernet and VLAN).
     pub mac: Option<String>,
     /// VLAN id.
@@ -310,9 +332,9 @@ pub fn forward_get(
     let stage = forward_stage(pipeline)?;
     let view = |key: u8, entry: ForwardEntry, counters: KeyCounters| {
         let (kind, mac, vid) = match entry.kind {
-            EgressKind::Ethernet { dst } => ("ethernet", Some(dst.to_string()), None),
-            EgressKind::Vlan { dst, vid } => ("vlan", Some(dst.to_string()), Some(vid)),
-            EgressKind::Device => ("device", None, None),
+            EgressKind::Ethernet { dst } => (ForwardKind::Ethernet, Some(dst.to_string()), None),
+            EgressKind::Vlan { dst, vid } => (ForwardKind::Vlan, Some(dst.to_string()), Some(vid)),
+            EgressKind::Device => (ForwardKind::Device, None, None),
         };
         ForwardView {
             key,
@@ -320,7 +342,7 @@ pub fn forward_get(
                 .get(usize::from(entry.port))
                 .cloned()
                 .unwrap_or_default(),
-            kind: kind.to_string(),
+            kind,
             mac,
             vid,
             packets: counters.packets,

@@ -1,6 +1,6 @@
 //! The AF_PACKET shell on real interfaces: the transmit ring (delivery across a veth pair,
 //! wrap-around, a full ring, MTU limits and the fallback for frames larger than a slot) and
-//! the worker forwarding through it. Each test creates its own network namespace and veth
+//! the worker forwarding through it, following MTU changes as they happen. Each test creates its own network namespace and veth
 //! pairs inside it, and deletes them when it ends; needs root. Named `netns_*` so nextest's
 //! `serial` group runs them one at a time.
 
@@ -30,8 +30,13 @@ struct Netns {
 
 impl Netns {
     fn new() -> Self {
+        Self::with_prefix("bdptx")
+    }
+
+    /// A namespace whose name starts with `prefix` (then this process's id and a counter).
+    fn with_prefix(prefix: &str) -> Self {
         let name = format!(
-            "bdptx{}x{}",
+            "{prefix}{}x{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
@@ -325,14 +330,12 @@ fn netns_tx_ring_checks_the_mtu_and_sends_frames_larger_than_a_slot() {
     assert!(got.contains(&batch[1]), "the 2500-byte frame arrives whole");
 }
 
-/// Source s0 ═ c0 [worker(s)] c1 ═ r0 receiver, in one namespace: the workers forward COMET
-/// frames by key through their transmit path (ring, or `sendmmsg` for comparison) and count
-/// what they received in the one pipeline they share.
-fn worker_forwards(tuning: Tuning) {
-    let ns = Netns::new();
-    ns.veth("s0", "c0");
-    ns.veth("c1", "r0");
-    let mut capture = Capture::open(&ns, "r0");
+/// Workers on c0 and c1 of `ns` that forward key 01 out of c1 to r0's MAC.
+fn forwarder(
+    ns: &Netns,
+    tick_interval: Duration,
+    tuning: Tuning,
+) -> (worker::Handle, std::thread::JoinHandle<()>) {
     let r_mac = ns.mac("r0");
     let (handle, thread) = ns.enter(move || {
         worker::start_tuned(
@@ -347,7 +350,7 @@ fn worker_forwards(tuning: Tuning) {
                 tun: None,
                 ring: RingConfig::default(),
                 batch_size: 64,
-                tick_interval: Duration::from_millis(100),
+                tick_interval,
             },
             tuning,
         )
@@ -365,6 +368,19 @@ fn worker_forwards(tuning: Tuning) {
         }))
         .expect("worker running");
     rx.recv().expect("answer").expect("rule");
+    (handle, thread)
+}
+
+/// Source s0 ═ c0 [worker(s)] c1 ═ r0 receiver, in one namespace: the workers forward COMET
+/// frames by key through their transmit path (ring, or `sendmmsg` for comparison) and count
+/// what they received in the one pipeline they share.
+fn worker_forwards(tuning: Tuning) {
+    let ns = Netns::new();
+    ns.veth("s0", "c0");
+    ns.veth("c1", "r0");
+    let mut capture = Capture::open(&ns, "r0");
+    let r_mac = ns.mac("r0");
+    let (handle, thread) = forwarder(&ns, Duration::from_millis(100), tuning);
     let ip = build::ipv4_udp(
         Ipv4Addr::new(198, 18, 1, 2),
         Ipv4Addr::new(198, 18, 2, 2),
@@ -401,13 +417,7 @@ fn worker_forwards(tuning: Tuning) {
         assert_eq!((comet.index(), comet.keys()), (1, &[0x01, 0x02][..]));
         assert_eq!(comet.payload(), &ip[..]);
     }
-    let (tx, rx) = std::sync::mpsc::channel();
-    handle
-        .submit(Box::new(move |p, _| {
-            tx.send(control::stats(p)).expect("answer");
-        }))
-        .expect("worker running");
-    let stats = rx.recv().expect("answer");
+    let stats = stats(&handle);
     assert_eq!(stats.interfaces[0].counters.rx_packets, 300);
     assert_eq!(stats.interfaces[1].counters.tx_packets, 300);
     for reason in ["rx_ring_full", "tx_error"] {
@@ -471,4 +481,88 @@ fn worker_refuses_a_cpu_that_does_not_exist() {
         },
     );
     assert!(err.is_err());
+}
+
+fn stats(handle: &worker::Handle) -> control::Stats {
+    let (tx, rx) = std::sync::mpsc::channel();
+    handle
+        .submit(Box::new(move |p, _| {
+            tx.send(control::stats(p)).expect("answer");
+        }))
+        .expect("worker running");
+    rx.recv().expect("answer")
+}
+
+fn tx_errors(handle: &worker::Handle) -> u64 {
+    let stats = stats(handle);
+    let found = stats.drops.iter().find(|(reason, _)| reason == "tx_error");
+    found.expect("tx_error counter").1
+}
+
+/// A worker whose tick is 10 s follows MTU changes of its egress interface at once (from the
+/// kernel's link notifications), in both directions: after `ip link set c1 mtu 1600` a
+/// 1614-byte frame leaves, after `mtu 1500` it is refused again while a 1514-byte one leaves.
+#[test]
+fn netns_worker_follows_mtu_changes_at_once() {
+    let ns = Netns::with_prefix("qraemtu");
+    ns.veth("s0", "c0");
+    ns.veth("c1", "r0");
+    // Only c1's MTU limits what crosses: every other end takes jumbo frames.
+    ns.sh("ip link set s0 mtu 9000 && ip link set c0 mtu 9000 && ip link set r0 mtu 9000");
+    let mut capture = Capture::open(&ns, "r0");
+    let (handle, thread) = forwarder(&ns, Duration::from_secs(10), Tuning::default());
+    // COMET frames that leave c1 with `len` bytes (the forward stage keeps their length).
+    let (s_mac, c_mac) = (ns.mac("s0"), ns.mac("c0"));
+    let comet_of_len = |len: usize| {
+        let ip = |payload: usize| {
+            build::ipv4_udp(
+                Ipv4Addr::new(198, 18, 1, 2),
+                Ipv4Addr::new(198, 18, 2, 2),
+                4000,
+                9,
+                &vec![0x5a; payload],
+            )
+        };
+        let overhead = build::comet_frame(s_mac, c_mac, 0, &[0x01], &ip(0)).len();
+        let frame = build::comet_frame(s_mac, c_mac, 0, &[0x01], &ip(len - overhead));
+        assert_eq!(frame.len(), len);
+        frame
+    };
+    let (big, small) = (comet_of_len(1614), comet_of_len(1514));
+    let mut source = ns.tx_ring("s0", 64);
+    let mut send = |frame: &Vec<u8>| {
+        let mut batch = Batch::new(1);
+        assert!(batch.push(frame, PacketMeta::new(0, pkt_type::HOST, EtherType::COMET)));
+        for (_, meta) in batch.iter_mut() {
+            meta.verdict = Verdict::Transmit(0);
+        }
+        assert_eq!(source.send_from_batch(&batch, 0), (1, 1));
+    };
+
+    // MTU 1500: the 1614-byte frame is refused.
+    send(&big);
+    assert!(
+        wait_until(|| tx_errors(&handle) == 1),
+        "{:?}",
+        stats(&handle).drops
+    );
+    // Raised to 1600: it leaves, without waiting for a tick.
+    ns.sh("ip link set c1 mtu 1600");
+    send(&big);
+    let got = capture.wait_for(1, EtherType::COMET);
+    assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), [1614]);
+    assert_eq!(tx_errors(&handle), 1);
+    // Lowered to 1500 again: refused again, while a frame that fits still leaves.
+    ns.sh("ip link set c1 mtu 1500");
+    send(&big);
+    assert!(
+        wait_until(|| tx_errors(&handle) == 2),
+        "{:?}",
+        stats(&handle).drops
+    );
+    send(&small);
+    let got = capture.wait_for(2, EtherType::COMET);
+    assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), [1614, 1514]);
+    handle.stop();
+    thread.join().expect("worker thread");
 }

@@ -235,6 +235,62 @@ fn complete_path_decapsulates_ipv4_and_ipv6() {
     assert_eq!(control::stats(&mut pipeline).decapsulated, 2);
 }
 
+/// A path-complete packet whose inner IP packet is cut short is dropped as malformed and not
+/// counted as decapsulated: the kernel only ever gets whole packets.
+#[test]
+fn truncated_inner_packets_are_not_decapsulated() {
+    let mut pipeline = pipeline();
+    let ip = udp(1, 2);
+    let mut beyond = ip.clone();
+    let claimed = (ip.len() + 10) as u16;
+    beyond[2..4].copy_from_slice(&claimed.to_be_bytes());
+    let mut bad_checksum = ip.clone();
+    bad_checksum[10] ^= 0xff;
+    let ip6 = build::ipv6_udp(
+        "fd00::1".parse().unwrap(),
+        "fd00::2".parse().unwrap(),
+        1,
+        2,
+        b"six",
+    );
+    let cases: [(&str, u16, &[u8]); 5] = [
+        ("a lone version byte", EtherType::IPV4, &[0x45]),
+        ("total length beyond the data", EtherType::IPV4, &beyond),
+        ("header checksum wrong", EtherType::IPV4, &bad_checksum),
+        (
+            "IPv6 cut in its payload",
+            EtherType::IPV6,
+            &ip6[..ip6.len() - 1],
+        ),
+        ("IPv6 header cut", EtherType::IPV6, &ip6[..20]),
+    ];
+    for (what, protocol, inner) in cases {
+        let mut frame = build::comet_frame(HOST, MAC_IN, 1, &[1], inner);
+        frame[18..20].copy_from_slice(&protocol.to_be_bytes());
+        let (_, meta) = run_one(&mut pipeline, &frame, 0);
+        assert_eq!(
+            meta.verdict,
+            Verdict::Drop(DropReason::MalformedIp),
+            "{what}"
+        );
+    }
+    let stats = control::stats(&mut pipeline);
+    assert_eq!(stats.decapsulated, 0);
+    assert!(
+        stats.drops.contains(&("malformed_ip".to_string(), 5)),
+        "{:?}",
+        stats.drops
+    );
+    // The same packets whole go to the kernel.
+    for (protocol, inner) in [(EtherType::IPV4, &ip), (EtherType::IPV6, &ip6)] {
+        let mut frame = build::comet_frame(HOST, MAC_IN, 1, &[1], inner);
+        frame[18..20].copy_from_slice(&protocol.to_be_bytes());
+        let (out, meta) = run_one(&mut pipeline, &frame, 0);
+        assert_eq!((meta.verdict, &out), (Verdict::ToKernel, inner));
+    }
+    assert_eq!(control::stats(&mut pipeline).decapsulated, 2);
+}
+
 #[test]
 fn bad_packets_are_dropped_by_reason() {
     let mut pipeline = pipeline();

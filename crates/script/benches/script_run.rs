@@ -50,7 +50,7 @@ fn interim_update(dict: &Dictionary) -> Packet {
 }
 
 fn bench(c: &mut Criterion) {
-    let host = ScriptHost::new().expect("host starts");
+    let host = ScriptHost::new(std::time::Instant::now).expect("host starts");
     let script = Script::load("python-script-1", EXAMPLE).expect("example loads");
     let dict = Dictionary::builtin();
     let options = RunOptions::default();

@@ -17,6 +17,7 @@ use crate::error::{CompileError, ScriptError};
 use crate::report::{FailureKind, Outcome, RunOptions, RunReport, ScriptFailure, Verdict};
 use crate::state::RunScope;
 use crate::watchdog::{ArmToken, Watchdog};
+use crate::Clock;
 
 /// A Python thread state kept for the life of a thread that runs scripts.
 ///
@@ -230,10 +231,12 @@ impl Drop for ArmGuard<'_> {
 }
 
 impl ScriptHost {
-    /// Starts the interpreter (once per process), installs `alc` and starts the watchdog.
-    pub fn new() -> Result<ScriptHost, ScriptError> {
+    /// Starts the interpreter (once per process), installs `alc` and starts the watchdog,
+    /// which measures [`RunOptions::time_limit`] with `clock` (the system's monotonic clock
+    /// outside tests).
+    pub fn new(clock: Clock) -> Result<ScriptHost, ScriptError> {
         ensure_python()?;
-        let watchdog = Watchdog::start().map_err(ScriptError::Watchdog)?;
+        let watchdog = Watchdog::start(clock).map_err(ScriptError::Watchdog)?;
         Ok(ScriptHost { watchdog })
     }
 

@@ -19,7 +19,7 @@
 //! use brasa_script::{Outcome, PolicyCacheAt, RunOptions, Script, ScriptHost, Verdict};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let host = ScriptHost::new()?;
+//! let host = ScriptHost::new(std::time::Instant::now)?;
 //! let script = Script::load("python-script-1", "examples/python/python_cache.py")?;
 //! let dict = Dictionary::builtin();
 //! let budget = Arc::new(MemoryBudget::new(256 << 20));
@@ -86,7 +86,8 @@
 //!
 //! # Threads and the time limit
 //!
-//! [`ScriptHost`] owns one watchdog thread: the one departure from "cores spawn no threads".
+//! [`ScriptHost`] owns one watchdog thread, which measures time with the [`Clock`] it is
+//! given: the one departure from "cores spawn no threads".
 //! A script looping in Python holds the only thread that could notice, and CPython offers
 //! no in-thread timer for non-main threads, so the limit is enforced from outside: the
 //! watchdog takes the GIL at the deadline and raises `alc.TimeLimitExceeded` in the running
@@ -116,3 +117,8 @@ pub use cache::{PolicyCacheAt, ScriptCache};
 pub use error::{CompileError, ScriptError};
 pub use host::{Script, ScriptHost};
 pub use report::{FailureKind, Outcome, RunOptions, RunReport, ScriptFailure, TraceLine, Verdict};
+
+/// The monotonic clock the time limit is measured with, supplied by the host application
+/// (normally the system's): like every brasa core, this crate reads no clock of its own, so a
+/// test can run the watchdog on a clock it controls.
+pub type Clock = fn() -> std::time::Instant;

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use pyo3::{ffi, Python};
 
+use crate::Clock;
+
 /// How often a run that is over its limit is hit again until it ends.
 pub(crate) const REPEAT: Duration = Duration::from_millis(10);
 
@@ -51,6 +53,7 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    clock: Clock,
 }
 
 impl Shared {
@@ -75,10 +78,11 @@ pub(crate) struct Watchdog {
 }
 
 impl Watchdog {
-    pub(crate) fn start() -> std::io::Result<Watchdog> {
+    pub(crate) fn start(clock: Clock) -> std::io::Result<Watchdog> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
+            clock,
         });
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -99,7 +103,7 @@ impl Watchdog {
     ) -> ArmToken {
         // SAFETY: plain query of the calling thread's identifier.
         let thread = unsafe { ffi::PyThread_get_thread_ident() };
-        let now = Instant::now();
+        let now = (self.shared.clock)();
         let deadline = now
             .checked_add(limit)
             .unwrap_or(now + Duration::from_secs(86_400 * 365));
@@ -164,7 +168,7 @@ fn watch(shared: &Shared) {
         if state.shutdown {
             return;
         }
-        let now = Instant::now();
+        let now = (shared.clock)();
         if !state.runs.iter().any(|r| r.next_at <= now) {
             let until = state.runs.iter().map(|r| r.next_at).min();
             state.sleeping = Some(until);
@@ -202,7 +206,7 @@ fn fire_due(_py: Python<'_>, shared: &Shared) {
         return;
     }
     let mut state = shared.lock();
-    let now = Instant::now();
+    let now = (shared.clock)();
     for run in state.runs.iter_mut().filter(|r| r.next_at <= now) {
         run.timed_out.store(true, Ordering::Release);
         // SAFETY: GIL held; the type object is immortal for the process (kept by the `alc`

@@ -129,6 +129,32 @@ fn a_script_that_never_ends_is_stopped_and_the_host_keeps_working() {
     }
 }
 
+/// A clock an hour further on at every reading: to the watchdog, every deadline has passed.
+fn hasty_clock() -> std::time::Instant {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    static READINGS: AtomicU32 = AtomicU32::new(0);
+    let hours = READINGS.fetch_add(1, Ordering::Relaxed);
+    *START.get_or_init(std::time::Instant::now) + Duration::from_secs(3600) * hours
+}
+
+#[test]
+fn the_time_limit_is_measured_with_the_clock_the_host_is_given() {
+    // An hour's limit, on a clock that runs an hour ahead at every reading: the loop is
+    // stopped at the watchdog's first look. On the real clock this would run for an hour.
+    let host = ScriptHost::new(hasty_clock).expect("script host starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let forever = script(dir.path(), "forever", "while True:\n    pass\n");
+    let options = RunOptions {
+        time_limit: Some(Duration::from_secs(3600)),
+        ..options()
+    };
+    let mut p = sample();
+    let report = host.run(&forever, &mut p, &Dictionary::builtin(), None, &options);
+    assert_failed(&report, FailureKind::Timeout);
+}
+
 #[test]
 fn catching_the_time_limit_does_not_escape_it() {
     let host = host();

@@ -15,6 +15,16 @@ pub enum EpMode {
     Pull,
 }
 
+impl EpMode {
+    /// The name in the configuration, operator output and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EpMode::Push => "push",
+            EpMode::Pull => "pull",
+        }
+    }
+}
+
 /// What an EP does with its subscribers when the link to the SM fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -23,6 +33,16 @@ pub enum FailureAction {
     Ignore,
     /// Erase every mapping and run without subscriber awareness until resynchronised.
     ClearMappings,
+}
+
+impl FailureAction {
+    /// The name in the configuration, operator output and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureAction::Ignore => "ignore",
+            FailureAction::ClearMappings => "clear-mappings",
+        }
+    }
 }
 
 /// One configured enforcement point.

@@ -17,7 +17,7 @@ use crate::op::{ErrorKind, Op, SmError};
 use crate::pb;
 
 /// Operation counters (since start).
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SmCounters {
     /// Operations applied (not yet necessarily durable).
     pub applied: u64,

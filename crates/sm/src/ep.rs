@@ -50,6 +50,69 @@ pub enum Role {
     Standby,
 }
 
+impl Role {
+    /// The name in operator output and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Single => "single",
+            Role::Active => "active",
+            Role::Standby => "standby",
+        }
+    }
+}
+
+/// What an EP is doing, as the operator sees it (`brasa sm eps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EpState {
+    /// No connection.
+    Disconnected,
+    /// Connected; a full sync is running (or due).
+    Syncing,
+    /// Connected and in step with the SM.
+    Synced,
+    /// Connected as the standby of its cascade pair (not updated).
+    Standby,
+    /// Refused until its quarantine ends.
+    Quarantined,
+}
+
+impl EpState {
+    /// The name in operator output and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EpState::Disconnected => "disconnected",
+            EpState::Syncing => "syncing",
+            EpState::Synced => "synced",
+            EpState::Standby => "standby",
+            EpState::Quarantined => "quarantined",
+        }
+    }
+}
+
+/// Where an EP is in the quarantine cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuarantineState {
+    /// Never quarantined, or long enough ago.
+    None,
+    /// Refused until the quarantine timeout passes.
+    Quarantined,
+    /// Back, but a new failure now doubles the timeout.
+    PostQuarantine,
+}
+
+impl QuarantineState {
+    /// The name in operator output and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineState::None => "none",
+            QuarantineState::Quarantined => "quarantined",
+            QuarantineState::PostQuarantine => "post-quarantine",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Quarantine {
     None,
@@ -145,8 +208,8 @@ pub struct EpView {
     pub failure_action: FailureAction,
     /// Cascade partner.
     pub cascade_partner: Option<String>,
-    /// `disconnected`, `syncing`, `synced`, `standby`, `quarantined`.
-    pub state: String,
+    /// What it is doing.
+    pub state: EpState,
     /// Role of the current connection.
     pub role: Option<Role>,
     /// Current connection number.
@@ -161,8 +224,8 @@ pub struct EpView {
     pub backlog: usize,
     /// Subscribers sent by the running sync, and how many it will send.
     pub sync_progress: Option<(u64, u64)>,
-    /// `none`, `quarantined`, `post-quarantine`.
-    pub quarantine: String,
+    /// Where it is in the quarantine cycle.
+    pub quarantine: QuarantineState,
     /// Seconds left in the current quarantine or post-quarantine period.
     pub quarantine_left_s: Option<u64>,
     /// The quarantine timeout the next quarantine would use (doubles inside post-quarantine).
@@ -287,11 +350,11 @@ impl EpTable {
             return Err(SmError::invalid(format!(
                 "EP {:?} is configured for {} mode, not {}",
                 cfg.id,
-                mode_name(cfg.mode),
+                cfg.mode.as_str(),
                 if mode == pb::Mode::Push {
-                    "push"
+                    EpMode::Push.as_str()
                 } else {
-                    "pull"
+                    EpMode::Pull.as_str()
                 }
             )));
         }
@@ -806,16 +869,16 @@ impl EpTable {
             .map(|slot| {
                 let s = slot.session.as_ref();
                 let (quarantine, left) = match slot.quarantine {
-                    Quarantine::None => ("none", None),
-                    Quarantine::Active { until } => ("quarantined", Some(until)),
-                    Quarantine::Post { until } => ("post-quarantine", Some(until)),
+                    Quarantine::None => (QuarantineState::None, None),
+                    Quarantine::Active { until } => (QuarantineState::Quarantined, Some(until)),
+                    Quarantine::Post { until } => (QuarantineState::PostQuarantine, Some(until)),
                 };
                 let state = match s {
-                    None if quarantine == "quarantined" => "quarantined",
-                    None => "disconnected",
-                    Some(s) if s.role == Role::Standby => "standby",
-                    Some(s) if s.synced => "synced",
-                    Some(_) => "syncing",
+                    None if quarantine == QuarantineState::Quarantined => EpState::Quarantined,
+                    None => EpState::Disconnected,
+                    Some(s) if s.role == Role::Standby => EpState::Standby,
+                    Some(s) if s.synced => EpState::Synced,
+                    Some(_) => EpState::Syncing,
                 };
                 EpView {
                     id: slot.config.id.clone(),
@@ -823,7 +886,7 @@ impl EpTable {
                     mode: slot.config.mode,
                     failure_action: slot.config.failure_action,
                     cascade_partner: slot.config.cascade_partner.clone(),
-                    state: state.to_owned(),
+                    state,
                     role: s.map(|s| s.role),
                     session: s.map(|s| s.sid),
                     connected_for_s: s
@@ -834,7 +897,7 @@ impl EpTable {
                     sync_progress: s
                         .filter(|s| s.sync != SyncState::Idle)
                         .map(|s| (s.sync_sent, s.sync_total)),
-                    quarantine: quarantine.to_owned(),
+                    quarantine,
                     quarantine_left_s: left
                         .map(|u| u.saturating_duration_since(now).as_secs_f64().ceil() as u64),
                     quarantine_timeout_s: match slot.quarantine {
@@ -1013,13 +1076,6 @@ fn mode_to_proto(mode: EpMode) -> pb::Mode {
     match mode {
         EpMode::Push => pb::Mode::Push,
         EpMode::Pull => pb::Mode::Pull,
-    }
-}
-
-fn mode_name(mode: EpMode) -> &'static str {
-    match mode {
-        EpMode::Push => "push",
-        EpMode::Pull => "pull",
     }
 }
 

@@ -1,35 +1,33 @@
-//! `brasa-sm`: the Subscriber Manager service (seed 003, Cisco SCMS SM).
+//! `brasa-sm`: the Subscriber Manager's sans-IO core (seed 003, Cisco SCMS SM).
 //!
-//! - LEG API ([`pb::subscriber_manager_server`]): login/logout, add/remove, properties, state,
-//!   VPNs, queries and a bulk stream whose batches apply in order. Every accepted change is
-//!   durable (group-committed through [`brasa_subscriber::SubscriberStore::apply_batch`])
-//!   before it is answered or pushed.
-//! - EP protocol ([`pb::enforcement_point_server`]): push mode (full sync of the domain, then
-//!   every change, sequence numbers and cumulative acknowledgements), pull mode (lookups of
-//!   unknown addresses, changes of pulled subscribers pushed), keep-alives, failure action,
-//!   resync on reconnect, quarantine of EPs that cause back-pressure, cascade pairs.
+//! - [`core::SmCore`]: the subscriber index and the EP sessions behind one API driven with `now`:
+//!   operations go in ([`op::Op`], from LEG calls, operator commands, RADIUS events and EP
+//!   state writes), change sets come out to be made durable, and only committed changes are
+//!   queued for the EPs.
+//! - [`ep::EpTable`]: the EP protocol, SM side: push mode (full sync of the domain, then every
+//!   change, sequence numbers and cumulative acknowledgements), pull mode (lookups of unknown
+//!   addresses, changes of pulled subscribers pushed), keep-alives, failure detection, resync,
+//!   quarantine of EPs that cause back-pressure, cascade pairs.
+//! - [`replica::EpReplica`]: the EP side: the reference enforcement point's table and link
+//!   rules (acknowledgements, keep-alives, dead SM, failure action).
+//! - [`convert`]: protobuf messages (without gRPC) ↔ records and operations, every field of
+//!   untrusted input checked; [`config::SmConfig`]: the resolved configuration.
 //!
-//! The protocol logic is sans-IO ([`core::SmCore`], [`ep::EpTable`]: `now` in, messages out);
-//! [`service::SmService`] and [`grpc::SmServer`] are the tokio/tonic shell;
-//! [`client::EpClient`] / [`client::EpReplica`] are the reference EP.
+//! Nothing here opens a socket, reads a clock or starts a thread; `brasa-sm-net` is the tokio
+//! shell (gRPC services, group-commit store thread, timers, the reference EP's connection).
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
-pub mod client;
 pub mod config;
 pub mod convert;
 pub mod core;
 pub mod ep;
-pub mod grpc;
-pub mod leg;
 pub mod op;
-pub mod service;
+pub mod replica;
 
-/// The generated protobuf messages and gRPC stubs (`crates/proto/proto/sm/sm.proto`).
+/// The generated protobuf messages (`crates/proto/proto/sm/sm.proto`), without the gRPC stubs.
 pub use brasa_proto::brasa::sm as pb;
 
-pub use client::{ClientError, ClientEvent, EpClient, EpClientOptions, EpReplica, ReplicaEvent};
 pub use config::{EpConfig, EpMode, FailureAction, SmConfig};
-pub use grpc::SmServer;
-pub use leg::LegClient;
 pub use op::{ErrorKind, Op, SmError};
-pub use service::{Pending, ServiceStats, SmService, StartError};
+pub use replica::{EpReplica, LinkOptions, LinkTimeout, ProtocolError, ReplicaEvent};

@@ -69,7 +69,7 @@ pub enum Op {
     },
 }
 
-/// gRPC status codes used by the SM (numerically equal to `tonic::Code`).
+/// gRPC status classes of the SM's answers (the shell maps them onto its transport).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum ErrorKind {
     /// The request is malformed or names something that cannot be.
@@ -100,11 +100,6 @@ impl ErrorKind {
             ErrorKind::Unavailable => 14,
             ErrorKind::Internal => 13,
         }
-    }
-
-    /// The `tonic` code.
-    pub fn tonic_code(self) -> tonic::Code {
-        tonic::Code::from_i32(self.grpc_code())
     }
 }
 
@@ -142,11 +137,6 @@ impl SmError {
             message: message.into(),
         }
     }
-
-    /// As a gRPC status.
-    pub fn to_status(&self) -> tonic::Status {
-        tonic::Status::new(self.kind.tonic_code(), self.message.clone())
-    }
 }
 
 impl From<IndexError> for SmError {
@@ -163,12 +153,6 @@ impl From<IndexError> for SmError {
             _ => ErrorKind::InvalidArgument,
         };
         SmError::new(kind, e.to_string())
-    }
-}
-
-impl From<SmError> for tonic::Status {
-    fn from(e: SmError) -> Self {
-        e.to_status()
     }
 }
 

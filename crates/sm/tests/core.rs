@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use brasa_sm::ep::{SessionId, Transmit};
+use brasa_sm::ep::{EpState, QuarantineState, SessionId, Transmit};
 use brasa_sm::pb;
-use brasa_sm::{EpReplica, ErrorKind, Op, ReplicaEvent, SmConfig, SmError};
+use brasa_sm::{
+    EpReplica, ErrorKind, LinkOptions, Op, ProtocolError, ReplicaEvent, SmConfig, SmError,
+};
 use brasa_subscriber::{Login, SubscriberIndex};
 
 use brasa_sm::core::SmCore;
@@ -43,26 +45,33 @@ struct Ep {
     replica: EpReplica,
 }
 
+/// The replica says Hello (its first transmit) and the core opens a session for it.
 fn connect(core: &mut SmCore, now: Instant, id: &str, role: pb::CascadeRole) -> Ep {
-    let sid = core.ep_connect(now, &hello(id, role)).unwrap();
-    Ep {
-        sid,
-        replica: EpReplica::new(),
-    }
+    let mut replica = EpReplica::new();
+    replica.connect(now, hello(id, role), LinkOptions::default());
+    let Some(pb::EpMessage {
+        body: Some(pb::ep_message::Body::Hello(h)),
+    }) = replica.poll_transmit(now)
+    else {
+        panic!("the first transmit of a connection is the Hello");
+    };
+    let sid = core.ep_connect(now, &h).unwrap();
+    Ep { sid, replica }
 }
 
-/// Delivers everything the core has for `ep`, acknowledging each message when `ack`.
+/// Carries messages both ways until the core has nothing more for `ep`; the replica's
+/// acknowledgements reach the core only when `ack`.
 fn drain(core: &mut SmCore, now: Instant, ep: &mut Ep, ack: bool) -> Vec<ReplicaEvent> {
     let mut events = Vec::new();
     loop {
-        match core.poll_transmit(now, ep.sid) {
-            Transmit::Message(m) => {
-                events.extend(ep.replica.handle(m).unwrap());
-                if ack {
-                    let seq = ep.replica.last_seq();
-                    core.ep_receive(now, ep.sid, ack_msg(seq));
-                }
+        while let Some(m) = ep.replica.poll_transmit(now) {
+            let is_ack = matches!(m.body, Some(pb::ep_message::Body::Ack(_)));
+            if ack || !is_ack {
+                core.ep_receive(now, ep.sid, m);
             }
+        }
+        match core.poll_transmit(now, ep.sid) {
+            Transmit::Message(m) => events.extend(ep.replica.handle(now, m).unwrap()),
             Transmit::Idle | Transmit::Gone => return events,
             Transmit::Close(e) => panic!("closed: {e}"),
         }
@@ -198,7 +207,7 @@ fn changes_during_a_sync_reach_the_ep_once_with_the_latest_state() {
     let mut events = Vec::new();
     for _ in 0..2 {
         match core.poll_transmit(now, a.sid) {
-            Transmit::Message(m) => events.extend(a.replica.handle(m).unwrap()),
+            Transmit::Message(m) => events.extend(a.replica.handle(now, m).unwrap()),
             other => panic!("{other:?}"),
         }
     }
@@ -247,23 +256,22 @@ fn the_window_bounds_unacknowledged_updates_and_silence_quarantines_with_doublin
     let refused = core.ep_connect(t1, &hello("a", pb::CascadeRole::RoleUnspecified));
     let e = refused.unwrap_err();
     assert!(e.message.contains("quarantined for another 60 s"), "{e}");
-    assert_eq!(core.ep_views(t1)[0].state, "quarantined");
+    assert_eq!(core.ep_views(t1)[0].state, EpState::Quarantined);
 
     // After the timeout it may come back (post-quarantine); a new failure doubles the timeout.
     let t2 = t1 + Duration::from_secs(61);
     core.handle_timeout(t2);
-    assert_eq!(core.ep_views(t2)[0].quarantine, "post-quarantine");
-    let a2 = connect(&mut core, t2, "a", pb::CascadeRole::RoleUnspecified);
-    let mut a2 = Ep {
-        sid: a2.sid,
-        replica: EpReplica::new(),
-    };
+    assert_eq!(
+        core.ep_views(t2)[0].quarantine,
+        QuarantineState::PostQuarantine
+    );
+    let mut a2 = connect(&mut core, t2, "a", pb::CascadeRole::RoleUnspecified);
     drain(&mut core, t2, &mut a2, false);
     let t3 = t2 + Duration::from_secs(6);
     core.ep_receive(t3, a2.sid, keepalive());
     core.handle_timeout(t3);
     let view = &core.ep_views(t3)[0];
-    assert_eq!(view.quarantine, "quarantined");
+    assert_eq!(view.quarantine, QuarantineState::Quarantined);
     assert_eq!(view.quarantine_timeout_s, 120);
     assert_eq!(view.counters.quarantines, 2);
 
@@ -348,7 +356,7 @@ fn keepalives_are_sent_and_a_silent_ep_fails() {
     let e = closed(&mut core, t2, a.sid);
     assert!(e.message.contains("keep-alive"), "{e}");
     let view = &core.ep_views(t2)[0];
-    assert_eq!(view.state, "disconnected");
+    assert_eq!(view.state, EpState::Disconnected);
     assert_eq!(view.counters.failures, 1);
     assert!(view
         .last_failure
@@ -373,7 +381,7 @@ fn only_the_active_ep_of_a_cascade_pair_is_updated_and_failover_syncs_the_new_on
     login(&mut core, now, "n1", &["10.1.0.2"], "north");
     assert_eq!(upserts(&drain(&mut core, now, &mut c1, true)), ["n1"]);
     assert!(drain(&mut core, now, &mut c2, true).is_empty());
-    assert_eq!(core.ep_views(now)[4].state, "standby");
+    assert_eq!(core.ep_views(now)[4].state, EpState::Standby);
 
     // c1 fails; c2 becomes active and gets a full sync.
     core.ep_disconnected(c1.sid);
@@ -498,30 +506,169 @@ fn bad_hellos_are_refused_precisely() {
     assert_eq!(core.ep_views(now)[0].counters.refused, 3);
 }
 
-#[test]
-fn the_replica_detects_sequence_gaps() {
-    let mut r = EpReplica::new();
-    let welcome = pb::SmMessage {
+fn welcome(keepalive_ms: u32, failure_action: pb::FailureAction) -> pb::SmMessage {
+    pb::SmMessage {
         body: Some(pb::sm_message::Body::Welcome(pb::Welcome {
             domain: "subscribers".into(),
+            keepalive_interval_ms: keepalive_ms,
+            failure_action: failure_action as i32,
             ..Default::default()
         })),
-    };
-    r.handle(welcome).unwrap();
-    let updates = |first_seq| pb::SmMessage {
+    }
+}
+
+fn updates(first_seq: u64, names: &[&str]) -> pb::SmMessage {
+    pb::SmMessage {
         body: Some(pb::sm_message::Body::Updates(pb::Updates {
             first_seq,
-            updates: vec![pb::Update {
-                body: Some(pb::update::Body::Remove(pb::Remove { name: "x".into() })),
-            }],
+            updates: names
+                .iter()
+                .map(|n| pb::Update {
+                    body: Some(pb::update::Body::Remove(pb::Remove { name: (*n).into() })),
+                })
+                .collect(),
         })),
-    };
-    r.handle(updates(1)).unwrap();
+    }
+}
+
+/// A replica connected at `t0` whose Hello is already sent.
+fn replica(t0: Instant, options: LinkOptions) -> EpReplica {
+    let mut r = EpReplica::new();
+    r.connect(t0, hello("a", pb::CascadeRole::RoleUnspecified), options);
+    assert!(r.poll_transmit(t0).is_some(), "the Hello");
+    r
+}
+
+fn body(m: Option<pb::EpMessage>) -> Option<pb::ep_message::Body> {
+    m.and_then(|m| m.body)
+}
+
+#[test]
+fn the_replica_detects_sequence_gaps_and_a_second_welcome() {
+    let t0 = Instant::now();
+    let mut r = EpReplica::new();
     assert_eq!(
-        r.handle(updates(3)).unwrap_err(),
-        brasa_sm::client::ProtocolError::Gap {
+        r.handle(t0, updates(1, &["x"])).unwrap_err(),
+        ProtocolError::NotConnected
+    );
+    let mut r = replica(t0, LinkOptions::default());
+    assert_eq!(
+        r.handle(t0, updates(1, &["x"])).unwrap_err(),
+        ProtocolError::NoWelcome
+    );
+    r.handle(t0, welcome(1000, pb::FailureAction::Ignore))
+        .unwrap();
+    r.handle(t0, updates(1, &["x"])).unwrap();
+    assert_eq!(
+        r.handle(t0, updates(3, &["y"])).unwrap_err(),
+        ProtocolError::Gap {
             expected: 2,
             got: 3
         }
     );
+    assert_eq!(
+        r.handle(t0, welcome(1000, pb::FailureAction::Ignore))
+            .unwrap_err(),
+        ProtocolError::WelcomeTwice
+    );
+}
+
+#[test]
+fn the_replica_acknowledges_cumulatively_and_keeps_the_link_alive() {
+    use pb::ep_message::Body;
+    let t0 = Instant::now();
+    let second = Duration::from_secs(1);
+    let mut r = replica(t0, LinkOptions::default());
+    assert_eq!(r.poll_timeout(), None, "no timer before the Welcome");
+    r.handle(t0, welcome(1000, pb::FailureAction::Ignore))
+        .unwrap();
+    assert_eq!(r.poll_transmit(t0), None, "nothing to acknowledge yet");
+    // Two messages, one acknowledgement of both.
+    r.handle(t0, updates(1, &["a", "b"])).unwrap();
+    r.handle(t0, updates(3, &["c"])).unwrap();
+    assert_eq!(
+        body(r.poll_transmit(t0)),
+        Some(Body::Ack(pb::Ack { seq: 3 }))
+    );
+    assert_eq!(r.poll_transmit(t0), None);
+    // Requests go out in the order asked, before anything else.
+    let id = r.pull("10.0.0.1", None).unwrap();
+    r.set_role(pb::CascadeRole::Active).unwrap();
+    let Some(Body::Pull(p)) = body(r.poll_transmit(t0)) else {
+        panic!("the pull request")
+    };
+    assert_eq!((p.request_id, p.address.as_str()), (id, "10.0.0.1"));
+    assert!(matches!(body(r.poll_transmit(t0)), Some(Body::Role(_))));
+    // Nothing sent for an interval: a keep-alive, due exactly then.
+    assert_eq!(r.poll_timeout(), Some(t0 + second));
+    assert_eq!(r.poll_transmit(t0 + second / 2), None);
+    let t1 = t0 + second;
+    r.handle_timeout(t1).unwrap();
+    assert!(matches!(
+        body(r.poll_transmit(t1)),
+        Some(Body::KeepAlive(_))
+    ));
+    assert_eq!(r.poll_transmit(t1), None);
+    assert_eq!(r.poll_timeout(), Some(t1 + second));
+}
+
+#[test]
+fn a_silent_sm_is_a_link_failure_and_the_failure_action_applies() {
+    let t0 = Instant::now();
+    let second = Duration::from_secs(1);
+    let quiet = LinkOptions {
+        ack: false,
+        keepalives: false,
+    };
+    let mut r = replica(t0, quiet);
+    r.handle(t0, welcome(1000, pb::FailureAction::ClearMappings))
+        .unwrap();
+    r.handle(t0, upsert_s1()).unwrap();
+    assert_eq!(r.len(), 1);
+    // Neither acknowledgements nor keep-alives when switched off.
+    assert_eq!(r.poll_transmit(t0 + 10 * second), None);
+    // Only the dead-SM timer runs: three intervals after the last message.
+    let t1 = t0 + 2 * second;
+    r.handle(t1, keepalive_from_sm()).unwrap();
+    assert_eq!(r.poll_timeout(), Some(t1 + 3 * second));
+    r.handle_timeout(t1 + 3 * second - Duration::from_millis(1))
+        .unwrap();
+    let e = r.handle_timeout(t1 + 3 * second).unwrap_err();
+    assert_eq!(e.silent, 3 * second);
+    assert!(r.connection_lost(), "clear-mappings erases the table");
+    assert!(r.is_empty());
+    assert_eq!(r.poll_timeout(), None);
+    assert_eq!(
+        r.pull("10.0.0.1", None).unwrap_err(),
+        ProtocolError::NotConnected
+    );
+
+    // With `ignore`, the table survives the failure and the next connection's sync replaces it.
+    let mut r = replica(t0, LinkOptions::default());
+    r.handle(t0, welcome(1000, pb::FailureAction::Ignore))
+        .unwrap();
+    r.handle(t0, upsert_s1()).unwrap();
+    assert!(!r.connection_lost());
+    assert_eq!(r.len(), 1);
+}
+
+fn upsert_s1() -> pb::SmMessage {
+    pb::SmMessage {
+        body: Some(pb::sm_message::Body::Updates(pb::Updates {
+            first_seq: 1,
+            updates: vec![pb::Update {
+                body: Some(pb::update::Body::Upsert(pb::Subscriber {
+                    name: "s1".into(),
+                    mappings: vec!["10.0.0.1".into()],
+                    ..Default::default()
+                })),
+            }],
+        })),
+    }
+}
+
+fn keepalive_from_sm() -> pb::SmMessage {
+    pb::SmMessage {
+        body: Some(pb::sm_message::Body::KeepAlive(pb::KeepAlive {})),
+    }
 }

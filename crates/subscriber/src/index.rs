@@ -1022,8 +1022,13 @@ impl SubscriberIndex {
                             return Err(IndexError::VpnExists(format!("with {}", e.id)));
                         }
                     }
-                    if e.labels.iter().any(|l| l.label > crate::mapping::MAX_LABEL) {
-                        return Err(invalid(format!("{} has a label above 2^20-1", e.id)));
+                    for (j, l) in e.labels.iter().enumerate() {
+                        if l.label > crate::mapping::MAX_LABEL {
+                            return Err(invalid(format!("{} has a label above 2^20-1", e.id)));
+                        }
+                        if e.labels[..j].iter().any(|o| o.label == l.label) {
+                            return Err(invalid(format!("{} lists label {} twice", e.id, l.label)));
+                        }
                     }
                 }
             }

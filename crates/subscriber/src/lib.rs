@@ -6,6 +6,7 @@
 //! durable and the push-mode sender turns into per-domain [`DomainEvent`]s. The only I/O in the
 //! crate is the [`store`] module (redb) and the reader/writer passed to the [`csv`] functions.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod csv;
 pub mod index;

@@ -338,7 +338,8 @@ impl FromStr for Mapping {
     type Err = MappingParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let (ip, vpn) = match s.rsplit_once('@') {
+        // An address never holds '@', a VPN name may: the first '@' ends the address.
+        let (ip, vpn) = match s.split_once('@') {
             Some((ip, vpn)) => {
                 validate_name(vpn).map_err(|source| MappingParseError::BadVpnName {
                     name: vpn.to_owned(),

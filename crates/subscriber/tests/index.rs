@@ -399,3 +399,42 @@ fn domain_members_from_resumes_at_the_cursor() {
     assert!(after.iter().all(|s| s.name.as_str() != "s4"));
     assert!(idx.domain_members_from("nowhere", 0, 10).0.is_empty());
 }
+
+#[test]
+fn vpn_names_may_hold_at_signs_and_labels_are_listed_once() {
+    let mut idx = index();
+    idx.add_vpn(Vpn {
+        name: "corp@east".into(),
+        domain: "subscribers".into(),
+        kind: VpnKind::Vlan(7),
+    })
+    .unwrap();
+    // The first '@' ends the address: the rest is the VPN name.
+    let mapping = m("10.0.0.1@corp@east");
+    assert_eq!(mapping.vpn.as_deref(), Some("corp@east"));
+    idx.login(login("a", &["10.0.0.1@corp@east"])).unwrap();
+    assert_eq!(
+        idx.lookup(ip("10.0.0.1"), Some("corp@east")).unwrap(),
+        Some("a")
+    );
+
+    let label = |label| DownstreamLabel {
+        label,
+        ranges: Vec::new(),
+    };
+    let err = idx
+        .add_vpn(Vpn {
+            name: "mpls".into(),
+            domain: "subscribers".into(),
+            kind: VpnKind::Mpls(vec![MplsVpnEntry {
+                id: "65000:1@10.9.9.9".parse().unwrap(),
+                labels: vec![label(16), label(16)],
+            }]),
+        })
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "VPN \"mpls\": 65000:1@10.9.9.9 lists label 16 twice"
+    );
+    assert!(idx.vpn("mpls").is_none());
+}

@@ -135,11 +135,13 @@ fn csv_import_export_round_trips() {
     let alice = idx.get("alice").unwrap();
     assert_eq!(alice.properties[1], ("quota".to_string(), "10".to_string()));
     let mut out = Vec::new();
-    assert_eq!(export(&idx, &mut out).unwrap(), 3);
+    assert_eq!(export(&idx, &mut out).unwrap().subscribers, 3);
     let text = String::from_utf8(out).unwrap();
-    assert!(text.starts_with("name,domain,mappings,properties,logged_in,auto_logout\n"));
+    assert!(text.starts_with(
+        "vpn,domain,vlan,mpls\n100,north,100,\n\nname,domain,mappings,properties,logged_in,auto_logout,state\n"
+    ));
     assert!(
-        text.contains("\"bob, jr\",north,127.0.0.2@100,,false,\n"),
+        text.contains("\"bob, jr\",north,127.0.0.2@100,,false,,\n"),
         "{text}"
     );
 
@@ -220,7 +222,7 @@ fn a_bad_header_refuses_the_file() {
     .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "line 1: unknown column \"nom\" (known: name, domain, mappings, properties, logged_in, auto_logout)"
+        "line 1: unknown column \"nom\" (known: name, domain, mappings, properties, logged_in, auto_logout, state)"
     );
     let e = import(
         &mut idx,
@@ -230,4 +232,103 @@ fn a_bad_header_refuses_the_file() {
     )
     .unwrap_err();
     assert_eq!(e.to_string(), "line 1: the header has no \"name\" column");
+}
+
+/// VPNs of both kinds, a VPN name and property values holding `;`, `\` and `=`, EP state.
+const WITH_VPNS: &str = "vpn,domain,vlan,mpls\n\
+corp\\x,north,,65000:1@127.9.9.9 17=127.1.0.0/16 127.2.0.0/16 18=;65000:2@127.9.9.8\n\
+\"west,east\",north,300,\n\
+\n\
+name,domain,mappings,properties,logged_in,auto_logout,state\n\
+alice,north,\"127.0.0.1@corp\\\\x;127.0.0.2@west,east\",redirect=http://p/\\;sid=7;path=C:\\\\x=1,true,1700000000,00ff\n";
+
+#[test]
+fn the_vpn_table_and_escapes_import_as_written() {
+    let mut idx = SubscriberIndex::new(config()).unwrap();
+    let report = import(
+        &mut idx,
+        Cursor::new(WITH_VPNS),
+        ImportMode::AllOrNothing,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!((report.vpns, report.imported), (2, 1));
+    let corp = idx.vpn("corp\\x").unwrap();
+    let VpnKind::Mpls(entries) = &corp.kind else {
+        panic!("corp is MPLS: {corp:?}");
+    };
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].labels.len(), 2);
+    assert_eq!(entries[0].labels[0].ranges.len(), 2);
+    assert!(entries[0].labels[1].ranges.is_empty());
+    assert_eq!(idx.vpn("west,east").unwrap().kind, VpnKind::Vlan(300));
+    let alice = idx.get("alice").unwrap();
+    assert_eq!(
+        alice.mappings,
+        [m("127.0.0.1@corp\\x"), m("127.0.0.2@west,east")]
+    );
+    assert_eq!(
+        alice.properties,
+        [
+            ("redirect".to_owned(), "http://p/;sid=7".to_owned()),
+            ("path".to_owned(), "C:\\x=1".to_owned())
+        ]
+    );
+    assert_eq!(alice.state, [0x00, 0xff]);
+    assert_eq!(alice.auto_logout, Some(1_700_000_000));
+
+    // The export writes the same file back.
+    let mut out = Vec::new();
+    let counts = export(&idx, &mut out).unwrap();
+    assert_eq!((counts.vpns, counts.subscribers), (2, 1));
+    assert_eq!(String::from_utf8(out).unwrap(), WITH_VPNS);
+
+    // Importing it again changes nothing: equal VPNs are left alone.
+    let again = import(
+        &mut idx,
+        Cursor::new(WITH_VPNS),
+        ImportMode::AllOrNothing,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!((again.vpns, again.imported), (0, 1));
+}
+
+#[test]
+fn a_refused_file_leaves_no_vpn_behind_and_says_why() {
+    let mut idx = SubscriberIndex::new(config()).unwrap();
+    let bad = WITH_VPNS.replace("C:\\\\x=1", "C:\\x=1");
+    let Err(CsvError::Refused(errors)) =
+        import(&mut idx, Cursor::new(bad), ImportMode::AllOrNothing, |_| {})
+    else {
+        panic!("a lone backslash must refuse the file");
+    };
+    assert_eq!(
+        errors[0].to_string(),
+        "line 6: properties: \"\\x\" is not an escape (\\; is a semicolon, \\\\ a backslash)"
+    );
+    assert!(idx.vpns().next().is_none(), "the file's VPNs were removed");
+    assert!(idx.is_empty());
+
+    // A VPN that exists with another definition is not changed by an import.
+    idx.add_vpn(Vpn {
+        name: "west,east".into(),
+        domain: "north".into(),
+        kind: VpnKind::Vlan(301),
+    })
+    .unwrap();
+    let Err(CsvError::Refused(errors)) = import(
+        &mut idx,
+        Cursor::new(WITH_VPNS),
+        ImportMode::AllOrNothing,
+        |_| {},
+    ) else {
+        panic!("a changed VPN must refuse the file");
+    };
+    assert_eq!(
+        errors[0].to_string(),
+        "line 3: VPN \"west,east\" exists with another definition; an import does not change VPNs"
+    );
+    assert!(idx.vpn("corp\\x").is_none());
+    assert_eq!(idx.vpn("west,east").unwrap().kind, VpnKind::Vlan(301));
 }

@@ -1,10 +1,10 @@
 //! `brasa cafe`: the CAFE forwarding table and intercept filters of a running data plane — the
 //! document's `cf_tool` and `ci_tool` (seed 004 §5.3.3), with the same argument order.
 
-use crate::cmd::dataplane::DEFAULT_API;
 use crate::common::api::Client;
 use crate::common::output::{print_json, table};
 use crate::common::GlobalArgs;
+use crate::daemon::dataplane::DEFAULT_API;
 use anyhow::Context;
 use brasa_dataplane::cafe::intercept::{parse_any_addr, parse_keys_hex, ExpiredStream};
 use brasa_dataplane::control::{FilterRequest, FilterView, ForwardRule, ForwardView, Stats};
@@ -179,7 +179,7 @@ fn execute(client: &Client, json: bool, command: CafeCommand) -> anyhow::Result<
                 .map(|r| {
                     vec![
                         format!("{:02x}", r.key),
-                        r.kind.clone(),
+                        r.kind.to_string(),
                         r.device.clone(),
                         r.mac.clone().unwrap_or_else(|| "-".into()),
                         r.vid.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),

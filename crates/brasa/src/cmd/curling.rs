@@ -1,33 +1,24 @@
-//! `brasa curling`: stateful content-aware forwarding (CURLING, seed 004 §6).
+//! `brasa curling`: stateful content-aware forwarding (CURLING, COMET D4.3 §6).
 //!
 //! - `brasa curling run SCENARIO` executes a scenario file in the document's style, every
 //!   entity a real UDP endpoint on 127.N.d.r, and prints the §6.4.2 log lines and each CAFE's
 //!   content state table (`--json`: the whole report).
-//! - `brasa curling cafe|crme|server|client ROUTER ARGS…` runs one entity as a daemon, with the
-//!   same arguments as its scenario line, and a management API (default `127.0.0.1:7783`).
+//! - `brasa curling cafe|crme|server|client ROUTER ARGS…` runs one entity as a daemon (wired in
+//!   `daemon::curling`), with the same arguments as its scenario line, and a management API
+//!   (default `127.0.0.1:7783`).
 //! - `brasa curling show` prints a running entity's tables and counters (`--json`).
 
-use crate::common::mgmt::{self, ApiError};
 use crate::common::output::{print_json, table};
-use crate::common::prom::{Kind, PromWriter};
 use crate::common::{api, GlobalArgs};
+use crate::daemon::curling::{EntityDaemon, EntityKind, DEFAULT_API};
 use anyhow::Context;
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use brasa_curling::cafe::Cafe;
-use brasa_curling::client::ContentClient;
-use brasa_curling::crme::Crme;
-use brasa_curling::scenario::{self, Parser, RunOptions};
-use brasa_curling::server::ContentServer;
-use brasa_curling::shell::{Core, Entity, LogSink, Naming, ShellOptions, Snapshot};
+use brasa_curling::crme::ContentRoute;
+use brasa_curling::naming::Naming;
+use brasa_curling_net::runner::{self, RunOptions};
+use brasa_curling_net::shell::Snapshot;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
-
-/// Default management API address of a `brasa curling` entity daemon.
-pub const DEFAULT_API: &str = "127.0.0.1:7783";
 
 /// Subcommands of `brasa curling`.
 #[derive(clap::Subcommand, Debug)]
@@ -117,69 +108,45 @@ pub struct ClientArgs {
 }
 
 pub async fn run(global: &GlobalArgs, command: CurlingCommand) -> anyhow::Result<()> {
-    match command {
-        CurlingCommand::Run(args) => run_scenario(global, args).await,
-        CurlingCommand::Cafe(args) => {
-            daemon(&args, PathBuf::from("."), |parser, router, rest| {
-                Ok(Core::Cafe(Cafe::new(parser.cafe(router, rest)?)))
-            })
-            .await
-        }
-        CurlingCommand::Crme(args) => {
-            daemon(&args, PathBuf::from("."), |parser, router, rest| {
-                Ok(Core::Crme(Crme::new(parser.crme(router, rest)?)))
-            })
-            .await
-        }
+    let entity = |kind, args: EntityArgs, content_dir| EntityDaemon {
+        kind,
+        args: args.args,
+        net: args.net,
+        content_dir,
+        mgmt_listen: args.mgmt_listen,
+    };
+    let here = PathBuf::from(".");
+    let daemon = match command {
+        CurlingCommand::Run(args) => return run_scenario(global, args).await,
+        CurlingCommand::Show => return show(global).await,
+        CurlingCommand::Cafe(args) => entity(EntityKind::Cafe, args, here),
+        CurlingCommand::Crme(args) => entity(EntityKind::Crme, args, here),
         CurlingCommand::Server(args) => {
-            let mut contents = Vec::new();
-            for item in &args.publish {
-                let (id, path) = item
-                    .split_once('=')
-                    .with_context(|| format!("--publish {item:?}: expected ID=PATH"))?;
-                let data = std::fs::read(path)
-                    .with_context(|| format!("--publish: cannot read {path}"))?;
-                contents.push((id.to_string(), data));
-            }
-            daemon(
-                &args.entity,
-                PathBuf::from("."),
-                move |parser, router, rest| {
-                    let mut server = ContentServer::new(parser.server(router, rest)?);
-                    for (id, data) in contents.drain(..) {
-                        server
-                            .publish(&id, Arc::from(data))
-                            .map_err(|err| format!("--publish {id:?}: {err}"))?;
-                    }
-                    Ok(Core::Server(server))
-                },
-            )
-            .await
+            let publish = args
+                .publish
+                .iter()
+                .map(|item| {
+                    item.split_once('=')
+                        .map(|(id, path)| (id.to_string(), PathBuf::from(path)))
+                        .with_context(|| format!("--publish {item:?}: expected ID=PATH"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            entity(EntityKind::Server { publish }, args.entity, here)
         }
-        CurlingCommand::Client(args) => {
-            let consume = args.consume.clone();
-            daemon(
-                &args.entity,
-                args.content_dir.clone(),
-                move |parser, router, rest| {
-                    let mut client = ContentClient::new(parser.client(router, rest)?);
-                    for id in &consume {
-                        client
-                            .consume(std::time::Instant::now(), id)
-                            .map_err(|err| format!("--consume {id:?}: {err}"))?;
-                    }
-                    Ok(Core::Client(client))
-                },
-            )
-            .await
-        }
-        CurlingCommand::Show => show(global).await,
-    }
+        CurlingCommand::Client(args) => entity(
+            EntityKind::Client {
+                consume: args.consume,
+            },
+            args.entity,
+            args.content_dir,
+        ),
+    };
+    crate::daemon::curling::run(daemon).await
 }
 
 async fn run_scenario(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
     let naming = Naming { net: args.net };
-    let scenario = scenario::load(&args.scenario, naming)?;
+    let scenario = runner::load(&args.scenario, naming)?;
     let file_dir = args.file_dir.clone().unwrap_or_else(|| {
         args.scenario
             .parent()
@@ -193,7 +160,7 @@ async fn run_scenario(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> 
         timeout: args.timeout,
         echo: !global.json,
     };
-    let report = scenario::run(&scenario, &options).await?;
+    let report = runner::run(&scenario, &options).await?;
     if global.json {
         return print_json(&report);
     }
@@ -212,126 +179,6 @@ async fn run_scenario(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> 
     }
     println!("scenario ended: {}", report.ended_by);
     Ok(())
-}
-
-async fn daemon(
-    args: &EntityArgs,
-    content_dir: PathBuf,
-    mut build: impl FnMut(&Parser, &str, &[&str]) -> Result<Core, String>,
-) -> anyhow::Result<()> {
-    let naming = Naming { net: args.net };
-    let parser = Parser { naming };
-    let router = &args.args[0];
-    let rest: Vec<&str> = args.args[1..].iter().map(String::as_str).collect();
-    let core =
-        build(&parser, router, &rest).map_err(|err| anyhow::anyhow!("invalid arguments: {err}"))?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let log: LogSink = Arc::new(|line: String| {
-        println!("{line}");
-        tracing::info!(target: "brasa_curling", "{line}");
-    });
-    let entity = Entity::spawn(
-        core,
-        ShellOptions {
-            naming,
-            content_dir,
-            stop: stop_rx,
-            drop_every: None,
-        },
-        log,
-    )?;
-    tracing::info!(addr = %entity.addr(), "curling entity running");
-    let entity = Arc::new(entity);
-    let router = Router::new()
-        .route("/api/v1/curling", get(api_snapshot))
-        .route("/metrics", get(api_metrics))
-        .with_state(entity.clone());
-    mgmt::serve(args.mgmt_listen, router).await?;
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    let _ = stop_tx.send(true);
-    Ok(())
-}
-
-async fn api_snapshot(State(entity): State<Arc<Entity>>) -> Result<Json<Snapshot>, ApiError> {
-    Ok(Json(entity.snapshot()))
-}
-
-async fn api_metrics(
-    State(entity): State<Arc<Entity>>,
-) -> Result<axum::response::Response, ApiError> {
-    let snapshot = entity.snapshot();
-    let (kind, counters, gauge) = match &snapshot {
-        Snapshot::Cafe {
-            table, counters, ..
-        } => (
-            "cafe",
-            serde_json::to_value(counters),
-            (
-                "brasa_curling_content_states",
-                "Content states in the CAFE's table.",
-                table.len(),
-            ),
-        ),
-        Snapshot::Crme {
-            active_sessions,
-            counters,
-            ..
-        } => (
-            "crme",
-            serde_json::to_value(counters),
-            (
-                "brasa_curling_active_sessions",
-                "Entries in the CRME's ActiveSessions table.",
-                active_sessions.len(),
-            ),
-        ),
-        Snapshot::Server {
-            streams, counters, ..
-        } => (
-            "server",
-            serde_json::to_value(counters),
-            (
-                "brasa_curling_streams",
-                "Content streams in progress.",
-                streams.len(),
-            ),
-        ),
-        Snapshot::Client {
-            downloads,
-            counters,
-            ..
-        } => (
-            "client",
-            serde_json::to_value(counters),
-            (
-                "brasa_curling_downloads",
-                "Downloads known to the client.",
-                downloads.len(),
-            ),
-        ),
-    };
-    let counters = counters.map_err(|err| ApiError::internal(err.to_string()))?;
-    let addr = snapshot.addr().to_string();
-    let labels = [("entity", kind), ("addr", addr.as_str())];
-    let mut writer = PromWriter::default();
-    if let serde_json::Value::Object(fields) = counters {
-        for (field, value) in fields {
-            let name = format!("brasa_curling_{kind}_{field}_total");
-            writer
-                .family(
-                    &name,
-                    &format!("CURLING {kind} counter `{field}`."),
-                    Kind::Counter,
-                )
-                .sample(&name, &labels, value.as_f64().unwrap_or(0.0));
-        }
-    }
-    writer
-        .family(gauge.0, gauge.1, Kind::Gauge)
-        .sample(gauge.0, &labels, gauge.2 as f64);
-    Ok(mgmt::metrics_response(writer.finish()))
 }
 
 async fn show(global: &GlobalArgs) -> anyhow::Result<()> {
@@ -382,7 +229,7 @@ async fn show(global: &GlobalArgs) -> anyhow::Result<()> {
                 .iter()
                 .map(|(id, route)| {
                     let place = match route {
-                        brasa_curling::crme::ContentRoute::Local {
+                        ContentRoute::Local {
                             server,
                             attach_cafe,
                         } => format!(
@@ -390,7 +237,7 @@ async fn show(global: &GlobalArgs) -> anyhow::Result<()> {
                             naming.endpoint(*server),
                             naming.endpoint(*attach_cafe)
                         ),
-                        brasa_curling::crme::ContentRoute::Via { crme, source } => format!(
+                        ContentRoute::Via { crme, source } => format!(
                             "via CRME {} (source {})",
                             naming.endpoint(*crme),
                             naming.endpoint(*source)

@@ -1,5 +1,6 @@
 //! `brasa run` and `brasa check`.
 
+use crate::common::signal::ShutdownSignal;
 use crate::common::GlobalArgs;
 use crate::daemon;
 use std::path::PathBuf;
@@ -23,11 +24,12 @@ pub struct CheckArgs {
 }
 
 pub async fn run(_global: &GlobalArgs, args: RunArgs) -> anyhow::Result<()> {
+    let mut shutdown = ShutdownSignal::install()?;
     let resolved = daemon::config::load(args.config.as_deref())?;
     let running = daemon::start(resolved).await?;
     tracing::info!(api = %running.api, "brasa is running");
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    let signal = shutdown.recv().await;
+    tracing::info!(signal, "shutting down");
     running.shutdown().await;
     Ok(())
 }
@@ -64,19 +66,4 @@ pub async fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
         println!("{}: configuration is valid", args.config.display());
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
 }

@@ -98,7 +98,7 @@ fn render_python(stats: &crate::daemon::python_api::PythonStatistics) -> String 
                     s.overload.to_string(),
                     format!("{mean}"),
                     s.max_run_time_us.to_string(),
-                    s.action_on_fail.clone(),
+                    s.action_on_fail.as_str().into(),
                     if s.debug { "on".into() } else { "off".into() },
                 ]
             })
@@ -154,7 +154,8 @@ fn render_python(stats: &crate::daemon::python_api::PythonStatistics) -> String 
                     } else {
                         "off".into()
                     },
-                    c.mcs_peer.clone().unwrap_or_else(|| "-".into()),
+                    c.mcs_peer
+                        .map_or_else(|| "-".into(), |peer| peer.to_string()),
                 ]
             })
             .collect();
@@ -170,7 +171,7 @@ fn render_python(stats: &crate::daemon::python_api::PythonStatistics) -> String 
                 .refused
                 .iter()
                 .filter(|(_, n)| **n > 0)
-                .map(|(reason, n)| format!("{reason}={n}"))
+                .map(|(reason, n)| format!("{}={n}", reason.as_str()))
                 .collect();
             if !reasons.is_empty() {
                 out.push_str(&format!(
@@ -180,45 +181,84 @@ fn render_python(stats: &crate::daemon::python_api::PythonStatistics) -> String 
                 ));
             }
         }
-        if !caches.peers.is_empty() {
-            out.push_str("\nMulti-chassis peers\n");
-            let rows: Vec<Vec<String>> = caches
-                .peers
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.address.clone(),
-                        p.state.clone(),
-                        p.sync_tags.join(","),
-                        p.sessions.to_string(),
-                        p.resync_events.to_string(),
-                        p.events_sent.to_string(),
-                        p.overflows.to_string(),
-                        p.last_error.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            out.push_str(&table(
-                &[
-                    "peer",
-                    "state",
-                    "tags",
-                    "sessions",
-                    "resync-events",
-                    "sent",
-                    "overflows",
-                    "last-error",
-                ],
-                &rows,
-            ));
-            out.push_str(&format!(
-                "inbound: {} streams active, {} applied, {} stale, {} refused streams\n",
-                caches.inbound.active,
-                caches.inbound.applied,
-                caches.inbound.stale,
-                caches.inbound.refused
-            ));
+        if let Some(sync) = &caches.sync {
+            out.push_str(&render_sync(sync));
         }
+    }
+    out
+}
+
+/// Both directions of every multi-chassis link: what this node sends (outbound) and applies
+/// (inbound), and why a link is not synchronised.
+fn render_sync(sync: &brasa_cache::sync::SyncStatus) -> String {
+    let mut out = format!("\nMulti-chassis peers (node {})\n", sync.node_id);
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    for peer in &sync.peers {
+        let (o, i) = (&peer.outbound, &peer.inbound);
+        let node = |id: Option<u32>| id.map_or("-".to_string(), |id| id.to_string());
+        rows.push(vec![
+            peer.address.to_string(),
+            "outbound".into(),
+            o.state.to_string(),
+            node(o.peer_node_id),
+            peer.sync_tags.join(","),
+            o.peer_sync_tags.join(","),
+            o.counters.sessions.to_string(),
+            (o.counters.resync_events + o.counters.events_sent).to_string(),
+            o.counters.peer_applied.to_string(),
+            o.counters.overflows.to_string(),
+            o.counters.auth_failures.to_string(),
+            o.counters.tag_mismatches.to_string(),
+        ]);
+        rows.push(vec![
+            peer.address.to_string(),
+            "inbound".into(),
+            i.state.to_string(),
+            node(i.peer_node_id),
+            peer.sync_tags.join(","),
+            i.peer_sync_tags.join(","),
+            i.counters.sessions.to_string(),
+            (i.counters.applied + i.counters.stale + i.counters.refused_events).to_string(),
+            i.counters.applied.to_string(),
+            "-".into(),
+            i.counters.auth_failures.to_string(),
+            i.counters.tag_mismatches.to_string(),
+        ]);
+        for (direction, error) in [("outbound", &o.last_error), ("inbound", &i.last_error)] {
+            if let Some(error) = error {
+                errors.push(format!(
+                    "last error of {} {direction}: {error}\n",
+                    peer.address
+                ));
+            }
+        }
+    }
+    out.push_str(&table(
+        &[
+            "peer",
+            "direction",
+            "state",
+            "peer-node",
+            "tags",
+            "peer-tags",
+            "sessions",
+            "events",
+            "applied",
+            "overflows",
+            "auth-failed",
+            "tag-mismatch",
+        ],
+        &rows,
+    ));
+    out.extend(errors);
+    if sync.unknown_peer_streams > 0 {
+        out.push_str(&format!(
+            "streams refused from addresses that are no mcs-peer: {} (last from {})\n",
+            sync.unknown_peer_streams,
+            sync.last_unknown_peer
+                .map_or("-".to_string(), |address| address.to_string())
+        ));
     }
     out
 }
@@ -312,4 +352,66 @@ fn render_statistics(stats: &StatsSnapshot) -> String {
         stats.unknown_client, stats.coa_unroutable, stats.sessions, stats.duplicate_cache_entries
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brasa_cache::sync::{
+        InboundStatus, LinkState, OutboundCounters, OutboundStatus, PeerStatus, SyncStatus,
+    };
+
+    #[test]
+    fn a_refused_peer_link_says_why_in_both_directions() {
+        let mismatch =
+            "sync tags differ: only here [\"bng-pair\"], only on the peer [\"bng-pear\"]";
+        let sync = SyncStatus {
+            node_id: 1,
+            unknown_peer_streams: 2,
+            last_unknown_peer: Some("127.0.0.9".parse().unwrap()),
+            peers: vec![PeerStatus {
+                address: "127.0.0.2".parse().unwrap(),
+                sync_tags: vec!["bng-pair".into()],
+                outbound: OutboundStatus {
+                    state: LinkState::TagMismatch,
+                    peer_node_id: Some(2),
+                    peer_sync_tags: vec!["bng-pear".into()],
+                    queued: 0,
+                    in_flight: 0,
+                    counters: OutboundCounters {
+                        tag_mismatches: 3,
+                        ..OutboundCounters::default()
+                    },
+                    last_error: Some(mismatch.into()),
+                },
+                inbound: InboundStatus {
+                    state: LinkState::TagMismatch,
+                    peer_node_id: Some(2),
+                    peer_sync_tags: vec!["bng-pear".into()],
+                    counters: Default::default(),
+                    last_error: Some(mismatch.into()),
+                },
+            }],
+        };
+        let text = render_sync(&sync);
+        let outbound = text
+            .lines()
+            .find(|l| l.contains("outbound") && l.starts_with("127.0.0.2"))
+            .unwrap();
+        let columns: Vec<&str> = outbound.split_whitespace().collect();
+        assert_eq!(
+            &columns[..6],
+            [
+                "127.0.0.2",
+                "outbound",
+                "tag-mismatch",
+                "2",
+                "bng-pair",
+                "bng-pear"
+            ]
+        );
+        assert_eq!(columns.last(), Some(&"3"));
+        assert!(text.contains(&format!("last error of 127.0.0.2 inbound: {mismatch}")));
+        assert!(text.contains("addresses that are no mcs-peer: 2 (last from 127.0.0.9)"));
+    }
 }

@@ -10,10 +10,13 @@ use crate::common::output::{print_json, table};
 use crate::common::GlobalArgs;
 use crate::daemon::sm_api::{
     ChangeView, ImportView, LoginBody, LogoutBody, LookupView, Statistics, SubscriberView,
+    EXPORTED_SUBSCRIBERS, EXPORTED_VPNS,
 };
 use anyhow::{anyhow, Context};
-use brasa_sm::ep::EpView;
-use brasa_sm::{pb, ClientEvent, EpClient, EpClientOptions, EpReplica, ReplicaEvent};
+use brasa_sm::ep::{EpView, QuarantineState};
+use brasa_sm::{pb, EpReplica, ReplicaEvent};
+use brasa_sm_net::{ClientError, ClientEvent, EpClient, EpClientOptions};
+use brasa_subscriber::csv::ImportMode;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -123,6 +126,15 @@ pub enum SmShow {
     Counts,
 }
 
+/// `--role` of `brasa sm ep-watch`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum CascadeRoleArg {
+    /// The pair member the SM updates.
+    Active,
+    /// The pair member that learns from the active one.
+    Standby,
+}
+
 /// `brasa sm ep-watch`
 #[derive(clap::Args, Debug)]
 pub struct EpWatchArgs {
@@ -133,8 +145,8 @@ pub struct EpWatchArgs {
     #[arg(long, env = "BRASA_SM_GRPC", default_value = DEFAULT_GRPC)]
     grpc: String,
     /// Cascade role for an EP of a cascade pair.
-    #[arg(long, value_parser = ["active", "standby"])]
-    role: Option<String>,
+    #[arg(long, value_enum)]
+    role: Option<CascadeRoleArg>,
     /// Pull these addresses (`IP` or `IP@VPN`) once connected; repeatable.
     #[arg(long)]
     pull: Vec<String>,
@@ -314,33 +326,6 @@ fn ep_action(
     Ok(())
 }
 
-fn agent() -> ureq::Agent {
-    // Imports and exports of millions of rows take longer than the API client's 30 s.
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(3600)))
-        .build()
-        .new_agent()
-}
-
-fn problem(url: &str, mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<String> {
-    let status = response.status();
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(u64::MAX)
-        .read_to_string()
-        .with_context(|| format!("reading the answer of {url}"))?;
-    if status.is_success() {
-        return Ok(text);
-    }
-    let detail = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|p| p.get("detail")?.as_str().map(str::to_owned))
-        .unwrap_or(text);
-    Err(anyhow!("{detail} (HTTP {})", status.as_u16()))
-}
-
 /// Counts the bytes read for the progress bar.
 struct Counting<R> {
     inner: R,
@@ -357,6 +342,9 @@ impl<R: Read> Read for Counting<R> {
         Ok(n)
     }
 }
+
+/// Imports and exports of millions of rows take longer than an ordinary request.
+const BULK_TIMEOUT: Duration = Duration::from_secs(3600);
 
 fn import(
     global: &GlobalArgs,
@@ -380,30 +368,29 @@ fn import(
     bar.set_message("uploading");
     bar.enable_steady_tick(Duration::from_millis(200));
     let mode = if skip_invalid {
-        "skip-invalid"
+        ImportMode::SkipInvalid
     } else {
-        "all-or-nothing"
+        ImportMode::AllOrNothing
     };
-    let url = format!("{base}/api/v1/sm/import?mode={mode}");
-    let mut reader = Counting {
+    let reader = Counting {
         inner: std::io::BufReader::new(f),
         bar: bar.clone(),
     };
-    let response = agent()
-        .post(&url)
-        .header("content-type", "text/csv")
-        .send(ureq::SendBody::from_reader(&mut reader))
-        .with_context(|| format!("cannot reach the daemon at {url} (is it running? see --api)"));
+    let view: anyhow::Result<ImportView> = Client::with_timeout(base.to_owned(), BULK_TIMEOUT)
+        .post_reader(
+            &format!("/api/v1/sm/import?mode={}", mode.as_str()),
+            "text/csv",
+            reader,
+        );
     bar.finish_and_clear();
-    let text = problem(&url, response?)?;
-    let view: ImportView =
-        serde_json::from_str(&text).with_context(|| format!("unexpected answer from {url}"))?;
+    let view = view?;
     if global.json {
         return print_json(&view);
     }
     println!(
-        "imported {} subscribers from {}",
+        "imported {} subscribers and {} VPNs from {}",
         view.imported,
+        view.vpns,
         file.display()
     );
     if !view.skipped.is_empty() {
@@ -416,26 +403,33 @@ fn import(
 }
 
 fn export(base: &str, output: Option<PathBuf>) -> anyhow::Result<()> {
-    let url = format!("{base}/api/v1/sm/export");
-    let response = agent()
-        .get(&url)
-        .call()
-        .with_context(|| format!("cannot reach the daemon at {url} (is it running? see --api)"))?;
-    let text = problem(&url, response)?;
-    match output {
-        Some(path) => {
-            std::fs::write(&path, text.as_bytes())
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!(
-                "exported {} subscribers to {}",
-                text.lines().count().saturating_sub(1),
-                path.display()
-            );
-        }
-        None => print!("{text}"),
-    }
+    let client = Client::with_timeout(base.to_owned(), BULK_TIMEOUT);
+    let Some(path) = output else {
+        client.get_to_writer(EXPORT_PATH, &mut std::io::stdout().lock())?;
+        return Ok(());
+    };
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    let headers = client
+        .get_to_writer(EXPORT_PATH, &mut std::io::BufWriter::new(file))
+        .with_context(|| format!("exporting to {}", path.display()))?;
+    let count = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    eprintln!(
+        "exported {} subscribers and {} VPNs to {}",
+        count(EXPORTED_SUBSCRIBERS),
+        count(EXPORTED_VPNS),
+        path.display()
+    );
     Ok(())
 }
+
+const EXPORT_PATH: &str = "/api/v1/sm/export";
 
 fn render_subscriber(s: &SubscriberView) -> String {
     let props: Vec<String> = s
@@ -488,40 +482,29 @@ fn print_change(global: &GlobalArgs, change: &ChangeView) -> anyhow::Result<()> 
 
 fn render_counts(stats: &Statistics) -> String {
     let s = &stats.service;
-    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let mut out = format!(
         "Subscribers: {}   VPNs: {}   Connected EPs: {}   gRPC: {}\n",
-        n(&s["subscribers"]),
-        n(&s["vpns"]),
-        n(&s["connected_eps"]),
-        stats.grpc_listen
+        s.subscribers, s.vpns, s.connected_eps, stats.grpc_listen
     );
-    let rows: Vec<Vec<String>> = s["domains"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|d| vec![d[0].as_str().unwrap_or("").to_owned(), n(&d[1]).to_string()])
-                .collect()
-        })
-        .unwrap_or_default();
+    let rows: Vec<Vec<String>> = s
+        .domains
+        .iter()
+        .map(|(domain, n)| vec![domain.clone(), n.to_string()])
+        .collect();
     out.push_str(&table(&["Domain", "Subscribers"], &rows));
     out.push_str(&format!(
         "Operations applied: {}   refused: {}   auto-logouts: {}   imported: {}\n",
-        n(&s["ops"]["applied"]),
-        n(&s["ops"]["refused"]),
-        n(&s["ops"]["auto_logouts"]),
-        n(&s["ops"]["imported"]),
+        s.ops.applied, s.ops.refused, s.ops.auto_logouts, s.ops.imported,
     ));
     out.push_str(&format!(
         "Store commits: {}   change sets: {}   failures: {}\n",
-        n(&s["commits"]),
-        n(&s["committed_changes"]),
-        n(&s["store_failures"]),
+        s.commits, s.committed_changes, s.store_failures,
     ));
-    if let Some(why) = s["failed"].as_str() {
+    if let Some(why) = &s.failed {
         out.push_str(&format!("REFUSING CHANGES: {why}\n"));
     }
     if let Some(r) = &stats.radius_events {
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
         out.push_str(&format!(
             "RADIUS login events: received {}   applied {}   refused {}   dropped {}\n",
             n(&r["received"]),
@@ -537,20 +520,21 @@ fn render_eps(eps: &[EpView]) -> String {
     let rows: Vec<Vec<String>> = eps
         .iter()
         .map(|e| {
-            let quarantine = match (e.quarantine.as_str(), e.quarantine_left_s) {
-                ("none", _) => "-".to_owned(),
-                (q, Some(left)) => {
-                    format!("{q} ({left}s left, timeout {}s)", e.quarantine_timeout_s)
-                }
-                (q, None) => q.to_owned(),
+            let quarantine = match (e.quarantine, e.quarantine_left_s) {
+                (QuarantineState::None, _) => "-".to_owned(),
+                (q, Some(left)) => format!(
+                    "{} ({left}s left, timeout {}s)",
+                    q.as_str(),
+                    e.quarantine_timeout_s
+                ),
+                (q, None) => q.as_str().to_owned(),
             };
             vec![
                 e.id.clone(),
-                format!("{:?}", e.mode).to_lowercase(),
+                e.mode.as_str().to_owned(),
                 e.domain.clone(),
-                e.state.clone(),
-                e.role
-                    .map_or("-".to_owned(), |r| format!("{r:?}").to_lowercase()),
+                e.state.as_str().to_owned(),
+                e.role.map_or("-", |r| r.as_str()).to_owned(),
                 e.cascade_partner.clone().unwrap_or_else(|| "-".into()),
                 format!("{}/{}", e.seq_acked, e.seq_sent),
                 e.backlog.to_string(),
@@ -645,10 +629,10 @@ fn print_event(global: &GlobalArgs, event: &ReplicaEvent) {
 }
 
 async fn ep_watch(global: &GlobalArgs, args: EpWatchArgs) -> anyhow::Result<()> {
-    let role = match args.role.as_deref() {
-        Some("active") => pb::CascadeRole::Active,
-        Some("standby") => pb::CascadeRole::Standby,
-        _ => pb::CascadeRole::RoleUnspecified,
+    let role = match args.role {
+        Some(CascadeRoleArg::Active) => pb::CascadeRole::Active,
+        Some(CascadeRoleArg::Standby) => pb::CascadeRole::Standby,
+        None => pb::CascadeRole::RoleUnspecified,
     };
     let reconnect = args
         .reconnect
@@ -660,7 +644,7 @@ async fn ep_watch(global: &GlobalArgs, args: EpWatchArgs) -> anyhow::Result<()> 
         })
         .transpose()?;
     let mut options = EpClientOptions::new(args.grpc.clone(), args.id.clone()).role(role);
-    options.ack = !args.no_ack;
+    options.link.ack = !args.no_ack;
     let mut replica = EpReplica::new();
     loop {
         let mut client = match EpClient::connect_with(options.clone(), replica).await {
@@ -719,7 +703,7 @@ async fn ep_watch(global: &GlobalArgs, args: EpWatchArgs) -> anyhow::Result<()> 
                 ClientEvent::Ended { error, cleared } => break Some((error, cleared)),
             }
         };
-        let (error, cleared) = ended.unwrap_or((brasa_sm::ClientError::Stopped, false));
+        let (error, cleared) = ended.unwrap_or((ClientError::Stopped, false));
         if global.json {
             println!(
                 "{}",

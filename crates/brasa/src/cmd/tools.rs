@@ -13,7 +13,7 @@ use crate::common::api::{encode_component, Client};
 use crate::common::output::print_json;
 use crate::common::GlobalArgs;
 use crate::daemon::python_api::{
-    hex, parse_hex, CacheDump, DebugRequest, Done, KeyRequest, SetLifetimeRequest,
+    hex, parse_hex, printable, CacheDump, DebugRequest, Done, KeyRequest, SetLifetimeRequest,
 };
 
 /// `brasa tools …`
@@ -104,16 +104,24 @@ pub enum ScriptAction {
     /// Log every run's output and result trace ("Python Output", "Python Result") or stop.
     Debug {
         /// `on` or `off`.
-        #[arg(value_parser = ["on", "off"])]
-        state: String,
+        state: Switch,
     },
+}
+
+/// `on` or `off`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// Turn it on.
+    On,
+    /// Turn it off.
+    Off,
 }
 
 /// Names one cache entry.
 #[derive(clap::Args, Debug, Clone)]
 #[group(required = true, multiple = false)]
 pub struct KeyArgs {
-    /// The key as text (e.g. a MAC address `00:20:fc:1e:cd:53`).
+    /// The key as text (e.g. a MAC address `00:20:fc:1e:cd:53` or a User-Name; UTF-8).
     #[arg(long)]
     pub string_key: Option<String>,
     /// The key as hex digits (spaces or colons between bytes allowed).
@@ -209,7 +217,9 @@ pub async fn run_tools(global: &GlobalArgs, command: ToolsCommand) -> anyhow::Re
                 )?,
                 ScriptAction::Debug { state } => client.post(
                     &format!("/api/v1/python/scripts/{}/debug", encode_component(&name)),
-                    &DebugRequest { on: state == "on" },
+                    &DebugRequest {
+                        on: state == Switch::On,
+                    },
                 )?,
             };
             report(global, &done)
@@ -250,10 +260,10 @@ fn render_dump(dump: &CacheDump) -> String {
         dump.policy
     );
     for entry in &dump.entries {
-        let key = entry
-            .key
-            .clone()
-            .unwrap_or_else(|| format!("(hex) {}", entry.key_hex));
+        let key = match &entry.key {
+            Some(text) if printable(text) => text.clone(),
+            _ => format!("(hex) {}", entry.key_hex),
+        };
         out.push_str(&format!("Key       : {key}\n"));
         let bytes: Vec<&str> = entry
             .value_hex
@@ -304,6 +314,36 @@ mod tests {
         ));
         assert!(text.contains("Time Left : 0d 00:12:08\n"));
         assert!(text.contains("DDP Key   : N/A\n"));
+    }
+
+    #[test]
+    fn utf8_keys_show_as_text_and_hidden_characters_as_hex() {
+        let entry = |key: &[u8]| CacheEntry {
+            key: String::from_utf8(key.to_vec()).ok(),
+            key_hex: hex(key),
+            value_hex: hex(b"v"),
+            time_left: "0d 00:00:10".into(),
+            remaining_ms: 10_000,
+            ddp_key: "N/A".into(),
+        };
+        let dump = CacheDump {
+            policy: "p".into(),
+            entries: vec![
+                entry("Zoë O'Brien+vlan/42@fibre.example".as_bytes()),
+                entry(b"bell\x07"),
+                entry(b"\xff\xfe"),
+            ],
+        };
+        let text = render_dump(&dump);
+        assert!(
+            text.contains("Key       : Zoë O'Brien+vlan/42@fibre.example\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Key       : (hex) 62 65 6c 6c 07\n"),
+            "{text}"
+        );
+        assert!(text.contains("Key       : (hex) ff fe\n"), "{text}");
     }
 
     #[test]

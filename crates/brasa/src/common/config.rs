@@ -3,6 +3,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use serde_spanned::Spanned;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,58 @@ impl Source {
             message: message.into(),
         }
     }
+}
+
+impl Source {
+    /// An error about the value at `path`, a field path as validators outside the binary name
+    /// them (`peer_table[1].remote_ip_address`: keys joined by dots, array elements by index)
+    /// after the file was parsed. A path the file does not spell out (a default was used) is
+    /// located at its nearest ancestor that it does.
+    pub fn error_at_path(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        let span = toml::de::DeTable::parse(&self.text)
+            .map(|document| span_of_path(&document, path))
+            .unwrap_or(0..0);
+        self.error_at(span, message)
+    }
+}
+
+/// The span of the value at `path` in `document`, or of the deepest ancestor present.
+fn span_of_path(document: &Spanned<toml::de::DeTable<'_>>, path: &str) -> Range<usize> {
+    use toml::de::DeValue;
+    let mut span = document.span();
+    let mut table = Some(document.get_ref());
+    for segment in path.split('.') {
+        let (key, indices) = segment.split_once('[').unwrap_or((segment, ""));
+        let found = table.and_then(|table| {
+            table
+                .iter()
+                .find(|(name, _)| name.get_ref().as_ref() == key)
+                .map(|(_, value)| value)
+        });
+        let Some(mut value) = found else {
+            break;
+        };
+        span = value.span();
+        for index in indices.split('[').filter(|index| !index.is_empty()) {
+            let element = match (
+                value.get_ref(),
+                index.trim_end_matches(']').parse::<usize>(),
+            ) {
+                (DeValue::Array(items), Ok(index)) => items.get(index),
+                _ => None,
+            };
+            let Some(element) = element else {
+                return span;
+            };
+            value = element;
+            span = value.span();
+        }
+        table = match value.get_ref() {
+            DeValue::Table(inner) => Some(inner),
+            _ => None,
+        };
+    }
+    span
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
@@ -217,6 +270,24 @@ mod tests {
         assert_eq!(secs("00:12:08"), Ok(728));
         assert!(secs("0d 01:60:00").is_err());
         assert!(secs("soon").is_err());
+    }
+
+    #[test]
+    fn errors_found_after_parsing_point_at_the_field_path() {
+        let text = "local_as = 1\n\n[[peer_table]]\nremote_ip_address = \"10.0.0.1\"\n\n[[peer_table]]\nremote_ip_address = \"10.0.0\"\nclass_table = [{ cos_id = 1 }, { cos_id = 1 }]\n";
+        let source = Source::from_text("rae.toml", text);
+        let at = |path: &str| source.error_at_path(path, "wrong").to_string();
+        assert_eq!(
+            at("peer_table[1].remote_ip_address"),
+            "rae.toml:7:21: wrong"
+        );
+        assert_eq!(
+            at("peer_table[1].class_table[1].cos_id"),
+            "rae.toml:8:43: wrong"
+        );
+        // Not written (a default): the nearest ancestor the file has.
+        assert_eq!(at("peer_table[0].ttl_value"), "rae.toml:3:1: wrong");
+        assert_eq!(at("hold_time"), "rae.toml:1:1: wrong");
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Pieces every subcommand shares: global flags, logging, config files, the management API
-//! (server and client), Prometheus text output and operator-facing tables.
+//! (server and client), Prometheus text output, operator-facing tables and the daemons'
+//! shutdown signals.
 
 pub mod api;
 pub mod config;
 pub mod mgmt;
 pub mod output;
 pub mod prom;
+pub mod signal;
 
 use clap::{Args, ValueEnum};
 

@@ -1,10 +1,14 @@
-//! The control-plane daemon (`brasa run`): starts the components its config enables and serves
-//! the management API.
+//! The daemons' config models and wiring. This module itself is the control-plane daemon
+//! (`brasa run`): it starts the components its config enables and serves the management API;
+//! [`rae`], [`dataplane`] and [`curling`] are the other daemons.
 
 pub mod config;
+pub mod curling;
+pub mod dataplane;
 pub mod python;
 pub mod python_api;
 pub mod radius_api;
+pub mod rae;
 pub mod sm_api;
 pub mod sm_config;
 pub mod sm_radius;
@@ -49,12 +53,12 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
     let (caches, python) = match resolved.python {
         Some(python) => {
             let caches = Arc::new(
-                brasa_policy::cache_service::CacheService::start(python.caches)
+                brasa_python::cache_service::CacheService::start(python.caches)
                     .await
                     .map_err(|err| anyhow::anyhow!("python-policy caches: {err}"))?,
             );
             let worker = tokio::task::block_in_place(|| {
-                brasa_policy::worker::PythonPolicies::start(
+                brasa_python::worker::PythonPolicies::start(
                     python.worker,
                     dictionary,
                     Some(caches.clone()),
@@ -109,9 +113,9 @@ pub struct ApiState {
     /// The subscriber manager.
     pub sm: Option<Arc<sm_api::SmComponent>>,
     /// The Python worker (python-scripts and python-policies).
-    pub python: Option<Arc<brasa_policy::worker::PythonPolicies>>,
+    pub python: Option<Arc<brasa_python::worker::PythonPolicies>>,
     /// The python-policy caches.
-    pub caches: Option<Arc<brasa_policy::cache_service::CacheService>>,
+    pub caches: Option<Arc<brasa_python::cache_service::CacheService>>,
 }
 
 async fn metrics(

@@ -4,9 +4,10 @@
 
 use crate::common::config::{ByteSize, ConfigDuration, ConfigError, Source};
 use brasa_aaa::{Direction, ExternalHooks};
+use brasa_cache::sync::SyncKey;
 use brasa_cache::{CacheConfig, McsPeer, MinimumLifetimes};
-use brasa_policy::cache_service::{CacheServiceConfig, PolicyCacheSpec};
-use brasa_policy::worker::{ActionOnFail, Binding, PolicySpec, PythonConfig, ScriptSpec};
+use brasa_python::cache_service::{CacheServiceConfig, PolicyCacheSpec, SyncSettings};
+use brasa_python::worker::{ActionOnFail, Binding, PolicySpec, PythonConfig, ScriptSpec};
 use brasa_radius::Code;
 use serde::Deserialize;
 use serde_spanned::Spanned;
@@ -31,8 +32,13 @@ pub struct PythonSection {
     /// `system persistence python-policy-cache location`).
     #[serde(default = "default_cache_location")]
     pub cache_location: PathBuf,
-    /// Where this node accepts its multi-chassis peers' sync streams.
+    /// Where this node accepts its multi-chassis peers' sync streams (its own leave from this
+    /// address too: the peers admit it by it).
     pub cache_sync_listen: Option<Spanned<String>>,
+    /// The key this node shares with its multi-chassis peers (SR OS multi-chassis peer
+    /// `authentication-key`): each side of a sync stream proves it holds the key, which never
+    /// crosses the wire. Required with `cache_sync_listen`.
+    pub cache_sync_key: Option<Spanned<SecretText>>,
     /// How often cache journals are synced to disk.
     #[serde(default = "default_cache_sync_interval")]
     pub cache_fsync_interval: ConfigDuration,
@@ -46,6 +52,17 @@ pub struct PythonSection {
     /// Policies.
     #[serde(default, rename = "policy")]
     pub policies: Vec<PolicySection>,
+}
+
+/// Configuration text that is a secret: never printed, not even by `Debug`.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
 }
 
 fn default_cache_memory() -> ByteSize {
@@ -262,8 +279,36 @@ pub fn resolve(
         })?),
     };
 
+    let sync = match (sync_listen, &section.cache_sync_key) {
+        (None, None) => None,
+        (Some(listen), Some(key)) => {
+            let key = SyncKey::new(key.get_ref().0.as_bytes()).map_err(|err| {
+                source.error_at(key.span(), format!("invalid cache_sync_key: {err}"))
+            })?;
+            Some(SyncSettings { listen, key })
+        }
+        (Some(_), None) => {
+            let listen = section
+                .cache_sync_listen
+                .as_ref()
+                .map_or(0..0, |l| l.span());
+            return Err(source.error_at(
+                listen,
+                "cache_sync_listen needs cache_sync_key, the key shared with the mcs peers"
+                    .to_string(),
+            ));
+        }
+        (None, Some(key)) => {
+            return Err(source.error_at(
+                key.span(),
+                "cache_sync_key needs cache_sync_listen (where the peers' streams arrive)"
+                    .to_string(),
+            ))
+        }
+    };
+
     let mut policies = Vec::new();
-    let mut caches = Vec::new();
+    let mut caches: Vec<PolicyCacheSpec> = Vec::new();
     for policy in section.policies {
         let name = policy.name.get_ref().clone();
         if policies.iter().any(|p: &PolicySpec| p.name == name) {
@@ -363,6 +408,16 @@ pub fn resolve(
                             "mcs_peer needs [python] cache_sync_listen (where the peer's stream arrives)".to_string(),
                         ));
                     }
+                    if let Some(other) = caches
+                        .iter()
+                        .filter_map(|c| c.peer)
+                        .find(|other| other.ip() == address.ip() && other.port() != address.port())
+                    {
+                        return Err(source.error_at(
+                            peer.span(),
+                            format!("mcs_peer {address} is {other} in another cache: one peer, one sync port"),
+                        ));
+                    }
                     let mcs = McsPeer {
                         address: address.ip(),
                         sync_tag: tag.get_ref().clone(),
@@ -413,7 +468,7 @@ pub fn resolve(
 
     let node_id = section
         .node_id
-        .unwrap_or_else(|| brasa_policy::cache_service::default_node_id(sync_listen));
+        .unwrap_or_else(|| brasa_python::cache_service::default_node_id(sync_listen));
     Ok(ResolvedPython {
         worker: PythonConfig {
             scripts,
@@ -424,7 +479,7 @@ pub fn resolve(
             node_id,
             global_memory: section.cache_memory.0,
             location: data_dir.join(section.cache_location),
-            sync_listen,
+            sync,
             sync_interval: section.cache_fsync_interval.0,
             caches,
         },

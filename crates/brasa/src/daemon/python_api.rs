@@ -11,9 +11,10 @@ use crate::common::prom::{Kind, PromWriter};
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use brasa_cache::sync::{LinkState, PeerStatus, SyncStatus};
 use brasa_cache::CacheError;
-use brasa_policy::cache_service::{CacheServiceError, CacheServiceStats};
-use brasa_policy::worker::{PythonStats, WorkerError};
+use brasa_python::cache_service::{CacheServiceError, CacheServiceStats};
+use brasa_python::worker::{PythonStats, WorkerError};
 use serde::{Deserialize, Serialize};
 
 /// `/api/v1/python/...`
@@ -39,9 +40,10 @@ pub struct PythonStatistics {
 /// One entry as `tools dump python python-policy NAME cache` shows it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CacheEntry {
-    /// The key as text when it is printable ASCII, else `None`.
+    /// The key as text when it is valid UTF-8, else `None` (the dump prints it as text only
+    /// when it is also [`printable`]).
     pub key: Option<String>,
-    /// The key in hex.
+    /// The key in hex, always.
     pub key_hex: String,
     /// The value in hex.
     pub value_hex: String,
@@ -96,7 +98,7 @@ pub struct DebugRequest {
 
 fn caches(
     state: &ApiState,
-) -> Result<&std::sync::Arc<brasa_policy::cache_service::CacheService>, ApiError> {
+) -> Result<&std::sync::Arc<brasa_python::cache_service::CacheService>, ApiError> {
     state
         .caches
         .as_ref()
@@ -117,15 +119,23 @@ fn cache_error(policy: &str, key: &[u8], err: CacheServiceError) -> ApiError {
 }
 
 fn describe_key(key: &[u8]) -> String {
-    match printable(key) {
-        Some(text) => format!("{text:?}"),
-        None => format!("(hex) {}", hex(key)),
+    match std::str::from_utf8(key) {
+        Ok(text) if printable(text) => format!("{text:?}"),
+        _ => format!("(hex) {}", hex(key)),
     }
 }
 
-fn printable(bytes: &[u8]) -> Option<String> {
-    (!bytes.is_empty() && bytes.iter().all(|b| (0x20..0x7f).contains(b)))
-        .then(|| String::from_utf8_lossy(bytes).into_owned())
+/// Whether a key shows as text: not empty, and no character that would hide or disguise
+/// what it is (controls, zero-width characters, bidirectional overrides). Anything else —
+/// accents, `'`, `+`, `/`, `@`, other scripts — is printed as it is; the rest is shown in hex,
+/// as SR OS shows keys.
+pub fn printable(text: &str) -> bool {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    };
+    !text.is_empty() && !text.chars().any(hidden)
 }
 
 /// Lower-case hex, bytes separated by spaces (the SR OS dump style).
@@ -184,7 +194,7 @@ async fn dump(
         .map_err(|err| cache_error(&policy, &[], err))?
         .into_iter()
         .map(|e| CacheEntry {
-            key: printable(&e.key),
+            key: String::from_utf8(e.key.clone()).ok(),
             key_hex: hex(&e.key),
             value_hex: hex(&e.value),
             time_left: e.time_left,
@@ -233,7 +243,7 @@ async fn set_lifetime(
 
 fn worker(
     state: &ApiState,
-) -> Result<std::sync::Arc<brasa_policy::worker::PythonPolicies>, ApiError> {
+) -> Result<std::sync::Arc<brasa_python::worker::PythonPolicies>, ApiError> {
     state
         .python
         .clone()
@@ -296,7 +306,7 @@ pub fn write_metrics(
                 Kind::Gauge,
             )
             .sample("brasa_python_queued", &[], worker.queued as f64);
-        type ScriptField = fn(&brasa_policy::worker::ScriptStats) -> u64;
+        type ScriptField = fn(&brasa_python::worker::ScriptStats) -> u64;
         let counters: [(&str, &str, ScriptField); 11] = [
             ("runs", "Script runs started.", |s| s.runs),
             ("completed", "Script runs that completed.", |s| s.completed),
@@ -365,7 +375,7 @@ pub fn write_metrics(
                 &[],
                 caches.global_memory_limit as f64,
             );
-        type CacheField = fn(&brasa_policy::cache_service::CacheStats) -> u64;
+        type CacheField = fn(&brasa_python::cache_service::CacheStats) -> u64;
         let gauges: [(&str, &str, CacheField); 2] = [
             ("entries", "Entries held.", |c| c.entries as u64),
             ("bytes", "Bytes charged to the global bound.", |c| {
@@ -424,24 +434,133 @@ pub fn write_metrics(
             for (reason, count) in &cache.refused {
                 writer.sample(
                     "brasa_python_cache_refused_total",
-                    &[("policy", &cache.policy), ("reason", reason)],
+                    &[("policy", &cache.policy), ("reason", reason.as_str())],
                     *count as f64,
                 );
             }
         }
-        writer.family(
+        if let Some(sync) = &caches.sync {
+            write_sync_metrics(sync, writer);
+        }
+    }
+}
+
+/// The multi-chassis links: state per direction (one series per state, 1 for the current
+/// one), refusals and traffic.
+fn write_sync_metrics(sync: &SyncStatus, writer: &mut PromWriter) {
+    writer.family(
+        "brasa_python_cache_peer_up",
+        "1 when this node's link to the multi-chassis peer is synchronised.",
+        Kind::Gauge,
+    );
+    for peer in &sync.peers {
+        writer.sample(
             "brasa_python_cache_peer_up",
-            "1 when the link to the multi-chassis peer is synchronised.",
-            Kind::Gauge,
+            &[("peer", &peer.address.to_string())],
+            f64::from(u8::from(peer.outbound.state == LinkState::Synchronised)),
         );
-        for peer in &caches.peers {
+    }
+    writer.family(
+        "brasa_python_cache_peer_state",
+        "State of each direction of a multi-chassis link (1 for the current state).",
+        Kind::Gauge,
+    );
+    for peer in &sync.peers {
+        let address = peer.address.to_string();
+        for (direction, current) in [
+            ("outbound", peer.outbound.state),
+            ("inbound", peer.inbound.state),
+        ] {
+            for state in LinkState::ALL {
+                writer.sample(
+                    "brasa_python_cache_peer_state",
+                    &[
+                        ("peer", &address),
+                        ("direction", direction),
+                        ("state", state.as_str()),
+                    ],
+                    f64::from(u8::from(state == current)),
+                );
+            }
+        }
+    }
+    type Field = fn(&PeerStatus) -> (u64, u64);
+    let counters: [(&str, &str, Field); 4] = [
+        ("sessions", "Sync sessions past the handshake.", |p| {
+            (p.outbound.counters.sessions, p.inbound.counters.sessions)
+        }),
+        (
+            "auth_failures",
+            "Sync handshakes whose peer failed the shared-key check.",
+            |p| {
+                (
+                    p.outbound.counters.auth_failures,
+                    p.inbound.counters.auth_failures,
+                )
+            },
+        ),
+        (
+            "tag_mismatches",
+            "Sync handshakes in which the peers paired different sync tags.",
+            |p| {
+                (
+                    p.outbound.counters.tag_mismatches,
+                    p.inbound.counters.tag_mismatches,
+                )
+            },
+        ),
+        (
+            "events",
+            "Cache events sent to (outbound) or applied from (inbound) the peer.",
+            |p| {
+                (
+                    p.outbound.counters.resync_events + p.outbound.counters.events_sent,
+                    p.inbound.counters.applied,
+                )
+            },
+        ),
+    ];
+    for (field, help, value) in counters {
+        let name = format!("brasa_python_cache_peer_{field}_total");
+        writer.family(&name, help, Kind::Counter);
+        for peer in &sync.peers {
+            let address = peer.address.to_string();
+            let (outbound, inbound) = value(peer);
             writer.sample(
-                "brasa_python_cache_peer_up",
-                &[("peer", &peer.address)],
-                f64::from(u8::from(peer.state == "synchronised")),
+                &name,
+                &[("peer", &address), ("direction", "outbound")],
+                outbound as f64,
+            );
+            writer.sample(
+                &name,
+                &[("peer", &address), ("direction", "inbound")],
+                inbound as f64,
             );
         }
     }
+    writer.family(
+        "brasa_python_cache_peer_overflows_total",
+        "Sync sessions reset (and resynchronised) because the queue to the peer overflowed.",
+        Kind::Counter,
+    );
+    for peer in &sync.peers {
+        writer.sample(
+            "brasa_python_cache_peer_overflows_total",
+            &[("peer", &peer.address.to_string())],
+            peer.outbound.counters.overflows as f64,
+        );
+    }
+    writer
+        .family(
+            "brasa_python_cache_sync_unknown_peer_streams_total",
+            "Sync streams refused because their source is no mcs-peer.",
+            Kind::Counter,
+        )
+        .sample(
+            "brasa_python_cache_sync_unknown_peer_streams_total",
+            &[],
+            sync.unknown_peer_streams as f64,
+        );
 }
 
 #[cfg(test)]
@@ -459,5 +578,20 @@ mod tests {
         assert_eq!(hex(b"Cl"), "43 6c");
         assert_eq!(describe_key(b"00:20:fc:1e:cd:53"), "\"00:20:fc:1e:cd:53\"");
         assert_eq!(describe_key(&[1, 2]), "(hex) 01 02");
+        assert_eq!(
+            describe_key("Zoë O'Brien+vlan/42@fibre.example".as_bytes()),
+            "\"Zoë O'Brien+vlan/42@fibre.example\""
+        );
+        assert_eq!(describe_key(b"\xff\xfe"), "(hex) ff fe");
+    }
+
+    #[test]
+    fn keys_with_hidden_characters_are_not_printable() {
+        assert!(printable("Zoë O'Brien+vlan/42@fibre.example"));
+        assert!(printable("用户@宽带"));
+        assert!(!printable(""));
+        assert!(!printable("tab\there"));
+        assert!(!printable("admin\u{202e}nimda"));
+        assert!(!printable("zero\u{200b}width"));
     }
 }

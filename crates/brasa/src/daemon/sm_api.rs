@@ -13,8 +13,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use brasa_aaa::EngineConfig;
 use brasa_radius::Dictionary;
-use brasa_sm::ep::EpView;
-use brasa_sm::{ErrorKind, Op, ServiceStats, SmError, SmServer, SmService};
+use brasa_sm::ep::{EpView, QuarantineState};
+use brasa_sm::{ErrorKind, Op, SmError};
+use brasa_sm_net::{ServiceStats, SmServer, SmService};
 use brasa_subscriber::csv::{CsvError, ImportMode};
 use brasa_subscriber::{Login, RedbStore, Subscriber};
 use serde::{Deserialize, Serialize};
@@ -134,17 +135,16 @@ pub struct Statistics {
     /// gRPC address.
     pub grpc_listen: String,
     /// Service counters.
-    pub service: serde_json::Value,
+    pub service: ServiceStats,
     /// RADIUS login events, when configured.
     pub radius_events: Option<serde_json::Value>,
 }
 
 async fn statistics(State(state): State<ApiState>) -> Result<Json<Statistics>, ApiError> {
     let sm = component(&state)?;
-    let stats: ServiceStats = sm.service.stats();
     Ok(Json(Statistics {
         grpc_listen: sm.grpc.to_string(),
-        service: serde_json::to_value(&stats).map_err(|e| ApiError::internal(e.to_string()))?,
+        service: sm.service.stats(),
         radius_events: sm.radius_events.as_ref().map(|r| r.snapshot()),
     }))
 }
@@ -370,8 +370,11 @@ struct ImportQuery {
 /// `POST /import`
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ImportView {
-    /// Rows imported.
+    /// Subscriber rows imported.
     pub imported: usize,
+    /// VPNs created.
+    #[serde(default)]
+    pub vpns: usize,
     /// Rows skipped: (line, why).
     pub skipped: Vec<(usize, String)>,
 }
@@ -386,13 +389,8 @@ async fn import(
 ) -> Result<Json<ImportView>, ApiError> {
     let sm = component(&state)?.clone();
     let mode = match q.mode.as_deref() {
-        None | Some("all-or-nothing") => ImportMode::AllOrNothing,
-        Some("skip-invalid") => ImportMode::SkipInvalid,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "invalid mode {other:?}; expected \"all-or-nothing\" or \"skip-invalid\""
-            )))
-        }
+        None => ImportMode::AllOrNothing,
+        Some(text) => text.parse().map_err(ApiError::bad_request)?,
     };
     // Validating and applying a large file holds the core for seconds: not on a runtime worker.
     let service = sm.service.clone();
@@ -425,6 +423,7 @@ async fn import(
     }
     Ok(Json(ImportView {
         imported: report.imported,
+        vpns: report.vpns,
         skipped: report
             .skipped
             .into_iter()
@@ -433,16 +432,35 @@ async fn import(
     }))
 }
 
+/// Header of `GET /export` with the number of subscriber rows in the file.
+pub const EXPORTED_SUBSCRIBERS: &str = "x-brasa-subscribers";
+/// Header of `GET /export` with the number of VPN rows in the file.
+pub const EXPORTED_VPNS: &str = "x-brasa-vpns";
+
 async fn export(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let sm = component(&state)?.clone();
-    let text = tokio::task::spawn_blocking(move || {
+    let (text, counts) = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        brasa_subscriber::csv::export(sm.service.core().index(), &mut out).map(|_| out)
+        brasa_subscriber::csv::export(sm.service.core().index(), &mut out).map(|c| (out, c))
     })
     .await
     .map_err(|e| ApiError::internal(format!("export task: {e}")))?
     .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::HeaderName::from_static(EXPORTED_SUBSCRIBERS),
+                counts.subscribers.to_string(),
+            ),
+            (
+                header::HeaderName::from_static(EXPORTED_VPNS),
+                counts.vpns.to_string(),
+            ),
+        ],
+        text,
+    )
+        .into_response())
 }
 
 /// Writes the SM families.
@@ -537,7 +555,7 @@ pub fn write_metrics(sm: &SmComponent, w: &mut PromWriter) {
             "brasa_sm_ep_quarantined",
             "1 if the EP is quarantined.",
             Kind::Gauge,
-            |v| f64::from(u8::from(v.quarantine == "quarantined")),
+            |v| f64::from(u8::from(v.quarantine == QuarantineState::Quarantined)),
         ),
         (
             "brasa_sm_ep_backlog",

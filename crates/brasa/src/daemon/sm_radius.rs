@@ -8,7 +8,8 @@
 use super::sm_config::RadiusLogins;
 use brasa_aaa::{Direction, EngineConfig, HookContext, Policy, Verdict};
 use brasa_radius::{AttrId, Code, Dictionary, Packet, Value};
-use brasa_sm::{Op, SmError, SmService};
+use brasa_sm::{Op, SmError};
+use brasa_sm_net::SmService;
 use brasa_subscriber::Login;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};

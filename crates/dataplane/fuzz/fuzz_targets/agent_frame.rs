@@ -23,11 +23,16 @@ fuzz_target!(|data: &[u8]| {
             Ok(request) => agent::handle(&mut pipeline, &request, now),
             Err(malformed) => agent::malformed_response(&malformed),
         };
-        let frame = agent::encode_frame(&response);
+        let frame = agent::encode_frame(&response).expect("every response fits one frame");
         assert_eq!(
             usize::from(u16::from_be_bytes([frame[0], frame[1]])),
             frame.len() - 2
         );
+        let decoded = <brasa_proto::brasa::cafe::GenericResponse as prost::Message>::decode(
+            &frame[2..],
+        )
+        .expect("a frame holds the whole response");
+        assert_eq!(decoded, response);
         now += 3_000_000_000;
     }
 });

@@ -7,7 +7,9 @@ pub mod intercept;
 use crate::flow::FlowKey;
 use crate::pipeline::{Batch, Context, DropReason, LinkKind, PacketKind, Stage, Verdict};
 use crate::wire::comet::{CometPacket, CometRepr};
-use crate::wire::{ethernet, vlan, EtherType, EthernetFrame, MacAddr, VlanHeader};
+use crate::wire::{
+    ethernet, vlan, EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet, MacAddr, VlanHeader,
+};
 use forward::{EgressKind, ForwardTable};
 use intercept::FilterTable;
 use std::any::Any;
@@ -130,18 +132,24 @@ impl Stage for ForwardStage {
             if comet.is_path_complete() {
                 let inner = comet.inner_protocol();
                 let header_len = comet.header_len();
-                let version = comet.payload().first().map(|b| b >> 4);
-                let kind = match (inner, version) {
-                    (EtherType::IPV4, Some(4)) => PacketKind::Ipv4,
-                    (EtherType::IPV6, Some(6)) => PacketKind::Ipv6,
-                    (EtherType::IPV4 | EtherType::IPV6, _) => {
-                        meta.verdict = Verdict::Drop(DropReason::MalformedIp);
-                        continue;
-                    }
+                // The kernel gets only whole, well-formed IP packets: a truncated one (a lone
+                // version byte, a total length beyond the data) is dropped here and counted.
+                let kind = match inner {
+                    EtherType::IPV4 => match Ipv4Packet::new_checked(comet.payload()) {
+                        Ok(packet) if packet.verify_checksum() => Some(PacketKind::Ipv4),
+                        _ => None,
+                    },
+                    EtherType::IPV6 => Ipv6Packet::new_checked(comet.payload())
+                        .ok()
+                        .map(|_| PacketKind::Ipv6),
                     _ => {
                         meta.verdict = Verdict::Drop(DropReason::UnsupportedInner);
                         continue;
                     }
+                };
+                let Some(kind) = kind else {
+                    meta.verdict = Verdict::Drop(DropReason::MalformedIp);
+                    continue;
                 };
                 if !buf.pull_front(l3 + header_len) {
                     meta.verdict = Verdict::Drop(DropReason::MalformedComet);

@@ -559,10 +559,13 @@ fn align16(value: usize) -> usize {
 /// (like every path that loops a frame back to a receive path) then allocates a page per
 /// frame to copy that fragment out of the ring again: slower for any frame size.
 /// A frame is refused (and the caller counts it) when the next slot is still held after a
-/// kick (the ring is full), or when it is longer than the interface's MTU allows, as the
-/// kernel itself would refuse it. With `PACKET_LOSS` set, the kernel skips a slot it cannot
-/// send instead of stopping the ring. Frames that do not fit a slot (the MTU was raised
-/// after opening) go out through a `sendto` socket, after the slots queued before them.
+/// kick (the ring is full), or when it is longer than the interface's MTU allows. The kernel
+/// does not check the MTU of ring frames that carry a virtio-net header (they could be GSO
+/// frames), so this check is the only one, and it must use the MTU as it is now: the worker
+/// passes link notifications on with [`TxRing::set_mtu`]. With `PACKET_LOSS` set, the kernel
+/// skips a slot it cannot send instead of stopping the ring. Frames that do not fit a slot
+/// (the MTU was raised after opening) go out through a `sendto` socket, after the slots
+/// queued before them.
 pub struct TxRing {
     fd: OwnedFd,
     name: String,
@@ -712,8 +715,18 @@ impl TxRing {
                 name: self.name.clone(),
                 source,
             })?;
-        self.max_frame = mtu as usize + ETH_HLEN;
+        self.set_mtu(mtu);
         Ok(())
+    }
+
+    /// Takes the interface's MTU as `mtu` (from a link notification).
+    pub fn set_mtu(&mut self, mtu: u32) {
+        self.max_frame = mtu as usize + ETH_HLEN;
+    }
+
+    /// The interface's kernel index.
+    pub fn ifindex(&self) -> i32 {
+        self.ifindex
     }
 
     /// What the kernel would accept: at least an Ethernet header, at most MTU + header (+ 4

@@ -1,5 +1,6 @@
 //! The Linux shell around the pipeline: AF_PACKET rings on real interfaces, a TUN device into
-//! the kernel's stack, interface facts, and the worker thread that runs the loop.
+//! the kernel's stack, interface facts and link notifications, and the worker thread that runs
+//! the loop.
 //!
 //! This is the only part of the crate that makes system calls. It uses no async runtime: one
 //! worker thread owns the pipeline and its sockets; control operations reach it as closures
@@ -7,6 +8,7 @@
 
 pub mod afpacket;
 pub mod netdev;
+pub mod netlink;
 pub mod tun;
 pub mod worker;
 

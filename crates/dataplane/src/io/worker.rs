@@ -4,6 +4,15 @@
 //! periodic ticks. Frames the kernel dropped because a receive ring was full are counted as
 //! `rx_ring_full` (read at least every 100 ms, and by the first worker before control jobs).
 //!
+//! A transmit ring checks frame lengths against the interface's MTU itself (the kernel does
+//! not, for ring frames with a virtio-net header), so each worker follows MTU changes from the
+//! kernel's link notifications ([`LinkEvents`]), read before every batch that transmits: a
+//! frame sent after `ip link set … mtu` returned is checked against the new MTU. The
+//! notifications are queued by the time the command returns, so no tick interval stands
+//! between the change and the frames it applies to, and reading an empty queue costs one
+//! non-blocking `recv` per batch. If the socket cannot be opened, the MTUs are re-read every
+//! tick instead.
+//!
 //! With more than one worker ([`Tuning::workers`]) every worker has its own rings on every
 //! port, joined in a `PACKET_FANOUT` group per port that hands each worker the frames received
 //! on its share of the CPUs, and the workers share one [`Pipeline`] behind a mutex held only
@@ -13,6 +22,7 @@
 
 use super::afpacket::{RingConfig, RxRing, TxRing, TxRingConfig, TxSocket};
 use super::netdev::{self, NetDev};
+use super::netlink::LinkEvents;
 use super::tun::Tun;
 use super::{cvt, IoError};
 use crate::pipeline::{Batch, DropReason, IpHandoff, LinkKind, Pipeline, Port, PortId, Verdict};
@@ -163,6 +173,89 @@ impl Tx {
             }
         }
     }
+
+    /// Takes a new MTU for the interface `ifindex`, if this transmits on it through a ring (the
+    /// kernel checks what a socket sends itself).
+    fn set_mtu(&mut self, ifindex: i32, mtu: u32) {
+        if let Tx::Ring(ring) = self {
+            if ring.ifindex() == ifindex {
+                ring.set_mtu(mtu);
+            }
+        }
+    }
+}
+
+/// How one worker's frames leave: a transmit path per port, and the link notifications that
+/// keep the transmit rings' MTUs current.
+struct Egress {
+    ports: Vec<Tx>,
+    /// `None` when the notification socket could not be opened: MTUs are re-read every tick.
+    links: Option<LinkEvents>,
+}
+
+impl Egress {
+    fn new() -> Self {
+        let links = LinkEvents::open()
+            .inspect_err(|err| {
+                tracing::warn!(%err, "MTU changes are followed once per expiry_interval only")
+            })
+            .ok();
+        Self {
+            ports: Vec::new(),
+            links,
+        }
+    }
+
+    /// Sends the frames of `batch` that are to be transmitted; returns how many the kernel (or
+    /// an MTU check) refused.
+    fn send(&mut self, batch: &Batch) -> usize {
+        if let Some(links) = &mut self.links {
+            if batch
+                .iter()
+                .any(|(_, meta)| matches!(meta.verdict, Verdict::Transmit(_)))
+            {
+                follow_mtu_changes(links, &mut self.ports);
+            }
+        }
+        let mut refused = 0;
+        for (port, socket) in self.ports.iter_mut().enumerate() {
+            let (accepted, attempted) = socket.send_from_batch(batch, port as PortId);
+            refused += attempted - accepted;
+        }
+        refused
+    }
+
+    /// Retries frames still waiting in a ring; true when some still wait.
+    fn flush(&mut self) -> bool {
+        self.ports
+            .iter_mut()
+            .fold(false, |any, tx| tx.flush() | any)
+    }
+
+    /// The periodic MTU re-read, for a worker without link notifications.
+    fn tick(&mut self) {
+        if self.links.is_none() {
+            for port in &mut self.ports {
+                port.refresh();
+            }
+        }
+    }
+}
+
+/// Applies the MTU changes the kernel announced since the last call to the transmit rings;
+/// when notifications were lost, reads every ring's MTU again.
+fn follow_mtu_changes(links: &mut LinkEvents, ports: &mut [Tx]) {
+    let applied = links.drain(|ifindex, mtu| {
+        for port in ports.iter_mut() {
+            port.set_mtu(ifindex, mtu);
+        }
+    });
+    if let Err(lost) = applied {
+        tracing::debug!(%lost, "reading every MTU again");
+        for port in ports.iter_mut() {
+            port.refresh();
+        }
+    }
 }
 
 /// What only the first worker has: the control side.
@@ -178,7 +271,7 @@ struct Control {
 struct Worker {
     pipeline: Arc<Mutex<Pipeline>>,
     rings: Vec<RxRing>,
-    tx: Vec<Tx>,
+    egress: Egress,
     tun: Option<Arc<Tun>>,
     control: Option<Control>,
     stop: Arc<AtomicBool>,
@@ -257,7 +350,8 @@ pub fn start_tuned(
     let workers = tuning.workers.max(1);
     let mut ports = Vec::new();
     let mut rings: Vec<Vec<RxRing>> = (0..workers).map(|_| Vec::new()).collect();
-    let mut tx: Vec<Vec<Tx>> = (0..workers).map(|_| Vec::new()).collect();
+    // Subscribed to link notifications before any MTU is read, so no change falls in between.
+    let mut egress: Vec<Egress> = (0..workers).map(|_| Egress::new()).collect();
     let mut restore = Vec::new();
     for (index, port) in config.ports.iter().enumerate() {
         let dev = NetDev::lookup(&port.name)?;
@@ -275,7 +369,7 @@ pub fn start_tuned(
         }
         let link = dev.link;
         let mut group = None;
-        for (worker_rings, worker_tx) in rings.iter_mut().zip(tx.iter_mut()) {
+        for (worker_rings, worker_egress) in rings.iter_mut().zip(egress.iter_mut()) {
             let ring = RxRing::open(&port.name, dev.ifindex, id, config.ring)?;
             if workers > 1 {
                 let joined = ring.join_fanout(group).map_err(|source| IoError::Setup {
@@ -285,7 +379,9 @@ pub fn start_tuned(
                 group = Some(joined);
             }
             worker_rings.push(ring);
-            worker_tx.push(Tx::open(&port.name, dev.ifindex, link, &tuning)?);
+            worker_egress
+                .ports
+                .push(Tx::open(&port.name, dev.ifindex, link, &tuning)?);
         }
         ports.push(Port {
             name: port.name.clone(),
@@ -319,10 +415,10 @@ pub fn start_tuned(
         crate::stages::cafe_stages(),
     )));
     let started = Instant::now();
-    let worker = |rings, tx, control| Worker {
+    let worker = |rings, egress, control| Worker {
         pipeline: pipeline.clone(),
         rings,
-        tx,
+        egress,
         tun: tun.clone(),
         control,
         stop: stop.clone(),
@@ -339,11 +435,16 @@ pub fn start_tuned(
             let _ = helper.join();
         }
     };
-    let mut per_worker = rings.into_iter().zip(tx);
-    let (first_rings, first_tx) = per_worker.next().unwrap_or_default();
+    let mut per_worker = rings.into_iter().zip(egress);
+    let Some((first_rings, first_egress)) = per_worker.next() else {
+        return Err(IoError::Setup {
+            what: "workers".into(),
+            source: std::io::Error::other("no worker"),
+        });
+    };
     let mut helpers = Vec::new();
-    for (index, (rings, tx)) in per_worker.enumerate().map(|(i, w)| (i + 1, w)) {
-        let started = spawn(worker(rings, tx, None), index).and_then(|thread| {
+    for (index, (rings, egress)) in per_worker.enumerate().map(|(i, w)| (i + 1, w)) {
+        let started = spawn(worker(rings, egress, None), index).and_then(|thread| {
             let pinned = pin_to(index).map_or(Ok(()), |cpu| pin(&thread, cpu));
             helpers.push(thread);
             pinned
@@ -359,7 +460,7 @@ pub fn start_tuned(
         restore,
         helpers,
     };
-    let thread = spawn(worker(first_rings, first_tx, Some(control)), 0)?;
+    let thread = spawn(worker(first_rings, first_egress, Some(control)), 0)?;
     if let Some(cpu) = pin_to(0) {
         if let Err(err) = pin(&thread, cpu) {
             // The first worker joins the others when it stops.
@@ -373,7 +474,7 @@ pub fn start_tuned(
 
 fn flush(
     pipeline: &Mutex<Pipeline>,
-    tx: &mut [Tx],
+    egress: &mut Egress,
     tun: Option<&Tun>,
     batch: &mut Batch,
     now_ns: u64,
@@ -382,11 +483,7 @@ fn flush(
         return;
     }
     lock(pipeline).run(batch, now_ns);
-    let mut tx_errors = 0;
-    for (port, socket) in tx.iter_mut().enumerate() {
-        let (accepted, attempted) = socket.send_from_batch(batch, port as PortId);
-        tx_errors += attempted - accepted;
-    }
+    let tx_errors = egress.send(batch);
     let mut kernel_errors = 0;
     for (buf, meta) in batch.iter() {
         if meta.verdict != Verdict::ToKernel {
@@ -464,7 +561,7 @@ impl Worker {
             let any_ready = self.rings.iter().any(RxRing::has_data);
             let (mut woken, mut tun_readable) = (false, false);
             if !any_ready {
-                let unsent = self.tx.iter_mut().fold(false, |any, tx| tx.flush() | any);
+                let unsent = self.egress.flush();
                 let timeout = if unsent {
                     1
                 } else {
@@ -489,7 +586,7 @@ impl Worker {
             let Worker {
                 pipeline,
                 rings,
-                tx,
+                egress,
                 tun,
                 batch,
                 ..
@@ -497,10 +594,10 @@ impl Worker {
             let mut oversized = 0u64;
             for ring in rings.iter_mut() {
                 ring.drain(batch, &mut oversized, |full| {
-                    flush(pipeline, tx, tun.as_deref(), full, now)
+                    flush(pipeline, egress, tun.as_deref(), full, now)
                 });
             }
-            flush(pipeline, tx, tun.as_deref(), batch, now);
+            flush(pipeline, egress, tun.as_deref(), batch, now);
             if oversized > 0 {
                 lock(pipeline).count_drops(DropReason::NoRoom, oversized);
             }
@@ -530,9 +627,7 @@ impl Worker {
             }
             self.run_jobs();
             if last_tick.elapsed() >= self.tick_interval {
-                for tx in &mut self.tx {
-                    tx.refresh();
-                }
+                self.egress.tick();
                 if self.control.is_some() {
                     let now = self.now_ns();
                     lock(&self.pipeline).tick(now);

@@ -39,7 +39,7 @@ pub fn options() -> RunOptions {
 }
 
 pub fn host() -> ScriptHost {
-    ScriptHost::new().expect("script host starts")
+    ScriptHost::new(std::time::Instant::now).expect("script host starts")
 }
 
 pub fn policy_cache(config: CacheConfig) -> PolicyCache {

@@ -1,0 +1,149 @@
+//! SM throughput over real gRPC on 127.0.0.1, with the durable redb store.
+//!
+//! `cargo run --release -p brasa-sm-net --example sm_bench -- [LOGINS] [STREAMS] [BATCH]`
+//! (defaults 1 000 000, 4, 1000) prints:
+//! - logins/s through the Bulk stream, each answered only once durable (group commit, fsync);
+//! - the time to push the resulting 1 M-subscriber domain to a connecting EP (reference client
+//!   building its own LPM index), from Hello to SyncEnd installed.
+//!
+//! The store lives in a temporary directory under `BRASA_BENCH_DIR` (default: the system
+//! temporary directory), so the fsyncs hit that file system.
+
+use std::time::{Duration, Instant};
+
+use brasa_sm::{EpConfig, EpMode, FailureAction, SmConfig};
+use brasa_sm_net::leg::login_op;
+use brasa_sm_net::pb;
+use brasa_sm_net::{EpClient, EpClientOptions, LegClient, SmServer, SmService};
+use brasa_subscriber::RedbStore;
+
+fn arg(i: usize, default: usize) -> usize {
+    std::env::args()
+        .nth(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_mib() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0 / 1048576.0
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let total = arg(1, 1_000_000);
+    let streams = arg(2, 4).max(1);
+    let batch = arg(3, 1000).max(1);
+    let base = std::env::var_os("BRASA_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::tempdir_in(base)?;
+    let config = SmConfig {
+        eps: vec![EpConfig {
+            id: "bench".into(),
+            domain: "subscribers".into(),
+            mode: EpMode::Push,
+            failure_action: FailureAction::Ignore,
+            cascade_partner: None,
+        }],
+        ..SmConfig::default()
+    };
+    let service = SmService::open(config, Box::new(RedbStore::open(dir.path())?))?;
+    let server = SmServer::start(service, "127.0.0.1:0".parse()?).await?;
+    let url = format!("http://{}", server.local_addr());
+    println!(
+        "store: {} (redb, fsync per commit); {total} logins, {streams} Bulk streams, {batch} logins per batch",
+        dir.path().display()
+    );
+
+    let started = Instant::now();
+    let per_stream = total.div_ceil(streams);
+    let mut tasks = Vec::new();
+    for s in 0..streams {
+        let url = url.clone();
+        let from = s * per_stream;
+        let to = ((s + 1) * per_stream).min(total);
+        tasks.push(tokio::spawn(async move {
+            let mut leg = LegClient::connect(&url).await.expect("LEG connects");
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            let mut replies = leg
+                .grpc()
+                .bulk(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .expect("bulk stream")
+                .into_inner();
+            let producer = tokio::spawn(async move {
+                let mut i = from;
+                let mut tag = 0;
+                while i < to {
+                    let end = (i + batch).min(to);
+                    let ops = (i..end)
+                        .map(|n| {
+                            let ip = std::net::Ipv4Addr::from(0x0a00_0000u32 + n as u32);
+                            login_op(&format!("sub{n:08}"), &[&ip.to_string()], None)
+                        })
+                        .collect();
+                    if tx.send(pb::BulkRequest { ops, tag }).await.is_err() {
+                        break;
+                    }
+                    tag += 1;
+                    i = end;
+                }
+            });
+            let mut ok = 0usize;
+            let mut failed = 0usize;
+            while let Some(reply) = replies.message().await.expect("bulk reply") {
+                for r in reply.results {
+                    if r.code == 0 {
+                        ok += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+                if ok + failed >= to - from {
+                    break;
+                }
+            }
+            let _ = producer.await;
+            (ok, failed)
+        }));
+    }
+    let mut ok = 0;
+    let mut failed = 0;
+    for t in tasks {
+        let (o, f) = t.await?;
+        ok += o;
+        failed += f;
+    }
+    let elapsed = started.elapsed();
+    let stats = server.service().stats();
+    println!(
+        "logins: {ok} durable ({failed} refused) in {:.2} s = {:.0} logins/s; {} commits, {:.0} logins/commit, {:.2} ms/commit",
+        elapsed.as_secs_f64(),
+        ok as f64 / elapsed.as_secs_f64(),
+        stats.commits,
+        stats.committed_changes as f64 / stats.commits.max(1) as f64,
+        stats.commit_micros as f64 / 1000.0 / stats.commits.max(1) as f64,
+    );
+    println!("process RSS after logins: {:.0} MiB", rss_mib());
+
+    let started = Instant::now();
+    let mut options = EpClientOptions::new(&url, "bench");
+    options.data_events = false;
+    let mut ep = EpClient::connect(options).await?;
+    let held = tokio::time::timeout(Duration::from_secs(600), ep.wait_synced()).await??;
+    let elapsed = started.elapsed();
+    println!(
+        "push: {held} subscribers synced to a connecting EP in {:.2} s = {:.0} subscribers/s",
+        elapsed.as_secs_f64(),
+        held as f64 / elapsed.as_secs_f64()
+    );
+    drop(ep);
+    server.shutdown().await;
+    Ok(())
+}

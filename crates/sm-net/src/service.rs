@@ -1,0 +1,552 @@
+//! The tokio shell: one [`SmCore`] behind a mutex, a store thread that group-commits, a timer
+//! task, and per-EP sender tasks.
+//!
+//! **Ordering and durability.** A caller applies its operations and hands the change sets to
+//! the store thread *under the core lock*, so the store commits in exactly the order the index
+//! changed. The store thread takes every job waiting when it becomes free (group commit: one
+//! fsync for all of them), and only after the commit answers the callers and queues the changes
+//! for the EPs. A store failure answers every pending caller with `Unavailable` and makes the
+//! service refuse further changes, because the index now holds changes that are not durable.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use brasa_subscriber::{ChangeSet, SubscriberIndex, SubscriberStore};
+use tokio::sync::{oneshot, Notify};
+
+use crate::pb;
+use brasa_sm::config::SmConfig;
+use brasa_sm::core::SmCore;
+use brasa_sm::ep::{SessionId, Transmit};
+use brasa_sm::op::{ErrorKind, Op, SmError};
+
+/// Why the service did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is inconsistent.
+    #[error("subscriber manager config: {0}")]
+    Config(#[from] brasa_sm::config::ConfigError),
+    /// The store could not be read.
+    #[error("subscriber store: {0}")]
+    Store(#[from] brasa_subscriber::StoreError),
+    /// The stored records do not fit the configuration (e.g. a domain was removed).
+    #[error("stored subscribers do not fit the configuration: {0}")]
+    Restore(brasa_subscriber::IndexError),
+    /// The gRPC socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A thread could not be started.
+    #[error("cannot start the store thread: {0}")]
+    Thread(std::io::Error),
+}
+
+type Done = oneshot::Sender<Result<Vec<ChangeSet>, SmError>>;
+
+enum StoreJob {
+    Changes {
+        changes: Vec<ChangeSet>,
+        done: Option<Done>,
+    },
+    Stop,
+}
+
+/// Store and commit counters.
+#[derive(Debug, Default)]
+struct StoreCounters {
+    commits: AtomicU64,
+    change_sets: AtomicU64,
+    commit_micros: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// A snapshot of the service counters (`/metrics`, `brasa sm show counts`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ServiceStats {
+    /// Subscribers in the database.
+    pub subscribers: usize,
+    /// Per configured domain.
+    pub domains: Vec<(String, usize)>,
+    /// VPNs.
+    pub vpns: usize,
+    /// Connected EPs.
+    pub connected_eps: usize,
+    /// Operation counters.
+    pub ops: brasa_sm::core::SmCounters,
+    /// Store commits (each one fsync).
+    pub commits: u64,
+    /// Change sets made durable.
+    pub committed_changes: u64,
+    /// Total time spent committing, in microseconds.
+    pub commit_micros: u64,
+    /// Failed commits.
+    pub store_failures: u64,
+    /// Why the service refuses changes, if it does.
+    pub failed: Option<String>,
+}
+
+struct Inner {
+    core: Mutex<SmCore>,
+    store: Mutex<std::sync::mpsc::Sender<StoreJob>>,
+    store_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    senders: Mutex<HashMap<SessionId, Arc<Notify>>>,
+    failed: Mutex<Option<String>>,
+    counters: StoreCounters,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// The running SM service (cheap to clone; every clone is the same service).
+#[derive(Clone)]
+pub struct SmService {
+    inner: Arc<Inner>,
+}
+
+/// Operations applied to the index and on their way to the disk.
+pub struct Pending {
+    results: Vec<Result<Option<usize>, SmError>>,
+    done: Option<oneshot::Receiver<Result<Vec<ChangeSet>, SmError>>>,
+}
+
+impl Pending {
+    /// Waits until the accepted operations are durable; one result per submitted operation, in
+    /// order. If the commit failed, every accepted operation reports `Unavailable`.
+    pub async fn wait(self) -> Vec<Result<ChangeSet, SmError>> {
+        let committed = match self.done {
+            None => Ok(Vec::new()),
+            Some(rx) => rx.await.unwrap_or_else(|_| {
+                Err(SmError::new(
+                    ErrorKind::Unavailable,
+                    "the subscriber store stopped before the change was durable",
+                ))
+            }),
+        };
+        match committed {
+            Ok(mut sets) => {
+                let mut sets: Vec<Option<ChangeSet>> = sets.drain(..).map(Some).collect();
+                self.results
+                    .into_iter()
+                    .map(|r| {
+                        r.map(|slot| {
+                            slot.and_then(|i| sets.get_mut(i).and_then(Option::take))
+                                .unwrap_or_default()
+                        })
+                    })
+                    .collect()
+            }
+            Err(e) => self
+                .results
+                .into_iter()
+                .map(|r| r.and_then(|_| Err(e.clone())))
+                .collect(),
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl SmService {
+    /// Loads the store, rebuilds the index and starts the store thread and the timer task.
+    /// Must be called inside a tokio runtime.
+    pub fn open(
+        config: SmConfig,
+        store: Box<dyn SubscriberStore + Send>,
+    ) -> Result<SmService, StartError> {
+        config.validate()?;
+        let snapshot = store.load()?;
+        let started = Instant::now();
+        let count = snapshot.subscribers.len();
+        let index =
+            SubscriberIndex::restore(config.index.clone(), snapshot.vpns, snapshot.subscribers)
+                .map_err(StartError::Restore)?;
+        tracing::info!(
+            subscribers = count,
+            ms = started.elapsed().as_millis() as u64,
+            "subscriber database restored"
+        );
+        let core = SmCore::new(&config, index)
+            .map_err(|e| StartError::Config(brasa_sm::config::ConfigError::Invalid(e.message)))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let inner = Arc::new(Inner {
+            core: Mutex::new(core),
+            store: Mutex::new(tx),
+            store_thread: Mutex::new(None),
+            senders: Mutex::new(HashMap::new()),
+            failed: Mutex::new(None),
+            counters: StoreCounters::default(),
+            stop: tokio::sync::watch::channel(false).0,
+        });
+        let weak = Arc::downgrade(&inner);
+        let thread = std::thread::Builder::new()
+            .name("sm-store".into())
+            .spawn(move || store_thread(store, rx, weak))
+            .map_err(StartError::Thread)?;
+        *lock(&inner.store_thread) = Some(thread);
+        let service = SmService { inner };
+        let tick = (config.keepalive_interval / 10)
+            .clamp(Duration::from_millis(10), Duration::from_millis(250));
+        tokio::spawn(service.clone().timers(tick));
+        Ok(service)
+    }
+
+    /// Stops the timer task, closes every EP session and stops the store thread once every
+    /// queued commit is done (the store file is closed when this returns).
+    pub async fn shutdown(&self) {
+        *lock(&self.inner.failed) = Some("the subscriber manager is shutting down".into());
+        self.inner.stop.send_replace(true);
+        self.with_core(|core| core.close_all("the subscriber manager is shutting down"));
+        let _ = lock(&self.inner.store).send(StoreJob::Stop);
+        let thread = lock(&self.inner.store_thread).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// Resolves once [`Self::shutdown`] has been called.
+    pub async fn stopped(&self) {
+        let mut rx = self.inner.stop.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    /// Locks the core (for queries and operator actions). Never hold it across an await.
+    pub fn core(&self) -> MutexGuard<'_, SmCore> {
+        lock(&self.inner.core)
+    }
+
+    /// Applies `ops` in order (each one validated against the state the previous ones left)
+    /// and sends the accepted changes to the store in one job.
+    pub fn submit(&self, ops: Vec<Result<Op, SmError>>) -> Pending {
+        let failed = lock(&self.inner.failed).clone();
+        let mut core = lock(&self.inner.core);
+        let now = unix_now();
+        let mut changes = Vec::new();
+        let results = ops
+            .into_iter()
+            .map(|op| {
+                if let Some(why) = &failed {
+                    return Err(SmError::new(ErrorKind::Unavailable, why.clone()));
+                }
+                let c = core.apply(op?, now)?;
+                if c.is_empty() {
+                    return Ok(None);
+                }
+                changes.push(c);
+                Ok(Some(changes.len() - 1))
+            })
+            .collect();
+        let done = self.send_to_store(changes);
+        drop(core);
+        Pending { results, done }
+    }
+
+    /// Applies one operation and waits until it is durable.
+    pub async fn execute(&self, op: Op) -> Result<ChangeSet, SmError> {
+        let mut out = self.submit(vec![Ok(op)]).wait().await;
+        out.pop()
+            .unwrap_or_else(|| Err(SmError::new(ErrorKind::Internal, "no result")))
+    }
+
+    /// Runs `f` on the core (under the lock) and sends the change set it returns to the store;
+    /// used for CSV imports, which validate every row against the index before applying any.
+    /// Blocks for as long as `f` runs: call it off the async runtime's workers.
+    pub fn submit_with<T>(
+        &self,
+        f: impl FnOnce(&mut SmCore) -> Result<(T, ChangeSet), SmError>,
+    ) -> Result<(T, Pending), SmError> {
+        if let Some(why) = lock(&self.inner.failed).clone() {
+            return Err(SmError::new(ErrorKind::Unavailable, why));
+        }
+        let mut core = lock(&self.inner.core);
+        let (value, changes) = f(&mut core)?;
+        let results = vec![Ok((!changes.is_empty()).then_some(0))];
+        let done = self.send_to_store(if changes.is_empty() {
+            Vec::new()
+        } else {
+            vec![changes]
+        });
+        drop(core);
+        Ok((value, Pending { results, done }))
+    }
+
+    fn send_to_store(
+        &self,
+        changes: Vec<ChangeSet>,
+    ) -> Option<oneshot::Receiver<Result<Vec<ChangeSet>, SmError>>> {
+        if changes.is_empty() {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        let job = StoreJob::Changes {
+            changes,
+            done: Some(tx),
+        };
+        if lock(&self.inner.store).send(job).is_err() {
+            // The receiver is gone: `rx` then reports the store as stopped.
+            return Some(rx);
+        }
+        Some(rx)
+    }
+
+    /// Wakes the senders of sessions the core says have something to send.
+    fn wake(&self, sids: Vec<SessionId>) {
+        wake_senders(&self.inner, sids);
+    }
+
+    /// Runs `f` on the core and wakes the sessions it touched.
+    pub fn with_core<T>(&self, f: impl FnOnce(&mut SmCore) -> T) -> T {
+        let (value, wake) = {
+            let mut core = lock(&self.inner.core);
+            let value = f(&mut core);
+            (value, core.take_wakeups())
+        };
+        self.wake(wake);
+        value
+    }
+
+    /// Counters and sizes.
+    pub fn stats(&self) -> ServiceStats {
+        let c = &self.inner.counters;
+        let core = lock(&self.inner.core);
+        let index = core.index();
+        ServiceStats {
+            subscribers: index.len(),
+            domains: index
+                .count_by_domain()
+                .into_iter()
+                .map(|(d, n)| (d.to_owned(), n))
+                .collect(),
+            vpns: index.vpns().count(),
+            connected_eps: core.connected_eps(),
+            ops: core.counters().clone(),
+            commits: c.commits.load(Ordering::Relaxed),
+            committed_changes: c.change_sets.load(Ordering::Relaxed),
+            commit_micros: c.commit_micros.load(Ordering::Relaxed),
+            store_failures: c.failures.load(Ordering::Relaxed),
+            failed: lock(&self.inner.failed).clone(),
+        }
+    }
+
+    async fn timers(self, tick: Duration) {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_expire = 0u64;
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = self.stopped() => return,
+            }
+            let now = Instant::now();
+            let unix = unix_now();
+            let wake = {
+                let mut core = lock(&self.inner.core);
+                core.handle_timeout(now);
+                if unix != last_expire {
+                    last_expire = unix;
+                    let changes = core.expire(unix);
+                    if !changes.is_empty() && lock(&self.inner.failed).is_none() {
+                        let job = StoreJob::Changes {
+                            changes: vec![changes],
+                            done: None,
+                        };
+                        let _ = lock(&self.inner.store).send(job);
+                    }
+                }
+                core.take_wakeups()
+            };
+            self.wake(wake);
+        }
+    }
+
+    /// Registers an EP session's sender and returns the stream of messages to the EP; also
+    /// starts the task that reads the EP's messages.
+    pub(crate) fn start_session(
+        &self,
+        sid: SessionId,
+        inbound: tonic::Streaming<pb::EpMessage>,
+    ) -> tokio::sync::mpsc::Receiver<Result<pb::SmMessage, tonic::Status>> {
+        let notify = Arc::new(Notify::new());
+        lock(&self.inner.senders).insert(sid, notify.clone());
+        // Small: back-pressure from the EP's TCP connection reaches the core quickly, so the
+        // window and the queue (not this channel) hold what the EP has not taken.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(self.clone().sender(sid, notify.clone(), tx));
+        tokio::spawn(self.clone().reader(sid, inbound));
+        notify.notify_one();
+        rx
+    }
+
+    async fn sender(
+        self,
+        sid: SessionId,
+        notify: Arc<Notify>,
+        tx: tokio::sync::mpsc::Sender<Result<pb::SmMessage, tonic::Status>>,
+    ) {
+        loop {
+            // Capacity first, so that a message taken from the core is never dropped.
+            let Ok(permit) = tx.reserve().await else {
+                break;
+            };
+            let next = {
+                let mut core = lock(&self.inner.core);
+                core.poll_transmit(Instant::now(), sid)
+            };
+            match next {
+                Transmit::Message(m) => permit.send(Ok(m)),
+                Transmit::Close(e) => {
+                    permit.send(Err(crate::grpc::status(e)));
+                    break;
+                }
+                Transmit::Gone => break,
+                Transmit::Idle => {
+                    drop(permit);
+                    notify.notified().await;
+                }
+            }
+        }
+        lock(&self.inner.senders).remove(&sid);
+    }
+
+    async fn reader(self, sid: SessionId, mut inbound: tonic::Streaming<pb::EpMessage>) {
+        loop {
+            let msg = tokio::select! {
+                m = inbound.message() => m,
+                _ = self.stopped() => break,
+            };
+            let msg = match msg {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(status) => {
+                    tracing::debug!(session = sid, %status, "EP stream error");
+                    break;
+                }
+            };
+            let op = self.with_core(|core| core.ep_receive(Instant::now(), sid, msg));
+            if let Some(op) = op {
+                let pending = self.submit(vec![Ok(op)]);
+                tokio::spawn(async move {
+                    for r in pending.wait().await {
+                        if let Err(e) = r {
+                            tracing::warn!(session = sid, error = %e, "EP state update refused");
+                        }
+                    }
+                });
+            }
+        }
+        self.with_core(|core| core.ep_disconnected(sid));
+    }
+}
+
+fn wake_senders(inner: &Inner, sids: Vec<SessionId>) {
+    if sids.is_empty() {
+        return;
+    }
+    let senders = lock(&inner.senders);
+    for sid in sids {
+        if let Some(n) = senders.get(&sid) {
+            n.notify_one();
+        }
+    }
+}
+
+/// A poisoned lock means a panic elsewhere already failed a request; the data it protects is
+/// still consistent (every core operation validates before it mutates), so keep serving.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Most change sets committed in one transaction.
+const MAX_GROUP: usize = 65_536;
+
+fn store_thread(
+    mut store: Box<dyn SubscriberStore + Send>,
+    rx: std::sync::mpsc::Receiver<StoreJob>,
+    inner: std::sync::Weak<Inner>,
+) {
+    let mut stop = false;
+    while !stop {
+        let Ok(first) = rx.recv() else {
+            break;
+        };
+        let mut jobs: Vec<(Vec<ChangeSet>, Option<Done>)> = Vec::new();
+        let mut size = 0;
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                StoreJob::Changes { changes, done } => {
+                    size += changes.len();
+                    jobs.push((changes, done));
+                }
+                StoreJob::Stop => {
+                    stop = true;
+                    break;
+                }
+            }
+            if size < MAX_GROUP {
+                next = rx.try_recv().ok();
+            }
+        }
+        if jobs.is_empty() {
+            continue;
+        }
+        let mut lens = Vec::with_capacity(jobs.len());
+        let mut flat = Vec::new();
+        let mut dones = Vec::with_capacity(jobs.len());
+        for (changes, done) in jobs {
+            lens.push(changes.len());
+            flat.extend(changes);
+            dones.push(done);
+        }
+        let started = Instant::now();
+        let result = store.apply_batch(&flat);
+        let Some(inner) = inner.upgrade() else {
+            break;
+        };
+        let c = &inner.counters;
+        match result {
+            Ok(()) => {
+                c.commits.fetch_add(1, Ordering::Relaxed);
+                c.change_sets
+                    .fetch_add(flat.len() as u64, Ordering::Relaxed);
+                c.commit_micros
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                let wake = {
+                    let mut core = lock(&inner.core);
+                    let now = Instant::now();
+                    for changes in &flat {
+                        core.committed(now, changes);
+                    }
+                    core.take_wakeups()
+                };
+                wake_senders(&inner, wake);
+                let mut rest = flat.into_iter();
+                for (len, done) in lens.into_iter().zip(dones) {
+                    let mine: Vec<ChangeSet> = rest.by_ref().take(len).collect();
+                    if let Some(done) = done {
+                        let _ = done.send(Ok(mine));
+                    }
+                }
+            }
+            Err(e) => {
+                c.failures.fetch_add(1, Ordering::Relaxed);
+                let why = format!(
+                    "the subscriber store failed ({e}); changes are refused until the SM is restarted"
+                );
+                tracing::error!(error = %e, "subscriber store commit failed");
+                *lock(&inner.failed) = Some(why.clone());
+                for done in dones.into_iter().flatten() {
+                    let _ = done.send(Err(SmError::new(ErrorKind::Unavailable, why.clone())));
+                }
+            }
+        }
+    }
+    tracing::debug!("subscriber store thread stopped");
+}

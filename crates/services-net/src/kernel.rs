@@ -2,44 +2,72 @@
 //!
 //! [`Kernel`] performs [`KernelStep`]s one by one. [`Kernel::apply`] runs a whole
 //! [`KernelPlan`] and, when a step fails, runs the inverses of the steps that succeeded (in
-//! reverse) before it reports the failure: the kernel ends as it was. [`Kernel::snapshot`] reads
-//! what [`reconcile`](brasa_services::kernel::reconcile) needs after a crash: every link (name,
-//! alias, master, state, addresses) and the routes brasa installed (protocol
-//! [`ROUTE_PROTOCOL`]).
+//! reverse) before it reports the failure: the kernel ends as it was. TAPs are created and
+//! removed by the data plane (it must own their descriptors: [`TapHost`]); the executor gives
+//! them their alias and MAC, moves a VPRN's TAP into the VPRN's namespace and turns forwarding
+//! on for it. VPRN namespaces are anonymous ([`NetNamespace`]): the executor holds them, each
+//! with a netlink connection opened inside it.
 //!
-//! The netlink socket belongs to the network namespace of the thread that calls
-//! [`Kernel::connect`]; everything it does afterwards happens in that namespace.
+//! The daemon's own namespace is that of the thread that calls [`Kernel::connect`]. What a
+//! crash can leave there is listed by [`Kernel::brasa_routes`] for
+//! [`reconcile`](brasa_services::kernel::reconcile).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
+use std::sync::{Arc, Mutex};
+
 use brasa_services::kernel::{
-    ExistingLink, KernelPlan, KernelStep, LinkKind, Route, RouteVia, VlanProtocol, ROUTE_PROTOCOL,
+    Address, KernelPlan, KernelStep, Namespace, Route, RouteVia, Tap, ROUTE_PROTOCOL,
 };
 use futures_util::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
 };
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkUnspec, LinkVlan, LinkVrf, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+
+use crate::namespace::{write_sysctl, NetNamespace};
+
+/// Creates and removes TAPs on behalf of the executor: the data plane, which owns their
+/// descriptors and reads and writes their frames.
+pub trait TapHost: Send + Sync {
+    /// Creates the TAP `name` in the daemon's own namespace (not persistent: it vanishes when
+    /// its descriptor closes) and starts using it.
+    fn create_tap(&self, name: &str) -> Result<(), String>;
+    /// Stops using the TAP `name` and closes it: the device disappears, wherever it is.
+    fn delete_tap(&self, name: &str) -> Result<(), String>;
+}
 
 /// Why a kernel operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    /// The netlink socket could not be opened.
-    #[error("cannot open a netlink socket: {0}")]
-    Connect(#[source] std::io::Error),
+    /// A netlink socket, a namespace or a sysctl could not be set up.
+    #[error("{operation}: {source}")]
+    System {
+        /// What was being done.
+        operation: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The kernel refused the operation (or the request could not be sent).
     #[error("{operation}: {source}")]
     Netlink {
-        /// What was being done, e.g. `create brsq… (brasa vlan eth1:100)`.
+        /// What was being done, e.g. `add address 192.0.2.1/24 to brst…`.
         operation: String,
         /// The kernel's answer.
         #[source]
         source: rtnetlink::Error,
+    },
+    /// The data plane could not create or remove a TAP.
+    #[error("{operation}: {message}")]
+    Tap {
+        /// What was being done.
+        operation: String,
+        /// The data plane's answer.
+        message: String,
     },
     /// A link the step names does not exist.
     #[error("{operation}: no link named {name}")]
@@ -48,6 +76,14 @@ pub enum KernelError {
         operation: String,
         /// The missing link.
         name: String,
+    },
+    /// A namespace the step names does not exist (or already exists, for a creation).
+    #[error("{operation}: {message}")]
+    Namespace {
+        /// What was being done.
+        operation: String,
+        /// What is wrong.
+        message: String,
     },
     /// The address to remove is not on the link.
     #[error("{operation}: the address is not there")]
@@ -73,6 +109,7 @@ impl KernelError {
                 source: rtnetlink::Error::NetlinkError(message),
                 ..
             } => message.code.map(|code| -code.get()),
+            KernelError::System { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }
@@ -90,8 +127,7 @@ pub struct PlanError {
     #[source]
     pub error: KernelError,
     /// The rollback's outcome: `Err((index, error))` when undoing also failed at that index of
-    /// the rollback sequence (the kernel then holds part of the plan; a restart's reconcile
-    /// cleans it).
+    /// the rollback sequence (the kernel then holds part of the plan; a restart cleans it).
     pub rollback: Result<(), (usize, String)>,
 }
 
@@ -102,25 +138,60 @@ fn rollback_note(rollback: &Result<(), (usize, String)>) -> String {
     }
 }
 
-/// An rtnetlink connection in one network namespace.
-pub struct Kernel {
+/// A netlink connection whose task ends with it.
+struct Netlink {
     handle: Handle,
-    connection: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Kernel {
+impl Drop for Netlink {
     fn drop(&mut self) {
-        self.connection.abort();
+        self.task.abort();
     }
 }
 
+impl Netlink {
+    /// A connection in the calling thread's network namespace, driven by `runtime`.
+    fn open(runtime: &tokio::runtime::Handle) -> std::io::Result<Self> {
+        let _entered = runtime.enter();
+        let (connection, handle, _) = rtnetlink::new_connection()?;
+        let task = runtime.spawn(connection);
+        Ok(Self { handle, task })
+    }
+}
+
+/// A VPRN's routing instance: its namespace and a netlink connection inside it.
+struct Instance {
+    namespace: NetNamespace,
+    netlink: Netlink,
+}
+
+/// The executor of kernel plans.
+pub struct Kernel {
+    root: Netlink,
+    runtime: tokio::runtime::Handle,
+    instances: Mutex<std::collections::HashMap<String, Arc<Instance>>>,
+    taps: Arc<dyn TapHost>,
+}
+
 impl Kernel {
-    /// Opens a netlink socket in the calling thread's network namespace. Must run inside a
-    /// tokio runtime (the connection is a task of it).
-    pub fn connect() -> Result<Self, KernelError> {
-        let (connection, handle, _) = rtnetlink::new_connection().map_err(KernelError::Connect)?;
-        let connection = tokio::spawn(connection);
-        Ok(Self { handle, connection })
+    /// An executor in the calling thread's network namespace, creating TAPs through `taps`.
+    /// Must run inside a tokio runtime.
+    pub fn connect(taps: Arc<dyn TapHost>) -> Result<Self, KernelError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|err| KernelError::System {
+            operation: "netlink connection".to_string(),
+            source: std::io::Error::other(err),
+        })?;
+        let root = Netlink::open(&runtime).map_err(|source| KernelError::System {
+            operation: "netlink connection".to_string(),
+            source,
+        })?;
+        Ok(Self {
+            root,
+            runtime,
+            instances: Mutex::new(Default::default()),
+            taps,
+        })
     }
 
     /// Runs `plan`; on a failure, undoes what succeeded and reports the failure.
@@ -152,6 +223,46 @@ impl Kernel {
         Ok(())
     }
 
+    /// The names of the VPRN namespaces the executor holds.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.instances().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Runs `f` on a thread inside the VPRN namespace `name` (for tests and diagnostics).
+    pub fn run_in<T: Send + 'static>(
+        &self,
+        name: &str,
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> Option<std::io::Result<T>> {
+        let instance = self.instances().get(name).cloned()?;
+        Some(instance.namespace.run(f))
+    }
+
+    fn instances(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<Instance>>> {
+        self.instances
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The netlink handle of `namespace` (the daemon's own for `None`).
+    fn handle(&self, namespace: &Namespace, operation: &str) -> Result<Handle, KernelError> {
+        match namespace {
+            None => Ok(self.root.handle.clone()),
+            Some(name) => self
+                .instances()
+                .get(name)
+                .map(|instance| instance.netlink.handle.clone())
+                .ok_or_else(|| KernelError::Namespace {
+                    operation: operation.to_string(),
+                    message: format!("no namespace {name}"),
+                }),
+        }
+    }
+
     /// Performs one step.
     pub async fn execute(&self, step: &KernelStep) -> Result<(), KernelError> {
         let operation = step.to_string();
@@ -160,79 +271,52 @@ impl Kernel {
             source,
         };
         match step {
-            KernelStep::CreateLink { name, alias, kind } => {
-                let message = match kind {
-                    LinkKind::Vrf { table } => LinkVrf::new(name, *table).alias(alias).build(),
-                    LinkKind::Vlan {
-                        parent,
-                        protocol,
-                        id,
-                    } => {
-                        let parent = self.index(parent, &operation).await?;
-                        LinkVlan::new(name, parent, *id)
-                            .protocol(vlan_protocol(*protocol))
-                            .alias(alias)
-                            .build()
-                    }
-                    // A port exists already: the plan never creates one.
-                    LinkKind::Port => return Ok(()),
-                };
-                self.handle
-                    .link()
-                    .add(message)
-                    .execute()
-                    .await
-                    .map_err(netlink)
-            }
-            KernelStep::DeleteLink { name, .. } => {
-                let index = self.index(name, &operation).await?;
-                self.handle
-                    .link()
-                    .del(index)
-                    .execute()
-                    .await
-                    .map_err(netlink)
-            }
-            KernelStep::SetMaster { link, master, .. } => {
-                let index = self.index(link, &operation).await?;
-                let builder = LinkUnspec::new_with_index(index);
-                let message = match master {
-                    Some(master) => builder
-                        .controller(self.index(master, &operation).await?)
-                        .build(),
-                    None => builder.nocontroller().build(),
-                };
-                self.handle
-                    .link()
-                    .set(message)
-                    .execute()
-                    .await
-                    .map_err(netlink)
-            }
-            KernelStep::SetUp { link, up } => {
-                let index = self.index(link, &operation).await?;
+            KernelStep::CreateNamespace { name } => self.create_namespace(name, &operation),
+            KernelStep::DeleteNamespace { name } => match self.instances().remove(name) {
+                Some(_) => Ok(()),
+                None => Err(KernelError::Namespace {
+                    operation,
+                    message: format!("no namespace {name}"),
+                }),
+            },
+            KernelStep::CreateTap(tap) => self.create_tap(tap, &operation).await,
+            KernelStep::DeleteTap(tap) => self
+                .taps
+                .delete_tap(&tap.name)
+                .map_err(|message| KernelError::Tap { operation, message }),
+            KernelStep::SetUp {
+                namespace,
+                link,
+                up,
+            } => {
+                let handle = self.handle(namespace, &operation)?;
+                let index = index(&handle, link, &operation).await?;
                 let builder = LinkUnspec::new_with_index(index);
                 let message = if *up { builder.up() } else { builder.down() }.build();
-                self.handle
-                    .link()
-                    .set(message)
-                    .execute()
-                    .await
-                    .map_err(netlink)
+                handle.link().set(message).execute().await.map_err(netlink)
             }
-            KernelStep::AddAddress { link, addr } => {
-                let index = self.index(link, &operation).await?;
-                self.handle
+            KernelStep::AddAddress(Address {
+                namespace,
+                link,
+                addr,
+            }) => {
+                let handle = self.handle(namespace, &operation)?;
+                let index = index(&handle, link, &operation).await?;
+                handle
                     .address()
                     .add(index, addr.addr(), addr.prefix_len())
                     .execute()
                     .await
                     .map_err(netlink)
             }
-            KernelStep::DelAddress { link, addr } => {
-                let index = self.index(link, &operation).await?;
-                let found = self
-                    .handle
+            KernelStep::DelAddress(Address {
+                namespace,
+                link,
+                addr,
+            }) => {
+                let handle = self.handle(namespace, &operation)?;
+                let index = index(&handle, link, &operation).await?;
+                let found = handle
                     .address()
                     .get()
                     .set_link_index_filter(index)
@@ -244,7 +328,7 @@ impl Kernel {
                 let Some(message) = found else {
                     return Err(KernelError::NoSuchAddress { operation });
                 };
-                self.handle
+                handle
                     .address()
                     .del(message)
                     .execute()
@@ -252,87 +336,110 @@ impl Kernel {
                     .map_err(netlink)
             }
             KernelStep::AddRoute(route) => {
+                let handle = self.handle(&route.namespace, &operation)?;
                 let message = route_message(route, &operation)?;
-                self.handle
-                    .route()
-                    .add(message)
-                    .execute()
-                    .await
-                    .map_err(netlink)
+                handle.route().add(message).execute().await.map_err(netlink)
             }
             KernelStep::DelRoute(route) => {
+                let handle = self.handle(&route.namespace, &operation)?;
                 let message = route_message(route, &operation)?;
-                self.handle
-                    .route()
-                    .del(message)
-                    .execute()
-                    .await
-                    .map_err(netlink)
+                handle.route().del(message).execute().await.map_err(netlink)
             }
         }
     }
 
-    /// Every link with what [`reconcile`](brasa_services::kernel::reconcile) needs, and the
-    /// routes with [`ROUTE_PROTOCOL`].
-    pub async fn snapshot(&self) -> Result<(Vec<ExistingLink>, Vec<Route>), KernelError> {
-        let operation = "list links".to_string();
-        let messages: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|source| KernelError::Netlink {
-                operation: operation.clone(),
-                source,
-            })?;
-        let names: HashMap<u32, String> = messages
-            .iter()
-            .filter_map(|message| Some((message.header.index, link_name(message)?)))
-            .collect();
-        let addresses: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|source| KernelError::Netlink {
-                operation: "list addresses".to_string(),
-                source,
-            })?;
-        let mut links = Vec::with_capacity(messages.len());
-        for message in &messages {
-            let Some(name) = link_name(message) else {
-                continue;
-            };
-            let mut alias = None;
-            let mut master = None;
-            for attribute in &message.attributes {
-                match attribute {
-                    LinkAttribute::IfAlias(text) => alias = Some(text.clone()),
-                    LinkAttribute::Controller(index) => master = names.get(index).cloned(),
-                    _ => {}
-                }
-            }
-            links.push(ExistingLink {
-                name,
-                alias,
-                master,
-                up: message.header.flags.contains(LinkFlags::Up),
-                addresses: addresses
-                    .iter()
-                    .filter(|address| address.header.index == message.header.index)
-                    .filter_map(address_of)
-                    .collect(),
+    fn create_namespace(&self, name: &str, operation: &str) -> Result<(), KernelError> {
+        if self.instances().contains_key(name) {
+            return Err(KernelError::Namespace {
+                operation: operation.to_string(),
+                message: format!("namespace {name} exists"),
             });
         }
-        let routes = self.brasa_routes().await?;
-        Ok((links, routes))
+        let system = |source| KernelError::System {
+            operation: operation.to_string(),
+            source,
+        };
+        let namespace = NetNamespace::create().map_err(system)?;
+        let runtime = self.runtime.clone();
+        let netlink = namespace
+            .run(move || Netlink::open(&runtime))
+            .map_err(system)?;
+        self.instances()
+            .insert(name.to_string(), Arc::new(Instance { namespace, netlink }));
+        Ok(())
     }
 
-    /// The routes of every table that carry [`ROUTE_PROTOCOL`].
+    /// The data plane creates the TAP; the executor names what it is (alias), gives it its MAC,
+    /// moves it into its namespace and turns forwarding on for it there. A failure after the
+    /// TAP exists removes it again, so the step is whole or nothing.
+    async fn create_tap(&self, tap: &Tap, operation: &str) -> Result<(), KernelError> {
+        self.taps
+            .create_tap(&tap.name)
+            .map_err(|message| KernelError::Tap {
+                operation: operation.to_string(),
+                message,
+            })?;
+        let configured = self.configure_tap(tap, operation).await;
+        if configured.is_err() {
+            if let Err(message) = self.taps.delete_tap(&tap.name) {
+                tracing::warn!(tap = %tap.name, %message, "could not remove a half-made TAP");
+            }
+        }
+        configured
+    }
+
+    async fn configure_tap(&self, tap: &Tap, operation: &str) -> Result<(), KernelError> {
+        let netlink = |source| KernelError::Netlink {
+            operation: operation.to_string(),
+            source,
+        };
+        let index = index(&self.root.handle, &tap.name, operation).await?;
+        let mut message = LinkUnspec::new_with_index(index)
+            .address(tap.mac.to_vec())
+            .alias(tap.alias.clone());
+        let instance =
+            match &tap.namespace {
+                Some(name) => {
+                    let instance = self.instances().get(name).cloned().ok_or_else(|| {
+                        KernelError::Namespace {
+                            operation: operation.to_string(),
+                            message: format!("no namespace {name}"),
+                        }
+                    })?;
+                    message = message.setns_by_fd(instance.namespace.raw_fd());
+                    Some(instance)
+                }
+                None => None,
+            };
+        self.root
+            .handle
+            .link()
+            .set(message.build())
+            .execute()
+            .await
+            .map_err(netlink)?;
+        let name = tap.name.clone();
+        let forwarding = move || {
+            // IPv4 forwarding follows the receiving interface's flag; IPv6 routes where the
+            // namespace forwards (on in a VPRN's; the host's own choice in the daemon's).
+            write_sysctl(&format!("net/ipv4/conf/{name}/forwarding"), "1")?;
+            write_sysctl(&format!("net/ipv4/conf/{name}/rp_filter"), "0")?;
+            // The kernel flushes IPv6 addresses of a link that goes down unless told to keep
+            // them; plans (and their inverses) treat addresses and link state apart.
+            write_sysctl(&format!("net/ipv6/conf/{name}/keep_addr_on_down"), "1")
+        };
+        let system = |source| KernelError::System {
+            operation: operation.to_string(),
+            source,
+        };
+        match instance {
+            Some(instance) => instance.namespace.run(forwarding).map_err(system),
+            None => forwarding().map_err(system),
+        }
+    }
+
+    /// The routes with [`ROUTE_PROTOCOL`] in the daemon's own namespace (what a crash can leave:
+    /// see [`reconcile`](brasa_services::kernel::reconcile)).
     pub async fn brasa_routes(&self) -> Result<Vec<Route>, KernelError> {
         let mut routes = Vec::new();
         let dumps = [
@@ -341,6 +448,7 @@ impl Kernel {
         ];
         for dump in dumps {
             let messages: Vec<RouteMessage> = self
+                .root
                 .handle
                 .route()
                 .get(dump)
@@ -362,60 +470,28 @@ impl Kernel {
         }
         Ok(routes)
     }
+}
 
-    async fn index(&self, name: &str, operation: &str) -> Result<u32, KernelError> {
-        let found = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute()
-            .try_next()
-            .await;
-        match found {
-            Ok(Some(message)) => Ok(message.header.index),
-            Ok(None) => Err(KernelError::NoSuchLink {
-                operation: operation.to_string(),
-                name: name.to_string(),
-            }),
-            // The kernel answers ENODEV for an unknown name.
-            Err(rtnetlink::Error::NetlinkError(message))
-                if message.code.map(|code| -code.get()) == Some(libc_enodev()) =>
-            {
-                Err(KernelError::NoSuchLink {
-                    operation: operation.to_string(),
-                    name: name.to_string(),
-                })
-            }
-            Err(source) => Err(KernelError::Netlink {
-                operation: operation.to_string(),
-                source,
-            }),
-        }
+async fn index(handle: &Handle, name: &str, operation: &str) -> Result<u32, KernelError> {
+    let found = handle
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await;
+    match found {
+        Ok(Some(message)) => Ok(message.header.index),
+        // The kernel answers ENODEV for an unknown name.
+        Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => Err(KernelError::NoSuchLink {
+            operation: operation.to_string(),
+            name: name.to_string(),
+        }),
+        Err(source) => Err(KernelError::Netlink {
+            operation: operation.to_string(),
+            source,
+        }),
     }
-}
-
-/// ENODEV, without a libc dependency for one constant.
-const fn libc_enodev() -> i32 {
-    19
-}
-
-fn vlan_protocol(protocol: VlanProtocol) -> rtnetlink::packet_route::link::VlanProtocol {
-    use rtnetlink::packet_route::link::VlanProtocol as Wire;
-    match protocol {
-        VlanProtocol::Dot1q => Wire::Ieee8021Q,
-        VlanProtocol::Dot1ad => Wire::Ieee8021Ad,
-    }
-}
-
-fn link_name(message: &LinkMessage) -> Option<String> {
-    message
-        .attributes
-        .iter()
-        .find_map(|attribute| match attribute {
-            LinkAttribute::IfName(name) => Some(name.clone()),
-            _ => None,
-        })
 }
 
 /// The address and prefix length of an address message (IFA_LOCAL where the kernel gives one:
@@ -440,7 +516,6 @@ fn route_message(route: &Route, operation: &str) -> Result<RouteMessage, KernelE
     let mut builder = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(route.prefix.network(), route.prefix.prefix_len())
         .map_err(|err| invalid(err.to_string()))?
-        .table_id(route.table)
         .protocol(RouteProtocol::Other(ROUTE_PROTOCOL));
     match route.via {
         RouteVia::Gateway(gateway) => {
@@ -453,15 +528,14 @@ fn route_message(route: &Route, operation: &str) -> Result<RouteMessage, KernelE
     Ok(builder.build())
 }
 
+/// A route of the daemon's own namespace, as the kernel lists it.
 fn route_of(message: &RouteMessage) -> Option<Route> {
     let mut destination = None;
     let mut gateway = None;
-    let mut table = u32::from(message.header.table);
     for attribute in &message.attributes {
         match attribute {
             RouteAttribute::Destination(address) => destination = ip_of(address),
             RouteAttribute::Gateway(address) => gateway = ip_of(address),
-            RouteAttribute::Table(id) => table = *id,
             _ => {}
         }
     }
@@ -477,7 +551,11 @@ fn route_of(message: &RouteMessage) -> Option<Route> {
     } else {
         RouteVia::Gateway(gateway?)
     };
-    Some(Route { table, prefix, via })
+    Some(Route {
+        namespace: None,
+        prefix,
+        via,
+    })
 }
 
 fn ip_of(address: &RouteAddress) -> Option<IpAddr> {

@@ -1,10 +1,10 @@
 //! The shell of [`brasa_services`]: what touches the kernel.
 //!
 //! * [`kernel`]: the L3 kernel plan executed over rtnetlink, step by step, rolled back when a
-//!   step fails, and the snapshot of brasa-created links and routes that a restart reconciles.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+//!   step fails; TAPs through the data plane ([`kernel::TapHost`]).
+//! * [`namespace`]: the anonymous network namespaces of VPRNs, alive only while held.
 
 pub mod kernel;
+pub mod namespace;
 
-pub use kernel::{Kernel, KernelError, PlanError};
+pub use kernel::{Kernel, KernelError, PlanError, TapHost};

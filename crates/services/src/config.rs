@@ -26,27 +26,17 @@ use crate::kernel::{self, KernelPlan};
 use crate::limits;
 use crate::model::*;
 
-/// What a transaction is checked against besides the configuration: the data plane's ports and
-/// the names brasa gives kernel objects.
+/// What a transaction is checked against besides the configuration: the data plane's ports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Environment {
     /// Data-plane ports with their encapsulations; every SAP's port must be one of them.
     pub ports: Ports,
-    /// This daemon's instance name: VPRN `N` lives in network namespace `<instance>-vprn-N`, so
-    /// that two daemons on one host keep apart.
-    pub instance: String,
 }
 
-/// The default [`Environment::instance`].
-pub const DEFAULT_INSTANCE: &str = "brasa";
-
 impl Environment {
-    /// An environment with these ports and the default instance name.
+    /// An environment with these ports.
     pub fn new(ports: Ports) -> Self {
-        Self {
-            ports,
-            instance: DEFAULT_INSTANCE.to_string(),
-        }
+        Self { ports }
     }
 }
 
@@ -415,10 +405,7 @@ impl ServiceConfig {
         let kernel_plan = if touched.routed.is_empty() {
             KernelPlan::default()
         } else {
-            kernel::plan(
-                &kernel::desired(self, env),
-                &kernel::desired(&candidate, env),
-            )
+            kernel::plan(&kernel::desired(self), &kernel::desired(&candidate))
         };
         Ok(Transaction {
             config: candidate,

@@ -5,7 +5,9 @@
 //! SAP), the way VPP's linux-cp plugin pairs its interfaces with TAPs. The kernel gives the TAP
 //! its addresses, answers ARP/ND and ping, and routes between the TAPs of one routing instance.
 //! An IES lives in the daemon's own network namespace; each VPRN gets a network namespace of
-//! its own (`<instance>-vprn-<id>`), so overlapping customer addresses never meet.
+//! its own, so overlapping customer addresses never meet. The executor keeps VPRN namespaces
+//! anonymous, alive only through a descriptor it holds: like the TAPs, they vanish with the
+//! process, and nothing of them can outlive a crash.
 //!
 //! This needs neither the kernel's 802.1Q module nor VRF devices (kernels built without them are
 //! common in VMs), and keeps brasa in the path of every L3 SAP frame: SAP filters, policers
@@ -17,9 +19,9 @@
 //! the kernel as it was. TAPs have deterministic names of at most 15 bytes starting with
 //! [`NAME_PREFIX`], an alias (IFLA_IFALIAS) saying what they are and a stable, locally
 //! administered MAC address; routes carry [`ROUTE_PROTOCOL`]. The data plane opens TAPs
-//! without `TUNSETPERSIST`, so they vanish with the process; after a crash, [`reconcile`]
-//! removes the VPRN namespaces and routes an earlier run left, then builds the configuration's
-//! state afresh.
+//! without `TUNSETPERSIST`, so they vanish with the process; what can outlive a crash is a
+//! route of the daemon's own namespace that goes through no TAP (a blackhole), and
+//! [`reconcile`] removes those before it builds the configuration's state afresh.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -27,7 +29,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::config::{Environment, ServiceConfig};
+use crate::config::ServiceConfig;
 use crate::model::{AdminState, RouteTarget, ServiceBody, ServiceId};
 
 /// The first bytes of every link name brasa creates ("brasa services").
@@ -39,7 +41,7 @@ pub const ALIAS_PREFIX: &str = "brasa";
 pub const ROUTE_PROTOCOL: u8 = 196;
 
 /// The network namespace an L3 object lives in: `None` is the daemon's own (IES), `Some(name)`
-/// a VPRN's named namespace (under /var/run/netns).
+/// a VPRN's ([`vprn_namespace`] names it for the executor and for operators).
 pub type Namespace = Option<String>;
 
 /// An L3 interface's TAP device.
@@ -104,7 +106,7 @@ pub struct KernelState {
 /// which must own their descriptors).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KernelStep {
-    /// Create a named network namespace for a VPRN (loopback up, forwarding on).
+    /// Create a VPRN's network namespace (loopback up, forwarding on).
     CreateNamespace {
         /// Its name.
         name: String,
@@ -267,16 +269,9 @@ impl KernelPlan {
     }
 }
 
-/// The namespace of VPRN `id` for a daemon whose instance name is `instance`.
-pub fn vprn_namespace(instance: &str, id: ServiceId) -> String {
-    format!("{instance}-vprn-{id}")
-}
-
-/// True when `name` is a VPRN namespace of `instance` (what [`reconcile`] removes).
-pub fn is_vprn_namespace(instance: &str, name: &str) -> bool {
-    name.strip_prefix(instance)
-        .and_then(|rest| rest.strip_prefix("-vprn-"))
-        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+/// The name of VPRN `id`'s namespace.
+pub fn vprn_namespace(id: ServiceId) -> String {
+    format!("vprn-{id}")
 }
 
 /// The TAP of interface `interface` of service `service` (`kind` is `ies` or `vprn`): its
@@ -306,7 +301,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// The kernel state `config` wants: for every admin-up IES/VPRN, its namespace (VPRN), a TAP
 /// per admin-up interface whose SAP is admin up, their addresses, and the static routes whose
 /// target is admin up and, for a next hop, on a subnet of such an interface.
-pub fn desired(config: &ServiceConfig, env: &Environment) -> KernelState {
+pub fn desired(config: &ServiceConfig) -> KernelState {
     let mut state = KernelState::default();
     for (id, service) in config.routed_services() {
         if service.admin != AdminState::Up {
@@ -315,7 +310,7 @@ pub fn desired(config: &ServiceConfig, env: &Environment) -> KernelState {
         let (routed, kind, namespace) = match &service.body {
             ServiceBody::Ies(routed) => (routed, "ies", None),
             ServiceBody::Vprn(routed) => {
-                let name = vprn_namespace(&env.instance, id);
+                let name = vprn_namespace(id);
                 state.namespaces.insert(name.clone());
                 (routed, "vprn", Some(name))
             }
@@ -431,29 +426,18 @@ pub fn plan(old: &KernelState, new: &KernelState) -> KernelPlan {
 }
 
 /// The plan that brings the kernel from what an earlier brasa left (after a crash) to what
-/// `config` wants. The earlier run's TAPs vanished with it; what can remain are its VPRN
-/// namespaces (pass the names of every namespace under /var/run/netns: only those of
-/// `env.instance` are removed, routes and all) and, in the daemon's own namespace, its routes
-/// with [`ROUTE_PROTOCOL`] (the executor lists those; a route through a vanished TAP is gone
-/// already, a blackhole route is not). Then the configuration's state is built from scratch.
-pub fn reconcile(
-    namespaces: &[String],
-    routes: &[Route],
-    config: &ServiceConfig,
-    env: &Environment,
-) -> KernelPlan {
+/// `config` wants. The earlier run's TAPs and VPRN namespaces vanished with it; what can remain
+/// are routes of the daemon's own namespace that went through no TAP (blackholes): pass the
+/// routes with [`ROUTE_PROTOCOL`] found there. They are removed, then the configuration's
+/// state is built from scratch.
+pub fn reconcile(routes: &[Route], config: &ServiceConfig) -> KernelPlan {
     let mut steps: Vec<KernelStep> = routes
         .iter()
         .filter(|route| route.namespace.is_none())
         .cloned()
         .map(KernelStep::DelRoute)
         .collect();
-    for name in namespaces {
-        if is_vprn_namespace(&env.instance, name) {
-            steps.push(KernelStep::DeleteNamespace { name: name.clone() });
-        }
-    }
-    steps.extend(plan(&KernelState::default(), &desired(config, env)).steps);
+    steps.extend(plan(&KernelState::default(), &desired(config)).steps);
     KernelPlan { steps }
 }
 
@@ -477,9 +461,5 @@ mod tests {
             tap.name
         );
         assert_eq!(tap.mac[0] & 0x03, 0x02, "locally administered unicast");
-        assert!(is_vprn_namespace("brasa", "brasa-vprn-12"));
-        assert!(!is_vprn_namespace("brasa", "brasa-vprn-"));
-        assert!(!is_vprn_namespace("brasa", "other-vprn-12"));
-        assert!(!is_vprn_namespace("brasa", "brasa-vprn-1x"));
     }
 }

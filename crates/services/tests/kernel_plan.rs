@@ -134,27 +134,15 @@ impl FakeKernel {
         }
     }
 
-    /// What survives a crash: the TAPs (and their addresses, and the routes through them)
-    /// vanish with the process; namespaces and the routes inside them, and blackhole routes of
-    /// the daemon's namespace, stay.
+    /// What survives a crash: the TAPs (with their addresses and the routes through them) and
+    /// the VPRN namespaces (with everything in them) vanish with the process; blackhole routes
+    /// of the daemon's own namespace stay.
     fn crash(&mut self) {
-        let gone: Vec<String> = self.taps.keys().cloned().collect();
         self.taps.clear();
-        self.addresses
-            .retain(|address| !gone.contains(&address.link));
+        self.addresses.clear();
+        self.namespaces.clear();
         self.routes
-            .retain(|route| route.namespace.is_some() || route.via == RouteVia::Blackhole);
-    }
-
-    /// The kernel deletes a namespace with everything in it: what reconcile relies on for the
-    /// namespaces an earlier run left (their TAPs are gone already; routes may remain).
-    fn empty_namespaces_deleted_by(&mut self, steps: &[KernelStep]) {
-        for step in steps {
-            if let KernelStep::DeleteNamespace { name } = step {
-                let inside = Some(name.clone());
-                self.routes.retain(|route| route.namespace != inside);
-            }
-        }
+            .retain(|route| route.namespace.is_none() && route.via == RouteVia::Blackhole);
     }
 }
 
@@ -234,7 +222,7 @@ fn every_failure_point_rolls_back_to_the_prior_kernel() {
     assert_eq!(built.taps.len(), 4);
     assert!(built.taps.values().all(|(_, up)| *up));
     assert_eq!(built.routes.len(), 3);
-    assert!(built.namespaces.contains("brasa-vprn-100"));
+    assert!(built.namespaces.contains("vprn-100"));
     let dot1q = kernel::tap("ies", 300, "dot1q", None);
     assert_eq!(built.taps[&dot1q.name].0, dot1q);
     for tap in built.taps.keys() {
@@ -258,7 +246,7 @@ fn every_failure_point_rolls_back_to_the_prior_kernel() {
         exit all"#,
     );
     let changed = check_rollbacks(&built, &plan);
-    assert!(!changed.namespaces.contains("brasa-vprn-200"));
+    assert!(!changed.namespaces.contains("vprn-200"));
     assert_eq!(changed.taps.len(), 2, "qinq and dot1q remain");
     assert!(changed
         .addresses
@@ -289,21 +277,29 @@ fn reconcile_after_a_crash_rebuilds_the_desired_state() {
     let mut crashed = FakeKernel::default();
     crashed.run(&plan.steps);
     crashed.crash();
-    assert!(crashed.taps.is_empty() && !crashed.namespaces.is_empty());
+    assert!(crashed.taps.is_empty() && crashed.namespaces.is_empty());
+    assert_eq!(
+        crashed.routes.len(),
+        0,
+        "the IES has no blackhole route yet"
+    );
+    // A blackhole route of the daemon's own namespace outlives the process.
+    transaction(
+        &mut config,
+        r#"configure service ies 300 static-route-entry 192.0.2.0/24 black-hole exit exit exit"#,
+    );
+    let mut crashed = FakeKernel::default();
+    crashed.run(&kernel::plan(&Default::default(), &kernel::desired(&config)).steps);
+    crashed.crash();
+    assert_eq!(crashed.routes.len(), 1);
     // After the crash the operator changed the config: VPRN 200 is gone.
     transaction(
         &mut config,
         r#"configure service vprn 200 shutdown interface "shared-outer" no sap eth2:10.21 exit no interface "shared-outer" exit no vprn 200"#,
     );
-    // Another instance's namespace on the same host is not ours to remove.
-    crashed.namespaces.insert("other-vprn-100".to_string());
-    let namespaces: Vec<String> = crashed.namespaces.iter().cloned().collect();
     let routes: Vec<Route> = crashed.routes.iter().cloned().collect();
-    let reconcile = kernel::reconcile(&namespaces, &routes, &config, &env());
-    crashed.empty_namespaces_deleted_by(&reconcile.steps);
-    crashed.run(&reconcile.steps);
+    crashed.run(&kernel::reconcile(&routes, &config).steps);
     let mut fresh = FakeKernel::default();
-    fresh.namespaces.insert("other-vprn-100".to_string());
-    fresh.run(&kernel::plan(&Default::default(), &kernel::desired(&config, &env())).steps);
+    fresh.run(&kernel::plan(&Default::default(), &kernel::desired(&config)).steps);
     assert_eq!(crashed, fresh);
 }

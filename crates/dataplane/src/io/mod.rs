@@ -9,6 +9,7 @@
 pub mod afpacket;
 pub mod netdev;
 pub mod netlink;
+pub mod tap;
 pub mod tun;
 pub mod worker;
 

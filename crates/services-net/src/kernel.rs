@@ -540,11 +540,12 @@ fn route_of(message: &RouteMessage) -> Option<Route> {
         }
     }
     // A default route carries no destination attribute.
-    let destination = destination.or_else(|| match message.header.address_family {
+    let unspecified = match message.header.address_family {
         AddressFamily::Inet => Some(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
         AddressFamily::Inet6 => Some(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
         _ => None,
-    })?;
+    };
+    let destination = destination.or(unspecified)?;
     let prefix = IpNet::new(destination, message.header.destination_prefix_length).ok()?;
     let via = if message.header.kind == RouteType::BlackHole {
         RouteVia::Blackhole

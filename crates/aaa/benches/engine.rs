@@ -4,7 +4,7 @@
 //!     cargo bench -p brasa-aaa --bench engine
 
 use brasa_aaa::*;
-use brasa_radius::{auth, Code, Dictionary, Packet};
+use brasa_radius::{auth, Code, Dictionary, Message};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,7 +69,7 @@ fn engine(handler: Handler) -> Engine {
 
 fn request(n: u32) -> Vec<u8> {
     let dictionary = Dictionary::builtin();
-    let mut packet = Packet::new(Code::AccessRequest, n as u8);
+    let mut packet = Message::new(Code::AccessRequest, n as u8);
     packet.authenticator = [(n >> 8) as u8; 16];
     packet.authenticator[..4].copy_from_slice(&n.to_be_bytes());
     let text = format!(
@@ -112,9 +112,9 @@ fn bench(c: &mut Criterion) {
             let Some(Output::Transmit(upstream)) = out.pop() else {
                 panic!("no upstream request")
             };
-            let sent = Packet::decode(&upstream.bytes).unwrap();
-            let mut reply = Packet::new(Code::AccessAccept, sent.identifier);
-            reply.add(33, sent.get(33).unwrap().to_vec());
+            let sent = Message::decode(&upstream.bytes).unwrap();
+            let mut reply = Message::new(Code::AccessAccept, sent.identifier);
+            reply.copy_all(33, &sent);
             reply.authenticator = sent.authenticator;
             let mut reply = reply.encode().unwrap();
             auth::sign_response(&mut reply, &sent.authenticator, b"up-secret");

@@ -1,27 +1,28 @@
-//! brasa's RADIUS server/proxy engine.
+//! brasa's RADIUS server/proxy engine, sans-IO.
 //!
-//! The engine is split the way quinn splits QUIC: [`Engine`] is a deterministic, sans-IO state
-//! machine that takes datagrams and the current time and returns datagrams to send
-//! ([`Output`]), while [`shell`] owns the UDP sockets, the clock and the accounting files. All
-//! protocol decisions (client authentication, duplicate detection, upstream selection, identifier
-//! allocation, retransmission and failover, dead-server detection, CoA/Disconnect relay, policy
-//! hooks) live in the engine, so they are tested without a network.
+//! The engine is split the way quinn splits QUIC: [`Engine`] is a deterministic state machine
+//! that takes datagrams and the current time and returns datagrams to send ([`Output`]); its
+//! tokio shell (sockets, clock, accounting files, hook processors) is the `brasa-aaa-net` crate.
+//! All protocol decisions (client authentication, duplicate detection, upstream selection,
+//! identifier allocation, retransmission and failover, dead-server detection, CoA/Disconnect
+//! relay, policy hooks) live here, so they are tested without a network. [`client::Exchange`]
+//! is the client side of one request (signing, retransmission, answer verification), shared by
+//! the proxy and `brasa radius send`.
 //!
 //! Direction names follow the router's view (seed 000): `egress` is towards the AAA server,
 //! `ingress` is from it.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
+pub mod client;
 pub mod clients;
 pub mod config;
 mod dedup;
 pub mod engine;
-mod ids;
 pub mod local;
 pub mod policy;
 mod sessions;
-pub mod shell;
 pub mod stats;
-mod udp;
 
 pub use config::{
     ClientConfig, EngineConfig, ExternalHooks, Handler, LoadBalance, LocalDatabase, LocalUser,

@@ -2,13 +2,9 @@
 //! records for the append-only log.
 
 use crate::config::{LocalDatabase, LocalUser};
-use brasa_radius::{Dictionary, Packet};
+use brasa_radius::attr::{CHAP_CHALLENGE, CHAP_PASSWORD, USER_NAME, USER_PASSWORD};
+use brasa_radius::{Dictionary, Message, PlainValue};
 use md5::{Digest, Md5};
-
-const USER_NAME: u8 = 1;
-const USER_PASSWORD: u8 = 2;
-const CHAP_PASSWORD: u8 = 3;
-const CHAP_CHALLENGE: u8 = 60;
 
 /// The outcome of a local authentication.
 #[derive(Debug, PartialEq, Eq)]
@@ -23,7 +19,7 @@ pub enum AuthOutcome {
 pub fn authenticate<'db>(
     database: &'db LocalDatabase,
     dictionary: &Dictionary,
-    request: &Packet,
+    request: &Message,
     secret: &[u8],
 ) -> (AuthOutcome, Option<&'db LocalUser>) {
     let Some(name) = request.get(USER_NAME) else {
@@ -96,32 +92,36 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// One accounting request as the JSON object written to the log (the shell adds the time).
+///
+/// `attributes` maps each attribute name (`Name:tag` for tagged ones) to its plain value
+/// ([`brasa_radius::Pair::plain_value`]): a JSON string or number, or an array of them, in wire
+/// order, when the attribute occurs more than once.
 pub fn accounting_record(
     dictionary: &Dictionary,
-    request: &Packet,
+    request: &Message,
     client: &str,
     from: std::net::SocketAddr,
 ) -> serde_json::Map<String, serde_json::Value> {
     let mut attributes = serde_json::Map::new();
     for pair in dictionary.decode_pairs(request, None) {
-        let text = pair.to_text(dictionary);
-        let value = text
-            .split_once(" = ")
-            .map(|(_, v)| v.to_string())
-            .unwrap_or(text);
+        let value = match pair.plain_value(dictionary) {
+            PlainValue::Text(text) => serde_json::Value::from(text),
+            PlainValue::Unsigned(n) => serde_json::Value::from(n),
+            PlainValue::Signed(n) => serde_json::Value::from(n),
+        };
         let name = match pair.tag {
             Some(tag) => format!("{}:{tag}", pair.name),
             None => pair.name.clone(),
         };
         match attributes.get_mut(&name) {
             // Repeated attributes (several Class values, say) become arrays, in wire order.
-            Some(serde_json::Value::Array(values)) => values.push(value.into()),
+            Some(serde_json::Value::Array(values)) => values.push(value),
             Some(existing) => {
                 let first = existing.take();
-                *existing = serde_json::Value::Array(vec![first, value.into()]);
+                *existing = serde_json::Value::Array(vec![first, value]);
             }
             None => {
-                attributes.insert(name, value.into());
+                attributes.insert(name, value);
             }
         }
     }
@@ -148,11 +148,11 @@ mod tests {
         database.users.insert("alice".into(), user(b"wonderland"));
         database.users.insert("DEFAULT".into(), user(b"secret"));
         let request = |name: &str, password: &[u8]| {
-            let mut packet = Packet::new(brasa_radius::Code::AccessRequest, 1);
-            packet.add(USER_NAME, name.as_bytes().to_vec());
+            let mut packet = Message::new(brasa_radius::Code::AccessRequest, 1);
+            packet.add(USER_NAME, name.as_bytes()).unwrap();
             let hidden =
                 brasa_radius::auth::hide_user_password(password, b"s", &packet.authenticator);
-            packet.add(USER_PASSWORD, hidden);
+            packet.add(USER_PASSWORD, hidden).unwrap();
             packet
         };
         let outcome = |name: &str, password: &[u8]| {
@@ -164,6 +164,37 @@ mod tests {
             outcome("alice", b"secret"),
             AuthOutcome::Reject("wrong password")
         );
+    }
+
+    #[test]
+    fn accounting_records_carry_plain_json_values() {
+        let dictionary = Dictionary::builtin();
+        let mut request = Message::new(brasa_radius::Code::AccountingRequest, 4);
+        let text = "User-Name = \"alice\", Acct-Status-Type = Start, Acct-Session-Id = \"sess-42\",
+            Acct-Input-Octets = 1234, Framed-IP-Address = 192.0.2.7, Class = 0x0102,
+            Class = 0x0304, Event-Timestamp = 1700000000, Tunnel-Type:1 = VLAN";
+        for pair in dictionary.parse_pairs(text).unwrap() {
+            dictionary
+                .add_pair(&mut request, &pair, b"s", &[0; 16])
+                .unwrap();
+        }
+        let from = "127.0.0.1:1813".parse().unwrap();
+        let record = accounting_record(&dictionary, &request, "nas-1", from);
+        assert_eq!(
+            serde_json::Value::Object(record["attributes"].as_object().unwrap().clone()),
+            serde_json::json!({
+                "User-Name": "alice",
+                "Acct-Status-Type": "Start",
+                "Acct-Session-Id": "sess-42",
+                "Acct-Input-Octets": 1234,
+                "Framed-IP-Address": "192.0.2.7",
+                "Class": ["0x0102", "0x0304"],
+                "Event-Timestamp": 1700000000,
+                "Tunnel-Type:1": "VLAN",
+            })
+        );
+        assert_eq!(record["client"], "nas-1");
+        assert_eq!(record["identifier"], 4);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! the NAS-side context at both points (the client's secret and the NAS's request authenticator),
 //! so a policy never deals with upstream secrets.
 
-use brasa_radius::{AttrId, Code, Dictionary, Packet, Pair};
+use brasa_radius::{AttrId, Code, Dictionary, Message, Pair};
 
 /// Which way a packet travels, named as on the router.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,9 +43,9 @@ pub struct HookContext<'a> {
     /// Where it is going.
     pub direction: Direction,
     /// The packet, modifiable.
-    pub packet: &'a mut Packet,
+    pub packet: &'a mut Message,
     /// For replies, the NAS's request they answer.
-    pub request: Option<&'a Packet>,
+    pub request: Option<&'a Message>,
     /// The dictionary in force.
     pub dictionary: &'a Dictionary,
     /// Name of the NAS client.
@@ -142,7 +142,7 @@ impl Policy for RewritePolicy {
 
 /// Removes every instance of the attribute `id` from `packet`; returns how many were removed.
 /// Sub-TLVs and server-internal attributes are not removable on their own (0).
-pub fn remove_attribute(packet: &mut Packet, dictionary: &Dictionary, id: &AttrId) -> usize {
+pub fn remove_attribute(packet: &mut Message, dictionary: &Dictionary, id: &AttrId) -> usize {
     match *id {
         AttrId::Tlv { .. } | AttrId::Internal(_) => 0,
         AttrId::Standard(typ) => packet.remove(typ),

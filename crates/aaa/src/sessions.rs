@@ -2,6 +2,8 @@
 //! Disconnect request from the AAA server can be sent to the right NAS (RFC 5176 §3: the request
 //! identifies the session by Acct-Session-Id, User-Name or Framed-IP-Address).
 
+use brasa_radius::attr::{ACCT_SESSION_ID, FRAMED_IP_ADDRESS, USER_NAME};
+use brasa_radius::AcctStatusType;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -19,13 +21,6 @@ pub(crate) struct SessionDirectory {
     owners: HashMap<SessionKey, (usize, IpAddr)>,
 }
 
-/// RFC 2865/2866 attribute numbers this module reads.
-const USER_NAME: u8 = 1;
-const FRAMED_IP_ADDRESS: u8 = 8;
-const ACCT_STATUS_TYPE: u8 = 40;
-const ACCT_SESSION_ID: u8 = 44;
-const ACCT_STATUS_STOP: u32 = 2;
-
 impl SessionDirectory {
     /// Learns from a request (`request`) and, for Access-Accepts, its reply (`reply`) that
     /// `client` owns these sessions; an Accounting Stop forgets them.
@@ -33,13 +28,10 @@ impl SessionDirectory {
         &mut self,
         client: usize,
         nas: IpAddr,
-        request: &brasa_radius::Packet,
-        reply: Option<&brasa_radius::Packet>,
+        request: &brasa_radius::Message,
+        reply: Option<&brasa_radius::Message>,
     ) {
-        let stop = request
-            .get(ACCT_STATUS_TYPE)
-            .and_then(|v| <[u8; 4]>::try_from(v).ok())
-            .is_some_and(|v| u32::from_be_bytes(v) == ACCT_STATUS_STOP);
+        let stop = request.acct_status_type() == Some(AcctStatusType::Stop);
         let mut keys = Vec::with_capacity(3);
         if let Some(id) = request.get(ACCT_SESSION_ID) {
             keys.push(SessionKey::AcctSessionId(id.to_vec()));
@@ -63,7 +55,7 @@ impl SessionDirectory {
     }
 
     /// The NAS that owns the session a CoA/Disconnect request names, most specific key first.
-    pub fn owner(&self, request: &brasa_radius::Packet) -> Option<(usize, IpAddr)> {
+    pub fn owner(&self, request: &brasa_radius::Message) -> Option<(usize, IpAddr)> {
         let by = |key: SessionKey| self.owners.get(&key).copied();
         request
             .get(ACCT_SESSION_ID)

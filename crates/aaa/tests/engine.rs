@@ -2,7 +2,7 @@
 
 use brasa_aaa::*;
 use brasa_radius::auth::{self, MessageAuthenticator};
-use brasa_radius::{Code, Dictionary, Packet, RawAttribute};
+use brasa_radius::{Code, Dictionary, Message};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -140,7 +140,7 @@ const COA: SocketRef = SocketRef::Listener(ListenerId(2));
 
 fn access_request(id: u8, user: &str, password: &str) -> Vec<u8> {
     let dict = Dictionary::builtin();
-    let mut packet = Packet::new(Code::AccessRequest, id);
+    let mut packet = Message::new(Code::AccessRequest, id);
     packet.authenticator = [id ^ 0x5a; 16];
     let text = format!("User-Name = \"{user}\", User-Password = \"{password}\"");
     for pair in dict.parse_pairs(&text).unwrap() {
@@ -152,7 +152,7 @@ fn access_request(id: u8, user: &str, password: &str) -> Vec<u8> {
 
 fn accounting_request(id: u8, status: &str, session: &str) -> Vec<u8> {
     let dict = Dictionary::builtin();
-    let mut packet = Packet::new(Code::AccountingRequest, id);
+    let mut packet = Message::new(Code::AccountingRequest, id);
     let text =
         format!("User-Name = alice, Acct-Status-Type = {status}, Acct-Session-Id = \"{session}\"");
     for pair in dict.parse_pairs(&text).unwrap() {
@@ -175,13 +175,13 @@ fn transmits(out: &mut Vec<Output>) -> Vec<Transmit> {
 
 /// Plays the upstream server: answers `request_bytes` with `code` and the given attributes.
 fn upstream_reply(request_bytes: &[u8], code: Code, attributes: &[(u8, &[u8])]) -> Vec<u8> {
-    let request = Packet::decode(request_bytes).unwrap();
-    let mut reply = Packet::new(code, request.identifier);
+    let request = Message::decode(request_bytes).unwrap();
+    let mut reply = Message::new(code, request.identifier);
     for (typ, value) in attributes {
-        reply.add(*typ, value.to_vec());
+        reply.add(*typ, value).unwrap();
     }
     for state in request.get_all(33) {
-        reply.add(33, state.to_vec());
+        reply.add(33, state).unwrap();
     }
     reply.authenticator = request.authenticator;
     let mut bytes = reply.encode().unwrap();
@@ -200,7 +200,7 @@ fn proxied_access_request_is_re_signed_and_the_reply_goes_back_under_the_nas_sec
     assert_eq!(sent.len(), 1);
     let upstream_request = &sent[0];
     assert_eq!(upstream_request.to, upstream(1));
-    let proxied = Packet::decode(&upstream_request.bytes).unwrap();
+    let proxied = Message::decode(&upstream_request.bytes).unwrap();
     // A fresh authenticator, the password re-hidden for the upstream secret, a Proxy-State,
     // and a valid Message-Authenticator.
     assert_ne!(proxied.authenticator, [42 ^ 0x5a; 16]);
@@ -237,7 +237,7 @@ fn proxied_access_request_is_re_signed_and_the_reply_goes_back_under_the_nas_sec
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].to, nas());
     assert_eq!(sent[0].socket, AUTH);
-    let answer = Packet::decode(&sent[0].bytes).unwrap();
+    let answer = Message::decode(&sent[0].bytes).unwrap();
     assert_eq!(answer.code, Code::AccessAccept);
     assert_eq!(answer.identifier, 42);
     assert!(auth::verify_response(
@@ -300,7 +300,7 @@ fn a_forged_upstream_reply_is_dropped_and_the_real_one_still_accepted() {
     );
     let answer = transmits(&mut out);
     assert_eq!(
-        Packet::decode(&answer[0].bytes).unwrap().code,
+        Message::decode(&answer[0].bytes).unwrap().code,
         Code::AccessReject
     );
     let stats = engine.stats();
@@ -358,7 +358,7 @@ fn timeout_fails_over_then_the_dead_server_is_probed_and_revived() {
     let probe = transmits(&mut out);
     assert_eq!(probe.len(), 1);
     assert_eq!(probe[0].to, upstream(1));
-    let probe_packet = Packet::decode(&probe[0].bytes).unwrap();
+    let probe_packet = Message::decode(&probe[0].bytes).unwrap();
     assert_eq!(probe_packet.code, Code::StatusServer);
     assert_eq!(
         auth::check_message_authenticator(&probe[0].bytes, &probe_packet.authenticator, UP_SECRET),
@@ -463,7 +463,7 @@ fn local_mode_accepts_with_reply_attributes_and_rejects_bad_passwords() {
         &mut out,
     );
     let accept = transmits(&mut out);
-    let packet = Packet::decode(&accept[0].bytes).unwrap();
+    let packet = Message::decode(&accept[0].bytes).unwrap();
     assert_eq!(packet.code, Code::AccessAccept);
     assert_eq!(packet.get(25), Some(&b"c1"[..]));
     assert_eq!(packet.get(27), Some(&60u32.to_be_bytes()[..]));
@@ -477,7 +477,7 @@ fn local_mode_accepts_with_reply_attributes_and_rejects_bad_passwords() {
         );
         let reject = transmits(&mut out);
         assert_eq!(
-            Packet::decode(&reject[0].bytes).unwrap().code,
+            Message::decode(&reject[0].bytes).unwrap().code,
             Code::AccessReject
         );
     }
@@ -535,7 +535,7 @@ fn rewrite_policy_edits_replies_and_drops_requests() {
         &reply,
         &mut out,
     );
-    let answer = Packet::decode(&transmits(&mut out)[0].bytes).unwrap();
+    let answer = Message::decode(&transmits(&mut out)[0].bytes).unwrap();
     assert_eq!(answer.get(18), None);
     assert_eq!(
         answer.get_all(27).collect::<Vec<_>>(),
@@ -550,8 +550,8 @@ fn coa_for_an_unknown_session_is_nakked_and_a_known_one_is_relayed() {
     let now = Instant::now();
     let mut out = Vec::new();
     let coa = |id: u8, session: &str| {
-        let mut packet = Packet::new(Code::CoaRequest, id);
-        packet.add(44, session.as_bytes().to_vec());
+        let mut packet = Message::new(Code::CoaRequest, id);
+        packet.add(44, session.as_bytes()).unwrap();
         let mut bytes = packet.encode().unwrap();
         auth::sign_request(&mut bytes, UP_SECRET);
         bytes
@@ -559,7 +559,7 @@ fn coa_for_an_unknown_session_is_nakked_and_a_known_one_is_relayed() {
     let aaa: SocketAddr = "127.0.1.1:5555".parse().unwrap();
     engine.handle_datagram(now, COA, aaa, &coa(1, "nobody"), &mut out);
     let nak = transmits(&mut out);
-    let nak_packet = Packet::decode(&nak[0].bytes).unwrap();
+    let nak_packet = Message::decode(&nak[0].bytes).unwrap();
     assert_eq!(nak_packet.code, Code::CoaNak);
     assert_eq!(nak_packet.get(101), Some(&503u32.to_be_bytes()[..]));
 
@@ -601,13 +601,10 @@ fn coa_for_an_unknown_session_is_nakked_and_a_known_one_is_relayed() {
     assert_eq!(engine.stats().unknown_client, 1);
 
     // The NAS answers; the AAA server gets a CoA-ACK signed with its secret.
-    let request = Packet::decode(&relayed[0].bytes).unwrap();
-    let mut ack = Packet::new(Code::CoaAck, request.identifier);
+    let request = Message::decode(&relayed[0].bytes).unwrap();
+    let mut ack = Message::new(Code::CoaAck, request.identifier);
     for state in request.get_all(33) {
-        ack.attributes.push(RawAttribute {
-            typ: 33,
-            value: state.to_vec(),
-        });
+        ack.add(33, state).unwrap();
     }
     ack.authenticator = request.authenticator;
     let mut ack_bytes = ack.encode().unwrap();
@@ -624,13 +621,13 @@ fn coa_for_an_unknown_session_is_nakked_and_a_known_one_is_relayed() {
     );
     let back = transmits(&mut out);
     assert_eq!(back[0].to, aaa);
-    let original = Packet::decode(&coa(3, "sess-9")).unwrap();
+    let original = Message::decode(&coa(3, "sess-9")).unwrap();
     assert!(auth::verify_response(
         &back[0].bytes,
         &original.authenticator,
         UP_SECRET
     ));
-    let back_packet = Packet::decode(&back[0].bytes).unwrap();
+    let back_packet = Message::decode(&back[0].bytes).unwrap();
     assert_eq!(back_packet.code, Code::CoaAck);
     assert_eq!(back_packet.identifier, 3);
     assert_eq!(back_packet.get(33), None);
@@ -737,7 +734,7 @@ fn an_egress_hook_parks_the_request_until_the_processor_answers() {
     assert_eq!(transmits(&mut out).len(), 1);
 
     let mut edited = parked[0].packet.clone();
-    edited.add(25, b"Class-1".to_vec());
+    edited.add(25, b"Class-1").unwrap();
     engine.resume_hook(
         now,
         parked[0].ticket,
@@ -747,7 +744,7 @@ fn an_egress_hook_parks_the_request_until_the_processor_answers() {
     let sent = transmits(&mut out);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].to.ip(), upstream(1).ip());
-    let proxied = Packet::decode(&sent[0].bytes).unwrap();
+    let proxied = Message::decode(&sent[0].bytes).unwrap();
     assert_eq!(proxied.code, Code::AccountingRequest);
     assert_eq!(proxied.get(25), Some(&b"Class-1"[..]));
     assert!(auth::verify_request(&sent[0].bytes, UP_SECRET));
@@ -801,7 +798,7 @@ fn an_ingress_hook_sees_the_upstream_reply_and_its_edits_reach_the_nas_signed() 
     );
 
     let mut edited = parked[0].packet.clone();
-    edited.set(18, b"hello".to_vec());
+    edited.set(18, b"hello").unwrap();
     engine.resume_hook(
         now,
         parked[0].ticket,
@@ -816,7 +813,7 @@ fn an_ingress_hook_sees_the_upstream_reply_and_its_edits_reach_the_nas_signed() 
         &[8 ^ 0x5a; 16],
         NAS_SECRET
     ));
-    let packet = Packet::decode(&answer[0].bytes).unwrap();
+    let packet = Message::decode(&answer[0].bytes).unwrap();
     assert_eq!(packet.get(18), Some(&b"hello"[..]));
     assert_eq!(packet.identifier, 8);
     assert_eq!(engine.stats().clients[0].accepts, 1);
@@ -876,7 +873,7 @@ fn a_hook_drop_ends_the_exchange_and_a_retransmission_is_processed_afresh() {
     let answer = transmits(&mut out);
     assert_eq!(answer.len(), 1);
     assert_eq!(
-        Packet::decode(&answer[0].bytes).unwrap().code,
+        Message::decode(&answer[0].bytes).unwrap().code,
         Code::AccountingResponse
     );
 }

@@ -11,6 +11,7 @@
 //!   (TCP flow control then slows the peer down) while it keeps sending its keepalives, and
 //!   it restarts its hold timer, since unread input is no sign of a dead peer.
 //! * [`Speaker::shutdown`] sends CEASE (administrative shutdown) on every session.
+#![forbid(unsafe_code)]
 
 use brasa_bgp::{
     Action, ConfigError, LocalConfig, Opened, Peer, PeerConfig, PeerStats, RequestError,
@@ -30,6 +31,8 @@ use tokio::task::JoinHandle;
 const READ_CHUNK: usize = 64 * 1024;
 /// Shortest time a write may take before the connection is given up (the hold time when longer).
 const WRITE_TIMEOUT_MIN_SECS: u16 = 30;
+/// How long a closing connection waits for the peer's close after our FIN (see [`linger_close`]).
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// One configured peer.
 #[derive(Debug, Clone)]
@@ -455,8 +458,8 @@ impl PeerTask {
             match self.core.poll_action() {
                 Some(Action::Connect) => self.dial(),
                 Some(Action::Disconnect) => {
-                    if let Some(mut conn) = self.conn.take() {
-                        let _ = conn.shutdown().await;
+                    if let Some(conn) = self.conn.take() {
+                        tokio::spawn(linger_close(conn));
                     }
                 }
                 None => return,
@@ -494,6 +497,23 @@ impl PeerTask {
             }
         }
     }
+}
+
+/// Closes a connection without losing what was just written to it (a NOTIFICATION): FIN after
+/// the data, then input is read and discarded until the peer closes or [`CLOSE_LINGER`] passes.
+/// Closing a socket with unread input makes the kernel answer with RST, and a peer that gets
+/// RST may never read the NOTIFICATION still in its receive queue.
+async fn linger_close(mut conn: TcpStream) {
+    let _ = conn.shutdown().await;
+    let mut scratch = [0u8; 4096];
+    let drained = async {
+        while let Ok(read) = conn.read(&mut scratch).await {
+            if read == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LINGER, drained).await;
 }
 
 async fn read(conn: Option<&mut TcpStream>, chunk: &mut [u8]) -> io::Result<usize> {

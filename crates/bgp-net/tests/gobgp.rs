@@ -555,12 +555,13 @@ async fn shutdown_sends_cease_to_the_peer() {
     let go = GoBgp::start(GoOptions::new(go_addr, speaker.listen_addrs()[0]));
     events.wait_for("session up", is_up(go_addr)).await;
     speaker.shutdown().await;
-    wait_until(
-        std::time::Duration::from_secs(20),
-        || {
-            go.log().contains("Administrative Shutdown")
-                || go.log().to_lowercase().contains("notification")
-        },
-        "gobgpd to log our CEASE",
-    );
+    let logged = || {
+        go.log().contains("Administrative Shutdown")
+            || go.log().to_lowercase().contains("notification")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !logged() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(logged(), "gobgpd did not log our CEASE:\n{}", go.log());
 }

@@ -17,7 +17,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use brasa_radius::{auth, Code, Packet, RawAttribute};
+use brasa_radius::{auth, Code, Message};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,21 +35,16 @@ fn responder(socket: UdpSocket, reflected: Reflected) {
         let Ok((len, from)) = socket.recv_from(&mut buffer) else {
             return;
         };
-        let Ok(request) = Packet::decode(&buffer[..len]) else {
+        let Ok(request) = Message::decode(&buffer[..len]) else {
             continue;
         };
         let mut reply = match request.code {
             Code::AccessRequest => {
-                let mut reply = Packet::new(Code::AccessAccept, request.identifier);
+                let mut reply = Message::new(Code::AccessAccept, request.identifier);
                 for class in [&b"Class-1"[..], b"Class-22", b"Class-333"] {
-                    reply.attributes.push(RawAttribute {
-                        typ: 25,
-                        value: class.to_vec(),
-                    });
+                    reply.add(25, class).unwrap();
                 }
-                if let Some(name) = request.get(1) {
-                    reply.add(1, name.to_vec());
-                }
+                reply.copy_all(1, &request);
                 reply
             }
             Code::AccountingRequest => {
@@ -57,12 +52,12 @@ fn responder(socket: UdpSocket, reflected: Reflected) {
                 if classes == [&b"Class-1"[..], b"Class-22", b"Class-333"] {
                     reflected.fetch_add(1, Ordering::Relaxed);
                 }
-                Packet::new(Code::AccountingResponse, request.identifier)
+                Message::new(Code::AccountingResponse, request.identifier)
             }
             _ => continue,
         };
         for state in request.get_all(33) {
-            reply.add(33, state.to_vec());
+            reply.add(33, state).unwrap();
         }
         let Ok(mut bytes) = reply.encode() else {
             continue;

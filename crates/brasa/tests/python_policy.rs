@@ -392,13 +392,12 @@ fn accounting_log(dir: &Path) -> Vec<serde_json::Value> {
 /// The Reply-Message the script set in `user`'s accounting request (string values are logged
 /// in radclient syntax, quoted).
 fn reply_message_of(dir: &Path, user: &str) -> Option<String> {
-    let quoted = format!("\"{user}\"");
     accounting_log(dir)
         .iter()
         .rev()
-        .find(|r| r["attributes"]["User-Name"] == quoted.as_str())
+        .find(|r| r["attributes"]["User-Name"] == user)
         .and_then(|r| r["attributes"]["Reply-Message"].as_str())
-        .map(|text| text.trim_matches('"').to_string())
+        .map(str::to_string)
 }
 
 /// Sends one request to brasa on 127.0.0.1:`port` with radclient and asserts the reply code.

@@ -3,7 +3,7 @@
 
 mod support;
 
-use brasa_radius::{auth, Code, Dictionary, Packet, RawAttribute};
+use brasa_radius::{auth, Code, Dictionary, Message};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 use support::*;
@@ -184,6 +184,42 @@ fn serial_radius_local_mode_answers_radclient() {
         metrics.contains("brasa_radius_client_rejects_total{client=\"nas-1\"} 1\n"),
         "{metrics}"
     );
+}
+
+/// The accounting log holds plain JSON values, not radclient's quoted text: strings unquoted,
+/// integers as numbers, enumerated values by name, addresses as text, octets as `0x` hex, and
+/// repeated attributes as arrays.
+#[test]
+fn serial_radius_accounting_log_holds_plain_json_values() {
+    let setup = local_setup(false);
+    let input = "User-Name = \"alice\", Acct-Status-Type = Start, Acct-Session-Id = \"sess-42\", \
+                 Acct-Input-Octets = 1234, Acct-Session-Time = 0, Framed-IP-Address = 127.0.0.9, \
+                 Class = 0x436c6173732d31, Class = 0x0102, Event-Timestamp = 1700000000, \
+                 NAS-Port-Type = Ethernet";
+    let output = radclient(setup.acct, "acct", NAS_SECRET, input, &[]);
+    assert!(
+        stdout(&output).contains("Received Accounting-Response"),
+        "{}\n{}",
+        stdout(&output),
+        setup.brasa.log_text()
+    );
+    let log =
+        std::fs::read_to_string(setup.dir.path().join("data/radius/accounting.jsonl")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let attributes = &record["attributes"];
+    assert_eq!(attributes["User-Name"], "alice", "{log}");
+    assert_eq!(attributes["Acct-Session-Id"], "sess-42", "{log}");
+    assert_eq!(attributes["Acct-Status-Type"], "Start", "{log}");
+    assert_eq!(attributes["Acct-Input-Octets"], 1234, "{log}");
+    assert_eq!(attributes["Acct-Session-Time"], 0, "{log}");
+    assert_eq!(attributes["Framed-IP-Address"], "127.0.0.9", "{log}");
+    assert_eq!(
+        attributes["Class"],
+        serde_json::json!(["0x436c6173732d31", "0x0102"]),
+        "{log}"
+    );
+    assert_eq!(attributes["Event-Timestamp"], 1_700_000_000, "{log}");
+    assert_eq!(attributes["NAS-Port-Type"], "Ethernet", "{log}");
 }
 
 fn proxy_config(
@@ -441,14 +477,11 @@ fn serial_radius_coa_from_the_aaa_server_reaches_the_nas() {
             auth::verify_request(bytes, NAS_SECRET.as_bytes()),
             "CoA not signed with the NAS secret"
         );
-        let request = Packet::decode(bytes).unwrap();
+        let request = Message::decode(bytes).unwrap();
         assert_eq!(request.code, Code::CoaRequest);
-        let mut ack = Packet::new(Code::CoaAck, request.identifier);
+        let mut ack = Message::new(Code::CoaAck, request.identifier);
         for state in request.get_all(33) {
-            ack.attributes.push(RawAttribute {
-                typ: 33,
-                value: state.to_vec(),
-            });
+            ack.add(33, state).unwrap();
         }
         ack.authenticator = request.authenticator;
         let mut reply = ack.encode().unwrap();
@@ -505,13 +538,10 @@ fn serial_radius_coa_from_the_aaa_server_reaches_the_nas() {
 /// Builds an Access-Request for alice, optionally with a Message-Authenticator.
 fn access_request(id: u8, secret: &str, with_ma: bool, corrupt_ma: bool) -> Vec<u8> {
     let dictionary = Dictionary::builtin();
-    let mut packet = Packet::new(Code::AccessRequest, id);
+    let mut packet = Message::new(Code::AccessRequest, id);
     packet.authenticator = [id; 16];
     if with_ma {
-        packet.attributes.push(RawAttribute {
-            typ: 80,
-            value: vec![0; 16],
-        });
+        packet.add(80, [0; 16]).unwrap();
     }
     for pair in dictionary
         .parse_pairs("User-Name = alice, User-Password = wonderland")
@@ -552,8 +582,8 @@ fn serial_radius_bad_input_is_dropped_and_counted_while_valid_traffic_is_answere
         .unwrap();
     nas.send_to(&access_request(3, NAS_SECRET, true, true), auth_addr)
         .unwrap();
-    let mut acct = Packet::new(Code::AccountingRequest, 4);
-    acct.add(40, 1u32.to_be_bytes().to_vec());
+    let mut acct = Message::new(Code::AccountingRequest, 4);
+    acct.add(40, 1u32.to_be_bytes()).unwrap();
     let mut acct_bytes = acct.encode().unwrap();
     auth::sign_request(&mut acct_bytes, b"not-the-secret");
     nas.send_to(&acct_bytes, acct_addr).unwrap();
@@ -570,7 +600,7 @@ fn serial_radius_bad_input_is_dropped_and_counted_while_valid_traffic_is_answere
     let (length, _) = nas
         .recv_from(&mut buffer)
         .expect("the valid request must be answered");
-    let reply = Packet::decode(&buffer[..length]).unwrap();
+    let reply = Message::decode(&buffer[..length]).unwrap();
     assert_eq!(reply.code, Code::AccessAccept);
     assert_eq!(reply.identifier, 6);
     assert!(auth::verify_response(

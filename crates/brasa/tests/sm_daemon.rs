@@ -268,8 +268,17 @@ fn serial_sm_radius_accounting_start_and_stop_log_subscribers_in_and_out() {
         subscriber(p.api, "bob").unwrap()["mappings"],
         serde_json::json!([])
     );
-    let counts: serde_json::Value =
-        serde_json::from_str(&ok(&brasa(p.api, &["--json", "sm", "show", "counts"]))).unwrap();
+    // The observer counts an event once its change is committed, which may be just after the
+    // change shows.
+    let counts = || -> serde_json::Value {
+        serde_json::from_str(&ok(&brasa(p.api, &["--json", "sm", "show", "counts"]))).unwrap()
+    };
+    eventually(
+        "three RADIUS events applied",
+        Duration::from_secs(10),
+        || counts()["radius_events"]["applied"] == 3,
+    );
+    let counts = counts();
     assert_eq!(counts["radius_events"]["applied"], 3, "{counts}");
     assert_eq!(counts["radius_events"]["dropped"], 0);
     let metrics = http_get(p.api, "/metrics");

@@ -104,3 +104,23 @@ pub fn comet_frame(
 ) -> Vec<u8> {
     ethernet(src, dst, EtherType::COMET, &comet(index, keys, ip_packet))
 }
+
+/// `payload` in an Ethernet frame with VLAN tags (`(TPID, TCI)`, outermost first).
+pub fn tagged(
+    src: MacAddr,
+    dst: MacAddr,
+    tags: &[(u16, u16)],
+    ethertype: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(14 + 4 * tags.len() + payload.len());
+    out.extend_from_slice(&dst.0);
+    out.extend_from_slice(&src.0);
+    for (tpid, tci) in tags {
+        out.extend_from_slice(&tpid.to_be_bytes());
+        out.extend_from_slice(&tci.to_be_bytes());
+    }
+    out.extend_from_slice(&ethertype.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}

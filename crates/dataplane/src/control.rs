@@ -222,6 +222,9 @@ pub struct PortCountersView {
     pub ignored: u64,
     /// Dropped.
     pub dropped: u64,
+    /// Punted to the control plane (capture SAPs).
+    #[serde(default)]
+    pub punted: u64,
 }
 
 impl From<PortCounters> for PortCountersView {
@@ -234,6 +237,7 @@ impl From<PortCounters> for PortCountersView {
             to_kernel: c.to_kernel,
             ignored: c.ignored,
             dropped: c.dropped,
+            punted: c.punted,
         }
     }
 }

@@ -6,20 +6,29 @@
 //! * [`stages`], [`cafe`]: link-layer classification, the stateless CAFE (intercept, forward,
 //!   decapsulate) and the IP handoff to the kernel.
 //! * [`pcap`]: pcap files for tests and benchmarks.
+//! * [`sap`], [`service`], [`fdb`]: SR OS-like SAPs on access ports, Epipe (SAP↔SAP, SAP↔GRE),
+//!   VPLS bridging with its MAC table, IES/VPRN SAPs left to the kernel, capture SAPs.
+//! * [`acl`], [`policer`]: the classifier and the three-colour markers the service filters
+//!   and (later) the PCC rules use.
 //!
 //! The cores here never open sockets, read clocks or spawn threads: the caller passes `now` and
 //! owns the I/O (the `io` module holds the AF_PACKET and TUN shells).
 #![warn(missing_docs)]
 
+pub mod acl;
 pub mod agent;
 pub mod build;
 pub mod cafe;
 pub mod control;
+pub mod fdb;
 pub mod flow;
 #[cfg(target_os = "linux")]
 pub mod io;
 pub mod packet;
 pub mod pcap;
 pub mod pipeline;
+pub mod policer;
+pub mod sap;
+pub mod service;
 pub mod stages;
 pub mod wire;

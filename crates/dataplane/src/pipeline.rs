@@ -81,11 +81,31 @@ pub enum DropReason {
     /// The kernel dropped the frame before the data plane saw it: the receive ring was full
     /// (the shell counts it from the ring's statistics).
     RxRingFull,
+    /// The frame arrived on a port with a service encapsulation but matches no SAP.
+    NoSap,
+    /// The SAP or its service is shut down, or an Epipe has no second endpoint.
+    ServiceDown,
+    /// A filter entry (or a filter's default action) dropped it.
+    Filter,
+    /// A policer coloured it red.
+    Policer,
+    /// Unknown source MAC on a SAP at its MAC limit with `discard-unknown-source`.
+    MacLimit,
+    /// Its destination is on the ingress SAP or in the ingress SAP's split-horizon group.
+    SplitHorizon,
+    /// Larger than the service MTU or the egress port's MTU.
+    Mtu,
+    /// Broadcast, unknown unicast or multicast above the ingress SAP's BUM limit.
+    BumLimit,
+    /// A flood copy that did not fit the batch's replica area.
+    ReplicaLimit,
+    /// A frame for the control plane (capture SAP) found the punt queue full.
+    PuntQueueFull,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 21] = [
         DropReason::MalformedL2,
         DropReason::MalformedIp,
         DropReason::MalformedComet,
@@ -97,6 +117,16 @@ impl DropReason {
         DropReason::TxError,
         DropReason::KernelError,
         DropReason::RxRingFull,
+        DropReason::NoSap,
+        DropReason::ServiceDown,
+        DropReason::Filter,
+        DropReason::Policer,
+        DropReason::MacLimit,
+        DropReason::SplitHorizon,
+        DropReason::Mtu,
+        DropReason::BumLimit,
+        DropReason::ReplicaLimit,
+        DropReason::PuntQueueFull,
     ];
 
     /// Stable name for metrics and JSON.
@@ -113,6 +143,16 @@ impl DropReason {
             DropReason::TxError => "tx_error",
             DropReason::KernelError => "kernel_error",
             DropReason::RxRingFull => "rx_ring_full",
+            DropReason::NoSap => "no_sap",
+            DropReason::ServiceDown => "service_down",
+            DropReason::Filter => "filter",
+            DropReason::Policer => "policer",
+            DropReason::MacLimit => "mac_limit",
+            DropReason::SplitHorizon => "split_horizon",
+            DropReason::Mtu => "mtu",
+            DropReason::BumLimit => "bum_limit",
+            DropReason::ReplicaLimit => "replica_limit",
+            DropReason::PuntQueueFull => "punt_queue_full",
         }
     }
 }
@@ -130,6 +170,10 @@ pub enum Verdict {
     Ignore,
     /// Discard, counted under the reason.
     Drop(DropReason),
+    /// Consumed by the data plane for the control plane: a stage copied the frame into its
+    /// bounded punt queue (a capture SAP's frame; the value is the SAP's slot). The shell
+    /// sends nothing; the control side drains the queue through the stage.
+    Punt(u32),
 }
 
 /// What a packet is, as far as the stages so far know.
@@ -180,7 +224,12 @@ pub struct PacketMeta {
     /// The transport checksum is not computed yet (a packet from a local sender or a veth
     /// with checksum offload): it must be filled in before the packet leaves this host.
     pub checksum_pending: bool,
+    /// Slot of the SAP the frame arrived on ([`NO_SAP`] until the service stage finds one).
+    pub sap: u32,
 }
+
+/// [`PacketMeta::sap`] of a frame that belongs to no SAP.
+pub const NO_SAP: u32 = u32::MAX;
 
 impl PacketMeta {
     /// Fresh annotations for a packet received on `port`.
@@ -193,30 +242,83 @@ impl PacketMeta {
             kind: PacketKind::Unknown,
             verdict: Verdict::Pending,
             checksum_pending: false,
+            sap: NO_SAP,
         }
     }
 }
 
+/// Flood copies a batch holds by default, per received packet it can hold.
+pub const DEFAULT_REPLICAS_PER_PACKET: usize = 4;
+
 /// A batch of packets: buffers and their annotations, allocated once and reused.
+///
+/// Besides the received packets, a batch has a *replica area* after them: a stage that needs
+/// copies of a packet with different egress encapsulations (VPLS flooding) appends them with
+/// [`Batch::replicate`], each with its own verdict. The shell transmits them with the rest
+/// (they are ordinary entries of [`Batch::iter`]), so replication needs nothing from it. Replica
+/// buffers are allocated the first time a batch needs that many and reused after; the area is
+/// bounded ([`Batch::set_replica_limit`]), and a copy beyond it is refused.
 pub struct Batch {
     bufs: Vec<PacketBuf>,
     metas: Vec<PacketMeta>,
     len: usize,
+    capacity: usize,
+    replica_limit: usize,
 }
 
 impl Batch {
-    /// A batch holding up to `capacity` packets.
+    /// A batch holding up to `capacity` received packets, and up to
+    /// [`DEFAULT_REPLICAS_PER_PACKET`] × `capacity` flood copies.
     pub fn new(capacity: usize) -> Self {
         Self {
             bufs: (0..capacity).map(|_| PacketBuf::new()).collect(),
             metas: vec![PacketMeta::new(0, 0, 0); capacity],
             len: 0,
+            capacity,
+            replica_limit: capacity.saturating_mul(DEFAULT_REPLICAS_PER_PACKET),
         }
     }
 
-    /// Most packets the batch holds.
+    /// Most received packets the batch holds.
     pub fn capacity(&self) -> usize {
-        self.bufs.len()
+        self.capacity
+    }
+
+    /// Sets the most flood copies one run may add.
+    pub fn set_replica_limit(&mut self, limit: usize) {
+        self.replica_limit = limit;
+    }
+
+    /// Appends a copy of packet `index` (bytes and annotations) to the replica area and
+    /// returns the copy's index, or `None` when the area is full or `index` is not a packet.
+    pub fn replicate(&mut self, index: usize) -> Option<usize> {
+        if index >= self.len || self.len >= self.capacity + self.replica_limit {
+            return None;
+        }
+        let at = self.len;
+        if at == self.bufs.len() {
+            self.bufs.push(PacketBuf::new());
+            self.metas.push(PacketMeta::new(0, 0, 0));
+        }
+        let (head, tail) = self.bufs.split_at_mut(at);
+        let (Some(src), Some(dst)) = (head.get(index), tail.first_mut()) else {
+            return None;
+        };
+        if !dst.fill(src.as_slice()) {
+            return None;
+        }
+        let meta = *self.metas.get(index)?;
+        *self.metas.get_mut(at)? = meta;
+        self.len += 1;
+        Some(at)
+    }
+
+    /// Packet `index`: its buffer and annotations, writable.
+    pub fn get_mut(&mut self, index: usize) -> Option<(&mut PacketBuf, &mut PacketMeta)> {
+        if index >= self.len {
+            return None;
+        }
+        Some((self.bufs.get_mut(index)?, self.metas.get_mut(index)?))
     }
 
     /// Packets in the batch.
@@ -229,9 +331,9 @@ impl Batch {
         self.len == 0
     }
 
-    /// True when no more packets fit.
+    /// True when no more received packets fit.
     pub fn is_full(&self) -> bool {
-        self.len == self.bufs.len()
+        self.len >= self.capacity
     }
 
     /// Empties the batch (buffers are kept).
@@ -242,6 +344,9 @@ impl Batch {
     /// Copies a received frame in. Returns false when the batch is full or the frame does not
     /// fit in a buffer (the caller counts it).
     pub fn push(&mut self, bytes: &[u8], meta: PacketMeta) -> bool {
+        if self.len >= self.capacity {
+            return false;
+        }
         let (Some(buf), Some(slot)) = (self.bufs.get_mut(self.len), self.metas.get_mut(self.len))
         else {
             return false;
@@ -313,6 +418,8 @@ pub struct PortCounters {
     pub ignored: u64,
     /// Packets received here and dropped.
     pub dropped: u64,
+    /// Packets received here and punted to the control plane.
+    pub punted: u64,
 }
 
 /// Shared context of one pipeline run.
@@ -424,6 +531,11 @@ impl Pipeline {
                     self.drops[reason as usize] += 1;
                     if let Some(counters) = self.port_counters.get_mut(rx_port) {
                         counters.dropped += 1;
+                    }
+                }
+                Verdict::Punt(_) => {
+                    if let Some(counters) = self.port_counters.get_mut(rx_port) {
+                        counters.punted += 1;
                     }
                 }
                 Verdict::Pending => {}

@@ -5,7 +5,7 @@
 //!   at run time: it restores persistent caches from their journals, appends every change to
 //!   them, reclaims expired entries, replicates caches to their multi-chassis peer over gRPC
 //!   (the transport of [`brasa_cache::sync`]) and answers the operator tools (dump, clear, set-lifetime).
-//! * [`worker::PythonPolicies`] is the [`brasa_aaa::shell::HookProcessor`] of the RADIUS
+//! * [`worker::PythonPolicies`] is the [`brasa_aaa_net::HookProcessor`] of the RADIUS
 //!   service: the engine parks a packet at a hook point bound to a script, the worker runs the
 //!   script on its own thread and hands the packet back, so RADIUS I/O never waits for Python.
 //!

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use brasa_aaa::shell::{HookCompletion, HookProcessor};
 use brasa_aaa::{Direction, HookRequest, HookResult};
+use brasa_aaa_net::{HookCompletion, HookProcessor};
 use brasa_cache::{CacheError, Millis};
 use brasa_radius::{Code, Dictionary};
 use brasa_script::{FailureKind, Outcome, RunOptions, Script, ScriptCache, ScriptHost, Verdict};
@@ -336,7 +336,7 @@ impl HookProcessor for PythonPolicies {
     }
 }
 
-fn fail_result(action: ActionOnFail, packet: brasa_radius::Packet) -> HookResult {
+fn fail_result(action: ActionOnFail, packet: brasa_radius::Message) -> HookResult {
     match action {
         ActionOnFail::Drop => HookResult::Drop,
         ActionOnFail::Passthrough => HookResult::Continue(packet),

@@ -4,19 +4,19 @@
 use std::hint::black_box;
 
 use brasa_radius::auth;
-use brasa_radius::{wire, Code, Dictionary, Packet};
+use brasa_radius::{wire, Code, Dictionary, Message};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const SECRET: &[u8] = b"bench-secret";
 
 fn build(dict: &Dictionary, code: Code, text: &str, authenticator: [u8; 16]) -> Vec<u8> {
-    let mut packet = Packet::new(code, 42);
+    let mut packet = Message::new(code, 42);
     packet.authenticator = authenticator;
     for pair in dict.parse_pairs(text).unwrap() {
         dict.add_pair(&mut packet, &pair, SECRET, &authenticator)
             .unwrap();
     }
-    packet.add(80, [0u8; 16]);
+    packet.add(80, [0u8; 16]).unwrap();
     let mut bytes = packet.encode().unwrap();
     let context = auth::message_authenticator_context(code, &authenticator);
     auth::fill_message_authenticator(&mut bytes, &context, SECRET);
@@ -66,7 +66,7 @@ fn codec(c: &mut Criterion) {
     ] {
         group.bench_function(format!("{name}_decode_encode_{}B", bytes.len()), |b| {
             b.iter(|| {
-                let packet = Packet::decode(black_box(bytes)).unwrap();
+                let packet = Message::decode(black_box(bytes)).unwrap();
                 black_box(packet.encode().unwrap())
             })
         });
@@ -77,10 +77,34 @@ fn codec(c: &mut Criterion) {
             })
         });
         group.bench_function(format!("{name}_decode_pairs"), |b| {
-            let packet = Packet::decode(bytes).unwrap();
+            let packet = Message::decode(bytes).unwrap();
             b.iter(|| black_box(dict.decode_pairs(black_box(&packet), Some((SECRET, &ra)))))
         });
     }
+    // What the proxy does to every request it forwards: decode, drop the NAS's
+    // Message-Authenticator and put a fresh one first, append its own Proxy-State, encode; and to
+    // every reply: decode, strip its Proxy-State, encode.
+    let with_state = {
+        let mut packet = Message::decode(&access).unwrap();
+        packet.add(33, [0u8, 0, 0, 7]).unwrap();
+        packet.encode().unwrap()
+    };
+    group.bench_function("proxy_edit_request", |b| {
+        b.iter(|| {
+            let mut packet = Message::decode(black_box(&access)).unwrap();
+            packet.remove(80);
+            packet.attributes.insert(0, 80, &[0; 16]).unwrap();
+            packet.add(33, [0u8, 0, 0, 7]).unwrap();
+            black_box(packet.encode().unwrap())
+        })
+    });
+    group.bench_function("proxy_edit_reply", |b| {
+        b.iter(|| {
+            let mut packet = Message::decode(black_box(&with_state)).unwrap();
+            packet.remove(33);
+            black_box(packet.encode().unwrap())
+        })
+    });
     group.bench_function("access_request_message_authenticator_verify", |b| {
         b.iter(|| {
             assert_eq!(
@@ -93,7 +117,7 @@ fn codec(c: &mut Criterion) {
         b.iter(|| assert!(auth::verify_request(black_box(&accounting), SECRET)))
     });
     group.bench_function("user_password_reveal", |b| {
-        let packet = Packet::decode(&access).unwrap();
+        let packet = Message::decode(&access).unwrap();
         let hidden = packet.get(2).unwrap().to_vec();
         b.iter(|| black_box(auth::reveal_user_password(black_box(&hidden), SECRET, &ra).unwrap()))
     });

@@ -7,12 +7,10 @@
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 
+use crate::attr::MESSAGE_AUTHENTICATOR;
+use crate::code::Code;
 use crate::error::CryptoError;
-use crate::packet::Code;
 use crate::wire::{AttributeIter, HEADER_LEN};
-
-/// Attribute type of Message-Authenticator (RFC 3579 §3.2).
-pub const MESSAGE_AUTHENTICATOR: u8 = 80;
 
 /// The packet octets covered by Length, or `None` if the header is unusable.
 fn packet_span(bytes: &[u8]) -> Option<usize> {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Why a datagram or an owned packet is not a valid RADIUS packet.
+/// Why a datagram or a [`crate::Message`] is not a valid RADIUS packet, or an edit of one is refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum PacketError {
     /// Fewer than the 20 header octets were received.
@@ -49,6 +49,14 @@ pub enum PacketError {
         /// Attribute type.
         typ: u8,
         /// Value length.
+        len: usize,
+    },
+    /// An edit names an attribute position the message does not have.
+    #[error("no attribute at index {index}: the message has {len}")]
+    NoAttributeAt {
+        /// The index given.
+        index: usize,
+        /// Attributes in the message.
         len: usize,
     },
     /// A Vendor-Specific sub-attribute does not fit the vendor's format.

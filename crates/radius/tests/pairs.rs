@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use brasa_radius::{AttrId, Code, Dictionary, Op, Packet, PairError, Value};
+use brasa_radius::{AttrId, Code, Dictionary, Message, Op, PairError, Value};
 
 fn dict() -> Dictionary {
     Dictionary::builtin()
@@ -12,7 +12,7 @@ fn dict() -> Dictionary {
 fn dictionary_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Dictionary>();
-    check::<Packet>();
+    check::<Message>();
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn errors_say_what_was_expected() {
     // Encoding errors are reported, not panics.
     let long = format!("Reply-Message = \"{}\"", "x".repeat(300));
     let pair = d.parse_pair(&long).unwrap();
-    let mut packet = Packet::new(Code::AccessAccept, 0);
+    let mut packet = Message::new(Code::AccessAccept, 0);
     let err = d.add_pair(&mut packet, &pair, b"s", &[0; 16]).unwrap_err();
     assert!(matches!(err, PairError::Encode { .. }), "{err}");
     let tagged_big = d.parse_pair("Tunnel-Type:1 = 16777216").unwrap();
@@ -163,13 +163,13 @@ fn tlv_and_array_attributes() {
          BEGIN-TLV V-Container\nATTRIBUTE V-Inner-Int 1 integer\nATTRIBUTE V-Inner-Str 2 string\nEND-TLV V-Container\n",
     )
     .unwrap();
-    let mut packet = Packet::new(Code::AccessAccept, 0);
+    let mut packet = Message::new(Code::AccessAccept, 0);
     for text in ["V-Inner-Int = 7", "V-Inner-Str = \"hi\""] {
         d.add_pair(&mut packet, &d.parse_pair(text).unwrap(), b"s", &[0; 16])
             .unwrap();
     }
     assert_eq!(
-        packet.attributes[0].value,
+        packet.attributes.get(0).unwrap().value,
         [0, 0, 0, 99, 1, 8, 1, 6, 0, 0, 0, 7],
         "vendor 99, type 1 len 8 holding sub-TLV 1 len 6"
     );
@@ -180,7 +180,7 @@ fn tlv_and_array_attributes() {
         .collect();
     assert_eq!(texts, ["V-Inner-Int = 7", "V-Inner-Str = \"hi\""]);
 
-    let mut packet = Packet::new(Code::AccessAccept, 0);
+    let mut packet = Message::new(Code::AccessAccept, 0);
     packet
         .add_vsa(&d, 99, 2, &[127, 0, 0, 1, 127, 0, 0, 2])
         .unwrap();
@@ -195,10 +195,10 @@ fn tlv_and_array_attributes() {
 #[test]
 fn malformed_typed_values_come_out_raw() {
     let d = dict();
-    let mut packet = Packet::new(Code::AccessRequest, 0);
-    packet.add(4, [1, 2, 3]); // NAS-IP-Address must be 4 octets.
-    packet.add(26, [0, 0, 0x19]); // Vendor-Specific too short for a Vendor-Id.
-    packet.add(241, []); // Extended with no Extended-Type.
+    let mut packet = Message::new(Code::AccessRequest, 0);
+    packet.add(4, [1, 2, 3]).unwrap(); // NAS-IP-Address must be 4 octets.
+    packet.add(26, [0, 0, 0x19]).unwrap(); // Vendor-Specific too short for a Vendor-Id.
+    packet.add(241, []).unwrap(); // Extended with no Extended-Type.
     let texts: Vec<String> = d
         .decode_pairs(&packet, None)
         .iter()

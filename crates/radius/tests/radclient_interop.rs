@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use brasa_radius::auth::{self, MessageAuthenticator};
-use brasa_radius::{Code, Dictionary, Packet};
+use brasa_radius::{Code, Dictionary, Message};
 
 const SECRET: &[u8] = b"interop-secret";
 
@@ -36,7 +36,7 @@ fn respond_once_signed(
         let mut buf = [0u8; 4096];
         let (len, from) = socket.recv_from(&mut buf).unwrap();
         let bytes = &buf[..len];
-        let request = Packet::decode(bytes).unwrap();
+        let request = Message::decode(bytes).unwrap();
         let ra = request.authenticator;
         let request_authenticator_ok = if request.code.has_signed_request_authenticator() {
             auth::verify_request(bytes, SECRET)
@@ -57,11 +57,11 @@ fn respond_once_signed(
             Code::DisconnectRequest => Code::DisconnectAck,
             other => panic!("unexpected {other}"),
         };
-        let mut reply = Packet::new(code, request.identifier);
+        let mut reply = Message::new(code, request.identifier);
         for pair in dict.parse_pairs(reply_text).unwrap() {
             dict.add_pair(&mut reply, &pair, SECRET, &ra).unwrap();
         }
-        reply.add(80, [0u8; 16]);
+        reply.add(80, [0u8; 16]).unwrap();
         let mut out = reply.encode().unwrap();
         let context = auth::message_authenticator_context(code, &ra);
         assert!(auth::fill_message_authenticator(

@@ -2,7 +2,7 @@
 //! Tunnel-Password / Ascend vectors computed independently with Python's `hashlib` and `hmac`.
 
 use brasa_radius::auth::{self, MessageAuthenticator};
-use brasa_radius::{AttrId, Code, Dictionary, Packet, Value};
+use brasa_radius::{AttrId, Code, Dictionary, Message, Value};
 
 const SECRET: &[u8] = b"xyzzy5461";
 
@@ -18,7 +18,7 @@ fn auth16(bytes: &[u8]) -> [u8; 16] {
     bytes[4..20].try_into().unwrap()
 }
 
-fn texts(dict: &Dictionary, packet: &Packet, crypt: Option<(&[u8], &[u8; 16])>) -> Vec<String> {
+fn texts(dict: &Dictionary, packet: &Message, crypt: Option<(&[u8], &[u8; 16])>) -> Vec<String> {
     dict.decode_pairs(packet, crypt)
         .iter()
         .map(|p| p.to_text(dict))
@@ -36,7 +36,7 @@ const RFC_7_1_ACCEPT: &str = "02 00 00 26 86 fe 22 0e 76 24 ba 2a 10 05 f6 bf
 fn rfc2865_7_1_pap() {
     let dict = Dictionary::builtin();
     let request = unhex(RFC_7_1_REQUEST);
-    let packet = Packet::decode(&request).unwrap();
+    let packet = Message::decode(&request).unwrap();
     assert_eq!(packet.code, Code::AccessRequest);
     assert_eq!(packet.encode().unwrap(), request);
     let ra = auth16(&request);
@@ -62,7 +62,7 @@ fn rfc2865_7_1_pap() {
     );
 
     // Rebuild the request from text pairs: the same bytes come out.
-    let mut rebuilt = Packet::new(Code::AccessRequest, 0);
+    let mut rebuilt = Message::new(Code::AccessRequest, 0);
     rebuilt.authenticator = ra;
     let pairs = dict
         .parse_pairs("User-Name = nemo, User-Password = \"arctangent\"\nNAS-IP-Address = 192.168.1.16, NAS-Port = 3")
@@ -79,7 +79,7 @@ fn rfc2865_7_1_pap() {
     resigned[4..20].fill(0);
     auth::sign_response(&mut resigned, &ra, SECRET);
     assert_eq!(resigned, accept);
-    let packet = Packet::decode(&accept).unwrap();
+    let packet = Message::decode(&accept).unwrap();
     assert_eq!(
         texts(&dict, &packet, None),
         [
@@ -102,7 +102,7 @@ fn rfc2865_7_2_chap() {
         "02 01 00 38 15 ef bc 7d ab 26 cf a3 dc 34 d9 c0 3c 86 01 a4 06 06 00 00 00 02 07 06
          00 00 00 01 08 06 ff ff ff fe 0a 06 00 00 00 02 0d 06 00 00 00 01 0c 06 00 00 05 dc",
     );
-    let packet = Packet::decode(&request).unwrap();
+    let packet = Message::decode(&request).unwrap();
     assert_eq!(
         texts(&dict, &packet, None),
         [
@@ -115,7 +115,7 @@ fn rfc2865_7_2_chap() {
         ]
     );
     assert!(auth::verify_response(&accept, &auth16(&request), SECRET));
-    let reply = Packet::decode(&accept).unwrap();
+    let reply = Message::decode(&accept).unwrap();
     assert_eq!(
         texts(&dict, &reply, None),
         [
@@ -134,10 +134,10 @@ fn accounting_request_authenticator() {
     // Python: md5(code+id+len + 16 zero octets + attrs + secret).
     let expected =
         unhex("04050029fb864f96065615d146dfaa18376846ed01066e656d6f2806000000012c0930303030303031");
-    let mut packet = Packet::new(Code::AccountingRequest, 5);
-    packet.add(1, "nemo");
-    packet.add(40, 1u32.to_be_bytes());
-    packet.add(44, "0000001");
+    let mut packet = Message::new(Code::AccountingRequest, 5);
+    packet.add(1, "nemo").unwrap();
+    packet.add(40, 1u32.to_be_bytes()).unwrap();
+    packet.add(44, "0000001").unwrap();
     let mut bytes = packet.encode().unwrap();
     auth::sign_request(&mut bytes, SECRET);
     assert_eq!(bytes, expected);
@@ -153,9 +153,9 @@ fn coa_request_with_message_authenticator() {
     let expected = unhex(
         "2b09002a750bfaef7c9da69d8328cc02dc57d8852c0473315012805f84d49a2c96b195877077efb2f2c0",
     );
-    let mut packet = Packet::new(Code::CoaRequest, 9);
-    packet.add(44, "s1");
-    packet.add(80, [0u8; 16]);
+    let mut packet = Message::new(Code::CoaRequest, 9);
+    packet.add(44, "s1").unwrap();
+    packet.add(80, [0u8; 16]).unwrap();
     let mut bytes = packet.encode().unwrap();
     assert!(auth::fill_message_authenticator(
         &mut bytes, &[0; 16], SECRET
@@ -175,10 +175,10 @@ fn access_request_and_accept_message_authenticator() {
     let expected_request = unhex(
         "0107002b000102030405060708090a0b0c0d0e0f0105626f625012e53cea2431682544d909c4c32ae6d827",
     );
-    let mut request = Packet::new(Code::AccessRequest, 7);
+    let mut request = Message::new(Code::AccessRequest, 7);
     request.authenticator = ra;
-    request.add(1, "bob");
-    request.add(80, [0u8; 16]);
+    request.add(1, "bob").unwrap();
+    request.add(80, [0u8; 16]).unwrap();
     let mut bytes = request.encode().unwrap();
     assert!(auth::fill_message_authenticator(&mut bytes, &ra, SECRET));
     assert_eq!(bytes, expected_request);
@@ -200,9 +200,9 @@ fn access_request_and_accept_message_authenticator() {
     let expected_accept = unhex(
         "0207002a12d4ca88882671f0bdb15edfc3fe2c821204686950120c75d6f9b35b43903f210b090d326279",
     );
-    let mut accept = Packet::new(Code::AccessAccept, 7);
-    accept.add(18, "hi");
-    accept.add(80, [0u8; 16]);
+    let mut accept = Message::new(Code::AccessAccept, 7);
+    accept.add(18, "hi").unwrap();
+    accept.add(80, [0u8; 16]).unwrap();
     let mut bytes = accept.encode().unwrap();
     assert!(auth::fill_message_authenticator(&mut bytes, &ra, SECRET));
     auth::sign_response(&mut bytes, &ra, SECRET);
@@ -214,21 +214,21 @@ fn access_request_and_accept_message_authenticator() {
     );
 
     // Absent and malformed.
-    let plain = Packet::new(Code::AccessRequest, 1).encode().unwrap();
+    let plain = Message::new(Code::AccessRequest, 1).encode().unwrap();
     assert_eq!(
         auth::check_message_authenticator(&plain, &ra, SECRET),
         MessageAuthenticator::Absent
     );
-    let mut short_ma = Packet::new(Code::AccessRequest, 1);
-    short_ma.add(80, [0u8; 4]);
+    let mut short_ma = Message::new(Code::AccessRequest, 1);
+    short_ma.add(80, [0u8; 4]).unwrap();
     let bytes = short_ma.encode().unwrap();
     assert_eq!(
         auth::check_message_authenticator(&bytes, &ra, SECRET),
         MessageAuthenticator::Malformed
     );
-    let mut two = Packet::new(Code::AccessRequest, 1);
-    two.add(80, [0u8; 16]);
-    two.add(80, [0u8; 16]);
+    let mut two = Message::new(Code::AccessRequest, 1);
+    two.add(80, [0u8; 16]).unwrap();
+    two.add(80, [0u8; 16]).unwrap();
     assert_eq!(
         auth::check_message_authenticator(&two.encode().unwrap(), &ra, SECRET),
         MessageAuthenticator::Malformed
@@ -249,7 +249,7 @@ fn tunnel_password_rfc2868() {
     // Through the dictionary: tag octet first, then salt + cipher; decoded back with its tag.
     let dict = Dictionary::builtin();
     let pair = dict.parse_pair("Tunnel-Password:3 = \"tunnelpw\"").unwrap();
-    let mut packet = Packet::new(Code::AccessAccept, 1);
+    let mut packet = Message::new(Code::AccessAccept, 1);
     dict.add_pair(&mut packet, &pair, SECRET, &ra).unwrap();
     let value = packet.get(69).unwrap();
     assert_eq!(value[0], 3);
@@ -280,7 +280,7 @@ fn ascend_secret() {
 #[test]
 fn tagged_integer_replaces_top_octet() {
     let dict = Dictionary::builtin();
-    let mut packet = Packet::new(Code::AccessAccept, 1);
+    let mut packet = Message::new(Code::AccessAccept, 1);
     for text in [
         "Tunnel-Type:1 = VLAN",
         "Tunnel-Medium-Type:1 = IEEE-802",
@@ -313,7 +313,7 @@ fn vendor_specific_formats() {
          BEGIN-VENDOR Starent\nATTRIBUTE SN-Thing 300 string\nEND-VENDOR Starent\n",
     )
     .unwrap();
-    let mut packet = Packet::new(Code::AccessAccept, 1);
+    let mut packet = Message::new(Code::AccessAccept, 1);
     for text in [
         "Alc-Subsc-ID-Str = \"sub-1\"",
         "Alc-Dyn-Serv-Script-Action:2 = 3",
@@ -348,11 +348,11 @@ fn vendor_specific_formats() {
         ]
     );
     // Unknown vendor attribute decodes raw and re-encodes to the same bytes.
-    let mut unknown = Packet::new(Code::AccessAccept, 1);
+    let mut unknown = Message::new(Code::AccessAccept, 1);
     unknown.add_vsa(&dict, 6527, 200, b"\x01\x02").unwrap();
     let pairs = dict.decode_pairs(&unknown, None);
     assert_eq!(pairs[0].to_text(&dict), "Attr-26.6527.200 = 0x0102");
-    let mut again = Packet::new(Code::AccessAccept, 1);
+    let mut again = Message::new(Code::AccessAccept, 1);
     let reparsed = dict.parse_pair(&pairs[0].to_text(&dict)).unwrap();
     dict.add_pair(&mut again, &reparsed, SECRET, &[0; 16])
         .unwrap();
@@ -366,12 +366,17 @@ fn vendor_specific_formats() {
 #[test]
 fn remove_vsa_rewrites_shared_vsa() {
     let dict = Dictionary::builtin();
-    let mut packet = Packet::new(Code::AccessAccept, 1);
+    let mut packet = Message::new(Code::AccessAccept, 1);
     // One Vendor-Specific carrying two Alcatel sub-attributes (11 and 13).
-    packet.add(26, unhex("00 00 19 7f 0b 03 61 0d 03 62"));
+    packet
+        .add(26, unhex("00 00 19 7f 0b 03 61 0d 03 62"))
+        .unwrap();
     assert_eq!(packet.get_vsa_all(&dict, 6527, 13), vec![b"b".to_vec()]);
     assert_eq!(packet.remove_vsa(&dict, 6527, 11), 1);
-    assert_eq!(packet.attributes[0].value, unhex("00 00 19 7f 0d 03 62"));
+    assert_eq!(
+        packet.attributes.get(0).unwrap().value,
+        unhex("00 00 19 7f 0d 03 62")
+    );
     let pairs = texts(&dict, &packet, None);
     assert_eq!(pairs, ["Alc-SLA-Prof-Str = \"b\""]);
 }
@@ -388,7 +393,7 @@ fn extended_and_long_extended() {
          BEGIN-VENDOR Alc format=EVS5\nATTRIBUTE Alc-Long 10 octets\nEND-VENDOR Alc\n",
     )
     .unwrap();
-    let mut packet = Packet::new(Code::AccessAccept, 1);
+    let mut packet = Message::new(Code::AccessAccept, 1);
     for text in ["Frag-Status = 1", "Alc-Ext = \"x\""] {
         dict.add_pair(
             &mut packet,
@@ -411,11 +416,11 @@ fn extended_and_long_extended() {
         &[0; 16],
     )
     .unwrap();
-    assert_eq!(packet.attributes[2].typ, 245);
-    assert_eq!(packet.attributes[2].value[..2], [4, 0x80]);
-    assert_eq!(packet.attributes[2].value.len(), 253);
-    assert_eq!(packet.attributes[3].value[..2], [4, 0x00]);
-    assert_eq!(packet.attributes[3].value.len(), 2 + 49);
+    assert_eq!(packet.attributes.get(2).unwrap().typ, 245);
+    assert_eq!(packet.attributes.get(2).unwrap().value[..2], [4, 0x80]);
+    assert_eq!(packet.attributes.get(2).unwrap().value.len(), 253);
+    assert_eq!(packet.attributes.get(3).unwrap().value[..2], [4, 0x00]);
+    assert_eq!(packet.attributes.get(3).unwrap().value.len(), 2 + 49);
     // Long EVS: vendor header only in the first fragment.
     let long = format!("Alc-Long = 0x{}", "cd".repeat(260));
     dict.add_pair(
@@ -426,10 +431,10 @@ fn extended_and_long_extended() {
     )
     .unwrap();
     assert_eq!(
-        packet.attributes[4].value[..8],
+        packet.attributes.get(4).unwrap().value[..8],
         unhex("1a 80 00 00 19 7f 0a cd")[..]
     );
-    let decoded = dict.decode_pairs(&Packet::decode(&packet.encode().unwrap()).unwrap(), None);
+    let decoded = dict.decode_pairs(&Message::decode(&packet.encode().unwrap()).unwrap(), None);
     assert_eq!(decoded.len(), 4);
     assert_eq!(decoded[0].value, Value::Integer(1));
     assert_eq!(
@@ -453,7 +458,7 @@ fn concat_attributes_split_and_join() {
         "EAP-Message = 0x{}",
         eap.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
-    let mut packet = Packet::new(Code::AccessChallenge, 1);
+    let mut packet = Message::new(Code::AccessChallenge, 1);
     dict.add_pair(
         &mut packet,
         &dict.parse_pair(&text).unwrap(),
@@ -472,7 +477,7 @@ fn concat_attributes_split_and_join() {
 fn reencrypt_for_proxying() {
     let dict = Dictionary::builtin();
     let (old_auth, new_auth) = ([1u8; 16], [2u8; 16]);
-    let mut packet = Packet::new(Code::AccessRequest, 1);
+    let mut packet = Message::new(Code::AccessRequest, 1);
     for text in [
         "User-Name = \"bob\"",
         "User-Password = \"hello\"",
@@ -502,8 +507,8 @@ fn reencrypt_for_proxying() {
         ]
     );
     // A password that does not decrypt (wrong length) is an error and changes nothing.
-    let mut broken = Packet::new(Code::AccessRequest, 1);
-    broken.add(2, [0u8; 5]);
+    let mut broken = Message::new(Code::AccessRequest, 1);
+    broken.add(2, [0u8; 5]).unwrap();
     let before = broken.clone();
     assert!(dict
         .reencrypt(&mut broken, b"a", &old_auth, b"b", &new_auth)
@@ -515,9 +520,9 @@ fn reencrypt_for_proxying() {
 fn truncated_and_lying_packets_are_rejected() {
     let request = unhex(RFC_7_1_REQUEST);
     for cut in 0..request.len() {
-        assert!(Packet::decode(&request[..cut]).is_err(), "cut at {cut}");
+        assert!(Message::decode(&request[..cut]).is_err(), "cut at {cut}");
     }
     let mut lying = request.clone();
     lying[3] = 0x37; // Length one short: the last attribute overruns.
-    assert!(Packet::decode(&lying).is_err());
+    assert!(Message::decode(&lying).is_err());
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brasa_cache::{CacheConfig, MemoryBudget, PolicyCache};
-use brasa_radius::{Code, Dictionary, Packet};
+use brasa_radius::{Code, Dictionary, Message};
 use brasa_script::{PolicyCacheAt, RunOptions, Script, ScriptHost, Verdict};
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 
@@ -22,26 +22,27 @@ const EXAMPLE: &str = concat!(
 const NOW: u64 = 1_403_751_738_000;
 const MAC: &[u8] = b"00:20:fc:1e:cd:53";
 
-fn access_accept() -> Packet {
-    let mut p = Packet::new(Code::AccessAccept, 7);
-    p.add(25, b"Class-1".to_vec());
-    p.add(25, b"Class-22".to_vec());
-    p.add(25, b"Class-333".to_vec());
-    p.add(1, MAC.to_vec());
+fn access_accept() -> Message {
+    let mut p = Message::new(Code::AccessAccept, 7);
+    p.add(25, b"Class-1").unwrap();
+    p.add(25, b"Class-22").unwrap();
+    p.add(25, b"Class-333").unwrap();
+    p.add(1, MAC).unwrap();
     p
 }
 
-fn interim_update(dict: &Dictionary) -> Packet {
-    let mut p = Packet::new(Code::AccountingRequest, 9);
-    p.add(40, 3u32.to_be_bytes().to_vec());
-    p.add(4, vec![192, 168, 1, 254]);
-    p.add(1, MAC.to_vec());
+fn interim_update(dict: &Dictionary) -> Message {
+    let mut p = Message::new(Code::AccountingRequest, 9);
+    p.add(40, 3u32.to_be_bytes()).unwrap();
+    p.add(4, vec![192, 168, 1, 254]).unwrap();
+    p.add(1, MAC).unwrap();
     p.add(
         44,
-        b"00:20:fc:1e:cd:53|1/1/9@1/1/9@sla-profile-1_2014/06/26 03:02:18".to_vec(),
-    );
-    p.add(46, 300u32.to_be_bytes().to_vec());
-    p.add(55, 1_403_752_038u32.to_be_bytes().to_vec());
+        b"00:20:fc:1e:cd:53|1/1/9@1/1/9@sla-profile-1_2014/06/26 03:02:18",
+    )
+    .unwrap();
+    p.add(46, 300u32.to_be_bytes()).unwrap();
+    p.add(55, 1_403_752_038u32.to_be_bytes()).unwrap();
     for typ in 19..=26 {
         p.add_vsa(dict, 6527, typ, &[0, 1, 0, 0, 0, 0, 0, 0, 0, 0])
             .expect("vsa fits");

@@ -10,8 +10,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use brasa_cache::CacheError;
-use brasa_radius::packet::{vsa_build, vsa_split, VENDOR_SPECIFIC};
-use brasa_radius::{Dictionary, Packet, RawAttribute, VendorFormat};
+use brasa_radius::attr::VENDOR_SPECIFIC;
+use brasa_radius::vsa::{vsa_build, vsa_split};
+use brasa_radius::{Dictionary, Message, RawAttr, VendorFormat};
 use pyo3::exceptions::{PyBaseException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -61,6 +62,10 @@ pub(crate) fn time_limit_exceeded_ptr() -> *mut ffi::PyObject {
 }
 
 /// Trace hook of a timed-out run: every event raises `TimeLimitExceeded` again.
+///
+/// # Safety
+/// Called by CPython as a `Py_tracefunc`, with the GIL held and valid (or null) object pointers;
+/// it only reads a static and calls `PyErr_SetNone`.
 unsafe extern "C" fn timeout_trace(
     _obj: *mut ffi::PyObject,
     _frame: *mut ffi::PyFrameObject,
@@ -496,19 +501,6 @@ fn get_tuple<'py>(py: Python<'py>, typ: &Bound<'py, PyAny>) -> PyResult<Bound<'p
     with_run(|s| bytes_tuple(py, s.packet().get_all(typ)))
 }
 
-/// Replaces every instance of `typ` by `values`, placed where the first instance was (else
-/// appended).
-fn replace_all(attributes: &mut Vec<RawAttribute>, typ: u8, values: Vec<Vec<u8>>) {
-    let first = attributes.iter().position(|a| a.typ == typ);
-    attributes.retain(|a| a.typ != typ);
-    // Nothing before the first instance was removed, so its index still holds.
-    let at = first.unwrap_or(attributes.len());
-    attributes.splice(
-        at..at,
-        values.into_iter().map(|value| RawAttribute { typ, value }),
-    );
-}
-
 /// `radius.attributes.set(type, value_or_values)`: replaces every instance.
 #[pyfunction]
 fn set(typ: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -527,8 +519,11 @@ fn set(typ: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
                 values: values.clone(),
             });
         }
-        replace_all(&mut s.packet_mut().attributes, typ, values);
-        Ok(())
+        // Every value was checked against the 253-octet limit above.
+        s.packet_mut()
+            .attributes
+            .set_all(typ, values)
+            .map_err(|e| PyValueError::new_err(format!("{F}: {e}")))
     })
 }
 
@@ -586,11 +581,11 @@ fn get_vsa_tuple<'py>(
 
 /// Whether `attr` is a Vendor-Specific of `vendor` holding sub-attribute `typ`, and whether
 /// it also holds others.
-fn vsa_holds(attr: &RawAttribute, vendor: u32, typ: u32, format: VendorFormat) -> (bool, bool) {
+fn vsa_holds(attr: RawAttr<'_>, vendor: u32, typ: u32, format: VendorFormat) -> (bool, bool) {
     if attr.typ != VENDOR_SPECIFIC {
         return (false, false);
     }
-    match vsa_split(&attr.value, vendor, format) {
+    match vsa_split(attr.value, vendor, format) {
         Some(subs) => (
             subs.iter().any(|s| s.typ == typ),
             subs.iter().any(|s| s.typ != typ),
@@ -602,12 +597,12 @@ fn vsa_holds(attr: &RawAttribute, vendor: u32, typ: u32, format: VendorFormat) -
 /// The packet with every `(vendor, typ)` sub-attribute replaced by one Vendor-Specific per
 /// value, placed where the first instance was (else appended).
 fn with_vsa_replaced(
-    packet: &Packet,
+    packet: &Message,
     dict: &Dictionary,
     vendor: u32,
     typ: u32,
     encoded: Vec<Vec<u8>>,
-) -> Packet {
+) -> Result<Message, brasa_radius::PacketError> {
     let format = dict.vendor_format(vendor);
     let first = packet.attributes.iter().enumerate().find_map(|(i, a)| {
         let (holds, others) = vsa_holds(a, vendor, typ, format);
@@ -617,14 +612,10 @@ fn with_vsa_replaced(
     let mut out = packet.clone();
     out.remove_vsa(dict, vendor, typ);
     let at = first.unwrap_or(out.attributes.len());
-    out.attributes.splice(
-        at..at,
-        encoded.into_iter().map(|value| RawAttribute {
-            typ: VENDOR_SPECIFIC,
-            value,
-        }),
-    );
-    out
+    for (offset, value) in encoded.iter().enumerate() {
+        out.attributes.insert(at + offset, VENDOR_SPECIFIC, value)?;
+    }
+    Ok(out)
 }
 
 /// `radius.attributes.setVSA(vendor, type, value_or_values)`: replaces every instance, one
@@ -658,7 +649,8 @@ fn set_vsa(
             .map(|v| vsa_build(vendor, typ, v, format))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| PyValueError::new_err(format!("{F}: {e}")))?;
-        let edited = with_vsa_replaced(s.packet(), dict, vendor, typ, encoded);
+        let edited = with_vsa_replaced(s.packet(), dict, vendor, typ, encoded)
+            .map_err(|e| PyValueError::new_err(format!("{F}: {e}")))?;
         check_packet_length(edited.encoded_len(), F)?;
         if s.tracing() {
             let vendor_name = vendor_name(dict, vendor);
@@ -828,27 +820,6 @@ fn cache_set_lifetime(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn attr(typ: u8, value: &[u8]) -> RawAttribute {
-        RawAttribute {
-            typ,
-            value: value.to_vec(),
-        }
-    }
-
-    #[test]
-    fn replace_all_keeps_the_first_position() {
-        let mut attrs = vec![attr(1, b"u"), attr(25, b"a"), attr(4, b"n"), attr(25, b"b")];
-        replace_all(&mut attrs, 25, vec![b"x".to_vec(), b"y".to_vec()]);
-        assert_eq!(
-            attrs,
-            [attr(1, b"u"), attr(25, b"x"), attr(25, b"y"), attr(4, b"n")]
-        );
-        replace_all(&mut attrs, 18, vec![b"m".to_vec()]);
-        assert_eq!(attrs.last(), Some(&attr(18, b"m")));
-        replace_all(&mut attrs, 25, Vec::new());
-        assert!(attrs.iter().all(|a| a.typ != 25));
-    }
 
     #[test]
     fn keys_show_like_python() {

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use brasa_radius::{Dictionary, Packet};
+use brasa_radius::{Dictionary, Message};
 use pyo3::exceptions::{PySyntaxError, PySystemExit};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCode, PyCodeMethods, PyDict, PyString};
@@ -251,7 +251,7 @@ impl ScriptHost {
     pub fn run(
         &self,
         script: &Script,
-        message: &mut Packet,
+        message: &mut Message,
         dictionary: &Dictionary,
         cache: Option<&mut dyn ScriptCache>,
         options: &RunOptions,
@@ -264,7 +264,7 @@ impl ScriptHost {
         &self,
         py: Python<'_>,
         script: &Script,
-        message: &mut Packet,
+        message: &mut Message,
         dictionary: &Dictionary,
         cache: Option<&mut dyn ScriptCache>,
         options: &RunOptions,

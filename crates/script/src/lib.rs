@@ -3,7 +3,7 @@
 //!
 //! * [`Script`] is a script file compiled once ([`Script::reload`] recompiles it in place,
 //!   keeping the old code when the new one does not compile).
-//! * [`ScriptHost::run`] runs a script on one [`brasa_radius::Packet`] and returns a
+//! * [`ScriptHost::run`] runs a script on one [`brasa_radius::Message`] and returns a
 //!   [`RunReport`]: the [`Verdict`], whether it completed ([`Outcome`]), what it printed and,
 //!   when asked, the SR OS "Python Result" [`TraceLine`]s. A failed run (uncaught exception,
 //!   `SystemExit`, time limit) leaves the packet exactly as it was and never harms the
@@ -15,7 +15,7 @@
 //! use std::sync::Arc;
 //!
 //! use brasa_cache::{CacheConfig, MemoryBudget, PolicyCache};
-//! use brasa_radius::{Code, Dictionary, Packet};
+//! use brasa_radius::{Code, Dictionary, Message};
 //! use brasa_script::{Outcome, PolicyCacheAt, RunOptions, Script, ScriptHost, Verdict};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,9 +25,9 @@
 //! let budget = Arc::new(MemoryBudget::new(256 << 20));
 //! let mut cache = PolicyCache::new(CacheConfig::default(), 1, budget);
 //!
-//! let mut accept = Packet::new(Code::AccessAccept, 7);
-//! accept.add(1, b"00:20:fc:1e:cd:53".to_vec());
-//! accept.add(25, b"Class-1".to_vec());
+//! let mut accept = Message::new(Code::AccessAccept, 7);
+//! accept.add(1, b"00:20:fc:1e:cd:53");
+//! accept.add(25, b"Class-1");
 //! let now_ms = 1_403_751_738_000;
 //! let mut at = PolicyCacheAt::new(&mut cache, now_ms);
 //! let options = RunOptions { trace: true, ..RunOptions::default() };

@@ -12,7 +12,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use brasa_radius::{Dictionary, Packet};
+use brasa_radius::{Dictionary, Message};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::PyResult;
 
@@ -25,13 +25,13 @@ thread_local! {
 
 /// What one run may touch and what it has done so far.
 pub(crate) struct RunState {
-    // Raw pointers because the borrows (`&mut Packet`, `&mut dyn ScriptCache`) cannot be
+    // Raw pointers because the borrows (`&mut Message`, `&mut dyn ScriptCache`) cannot be
     // stored in a thread-local; `RunScope` ties their validity to its own lifetime.
-    message: NonNull<Packet>,
+    message: NonNull<Message>,
     dictionary: NonNull<Dictionary>,
     cache: Option<NonNull<dyn ScriptCache + 'static>>,
     /// The packet as it was before the first edit; `None` while unedited.
-    backup: Option<Packet>,
+    backup: Option<Message>,
     dropped: bool,
     trace: Option<Vec<TraceLine>>,
     output: String,
@@ -42,15 +42,15 @@ pub(crate) struct RunState {
 
 impl RunState {
     /// The packet as the script currently sees it.
-    pub(crate) fn packet(&self) -> &Packet {
-        // SAFETY: `RunScope` holds the `&mut Packet` borrow for as long as this state is
+    pub(crate) fn packet(&self) -> &Message {
+        // SAFETY: `RunScope` holds the `&mut Message` borrow for as long as this state is
         // installed, and nothing else reaches the packet meanwhile.
         unsafe { self.message.as_ref() }
     }
 
     /// The packet for an edit that is about to happen (validated already): the first one
     /// takes the copy that a failed run restores.
-    pub(crate) fn packet_mut(&mut self) -> &mut Packet {
+    pub(crate) fn packet_mut(&mut self) -> &mut Message {
         if self.backup.is_none() {
             self.backup = Some(self.packet().clone());
         }
@@ -59,7 +59,7 @@ impl RunState {
     }
 
     /// Like [`RunState::packet_mut`], with the dictionary for edits that need it.
-    pub(crate) fn packet_mut_with_dictionary(&mut self) -> (&mut Packet, &Dictionary) {
+    pub(crate) fn packet_mut_with_dictionary(&mut self) -> (&mut Message, &Dictionary) {
         self.packet_mut();
         // SAFETY: the packet and the dictionary are distinct borrows held by `RunScope`.
         unsafe { (self.message.as_mut(), self.dictionary.as_ref()) }
@@ -141,7 +141,7 @@ pub(crate) fn try_with_run<R>(f: impl FnOnce(&mut RunState) -> R) -> Option<R> {
 
 /// What a run did, taken out of the thread-local when it ends.
 pub(crate) struct Finished {
-    pub(crate) backup: Option<Packet>,
+    pub(crate) backup: Option<Message>,
     pub(crate) dropped: bool,
     pub(crate) trace: Vec<TraceLine>,
     pub(crate) output: String,
@@ -153,15 +153,15 @@ pub(crate) struct Finished {
 /// removes the state and puts the packet back as it was.
 pub(crate) struct RunScope<'a> {
     installed: bool,
-    message: NonNull<Packet>,
-    _borrows: PhantomData<&'a mut Packet>,
+    message: NonNull<Message>,
+    _borrows: PhantomData<&'a mut Message>,
 }
 
 impl<'a> RunScope<'a> {
     /// Installs the state; `None` when a run is already in progress on this thread (a cache
     /// backend that tried to run a script from inside an `alc.cache` call).
     pub(crate) fn enter(
-        message: &'a mut Packet,
+        message: &'a mut Message,
         dictionary: &'a Dictionary,
         cache: Option<&'a mut (dyn ScriptCache + '_)>,
         trace: bool,
@@ -238,7 +238,7 @@ fn finished(state: Option<RunState>) -> Finished {
 impl Drop for RunScope<'_> {
     fn drop(&mut self) {
         if let Some(backup) = self.uninstall().and_then(|s| s.backup) {
-            // SAFETY: the `&'a mut Packet` borrow is still held by this scope.
+            // SAFETY: the `&'a mut Message` borrow is still held by this scope.
             unsafe { *self.message.as_ptr() = backup };
         }
     }

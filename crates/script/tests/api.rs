@@ -3,20 +3,17 @@
 mod common;
 
 use brasa_cache::{CacheConfig, CacheError, MemoryBudget, PolicyCache};
-use brasa_radius::{Code, Dictionary, Packet, RawAttribute};
+use brasa_radius::{Code, Dictionary, Message, RawAttr};
 use brasa_script::{FailureKind, RunReport, Script, ScriptCache, ScriptHost, TraceLine, Verdict};
 use common::*;
 use std::sync::Arc;
 
-fn attr(typ: u8, value: &[u8]) -> RawAttribute {
-    RawAttribute {
-        typ,
-        value: value.to_vec(),
-    }
+fn attr(typ: u8, value: &'static [u8]) -> RawAttr<'static> {
+    RawAttr { typ, value }
 }
 
 /// A script whose own asserts check the API; returns the report.
-fn check(host: &ScriptHost, source: &str, packet: &mut Packet) -> RunReport {
+fn check(host: &ScriptHost, source: &str, packet: &mut Message) -> RunReport {
     let dir = tempfile::tempdir().expect("tempdir");
     let script = script(dir.path(), "check", source);
     let report = run(host, &script, packet);
@@ -24,13 +21,13 @@ fn check(host: &ScriptHost, source: &str, packet: &mut Packet) -> RunReport {
     report
 }
 
-fn sample() -> Packet {
-    let mut p = Packet::new(Code::AccessAccept, 42);
+fn sample() -> Message {
+    let mut p = Message::new(Code::AccessAccept, 42);
     p.authenticator = *b"0123456789abcdef";
-    p.add(1, b"alice".to_vec());
-    p.add(25, b"gold".to_vec());
-    p.add(4, vec![10, 0, 0, 1]);
-    p.add(25, vec![0xff, 0x00]);
+    p.add(1, b"alice").unwrap();
+    p.add(25, b"gold").unwrap();
+    p.add(4, vec![10, 0, 0, 1]).unwrap();
+    p.add(25, vec![0xff, 0x00]).unwrap();
     wire(p)
 }
 
@@ -76,7 +73,7 @@ radius.attributes.set(1, 'bob')
         &mut p,
     );
     assert_eq!(
-        p.attributes,
+        p.attributes.iter().collect::<Vec<_>>(),
         [
             attr(1, b"bob"),
             attr(25, b"a"),
@@ -124,7 +121,7 @@ radius.attributes.set(4, ())
 "#,
         &mut p,
     );
-    assert_eq!(p.attributes, [attr(1, b"alice")]);
+    assert_eq!(p.attributes.iter().collect::<Vec<_>>(), [attr(1, b"alice")]);
     assert_eq!(
         report.to_string(),
         "Python Result: check\nRADIUS Attribute: Type 25, CLEAR\n\
@@ -168,7 +165,9 @@ assert radius.header()['length'] == 43
     );
     // Only the last, valid `set` took effect: the two Class attributes now sit together.
     let mut expected = before.clone();
-    expected.attributes.swap(2, 3);
+    let moved = expected.attributes.get(3).unwrap().value.to_vec();
+    expected.attributes.remove_at(3);
+    expected.attributes.insert(2, 25, &moved).unwrap();
     assert_eq!(p, expected);
 }
 
@@ -251,14 +250,15 @@ fn dictionary() -> Dictionary {
 fn vendor_specific_attributes() {
     let host = host();
     let dict = dictionary();
-    let mut p = Packet::new(Code::AccessAccept, 1);
-    p.add(1, b"alice".to_vec());
+    let mut p = Message::new(Code::AccessAccept, 1);
+    p.add(1, b"alice").unwrap();
     p.add_vsa(&dict, 6527, 13, b"old-sla").expect("fits");
     // One Vendor-Specific carrying two Alcatel sub-attributes (18 and 13).
     p.add(
         26,
         vec![0, 0, 0x19, 0x7f, 18, 4, b'i', b'p', 13, 5, b'x', b'y', b'z'],
-    );
+    )
+    .unwrap();
     p.add_vsa(&dict, 8164, 300, b"ab").expect("fits");
     let p = wire(p);
 
@@ -303,7 +303,7 @@ a.clearVSA(6527, 28)
     let report = host.run(&script, &mut edited, &dict, None, &options());
     assert_ok(&report);
     assert_eq!(
-        edited.attributes,
+        edited.attributes.iter().collect::<Vec<_>>(),
         [
             attr(1, b"alice"),
             // The first instance (a VSA of its own) was replaced in place by the new values.
@@ -356,11 +356,12 @@ a.clearVSA(6527, 28)
 fn vendor_specific_clear_keeps_the_other_sub_attributes() {
     let host = host();
     let dict = Dictionary::builtin();
-    let mut p = Packet::new(Code::AccessAccept, 1);
+    let mut p = Message::new(Code::AccessAccept, 1);
     p.add(
         26,
         vec![0, 0, 0x19, 0x7f, 18, 4, b'i', b'p', 13, 5, b'x', b'y', b'z'],
-    );
+    )
+    .unwrap();
     let dir = tempfile::tempdir().expect("tempdir");
     let script = script(
         dir.path(),
@@ -370,7 +371,7 @@ fn vendor_specific_clear_keeps_the_other_sub_attributes() {
     let report = host.run(&script, &mut p, &dict, None, &options());
     assert_ok(&report);
     assert_eq!(
-        p.attributes,
+        p.attributes.iter().collect::<Vec<_>>(),
         [attr(26, &[0, 0, 0x19, 0x7f, 18, 4, b'i', b'p'])]
     );
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use brasa_cache::{CacheConfig, PolicyCache};
-use brasa_radius::{Packet, RawAttribute};
+use brasa_radius::{Message, RawAttr};
 use brasa_script::{Script, ScriptHost, Verdict};
 use common::*;
 
@@ -19,7 +19,7 @@ fn example() -> Script {
     Script::load("python-script-1", EXAMPLE).expect("example script loads")
 }
 
-fn classes(p: &Packet) -> Vec<&[u8]> {
+fn classes(p: &Message) -> Vec<&[u8]> {
     p.get_all(25).collect()
 }
 
@@ -62,21 +62,25 @@ fn accounting_start_interim_stop_reflect_the_classes() {
     assert_ok(&report);
     assert_eq!(report.verdict, Verdict::Continue);
     assert_eq!(report.to_string(), RESULT_BLOCK);
-    assert_eq!(start.attributes[..original.len()], original[..]);
+    let now: Vec<RawAttr<'_>> = start.attributes.iter().collect();
+    assert!(now
+        .iter()
+        .take(original.len())
+        .eq(original.iter().collect::<Vec<_>>().iter()));
     assert_eq!(
-        start.attributes[original.len()..],
+        now[original.len()..],
         [
-            RawAttribute {
+            RawAttr {
                 typ: 25,
-                value: b"Class-1".to_vec()
+                value: b"Class-1"
             },
-            RawAttribute {
+            RawAttr {
                 typ: 25,
-                value: b"Class-22".to_vec()
+                value: b"Class-22"
             },
-            RawAttribute {
+            RawAttr {
                 typ: 25,
-                value: b"Class-333".to_vec()
+                value: b"Class-333"
             },
         ]
     );

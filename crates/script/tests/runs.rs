@@ -6,17 +6,17 @@ mod common;
 use std::time::Duration;
 
 use brasa_cache::{CacheConfig, CacheError};
-use brasa_radius::{Code, Dictionary, Packet};
+use brasa_radius::{Code, Dictionary, Message};
 use brasa_script::{
     FailureKind, Outcome, RunOptions, RunReport, Script, ScriptCache, ScriptError, ScriptHost,
     Verdict,
 };
 use common::*;
 
-fn sample() -> Packet {
-    let mut p = Packet::new(Code::AccessAccept, 3);
-    p.add(1, b"alice".to_vec());
-    p.add(25, b"gold".to_vec());
+fn sample() -> Message {
+    let mut p = Message::new(Code::AccessAccept, 3);
+    p.add(1, b"alice").unwrap();
+    p.add(25, b"gold").unwrap();
     wire(p)
 }
 

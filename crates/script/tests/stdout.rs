@@ -3,11 +3,11 @@
 
 mod common;
 
-use brasa_radius::{Code, Packet};
+use brasa_radius::{Code, Message};
 use common::*;
 
-fn sample() -> Packet {
-    Packet::new(Code::AccessRequest, 1)
+fn sample() -> Message {
+    Message::new(Code::AccessRequest, 1)
 }
 
 #[test]

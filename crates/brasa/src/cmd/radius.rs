@@ -3,8 +3,8 @@
 
 use crate::common::GlobalArgs;
 use anyhow::{bail, Context};
-use brasa_radius::auth::{self, MessageAuthenticator};
-use brasa_radius::{Code, Dictionary, Packet, RawAttribute};
+use brasa_aaa::client::{Exchange, IdSpace, MessageAuthenticator, ReplyError, Retry, Timeout};
+use brasa_radius::{Code, Dictionary, Message};
 use rand::RngCore;
 use serde::Serialize;
 use std::io::Read;
@@ -13,8 +13,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-
-const MESSAGE_AUTHENTICATOR: u8 = 80;
 
 /// RADIUS client tools.
 #[derive(clap::Subcommand, Debug)]
@@ -134,7 +132,7 @@ async fn send(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
         code,
         pairs,
         dictionary,
-        secret: args.secret.clone().into_bytes(),
+        secret: Arc::from(args.secret.as_bytes()),
         message_authenticator: !args.no_message_authenticator,
     });
     let timeout = Duration::from_secs_f64(args.timeout.max(0.001));
@@ -206,15 +204,21 @@ async fn send(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<()> {
             let socket = bind_for(server).await?;
             let mut summary = Summary::default();
             let mut latencies = Vec::new();
-            let mut identifier: u8 = rand::rng().next_u32() as u8;
+            // One request in flight per socket: Identifiers rotate through its 256.
+            let mut identifiers = IdSpace::new(1);
             loop {
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if n >= count {
                     break;
                 }
-                identifier = identifier.wrapping_add(1);
+                let Some((slot, identifier)) = identifiers.allocate() else {
+                    anyhow::bail!("no free RADIUS Identifier");
+                };
                 summary.sent += 1;
-                match exchange(&socket, &template, server, identifier, timeout, retries).await? {
+                let outcome =
+                    exchange(&socket, &template, server, identifier, timeout, retries).await?;
+                identifiers.release(slot, identifier);
+                match outcome {
                     Outcome::Reply(reply, latency, _) => {
                         summary.received += 1;
                         *summary.by_code.entry(reply.code.to_string()).or_default() += 1;
@@ -289,12 +293,12 @@ struct Template {
     code: Code,
     pairs: Vec<brasa_radius::Pair>,
     dictionary: Dictionary,
-    secret: Vec<u8>,
+    secret: Arc<[u8]>,
     message_authenticator: bool,
 }
 
 enum Outcome {
-    Reply(Packet, Duration, usize),
+    Reply(Message, Duration, usize),
     Timeout,
     Bad(String),
 }
@@ -337,20 +341,11 @@ async fn exchange(
     timeout: Duration,
     retries: u32,
 ) -> anyhow::Result<Outcome> {
-    let mut packet = Packet::new(template.code, identifier);
-    let signed = template.code.has_signed_request_authenticator();
+    let mut packet = Message::new(template.code, identifier);
+    // Signed requests (accounting, CoA, Disconnect) hide attributes over a zero authenticator.
     let mut authenticator = [0u8; 16];
-    if !signed {
+    if !template.code.has_signed_request_authenticator() {
         rand::rng().fill_bytes(&mut authenticator);
-    }
-    // RFC 5997 requires it in Status-Server; Blast-RADIUS advice wants it in Access-Requests.
-    let with_ma = template.code == Code::StatusServer
-        || (template.message_authenticator && template.code == Code::AccessRequest);
-    if with_ma {
-        packet.attributes.push(RawAttribute {
-            typ: MESSAGE_AUTHENTICATOR,
-            value: vec![0; 16],
-        });
     }
     for pair in &template.pairs {
         template
@@ -358,54 +353,57 @@ async fn exchange(
             .add_pair(&mut packet, pair, &template.secret, &authenticator)
             .map_err(|err| anyhow::anyhow!("{}: {err}", pair.name))?;
     }
-    packet.authenticator = authenticator;
-    let mut bytes = packet.encode().map_err(|err| anyhow::anyhow!("{err}"))?;
-    if signed {
-        auth::fill_message_authenticator(&mut bytes, &[0; 16], &template.secret);
-        auth::sign_request(&mut bytes, &template.secret);
-        authenticator.copy_from_slice(&bytes[4..20]);
-    } else {
-        auth::fill_message_authenticator(&mut bytes, &authenticator, &template.secret);
-    }
+    // Blast-RADIUS advice wants one in Access-Requests (RFC 5997 requires it in Status-Server,
+    // which the exchange adds anyway); otherwise what the input lists is signed.
+    let message_authenticator =
+        if template.message_authenticator && template.code == Code::AccessRequest {
+            MessageAuthenticator::First
+        } else {
+            MessageAuthenticator::Keep
+        };
+    let retry = Retry {
+        timeout,
+        attempts: retries.saturating_add(1),
+    };
+    let mut exchange = Exchange::new(
+        Instant::now(),
+        packet,
+        template.secret.clone(),
+        authenticator,
+        message_authenticator,
+        retry,
+    )
+    .map_err(|err| anyhow::anyhow!("{err}"))?;
     let mut buffer = vec![0u8; 4096];
-    for _attempt in 0..=retries {
-        let started = Instant::now();
-        socket.send_to(&bytes, server).await?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let received = tokio::time::timeout_at(deadline, socket.recv_from(&mut buffer)).await;
-            let (length, from) = match received {
-                Err(_) => break,
-                Ok(Err(err)) => {
-                    // ICMP port unreachable: the server is not there; wait out the timeout.
-                    tracing::debug!(%err, "receive error");
-                    tokio::time::sleep_until(deadline).await;
-                    break;
-                }
-                Ok(Ok(received)) => received,
-            };
-            let reply_bytes = &buffer[..length];
-            if from != server {
+    socket.send_to(exchange.datagram(), server).await?;
+    loop {
+        let deadline = tokio::time::Instant::from_std(exchange.deadline());
+        let received = tokio::time::timeout_at(deadline, socket.recv_from(&mut buffer)).await;
+        let (length, from) = match received {
+            Ok(Ok(received)) => received,
+            Ok(Err(err)) => {
+                // ICMP port unreachable: the server is not there; wait out the timeout.
+                tracing::debug!(%err, "receive error");
+                tokio::time::sleep_until(deadline).await;
                 continue;
             }
-            let reply = match Packet::decode(reply_bytes) {
-                Ok(reply) => reply,
-                Err(err) => return Ok(Outcome::Bad(err.to_string())),
-            };
-            if reply.identifier != identifier {
-                continue; // a late answer to an earlier request
-            }
-            if !auth::verify_response(reply_bytes, &authenticator, &template.secret) {
-                return Ok(Outcome::Bad("bad Response Authenticator".into()));
-            }
-            if matches!(
-                auth::check_message_authenticator(reply_bytes, &authenticator, &template.secret),
-                MessageAuthenticator::Invalid | MessageAuthenticator::Malformed
-            ) {
-                return Ok(Outcome::Bad("bad Message-Authenticator".into()));
-            }
-            return Ok(Outcome::Reply(reply, started.elapsed(), length));
+            Err(_) => match exchange.handle_timeout(Instant::now()) {
+                Timeout::Resend(bytes) => {
+                    socket.send_to(bytes, server).await?;
+                    continue;
+                }
+                Timeout::GaveUp => return Ok(Outcome::Timeout),
+                Timeout::NotDue => continue,
+            },
+        };
+        if from != server {
+            continue;
+        }
+        match exchange.verify(&buffer[..length]) {
+            Ok(reply) => return Ok(Outcome::Reply(reply, exchange.sent_at().elapsed(), length)),
+            // A late answer to an earlier request.
+            Err(ReplyError::OtherIdentifier(_)) => continue,
+            Err(err) => return Ok(Outcome::Bad(err.to_string())),
         }
     }
-    Ok(Outcome::Timeout)
 }

@@ -82,9 +82,9 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
             let engine = brasa_aaa::Engine::new(engine_config, dictionary, seed);
             let hooks = python
                 .clone()
-                .map(|p| p as Arc<dyn brasa_aaa::shell::HookProcessor>);
+                .map(|p| p as Arc<dyn brasa_aaa_net::HookProcessor>);
             Some(Arc::new(
-                brasa_aaa::shell::RadiusService::start_with_hooks(engine, hooks).await?,
+                brasa_aaa_net::RadiusService::start_with_hooks(engine, hooks).await?,
             ))
         }
         None => None,
@@ -109,7 +109,7 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
 #[derive(Clone)]
 pub struct ApiState {
     /// The RADIUS component.
-    pub radius: Option<Arc<brasa_aaa::shell::RadiusService>>,
+    pub radius: Option<Arc<brasa_aaa_net::RadiusService>>,
     /// The subscriber manager.
     pub sm: Option<Arc<sm_api::SmComponent>>,
     /// The Python worker (python-scripts and python-policies).

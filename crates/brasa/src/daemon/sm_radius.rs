@@ -7,7 +7,10 @@
 
 use super::sm_config::RadiusLogins;
 use brasa_aaa::{Direction, EngineConfig, HookContext, Policy, Verdict};
-use brasa_radius::{AttrId, Code, Dictionary, Packet, Value};
+use brasa_radius::attr::{
+    DELEGATED_IPV6_PREFIX, FRAMED_IPV6_ADDRESS, FRAMED_IPV6_PREFIX, FRAMED_IP_ADDRESS, USER_NAME,
+};
+use brasa_radius::{AcctStatusType, AttrId, Code, Dictionary, Message};
 use brasa_sm::{Op, SmError};
 use brasa_sm_net::SmService;
 use brasa_subscriber::Login;
@@ -15,13 +18,6 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-const USER_NAME: u8 = 1;
-const FRAMED_IP_ADDRESS: u8 = 8;
-const ACCT_STATUS_TYPE: u8 = 40;
-const FRAMED_IPV6_PREFIX: u8 = 97;
-const DELEGATED_IPV6_PREFIX: u8 = 123;
-const FRAMED_IPV6_ADDRESS: u8 = 168;
 
 /// Most events applied in one commit.
 const BATCH: usize = 1024;
@@ -73,18 +69,14 @@ impl LoginEventStats {
 /// Reads a login event out of an Accounting-Request; `None` when it carries none (no
 /// User-Name, Accounting-On/Off, …).
 pub fn extract(
-    packet: &Packet,
+    packet: &Message,
     dictionary: &Dictionary,
     properties: &[(AttrId, String, String)],
 ) -> Option<AcctEvent> {
-    let status = packet
-        .get(ACCT_STATUS_TYPE)
-        .and_then(|v| <[u8; 4]>::try_from(v).ok())
-        .map(u32::from_be_bytes)?;
+    let status = packet.acct_status_type()?;
     let name = std::str::from_utf8(packet.get(USER_NAME)?).ok()?.to_owned();
     match status {
-        // Start, Interim-Update.
-        1 | 3 => {
+        AcctStatusType::Start | AcctStatusType::InterimUpdate => {
             let mut mappings = Vec::new();
             for v in packet.get_all(FRAMED_IP_ADDRESS) {
                 if let Ok(a) = <[u8; 4]>::try_from(v) {
@@ -111,7 +103,7 @@ pub fn extract(
                     .iter()
                     .filter_map(|(id, _, key)| {
                         let pair = pairs.iter().find(|p| &p.attr == id)?;
-                        Some((key.clone(), value_text(dictionary, &pair.name, &pair.value)))
+                        Some((key.clone(), pair.plain_value(dictionary).to_string()))
                     })
                     .collect()
             };
@@ -121,7 +113,7 @@ pub fn extract(
                 properties,
             })
         }
-        2 => Some(AcctEvent::Logout { name }),
+        AcctStatusType::Stop => Some(AcctEvent::Logout { name }),
         _ => None,
     }
 }
@@ -141,39 +133,6 @@ fn ipv6_prefix(v: &[u8]) -> Option<String> {
         u128::MAX << (128 - u32::from(len))
     };
     Some(format!("{}/{len}", Ipv6Addr::from(bits & mask)))
-}
-
-fn value_text(dictionary: &Dictionary, attr: &str, value: &Value) -> String {
-    match value {
-        Value::String(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::Octets(b) => {
-            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-            format!("0x{hex}")
-        }
-        Value::Integer(n) => dictionary
-            .attribute(attr)
-            .and_then(|def| dictionary.value_name(def, u64::from(*n)))
-            .map_or_else(|| n.to_string(), str::to_owned),
-        Value::Integer64(n) => n.to_string(),
-        Value::Signed(n) => n.to_string(),
-        Value::Date(n) => n.to_string(),
-        Value::IpAddr(a) => a.to_string(),
-        Value::Ipv6Addr(a) => a.to_string(),
-        Value::Ipv6Prefix(l, a) => format!("{a}/{l}"),
-        Value::Ipv4Prefix(l, a) => format!("{a}/{l}"),
-        Value::Ifid(b) => b
-            .chunks(2)
-            .map(|c| format!("{:02x}{:02x}", c[0], c.get(1).copied().unwrap_or(0)))
-            .collect::<Vec<_>>()
-            .join(":"),
-        Value::Byte(n) => n.to_string(),
-        Value::Short(n) => n.to_string(),
-        Value::Ether(b) => b
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<Vec<_>>()
-            .join(":"),
-    }
 }
 
 /// The SM operation of an event.
@@ -295,13 +254,14 @@ async fn feed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use brasa_radius::attr::ACCT_STATUS_TYPE;
 
-    fn accounting(status: u32, extra: &[(u8, Vec<u8>)]) -> Packet {
-        let mut p = Packet::new(Code::AccountingRequest, 1);
-        p.add(USER_NAME, b"alice".to_vec());
-        p.add(ACCT_STATUS_TYPE, status.to_be_bytes().to_vec());
+    fn accounting(status: u32, extra: &[(u8, Vec<u8>)]) -> Message {
+        let mut p = Message::new(Code::AccountingRequest, 1);
+        p.add(USER_NAME, b"alice").unwrap();
+        p.add(ACCT_STATUS_TYPE, status.to_be_bytes()).unwrap();
         for (t, v) in extra {
-            p.add(*t, v.clone());
+            p.add(*t, v.clone()).unwrap();
         }
         p
     }

@@ -144,3 +144,14 @@ pub fn cafe_stages() -> Vec<Box<dyn Stage>> {
         Box::new(IpHandoffStage),
     ]
 }
+
+/// The service pipeline: the service stage first (it owns the access ports: every frame on a
+/// port with a service encapsulation belongs to a SAP, or is dropped or punted), then the CAFE
+/// pipeline for the other ports. The service stage runs before `classify` because classify
+/// leaves frames not addressed to the host to the kernel, and on an access port every frame
+/// is the data plane's.
+pub fn service_stages(service: crate::service::ServiceStage) -> Vec<Box<dyn Stage>> {
+    let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(service)];
+    stages.extend(cafe_stages());
+    stages
+}

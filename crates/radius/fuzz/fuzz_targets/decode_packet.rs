@@ -1,9 +1,9 @@
-//! Packet::decode + decode_pairs (with decryption) + re-encoding on arbitrary datagrams.
+//! Message::decode + decode_pairs (with decryption) + re-encoding on arbitrary datagrams.
 #![no_main]
 
 use std::sync::OnceLock;
 
-use brasa_radius::{auth, Dictionary, Packet};
+use brasa_radius::{auth, Dictionary, Message};
 use libfuzzer_sys::fuzz_target;
 
 fn dict() -> &'static Dictionary {
@@ -14,7 +14,7 @@ fn dict() -> &'static Dictionary {
 fuzz_target!(|data: &[u8]| {
     let _ = auth::check_message_authenticator(data, &[0; 16], b"secret");
     let _ = auth::verify_request(data, b"secret");
-    if let Ok(packet) = Packet::decode(data) {
+    if let Ok(packet) = Message::decode(data) {
         let pairs = dict().decode_pairs(&packet, Some((b"secret", &[1; 16])));
         for pair in &pairs {
             let _ = pair.to_text(dict());

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use brasa_radius::{Code, Dictionary, Packet};
+use brasa_radius::{Code, Dictionary, Message};
 use libfuzzer_sys::fuzz_target;
 
 fn dict() -> &'static Dictionary {
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(pairs) = dict().parse_pairs(text) {
-        let mut packet = Packet::new(Code::AccessRequest, 0);
+        let mut packet = Message::new(Code::AccessRequest, 0);
         for pair in &pairs {
             let _ = dict().add_pair(&mut packet, pair, b"secret", &[3; 16]);
             let _ = pair.to_text(dict());

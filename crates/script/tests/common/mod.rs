@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use brasa_cache::{CacheConfig, MemoryBudget, PolicyCache};
-use brasa_radius::{Code, Dictionary, Packet};
+use brasa_radius::{Code, Dictionary, Message};
 use brasa_script::{PolicyCacheAt, RunOptions, RunReport, Script, ScriptCache, ScriptHost};
 
 /// 2014-06-26 03:02:18 UTC, the document's Access-Accept.
@@ -50,7 +50,7 @@ pub fn policy_cache(config: CacheConfig) -> PolicyCache {
 pub fn run_cached(
     host: &ScriptHost,
     script: &Script,
-    packet: &mut Packet,
+    packet: &mut Message,
     cache: &mut PolicyCache,
     now: u64,
 ) -> RunReport {
@@ -66,7 +66,7 @@ pub fn run_cached(
 }
 
 /// Runs without a cache.
-pub fn run(host: &ScriptHost, script: &Script, packet: &mut Packet) -> RunReport {
+pub fn run(host: &ScriptHost, script: &Script, packet: &mut Message) -> RunReport {
     host.run(script, packet, &Dictionary::builtin(), None, &options())
 }
 
@@ -82,36 +82,37 @@ pub fn assert_ok(report: &RunReport) {
 }
 
 /// Encodes and decodes, as a packet off the wire.
-pub fn wire(packet: Packet) -> Packet {
-    Packet::decode(&packet.encode().expect("encodes")).expect("decodes")
+pub fn wire(packet: Message) -> Message {
+    Message::decode(&packet.encode().expect("encodes")).expect("decodes")
 }
 
 /// The document's Access-Accept (id 7): three Class attributes and the User-Name.
-pub fn access_accept() -> Packet {
-    let mut p = Packet::new(Code::AccessAccept, 7);
+pub fn access_accept() -> Message {
+    let mut p = Message::new(Code::AccessAccept, 7);
     p.authenticator = [0x11; 16];
-    p.add(25, b"Class-1".to_vec());
-    p.add(25, b"Class-22".to_vec());
-    p.add(25, b"Class-333".to_vec());
-    p.add(1, MAC.to_vec());
+    p.add(25, b"Class-1").unwrap();
+    p.add(25, b"Class-22").unwrap();
+    p.add(25, b"Class-333").unwrap();
+    p.add(1, MAC).unwrap();
     wire(p)
 }
 
 /// An Accounting-Request like the document's, with Acct-Status-Type `status` (1 Start,
 /// 2 Stop, 3 Interim-Update); Interim and Stop carry the Alcatel volume VSAs.
-pub fn accounting(status: u32, id: u8) -> Packet {
+pub fn accounting(status: u32, id: u8) -> Message {
     let dict = Dictionary::builtin();
-    let mut p = Packet::new(Code::AccountingRequest, id);
-    p.add(40, status.to_be_bytes().to_vec());
-    p.add(4, vec![192, 168, 1, 254]);
-    p.add(1, MAC.to_vec());
+    let mut p = Message::new(Code::AccountingRequest, id);
+    p.add(40, status.to_be_bytes()).unwrap();
+    p.add(4, vec![192, 168, 1, 254]).unwrap();
+    p.add(1, MAC).unwrap();
     p.add(
         44,
-        b"00:20:fc:1e:cd:53|1/1/9@1/1/9@sla-profile-1_2014/06/26 03:02:18".to_vec(),
-    );
-    p.add(55, 1_403_751_738u32.to_be_bytes().to_vec());
+        b"00:20:fc:1e:cd:53|1/1/9@1/1/9@sla-profile-1_2014/06/26 03:02:18",
+    )
+    .unwrap();
+    p.add(55, 1_403_751_738u32.to_be_bytes()).unwrap();
     if status != 1 {
-        p.add(46, 300u32.to_be_bytes().to_vec());
+        p.add(46, 300u32.to_be_bytes()).unwrap();
         for typ in 19..=26 {
             p.add_vsa(&dict, 6527, typ, &[0, 1, 0, 0, 0, 0, 0, 0, 0, 0])
                 .expect("vsa fits");

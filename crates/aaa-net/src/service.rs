@@ -1,54 +1,34 @@
-//! The tokio shell around [`Engine`]: UDP sockets, the clock, timers and accounting files.
-//!
-//! One receive task per socket feeds datagrams to the engine (behind a mutex held only for the
-//! engine call) and performs what it returns; a timer task sleeps until the engine's next
-//! deadline. Upstream sockets are opened lazily, one per Identifier slot the engine hands out.
+//! The RADIUS service: the engine behind a mutex, one receive task per socket, a timer task,
+//! the hook resume task. Upstream sockets are opened lazily, one per Identifier slot the engine
+//! hands out.
 
-use crate::engine::{
-    Engine, HookRequest, HookResult, HookTicket, ListenerKind, Output, SocketRef, Transmit,
+use crate::accounting::AccountingLogs;
+use crate::hooks::{HookCompletion, HookProcessor};
+use brasa_aaa::{
+    Engine, HookResult, HookTicket, ListenerKind, Output, SocketRef, StatsSnapshot, Transmit,
 };
-use crate::stats::StatsSnapshot;
+use brasa_udp::{BatchSocket, Config, RecvBatch, SendBatch, MAX_BATCH};
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tokio::net::UdpSocket;
+use std::time::Instant;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-use crate::udp::{self, RecvBatch};
-
-/// Datagrams taken from a socket per system call.
-const RECEIVE_BATCH: usize = 32;
+/// Largest RADIUS datagram (RFC 2865 §3). Longer ones arrive cut to it, which keeps the whole
+/// packet: octets past its Length field are padding.
+const DATAGRAM: usize = 4096;
 /// Hook answers applied per engine lock.
 const RESUME_BATCH: usize = 256;
 
-/// Runs the hook points the engine defers ([`crate::ExternalHooks`]), e.g. the Python worker.
-///
-/// `submit` is called from the RADIUS tasks and must not block: queue the request and answer
-/// later, from any thread, through the [`HookCompletion`]. Every submitted request must be
-/// answered (a processor that is overloaded answers at once with its failure action); one that
-/// is not is dropped by the engine after [`crate::EngineConfig::external_hook_timeout`].
-pub trait HookProcessor: Send + Sync + 'static {
-    /// Takes one packet to process.
-    fn submit(&self, request: HookRequest, completion: &HookCompletion);
-}
-
-/// Hands processed packets back to the RADIUS service; cheap to clone, usable from any thread.
-#[derive(Clone, Debug)]
-pub struct HookCompletion {
-    sender: mpsc::UnboundedSender<(HookTicket, HookResult)>,
-}
-
-impl HookCompletion {
-    /// Gives the engine the processor's decision for `ticket`.
-    pub fn complete(&self, ticket: HookTicket, result: HookResult) {
-        // The service is gone when this fails: nothing is waiting for the answer any more.
-        let _ = self.sender.send((ticket, result));
-    }
-}
+/// Sockets of the service: large kernel buffers (bursts of thousands of requests from many NASes
+/// after a BNG restart must queue, not be dropped), no GRO (RADIUS datagrams are never
+/// coalesced by senders), GSO for runs of equal replies to one NAS.
+const SOCKETS: Config = Config {
+    socket_buffer: 4 << 20,
+    gro: false,
+    gso: true,
+};
 
 /// Failures to start the service.
 #[derive(Debug, thiserror::Error)]
@@ -75,12 +55,12 @@ pub enum ShellError {
 
 struct Shared {
     engine: Mutex<Engine>,
-    sockets: Mutex<HashMap<SocketRef, Arc<UdpSocket>>>,
-    accounting_logs: Mutex<HashMap<usize, File>>,
+    sockets: Mutex<HashMap<SocketRef, Arc<BatchSocket>>>,
+    accounting_logs: Mutex<AccountingLogs>,
     timer_changed: Notify,
     /// Sockets opened on demand go to a task that starts their receive loop (a receive loop
     /// cannot spawn another one directly: the future would contain itself).
-    new_sockets: mpsc::UnboundedSender<(SocketRef, Arc<UdpSocket>)>,
+    new_sockets: mpsc::UnboundedSender<(SocketRef, Arc<BatchSocket>)>,
     hooks: Option<Arc<dyn HookProcessor>>,
     completion: HookCompletion,
 }
@@ -104,42 +84,17 @@ impl RadiusService {
         hooks: Option<Arc<dyn HookProcessor>>,
     ) -> Result<RadiusService, ShellError> {
         let listeners = engine.listeners();
-        let mut logs = HashMap::new();
-        let mut index = 0;
-        while let Some(database) = engine.local_database(index) {
-            let path = &database.accounting_log;
-            if let Some(parent) = path.parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).map_err(|source| {
-                        ShellError::AccountingLog {
-                            path: path.display().to_string(),
-                            source,
-                        }
-                    })?;
-                }
-            }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|source| ShellError::AccountingLog {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-            logs.insert(index, file);
-            index += 1;
-        }
+        let logs = AccountingLogs::open(&engine)
+            .map_err(|(path, source)| ShellError::AccountingLog { path, source })?;
         let mut sockets = HashMap::new();
         let mut bound = Vec::new();
         for (id, address, kind) in &listeners {
-            let socket = bind_udp(*address).map_err(|source| ShellError::Bind {
-                address: *address,
-                source,
-            })?;
-            let local = socket.local_addr().map_err(|source| ShellError::Bind {
-                address: *address,
-                source,
-            })?;
+            let socket =
+                BatchSocket::bind_with(*address, SOCKETS).map_err(|source| ShellError::Bind {
+                    address: *address,
+                    source,
+                })?;
+            let local = socket.local_addr();
             tracing::info!(kind = ?kind, address = %local, "RADIUS listening");
             bound.push((*kind, local));
             sockets.insert(SocketRef::Listener(*id), Arc::new(socket));
@@ -153,9 +108,7 @@ impl RadiusService {
             timer_changed: Notify::new(),
             new_sockets,
             hooks,
-            completion: HookCompletion {
-                sender: resume_sender,
-            },
+            completion: HookCompletion::new(resume_sender),
         });
         let mut tasks = Vec::new();
         for (socket_ref, socket) in sockets {
@@ -212,12 +165,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn receive_loop(shared: Arc<Shared>, socket_ref: SocketRef, socket: Arc<UdpSocket>) {
-    let mut batch = RecvBatch::new(RECEIVE_BATCH);
+async fn receive_loop(shared: Arc<Shared>, socket_ref: SocketRef, socket: Arc<BatchSocket>) {
+    let mut batch = RecvBatch::new(MAX_BATCH, DATAGRAM);
     let mut outputs = Vec::new();
     loop {
-        let count = match batch.receive(&socket).await {
-            Ok(count) => count,
+        match socket.recv(&mut batch).await {
+            Ok(()) => {}
             Err(err) => {
                 // ICMP port unreachable from an upstream shows up here on Linux; keep going.
                 tracing::debug!(socket = ?socket_ref, %err, "receive error");
@@ -229,10 +182,8 @@ async fn receive_loop(shared: Arc<Shared>, socket_ref: SocketRef, socket: Arc<Ud
         let earlier_timer = {
             let mut engine = lock(&shared.engine);
             let before = engine.next_timeout();
-            for index in 0..count {
-                if let Some((from, bytes)) = batch.datagram(index) {
-                    engine.handle_datagram(now, socket_ref, from, bytes, &mut outputs);
-                }
+            for (from, bytes, _truncated) in batch.iter() {
+                engine.handle_datagram(now, socket_ref, from, bytes, &mut outputs);
             }
             let after = engine.next_timeout();
             after.is_some() && (before.is_none() || after < before)
@@ -298,23 +249,8 @@ async fn perform(shared: &Arc<Shared>, outputs: &mut Vec<Output>) {
                     None => groups.push((transmit.socket, vec![transmit])),
                 }
             }
-            Output::Accounting {
-                database,
-                mut record,
-            } => {
-                let time = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0);
-                record.insert("time".into(), time.into());
-                let mut line = serde_json::Value::Object(record).to_string();
-                line.push('\n');
-                let mut logs = lock(&shared.accounting_logs);
-                if let Some(file) = logs.get_mut(&database) {
-                    if let Err(err) = file.write_all(line.as_bytes()) {
-                        tracing::error!(%err, "cannot append to the accounting log");
-                    }
-                }
+            Output::Accounting { database, record } => {
+                lock(&shared.accounting_logs).append(database, record);
             }
             Output::Hook(request) => match &shared.hooks {
                 Some(hooks) => hooks.submit(request, &shared.completion),
@@ -333,11 +269,14 @@ async fn perform(shared: &Arc<Shared>, outputs: &mut Vec<Output>) {
         let Some(socket) = socket_for(shared, socket_ref, transmits[0].to).await else {
             continue;
         };
-        let datagrams: Vec<(SocketAddr, &[u8])> =
-            transmits.iter().map(|t| (t.to, &t.bytes[..])).collect();
-        let failed = udp::send_all(&socket, &datagrams).await;
-        if failed > 0 {
-            tracing::debug!(socket = ?socket_ref, failed, "datagrams not sent");
+        let mut batch = SendBatch::default();
+        for transmit in transmits {
+            batch.push_owned(transmit.to, transmit.bytes);
+        }
+        match socket.send(&batch).await {
+            Ok(0) => {}
+            Ok(failed) => tracing::debug!(socket = ?socket_ref, failed, "datagrams not sent"),
+            Err(err) => tracing::debug!(socket = ?socket_ref, %err, "datagrams not sent"),
         }
     }
 }
@@ -347,7 +286,7 @@ async fn socket_for(
     shared: &Arc<Shared>,
     socket_ref: SocketRef,
     peer: SocketAddr,
-) -> Option<Arc<UdpSocket>> {
+) -> Option<Arc<BatchSocket>> {
     if let Some(socket) = lock(&shared.sockets).get(&socket_ref).cloned() {
         return Some(socket);
     }
@@ -367,32 +306,12 @@ async fn socket_for(
 
 /// A socket towards an upstream server or NAS: same family, loopback when the peer is on
 /// loopback (so brasa never sends from an external address to a local peer).
-fn open_client_socket(to: SocketAddr) -> std::io::Result<UdpSocket> {
+fn open_client_socket(to: SocketAddr) -> std::io::Result<BatchSocket> {
     let local: IpAddr = match to.ip() {
         IpAddr::V4(v4) if v4.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(v6) if v6.is_loopback() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
-    bind_udp(SocketAddr::new(local, 0))
-}
-
-/// Socket buffer size asked for: bursts of thousands of requests from many NASes (a BNG
-/// restart) must queue rather than be dropped by the kernel. Capped by net.core.rmem_max.
-const SOCKET_BUFFER: usize = 4 << 20;
-
-/// A non-blocking UDP socket bound to `address`, with large kernel buffers.
-fn bind_udp(address: SocketAddr) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(
-        Domain::for_address(address),
-        Type::DGRAM,
-        Some(Protocol::UDP),
-    )?;
-    // Best effort: a smaller buffer than asked for still works.
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
-    socket.set_nonblocking(true)?;
-    socket.bind(&address.into())?;
-    UdpSocket::from_std(socket.into())
+    BatchSocket::bind_with(SocketAddr::new(local, 0), SOCKETS)
 }

@@ -1,4 +1,4 @@
-//! RADIUS Identifier allocation towards one upstream server.
+//! RADIUS Identifier allocation towards one server.
 //!
 //! An Identifier is only 8 bits, and a server tells requests apart by (source address and port,
 //! Identifier). Each upstream server therefore gets a growing list of socket slots, each with its
@@ -56,7 +56,7 @@ impl Slot {
 
 /// Identifier spaces of one upstream server.
 #[derive(Debug, Clone)]
-pub(crate) struct IdSpace {
+pub struct IdSpace {
     slots: Vec<Slot>,
     max_slots: usize,
 }

@@ -1,0 +1,1775 @@
+//! The service stage: SAP lookup, ingress filters and policers, Epipe cross-connect and GRE,
+//! VPLS learning and forwarding with flooding by replication, capture punting, egress
+//! filters, policers and retagging; and the mutable state beside the snapshot.
+
+use super::spec::{PolicerId, ServiceId};
+use super::tables::{
+    DirEntry, GreEntry, Peer, SapEntry, SapRole, ServiceKind, ServiceTables, TunnelKey,
+    TRANSPARENT_ETHERNET,
+};
+use super::FilterKind;
+use crate::acl::{mac_bits, Disposition, IpFamily, PacketKey, RuleSet};
+use crate::fdb::{prefetch_read, Entry, Fdb, STATIC_EPOCH};
+use crate::packet::PacketBuf;
+use crate::pipeline::{pkt_type, Batch, Context, DropReason, PortId, Stage, Verdict};
+use crate::policer::{Colour, PolicerState, PolicerStats, RateLimitState};
+use crate::sap::{self, EgressTags, SapId};
+use crate::wire::{
+    ethernet, ip_protocol, vlan, EtherType, GrePacket, Ipv4Packet, Ipv6Packet, MacAddr,
+};
+use serde::Serialize;
+use std::any::Any;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// MAC table size when the first VPLS is installed, unless configured.
+pub const DEFAULT_FDB_ENTRIES: usize = 1 << 20;
+
+/// Frames the punt queue holds until the control side drains it, unless configured.
+pub const DEFAULT_PUNT_QUEUE: usize = 1_024;
+
+/// Bytes of a punted frame kept (DHCP, PPPoE discovery, ARP and IP headers fit).
+pub const PUNT_SNAPLEN: usize = 2_048;
+
+/// One ageing sweep covers the whole MAC table in this time.
+const SWEEP_PERIOD_NS: u64 = 5_000_000_000;
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+const REASONS: usize = DropReason::ALL.len();
+
+/// Settings of the stage itself (not of the services).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceStageConfig {
+    /// Entries of the MAC table (allocated when the first VPLS is installed: 16-byte slots,
+    /// the entries and a quarter more rounded up to a power of two).
+    pub fdb_entries: usize,
+    /// Seed mixed into the MAC table's hash (the shell passes a random one).
+    pub fdb_seed: u64,
+    /// Capacity of the punt queue.
+    pub punt_queue: usize,
+}
+
+impl Default for ServiceStageConfig {
+    fn default() -> Self {
+        Self {
+            fdb_entries: DEFAULT_FDB_ENTRIES,
+            fdb_seed: 0x5eed_f00d,
+            punt_queue: DEFAULT_PUNT_QUEUE,
+        }
+    }
+}
+
+/// The hot counters first (`repr(C)` keeps the order): the packet path touches the first
+/// cache line, the drop counters only on drops.
+#[derive(Debug, Clone, Default)]
+#[repr(C)]
+struct SapState {
+    generation: u32,
+    fdb_epoch: u8,
+    mac_count: u32,
+    rx_packets: u64,
+    rx_octets: u64,
+    tx_packets: u64,
+    tx_octets: u64,
+    punted: u64,
+    bum: Option<RateLimitState>,
+}
+
+#[derive(Debug, Clone, Default)]
+#[repr(C)]
+struct ServiceState {
+    generation: u32,
+    mac_count: u32,
+    /// Frames from and to the GRE tunnel (SAP traffic is counted on the SAPs).
+    tunnel_rx_packets: u64,
+    tunnel_rx_octets: u64,
+    tunnel_tx_packets: u64,
+    tunnel_tx_octets: u64,
+    flooded: u64,
+    learned: u64,
+    aged: u64,
+    moves: u64,
+    fdb_full: u64,
+    limit_not_learned: u64,
+    static_move_refused: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct FilterState {
+    generation: u32,
+    rules: Option<Arc<RuleSet>>,
+    entry_ids: Option<Arc<[u32]>>,
+    hits: Vec<[u64; 2]>,
+    default_hits: [u64; 2],
+}
+
+#[derive(Debug, Clone, Default)]
+struct PolicerSlot {
+    state: Option<PolicerState>,
+    generation: u32,
+}
+
+/// A frame punted from a capture SAP, for the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Punted {
+    /// The capture SAP.
+    pub sap: SapId,
+    /// Its service.
+    pub service: ServiceId,
+    /// Outer VLAN id of the frame (0 = none): with `inner_vid`, the data trigger's SAP id.
+    pub outer_vid: u16,
+    /// Inner VLAN id (0 = none).
+    pub inner_vid: u16,
+    /// Arrival time (the pipeline's clock).
+    pub now_ns: u64,
+    /// Frame length on the wire.
+    pub len: usize,
+    /// The first [`PUNT_SNAPLEN`] bytes of the frame.
+    pub frame: Vec<u8>,
+}
+
+/// Counters of one SAP.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SapCounters {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Octets received.
+    pub rx_octets: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Octets sent.
+    pub tx_octets: u64,
+    /// Frames punted (capture SAPs).
+    pub punted: u64,
+    /// MACs learned on it now.
+    pub macs: u32,
+    /// Drops by reason (non-zero reasons only): ingress drops of its frames and egress drops
+    /// of frames towards it.
+    pub drops: BTreeMap<&'static str, u64>,
+}
+
+/// Counters of one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServiceCounters {
+    /// Frames entering the service (from SAPs and tunnels).
+    pub rx_packets: u64,
+    /// Their octets.
+    pub rx_octets: u64,
+    /// Frames (and copies) leaving it.
+    pub tx_packets: u64,
+    /// Their octets.
+    pub tx_octets: u64,
+    /// Flood copies made (VPLS).
+    pub flooded: u64,
+    /// MACs learned (VPLS).
+    pub learned: u64,
+    /// MACs aged out.
+    pub aged: u64,
+    /// MAC moves between SAPs.
+    pub moves: u64,
+    /// MACs not learned because the table or the VPLS's `fdb_size` was full.
+    pub fdb_full: u64,
+    /// MACs not learned because the SAP was at its limit (frames forwarded).
+    pub limit_not_learned: u64,
+    /// Frames whose source is a static MAC of another SAP (forwarded, not moved).
+    pub static_move_refused: u64,
+    /// MACs in the table now.
+    pub macs: u32,
+    /// Drops by reason (non-zero only).
+    pub drops: BTreeMap<&'static str, u64>,
+}
+
+/// Packets and octets one filter entry matched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EntryHits {
+    /// Entry id (`None` for the default action).
+    pub entry: Option<u32>,
+    /// Packets.
+    pub packets: u64,
+    /// Octets.
+    pub octets: u64,
+}
+
+/// Hit counters of a filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FilterCounters {
+    /// Per entry, in evaluation order, then the default action.
+    pub entries: Vec<EntryHits>,
+}
+
+/// Per-port counters of frames that reached no SAP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AccessPortCounters {
+    /// Frames matching no SAP.
+    pub no_sap: u64,
+    /// Frames whose Ethernet header or tags were truncated.
+    pub malformed: u64,
+}
+
+/// One MAC of a VPLS, for `show service fdb`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FdbEntryView {
+    /// The MAC.
+    pub mac: MacAddr,
+    /// The SAP it is on.
+    pub sap: SapId,
+    /// Static entry.
+    pub is_static: bool,
+    /// Seconds since last seen (0 for static).
+    pub age_secs: u32,
+}
+
+fn drops_map(drops: &[u64; REASONS]) -> BTreeMap<&'static str, u64> {
+    DropReason::ALL
+        .iter()
+        .filter(|r| drops[**r as usize] > 0)
+        .map(|r| (r.name(), drops[*r as usize]))
+        .collect()
+}
+
+/// The service stage (see the module docs of [`crate::service`]).
+pub struct ServiceStage {
+    config: ServiceStageConfig,
+    tables: Option<Arc<ServiceTables>>,
+    saps: Vec<SapState>,
+    services: Vec<ServiceState>,
+    /// Drops by reason, apart from the hot counters (touched only on drops).
+    sap_drops: Vec<[u64; REASONS]>,
+    service_drops: Vec<[u64; REASONS]>,
+    filters: Vec<FilterState>,
+    policers: Vec<PolicerSlot>,
+    ports: Vec<AccessPortCounters>,
+    fdb: Option<Fdb>,
+    punts: VecDeque<Punted>,
+    spare_frames: Vec<Vec<u8>>,
+    scratch: Vec<u32>,
+    steps: Vec<Step>,
+    last_sweep_ns: u64,
+}
+
+/// What the first pass over a batch found about a received packet.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Not the service stage's (decided, or not on an access port).
+    Skip,
+    /// On a non-access port while Epipes have GRE tunnels: maybe a tunnel packet.
+    Gre,
+    /// Sent by this host.
+    Outgoing,
+    /// Truncated Ethernet header or tags.
+    Malformed,
+    /// No SAP matches.
+    NoSap,
+    /// Tags read, SAP not looked up yet (between the two halves of the first pass).
+    Tagged(sap::FrameTags),
+    /// The SAP and the frame's tags.
+    Sap(sap::SapMatch, sap::FrameTags),
+}
+
+/// `changed` when reconciling incrementally, else every slot below `len`.
+fn new_or_all(incremental: bool, changed: &[u32], len: usize) -> Vec<usize> {
+    if incremental {
+        let mut slots: Vec<usize> = changed.iter().map(|s| *s as usize).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        slots
+    } else {
+        (0..len).collect()
+    }
+}
+
+/// Packets between two steps of the software pipeline in `process`.
+const PREFETCH_DISTANCE: usize = 8;
+
+/// Prefetches the first two cache lines of `items[index]` (the hot fields of the entries
+/// lead their structs).
+fn prefetch_slot<T>(items: &[T], index: u32) {
+    if let Some(item) = items.get(index as usize) {
+        let ptr = (item as *const T).cast::<u8>();
+        prefetch_read(ptr);
+        if std::mem::size_of::<T>() > 64 {
+            prefetch_read(ptr.wrapping_add(64));
+        }
+    }
+}
+
+impl Default for ServiceStage {
+    fn default() -> Self {
+        Self::new(ServiceStageConfig::default())
+    }
+}
+
+/// A frame's transparent tags and network header, after `strip` delimiting bytes.
+#[derive(Debug, Clone, Copy)]
+struct Inner {
+    ethertype: u16,
+    l3: usize,
+    outer_vid: u16,
+    inner_vid: u16,
+}
+
+fn inner_of(frame: &[u8], strip: usize) -> Inner {
+    let be16 = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let mut at = 12 + strip;
+    let mut vids = [0u16; 2];
+    let mut ethertype = be16(at);
+    for vid in vids.iter_mut() {
+        if ethertype != EtherType::VLAN && ethertype != EtherType::QINQ {
+            break;
+        }
+        *vid = be16(at + 2) & 0xfff;
+        at += vlan::HEADER_LEN;
+        ethertype = be16(at);
+    }
+    Inner {
+        ethertype,
+        l3: at + 2,
+        outer_vid: vids[0],
+        inner_vid: vids[1],
+    }
+}
+
+fn key_of(frame: &[u8], strip: usize) -> PacketKey {
+    let inner = inner_of(frame, strip);
+    PacketKey::from_frame(
+        frame,
+        inner.ethertype,
+        inner.l3,
+        inner.outer_vid,
+        inner.inner_vid,
+    )
+}
+
+/// The per-packet facts the steps below share.
+struct Ingress {
+    /// Delimiting tag bytes at offset 12.
+    strip: usize,
+    /// PCP/DEI of the outer delimiting tag.
+    priority: u8,
+    /// The classifier key, computed the first time a filter needs it.
+    key: Option<PacketKey>,
+}
+
+impl Ingress {
+    fn colour(&self) -> Colour {
+        if self.priority & 1 != 0 {
+            Colour::Yellow
+        } else {
+            Colour::Green
+        }
+    }
+}
+
+impl ServiceStage {
+    /// A stage with no services installed.
+    pub fn new(config: ServiceStageConfig) -> Self {
+        Self {
+            config,
+            tables: None,
+            saps: Vec::new(),
+            services: Vec::new(),
+            sap_drops: Vec::new(),
+            service_drops: Vec::new(),
+            filters: Vec::new(),
+            policers: Vec::new(),
+            ports: Vec::new(),
+            fdb: None,
+            punts: VecDeque::new(),
+            spare_frames: Vec::new(),
+            scratch: Vec::new(),
+            steps: Vec::new(),
+            last_sweep_ns: 0,
+        }
+    }
+
+    /// The installed snapshot.
+    pub fn tables(&self) -> Option<&Arc<ServiceTables>> {
+        self.tables.as_ref()
+    }
+
+    // --- installing a snapshot ---------------------------------------------------------
+
+    /// Installs `tables` (at `now_ns`, the pipeline's clock). State of objects that still
+    /// exist (same slot and generation) is kept: counters, MACs, policer buckets (capped to
+    /// changed burst sizes), filter entry hits (by entry id). State of removed or replaced
+    /// objects is reset, and their MACs are flushed.
+    pub fn install(&mut self, tables: Arc<ServiceTables>, now_ns: u64) {
+        let old = self.tables.take();
+        if self.saps.len() < tables.saps.len() {
+            self.saps.resize_with(tables.saps.len(), SapState::default);
+            self.sap_drops.resize(tables.saps.len(), [0; REASONS]);
+        }
+        if self.services.len() < tables.services.len() {
+            self.services
+                .resize_with(tables.services.len(), ServiceState::default);
+            self.service_drops
+                .resize(tables.services.len(), [0; REASONS]);
+        }
+        if self.filters.len() < tables.filters.len() {
+            self.filters
+                .resize_with(tables.filters.len(), FilterState::default);
+        }
+        if self.policers.len() < tables.policers.len() {
+            self.policers
+                .resize_with(tables.policers.len(), PolicerSlot::default);
+        }
+        if self.ports.len() < tables.ports.len() {
+            self.ports
+                .resize(tables.ports.len(), AccessPortCounters::default());
+        }
+        if tables.has_vpls && self.fdb.is_none() {
+            self.fdb = Some(Fdb::new(self.config.fdb_entries, self.config.fdb_seed));
+        }
+        // Over the snapshot this one was built from, only the changed slots need a look.
+        let incremental = old
+            .as_ref()
+            .is_some_and(|o| o.epoch != 0 && o.epoch == tables.base);
+        let slots = |changed: &[u32], len: usize| -> Vec<usize> {
+            let mut slots = new_or_all(incremental, changed, len);
+            slots.retain(|s| *s < len);
+            slots
+        };
+        // SAPs.
+        for slot in slots(&tables.changed.saps, self.saps.len()) {
+            let generation = tables.sap(slot as u32).map_or(0, |s| s.generation);
+            if self.saps[slot].generation != generation {
+                // Its MACs leave its (old) service's count with it.
+                let count = self.saps[slot].mac_count;
+                if let Some(service) = old.as_ref().and_then(|o| o.sap(slot as u32)) {
+                    if let Some(state) = self.services.get_mut(service.service as usize) {
+                        state.mac_count = state.mac_count.saturating_sub(count);
+                    }
+                }
+                self.flush_sap_slot(slot as u32);
+                let epoch = self.saps[slot].fdb_epoch;
+                self.saps[slot] = SapState {
+                    generation,
+                    fdb_epoch: epoch,
+                    ..SapState::default()
+                };
+                self.sap_drops[slot] = [0; REASONS];
+            }
+        }
+        // Services.
+        for slot in slots(&tables.changed.services, self.services.len()) {
+            let generation = tables.service(slot as u32).map_or(0, |s| s.generation);
+            if self.services[slot].generation != generation {
+                self.services[slot] = ServiceState {
+                    generation,
+                    ..ServiceState::default()
+                };
+                self.service_drops[slot] = [0; REASONS];
+            }
+        }
+        // Filters: hits follow entry ids when the rules changed.
+        for slot in slots(&tables.changed.filters, self.filters.len()) {
+            let state = &mut self.filters[slot];
+            match tables.filter(slot as u32) {
+                None => *state = FilterState::default(),
+                Some(f) => {
+                    if state.generation != f.generation {
+                        *state = FilterState {
+                            generation: f.generation,
+                            ..FilterState::default()
+                        };
+                    }
+                    let same = state
+                        .rules
+                        .as_ref()
+                        .is_some_and(|r| Arc::ptr_eq(r, &f.rules));
+                    if !same {
+                        let mut hits = vec![[0u64; 2]; f.entry_ids.len()];
+                        if let Some(old_ids) = &state.entry_ids {
+                            for (i, id) in f.entry_ids.iter().enumerate() {
+                                if let Some(j) = old_ids.iter().position(|x| x == id) {
+                                    hits[i] = state.hits.get(j).copied().unwrap_or_default();
+                                }
+                            }
+                        }
+                        state.hits = hits;
+                        state.rules = Some(f.rules.clone());
+                        state.entry_ids = Some(f.entry_ids.clone());
+                    }
+                }
+            }
+        }
+        // Policers: a changed policer keeps buckets and counters.
+        for slot in slots(&tables.changed.policers, self.policers.len()) {
+            let state = &mut self.policers[slot];
+            match tables.policer(slot as u32) {
+                None => *state = PolicerSlot::default(),
+                Some(p) => {
+                    if state.generation != p.generation || state.state.is_none() {
+                        *state = PolicerSlot {
+                            generation: p.generation,
+                            state: Some(p.params.initial_state(now_ns)),
+                        };
+                    } else if old
+                        .as_ref()
+                        .and_then(|o| o.policer(slot as u32))
+                        .is_none_or(|before| before.params != p.params)
+                    {
+                        if let Some(s) = state.state.as_mut() {
+                            s.reconfigure(&p.params);
+                        }
+                    }
+                }
+            }
+        }
+        let service_slots = new_or_all(
+            incremental,
+            &tables.changed.services,
+            tables
+                .services
+                .len()
+                .max(old.as_ref().map_or(0, |o| o.services.len())),
+        );
+        self.sync_statics(old.as_deref(), &tables, &service_slots);
+        if !incremental {
+            // MAC counts of the services follow their SAPs.
+            for state in &mut self.services {
+                state.mac_count = 0;
+            }
+            for (slot, sap) in tables.saps.iter().enumerate() {
+                if let (Some(sap), Some(state)) = (sap, self.saps.get(slot)) {
+                    if let Some(service) = self.services.get_mut(sap.service as usize) {
+                        service.mac_count += state.mac_count;
+                    }
+                }
+            }
+        }
+        self.tables = Some(tables);
+    }
+
+    /// Installs static MACs that are new and removes the ones that are gone.
+    fn sync_statics(
+        &mut self,
+        old: Option<&ServiceTables>,
+        new: &ServiceTables,
+        service_slots: &[usize],
+    ) {
+        let Some(fdb) = self.fdb.as_mut() else {
+            return;
+        };
+        let statics_of = |tables: &ServiceTables, slot: usize| -> Vec<(u64, u32)> {
+            match tables.services.get(slot) {
+                Some(Some(s)) => match &s.kind {
+                    ServiceKind::Vpls(v) => v.statics.clone(),
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            }
+        };
+        for &slot in service_slots {
+            let before = old.map(|o| statics_of(o, slot)).unwrap_or_default();
+            let after = statics_of(new, slot);
+            if before == after {
+                continue;
+            }
+            let bridge = slot as u32;
+            for (mac, _) in &before {
+                if after.iter().all(|(m, _)| m != mac) {
+                    if let Some((_, entry)) = fdb.lookup(bridge, *mac) {
+                        if entry.is_static() {
+                            fdb.remove(bridge, *mac);
+                        }
+                    }
+                }
+            }
+            for (mac, sap) in &after {
+                if let Some((_, entry)) = fdb.lookup(bridge, *mac) {
+                    // A learned entry gives way to the static one.
+                    if !entry.is_static() {
+                        if let Some(state) = self.saps.get_mut(entry.sap as usize) {
+                            if state.fdb_epoch == entry.epoch && state.mac_count > 0 {
+                                state.mac_count -= 1;
+                            }
+                        }
+                    }
+                }
+                // A full table cannot refuse a static MAC it already holds; a new one that
+                // does not fit is reported by `fdb` dumps lacking it (the table is sized for
+                // a million entries).
+                let _ = fdb.insert(bridge, *mac, *sap, STATIC_EPOCH, 0);
+            }
+        }
+    }
+
+    /// Makes every learned MAC of SAP `slot` stale (its epoch moves on); when the epoch would
+    /// wrap, the SAP's entries are removed in one pass instead.
+    fn flush_sap_slot(&mut self, slot: u32) {
+        let Some(state) = self.saps.get_mut(slot as usize) else {
+            return;
+        };
+        state.mac_count = 0;
+        let next = state.fdb_epoch.wrapping_add(1);
+        if next == STATIC_EPOCH {
+            state.fdb_epoch = 0;
+            if let Some(fdb) = self.fdb.as_mut() {
+                fdb.retain(|e| e.sap == slot && !e.is_static());
+            }
+        } else {
+            state.fdb_epoch = next;
+        }
+    }
+
+    // --- control-side reads and clears -------------------------------------------------
+
+    fn sap_slot(&self, id: &SapId) -> Option<u32> {
+        self.tables.as_ref()?.sap_ids.get(id).copied()
+    }
+
+    fn service_slot(&self, id: ServiceId) -> Option<u32> {
+        self.tables.as_ref()?.service_ids.get(&id).copied()
+    }
+
+    /// Counters of a SAP.
+    pub fn sap_counters(&self, id: &SapId) -> Option<SapCounters> {
+        let state = self.saps.get(self.sap_slot(id)? as usize)?;
+        Some(SapCounters {
+            rx_packets: state.rx_packets,
+            rx_octets: state.rx_octets,
+            tx_packets: state.tx_packets,
+            tx_octets: state.tx_octets,
+            punted: state.punted,
+            macs: state.mac_count,
+            drops: drops_map(self.sap_drops.get(self.sap_slot(id)? as usize)?),
+        })
+    }
+
+    /// Counters of a service: its SAPs' traffic summed, plus its tunnel's.
+    pub fn service_counters(&self, id: ServiceId) -> Option<ServiceCounters> {
+        let tables = self.tables.as_ref()?;
+        let slot = self.service_slot(id)?;
+        let s = self.services.get(slot as usize)?;
+        let (mut rx_packets, mut rx_octets) = (s.tunnel_rx_packets, s.tunnel_rx_octets);
+        let (mut tx_packets, mut tx_octets) = (s.tunnel_tx_packets, s.tunnel_tx_octets);
+        for sap in tables.saps_of(id) {
+            let Some(state) = tables
+                .sap_ids
+                .get(&sap)
+                .and_then(|i| self.saps.get(*i as usize))
+            else {
+                continue;
+            };
+            rx_packets += state.rx_packets;
+            rx_octets += state.rx_octets;
+            tx_packets += state.tx_packets;
+            tx_octets += state.tx_octets;
+        }
+        Some(ServiceCounters {
+            rx_packets,
+            rx_octets,
+            tx_packets,
+            tx_octets,
+            flooded: s.flooded,
+            learned: s.learned,
+            aged: s.aged,
+            moves: s.moves,
+            fdb_full: s.fdb_full,
+            limit_not_learned: s.limit_not_learned,
+            static_move_refused: s.static_move_refused,
+            macs: s.mac_count,
+            drops: drops_map(self.service_drops.get(self.service_slot(id)? as usize)?),
+        })
+    }
+
+    /// Entry hit counters of a filter.
+    pub fn filter_counters(&self, kind: FilterKind, id: u32) -> Option<FilterCounters> {
+        let slot = *self.tables.as_ref()?.filter_ids.get(&(kind, id))?;
+        let state = self.filters.get(slot as usize)?;
+        let ids = state.entry_ids.as_ref()?;
+        let mut entries: Vec<EntryHits> = ids
+            .iter()
+            .zip(&state.hits)
+            .map(|(id, [packets, octets])| EntryHits {
+                entry: Some(*id),
+                packets: *packets,
+                octets: *octets,
+            })
+            .collect();
+        entries.push(EntryHits {
+            entry: None,
+            packets: state.default_hits[0],
+            octets: state.default_hits[1],
+        });
+        Some(FilterCounters { entries })
+    }
+
+    /// Counters of a policer, as its stat mode reports them.
+    pub fn policer_stats(&self, id: PolicerId) -> Option<PolicerStats> {
+        let slot = *self.tables.as_ref()?.policer_ids.get(&id)?;
+        let p = self.policers.get(slot as usize)?;
+        let params = self.tables.as_ref()?.policer(slot)?.params;
+        Some(p.state.as_ref()?.stats(&params))
+    }
+
+    /// Frames that matched no SAP, per access port.
+    pub fn access_port_counters(&self, port: PortId) -> Option<AccessPortCounters> {
+        self.ports.get(usize::from(port)).copied()
+    }
+
+    /// Zeroes a SAP's counters (its MACs stay).
+    pub fn clear_sap(&mut self, id: &SapId) -> bool {
+        let Some(slot) = self.sap_slot(id) else {
+            return false;
+        };
+        if let Some(s) = self.saps.get_mut(slot as usize) {
+            *s = SapState {
+                generation: s.generation,
+                fdb_epoch: s.fdb_epoch,
+                mac_count: s.mac_count,
+                bum: s.bum,
+                ..SapState::default()
+            };
+        }
+        if let Some(d) = self.sap_drops.get_mut(slot as usize) {
+            *d = [0; REASONS];
+        }
+        true
+    }
+
+    /// Zeroes a service's counters and those of its SAPs.
+    pub fn clear_service(&mut self, id: ServiceId) -> bool {
+        let Some(slot) = self.service_slot(id) else {
+            return false;
+        };
+        if let Some(s) = self.services.get_mut(slot as usize) {
+            *s = ServiceState {
+                generation: s.generation,
+                mac_count: s.mac_count,
+                ..ServiceState::default()
+            };
+        }
+        if let Some(d) = self.service_drops.get_mut(slot as usize) {
+            *d = [0; REASONS];
+        }
+        let saps = self
+            .tables
+            .as_ref()
+            .map(|t| t.saps_of(id))
+            .unwrap_or_default();
+        for sap in saps {
+            self.clear_sap(&sap);
+        }
+        true
+    }
+
+    /// Zeroes a policer's counters.
+    pub fn clear_policer(&mut self, id: PolicerId) -> bool {
+        let Some(slot) = self
+            .tables
+            .as_ref()
+            .and_then(|t| t.policer_ids.get(&id).copied())
+        else {
+            return false;
+        };
+        match self
+            .policers
+            .get_mut(slot as usize)
+            .and_then(|p| p.state.as_mut())
+        {
+            Some(state) => {
+                state.clear();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes the learned MACs of a SAP.
+    pub fn flush_sap_fdb(&mut self, id: &SapId) -> bool {
+        let Some(slot) = self.sap_slot(id) else {
+            return false;
+        };
+        let count = self.saps.get(slot as usize).map_or(0, |s| s.mac_count);
+        if let Some(service) = self
+            .tables
+            .as_ref()
+            .and_then(|t| t.sap(slot))
+            .map(|s| s.service)
+        {
+            if let Some(state) = self.services.get_mut(service as usize) {
+                state.mac_count = state.mac_count.saturating_sub(count);
+            }
+        }
+        self.flush_sap_slot(slot);
+        true
+    }
+
+    /// Removes the learned MACs of a VPLS (static ones stay).
+    pub fn flush_service_fdb(&mut self, id: ServiceId) -> bool {
+        let Some(tables) = self.tables.clone() else {
+            return false;
+        };
+        if !tables.service_ids.contains_key(&id) {
+            return false;
+        }
+        for sap in tables.saps_of(id) {
+            self.flush_sap_fdb(&sap);
+        }
+        true
+    }
+
+    /// The MACs of a VPLS (`show service id N fdb`), valid entries only, at `now_ns`.
+    pub fn fdb(&self, id: ServiceId, now_ns: u64) -> Vec<FdbEntryView> {
+        let (Some(tables), Some(fdb), Some(bridge)) = (
+            self.tables.as_ref(),
+            self.fdb.as_ref(),
+            self.service_slot(id),
+        ) else {
+            return Vec::new();
+        };
+        let now_s = (now_ns / NS_PER_SEC) as u32;
+        let mut out: Vec<FdbEntryView> = fdb
+            .iter()
+            .filter(|e| e.bridge == bridge && self.entry_valid(e))
+            .filter_map(|e| {
+                let sap = tables.sap(e.sap)?;
+                let m = e.mac.to_be_bytes();
+                Some(FdbEntryView {
+                    mac: MacAddr([m[2], m[3], m[4], m[5], m[6], m[7]]),
+                    sap: sap.id,
+                    is_static: e.is_static(),
+                    age_secs: if e.is_static() {
+                        0
+                    } else {
+                        now_s.wrapping_sub(e.seen)
+                    },
+                })
+            })
+            .collect();
+        out.sort_by_key(|v| v.mac);
+        out
+    }
+
+    /// Entries in the MAC table (all bridges, stale ones until swept).
+    pub fn fdb_len(&self) -> usize {
+        self.fdb.as_ref().map_or(0, Fdb::len)
+    }
+
+    /// Frames waiting in the punt queue.
+    pub fn punt_queue_len(&self) -> usize {
+        self.punts.len()
+    }
+
+    /// Hands every queued punted frame to `f`, oldest first, and empties the queue (the
+    /// frames' buffers are reused).
+    pub fn drain_punts(&mut self, mut f: impl FnMut(&Punted)) -> usize {
+        let mut count = 0;
+        while let Some(punted) = self.punts.pop_front() {
+            f(&punted);
+            count += 1;
+            self.spare_frames.push(punted.frame);
+        }
+        count
+    }
+
+    #[inline]
+    fn entry_valid(&self, e: &Entry) -> bool {
+        e.is_static()
+            || self
+                .saps
+                .get(e.sap as usize)
+                .is_some_and(|s| s.generation != 0 && s.fdb_epoch == e.epoch)
+    }
+
+    // --- the packet path -------------------------------------------------------------
+
+    fn count_drop(&mut self, sap: u32, service: u32, reason: DropReason) {
+        if let Some(d) = self.sap_drops.get_mut(sap as usize) {
+            d[reason as usize] += 1;
+        }
+        self.count_service_drop(service, reason);
+    }
+
+    fn count_service_drop(&mut self, service: u32, reason: DropReason) {
+        if let Some(d) = self.service_drops.get_mut(service as usize) {
+            d[reason as usize] += 1;
+        }
+    }
+
+    /// Meters `len` bytes on policer `slot`; false when red.
+    #[inline]
+    fn police(
+        &mut self,
+        tables: &ServiceTables,
+        slot: u32,
+        now_ns: u64,
+        len: usize,
+        arrival: Colour,
+    ) -> bool {
+        let (Some(entry), Some(Some(state))) = (
+            tables.policer(slot),
+            self.policers
+                .get_mut(slot as usize)
+                .map(|p| p.state.as_mut()),
+        ) else {
+            return true;
+        };
+        state.police(&entry.params, now_ns, len, arrival) != Colour::Red
+    }
+
+    /// Runs the filters and policer of one direction. `Err` names why the packet is dropped.
+    fn apply_direction(
+        &mut self,
+        tables: &ServiceTables,
+        dir: &DirEntry,
+        frame: &[u8],
+        ingress: &mut Ingress,
+        now_ns: u64,
+    ) -> Result<(), DropReason> {
+        let len = frame.len();
+        if dir.has_filters() {
+            let key = *ingress
+                .key
+                .get_or_insert_with(|| key_of(frame, ingress.strip));
+            for (which, slot) in dir.filters.iter().enumerate() {
+                let Some(slot) = *slot else {
+                    continue;
+                };
+                let applies = match which {
+                    0 => true,
+                    1 => key.family == Some(IpFamily::V4),
+                    _ => key.family == Some(IpFamily::V6),
+                };
+                if !applies {
+                    continue;
+                }
+                let Some(filter) = tables.filter(slot) else {
+                    continue;
+                };
+                let hit = filter.rules.classify(&key);
+                if let Some(state) = self.filters.get_mut(slot as usize) {
+                    let counter = match hit.rule {
+                        Some(rule) => state.hits.get_mut(usize::from(rule)),
+                        None => Some(&mut state.default_hits),
+                    };
+                    if let Some(c) = counter {
+                        c[0] += 1;
+                        c[1] += len as u64;
+                    }
+                }
+                if hit.action.disposition == Disposition::Drop {
+                    return Err(DropReason::Filter);
+                }
+                if let Some(policer) = hit.action.policer {
+                    if !self.police(tables, policer, now_ns, len, ingress.colour()) {
+                        return Err(DropReason::Policer);
+                    }
+                }
+            }
+        }
+        if let Some(policer) = dir.policer {
+            if !self.police(tables, policer, now_ns, len, ingress.colour()) {
+                return Err(DropReason::Policer);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a frame out of SAP `slot`: its egress filters and policer, its tags, the port
+    /// MTU. Returns the verdict.
+    #[allow(clippy::too_many_arguments)]
+    fn egress_sap(
+        &mut self,
+        tables: &ServiceTables,
+        buf: &mut PacketBuf,
+        ingress: &mut Ingress,
+        slot: u32,
+        service: u32,
+        now_ns: u64,
+    ) -> Verdict {
+        let Some(sap) = tables.sap(slot) else {
+            return Verdict::Drop(DropReason::ServiceDown);
+        };
+        if sap.down {
+            self.count_drop(slot, service, DropReason::ServiceDown);
+            return Verdict::Drop(DropReason::ServiceDown);
+        }
+        if sap.egress.has_filters() || sap.egress.policer.is_some() {
+            if let Err(reason) =
+                self.apply_direction(tables, &sap.egress, buf.as_slice(), ingress, now_ns)
+            {
+                self.count_drop(slot, service, reason);
+                return Verdict::Drop(reason);
+            }
+        }
+        if !sap::retag(
+            buf,
+            ingress.strip,
+            &sap.egress_tags,
+            sap.outer_tpid,
+            ingress.priority,
+        ) {
+            self.count_drop(slot, service, DropReason::NoRoom);
+            return Verdict::Drop(DropReason::NoRoom);
+        }
+        let len = buf.len();
+        if len > usize::from(sap.port_mtu) {
+            self.count_drop(slot, service, DropReason::Mtu);
+            return Verdict::Drop(DropReason::Mtu);
+        }
+        // The service's own counters are the sums of its SAPs' (see `service_counters`): one
+        // cache line less per packet.
+        if let Some(s) = self.saps.get_mut(slot as usize) {
+            s.tx_packets += 1;
+            s.tx_octets += len as u64;
+        }
+        Verdict::Transmit(sap.port)
+    }
+
+    /// Ethernet over GRE towards an Epipe's remote end.
+    fn egress_gre(
+        &mut self,
+        gre: &GreEntry,
+        buf: &mut PacketBuf,
+        ingress: &Ingress,
+        service: u32,
+        ctx: &Context<'_>,
+    ) -> Verdict {
+        let Some(port) = ctx.ports.get(usize::from(gre.spec.port)) else {
+            return Verdict::Drop(DropReason::BadEgress);
+        };
+        if !sap::retag(buf, ingress.strip, &EgressTags::NONE, 0, 0) {
+            return Verdict::Drop(DropReason::NoRoom);
+        }
+        let inner_len = buf.len();
+        let header = &gre.header;
+        let ip_len = header.len() - gre.ip_offset + inner_len;
+        if ip_len > usize::from(gre.spec.mtu) {
+            self.count_service_drop(service, DropReason::Mtu);
+            return Verdict::Drop(DropReason::Mtu);
+        }
+        if !buf.push_front(header.len()) {
+            return Verdict::Drop(DropReason::NoRoom);
+        }
+        let bytes = buf.as_mut_slice();
+        let Some(dst) = bytes.get_mut(..header.len()) else {
+            return Verdict::Drop(DropReason::NoRoom);
+        };
+        dst.copy_from_slice(header);
+        dst[6..12].copy_from_slice(&port.mac.0);
+        let ip = &mut dst[gre.ip_offset..];
+        if gre.spec.local.is_ipv4() {
+            ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+            Ipv4Packet::new_unchecked(&mut ip[..20]).fill_checksum();
+        } else {
+            ip[4..6].copy_from_slice(&((ip_len - 40) as u16).to_be_bytes());
+        }
+        let len = buf.len() as u64;
+        if let Some(s) = self.services.get_mut(service as usize) {
+            s.tunnel_tx_packets += 1;
+            s.tunnel_tx_octets += len;
+        }
+        Verdict::Transmit(gre.spec.port)
+    }
+
+    /// Learns `src` on SAP `slot` of bridge `bridge`. `Err` when the frame must be dropped.
+    fn learn(&mut self, sap: &SapEntry, slot: u32, src: u64, now_s: u32) -> Result<(), DropReason> {
+        let bridge = sap.service;
+        let Some(fdb) = self.fdb.as_mut() else {
+            return Ok(());
+        };
+        let found = fdb.lookup(bridge, src);
+        let mut stale_at = None;
+        if let Some((at, entry)) = found {
+            if entry.is_static() {
+                if entry.sap != slot {
+                    if let Some(s) = self.services.get_mut(bridge as usize) {
+                        s.static_move_refused += 1;
+                    }
+                }
+                return Ok(());
+            }
+            let valid = self
+                .saps
+                .get(entry.sap as usize)
+                .is_some_and(|s| s.generation != 0 && s.fdb_epoch == entry.epoch);
+            if valid && entry.sap == slot {
+                fdb.touch(at, now_s);
+                return Ok(());
+            }
+            if valid {
+                // A move: the MAC now lives behind this SAP, if it has room.
+                let state = &self.saps[slot as usize];
+                if state.mac_count.saturating_add(sap.static_count) >= sap.max_mac {
+                    return self.limit_reached(sap, bridge);
+                }
+                let epoch = state.fdb_epoch;
+                fdb.update(at, slot, epoch, now_s);
+                if let Some(old) = self.saps.get_mut(entry.sap as usize) {
+                    old.mac_count = old.mac_count.saturating_sub(1);
+                }
+                self.saps[slot as usize].mac_count += 1;
+                if let Some(s) = self.services.get_mut(bridge as usize) {
+                    s.moves += 1;
+                }
+                return Ok(());
+            }
+            stale_at = Some(at);
+        }
+        let state = &self.saps[slot as usize];
+        if state.mac_count.saturating_add(sap.static_count) >= sap.max_mac {
+            return self.limit_reached(sap, bridge);
+        }
+        let epoch = state.fdb_epoch;
+        let fdb_size = self
+            .tables
+            .as_ref()
+            .and_then(|t| t.service(bridge))
+            .and_then(|s| match &s.kind {
+                ServiceKind::Vpls(v) => v.spec.fdb_size,
+                _ => None,
+            });
+        let service = &mut self.services[bridge as usize];
+        if fdb_size.is_some_and(|max| service.mac_count >= max) {
+            service.fdb_full += 1;
+            return Ok(());
+        }
+        let learned = match stale_at {
+            Some(at) => {
+                fdb.update(at, slot, epoch, now_s);
+                true
+            }
+            None => fdb.insert(bridge, src, slot, epoch, now_s).is_ok(),
+        };
+        if learned {
+            service.learned += 1;
+            service.mac_count += 1;
+            self.saps[slot as usize].mac_count += 1;
+        } else {
+            service.fdb_full += 1;
+        }
+        Ok(())
+    }
+
+    fn limit_reached(&mut self, sap: &SapEntry, bridge: u32) -> Result<(), DropReason> {
+        if sap.discard_unknown_source {
+            return Err(DropReason::MacLimit);
+        }
+        if let Some(s) = self.services.get_mut(bridge as usize) {
+            s.limit_not_learned += 1;
+        }
+        Ok(())
+    }
+
+    /// Step A of a packet: reads its tags and prefetches the exact-match slot its SAP
+    /// lookup starts at.
+    fn read_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) -> Step {
+        let Some((buf, meta)) = batch.get(index) else {
+            return Step::Skip;
+        };
+        if meta.verdict != Verdict::Pending {
+            return Step::Skip;
+        }
+        let Some(Some(port)) = tables.ports.get(usize::from(meta.port)) else {
+            return if tables.tunnels.is_empty() {
+                Step::Skip
+            } else {
+                Step::Gre
+            };
+        };
+        if meta.pkt_type == pkt_type::OUTGOING {
+            return Step::Outgoing;
+        }
+        match sap::read_tags(buf.as_slice(), &port.saps) {
+            Err(_) => Step::Malformed,
+            Ok(tags) => {
+                if let Some(key) = sap::first_key(meta.port, &port.saps, tags) {
+                    tables.exact.prefetch(key);
+                }
+                Step::Tagged(tags)
+            }
+        }
+    }
+
+    /// Step B: the SAP lookup; prefetches the SAP's entry and state.
+    fn lookup_step(&mut self, tables: &ServiceTables, batch: &Batch, index: usize) {
+        let (Some(Step::Tagged(tags)), Some((_, meta))) =
+            (self.steps.get(index).copied(), batch.get(index))
+        else {
+            return;
+        };
+        let Some(Some(port)) = tables.ports.get(usize::from(meta.port)) else {
+            return;
+        };
+        let step = match sap::lookup(meta.port, &port.saps, tags, |key| tables.exact.get(key)) {
+            Some(m) => {
+                prefetch_slot(&tables.saps, m.sap);
+                prefetch_slot(&self.saps, m.sap);
+                Step::Sap(m, tags)
+            }
+            None => Step::NoSap,
+        };
+        if let Some(slot) = self.steps.get_mut(index) {
+            *slot = step;
+        }
+    }
+
+    /// The SAP of packet `index`, once step B found it, with the frame.
+    fn sap_of<'a>(
+        &self,
+        tables: &'a ServiceTables,
+        batch: &'a Batch,
+        index: usize,
+    ) -> Option<(sap::SapMatch, &'a SapEntry, &'a PacketBuf)> {
+        let Some(Step::Sap(m, _)) = self.steps.get(index) else {
+            return None;
+        };
+        Some((*m, tables.sap(m.sap)?, batch.get(index)?.0))
+    }
+
+    /// Step C: what the SAP entry points to — the MAC table slots of a VPLS frame, the peer
+    /// of an Epipe frame, the service's counters, filters, policers.
+    fn dependents_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) {
+        let Some((_, sap, buf)) = self.sap_of(tables, batch, index) else {
+            return;
+        };
+        match (sap.role, sap.peer) {
+            (SapRole::Vpls, _) => {
+                prefetch_slot(&self.services, sap.service);
+                if let Some(fdb) = self.fdb.as_ref() {
+                    let frame = buf.as_slice();
+                    let dst = frame
+                        .get(0..6)
+                        .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
+                    let src = frame
+                        .get(6..12)
+                        .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
+                    fdb.prefetch(sap.service, dst);
+                    fdb.prefetch(sap.service, src);
+                }
+            }
+            (SapRole::Epipe, Peer::Sap(peer)) => {
+                prefetch_slot(&tables.saps, peer);
+                prefetch_slot(&self.saps, peer);
+            }
+            _ => {}
+        }
+        for slot in sap.ingress.filters.iter().flatten() {
+            prefetch_slot(&tables.filters, *slot);
+            prefetch_slot(&self.filters, *slot);
+        }
+        if let Some(policer) = sap.ingress.policer {
+            prefetch_slot(&tables.policers, policer);
+            prefetch_slot(&self.policers, policer);
+        }
+    }
+
+    /// Step D: the compiled rule sets and hit counters of the SAP's ingress filters.
+    fn rule_set_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) {
+        let Some((_, sap, _)) = self.sap_of(tables, batch, index) else {
+            return;
+        };
+        for slot in sap.ingress.filters.iter().flatten() {
+            if let Some(filter) = tables.filter(*slot) {
+                prefetch_read(Arc::as_ptr(&filter.rules));
+            }
+            if let Some(state) = self.filters.get(*slot as usize) {
+                prefetch_read(state.hits.as_ptr());
+            }
+        }
+    }
+
+    /// Step E: the first entries the packet will scan.
+    fn entries_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) {
+        let Some((m, sap, buf)) = self.sap_of(tables, batch, index) else {
+            return;
+        };
+        if !sap.ingress.has_filters() {
+            return;
+        }
+        let family = match inner_of(buf.as_slice(), usize::from(m.strip)).ethertype {
+            EtherType::IPV4 => Some(IpFamily::V4),
+            EtherType::IPV6 => Some(IpFamily::V6),
+            _ => None,
+        };
+        for (which, slot) in sap.ingress.filters.iter().enumerate() {
+            if let Some(filter) = slot.and_then(|s| tables.filter(s)) {
+                filter
+                    .rules
+                    .prefetch(if which == 0 { None } else { family });
+            }
+        }
+    }
+
+    fn access_frame(
+        &mut self,
+        tables: &ServiceTables,
+        batch: &mut Batch,
+        index: usize,
+        step: Step,
+        ctx: &Context<'_>,
+    ) {
+        let Some((buf, meta)) = batch.get_mut(index) else {
+            return;
+        };
+        let port = usize::from(meta.port);
+        let (m, tags) = match step {
+            Step::Sap(m, tags) => (m, tags),
+            Step::Outgoing => {
+                meta.verdict = Verdict::Ignore;
+                return;
+            }
+            Step::Malformed => {
+                if let Some(c) = self.ports.get_mut(port) {
+                    c.malformed += 1;
+                }
+                meta.verdict = Verdict::Drop(DropReason::MalformedL2);
+                return;
+            }
+            Step::NoSap => {
+                if let Some(c) = self.ports.get_mut(port) {
+                    c.no_sap += 1;
+                }
+                meta.verdict = Verdict::Drop(DropReason::NoSap);
+                return;
+            }
+            Step::Skip | Step::Gre | Step::Tagged(_) => return,
+        };
+        let Some(sap) = tables.sap(m.sap) else {
+            meta.verdict = Verdict::Drop(DropReason::NoSap);
+            return;
+        };
+        meta.sap = m.sap;
+        let service = sap.service;
+        let len = buf.len();
+        if let Some(s) = self.saps.get_mut(m.sap as usize) {
+            s.rx_packets += 1;
+            s.rx_octets += len as u64;
+        }
+        if sap.down {
+            self.count_drop(m.sap, service, DropReason::ServiceDown);
+            meta.verdict = Verdict::Drop(DropReason::ServiceDown);
+            return;
+        }
+        let mut ingress = Ingress {
+            strip: usize::from(m.strip),
+            priority: m.priority,
+            key: None,
+        };
+        match sap.role {
+            SapRole::L3 => {
+                meta.verdict = Verdict::Ignore;
+                return;
+            }
+            SapRole::Capture => {
+                let verdict = self.capture(tables, sap, m.sap, tags, buf, &mut ingress, ctx.now_ns);
+                meta.verdict = verdict;
+                return;
+            }
+            SapRole::Epipe | SapRole::Vpls => {}
+        }
+        if len - ingress.strip > usize::from(sap.service_mtu) {
+            self.count_drop(m.sap, service, DropReason::Mtu);
+            meta.verdict = Verdict::Drop(DropReason::Mtu);
+            return;
+        }
+        if meta.checksum_pending {
+            let inner = inner_of(buf.as_slice(), ingress.strip);
+            if matches!(inner.ethertype, EtherType::IPV4 | EtherType::IPV6) {
+                if let Some(ip) = buf.as_mut_slice().get_mut(inner.l3..) {
+                    crate::wire::checksum::fill_transport_checksum(ip);
+                }
+            }
+            meta.checksum_pending = false;
+        }
+        if sap.ingress.has_filters() || sap.ingress.policer.is_some() {
+            if let Err(reason) = self.apply_direction(
+                tables,
+                &sap.ingress,
+                buf.as_slice(),
+                &mut ingress,
+                ctx.now_ns,
+            ) {
+                self.count_drop(m.sap, service, reason);
+                meta.verdict = Verdict::Drop(reason);
+                return;
+            }
+        }
+        if sap.role == SapRole::Epipe {
+            let verdict = match sap.peer {
+                Peer::Sap(peer) => {
+                    self.egress_sap(tables, buf, &mut ingress, peer, service, ctx.now_ns)
+                }
+                Peer::Gre => match tables.service(service).map(|s| &s.kind) {
+                    Some(ServiceKind::Epipe { gre: Some(gre), .. }) => {
+                        self.egress_gre(gre, buf, &ingress, service, ctx)
+                    }
+                    _ => Verdict::Drop(DropReason::ServiceDown),
+                },
+                Peer::None => {
+                    self.count_drop(m.sap, service, DropReason::ServiceDown);
+                    Verdict::Drop(DropReason::ServiceDown)
+                }
+            };
+            meta.verdict = verdict;
+            return;
+        }
+        self.bridge(tables, batch, index, sap, m.sap, ingress, ctx);
+    }
+
+    /// A frame on a capture SAP: its ingress MAC filter, then the punt queue.
+    #[allow(clippy::too_many_arguments)]
+    fn capture(
+        &mut self,
+        tables: &ServiceTables,
+        sap: &SapEntry,
+        slot: u32,
+        tags: sap::FrameTags,
+        buf: &PacketBuf,
+        ingress: &mut Ingress,
+        now_ns: u64,
+    ) -> Verdict {
+        if let Err(reason) =
+            self.apply_direction(tables, &sap.ingress, buf.as_slice(), ingress, now_ns)
+        {
+            self.count_drop(slot, sap.service, reason);
+            return Verdict::Drop(reason);
+        }
+        if self.punts.len() >= self.config.punt_queue {
+            self.count_drop(slot, sap.service, DropReason::PuntQueueFull);
+            return Verdict::Drop(DropReason::PuntQueueFull);
+        }
+        let bytes = buf.as_slice();
+        let mut frame = self.spare_frames.pop().unwrap_or_default();
+        frame.clear();
+        frame.extend_from_slice(bytes.get(..PUNT_SNAPLEN).unwrap_or(bytes));
+        let service = tables.service(sap.service).map_or(0, |s| s.id);
+        self.punts.push_back(Punted {
+            sap: sap.id,
+            service,
+            outer_vid: tags.outer.map_or(0, |t| t & 0xfff),
+            inner_vid: tags.inner.map_or(0, |t| t & 0xfff),
+            now_ns,
+            len: bytes.len(),
+            frame,
+        });
+        if let Some(s) = self.saps.get_mut(slot as usize) {
+            s.punted += 1;
+        }
+        Verdict::Punt(slot)
+    }
+
+    /// VPLS: learn the source, forward to the known destination or flood.
+    #[allow(clippy::too_many_arguments)]
+    fn bridge(
+        &mut self,
+        tables: &ServiceTables,
+        batch: &mut Batch,
+        index: usize,
+        sap: &SapEntry,
+        slot: u32,
+        mut ingress: Ingress,
+        ctx: &Context<'_>,
+    ) {
+        let service = sap.service;
+        let Some(ServiceKind::Vpls(vpls)) = tables.service(service).map(|s| &s.kind) else {
+            return;
+        };
+        let now_s = (ctx.now_ns / NS_PER_SEC) as u32;
+        let Some((buf, meta)) = batch.get_mut(index) else {
+            return;
+        };
+        let frame = buf.as_slice();
+        let dst = frame
+            .get(0..6)
+            .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
+        let src = frame
+            .get(6..12)
+            .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
+        let src_unicast = src != 0 && src & (1 << 40) == 0;
+        if vpls.spec.learning && src_unicast {
+            if let Err(reason) = self.learn(sap, slot, src, now_s) {
+                self.count_drop(slot, service, reason);
+                meta.verdict = Verdict::Drop(reason);
+                return;
+            }
+        }
+        if dst & (1 << 40) == 0 {
+            let known = self
+                .fdb
+                .as_ref()
+                .and_then(|fdb| fdb.lookup(service, dst))
+                .map(|(_, e)| e)
+                .filter(|e| self.entry_valid(e));
+            if let Some(entry) = known {
+                let target = tables.sap(entry.sap);
+                let same_group = sap.shg != 0 && target.is_some_and(|t| t.shg == sap.shg);
+                if entry.sap == slot || same_group {
+                    self.count_drop(slot, service, DropReason::SplitHorizon);
+                    meta.verdict = Verdict::Drop(DropReason::SplitHorizon);
+                    return;
+                }
+                meta.verdict =
+                    self.egress_sap(tables, buf, &mut ingress, entry.sap, service, ctx.now_ns);
+                return;
+            }
+        }
+        // Broadcast, multicast or unknown unicast: flood.
+        if let Some(limit) = &sap.bum_limit {
+            let state = &mut self.saps[slot as usize];
+            let bucket = state
+                .bum
+                .get_or_insert_with(|| RateLimitState::full(limit, ctx.now_ns));
+            if !bucket.admit(limit, ctx.now_ns) {
+                self.count_drop(slot, service, DropReason::BumLimit);
+                meta.verdict = Verdict::Drop(DropReason::BumLimit);
+                return;
+            }
+        }
+        let mut targets = std::mem::take(&mut self.scratch);
+        targets.clear();
+        targets.extend(vpls.members.iter().copied().filter(|&member| {
+            member != slot
+                && tables
+                    .sap(member)
+                    .is_some_and(|m| !m.down && (sap.shg == 0 || m.shg != sap.shg))
+        }));
+        let Some((&last, copies)) = targets.split_last() else {
+            self.scratch = targets;
+            self.count_drop(slot, service, DropReason::SplitHorizon);
+            meta.verdict = Verdict::Drop(DropReason::SplitHorizon);
+            return;
+        };
+        for &member in copies {
+            let Some(copy) = batch.replicate(index) else {
+                self.count_drop(member, service, DropReason::ReplicaLimit);
+                continue;
+            };
+            if let Some(s) = self.services.get_mut(service as usize) {
+                s.flooded += 1;
+            }
+            let mut copy_ingress = Ingress {
+                strip: ingress.strip,
+                priority: ingress.priority,
+                key: ingress.key,
+            };
+            if let Some((copy_buf, copy_meta)) = batch.get_mut(copy) {
+                copy_meta.verdict = self.egress_sap(
+                    tables,
+                    copy_buf,
+                    &mut copy_ingress,
+                    member,
+                    service,
+                    ctx.now_ns,
+                );
+                ingress.key = copy_ingress.key;
+            }
+        }
+        if let Some((buf, meta)) = batch.get_mut(index) {
+            meta.verdict = self.egress_sap(tables, buf, &mut ingress, last, service, ctx.now_ns);
+        }
+        self.scratch = targets;
+    }
+
+    /// A frame on a non-access port: Ethernet over GRE for one of the Epipes' tunnels is
+    /// decapsulated and sent out of the Epipe's SAP; anything else is left alone.
+    fn gre_frame(
+        &mut self,
+        tables: &ServiceTables,
+        batch: &mut Batch,
+        index: usize,
+        ctx: &Context<'_>,
+    ) {
+        let Some((buf, meta)) = batch.get_mut(index) else {
+            return;
+        };
+        let frame = buf.as_slice();
+        let be16 = |at: usize| {
+            frame
+                .get(at..at + 2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        };
+        let mut l3 = ethernet::HEADER_LEN;
+        let mut ethertype = be16(12);
+        if ethertype == Some(EtherType::VLAN) {
+            ethertype = be16(16);
+            l3 += vlan::HEADER_LEN;
+        }
+        let ip = frame.get(l3..).unwrap_or(&[]);
+        let (local, remote, gre_at) = match ethertype {
+            Some(EtherType::IPV4) => {
+                let Ok(packet) = Ipv4Packet::new_checked(ip) else {
+                    return;
+                };
+                if packet.protocol() != ip_protocol::GRE
+                    || packet.frag_offset() != 0
+                    || packet.more_frags()
+                {
+                    return;
+                }
+                (
+                    std::net::IpAddr::V4(packet.dst_addr()),
+                    std::net::IpAddr::V4(packet.src_addr()),
+                    packet.header_len(),
+                )
+            }
+            Some(EtherType::IPV6) => {
+                let Ok(packet) = Ipv6Packet::new_checked(ip) else {
+                    return;
+                };
+                match packet.transport() {
+                    Ok(t) if t.protocol == ip_protocol::GRE && t.has_transport_header => (
+                        std::net::IpAddr::V6(packet.dst_addr()),
+                        std::net::IpAddr::V6(packet.src_addr()),
+                        t.offset,
+                    ),
+                    _ => return,
+                }
+            }
+            _ => return,
+        };
+        let Ok(gre) = GrePacket::new_checked(ip.get(gre_at..).unwrap_or(&[])) else {
+            return;
+        };
+        if gre.protocol() != TRANSPARENT_ETHERNET {
+            return;
+        }
+        let Some(&service) = tables
+            .tunnels
+            .get(&TunnelKey::new(local, remote, gre.key()))
+        else {
+            return;
+        };
+        let Some(entry) = tables.service(service) else {
+            return;
+        };
+        let ServiceKind::Epipe { saps, .. } = &entry.kind else {
+            return;
+        };
+        let outer = l3 + gre_at + gre.header_len();
+        if let Some(s) = self.services.get_mut(service as usize) {
+            s.tunnel_rx_packets += 1;
+            s.tunnel_rx_octets += buf.len().saturating_sub(outer) as u64;
+        }
+        if ethertype == Some(EtherType::IPV4)
+            && !Ipv4Packet::new_checked(ip).is_ok_and(|p| p.verify_checksum())
+        {
+            meta.verdict = Verdict::Drop(DropReason::MalformedIp);
+            return;
+        }
+        if entry.down {
+            meta.verdict = Verdict::Drop(DropReason::ServiceDown);
+            return;
+        }
+        let Some(sap) = saps.iter().flatten().next().copied() else {
+            meta.verdict = Verdict::Drop(DropReason::ServiceDown);
+            return;
+        };
+        if !buf.pull_front(outer) || buf.len() < ethernet::HEADER_LEN {
+            meta.verdict = Verdict::Drop(DropReason::MalformedL2);
+            return;
+        }
+        let mut ingress = Ingress {
+            strip: 0,
+            priority: 0,
+            key: None,
+        };
+        meta.verdict = self.egress_sap(tables, buf, &mut ingress, sap, service, ctx.now_ns);
+    }
+
+    /// Ages learned MACs and removes stale ones, a slice of the table per call.
+    fn sweep(&mut self, now_ns: u64) {
+        let elapsed = now_ns.saturating_sub(self.last_sweep_ns);
+        if elapsed == 0 {
+            return;
+        }
+        self.last_sweep_ns = now_ns;
+        let (Some(fdb), Some(tables)) = (self.fdb.as_mut(), self.tables.as_ref()) else {
+            return;
+        };
+        let slots = fdb.slot_count();
+        let budget = (u128::from(elapsed) * slots as u128 / u128::from(SWEEP_PERIOD_NS))
+            .clamp(1, slots as u128) as usize;
+        let now_s = (now_ns / NS_PER_SEC) as u32;
+        let saps = &mut self.saps;
+        let services = &mut self.services;
+        fdb.sweep(budget, |e| {
+            if e.is_static() {
+                return false;
+            }
+            let Some(state) = saps.get_mut(e.sap as usize) else {
+                return true;
+            };
+            if state.generation == 0 || state.fdb_epoch != e.epoch {
+                return true;
+            }
+            let Some(ServiceKind::Vpls(vpls)) = tables.service(e.bridge).map(|s| &s.kind) else {
+                return true;
+            };
+            if !vpls.spec.ageing || now_s.wrapping_sub(e.seen) < vpls.spec.age_secs {
+                return false;
+            }
+            state.mac_count = state.mac_count.saturating_sub(1);
+            if let Some(s) = services.get_mut(e.bridge as usize) {
+                s.mac_count = s.mac_count.saturating_sub(1);
+                s.aged += 1;
+            }
+            true
+        });
+    }
+}
+
+impl Stage for ServiceStage {
+    fn name(&self) -> &'static str {
+        "service"
+    }
+
+    fn process(&mut self, batch: &mut Batch, ctx: &Context<'_>) {
+        let Some(tables) = self.tables.clone() else {
+            return;
+        };
+        // A software pipeline: while packet i is handled, the packets after it are at earlier
+        // steps, each step prefetching what the next one reads (tags → SAP lookup → SAP entry →
+        // MAC slots, peer, policer, filters → rule set → entries). The cache misses of a batch
+        // overlap instead of following one another, and only a few dozen packets' lines are in
+        // flight at once. Only the received packets go through it: flood copies appended
+        // meanwhile are finished.
+        let received = batch.len();
+        self.steps.clear();
+        self.steps.resize(received, Step::Skip);
+        let d = PREFETCH_DISTANCE;
+        // Packet `i - k·d` is at step k in iteration `i`.
+        let at = |i: usize, k: usize| i.checked_sub(k * d).filter(|p| *p < received);
+        for i in 0..received + 5 * d {
+            if i < received {
+                let step = self.read_step(&tables, batch, i);
+                self.steps[i] = step;
+            }
+            if let Some(p) = at(i, 1) {
+                self.lookup_step(&tables, batch, p);
+            }
+            if let Some(p) = at(i, 2) {
+                self.dependents_step(&tables, batch, p);
+            }
+            if let Some(p) = at(i, 3) {
+                self.rule_set_step(&tables, batch, p);
+            }
+            if let Some(p) = at(i, 4) {
+                self.entries_step(&tables, batch, p);
+            }
+            if let Some(p) = at(i, 5) {
+                match self.steps[p] {
+                    Step::Skip => {}
+                    Step::Gre => self.gre_frame(&tables, batch, p, ctx),
+                    step => self.access_frame(&tables, batch, p, step, ctx),
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, now_ns: u64) {
+        self.sweep(now_ns);
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}

@@ -1,0 +1,1232 @@
+//! The immutable service snapshot ([`ServiceTables`]) and the builder that validates specs
+//! into it.
+//!
+//! Every object (SAP, service, filter, policer) gets a *slot* — an index into the snapshot's
+//! vectors and into the stage's state vectors — when it is created, and keeps it until it is
+//! removed; a slot reused by a new object gets a new *generation*, which is how the stage
+//! tells "the same SAP, changed" (state kept) from "another SAP in the old slot" (state reset,
+//! MACs flushed).
+
+use super::spec::*;
+use super::ServiceError;
+use crate::acl::{self, Disposition, IpFamily, Match, Rule, RuleAction, RuleSet};
+use crate::fdb::{MAX_BRIDGE_SLOT, MAX_SAP_SLOT};
+use crate::flow::FxBuildHasher;
+use crate::pipeline::PortId;
+use crate::policer::{PolicerParams, RateLimit};
+use crate::sap::{EgressTags, PortSaps, SapEncap, SapId, Tag};
+use crate::wire::{
+    ethernet, ip_protocol, vlan, EtherType, GrePacket, GreRepr, Ipv4Packet, Ipv4Repr, Ipv6Packet,
+    Ipv6Repr, MacAddr,
+};
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// What a SAP's frames do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SapRole {
+    /// Cross-connected (Epipe).
+    Epipe,
+    /// Bridged (VPLS).
+    Vpls,
+    /// Captured for the control plane (VPLS capture SAP).
+    Capture,
+    /// Left to the kernel (IES/VPRN).
+    L3,
+}
+
+/// Compiled filters and policer of one direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DirEntry {
+    /// Filter slots: MAC, IPv4, IPv6.
+    pub filters: [Option<u32>; 3],
+    /// Policer slot.
+    pub policer: Option<u32>,
+}
+
+impl DirEntry {
+    pub fn has_filters(&self) -> bool {
+        self.filters.iter().any(Option::is_some)
+    }
+}
+
+/// A SAP in the snapshot. `repr(C)` keeps the fields every packet reads in the first two
+/// cache lines, which the stage prefetches.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub(crate) struct SapEntry {
+    pub generation: u32,
+    pub service: u32,
+    pub role: SapRole,
+    /// SAP or service shut down.
+    pub down: bool,
+    /// Split-horizon group index + 1 within the VPLS; 0 = none.
+    pub shg: u16,
+    pub port: PortId,
+    pub outer_tpid: u16,
+    pub port_mtu: u16,
+    pub service_mtu: u16,
+    pub egress_tags: EgressTags,
+    /// The other end of an Epipe.
+    pub peer: Peer,
+    pub ingress: DirEntry,
+    pub egress: DirEntry,
+    pub id: SapId,
+    /// MAC limit (learned + static); `u32::MAX` = none.
+    pub max_mac: u32,
+    pub discard_unknown_source: bool,
+    pub static_count: u32,
+    pub bum_limit: Option<RateLimit>,
+}
+
+/// The other end of an Epipe SAP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    None,
+    Sap(u32),
+    Gre,
+}
+
+/// A GRE endpoint with its pre-built outer headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GreEntry {
+    pub spec: GreSpec,
+    /// Ethernet (+ tag) + IP + GRE header, with lengths and checksum to fill per packet.
+    pub header: Vec<u8>,
+    /// Offset of the IP header in `header`.
+    pub ip_offset: usize,
+}
+
+/// A service in the snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceEntry {
+    pub id: ServiceId,
+    pub generation: u32,
+    pub down: bool,
+    pub mtu: u16,
+    pub kind: ServiceKind,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ServiceKind {
+    Epipe {
+        saps: [Option<u32>; 2],
+        gre: Option<Arc<GreEntry>>,
+    },
+    Vpls(Arc<VplsEntry>),
+    L3,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VplsEntry {
+    pub spec: VplsSpec,
+    /// Forwarding members (not capture SAPs), flooding order.
+    pub members: Vec<u32>,
+    /// Static MACs (48-bit) and their SAP slots.
+    pub statics: Vec<(u64, u32)>,
+}
+
+/// A filter in the snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct FilterEntry {
+    pub generation: u32,
+    pub rules: Arc<RuleSet>,
+    /// Entry ids in rule-index order (for counters by entry).
+    pub entry_ids: Arc<[u32]>,
+}
+
+/// A policer in the snapshot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PolicerEntry {
+    pub generation: u32,
+    pub params: PolicerParams,
+}
+
+/// The key a GRE packet is demultiplexed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct TunnelKey {
+    pub local: [u8; 16],
+    pub remote: [u8; 16],
+    pub key: Option<u32>,
+}
+
+impl TunnelKey {
+    pub fn new(local: IpAddr, remote: IpAddr, key: Option<u32>) -> Self {
+        Self {
+            local: crate::flow::addr_bytes(local),
+            remote: crate::flow::addr_bytes(remote),
+            key,
+        }
+    }
+}
+
+/// An access port in the snapshot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PortEntry {
+    pub saps: PortSaps,
+}
+
+/// The service configuration the packet path reads: immutable, shared through `Arc`, swapped
+/// whole. Built by [`ServiceTablesBuilder`].
+#[derive(Debug, Clone, Default)]
+pub struct ServiceTables {
+    pub(crate) ports: Vec<Option<PortEntry>>,
+    pub(crate) exact: crate::sap::SapIndex,
+    pub(crate) saps: Vec<Option<SapEntry>>,
+    pub(crate) services: Vec<Option<ServiceEntry>>,
+    pub(crate) filters: Vec<Option<FilterEntry>>,
+    pub(crate) policers: Vec<Option<PolicerEntry>>,
+    pub(crate) tunnels: HashMap<TunnelKey, u32, FxBuildHasher>,
+    pub(crate) sap_ids: HashMap<SapId, u32, FxBuildHasher>,
+    pub(crate) service_ids: HashMap<ServiceId, u32, FxBuildHasher>,
+    pub(crate) filter_ids: HashMap<(FilterKind, u32), u32, FxBuildHasher>,
+    pub(crate) policer_ids: HashMap<PolicerId, u32, FxBuildHasher>,
+    pub(crate) has_vpls: bool,
+    /// This snapshot's number (unique per process), the number of the snapshot it was built
+    /// from, and the slots changed since that one: a stage that has the base installed
+    /// reconciles only those.
+    pub(crate) epoch: u64,
+    pub(crate) base: u64,
+    pub(crate) changed: Arc<Changed>,
+}
+
+/// Slots changed between two snapshots (repeats allowed).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Changed {
+    pub saps: Vec<u32>,
+    pub services: Vec<u32>,
+    pub filters: Vec<u32>,
+    pub policers: Vec<u32>,
+}
+
+/// Object generations, unique in the process (builders share the counter).
+static GENERATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+/// Snapshot numbers, unique in the process (builders share the counter).
+static EPOCHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl ServiceTables {
+    /// Number of SAPs.
+    pub fn sap_count(&self) -> usize {
+        self.sap_ids.len()
+    }
+
+    /// Number of services.
+    pub fn service_count(&self) -> usize {
+        self.service_ids.len()
+    }
+
+    /// The SAPs, in id order.
+    pub fn sap_ids(&self) -> Vec<SapId> {
+        let mut ids: Vec<SapId> = self.sap_ids.keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// The SAPs of a service, in id order.
+    pub fn saps_of(&self, service: ServiceId) -> Vec<SapId> {
+        let Some(&slot) = self.service_ids.get(&service) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<SapId> = self
+            .saps
+            .iter()
+            .flatten()
+            .filter(|sap| sap.service == slot)
+            .map(|sap| sap.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    pub(crate) fn sap(&self, slot: u32) -> Option<&SapEntry> {
+        self.saps.get(slot as usize)?.as_ref()
+    }
+
+    pub(crate) fn service(&self, slot: u32) -> Option<&ServiceEntry> {
+        self.services.get(slot as usize)?.as_ref()
+    }
+
+    pub(crate) fn filter(&self, slot: u32) -> Option<&FilterEntry> {
+        self.filters.get(slot as usize)?.as_ref()
+    }
+
+    pub(crate) fn policer(&self, slot: u32) -> Option<&PolicerEntry> {
+        self.policers.get(slot as usize)?.as_ref()
+    }
+}
+
+/// Slot allocation for one kind of object.
+#[derive(Debug, Clone, Default)]
+struct Slots {
+    free: Vec<u32>,
+    next: u32,
+}
+
+impl Slots {
+    fn take(&mut self, max: u32) -> Option<u32> {
+        if let Some(slot) = self.free.pop() {
+            return Some(slot);
+        }
+        if self.next > max {
+            return None;
+        }
+        self.next += 1;
+        Some(self.next - 1)
+    }
+}
+
+/// Stores `value` in `slot` and notes the slot as changed.
+fn put<T>(vec: &mut Vec<Option<T>>, dirty: &mut Vec<u32>, slot: u32, value: T) {
+    dirty.push(slot);
+    let i = slot as usize;
+    if vec.len() <= i {
+        vec.resize_with(i + 1, || None);
+    }
+    vec[i] = Some(value);
+}
+
+/// Validates specs into a [`ServiceTables`]. Long-lived on the control side: it keeps the
+/// specs, the slots and the working snapshot, every operation validates completely before it
+/// changes anything (an `Err` changed nothing), and [`ServiceTablesBuilder::build`] hands out
+/// a snapshot to install. For an all-or-nothing transaction of several operations, clone the
+/// builder, apply them to the clone, and keep the clone only if all succeeded.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceTablesBuilder {
+    tables: ServiceTables,
+    port_specs: HashMap<PortId, PortSpec>,
+    sap_specs: HashMap<SapId, SapSpec>,
+    service_specs: HashMap<ServiceId, ServiceSpec>,
+    filter_specs: HashMap<(FilterKind, u32), FilterSpec>,
+    policer_specs: HashMap<PolicerId, PolicerSpec>,
+    /// The SAPs of each service, in id order.
+    service_saps: HashMap<ServiceId, BTreeSet<SapId>>,
+    /// Per port, how many `*.i`, `o.0` and `o.*` SAPs it has (lookup shortcuts).
+    pattern_counts: HashMap<PortId, [u32; 3]>,
+    /// The GRE demultiplexing key of each Epipe slot with a tunnel.
+    tunnel_keys: HashMap<u32, TunnelKey>,
+    /// Slots changed since the last build.
+    dirty: Changed,
+    /// VPLS services configured (the stage allocates its MAC table for the first).
+    vpls_count: usize,
+    sap_slots: Slots,
+    service_slots: Slots,
+    filter_slots: Slots,
+    policer_slots: Slots,
+}
+
+impl ServiceTablesBuilder {
+    /// An empty configuration.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A generation no other object of the process has had: two builders (a rebuilt
+    /// configuration) never hand out the same one, so their objects are never confused.
+    fn next_generation(&mut self) -> u32 {
+        loop {
+            let generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Generation 0 means "no object" in the stage's state.
+            if generation != 0 {
+                return generation;
+            }
+        }
+    }
+
+    /// A snapshot of the configuration as it is now. It records what changed since the
+    /// previous one, so that installing it over that one costs in proportion to the change.
+    pub fn build(&mut self) -> Arc<ServiceTables> {
+        self.tables.base = self.tables.epoch;
+        self.tables.epoch = EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.tables.changed = Arc::new(std::mem::take(&mut self.dirty));
+        Arc::new(self.tables.clone())
+    }
+
+    /// The snapshot being built (read-only).
+    pub fn tables(&self) -> &ServiceTables {
+        &self.tables
+    }
+
+    /// The spec of a SAP.
+    pub fn sap(&self, id: &SapId) -> Option<&SapSpec> {
+        self.sap_specs.get(id)
+    }
+
+    /// The spec of a service.
+    pub fn service(&self, id: ServiceId) -> Option<&ServiceSpec> {
+        self.service_specs.get(&id)
+    }
+
+    // --- ports -----------------------------------------------------------------------
+
+    /// Adds or changes an access port. Its encapsulation cannot change while it has SAPs.
+    pub fn set_port(&mut self, spec: PortSpec) -> Result<(), ServiceError> {
+        if spec.outer_tpid != EtherType::VLAN && spec.outer_tpid != EtherType::QINQ {
+            return Err(ServiceError::Tpid(spec.outer_tpid));
+        }
+        if let Some(mtu) = spec.mtu {
+            if !(64..=9216).contains(&mtu) {
+                return Err(ServiceError::Mtu(mtu));
+            }
+        }
+        if let Some(old) = self.port_specs.get(&spec.port) {
+            if old.encap != spec.encap && self.sap_specs.keys().any(|id| id.port == spec.port) {
+                return Err(ServiceError::PortInUse(spec.port));
+            }
+        }
+        self.port_specs.insert(spec.port, spec);
+        let saps = match self.tables.ports.get(usize::from(spec.port)) {
+            Some(Some(entry)) if entry.saps.encap == spec.encap => PortSaps {
+                outer_tpid: spec.outer_tpid,
+                ..entry.saps
+            },
+            _ => PortSaps::new(spec.encap, spec.outer_tpid),
+        };
+        let i = usize::from(spec.port);
+        if self.tables.ports.len() <= i {
+            self.tables.ports.resize(i + 1, None);
+        }
+        self.tables.ports[i] = Some(PortEntry { saps });
+        // TPID and MTU are copied into the SAPs of the port.
+        let ids: Vec<SapId> = self
+            .sap_specs
+            .keys()
+            .filter(|id| id.port == spec.port)
+            .copied()
+            .collect();
+        for id in ids {
+            self.refresh_sap(&id);
+        }
+        Ok(())
+    }
+
+    /// Removes an access port (refused while it has SAPs).
+    pub fn remove_port(&mut self, port: PortId) -> Result<(), ServiceError> {
+        if !self.port_specs.contains_key(&port) {
+            return Err(ServiceError::NoPort(port));
+        }
+        if self.sap_specs.keys().any(|id| id.port == port) {
+            return Err(ServiceError::PortInUse(port));
+        }
+        self.port_specs.remove(&port);
+        if let Some(entry) = self.tables.ports.get_mut(usize::from(port)) {
+            *entry = None;
+        }
+        Ok(())
+    }
+
+    // --- policers --------------------------------------------------------------------
+
+    /// Adds or changes a policer (a changed policer keeps its slot, so its buckets and
+    /// counters survive).
+    pub fn set_policer(&mut self, spec: PolicerSpec) -> Result<(), ServiceError> {
+        let params = PolicerParams::new(spec.config).map_err(|source| ServiceError::Policer {
+            id: spec.id,
+            source,
+        })?;
+        let (slot, generation) = match self.tables.policer_ids.get(&spec.id) {
+            Some(&slot) => (slot, self.tables.policer(slot).map_or(0, |p| p.generation)),
+            None => {
+                let slot = self
+                    .policer_slots
+                    .take(u32::MAX - 1)
+                    .ok_or(ServiceError::TooMany("policers"))?;
+                (slot, self.next_generation())
+            }
+        };
+        self.policer_specs.insert(spec.id, spec);
+        self.tables.policer_ids.insert(spec.id, slot);
+        put(
+            &mut self.tables.policers,
+            &mut self.dirty.policers,
+            slot,
+            PolicerEntry { generation, params },
+        );
+        Ok(())
+    }
+
+    fn policer_users(&self, id: PolicerId) -> bool {
+        self.sap_specs
+            .values()
+            .any(|s| s.ingress.policer == Some(id) || s.egress.policer == Some(id))
+            || self.filter_specs.values().any(|f| {
+                f.entries
+                    .iter()
+                    .any(|e| e.action == FilterAction::RateLimit { policer: id })
+            })
+    }
+
+    /// Removes a policer (refused while a SAP or filter entry uses it).
+    pub fn remove_policer(&mut self, id: PolicerId) -> Result<(), ServiceError> {
+        let Some(&slot) = self.tables.policer_ids.get(&id) else {
+            return Err(ServiceError::NoPolicer(id));
+        };
+        if self.policer_users(id) {
+            return Err(ServiceError::InUse(format!("policer {id}")));
+        }
+        self.policer_specs.remove(&id);
+        self.tables.policer_ids.remove(&id);
+        if let Some(entry) = self.tables.policers.get_mut(slot as usize) {
+            *entry = None;
+        }
+        self.dirty.policers.push(slot);
+        self.policer_slots.free.push(slot);
+        Ok(())
+    }
+
+    // --- filters ---------------------------------------------------------------------
+
+    fn compile_filter(&self, spec: &FilterSpec) -> Result<(RuleSet, Vec<u32>), ServiceError> {
+        let mut rules = Vec::with_capacity(spec.entries.len());
+        for entry in &spec.entries {
+            let matcher = match (spec.kind, entry.matcher) {
+                (FilterKind::Mac, m @ Match::Mac(_)) => m,
+                (FilterKind::Ip, Match::Ip(mut ip)) | (FilterKind::Ipv6, Match::Ip(mut ip)) => {
+                    let family = if spec.kind == FilterKind::Ip {
+                        IpFamily::V4
+                    } else {
+                        IpFamily::V6
+                    };
+                    if ip.family.is_some_and(|f| f != family) {
+                        return Err(ServiceError::FilterEntryKind {
+                            kind: spec.kind,
+                            id: spec.id,
+                            entry: entry.id,
+                        });
+                    }
+                    ip.family = Some(family);
+                    Match::Ip(ip)
+                }
+                _ => {
+                    return Err(ServiceError::FilterEntryKind {
+                        kind: spec.kind,
+                        id: spec.id,
+                        entry: entry.id,
+                    })
+                }
+            };
+            let action = match entry.action {
+                FilterAction::Forward => RuleAction::FORWARD,
+                FilterAction::Drop => RuleAction::DROP,
+                FilterAction::RateLimit { policer } => {
+                    let slot = *self
+                        .tables
+                        .policer_ids
+                        .get(&policer)
+                        .ok_or(ServiceError::NoPolicer(policer))?;
+                    RuleAction {
+                        disposition: Disposition::Forward,
+                        policer: Some(slot),
+                        account: false,
+                    }
+                }
+            };
+            rules.push(Rule {
+                order: entry.id,
+                matches: vec![matcher],
+                action,
+            });
+        }
+        let default = RuleAction {
+            disposition: spec.default_action,
+            policer: None,
+            account: false,
+        };
+        let set = acl::compile(&rules, default).map_err(|source| ServiceError::Filter {
+            kind: spec.kind,
+            id: spec.id,
+            source,
+        })?;
+        let mut entry_ids: Vec<u32> = spec.entries.iter().map(|e| e.id).collect();
+        entry_ids.sort_unstable();
+        Ok((set, entry_ids))
+    }
+
+    /// Adds or changes a filter (validated and compiled; entry hit counters are kept by
+    /// entry id).
+    pub fn set_filter(&mut self, spec: FilterSpec) -> Result<(), ServiceError> {
+        let (rules, entry_ids) = self.compile_filter(&spec)?;
+        let key = (spec.kind, spec.id);
+        let (slot, generation) = match self.tables.filter_ids.get(&key) {
+            Some(&slot) => (slot, self.tables.filter(slot).map_or(0, |f| f.generation)),
+            None => {
+                let slot = self
+                    .filter_slots
+                    .take(u32::MAX - 1)
+                    .ok_or(ServiceError::TooMany("filters"))?;
+                (slot, self.next_generation())
+            }
+        };
+        self.tables.filter_ids.insert(key, slot);
+        put(
+            &mut self.tables.filters,
+            &mut self.dirty.filters,
+            slot,
+            FilterEntry {
+                generation,
+                rules: Arc::new(rules),
+                entry_ids: entry_ids.into(),
+            },
+        );
+        self.filter_specs.insert(key, spec);
+        Ok(())
+    }
+
+    /// Removes a filter (refused while a SAP uses it).
+    pub fn remove_filter(&mut self, kind: FilterKind, id: u32) -> Result<(), ServiceError> {
+        let Some(&slot) = self.tables.filter_ids.get(&(kind, id)) else {
+            return Err(ServiceError::NoFilter { kind, id });
+        };
+        let uses = |d: &SapDirection| match kind {
+            FilterKind::Mac => d.mac_filter == Some(id),
+            FilterKind::Ip => d.ip_filter == Some(id),
+            FilterKind::Ipv6 => d.ipv6_filter == Some(id),
+        };
+        if self
+            .sap_specs
+            .values()
+            .any(|s| uses(&s.ingress) || uses(&s.egress))
+        {
+            return Err(ServiceError::InUse(format!("{kind:?} filter {id}")));
+        }
+        self.filter_specs.remove(&(kind, id));
+        self.tables.filter_ids.remove(&(kind, id));
+        if let Some(entry) = self.tables.filters.get_mut(slot as usize) {
+            *entry = None;
+        }
+        self.dirty.filters.push(slot);
+        self.filter_slots.free.push(slot);
+        Ok(())
+    }
+
+    // --- services --------------------------------------------------------------------
+
+    fn check_service(&self, spec: &ServiceSpec) -> Result<(), ServiceError> {
+        let id = spec.id();
+        let saps: Vec<&SapSpec> = self
+            .service_saps
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|sap| self.sap_specs.get(sap))
+            .collect();
+        if let Some(old) = self.service_specs.get(&id) {
+            if std::mem::discriminant(old) != std::mem::discriminant(spec) && !saps.is_empty() {
+                return Err(ServiceError::ServiceInUse(id));
+            }
+        }
+        match spec {
+            ServiceSpec::Epipe(e) => {
+                check_mtu(e.mtu)?;
+                if let Some(gre) = &e.gre {
+                    check_gre(gre)?;
+                    if saps.len() > 1 {
+                        return Err(ServiceError::EpipeFull(id));
+                    }
+                    let key = TunnelKey::new(gre.local, gre.remote, gre.key);
+                    if let Some(&other) = self.tables.tunnels.get(&key) {
+                        if self.tables.service(other).map(|s| s.id) != Some(id) {
+                            return Err(ServiceError::DuplicateTunnel(id));
+                        }
+                    }
+                }
+            }
+            ServiceSpec::Vpls(v) => {
+                check_mtu(v.mtu)?;
+                if v.age_secs == 0 {
+                    return Err(ServiceError::AgeTime(id));
+                }
+                for sap in &saps {
+                    if let Some(group) = &sap.split_horizon_group {
+                        if !v.split_horizon_groups.contains(group) {
+                            return Err(ServiceError::NoSplitHorizonGroup {
+                                service: id,
+                                group: group.clone(),
+                            });
+                        }
+                    }
+                }
+                if v.split_horizon_groups.len() >= usize::from(u16::MAX) {
+                    return Err(ServiceError::TooMany("split-horizon groups"));
+                }
+            }
+            ServiceSpec::L3(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Adds or changes a service. Its type cannot change while it has SAPs.
+    pub fn set_service(&mut self, spec: ServiceSpec) -> Result<(), ServiceError> {
+        self.check_service(&spec)?;
+        let id = spec.id();
+        let existing = self.tables.service_ids.get(&id).copied();
+        let max = if matches!(spec, ServiceSpec::Vpls(_)) {
+            MAX_BRIDGE_SLOT
+        } else {
+            u32::MAX - 1
+        };
+        let slot = match existing {
+            Some(slot) if slot <= max => slot,
+            Some(_) => return Err(ServiceError::TooMany("VPLS services")),
+            None => self
+                .service_slots
+                .take(max)
+                .ok_or(ServiceError::TooMany("services"))?,
+        };
+        let generation = match existing.and_then(|s| self.tables.service(s)) {
+            Some(entry) => entry.generation,
+            None => self.next_generation(),
+        };
+        let was_vpls = matches!(self.service_specs.get(&id), Some(ServiceSpec::Vpls(_)));
+        let is_vpls = matches!(spec, ServiceSpec::Vpls(_));
+        self.service_specs.insert(id, spec);
+        if was_vpls != is_vpls {
+            self.count_vpls_change(is_vpls);
+        }
+        self.tables.service_ids.insert(id, slot);
+        // A placeholder the refresh below fills in.
+        put(
+            &mut self.tables.services,
+            &mut self.dirty.services,
+            slot,
+            ServiceEntry {
+                id,
+                generation,
+                down: false,
+                mtu: DEFAULT_SERVICE_MTU,
+                kind: ServiceKind::L3,
+            },
+        );
+        self.refresh_service(id);
+        Ok(())
+    }
+
+    fn count_vpls_change(&mut self, added: bool) {
+        if added {
+            self.vpls_count += 1;
+        } else {
+            self.vpls_count = self.vpls_count.saturating_sub(1);
+        }
+        self.tables.has_vpls = self.vpls_count > 0;
+    }
+
+    /// Removes a service (refused while it has SAPs).
+    pub fn remove_service(&mut self, id: ServiceId) -> Result<(), ServiceError> {
+        let Some(&slot) = self.tables.service_ids.get(&id) else {
+            return Err(ServiceError::NoService(id));
+        };
+        if self
+            .service_saps
+            .get(&id)
+            .is_some_and(|saps| !saps.is_empty())
+        {
+            return Err(ServiceError::ServiceInUse(id));
+        }
+        self.service_saps.remove(&id);
+        if let Some(ServiceSpec::Vpls(_)) = self.service_specs.remove(&id) {
+            self.count_vpls_change(false);
+        }
+        self.tables.service_ids.remove(&id);
+        if let Some(entry) = self.tables.services.get_mut(slot as usize) {
+            *entry = None;
+        }
+        self.dirty.services.push(slot);
+        self.service_slots.free.push(slot);
+        if let Some(key) = self.tunnel_keys.remove(&slot) {
+            self.tables.tunnels.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// Rebuilds a service's entry (and its SAPs', which copy service fields) from the specs.
+    fn refresh_service(&mut self, id: ServiceId) {
+        let (Some(spec), Some(&slot)) = (
+            self.service_specs.get(&id).cloned(),
+            self.tables.service_ids.get(&id),
+        ) else {
+            return;
+        };
+        let sap_slots: Vec<(SapId, u32)> = self
+            .service_saps
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|sap| Some((*sap, *self.tables.sap_ids.get(sap)?)))
+            .collect();
+        let (down, mtu, kind) = match &spec {
+            ServiceSpec::Epipe(e) => {
+                let mut saps = [None, None];
+                for (i, (_, slot)) in sap_slots.iter().take(2).enumerate() {
+                    saps[i] = Some(*slot);
+                }
+                let gre = e.gre.map(|g| Arc::new(gre_entry(g)));
+                if let Some(key) = self.tunnel_keys.remove(&slot) {
+                    self.tables.tunnels.remove(&key);
+                }
+                if let Some(g) = &e.gre {
+                    let key = TunnelKey::new(g.local, g.remote, g.key);
+                    self.tables.tunnels.insert(key, slot);
+                    self.tunnel_keys.insert(slot, key);
+                }
+                (e.shutdown, e.mtu, ServiceKind::Epipe { saps, gre })
+            }
+            ServiceSpec::Vpls(v) => {
+                let mut members = Vec::new();
+                let mut statics = Vec::new();
+                for (sap_id, sap_slot) in &sap_slots {
+                    let Some(sap) = self.sap_specs.get(sap_id) else {
+                        continue;
+                    };
+                    if !sap.capture {
+                        members.push(*sap_slot);
+                    }
+                    for mac in &sap.static_macs {
+                        statics.push((acl::mac_bits(*mac), *sap_slot));
+                    }
+                }
+                statics.sort_unstable();
+                (
+                    v.shutdown,
+                    v.mtu,
+                    ServiceKind::Vpls(Arc::new(VplsEntry {
+                        spec: v.clone(),
+                        members,
+                        statics,
+                    })),
+                )
+            }
+            ServiceSpec::L3(_) => (false, DEFAULT_SERVICE_MTU, ServiceKind::L3),
+        };
+        self.dirty.services.push(slot);
+        if let Some(Some(entry)) = self.tables.services.get_mut(slot as usize) {
+            entry.down = down;
+            entry.mtu = mtu;
+            entry.kind = kind;
+        }
+        for (sap_id, _) in sap_slots {
+            self.refresh_sap(&sap_id);
+        }
+    }
+
+    // --- SAPs ------------------------------------------------------------------------
+
+    fn filter_slot(&self, kind: FilterKind, id: Option<u32>) -> Result<Option<u32>, ServiceError> {
+        id.map(|id| {
+            self.tables
+                .filter_ids
+                .get(&(kind, id))
+                .copied()
+                .ok_or(ServiceError::NoFilter { kind, id })
+        })
+        .transpose()
+    }
+
+    fn dir_entry(&self, d: &SapDirection) -> Result<DirEntry, ServiceError> {
+        Ok(DirEntry {
+            filters: [
+                self.filter_slot(FilterKind::Mac, d.mac_filter)?,
+                self.filter_slot(FilterKind::Ip, d.ip_filter)?,
+                self.filter_slot(FilterKind::Ipv6, d.ipv6_filter)?,
+            ],
+            policer: d
+                .policer
+                .map(|id| {
+                    self.tables
+                        .policer_ids
+                        .get(&id)
+                        .copied()
+                        .ok_or(ServiceError::NoPolicer(id))
+                })
+                .transpose()?,
+        })
+    }
+
+    fn check_sap(&self, spec: &SapSpec) -> Result<(), ServiceError> {
+        spec.id.encap.validate().map_err(ServiceError::Encap)?;
+        let port = self
+            .port_specs
+            .get(&spec.id.port)
+            .ok_or(ServiceError::NoPort(spec.id.port))?;
+        if !spec.id.encap.fits(port.encap) {
+            return Err(ServiceError::Encap(
+                crate::sap::SapEncapError::PortMismatch {
+                    sap: spec.id.encap,
+                    port: port.encap,
+                },
+            ));
+        }
+        let service = self
+            .service_specs
+            .get(&spec.service)
+            .ok_or(ServiceError::NoService(spec.service))?;
+        if let Some(old) = self.sap_specs.get(&spec.id) {
+            if old.service != spec.service {
+                return Err(ServiceError::SapInOtherService {
+                    sap: spec.id,
+                    service: old.service,
+                });
+            }
+        }
+        self.dir_entry(&spec.ingress)?;
+        self.dir_entry(&spec.egress)?;
+        if let Some(limit) = spec.bum_limit {
+            if limit.pps == 0 || limit.burst == 0 {
+                return Err(ServiceError::BumLimit(spec.id));
+            }
+        }
+        let vpls_only = spec.capture
+            || spec.split_horizon_group.is_some()
+            || spec.max_mac.is_some()
+            || spec.discard_unknown_source
+            || !spec.static_macs.is_empty()
+            || spec.bum_limit.is_some();
+        match service {
+            ServiceSpec::Vpls(v) => {
+                if let Some(group) = &spec.split_horizon_group {
+                    if !v.split_horizon_groups.contains(group) {
+                        return Err(ServiceError::NoSplitHorizonGroup {
+                            service: v.id,
+                            group: group.clone(),
+                        });
+                    }
+                }
+                let mut seen = std::collections::HashSet::new();
+                for mac in &spec.static_macs {
+                    if mac.is_multicast() || *mac == MacAddr::default() || !seen.insert(*mac) {
+                        return Err(ServiceError::StaticMac(*mac));
+                    }
+                    let taken = self
+                        .service_saps
+                        .get(&v.id)
+                        .into_iter()
+                        .flatten()
+                        .filter(|other| **other != spec.id)
+                        .filter_map(|other| self.sap_specs.get(other))
+                        .any(|other| other.static_macs.contains(mac));
+                    if taken {
+                        return Err(ServiceError::StaticMac(*mac));
+                    }
+                }
+                if spec.capture
+                    && (spec.ingress.ip_filter.is_some()
+                        || spec.ingress.ipv6_filter.is_some()
+                        || spec.ingress.policer.is_some()
+                        || spec.egress != SapDirection::default()
+                        || !spec.static_macs.is_empty())
+                {
+                    return Err(ServiceError::CaptureSap(spec.id));
+                }
+            }
+            ServiceSpec::Epipe(e) => {
+                if vpls_only {
+                    return Err(ServiceError::VplsOnly(spec.id));
+                }
+                let others = self
+                    .service_saps
+                    .get(&e.id)
+                    .map_or(0, |saps| saps.iter().filter(|s| **s != spec.id).count());
+                if others + usize::from(e.gre.is_some()) >= 2 {
+                    return Err(ServiceError::EpipeFull(e.id));
+                }
+            }
+            ServiceSpec::L3(_) => {
+                if vpls_only {
+                    return Err(ServiceError::VplsOnly(spec.id));
+                }
+                if spec.ingress != SapDirection::default() || spec.egress != SapDirection::default()
+                {
+                    return Err(ServiceError::L3Qos(spec.id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds or changes a SAP. A SAP cannot move to another service (remove it first).
+    pub fn set_sap(&mut self, spec: SapSpec) -> Result<(), ServiceError> {
+        self.check_sap(&spec)?;
+        let id = spec.id;
+        let service = spec.service;
+        if !self.tables.sap_ids.contains_key(&id) {
+            let slot = self
+                .sap_slots
+                .take(MAX_SAP_SLOT)
+                .ok_or(ServiceError::TooMany("SAPs"))?;
+            self.tables.sap_ids.insert(id, slot);
+            let generation = self.next_generation();
+            // Placeholder; refresh_sap fills it in.
+            put(
+                &mut self.tables.saps,
+                &mut self.dirty.saps,
+                slot,
+                SapEntry {
+                    id,
+                    generation,
+                    service: 0,
+                    role: SapRole::L3,
+                    down: true,
+                    port: id.port,
+                    outer_tpid: EtherType::VLAN,
+                    port_mtu: 0,
+                    service_mtu: 0,
+                    egress_tags: EgressTags::NONE,
+                    ingress: DirEntry::default(),
+                    egress: DirEntry::default(),
+                    shg: 0,
+                    max_mac: u32::MAX,
+                    discard_unknown_source: false,
+                    static_count: 0,
+                    bum_limit: None,
+                    peer: Peer::None,
+                },
+            );
+            self.index_sap(&id, slot, true);
+        }
+        self.sap_specs.insert(id, spec);
+        self.service_saps.entry(service).or_default().insert(id);
+        self.refresh_service(service);
+        Ok(())
+    }
+
+    /// Removes a SAP.
+    pub fn remove_sap(&mut self, id: &SapId) -> Result<(), ServiceError> {
+        let Some(spec) = self.sap_specs.remove(id) else {
+            return Err(ServiceError::NoSap(*id));
+        };
+        if let Some(saps) = self.service_saps.get_mut(&spec.service) {
+            saps.remove(id);
+        }
+        if let Some(slot) = self.tables.sap_ids.remove(id) {
+            self.index_sap(id, slot, false);
+            if let Some(entry) = self.tables.saps.get_mut(slot as usize) {
+                *entry = None;
+            }
+            self.dirty.saps.push(slot);
+            self.sap_slots.free.push(slot);
+        }
+        self.refresh_service(spec.service);
+        Ok(())
+    }
+
+    /// Adds or removes a SAP in its port's lookup structures.
+    fn index_sap(&mut self, id: &SapId, slot: u32, add: bool) {
+        let value = add.then_some(slot);
+        if let Some(key) = id.encap.exact_key(id.port) {
+            if add {
+                self.tables.exact.insert(key, slot);
+            } else {
+                self.tables.exact.remove(key);
+            }
+        }
+        let pattern = match id.encap {
+            SapEncap::Qinq {
+                outer: Tag::Any,
+                inner: Tag::Id(_),
+            } => Some(0),
+            SapEncap::Qinq {
+                outer: Tag::Id(_),
+                inner: Tag::Untagged,
+            } => Some(1),
+            SapEncap::Qinq {
+                outer: Tag::Id(_),
+                inner: Tag::Any,
+            } => Some(2),
+            _ => None,
+        };
+        let counts = self.pattern_counts.entry(id.port).or_default();
+        if let Some(i) = pattern {
+            counts[i] = if add {
+                counts[i] + 1
+            } else {
+                counts[i].saturating_sub(1)
+            };
+        }
+        let counts = *counts;
+        let Some(Some(port)) = self.tables.ports.get_mut(usize::from(id.port)) else {
+            return;
+        };
+        match id.encap {
+            SapEncap::Null
+            | SapEncap::Dot1q { tag: Tag::Untagged }
+            | SapEncap::Qinq {
+                outer: Tag::Untagged,
+                ..
+            } => port.saps.untagged = value,
+            SapEncap::Dot1q { tag: Tag::Any }
+            | SapEncap::Qinq {
+                outer: Tag::Any,
+                inner: Tag::Any,
+            } => port.saps.any = value,
+            _ => {}
+        }
+        port.saps.has_any_inner = counts[0] > 0;
+        port.saps.has_outer_zero = counts[1] > 0;
+        port.saps.has_outer_any = counts[2] > 0;
+    }
+
+    /// Rebuilds a SAP's entry from its spec, its port and its service.
+    fn refresh_sap(&mut self, id: &SapId) {
+        let Some(spec) = self.sap_specs.get(id) else {
+            return;
+        };
+        let (Some(&slot), Some(&service_slot)) = (
+            self.tables.sap_ids.get(id),
+            self.tables.service_ids.get(&spec.service),
+        ) else {
+            return;
+        };
+        let Some(port) = self.port_specs.get(&id.port) else {
+            return;
+        };
+        let Some(service) = self.tables.service(service_slot) else {
+            return;
+        };
+        let (role, peer, shg) = match (&service.kind, self.service_specs.get(&spec.service)) {
+            (ServiceKind::Epipe { saps, gre }, _) => {
+                let peer = if gre.is_some() {
+                    Peer::Gre
+                } else {
+                    saps.iter()
+                        .flatten()
+                        .find(|&&s| s != slot)
+                        .map_or(Peer::None, |&s| Peer::Sap(s))
+                };
+                (SapRole::Epipe, peer, 0)
+            }
+            (ServiceKind::Vpls(_), Some(ServiceSpec::Vpls(v))) => {
+                let shg = spec
+                    .split_horizon_group
+                    .as_ref()
+                    .and_then(|g| v.split_horizon_groups.iter().position(|x| x == g))
+                    .map_or(0, |i| i as u16 + 1);
+                let role = if spec.capture {
+                    SapRole::Capture
+                } else {
+                    SapRole::Vpls
+                };
+                (role, Peer::None, shg)
+            }
+            _ => (SapRole::L3, Peer::None, 0),
+        };
+        // Every reference was checked by check_sap; a dangling one cannot happen here, and
+        // would read as "no filter".
+        let ingress = self.dir_entry(&spec.ingress).unwrap_or_default();
+        let egress = self.dir_entry(&spec.egress).unwrap_or_default();
+        let entry = SapEntry {
+            id: *id,
+            generation: self.tables.sap(slot).map_or(0, |s| s.generation),
+            service: service_slot,
+            role,
+            down: spec.shutdown || service.down,
+            port: id.port,
+            outer_tpid: port.outer_tpid,
+            port_mtu: port.effective_mtu(),
+            service_mtu: service.mtu,
+            egress_tags: id.encap.egress_tags(),
+            ingress,
+            egress,
+            shg,
+            max_mac: spec.max_mac.unwrap_or(u32::MAX),
+            discard_unknown_source: spec.discard_unknown_source,
+            static_count: spec.static_macs.len() as u32,
+            bum_limit: spec.bum_limit,
+            peer,
+        };
+        put(&mut self.tables.saps, &mut self.dirty.saps, slot, entry);
+    }
+}
+
+fn check_mtu(mtu: u16) -> Result<(), ServiceError> {
+    if !(64..=9216).contains(&mtu) {
+        return Err(ServiceError::Mtu(mtu));
+    }
+    Ok(())
+}
+
+fn check_gre(gre: &GreSpec) -> Result<(), ServiceError> {
+    if gre.local.is_ipv4() != gre.remote.is_ipv4() {
+        return Err(ServiceError::Gre(
+            "local and remote must be of one family".into(),
+        ));
+    }
+    if gre.ttl == 0 {
+        return Err(ServiceError::Gre("TTL must be at least 1".into()));
+    }
+    if gre.vlan.is_some_and(|v| !(1..=4094).contains(&v)) {
+        return Err(ServiceError::Gre("VLAN id must be 1 to 4094".into()));
+    }
+    if gre.next_hop.is_multicast() {
+        return Err(ServiceError::Gre("the next-hop MAC must be unicast".into()));
+    }
+    if !(576..=9216).contains(&gre.mtu) {
+        return Err(ServiceError::Gre(format!(
+            "MTU {} is not 576 to 9216",
+            gre.mtu
+        )));
+    }
+    Ok(())
+}
+
+/// The outer headers of a GRE endpoint, with zero lengths and checksum (filled per packet).
+fn gre_entry(spec: GreSpec) -> GreEntry {
+    let gre = GreRepr {
+        protocol: TRANSPARENT_ETHERNET,
+        checksum: false,
+        key: spec.key,
+        sequence: None,
+    };
+    let ip_len = if spec.local.is_ipv4() { 20 } else { 40 };
+    let l2 = ethernet::HEADER_LEN
+        + if spec.vlan.is_some() {
+            vlan::HEADER_LEN
+        } else {
+            0
+        };
+    let mut header = vec![0u8; l2 + ip_len + gre.header_len()];
+    header[0..6].copy_from_slice(&spec.next_hop.0);
+    let ip_type = if spec.local.is_ipv4() {
+        EtherType::IPV4
+    } else {
+        EtherType::IPV6
+    };
+    match spec.vlan {
+        Some(vid) => {
+            header[12..14].copy_from_slice(&EtherType::VLAN.to_be_bytes());
+            header[14..16].copy_from_slice(&(vid & 0xfff).to_be_bytes());
+            header[16..18].copy_from_slice(&ip_type.to_be_bytes());
+        }
+        None => header[12..14].copy_from_slice(&ip_type.to_be_bytes()),
+    }
+    match (spec.local, spec.remote) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            protocol: ip_protocol::GRE,
+            payload_len: 0,
+            ttl: spec.ttl,
+            dscp: 0,
+        }
+        .emit(&mut Ipv4Packet::new_unchecked(&mut header[l2..l2 + 20])),
+        (IpAddr::V6(src), IpAddr::V6(dst)) => Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: ip_protocol::GRE,
+            payload_len: 0,
+            hop_limit: spec.ttl,
+            traffic_class: 0,
+        }
+        .emit(&mut Ipv6Packet::new_unchecked(&mut header[l2..l2 + 40])),
+        // check_gre refused mixed families.
+        _ => {}
+    }
+    gre.emit(&mut GrePacket::new_unchecked(&mut header[l2 + ip_len..]));
+    GreEntry {
+        spec,
+        header,
+        ip_offset: l2,
+    }
+}
+
+/// GRE protocol type of Ethernet frames (transparent Ethernet bridging).
+pub const TRANSPARENT_ETHERNET: u16 = 0x6558;

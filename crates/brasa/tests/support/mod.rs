@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub use brasa_testkit::netns;
 
 pub const BRASA: &str = env!("CARGO_BIN_EXE_brasa");
 

@@ -211,14 +211,43 @@ impl EpipeSpec {
     }
 }
 
-/// An IES or VPRN: IP interfaces on SAPs, routed by the kernel (brasa creates the VLAN
-/// sub-interfaces and VRFs); the data plane leaves their frames to the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// An IES or VPRN: IP interfaces on SAPs, routed by the kernel. Each interface's SAP is
+/// cross-connected with a TAP port the kernel holds the interface's addresses on (the SAP's
+/// tags popped towards the TAP, pushed back towards the SAP); the SAP's filters and policers
+/// apply as on any SAP. A SAP of the service that is in no interface pair is left to the
+/// kernel's own copy of its frames (`Verdict::Ignore`), as on a port the kernel also receives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct L3Spec {
     /// Service id.
     pub id: ServiceId,
-    /// A VPRN (a VRF of its own) rather than an IES.
+    /// A VPRN (a routing instance of its own) rather than an IES.
     pub vprn: bool,
+    /// The IP interfaces: each pairs a SAP with the TAP's SAP (a null SAP on the TAP port).
+    pub interfaces: Vec<L3Interface>,
+}
+
+/// One IP interface of an IES or VPRN: its SAP and the TAP the kernel holds it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct L3Interface {
+    /// The interface's SAP.
+    pub sap: SapId,
+    /// The null SAP on the interface's TAP port.
+    pub tap: SapId,
+}
+
+impl L3Spec {
+    /// The SAP cross-connected with `sap`, if `sap` is one end of an interface.
+    pub fn peer_of(&self, sap: &SapId) -> Option<SapId> {
+        self.interfaces.iter().find_map(|pair| {
+            if pair.sap == *sap {
+                Some(pair.tap)
+            } else if pair.tap == *sap {
+                Some(pair.sap)
+            } else {
+                None
+            }
+        })
+    }
 }
 
 /// A service.

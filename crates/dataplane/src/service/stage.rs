@@ -1355,7 +1355,7 @@ impl ServiceStage {
             key: None,
         };
         match sap.role {
-            SapRole::L3 => {
+            SapRole::L3 if sap.peer == Peer::None => {
                 meta.verdict = Verdict::Ignore;
                 return;
             }
@@ -1364,7 +1364,7 @@ impl ServiceStage {
                 meta.verdict = verdict;
                 return;
             }
-            SapRole::Epipe | SapRole::Vpls => {}
+            SapRole::Epipe | SapRole::Vpls | SapRole::L3 => {}
         }
         if len - ingress.strip > usize::from(sap.service_mtu) {
             self.count_drop(m.sap, service, DropReason::Mtu);
@@ -1393,7 +1393,8 @@ impl ServiceStage {
                 return;
             }
         }
-        if sap.role == SapRole::Epipe {
+        // An Epipe, or an IP interface's SAP and its TAP: a cross-connect.
+        if matches!(sap.role, SapRole::Epipe | SapRole::L3) {
             let verdict = match sap.peer {
                 Peer::Sap(peer) => {
                     self.egress_sap(tables, buf, &mut ingress, peer, service, ctx.now_ns)

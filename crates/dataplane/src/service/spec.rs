@@ -102,6 +102,12 @@ pub struct SapSpec {
     pub discard_unknown_source: bool,
     /// Static MACs on this SAP (VPLS): never aged, never moved.
     pub static_macs: Vec<MacAddr>,
+    /// Learn the source MACs of this SAP's frames (SR OS `disable-learning` is `false`; the
+    /// VPLS's own setting must allow learning too).
+    pub learning: bool,
+    /// Age the MACs learned on this SAP (SR OS `disable-aging` is `false`; the VPLS's own
+    /// setting must allow ageing too).
+    pub ageing: bool,
     /// Limit on broadcast, unknown-unicast and multicast frames entering the VPLS from this
     /// SAP; `None` = no limit. This is what keeps a broadcast storm on one SAP from taking
     /// the worker from the others: above it, frames are dropped before they are replicated.
@@ -122,6 +128,8 @@ impl SapSpec {
             max_mac: None,
             discard_unknown_source: false,
             static_macs: Vec::new(),
+            learning: true,
+            ageing: true,
             bum_limit: None,
         }
     }

@@ -1486,7 +1486,7 @@ impl ServiceStage {
             .get(6..12)
             .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
         let src_unicast = src != 0 && src & (1 << 40) == 0;
-        if vpls.spec.learning && src_unicast {
+        if sap.learn && src_unicast {
             if let Err(reason) = self.learn(sap, slot, src, now_s) {
                 self.count_drop(slot, service, reason);
                 meta.verdict = Verdict::Drop(reason);
@@ -1705,7 +1705,8 @@ impl ServiceStage {
             let Some(ServiceKind::Vpls(vpls)) = tables.service(e.bridge).map(|s| &s.kind) else {
                 return true;
             };
-            if !vpls.spec.ageing || now_s.wrapping_sub(e.seen) < vpls.spec.age_secs {
+            let ages = tables.sap(e.sap).is_some_and(|sap| sap.age);
+            if !ages || now_s.wrapping_sub(e.seen) < vpls.spec.age_secs {
                 return false;
             }
             state.mac_count = state.mac_count.saturating_sub(1);

@@ -78,6 +78,10 @@ pub(crate) struct SapEntry {
     pub discard_unknown_source: bool,
     pub static_count: u32,
     pub bum_limit: Option<RateLimit>,
+    /// Learn source MACs (SAP and VPLS both allow it).
+    pub learn: bool,
+    /// Age learned MACs (SAP and VPLS both allow it).
+    pub age: bool,
 }
 
 /// The other end of an Epipe SAP.
@@ -987,6 +991,8 @@ impl ServiceTablesBuilder {
                     discard_unknown_source: false,
                     static_count: 0,
                     bum_limit: None,
+                    learn: false,
+                    age: false,
                     peer: Peer::None,
                 },
             );
@@ -1155,6 +1161,10 @@ impl ServiceTablesBuilder {
             discard_unknown_source: spec.discard_unknown_source,
             static_count: spec.static_macs.len() as u32,
             bum_limit: spec.bum_limit,
+            learn: spec.learning
+                && matches!(self.service_specs.get(&spec.service), Some(ServiceSpec::Vpls(v)) if v.learning),
+            age: spec.ageing
+                && matches!(self.service_specs.get(&spec.service), Some(ServiceSpec::Vpls(v)) if v.ageing),
             peer,
         };
         put(&mut self.tables.saps, &mut self.dirty.saps, slot, entry);

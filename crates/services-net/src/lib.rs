@@ -2,8 +2,11 @@
 //!
 //! * [`kernel`]: the L3 kernel plan executed over rtnetlink, step by step, rolled back when a
 //!   step fails; TAPs through the data plane ([`kernel::TapHost`]).
+//! * [`compile`]: the configuration compiled into the data plane's service tables, only what
+//!   changed applied, all or nothing.
 //! * [`namespace`]: the anonymous network namespaces of VPRNs, alive only while held.
 
+pub mod compile;
 pub mod kernel;
 pub mod namespace;
 

@@ -592,3 +592,50 @@ print(len(body))
         "{metrics}"
     );
 }
+
+/// The data plane's console: ports, forward and intercept tables with counters, drops.
+#[test]
+fn netns_console_shows_ports_tables_and_drops() {
+    let net = line();
+    let daemon = Daemon::start(&net.c, &[("c0", "kernel"), ("c1", "kernel")]);
+    daemon.cafe_ok(&[
+        "forward",
+        "add-ethernet",
+        "a7",
+        "c1",
+        &net.b.mac("b0").to_string(),
+    ]);
+    daemon.cafe_ok(&[
+        "intercept",
+        "add",
+        "123",
+        "60",
+        "1.1.1.2",
+        "2.2.2.1",
+        "17",
+        "0",
+        "80",
+        "1234567890abcdef",
+    ]);
+    let page = daemon.http_get("/ui/dataplane");
+    assert!(
+        page.contains("<h2>Forward table</h2>") && page.contains(">167<"),
+        "key a7: {page}"
+    );
+    assert!(
+        page.contains("<h2>Intercept table</h2>") && page.contains("1.1.1.2"),
+        "{page}"
+    );
+    assert!(page.contains(">c0<") && page.contains(">c1<"), "{page}");
+    assert!(page.contains("<h2>Drops by reason</h2>"), "{page}");
+    let overview = daemon.http_get("/ui/overview");
+    assert!(
+        overview.contains("Data plane and CAFE") && overview.contains("2 ports"),
+        "{overview}"
+    );
+    let metrics = daemon.http_get("/metrics");
+    assert!(
+        metrics.contains("brasa_api_logins_total{outcome=\"ok\"} 0"),
+        "{metrics}"
+    );
+}

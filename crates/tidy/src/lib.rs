@@ -404,13 +404,22 @@ fn check_unsafe(root: &Path, krate: &CrateInfo, violations: &mut Vec<Violation>)
 }
 
 /// Process-killing commands that a test script must never use: they hit processes the script
-/// did not start.
+/// did not start. (`pkill -P PID`, which ends the children of a process the script started,
+/// selects by parent, not by name, and is allowed.)
 const KILL_BY_NAME: &[&str] = &[
     "pkill",
     "killall",
     "systemctl stop",
     "service freeradius stop",
 ];
+
+/// True when `word` on this line kills by name (see [`KILL_BY_NAME`]).
+fn kills_by_name(code: &str, word: &str) -> bool {
+    code.match_indices(word).any(|(at, _)| {
+        let rest = code[at + word.len()..].trim_start();
+        !(word == "pkill" && rest.starts_with("-P "))
+    })
+}
 
 fn check_scripts(root: &Path, violations: &mut Vec<Violation>) {
     for dir in ["scripts", ".ci"] {
@@ -425,7 +434,7 @@ fn check_scripts(root: &Path, violations: &mut Vec<Violation>) {
             };
             for (index, line) in text.lines().enumerate() {
                 let code = line.split('#').next().unwrap_or("");
-                if let Some(word) = KILL_BY_NAME.iter().find(|word| code.contains(*word)) {
+                if let Some(word) = KILL_BY_NAME.iter().find(|word| kills_by_name(code, word)) {
                     violations.push(Violation {
                         path: relative(root, &file),
                         line: Some(index + 1),
@@ -756,7 +765,7 @@ mod tests {
         write(
             dir.path(),
             "scripts/setup",
-            "#!/bin/sh\npkill -x freeradius || true\n# a comment may say pkill\n",
+            "#!/bin/sh\npkill -x freeradius || true\n# a comment may say pkill\npkill -P \"$pid\"\n",
         );
         let violations = check_workspace(dir.path(), &FakeTree(HashMap::new()));
         assert_eq!(

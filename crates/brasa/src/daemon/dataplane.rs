@@ -6,10 +6,12 @@
 //! agent (TCP, 2-byte length + protobuf), both of which reach the pipeline as jobs on that
 //! thread.
 
+use crate::common::access::{Access, ApiConfig, ApiSection};
 use crate::common::config::{ConfigDuration, ConfigError, Source};
 use crate::common::mgmt::{self, ApiError};
 use crate::common::prom::{Kind, PromWriter};
 use crate::common::signal::ShutdownSignal;
+use crate::console;
 use anyhow::Context;
 use axum::extract::{Path, State};
 use axum::routing::{delete, get, post};
@@ -40,7 +42,7 @@ pub const DEFAULT_API: &str = "127.0.0.1:7781";
 pub struct DataplaneConfig {
     /// The packet path.
     pub dataplane: Spanned<DataplaneSection>,
-    /// Management API.
+    /// Management API, console and their access control.
     #[serde(default)]
     pub api: ApiSection,
     /// CME agent.
@@ -88,15 +90,6 @@ pub struct InterfaceSection {
     pub ip: IpHandoff,
 }
 
-/// `[api]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiSection {
-    /// Listen address.
-    #[serde(default = "default_api")]
-    pub listen: SocketAddr,
-}
-
 /// `[agent]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,14 +100,6 @@ pub struct AgentSection {
     /// Listen address.
     #[serde(default = "default_agent")]
     pub listen: SocketAddr,
-}
-
-impl Default for ApiSection {
-    fn default() -> Self {
-        Self {
-            listen: default_api(),
-        }
-    }
 }
 
 impl Default for AgentSection {
@@ -173,9 +158,12 @@ fn valid_interface_name(name: &str) -> bool {
 
 /// Loads and checks a data plane configuration: every error names `file:line:col` and what
 /// was expected, before anything is opened.
-pub fn load(path: &std::path::Path) -> Result<DataplaneConfig, ConfigError> {
+/// Reads and validates the file at `path`; its `[api]` comes back resolved beside it.
+pub fn load(path: &std::path::Path) -> Result<(DataplaneConfig, ApiConfig), ConfigError> {
     let source = Source::read(path)?;
-    let config: DataplaneConfig = source.parse()?;
+    let mut config: DataplaneConfig = source.parse()?;
+    let base = path.parent().unwrap_or(std::path::Path::new(""));
+    let api = std::mem::take(&mut config.api).resolve(&source, base, default_api())?;
     let section = config.dataplane.get_ref();
     let error = |value_span: Range<usize>, message: String| {
         // A default has no span of its own: point at `[dataplane]`.
@@ -245,12 +233,13 @@ pub fn load(path: &std::path::Path) -> Result<DataplaneConfig, ConfigError> {
             "workers = 0: expected at least 1 worker thread".into(),
         );
     }
-    Ok(config)
+    Ok((config, api))
 }
 
 /// Runs jobs on the worker and awaits their result.
 #[derive(Clone)]
-struct Ctl {
+pub(crate) struct Ctl {
+    access: Arc<Access>,
     handle: Handle,
     agent_requests: Arc<AtomicU64>,
     agent_malformed: Arc<AtomicU64>,
@@ -296,7 +285,9 @@ fn parse_key(text: &str) -> Result<u8, ApiError> {
     })
 }
 
-async fn forward_list(State(ctl): State<Ctl>) -> Result<Json<Vec<ForwardView>>, ApiError> {
+pub(crate) async fn forward_list(
+    State(ctl): State<Ctl>,
+) -> Result<Json<Vec<ForwardView>>, ApiError> {
     ctl.call(|p, _| control::forward_get(p, None))
         .await?
         .map(Json)
@@ -335,7 +326,9 @@ async fn forward_remove(
     Ok(Json(serde_json::json!({"result": "ok"})))
 }
 
-async fn intercept_list(State(ctl): State<Ctl>) -> Result<Json<Vec<FilterView>>, ApiError> {
+pub(crate) async fn intercept_list(
+    State(ctl): State<Ctl>,
+) -> Result<Json<Vec<FilterView>>, ApiError> {
     ctl.call(|p, _| control::intercept_list(p))
         .await?
         .map(Json)
@@ -369,7 +362,7 @@ async fn intercept_collect(State(ctl): State<Ctl>) -> Result<Json<Vec<ExpiredStr
         .map_err(control_error)
 }
 
-async fn stats(State(ctl): State<Ctl>) -> Result<Json<Stats>, ApiError> {
+pub(crate) async fn stats(State(ctl): State<Ctl>) -> Result<Json<Stats>, ApiError> {
     Ok(Json(ctl.call(|p, _| control::stats(p)).await?))
 }
 
@@ -558,6 +551,7 @@ async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, Api
         &[],
         ctl.agent_oversized.load(Ordering::Relaxed) as f64,
     );
+    ctl.access.write_metrics(&mut w);
     Ok(mgmt::metrics_response(w.finish()))
 }
 
@@ -620,7 +614,7 @@ async fn serve_agent_connection(ctl: Ctl, mut stream: tokio::net::TcpStream) -> 
 /// the workers, which put back the sysctls they changed.
 pub async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let mut shutdown = ShutdownSignal::install()?;
-    let config = load(path)?;
+    let (config, api) = load(path)?;
     let section = config.dataplane.get_ref();
     let worker_config = WorkerConfig {
         ports: section
@@ -647,6 +641,7 @@ pub async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let (handle, thread) =
         worker::start_tuned(worker_config, tuning).context("starting the data plane")?;
     let ctl = Ctl {
+        access: Arc::new(Access::new(api.access.clone())),
         handle: handle.clone(),
         agent_requests: Arc::default(),
         agent_malformed: Arc::default(),
@@ -654,7 +649,7 @@ pub async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     };
     // A refused address must not leave a half-started data plane behind (with the sysctls it
     // changed): the workers stop before the error is returned.
-    let served = serve_control(&config, ctl).await;
+    let served = serve_control(&config, &api, ctl).await;
     if let Ok(api) = &served {
         tracing::info!(api = %api, "brasa dataplane running");
         let signal = shutdown.recv().await;
@@ -666,8 +661,26 @@ pub async fn run(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Opens the management API and the CME agent; returns the API's address.
-async fn serve_control(config: &DataplaneConfig, ctl: Ctl) -> anyhow::Result<SocketAddr> {
-    let api = mgmt::serve(config.api.listen, router(ctl.clone())).await?;
+async fn serve_control(
+    config: &DataplaneConfig,
+    api: &ApiConfig,
+    ctl: Ctl,
+) -> anyhow::Result<SocketAddr> {
+    let shell = Arc::new(console::dataplane::shell(
+        ctl.access.clone(),
+        api.tls.is_some(),
+    ));
+    let sampled = ctl.clone();
+    console::series::spawn_sampler(shell.series.clone(), move || {
+        let ctl = sampled.clone();
+        async move { console::dataplane::counters(&ctl).await }
+    });
+    let router = router(ctl.clone()).merge(console::router(
+        shell,
+        console::dataplane::routes(),
+        ctl.clone(),
+    ));
+    let api = mgmt::serve(api, ctl.access.clone(), router).await?;
     if config.agent.enabled {
         let listener = tokio::net::TcpListener::bind(config.agent.listen)
             .await

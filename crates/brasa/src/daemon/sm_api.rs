@@ -150,11 +150,11 @@ async fn statistics(State(state): State<ApiState>) -> Result<Json<Statistics>, A
 }
 
 #[derive(Deserialize)]
-struct DomainQuery {
-    domain: Option<String>,
+pub(crate) struct DomainQuery {
+    pub(crate) domain: Option<String>,
 }
 
-async fn subscriber(
+pub(crate) async fn subscriber(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     Query(q): Query<DomainQuery>,
@@ -175,9 +175,9 @@ async fn subscriber(
 }
 
 #[derive(Deserialize)]
-struct LookupQuery {
-    address: String,
-    vpn: Option<String>,
+pub(crate) struct LookupQuery {
+    pub(crate) address: String,
+    pub(crate) vpn: Option<String>,
 }
 
 /// `GET /lookup`
@@ -191,7 +191,7 @@ pub struct LookupView {
     pub subscriber: Option<SubscriberView>,
 }
 
-async fn lookup(
+pub(crate) async fn lookup(
     State(state): State<ApiState>,
     Query(q): Query<LookupQuery>,
 ) -> Result<Json<LookupView>, ApiError> {
@@ -211,13 +211,13 @@ async fn lookup(
 }
 
 #[derive(Deserialize)]
-struct NamesQuery {
-    prefix: Option<String>,
-    suffix: Option<String>,
-    limit: Option<usize>,
+pub(crate) struct NamesQuery {
+    pub(crate) prefix: Option<String>,
+    pub(crate) suffix: Option<String>,
+    pub(crate) limit: Option<usize>,
 }
 
-async fn names(
+pub(crate) async fn names(
     State(state): State<ApiState>,
     Query(q): Query<NamesQuery>,
 ) -> Result<Json<Vec<String>>, ApiError> {
@@ -286,7 +286,7 @@ async fn change(sm: &SmComponent, op: Result<Op, SmError>) -> Result<Json<Change
     }))
 }
 
-async fn login(
+pub(crate) async fn login(
     State(state): State<ApiState>,
     Json(body): Json<LoginBody>,
 ) -> Result<Json<ChangeView>, ApiError> {
@@ -316,7 +316,7 @@ pub struct LogoutBody {
     pub mapping: Option<String>,
 }
 
-async fn logout(
+pub(crate) async fn logout(
     State(state): State<ApiState>,
     Json(body): Json<LogoutBody>,
 ) -> Result<Json<ChangeView>, ApiError> {
@@ -332,13 +332,13 @@ async fn logout(
     change(sm, op).await
 }
 
-async fn eps(State(state): State<ApiState>) -> Result<Json<Vec<EpView>>, ApiError> {
+pub(crate) async fn eps(State(state): State<ApiState>) -> Result<Json<Vec<EpView>>, ApiError> {
     let sm = component(&state)?;
     let views = sm.service.core().ep_views(std::time::Instant::now());
     Ok(Json(views))
 }
 
-async fn resync(
+pub(crate) async fn resync(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -349,7 +349,7 @@ async fn resync(
     Ok(Json(serde_json::json!({ "ep": id, "resync": "started" })))
 }
 
-async fn release_quarantine(
+pub(crate) async fn release_quarantine(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+// Not every test that includes this module uses every item (as `dead_code` above).
+#[allow(unused_imports)]
 pub use brasa_testkit::netns::{run_ok, Netns};
 
 /// The MAC address of an interface inside a namespace.

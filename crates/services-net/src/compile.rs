@@ -25,14 +25,14 @@ use brasa_dataplane::policer::{self, ColourMode, Meter, PolicerConfig, MAX_RATE_
 use brasa_dataplane::sap::{PortEncap, SapEncap, Tag as DpTag};
 use brasa_dataplane::service::{
     EpipeSpec, FilterAction, FilterEntrySpec, FilterKind as DpFilterKind, FilterSpec, GreSpec,
-    L3Interface, L3Spec, PolicerSpec, PortSpec, SapDirection as DpDirection, SapSpec,
-    ServiceError, ServiceSpec, ServiceTables, ServiceTablesBuilder, VplsSpec,
+    L3Interface, L3Spec, PolicerSpec, PortSpec, SapDirection as DpDirection, SapSpec, ServiceError,
+    ServiceSpec, ServiceTables, ServiceTablesBuilder, VplsSpec,
 };
 use brasa_dataplane::wire::MacAddr as DpMac;
 use brasa_services::kernel;
 use brasa_services::model::{
-    Action, AdminState, Direction, FilterKind, MeterMode, PortMatch, Rate, ServiceBody,
-    ServiceId, StatMode,
+    Action, AdminState, Direction, FilterKind, MeterMode, PortMatch, Rate, ServiceBody, ServiceId,
+    StatMode,
 };
 use brasa_services::{Encapsulation, Environment, SapId, SapTags, ServiceConfig, Tag};
 use std::sync::Arc;
@@ -183,6 +183,10 @@ pub struct Compiler {
 pub trait PortIds {
     /// The data-plane port of an interface name (access ports, network ports and TAPs).
     fn port_id(&self, name: &str) -> Option<PortId>;
+    /// The TPID of the outer tag on an access port (0x8100 unless configured, as in SR OS).
+    fn outer_tpid(&self, _name: &str) -> u16 {
+        brasa_dataplane::wire::EtherType::VLAN
+    }
 }
 
 impl<F: Fn(&str) -> Option<PortId>> PortIds for F {
@@ -268,7 +272,11 @@ fn apply(builder: &mut ServiceTablesBuilder, old: &Plane, new: &Plane) -> Result
     for key in old.filters.keys().filter(|k| !new.filters.contains_key(k)) {
         builder.remove_filter(key.0, key.1)?;
     }
-    for id in old.policers.keys().filter(|k| !new.policers.contains_key(k)) {
+    for id in old
+        .policers
+        .keys()
+        .filter(|k| !new.policers.contains_key(k))
+    {
         builder.remove_policer(*id)?;
     }
     for id in old.ports.keys().filter(|k| !new.ports.contains_key(k)) {
@@ -340,7 +348,13 @@ fn plane(
             Encapsulation::Dot1q => PortEncap::Dot1q,
             Encapsulation::Qinq => PortEncap::Qinq,
         };
-        plane.ports.insert(port, PortSpec::new(port, encap));
+        plane.ports.insert(
+            port,
+            PortSpec {
+                outer_tpid: ports.outer_tpid(name.as_str()),
+                ..PortSpec::new(port, encap)
+            },
+        );
     }
     for (reference, filter) in config.filters() {
         let kind = match reference.kind {

@@ -88,6 +88,24 @@ pub struct InterfaceSection {
     /// forwarding from this interface is turned off and the data plane hands them over).
     #[serde(default = "default_handoff")]
     pub ip: IpHandoff,
+    /// An access port of the service data plane (`brasa run`): its SAP encapsulation, `null`,
+    /// `dot1q` or `qinq` (SR OS `encap-type`). Absent: not an access port.
+    pub encap: Option<PortEncapName>,
+    /// TPID of the outer tag on a dot1q or QinQ access port: `0x8100` (default, as SR OS) or
+    /// `0x88a8`.
+    pub outer_tpid: Option<Spanned<String>>,
+}
+
+/// The SAP encapsulation of an access port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortEncapName {
+    /// The whole port is one SAP.
+    Null,
+    /// One 802.1Q tag.
+    Dot1q,
+    /// Two tags (outer, inner).
+    Qinq,
 }
 
 /// `[agent]`.
@@ -164,11 +182,31 @@ pub fn load(path: &std::path::Path) -> Result<(DataplaneConfig, ApiConfig), Conf
     let mut config: DataplaneConfig = source.parse()?;
     let base = path.parent().unwrap_or(std::path::Path::new(""));
     let api = std::mem::take(&mut config.api).resolve(&source, base, default_api())?;
-    let section = config.dataplane.get_ref();
+    validate(&source, &config.dataplane)?;
+    if let Some(interface) = config
+        .dataplane
+        .get_ref()
+        .interfaces
+        .iter()
+        .find(|i| i.encap.is_some())
+    {
+        return Err(source.error_at(
+            interface.name.span(),
+            "encap makes an access port of the service data plane, which `brasa run` hosts \
+             ([dataplane] in its config); `brasa dataplane` runs CAFE only",
+        ));
+    }
+    Ok((config, api))
+}
+
+/// Checks a `[dataplane]` section (of `brasa dataplane` or `brasa run`): every error names
+/// `file:line:col` and what was expected, before anything is opened.
+pub fn validate(source: &Source, dataplane: &Spanned<DataplaneSection>) -> Result<(), ConfigError> {
+    let section = dataplane.get_ref();
     let error = |value_span: Range<usize>, message: String| {
         // A default has no span of its own: point at `[dataplane]`.
         let span = if value_span.is_empty() {
-            config.dataplane.span()
+            dataplane.span()
         } else {
             value_span
         };
@@ -177,7 +215,7 @@ pub fn load(path: &std::path::Path) -> Result<(DataplaneConfig, ApiConfig), Conf
     const NAME_RULE: &str = "expected 1 to 15 characters, no '/', ':' or white space";
     if section.interfaces.is_empty() {
         return error(
-            config.dataplane.span(),
+            dataplane.span(),
             "[dataplane] needs at least one [[dataplane.interface]] with a name".into(),
         );
     }
@@ -233,7 +271,67 @@ pub fn load(path: &std::path::Path) -> Result<(DataplaneConfig, ApiConfig), Conf
             "workers = 0: expected at least 1 worker thread".into(),
         );
     }
-    Ok((config, api))
+    for interface in &section.interfaces {
+        if let Some(tpid) = &interface.outer_tpid {
+            if parse_tpid(tpid.get_ref()).is_none() {
+                return error(
+                    tpid.span(),
+                    format!(
+                        "outer_tpid = {:?}: expected \"0x8100\" or \"0x88a8\"",
+                        tpid.get_ref()
+                    ),
+                );
+            }
+            if interface.encap.is_none() || interface.encap == Some(PortEncapName::Null) {
+                return error(
+                    tpid.span(),
+                    "outer_tpid needs encap = \"dot1q\" or \"qinq\"".into(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The TPID of `text` (`0x8100` or `0x88a8`).
+pub fn parse_tpid(text: &str) -> Option<u16> {
+    match text.to_ascii_lowercase().as_str() {
+        "0x8100" => Some(0x8100),
+        "0x88a8" => Some(0x88a8),
+        _ => None,
+    }
+}
+
+/// The worker settings of a checked `[dataplane]` section; `services` hosts the service data
+/// plane in front of the CAFE stages.
+pub fn worker_setup(
+    section: &DataplaneSection,
+    services: Option<brasa_dataplane::service::ServiceStageConfig>,
+) -> (WorkerConfig, worker::Tuning) {
+    let worker_config = WorkerConfig {
+        ports: section
+            .interfaces
+            .iter()
+            .map(|i| PortConfig {
+                name: i.name.get_ref().clone(),
+                ip_handoff: i.ip,
+            })
+            .collect(),
+        tun: Some(section.tun.get_ref().clone()),
+        ring: RingConfig {
+            block_count: *section.ring_blocks.get_ref(),
+            ..RingConfig::default()
+        },
+        batch_size: *section.batch_size.get_ref(),
+        tick_interval: section.expiry_interval.get_ref().0,
+    };
+    let tuning = worker::Tuning {
+        workers: *section.workers.get_ref(),
+        cpus: section.cpus.clone(),
+        services,
+        ..worker::Tuning::default()
+    };
+    (worker_config, tuning)
 }
 
 /// Runs jobs on the worker and awaits their result.
@@ -615,29 +713,7 @@ async fn serve_agent_connection(ctl: Ctl, mut stream: tokio::net::TcpStream) -> 
 pub async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let mut shutdown = ShutdownSignal::install()?;
     let (config, api) = load(path)?;
-    let section = config.dataplane.get_ref();
-    let worker_config = WorkerConfig {
-        ports: section
-            .interfaces
-            .iter()
-            .map(|i| PortConfig {
-                name: i.name.get_ref().clone(),
-                ip_handoff: i.ip,
-            })
-            .collect(),
-        tun: Some(section.tun.get_ref().clone()),
-        ring: RingConfig {
-            block_count: *section.ring_blocks.get_ref(),
-            ..RingConfig::default()
-        },
-        batch_size: *section.batch_size.get_ref(),
-        tick_interval: section.expiry_interval.get_ref().0,
-    };
-    let tuning = worker::Tuning {
-        workers: *section.workers.get_ref(),
-        cpus: section.cpus.clone(),
-        ..worker::Tuning::default()
-    };
+    let (worker_config, tuning) = worker_setup(config.dataplane.get_ref(), None);
     let (handle, thread) =
         worker::start_tuned(worker_config, tuning).context("starting the data plane")?;
     let ctl = Ctl {

@@ -71,6 +71,9 @@ pub struct Tuning {
     pub tx_ring: TxRingConfig,
     /// Pin worker `i` to CPU `cpus[i % cpus.len()]` (`sched_setaffinity`); empty: not pinned.
     pub cpus: Vec<usize>,
+    /// Run the service data plane (SAPs, Epipe, VPLS, IES/VPRN interfaces) in front of the CAFE
+    /// stages, with this stage configuration; `None`: the CAFE pipeline only.
+    pub services: Option<crate::service::ServiceStageConfig>,
 }
 
 /// A control operation run on the worker thread between batches, with the pipeline and the
@@ -410,10 +413,11 @@ pub fn start_tuned(
         stop: stop.clone(),
         stop_fd: stop_fd.clone(),
     };
-    let pipeline = Arc::new(Mutex::new(Pipeline::new(
-        ports,
-        crate::stages::cafe_stages(),
-    )));
+    let stages = match tuning.services {
+        Some(config) => crate::stages::service_stages(crate::service::ServiceStage::new(config)),
+        None => crate::stages::cafe_stages(),
+    };
+    let pipeline = Arc::new(Mutex::new(Pipeline::new(ports, stages)));
     let started = Instant::now();
     let worker = |rings, egress, control| Worker {
         pipeline: pipeline.clone(),

@@ -184,11 +184,23 @@ fn ping_eventually(from: &Netns, to: &str, limit: Duration) {
 /// A TCP exchange: a listener in `server` on `addr:port`, a client in `client` that sends
 /// `bytes` bytes and reads them back.
 fn tcp_echo(server: &Netns, client: &Netns, addr: &str, port: u16, bytes: usize) -> bool {
+    tcp_echo_within(server, client, addr, port, bytes, 20)
+}
+
+/// [`tcp_echo`] giving up after `secs` seconds.
+fn tcp_echo_within(
+    server: &Netns,
+    client: &Netns,
+    addr: &str,
+    port: u16,
+    bytes: usize,
+    secs: u32,
+) -> bool {
     let listener = Command::new("ip")
         .args(["netns", "exec", &server.name, "python3", "-c"])
         .arg(format!(
             "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-             s.bind(('{addr}', {port})); s.listen(1); s.settimeout(20)\nc,_=s.accept(); c.settimeout(20)\n\
+             s.bind(('{addr}', {port})); s.listen(1); s.settimeout({secs})\nc,_=s.accept(); c.settimeout({secs})\n\
              n=0\nwhile n < {bytes}:\n    d=c.recv(65536)\n    if not d: break\n    c.sendall(d); n+=len(d)\nc.close()"
         ))
         .stdout(Stdio::null())
@@ -201,7 +213,7 @@ fn tcp_echo(server: &Netns, client: &Netns, addr: &str, port: u16, bytes: usize)
         &[
             "-c",
             &format!(
-                "import socket,sys\ns=socket.create_connection(('{addr}', {port}), timeout=20)\n\
+                "import socket,sys\ns=socket.create_connection(('{addr}', {port}), timeout={secs})\n\
                  data=bytes(range(256))*({bytes}//256)\ns.sendall(data)\ngot=b''\n\
                  while len(got) < len(data):\n    d=s.recv(65536)\n    if not d: break\n    got+=d\n\
                  sys.exit(0 if got == data else 1)"
@@ -318,4 +330,202 @@ outer_tpid = "0x88a8"
     );
     daemon.ok(&["service", "remove", "1000"], None);
     assert!(!ping(a, "10.9.0.2"));
+}
+
+/// Frames with made-up source MACs, sent into a trunk from the switch side: `count` frames
+/// tagged `vid`, each from its own MAC (02:00:00:00:vid:i), to the broadcast address.
+fn frames_from_new_macs(switch_ns: &str, trunk: &str, vid: u16, count: u8) {
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind(('{trunk}', 0))\n\
+         for i in range({count}):\n    \
+         src=bytes([2,0,0,0,{vid} & 255,i])\n    \
+         s.send(b'\\xff'*6 + src + bytes([0x81,0,{vid} >> 8,{vid} & 255]) + b'\\x88\\xb5' + bytes(46))\n"
+    );
+    let output = Command::new("ip")
+        .args(["netns", "exec", switch_ns, "python3", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn netns_vpls_learns_floods_limits_and_ages() {
+    let router = Netns::new("vpr");
+    let hosts = (1..=3)
+        .map(|i| HostSpec {
+            name: ["vp1", "vp2", "vp3"][i - 1],
+            cidr: ["10.10.0.1/24", "10.10.0.2/24", "10.10.0.3/24"][i - 1],
+            tags: vec![(TPID_8021Q, 10 * i as u16)],
+        })
+        .collect();
+    let lan = trunk(&router, "t1", hosts);
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        &router,
+        dir.path(),
+        &config(
+            dir.path(),
+            "[[dataplane.interface]]\nname = \"t1\"\nencap = \"dot1q\"\n",
+        ),
+    );
+    daemon.apply(
+        "configure service vpls 10 customer 1 create\n\
+         local-age 60\n\
+         sap t1:10 create exit\n\
+         sap t1:20 create exit\n\
+         sap t1:30 create\nmax-nbr-mac-addr 1\nexit\n\
+         no shutdown\nexit all\n",
+    );
+    let (h1, h2, h3) = (&lan.hosts[0], &lan.hosts[1], &lan.hosts[2]);
+    ping_eventually(h1, "10.10.0.2", Duration::from_secs(10));
+    ping_eventually(h1, "10.10.0.3", Duration::from_secs(10));
+    assert!(
+        tcp_echo(h2, h3, "10.10.0.2", 5201, 100_000),
+        "TCP across the VPLS"
+    );
+
+    // Every host's MAC is learned on its own SAP.
+    let fdb = daemon.json(&["show", "service", "fdb", "10"]);
+    let on = |sap: &str| {
+        fdb.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["sap"] == sap)
+            .count()
+    };
+    assert_eq!((on("t1:10"), on("t1:20"), on("t1:30")), (1, 1, 1), "{fdb}");
+    let table = daemon.ok(&["show", "service", "fdb", "10"], None);
+    assert!(table.contains("No. of MAC Entries: 3"), "{table}");
+
+    // Broadcasts from new MACs behind SAP 30 are flooded but not learned past its limit.
+    let service_before = daemon.json(&["show", "service", "10"]);
+    frames_from_new_macs(&lan._switch.name, "upt1", 30, 5);
+    let started = Instant::now();
+    loop {
+        let service = daemon.json(&["show", "service", "10"]);
+        let flooded = service["counters"]["flooded"].as_u64().unwrap();
+        if flooded >= service_before["counters"]["flooded"].as_u64().unwrap() + 5 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not flooded: {service}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fdb = daemon.json(&["show", "service", "fdb", "10"]);
+    let on_30 = fdb
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["sap"] == "t1:30")
+        .count();
+    assert_eq!(on_30, 1, "the MAC limit of SAP t1:30 is 1: {fdb}");
+
+    // Unknown unicast is flooded: a frame to a MAC nobody has is counted as flooded.
+    // (The hosts' pings above started with flooded ARP requests as well.)
+    assert!(service_before["counters"]["flooded"].as_u64().unwrap() > 0);
+
+    // MACs that are heard once and never again age out after local-age (60 s) plus one sweep.
+    // (The hosts themselves are not silent: ARP probes and IPv6 neighbour discovery refresh them.)
+    frames_from_new_macs(&lan._switch.name, "upt1", 20, 3);
+    let once_heard = |fdb: &serde_json::Value| {
+        fdb.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["mac"].as_str().unwrap().starts_with("02:00:00:00:14:"))
+            .count()
+    };
+    let started = Instant::now();
+    while once_heard(&daemon.json(&["show", "service", "fdb", "10"])) < 3 {
+        assert!(started.elapsed() < Duration::from_secs(10), "not learned");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let started = Instant::now();
+    loop {
+        let fdb = daemon.json(&["show", "service", "fdb", "10"]);
+        if once_heard(&fdb) == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(150),
+            "MACs did not age out: {fdb}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let service = daemon.json(&["show", "service", "10"]);
+    assert!(
+        service["counters"]["aged"].as_u64().unwrap() >= 3,
+        "{service}"
+    );
+}
+
+#[test]
+fn netns_filter_drops_a_tcp_port_and_counts_it() {
+    let router = Netns::new("flr");
+    let left = trunk(
+        &router,
+        "t1",
+        vec![HostSpec {
+            name: "fla",
+            cidr: "10.11.0.1/24",
+            tags: vec![(TPID_8021Q, 100)],
+        }],
+    );
+    let right = trunk(
+        &router,
+        "t2",
+        vec![HostSpec {
+            name: "flb",
+            cidr: "10.11.0.2/24",
+            tags: vec![(TPID_8021Q, 200)],
+        }],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        &router,
+        dir.path(),
+        &config(
+            dir.path(),
+            "[[dataplane.interface]]\nname = \"t1\"\nencap = \"dot1q\"\n\
+             [[dataplane.interface]]\nname = \"t2\"\nencap = \"dot1q\"\n",
+        ),
+    );
+    daemon.apply(
+        "configure filter ip-filter 10 create\n\
+         default-action forward\n\
+         entry 10 create\nmatch protocol tcp\ndst-port eq 5202\nexit\naction drop\nexit\n\
+         exit all\n\
+         configure service epipe 7 customer 1 create\n\
+         sap t1:100 create\ningress\nfilter ip 10\nexit\nexit\n\
+         sap t2:200 create exit\nno shutdown\nexit all\n",
+    );
+    let (a, b) = (&left.hosts[0], &right.hosts[0]);
+    ping_eventually(a, "10.11.0.2", Duration::from_secs(10));
+    assert!(
+        tcp_echo(b, a, "10.11.0.2", 5201, 50_000),
+        "port 5201 passes"
+    );
+    assert!(
+        !tcp_echo_within(b, a, "10.11.0.2", 5202, 50_000, 3),
+        "port 5202 is dropped"
+    );
+    let filter = daemon.json(&["show", "filter", "ip", "10"]);
+    let hits = filter["hits"].as_array().unwrap();
+    let entry = hits.iter().find(|h| h["entry"] == 10).unwrap();
+    assert!(entry["packets"].as_u64().unwrap() >= 1, "{filter}");
+    let default = hits.iter().find(|h| h["entry"].is_null()).unwrap();
+    assert!(default["packets"].as_u64().unwrap() > 10, "{filter}");
+    let sap = daemon.json(&["show", "service", "7"]);
+    let drops = &sap["saps"][0]["counters"]["drops"]["filter"];
+    assert!(drops.as_u64().unwrap() >= 1, "{sap}");
+    let table = daemon.ok(&["show", "filter", "ip", "10"], None);
+    assert!(table.contains("Default action : forward"), "{table}");
+    daemon.ok(&["clear", "service", "7", "statistics"], None);
+    let sap = daemon.json(&["show", "service", "7"]);
+    assert_eq!(sap["saps"][0]["counters"]["rx_packets"], 0, "{sap}");
 }

@@ -529,3 +529,189 @@ fn netns_filter_drops_a_tcp_port_and_counts_it() {
     let sap = daemon.json(&["show", "service", "7"]);
     assert_eq!(sap["saps"][0]["counters"]["rx_packets"], 0, "{sap}");
 }
+
+/// The router namespace's brasa TAPs (`brst…`), as `ip -o link` lists them.
+fn brasa_taps(router: &Netns) -> Vec<String> {
+    router
+        .sh("ip -o link show")
+        .lines()
+        .filter_map(|line| line.split(": ").nth(1))
+        .filter(|name| name.starts_with("brst"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn netns_ies_and_vprn_route_through_the_kernel_apart_and_leave_nothing_behind() {
+    let router = Netns::new("l3r");
+    let host = |name, cidr, vid| HostSpec {
+        name,
+        cidr,
+        tags: vec![(TPID_8021Q, vid)],
+    };
+    // The VPRN's hosts use the same addresses as the IES's: only the VRFs keep them apart.
+    let lan = trunk(
+        &router,
+        "t1",
+        vec![
+            host("l3ia", "10.61.0.2/24", 10),
+            host("l3ib", "10.62.0.2/24", 20),
+            host("l3va", "10.61.0.2/24", 30),
+            host("l3vb", "10.62.0.2/24", 40),
+        ],
+    );
+    let (ia, ib, va, vb) = (&lan.hosts[0], &lan.hosts[1], &lan.hosts[2], &lan.hosts[3]);
+    for (h, gateway) in [
+        (ia, "10.61.0.1"),
+        (va, "10.61.0.1"),
+        (ib, "10.62.0.1"),
+        (vb, "10.62.0.1"),
+    ] {
+        h.sh(&format!("ip route add default via {gateway}"));
+    }
+    // Behind ib (and, unreachable, behind vb): the static route's destination.
+    ib.sh("ip addr add 10.99.0.1/32 dev lo");
+    vb.sh("ip addr add 10.99.0.1/32 dev lo");
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        &router,
+        dir.path(),
+        &config(
+            dir.path(),
+            "[[dataplane.interface]]\nname = \"t1\"\nencap = \"dot1q\"\n",
+        ),
+    );
+    let applied = daemon.apply(
+        r#"configure service
+    ies 100 customer 1 create
+        interface "to-a" create
+            address 10.61.0.1/24
+            sap t1:10 create exit
+        exit
+        interface "to-b" create
+            address 10.62.0.1/24
+            sap t1:20 create exit
+        exit
+        static-route-entry 10.99.0.0/24 next-hop 10.62.0.2 exit exit
+        no shutdown
+    exit
+    vprn 200 customer 1 create
+        interface "to-a" create
+            address 10.61.0.1/24
+            sap t1:30 create exit
+        exit
+        interface "to-b" create
+            address 10.62.0.1/24
+            sap t1:40 create exit
+        exit
+        no shutdown
+    exit
+exit all
+"#,
+    );
+    assert!(applied.contains("added service 100"), "{applied}");
+    assert_eq!(
+        brasa_taps(&router).len(),
+        2,
+        "the IES's TAPs are in the base instance"
+    );
+
+    // The gateways answer, and each instance routes between its own VLANs only: the TCP
+    // listener runs in one host of the pair that shares an address, so the exchange succeeds
+    // only if the packets reached that one.
+    ping_eventually(ia, "10.61.0.1", Duration::from_secs(10));
+    ping_eventually(va, "10.61.0.1", Duration::from_secs(10));
+    ping_eventually(ia, "10.62.0.2", Duration::from_secs(10));
+    ping_eventually(va, "10.62.0.2", Duration::from_secs(10));
+    assert!(
+        tcp_echo(ib, ia, "10.62.0.2", 5301, 100_000),
+        "IES: TCP between VLANs"
+    );
+    assert!(
+        tcp_echo(vb, va, "10.62.0.2", 5302, 100_000),
+        "VPRN: TCP between VLANs"
+    );
+    assert!(
+        !tcp_echo_within(ib, va, "10.62.0.2", 5303, 1000, 3),
+        "VPRN reached the IES's host"
+    );
+
+    // The static route exists in the IES's instance only.
+    ping_eventually(ia, "10.99.0.1", Duration::from_secs(10));
+    assert!(
+        !ping(va, "10.99.0.1"),
+        "the VPRN has no route to 10.99.0.0/24"
+    );
+
+    let ies = daemon.json(&["show", "service", "100"]);
+    assert_eq!(ies["oper"], "up", "{ies}");
+    for sap in ies["saps"].as_array().unwrap() {
+        assert!(
+            sap["counters"]["rx_packets"].as_u64().unwrap() > 10,
+            "{sap}"
+        );
+    }
+
+    // Removing the VPRN takes its namespace and TAPs; the IES keeps routing.
+    daemon.ok(&["service", "remove", "200"], None);
+    assert!(!ping(va, "10.61.0.1"));
+    assert!(ping(ia, "10.62.0.2"));
+    // Removing the IES leaves no TAP, address or route of brasa's in the router.
+    daemon.ok(&["service", "remove", "100"], None);
+    assert!(brasa_taps(&router).is_empty(), "{:?}", brasa_taps(&router));
+    assert!(!router.sh("ip route show").contains("10.99.0.0"));
+    assert!(!ping(ia, "10.61.0.1"));
+}
+
+#[test]
+fn netns_ies_taps_vanish_when_brasa_is_killed_and_a_restart_rebuilds_them() {
+    let router = Netns::new("l3k");
+    let lan = trunk(
+        &router,
+        "t1",
+        vec![HostSpec {
+            name: "l3ka",
+            cidr: "10.63.0.2/24",
+            tags: vec![(TPID_8021Q, 10)],
+        }],
+    );
+    let a = &lan.hosts[0];
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        "[[dataplane.interface]]\nname = \"t1\"\nencap = \"dot1q\"\n",
+    );
+    let mut daemon = Daemon::start(&router, dir.path(), &config);
+    daemon.apply(
+        "configure service ies 100 customer 1 create\ninterface \"to-a\" create\n\
+         address 10.63.0.1/24\nsap t1:10 create exit\nexit\n\
+         static-route-entry 10.98.0.0/24 black-hole exit exit\nno shutdown\nexit all\n",
+    );
+    ping_eventually(a, "10.63.0.1", Duration::from_secs(10));
+    assert!(router.sh("ip route show").contains("10.98.0.0/24"));
+
+    // kill -9: the TAP goes with the process's descriptors; the black-hole route stays in the
+    // kernel until the next start removes it and the journal puts the service back.
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    assert!(brasa_taps(&router).is_empty(), "{:?}", brasa_taps(&router));
+    drop(daemon);
+    let daemon = Daemon::start(&router, dir.path(), &config);
+    ping_eventually(a, "10.63.0.1", Duration::from_secs(15));
+    let routes = router.sh("ip route show");
+    assert_eq!(routes.matches("10.98.0.0/24").count(), 1, "{routes}");
+    assert_eq!(brasa_taps(&router).len(), 1);
+
+    // A clean stop (SIGTERM) takes everything out of the kernel.
+    let mut daemon = daemon;
+    let pid = daemon.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = daemon.child.wait().unwrap();
+    assert!(status.success(), "{status}:\n{}", daemon.log_text());
+    assert!(brasa_taps(&router).is_empty(), "{:?}", brasa_taps(&router));
+    assert!(!router.sh("ip route show").contains("10.98.0.0"));
+}

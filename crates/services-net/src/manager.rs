@@ -220,6 +220,19 @@ impl ServiceManager {
         Ok(stale)
     }
 
+    /// Removes from the kernel everything the running configuration put there (routes, VPRN
+    /// namespaces, TAPs), keeping the configuration and its journal: what a clean exit does,
+    /// so that a stopped brasa leaves the kernel as it found it and the next start rebuilds it.
+    pub async fn teardown(&self) -> Result<(), ApplyError> {
+        let running = self.running.lock().await;
+        let plan = brasa_services::kernel::plan(
+            &brasa_services::kernel::desired(&running.config),
+            &brasa_services::kernel::desired(&ServiceConfig::new()),
+        );
+        self.kernel.apply(&plan).await?;
+        Ok(())
+    }
+
     /// Replays the journal of applied transactions; a transaction that no longer applies
     /// (the static configuration changed under it) is skipped and reported.
     pub async fn replay(&self) -> Vec<(usize, String)> {

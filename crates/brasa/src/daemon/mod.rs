@@ -34,11 +34,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Stops what must not just vanish with the process (the SM finishes its commits and
-    /// closes its store).
+    /// Stops what must not just vanish with the process (the SM stops its BGP LEG, finishes
+    /// its commits and closes its store).
     pub async fn shutdown(&self) {
         if let Some(sm) = &self.sm {
-            sm.service.shutdown().await;
+            sm.shutdown().await;
         }
         if let Some(services) = &self.services {
             services.shutdown().await;
@@ -195,7 +195,8 @@ async fn metrics(
         radius_api::write_metrics(&radius.stats(), &mut writer);
     }
     if let Some(sm) = &state.sm {
-        sm_api::write_metrics(sm, &mut writer);
+        let neighbors = sm_api::neighbor_views(sm).await;
+        sm_api::write_metrics(sm, neighbors.as_deref(), &mut writer);
     }
     let worker = state.python.as_ref().map(|p| p.stats());
     let caches = state.caches.as_ref().map(|c| c.stats());

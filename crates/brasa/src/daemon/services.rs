@@ -3,9 +3,10 @@
 //! the running configuration ([`ServiceManager`]) and its management API
 //! (`/api/v1/services/…`) and metrics.
 //!
-//! One worker (brasa-dataplane's `io::worker`) runs the service stage in front of the CAFE
-//! stages; the manager installs table snapshots on it as jobs, and executes kernel plans (IES
-//! and VPRN interfaces) over rtnetlink.
+//! The workers (brasa-dataplane's `io::worker`) run one service stage, shared by all of them,
+//! in front of the CAFE stages; the manager installs table snapshots on it as jobs of the
+//! first worker, adds and removes the TAP ports of IES and VPRN interfaces at run time, and
+//! executes kernel plans over rtnetlink.
 
 use super::dataplane::{self as dp_daemon, DataplaneSection, PortEncapName};
 use crate::common::config::{ConfigError, Source};
@@ -14,8 +15,8 @@ use crate::common::prom::{Kind, PromWriter};
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use brasa_dataplane::io::worker::{self, Handle};
-use brasa_dataplane::pipeline::{Pipeline, PortId};
+use brasa_dataplane::io::worker::{self, Handle, StageFactory};
+use brasa_dataplane::pipeline::{PortId, Shared};
 use brasa_dataplane::service::{ServiceStage, ServiceStageConfig, ServiceTables};
 use brasa_services::model::{AdminState, FilterKind, ServiceBody};
 use brasa_services::toml::{FilterSection, QosSection, ServiceSection, ServicesToml};
@@ -112,30 +113,45 @@ pub fn resolve(
     }))
 }
 
-/// The data plane as the service manager sees it: ports by name, and table installation as a
-/// job on the worker.
+/// The data plane as the service manager sees it: ports by name (the configured ones and the
+/// TAPs of IP interfaces), and table installation as a job on the first worker.
 pub struct DataplanePlane {
     handle: Handle,
-    ports: BTreeMap<String, PortId>,
+    stage: Shared<ServiceStage>,
+    ports: Mutex<BTreeMap<String, PortId>>,
     tpids: BTreeMap<String, u16>,
+}
+
+impl DataplanePlane {
+    fn ports(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, PortId>> {
+        self.ports
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl TapHost for DataplanePlane {
     fn create_tap(&self, name: &str) -> Result<(), String> {
-        Err(format!(
-            "TAP {name}: this data plane cannot add ports while it runs yet, so IES and VPRN \
-             interfaces are not available"
-        ))
+        let id = self
+            .handle
+            .add_tap_port(name)
+            .map_err(|err| format!("TAP {name}: {err}"))?;
+        self.ports().insert(name.to_string(), id);
+        Ok(())
     }
 
     fn delete_tap(&self, name: &str) -> Result<(), String> {
-        Err(format!("no TAP {name}"))
+        self.handle
+            .remove_port(name)
+            .map_err(|err| format!("TAP {name}: {err}"))?;
+        self.ports().remove(name);
+        Ok(())
     }
 }
 
 impl ServicePlane for DataplanePlane {
     fn port_id(&self, name: &str) -> Option<PortId> {
-        self.ports.get(name).copied()
+        self.ports().get(name).copied()
     }
 
     fn outer_tpid(&self, name: &str) -> u16 {
@@ -147,20 +163,15 @@ impl ServicePlane for DataplanePlane {
 
     fn install(&self, tables: Arc<ServiceTables>) -> Result<(), String> {
         let (tx, rx) = std::sync::mpsc::channel();
+        let stage = self.stage.clone();
         self.handle
-            .submit(Box::new(move |pipeline: &mut Pipeline, now| {
-                let installed = match pipeline.stage_mut::<ServiceStage>() {
-                    Some(stage) => {
-                        stage.install(tables, now);
-                        Ok(())
-                    }
-                    None => Err("the data plane runs no service stage".to_string()),
-                };
-                let _ = tx.send(installed);
+            .submit(Box::new(move |_, now| {
+                stage.lock().install(tables, now);
+                let _ = tx.send(());
             }))
             .map_err(|err| err.to_string())?;
         rx.recv_timeout(Duration::from_secs(10))
-            .map_err(|_| "the data plane worker did not answer".to_string())?
+            .map_err(|_| "the data plane worker did not answer".to_string())
     }
 }
 
@@ -169,28 +180,35 @@ pub struct ServicesComponent {
     /// The running configuration.
     pub manager: Arc<ServiceManager>,
     handle: Handle,
+    stage: Shared<ServiceStage>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     punted: Arc<AtomicU64>,
 }
 
 impl ServicesComponent {
-    /// Runs `f` on the data plane worker and awaits its result.
-    pub async fn call<R: Send + 'static>(
+    /// Runs `f` on the service stage, between two batches of the first worker and with its
+    /// clock, and awaits its result.
+    pub async fn on_stage<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Pipeline, u64) -> R + Send + 'static,
+        f: impl FnOnce(&mut ServiceStage, u64) -> R + Send + 'static,
     ) -> Result<R, ApiError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let stage = self.stage.clone();
         self.handle
-            .submit(Box::new(move |pipeline, now| {
-                let _ = tx.send(f(pipeline, now));
+            .submit(Box::new(move |_, now| {
+                let _ = tx.send(f(&mut stage.lock(), now));
             }))
             .map_err(|err| ApiError::internal(err.to_string()))?;
         rx.await
             .map_err(|_| ApiError::internal("the data plane worker stopped"))
     }
 
-    /// Stops the worker (it puts back the sysctls it changed).
+    /// Takes the services' routes, namespaces and TAPs out of the kernel, then stops the
+    /// worker (it puts back the sysctls it changed).
     pub async fn shutdown(&self) {
+        if let Err(error) = self.manager.teardown().await {
+            tracing::warn!(%error, "could not remove the services from the kernel; the next start does");
+        }
         self.handle.stop();
         let thread = self
             .thread
@@ -219,7 +237,12 @@ pub async fn start(
         },
         ..ServiceStageConfig::default()
     };
-    let (worker_config, tuning) = dp_daemon::worker_setup(&resolved.dataplane, Some(stage));
+    let stage = Shared::new(ServiceStage::new(stage));
+    let stages = {
+        let stage = stage.clone();
+        StageFactory::new(move || brasa_dataplane::stages::service_stages(stage.clone()))
+    };
+    let (worker_config, tuning) = dp_daemon::worker_setup(&resolved.dataplane, stages);
     let ports: BTreeMap<String, PortId> = worker_config
         .ports
         .iter()
@@ -230,7 +253,8 @@ pub async fn start(
         .map_err(|err| anyhow::anyhow!("starting the data plane: {err}"))?;
     let plane = Arc::new(DataplanePlane {
         handle: handle.clone(),
-        ports,
+        stage: stage.clone(),
+        ports: Mutex::new(ports),
         tpids: resolved.tpids,
     });
     let started = async {
@@ -264,6 +288,7 @@ pub async fn start(
     let component = Arc::new(ServicesComponent {
         manager,
         handle,
+        stage,
         thread: Mutex::new(Some(thread)),
         punted: Arc::default(),
     });
@@ -274,13 +299,7 @@ pub async fn start(
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tick.tick().await;
-            let drained = drain
-                .call(|pipeline, _| {
-                    pipeline
-                        .stage_mut::<ServiceStage>()
-                        .map_or(0, |stage| stage.drain_punts(|_| {}))
-                })
-                .await;
+            let drained = drain.on_stage(|stage, _| stage.drain_punts(|_| {})).await;
             match drained {
                 Ok(count) => {
                     drain.punted.fetch_add(count as u64, Ordering::Relaxed);
@@ -534,10 +553,7 @@ async fn views(
         })
         .await;
     let counters = services
-        .call(move |pipeline, _| {
-            let Some(stage) = pipeline.stage_mut::<ServiceStage>() else {
-                return Vec::new();
-            };
+        .on_stage(move |stage, _| {
             lookups
                 .into_iter()
                 .map(|(id, saps)| {
@@ -553,7 +569,7 @@ async fn views(
                         sap_counters,
                     )
                 })
-                .collect()
+                .collect::<Vec<_>>()
         })
         .await?;
     for (view, (service, saps)) in views.iter_mut().zip(counters) {
@@ -664,12 +680,7 @@ async fn fdb(
         .await
         .ok_or_else(|| ApiError::not_found(format!("no service {id}")))?;
     let entries = services
-        .call(move |pipeline, now| {
-            pipeline
-                .stage_mut::<ServiceStage>()
-                .map(|stage| stage.fdb(id, now))
-                .unwrap_or_default()
-        })
+        .on_stage(move |stage, now| stage.fdb(id, now))
         .await?;
     Ok(Json(
         entries
@@ -706,12 +717,10 @@ async fn clear(
         .await
         .ok_or_else(|| ApiError::not_found(format!("no service {id}")))?;
     services
-        .call(move |pipeline, _| {
-            if let Some(stage) = pipeline.stage_mut::<ServiceStage>() {
-                stage.clear_service(id);
-                for sap in &saps {
-                    stage.clear_sap(sap);
-                }
+        .on_stage(move |stage, _| {
+            stage.clear_service(id);
+            for sap in &saps {
+                stage.clear_sap(sap);
             }
         })
         .await?;
@@ -763,10 +772,9 @@ async fn filter(
         .await
         .ok_or_else(|| ApiError::not_found(format!("no {reference}")))?;
     let hits = services
-        .call(move |pipeline, _| {
-            pipeline
-                .stage_mut::<ServiceStage>()
-                .and_then(|stage| stage.filter_counters(dp_kind, id))
+        .on_stage(move |stage, _| {
+            stage
+                .filter_counters(dp_kind, id)
                 .map(|c| {
                     c.entries
                         .into_iter()

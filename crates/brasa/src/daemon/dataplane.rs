@@ -620,15 +620,9 @@ type InterfaceFamily = (
     fn(&control::PortCountersView) -> u64,
 );
 
-async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, ApiError> {
-    let (stats, keys, filters) = ctl
-        .call(|p, _| {
-            let keys = control::forward_get(p, None).unwrap_or_default();
-            let filters = control::intercept_list(p).unwrap_or_default();
-            (control::stats(p), keys, filters)
-        })
-        .await?;
-    let mut w = PromWriter::default();
+/// The data plane's per-interface counters and its drops by reason, for every daemon that
+/// hosts a data plane.
+pub(crate) fn write_port_metrics(w: &mut PromWriter, stats: &Stats) {
     let interface_families: [InterfaceFamily; 9] = [
         (
             "brasa_dataplane_rx_packets_total",
@@ -698,6 +692,18 @@ async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, Api
             *count as f64,
         );
     }
+}
+
+async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, ApiError> {
+    let (stats, keys, filters) = ctl
+        .call(|p, _| {
+            let keys = control::forward_get(p, None).unwrap_or_default();
+            let filters = control::intercept_list(p).unwrap_or_default();
+            (control::stats(p), keys, filters)
+        })
+        .await?;
+    let mut w = PromWriter::default();
+    write_port_metrics(&mut w, &stats);
     w.family(
         "brasa_cafe_key_packets_total",
         "COMET packets forwarded, by forwarding key.",
@@ -810,6 +816,21 @@ async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, Api
     );
     ctl.access.write_metrics(&mut w);
     Ok(mgmt::metrics_response(w.finish()))
+}
+
+/// `/api/v1/dataplane/stats` and `/ports` for a data plane hosted by `brasa run` (the CAFE
+/// routes and the agent belong to `brasa dataplane`).
+pub(crate) fn port_routes(handle: Handle, access: Arc<Access>) -> Router {
+    Router::new()
+        .route("/api/v1/dataplane/stats", get(stats))
+        .route("/api/v1/dataplane/ports", get(ports))
+        .with_state(Ctl {
+            access,
+            handle,
+            agent_requests: Arc::default(),
+            agent_malformed: Arc::default(),
+            agent_oversized: Arc::default(),
+        })
 }
 
 fn router(ctl: Ctl) -> Router {

@@ -130,6 +130,13 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         .nest("/api/v1/services", services::routes())
         .with_state(state.clone())
         .merge(console::router(shell, run_console_pages(&state), state));
+    let router = match &services {
+        Some(services) => router.merge(dataplane::port_routes(
+            services.handle().clone(),
+            access.clone(),
+        )),
+        None => router,
+    };
     let api = mgmt::serve(&resolved.api, access, router).await?;
     Ok(Daemon { api, sm, services })
 }

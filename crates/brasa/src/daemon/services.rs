@@ -15,6 +15,7 @@ use crate::common::prom::{Kind, PromWriter};
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use brasa_dataplane::control;
 use brasa_dataplane::io::worker::{self, Handle, StageFactory};
 use brasa_dataplane::pipeline::{PortId, Shared};
 use brasa_dataplane::service::{ServiceStage, ServiceStageConfig, ServiceTables};
@@ -201,6 +202,11 @@ impl ServicesComponent {
             .map_err(|err| ApiError::internal(err.to_string()))?;
         rx.await
             .map_err(|_| ApiError::internal("the data plane worker stopped"))
+    }
+
+    /// The data plane's workers.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
     }
 
     /// Takes the services' routes, namespaces and TAPs out of the kernel, then stops the
@@ -798,6 +804,11 @@ async fn filter(
 
 /// Service and SAP counters for `/metrics`.
 pub async fn write_metrics(services: &ServicesComponent, w: &mut PromWriter) {
+    let handle = services.handle.clone();
+    let stats = tokio::task::spawn_blocking(move || handle.call(|p, _| control::stats(p))).await;
+    if let Some(stats) = stats.ok().and_then(Result::ok).and_then(control::merged) {
+        dp_daemon::write_port_metrics(w, &stats);
+    }
     let Ok(views) = views(services, None).await else {
         return;
     };

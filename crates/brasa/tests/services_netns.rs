@@ -1011,3 +1011,88 @@ fn netns_a_storm_of_broadcasts_and_garbage_leaves_the_other_saps_forwarding() {
     // After the storm, the service forwards as before.
     assert!(tcp_echo(b, a, "10.65.0.2", 5502, 200_000));
 }
+
+#[test]
+fn netns_epipe_over_gre_between_two_brasa_routers() {
+    let (r1, r2) = (Netns::new("gr1"), Netns::new("gr2"));
+    let host = |name, cidr, vid| HostSpec {
+        name,
+        cidr,
+        tags: vec![(TPID_8021Q, vid)],
+    };
+    let left = trunk(&r1, "t1", vec![host("gra", "10.66.0.1/24", 100)]);
+    let right = trunk(&r2, "t1", vec![host("grb", "10.66.0.2/24", 200)]);
+    // The network between the two routers: one IP link, no GRE module in either kernel, its
+    // MTU sized for a full customer frame plus 42 bytes of IP, GRE and key.
+    r1.sh(&format!(
+        "ip link add n1 mtu 1600 type veth peer name n1 mtu 1600 netns {} && ip addr add 198.51.100.1/24 dev n1 && ip link set n1 up",
+        r2.name
+    ));
+    r2.sh("ip addr add 198.51.100.2/24 dev n1 && ip link set n1 up");
+    let interfaces = "[[dataplane.interface]]\nname = \"t1\"\nencap = \"dot1q\"\n\
+                      [[dataplane.interface]]\nname = \"n1\"\n";
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let b1 = Daemon::start(&r1, d1.path(), &config(d1.path(), interfaces));
+    let b2 = Daemon::start(&r2, d2.path(), &config(d2.path(), interfaces));
+
+    // A local address that is not the host's is refused, and nothing is applied.
+    let refused = b1.brasa(
+        &["service", "apply", "-"],
+        Some(
+            "configure service epipe 1000 customer 1 create\nsap t1:100 create exit\n\
+             gre-tunnel local 198.51.100.9 remote 198.51.100.2 key 7\nno shutdown\nexit all\n",
+        ),
+    );
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("not an address of this host"), "{message}");
+    assert!(b1.json(&["show", "service"]).as_array().unwrap().is_empty());
+
+    let epipe = |sap: &str, local: &str, remote: &str| {
+        format!(
+            "configure service epipe 1000 customer 1 create\nsap {sap} create exit\n\
+             gre-tunnel local {local} remote {remote} key 7\nno shutdown\nexit all\n"
+        )
+    };
+    b1.apply(&epipe("t1:100", "198.51.100.1", "198.51.100.2"));
+    b2.apply(&epipe("t1:200", "198.51.100.2", "198.51.100.1"));
+
+    // tcpdump, an independent decoder, sees Ethernet over GRE with key 7 on the link.
+    let capture = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &r2.name,
+            "timeout",
+            "20",
+            "tcpdump",
+            "-i",
+            "n1",
+            "-nn",
+            "-l",
+            "-c",
+            "4",
+            "-e",
+            "ip proto 47",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (a, b) = (&left.hosts[0], &right.hosts[0]);
+    ping_eventually(a, "10.66.0.2", Duration::from_secs(15));
+    assert!(
+        tcp_echo(b, a, "10.66.0.2", 5601, 200_000),
+        "TCP over the GRE Epipe"
+    );
+    let captured =
+        String::from_utf8_lossy(&capture.wait_with_output().unwrap().stdout).into_owned();
+    assert!(
+        captured.contains("198.51.100.1 > 198.51.100.2: GREv0, key=0x7")
+            && captured.contains("10.66.0.1 > 10.66.0.2"),
+        "{captured}"
+    );
+    // Removing one end cuts the path.
+    b2.ok(&["service", "remove", "1000"], None);
+    assert!(!ping(a, "10.66.0.2"));
+}

@@ -22,6 +22,7 @@ use brasa_services::kernel::{
 use futures_util::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
 };
@@ -565,4 +566,165 @@ fn ip_of(address: &RouteAddress) -> Option<IpAddr> {
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
         _ => None,
     }
+}
+
+/// Where the packets of a GRE tunnel leave this host towards its far end, as the kernel's
+/// routes and neighbours say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelHop {
+    /// The outgoing interface.
+    pub interface: String,
+    /// The MAC address of the next hop (the far end itself, or the gateway towards it).
+    pub mac: [u8; 6],
+    /// The interface's MTU: the largest outer IP packet.
+    pub mtu: u16,
+}
+
+/// How long [`Kernel::tunnel_hop`] waits for the kernel to resolve a next hop it did not know.
+const NEIGHBOUR_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl Kernel {
+    /// Resolves the next hop of a GRE tunnel from `local` (which must be one of this host's
+    /// addresses) to `remote` in the daemon's namespace: the kernel's route to `remote` gives
+    /// the interface and gateway, its neighbour table the gateway's MAC. A next hop the kernel
+    /// has not resolved yet is made to resolve by a datagram to `remote`'s discard port (9),
+    /// then awaited for up to three seconds.
+    pub async fn tunnel_hop(&self, local: IpAddr, remote: IpAddr) -> Result<TunnelHop, String> {
+        let handle = &self.root.handle;
+        let fail = |what: &str, err: rtnetlink::Error| format!("{what}: {err}");
+        let mut addresses = handle.address().get().set_address_filter(local).execute();
+        if addresses
+            .try_next()
+            .await
+            .map_err(|err| fail("reading addresses", err))?
+            .is_none()
+        {
+            return Err(format!("{local} is not an address of this host"));
+        }
+        let query = match remote {
+            IpAddr::V4(v4) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .destination_prefix(v4, 32)
+                .build(),
+            IpAddr::V6(v6) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .destination_prefix(v6, 128)
+                .build(),
+        };
+        let route = handle
+            .route()
+            .get(query)
+            .execute()
+            .try_next()
+            .await
+            .map_err(|err| fail(&format!("no route to {remote}"), err))?
+            .ok_or_else(|| format!("no route to {remote}"))?;
+        let mut oif = None;
+        let mut gateway = remote;
+        for attribute in &route.attributes {
+            match attribute {
+                RouteAttribute::Oif(index) => oif = Some(*index),
+                RouteAttribute::Gateway(RouteAddress::Inet(v4)) => gateway = IpAddr::V4(*v4),
+                RouteAttribute::Gateway(RouteAddress::Inet6(v6)) => gateway = IpAddr::V6(*v6),
+                _ => {}
+            }
+        }
+        let oif = oif.ok_or_else(|| format!("the route to {remote} has no interface"))?;
+        let link = handle
+            .link()
+            .get()
+            .match_index(oif)
+            .execute()
+            .try_next()
+            .await
+            .map_err(|err| fail("reading the outgoing interface", err))?
+            .ok_or_else(|| format!("no interface with index {oif}"))?;
+        let mut interface = String::new();
+        let mut mtu = 1500;
+        for attribute in &link.attributes {
+            match attribute {
+                LinkAttribute::IfName(name) => interface = name.clone(),
+                LinkAttribute::Mtu(value) => mtu = u16::try_from(*value).unwrap_or(u16::MAX),
+                _ => {}
+            }
+        }
+        let deadline = tokio::time::Instant::now() + NEIGHBOUR_WAIT;
+        let mut provoked = false;
+        loop {
+            if let Some(mac) = neighbour_mac(handle, oif, gateway).await? {
+                return Ok(TunnelHop {
+                    interface,
+                    mac,
+                    mtu,
+                });
+            }
+            if !provoked {
+                provoked = true;
+                // Any datagram makes the kernel resolve the next hop; port 9 discards it.
+                if let Ok(socket) = std::net::UdpSocket::bind((local, 0)) {
+                    let _ = socket.send_to(&[], (remote, 9));
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "the next hop {gateway} on {interface} did not answer ARP/ND"
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The MAC address of `address` on interface `index`, if the kernel has a usable entry.
+async fn neighbour_mac(
+    handle: &Handle,
+    index: u32,
+    address: IpAddr,
+) -> Result<Option<[u8; 6]>, String> {
+    use rtnetlink::packet_route::neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourState,
+    };
+    let family = match address {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let mut entries = handle
+        .neighbours()
+        .get()
+        .set_address_family(family)
+        .execute();
+    while let Some(entry) = entries
+        .try_next()
+        .await
+        .map_err(|err| format!("reading the neighbour table: {err}"))?
+    {
+        if entry.header.ifindex != index
+            || matches!(
+                entry.header.state,
+                NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
+            )
+        {
+            continue;
+        }
+        let mut destination = None;
+        let mut mac = None;
+        for attribute in &entry.attributes {
+            match attribute {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                    destination = Some(IpAddr::V4(*v4));
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                    destination = Some(IpAddr::V6(*v6));
+                }
+                NeighbourAttribute::LinkLayerAddress(bytes) => {
+                    mac = <[u8; 6]>::try_from(bytes.as_slice()).ok();
+                }
+                _ => {}
+            }
+        }
+        if destination == Some(address) {
+            if let Some(mac) = mac {
+                return Ok(Some(mac));
+            }
+        }
+    }
+    Ok(None)
 }

@@ -12,15 +12,18 @@
 //! A failure at 3 or 4 runs the kernel plan's inverse, so the kernel, the data plane and the
 //! running configuration all stay as they were. Transactions are serialised.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use brasa_dataplane::pipeline::PortId;
 use brasa_dataplane::service::ServiceTables;
+use brasa_services::model::ServiceBody;
 use brasa_services::{cli, Change, Environment, PortMap, ServiceConfig, TxnError};
 
-use crate::compile::{CompileError, Compiler, GreResolver, PortIds};
+use crate::compile::{CompileError, Compiler, GreNextHop, GreResolver, PortIds};
 use crate::kernel::{Kernel, PlanError};
 
 /// The data plane as the manager needs it.
@@ -95,8 +98,22 @@ pub struct ServiceManager {
     port_map: PortMap,
     kernel: Kernel,
     plane: Arc<dyn ServicePlane>,
-    gre: Box<dyn GreResolver + Send + Sync>,
+    /// The last next hop resolved per GRE tunnel (local, remote): kept when a later
+    /// resolution fails, so that one unanswered ARP does not fail unrelated transactions.
+    tunnel_hops: std::sync::Mutex<BTreeMap<(IpAddr, IpAddr), GreNextHop>>,
     journal: Option<PathBuf>,
+}
+
+/// The next hops of a transaction's GRE tunnels, resolved before it compiles.
+struct ResolvedTunnels(BTreeMap<(IpAddr, IpAddr), Result<GreNextHop, String>>);
+
+impl GreResolver for ResolvedTunnels {
+    fn resolve(&self, local: IpAddr, remote: IpAddr) -> Result<GreNextHop, String> {
+        self.0
+            .get(&(local, remote))
+            .cloned()
+            .unwrap_or_else(|| Err(format!("the tunnel {local} → {remote} was not resolved")))
+    }
 }
 
 impl ServiceManager {
@@ -107,7 +124,6 @@ impl ServiceManager {
         port_map: PortMap,
         kernel: Kernel,
         plane: Arc<dyn ServicePlane>,
-        gre: Box<dyn GreResolver + Send + Sync>,
         journal: Option<PathBuf>,
     ) -> Self {
         Self {
@@ -119,7 +135,7 @@ impl ServiceManager {
             port_map,
             kernel,
             plane,
-            gre,
+            tunnel_hops: std::sync::Mutex::default(),
             journal,
         }
     }
@@ -164,10 +180,11 @@ impl ServiceManager {
         }
         let plan = txn.kernel_plan().clone();
         self.kernel.apply(&plan).await?;
+        let tunnels = self.resolve_tunnels(txn.config()).await;
         let ports = PlanePorts(&*self.plane);
         let compiled = match running
             .compiler
-            .prepare(txn.config(), &self.env, &ports, &*self.gre)
+            .prepare(txn.config(), &self.env, &ports, &tunnels)
         {
             Ok(compiled) => compiled,
             Err(error) => {
@@ -185,6 +202,58 @@ impl ServiceManager {
             tracing::error!("a service transaction went stale under the lock");
         }
         Ok(summary)
+    }
+
+    /// Resolves the next hop of every GRE tunnel of `config` from the kernel; the outgoing
+    /// interface must be one of the data plane's ports.
+    async fn resolve_tunnels(&self, config: &ServiceConfig) -> ResolvedTunnels {
+        let tunnels: Vec<(IpAddr, IpAddr)> = config
+            .services()
+            .filter_map(|(_, service)| match &service.body {
+                ServiceBody::Epipe(epipe) => epipe.gre_tunnel.map(|t| (t.local, t.remote)),
+                _ => None,
+            })
+            .collect();
+        let mut resolved = BTreeMap::new();
+        for (local, remote) in tunnels {
+            if resolved.contains_key(&(local, remote)) {
+                continue;
+            }
+            let hop = match self.kernel.tunnel_hop(local, remote).await {
+                Ok(hop) => match self.plane.port_id(&hop.interface) {
+                    Some(port) => Ok(GreNextHop {
+                        port,
+                        vlan: None,
+                        mac: brasa_dataplane::wire::MacAddr(hop.mac),
+                        mtu: hop.mtu,
+                    }),
+                    None => Err(format!(
+                        "the route to {remote} leaves through {}, which is not a data-plane port",
+                        hop.interface
+                    )),
+                },
+                Err(reason) => Err(reason),
+            };
+            let mut known = self
+                .tunnel_hops
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let hop = match hop {
+                Ok(hop) => {
+                    known.insert((local, remote), hop);
+                    Ok(hop)
+                }
+                Err(reason) => match known.get(&(local, remote)) {
+                    Some(previous) => {
+                        tracing::warn!(%local, %remote, %reason, "keeping the tunnel's last next hop");
+                        Ok(*previous)
+                    }
+                    None => Err(reason),
+                },
+            };
+            resolved.insert((local, remote), hop);
+        }
+        ResolvedTunnels(resolved)
     }
 
     async fn undo(&self, plan: &brasa_services::KernelPlan) {

@@ -270,7 +270,6 @@ pub async fn start(
             resolved.port_map,
             kernel,
             plane.clone(),
-            Box::new(brasa_services_net::compile::NoGre),
             Some(services_dir.join("journal.jsonl")),
         ));
         let stale = manager.reconcile().await?;

@@ -58,6 +58,10 @@ enum Command {
     /// Subscriber manager (seed 003): subscribers, lookups, logins, enforcement points.
     #[command(subcommand)]
     Sm(cmd::sm::SmCommand),
+    /// Services of the data plane in `brasa run` (Epipe, VPLS, IES, VPRN on SAPs, with
+    /// filters and policers): apply commands in the SR OS-like text form, remove, export.
+    #[command(subcommand)]
+    Service(cmd::service::ServiceCommand),
     /// Print an Argon2 password hash for `[[api.user]]`, or a new API token and its digest
     /// for `[[api.token]]`.
     Passwd(cmd::passwd::PasswdArgs),
@@ -131,6 +135,7 @@ fn main() -> std::process::ExitCode {
             Command::Cafe(command) => cmd::cafe::run(&global, command).await,
             Command::Curling(command) => cmd::curling::run(&global, command).await,
             Command::Sm(command) => cmd::sm::run(&global, command).await,
+            Command::Service(command) => cmd::service::run(&global, command).await,
             Command::Passwd(args) => cmd::passwd::run(args),
         }
     });

@@ -793,7 +793,7 @@ fn serial_brasa_radius_send_prints_replies_and_load_summaries() {
 /// 7780) never meet a FreeRADIUS service or another daemon running on this machine.
 #[test]
 fn serial_netns_quickstart_runs_on_the_embedded_defaults() {
-    let ns = netns::Netns::new("quick");
+    let ns = brasa_testkit::netns::Netns::new("quick");
     let dir = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(dir.path().join("brasa.log")).unwrap();
     let child = std::process::Command::new("ip")

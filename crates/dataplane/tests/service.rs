@@ -11,7 +11,7 @@ use brasa_dataplane::policer::{ColourMode, Meter, PolicerConfig, RateLimit, Stat
 use brasa_dataplane::sap::{PortEncap, SapId};
 use brasa_dataplane::service::*;
 use brasa_dataplane::stages::service_stages;
-use brasa_dataplane::wire::{EtherType, MacAddr};
+use brasa_dataplane::wire::{ip_protocol, EtherType, MacAddr};
 use std::net::{IpAddr, Ipv4Addr};
 
 const Q: u16 = 0x8100;
@@ -748,8 +748,12 @@ fn capture_sap_punts_after_its_vid_filter_and_the_queue_is_bounded() {
 fn l3_sap_frames_are_left_to_the_kernel_and_counted() {
     let mut p = pipeline();
     let mut b = builder();
-    b.set_service(ServiceSpec::L3(L3Spec { id: 50, vprn: true }))
-        .unwrap();
+    b.set_service(ServiceSpec::L3(L3Spec {
+        id: 50,
+        vprn: true,
+        interfaces: Vec::new(),
+    }))
+    .unwrap();
     b.set_sap(SapSpec::new(sap("1:500"), 50)).unwrap();
     install(&mut p, &mut b, 0);
     let (_, v) = run_one(&mut p, 1, frame(mac(1), mac(2), &[(Q, 500)]), 0);
@@ -769,6 +773,86 @@ fn l3_sap_frames_are_left_to_the_kernel_and_counted() {
     assert!(matches!(
         b.set_sap(with_filter),
         Err(ServiceError::L3Qos(_))
+    ));
+}
+
+#[test]
+fn an_ip_interface_cross_connects_its_sap_with_its_tap_and_filters_apply() {
+    let mut p = pipeline();
+    let mut b = builder();
+    // Port 3 is null-encapsulated: the TAP of the interface on SAP 1:500.
+    let pair = L3Interface {
+        sap: sap("1:500"),
+        tap: sap("3"),
+    };
+    b.set_service(ServiceSpec::L3(L3Spec {
+        id: 50,
+        vprn: false,
+        interfaces: vec![pair],
+    }))
+    .unwrap();
+    policer(&mut b, 1, 1_000_000, 1_000_000);
+    b.set_filter(FilterSpec {
+        id: 9,
+        kind: FilterKind::Ip,
+        default_action: Disposition::Forward,
+        entries: vec![FilterEntrySpec {
+            id: 10,
+            matcher: Match::Ip(IpMatch {
+                protocol: Some(ip_protocol::UDP),
+                dst_port: Some(PortRange::single(80)),
+                ..IpMatch::default()
+            }),
+            action: FilterAction::Drop,
+        }],
+    })
+    .unwrap();
+    let mut customer = SapSpec::new(sap("1:500"), 50);
+    customer.egress.policer = Some(1);
+    b.set_sap(customer.clone()).unwrap();
+    b.set_sap(SapSpec::new(sap("3"), 50)).unwrap();
+    install(&mut p, &mut b, 0);
+
+    // Customer → kernel: the tag is popped, the frame leaves by the TAP port.
+    let (out, v) = run_one(&mut p, 1, frame(mac(1), mac(2), &[(Q, 500)]), 0);
+    assert_eq!(v, Verdict::Transmit(3));
+    assert_eq!(out, frame(mac(1), mac(2), &[]));
+    // Kernel → customer: the tag is pushed, the frame leaves by the SAP's port.
+    let (out, v) = run_one(&mut p, 3, frame(mac(2), mac(1), &[]), 0);
+    assert_eq!(v, Verdict::Transmit(1));
+    assert_eq!(out, frame(mac(2), mac(1), &[(Q, 500)]));
+    let counters = stage(&mut p).sap_counters(&sap("1:500")).unwrap();
+    assert_eq!((counters.rx_packets, counters.tx_packets), (1, 1));
+
+    // The SAP's ingress filter applies to what goes to the kernel.
+    customer.ingress.ip_filter = Some(9);
+    b.set_sap(customer).unwrap();
+    install(&mut p, &mut b, 0);
+    let (_, v) = run_one(&mut p, 1, frame(mac(1), mac(2), &[(Q, 500)]), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Filter));
+
+    // Without its TAP the interface is down.
+    b.remove_sap(&sap("3")).unwrap();
+    b.set_sap(SapSpec::new(sap("1:500"), 50)).unwrap();
+    install(&mut p, &mut b, 0);
+    let (_, v) = run_one(&mut p, 1, frame(mac(1), mac(2), &[(Q, 500)]), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::ServiceDown));
+
+    // A SAP in two pairs is refused.
+    let twice = L3Spec {
+        id: 51,
+        vprn: false,
+        interfaces: vec![
+            pair,
+            L3Interface {
+                sap: sap("1:500"),
+                tap: sap("2:9"),
+            },
+        ],
+    };
+    assert!(matches!(
+        b.set_service(ServiceSpec::L3(twice)),
+        Err(ServiceError::L3Pair(51))
     ));
 }
 

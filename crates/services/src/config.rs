@@ -26,27 +26,17 @@ use crate::kernel::{self, KernelPlan};
 use crate::limits;
 use crate::model::*;
 
-/// What a transaction is checked against besides the configuration: the data plane's ports and
-/// the kernel numbering brasa uses.
+/// What a transaction is checked against besides the configuration: the data plane's ports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Environment {
     /// Data-plane ports with their encapsulations; every SAP's port must be one of them.
     pub ports: Ports,
-    /// The routing table of VPRN `N` is `vrf_table_base + N`.
-    pub vrf_table_base: u32,
 }
 
-/// The default [`Environment::vrf_table_base`]: clear of the kernel's reserved tables
-/// (253..=255) and of small numbers operators use by hand.
-pub const DEFAULT_VRF_TABLE_BASE: u32 = 10_000;
-
 impl Environment {
-    /// An environment with these ports and the default table numbering.
+    /// An environment with these ports.
     pub fn new(ports: Ports) -> Self {
-        Self {
-            ports,
-            vrf_table_base: DEFAULT_VRF_TABLE_BASE,
-        }
+        Self { ports }
     }
 }
 
@@ -415,10 +405,7 @@ impl ServiceConfig {
         let kernel_plan = if touched.routed.is_empty() {
             KernelPlan::default()
         } else {
-            kernel::plan(
-                &kernel::desired(self, env),
-                &kernel::desired(&candidate, env),
-            )
+            kernel::plan(&kernel::desired(self), &kernel::desired(&candidate))
         };
         Ok(Transaction {
             config: candidate,

@@ -668,8 +668,9 @@ fn service_set(id: ServiceId, kind: ServiceKind, setting: ServiceSetting) -> Edi
 /// Creates the service and sets its description; returns its id.
 fn service_head(out: &mut Out, common: &CommonRef<'_>, kind: ServiceKind) -> ServiceId {
     let id = *common.id.get_ref();
+    // A refused creation is about the id (it exists already, or is of another kind).
     out.push(
-        &common.customer.span(),
+        &common.id.span(),
         Edit::Service {
             id,
             kind,

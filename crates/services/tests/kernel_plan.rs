@@ -6,155 +6,116 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use brasa_services::kernel::{
-    self, ExistingLink, KernelStep, LinkKind, Route, RouteVia, MAIN_TABLE,
-};
+use brasa_services::kernel::{self, Address, KernelStep, Namespace, Route, RouteVia, Tap};
 use brasa_services::{cli, KernelPlan, ServiceConfig};
 use common::{env, port_map};
-use ipnet::IpNet;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FakeLink {
-    kind: LinkKind,
-    alias: Option<String>,
-    master: Option<String>,
-    up: bool,
-}
-
-/// A kernel model strict enough to catch a plan in the wrong order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A kernel model strict enough to catch a plan in the wrong order: nothing vanishes as a side
+/// effect (a TAP is deleted only without addresses, a namespace only when empty), so a plan
+/// must say everything it removes, and its inverse can put everything back.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct FakeKernel {
-    links: BTreeMap<String, FakeLink>,
-    addresses: BTreeSet<(String, IpNet)>,
+    namespaces: BTreeSet<String>,
+    /// TAPs by name: the TAP and whether it is up.
+    taps: BTreeMap<String, (Tap, bool)>,
+    addresses: BTreeSet<Address>,
     routes: BTreeSet<Route>,
 }
 
 impl FakeKernel {
-    fn with_ports() -> Self {
-        let links = ["eth0", "eth1", "eth2", "eth3"]
-            .into_iter()
-            .map(|name| {
-                let link = FakeLink {
-                    kind: LinkKind::Port,
-                    alias: None,
-                    master: None,
-                    up: true,
-                };
-                (name.to_owned(), link)
-            })
-            .collect();
-        Self {
-            links,
-            addresses: BTreeSet::new(),
-            routes: BTreeSet::new(),
-        }
+    fn namespace_exists(&self, namespace: &Namespace) -> bool {
+        namespace
+            .as_ref()
+            .is_none_or(|name| self.namespaces.contains(name))
     }
 
-    fn table_of(&self, link: &str) -> u32 {
-        let master = self.links.get(link).and_then(|l| l.master.clone());
-        match master.and_then(|m| self.links.get(&m).map(|l| l.kind.clone())) {
-            Some(LinkKind::Vrf { table }) => table,
-            _ => MAIN_TABLE,
-        }
+    fn tap_in(&self, namespace: &Namespace, link: &str) -> Option<&(Tap, bool)> {
+        self.taps
+            .get(link)
+            .filter(|(tap, _)| tap.namespace == *namespace)
     }
 
     fn execute(&mut self, step: &KernelStep) -> Result<(), String> {
         match step {
-            KernelStep::CreateLink { name, alias, kind } => {
-                if self.links.contains_key(name) {
-                    return Err(format!("{name} exists"));
+            KernelStep::CreateNamespace { name } => {
+                if !self.namespaces.insert(name.clone()) {
+                    return Err(format!("namespace {name} exists"));
                 }
-                if let LinkKind::Vlan { parent, .. } = kind {
-                    if !self.links.contains_key(parent) {
-                        return Err(format!("parent {parent} of {name} missing"));
-                    }
-                }
-                self.links.insert(
-                    name.clone(),
-                    FakeLink {
-                        kind: kind.clone(),
-                        alias: Some(alias.clone()),
-                        master: None,
-                        up: false,
-                    },
-                );
             }
-            KernelStep::DeleteLink { name, .. } => {
-                let link = self.links.get(name).ok_or(format!("{name} missing"))?;
-                if link.up || link.master.is_some() || link.kind == LinkKind::Port {
-                    return Err(format!("{name} still up, enslaved or a port"));
+            KernelStep::DeleteNamespace { name } => {
+                let inside = Some(name.clone());
+                let busy = self.taps.values().any(|(tap, _)| tap.namespace == inside)
+                    || self.routes.iter().any(|route| route.namespace == inside)
+                    || self
+                        .addresses
+                        .iter()
+                        .any(|address| address.namespace == inside);
+                if busy {
+                    return Err(format!("namespace {name} still holds objects"));
                 }
-                let in_use = self.links.values().any(|l| {
-                    l.master.as_deref() == Some(name)
-                        || matches!(&l.kind, LinkKind::Vlan { parent, .. } if parent == name)
-                });
-                if in_use {
-                    return Err(format!("{name} still has slaves or children"));
+                if !self.namespaces.remove(name) {
+                    return Err(format!("namespace {name} missing"));
                 }
-                // As the kernel does; a plan that relied on it would fail the rollback checks,
-                // since re-creating the link does not bring the addresses back.
-                self.addresses.retain(|(l, _)| l != name);
-                self.links.remove(name);
             }
-            KernelStep::SetMaster {
-                link,
-                master,
-                previous,
-            } => {
-                if let Some(master) = master {
-                    match self.links.get(master) {
-                        Some(FakeLink {
-                            kind: LinkKind::Vrf { .. },
-                            ..
-                        }) => {}
-                        _ => return Err(format!("master {master} is no VRF")),
-                    }
+            KernelStep::CreateTap(tap) => {
+                if self.taps.contains_key(&tap.name) || !self.namespace_exists(&tap.namespace) {
+                    return Err(format!("cannot create {}", tap.name));
                 }
-                let entry = self.links.get_mut(link).ok_or(format!("{link} missing"))?;
-                if entry.master != *previous {
-                    return Err(format!(
-                        "{link} master is {:?}, not {previous:?}",
-                        entry.master
-                    ));
-                }
-                entry.master.clone_from(master);
+                self.taps.insert(tap.name.clone(), (tap.clone(), false));
             }
-            KernelStep::SetUp { link, up } => {
-                let parent_down = match &self.links.get(link).ok_or(format!("{link} missing"))?.kind
+            KernelStep::DeleteTap(tap) => {
+                match self.taps.get(&tap.name) {
+                    Some((existing, false)) if existing == tap => {}
+                    other => return Err(format!("cannot delete {}: {other:?}", tap.name)),
+                }
+                if self
+                    .addresses
+                    .iter()
+                    .any(|address| address.link == tap.name)
                 {
-                    LinkKind::Vlan { parent, .. } => self.links.get(parent).is_none_or(|p| !p.up),
-                    _ => false,
-                };
-                if *up && parent_down {
-                    return Err(format!("{link}: parent is down"));
+                    return Err(format!("{} still has addresses", tap.name));
                 }
-                if let Some(l) = self.links.get_mut(link) {
-                    l.up = *up;
+                self.taps.remove(&tap.name);
+            }
+            KernelStep::SetUp {
+                namespace,
+                link,
+                up,
+            } => {
+                if self.tap_in(namespace, link).is_none() {
+                    return Err(format!("{link} missing in {namespace:?}"));
+                }
+                if let Some(entry) = self.taps.get_mut(link) {
+                    entry.1 = *up;
                 }
             }
-            KernelStep::AddAddress { link, addr } => {
-                if !self.links.contains_key(link) || !self.addresses.insert((link.clone(), *addr)) {
-                    return Err(format!("cannot add {addr} to {link}"));
+            KernelStep::AddAddress(address) => {
+                if self.tap_in(&address.namespace, &address.link).is_none()
+                    || !self.addresses.insert(address.clone())
+                {
+                    return Err(format!("cannot add {address:?}"));
                 }
             }
-            KernelStep::DelAddress { link, addr } => {
-                if !self.addresses.remove(&(link.clone(), *addr)) {
-                    return Err(format!("{addr} not on {link}"));
+            KernelStep::DelAddress(address) => {
+                if !self.addresses.remove(address) {
+                    return Err(format!("{address:?} missing"));
                 }
             }
             KernelStep::AddRoute(route) => {
                 if let RouteVia::Gateway(gateway) = route.via {
-                    let reachable = self.addresses.iter().any(|(link, net)| {
-                        net.contains(&gateway)
-                            && self.links.get(link).is_some_and(|l| l.up)
-                            && self.table_of(link) == route.table
+                    let reachable = self.addresses.iter().any(|address| {
+                        address.namespace == route.namespace
+                            && address.addr.contains(&gateway)
+                            && self
+                                .tap_in(&address.namespace, &address.link)
+                                .is_some_and(|(_, up)| *up)
                     });
                     if !reachable {
-                        return Err(format!("gateway {gateway} unreachable in {}", route.table));
+                        return Err(format!("gateway {gateway} unreachable"));
                     }
                 }
-                if !self.routes.insert(*route) {
-                    return Err(format!("{route:?} exists"));
+                if !self.namespace_exists(&route.namespace) || !self.routes.insert(route.clone()) {
+                    return Err(format!("cannot add {route:?}"));
                 }
             }
             KernelStep::DelRoute(route) => {
@@ -173,25 +134,15 @@ impl FakeKernel {
         }
     }
 
-    /// The brasa links and routes, as an executor would list them at start.
-    fn existing(&self) -> (Vec<ExistingLink>, Vec<Route>) {
-        let links = self
-            .links
-            .iter()
-            .map(|(name, l)| ExistingLink {
-                name: name.clone(),
-                alias: l.alias.clone(),
-                master: l.master.clone(),
-                up: l.up,
-                addresses: self
-                    .addresses
-                    .iter()
-                    .filter(|(link, _)| link == name)
-                    .map(|(_, net)| *net)
-                    .collect(),
-            })
-            .collect();
-        (links, self.routes.iter().copied().collect())
+    /// What survives a crash: the TAPs (with their addresses and the routes through them) and
+    /// the VPRN namespaces (with everything in them) vanish with the process; blackhole routes
+    /// of the daemon's own namespace stay.
+    fn crash(&mut self) {
+        self.taps.clear();
+        self.addresses.clear();
+        self.namespaces.clear();
+        self.routes
+            .retain(|route| route.namespace.is_none() && route.via == RouteVia::Blackhole);
     }
 }
 
@@ -262,23 +213,20 @@ exit all
 #[test]
 fn every_failure_point_rolls_back_to_the_prior_kernel() {
     let mut config = ServiceConfig::new();
-    let empty = FakeKernel::with_ports();
+    let empty = FakeKernel::default();
     let plan = transaction(&mut config, L3);
     let built = check_rollbacks(&empty, &plan);
 
-    // Two VRFs, one shared QinQ outer link, two inner links, one dot1q link.
-    let count = |f: fn(&LinkKind) -> bool| built.links.values().filter(|l| f(&l.kind)).count();
-    assert_eq!(count(|k| matches!(k, LinkKind::Vrf { .. })), 2);
-    assert_eq!(count(|k| matches!(k, LinkKind::Vlan { .. })), 4);
-    assert_eq!(built.links["eth0"].master.as_deref(), Some("brsv100"));
+    // Two VPRN namespaces, a TAP per interface, three routes.
+    assert_eq!(built.namespaces.len(), 2);
+    assert_eq!(built.taps.len(), 4);
+    assert!(built.taps.values().all(|(_, up)| *up));
     assert_eq!(built.routes.len(), 3);
-    let vrf100 = match built.links["brsv100"].kind {
-        LinkKind::Vrf { table } => table,
-        _ => unreachable!(),
-    };
-    assert_eq!(vrf100, 10_100);
-    for link in built.links.keys() {
-        assert!(link.len() <= 15, "{link}");
+    assert!(built.namespaces.contains("vprn-100"));
+    let dot1q = kernel::tap("ies", 300, "dot1q", None);
+    assert_eq!(built.taps[&dot1q.name].0, dot1q);
+    for tap in built.taps.keys() {
+        assert!(tap.len() <= 15, "{tap}");
     }
 
     // A second transaction: move an address, drop a VPRN, shut an interface down.
@@ -298,12 +246,12 @@ fn every_failure_point_rolls_back_to_the_prior_kernel() {
         exit all"#,
     );
     let changed = check_rollbacks(&built, &plan);
-    assert!(!changed.links.contains_key("brsv200"));
-    assert_eq!(changed.links["eth0"].master, None);
+    assert!(!changed.namespaces.contains("vprn-200"));
+    assert_eq!(changed.taps.len(), 2, "qinq and dot1q remain");
     assert!(changed
         .addresses
         .iter()
-        .any(|(_, net)| net.to_string() == "192.0.2.9/24"));
+        .any(|address| address.addr.to_string() == "192.0.2.9/24"));
     assert_eq!(
         changed.routes.len(),
         3,
@@ -326,17 +274,32 @@ fn every_failure_point_rolls_back_to_the_prior_kernel() {
 fn reconcile_after_a_crash_rebuilds_the_desired_state() {
     let mut config = ServiceConfig::new();
     let plan = transaction(&mut config, L3);
-    let mut crashed = FakeKernel::with_ports();
+    let mut crashed = FakeKernel::default();
     crashed.run(&plan.steps);
+    crashed.crash();
+    assert!(crashed.taps.is_empty() && crashed.namespaces.is_empty());
+    assert_eq!(
+        crashed.routes.len(),
+        0,
+        "the IES has no blackhole route yet"
+    );
+    // A blackhole route of the daemon's own namespace outlives the process.
+    transaction(
+        &mut config,
+        r#"configure service ies 300 static-route-entry 192.0.2.0/24 black-hole exit exit exit"#,
+    );
+    let mut crashed = FakeKernel::default();
+    crashed.run(&kernel::plan(&Default::default(), &kernel::desired(&config)).steps);
+    crashed.crash();
+    assert_eq!(crashed.routes.len(), 1);
     // After the crash the operator changed the config: VPRN 200 is gone.
     transaction(
         &mut config,
         r#"configure service vprn 200 shutdown interface "shared-outer" no sap eth2:10.21 exit no interface "shared-outer" exit no vprn 200"#,
     );
-    let (links, routes) = crashed.existing();
-    let reconcile = kernel::reconcile(&links, &routes, &config, &env());
-    crashed.run(&reconcile.steps);
-    let mut fresh = FakeKernel::with_ports();
-    fresh.run(&kernel::plan(&Default::default(), &kernel::desired(&config, &env())).steps);
+    let routes: Vec<Route> = crashed.routes.iter().cloned().collect();
+    crashed.run(&kernel::reconcile(&routes, &config).steps);
+    let mut fresh = FakeKernel::default();
+    fresh.run(&kernel::plan(&Default::default(), &kernel::desired(&config)).steps);
     assert_eq!(crashed, fresh);
 }

@@ -7,6 +7,7 @@ pub mod passwd;
 pub mod radius;
 pub mod rae;
 pub mod run;
+pub mod service;
 pub mod show;
 pub mod sm;
 pub mod tools;

@@ -20,6 +20,11 @@ pub enum ShowCommand {
     /// Python scripts and python-policy caches.
     #[command(subcommand)]
     Python(ShowPython),
+    /// Services: type, customer, state and counters, with their SAPs (`brasa show service
+    /// [ID]`), or the MAC table of a VPLS (`brasa show service fdb ID`).
+    Service(crate::cmd::service::ShowServiceArgs),
+    /// A filter's entries with their hit counters (`brasa show filter ip|ipv6|mac ID`).
+    Filter(crate::cmd::service::ShowFilterArgs),
 }
 
 /// `brasa show python …`
@@ -54,6 +59,8 @@ pub enum ShowRadius {
 pub async fn run(global: &GlobalArgs, command: ShowCommand) -> anyhow::Result<()> {
     let client = Client::new(global.api_url(DEFAULT_API));
     match command {
+        ShowCommand::Service(args) => crate::cmd::service::show(global, args).await,
+        ShowCommand::Filter(args) => crate::cmd::service::show_filter(global, args).await,
         ShowCommand::Dataplane(ShowDataplane::Statistics) => {
             crate::cmd::cafe::run(global, crate::cmd::cafe::CafeCommand::Stats).await
         }

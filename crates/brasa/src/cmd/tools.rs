@@ -149,6 +149,8 @@ pub enum ClearCommand {
     /// Python state.
     #[command(subcommand)]
     Python(ClearPython),
+    /// Service counters (`brasa clear service ID statistics`).
+    Service(crate::cmd::service::ClearServiceArgs),
 }
 
 /// `brasa clear python …`
@@ -229,10 +231,13 @@ pub async fn run_tools(global: &GlobalArgs, command: ToolsCommand) -> anyhow::Re
 
 pub async fn run_clear(global: &GlobalArgs, command: ClearCommand) -> anyhow::Result<()> {
     let client = Client::new(global.api_url(DEFAULT_API));
-    let ClearCommand::Python(ClearPython::PythonPolicy {
-        name,
-        what: ClearPolicy::Cache { key },
-    }) = command;
+    let (name, key) = match command {
+        ClearCommand::Service(args) => return crate::cmd::service::clear(global, args).await,
+        ClearCommand::Python(ClearPython::PythonPolicy {
+            name,
+            what: ClearPolicy::Cache { key },
+        }) => (name, key),
+    };
     let request = KeyRequest {
         key_hex: key.to_hex()?,
     };

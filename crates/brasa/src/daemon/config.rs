@@ -35,6 +35,14 @@ pub struct DaemonFile {
     pub subscriber_manager: Option<super::sm_config::SmSection>,
     /// Python scripts and policies (with their caches) that RADIUS servers name.
     pub python: Option<super::python::PythonSection>,
+    /// The data plane hosted by this daemon (its access ports carry the services).
+    pub dataplane: Option<Spanned<super::dataplane::DataplaneSection>>,
+    /// Static services and the SR OS port map (`[service.port_map]`, `[[service.epipe]]`, …).
+    pub service: Option<brasa_services::toml::ServiceSection>,
+    /// Filters (`[[filter.ip]]`, `[[filter.ipv6]]`, `[[filter.mac]]`).
+    pub filter: Option<brasa_services::toml::FilterSection>,
+    /// QoS policies (`[[qos.sap_ingress]]`, `[[qos.sap_egress]]`).
+    pub qos: Option<brasa_services::toml::QosSection>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -277,6 +285,8 @@ pub struct Resolved {
     pub subscriber_manager: Option<super::sm_config::SmResolved>,
     /// Python policies and their caches, if configured.
     pub python: Option<super::python::ResolvedPython>,
+    /// The service data plane, if `[dataplane]` is configured.
+    pub services: Option<super::services::ServicesResolved>,
 }
 
 /// Reads and validates a config file (or the embedded defaults when `path` is `None`).
@@ -319,12 +329,15 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
         )?),
         None => None,
     };
+    let services =
+        super::services::resolve(&source, file.dataplane, file.service, file.filter, file.qos)?;
     Ok(Resolved {
         api,
         data_dir: file.data_dir,
         radius,
         subscriber_manager,
         python,
+        services,
     })
 }
 

@@ -24,7 +24,7 @@ use brasa_dataplane::control::{
 };
 use brasa_dataplane::io::afpacket::RingConfig;
 use brasa_dataplane::io::worker::{
-    self, Handle, PortConfig, PortInfo, PortIo, WorkerConfig, XdpPortConfig,
+    self, Handle, PortConfig, PortInfo, PortIo, StageFactory, WorkerConfig, XdpPortConfig,
 };
 use brasa_dataplane::io::xdp::xsk::XskConfig;
 use brasa_dataplane::io::xdp::XdpModeRequest;
@@ -94,6 +94,12 @@ pub struct InterfaceSection {
     /// forwarding from this interface is turned off and the data plane hands them over).
     #[serde(default = "default_handoff")]
     pub ip: IpHandoff,
+    /// An access port of the service data plane (`brasa run`): its SAP encapsulation, `null`,
+    /// `dot1q` or `qinq` (SR OS `encap-type`). Absent: not an access port.
+    pub encap: Option<PortEncapName>,
+    /// TPID of the outer tag on a dot1q or QinQ access port: `0x8100` (default, as SR OS) or
+    /// `0x88a8`.
+    pub outer_tpid: Option<Spanned<String>>,
     /// How frames are read and written: `af_packet` (default) or `af_xdp`.
     #[serde(default)]
     pub io: IoSetting,
@@ -159,6 +165,18 @@ impl InterfaceSection {
             io,
         }
     }
+}
+
+/// The SAP encapsulation of an access port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortEncapName {
+    /// The whole port is one SAP.
+    Null,
+    /// One 802.1Q tag.
+    Dot1q,
+    /// Two tags (outer, inner).
+    Qinq,
 }
 
 /// `[agent]`.
@@ -235,11 +253,31 @@ pub fn load(path: &std::path::Path) -> Result<(DataplaneConfig, ApiConfig), Conf
     let mut config: DataplaneConfig = source.parse()?;
     let base = path.parent().unwrap_or(std::path::Path::new(""));
     let api = std::mem::take(&mut config.api).resolve(&source, base, default_api())?;
-    let section = config.dataplane.get_ref();
+    validate(&source, &config.dataplane)?;
+    if let Some(interface) = config
+        .dataplane
+        .get_ref()
+        .interfaces
+        .iter()
+        .find(|i| i.encap.is_some())
+    {
+        return Err(source.error_at(
+            interface.name.span(),
+            "encap makes an access port of the service data plane, which `brasa run` hosts \
+             ([dataplane] in its config); `brasa dataplane` runs CAFE only",
+        ));
+    }
+    Ok((config, api))
+}
+
+/// Checks a `[dataplane]` section (of `brasa dataplane` or `brasa run`): every error names
+/// `file:line:col` and what was expected, before anything is opened.
+pub fn validate(source: &Source, dataplane: &Spanned<DataplaneSection>) -> Result<(), ConfigError> {
+    let section = dataplane.get_ref();
     let error = |value_span: Range<usize>, message: String| {
         // A default has no span of its own: point at `[dataplane]`.
         let span = if value_span.is_empty() {
-            config.dataplane.span()
+            dataplane.span()
         } else {
             value_span
         };
@@ -248,7 +286,7 @@ pub fn load(path: &std::path::Path) -> Result<(DataplaneConfig, ApiConfig), Conf
     const NAME_RULE: &str = "expected 1 to 15 characters, no '/', ':' or white space";
     if section.interfaces.is_empty() {
         return error(
-            config.dataplane.span(),
+            dataplane.span(),
             "[dataplane] needs at least one [[dataplane.interface]] with a name".into(),
         );
     }
@@ -347,7 +385,64 @@ pub fn load(path: &std::path::Path) -> Result<(DataplaneConfig, ApiConfig), Conf
             "workers = 0: expected at least 1 worker thread".into(),
         );
     }
-    Ok((config, api))
+    for interface in &section.interfaces {
+        if let Some(tpid) = &interface.outer_tpid {
+            if parse_tpid(tpid.get_ref()).is_none() {
+                return error(
+                    tpid.span(),
+                    format!(
+                        "outer_tpid = {:?}: expected \"0x8100\" or \"0x88a8\"",
+                        tpid.get_ref()
+                    ),
+                );
+            }
+            if interface.encap.is_none() || interface.encap == Some(PortEncapName::Null) {
+                return error(
+                    tpid.span(),
+                    "outer_tpid needs encap = \"dot1q\" or \"qinq\"".into(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The TPID of `text` (`0x8100` or `0x88a8`).
+pub fn parse_tpid(text: &str) -> Option<u16> {
+    match text.to_ascii_lowercase().as_str() {
+        "0x8100" => Some(0x8100),
+        "0x88a8" => Some(0x88a8),
+        _ => None,
+    }
+}
+
+/// The worker settings of a checked `[dataplane]` section; `services` hosts the service data
+/// plane in front of the CAFE stages.
+pub fn worker_setup(
+    section: &DataplaneSection,
+    stages: StageFactory,
+) -> (WorkerConfig, worker::Tuning) {
+    let worker_config = WorkerConfig {
+        ports: section
+            .interfaces
+            .iter()
+            .map(InterfaceSection::port_config)
+            .collect(),
+        tun: Some(section.tun.get_ref().clone()),
+        ring: RingConfig {
+            block_count: *section.ring_blocks.get_ref(),
+            ..RingConfig::default()
+        },
+        batch_size: *section.batch_size.get_ref(),
+        tick_interval: section.expiry_interval.get_ref().0,
+    };
+    let tuning = worker::Tuning {
+        workers: *section.workers.get_ref(),
+        cpus: section.cpus.clone(),
+        stages,
+        ..worker::Tuning::default()
+    };
+    (worker_config, tuning)
 }
 
 /// Runs jobs on the worker and awaits their result.
@@ -525,15 +620,9 @@ type InterfaceFamily = (
     fn(&control::PortCountersView) -> u64,
 );
 
-async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, ApiError> {
-    let (stats, keys, filters) = ctl
-        .call(|p, _| {
-            let keys = control::forward_get(p, None).unwrap_or_default();
-            let filters = control::intercept_list(p).unwrap_or_default();
-            (control::stats(p), keys, filters)
-        })
-        .await?;
-    let mut w = PromWriter::default();
+/// The data plane's per-interface counters and its drops by reason, for every daemon that
+/// hosts a data plane.
+pub(crate) fn write_port_metrics(w: &mut PromWriter, stats: &Stats) {
     let interface_families: [InterfaceFamily; 9] = [
         (
             "brasa_dataplane_rx_packets_total",
@@ -603,6 +692,18 @@ async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, Api
             *count as f64,
         );
     }
+}
+
+async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, ApiError> {
+    let (stats, keys, filters) = ctl
+        .call(|p, _| {
+            let keys = control::forward_get(p, None).unwrap_or_default();
+            let filters = control::intercept_list(p).unwrap_or_default();
+            (control::stats(p), keys, filters)
+        })
+        .await?;
+    let mut w = PromWriter::default();
+    write_port_metrics(&mut w, &stats);
     w.family(
         "brasa_cafe_key_packets_total",
         "COMET packets forwarded, by forwarding key.",
@@ -717,6 +818,21 @@ async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, Api
     Ok(mgmt::metrics_response(w.finish()))
 }
 
+/// `/api/v1/dataplane/stats` and `/ports` for a data plane hosted by `brasa run` (the CAFE
+/// routes and the agent belong to `brasa dataplane`).
+pub(crate) fn port_routes(handle: Handle, access: Arc<Access>) -> Router {
+    Router::new()
+        .route("/api/v1/dataplane/stats", get(stats))
+        .route("/api/v1/dataplane/ports", get(ports))
+        .with_state(Ctl {
+            access,
+            handle,
+            agent_requests: Arc::default(),
+            agent_malformed: Arc::default(),
+            agent_oversized: Arc::default(),
+        })
+}
+
 fn router(ctl: Ctl) -> Router {
     Router::new()
         .route("/api/v1/cafe/forward", get(forward_list).post(forward_add))
@@ -779,26 +895,7 @@ async fn serve_agent_connection(ctl: Ctl, mut stream: tokio::net::TcpStream) -> 
 pub async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let mut shutdown = ShutdownSignal::install()?;
     let (config, api) = load(path)?;
-    let section = config.dataplane.get_ref();
-    let worker_config = WorkerConfig {
-        ports: section
-            .interfaces
-            .iter()
-            .map(InterfaceSection::port_config)
-            .collect(),
-        tun: Some(section.tun.get_ref().clone()),
-        ring: RingConfig {
-            block_count: *section.ring_blocks.get_ref(),
-            ..RingConfig::default()
-        },
-        batch_size: *section.batch_size.get_ref(),
-        tick_interval: section.expiry_interval.get_ref().0,
-    };
-    let tuning = worker::Tuning {
-        workers: *section.workers.get_ref(),
-        cpus: section.cpus.clone(),
-        ..worker::Tuning::default()
-    };
+    let (worker_config, tuning) = worker_setup(config.dataplane.get_ref(), StageFactory::default());
     let (handle, thread) =
         worker::start_tuned(worker_config, tuning).context("starting the data plane")?;
     let ctl = Ctl {

@@ -10,6 +10,7 @@ pub mod python_api;
 pub mod radius_api;
 pub mod radius_rejects;
 pub mod rae;
+pub mod services;
 pub mod sm_api;
 pub mod sm_config;
 pub mod sm_radius;
@@ -28,6 +29,8 @@ pub struct Daemon {
     pub api: SocketAddr,
     /// The subscriber manager, closed cleanly on shutdown.
     sm: Option<Arc<sm_api::SmComponent>>,
+    /// The service data plane, whose worker is stopped on shutdown.
+    services: Option<Arc<services::ServicesComponent>>,
 }
 
 impl Daemon {
@@ -36,6 +39,9 @@ impl Daemon {
     pub async fn shutdown(&self) {
         if let Some(sm) = &self.sm {
             sm.shutdown().await;
+        }
+        if let Some(services) = &self.services {
+            services.shutdown().await;
         }
     }
 }
@@ -105,8 +111,13 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         }
         None => None,
     };
+    let services = match resolved.services {
+        Some(services) => Some(services::start(services, &resolved.data_dir).await?),
+        None => None,
+    };
     let access = Arc::new(Access::new(resolved.api.access.clone()));
     let state = ApiState {
+        services: services.clone(),
         radius,
         rejects,
         sm: sm.clone(),
@@ -126,10 +137,18 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         .nest("/api/v1/radius", radius_api::routes())
         .nest("/api/v1/sm", sm_api::routes())
         .nest("/api/v1/python", python_api::routes())
+        .nest("/api/v1/services", services::routes())
         .with_state(state.clone())
         .merge(console::router(shell, run_console_pages(&state), state));
+    let router = match &services {
+        Some(services) => router.merge(dataplane::port_routes(
+            services.handle().clone(),
+            access.clone(),
+        )),
+        None => router,
+    };
     let api = mgmt::serve(&resolved.api, access, router).await?;
-    Ok(Daemon { api, sm })
+    Ok(Daemon { api, sm, services })
 }
 
 /// What API handlers can reach.
@@ -149,6 +168,8 @@ pub struct ApiState {
     pub rejects: Option<Arc<radius_rejects::RecentRejects>>,
     /// Who may use the API and console; its login counters go to `/metrics`.
     pub access: Arc<Access>,
+    /// The service data plane.
+    pub services: Option<Arc<services::ServicesComponent>>,
 }
 
 /// The console of `brasa run`: the overview, and a page per component it runs.
@@ -205,6 +226,9 @@ async fn metrics(
     python_api::write_metrics(worker.as_ref(), caches.as_ref(), &mut writer);
     if let Some(redis) = &redis {
         python_api::write_redis_metrics(redis, &mut writer);
+    }
+    if let Some(services) = &state.services {
+        services::write_metrics(services, &mut writer).await;
     }
     state.access.write_metrics(&mut writer);
     mgmt::metrics_response(writer.finish())

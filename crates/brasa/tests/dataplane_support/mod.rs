@@ -10,11 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "../support/netns.rs"]
-mod netns;
 // Not every test that includes this module uses every item (as `dead_code` above).
 #[allow(unused_imports)]
-pub use netns::{run_ok, Netns};
+pub use brasa_testkit::netns::{run_ok, Netns};
 
 /// The MAC address of an interface inside a namespace.
 pub trait NetnsMac {

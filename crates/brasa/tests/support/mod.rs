@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub mod netns;
-
 pub const BRASA: &str = env!("CARGO_BIN_EXE_brasa");
 
 /// A UDP port free on `ip` right now.

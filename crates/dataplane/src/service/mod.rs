@@ -90,9 +90,13 @@ pub enum ServiceError {
     /// VPLS-only settings on an Epipe or L3 SAP.
     #[error("SAP {0:?}: capture, split horizon, MAC limits, static MACs and BUM limits exist only in a VPLS")]
     VplsOnly(SapId),
-    /// Filters or policers on an IES/VPRN SAP (its frames are the kernel's).
-    #[error("SAP {0:?} is an IES/VPRN SAP: its frames are routed by the kernel, so data-plane filters and policers cannot apply")]
+    /// Filters or policers on an IES/VPRN SAP in no interface pair (its frames are the
+    /// kernel's own copy).
+    #[error("SAP {0:?} is an IES/VPRN SAP with no interface TAP: its frames are the kernel's, so data-plane filters and policers cannot apply")]
     L3Qos(SapId),
+    /// An IES/VPRN whose interface pairs repeat a SAP or pair a SAP with itself.
+    #[error("IES/VPRN {0}: every interface pairs two different SAPs, each in one pair only")]
+    L3Pair(u32),
     /// A capture SAP with more than an ingress MAC filter.
     #[error("capture SAP {0:?} takes only an ingress MAC filter")]
     CaptureSap(SapId),

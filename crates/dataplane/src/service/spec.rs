@@ -102,6 +102,12 @@ pub struct SapSpec {
     pub discard_unknown_source: bool,
     /// Static MACs on this SAP (VPLS): never aged, never moved.
     pub static_macs: Vec<MacAddr>,
+    /// Learn the source MACs of this SAP's frames (SR OS `disable-learning` is `false`; the
+    /// VPLS's own setting must allow learning too).
+    pub learning: bool,
+    /// Age the MACs learned on this SAP (SR OS `disable-aging` is `false`; the VPLS's own
+    /// setting must allow ageing too).
+    pub ageing: bool,
     /// Limit on broadcast, unknown-unicast and multicast frames entering the VPLS from this
     /// SAP; `None` = no limit. This is what keeps a broadcast storm on one SAP from taking
     /// the worker from the others: above it, frames are dropped before they are replicated.
@@ -122,6 +128,8 @@ impl SapSpec {
             max_mac: None,
             discard_unknown_source: false,
             static_macs: Vec::new(),
+            learning: true,
+            ageing: true,
             bum_limit: None,
         }
     }
@@ -211,14 +219,43 @@ impl EpipeSpec {
     }
 }
 
-/// An IES or VPRN: IP interfaces on SAPs, routed by the kernel (brasa creates the VLAN
-/// sub-interfaces and VRFs); the data plane leaves their frames to the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// An IES or VPRN: IP interfaces on SAPs, routed by the kernel. Each interface's SAP is
+/// cross-connected with a TAP port the kernel holds the interface's addresses on (the SAP's
+/// tags popped towards the TAP, pushed back towards the SAP); the SAP's filters and policers
+/// apply as on any SAP. A SAP of the service that is in no interface pair is left to the
+/// kernel's own copy of its frames (`Verdict::Ignore`), as on a port the kernel also receives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct L3Spec {
     /// Service id.
     pub id: ServiceId,
-    /// A VPRN (a VRF of its own) rather than an IES.
+    /// A VPRN (a routing instance of its own) rather than an IES.
     pub vprn: bool,
+    /// The IP interfaces: each pairs a SAP with the TAP's SAP (a null SAP on the TAP port).
+    pub interfaces: Vec<L3Interface>,
+}
+
+/// One IP interface of an IES or VPRN: its SAP and the TAP the kernel holds it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct L3Interface {
+    /// The interface's SAP.
+    pub sap: SapId,
+    /// The null SAP on the interface's TAP port.
+    pub tap: SapId,
+}
+
+impl L3Spec {
+    /// The SAP cross-connected with `sap`, if `sap` is one end of an interface.
+    pub fn peer_of(&self, sap: &SapId) -> Option<SapId> {
+        self.interfaces.iter().find_map(|pair| {
+            if pair.sap == *sap {
+                Some(pair.tap)
+            } else if pair.tap == *sap {
+                Some(pair.sap)
+            } else {
+                None
+            }
+        })
+    }
 }
 
 /// A service.

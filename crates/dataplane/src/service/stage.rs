@@ -1355,7 +1355,7 @@ impl ServiceStage {
             key: None,
         };
         match sap.role {
-            SapRole::L3 => {
+            SapRole::L3 if sap.peer == Peer::None => {
                 meta.verdict = Verdict::Ignore;
                 return;
             }
@@ -1364,7 +1364,7 @@ impl ServiceStage {
                 meta.verdict = verdict;
                 return;
             }
-            SapRole::Epipe | SapRole::Vpls => {}
+            SapRole::Epipe | SapRole::Vpls | SapRole::L3 => {}
         }
         if len - ingress.strip > usize::from(sap.service_mtu) {
             self.count_drop(m.sap, service, DropReason::Mtu);
@@ -1393,7 +1393,8 @@ impl ServiceStage {
                 return;
             }
         }
-        if sap.role == SapRole::Epipe {
+        // An Epipe, or an IP interface's SAP and its TAP: a cross-connect.
+        if matches!(sap.role, SapRole::Epipe | SapRole::L3) {
             let verdict = match sap.peer {
                 Peer::Sap(peer) => {
                     self.egress_sap(tables, buf, &mut ingress, peer, service, ctx.now_ns)
@@ -1485,7 +1486,7 @@ impl ServiceStage {
             .get(6..12)
             .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
         let src_unicast = src != 0 && src & (1 << 40) == 0;
-        if vpls.spec.learning && src_unicast {
+        if sap.learn && src_unicast {
             if let Err(reason) = self.learn(sap, slot, src, now_s) {
                 self.count_drop(slot, service, reason);
                 meta.verdict = Verdict::Drop(reason);
@@ -1704,7 +1705,8 @@ impl ServiceStage {
             let Some(ServiceKind::Vpls(vpls)) = tables.service(e.bridge).map(|s| &s.kind) else {
                 return true;
             };
-            if !vpls.spec.ageing || now_s.wrapping_sub(e.seen) < vpls.spec.age_secs {
+            let ages = tables.sap(e.sap).is_some_and(|sap| sap.age);
+            if !ages || now_s.wrapping_sub(e.seen) < vpls.spec.age_secs {
                 return false;
             }
             state.mac_count = state.mac_count.saturating_sub(1);

@@ -78,6 +78,10 @@ pub(crate) struct SapEntry {
     pub discard_unknown_source: bool,
     pub static_count: u32,
     pub bum_limit: Option<RateLimit>,
+    /// Learn source MACs (SAP and VPLS both allow it).
+    pub learn: bool,
+    /// Age learned MACs (SAP and VPLS both allow it).
+    pub age: bool,
 }
 
 /// The other end of an Epipe SAP.
@@ -651,7 +655,14 @@ impl ServiceTablesBuilder {
                     return Err(ServiceError::TooMany("split-horizon groups"));
                 }
             }
-            ServiceSpec::L3(_) => {}
+            ServiceSpec::L3(l3) => {
+                let mut seen = BTreeSet::new();
+                for pair in &l3.interfaces {
+                    if pair.sap == pair.tap || !seen.insert(pair.sap) || !seen.insert(pair.tap) {
+                        return Err(ServiceError::L3Pair(l3.id));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -930,12 +941,14 @@ impl ServiceTablesBuilder {
                     return Err(ServiceError::EpipeFull(e.id));
                 }
             }
-            ServiceSpec::L3(_) => {
+            ServiceSpec::L3(l3) => {
                 if vpls_only {
                     return Err(ServiceError::VplsOnly(spec.id));
                 }
-                if spec.ingress != SapDirection::default() || spec.egress != SapDirection::default()
-                {
+                let left_to_the_kernel = l3.peer_of(&spec.id).is_none();
+                let qos = spec.ingress != SapDirection::default()
+                    || spec.egress != SapDirection::default();
+                if left_to_the_kernel && qos {
                     return Err(ServiceError::L3Qos(spec.id));
                 }
             }
@@ -978,6 +991,8 @@ impl ServiceTablesBuilder {
                     discard_unknown_source: false,
                     static_count: 0,
                     bum_limit: None,
+                    learn: false,
+                    age: false,
                     peer: Peer::None,
                 },
             );
@@ -1107,8 +1122,23 @@ impl ServiceTablesBuilder {
                 };
                 (role, Peer::None, shg)
             }
+            (ServiceKind::L3, Some(ServiceSpec::L3(l3))) => {
+                let peer = l3
+                    .peer_of(id)
+                    .and_then(|other| self.tables.sap_ids.get(&other))
+                    .map_or(Peer::None, |&slot| Peer::Sap(slot));
+                (SapRole::L3, peer, 0)
+            }
             _ => (SapRole::L3, Peer::None, 0),
         };
+        // An interface whose other end (its TAP, or its SAP) is missing is down: its frames
+        // have nowhere to go.
+        let half_interface = role == SapRole::L3
+            && peer == Peer::None
+            && matches!(
+                self.service_specs.get(&spec.service),
+                Some(ServiceSpec::L3(l3)) if l3.peer_of(id).is_some()
+            );
         // Every reference was checked by check_sap; a dangling one cannot happen here, and
         // would read as "no filter".
         let ingress = self.dir_entry(&spec.ingress).unwrap_or_default();
@@ -1118,7 +1148,7 @@ impl ServiceTablesBuilder {
             generation: self.tables.sap(slot).map_or(0, |s| s.generation),
             service: service_slot,
             role,
-            down: spec.shutdown || service.down,
+            down: spec.shutdown || service.down || half_interface,
             port: id.port,
             outer_tpid: port.outer_tpid,
             port_mtu: port.effective_mtu(),
@@ -1131,6 +1161,10 @@ impl ServiceTablesBuilder {
             discard_unknown_source: spec.discard_unknown_source,
             static_count: spec.static_macs.len() as u32,
             bum_limit: spec.bum_limit,
+            learn: spec.learning
+                && matches!(self.service_specs.get(&spec.service), Some(ServiceSpec::Vpls(v)) if v.learning),
+            age: spec.ageing
+                && matches!(self.service_specs.get(&spec.service), Some(ServiceSpec::Vpls(v)) if v.ageing),
             peer,
         };
         put(&mut self.tables.saps, &mut self.dirty.saps, slot, entry);

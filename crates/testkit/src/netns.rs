@@ -8,10 +8,12 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A network namespace deleted on drop (also when the test fails).
 pub struct Netns {
+    /// Its name under /var/run/netns.
     pub name: String,
 }
 
 impl Netns {
+    /// A new namespace with its loopback up; `tag` ends its name (for a reader of `ip netns`).
     pub fn new(tag: &str) -> Self {
         let name = format!(
             "bt{}-{}{}",
@@ -47,7 +49,8 @@ impl Netns {
         std::thread::spawn(move || {
             let file = std::fs::File::open(&path).expect("open netns");
             use std::os::fd::AsRawFd;
-            // SAFETY: setns on this thread with a namespace descriptor.
+            // SAFETY: setns(2) gets a descriptor this thread owns and open for the call; it
+            // changes only the calling thread's namespace, and the thread exists only for `f`.
             let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(ret, 0, "setns: {}", std::io::Error::last_os_error());
             f()
@@ -65,6 +68,7 @@ impl Drop for Netns {
     }
 }
 
+/// Runs `command` and panics with its output unless it succeeded.
 pub fn run_ok(command: &mut Command) -> Output {
     let output = command.output().expect("spawn");
     assert!(

@@ -8,6 +8,8 @@
 //!
 //!     cargo bench -p brasa --bench python_policy          # BENCH_REQUESTS=N (default 40000)
 //!
+//! `BENCH_ONLY=TEXT` measures only the targets whose name contains TEXT (to profile one).
+//!
 //! rlm_python3 has no cache of its own. Its script keeps the entries in a dict of its module
 //! (User-Name → Class values and expiry time), which is what `alc.cache` is to a brasa script:
 //! an in-process table the script reads and writes itself, with a lifetime per entry. rlm_cache
@@ -459,9 +461,15 @@ fn main() {
     println!(
         "Class reflection (seed 000), {requests} Access-Requests then {requests} Interim-Updates per target, radload {SOCKETS} sockets x {IN_FLIGHT} in flight, same run:"
     );
+    // To profile one target, measure only the ones whose name contains BENCH_ONLY.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     // Per target: (rate, CPU µs per request) for auth, then acct.
     let mut measured = Vec::new();
     for target in &targets {
+        if !target.name.contains(only.as_str()) {
+            measured.push(None);
+            continue;
+        }
         let mut row = Vec::new();
         for (kind, address) in [("auth", target.auth), ("acct", target.acct)] {
             let before = cpu_seconds(target.pid);
@@ -479,13 +487,15 @@ fn main() {
             "  {:<40} accounting requests reaching the upstream with Class-1, Class-22, Class-333: {reflected}",
             ""
         );
-        measured.push(row);
+        measured.push(Some(row));
     }
-    let brasa = &measured[2];
     for (anchor, label) in [
         (&measured[0], "FreeRADIUS+rlm_python3"),
         (&measured[1], "FreeRADIUS+rlm_cache"),
     ] {
+        let (Some(anchor), Some(brasa)) = (anchor, &measured[2]) else {
+            continue;
+        };
         for (index, kind) in [
             "Access-Request (save)",
             "Interim-Update (retrieve, set, set_lifetime)",

@@ -239,6 +239,26 @@ fn build(py: Python<'_>) -> PyResult<Alc> {
     alc.add("cache", &cache)?;
     alc.add_class::<TimeLimitExceeded>()?;
 
+    // Every `import` statement that finds its module in `sys.modules` reads the module's
+    // `__spec__` (to wait for a module still initialising on another thread). A module made
+    // from Rust has none, and the miss costs two formatted AttributeErrors on each of a
+    // script's `from alc import …` lines, every run. A spec without a loader, as built-in
+    // modules have, makes the check one dictionary lookup.
+    let module_spec = py
+        .import("importlib.machinery")?
+        .getattr("ModuleSpec")?;
+    for (module, package) in [
+        (&alc, true),
+        (&radius, false),
+        (&attributes, false),
+        (&cache, false),
+    ] {
+        let options = PyDict::new(py);
+        options.set_item("is_package", package)?;
+        let spec = module_spec.call((module.name()?, py.None()), Some(&options))?;
+        module.setattr("__spec__", spec)?;
+    }
+
     let sys = py.import("sys")?;
     let modules = sys.getattr("modules")?;
     modules.set_item("alc", &alc)?;

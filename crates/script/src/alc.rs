@@ -240,13 +240,12 @@ fn build(py: Python<'_>) -> PyResult<Alc> {
     alc.add_class::<TimeLimitExceeded>()?;
 
     // Every `import` statement that finds its module in `sys.modules` reads the module's
-    // `__spec__` (to wait for a module still initialising on another thread). A module made
-    // from Rust has none, and the miss costs two formatted AttributeErrors on each of a
-    // script's `from alc import …` lines, every run. A spec without a loader, as built-in
-    // modules have, makes the check one dictionary lookup.
-    let module_spec = py
-        .import("importlib.machinery")?
-        .getattr("ModuleSpec")?;
+    // `__spec__._initializing` (to wait for a module still initialising on another thread).
+    // A module made from Rust has no spec, and the misses cost two formatted AttributeErrors
+    // on each of a script's `from alc import …` lines, every run. A spec without a loader, as
+    // built-in modules have, with `_initializing` false, as importlib leaves it on every
+    // module it has loaded, makes the check two dictionary lookups.
+    let module_spec = py.import("importlib.machinery")?.getattr("ModuleSpec")?;
     for (module, package) in [
         (&alc, true),
         (&radius, false),
@@ -256,6 +255,7 @@ fn build(py: Python<'_>) -> PyResult<Alc> {
         let options = PyDict::new(py);
         options.set_item("is_package", package)?;
         let spec = module_spec.call((module.name()?, py.None()), Some(&options))?;
+        spec.setattr("_initializing", false)?;
         module.setattr("__spec__", spec)?;
     }
 

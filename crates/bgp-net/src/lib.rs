@@ -11,6 +11,7 @@
 //!   (TCP flow control then slows the peer down) while it keeps sending its keepalives, and
 //!   it restarts its hold timer, since unread input is no sign of a dead peer.
 //! * [`Speaker::shutdown`] sends CEASE (administrative shutdown) on every session.
+#![forbid(unsafe_code)]
 
 use brasa_bgp::{
     Action, ConfigError, LocalConfig, Opened, Peer, PeerConfig, PeerStats, RequestError,

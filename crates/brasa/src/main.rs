@@ -2,6 +2,7 @@
 
 mod cmd;
 mod common;
+mod console;
 mod daemon;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +58,9 @@ enum Command {
     /// Subscriber manager (seed 003): subscribers, lookups, logins, enforcement points.
     #[command(subcommand)]
     Sm(cmd::sm::SmCommand),
+    /// Print an Argon2 password hash for `[[api.user]]`, or a new API token and its digest
+    /// for `[[api.token]]`.
+    Passwd(cmd::passwd::PasswdArgs),
 }
 
 impl Command {
@@ -92,6 +96,17 @@ fn main() -> std::process::ExitCode {
         eprintln!("error: {err:#}");
         return std::process::ExitCode::from(2);
     }
+    match common::api::Credentials::load(
+        cli.global.token.as_deref(),
+        cli.global.token_file.as_deref(),
+        cli.global.ca_cert.as_deref(),
+    ) {
+        Ok(credentials) => credentials.install(),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return std::process::ExitCode::from(2);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -116,6 +131,7 @@ fn main() -> std::process::ExitCode {
             Command::Cafe(command) => cmd::cafe::run(&global, command).await,
             Command::Curling(command) => cmd::curling::run(&global, command).await,
             Command::Sm(command) => cmd::sm::run(&global, command).await,
+            Command::Passwd(args) => cmd::passwd::run(args),
         }
     });
     match result {

@@ -257,3 +257,56 @@ fn bad_arguments_and_scenario_lines_are_located() {
         "{stderr}"
     );
 }
+
+/// The entity's console: its state table and counters, as a page.
+#[test]
+fn cafe_console_shows_the_content_state_table_and_counters() {
+    let api = format!("127.0.0.1:{}", free_tcp_port());
+    let _daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_brasa"))
+            .args([
+                "curling", "cafe", "2.2", "2000", "2.1", "3000", "1", "1.2", "2000", "1.1",
+            ])
+            .args(["--net", "46", "--mgmt-listen", &api])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&api).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the management API never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let get = |path: &str| {
+        let output = Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://{api}{path}').read().decode())"
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let page = get("/ui/curling");
+    assert!(page.contains("<h1>CURLING CAFE</h1>"), "{page}");
+    assert!(
+        page.contains("<h2>table</h2>") && page.contains("<h2>counters</h2>"),
+        "{page}"
+    );
+    assert!(page.contains("configure not local"), "{page}");
+    let overview = get("/ui/overview");
+    assert!(
+        overview.contains("CAFE 2.2 at 127.46.2.2:2000"),
+        "{overview}"
+    );
+    let series: Value = serde_json::from_str(&get("/ui/series.json")).unwrap();
+    assert!(!series["series"].as_array().unwrap().is_empty(), "{series}");
+}

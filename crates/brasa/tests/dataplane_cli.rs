@@ -163,6 +163,26 @@ fn invalid_values_name_file_line_and_column() {
             "[api]\nlisten = \"127.0.0.1:7781\"\n[dataplane]\n".to_string(),
             "dp.toml:3:1: [dataplane] needs at least one [[dataplane.interface]]",
         ),
+        (
+            format!("[dataplane]\n{interface}queues = [0, 1]\n"),
+            "dp.toml:4:10: queues applies to AF_XDP interfaces only: expected io = \"af_xdp\"",
+        ),
+        (
+            format!("[dataplane]\n{interface}io = \"af_xdp\"\numem_frames = 100\n"),
+            "dp.toml:5:15: umem_frames: 100 UMEM frames: expected a power of two, at least 64",
+        ),
+        (
+            format!("[dataplane]\n{interface}io = \"af_xdp\"\nqueues = [1, 1]\n"),
+            "dp.toml:5:10: queues: expected a list of distinct receive queue numbers",
+        ),
+        (
+            format!("[dataplane]\n{interface}io = \"xdp\"\n"),
+            "dp.toml:4:6: unknown variant `xdp`, expected `af_packet` or `af_xdp`",
+        ),
+        (
+            format!("[dataplane]\n{interface}io = \"af_xdp\"\nxdp_mode = \"offload\"\n"),
+            "dp.toml:5:12: unknown variant `offload`, expected one of `auto`, `native`, `generic`",
+        ),
     ];
     for (config, expected) in cases {
         std::fs::write(&path, &config).unwrap();

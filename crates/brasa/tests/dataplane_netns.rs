@@ -10,11 +10,11 @@ use brasa_dataplane::wire::comet::CometPacket;
 use brasa_dataplane::wire::{
     EtherType, EthernetFrame, GrePacket, Ipv4Packet, Ipv6Packet, UdpPacket, VlanHeader,
 };
-use dataplane_support::{send_frames, veth, Capture, Daemon, Netns, NetnsMac};
+use dataplane_support::{send_frames, veth, Capture, Daemon, Io, Netns, NetnsMac};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(5);
+const WAIT: Duration = Duration::from_secs(20);
 
 fn ethertype(frame: &[u8]) -> u16 {
     EthernetFrame::new_checked(frame)
@@ -48,10 +48,9 @@ fn udp_v4(dport: u16, payload: &[u8]) -> Vec<u8> {
 
 /// §5.4.2 test 3: a COMET frame forwarded over Ethernet has its index incremented, the egress
 /// interface's MAC as source and the configured MAC as destination.
-#[test]
-fn netns_forward_ethernet_advances_index_and_rewrites_macs() {
+fn forward_ethernet_advances_index_and_rewrites_macs(io: Io) {
     let net = line();
-    let daemon = Daemon::start(&net.c, &[("c0", "kernel"), ("c1", "kernel")]);
+    let daemon = Daemon::start_io(&net.c, io, &[("c0", "kernel"), ("c1", "kernel")]);
     let b_mac = net.b.mac("b0");
     daemon.cafe_ok(&["forward", "add-ethernet", "a7", "c1", &b_mac.to_string()]);
     let mut capture = Capture::open(&net.b, "b0");
@@ -83,10 +82,9 @@ fn netns_forward_ethernet_advances_index_and_rewrites_macs() {
 }
 
 /// §5.4.2 test 4: forwarding over a VLAN adds an 802.1Q tag with the configured VLAN id.
-#[test]
-fn netns_forward_vlan_adds_tag() {
+fn forward_vlan_adds_tag(io: Io) {
     let net = line();
-    let daemon = Daemon::start(&net.c, &[("c0", "kernel"), ("c1", "kernel")]);
+    let daemon = Daemon::start_io(&net.c, io, &[("c0", "kernel"), ("c1", "kernel")]);
     let b_mac = net.b.mac("b0");
     daemon.cafe_ok(&["forward", "add-vlan", "0b", "c1", &b_mac.to_string(), "100"]);
     let mut capture = Capture::open(&net.b, "b0");
@@ -117,8 +115,7 @@ fn netns_forward_vlan_adds_tag() {
 /// resolves the next hop's MAC with ARP. Needs a kernel with GRE (`ip_gre`); on kernels
 /// without it the test says so and checks nothing (the device path itself is covered by
 /// `netns_forward_device_sends_comet_packets_with_their_protocol` on a TUN device).
-#[test]
-fn netns_forward_gre_adds_outer_headers() {
+fn forward_gre_adds_outer_headers(io: Io) {
     let net = line();
     net.c.sh("ip addr add 198.18.2.1/24 dev c1");
     net.b.sh("ip addr add 198.18.2.2/24 dev b0");
@@ -144,7 +141,7 @@ fn netns_forward_gre_adds_outer_headers() {
         return;
     }
     net.c.sh("ip link set gre1 up");
-    let daemon = Daemon::start(&net.c, &[("c0", "kernel"), ("gre1", "kernel")]);
+    let daemon = Daemon::start_io(&net.c, io, &[("c0", "kernel"), ("gre1", "kernel")]);
     daemon.cafe_ok(&["forward", "add-device", "05", "gre1"]);
     let mut capture = Capture::open(&net.b, "b0");
     let ip = udp_v4(80, b"test 5");
@@ -182,12 +179,11 @@ fn netns_forward_gre_adds_outer_headers() {
 
 /// The device egress on a layer-3 device: the COMET packet goes to the device without a link
 /// layer, with protocol 0xCCCC (which a GRE device writes as the GRE protocol type).
-#[test]
-fn netns_forward_device_sends_comet_packets_with_their_protocol() {
+fn forward_device_sends_comet_packets_with_their_protocol(io: Io) {
     let net = line();
     let mut tun = dataplane_support::TestTun::create(&net.c, "ctun");
     net.c.sh("ip link set ctun up");
-    let daemon = Daemon::start(&net.c, &[("c0", "kernel"), ("ctun", "kernel")]);
+    let daemon = Daemon::start_io(&net.c, io, &[("c0", "kernel"), ("ctun", "kernel")]);
     daemon.cafe_ok(&["forward", "add-device", "05", "ctun"]);
     let wrong = daemon.cafe(&["forward", "add-ethernet", "06", "ctun", "aa:11:b0:00:00:01"]);
     assert!(
@@ -207,13 +203,12 @@ fn netns_forward_device_sends_comet_packets_with_their_protocol() {
 
 /// §5.4.2 test 6: a COMET packet whose index equals its length is decapsulated and the IPv4
 /// datagram forwarded by the kernel's routing.
-#[test]
-fn netns_decapsulate_ipv4_to_kernel_forwarding() {
+fn decapsulate_ipv4_to_kernel_forwarding(io: Io) {
     let net = line();
     net.c
         .sh("sysctl -qw net.ipv4.ip_forward=1 && ip addr add 198.18.2.1/24 dev c1");
     net.b.sh("ip addr add 198.18.2.2/24 dev b0");
-    let daemon = Daemon::start(&net.c, &[("c0", "kernel")]);
+    let daemon = Daemon::start_io(&net.c, io, &[("c0", "kernel")]);
     let mut capture = Capture::open(&net.b, "b0");
     let ip = udp_v4(5000, b"test 6");
     let frames =
@@ -239,13 +234,12 @@ fn netns_decapsulate_ipv4_to_kernel_forwarding() {
 }
 
 /// §5.4.2 test 7: the same for IPv6.
-#[test]
-fn netns_decapsulate_ipv6_to_kernel_forwarding() {
+fn decapsulate_ipv6_to_kernel_forwarding(io: Io) {
     let net = line();
     net.c
         .sh("sysctl -qw net.ipv6.conf.all.forwarding=1 && ip addr add fd00:2::1/64 dev c1 nodad");
     net.b.sh("ip addr add fd00:2::2/64 dev b0 nodad");
-    let daemon = Daemon::start(&net.c, &[("c0", "kernel")]);
+    let daemon = Daemon::start_io(&net.c, io, &[("c0", "kernel")]);
     let mut capture = Capture::open(&net.b, "b0");
     let src: Ipv6Addr = "fd00:1::2".parse().unwrap();
     let dst: Ipv6Addr = "fd00:2::2".parse().unwrap();
@@ -282,6 +276,16 @@ fn ingress_edge(net: &Line) {
         .sh("ip addr add 198.18.2.2/24 dev b0 && ip route add default via 198.18.2.1");
 }
 
+/// A local sender's veth leaves UDP/TCP checksums to offload (CHECKSUM_PARTIAL): an
+/// AF_PACKET ring says so (the data plane completes them), an AF_XDP socket cannot. A NIC
+/// delivers complete checksums; a veth whose peer is an AF_XDP port must compute them in
+/// software, as here.
+fn local_sender_checksums(ns: &Netns, interface: &str, io: Io) {
+    if io == Io::AfXdp {
+        ns.sh(&format!("ethtool -K {interface} tx off >/dev/null"));
+    }
+}
+
 fn send_udp(ns: &Netns, dst: &str, dport: u16, payloads: Vec<Vec<u8>>) {
     let dst = format!("{dst}:{dport}");
     ns.enter(move || {
@@ -300,11 +304,11 @@ fn udp_dport(frame: &[u8], ip_at: usize) -> Option<u16> {
 
 /// §5.4.2 test 2: packets matching the 5-tuple get the COMET header with the configured keys
 /// and leave by the first key; other packets take normal IP forwarding; the filter counts.
-#[test]
-fn netns_intercept_by_five_tuple() {
+fn intercept_by_five_tuple(io: Io) {
     let net = line();
     ingress_edge(&net);
-    let daemon = Daemon::start(&net.c, &[("c0", "inject"), ("c1", "kernel")]);
+    local_sender_checksums(&net.a, "a0", io);
+    let daemon = Daemon::start_io(&net.c, io, &[("c0", "inject"), ("c1", "kernel")]);
     let b_mac = net.b.mac("b0");
     daemon.cafe_ok(&["forward", "add-ethernet", "12", "c1", &b_mac.to_string()]);
     daemon.cafe_ok(&[
@@ -378,11 +382,10 @@ fn netns_intercept_by_five_tuple() {
 }
 
 /// Filter expiry: an idle filter turns into an expired-stream record that `collect` returns once.
-#[test]
-fn netns_filter_expiry_and_collect() {
+fn filter_expiry_and_collect(io: Io) {
     let net = line();
     ingress_edge(&net);
-    let daemon = Daemon::start(&net.c, &[("c0", "inject"), ("c1", "kernel")]);
+    let daemon = Daemon::start_io(&net.c, io, &[("c0", "inject"), ("c1", "kernel")]);
     daemon.cafe_ok(&[
         "forward",
         "add-ethernet",
@@ -435,8 +438,7 @@ fn netns_filter_expiry_and_collect() {
 /// A flow crosses three CAFE domains: the ingress edge intercepts it and pushes keys [21, 32],
 /// the transit CAFE forwards by key 32, the egress edge decapsulates and the kernel delivers the
 /// datagrams to a UDP socket in the client's namespace.
-#[test]
-fn netns_three_domain_path_delivers_flow_end_to_end() {
+fn three_domain_path_delivers_flow_end_to_end(io: Io) {
     let server = Netns::new("s");
     let edge_in = Netns::new("i");
     let transit = Netns::new("t");
@@ -450,9 +452,10 @@ fn netns_three_domain_path_delivers_flow_end_to_end() {
     edge_in.sh("sysctl -qw net.ipv4.ip_forward=1 && ip addr add 198.18.1.1/24 dev i0");
     edge_out.sh("sysctl -qw net.ipv4.ip_forward=1 && ip addr add 198.18.4.1/24 dev e1");
     client.sh("ip addr add 198.18.4.2/24 dev k0 && ip route add default via 198.18.4.1");
-    let d_in = Daemon::start(&edge_in, &[("i0", "inject"), ("i1", "kernel")]);
-    let d_transit = Daemon::start(&transit, &[("t0", "kernel"), ("t1", "kernel")]);
-    let d_out = Daemon::start(&edge_out, &[("e0", "kernel")]);
+    local_sender_checksums(&server, "s0", io);
+    let d_in = Daemon::start_io(&edge_in, io, &[("i0", "inject"), ("i1", "kernel")]);
+    let d_transit = Daemon::start_io(&transit, io, &[("t0", "kernel"), ("t1", "kernel")]);
+    let d_out = Daemon::start_io(&edge_out, io, &[("e0", "kernel")]);
     d_in.cafe_ok(&[
         "forward",
         "add-ethernet",
@@ -521,12 +524,11 @@ fn netns_three_domain_path_delivers_flow_end_to_end() {
 
 /// §5.4.2 test 1: the Appendix B script (ported to Python 3) configures streams through the CME
 /// agent and collects expired ones; each request is answered with CAFE_SUCCESS.
-#[test]
-fn netns_agent_runs_appendix_b_script() {
+fn agent_runs_appendix_b_script(io: Io) {
     let ns = Netns::new("g");
     let peer = Netns::new("h");
     veth(&ns, "d0", &peer, "d1");
-    let daemon = Daemon::start(&ns, &[("d0", "kernel")]);
+    let daemon = Daemon::start_io(&ns, io, &[("d0", "kernel")]);
     let root = dataplane_support::repo_root();
     let out_dir = tempfile::tempdir().unwrap();
     dataplane_support::run_ok(
@@ -592,3 +594,81 @@ print(len(body))
         "{metrics}"
     );
 }
+
+/// The data plane's console: ports, forward and intercept tables with counters, drops.
+#[test]
+fn netns_console_shows_ports_tables_and_drops() {
+    let net = line();
+    let daemon = Daemon::start(&net.c, &[("c0", "kernel"), ("c1", "kernel")]);
+    daemon.cafe_ok(&[
+        "forward",
+        "add-ethernet",
+        "a7",
+        "c1",
+        &net.b.mac("b0").to_string(),
+    ]);
+    daemon.cafe_ok(&[
+        "intercept",
+        "add",
+        "123",
+        "60",
+        "1.1.1.2",
+        "2.2.2.1",
+        "17",
+        "0",
+        "80",
+        "1234567890abcdef",
+    ]);
+    let page = daemon.http_get("/ui/dataplane");
+    assert!(
+        page.contains("<h2>Forward table</h2>") && page.contains(">167<"),
+        "key a7: {page}"
+    );
+    assert!(
+        page.contains("<h2>Intercept table</h2>") && page.contains("1.1.1.2"),
+        "{page}"
+    );
+    assert!(page.contains(">c0<") && page.contains(">c1<"), "{page}");
+    assert!(page.contains("<h2>Drops by reason</h2>"), "{page}");
+    let overview = daemon.http_get("/ui/overview");
+    assert!(
+        overview.contains("Data plane and CAFE") && overview.contains("2 ports"),
+        "{overview}"
+    );
+    let metrics = daemon.http_get("/metrics");
+    assert!(
+        metrics.contains("brasa_api_logins_total{outcome=\"ok\"} 0"),
+        "{metrics}"
+    );
+}
+/// Each test runs twice: with the daemon's interfaces on AF_PACKET and on AF_XDP.
+macro_rules! on_both_io {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn netns_af_packet() {
+                    super::$name(super::Io::AfPacket)
+                }
+
+                #[test]
+                fn netns_af_xdp() {
+                    super::$name(super::Io::AfXdp)
+                }
+            }
+        )*
+    };
+}
+
+on_both_io!(
+    forward_ethernet_advances_index_and_rewrites_macs,
+    forward_vlan_adds_tag,
+    forward_gre_adds_outer_headers,
+    forward_device_sends_comet_packets_with_their_protocol,
+    decapsulate_ipv4_to_kernel_forwarding,
+    decapsulate_ipv6_to_kernel_forwarding,
+    intercept_by_five_tuple,
+    filter_expiry_and_collect,
+    three_domain_path_delivers_flow_end_to_end,
+    agent_runs_appendix_b_script,
+);

@@ -405,3 +405,35 @@ fn rae_daemon_exits_0_and_closes_its_sessions_on_sigterm() {
     TcpListener::bind(("127.0.3.3", rae_port)).unwrap();
     TcpListener::bind(&api).unwrap();
 }
+
+/// The RAE's console: peers, the RIB per class, preferred paths and the graph of domains.
+#[test]
+fn rae_console_shows_peers_rib_and_the_graph_of_domains() {
+    let dir = tempfile::tempdir().unwrap();
+    let rae_port = free_port("127.0.3.4");
+    let (cme_port, _requests) = start_cme();
+    let path = dir.path().join("rae.toml");
+    std::fs::write(&path, example_toml("127.0.3.4", rae_port, cme_port)).unwrap();
+    let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let _daemon = start_from_toml(&path, &api, Stdio::null());
+    assert!(wait_for_api(&api), "management API never answered");
+    let page = ureq_get(&format!("http://{api}/ui/rae"));
+    assert!(page.starts_with("HTTP/1.0 200"), "{page}");
+    assert!(page.contains("<h1>RAE of AS 11</h1>"), "{page}");
+    assert!(page.contains("<svg class=\"graph\""), "{page}");
+    assert!(
+        page.contains(">AS 11</text>") && page.contains(">AS 5</text>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("class=\"peering down\""),
+        "the peer is not up: {page}"
+    );
+    assert!(
+        page.contains("?cos=1"),
+        "a tab per class of service: {page}"
+    );
+    let overview = ureq_get(&format!("http://{api}/ui/overview"));
+    assert!(overview.contains("Routing Awareness Entity"), "{overview}");
+    assert!(overview.contains("AS 11: 0 of"), "{overview}");
+}

@@ -273,9 +273,11 @@ fn serial_sm_radius_accounting_start_and_stop_log_subscribers_in_and_out() {
     let counts = || -> serde_json::Value {
         serde_json::from_str(&ok(&brasa(p.api, &["--json", "sm", "show", "counts"]))).unwrap()
     };
-    eventually("three RADIUS events applied", Duration::from_secs(10), || {
-        counts()["radius_events"]["applied"] == 3
-    });
+    eventually(
+        "three RADIUS events applied",
+        Duration::from_secs(10),
+        || counts()["radius_events"]["applied"] == 3,
+    );
     let counts = counts();
     assert_eq!(counts["radius_events"]["applied"], 3, "{counts}");
     assert_eq!(counts["radius_events"]["dropped"], 0);

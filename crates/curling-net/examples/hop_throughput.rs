@@ -8,15 +8,16 @@ use brasa_curling::cafe::{Cafe, CafeConfig};
 use brasa_curling::naming::Naming;
 use brasa_curling::wire::{self, Message};
 use brasa_curling_net::shell::{Core, Entity, LogSink, ShellOptions};
-use brasa_curling_net::udp::{BatchSocket, RecvBatch, SendBatch, MAX_BATCH};
+use brasa_udp::{BatchSocket, RecvBatch, SendBatch, MAX_BATCH};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn thread_cpu_time() -> Duration {
-    // SAFETY: clock_gettime writes into the timespec we own.
+    // SAFETY: all-zero is a valid timespec.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

@@ -2,7 +2,6 @@
 //! writes what clients complete to disk, turns events into the §6.4.2 log lines and takes
 //! [`Snapshot`]s for `brasa curling show` and scenario reports.
 
-use crate::udp::{BatchSocket, RecvBatch, SendBatch, MAX_BATCH};
 use brasa_curling::cafe::{Action, Cafe, CafeCounters, CafeEvent, StateRow};
 use brasa_curling::client::{ClientCounters, ClientEvent, ContentClient, DownloadRow};
 use brasa_curling::crme::{ActiveSession, ContentRoute, Crme, CrmeCounters, CrmeEvent};
@@ -10,9 +9,10 @@ use brasa_curling::naming::Naming;
 use brasa_curling::server::{ContentServer, ServerCounters, StreamRow};
 use brasa_curling::wire::{self, Neighbour};
 use brasa_curling::Transmit;
+use brasa_udp::{BatchSocket, RecvBatch, SendBatch, MAX_BATCH};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -234,7 +234,7 @@ impl Entity {
             emulated_loss_drops: 0,
         }));
         let naming = options.naming;
-        let task = tokio::spawn(run(socket, shared.clone(), options, log));
+        let task = tokio::spawn(run(socket, addr, shared.clone(), options, log));
         Ok(Self {
             addr,
             naming,
@@ -430,6 +430,7 @@ pub fn content_path(
 
 async fn run(
     socket: BatchSocket,
+    me: SocketAddrV4,
     shared: Arc<Mutex<Shared>>,
     mut options: ShellOptions,
     log: LogSink,
@@ -444,7 +445,6 @@ async fn run(
     let mut batch = RecvBatch::default();
     let mut out = SendBatch::default();
     let mut lines = Vec::new();
-    let me = socket.local_addr();
     let mut copies_since_drop: u64 = 0;
     loop {
         out.clear();
@@ -460,6 +460,10 @@ async fn run(
                 let mut guard = lock(&shared);
                 let mut dropped = 0;
                 for (from, bytes, truncated) in batch.iter() {
+                    // The socket is bound to an IPv4 address: nothing else can arrive.
+                    let SocketAddr::V4(from) = from else {
+                        continue;
+                    };
                     // A truncated datagram is handed over empty so the core counts it as
                     // malformed instead of acting on a cut message.
                     let bytes = if truncated { &[][..] } else { bytes };

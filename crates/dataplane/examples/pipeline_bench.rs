@@ -1,10 +1,14 @@
-//! In-memory throughput of the CAFE pipeline on one core: transit forwarding, and ingress
-//! intercept + encapsulation with 10 000 filters. Prints Mpps and TSC cycles per packet.
+//! In-memory throughput of the CAFE pipeline: transit forwarding, ingress intercept +
+//! encapsulation with 10 000 filters, egress decapsulation. Prints Mpps and TSC cycles per
+//! packet on one core, then the same with one pipeline per worker thread on `BENCH_WORKERS`
+//! threads (default 2, pinned to CPUs 0, 1, …) and the scaling against one.
 //!
-//!     cargo run --release -p brasa-dataplane --example pipeline_bench [-- SECONDS]
+//!     [BENCH_WORKERS=2] cargo run --release -p brasa-dataplane --example pipeline_bench [-- SECONDS]
 //!
-//! Each batch is refilled from template frames before it runs (the copy an AF_PACKET receive
-//! ring costs is included), then classified, looked up and rewritten in place.
+//! Each batch is refilled from template frames before it runs (the copy a receive ring costs is
+//! included), then classified, looked up and rewritten in place. With several workers each has
+//! its own pipeline, built the way the data plane builds them (replicated tables, counters of
+//! its own), as the shell's workers do.
 
 use brasa_dataplane::build;
 use brasa_dataplane::control::{self, FilterRequest, ForwardRule};
@@ -54,6 +58,80 @@ fn pipeline() -> Pipeline {
     p
 }
 
+fn pin_to(cpu: usize) {
+    // SAFETY: an all-zero cpu_set_t is the empty set; `cpu` is below CPU_SETSIZE.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: sets this thread's affinity; failure leaves it unpinned, which only costs accuracy.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+}
+
+/// Runs `workers` threads for `seconds`, each with a pipeline and frames from `make`, started
+/// together; returns the packets all of them ran per second.
+fn run_workers(
+    make: &(dyn Fn() -> (Pipeline, Vec<Vec<u8>>) + Sync),
+    workers: usize,
+    seconds: f64,
+) -> f64 {
+    let barrier = std::sync::Barrier::new(workers);
+    let deadline = Duration::from_secs_f64(seconds);
+    let counts: Vec<(u64, f64)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..workers)
+            .map(|index| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    pin_to(index);
+                    let (mut pipeline, frames) = make();
+                    let mut batch = Batch::new(BATCH);
+                    let mut next = 0usize;
+                    let mut packets = 0u64;
+                    barrier.wait();
+                    let start = Instant::now();
+                    while start.elapsed() < deadline {
+                        for _ in 0..256 {
+                            batch.clear();
+                            for _ in 0..BATCH {
+                                batch.push(
+                                    &frames[next % frames.len()],
+                                    PacketMeta::new(0, pkt_type::HOST, 0),
+                                );
+                                next += 1;
+                            }
+                            pipeline.run(&mut batch, packets);
+                            packets += BATCH as u64;
+                        }
+                    }
+                    (packets, start.elapsed().as_secs_f64())
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("worker"))
+            .collect()
+    });
+    counts
+        .iter()
+        .map(|(packets, elapsed)| *packets as f64 / elapsed)
+        .sum()
+}
+
+fn scaling(name: &str, make: &(dyn Fn() -> (Pipeline, Vec<Vec<u8>>) + Sync), seconds: f64) {
+    let workers: usize = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let one = run_workers(make, 1, seconds);
+    let many = run_workers(make, workers, seconds);
+    println!(
+        "{name:<44} 1 worker {:>6.2} Mpps, {workers} workers {:>6.2} Mpps: {:.2}x",
+        one / 1e6,
+        many / 1e6,
+        many / one
+    );
+}
+
 fn run(name: &str, pipeline: &mut Pipeline, frames: &[Vec<u8>], seconds: f64, expect: Verdict) {
     let mut batch = Batch::new(BATCH);
     let mut next = 0usize;
@@ -101,32 +179,8 @@ fn run(name: &str, pipeline: &mut Pipeline, frames: &[Vec<u8>], seconds: f64, ex
     );
 }
 
-fn main() {
-    let seconds: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
-    let payload = [0u8; 18]; // 64-byte IPv4/UDP packet inside
-    let ip = build::ipv4_udp(
-        Ipv4Addr::new(198, 18, 1, 2),
-        Ipv4Addr::new(198, 18, 2, 2),
-        4000,
-        80,
-        &payload,
-    );
-
-    // Transit: COMET frames, key 0x01 of [01 02], forwarded over Ethernet.
-    let mut transit = pipeline();
-    let comet = vec![build::comet_frame(MAC_PEER, MAC_IN, 0, &[0x01, 0x02], &ip)];
-    run(
-        "transit forward (1 key rule)",
-        &mut transit,
-        &comet,
-        seconds,
-        Verdict::Transmit(1),
-    );
-
-    // Ingress edge: 10 000 exact 5-tuple filters; traffic cycles over all of them.
+/// Ingress edge: 10 000 exact 5-tuple filters and a frame for each.
+fn edge(payload: &[u8]) -> (Pipeline, Vec<Vec<u8>>) {
     let mut edge = pipeline();
     let filters = 10_000u32;
     let mut frames = Vec::with_capacity(filters as usize);
@@ -146,25 +200,65 @@ fn main() {
             as_path: vec![],
         };
         control::intercept_add(&mut edge, &request, 0).expect("filter");
-        let packet = build::ipv4_udp(src, Ipv4Addr::new(198, 19, 0, 1), 4000, 80, &payload);
+        let packet = build::ipv4_udp(src, Ipv4Addr::new(198, 19, 0, 1), 4000, 80, payload);
         frames.push(build::ethernet(MAC_PEER, MAC_IN, EtherType::IPV4, &packet));
     }
-    run(
-        "intercept + encap (10k filters, 2 keys)",
-        &mut edge,
-        &frames,
-        seconds,
-        Verdict::Transmit(1),
-    );
+    (edge, frames)
+}
 
-    // Egress edge: decapsulation.
-    let mut egress = pipeline();
-    let done = vec![build::comet_frame(MAC_PEER, MAC_IN, 2, &[0x01, 0x02], &ip)];
-    run(
-        "egress decapsulation",
-        &mut egress,
-        &done,
-        seconds,
-        Verdict::ToKernel,
+fn main() {
+    let seconds: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let payload = [0u8; 18]; // 64-byte IPv4/UDP packet inside
+    let ip = build::ipv4_udp(
+        Ipv4Addr::new(198, 18, 1, 2),
+        Ipv4Addr::new(198, 18, 2, 2),
+        4000,
+        80,
+        &payload,
     );
+    // Transit: COMET frames, key 0x01 of [01 02], forwarded over Ethernet.
+    let transit = || {
+        (
+            pipeline(),
+            vec![build::comet_frame(MAC_PEER, MAC_IN, 0, &[0x01, 0x02], &ip)],
+        )
+    };
+    // Ingress edge: traffic cycles over all 10 000 filters.
+    let ingress = || edge(&payload);
+    // Egress edge: decapsulation.
+    let egress = || {
+        (
+            pipeline(),
+            vec![build::comet_frame(MAC_PEER, MAC_IN, 2, &[0x01, 0x02], &ip)],
+        )
+    };
+    type Scenario<'a> = (
+        &'a str,
+        &'a (dyn Fn() -> (Pipeline, Vec<Vec<u8>>) + Sync),
+        Verdict,
+    );
+    let scenarios: [Scenario; 3] = [
+        (
+            "transit forward (1 key rule)",
+            &transit,
+            Verdict::Transmit(1),
+        ),
+        (
+            "intercept + encap (10k filters, 2 keys)",
+            &ingress,
+            Verdict::Transmit(1),
+        ),
+        ("egress decapsulation", &egress, Verdict::ToKernel),
+    ];
+    for (name, make, expect) in scenarios {
+        let (mut pipeline, frames) = make();
+        run(name, &mut pipeline, &frames, seconds, expect);
+    }
+    println!("one pipeline per worker:");
+    for (name, make, _) in scenarios {
+        scaling(name, make, seconds);
+    }
 }

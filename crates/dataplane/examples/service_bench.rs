@@ -5,14 +5,15 @@
 //!
 //!     cargo run --release -p brasa-dataplane --example service_bench [-- SECONDS [SCENARIO]]
 //!
-//! SCENARIO is one of `epipe`, `vpls`, `acl`, `acl-core`, `apply` (default: all). As in `pipeline_bench`,
+//! SCENARIO is one of `epipe` (also with the stage shared as several workers share it), `vpls`,
+//! `acl`, `acl-core`, `apply` (default: all). As in `pipeline_bench`,
 //! each batch is refilled from template frames before it runs (the copy a receive ring costs
 //! is included).
 
 use brasa_dataplane::acl::{Disposition, IpMatch, Match, PortRange, Prefix};
 use brasa_dataplane::build;
 use brasa_dataplane::pipeline::{
-    pkt_type, Batch, IpHandoff, LinkKind, PacketMeta, Pipeline, Port, Verdict,
+    pkt_type, Batch, IpHandoff, LinkKind, PacketMeta, Pipeline, Port, Shared, Verdict,
 };
 use brasa_dataplane::policer::{ColourMode, Meter, PolicerConfig, StatMode};
 use brasa_dataplane::sap::{PortEncap, SapEncap, SapId, Tag};
@@ -252,8 +253,20 @@ fn qinq(o: u16, i: u16) -> SapEncap {
     }
 }
 
-fn epipe(seconds: f64) {
-    let mut p = pipeline(2, ServiceStageConfig::default());
+/// The Epipe scenario; with `shared`, the service stage is a [`Shared`] one (as with several
+/// workers), which costs one uncontended lock per batch.
+fn epipe(seconds: f64, shared: bool) {
+    let mut p = if shared {
+        let ports = pipeline(2, ServiceStageConfig::default()).ports().to_vec();
+        Pipeline::new(
+            ports,
+            service_stages(Shared::new(
+                ServiceStage::new(ServiceStageConfig::default()),
+            )),
+        )
+    } else {
+        pipeline(2, ServiceStageConfig::default())
+    };
     let mut b = ServiceTablesBuilder::new();
     b.set_port(PortSpec {
         outer_tpid: S,
@@ -279,7 +292,10 @@ fn epipe(seconds: f64) {
         1,
     ))
     .unwrap();
-    p.stage_mut::<ServiceStage>().unwrap().install(b.build(), 0);
+    match p.stage_mut::<Shared<ServiceStage>>() {
+        Some(stage) => stage.lock().install(b.build(), 0),
+        None => p.stage_mut::<ServiceStage>().unwrap().install(b.build(), 0),
+    }
     let mut pool = Pool::new(64);
     let frame = build::tagged(
         MacAddr([2, 0, 0, 0, 0, 1]),
@@ -290,7 +306,11 @@ fn epipe(seconds: f64) {
     );
     pool.push(0, frame);
     run(
-        "Epipe QinQ 10.20 -> dot1q 30 (tag translation)",
+        if shared {
+            "Epipe QinQ 10.20 -> dot1q 30, shared stage"
+        } else {
+            "Epipe QinQ 10.20 -> dot1q 30 (tag translation)"
+        },
         &mut p,
         &pool,
         seconds,
@@ -712,7 +732,8 @@ fn main() {
     let seconds: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let which = args.next().unwrap_or_else(|| "all".into());
     if which == "all" || which == "epipe" {
-        epipe(seconds);
+        epipe(seconds, false);
+        epipe(seconds, true);
     }
     if which == "all" || which == "vpls" {
         vpls(seconds);

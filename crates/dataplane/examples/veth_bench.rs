@@ -1,16 +1,19 @@
-//! Forwarding over veth in network namespaces: brasa's transit CAFE beside the Linux kernel's
-//! IP forwarding, same topology, same generator, same run. Needs root, iproute2 and `trafgen`
-//! (Debian `netsniff-ng`).
+//! Forwarding over veth in network namespaces: brasa's transit CAFE on AF_PACKET and on AF_XDP
+//! ports beside the Linux kernel's IP forwarding, same topology, same generator, same run.
+//! Needs root, iproute2 and `trafgen` (Debian `netsniff-ng`).
 //!
-//!     [BENCH_TRAFGEN_CPUS=N] [BENCH_WORKERS=N] [BENCH_WORKER_NICE=-10] [BENCH_WORKER_CPU=1[,0]]
-//!     [BENCH_TX=sendmmsg] [BENCH_RING_BLOCKS=16] [BENCH_RATE=300000pps] [BENCH_BASELINE=1] \
+//!     [BENCH_IO=af_packet|af_xdp] [BENCH_TRAFGEN_CPUS=N] [BENCH_WORKERS=N]
+//!     [BENCH_WORKER_NICE=-10] [BENCH_WORKER_CPU=1[,0]] [BENCH_TX=sendmmsg]
+//!     [BENCH_RING_BLOCKS=16] [BENCH_RATE=300000pps] [BENCH_BASELINE=1] \
 //!     cargo run --release -p brasa-dataplane --example veth_bench [-- SECONDS [ROUNDS]]
 //!
 //! Topology: generator `g` (g0) ═ (c0) forwarder `c` (c1) ═ (b0) sink `b`. trafgen floods g0
 //! with 64-byte IPv4/UDP packets (kernel phase) or the same packets behind a COMET header
-//! (brasa phase, key 01 → c1); the figure is the rate at which frames arrive on b0. Each round
-//! runs a kernel phase then a brasa phase (the worker is started for its phase only, so the
-//! kernel phase has no packet sockets on c0/c1).
+//! (brasa phases, key 01 → c1); the figure is the rate at which frames arrive on b0. Each round
+//! runs a kernel phase, then a brasa phase per I/O (both by default; `BENCH_IO` picks one): the
+//! workers are started for their phase only, so the kernel phase has no packet sockets or XDP
+//! program on c0/c1. On AF_XDP the program runs in native mode on c0 and c1; veth has no
+//! zero-copy, so the sockets are in copy mode.
 //!
 //! CPU is measured per phase: the generator's processes (user + system, which includes the
 //! softirq work run in their context: the kernel's forwarding, and brasa's receive-ring copy),
@@ -30,7 +33,8 @@
 use brasa_dataplane::build;
 use brasa_dataplane::control::{self, ForwardRule};
 use brasa_dataplane::io::afpacket::RingConfig;
-use brasa_dataplane::io::worker::{self, PortConfig, Tuning, WorkerConfig};
+use brasa_dataplane::io::worker::{self, PortConfig, PortIo, Tuning, WorkerConfig, XdpPortConfig};
+use brasa_dataplane::io::xdp::XdpModeRequest;
 use brasa_dataplane::pipeline::IpHandoff;
 use brasa_dataplane::wire::{EtherType, MacAddr};
 use std::net::Ipv4Addr;
@@ -284,7 +288,30 @@ fn flood_counting(g: &Ns, c: &Ns, frame: &[u8], seconds: u64) -> Phase {
     flood(g, (c, "c0"), frame, seconds)
 }
 
-fn brasa_phase(c: &Ns, g: &Ns, b: &Ns, frame: &[u8], seconds: u64) -> Phase {
+/// The I/O brasa's ports use in a phase.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Io {
+    AfPacket,
+    AfXdp,
+}
+
+impl Io {
+    fn port(self, name: &str) -> PortConfig {
+        PortConfig {
+            name: name.into(),
+            ip_handoff: IpHandoff::Kernel,
+            io: match self {
+                Io::AfPacket => PortIo::AfPacket,
+                Io::AfXdp => PortIo::AfXdp(XdpPortConfig {
+                    mode: XdpModeRequest::Native,
+                    ..XdpPortConfig::default()
+                }),
+            },
+        }
+    }
+}
+
+fn brasa_phase(io: Io, c: &Ns, g: &Ns, b: &Ns, frame: &[u8], seconds: u64) -> Phase {
     let ns_path = format!("/var/run/netns/{}", c.0);
     let b_mac = b.mac("b0");
     let tuning = Tuning {
@@ -307,16 +334,7 @@ fn brasa_phase(c: &Ns, g: &Ns, b: &Ns, frame: &[u8], seconds: u64) -> Phase {
         );
         worker::start_tuned(
             WorkerConfig {
-                ports: vec![
-                    PortConfig {
-                        name: "c0".into(),
-                        ip_handoff: IpHandoff::Kernel,
-                    },
-                    PortConfig {
-                        name: "c1".into(),
-                        ip_handoff: IpHandoff::Kernel,
-                    },
-                ],
+                ports: vec![io.port("c0"), io.port("c1")],
                 tun: None,
                 ring: RingConfig {
                     block_count: env("BENCH_RING_BLOCKS")
@@ -332,18 +350,23 @@ fn brasa_phase(c: &Ns, g: &Ns, b: &Ns, frame: &[u8], seconds: u64) -> Phase {
     })
     .join()
     .expect("worker thread");
-    let (tx, rx) = std::sync::mpsc::channel();
-    handle
-        .submit(Box::new(move |p, _| {
-            let rule = ForwardRule::Ethernet {
-                key: 0x01,
-                device: "c1".into(),
-                mac: b_mac.to_string(),
-            };
-            let _ = tx.send(control::forward_add(p, &rule));
-        }))
-        .expect("worker running");
-    rx.recv().expect("worker answer").expect("rule");
+    if io == Io::AfXdp {
+        let ports = handle.ports();
+        assert!(
+            ports.iter().all(|p| p.xdp_mode.is_some()),
+            "AF_XDP did not attach: {:?}",
+            ports.iter().map(|p| &p.fallback).collect::<Vec<_>>()
+        );
+    }
+    let rule = ForwardRule::Ethernet {
+        key: 0x01,
+        device: "c1".into(),
+        mac: b_mac.to_string(),
+    };
+    let added = handle
+        .call(move |p, _| control::forward_add(p, &rule))
+        .expect("workers running");
+    control::merged(added).expect("answer").expect("rule");
     // `BENCH_WORKER_NICE=-10` gives the worker the priority a data-plane core would have.
     if let Some(nice) = env::<i32>("BENCH_WORKER_NICE") {
         for tid in worker_thread_ids() {
@@ -352,13 +375,12 @@ fn brasa_phase(c: &Ns, g: &Ns, b: &Ns, frame: &[u8], seconds: u64) -> Phase {
         }
     }
     let mut phase = flood(g, (b, "b0"), frame, seconds);
-    let (tx, rx) = std::sync::mpsc::channel();
-    handle
-        .submit(Box::new(move |p, _| {
-            let _ = tx.send(control::stats(p));
-        }))
-        .expect("worker running");
-    let stats = rx.recv().expect("worker answer");
+    let stats = control::merged(
+        handle
+            .call(|p, _| control::stats(p))
+            .expect("workers running"),
+    )
+    .expect("answer");
     let drop_count = |name: &str| {
         stats
             .drops
@@ -451,8 +473,12 @@ fn main() {
             .map(|r| format!(", rate {r}"))
             .unwrap_or_default(),
     );
-    let mut ratios = Vec::new();
-    let mut totals = (0.0, 0.0);
+    let ios: Vec<Io> = match std::env::var("BENCH_IO").as_deref() {
+        Ok("af_packet") => vec![Io::AfPacket],
+        Ok("af_xdp") => vec![Io::AfXdp],
+        _ => vec![Io::AfPacket, Io::AfXdp],
+    };
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); ios.len()];
     for round in 1..=rounds {
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!(
@@ -460,52 +486,58 @@ fn main() {
             load.split_whitespace().next().unwrap_or("?")
         );
         let kernel = flood(&g, (&b, "b0"), &plain, seconds);
-        let brasa = brasa_phase(&c, &g, &b, &comet, seconds);
-        let baseline = std::env::var("BENCH_BASELINE")
-            .is_ok_and(|v| v == "1")
-            .then(|| flood_counting(&g, &c, &comet, seconds));
         print_phase("kernel IP forwarding", &kernel);
-        print_phase("brasa transit CAFE", &brasa);
-        totals.0 += kernel.forwarded;
-        totals.1 += brasa.forwarded;
-        if let Some(base) = &baseline {
-            let base_ns = base.ns_per_packet();
+        for (index, io) in ios.iter().enumerate() {
+            let brasa = brasa_phase(*io, &c, &g, &b, &comet, seconds);
+            let label = match io {
+                Io::AfPacket => "brasa CAFE, AF_PACKET",
+                Io::AfXdp => "brasa CAFE, AF_XDP",
+            };
+            print_phase(label, &brasa);
+            let ratio = brasa.forwarded / kernel.forwarded.max(1.0);
+            ratios[index].push(ratio);
             println!(
-                "  {:<22}: {:>9.0} pps sent, {:.0} ns/packet (generator {:.0} %); forwarding \
-                 itself: kernel {:.0} ns/packet, brasa {:.0} ns/packet",
-                "baseline (no forwarder)",
-                base.forwarded,
-                base_ns,
-                base.generator_cpu * 100.0,
-                kernel.ns_per_packet() - base_ns,
-                brasa.ns_per_packet() - base_ns,
+                "  {:<22}: {ratio:.2}; brasa lost {} frames on receipt, {} on transmit; \
+                 worker {:.0} ns/packet ({:.0} kpps per core-second); CPU per packet vs \
+                 kernel {:.2}",
+                "ratio brasa/kernel",
+                brasa.ring_drops,
+                brasa.tx_errors,
+                brasa.worker_cpu * 1e9 / brasa.forwarded.max(1.0),
+                brasa.forwarded / brasa.worker_cpu.max(0.001) / 1e3,
+                brasa.ns_per_packet() / kernel.ns_per_packet().max(1.0),
             );
         }
-        let ratio = brasa.forwarded / kernel.forwarded.max(1.0);
-        ratios.push(ratio);
-        println!(
-            "  {:<22}: {ratio:.2}; brasa lost {} frames on its receive ring, {} on transmit; \
-             worker {:.0} ns/packet ({:.0} kpps per core-second)",
-            "ratio brasa/kernel",
-            brasa.ring_drops,
-            brasa.tx_errors,
-            brasa.worker_cpu * 1e9 / brasa.forwarded.max(1.0),
-            brasa.forwarded / brasa.worker_cpu.max(0.001) / 1e3,
-        );
+        if std::env::var("BENCH_BASELINE").is_ok_and(|v| v == "1") {
+            let base = flood_counting(&g, &c, &comet, seconds);
+            println!(
+                "  {:<22}: {:>9.0} pps sent, {:.0} ns/packet (generator {:.0} %); forwarding \
+                 itself: kernel {:.0} ns/packet",
+                "baseline (no forwarder)",
+                base.forwarded,
+                base.ns_per_packet(),
+                base.generator_cpu * 100.0,
+                kernel.ns_per_packet() - base.ns_per_packet(),
+            );
+        }
     }
     if rounds > 1 {
-        let mut sorted = ratios.clone();
-        sorted.sort_by(f64::total_cmp);
-        let list: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-        println!(
-            "ratios: {} (min {:.2}, median {:.2}, max {:.2}; {} of {rounds} ≥ 1; \
-             all rounds together {:.2})",
-            list.join(" "),
-            sorted[0],
-            sorted[sorted.len() / 2],
-            sorted[sorted.len() - 1],
-            ratios.iter().filter(|r| **r >= 1.0).count(),
-            totals.1 / totals.0.max(1.0),
-        );
+        for (io, ratios) in ios.iter().zip(&ratios) {
+            let mut sorted = ratios.clone();
+            sorted.sort_by(f64::total_cmp);
+            let list: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            println!(
+                "{} ratios: {} (min {:.2}, median {:.2}, max {:.2})",
+                if *io == Io::AfXdp {
+                    "AF_XDP"
+                } else {
+                    "AF_PACKET"
+                },
+                list.join(" "),
+                sorted[0],
+                sorted[sorted.len() / 2],
+                sorted[sorted.len() - 1],
+            );
+        }
     }
 }

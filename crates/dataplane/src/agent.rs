@@ -97,6 +97,23 @@ fn success(kind: generic_request::Type) -> GenericResponse {
     }
 }
 
+/// Every worker serves a request on its copy of the filters; a failure on any is the answer,
+/// and expired records (which one worker keeps) are joined.
+impl control::Merge for GenericResponse {
+    fn merge(mut self, other: Self) -> Self {
+        let failed =
+            |r: &GenericResponse| r.status != Some(generic_response::Status::CafeSuccess as i32);
+        if failed(&self) {
+            return self;
+        }
+        if failed(&other) {
+            return other;
+        }
+        self.expired_streams.extend(other.expired_streams);
+        self
+    }
+}
+
 /// The answer to a frame that could not be decoded.
 pub fn malformed_response(error: &MalformedFrame) -> GenericResponse {
     failure(None, error.to_string())

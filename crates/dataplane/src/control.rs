@@ -225,6 +225,12 @@ pub struct PortCountersView {
     /// Punted to the control plane (capture SAPs).
     #[serde(default)]
     pub punted: u64,
+    /// Dropped by the kernel before the data plane read them (receive ring full).
+    #[serde(default)]
+    pub rx_dropped: u64,
+    /// Times an AF_XDP socket's fill ring was empty.
+    #[serde(default)]
+    pub rx_fill_empty: u64,
 }
 
 impl From<PortCounters> for PortCountersView {
@@ -238,7 +244,114 @@ impl From<PortCounters> for PortCountersView {
             ignored: c.ignored,
             dropped: c.dropped,
             punted: c.punted,
+            rx_dropped: c.rx_dropped,
+            rx_fill_empty: c.rx_fill_empty,
         }
+    }
+}
+
+impl PortCountersView {
+    fn add(&mut self, o: &PortCountersView) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.to_kernel += o.to_kernel;
+        self.ignored += o.ignored;
+        self.dropped += o.dropped;
+        self.punted += o.punted;
+        self.rx_dropped += o.rx_dropped;
+        self.rx_fill_empty += o.rx_fill_empty;
+    }
+}
+
+/// The answer of one control operation run on every worker's copy of the tables
+/// (`io::worker::Handle::call`), folded into the one answer the operator sees: counters add
+/// up, lists are joined by key, and a change that one copy refused is refused (every copy
+/// gets the same changes in the same order, so they agree).
+pub trait Merge: Sized {
+    /// Folds `other` (a later worker's answer) into `self`.
+    fn merge(self, other: Self) -> Self;
+}
+
+/// Folds the answers of every worker; `None` when there are none.
+pub fn merged<T: Merge>(answers: Vec<T>) -> Option<T> {
+    answers.into_iter().reduce(T::merge)
+}
+
+impl Merge for () {
+    fn merge(self, _: Self) -> Self {}
+}
+
+impl<A: Merge, B: Merge, C: Merge> Merge for (A, B, C) {
+    fn merge(self, other: Self) -> Self {
+        (
+            self.0.merge(other.0),
+            self.1.merge(other.1),
+            self.2.merge(other.2),
+        )
+    }
+}
+
+impl<T: Merge, E> Merge for Result<T, E> {
+    fn merge(self, other: Self) -> Self {
+        Ok(self?.merge(other?))
+    }
+}
+
+impl Merge for Stats {
+    fn merge(mut self, other: Self) -> Self {
+        for (mine, theirs) in self.interfaces.iter_mut().zip(&other.interfaces) {
+            mine.counters.add(&theirs.counters);
+        }
+        for (mine, theirs) in self.drops.iter_mut().zip(&other.drops) {
+            mine.1 += theirs.1;
+        }
+        self.decapsulated += other.decapsulated;
+        self.decapsulated_bytes += other.decapsulated_bytes;
+        // Every worker has every filter; expired records are kept by one of them.
+        self.filters = self.filters.max(other.filters);
+        self.expired_total += other.expired_total;
+        self.expired_pending += other.expired_pending;
+        self
+    }
+}
+
+impl Merge for Vec<ForwardView> {
+    fn merge(mut self, other: Self) -> Self {
+        for theirs in other {
+            match self.iter_mut().find(|mine| mine.key == theirs.key) {
+                Some(mine) => {
+                    mine.packets += theirs.packets;
+                    mine.bytes += theirs.bytes;
+                }
+                None => self.push(theirs),
+            }
+        }
+        self
+    }
+}
+
+impl Merge for Vec<FilterView> {
+    fn merge(mut self, other: Self) -> Self {
+        for theirs in other {
+            match self.iter_mut().find(|mine| mine.id == theirs.id) {
+                Some(mine) => {
+                    mine.packets += theirs.packets;
+                    mine.bytes += theirs.bytes;
+                }
+                None => self.push(theirs),
+            }
+        }
+        self.sort_by_key(|view| view.id);
+        self
+    }
+}
+
+impl Merge for Vec<ExpiredStream> {
+    fn merge(mut self, other: Self) -> Self {
+        self.extend(other);
+        self
     }
 }
 
@@ -435,6 +548,7 @@ pub fn stats(pipeline: &mut Pipeline) -> Stats {
         .ports()
         .iter()
         .zip(pipeline.port_counters())
+        .filter(|(port, _)| !port.name.is_empty())
         .map(|(port, counters)| InterfaceStats {
             name: port.name.clone(),
             counters: (*counters).into(),

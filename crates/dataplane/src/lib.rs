@@ -12,7 +12,8 @@
 //!   and (later) the PCC rules use.
 //!
 //! The cores here never open sockets, read clocks or spawn threads: the caller passes `now` and
-//! owns the I/O (the `io` module holds the AF_PACKET and TUN shells).
+//! owns the I/O (the `io` module holds the AF_XDP, AF_PACKET, TUN and TAP shells and the worker
+//! threads, one pipeline each).
 #![warn(missing_docs)]
 
 pub mod acl;

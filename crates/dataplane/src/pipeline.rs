@@ -39,6 +39,11 @@ pub enum IpHandoff {
     /// The kernel must not forward from this port (brasa disables it): the data plane injects
     /// unclaimed IP packets into the kernel through its TUN device.
     Inject,
+    /// The kernel never saw the frame (an AF_XDP port redirected it before the kernel's
+    /// stack): every unclaimed IPv4 and IPv6 packet is handed to the kernel through the TUN
+    /// device. Set by the shell, never configured.
+    #[serde(skip)]
+    Redirected,
 }
 
 /// One port as the pipeline sees it.
@@ -420,6 +425,27 @@ pub struct PortCounters {
     pub dropped: u64,
     /// Packets received here and punted to the control plane.
     pub punted: u64,
+    /// Frames the kernel dropped on this port before the data plane read them: its receive
+    /// ring (AF_PACKET) or RX ring (AF_XDP) was full.
+    pub rx_dropped: u64,
+    /// Times a frame found an AF_XDP socket's fill ring empty (no memory to receive into).
+    pub rx_fill_empty: u64,
+}
+
+impl PortCounters {
+    /// Adds `other` to these counters (per-worker counters summed on read).
+    pub fn add(&mut self, other: &PortCounters) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.to_kernel += other.to_kernel;
+        self.ignored += other.ignored;
+        self.dropped += other.dropped;
+        self.punted += other.punted;
+        self.rx_dropped += other.rx_dropped;
+        self.rx_fill_empty += other.rx_fill_empty;
+    }
 }
 
 /// Shared context of one pipeline run.
@@ -443,11 +469,31 @@ pub trait Stage: Send {
 }
 
 /// The ordered stages, the ports and the per-port and per-reason counters.
+///
+/// Ports can be added and removed while the pipeline runs (TAP devices of L3 services): a
+/// removed port's id stays reserved with an empty name until a new port takes it, so ids the
+/// stages hold never point at another port by surprise, and a packet still sent to it is
+/// dropped as `bad_egress`.
 pub struct Pipeline {
     ports: Vec<Port>,
+    live: Vec<bool>,
     stages: Vec<Box<dyn Stage>>,
     port_counters: Vec<PortCounters>,
     drops: [u64; DropReason::ALL.len()],
+}
+
+/// Why a port could not be added or removed (nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// A port of that name exists.
+    #[error("port {0:?} exists")]
+    Exists(String),
+    /// No port of that name.
+    #[error("no port {0:?}")]
+    NotFound(String),
+    /// Every port id is taken.
+    #[error("too many ports (at most 65535)")]
+    TooMany,
 }
 
 impl Pipeline {
@@ -455,6 +501,7 @@ impl Pipeline {
     pub fn new(ports: Vec<Port>, stages: Vec<Box<dyn Stage>>) -> Self {
         let port_counters = vec![PortCounters::default(); ports.len()];
         Self {
+            live: vec![true; ports.len()],
             ports,
             stages,
             port_counters,
@@ -462,17 +509,54 @@ impl Pipeline {
         }
     }
 
-    /// The ports.
+    /// The ports, indexed by id (a removed port's slot has an empty name).
     pub fn ports(&self) -> &[Port] {
         &self.ports
     }
 
     /// The port named `name`.
     pub fn port_id(&self, name: &str) -> Option<PortId> {
+        if name.is_empty() {
+            return None;
+        }
         self.ports
             .iter()
             .position(|port| port.name == name)
             .and_then(|i| PortId::try_from(i).ok())
+    }
+
+    /// Adds a port and returns its id: the lowest free one, so every worker's pipeline, given
+    /// the same changes in the same order, gives a port the same id.
+    pub fn add_port(&mut self, port: Port) -> Result<PortId, PortError> {
+        if self.port_id(&port.name).is_some() {
+            return Err(PortError::Exists(port.name));
+        }
+        let index = match self.live.iter().position(|live| !live) {
+            Some(free) => free,
+            None => self.ports.len(),
+        };
+        let id = PortId::try_from(index).map_err(|_| PortError::TooMany)?;
+        if index == self.ports.len() {
+            self.ports.push(port);
+            self.live.push(true);
+            self.port_counters.push(PortCounters::default());
+        } else {
+            self.ports[index] = port;
+            self.live[index] = true;
+            self.port_counters[index] = PortCounters::default();
+        }
+        Ok(id)
+    }
+
+    /// Removes the port named `name` and returns the id it had.
+    pub fn remove_port(&mut self, name: &str) -> Result<PortId, PortError> {
+        let id = self
+            .port_id(name)
+            .ok_or_else(|| PortError::NotFound(name.to_string()))?;
+        let index = usize::from(id);
+        self.ports[index].name.clear();
+        self.live[index] = false;
+        Ok(id)
     }
 
     /// The first stage of type `S`.
@@ -509,7 +593,12 @@ impl Pipeline {
             let rx_port = usize::from(meta.port);
             match meta.verdict {
                 Verdict::Transmit(port) => {
-                    if let Some(counters) = self.port_counters.get_mut(usize::from(port)) {
+                    let live = self.live.get(usize::from(port)).copied() == Some(true);
+                    if let Some(counters) = self
+                        .port_counters
+                        .get_mut(usize::from(port))
+                        .filter(|_| live)
+                    {
                         counters.tx_packets += 1;
                         counters.tx_bytes += buf.len() as u64;
                     } else {
@@ -560,6 +649,17 @@ impl Pipeline {
         self.drops[reason as usize] += count;
     }
 
+    /// Counts frames the kernel dropped on `port` before the data plane read them (`lost`),
+    /// and times its receive memory ran out (`fill_empty`); the lost ones also as
+    /// `rx_ring_full`.
+    pub fn count_rx_losses(&mut self, port: PortId, lost: u64, fill_empty: u64) {
+        self.drops[DropReason::RxRingFull as usize] += lost;
+        if let Some(counters) = self.port_counters.get_mut(usize::from(port)) {
+            counters.rx_dropped += lost;
+            counters.rx_fill_empty += fill_empty;
+        }
+    }
+
     /// Counters of every port, in port order.
     pub fn port_counters(&self) -> &[PortCounters] {
         &self.port_counters
@@ -570,5 +670,59 @@ impl Pipeline {
         DropReason::ALL
             .iter()
             .map(|reason| (*reason, self.drops[*reason as usize]))
+    }
+}
+
+/// One stage instance shared by the pipelines of every worker: its state is one, behind a lock
+/// taken once per batch. For stages whose state must not diverge between workers (the service
+/// stage: MAC learning, MAC limits, policer buckets, the punt queue); stages with tables that
+/// can be replicated give each worker its own instance instead.
+pub struct Shared<S> {
+    inner: std::sync::Arc<std::sync::Mutex<S>>,
+    name: &'static str,
+}
+
+impl<S: Stage> Shared<S> {
+    /// Shares `stage`; clone the result into each worker's pipeline.
+    pub fn new(stage: S) -> Self {
+        let name = stage.name();
+        Self {
+            inner: std::sync::Arc::new(std::sync::Mutex::new(stage)),
+            name,
+        }
+    }
+
+    /// The stage, locked (a worker that panicked while holding it leaves it as it was).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, S> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<S> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            name: self.name,
+        }
+    }
+}
+
+impl<S: Stage + 'static> Stage for Shared<S> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn process(&mut self, batch: &mut Batch, ctx: &Context<'_>) {
+        self.lock().process(batch, ctx);
+    }
+
+    fn tick(&mut self, now_ns: u64) {
+        self.lock().tick(now_ns);
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
     }
 }

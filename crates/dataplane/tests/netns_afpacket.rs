@@ -6,105 +6,19 @@
 
 use brasa_dataplane::build;
 use brasa_dataplane::control::{self, ForwardRule};
-use brasa_dataplane::io::afpacket::{RingConfig, RxRing, TxRing, TxRingConfig};
-use brasa_dataplane::io::netdev::NetDev;
+mod support;
+
+use brasa_dataplane::io::afpacket::RingConfig;
 use brasa_dataplane::io::worker::{self, PortConfig, Tuning, WorkerConfig};
 use brasa_dataplane::pipeline::{pkt_type, Batch, IpHandoff, PacketMeta, Verdict};
 use brasa_dataplane::wire::comet::CometPacket;
-use brasa_dataplane::wire::{EtherType, EthernetFrame, MacAddr};
+use brasa_dataplane::wire::{EtherType, EthernetFrame};
 use std::net::Ipv4Addr;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::{wait_until, Capture, Netns};
 
-const WAIT: Duration = Duration::from_secs(5);
 /// IEEE local experimental EtherType: nothing in the namespace reacts to it.
 const TEST_TYPE: u16 = 0x88b5;
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A network namespace deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new() -> Self {
-        Self::with_prefix("bdptx")
-    }
-
-    /// A namespace whose name starts with `prefix` (then this process's id and a counter).
-    fn with_prefix(prefix: &str) -> Self {
-        let name = format!(
-            "{prefix}{}x{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        run(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Self { name };
-        ns.sh("ip link set lo up && sysctl -qw net.ipv6.conf.all.disable_ipv6=1");
-        ns
-    }
-
-    fn sh(&self, command: &str) -> String {
-        run(Command::new("ip").args(["netns", "exec", &self.name, "sh", "-c", command]))
-    }
-
-    fn mac(&self, interface: &str) -> MacAddr {
-        self.sh(&format!("cat /sys/class/net/{interface}/address"))
-            .trim()
-            .parse()
-            .expect("MAC")
-    }
-
-    /// Runs `f` on a thread inside the namespace (sockets it opens stay in it).
-    fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            let file = std::fs::File::open(&path).expect("open netns");
-            // SAFETY: setns on this thread with a namespace descriptor.
-            let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(ret, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("namespace thread")
-    }
-
-    /// A veth pair `a` ═ `b` inside the namespace, both ends up.
-    fn veth(&self, a: &str, b: &str) {
-        self.sh(&format!(
-            "ip link add {a} type veth peer name {b} && ip link set {a} up && ip link set {b} up"
-        ));
-    }
-
-    fn tx_ring(&self, interface: &str, frames: u32) -> TxRing {
-        let interface = interface.to_string();
-        self.enter(move || {
-            let dev = NetDev::lookup(&interface).expect("interface");
-            TxRing::open(&interface, dev.ifindex, TxRingConfig { frames }).expect("tx ring")
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn run(command: &mut Command) -> String {
-    let output = command.output().expect("spawn");
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// A test frame of `len` bytes carrying sequence number `seq`.
 fn frame(seq: u32, len: usize) -> Vec<u8> {
@@ -133,79 +47,6 @@ fn batch_of(frames: &[Vec<u8>]) -> Batch {
         meta.verdict = Verdict::Transmit(0);
     }
     batch
-}
-
-/// Frames arriving on one interface, read from a receive ring.
-struct Capture {
-    ring: RxRing,
-    batch: Batch,
-    frames: Vec<Vec<u8>>,
-}
-
-impl Capture {
-    fn open(ns: &Netns, interface: &str) -> Self {
-        let interface = interface.to_string();
-        let ring = ns.enter(move || {
-            let dev = NetDev::lookup(&interface).expect("capture interface");
-            RxRing::open(
-                &interface,
-                dev.ifindex,
-                0,
-                RingConfig {
-                    block_size: 1 << 16,
-                    block_count: 64,
-                    block_timeout_ms: 1,
-                },
-            )
-            .expect("capture ring")
-        });
-        Self {
-            ring,
-            batch: Batch::new(64),
-            frames: Vec::new(),
-        }
-    }
-
-    fn poll(&mut self) {
-        let mut oversized = 0;
-        let frames = &mut self.frames;
-        self.ring.drain(&mut self.batch, &mut oversized, |batch| {
-            frames.extend(batch.iter().map(|(buf, _)| buf.as_slice().to_vec()));
-            batch.clear();
-        });
-        frames.extend(self.batch.iter().map(|(buf, _)| buf.as_slice().to_vec()));
-        self.batch.clear();
-        assert_eq!(oversized, 0);
-    }
-
-    /// Waits until `count` frames of `ethertype` arrived (or `WAIT` passed) and returns them.
-    fn wait_for(&mut self, count: usize, ethertype: u16) -> Vec<Vec<u8>> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            self.poll();
-            let found: Vec<Vec<u8>> = self
-                .frames
-                .iter()
-                .filter(|f| f.get(12..14) == Some(&ethertype.to_be_bytes()[..]))
-                .cloned()
-                .collect();
-            if found.len() >= count || Instant::now() >= deadline {
-                return found;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-fn wait_until(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    done()
 }
 
 #[test]
@@ -342,10 +183,7 @@ fn forwarder(
             WorkerConfig {
                 ports: ["c0", "c1"]
                     .iter()
-                    .map(|name| PortConfig {
-                        name: name.to_string(),
-                        ip_handoff: IpHandoff::Kernel,
-                    })
+                    .map(|name| PortConfig::af_packet(name, IpHandoff::Kernel))
                     .collect(),
                 tun: None,
                 ring: RingConfig::default(),
@@ -356,18 +194,15 @@ fn forwarder(
         )
         .expect("worker")
     });
-    let (tx, rx) = std::sync::mpsc::channel();
-    handle
-        .submit(Box::new(move |p, _| {
-            let rule = ForwardRule::Ethernet {
-                key: 0x01,
-                device: "c1".into(),
-                mac: r_mac.to_string(),
-            };
-            tx.send(control::forward_add(p, &rule)).expect("answer");
-        }))
-        .expect("worker running");
-    rx.recv().expect("answer").expect("rule");
+    let rule = ForwardRule::Ethernet {
+        key: 0x01,
+        device: "c1".into(),
+        mac: r_mac.to_string(),
+    };
+    let added = handle
+        .call(move |p, _| control::forward_add(p, &rule))
+        .expect("workers running");
+    control::merged(added).expect("an answer").expect("rule");
     (handle, thread)
 }
 
@@ -483,14 +318,12 @@ fn worker_refuses_a_cpu_that_does_not_exist() {
     assert!(err.is_err());
 }
 
+/// The counters of every worker, summed.
 fn stats(handle: &worker::Handle) -> control::Stats {
-    let (tx, rx) = std::sync::mpsc::channel();
-    handle
-        .submit(Box::new(move |p, _| {
-            tx.send(control::stats(p)).expect("answer");
-        }))
-        .expect("worker running");
-    rx.recv().expect("answer")
+    let all = handle
+        .call(|p, _| control::stats(p))
+        .expect("workers running");
+    control::merged(all).expect("an answer")
 }
 
 fn tx_errors(handle: &worker::Handle) -> u64 {

@@ -8,6 +8,7 @@
 //! becomes `brasa_proto::brasa::rae`). The packages only affect Rust and descriptor names: Python
 //! peers import the generated modules by file name (`config_pb2`, `cmecafe_pb2`) as the COMET
 //! documents do.
+#![forbid(unsafe_code)]
 #![allow(clippy::all, missing_docs)]
 
 include!(concat!(env!("OUT_DIR"), "/_includes.rs"));

@@ -62,6 +62,10 @@ pub(crate) fn time_limit_exceeded_ptr() -> *mut ffi::PyObject {
 }
 
 /// Trace hook of a timed-out run: every event raises `TimeLimitExceeded` again.
+///
+/// # Safety
+/// Called by CPython as a `Py_tracefunc`, with the GIL held and valid (or null) object pointers;
+/// it only reads a static and calls `PyErr_SetNone`.
 unsafe extern "C" fn timeout_trace(
     _obj: *mut ffi::PyObject,
     _frame: *mut ffi::PyFrameObject,

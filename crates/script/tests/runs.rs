@@ -190,12 +190,14 @@ fn catching_the_time_limit_does_not_escape_it() {
         "after",
         "import sys\nassert sys.gettrace() is None\ntotal = 0\nfor i in range(100000):\n    total += i\n",
     );
+    // (With the generous limit: a loaded machine may take more than the short one for the
+    // loop, which is not what this checks.)
     assert_ok(&host.run(
         &script,
         &mut sample(),
         &Dictionary::builtin(),
         None,
-        &short_limit(),
+        &options(),
     ));
 }
 

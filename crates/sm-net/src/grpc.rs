@@ -14,8 +14,8 @@ use crate::pb::enforcement_point_server::{EnforcementPoint, EnforcementPointServ
 use crate::pb::subscriber_manager_server::{SubscriberManager, SubscriberManagerServer};
 use crate::service::{SmService, StartError};
 use brasa_sm::convert::{
-    address, change_reply, login_from_proto, mapping, op_from_proto, subscriber_from_proto,
-    subscriber_to_proto, vpn_from_proto,
+    add_from_proto, address, change_reply, login_from_proto, mapping, mpls_ids, op_from_proto,
+    subscriber_to_proto, vpn_from_proto, vpn_to_proto,
 };
 use brasa_sm::op::{Op, SmError};
 
@@ -171,17 +171,8 @@ impl SubscriberManager for LegApi {
         &self,
         r: Request<pb::AddSubscriberRequest>,
     ) -> Result<Response<pb::ChangeReply>, Status> {
-        let r = r.into_inner();
         let case = self.case();
-        let op = r
-            .subscriber
-            .ok_or_else(|| SmError::invalid("AddSubscriber needs a subscriber"))
-            .and_then(|s| subscriber_from_proto(s, case))
-            .map(|subscriber| Op::Add {
-                subscriber,
-                replace: r.replace,
-            });
-        self.change(op).await
+        self.change(add_from_proto(r.into_inner(), case)).await
     }
 
     async fn remove_subscriber(
@@ -233,6 +224,55 @@ impl SubscriberManager for LegApi {
         r: Request<pb::RemoveVpnRequest>,
     ) -> Result<Response<pb::ChangeReply>, Status> {
         self.change(Ok(Op::RemoveVpn(r.into_inner().name))).await
+    }
+
+    async fn add_mpls_entries(
+        &self,
+        r: Request<pb::AddMplsEntriesRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let r = r.into_inner();
+        let op = mpls_ids(&r.entries).map(|entries| Op::AddMplsEntries {
+            vpn: r.vpn,
+            entries,
+        });
+        self.change(op).await
+    }
+
+    async fn remove_mpls_entries(
+        &self,
+        r: Request<pb::RemoveMplsEntriesRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let r = r.into_inner();
+        let op = mpls_ids(&r.entries).map(|entries| Op::RemoveMplsEntries {
+            vpn: r.vpn,
+            entries,
+        });
+        self.change(op).await
+    }
+
+    async fn get_vpn(&self, r: Request<pb::GetVpnRequest>) -> Result<Response<pb::Vpn>, Status> {
+        let name = r.into_inner().name;
+        let core = self.service.core();
+        match core.index().vpn(&name) {
+            Some(v) => Ok(Response::new(vpn_to_proto(v))),
+            None => Err(Status::not_found(format!("no VPN named {name:?}"))),
+        }
+    }
+
+    async fn list_vpns(
+        &self,
+        r: Request<pb::ListVpnsRequest>,
+    ) -> Result<Response<pb::ListVpnsReply>, Status> {
+        let domain = r.into_inner().domain;
+        let core = self.service.core();
+        let mut vpns: Vec<pb::Vpn> = core
+            .index()
+            .vpns()
+            .filter(|v| domain.as_ref().is_none_or(|d| *d == v.domain))
+            .map(vpn_to_proto)
+            .collect();
+        vpns.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Response::new(pb::ListVpnsReply { vpns }))
     }
 
     async fn get_subscriber(

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use brasa_bgp::RouteEvent;
 use brasa_subscriber::{ChangeSet, SubscriberIndex, SubscriberStore};
 use tokio::sync::{oneshot, Notify};
 
@@ -75,6 +76,9 @@ pub struct ServiceStats {
     pub domains: Vec<(String, usize)>,
     /// VPNs.
     pub vpns: usize,
+    /// Routes the BGP LEG holds.
+    #[serde(default)]
+    pub learned_routes: usize,
     /// Connected EPs.
     pub connected_eps: usize,
     /// Operation counters.
@@ -165,16 +169,22 @@ impl SmService {
         let snapshot = store.load()?;
         let started = Instant::now();
         let count = snapshot.subscribers.len();
-        let index =
+        let routes = snapshot.routes.len();
+        let mut index =
             SubscriberIndex::restore(config.index.clone(), snapshot.vpns, snapshot.subscribers)
                 .map_err(StartError::Restore)?;
+        index.restore_learned(snapshot.routes);
         tracing::info!(
             subscribers = count,
+            bgp_leg_routes = routes,
             ms = started.elapsed().as_millis() as u64,
             "subscriber database restored"
         );
-        let core = SmCore::new(&config, index)
+        let mut core = SmCore::new(&config, index)
             .map_err(|e| StartError::Config(brasa_sm::config::ConfigError::Invalid(e.message)))?;
+        // Routes of BGP LEG peers that are no longer configured go now; the rest wait for
+        // their peer's End-of-RIB.
+        let swept = core.start_bgp_leg(Instant::now());
         let (tx, rx) = std::sync::mpsc::channel();
         let inner = Arc::new(Inner {
             core: Mutex::new(core),
@@ -191,6 +201,12 @@ impl SmService {
             .spawn(move || store_thread(store, rx, weak))
             .map_err(StartError::Thread)?;
         *lock(&inner.store_thread) = Some(thread);
+        if !swept.is_empty() {
+            let _ = lock(&inner.store).send(StoreJob::Changes {
+                changes: vec![swept],
+                done: None,
+            });
+        }
         let service = SmService { inner };
         let tick = (config.keepalive_interval / 10)
             .clamp(Duration::from_millis(10), Duration::from_millis(250));
@@ -246,6 +262,25 @@ impl SmService {
         let done = self.send_to_store(changes);
         drop(core);
         Pending { results, done }
+    }
+
+    /// Applies a batch of the BGP speaker's events (in order, as one change set) on the same
+    /// durable path as every other change: the EPs hear of it only once it is committed.
+    /// Refused (nothing applied) while the store has failed.
+    pub fn submit_bgp(&self, events: Vec<RouteEvent>) -> Result<Pending, SmError> {
+        if let Some(why) = lock(&self.inner.failed).clone() {
+            return Err(SmError::new(ErrorKind::Unavailable, why));
+        }
+        let mut core = lock(&self.inner.core);
+        let changes = core.apply_bgp(Instant::now(), events);
+        let results = vec![Ok((!changes.is_empty()).then_some(0))];
+        let done = self.send_to_store(if changes.is_empty() {
+            Vec::new()
+        } else {
+            vec![changes]
+        });
+        drop(core);
+        Ok(Pending { results, done })
     }
 
     /// Applies one operation and waits until it is durable.
@@ -325,6 +360,7 @@ impl SmService {
                 .map(|(d, n)| (d.to_owned(), n))
                 .collect(),
             vpns: index.vpns().count(),
+            learned_routes: index.learned_route_count(),
             connected_eps: core.connected_eps(),
             ops: core.counters().clone(),
             commits: c.commits.load(Ordering::Relaxed),
@@ -349,16 +385,21 @@ impl SmService {
             let wake = {
                 let mut core = lock(&self.inner.core);
                 core.handle_timeout(now);
+                let mut changes = Vec::new();
                 if unix != last_expire {
                     last_expire = unix;
-                    let changes = core.expire(unix);
-                    if !changes.is_empty() && lock(&self.inner.failed).is_none() {
-                        let job = StoreJob::Changes {
-                            changes: vec![changes],
-                            done: None,
-                        };
-                        let _ = lock(&self.inner.store).send(job);
-                    }
+                    changes.push(core.expire(unix));
+                }
+                if core.poll_bgp_timeout().is_some_and(|at| at <= now) {
+                    changes.push(core.bgp_timeout(now));
+                }
+                changes.retain(|c| !c.is_empty());
+                if !changes.is_empty() && lock(&self.inner.failed).is_none() {
+                    let job = StoreJob::Changes {
+                        changes,
+                        done: None,
+                    };
+                    let _ = lock(&self.inner.store).send(job);
                 }
                 core.take_wakeups()
             };

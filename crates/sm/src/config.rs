@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use brasa_subscriber::IndexConfig;
 
+use crate::bgp_leg::BgpLegConfig;
+
 /// How an enforcement point learns its subscribers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -83,6 +85,8 @@ pub struct SmConfig {
     pub post_quarantine: Duration,
     /// Most updates in one message.
     pub batch: usize,
+    /// The BGP LEG's peers, when this SM runs one.
+    pub bgp_leg: Option<BgpLegConfig>,
 }
 
 impl Default for SmConfig {
@@ -97,6 +101,7 @@ impl Default for SmConfig {
             quarantine_timeout: Duration::from_secs(60),
             post_quarantine: Duration::from_secs(600),
             batch: 1024,
+            bgp_leg: None,
         }
     }
 }

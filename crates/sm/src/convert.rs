@@ -7,8 +7,8 @@
 use std::net::IpAddr;
 
 use brasa_subscriber::{
-    ChangeSet, DownstreamLabel, Login, Mapping, MplsVpnEntry, MplsVpnId, NameCase, Prefix,
-    Subscriber, SubscriberName, Vpn, VpnKind, DEFAULT_DOMAIN,
+    ChangeSet, CommunityMapping, DownstreamLabel, Login, Mapping, MplsVpnEntry, MplsVpnId,
+    NameCase, NetworkId, Prefix, Subscriber, SubscriberName, Vpn, VpnKind, DEFAULT_DOMAIN,
 };
 
 use crate::op::{Op, SmError};
@@ -27,15 +27,7 @@ pub fn op_from_proto(op: pb::LegOp, case: NameCase) -> Result<Op, SmError> {
             domain: r.domain,
         }),
         Some(P::LogoutByMapping(r)) => Ok(Op::LogoutByMapping(mapping(&r.mapping, "mapping")?)),
-        Some(P::Add(r)) => {
-            let sub = r
-                .subscriber
-                .ok_or_else(|| SmError::invalid("AddSubscriber needs a subscriber"))?;
-            Ok(Op::Add {
-                subscriber: subscriber_from_proto(sub, case)?,
-                replace: r.replace,
-            })
-        }
+        Some(P::Add(r)) => add_from_proto(r, case),
         Some(P::Remove(r)) => Ok(Op::Remove(r.name)),
         Some(P::SetProperties(r)) => Ok(Op::SetProperties {
             name: r.name,
@@ -61,14 +53,40 @@ pub fn op_from_proto(op: pb::LegOp, case: NameCase) -> Result<Op, SmError> {
             id: mpls_id(&r.mpls_vpn)?,
             label: r.label,
         }),
+        Some(P::AddMplsEntries(r)) => Ok(Op::AddMplsEntries {
+            entries: mpls_ids(&r.entries)?,
+            vpn: r.vpn,
+        }),
+        Some(P::RemoveMplsEntries(r)) => Ok(Op::RemoveMplsEntries {
+            entries: mpls_ids(&r.entries)?,
+            vpn: r.vpn,
+        }),
     }
+}
+
+/// Converts an AddSubscriber request (what the BGP LEG learnt is not input).
+pub fn add_from_proto(r: pb::AddSubscriberRequest, case: NameCase) -> Result<Op, SmError> {
+    let sub = r
+        .subscriber
+        .ok_or_else(|| SmError::invalid("AddSubscriber needs a subscriber"))?;
+    if !sub.learned_mappings.is_empty() {
+        return Err(SmError::invalid(
+            "learned_mappings are derived by the BGP LEG and cannot be set; give community@VPN network IDs in mappings",
+        ));
+    }
+    Ok(Op::Add {
+        subscriber: subscriber_from_proto(sub, case)?,
+        replace: r.replace,
+    })
 }
 
 /// Converts a login event.
 pub fn login_from_proto(r: pb::LoginRequest) -> Result<Op, SmError> {
+    let (mappings, communities) = network_ids(&r.mappings)?;
     Ok(Op::Login {
         login: Login {
-            mappings: mappings(&r.mappings)?,
+            mappings,
+            communities,
             name: r.name,
             domain: r.domain,
             additive: r.additive,
@@ -79,18 +97,37 @@ pub fn login_from_proto(r: pb::LoginRequest) -> Result<Op, SmError> {
     })
 }
 
-/// Parses a mapping text, naming `field` in the error.
+/// Parses a mapping text (an IP mapping), naming `field` in the error.
 pub fn mapping(text: &str, field: &str) -> Result<Mapping, SmError> {
     text.parse()
         .map_err(|e| SmError::invalid(format!("{field} {text:?}: {e}")))
 }
 
-/// Parses every mapping of a list; the error names its position (from 1).
+/// Parses a list of network IDs into the IP mappings and the `community@VPN` ones, each in
+/// order; the error names the position (from 1).
+pub fn network_ids(texts: &[String]) -> Result<(Vec<Mapping>, Vec<CommunityMapping>), SmError> {
+    let ids = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.parse::<NetworkId>()
+                .map_err(|e| SmError::invalid(format!("mapping {} {t:?}: {e}", i + 1)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(brasa_subscriber::mapping::split_network_ids(ids))
+}
+
+/// Parses a list of IP mappings (no `community@VPN`); the error names the position (from 1).
 pub fn mappings(texts: &[String]) -> Result<Vec<Mapping>, SmError> {
+    ip_mappings(texts, "mapping")
+}
+
+/// Parses a list of IP mappings, naming `field` and the position in errors.
+fn ip_mappings(texts: &[String], field: &str) -> Result<Vec<Mapping>, SmError> {
     texts
         .iter()
         .enumerate()
-        .map(|(i, t)| mapping(t, &format!("mapping {}", i + 1)))
+        .map(|(i, t)| mapping(t, &format!("{field} {}", i + 1)))
         .collect()
 }
 
@@ -104,9 +141,15 @@ fn prefixes(texts: &[String], field: &str) -> Result<Vec<Prefix>, SmError> {
         .collect()
 }
 
-fn mpls_id(text: &str) -> Result<MplsVpnId, SmError> {
+/// Parses an `RT/RD@PE-IP`.
+pub fn mpls_id(text: &str) -> Result<MplsVpnId, SmError> {
     text.parse()
         .map_err(|e| SmError::invalid(format!("MPLS/VPN {text:?}: {e}")))
+}
+
+/// Parses a list of `RT/RD@PE-IP`.
+pub fn mpls_ids(texts: &[String]) -> Result<Vec<MplsVpnId>, SmError> {
+    texts.iter().map(|t| mpls_id(t)).collect()
 }
 
 /// Parses an address, naming the field.
@@ -125,6 +168,7 @@ fn properties(props: Vec<pb::Property>) -> Vec<(String, String)> {
 pub fn subscriber_from_proto(s: pb::Subscriber, case: NameCase) -> Result<Subscriber, SmError> {
     let name = SubscriberName::new(&s.name, case)
         .map_err(|e| SmError::invalid(format!("invalid subscriber name {:?}: {e}", s.name)))?;
+    let (mappings, communities) = network_ids(&s.mappings)?;
     Ok(Subscriber {
         name,
         domain: if s.domain.is_empty() {
@@ -132,7 +176,9 @@ pub fn subscriber_from_proto(s: pb::Subscriber, case: NameCase) -> Result<Subscr
         } else {
             s.domain
         },
-        mappings: mappings(&s.mappings)?,
+        mappings,
+        communities,
+        learned: ip_mappings(&s.learned_mappings, "learned mapping")?,
         properties: properties(s.properties),
         state: s.state,
         logged_in: s.logged_in,
@@ -145,7 +191,8 @@ pub fn subscriber_to_proto(s: &Subscriber) -> pb::Subscriber {
     pb::Subscriber {
         name: s.name.as_str().to_owned(),
         domain: s.domain.clone(),
-        mappings: s.mappings.iter().map(Mapping::to_string).collect(),
+        mappings: network_id_texts(s),
+        learned_mappings: s.learned.iter().map(Mapping::to_string).collect(),
         properties: s
             .properties
             .iter()
@@ -163,7 +210,8 @@ pub fn subscriber_to_proto(s: &Subscriber) -> pb::Subscriber {
 /// A core record as protobuf, moving its strings instead of copying them (the full-sync path).
 pub fn subscriber_into_proto(s: Subscriber) -> pb::Subscriber {
     pb::Subscriber {
-        mappings: s.mappings.iter().map(Mapping::to_string).collect(),
+        mappings: network_id_texts(&s),
+        learned_mappings: s.learned.iter().map(Mapping::to_string).collect(),
         name: s.name.into_string(),
         domain: s.domain,
         properties: s
@@ -175,6 +223,15 @@ pub fn subscriber_into_proto(s: Subscriber) -> pb::Subscriber {
         logged_in: s.logged_in,
         auto_logout: s.auto_logout,
     }
+}
+
+/// The network IDs of a subscriber in text: IP mappings, then `community@VPN`.
+pub fn network_id_texts(s: &Subscriber) -> Vec<String> {
+    s.mappings
+        .iter()
+        .map(Mapping::to_string)
+        .chain(s.communities.iter().map(CommunityMapping::to_string))
+        .collect()
 }
 
 /// A protobuf VPN as a core VPN.
@@ -198,6 +255,7 @@ pub fn vpn_from_proto(v: pb::Vpn) -> Result<Vpn, SmError> {
                 entries.push(MplsVpnEntry {
                     id: mpls_id(&e.id)?,
                     labels,
+                    learned_labels: e.learned_labels,
                 });
             }
             VpnKind::Mpls(entries)
@@ -237,6 +295,7 @@ pub fn vpn_to_proto(v: &Vpn) -> pb::Vpn {
                             ranges: l.ranges.iter().map(Prefix::to_string).collect(),
                         })
                         .collect(),
+                    learned_labels: e.learned_labels.clone(),
                 })
                 .collect(),
         }),

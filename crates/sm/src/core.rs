@@ -8,9 +8,11 @@
 use std::io::BufRead;
 use std::time::Instant;
 
+use brasa_bgp::RouteEvent;
 use brasa_subscriber::csv::{self, CsvError, ImportMode, ImportReport};
 use brasa_subscriber::{ChangeSet, SubscriberIndex};
 
+use crate::bgp_leg::{BgpLeg, LegNeighbor};
 use crate::config::SmConfig;
 use crate::ep::{EpTable, EpView, SessionId, Transmit};
 use crate::op::{ErrorKind, Op, SmError};
@@ -27,6 +29,8 @@ pub struct SmCounters {
     pub auto_logouts: u64,
     /// Rows imported from CSV.
     pub imported: u64,
+    /// BGP LEG events applied.
+    pub bgp_events: u64,
 }
 
 /// The index and the EP sessions.
@@ -34,6 +38,7 @@ pub struct SmCore {
     index: SubscriberIndex,
     eps: EpTable,
     counters: SmCounters,
+    leg: Option<BgpLeg>,
 }
 
 impl SmCore {
@@ -46,7 +51,54 @@ impl SmCore {
             index,
             eps: EpTable::new(config),
             counters: SmCounters::default(),
+            leg: config.bgp_leg.as_ref().map(BgpLeg::new),
         })
+    }
+
+    /// Starts the BGP LEG side once the index holds the restored routes: the routes of peers
+    /// no longer configured go (the change set must be made durable like any other), the
+    /// others wait for their peer's End-of-RIB.
+    pub fn start_bgp_leg(&mut self, now: Instant) -> ChangeSet {
+        let Some(leg) = self.leg.as_mut() else {
+            return ChangeSet::default();
+        };
+        let ops = leg.start(now, &self.index);
+        self.index.learn(ops)
+    }
+
+    /// Applies a batch of the BGP speaker's events, in order, as one change set.
+    pub fn apply_bgp(&mut self, now: Instant, events: Vec<RouteEvent>) -> ChangeSet {
+        let Some(leg) = self.leg.as_mut() else {
+            return ChangeSet::default();
+        };
+        self.counters.bgp_events += events.len() as u64;
+        let ops: Vec<_> = events
+            .into_iter()
+            .filter_map(|e| leg.handle_event(now, e))
+            .collect();
+        self.index.learn(ops)
+    }
+
+    /// When [`Self::bgp_timeout`] must run next.
+    pub fn poll_bgp_timeout(&self) -> Option<Instant> {
+        self.leg.as_ref()?.poll_timeout()
+    }
+
+    /// Sweeps the restored routes whose peer did not send its End-of-RIB in time.
+    pub fn bgp_timeout(&mut self, now: Instant) -> ChangeSet {
+        let Some(leg) = self.leg.as_mut() else {
+            return ChangeSet::default();
+        };
+        let ops = leg.handle_timeout(now);
+        if ops.is_empty() {
+            return ChangeSet::default();
+        }
+        self.index.learn(ops)
+    }
+
+    /// The BGP LEG's peers as the SM sees them (`None` without a BGP LEG).
+    pub fn bgp_neighbors(&self) -> Option<Vec<LegNeighbor>> {
+        self.leg.as_ref().map(BgpLeg::neighbors)
     }
 
     /// The subscriber database (for queries).

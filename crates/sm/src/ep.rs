@@ -976,7 +976,7 @@ fn fill_sync(
     s.sync_sent += members.len() as u64;
     for sub in members {
         // A VPN created after the sync began is sent before the first member that uses it.
-        for vpn in sub.mappings.iter().filter_map(|m| m.vpn.as_deref()) {
+        for vpn in sub.ip_mappings().filter_map(|m| m.vpn.as_deref()) {
             if !s.sent_vpns.contains(vpn) {
                 if let Some(v) = index.vpn(vpn) {
                     s.sent_vpns.insert(vpn.to_owned());
@@ -1058,7 +1058,7 @@ fn queue_pull_events(s: &mut Session, domain: &str, changes: &ChangeSet) {
             continue;
         }
         let body = match &c.new {
-            Some(sub) if sub.domain == domain && !sub.mappings.is_empty() => {
+            Some(sub) if sub.domain == domain && sub.has_ip_mappings() => {
                 Body::Upsert(subscriber_to_proto(sub))
             }
             _ => {

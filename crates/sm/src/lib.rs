@@ -10,6 +10,9 @@
 //!   quarantine of EPs that cause back-pressure, cascade pairs.
 //! - [`replica::EpReplica`]: the EP side: the reference enforcement point's table and link
 //!   rules (acknowledgements, keep-alives, dead SM, failure action).
+//! - [`bgp_leg::BgpLeg`]: the BGP LEG, SM side: the speaker's route events as changes to what
+//!   the index learnt, End-of-RIB and restart-timer sweeps of the routes restored after a
+//!   restart, per-peer counters.
 //! - [`convert`]: protobuf messages (without gRPC) ↔ records and operations, every field of
 //!   untrusted input checked; [`config::SmConfig`]: the resolved configuration.
 //!
@@ -18,6 +21,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod bgp_leg;
 pub mod config;
 pub mod convert;
 pub mod core;

@@ -51,6 +51,20 @@ pub enum Op {
     AddVpn(Vpn),
     /// Remove an unused VPN.
     RemoveVpn(String),
+    /// Add `RT/RD@PE-IP` entries to an MPLS/VPN.
+    AddMplsEntries {
+        /// The VPN.
+        vpn: String,
+        /// The entries.
+        entries: Vec<MplsVpnId>,
+    },
+    /// Remove `RT/RD@PE-IP` entries from an MPLS/VPN.
+    RemoveMplsEntries {
+        /// The VPN.
+        vpn: String,
+        /// The entries.
+        entries: Vec<MplsVpnId>,
+    },
     /// BGP LEG: ranges of a downstream label.
     SetMplsLabel {
         /// The `RT/RD@PE-IP`.
@@ -142,7 +156,9 @@ impl SmError {
 impl From<IndexError> for SmError {
     fn from(e: IndexError) -> Self {
         let kind = match &e {
-            IndexError::UnknownSubscriber(_) | IndexError::NoSuchMapping(_) => ErrorKind::NotFound,
+            IndexError::UnknownSubscriber(_)
+            | IndexError::NoSuchMapping(_)
+            | IndexError::UnknownMplsVpn(_) => ErrorKind::NotFound,
             IndexError::SubscriberExists(_)
             | IndexError::VpnExists(_)
             | IndexError::MappingTaken { .. } => ErrorKind::AlreadyExists,
@@ -183,6 +199,8 @@ impl Op {
             Op::SetState { name, state } => index.set_state(&name, state)?,
             Op::AddVpn(vpn) => index.add_vpn(vpn)?,
             Op::RemoveVpn(name) => index.remove_vpn(&name)?,
+            Op::AddMplsEntries { vpn, entries } => index.add_mpls_entries(&vpn, &entries)?,
+            Op::RemoveMplsEntries { vpn, entries } => index.remove_mpls_entries(&vpn, &entries)?,
             Op::SetMplsLabel { id, label, ranges } => index.set_mpls_label(id, label, ranges)?,
             Op::RemoveMplsLabel { id, label } => index.remove_mpls_label(id, label)?,
         };

@@ -153,10 +153,17 @@ impl Table {
 
     /// Installs `sub` as the SM sent it. The SM is authoritative: an exact mapping held by
     /// another subscriber here moves (the SM's update of that subscriber comes too).
-    fn install(&mut self, sub: Subscriber) -> Result<(), String> {
+    ///
+    /// An EP matches traffic on IP mappings only: the learnt ones are installed like the
+    /// configured ones, and `community@VPN` network IDs (the SM's input for learning them)
+    /// are not kept.
+    fn install(&mut self, mut sub: Subscriber) -> Result<(), String> {
         if self.index.id_of(sub.name.as_str()).is_some() {
             let _ = self.index.remove(sub.name.as_str());
         }
+        let learned = std::mem::take(&mut sub.learned);
+        sub.mappings.extend(learned);
+        sub.communities.clear();
         for m in &sub.mappings {
             if let Some(vpn) = m.vpn.as_deref() {
                 if self.index.vpn(vpn).is_none() {
@@ -178,7 +185,8 @@ impl Table {
 
     fn install_vpn(&mut self, vpn: Vpn) {
         if self.index.vpn(&vpn.name).is_none() {
-            let _ = self.index.add_vpn(vpn.clone());
+            // The table only needs the VPN's name and domain; its labels live in `vpns`.
+            let _ = self.index.add_vpn(vpn.configured());
         }
         self.vpns.insert(vpn.name.clone(), vpn);
     }

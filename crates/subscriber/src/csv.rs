@@ -11,8 +11,12 @@
 //!    downstream labels as `LABEL=PREFIX` with more `PREFIX`es after it, or `LABEL=` for a
 //!    label without ranges).
 //! 2. The subscribers: a header with a `name` column ([`COLUMNS`]). Columns: `name` (required),
-//!    `domain`, `mappings`, `properties` (`key=value`; the first `=` ends the key, which cannot
-//!    hold one), `logged_in` (`true`/`false`), `auto_logout` (Unix seconds), `state` (hex).
+//!    `domain`, `mappings` (the network IDs: IP mappings, then `community@VPN`), `properties`
+//!    (`key=value`; the first `=` ends the key, which cannot hold one), `logged_in`
+//!    (`true`/`false`), `auto_logout` (Unix seconds), `state` (hex).
+//!
+//! What the BGP LEG learnt (labels of MPLS entries, `range@VPN` mappings derived from
+//! communities) is not exported: it is derived again from the routes the LEG receives.
 //!
 //! The list columns (`mappings`, `properties`, `mpls`) separate their items with `;`. Inside an
 //! item, `\;` stands for `;` and `\\` for `\`, so property values and VPN names may hold either;
@@ -23,7 +27,7 @@ use std::fmt::Write as _;
 use std::io::{BufRead, Write};
 
 use crate::index::SubscriberIndex;
-use crate::mapping::{parse_label, parse_vlan_id, Mapping, MplsVpnId};
+use crate::mapping::{parse_label, parse_vlan_id, MplsVpnId, NetworkId};
 use crate::name::{NameCase, SubscriberName};
 use crate::record::{
     ChangeSet, DownstreamLabel, MplsVpnEntry, Subscriber, Vpn, VpnKind, DEFAULT_DOMAIN,
@@ -294,6 +298,7 @@ pub fn parse_row(header: &Header, line: &str, case: NameCase) -> Result<Subscrib
     let mut name = None;
     let mut sub_domain = DEFAULT_DOMAIN.to_owned();
     let mut mappings = Vec::new();
+    let mut communities = Vec::new();
     let mut properties = Vec::new();
     let mut state = Vec::new();
     let mut logged_in = false;
@@ -309,8 +314,11 @@ pub fn parse_row(header: &Header, line: &str, case: NameCase) -> Result<Subscrib
             1 if !field.is_empty() => sub_domain = field,
             2 => {
                 for text in split_list(&field, "mappings")? {
-                    let m: Mapping = text.parse().map_err(|e| format!("mapping {text:?}: {e}"))?;
-                    mappings.push(m);
+                    match text.parse() {
+                        Ok(NetworkId::Ip(m)) => mappings.push(m),
+                        Ok(NetworkId::Community(c)) => communities.push(c),
+                        Err(e) => return Err(format!("mapping {text:?}: {e}")),
+                    }
                 }
             }
             3 => {
@@ -348,6 +356,8 @@ pub fn parse_row(header: &Header, line: &str, case: NameCase) -> Result<Subscrib
         name,
         domain: sub_domain,
         mappings,
+        communities,
+        learned: Vec::new(),
         properties,
         state,
         logged_in,
@@ -370,6 +380,9 @@ pub fn format_row(sub: &Subscriber) -> String {
     let mut mappings = String::new();
     for m in &sub.mappings {
         push_item(&mut mappings, &m.to_string());
+    }
+    for c in &sub.communities {
+        push_item(&mut mappings, &c.to_string());
     }
     let mut props = String::new();
     for (k, v) in &sub.properties {
@@ -462,7 +475,11 @@ fn parse_mpls_entry(text: &str) -> Result<MplsVpnEntry, String> {
                 .map_err(|e| format!("mpls entry {id}: range {range:?}: {e}"))?,
         );
     }
-    Ok(MplsVpnEntry { id, labels })
+    Ok(MplsVpnEntry {
+        id,
+        labels,
+        learned_labels: Vec::new(),
+    })
 }
 
 /// Formats one VPN as a row of the VPN table in [`VPN_COLUMNS`] order (no line end).
@@ -563,7 +580,7 @@ fn import_into<R: BufRead>(
                 }
                 vpn_lines.insert(vpn.name.clone(), line_no);
                 match index.vpn(&vpn.name) {
-                    Some(existing) if *existing == vpn => Ok(None),
+                    Some(existing) if existing.configured() == vpn => Ok(None),
                     Some(_) => Err(format!(
                         "VPN {:?} exists with another definition; an import does not change VPNs",
                         vpn.name
@@ -631,6 +648,11 @@ fn import_into<R: BufRead>(
                     }
                 }
             }
+            for c in &sub.communities {
+                if let Some(first) = claimed.get(&(Some(c.vpn.clone()), c.community.to_string())) {
+                    return Err(format!("{c} is also given on line {first}"));
+                }
+            }
             Ok(sub)
         });
         match checked {
@@ -644,6 +666,10 @@ fn import_into<R: BufRead>(
                     for p in m.ip.prefixes() {
                         claimed.insert((m.vpn.clone(), p.to_string()), line_no);
                     }
+                }
+                // A community's text never looks like a prefix's, so one map serves both.
+                for c in &sub.communities {
+                    claimed.insert((Some(c.vpn.clone()), c.community.to_string()), line_no);
                 }
                 names.insert(sub.name.as_str().to_owned(), line_no);
                 rows.push(sub);
@@ -695,6 +721,7 @@ pub fn export<W: Write>(index: &SubscriberIndex, mut out: W) -> Result<Exported,
         if counts.vpns == 0 {
             writeln!(out, "{}", VPN_COLUMNS.join(","))?;
         }
+        // Learnt labels are not part of the row format.
         writeln!(out, "{}", format_vpn_row(vpn))?;
         counts.vpns += 1;
     }

@@ -2,15 +2,38 @@
 //!
 //! Every operation validates completely before it mutates anything and returns a [`ChangeSet`];
 //! an `Err` means nothing changed.
+//!
+//! **What the BGP LEG learnt** ([`SubscriberIndex::learn`]) lives beside the configuration and
+//! is kept consistent with it by every operation:
+//!
+//! * A route matches the MPLS/VPN entry `RT/RD@PE-IP` whose PE is the route's next hop and
+//!   whose RT/RD is the route's distinguisher or one of its route targets. Its downstream label
+//!   becomes a learnt label of every entry it matches (counted per route, so a label stays
+//!   while any route carries it).
+//! * In each VPN it matches, the route *claims* its prefix for every community it carries that
+//!   some subscriber holds as `community@VPN` (at most one subscriber holds a community in a
+//!   VPN). Of the claims on one prefix, the lowest community wins: its holder gets the prefix
+//!   as a learnt `range@VPN` mapping. The outcome depends on the set of routes only, never on
+//!   the order they came in.
+//! * Configured mappings take precedence: a prefix that a subscriber holds as an exact
+//!   configured mapping is not installed for a learnt claim (it is *shadowed*) until the
+//!   configured mapping goes away.
+//! * Configuration that comes after the routes (a VPN, an MPLS entry, a `community@VPN`)
+//!   applies to the routes already held, so no route refresh is needed.
 
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use hashbrown::{HashMap, HashTable};
+use hashbrown::{HashMap, HashSet, HashTable};
 
+use crate::learned::{LearnOp, LearnedRoute, PeerRoutes, RouteAttributes, RouteChange, RouteTable};
 use crate::lpm::{Lpm4, Lpm6, MAX_VALUE};
-use crate::mapping::{parse_vlan_id, IpSpec, Mapping, MplsVpnId, Prefix};
+use crate::mapping::{
+    parse_vlan_id, Community, CommunityMapping, IpSpec, Mapping, MplsVpnId, Prefix,
+    RouteDistinguisher,
+};
 use crate::name::{validate_name, NameCase, SubscriberName};
 use crate::record::{
     ChangeSet, DownstreamLabel, IndexError, Login, MplsVpnEntry, Subscriber, SubscriberChange, Vpn,
@@ -18,6 +41,8 @@ use crate::record::{
 };
 
 type Hasher = foldhash::fast::RandomState;
+type Map<K, V> = HashMap<K, V, Hasher>;
+type Set<K> = HashSet<K, Hasher>;
 
 /// Identifier of a VPN table; [`GLOBAL_VPN`] is the non-VPN address space.
 pub type VpnId = u32;
@@ -60,10 +85,26 @@ struct Record {
     logged_in: bool,
 }
 
+/// The learnt claims on one prefix of a VPN.
+#[derive(Default)]
+struct Claim {
+    /// Held communities carried by routes with this prefix, and how many routes carry each.
+    communities: Vec<(Community, u32)>,
+    /// The holder of the lowest community: the subscriber the prefix is learnt for.
+    owner: Option<u32>,
+    /// Whether `owner` holds the prefix in the LPM table (false while a configured mapping
+    /// shadows it).
+    installed: bool,
+}
+
 struct VpnSlot {
     vpn: Option<Vpn>,
     v4: Lpm4,
     v6: Lpm6,
+    /// Per MPLS entry, the learnt labels and how many routes carry each.
+    label_refs: Map<MplsVpnId, Map<u32, u32>>,
+    /// Learnt claims per prefix.
+    claims: Map<Prefix, Claim>,
 }
 
 impl VpnSlot {
@@ -72,6 +113,8 @@ impl VpnSlot {
             vpn,
             v4: Lpm4::new(),
             v6: Lpm6::new(),
+            label_refs: Map::default(),
+            claims: Map::default(),
         }
     }
 
@@ -121,19 +164,38 @@ pub struct SubscriberIndex {
     vpn_by_name: HashMap<Box<str>, VpnId, Hasher>,
     domain_counts: Vec<usize>,
     auto_logout: BTreeSet<(u64, u32)>,
+    /// The MPLS/VPN entries and their VPNs (an `RT/RD@PE-IP` belongs to one VPN).
+    mpls_entries: HashMap<MplsVpnId, VpnId, Hasher>,
+    /// `community@VPN` holders.
+    community_holders: HashMap<(VpnId, Community), u32, Hasher>,
+    /// Each holder's `community@VPN` network IDs, in the order given (only subscribers that
+    /// hold any: CE subscribers are few, so the record stays compact).
+    communities_of: HashMap<u32, Box<[(VpnId, Community)]>, Hasher>,
+    /// The learnt prefixes each subscriber holds in the LPM tables.
+    learned_of: Map<u32, Set<(VpnId, Prefix)>>,
+    /// The BGP LEG's routes.
+    routes: RouteTable,
 }
 
 /// Collects the subscribers an operation touches with their domain before it.
 #[derive(Default)]
 struct Touched {
     subs: Vec<(Box<str>, Option<u16>)>,
+    seen: Set<Box<str>>,
     vpns: Vec<Box<str>>,
 }
 
 impl Touched {
     fn note(&mut self, name: &str, old_domain: Option<u16>) {
-        if !self.subs.iter().any(|(n, _)| &**n == name) {
+        if !self.seen.contains(name) {
+            self.seen.insert(name.into());
             self.subs.push((name.into(), old_domain));
+        }
+    }
+
+    fn note_vpn(&mut self, name: &str) {
+        if !self.vpns.iter().any(|v| &**v == name) {
+            self.vpns.push(name.into());
         }
     }
 }
@@ -158,6 +220,11 @@ impl SubscriberIndex {
             vpns: vec![Some(VpnSlot::new(None))],
             vpn_by_name: HashMap::with_hasher(Hasher::default()),
             auto_logout: BTreeSet::new(),
+            mpls_entries: HashMap::default(),
+            community_holders: HashMap::default(),
+            communities_of: HashMap::default(),
+            learned_of: HashMap::default(),
+            routes: RouteTable::default(),
         })
     }
 
@@ -238,9 +305,7 @@ impl SubscriberIndex {
     /// The VPN an MPLS flow belongs to, from the PE loopback and the downstream label.
     pub fn vpn_for_label(&self, pe: IpAddr, label: u32) -> Option<&Vpn> {
         self.vpns().find(|v| match &v.kind {
-            VpnKind::Mpls(entries) => entries
-                .iter()
-                .any(|e| e.id.pe == pe && e.labels.iter().any(|l| l.label == label)),
+            VpnKind::Mpls(entries) => entries.iter().any(|e| e.id.pe == pe && e.has_label(label)),
             VpnKind::Vlan(_) => false,
         })
     }
@@ -348,7 +413,8 @@ impl SubscriberIndex {
             .filter(move |id| {
                 self.records[*id as usize]
                     .as_ref()
-                    .is_some_and(|r| Some(r.domain) == wanted && !r.mappings.is_empty())
+                    .is_some_and(|r| Some(r.domain) == wanted)
+                    && self.has_ip(*id)
             })
             .map(|id| self.snapshot(id))
     }
@@ -377,7 +443,7 @@ impl SubscriberIndex {
                 return (out, Some(id));
             }
             if let Some(r) = &self.records[id as usize] {
-                if r.domain == wanted && !r.mappings.is_empty() {
+                if r.domain == wanted && self.has_ip(id) {
                     out.push(self.snapshot(id));
                 }
             }
@@ -391,10 +457,13 @@ impl SubscriberIndex {
         let Ok(wanted) = self.domain_id(domain) else {
             return 0;
         };
-        self.records
-            .iter()
-            .flatten()
-            .filter(|r| r.domain == wanted && !r.mappings.is_empty())
+        (0..self.records.len() as u32)
+            .filter(|id| {
+                self.records[*id as usize]
+                    .as_ref()
+                    .is_some_and(|r| r.domain == wanted)
+                    && self.has_ip(*id)
+            })
             .count()
     }
 
@@ -417,19 +486,26 @@ impl SubscriberIndex {
     /// Creates or replaces a subscriber record as given (CLU and import semantics): exact
     /// mappings held by another subscriber are an error, not a move.
     pub fn upsert(&mut self, sub: Subscriber) -> Result<ChangeSet, IndexError> {
-        let (name, existing, domain, targets) = self.plan_upsert(&sub)?;
+        let UpsertPlan {
+            name,
+            existing,
+            domain,
+            targets,
+            communities,
+        } = self.plan_upsert(&sub)?;
 
         let mut touched = Touched::default();
         let vpn_ids = self.create_vlans(&targets, domain, &mut touched);
         let id = self.ensure_record(name, domain, existing, &mut touched);
-        self.clear_mappings(id);
+        self.clear_mappings(id, &mut touched);
         let bounds: Vec<Bound> = sub
             .mappings
             .iter()
             .zip(vpn_ids)
             .map(|(m, vpn)| Bound { ip: m.ip, vpn })
             .collect();
-        self.install(id, &bounds);
+        self.install(id, &bounds, &mut touched);
+        self.set_communities(id, communities, &mut touched);
         if let Some(r) = self.records[id as usize].as_mut() {
             r.mappings = bounds.into_boxed_slice();
             r.properties = box_properties(sub.properties);
@@ -445,11 +521,7 @@ impl SubscriberIndex {
         self.plan_upsert(sub).map(|_| ())
     }
 
-    #[allow(clippy::type_complexity)]
-    fn plan_upsert(
-        &self,
-        sub: &Subscriber,
-    ) -> Result<(SubscriberName, Option<u32>, u16, Vec<Target>), IndexError> {
+    fn plan_upsert(&self, sub: &Subscriber) -> Result<UpsertPlan, IndexError> {
         let name = self.validated_name(sub.name.as_str())?;
         let existing = self.find(name.as_str());
         let domain = self.domain_id(&sub.domain)?;
@@ -467,8 +539,25 @@ impl SubscriberIndex {
                 }
             }
         }
+        let communities = self.resolve_communities(&sub.communities, domain)?;
+        for (held, text) in communities.iter().zip(&sub.communities) {
+            if let Some(&owner) = self.community_holders.get(held) {
+                if Some(owner) != existing {
+                    return Err(IndexError::MappingTaken {
+                        mapping: text.to_string(),
+                        owner: self.name_of(owner).unwrap_or_default().to_owned(),
+                    });
+                }
+            }
+        }
         self.check_capacity(existing)?;
-        Ok((name, existing, domain, targets))
+        Ok(UpsertPlan {
+            name,
+            existing,
+            domain,
+            targets,
+            communities,
+        })
     }
 
     /// A login event: creates the subscriber if needed, sets domain, mappings (replacing or
@@ -503,6 +592,26 @@ impl SubscriberIndex {
             .cloned()
             .collect();
         let targets = self.resolve(&new_mappings, domain)?;
+        let kept_communities: Vec<(VpnId, Community)> = match existing {
+            Some(id) if req.additive => self.communities_of(id).to_vec(),
+            _ => Vec::new(),
+        };
+        for (vpn, c) in &kept_communities {
+            let text = self.community_text(*vpn, *c);
+            self.check_vpn_domain(*vpn, domain, &text)?;
+        }
+        let asked = self.resolve_communities(&req.communities, domain)?;
+        let new_communities: Vec<(VpnId, Community)> = asked
+            .into_iter()
+            .filter(|held| !kept_communities.contains(held))
+            .collect();
+        let community_moves: Vec<(u32, (VpnId, Community))> = new_communities
+            .iter()
+            .filter_map(|held| {
+                let owner = *self.community_holders.get(held)?;
+                (Some(owner) != existing).then_some((owner, *held))
+            })
+            .collect();
         let mut moves: Vec<(u32, Bound)> = Vec::new();
         for (mapping, target) in new_mappings.iter().zip(&targets) {
             for p in mapping.ip.prefixes() {
@@ -533,28 +642,37 @@ impl SubscriberIndex {
         let mut touched = Touched::default();
         let vpn_ids = self.create_vlans(&targets, domain, &mut touched);
         for (owner, bound) in moves {
-            let (owner_name, owner_domain) = {
-                let r = self.record(owner);
-                (r.name.clone(), r.domain)
-            };
-            touched.note(&owner_name, Some(owner_domain));
-            self.uninstall(owner, &[bound]);
+            self.touch(owner, &mut touched);
+            self.uninstall(owner, &[bound], &mut touched);
             if let Some(r) = self.records[owner as usize].as_mut() {
                 let mut left = r.mappings.to_vec();
                 left.retain(|b| *b != bound);
                 r.mappings = left.into_boxed_slice();
             }
         }
+        for (owner, held) in community_moves {
+            self.touch(owner, &mut touched);
+            let left: Vec<(VpnId, Community)> = self
+                .communities_of(owner)
+                .iter()
+                .copied()
+                .filter(|h| *h != held)
+                .collect();
+            self.set_communities(owner, left, &mut touched);
+        }
         let id = self.ensure_record(name, domain, existing, &mut touched);
         if !req.additive {
-            self.clear_mappings(id);
+            self.clear_mappings(id, &mut touched);
         }
         let added: Vec<Bound> = new_mappings
             .iter()
             .zip(vpn_ids)
             .map(|(m, vpn)| Bound { ip: m.ip, vpn })
             .collect();
-        self.install(id, &added);
+        self.install(id, &added, &mut touched);
+        let mut communities = kept_communities;
+        communities.extend(new_communities);
+        self.set_communities(id, communities, &mut touched);
         if let Some(r) = self.records[id as usize].as_mut() {
             let mut all = kept;
             all.extend(added);
@@ -585,7 +703,8 @@ impl SubscriberIndex {
         }
         let mut touched = Touched::default();
         touched.note(&name, Some(self.record(id).domain));
-        self.clear_mappings(id);
+        self.clear_mappings(id, &mut touched);
+        self.set_communities(id, Vec::new(), &mut touched);
         if let Some(r) = self.records[id as usize].as_mut() {
             r.logged_in = false;
         }
@@ -609,13 +728,14 @@ impl SubscriberIndex {
         let mut touched = Touched::default();
         let (name, domain) = (self.record(id).name.clone(), self.record(id).domain);
         touched.note(&name, Some(domain));
-        self.uninstall(id, &[bound]);
+        self.uninstall(id, &[bound], &mut touched);
         let mut clear_timer = false;
+        let holds_communities = self.communities_of.contains_key(&id);
         if let Some(r) = self.records[id as usize].as_mut() {
             let mut left = r.mappings.to_vec();
             left.retain(|b| *b != bound);
             r.mappings = left.into_boxed_slice();
-            if r.mappings.is_empty() {
+            if r.mappings.is_empty() && !holds_communities {
                 r.logged_in = false;
                 clear_timer = true;
             }
@@ -634,7 +754,8 @@ impl SubscriberIndex {
             .ok_or_else(|| IndexError::UnknownSubscriber(name.clone()))?;
         let mut touched = Touched::default();
         touched.note(&name, Some(self.record(id).domain));
-        self.clear_mappings(id);
+        self.clear_mappings(id, &mut touched);
+        self.set_communities(id, Vec::new(), &mut touched);
         self.set_auto_logout(id, None);
         let hash = hash_name(&self.hasher, &name);
         if let Ok(entry) = self.by_name.find_entry(hash, |c| *c == id) {
@@ -693,7 +814,8 @@ impl SubscriberIndex {
         out
     }
 
-    /// Adds a VPN (the CLU's static configuration).
+    /// Adds a VPN (the CLU's static configuration). Routes the BGP LEG already holds for its
+    /// MPLS entries apply at once.
     pub fn add_vpn(&mut self, vpn: Vpn) -> Result<ChangeSet, IndexError> {
         validate_name(&vpn.name).map_err(|source| IndexError::InvalidEntityName {
             what: "VPN",
@@ -705,32 +827,110 @@ impl SubscriberIndex {
         }
         self.domain_id(&vpn.domain)?;
         self.validate_vpn_kind(&vpn, None)?;
+        let entries = mpls_ids(&vpn);
         let mut touched = Touched::default();
-        self.insert_vpn(vpn, &mut touched);
-        Ok(self.finish(touched))
+        let id = self.insert_vpn(vpn, &mut touched);
+        let routes = self.reconfigure(id, &entries, &mut touched, |_| {});
+        Ok(self.finish_with_routes(touched, routes))
     }
 
-    /// Removes a VPN that no subscriber mapping uses.
+    /// Removes a VPN that no subscriber mapping or `community@VPN` uses.
     pub fn remove_vpn(&mut self, name: &str) -> Result<ChangeSet, IndexError> {
         let id = self
             .vpn_id(name)
             .ok_or_else(|| IndexError::UnknownVpn(name.to_owned()))?;
         let prefixes = self.slot(id).map_or(0, VpnSlot::prefix_count);
-        if prefixes > 0 {
+        let communities = self
+            .community_holders
+            .keys()
+            .filter(|(v, _)| *v == id)
+            .count();
+        if prefixes > 0 || communities > 0 {
             return Err(IndexError::VpnInUse {
                 vpn: name.to_owned(),
                 prefixes,
+                communities,
             });
         }
-        self.vpn_by_name.remove(name);
-        self.vpns[id as usize] = None;
-        Ok(ChangeSet {
-            subscribers: Vec::new(),
-            vpns: vec![VpnChange {
-                name: name.to_owned(),
-                new: None,
-            }],
-        })
+        let entries = self.vpn(name).map(mpls_ids).unwrap_or_default();
+        let mut touched = Touched::default();
+        let routes = self.reconfigure(id, &entries, &mut touched, |index| {
+            for e in &entries {
+                index.mpls_entries.remove(e);
+            }
+            index.vpn_by_name.remove(name);
+            index.vpns[id as usize] = None;
+        });
+        touched.note_vpn(name);
+        Ok(self.finish_with_routes(touched, routes))
+    }
+
+    /// Adds `RT/RD@PE-IP` entries to an MPLS/VPN (a new PE of the VPN); routes the BGP LEG
+    /// holds for them apply at once.
+    pub fn add_mpls_entries(
+        &mut self,
+        vpn: &str,
+        ids: &[MplsVpnId],
+    ) -> Result<ChangeSet, IndexError> {
+        let vid = self.mpls_vpn_named(vpn)?;
+        for (i, id) in ids.iter().enumerate() {
+            if ids[..i].contains(id) {
+                return Err(IndexError::InvalidVpn {
+                    vpn: vpn.to_owned(),
+                    reason: format!("{id} is listed twice"),
+                });
+            }
+            if self.mpls_entries.contains_key(id) {
+                return Err(IndexError::VpnExists(format!("with {id}")));
+            }
+        }
+        let mut touched = Touched::default();
+        let routes = self.reconfigure(vid, ids, &mut touched, |index| {
+            for id in ids {
+                index.mpls_entries.insert(*id, vid);
+            }
+            if let Some(VpnKind::Mpls(entries)) = index.vpn_kind_mut(vid) {
+                entries.extend(ids.iter().map(|id| MplsVpnEntry::new(*id)));
+            }
+        });
+        touched.note_vpn(vpn);
+        Ok(self.finish_with_routes(touched, routes))
+    }
+
+    /// Removes `RT/RD@PE-IP` entries from an MPLS/VPN (with their labels); at least one entry
+    /// must remain.
+    pub fn remove_mpls_entries(
+        &mut self,
+        vpn: &str,
+        ids: &[MplsVpnId],
+    ) -> Result<ChangeSet, IndexError> {
+        let vid = self.mpls_vpn_named(vpn)?;
+        for id in ids {
+            if self.mpls_entries.get(id) != Some(&vid) {
+                return Err(IndexError::UnknownMplsVpn(format!("{id} in VPN {vpn:?}")));
+            }
+        }
+        let remaining = match self.vpn(vpn).map(|v| &v.kind) {
+            Some(VpnKind::Mpls(entries)) => entries.iter().filter(|e| !ids.contains(&e.id)).count(),
+            _ => 0,
+        };
+        if remaining == 0 {
+            return Err(IndexError::InvalidVpn {
+                vpn: vpn.to_owned(),
+                reason: "an MPLS/VPN keeps at least one RT/RD@PE-IP; remove the VPN instead".into(),
+            });
+        }
+        let mut touched = Touched::default();
+        let routes = self.reconfigure(vid, ids, &mut touched, |index| {
+            for id in ids {
+                index.mpls_entries.remove(id);
+            }
+            if let Some(VpnKind::Mpls(entries)) = index.vpn_kind_mut(vid) {
+                entries.retain(|e| !ids.contains(&e.id));
+            }
+        });
+        touched.note_vpn(vpn);
+        Ok(self.finish_with_routes(touched, routes))
     }
 
     /// BGP LEG: sets the IP ranges of a downstream label of a configured MPLS/VPN.
@@ -768,6 +968,7 @@ impl SubscriberIndex {
                 name,
                 new: Some(vpn.clone()),
             }],
+            routes: Vec::new(),
         })
     }
 
@@ -792,7 +993,130 @@ impl SubscriberIndex {
                 name: vpn.name.clone(),
                 new: Some(vpn.clone()),
             }],
+            routes: Vec::new(),
         })
+    }
+
+    // ------------------------------------------------------------- BGP LEG
+
+    /// Applies what the BGP LEG learnt, in order, and returns one change set for all of it:
+    /// the subscribers whose learnt mappings changed, the VPNs whose learnt labels changed, and
+    /// the routes to store (those matching a configured VPN) or to delete.
+    ///
+    /// An announcement equal to the route held (a peer re-announcing its table after a
+    /// graceful restart) only marks the route as announced; it changes nothing else.
+    pub fn learn(&mut self, ops: impl IntoIterator<Item = LearnOp>) -> ChangeSet {
+        let mut touched = Touched::default();
+        let mut routes = Vec::new();
+        for op in ops {
+            match op {
+                LearnOp::Announce(route) => self.announce(route, &mut touched, &mut routes),
+                LearnOp::Withdraw(key) => {
+                    if let Some(rid) = self.routes.find(&key) {
+                        self.withdraw(rid, &mut touched, &mut routes);
+                    }
+                }
+                LearnOp::SweepStale { peer, family } => {
+                    let stale: Vec<u32> = self
+                        .routes
+                        .iter()
+                        .filter(|(_, s)| {
+                            s.stale
+                                && s.route.key.peer == peer
+                                && family.is_none_or(|f| s.route.key.family() == f)
+                        })
+                        .map(|(rid, _)| rid)
+                        .collect();
+                    for rid in stale {
+                        self.withdraw(rid, &mut touched, &mut routes);
+                    }
+                }
+            }
+        }
+        self.finish_with_routes(touched, routes)
+    }
+
+    /// Puts back the routes the store held (at start-up, after [`Self::restore`]): each is
+    /// *stale* until its peer announces it again, and goes at the peer's End-of-RIB if it is
+    /// not ([`LearnOp::SweepStale`]). Until then the learnt labels and mappings they give are
+    /// in force, so enforcement points keep them across the restart.
+    pub fn restore_learned(&mut self, routes: Vec<LearnedRoute>) {
+        let mut touched = Touched::default();
+        for route in routes {
+            if self.routes.find(&route.key).is_some() {
+                continue;
+            }
+            let attrs = self.routes.intern(route.attrs);
+            let rid = self.routes.insert(
+                LearnedRoute {
+                    key: route.key,
+                    label: route.label,
+                    attrs,
+                },
+                true,
+            );
+            let matched = self.contribute(rid, None, true, &mut touched);
+            self.routes.set_matched(rid, matched);
+        }
+    }
+
+    /// Routes the BGP LEG holds.
+    pub fn learned_route_count(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Route counts per peer, by address.
+    pub fn learned_peers(&self) -> Vec<(IpAddr, PeerRoutes)> {
+        let mut out: Vec<(IpAddr, PeerRoutes)> = self.routes.peers().collect();
+        out.sort_unstable_by_key(|(p, _)| *p);
+        out
+    }
+
+    /// Heap bytes held for the BGP LEG's routes (table, look-ups, interned attributes), and
+    /// the number of distinct attribute sets.
+    pub fn learned_memory(&self) -> (usize, usize) {
+        (self.routes.heap_bytes(), self.routes.attribute_sets())
+    }
+
+    /// The BGP LEG's routes, each with the VPNs it matches and who holds its prefix there
+    /// (only those matching `vpn` when given), in no particular order.
+    pub fn learned_routes<'a>(
+        &'a self,
+        vpn: Option<&str>,
+    ) -> Result<impl Iterator<Item = LearnedRouteView<'a>> + 'a, IndexError> {
+        let only = match vpn {
+            None => None,
+            Some(name) => Some(
+                self.vpn_id(name)
+                    .ok_or_else(|| IndexError::UnknownVpn(name.to_owned()))?,
+            ),
+        };
+        Ok(self.routes.iter().filter_map(move |(_, slot)| {
+            let route = &slot.route;
+            let mut vpns: Vec<VpnId> = Vec::new();
+            for (_, v) in self.route_entries(route.key.rd, &route.attrs) {
+                if !vpns.contains(&v) {
+                    vpns.push(v);
+                }
+            }
+            if only.is_some_and(|o| !vpns.contains(&o)) {
+                return None;
+            }
+            let holders = vpns
+                .iter()
+                .filter_map(|v| {
+                    let claim = self.slot(*v)?.claims.get(&route.key.prefix)?;
+                    let owner = claim.owner.filter(|_| claim.installed)?;
+                    Some((self.vpn_name(*v)?, self.name_of(owner)?))
+                })
+                .collect();
+            Some(LearnedRouteView {
+                route,
+                stale: slot.stale,
+                vpns: vpns.iter().filter_map(|v| self.vpn_name(*v)).collect(),
+                holders,
+            })
+        }))
     }
 
     // ---------------------------------------------------------------- helpers
@@ -915,9 +1239,17 @@ impl SubscriberIndex {
         Ok(out)
     }
 
+    /// Who holds `p` in the target's table through a configured mapping (a learnt mapping
+    /// gives way to a configured one, so it does not count).
     fn target_owner(&self, target: &Target, p: Prefix) -> Option<u32> {
         match target {
-            Target::Existing(vpn) => self.slot(*vpn)?.owner(p),
+            Target::Existing(vpn) => {
+                let slot = self.slot(*vpn)?;
+                if slot.claims.get(&p).is_some_and(|c| c.installed) {
+                    return None;
+                }
+                slot.owner(p)
+            }
             Target::NewVlan(..) => None,
         }
     }
@@ -977,7 +1309,8 @@ impl SubscriberIndex {
 
     fn insert_vpn(&mut self, vpn: Vpn, touched: &mut Touched) -> VpnId {
         let name: Box<str> = vpn.name.as_str().into();
-        touched.vpns.push(name.clone());
+        touched.note_vpn(&name);
+        let entries = mpls_ids(&vpn);
         let slot = VpnSlot::new(Some(vpn));
         let id = match self.vpns.iter().skip(1).position(Option::is_none) {
             Some(free) => {
@@ -990,6 +1323,9 @@ impl SubscriberIndex {
             }
         };
         self.vpn_by_name.insert(name, id);
+        for e in entries {
+            self.mpls_entries.insert(e, id);
+        }
         id
     }
 
@@ -1014,6 +1350,12 @@ impl SubscriberIndex {
                     return Err(invalid("an MPLS/VPN needs at least one RT/RD@PE-IP".into()));
                 }
                 for (i, e) in entries.iter().enumerate() {
+                    if !e.learned_labels.is_empty() {
+                        return Err(invalid(format!(
+                            "{} lists learnt labels; those come from the BGP LEG only",
+                            e.id
+                        )));
+                    }
                     if entries[..i].iter().any(|o| o.id == e.id) {
                         return Err(invalid(format!("{} is listed twice", e.id)));
                     }
@@ -1037,20 +1379,40 @@ impl SubscriberIndex {
     }
 
     fn mpls_vpn(&self, id: MplsVpnId) -> Result<VpnId, IndexError> {
-        self.vpns
-            .iter()
-            .enumerate()
-            .find_map(|(i, s)| {
-                let vpn = s.as_ref()?.vpn.as_ref()?;
-                match &vpn.kind {
-                    VpnKind::Mpls(entries) => entries
-                        .iter()
-                        .any(|e: &MplsVpnEntry| e.id == id)
-                        .then_some(i as VpnId),
-                    VpnKind::Vlan(_) => None,
-                }
-            })
+        self.mpls_entries
+            .get(&id)
+            .copied()
             .ok_or_else(|| IndexError::UnknownMplsVpn(id.to_string()))
+    }
+
+    /// The id of the MPLS/VPN called `name`.
+    fn mpls_vpn_named(&self, name: &str) -> Result<VpnId, IndexError> {
+        let id = self
+            .vpn_id(name)
+            .ok_or_else(|| IndexError::UnknownVpn(name.to_owned()))?;
+        match self.vpn(name).map(|v| &v.kind) {
+            Some(VpnKind::Mpls(_)) => Ok(id),
+            _ => Err(IndexError::InvalidVpn {
+                vpn: name.to_owned(),
+                reason: "it is a VLAN VPN, not an MPLS/VPN".into(),
+            }),
+        }
+    }
+
+    fn vpn_kind_mut(&mut self, vpn: VpnId) -> Option<&mut VpnKind> {
+        Some(
+            &mut self
+                .vpns
+                .get_mut(vpn as usize)?
+                .as_mut()?
+                .vpn
+                .as_mut()?
+                .kind,
+        )
+    }
+
+    fn vpn_name(&self, vpn: VpnId) -> Option<&str> {
+        Some(self.slot(vpn)?.vpn.as_ref()?.name.as_str())
     }
 
     /// Returns the id of `name`, creating the record (or moving it to `domain`).
@@ -1102,32 +1464,461 @@ impl SubscriberIndex {
         id
     }
 
-    fn install(&mut self, id: u32, bounds: &[Bound]) {
+    /// Installs configured mappings of `id`; a learnt mapping on the same prefix is shadowed.
+    fn install(&mut self, id: u32, bounds: &[Bound], touched: &mut Touched) {
         for b in bounds {
-            if let Some(Some(slot)) = self.vpns.get_mut(b.vpn as usize) {
-                for p in b.ip.prefixes() {
-                    slot.insert(p, id);
+            for p in b.ip.prefixes() {
+                let Some(Some(slot)) = self.vpns.get_mut(b.vpn as usize) else {
+                    continue;
+                };
+                let mut shadowed = None;
+                if let Some(claim) = slot.claims.get_mut(&p).filter(|c| c.installed) {
+                    claim.installed = false;
+                    shadowed = claim.owner;
+                }
+                slot.insert(p, id);
+                if let Some(learner) = shadowed {
+                    self.forget_learned(learner, b.vpn, p);
+                    self.touch(learner, touched);
                 }
             }
         }
     }
 
-    fn uninstall(&mut self, id: u32, bounds: &[Bound]) {
+    /// Removes configured mappings of `id`; a learnt mapping they shadowed takes their place.
+    fn uninstall(&mut self, id: u32, bounds: &[Bound], touched: &mut Touched) {
         for b in bounds {
-            if let Some(Some(slot)) = self.vpns.get_mut(b.vpn as usize) {
-                for p in b.ip.prefixes() {
-                    slot.remove_if_owned(p, id);
+            for p in b.ip.prefixes() {
+                let Some(Some(slot)) = self.vpns.get_mut(b.vpn as usize) else {
+                    continue;
+                };
+                let learnt_here = slot.claims.get(&p).is_some_and(|c| c.installed);
+                if learnt_here || slot.owner(p) != Some(id) {
+                    continue;
                 }
+                slot.remove_if_owned(p, id);
+                let Some(learner) = slot.claims.get(&p).and_then(|c| c.owner) else {
+                    continue;
+                };
+                slot.insert(p, learner);
+                if let Some(claim) = slot.claims.get_mut(&p) {
+                    claim.installed = true;
+                }
+                self.learned_of
+                    .entry(learner)
+                    .or_default()
+                    .insert((b.vpn, p));
+                self.touch(learner, touched);
             }
         }
     }
 
-    fn clear_mappings(&mut self, id: u32) {
+    fn clear_mappings(&mut self, id: u32, touched: &mut Touched) {
         let old = match self.records[id as usize].as_mut() {
             Some(r) => std::mem::take(&mut r.mappings),
             None => return,
         };
-        self.uninstall(id, &old);
+        self.uninstall(id, &old, touched);
+    }
+
+    /// Notes subscriber `id` (whose domain does not change) in `touched`.
+    fn touch(&self, id: u32, touched: &mut Touched) {
+        if let Some(r) = self.records.get(id as usize).and_then(Option::as_ref) {
+            touched.note(&r.name, Some(r.domain));
+        }
+    }
+
+    /// Whether subscriber `id` has an IP mapping, configured or learnt.
+    fn has_ip(&self, id: u32) -> bool {
+        self.records
+            .get(id as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|r| !r.mappings.is_empty())
+            || self.learned_of.contains_key(&id)
+    }
+
+    fn communities_of(&self, id: u32) -> &[(VpnId, Community)] {
+        self.communities_of.get(&id).map_or(&[], |c| c)
+    }
+
+    fn community_text(&self, vpn: VpnId, c: Community) -> String {
+        format!("{c}@{}", self.vpn_name(vpn).unwrap_or_default())
+    }
+
+    /// Resolves `community@VPN` network IDs: the VPN must exist and be an MPLS/VPN of the
+    /// subscriber's domain, and each may be given once.
+    fn resolve_communities(
+        &self,
+        communities: &[CommunityMapping],
+        domain: u16,
+    ) -> Result<Vec<(VpnId, Community)>, IndexError> {
+        let mut out: Vec<(VpnId, Community)> = Vec::with_capacity(communities.len());
+        for cm in communities {
+            let vpn = self.mpls_vpn_named(&cm.vpn).map_err(|e| match e {
+                IndexError::InvalidVpn { vpn, .. } => IndexError::InvalidVpn {
+                    reason: format!("{cm}: community@VPN needs an MPLS/VPN, not a VLAN VPN"),
+                    vpn,
+                },
+                other => other,
+            })?;
+            self.check_vpn_domain(vpn, domain, &cm.to_string())?;
+            if out.contains(&(vpn, cm.community)) {
+                return Err(IndexError::DuplicateCommunity(cm.to_string()));
+            }
+            out.push((vpn, cm.community));
+        }
+        Ok(out)
+    }
+
+    /// Gives subscriber `id` exactly these `community@VPN` network IDs (each free or already
+    /// its own): the routes carrying a new one claim their prefixes for it, those carrying a
+    /// dropped one no longer do.
+    fn set_communities(&mut self, id: u32, new: Vec<(VpnId, Community)>, touched: &mut Touched) {
+        let old: Vec<(VpnId, Community)> = self
+            .communities_of
+            .remove(&id)
+            .map(Vec::from)
+            .unwrap_or_default();
+        for held in &old {
+            if !new.contains(held) {
+                self.community_holders.remove(held);
+                self.recount_community(*held, false, touched);
+            }
+        }
+        for held in &new {
+            if !old.contains(held) {
+                self.community_holders.insert(*held, id);
+                self.recount_community(*held, true, touched);
+            }
+        }
+        if !new.is_empty() {
+            self.communities_of.insert(id, new.into_boxed_slice());
+        }
+    }
+
+    /// Adds (or takes back) the claims of every route that carries `community` and matches
+    /// `vpn`.
+    fn recount_community(
+        &mut self,
+        (vpn, community): (VpnId, Community),
+        add: bool,
+        touched: &mut Touched,
+    ) {
+        for rid in self.routes.with_community(community) {
+            let Some(slot) = self.routes.get(rid) else {
+                continue;
+            };
+            let (prefix, rd) = (slot.route.key.prefix, slot.route.key.rd);
+            let attrs = slot.route.attrs.clone();
+            if self
+                .route_entries(rd, &attrs)
+                .iter()
+                .any(|(_, v)| *v == vpn)
+            {
+                self.count_claim(vpn, prefix, community, add);
+                self.settle(vpn, prefix, touched);
+            }
+        }
+    }
+
+    /// The configured entries a route matches: those whose PE is its next hop and whose RT/RD
+    /// is its route distinguisher or one of its route targets.
+    fn route_entries(&self, rd: u64, attrs: &RouteAttributes) -> Vec<(MplsVpnId, VpnId)> {
+        let mut out = Vec::new();
+        if self.mpls_entries.is_empty() {
+            return out;
+        }
+        let targets = RouteDistinguisher::from_wire(rd)
+            .into_iter()
+            .chain(attrs.targets.iter().copied());
+        for target in targets {
+            let id = MplsVpnId {
+                rd: target,
+                pe: attrs.next_hop,
+            };
+            if let Some(&vpn) = self.mpls_entries.get(&id) {
+                if !out.iter().any(|(e, _)| *e == id) {
+                    out.push((id, vpn));
+                }
+            }
+        }
+        out
+    }
+
+    fn matches_any(&self, rid: u32) -> bool {
+        self.routes.get(rid).is_some_and(|s| {
+            !self
+                .route_entries(s.route.key.rd, &s.route.attrs)
+                .is_empty()
+        })
+    }
+
+    /// Adds (`add`) or takes back what route `rid` gives under the current configuration, in
+    /// every VPN it matches or only in `only`: its label to each entry it matches, its claims
+    /// on its prefix in each VPN. Returns whether the route matches any entry.
+    fn contribute(
+        &mut self,
+        rid: u32,
+        only: Option<VpnId>,
+        add: bool,
+        touched: &mut Touched,
+    ) -> bool {
+        let Some(slot) = self.routes.get(rid) else {
+            return false;
+        };
+        let (prefix, label, rd) = (slot.route.key.prefix, slot.route.label, slot.route.key.rd);
+        let attrs = slot.route.attrs.clone();
+        let entries = self.route_entries(rd, &attrs);
+        for (i, &(entry, vpn)) in entries.iter().enumerate() {
+            if only.is_some_and(|o| o != vpn) {
+                continue;
+            }
+            self.count_label(vpn, entry, label, add, touched);
+            // Claims once per VPN, however many of its entries the route matches.
+            if entries[..i].iter().any(|(_, v)| *v == vpn) || self.community_holders.is_empty() {
+                continue;
+            }
+            for &c in attrs.communities.iter() {
+                if self.community_holders.contains_key(&(vpn, c)) {
+                    self.count_claim(vpn, prefix, c, add);
+                    self.settle(vpn, prefix, touched);
+                }
+            }
+        }
+        !entries.is_empty()
+    }
+
+    fn count_label(
+        &mut self,
+        vpn: VpnId,
+        entry: MplsVpnId,
+        label: u32,
+        add: bool,
+        touched: &mut Touched,
+    ) {
+        let Some(Some(slot)) = self.vpns.get_mut(vpn as usize) else {
+            return;
+        };
+        let refs = slot.label_refs.entry(entry).or_default();
+        let changed = if add {
+            let n = refs.entry(label).or_insert(0);
+            *n += 1;
+            *n == 1
+        } else {
+            match refs.get_mut(&label) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    refs.remove(&label);
+                    true
+                }
+                None => false,
+            }
+        };
+        if refs.is_empty() {
+            slot.label_refs.remove(&entry);
+        }
+        if !changed {
+            return;
+        }
+        let Some(v) = slot.vpn.as_mut() else {
+            return;
+        };
+        if let VpnKind::Mpls(entries) = &mut v.kind {
+            if let Some(e) = entries.iter_mut().find(|e| e.id == entry) {
+                match (e.learned_labels.binary_search(&label), add) {
+                    (Err(i), true) => e.learned_labels.insert(i, label),
+                    (Ok(i), false) => {
+                        e.learned_labels.remove(i);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        touched.note_vpn(&v.name);
+    }
+
+    fn count_claim(&mut self, vpn: VpnId, prefix: Prefix, community: Community, add: bool) {
+        let Some(Some(slot)) = self.vpns.get_mut(vpn as usize) else {
+            return;
+        };
+        let claim = slot.claims.entry(prefix).or_default();
+        match claim.communities.iter().position(|(c, _)| *c == community) {
+            Some(i) if add => claim.communities[i].1 += 1,
+            Some(i) => {
+                claim.communities[i].1 -= 1;
+                if claim.communities[i].1 == 0 {
+                    claim.communities.swap_remove(i);
+                }
+            }
+            None if add => claim.communities.push((community, 1)),
+            None => {}
+        }
+    }
+
+    /// Gives prefix `p` of `vpn` to the holder of the lowest held community that claims it (or
+    /// to nobody), unless a configured mapping holds it.
+    fn settle(&mut self, vpn: VpnId, p: Prefix, touched: &mut Touched) {
+        let Some(Some(slot)) = self.vpns.get(vpn as usize) else {
+            return;
+        };
+        let Some(claim) = slot.claims.get(&p) else {
+            return;
+        };
+        let holders = &self.community_holders;
+        let want = claim
+            .communities
+            .iter()
+            .filter_map(|(c, _)| holders.get(&(vpn, *c)).map(|h| (*c, *h)))
+            .min()
+            .map(|(_, holder)| holder);
+        let (old, installed) = (claim.owner, claim.installed);
+        let empty = claim.communities.is_empty();
+        if want != old {
+            let Some(Some(slot)) = self.vpns.get_mut(vpn as usize) else {
+                return;
+            };
+            if let (true, Some(old)) = (installed, old) {
+                slot.remove_if_owned(p, old);
+            }
+            let now_installed = want.is_some() && slot.owner(p).is_none();
+            if let (true, Some(new)) = (now_installed, want) {
+                slot.insert(p, new);
+            }
+            if let Some(claim) = slot.claims.get_mut(&p) {
+                claim.owner = want;
+                claim.installed = now_installed;
+            }
+            if let (true, Some(old)) = (installed, old) {
+                self.forget_learned(old, vpn, p);
+                self.touch(old, touched);
+            }
+            if let (true, Some(new)) = (now_installed, want) {
+                self.learned_of.entry(new).or_default().insert((vpn, p));
+                self.touch(new, touched);
+            }
+        }
+        if empty {
+            if let Some(Some(slot)) = self.vpns.get_mut(vpn as usize) {
+                slot.claims.remove(&p);
+            }
+        }
+    }
+
+    fn forget_learned(&mut self, id: u32, vpn: VpnId, p: Prefix) {
+        if let Some(set) = self.learned_of.get_mut(&id) {
+            set.remove(&(vpn, p));
+            if set.is_empty() {
+                self.learned_of.remove(&id);
+            }
+        }
+    }
+
+    fn announce(&mut self, route: LearnedRoute, touched: &mut Touched, out: &mut Vec<RouteChange>) {
+        let attrs = self.routes.intern(route.attrs);
+        match self.routes.find(&route.key) {
+            Some(rid) => {
+                let unchanged = self.routes.get(rid).is_some_and(|s| {
+                    s.route.label == route.label && Arc::ptr_eq(&s.route.attrs, &attrs)
+                });
+                self.routes.refresh(rid);
+                if unchanged {
+                    return;
+                }
+                self.contribute(rid, None, false, touched);
+                self.routes.replace(rid, route.label, attrs);
+                let matched = self.contribute(rid, None, true, touched);
+                self.store_route(rid, matched, true, out);
+            }
+            None => {
+                let rid = self.routes.insert(
+                    LearnedRoute {
+                        key: route.key,
+                        label: route.label,
+                        attrs,
+                    },
+                    false,
+                );
+                let matched = self.contribute(rid, None, true, touched);
+                self.store_route(rid, matched, true, out);
+            }
+        }
+    }
+
+    fn withdraw(&mut self, rid: u32, touched: &mut Touched, out: &mut Vec<RouteChange>) {
+        self.contribute(rid, None, false, touched);
+        if let Some(slot) = self.routes.remove(rid) {
+            if slot.matched {
+                out.push(RouteChange {
+                    key: slot.route.key,
+                    new: None,
+                });
+            }
+        }
+    }
+
+    /// Records whether route `rid` matches a VPN `now`, and what the store must do about it:
+    /// keep a matching route (when it `changed`, or just started to match), delete one that
+    /// stopped matching.
+    fn store_route(&mut self, rid: u32, now: bool, changed: bool, out: &mut Vec<RouteChange>) {
+        let Some(slot) = self.routes.get(rid) else {
+            return;
+        };
+        let was = slot.matched;
+        let change = match (was, now) {
+            (_, true) if changed || !was => Some(RouteChange {
+                key: slot.route.key,
+                new: Some(slot.route.clone()),
+            }),
+            (true, false) => Some(RouteChange {
+                key: slot.route.key,
+                new: None,
+            }),
+            _ => None,
+        };
+        self.routes.set_matched(rid, now);
+        out.extend(change);
+    }
+
+    /// Changes the configuration of `vpn` with `change`; around it, the routes that `entries`
+    /// match are taken back under the old configuration and applied under the new one.
+    /// Returns what the store must do for the routes whose matching changed.
+    fn reconfigure(
+        &mut self,
+        vpn: VpnId,
+        entries: &[MplsVpnId],
+        touched: &mut Touched,
+        change: impl FnOnce(&mut Self),
+    ) -> Vec<RouteChange> {
+        let mut affected: Vec<u32> = Vec::new();
+        let mut seen: Set<u32> = Set::default();
+        for e in entries {
+            for rid in self.routes.with_next_hop(e.pe) {
+                let Some(slot) = self.routes.get(rid) else {
+                    continue;
+                };
+                let carries = RouteDistinguisher::from_wire(slot.route.key.rd) == Some(e.rd)
+                    || slot.route.attrs.targets.contains(&e.rd);
+                if carries && seen.insert(rid) {
+                    affected.push(rid);
+                }
+            }
+        }
+        for rid in &affected {
+            self.contribute(*rid, Some(vpn), false, touched);
+        }
+        change(self);
+        for rid in &affected {
+            self.contribute(*rid, Some(vpn), true, touched);
+        }
+        let mut out = Vec::new();
+        for rid in affected {
+            let now = self.matches_any(rid);
+            self.store_route(rid, now, false, &mut out);
+        }
+        out
     }
 
     fn set_auto_logout(&mut self, id: u32, at: Option<u64>) {
@@ -1149,6 +1940,15 @@ impl SubscriberIndex {
             name: SubscriberName::from_trusted(&r.name),
             domain: self.config.domains[usize::from(r.domain)].clone(),
             mappings: r.mappings.iter().map(|b| self.public_mapping(*b)).collect(),
+            communities: self
+                .communities_of(id)
+                .iter()
+                .map(|(vpn, c)| CommunityMapping {
+                    community: *c,
+                    vpn: self.vpn_name(*vpn).unwrap_or_default().into(),
+                })
+                .collect(),
+            learned: self.learned_mappings(id),
             properties: r
                 .properties
                 .iter()
@@ -1158,6 +1958,24 @@ impl SubscriberIndex {
             logged_in: r.logged_in,
             auto_logout: r.auto_logout,
         }
+    }
+
+    /// The learnt mappings of `id`, by VPN then prefix.
+    fn learned_mappings(&self, id: u32) -> Vec<Mapping> {
+        let Some(set) = self.learned_of.get(&id) else {
+            return Vec::new();
+        };
+        let mut held: Vec<(VpnId, Prefix)> = set.iter().copied().collect();
+        held.sort_unstable();
+        held.into_iter()
+            .map(|(vpn, p)| Mapping {
+                ip: match p {
+                    Prefix::V4(a, l) => IpSpec::V4Prefix(a, l),
+                    Prefix::V6(a, l) => IpSpec::V6Prefix(a, l),
+                },
+                vpn: self.vpn_name(vpn).map(Into::into),
+            })
+            .collect()
     }
 
     fn public_mapping(&self, b: Bound) -> Mapping {
@@ -1189,7 +2007,44 @@ impl SubscriberIndex {
                     name: name.into(),
                 })
                 .collect(),
+            routes: Vec::new(),
         }
+    }
+
+    fn finish_with_routes(&self, touched: Touched, routes: Vec<RouteChange>) -> ChangeSet {
+        let mut changes = self.finish(touched);
+        changes.routes = routes;
+        changes
+    }
+}
+
+/// What [`SubscriberIndex::upsert`] checked and will apply.
+struct UpsertPlan {
+    name: SubscriberName,
+    existing: Option<u32>,
+    domain: u16,
+    targets: Vec<Target>,
+    communities: Vec<(VpnId, Community)>,
+}
+
+/// One route of the BGP LEG as [`SubscriberIndex::learned_routes`] shows it.
+#[derive(Debug, Clone)]
+pub struct LearnedRouteView<'a> {
+    /// The route.
+    pub route: &'a LearnedRoute,
+    /// Restored from the store and not announced again since.
+    pub stale: bool,
+    /// The VPNs it matches (empty: ignored, as its RT/RD@PE is not configured).
+    pub vpns: Vec<&'a str>,
+    /// (VPN, subscriber) for each VPN where a subscriber holds the route's prefix as a learnt
+    /// mapping (the holder of the lowest claiming community).
+    pub holders: Vec<(&'a str, &'a str)>,
+}
+
+fn mpls_ids(vpn: &Vpn) -> Vec<MplsVpnId> {
+    match &vpn.kind {
+        VpnKind::Mpls(entries) => entries.iter().map(|e| e.id).collect(),
+        VpnKind::Vlan(_) => Vec::new(),
     }
 }
 

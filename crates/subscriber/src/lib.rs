@@ -10,14 +10,21 @@
 
 pub mod csv;
 pub mod index;
+pub mod learned;
 pub mod lpm;
 pub mod mapping;
 pub mod name;
 pub mod record;
 pub mod store;
 
-pub use index::{IndexConfig, SubscriberIndex, VpnId, GLOBAL_VPN};
-pub use mapping::{IpSpec, Mapping, MappingParseError, MplsVpnId, Prefix, RouteDistinguisher};
+pub use index::{IndexConfig, LearnedRouteView, SubscriberIndex, VpnId, GLOBAL_VPN};
+pub use learned::{
+    LearnOp, LearnedRoute, PeerRoutes, RouteAttributes, RouteChange, RouteFamily, RouteKey,
+};
+pub use mapping::{
+    Community, CommunityMapping, IpSpec, Mapping, MappingParseError, MplsVpnId, NetworkId, Prefix,
+    RouteDistinguisher,
+};
 pub use name::{NameCase, NameError, SubscriberName};
 pub use record::{
     ChangeSet, DomainEvent, DownstreamLabel, IndexError, Login, MplsVpnEntry, Subscriber,

@@ -9,7 +9,11 @@
 //! | `10.1.1.10-10.1.1.20` | an inclusive address range |
 //! | any of the above + `@vpn1` | the same inside VPN `vpn1` |
 //! | any of the above + `@100` | inside the VLAN VPN of VLAN-id 100 (created on first use) |
+//! | `100:100@vpn1` | a BGP community inside the MPLS/VPN `vpn1` (CE as subscriber: the BGP LEG gives the holder the routes carrying it) |
 //! | `1000:1@10.10.10.10` | an MPLS/VPN: RT/RD `1000:1` of the PE whose loopback is `10.10.10.10` |
+//!
+//! A community and an IPv6 address cannot be confused: IPv6 text has eight groups or a `::`,
+//! a community exactly two decimal numbers.
 //!
 //! Ranges that are not a single prefix are split into the minimal list of prefixes for the
 //! longest-prefix-match tables (see [`IpSpec::prefixes`]).
@@ -57,6 +61,12 @@ pub enum MappingParseError {
     /// An MPLS label is not a 20-bit number.
     #[error("MPLS label {0:?} is not a number below 2^20")]
     BadLabel(String),
+    /// A `community@VPN` network ID without the `@VPN` part.
+    #[error("community {0:?} needs the MPLS/VPN it applies to: COMMUNITY@VPN")]
+    CommunityWithoutVpn(String),
+    /// A community is not two 16-bit decimal numbers.
+    #[error("{0:?} is not a BGP community (ASN:VALUE, two numbers 0..=65535)")]
+    BadCommunity(String),
 }
 
 /// An IP prefix in canonical form (no host bits set).
@@ -369,8 +379,143 @@ impl<'de> Deserialize<'de> for Mapping {
     }
 }
 
+/// A BGP standard community (RFC 1997): `ASN:VALUE`, the high and low 16 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Community(pub u32);
+
+impl Community {
+    /// The community `high:low`.
+    pub fn new(high: u16, low: u16) -> Self {
+        Community((u32::from(high) << 16) | u32::from(low))
+    }
+}
+
+impl fmt::Display for Community {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.0 >> 16, self.0 & 0xffff)
+    }
+}
+
+/// Whether `s` has the shape of a community (two runs of 1..=5 digits around one `:`), which
+/// no IP address has.
+fn looks_like_community(s: &str) -> bool {
+    let digits = |t: &str| (1..=5).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit());
+    s.split_once(':')
+        .is_some_and(|(a, b)| digits(a) && digits(b))
+}
+
+impl FromStr for Community {
+    type Err = MappingParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || MappingParseError::BadCommunity(s.to_owned());
+        let (high, low) = s.split_once(':').ok_or_else(bad)?;
+        if !looks_like_community(s) {
+            return Err(bad());
+        }
+        Ok(Community::new(
+            high.parse().map_err(|_| bad())?,
+            low.parse().map_err(|_| bad())?,
+        ))
+    }
+}
+
+/// A `community@VPN` network ID (CE as subscriber): the BGP LEG gives its holder, as
+/// `range@VPN` mappings, the routes of the MPLS/VPN `vpn` that carry `community`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CommunityMapping {
+    /// The BGP community the CE's routes carry.
+    pub community: Community,
+    /// The MPLS/VPN name.
+    pub vpn: Box<str>,
+}
+
+impl fmt::Display for CommunityMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.community, self.vpn)
+    }
+}
+
+impl FromStr for CommunityMapping {
+    type Err = MappingParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.parse::<NetworkId>()? {
+            NetworkId::Community(c) => Ok(c),
+            NetworkId::Ip(_) => Err(MappingParseError::BadCommunity(s.trim().to_owned())),
+        }
+    }
+}
+
+impl Serialize for CommunityMapping {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CommunityMapping {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Any network ID a subscriber holds: an IP mapping or a `community@VPN`. This is what the
+/// mapping lists of the API, the CLI and CSV files contain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NetworkId {
+    /// `IP`, `IP/len`, `first-last`, optionally `@VPN`.
+    Ip(Mapping),
+    /// `community@VPN`.
+    Community(CommunityMapping),
+}
+
+impl fmt::Display for NetworkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetworkId::Ip(m) => m.fmt(f),
+            NetworkId::Community(c) => c.fmt(f),
+        }
+    }
+}
+
+impl FromStr for NetworkId {
+    type Err = MappingParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let head = s.split_once('@').map_or(s, |(head, _)| head);
+        if !looks_like_community(head) {
+            return s.parse().map(NetworkId::Ip);
+        }
+        let Some((community, vpn)) = s.split_once('@') else {
+            return Err(MappingParseError::CommunityWithoutVpn(s.to_owned()));
+        };
+        validate_name(vpn).map_err(|source| MappingParseError::BadVpnName {
+            name: vpn.to_owned(),
+            source,
+        })?;
+        Ok(NetworkId::Community(CommunityMapping {
+            community: community.parse()?,
+            vpn: vpn.into(),
+        }))
+    }
+}
+
+/// Splits network IDs into the IP mappings and the community mappings, each in order.
+pub fn split_network_ids(
+    ids: impl IntoIterator<Item = NetworkId>,
+) -> (Vec<Mapping>, Vec<CommunityMapping>) {
+    let mut ips = Vec::new();
+    let mut communities = Vec::new();
+    for id in ids {
+        match id {
+            NetworkId::Ip(m) => ips.push(m),
+            NetworkId::Community(c) => communities.push(c),
+        }
+    }
+    (ips, communities)
+}
+
 /// A BGP route target / route distinguisher: `ASN:number` or `IPv4:number`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RouteDistinguisher {
     /// `ASN:assigned` (types 0 and 2; the ASN may be 4 bytes).
     As {
@@ -386,6 +531,29 @@ pub enum RouteDistinguisher {
         /// Assigned number.
         assigned: u16,
     },
+}
+
+impl RouteDistinguisher {
+    /// The value of an 8-byte route distinguisher as carried in BGP (RFC 4364 §4.2, kept as a
+    /// big-endian `u64`): types 0 and 2 are `ASN:number`, type 1 `IPv4:number`; other types
+    /// have no text form here and match no VPN.
+    pub fn from_wire(rd: u64) -> Option<Self> {
+        match rd >> 48 {
+            0 => Some(RouteDistinguisher::As {
+                asn: (rd >> 32) as u16 as u32,
+                assigned: rd as u32,
+            }),
+            1 => Some(RouteDistinguisher::Ip {
+                addr: Ipv4Addr::from((rd >> 16) as u32),
+                assigned: rd as u16,
+            }),
+            2 => Some(RouteDistinguisher::As {
+                asn: (rd >> 16) as u32,
+                assigned: u32::from(rd as u16),
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for RouteDistinguisher {
@@ -421,7 +589,7 @@ impl FromStr for RouteDistinguisher {
 }
 
 /// The static part of an MPLS/VPN mapping: `RT/RD@PE-IP`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MplsVpnId {
     /// Route target / distinguisher used by the BGP LEG to correlate updates with the VPN.
     pub rd: RouteDistinguisher,
@@ -577,6 +745,45 @@ mod tests {
         ));
         assert_eq!(parse_label("1048575"), Ok(MAX_LABEL));
         assert!(parse_label("1048576").is_err());
+    }
+
+    #[test]
+    fn communities_at_vpns_are_told_apart_from_addresses() {
+        let id: NetworkId = "100:100@vpn1".parse().unwrap();
+        assert_eq!(
+            id,
+            NetworkId::Community(CommunityMapping {
+                community: Community::new(100, 100),
+                vpn: "vpn1".into()
+            })
+        );
+        assert_eq!(id.to_string(), "100:100@vpn1");
+        for ip in ["1::1@vpn1", "2001:db8::/48@vpn1", "10.0.0.1@vpn1", "::@x"] {
+            assert!(
+                matches!(ip.parse::<NetworkId>(), Ok(NetworkId::Ip(_))),
+                "{ip}"
+            );
+        }
+        assert_eq!(
+            "100:100".parse::<NetworkId>(),
+            Err(MappingParseError::CommunityWithoutVpn("100:100".into()))
+        );
+        assert_eq!(
+            "100:65536@v".parse::<NetworkId>(),
+            Err(MappingParseError::BadCommunity("100:65536".into()))
+        );
+        assert_eq!(
+            RouteDistinguisher::from_wire((2 << 48) | (70000 << 16) | 7),
+            Some(RouteDistinguisher::As {
+                asn: 70000,
+                assigned: 7
+            })
+        );
+        assert_eq!(
+            RouteDistinguisher::from_wire((1000 << 32) | 1),
+            "1000:1".parse().ok()
+        );
+        assert_eq!(RouteDistinguisher::from_wire(3 << 48), None);
     }
 
     #[test]

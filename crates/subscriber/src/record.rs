@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::mapping::{Mapping, MplsVpnId, Prefix};
+use crate::learned::RouteChange;
+use crate::mapping::{CommunityMapping, Mapping, MplsVpnId, Prefix};
 use crate::name::{NameError, SubscriberName};
 
 /// The domain every subscriber and enforcement point belongs to unless told otherwise.
@@ -19,6 +20,14 @@ pub struct Subscriber {
     pub domain: String,
     /// Network-ID mappings, in the order they were given.
     pub mappings: Vec<Mapping>,
+    /// `community@VPN` network IDs (CE as subscriber), in the order they were given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub communities: Vec<CommunityMapping>,
+    /// `range@VPN` mappings the BGP LEG derived from the routes carrying one of
+    /// `communities` (ascending). Never stored or exported, and ignored on input: they are
+    /// derived again from the LEG's routes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learned: Vec<Mapping>,
     /// Policy: ordered `name = value` properties.
     pub properties: Vec<(String, String)>,
     /// Opaque state the enforcement point asked the SM to keep.
@@ -37,11 +46,24 @@ impl Subscriber {
             name,
             domain: DEFAULT_DOMAIN.to_owned(),
             mappings: Vec::new(),
+            communities: Vec::new(),
+            learned: Vec::new(),
             properties: Vec::new(),
             state: Vec::new(),
             logged_in: false,
             auto_logout: None,
         }
+    }
+
+    /// Whether an enforcement point has anything to match for this subscriber: an IP mapping,
+    /// configured or learnt.
+    pub fn has_ip_mappings(&self) -> bool {
+        !self.mappings.is_empty() || !self.learned.is_empty()
+    }
+
+    /// Every IP mapping an enforcement point installs: the configured ones, then the learnt.
+    pub fn ip_mappings(&self) -> impl Iterator<Item = &Mapping> {
+        self.mappings.iter().chain(&self.learned)
     }
 }
 
@@ -54,6 +76,8 @@ pub struct Login {
     pub domain: Option<String>,
     /// Mappings to give the subscriber. Exact mappings held by others move to this subscriber.
     pub mappings: Vec<Mapping>,
+    /// `community@VPN` network IDs to give the subscriber (they move like exact mappings).
+    pub communities: Vec<CommunityMapping>,
     /// Add to the current mappings instead of replacing them.
     pub additive: bool,
     /// Properties to set (existing keys are overwritten in place, new ones appended).
@@ -77,8 +101,30 @@ pub struct MplsVpnEntry {
     /// The static identity configured by the operator.
     #[serde(with = "text")]
     pub id: MplsVpnId,
-    /// Downstream labels and the IP ranges behind each.
+    /// Downstream labels and the IP ranges behind each, as set through the SM API (AddVpn,
+    /// SetMplsLabel, CSV import); stored with the VPN.
     pub labels: Vec<DownstreamLabel>,
+    /// Downstream labels the BGP LEG learnt from the routes matching this entry, ascending.
+    /// Never stored or exported, and refused on input: they are derived again from the LEG's
+    /// routes (whose ranges go to the subscribers holding `community@VPN`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learned_labels: Vec<u32>,
+}
+
+impl MplsVpnEntry {
+    /// An entry without labels.
+    pub fn new(id: MplsVpnId) -> Self {
+        MplsVpnEntry {
+            id,
+            labels: Vec::new(),
+            learned_labels: Vec::new(),
+        }
+    }
+
+    /// Whether `label` is one of the entry's downstream labels, set or learnt.
+    pub fn has_label(&self, label: u32) -> bool {
+        self.labels.iter().any(|l| l.label == label) || self.learned_labels.contains(&label)
+    }
 }
 
 /// A downstream MPLS label and the IP ranges it carries (learnt from BGP).
@@ -101,6 +147,24 @@ pub struct Vpn {
     pub domain: String,
     /// VLAN or MPLS/VPN.
     pub kind: VpnKind,
+}
+
+impl Vpn {
+    /// The VPN without what the BGP LEG learnt (its stored and exported form).
+    pub fn configured(&self) -> Vpn {
+        let mut vpn = self.clone();
+        if let VpnKind::Mpls(entries) = &mut vpn.kind {
+            for e in entries {
+                e.learned_labels.clear();
+            }
+        }
+        vpn
+    }
+
+    /// Whether any entry holds a learnt label.
+    pub fn has_learned(&self) -> bool {
+        matches!(&self.kind, VpnKind::Mpls(entries) if entries.iter().any(|e| !e.learned_labels.is_empty()))
+    }
 }
 
 /// What happened to one subscriber in an operation.
@@ -130,6 +194,9 @@ pub struct ChangeSet {
     pub subscribers: Vec<SubscriberChange>,
     /// Changed VPNs (created automatically or by the operator), each once.
     pub vpns: Vec<VpnChange>,
+    /// Routes of the BGP LEG to store or delete, in order (only the store reads these).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteChange>,
 }
 
 /// What an enforcement point of one domain must be told about a change.
@@ -144,7 +211,7 @@ pub enum DomainEvent<'a> {
 impl ChangeSet {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.subscribers.is_empty() && self.vpns.is_empty()
+        self.subscribers.is_empty() && self.vpns.is_empty() && self.routes.is_empty()
     }
 
     /// Appends `other`, keeping one entry per subscriber (the later one wins, the earliest
@@ -162,6 +229,7 @@ impl ChangeSet {
                 None => self.vpns.push(change),
             }
         }
+        self.routes.extend(other.routes);
     }
 
     /// Domains whose enforcement points must hear about this change set.
@@ -185,13 +253,14 @@ impl ChangeSet {
     /// subscriber that moved away is removed from its old domain and installed in the new one.
     ///
     /// In push mode an EP installs every `Upsert`; in pull mode it only acts on `Remove`.
-    /// A subscriber is installed while it has mappings; one without is removed.
+    /// A subscriber is installed while it has IP mappings (configured or learnt); one without
+    /// is removed.
     pub fn events_for<'a>(&'a self, domain: &'a str) -> impl Iterator<Item = DomainEvent<'a>> {
         self.subscribers.iter().filter_map(move |c| {
             let present = c
                 .new
                 .as_ref()
-                .filter(|s| s.domain == domain && !s.mappings.is_empty());
+                .filter(|s| s.domain == domain && s.has_ip_mappings());
             match present {
                 Some(s) => Some(DomainEvent::Upsert(s)),
                 None => {
@@ -275,13 +344,18 @@ pub enum IndexError {
     #[error("no subscriber holds mapping {0}")]
     NoSuchMapping(String),
     /// Removing a VPN that subscribers still use.
-    #[error("VPN {vpn:?} still holds {prefixes} subscriber prefixes")]
+    #[error("VPN {vpn:?} still holds {prefixes} subscriber prefixes and {communities} community@VPN network IDs")]
     VpnInUse {
         /// The VPN.
         vpn: String,
         /// How many prefixes reference it.
         prefixes: usize,
+        /// How many `community@VPN` network IDs name it.
+        communities: usize,
     },
+    /// Two `community@VPN` network IDs of one call are the same.
+    #[error("{0} is given twice in one call")]
+    DuplicateCommunity(String),
     /// A property key is empty or not printable ASCII.
     #[error("property {key:?}: {reason}")]
     InvalidProperty {

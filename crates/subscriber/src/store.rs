@@ -10,10 +10,13 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::learned::{store_key, LearnedRoute};
 use crate::record::{ChangeSet, Subscriber, Vpn};
 
 const SUBSCRIBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscribers");
 const VPNS: TableDefinition<&str, &[u8]> = TableDefinition::new("vpns");
+/// The BGP LEG's routes that match a configured VPN (what its learnt state is derived from).
+const LEG_ROUTES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("leg_routes");
 
 /// File name of the redb database inside the component's data directory.
 pub const DB_FILE: &str = "subscribers.redb";
@@ -35,7 +38,7 @@ pub enum StoreError {
     /// A stored record does not decode (corruption or an incompatible version).
     #[error("stored {what} {key:?} does not decode: {source}")]
     Decode {
-        /// "subscriber" or "VPN".
+        /// "subscriber", "VPN" or "BGP LEG route".
         what: &'static str,
         /// Its key.
         key: String,
@@ -59,6 +62,9 @@ pub struct Snapshot {
     pub vpns: Vec<Vpn>,
     /// Every subscriber.
     pub subscribers: Vec<Subscriber>,
+    /// The BGP LEG's routes that matched a configured VPN
+    /// ([`crate::SubscriberIndex::restore_learned`]).
+    pub routes: Vec<LearnedRoute>,
 }
 
 /// Durable subscriber storage.
@@ -73,6 +79,10 @@ pub trait SubscriberStore {
 
     /// Makes several change sets durable in one commit (group commit for high login rates);
     /// later sets override earlier ones for the same key.
+    ///
+    /// What the BGP LEG learnt is not part of the records: a subscriber is stored without its
+    /// `learned` mappings and a VPN without its `learned_labels` (both are derived again from
+    /// the stored `routes` at start-up).
     fn apply_batch(&mut self, batch: &[ChangeSet]) -> Result<(), StoreError>;
 }
 
@@ -93,10 +103,11 @@ impl RedbStore {
             source,
         })?;
         let db = Database::create(data_dir.join(DB_FILE)).map_err(db_err)?;
-        // Create both tables so that a fresh store loads as empty.
+        // Create the tables so that a fresh store loads as empty.
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(SUBSCRIBERS).map_err(db_err)?;
         txn.open_table(VPNS).map_err(db_err)?;
+        txn.open_table(LEG_ROUTES).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
         Ok(RedbStore { db })
     }
@@ -128,6 +139,17 @@ impl SubscriberStore for RedbStore {
                 })?;
             snapshot.subscribers.push(sub);
         }
+        let routes = txn.open_table(LEG_ROUTES).map_err(db_err)?;
+        for item in routes.iter().map_err(db_err)? {
+            let (_, value) = item.map_err(db_err)?;
+            let route =
+                serde_json::from_slice(value.value()).map_err(|source| StoreError::Decode {
+                    what: "BGP LEG route",
+                    key: String::from_utf8_lossy(value.value()).into_owned(),
+                    source,
+                })?;
+            snapshot.routes.push(route);
+        }
         Ok(snapshot)
     }
 
@@ -142,9 +164,15 @@ impl SubscriberStore for RedbStore {
         {
             let mut vpns = txn.open_table(VPNS).map_err(db_err)?;
             let mut subs = txn.open_table(SUBSCRIBERS).map_err(db_err)?;
+            let mut routes = txn.open_table(LEG_ROUTES).map_err(db_err)?;
             for changes in batch {
                 for c in &changes.vpns {
                     match &c.new {
+                        Some(v) if v.has_learned() => {
+                            encode(&mut buf, &c.name, &v.configured())?;
+                            vpns.insert(c.name.as_str(), buf.as_slice())
+                                .map_err(db_err)?;
+                        }
                         Some(v) => {
                             encode(&mut buf, &c.name, v)?;
                             vpns.insert(c.name.as_str(), buf.as_slice())
@@ -159,7 +187,7 @@ impl SubscriberStore for RedbStore {
                     let key = c.name.as_str();
                     match &c.new {
                         Some(s) => {
-                            encode(&mut buf, key, s)?;
+                            encode(&mut buf, key, &StoredSubscriber(s))?;
                             subs.insert(key, buf.as_slice()).map_err(db_err)?;
                         }
                         None => {
@@ -167,10 +195,46 @@ impl SubscriberStore for RedbStore {
                         }
                     }
                 }
+                for c in &changes.routes {
+                    let key = store_key(&c.key);
+                    match &c.new {
+                        Some(route) => {
+                            encode(&mut buf, &c.key.to_string(), route)?;
+                            routes
+                                .insert(key.as_slice(), buf.as_slice())
+                                .map_err(db_err)?;
+                        }
+                        None => {
+                            routes.remove(key.as_slice()).map_err(db_err)?;
+                        }
+                    }
+                }
             }
         }
         txn.commit().map_err(db_err)?;
         Ok(())
+    }
+}
+
+/// A subscriber as stored: without its learnt mappings (serialised without copying the rest).
+struct StoredSubscriber<'a>(&'a Subscriber);
+
+impl serde::Serialize for StoredSubscriber<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let sub = self.0;
+        let mut st = s.serialize_struct("Subscriber", 8)?;
+        st.serialize_field("name", &sub.name)?;
+        st.serialize_field("domain", &sub.domain)?;
+        st.serialize_field("mappings", &sub.mappings)?;
+        if !sub.communities.is_empty() {
+            st.serialize_field("communities", &sub.communities)?;
+        }
+        st.serialize_field("properties", &sub.properties)?;
+        st.serialize_field("state", &sub.state)?;
+        st.serialize_field("logged_in", &sub.logged_in)?;
+        st.serialize_field("auto_logout", &sub.auto_logout)?;
+        st.end()
     }
 }
 

@@ -1,8 +1,11 @@
 //! Export → import is faithful: whatever the index API accepts (names, domains, VPNs of both
-//! kinds with their labels, mappings into them, properties whose keys and values hold the CSV's
-//! own separators, EP state, login state) comes back identical from a fresh index.
+//! kinds with their labels, mappings and `community@VPN` network IDs into them, properties whose
+//! keys and values hold the CSV's own separators, EP state, login state) comes back identical
+//! from a fresh index; and once the fresh index has learnt the same BGP LEG routes, everything
+//! derived from them (learnt labels and mappings) is identical too.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use brasa_subscriber::csv::{export, import, ImportMode};
 use brasa_subscriber::*;
@@ -82,6 +85,8 @@ struct SubPlan {
     domain: usize,
     /// (address, VPN: none, one of the planned VPNs, or a VLAN-id to create)
     mappings: Vec<(String, Option<Result<usize, u16>>)>,
+    /// (community 100:n, one of the planned VPNs)
+    communities: Vec<(u16, usize)>,
     properties: Vec<(String, String)>,
     state: Vec<u8>,
     logged_in: bool,
@@ -97,22 +102,82 @@ fn sub_plan() -> impl Strategy<Value = SubPlan> {
         entity_name(),
         0usize..3,
         proptest::collection::vec((ip_text(), vpn_ref), 0..4),
+        proptest::collection::vec((0u16..4, 0usize..6), 0..3),
         proptest::collection::vec(property(), 0..4),
         proptest::collection::vec(any::<u8>(), 0..6),
         any::<bool>(),
         proptest::option::of(0u64..4_000_000_000),
     )
         .prop_map(
-            |(name, domain, mappings, properties, state, logged_in, auto_logout)| SubPlan {
-                name,
-                domain,
-                mappings,
-                properties,
-                state,
-                logged_in,
-                auto_logout,
+            |(name, domain, mappings, communities, properties, state, logged_in, auto_logout)| {
+                SubPlan {
+                    name,
+                    domain,
+                    mappings,
+                    communities,
+                    properties,
+                    state,
+                    logged_in,
+                    auto_logout,
+                }
             },
         )
+}
+
+/// A BGP LEG route: for the MPLS entry `65000:DOMAIN@192.0.2.PE` of the planned VPNs when
+/// (domain, pe) match one, 10.9.A.0/24 or 10.0.A.0/24 (where configured mappings live), a label,
+/// communities 100:n.
+#[derive(Debug, Clone)]
+struct RoutePlan {
+    domain: u32,
+    pe: u8,
+    prefix: String,
+    label: u32,
+    communities: Vec<u16>,
+}
+
+fn route_plan() -> impl Strategy<Value = RoutePlan> {
+    (
+        0u32..3,
+        0u8..4,
+        prop_oneof![
+            (0u8..4).prop_map(|a| format!("10.9.{a}.0/24")),
+            (0u8..4).prop_map(|a| format!("10.0.{a}.0/24"))
+        ],
+        16u32..20,
+        proptest::collection::vec(0u16..4, 0..3),
+    )
+        .prop_map(|(domain, pe, prefix, label, communities)| RoutePlan {
+            domain,
+            pe,
+            prefix,
+            label,
+            communities,
+        })
+}
+
+fn learn_ops(routes: &[RoutePlan]) -> Vec<LearnOp> {
+    routes
+        .iter()
+        .map(|r| {
+            LearnOp::Announce(LearnedRoute {
+                key: RouteKey {
+                    peer: "192.0.2.100".parse().unwrap(),
+                    rd: (65000u64 << 32) | u64::from(r.domain),
+                    prefix: r.prefix.parse().unwrap(),
+                },
+                label: r.label,
+                attrs: Arc::new(RouteAttributes::new(
+                    format!("192.0.2.{}", r.pe).parse().unwrap(),
+                    Vec::new(),
+                    r.communities
+                        .iter()
+                        .map(|c| Community::new(100, *c))
+                        .collect(),
+                )),
+            })
+        })
+        .collect()
 }
 
 /// Builds an index through its API; what the API refuses is left out, as it would be.
@@ -127,6 +192,7 @@ fn build(vpns: &[VpnPlan], subs: &[SubPlan]) -> SubscriberIndex {
                     .parse()
                     .unwrap(),
                 labels: Vec::new(),
+                learned_labels: Vec::new(),
             }]),
         };
         let vpn = Vpn {
@@ -169,10 +235,21 @@ fn build(vpns: &[VpnPlan], subs: &[SubPlan]) -> SubscriberIndex {
         let Ok(mappings) = mappings else {
             continue;
         };
+        let communities = s
+            .communities
+            .iter()
+            .filter_map(|(c, vpn)| {
+                format!("100:{c}@{}", vpns.get(*vpn)?.name)
+                    .parse::<CommunityMapping>()
+                    .ok()
+            })
+            .collect();
         let _ = index.upsert(Subscriber {
             name,
             domain: cfg.domains[s.domain].clone(),
             mappings,
+            communities,
+            learned: Vec::new(),
             properties: s.properties.clone(),
             state: s.state.clone(),
             logged_in: s.logged_in,
@@ -190,6 +267,15 @@ fn contents(index: &SubscriberIndex) -> (Vec<Subscriber>, Vec<Vpn>) {
     (subs, vpns)
 }
 
+/// The contents without what the BGP LEG learnt: what an export carries.
+fn configured(index: &SubscriberIndex) -> (Vec<Subscriber>, Vec<Vpn>) {
+    let (mut subs, vpns) = contents(index);
+    for s in &mut subs {
+        s.learned.clear();
+    }
+    (subs, vpns.iter().map(Vpn::configured).collect())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -197,8 +283,10 @@ proptest! {
     fn export_then_import_gives_the_same_database(
         vpns in proptest::collection::vec(vpn_plan(), 0..6),
         subs in proptest::collection::vec(sub_plan(), 0..12),
+        routes in proptest::collection::vec(route_plan(), 0..8),
     ) {
-        let original = build(&vpns, &subs);
+        let mut original = build(&vpns, &subs);
+        original.learn(learn_ops(&routes));
         let mut file = Vec::new();
         export(&original, &mut file).unwrap();
         let text = String::from_utf8(file).unwrap();
@@ -207,11 +295,15 @@ proptest! {
         let report = import(&mut fresh, Cursor::new(text.as_bytes()), ImportMode::AllOrNothing, |_| {})
             .unwrap_or_else(|e| panic!("the export does not import: {e}\n{text}"));
         prop_assert_eq!(report.imported, original.len());
-        prop_assert_eq!(contents(&fresh), contents(&original), "file:\n{}", text);
+        prop_assert_eq!(configured(&fresh), configured(&original), "file:\n{}", text);
 
         // Exporting the copy writes the same file.
         let mut again = Vec::new();
         export(&fresh, &mut again).unwrap();
-        prop_assert_eq!(String::from_utf8(again).unwrap(), text);
+        prop_assert_eq!(String::from_utf8(again).unwrap(), text.clone());
+
+        // The same routes give the copy the same learnt labels and mappings.
+        fresh.learn(learn_ops(&routes));
+        prop_assert_eq!(contents(&fresh), contents(&original), "file:\n{}", text);
     }
 }

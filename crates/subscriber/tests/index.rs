@@ -270,7 +270,7 @@ fn mpls_vpn_labels_come_only_for_configured_rt_rd_at_pe() {
     idx.add_vpn(Vpn {
         name: "vpn1".into(),
         domain: "subscribers".into(),
-        kind: VpnKind::Mpls(vec![MplsVpnEntry { id, labels: vec![] }]),
+        kind: VpnKind::Mpls(vec![MplsVpnEntry::new(id)]),
     })
     .unwrap();
     let c = idx
@@ -297,7 +297,7 @@ fn mpls_vpn_labels_come_only_for_configured_rt_rd_at_pe() {
     let dup = idx.add_vpn(Vpn {
         name: "vpn2".into(),
         domain: "subscribers".into(),
-        kind: VpnKind::Mpls(vec![MplsVpnEntry { id, labels: vec![] }]),
+        kind: VpnKind::Mpls(vec![MplsVpnEntry::new(id)]),
     });
     assert_eq!(
         dup.unwrap_err().to_string(),
@@ -429,6 +429,7 @@ fn vpn_names_may_hold_at_signs_and_labels_are_listed_once() {
             kind: VpnKind::Mpls(vec![MplsVpnEntry {
                 id: "65000:1@10.9.9.9".parse().unwrap(),
                 labels: vec![label(16), label(16)],
+                learned_labels: Vec::new(),
             }]),
         })
         .unwrap_err();

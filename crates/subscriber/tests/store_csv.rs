@@ -26,7 +26,7 @@ fn a_reopened_store_restores_every_subscriber_vpn_and_mapping() {
         .add_vpn(Vpn {
             name: "vpn1".into(),
             domain: "north".into(),
-            kind: VpnKind::Mpls(vec![MplsVpnEntry { id, labels: vec![] }]),
+            kind: VpnKind::Mpls(vec![MplsVpnEntry::new(id)]),
         })
         .unwrap()];
     ops.push(

@@ -39,7 +39,10 @@ pub async fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<()> {
     let summary = serde_json::json!({
         "config": args.config,
         "valid": true,
-        "api": resolved.api_listen.to_string(),
+        "api": resolved.api.listen.to_string(),
+        "api_tls": resolved.api.tls.is_some(),
+        "api_users": resolved.api.access.users.len(),
+        "api_tokens": resolved.api.access.tokens.len(),
         "data_dir": resolved.data_dir,
         "radius": resolved.radius.as_ref().map(|(engine, _)| serde_json::json!({
             "clients": engine.clients.len(),

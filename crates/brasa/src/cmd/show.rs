@@ -37,6 +37,10 @@ pub enum ShowDataplane {
     /// Per-interface counters, drops by reason, filters, decapsulated and expired streams
     /// (the same as `brasa cafe stats`).
     Statistics,
+    /// Per port: I/O mode (AF_PACKET, AF_XDP, TAP), receive queues and the worker serving
+    /// each, XDP mode (native or generic), zero-copy or copy, and the frames lost on receipt
+    /// (ring full, fill ring empty); why AF_XDP fell back to AF_PACKET, where it did.
+    Ports,
 }
 
 /// `brasa show radius …`
@@ -52,6 +56,16 @@ pub async fn run(global: &GlobalArgs, command: ShowCommand) -> anyhow::Result<()
     match command {
         ShowCommand::Dataplane(ShowDataplane::Statistics) => {
             crate::cmd::cafe::run(global, crate::cmd::cafe::CafeCommand::Stats).await
+        }
+        ShowCommand::Dataplane(ShowDataplane::Ports) => {
+            let client = Client::new(global.api_url(crate::daemon::dataplane::DEFAULT_API));
+            let ports: Vec<crate::daemon::dataplane::PortView> =
+                tokio::task::block_in_place(|| client.get("/api/v1/dataplane/ports"))?;
+            if global.json {
+                return print_json(&ports);
+            }
+            print!("{}", render_ports(&ports));
+            Ok(())
         }
         ShowCommand::Python(ShowPython::Statistics) => {
             let stats: crate::daemon::python_api::PythonStatistics =
@@ -72,6 +86,75 @@ pub async fn run(global: &GlobalArgs, command: ShowCommand) -> anyhow::Result<()
             Ok(())
         }
     }
+}
+
+fn render_ports(ports: &[crate::daemon::dataplane::PortView]) -> String {
+    use brasa_dataplane::io::worker::IoKind;
+    use brasa_dataplane::io::xdp::XdpMode;
+    let rows: Vec<Vec<String>> = ports
+        .iter()
+        .map(|p| {
+            let io = match p.info.io {
+                IoKind::AfPacket => "af_packet",
+                IoKind::AfXdp => "af_xdp",
+                IoKind::Tap => "tap",
+            };
+            let queues = if p.info.queues.is_empty() {
+                "-".to_string()
+            } else {
+                p.info
+                    .queues
+                    .iter()
+                    .map(|(queue, worker)| format!("{queue}:w{worker}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let xdp = match p.info.xdp_mode {
+                Some(XdpMode::Native) => "native",
+                Some(XdpMode::Generic) => "generic",
+                None => "-",
+            };
+            let copy = match p.info.zero_copy {
+                Some(true) => "zero-copy",
+                Some(false) => "copy",
+                None => "-",
+            };
+            vec![
+                p.info.id.to_string(),
+                p.info.name.clone(),
+                io.to_string(),
+                queues,
+                xdp.to_string(),
+                copy.to_string(),
+                p.rx_packets.to_string(),
+                p.rx_dropped.to_string(),
+                p.rx_fill_empty.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "Id",
+            "Port",
+            "I/O",
+            "Queues (queue:worker)",
+            "XDP",
+            "Mode",
+            "RX",
+            "RX dropped",
+            "Fill empty",
+        ],
+        &rows,
+    );
+    for port in ports {
+        if let Some(reason) = &port.info.fallback {
+            out.push_str(&format!(
+                "{}: AF_XDP unavailable, using AF_PACKET: {reason}\n",
+                port.info.name
+            ));
+        }
+    }
+    out
 }
 
 fn render_python(stats: &crate::daemon::python_api::PythonStatistics) -> String {

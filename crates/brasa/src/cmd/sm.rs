@@ -9,8 +9,8 @@ use crate::common::api::{encode_component, Client};
 use crate::common::output::{print_json, table};
 use crate::common::GlobalArgs;
 use crate::daemon::sm_api::{
-    ChangeView, ImportView, LoginBody, LogoutBody, LookupView, Statistics, SubscriberView,
-    EXPORTED_SUBSCRIBERS, EXPORTED_VPNS,
+    ChangeView, ImportView, LoginBody, LogoutBody, LookupView, MplsEntriesBody, NeighborView,
+    RoutesReply, Statistics, SubscriberView, VpnBody, VpnView, EXPORTED_SUBSCRIBERS, EXPORTED_VPNS,
 };
 use anyhow::{anyhow, Context};
 use brasa_sm::ep::{EpView, QuarantineState};
@@ -97,6 +97,76 @@ pub enum SmCommand {
     },
     /// Connect to the SM as an EP and print what it sends (`--json`: one object per line).
     EpWatch(EpWatchArgs),
+    /// VPNs: the VLAN or MPLS/VPN (`RT/RD@PE-IP`) entities that mappings name after `@`.
+    #[command(subcommand)]
+    Vpn(SmVpn),
+    /// The BGP LEG: its neighbors and the MPLS/VPN routes they announce.
+    #[command(subcommand)]
+    Bgp(SmBgp),
+}
+
+/// `brasa sm vpn …`
+#[derive(clap::Subcommand, Debug)]
+pub enum SmVpn {
+    /// Create a VPN (`--vlan ID` or `--mpls RT/RD@PE-IP`…), or add `--mpls` entries to an
+    /// existing MPLS/VPN (a new PE).
+    Add {
+        /// VPN name (what mappings write after `@`).
+        name: String,
+        /// The VLAN-id of a VLAN VPN.
+        #[arg(long, conflicts_with = "mpls")]
+        vlan: Option<u16>,
+        /// An MPLS/VPN entry `RT/RD@PE-IP` (`1000:1@10.10.10.10`); repeatable.
+        #[arg(long = "mpls", value_name = "RT/RD@PE-IP")]
+        mpls: Vec<String>,
+        /// Domain of a new VPN (default `subscribers`).
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Remove a VPN (refused while subscribers use it), or only the given `--mpls` entries.
+    Remove {
+        /// VPN name.
+        name: String,
+        /// Remove only this `RT/RD@PE-IP` entry; repeatable.
+        #[arg(long = "mpls", value_name = "RT/RD@PE-IP")]
+        mpls: Vec<String>,
+    },
+    /// One VPN: its entries, the labels set through the API and those the BGP LEG learnt,
+    /// with the prefixes behind each.
+    Show {
+        /// VPN name.
+        name: String,
+    },
+    /// Every VPN.
+    List,
+}
+
+/// `brasa sm bgp …`
+#[derive(clap::Subcommand, Debug)]
+pub enum SmBgp {
+    /// Neighbors or routes.
+    #[command(subcommand)]
+    Show(SmBgpShow),
+}
+
+/// `brasa sm bgp show …`
+#[derive(clap::Subcommand, Debug)]
+pub enum SmBgpShow {
+    /// Every configured neighbor: session, counters, routes in the speaker and in the SM.
+    Neighbors,
+    /// The routes the BGP LEG holds, with the VPNs they match and the subscribers they give a
+    /// range to.
+    Routes {
+        /// Only the routes matching this VPN.
+        #[arg(long)]
+        vpn: Option<String>,
+        /// Only the routes of this neighbor.
+        #[arg(long)]
+        peer: Option<String>,
+        /// At most this many (sorted by neighbor, prefix, RD).
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
 }
 
 /// `brasa sm show …`
@@ -304,7 +374,249 @@ fn run_blocking(global: &GlobalArgs, command: SmCommand) -> anyhow::Result<()> {
             "quarantine released; it may reconnect now",
         ),
         SmCommand::EpWatch(_) => unreachable!("handled above"),
+        SmCommand::Vpn(command) => vpn_command(global, &client, command),
+        SmCommand::Bgp(SmBgp::Show(SmBgpShow::Neighbors)) => {
+            let neighbors: Vec<NeighborView> = client.get("/api/v1/sm/bgp/neighbors")?;
+            if global.json {
+                return print_json(&neighbors);
+            }
+            print!("{}", render_neighbors(&neighbors));
+            Ok(())
+        }
+        SmCommand::Bgp(SmBgp::Show(SmBgpShow::Routes { vpn, peer, limit })) => {
+            let mut path = format!("/api/v1/sm/bgp/routes?limit={limit}");
+            if let Some(v) = vpn {
+                path.push_str(&format!("&vpn={}", encode_component(&v)));
+            }
+            if let Some(p) = peer {
+                path.push_str(&format!("&peer={}", encode_component(&p)));
+            }
+            let reply: RoutesReply = client.get(&path)?;
+            if global.json {
+                return print_json(&reply);
+            }
+            print!("{}", render_routes(&reply));
+            Ok(())
+        }
     }
+}
+
+fn vpn_command(global: &GlobalArgs, client: &Client, command: SmVpn) -> anyhow::Result<()> {
+    let path = |name: &str| format!("/api/v1/sm/vpns/{}", encode_component(name));
+    match command {
+        SmVpn::Add {
+            name,
+            vlan,
+            mpls,
+            domain,
+        } => {
+            let existing: anyhow::Result<VpnView> = client.get(&path(&name));
+            let change: ChangeView = match existing {
+                Ok(vpn) if !mpls.is_empty() && vpn.vlan.is_none() => {
+                    if domain.as_ref().is_some_and(|d| *d != vpn.domain) {
+                        return Err(anyhow!(
+                            "VPN {name} exists in domain {}; its domain does not change",
+                            vpn.domain
+                        ));
+                    }
+                    client.post(
+                        &format!("{}/mpls", path(&name)),
+                        &MplsEntriesBody { entries: mpls },
+                    )?
+                }
+                Ok(_) => return Err(anyhow!("VPN {name} already exists")),
+                Err(_) => client.post(
+                    "/api/v1/sm/vpns",
+                    &VpnBody {
+                        name,
+                        domain,
+                        vlan,
+                        mpls,
+                    },
+                )?,
+            };
+            print_change(global, &change)
+        }
+        SmVpn::Remove { name, mpls } => {
+            let change: ChangeView = if mpls.is_empty() {
+                client.delete(&path(&name))?
+            } else {
+                client.delete(&format!(
+                    "{}/mpls?entries={}",
+                    path(&name),
+                    encode_component(&mpls.join(","))
+                ))?
+            };
+            if global.json {
+                return print_json(&change);
+            }
+            if mpls.is_empty() {
+                println!("VPN {name} removed");
+            } else {
+                println!("VPN {name}: removed {}", mpls.join(", "));
+            }
+            Ok(())
+        }
+        SmVpn::Show { name } => {
+            let vpn: VpnView = client.get(&path(&name))?;
+            if global.json {
+                return print_json(&vpn);
+            }
+            print!("{}", render_vpn(&vpn));
+            Ok(())
+        }
+        SmVpn::List => {
+            let vpns: Vec<VpnView> = client.get("/api/v1/sm/vpns")?;
+            if global.json {
+                return print_json(&vpns);
+            }
+            let rows: Vec<Vec<String>> = vpns
+                .iter()
+                .map(|v| {
+                    let (kind, ids, labels) = match v.vlan {
+                        Some(id) => ("vlan", id.to_string(), String::new()),
+                        None => (
+                            "mpls",
+                            v.mpls
+                                .iter()
+                                .map(|e| e.id.clone())
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                            v.mpls
+                                .iter()
+                                .flat_map(|e| {
+                                    e.labels
+                                        .iter()
+                                        .map(|(l, _)| *l)
+                                        .chain(e.learned_labels.iter().map(|(l, _)| *l))
+                                })
+                                .map(|l| l.to_string())
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                        ),
+                    };
+                    vec![v.name.clone(), v.domain.clone(), kind.into(), ids, labels]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &["VPN", "Domain", "Kind", "VLAN / RT/RD@PE-IP", "Labels"],
+                    &rows
+                )
+            );
+            Ok(())
+        }
+    }
+}
+
+fn render_vpn(v: &VpnView) -> String {
+    let mut out = format!("VPN:     {}\nDomain:  {}\n", v.name, v.domain);
+    if let Some(id) = v.vlan {
+        out.push_str(&format!("VLAN-id: {id}\n"));
+        return out;
+    }
+    for e in &v.mpls {
+        out.push_str(&format!("MPLS/VPN {}\n", e.id));
+        for (label, ranges) in &e.labels {
+            out.push_str(&format!("  label {label} (set): {}\n", ranges.join(", ")));
+        }
+        for (label, ranges) in &e.learned_labels {
+            out.push_str(&format!(
+                "  label {label} (learnt by the BGP LEG): {}\n",
+                ranges.join(", ")
+            ));
+        }
+        if e.labels.is_empty() && e.learned_labels.is_empty() {
+            out.push_str("  no label yet\n");
+        }
+    }
+    out
+}
+
+fn render_neighbors(neighbors: &[NeighborView]) -> String {
+    let rows: Vec<Vec<String>> = neighbors
+        .iter()
+        .map(|n| {
+            vec![
+                n.address.to_string(),
+                n.remote_as
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                n.state.clone(),
+                n.families.join(","),
+                n.sessions.to_string(),
+                format!("{}/{}", n.announced, n.withdrawn),
+                format!("{} ({} stale)", n.routes, n.stale),
+                format!(
+                    "{} ({} in VPNs, {} restored)",
+                    n.sm_routes, n.sm_matched, n.sm_restored
+                ),
+                n.last_down.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "Neighbor",
+            "AS",
+            "State",
+            "Families",
+            "Sessions",
+            "Announced/Withdrawn",
+            "Adj-RIB-In",
+            "In the SM",
+            "Last down",
+        ],
+        &rows,
+    )
+}
+
+fn render_routes(reply: &RoutesReply) -> String {
+    let rows: Vec<Vec<String>> = reply
+        .routes
+        .iter()
+        .map(|r| {
+            vec![
+                r.peer.to_string(),
+                r.rd.clone(),
+                r.prefix.clone(),
+                r.label.to_string(),
+                r.next_hop.to_string(),
+                r.route_targets.join(" "),
+                r.communities.join(" "),
+                if r.vpns.is_empty() {
+                    "- (no VPN: ignored)".into()
+                } else {
+                    r.vpns.join(" ")
+                },
+                r.subscribers.join(" "),
+                if r.stale { "stale" } else { "" }.into(),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "Neighbor",
+            "RD",
+            "Prefix",
+            "Label",
+            "Next hop",
+            "RT",
+            "Communities",
+            "VPNs",
+            "Subscribers",
+            "",
+        ],
+        &rows,
+    );
+    if reply.total > reply.routes.len() {
+        out.push_str(&format!(
+            "… {} more (raise --limit)\n",
+            reply.total - reply.routes.len()
+        ));
+    }
+    out
 }
 
 /// `POST /api/v1/sm/eps/{ep}/{action}` and a one-line report.
@@ -445,6 +757,9 @@ fn render_subscriber(s: &SubscriberView) -> String {
         if s.logged_in { "yes" } else { "no" }
     ));
     out.push_str(&format!("Mappings:    {}\n", s.mappings.join(", ")));
+    if !s.learned.is_empty() {
+        out.push_str(&format!("Learnt (BGP): {}\n", s.learned.join(", ")));
+    }
     out.push_str(&format!("Properties:  {}\n", props.join(", ")));
     if !s.state.is_empty() {
         out.push_str(&format!("State:       {}\n", s.state));

@@ -1,12 +1,15 @@
 //! The management API client: the one HTTP path of every operator command. JSON in and out,
 //! problem+json errors turned into their `detail`, and bodies streamed both ways for the bulk
 //! transfers (`brasa sm import` uploads a file as it reads it, `brasa sm export` writes the
-//! answer as it arrives).
+//! answer as it arrives). When the daemon requires credentials, every request carries the
+//! bearer token of `--token`/`--token-file`, and HTTPS is verified against `--ca-cert`.
 
 use anyhow::{anyhow, Context};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use ureq::http::{HeaderMap, Response};
 use ureq::Body;
@@ -14,10 +17,72 @@ use ureq::Body;
 /// How long an ordinary request may take, end to end.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How operator commands prove who they are and whom they trust: the same for every
+/// request of the process, from the global flags, so it is set once in `main`.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// The bearer token sent with every request.
+    pub token: Option<String>,
+    /// Root certificates that the daemon's HTTPS certificate must chain to (else the
+    /// system's web roots).
+    pub ca_certs: Option<Arc<Vec<ureq::tls::Certificate<'static>>>>,
+}
+
+static CREDENTIALS: OnceLock<Credentials> = OnceLock::new();
+
+impl Credentials {
+    /// From `--token` (or the first line of `--token-file`) and `--ca-cert`.
+    pub fn load(
+        token: Option<&str>,
+        token_file: Option<&Path>,
+        ca_cert: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let token = match (token, token_file) {
+            (Some(token), _) => Some(token.trim().to_owned()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the token file {}", path.display()))?;
+                let token = text.lines().next().unwrap_or("").trim().to_owned();
+                if token.is_empty() {
+                    return Err(anyhow!("the token file {} is empty", path.display()));
+                }
+                Some(token)
+            }
+            (None, None) => None,
+        };
+        let ca_certs = match ca_cert {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("reading the CA certificate {}", path.display()))?;
+                let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+                    .filter_map(|item| match item {
+                        Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+                        Ok(_) => None,
+                        Err(err) => Some(Err(err)),
+                    })
+                    .collect::<Result<_, _>>()
+                    .with_context(|| format!("{}: not a PEM certificate", path.display()))?;
+                if certs.is_empty() {
+                    return Err(anyhow!("{}: holds no PEM certificate", path.display()));
+                }
+                Some(Arc::new(certs))
+            }
+        };
+        Ok(Self { token, ca_certs })
+    }
+
+    /// Makes these the credentials of every [`Client`] of this process (first call wins).
+    pub fn install(self) {
+        let _ = CREDENTIALS.set(self);
+    }
+}
+
 /// Talks HTTP/JSON to one daemon's management API.
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    token: Option<String>,
 }
 
 impl Client {
@@ -29,18 +94,32 @@ impl Client {
 
     /// A client whose requests may take `timeout` (bulk transfers of millions of rows).
     pub fn with_timeout(base: String, timeout: Duration) -> Self {
-        let agent = ureq::Agent::config_builder()
+        let credentials = CREDENTIALS.get().cloned().unwrap_or_default();
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .build()
-            .new_agent();
-        Self { base, agent }
+            .timeout_global(Some(timeout));
+        if let Some(certs) = credentials.ca_certs {
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(certs))
+                    .build(),
+            );
+        }
+        Self {
+            base,
+            agent: config.build().new_agent(),
+            token: credentials.token,
+        }
+    }
+
+    fn authorization(&self) -> Option<String> {
+        self.token.as_ref().map(|token| format!("Bearer {token}"))
     }
 
     /// GET `path` and decode the JSON answer.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let url = self.url(path);
-        let response = self.checked(&url, self.agent.get(&url).call())?;
+        let response = self.checked(&url, self.authorized(self.agent.get(&url)).call())?;
         decode(&url, response)
     }
 
@@ -51,7 +130,8 @@ impl Client {
         body: &B,
     ) -> anyhow::Result<T> {
         let url = self.url(path);
-        let response = self.checked(&url, self.agent.post(&url).send_json(body))?;
+        let response =
+            self.checked(&url, self.authorized(self.agent.post(&url)).send_json(body))?;
         decode(&url, response)
     }
 
@@ -65,8 +145,7 @@ impl Client {
     ) -> anyhow::Result<T> {
         let url = self.url(path);
         let sent = self
-            .agent
-            .post(&url)
+            .authorized(self.agent.post(&url))
             .header("content-type", content_type)
             .send(ureq::SendBody::from_reader(&mut body));
         let response = self.checked(&url, sent)?;
@@ -76,7 +155,7 @@ impl Client {
     /// GET `path` and copy the answer into `out` as it arrives; returns the answer's headers.
     pub fn get_to_writer<W: Write>(&self, path: &str, out: &mut W) -> anyhow::Result<HeaderMap> {
         let url = self.url(path);
-        let response = self.checked(&url, self.agent.get(&url).call())?;
+        let response = self.checked(&url, self.authorized(self.agent.get(&url)).call())?;
         let (parts, body) = response.into_parts();
         std::io::copy(&mut body.into_reader(), out)
             .with_context(|| format!("reading the answer of {url}"))?;
@@ -87,8 +166,16 @@ impl Client {
     /// DELETE `path` and decode the JSON answer.
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let url = self.url(path);
-        let response = self.checked(&url, self.agent.delete(&url).call())?;
+        let response = self.checked(&url, self.authorized(self.agent.delete(&url)).call())?;
         decode(&url, response)
+    }
+
+    /// The request with the token's Authorization header, when there is a token.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match self.authorization() {
+            Some(value) => request.header("authorization", value),
+            None => request,
+        }
     }
 
     fn url(&self, path: &str) -> String {

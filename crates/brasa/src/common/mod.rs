@@ -2,6 +2,7 @@
 //! (server and client), Prometheus text output, operator-facing tables and the daemons'
 //! shutdown signals.
 
+pub mod access;
 pub mod api;
 pub mod config;
 pub mod mgmt;
@@ -26,6 +27,21 @@ pub struct GlobalArgs {
     /// Print show/dump output as JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// API token of a daemon that requires credentials (`[[api.token]]`).
+    #[arg(long, global = true, env = "BRASA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File whose first line is the API token (instead of `--token`).
+    #[arg(
+        long,
+        global = true,
+        env = "BRASA_TOKEN_FILE",
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<std::path::PathBuf>,
+    /// PEM certificate(s) the daemon's HTTPS certificate must chain to (a private CA or
+    /// the daemon's own self-signed certificate).
+    #[arg(long, global = true, env = "BRASA_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// How log lines are written.

@@ -1,6 +1,7 @@
 //! The `brasa run` config file: its TOML model and its resolution into engine configs, with
 //! every error located at `file:line:col`.
 
+use crate::common::access::{ApiConfig, ApiSection};
 use crate::common::config::{ConfigDuration, ConfigError, Source};
 use brasa_aaa::{
     ClientConfig, EngineConfig, Handler, LoadBalance, LocalDatabase, LocalUser, Policy, PoolConfig,
@@ -25,7 +26,7 @@ pub struct DaemonFile {
     /// Where components keep state (each in its own subfolder).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
-    /// Management API.
+    /// Management API, console and their access control.
     #[serde(default)]
     pub api: ApiSection,
     /// RADIUS server/proxy; absent means no RADIUS component.
@@ -40,24 +41,8 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("./brasa-data")
 }
 
-/// `[api]`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiSection {
-    /// Address of the HTTP/JSON management API and `/metrics`.
-    #[serde(default = "default_api_listen")]
-    pub listen: SocketAddr,
-}
-
-impl Default for ApiSection {
-    fn default() -> Self {
-        Self {
-            listen: default_api_listen(),
-        }
-    }
-}
-
-fn default_api_listen() -> SocketAddr {
+/// The management API's default address in `brasa run`.
+pub fn default_api_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7780))
 }
 
@@ -282,8 +267,8 @@ pub struct RuleSection {
 
 /// A validated daemon config.
 pub struct Resolved {
-    /// Management API address.
-    pub api_listen: SocketAddr,
+    /// Management API: address, TLS, users and tokens.
+    pub api: ApiConfig,
     /// State folder.
     pub data_dir: PathBuf,
     /// The RADIUS component, if configured.
@@ -305,6 +290,7 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    let api = file.api.resolve(&source, &base, default_api_listen())?;
     let python = match file.python {
         Some(section) => Some(super::python::resolve(
             &source,
@@ -334,7 +320,7 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
         None => None,
     };
     Ok(Resolved {
-        api_listen: file.api.listen,
+        api,
         data_dir: file.data_dir,
         radius,
         subscriber_manager,

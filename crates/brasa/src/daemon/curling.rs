@@ -3,9 +3,11 @@
 //! from them, runs it as a real UDP endpoint (`brasa-curling-net`) and serves the management
 //! API (`/api/v1/curling`, `/metrics`) until SIGTERM or Ctrl-C.
 
+use crate::common::access::{Access, ApiConfig};
 use crate::common::mgmt::{self, ApiError};
 use crate::common::prom::{Kind, PromWriter};
 use crate::common::signal::ShutdownSignal;
+use crate::console;
 use anyhow::Context;
 use axum::extract::State;
 use axum::routing::get;
@@ -100,8 +102,11 @@ fn build_core(daemon: &EntityDaemon, naming: Naming) -> anyhow::Result<Core> {
 /// download it was saving is complete on disk).
 pub async fn run(daemon: EntityDaemon) -> anyhow::Result<()> {
     let mut shutdown = ShutdownSignal::install()?;
+    let api = ApiConfig::loopback(daemon.mgmt_listen).map_err(anyhow::Error::msg)?;
     let naming = Naming { net: daemon.net };
     let core = build_core(&daemon, naming)?;
+    // Bound before the entity announces itself: whoever hears from it can query it at once.
+    let listener = mgmt::bind(&api).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let log: LogSink = Arc::new(|line: String| {
         println!("{line}");
@@ -122,14 +127,24 @@ pub async fn run(daemon: EntityDaemon) -> anyhow::Result<()> {
         .route("/api/v1/curling", get(api_snapshot))
         .route("/metrics", get(api_metrics))
         .with_state(entity.clone());
-    let served = mgmt::serve(daemon.mgmt_listen, router).await;
-    if served.is_ok() {
-        let signal = shutdown.recv().await;
-        tracing::info!(signal, "shutting down");
-    }
+    let access = Arc::new(Access::new(api.access.clone()));
+    let shell = Arc::new(console::curling::shell(access.clone(), false, &entity));
+    let sampled = entity.clone();
+    console::series::spawn_sampler(shell.series.clone(), move || {
+        let counters = console::curling::counters(&sampled);
+        async move { Some(counters) }
+    });
+    let router = router.merge(console::router(
+        shell,
+        console::curling::routes(),
+        entity.clone(),
+    ));
+    listener.serve(access, router);
+    let signal = shutdown.recv().await;
+    tracing::info!(signal, "shutting down");
     let _ = stop_tx.send(true);
     entity.join().await;
-    served.map(|_| ())
+    Ok(())
 }
 
 async fn api_snapshot(State(entity): State<Arc<Entity>>) -> Result<Json<Snapshot>, ApiError> {

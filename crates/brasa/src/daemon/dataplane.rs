@@ -1,26 +1,33 @@
 //! `brasa dataplane -c dp.toml`: the userspace data plane daemon (stateless CAFE, COMET D4.3
 //! §5): its configuration file, the management API and the CME agent.
 //!
-//! One worker thread (brasa-dataplane's `io::worker`) owns the pipeline and the AF_PACKET
-//! rings; this module adds the management API (`/api/v1/cafe/...`, `/metrics`) and the CME
-//! agent (TCP, 2-byte length + protobuf), both of which reach the pipeline as jobs on that
-//! thread.
+//! Worker threads (brasa-dataplane's `io::worker`) each own a pipeline and their AF_PACKET
+//! rings or AF_XDP sockets; this module adds the management API (`/api/v1/cafe/...`,
+//! `/api/v1/dataplane/...`, `/metrics`) and the CME agent (TCP, 2-byte length + protobuf), both
+//! of which reach the pipelines as jobs run on every worker, their answers merged.
 
+use crate::common::access::{Access, ApiConfig, ApiSection};
 use crate::common::config::{ConfigDuration, ConfigError, Source};
 use crate::common::mgmt::{self, ApiError};
 use crate::common::prom::{Kind, PromWriter};
 use crate::common::signal::ShutdownSignal;
+use crate::console;
 use anyhow::Context;
 use axum::extract::{Path, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use brasa_dataplane::agent;
 use brasa_dataplane::cafe::intercept::ExpiredStream;
+use brasa_dataplane::control::Merge;
 use brasa_dataplane::control::{
     self, ControlError, FilterRequest, FilterView, ForwardRule, ForwardView, Stats,
 };
 use brasa_dataplane::io::afpacket::RingConfig;
-use brasa_dataplane::io::worker::{self, Handle, PortConfig, WorkerConfig};
+use brasa_dataplane::io::worker::{
+    self, Handle, PortConfig, PortInfo, PortIo, WorkerConfig, XdpPortConfig,
+};
+use brasa_dataplane::io::xdp::xsk::XskConfig;
+use brasa_dataplane::io::xdp::XdpModeRequest;
 use brasa_dataplane::pipeline::{IpHandoff, Pipeline};
 use serde::Deserialize;
 use serde_spanned::Spanned;
@@ -40,7 +47,7 @@ pub const DEFAULT_API: &str = "127.0.0.1:7781";
 pub struct DataplaneConfig {
     /// The packet path.
     pub dataplane: Spanned<DataplaneSection>,
-    /// Management API.
+    /// Management API, console and their access control.
     #[serde(default)]
     pub api: ApiSection,
     /// CME agent.
@@ -67,8 +74,9 @@ pub struct DataplaneSection {
     /// Receive ring blocks per interface and worker (256 KiB each).
     #[serde(default = "default_blocks")]
     pub ring_blocks: Spanned<u32>,
-    /// Worker threads; each has its own rings on every interface and gets the frames received
-    /// by its share of the CPUs (`PACKET_FANOUT_CPU`).
+    /// Worker threads, each with a pipeline of its own: on AF_PACKET interfaces each has its
+    /// own ring and gets the frames received by its share of the CPUs (`PACKET_FANOUT_CPU`);
+    /// on AF_XDP interfaces receive queue `i` is served by worker `i % workers`.
     #[serde(default = "default_workers")]
     pub workers: Spanned<usize>,
     /// Pin worker `i` to CPU `cpus[i % len]`; empty: not pinned.
@@ -86,15 +94,71 @@ pub struct InterfaceSection {
     /// forwarding from this interface is turned off and the data plane hands them over).
     #[serde(default = "default_handoff")]
     pub ip: IpHandoff,
+    /// How frames are read and written: `af_packet` (default) or `af_xdp`.
+    #[serde(default)]
+    pub io: IoSetting,
+    /// AF_XDP: receive queues to serve (default: all of the interface's).
+    #[serde(default)]
+    pub queues: Option<Spanned<Vec<u32>>>,
+    /// AF_XDP: frames of each socket's memory (UMEM), half receive, half transmit.
+    #[serde(default)]
+    pub umem_frames: Option<Spanned<u32>>,
+    /// AF_XDP: where the XDP program runs: `auto` (native, else generic), `native`, `generic`.
+    #[serde(default)]
+    pub xdp_mode: Option<Spanned<XdpModeRequest>>,
+    /// AF_XDP: busy polling budget in microseconds (`SO_BUSY_POLL`); 0 = off.
+    #[serde(default)]
+    pub busy_poll_us: Option<Spanned<u32>>,
 }
 
-/// `[api]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiSection {
-    /// Listen address.
-    #[serde(default = "default_api")]
-    pub listen: SocketAddr,
+/// `io` of an interface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum IoSetting {
+    /// AF_PACKET rings.
+    #[default]
+    #[serde(rename = "af_packet")]
+    AfPacket,
+    /// AF_XDP sockets fed by brasa's XDP program (AF_PACKET when it cannot attach).
+    #[serde(rename = "af_xdp")]
+    AfXdp,
+}
+
+impl InterfaceSection {
+    /// The worker's view of this interface.
+    fn port_config(&self) -> PortConfig {
+        let io = match self.io {
+            IoSetting::AfPacket => PortIo::AfPacket,
+            IoSetting::AfXdp => {
+                let defaults = XskConfig::default();
+                PortIo::AfXdp(XdpPortConfig {
+                    queues: self
+                        .queues
+                        .as_ref()
+                        .map(|q| q.get_ref().clone())
+                        .unwrap_or_default(),
+                    mode: self
+                        .xdp_mode
+                        .as_ref()
+                        .map(|m| *m.get_ref())
+                        .unwrap_or_default(),
+                    umem: XskConfig {
+                        frames: self
+                            .umem_frames
+                            .as_ref()
+                            .map_or(defaults.frames, |f| *f.get_ref()),
+                        busy_poll_us: self.busy_poll_us.as_ref().map_or(0, |b| *b.get_ref()),
+                        ..defaults
+                    },
+                    redirect_all: false,
+                })
+            }
+        };
+        PortConfig {
+            name: self.name.get_ref().clone(),
+            ip_handoff: self.ip,
+            io,
+        }
+    }
 }
 
 /// `[agent]`.
@@ -107,14 +171,6 @@ pub struct AgentSection {
     /// Listen address.
     #[serde(default = "default_agent")]
     pub listen: SocketAddr,
-}
-
-impl Default for ApiSection {
-    fn default() -> Self {
-        Self {
-            listen: default_api(),
-        }
-    }
 }
 
 impl Default for AgentSection {
@@ -173,9 +229,12 @@ fn valid_interface_name(name: &str) -> bool {
 
 /// Loads and checks a data plane configuration: every error names `file:line:col` and what
 /// was expected, before anything is opened.
-pub fn load(path: &std::path::Path) -> Result<DataplaneConfig, ConfigError> {
+/// Reads and validates the file at `path`; its `[api]` comes back resolved beside it.
+pub fn load(path: &std::path::Path) -> Result<(DataplaneConfig, ApiConfig), ConfigError> {
     let source = Source::read(path)?;
-    let config: DataplaneConfig = source.parse()?;
+    let mut config: DataplaneConfig = source.parse()?;
+    let base = path.parent().unwrap_or(std::path::Path::new(""));
+    let api = std::mem::take(&mut config.api).resolve(&source, base, default_api())?;
     let section = config.dataplane.get_ref();
     let error = |value_span: Range<usize>, message: String| {
         // A default has no span of its own: point at `[dataplane]`.
@@ -195,6 +254,49 @@ pub fn load(path: &std::path::Path) -> Result<DataplaneConfig, ConfigError> {
     }
     for (index, interface) in section.interfaces.iter().enumerate() {
         let name = interface.name.get_ref();
+        if interface.io == IoSetting::AfPacket {
+            let xdp_only = [
+                ("queues", interface.queues.as_ref().map(Spanned::span)),
+                (
+                    "umem_frames",
+                    interface.umem_frames.as_ref().map(Spanned::span),
+                ),
+                ("xdp_mode", interface.xdp_mode.as_ref().map(Spanned::span)),
+                (
+                    "busy_poll_us",
+                    interface.busy_poll_us.as_ref().map(Spanned::span),
+                ),
+            ];
+            if let Some((key, span)) = xdp_only
+                .into_iter()
+                .find_map(|(key, span)| span.map(|s| (key, s)))
+            {
+                return error(
+                    span,
+                    format!("{key} applies to AF_XDP interfaces only: expected io = \"af_xdp\" on interface {name:?}"),
+                );
+            }
+        }
+        if let Some(frames) = &interface.umem_frames {
+            let check = XskConfig {
+                frames: *frames.get_ref(),
+                ..XskConfig::default()
+            }
+            .validate();
+            if let Err(message) = check {
+                return error(frames.span(), format!("umem_frames: {message}"));
+            }
+        }
+        if let Some(queues) = &interface.queues {
+            let list = queues.get_ref();
+            let repeated = list.iter().enumerate().any(|(i, q)| list[..i].contains(q));
+            if list.is_empty() || repeated {
+                return error(
+                    queues.span(),
+                    "queues: expected a list of distinct receive queue numbers, e.g. [0, 1]".into(),
+                );
+            }
+        }
         if !valid_interface_name(name) {
             return error(
                 interface.name.span(),
@@ -245,12 +347,13 @@ pub fn load(path: &std::path::Path) -> Result<DataplaneConfig, ConfigError> {
             "workers = 0: expected at least 1 worker thread".into(),
         );
     }
-    Ok(config)
+    Ok((config, api))
 }
 
 /// Runs jobs on the worker and awaits their result.
 #[derive(Clone)]
-struct Ctl {
+pub(crate) struct Ctl {
+    access: Arc<Access>,
     handle: Handle,
     agent_requests: Arc<AtomicU64>,
     agent_malformed: Arc<AtomicU64>,
@@ -258,18 +361,18 @@ struct Ctl {
 }
 
 impl Ctl {
-    async fn call<R: Send + 'static>(
+    /// Runs `f` on every worker's pipeline and merges the answers (counters summed).
+    async fn call<R: Merge + Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Pipeline, u64) -> R + Send + 'static,
+        f: impl Fn(&mut Pipeline, u64) -> R + Send + Sync + 'static,
     ) -> Result<R, ApiError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.handle
-            .submit(Box::new(move |pipeline, now| {
-                let _ = tx.send(f(pipeline, now));
-            }))
+        let handle = self.handle.clone();
+        let answers = tokio::task::spawn_blocking(move || handle.call(f))
+            .await
+            .map_err(|err| ApiError::internal(err.to_string()))?
             .map_err(|err| ApiError::internal(err.to_string()))?;
-        rx.await
-            .map_err(|_| ApiError::internal("the data plane worker stopped"))
+        brasa_dataplane::control::merged(answers)
+            .ok_or_else(|| ApiError::internal("the data plane has no worker"))
     }
 }
 
@@ -296,7 +399,9 @@ fn parse_key(text: &str) -> Result<u8, ApiError> {
     })
 }
 
-async fn forward_list(State(ctl): State<Ctl>) -> Result<Json<Vec<ForwardView>>, ApiError> {
+pub(crate) async fn forward_list(
+    State(ctl): State<Ctl>,
+) -> Result<Json<Vec<ForwardView>>, ApiError> {
     ctl.call(|p, _| control::forward_get(p, None))
         .await?
         .map(Json)
@@ -335,7 +440,9 @@ async fn forward_remove(
     Ok(Json(serde_json::json!({"result": "ok"})))
 }
 
-async fn intercept_list(State(ctl): State<Ctl>) -> Result<Json<Vec<FilterView>>, ApiError> {
+pub(crate) async fn intercept_list(
+    State(ctl): State<Ctl>,
+) -> Result<Json<Vec<FilterView>>, ApiError> {
     ctl.call(|p, _| control::intercept_list(p))
         .await?
         .map(Json)
@@ -369,8 +476,46 @@ async fn intercept_collect(State(ctl): State<Ctl>) -> Result<Json<Vec<ExpiredStr
         .map_err(control_error)
 }
 
-async fn stats(State(ctl): State<Ctl>) -> Result<Json<Stats>, ApiError> {
+pub(crate) async fn stats(State(ctl): State<Ctl>) -> Result<Json<Stats>, ApiError> {
     Ok(Json(ctl.call(|p, _| control::stats(p)).await?))
+}
+
+/// One port for `brasa show dataplane ports`: how it is read, and its receive losses.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PortView {
+    /// How the port is read and written.
+    #[serde(flatten)]
+    pub info: PortInfo,
+    /// Frames received, summed over the workers.
+    pub rx_packets: u64,
+    /// Frames the kernel dropped before the data plane read them (ring full).
+    pub rx_dropped: u64,
+    /// Times an AF_XDP socket's fill ring was empty.
+    pub rx_fill_empty: u64,
+}
+
+async fn ports(State(ctl): State<Ctl>) -> Result<Json<Vec<PortView>>, ApiError> {
+    let stats = ctl.call(|p, _| control::stats(p)).await?;
+    let views = ctl
+        .handle
+        .ports()
+        .into_iter()
+        .map(|info| {
+            let counters = stats
+                .interfaces
+                .iter()
+                .find(|i| i.name == info.name)
+                .map(|i| i.counters)
+                .unwrap_or_default();
+            PortView {
+                info,
+                rx_packets: counters.rx_packets,
+                rx_dropped: counters.rx_dropped,
+                rx_fill_empty: counters.rx_fill_empty,
+            }
+        })
+        .collect();
+    Ok(Json(views))
 }
 
 /// A per-interface metric: name, help, and the counter it reads.
@@ -389,7 +534,7 @@ async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, Api
         })
         .await?;
     let mut w = PromWriter::default();
-    let interface_families: [InterfaceFamily; 7] = [
+    let interface_families: [InterfaceFamily; 9] = [
         (
             "brasa_dataplane_rx_packets_total",
             "Frames received per interface.",
@@ -424,6 +569,16 @@ async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, Api
             "brasa_dataplane_dropped_total",
             "Packets received per interface and dropped.",
             |c| c.dropped,
+        ),
+        (
+            "brasa_dataplane_rx_ring_dropped_total",
+            "Frames the kernel dropped per interface before the data plane read them (receive ring full).",
+            |c| c.rx_dropped,
+        ),
+        (
+            "brasa_dataplane_rx_fill_empty_total",
+            "Times an AF_XDP socket found its fill ring empty, per interface.",
+            |c| c.rx_fill_empty,
         ),
     ];
     for (name, help, value) in interface_families {
@@ -558,6 +713,7 @@ async fn metrics(State(ctl): State<Ctl>) -> Result<axum::response::Response, Api
         &[],
         ctl.agent_oversized.load(Ordering::Relaxed) as f64,
     );
+    ctl.access.write_metrics(&mut w);
     Ok(mgmt::metrics_response(w.finish()))
 }
 
@@ -575,6 +731,7 @@ fn router(ctl: Ctl) -> Router {
         .route("/api/v1/cafe/intercept/{id}", delete(intercept_remove))
         .route("/api/v1/cafe/intercept/collect", post(intercept_collect))
         .route("/api/v1/dataplane/stats", get(stats))
+        .route("/api/v1/dataplane/ports", get(ports))
         .route("/metrics", get(metrics))
         .with_state(ctl)
 }
@@ -588,6 +745,7 @@ async fn serve_agent_connection(ctl: Ctl, mut stream: tokio::net::TcpStream) -> 
             let response = match request {
                 Ok(request) => {
                     ctl.agent_requests.fetch_add(1, Ordering::Relaxed);
+                    let request = Arc::new(request);
                     ctl.call(move |p, now| agent::handle(p, &request, now))
                         .await
                         .map_err(|err| anyhow::anyhow!(err.detail))?
@@ -620,16 +778,13 @@ async fn serve_agent_connection(ctl: Ctl, mut stream: tokio::net::TcpStream) -> 
 /// the workers, which put back the sysctls they changed.
 pub async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let mut shutdown = ShutdownSignal::install()?;
-    let config = load(path)?;
+    let (config, api) = load(path)?;
     let section = config.dataplane.get_ref();
     let worker_config = WorkerConfig {
         ports: section
             .interfaces
             .iter()
-            .map(|i| PortConfig {
-                name: i.name.get_ref().clone(),
-                ip_handoff: i.ip,
-            })
+            .map(InterfaceSection::port_config)
             .collect(),
         tun: Some(section.tun.get_ref().clone()),
         ring: RingConfig {
@@ -647,6 +802,7 @@ pub async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let (handle, thread) =
         worker::start_tuned(worker_config, tuning).context("starting the data plane")?;
     let ctl = Ctl {
+        access: Arc::new(Access::new(api.access.clone())),
         handle: handle.clone(),
         agent_requests: Arc::default(),
         agent_malformed: Arc::default(),
@@ -654,7 +810,7 @@ pub async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     };
     // A refused address must not leave a half-started data plane behind (with the sysctls it
     // changed): the workers stop before the error is returned.
-    let served = serve_control(&config, ctl).await;
+    let served = serve_control(&config, &api, ctl).await;
     if let Ok(api) = &served {
         tracing::info!(api = %api, "brasa dataplane running");
         let signal = shutdown.recv().await;
@@ -666,8 +822,26 @@ pub async fn run(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Opens the management API and the CME agent; returns the API's address.
-async fn serve_control(config: &DataplaneConfig, ctl: Ctl) -> anyhow::Result<SocketAddr> {
-    let api = mgmt::serve(config.api.listen, router(ctl.clone())).await?;
+async fn serve_control(
+    config: &DataplaneConfig,
+    api: &ApiConfig,
+    ctl: Ctl,
+) -> anyhow::Result<SocketAddr> {
+    let shell = Arc::new(console::dataplane::shell(
+        ctl.access.clone(),
+        api.tls.is_some(),
+    ));
+    let sampled = ctl.clone();
+    console::series::spawn_sampler(shell.series.clone(), move || {
+        let ctl = sampled.clone();
+        async move { console::dataplane::counters(&ctl).await }
+    });
+    let router = router(ctl.clone()).merge(console::router(
+        shell,
+        console::dataplane::routes(),
+        ctl.clone(),
+    ));
+    let api = mgmt::serve(api, ctl.access.clone(), router).await?;
     if config.agent.enabled {
         let listener = tokio::net::TcpListener::bind(config.agent.listen)
             .await

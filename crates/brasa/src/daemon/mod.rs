@@ -8,12 +8,15 @@ pub mod dataplane;
 pub mod python;
 pub mod python_api;
 pub mod radius_api;
+pub mod radius_rejects;
 pub mod rae;
 pub mod sm_api;
 pub mod sm_config;
 pub mod sm_radius;
 
+use crate::common::access::Access;
 use crate::common::mgmt;
+use crate::console;
 use axum::routing::get;
 use axum::Router;
 use std::net::SocketAddr;
@@ -28,11 +31,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Stops what must not just vanish with the process (the SM finishes its commits and
-    /// closes its store).
+    /// Stops what must not just vanish with the process (the SM stops its BGP LEG, finishes
+    /// its commits and closes its store).
     pub async fn shutdown(&self) {
         if let Some(sm) = &self.sm {
-            sm.service.shutdown().await;
+            sm.shutdown().await;
         }
     }
 }
@@ -75,6 +78,10 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         Some(sm) => Some(sm_api::start(sm, radius_config.as_mut()).await?),
         None => None,
     };
+    // After the SM's observer, which it then wraps too.
+    let rejects = radius_config
+        .as_mut()
+        .map(|(engine, _)| radius_rejects::install(engine));
     let radius = match radius_config {
         Some((engine_config, dictionary)) => {
             let mut seed = [0u8; 32];
@@ -89,19 +96,29 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         }
         None => None,
     };
+    let access = Arc::new(Access::new(resolved.api.access.clone()));
     let state = ApiState {
         radius,
+        rejects,
         sm: sm.clone(),
         python,
         caches,
+        access: access.clone(),
     };
+    let shell = Arc::new(run_console_shell(&state, resolved.api.tls.is_some()));
+    let sampled = state.clone();
+    console::series::spawn_sampler(shell.series.clone(), move || {
+        let counters = console::overview::run_counters(&sampled);
+        async move { Some(counters) }
+    });
     let router = Router::new()
         .route("/metrics", get(metrics))
         .nest("/api/v1/radius", radius_api::routes())
         .nest("/api/v1/sm", sm_api::routes())
         .nest("/api/v1/python", python_api::routes())
-        .with_state(state);
-    let api = mgmt::serve(resolved.api_listen, router).await?;
+        .with_state(state.clone())
+        .merge(console::router(shell, run_console_pages(&state), state));
+    let api = mgmt::serve(&resolved.api, access, router).await?;
     Ok(Daemon { api, sm })
 }
 
@@ -116,6 +133,44 @@ pub struct ApiState {
     pub python: Option<Arc<brasa_python::worker::PythonPolicies>>,
     /// The python-policy caches.
     pub caches: Option<Arc<brasa_python::cache_service::CacheService>>,
+    /// The last Access-Rejects relayed, when RADIUS runs.
+    pub rejects: Option<Arc<radius_rejects::RecentRejects>>,
+    /// Who may use the API and console; its login counters go to `/metrics`.
+    pub access: Arc<Access>,
+}
+
+/// The console of `brasa run`: the overview, and a page per component it runs.
+fn run_console_shell(state: &ApiState, tls: bool) -> console::Shell {
+    let mut nav = vec![console::overview::NAV];
+    if state.radius.is_some() {
+        nav.push(console::radius::NAV);
+    }
+    if state.python.is_some() || state.caches.is_some() {
+        nav.push(console::python::NAV);
+    }
+    if state.sm.is_some() {
+        nav.push(console::subscribers::NAV);
+    }
+    console::Shell {
+        daemon: "brasa run",
+        nav,
+        access: state.access.clone(),
+        series: Arc::new(console::series::Series::new(
+            console::overview::RUN_SERIES.map(String::from).to_vec(),
+        )),
+        started: std::time::Instant::now(),
+        tls,
+    }
+}
+
+/// The console pages of `brasa run` (each answers 404 for a component that is not running,
+/// as its JSON routes do).
+fn run_console_pages(_state: &ApiState) -> Router<ApiState> {
+    Router::new()
+        .merge(console::overview::routes())
+        .merge(console::radius::routes())
+        .merge(console::python::routes())
+        .merge(console::subscribers::routes())
 }
 
 async fn metrics(
@@ -126,11 +181,13 @@ async fn metrics(
         radius_api::write_metrics(&radius.stats(), &mut writer);
     }
     if let Some(sm) = &state.sm {
-        sm_api::write_metrics(sm, &mut writer);
+        let neighbors = sm_api::neighbor_views(sm).await;
+        sm_api::write_metrics(sm, neighbors.as_deref(), &mut writer);
     }
     let worker = state.python.as_ref().map(|p| p.stats());
     let caches = state.caches.as_ref().map(|c| c.stats());
     python_api::write_metrics(worker.as_ref(), caches.as_ref(), &mut writer);
+    state.access.write_metrics(&mut writer);
     mgmt::metrics_response(writer.finish())
 }
 

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use brasa_cache::sync::{LinkState, PeerStatus, SyncStatus};
 use brasa_cache::CacheError;
-use brasa_python::cache_service::{CacheServiceError, CacheServiceStats};
+use brasa_python::cache_service::{CacheServiceError, CacheServiceStats, EntryDump};
 use brasa_python::worker::{PythonStats, WorkerError};
 use serde::{Deserialize, Serialize};
 
@@ -173,7 +173,9 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
-async fn statistics(State(state): State<ApiState>) -> Result<Json<PythonStatistics>, ApiError> {
+pub(crate) async fn statistics(
+    State(state): State<ApiState>,
+) -> Result<Json<PythonStatistics>, ApiError> {
     if state.python.is_none() && state.caches.is_none() {
         return Err(ApiError::not_found(
             "no [python] section in this daemon's config",
@@ -185,27 +187,38 @@ async fn statistics(State(state): State<ApiState>) -> Result<Json<PythonStatisti
     }))
 }
 
-async fn dump(
+pub(crate) async fn dump(
     State(state): State<ApiState>,
     Path(policy): Path<String>,
 ) -> Result<Json<CacheDump>, ApiError> {
-    let entries = caches(&state)?
-        .dump(&policy)
-        .map_err(|err| cache_error(&policy, &[], err))?
+    let entries = dump_entries(&state, &policy)?
         .into_iter()
-        .map(|e| CacheEntry {
+        .map(CacheEntry::from)
+        .collect();
+    Ok(Json(CacheDump { policy, entries }))
+}
+
+/// The raw entries of `policy`'s cache (the console formats only the page it shows).
+pub(crate) fn dump_entries(state: &ApiState, policy: &str) -> Result<Vec<EntryDump>, ApiError> {
+    caches(state)?
+        .dump(policy)
+        .map_err(|err| cache_error(policy, &[], err))
+}
+
+impl From<EntryDump> for CacheEntry {
+    fn from(e: EntryDump) -> Self {
+        CacheEntry {
             key: String::from_utf8(e.key.clone()).ok(),
             key_hex: hex(&e.key),
             value_hex: hex(&e.value),
             time_left: e.time_left,
             remaining_ms: e.remaining_ms,
             ddp_key: "N/A".into(),
-        })
-        .collect();
-    Ok(Json(CacheDump { policy, entries }))
+        }
+    }
 }
 
-async fn clear(
+pub(crate) async fn clear(
     State(state): State<ApiState>,
     Path(policy): Path<String>,
     Json(request): Json<KeyRequest>,
@@ -223,7 +236,7 @@ async fn clear(
     }))
 }
 
-async fn set_lifetime(
+pub(crate) async fn set_lifetime(
     State(state): State<ApiState>,
     Path(policy): Path<String>,
     Json(request): Json<SetLifetimeRequest>,
@@ -258,7 +271,7 @@ fn worker_error(err: WorkerError) -> ApiError {
     }
 }
 
-async fn reload(
+pub(crate) async fn reload(
     State(state): State<ApiState>,
     Path(script): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
@@ -275,7 +288,7 @@ async fn reload(
     }))
 }
 
-async fn debug(
+pub(crate) async fn debug(
     State(state): State<ApiState>,
     Path(script): Path<String>,
     Json(request): Json<DebugRequest>,

@@ -13,7 +13,9 @@ pub fn routes() -> Router<ApiState> {
     Router::new().route("/statistics", get(statistics))
 }
 
-async fn statistics(State(state): State<ApiState>) -> Result<Json<StatsSnapshot>, ApiError> {
+pub(crate) async fn statistics(
+    State(state): State<ApiState>,
+) -> Result<Json<StatsSnapshot>, ApiError> {
     let radius = state.radius.as_ref().ok_or_else(|| {
         ApiError::not_found("the RADIUS component is not enabled in this daemon's config")
     })?;

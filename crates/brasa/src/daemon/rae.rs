@@ -4,10 +4,12 @@
 //! located at `file:line:col`), starts the `brasa-rae-net` daemon and serves the management API
 //! (`/api/v1/rae/…`, `/metrics`) until SIGTERM or Ctrl-C.
 
+use crate::common::access::{Access, ApiConfig};
 use crate::common::config::{ConfigError, Source};
 use crate::common::mgmt::{self, ApiError};
 use crate::common::prom::{Kind, PromWriter};
 use crate::common::signal::ShutdownSignal;
+use crate::console;
 use anyhow::Context;
 use axum::extract::{Query, State};
 use axum::routing::get;
@@ -21,6 +23,7 @@ use prost::Message as _;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Default management API address of `brasa rae`.
 pub const DEFAULT_API: &str = "127.0.0.1:7782";
@@ -66,15 +69,28 @@ pub fn load(file: ConfigFile<'_>) -> anyhow::Result<(proto::ConfigurationMessage
 /// Runs the daemon until SIGTERM or Ctrl-C, then closes every session and the CME link.
 pub async fn run(file: ConfigFile<'_>, mgmt_listen: SocketAddr) -> anyhow::Result<()> {
     let mut shutdown = ShutdownSignal::install()?;
+    let api = ApiConfig::loopback(mgmt_listen).map_err(anyhow::Error::msg)?;
     let (_, config) = load(file)?;
     let handle = brasa_rae_net::start(config).await?;
+    let access = Arc::new(Access::new(api.access.clone()));
+    let shell = Arc::new(console::rae::shell(access.clone(), false));
+    let sampled = handle.clone();
+    console::series::spawn_sampler(shell.series.clone(), move || {
+        let handle = sampled.clone();
+        async move { console::rae::counters(&handle).await }
+    });
     let router = Router::new()
         .route("/api/v1/rae/peers", get(api_peers))
         .route("/api/v1/rae/rib", get(api_rib))
         .route("/api/v1/rae/preferred", get(api_preferred))
         .route("/metrics", get(api_metrics))
-        .with_state(handle.clone());
-    mgmt::serve(mgmt_listen, router).await?;
+        .with_state(handle.clone())
+        .merge(console::router(
+            shell,
+            console::rae::routes(),
+            handle.clone(),
+        ));
+    mgmt::serve(&api, access, router).await?;
     let signal = shutdown.recv().await;
     tracing::info!(signal, "shutting down");
     handle.shutdown();

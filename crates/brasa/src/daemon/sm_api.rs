@@ -15,12 +15,13 @@ use brasa_aaa::EngineConfig;
 use brasa_radius::Dictionary;
 use brasa_sm::ep::{EpView, QuarantineState};
 use brasa_sm::{ErrorKind, Op, SmError};
-use brasa_sm_net::{ServiceStats, SmServer, SmService};
+use brasa_sm_net::{BgpLeg, ServiceStats, SmServer, SmService};
 use brasa_subscriber::csv::{CsvError, ImportMode};
-use brasa_subscriber::{Login, RedbStore, Subscriber};
+use brasa_subscriber::{Login, MplsVpnEntry, RedbStore, Subscriber, Vpn, VpnKind};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use tokio::sync::RwLock;
 
 /// The running component.
 pub struct SmComponent {
@@ -30,7 +31,20 @@ pub struct SmComponent {
     pub grpc: SocketAddr,
     /// RADIUS login-event counters, when configured.
     pub radius_events: Option<Arc<LoginEventStats>>,
+    /// The BGP LEG, when configured (taken at shutdown).
+    pub bgp: RwLock<Option<BgpLeg>>,
     _server: SmServer,
+}
+
+impl SmComponent {
+    /// Stops the BGP LEG (its events stop being applied before its sessions close, so the
+    /// learnt routes stay stored), then the service (commits finished, store closed).
+    pub async fn shutdown(&self) {
+        if let Some(leg) = self.bgp.write().await.take() {
+            leg.shutdown().await;
+        }
+        self.service.shutdown().await;
+    }
 }
 
 /// Opens `<data_dir>/subscriber`, restores the database, starts the gRPC server and, when
@@ -43,6 +57,14 @@ pub async fn start(
     let store = RedbStore::open(&resolved.data_dir)?;
     let service = SmService::open(resolved.config, Box::new(store))?;
     let server = SmServer::start(service.clone(), resolved.listen).await?;
+    let bgp = match resolved.bgp_leg {
+        Some(speaker) => Some(
+            BgpLeg::start(service.clone(), speaker)
+                .await
+                .map_err(|e| anyhow::anyhow!("subscriber_manager.bgp_leg: {e}"))?,
+        ),
+        None => None,
+    };
     let radius_events = match (&resolved.radius, radius) {
         (Some(logins), Some((engine, _))) => {
             Some(sm_radius::install(engine, logins, service.clone()))
@@ -53,6 +75,7 @@ pub async fn start(
         service,
         grpc: server.local_addr(),
         radius_events,
+        bgp: RwLock::new(bgp),
         _server: server,
     }))
 }
@@ -71,6 +94,14 @@ pub fn routes() -> Router<ApiState> {
         .route("/eps/{id}/release-quarantine", post(release_quarantine))
         .route("/import", post(import).layer(DefaultBodyLimit::disable()))
         .route("/export", get(export))
+        .route("/vpns", get(vpns).post(add_vpn))
+        .route("/vpns/{name}", get(vpn).delete(remove_vpn))
+        .route(
+            "/vpns/{name}/mpls",
+            post(add_mpls_entries).delete(remove_mpls_entries),
+        )
+        .route("/bgp/neighbors", get(bgp_neighbors))
+        .route("/bgp/routes", get(bgp_routes))
 }
 
 fn component(state: &ApiState) -> Result<&Arc<SmComponent>, ApiError> {
@@ -103,8 +134,11 @@ pub struct SubscriberView {
     pub name: String,
     /// Domain.
     pub domain: String,
-    /// Mappings.
+    /// Network IDs: IP mappings, then `community@VPN`.
     pub mappings: Vec<String>,
+    /// `range@VPN` mappings the BGP LEG learnt for the subscriber's communities.
+    #[serde(default)]
+    pub learned: Vec<String>,
     /// Properties, in order.
     pub properties: Vec<(String, String)>,
     /// EP state, hex.
@@ -120,7 +154,8 @@ impl From<&Subscriber> for SubscriberView {
         SubscriberView {
             name: s.name.as_str().to_owned(),
             domain: s.domain.clone(),
-            mappings: s.mappings.iter().map(ToString::to_string).collect(),
+            mappings: brasa_sm::convert::network_id_texts(s),
+            learned: s.learned.iter().map(ToString::to_string).collect(),
             properties: s.properties.clone(),
             state: s.state.iter().map(|b| format!("{b:02x}")).collect(),
             logged_in: s.logged_in,
@@ -150,11 +185,11 @@ async fn statistics(State(state): State<ApiState>) -> Result<Json<Statistics>, A
 }
 
 #[derive(Deserialize)]
-struct DomainQuery {
-    domain: Option<String>,
+pub(crate) struct DomainQuery {
+    pub(crate) domain: Option<String>,
 }
 
-async fn subscriber(
+pub(crate) async fn subscriber(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     Query(q): Query<DomainQuery>,
@@ -175,9 +210,9 @@ async fn subscriber(
 }
 
 #[derive(Deserialize)]
-struct LookupQuery {
-    address: String,
-    vpn: Option<String>,
+pub(crate) struct LookupQuery {
+    pub(crate) address: String,
+    pub(crate) vpn: Option<String>,
 }
 
 /// `GET /lookup`
@@ -191,7 +226,7 @@ pub struct LookupView {
     pub subscriber: Option<SubscriberView>,
 }
 
-async fn lookup(
+pub(crate) async fn lookup(
     State(state): State<ApiState>,
     Query(q): Query<LookupQuery>,
 ) -> Result<Json<LookupView>, ApiError> {
@@ -211,13 +246,13 @@ async fn lookup(
 }
 
 #[derive(Deserialize)]
-struct NamesQuery {
-    prefix: Option<String>,
-    suffix: Option<String>,
-    limit: Option<usize>,
+pub(crate) struct NamesQuery {
+    pub(crate) prefix: Option<String>,
+    pub(crate) suffix: Option<String>,
+    pub(crate) limit: Option<usize>,
 }
 
-async fn names(
+pub(crate) async fn names(
     State(state): State<ApiState>,
     Query(q): Query<NamesQuery>,
 ) -> Result<Json<Vec<String>>, ApiError> {
@@ -286,22 +321,24 @@ async fn change(sm: &SmComponent, op: Result<Op, SmError>) -> Result<Json<Change
     }))
 }
 
-async fn login(
+pub(crate) async fn login(
     State(state): State<ApiState>,
     Json(body): Json<LoginBody>,
 ) -> Result<Json<ChangeView>, ApiError> {
     let sm = component(&state)?;
-    let op = brasa_sm::convert::mappings(&body.mappings).map(|mappings| Op::Login {
-        login: Login {
-            name: body.name,
-            domain: body.domain,
-            mappings,
-            additive: body.additive,
-            properties: body.properties,
-            auto_logout: None,
-        },
-        auto_logout_after: body.auto_logout_seconds,
-    });
+    let op =
+        brasa_sm::convert::network_ids(&body.mappings).map(|(mappings, communities)| Op::Login {
+            login: Login {
+                name: body.name,
+                domain: body.domain,
+                mappings,
+                communities,
+                additive: body.additive,
+                properties: body.properties,
+                auto_logout: None,
+            },
+            auto_logout_after: body.auto_logout_seconds,
+        });
     change(sm, op).await
 }
 
@@ -316,7 +353,7 @@ pub struct LogoutBody {
     pub mapping: Option<String>,
 }
 
-async fn logout(
+pub(crate) async fn logout(
     State(state): State<ApiState>,
     Json(body): Json<LogoutBody>,
 ) -> Result<Json<ChangeView>, ApiError> {
@@ -332,13 +369,13 @@ async fn logout(
     change(sm, op).await
 }
 
-async fn eps(State(state): State<ApiState>) -> Result<Json<Vec<EpView>>, ApiError> {
+pub(crate) async fn eps(State(state): State<ApiState>) -> Result<Json<Vec<EpView>>, ApiError> {
     let sm = component(&state)?;
     let views = sm.service.core().ep_views(std::time::Instant::now());
     Ok(Json(views))
 }
 
-async fn resync(
+pub(crate) async fn resync(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -349,7 +386,7 @@ async fn resync(
     Ok(Json(serde_json::json!({ "ep": id, "resync": "started" })))
 }
 
-async fn release_quarantine(
+pub(crate) async fn release_quarantine(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -463,8 +500,403 @@ async fn export(State(state): State<ApiState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
-/// Writes the SM families.
-pub fn write_metrics(sm: &SmComponent, w: &mut PromWriter) {
+/// One `RT/RD@PE-IP` of an MPLS/VPN as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MplsEntryView {
+    /// `RT/RD@PE-IP`.
+    pub id: String,
+    /// Labels set through the SM API, with their ranges.
+    pub labels: Vec<(u32, Vec<String>)>,
+    /// Labels the BGP LEG learnt, each with the prefixes of the routes carrying it (those are
+    /// only in `GET /vpns/{name}`; the list leaves them empty).
+    pub learned_labels: Vec<(u32, Vec<String>)>,
+}
+
+/// A VPN as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VpnView {
+    /// Name.
+    pub name: String,
+    /// Domain.
+    pub domain: String,
+    /// The VLAN-id of a VLAN VPN.
+    pub vlan: Option<u16>,
+    /// The entries of an MPLS/VPN.
+    pub mpls: Vec<MplsEntryView>,
+}
+
+impl From<&Vpn> for VpnView {
+    fn from(v: &Vpn) -> Self {
+        let (vlan, mpls) = match &v.kind {
+            VpnKind::Vlan(id) => (Some(*id), Vec::new()),
+            VpnKind::Mpls(entries) => (
+                None,
+                entries
+                    .iter()
+                    .map(|e: &MplsVpnEntry| MplsEntryView {
+                        id: e.id.to_string(),
+                        labels: e
+                            .labels
+                            .iter()
+                            .map(|l| (l.label, l.ranges.iter().map(ToString::to_string).collect()))
+                            .collect(),
+                        learned_labels: e.learned_labels.iter().map(|l| (*l, Vec::new())).collect(),
+                    })
+                    .collect(),
+            ),
+        };
+        VpnView {
+            name: v.name.clone(),
+            domain: v.domain.clone(),
+            vlan,
+            mpls,
+        }
+    }
+}
+
+async fn vpns(State(state): State<ApiState>) -> Result<Json<Vec<VpnView>>, ApiError> {
+    let sm = component(&state)?;
+    let core = sm.service.core();
+    let mut out: Vec<VpnView> = core.index().vpns().map(VpnView::from).collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(out))
+}
+
+async fn vpn(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<VpnView>, ApiError> {
+    let sm = component(&state)?;
+    let core = sm.service.core();
+    let index = core.index();
+    let vpn = index
+        .vpn(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no VPN named {name:?}")))?;
+    let mut view = VpnView::from(vpn);
+    if let VpnKind::Mpls(entries) = &vpn.kind {
+        // The ranges behind each learnt label: the prefixes of the routes matching the entry.
+        let routes = index
+            .learned_routes(Some(&name))
+            .map_err(|e| api_error(e.into()))?;
+        for r in routes {
+            for (entry, e) in view.mpls.iter_mut().zip(entries) {
+                let rd = brasa_subscriber::RouteDistinguisher::from_wire(r.route.key.rd);
+                let attrs = &r.route.attrs;
+                let matches = attrs.next_hop == e.id.pe
+                    && (rd == Some(e.id.rd) || attrs.targets.contains(&e.id.rd));
+                if let Some(slot) = entry
+                    .learned_labels
+                    .iter_mut()
+                    .find(|(l, _)| matches && *l == r.route.label)
+                {
+                    slot.1.push(r.route.key.prefix.to_string());
+                }
+            }
+        }
+        for entry in &mut view.mpls {
+            for (_, ranges) in &mut entry.learned_labels {
+                ranges.sort();
+                ranges.dedup();
+            }
+        }
+    }
+    Ok(Json(view))
+}
+
+/// `POST /vpns`: a VLAN VPN (`vlan`) or an MPLS/VPN (`mpls`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VpnBody {
+    /// Name.
+    pub name: String,
+    /// Domain (default `subscribers`).
+    pub domain: Option<String>,
+    /// VLAN-id.
+    pub vlan: Option<u16>,
+    /// `RT/RD@PE-IP` entries.
+    #[serde(default)]
+    pub mpls: Vec<String>,
+}
+
+/// `POST /vpns/{name}/mpls`: `RT/RD@PE-IP` entries to add (`DELETE` takes them as the query
+/// `entries=A,B`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MplsEntriesBody {
+    /// The entries.
+    pub entries: Vec<String>,
+}
+
+async fn add_vpn(
+    State(state): State<ApiState>,
+    Json(body): Json<VpnBody>,
+) -> Result<Json<ChangeView>, ApiError> {
+    let sm = component(&state)?;
+    let kind = match (body.vlan, body.mpls.is_empty()) {
+        (Some(id), true) => Ok(VpnKind::Vlan(id)),
+        (None, false) => brasa_sm::convert::mpls_ids(&body.mpls)
+            .map(|ids| VpnKind::Mpls(ids.into_iter().map(MplsVpnEntry::new).collect())),
+        _ => Err(SmError::invalid(
+            "a VPN has either a VLAN-id or MPLS/VPN entries (RT/RD@PE-IP), not both or neither",
+        )),
+    };
+    let op = kind.map(|kind| {
+        Op::AddVpn(Vpn {
+            name: body.name,
+            domain: body
+                .domain
+                .unwrap_or_else(|| brasa_subscriber::DEFAULT_DOMAIN.to_owned()),
+            kind,
+        })
+    });
+    change(sm, op).await
+}
+
+async fn remove_vpn(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<ChangeView>, ApiError> {
+    let sm = component(&state)?;
+    change(sm, Ok(Op::RemoveVpn(name))).await
+}
+
+async fn add_mpls_entries(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Json(body): Json<MplsEntriesBody>,
+) -> Result<Json<ChangeView>, ApiError> {
+    let sm = component(&state)?;
+    let op = brasa_sm::convert::mpls_ids(&body.entries)
+        .map(|entries| Op::AddMplsEntries { vpn: name, entries });
+    change(sm, op).await
+}
+
+#[derive(Deserialize)]
+struct EntriesQuery {
+    /// `RT/RD@PE-IP` entries, comma-separated.
+    entries: String,
+}
+
+async fn remove_mpls_entries(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Query<EntriesQuery>,
+) -> Result<Json<ChangeView>, ApiError> {
+    let sm = component(&state)?;
+    let texts: Vec<String> = q.entries.split(',').map(str::to_owned).collect();
+    let op = brasa_sm::convert::mpls_ids(&texts)
+        .map(|entries| Op::RemoveMplsEntries { vpn: name, entries });
+    change(sm, op).await
+}
+
+/// One BGP LEG peer: the speaker's session and counters, and what the SM holds of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NeighborView {
+    /// The peer's address.
+    pub address: IpAddr,
+    /// Session state (`idle`, `connect`, `active`, `open-sent`, `open-confirm`, `established`).
+    pub state: String,
+    /// The peer's AS and BGP identifier, once a session was established.
+    pub remote_as: Option<u32>,
+    /// The peer's BGP identifier.
+    pub remote_id: Option<String>,
+    /// Negotiated hold time, seconds.
+    pub hold_time: Option<u16>,
+    /// Families negotiated.
+    pub families: Vec<String>,
+    /// The peer's graceful-restart time, seconds, when graceful restart applies.
+    pub graceful_restart: Option<u16>,
+    /// Sessions established since start.
+    pub sessions: u64,
+    /// UPDATE messages received.
+    pub updates: u64,
+    /// Routes announced.
+    pub announced: u64,
+    /// Routes withdrawn.
+    pub withdrawn: u64,
+    /// UPDATEs treated as withdrawals (RFC 7606).
+    pub treat_as_withdraw: u64,
+    /// The last protocol error.
+    pub last_error: Option<String>,
+    /// Routes in the speaker's Adj-RIB-In.
+    pub routes: usize,
+    /// Of which stale (graceful restart).
+    pub stale: usize,
+    /// Routes the SM holds from this peer.
+    pub sm_routes: usize,
+    /// Of which match a configured VPN (stored).
+    pub sm_matched: usize,
+    /// Of which were restored after an SM restart and wait for the End-of-RIB.
+    pub sm_restored: usize,
+    /// The SM's counters of the peer's events.
+    pub leg: brasa_sm::bgp_leg::LegCounters,
+    /// Why the last session ended.
+    pub last_down: Option<String>,
+}
+
+/// Every configured peer, in configuration order (`None` without a BGP LEG).
+pub async fn neighbor_views(sm: &SmComponent) -> Option<Vec<NeighborView>> {
+    let bgp = sm.bgp.read().await;
+    let leg = bgp.as_ref()?;
+    let (neighbors, counts) = {
+        let core = sm.service.core();
+        (
+            core.bgp_neighbors().unwrap_or_default(),
+            core.index().learned_peers(),
+        )
+    };
+    let mut out = Vec::with_capacity(neighbors.len());
+    for n in neighbors {
+        let Ok(status) = leg.speaker().peer_status(n.address).await else {
+            continue;
+        };
+        let session = status.session.as_ref();
+        let sm_counts = counts
+            .iter()
+            .find(|(p, _)| *p == n.address)
+            .map(|(_, c)| *c)
+            .unwrap_or_default();
+        out.push(NeighborView {
+            address: n.address,
+            state: state_name(status.state).into(),
+            remote_as: session.map(|s| s.remote_as),
+            remote_id: session.map(|s| s.remote_id.to_string()),
+            hold_time: session.map(|s| s.hold_time),
+            families: session
+                .map(|s| s.families.iter().map(|f| f.to_string()).collect())
+                .unwrap_or_default(),
+            graceful_restart: session.and_then(|s| s.graceful_restart.map(|(t, _)| t)),
+            sessions: status.stats.established,
+            updates: status.stats.updates,
+            announced: status.stats.announced,
+            withdrawn: status.stats.withdrawn,
+            treat_as_withdraw: status.stats.treat_as_withdraw,
+            last_error: status.stats.last_error.as_ref().map(ToString::to_string),
+            routes: status.routes,
+            stale: status.stale,
+            sm_routes: sm_counts.routes,
+            sm_matched: sm_counts.matched,
+            sm_restored: sm_counts.stale,
+            leg: n.counters,
+            last_down: n.last_down,
+        });
+    }
+    Some(out)
+}
+
+fn state_name(state: brasa_bgp::State) -> &'static str {
+    match state {
+        brasa_bgp::State::Idle => "idle",
+        brasa_bgp::State::Connect => "connect",
+        brasa_bgp::State::Active => "active",
+        brasa_bgp::State::OpenSent => "open-sent",
+        brasa_bgp::State::OpenConfirm => "open-confirm",
+        brasa_bgp::State::Established => "established",
+    }
+}
+
+fn no_bgp_leg() -> ApiError {
+    ApiError::not_found(
+        "the BGP LEG is not enabled in this daemon's config ([subscriber_manager.bgp_leg])",
+    )
+}
+
+async fn bgp_neighbors(State(state): State<ApiState>) -> Result<Json<Vec<NeighborView>>, ApiError> {
+    let sm = component(&state)?;
+    neighbor_views(sm).await.map(Json).ok_or_else(no_bgp_leg)
+}
+
+#[derive(Deserialize)]
+struct RoutesQuery {
+    vpn: Option<String>,
+    peer: Option<IpAddr>,
+    limit: Option<usize>,
+}
+
+/// One route of the BGP LEG as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RouteView {
+    /// The peer.
+    pub peer: IpAddr,
+    /// Route distinguisher.
+    pub rd: String,
+    /// Prefix.
+    pub prefix: String,
+    /// Downstream label.
+    pub label: u32,
+    /// Next hop (the PE).
+    pub next_hop: IpAddr,
+    /// Route targets.
+    pub route_targets: Vec<String>,
+    /// Communities.
+    pub communities: Vec<String>,
+    /// VPNs the route matches (empty: ignored).
+    pub vpns: Vec<String>,
+    /// `subscriber@VPN` holding the prefix as a learnt mapping.
+    pub subscribers: Vec<String>,
+    /// Restored after an SM restart and not announced since.
+    pub stale: bool,
+}
+
+/// `GET /bgp/routes`: the routes, sorted by peer, prefix and RD, at most `limit`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RoutesReply {
+    /// Routes matching the query.
+    pub total: usize,
+    /// The first `limit` of them.
+    pub routes: Vec<RouteView>,
+}
+
+async fn bgp_routes(
+    State(state): State<ApiState>,
+    Query(q): Query<RoutesQuery>,
+) -> Result<Json<RoutesReply>, ApiError> {
+    let sm = component(&state)?;
+    if sm.bgp.read().await.is_none() {
+        return Err(no_bgp_leg());
+    }
+    let limit = q.limit.unwrap_or(10_000);
+    let core = sm.service.core();
+    let routes = core
+        .index()
+        .learned_routes(q.vpn.as_deref())
+        .map_err(|e| api_error(e.into()))?;
+    let mut all: Vec<_> = routes
+        .filter(|r| q.peer.is_none_or(|p| r.route.key.peer == p))
+        .collect();
+    all.sort_by_key(|r| (r.route.key.peer, r.route.key.prefix, r.route.key.rd));
+    let total = all.len();
+    let routes = all
+        .into_iter()
+        .take(limit)
+        .map(|r| RouteView {
+            peer: r.route.key.peer,
+            rd: r.route.key.rd_text(),
+            prefix: r.route.key.prefix.to_string(),
+            label: r.route.label,
+            next_hop: r.route.attrs.next_hop,
+            route_targets: r
+                .route
+                .attrs
+                .targets
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            communities: r
+                .route
+                .attrs
+                .communities
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            vpns: r.vpns.iter().map(|v| (*v).to_owned()).collect(),
+            subscribers: r.holders.iter().map(|(v, s)| format!("{s}@{v}")).collect(),
+            stale: r.stale,
+        })
+        .collect();
+    Ok(Json(RoutesReply { total, routes }))
+}
+
+/// Writes the SM families (`neighbors`: the BGP LEG's peers, when it runs).
+pub fn write_metrics(sm: &SmComponent, neighbors: Option<&[NeighborView]>, w: &mut PromWriter) {
     let stats = sm.service.stats();
     w.family(
         "brasa_sm_subscribers",
@@ -606,6 +1038,9 @@ pub fn write_metrics(sm: &SmComponent, w: &mut PromWriter) {
             w.sample(name, &[("ep", &v.id), ("domain", &v.domain)], field(v));
         }
     }
+    if let Some(neighbors) = neighbors {
+        write_bgp_metrics(neighbors, stats.learned_routes, w);
+    }
     if let Some(r) = &sm.radius_events {
         use std::sync::atomic::Ordering::Relaxed;
         let name = "brasa_sm_radius_events_total";
@@ -621,6 +1056,103 @@ pub fn write_metrics(sm: &SmComponent, w: &mut PromWriter) {
             ("refused", r.refused.load(Relaxed)),
         ] {
             w.sample(name, &[("outcome", outcome)], value as f64);
+        }
+    }
+}
+
+/// The BGP LEG's families, per neighbor (`neighbor` label).
+fn write_bgp_metrics(neighbors: &[NeighborView], learned_routes: usize, w: &mut PromWriter) {
+    w.family(
+        "brasa_sm_bgp_learned_routes",
+        "Routes the BGP LEG holds in the SM (all peers).",
+        Kind::Gauge,
+    )
+    .sample("brasa_sm_bgp_learned_routes", &[], learned_routes as f64);
+    type Field = fn(&NeighborView) -> f64;
+    let families: [(&str, &str, Kind, Field); 13] = [
+        (
+            "brasa_sm_bgp_neighbor_up",
+            "1 if the session with the neighbor is Established.",
+            Kind::Gauge,
+            |n| f64::from(u8::from(n.state == "established")),
+        ),
+        (
+            "brasa_sm_bgp_routes",
+            "Routes in the speaker's Adj-RIB-In of the neighbor.",
+            Kind::Gauge,
+            |n| n.routes as f64,
+        ),
+        (
+            "brasa_sm_bgp_routes_stale",
+            "Of those, kept stale by graceful restart.",
+            Kind::Gauge,
+            |n| n.stale as f64,
+        ),
+        (
+            "brasa_sm_bgp_sm_routes",
+            "Routes of the neighbor the SM holds.",
+            Kind::Gauge,
+            |n| n.sm_routes as f64,
+        ),
+        (
+            "brasa_sm_bgp_sm_routes_matched",
+            "Of those, matching a configured VPN (stored).",
+            Kind::Gauge,
+            |n| n.sm_matched as f64,
+        ),
+        (
+            "brasa_sm_bgp_sm_routes_restored",
+            "Of those, restored after an SM restart and waiting for the End-of-RIB.",
+            Kind::Gauge,
+            |n| n.sm_restored as f64,
+        ),
+        (
+            "brasa_sm_bgp_sessions_total",
+            "Sessions established.",
+            Kind::Counter,
+            |n| n.sessions as f64,
+        ),
+        (
+            "brasa_sm_bgp_updates_total",
+            "UPDATE messages received.",
+            Kind::Counter,
+            |n| n.updates as f64,
+        ),
+        (
+            "brasa_sm_bgp_announced_total",
+            "Routes announced.",
+            Kind::Counter,
+            |n| n.announced as f64,
+        ),
+        (
+            "brasa_sm_bgp_withdrawn_total",
+            "Routes withdrawn.",
+            Kind::Counter,
+            |n| n.withdrawn as f64,
+        ),
+        (
+            "brasa_sm_bgp_treat_as_withdraw_total",
+            "UPDATEs treated as withdrawals (RFC 7606).",
+            Kind::Counter,
+            |n| n.treat_as_withdraw as f64,
+        ),
+        (
+            "brasa_sm_bgp_end_of_rib_total",
+            "End-of-RIB markers received.",
+            Kind::Counter,
+            |n| n.leg.end_of_ribs as f64,
+        ),
+        (
+            "brasa_sm_bgp_restart_timeouts_total",
+            "Sweeps of restored routes because the End-of-RIB did not come in time.",
+            Kind::Counter,
+            |n| n.leg.restart_timeouts as f64,
+        ),
+    ];
+    for (name, help, kind, field) in families {
+        w.family(name, help, kind);
+        for n in neighbors {
+            w.sample(name, &[("neighbor", &n.address.to_string())], field(n));
         }
     }
 }

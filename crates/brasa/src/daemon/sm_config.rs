@@ -3,12 +3,15 @@
 
 use crate::common::config::{ConfigDuration, ConfigError, Source};
 use brasa_aaa::EngineConfig;
+use brasa_bgp::{ConnectMode, LocalConfig, PeerConfig};
+use brasa_bgp_net::{NetPeerConfig, SpeakerConfig};
 use brasa_radius::{AttrId, Dictionary};
+use brasa_sm::bgp_leg::{BgpLegConfig, LegPeerConfig};
 use brasa_sm::{EpConfig, EpMode, FailureAction, SmConfig};
 use brasa_subscriber::{IndexConfig, NameCase, DEFAULT_DOMAIN};
 use serde::Deserialize;
 use serde_spanned::Spanned;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +53,46 @@ pub struct SmSection {
     pub eps: Vec<EpSection>,
     /// Login events from the RADIUS component of this daemon.
     pub radius: Option<SmRadiusSection>,
+    /// The BGP LEG: MPLS/VPN labels and `community@VPN` ranges learnt from BGP.
+    pub bgp_leg: Option<BgpLegSection>,
+}
+
+/// `[subscriber_manager.bgp_leg]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BgpLegSection {
+    /// This speaker's AS (iBGP with the route reflectors or PEs: theirs too).
+    pub local_as: Spanned<u32>,
+    /// This speaker's BGP identifier.
+    pub router_id: Spanned<Ipv4Addr>,
+    /// Addresses passive peers connect to (`"192.0.2.1:179"`).
+    #[serde(default)]
+    pub listen: Vec<Spanned<SocketAddr>>,
+    /// The peers.
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<BgpPeerSection>,
+}
+
+/// `[[subscriber_manager.bgp_leg.peer]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BgpPeerSection {
+    /// The peer's address.
+    pub address: Spanned<IpAddr>,
+    /// The peer's AS (default: `local_as`, iBGP).
+    pub remote_as: Option<Spanned<u32>>,
+    /// Hold time proposed (`"90s"`; `"0s"` for none, otherwise at least 3 s).
+    pub hold_time: Option<Spanned<ConfigDuration>>,
+    /// `passive` (default: the peer connects to a `listen` address) or `active` (dialled).
+    pub mode: Option<Spanned<String>>,
+    /// The port an active peer is dialled on (default 179).
+    pub port: Option<u16>,
+    /// The source address for dialling an active peer.
+    pub local_address: Option<IpAddr>,
+    /// Graceful restart (receiver): how long the routes of a lost session, and those restored
+    /// from the store after an SM restart, wait for the peer's End-of-RIB (`"0s"`: graceful
+    /// restart off). Default `"6m"`.
+    pub graceful_restart_time: Option<Spanned<ConfigDuration>>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -140,6 +183,8 @@ pub struct SmResolved {
     pub data_dir: PathBuf,
     /// RADIUS login events.
     pub radius: Option<RadiusLogins>,
+    /// The BGP LEG's speaker (its SM side is in `config.bgp_leg`).
+    pub bgp_leg: Option<SpeakerConfig>,
 }
 
 fn one_of<T: Copy>(
@@ -259,6 +304,13 @@ pub fn resolve(
             "keepalive_interval must be longer than 0",
         ));
     }
+    let (speaker, leg) = match &section.bgp_leg {
+        Some(b) => {
+            let (speaker, leg) = resolve_bgp_leg(source, b)?;
+            (Some(speaker), Some(leg))
+        }
+        None => (None, None),
+    };
     let config = SmConfig {
         index: IndexConfig { domains, name_case },
         eps,
@@ -268,6 +320,7 @@ pub fn resolve(
         ack_timeout: section.ack_timeout.0,
         quarantine_timeout: section.quarantine_timeout.0,
         post_quarantine: section.post_quarantine.0,
+        bgp_leg: leg,
         ..SmConfig::default()
     };
     if let Err(e) = config.validate() {
@@ -295,7 +348,103 @@ pub fn resolve(
         listen: section.listen,
         data_dir: data_dir.join("subscriber"),
         radius: radius_logins,
+        bgp_leg: speaker,
     })
+}
+
+/// Default graceful-restart time of a BGP LEG peer (RFC 4724 leaves it to the receiver; the
+/// speaker's own default).
+const DEFAULT_GRACEFUL_RESTART: Duration = Duration::from_secs(360);
+
+fn resolve_bgp_leg(
+    source: &Source,
+    section: &BgpLegSection,
+) -> Result<(SpeakerConfig, BgpLegConfig), ConfigError> {
+    let local = LocalConfig {
+        asn: *section.local_as.get_ref(),
+        router_id: *section.router_id.get_ref(),
+    };
+    if local.asn == 0 {
+        return Err(source.error_at(section.local_as.span(), "local_as must not be 0"));
+    }
+    if local.router_id.is_unspecified() {
+        return Err(source.error_at(section.router_id.span(), "router_id must not be 0.0.0.0"));
+    }
+    let mut peers: Vec<NetPeerConfig> = Vec::new();
+    let mut leg = BgpLegConfig::default();
+    for p in &section.peers {
+        let address = *p.address.get_ref();
+        if peers.iter().any(|q| q.peer.address == address) {
+            return Err(source.error_at(
+                p.address.span(),
+                format!("peer {address} is configured twice"),
+            ));
+        }
+        let mode = one_of(
+            source,
+            p.mode.as_ref(),
+            ConnectMode::Passive,
+            "mode",
+            &[
+                ("passive", ConnectMode::Passive),
+                ("active", ConnectMode::Active),
+            ],
+        )?;
+        if mode == ConnectMode::Passive && section.listen.is_empty() {
+            return Err(source.error_at(
+                p.address.span(),
+                format!("peer {address} is passive but bgp_leg.listen is empty"),
+            ));
+        }
+        let remote_as = p.remote_as.as_ref().map_or(local.asn, |a| *a.get_ref());
+        let mut peer = PeerConfig::new(address, remote_as, mode);
+        if let Some(hold) = &p.hold_time {
+            peer.hold_time = u16::try_from(hold.get_ref().0.as_secs())
+                .ok()
+                .filter(|h| *h == 0 || *h >= 3)
+                .ok_or_else(|| {
+                    source.error_at(
+                        hold.span(),
+                        "hold_time must be 0 s or between 3 s and 65535 s",
+                    )
+                })?;
+        }
+        let restart = p
+            .graceful_restart_time
+            .as_ref()
+            .map_or(DEFAULT_GRACEFUL_RESTART, |g| g.get_ref().0);
+        peer.graceful_restart = !restart.is_zero();
+        if peer.graceful_restart {
+            peer.stale_routes_time = restart;
+        }
+        // What the core refuses is named at the peer's address.
+        brasa_bgp::Peer::new(local, peer.clone())
+            .map_err(|e| source.error_at(p.address.span(), format!("peer {address}: {e}")))?;
+        leg.peers.push(LegPeerConfig {
+            address,
+            restart_time: restart,
+        });
+        peers.push(NetPeerConfig {
+            peer,
+            port: p.port.unwrap_or(179),
+            local_address: p.local_address,
+        });
+    }
+    let mut listen = Vec::new();
+    for l in &section.listen {
+        if listen.contains(l.get_ref()) {
+            return Err(source.error_at(l.span(), format!("{} is listed twice", l.get_ref())));
+        }
+        listen.push(*l.get_ref());
+    }
+    Ok((
+        SpeakerConfig {
+            local,
+            listen,
+            peers,
+        },
+        leg,
+    ))
 }
 
 fn resolve_radius(

@@ -147,6 +147,7 @@ pub fn to_op(event: AcctEvent, domain: Option<&str>) -> Result<Op, SmError> {
                 // An Interim-Update without address attributes keeps the current mappings.
                 additive: mappings.is_empty(),
                 mappings: brasa_sm::convert::mappings(&mappings)?,
+                communities: Vec::new(),
                 name,
                 domain: domain.map(str::to_owned),
                 properties,

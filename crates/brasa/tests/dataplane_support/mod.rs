@@ -1,7 +1,7 @@
 //! Shared pieces of the data plane's binary-level tests: network namespaces that clean up after
 //! themselves, the `brasa dataplane` daemon inside one, and frame injection/capture with
 //! AF_PACKET sockets opened inside a namespace.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use brasa_dataplane::io::afpacket::{RingConfig, RxRing, TxSocket};
 use brasa_dataplane::io::netdev::NetDev;
@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 #[path = "../support/netns.rs"]
 mod netns;
+// Not every test that includes this module uses every item (as `dead_code` above).
+#[allow(unused_imports)]
 pub use netns::{run_ok, Netns};
 
 /// The MAC address of an interface inside a namespace.
@@ -38,6 +40,13 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
     b.sh(&format!("ip link set {b_if} up"));
 }
 
+/// How the daemon's Ethernet interfaces are read: the CAFE tests run on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    AfPacket,
+    AfXdp,
+}
+
 /// `brasa dataplane` running in a namespace, stopped on drop.
 pub struct Daemon {
     child: Child,
@@ -53,13 +62,28 @@ impl Daemon {
     }
 
     pub fn start_with(ns: &Netns, interfaces: &[(&str, &str)], extra: &str) -> Self {
+        Self::start_io_with(ns, Io::AfPacket, interfaces, extra)
+    }
+
+    /// Starts the daemon with its interfaces read through `io`. With AF_XDP, checks that every
+    /// Ethernet interface really runs it (a layer-3 device falls back to AF_PACKET): the test
+    /// fails, saying why, on a kernel without XDP.
+    pub fn start_io(ns: &Netns, io: Io, interfaces: &[(&str, &str)]) -> Self {
+        Self::start_io_with(ns, io, interfaces, "")
+    }
+
+    pub fn start_io_with(ns: &Netns, io: Io, interfaces: &[(&str, &str)], extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config =
             String::from("[dataplane]\ntun = \"brasa0\"\nexpiry_interval = \"100ms\"\n");
         config.push_str(extra);
+        let io_line = match io {
+            Io::AfPacket => "",
+            Io::AfXdp => "io = \"af_xdp\"\numem_frames = 512\n",
+        };
         for (name, ip) in interfaces {
             config.push_str(&format!(
-                "[[dataplane.interface]]\nname = \"{name}\"\nip = \"{ip}\"\n"
+                "[[dataplane.interface]]\nname = \"{name}\"\nip = \"{ip}\"\n{io_line}"
             ));
         }
         let path = dir.path().join("dp.toml");
@@ -99,6 +123,21 @@ impl Daemon {
                 daemon.log_text()
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+        if io == Io::AfXdp {
+            let ports = daemon.brasa_json(&["show", "dataplane", "ports"]);
+            for port in ports.as_array().expect("ports") {
+                if let Some(reason) = port["fallback"].as_str() {
+                    assert!(
+                        reason.contains("not an Ethernet interface"),
+                        "AF_XDP did not attach on {}: {reason}\n{}",
+                        port["name"],
+                        daemon.log_text()
+                    );
+                } else {
+                    assert_eq!(port["io"], "af-xdp", "{port}");
+                }
+            }
         }
         daemon
     }
@@ -161,6 +200,21 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).expect("JSON output")
     }
 
+    /// Runs `brasa ARGS` (any subcommand) in the daemon's namespace and returns its output.
+    pub fn brasa_text(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns_name, env!("CARGO_BIN_EXE_brasa")])
+            .args(args)
+            .output()
+            .expect("brasa");
+        assert!(
+            out.status.success(),
+            "brasa {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// GET a management API path from inside the namespace.
     pub fn http_get(&self, path: &str) -> String {
         let out = Command::new("ip")
@@ -176,6 +230,14 @@ impl Daemon {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Daemon {
+    /// Kills the daemon with SIGKILL (no clean-up of its own runs) and reaps it.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -175,6 +175,10 @@ pub struct FilterTable {
     expired: std::collections::VecDeque<ExpiredStream>,
     expired_discarded: u64,
     expired_total: u64,
+    /// One of several copies (one per worker): idle expiry is decided across the copies by
+    /// their owner ([`FilterTable::activity`], [`FilterTable::take`],
+    /// [`FilterTable::record_expired`]), never by one copy alone.
+    replicated: bool,
 }
 
 fn masked(key: &FlowKey, mask: u8) -> FlowKey {
@@ -386,8 +390,43 @@ impl FilterTable {
         Some(&state.spec.keys)
     }
 
+    /// Makes this table one of several copies whose expiry is decided across them: `expire`
+    /// then does nothing.
+    pub fn set_replicated(&mut self, replicated: bool) {
+        self.replicated = replicated;
+    }
+
+    /// The id, last activity and idle timeout (ns) of every filter that can expire.
+    pub fn activity(&self) -> Vec<(u32, u64, u64)> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|f| f.spec.timeout_secs > 0)
+            .map(|f| {
+                (
+                    f.spec.id,
+                    f.last_activity_ns,
+                    u64::from(f.spec.timeout_secs) * 1_000_000_000,
+                )
+            })
+            .collect()
+    }
+
+    /// Removes the filters `ids` and returns them (ids not present are skipped).
+    pub fn take(&mut self, ids: &[u32]) -> Vec<FilterState> {
+        ids.iter().filter_map(|id| self.remove(*id).ok()).collect()
+    }
+
+    /// Records a filter expired across copies (its counters the sum of theirs).
+    pub fn record_expired(&mut self, state: FilterState) {
+        self.push_expired(state);
+    }
+
     /// Expires filters idle for their timeout into expired-stream records. Returns how many.
     pub fn expire(&mut self, now_ns: u64) -> usize {
+        if self.replicated {
+            return 0;
+        }
         let due: Vec<u32> = self
             .slots
             .iter()
@@ -451,6 +490,17 @@ impl FilterTable {
     /// Streams expired since start, and records discarded because nobody collected them.
     pub fn expired_totals(&self) -> (u64, u64) {
         (self.expired_total, self.expired_discarded)
+    }
+}
+
+impl FilterState {
+    /// Folds another copy's state of the same filter into this one: counters add up, the last
+    /// activity is the latest.
+    pub fn merge(&mut self, other: &FilterState) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        self.last_activity_ns = self.last_activity_ns.max(other.last_activity_ns);
+        self.created_ns = self.created_ns.min(other.created_ns);
     }
 }
 

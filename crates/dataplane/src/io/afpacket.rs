@@ -4,7 +4,7 @@
 //! and a transmit socket that sends a batch with one `sendmmsg` (layer-3 devices, whose frames
 //! need a protocol each, and the fallback when a ring cannot be set up).
 
-use super::{cvt, netdev, IoError};
+use super::{cvt, netdev, setsockopt, IoError};
 use crate::packet::BUFFER_SIZE;
 use crate::pipeline::{pkt_type, Batch, LinkKind, PacketMeta, PortId, Verdict};
 use std::io;
@@ -109,20 +109,6 @@ fn packet_socket() -> io::Result<OwnedFd> {
     })?;
     // SAFETY: fresh descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: passes a pointer to `value` with its exact size.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    })
-    .map(|_| ())
 }
 
 fn bind(fd: &OwnedFd, ifindex: i32, protocol: u16) -> io::Result<()> {
@@ -239,6 +225,11 @@ impl RxRing {
     /// The descriptor, for polling.
     pub fn raw_fd(&self) -> i32 {
         self.fd.as_raw_fd()
+    }
+
+    /// The port its frames are tagged with.
+    pub fn port(&self) -> PortId {
+        self.port
     }
 
     /// Reads and resets the kernel's counters of this ring (`PACKET_STATISTICS`).

@@ -2,17 +2,21 @@
 //! the kernel's stack, interface facts and link notifications, and the worker thread that runs
 //! the loop.
 //!
-//! This is the only part of the crate that makes system calls. It uses no async runtime: one
-//! worker thread owns the pipeline and its sockets; control operations reach it as closures
-//! through [`worker::Handle`].
+//! This is the only part of the crate that makes system calls. It uses no async runtime: each
+//! worker thread owns a pipeline and its sockets; control operations reach them as closures
+//! through [`worker::Handle`]. AF_XDP ports (brasa's XDP program and AF_XDP sockets) are in
+//! [`xdp`]; TAP devices added at run time in [`tap`].
 
 pub mod afpacket;
 pub mod netdev;
 pub mod netlink;
+pub mod tap;
 pub mod tun;
 pub mod worker;
+pub mod xdp;
 
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -20,6 +24,26 @@ pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(ret)
     }
+}
+
+/// Sets a socket option to `value`.
+pub(crate) fn setsockopt<T>(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: passes a pointer to `value` with its exact size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
 }
 
 /// Errors of the shell, naming the interface or device involved.
@@ -43,4 +67,15 @@ pub enum IoError {
         #[source]
         source: io::Error,
     },
+    /// A port could not be added or removed.
+    #[error(transparent)]
+    Port(#[from] crate::pipeline::PortError),
+    /// Only ports added at run time (TAPs) can be removed at run time.
+    #[error(
+        "port {0:?} is a configured interface: only TAP ports added at run time can be removed"
+    )]
+    NotRemovable(String),
+    /// The workers have stopped.
+    #[error("the data plane workers have stopped")]
+    Stopped,
 }

@@ -105,6 +105,47 @@ pub(crate) fn mtu_by_index(fd: &OwnedFd, ifindex: i32) -> io::Result<u32> {
     Ok(u32::try_from(mtu).unwrap_or(0))
 }
 
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+/// The number of receive queues of interface `name` (`ETHTOOL_GCHANNELS`: the larger of its
+/// receive-only and combined channels); 1 when the driver does not say.
+pub fn rx_queues(name: &str) -> Result<u32, IoError> {
+    let err = |source| IoError::Interface {
+        name: name.to_string(),
+        source,
+    };
+    let socket = control_socket().map_err(err)?;
+    let mut req = IfReq::new(name).map_err(err)?;
+    // struct ethtool_channels: cmd, then max_rx, max_tx, max_other, max_combined, rx_count,
+    // tx_count, other_count, combined_count.
+    let mut channels = [0u32; 9];
+    channels[0] = ETHTOOL_GCHANNELS;
+    let pointer = channels.as_mut_ptr() as usize;
+    req.data[..std::mem::size_of::<usize>()].copy_from_slice(&pointer.to_ne_bytes());
+    // SAFETY: SIOCETHTOOL reads the command from, and writes the answer to, `channels`, which
+    // outlives the call; `req` is a valid ifreq naming the interface.
+    let answered = cvt(unsafe { libc::ioctl(socket.as_raw_fd(), SIOCETHTOOL, &mut req) });
+    match answered {
+        Ok(_) => Ok(channels[5].max(channels[8]).max(1)),
+        Err(_) => Ok(1),
+    }
+}
+
+/// The MTU of interface `name`.
+pub fn mtu(name: &str) -> Result<u32, IoError> {
+    let dev = NetDev::lookup(name)?;
+    let socket = control_socket().map_err(|source| IoError::Interface {
+        name: name.to_string(),
+        source,
+    })?;
+    let socket_fd = socket;
+    mtu_by_index(&socket_fd, dev.ifindex).map_err(|source| IoError::Interface {
+        name: name.to_string(),
+        source,
+    })
+}
+
 /// Sets IFF_UP on an interface.
 pub fn set_up(name: &str) -> Result<(), IoError> {
     let err = |source| IoError::Interface {

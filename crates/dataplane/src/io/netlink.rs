@@ -26,15 +26,15 @@ const RTA_HDRLEN: usize = 4;
 /// Room for one read: the kernel's link notifications fit in `NLMSG_GOODSIZE` (at most 8 KiB).
 const RECV_BUFFER: usize = 32 * 1024;
 
-fn align4(len: usize) -> usize {
+pub(crate) fn align4(len: usize) -> usize {
     len.saturating_add(3) & !3
 }
 
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+pub(crate) fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
 }
 

@@ -90,7 +90,8 @@ impl Stage for ClassifyStage {
 }
 
 /// IP packets no stage claimed: left to the kernel's own copy, or (IPv4 on ports with
-/// [`IpHandoff::Inject`]) stripped of the link layer and handed to the kernel. Linux can turn
+/// [`IpHandoff::Inject`], IPv4 and IPv6 on AF_XDP ports, [`IpHandoff::Redirected`]) stripped
+/// of the link layer and handed to the kernel. Linux can turn
 /// IPv4 forwarding off per interface but not IPv6 forwarding, so on an inject port the kernel
 /// still forwards its own copy of IPv6 packets and the data plane leaves those alone.
 #[derive(Default)]
@@ -118,7 +119,7 @@ impl Stage for IpHandoffStage {
                 IpHandoff::Inject if meta.kind == PacketKind::Ipv6 => {
                     meta.verdict = Verdict::Ignore
                 }
-                IpHandoff::Inject => {
+                IpHandoff::Inject | IpHandoff::Redirected => {
                     if buf.pull_front(usize::from(meta.l3)) {
                         meta.l3 = 0;
                         meta.verdict = Verdict::ToKernel;
@@ -150,7 +151,11 @@ pub fn cafe_stages() -> Vec<Box<dyn Stage>> {
 /// pipeline for the other ports. The service stage runs before `classify` because classify
 /// leaves frames not addressed to the host to the kernel, and on an access port every frame
 /// is the data plane's.
-pub fn service_stages(service: crate::service::ServiceStage) -> Vec<Box<dyn Stage>> {
+///
+/// `service` is a [`crate::service::ServiceStage`], or, for a data plane with several workers,
+/// a clone of one [`crate::pipeline::Shared`] service stage per worker: MAC learning, MAC
+/// limits, policer buckets and the punt queue then stay single across workers.
+pub fn service_stages(service: impl Stage + 'static) -> Vec<Box<dyn Stage>> {
     let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(service)];
     stages.extend(cafe_stages());
     stages

@@ -30,10 +30,12 @@ pub fn write(dir: &Path, name: &str, source: &str) -> PathBuf {
     path
 }
 
-/// Tracing on, a generous limit (tests never depend on timing).
+/// Tracing on, a generous limit (tests never depend on timing: a loaded machine can take more
+/// than the default second for a run that captures a panic's backtrace).
 pub fn options() -> RunOptions {
     RunOptions {
         trace: true,
+        time_limit: Some(std::time::Duration::from_secs(60)),
         ..RunOptions::default()
     }
 }

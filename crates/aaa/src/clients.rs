@@ -9,7 +9,7 @@ use std::net::IpAddr;
 #[derive(Debug, Default)]
 pub struct ClientTable {
     clients: Vec<ClientConfig>,
-    hosts: HashMap<IpAddr, usize>,
+    hosts: HashMap<IpAddr, usize, foldhash::fast::RandomState>,
     /// Non-host prefixes, longest first, so the first match is the most specific.
     prefixes: Vec<(IpNet, usize)>,
 }
@@ -18,7 +18,7 @@ impl ClientTable {
     /// Builds the table; with overlapping entries the longest prefix wins, and for identical
     /// prefixes the first configured one.
     pub fn new(clients: Vec<ClientConfig>) -> Self {
-        let mut hosts = HashMap::new();
+        let mut hosts = HashMap::default();
         let mut prefixes = Vec::new();
         for (index, client) in clients.iter().enumerate() {
             let net = client.network.trunc();

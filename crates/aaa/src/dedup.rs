@@ -42,7 +42,7 @@ pub(crate) struct ReplyCache {
     window: Duration,
     /// Entries carry the sequence number of their insertion, so that a stale queue slot (the key
     /// was forgotten and inserted again) never expires the newer entry.
-    entries: HashMap<RequestKey, (u64, Entry)>,
+    entries: HashMap<RequestKey, (u64, Entry), foldhash::fast::RandomState>,
     order: VecDeque<(Instant, u64, RequestKey)>,
     next_sequence: u64,
 }
@@ -51,7 +51,7 @@ impl ReplyCache {
     pub fn new(window: Duration) -> Self {
         Self {
             window,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             order: VecDeque::new(),
             next_sequence: 0,
         }
@@ -60,18 +60,19 @@ impl ReplyCache {
     /// Looks `key` up, registering it as in progress when it is new.
     pub fn check(&mut self, now: Instant, key: &RequestKey) -> Seen<'_> {
         self.expire(now);
-        if self.entries.contains_key(key) {
-            return match self.entries.get(key) {
-                Some((_, Entry::Answered(reply))) => Seen::Answered(reply),
-                _ => Seen::InProgress,
-            };
-        }
         let sequence = self.next_sequence;
-        self.next_sequence += 1;
-        self.entries
-            .insert(key.clone(), (sequence, Entry::InProgress));
-        self.order.push_back((now, sequence, key.clone()));
-        Seen::New
+        match self.entries.entry(key.clone()) {
+            std::collections::hash_map::Entry::Occupied(known) => match &known.into_mut().1 {
+                Entry::Answered(reply) => Seen::Answered(reply),
+                Entry::InProgress => Seen::InProgress,
+            },
+            std::collections::hash_map::Entry::Vacant(new) => {
+                new.insert((sequence, Entry::InProgress));
+                self.next_sequence += 1;
+                self.order.push_back((now, sequence, key.clone()));
+                Seen::New
+            }
+        }
     }
 
     /// Records the reply sent for `key`.

@@ -7,18 +7,39 @@ use brasa_radius::AcctStatusType;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// The session identifiers brasa learns.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum SessionKey {
-    AcctSessionId(Vec<u8>),
-    UserName(Vec<u8>),
-    FramedIp([u8; 4]),
-}
+/// The index of the NAS client that reported a session, and the NAS's address.
+type Owner = (usize, IpAddr);
+type Hasher = foldhash::fast::RandomState;
 
-/// Session identifier → (index of the NAS client that reported it, the NAS's address).
+/// Session identifier → owner, one table per kind of identifier. Keys are looked up by the
+/// borrowed attribute value, so a session seen again (every Interim-Update) is updated in place
+/// without copying its identifiers.
 #[derive(Debug, Default)]
 pub(crate) struct SessionDirectory {
-    owners: HashMap<SessionKey, (usize, IpAddr)>,
+    by_session_id: HashMap<Box<[u8]>, Owner, Hasher>,
+    by_user_name: HashMap<Box<[u8]>, Owner, Hasher>,
+    by_framed_ip: HashMap<[u8; 4], Owner, Hasher>,
+}
+
+/// Records (or, on a Stop, forgets) `key` in `table`; `owned` makes the table's copy of a
+/// new key.
+fn learn_key<K, Q>(
+    table: &mut HashMap<K, Owner, Hasher>,
+    key: &Q,
+    owned: impl FnOnce(&Q) -> K,
+    owner: Owner,
+    stop: bool,
+) where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if stop {
+        table.remove(key);
+    } else if let Some(known) = table.get_mut(key) {
+        *known = owner;
+    } else {
+        table.insert(owned(key), owner);
+    }
 }
 
 impl SessionDirectory {
@@ -32,49 +53,47 @@ impl SessionDirectory {
         reply: Option<&brasa_radius::Message>,
     ) {
         let stop = request.acct_status_type() == Some(AcctStatusType::Stop);
-        let mut keys = Vec::with_capacity(3);
+        let owner = (client, nas);
         if let Some(id) = request.get(ACCT_SESSION_ID) {
-            keys.push(SessionKey::AcctSessionId(id.to_vec()));
+            learn_key(&mut self.by_session_id, id, |id| id.into(), owner, stop);
         }
         if let Some(name) = request.get(USER_NAME) {
-            keys.push(SessionKey::UserName(name.to_vec()));
+            learn_key(
+                &mut self.by_user_name,
+                name,
+                |name| name.into(),
+                owner,
+                stop,
+            );
         }
         let framed = request
             .get(FRAMED_IP_ADDRESS)
             .or_else(|| reply.and_then(|r| r.get(FRAMED_IP_ADDRESS)));
         if let Some(ip) = framed.and_then(|v| <[u8; 4]>::try_from(v).ok()) {
-            keys.push(SessionKey::FramedIp(ip));
-        }
-        for key in keys {
-            if stop {
-                self.owners.remove(&key);
-            } else {
-                self.owners.insert(key, (client, nas));
-            }
+            learn_key(&mut self.by_framed_ip, &ip, |ip| *ip, owner, stop);
         }
     }
 
     /// The NAS that owns the session a CoA/Disconnect request names, most specific key first.
-    pub fn owner(&self, request: &brasa_radius::Message) -> Option<(usize, IpAddr)> {
-        let by = |key: SessionKey| self.owners.get(&key).copied();
+    pub fn owner(&self, request: &brasa_radius::Message) -> Option<Owner> {
         request
             .get(ACCT_SESSION_ID)
-            .and_then(|id| by(SessionKey::AcctSessionId(id.to_vec())))
+            .and_then(|id| self.by_session_id.get(id).copied())
             .or_else(|| {
                 request
                     .get(FRAMED_IP_ADDRESS)
                     .and_then(|v| <[u8; 4]>::try_from(v).ok())
-                    .and_then(|ip| by(SessionKey::FramedIp(ip)))
+                    .and_then(|ip| self.by_framed_ip.get(&ip).copied())
             })
             .or_else(|| {
                 request
                     .get(USER_NAME)
-                    .and_then(|name| by(SessionKey::UserName(name.to_vec())))
+                    .and_then(|name| self.by_user_name.get(name).copied())
             })
     }
 
-    /// Sessions known.
+    /// Session identifiers known (of every kind).
     pub fn len(&self) -> usize {
-        self.owners.len()
+        self.by_session_id.len() + self.by_user_name.len() + self.by_framed_ip.len()
     }
 }

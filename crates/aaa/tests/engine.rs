@@ -721,7 +721,7 @@ fn an_egress_hook_parks_the_request_until_the_processor_answers() {
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].handler, 3);
     assert_eq!(parked[0].direction, Direction::Egress);
-    assert_eq!(parked[0].client, "nas");
+    assert_eq!(&*parked[0].client, "nas");
     assert_eq!(engine.stats().hooks_pending, 1);
 
     // A retransmission meanwhile is absorbed, not deferred twice.

@@ -1,13 +1,24 @@
 //! Seed 000's class reflection as a load test: brasa proxying with the document's Python script
 //! (`examples/python/python_cache.py`: Access-Accept → save the Class attributes under the
 //! User-Name; Accounting Interim-Update → retrieve, insert the Class attributes, reset the
-//! lifetime), beside FreeRADIUS 3.2 doing the same job natively (`rlm_cache` + unlang, the
-//! fastest way FreeRADIUS has), both proxying to the same upstream, with the same load
-//! generator (`shared/tools/radload.py`), in the same run. Then the same with the cache in a
-//! throw-away `redis-server`: brasa with `backend = "redis"` beside FreeRADIUS with
-//! `rlm_redis` (Debian's `freeradius-redis`).
+//! lifetime), beside FreeRADIUS 3.2 doing the same job in Python (`rlm_python3`, the anchor of
+//! the Nokia SR OS Python cache job) and natively (`rlm_cache` + unlang, the fastest way
+//! FreeRADIUS has), all proxying to the same kind of upstream, with the same load generator
+//! (`shared/tools/radload.py`, 16 sockets × 8 in flight), in the same run. Then the same with
+//! the cache in a throw-away `redis-server`: brasa with `backend = "redis"` beside FreeRADIUS
+//! with `rlm_redis` (Debian's `freeradius-redis`).
 //!
 //!     cargo bench -p brasa --bench python_policy          # BENCH_REQUESTS=N (default 40000)
+//!
+//! `BENCH_ONLY=TEXT` measures only the targets whose name contains TEXT (to profile one).
+//!
+//! rlm_python3 has no cache of its own. Its script keeps the entries in a dict of its module
+//! (User-Name → Class values and expiry time), which is what `alc.cache` is to a brasa script:
+//! an in-process table the script reads and writes itself, with a lifetime per entry. rlm_cache
+//! beside rlm_python3 would not be the same job: the script could not call it, so unlang would
+//! do the caching and Python would have nothing left to do. The dict is the cheapest cache a
+//! Python script can have (no size limits, no journal, no memory accounting), so the
+//! comparison is, if anything, in FreeRADIUS's favour.
 //!
 //! The upstream is a minimal responder in this process (brasa-radius codec, one thread per
 //! socket) that answers every Access-Request with Access-Accept + Class-1/Class-22/Class-333 +
@@ -377,6 +388,106 @@ radius = [
     text
 }
 
+/// The document's script as an rlm_python3 module: `post_proxy` saves the Class attributes of
+/// an Access-Accept under the User-Name (3600 s, the brasa cache's `max_entry_lifetime`),
+/// `preacct` retrieves them into the Accounting-Request (a miss rejects it, as the script drops
+/// it), resets the lifetime to 900 s on an Interim-Update and removes the entry on a Stop.
+const RLM_PYTHON3_MODULE: &str = r#"import time
+import radiusd
+
+# User-Name -> (Class values as FreeRADIUS prints them, expiry in monotonic seconds).
+cache = {}
+
+def first(pairs, name):
+    for pair in pairs:
+        if pair[0] == name:
+            return pair[1]
+    return None
+
+def post_proxy(p):
+    reply = p["proxy-reply"]
+    if not reply:
+        return radiusd.RLM_MODULE_NOOP
+    user = first(p["request"], "User-Name")
+    classes = tuple(value for name, value in reply if name == "Class")
+    if not user or not classes:
+        return radiusd.RLM_MODULE_NOOP
+    cache[user] = (classes, time.monotonic() + 3600)
+    return radiusd.RLM_MODULE_OK
+
+def preacct(p):
+    request = p["request"]
+    user = first(request, "User-Name")
+    entry = cache.get(user)
+    now = time.monotonic()
+    if entry is None or entry[1] <= now:
+        return radiusd.RLM_MODULE_REJECT
+    status = first(request, "Acct-Status-Type")
+    if status == "Stop":
+        del cache[user]
+    elif status == "Interim-Update":
+        cache[user] = (entry[0], now + 900)
+    return radiusd.RLM_MODULE_UPDATED, {"request": tuple(("Class", "+=", value) for value in entry[0])}
+"#;
+
+/// FreeRADIUS as a proxy whose class reflection is the document's script in `rlm_python3`
+/// (see [`RLM_PYTHON3_MODULE`]): the anchor the Python policy is measured against.
+fn start_freeradius_python_proxy(
+    dir: &Path,
+    ip: &str,
+    auth: SocketAddr,
+    acct: SocketAddr,
+) -> FreeRadius {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("class_reflection.py"), RLM_PYTHON3_MODULE).unwrap();
+    let modules = format!(
+        r#"  python3 class_python {{
+    python_path = "{}"
+    module = class_reflection
+    pass_all_vps_dict = yes
+    mod_post_proxy = ${{.module}}
+    func_post_proxy = post_proxy
+    mod_preacct = ${{.module}}
+    func_preacct = preacct
+  }}
+"#,
+        dir.display()
+    );
+    let body = r#"  authorize {
+    update control {
+      &Proxy-To-Realm := "upstream"
+    }
+  }
+  authenticate {
+  }
+  preacct {
+    update control {
+      &Proxy-To-Realm := "upstream"
+    }
+    class_python
+  }
+  accounting {
+  }
+  pre-proxy {
+  }
+  post-proxy {
+    class_python
+  }
+  post-auth {
+  }
+"#;
+    start_freeradius_with_modules(
+        dir,
+        ip,
+        &[("127.0.0.0/8", SECRET)],
+        "",
+        &modules,
+        &proxy_realm(auth, acct),
+        Some(body),
+        false,
+    )
+}
+
 struct Target {
     name: &'static str,
     auth: SocketAddr,
@@ -387,6 +498,10 @@ struct Target {
     redis_pid: Option<u32>,
     reflected: Reflected,
 }
+
+/// radload's load: sockets, and requests in flight on each.
+const SOCKETS: u32 = 16;
+const IN_FLIGHT: u32 = 8;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -403,14 +518,32 @@ fn main() {
     let freeradius =
         start_freeradius_class_proxy(&dir.path().join("fr"), "127.0.0.2", upstream.0, upstream.1);
     let mut daemons = Vec::new();
-    let mut targets = vec![Target {
-        name: "FreeRADIUS 3.2 proxy + rlm_cache/unlang",
-        auth: freeradius.auth,
-        acct: freeradius.acct,
-        pid: freeradius.daemon.child.id(),
-        redis_pid: None,
-        reflected,
-    }];
+    let python_reflected: Reflected = Arc::default();
+    let python_upstream = start_upstream("127.0.0.5", &python_reflected);
+    let fr_python = start_freeradius_python_proxy(
+        &dir.path().join("fr-python"),
+        "127.0.0.8",
+        python_upstream.0,
+        python_upstream.1,
+    );
+    let mut targets = vec![
+        Target {
+            name: "FreeRADIUS 3.2 proxy + rlm_cache/unlang",
+            auth: freeradius.auth,
+            acct: freeradius.acct,
+            pid: freeradius.daemon.child.id(),
+            redis_pid: None,
+            reflected,
+        },
+        Target {
+            name: "FreeRADIUS 3.2 proxy + rlm_python3",
+            auth: fr_python.auth,
+            acct: fr_python.acct,
+            pid: fr_python.daemon.child.id(),
+            redis_pid: None,
+            reflected: python_reflected,
+        },
+    ];
     let redis = RedisServer::start(dir.path(), "");
     let redis_pid = redis
         .cli(&["INFO", "server"])
@@ -468,23 +601,31 @@ fn main() {
     }
 
     for target in &targets {
-        radload(target.auth, SECRET, "auth", 2000, 8, 16);
-        radload(target.acct, SECRET, "acct", 2000, 8, 16);
+        radload(target.auth, SECRET, "auth", 2000, SOCKETS, IN_FLIGHT);
+        radload(target.acct, SECRET, "acct", 2000, SOCKETS, IN_FLIGHT);
     }
     for target in &targets {
         target.reflected.store(0, Ordering::Relaxed);
     }
     println!(
-        "Class reflection (seed 000), {requests} Access-Requests then {requests} Interim-Updates per target, radload 16 sockets x 16 in flight, same run (the ratios count redis-server's CPU with the proxy's):"
+        "Class reflection (seed 000), {requests} Access-Requests then {requests} Interim-Updates per target, radload {SOCKETS} sockets x {IN_FLIGHT} in flight, same run (the ratios count redis-server's CPU with the proxy's):"
     );
-    let mut rates = Vec::new();
+    // To profile one target, measure only the ones whose name contains BENCH_ONLY.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    // Per target: (rate, CPU µs per request) for auth, then acct.
+    let mut measured = Vec::new();
     for target in &targets {
+        if !target.name.contains(only.as_str()) {
+            measured.push(None);
+            continue;
+        }
         let mut row = Vec::new();
         for (kind, address) in [("auth", target.auth), ("acct", target.acct)] {
             let redis_cpu = || target.redis_pid.map_or(0.0, cpu_seconds);
             let before = (cpu_seconds(target.pid), redis_cpu());
             // A lost request ends the run 0.3 s after the last answer, not 2 s.
-            let line = radload_with_timeout(address, SECRET, kind, requests, 16, 16, 0.3);
+            let line =
+                radload_with_timeout(address, SECRET, kind, requests, SOCKETS, IN_FLIGHT, 0.3);
             let cpu = cpu_seconds(target.pid) - before.0;
             let answered = radload_field(&line, "answered").max(1.0);
             let cpu_us = cpu * 1e6 / answered;
@@ -505,22 +646,20 @@ fn main() {
             "  {:<40} accounting requests reaching the upstream with Class-1, Class-22, Class-333: {reflected}",
             ""
         );
-        rates.push(row);
+        measured.push(Some(row));
     }
-    let (fr, brasa, fr_redis_rates, brasa_redis) = (&rates[0], &rates[1], &rates[3], &rates[4]);
+    // Targets in order: rlm_cache, rlm_python3, brasa + Python, brasa reference,
+    // rlm_redis, brasa + Python with the cache in Redis.
     for (label, ours, theirs) in [
-        ("brasa+Python / FreeRADIUS+rlm_cache", brasa, fr),
-        (
-            "brasa+Python, Redis cache / FreeRADIUS+rlm_redis",
-            brasa_redis,
-            fr_redis_rates,
-        ),
-        (
-            "brasa+Python, Redis cache / embedded cache",
-            brasa_redis,
-            brasa,
-        ),
+        ("brasa+Python / FreeRADIUS+rlm_python3", 2, 1),
+        ("brasa+Python / FreeRADIUS+rlm_cache", 2, 0),
+        ("brasa+Python, Redis cache / FreeRADIUS+rlm_redis", 5, 4),
+        ("brasa+Python, Redis cache / embedded cache", 5, 2),
     ] {
+        let (Some(Some(ours)), Some(Some(theirs))) = (measured.get(ours), measured.get(theirs))
+        else {
+            continue;
+        };
         for (index, kind) in [
             "Access-Request (save)",
             "Interim-Update (retrieve, set, set_lifetime)",
@@ -537,6 +676,7 @@ fn main() {
     }
     drop(daemons);
     drop(freeradius);
+    drop(fr_python);
     drop(fr_redis);
     drop(redis);
 }

@@ -213,6 +213,9 @@ struct Shared {
     policies: BTreeMap<String, PolicyRuntime>,
     links: Option<Arc<Links>>,
     journals: Mutex<HashMap<String, Journal>>,
+    /// Whether any cache records its changes (persistence or a peer): only then does a change
+    /// give the drain thread work that cannot wait for its tick.
+    records_changes: bool,
     wake: Wake,
     stopping: AtomicBool,
 }
@@ -343,12 +346,16 @@ impl CacheService {
             sync_address = Some(bound);
             tasks = link_tasks;
         }
+        let records_changes = policies
+            .values()
+            .any(|runtime| runtime.persistence || runtime.peer.is_some());
         let shared = Arc::new(Shared {
             node_id: config.node_id,
             set,
             policies,
             links,
             journals: Mutex::new(journals),
+            records_changes,
             wake,
             stopping: AtomicBool::new(false),
         });
@@ -386,9 +393,13 @@ impl CacheService {
     }
 
     /// Tells the drain thread that caches changed (journal and peer get the changes promptly).
-    /// Cheap and non-blocking; call it after every batch of mutations.
+    /// Cheap and non-blocking; call it after every batch of mutations. Caches that neither
+    /// persist nor replicate leave their expired entries to the drain's tick, so for them this
+    /// wakes nothing (a wake-up per script run would cost more than the run's cache work).
     pub fn changed(&self) {
-        self.shared.wake.wake();
+        if self.shared.records_changes {
+            self.shared.wake.wake();
+        }
     }
 
     /// Live entries of `policy`'s cache, sorted by key (`tools dump python python-policy NAME cache`).

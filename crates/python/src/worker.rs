@@ -364,22 +364,41 @@ struct Worker {
 }
 
 impl Worker {
+    /// Takes the jobs waiting, up to [`BATCH`] per wake-up, and hands the answers of a batch
+    /// back together: one wake-up of the RADIUS service (and of the cache drain) per batch
+    /// instead of one per packet. An answer never waits more than [`HOLD_ANSWERS`] for the
+    /// rest of its batch, so a slow script does not hold back the packets run before it.
     fn run(mut self, jobs: Receiver<Job>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut answers = Answers::default();
         while let Ok(job) = jobs.recv() {
-            match job {
-                Job::Run {
-                    request,
-                    completion,
-                } => {
-                    self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-                    let ticket = request.ticket;
-                    let result = self.process(*request);
-                    completion.complete(ticket, result);
-                }
-                Job::Reload { script, reply } => {
-                    let _ = reply.send(self.reload(script));
+            batch.push(job);
+            while batch.len() < BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
                 }
             }
+            for job in batch.drain(..) {
+                match job {
+                    Job::Run {
+                        request,
+                        completion,
+                    } => {
+                        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                        let ticket = request.ticket;
+                        let (result, mutated) = self.process(*request);
+                        answers.push(completion, ticket, result, mutated);
+                        if answers.held_for() >= HOLD_ANSWERS {
+                            answers.deliver(self.caches.as_deref());
+                        }
+                    }
+                    Job::Reload { script, reply } => {
+                        let _ = reply.send(self.reload(script));
+                    }
+                }
+            }
+            answers.deliver(self.caches.as_deref());
         }
     }
 
@@ -402,15 +421,17 @@ impl Worker {
         result.map_err(WorkerError::from)
     }
 
-    fn process(&mut self, request: HookRequest) -> HookResult {
+    /// Runs the script bound to the request's hook point; also says whether it changed a
+    /// cache.
+    fn process(&mut self, request: HookRequest) -> (HookResult, bool) {
         let Some(binding) = binding(&self.config, &request).cloned() else {
-            return HookResult::Continue(request.packet);
+            return (HookResult::Continue(request.packet), false);
         };
         let index = binding.script;
         let spec = &self.config.scripts[index];
         if spec.shutdown {
             lock(&self.shared.stats)[index].skipped_shutdown += 1;
-            return HookResult::Continue(request.packet);
+            return (HookResult::Continue(request.packet), false);
         }
         let debug = self.shared.debug[index].load(Ordering::Relaxed);
         let options = RunOptions {
@@ -449,9 +470,7 @@ impl Worker {
             cache.as_mut().map(|c| c as &mut dyn ScriptCache),
             &options,
         );
-        if let Some(RunCache::Embedded(cache)) = cache.filter(|c| c.mutated()) {
-            cache.service.changed();
-        }
+        let mutated = cache.is_some_and(|c| c.mutated());
         let elapsed = started.elapsed().as_micros() as u64;
         if debug {
             tracing::info!(target: "brasa::python", script = %spec.name, policy = %policy,
@@ -464,7 +483,7 @@ impl Worker {
         stats.runs += 1;
         stats.run_time_us += elapsed;
         stats.max_run_time_us = stats.max_run_time_us.max(elapsed);
-        match &report.outcome {
+        let result = match &report.outcome {
             Outcome::Ok => {
                 stats.completed += 1;
                 match report.verdict {
@@ -496,6 +515,53 @@ impl Worker {
                 }
                 fail_result(spec.action_on_fail, packet)
             }
+        };
+        (result, mutated)
+    }
+}
+
+/// Jobs the worker takes per wake-up at most.
+const BATCH: usize = 64;
+/// Longest an answer waits for the rest of its batch.
+const HOLD_ANSWERS: Duration = Duration::from_micros(500);
+
+/// Answers of a batch not yet handed back.
+#[derive(Default)]
+struct Answers {
+    ready: Vec<(HookCompletion, brasa_aaa::HookTicket, HookResult)>,
+    /// When the oldest held answer was ready.
+    since: Option<Instant>,
+    /// Whether a held answer's run changed a cache.
+    mutated: bool,
+}
+
+impl Answers {
+    fn push(
+        &mut self,
+        completion: HookCompletion,
+        ticket: brasa_aaa::HookTicket,
+        result: HookResult,
+        mutated: bool,
+    ) {
+        self.since.get_or_insert_with(Instant::now);
+        self.ready.push((completion, ticket, result));
+        self.mutated |= mutated;
+    }
+
+    fn held_for(&self) -> Duration {
+        self.since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    /// Hands every held answer back, and wakes the cache drain once if a run changed a cache.
+    fn deliver(&mut self, caches: Option<&CacheService>) {
+        if std::mem::take(&mut self.mutated) {
+            if let Some(caches) = caches {
+                caches.changed();
+            }
+        }
+        self.since = None;
+        for (completion, ticket, result) in self.ready.drain(..) {
+            completion.complete(ticket, result);
         }
     }
 }

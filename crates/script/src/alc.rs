@@ -248,6 +248,26 @@ fn build(py: Python<'_>) -> PyResult<Alc> {
     alc.add("cache", &cache)?;
     alc.add_class::<TimeLimitExceeded>()?;
 
+    // Every `import` statement that finds its module in `sys.modules` reads the module's
+    // `__spec__._initializing` (to wait for a module still initialising on another thread).
+    // A module made from Rust has no spec, and the misses cost two formatted AttributeErrors
+    // on each of a script's `from alc import …` lines, every run. A spec without a loader, as
+    // built-in modules have, with `_initializing` false, as importlib leaves it on every
+    // module it has loaded, makes the check two dictionary lookups.
+    let module_spec = py.import("importlib.machinery")?.getattr("ModuleSpec")?;
+    for (module, package) in [
+        (&alc, true),
+        (&radius, false),
+        (&attributes, false),
+        (&cache, false),
+    ] {
+        let options = PyDict::new(py);
+        options.set_item("is_package", package)?;
+        let spec = module_spec.call((module.name()?, py.None()), Some(&options))?;
+        spec.setattr("_initializing", false)?;
+        module.setattr("__spec__", spec)?;
+    }
+
     let sys = py.import("sys")?;
     let modules = sys.getattr("modules")?;
     modules.set_item("alc", &alc)?;

@@ -204,6 +204,12 @@ assert issubclass(alc.TimeLimitExceeded, BaseException)
 assert not issubclass(alc.TimeLimitExceeded, Exception)
 assert issubclass(cache.NotFound, KeyError) and issubclass(cache.NotFound, cache.error)
 assert cache.EntryTooLarge.reason == 'entry_too_large'
+# Specs as built-in modules have them: importlib finds them, and `import` finds them ready.
+import importlib.util
+for name in ('alc', 'alc.radius', 'alc.radius.attributes', 'alc.cache'):
+    spec = importlib.util.find_spec(name)
+    assert spec.name == name and spec.loader is None, spec
+assert alc.__spec__.submodule_search_locations == [] and alc.cache.__spec__.submodule_search_locations is None
 "#,
         &mut p,
     );

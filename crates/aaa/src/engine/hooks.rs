@@ -79,8 +79,8 @@ impl Engine {
             handler,
             direction,
             packet,
-            client: self.clients.all()[job.client].name.clone(),
-            server: self.servers[job.server].name.clone(),
+            client: Arc::clone(&self.client_names[job.client]),
+            server: Arc::clone(&self.server_names[job.server]),
         }));
         let deadline = now + self.external_hook_timeout;
         self.timers.push(Reverse((deadline, Timer::Hook(ticket))));

@@ -18,7 +18,7 @@ impl Engine {
             tracing::debug!(%from, "request from unknown client dropped");
             return;
         };
-        let Some(client) = self.clients.get(client_index).cloned() else {
+        let Some(client) = self.clients.get(client_index) else {
             return;
         };
         let stats = &mut self.client_stats[client_index];

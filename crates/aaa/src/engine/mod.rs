@@ -32,6 +32,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The engine's tables hash keys it made itself or that arrived from known clients; foldhash
+/// with a per-table random seed costs a fraction of SipHash per lookup.
+type Hasher = foldhash::fast::RandomState;
+
 /// Sockets (of 256 Identifiers each) per upstream server: 16 384 requests in flight.
 const MAX_SLOTS_PER_UPSTREAM: usize = 64;
 /// CoA/Disconnect requests to a NAS: wait this long, this many times.
@@ -111,9 +115,9 @@ pub struct HookRequest {
     /// may be changed: code, identifier and authenticator are the engine's.
     pub packet: Message,
     /// Name of the NAS client.
-    pub client: String,
+    pub client: Arc<str>,
     /// Name of the server that received the request.
-    pub server: String,
+    pub server: Arc<str>,
 }
 
 /// What an external hook processor decided.
@@ -268,7 +272,7 @@ pub struct Engine {
     local_databases: Vec<LocalDatabase>,
     policies: Vec<Arc<dyn Policy>>,
     replies: ReplyCache,
-    pending: HashMap<PendingKey, Pending>,
+    pending: HashMap<PendingKey, Pending, Hasher>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     coa_ids: IdSpace,
     sessions: SessionDirectory,
@@ -276,11 +280,14 @@ pub struct Engine {
     next_proxy_state: u32,
     unknown_client: u64,
     coa_unroutable: u64,
-    parked: HashMap<u64, Parked>,
+    parked: HashMap<u64, Parked, Hasher>,
     next_ticket: u64,
     external_hook_timeout: Duration,
     hooks_deferred: u64,
     hook_timeouts: u64,
+    /// Client and server names as hook requests carry them (shared, not copied per packet).
+    client_names: Vec<Arc<str>>,
+    server_names: Vec<Arc<str>>,
 }
 
 impl Engine {
@@ -359,6 +366,8 @@ impl Engine {
                 requests: 0,
             })
             .collect();
+        let client_names = config.clients.iter().map(|c| Arc::from(&*c.name)).collect();
+        let server_names = config.servers.iter().map(|s| Arc::from(&*s.name)).collect();
         Self {
             dictionary,
             clients: ClientTable::new(config.clients),
@@ -370,7 +379,7 @@ impl Engine {
             local_databases: config.local_databases,
             policies: config.policies,
             replies: ReplyCache::new(config.duplicate_window),
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             timers: BinaryHeap::new(),
             coa_ids: IdSpace::new(MAX_SLOTS_PER_UPSTREAM),
             sessions: SessionDirectory::default(),
@@ -378,11 +387,13 @@ impl Engine {
             next_proxy_state: 0,
             unknown_client: 0,
             coa_unroutable: 0,
-            parked: HashMap::new(),
+            parked: HashMap::default(),
             next_ticket: 0,
             external_hook_timeout: config.external_hook_timeout,
             hooks_deferred: 0,
             hook_timeouts: 0,
+            client_names,
+            server_names,
         }
     }
 

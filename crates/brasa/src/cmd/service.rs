@@ -98,7 +98,7 @@ pub async fn run(global: &GlobalArgs, command: ServiceCommand) -> anyhow::Result
             let summary: ApplySummary = client
                 .post("/api/v1/services/apply", &ApplyRequest { text, dry_run })
                 .map_err(|err| match file.to_str() {
-                    Some(name) if name != "-" => err.context(format!("{name}")),
+                    Some(name) if name != "-" => err.context(name.to_string()),
                     _ => err,
                 })?;
             print_summary(global, &summary)

@@ -801,6 +801,9 @@ async fn filter(
     }))
 }
 
+/// A counter metric: name, help, and the counter it reads.
+type CounterFamily<T> = (&'static str, &'static str, fn(&T) -> u64);
+
 /// Service and SAP counters for `/metrics`.
 pub async fn write_metrics(services: &ServicesComponent, w: &mut PromWriter) {
     let handle = services.handle.clone();
@@ -814,7 +817,7 @@ pub async fn write_metrics(services: &ServicesComponent, w: &mut PromWriter) {
     let counter = |w: &mut PromWriter, name: &str, help: &str| {
         w.family(name, help, Kind::Counter);
     };
-    let families: [(&str, &str, fn(&SapCountersView) -> u64); 4] = [
+    let families: [CounterFamily<SapCountersView>; 4] = [
         (
             "brasa_sap_rx_packets_total",
             "Frames received on a SAP.",
@@ -866,7 +869,7 @@ pub async fn write_metrics(services: &ServicesComponent, w: &mut PromWriter) {
             }
         }
     }
-    let service_families: [(&str, &str, fn(&ServiceCountersView) -> u64); 4] = [
+    let service_families: [CounterFamily<ServiceCountersView>; 4] = [
         (
             "brasa_service_rx_packets_total",
             "Frames received by a service.",

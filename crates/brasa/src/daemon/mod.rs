@@ -12,6 +12,7 @@ pub mod radius_rejects;
 pub mod rae;
 pub mod sm_api;
 pub mod sm_config;
+pub mod sm_ha;
 pub mod sm_radius;
 
 use crate::common::access::Access;

@@ -688,6 +688,21 @@ fn sm_config_errors_name_file_line_and_column() {
             "4:7",
             "invalid PostgreSQL url",
         ),
+        (
+            format!("{sm}[subscriber_manager.ha]\nnode = \"sm-a\"\n"),
+            "3:8",
+            "active/standby needs the records in PostgreSQL",
+        ),
+        (
+            format!("{sm}[subscriber_manager.store]\nkind = \"postgres\"\nurl = \"postgres://a@b/c\"\n[subscriber_manager.ha]\nnode = \"sm-a\"\nlease = \"100ms\"\n"),
+            "7:9",
+            "lease must be at least 300 ms",
+        ),
+        (
+            format!("{sm}[subscriber_manager.store]\nkind = \"postgres\"\nurl = \"postgres://a@b/c\"\n[subscriber_manager.ha]\nnode = \"\"\n"),
+            "6:8",
+            "node must be a name",
+        ),
     ];
     for (text, at, message) in cases {
         std::fs::write(&path, &text).unwrap();

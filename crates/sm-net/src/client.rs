@@ -142,46 +142,68 @@ impl EpClient {
     /// sync replaces them (what an EP does across a reconnect).
     pub async fn connect_with(
         options: EpClientOptions,
-        mut replica: EpReplica,
+        replica: EpReplica,
     ) -> Result<EpClient, ClientError> {
-        let channel = tonic::transport::Endpoint::from_shared(options.endpoint.clone())
-            .map_err(|source| ClientError::Connect {
+        Self::attach(options, replica).await.map_err(|(e, _)| e)
+    }
+
+    /// As [`Self::connect_with`]; a failure hands the replica back.
+    async fn attach(
+        options: EpClientOptions,
+        mut replica: EpReplica,
+    ) -> Result<EpClient, (ClientError, EpReplica)> {
+        let channel = match tonic::transport::Endpoint::from_shared(options.endpoint.clone()) {
+            Ok(endpoint) => endpoint
+                .initial_stream_window_size(8 << 20)
+                .initial_connection_window_size(16 << 20)
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .map_err(|source| ClientError::Connect {
+                    endpoint: options.endpoint.clone(),
+                    source,
+                }),
+            Err(source) => Err(ClientError::Connect {
                 endpoint: options.endpoint.clone(),
                 source,
-            })?
-            .initial_stream_window_size(8 << 20)
-            .initial_connection_window_size(16 << 20)
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|source| ClientError::Connect {
-                endpoint: options.endpoint.clone(),
-                source,
-            })?;
+            }),
+        };
+        let channel = match channel {
+            Ok(c) => c,
+            Err(e) => return Err((e, replica)),
+        };
         let mut grpc = EnforcementPointClient::new(channel)
             .max_decoding_message_size(crate::grpc::MAX_MESSAGE)
             .max_encoding_message_size(crate::grpc::MAX_MESSAGE);
         replica.connect(Instant::now(), options.hello.clone(), options.link);
         let replica = Mutex::new(replica);
         let (out, out_rx) = mpsc::channel(OUT_QUEUE);
-        flush(&replica, &out).await?;
-        let mut inbound = grpc
-            .attach(ReceiverStream::new(out_rx))
-            .await
-            .map_err(ClientError::Status)?
-            .into_inner();
+        let back = |e: ClientError, replica: Mutex<EpReplica>| {
+            (e, replica.into_inner().unwrap_or_else(|p| p.into_inner()))
+        };
+        if let Err(e) = flush(&replica, &out).await {
+            return Err(back(e, replica));
+        }
+        let mut inbound = match grpc.attach(ReceiverStream::new(out_rx)).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => return Err(back(ClientError::Status(status), replica)),
+        };
         // Bounded: a consumer that falls behind slows the reading of the stream (and so the SM,
         // through the window) instead of queueing without limit.
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         // The Welcome comes first; reading it here makes `connect` fail for a refused EP.
-        let first = inbound
-            .message()
-            .await
-            .map_err(ClientError::Status)?
-            .ok_or(ClientError::Closed)?;
-        let welcome = lock(&replica).handle(Instant::now(), first)?;
+        let first = match inbound.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(back(ClientError::Closed, replica)),
+            Err(status) => return Err(back(ClientError::Status(status), replica)),
+        };
+        let handled = lock(&replica).handle(Instant::now(), first);
+        let welcome = match handled {
+            Ok(w) => w,
+            Err(e) => return Err(back(e.into(), replica)),
+        };
         if lock(&replica).welcome().is_none() {
-            return Err(ProtocolError::NoWelcome.into());
+            return Err(back(ProtocolError::NoWelcome.into(), replica));
         }
         for e in welcome {
             let _ = events_tx.send(ClientEvent::Replica(e)).await;
@@ -203,6 +225,35 @@ impl EpClient {
             events,
             task,
         })
+    }
+
+    /// Connects to the first of `endpoints` (the SM nodes of an active/standby pair, in any
+    /// order) that accepts the EP: a standby refuses it with `UNAVAILABLE` and the next one
+    /// is tried. The replica is kept until the new active's full sync replaces it (an EP
+    /// resynchronises in full after a fail-over: the new active's update sequence is not the
+    /// old one's). The error of the last endpoint tried if none accepts.
+    pub async fn connect_any(
+        endpoints: &[String],
+        options: EpClientOptions,
+        replica: EpReplica,
+    ) -> Result<EpClient, ClientError> {
+        let mut last = ClientError::Closed;
+        let mut replica = replica;
+        for endpoint in endpoints {
+            let options = EpClientOptions {
+                endpoint: endpoint.clone(),
+                ..options.clone()
+            };
+            match Self::attach(options, replica).await {
+                Ok(client) => return Ok(client),
+                Err((e, r)) => {
+                    tracing::debug!(%endpoint, error = %e, "SM node did not accept the EP");
+                    last = e;
+                    replica = r;
+                }
+            }
+        }
+        Err(last)
     }
 
     /// The next event (`None` once the connection ended and every event was read).

@@ -7,6 +7,7 @@ use brasa_subscriber::NameCase;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::StreamExt;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::pb;
@@ -70,6 +71,8 @@ impl SmServer {
         })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
+        let leg = InterceptedService::new(leg, refuse_on_standby(service.clone()));
+        let ep = InterceptedService::new(ep, refuse_on_standby(service.clone()));
         let stop = service.clone();
         let router = tonic::transport::Server::builder()
             .initial_stream_window_size(STREAM_WINDOW)
@@ -115,6 +118,17 @@ impl SmServer {
         {
             tracing::debug!("gRPC server did not stop gracefully within 2 s");
         }
+    }
+}
+
+/// A standby answers every LEG call and EP stream with `UNAVAILABLE` and why (the active
+/// node, when known), so that a client with a list of SM addresses moves on.
+fn refuse_on_standby(
+    service: SmService,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |request| match service.standby() {
+        Some(why) => Err(Status::unavailable(why)),
+        None => Ok(request),
     }
 }
 

@@ -7,6 +7,13 @@
 //! fsync for all of them), and only after the commit answers the callers and queues the changes
 //! for the EPs. A store failure answers every pending caller with `Unavailable` and makes the
 //! service refuse further changes, because the index now holds changes that are not durable.
+//!
+//! **Active/standby.** A service opened with [`SmService::open_standby`] refuses every change
+//! and EP session until [`SmService::activate`] gives it the database's records (taken after
+//! this node won the lease); [`SmService::deactivate`] returns it to standby. Each activation
+//! is a new *term*: a change applied in an earlier term and still queued is never committed in
+//! a later one (its index is gone). A commit the store refuses as fenced wakes
+//! [`SmService::fenced`], so that the node steps down.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use brasa_bgp::RouteEvent;
-use brasa_subscriber::{ChangeSet, SubscriberIndex, SubscriberStore};
+use brasa_subscriber::{ChangeSet, Snapshot, StoreError, SubscriberIndex, SubscriberStore};
 use tokio::sync::{oneshot, Notify};
 
 use crate::pb;
@@ -54,6 +61,8 @@ enum StoreJob {
     Changes {
         changes: Vec<ChangeSet>,
         done: Option<Done>,
+        /// The term the changes were applied in.
+        term: u64,
     },
     /// The service the thread reports to (sent once, first, when the service exists).
     Attach(std::sync::Weak<Inner>),
@@ -98,7 +107,14 @@ pub struct ServiceStats {
 }
 
 struct Inner {
+    config: SmConfig,
     core: Mutex<SmCore>,
+    /// Incremented by every activation and step-down (see the module doc).
+    term: AtomicU64,
+    /// Woken when the store refuses a commit as fenced.
+    fenced: Notify,
+    /// A standby serves no LEG or EP traffic at all (`failed` says why).
+    standby: std::sync::atomic::AtomicBool,
     store: Mutex<std::sync::mpsc::Sender<StoreJob>>,
     store_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     senders: Mutex<HashMap<SessionId, Arc<Notify>>>,
@@ -167,17 +183,41 @@ impl SmService {
         config: SmConfig,
         store: Box<dyn SubscriberStore + Send>,
     ) -> Result<SmService, StartError> {
+        Self::start(config, store, None)
+    }
+
+    /// Starts a standby: the store thread and the timer task run, the index is empty, and every
+    /// change and EP session is refused with `why` (which should name the active node) until
+    /// [`Self::activate`]. The store is not read.
+    pub fn open_standby(
+        config: SmConfig,
+        store: Box<dyn SubscriberStore + Send>,
+        why: String,
+    ) -> Result<SmService, StartError> {
+        Self::start(config, store, Some(why))
+    }
+
+    fn start(
+        config: SmConfig,
+        store: Box<dyn SubscriberStore + Send>,
+        standby: Option<String>,
+    ) -> Result<SmService, StartError> {
         config.validate()?;
         // The store is only ever touched by its own thread: a database client may block or
         // drive a runtime of its own, which an async worker must not do. The thread loads the
-        // records first and hands them back.
+        // records first (an active node) and hands them back.
         let (tx, rx) = std::sync::mpsc::channel();
         let (loaded_tx, loaded_rx) = std::sync::mpsc::channel();
+        let load = standby.is_none();
         let thread = std::thread::Builder::new()
             .name("sm-store".into())
             .spawn(move || {
                 let mut store = store;
-                let snapshot = store.load();
+                let snapshot = if load {
+                    store.load()
+                } else {
+                    Ok(Snapshot::default())
+                };
                 let ok = snapshot.is_ok();
                 let _ = loaded_tx.send(snapshot);
                 if ok {
@@ -188,45 +228,100 @@ impl SmService {
         let snapshot = loaded_rx
             .recv()
             .map_err(|_| StartError::Thread(std::io::Error::other("the store thread died")))??;
-        let started = Instant::now();
-        let count = snapshot.subscribers.len();
-        let routes = snapshot.routes.len();
-        let mut index =
-            SubscriberIndex::restore(config.index.clone(), snapshot.vpns, snapshot.subscribers)
-                .map_err(StartError::Restore)?;
-        index.restore_learned(snapshot.routes);
-        tracing::info!(
-            subscribers = count,
-            bgp_leg_routes = routes,
-            ms = started.elapsed().as_millis() as u64,
-            "subscriber database restored"
-        );
-        let mut core = SmCore::new(&config, index)
-            .map_err(|e| StartError::Config(brasa_sm::config::ConfigError::Invalid(e.message)))?;
-        // Routes of BGP LEG peers that are no longer configured go now; the rest wait for
-        // their peer's End-of-RIB.
-        let swept = core.start_bgp_leg(Instant::now());
+        let (core, swept) = restore_core(&config, snapshot)?;
         let inner = Arc::new(Inner {
+            config: config.clone(),
             core: Mutex::new(core),
+            term: AtomicU64::new(0),
+            fenced: Notify::new(),
+            standby: std::sync::atomic::AtomicBool::new(standby.is_some()),
             store: Mutex::new(tx),
             store_thread: Mutex::new(Some(thread)),
             senders: Mutex::new(HashMap::new()),
-            failed: Mutex::new(None),
+            failed: Mutex::new(standby),
             counters: StoreCounters::default(),
             stop: tokio::sync::watch::channel(false).0,
         });
         let _ = lock(&inner.store).send(StoreJob::Attach(Arc::downgrade(&inner)));
-        if !swept.is_empty() {
-            let _ = lock(&inner.store).send(StoreJob::Changes {
-                changes: vec![swept],
-                done: None,
-            });
-        }
         let service = SmService { inner };
+        service.store_unacknowledged(swept);
         let tick = (config.keepalive_interval / 10)
             .clamp(Duration::from_millis(10), Duration::from_millis(250));
         tokio::spawn(service.clone().timers(tick));
         Ok(service)
+    }
+
+    /// Makes a standby active over `snapshot`, the database's records read after this node
+    /// took the lease (so that no other node can have committed since): the index is rebuilt
+    /// from it, EP sessions of the previous term are closed, and changes are accepted again.
+    /// Blocks for as long as the rebuild takes (1 M subscribers: about a second).
+    pub fn activate(&self, snapshot: Snapshot) -> Result<(), StartError> {
+        let (core, swept) = restore_core(&self.inner.config, snapshot)?;
+        {
+            let mut current = lock(&self.inner.core);
+            current.close_all("the subscriber manager changed role");
+            *current = core;
+            // Under the core lock: no change of the old term is submitted after this.
+            self.inner.term.fetch_add(1, Ordering::SeqCst);
+            *lock(&self.inner.failed) = None;
+            self.inner.standby.store(false, Ordering::SeqCst);
+        }
+        self.store_unacknowledged(swept);
+        Ok(())
+    }
+
+    /// Returns to standby: every change and EP session is refused with `why` from now on,
+    /// and changes of this term still queued for the store are answered `Unavailable`
+    /// instead of committed.
+    pub fn deactivate(&self, why: String) {
+        {
+            let _core = lock(&self.inner.core);
+            self.inner.term.fetch_add(1, Ordering::SeqCst);
+            *lock(&self.inner.failed) = Some(why.clone());
+            self.inner.standby.store(true, Ordering::SeqCst);
+        }
+        self.with_core(|core| core.close_all(&why));
+    }
+
+    /// Updates why a standby refuses (e.g. the active node changed); no effect while active.
+    pub fn set_standby_reason(&self, why: String) {
+        let mut failed = lock(&self.inner.failed);
+        if self.inner.standby.load(Ordering::SeqCst) {
+            *failed = Some(why);
+        }
+    }
+
+    /// Why this node serves no LEG or EP traffic, while it is a standby.
+    pub fn standby(&self) -> Option<String> {
+        if self.inner.standby.load(Ordering::SeqCst) {
+            lock(&self.inner.failed).clone()
+        } else {
+            None
+        }
+    }
+
+    /// Why changes and EP sessions are refused, if they are (standby, store failure, shutdown).
+    pub fn refusal(&self) -> Option<String> {
+        lock(&self.inner.failed).clone()
+    }
+
+    /// Resolves when the store has refused a commit because this node's fencing token is no
+    /// longer the current one (another node took over).
+    pub async fn fenced(&self) {
+        self.inner.fenced.notified().await;
+    }
+
+    /// Queues changes no caller waits for (the BGP LEG's sweep at start-up).
+    fn store_unacknowledged(&self, changes: ChangeSet) {
+        if changes.is_empty() {
+            return;
+        }
+        let term = self.inner.term.load(Ordering::SeqCst);
+        let _ = lock(&self.inner.store).send(StoreJob::Changes {
+            changes: vec![changes],
+            done: None,
+            term,
+        });
     }
 
     /// Stops the timer task, closes every EP session and stops the store thread once every
@@ -338,6 +433,7 @@ impl SmService {
         let job = StoreJob::Changes {
             changes,
             done: Some(tx),
+            term: self.inner.term.load(Ordering::SeqCst),
         };
         if lock(&self.inner.store).send(job).is_err() {
             // The receiver is gone: `rx` then reports the store as stopped.
@@ -413,6 +509,7 @@ impl SmService {
                     let job = StoreJob::Changes {
                         changes,
                         done: None,
+                        term: self.inner.term.load(Ordering::SeqCst),
                     };
                     let _ = lock(&self.inner.store).send(job);
                 }
@@ -501,6 +598,28 @@ impl SmService {
     }
 }
 
+/// Builds the core over `snapshot`; also returns the removal of the routes of BGP LEG peers
+/// that are no longer configured (to be stored; the rest wait for their peer's End-of-RIB).
+fn restore_core(config: &SmConfig, snapshot: Snapshot) -> Result<(SmCore, ChangeSet), StartError> {
+    let started = Instant::now();
+    let count = snapshot.subscribers.len();
+    let routes = snapshot.routes.len();
+    let mut index =
+        SubscriberIndex::restore(config.index.clone(), snapshot.vpns, snapshot.subscribers)
+            .map_err(StartError::Restore)?;
+    index.restore_learned(snapshot.routes);
+    tracing::info!(
+        subscribers = count,
+        bgp_leg_routes = routes,
+        ms = started.elapsed().as_millis() as u64,
+        "subscriber database restored"
+    );
+    let mut core = SmCore::new(config, index)
+        .map_err(|e| StartError::Config(brasa_sm::config::ConfigError::Invalid(e.message)))?;
+    let swept = core.start_bgp_leg(Instant::now());
+    Ok((core, swept))
+}
+
 fn wake_senders(inner: &Inner, sids: Vec<SessionId>) {
     if sids.is_empty() {
         return;
@@ -532,14 +651,18 @@ fn store_thread(
         let Ok(first) = rx.recv() else {
             break;
         };
-        let mut jobs: Vec<(Vec<ChangeSet>, Option<Done>)> = Vec::new();
+        let mut jobs: Vec<(Vec<ChangeSet>, Option<Done>, u64)> = Vec::new();
         let mut size = 0;
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                StoreJob::Changes { changes, done } => {
+                StoreJob::Changes {
+                    changes,
+                    done,
+                    term,
+                } => {
                     size += changes.len();
-                    jobs.push((changes, done));
+                    jobs.push((changes, done, term));
                 }
                 StoreJob::Attach(service) => inner = service,
                 StoreJob::Stop => {
@@ -551,22 +674,34 @@ fn store_thread(
                 next = rx.try_recv().ok();
             }
         }
+        let Some(inner) = inner.upgrade() else {
+            break;
+        };
+        // Changes of an earlier term were applied to an index that is gone (the node stepped
+        // down since): never commit them.
+        let term = inner.term.load(Ordering::SeqCst);
+        let (jobs, stale): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.2 == term);
+        for (_, done, _) in stale {
+            if let Some(done) = done {
+                let _ = done.send(Err(SmError::new(
+                    ErrorKind::Unavailable,
+                    "this subscriber manager stepped down before the change was committed",
+                )));
+            }
+        }
         if jobs.is_empty() {
             continue;
         }
         let mut lens = Vec::with_capacity(jobs.len());
         let mut flat = Vec::new();
         let mut dones = Vec::with_capacity(jobs.len());
-        for (changes, done) in jobs {
+        for (changes, done, _) in jobs {
             lens.push(changes.len());
             flat.extend(changes);
             dones.push(done);
         }
         let started = Instant::now();
         let result = store.apply_batch(&flat);
-        let Some(inner) = inner.upgrade() else {
-            break;
-        };
         let c = &inner.counters;
         match result {
             Ok(()) => {
@@ -594,10 +729,18 @@ fn store_thread(
             }
             Err(e) => {
                 c.failures.fetch_add(1, Ordering::Relaxed);
-                let why = format!(
-                    "the subscriber store failed ({e}); changes are refused until the SM is restarted"
-                );
-                tracing::error!(error = %e, "subscriber store commit failed");
+                let why = if matches!(e, StoreError::Fenced(_)) {
+                    // Nothing was written; the leadership task steps the node down.
+                    tracing::warn!(error = %e, "commit fenced: another node is active");
+                    inner.standby.store(true, Ordering::SeqCst);
+                    inner.fenced.notify_one();
+                    format!("{e}; connect to the active subscriber manager")
+                } else {
+                    tracing::error!(error = %e, "subscriber store commit failed");
+                    format!(
+                        "the subscriber store failed ({e}); changes are refused until the SM is restarted"
+                    )
+                };
                 *lock(&inner.failed) = Some(why.clone());
                 for done in dones.into_iter().flatten() {
                     let _ = done.send(Err(SmError::new(ErrorKind::Unavailable, why.clone())));

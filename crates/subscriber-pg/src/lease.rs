@@ -47,6 +47,21 @@ pub struct LeaseRow {
     pub expires_in_ms: i64,
 }
 
+/// One node's report of itself (`sm_nodes`), refreshed every lease interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    /// Its name.
+    pub name: String,
+    /// Its gRPC address (LEG API and EP protocol).
+    pub grpc: String,
+    /// `active` or `standby`, as it last reported.
+    pub role: String,
+    /// The token it holds (0 as a standby).
+    pub token: u64,
+    /// Milliseconds since its last report, by the database's clock.
+    pub seen_ms_ago: i64,
+}
+
 /// The token a fenced store commits with, shared between the leadership task (which sets it)
 /// and the store thread (which checks it in every commit). No token: every commit is refused.
 #[derive(Debug, Clone, Default)]
@@ -136,6 +151,52 @@ impl PgLease {
             Some(row) => LeaseAnswer::Held(token(row.get(0))),
             None => LeaseAnswer::Lost,
         })
+    }
+
+    /// Gives up the lease held with `held` (a clean shutdown), so that a standby takes over at
+    /// its next attempt instead of after the lease time.
+    pub fn release(&mut self, held: u64) -> Result<(), StoreError> {
+        let held = i64::try_from(held).map_err(|_| fenced(held))?;
+        self.client
+            .execute(
+                "UPDATE sm_lease SET expires_at = '-infinity' WHERE id = 1 AND token = $1",
+                &[&held],
+            )
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    /// Records this node's role (and the token it holds as active) and gRPC address.
+    pub fn report(&mut self, grpc: &str, role: &str, held: Option<u64>) -> Result<(), StoreError> {
+        let token = held.and_then(|t| i64::try_from(t).ok()).unwrap_or(0);
+        self.client
+            .execute(
+                "INSERT INTO sm_nodes (name, grpc, role, token, seen_at)                  VALUES ($1, $2, $3, $4, clock_timestamp())                  ON CONFLICT (name) DO UPDATE SET grpc = EXCLUDED.grpc, role = EXCLUDED.role,                  token = EXCLUDED.token, seen_at = EXCLUDED.seen_at",
+                &[&self.node, &grpc, &role, &token],
+            )
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    /// Every node's last report, by name.
+    pub fn nodes(&mut self) -> Result<Vec<NodeRow>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT name, grpc, role, token,                  (extract(epoch FROM clock_timestamp() - seen_at) * 1000)::bigint                  FROM sm_nodes ORDER BY name",
+                &[],
+            )
+            .map_err(pg_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| NodeRow {
+                name: r.get(0),
+                grpc: r.get(1),
+                role: r.get(2),
+                token: token(r.get(3)),
+                seen_ms_ago: r.get::<_, Option<i64>>(4).unwrap_or(i64::MAX),
+            })
+            .collect())
     }
 
     /// The lease row.

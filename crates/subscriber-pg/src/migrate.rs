@@ -39,6 +39,19 @@ pub const MIGRATIONS: &[Migration] = &[
         INSERT INTO sm_lease VALUES (1, '', 0, '-infinity');
     ",
     },
+    Migration {
+        version: 3,
+        name: "the SM nodes' reports of their roles",
+        sql: "
+        CREATE TABLE sm_nodes (
+            name text PRIMARY KEY,
+            grpc text NOT NULL,
+            role text NOT NULL,
+            token bigint NOT NULL,
+            seen_at timestamptz NOT NULL
+        );
+    ",
+    },
 ];
 
 /// Advisory lock key that serialises migrations of one database ("brasa_sm" in ASCII).

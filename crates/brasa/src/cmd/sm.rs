@@ -13,6 +13,7 @@ use crate::daemon::sm_api::{
     RoutesReply, Statistics, SubscriberView, VpnBody, VpnView, EXPORTED_SUBSCRIBERS, EXPORTED_VPNS,
 };
 use crate::daemon::sm_config::StoreLocation;
+use crate::daemon::sm_ha::HaStatus;
 use anyhow::{anyhow, Context};
 use brasa_sm::ep::{EpView, QuarantineState};
 use brasa_sm::{pb, EpReplica, ReplicaEvent};
@@ -85,6 +86,9 @@ pub enum SmCommand {
         #[arg(long, conflicts_with = "name")]
         mapping: Option<String>,
     },
+    /// Active/standby: this node's role, the leader and its fencing token, and every SM node
+    /// of the database with its role and gRPC address.
+    Status,
     /// Enforcement points: connection, mode, domain, state, quarantine.
     Eps,
     /// Resynchronise a connected EP (a full sync of its domain).
@@ -365,6 +369,14 @@ fn run_blocking(global: &GlobalArgs, command: SmCommand) -> anyhow::Result<()> {
             };
             let change: ChangeView = client.post("/api/v1/sm/logout", &body)?;
             print_change(global, &change)
+        }
+        SmCommand::Status => {
+            let status: HaStatus = client.get("/api/v1/sm/ha")?;
+            if global.json {
+                return print_json(&status);
+            }
+            print!("{}", render_ha_status(&status));
+            Ok(())
         }
         SmCommand::Eps => {
             let eps: Vec<EpView> = client.get("/api/v1/sm/eps")?;
@@ -1158,4 +1170,46 @@ async fn ep_watch(global: &GlobalArgs, args: EpWatchArgs) -> anyhow::Result<()> 
             None => return Err(anyhow!("the EP connection ended: {error}")),
         }
     }
+}
+
+fn render_ha_status(s: &HaStatus) -> String {
+    let mut out = match s.token {
+        Some(token) => format!(
+            "this node: {} ({}, fencing token {token})\n",
+            s.node, s.role
+        ),
+        None => format!("this node: {} ({})\n", s.node, s.role),
+    };
+    match &s.leader {
+        Some(l) if l.expires_in_ms > 0 => out.push_str(&format!(
+            "leader: {} with fencing token {} (lease expires in {} ms)\n",
+            l.node, l.token, l.expires_in_ms
+        )),
+        Some(l) => out.push_str(&format!(
+            "leader: none (the lease of {} with fencing token {} expired {} ms ago)\n",
+            l.node,
+            l.token,
+            l.expires_in_ms.saturating_neg()
+        )),
+        None => out.push_str("leader: none (the lease was never taken)\n"),
+    }
+    out.push_str(&format!(
+        "{:<20} {:<10} {:>6} {:<24} {:>10}\n",
+        "NODE", "ROLE", "TOKEN", "GRPC", "SEEN"
+    ));
+    for n in &s.nodes {
+        out.push_str(&format!(
+            "{:<20} {:<10} {:>6} {:<24} {:>8}ms\n",
+            n.node,
+            n.role,
+            if n.token == 0 {
+                "-".to_owned()
+            } else {
+                n.token.to_string()
+            },
+            n.grpc,
+            n.seen_ms_ago
+        ));
+    }
+    out
 }

@@ -13,6 +13,7 @@ pub mod rae;
 pub mod services;
 pub mod sm_api;
 pub mod sm_config;
+pub mod sm_ha;
 pub mod sm_radius;
 
 use crate::common::access::Access;

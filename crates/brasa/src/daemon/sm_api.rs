@@ -1,7 +1,8 @@
 //! The subscriber manager component of `brasa run`: start-up, management API routes under
 //! `/api/v1/sm/…` and Prometheus metrics.
 
-use super::sm_config::SmResolved;
+use super::sm_config::{SmResolved, StoreLocation};
+use super::sm_ha::{self, SmHa};
 use super::sm_radius::{self, LoginEventStats};
 use super::ApiState;
 use crate::common::mgmt::ApiError;
@@ -18,6 +19,8 @@ use brasa_sm::{ErrorKind, Op, SmError};
 use brasa_sm_net::{BgpLeg, ServiceStats, SmServer, SmService};
 use brasa_subscriber::csv::{CsvError, ImportMode};
 use brasa_subscriber::{Login, MplsVpnEntry, Subscriber, Vpn, VpnKind};
+use brasa_subscriber_pg::lease::Fence;
+use brasa_subscriber_pg::PgStore;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -33,6 +36,8 @@ pub struct SmComponent {
     pub radius_events: Option<Arc<LoginEventStats>>,
     /// The BGP LEG, when configured (taken at shutdown).
     pub bgp: RwLock<Option<BgpLeg>>,
+    /// Active/standby, when configured.
+    pub ha: Option<Arc<SmHa>>,
     _server: SmServer,
 }
 
@@ -54,12 +59,41 @@ pub async fn start(
     resolved: SmResolved,
     radius: Option<&mut (EngineConfig, Arc<Dictionary>)>,
 ) -> anyhow::Result<Arc<SmComponent>> {
-    let location = resolved.store.clone();
-    let store = tokio::task::spawn_blocking(move || location.open())
-        .await?
-        .map_err(|e| anyhow::anyhow!("subscriber store {}: {e}", resolved.store))?;
-    let service = SmService::open(resolved.config, store)?;
+    let (service, fence) = match (&resolved.ha, &resolved.store) {
+        (Some(ha), StoreLocation::Postgres(url)) => {
+            // A standby first: the records are read once this node holds the lease.
+            let fence = Fence::default();
+            let (url, lease, f) = (url.clone(), ha.lease, fence.clone());
+            let store =
+                tokio::task::spawn_blocking(move || PgStore::connect(&url)?.with_fence(f, lease))
+                    .await?
+                    .map_err(|e| anyhow::anyhow!("subscriber store {}: {e}", resolved.store))?;
+            let why = format!(
+                "this subscriber manager ({}) is a standby and has not yet seen the active one",
+                ha.node
+            );
+            let service = SmService::open_standby(resolved.config, Box::new(store), why)?;
+            (service, Some(fence))
+        }
+        _ => {
+            let location = resolved.store.clone();
+            let store = tokio::task::spawn_blocking(move || location.open())
+                .await?
+                .map_err(|e| anyhow::anyhow!("subscriber store {}: {e}", resolved.store))?;
+            (SmService::open(resolved.config, store)?, None)
+        }
+    };
     let server = SmServer::start(service.clone(), resolved.listen).await?;
+    let ha = match (resolved.ha, &resolved.store, fence) {
+        (Some(ha), StoreLocation::Postgres(url), Some(fence)) => Some(sm_ha::start(
+            service.clone(),
+            ha,
+            url.clone(),
+            fence,
+            server.local_addr(),
+        )?),
+        _ => None,
+    };
     let bgp = match resolved.bgp_leg {
         Some(speaker) => Some(
             BgpLeg::start(service.clone(), speaker)
@@ -79,6 +113,7 @@ pub async fn start(
         grpc: server.local_addr(),
         radius_events,
         bgp: RwLock::new(bgp),
+        ha,
         _server: server,
     }))
 }
@@ -87,6 +122,7 @@ pub async fn start(
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/statistics", get(statistics))
+        .route("/ha", get(ha_status))
         .route("/subscribers/{name}", get(subscriber))
         .route("/lookup", get(lookup))
         .route("/names", get(names))
@@ -113,6 +149,17 @@ fn component(state: &ApiState) -> Result<&Arc<SmComponent>, ApiError> {
             "the subscriber manager is not enabled in this daemon's config ([subscriber_manager])",
         )
     })
+}
+
+/// `GET /api/v1/sm/ha`: this node's role, the leader and its fencing token, every node.
+async fn ha_status(State(state): State<ApiState>) -> Result<Json<sm_ha::HaStatus>, ApiError> {
+    let c = component(&state)?;
+    let ha = c.ha.as_ref().ok_or_else(|| {
+        ApiError::not_found(
+            "this subscriber manager runs alone ([subscriber_manager.ha] is not configured)",
+        )
+    })?;
+    Ok(Json(ha.status()))
 }
 
 fn api_error(e: SmError) -> ApiError {

@@ -60,6 +60,36 @@ pub struct SmSection {
     pub bgp_leg: Option<BgpLegSection>,
     /// Where the records are kept (default: the embedded store in the data directory).
     pub store: Option<StoreSection>,
+    /// Active/standby with the other nodes of the same PostgreSQL database.
+    pub ha: Option<HaSection>,
+}
+
+/// `[subscriber_manager.ha]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaSection {
+    /// This node's name in the lease row and in `brasa sm status` (unique among the nodes).
+    pub node: Spanned<String>,
+    /// How long a lease lasts: a standby takes over at most this long after the active node
+    /// stopped renewing (it renews every third of it).
+    #[serde(default = "default_lease")]
+    pub lease: Spanned<ConfigDuration>,
+}
+
+fn default_lease() -> Spanned<ConfigDuration> {
+    Spanned::new(0..0, ConfigDuration(Duration::from_secs(3)))
+}
+
+/// Shortest lease accepted: a renewal is a round trip to the database every third of it.
+const MIN_LEASE: Duration = Duration::from_millis(300);
+
+/// `[subscriber_manager.ha]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaResolved {
+    /// This node's name.
+    pub node: String,
+    /// The lease time.
+    pub lease: Duration,
 }
 
 /// `[subscriber_manager.store]`
@@ -254,6 +284,8 @@ pub struct SmResolved {
     pub radius: Option<RadiusLogins>,
     /// The BGP LEG's speaker (its SM side is in `config.bgp_leg`).
     pub bgp_leg: Option<SpeakerConfig>,
+    /// Active/standby, when configured (the store is then PostgreSQL).
+    pub ha: Option<HaResolved>,
 }
 
 fn one_of<T: Copy>(
@@ -409,6 +441,11 @@ pub fn resolve(
     }
 
     let store = resolve_store(source, data_dir, section.store.as_ref())?;
+    let ha = section
+        .ha
+        .as_ref()
+        .map(|ha| resolve_ha(source, ha, &store, section.bgp_leg.is_some()))
+        .transpose()?;
     let radius_logins = match section.radius {
         None => None,
         Some(r) => Some(resolve_radius(source, &config, r, radius)?),
@@ -419,6 +456,47 @@ pub fn resolve(
         store,
         radius: radius_logins,
         bgp_leg: speaker,
+        ha,
+    })
+}
+
+fn resolve_ha(
+    source: &Source,
+    section: &HaSection,
+    store: &StoreLocation,
+    bgp_leg: bool,
+) -> Result<HaResolved, ConfigError> {
+    let node = section.node.get_ref();
+    if node.is_empty() || node.len() > 64 || node.chars().any(char::is_control) {
+        return Err(source.error_at(
+            section.node.span(),
+            "node must be a name of 1 to 64 printable characters, unique among the SM nodes",
+        ));
+    }
+    if !matches!(store, StoreLocation::Postgres(_)) {
+        return Err(source.error_at(
+            section.node.span(),
+            "active/standby needs the records in PostgreSQL, shared by the nodes: \
+             [subscriber_manager.store] kind = \"postgres\"",
+        ));
+    }
+    if bgp_leg {
+        return Err(source.error_at(
+            section.node.span(),
+            "the BGP LEG does not run on active/standby nodes yet: remove \
+             [subscriber_manager.bgp_leg] or [subscriber_manager.ha]",
+        ));
+    }
+    let lease = section.lease.get_ref().0;
+    if lease < MIN_LEASE {
+        return Err(source.error_at(
+            section.lease.span(),
+            format!("lease must be at least {} ms", MIN_LEASE.as_millis()),
+        ));
+    }
+    Ok(HaResolved {
+        node: node.clone(),
+        lease,
     })
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# CAFE agent test script: COMET D3.2 (seed 004), Appendix B, ported to Python 3.
+# CAFE agent test script: COMET D3.2 (COMET D4.3), Appendix B, ported to Python 3.
 #
 # Changes from the document's Python 2.7 script, and nothing else:
 #   * the agent's address is 127.0.0.1 (the document used 10.2.0.10); an optional

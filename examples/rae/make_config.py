@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Appendix A of the COMET RAE document (seed 004), ported to Python 3 for brasa.
+# Appendix A of the COMET RAE document (COMET D4.3), ported to Python 3 for brasa.
 #
 # Changes from the document, and only these:
 # - the import path: `config_pb2` is generated from brasa's crates/proto/proto/rae/config.proto

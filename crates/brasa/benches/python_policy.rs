@@ -1,4 +1,4 @@
-//! Seed 000's class reflection as a load test: brasa proxying with the document's Python script
+//! The SR OS Python cache guide's class reflection as a load test: brasa proxying with the document's Python script
 //! (`examples/python/python_cache.py`: Access-Accept → save the Class attributes under the
 //! User-Name; Accounting Interim-Update → retrieve, insert the Class attributes, reset the
 //! lifetime), beside FreeRADIUS 3.2 doing the same job in Python (`rlm_python3`, the anchor of
@@ -608,7 +608,7 @@ fn main() {
         target.reflected.store(0, Ordering::Relaxed);
     }
     println!(
-        "Class reflection (seed 000), {requests} Access-Requests then {requests} Interim-Updates per target, radload {SOCKETS} sockets x {IN_FLIGHT} in flight, same run (the ratios count redis-server's CPU with the proxy's):"
+        "Class reflection (SR OS Python cache support), {requests} Access-Requests then {requests} Interim-Updates per target, radload {SOCKETS} sockets x {IN_FLIGHT} in flight, same run (the ratios count redis-server's CPU with the proxy's):"
     );
     // To profile one target, measure only the ones whose name contains BENCH_ONLY.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();

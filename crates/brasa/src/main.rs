@@ -45,17 +45,17 @@ enum Command {
     /// RADIUS client tools (a built-in radclient with rate and latency summary).
     #[command(subcommand)]
     Radius(cmd::radius::RadiusCommand),
-    /// Routing Awareness Entity: run the daemon or query a running one (COMET, seed 004 §4).
+    /// Routing Awareness Entity: run the daemon or query a running one (COMET D4.3 §4).
     Rae(cmd::rae::RaeArgs),
-    /// Run the userspace data plane daemon (CAFE forwarding and intercept, seed 004 §5).
+    /// Run the userspace data plane daemon (CAFE forwarding and intercept, COMET D4.3 §5).
     Dataplane(cmd::dataplane::DataplaneArgs),
     /// CAFE forwarding and intercept tables of a running data plane (the cf_tool/ci_tool commands).
     #[command(subcommand)]
     Cafe(cmd::cafe::CafeCommand),
-    /// Stateful content-aware forwarding (CURLING, seed 004 §6): scenarios and entities.
+    /// Stateful content-aware forwarding (CURLING, COMET D4.3 §6): scenarios and entities.
     #[command(subcommand)]
     Curling(cmd::curling::CurlingCommand),
-    /// Subscriber manager (seed 003): subscribers, lookups, logins, enforcement points.
+    /// Subscriber manager (Cisco SCMS Subscriber Manager): subscribers, lookups, logins, enforcement points.
     #[command(subcommand)]
     Sm(cmd::sm::SmCommand),
     /// Services of the data plane in `brasa run` (Epipe, VPLS, IES, VPRN on SAPs, with

@@ -1,4 +1,4 @@
-//! The validation topologies of seed 004 §6.4 run by the real binary (`brasa curling run`), each
+//! The validation topologies of COMET D4.3 §6.4 run by the real binary (`brasa curling run`), each
 //! on its own 127.N.0.0/16 so they can run in parallel.
 
 use serde_json::Value;

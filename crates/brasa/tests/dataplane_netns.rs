@@ -1,4 +1,4 @@
-//! The stateless CAFE validation tests of seed 004 §5.4.2 on real interfaces: network
+//! The stateless CAFE validation tests of COMET D4.3 §5.4.2 on real interfaces: network
 //! namespaces joined by veth pairs, `brasa dataplane` in the CAFE's namespace, frames injected
 //! and captured with AF_PACKET sockets at the far sides. Addresses are test networks that exist
 //! only inside the namespaces (198.18.0.0/15, fd00::/8).

@@ -1,4 +1,4 @@
-//! Seed 000 end to end: python-policies with `alc.radius` and `alc.cache` in `brasa run`, with
+//! The SR OS Python cache guide end to end: python-policies with `alc.radius` and `alc.cache` in `brasa run`, with
 //! radclient as the NAS and a real FreeRADIUS as the AAA server; the operator tools; cache
 //! limits; persistence across kill -9; multi-chassis peer sync between two daemons; script
 //! failures, time limits and reloads.

@@ -1,5 +1,5 @@
 //! `brasa cafe`: the CAFE forwarding table and intercept filters of a running data plane — the
-//! document's `cf_tool` and `ci_tool` (seed 004 §5.3.3), with the same argument order.
+//! document's `cf_tool` and `ci_tool` (COMET D4.3 §5.3.3), with the same argument order.
 
 use crate::common::api::Client;
 use crate::common::output::{print_json, table};

@@ -1,4 +1,4 @@
-//! `brasa tools …` and `brasa clear …`: the SR OS operator tools of seed 000 for python-policy
+//! `brasa tools …` and `brasa clear …`: the SR OS operator tools of the Python cache guide for python-policy
 //! caches and python-scripts, against a running `brasa run`.
 //!
 //! ```text

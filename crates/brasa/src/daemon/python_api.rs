@@ -2,7 +2,7 @@
 //!
 //! `/api/v1/python/statistics`, `/api/v1/python/policies/{name}/cache` (dump, `clear`,
 //! `set-lifetime`), `/api/v1/python/scripts/{name}/reload` and `/debug`: the operator tools of
-//! seed 000 (`tools dump python python-policy NAME cache`, `tools perform python-policy NAME
+//! the SR OS Python cache guide (`tools dump python python-policy NAME cache`, `tools perform python-policy NAME
 //! cache … set-lifetime N`, `clear python python-policy NAME cache …`).
 
 use super::ApiState;

@@ -211,6 +211,50 @@ pub fn request(
 /// The content type of the console's forms.
 pub const FORM: &str = "application/x-www-form-urlencoded";
 
+/// The status with which the server refuses a body of `len` bytes it must not accept: the head
+/// (with `Content-Length`) goes first and the answer is read before the body is sent, because
+/// a server that refuses by the length answers at once and closes, and a client still writing
+/// the body would get a broken pipe instead of the answer. A server that waits for the body
+/// gets it (write errors ignored) and is read after.
+pub fn refused_upload_status(
+    url: &str,
+    headers: &[(&str, &str)],
+    content_type: &str,
+    len: usize,
+) -> u16 {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: {content_type}\r\ncontent-length: {len}\r\nconnection: close\r\n"
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut answer = [0u8; 64];
+    let read = match stream.read(&mut answer) {
+        Ok(n) if n > 0 => n,
+        _ => {
+            let _ = stream.write_all(&vec![b'a'; len]);
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            stream.read(&mut answer).unwrap()
+        }
+    };
+    let line = String::from_utf8_lossy(&answer[..read]);
+    line.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {line:?}"))
+}
+
 /// GET `url` in the session of `cookie`.
 pub fn get_as(cookie: &str, url: &str) -> Answer {
     request("GET", url, &[("cookie", cookie)], None)

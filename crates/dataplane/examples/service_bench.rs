@@ -657,52 +657,76 @@ fn acl_core(seconds: f64) {
     );
 }
 
+/// One scenario of `apply`: `base` SAPs installed by `setup`, then transactions of `add` until
+/// the time is up, each as the control side runs one (`Compiler` in `brasa-services-net`):
+/// clone the builder, apply the changes to the clone, build the snapshot, install it, keep the
+/// clone.
+fn apply_case(
+    label: &str,
+    seconds: f64,
+    base: usize,
+    per_transaction: usize,
+    sap_per_add: usize,
+    setup: impl Fn(&mut ServiceTablesBuilder),
+    add: impl Fn(&mut ServiceTablesBuilder, usize),
+) {
+    let mut p = pipeline(2, ServiceStageConfig::default());
+    let mut b = two_qinq_ports();
+    setup(&mut b);
+    let first = base / sap_per_add;
+    for k in 0..first {
+        add(&mut b, k);
+    }
+    p.stage_mut::<ServiceStage>().unwrap().install(b.build(), 0);
+    let start = Instant::now();
+    let mut k = first;
+    let mut transactions = 0;
+    while start.elapsed().as_secs_f64() < seconds.min(3.0) {
+        let mut candidate = b.clone();
+        for _ in 0..per_transaction {
+            add(&mut candidate, k);
+            k += 1;
+        }
+        let tables = candidate.build();
+        p.stage_mut::<ServiceStage>().unwrap().install(tables, 0);
+        b = candidate;
+        transactions += 1;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let created = sap_per_add * (k - first);
+    assert_eq!(b.tables().sap_count(), sap_per_add * k);
+    println!(
+        "apply: {base:>6} SAPs installed, {per_transaction:>3} {label} per transaction: {:>8.0} SAP creations/s ({transactions} transactions, {:.1} µs each)",
+        created as f64 / elapsed,
+        elapsed * 1e6 / transactions as f64
+    );
+}
+
 fn apply(seconds: f64) {
-    for (base, per_transaction) in [
-        (1_000usize, 1usize),
-        (10_000, 1),
-        (100_000, 1),
-        (100_000, 100),
-    ] {
-        let mut p = pipeline(2, ServiceStageConfig::default());
-        let mut b = two_qinq_ports();
-        let sap = |port, k: usize| SapId {
-            port,
-            encap: qinq(1 + (k / 4000) as u16, 1 + (k % 4000) as u16),
-        };
-        let add = |b: &mut ServiceTablesBuilder, k: usize| {
-            let id = k as u32 + 1;
-            b.set_service(ServiceSpec::Epipe(EpipeSpec::new(id)))
-                .unwrap();
-            b.set_sap(SapSpec::new(sap(0, k), id)).unwrap();
-            b.set_sap(SapSpec::new(sap(1, k), id)).unwrap();
-        };
-        for k in 0..base / 2 {
-            add(&mut b, k);
-        }
-        p.stage_mut::<ServiceStage>().unwrap().install(b.build(), 0);
-        let start = Instant::now();
-        let mut k = base / 2;
-        let mut transactions = 0;
-        while start.elapsed().as_secs_f64() < seconds.min(3.0) {
-            // One transaction: the changes (each validated before it applies), the snapshot,
-            // the swap.
-            for _ in 0..per_transaction {
-                add(&mut b, k);
-                k += 1;
-            }
-            let tables = b.build();
-            p.stage_mut::<ServiceStage>().unwrap().install(tables, 0);
-            transactions += 1;
-        }
-        let elapsed = start.elapsed().as_secs_f64();
-        let created = 2 * (k - base / 2);
-        println!(
-            "apply: {base:>6} SAPs installed, {:>3} Epipe(s) per transaction: {:>8.0} SAP creations/s ({transactions} transactions, {:.0} µs each)",
-            per_transaction,
-            created as f64 / elapsed,
-            elapsed * 1e6 / transactions as f64
-        );
+    let sap = |port, k: usize| SapId {
+        port,
+        encap: qinq(1 + (k / 4000) as u16, 1 + (k % 4000) as u16),
+    };
+    // A new Epipe and its two SAPs.
+    let epipe = |b: &mut ServiceTablesBuilder, k: usize| {
+        let id = k as u32 + 2;
+        b.set_service(ServiceSpec::Epipe(EpipeSpec::new(id)))
+            .unwrap();
+        b.set_sap(SapSpec::new(sap(0, k), id)).unwrap();
+        b.set_sap(SapSpec::new(sap(1, k), id)).unwrap();
+    };
+    for (base, per_transaction) in [(1_000, 1), (10_000, 1), (100_000, 1), (100_000, 100)] {
+        apply_case("Epipe(s)", seconds, base, per_transaction, 2, |_| {}, epipe);
+    }
+    // A SAP added to VPLS 1, which holds all the others.
+    let vpls_setup = |b: &mut ServiceTablesBuilder| {
+        b.set_service(ServiceSpec::Vpls(VplsSpec::new(1))).unwrap();
+    };
+    let vpls_sap = |b: &mut ServiceTablesBuilder, k: usize| {
+        b.set_sap(SapSpec::new(sap(0, k), 1)).unwrap();
+    };
+    for base in [10_000, 100_000] {
+        apply_case("VPLS SAP", seconds, base, 1, 1, vpls_setup, vpls_sap);
     }
 }
 

@@ -6,7 +6,7 @@
 //!     cargo run --release -p brasa-dataplane --example service_bench [-- SECONDS [SCENARIO]]
 //!
 //! SCENARIO is one of `epipe` (also with the stage shared as several workers share it), `vpls`,
-//! `acl`, `acl-core`, `apply` (default: all). As in `pipeline_bench`,
+//! `fdb-bound` (the MAC table's random lookups alone: this machine's ceiling for `vpls`), `acl`, `acl-core`, `apply` (default: all). As in `pipeline_bench`,
 //! each batch is refilled from template frames before it runs (the copy a receive ring costs
 //! is included).
 
@@ -657,6 +657,52 @@ fn acl_core(seconds: f64) {
     );
 }
 
+/// The ceiling the VPLS scenario runs into on this machine: the same table (1 M MACs, huge
+/// pages) and the same random destinations, but nothing per packet except the destination
+/// lookup, prefetched `AHEAD` lookups in advance — how many independent DRAM accesses one core
+/// completes per second. No frame is read or written.
+fn fdb_bound(seconds: f64) {
+    use brasa_dataplane::fdb::Fdb;
+    const MACS: usize = 1 << 20;
+    let mut fdb = Fdb::new(MACS + MACS / 4, 0x5eed);
+    for i in 0..MACS {
+        fdb.insert(1, 0x0210_0000_0000 | i as u64, (i % 4) as u32, 0, 1)
+            .unwrap();
+    }
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let dsts: Vec<u64> = (0..MACS)
+        .map(|_| 0x0210_0000_0000 | (rng.next() as usize % MACS) as u64)
+        .collect();
+    for ahead in [8usize, 16, 32] {
+        let mut found = 0u64;
+        let mut lookups = 0u64;
+        let mut i = 0usize;
+        let start = Instant::now();
+        let start_cpu = thread_cpu_seconds();
+        let start_cycles = cycles();
+        while start.elapsed().as_secs_f64() < seconds {
+            for _ in 0..BATCH * 64 {
+                fdb.prefetch(1, dsts[(i + ahead) % MACS]);
+                if let Some((_, entry)) = fdb.lookup(1, dsts[i % MACS]) {
+                    found += u64::from(entry.sap < 4);
+                }
+                i += 1;
+                lookups += 1;
+            }
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let cpu = thread_cpu_seconds() - start_cpu;
+        let spent = (cycles() - start_cycles) as f64 * (cpu / elapsed);
+        assert_eq!(found, lookups, "every destination is in the table");
+        println!(
+            "MAC table alone, 1 M MACs, random lookups {ahead:>2} ahead      {:>6.2} M/s per CPU-second ({:>5.1} ns, {:>5.0} cycles/lookup)",
+            lookups as f64 / cpu / 1e6,
+            cpu * 1e9 / lookups as f64,
+            spent / lookups as f64,
+        );
+    }
+}
+
 /// One scenario of `apply`: `base` SAPs installed by `setup`, then transactions of `add` until
 /// the time is up, each as the control side runs one (`Compiler` in `brasa-services-net`):
 /// clone the builder, apply the changes to the clone, build the snapshot, install it, keep the
@@ -740,6 +786,9 @@ fn main() {
     }
     if which == "all" || which == "vpls" {
         vpls(seconds);
+    }
+    if which == "all" || which == "fdb-bound" {
+        fdb_bound(seconds);
     }
     if which == "all" || which == "acl" {
         acl(seconds);

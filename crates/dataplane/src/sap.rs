@@ -530,8 +530,8 @@ pub struct SapIndex {
     len: usize,
 }
 
-/// Slots per shared chunk of a [`SapIndex`] (4 KiB).
-const INDEX_CHUNK: usize = 256;
+/// Slots per shared chunk of a [`SapIndex`] (64 KiB; see `service::tables::CHUNK`).
+const INDEX_CHUNK: usize = 4096;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, align(16))]

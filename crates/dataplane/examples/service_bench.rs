@@ -6,7 +6,7 @@
 //!     cargo run --release -p brasa-dataplane --example service_bench [-- SECONDS [SCENARIO]]
 //!
 //! SCENARIO is one of `epipe` (also with the stage shared as several workers share it), `vpls`,
-//! `acl`, `acl-core`, `apply` (default: all). As in `pipeline_bench`,
+//! `fdb-bound` (the MAC table's random lookups alone: this machine's ceiling for `vpls`), `acl`, `acl-core`, `apply` (default: all). As in `pipeline_bench`,
 //! each batch is refilled from template frames before it runs (the copy a receive ring costs
 //! is included).
 
@@ -657,52 +657,122 @@ fn acl_core(seconds: f64) {
     );
 }
 
-fn apply(seconds: f64) {
-    for (base, per_transaction) in [
-        (1_000usize, 1usize),
-        (10_000, 1),
-        (100_000, 1),
-        (100_000, 100),
-    ] {
-        let mut p = pipeline(2, ServiceStageConfig::default());
-        let mut b = two_qinq_ports();
-        let sap = |port, k: usize| SapId {
-            port,
-            encap: qinq(1 + (k / 4000) as u16, 1 + (k % 4000) as u16),
-        };
-        let add = |b: &mut ServiceTablesBuilder, k: usize| {
-            let id = k as u32 + 1;
-            b.set_service(ServiceSpec::Epipe(EpipeSpec::new(id)))
-                .unwrap();
-            b.set_sap(SapSpec::new(sap(0, k), id)).unwrap();
-            b.set_sap(SapSpec::new(sap(1, k), id)).unwrap();
-        };
-        for k in 0..base / 2 {
-            add(&mut b, k);
-        }
-        p.stage_mut::<ServiceStage>().unwrap().install(b.build(), 0);
+/// The ceiling the VPLS scenario runs into on this machine: the same table (1 M MACs, huge
+/// pages) and the same random destinations, but nothing per packet except the destination
+/// lookup, prefetched `AHEAD` lookups in advance — how many independent DRAM accesses one core
+/// completes per second. No frame is read or written.
+fn fdb_bound(seconds: f64) {
+    use brasa_dataplane::fdb::Fdb;
+    const MACS: usize = 1 << 20;
+    let mut fdb = Fdb::new(MACS + MACS / 4, 0x5eed);
+    for i in 0..MACS {
+        fdb.insert(1, 0x0210_0000_0000 | i as u64, (i % 4) as u32, 0, 1)
+            .unwrap();
+    }
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let dsts: Vec<u64> = (0..MACS)
+        .map(|_| 0x0210_0000_0000 | (rng.next() as usize % MACS) as u64)
+        .collect();
+    for ahead in [8usize, 16, 32] {
+        let mut found = 0u64;
+        let mut lookups = 0u64;
+        let mut i = 0usize;
         let start = Instant::now();
-        let mut k = base / 2;
-        let mut transactions = 0;
-        while start.elapsed().as_secs_f64() < seconds.min(3.0) {
-            // One transaction: the changes (each validated before it applies), the snapshot,
-            // the swap.
-            for _ in 0..per_transaction {
-                add(&mut b, k);
-                k += 1;
+        let start_cpu = thread_cpu_seconds();
+        let start_cycles = cycles();
+        while start.elapsed().as_secs_f64() < seconds {
+            for _ in 0..BATCH * 64 {
+                fdb.prefetch(1, dsts[(i + ahead) % MACS]);
+                if let Some((_, entry)) = fdb.lookup(1, dsts[i % MACS]) {
+                    found += u64::from(entry.sap < 4);
+                }
+                i += 1;
+                lookups += 1;
             }
-            let tables = b.build();
-            p.stage_mut::<ServiceStage>().unwrap().install(tables, 0);
-            transactions += 1;
         }
         let elapsed = start.elapsed().as_secs_f64();
-        let created = 2 * (k - base / 2);
+        let cpu = thread_cpu_seconds() - start_cpu;
+        let spent = (cycles() - start_cycles) as f64 * (cpu / elapsed);
+        assert_eq!(found, lookups, "every destination is in the table");
         println!(
-            "apply: {base:>6} SAPs installed, {:>3} Epipe(s) per transaction: {:>8.0} SAP creations/s ({transactions} transactions, {:.0} µs each)",
-            per_transaction,
-            created as f64 / elapsed,
-            elapsed * 1e6 / transactions as f64
+            "MAC table alone, 1 M MACs, random lookups {ahead:>2} ahead      {:>6.2} M/s per CPU-second ({:>5.1} ns, {:>5.0} cycles/lookup)",
+            lookups as f64 / cpu / 1e6,
+            cpu * 1e9 / lookups as f64,
+            spent / lookups as f64,
         );
+    }
+}
+
+/// One scenario of `apply`: `base` SAPs installed by `setup`, then transactions of `add` until
+/// the time is up, each as the control side runs one (`Compiler` in `brasa-services-net`):
+/// clone the builder, apply the changes to the clone, build the snapshot, install it, keep the
+/// clone.
+fn apply_case(
+    label: &str,
+    seconds: f64,
+    base: usize,
+    per_transaction: usize,
+    sap_per_add: usize,
+    setup: impl Fn(&mut ServiceTablesBuilder),
+    add: impl Fn(&mut ServiceTablesBuilder, usize),
+) {
+    let mut p = pipeline(2, ServiceStageConfig::default());
+    let mut b = two_qinq_ports();
+    setup(&mut b);
+    let first = base / sap_per_add;
+    for k in 0..first {
+        add(&mut b, k);
+    }
+    p.stage_mut::<ServiceStage>().unwrap().install(b.build(), 0);
+    let start = Instant::now();
+    let mut k = first;
+    let mut transactions = 0;
+    while start.elapsed().as_secs_f64() < seconds.min(3.0) {
+        let mut candidate = b.clone();
+        for _ in 0..per_transaction {
+            add(&mut candidate, k);
+            k += 1;
+        }
+        let tables = candidate.build();
+        p.stage_mut::<ServiceStage>().unwrap().install(tables, 0);
+        b = candidate;
+        transactions += 1;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let created = sap_per_add * (k - first);
+    assert_eq!(b.tables().sap_count(), sap_per_add * k);
+    println!(
+        "apply: {base:>6} SAPs installed, {per_transaction:>3} {label} per transaction: {:>8.0} SAP creations/s ({transactions} transactions, {:.1} µs each)",
+        created as f64 / elapsed,
+        elapsed * 1e6 / transactions as f64
+    );
+}
+
+fn apply(seconds: f64) {
+    let sap = |port, k: usize| SapId {
+        port,
+        encap: qinq(1 + (k / 4000) as u16, 1 + (k % 4000) as u16),
+    };
+    // A new Epipe and its two SAPs.
+    let epipe = |b: &mut ServiceTablesBuilder, k: usize| {
+        let id = k as u32 + 2;
+        b.set_service(ServiceSpec::Epipe(EpipeSpec::new(id)))
+            .unwrap();
+        b.set_sap(SapSpec::new(sap(0, k), id)).unwrap();
+        b.set_sap(SapSpec::new(sap(1, k), id)).unwrap();
+    };
+    for (base, per_transaction) in [(1_000, 1), (10_000, 1), (100_000, 1), (100_000, 100)] {
+        apply_case("Epipe(s)", seconds, base, per_transaction, 2, |_| {}, epipe);
+    }
+    // A SAP added to VPLS 1, which holds all the others.
+    let vpls_setup = |b: &mut ServiceTablesBuilder| {
+        b.set_service(ServiceSpec::Vpls(VplsSpec::new(1))).unwrap();
+    };
+    let vpls_sap = |b: &mut ServiceTablesBuilder, k: usize| {
+        b.set_sap(SapSpec::new(sap(0, k), 1)).unwrap();
+    };
+    for base in [10_000, 100_000] {
+        apply_case("VPLS SAP", seconds, base, 1, 1, vpls_setup, vpls_sap);
     }
 }
 
@@ -716,6 +786,9 @@ fn main() {
     }
     if which == "all" || which == "vpls" {
         vpls(seconds);
+    }
+    if which == "all" || which == "fdb-bound" {
+        fdb_bound(seconds);
     }
     if which == "all" || which == "acl" {
         acl(seconds);

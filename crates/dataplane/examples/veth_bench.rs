@@ -1,8 +1,9 @@
 //! Forwarding over veth in network namespaces: brasa's transit CAFE on AF_PACKET and on AF_XDP
-//! ports beside the Linux kernel's IP forwarding, same topology, same generator, same run.
+//! ports beside the Linux kernel's IP forwarding, same topology, same generator, same run; or,
+//! with `BENCH_SERVICE=vpls`, brasa's VPLS beside a Linux bridge.
 //! Needs root, iproute2 and `trafgen` (Debian `netsniff-ng`).
 //!
-//!     [BENCH_IO=af_packet|af_xdp] [BENCH_XDP_MODE=generic] [BENCH_TRAFGEN_CPUS=N] [BENCH_WORKERS=N]
+//!     [BENCH_SERVICE=vpls] [BENCH_IO=af_packet|af_xdp] [BENCH_XDP_MODE=generic] [BENCH_TRAFGEN_CPUS=N] [BENCH_WORKERS=N]
 //!     [BENCH_WORKER_NICE=-10] [BENCH_WORKER_CPU=1[,0]] [BENCH_TX=sendmmsg]
 //!     [BENCH_RING_BLOCKS=16] [BENCH_RATE=300000pps] [BENCH_BASELINE=1] \
 //!     cargo run --release -p brasa-dataplane --example veth_bench [-- SECONDS [ROUNDS]]
@@ -30,13 +31,32 @@
 //! with nothing listening (the kernel drops them on receipt), which costs what the
 //! generator's own sending and c0's receipt cost; subtracting its CPU per packet from each
 //! phase's leaves what forwarding costs.
+//!
+//! `BENCH_SERVICE=vpls` compares L2 forwarding instead. trafgen sends 802.1Q frames (VLAN 100,
+//! 68 bytes with the tag) from g0 to b0's MAC. The kernel phase bridges them with a Linux
+//! bridge `br0` in `c` (ports c0 and c1, b0's MAC a static FDB entry on c1; it exists only
+//! during that phase). This kernel has no VLAN filtering in its bridge (`vlan_filtering 1` is
+//! refused) and no 8021q module, so the Linux bridge forwards the tagged frames by destination
+//! MAC without reading the tag. The brasa phases run the service stage: c0 and c1 are dot1q
+//! access ports, VPLS 1 has SAPs `c0:100` and `c1:100`, b0's MAC is a static MAC on `c1:100`;
+//! each frame is matched to its SAP by port and tag, its source learned, its destination looked
+//! up, its tag rewritten for the egress SAP (the same VLAN) and sent out of c1. Both sides learn
+//! the one source and look up the one destination; brasa does the SAP match and retag on top.
 
 use brasa_dataplane::build;
 use brasa_dataplane::control::{self, ForwardRule};
 use brasa_dataplane::io::afpacket::RingConfig;
-use brasa_dataplane::io::worker::{self, PortConfig, PortIo, Tuning, WorkerConfig, XdpPortConfig};
+use brasa_dataplane::io::worker::{
+    self, PortConfig, PortIo, StageFactory, Tuning, WorkerConfig, XdpPortConfig,
+};
 use brasa_dataplane::io::xdp::XdpModeRequest;
 use brasa_dataplane::pipeline::IpHandoff;
+use brasa_dataplane::sap::{PortEncap, SapEncap, SapId, Tag};
+use brasa_dataplane::service::{
+    PortSpec, SapSpec, ServiceSpec, ServiceStage, ServiceStageConfig, ServiceTables,
+    ServiceTablesBuilder, VplsSpec,
+};
+use brasa_dataplane::stages::service_stages;
 use brasa_dataplane::wire::{EtherType, MacAddr};
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -314,11 +334,57 @@ impl Io {
                     } else {
                         XdpModeRequest::Native
                     },
+                    // Access ports: every frame belongs to a SAP.
+                    redirect_all: vpls_mode(),
                     ..XdpPortConfig::default()
                 }),
             },
         }
     }
+}
+
+/// True with `BENCH_SERVICE=vpls`: brasa's VPLS against a Linux bridge.
+fn vpls_mode() -> bool {
+    std::env::var("BENCH_SERVICE").is_ok_and(|v| v == "vpls")
+}
+
+/// The VLAN of the VPLS SAPs and of the generated frames.
+const VPLS_VLAN: u16 = 100;
+
+/// VPLS 1 with SAPs `c0:100` (port 0) and `c1:100` (port 1), `sink` static on `c1:100`.
+fn vpls_tables(sink: MacAddr) -> std::sync::Arc<ServiceTables> {
+    let mut b = ServiceTablesBuilder::new();
+    let sap = |port| SapId {
+        port,
+        encap: SapEncap::Dot1q {
+            tag: Tag::Id(VPLS_VLAN),
+        },
+    };
+    for port in 0..2 {
+        b.set_port(PortSpec::new(port, PortEncap::Dot1q))
+            .expect("port");
+    }
+    b.set_service(ServiceSpec::Vpls(VplsSpec::new(1)))
+        .expect("VPLS");
+    b.set_sap(SapSpec::new(sap(0), 1)).expect("SAP c0:100");
+    b.set_sap(SapSpec {
+        static_macs: vec![sink],
+        ..SapSpec::new(sap(1), 1)
+    })
+    .expect("SAP c1:100");
+    b.build()
+}
+
+/// The kernel side of `BENCH_SERVICE=vpls`: a Linux bridge of c0 and c1 for one phase.
+fn linux_bridge_phase(c: &Ns, g: &Ns, b: &Ns, frame: &[u8], seconds: u64) -> Phase {
+    c.sh(&format!(
+        "ip link add br0 type bridge && ip link set c0 master br0 && ip link set c1 master br0 \
+         && ip link set br0 up && bridge fdb add {} dev c1 master static",
+        b.mac("b0")
+    ));
+    let phase = flood(g, (b, "b0"), frame, seconds);
+    c.sh("ip link del br0");
+    phase
 }
 
 fn brasa_phase(io: Io, c: &Ns, g: &Ns, b: &Ns, frame: &[u8], seconds: u64) -> Phase {
@@ -332,6 +398,11 @@ fn brasa_phase(io: Io, c: &Ns, g: &Ns, b: &Ns, frame: &[u8], seconds: u64) -> Ph
             .split(',')
             .filter_map(|cpu| cpu.trim().parse().ok())
             .collect(),
+        stages: if vpls_mode() {
+            StageFactory::new(|| service_stages(ServiceStage::new(ServiceStageConfig::default())))
+        } else {
+            StageFactory::default()
+        },
         ..Tuning::default()
     };
     let (handle, thread) = std::thread::spawn(move || {
@@ -368,15 +439,30 @@ fn brasa_phase(io: Io, c: &Ns, g: &Ns, b: &Ns, frame: &[u8], seconds: u64) -> Ph
             ports.iter().map(|p| &p.fallback).collect::<Vec<_>>()
         );
     }
-    let rule = ForwardRule::Ethernet {
-        key: 0x01,
-        device: "c1".into(),
-        mac: b_mac.to_string(),
-    };
-    let added = handle
-        .call(move |p, _| control::forward_add(p, &rule))
-        .expect("workers running");
-    control::merged(added).expect("answer").expect("rule");
+    if vpls_mode() {
+        let tables = vpls_tables(b_mac);
+        let installed = handle
+            .call(move |p, now| {
+                p.stage_mut::<ServiceStage>()
+                    .map(|stage| stage.install(tables.clone(), now))
+                    .is_some()
+            })
+            .expect("workers running");
+        assert!(
+            installed.iter().all(|ok| *ok),
+            "a worker without a service stage"
+        );
+    } else {
+        let rule = ForwardRule::Ethernet {
+            key: 0x01,
+            device: "c1".into(),
+            mac: b_mac.to_string(),
+        };
+        let added = handle
+            .call(move |p, _| control::forward_add(p, &rule))
+            .expect("workers running");
+        control::merged(added).expect("answer").expect("rule");
+    }
     // `BENCH_WORKER_NICE=-10` gives the worker the priority a data-plane core would have.
     if let Some(nice) = env::<i32>("BENCH_WORKER_NICE") {
         for tid in worker_thread_ids() {
@@ -480,8 +566,35 @@ fn main() {
         9,
         &[0u8; 18],
     );
-    let plain = build::ethernet(g.mac("g0"), c.mac("c0"), EtherType::IPV4, &ip);
-    let comet = build::comet_frame(g.mac("g0"), c.mac("c0"), 0, &[0x01, 0x02], &ip);
+    let (plain, comet) = if vpls_mode() {
+        // One frame for both sides: tagged, to the sink's MAC.
+        let tagged = build::tagged(
+            g.mac("g0"),
+            b.mac("b0"),
+            &[(EtherType::VLAN, VPLS_VLAN)],
+            EtherType::IPV4,
+            &ip,
+        );
+        (tagged.clone(), tagged)
+    } else {
+        (
+            build::ethernet(g.mac("g0"), c.mac("c0"), EtherType::IPV4, &ip),
+            build::comet_frame(g.mac("g0"), c.mac("c0"), 0, &[0x01, 0x02], &ip),
+        )
+    };
+    let (kernel_label, brasa_labels, ratio_label) = if vpls_mode() {
+        (
+            "Linux bridge",
+            ["brasa VPLS, AF_PACKET", "brasa VPLS, AF_XDP"],
+            "ratio brasa/bridge",
+        )
+    } else {
+        (
+            "kernel IP forwarding",
+            ["brasa CAFE, AF_PACKET", "brasa CAFE, AF_XDP"],
+            "ratio brasa/kernel",
+        )
+    };
 
     println!(
         "veth forwarding, {seconds} s per phase, {rounds} round(s), {} trafgen process(es), \
@@ -511,13 +624,17 @@ fn main() {
             "round {round} (load {})",
             load.split_whitespace().next().unwrap_or("?")
         );
-        let kernel = flood(&g, (&b, "b0"), &plain, seconds);
-        print_phase("kernel IP forwarding", &kernel);
+        let kernel = if vpls_mode() {
+            linux_bridge_phase(&c, &g, &b, &plain, seconds)
+        } else {
+            flood(&g, (&b, "b0"), &plain, seconds)
+        };
+        print_phase(kernel_label, &kernel);
         for (index, io) in ios.iter().enumerate() {
             let brasa = brasa_phase(*io, &c, &g, &b, &comet, seconds);
             let label = match io {
-                Io::AfPacket => "brasa CAFE, AF_PACKET",
-                Io::AfXdp => "brasa CAFE, AF_XDP",
+                Io::AfPacket => brasa_labels[0],
+                Io::AfXdp => brasa_labels[1],
             };
             print_phase(label, &brasa);
             let ratio = brasa.forwarded / kernel.forwarded.max(1.0);
@@ -526,7 +643,7 @@ fn main() {
                 "  {:<22}: {ratio:.2}; brasa lost {} frames on receipt, {} on transmit; \
                  worker {:.0} ns/packet ({:.0} kpps per core-second); CPU per packet vs \
                  kernel {:.2}",
-                "ratio brasa/kernel",
+                ratio_label,
                 brasa.ring_drops,
                 brasa.tx_errors,
                 brasa.worker_cpu * 1e9 / brasa.forwarded.max(1.0),

@@ -21,6 +21,7 @@ pub mod agent;
 pub mod build;
 pub mod cafe;
 pub mod control;
+mod cow;
 pub mod fdb;
 pub mod flow;
 #[cfg(target_os = "linux")]

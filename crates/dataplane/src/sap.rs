@@ -15,6 +15,7 @@
 //! Ingress pops the delimiting tags; egress pushes the egress SAP's. Tag translation is the
 //! two together, done as one rewrite of the bytes after the MAC addresses.
 
+use crate::cow::CowVec;
 use crate::packet::PacketBuf;
 use crate::pipeline::PortId;
 use crate::wire::{ethernet, vlan, EtherType};
@@ -520,12 +521,17 @@ pub fn retag(
 
 /// The exact-match SAP table of every port: [`SapEncap::exact_key`] → SAP slot. Open
 /// addressing with linear probing and backward-shift deletion, 16-byte slots, at most half
-/// full; a lookup reads one cache line, which [`SapIndex::prefetch`] can fetch ahead.
+/// full; a lookup reads one cache line, which [`SapIndex::prefetch`] can fetch ahead. The
+/// slots are kept in copy-on-write chunks: a clone (each service snapshot holds one) copies
+/// only the chunk pointers, and a change then copies only the chunks it writes.
 #[derive(Debug, Clone, Default)]
 pub struct SapIndex {
-    slots: Vec<IndexSlot>,
+    slots: CowVec<IndexSlot, INDEX_CHUNK>,
     len: usize,
 }
+
+/// Slots per shared chunk of a [`SapIndex`] (64 KiB; see `service::tables::CHUNK`).
+const INDEX_CHUNK: usize = 4096;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, align(16))]
@@ -578,9 +584,7 @@ impl SapIndex {
     /// Hints the CPU to fetch the slot a lookup of `key` starts at.
     #[inline]
     pub fn prefetch(&self, key: u64) {
-        if let Some(slot) = self.slots.get(self.home(key)) {
-            crate::fdb::prefetch_read(slot as *const IndexSlot);
-        }
+        self.slots.prefetch(self.home(key));
     }
 
     /// Adds or replaces `key`.
@@ -593,12 +597,17 @@ impl SapIndex {
         }
         let mask = self.slots.len() - 1;
         let mut i = self.home(key);
-        while let Some(slot) = self.slots.get_mut(i) {
+        loop {
+            let Some(slot) = self.slots.get(i) else {
+                return;
+            };
             if slot.key == key || slot.key == 0 {
                 if slot.key == 0 {
                     self.len += 1;
                 }
-                *slot = IndexSlot { key, value };
+                if let Some(slot) = self.slots.get_mut(i) {
+                    *slot = IndexSlot { key, value };
+                }
                 return;
             }
             i = (i + 1) & mask;
@@ -606,12 +615,27 @@ impl SapIndex {
     }
 
     fn grow(&mut self) {
-        let old = std::mem::take(&mut self.slots);
-        self.slots = vec![IndexSlot::default(); (old.len() * 2).max(16)];
+        let len = (self.slots.len() * 2).max(INDEX_CHUNK);
+        let old = std::mem::replace(&mut self.slots, CowVec::with_len(len));
         self.len = 0;
-        for slot in old.into_iter().filter(|s| s.key != 0) {
+        for slot in old.iter().filter(|s| s.key != 0) {
             self.insert(slot.key, slot.value);
         }
+    }
+
+    /// Chunks of slots.
+    #[cfg(test)]
+    pub(crate) fn chunk_count(&self) -> usize {
+        self.slots.len() / INDEX_CHUNK
+    }
+
+    /// Chunks of slots `self` shares with `other`.
+    #[cfg(test)]
+    pub(crate) fn shared_chunks(&self, other: &Self) -> usize {
+        (0..self.slots.len())
+            .step_by(INDEX_CHUNK)
+            .filter(|i| self.slots.shares_chunk(&other.slots, *i))
+            .count()
     }
 
     /// Removes `key`, shifting back the rest of its probe run.
@@ -648,11 +672,11 @@ impl SapIndex {
                 i < home || home <= j
             };
             if !stays {
-                self.slots[i] = next;
+                self.slots.set(i, next);
                 i = j;
             }
         }
-        self.slots[i] = IndexSlot::default();
+        self.slots.set(i, IndexSlot::default());
         self.len -= 1;
         Some(value)
     }

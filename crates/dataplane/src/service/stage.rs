@@ -1201,7 +1201,7 @@ impl ServiceStage {
         };
         let step = match sap::lookup(meta.port, &port.saps, tags, |key| tables.exact.get(key)) {
             Some(m) => {
-                prefetch_slot(&tables.saps, m.sap);
+                tables.saps.prefetch(m.sap as usize);
                 prefetch_slot(&self.saps, m.sap);
                 Step::Sap(m, tags)
             }
@@ -1247,17 +1247,17 @@ impl ServiceStage {
                 }
             }
             (SapRole::Epipe, Peer::Sap(peer)) => {
-                prefetch_slot(&tables.saps, peer);
+                tables.saps.prefetch(peer as usize);
                 prefetch_slot(&self.saps, peer);
             }
             _ => {}
         }
         for slot in sap.ingress.filters.iter().flatten() {
-            prefetch_slot(&tables.filters, *slot);
+            tables.filters.prefetch(*slot as usize);
             prefetch_slot(&self.filters, *slot);
         }
         if let Some(policer) = sap.ingress.policer {
-            prefetch_slot(&tables.policers, policer);
+            tables.policers.prefetch(policer as usize);
             prefetch_slot(&self.policers, policer);
         }
     }

@@ -671,7 +671,7 @@ impl ServiceTablesBuilder {
                 }
             }
             ServiceSpec::L3(l3) => {
-                let mut seen = BTreeSet::new();
+                let mut seen = std::collections::BTreeSet::new();
                 for pair in &l3.interfaces {
                     if pair.sap == pair.tap || !seen.insert(pair.sap) || !seen.insert(pair.tap) {
                         return Err(ServiceError::L3Pair(l3.id));
@@ -839,9 +839,11 @@ impl ServiceTablesBuilder {
             entry.mtu = mtu;
             entry.kind = kind;
         }
-        let is_epipe = matches!(spec, ServiceSpec::Epipe(_));
+        // An Epipe's SAPs and an L3 interface's SAP and TAP point at each other: both ends are
+        // rewritten when one changes.
+        let paired = matches!(spec, ServiceSpec::Epipe(_) | ServiceSpec::L3(_));
         for (sap_id, _) in sap_slots {
-            if is_epipe || changed_sap.is_none_or(|(changed, _)| changed == sap_id) {
+            if paired || changed_sap.is_none_or(|(changed, _)| changed == sap_id) {
                 self.refresh_sap(&sap_id);
             }
         }
@@ -1220,7 +1222,7 @@ impl ServiceTablesBuilder {
         let half_interface = role == SapRole::L3
             && peer == Peer::None
             && matches!(
-                self.service_specs.get(&spec.service),
+                self.service_specs.get(&spec.service).map(|s| &**s),
                 Some(ServiceSpec::L3(l3)) if l3.peer_of(id).is_some()
             );
         // Every reference was checked by check_sap; a dangling one cannot happen here, and
@@ -1246,9 +1248,9 @@ impl ServiceTablesBuilder {
             static_count: spec.static_macs.len() as u32,
             bum_limit: spec.bum_limit,
             learn: spec.learning
-                && matches!(self.service_specs.get(&spec.service), Some(ServiceSpec::Vpls(v)) if v.learning),
+                && matches!(self.service_specs.get(&spec.service).map(|s| &**s), Some(ServiceSpec::Vpls(v)) if v.learning),
             age: spec.ageing
-                && matches!(self.service_specs.get(&spec.service), Some(ServiceSpec::Vpls(v)) if v.ageing),
+                && matches!(self.service_specs.get(&spec.service).map(|s| &**s), Some(ServiceSpec::Vpls(v)) if v.ageing),
             peer,
         };
         put(&mut self.tables.saps, &mut self.dirty.saps, slot, entry);

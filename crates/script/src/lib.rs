@@ -109,7 +109,9 @@
 #![warn(missing_docs)]
 
 mod alc;
+mod alc_dyn;
 mod cache;
+mod dynamic;
 mod error;
 mod host;
 mod report;
@@ -117,6 +119,11 @@ mod state;
 mod watchdog;
 
 pub use cache::{PolicyCacheAt, ScriptCache};
+pub use dynamic::{
+    expand_sap_wildcards, DynAction, DynReport, DynResources, DynRun, DynRunError, IdKind,
+    MemoryResources, ReferenceChange, ReferenceKey, Referenced, ResourceError, SapWildcardError,
+    ScriptParams, ScriptParamsError, ServiceState,
+};
 pub use error::{CompileError, ScriptError};
 pub use host::{Script, ScriptHost};
 pub use report::{FailureKind, Outcome, RunOptions, RunReport, ScriptFailure, TraceLine, Verdict};

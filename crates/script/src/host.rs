@@ -293,8 +293,9 @@ impl ScriptHost {
         // SAFETY: `resources` stays borrowed for this whole call, and the state is dropped
         // (with the run's `Finished`) before it returns.
         let state = unsafe { DynState::new(run.clone(), resources) };
-        let (mut report, finished) =
-            Python::attach(|py| self.run_attached(py, script, Subject::Dyn(state), options));
+        let (mut report, finished) = Python::attach(|py| {
+            self.run_attached(py, script, Subject::Dyn(Box::new(state)), options)
+        });
         let dyn_finished = finished.dyn_state.map(DynState::finish);
         let Some(done) = dyn_finished else {
             return Ok(dyn_report(report, run.action, None));

@@ -196,7 +196,7 @@ pub(crate) enum Subject<'a, 'c> {
         cache: Option<&'a mut (dyn ScriptCache + 'c)>,
     },
     /// A dynamic-services action.
-    Dyn(DynState),
+    Dyn(Box<DynState>),
 }
 
 /// Installs a [`RunState`] for the lifetime `'a` of the borrows it points into.
@@ -239,7 +239,7 @@ impl<'a> RunScope<'a> {
                 let packet = (NonNull::from(message), NonNull::from(dictionary));
                 (Some(packet), cache, None)
             }
-            Subject::Dyn(state) => (None, None, Some(state)),
+            Subject::Dyn(state) => (None, None, Some(*state)),
         };
         let message = packet.map(|(message, _)| message);
         let state = RunState {

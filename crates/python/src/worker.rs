@@ -496,7 +496,11 @@ impl Worker {
             }
             Outcome::Failed(failure) => {
                 match failure.kind {
-                    FailureKind::Exception => stats.exceptions += 1,
+                    // The `alc.dyn` failures only happen in dynamic-services runs, never in
+                    // a RADIUS hook's run.
+                    FailureKind::Exception
+                    | FailureKind::DynResources
+                    | FailureKind::NoDynAction => stats.exceptions += 1,
                     FailureKind::Timeout => stats.timeouts += 1,
                     FailureKind::SystemExit => stats.system_exits += 1,
                     FailureKind::CacheBackend => stats.cache_failures += 1,

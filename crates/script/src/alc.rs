@@ -1,4 +1,5 @@
-//! The `alc` Python package: `alc.radius`, `alc.cache`, `alc.TimeLimitExceeded`.
+//! The `alc` Python package: `alc.radius`, `alc.cache`, `alc.dyn` (in `alc_dyn.rs`),
+//! `alc.TimeLimitExceeded`.
 //!
 //! Built from Rust and put in `sys.modules` (no files on disk). Every function works on the
 //! run in progress on the calling thread (see [`crate::state`]).
@@ -193,8 +194,9 @@ class BackendFailure(BaseException):
     run fails anyway: the packet gets the script's action-on-fail."""
 "#;
 
-const ALC_DOC: &str = "SR OS Python API of brasa: `radius` (the packet being processed) and \
-`cache` (the python-policy's key/value cache). Values are bytes.";
+const ALC_DOC: &str = "SR OS Python API of brasa: `radius` (the packet being processed), \
+`cache` (the python-policy's key/value cache; values are bytes) and `dyn` (dynamic data \
+services).";
 
 const RADIUS_DOC: &str = "The RADIUS packet the script runs on: `header()`, `drop()` and \
 `attributes` (get, getTuple, set, clear and the VSA variants getVSA, getVSATuple, setVSA, \
@@ -244,8 +246,11 @@ fn build(py: Python<'_>) -> PyResult<Alc> {
     cache.add_function(wrap_pyfunction!(cache_get_lifetime, &cache)?)?;
     cache.add_function(wrap_pyfunction!(cache_set_lifetime, &cache)?)?;
 
+    let dyn_module = crate::alc_dyn::build(py)?;
+
     alc.add("radius", &radius)?;
     alc.add("cache", &cache)?;
+    alc.add("dyn", &dyn_module)?;
     alc.add_class::<TimeLimitExceeded>()?;
 
     // Every `import` statement that finds its module in `sys.modules` reads the module's
@@ -260,6 +265,7 @@ fn build(py: Python<'_>) -> PyResult<Alc> {
         (&radius, false),
         (&attributes, false),
         (&cache, false),
+        (&dyn_module, false),
     ] {
         let options = PyDict::new(py);
         options.set_item("is_package", package)?;
@@ -274,6 +280,7 @@ fn build(py: Python<'_>) -> PyResult<Alc> {
     modules.set_item("alc.radius", &radius)?;
     modules.set_item("alc.radius.attributes", &attributes)?;
     modules.set_item("alc.cache", &cache)?;
+    modules.set_item("alc.dyn", &dyn_module)?;
 
     let sink = Bound::new(py, OutputSink)?.into_any();
     sys.setattr("stdout", &sink)?;
@@ -481,7 +488,7 @@ where
 #[pyfunction]
 fn header(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let (code, identifier, length, authenticator) = with_run(|s| {
-        let p = s.packet();
+        let p = s.packet()?;
         Ok((
             u8::from(p.code),
             p.identifier,
@@ -505,6 +512,7 @@ fn header(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 #[pyo3(name = "drop")]
 fn drop_packet() -> PyResult<()> {
     with_run(|s| {
+        s.packet()?;
         s.drop_packet();
         s.record(TraceLine::Drop);
         Ok(())
@@ -515,7 +523,7 @@ fn drop_packet() -> PyResult<()> {
 #[pyfunction]
 fn get<'py>(py: Python<'py>, typ: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     let typ = attr_type(typ, "radius.attributes.get")?;
-    with_run(|s| Ok(PyBytes::new(py, s.packet().get(typ).unwrap_or_default())))
+    with_run(|s| Ok(PyBytes::new(py, s.packet()?.get(typ).unwrap_or_default())))
 }
 
 /// `radius.attributes.getTuple(type)`: every instance's value, in packet order.
@@ -523,7 +531,7 @@ fn get<'py>(py: Python<'py>, typ: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyB
 #[pyo3(name = "getTuple")]
 fn get_tuple<'py>(py: Python<'py>, typ: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyTuple>> {
     let typ = attr_type(typ, "radius.attributes.getTuple")?;
-    with_run(|s| bytes_tuple(py, s.packet().get_all(typ)))
+    with_run(|s| bytes_tuple(py, s.packet()?.get_all(typ)))
 }
 
 /// `radius.attributes.set(type, value_or_values)`: replaces every instance.
@@ -534,7 +542,7 @@ fn set(typ: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
     let values = values_arg(value, F)?;
     check_value_lengths(&values, F, MAX_VALUE, &format!("attribute {typ}"))?;
     with_run(|s| {
-        let p = s.packet();
+        let p = s.packet()?;
         let old: usize = p.get_all(typ).map(|v| 2 + v.len()).sum();
         let new: usize = values.iter().map(|v| 2 + v.len()).sum();
         check_packet_length(p.encoded_len() - old + new, F)?;
@@ -545,7 +553,7 @@ fn set(typ: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
             });
         }
         // Every value was checked against the 253-octet limit above.
-        s.packet_mut()
+        s.packet_mut()?
             .attributes
             .set_all(typ, values)
             .map_err(|e| PyValueError::new_err(format!("{F}: {e}")))
@@ -557,9 +565,10 @@ fn set(typ: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
 fn clear(typ: &Bound<'_, PyAny>) -> PyResult<()> {
     let typ = attr_type(typ, "radius.attributes.clear")?;
     with_run(|s| {
+        let present = s.packet()?.get(typ).is_some();
         s.record(TraceLine::Clear { typ });
-        if s.packet().get(typ).is_some() {
-            s.packet_mut().remove(typ);
+        if present {
+            s.packet_mut()?.remove(typ);
         }
         Ok(())
     })
@@ -580,9 +589,9 @@ fn get_vsa<'py>(
     const F: &str = "radius.attributes.getVSA";
     let vendor = vendor_arg(vendor, F)?;
     with_run(|s| {
-        let dict = s.dictionary();
+        let dict = s.dictionary()?;
         let typ = vendor_type_arg(typ, F, dict.vendor_format(vendor))?;
-        let value = s.packet().get_vsa(dict, vendor, typ).unwrap_or_default();
+        let value = s.packet()?.get_vsa(dict, vendor, typ).unwrap_or_default();
         Ok(PyBytes::new(py, &value))
     })
 }
@@ -598,9 +607,9 @@ fn get_vsa_tuple<'py>(
     const F: &str = "radius.attributes.getVSATuple";
     let vendor = vendor_arg(vendor, F)?;
     with_run(|s| {
-        let dict = s.dictionary();
+        let dict = s.dictionary()?;
         let typ = vendor_type_arg(typ, F, dict.vendor_format(vendor))?;
-        bytes_tuple(py, s.packet().get_vsa_all(dict, vendor, typ))
+        bytes_tuple(py, s.packet()?.get_vsa_all(dict, vendor, typ))
     })
 }
 
@@ -656,7 +665,7 @@ fn set_vsa(
     let vendor = vendor_arg(vendor, F)?;
     let values = values_arg(value, F)?;
     with_run(|s| {
-        let dict = s.dictionary();
+        let dict = s.dictionary()?;
         let format = dict.vendor_format(vendor);
         let typ = vendor_type_arg(typ, F, format)?;
         let header = 4
@@ -674,7 +683,7 @@ fn set_vsa(
             .map(|v| vsa_build(vendor, typ, v, format))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| PyValueError::new_err(format!("{F}: {e}")))?;
-        let edited = with_vsa_replaced(s.packet(), dict, vendor, typ, encoded)
+        let edited = with_vsa_replaced(s.packet()?, dict, vendor, typ, encoded)
             .map_err(|e| PyValueError::new_err(format!("{F}: {e}")))?;
         check_packet_length(edited.encoded_len(), F)?;
         if s.tracing() {
@@ -686,7 +695,7 @@ fn set_vsa(
                 values,
             });
         }
-        *s.packet_mut() = edited;
+        *s.packet_mut()? = edited;
         Ok(())
     })
 }
@@ -699,7 +708,7 @@ fn clear_vsa(vendor: &Bound<'_, PyAny>, typ: &Bound<'_, PyAny>) -> PyResult<()> 
     const F: &str = "radius.attributes.clearVSA";
     let vendor = vendor_arg(vendor, F)?;
     with_run(|s| {
-        let dict = s.dictionary();
+        let dict = s.dictionary()?;
         let format = dict.vendor_format(vendor);
         let typ = vendor_type_arg(typ, F, format)?;
         if s.tracing() {
@@ -711,12 +720,12 @@ fn clear_vsa(vendor: &Bound<'_, PyAny>, typ: &Bound<'_, PyAny>) -> PyResult<()> 
             });
         }
         let present = s
-            .packet()
+            .packet()?
             .attributes
             .iter()
             .any(|a| vsa_holds(a, vendor, typ, format).0);
         if present {
-            let (packet, dict) = s.packet_mut_with_dictionary();
+            let (packet, dict) = s.packet_mut_with_dictionary()?;
             packet.remove_vsa(dict, vendor, typ);
         }
         Ok(())

@@ -12,10 +12,12 @@ use pyo3::types::{PyBytes, PyCode, PyCodeMethods, PyDict, PyString};
 use pyo3::{ffi, intern};
 
 use crate::alc;
+use crate::alc_dyn::{DynFinished, DynState};
 use crate::cache::ScriptCache;
+use crate::dynamic::{DynAction, DynReport, DynResources, DynRun, DynRunError};
 use crate::error::{CompileError, ScriptError};
 use crate::report::{FailureKind, Outcome, RunOptions, RunReport, ScriptFailure, Verdict};
-use crate::state::RunScope;
+use crate::state::{Finished, RunScope, Subject};
 use crate::watchdog::{ArmToken, Watchdog};
 use crate::Clock;
 
@@ -257,18 +259,79 @@ impl ScriptHost {
         options: &RunOptions,
     ) -> RunReport {
         keep_thread_state();
-        Python::attach(|py| self.run_attached(py, script, message, dictionary, cache, options))
+        let subject = Subject::Packet {
+            message: &mut *message,
+            dictionary,
+            cache,
+        };
+        let (report, finished) =
+            Python::attach(|py| self.run_attached(py, script, subject, options));
+        if !report.is_ok() {
+            if let Some(backup) = finished.backup {
+                *message = backup;
+            }
+        }
+        report
+    }
+
+    /// Runs the dynamic-services `script` for one action of one service (`alc.dyn`).
+    ///
+    /// `resources` answers `dyn.select_free_id` and `dyn.reference` without changing
+    /// anything: a successful report lists what to apply (the CLI, the identifiers, the
+    /// reference changes, the service's new state) as one transaction; a failed one lists
+    /// nothing. `alc.radius` is unavailable (there is no packet); `alc.cache` raises
+    /// `Unavailable`. An invalid `run` is refused before any Python runs.
+    pub fn run_dyn(
+        &self,
+        script: &Script,
+        run: &DynRun,
+        resources: &mut dyn DynResources,
+        options: &RunOptions,
+    ) -> Result<DynReport, DynRunError> {
+        run.validate()?;
+        keep_thread_state();
+        // SAFETY: `resources` stays borrowed for this whole call, and the state is dropped
+        // (with the run's `Finished`) before it returns.
+        let state = unsafe { DynState::new(run.clone(), resources) };
+        let (mut report, finished) = Python::attach(|py| {
+            self.run_attached(py, script, Subject::Dyn(Box::new(state)), options)
+        });
+        let dyn_finished = finished.dyn_state.map(DynState::finish);
+        let Some(done) = dyn_finished else {
+            return Ok(dyn_report(report, run.action, None));
+        };
+        let failure = match (&report.outcome, &done.resource_failure) {
+            (Outcome::Failed(f), _) if f.kind == FailureKind::Timeout => None,
+            (Outcome::Failed(f), Some(message)) => Some(ScriptFailure {
+                kind: FailureKind::DynResources,
+                message: message.clone(),
+                traceback: f.traceback.clone(),
+            }),
+            (Outcome::Ok, Some(message)) => Some(ScriptFailure {
+                kind: FailureKind::DynResources,
+                message: message.clone(),
+                traceback: String::new(),
+            }),
+            (Outcome::Ok, None) if !done.action_called => Some(ScriptFailure {
+                kind: FailureKind::NoDynAction,
+                message: "the script completed without calling dyn.action".into(),
+                traceback: String::new(),
+            }),
+            _ => None,
+        };
+        if let Some(failure) = failure {
+            report.outcome = Outcome::Failed(failure);
+        }
+        Ok(dyn_report(report, run.action, Some(done)))
     }
 
     fn run_attached(
         &self,
         py: Python<'_>,
         script: &Script,
-        message: &mut Message,
-        dictionary: &Dictionary,
-        cache: Option<&mut dyn ScriptCache>,
+        subject: Subject<'_, '_>,
         options: &RunOptions,
-    ) -> RunReport {
+    ) -> (RunReport, Finished) {
         let report = |outcome, verdict, output, trace| RunReport {
             script: Arc::clone(&script.name),
             verdict,
@@ -278,9 +341,7 @@ impl ScriptHost {
         };
         let timed_out = Arc::new(AtomicBool::new(false));
         let Some(scope) = RunScope::enter(
-            message,
-            dictionary,
-            cache,
+            subject,
             options.trace,
             options.output_limit,
             Arc::clone(&timed_out),
@@ -290,12 +351,13 @@ impl ScriptHost {
                 message: "RuntimeError: a script run is already in progress on this thread".into(),
                 traceback: String::new(),
             };
-            return report(
+            let report = report(
                 Outcome::Failed(failure),
                 Verdict::Continue,
                 String::new(),
                 Vec::new(),
             );
+            return (report, Finished::default());
         };
         let globals = run_globals(py, script);
         let guard = ArmGuard {
@@ -309,7 +371,7 @@ impl ScriptHost {
             Err(e) => Err(e.clone_ref(py)),
         };
         let over_time = guard.finish(py);
-        let finished = scope.exit();
+        let mut finished = scope.exit();
         // `sys` is process-wide: undo a rebinding now rather than let the next run on
         // another thread print into it. Failing here leaves it to the next run's check.
         let _ = alc::restore_output(py);
@@ -325,7 +387,7 @@ impl ScriptHost {
         };
         // A failed cache backend fails the run even when the script caught the exception:
         // what it did without its cache is not what the operator wrote it to do.
-        let outcome = match (outcome, finished.cache_failure) {
+        let outcome = match (outcome, finished.cache_failure.take()) {
             (Outcome::Ok, Some(message)) => Outcome::Failed(ScriptFailure {
                 kind: FailureKind::CacheBackend,
                 message,
@@ -345,13 +407,32 @@ impl ScriptHost {
         } else {
             Verdict::Continue
         };
-        if outcome != Outcome::Ok {
-            if let Some(backup) = finished.backup {
-                *message = backup;
-            }
-        }
-        report(outcome, verdict, finished.output, finished.trace)
+        let output = std::mem::take(&mut finished.output);
+        let trace = std::mem::take(&mut finished.trace);
+        (report(outcome, verdict, output, trace), finished)
     }
+}
+
+/// The report of a dynamic-services run: a failed run keeps none of what it collected.
+fn dyn_report(run: RunReport, action: DynAction, done: Option<DynFinished>) -> DynReport {
+    let revert_defined = done.as_ref().is_some_and(|d| d.revert_defined);
+    let done = done.filter(|_| run.is_ok());
+    let mut report = DynReport {
+        run,
+        action,
+        cli: String::new(),
+        state: None,
+        references: Vec::new(),
+        selected_ids: Vec::new(),
+        revert_defined,
+    };
+    if let Some(done) = done {
+        report.cli = done.cli;
+        report.state = done.state;
+        report.references = done.references;
+        report.selected_ids = done.selected_ids;
+    }
+    report
 }
 
 /// Fresh globals for one run of `script`.

@@ -10,6 +10,11 @@
 //!   process.
 //! * [`ScriptCache`] is how `alc.cache` reaches a python-policy's cache; [`PolicyCacheAt`]
 //!   implements it over a [`brasa_cache::PolicyCache`].
+//! * [`ScriptHost::run_dyn`] runs a dynamic-services script (`alc.dyn`) for one
+//!   [`DynRun`] and returns a [`DynReport`]: the CLI, identifiers, reference changes and
+//!   service state to apply as one transaction, or nothing when the run failed.
+//!   [`DynResources`] is the host side of `dyn.select_free_id` and `dyn.reference`.
+//!   `docs/dynamic-services.md` describes the API as scripts see it.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -44,7 +49,7 @@
 //!
 //! # The `alc` package
 //!
-//! Importable as `from alc import radius, cache`, `from alc import cache`, or `import alc`
+//! Importable as `from alc import radius, cache, dyn`, `from alc import cache`, or `import alc`
 //! (then `alc.radius...`). Byte-string arguments accept `bytes`, `bytearray` or `str`
 //! (encoded as UTF-8); results are `bytes`.
 //!
@@ -85,6 +90,12 @@
 //!                                 the script catches it, and later cache calls fail at once
 //! ```
 //!
+//! `alc.dyn`: `action(dictionary)`, `add_cli(text)`, `get_circuit_id()`, `get_remote_id()`,
+//! `get_sap()`, `reference(function_key, reference_id, dictionary)`,
+//! `select_free_id(type)`; exceptions `dyn.error`, `dyn.NoFreeId` (an exhausted range) and
+//! `dyn.ResourceFailure` (a `BaseException`: the host failed, the run fails with
+//! [`FailureKind::DynResources`]). Only in a [`ScriptHost::run_dyn`] run.
+//!
 //! `alc.TimeLimitExceeded` (a `BaseException`) is what a script over its time limit sees.
 //!
 //! # Threads and the time limit
@@ -109,7 +120,9 @@
 #![warn(missing_docs)]
 
 mod alc;
+mod alc_dyn;
 mod cache;
+mod dynamic;
 mod error;
 mod host;
 mod report;
@@ -117,6 +130,11 @@ mod state;
 mod watchdog;
 
 pub use cache::{PolicyCacheAt, ScriptCache};
+pub use dynamic::{
+    expand_sap_wildcards, DynAction, DynReport, DynResources, DynRun, DynRunError, IdKind,
+    MemoryResources, ReferenceChange, ReferenceKey, Referenced, ResourceError, SapWildcardError,
+    ScriptParams, ScriptParamsError, ServiceState,
+};
 pub use error::{CompileError, ScriptError};
 pub use host::{Script, ScriptHost};
 pub use report::{FailureKind, Outcome, RunOptions, RunReport, ScriptFailure, TraceLine, Verdict};

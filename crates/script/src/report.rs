@@ -48,6 +48,11 @@ pub enum FailureKind {
     /// The python-policy's cache backend failed or did not answer in time (a shared store
     /// such as Redis): the run fails even if the script caught `alc.cache.BackendFailure`.
     CacheBackend,
+    /// The host of a dynamic-services run (identifier allocator, reference table) failed:
+    /// the run fails even if the script caught `alc.dyn.ResourceFailure`.
+    DynResources,
+    /// A dynamic-services script completed without calling `dyn.action`.
+    NoDynAction,
 }
 
 impl fmt::Display for FailureKind {
@@ -57,6 +62,8 @@ impl fmt::Display for FailureKind {
             FailureKind::SystemExit => "system exit",
             FailureKind::Timeout => "timeout",
             FailureKind::CacheBackend => "cache backend failure",
+            FailureKind::DynResources => "dynamic-services host failure",
+            FailureKind::NoDynAction => "no dyn.action",
         })
     }
 }

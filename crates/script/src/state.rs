@@ -16,6 +16,7 @@ use brasa_radius::{Dictionary, Message};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::PyResult;
 
+use crate::alc_dyn::DynState;
 use crate::cache::ScriptCache;
 use crate::report::TraceLine;
 
@@ -27,9 +28,11 @@ thread_local! {
 pub(crate) struct RunState {
     // Raw pointers because the borrows (`&mut Message`, `&mut dyn ScriptCache`) cannot be
     // stored in a thread-local; `RunScope` ties their validity to its own lifetime.
-    message: NonNull<Message>,
-    dictionary: NonNull<Dictionary>,
+    /// The packet and its dictionary; `None` in a dynamic-services run, which has no packet.
+    packet: Option<(NonNull<Message>, NonNull<Dictionary>)>,
     cache: Option<NonNull<dyn ScriptCache + 'static>>,
+    /// What `alc.dyn` works on; `None` in a packet run.
+    dyn_state: Option<DynState>,
     /// The packet as it was before the first edit; `None` while unedited.
     backup: Option<Message>,
     dropped: bool,
@@ -44,33 +47,54 @@ pub(crate) struct RunState {
 }
 
 impl RunState {
-    /// The packet as the script currently sees it.
-    pub(crate) fn packet(&self) -> &Message {
+    fn packet_pointers(&self) -> PyResult<(NonNull<Message>, NonNull<Dictionary>)> {
+        self.packet.ok_or_else(|| {
+            PyRuntimeError::new_err(
+                "alc.radius: a dynamic-services script run has no RADIUS packet",
+            )
+        })
+    }
+
+    /// The packet as the script currently sees it; `RuntimeError` in a run without one.
+    pub(crate) fn packet(&self) -> PyResult<&Message> {
+        let (message, _) = self.packet_pointers()?;
         // SAFETY: `RunScope` holds the `&mut Message` borrow for as long as this state is
         // installed, and nothing else reaches the packet meanwhile.
-        unsafe { self.message.as_ref() }
+        Ok(unsafe { message.as_ref() })
     }
 
     /// The packet for an edit that is about to happen (validated already): the first one
     /// takes the copy that a failed run restores.
-    pub(crate) fn packet_mut(&mut self) -> &mut Message {
+    pub(crate) fn packet_mut(&mut self) -> PyResult<&mut Message> {
+        let (mut message, _) = self.packet_pointers()?;
         if self.backup.is_none() {
-            self.backup = Some(self.packet().clone());
+            self.backup = Some(self.packet()?.clone());
         }
         // SAFETY: as in `packet`; `&mut self` makes this the only reference handed out.
-        unsafe { self.message.as_mut() }
+        Ok(unsafe { message.as_mut() })
     }
 
     /// Like [`RunState::packet_mut`], with the dictionary for edits that need it.
-    pub(crate) fn packet_mut_with_dictionary(&mut self) -> (&mut Message, &Dictionary) {
-        self.packet_mut();
+    pub(crate) fn packet_mut_with_dictionary(&mut self) -> PyResult<(&mut Message, &Dictionary)> {
+        let (_, dictionary) = self.packet_pointers()?;
+        let message = self.packet_mut()?;
         // SAFETY: the packet and the dictionary are distinct borrows held by `RunScope`.
-        unsafe { (self.message.as_mut(), self.dictionary.as_ref()) }
+        Ok((message, unsafe { dictionary.as_ref() }))
     }
 
-    pub(crate) fn dictionary(&self) -> &Dictionary {
+    pub(crate) fn dictionary(&self) -> PyResult<&Dictionary> {
+        let (_, dictionary) = self.packet_pointers()?;
         // SAFETY: borrowed for the scope's lifetime, like the packet.
-        unsafe { self.dictionary.as_ref() }
+        Ok(unsafe { dictionary.as_ref() })
+    }
+
+    /// The dynamic-services run's state; `RuntimeError` in a packet run.
+    pub(crate) fn dyn_state(&mut self) -> PyResult<&mut DynState> {
+        self.dyn_state.as_mut().ok_or_else(|| {
+            PyRuntimeError::new_err(
+                "alc.dyn: only a dynamic-services script run has dynamic-services data",
+            )
+        })
     }
 
     /// The policy's cache, if it has one.
@@ -153,12 +177,26 @@ pub(crate) fn try_with_run<R>(f: impl FnOnce(&mut RunState) -> R) -> Option<R> {
 }
 
 /// What a run did, taken out of the thread-local when it ends.
+#[derive(Default)]
 pub(crate) struct Finished {
     pub(crate) backup: Option<Message>,
     pub(crate) dropped: bool,
     pub(crate) trace: Vec<TraceLine>,
     pub(crate) output: String,
     pub(crate) cache_failure: Option<String>,
+    pub(crate) dyn_state: Option<DynState>,
+}
+
+/// What a run works on.
+pub(crate) enum Subject<'a, 'c> {
+    /// A RADIUS packet, its dictionary and the python-policy's cache.
+    Packet {
+        message: &'a mut Message,
+        dictionary: &'a Dictionary,
+        cache: Option<&'a mut (dyn ScriptCache + 'c)>,
+    },
+    /// A dynamic-services action.
+    Dyn(Box<DynState>),
 }
 
 /// Installs a [`RunState`] for the lifetime `'a` of the borrows it points into.
@@ -167,7 +205,7 @@ pub(crate) struct Finished {
 /// removes the state and puts the packet back as it was.
 pub(crate) struct RunScope<'a> {
     installed: bool,
-    message: NonNull<Message>,
+    message: Option<NonNull<Message>>,
     _borrows: PhantomData<&'a mut Message>,
 }
 
@@ -175,26 +213,39 @@ impl<'a> RunScope<'a> {
     /// Installs the state; `None` when a run is already in progress on this thread (a cache
     /// backend that tried to run a script from inside an `alc.cache` call).
     pub(crate) fn enter(
-        message: &'a mut Message,
-        dictionary: &'a Dictionary,
-        cache: Option<&'a mut (dyn ScriptCache + '_)>,
+        subject: Subject<'a, '_>,
         trace: bool,
         output_limit: usize,
         timed_out: Arc<AtomicBool>,
     ) -> Option<RunScope<'a>> {
-        let message = NonNull::from(message);
-        let cache = cache.map(|c| {
-            let c: NonNull<dyn ScriptCache + '_> = NonNull::from(c);
-            // SAFETY: only the trait object's lifetime bound is erased; the pointer is never
-            // used after the scope, which lives no longer than the borrow.
-            unsafe {
-                std::mem::transmute::<NonNull<dyn ScriptCache + '_>, NonNull<dyn ScriptCache>>(c)
+        let (packet, cache, dyn_state) = match subject {
+            Subject::Packet {
+                message,
+                dictionary,
+                cache,
+            } => {
+                let cache =
+                    cache.map(|c| {
+                        let c: NonNull<dyn ScriptCache + '_> = NonNull::from(c);
+                        // SAFETY: only the trait object's lifetime bound is erased; the pointer
+                        // is never used after the scope, which lives no longer than the borrow.
+                        unsafe {
+                            std::mem::transmute::<
+                                NonNull<dyn ScriptCache + '_>,
+                                NonNull<dyn ScriptCache>,
+                            >(c)
+                        }
+                    });
+                let packet = (NonNull::from(message), NonNull::from(dictionary));
+                (Some(packet), cache, None)
             }
-        });
+            Subject::Dyn(state) => (None, None, Some(*state)),
+        };
+        let message = packet.map(|(message, _)| message);
         let state = RunState {
-            message,
-            dictionary: NonNull::from(dictionary),
+            packet,
             cache,
+            dyn_state,
             backup: None,
             dropped: false,
             trace: trace.then(Vec::new),
@@ -241,22 +292,18 @@ fn finished(state: Option<RunState>) -> Finished {
             trace: s.trace.unwrap_or_default(),
             output: s.output,
             cache_failure: s.cache_failure,
+            dyn_state: s.dyn_state,
         },
-        None => Finished {
-            backup: None,
-            dropped: false,
-            trace: Vec::new(),
-            output: String::new(),
-            cache_failure: None,
-        },
+        None => Finished::default(),
     }
 }
 
 impl Drop for RunScope<'_> {
     fn drop(&mut self) {
-        if let Some(backup) = self.uninstall().and_then(|s| s.backup) {
+        let backup = self.uninstall().and_then(|s| s.backup);
+        if let (Some(backup), Some(message)) = (backup, self.message) {
             // SAFETY: the `&'a mut Message` borrow is still held by this scope.
-            unsafe { *self.message.as_ptr() = backup };
+            unsafe { *message.as_ptr() = backup };
         }
     }
 }

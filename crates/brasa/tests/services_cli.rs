@@ -3,13 +3,10 @@
 
 mod support;
 
-use std::process::Command;
-use support::BRASA;
+use support::assert_config_errors;
 
 #[test]
 fn service_config_errors_name_file_line_and_column() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.toml");
     let dataplane = "[dataplane]\ntun = \"brtun0\"\n[[dataplane.interface]]\nname = \"t1\"\n";
     let dot1q = format!("{dataplane}encap = \"dot1q\"\n");
     let cases = [
@@ -59,16 +56,5 @@ fn service_config_errors_name_file_line_and_column() {
             "need a [dataplane] section with the access ports",
         ),
     ];
-    for (text, at, message) in cases {
-        std::fs::write(&path, &text).unwrap();
-        let out = Command::new(BRASA)
-            .args(["check", "-c"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{text}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(&format!("bad.toml:{at}: ")), "{text}: {err}");
-        assert!(err.contains(message), "{text}: {err}");
-    }
+    assert_config_errors(&cases);
 }

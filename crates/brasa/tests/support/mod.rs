@@ -469,3 +469,22 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     (ticks(11) + ticks(12)) / hz.max(1.0)
 }
+
+/// Runs `brasa check -c bad.toml` on each `(config, "line:col", message)` case and asserts that
+/// it is refused with `bad.toml:line:col: ` and the message.
+pub fn assert_config_errors(cases: &[(String, &str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    for (text, at, message) in cases {
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(BRASA)
+            .args(["check", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("bad.toml:{at}: ")), "{text}: {err}");
+        assert!(err.contains(message), "{text}: {err}");
+    }
+}

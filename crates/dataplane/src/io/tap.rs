@@ -5,9 +5,9 @@
 //! The device is not persistent: it disappears when its descriptor closes, so a data plane that
 //! ends — cleanly or by kill -9 — leaves no TAP behind.
 
-use super::{cvt, netdev, IoError};
+use super::{netdev, IoError};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// An open TAP device (Ethernet frames, no packet information header, non-blocking).
 pub struct Tap {
@@ -26,23 +26,7 @@ impl Tap {
         if netdev::NetDev::lookup(name).is_ok() {
             return Err(setup("create", io::Error::from_raw_os_error(libc::EEXIST)));
         }
-        let path = c"/dev/net/tun";
-        // SAFETY: open(2) with a valid NUL-terminated path.
-        let fd = cvt(unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
-        })
-        .map_err(|e| setup("open /dev/net/tun", e))?;
-        // SAFETY: `fd` was just returned by open(2) and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut req = netdev::IfReq::new(name).map_err(|e| setup("name", e))?;
-        let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as i16;
-        req.data[..2].copy_from_slice(&flags.to_ne_bytes());
-        // SAFETY: TUNSETIFF reads the name and flags from `req`, a valid ifreq.
-        cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) })
-            .map_err(|e| setup("TUNSETIFF", e))?;
+        let fd = super::tun::open_device(name, libc::IFF_TAP, &setup)?;
         Ok(Self {
             fd,
             name: name.to_string(),
@@ -56,13 +40,7 @@ impl Tap {
 
     /// Hands one Ethernet frame to the kernel. A full queue is `WouldBlock`.
     pub fn write(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: writes `frame.len()` bytes from a valid slice.
-        let written =
-            unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
-        if written < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        super::tun::write_all(&self.fd, frame)
     }
 
     /// Reads one frame the kernel sent out of the device into `buffer`; `None` when there is

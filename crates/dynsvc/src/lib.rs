@@ -4,6 +4,7 @@
 //! * [`trigger`]: the data trigger state machine ([`Triggers`]): throttle, control-plane rate
 //!   limit, Table 3 drop reasons, Pending → Accepted → sapCreated, setup timeout, teardown;
 //! * [`auth`]: the Access-Request of Table 4, the Alc-Dyn-Serv-* services of an Access-Accept;
+//! * [`coa`]: CoA and Disconnect requests decided per Table 5, and their ACK or NAK;
 //! * [`local`]: the local-auth-db;
 //! * [`lockout`]: host-lockout-policy contexts keyed by the trigger SAP id;
 //!
@@ -13,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod coa;
 pub mod frame;
 pub mod local;
 pub mod lockout;

@@ -289,10 +289,7 @@ fn coa_setup_keyed_by_the_trigger_port_is_not_supported() {
         .service_sap("eth1:1214.103")
         .params("p={}")
         .action(SETUP);
-    assert_eq!(
-        cause(&triggers, &request),
-        ErrorCause::InvalidRequest
-    );
+    assert_eq!(cause(&triggers, &request), ErrorCause::InvalidRequest);
     let request = Request::coa().port(TRIGGER).params("p={}").action(SETUP);
     assert_eq!(cause(&triggers, &request), ErrorCause::InvalidRequest);
 }

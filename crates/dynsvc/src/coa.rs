@@ -348,18 +348,18 @@ fn coa_action(
             )
         })?,
     };
+    if action == ScriptAction::Setup && matches!(target, Target::Service { .. }) {
+        return Err((
+            ErrorCause::InvalidRequest,
+            "a setup is keyed by a data trigger's Acct-Session-Id, not a dynamic service SAP"
+                .into(),
+        ));
+    }
     if action != ScriptAction::Teardown && raw.script_params.is_none() {
         return Err(missing("Alc-Dyn-Serv-Script-Params"));
     }
     match target {
         Target::Service { sap, trigger } => {
-            if action == ScriptAction::Setup {
-                return Err((
-                    ErrorCause::InvalidRequest,
-                    "a setup is keyed by a data trigger's Acct-Session-Id, not a dynamic service SAP"
-                        .into(),
-                ));
-            }
             // An Alc-Dyn-Serv-SAP-Id next to a service key must name that service.
             if let Some(text) = &raw.sap {
                 let named = resolve_sap(text, trigger, ports)

@@ -292,6 +292,9 @@ fn coa_setup_keyed_by_the_trigger_port_is_not_supported() {
     assert_eq!(cause(&triggers, &request), ErrorCause::InvalidRequest);
     let request = Request::coa().port(TRIGGER).params("p={}").action(SETUP);
     assert_eq!(cause(&triggers, &request), ErrorCause::InvalidRequest);
+    // Refused for the key, whatever else is missing.
+    let request = Request::coa().port(TRIGGER).action(SETUP);
+    assert_eq!(cause(&triggers, &request), ErrorCause::InvalidRequest);
 }
 
 #[test]

@@ -52,7 +52,7 @@ pub enum ScriptAction {
 }
 
 impl ScriptAction {
-    fn from_wire(value: u32) -> Option<Self> {
+    pub(crate) fn from_wire(value: u32) -> Option<Self> {
         match value {
             1 => Some(Self::Setup),
             2 => Some(Self::Modify),
@@ -350,8 +350,17 @@ impl RawDynService {
         let bad = |reason: String| AuthFailure::BadService { tag, reason };
         let sap_text = self
             .sap
+            .as_deref()
             .ok_or_else(|| bad("Alc-Dyn-Serv-SAP-Id is missing".into()))?;
-        let sap = resolve_sap(&sap_text, trigger, ports).map_err(|e| bad(e.to_string()))?;
+        let sap = resolve_sap(sap_text, trigger, ports).map_err(|e| bad(e.to_string()))?;
+        self.with_sap(sap)
+    }
+
+    /// Checks the attribute set for the service on `sap`, already known (its
+    /// Alc-Dyn-Serv-SAP-Id, if any, is not read).
+    pub(crate) fn with_sap(self, sap: SapId) -> Result<DynService, AuthFailure> {
+        let tag = self.tag;
+        let bad = |reason: String| AuthFailure::BadService { tag, reason };
         let action = self
             .action
             .map(|v| ScriptAction::from_wire(v).ok_or_else(|| bad(format!("script action {v}"))))

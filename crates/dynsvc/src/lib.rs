@@ -4,6 +4,8 @@
 //! * [`trigger`]: the data trigger state machine ([`Triggers`]): throttle, control-plane rate
 //!   limit, Table 3 drop reasons, Pending → Accepted → sapCreated, setup timeout, teardown;
 //! * [`auth`]: the Access-Request of Table 4, the Alc-Dyn-Serv-* services of an Access-Accept;
+//! * [`acct`]: Start / Interim-Update / Stop of each dynamic service to two destinations;
+//! * [`coa`]: CoA and Disconnect requests decided per Table 5, and their ACK or NAK;
 //! * [`local`]: the local-auth-db;
 //! * [`lockout`]: host-lockout-policy contexts keyed by the trigger SAP id;
 //!
@@ -12,14 +14,18 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod acct;
 pub mod auth;
+pub mod coa;
 pub mod frame;
 pub mod local;
 pub mod lockout;
 pub mod rate;
 pub mod trigger;
 
+pub use acct::{Accounting, AcctRecord, AcctSettings, SapCounters, ServiceSession, TerminateCause};
 pub use auth::{AcctOverride, AuthFailure, DynService, NasIdentity, ScriptAction, StatsType};
+pub use coa::{CoaAction, CoaDecision, CoaOutcome, CoaRefusal, RequestKind};
 pub use frame::TriggerFrame;
 pub use local::LocalAuthDb;
 pub use lockout::{HostLockoutPolicy, Lockouts};

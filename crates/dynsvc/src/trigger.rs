@@ -348,6 +348,11 @@ impl Triggers {
         self.lockouts.insert(name.to_owned(), Lockouts::new(policy));
     }
 
+    /// A dynamic-services-policy.
+    pub fn policy(&self, name: &str) -> Option<&DynServicesPolicy> {
+        self.policies.get(name)
+    }
+
     /// A host-lockout-policy's contexts.
     pub fn lockouts(&self, name: &str) -> Option<&Lockouts> {
         self.lockouts.get(name)

@@ -1413,7 +1413,7 @@ impl ServiceStage {
             meta.verdict = verdict;
             return;
         }
-        self.bridge(tables, batch, index, sap, m.sap, ingress, ctx);
+        self.bridge(tables, batch, index, sap, m.sap, &mut ingress, ctx);
     }
 
     /// A frame on a capture SAP: its ingress MAC filter, then the punt queue.
@@ -1467,14 +1467,10 @@ impl ServiceStage {
         index: usize,
         sap: &SapEntry,
         slot: u32,
-        mut ingress: Ingress,
+        ingress: &mut Ingress,
         ctx: &Context<'_>,
     ) {
         let service = sap.service;
-        let Some(ServiceKind::Vpls(vpls)) = tables.service(service).map(|s| &s.kind) else {
-            return;
-        };
-        let now_s = (ctx.now_ns / NS_PER_SEC) as u32;
         let Some((buf, meta)) = batch.get_mut(index) else {
             return;
         };
@@ -1487,6 +1483,7 @@ impl ServiceStage {
             .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
         let src_unicast = src != 0 && src & (1 << 40) == 0;
         if sap.learn && src_unicast {
+            let now_s = (ctx.now_ns / NS_PER_SEC) as u32;
             if let Err(reason) = self.learn(sap, slot, src, now_s) {
                 self.count_drop(slot, service, reason);
                 meta.verdict = Verdict::Drop(reason);
@@ -1501,19 +1498,25 @@ impl ServiceStage {
                 .map(|(_, e)| e)
                 .filter(|e| self.entry_valid(e));
             if let Some(entry) = known {
-                let target = tables.sap(entry.sap);
-                let same_group = sap.shg != 0 && target.is_some_and(|t| t.shg == sap.shg);
+                // The target's entry is read only when split-horizon groups are in use.
+                let same_group = sap.shg != 0
+                    && tables
+                        .sap(entry.sap)
+                        .is_some_and(|target| target.shg == sap.shg);
                 if entry.sap == slot || same_group {
                     self.count_drop(slot, service, DropReason::SplitHorizon);
                     meta.verdict = Verdict::Drop(DropReason::SplitHorizon);
                     return;
                 }
                 meta.verdict =
-                    self.egress_sap(tables, buf, &mut ingress, entry.sap, service, ctx.now_ns);
+                    self.egress_sap(tables, buf, ingress, entry.sap, service, ctx.now_ns);
                 return;
             }
         }
         // Broadcast, multicast or unknown unicast: flood.
+        let Some(ServiceKind::Vpls(vpls)) = tables.service(service).map(|s| &s.kind) else {
+            return;
+        };
         if let Some(limit) = &sap.bum_limit {
             let state = &mut self.saps[slot as usize];
             let bucket = state
@@ -1565,7 +1568,7 @@ impl ServiceStage {
             }
         }
         if let Some((buf, meta)) = batch.get_mut(index) {
-            meta.verdict = self.egress_sap(tables, buf, &mut ingress, last, service, ctx.now_ns);
+            meta.verdict = self.egress_sap(tables, buf, ingress, last, service, ctx.now_ns);
         }
         self.scratch = targets;
     }

@@ -263,8 +263,10 @@ enum Step {
     NoSap,
     /// Tags read, SAP not looked up yet (between the two halves of the first pass).
     Tagged(sap::FrameTags),
-    /// The SAP and the frame's tags.
-    Sap(sap::SapMatch, sap::FrameTags),
+    /// The SAP, the frame's tags, and whether steps D and E (the ingress filters' rule sets
+    /// and entries) have work: step C clears it for a SAP without ingress filters, so that
+    /// those steps skip the packet without reading its SAP entry again.
+    Sap(sap::SapMatch, sap::FrameTags, bool),
 }
 
 /// `changed` when reconciling incrementally, else every slot below `len`.
@@ -1203,7 +1205,7 @@ impl ServiceStage {
             Some(m) => {
                 tables.saps.prefetch(m.sap as usize);
                 prefetch_slot(&self.saps, m.sap);
-                Step::Sap(m, tags)
+                Step::Sap(m, tags, true)
             }
             None => Step::NoSap,
         };
@@ -1219,7 +1221,7 @@ impl ServiceStage {
         batch: &'a Batch,
         index: usize,
     ) -> Option<(sap::SapMatch, &'a SapEntry, &'a PacketBuf)> {
-        let Some(Step::Sap(m, _)) = self.steps.get(index) else {
+        let Some(Step::Sap(m, _, _)) = self.steps.get(index) else {
             return None;
         };
         Some((*m, tables.sap(m.sap)?, batch.get(index)?.0))
@@ -1227,7 +1229,7 @@ impl ServiceStage {
 
     /// Step C: what the SAP entry points to — the MAC table slots of a VPLS frame, the peer
     /// of an Epipe frame, the service's counters, filters, policers.
-    fn dependents_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) {
+    fn dependents_step(&mut self, tables: &ServiceTables, batch: &Batch, index: usize) {
         let Some((_, sap, buf)) = self.sap_of(tables, batch, index) else {
             return;
         };
@@ -1260,11 +1262,29 @@ impl ServiceStage {
             tables.policers.prefetch(policer as usize);
             prefetch_slot(&self.policers, policer);
         }
+        if !sap.ingress.has_filters() {
+            if let Some(Step::Sap(_, _, filtered)) = self.steps.get_mut(index) {
+                *filtered = false;
+            }
+        }
+    }
+
+    /// The SAP of packet `index` when its ingress filters still need steps D and E.
+    fn filtered_sap_of<'a>(
+        &self,
+        tables: &'a ServiceTables,
+        batch: &'a Batch,
+        index: usize,
+    ) -> Option<(sap::SapMatch, &'a SapEntry, &'a PacketBuf)> {
+        match self.steps.get(index) {
+            Some(Step::Sap(_, _, true)) => self.sap_of(tables, batch, index),
+            _ => None,
+        }
     }
 
     /// Step D: the compiled rule sets and hit counters of the SAP's ingress filters.
     fn rule_set_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) {
-        let Some((_, sap, _)) = self.sap_of(tables, batch, index) else {
+        let Some((_, sap, _)) = self.filtered_sap_of(tables, batch, index) else {
             return;
         };
         for slot in sap.ingress.filters.iter().flatten() {
@@ -1279,7 +1299,7 @@ impl ServiceStage {
 
     /// Step E: the first entries the packet will scan.
     fn entries_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) {
-        let Some((m, sap, buf)) = self.sap_of(tables, batch, index) else {
+        let Some((m, sap, buf)) = self.filtered_sap_of(tables, batch, index) else {
             return;
         };
         if !sap.ingress.has_filters() {
@@ -1312,7 +1332,7 @@ impl ServiceStage {
         };
         let port = usize::from(meta.port);
         let (m, tags) = match step {
-            Step::Sap(m, tags) => (m, tags),
+            Step::Sap(m, tags, _) => (m, tags),
             Step::Outgoing => {
                 meta.verdict = Verdict::Ignore;
                 return;
@@ -1413,7 +1433,7 @@ impl ServiceStage {
             meta.verdict = verdict;
             return;
         }
-        self.bridge(tables, batch, index, sap, m.sap, ingress, ctx);
+        self.bridge(tables, batch, index, sap, m.sap, &mut ingress, ctx);
     }
 
     /// A frame on a capture SAP: its ingress MAC filter, then the punt queue.
@@ -1467,14 +1487,10 @@ impl ServiceStage {
         index: usize,
         sap: &SapEntry,
         slot: u32,
-        mut ingress: Ingress,
+        ingress: &mut Ingress,
         ctx: &Context<'_>,
     ) {
         let service = sap.service;
-        let Some(ServiceKind::Vpls(vpls)) = tables.service(service).map(|s| &s.kind) else {
-            return;
-        };
-        let now_s = (ctx.now_ns / NS_PER_SEC) as u32;
         let Some((buf, meta)) = batch.get_mut(index) else {
             return;
         };
@@ -1487,6 +1503,7 @@ impl ServiceStage {
             .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
         let src_unicast = src != 0 && src & (1 << 40) == 0;
         if sap.learn && src_unicast {
+            let now_s = (ctx.now_ns / NS_PER_SEC) as u32;
             if let Err(reason) = self.learn(sap, slot, src, now_s) {
                 self.count_drop(slot, service, reason);
                 meta.verdict = Verdict::Drop(reason);
@@ -1501,19 +1518,25 @@ impl ServiceStage {
                 .map(|(_, e)| e)
                 .filter(|e| self.entry_valid(e));
             if let Some(entry) = known {
-                let target = tables.sap(entry.sap);
-                let same_group = sap.shg != 0 && target.is_some_and(|t| t.shg == sap.shg);
+                // The target's entry is read only when split-horizon groups are in use.
+                let same_group = sap.shg != 0
+                    && tables
+                        .sap(entry.sap)
+                        .is_some_and(|target| target.shg == sap.shg);
                 if entry.sap == slot || same_group {
                     self.count_drop(slot, service, DropReason::SplitHorizon);
                     meta.verdict = Verdict::Drop(DropReason::SplitHorizon);
                     return;
                 }
                 meta.verdict =
-                    self.egress_sap(tables, buf, &mut ingress, entry.sap, service, ctx.now_ns);
+                    self.egress_sap(tables, buf, ingress, entry.sap, service, ctx.now_ns);
                 return;
             }
         }
         // Broadcast, multicast or unknown unicast: flood.
+        let Some(ServiceKind::Vpls(vpls)) = tables.service(service).map(|s| &s.kind) else {
+            return;
+        };
         if let Some(limit) = &sap.bum_limit {
             let state = &mut self.saps[slot as usize];
             let bucket = state
@@ -1565,7 +1588,7 @@ impl ServiceStage {
             }
         }
         if let Some((buf, meta)) = batch.get_mut(index) {
-            meta.verdict = self.egress_sap(tables, buf, &mut ingress, last, service, ctx.now_ns);
+            meta.verdict = self.egress_sap(tables, buf, ingress, last, service, ctx.now_ns);
         }
         self.scratch = targets;
     }

@@ -145,11 +145,12 @@ fn report(
     let stats = service.stats();
     let (heap, sets) = service.core().index().learned_memory();
     println!(
-        "{what}: {routes} routes applied in {:.2} s, durable in {:.2} s = {:.0} routes/s; {} commits so far; SM holds {} routes ({} attribute sets): route table {:.1} B/route, process RSS +{:.1} B/route",
+        "{what}: {routes} routes applied in {:.2} s, durable in {:.2} s = {:.0} routes/s; {} commits ({} change sets) so far; SM holds {} routes ({} attribute sets): route table {:.1} B/route, process RSS +{:.1} B/route",
         applied.as_secs_f64(),
         took.as_secs_f64(),
         f64::from(routes) / took.as_secs_f64(),
         stats.commits,
+        stats.committed_changes,
         stats.learned_routes,
         sets,
         heap as f64 / f64::from(routes),

@@ -171,8 +171,9 @@ pub struct SubscriberIndex {
     /// Each holder's `community@VPN` network IDs, in the order given (only subscribers that
     /// hold any: CE subscribers are few, so the record stays compact).
     communities_of: HashMap<u32, Box<[(VpnId, Community)]>, Hasher>,
-    /// The learnt prefixes each subscriber holds in the LPM tables.
-    learned_of: Map<u32, Set<(VpnId, Prefix)>>,
+    /// The learnt prefixes each subscriber holds in the LPM tables, in the order its post-image
+    /// lists them (by VPN, then prefix), so that building one needs no sort.
+    learned_of: Map<u32, BTreeSet<(VpnId, Prefix)>>,
     /// The BGP LEG's routes.
     routes: RouteTable,
 }
@@ -1965,10 +1966,8 @@ impl SubscriberIndex {
         let Some(set) = self.learned_of.get(&id) else {
             return Vec::new();
         };
-        let mut held: Vec<(VpnId, Prefix)> = set.iter().copied().collect();
-        held.sort_unstable();
-        held.into_iter()
-            .map(|(vpn, p)| Mapping {
+        set.iter()
+            .map(|&(vpn, p)| Mapping {
                 ip: match p {
                     Prefix::V4(a, l) => IpSpec::V4Prefix(a, l),
                     Prefix::V6(a, l) => IpSpec::V6Prefix(a, l),

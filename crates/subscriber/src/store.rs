@@ -8,6 +8,7 @@
 //! moves records between them unchanged. This module is the only one in the crate that touches
 //! files.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -270,14 +271,20 @@ pub enum StoredWrite<'a> {
 
 /// Encodes every change of `batch` in order and hands each write to `write` (one encoding
 /// buffer for the whole batch: group commits carry thousands of records). Later writes of the
-/// same key override earlier ones.
+/// same key override earlier ones, so a subscriber or VPN that several change sets of the batch
+/// carry is encoded and written once, from the last of them: each batch of the BGP LEG touches
+/// the same `community@VPN` holders and VPNs again.
 pub fn for_each_write(
     batch: &[ChangeSet],
     mut write: impl FnMut(StoredWrite<'_>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
+    let latest = LatestSets::of(batch);
     let mut buf = Vec::with_capacity(256);
-    for changes in batch {
+    for (set, changes) in batch.iter().enumerate() {
         for c in &changes.vpns {
+            if !latest.is_vpn_latest(&c.name, set) {
+                continue;
+            }
             let value = match &c.new {
                 Some(v) if v.has_learned() => Some(encode(&mut buf, &c.name, &v.configured())?),
                 Some(v) => Some(encode(&mut buf, &c.name, v)?),
@@ -289,8 +296,11 @@ pub fn for_each_write(
             })?;
         }
         for c in &changes.subscribers {
+            if !latest.is_subscriber_latest(c.name.as_str(), set) {
+                continue;
+            }
             let value = match &c.new {
-                Some(s) => Some(encode(&mut buf, c.name.as_str(), &StoredSubscriber(s))?),
+                Some(s) => Some(encode(&mut buf, &c.name.as_str(), &StoredSubscriber(s))?),
                 None => None,
             };
             write(StoredWrite::Subscriber {
@@ -301,13 +311,47 @@ pub fn for_each_write(
         for c in &changes.routes {
             let key = store_key(&c.key);
             let value = match &c.new {
-                Some(route) => Some(encode(&mut buf, &c.key.to_string(), route)?),
+                Some(route) => Some(encode(&mut buf, &c.key, route)?),
                 None => None,
             };
             write(StoredWrite::Route { key: &key, value })?;
         }
     }
     Ok(())
+}
+
+/// For a batch of several change sets: the last set that carries each subscriber and VPN.
+/// Empty for a single set, where every record is written.
+#[derive(Default)]
+struct LatestSets<'a> {
+    subscribers: HashMap<&'a str, usize>,
+    vpns: HashMap<&'a str, usize>,
+}
+
+impl<'a> LatestSets<'a> {
+    fn of(batch: &'a [ChangeSet]) -> Self {
+        let mut latest = LatestSets::default();
+        if batch.len() < 2 {
+            return latest;
+        }
+        for (set, changes) in batch.iter().enumerate() {
+            for c in &changes.subscribers {
+                latest.subscribers.insert(c.name.as_str(), set);
+            }
+            for c in &changes.vpns {
+                latest.vpns.insert(&c.name, set);
+            }
+        }
+        latest
+    }
+
+    fn is_subscriber_latest(&self, name: &str, set: usize) -> bool {
+        self.subscribers.get(name).is_none_or(|last| *last == set)
+    }
+
+    fn is_vpn_latest(&self, name: &str, set: usize) -> bool {
+        self.vpns.get(name).is_none_or(|last| *last == set)
+    }
 }
 
 /// Decodes a stored subscriber record (`key` names it in the error).
@@ -359,15 +403,64 @@ impl serde::Serialize for StoredSubscriber<'_> {
     }
 }
 
+/// `key` names the record in the error only: it is not formatted on success.
 fn encode<'b, T: serde::Serialize>(
     buf: &'b mut Vec<u8>,
-    key: &str,
+    key: &dyn std::fmt::Display,
     value: &T,
 ) -> Result<&'b [u8], StoreError> {
     buf.clear();
     serde_json::to_writer(&mut *buf, value).map_err(|source| StoreError::Encode {
-        key: key.to_owned(),
+        key: key.to_string(),
         source,
     })?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NameCase, SubscriberName};
+
+    fn change(name: &str, property: &str) -> SubscriberChange {
+        let mut sub = Subscriber::new(SubscriberName::new(name, NameCase::Sensitive).unwrap());
+        sub.properties = vec![("p".into(), property.into())];
+        SubscriberChange {
+            name: sub.name.clone(),
+            old_domain: None,
+            new: Some(sub),
+        }
+    }
+
+    fn writes(batch: &[ChangeSet]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for_each_write(batch, |w| {
+            if let StoredWrite::Subscriber { name, value } = w {
+                let value = value.map(|v| String::from_utf8_lossy(v).into_owned());
+                out.push((name.to_owned(), value.unwrap_or_default()));
+            }
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_record_several_sets_of_a_batch_carry_is_written_once_from_the_last() {
+        let set = |subs: Vec<SubscriberChange>| ChangeSet {
+            subscribers: subs,
+            ..ChangeSet::default()
+        };
+        let batch = [
+            set(vec![change("a", "1"), change("b", "1")]),
+            set(vec![change("a", "2")]),
+            set(vec![change("c", "1"), change("a", "3")]),
+        ];
+        let written = writes(&batch);
+        let names: Vec<&str> = written.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["b", "c", "a"]);
+        assert!(written[2].1.contains(r#"["p","3"]"#), "{:?}", written[2]);
+        // A single set is written as it is.
+        assert_eq!(writes(&batch[..1]).len(), 2);
+    }
 }

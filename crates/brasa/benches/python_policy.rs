@@ -148,6 +148,52 @@ realm upstream {{
     )
 }
 
+/// A FreeRADIUS proxy of every request to the upstream realm with `modules`, whose class
+/// reflection is `preacct` (after the realm is chosen) and `post_proxy`: the three FreeRADIUS
+/// targets differ only there.
+fn class_proxy(
+    dir: &Path,
+    ip: &str,
+    (auth, acct): (SocketAddr, SocketAddr),
+    modules: &str,
+    preacct: &str,
+    post_proxy: &str,
+) -> FreeRadius {
+    let body = format!(
+        r#"  authorize {{
+    update control {{
+      &Proxy-To-Realm := "upstream"
+    }}
+  }}
+  authenticate {{
+  }}
+  preacct {{
+    update control {{
+      &Proxy-To-Realm := "upstream"
+    }}
+{preacct}  }}
+  accounting {{
+  }}
+  pre-proxy {{
+  }}
+  post-proxy {{
+{post_proxy}  }}
+  post-auth {{
+  }}
+"#
+    );
+    start_freeradius_with_modules(
+        dir,
+        ip,
+        &[("127.0.0.0/8", SECRET)],
+        "",
+        modules,
+        &proxy_realm(auth, acct),
+        Some(&body),
+        false,
+    )
+}
+
 /// FreeRADIUS as a proxy that stores the Class attributes of each Access-Accept in `rlm_cache`
 /// (key User-Name, 3600 s, replacing an older entry) and merges them into every
 /// Accounting-Request before proxying it; an Interim-Update resets the entry's TTL to 900 s and
@@ -172,19 +218,12 @@ fn start_freeradius_class_proxy(
     }
   }
 "#;
-    let top = proxy_realm(auth, acct);
-    let body = r#"  authorize {
-    update control {
-      &Proxy-To-Realm := "upstream"
-    }
-  }
-  authenticate {
-  }
-  preacct {
-    update control {
-      &Proxy-To-Realm := "upstream"
-    }
-    if (&Acct-Status-Type == Interim-Update) {
+    class_proxy(
+        dir,
+        ip,
+        (auth, acct),
+        modules,
+        r#"    if (&Acct-Status-Type == Interim-Update) {
       # Reset the lifetime to 900 s and merge the entry into the request.
       update control {
         &Cache-TTL := 900
@@ -207,37 +246,18 @@ fn start_freeradius_class_proxy(
     if (notfound) {
       reject
     }
-  }
-  accounting {
-  }
-  pre-proxy {
-  }
-  post-proxy {
-    if (&proxy-reply:Class) {
+"#,
+        r#"    if (&proxy-reply:Class) {
       # A new Access-Accept replaces the stored Class attributes.
       update control {
         &Cache-TTL := -3600
       }
       class_cache
     }
-  }
-  post-auth {
-  }
-"#;
-    start_freeradius_with_modules(
-        dir,
-        ip,
-        &[("127.0.0.0/8", SECRET)],
-        "",
-        modules,
-        &top,
-        Some(body),
-        false,
+"#,
     )
 }
 
-/// `cache`: the body of `[python.policy.cache]` (and any `[python.*]` table after it) of a
-/// proxy running the document's script; `None` for a proxy without a policy.
 /// FreeRADIUS as the same proxy with its Class cache in Redis through `rlm_redis` (Debian's
 /// `freeradius-redis`; its 3.2 packages have no `rlm_cache_redis` driver): post-proxy stores
 /// the Access-Accept's three Class values in a hash keyed on User-Name (HSET + EXPIRE 3600);
@@ -270,16 +290,12 @@ fn start_freeradius_redis_class_proxy(
   }}
 "#
     );
-    let body = r#"  authorize {
-    update control {
-      &Proxy-To-Realm := "upstream"
-    }
-  }
-  authenticate {
-  }
-  preacct {
-    update control {
-      &Proxy-To-Realm := "upstream"
+    class_proxy(
+        dir,
+        ip,
+        upstream,
+        &modules,
+        r#"    update control {
       &Tmp-String-0 := "%{redis:HGET cls:%{User-Name} 0}"
     }
     if (!&control:Tmp-String-0 || &control:Tmp-String-0 == "") {
@@ -295,34 +311,19 @@ fn start_freeradius_redis_class_proxy(
         &Tmp-String-1 := "%{redis:EXPIRE cls:%{User-Name} 900}"
       }
     }
-  }
-  accounting {
-  }
-  pre-proxy {
-  }
-  post-proxy {
-    if (&proxy-reply:Class) {
+"#,
+        r#"    if (&proxy-reply:Class) {
       update control {
         &Tmp-String-0 := "%{redis:HSET cls:%{User-Name} 0 %{proxy-reply:Class[0]} 1 %{proxy-reply:Class[1]} 2 %{proxy-reply:Class[2]}}"
         &Tmp-String-1 := "%{redis:EXPIRE cls:%{User-Name} 3600}"
       }
     }
-  }
-  post-auth {
-  }
-"#;
-    start_freeradius_with_modules(
-        dir,
-        ip,
-        &[("127.0.0.0/8", SECRET)],
-        "",
-        &modules,
-        &proxy_realm(upstream.0, upstream.1),
-        Some(body),
-        false,
+"#,
     )
 }
 
+/// `cache`: the body of `[python.policy.cache]` (and any `[python.*]` table after it) of a
+/// proxy running the document's script; `None` for a proxy without a policy.
 fn brasa_config(
     api: SocketAddr,
     ip: &str,
@@ -453,38 +454,13 @@ fn start_freeradius_python_proxy(
 "#,
         dir.display()
     );
-    let body = r#"  authorize {
-    update control {
-      &Proxy-To-Realm := "upstream"
-    }
-  }
-  authenticate {
-  }
-  preacct {
-    update control {
-      &Proxy-To-Realm := "upstream"
-    }
-    class_python
-  }
-  accounting {
-  }
-  pre-proxy {
-  }
-  post-proxy {
-    class_python
-  }
-  post-auth {
-  }
-"#;
-    start_freeradius_with_modules(
+    class_proxy(
         dir,
         ip,
-        &[("127.0.0.0/8", SECRET)],
-        "",
+        (auth, acct),
         &modules,
-        &proxy_realm(auth, acct),
-        Some(body),
-        false,
+        "    class_python\n",
+        "    class_python\n",
     )
 }
 

@@ -19,6 +19,15 @@ struct HostSpec {
     tags: Vec<(u16, u16)>,
 }
 
+/// A host whose frames carry one 802.1Q tag `vid` on the trunk.
+fn dot1q(name: &'static str, cidr: &'static str, vid: u16) -> HostSpec {
+    HostSpec {
+        name,
+        cidr,
+        tags: vec![(TPID_8021Q, vid)],
+    }
+}
+
 /// One trunk: brasa's port `port` in the router namespace, a switch namespace with a VLAN
 /// shim, and the hosts behind it.
 struct Trunk {
@@ -249,16 +258,8 @@ fn netns_epipe_translates_tags_between_dot1q_and_qinq_and_keeps_vlans_apart() {
         &router,
         "t1",
         vec![
-            HostSpec {
-                name: "epa",
-                cidr: "10.9.0.1/24",
-                tags: vec![(TPID_8021Q, 100)],
-            },
-            HostSpec {
-                name: "epx",
-                cidr: "10.9.0.3/24",
-                tags: vec![(TPID_8021Q, 101)],
-            },
+            dot1q("epa", "10.9.0.1/24", 100),
+            dot1q("epx", "10.9.0.3/24", 101),
         ],
     );
     let right = trunk(
@@ -358,14 +359,15 @@ fn frames_from_new_macs(switch_ns: &str, trunk: &str, vid: u16, count: u8) {
 #[test]
 fn netns_vpls_learns_floods_limits_and_ages() {
     let router = Netns::new("vpr");
-    let hosts = (1..=3)
-        .map(|i| HostSpec {
-            name: ["vp1", "vp2", "vp3"][i - 1],
-            cidr: ["10.10.0.1/24", "10.10.0.2/24", "10.10.0.3/24"][i - 1],
-            tags: vec![(TPID_8021Q, 10 * i as u16)],
-        })
-        .collect();
-    let lan = trunk(&router, "t1", hosts);
+    let lan = trunk(
+        &router,
+        "t1",
+        vec![
+            dot1q("vp1", "10.10.0.1/24", 10),
+            dot1q("vp2", "10.10.0.2/24", 20),
+            dot1q("vp3", "10.10.0.3/24", 30),
+        ],
+    );
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(
         &router,
@@ -470,24 +472,8 @@ fn netns_vpls_learns_floods_limits_and_ages() {
 #[test]
 fn netns_filter_drops_a_tcp_port_and_counts_it() {
     let router = Netns::new("flr");
-    let left = trunk(
-        &router,
-        "t1",
-        vec![HostSpec {
-            name: "fla",
-            cidr: "10.11.0.1/24",
-            tags: vec![(TPID_8021Q, 100)],
-        }],
-    );
-    let right = trunk(
-        &router,
-        "t2",
-        vec![HostSpec {
-            name: "flb",
-            cidr: "10.11.0.2/24",
-            tags: vec![(TPID_8021Q, 200)],
-        }],
-    );
+    let left = trunk(&router, "t1", vec![dot1q("fla", "10.11.0.1/24", 100)]);
+    let right = trunk(&router, "t2", vec![dot1q("flb", "10.11.0.2/24", 200)]);
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(
         &router,
@@ -547,20 +533,15 @@ fn brasa_taps(router: &Netns) -> Vec<String> {
 #[test]
 fn netns_ies_and_vprn_route_through_the_kernel_apart_and_leave_nothing_behind() {
     let router = Netns::new("l3r");
-    let host = |name, cidr, vid| HostSpec {
-        name,
-        cidr,
-        tags: vec![(TPID_8021Q, vid)],
-    };
     // The VPRN's hosts use the same addresses as the IES's: only the VRFs keep them apart.
     let lan = trunk(
         &router,
         "t1",
         vec![
-            host("l3ia", "10.61.0.2/24", 10),
-            host("l3ib", "10.62.0.2/24", 20),
-            host("l3va", "10.61.0.2/24", 30),
-            host("l3vb", "10.62.0.2/24", 40),
+            dot1q("l3ia", "10.61.0.2/24", 10),
+            dot1q("l3ib", "10.62.0.2/24", 20),
+            dot1q("l3va", "10.61.0.2/24", 30),
+            dot1q("l3vb", "10.62.0.2/24", 40),
         ],
     );
     let (ia, ib, va, vb) = (&lan.hosts[0], &lan.hosts[1], &lan.hosts[2], &lan.hosts[3]);
@@ -669,15 +650,7 @@ exit all
 #[test]
 fn netns_ies_taps_vanish_when_brasa_is_killed_and_a_restart_rebuilds_them() {
     let router = Netns::new("l3k");
-    let lan = trunk(
-        &router,
-        "t1",
-        vec![HostSpec {
-            name: "l3ka",
-            cidr: "10.63.0.2/24",
-            tags: vec![(TPID_8021Q, 10)],
-        }],
-    );
+    let lan = trunk(&router, "t1", vec![dot1q("l3ka", "10.63.0.2/24", 10)]);
     let a = &lan.hosts[0];
     let dir = tempfile::tempdir().unwrap();
     let config = config(
@@ -778,24 +751,8 @@ fn netns_policer_holds_pir_for_udp_and_tcp() {
     const PAYLOAD: f64 = 1200.0;
     const FRAME: f64 = PAYLOAD + 46.0;
     let router = Netns::new("plr");
-    let left = trunk(
-        &router,
-        "t1",
-        vec![HostSpec {
-            name: "pla",
-            cidr: "10.64.0.1/24",
-            tags: vec![(TPID_8021Q, 100)],
-        }],
-    );
-    let right = trunk(
-        &router,
-        "t2",
-        vec![HostSpec {
-            name: "plb",
-            cidr: "10.64.0.2/24",
-            tags: vec![(TPID_8021Q, 200)],
-        }],
-    );
+    let left = trunk(&router, "t1", vec![dot1q("pla", "10.64.0.1/24", 100)]);
+    let right = trunk(&router, "t2", vec![dot1q("plb", "10.64.0.2/24", 200)]);
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(
         &router,
@@ -894,17 +851,12 @@ exit all
 #[test]
 fn netns_a_storm_of_broadcasts_and_garbage_leaves_the_other_saps_forwarding() {
     let router = Netns::new("stm");
-    let host = |name, cidr, vid| HostSpec {
-        name,
-        cidr,
-        tags: vec![(TPID_8021Q, vid)],
-    };
     let lan = trunk(
         &router,
         "t1",
         vec![
-            host("stma", "10.65.0.1/24", 10),
-            host("stmb", "10.65.0.2/24", 20),
+            dot1q("stma", "10.65.0.1/24", 10),
+            dot1q("stmb", "10.65.0.2/24", 20),
         ],
     );
     // The storm comes in on a second access port, as from another customer's switch.
@@ -1015,13 +967,8 @@ fn netns_a_storm_of_broadcasts_and_garbage_leaves_the_other_saps_forwarding() {
 #[test]
 fn netns_epipe_over_gre_between_two_brasa_routers() {
     let (r1, r2) = (Netns::new("gr1"), Netns::new("gr2"));
-    let host = |name, cidr, vid| HostSpec {
-        name,
-        cidr,
-        tags: vec![(TPID_8021Q, vid)],
-    };
-    let left = trunk(&r1, "t1", vec![host("gra", "10.66.0.1/24", 100)]);
-    let right = trunk(&r2, "t1", vec![host("grb", "10.66.0.2/24", 200)]);
+    let left = trunk(&r1, "t1", vec![dot1q("gra", "10.66.0.1/24", 100)]);
+    let right = trunk(&r2, "t1", vec![dot1q("grb", "10.66.0.2/24", 200)]);
     // The network between the two routers: one IP link, no GRE module in either kernel, its
     // MTU sized for a full customer frame plus 42 bytes of IP, GRE and key.
     r1.sh(&format!(

@@ -11,15 +11,6 @@ use std::io::{Read, Write};
 use std::process::Command;
 use support::*;
 
-fn ok(output: &std::process::Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn without_credentials_nothing_is_shown_and_tokens_carry_their_role() {
     let dir = tempfile::tempdir().unwrap();

@@ -29,26 +29,6 @@ fn api_address() -> SocketAddr {
         .unwrap()
 }
 
-fn brasa(api: SocketAddr, args: &[&str]) -> std::process::Output {
-    Command::new(BRASA)
-        .args(["--api", &format!("http://{api}")])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn brasa_json(api: SocketAddr, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let output = brasa(api, &all);
-    assert!(
-        output.status.success(),
-        "brasa {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
 fn dump(api: SocketAddr, policy: &str) -> Vec<serde_json::Value> {
     brasa_json(
         api,

@@ -59,33 +59,9 @@ graceful_restart_time = "2m"
     )
 }
 
-fn brasa(api: SocketAddr, args: &[&str]) -> std::process::Output {
-    Command::new(BRASA)
-        .args(["--api", &format!("http://{api}")])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(output: &std::process::Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn json(api: SocketAddr, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    serde_json::from_str(&ok(&brasa(api, &all))).unwrap()
-}
-
 /// Who `brasa sm lookup ADDRESS@vpn1` names.
 fn owner(api: SocketAddr, address: &str) -> Option<String> {
-    let found = json(api, &["sm", "lookup", &format!("{address}@vpn1")]);
+    let found = brasa_json(api, &["sm", "lookup", &format!("{address}@vpn1")]);
     found["subscriber"]["name"].as_str().map(str::to_owned)
 }
 
@@ -120,17 +96,17 @@ fn serial_sm_bgp_leg_seed_example_commands_and_kill_9() {
     assert!(text_out.contains("sub1"), "{text_out}");
     assert!(text_out.contains("1.1.1.0/24@vpn1"), "{text_out}");
 
-    let vpn = json(s.api, &["sm", "vpn", "show", "vpn1"]);
+    let vpn = brasa_json(s.api, &["sm", "vpn", "show", "vpn1"]);
     assert_eq!(
         vpn["mpls"][0]["learned_labels"],
         serde_json::json!([[10, ["1.1.1.0/24"]]]),
         "{vpn}"
     );
-    let neighbors = json(s.api, &["sm", "bgp", "show", "neighbors"]);
+    let neighbors = brasa_json(s.api, &["sm", "bgp", "show", "neighbors"]);
     assert_eq!(neighbors[0]["address"], "127.0.25.10");
     assert_eq!(neighbors[0]["state"], "established");
     assert_eq!(neighbors[0]["sm_matched"], 1);
-    let routes = json(s.api, &["sm", "bgp", "show", "routes", "--vpn", "vpn1"]);
+    let routes = brasa_json(s.api, &["sm", "bgp", "show", "routes", "--vpn", "vpn1"]);
     assert_eq!(routes["total"], 1);
     assert_eq!(
         routes["routes"][0]["subscribers"],
@@ -176,13 +152,13 @@ fn serial_sm_bgp_leg_seed_example_commands_and_kill_9() {
         "durable across kill -9:\n{}",
         daemon.log_text()
     );
-    let routes = json(s.api, &["sm", "bgp", "show", "routes"]);
+    let routes = brasa_json(s.api, &["sm", "bgp", "show", "routes"]);
     assert_eq!(routes["routes"][0]["stale"], true);
     go.cli(&["neighbor", &s.bgp.ip().to_string(), "enable"]);
     eventually("gobgpd's End-of-RIB to reconcile", LIMIT, || {
         owner(s.api, "1.1.1.7").is_none() && owner(s.api, "1.1.5.7").as_deref() == Some("sub1")
     });
-    let vpn = json(s.api, &["sm", "vpn", "show", "vpn1"]);
+    let vpn = brasa_json(s.api, &["sm", "vpn", "show", "vpn1"]);
     assert_eq!(
         vpn["mpls"][0]["learned_labels"],
         serde_json::json!([[15, ["1.1.5.0/24"]]])
@@ -205,10 +181,10 @@ fn serial_sm_bgp_leg_seed_example_commands_and_kill_9() {
     let _fresh = start_brasa(fresh_dir.path(), &fresh_text, fresh_api);
     ok(&brasa(fresh_api, &["sm", "import", file.to_str().unwrap()]));
     assert_eq!(
-        json(fresh_api, &["sm", "vpn", "list"])[0]["mpls"][0]["id"],
+        brasa_json(fresh_api, &["sm", "vpn", "list"])[0]["mpls"][0]["id"],
         "1000:1@10.10.10.10"
     );
-    let sub1 = json(fresh_api, &["sm", "show", "subscriber", "sub1"]);
+    let sub1 = brasa_json(fresh_api, &["sm", "show", "subscriber", "sub1"]);
     assert_eq!(sub1["mappings"], serde_json::json!(["100:100@vpn1"]));
     assert_eq!(sub1["learned"], serde_json::json!([]));
     drop(go);

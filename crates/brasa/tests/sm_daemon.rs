@@ -148,24 +148,6 @@ name = "users"
     text
 }
 
-fn brasa(api: SocketAddr, args: &[&str]) -> std::process::Output {
-    Command::new(BRASA)
-        .args(["--api", &format!("http://{api}")])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(output: &std::process::Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -311,19 +311,37 @@ pub fn reply_lines(output: &Output) -> Vec<String> {
     lines
 }
 
-/// GET a JSON document from the management API.
-pub fn show_json(api: SocketAddr, command: &str) -> serde_json::Value {
-    let output = Command::new(BRASA)
-        .args(["--api", &format!("http://{api}"), "--json"])
-        .args(command.split(' '))
+/// Runs `brasa --api http://API ARGS…` (a CLI command against a running daemon).
+pub fn brasa(api: SocketAddr, args: &[&str]) -> Output {
+    Command::new(BRASA)
+        .args(["--api", &format!("http://{api}")])
+        .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// The standard output of a command that must have succeeded (else the test fails with what
+/// it printed).
+pub fn ok(output: &Output) -> String {
     assert!(
         output.status.success(),
-        "brasa {command} failed: {}",
+        "failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).unwrap()
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `brasa --api … --json ARGS…`, which must succeed, parsed.
+pub fn brasa_json(api: SocketAddr, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(&brasa(api, &all))).unwrap()
+}
+
+/// [`brasa_json`] of a command written as one string (words separated by single spaces).
+pub fn show_json(api: SocketAddr, command: &str) -> serde_json::Value {
+    brasa_json(api, &command.split(' ').collect::<Vec<_>>())
 }
 
 /// Polls `condition` until it holds (tests never assert on timing, only on eventual outcomes).

@@ -4,10 +4,12 @@
 //! Python cache document: lifetimes, `entry-size`, `max-entries`, `max-entry-lifetime`,
 //! `shutdown`, and the dump / set-lifetime / clear tools, which see every node's entries.
 //!
-//! * [`RedisCaches`] holds the policies whose cache is in Redis and the one connection of
-//!   this node ([`RedisTarget`]: standalone, Sentinel or Cluster).
-//! * [`RedisCaches::policy`] gives the Python worker a [`PolicyHandle`]: blocking calls, each
-//!   bounded by a deadline (the smaller of the configured call timeout and what is left of
+//! * [`RedisCaches`] holds the policies whose cache is in Redis and this node's shared
+//!   connection ([`RedisTarget`]: standalone, Sentinel or Cluster).
+//! * [`RedisCaches::policy`] gives the Python worker a [`PolicyHandle`]: blocking calls on a
+//!   connection of the worker's own (driven on the worker's thread, so a call costs no thread
+//!   hand-off; the shared connection serves the operator tools and the sweep), each bounded by
+//!   a deadline (the smaller of the configured call timeout and what is left of
 //!   the script's time limit). A call that fails or runs out of time returns
 //!   [`CacheError::Backend`], which fails the script run: its packet gets the script's
 //!   `action-on-fail`, and the worker never waits longer than the run may last.
@@ -27,7 +29,7 @@ pub mod testing;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use brasa_cache::{CacheConfig, CacheError, RefusalReason};
@@ -190,13 +192,15 @@ pub struct RedisCaches {
     scripts: Scripts,
     policies: BTreeMap<String, Policy>,
     settings: RedisSettings,
-    runtime: tokio::runtime::Handle,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The Python workers' own connections, between script runs.
+    workers: Mutex<Vec<WorkerConn>>,
 }
 
 impl RedisCaches {
     /// Starts connecting to Redis and the sweep of expired index members. Must be called
-    /// inside a tokio runtime, whose tasks then carry every call. Redis need not be up: until
+    /// inside a tokio runtime, whose tasks then carry the shared connection (operator tools,
+    /// sweep). Redis need not be up: until
     /// it is, calls fail with [`CacheError::Backend`].
     pub fn start(
         settings: RedisSettings,
@@ -220,7 +224,6 @@ impl RedisCaches {
                 (spec.policy, policy)
             })
             .collect();
-        let runtime = tokio::runtime::Handle::current();
         let caches = Arc::new_cyclic(|weak: &std::sync::Weak<RedisCaches>| {
             let weak = weak.clone();
             let sweeper = tokio::spawn(async move {
@@ -236,8 +239,8 @@ impl RedisCaches {
                 scripts: Scripts::new(),
                 policies,
                 settings,
-                runtime,
                 tasks: vec![connector, sweeper],
+                workers: Mutex::new(Vec::new()),
             }
         });
         Ok(caches)
@@ -254,14 +257,15 @@ impl RedisCaches {
     }
 
     /// The cache of `policy` for one script run that must end by `deadline`. Its calls block
-    /// the calling thread, which must not be a thread of the tokio runtime (a multi-thread
-    /// runtime, whose workers drive the connection meanwhile).
+    /// the calling thread, which must not be inside a tokio runtime: they run the worker's
+    /// own connection on a single-threaded runtime of their own.
     pub fn policy<'a>(&'a self, policy: &str, deadline: Instant) -> Option<PolicyHandle<'a>> {
         let policy = self.policies.get(policy)?;
         Some(PolicyHandle {
             caches: self,
             policy,
             deadline,
+            worker: self.take_worker_conn(),
         })
     }
 
@@ -308,6 +312,7 @@ impl RedisCaches {
 
     async fn save(
         &self,
+        mut conn: store::Conn,
         policy: &Policy,
         timeout: Duration,
         key: &[u8],
@@ -316,7 +321,6 @@ impl RedisCaches {
         if policy.config.shutdown {
             return Err(policy.refuse(CacheError::CacheShutdown));
         }
-        let mut conn = self.conn(policy)?;
         let lifetime = policy.lifetime_ms(u64::MAX);
         let mut call = entry_call(&self.scripts.save, policy, key);
         call.arg(value)
@@ -349,6 +353,7 @@ impl RedisCaches {
 
     async fn retrieve(
         &self,
+        mut conn: store::Conn,
         policy: &Policy,
         timeout: Duration,
         key: &[u8],
@@ -357,7 +362,6 @@ impl RedisCaches {
             bump(&policy.counters.misses);
             return Err(CacheError::NotFound);
         }
-        let mut conn = self.conn(policy)?;
         let entry = policy.keys.entry(key);
         let value: Option<Vec<u8>> = self
             .bounded(policy, timeout, conn.get(entry.as_slice()))
@@ -376,11 +380,11 @@ impl RedisCaches {
 
     async fn clear(
         &self,
+        mut conn: store::Conn,
         policy: &Policy,
         timeout: Duration,
         key: &[u8],
     ) -> Result<(), CacheError> {
-        let mut conn = self.conn(policy)?;
         let call = entry_call(&self.scripts.clear, policy, key);
         let removed: i64 = self
             .bounded(policy, timeout, call.invoke_async(&mut conn))
@@ -394,6 +398,7 @@ impl RedisCaches {
 
     async fn get_lifetime(
         &self,
+        mut conn: store::Conn,
         policy: &Policy,
         timeout: Duration,
         key: &[u8],
@@ -401,7 +406,6 @@ impl RedisCaches {
         if policy.config.shutdown {
             return Err(CacheError::NotFound);
         }
-        let mut conn = self.conn(policy)?;
         let entry = policy.keys.entry(key);
         let pttl: i64 = self
             .bounded(policy, timeout, conn.pttl(entry.as_slice()))
@@ -417,6 +421,7 @@ impl RedisCaches {
 
     async fn set_lifetime(
         &self,
+        mut conn: store::Conn,
         policy: &Policy,
         timeout: Duration,
         key: &[u8],
@@ -425,7 +430,6 @@ impl RedisCaches {
         if policy.config.shutdown {
             return Err(policy.refuse(CacheError::CacheShutdown));
         }
-        let mut conn = self.conn(policy)?;
         let ms = policy.lifetime_ms(secs);
         let mut call = entry_call(&self.scripts.set_lifetime, policy, key);
         call.arg(ms);
@@ -499,7 +503,8 @@ impl RedisCaches {
     /// Removes one entry for every node (`clear python python-policy NAME cache …`).
     pub async fn clear_entry(&self, policy: &str, key: &[u8]) -> Result<(), RedisCacheError> {
         let p = self.operator_policy(policy)?;
-        Ok(self.clear(p, self.settings.tool_timeout, key).await?)
+        let conn = self.conn(p)?;
+        Ok(self.clear(conn, p, self.settings.tool_timeout, key).await?)
     }
 
     /// Sets the remaining lifetime of one entry, capped by `max-entry-lifetime` (`tools
@@ -511,8 +516,9 @@ impl RedisCaches {
         seconds: u64,
     ) -> Result<u64, RedisCacheError> {
         let p = self.operator_policy(policy)?;
+        let conn = self.conn(p)?;
         Ok(self
-            .set_lifetime(p, self.settings.tool_timeout, key, seconds)
+            .set_lifetime(conn, p, self.settings.tool_timeout, key, seconds)
             .await?)
     }
 
@@ -594,10 +600,53 @@ fn entry_call<'s>(script: &'s Script, policy: &Policy, key: &[u8]) -> ScriptInvo
     call
 }
 
+/// A Python worker's own connection, driven on the worker's thread by a single-threaded
+/// runtime: a call then costs the worker a socket write and a read, where a call through the
+/// shared connection hops to a runtime thread and back (two thread wake-ups, which made up most
+/// of a call's CPU). Kept in a pool between script runs.
+struct WorkerConn {
+    runtime: tokio::runtime::Runtime,
+    conn: Option<store::Conn>,
+}
+
+impl WorkerConn {
+    fn new() -> Result<WorkerConn, String> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|runtime| WorkerConn {
+                runtime,
+                conn: None,
+            })
+            .map_err(|err| format!("cannot start a Redis runtime for the Python worker: {err}"))
+    }
+}
+
+impl RedisCaches {
+    fn take_worker_conn(&self) -> Result<WorkerConn, String> {
+        let pooled = self
+            .workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        pooled.map_or_else(WorkerConn::new, Ok)
+    }
+}
+
 impl Drop for RedisCaches {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+        // The caches may be dropped inside the daemon's runtime, where dropping a runtime
+        // would panic: the workers' runtimes are shut down without waiting.
+        let workers = std::mem::take(
+            self.workers
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for worker in workers {
+            worker.runtime.shutdown_background();
         }
     }
 }
@@ -609,6 +658,8 @@ pub struct PolicyHandle<'a> {
     caches: &'a RedisCaches,
     policy: &'a Policy,
     deadline: Instant,
+    /// The run's connection (taken from the pool, given back on drop), or why there is none.
+    worker: Result<WorkerConn, String>,
 }
 
 impl PolicyHandle<'_> {
@@ -624,37 +675,83 @@ impl PolicyHandle<'_> {
         Ok(left.min(self.caches.settings.call_timeout))
     }
 
-    fn block<T>(&self, call: impl Future<Output = Result<T, CacheError>>) -> Result<T, CacheError> {
-        self.caches.runtime.block_on(call)
+    /// Runs one call on the worker's own connection, connecting it first if needed. While
+    /// the shared connection is down the call fails at once, as every call did before the
+    /// workers had connections of their own: a script never waits for Redis to come back.
+    fn call<'h, T, F>(
+        &'h mut self,
+        call: impl FnOnce(&'h RedisCaches, store::Conn, &'h Policy, Duration) -> F,
+    ) -> Result<T, CacheError>
+    where
+        F: Future<Output = Result<T, CacheError>>,
+    {
+        let timeout = self.timeout()?;
+        let (caches, policy) = (self.caches, self.policy);
+        let backend = |reason: String| {
+            bump(&policy.counters.backend_failures);
+            CacheError::Backend { reason }
+        };
+        let worker = self
+            .worker
+            .as_mut()
+            .map_err(|reason| backend(reason.clone()))?;
+        let conn = match &worker.conn {
+            Some(conn) => conn.clone(),
+            None => {
+                caches.conn(policy)?;
+                let conn = worker
+                    .runtime
+                    .block_on(caches.store.connect_own(timeout))
+                    .map_err(backend)?;
+                worker.conn = Some(conn.clone());
+                conn
+            }
+        };
+        let result = worker.runtime.block_on(call(caches, conn, policy, timeout));
+        if matches!(result, Err(CacheError::Backend { .. })) {
+            // A timeout or a broken connection: the next call starts a fresh one.
+            worker.conn = None;
+        }
+        result
     }
 
     /// `cache.save(value, key)`.
     pub fn save(&mut self, key: &[u8], value: &[u8]) -> Result<(), CacheError> {
-        let timeout = self.timeout()?;
-        self.block(self.caches.save(self.policy, timeout, key, value))
+        self.call(|caches, conn, policy, timeout| caches.save(conn, policy, timeout, key, value))
     }
 
     /// `cache.retrieve(key)`.
     pub fn retrieve(&mut self, key: &[u8]) -> Result<Vec<u8>, CacheError> {
-        let timeout = self.timeout()?;
-        self.block(self.caches.retrieve(self.policy, timeout, key))
+        self.call(|caches, conn, policy, timeout| caches.retrieve(conn, policy, timeout, key))
     }
 
     /// `cache.clear(key)`.
     pub fn clear(&mut self, key: &[u8]) -> Result<(), CacheError> {
-        let timeout = self.timeout()?;
-        self.block(self.caches.clear(self.policy, timeout, key))
+        self.call(|caches, conn, policy, timeout| caches.clear(conn, policy, timeout, key))
     }
 
     /// `cache.get_lifetime(key)`.
     pub fn get_lifetime(&mut self, key: &[u8]) -> Result<u64, CacheError> {
-        let timeout = self.timeout()?;
-        self.block(self.caches.get_lifetime(self.policy, timeout, key))
+        self.call(|caches, conn, policy, timeout| caches.get_lifetime(conn, policy, timeout, key))
     }
 
     /// `cache.set_lifetime(key, secs)`: returns the lifetime applied.
     pub fn set_lifetime(&mut self, key: &[u8], secs: u64) -> Result<u64, CacheError> {
-        let timeout = self.timeout()?;
-        self.block(self.caches.set_lifetime(self.policy, timeout, key, secs))
+        self.call(|caches, conn, policy, timeout| {
+            caches.set_lifetime(conn, policy, timeout, key, secs)
+        })
+    }
+}
+
+impl Drop for PolicyHandle<'_> {
+    fn drop(&mut self) {
+        let worker = std::mem::replace(&mut self.worker, Err(String::new()));
+        if let Ok(worker) = worker {
+            self.caches
+                .workers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(worker);
+        }
     }
 }

@@ -1,6 +1,7 @@
-//! The connection to Redis: one multiplexed connection per node, shared by the Python worker
-//! and the operator tools (their commands are pipelined on it), re-established in the
-//! background after a failure.
+//! The connection to Redis: one multiplexed connection per node, shared by the operator tools
+//! and the sweep (their commands are pipelined on it), re-established in the background after
+//! a failure. Its state also tells the Python workers, which make connections of their own
+//! ([`Store::connect_own`]), whether Redis is reachable.
 //!
 //! A caller never waits for a connection: while there is none, a call fails at once with the
 //! last connection error, and the connector task retries with a back-off (100 ms doubling to
@@ -178,6 +179,20 @@ impl Store {
                 slot.error.as_deref().unwrap_or("connecting")
             )
         })
+    }
+
+    /// A new connection of the caller's own to the same target (the Python workers drive
+    /// theirs on their own threads), bounded by the connect timeout and `limit`.
+    pub(crate) async fn connect_own(&self, limit: Duration) -> Result<Conn, String> {
+        let limit = limit.min(self.connect_timeout);
+        match tokio::time::timeout(limit, self.connector.connect(limit)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(err)) => Err(format!("connecting to Redis at {}: {err}", self.target)),
+            Err(_) => Err(format!(
+                "no connection to Redis at {} within {limit:?}",
+                self.target
+            )),
+        }
     }
 
     /// Whether a connection is up now.

@@ -198,8 +198,8 @@ pub struct PythonPolicies {
 impl PythonPolicies {
     /// Starts the interpreter, compiles every script (a syntax error stops start-up with the
     /// file and line) and starts the worker thread. `caches` reaches the policies' embedded
-    /// caches, `redis` those kept in Redis (which must be called from inside the tokio
-    /// runtime they were started in: their calls run on it while the worker waits).
+    /// caches, `redis` those kept in Redis (the worker calls them on a Redis connection of
+    /// its own, driven on its thread).
     pub fn start(
         config: PythonConfig,
         dictionary: Arc<Dictionary>,

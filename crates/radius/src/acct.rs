@@ -131,20 +131,21 @@ pub struct Due<K> {
     pub key: K,
     /// When it was due.
     pub deadline: Instant,
-    /// The first deadline after `now` on its grid, for the caller to schedule.
-    pub next: Instant,
+    /// The first deadline after `now` on its grid, for the caller to schedule; `None` past
+    /// what an `Instant` can hold.
+    pub next: Option<Instant>,
 }
 
-/// The first `deadline + k × interval` (k ≥ 1) later than `now`; an interval of zero gives
-/// one later than `now` by nothing more than the clock's resolution allows (`now` + 1 ns).
-fn next_after(deadline: Instant, interval: Duration, now: Instant) -> Instant {
+/// The first `deadline + k × interval` (k ≥ 1) later than `now`; with an interval of zero,
+/// `now` + 1 ns.
+fn next_after(deadline: Instant, interval: Duration, now: Instant) -> Option<Instant> {
     if interval.is_zero() {
-        return now + Duration::from_nanos(1);
+        return now.checked_add(Duration::from_nanos(1));
     }
     let late = now.saturating_duration_since(deadline);
     let steps = late.as_nanos() / interval.as_nanos() + 1;
-    let steps = u32::try_from(steps).unwrap_or(u32::MAX);
-    deadline + interval.saturating_mul(steps)
+    let steps = u32::try_from(steps).ok()?;
+    deadline.checked_add(interval.checked_mul(steps)?)
 }
 
 #[cfg(test)]
@@ -180,22 +181,18 @@ mod tests {
         schedule.insert(t0 + ivl * 2, "b");
         assert_eq!(schedule.next_deadline(), Some(t0 + ivl));
         assert!(schedule.pop_due(t0, |_| ivl).is_none());
-        let due = schedule
-            .pop_due(t0 + Duration::from_secs(35), |_| ivl)
-            .unwrap();
+        let late = t0 + Duration::from_secs(35);
+        let due = schedule.pop_due(late, |_| ivl).unwrap();
         assert_eq!(
             (due.key, due.deadline, due.next),
-            ("a", t0 + ivl, t0 + ivl * 4)
+            ("a", t0 + ivl, Some(t0 + ivl * 4))
         );
-        let due = schedule
-            .pop_due(t0 + Duration::from_secs(35), |_| ivl)
-            .unwrap();
-        assert_eq!(due.next, t0 + ivl * 4);
-        assert!(schedule
-            .pop_due(t0 + Duration::from_secs(35), |_| ivl)
-            .is_none());
-        schedule.insert(due.next, "b");
-        assert!(schedule.remove(due.next, &"b"));
+        // A grid past what an Instant holds has no next deadline rather than a panic.
+        let due = schedule.pop_due(late, |_| Duration::MAX).unwrap();
+        assert_eq!((due.key, due.next), ("b", None));
+        assert!(schedule.pop_due(late, |_| ivl).is_none());
+        schedule.insert(t0, "b");
+        assert!(schedule.remove(t0, &"b"));
         assert_eq!(schedule.next_deadline(), None);
     }
 }

@@ -127,6 +127,7 @@ mod error;
 mod host;
 mod report;
 mod state;
+mod sub_svc;
 mod watchdog;
 
 pub use cache::{PolicyCacheAt, ScriptCache};
@@ -138,6 +139,7 @@ pub use dynamic::{
 pub use error::{CompileError, ScriptError};
 pub use host::{Script, ScriptHost};
 pub use report::{FailureKind, Outcome, RunOptions, RunReport, ScriptFailure, TraceLine, Verdict};
+pub use sub_svc::SubSvcReport;
 
 /// The monotonic clock the time limit is measured with, supplied by the host application
 /// (normally the system's): like every brasa core, this crate reads no clock of its own, so a

@@ -467,32 +467,17 @@ impl Dscp {
         self.0
     }
 
-    /// A DSCP by its SR OS name: `be`, `ef`, `cs1`..`cs7`, `af11`..`af43`, `nc1` (cs6),
-    /// `nc2` (cs7), case-insensitive.
+    /// A DSCP by its SR OS name (`be`, `ef`, `af11`..`af43`, `cs1`..`cs7`, `nc1`, `nc2`,
+    /// `cp<n>`), case-insensitive: the names of the services' filters and policies.
     pub fn from_name(name: &str) -> Option<Self> {
-        let name = name.to_ascii_lowercase();
-        let value = match name.as_str() {
-            "be" | "cs0" => 0,
-            "ef" => 46,
-            "nc1" => 48,
-            "nc2" => 56,
-            _ => {
-                if let Some(class) = name.strip_prefix("cs") {
-                    match class.parse::<u8>().ok()? {
-                        c @ 1..=7 => c << 3,
-                        _ => return None,
-                    }
-                } else {
-                    let digits = name.strip_prefix("af")?.as_bytes();
-                    let [class @ b'1'..=b'4', drop @ b'1'..=b'3'] = digits else {
-                        return None;
-                    };
-                    ((class - b'0') << 3) | ((drop - b'0') << 1)
-                }
-            }
-        };
-        Some(Self(value))
+        brasa_services::model::dscp_value(name).and_then(Self::new)
     }
+}
+
+/// The number of an IP protocol by its SR OS name (`tcp`, `udp`, `icmp`, `ipv6-icmp`, …),
+/// case-insensitive, as the services' filters have them.
+pub fn protocol_number(name: &str) -> Option<u8> {
+    brasa_services::model::protocol_value(name)
 }
 
 impl<'de> Deserialize<'de> for Dscp {

@@ -294,3 +294,92 @@ fn a_failed_run_commits_nothing() {
     assert_eq!(failure(&report).0, FailureKind::Exception);
     assert!(report.services.is_empty());
 }
+
+/// What the daemon does with a CoA-Request about subscriber services: run the script on
+/// it, apply what it committed to the subscriber's services all or nothing, and answer.
+fn handle_coa(
+    script: &brasa_script::Script,
+    request: &mut Message,
+    services: &mut SubscriberServices,
+) -> Message {
+    let report = host().run_sub_svc(script, request, &Dictionary::builtin(), None, &options());
+    let outcome = match &report.run.outcome {
+        Outcome::Failed(f) => Err(CoaRefusal::Script(f.message.clone())),
+        Outcome::Ok => services
+            .apply_all(report.services)
+            .map(drop)
+            .map_err(|(_, e)| CoaRefusal::Service(e)),
+    };
+    match outcome {
+        Ok(()) => brasa_radius::coa::answer(request, None).unwrap(),
+        Err(refusal) => refusal.answer(request).unwrap(),
+    }
+}
+
+#[test]
+fn a_coa_activating_an_invalid_rule_is_naked_and_changes_nothing() {
+    use brasa_radius::attr::ERROR_CAUSE;
+    use brasa_radius::ErrorCause;
+
+    let dir = tempfile::tempdir().unwrap();
+    // The PIR comes from the request: "rate;<pir>;<cir>".
+    let script = script(
+        dir.path(),
+        "coa",
+        r#"
+from alc import radius, sub_svc
+for value in radius.attributes.getVSATuple(6527, 151):
+    name = value[1:].decode()
+    _, pir, cir = name.split(';')
+    flow = []
+    sub_svc.flow.add_to_flow(flow, sub_svc.flow.dst_ip, '10.1.1.0/24')
+    rule = []
+    sub_svc.pccrule.add_to_pccrule(rule, sub_svc.pccrule.name, 'up-' + name)
+    sub_svc.pccrule.add_to_pccrule(rule, sub_svc.pccrule.direction, sub_svc.pccrule.direction_ingress)
+    sub_svc.pccrule.add_to_pccrule(rule, sub_svc.pccrule.flow, flow)
+    sub_svc.pccrule.add_to_pccrule(rule, sub_svc.pccrule.qos_action_rate_limit_pir, int(pir))
+    sub_svc.pccrule.add_to_pccrule(rule, sub_svc.pccrule.qos_action_rate_limit_cir, int(cir))
+    service = []
+    sub_svc.add_to_service(service, sub_svc.operation, sub_svc.operation_add)
+    sub_svc.add_to_service(service, sub_svc.name, name)
+    sub_svc.add_to_service(service, sub_svc.type, 'rate')
+    sub_svc.add_to_service(service, sub_svc.type_conflict_action, sub_svc.type_conflict_action_keep_new)
+    sub_svc.add_to_service(service, sub_svc.pccrule, rule)
+    sub_svc.commit_service(service)
+"#,
+    );
+    let coa = |activate: &str| {
+        let dict = Dictionary::builtin();
+        let mut request = Message::new(Code::CoaRequest, 5);
+        for pair in dict
+            .parse_pairs(&format!("Alc-Sub-Serv-Activate:1 = \"{activate}\""))
+            .unwrap()
+        {
+            dict.add_pair(&mut request, &pair, b"s", &[0; 16]).unwrap();
+        }
+        request
+    };
+    let mut services = SubscriberServices::new();
+    let ack = handle_coa(&script, &mut coa("rate;1000;500"), &mut services);
+    assert_eq!(ack.code, Code::CoaAck);
+    assert_eq!(
+        services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["rate;1000;500"]
+    );
+    let before = services.clone();
+    // CIR above PIR: the script's commit raises, the run fails, the CoA is NAKed.
+    let nak = handle_coa(&script, &mut coa("rate;1000;2000"), &mut services);
+    assert_eq!(nak.code, Code::CoaNak);
+    assert_eq!(
+        ErrorCause::from_value(nak.get(ERROR_CAUSE).unwrap()),
+        Some(ErrorCause::InvalidRequest)
+    );
+    assert_eq!(services, before);
+    // A valid one of the same type replaces the first (keep-new).
+    let ack = handle_coa(&script, &mut coa("rate;5000;0"), &mut services);
+    assert_eq!(ack.code, Code::CoaAck);
+    assert_eq!(
+        services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["rate;5000;0"]
+    );
+}

@@ -566,9 +566,9 @@ pub enum BurstSize {
     Bytes(u32),
 }
 
-/// Largest burst size, bytes (SR OS policers: 4 GiB − 1 in kilobytes is far past any use;
-/// brasa's policers count in 32-bit bytes).
-pub const MAX_BURST_BYTES: u32 = u32::MAX;
+/// Largest MBS or CBS, bytes: the data plane's policers take bursts up to 1 GiB, so a rule the
+/// model accepts is one the data plane can install.
+pub const MAX_BURST_BYTES: u32 = 1 << 30;
 /// Parent levels of an arbiter (SR OS: 1..=8).
 pub const PARENT_LEVELS: std::ops::RangeInclusive<u8> = 1..=8;
 /// Parent weights (SR OS: 1..=100).
@@ -613,6 +613,11 @@ impl PolicerOverrides {
             && self.parent_arbiter.is_none()
         {
             return Err(RuleError::ParentWithoutArbiter);
+        }
+        for (what, burst) in [("mbs", self.mbs), ("cbs", self.cbs)] {
+            if let Some(BurstSize::Bytes(bytes)) = burst {
+                in_range(what, Some(bytes), 0..=MAX_BURST_BYTES)?;
+            }
         }
         in_range("parent-level", self.parent_level, PARENT_LEVELS)?;
         in_range("parent-weight", self.parent_weight, PARENT_WEIGHTS)?;

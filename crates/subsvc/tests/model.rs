@@ -185,6 +185,11 @@ fn actions_and_policers_are_checked() {
     ));
     r.policer.as_mut().unwrap().packet_byte_offset = Some(-4);
     r.validate().unwrap();
+    r.policer.as_mut().unwrap().cbs = Some(BurstSize::Bytes((1 << 30) + 1));
+    assert_eq!(
+        rule_error(r).to_string(),
+        "policer cbs 1073741825: expected 0..=1073741824"
+    );
 }
 
 #[test]

@@ -206,6 +206,8 @@ pub(crate) fn build(py: Python<'_>) -> PyResult<(Bound<'_, PyModule>, Bound<'_, 
                 constants: &[(&str, i64)]|
      -> PyResult<()> {
         for (name, number) in tlvs {
+            // A TLV that is also a namespace (`pccrule`, `pccrule.policer`) is set already,
+            // as the `_Tlvs` number of that value.
             if !target.hasattr(*name)? {
                 target.setattr(*name, number)?;
             }

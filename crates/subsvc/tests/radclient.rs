@@ -2,14 +2,13 @@
 //! as radclient encodes them, read by `sub_svc_params`; the service it asks for is invalid,
 //! and radclient receives the CoA-NAK with its Error-Cause.
 
-use std::io::Write;
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
 use brasa_radius::{auth, Message};
 use brasa_subsvc::*;
+use brasa_testkit::radclient;
 
 const SECRET: &str = "subsvc-interop";
 
@@ -68,34 +67,8 @@ fn serial_radclient_coa_with_an_invalid_rule_is_naked_with_invalid_request() {
         hex("rate;1000;"),
         hex("2000")
     );
-    let mut child = Command::new("radclient")
-        .args([
-            "-x",
-            "-t",
-            "3",
-            "-r",
-            "1",
-            &format!("127.0.0.1:{port}"),
-            "coa",
-            SECRET,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("radclient not found: apt-get install -y freeradius-utils");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let server = format!("127.0.0.1:{port}").parse().unwrap();
+    let text = radclient::text(&radclient::radclient(server, "coa", SECRET, &input, &[]));
     let params = responder.join().unwrap();
     assert_eq!(
         params,

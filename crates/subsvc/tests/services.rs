@@ -286,3 +286,104 @@ fn without_accounted_rules_the_counter_rule_takes_the_aggregate_since_the_start(
         }
     );
 }
+
+mod invariants {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A request over a small space of names, types, rule names and policer counts, so that
+    /// conflicts of every kind occur.
+    fn request() -> impl Strategy<Value = ServiceRequest> {
+        let add = (
+            0u8..6,
+            proptest::option::of(0u8..2),
+            prop_oneof![
+                Just(TypeConflictAction::None),
+                Just(TypeConflictAction::KeepOld),
+                Just(TypeConflictAction::KeepNew)
+            ],
+            proptest::collection::vec((0u8..8, any::<bool>(), 0usize..40), 1..3),
+        )
+            .prop_map(|(name, service_type, action, rules)| {
+                let mut service = SubscriberService::new(format!("s{name}"));
+                service.service_type = service_type.map(|t| format!("t{t}"));
+                service.type_conflict_action = action;
+                for (rule_name, egress, policed) in rules {
+                    let direction = if egress {
+                        Direction::Egress
+                    } else {
+                        Direction::Ingress
+                    };
+                    let name = format!("r{rule_name}");
+                    if service.rules.iter().any(|r| r.name == name) {
+                        continue;
+                    }
+                    // A rule stands for `policed` policed rules (names r<n>.<k>) in bulk.
+                    for k in 0..policed.max(1) {
+                        service
+                            .rules
+                            .push(rule(&format!("{name}.{k}"), direction, policed > 0));
+                    }
+                }
+                ServiceRequest::Add(service)
+            });
+        let delete = (0u8..6).prop_map(|n| ServiceRequest::Delete {
+            name: format!("s{n}"),
+        });
+        prop_oneof![3 => add, 1 => delete]
+    }
+
+    proptest! {
+        #[test]
+        fn refusals_change_nothing_and_the_limits_always_hold(
+            requests in proptest::collection::vec(request(), 1..30)
+        ) {
+            let mut services = SubscriberServices::new();
+            for request in requests {
+                let before = services.clone();
+                let mut activated_now = false;
+                match services.apply(request.clone()) {
+                    Err(_) => prop_assert_eq!(&services, &before),
+                    Ok(changes) => {
+                        activated_now = changes.iter().any(|c| matches!(c, ServiceChange::Activated(_)));
+                        for change in &changes {
+                            match change {
+                                ServiceChange::Activated(s) => prop_assert!(services.get(&s.name).is_some()),
+                                ServiceChange::Deactivated { service, .. } => {
+                                    prop_assert!(before.get(&service.name).is_some());
+                                    prop_assert!(services.get(&service.name).is_none());
+                                }
+                            }
+                        }
+                    }
+                }
+                let mut rule_names: Vec<&str> = services
+                    .iter()
+                    .flat_map(|s| s.rules.iter().map(|r| r.name.as_str()))
+                    .collect();
+                let count = rule_names.len();
+                rule_names.sort_unstable();
+                rule_names.dedup();
+                prop_assert_eq!(rule_names.len(), count, "rule names unique per subscriber");
+                for direction in [Direction::Ingress, Direction::Egress] {
+                    let policers = services
+                        .iter()
+                        .flat_map(|s| &s.rules)
+                        .filter(|r| r.direction == direction && r.has_policer())
+                        .count();
+                    prop_assert!(policers <= model::MAX_POLICERS_PER_DIRECTION);
+                }
+                // A keep-new activation leaves it the only active service of its type.
+                if let ServiceRequest::Add(new) = &request {
+                    if new.type_conflict_action == TypeConflictAction::KeepNew && activated_now {
+                        let same_type = services
+                            .iter()
+                            .filter(|s| new.service_type.is_some() && s.service_type == new.service_type)
+                            .count();
+                        prop_assert!(same_type <= 1);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -42,8 +42,24 @@ pub const PROXY_STATE: u8 = 33;
 pub const ACCT_STATUS_TYPE: u8 = 40;
 /// Acct-Session-Id (RFC 2866 §5.5).
 pub const ACCT_SESSION_ID: u8 = 44;
+/// Acct-Input-Octets (RFC 2866 §5.3).
+pub const ACCT_INPUT_OCTETS: u8 = 42;
+/// Acct-Output-Octets (RFC 2866 §5.4).
+pub const ACCT_OUTPUT_OCTETS: u8 = 43;
+/// Acct-Session-Time (RFC 2866 §5.7).
+pub const ACCT_SESSION_TIME: u8 = 46;
+/// Acct-Input-Packets (RFC 2866 §5.8).
+pub const ACCT_INPUT_PACKETS: u8 = 47;
+/// Acct-Output-Packets (RFC 2866 §5.9).
+pub const ACCT_OUTPUT_PACKETS: u8 = 48;
+/// Acct-Terminate-Cause (RFC 2866 §5.10); values in [`AcctTerminateCause`].
+pub const ACCT_TERMINATE_CAUSE: u8 = 49;
 /// Acct-Multi-Session-Id (RFC 2866 §5.11).
 pub const ACCT_MULTI_SESSION_ID: u8 = 50;
+/// Acct-Input-Gigawords (RFC 2869 §5.1).
+pub const ACCT_INPUT_GIGAWORDS: u8 = 52;
+/// Acct-Output-Gigawords (RFC 2869 §5.2).
+pub const ACCT_OUTPUT_GIGAWORDS: u8 = 53;
 /// Event-Timestamp (RFC 2869 §5.3).
 pub const EVENT_TIMESTAMP: u8 = 55;
 /// CHAP-Challenge (RFC 2865 §5.40).
@@ -68,6 +84,22 @@ pub const FRAMED_IPV6_ADDRESS: u8 = 168;
 /// Reads a 4-octet `integer` attribute value; `None` for any other length.
 pub fn integer(value: &[u8]) -> Option<u32> {
     <[u8; 4]>::try_from(value).ok().map(u32::from_be_bytes)
+}
+
+/// Splits a tagged `string` value (RFC 2868 §3.1): a first octet up to 0x1F is the tag
+/// (0 = untagged), anything greater is already data (tag 0).
+pub fn tagged_string(value: &[u8]) -> (u8, &[u8]) {
+    match value.split_first() {
+        Some((&tag @ 0x00..=0x1f, data)) => (tag, data),
+        _ => (0, value),
+    }
+}
+
+/// Splits a tagged `integer` value (RFC 2868 §3.1): the tag in the first octet, the value in
+/// the other three; `None` for another length or a first octet that is no tag.
+pub fn tagged_integer(value: &[u8]) -> Option<(u8, u32)> {
+    let [tag, a, b, c] = <[u8; 4]>::try_from(value).ok()?;
+    (tag <= 0x1f).then(|| (tag, u32::from_be_bytes([0, a, b, c])))
 }
 
 /// Defines an enumeration of `integer` attribute values with their dictionary names, keeping
@@ -148,6 +180,36 @@ integer_values! {
 }
 
 integer_values! {
+    /// Acct-Terminate-Cause values (RFC 2866 §5.10).
+    AcctTerminateCause {
+        /// 1: the user asked.
+        UserRequest = 1, "User-Request";
+        /// 2: the carrier was lost.
+        LostCarrier = 2, "Lost-Carrier";
+        /// 3: the service can no longer be provided.
+        LostService = 3, "Lost-Service";
+        /// 4: the idle timeout expired.
+        IdleTimeout = 4, "Idle-Timeout";
+        /// 5: the session timeout expired.
+        SessionTimeout = 5, "Session-Timeout";
+        /// 6: an administrator ended the session (a CoA or Disconnect, a clear command).
+        AdminReset = 6, "Admin-Reset";
+        /// 7: the NAS restarts.
+        AdminReboot = 7, "Admin-Reboot";
+        /// 8: a port error.
+        PortError = 8, "Port-Error";
+        /// 9: the NAS ended the session on an error.
+        NasError = 9, "NAS-Error";
+        /// 10: the NAS ended the session for a non-error reason.
+        NasRequest = 10, "NAS-Request";
+        /// 11: the NAS rebooted on a crash.
+        NasReboot = 11, "NAS-Reboot";
+        /// 15: the service is no longer available.
+        ServiceUnavailable = 15, "Service-Unavailable";
+    }
+}
+
+integer_values! {
     /// Error-Cause values of CoA and Disconnect answers (RFC 5176 §3.6).
     ErrorCause {
         /// 201: the session context was removed.
@@ -202,6 +264,15 @@ mod tests {
             ("Proxy-State", PROXY_STATE),
             ("Acct-Status-Type", ACCT_STATUS_TYPE),
             ("Acct-Session-Id", ACCT_SESSION_ID),
+            ("Acct-Input-Octets", ACCT_INPUT_OCTETS),
+            ("Acct-Output-Octets", ACCT_OUTPUT_OCTETS),
+            ("Acct-Session-Time", ACCT_SESSION_TIME),
+            ("Acct-Input-Packets", ACCT_INPUT_PACKETS),
+            ("Acct-Output-Packets", ACCT_OUTPUT_PACKETS),
+            ("Acct-Terminate-Cause", ACCT_TERMINATE_CAUSE),
+            ("Acct-Multi-Session-Id", ACCT_MULTI_SESSION_ID),
+            ("Acct-Input-Gigawords", ACCT_INPUT_GIGAWORDS),
+            ("Acct-Output-Gigawords", ACCT_OUTPUT_GIGAWORDS),
             ("EAP-Message", EAP_MESSAGE),
             ("Message-Authenticator", MESSAGE_AUTHENTICATOR),
             ("Error-Cause", ERROR_CAUSE),
@@ -224,6 +295,21 @@ mod tests {
             assert_eq!(typed.name(), dict.value_name(cause, u64::from(value)));
             assert_eq!(u32::from(typed), value);
         }
+        let terminate = dict.attribute("Acct-Terminate-Cause").unwrap();
+        for value in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 15] {
+            let typed = AcctTerminateCause::from(value);
+            assert_eq!(typed.name(), dict.value_name(terminate, u64::from(value)));
+        }
+    }
+
+    #[test]
+    fn tags_are_split_as_rfc_2868_has_them() {
+        assert_eq!(tagged_string(b"\x01gold"), (1, &b"gold"[..]));
+        assert_eq!(tagged_string(b"gold"), (0, &b"gold"[..]));
+        assert_eq!(tagged_string(b""), (0, &b""[..]));
+        assert_eq!(tagged_integer(&[2, 0, 1, 0]), Some((2, 256)));
+        assert_eq!(tagged_integer(&[0x20, 0, 1, 0]), None);
+        assert_eq!(tagged_integer(&[1, 0, 1]), None);
     }
 
     #[test]

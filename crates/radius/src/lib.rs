@@ -38,8 +38,10 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod acct;
 pub mod attr;
 pub mod auth;
+pub mod coa;
 pub mod code;
 pub mod dict;
 pub mod error;
@@ -48,7 +50,7 @@ pub mod pair;
 pub mod vsa;
 pub mod wire;
 
-pub use attr::{AcctStatusType, ErrorCause};
+pub use attr::{AcctStatusType, AcctTerminateCause, ErrorCause};
 pub use code::Code;
 pub use dict::{AttrId, AttributeDef, Dictionary, Encrypt, ValueType, VendorDef, VendorFormat};
 pub use error::{CryptoError, DictionaryError, PacketError, PairError};

@@ -1,4 +1,5 @@
 //! The `alc` Python package: `alc.radius`, `alc.cache`, `alc.dyn` (in `alc_dyn.rs`),
+//! `alc.sub_svc` (in `sub_svc.rs`),
 //! `alc.TimeLimitExceeded`.
 //!
 //! Built from Rust and put in `sys.modules` (no files on disk). Every function works on the
@@ -195,8 +196,8 @@ class BackendFailure(BaseException):
 "#;
 
 const ALC_DOC: &str = "SR OS Python API of brasa: `radius` (the packet being processed), \
-`cache` (the python-policy's key/value cache; values are bytes) and `dyn` (dynamic data \
-services).";
+`cache` (the python-policy's key/value cache; values are bytes), `dyn` (dynamic data \
+services) and `sub_svc` (subscriber services of PCC rules).";
 
 const RADIUS_DOC: &str = "The RADIUS packet the script runs on: `header()`, `drop()` and \
 `attributes` (get, getTuple, set, clear and the VSA variants getVSA, getVSATuple, setVSA, \
@@ -247,10 +248,12 @@ fn build(py: Python<'_>) -> PyResult<Alc> {
     cache.add_function(wrap_pyfunction!(cache_set_lifetime, &cache)?)?;
 
     let dyn_module = crate::alc_dyn::build(py)?;
+    let (sub_svc, sub_svc_flow) = crate::sub_svc::build(py)?;
 
     alc.add("radius", &radius)?;
     alc.add("cache", &cache)?;
     alc.add("dyn", &dyn_module)?;
+    alc.add("sub_svc", &sub_svc)?;
     alc.add_class::<TimeLimitExceeded>()?;
 
     // Every `import` statement that finds its module in `sys.modules` reads the module's
@@ -266,6 +269,8 @@ fn build(py: Python<'_>) -> PyResult<Alc> {
         (&attributes, false),
         (&cache, false),
         (&dyn_module, false),
+        (&sub_svc, true),
+        (&sub_svc_flow, false),
     ] {
         let options = PyDict::new(py);
         options.set_item("is_package", package)?;
@@ -281,6 +286,8 @@ fn build(py: Python<'_>) -> PyResult<Alc> {
     modules.set_item("alc.radius.attributes", &attributes)?;
     modules.set_item("alc.cache", &cache)?;
     modules.set_item("alc.dyn", &dyn_module)?;
+    modules.set_item("alc.sub_svc", &sub_svc)?;
+    modules.set_item("alc.sub_svc.flow", &sub_svc_flow)?;
 
     let sink = Bound::new(py, OutputSink)?.into_any();
     sys.setattr("stdout", &sink)?;

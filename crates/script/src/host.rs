@@ -18,6 +18,7 @@ use crate::dynamic::{DynAction, DynReport, DynResources, DynRun, DynRunError};
 use crate::error::{CompileError, ScriptError};
 use crate::report::{FailureKind, Outcome, RunOptions, RunReport, ScriptFailure, Verdict};
 use crate::state::{Finished, RunScope, Subject};
+use crate::sub_svc::SubSvcReport;
 use crate::watchdog::{ArmToken, Watchdog};
 use crate::Clock;
 
@@ -258,20 +259,59 @@ impl ScriptHost {
         cache: Option<&mut dyn ScriptCache>,
         options: &RunOptions,
     ) -> RunReport {
+        self.run_packet(script, message, dictionary, cache, false, options)
+            .0
+    }
+
+    /// Runs the subscriber-services `script` (`alc.sub_svc`) on the Access-Accept or
+    /// CoA-Request `message`, as SR OS does: the script reads the Alc-Sub-Serv-* parameters
+    /// through `alc.radius` and commits services with `sub_svc.commit_service`.
+    ///
+    /// A successful report lists the committed services, each validated, in commit order,
+    /// for the caller to apply together ([`brasa_subsvc::SubscriberServices::apply_all`]);
+    /// a failed one (an exception, an invalid service the script did not catch, the time
+    /// limit) lists none and leaves `message` as it was.
+    pub fn run_sub_svc(
+        &self,
+        script: &Script,
+        message: &mut Message,
+        dictionary: &Dictionary,
+        cache: Option<&mut dyn ScriptCache>,
+        options: &RunOptions,
+    ) -> SubSvcReport {
+        let (run, finished) = self.run_packet(script, message, dictionary, cache, true, options);
+        let services = match (run.is_ok(), finished.sub_svc) {
+            (true, Some(state)) => state.committed,
+            _ => Vec::new(),
+        };
+        SubSvcReport { run, services }
+    }
+
+    /// Runs `script` on `message`, restoring it when the run fails.
+    fn run_packet(
+        &self,
+        script: &Script,
+        message: &mut Message,
+        dictionary: &Dictionary,
+        cache: Option<&mut dyn ScriptCache>,
+        sub_svc: bool,
+        options: &RunOptions,
+    ) -> (RunReport, Finished) {
         keep_thread_state();
         let subject = Subject::Packet {
             message: &mut *message,
             dictionary,
             cache,
+            sub_svc,
         };
-        let (report, finished) =
+        let (report, mut finished) =
             Python::attach(|py| self.run_attached(py, script, subject, options));
         if !report.is_ok() {
-            if let Some(backup) = finished.backup {
+            if let Some(backup) = finished.backup.take() {
                 *message = backup;
             }
         }
-        report
+        (report, finished)
     }
 
     /// Runs the dynamic-services `script` for one action of one service (`alc.dyn`).

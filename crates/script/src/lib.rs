@@ -15,6 +15,10 @@
 //!   service state to apply as one transaction, or nothing when the run failed.
 //!   [`DynResources`] is the host side of `dyn.select_free_id` and `dyn.reference`.
 //!   `docs/dynamic-services.md` describes the API as scripts see it.
+//! * [`ScriptHost::run_sub_svc`] runs a subscriber-services script (`alc.sub_svc`) on an
+//!   Access-Accept or CoA-Request and returns a [`SubSvcReport`]: the services it committed,
+//!   as validated [`brasa_subsvc::ServiceRequest`]s, or none when the run failed.
+//!   `docs/subscriber-services.md` describes the API as scripts see it.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -96,6 +100,11 @@
 //! `dyn.ResourceFailure` (a `BaseException`: the host failed, the run fails with
 //! [`FailureKind::DynResources`]). Only in a [`ScriptHost::run_dyn`] run.
 //!
+//! `alc.sub_svc`: `add_to_service(service, tlv, value)`, `flow.add_to_flow`,
+//! `pccrule.add_to_pccrule`, `pccrule.policer.add_to_policer`, `commit_service(service)`,
+//! the TLV and value constants; exception `sub_svc.InvalidService` (a `ValueError`).
+//! `commit_service` only in a [`ScriptHost::run_sub_svc`] run.
+//!
 //! `alc.TimeLimitExceeded` (a `BaseException`) is what a script over its time limit sees.
 //!
 //! # Threads and the time limit
@@ -127,6 +136,7 @@ mod error;
 mod host;
 mod report;
 mod state;
+mod sub_svc;
 mod watchdog;
 
 pub use cache::{PolicyCacheAt, ScriptCache};
@@ -138,6 +148,7 @@ pub use dynamic::{
 pub use error::{CompileError, ScriptError};
 pub use host::{Script, ScriptHost};
 pub use report::{FailureKind, Outcome, RunOptions, RunReport, ScriptFailure, TraceLine, Verdict};
+pub use sub_svc::SubSvcReport;
 
 /// The monotonic clock the time limit is measured with, supplied by the host application
 /// (normally the system's): like every brasa core, this crate reads no clock of its own, so a

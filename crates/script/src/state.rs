@@ -19,6 +19,7 @@ use pyo3::PyResult;
 use crate::alc_dyn::DynState;
 use crate::cache::ScriptCache;
 use crate::report::TraceLine;
+use crate::sub_svc::SubSvcState;
 
 thread_local! {
     static RUN: RefCell<Option<RunState>> = const { RefCell::new(None) };
@@ -33,6 +34,8 @@ pub(crate) struct RunState {
     cache: Option<NonNull<dyn ScriptCache + 'static>>,
     /// What `alc.dyn` works on; `None` in a packet run.
     dyn_state: Option<DynState>,
+    /// The services `alc.sub_svc` committed; `None` outside a subscriber-services run.
+    sub_svc: Option<SubSvcState>,
     /// The packet as it was before the first edit; `None` while unedited.
     backup: Option<Message>,
     dropped: bool,
@@ -93,6 +96,15 @@ impl RunState {
         self.dyn_state.as_mut().ok_or_else(|| {
             PyRuntimeError::new_err(
                 "alc.dyn: only a dynamic-services script run has dynamic-services data",
+            )
+        })
+    }
+
+    /// The subscriber-services run's state; `RuntimeError` in any other run.
+    pub(crate) fn sub_svc_state(&mut self) -> PyResult<&mut SubSvcState> {
+        self.sub_svc.as_mut().ok_or_else(|| {
+            PyRuntimeError::new_err(
+                "alc.sub_svc.commit_service: only a subscriber-services script run commits services",
             )
         })
     }
@@ -185,15 +197,18 @@ pub(crate) struct Finished {
     pub(crate) output: String,
     pub(crate) cache_failure: Option<String>,
     pub(crate) dyn_state: Option<DynState>,
+    pub(crate) sub_svc: Option<SubSvcState>,
 }
 
 /// What a run works on.
 pub(crate) enum Subject<'a, 'c> {
-    /// A RADIUS packet, its dictionary and the python-policy's cache.
+    /// A RADIUS packet, its dictionary and the python-policy's cache; `sub_svc` when the
+    /// run may commit subscriber services.
     Packet {
         message: &'a mut Message,
         dictionary: &'a Dictionary,
         cache: Option<&'a mut (dyn ScriptCache + 'c)>,
+        sub_svc: bool,
     },
     /// A dynamic-services action.
     Dyn(Box<DynState>),
@@ -218,11 +233,12 @@ impl<'a> RunScope<'a> {
         output_limit: usize,
         timed_out: Arc<AtomicBool>,
     ) -> Option<RunScope<'a>> {
-        let (packet, cache, dyn_state) = match subject {
+        let (packet, cache, dyn_state, sub_svc) = match subject {
             Subject::Packet {
                 message,
                 dictionary,
                 cache,
+                sub_svc,
             } => {
                 let cache =
                     cache.map(|c| {
@@ -237,15 +253,21 @@ impl<'a> RunScope<'a> {
                         }
                     });
                 let packet = (NonNull::from(message), NonNull::from(dictionary));
-                (Some(packet), cache, None)
+                (
+                    Some(packet),
+                    cache,
+                    None,
+                    sub_svc.then(SubSvcState::default),
+                )
             }
-            Subject::Dyn(state) => (None, None, Some(*state)),
+            Subject::Dyn(state) => (None, None, Some(*state), None),
         };
         let message = packet.map(|(message, _)| message);
         let state = RunState {
             packet,
             cache,
             dyn_state,
+            sub_svc,
             backup: None,
             dropped: false,
             trace: trace.then(Vec::new),
@@ -293,6 +315,7 @@ fn finished(state: Option<RunState>) -> Finished {
             output: s.output,
             cache_failure: s.cache_failure,
             dyn_state: s.dyn_state,
+            sub_svc: s.sub_svc,
         },
         None => Finished::default(),
     }

@@ -6,7 +6,9 @@
 //! * [`vlan_shim`]: a VLAN tagger for test hosts on kernels without the 802.1Q module.
 //! * [`postgres`]: a throw-away PostgreSQL instance (Debian's `initdb` + `pg_ctl`) in a
 //!   temporary directory, on a free 127.0.0.1 port, stopped when dropped.
+//! * [`radclient`]: FreeRADIUS's `radclient` run with a request on stdin, as a real peer.
 
 pub mod netns;
 pub mod postgres;
+pub mod radclient;
 pub mod vlan_shim;

@@ -1,0 +1,656 @@
+//! Dynamic data services in `brasa run` (Nokia SR OS dynamic data services): frames punted
+//! from capture SAPs become data triggers (brasa-dynsvc's [`Triggers`]), authenticated from a
+//! local-auth-db or by RADIUS through a `[[radius.pool]]`; each authorised service's `alc.dyn`
+//! script runs on the scripts' own thread and its CLI is applied as one transaction of the
+//! [`ServiceManager`]; a failure tears down what the trigger had created and locks it out.
+//!
+//! One runner task does every script run and apply, in order, so the identifiers and the
+//! reference table a run sees cannot change under it. The trigger machine is behind a mutex
+//! that the punt path, the authentications, the timer and the management API take briefly.
+
+pub mod api;
+pub mod config;
+mod radius;
+mod scripts;
+
+use super::services::ServicesComponent;
+use brasa_dataplane::service::Punted;
+use brasa_dynsvc::auth::{self, RequestSeal, TriggerIdentity};
+use brasa_dynsvc::{
+    AuthFailure, Authentication, CaptureSapConfig, DynService, FrameVerdict, Teardown,
+    TriggerFrame, Triggers,
+};
+use brasa_radius::{Code, Dictionary};
+use brasa_script::{
+    DynAction, DynReport, DynRun, IdKind, ReferenceChange, ReferenceKey, Referenced, RunOptions,
+    ScriptParams, ServiceState,
+};
+use brasa_services::model::FilterKind;
+use brasa_services::SapId;
+use config::{DynamicServicesResolved, PolicyResolved};
+use scripts::{RunResources, ScriptThread};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::sync::{mpsc, Notify};
+
+/// A dynamic data service brasa created: what its later runs (modify, teardown) need.
+#[derive(Debug, Clone)]
+pub struct ServiceRecord {
+    /// The data trigger that owns it.
+    pub trigger: SapId,
+    /// Its dynamic-services-policy (script, ranges).
+    pub policy: String,
+    /// What the script keeps between runs.
+    pub state: ServiceState,
+    /// The service CLI its setup applied.
+    pub cli: String,
+}
+
+/// The mutable state: the trigger machine, the services and the reference table.
+struct State {
+    triggers: Triggers,
+    records: HashMap<SapId, ServiceRecord>,
+    references: Arc<BTreeMap<ReferenceKey, Referenced>>,
+    /// Capture SAPs by their data-plane key, refreshed from the running configuration.
+    capture_keys: HashMap<brasa_dataplane::sap::SapId, SapId>,
+}
+
+/// Counters of the daemon side (the trigger machine counts the rest).
+#[derive(Debug, Default)]
+pub struct ShellCounters {
+    /// Frames punted from SAPs that are no capture SAP with dynamic services enabled.
+    pub unknown_capture: AtomicU64,
+    /// Punted frames too short for an Ethernet header.
+    pub malformed: AtomicU64,
+    /// Script runs that failed.
+    pub script_failures: AtomicU64,
+    /// Script CLI the service manager refused.
+    pub apply_failures: AtomicU64,
+    /// Dynamic services created.
+    pub services_created: AtomicU64,
+    /// Dynamic services removed.
+    pub services_removed: AtomicU64,
+    /// Services removed without their teardown script (it failed, or its CLI was refused).
+    pub forced_removals: AtomicU64,
+}
+
+enum Work {
+    /// Run the setup of each authorised service of an Accepted trigger.
+    Setup {
+        trigger: SapId,
+        services: Vec<DynService>,
+    },
+    /// Tear down the services a removed trigger owned.
+    Teardown(Teardown),
+}
+
+/// The running dynamic data services.
+pub struct DynServices {
+    config: DynamicServicesResolved,
+    state: Mutex<State>,
+    services: Arc<ServicesComponent>,
+    dictionary: Arc<Dictionary>,
+    scripts: ScriptThread,
+    work: mpsc::UnboundedSender<Work>,
+    timer_changed: Notify,
+    /// Daemon-side counters.
+    pub counters: ShellCounters,
+}
+
+impl DynServices {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reads the trigger machine.
+    pub fn with_triggers<T>(&self, f: impl FnOnce(&mut Triggers) -> T) -> T {
+        let mut state = self.state();
+        let result = f(&mut state.triggers);
+        drop(state);
+        self.timer_changed.notify_one();
+        result
+    }
+
+    /// The dynamic services created, by SAP.
+    pub fn records(&self) -> Vec<(SapId, ServiceRecord)> {
+        let mut all: Vec<_> = self
+            .state()
+            .records
+            .iter()
+            .map(|(sap, record)| (sap.clone(), record.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Queues the teardown of what a cleared trigger owned.
+    pub fn tear_down(&self, teardown: Teardown) {
+        let _ = self.work.send(Work::Teardown(teardown));
+    }
+}
+
+/// Starts the scripts' thread, the runner and the timer, and takes the punted frames of the
+/// service data plane.
+pub async fn start(
+    config: DynamicServicesResolved,
+    services: Arc<ServicesComponent>,
+    dictionary: Arc<Dictionary>,
+) -> anyhow::Result<Arc<DynServices>> {
+    let scripts = config
+        .policies
+        .values()
+        .map(|policy| (policy.name.clone(), policy.script.clone()))
+        .collect();
+    let options = RunOptions {
+        time_limit: Some(config.script_time_limit),
+        ..RunOptions::default()
+    };
+    let scripts = tokio::task::block_in_place(|| ScriptThread::start(scripts, options))?;
+    let mut triggers = Triggers::new(config.triggers.clone());
+    for (name, policy) in &config.policies {
+        triggers.set_policy(
+            name,
+            brasa_dynsvc::DynServicesPolicy {
+                authentication: policy.authentication.clone(),
+            },
+        );
+    }
+    for (name, policy) in &config.lockout_policies {
+        triggers.set_lockout_policy(name, policy.clone());
+    }
+    let (work, queue) = mpsc::unbounded_channel();
+    let component = Arc::new(DynServices {
+        config,
+        state: Mutex::new(State {
+            triggers,
+            records: HashMap::new(),
+            references: Arc::default(),
+            capture_keys: HashMap::new(),
+        }),
+        services: services.clone(),
+        dictionary,
+        scripts,
+        work,
+        timer_changed: Notify::new(),
+        counters: ShellCounters::default(),
+    });
+    let (punts, punted) = mpsc::unbounded_channel();
+    services.set_punt_sink(punts);
+    tokio::spawn(punt_loop(component.clone(), punted));
+    tokio::spawn(runner(component.clone(), queue));
+    tokio::spawn(timer(component.clone()));
+    Ok(component)
+}
+
+/// Refreshes the capture SAPs from the running service configuration: their data-plane keys
+/// and, in the trigger machine, their policy and host-lockout-policy. A capture SAP whose
+/// `dynamic-services` context is shut down makes no triggers.
+async fn refresh_capture_saps(dyn_services: &DynServices) {
+    let services = &dyn_services.services;
+    let found = services
+        .manager
+        .read(|config, compiler| {
+            let ports = |name: &str| services.manager.plane_port(name);
+            config
+                .saps()
+                .filter(|(_, sap)| {
+                    sap.capture
+                        && sap.dynamic_services.admin == brasa_services::model::AdminState::Up
+                })
+                .filter_map(|(id, sap)| {
+                    Some((
+                        compiler.dataplane_sap(id, &ports)?,
+                        id.clone(),
+                        sap.dynamic_services.policy.clone(),
+                    ))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+    let mut state = dyn_services.state();
+    state.capture_keys.clear();
+    for (key, sap, policy) in found {
+        let lockout = dyn_services.config.capture_lockout.get(&sap).cloned();
+        let added = state.triggers.add_capture_sap(
+            sap.clone(),
+            CaptureSapConfig {
+                policy,
+                host_lockout_policy: lockout,
+            },
+        );
+        if added.is_ok() {
+            state.capture_keys.insert(key, sap);
+        }
+    }
+}
+
+async fn punt_loop(
+    dyn_services: Arc<DynServices>,
+    mut punted: mpsc::UnboundedReceiver<Vec<Punted>>,
+) {
+    while let Some(frames) = punted.recv().await {
+        let unknown = {
+            let state = dyn_services.state();
+            frames
+                .iter()
+                .any(|frame| !state.capture_keys.contains_key(&frame.sap))
+        };
+        if unknown {
+            refresh_capture_saps(&dyn_services).await;
+        }
+        let now = Instant::now();
+        let mut authenticate = Vec::new();
+        {
+            let mut state = dyn_services.state();
+            for frame in &frames {
+                let Some(capture) = state.capture_keys.get(&frame.sap).cloned() else {
+                    dyn_services
+                        .counters
+                        .unknown_capture
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let Ok(trigger_frame) = TriggerFrame::parse(
+                    capture,
+                    frame.outer_vid,
+                    frame.inner_vid,
+                    &frame.frame,
+                    frame.len,
+                ) else {
+                    dyn_services
+                        .counters
+                        .malformed
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                if let FrameVerdict::Authenticate {
+                    trigger,
+                    authentication,
+                } = state.triggers.handle_frame(&trigger_frame, now)
+                {
+                    authenticate.push((trigger, authentication));
+                }
+            }
+        }
+        for (trigger, authentication) in authenticate {
+            match authentication {
+                Authentication::Local { db } => {
+                    let result = match dyn_services.config.local_auth_dbs.get(&db) {
+                        Some(local) => {
+                            local.authenticate(&trigger, dyn_services.services.manager.port_map())
+                        }
+                        None => Err(AuthFailure::LocalLookupFailed(trigger.to_string())),
+                    };
+                    dyn_services.authenticated(&trigger, result);
+                }
+                Authentication::Radius { password, .. } => {
+                    let dyn_services = dyn_services.clone();
+                    tokio::spawn(async move {
+                        let result = dyn_services.radius_authenticate(&trigger, &password).await;
+                        dyn_services.authenticated(&trigger, result);
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl DynServices {
+    fn policy_of(&self, trigger: &SapId) -> Option<&PolicyResolved> {
+        let name = self.state().triggers.trigger(trigger)?.policy.clone();
+        self.config.policies.get(&name)
+    }
+
+    /// The Access-Request of Table 4 to the trigger policy's RADIUS pool, and its answer.
+    async fn radius_authenticate(
+        &self,
+        trigger: &SapId,
+        password: &[u8],
+    ) -> Result<Vec<DynService>, AuthFailure> {
+        let Some(pool) = self.policy_of(trigger).and_then(|p| p.radius_pool.clone()) else {
+            return Err(AuthFailure::Timeout);
+        };
+        let identity = {
+            let state = self.state();
+            let t = state
+                .triggers
+                .trigger(trigger)
+                .ok_or(AuthFailure::Timeout)?;
+            (t.acct_session_id.clone(), t.mac, t.ip)
+        };
+        let build = |server: &brasa_aaa::UpstreamConfig, authenticator: [u8; 16], id: u8| {
+            auth::access_request(
+                TriggerIdentity {
+                    sap: trigger,
+                    acct_session_id: &identity.0,
+                    mac: identity.1,
+                    ip: identity.2,
+                },
+                password,
+                RequestSeal {
+                    secret: &server.secret,
+                    request_authenticator: authenticator,
+                    identifier: id,
+                },
+                &self.config.nas,
+                server.address.ip(),
+                &self.dictionary,
+            )
+            .ok()
+        };
+        let reply = radius::exchange(&pool, &pool.auth_servers, &build)
+            .await
+            .ok_or(AuthFailure::Timeout)?;
+        match reply.code {
+            Code::AccessAccept => {
+                auth::parse_access_accept(&reply, trigger, self.services.manager.port_map())
+            }
+            _ => Err(AuthFailure::Rejected),
+        }
+    }
+
+    /// An authentication ended: an accepted trigger's setups are queued.
+    fn authenticated(&self, trigger: &SapId, result: Result<Vec<DynService>, AuthFailure>) {
+        if let Err(failure) = &result {
+            tracing::info!(%trigger, %failure, "data trigger not authenticated");
+        }
+        let outcome = self
+            .state()
+            .triggers
+            .handle_authentication(trigger, result, Instant::now());
+        self.timer_changed.notify_one();
+        if let Ok(Ok(services)) = outcome {
+            let _ = self.work.send(Work::Setup {
+                trigger: trigger.clone(),
+                services,
+            });
+        }
+    }
+
+    /// The identifiers and references a run of `policy` may take.
+    async fn resources(&self, policy: &PolicyResolved) -> RunResources {
+        let (service_range, filter_range) =
+            (policy.service_range.clone(), policy.filter_range.clone());
+        let (used_services, used_filters) = self
+            .services
+            .manager
+            .read(|config, _| {
+                let used_services = service_range
+                    .as_ref()
+                    .map(|range| {
+                        config
+                            .services()
+                            .map(|(id, _)| id)
+                            .filter(|id| range.contains(id))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut used_filters = BTreeMap::new();
+                if let Some(range) = &filter_range {
+                    for (kind, id_kind) in [
+                        (FilterKind::Ip, IdKind::IpFilterId),
+                        (FilterKind::Ipv6, IdKind::Ipv6FilterId),
+                        (FilterKind::Mac, IdKind::MacFilterId),
+                    ] {
+                        used_filters.insert(
+                            id_kind,
+                            config
+                                .filters()
+                                .filter(|(r, _)| r.kind == kind && range.contains(&r.id))
+                                .map(|(r, _)| r.id)
+                                .collect(),
+                        );
+                    }
+                }
+                (used_services, used_filters)
+            })
+            .await;
+        RunResources {
+            service_range,
+            filter_range,
+            used_services,
+            used_filters,
+            references: self.state().references.clone(),
+        }
+    }
+
+    /// Runs one action of a service's script and applies its CLI as one transaction.
+    async fn run_and_apply(
+        &self,
+        policy: &PolicyResolved,
+        run: DynRun,
+    ) -> Result<DynReport, String> {
+        let resources = self.resources(policy).await;
+        let report = self.scripts.run(&policy.name, run, resources).await?;
+        if let brasa_script::Outcome::Failed(failure) = &report.run.outcome {
+            self.counters
+                .script_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(format!("script {}: {}", policy.name, failure.message));
+        }
+        if !report.cli.trim().is_empty() {
+            if let Err(err) = self.services.manager.apply_text(&report.cli, false).await {
+                self.counters.apply_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(format!("the script's CLI was refused: {err}"));
+            }
+        }
+        self.commit_references(&report.references);
+        Ok(report)
+    }
+
+    fn commit_references(&self, changes: &[ReferenceChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut state = self.state();
+        let table = Arc::make_mut(&mut state.references);
+        for change in changes {
+            match change {
+                ReferenceChange::Created { key, dictionary } => {
+                    table.insert(
+                        key.clone(),
+                        Referenced {
+                            count: 1,
+                            dictionary: dictionary.clone(),
+                        },
+                    );
+                }
+                ReferenceChange::Referenced(key) => {
+                    if let Some(r) = table.get_mut(key) {
+                        r.count += 1;
+                    }
+                }
+                ReferenceChange::Dereferenced(key) => {
+                    if let Some(r) = table.get_mut(key) {
+                        r.count = r.count.saturating_sub(1);
+                    }
+                }
+                ReferenceChange::Removed(key) => {
+                    table.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Sets up one service of an Accepted trigger: its script, its CLI, then the trigger
+    /// machine is told. `Err` fails the trigger.
+    async fn set_up(&self, trigger: &SapId, service: &DynService) -> Result<(), String> {
+        let policy_name = match &service.policy {
+            Some(name) => name.clone(),
+            None => self
+                .state()
+                .triggers
+                .trigger(trigger)
+                .map(|t| t.policy.clone())
+                .ok_or_else(|| format!("data trigger {trigger} is gone"))?,
+        };
+        let policy = self
+            .config
+            .policies
+            .get(&policy_name)
+            .ok_or_else(|| format!("no dynamic-services policy {policy_name:?}"))?;
+        let params = ScriptParams::parse(service.script_params.as_deref().unwrap_or_default())
+            .map_err(|err| err.to_string())?;
+        let run = DynRun {
+            action: DynAction::Setup,
+            params: Some(params),
+            state: None,
+            sap_id: service.sap.to_string(),
+            control_sap: Some(trigger.to_string()),
+            circuit_id: None,
+            remote_id: None,
+            policy: policy.name.clone(),
+        };
+        let report = self.run_and_apply(policy, run).await?;
+        let Some(kept) = report.state.clone() else {
+            return Err("the setup run kept no state".into());
+        };
+        let created = self
+            .state()
+            .triggers
+            .service_created(trigger, service.sap.clone());
+        self.timer_changed.notify_one();
+        let record = ServiceRecord {
+            trigger: trigger.clone(),
+            policy: policy.name.clone(),
+            state: kept,
+            cli: report.cli.clone(),
+        };
+        if let Err(err) = created {
+            // The trigger timed out (or was cleared) while the script ran: undo this service.
+            self.remove_service(&service.sap, record).await;
+            return Err(err.to_string());
+        }
+        self.state().records.insert(service.sap.clone(), record);
+        self.counters
+            .services_created
+            .fetch_add(1, Ordering::Relaxed);
+        let exists = self
+            .services
+            .manager
+            .read(|config, _| config.sap(&service.sap).is_some())
+            .await;
+        if !exists {
+            return Err(format!(
+                "the script of policy {} did not create SAP {}",
+                policy.name, service.sap
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs the teardown of a service and applies it; when the script or its CLI fails, the
+    /// service holding the SAP is removed whole, so that nothing of it stays behind.
+    async fn remove_service(&self, sap: &SapId, record: ServiceRecord) {
+        let torn_down = match self.config.policies.get(&record.policy) {
+            Some(policy) => {
+                let run = DynRun {
+                    action: DynAction::Teardown,
+                    params: None,
+                    state: Some(record.state.clone()),
+                    sap_id: sap.to_string(),
+                    control_sap: Some(record.trigger.to_string()),
+                    circuit_id: None,
+                    remote_id: None,
+                    policy: policy.name.clone(),
+                };
+                self.run_and_apply(policy, run).await
+            }
+            None => Err(format!("no dynamic-services policy {:?}", record.policy)),
+        };
+        let still_there = self
+            .services
+            .manager
+            .read(|config, _| {
+                config
+                    .services()
+                    .find(|(id, _)| config.service_saps(*id).any(|(s, _)| s == sap))
+                    .and_then(|(id, _)| super::services::removal_text(config, id))
+            })
+            .await;
+        if let Err(reason) = &torn_down {
+            tracing::warn!(%sap, %reason, "dynamic service teardown failed");
+        }
+        if let Some(text) = still_there {
+            if torn_down.is_ok() {
+                tracing::warn!(%sap, "the teardown script left the SAP; removing its service");
+            }
+            self.counters
+                .forced_removals
+                .fetch_add(1, Ordering::Relaxed);
+            if let Err(error) = self.services.manager.apply_text(&text, false).await {
+                tracing::error!(%sap, %error, "could not remove a dynamic service");
+            }
+        }
+        self.counters
+            .services_removed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn tear_down_services(&self, teardown: Teardown) {
+        for (sap, _) in &teardown.services {
+            let record = self.state().records.remove(sap);
+            if let Some(record) = record {
+                self.remove_service(sap, record).await;
+            }
+        }
+    }
+}
+
+async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiver<Work>) {
+    while let Some(work) = queue.recv().await {
+        match work {
+            Work::Setup { trigger, services } => {
+                for service in &services {
+                    if let Err(reason) = dyn_services.set_up(&trigger, service).await {
+                        tracing::info!(%trigger, sap = %service.sap, %reason, "dynamic service setup failed");
+                        let now = Instant::now();
+                        let failed = {
+                            let mut state = dyn_services.state();
+                            // A failure after the trigger's own SAP exists (a later service of
+                            // the same Accept) is no setup failure to count: the trigger goes.
+                            state
+                                .triggers
+                                .setup_failed(&trigger, now)
+                                .or_else(|_| state.triggers.clear_trigger(&trigger, now))
+                        };
+                        if let Ok(teardown) = failed {
+                            dyn_services.tear_down_services(teardown).await;
+                        }
+                        break;
+                    }
+                }
+            }
+            Work::Teardown(teardown) => dyn_services.tear_down_services(teardown).await,
+        }
+    }
+}
+
+/// Fails the triggers whose setup timeout passed and forgets expired lockouts.
+async fn timer(dyn_services: Arc<DynServices>) {
+    loop {
+        let next = dyn_services.state().triggers.poll_timeout();
+        let notified = dyn_services.timer_changed.notified();
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+                    _ = notified => continue,
+                }
+            }
+            None => {
+                notified.await;
+                continue;
+            }
+        }
+        let teardowns = dyn_services.state().triggers.handle_timeout(Instant::now());
+        for teardown in teardowns {
+            tracing::info!(trigger = %teardown.trigger, "data trigger setup timed out");
+            dyn_services.tear_down(teardown);
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! RADIUS requests the dynamic data services originate (brasa is the NAS): each goes to a
+//! `[[radius.pool]]`'s servers in order, with the pool's timeout and retries per server, signed
+//! and verified by brasa-aaa's [`Exchange`] (the proxy's client side).
+
+use brasa_aaa::client::{Exchange, MessageAuthenticator, Retry, Timeout};
+use brasa_aaa::{PoolConfig, UpstreamConfig};
+use brasa_radius::Message;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::UdpSocket;
+
+/// Builds the request for one server: its secret, Request Authenticator and Identifier.
+pub type BuildRequest<'a> =
+    dyn Fn(&UpstreamConfig, [u8; 16], u8) -> Option<Message> + Send + Sync + 'a;
+
+/// Sends the request `build` makes to each server of `servers` in turn until one answers with
+/// a verified reply; `None` when none did (every server timed out after its retries).
+pub async fn exchange(
+    pool: &PoolConfig,
+    servers: &[UpstreamConfig],
+    build: &BuildRequest<'_>,
+) -> Option<Message> {
+    for server in servers {
+        match exchange_one(pool, server, build).await {
+            Ok(reply) => return Some(reply),
+            Err(reason) => {
+                tracing::warn!(server = %server.address, pool = %pool.name, %reason, "no answer; next server");
+            }
+        }
+    }
+    None
+}
+
+async fn exchange_one(
+    pool: &PoolConfig,
+    server: &UpstreamConfig,
+    build: &BuildRequest<'_>,
+) -> Result<Message, String> {
+    use rand::RngCore;
+    let mut authenticator = [0u8; 16];
+    rand::rng().fill_bytes(&mut authenticator);
+    let identifier = (rand::rng().next_u32() & 0xff) as u8;
+    let request = build(server, authenticator, identifier)
+        .ok_or_else(|| "the request cannot be encoded".to_string())?;
+    let mut exchange = Exchange::new(
+        Instant::now(),
+        request,
+        Arc::from(server.secret.as_slice()),
+        authenticator,
+        MessageAuthenticator::First,
+        Retry {
+            timeout: pool.timeout,
+            attempts: pool.retries.saturating_add(1),
+        },
+    )
+    .map_err(|err| err.to_string())?;
+    let local: SocketAddr = if server.address.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(local)
+        .await
+        .map_err(|err| err.to_string())?;
+    socket
+        .connect(server.address)
+        .await
+        .map_err(|err| err.to_string())?;
+    socket
+        .send(exchange.datagram())
+        .await
+        .map_err(|err| err.to_string())?;
+    let mut buffer = vec![0u8; 4096];
+    loop {
+        let deadline = tokio::time::Instant::from_std(exchange.deadline());
+        match tokio::time::timeout_at(deadline, socket.recv(&mut buffer)).await {
+            Ok(Ok(len)) => match exchange.verify(&buffer[..len]) {
+                Ok(reply) => return Ok(reply),
+                Err(err) => tracing::debug!(server = %server.address, %err, "ignored a datagram"),
+            },
+            // ICMP unreachable: the server is down; wait for the timer like a lost reply.
+            Ok(Err(_)) => tokio::time::sleep_until(deadline).await,
+            Err(_) => {}
+        }
+        match exchange.handle_timeout(Instant::now()) {
+            Timeout::NotDue => {}
+            Timeout::Resend(datagram) => {
+                let _ = socket.send(datagram).await;
+            }
+            Timeout::GaveUp => return Err(format!("{} attempts", exchange.attempts())),
+        }
+    }
+}

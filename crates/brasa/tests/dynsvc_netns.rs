@@ -1,0 +1,541 @@
+//! Dynamic data services in `brasa run` with real traffic (Nokia SR OS dynamic data
+//! services): a customer behind a QinQ trunk sends on a VLAN pair no SAP has; the capture SAP
+//! punts the frame, the data trigger is authenticated, the operator's seed-style script sets up
+//! an Epipe to a far SAP, and the customer then reaches the far host (ping and TCP).
+//!
+//! The kernel here has no 802.1Q module: a test VLAN shim tags the hosts' frames as a switch's
+//! access ports would. Namespace and interface names start with `dy`.
+
+mod support;
+
+use brasa_testkit::netns::Netns;
+use brasa_testkit::vlan_shim::{host_pair, Access, VlanShim, TPID_8021AD, TPID_8021Q};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::BRASA;
+
+/// A trunk: brasa's port `port` in the router namespace, a switch namespace with a VLAN shim,
+/// and hosts behind it (namespace tag, address, the tags their frames carry).
+struct Trunk {
+    _shim: VlanShim,
+    _switch: Netns,
+    hosts: Vec<Netns>,
+}
+
+type HostSpec<'a> = (&'a str, &'a str, Vec<(u16, u16)>);
+
+fn trunk(router: &Netns, port: &str, hosts: Vec<HostSpec<'_>>) -> Trunk {
+    let switch = Netns::new(&format!("dys{port}"));
+    switch.sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+    router.sh(&format!(
+        "ip link add {port} mtu 1600 type veth peer name up{port} mtu 1600 netns {} && ip link set {port} up",
+        switch.name
+    ));
+    switch.sh(&format!("ip link set up{port} up"));
+    let mut accesses = Vec::new();
+    let mut namespaces = Vec::new();
+    for (index, (tag, cidr, tags)) in hosts.into_iter().enumerate() {
+        let ns = Netns::new(tag);
+        // No IPv6 router solicitations or DAD: every frame a host sends is one the test made.
+        ns.sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+        let access = format!("a{index}{port}");
+        host_pair(&switch, &access, &ns, "eth0", cidr);
+        accesses.push(Access {
+            interface: access,
+            tags,
+        });
+        namespaces.push(ns);
+    }
+    let shim = VlanShim::start(&switch, &format!("up{port}"), accesses);
+    Trunk {
+        _shim: shim,
+        _switch: switch,
+        hosts: namespaces,
+    }
+}
+
+/// `brasa run` inside the router namespace; killed on drop.
+struct Daemon {
+    child: Child,
+    router: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const API: &str = "http://127.0.0.1:7780";
+
+impl Daemon {
+    fn start(router: &Netns, dir: &Path, config: &str) -> Self {
+        let path = dir.join("brasa.toml");
+        std::fs::write(&path, config).unwrap();
+        let log = dir.join("brasa.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &router.name,
+                BRASA,
+                "--log",
+                "info",
+                "run",
+                "-c",
+            ])
+            .arg(&path)
+            .current_dir(dir)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let mut daemon = Self {
+            child,
+            router: router.name.clone(),
+            log,
+        };
+        let started = Instant::now();
+        while !router.enter(|| std::net::TcpStream::connect("127.0.0.1:7780").is_ok()) {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("brasa exited with {status}:\n{}", daemon.log_text());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "brasa did not come up:\n{}",
+                daemon.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        daemon
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn brasa(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.router, BRASA, "--api", API])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let output = self.brasa(args, stdin);
+        assert!(
+            output.status.success(),
+            "brasa {args:?} failed: {}{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.log_text()
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all, None)).unwrap()
+    }
+
+    /// The data triggers, waiting until `condition` holds for them.
+    fn triggers_until(
+        &self,
+        what: &str,
+        condition: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let started = Instant::now();
+        loop {
+            let triggers = self.json(&["show", "service", "dynamic-services", "data-triggers"]);
+            let triggers = triggers.as_array().cloned().unwrap_or_default();
+            if condition(&triggers) {
+                return triggers;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what}: {triggers:?}\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn capture_stats(&self, sap: &str) -> serde_json::Value {
+        self.json(&[
+            "show",
+            "service",
+            "dynamic-services",
+            "capture-sap",
+            sap,
+            "statistics",
+        ])
+    }
+}
+
+fn drop_count(stats: &serde_json::Value, label: &str) -> u64 {
+    stats["dropped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|pair| pair[0] == label)
+        .and_then(|pair| pair[1].as_u64())
+        .unwrap_or_else(|| panic!("no counter {label:?} in {stats}"))
+}
+
+fn ping(from: &Netns, to: &str) -> bool {
+    from.output("ping", &["-c", "2", "-i", "0.2", "-W", "1", to])
+        .status
+        .success()
+}
+
+fn ping_eventually(from: &Netns, to: &str, limit: Duration, daemon: &Daemon) {
+    let started = Instant::now();
+    while !ping(from, to) {
+        assert!(
+            started.elapsed() < limit,
+            "{} cannot ping {to}\n{}",
+            from.name,
+            daemon.log_text()
+        );
+    }
+}
+
+/// A TCP echo of `bytes` bytes from `client` through `server`'s listener on `addr:port`.
+fn tcp_echo(server: &Netns, client: &Netns, addr: &str, port: u16, bytes: usize) -> bool {
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &server.name, "python3", "-c"])
+        .arg(format!(
+            "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('{addr}', {port})); s.listen(1); s.settimeout(20)\nc,_=s.accept(); c.settimeout(20)\n\
+             n=0\nwhile n < {bytes}:\n    d=c.recv(65536)\n    if not d: break\n    c.sendall(d); n+=len(d)\nc.close()"
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let output = client.output(
+        "python3",
+        &[
+            "-c",
+            &format!(
+                "import socket,sys,time\nend=time.time()+20\n\
+                 while True:\n    try:\n        s=socket.create_connection(('{addr}', {port}), timeout=20); break\n    \
+                 except ConnectionRefusedError:\n        \
+                 if time.time() > end: raise\n        time.sleep(0.1)\n\
+                 data=bytes(range(256))*({bytes}//256)\ns.sendall(data)\ngot=b''\n\
+                 while len(got) < len(data):\n    d=s.recv(65536)\n    if not d: break\n    got+=d\n\
+                 sys.exit(0 if got == data else 1)"
+            ),
+        ],
+    );
+    let _ = listener.kill();
+    let _ = listener.wait();
+    output.status.success()
+}
+
+/// A seed-style script: an action dictionary of function keys; the setup makes an Epipe from
+/// the dynamic SAP to the far SAP its parameters name.
+const EPIPE_SCRIPT: &str = r#"
+from alc import dyn
+
+def setup_epipe(params):
+    params['service_id'] = dyn.select_free_id('service-id')
+    params['sap'] = dyn.get_sap()
+    if params.get('fail'):
+        raise ValueError('the parameters ask for a failure')
+    dyn.add_cli("""
+configure service
+    epipe %(service_id)s customer 1 create
+        description "dynamic %(sap)s"
+        sap %(sap)s create
+        exit
+        sap %(far)s create
+        exit
+        no shutdown
+    exit
+exit
+""" % params)
+    return params
+
+def teardown_epipe(kept):
+    dyn.add_cli("""
+configure service
+    epipe %(service_id)s
+        shutdown
+        no sap %(sap)s
+        no sap %(far)s
+    exit
+    no epipe %(service_id)s
+exit
+""" % kept)
+
+dyn.action({'epipe': (setup_epipe, None, None, teardown_epipe)})
+"#;
+
+/// The capture VPLS: every QinQ VLAN pair of `dy1` that no SAP has is a data trigger.
+const CAPTURE: &str = "configure service vpls 900 customer 1 create\n\
+    sap dy1:*.* capture-sap create\n\
+    dynamic-services\n\
+    dynamic-services-policy dyn-epipe\n\
+    no shutdown\n\
+    exit\n\
+    exit\n\
+    no shutdown\n\
+    exit all\n";
+
+fn config(dir: &Path, users: &str) -> String {
+    std::fs::write(dir.join("epipe.py"), EPIPE_SCRIPT).unwrap();
+    format!(
+        r#"data_dir = "{data}"
+[api]
+listen = "127.0.0.1:7780"
+[dataplane]
+tun = "dytun0"
+[[dataplane.interface]]
+name = "dy1"
+encap = "qinq"
+outer_tpid = "0x88a8"
+[[dataplane.interface]]
+name = "dy2"
+encap = "dot1q"
+
+[dynamic_services]
+setup_timeout = "10s"
+[[dynamic_services.policy]]
+name = "dyn-epipe"
+script = "epipe.py"
+service_range = [5000, 5999]
+authentication = {{ local_auth_db = "db" }}
+[[dynamic_services.capture_sap]]
+sap = "dy1:*.*"
+host_lockout_policy = "lock"
+[[dynamic_services.host_lockout_policy]]
+name = "lock"
+lockout_time_min = "60s"
+lockout_time_max = "600s"
+lockout_reset_time = "60s"
+[[dynamic_services.local_auth_db]]
+name = "db"
+{users}
+"#,
+        data = dir.join("data").display()
+    )
+}
+
+#[test]
+fn netns_local_auth_trigger_sets_up_an_epipe_that_forwards_and_failures_leave_nothing() {
+    let router = Netns::new("dyr");
+    let customers = trunk(
+        &router,
+        "dy1",
+        vec![
+            (
+                "dyc",
+                "10.77.0.1/24",
+                vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
+            ),
+            (
+                "dyx",
+                "10.78.0.1/24",
+                vec![(TPID_8021AD, 201), (TPID_8021Q, 301)],
+            ),
+        ],
+    );
+    let (customer, failing) = (&customers.hosts[0], &customers.hosts[1]);
+    let far_trunk = trunk(
+        &router,
+        "dy2",
+        vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
+    );
+    let far = &far_trunk.hosts[0];
+    let dir = tempfile::tempdir().unwrap();
+    let users = r##"[[dynamic_services.local_auth_db.user]]
+name = "dy1:200.300"
+[[dynamic_services.local_auth_db.user.index]]
+index = 1
+sap_id = "#:#.#"
+script_parameters = ["epipe={'far': 'dy2:300'}"]
+[[dynamic_services.local_auth_db.user]]
+name = "dy1:201.301"
+[[dynamic_services.local_auth_db.user.index]]
+index = 1
+sap_id = "dy1:201.301"
+script_parameters = ["epipe={'far': 'dy2:301', ", "'fail': True}"]
+"##;
+    let daemon = Daemon::start(&router, dir.path(), &config(dir.path(), users));
+    // Without the capture SAP nothing reaches the far host.
+    assert!(!ping(customer, "10.77.0.2"));
+    daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    assert!(
+        tcp_echo(far, customer, "10.77.0.2", 5301, 200_000),
+        "TCP over the dynamic Epipe\n{}",
+        daemon.log_text()
+    );
+    let triggers = daemon.triggers_until("the trigger is sapCreated", |t| {
+        t.iter()
+            .any(|t| t["sap"] == "dy1:200.300" && t["state"] == "sapCreated")
+    });
+    assert_eq!(triggers.len(), 1, "{triggers:?}");
+    let trigger = &triggers[0];
+    assert_eq!(trigger["capture_sap"], "dy1:*.*");
+    assert_eq!(trigger["services"], serde_json::json!(["dy1:200.300"]));
+    let service = daemon.json(&["show", "service", "5000"]);
+    assert_eq!(service["kind"], "epipe", "{service}");
+    assert_eq!(service["oper"], "up", "{service}");
+    let stats = daemon.capture_stats("dy1:*.*");
+    let received = stats["received"].as_u64().unwrap();
+    assert_eq!(
+        received,
+        1 + drop_count(&stats, "Data-trigger already exists"),
+        "one frame made the trigger, the others found it: {stats}\n{}",
+        daemon.log_text()
+    );
+    let commands = daemon.json(&[
+        "tools",
+        "dump",
+        "service",
+        "dynamic-services",
+        "command-list",
+    ]);
+    assert_eq!(commands[0]["sap"], "dy1:200.300", "{commands}");
+    assert!(commands[0]["cli"].as_str().unwrap().contains("epipe 5000"));
+
+    // Clearing the trigger tears its Epipe down; the next frame makes a new trigger.
+    daemon.ok(
+        &[
+            "clear",
+            "service",
+            "dynamic-services",
+            "data-trigger",
+            "sap",
+            "dy1:200.300",
+        ],
+        None,
+    );
+    let started = Instant::now();
+    while daemon
+        .brasa(&["--json", "show", "service", "5000"], None)
+        .status
+        .success()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the Epipe stays"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    daemon.triggers_until("a new trigger after the clear", |t| {
+        t.iter()
+            .any(|t| t["sap"] == "dy1:200.300" && t["state"] == "sapCreated")
+    });
+
+    // A script exception: counted under "Corresponding dynamic SAP is not created", the
+    // trigger SAP is locked out, and no service is left behind.
+    let services_before = daemon.json(&["show", "service"]).as_array().unwrap().len();
+    let _ = ping(failing, "10.78.0.2");
+    let started = Instant::now();
+    loop {
+        let stats = daemon.capture_stats("dy1:*.*");
+        if drop_count(&stats, "Corresponding dynamic SAP is not created") == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no script failure counted: {stats}\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lockouts = daemon.json(&[
+        "show",
+        "subscriber-mgmt",
+        "host-lockout-policy",
+        "lock",
+        "all",
+        "sap",
+        "dy1:*.*",
+    ]);
+    // The cleared trigger left a context in its grace period, never locked.
+    let row = |sap: &str| {
+        lockouts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["trigger_sap"] == sap)
+            .unwrap_or_else(|| panic!("no lockout context of {sap}: {lockouts}"))
+            .clone()
+    };
+    let cleared = row("dy1:200.300");
+    assert_eq!(
+        (cleared["active"].clone(), cleared["lockouts"].clone()),
+        (false.into(), 0.into())
+    );
+    let failed = row("dy1:201.301");
+    assert_eq!(failed["active"], true, "{failed}");
+    assert_eq!(failed["lockouts"], 1, "{failed}");
+    assert_eq!(failed["current_lock_time"], 60, "{failed}");
+    assert_eq!(failed["next_lock_time"], 120, "{failed}");
+    // Locked out: the next frames are dropped under "Lockout is active", no new run.
+    let _ = ping(failing, "10.78.0.2");
+    let stats = daemon.capture_stats("dy1:*.*");
+    assert!(drop_count(&stats, "Lockout is active") >= 1, "{stats}");
+    assert_eq!(
+        drop_count(&stats, "Corresponding dynamic SAP is not created"),
+        1
+    );
+    assert_eq!(
+        daemon.json(&["show", "service"]).as_array().unwrap().len(),
+        services_before,
+        "a failed setup left a service behind"
+    );
+    let triggers = daemon.json(&["show", "service", "dynamic-services", "data-triggers"]);
+    assert!(
+        triggers
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["sap"] != "dy1:201.301"),
+        "{triggers}"
+    );
+    // Clearing the lockout lets the SAP trigger again (and fail again).
+    daemon.ok(
+        &[
+            "clear",
+            "subscriber-mgmt",
+            "host-lockout-policy",
+            "lock",
+            "all",
+        ],
+        None,
+    );
+    let lockouts = daemon.json(&[
+        "show",
+        "subscriber-mgmt",
+        "host-lockout-policy",
+        "lock",
+        "all",
+    ]);
+    assert_eq!(lockouts, serde_json::json!([]));
+}

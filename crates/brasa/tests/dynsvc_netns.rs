@@ -13,7 +13,7 @@ use brasa_testkit::vlan_shim::{host_pair, Access, VlanShim, TPID_8021AD, TPID_80
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::BRASA;
+use support::{start_freeradius, BRASA};
 
 /// A trunk: brasa's port `port` in the router namespace, a switch namespace with a VLAN shim,
 /// and hosts behind it (namespace tag, address, the tags their frames carry).
@@ -303,7 +303,10 @@ const CAPTURE: &str = "configure service vpls 900 customer 1 create\n\
     no shutdown\n\
     exit all\n";
 
-fn config(dir: &Path, users: &str) -> String {
+/// The daemon's config: the trunks, the capture SAP's lockout policy and a dynamic-services
+/// policy authenticating with `authentication`; `extra` adds sections (a local-auth-db, RADIUS
+/// pools).
+fn config(dir: &Path, authentication: &str, extra: &str) -> String {
     std::fs::write(dir.join("epipe.py"), EPIPE_SCRIPT).unwrap();
     format!(
         r#"data_dir = "{data}"
@@ -325,7 +328,7 @@ setup_timeout = "10s"
 name = "dyn-epipe"
 script = "epipe.py"
 service_range = [5000, 5999]
-authentication = {{ local_auth_db = "db" }}
+authentication = {authentication}
 [[dynamic_services.capture_sap]]
 sap = "dy1:*.*"
 host_lockout_policy = "lock"
@@ -334,9 +337,7 @@ name = "lock"
 lockout_time_min = "60s"
 lockout_time_max = "600s"
 lockout_reset_time = "60s"
-[[dynamic_services.local_auth_db]]
-name = "db"
-{users}
+{extra}
 "#,
         data = dir.join("data").display()
     )
@@ -369,7 +370,9 @@ fn netns_local_auth_trigger_sets_up_an_epipe_that_forwards_and_failures_leave_no
     );
     let far = &far_trunk.hosts[0];
     let dir = tempfile::tempdir().unwrap();
-    let users = r##"[[dynamic_services.local_auth_db.user]]
+    let users = r##"[[dynamic_services.local_auth_db]]
+name = "db"
+[[dynamic_services.local_auth_db.user]]
 name = "dy1:200.300"
 [[dynamic_services.local_auth_db.user.index]]
 index = 1
@@ -382,7 +385,11 @@ index = 1
 sap_id = "dy1:201.301"
 script_parameters = ["epipe={'far': 'dy2:301', ", "'fail': True}"]
 "##;
-    let daemon = Daemon::start(&router, dir.path(), &config(dir.path(), users));
+    let daemon = Daemon::start(
+        &router,
+        dir.path(),
+        &config(dir.path(), r#"{ local_auth_db = "db" }"#, users),
+    );
     // Without the capture SAP nothing reaches the far host.
     assert!(!ping(customer, "10.77.0.2"));
     daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
@@ -538,4 +545,191 @@ script_parameters = ["epipe={'far': 'dy2:301', ", "'fail': True}"]
         "all",
     ]);
     assert_eq!(lockouts, serde_json::json!([]));
+}
+
+#[test]
+fn netns_radius_trigger_gets_its_services_from_freeradius_and_accounts_the_start() {
+    let router = Netns::new("dyr");
+    let customers = trunk(
+        &router,
+        "dy1",
+        vec![
+            (
+                "dyc",
+                "10.77.0.1/24",
+                vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
+            ),
+            (
+                "dyx",
+                "10.78.0.1/24",
+                vec![(TPID_8021AD, 201), (TPID_8021Q, 301)],
+            ),
+        ],
+    );
+    let far_trunk = trunk(
+        &router,
+        "dy2",
+        vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
+    );
+    let (customer, rejected, far) = (
+        &customers.hosts[0],
+        &customers.hosts[1],
+        &far_trunk.hosts[0],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let radius_dir = dir.path().join("freeradius");
+    std::fs::create_dir_all(&radius_dir).unwrap();
+    // Debian's FreeRADIUS dictionary has the Alcatel-Lucent vendor without the Alc-Dyn-Serv-*
+    // attributes: they are added from brasa's dictionary (the rest of it would redefine
+    // Debian's values).
+    let brasa_dictionary = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../radius/dictionaries/dictionary.alcatel-lucent-sr"
+    ))
+    .unwrap();
+    let dyn_serv: Vec<&str> = brasa_dictionary
+        .lines()
+        .filter(|line| line.contains("Alc-Dyn-Serv-"))
+        .collect();
+    std::fs::write(
+        radius_dir.join("dictionary"),
+        format!(
+            "BEGIN-VENDOR Alcatel-Lucent-Service-Router\n{}\nEND-VENDOR Alcatel-Lucent-Service-Router\n",
+            dyn_serv.join("\n")
+        ),
+    )
+    .unwrap();
+    let users = r##""dy1:200.300" Cleartext-Password := "dynpass"
+	Alc-Dyn-Serv-SAP-Id:1 = "#:#.#",
+	Alc-Dyn-Serv-Script-Params:1 = "epipe={'far': 'dy2:300'}",
+	Alc-Dyn-Serv-Script-Action:1 = setup,
+	Alc-Dyn-Serv-Policy:1 = "dyn-epipe"
+
+"dy1:201.301" Auth-Type := Reject
+"##;
+    let radius = router.enter({
+        let radius_dir = radius_dir.clone();
+        move || {
+            start_freeradius(
+                &radius_dir,
+                "127.0.0.1",
+                &[("127.0.0.0/8", "dynsecret")],
+                users,
+                "",
+                None,
+                false,
+            )
+        }
+    });
+    let pools = format!(
+        r#"[radius]
+[[radius.pool]]
+name = "aaa"
+timeout = "1s"
+retries = 1
+[[radius.pool.auth_server]]
+address = "{auth}"
+secret = "dynsecret"
+[[radius.pool.acct_server]]
+address = "{acct}"
+secret = "dynsecret"
+"#,
+        auth = radius.auth,
+        acct = radius.acct
+    );
+    let authentication = r#"{ radius_pool = "aaa", password = "dynpass" }
+accounting = [{ radius_pool = "aaa", stats_type = "volume-time" }]"#;
+    let daemon = Daemon::start(
+        &router,
+        dir.path(),
+        &config(dir.path(), authentication, &pools),
+    );
+    daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
+
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    assert!(
+        tcp_echo(far, customer, "10.77.0.2", 5302, 200_000),
+        "TCP over the dynamic Epipe\n{}",
+        daemon.log_text()
+    );
+    let triggers = daemon.triggers_until("the trigger is sapCreated", |t| {
+        t.iter()
+            .any(|t| t["sap"] == "dy1:200.300" && t["state"] == "sapCreated")
+    });
+    let session = triggers[0]["acct_session_id"].as_str().unwrap().to_string();
+    // The Start reached FreeRADIUS's detail file, its Acct-Multi-Session-Id the trigger's.
+    let started = Instant::now();
+    while !radius.detail().contains("Acct-Status-Type = Start") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no Start in the detail file:\n{}\n{}",
+            radius.detail(),
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let detail = radius.detail();
+    assert!(
+        detail.contains(&format!("Acct-Multi-Session-Id = \"{session}\"")),
+        "{detail}"
+    );
+    assert!(detail.contains("NAS-Port-Id = \"dy1:200.300\""), "{detail}");
+
+    // An Access-Reject: counted, locked out, nothing created.
+    let services_before = daemon.json(&["show", "service"]).as_array().unwrap().len();
+    let _ = ping(rejected, "10.78.0.2");
+    let started = Instant::now();
+    loop {
+        let stats = daemon.capture_stats("dy1:*.*");
+        if drop_count(&stats, "Unsuccessful authentication") == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no reject counted: {stats}\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lockouts = daemon.json(&[
+        "show",
+        "subscriber-mgmt",
+        "host-lockout-policy",
+        "lock",
+        "all",
+    ]);
+    assert_eq!(lockouts[0]["trigger_sap"], "dy1:201.301", "{lockouts}");
+    assert_eq!(lockouts[0]["active"], true, "{lockouts}");
+    assert_eq!(
+        daemon.json(&["show", "service"]).as_array().unwrap().len(),
+        services_before
+    );
+
+    // Clearing the trigger stops the accounting with Admin-Reset.
+    daemon.ok(
+        &[
+            "clear",
+            "service",
+            "dynamic-services",
+            "data-trigger",
+            "sap",
+            "dy1:200.300",
+        ],
+        None,
+    );
+    let started = Instant::now();
+    while !radius.detail().contains("Acct-Status-Type = Stop") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no Stop in the detail file:\n{}",
+            radius.detail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let detail = radius.detail();
+    assert!(
+        detail.contains("Acct-Terminate-Cause = Admin-Reset"),
+        "{detail}"
+    );
+    assert!(detail.contains("Acct-Input-Packets"), "{detail}");
 }

@@ -17,8 +17,9 @@ use super::services::ServicesComponent;
 use brasa_dataplane::service::Punted;
 use brasa_dynsvc::auth::{self, RequestSeal, TriggerIdentity};
 use brasa_dynsvc::{
-    AuthFailure, Authentication, CaptureSapConfig, DynService, FrameVerdict, Teardown,
-    TriggerFrame, Triggers,
+    Accounting, AcctRecord, AcctSettings, AuthFailure, Authentication, CaptureSapConfig,
+    DynService, FrameVerdict, SapCounters, ServiceSession, Teardown, TerminateCause, TriggerFrame,
+    Triggers,
 };
 use brasa_radius::{Code, Dictionary};
 use brasa_script::{
@@ -51,6 +52,7 @@ pub struct ServiceRecord {
 /// The mutable state: the trigger machine, the services and the reference table.
 struct State {
     triggers: Triggers,
+    accounting: Accounting,
     records: HashMap<SapId, ServiceRecord>,
     references: Arc<BTreeMap<ReferenceKey, Referenced>>,
     /// Capture SAPs by their data-plane key, refreshed from the running configuration.
@@ -83,7 +85,7 @@ enum Work {
         services: Vec<DynService>,
     },
     /// Tear down the services a removed trigger owned.
-    Teardown(Teardown),
+    Teardown(Teardown, TerminateCause),
 }
 
 /// The running dynamic data services.
@@ -127,9 +129,9 @@ impl DynServices {
         all
     }
 
-    /// Queues the teardown of what a cleared trigger owned.
-    pub fn tear_down(&self, teardown: Teardown) {
-        let _ = self.work.send(Work::Teardown(teardown));
+    /// Queues the teardown of what a removed trigger owned.
+    pub fn tear_down(&self, teardown: Teardown, cause: TerminateCause) {
+        let _ = self.work.send(Work::Teardown(teardown, cause));
     }
 }
 
@@ -163,10 +165,12 @@ pub async fn start(
         triggers.set_lockout_policy(name, policy.clone());
     }
     let (work, queue) = mpsc::unbounded_channel();
+    let accounting = Accounting::new(config.nas.identifier.clone());
     let component = Arc::new(DynServices {
         config,
         state: Mutex::new(State {
             triggers,
+            accounting,
             records: HashMap::new(),
             references: Arc::default(),
             capture_keys: HashMap::new(),
@@ -342,9 +346,14 @@ impl DynServices {
             )
             .ok()
         };
-        let reply = radius::exchange(&pool, &pool.auth_servers, &build)
-            .await
-            .ok_or(AuthFailure::Timeout)?;
+        let reply = radius::exchange(
+            &pool,
+            &pool.auth_servers,
+            radius::MessageAuthenticator::First,
+            &build,
+        )
+        .await
+        .ok_or(AuthFailure::Timeout)?;
         match reply.code {
             Code::AccessAccept => {
                 auth::parse_access_accept(&reply, trigger, self.services.manager.port_map())
@@ -520,15 +529,20 @@ impl DynServices {
             state: kept,
             cli: report.cli.clone(),
         };
-        if let Err(err) = created {
-            // The trigger timed out (or was cleared) while the script ran: undo this service.
-            self.remove_service(&service.sap, record).await;
-            return Err(err.to_string());
-        }
+        let acct_session_id = match created {
+            Ok(id) => id,
+            Err(err) => {
+                // The trigger timed out (or was cleared) while the script ran: undo this service.
+                self.remove_service(&service.sap, record, TerminateCause::NasError)
+                    .await;
+                return Err(err.to_string());
+            }
+        };
         self.state().records.insert(service.sap.clone(), record);
         self.counters
             .services_created
             .fetch_add(1, Ordering::Relaxed);
+        self.start_accounting(policy, trigger, service, acct_session_id);
         let exists = self
             .services
             .manager
@@ -545,7 +559,8 @@ impl DynServices {
 
     /// Runs the teardown of a service and applies it; when the script or its CLI fails, the
     /// service holding the SAP is removed whole, so that nothing of it stays behind.
-    async fn remove_service(&self, sap: &SapId, record: ServiceRecord) {
+    async fn remove_service(&self, sap: &SapId, record: ServiceRecord, cause: TerminateCause) {
+        self.stop_accounting(sap, &record.policy, cause).await;
         let torn_down = match self.config.policies.get(&record.policy) {
             Some(policy) => {
                 let run = DynRun {
@@ -591,12 +606,142 @@ impl DynServices {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    async fn tear_down_services(&self, teardown: Teardown) {
+    async fn tear_down_services(&self, teardown: Teardown, cause: TerminateCause) {
         for (sap, _) in &teardown.services {
             let record = self.state().records.remove(sap);
             if let Some(record) = record {
-                self.remove_service(sap, record).await;
+                self.remove_service(sap, record, cause).await;
             }
+        }
+    }
+
+    /// Starts the accounting of a new service to its policy's destinations.
+    fn start_accounting(
+        &self,
+        policy: &PolicyResolved,
+        trigger: &SapId,
+        service: &DynService,
+        acct_session_id: String,
+    ) {
+        let settings = AcctSettings::resolve(
+            policy
+                .accounting
+                .each_ref()
+                .map(|d| d.as_ref().map_or(AcctSettings::OFF, |d| d.settings)),
+            service.accounting,
+        );
+        let records = {
+            let mut state = self.state();
+            let Some(multi_session_id) = state
+                .triggers
+                .trigger(trigger)
+                .map(|t| t.acct_session_id.clone())
+            else {
+                return;
+            };
+            state.accounting.start(
+                ServiceSession {
+                    sap: service.sap.clone(),
+                    acct_session_id,
+                    multi_session_id,
+                },
+                settings,
+                Instant::now(),
+            )
+        };
+        self.timer_changed.notify_one();
+        self.send_accounting(&policy.name, records);
+    }
+
+    /// Sends the Stop of a service that goes away, with its SAP's counters.
+    async fn stop_accounting(&self, sap: &SapId, policy: &str, cause: TerminateCause) {
+        if !self.state().accounting.is_running(sap) {
+            return;
+        }
+        let counters = self
+            .sap_counters(std::slice::from_ref(sap))
+            .await
+            .remove(sap)
+            .unwrap_or_default();
+        let records = self
+            .state()
+            .accounting
+            .stop(sap, counters, cause, Instant::now());
+        self.send_accounting(policy, records);
+    }
+
+    /// The data plane's counters of `saps`, as accounting reads them (input: from the
+    /// customer, received on the SAP).
+    async fn sap_counters(&self, saps: &[SapId]) -> HashMap<SapId, SapCounters> {
+        let manager = &self.services.manager;
+        let keys: Vec<(SapId, brasa_dataplane::sap::SapId)> = manager
+            .read(|_, compiler| {
+                let ports = |name: &str| manager.plane_port(name);
+                saps.iter()
+                    .filter_map(|sap| Some((sap.clone(), compiler.dataplane_sap(sap, &ports)?)))
+                    .collect()
+            })
+            .await;
+        self.services
+            .on_stage(move |stage, _| {
+                keys.into_iter()
+                    .filter_map(|(sap, key)| {
+                        let c = stage.sap_counters(&key)?;
+                        Some((
+                            sap,
+                            SapCounters {
+                                input_octets: c.rx_octets,
+                                output_octets: c.tx_octets,
+                                input_packets: c.rx_packets,
+                                output_packets: c.tx_packets,
+                            },
+                        ))
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Sends each record to its destination's accounting servers, in the background.
+    fn send_accounting(
+        &self,
+        policy: &str,
+        records: Result<Vec<AcctRecord>, brasa_dynsvc::acct::AcctError>,
+    ) {
+        let records = match records {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(%error, "no accounting record");
+                return;
+            }
+        };
+        let Some(policy) = self.config.policies.get(policy) else {
+            return;
+        };
+        for record in records {
+            let Some(destination) = policy.accounting.get(record.destination).cloned().flatten()
+            else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let build = |_: &brasa_aaa::UpstreamConfig, _: [u8; 16], id: u8| {
+                    let mut message = record.message.clone();
+                    message.identifier = id;
+                    Some(message)
+                };
+                let pool = &destination.pool;
+                let answered = radius::exchange(
+                    pool,
+                    &pool.acct_servers,
+                    radius::MessageAuthenticator::Keep,
+                    &build,
+                )
+                .await;
+                if answered.is_none() {
+                    tracing::warn!(sap = %record.sap, pool = %pool.name, "no accounting server answered");
+                }
+            });
         }
     }
 }
@@ -619,21 +764,35 @@ async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiv
                                 .or_else(|_| state.triggers.clear_trigger(&trigger, now))
                         };
                         if let Ok(teardown) = failed {
-                            dyn_services.tear_down_services(teardown).await;
+                            dyn_services
+                                .tear_down_services(teardown, TerminateCause::NasError)
+                                .await;
                         }
                         break;
                     }
                 }
             }
-            Work::Teardown(teardown) => dyn_services.tear_down_services(teardown).await,
+            Work::Teardown(teardown, cause) => {
+                dyn_services.tear_down_services(teardown, cause).await
+            }
         }
     }
 }
 
-/// Fails the triggers whose setup timeout passed and forgets expired lockouts.
+/// Fails the triggers whose setup timeout passed, forgets expired lockouts and sends the
+/// Interim-Updates that are due.
 async fn timer(dyn_services: Arc<DynServices>) {
     loop {
-        let next = dyn_services.state().triggers.poll_timeout();
+        let next = {
+            let state = dyn_services.state();
+            [
+                state.triggers.poll_timeout(),
+                state.accounting.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+        };
         let notified = dyn_services.timer_changed.notified();
         match next {
             Some(at) => {
@@ -647,10 +806,53 @@ async fn timer(dyn_services: Arc<DynServices>) {
                 continue;
             }
         }
-        let teardowns = dyn_services.state().triggers.handle_timeout(Instant::now());
+        let now = Instant::now();
+        let teardowns = dyn_services.state().triggers.handle_timeout(now);
         for teardown in teardowns {
             tracing::info!(trigger = %teardown.trigger, "data trigger setup timed out");
-            dyn_services.tear_down(teardown);
+            dyn_services.tear_down(teardown, TerminateCause::NasError);
+        }
+        let interim_due = dyn_services
+            .state()
+            .accounting
+            .poll_timeout()
+            .is_some_and(|at| at <= now);
+        if interim_due {
+            dyn_services.send_interims(now).await;
+        }
+    }
+}
+
+impl DynServices {
+    async fn send_interims(&self, now: Instant) {
+        let accounted: Vec<(SapId, String)> = self
+            .state()
+            .records
+            .iter()
+            .map(|(sap, record)| (sap.clone(), record.policy.clone()))
+            .collect();
+        let saps: Vec<SapId> = accounted.iter().map(|(sap, _)| sap.clone()).collect();
+        let counters = self.sap_counters(&saps).await;
+        let records = self
+            .state()
+            .accounting
+            .handle_timeout(now, |sap| counters.get(sap).copied().unwrap_or_default());
+        let records = match records {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(%error, "no Interim-Update");
+                return;
+            }
+        };
+        let policies: HashMap<SapId, String> = accounted.into_iter().collect();
+        let mut by_policy: HashMap<String, Vec<AcctRecord>> = HashMap::new();
+        for record in records {
+            if let Some(policy) = policies.get(&record.sap) {
+                by_policy.entry(policy.clone()).or_default().push(record);
+            }
+        }
+        for (policy, records) in by_policy {
+            self.send_accounting(&policy, Ok(records));
         }
     }
 }

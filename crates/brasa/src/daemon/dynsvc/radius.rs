@@ -2,7 +2,8 @@
 //! `[[radius.pool]]`'s servers in order, with the pool's timeout and retries per server, signed
 //! and verified by brasa-aaa's [`Exchange`] (the proxy's client side).
 
-use brasa_aaa::client::{Exchange, MessageAuthenticator, Retry, Timeout};
+pub use brasa_aaa::client::MessageAuthenticator;
+use brasa_aaa::client::{Exchange, Retry, Timeout};
 use brasa_aaa::{PoolConfig, UpstreamConfig};
 use brasa_radius::Message;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -19,10 +20,11 @@ pub type BuildRequest<'a> =
 pub async fn exchange(
     pool: &PoolConfig,
     servers: &[UpstreamConfig],
+    message_authenticator: MessageAuthenticator,
     build: &BuildRequest<'_>,
 ) -> Option<Message> {
     for server in servers {
-        match exchange_one(pool, server, build).await {
+        match exchange_one(pool, server, message_authenticator, build).await {
             Ok(reply) => return Some(reply),
             Err(reason) => {
                 tracing::warn!(server = %server.address, pool = %pool.name, %reason, "no answer; next server");
@@ -35,6 +37,7 @@ pub async fn exchange(
 async fn exchange_one(
     pool: &PoolConfig,
     server: &UpstreamConfig,
+    message_authenticator: MessageAuthenticator,
     build: &BuildRequest<'_>,
 ) -> Result<Message, String> {
     use rand::RngCore;
@@ -48,7 +51,7 @@ async fn exchange_one(
         request,
         Arc::from(server.secret.as_slice()),
         authenticator,
-        MessageAuthenticator::First,
+        message_authenticator,
         Retry {
             timeout: pool.timeout,
             attempts: pool.retries.saturating_add(1),

@@ -13,7 +13,7 @@ use brasa_testkit::vlan_shim::{host_pair, Access, VlanShim, TPID_8021AD, TPID_80
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::{start_freeradius, BRASA};
+use support::{radclient, reply_lines, start_freeradius, BRASA};
 
 /// A trunk: brasa's port `port` in the router namespace, a switch namespace with a VLAN shim,
 /// and hosts behind it (namespace tag, address, the tags their frames carry).
@@ -258,15 +258,27 @@ fn tcp_echo(server: &Netns, client: &Netns, addr: &str, port: u16, bytes: usize)
 const EPIPE_SCRIPT: &str = r#"
 from alc import dyn
 
+def describe(kept):
+    return """
+configure service
+    epipe %(service_id)s
+        description "%(description)s"
+    exit
+exit
+""" % kept
+
 def setup_epipe(params):
     params['service_id'] = dyn.select_free_id('service-id')
     params['sap'] = dyn.get_sap()
+    params.setdefault('description', 'dynamic ' + params['sap'])
     if params.get('fail'):
         raise ValueError('the parameters ask for a failure')
+    # One add_cli per run: brasa joins the calls of a run into one text, in which a second
+    # `configure` after the first block's last `exit` would not parse.
     dyn.add_cli("""
 configure service
     epipe %(service_id)s customer 1 create
-        description "dynamic %(sap)s"
+        description "%(description)s"
         sap %(sap)s create
         exit
         sap %(far)s create
@@ -276,6 +288,18 @@ configure service
 exit
 """ % params)
     return params
+
+def modify_epipe(kept, params):
+    kept['description'] = params['description']
+    cli = describe(kept)
+    if params.get('bad'):
+        cli = cli.replace('exit\nexit', 'frobnicate\n    exit\nexit')
+    dyn.add_cli(cli)
+    return kept
+
+def revert_epipe(kept, params):
+    # kept is what the service had before the failed modify.
+    dyn.add_cli(describe(kept))
 
 def teardown_epipe(kept):
     dyn.add_cli("""
@@ -289,8 +313,31 @@ configure service
 exit
 """ % kept)
 
-dyn.action({'epipe': (setup_epipe, None, None, teardown_epipe)})
+dyn.action({'epipe': (setup_epipe, modify_epipe, revert_epipe, teardown_epipe)})
 "#;
+
+/// Writes `dir/dictionary` with the Alc-Dyn-Serv-* attributes of brasa's Alcatel-Lucent
+/// dictionary, for FreeRADIUS and radclient run with `-d dir`: Debian's dictionary has the
+/// vendor without them (and the rest of brasa's would redefine Debian's values).
+fn dyn_serv_dictionary(dir: &Path) {
+    let brasa_dictionary = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../radius/dictionaries/dictionary.alcatel-lucent-sr"
+    ))
+    .unwrap();
+    let dyn_serv: Vec<&str> = brasa_dictionary
+        .lines()
+        .filter(|line| line.contains("Alc-Dyn-Serv-"))
+        .collect();
+    std::fs::write(
+        dir.join("dictionary"),
+        format!(
+            "BEGIN-VENDOR Alcatel-Lucent-Service-Router\n{}\nEND-VENDOR Alcatel-Lucent-Service-Router\n",
+            dyn_serv.join("\n")
+        ),
+    )
+    .unwrap();
+}
 
 /// The capture VPLS: every QinQ VLAN pair of `dy1` that no SAP has is a data trigger.
 const CAPTURE: &str = "configure service vpls 900 customer 1 create\n\
@@ -324,6 +371,10 @@ encap = "dot1q"
 
 [dynamic_services]
 setup_timeout = "10s"
+coa_listen = "127.0.0.1:3799"
+[[dynamic_services.coa_client]]
+address = "127.0.0.1"
+secret = "coasecret"
 [[dynamic_services.policy]]
 name = "dyn-epipe"
 script = "epipe.py"
@@ -579,26 +630,7 @@ fn netns_radius_trigger_gets_its_services_from_freeradius_and_accounts_the_start
     let dir = tempfile::tempdir().unwrap();
     let radius_dir = dir.path().join("freeradius");
     std::fs::create_dir_all(&radius_dir).unwrap();
-    // Debian's FreeRADIUS dictionary has the Alcatel-Lucent vendor without the Alc-Dyn-Serv-*
-    // attributes: they are added from brasa's dictionary (the rest of it would redefine
-    // Debian's values).
-    let brasa_dictionary = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../radius/dictionaries/dictionary.alcatel-lucent-sr"
-    ))
-    .unwrap();
-    let dyn_serv: Vec<&str> = brasa_dictionary
-        .lines()
-        .filter(|line| line.contains("Alc-Dyn-Serv-"))
-        .collect();
-    std::fs::write(
-        radius_dir.join("dictionary"),
-        format!(
-            "BEGIN-VENDOR Alcatel-Lucent-Service-Router\n{}\nEND-VENDOR Alcatel-Lucent-Service-Router\n",
-            dyn_serv.join("\n")
-        ),
-    )
-    .unwrap();
+    dyn_serv_dictionary(&radius_dir);
     let users = r##""dy1:200.300" Cleartext-Password := "dynpass"
 	Alc-Dyn-Serv-SAP-Id:1 = "#:#.#",
 	Alc-Dyn-Serv-Script-Params:1 = "epipe={'far': 'dy2:300'}",
@@ -732,4 +764,170 @@ accounting = [{ radius_pool = "aaa", stats_type = "volume-time" }]"#;
         "{detail}"
     );
     assert!(detail.contains("Acct-Input-Packets"), "{detail}");
+}
+
+/// radclient in the router namespace: `kind` (`coa` or `disconnect`) to brasa's CoA listener;
+/// returns what it received (`CoA-ACK`, `Disconnect-NAK`, …) and the reply's attributes.
+fn coa(router: &Netns, dictionary: &Path, kind: &str, attributes: &str) -> (String, Vec<String>) {
+    let dictionary = dictionary.to_str().unwrap().to_string();
+    let kind = kind.to_string();
+    let input = format!("{attributes}\nMessage-Authenticator = 0x00\n");
+    let output = router.enter(move || {
+        radclient(
+            "127.0.0.1:3799".parse().unwrap(),
+            &kind,
+            "coasecret",
+            &input,
+            &["-d", &dictionary],
+        )
+    });
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let received = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Received "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| {
+            panic!(
+                "no answer: {stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+        .to_string();
+    (received, reply_lines(&output))
+}
+
+#[test]
+fn netns_coa_adds_modifies_reverts_and_a_disconnect_removes_everything() {
+    let router = Netns::new("dyr");
+    let customers = trunk(
+        &router,
+        "dy1",
+        vec![(
+            "dyc",
+            "10.77.0.1/24",
+            vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
+        )],
+    );
+    let _far = trunk(
+        &router,
+        "dy2",
+        vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
+    );
+    let customer = &customers.hosts[0];
+    let dir = tempfile::tempdir().unwrap();
+    dyn_serv_dictionary(dir.path());
+    let users = r##"[[dynamic_services.local_auth_db]]
+name = "db"
+[[dynamic_services.local_auth_db.user]]
+name = "dy1:200.300"
+[[dynamic_services.local_auth_db.user.index]]
+index = 1
+sap_id = "#:#.#"
+script_parameters = ["epipe={'far': 'dy2:300'}"]
+"##;
+    let daemon = Daemon::start(
+        &router,
+        dir.path(),
+        &config(dir.path(), r#"{ local_auth_db = "db" }"#, users),
+    );
+    daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    let triggers = daemon.triggers_until("the trigger is sapCreated", |t| {
+        t.iter().any(|t| t["state"] == "sapCreated")
+    });
+    let session = triggers[0]["acct_session_id"].as_str().unwrap().to_string();
+
+    // A CoA with the trigger's Acct-Session-Id adds a second service.
+    let (answer, _) = coa(
+        &router,
+        dir.path(),
+        "coa",
+        &format!(
+            "Acct-Session-Id = \"{session}\"\n\
+             Alc-Dyn-Serv-SAP-Id:1 = \"dy1:200.301\"\n\
+             Alc-Dyn-Serv-Script-Params:1 = \"epipe={{'far': 'dy2:301'}}\"\n\
+             Alc-Dyn-Serv-Script-Action:1 = setup\n\
+             Alc-Dyn-Serv-Policy:1 = \"dyn-epipe\""
+        ),
+    );
+    assert_eq!(answer, "CoA-ACK", "{}", daemon.log_text());
+    let second = daemon.json(&["show", "service", "5001"]);
+    assert_eq!(second["saps"].as_array().unwrap().len(), 2, "{second}");
+    let triggers = daemon.json(&["show", "service", "dynamic-services", "data-triggers"]);
+    assert_eq!(
+        triggers[0]["services"],
+        serde_json::json!(["dy1:200.300", "dy1:200.301"])
+    );
+
+    // A modify changes it; a modify whose CLI is refused runs the revert and is NAKed.
+    let modify = |description: &str, bad: bool| {
+        coa(
+            &router,
+            dir.path(),
+            "coa",
+            &format!(
+                "Acct-Session-Id = \"{session}\"\n\
+                 Alc-Dyn-Serv-SAP-Id:1 = \"dy1:200.301\"\n\
+                 Alc-Dyn-Serv-Script-Params:1 = \"epipe={{'far': 'dy2:301', 'description': '{description}', 'bad': {}}}\"\n\
+                 Alc-Dyn-Serv-Script-Action:1 = modify",
+                if bad { "True" } else { "False" }
+            ),
+        )
+    };
+    let (answer, _) = modify("changed", false);
+    assert_eq!(answer, "CoA-ACK", "{}", daemon.log_text());
+    assert_eq!(
+        daemon.json(&["show", "service", "5001"])["description"],
+        "changed"
+    );
+    let (answer, attributes) = modify("refused", true);
+    assert_eq!(answer, "CoA-NAK", "{}", daemon.log_text());
+    assert!(
+        attributes
+            .iter()
+            .any(|a| a == "Error-Cause = Resources-Unavailable"),
+        "{attributes:?}"
+    );
+    assert_eq!(
+        daemon.json(&["show", "service", "5001"])["description"],
+        "changed",
+        "the revert keeps the service as it was"
+    );
+
+    // A key that names nothing is refused with Session-Context-Not-Found.
+    let (answer, attributes) = coa(
+        &router,
+        dir.path(),
+        "disconnect",
+        "Acct-Session-Id = \"no-such-session\"",
+    );
+    assert_eq!(answer, "Disconnect-NAK");
+    assert!(
+        attributes
+            .iter()
+            .any(|a| a == "Error-Cause = Session-Context-Not-Found"),
+        "{attributes:?}"
+    );
+
+    // A Disconnect with the trigger's NAS-Port-Id removes the trigger and both services.
+    let (answer, _) = coa(
+        &router,
+        dir.path(),
+        "disconnect",
+        "NAS-Port-Id = \"dy1:200.300\"",
+    );
+    assert_eq!(answer, "Disconnect-ACK", "{}", daemon.log_text());
+    assert_eq!(
+        daemon.json(&["show", "service", "dynamic-services", "data-triggers"]),
+        serde_json::json!([])
+    );
+    for id in ["5000", "5001"] {
+        assert!(
+            !daemon
+                .brasa(&["show", "service", id], None)
+                .status
+                .success(),
+            "service {id} stays after the Disconnect"
+        );
+    }
 }

@@ -13,7 +13,7 @@ use brasa_services::{PortMap, SapId};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,6 +45,11 @@ pub struct DynamicServicesSection {
     /// Longest one script run may take.
     #[serde(default = "default_script_time_limit")]
     pub script_time_limit: ConfigDuration,
+    /// Where CoA and Disconnect requests for the dynamic services arrive (brasa is the NAS).
+    pub coa_listen: Option<SocketAddr>,
+    /// The AAA servers allowed to send them.
+    #[serde(default, rename = "coa_client")]
+    pub coa_clients: Vec<CoaClientSection>,
     /// `dynamic-services-policy NAME`.
     #[serde(default, rename = "policy")]
     pub policies: Vec<PolicySection>,
@@ -76,6 +81,19 @@ fn default_nas_identifier() -> String {
 }
 fn default_script_time_limit() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(2))
+}
+
+/// `[[dynamic_services.coa_client]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoaClientSection {
+    /// Its address.
+    pub address: IpAddr,
+    /// The shared secret.
+    pub secret: String,
+    /// Drop its requests that carry no Message-Authenticator.
+    #[serde(default)]
+    pub require_message_authenticator: bool,
 }
 
 /// `[[dynamic_services.policy]]`
@@ -254,6 +272,10 @@ pub struct DynamicServicesResolved {
     pub nas: brasa_dynsvc::NasIdentity,
     /// Longest one script run may take.
     pub script_time_limit: Duration,
+    /// The CoA and Disconnect listener.
+    pub coa_listen: Option<SocketAddr>,
+    /// Who may send CoA and Disconnect requests.
+    pub coa_clients: Vec<super::coa::CoaClient>,
 }
 
 fn stats_type(text: &str) -> Option<StatsType> {
@@ -583,5 +605,15 @@ pub fn resolve(
             identifier: section.nas_identifier,
         },
         script_time_limit: section.script_time_limit.0,
+        coa_listen: section.coa_listen,
+        coa_clients: section
+            .coa_clients
+            .into_iter()
+            .map(|c| super::coa::CoaClient {
+                address: c.address,
+                secret: c.secret.into_bytes(),
+                require_message_authenticator: c.require_message_authenticator,
+            })
+            .collect(),
     })
 }

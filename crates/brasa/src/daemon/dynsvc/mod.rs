@@ -9,6 +9,7 @@
 //! that the punt path, the authentications, the timer and the management API take briefly.
 
 pub mod api;
+pub mod coa;
 pub mod config;
 mod radius;
 mod scripts;
@@ -76,6 +77,26 @@ pub struct ShellCounters {
     pub services_removed: AtomicU64,
     /// Services removed without their teardown script (it failed, or its CLI was refused).
     pub forced_removals: AtomicU64,
+    /// CoA and Disconnect requests dropped (unknown client, bad authenticator, malformed).
+    pub coa_dropped: AtomicU64,
+}
+
+/// Why a script run and its apply did not happen; nothing of the run is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunFailure {
+    /// The script failed, or could not run with these inputs.
+    Script(String),
+    /// The script succeeded but the service manager refused its CLI, or the CLI did not create
+    /// the service's SAP.
+    Apply(String),
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunFailure::Script(reason) | RunFailure::Apply(reason) => f.write_str(reason),
+        }
+    }
 }
 
 enum Work {
@@ -86,6 +107,12 @@ enum Work {
     },
     /// Tear down the services a removed trigger owned.
     Teardown(Teardown, TerminateCause),
+    /// Decide, run and answer a verified CoA or Disconnect-Request.
+    Coa {
+        kind: brasa_dynsvc::RequestKind,
+        request: brasa_radius::Message,
+        reply: tokio::sync::oneshot::Sender<brasa_radius::Message>,
+    },
 }
 
 /// The running dynamic data services.
@@ -133,6 +160,12 @@ impl DynServices {
     pub fn tear_down(&self, teardown: Teardown, cause: TerminateCause) {
         let _ = self.work.send(Work::Teardown(teardown, cause));
     }
+}
+
+/// The script parameters of a service.
+fn script_params(service: &DynService) -> Result<ScriptParams, RunFailure> {
+    ScriptParams::parse(service.script_params.as_deref().unwrap_or_default())
+        .map_err(|err| RunFailure::Script(err.to_string()))
 }
 
 /// Starts the scripts' thread, the runner and the timer, and takes the punted frames of the
@@ -184,6 +217,14 @@ pub async fn start(
     });
     let (punts, punted) = mpsc::unbounded_channel();
     services.set_punt_sink(punts);
+    if let Some(listen) = component.config.coa_listen {
+        coa::start(
+            component.clone(),
+            listen,
+            component.config.coa_clients.clone(),
+        )
+        .await?;
+    }
     tokio::spawn(punt_loop(component.clone(), punted));
     tokio::spawn(runner(component.clone(), queue));
     tokio::spawn(timer(component.clone()));
@@ -432,19 +473,25 @@ impl DynServices {
         &self,
         policy: &PolicyResolved,
         run: DynRun,
-    ) -> Result<DynReport, String> {
+    ) -> Result<DynReport, (RunFailure, Option<DynReport>)> {
         let resources = self.resources(policy).await;
-        let report = self.scripts.run(&policy.name, run, resources).await?;
+        let report = self
+            .scripts
+            .run(&policy.name, run, resources)
+            .await
+            .map_err(|reason| (RunFailure::Script(reason), None))?;
         if let brasa_script::Outcome::Failed(failure) = &report.run.outcome {
             self.counters
                 .script_failures
                 .fetch_add(1, Ordering::Relaxed);
-            return Err(format!("script {}: {}", policy.name, failure.message));
+            let reason = format!("script {}: {}", policy.name, failure.message);
+            return Err((RunFailure::Script(reason), Some(report)));
         }
         if !report.cli.trim().is_empty() {
             if let Err(err) = self.services.manager.apply_text(&report.cli, false).await {
                 self.counters.apply_failures.fetch_add(1, Ordering::Relaxed);
-                return Err(format!("the script's CLI was refused: {err}"));
+                let reason = format!("the script's CLI was refused: {err}");
+                return Err((RunFailure::Apply(reason), Some(report)));
             }
         }
         self.commit_references(&report.references);
@@ -487,7 +534,7 @@ impl DynServices {
 
     /// Sets up one service of an Accepted trigger: its script, its CLI, then the trigger
     /// machine is told. `Err` fails the trigger.
-    async fn set_up(&self, trigger: &SapId, service: &DynService) -> Result<(), String> {
+    async fn set_up(&self, trigger: &SapId, service: &DynService) -> Result<(), RunFailure> {
         let policy_name = match &service.policy {
             Some(name) => name.clone(),
             None => self
@@ -495,15 +542,12 @@ impl DynServices {
                 .triggers
                 .trigger(trigger)
                 .map(|t| t.policy.clone())
-                .ok_or_else(|| format!("data trigger {trigger} is gone"))?,
+                .ok_or_else(|| RunFailure::Script(format!("data trigger {trigger} is gone")))?,
         };
-        let policy = self
-            .config
-            .policies
-            .get(&policy_name)
-            .ok_or_else(|| format!("no dynamic-services policy {policy_name:?}"))?;
-        let params = ScriptParams::parse(service.script_params.as_deref().unwrap_or_default())
-            .map_err(|err| err.to_string())?;
+        let policy = self.config.policies.get(&policy_name).ok_or_else(|| {
+            RunFailure::Script(format!("no dynamic-services policy {policy_name:?}"))
+        })?;
+        let params = script_params(service)?;
         let run = DynRun {
             action: DynAction::Setup,
             params: Some(params),
@@ -514,9 +558,9 @@ impl DynServices {
             remote_id: None,
             policy: policy.name.clone(),
         };
-        let report = self.run_and_apply(policy, run).await?;
+        let report = self.run_and_apply(policy, run).await.map_err(|(f, _)| f)?;
         let Some(kept) = report.state.clone() else {
-            return Err("the setup run kept no state".into());
+            return Err(RunFailure::Script("the setup run kept no state".into()));
         };
         let created = self
             .state()
@@ -533,9 +577,10 @@ impl DynServices {
             Ok(id) => id,
             Err(err) => {
                 // The trigger timed out (or was cleared) while the script ran: undo this service.
-                self.remove_service(&service.sap, record, TerminateCause::NasError)
+                let _ = self
+                    .remove_service(&service.sap, record, TerminateCause::NasError, true)
                     .await;
-                return Err(err.to_string());
+                return Err(RunFailure::Apply(err.to_string()));
             }
         };
         self.state().records.insert(service.sap.clone(), record);
@@ -549,18 +594,29 @@ impl DynServices {
             .read(|config, _| config.sap(&service.sap).is_some())
             .await;
         if !exists {
-            return Err(format!(
+            return Err(RunFailure::Apply(format!(
                 "the script of policy {} did not create SAP {}",
                 policy.name, service.sap
-            ));
+            )));
         }
         Ok(())
     }
 
-    /// Runs the teardown of a service and applies it; when the script or its CLI fails, the
-    /// service holding the SAP is removed whole, so that nothing of it stays behind.
-    async fn remove_service(&self, sap: &SapId, record: ServiceRecord, cause: TerminateCause) {
-        self.stop_accounting(sap, &record.policy, cause).await;
+    /// Runs the teardown of a service and applies it, then stops its accounting. When the
+    /// script or its CLI fails: with `force` the service holding the SAP is removed whole, so
+    /// that nothing of it stays behind; without, the service stays as it was (a refused CoA).
+    async fn remove_service(
+        &self,
+        sap: &SapId,
+        record: ServiceRecord,
+        cause: TerminateCause,
+        force: bool,
+    ) -> Result<(), RunFailure> {
+        let counters = self
+            .sap_counters(std::slice::from_ref(sap))
+            .await
+            .remove(sap)
+            .unwrap_or_default();
         let torn_down = match self.config.policies.get(&record.policy) {
             Some(policy) => {
                 let run = DynRun {
@@ -573,10 +629,23 @@ impl DynServices {
                     remote_id: None,
                     policy: policy.name.clone(),
                 };
-                self.run_and_apply(policy, run).await
+                self.run_and_apply(policy, run)
+                    .await
+                    .map(|_| ())
+                    .map_err(|(f, _)| f)
             }
-            None => Err(format!("no dynamic-services policy {:?}", record.policy)),
+            None => Err(RunFailure::Script(format!(
+                "no dynamic-services policy {:?}",
+                record.policy
+            ))),
         };
+        if let Err(reason) = &torn_down {
+            tracing::warn!(%sap, %reason, "dynamic service teardown failed");
+            if !force {
+                self.state().records.insert(sap.clone(), record);
+                return torn_down;
+            }
+        }
         let still_there = self
             .services
             .manager
@@ -587,9 +656,6 @@ impl DynServices {
                     .and_then(|(id, _)| super::services::removal_text(config, id))
             })
             .await;
-        if let Err(reason) = &torn_down {
-            tracing::warn!(%sap, %reason, "dynamic service teardown failed");
-        }
         if let Some(text) = still_there {
             if torn_down.is_ok() {
                 tracing::warn!(%sap, "the teardown script left the SAP; removing its service");
@@ -601,16 +667,18 @@ impl DynServices {
                 tracing::error!(%sap, %error, "could not remove a dynamic service");
             }
         }
+        self.stop_accounting(sap, &record.policy, counters, cause);
         self.counters
             .services_removed
             .fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn tear_down_services(&self, teardown: Teardown, cause: TerminateCause) {
         for (sap, _) in &teardown.services {
             let record = self.state().records.remove(sap);
             if let Some(record) = record {
-                self.remove_service(sap, record, cause).await;
+                let _ = self.remove_service(sap, record, cause, true).await;
             }
         }
     }
@@ -653,20 +721,21 @@ impl DynServices {
         self.send_accounting(&policy.name, records);
     }
 
-    /// Sends the Stop of a service that goes away, with its SAP's counters.
-    async fn stop_accounting(&self, sap: &SapId, policy: &str, cause: TerminateCause) {
-        if !self.state().accounting.is_running(sap) {
-            return;
-        }
-        let counters = self
-            .sap_counters(std::slice::from_ref(sap))
-            .await
-            .remove(sap)
-            .unwrap_or_default();
-        let records = self
-            .state()
-            .accounting
-            .stop(sap, counters, cause, Instant::now());
+    /// Sends the Stop of a service that went away, with its SAP's last counters.
+    fn stop_accounting(
+        &self,
+        sap: &SapId,
+        policy: &str,
+        counters: SapCounters,
+        cause: TerminateCause,
+    ) {
+        let records = {
+            let mut state = self.state();
+            if !state.accounting.is_running(sap) {
+                return;
+            }
+            state.accounting.stop(sap, counters, cause, Instant::now())
+        };
         self.send_accounting(policy, records);
     }
 
@@ -774,6 +843,14 @@ async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiv
             }
             Work::Teardown(teardown, cause) => {
                 dyn_services.tear_down_services(teardown, cause).await
+            }
+            Work::Coa {
+                kind,
+                request,
+                reply,
+            } => {
+                let answer = dyn_services.answer_coa(kind, &request).await;
+                let _ = reply.send(answer);
             }
         }
     }

@@ -931,3 +931,64 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
         );
     }
 }
+
+#[test]
+fn netns_kill_9_and_restart_remove_the_dynamic_services_and_triggers_come_back() {
+    let router = Netns::new("dyr");
+    let customers = trunk(
+        &router,
+        "dy1",
+        vec![(
+            "dyc",
+            "10.77.0.1/24",
+            vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
+        )],
+    );
+    let _far = trunk(
+        &router,
+        "dy2",
+        vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
+    );
+    let customer = &customers.hosts[0];
+    let dir = tempfile::tempdir().unwrap();
+    let users = r##"[[dynamic_services.local_auth_db]]
+name = "db"
+[[dynamic_services.local_auth_db.user]]
+name = "dy1:200.300"
+[[dynamic_services.local_auth_db.user.index]]
+index = 1
+sap_id = "#:#.#"
+script_parameters = ["epipe={'far': 'dy2:300'}"]
+"##;
+    let config = config(dir.path(), r#"{ local_auth_db = "db" }"#, users);
+    let daemon = Daemon::start(&router, dir.path(), &config);
+    daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    daemon.triggers_until("the trigger is sapCreated", |t| {
+        t.iter().any(|t| t["state"] == "sapCreated")
+    });
+    assert_eq!(daemon.json(&["show", "service", "5000"])["kind"], "epipe");
+    // SIGKILL: no teardown runs.
+    drop(daemon);
+
+    // The restart replays the capture VPLS but removes the Epipe of the forgotten trigger.
+    let daemon = Daemon::start(&router, dir.path(), &config);
+    assert!(
+        !daemon
+            .brasa(&["show", "service", "5000"], None)
+            .status
+            .success(),
+        "the dynamic Epipe survived the restart without its trigger\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(daemon.json(&["show", "service", "900"])["kind"], "vpls");
+    assert_eq!(
+        daemon.json(&["show", "service", "dynamic-services", "data-triggers"]),
+        serde_json::json!([])
+    );
+    // The customer's next frames make the trigger and its service again.
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    daemon.triggers_until("a new trigger after the restart", |t| {
+        t.iter().any(|t| t["state"] == "sapCreated")
+    });
+}

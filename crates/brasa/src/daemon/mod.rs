@@ -119,9 +119,15 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         None => None,
     };
     let dynsvc = match (resolved.dynamic_services, &services) {
-        (Some(config), Some(services)) => {
-            Some(dynsvc::start(config, services.clone(), dictionary_for_dynsvc).await?)
-        }
+        (Some(config), Some(services)) => Some(
+            dynsvc::start(
+                config,
+                services.clone(),
+                dictionary_for_dynsvc,
+                &resolved.data_dir,
+            )
+            .await?,
+        ),
         _ => None,
     };
     let access = Arc::new(Access::new(resolved.api.access.clone()));

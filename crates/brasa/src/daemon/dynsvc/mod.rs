@@ -11,6 +11,7 @@
 pub mod api;
 pub mod coa;
 pub mod config;
+mod ledger;
 mod radius;
 mod scripts;
 
@@ -53,6 +54,7 @@ pub struct ServiceRecord {
 /// The mutable state: the trigger machine, the services and the reference table.
 struct State {
     triggers: Triggers,
+    ledger: ledger::Ledger,
     accounting: Accounting,
     records: HashMap<SapId, ServiceRecord>,
     references: Arc<BTreeMap<ReferenceKey, Referenced>>,
@@ -174,7 +176,12 @@ pub async fn start(
     config: DynamicServicesResolved,
     services: Arc<ServicesComponent>,
     dictionary: Arc<Dictionary>,
+    data_dir: &std::path::Path,
 ) -> anyhow::Result<Arc<DynServices>> {
+    let dir = data_dir.join("dynsvc");
+    let (ledger, left) = ledger::Ledger::open(&dir)
+        .map_err(|err| anyhow::anyhow!("cannot open {}: {err}", dir.display()))?;
+    remove_left_services(&services, left).await;
     let scripts = config
         .policies
         .values()
@@ -203,6 +210,7 @@ pub async fn start(
         config,
         state: Mutex::new(State {
             triggers,
+            ledger,
             accounting,
             records: HashMap::new(),
             references: Arc::default(),
@@ -229,6 +237,46 @@ pub async fn start(
     tokio::spawn(runner(component.clone(), queue));
     tokio::spawn(timer(component.clone()));
     Ok(component)
+}
+
+/// Removes the services of the dynamic SAPs an earlier run left (it was killed): their
+/// triggers are gone with it, so they would have nobody to tear them down.
+async fn remove_left_services(
+    services: &ServicesComponent,
+    left: std::collections::BTreeSet<String>,
+) {
+    if left.is_empty() {
+        return;
+    }
+    let port_map = services.manager.port_map();
+    let saps: Vec<SapId> = left
+        .iter()
+        .filter_map(|text| SapId::parse_mapped(text, port_map).ok())
+        .collect();
+    let texts: Vec<(u32, String)> = services
+        .manager
+        .read(|config, _| {
+            let ids: std::collections::BTreeSet<u32> = config
+                .services()
+                .filter(|(id, _)| config.service_saps(*id).any(|(sap, _)| saps.contains(sap)))
+                .map(|(id, _)| id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| Some((id, super::services::removal_text(config, id)?)))
+                .collect()
+        })
+        .await;
+    for (id, text) in texts {
+        match services.manager.apply_text(&text, false).await {
+            Ok(_) => tracing::info!(
+                service = id,
+                "removed a dynamic service an earlier run left"
+            ),
+            Err(error) => {
+                tracing::error!(service = id, %error, "cannot remove a dynamic service an earlier run left")
+            }
+        }
+    }
 }
 
 /// Refreshes the capture SAPs from the running service configuration: their data-plane keys
@@ -558,7 +606,19 @@ impl DynServices {
             remote_id: None,
             policy: policy.name.clone(),
         };
-        let report = self.run_and_apply(policy, run).await.map_err(|(f, _)| f)?;
+        self.state().ledger.created(&service.sap);
+        let report = match self.run_and_apply(policy, run).await {
+            Ok(report) => report,
+            Err((failure, _)) => {
+                // Nothing of the run was applied.
+                let mut state = self.state();
+                let State {
+                    ledger, records, ..
+                } = &mut *state;
+                ledger.removed(&service.sap, records.keys());
+                return Err(failure);
+            }
+        };
         let Some(kept) = report.state.clone() else {
             return Err(RunFailure::Script("the setup run kept no state".into()));
         };
@@ -668,6 +728,13 @@ impl DynServices {
             }
         }
         self.stop_accounting(sap, &record.policy, counters, cause);
+        {
+            let mut state = self.state();
+            let State {
+                ledger, records, ..
+            } = &mut *state;
+            ledger.removed(sap, records.keys());
+        }
         self.counters
             .services_removed
             .fetch_add(1, Ordering::Relaxed);

@@ -180,6 +180,26 @@ impl Daemon {
         }
     }
 
+    /// Waits until `condition` holds; fails with `what` and the daemon's log after 30 s.
+    fn eventually(&self, what: &str, mut condition: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !condition() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "timed out waiting for: {what}\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the capture SAP `dy1:*.*` counts `count` drops for `label`.
+    fn drops_reach(&self, label: &str, count: u64) {
+        self.eventually(&format!("{count} drops for {label:?}"), || {
+            drop_count(&self.capture_stats("dy1:*.*"), label) == count
+        });
+    }
+
     fn capture_stats(&self, sap: &str) -> serde_json::Value {
         self.json(&[
             "show",
@@ -273,6 +293,9 @@ def setup_epipe(params):
     params.setdefault('description', 'dynamic ' + params['sap'])
     if params.get('fail'):
         raise ValueError('the parameters ask for a failure')
+    if params.get('slow'):
+        import time
+        time.sleep(params['slow'])
     # One add_cli per run: brasa joins the calls of a run into one text, in which a second
     # `configure` after the first block's last `exit` would not parse.
     dyn.add_cli("""
@@ -370,7 +393,8 @@ name = "dy2"
 encap = "dot1q"
 
 [dynamic_services]
-setup_timeout = "10s"
+setup_timeout = "3s"
+script_time_limit = "6s"
 coa_listen = "127.0.0.1:3799"
 [[dynamic_services.coa_client]]
 address = "127.0.0.1"
@@ -411,9 +435,18 @@ fn netns_local_auth_trigger_sets_up_an_epipe_that_forwards_and_failures_leave_no
                 "10.78.0.1/24",
                 vec![(TPID_8021AD, 201), (TPID_8021Q, 301)],
             ),
+            (
+                "dys",
+                "10.79.0.1/24",
+                vec![(TPID_8021AD, 202), (TPID_8021Q, 302)],
+            ),
         ],
     );
-    let (customer, failing) = (&customers.hosts[0], &customers.hosts[1]);
+    let (customer, failing, slow) = (
+        &customers.hosts[0],
+        &customers.hosts[1],
+        &customers.hosts[2],
+    );
     let far_trunk = trunk(
         &router,
         "dy2",
@@ -435,6 +468,12 @@ name = "dy1:201.301"
 index = 1
 sap_id = "dy1:201.301"
 script_parameters = ["epipe={'far': 'dy2:301', ", "'fail': True}"]
+[[dynamic_services.local_auth_db.user]]
+name = "dy1:202.302"
+[[dynamic_services.local_auth_db.user.index]]
+index = 1
+sap_id = "dy1:202.302"
+script_parameters = ["epipe={'far': 'dy2:302', 'slow': 4}"]
 "##;
     let daemon = Daemon::start(
         &router,
@@ -491,18 +530,12 @@ script_parameters = ["epipe={'far': 'dy2:301', ", "'fail': True}"]
         ],
         None,
     );
-    let started = Instant::now();
-    while daemon
-        .brasa(&["--json", "show", "service", "5000"], None)
-        .status
-        .success()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the Epipe stays"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon.eventually("the Epipe goes", || {
+        !daemon
+            .brasa(&["show", "service", "5000"], None)
+            .status
+            .success()
+    });
     ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
     daemon.triggers_until("a new trigger after the clear", |t| {
         t.iter()
@@ -513,19 +546,7 @@ script_parameters = ["epipe={'far': 'dy2:301', ", "'fail': True}"]
     // trigger SAP is locked out, and no service is left behind.
     let services_before = daemon.json(&["show", "service"]).as_array().unwrap().len();
     let _ = ping(failing, "10.78.0.2");
-    let started = Instant::now();
-    loop {
-        let stats = daemon.capture_stats("dy1:*.*");
-        if drop_count(&stats, "Corresponding dynamic SAP is not created") == 1 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no script failure counted: {stats}\n{}",
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon.drops_reach("Corresponding dynamic SAP is not created", 1);
     let lockouts = daemon.json(&[
         "show",
         "subscriber-mgmt",
@@ -596,6 +617,26 @@ script_parameters = ["epipe={'far': 'dy2:301', ", "'fail': True}"]
         "all",
     ]);
     assert_eq!(lockouts, serde_json::json!([]));
+
+    // A script slower than the setup timeout: the trigger fails when the timeout passes
+    // (counted, locked out), and the service its script applies afterwards is removed.
+    let _ = ping(slow, "10.79.0.2");
+    daemon.drops_reach("Corresponding dynamic SAP is not created", 2);
+    daemon.eventually("the late service removed", || {
+        daemon
+            .log_text()
+            .contains("the script's service came after its trigger failed")
+            && daemon.json(&["show", "service"]).as_array().unwrap().len() == services_before
+    });
+    let lockouts = daemon.json(&[
+        "show",
+        "subscriber-mgmt",
+        "host-lockout-policy",
+        "lock",
+        "all",
+    ]);
+    assert_eq!(lockouts[0]["trigger_sap"], "dy1:202.302", "{lockouts}");
+    assert_eq!(lockouts[0]["active"], true, "{lockouts}");
 }
 
 #[test]
@@ -615,6 +656,11 @@ fn netns_radius_trigger_gets_its_services_from_freeradius_and_accounts_the_start
                 "10.78.0.1/24",
                 vec![(TPID_8021AD, 201), (TPID_8021Q, 301)],
             ),
+            (
+                "dyn",
+                "10.80.0.1/24",
+                vec![(TPID_8021AD, 203), (TPID_8021Q, 303)],
+            ),
         ],
     );
     let far_trunk = trunk(
@@ -622,9 +668,10 @@ fn netns_radius_trigger_gets_its_services_from_freeradius_and_accounts_the_start
         "dy2",
         vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
     );
-    let (customer, rejected, far) = (
+    let (customer, rejected, elsewhere, far) = (
         &customers.hosts[0],
         &customers.hosts[1],
+        &customers.hosts[2],
         &far_trunk.hosts[0],
     );
     let dir = tempfile::tempdir().unwrap();
@@ -638,6 +685,11 @@ fn netns_radius_trigger_gets_its_services_from_freeradius_and_accounts_the_start
 	Alc-Dyn-Serv-Policy:1 = "dyn-epipe"
 
 "dy1:201.301" Auth-Type := Reject
+
+"dy1:203.303" Cleartext-Password := "dynpass"
+	Alc-Dyn-Serv-SAP-Id:1 = "dy1:203.999",
+	Alc-Dyn-Serv-Script-Params:1 = "epipe={'far': 'dy2:303'}",
+	Alc-Dyn-Serv-Script-Action:1 = setup
 "##;
     let radius = router.enter({
         let radius_dir = radius_dir.clone();
@@ -690,16 +742,9 @@ accounting = [{ radius_pool = "aaa", stats_type = "volume-time" }]"#;
     });
     let session = triggers[0]["acct_session_id"].as_str().unwrap().to_string();
     // The Start reached FreeRADIUS's detail file, its Acct-Multi-Session-Id the trigger's.
-    let started = Instant::now();
-    while !radius.detail().contains("Acct-Status-Type = Start") {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no Start in the detail file:\n{}\n{}",
-            radius.detail(),
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon.eventually("Acct-Status-Type = Start in the detail file", || {
+        radius.detail().contains("Acct-Status-Type = Start")
+    });
     let detail = radius.detail();
     assert!(
         detail.contains(&format!("Acct-Multi-Session-Id = \"{session}\"")),
@@ -710,19 +755,7 @@ accounting = [{ radius_pool = "aaa", stats_type = "volume-time" }]"#;
     // An Access-Reject: counted, locked out, nothing created.
     let services_before = daemon.json(&["show", "service"]).as_array().unwrap().len();
     let _ = ping(rejected, "10.78.0.2");
-    let started = Instant::now();
-    loop {
-        let stats = daemon.capture_stats("dy1:*.*");
-        if drop_count(&stats, "Unsuccessful authentication") == 1 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no reject counted: {stats}\n{}",
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon.drops_reach("Unsuccessful authentication", 1);
     let lockouts = daemon.json(&[
         "show",
         "subscriber-mgmt",
@@ -732,6 +765,14 @@ accounting = [{ radius_pool = "aaa", stats_type = "volume-time" }]"#;
     ]);
     assert_eq!(lockouts[0]["trigger_sap"], "dy1:201.301", "{lockouts}");
     assert_eq!(lockouts[0]["active"], true, "{lockouts}");
+    assert_eq!(
+        daemon.json(&["show", "service"]).as_array().unwrap().len(),
+        services_before
+    );
+
+    // An Access-Accept whose services do not include the trigger's SAP.
+    let _ = ping(elsewhere, "10.80.0.2");
+    daemon.drops_reach("No data-trigger SAP-id in authentication", 1);
     assert_eq!(
         daemon.json(&["show", "service"]).as_array().unwrap().len(),
         services_before
@@ -749,15 +790,9 @@ accounting = [{ radius_pool = "aaa", stats_type = "volume-time" }]"#;
         ],
         None,
     );
-    let started = Instant::now();
-    while !radius.detail().contains("Acct-Status-Type = Stop") {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no Stop in the detail file:\n{}",
-            radius.detail()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon.eventually("Acct-Status-Type = Stop in the detail file", || {
+        radius.detail().contains("Acct-Status-Type = Stop")
+    });
     let detail = radius.detail();
     assert!(
         detail.contains("Acct-Terminate-Cause = Admin-Reset"),

@@ -637,6 +637,7 @@ impl DynServices {
             Ok(id) => id,
             Err(err) => {
                 // The trigger timed out (or was cleared) while the script ran: undo this service.
+                tracing::info!(%trigger, sap = %service.sap, "the script's service came after its trigger failed; removing it");
                 let _ = self
                     .remove_service(&service.sap, record, TerminateCause::NasError, true)
                     .await;

@@ -68,7 +68,8 @@ pub enum SubscriberMgmt {
 /// `brasa tools dump service dynamic-services command-list`.
 #[derive(clap::Subcommand, Debug)]
 pub enum DumpDynamicServices {
-    /// Every dynamic service with its trigger, policy, function key and kept dictionary.
+    /// Every dynamic service with its trigger, policy, function key, kept dictionary and the
+    /// CLI its script applied.
     CommandList,
 }
 
@@ -261,30 +262,16 @@ pub fn dump(global: &GlobalArgs, command: DumpDynamicServices) -> anyhow::Result
     if global.json {
         return print_json(&list);
     }
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|c| {
-            vec![
-                c.sap.clone(),
-                c.trigger.clone(),
-                c.policy.clone(),
-                c.function_key.clone(),
-                c.dictionary.clone(),
-            ]
-        })
-        .collect();
-    print!(
-        "{}",
-        table(
-            &[
-                "SAP",
-                "Data trigger",
-                "Policy",
-                "Function key",
-                "Dictionary"
-            ],
-            &rows
-        )
-    );
+    for c in &list {
+        println!(
+            "SAP {}  (data trigger {}, policy {}, function key {})",
+            c.sap, c.trigger, c.policy, c.function_key
+        );
+        println!("  kept: {}", c.dictionary);
+        for line in c.cli.lines().filter(|line| !line.trim().is_empty()) {
+            println!("  {line}");
+        }
+    }
+    println!("Number of dynamic services : {}", list.len());
     Ok(())
 }

@@ -254,7 +254,7 @@ pub struct CommandView {
     pub function_key: String,
     /// The dictionary the script keeps for it.
     pub dictionary: String,
-    /// The service CLI its setup applied.
+    /// The service CLI its setup (and each modify) applied.
     pub cli: String,
 }
 
@@ -361,6 +361,11 @@ pub fn write_metrics(services: &DynServices, w: &mut PromWriter) {
             "brasa_dynsvc_forced_removals_total",
             "Dynamic services removed without their teardown script (it failed).",
             &counters.forced_removals,
+        ),
+        (
+            "brasa_dynsvc_coa_dropped_total",
+            "CoA and Disconnect requests dropped (unknown client, bad authenticator, malformed).",
+            &counters.coa_dropped,
         ),
         (
             "brasa_dynsvc_unknown_capture_total",

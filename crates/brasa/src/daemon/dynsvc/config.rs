@@ -352,15 +352,22 @@ pub fn resolve(
             .ok_or_else(|| {
                 source.error_at(
                     name.span(),
-                    format!(
-                        "no [[radius.pool]] named {:?}; expected one of: {}",
-                        name.get_ref(),
-                        pools
-                            .iter()
-                            .map(|p| p.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    if pools.is_empty() {
+                        format!(
+                            "no [[radius.pool]] named {:?}: this config has no [[radius.pool]]",
+                            name.get_ref()
+                        )
+                    } else {
+                        format!(
+                            "no [[radius.pool]] named {:?}; expected one of: {}",
+                            name.get_ref(),
+                            pools
+                                .iter()
+                                .map(|p| p.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    },
                 )
             })
     };
@@ -616,4 +623,122 @@ pub fn resolve(
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct File {
+        dynamic_services: DynamicServicesSection,
+    }
+
+    /// Resolves `text` with a script file next to it and no RADIUS pools; the error as shown.
+    fn resolve_text(text: &str) -> Result<DynamicServicesResolved, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("epipe.py"), "from alc import dyn\n").unwrap();
+        let source = Source::from_text("brasa.toml", text);
+        let file: File = source.parse().map_err(|err| err.to_string())?;
+        resolve(
+            &source,
+            dir.path(),
+            file.dynamic_services,
+            &[],
+            &PortMap::default(),
+        )
+        .map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn a_policy_with_a_local_auth_db_and_a_lockout_resolves() {
+        let resolved = resolve_text(
+            r##"[dynamic_services]
+setup_timeout = "5s"
+[[dynamic_services.policy]]
+name = "p"
+script = "epipe.py"
+service_range = [10, 20]
+authentication = { local_auth_db = "db" }
+[[dynamic_services.capture_sap]]
+sap = "eth1:*.*"
+host_lockout_policy = "lock"
+[[dynamic_services.host_lockout_policy]]
+name = "lock"
+lockout_time_min = "1s"
+[[dynamic_services.local_auth_db]]
+name = "db"
+[[dynamic_services.local_auth_db.user]]
+name = "eth1:1.2"
+[[dynamic_services.local_auth_db.user.index]]
+index = 1
+sap_id = "#:#.#"
+script_parameters = ["k={", "}"]
+"##,
+        )
+        .unwrap();
+        assert_eq!(resolved.triggers.setup_timeout, Duration::from_secs(5));
+        let policy = &resolved.policies["p"];
+        assert_eq!(policy.service_range, Some(10..=20));
+        assert_eq!(
+            policy.authentication,
+            Some(Authentication::Local { db: "db".into() })
+        );
+        assert_eq!(
+            resolved.lockout_policies["lock"].lockout_time_min,
+            Duration::from_secs(1)
+        );
+        let capture = SapId::parse("eth1:*.*").unwrap();
+        assert_eq!(resolved.capture_lockout[&capture], "lock");
+        let entry = resolved.local_auth_dbs["db"].get("eth1:1.2").unwrap();
+        assert_eq!(entry.indexes[&1].script_parameters[1], "}");
+    }
+
+    #[test]
+    fn errors_name_the_line_and_column_and_what_was_expected() {
+        let policy = |extra: &str| {
+            format!(
+                "[dynamic_services]\n[[dynamic_services.policy]]\nname = \"p\"\nscript = \"epipe.py\"\n{extra}\n"
+            )
+        };
+        let cases = [
+            (
+                policy("authentication = { radius_pool = \"aaa\" }"),
+                "brasa.toml:5:34: no [[radius.pool]] named \"aaa\": this config has no",
+            ),
+            (
+                policy("authentication = { radius_pool = \"aaa\", local_auth_db = \"db\" }"),
+                "brasa.toml:5:18: expected exactly one of `radius_pool` or `local_auth_db`",
+            ),
+            (
+                policy("service_range = [20, 10]"),
+                "brasa.toml:5:17: expected [START, END] with 1 <= START <= END",
+            ),
+            (
+                policy("authentication = { local_auth_db = \"nope\" }"),
+                "brasa.toml:5:36: no local_auth_db named \"nope\"",
+            ),
+            (
+                "[dynamic_services]\n[[dynamic_services.policy]]\nname = \"p\"\nscript = \"missing.py\"\n"
+                    .to_string(),
+                "brasa.toml:4:10: no script file",
+            ),
+            (
+                "[dynamic_services]\n[[dynamic_services.capture_sap]]\nsap = \"eth1:5\"\n"
+                    .to_string(),
+                "brasa.toml:3:7: a capture SAP has a wildcard tag",
+            ),
+            (
+                "[dynamic_services]\nrate_limit = 0\n".to_string(),
+                "brasa.toml:2:14: expected a number above 0",
+            ),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .map(|(text, expected)| (resolve_text(text).unwrap_err(), expected))
+            .filter(|(error, expected)| !error.starts_with(*expected))
+            .map(|(error, expected)| format!("{error}\n  expected {expected}"))
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
 }

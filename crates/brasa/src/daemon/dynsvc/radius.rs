@@ -95,3 +95,100 @@ async fn exchange_one(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brasa_aaa::LoadBalance;
+    use brasa_radius::Code;
+    use std::time::Duration;
+
+    fn pool(servers: Vec<UpstreamConfig>) -> PoolConfig {
+        PoolConfig {
+            name: "aaa".into(),
+            auth_servers: servers,
+            acct_servers: Vec::new(),
+            load_balance: LoadBalance::Failover,
+            timeout: Duration::from_millis(100),
+            retries: 1,
+            dead_after_timeouts: 3,
+            status_check_interval: Duration::from_secs(10),
+            revive_after: Duration::from_secs(60),
+        }
+    }
+
+    fn server(address: SocketAddr) -> UpstreamConfig {
+        UpstreamConfig {
+            name: address.to_string(),
+            address,
+            secret: b"secret".to_vec(),
+        }
+    }
+
+    /// A server that counts what it receives and answers every request with an Access-Accept
+    /// signed with `secret`, or never answers.
+    async fn server_socket(answer: bool) -> (SocketAddr, tokio::task::JoinHandle<usize>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut received = 0;
+            let mut buffer = [0u8; 4096];
+            while let Ok(Ok((len, from))) =
+                tokio::time::timeout(Duration::from_millis(600), socket.recv_from(&mut buffer))
+                    .await
+            {
+                received += 1;
+                if answer {
+                    let request = Message::decode(&buffer[..len]).unwrap();
+                    let mut reply = Message::new(Code::AccessAccept, request.identifier);
+                    let bytes =
+                        brasa_aaa::engine::finalize_response(&mut reply, &request, b"secret", true)
+                            .unwrap();
+                    socket.send_to(&bytes, from).await.unwrap();
+                }
+            }
+            received
+        });
+        (address, task)
+    }
+
+    fn request(_: &UpstreamConfig, authenticator: [u8; 16], id: u8) -> Option<Message> {
+        let mut message = Message::new(Code::AccessRequest, id);
+        message.authenticator = authenticator;
+        message.add(1, "eth1:1.2").ok()?;
+        Some(message)
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_is_retried_then_the_next_one_answers() {
+        let (silent, silent_task) = server_socket(false).await;
+        let (live, live_task) = server_socket(true).await;
+        let pool = pool(vec![server(silent), server(live)]);
+        let reply = exchange(
+            &pool,
+            &pool.auth_servers,
+            MessageAuthenticator::First,
+            &request,
+        )
+        .await
+        .expect("the second server answers");
+        assert_eq!(reply.code, Code::AccessAccept);
+        assert_eq!(silent_task.await.unwrap(), 2, "one try and one retry");
+        assert_eq!(live_task.await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn no_answer_from_any_server_is_none() {
+        let (silent, task) = server_socket(false).await;
+        let pool = pool(vec![server(silent)]);
+        let reply = exchange(
+            &pool,
+            &pool.auth_servers,
+            MessageAuthenticator::First,
+            &request,
+        )
+        .await;
+        assert!(reply.is_none());
+        assert_eq!(task.await.unwrap(), 2);
+    }
+}

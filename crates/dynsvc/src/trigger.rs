@@ -392,6 +392,17 @@ impl Triggers {
         self.capture_saps.get(capture_sap).map(|c| &c.stats)
     }
 
+    /// Every capture SAP with its statistics, in SAP order.
+    pub fn capture_saps(&self) -> impl Iterator<Item = (&SapId, &CaptureSapStats)> {
+        let mut all: Vec<_> = self
+            .capture_saps
+            .iter()
+            .map(|(sap, capture)| (sap, &capture.stats))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all.into_iter()
+    }
+
     /// `clear … capture-sap SAP statistics`.
     pub fn clear_stats(&mut self, capture_sap: &SapId) -> Result<(), TriggerError> {
         let capture = self

@@ -97,8 +97,10 @@ pub(super) fn copy_proxy_states(request: &Message, reply: &mut Message) {
 }
 
 /// Encodes a response: Message-Authenticator (if wanted or already present) over the request's
-/// authenticator, then the Response Authenticator (RFC 2865 §3, RFC 3579 §3.2).
-pub(super) fn finalize_response(
+/// authenticator, then the Response Authenticator (RFC 2865 §3, RFC 3579 §3.2). `None` when
+/// the reply cannot be encoded. Shared with the shells that answer requests themselves (the
+/// dynamic data services' CoA listener).
+pub fn finalize_response(
     reply: &mut Message,
     request: &Message,
     secret: &[u8],

@@ -3,6 +3,7 @@
 pub mod cafe;
 pub mod curling;
 pub mod dataplane;
+pub mod dynsvc;
 pub mod passwd;
 pub mod radius;
 pub mod rae;

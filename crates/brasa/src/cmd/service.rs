@@ -51,6 +51,9 @@ enum ShowServiceWhat {
         /// The VPLS's service id.
         id: u32,
     },
+    /// Data triggers and capture SAP statistics of the dynamic data services.
+    #[command(subcommand)]
+    DynamicServices(crate::cmd::dynsvc::ShowDynamicServices),
 }
 
 /// `brasa show filter KIND ID`.
@@ -62,11 +65,11 @@ pub struct ShowFilterArgs {
     id: u32,
 }
 
-/// `brasa clear service ID statistics`.
+/// `brasa clear service ID statistics`, `brasa clear service dynamic-services …`.
 #[derive(clap::Args, Debug)]
 pub struct ClearServiceArgs {
-    /// Service id.
-    id: u32,
+    /// Service id (with `statistics`).
+    id: Option<u32>,
     #[command(subcommand)]
     what: ClearServiceWhat,
 }
@@ -75,6 +78,9 @@ pub struct ClearServiceArgs {
 enum ClearServiceWhat {
     /// Zero the service's and its SAPs' counters.
     Statistics,
+    /// Data triggers and capture SAP statistics of the dynamic data services.
+    #[command(subcommand)]
+    DynamicServices(crate::cmd::dynsvc::ClearDynamicServices),
 }
 
 fn client(global: &GlobalArgs) -> Client {
@@ -144,6 +150,9 @@ fn print_summary(global: &GlobalArgs, summary: &ApplySummary) -> anyhow::Result<
 pub async fn show(global: &GlobalArgs, args: ShowServiceArgs) -> anyhow::Result<()> {
     let client = client(global);
     tokio::task::block_in_place(|| match args.what {
+        Some(ShowServiceWhat::DynamicServices(command)) => {
+            crate::cmd::dynsvc::show(global, command)
+        }
         Some(ShowServiceWhat::Fdb { id }) => {
             let entries: Vec<FdbView> = client.get(&format!("/api/v1/services/{id}/fdb"))?;
             if global.json {
@@ -298,15 +307,30 @@ pub async fn show_filter(global: &GlobalArgs, args: ShowFilterArgs) -> anyhow::R
 
 pub async fn clear(global: &GlobalArgs, args: ClearServiceArgs) -> anyhow::Result<()> {
     let client = client(global);
-    let ClearServiceWhat::Statistics = args.what;
+    let id = match (args.what, args.id) {
+        (ClearServiceWhat::DynamicServices(command), None) => {
+            return tokio::task::block_in_place(|| crate::cmd::dynsvc::clear(global, command))
+        }
+        (ClearServiceWhat::DynamicServices(_), Some(id)) => {
+            anyhow::bail!(
+                "`clear service {id} dynamic-services`: dynamic-services takes no service id"
+            )
+        }
+        (ClearServiceWhat::Statistics, None) => {
+            anyhow::bail!(
+                "`clear service statistics` needs the service id: clear service ID statistics"
+            )
+        }
+        (ClearServiceWhat::Statistics, Some(id)) => id,
+    };
     let _: serde_json::Value = tokio::task::block_in_place(|| {
         client.post(
-            &format!("/api/v1/services/{}/clear-statistics", args.id),
+            &format!("/api/v1/services/{id}/clear-statistics"),
             &serde_json::json!({}),
         )
     })?;
     if !global.json {
-        println!("cleared the statistics of service {}", args.id);
+        println!("cleared the statistics of service {id}");
     }
     Ok(())
 }

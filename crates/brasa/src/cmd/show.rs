@@ -25,6 +25,9 @@ pub enum ShowCommand {
     Service(crate::cmd::service::ShowServiceArgs),
     /// A filter's entries with their hit counters (`brasa show filter ip|ipv6|mac ID`).
     Filter(crate::cmd::service::ShowFilterArgs),
+    /// Host lockout contexts of the dynamic data services.
+    #[command(subcommand)]
+    SubscriberMgmt(crate::cmd::dynsvc::SubscriberMgmt),
 }
 
 /// `brasa show python …`
@@ -61,6 +64,9 @@ pub async fn run(global: &GlobalArgs, command: ShowCommand) -> anyhow::Result<()
     match command {
         ShowCommand::Service(args) => crate::cmd::service::show(global, args).await,
         ShowCommand::Filter(args) => crate::cmd::service::show_filter(global, args).await,
+        ShowCommand::SubscriberMgmt(command) => tokio::task::block_in_place(|| {
+            crate::cmd::dynsvc::show_subscriber_mgmt(global, command)
+        }),
         ShowCommand::Dataplane(ShowDataplane::Statistics) => {
             crate::cmd::cafe::run(global, crate::cmd::cafe::CafeCommand::Stats).await
         }

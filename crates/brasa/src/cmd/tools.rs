@@ -33,6 +33,17 @@ pub enum DumpCommand {
     /// Python state.
     #[command(subcommand)]
     Python(DumpPython),
+    /// Service state (`tools dump service dynamic-services command-list`).
+    #[command(subcommand)]
+    Service(DumpService),
+}
+
+/// `brasa tools dump service …`
+#[derive(clap::Subcommand, Debug)]
+pub enum DumpService {
+    /// The dynamic data services.
+    #[command(subcommand)]
+    DynamicServices(crate::cmd::dynsvc::DumpDynamicServices),
 }
 
 /// `brasa tools dump python …`
@@ -149,8 +160,12 @@ pub enum ClearCommand {
     /// Python state.
     #[command(subcommand)]
     Python(ClearPython),
-    /// Service counters (`brasa clear service ID statistics`).
+    /// Service counters (`brasa clear service ID statistics`), data triggers and capture SAP
+    /// statistics (`brasa clear service dynamic-services …`).
     Service(crate::cmd::service::ClearServiceArgs),
+    /// Host lockout contexts of the dynamic data services.
+    #[command(subcommand)]
+    SubscriberMgmt(crate::cmd::dynsvc::SubscriberMgmt),
 }
 
 /// `brasa clear python …`
@@ -185,6 +200,9 @@ fn policy_path(name: &str, rest: &str) -> String {
 pub async fn run_tools(global: &GlobalArgs, command: ToolsCommand) -> anyhow::Result<()> {
     let client = Client::new(global.api_url(DEFAULT_API));
     tokio::task::block_in_place(|| match command {
+        ToolsCommand::Dump(DumpCommand::Service(DumpService::DynamicServices(command))) => {
+            crate::cmd::dynsvc::dump(global, command)
+        }
         ToolsCommand::Dump(DumpCommand::Python(DumpPython::PythonPolicy {
             name,
             what: PolicyPart::Cache,
@@ -233,6 +251,11 @@ pub async fn run_clear(global: &GlobalArgs, command: ClearCommand) -> anyhow::Re
     let client = Client::new(global.api_url(DEFAULT_API));
     let (name, key) = match command {
         ClearCommand::Service(args) => return crate::cmd::service::clear(global, args).await,
+        ClearCommand::SubscriberMgmt(command) => {
+            return tokio::task::block_in_place(|| {
+                crate::cmd::dynsvc::clear_subscriber_mgmt(global, command)
+            })
+        }
         ClearCommand::Python(ClearPython::PythonPolicy {
             name,
             what: ClearPolicy::Cache { key },

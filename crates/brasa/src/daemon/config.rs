@@ -43,6 +43,8 @@ pub struct DaemonFile {
     pub filter: Option<brasa_services::toml::FilterSection>,
     /// QoS policies (`[[qos.sap_ingress]]`, `[[qos.sap_egress]]`).
     pub qos: Option<brasa_services::toml::QosSection>,
+    /// Dynamic data services: policies, local-auth-dbs, host-lockout-policies.
+    pub dynamic_services: Option<super::dynsvc::config::DynamicServicesSection>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -287,6 +289,8 @@ pub struct Resolved {
     pub python: Option<super::python::ResolvedPython>,
     /// The service data plane, if `[dataplane]` is configured.
     pub services: Option<super::services::ServicesResolved>,
+    /// The dynamic data services, if `[dynamic_services]` is configured.
+    pub dynamic_services: Option<super::dynsvc::config::DynamicServicesResolved>,
 }
 
 /// Reads and validates a config file (or the embedded defaults when `path` is `None`).
@@ -331,6 +335,28 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
     };
     let services =
         super::services::resolve(&source, file.dataplane, file.service, file.filter, file.qos)?;
+    let dynamic_services = match (file.dynamic_services, &services) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(source.error_at_path(
+                "dynamic_services",
+                "dynamic data services need the service data plane: a [dataplane] section with access ports",
+            ))
+        }
+        (Some(section), Some(services)) => {
+            let pools = radius
+                .as_ref()
+                .map(|(engine, _)| engine.pools.as_slice())
+                .unwrap_or_default();
+            Some(super::dynsvc::config::resolve(
+                &source,
+                &base,
+                section,
+                pools,
+                &services.port_map,
+            )?)
+        }
+    };
     Ok(Resolved {
         api,
         data_dir: file.data_dir,
@@ -338,6 +364,7 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
         subscriber_manager,
         python,
         services,
+        dynamic_services,
     })
 }
 

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod curling;
 pub mod dataplane;
+pub mod dynsvc;
 pub mod python;
 pub mod python_api;
 pub mod radius_api;
@@ -60,6 +61,7 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         .as_ref()
         .map(|(_, dictionary)| dictionary.clone())
         .unwrap_or_else(|| Arc::new(brasa_radius::Dictionary::builtin()));
+    let dictionary_for_dynsvc = dictionary.clone();
     let (caches, redis, python) = match resolved.python {
         Some(python) => {
             let caches = Arc::new(
@@ -116,9 +118,22 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         Some(services) => Some(services::start(services, &resolved.data_dir).await?),
         None => None,
     };
+    let dynsvc = match (resolved.dynamic_services, &services) {
+        (Some(config), Some(services)) => Some(
+            dynsvc::start(
+                config,
+                services.clone(),
+                dictionary_for_dynsvc,
+                &resolved.data_dir,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     let access = Arc::new(Access::new(resolved.api.access.clone()));
     let state = ApiState {
         services: services.clone(),
+        dynsvc,
         radius,
         rejects,
         sm: sm.clone(),
@@ -139,6 +154,7 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         .nest("/api/v1/sm", sm_api::routes())
         .nest("/api/v1/python", python_api::routes())
         .nest("/api/v1/services", services::routes())
+        .nest("/api/v1/dynsvc", dynsvc::api::routes())
         .with_state(state.clone())
         .merge(console::router(shell, run_console_pages(&state), state));
     let router = match &services {
@@ -171,6 +187,8 @@ pub struct ApiState {
     pub access: Arc<Access>,
     /// The service data plane.
     pub services: Option<Arc<services::ServicesComponent>>,
+    /// The dynamic data services.
+    pub dynsvc: Option<Arc<dynsvc::DynServices>>,
 }
 
 /// The console of `brasa run`: the overview, and a page per component it runs.
@@ -230,6 +248,9 @@ async fn metrics(
     }
     if let Some(services) = &state.services {
         services::write_metrics(services, &mut writer).await;
+    }
+    if let Some(dynsvc) = &state.dynsvc {
+        dynsvc::api::write_metrics(dynsvc, &mut writer);
     }
     state.access.write_metrics(&mut writer);
     mgmt::metrics_response(writer.finish())

@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use brasa_dataplane::control;
 use brasa_dataplane::io::worker::{self, Handle, StageFactory};
 use brasa_dataplane::pipeline::{PortId, Shared};
-use brasa_dataplane::service::{ServiceStage, ServiceStageConfig, ServiceTables};
+use brasa_dataplane::service::{Punted, ServiceStage, ServiceStageConfig, ServiceTables};
 use brasa_services::model::{AdminState, FilterKind, ServiceBody};
 use brasa_services::toml::{FilterSection, QosSection, ServiceSection, ServicesToml};
 use brasa_services::{Change, Encapsulation, Environment, Origin, PortMap, PortName, Ports};
@@ -184,6 +184,8 @@ pub struct ServicesComponent {
     stage: Shared<ServiceStage>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     punted: Arc<AtomicU64>,
+    /// Where capture-SAP frames go once the dynamic data services run.
+    punt_sink: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Vec<Punted>>>,
 }
 
 impl ServicesComponent {
@@ -202,6 +204,11 @@ impl ServicesComponent {
             .map_err(|err| ApiError::internal(err.to_string()))?;
         rx.await
             .map_err(|_| ApiError::internal("the data plane worker stopped"))
+    }
+
+    /// Hands every later capture-SAP frame to `sink` (the dynamic data services); set once.
+    pub fn set_punt_sink(&self, sink: tokio::sync::mpsc::UnboundedSender<Vec<Punted>>) {
+        let _ = self.punt_sink.set(sink);
     }
 
     /// The data plane's workers.
@@ -296,18 +303,33 @@ pub async fn start(
         stage,
         thread: Mutex::new(Some(thread)),
         punted: Arc::default(),
+        punt_sink: std::sync::OnceLock::new(),
     });
-    // Capture-SAP frames wait for the dynamic services component; until it exists they are
-    // counted and released, so the bounded queue never blocks new triggers.
+    // Capture-SAP frames go to the dynamic data services; without them they are counted and
+    // released, so the bounded queue never blocks new triggers.
     let drain = component.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
         loop {
             tick.tick().await;
-            let drained = drain.on_stage(|stage, _| stage.drain_punts(|_| {})).await;
+            let keep = drain.punt_sink.get().is_some();
+            let drained = drain
+                .on_stage(move |stage, _| {
+                    let mut frames = Vec::new();
+                    let count = stage.drain_punts(|punted| {
+                        if keep {
+                            frames.push(punted.clone());
+                        }
+                    });
+                    (count, frames)
+                })
+                .await;
             match drained {
-                Ok(count) => {
+                Ok((count, frames)) => {
                     drain.punted.fetch_add(count as u64, Ordering::Relaxed);
+                    if let (Some(sink), false) = (drain.punt_sink.get(), frames.is_empty()) {
+                        let _ = sink.send(frames);
+                    }
                 }
                 Err(_) => return,
             }
@@ -609,7 +631,7 @@ async fn one(
 }
 
 /// The text that removes service `id` and everything under it.
-fn removal_text(config: &brasa_services::ServiceConfig, id: u32) -> Option<String> {
+pub(super) fn removal_text(config: &brasa_services::ServiceConfig, id: u32) -> Option<String> {
     let service = config.service(id)?;
     let kind = service.kind();
     let mut text = format!("configure service\n{kind} {id}\nshutdown\n");
@@ -925,7 +947,7 @@ pub async fn write_metrics(services: &ServicesComponent, w: &mut PromWriter) {
     }
     w.family(
         "brasa_capture_punted_total",
-        "Capture-SAP frames taken from the data plane (released until dynamic services run).",
+        "Capture-SAP frames taken from the data plane (to the dynamic data services when they run).",
         Kind::Counter,
     )
     .sample(

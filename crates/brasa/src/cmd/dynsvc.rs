@@ -1,0 +1,277 @@
+//! The dynamic data services' operator commands (Nokia SR OS dynamic data services):
+//! `show service dynamic-services …`, `clear service dynamic-services …`,
+//! `show|clear subscriber-mgmt host-lockout-policy …`, `tools dump service dynamic-services
+//! command-list`.
+
+use crate::common::api::{encode_component, Client};
+use crate::common::output::{print_json, table};
+use crate::common::GlobalArgs;
+use crate::daemon::dynsvc::api::{CaptureStatsView, CommandView, LockoutView, TriggerView};
+
+/// `… service dynamic-services …` of `brasa show`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ShowDynamicServices {
+    /// Every data trigger: SAP, capture SAP, MAC, IP, state, Acct-Session-Id, services.
+    DataTriggers,
+    /// A capture SAP's data trigger statistics (`capture-sap SAP statistics`).
+    CaptureSap {
+        /// The capture SAP (`eth1:*.*`).
+        sap: String,
+        #[command(subcommand)]
+        what: CaptureSapWhat,
+    },
+}
+
+/// What of a capture SAP.
+#[derive(clap::Subcommand, Debug)]
+pub enum CaptureSapWhat {
+    /// CPM Ingress, Forwarding Engine Stats Dropped and the drop reasons.
+    Statistics,
+}
+
+/// `… service dynamic-services …` of `brasa clear`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ClearDynamicServices {
+    /// Remove a data trigger with every dynamic service it owns (`data-trigger sap SAP`).
+    DataTrigger {
+        /// `sap`.
+        #[arg(value_parser = ["sap"])]
+        keyword: String,
+        /// The data trigger SAP.
+        sap: String,
+    },
+    /// Zero a capture SAP's data trigger statistics (`capture-sap SAP statistics`).
+    CaptureSap {
+        /// The capture SAP.
+        sap: String,
+        #[command(subcommand)]
+        what: CaptureSapWhat,
+    },
+}
+
+/// `brasa show|clear subscriber-mgmt …`
+#[derive(clap::Subcommand, Debug)]
+pub enum SubscriberMgmt {
+    /// A host-lockout-policy's contexts (`host-lockout-policy NAME all [sap SAP]`).
+    HostLockoutPolicy {
+        /// The policy.
+        name: String,
+        /// `all`.
+        #[arg(value_parser = ["all"])]
+        all: String,
+        /// `sap`, then the capture SAP, to show only its contexts.
+        #[arg(num_args = 2, value_names = ["sap", "SAP"])]
+        sap: Option<Vec<String>>,
+    },
+}
+
+/// `brasa tools dump service dynamic-services command-list`.
+#[derive(clap::Subcommand, Debug)]
+pub enum DumpDynamicServices {
+    /// Every dynamic service with its trigger, policy, function key, kept dictionary and the
+    /// CLI its script applied.
+    CommandList,
+}
+
+fn client(global: &GlobalArgs) -> Client {
+    Client::new(global.api_url(crate::cmd::show::DEFAULT_API))
+}
+
+fn sap_query(sap: &str) -> String {
+    format!("?sap={}", encode_component(sap))
+}
+
+fn lockout_sap(sap: Option<Vec<String>>) -> anyhow::Result<String> {
+    match sap.as_deref() {
+        None => Ok(String::new()),
+        Some([keyword, sap]) if keyword == "sap" => Ok(sap_query(sap)),
+        Some(_) => anyhow::bail!("expected `sap SAP`"),
+    }
+}
+
+/// `brasa show service dynamic-services …`
+pub fn show(global: &GlobalArgs, command: ShowDynamicServices) -> anyhow::Result<()> {
+    let client = client(global);
+    match command {
+        ShowDynamicServices::DataTriggers => {
+            let triggers: Vec<TriggerView> = client.get("/api/v1/dynsvc/data-triggers")?;
+            if global.json {
+                return print_json(&triggers);
+            }
+            let rows: Vec<Vec<String>> = triggers
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.sap.clone(),
+                        t.capture_sap.clone(),
+                        t.mac.clone(),
+                        t.ip.clone().unwrap_or_else(|| "N/A".into()),
+                        t.state.clone(),
+                        t.acct_session_id.clone(),
+                        t.services.len().to_string(),
+                    ]
+                })
+                .collect();
+            println!("Data triggers");
+            print!(
+                "{}",
+                table(
+                    &[
+                        "Data Trigger SAP",
+                        "Capture SAP",
+                        "MAC",
+                        "IP",
+                        "State",
+                        "Acct-Session-Id",
+                        "Services"
+                    ],
+                    &rows
+                )
+            );
+            println!("Number of data-triggers : {}", triggers.len());
+            Ok(())
+        }
+        ShowDynamicServices::CaptureSap {
+            sap,
+            what: CaptureSapWhat::Statistics,
+        } => {
+            let stats: CaptureStatsView = client.get(&format!(
+                "/api/v1/dynsvc/capture-sap/statistics{}",
+                sap_query(&sap)
+            ))?;
+            if global.json {
+                return print_json(&stats);
+            }
+            println!("Data trigger statistics, capture SAP {}", stats.sap);
+            println!(
+                "CPM Ingress                     : {} packets, {} octets",
+                stats.cpm_ingress[0], stats.cpm_ingress[1]
+            );
+            println!(
+                "Forwarding Engine Stats Dropped : {} packets, {} octets",
+                stats.forwarding_engine_dropped[0], stats.forwarding_engine_dropped[1]
+            );
+            println!("Data packets received by SAP    : {}", stats.received);
+            println!("Dropped:");
+            for (label, count) in &stats.dropped {
+                println!("  {label:<42}: {count}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `brasa clear service dynamic-services …`
+pub fn clear(global: &GlobalArgs, command: ClearDynamicServices) -> anyhow::Result<()> {
+    let client = client(global);
+    let (path, done) = match command {
+        ClearDynamicServices::DataTrigger { sap, .. } => (
+            format!("/api/v1/dynsvc/data-triggers/clear{}", sap_query(&sap)),
+            format!("cleared data trigger {sap}"),
+        ),
+        ClearDynamicServices::CaptureSap {
+            sap,
+            what: CaptureSapWhat::Statistics,
+        } => (
+            format!(
+                "/api/v1/dynsvc/capture-sap/clear-statistics{}",
+                sap_query(&sap)
+            ),
+            format!("cleared the data trigger statistics of {sap}"),
+        ),
+    };
+    let answer: serde_json::Value = client.post(&path, &serde_json::json!({}))?;
+    if global.json {
+        return print_json(&answer);
+    }
+    println!("{done}");
+    Ok(())
+}
+
+/// `brasa show subscriber-mgmt …`
+pub fn show_subscriber_mgmt(global: &GlobalArgs, command: SubscriberMgmt) -> anyhow::Result<()> {
+    let SubscriberMgmt::HostLockoutPolicy { name, sap, .. } = command;
+    let rows: Vec<LockoutView> = client(global).get(&format!(
+        "/api/v1/dynsvc/host-lockout-policy/{}{}",
+        encode_component(&name),
+        lockout_sap(sap)?
+    ))?;
+    if global.json {
+        return print_json(&rows);
+    }
+    println!("Host lockout policy {name}");
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.trigger_sap.clone(),
+                r.capture_sap.clone(),
+                if r.active { "yes" } else { "no" }.into(),
+                r.lockouts.to_string(),
+                format!("{}s", r.current_lock_time),
+                format!("{}s", r.elapsed_lock_time),
+                format!("{}s", r.next_lock_time),
+                format!("{}s", r.elapsed_reset_time),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "Host key (SAP)",
+                "Capture SAP",
+                "Active",
+                "Lockouts",
+                "Lock time",
+                "Elapsed",
+                "Next lock",
+                "Reset elapsed"
+            ],
+            &table_rows
+        )
+    );
+    Ok(())
+}
+
+/// `brasa clear subscriber-mgmt …`
+pub fn clear_subscriber_mgmt(global: &GlobalArgs, command: SubscriberMgmt) -> anyhow::Result<()> {
+    let SubscriberMgmt::HostLockoutPolicy { name, sap, .. } = command;
+    let answer: serde_json::Value = client(global).post(
+        &format!(
+            "/api/v1/dynsvc/host-lockout-policy/{}/clear{}",
+            encode_component(&name),
+            lockout_sap(sap)?
+        ),
+        &serde_json::json!({}),
+    )?;
+    if global.json {
+        return print_json(&answer);
+    }
+    println!(
+        "cleared {} lockout context(s) of {name}",
+        answer["cleared"].as_u64().unwrap_or(0)
+    );
+    Ok(())
+}
+
+/// `brasa tools dump service dynamic-services …`
+pub fn dump(global: &GlobalArgs, command: DumpDynamicServices) -> anyhow::Result<()> {
+    let DumpDynamicServices::CommandList = command;
+    let list: Vec<CommandView> = client(global).get("/api/v1/dynsvc/command-list")?;
+    if global.json {
+        return print_json(&list);
+    }
+    for c in &list {
+        println!(
+            "SAP {}  (data trigger {}, policy {}, function key {})",
+            c.sap, c.trigger, c.policy, c.function_key
+        );
+        println!("  kept: {}", c.dictionary);
+        for line in c.cli.lines().filter(|line| !line.trim().is_empty()) {
+            println!("  {line}");
+        }
+    }
+    println!("Number of dynamic services : {}", list.len());
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! `/api/v1/dynsvc/…`: the data triggers, the capture SAPs' statistics (Tables 2 and 3), the
+//! host-lockout contexts and the dynamic services, with their `clear` routes, and the metrics.
+
+use super::DynServices;
+use crate::common::mgmt::ApiError;
+use crate::common::prom::{Kind, PromWriter};
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use brasa_dynsvc::lockout::LockoutState;
+use brasa_services::SapId;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Routes under `/api/v1/dynsvc`.
+pub fn routes() -> Router<crate::daemon::ApiState> {
+    Router::new()
+        .route("/data-triggers", get(data_triggers))
+        .route("/data-triggers/clear", post(clear_trigger))
+        .route("/capture-sap/statistics", get(statistics))
+        .route("/capture-sap/clear-statistics", post(clear_statistics))
+        .route("/host-lockout-policy/{name}", get(lockouts))
+        .route("/host-lockout-policy/{name}/clear", post(clear_lockouts))
+        .route("/command-list", get(command_list))
+}
+
+fn component(state: &crate::daemon::ApiState) -> Result<&Arc<DynServices>, ApiError> {
+    state.dynsvc.as_ref().ok_or_else(|| {
+        ApiError::not_found(
+            "dynamic data services are not enabled in this daemon's config ([dynamic_services])",
+        )
+    })
+}
+
+/// `?sap=SAP`.
+#[derive(Debug, Deserialize)]
+pub struct SapQuery {
+    /// A SAP id in the service text form.
+    pub sap: Option<String>,
+}
+
+fn sap_of(services: &DynServices, query: &SapQuery) -> Result<Option<SapId>, ApiError> {
+    query
+        .sap
+        .as_deref()
+        .map(|text| {
+            SapId::parse_mapped(text, services.services.manager.port_map())
+                .map_err(|err| ApiError::bad_request(format!("SAP {text:?}: {err}")))
+        })
+        .transpose()
+}
+
+fn required(sap: Option<SapId>) -> Result<SapId, ApiError> {
+    sap.ok_or_else(|| ApiError::bad_request("the `sap` parameter is required"))
+}
+
+/// One line of `show service dynamic-services data-triggers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TriggerView {
+    /// The data trigger SAP.
+    pub sap: String,
+    /// The capture SAP it arrived on.
+    pub capture_sap: String,
+    /// Its Acct-Session-Id.
+    pub acct_session_id: String,
+    /// Source MAC of the trigger frame.
+    pub mac: String,
+    /// IP source of the trigger frame.
+    pub ip: Option<String>,
+    /// Pending, Accepted or sapCreated.
+    pub state: String,
+    /// The capture SAP's dynamic-services-policy.
+    pub policy: String,
+    /// The dynamic service SAPs it owns.
+    pub services: Vec<String>,
+}
+
+async fn data_triggers(
+    State(state): State<crate::daemon::ApiState>,
+) -> Result<Json<Vec<TriggerView>>, ApiError> {
+    let services = component(&state)?;
+    Ok(Json(services.with_triggers(|triggers| {
+        triggers
+            .triggers()
+            .into_iter()
+            .map(|t| TriggerView {
+                sap: t.sap.to_string(),
+                capture_sap: t.capture_sap.to_string(),
+                acct_session_id: t.acct_session_id.clone(),
+                mac: t.mac.to_string(),
+                ip: t.ip.map(|ip| ip.to_string()),
+                state: t.state.as_str().to_string(),
+                policy: t.policy.clone(),
+                services: t.services.iter().map(ToString::to_string).collect(),
+            })
+            .collect()
+    })))
+}
+
+async fn clear_trigger(
+    State(state): State<crate::daemon::ApiState>,
+    Query(query): Query<SapQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let services = component(&state)?;
+    let sap = required(sap_of(services, &query)?)?;
+    let teardown = services
+        .with_triggers(|triggers| triggers.clear_trigger(&sap, Instant::now()))
+        .map_err(|err| ApiError::not_found(err.to_string()))?;
+    let removed = teardown.services.len();
+    services.tear_down(teardown, brasa_dynsvc::TerminateCause::AdminReset);
+    Ok(Json(
+        serde_json::json!({"result": "ok", "services": removed}),
+    ))
+}
+
+/// `show … dynamic-services capture-sap SAP statistics`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaptureStatsView {
+    /// The capture SAP.
+    pub sap: String,
+    /// "CPM Ingress" packets and octets.
+    pub cpm_ingress: [u64; 2],
+    /// "Forwarding Engine Stats Dropped" packets and octets.
+    pub forwarding_engine_dropped: [u64; 2],
+    /// "Data packets received by SAP".
+    pub received: u64,
+    /// The Table 3 drop counters with their labels, in the guide's order.
+    pub dropped: Vec<(String, u64)>,
+}
+
+async fn statistics(
+    State(state): State<crate::daemon::ApiState>,
+    Query(query): Query<SapQuery>,
+) -> Result<Json<CaptureStatsView>, ApiError> {
+    let services = component(&state)?;
+    let sap = required(sap_of(services, &query)?)?;
+    services
+        .with_triggers(|triggers| {
+            triggers.stats(&sap).map(|s| CaptureStatsView {
+                sap: sap.to_string(),
+                cpm_ingress: [s.cpm_ingress.packets, s.cpm_ingress.octets],
+                forwarding_engine_dropped: [
+                    s.forwarding_engine_dropped.packets,
+                    s.forwarding_engine_dropped.octets,
+                ],
+                received: s.received,
+                dropped: s
+                    .drop_counters()
+                    .map(|(reason, count)| (reason.label().to_string(), count))
+                    .collect(),
+            })
+        })
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "{sap} is not a capture SAP that has received frames"
+            ))
+        })
+}
+
+async fn clear_statistics(
+    State(state): State<crate::daemon::ApiState>,
+    Query(query): Query<SapQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let services = component(&state)?;
+    let sap = required(sap_of(services, &query)?)?;
+    services
+        .with_triggers(|triggers| triggers.clear_stats(&sap))
+        .map_err(|err| ApiError::not_found(err.to_string()))?;
+    Ok(Json(serde_json::json!({"result": "ok"})))
+}
+
+/// One line of `show subscriber-mgmt host-lockout-policy NAME all`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockoutView {
+    /// The data trigger SAP (the host key).
+    pub trigger_sap: String,
+    /// The capture SAP.
+    pub capture_sap: String,
+    /// Locked out now.
+    pub active: bool,
+    /// Lockouts so far.
+    pub lockouts: u32,
+    /// Seconds of the current lock.
+    pub current_lock_time: u64,
+    /// Seconds of it elapsed.
+    pub elapsed_lock_time: u64,
+    /// Seconds of the next lock.
+    pub next_lock_time: u64,
+    /// Seconds of the grace period elapsed.
+    pub elapsed_reset_time: u64,
+}
+
+async fn lockouts(
+    State(state): State<crate::daemon::ApiState>,
+    Path(name): Path<String>,
+    Query(query): Query<SapQuery>,
+) -> Result<Json<Vec<LockoutView>>, ApiError> {
+    let services = component(&state)?;
+    let sap = sap_of(services, &query)?;
+    services
+        .with_triggers(|triggers| {
+            triggers.lockouts(&name).map(|l| {
+                l.rows(sap.as_ref(), Instant::now())
+                    .into_iter()
+                    .map(|row| LockoutView {
+                        trigger_sap: row.trigger_sap.to_string(),
+                        capture_sap: row.capture_sap.to_string(),
+                        active: row.active,
+                        lockouts: row.lockouts,
+                        current_lock_time: row.current_lock_time,
+                        elapsed_lock_time: row.elapsed_lock_time,
+                        next_lock_time: row.next_lock_time,
+                        elapsed_reset_time: row.elapsed_reset_time,
+                    })
+                    .collect()
+            })
+        })
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no host-lockout-policy {name:?}")))
+}
+
+async fn clear_lockouts(
+    State(state): State<crate::daemon::ApiState>,
+    Path(name): Path<String>,
+    Query(query): Query<SapQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let services = component(&state)?;
+    let sap = sap_of(services, &query)?;
+    let cleared = services
+        .with_triggers(|triggers| {
+            triggers
+                .lockouts_mut(&name)
+                .map(|l| l.clear(sap.as_ref(), LockoutState::All, Instant::now()))
+        })
+        .ok_or_else(|| ApiError::not_found(format!("no host-lockout-policy {name:?}")))?;
+    Ok(Json(
+        serde_json::json!({"result": "ok", "cleared": cleared}),
+    ))
+}
+
+/// A dynamic service in `tools dump service dynamic-services command-list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandView {
+    /// The dynamic service SAP.
+    pub sap: String,
+    /// Its data trigger.
+    pub trigger: String,
+    /// Its dynamic-services-policy.
+    pub policy: String,
+    /// The function key of its script.
+    pub function_key: String,
+    /// The dictionary the script keeps for it.
+    pub dictionary: String,
+    /// The service CLI its setup (and each modify) applied.
+    pub cli: String,
+}
+
+async fn command_list(
+    State(state): State<crate::daemon::ApiState>,
+) -> Result<Json<Vec<CommandView>>, ApiError> {
+    let services = component(&state)?;
+    Ok(Json(
+        services
+            .records()
+            .into_iter()
+            .map(|(sap, record)| CommandView {
+                sap: sap.to_string(),
+                trigger: record.trigger.to_string(),
+                policy: record.policy,
+                function_key: record.state.function_key,
+                dictionary: record.state.dictionary,
+                cli: record.cli,
+            })
+            .collect(),
+    ))
+}
+
+/// Data trigger counters for `/metrics`.
+pub fn write_metrics(services: &DynServices, w: &mut PromWriter) {
+    let (triggers, captures) = services.with_triggers(|triggers| {
+        let mut by_state = std::collections::BTreeMap::<&'static str, u64>::new();
+        for t in triggers.triggers() {
+            *by_state.entry(t.state.as_str()).or_default() += 1;
+        }
+        let captures: Vec<_> = triggers
+            .capture_saps()
+            .map(|(sap, stats)| (sap.to_string(), stats.clone()))
+            .collect();
+        (by_state, captures)
+    });
+    w.family(
+        "brasa_dynsvc_data_triggers",
+        "Data triggers, by state.",
+        Kind::Gauge,
+    );
+    for state in ["Pending", "Accepted", "sapCreated"] {
+        w.sample(
+            "brasa_dynsvc_data_triggers",
+            &[("state", state)],
+            triggers.get(state).copied().unwrap_or(0) as f64,
+        );
+    }
+    w.family(
+        "brasa_dynsvc_capture_frames_total",
+        "Frames of a capture SAP: cpm-ingress (to the control plane), throttled (a trigger of the same tags in progress), received (past the rate limit).",
+        Kind::Counter,
+    );
+    for (sap, stats) in &captures {
+        for (kind, value) in [
+            ("cpm-ingress", stats.cpm_ingress.packets),
+            ("throttled", stats.forwarding_engine_dropped.packets),
+            ("received", stats.received),
+        ] {
+            w.sample(
+                "brasa_dynsvc_capture_frames_total",
+                &[("sap", sap), ("kind", kind)],
+                value as f64,
+            );
+        }
+    }
+    w.family(
+        "brasa_dynsvc_trigger_drops_total",
+        "Data triggers dropped, by capture SAP and reason (Nokia SR OS dynamic data services, Table 3).",
+        Kind::Counter,
+    );
+    for (sap, stats) in &captures {
+        for (reason, count) in stats.drop_counters() {
+            w.sample(
+                "brasa_dynsvc_trigger_drops_total",
+                &[("sap", sap), ("reason", reason.label())],
+                count as f64,
+            );
+        }
+    }
+    let counters = &services.counters;
+    for (name, help, value) in [
+        (
+            "brasa_dynsvc_services_created_total",
+            "Dynamic services created.",
+            &counters.services_created,
+        ),
+        (
+            "brasa_dynsvc_services_removed_total",
+            "Dynamic services removed.",
+            &counters.services_removed,
+        ),
+        (
+            "brasa_dynsvc_script_failures_total",
+            "Dynamic-services script runs that failed.",
+            &counters.script_failures,
+        ),
+        (
+            "brasa_dynsvc_apply_failures_total",
+            "Dynamic-services script CLI the service manager refused.",
+            &counters.apply_failures,
+        ),
+        (
+            "brasa_dynsvc_forced_removals_total",
+            "Dynamic services removed without their teardown script (it failed).",
+            &counters.forced_removals,
+        ),
+        (
+            "brasa_dynsvc_coa_dropped_total",
+            "CoA and Disconnect requests dropped (unknown client, bad authenticator, malformed).",
+            &counters.coa_dropped,
+        ),
+        (
+            "brasa_dynsvc_unknown_capture_total",
+            "Punted frames of no enabled capture SAP.",
+            &counters.unknown_capture,
+        ),
+        (
+            "brasa_dynsvc_malformed_frames_total",
+            "Punted frames too short for an Ethernet header.",
+            &counters.malformed,
+        ),
+    ] {
+        w.family(name, help, Kind::Counter)
+            .sample(name, &[], value.load(Ordering::Relaxed) as f64);
+    }
+}

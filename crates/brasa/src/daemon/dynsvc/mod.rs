@@ -1,0 +1,1003 @@
+//! Dynamic data services in `brasa run` (Nokia SR OS dynamic data services): frames punted
+//! from capture SAPs become data triggers (brasa-dynsvc's [`Triggers`]), authenticated from a
+//! local-auth-db or by RADIUS through a `[[radius.pool]]`; each authorised service's `alc.dyn`
+//! script runs on the scripts' own thread and its CLI is applied as one transaction of the
+//! [`ServiceManager`]; a failure tears down what the trigger had created and locks it out.
+//!
+//! One runner task does every script run and apply, in order, so the identifiers and the
+//! reference table a run sees cannot change under it. The trigger machine is behind a mutex
+//! that the punt path, the authentications, the timer and the management API take briefly.
+
+pub mod api;
+pub mod coa;
+pub mod config;
+mod ledger;
+mod radius;
+mod scripts;
+
+use super::services::ServicesComponent;
+use brasa_dataplane::service::Punted;
+use brasa_dynsvc::auth::{self, RequestSeal, TriggerIdentity};
+use brasa_dynsvc::{
+    Accounting, AcctRecord, AcctSettings, AuthFailure, Authentication, CaptureSapConfig,
+    DynService, FrameVerdict, SapCounters, ServiceSession, Teardown, TerminateCause, TriggerFrame,
+    Triggers,
+};
+use brasa_radius::{Code, Dictionary};
+use brasa_script::{
+    DynAction, DynReport, DynRun, IdKind, ReferenceChange, ReferenceKey, Referenced, RunOptions,
+    ScriptParams, ServiceState,
+};
+use brasa_services::model::FilterKind;
+use brasa_services::SapId;
+use config::{DynamicServicesResolved, PolicyResolved};
+use scripts::{RunResources, ScriptThread};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::sync::{mpsc, Notify};
+
+/// A dynamic data service brasa created: what its later runs (modify, teardown) need.
+#[derive(Debug, Clone)]
+pub struct ServiceRecord {
+    /// The data trigger that owns it.
+    pub trigger: SapId,
+    /// Its dynamic-services-policy (script, ranges).
+    pub policy: String,
+    /// What the script keeps between runs.
+    pub state: ServiceState,
+    /// The service CLI its setup applied.
+    pub cli: String,
+}
+
+/// The mutable state: the trigger machine, the services and the reference table.
+struct State {
+    triggers: Triggers,
+    ledger: ledger::Ledger,
+    accounting: Accounting,
+    records: HashMap<SapId, ServiceRecord>,
+    references: Arc<BTreeMap<ReferenceKey, Referenced>>,
+    /// Capture SAPs by their data-plane key, refreshed from the running configuration.
+    capture_keys: HashMap<brasa_dataplane::sap::SapId, SapId>,
+}
+
+/// Counters of the daemon side (the trigger machine counts the rest).
+#[derive(Debug, Default)]
+pub struct ShellCounters {
+    /// Frames punted from SAPs that are no capture SAP with dynamic services enabled.
+    pub unknown_capture: AtomicU64,
+    /// Punted frames too short for an Ethernet header.
+    pub malformed: AtomicU64,
+    /// Script runs that failed.
+    pub script_failures: AtomicU64,
+    /// Script CLI the service manager refused.
+    pub apply_failures: AtomicU64,
+    /// Dynamic services created.
+    pub services_created: AtomicU64,
+    /// Dynamic services removed.
+    pub services_removed: AtomicU64,
+    /// Services removed without their teardown script (it failed, or its CLI was refused).
+    pub forced_removals: AtomicU64,
+    /// CoA and Disconnect requests dropped (unknown client, bad authenticator, malformed).
+    pub coa_dropped: AtomicU64,
+}
+
+/// Why a script run and its apply did not happen; nothing of the run is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunFailure {
+    /// The script failed, or could not run with these inputs.
+    Script(String),
+    /// The script succeeded but the service manager refused its CLI, or the CLI did not create
+    /// the service's SAP.
+    Apply(String),
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunFailure::Script(reason) | RunFailure::Apply(reason) => f.write_str(reason),
+        }
+    }
+}
+
+enum Work {
+    /// Run the setup of each authorised service of an Accepted trigger.
+    Setup {
+        trigger: SapId,
+        services: Vec<DynService>,
+    },
+    /// Tear down the services a removed trigger owned.
+    Teardown(Teardown, TerminateCause),
+    /// Decide, run and answer a verified CoA or Disconnect-Request.
+    Coa {
+        kind: brasa_dynsvc::RequestKind,
+        request: brasa_radius::Message,
+        reply: tokio::sync::oneshot::Sender<brasa_radius::Message>,
+    },
+}
+
+/// The running dynamic data services.
+pub struct DynServices {
+    config: DynamicServicesResolved,
+    state: Mutex<State>,
+    services: Arc<ServicesComponent>,
+    dictionary: Arc<Dictionary>,
+    scripts: ScriptThread,
+    work: mpsc::UnboundedSender<Work>,
+    timer_changed: Notify,
+    /// Daemon-side counters.
+    pub counters: ShellCounters,
+}
+
+impl DynServices {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reads the trigger machine.
+    pub fn with_triggers<T>(&self, f: impl FnOnce(&mut Triggers) -> T) -> T {
+        let mut state = self.state();
+        let result = f(&mut state.triggers);
+        drop(state);
+        self.timer_changed.notify_one();
+        result
+    }
+
+    /// The dynamic services created, by SAP.
+    pub fn records(&self) -> Vec<(SapId, ServiceRecord)> {
+        let mut all: Vec<_> = self
+            .state()
+            .records
+            .iter()
+            .map(|(sap, record)| (sap.clone(), record.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Queues the teardown of what a removed trigger owned.
+    pub fn tear_down(&self, teardown: Teardown, cause: TerminateCause) {
+        let _ = self.work.send(Work::Teardown(teardown, cause));
+    }
+}
+
+/// The script parameters of a service.
+fn script_params(service: &DynService) -> Result<ScriptParams, RunFailure> {
+    ScriptParams::parse(service.script_params.as_deref().unwrap_or_default())
+        .map_err(|err| RunFailure::Script(err.to_string()))
+}
+
+/// Starts the scripts' thread, the runner and the timer, and takes the punted frames of the
+/// service data plane.
+pub async fn start(
+    config: DynamicServicesResolved,
+    services: Arc<ServicesComponent>,
+    dictionary: Arc<Dictionary>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Arc<DynServices>> {
+    let dir = data_dir.join("dynsvc");
+    let (ledger, left) = ledger::Ledger::open(&dir)
+        .map_err(|err| anyhow::anyhow!("cannot open {}: {err}", dir.display()))?;
+    remove_left_services(&services, left).await;
+    let scripts = config
+        .policies
+        .values()
+        .map(|policy| (policy.name.clone(), policy.script.clone()))
+        .collect();
+    let options = RunOptions {
+        time_limit: Some(config.script_time_limit),
+        ..RunOptions::default()
+    };
+    let scripts = tokio::task::block_in_place(|| ScriptThread::start(scripts, options))?;
+    let mut triggers = Triggers::new(config.triggers.clone());
+    for (name, policy) in &config.policies {
+        triggers.set_policy(
+            name,
+            brasa_dynsvc::DynServicesPolicy {
+                authentication: policy.authentication.clone(),
+            },
+        );
+    }
+    for (name, policy) in &config.lockout_policies {
+        triggers.set_lockout_policy(name, policy.clone());
+    }
+    let (work, queue) = mpsc::unbounded_channel();
+    let accounting = Accounting::new(config.nas.identifier.clone());
+    let component = Arc::new(DynServices {
+        config,
+        state: Mutex::new(State {
+            triggers,
+            ledger,
+            accounting,
+            records: HashMap::new(),
+            references: Arc::default(),
+            capture_keys: HashMap::new(),
+        }),
+        services: services.clone(),
+        dictionary,
+        scripts,
+        work,
+        timer_changed: Notify::new(),
+        counters: ShellCounters::default(),
+    });
+    let (punts, punted) = mpsc::unbounded_channel();
+    services.set_punt_sink(punts);
+    if let Some(listen) = component.config.coa_listen {
+        coa::start(
+            component.clone(),
+            listen,
+            component.config.coa_clients.clone(),
+        )
+        .await?;
+    }
+    tokio::spawn(punt_loop(component.clone(), punted));
+    tokio::spawn(runner(component.clone(), queue));
+    tokio::spawn(timer(component.clone()));
+    Ok(component)
+}
+
+/// Removes the services of the dynamic SAPs an earlier run left (it was killed): their
+/// triggers are gone with it, so they would have nobody to tear them down.
+async fn remove_left_services(
+    services: &ServicesComponent,
+    left: std::collections::BTreeSet<String>,
+) {
+    if left.is_empty() {
+        return;
+    }
+    let port_map = services.manager.port_map();
+    let saps: Vec<SapId> = left
+        .iter()
+        .filter_map(|text| SapId::parse_mapped(text, port_map).ok())
+        .collect();
+    let texts: Vec<(u32, String)> = services
+        .manager
+        .read(|config, _| {
+            let ids: std::collections::BTreeSet<u32> = config
+                .services()
+                .filter(|(id, _)| config.service_saps(*id).any(|(sap, _)| saps.contains(sap)))
+                .map(|(id, _)| id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| Some((id, super::services::removal_text(config, id)?)))
+                .collect()
+        })
+        .await;
+    for (id, text) in texts {
+        match services.manager.apply_text(&text, false).await {
+            Ok(_) => tracing::info!(
+                service = id,
+                "removed a dynamic service an earlier run left"
+            ),
+            Err(error) => {
+                tracing::error!(service = id, %error, "cannot remove a dynamic service an earlier run left")
+            }
+        }
+    }
+}
+
+/// Refreshes the capture SAPs from the running service configuration: their data-plane keys
+/// and, in the trigger machine, their policy and host-lockout-policy. A capture SAP whose
+/// `dynamic-services` context is shut down makes no triggers.
+async fn refresh_capture_saps(dyn_services: &DynServices) {
+    let services = &dyn_services.services;
+    let found = services
+        .manager
+        .read(|config, compiler| {
+            let ports = |name: &str| services.manager.plane_port(name);
+            config
+                .saps()
+                .filter(|(_, sap)| {
+                    sap.capture
+                        && sap.dynamic_services.admin == brasa_services::model::AdminState::Up
+                })
+                .filter_map(|(id, sap)| {
+                    Some((
+                        compiler.dataplane_sap(id, &ports)?,
+                        id.clone(),
+                        sap.dynamic_services.policy.clone(),
+                    ))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+    let mut state = dyn_services.state();
+    state.capture_keys.clear();
+    for (key, sap, policy) in found {
+        let lockout = dyn_services.config.capture_lockout.get(&sap).cloned();
+        let added = state.triggers.add_capture_sap(
+            sap.clone(),
+            CaptureSapConfig {
+                policy,
+                host_lockout_policy: lockout,
+            },
+        );
+        if added.is_ok() {
+            state.capture_keys.insert(key, sap);
+        }
+    }
+}
+
+async fn punt_loop(
+    dyn_services: Arc<DynServices>,
+    mut punted: mpsc::UnboundedReceiver<Vec<Punted>>,
+) {
+    while let Some(frames) = punted.recv().await {
+        let unknown = {
+            let state = dyn_services.state();
+            frames
+                .iter()
+                .any(|frame| !state.capture_keys.contains_key(&frame.sap))
+        };
+        if unknown {
+            refresh_capture_saps(&dyn_services).await;
+        }
+        let now = Instant::now();
+        let mut authenticate = Vec::new();
+        {
+            let mut state = dyn_services.state();
+            for frame in &frames {
+                let Some(capture) = state.capture_keys.get(&frame.sap).cloned() else {
+                    dyn_services
+                        .counters
+                        .unknown_capture
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let Ok(trigger_frame) = TriggerFrame::parse(
+                    capture,
+                    frame.outer_vid,
+                    frame.inner_vid,
+                    &frame.frame,
+                    frame.len,
+                ) else {
+                    dyn_services
+                        .counters
+                        .malformed
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                if let FrameVerdict::Authenticate {
+                    trigger,
+                    authentication,
+                } = state.triggers.handle_frame(&trigger_frame, now)
+                {
+                    authenticate.push((trigger, authentication));
+                }
+            }
+        }
+        for (trigger, authentication) in authenticate {
+            match authentication {
+                Authentication::Local { db } => {
+                    let result = match dyn_services.config.local_auth_dbs.get(&db) {
+                        Some(local) => {
+                            local.authenticate(&trigger, dyn_services.services.manager.port_map())
+                        }
+                        None => Err(AuthFailure::LocalLookupFailed(trigger.to_string())),
+                    };
+                    dyn_services.authenticated(&trigger, result);
+                }
+                Authentication::Radius { password, .. } => {
+                    let dyn_services = dyn_services.clone();
+                    tokio::spawn(async move {
+                        let result = dyn_services.radius_authenticate(&trigger, &password).await;
+                        dyn_services.authenticated(&trigger, result);
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl DynServices {
+    fn policy_of(&self, trigger: &SapId) -> Option<&PolicyResolved> {
+        let name = self.state().triggers.trigger(trigger)?.policy.clone();
+        self.config.policies.get(&name)
+    }
+
+    /// The Access-Request of Table 4 to the trigger policy's RADIUS pool, and its answer.
+    async fn radius_authenticate(
+        &self,
+        trigger: &SapId,
+        password: &[u8],
+    ) -> Result<Vec<DynService>, AuthFailure> {
+        let Some(pool) = self.policy_of(trigger).and_then(|p| p.radius_pool.clone()) else {
+            return Err(AuthFailure::Timeout);
+        };
+        let identity = {
+            let state = self.state();
+            let t = state
+                .triggers
+                .trigger(trigger)
+                .ok_or(AuthFailure::Timeout)?;
+            (t.acct_session_id.clone(), t.mac, t.ip)
+        };
+        let build = |server: &brasa_aaa::UpstreamConfig, authenticator: [u8; 16], id: u8| {
+            auth::access_request(
+                TriggerIdentity {
+                    sap: trigger,
+                    acct_session_id: &identity.0,
+                    mac: identity.1,
+                    ip: identity.2,
+                },
+                password,
+                RequestSeal {
+                    secret: &server.secret,
+                    request_authenticator: authenticator,
+                    identifier: id,
+                },
+                &self.config.nas,
+                server.address.ip(),
+                &self.dictionary,
+            )
+            .ok()
+        };
+        let reply = radius::exchange(
+            &pool,
+            &pool.auth_servers,
+            radius::MessageAuthenticator::First,
+            &build,
+        )
+        .await
+        .ok_or(AuthFailure::Timeout)?;
+        match reply.code {
+            Code::AccessAccept => {
+                auth::parse_access_accept(&reply, trigger, self.services.manager.port_map())
+            }
+            _ => Err(AuthFailure::Rejected),
+        }
+    }
+
+    /// An authentication ended: an accepted trigger's setups are queued.
+    fn authenticated(&self, trigger: &SapId, result: Result<Vec<DynService>, AuthFailure>) {
+        if let Err(failure) = &result {
+            tracing::info!(%trigger, %failure, "data trigger not authenticated");
+        }
+        let outcome = self
+            .state()
+            .triggers
+            .handle_authentication(trigger, result, Instant::now());
+        self.timer_changed.notify_one();
+        if let Ok(Ok(services)) = outcome {
+            let _ = self.work.send(Work::Setup {
+                trigger: trigger.clone(),
+                services,
+            });
+        }
+    }
+
+    /// The identifiers and references a run of `policy` may take.
+    async fn resources(&self, policy: &PolicyResolved) -> RunResources {
+        let (service_range, filter_range) =
+            (policy.service_range.clone(), policy.filter_range.clone());
+        let (used_services, used_filters) = self
+            .services
+            .manager
+            .read(|config, _| {
+                let used_services = service_range
+                    .as_ref()
+                    .map(|range| {
+                        config
+                            .services()
+                            .map(|(id, _)| id)
+                            .filter(|id| range.contains(id))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut used_filters = BTreeMap::new();
+                if let Some(range) = &filter_range {
+                    for (kind, id_kind) in [
+                        (FilterKind::Ip, IdKind::IpFilterId),
+                        (FilterKind::Ipv6, IdKind::Ipv6FilterId),
+                        (FilterKind::Mac, IdKind::MacFilterId),
+                    ] {
+                        used_filters.insert(
+                            id_kind,
+                            config
+                                .filters()
+                                .filter(|(r, _)| r.kind == kind && range.contains(&r.id))
+                                .map(|(r, _)| r.id)
+                                .collect(),
+                        );
+                    }
+                }
+                (used_services, used_filters)
+            })
+            .await;
+        RunResources {
+            service_range,
+            filter_range,
+            used_services,
+            used_filters,
+            references: self.state().references.clone(),
+        }
+    }
+
+    /// Runs one action of a service's script and applies its CLI as one transaction.
+    async fn run_and_apply(
+        &self,
+        policy: &PolicyResolved,
+        run: DynRun,
+    ) -> Result<DynReport, (RunFailure, Option<DynReport>)> {
+        let resources = self.resources(policy).await;
+        let report = self
+            .scripts
+            .run(&policy.name, run, resources)
+            .await
+            .map_err(|reason| (RunFailure::Script(reason), None))?;
+        if let brasa_script::Outcome::Failed(failure) = &report.run.outcome {
+            self.counters
+                .script_failures
+                .fetch_add(1, Ordering::Relaxed);
+            let reason = format!("script {}: {}", policy.name, failure.message);
+            return Err((RunFailure::Script(reason), Some(report)));
+        }
+        if !report.cli.trim().is_empty() {
+            if let Err(err) = self.services.manager.apply_text(&report.cli, false).await {
+                self.counters.apply_failures.fetch_add(1, Ordering::Relaxed);
+                let reason = format!("the script's CLI was refused: {err}");
+                return Err((RunFailure::Apply(reason), Some(report)));
+            }
+        }
+        self.commit_references(&report.references);
+        Ok(report)
+    }
+
+    fn commit_references(&self, changes: &[ReferenceChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut state = self.state();
+        let table = Arc::make_mut(&mut state.references);
+        for change in changes {
+            match change {
+                ReferenceChange::Created { key, dictionary } => {
+                    table.insert(
+                        key.clone(),
+                        Referenced {
+                            count: 1,
+                            dictionary: dictionary.clone(),
+                        },
+                    );
+                }
+                ReferenceChange::Referenced(key) => {
+                    if let Some(r) = table.get_mut(key) {
+                        r.count += 1;
+                    }
+                }
+                ReferenceChange::Dereferenced(key) => {
+                    if let Some(r) = table.get_mut(key) {
+                        r.count = r.count.saturating_sub(1);
+                    }
+                }
+                ReferenceChange::Removed(key) => {
+                    table.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Sets up one service of an Accepted trigger: its script, its CLI, then the trigger
+    /// machine is told. `Err` fails the trigger.
+    async fn set_up(&self, trigger: &SapId, service: &DynService) -> Result<(), RunFailure> {
+        let policy_name = match &service.policy {
+            Some(name) => name.clone(),
+            None => self
+                .state()
+                .triggers
+                .trigger(trigger)
+                .map(|t| t.policy.clone())
+                .ok_or_else(|| RunFailure::Script(format!("data trigger {trigger} is gone")))?,
+        };
+        let policy = self.config.policies.get(&policy_name).ok_or_else(|| {
+            RunFailure::Script(format!("no dynamic-services policy {policy_name:?}"))
+        })?;
+        let params = script_params(service)?;
+        let run = DynRun {
+            action: DynAction::Setup,
+            params: Some(params),
+            state: None,
+            sap_id: service.sap.to_string(),
+            control_sap: Some(trigger.to_string()),
+            circuit_id: None,
+            remote_id: None,
+            policy: policy.name.clone(),
+        };
+        self.state().ledger.created(&service.sap);
+        let report = match self.run_and_apply(policy, run).await {
+            Ok(report) => report,
+            Err((failure, _)) => {
+                // Nothing of the run was applied.
+                let mut state = self.state();
+                let State {
+                    ledger, records, ..
+                } = &mut *state;
+                ledger.removed(&service.sap, records.keys());
+                return Err(failure);
+            }
+        };
+        let Some(kept) = report.state.clone() else {
+            return Err(RunFailure::Script("the setup run kept no state".into()));
+        };
+        let created = self
+            .state()
+            .triggers
+            .service_created(trigger, service.sap.clone());
+        self.timer_changed.notify_one();
+        let record = ServiceRecord {
+            trigger: trigger.clone(),
+            policy: policy.name.clone(),
+            state: kept,
+            cli: report.cli.clone(),
+        };
+        let acct_session_id = match created {
+            Ok(id) => id,
+            Err(err) => {
+                // The trigger timed out (or was cleared) while the script ran: undo this service.
+                tracing::info!(%trigger, sap = %service.sap, "the script's service came after its trigger failed; removing it");
+                let _ = self
+                    .remove_service(&service.sap, record, TerminateCause::NasError, true)
+                    .await;
+                return Err(RunFailure::Apply(err.to_string()));
+            }
+        };
+        self.state().records.insert(service.sap.clone(), record);
+        self.counters
+            .services_created
+            .fetch_add(1, Ordering::Relaxed);
+        self.start_accounting(policy, trigger, service, acct_session_id);
+        let exists = self
+            .services
+            .manager
+            .read(|config, _| config.sap(&service.sap).is_some())
+            .await;
+        if !exists {
+            return Err(RunFailure::Apply(format!(
+                "the script of policy {} did not create SAP {}",
+                policy.name, service.sap
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the teardown of a service and applies it, then stops its accounting. When the
+    /// script or its CLI fails: with `force` the service holding the SAP is removed whole, so
+    /// that nothing of it stays behind; without, the service stays as it was (a refused CoA).
+    async fn remove_service(
+        &self,
+        sap: &SapId,
+        record: ServiceRecord,
+        cause: TerminateCause,
+        force: bool,
+    ) -> Result<(), RunFailure> {
+        let counters = self
+            .sap_counters(std::slice::from_ref(sap))
+            .await
+            .remove(sap)
+            .unwrap_or_default();
+        let torn_down = match self.config.policies.get(&record.policy) {
+            Some(policy) => {
+                let run = DynRun {
+                    action: DynAction::Teardown,
+                    params: None,
+                    state: Some(record.state.clone()),
+                    sap_id: sap.to_string(),
+                    control_sap: Some(record.trigger.to_string()),
+                    circuit_id: None,
+                    remote_id: None,
+                    policy: policy.name.clone(),
+                };
+                self.run_and_apply(policy, run)
+                    .await
+                    .map(|_| ())
+                    .map_err(|(f, _)| f)
+            }
+            None => Err(RunFailure::Script(format!(
+                "no dynamic-services policy {:?}",
+                record.policy
+            ))),
+        };
+        if let Err(reason) = &torn_down {
+            tracing::warn!(%sap, %reason, "dynamic service teardown failed");
+            if !force {
+                self.state().records.insert(sap.clone(), record);
+                return torn_down;
+            }
+        }
+        let still_there = self
+            .services
+            .manager
+            .read(|config, _| {
+                config
+                    .services()
+                    .find(|(id, _)| config.service_saps(*id).any(|(s, _)| s == sap))
+                    .and_then(|(id, _)| super::services::removal_text(config, id))
+            })
+            .await;
+        if let Some(text) = still_there {
+            if torn_down.is_ok() {
+                tracing::warn!(%sap, "the teardown script left the SAP; removing its service");
+            }
+            self.counters
+                .forced_removals
+                .fetch_add(1, Ordering::Relaxed);
+            if let Err(error) = self.services.manager.apply_text(&text, false).await {
+                tracing::error!(%sap, %error, "could not remove a dynamic service");
+            }
+        }
+        self.stop_accounting(sap, &record.policy, counters, cause);
+        {
+            let mut state = self.state();
+            let State {
+                ledger, records, ..
+            } = &mut *state;
+            ledger.removed(sap, records.keys());
+        }
+        self.counters
+            .services_removed
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn tear_down_services(&self, teardown: Teardown, cause: TerminateCause) {
+        for (sap, _) in &teardown.services {
+            let record = self.state().records.remove(sap);
+            if let Some(record) = record {
+                let _ = self.remove_service(sap, record, cause, true).await;
+            }
+        }
+    }
+
+    /// Starts the accounting of a new service to its policy's destinations.
+    fn start_accounting(
+        &self,
+        policy: &PolicyResolved,
+        trigger: &SapId,
+        service: &DynService,
+        acct_session_id: String,
+    ) {
+        let settings = AcctSettings::resolve(
+            policy
+                .accounting
+                .each_ref()
+                .map(|d| d.as_ref().map_or(AcctSettings::OFF, |d| d.settings)),
+            service.accounting,
+        );
+        let records = {
+            let mut state = self.state();
+            let Some(multi_session_id) = state
+                .triggers
+                .trigger(trigger)
+                .map(|t| t.acct_session_id.clone())
+            else {
+                return;
+            };
+            state.accounting.start(
+                ServiceSession {
+                    sap: service.sap.clone(),
+                    acct_session_id,
+                    multi_session_id,
+                },
+                settings,
+                Instant::now(),
+            )
+        };
+        self.timer_changed.notify_one();
+        self.send_accounting(&policy.name, records);
+    }
+
+    /// Sends the Stop of a service that went away, with its SAP's last counters.
+    fn stop_accounting(
+        &self,
+        sap: &SapId,
+        policy: &str,
+        counters: SapCounters,
+        cause: TerminateCause,
+    ) {
+        let records = {
+            let mut state = self.state();
+            if !state.accounting.is_running(sap) {
+                return;
+            }
+            state.accounting.stop(sap, counters, cause, Instant::now())
+        };
+        self.send_accounting(policy, records);
+    }
+
+    /// The data plane's counters of `saps`, as accounting reads them (input: from the
+    /// customer, received on the SAP).
+    async fn sap_counters(&self, saps: &[SapId]) -> HashMap<SapId, SapCounters> {
+        let manager = &self.services.manager;
+        let keys: Vec<(SapId, brasa_dataplane::sap::SapId)> = manager
+            .read(|_, compiler| {
+                let ports = |name: &str| manager.plane_port(name);
+                saps.iter()
+                    .filter_map(|sap| Some((sap.clone(), compiler.dataplane_sap(sap, &ports)?)))
+                    .collect()
+            })
+            .await;
+        self.services
+            .on_stage(move |stage, _| {
+                keys.into_iter()
+                    .filter_map(|(sap, key)| {
+                        let c = stage.sap_counters(&key)?;
+                        Some((
+                            sap,
+                            SapCounters {
+                                input_octets: c.rx_octets,
+                                output_octets: c.tx_octets,
+                                input_packets: c.rx_packets,
+                                output_packets: c.tx_packets,
+                            },
+                        ))
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Sends each record to its destination's accounting servers, in the background.
+    fn send_accounting(
+        &self,
+        policy: &str,
+        records: Result<Vec<AcctRecord>, brasa_dynsvc::acct::AcctError>,
+    ) {
+        let records = match records {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(%error, "no accounting record");
+                return;
+            }
+        };
+        let Some(policy) = self.config.policies.get(policy) else {
+            return;
+        };
+        for record in records {
+            let Some(destination) = policy.accounting.get(record.destination).cloned().flatten()
+            else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let build = |_: &brasa_aaa::UpstreamConfig, _: [u8; 16], id: u8| {
+                    let mut message = record.message.clone();
+                    message.identifier = id;
+                    Some(message)
+                };
+                let pool = &destination.pool;
+                let answered = radius::exchange(
+                    pool,
+                    &pool.acct_servers,
+                    radius::MessageAuthenticator::Keep,
+                    &build,
+                )
+                .await;
+                if answered.is_none() {
+                    tracing::warn!(sap = %record.sap, pool = %pool.name, "no accounting server answered");
+                }
+            });
+        }
+    }
+}
+
+async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiver<Work>) {
+    while let Some(work) = queue.recv().await {
+        match work {
+            Work::Setup { trigger, services } => {
+                for service in &services {
+                    if let Err(reason) = dyn_services.set_up(&trigger, service).await {
+                        tracing::info!(%trigger, sap = %service.sap, %reason, "dynamic service setup failed");
+                        let now = Instant::now();
+                        let failed = {
+                            let mut state = dyn_services.state();
+                            // A failure after the trigger's own SAP exists (a later service of
+                            // the same Accept) is no setup failure to count: the trigger goes.
+                            state
+                                .triggers
+                                .setup_failed(&trigger, now)
+                                .or_else(|_| state.triggers.clear_trigger(&trigger, now))
+                        };
+                        if let Ok(teardown) = failed {
+                            dyn_services
+                                .tear_down_services(teardown, TerminateCause::NasError)
+                                .await;
+                        }
+                        break;
+                    }
+                }
+            }
+            Work::Teardown(teardown, cause) => {
+                dyn_services.tear_down_services(teardown, cause).await
+            }
+            Work::Coa {
+                kind,
+                request,
+                reply,
+            } => {
+                let answer = dyn_services.answer_coa(kind, &request).await;
+                let _ = reply.send(answer);
+            }
+        }
+    }
+}
+
+/// Fails the triggers whose setup timeout passed, forgets expired lockouts and sends the
+/// Interim-Updates that are due.
+async fn timer(dyn_services: Arc<DynServices>) {
+    loop {
+        let next = {
+            let state = dyn_services.state();
+            [
+                state.triggers.poll_timeout(),
+                state.accounting.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+        };
+        let notified = dyn_services.timer_changed.notified();
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+                    _ = notified => continue,
+                }
+            }
+            None => {
+                notified.await;
+                continue;
+            }
+        }
+        let now = Instant::now();
+        let teardowns = dyn_services.state().triggers.handle_timeout(now);
+        for teardown in teardowns {
+            tracing::info!(trigger = %teardown.trigger, "data trigger setup timed out");
+            dyn_services.tear_down(teardown, TerminateCause::NasError);
+        }
+        let interim_due = dyn_services
+            .state()
+            .accounting
+            .poll_timeout()
+            .is_some_and(|at| at <= now);
+        if interim_due {
+            dyn_services.send_interims(now).await;
+        }
+    }
+}
+
+impl DynServices {
+    async fn send_interims(&self, now: Instant) {
+        let accounted: Vec<(SapId, String)> = self
+            .state()
+            .records
+            .iter()
+            .map(|(sap, record)| (sap.clone(), record.policy.clone()))
+            .collect();
+        let saps: Vec<SapId> = accounted.iter().map(|(sap, _)| sap.clone()).collect();
+        let counters = self.sap_counters(&saps).await;
+        let records = self
+            .state()
+            .accounting
+            .handle_timeout(now, |sap| counters.get(sap).copied().unwrap_or_default());
+        let records = match records {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(%error, "no Interim-Update");
+                return;
+            }
+        };
+        let policies: HashMap<SapId, String> = accounted.into_iter().collect();
+        let mut by_policy: HashMap<String, Vec<AcctRecord>> = HashMap::new();
+        for record in records {
+            if let Some(policy) = policies.get(&record.sap) {
+                by_policy.entry(policy.clone()).or_default().push(record);
+            }
+        }
+        for (policy, records) in by_policy {
+            self.send_accounting(&policy, Ok(records));
+        }
+    }
+}

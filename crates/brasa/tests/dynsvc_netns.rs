@@ -1,0 +1,1029 @@
+//! Dynamic data services in `brasa run` with real traffic (Nokia SR OS dynamic data
+//! services): a customer behind a QinQ trunk sends on a VLAN pair no SAP has; the capture SAP
+//! punts the frame, the data trigger is authenticated, the operator's seed-style script sets up
+//! an Epipe to a far SAP, and the customer then reaches the far host (ping and TCP).
+//!
+//! The kernel here has no 802.1Q module: a test VLAN shim tags the hosts' frames as a switch's
+//! access ports would. Namespace and interface names start with `dy`.
+
+mod support;
+
+use brasa_testkit::netns::Netns;
+use brasa_testkit::vlan_shim::{host_pair, Access, VlanShim, TPID_8021AD, TPID_8021Q};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::{radclient, reply_lines, start_freeradius, BRASA};
+
+/// A trunk: brasa's port `port` in the router namespace, a switch namespace with a VLAN shim,
+/// and hosts behind it (namespace tag, address, the tags their frames carry).
+struct Trunk {
+    _shim: VlanShim,
+    _switch: Netns,
+    hosts: Vec<Netns>,
+}
+
+type HostSpec<'a> = (&'a str, &'a str, Vec<(u16, u16)>);
+
+fn trunk(router: &Netns, port: &str, hosts: Vec<HostSpec<'_>>) -> Trunk {
+    let switch = Netns::new(&format!("dys{port}"));
+    switch.sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+    router.sh(&format!(
+        "ip link add {port} mtu 1600 type veth peer name up{port} mtu 1600 netns {} && ip link set {port} up",
+        switch.name
+    ));
+    switch.sh(&format!("ip link set up{port} up"));
+    let mut accesses = Vec::new();
+    let mut namespaces = Vec::new();
+    for (index, (tag, cidr, tags)) in hosts.into_iter().enumerate() {
+        let ns = Netns::new(tag);
+        // No IPv6 router solicitations or DAD: every frame a host sends is one the test made.
+        ns.sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+        let access = format!("a{index}{port}");
+        host_pair(&switch, &access, &ns, "eth0", cidr);
+        accesses.push(Access {
+            interface: access,
+            tags,
+        });
+        namespaces.push(ns);
+    }
+    let shim = VlanShim::start(&switch, &format!("up{port}"), accesses);
+    Trunk {
+        _shim: shim,
+        _switch: switch,
+        hosts: namespaces,
+    }
+}
+
+/// `brasa run` inside the router namespace; killed on drop.
+struct Daemon {
+    child: Child,
+    router: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const API: &str = "http://127.0.0.1:7780";
+
+impl Daemon {
+    fn start(router: &Netns, dir: &Path, config: &str) -> Self {
+        let path = dir.join("brasa.toml");
+        std::fs::write(&path, config).unwrap();
+        let log = dir.join("brasa.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &router.name,
+                BRASA,
+                "--log",
+                "info",
+                "run",
+                "-c",
+            ])
+            .arg(&path)
+            .current_dir(dir)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let mut daemon = Self {
+            child,
+            router: router.name.clone(),
+            log,
+        };
+        let started = Instant::now();
+        while !router.enter(|| std::net::TcpStream::connect("127.0.0.1:7780").is_ok()) {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("brasa exited with {status}:\n{}", daemon.log_text());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "brasa did not come up:\n{}",
+                daemon.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        daemon
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn brasa(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.router, BRASA, "--api", API])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let output = self.brasa(args, stdin);
+        assert!(
+            output.status.success(),
+            "brasa {args:?} failed: {}{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.log_text()
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all, None)).unwrap()
+    }
+
+    /// The data triggers, waiting until `condition` holds for them.
+    fn triggers_until(
+        &self,
+        what: &str,
+        condition: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let started = Instant::now();
+        loop {
+            let triggers = self.json(&["show", "service", "dynamic-services", "data-triggers"]);
+            let triggers = triggers.as_array().cloned().unwrap_or_default();
+            if condition(&triggers) {
+                return triggers;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what}: {triggers:?}\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `condition` holds; fails with `what` and the daemon's log after 30 s.
+    fn eventually(&self, what: &str, mut condition: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !condition() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "timed out waiting for: {what}\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the capture SAP `dy1:*.*` counts `count` drops for `label`.
+    fn drops_reach(&self, label: &str, count: u64) {
+        self.eventually(&format!("{count} drops for {label:?}"), || {
+            drop_count(&self.capture_stats("dy1:*.*"), label) == count
+        });
+    }
+
+    fn capture_stats(&self, sap: &str) -> serde_json::Value {
+        self.json(&[
+            "show",
+            "service",
+            "dynamic-services",
+            "capture-sap",
+            sap,
+            "statistics",
+        ])
+    }
+}
+
+fn drop_count(stats: &serde_json::Value, label: &str) -> u64 {
+    stats["dropped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|pair| pair[0] == label)
+        .and_then(|pair| pair[1].as_u64())
+        .unwrap_or_else(|| panic!("no counter {label:?} in {stats}"))
+}
+
+fn ping(from: &Netns, to: &str) -> bool {
+    from.output("ping", &["-c", "2", "-i", "0.2", "-W", "1", to])
+        .status
+        .success()
+}
+
+fn ping_eventually(from: &Netns, to: &str, limit: Duration, daemon: &Daemon) {
+    let started = Instant::now();
+    while !ping(from, to) {
+        assert!(
+            started.elapsed() < limit,
+            "{} cannot ping {to}\n{}",
+            from.name,
+            daemon.log_text()
+        );
+    }
+}
+
+/// A TCP echo of `bytes` bytes from `client` through `server`'s listener on `addr:port`.
+fn tcp_echo(server: &Netns, client: &Netns, addr: &str, port: u16, bytes: usize) -> bool {
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &server.name, "python3", "-c"])
+        .arg(format!(
+            "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('{addr}', {port})); s.listen(1); s.settimeout(20)\nc,_=s.accept(); c.settimeout(20)\n\
+             n=0\nwhile n < {bytes}:\n    d=c.recv(65536)\n    if not d: break\n    c.sendall(d); n+=len(d)\nc.close()"
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let output = client.output(
+        "python3",
+        &[
+            "-c",
+            &format!(
+                "import socket,sys,time\nend=time.time()+20\n\
+                 while True:\n    try:\n        s=socket.create_connection(('{addr}', {port}), timeout=20); break\n    \
+                 except ConnectionRefusedError:\n        \
+                 if time.time() > end: raise\n        time.sleep(0.1)\n\
+                 data=bytes(range(256))*({bytes}//256)\ns.sendall(data)\ngot=b''\n\
+                 while len(got) < len(data):\n    d=s.recv(65536)\n    if not d: break\n    got+=d\n\
+                 sys.exit(0 if got == data else 1)"
+            ),
+        ],
+    );
+    let _ = listener.kill();
+    let _ = listener.wait();
+    output.status.success()
+}
+
+/// A seed-style script: an action dictionary of function keys; the setup makes an Epipe from
+/// the dynamic SAP to the far SAP its parameters name.
+const EPIPE_SCRIPT: &str = r#"
+from alc import dyn
+
+def describe(kept):
+    return """
+configure service
+    epipe %(service_id)s
+        description "%(description)s"
+    exit
+exit
+""" % kept
+
+def setup_epipe(params):
+    params['service_id'] = dyn.select_free_id('service-id')
+    params['sap'] = dyn.get_sap()
+    params.setdefault('description', 'dynamic ' + params['sap'])
+    if params.get('fail'):
+        raise ValueError('the parameters ask for a failure')
+    if params.get('slow'):
+        import time
+        time.sleep(params['slow'])
+    # One add_cli per run: brasa joins the calls of a run into one text, in which a second
+    # `configure` after the first block's last `exit` would not parse.
+    dyn.add_cli("""
+configure service
+    epipe %(service_id)s customer 1 create
+        description "%(description)s"
+        sap %(sap)s create
+        exit
+        sap %(far)s create
+        exit
+        no shutdown
+    exit
+exit
+""" % params)
+    return params
+
+def modify_epipe(kept, params):
+    kept['description'] = params['description']
+    cli = describe(kept)
+    if params.get('bad'):
+        cli = cli.replace('exit\nexit', 'frobnicate\n    exit\nexit')
+    dyn.add_cli(cli)
+    return kept
+
+def revert_epipe(kept, params):
+    # kept is what the service had before the failed modify.
+    dyn.add_cli(describe(kept))
+
+def teardown_epipe(kept):
+    dyn.add_cli("""
+configure service
+    epipe %(service_id)s
+        shutdown
+        no sap %(sap)s
+        no sap %(far)s
+    exit
+    no epipe %(service_id)s
+exit
+""" % kept)
+
+dyn.action({'epipe': (setup_epipe, modify_epipe, revert_epipe, teardown_epipe)})
+"#;
+
+/// Writes `dir/dictionary` with the Alc-Dyn-Serv-* attributes of brasa's Alcatel-Lucent
+/// dictionary, for FreeRADIUS and radclient run with `-d dir`: Debian's dictionary has the
+/// vendor without them (and the rest of brasa's would redefine Debian's values).
+fn dyn_serv_dictionary(dir: &Path) {
+    let brasa_dictionary = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../radius/dictionaries/dictionary.alcatel-lucent-sr"
+    ))
+    .unwrap();
+    let dyn_serv: Vec<&str> = brasa_dictionary
+        .lines()
+        .filter(|line| line.contains("Alc-Dyn-Serv-"))
+        .collect();
+    std::fs::write(
+        dir.join("dictionary"),
+        format!(
+            "BEGIN-VENDOR Alcatel-Lucent-Service-Router\n{}\nEND-VENDOR Alcatel-Lucent-Service-Router\n",
+            dyn_serv.join("\n")
+        ),
+    )
+    .unwrap();
+}
+
+/// The capture VPLS: every QinQ VLAN pair of `dy1` that no SAP has is a data trigger.
+const CAPTURE: &str = "configure service vpls 900 customer 1 create\n\
+    sap dy1:*.* capture-sap create\n\
+    dynamic-services\n\
+    dynamic-services-policy dyn-epipe\n\
+    no shutdown\n\
+    exit\n\
+    exit\n\
+    no shutdown\n\
+    exit all\n";
+
+/// The daemon's config: the trunks, the capture SAP's lockout policy and a dynamic-services
+/// policy authenticating with `authentication`; `extra` adds sections (a local-auth-db, RADIUS
+/// pools).
+fn config(dir: &Path, authentication: &str, extra: &str) -> String {
+    std::fs::write(dir.join("epipe.py"), EPIPE_SCRIPT).unwrap();
+    format!(
+        r#"data_dir = "{data}"
+[api]
+listen = "127.0.0.1:7780"
+[dataplane]
+tun = "dytun0"
+[[dataplane.interface]]
+name = "dy1"
+encap = "qinq"
+outer_tpid = "0x88a8"
+[[dataplane.interface]]
+name = "dy2"
+encap = "dot1q"
+
+[dynamic_services]
+setup_timeout = "3s"
+script_time_limit = "6s"
+coa_listen = "127.0.0.1:3799"
+[[dynamic_services.coa_client]]
+address = "127.0.0.1"
+secret = "coasecret"
+[[dynamic_services.policy]]
+name = "dyn-epipe"
+script = "epipe.py"
+service_range = [5000, 5999]
+authentication = {authentication}
+[[dynamic_services.capture_sap]]
+sap = "dy1:*.*"
+host_lockout_policy = "lock"
+[[dynamic_services.host_lockout_policy]]
+name = "lock"
+lockout_time_min = "60s"
+lockout_time_max = "600s"
+lockout_reset_time = "60s"
+{extra}
+"#,
+        data = dir.join("data").display()
+    )
+}
+
+#[test]
+fn netns_local_auth_trigger_sets_up_an_epipe_that_forwards_and_failures_leave_nothing() {
+    let router = Netns::new("dyr");
+    let customers = trunk(
+        &router,
+        "dy1",
+        vec![
+            (
+                "dyc",
+                "10.77.0.1/24",
+                vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
+            ),
+            (
+                "dyx",
+                "10.78.0.1/24",
+                vec![(TPID_8021AD, 201), (TPID_8021Q, 301)],
+            ),
+            (
+                "dys",
+                "10.79.0.1/24",
+                vec![(TPID_8021AD, 202), (TPID_8021Q, 302)],
+            ),
+        ],
+    );
+    let (customer, failing, slow) = (
+        &customers.hosts[0],
+        &customers.hosts[1],
+        &customers.hosts[2],
+    );
+    let far_trunk = trunk(
+        &router,
+        "dy2",
+        vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
+    );
+    let far = &far_trunk.hosts[0];
+    let dir = tempfile::tempdir().unwrap();
+    let users = r##"[[dynamic_services.local_auth_db]]
+name = "db"
+[[dynamic_services.local_auth_db.user]]
+name = "dy1:200.300"
+[[dynamic_services.local_auth_db.user.index]]
+index = 1
+sap_id = "#:#.#"
+script_parameters = ["epipe={'far': 'dy2:300'}"]
+[[dynamic_services.local_auth_db.user]]
+name = "dy1:201.301"
+[[dynamic_services.local_auth_db.user.index]]
+index = 1
+sap_id = "dy1:201.301"
+script_parameters = ["epipe={'far': 'dy2:301', ", "'fail': True}"]
+[[dynamic_services.local_auth_db.user]]
+name = "dy1:202.302"
+[[dynamic_services.local_auth_db.user.index]]
+index = 1
+sap_id = "dy1:202.302"
+script_parameters = ["epipe={'far': 'dy2:302', 'slow': 4}"]
+"##;
+    let daemon = Daemon::start(
+        &router,
+        dir.path(),
+        &config(dir.path(), r#"{ local_auth_db = "db" }"#, users),
+    );
+    // Without the capture SAP nothing reaches the far host.
+    assert!(!ping(customer, "10.77.0.2"));
+    daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    assert!(
+        tcp_echo(far, customer, "10.77.0.2", 5301, 200_000),
+        "TCP over the dynamic Epipe\n{}",
+        daemon.log_text()
+    );
+    let triggers = daemon.triggers_until("the trigger is sapCreated", |t| {
+        t.iter()
+            .any(|t| t["sap"] == "dy1:200.300" && t["state"] == "sapCreated")
+    });
+    assert_eq!(triggers.len(), 1, "{triggers:?}");
+    let trigger = &triggers[0];
+    assert_eq!(trigger["capture_sap"], "dy1:*.*");
+    assert_eq!(trigger["services"], serde_json::json!(["dy1:200.300"]));
+    let service = daemon.json(&["show", "service", "5000"]);
+    assert_eq!(service["kind"], "epipe", "{service}");
+    assert_eq!(service["oper"], "up", "{service}");
+    let stats = daemon.capture_stats("dy1:*.*");
+    let received = stats["received"].as_u64().unwrap();
+    assert_eq!(
+        received,
+        1 + drop_count(&stats, "Data-trigger already exists"),
+        "one frame made the trigger, the others found it: {stats}\n{}",
+        daemon.log_text()
+    );
+    let commands = daemon.json(&[
+        "tools",
+        "dump",
+        "service",
+        "dynamic-services",
+        "command-list",
+    ]);
+    assert_eq!(commands[0]["sap"], "dy1:200.300", "{commands}");
+    assert!(commands[0]["cli"].as_str().unwrap().contains("epipe 5000"));
+
+    // Clearing the trigger tears its Epipe down; the next frame makes a new trigger.
+    daemon.ok(
+        &[
+            "clear",
+            "service",
+            "dynamic-services",
+            "data-trigger",
+            "sap",
+            "dy1:200.300",
+        ],
+        None,
+    );
+    daemon.eventually("the Epipe goes", || {
+        !daemon
+            .brasa(&["show", "service", "5000"], None)
+            .status
+            .success()
+    });
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    daemon.triggers_until("a new trigger after the clear", |t| {
+        t.iter()
+            .any(|t| t["sap"] == "dy1:200.300" && t["state"] == "sapCreated")
+    });
+
+    // A script exception: counted under "Corresponding dynamic SAP is not created", the
+    // trigger SAP is locked out, and no service is left behind.
+    let services_before = daemon.json(&["show", "service"]).as_array().unwrap().len();
+    let _ = ping(failing, "10.78.0.2");
+    daemon.drops_reach("Corresponding dynamic SAP is not created", 1);
+    let lockouts = daemon.json(&[
+        "show",
+        "subscriber-mgmt",
+        "host-lockout-policy",
+        "lock",
+        "all",
+        "sap",
+        "dy1:*.*",
+    ]);
+    // The cleared trigger left a context in its grace period, never locked.
+    let row = |sap: &str| {
+        lockouts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["trigger_sap"] == sap)
+            .unwrap_or_else(|| panic!("no lockout context of {sap}: {lockouts}"))
+            .clone()
+    };
+    let cleared = row("dy1:200.300");
+    assert_eq!(
+        (cleared["active"].clone(), cleared["lockouts"].clone()),
+        (false.into(), 0.into())
+    );
+    let failed = row("dy1:201.301");
+    assert_eq!(failed["active"], true, "{failed}");
+    assert_eq!(failed["lockouts"], 1, "{failed}");
+    assert_eq!(failed["current_lock_time"], 60, "{failed}");
+    assert_eq!(failed["next_lock_time"], 120, "{failed}");
+    // Locked out: the next frames are dropped under "Lockout is active", no new run.
+    let _ = ping(failing, "10.78.0.2");
+    let stats = daemon.capture_stats("dy1:*.*");
+    assert!(drop_count(&stats, "Lockout is active") >= 1, "{stats}");
+    assert_eq!(
+        drop_count(&stats, "Corresponding dynamic SAP is not created"),
+        1
+    );
+    assert_eq!(
+        daemon.json(&["show", "service"]).as_array().unwrap().len(),
+        services_before,
+        "a failed setup left a service behind"
+    );
+    let triggers = daemon.json(&["show", "service", "dynamic-services", "data-triggers"]);
+    assert!(
+        triggers
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["sap"] != "dy1:201.301"),
+        "{triggers}"
+    );
+    // Clearing the lockout lets the SAP trigger again (and fail again).
+    daemon.ok(
+        &[
+            "clear",
+            "subscriber-mgmt",
+            "host-lockout-policy",
+            "lock",
+            "all",
+        ],
+        None,
+    );
+    let lockouts = daemon.json(&[
+        "show",
+        "subscriber-mgmt",
+        "host-lockout-policy",
+        "lock",
+        "all",
+    ]);
+    assert_eq!(lockouts, serde_json::json!([]));
+
+    // A script slower than the setup timeout: the trigger fails when the timeout passes
+    // (counted, locked out), and the service its script applies afterwards is removed.
+    let _ = ping(slow, "10.79.0.2");
+    daemon.drops_reach("Corresponding dynamic SAP is not created", 2);
+    daemon.eventually("the late service removed", || {
+        daemon
+            .log_text()
+            .contains("the script's service came after its trigger failed")
+            && daemon.json(&["show", "service"]).as_array().unwrap().len() == services_before
+    });
+    let lockouts = daemon.json(&[
+        "show",
+        "subscriber-mgmt",
+        "host-lockout-policy",
+        "lock",
+        "all",
+    ]);
+    assert_eq!(lockouts[0]["trigger_sap"], "dy1:202.302", "{lockouts}");
+    assert_eq!(lockouts[0]["active"], true, "{lockouts}");
+}
+
+#[test]
+fn netns_radius_trigger_gets_its_services_from_freeradius_and_accounts_the_start() {
+    let router = Netns::new("dyr");
+    let customers = trunk(
+        &router,
+        "dy1",
+        vec![
+            (
+                "dyc",
+                "10.77.0.1/24",
+                vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
+            ),
+            (
+                "dyx",
+                "10.78.0.1/24",
+                vec![(TPID_8021AD, 201), (TPID_8021Q, 301)],
+            ),
+            (
+                "dyn",
+                "10.80.0.1/24",
+                vec![(TPID_8021AD, 203), (TPID_8021Q, 303)],
+            ),
+        ],
+    );
+    let far_trunk = trunk(
+        &router,
+        "dy2",
+        vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
+    );
+    let (customer, rejected, elsewhere, far) = (
+        &customers.hosts[0],
+        &customers.hosts[1],
+        &customers.hosts[2],
+        &far_trunk.hosts[0],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let radius_dir = dir.path().join("freeradius");
+    std::fs::create_dir_all(&radius_dir).unwrap();
+    dyn_serv_dictionary(&radius_dir);
+    let users = r##""dy1:200.300" Cleartext-Password := "dynpass"
+	Alc-Dyn-Serv-SAP-Id:1 = "#:#.#",
+	Alc-Dyn-Serv-Script-Params:1 = "epipe={'far': 'dy2:300'}",
+	Alc-Dyn-Serv-Script-Action:1 = setup,
+	Alc-Dyn-Serv-Policy:1 = "dyn-epipe"
+
+"dy1:201.301" Auth-Type := Reject
+
+"dy1:203.303" Cleartext-Password := "dynpass"
+	Alc-Dyn-Serv-SAP-Id:1 = "dy1:203.999",
+	Alc-Dyn-Serv-Script-Params:1 = "epipe={'far': 'dy2:303'}",
+	Alc-Dyn-Serv-Script-Action:1 = setup
+"##;
+    let radius = router.enter({
+        let radius_dir = radius_dir.clone();
+        move || {
+            start_freeradius(
+                &radius_dir,
+                "127.0.0.1",
+                &[("127.0.0.0/8", "dynsecret")],
+                users,
+                "",
+                None,
+                false,
+            )
+        }
+    });
+    let pools = format!(
+        r#"[radius]
+[[radius.pool]]
+name = "aaa"
+timeout = "1s"
+retries = 1
+[[radius.pool.auth_server]]
+address = "{auth}"
+secret = "dynsecret"
+[[radius.pool.acct_server]]
+address = "{acct}"
+secret = "dynsecret"
+"#,
+        auth = radius.auth,
+        acct = radius.acct
+    );
+    let authentication = r#"{ radius_pool = "aaa", password = "dynpass" }
+accounting = [{ radius_pool = "aaa", stats_type = "volume-time" }]"#;
+    let daemon = Daemon::start(
+        &router,
+        dir.path(),
+        &config(dir.path(), authentication, &pools),
+    );
+    daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
+
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    assert!(
+        tcp_echo(far, customer, "10.77.0.2", 5302, 200_000),
+        "TCP over the dynamic Epipe\n{}",
+        daemon.log_text()
+    );
+    let triggers = daemon.triggers_until("the trigger is sapCreated", |t| {
+        t.iter()
+            .any(|t| t["sap"] == "dy1:200.300" && t["state"] == "sapCreated")
+    });
+    let session = triggers[0]["acct_session_id"].as_str().unwrap().to_string();
+    // The Start reached FreeRADIUS's detail file, its Acct-Multi-Session-Id the trigger's.
+    daemon.eventually("Acct-Status-Type = Start in the detail file", || {
+        radius.detail().contains("Acct-Status-Type = Start")
+    });
+    let detail = radius.detail();
+    assert!(
+        detail.contains(&format!("Acct-Multi-Session-Id = \"{session}\"")),
+        "{detail}"
+    );
+    assert!(detail.contains("NAS-Port-Id = \"dy1:200.300\""), "{detail}");
+
+    // An Access-Reject: counted, locked out, nothing created.
+    let services_before = daemon.json(&["show", "service"]).as_array().unwrap().len();
+    let _ = ping(rejected, "10.78.0.2");
+    daemon.drops_reach("Unsuccessful authentication", 1);
+    let lockouts = daemon.json(&[
+        "show",
+        "subscriber-mgmt",
+        "host-lockout-policy",
+        "lock",
+        "all",
+    ]);
+    assert_eq!(lockouts[0]["trigger_sap"], "dy1:201.301", "{lockouts}");
+    assert_eq!(lockouts[0]["active"], true, "{lockouts}");
+    assert_eq!(
+        daemon.json(&["show", "service"]).as_array().unwrap().len(),
+        services_before
+    );
+
+    // An Access-Accept whose services do not include the trigger's SAP.
+    let _ = ping(elsewhere, "10.80.0.2");
+    daemon.drops_reach("No data-trigger SAP-id in authentication", 1);
+    assert_eq!(
+        daemon.json(&["show", "service"]).as_array().unwrap().len(),
+        services_before
+    );
+
+    // Clearing the trigger stops the accounting with Admin-Reset.
+    daemon.ok(
+        &[
+            "clear",
+            "service",
+            "dynamic-services",
+            "data-trigger",
+            "sap",
+            "dy1:200.300",
+        ],
+        None,
+    );
+    daemon.eventually("Acct-Status-Type = Stop in the detail file", || {
+        radius.detail().contains("Acct-Status-Type = Stop")
+    });
+    let detail = radius.detail();
+    assert!(
+        detail.contains("Acct-Terminate-Cause = Admin-Reset"),
+        "{detail}"
+    );
+    assert!(detail.contains("Acct-Input-Packets"), "{detail}");
+}
+
+/// radclient in the router namespace: `kind` (`coa` or `disconnect`) to brasa's CoA listener;
+/// returns what it received (`CoA-ACK`, `Disconnect-NAK`, …) and the reply's attributes.
+fn coa(router: &Netns, dictionary: &Path, kind: &str, attributes: &str) -> (String, Vec<String>) {
+    let dictionary = dictionary.to_str().unwrap().to_string();
+    let kind = kind.to_string();
+    let input = format!("{attributes}\nMessage-Authenticator = 0x00\n");
+    let output = router.enter(move || {
+        radclient(
+            "127.0.0.1:3799".parse().unwrap(),
+            &kind,
+            "coasecret",
+            &input,
+            &["-d", &dictionary],
+        )
+    });
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let received = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Received "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| {
+            panic!(
+                "no answer: {stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+        .to_string();
+    (received, reply_lines(&output))
+}
+
+#[test]
+fn netns_coa_adds_modifies_reverts_and_a_disconnect_removes_everything() {
+    let router = Netns::new("dyr");
+    let customers = trunk(
+        &router,
+        "dy1",
+        vec![(
+            "dyc",
+            "10.77.0.1/24",
+            vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
+        )],
+    );
+    let _far = trunk(
+        &router,
+        "dy2",
+        vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
+    );
+    let customer = &customers.hosts[0];
+    let dir = tempfile::tempdir().unwrap();
+    dyn_serv_dictionary(dir.path());
+    let users = r##"[[dynamic_services.local_auth_db]]
+name = "db"
+[[dynamic_services.local_auth_db.user]]
+name = "dy1:200.300"
+[[dynamic_services.local_auth_db.user.index]]
+index = 1
+sap_id = "#:#.#"
+script_parameters = ["epipe={'far': 'dy2:300'}"]
+"##;
+    let daemon = Daemon::start(
+        &router,
+        dir.path(),
+        &config(dir.path(), r#"{ local_auth_db = "db" }"#, users),
+    );
+    daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    let triggers = daemon.triggers_until("the trigger is sapCreated", |t| {
+        t.iter().any(|t| t["state"] == "sapCreated")
+    });
+    let session = triggers[0]["acct_session_id"].as_str().unwrap().to_string();
+
+    // A CoA with the trigger's Acct-Session-Id adds a second service.
+    let (answer, _) = coa(
+        &router,
+        dir.path(),
+        "coa",
+        &format!(
+            "Acct-Session-Id = \"{session}\"\n\
+             Alc-Dyn-Serv-SAP-Id:1 = \"dy1:200.301\"\n\
+             Alc-Dyn-Serv-Script-Params:1 = \"epipe={{'far': 'dy2:301'}}\"\n\
+             Alc-Dyn-Serv-Script-Action:1 = setup\n\
+             Alc-Dyn-Serv-Policy:1 = \"dyn-epipe\""
+        ),
+    );
+    assert_eq!(answer, "CoA-ACK", "{}", daemon.log_text());
+    let second = daemon.json(&["show", "service", "5001"]);
+    assert_eq!(second["saps"].as_array().unwrap().len(), 2, "{second}");
+    let triggers = daemon.json(&["show", "service", "dynamic-services", "data-triggers"]);
+    assert_eq!(
+        triggers[0]["services"],
+        serde_json::json!(["dy1:200.300", "dy1:200.301"])
+    );
+
+    // A modify changes it; a modify whose CLI is refused runs the revert and is NAKed.
+    let modify = |description: &str, bad: bool| {
+        coa(
+            &router,
+            dir.path(),
+            "coa",
+            &format!(
+                "Acct-Session-Id = \"{session}\"\n\
+                 Alc-Dyn-Serv-SAP-Id:1 = \"dy1:200.301\"\n\
+                 Alc-Dyn-Serv-Script-Params:1 = \"epipe={{'far': 'dy2:301', 'description': '{description}', 'bad': {}}}\"\n\
+                 Alc-Dyn-Serv-Script-Action:1 = modify",
+                if bad { "True" } else { "False" }
+            ),
+        )
+    };
+    let (answer, _) = modify("changed", false);
+    assert_eq!(answer, "CoA-ACK", "{}", daemon.log_text());
+    assert_eq!(
+        daemon.json(&["show", "service", "5001"])["description"],
+        "changed"
+    );
+    let (answer, attributes) = modify("refused", true);
+    assert_eq!(answer, "CoA-NAK", "{}", daemon.log_text());
+    assert!(
+        attributes
+            .iter()
+            .any(|a| a == "Error-Cause = Resources-Unavailable"),
+        "{attributes:?}"
+    );
+    assert_eq!(
+        daemon.json(&["show", "service", "5001"])["description"],
+        "changed",
+        "the revert keeps the service as it was"
+    );
+
+    // A key that names nothing is refused with Session-Context-Not-Found.
+    let (answer, attributes) = coa(
+        &router,
+        dir.path(),
+        "disconnect",
+        "Acct-Session-Id = \"no-such-session\"",
+    );
+    assert_eq!(answer, "Disconnect-NAK");
+    assert!(
+        attributes
+            .iter()
+            .any(|a| a == "Error-Cause = Session-Context-Not-Found"),
+        "{attributes:?}"
+    );
+
+    // A Disconnect with the trigger's NAS-Port-Id removes the trigger and both services.
+    let (answer, _) = coa(
+        &router,
+        dir.path(),
+        "disconnect",
+        "NAS-Port-Id = \"dy1:200.300\"",
+    );
+    assert_eq!(answer, "Disconnect-ACK", "{}", daemon.log_text());
+    assert_eq!(
+        daemon.json(&["show", "service", "dynamic-services", "data-triggers"]),
+        serde_json::json!([])
+    );
+    for id in ["5000", "5001"] {
+        assert!(
+            !daemon
+                .brasa(&["show", "service", id], None)
+                .status
+                .success(),
+            "service {id} stays after the Disconnect"
+        );
+    }
+}
+
+#[test]
+fn netns_kill_9_and_restart_remove_the_dynamic_services_and_triggers_come_back() {
+    let router = Netns::new("dyr");
+    let customers = trunk(
+        &router,
+        "dy1",
+        vec![(
+            "dyc",
+            "10.77.0.1/24",
+            vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
+        )],
+    );
+    let _far = trunk(
+        &router,
+        "dy2",
+        vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
+    );
+    let customer = &customers.hosts[0];
+    let dir = tempfile::tempdir().unwrap();
+    let users = r##"[[dynamic_services.local_auth_db]]
+name = "db"
+[[dynamic_services.local_auth_db.user]]
+name = "dy1:200.300"
+[[dynamic_services.local_auth_db.user.index]]
+index = 1
+sap_id = "#:#.#"
+script_parameters = ["epipe={'far': 'dy2:300'}"]
+"##;
+    let config = config(dir.path(), r#"{ local_auth_db = "db" }"#, users);
+    let daemon = Daemon::start(&router, dir.path(), &config);
+    daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    daemon.triggers_until("the trigger is sapCreated", |t| {
+        t.iter().any(|t| t["state"] == "sapCreated")
+    });
+    assert_eq!(daemon.json(&["show", "service", "5000"])["kind"], "epipe");
+    // SIGKILL: no teardown runs.
+    drop(daemon);
+
+    // The restart replays the capture VPLS but removes the Epipe of the forgotten trigger.
+    let daemon = Daemon::start(&router, dir.path(), &config);
+    assert!(
+        !daemon
+            .brasa(&["show", "service", "5000"], None)
+            .status
+            .success(),
+        "the dynamic Epipe survived the restart without its trigger\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(daemon.json(&["show", "service", "900"])["kind"], "vpls");
+    assert_eq!(
+        daemon.json(&["show", "service", "dynamic-services", "data-triggers"]),
+        serde_json::json!([])
+    );
+    // The customer's next frames make the trigger and its service again.
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    daemon.triggers_until("a new trigger after the restart", |t| {
+        t.iter().any(|t| t["state"] == "sapCreated")
+    });
+}

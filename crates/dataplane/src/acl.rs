@@ -774,9 +774,20 @@ macro_rules! ip_entry {
             #[doc = concat!("Whether an ", $family, " packet's `key` matches the entry.")]
             #[inline(always)]
             pub(crate) fn matches(&self, key: &PacketKey) -> bool {
-                ((key.$src & self.src_mask) == self.src)
-                    & ((key.$dst & self.dst_mask) == self.dst)
-                    & self.l4.matches(key)
+                self.addresses_match(key) & self.l4.matches(key)
+            }
+
+            /// Whether the packet's addresses match (the rest of the entry not looked at):
+            /// a scan over entries that mostly differ by prefix rejects most of them here.
+            #[inline(always)]
+            pub(crate) fn addresses_match(&self, key: &PacketKey) -> bool {
+                ((key.$src & self.src_mask) == self.src) & ((key.$dst & self.dst_mask) == self.dst)
+            }
+
+            /// Whether the packet's protocol, ports, DSCP and ICMP type match.
+            #[inline(always)]
+            pub(crate) fn rest_matches(&self, key: &PacketKey) -> bool {
+                self.l4.matches(key)
             }
 
             /// The index of the entry's rule.

@@ -38,6 +38,10 @@ struct Work {
     src: u32,
     /// Slot of the subscriber owning the destination address (egress), or [`NONE`].
     dst: u32,
+    /// The matching rule of the source's subscriber (ingress), if any.
+    ingress_rule: Option<u16>,
+    /// The matching rule of the destination's subscriber (egress), if any.
+    egress_rule: Option<u16>,
 }
 
 /// The PCC stage. One instance serves every worker (wrap it in [`crate::pipeline::Shared`]):
@@ -179,13 +183,15 @@ impl PccStage {
         self.slots.get(slot as usize)?.as_deref()
     }
 
-    /// Applies the subscriber's side of a packet; `None` means forward.
+    /// Applies the subscriber's side of a packet (`rule`: the one [`SubscriberPolicy::classify`]
+    /// found); `Ok(Some(dscp))` asks for a remark.
     #[inline(always)]
     fn decide(
         &mut self,
         slot: u32,
         direction: Direction,
-        work: &mut Work,
+        rule: Option<u16>,
+        work: &Work,
         now_ns: u64,
     ) -> Result<Option<u8>, DropReason> {
         let Some(policy) = self.slots.get(slot as usize).and_then(Option::as_deref) else {
@@ -195,14 +201,8 @@ impl PccStage {
             self.stats.no_services_dropped += 1;
             return Err(DropReason::Pcc);
         }
-        match policy.process(&work.key, direction, work.octets, now_ns) {
-            Outcome::Forward(remark) => {
-                if let Some(dscp) = remark {
-                    // A later egress rule of the same packet classifies the remarked packet.
-                    work.key.dscp = dscp;
-                }
-                Ok(remark)
-            }
+        match policy.apply(rule, direction, work.octets, now_ns) {
+            Outcome::Forward(remark) => Ok(remark),
             Outcome::Drop => Err(DropReason::Pcc),
             Outcome::Policed => Err(DropReason::Policer),
         }
@@ -226,11 +226,11 @@ impl Stage for PccStage {
         "pcc"
     }
 
-    /// Five passes over the batch's IP packets, each issuing the prefetches the next one
-    /// needs, so the cache misses of a batch overlap instead of following one another: parse
-    /// and prefetch the address tables; look the addresses up and prefetch the slots; read the
-    /// slots and prefetch the policies; read the policies and prefetch their entries and
-    /// rules; classify, police, count and decide.
+    /// Six passes over the batch's IP packets, each issuing the prefetches the next one
+    /// needs, so that the cache misses of a batch overlap instead of following one another:
+    /// parse, and prefetch the address tables; look the addresses up, and prefetch the slots;
+    /// read the slots, and prefetch the policies; read the policies, and prefetch their
+    /// entries; classify, and prefetch the matching rules; police, count and decide.
     fn process(&mut self, batch: &mut Batch, ctx: &Context<'_>) {
         let mut work = std::mem::take(&mut self.work);
         work.clear();
@@ -266,6 +266,8 @@ impl Stage for PccStage {
                 family,
                 src: NONE,
                 dst: NONE,
+                ingress_rule: None,
+                egress_rule: None,
             });
         }
         for w in work.iter_mut() {
@@ -296,10 +298,24 @@ impl Stage for PccStage {
         }
         for w in &work {
             if let Some(policy) = self.policy(w.src) {
-                policy.prefetch(w.family, Direction::Ingress);
+                policy.prefetch_entries(w.family, Direction::Ingress);
             }
             if let Some(policy) = self.policy(w.dst) {
-                policy.prefetch(w.family, Direction::Egress);
+                policy.prefetch_entries(w.family, Direction::Egress);
+            }
+        }
+        for w in work.iter_mut() {
+            if let Some(policy) = self.policy(w.src) {
+                w.ingress_rule = policy.classify(&w.key, Direction::Ingress);
+                if let Some(rule) = w.ingress_rule {
+                    policy.prefetch_rule(rule);
+                }
+            }
+            if let Some(policy) = self.policy(w.dst) {
+                w.egress_rule = policy.classify(&w.key, Direction::Egress);
+                if let Some(rule) = w.egress_rule {
+                    policy.prefetch_rule(rule);
+                }
             }
         }
         for w in work.iter_mut() {
@@ -313,10 +329,17 @@ impl Stage for PccStage {
                 }
             } else {
                 // Ingress of the sender first; traffic between two subscribers then meets
-                // the receiver's egress rules too.
-                self.decide(w.src, Direction::Ingress, w, ctx.now_ns)
+                // the receiver's egress rules too, as the sender's rules left it.
+                self.decide(w.src, Direction::Ingress, w.ingress_rule, w, ctx.now_ns)
                     .and_then(|first| {
-                        let second = self.decide(w.dst, Direction::Egress, w, ctx.now_ns)?;
+                        if let Some(dscp) = first.filter(|&d| d != w.key.dscp) {
+                            w.key.dscp = dscp;
+                            w.egress_rule = self
+                                .policy(w.dst)
+                                .and_then(|p| p.classify(&w.key, Direction::Egress));
+                        }
+                        let second =
+                            self.decide(w.dst, Direction::Egress, w.egress_rule, w, ctx.now_ns)?;
                         Ok(second.or(first))
                     })
             };

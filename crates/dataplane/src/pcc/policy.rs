@@ -83,11 +83,11 @@ struct RuleState {
 }
 
 /// One compiled rule: its state line, then its policer, whose metering fields come first
-/// ([`PolicerParams`] is `repr(C)`). Aligned to 128 bytes so that the two lines a policed
-/// packet reads form one aligned pair, which the CPU's adjacent-line prefetcher fetches
-/// together.
+/// ([`PolicerParams`] is `repr(C)`), so a policed packet reads two adjacent lines. (Aligning
+/// the pair to 128 bytes, for the adjacent-line prefetcher, measured no faster and costs a
+/// quarter more memory.)
 #[derive(Debug)]
-#[repr(C, align(128))]
+#[repr(C, align(64))]
 struct CompiledRule {
     state: RuleState,
     policer: Option<PolicerParams>,

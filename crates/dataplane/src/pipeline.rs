@@ -8,9 +8,9 @@
 //! loops over reused buffers: nothing on the fast path allocates.
 //!
 //! The CAFE pipeline is `classify → cafe-intercept → cafe-forward → ip-handoff`. Subscriber
-//! enforcement slots in after `classify` (subscriber lookup, PCC classification, policers,
-//! capture-SAP punting) without changing the stages around it: each reads the same
-//! [`PacketMeta`] and sets the same verdicts.
+//! enforcement slots in after `classify` without changing the stages around it: the `pcc`
+//! stage ([`crate::pcc`]: subscriber lookup, PCC classification, policers, counters) reads the
+//! same [`PacketMeta`] and sets the same verdicts ([`crate::stages::subscriber_stages`]).
 
 use crate::packet::PacketBuf;
 use crate::wire::MacAddr;

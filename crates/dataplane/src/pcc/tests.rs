@@ -824,3 +824,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_subscriber_pipeline_runs_pcc_right_after_classify() {
+    let service = crate::service::ServiceStage::new(Default::default());
+    let pcc = Shared::new(PccStage::new(PccDefaults::default()));
+    let p = Pipeline::new(vec![], crate::stages::subscriber_stages(service, pcc));
+    assert_eq!(
+        p.stage_names(),
+        vec![
+            "service",
+            "classify",
+            "pcc",
+            "cafe-intercept",
+            "cafe-forward",
+            "ip-handoff"
+        ]
+    );
+}

@@ -233,31 +233,43 @@ fn main() {
     let upstream = pool(subscribers, 0);
     run("classify only", &mut pipeline(None), &upstream, seconds);
 
-    let mut p = pipeline(Some(stage(
-        subscribers,
-        &rules(Direction::Ingress, 8, true),
-    )));
-    run(
-        "8 ingress rules, the 8th matches",
-        &mut p,
-        &upstream,
-        seconds,
-    );
-    assert!(counted(&mut p, subscribers) > 0);
-
-    let both: Vec<PccRuleSpec> = rules(Direction::Ingress, 4, true)
-        .into_iter()
-        .chain(rules(Direction::Egress, 4, true))
-        .collect();
-    let mut p = pipeline(Some(stage(subscribers, &both)));
-    let mixed = pool(subscribers, 128);
-    run("4 + 4 rules, both directions", &mut p, &mixed, seconds);
-    assert!(counted(&mut p, subscribers) > 0);
-
-    let mut p = pipeline(Some(stage(
-        subscribers,
-        &rules(Direction::Ingress, 8, false),
-    )));
-    run("8 rules, no rule matches", &mut p, &upstream, seconds);
-    assert!(counted(&mut p, subscribers) > 0);
+    // One scenario's subscribers at a time: each pipeline is dropped before the next is built.
+    let scenarios: [(&str, Vec<PccRuleSpec>, u64); 3] = [
+        (
+            "8 ingress rules, the 8th matches",
+            rules(Direction::Ingress, 8, true),
+            0,
+        ),
+        (
+            "4 + 4 rules, both directions",
+            rules(Direction::Ingress, 4, true)
+                .into_iter()
+                .chain(rules(Direction::Egress, 4, true))
+                .collect(),
+            128,
+        ),
+        (
+            "8 rules, no rule matches",
+            rules(Direction::Ingress, 8, false),
+            0,
+        ),
+    ];
+    for (name, rules, downstream_share) in scenarios {
+        let traffic = if downstream_share == 0 {
+            None
+        } else {
+            Some(pool(subscribers, downstream_share))
+        };
+        let mut p = pipeline(Some(stage(subscribers, &rules)));
+        run(
+            name,
+            &mut p,
+            traffic.as_deref().unwrap_or(&upstream),
+            seconds,
+        );
+        assert!(
+            counted(&mut p, subscribers) > 0,
+            "{name}: the PCC stage counted"
+        );
+    }
 }

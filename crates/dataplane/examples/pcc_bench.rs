@@ -30,10 +30,9 @@ use brasa_dataplane::pipeline::{
 };
 use brasa_dataplane::stages::{ClassifyStage, IpHandoffStage};
 use brasa_dataplane::wire::{EtherType, MacAddr};
-use common::{cycles, thread_cpu_seconds};
+use common::measure;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 const BATCH: usize = 256;
 const FRAME: usize = 64;
@@ -186,31 +185,12 @@ fn run(name: &str, p: &mut Pipeline, pool: &[u8], seconds: f64) {
             .map(|(_, m)| m.verdict);
         assert_eq!(wrong, None, "{name}: every packet is forwarded");
     }
-    let deadline = Duration::from_secs_f64(seconds);
-    let mut packets = 0u64;
-    let start = Instant::now();
-    let start_cycles = cycles();
-    let start_cpu = thread_cpu_seconds();
-    while start.elapsed() < deadline {
-        for _ in 0..64 {
-            fill(&mut batch, pool, &mut next);
-            // 4 ns of simulated time per packet: the policers refill as at 250 Mpps.
-            p.run(&mut batch, packets * 4);
-            packets += BATCH as u64;
-        }
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let cpu = thread_cpu_seconds() - start_cpu;
-    let spent = cycles() - start_cycles;
-    // TSC cycles of the thread's own CPU time (wall-clock cycles scaled by its share).
-    let own_cycles = spent as f64 * (cpu / elapsed);
-    println!(
-        "{name:<36} {:>6.2} Mpps per CPU-second ({:>5.1} ns, {:>4.0} cycles/packet); wall clock {:>6.2} Mpps ({packets} packets, {cpu:.2} s CPU in {elapsed:.2} s)",
-        packets as f64 / cpu / 1e6,
-        cpu * 1e9 / packets as f64,
-        own_cycles / packets as f64,
-        packets as f64 / elapsed / 1e6,
-    );
+    measure(name, seconds, "", |packets| {
+        fill(&mut batch, pool, &mut next);
+        // 4 ns of simulated time per packet: the policers refill as at 250 Mpps.
+        p.run(&mut batch, packets * 4);
+        BATCH as u64
+    });
 }
 
 fn counted(p: &mut Pipeline, subscribers: u32) -> u64 {

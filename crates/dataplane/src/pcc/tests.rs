@@ -112,9 +112,10 @@ fn pir(kbps: u64) -> PccAction {
     }
 }
 
-/// The seed's `subsvc-pccrule-1`: upstream to 10.1.1.0/24 at 1 Mb/s, downstream from it at
-/// 5 Mb/s, and the script's slip kept: both `qos_action_account` lines name the ingress rule.
-fn seed_service(name: &str) -> SubscriberPccSpec {
+/// The SR OS PCC-rules example service `subsvc-pccrule-1`: upstream to 10.1.1.0/24 at
+/// 1 Mb/s, downstream from it at 5 Mb/s, and the example script's slip kept: both
+/// `qos_action_account` lines name the ingress rule.
+fn sr_os_example_service(name: &str) -> SubscriberPccSpec {
     SubscriberPccSpec {
         name: name.into(),
         addresses: vec![v4(192, 0, 2, 10, 32), v6(SUB6, 56)],
@@ -167,9 +168,9 @@ fn rule_counters<'a>(c: &'a SubscriberCounters, name: &str) -> &'a RuleCounters 
 }
 
 #[test]
-fn seed_service_classifies_by_direction_and_counts() {
+fn sr_os_example_service_classifies_by_direction_and_counts() {
     let mut p = pipeline(installed(
-        vec![seed_service("alice")],
+        vec![sr_os_example_service("alice")],
         PccDefaults::default(),
     ));
     let up_limited = udp(SUB4.into(), SERVER.into(), 5001, 100);
@@ -332,14 +333,14 @@ fn dscp_remark_keeps_ecn_and_a_valid_ipv4_checksum() {
     assert_eq!((v6_out.version(), v6_out.flow_label()), (6, 0xabcde));
 }
 
-/// Offers `packet_bytes`-byte packets at `rate_kbps` through the seed's 1 Mb/s ingress rule
+/// Offers `packet_bytes`-byte packets at `rate_kbps` through the SR OS example's 1 Mb/s ingress rule
 /// for `seconds` of simulated time; returns (offered, dropped by the policer). A worker polls
 /// its ring every millisecond: each batch holds the packets that arrived in the last poll
 /// interval, stamped with the poll's time.
 fn offer(rate_kbps: u64, packet_bytes: usize, seconds: u64) -> (u64, u64) {
     const POLL_NS: u64 = 1_000_000;
     let mut p = pipeline(installed(
-        vec![seed_service("erin")],
+        vec![sr_os_example_service("erin")],
         PccDefaults::default(),
     ));
     let ip = udp(SUB4.into(), SERVER.into(), 5001, packet_bytes - 28);
@@ -399,7 +400,7 @@ fn policer_drops_the_excess_at_twice_the_pir() {
 #[test]
 fn counter_rule_inputs_account_flags_rule_and_aggregate_volumes() {
     // Accounted rule to 10.1.1.0/24, unaccounted rule to 10.2.0.0/16, and unmatched traffic.
-    let mut spec = seed_service("frank");
+    let mut spec = sr_os_example_service("frank");
     spec.rules.push(rule(
         "other",
         Direction::Ingress,
@@ -436,7 +437,7 @@ fn counter_rule_inputs_account_flags_rule_and_aggregate_volumes() {
 #[test]
 fn a_new_policy_keeps_the_state_of_the_rules_it_keeps() {
     let mut p = pipeline(installed(
-        vec![seed_service("gina")],
+        vec![sr_os_example_service("gina")],
         PccDefaults::default(),
     ));
     // Drain the 1 Mb/s bucket (default MBS 1 536 bytes): the second 1 000-byte packet is red.
@@ -445,7 +446,7 @@ fn a_new_policy_keeps_the_state_of_the_rules_it_keeps() {
     assert_eq!(v[1], Verdict::Drop(DropReason::Policer));
 
     // New policy: the ingress rule kept (same name, higher PIR), the egress one renamed.
-    let mut next = seed_service("gina");
+    let mut next = sr_os_example_service("gina");
     next.rules[0].action.rate_limit = Some(PccPolicer {
         pir_kbps: 2_000,
         ..next.rules[0].action.rate_limit.unwrap()
@@ -481,9 +482,9 @@ fn a_new_policy_keeps_the_state_of_the_rules_it_keeps() {
 
 #[test]
 fn install_swaps_rules_and_addresses_at_once_or_changes_nothing() {
-    let mut stage = installed(vec![seed_service("hal")], PccDefaults::default());
+    let mut stage = installed(vec![sr_os_example_service("hal")], PccDefaults::default());
     // Ivan claims hal's address: refused, nothing changed.
-    let mut ivan = seed_service("ivan");
+    let mut ivan = sr_os_example_service("ivan");
     ivan.addresses = vec![v4(198, 51, 100, 7, 32), v4(192, 0, 2, 10, 32)];
     let err = stage
         .install(Arc::new(SubscriberPolicy::compile(ivan).unwrap()))
@@ -536,7 +537,10 @@ fn defaults_drop_unknown_addresses_and_subscribers_without_services() {
         unknown: Disposition::Drop,
         no_services: Disposition::Drop,
     };
-    let mut p = pipeline(installed(vec![idle, seed_service("kim")], defaults));
+    let mut p = pipeline(installed(
+        vec![idle, sr_os_example_service("kim")],
+        defaults,
+    ));
     let v = verdicts(
         &mut p,
         &[
@@ -570,7 +574,7 @@ fn traffic_between_subscribers_meets_both_sides_rules() {
             )
         }],
     };
-    let mut lee = seed_service("lee");
+    let mut lee = sr_os_example_service("lee");
     lee.rules.push(rule(
         "to-mo",
         Direction::Ingress,
@@ -594,7 +598,7 @@ fn traffic_between_subscribers_meets_both_sides_rules() {
 #[test]
 fn malformed_ip_is_left_to_the_later_stages() {
     let mut p = pipeline(installed(
-        vec![seed_service("ned")],
+        vec![sr_os_example_service("ned")],
         PccDefaults {
             unknown: Disposition::Drop,
             no_services: Disposition::Drop,
@@ -609,7 +613,7 @@ fn malformed_ip_is_left_to_the_later_stages() {
 #[test]
 fn invalid_policies_are_refused_with_the_rule_and_the_reason() {
     let refused = |edit: fn(&mut SubscriberPccSpec)| {
-        let mut spec = seed_service("olga");
+        let mut spec = sr_os_example_service("olga");
         edit(&mut spec);
         SubscriberPolicy::compile(spec).unwrap_err()
     };
@@ -625,7 +629,7 @@ fn invalid_policies_are_refused_with_the_rule_and_the_reason() {
         ("pcc-rule-1-i".into(), RuleProblem::DuplicateName)
     );
     // The same name in the other direction is allowed.
-    let mut both = seed_service("olga");
+    let mut both = sr_os_example_service("olga");
     both.rules[1].name = both.rules[0].name.clone();
     assert!(SubscriberPolicy::compile(both).is_ok());
     assert_eq!(
@@ -677,7 +681,10 @@ fn invalid_policies_are_refused_with_the_rule_and_the_reason() {
 
 #[test]
 fn counters_are_read_while_a_worker_runs() {
-    let stage = Shared::new(installed(vec![seed_service("pat")], PccDefaults::default()));
+    let stage = Shared::new(installed(
+        vec![sr_os_example_service("pat")],
+        PccDefaults::default(),
+    ));
     let policy = stage.lock().get("pat").unwrap().clone();
     let worker = {
         let stage = stage.clone();

@@ -22,9 +22,9 @@ use brasa_dataplane::sap::{PortEncap, SapEncap, SapId, Tag};
 use brasa_dataplane::service::*;
 use brasa_dataplane::stages::service_stages;
 use brasa_dataplane::wire::{EtherType, MacAddr};
-use common::{cycles, thread_cpu_seconds};
+use common::{cycles, measure, thread_cpu_seconds};
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const BATCH: usize = 256;
 
@@ -180,32 +180,13 @@ fn run(name: &str, p: &mut Pipeline, pool: &Pool, seconds: f64, expect: Verdict,
                 .map(|(_, m)| m.verdict)
         );
     }
-    let deadline = Duration::from_secs_f64(seconds);
-    let mut packets = 0u64;
-    let start = Instant::now();
-    let start_cycles = cycles();
-    let start_cpu = thread_cpu_seconds();
-    while start.elapsed() < deadline {
-        for _ in 0..64 {
-            fill(&mut batch, pool, &mut next);
-            // 1 µs per batch of simulated time: policers refill, MACs stay fresh.
-            p.run(&mut batch, start_ns + packets * 4);
-            packets += BATCH as u64;
-        }
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let cpu = thread_cpu_seconds() - start_cpu;
-    let spent = cycles() - start_cycles;
-    // TSC cycles of the thread's own CPU time (wall-clock cycles scaled by its share).
-    let own_cycles = spent as f64 * (cpu / elapsed);
-    println!(
-        "{name:<52} {:>6.2} Mpps per CPU-second ({:>5.1} ns, {:>5.0} cycles/packet); wall clock {:>6.2} Mpps  ({packets} packets, {cpu:.2} s CPU in {elapsed:.2} s, {}-byte frames)",
-        packets as f64 / cpu / 1e6,
-        cpu * 1e9 / packets as f64,
-        own_cycles / packets as f64,
-        packets as f64 / elapsed / 1e6,
-        pool.size
-    );
+    let detail = format!(", {}-byte frames", pool.size);
+    measure(name, seconds, &detail, |packets| {
+        fill(&mut batch, pool, &mut next);
+        // 1 µs per batch of simulated time: policers refill, MACs stay fresh.
+        p.run(&mut batch, start_ns + packets * 4);
+        BATCH as u64
+    });
 }
 
 /// A builder with ports 0 and 1 as QinQ ports (802.1ad outer tags).

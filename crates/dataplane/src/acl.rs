@@ -515,7 +515,7 @@ pub fn reference_classify<'a>(rules: &'a [Rule], key: &PacketKey) -> Option<&'a 
 // ---------------------------------------------------------------------------------------
 // Validation.
 
-fn check_prefix(prefix: &Prefix) -> Result<(), RuleErrorKind> {
+pub(crate) fn check_prefix(prefix: &Prefix) -> Result<(), RuleErrorKind> {
     match prefix.addr {
         IpAddr::V4(addr) => {
             if prefix.len > 32 {
@@ -570,7 +570,7 @@ fn check_mac(m: &Option<MacMask>) -> Result<(), RuleErrorKind> {
     Ok(())
 }
 
-fn check_match(m: &Match) -> Result<(), RuleErrorKind> {
+pub(crate) fn check_match(m: &Match) -> Result<(), RuleErrorKind> {
     match m {
         Match::Ip(ip) => {
             for prefix in [ip.src, ip.dst].into_iter().flatten() {
@@ -636,7 +636,7 @@ const NEED_ICMP: u8 = 8;
 const NEED_ETHERTYPE: u8 = 16;
 
 #[inline]
-fn mask32(len: u8) -> u32 {
+pub(crate) fn mask32(len: u8) -> u32 {
     if len == 0 {
         0
     } else {
@@ -645,7 +645,7 @@ fn mask32(len: u8) -> u32 {
 }
 
 #[inline]
-fn mask128(len: u8) -> u128 {
+pub(crate) fn mask128(len: u8) -> u128 {
     if len == 0 {
         0
     } else {
@@ -723,7 +723,7 @@ impl L4 {
 /// An IPv4 entry: 32 bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, align(32))]
-struct V4Entry {
+pub(crate) struct V4Entry {
     src: u32,
     src_mask: u32,
     dst: u32,
@@ -734,13 +734,73 @@ struct V4Entry {
 /// An IPv6 entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, align(16))]
-struct V6Entry {
+pub(crate) struct V6Entry {
     src: u128,
     src_mask: u128,
     dst: u128,
     dst_mask: u128,
     l4: L4,
 }
+
+/// The constructor and matcher of an IP entry type; IPv4 and IPv6 entries differ only in
+/// their address type, field names and family.
+macro_rules! ip_entry {
+    ($entry:ident, $family:literal, $variant:ident, $other:ident, $addr:ty, $mask:ident, $src:ident, $dst:ident) => {
+        impl $entry {
+            #[doc = concat!("The ", $family, " entry of flow `m` for rule index `rule`; `None` when `m` is")]
+            /// of the other family only. `m` must have passed [`check_match`].
+            pub(crate) fn of(m: &IpMatch, rule: u16) -> Option<Self> {
+                if ip_family_of(m) == Some(IpFamily::$other) {
+                    return None;
+                }
+                let part = |prefix: Option<Prefix>| match prefix {
+                    Some(Prefix {
+                        addr: IpAddr::$variant(a),
+                        len,
+                    }) => (<$addr>::from(a), $mask(len)),
+                    _ => (0, 0),
+                };
+                let (src, src_mask) = part(m.src);
+                let (dst, dst_mask) = part(m.dst);
+                Some($entry {
+                    src,
+                    src_mask,
+                    dst,
+                    dst_mask,
+                    l4: L4::new(m, rule),
+                })
+            }
+
+            #[doc = concat!("Whether an ", $family, " packet's `key` matches the entry.")]
+            #[inline(always)]
+            pub(crate) fn matches(&self, key: &PacketKey) -> bool {
+                self.addresses_match(key) & self.l4.matches(key)
+            }
+
+            /// Whether the packet's addresses match (the rest of the entry not looked at):
+            /// a scan over entries that mostly differ by prefix rejects most of them here.
+            #[inline(always)]
+            pub(crate) fn addresses_match(&self, key: &PacketKey) -> bool {
+                ((key.$src & self.src_mask) == self.src) & ((key.$dst & self.dst_mask) == self.dst)
+            }
+
+            /// Whether the packet's protocol, ports, DSCP and ICMP type match.
+            #[inline(always)]
+            pub(crate) fn rest_matches(&self, key: &PacketKey) -> bool {
+                self.l4.matches(key)
+            }
+
+            /// The index of the entry's rule.
+            #[inline(always)]
+            pub(crate) fn rule(&self) -> u16 {
+                self.l4.rule
+            }
+        }
+    };
+}
+
+ip_entry!(V4Entry, "IPv4", V4, V6, u32, mask32, src4, dst4);
+ip_entry!(V6Entry, "IPv6", V6, V4, u128, mask128, src6, dst6);
 
 /// A MAC entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -831,53 +891,8 @@ pub fn compile(rules: &[Rule], default: RuleAction) -> Result<RuleSet, RuleError
         for m in &rule.matches {
             match m {
                 Match::Ip(ip) => {
-                    let family = ip_family_of(ip);
-                    if family != Some(IpFamily::V6) {
-                        let (src, src_len) = match ip.src {
-                            Some(Prefix {
-                                addr: IpAddr::V4(a),
-                                len,
-                            }) => (u32::from(a), len),
-                            _ => (0, 0),
-                        };
-                        let (dst, dst_len) = match ip.dst {
-                            Some(Prefix {
-                                addr: IpAddr::V4(a),
-                                len,
-                            }) => (u32::from(a), len),
-                            _ => (0, 0),
-                        };
-                        v4.push(V4Entry {
-                            src,
-                            src_mask: mask32(src_len),
-                            dst,
-                            dst_mask: mask32(dst_len),
-                            l4: L4::new(ip, index),
-                        });
-                    }
-                    if family != Some(IpFamily::V4) {
-                        let (src, src_len) = match ip.src {
-                            Some(Prefix {
-                                addr: IpAddr::V6(a),
-                                len,
-                            }) => (u128::from(a), len),
-                            _ => (0, 0),
-                        };
-                        let (dst, dst_len) = match ip.dst {
-                            Some(Prefix {
-                                addr: IpAddr::V6(a),
-                                len,
-                            }) => (u128::from(a), len),
-                            _ => (0, 0),
-                        };
-                        v6.push(V6Entry {
-                            src,
-                            src_mask: mask128(src_len),
-                            dst,
-                            dst_mask: mask128(dst_len),
-                            l4: L4::new(ip, index),
-                        });
-                    }
+                    v4.extend(V4Entry::of(ip, index));
+                    v6.extend(V6Entry::of(ip, index));
                 }
                 Match::Mac(m) => {
                     let (src, src_mask) = m
@@ -992,25 +1007,13 @@ impl RuleSet {
         let mut best = u16::MAX;
         match key.family {
             Some(IpFamily::V4) => {
-                for e in self.v4.iter() {
-                    if ((key.src4 & e.src_mask) == e.src)
-                        & ((key.dst4 & e.dst_mask) == e.dst)
-                        & e.l4.matches(key)
-                    {
-                        best = e.l4.rule;
-                        break;
-                    }
+                if let Some(e) = self.v4.iter().find(|e| e.matches(key)) {
+                    best = e.rule();
                 }
             }
             Some(IpFamily::V6) => {
-                for e in self.v6.iter() {
-                    if ((key.src6 & e.src_mask) == e.src)
-                        & ((key.dst6 & e.dst_mask) == e.dst)
-                        & e.l4.matches(key)
-                    {
-                        best = e.l4.rule;
-                        break;
-                    }
+                if let Some(e) = self.v6.iter().find(|e| e.matches(key)) {
+                    best = e.rule();
                 }
             }
             None => {}

@@ -9,7 +9,9 @@
 //! * [`sap`], [`service`], [`fdb`]: SR OS-like SAPs on access ports, Epipe (SAP↔SAP, SAP↔GRE),
 //!   VPLS bridging with its MAC table, IES/VPRN SAPs left to the kernel, capture SAPs.
 //! * [`acl`], [`policer`]: the classifier and the three-colour markers the service filters
-//!   and (later) the PCC rules use.
+//!   and the PCC rules use.
+//! * [`pcc`]: PCC-rule enforcement per subscriber (lookup by address, classification by
+//!   precedence per direction, drop, trTCM rate limits, DSCP remark, counters).
 //!
 //! The cores here never open sockets, read clocks or spawn threads: the caller passes `now` and
 //! owns the I/O (the `io` module holds the AF_XDP, AF_PACKET, TUN and TAP shells and the worker
@@ -28,6 +30,7 @@ pub mod flow;
 pub mod io;
 pub mod packet;
 pub mod pcap;
+pub mod pcc;
 pub mod pipeline;
 pub mod policer;
 pub mod sap;

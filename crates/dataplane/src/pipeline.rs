@@ -8,9 +8,9 @@
 //! loops over reused buffers: nothing on the fast path allocates.
 //!
 //! The CAFE pipeline is `classify → cafe-intercept → cafe-forward → ip-handoff`. Subscriber
-//! enforcement slots in after `classify` (subscriber lookup, PCC classification, policers,
-//! capture-SAP punting) without changing the stages around it: each reads the same
-//! [`PacketMeta`] and sets the same verdicts.
+//! enforcement slots in after `classify` without changing the stages around it: the `pcc`
+//! stage ([`crate::pcc`]: subscriber lookup, PCC classification, policers, counters) reads the
+//! same [`PacketMeta`] and sets the same verdicts ([`crate::stages::subscriber_stages`]).
 
 use crate::packet::PacketBuf;
 use crate::wire::MacAddr;
@@ -106,11 +106,14 @@ pub enum DropReason {
     ReplicaLimit,
     /// A frame for the control plane (capture SAP) found the punt queue full.
     PuntQueueFull,
+    /// A PCC rule's drop action, or the PCC default action for unknown addresses or
+    /// subscribers without services.
+    Pcc,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::MalformedL2,
         DropReason::MalformedIp,
         DropReason::MalformedComet,
@@ -132,6 +135,7 @@ impl DropReason {
         DropReason::BumLimit,
         DropReason::ReplicaLimit,
         DropReason::PuntQueueFull,
+        DropReason::Pcc,
     ];
 
     /// Stable name for metrics and JSON.
@@ -158,6 +162,7 @@ impl DropReason {
             DropReason::BumLimit => "bum_limit",
             DropReason::ReplicaLimit => "replica_limit",
             DropReason::PuntQueueFull => "punt_queue_full",
+            DropReason::Pcc => "pcc",
         }
     }
 }

@@ -461,6 +461,25 @@ impl PolicerState {
         self.counters = [PolicerCounter::default(); 3];
     }
 
+    /// The buckets (token units) and the time they were last filled, without the counters:
+    /// for a caller that keeps a policer's state in its own storage (the PCC stage keeps it in
+    /// atomics beside the rule's counters, so that both can be read while the workers run).
+    #[inline]
+    pub fn buckets(&self) -> [u64; 3] {
+        [self.tokens1, self.tokens2, self.last_ns]
+    }
+
+    /// A state with the buckets [`PolicerState::buckets`] returned and zero counters.
+    #[inline]
+    pub fn from_buckets([tokens1, tokens2, last_ns]: [u64; 3]) -> Self {
+        Self {
+            tokens1,
+            tokens2,
+            last_ns,
+            counters: [PolicerCounter::default(); 3],
+        }
+    }
+
     /// Tokens in bytes (first bucket, second bucket).
     pub fn tokens(&self) -> (u64, u64) {
         (self.tokens1 / UNITS_PER_BYTE, self.tokens2 / UNITS_PER_BYTE)

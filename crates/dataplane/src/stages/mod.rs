@@ -138,12 +138,19 @@ impl Stage for IpHandoffStage {
 
 /// The CAFE pipeline: classify, intercept, forward, IP handoff.
 pub fn cafe_stages() -> Vec<Box<dyn Stage>> {
-    vec![
-        Box::new(ClassifyStage),
-        Box::new(crate::cafe::InterceptStage::default()),
-        Box::new(crate::cafe::ForwardStage::default()),
-        Box::new(IpHandoffStage),
-    ]
+    cafe_stages_enforcing(None)
+}
+
+/// The CAFE pipeline with subscriber enforcement (the PCC stage) right after `classify`, so
+/// that every IP packet the data plane handles meets its subscriber's rules before anything
+/// forwards it.
+fn cafe_stages_enforcing(pcc: Option<Box<dyn Stage>>) -> Vec<Box<dyn Stage>> {
+    let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(ClassifyStage)];
+    stages.extend(pcc);
+    stages.push(Box::new(crate::cafe::InterceptStage::default()));
+    stages.push(Box::new(crate::cafe::ForwardStage::default()));
+    stages.push(Box::new(IpHandoffStage));
+    stages
 }
 
 /// The service pipeline: the service stage first (it owns the access ports: every frame on a
@@ -158,5 +165,20 @@ pub fn cafe_stages() -> Vec<Box<dyn Stage>> {
 pub fn service_stages(service: impl Stage + 'static) -> Vec<Box<dyn Stage>> {
     let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(service)];
     stages.extend(cafe_stages());
+    stages
+}
+
+/// The service pipeline with PCC enforcement: `service → classify → pcc → cafe-intercept →
+/// cafe-forward → ip-handoff`.
+///
+/// `pcc` is a [`crate::pcc::PccStage`], or, for several workers, a clone of one
+/// [`crate::pipeline::Shared`] PCC stage per worker (policer buckets stay single, and each
+/// subscriber's counters have one writer at a time).
+pub fn subscriber_stages(
+    service: impl Stage + 'static,
+    pcc: impl Stage + 'static,
+) -> Vec<Box<dyn Stage>> {
+    let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(service)];
+    stages.extend(cafe_stages_enforcing(Some(Box::new(pcc))));
     stages
 }

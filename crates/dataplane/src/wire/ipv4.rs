@@ -140,6 +140,25 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         put8(self.buffer.as_mut(), 8, ttl);
     }
 
+    /// Rewrites the DSCP (the upper six bits of the type-of-service byte, ECN kept) and
+    /// updates the header checksum incrementally (RFC 1624, eqn. 3), so the rest of the header
+    /// is not read again.
+    pub fn set_dscp(&mut self, dscp: u8) {
+        let bytes = self.buffer.as_mut();
+        let (Some(&version_ihl), Some(&tos), Some(c)) =
+            (bytes.first(), bytes.get(1), bytes.get(10..12))
+        else {
+            return;
+        };
+        let old_word = u16::from_be_bytes([version_ihl, tos]);
+        let new_word = u16::from_be_bytes([version_ihl, (dscp << 2) | (tos & 0x03)]);
+        let sum = u32::from(!u16::from_be_bytes([c[0], c[1]]))
+            + u32::from(!old_word)
+            + u32::from(new_word);
+        put8(bytes, 1, (dscp << 2) | (tos & 0x03));
+        put16(bytes, 10, checksum::finish(sum));
+    }
+
     /// Recomputes and stores the header checksum.
     pub fn fill_checksum(&mut self) {
         put16(self.buffer.as_mut(), 10, 0);

@@ -159,6 +159,18 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
+    /// Rewrites the DSCP (the upper six bits of the traffic class, ECN kept).
+    pub fn set_dscp(&mut self, dscp: u8) {
+        let bytes = self.buffer.as_mut();
+        let (Some(&b0), Some(&b1)) = (bytes.first(), bytes.get(1)) else {
+            return;
+        };
+        // Version (4 bits), traffic class (8), flow label (20): the class straddles bytes 0 and 1.
+        let class = ((b0 << 4) | (b1 >> 4)) & 0x03 | (dscp << 2);
+        put8(bytes, 0, (b0 & 0xf0) | (class >> 4));
+        put8(bytes, 1, (class << 4) | (b1 & 0x0f));
+    }
+
     /// Sets the hop limit.
     pub fn set_hop_limit(&mut self, value: u8) {
         put8(self.buffer.as_mut(), 7, value);

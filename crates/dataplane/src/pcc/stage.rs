@@ -1,0 +1,381 @@
+//! The PCC pipeline stage: subscriber lookup by address, PCC classification, actions,
+//! policers and counters, for every IP packet still pending after `classify`.
+
+use super::index::AddressIndex;
+use super::policy::{Outcome, SubscriberPolicy};
+use super::spec::{Direction, PccDefaults};
+use super::PccError;
+use crate::acl::{Disposition, IpFamily, PacketKey};
+use crate::pipeline::{Batch, Context, DropReason, PacketKind, Stage, Verdict};
+use crate::wire::{Ipv4Packet, Ipv6Packet};
+use serde::Serialize;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// No subscriber.
+const NONE: u32 = u32::MAX;
+
+/// Packets whose passes run together: enough cache misses in flight to overlap them, few
+/// enough that what a pass prefetched is still in the L1 cache when the next pass reads it.
+const GROUP: usize = 64;
+
+/// Packets the stage decided without a subscriber's rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PccStats {
+    /// Packets of no subscriber, forwarded by [`PccDefaults::unknown`].
+    pub unknown_forwarded: u64,
+    /// Packets of no subscriber, dropped by [`PccDefaults::unknown`].
+    pub unknown_dropped: u64,
+    /// Packets of subscribers without rules dropped by [`PccDefaults::no_services`].
+    pub no_services_dropped: u64,
+}
+
+/// One packet on its way through the stage's passes.
+#[derive(Clone, Copy)]
+struct Work {
+    index: usize,
+    key: PacketKey,
+    octets: u64,
+    family: IpFamily,
+    /// Slot of the subscriber owning the source address (ingress), or [`NONE`].
+    src: u32,
+    /// Slot of the subscriber owning the destination address (egress), or [`NONE`].
+    dst: u32,
+    /// The matching rule of the source's subscriber (ingress), if any.
+    ingress_rule: Option<u16>,
+    /// The matching rule of the destination's subscriber (egress), if any.
+    egress_rule: Option<u16>,
+}
+
+/// The PCC stage. One instance serves every worker (wrap it in [`crate::pipeline::Shared`]):
+/// policer buckets must not diverge between workers, and the counters in each
+/// [`SubscriberPolicy`] have one writer at a time.
+///
+/// The control side compiles a [`SubscriberPolicy`] per subscriber and installs it between
+/// two batches with [`PccStage::install`]: the subscriber's rules and addresses change in one
+/// step, so no packet sees half a service. It keeps the `Arc` it installed and reads the
+/// counters from it without the stage.
+pub struct PccStage {
+    defaults: PccDefaults,
+    index: AddressIndex,
+    slots: Vec<Option<Arc<SubscriberPolicy>>>,
+    free: Vec<u32>,
+    by_name: HashMap<String, u32>,
+    stats: PccStats,
+    work: Vec<Work>,
+}
+
+impl PccStage {
+    /// An empty stage: every packet gets `defaults.unknown`.
+    pub fn new(defaults: PccDefaults) -> Self {
+        Self {
+            defaults,
+            index: AddressIndex::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_name: HashMap::new(),
+            stats: PccStats::default(),
+            work: Vec::new(),
+        }
+    }
+
+    /// The default actions.
+    pub fn defaults(&self) -> PccDefaults {
+        self.defaults
+    }
+
+    /// Changes the default actions (from the next batch on).
+    pub fn set_defaults(&mut self, defaults: PccDefaults) {
+        self.defaults = defaults;
+    }
+
+    /// Counters of the default actions.
+    pub fn stats(&self) -> PccStats {
+        self.stats
+    }
+
+    /// Subscribers installed.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// True when no subscriber is installed.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// The installed policy of subscriber `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<SubscriberPolicy>> {
+        let slot = *self.by_name.get(name)?;
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    /// Installs `policy` for its subscriber, replacing the one installed (returned). Rules the
+    /// two share by direction and name keep their counters and policer buckets, and the
+    /// subscriber keeps its aggregate counters. The subscriber's addresses become the
+    /// policy's. Refused, with nothing changed, when another subscriber owns one of them.
+    pub fn install(
+        &mut self,
+        policy: Arc<SubscriberPolicy>,
+    ) -> Result<Option<Arc<SubscriberPolicy>>, PccError> {
+        let existing = self.by_name.get(policy.name()).copied();
+        for prefix in policy.addresses() {
+            if let Some(owner) = self.index.owner(prefix).filter(|&o| Some(o) != existing) {
+                let owner = self
+                    .slots
+                    .get(owner as usize)
+                    .and_then(Option::as_ref)
+                    .map(|p| p.name().to_string())
+                    .unwrap_or_default();
+                return Err(PccError::AddressOwned {
+                    subscriber: policy.name().to_string(),
+                    prefix: *prefix,
+                    owner,
+                });
+            }
+        }
+        let slot = match existing {
+            Some(slot) => slot,
+            None => match self.free.pop() {
+                Some(slot) => slot,
+                None => {
+                    let slot = u32::try_from(self.slots.len())
+                        .ok()
+                        .filter(|&s| s != NONE)
+                        .ok_or(PccError::TooManySubscribers)?;
+                    self.slots.push(None);
+                    slot
+                }
+            },
+        };
+        let old = self.slots.get_mut(slot as usize).and_then(Option::take);
+        if let Some(old) = &old {
+            if !Arc::ptr_eq(old, &policy) {
+                policy.carry_over(old);
+            }
+            for prefix in old.addresses() {
+                if !policy.addresses().contains(prefix) {
+                    self.index.remove(prefix);
+                }
+            }
+        }
+        for prefix in policy.addresses() {
+            self.index.insert(prefix, slot);
+        }
+        self.by_name.insert(policy.name().to_string(), slot);
+        if let Some(entry) = self.slots.get_mut(slot as usize) {
+            *entry = Some(policy);
+        }
+        Ok(old)
+    }
+
+    /// Removes subscriber `name` (its addresses become unknown); returns its policy, whose
+    /// counters are final.
+    pub fn remove(&mut self, name: &str) -> Option<Arc<SubscriberPolicy>> {
+        let slot = self.by_name.remove(name)?;
+        let policy = self.slots.get_mut(slot as usize)?.take()?;
+        for prefix in policy.addresses() {
+            self.index.remove(prefix);
+        }
+        self.free.push(slot);
+        Some(policy)
+    }
+
+    #[inline(always)]
+    fn policy(&self, slot: u32) -> Option<&SubscriberPolicy> {
+        self.slots.get(slot as usize)?.as_deref()
+    }
+
+    /// Applies the subscriber's side of a packet (`rule`: the one [`SubscriberPolicy::classify`]
+    /// found); `Ok(Some(dscp))` asks for a remark.
+    #[inline(always)]
+    fn decide(
+        &mut self,
+        slot: u32,
+        direction: Direction,
+        rule: Option<u16>,
+        work: &Work,
+        now_ns: u64,
+    ) -> Result<Option<u8>, DropReason> {
+        let Some(policy) = self.slots.get(slot as usize).and_then(Option::as_deref) else {
+            return Ok(None);
+        };
+        if policy.has_no_rules() && self.defaults.no_services == Disposition::Drop {
+            self.stats.no_services_dropped += 1;
+            return Err(DropReason::Pcc);
+        }
+        match policy.apply(rule, direction, work.octets, now_ns) {
+            Outcome::Forward(remark) => Ok(remark),
+            Outcome::Drop => Err(DropReason::Pcc),
+            Outcome::Policed => Err(DropReason::Policer),
+        }
+    }
+}
+
+/// The packet's IP length from its header (link-layer padding excluded).
+fn ip_octets(ip: &[u8], family: IpFamily) -> u64 {
+    match family {
+        IpFamily::V4 => ip
+            .get(2..4)
+            .map_or(0, |b| u64::from(u16::from_be_bytes([b[0], b[1]]))),
+        IpFamily::V6 => ip
+            .get(4..6)
+            .map_or(0, |b| 40 + u64::from(u16::from_be_bytes([b[0], b[1]]))),
+    }
+}
+
+impl Stage for PccStage {
+    fn name(&self) -> &'static str {
+        "pcc"
+    }
+
+    /// Six passes over the batch's IP packets, each issuing the prefetches the next one
+    /// needs, so that the cache misses of a batch overlap instead of following one another:
+    /// parse, and prefetch the address tables; look the addresses up, and prefetch the slots;
+    /// read the slots, and prefetch the policies; read the policies, and prefetch their
+    /// entries; classify, and prefetch the matching rules; police, count and decide.
+    fn process(&mut self, batch: &mut Batch, ctx: &Context<'_>) {
+        let mut work = std::mem::take(&mut self.work);
+        work.clear();
+        for (index, (buf, meta)) in batch.iter().enumerate() {
+            if meta.verdict != Verdict::Pending {
+                continue;
+            }
+            let ip = buf.as_slice().get(usize::from(meta.l3)..).unwrap_or(&[]);
+            let mut key = PacketKey::default();
+            match meta.kind {
+                PacketKind::Ipv4 => key.read_ipv4(ip),
+                PacketKind::Ipv6 => key.read_ipv6(ip),
+                _ => continue,
+            }
+            // A header the key reader refused is left to the stages that report it.
+            let Some(family) = key.family else {
+                continue;
+            };
+            match family {
+                IpFamily::V4 => {
+                    self.index.v4.prefetch(key.src4);
+                    self.index.v4.prefetch(key.dst4);
+                }
+                IpFamily::V6 => {
+                    self.index.v6.prefetch(key.src6);
+                    self.index.v6.prefetch(key.dst6);
+                }
+            }
+            work.push(Work {
+                index,
+                octets: ip_octets(ip, family),
+                key,
+                family,
+                src: NONE,
+                dst: NONE,
+                ingress_rule: None,
+                egress_rule: None,
+            });
+        }
+        for group in work.chunks_mut(GROUP) {
+            for w in group.iter_mut() {
+                let (src, dst) = match w.family {
+                    IpFamily::V4 => (
+                        self.index.v4.lookup(w.key.src4),
+                        self.index.v4.lookup(w.key.dst4),
+                    ),
+                    IpFamily::V6 => (
+                        self.index.v6.lookup(w.key.src6),
+                        self.index.v6.lookup(w.key.dst6),
+                    ),
+                };
+                w.src = src.unwrap_or(NONE);
+                w.dst = dst.unwrap_or(NONE);
+                for slot in [w.src, w.dst] {
+                    if let Some(entry) = self.slots.get(slot as usize) {
+                        crate::fdb::prefetch_read(entry);
+                    }
+                }
+            }
+            for w in group.iter() {
+                for slot in [w.src, w.dst] {
+                    if let Some(policy) = self.policy(slot) {
+                        policy.prefetch_header();
+                    }
+                }
+            }
+            for w in group.iter() {
+                if let Some(policy) = self.policy(w.src) {
+                    policy.prefetch_entries(w.family, Direction::Ingress);
+                }
+                if let Some(policy) = self.policy(w.dst) {
+                    policy.prefetch_entries(w.family, Direction::Egress);
+                }
+            }
+            for w in group.iter_mut() {
+                if let Some(policy) = self.policy(w.src) {
+                    w.ingress_rule = policy.classify(&w.key, Direction::Ingress);
+                    if let Some(rule) = w.ingress_rule {
+                        policy.prefetch_rule(rule);
+                    }
+                }
+                if let Some(policy) = self.policy(w.dst) {
+                    w.egress_rule = policy.classify(&w.key, Direction::Egress);
+                    if let Some(rule) = w.egress_rule {
+                        policy.prefetch_rule(rule);
+                    }
+                }
+            }
+            for w in group.iter_mut() {
+                let decided = if w.src == NONE && w.dst == NONE {
+                    if self.defaults.unknown == Disposition::Drop {
+                        self.stats.unknown_dropped += 1;
+                        Err(DropReason::Pcc)
+                    } else {
+                        self.stats.unknown_forwarded += 1;
+                        Ok(None)
+                    }
+                } else {
+                    // Ingress of the sender first; traffic between two subscribers then meets
+                    // the receiver's egress rules too, as the sender's rules left it.
+                    self.decide(w.src, Direction::Ingress, w.ingress_rule, w, ctx.now_ns)
+                        .and_then(|first| {
+                            if let Some(dscp) = first.filter(|&d| d != w.key.dscp) {
+                                w.key.dscp = dscp;
+                                w.egress_rule = self
+                                    .policy(w.dst)
+                                    .and_then(|p| p.classify(&w.key, Direction::Egress));
+                            }
+                            let second = self.decide(
+                                w.dst,
+                                Direction::Egress,
+                                w.egress_rule,
+                                w,
+                                ctx.now_ns,
+                            )?;
+                            Ok(second.or(first))
+                        })
+                };
+                let Some((buf, meta)) = batch.get_mut(w.index) else {
+                    continue;
+                };
+                match decided {
+                    Err(reason) => meta.verdict = Verdict::Drop(reason),
+                    Ok(Some(dscp)) => {
+                        let ip = buf
+                            .as_mut_slice()
+                            .get_mut(usize::from(meta.l3)..)
+                            .unwrap_or(&mut []);
+                        match w.family {
+                            IpFamily::V4 => Ipv4Packet::new_unchecked(ip).set_dscp(dscp),
+                            IpFamily::V6 => Ipv6Packet::new_unchecked(ip).set_dscp(dscp),
+                        }
+                    }
+                    Ok(None) => {}
+                }
+            }
+        }
+        self.work = work;
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}

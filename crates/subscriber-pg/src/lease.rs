@@ -225,8 +225,8 @@ pub(crate) fn fenced(token: u64) -> StoreError {
 }
 
 /// Locks the lease row for the rest of `txn` if `fence` holds the current token of an
-/// unexpired lease; refuses the commit otherwise.
-pub(crate) fn check(txn: &mut postgres::Transaction<'_>, fence: &Fence) -> Result<(), StoreError> {
+/// unexpired lease, and returns that token; refuses the commit otherwise.
+pub(crate) fn check(txn: &mut postgres::Transaction<'_>, fence: &Fence) -> Result<i64, StoreError> {
     let Some(held) = fence.get() else {
         return Err(StoreError::Fenced(
             "this node holds no lease (standby)".into(),
@@ -241,7 +241,7 @@ pub(crate) fn check(txn: &mut postgres::Transaction<'_>, fence: &Fence) -> Resul
         )
         .map_err(|e| StoreError::from(PgError::Postgres(e)))?;
     match row {
-        Some(_) => Ok(()),
+        Some(_) => Ok(t),
         None => Err(fenced(held)),
     }
 }

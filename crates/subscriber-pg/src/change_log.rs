@@ -35,7 +35,7 @@ use crate::{copy_out, pg_err, PgStore, TableSql};
 
 /// Entries of the change log kept by default: a standby further behind reloads in full. At a
 /// group commit every few milliseconds, minutes of changes.
-pub const DEFAULT_RETENTION: i64 = 100_000;
+pub const DEFAULT_RETENTION: u64 = 100_000;
 
 /// `$1` token; `$2`/`$3` VPN names written/deleted, `$4`/`$5` subscriber names, `$6`/`$7`
 /// route keys; `$8` retention. One round trip: number, prune, record.

@@ -286,7 +286,7 @@ impl PgStore {
             subscribers,
             routes,
             log_change,
-            log_retention: change_log::DEFAULT_RETENTION,
+            log_retention: i64::try_from(change_log::DEFAULT_RETENTION).unwrap_or(i64::MAX),
         })
     }
 

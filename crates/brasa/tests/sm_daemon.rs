@@ -679,6 +679,11 @@ fn sm_config_errors_name_file_line_and_column() {
             "lease must be at least 300 ms",
         ),
         (
+            format!("{sm}[subscriber_manager.store]\nkind = \"postgres\"\nurl = \"postgres://a@b/c\"\n[subscriber_manager.ha]\nnode = \"sm-a\"\nchange_log_retention = 0\n"),
+            "7:24",
+            "change_log_retention must be at least 1",
+        ),
+        (
             format!("{sm}[subscriber_manager.store]\nkind = \"postgres\"\nurl = \"postgres://a@b/c\"\n[subscriber_manager.ha]\nnode = \"\"\n"),
             "6:8",
             "node must be a name",

@@ -1,6 +1,8 @@
 //! Active/standby subscriber managers: two `brasa run` nodes over one throw-away PostgreSQL,
 //! logins through the Bulk stream of a LEG that knows both nodes, two push EPs that know both;
-//! kill -9 of the active, then SIGSTOP of the new active past its lease (fencing).
+//! the standby's replica following the active's commits through the change log; kill -9 of the
+//! active (the standby takes over from its warm replica), then SIGSTOP of the new active past
+//! its lease (fencing).
 
 mod support;
 
@@ -235,6 +237,45 @@ fn serial_sm_failover_kill_9_then_sigstop_of_the_new_active_loses_and_commits_no
         refusal.message()
     );
 
+    // The standby follows logins and logouts through the change log, without reading the
+    // records again.
+    eventually("sm-b has read its replica", Duration::from_secs(20), || {
+        b.status()["replica"]["position"].is_u64()
+    });
+    let loaded_at = b.status()["replica"]["position"].as_u64().unwrap();
+    rt.block_on(async {
+        let mut leg = LegClient::connect(&a.endpoint()).await.unwrap();
+        for i in 0..20 {
+            let ip = format!("192.0.2.{}", i + 1);
+            leg.login(&format!("gone{i}"), &[&ip], None).await.unwrap();
+        }
+        for i in 0..20 {
+            leg.logout(&format!("gone{i}")).await.unwrap();
+        }
+    });
+    let head: u64 = pg
+        .psql("sm", "SELECT seq FROM sm_change_head")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(head >= loaded_at + 40, "one change-log entry per commit");
+    eventually(
+        "sm-b's replica reaches the change log's head",
+        Duration::from_secs(20),
+        || b.status()["replica"]["position"].as_u64() >= Some(head),
+    );
+    let status = b.status();
+    assert_eq!(status["follower"]["full_loads"], 1, "{status}");
+    assert!(
+        status["follower"]["applied_batches"].as_u64() >= Some(head - loaded_at),
+        "{status}"
+    );
+    let text = ok_text(&["--api", &format!("http://{}", b.api), "sm", "status"]);
+    assert!(
+        text.contains("replica: position") && text.contains("follower: 1 full reads"),
+        "{text}"
+    );
+
     let endpoints = vec![a.endpoint(), b.endpoint()];
     let ep1 = ep(&rt, "sce1", endpoints.clone());
     let ep2 = ep(&rt, "sce2", endpoints.clone());
@@ -291,8 +332,13 @@ fn serial_sm_failover_kill_9_then_sigstop_of_the_new_active_loses_and_commits_no
         failover.unwrap().as_millis()
     );
     assert_eq!(b.role(), "active", "{}", daemon_b.log_text());
-    let second_token = b.status()["token"].as_u64().unwrap();
+    let status = b.status();
+    let second_token = status["token"].as_u64().unwrap();
     assert!(second_token > first_token);
+    // From the warm replica and the tail of the log: no record read in full since start-up.
+    assert_eq!(status["activation"]["from"], "warm", "{status}");
+    assert_eq!(status["activations"]["full"], 0, "{status}");
+    assert_eq!(status["follower"]["full_loads"], 1, "{status}");
 
     let db = stored(b.api);
     let missing: Vec<&u64> = acknowledged
@@ -306,6 +352,8 @@ fn serial_sm_failover_kill_9_then_sigstop_of_the_new_active_loses_and_commits_no
         acknowledged.len(),
         &missing[..missing.len().min(10)]
     );
+    let relogged: Vec<&String> = db.keys().filter(|n| n.starts_with("gone")).collect();
+    assert!(relogged.is_empty(), "logouts lost: {relogged:?}");
     for (name, e) in [("sce1", &ep1), ("sce2", &ep2)] {
         eventually(
             &format!("{name} equals the database"),
@@ -317,6 +365,9 @@ fn serial_sm_failover_kill_9_then_sigstop_of_the_new_active_loses_and_commits_no
     // sm-a comes back as a standby; sm-b is paused past its lease with a batch on its way.
     let _daemon_a = a.start();
     a.wait_standby_under("sm-b");
+    eventually("sm-a has read its replica", Duration::from_secs(20), || {
+        a.status()["replica"]["position"].is_u64()
+    });
     let (paused_tx, mut paused_replies) = rt.block_on(async {
         let mut leg = LegClient::connect(&b.endpoint()).await.unwrap();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -351,8 +402,11 @@ fn serial_sm_failover_kill_9_then_sigstop_of_the_new_active_loses_and_commits_no
         Duration::from_secs(30),
         || a.role() == "active",
     );
-    let third_token = a.status()["token"].as_u64().unwrap();
+    let status = a.status();
+    let third_token = status["token"].as_u64().unwrap();
     assert!(third_token > second_token);
+    assert_eq!(status["activation"]["from"], "warm", "{status}");
+    assert_eq!(status["follower"]["full_loads"], 1, "{status}");
     signal("-CONT");
     // Whatever sm-b does with the batch it read before the pause, nothing is acknowledged.
     let reply = rt.block_on(async {

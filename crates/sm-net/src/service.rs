@@ -251,9 +251,11 @@ impl SmService {
         Ok(service)
     }
 
-    /// Makes a standby active over `snapshot`, the database's records read after this node
-    /// took the lease (so that no other node can have committed since): the index is rebuilt
-    /// from it, EP sessions of the previous term are closed, and changes are accepted again.
+    /// Makes a standby active over `snapshot`, the database's records as of a moment after this
+    /// node took the lease (so that no other node can have committed since): a replica kept
+    /// warm from the change log and brought up to date with its tail, or a full read. The
+    /// index is rebuilt from it, EP sessions of the previous term are closed, and changes are
+    /// accepted again.
     /// Blocks for as long as the rebuild takes (1 M subscribers: about a second).
     pub fn activate(&self, snapshot: Snapshot) -> Result<(), StartError> {
         let (core, swept) = restore_core(&self.inner.config, snapshot)?;

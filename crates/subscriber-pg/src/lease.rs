@@ -62,6 +62,16 @@ pub struct NodeRow {
     pub seen_ms_ago: i64,
 }
 
+/// The change log's head, and how far a replica is behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPosition {
+    /// The newest entry (0: none yet).
+    pub head: u64,
+    /// Age, by the database's clock, of the first entry after the replica's position (`None`:
+    /// no replica, none after it, or already pruned).
+    pub unapplied_age_ms: Option<i64>,
+}
+
 /// The token a fenced store commits with, shared between the leadership task (which sets it)
 /// and the store thread (which checks it in every commit). No token: every commit is refused.
 #[derive(Debug, Clone, Default)]
@@ -199,6 +209,26 @@ impl PgLease {
             .collect())
     }
 
+    /// The change log's head and, for a replica at `position`, the age of the first entry it
+    /// has not applied.
+    pub fn change_log(&mut self, position: Option<u64>) -> Result<LogPosition, StoreError> {
+        // NULL without a replica: no entry then matches.
+        let after: Option<i64> = position.and_then(|p| i64::try_from(p).ok());
+        let row = self
+            .client
+            .query_one(
+                "SELECT h.seq, (SELECT (extract(epoch FROM clock_timestamp() - c.committed_at) \
+                 * 1000)::bigint FROM sm_changes c WHERE c.seq = $1::bigint + 1 AND h.seq > $1::bigint) \
+                 FROM sm_change_head h WHERE h.id = 1",
+                &[&after],
+            )
+            .map_err(pg_err)?;
+        Ok(LogPosition {
+            head: token(row.get(0)),
+            unapplied_age_ms: row.get(1),
+        })
+    }
+
     /// The lease row.
     pub fn status(&mut self) -> Result<LeaseRow, StoreError> {
         let row = self
@@ -225,8 +255,8 @@ pub(crate) fn fenced(token: u64) -> StoreError {
 }
 
 /// Locks the lease row for the rest of `txn` if `fence` holds the current token of an
-/// unexpired lease; refuses the commit otherwise.
-pub(crate) fn check(txn: &mut postgres::Transaction<'_>, fence: &Fence) -> Result<(), StoreError> {
+/// unexpired lease, and returns that token; refuses the commit otherwise.
+pub(crate) fn check(txn: &mut postgres::Transaction<'_>, fence: &Fence) -> Result<i64, StoreError> {
     let Some(held) = fence.get() else {
         return Err(StoreError::Fenced(
             "this node holds no lease (standby)".into(),
@@ -241,7 +271,7 @@ pub(crate) fn check(txn: &mut postgres::Transaction<'_>, fence: &Fence) -> Resul
         )
         .map_err(|e| StoreError::from(PgError::Postgres(e)))?;
     match row {
-        Some(_) => Ok(()),
+        Some(_) => Ok(t),
         None => Err(fenced(held)),
     }
 }

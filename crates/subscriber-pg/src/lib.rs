@@ -44,6 +44,7 @@ mod tests {
     }
 }
 
+pub mod change_log;
 mod json;
 pub mod lease;
 mod migrate;
@@ -191,7 +192,7 @@ struct TableWrites<K> {
     rows: HashMap<K, Option<Vec<u8>>>,
 }
 
-impl<K: Hash + Eq + ToSql + Sync> TableWrites<K> {
+impl<K: Hash + Eq> TableWrites<K> {
     fn new() -> Self {
         TableWrites {
             rows: HashMap::new(),
@@ -202,33 +203,49 @@ impl<K: Hash + Eq + ToSql + Sync> TableWrites<K> {
         self.rows.insert(key, value.map(<[u8]>::to_vec));
     }
 
-    fn execute(self, txn: &mut Transaction<'_>, sql: &TableSql) -> Result<(), StoreError> {
-        let mut keys = Vec::with_capacity(self.rows.len());
-        let mut values = Vec::with_capacity(self.rows.len());
-        let mut deleted = Vec::new();
+    fn split(self) -> SplitWrites<K> {
+        let mut split = SplitWrites {
+            keys: Vec::with_capacity(self.rows.len()),
+            values: Vec::with_capacity(self.rows.len()),
+            deleted: Vec::new(),
+        };
         for (key, value) in self.rows {
             match value {
                 Some(v) => {
-                    keys.push(key);
-                    values.push(v);
+                    split.keys.push(key);
+                    split.values.push(v);
                 }
-                None => deleted.push(key),
+                None => split.deleted.push(key),
             }
         }
-        if !deleted.is_empty() {
-            txn.execute(&sql.delete, &[&deleted]).map_err(pg_err)?;
+        split
+    }
+}
+
+/// One table's writes as the statements take them: upserts (`keys` with `values`) and
+/// deletions.
+struct SplitWrites<K> {
+    keys: Vec<K>,
+    values: Vec<Vec<u8>>,
+    deleted: Vec<K>,
+}
+
+impl<K: ToSql + Sync> SplitWrites<K> {
+    fn execute(&self, txn: &mut Transaction<'_>, sql: &TableSql) -> Result<(), StoreError> {
+        if !self.deleted.is_empty() {
+            txn.execute(&sql.delete, &[&self.deleted]).map_err(pg_err)?;
         }
-        if keys.len() > COPY_ROWS {
+        if self.keys.len() > COPY_ROWS {
             let sink = txn.copy_in(sql.copy_in.as_str()).map_err(pg_err)?;
             let mut writer = BinaryCopyInWriter::new(sink, &[sql.key_type.clone(), Type::JSONB]);
-            for (key, value) in keys.iter().zip(&values) {
+            for (key, value) in self.keys.iter().zip(&self.values) {
                 writer.write(&[key, &Json(value)]).map_err(pg_err)?;
             }
             writer.finish().map_err(pg_err)?;
             txn.execute(&sql.merge_staged, &[]).map_err(pg_err)?;
-        } else if !keys.is_empty() {
-            let values: Vec<Json<'_>> = values.iter().map(|v| Json(v)).collect();
-            txn.execute(&sql.upsert, &[&keys, &values])
+        } else if !self.keys.is_empty() {
+            let values: Vec<Json<'_>> = self.values.iter().map(|v| Json(v)).collect();
+            txn.execute(&sql.upsert, &[&self.keys, &values])
                 .map_err(pg_err)?;
         }
         Ok(())
@@ -242,6 +259,10 @@ pub struct PgStore {
     vpns: TableSql,
     subscribers: TableSql,
     routes: TableSql,
+    /// Numbers the batch, records the keys it writes and drops the entry that falls out of
+    /// the retention (see [`change_log`]).
+    log_change: Statement,
+    log_retention: i64,
 }
 
 impl PgStore {
@@ -257,13 +278,23 @@ impl PgStore {
         let vpns = TableSql::prepare(&mut client, "sm_vpns", "name", Type::TEXT)?;
         let subscribers = TableSql::prepare(&mut client, "sm_subscribers", "name", Type::TEXT)?;
         let routes = TableSql::prepare(&mut client, "sm_leg_routes", "key", Type::BYTEA)?;
+        let log_change = client.prepare(change_log::LOG_CHANGE).map_err(pg_err)?;
         Ok(PgStore {
             client,
             fence: None,
             vpns,
             subscribers,
             routes,
+            log_change,
+            log_retention: i64::try_from(change_log::DEFAULT_RETENTION).unwrap_or(i64::MAX),
         })
+    }
+
+    /// Keeps the last `batches` entries of the change log (at least 1; default
+    /// [`change_log::DEFAULT_RETENTION`]). A standby further behind than that reloads in full.
+    pub fn with_change_log_retention(mut self, batches: u64) -> Self {
+        self.log_retention = i64::try_from(batches.max(1)).unwrap_or(i64::MAX);
+        self
     }
 
     /// Makes every later commit check `fence`'s token against the lease row (active/standby
@@ -351,10 +382,27 @@ impl SubscriberStore for PgStore {
             }
             Ok(())
         })?;
+        let (vpns, subscribers, routes) = (vpns.split(), subscribers.split(), routes.split());
         let mut txn = self.client.transaction().map_err(pg_err)?;
-        if let Some(fence) = &self.fence {
-            lease::check(&mut txn, fence)?;
-        }
+        let token = match &self.fence {
+            Some(fence) => lease::check(&mut txn, fence)?,
+            None => 0,
+        };
+        // The log entry first: its head row serialises writers before they touch any record.
+        txn.execute(
+            &self.log_change,
+            &[
+                &token,
+                &vpns.keys,
+                &vpns.deleted,
+                &subscribers.keys,
+                &subscribers.deleted,
+                &routes.keys,
+                &routes.deleted,
+                &self.log_retention,
+            ],
+        )
+        .map_err(pg_err)?;
         vpns.execute(&mut txn, &self.vpns)?;
         subscribers.execute(&mut txn, &self.subscribers)?;
         routes.execute(&mut txn, &self.routes)?;

@@ -52,6 +52,25 @@ pub const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 4,
+        name: "the change log that keeps standby nodes warm",
+        sql: "
+        CREATE TABLE sm_change_head (
+            id smallint PRIMARY KEY CHECK (id = 1),
+            seq bigint NOT NULL
+        );
+        INSERT INTO sm_change_head VALUES (1, 0);
+        CREATE TABLE sm_changes (
+            seq bigint PRIMARY KEY,
+            token bigint NOT NULL,
+            committed_at timestamptz NOT NULL,
+            vpns text[] NOT NULL,
+            subscribers text[] NOT NULL,
+            routes bytea[] NOT NULL
+        );
+    ",
+    },
 ];
 
 /// Advisory lock key that serialises migrations of one database ("brasa_sm" in ASCII).

@@ -1193,6 +1193,43 @@ fn render_ha_status(s: &HaStatus) -> String {
         )),
         None => out.push_str("leader: none (the lease was never taken)\n"),
     }
+    out.push_str(&format!("change log: head {}\n", s.change_log_head));
+    if let Some(r) = &s.replica {
+        out.push_str(&format!(
+            "replica: position {} ({} entries behind, lag {} ms), {} subscribers\n",
+            r.position, r.behind, r.lag_ms, r.subscribers
+        ));
+    }
+    let f = &s.follower;
+    out.push_str(&format!(
+        "follower: {} full reads{}, {} entries applied ({} records)\n",
+        f.full_loads,
+        f.last_full_load
+            .as_ref()
+            .map(|why| format!(" (last: {why})"))
+            .unwrap_or_default(),
+        f.applied_batches,
+        f.applied_records
+    ));
+    if let Some(a) = &s.activation {
+        out.push_str(&format!(
+            "last activation: token {} from the {} records at entry {} (tail {} entries, \
+             {} subscribers; read {} ms, index {} ms); {} warm, {} full\n",
+            a.token,
+            if a.from == "warm" {
+                "warm"
+            } else {
+                "fully read"
+            },
+            a.position,
+            a.tail_batches,
+            a.subscribers,
+            a.read_ms,
+            a.rebuild_ms,
+            s.activations.warm,
+            s.activations.full
+        ));
+    }
     out.push_str(&format!(
         "{:<20} {:<10} {:>6} {:<24} {:>10}\n",
         "NODE", "ROLE", "TOKEN", "GRPC", "SEEN"

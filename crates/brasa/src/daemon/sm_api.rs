@@ -64,10 +64,14 @@ pub async fn start(
             // A standby first: the records are read once this node holds the lease.
             let fence = Fence::default();
             let (url, lease, f) = (url.clone(), ha.lease, fence.clone());
-            let store =
-                tokio::task::spawn_blocking(move || PgStore::connect(&url)?.with_fence(f, lease))
-                    .await?
-                    .map_err(|e| anyhow::anyhow!("subscriber store {}: {e}", resolved.store))?;
+            let retention = ha.change_log_retention;
+            let store = tokio::task::spawn_blocking(move || {
+                PgStore::connect(&url)?
+                    .with_change_log_retention(retention)
+                    .with_fence(f, lease)
+            })
+            .await?
+            .map_err(|e| anyhow::anyhow!("subscriber store {}: {e}", resolved.store))?;
             let why = format!(
                 "this subscriber manager ({}) is a standby and has not yet seen the active one",
                 ha.node
@@ -945,6 +949,67 @@ async fn bgp_routes(
     Ok(Json(RoutesReply { total, routes }))
 }
 
+/// Active/standby: how activations got their records, the follower's work, the replica's lag.
+fn write_ha_metrics(status: &sm_ha::HaStatus, w: &mut PromWriter) {
+    w.family(
+        "brasa_sm_ha_activations_total",
+        "Times this node became active, by where its records came from (warm replica or full read).",
+        Kind::Counter,
+    );
+    for (from, n) in [
+        ("warm", status.activations.warm),
+        ("full", status.activations.full),
+    ] {
+        w.sample("brasa_sm_ha_activations_total", &[("from", from)], n as f64);
+    }
+    let f = &status.follower;
+    let mut families = vec![
+        (
+            "brasa_sm_ha_replica_full_loads_total",
+            "Reads of every record by the standby's follower.",
+            Kind::Counter,
+            f.full_loads as f64,
+        ),
+        (
+            "brasa_sm_ha_replica_applied_entries_total",
+            "Change-log entries applied to the standby's replica.",
+            Kind::Counter,
+            f.applied_batches as f64,
+        ),
+        (
+            "brasa_sm_ha_change_log_head",
+            "Newest entry of the change log, as last read.",
+            Kind::Gauge,
+            status.change_log_head as f64,
+        ),
+    ];
+    if let Some(r) = &status.replica {
+        families.extend([
+            (
+                "brasa_sm_ha_replica_position",
+                "Last change-log entry the standby's replica reflects.",
+                Kind::Gauge,
+                r.position as f64,
+            ),
+            (
+                "brasa_sm_ha_replica_behind",
+                "Change-log entries the standby's replica has not applied.",
+                Kind::Gauge,
+                r.behind as f64,
+            ),
+            (
+                "brasa_sm_ha_replica_lag_seconds",
+                "Age of the oldest change-log entry the standby's replica has not applied.",
+                Kind::Gauge,
+                r.lag_ms as f64 / 1e3,
+            ),
+        ]);
+    }
+    for (name, help, kind, value) in families {
+        w.family(name, help, kind).sample(name, &[], value);
+    }
+}
+
 /// Writes the SM families (`neighbors`: the BGP LEG's peers, when it runs).
 pub fn write_metrics(sm: &SmComponent, neighbors: Option<&[NeighborView]>, w: &mut PromWriter) {
     let stats = sm.service.stats();
@@ -1023,6 +1088,14 @@ pub fn write_metrics(sm: &SmComponent, neighbors: Option<&[NeighborView]>, w: &m
         &[],
         stats.commit_micros as f64 / 1e6,
     );
+
+    if let Some(ha) = &sm.ha {
+        write_ha_metrics(&ha.status(), w);
+    }
+
+    if let Some(ha) = &sm.ha {
+        write_ha_metrics(&ha.status(), w);
+    }
 
     let views = sm.service.core().ep_views(std::time::Instant::now());
     type EpField = fn(&EpView) -> f64;

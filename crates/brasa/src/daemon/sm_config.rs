@@ -74,6 +74,9 @@ pub struct HaSection {
     /// stopped renewing (it renews every third of it).
     #[serde(default = "default_lease")]
     pub lease: Spanned<ConfigDuration>,
+    /// Entries of the change log the active node keeps for the standbys (one per commit); a
+    /// standby further behind reads every record again.
+    pub change_log_retention: Option<Spanned<u64>>,
 }
 
 fn default_lease() -> Spanned<ConfigDuration> {
@@ -90,6 +93,8 @@ pub struct HaResolved {
     pub node: String,
     /// The lease time.
     pub lease: Duration,
+    /// Change-log entries kept.
+    pub change_log_retention: u64,
 }
 
 /// `[subscriber_manager.store]`
@@ -494,9 +499,20 @@ fn resolve_ha(
             format!("lease must be at least {} ms", MIN_LEASE.as_millis()),
         ));
     }
+    let change_log_retention = match &section.change_log_retention {
+        Some(n) if *n.get_ref() == 0 => {
+            return Err(source.error_at(
+                n.span(),
+                "change_log_retention must be at least 1 (entries of the change log)",
+            ))
+        }
+        Some(n) => *n.get_ref(),
+        None => brasa_subscriber_pg::change_log::DEFAULT_RETENTION,
+    };
     Ok(HaResolved {
         node: node.clone(),
         lease,
+        change_log_retention,
     })
 }
 

@@ -2,14 +2,21 @@
 //! [`brasa_sm::lease::Leadership`] with a [`PgLease`] and turns its transitions into the
 //! service's role.
 //!
+//! * **Staying warm.** A standby's follower thread keeps a replica of the records from the
+//!   database's change log ([`Follower`]: it polls the log's head every [`FOLLOW_INTERVAL`]
+//!   and reads only the records the new entries name; a pruned log makes it read everything
+//!   again).
 //! * **Taking over.** When the lease is won, the fence gets the new token first (so the store
-//!   may commit), then the records are read from the database and the index rebuilt
-//!   ([`SmService::activate`]); until that is done the node still refuses traffic. The read
-//!   happens after the take-over, when the old active can no longer commit, so it sees every
-//!   acknowledged change.
+//!   may commit), then the follower reads the tail of the log and hands its replica over, and
+//!   the index is rebuilt from it ([`SmService::activate`]); until that is done the node still
+//!   refuses traffic. The tail is read after the take-over, when the old active can no longer
+//!   commit, so the replica holds every acknowledged change. A node without a replica (its
+//!   follower never reached the database) reads the records in full instead.
 //! * **Stepping down** (the lease lost or run out, or a commit fenced): the fence is cleared
 //!   and the service returns to standby at once ([`SmService::deactivate`]); EP sessions and
-//!   LEG calls are refused with the name and gRPC address of the active node when known.
+//!   LEG calls are refused with the name and gRPC address of the active node when known. The
+//!   follower reads the records again (the replica became the index, which may hold changes
+//!   that were never committed) and follows the log.
 //! * **Store failure** while active: the node gives the lease up (stops renewing), so that a
 //!   standby takes over, and serves nothing until restarted.
 //! * The lease connection is blocking (the `postgres` crate): it lives on its own thread, so a
@@ -22,9 +29,9 @@ use std::time::{Duration, Instant};
 
 use brasa_sm::lease::{Leadership, LeaseConfig, LeaseReply, LeaseRequest, Transition};
 use brasa_sm_net::SmService;
-use brasa_subscriber::{Snapshot, StoreError, SubscriberStore};
+use brasa_subscriber::StoreError;
+use brasa_subscriber_pg::change_log::{CatchUp, Follower, Promotion};
 use brasa_subscriber_pg::lease::{Fence, LeaseAnswer, LeaseRow, NodeRow, PgLease};
-use brasa_subscriber_pg::PgStore;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -43,6 +50,75 @@ pub struct HaStatus {
     pub leader: Option<LeaderView>,
     /// Every node's last report.
     pub nodes: Vec<NodeView>,
+    /// The newest entry of the database's change log, as last read.
+    #[serde(default)]
+    pub change_log_head: u64,
+    /// The warm copy of the records this node keeps while it is a standby.
+    #[serde(default)]
+    pub replica: Option<ReplicaView>,
+    /// What this node's follower did since it started.
+    #[serde(default)]
+    pub follower: FollowerView,
+    /// How this node last became active.
+    #[serde(default)]
+    pub activation: Option<ActivationView>,
+    /// How many times it became active, by how it got its records.
+    #[serde(default)]
+    pub activations: ActivationCounts,
+}
+
+/// A standby's replica of the records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaView {
+    /// The last change-log entry it reflects.
+    pub position: u64,
+    /// Subscribers it holds.
+    pub subscribers: usize,
+    /// Change-log entries it has not applied yet (the head minus its position).
+    pub behind: u64,
+    /// Age of the oldest entry it has not applied, by the database's clock (0: up to date).
+    pub lag_ms: i64,
+}
+
+/// What the follower did since the node started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FollowerView {
+    /// Reads of every record (one at start; more after a step-down or a pruned log).
+    pub full_loads: u64,
+    /// Change-log entries applied to the replica.
+    pub applied_batches: u64,
+    /// Records read for them.
+    pub applied_records: u64,
+    /// Why it last read every record.
+    pub last_full_load: Option<String>,
+}
+
+/// How a node became active.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActivationView {
+    /// The fencing token it took.
+    pub token: u64,
+    /// `warm` (the replica plus the tail of the change log) or `full` (every record read).
+    pub from: String,
+    /// The change-log entry the records reflected.
+    pub position: u64,
+    /// Entries of the tail applied after the take-over.
+    pub tail_batches: u64,
+    /// Subscribers it served from.
+    pub subscribers: usize,
+    /// From the take-over to the records in hand, in milliseconds.
+    pub read_ms: u64,
+    /// The index rebuild, in milliseconds.
+    pub rebuild_ms: u64,
+}
+
+/// Activations by how the node got its records.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ActivationCounts {
+    /// From the warm replica.
+    pub warm: u64,
+    /// By reading every record.
+    pub full: u64,
 }
 
 /// The lease row.
@@ -127,13 +203,22 @@ pub fn start(
     std::thread::Builder::new()
         .name("sm-lease".into())
         .spawn(move || thread.run(rx))?;
+    let (follow, follow_rx) = std::sync::mpsc::channel();
+    let follower = FollowerThread {
+        follower: Follower::new(&url),
+        status: status.clone(),
+        failing: false,
+    };
+    std::thread::Builder::new()
+        .name("sm-follower".into())
+        .spawn(move || follower.run(follow_rx))?;
     let task = Task {
         service,
         fence,
-        url,
         status: status.clone(),
         lead: Leadership::new(LeaseConfig::new(ha.lease), Instant::now()),
         jobs,
+        follow,
     };
     tokio::spawn(task.run());
     Ok(Arc::new(SmHa { status }))
@@ -142,19 +227,23 @@ pub fn start(
 struct Task {
     service: SmService,
     fence: Fence,
-    url: String,
     status: Arc<Mutex<HaStatus>>,
     lead: Leadership,
     jobs: std::sync::mpsc::Sender<LeaseJob>,
+    follow: std::sync::mpsc::Sender<FollowJob>,
 }
 
-type Loading = tokio::task::JoinHandle<Result<Snapshot, StoreError>>;
+/// The records being brought up to date for the token this node just took.
+struct Loading {
+    token: u64,
+    since: Instant,
+    promotion: oneshot::Receiver<Result<Promotion, StoreError>>,
+}
 
 impl Task {
     async fn run(mut self) {
         let mut in_flight: Option<oneshot::Receiver<Result<LeaseReply, ()>>> = None;
-        // The records being read for the token this node just took.
-        let mut loading: Option<(u64, Loading)> = None;
+        let mut loading: Option<Loading> = None;
         let mut active = false;
         loop {
             if let Some(t) = self.lead.handle_timeout(Instant::now()) {
@@ -192,9 +281,9 @@ impl Task {
                         self.transition(t, &mut loading, &mut active);
                     }
                 }
-                loaded = async { (&mut loading.as_mut().expect("guarded").1).await }, if loading.is_some() => {
-                    let Some((token, _)) = loading.take() else { continue };
-                    self.finish_activation(token, loaded, &mut active);
+                loaded = async { (&mut loading.as_mut().expect("guarded").promotion).await }, if loading.is_some() => {
+                    let Some(l) = loading.take() else { continue };
+                    self.finish_activation(l, loaded, &mut active);
                 }
                 _ = self.service.fenced() => {
                     // A stale wake-up (from a term already ended) finds the service serving.
@@ -211,30 +300,32 @@ impl Task {
         let _ = self.jobs.send(LeaseJob::Release(self.lead.token()));
     }
 
-    fn transition(
-        &mut self,
-        t: Transition,
-        loading: &mut Option<(u64, Loading)>,
-        active: &mut bool,
-    ) {
+    fn transition(&mut self, t: Transition, loading: &mut Option<Loading>, active: &mut bool) {
         match t {
             Transition::BecameActive { token } => {
-                tracing::info!(token, "subscriber manager lease taken: reading the records");
+                tracing::info!(
+                    token,
+                    "subscriber manager lease taken: reading the tail of the change log"
+                );
                 self.fence.set(Some(token));
                 let mut status = lock(&self.status);
                 status.role = "activating".into();
                 status.token = Some(token);
                 drop(status);
-                let url = self.url.clone();
-                let load = tokio::task::spawn_blocking(move || PgStore::connect(&url)?.load());
-                *loading = Some((token, load));
+                let (reply, promotion) = oneshot::channel();
+                let _ = self.follow.send(FollowJob::Promote(reply));
+                *loading = Some(Loading {
+                    token,
+                    since: Instant::now(),
+                    promotion,
+                });
             }
             Transition::SteppedDown { reason } => {
                 tracing::warn!(reason, "subscriber manager stepping down to standby");
                 self.fence.set(None);
-                if let Some((_, load)) = loading.take() {
-                    load.abort();
-                }
+                // A promotion still on its way is dropped with its receiver.
+                *loading = None;
+                let _ = self.follow.send(FollowJob::Follow);
                 *active = false;
                 let mut status = lock(&self.status);
                 status.role = "standby".into();
@@ -248,36 +339,63 @@ impl Task {
 
     fn finish_activation(
         &mut self,
-        token: u64,
-        loaded: Result<Result<Snapshot, StoreError>, tokio::task::JoinError>,
+        loading: Loading,
+        promoted: Result<Result<Promotion, StoreError>, oneshot::error::RecvError>,
         active: &mut bool,
     ) {
+        let token = loading.token;
         if self.lead.token() != Some(token) {
             return;
         }
-        let snapshot = match loaded {
-            Ok(Ok(s)) => s,
+        let promotion = match promoted {
+            Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "cannot read the records after taking the lease");
                 self.give_up(token);
                 return;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "reading the records failed");
+            Err(_) => {
+                tracing::error!("the follower thread stopped");
                 self.give_up(token);
                 return;
             }
         };
+        let read_ms = millis(loading.since.elapsed());
+        let mut view = ActivationView {
+            token,
+            from: if promotion.reload.is_some() {
+                "full"
+            } else {
+                "warm"
+            }
+            .into(),
+            position: promotion.position,
+            tail_batches: promotion.tail_batches,
+            subscribers: promotion.snapshot.subscribers.len(),
+            read_ms,
+            rebuild_ms: 0,
+        };
         let started = Instant::now();
-        match self.service.activate(snapshot) {
+        match self.service.activate(promotion.snapshot) {
             Ok(()) => {
                 *active = true;
-                lock(&self.status).role = "active".into();
+                view.rebuild_ms = millis(started.elapsed());
                 tracing::info!(
                     token,
-                    ms = started.elapsed().as_millis() as u64,
+                    from = view.from,
+                    position = view.position,
+                    tail_batches = view.tail_batches,
+                    read_ms = view.read_ms,
+                    rebuild_ms = view.rebuild_ms,
                     "subscriber manager active"
                 );
+                let mut status = lock(&self.status);
+                status.role = "active".into();
+                match promotion.reload {
+                    None => status.activations.warm += 1,
+                    Some(_) => status.activations.full += 1,
+                }
+                status.activation = Some(view);
             }
             Err(e) => {
                 tracing::error!(error = %e, "the stored records do not restore");
@@ -297,6 +415,96 @@ impl Task {
             status.token = None;
         }
     }
+}
+
+/// How often a standby's follower looks at the change log's head (one indexed read of one
+/// row when nothing changed).
+pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
+
+enum FollowJob {
+    /// Catch up one last time and hand the replica over (the node holds the lease).
+    Promote(oneshot::Sender<Result<Promotion, StoreError>>),
+    /// Follow the change log again (the node stepped down).
+    Follow,
+}
+
+/// The standby's follower: its own connection (blocking), the replica, and the status it
+/// publishes. It stops when the leadership task drops its channel.
+struct FollowerThread {
+    follower: Follower,
+    status: Arc<Mutex<HaStatus>>,
+    /// The last catch-up failed (logged once until one succeeds).
+    failing: bool,
+}
+
+impl FollowerThread {
+    fn run(mut self, jobs: std::sync::mpsc::Receiver<FollowJob>) {
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut following = true;
+        loop {
+            let job = if following {
+                jobs.recv_timeout(FOLLOW_INTERVAL)
+            } else {
+                jobs.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            };
+            match job {
+                Ok(FollowJob::Promote(reply)) => {
+                    following = false;
+                    let promotion = self.follower.promote();
+                    self.publish();
+                    let _ = reply.send(promotion);
+                }
+                Ok(FollowJob::Follow) => {
+                    following = true;
+                    self.catch_up();
+                }
+                Err(RecvTimeoutError::Timeout) => self.catch_up(),
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn catch_up(&mut self) {
+        match self.follower.catch_up() {
+            Ok(outcome) => {
+                if let CatchUp::Reloaded(why) = &outcome {
+                    tracing::info!(
+                        reason = %why,
+                        subscribers = self.follower.replica().map_or(0, |r| r.subscribers()),
+                        "standby replica read in full"
+                    );
+                    lock(&self.status).follower.last_full_load = Some(why.to_string());
+                }
+                self.failing = false;
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::warn!(error = %e, "the standby cannot follow the change log");
+                }
+                self.failing = true;
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let counters = self.follower.counters();
+        let mut status = lock(&self.status);
+        status.follower.full_loads = counters.full_loads;
+        status.follower.applied_batches = counters.applied_batches;
+        status.follower.applied_records = counters.applied_records;
+        let head = status.change_log_head;
+        status.replica = self.follower.replica().map(|r| ReplicaView {
+            position: r.position(),
+            subscribers: r.subscribers(),
+            behind: head.saturating_sub(r.position()),
+            lag_ms: status.replica.as_ref().map_or(0, |v| v.lag_ms),
+        });
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The blocking side: the lease connection (reconnected after a failure), the node reports
@@ -372,10 +580,12 @@ impl LeaseThread {
         let held = self.fence.get();
         let role = if held.is_some() { "active" } else { "standby" };
         let grpc = self.grpc.clone();
+        let position = lock(&self.status).replica.as_ref().map(|r| r.position);
         let client = self.connected()?;
         client.report(&grpc, role, held)?;
         let row = client.status()?;
         let nodes = client.nodes()?;
+        let log = client.change_log(position)?;
         let leader_grpc = nodes
             .iter()
             .find(|n| n.name == row.holder)
@@ -394,6 +604,11 @@ impl LeaseThread {
             expires_in_ms: row.expires_in_ms,
         });
         status.nodes = nodes.into_iter().map(node_view).collect();
+        status.change_log_head = log.head;
+        if let Some(replica) = &mut status.replica {
+            replica.behind = log.head.saturating_sub(replica.position);
+            replica.lag_ms = log.unapplied_age_ms.unwrap_or(0);
+        }
         Ok(())
     }
 }

@@ -271,7 +271,7 @@ fn a_dead_or_frozen_redis_fails_calls_within_their_deadline_and_service_recovers
 #[test]
 fn redis_maxmemory_is_the_global_memory_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path(), "maxmemory 1mb\nmaxmemory-policy noeviction");
+    let redis = RedisServer::start(dir.path(), "maxmemory 2mb\nmaxmemory-policy noeviction");
     let rt = runtime();
     let a = node(
         &rt,
@@ -288,7 +288,7 @@ fn redis_maxmemory_is_the_global_memory_bound() {
     let refusal = (0..100)
         .map(|i| cache.save(format!("k{i}").as_bytes(), &value))
         .find_map(Result::err)
-        .expect("1 MB of Redis memory fills up");
+        .expect("2 MB of Redis memory fill up");
     assert!(
         matches!(refusal, CacheError::GlobalMemoryExceeded { .. }),
         "{refusal:?}"

@@ -7,34 +7,19 @@
 //! Acct-Session-Id the service's own. Counters come from the caller (the SAP's), interim
 //! deadlines from [`Accounting::poll_timeout`] and [`Accounting::handle_timeout`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use brasa_radius::acct::{add_session_time, InterimSchedule, SessionCounters};
 use brasa_radius::attr::{
-    ACCT_MULTI_SESSION_ID, ACCT_SESSION_ID, ACCT_STATUS_TYPE, NAS_IDENTIFIER, NAS_PORT_ID,
+    ACCT_MULTI_SESSION_ID, ACCT_SESSION_ID, ACCT_STATUS_TYPE, ACCT_TERMINATE_CAUSE, NAS_IDENTIFIER,
+    NAS_PORT_ID,
 };
-use brasa_radius::{AcctStatusType, Code, Message, PacketError};
+use brasa_radius::{AcctStatusType, AcctTerminateCause, Code, Message, PacketError};
 use brasa_services::SapId;
 use thiserror::Error;
 
 use crate::auth::{AcctOverride, StatsType};
-
-/// Acct-Input-Octets (RFC 2866 §5.3).
-pub const ACCT_INPUT_OCTETS: u8 = 42;
-/// Acct-Output-Octets (RFC 2866 §5.4).
-pub const ACCT_OUTPUT_OCTETS: u8 = 43;
-/// Acct-Session-Time (RFC 2866 §5.7).
-pub const ACCT_SESSION_TIME: u8 = 46;
-/// Acct-Input-Packets (RFC 2866 §5.8).
-pub const ACCT_INPUT_PACKETS: u8 = 47;
-/// Acct-Output-Packets (RFC 2866 §5.9).
-pub const ACCT_OUTPUT_PACKETS: u8 = 48;
-/// Acct-Terminate-Cause (RFC 2866 §5.10).
-pub const ACCT_TERMINATE_CAUSE: u8 = 49;
-/// Acct-Input-Gigawords (RFC 2869 §5.1).
-pub const ACCT_INPUT_GIGAWORDS: u8 = 52;
-/// Acct-Output-Gigawords (RFC 2869 §5.2).
-pub const ACCT_OUTPUT_GIGAWORDS: u8 = 53;
 
 /// One accounting destination's settings: the policy's, or the service's once overridden.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,45 +54,15 @@ impl AcctSettings {
     }
 }
 
-/// A SAP's traffic counters since the service was set up (read by the caller).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct SapCounters {
-    /// Octets received from the SAP.
-    pub input_octets: u64,
-    /// Octets sent to the SAP.
-    pub output_octets: u64,
-    /// Packets received from the SAP.
-    pub input_packets: u64,
-    /// Packets sent to the SAP.
-    pub output_packets: u64,
-}
+/// A SAP's traffic counters since the service was set up (read by the caller); input is what
+/// the SAP received.
+pub type SapCounters = SessionCounters;
 
-/// Why a service's accounting stops (Acct-Terminate-Cause, RFC 2866 §5.10).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TerminateCause {
-    /// 6, Admin-Reset: a CoA or Disconnect teardown, or a clear command.
-    AdminReset,
-    /// 7, Admin-Reboot: the router restarts.
-    AdminReboot,
-    /// 9, NAS-Error: a script or apply failure removed the service.
-    NasError,
-    /// 10, NAS-Request: the router removed it (its data trigger went away).
-    NasRequest,
-    /// 3, Lost-Service: the service's SAP went away underneath it.
-    LostService,
-}
-
-impl TerminateCause {
-    fn to_wire(self) -> u32 {
-        match self {
-            Self::LostService => 3,
-            Self::AdminReset => 6,
-            Self::AdminReboot => 7,
-            Self::NasError => 9,
-            Self::NasRequest => 10,
-        }
-    }
-}
+/// Why a service's accounting stops (Acct-Terminate-Cause, RFC 2866 §5.10). Dynamic services
+/// use Admin-Reset (a CoA or Disconnect teardown, a clear command), Admin-Reboot (the router
+/// restarts), NAS-Error (a script or apply failure removed the service), NAS-Request (its data
+/// trigger went away) and Lost-Service (the SAP went away underneath it).
+pub type TerminateCause = AcctTerminateCause;
 
 /// The accounting identity of one dynamic service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +114,8 @@ struct Running {
 pub struct Accounting {
     nas_identifier: String,
     running: HashMap<SapId, Running>,
-    deadlines: BTreeSet<(Instant, SapId, usize)>,
+    /// Keyed by SAP and destination (0 or 1).
+    schedule: InterimSchedule<(SapId, usize)>,
 }
 
 impl Accounting {
@@ -168,7 +124,7 @@ impl Accounting {
         Self {
             nas_identifier: nas_identifier.into(),
             running: HashMap::new(),
-            deadlines: BTreeSet::new(),
+            schedule: InterimSchedule::new(),
         }
     }
 
@@ -202,7 +158,7 @@ impl Accounting {
         let sap = running.session.sap.clone();
         for (destination, deadline) in running.next_interim.iter().enumerate() {
             if let Some(deadline) = deadline {
-                self.deadlines.insert((*deadline, sap.clone(), destination));
+                self.schedule.insert(*deadline, (sap.clone(), destination));
             }
         }
         self.running.insert(sap, running);
@@ -232,8 +188,7 @@ impl Accounting {
         if let Some(running) = self.running.remove(sap) {
             for (destination, deadline) in running.next_interim.iter().enumerate() {
                 if let Some(deadline) = deadline {
-                    self.deadlines
-                        .remove(&(*deadline, sap.clone(), destination));
+                    self.schedule.remove(*deadline, &(sap.clone(), destination));
                 }
             }
         }
@@ -242,7 +197,7 @@ impl Accounting {
 
     /// The next Interim-Update deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(deadline, _, _)| *deadline)
+        self.schedule.next_deadline()
     }
 
     /// The Interim-Updates due at `now`, with each service's counters from `counters`; each
@@ -254,23 +209,28 @@ impl Accounting {
         mut counters: impl FnMut(&SapId) -> SapCounters,
     ) -> Result<Vec<AcctRecord>, AcctError> {
         let mut records = Vec::new();
-        while let Some((deadline, sap, destination)) = self.deadlines.first().cloned() {
-            if deadline > now {
+        loop {
+            let running = &self.running;
+            let interval_of = |(sap, destination): &(SapId, usize)| {
+                running
+                    .get(sap)
+                    .and_then(|r| r.settings[*destination].interim)
+                    .unwrap_or(Duration::MAX)
+            };
+            let Some(due) = self.schedule.pop_due(now, interval_of) else {
                 break;
-            }
-            self.deadlines.pop_first();
+            };
+            let (sap, destination) = due.key;
             let Some(running) = self.running.get_mut(&sap) else {
                 continue;
             };
-            let Some(interval) = running.settings[destination].interim else {
+            if running.settings[destination].interim.is_none() {
                 continue;
-            };
-            let mut next = deadline + interval;
-            while next <= now {
-                next += interval;
             }
-            running.next_interim[destination] = Some(next);
-            self.deadlines.insert((next, sap.clone(), destination));
+            running.next_interim[destination] = due.next;
+            if let Some(next) = due.next {
+                self.schedule.insert(next, (sap.clone(), destination));
+            }
             let running = &self.running[&sap];
             let message = record(
                 &self.nas_identifier,
@@ -339,43 +299,13 @@ fn record(
     message.add(NAS_PORT_ID, running.session.sap.to_string())?;
     message.add(NAS_IDENTIFIER, nas_identifier)?;
     if let Some(counters) = counters {
-        let secs = now.saturating_duration_since(running.started).as_secs();
-        message.add_fixed(
-            ACCT_SESSION_TIME,
-            u32::try_from(secs).unwrap_or(u32::MAX).to_be_bytes(),
-        );
+        add_session_time(&mut message, running.started, now);
         if stats_type == StatsType::VolumeTime {
-            add_octets(
-                &mut message,
-                ACCT_INPUT_OCTETS,
-                ACCT_INPUT_GIGAWORDS,
-                counters.input_octets,
-            );
-            add_octets(
-                &mut message,
-                ACCT_OUTPUT_OCTETS,
-                ACCT_OUTPUT_GIGAWORDS,
-                counters.output_octets,
-            );
-            // RFC 2866 packet counters are 32 bits and wrap.
-            message.add_fixed(
-                ACCT_INPUT_PACKETS,
-                (counters.input_packets as u32).to_be_bytes(),
-            );
-            message.add_fixed(
-                ACCT_OUTPUT_PACKETS,
-                (counters.output_packets as u32).to_be_bytes(),
-            );
+            counters.add_to(&mut message);
         }
     }
     if let Some(cause) = cause {
-        message.add_fixed(ACCT_TERMINATE_CAUSE, cause.to_wire().to_be_bytes());
+        message.add_fixed(ACCT_TERMINATE_CAUSE, cause.to_value());
     }
     Ok(message)
-}
-
-/// The low 32 bits of `octets` and its Gigawords (how many times the low 32 bits wrapped).
-fn add_octets(message: &mut Message, octets_type: u8, gigawords_type: u8, octets: u64) {
-    message.add_fixed(octets_type, (octets as u32).to_be_bytes());
-    message.add_fixed(gigawords_type, ((octets >> 32) as u32).to_be_bytes());
 }

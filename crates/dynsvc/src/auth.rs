@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use brasa_radius::attr::{
-    ACCT_SESSION_ID, FRAMED_IP_ADDRESS, NAS_IDENTIFIER, NAS_IP_ADDRESS, NAS_PORT_ID, USER_NAME,
-    USER_PASSWORD, VENDOR_SPECIFIC,
+    tagged_integer, tagged_string, ACCT_SESSION_ID, FRAMED_IP_ADDRESS, NAS_IDENTIFIER,
+    NAS_IP_ADDRESS, NAS_PORT_ID, USER_NAME, USER_PASSWORD, VENDOR_SPECIFIC,
 };
 use brasa_radius::{auth, vsa, Code, Dictionary, Message, PacketError, VendorFormat};
 use brasa_services::{MacAddr, PortMap, SapId, SapTags, Tag};
@@ -275,9 +275,12 @@ pub fn dyn_services_of(message: &Message) -> Result<Vec<RawDynService>, AuthFail
             }
             let (tag, field) = match sub.typ {
                 ALC_DYN_SERV_SAP_ID | ALC_DYN_SERV_SCRIPT_PARAMS | ALC_DYN_SERV_POLICY => {
-                    tagged_string(sub.value)
+                    let (tag, data) = tagged_string(sub.value);
+                    std::str::from_utf8(data)
+                        .ok()
+                        .map(|text| (tag, Field::Text(text.to_owned())))
                 }
-                _ => tagged_integer(sub.value),
+                _ => tagged_integer(sub.value).map(|(tag, value)| (tag, Field::Integer(value))),
             }
             .ok_or_else(|| AuthFailure::BadService {
                 tag: sub.value.first().copied().unwrap_or(0),
@@ -321,26 +324,6 @@ pub fn dyn_services_of(message: &Message) -> Result<Vec<RawDynService>, AuthFail
 enum Field {
     Text(String),
     Integer(u32),
-}
-
-/// RFC 2868 §3.1: a first octet up to 0x1F is the tag; anything greater is data (tag 0).
-fn tagged_string(value: &[u8]) -> Option<(u8, Field)> {
-    let (tag, data) = match value.first() {
-        Some(&tag @ 0x00..=0x1f) => (tag, &value[1..]),
-        _ => (0, value),
-    };
-    let text = std::str::from_utf8(data).ok()?;
-    Some((tag, Field::Text(text.to_owned())))
-}
-
-/// RFC 2868 tagged integers: the tag in the first octet, the value in the other three.
-fn tagged_integer(value: &[u8]) -> Option<(u8, Field)> {
-    let bytes: [u8; 4] = value.try_into().ok()?;
-    let tag = bytes[0];
-    (tag <= 0x1f).then_some((
-        tag,
-        Field::Integer(u32::from_be_bytes([0, bytes[1], bytes[2], bytes[3]])),
-    ))
 }
 
 impl RawDynService {

@@ -12,8 +12,9 @@
 //! service is then named by Alc-Dyn-Serv-SAP-Id. Tearing down a data trigger's own SAP tears
 //! down every service of that trigger.
 
-use brasa_radius::attr::{ACCT_SESSION_ID, ERROR_CAUSE, NAS_PORT_ID, PROXY_STATE};
-use brasa_radius::{Code, ErrorCause, Message};
+use brasa_radius::attr::{ACCT_SESSION_ID, NAS_PORT_ID};
+pub use brasa_radius::coa::RequestKind;
+use brasa_radius::{ErrorCause, Message};
 use brasa_services::{PortMap, SapId};
 use thiserror::Error;
 
@@ -24,40 +25,6 @@ use crate::trigger::{TriggerState, Triggers, MAX_SERVICES_PER_TRIGGER};
 
 /// The dynamic-services-policy a CoA setup without Alc-Dyn-Serv-Policy uses.
 pub const DEFAULT_POLICY: &str = "default";
-
-/// Which of the two RFC 5176 requests is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RequestKind {
-    /// CoA-Request (43), answered by CoA-ACK or CoA-NAK.
-    Coa,
-    /// Disconnect-Request (40), answered by Disconnect-ACK or Disconnect-NAK.
-    Disconnect,
-}
-
-impl RequestKind {
-    /// The kind of a request code; `None` for any other code.
-    pub fn of(code: Code) -> Option<Self> {
-        match code {
-            Code::CoaRequest => Some(Self::Coa),
-            Code::DisconnectRequest => Some(Self::Disconnect),
-            _ => None,
-        }
-    }
-
-    fn ack(self) -> Code {
-        match self {
-            Self::Coa => Code::CoaAck,
-            Self::Disconnect => Code::DisconnectAck,
-        }
-    }
-
-    fn nak(self) -> Code {
-        match self {
-            Self::Coa => Code::CoaNak,
-            Self::Disconnect => Code::DisconnectNak,
-        }
-    }
-}
 
 /// What the caller must do for an accepted request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,9 +101,9 @@ impl CoaDecision {
     }
 
     /// The ACK, or the NAK with [`CoaDecision::error_cause`], answering `request` (see
-    /// [`answer`]).
+    /// [`RequestKind::answer`]).
     pub fn answer(&self, request: &Message, outcome: CoaOutcome) -> Message {
-        answer(self.kind, request, self.error_cause(outcome))
+        self.kind.answer(request, self.error_cause(outcome))
     }
 }
 
@@ -153,28 +120,10 @@ pub struct CoaRefusal {
 }
 
 impl CoaRefusal {
-    /// The NAK answering `request` (see [`answer`]).
+    /// The NAK answering `request` (see [`RequestKind::answer`]).
     pub fn answer(&self, request: &Message) -> Message {
-        answer(self.kind, request, Some(self.cause))
+        self.kind.answer(request, Some(self.cause))
     }
-}
-
-/// The answer to `request`: an ACK when `cause` is `None`, else a NAK with that Error-Cause;
-/// same Identifier, Proxy-State copied (RFC 5176 §3). The shell computes the Response
-/// Authenticator (and Message-Authenticator) when it encodes it.
-pub fn answer(kind: RequestKind, request: &Message, cause: Option<ErrorCause>) -> Message {
-    let mut reply = Message::new(
-        match cause {
-            None => kind.ack(),
-            Some(_) => kind.nak(),
-        },
-        request.identifier,
-    );
-    if let Some(cause) = cause {
-        reply.add_fixed(ERROR_CAUSE, cause.to_value());
-    }
-    reply.copy_all(PROXY_STATE, request);
-    reply
 }
 
 /// What the request's keys name.

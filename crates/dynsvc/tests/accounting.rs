@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use brasa_dynsvc::acct::{self, AcctError};
+use brasa_dynsvc::acct::AcctError;
 use brasa_dynsvc::{
     Accounting, AcctOverride, AcctRecord, AcctSettings, SapCounters, ServiceSession, StatsType,
     TerminateCause,
@@ -107,7 +107,7 @@ fn start_goes_to_each_enabled_destination_with_both_session_ids() {
         Some("eth1:1214.101")
     );
     assert_eq!(text(&start.message, attr::NAS_IDENTIFIER), Some("pe-1"));
-    assert_eq!(integer(&start.message, acct::ACCT_SESSION_TIME), None);
+    assert_eq!(integer(&start.message, attr::ACCT_SESSION_TIME), None);
     assert!(accounting.is_running(&sap("eth1:1214.101")));
 }
 
@@ -163,7 +163,7 @@ fn interim_updates_follow_each_destination_interval() {
         (due[0].destination, status(&due[0])),
         (0, AcctStatusType::InterimUpdate)
     );
-    assert_eq!(integer(&due[0].message, acct::ACCT_SESSION_TIME), Some(60));
+    assert_eq!(integer(&due[0].message, attr::ACCT_SESSION_TIME), Some(60));
     assert_eq!(
         accounting.poll_timeout(),
         Some(t0 + Duration::from_secs(90))
@@ -219,21 +219,21 @@ fn volume_time_reports_octets_with_gigawords_and_packets() {
         })
         .unwrap();
     let volume = &due.iter().find(|r| r.destination == 0).unwrap().message;
-    assert_eq!(integer(volume, acct::ACCT_INPUT_OCTETS), Some(7));
-    assert_eq!(integer(volume, acct::ACCT_INPUT_GIGAWORDS), Some(5));
-    assert_eq!(integer(volume, acct::ACCT_OUTPUT_OCTETS), Some(1000));
-    assert_eq!(integer(volume, acct::ACCT_OUTPUT_GIGAWORDS), Some(0));
-    assert_eq!(integer(volume, acct::ACCT_INPUT_PACKETS), Some(42));
-    assert_eq!(integer(volume, acct::ACCT_OUTPUT_PACKETS), Some(3));
+    assert_eq!(integer(volume, attr::ACCT_INPUT_OCTETS), Some(7));
+    assert_eq!(integer(volume, attr::ACCT_INPUT_GIGAWORDS), Some(5));
+    assert_eq!(integer(volume, attr::ACCT_OUTPUT_OCTETS), Some(1000));
+    assert_eq!(integer(volume, attr::ACCT_OUTPUT_GIGAWORDS), Some(0));
+    assert_eq!(integer(volume, attr::ACCT_INPUT_PACKETS), Some(42));
+    assert_eq!(integer(volume, attr::ACCT_OUTPUT_PACKETS), Some(3));
     let time = &due.iter().find(|r| r.destination == 1).unwrap().message;
-    assert_eq!(integer(time, acct::ACCT_SESSION_TIME), Some(60));
+    assert_eq!(integer(time, attr::ACCT_SESSION_TIME), Some(60));
     for typ in [
-        acct::ACCT_INPUT_OCTETS,
-        acct::ACCT_OUTPUT_OCTETS,
-        acct::ACCT_INPUT_PACKETS,
-        acct::ACCT_OUTPUT_PACKETS,
-        acct::ACCT_INPUT_GIGAWORDS,
-        acct::ACCT_OUTPUT_GIGAWORDS,
+        attr::ACCT_INPUT_OCTETS,
+        attr::ACCT_OUTPUT_OCTETS,
+        attr::ACCT_INPUT_PACKETS,
+        attr::ACCT_OUTPUT_PACKETS,
+        attr::ACCT_INPUT_GIGAWORDS,
+        attr::ACCT_OUTPUT_GIGAWORDS,
     ] {
         assert_eq!(
             time.attributes.first(typ),
@@ -265,14 +265,14 @@ fn stop_carries_time_counters_and_terminate_cause_and_ends_the_interims() {
     assert_eq!(stops.len(), 2);
     for stop in &stops {
         assert_eq!(status(stop), AcctStatusType::Stop);
-        assert_eq!(integer(&stop.message, acct::ACCT_SESSION_TIME), Some(45));
-        assert_eq!(integer(&stop.message, acct::ACCT_TERMINATE_CAUSE), Some(6));
+        assert_eq!(integer(&stop.message, attr::ACCT_SESSION_TIME), Some(45));
+        assert_eq!(integer(&stop.message, attr::ACCT_TERMINATE_CAUSE), Some(6));
         assert_eq!(
             text(&stop.message, attr::ACCT_MULTI_SESSION_ID),
             Some("trigger-session")
         );
     }
-    assert_eq!(integer(&stops[0].message, acct::ACCT_INPUT_OCTETS), Some(7));
+    assert_eq!(integer(&stops[0].message, attr::ACCT_INPUT_OCTETS), Some(7));
     assert_eq!(accounting.poll_timeout(), None);
     assert!(!accounting.is_running(&sap("eth1:1214.101")));
     assert!(accounting
@@ -303,7 +303,7 @@ fn terminate_causes_have_their_rfc_2866_values() {
             .stop(&sap("eth1:7"), COUNTERS, cause, now)
             .unwrap();
         assert_eq!(
-            integer(&stop[0].message, acct::ACCT_TERMINATE_CAUSE),
+            integer(&stop[0].message, attr::ACCT_TERMINATE_CAUSE),
             Some(value)
         );
     }

@@ -4,22 +4,48 @@
 use crate::attr::{ERROR_CAUSE, PROXY_STATE};
 use crate::{Code, ErrorCause, Message};
 
-/// The answer to `request`: an ACK when `cause` is `None`, else a NAK with that Error-Cause;
-/// same Identifier, Proxy-State copied (RFC 5176 §3). `None` when `request` is neither a
-/// CoA-Request nor a Disconnect-Request. The shell computes the Response Authenticator (and
-/// Message-Authenticator) when it encodes it.
-pub fn answer(request: &Message, cause: Option<ErrorCause>) -> Option<Message> {
-    let (ack, nak) = match request.code {
-        Code::CoaRequest => (Code::CoaAck, Code::CoaNak),
-        Code::DisconnectRequest => (Code::DisconnectAck, Code::DisconnectNak),
-        _ => return None,
-    };
-    let mut reply = Message::new(if cause.is_some() { nak } else { ack }, request.identifier);
-    if let Some(cause) = cause {
-        reply.add_fixed(ERROR_CAUSE, cause.to_value());
+/// Which of the two RFC 5176 requests is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    /// CoA-Request (43), answered by CoA-ACK or CoA-NAK.
+    Coa,
+    /// Disconnect-Request (40), answered by Disconnect-ACK or Disconnect-NAK.
+    Disconnect,
+}
+
+impl RequestKind {
+    /// The kind of a request code; `None` for any other code.
+    pub fn of(code: Code) -> Option<Self> {
+        match code {
+            Code::CoaRequest => Some(Self::Coa),
+            Code::DisconnectRequest => Some(Self::Disconnect),
+            _ => None,
+        }
     }
-    reply.copy_all(PROXY_STATE, request);
-    Some(reply)
+
+    /// The answer to `request`, a request of this kind: an ACK when `cause` is `None`, else a
+    /// NAK with that Error-Cause; same Identifier, Proxy-State copied (RFC 5176 §3). The shell
+    /// computes the Response Authenticator (and Message-Authenticator) when it encodes it.
+    pub fn answer(self, request: &Message, cause: Option<ErrorCause>) -> Message {
+        let code = match (self, cause) {
+            (Self::Coa, None) => Code::CoaAck,
+            (Self::Coa, Some(_)) => Code::CoaNak,
+            (Self::Disconnect, None) => Code::DisconnectAck,
+            (Self::Disconnect, Some(_)) => Code::DisconnectNak,
+        };
+        let mut reply = Message::new(code, request.identifier);
+        if let Some(cause) = cause {
+            reply.add_fixed(ERROR_CAUSE, cause.to_value());
+        }
+        reply.copy_all(PROXY_STATE, request);
+        reply
+    }
+}
+
+/// The answer to `request` (see [`RequestKind::answer`]); `None` when `request` is neither a
+/// CoA-Request nor a Disconnect-Request.
+pub fn answer(request: &Message, cause: Option<ErrorCause>) -> Option<Message> {
+    Some(RequestKind::of(request.code)?.answer(request, cause))
 }
 
 #[cfg(test)]
@@ -45,5 +71,7 @@ mod tests {
         assert_eq!(answer(&request, None).unwrap().code, Code::DisconnectAck);
         request.code = Code::AccessAccept;
         assert!(answer(&request, None).is_none());
+        assert_eq!(RequestKind::of(Code::CoaRequest), Some(RequestKind::Coa));
+        assert_eq!(RequestKind::of(Code::AccessRequest), None);
     }
 }

@@ -2,14 +2,13 @@
 //! this crate answers radclient on 127.0.0.1, checking radclient's authenticators,
 //! Message-Authenticator and hidden password with our code, and radclient checks ours.
 
-use std::io::Write;
-use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::net::{SocketAddr, UdpSocket};
 use std::thread;
 use std::time::Duration;
 
 use brasa_radius::auth::{self, MessageAuthenticator};
 use brasa_radius::{Code, Dictionary, Message};
+use brasa_testkit::radclient as testkit;
 
 const SECRET: &[u8] = b"interop-secret";
 
@@ -85,36 +84,12 @@ fn radclient(port: u16, kind: &str, input: &str) -> String {
     text
 }
 
+/// One try (`-r 1`): each responder answers once.
 fn run_radclient(port: u16, kind: &str, input: &str) -> (bool, String) {
-    let mut child = Command::new("radclient")
-        .args([
-            "-x",
-            "-t",
-            "3",
-            "-r",
-            "1",
-            &format!("127.0.0.1:{port}"),
-            kind,
-        ])
-        .arg(std::str::from_utf8(SECRET).unwrap())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("radclient not found: apt-get install -y freeradius-utils");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let secret = std::str::from_utf8(SECRET).expect("the test secret is text");
+    let server = SocketAddr::from(([127, 0, 0, 1], port));
+    let out = testkit::radclient(server, kind, secret, input, &["-r", "1"]);
+    (out.status.success(), testkit::text(&out))
 }
 
 fn responder() -> (UdpSocket, u16) {

@@ -5,7 +5,7 @@ mod common;
 
 use brasa_services::cli::{self, ParseErrorKind};
 use brasa_services::model::*;
-use brasa_services::{Delta, Origin, SapId, ServiceConfig, ValidationError};
+use brasa_services::{Delta, Edit, Origin, SapId, SapOp, ServiceConfig, ValidationError};
 use common::{apply, env, port_map, refuse};
 
 const POLICIES: &str = r#"
@@ -417,4 +417,163 @@ fn free_ids_skip_what_the_configuration_uses() {
     assert_eq!(free_filter_id(&config, FilterKind::Ip, 1..=10), Some(2));
     assert_eq!(free_filter_id(&config, FilterKind::Mac, 1..=10), Some(1));
     assert_eq!(free_filter_id(&config, FilterKind::Ipv6, 1..=10), Some(1));
+}
+
+/// One snippet per object, each a whole `configure service …` block closed the SR OS way: one
+/// `exit` per line that opened contexts, so each block ends inside `config`.
+const BLOCKS: &str = r#"
+configure service
+    vpls 1 customer 1 create
+        description "per-object blocks"
+        no shutdown
+    exit
+exit
+configure service
+    vpls 1
+        sap 1/1/2:100 create
+            ingress qos 10 exit
+            no shutdown
+        exit
+    exit
+exit
+configure service vpls 1 sap 1/1/2:101 create
+    no shutdown
+exit
+configure service epipe 2 customer 1 create
+    sap 1/1/2:200 create exit
+    no shutdown
+exit
+"#;
+
+/// The same services as one block, every level closed by its own `exit`.
+const ONE_BLOCK: &str = r#"
+configure
+    service
+        vpls 1 customer 1 create
+            description "per-object blocks"
+            no shutdown
+            sap eth1:100 create
+                ingress qos 10 exit
+                no shutdown
+            exit
+            sap eth1:101 create
+                no shutdown
+            exit
+        exit
+        epipe 2 customer 1 create
+            sap eth1:200 create
+            exit
+            no shutdown
+        exit
+    exit
+exit
+"#;
+
+#[test]
+fn configure_starts_a_new_block_wherever_the_last_one_ended() {
+    let mut blocks = ServiceConfig::new();
+    apply(&mut blocks, POLICIES);
+    let before = blocks.clone();
+    apply(&mut blocks, BLOCKS);
+    let mut single = ServiceConfig::new();
+    apply(&mut single, POLICIES);
+    apply(&mut single, ONE_BLOCK);
+    assert_eq!(blocks, single);
+    assert_eq!(blocks.sap_count(), 3);
+    assert_ne!(blocks, before);
+
+    // Each block's changes keep their own line:col in the joined text.
+    let changes = cli::parse(BLOCKS, &port_map()).unwrap();
+    let origins: Vec<_> = changes.iter().map(|c| c.origin.clone()).collect();
+    assert_eq!(origins.first(), Some(&Origin::Text { line: 3, col: 5 }));
+    assert!(
+        origins.contains(&Origin::Text { line: 16, col: 26 }),
+        "{origins:?}"
+    );
+    assert_eq!(origins.last(), Some(&Origin::Text { line: 21, col: 5 }));
+}
+
+#[test]
+fn configure_after_nested_exits_open_contexts_or_exit_all() {
+    let map = port_map();
+    // Closed level by level, left open deep inside a SAP, and closed with `exit all`: the next
+    // `configure` starts from the top in each case.
+    let text = "configure service vpls 1 customer 1 create\n\
+                sap eth1:1 create ingress qos 10 exit exit\n\
+                exit exit exit\n\
+                configure service vpls 1 sap eth1:2 create egress\n\
+                configure service vpls 1 sap eth1:3 create exit all\n\
+                configure filter\n\
+                configure\n\
+                configure qos";
+    let changes = cli::parse(text, &map).unwrap();
+    let saps = changes
+        .iter()
+        .filter(|c| {
+            matches!(
+                &c.edit,
+                Edit::Sap {
+                    op: SapOp::Create { .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(saps, 3, "{changes:?}");
+    // Nothing but `configure` is accepted at the top level, and `exit` still counts levels.
+    let error = cli::parse("configure exit exit", &map).unwrap_err();
+    assert_eq!(
+        (error.line, error.col, error.kind),
+        (1, 16, ParseErrorKind::NothingToExit)
+    );
+    let error = cli::parse("configure exit service", &map).unwrap_err();
+    assert_eq!((error.line, error.col), (1, 16));
+    assert!(
+        matches!(&error.kind, ParseErrorKind::UnknownCommand { expected, .. } if expected == &["configure"]),
+        "{error}"
+    );
+    // A quoted "configure" is a name, never the command.
+    let error = cli::parse(
+        "configure service vpls 1 customer 1 create \"configure\"",
+        &map,
+    )
+    .unwrap_err();
+    assert_eq!((error.line, error.col), (1, 44));
+}
+
+#[test]
+fn an_error_in_the_second_block_points_there_and_applies_nothing() {
+    let mut config = ServiceConfig::new();
+    apply(
+        &mut config,
+        "configure service vpls 1 customer 1 create exit all",
+    );
+    let before = config.clone();
+
+    // A parse error: nothing reaches the configuration, and the position is in block two.
+    let text = "configure service\n    vpls 1\n        sap eth1:10 create exit\n    exit\nexit\n\
+                configure service\n    vpls 1\n        sap eth1:11 create\n            mtu 1500\n";
+    let error = cli::parse(text, &port_map()).unwrap_err();
+    assert_eq!((error.line, error.col), (9, 13));
+    assert!(
+        error.to_string().contains("config>service>vpls>sap"),
+        "{error}"
+    );
+
+    // A validation error in block two refuses block one's changes too.
+    let text = "configure service\n    vpls 1\n        sap eth1:10 create exit\n    exit\nexit\n\
+                configure service\n    epipe 2 customer 1 create\n        sap eth1:10 create\n";
+    let error = refuse(&config, text);
+    assert_eq!(error.origin, Origin::Text { line: 8, col: 9 });
+    assert_eq!(
+        error.error,
+        ValidationError::SapExists {
+            sap: SapId::parse("eth1:10").unwrap(),
+            service: 1
+        }
+    );
+    let changes = cli::parse(text, &port_map()).unwrap();
+    assert!(config.apply_changes(&changes, &env()).is_err());
+    assert_eq!(config, before);
+    assert_eq!(config.sap_count(), 0);
 }

@@ -147,7 +147,9 @@ impl Ctx {
             ],
         };
         let mut out = list.to_vec();
-        out.push("exit");
+        if ctx.is_some() {
+            out.extend(["exit", "configure"]);
+        }
         out
     }
 }
@@ -474,6 +476,16 @@ impl<'a> Parser<'a> {
             }
             return Ok(());
         }
+        // `configure` starts a block wherever the previous one left off: SR OS's `exit` returns
+        // to the context a command line was typed in, so a block that opened several levels on
+        // one line (`configure service`) and closed them with one `exit` leaves brasa, whose
+        // `exit` leaves one level, inside `config`. The word names no object of any context, so
+        // restarting from the top can never be a misread command.
+        if !first.quoted && first.text == "configure" {
+            self.stack.clear();
+            self.stack.push(Ctx::Configure);
+            return Ok(());
+        }
         let (neg, word) = if !first.quoted && first.text == "no" {
             (true, line.arg("no", "a command to negate")?)
         } else {
@@ -482,7 +494,7 @@ impl<'a> Parser<'a> {
         let handled = !word.quoted && {
             let kw = word.text.as_str();
             match self.stack.last().cloned() {
-                None => self.top(neg, kw),
+                None => false,
                 Some(Ctx::Configure) => self.configure(neg, kw),
                 Some(Ctx::Service) => self.service_list(neg, kw, line, &origin)?,
                 Some(Ctx::Filter) => self.filter_list(neg, kw, line, &origin)?,
@@ -574,10 +586,6 @@ impl<'a> Parser<'a> {
     fn enter(&mut self, ctx: Ctx) -> bool {
         self.stack.push(ctx);
         true
-    }
-
-    fn top(&mut self, neg: bool, kw: &str) -> bool {
-        !neg && kw == "configure" && self.enter(Ctx::Configure)
     }
 
     fn configure(&mut self, neg: bool, kw: &str) -> bool {

@@ -6,14 +6,16 @@
 //! The kernel here has no 802.1Q module: a test VLAN shim tags the hosts' frames as a switch's
 //! access ports would. Namespace and interface names start with `dy`.
 
+mod services_support;
 mod support;
 
 use brasa_testkit::netns::Netns;
 use brasa_testkit::vlan_shim::{host_pair, Access, VlanShim, TPID_8021AD, TPID_8021Q};
+use services_support::{ping, ping_eventually, tcp_echo, Daemon};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{radclient, reply_lines, start_freeradius, BRASA};
+use support::{radclient, reply_lines, start_freeradius};
 
 /// A trunk: brasa's port `port` in the router namespace, a switch namespace with a VLAN shim,
 /// and hosts behind it (namespace tag, address, the tags their frames carry).
@@ -75,109 +77,7 @@ fn customer_and_far(router: &Netns) -> (Trunk, Trunk) {
     (customers, far)
 }
 
-/// `brasa run` inside the router namespace; killed on drop.
-struct Daemon {
-    child: Child,
-    router: String,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const API: &str = "http://127.0.0.1:7780";
-
 impl Daemon {
-    fn start(router: &Netns, dir: &Path, config: &str) -> Self {
-        let path = dir.join("brasa.toml");
-        std::fs::write(&path, config).unwrap();
-        let log = dir.join("brasa.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &router.name,
-                BRASA,
-                "--log",
-                "info",
-                "run",
-                "-c",
-            ])
-            .arg(&path)
-            .current_dir(dir)
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        let mut daemon = Self {
-            child,
-            router: router.name.clone(),
-            log,
-        };
-        let started = Instant::now();
-        while !router.enter(|| std::net::TcpStream::connect("127.0.0.1:7780").is_ok()) {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("brasa exited with {status}:\n{}", daemon.log_text());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "brasa did not come up:\n{}",
-                daemon.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        daemon
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn brasa(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.router, BRASA, "--api", API])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(text) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let output = self.brasa(args, stdin);
-        assert!(
-            output.status.success(),
-            "brasa {args:?} failed: {}{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-            self.log_text()
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all, None)).unwrap()
-    }
-
     /// The data triggers, waiting until `condition` holds for them.
     fn triggers_until(
         &self,
@@ -194,19 +94,6 @@ impl Daemon {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "{what}: {triggers:?}\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits until `condition` holds; fails with `what` and the daemon's log after 30 s.
-    fn eventually(&self, what: &str, mut condition: impl FnMut() -> bool) {
-        let started = Instant::now();
-        while !condition() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "timed out waiting for: {what}\n{}",
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -240,57 +127,6 @@ fn drop_count(stats: &serde_json::Value, label: &str) -> u64 {
         .find(|pair| pair[0] == label)
         .and_then(|pair| pair[1].as_u64())
         .unwrap_or_else(|| panic!("no counter {label:?} in {stats}"))
-}
-
-fn ping(from: &Netns, to: &str) -> bool {
-    from.output("ping", &["-c", "2", "-i", "0.2", "-W", "1", to])
-        .status
-        .success()
-}
-
-fn ping_eventually(from: &Netns, to: &str, limit: Duration, daemon: &Daemon) {
-    let started = Instant::now();
-    while !ping(from, to) {
-        assert!(
-            started.elapsed() < limit,
-            "{} cannot ping {to}\n{}",
-            from.name,
-            daemon.log_text()
-        );
-    }
-}
-
-/// A TCP echo of `bytes` bytes from `client` through `server`'s listener on `addr:port`.
-fn tcp_echo(server: &Netns, client: &Netns, addr: &str, port: u16, bytes: usize) -> bool {
-    let mut listener = Command::new("ip")
-        .args(["netns", "exec", &server.name, "python3", "-c"])
-        .arg(format!(
-            "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-             s.bind(('{addr}', {port})); s.listen(1); s.settimeout(20)\nc,_=s.accept(); c.settimeout(20)\n\
-             n=0\nwhile n < {bytes}:\n    d=c.recv(65536)\n    if not d: break\n    c.sendall(d); n+=len(d)\nc.close()"
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let output = client.output(
-        "python3",
-        &[
-            "-c",
-            &format!(
-                "import socket,sys,time\nend=time.time()+20\n\
-                 while True:\n    try:\n        s=socket.create_connection(('{addr}', {port}), timeout=20); break\n    \
-                 except ConnectionRefusedError:\n        \
-                 if time.time() > end: raise\n        time.sleep(0.1)\n\
-                 data=bytes(range(256))*({bytes}//256)\ns.sendall(data)\ngot=b''\n\
-                 while len(got) < len(data):\n    d=s.recv(65536)\n    if not d: break\n    got+=d\n\
-                 sys.exit(0 if got == data else 1)"
-            ),
-        ],
-    );
-    let _ = listener.kill();
-    let _ = listener.wait();
-    output.status.success()
 }
 
 /// A seed-style script: an action dictionary of function keys; the setup makes an Epipe from
@@ -503,7 +339,7 @@ script_parameters = ["epipe={'far': 'dy2:302', 'slow': 4}"]
     // Without the capture SAP nothing reaches the far host.
     assert!(!ping(customer, "10.77.0.2"));
     daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
-    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
     assert!(
         tcp_echo(far, customer, "10.77.0.2", 5301, 200_000),
         "TCP over the dynamic Epipe\n{}",
@@ -556,7 +392,7 @@ script_parameters = ["epipe={'far': 'dy2:302', 'slow': 4}"]
             .status
             .success()
     });
-    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
     daemon.triggers_until("a new trigger after the clear", |t| {
         t.iter()
             .any(|t| t["sap"] == "dy1:200.300" && t["state"] == "sapCreated")
@@ -750,7 +586,7 @@ accounting = [{ radius_pool = "aaa", stats_type = "volume-time" }]"#;
     );
     daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
 
-    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
     assert!(
         tcp_echo(far, customer, "10.77.0.2", 5302, 200_000),
         "TCP over the dynamic Epipe\n{}",
@@ -873,7 +709,7 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
         &config(dir.path(), r#"{ local_auth_db = "db" }"#, users),
     );
     daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
-    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
     let triggers = daemon.triggers_until("the trigger is sapCreated", |t| {
         t.iter().any(|t| t["state"] == "sapCreated")
     });
@@ -992,7 +828,7 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
     let config = config(dir.path(), r#"{ local_auth_db = "db" }"#, users);
     let daemon = Daemon::start(&router, dir.path(), &config);
     daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
-    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
     daemon.triggers_until("the trigger is sapCreated", |t| {
         t.iter().any(|t| t["state"] == "sapCreated")
     });
@@ -1016,7 +852,7 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
         serde_json::json!([])
     );
     // The customer's next frames make the trigger and its service again.
-    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
     daemon.triggers_until("a new trigger after the restart", |t| {
         t.iter().any(|t| t["state"] == "sapCreated")
     });
@@ -1168,7 +1004,7 @@ secret = "dynsecret"
         ),
     );
     daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
-    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
 
     let pid = daemon.child.id();
     let (cpu_before, started) = (cpu_seconds(pid), Instant::now());

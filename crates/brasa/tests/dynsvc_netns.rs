@@ -6,20 +6,22 @@
 //! The kernel here has no 802.1Q module: a test VLAN shim tags the hosts' frames as a switch's
 //! access ports would. Namespace and interface names start with `dy`.
 
+mod services_support;
 mod support;
 
 use brasa_testkit::netns::Netns;
 use brasa_testkit::vlan_shim::{host_pair, Access, VlanShim, TPID_8021AD, TPID_8021Q};
+use services_support::{ping, ping_eventually, tcp_echo, Daemon};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{radclient, reply_lines, start_freeradius, BRASA};
+use support::{radclient, reply_lines, start_freeradius};
 
 /// A trunk: brasa's port `port` in the router namespace, a switch namespace with a VLAN shim,
 /// and hosts behind it (namespace tag, address, the tags their frames carry).
 struct Trunk {
     _shim: VlanShim,
-    _switch: Netns,
+    switch: Netns,
     hosts: Vec<Netns>,
 }
 
@@ -50,114 +52,32 @@ fn trunk(router: &Netns, port: &str, hosts: Vec<HostSpec<'_>>) -> Trunk {
     let shim = VlanShim::start(&switch, &format!("up{port}"), accesses);
     Trunk {
         _shim: shim,
-        _switch: switch,
+        switch,
         hosts: namespaces,
     }
 }
 
-/// `brasa run` inside the router namespace; killed on drop.
-struct Daemon {
-    child: Child,
-    router: String,
-    log: std::path::PathBuf,
+/// The customer trunk `dy1` with one host on QinQ 200.300 (10.77.0.1) and the far trunk `dy2`
+/// with the host 10.77.0.2 on VLAN 300.
+fn customer_and_far(router: &Netns) -> (Trunk, Trunk) {
+    let customers = trunk(
+        router,
+        "dy1",
+        vec![(
+            "dyc",
+            "10.77.0.1/24",
+            vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
+        )],
+    );
+    let far = trunk(
+        router,
+        "dy2",
+        vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
+    );
+    (customers, far)
 }
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const API: &str = "http://127.0.0.1:7780";
 
 impl Daemon {
-    fn start(router: &Netns, dir: &Path, config: &str) -> Self {
-        let path = dir.join("brasa.toml");
-        std::fs::write(&path, config).unwrap();
-        let log = dir.join("brasa.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &router.name,
-                BRASA,
-                "--log",
-                "info",
-                "run",
-                "-c",
-            ])
-            .arg(&path)
-            .current_dir(dir)
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        let mut daemon = Self {
-            child,
-            router: router.name.clone(),
-            log,
-        };
-        let started = Instant::now();
-        while !router.enter(|| std::net::TcpStream::connect("127.0.0.1:7780").is_ok()) {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("brasa exited with {status}:\n{}", daemon.log_text());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "brasa did not come up:\n{}",
-                daemon.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        daemon
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn brasa(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.router, BRASA, "--api", API])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(text) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let output = self.brasa(args, stdin);
-        assert!(
-            output.status.success(),
-            "brasa {args:?} failed: {}{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-            self.log_text()
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all, None)).unwrap()
-    }
-
     /// The data triggers, waiting until `condition` holds for them.
     fn triggers_until(
         &self,
@@ -174,19 +94,6 @@ impl Daemon {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "{what}: {triggers:?}\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits until `condition` holds; fails with `what` and the daemon's log after 30 s.
-    fn eventually(&self, what: &str, mut condition: impl FnMut() -> bool) {
-        let started = Instant::now();
-        while !condition() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "timed out waiting for: {what}\n{}",
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -220,57 +127,6 @@ fn drop_count(stats: &serde_json::Value, label: &str) -> u64 {
         .find(|pair| pair[0] == label)
         .and_then(|pair| pair[1].as_u64())
         .unwrap_or_else(|| panic!("no counter {label:?} in {stats}"))
-}
-
-fn ping(from: &Netns, to: &str) -> bool {
-    from.output("ping", &["-c", "2", "-i", "0.2", "-W", "1", to])
-        .status
-        .success()
-}
-
-fn ping_eventually(from: &Netns, to: &str, limit: Duration, daemon: &Daemon) {
-    let started = Instant::now();
-    while !ping(from, to) {
-        assert!(
-            started.elapsed() < limit,
-            "{} cannot ping {to}\n{}",
-            from.name,
-            daemon.log_text()
-        );
-    }
-}
-
-/// A TCP echo of `bytes` bytes from `client` through `server`'s listener on `addr:port`.
-fn tcp_echo(server: &Netns, client: &Netns, addr: &str, port: u16, bytes: usize) -> bool {
-    let mut listener = Command::new("ip")
-        .args(["netns", "exec", &server.name, "python3", "-c"])
-        .arg(format!(
-            "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-             s.bind(('{addr}', {port})); s.listen(1); s.settimeout(20)\nc,_=s.accept(); c.settimeout(20)\n\
-             n=0\nwhile n < {bytes}:\n    d=c.recv(65536)\n    if not d: break\n    c.sendall(d); n+=len(d)\nc.close()"
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let output = client.output(
-        "python3",
-        &[
-            "-c",
-            &format!(
-                "import socket,sys,time\nend=time.time()+20\n\
-                 while True:\n    try:\n        s=socket.create_connection(('{addr}', {port}), timeout=20); break\n    \
-                 except ConnectionRefusedError:\n        \
-                 if time.time() > end: raise\n        time.sleep(0.1)\n\
-                 data=bytes(range(256))*({bytes}//256)\ns.sendall(data)\ngot=b''\n\
-                 while len(got) < len(data):\n    d=s.recv(65536)\n    if not d: break\n    got+=d\n\
-                 sys.exit(0 if got == data else 1)"
-            ),
-        ],
-    );
-    let _ = listener.kill();
-    let _ = listener.wait();
-    output.status.success()
 }
 
 /// A seed-style script: an action dictionary of function keys; the setup makes an Epipe from
@@ -483,7 +339,7 @@ script_parameters = ["epipe={'far': 'dy2:302', 'slow': 4}"]
     // Without the capture SAP nothing reaches the far host.
     assert!(!ping(customer, "10.77.0.2"));
     daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
-    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
     assert!(
         tcp_echo(far, customer, "10.77.0.2", 5301, 200_000),
         "TCP over the dynamic Epipe\n{}",
@@ -536,7 +392,7 @@ script_parameters = ["epipe={'far': 'dy2:302', 'slow': 4}"]
             .status
             .success()
     });
-    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
     daemon.triggers_until("a new trigger after the clear", |t| {
         t.iter()
             .any(|t| t["sap"] == "dy1:200.300" && t["state"] == "sapCreated")
@@ -730,7 +586,7 @@ accounting = [{ radius_pool = "aaa", stats_type = "volume-time" }]"#;
     );
     daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
 
-    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
     assert!(
         tcp_echo(far, customer, "10.77.0.2", 5302, 200_000),
         "TCP over the dynamic Epipe\n{}",
@@ -834,20 +690,7 @@ fn coa(router: &Netns, dictionary: &Path, kind: &str, attributes: &str) -> (Stri
 #[test]
 fn netns_coa_adds_modifies_reverts_and_a_disconnect_removes_everything() {
     let router = Netns::new("dyr");
-    let customers = trunk(
-        &router,
-        "dy1",
-        vec![(
-            "dyc",
-            "10.77.0.1/24",
-            vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
-        )],
-    );
-    let _far = trunk(
-        &router,
-        "dy2",
-        vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
-    );
+    let (customers, _far) = customer_and_far(&router);
     let customer = &customers.hosts[0];
     let dir = tempfile::tempdir().unwrap();
     dyn_serv_dictionary(dir.path());
@@ -866,7 +709,7 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
         &config(dir.path(), r#"{ local_auth_db = "db" }"#, users),
     );
     daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
-    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
     let triggers = daemon.triggers_until("the trigger is sapCreated", |t| {
         t.iter().any(|t| t["state"] == "sapCreated")
     });
@@ -970,20 +813,7 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
 #[test]
 fn netns_kill_9_and_restart_remove_the_dynamic_services_and_triggers_come_back() {
     let router = Netns::new("dyr");
-    let customers = trunk(
-        &router,
-        "dy1",
-        vec![(
-            "dyc",
-            "10.77.0.1/24",
-            vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
-        )],
-    );
-    let _far = trunk(
-        &router,
-        "dy2",
-        vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
-    );
+    let (customers, _far) = customer_and_far(&router);
     let customer = &customers.hosts[0];
     let dir = tempfile::tempdir().unwrap();
     let users = r##"[[dynamic_services.local_auth_db]]
@@ -998,7 +828,7 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
     let config = config(dir.path(), r#"{ local_auth_db = "db" }"#, users);
     let daemon = Daemon::start(&router, dir.path(), &config);
     daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
-    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
     daemon.triggers_until("the trigger is sapCreated", |t| {
         t.iter().any(|t| t["state"] == "sapCreated")
     });
@@ -1022,8 +852,231 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
         serde_json::json!([])
     );
     // The customer's next frames make the trigger and its service again.
-    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30), &daemon);
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
     daemon.triggers_until("a new trigger after the restart", |t| {
         t.iter().any(|t| t["state"] == "sapCreated")
     });
+}
+
+/// A RADIUS server that never answers: it appends the User-Name and Request Authenticator of
+/// every Access-Request it receives to the file `argv[1]`, and prints its port first.
+const COUNTING_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('127.0.0.1', 0))
+print(s.getsockname()[1], flush=True)
+out = open(sys.argv[1], 'a')
+while True:
+    d, _ = s.recvfrom(4096)
+    if len(d) < 20 or d[0] != 1:
+        continue
+    name, i = b'?', 20
+    while i + 2 <= len(d) and d[i + 1] >= 2:
+        if d[i] == 1:
+            name = d[i + 2:i + d[i + 1]]
+        i += d[i + 1]
+    out.write(name.decode('latin-1') + ' ' + d[4:20].hex() + '\n')
+    out.flush()
+"#;
+
+/// Sends QinQ frames (outer 3000, inner 1..=1000, a local-experimental ethertype) on `argv[1]`
+/// with a raw AF_PACKET socket, round after round: at least `argv[2]` rounds, then until the
+/// file `argv[3]` exists; never more than 2000 rounds or 60 s. Prints the frames sent and the
+/// seconds it took.
+const FLOOD: &str = r#"
+import os, socket, struct, sys, time
+iface, min_rounds, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((iface, 0))
+frames = [b'\xff' * 6 + bytes.fromhex('02dd0000') + struct.pack('!H', vlan)
+          + struct.pack('!HHHHH', 0x88a8, 3000, 0x8100, vlan, 0x88b5) + bytes(46)
+          for vlan in range(1, 1001)]
+sent, rounds, start = 0, 0, time.monotonic()
+while (rounds < min_rounds or not os.path.exists(stop)) and rounds < 2000 \
+        and time.monotonic() - start < 60:
+    for frame in frames:
+        try:
+            s.send(frame)
+            sent += 1
+        except OSError:
+            pass
+    rounds += 1
+print(sent, time.monotonic() - start, flush=True)
+"#;
+
+/// A child process killed (and reaped) when the test ends, passed or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// CPU seconds (user + system) process `pid` has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    let per_second: f64 = String::from_utf8(
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    ticks / per_second
+}
+
+/// The acceptance flood: at least 100 000 trigger frames over 1 000 new QinQ VLANs, sent again
+/// and again while their Access-Requests wait for an answer, give exactly one Access-Request
+/// per VLAN, and an Epipe already in place forwards pings all along. Prints the throttle's
+/// drops a second and brasa's CPU beside the configured rate limit (docs/performance.md).
+#[test]
+fn netns_trigger_flood_sends_one_access_request_per_vlan_and_services_keep_forwarding() {
+    const VLANS: usize = 1000;
+    let router = Netns::new("dyr");
+    let (customers, _far) = customer_and_far(&router);
+    let customer = &customers.hosts[0];
+    let dir = tempfile::tempdir().unwrap();
+    let requests = dir.path().join("requests");
+    let mut server = KillOnDrop(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &router.name,
+                "python3",
+                "-c",
+                COUNTING_SERVER,
+            ])
+            .arg(&requests)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let port = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(server.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        line.trim().to_string()
+    };
+    // No answer within the flood: every trigger stays Pending, so all its later frames meet
+    // the throttle.
+    let pools = format!(
+        r#"[radius]
+[[radius.pool]]
+name = "aaa"
+timeout = "120s"
+retries = 0
+[[radius.pool.auth_server]]
+address = "127.0.0.1:{port}"
+secret = "dynsecret"
+"#
+    );
+    let config = config(
+        dir.path(),
+        r#"{ radius_pool = "aaa", password = "dynpass" }"#,
+        &pools,
+    )
+    .replace(
+        "[dynamic_services]\n",
+        "[dynamic_services]\nrate_limit = 10000\nrate_burst = 1000\nsetup_timeout = \"120s\"\n",
+    )
+    .replace("setup_timeout = \"3s\"\n", "");
+    let daemon = Daemon::start(&router, dir.path(), &config);
+    // The established service: an Epipe from the customer's VLAN pair to the far host.
+    daemon.ok(
+        &["service", "apply", "-"],
+        Some(
+            "configure service\n    epipe 10 customer 1 create\n        sap dy1:200.300 create\n        exit\n        sap dy2:300 create\n        exit\n        no shutdown\n    exit\nexit\n",
+        ),
+    );
+    daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
+    ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
+
+    let pid = daemon.child.id();
+    let (cpu_before, started) = (cpu_seconds(pid), Instant::now());
+    let stop = dir.path().join("stop");
+    let switch = customers.switch.name.clone();
+    let flood = Command::new("ip")
+        .args([
+            "netns", "exec", &switch, "python3", "-c", FLOOD, "updy1", "100",
+        ])
+        .arg(&stop)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Pings across the Epipe while the flood runs.
+    let pinged = customer.output("ping", &["-c", "10", "-i", "0.2", "-W", "2", "10.77.0.2"]);
+    let flood_ran_throughout = std::fs::metadata(&stop).is_err();
+    std::fs::write(&stop, "").unwrap();
+    let flood = flood.wait_with_output().unwrap();
+    let (cpu_after, elapsed) = (cpu_seconds(pid), started.elapsed());
+    assert!(flood.status.success(), "{flood:?}");
+    let report = String::from_utf8_lossy(&flood.stdout).into_owned();
+    let mut figures = report.split_whitespace();
+    let sent: u64 = figures.next().unwrap().parse().unwrap();
+    let flood_seconds: f64 = figures.next().unwrap().parse().unwrap();
+    assert!(sent >= 100 * VLANS as u64, "only {sent} frames sent");
+    assert!(flood_ran_throughout);
+    let ping_text = String::from_utf8_lossy(&pinged.stdout);
+    let replies = ping_text
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .count();
+    // The flood and the pings share the trunk's veth queue and brasa's receive path, so pings
+    // are lost with the flood's frames (the figure below says how many); the Epipe must still
+    // carry them while the flood runs.
+    assert!(
+        replies > 0,
+        "the Epipe stopped forwarding during the flood: {ping_text}\n{}",
+        daemon.log_text()
+    );
+
+    let request_lines = || std::fs::read_to_string(&requests).unwrap_or_default();
+    daemon.eventually("an Access-Request for every VLAN", || {
+        request_lines().lines().count() >= VLANS
+    });
+    // Every punted frame counted: the throttle and the capture SAP's counters add up.
+    let stats = daemon.capture_stats("dy1:*.*");
+    let throttled = stats["forwarding_engine_dropped"][0].as_u64().unwrap();
+    let ingress = stats["cpm_ingress"][0].as_u64().unwrap();
+    let lines = request_lines();
+    let mut names: Vec<&str> = lines
+        .lines()
+        .map(|line| line.split(' ').next().unwrap())
+        .collect();
+    let total = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(total, VLANS, "Access-Requests: {total}\n{stats}");
+    assert_eq!(names.len(), VLANS, "distinct User-Names: {}", names.len());
+    assert!(names.iter().all(|name| name.starts_with("dy1:3000.")));
+    let triggers = daemon.json(&["show", "service", "dynamic-services", "data-triggers"]);
+    assert_eq!(triggers.as_array().unwrap().len(), VLANS);
+    assert!(throttled > 0, "{stats}");
+    drop(server);
+    eprintln!(
+        "trigger flood: {sent} frames over {VLANS} VLANs in {flood_seconds:.2} s ({:.0} frames/s sent); \
+         brasa saw {} (throttled {throttled}, {:.0}/s; past the throttle {ingress}); \
+         Access-Requests {total}; pings across the Epipe meanwhile {replies}/10; brasa CPU {:.0} % of one core over {:.2} s; \
+         rate limit 10000 triggers/s, burst 1000",
+        sent as f64 / flood_seconds,
+        throttled + ingress,
+        throttled as f64 / flood_seconds,
+        100.0 * (cpu_after - cpu_before) / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64(),
+    );
 }

@@ -8,8 +8,10 @@
 //! deadline [`Exchange::handle_timeout`] says whether to send the same datagram again or give
 //! up.
 
+mod health;
 mod ids;
 
+pub use health::ServerHealth;
 pub use ids::IdSpace;
 
 use brasa_radius::attr::MESSAGE_AUTHENTICATOR as MESSAGE_AUTHENTICATOR_TYPE;

@@ -8,7 +8,8 @@ mod reply;
 mod upstream;
 
 use crate::client::{
-    reply_ma_context, Exchange, IdSpace, MessageAuthenticator as Ma, ReplyError, Retry, Timeout,
+    reply_ma_context, Exchange, IdSpace, MessageAuthenticator as Ma, ReplyError, Retry,
+    ServerHealth, Timeout,
 };
 use crate::clients::ClientTable;
 use crate::config::{
@@ -220,9 +221,7 @@ struct Upstream {
     /// `config.secret`, shared with every exchange in flight.
     secret: Arc<[u8]>,
     ids: IdSpace,
-    alive: bool,
-    consecutive_timeouts: u32,
-    dead_since: Option<Instant>,
+    health: ServerHealth,
     probe_outstanding: bool,
     stats: UpstreamStats,
     rtt: Option<Duration>,
@@ -337,9 +336,7 @@ impl Engine {
                             secret: Arc::from(&server.secret[..]),
                             config: server.clone(),
                             ids: IdSpace::new(MAX_SLOTS_PER_UPSTREAM),
-                            alive: true,
-                            consecutive_timeouts: 0,
-                            dead_since: None,
+                            health: ServerHealth::default(),
                             probe_outstanding: false,
                             stats: UpstreamStats {
                                 pool: pool.name.clone(),
@@ -503,7 +500,12 @@ impl Engine {
         for pool in &self.pools {
             for upstream in pool.auth.iter().chain(&pool.acct) {
                 let mut stats = upstream.stats.clone();
-                stats.state = if upstream.alive { "alive" } else { "dead" }.into();
+                stats.state = if upstream.health.alive() {
+                    "alive"
+                } else {
+                    "dead"
+                }
+                .into();
                 stats.in_flight = upstream.ids.in_flight() as u64;
                 stats.rtt_us = upstream.rtt.map(|d| d.as_micros() as u64).unwrap_or(0);
                 upstreams.push(stats);

@@ -11,16 +11,7 @@ impl Engine {
         let Some(upstream) = self.upstream_mut(key) else {
             return false;
         };
-        if !upstream.alive && !probing {
-            if let Some(since) = upstream.dead_since {
-                if now.saturating_duration_since(since) >= revive_after {
-                    upstream.alive = true;
-                    upstream.consecutive_timeouts = 0;
-                    upstream.dead_since = None;
-                }
-            }
-        }
-        upstream.alive
+        upstream.health.is_alive(now, revive_after, probing)
     }
 
     /// Picks a live server of the pool not yet tried for this request.
@@ -244,19 +235,20 @@ impl Engine {
                 let mut schedule_probe = false;
                 if let Some(upstream) = self.upstream_mut(upstream_key) {
                     upstream.ids.release(slot, id);
-                    match pending.origin {
-                        Origin::Probe => upstream.probe_outstanding = false,
+                    let became_dead = match pending.origin {
+                        Origin::Probe => {
+                            upstream.probe_outstanding = false;
+                            false
+                        }
                         _ => {
                             upstream.stats.timeouts += 1;
-                            upstream.consecutive_timeouts += 1;
+                            upstream.health.timed_out(now, dead_after)
                         }
-                    }
-                    if upstream.alive && upstream.consecutive_timeouts >= dead_after {
-                        upstream.alive = false;
-                        upstream.dead_since = Some(now);
+                    };
+                    if became_dead {
                         tracing::warn!(server = %upstream.config.name, address = %upstream.config.address, "upstream server marked dead");
                         schedule_probe = !probe_interval.is_zero();
-                    } else if !upstream.alive && matches!(pending.origin, Origin::Probe) {
+                    } else if !upstream.health.alive() && matches!(pending.origin, Origin::Probe) {
                         schedule_probe = true;
                     }
                 }
@@ -289,7 +281,7 @@ impl Engine {
         let Some(upstream) = self.upstream_mut(key) else {
             return;
         };
-        if upstream.alive || upstream.probe_outstanding {
+        if upstream.health.alive() || upstream.probe_outstanding {
             return;
         }
         let Some((slot, id)) = upstream.ids.allocate() else {
@@ -390,17 +382,14 @@ impl Engine {
         let probe = matches!(pending.origin, Origin::Probe);
         if let Some(upstream) = self.upstream_mut(key) {
             upstream.ids.release(slot, identifier);
-            upstream.consecutive_timeouts = 0;
             let sample = now.saturating_duration_since(pending.exchange.sent_at());
             upstream.rtt = Some(match upstream.rtt {
                 Some(rtt) => (rtt * 7 + sample) / 8,
                 None => sample,
             });
-            if !upstream.alive {
+            if upstream.health.answered() {
                 tracing::info!(server = %upstream.config.name, "upstream server alive again");
             }
-            upstream.alive = true;
-            upstream.dead_since = None;
             if probe {
                 // A probe answer is not a request answer.
                 upstream.probe_outstanding = false;

@@ -126,6 +126,8 @@ pub struct DynServices {
     scripts: ScriptThread,
     work: mpsc::UnboundedSender<Work>,
     timer_changed: Notify,
+    /// Which RADIUS servers (authentication and accounting) are dead.
+    radius_servers: Arc<radius::ServerHealths>,
     /// Daemon-side counters.
     pub counters: ShellCounters,
 }
@@ -221,6 +223,7 @@ pub async fn start(
         scripts,
         work,
         timer_changed: Notify::new(),
+        radius_servers: Arc::default(),
         counters: ShellCounters::default(),
     });
     let (punts, punted) = mpsc::unbounded_channel();
@@ -436,6 +439,7 @@ impl DynServices {
             .ok()
         };
         let reply = radius::exchange(
+            &self.radius_servers,
             &pool,
             &pool.auth_servers,
             radius::MessageAuthenticator::First,
@@ -861,6 +865,7 @@ impl DynServices {
             else {
                 continue;
             };
+            let healths = self.radius_servers.clone();
             tokio::spawn(async move {
                 let build = |_: &brasa_aaa::UpstreamConfig, _: [u8; 16], id: u8| {
                     let mut message = record.message.clone();
@@ -869,6 +874,7 @@ impl DynServices {
                 };
                 let pool = &destination.pool;
                 let answered = radius::exchange(
+                    &healths,
                     pool,
                     &pool.acct_servers,
                     radius::MessageAuthenticator::Keep,

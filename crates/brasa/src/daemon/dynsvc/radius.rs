@@ -1,13 +1,16 @@
-//! RADIUS requests the dynamic data services originate (brasa is the NAS): each goes to a
-//! `[[radius.pool]]`'s servers in order, with the pool's timeout and retries per server, signed
-//! and verified by brasa-aaa's [`Exchange`] (the proxy's client side).
+//! RADIUS requests the dynamic data services originate (brasa is the NAS): each goes to the
+//! live servers of a `[[radius.pool]]` in order, with the pool's timeout and retries per server,
+//! signed and verified by brasa-aaa's [`Exchange`] (the proxy's client side). A server that
+//! times out `dead_after_timeouts` requests in a row is dead (brasa-aaa's [`ServerHealth`]) and
+//! skipped until it has rested `revive_after`.
 
 pub use brasa_aaa::client::MessageAuthenticator;
-use brasa_aaa::client::{Exchange, Retry, Timeout};
+use brasa_aaa::client::{Exchange, Retry, ServerHealth, Timeout};
 use brasa_aaa::{PoolConfig, UpstreamConfig};
 use brasa_radius::Message;
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::net::UdpSocket;
 
@@ -15,19 +18,76 @@ use tokio::net::UdpSocket;
 pub type BuildRequest<'a> =
     dyn Fn(&UpstreamConfig, [u8; 16], u8) -> Option<Message> + Send + Sync + 'a;
 
-/// Sends the request `build` makes to each server of `servers` in turn until one answers with
-/// a verified reply; `None` when none did (every server timed out after its retries).
+/// The liveness of every server the dynamic data services send to, by address.
+#[derive(Debug, Default)]
+pub struct ServerHealths(Mutex<HashMap<SocketAddr, ServerHealth>>);
+
+impl ServerHealths {
+    fn with<T>(&self, server: SocketAddr, f: impl FnOnce(&mut ServerHealth) -> T) -> T {
+        let mut all = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(all.entry(server).or_default())
+    }
+
+    /// Whether `server` is alive now (a dead one revives after the pool's `revive_after`:
+    /// nothing here probes it with Status-Server).
+    pub fn is_alive(&self, pool: &PoolConfig, server: SocketAddr) -> bool {
+        self.with(server, |health| {
+            health.is_alive(Instant::now(), pool.revive_after, false)
+        })
+    }
+}
+
+/// Why one server gave no reply.
+#[derive(Debug)]
+enum Failure {
+    /// No verified reply after every attempt: counts towards the server's death.
+    TimedOut(u32),
+    /// The request could not be made or sent here; says nothing about the server.
+    Local(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::TimedOut(attempts) => write!(f, "no answer after {attempts} attempts"),
+            Failure::Local(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// Sends the request `build` makes to each live server of `servers` in turn until one answers
+/// with a verified reply; `None` when none did (every live server timed out after its retries,
+/// or none is alive).
 pub async fn exchange(
+    healths: &ServerHealths,
     pool: &PoolConfig,
     servers: &[UpstreamConfig],
     message_authenticator: MessageAuthenticator,
     build: &BuildRequest<'_>,
 ) -> Option<Message> {
     for server in servers {
+        if !healths.is_alive(pool, server.address) {
+            continue;
+        }
         match exchange_one(pool, server, message_authenticator, build).await {
-            Ok(reply) => return Some(reply),
-            Err(reason) => {
-                tracing::warn!(server = %server.address, pool = %pool.name, %reason, "no answer; next server");
+            Ok(reply) => {
+                if healths.with(server.address, ServerHealth::answered) {
+                    tracing::info!(server = %server.address, pool = %pool.name, "RADIUS server alive again");
+                }
+                return Some(reply);
+            }
+            Err(failure) => {
+                if matches!(failure, Failure::TimedOut(_))
+                    && healths.with(server.address, |health| {
+                        health.timed_out(Instant::now(), pool.dead_after_timeouts)
+                    })
+                {
+                    tracing::warn!(server = %server.address, pool = %pool.name, "RADIUS server marked dead");
+                }
+                tracing::warn!(server = %server.address, pool = %pool.name, reason = %failure, "no answer; next server");
             }
         }
     }
@@ -39,13 +99,13 @@ async fn exchange_one(
     server: &UpstreamConfig,
     message_authenticator: MessageAuthenticator,
     build: &BuildRequest<'_>,
-) -> Result<Message, String> {
+) -> Result<Message, Failure> {
     use rand::RngCore;
     let mut authenticator = [0u8; 16];
     rand::rng().fill_bytes(&mut authenticator);
     let identifier = (rand::rng().next_u32() & 0xff) as u8;
     let request = build(server, authenticator, identifier)
-        .ok_or_else(|| "the request cannot be encoded".to_string())?;
+        .ok_or_else(|| Failure::Local("the request cannot be encoded".into()))?;
     let mut exchange = Exchange::new(
         Instant::now(),
         request,
@@ -57,7 +117,7 @@ async fn exchange_one(
             attempts: pool.retries.saturating_add(1),
         },
     )
-    .map_err(|err| err.to_string())?;
+    .map_err(|err| Failure::Local(err.to_string()))?;
     let local: SocketAddr = if server.address.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
@@ -65,15 +125,15 @@ async fn exchange_one(
     };
     let socket = UdpSocket::bind(local)
         .await
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| Failure::Local(err.to_string()))?;
     socket
         .connect(server.address)
         .await
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| Failure::Local(err.to_string()))?;
     socket
         .send(exchange.datagram())
         .await
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| Failure::Local(err.to_string()))?;
     let mut buffer = vec![0u8; 4096];
     loop {
         let deadline = tokio::time::Instant::from_std(exchange.deadline());
@@ -91,7 +151,7 @@ async fn exchange_one(
             Timeout::Resend(datagram) => {
                 let _ = socket.send(datagram).await;
             }
-            Timeout::GaveUp => return Err(format!("{} attempts", exchange.attempts())),
+            Timeout::GaveUp => return Err(Failure::TimedOut(exchange.attempts())),
         }
     }
 }
@@ -165,6 +225,7 @@ mod tests {
         let (live, live_task) = server_socket(true).await;
         let pool = pool(vec![server(silent), server(live)]);
         let reply = exchange(
+            &ServerHealths::default(),
             &pool,
             &pool.auth_servers,
             MessageAuthenticator::First,
@@ -182,6 +243,7 @@ mod tests {
         let (silent, task) = server_socket(false).await;
         let pool = pool(vec![server(silent)]);
         let reply = exchange(
+            &ServerHealths::default(),
             &pool,
             &pool.auth_servers,
             MessageAuthenticator::First,
@@ -190,5 +252,35 @@ mod tests {
         .await;
         assert!(reply.is_none());
         assert_eq!(task.await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_server_dead_after_its_timeouts_is_skipped_until_it_has_rested() {
+        let (silent, silent_task) = server_socket(false).await;
+        let (live, live_task) = server_socket(true).await;
+        let mut pool = pool(vec![server(silent), server(live)]);
+        pool.dead_after_timeouts = 1;
+        let healths = ServerHealths::default();
+        for _ in 0..3 {
+            let reply = exchange(
+                &healths,
+                &pool,
+                &pool.auth_servers,
+                MessageAuthenticator::First,
+                &request,
+            )
+            .await
+            .expect("the live server answers");
+            assert_eq!(reply.code, Code::AccessAccept);
+        }
+        assert!(!healths.is_alive(&pool, silent));
+        assert_eq!(
+            silent_task.await.unwrap(),
+            2,
+            "only the first request tried the dead server (one try and one retry)"
+        );
+        assert_eq!(live_task.await.unwrap(), 3);
+        pool.revive_after = Duration::ZERO;
+        assert!(healths.is_alive(&pool, silent), "rested, it is tried again");
     }
 }

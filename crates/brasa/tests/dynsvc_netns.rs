@@ -884,7 +884,7 @@ while True:
 /// file `argv[3]` exists; never more than 2000 rounds or 60 s. Prints the frames sent and the
 /// seconds it took.
 const FLOOD: &str = r#"
-import os, socket, struct, sys, time
+import os, random, socket, struct, sys, time
 iface, min_rounds, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind((iface, 0))
@@ -894,6 +894,9 @@ frames = [b'\xff' * 6 + bytes.fromhex('02dd0000') + struct.pack('!H', vlan)
 sent, rounds, start = 0, 0, time.monotonic()
 while (rounds < min_rounds or not os.path.exists(stop)) and rounds < 2000 \
         and time.monotonic() - start < 60:
+    # Each round in a new order, as independent customers would send: in one fixed order the
+    # same VLANs would always come last in a burst that fills the punt queue.
+    random.shuffle(frames)
     for frame in frames:
         try:
             s.send(frame)
@@ -1021,6 +1024,11 @@ secret = "dynsecret"
     // Pings across the Epipe while the flood runs.
     let pinged = customer.output("ping", &["-c", "10", "-i", "0.2", "-W", "2", "10.77.0.2"]);
     let flood_ran_throughout = std::fs::metadata(&stop).is_err();
+    // The flood goes on, round after round, until every VLAN has triggered.
+    let request_lines = || std::fs::read_to_string(&requests).unwrap_or_default();
+    daemon.eventually("an Access-Request for every VLAN", || {
+        request_lines().lines().count() >= VLANS
+    });
     std::fs::write(&stop, "").unwrap();
     let flood = flood.wait_with_output().unwrap();
     let (cpu_after, elapsed) = (cpu_seconds(pid), started.elapsed());
@@ -1045,10 +1053,6 @@ secret = "dynsecret"
         daemon.log_text()
     );
 
-    let request_lines = || std::fs::read_to_string(&requests).unwrap_or_default();
-    daemon.eventually("an Access-Request for every VLAN", || {
-        request_lines().lines().count() >= VLANS
-    });
     // Every punted frame counted: the throttle and the capture SAP's counters add up.
     let stats = daemon.capture_stats("dy1:*.*");
     let throttled = stats["forwarding_engine_dropped"][0].as_u64().unwrap();

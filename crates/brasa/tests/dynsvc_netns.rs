@@ -687,6 +687,14 @@ fn coa(router: &Netns, dictionary: &Path, kind: &str, attributes: &str) -> (Stri
     (received, reply_lines(&output))
 }
 
+/// The arguments of `tools perform service dynamic-services evaluate-script`.
+fn evaluate<'a>(sap: &'a str, session: &'a str, action: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["tools", "perform", "service", "dynamic-services"];
+    args.extend(["evaluate-script", "sap", sap, "control-session", session]);
+    args.extend(["action", action]);
+    args
+}
+
 #[test]
 fn netns_coa_adds_modifies_reverts_and_a_disconnect_removes_everything() {
     let router = Netns::new("dyr");
@@ -758,6 +766,49 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
         daemon.json(&["show", "service", "5001"])["description"],
         "changed"
     );
+
+    // evaluate-script runs the script with the stored parameters (the last modify's) and shows
+    // its CLI without applying it.
+    let evaluated = daemon.json(&evaluate("dy1:200.301", &session, "modify"));
+    assert_eq!(evaluated["failure"], serde_json::Value::Null, "{evaluated}");
+    assert!(
+        evaluated["cli"]
+            .as_str()
+            .unwrap()
+            .contains("description \"changed\""),
+        "{evaluated}"
+    );
+    let evaluated = daemon.json(&evaluate("dy1:200.301", &session, "teardown"));
+    assert!(
+        evaluated["cli"].as_str().unwrap().contains("no epipe 5001"),
+        "{evaluated}"
+    );
+    let text = daemon.ok(&evaluate("dy1:200.301", &session, "teardown"), None);
+    assert!(
+        text.contains("Generated CLI:") && text.contains("no epipe 5001"),
+        "{text}"
+    );
+    assert_eq!(
+        daemon.json(&["show", "service", "5001"])["oper"],
+        "up",
+        "an evaluated teardown is not applied"
+    );
+    for (sap, session, expected) in [
+        (
+            "dy1:200.399",
+            session.as_str(),
+            "no dynamic service SAP dy1:200.399",
+        ),
+        ("dy1:200.301", "no-such-session", "not no-such-session"),
+    ] {
+        let output = daemon.brasa(&evaluate(sap, session, "setup"), None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+
     let (answer, attributes) = modify("refused", true);
     assert_eq!(answer, "CoA-NAK", "{}", daemon.log_text());
     assert!(

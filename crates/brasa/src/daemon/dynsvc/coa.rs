@@ -260,6 +260,7 @@ impl DynServices {
                     if let Some(state) = report.state {
                         record.state = state;
                     }
+                    record.params = params.clone();
                     record.cli.push_str(&report.cli);
                 }
                 Ok(())

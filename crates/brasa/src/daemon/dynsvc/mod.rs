@@ -47,6 +47,8 @@ pub struct ServiceRecord {
     pub policy: String,
     /// What the script keeps between runs.
     pub state: ServiceState,
+    /// The script parameters of its setup or of its last successful modify.
+    pub params: ScriptParams,
     /// The service CLI its setup applied.
     pub cli: String,
 }
@@ -164,6 +166,29 @@ impl DynServices {
     pub fn tear_down(&self, teardown: Teardown, cause: TerminateCause) {
         let _ = self.work.send(Work::Teardown(teardown, cause));
     }
+}
+
+/// Why `evaluate-script` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluateError {
+    /// No dynamic service has that SAP.
+    #[error("no dynamic service SAP {0}")]
+    UnknownService(SapId),
+    /// The SAP's data trigger has another Acct-Session-Id (or is gone).
+    #[error("dynamic service SAP {sap} belongs to data trigger {trigger} with control session {}, not {asked}", session.as_deref().unwrap_or("(none)"))]
+    OtherSession {
+        /// The dynamic service SAP.
+        sap: SapId,
+        /// Its data trigger.
+        trigger: SapId,
+        /// The data trigger's Acct-Session-Id.
+        session: Option<String>,
+        /// The control session asked for.
+        asked: String,
+    },
+    /// The script could not run.
+    #[error("{0}")]
+    Run(String),
 }
 
 /// The script parameters of a service.
@@ -600,6 +625,7 @@ impl DynServices {
             RunFailure::Script(format!("no dynamic-services policy {policy_name:?}"))
         })?;
         let params = script_params(service)?;
+        let run_params = params.clone();
         let run = DynRun {
             action: DynAction::Setup,
             params: Some(params),
@@ -635,6 +661,7 @@ impl DynServices {
             trigger: trigger.clone(),
             policy: policy.name.clone(),
             state: kept,
+            params: run_params,
             cli: report.cli.clone(),
         };
         let acct_session_id = match created {
@@ -744,6 +771,54 @@ impl DynServices {
             .services_removed
             .fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// `tools perform service dynamic-services evaluate-script`: runs `action` of the script
+    /// of dynamic service `sap` with its stored parameters and state, and reports what the
+    /// run would do. Nothing is applied: no CLI, no reference change, no counter.
+    pub async fn evaluate_script(
+        &self,
+        sap: &SapId,
+        control_session: &str,
+        action: DynAction,
+    ) -> Result<DynReport, EvaluateError> {
+        let record = self
+            .state()
+            .records
+            .get(sap)
+            .cloned()
+            .ok_or_else(|| EvaluateError::UnknownService(sap.clone()))?;
+        let session = self
+            .state()
+            .triggers
+            .trigger(&record.trigger)
+            .map(|t| t.acct_session_id.clone());
+        if session.as_deref() != Some(control_session) {
+            return Err(EvaluateError::OtherSession {
+                sap: sap.clone(),
+                trigger: record.trigger,
+                session,
+                asked: control_session.to_owned(),
+            });
+        }
+        let policy = self.config.policies.get(&record.policy).ok_or_else(|| {
+            EvaluateError::Run(format!("no dynamic-services policy {:?}", record.policy))
+        })?;
+        let run = DynRun {
+            action,
+            params: (action != DynAction::Teardown).then(|| record.params.clone()),
+            state: (action != DynAction::Setup).then(|| record.state.clone()),
+            sap_id: sap.to_string(),
+            control_sap: Some(record.trigger.to_string()),
+            circuit_id: None,
+            remote_id: None,
+            policy: policy.name.clone(),
+        };
+        let resources = self.resources(policy).await;
+        self.scripts
+            .run(&policy.name, run, resources)
+            .await
+            .map_err(EvaluateError::Run)
     }
 
     async fn tear_down_services(&self, teardown: Teardown, cause: TerminateCause) {

@@ -608,6 +608,40 @@ accounting = [{ radius_pool = "aaa", stats_type = "volume-time" }]"#;
     );
     assert!(detail.contains("NAS-Port-Id = \"dy1:200.300\""), "{detail}");
 
+    // A CoA modify's Alc-Dyn-Serv-Acct-Interim-Ivl-1 replaces the service's interval (the
+    // policy has none): Interim-Updates with its counters reach the detail file.
+    assert!(!detail.contains("Interim-Update"), "{detail}");
+    let (answer, _) = coa(
+        &router,
+        &radius_dir,
+        "coa",
+        &format!(
+            "Acct-Session-Id = \"{session}\"\n\
+             Alc-Dyn-Serv-SAP-Id:1 = \"dy1:200.300\"\n\
+             Alc-Dyn-Serv-Script-Params:1 = \"epipe={{'far': 'dy2:300', 'description': 'accounted'}}\"\n\
+             Alc-Dyn-Serv-Script-Action:1 = modify\n\
+             Alc-Dyn-Serv-Acct-Interim-Ivl-1:1 = 1"
+        ),
+    );
+    assert_eq!(answer, "CoA-ACK", "{}", daemon.log_text());
+    daemon.eventually(
+        "Acct-Status-Type = Interim-Update in the detail file",
+        || {
+            radius
+                .detail()
+                .contains("Acct-Status-Type = Interim-Update")
+        },
+    );
+    let detail = radius.detail();
+    let interim = detail
+        .split("\n\n")
+        .find(|record| record.contains("Acct-Status-Type = Interim-Update"))
+        .unwrap();
+    assert!(
+        interim.contains("Acct-Input-Packets") && interim.contains("Acct-Session-Time"),
+        "{interim}"
+    );
+
     // An Access-Reject: counted, locked out, nothing created.
     let services_before = daemon.json(&["show", "service"]).as_array().unwrap().len();
     let _ = ping(rejected, "10.78.0.2");

@@ -174,10 +174,7 @@ impl Accounting {
         cause: TerminateCause,
         now: Instant,
     ) -> Result<Vec<AcctRecord>, AcctError> {
-        let running = self
-            .running
-            .get(sap)
-            .ok_or_else(|| AcctError::NotStarted(sap.clone()))?;
+        let running = self.running(sap)?;
         let records = self.records(
             running,
             AcctStatusType::Stop,
@@ -193,6 +190,79 @@ impl Accounting {
             }
         }
         Ok(records)
+    }
+
+    /// A modify carried accounting overrides: each Alc-Dyn-Serv-Acct-Stats-Type-N and
+    /// -Acct-Interim-Ivl-N present replaces the service's value. A destination the modify turns
+    /// on gets its Start now, one it turns off its Stop (with `counters`, Admin-Reset); a new
+    /// interval counts from `now`, so the next Interim-Update of that destination is due one
+    /// new interval later. Refused when no accounting runs for `sap`.
+    pub fn modify(
+        &mut self,
+        sap: &SapId,
+        overrides: [AcctOverride; 2],
+        counters: SessionCounters,
+        now: Instant,
+    ) -> Result<Vec<AcctRecord>, AcctError> {
+        let running = self.running(sap)?;
+        let settings = AcctSettings::resolve(running.settings, overrides);
+        let mut records = Vec::new();
+        for (destination, (old, new)) in running.settings.iter().zip(&settings).enumerate() {
+            let (stats_type, status, counters, cause) = match (
+                old.stats_type == StatsType::Off,
+                new.stats_type == StatsType::Off,
+            ) {
+                (true, false) => (new.stats_type, AcctStatusType::Start, None, None),
+                (false, true) => (
+                    old.stats_type,
+                    AcctStatusType::Stop,
+                    Some(counters),
+                    Some(AcctTerminateCause::AdminReset),
+                ),
+                _ => continue,
+            };
+            let message = record(
+                &self.nas_identifier,
+                running,
+                stats_type,
+                status,
+                counters,
+                cause,
+                now,
+            )?;
+            records.push(AcctRecord {
+                destination,
+                sap: sap.clone(),
+                message,
+            });
+        }
+        let Some(running) = self.running.get_mut(sap) else {
+            return Err(AcctError::NotStarted(sap.clone()));
+        };
+        for (destination, new) in settings.iter().enumerate() {
+            if *new == running.settings[destination] {
+                continue;
+            }
+            if let Some(deadline) = running.next_interim[destination] {
+                self.schedule.remove(deadline, &(sap.clone(), destination));
+            }
+            let next = new
+                .interim
+                .filter(|_| new.stats_type != StatsType::Off)
+                .map(|ivl| now + ivl);
+            if let Some(next) = next {
+                self.schedule.insert(next, (sap.clone(), destination));
+            }
+            running.next_interim[destination] = next;
+        }
+        running.settings = settings;
+        Ok(records)
+    }
+
+    fn running(&self, sap: &SapId) -> Result<&Running, AcctError> {
+        self.running
+            .get(sap)
+            .ok_or_else(|| AcctError::NotStarted(sap.clone()))
     }
 
     /// The next Interim-Update deadline.

@@ -263,6 +263,8 @@ impl DynServices {
                     record.params = params.clone();
                     record.cli.push_str(&report.cli);
                 }
+                self.modify_accounting(&service.sap, &record.policy, service.accounting)
+                    .await;
                 Ok(())
             }
             Err((failure, report)) => {

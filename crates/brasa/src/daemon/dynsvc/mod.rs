@@ -19,9 +19,9 @@ use super::services::ServicesComponent;
 use brasa_dataplane::service::Punted;
 use brasa_dynsvc::auth::{self, RequestSeal, TriggerIdentity};
 use brasa_dynsvc::{
-    Accounting, AcctRecord, AcctSettings, AuthFailure, Authentication, CaptureSapConfig,
-    DynService, FrameVerdict, SapCounters, ServiceSession, Teardown, TerminateCause, TriggerFrame,
-    Triggers,
+    Accounting, AcctOverride, AcctRecord, AcctSettings, AuthFailure, Authentication,
+    CaptureSapConfig, DynService, FrameVerdict, SapCounters, ServiceSession, Teardown,
+    TerminateCause, TriggerFrame, Triggers,
 };
 use brasa_radius::{Code, Dictionary};
 use brasa_script::{
@@ -883,6 +883,30 @@ impl DynServices {
             }
             state.accounting.stop(sap, counters, cause, Instant::now())
         };
+        self.send_accounting(policy, records);
+    }
+
+    /// A successful modify's accounting overrides replace the service's (see
+    /// [`Accounting::modify`]); nothing to do when it carried none.
+    async fn modify_accounting(&self, sap: &SapId, policy: &str, overrides: [AcctOverride; 2]) {
+        if overrides == [AcctOverride::default(); 2] {
+            return;
+        }
+        let counters = self
+            .sap_counters(std::slice::from_ref(sap))
+            .await
+            .remove(sap)
+            .unwrap_or_default();
+        let records = {
+            let mut state = self.state();
+            if !state.accounting.is_running(sap) {
+                return;
+            }
+            state
+                .accounting
+                .modify(sap, overrides, counters, Instant::now())
+        };
+        self.timer_changed.notify_one();
         self.send_accounting(policy, records);
     }
 

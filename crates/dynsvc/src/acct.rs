@@ -54,16 +54,6 @@ impl AcctSettings {
     }
 }
 
-/// A SAP's traffic counters since the service was set up (read by the caller); input is what
-/// the SAP received.
-pub type SapCounters = SessionCounters;
-
-/// Why a service's accounting stops (Acct-Terminate-Cause, RFC 2866 §5.10). Dynamic services
-/// use Admin-Reset (a CoA or Disconnect teardown, a clear command), Admin-Reboot (the router
-/// restarts), NAS-Error (a script or apply failure removed the service), NAS-Request (its data
-/// trigger went away) and Lost-Service (the SAP went away underneath it).
-pub type TerminateCause = AcctTerminateCause;
-
 /// The accounting identity of one dynamic service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSession {
@@ -165,13 +155,16 @@ impl Accounting {
         Ok(records)
     }
 
-    /// The service is gone: the Stop of every destination with `counters` and `cause`; no
-    /// more Interim-Updates.
+    /// The service is gone: the Stop of every destination with `counters` (the SAP's, input
+    /// being what it received) and `cause`; no more Interim-Updates. Dynamic services stop with
+    /// Admin-Reset (a CoA or Disconnect teardown, a clear command), Admin-Reboot (the router
+    /// restarts), NAS-Error (a script or apply failure removed the service), NAS-Request (its
+    /// data trigger went away) or Lost-Service (the SAP went away underneath it).
     pub fn stop(
         &mut self,
         sap: &SapId,
-        counters: SapCounters,
-        cause: TerminateCause,
+        counters: SessionCounters,
+        cause: AcctTerminateCause,
         now: Instant,
     ) -> Result<Vec<AcctRecord>, AcctError> {
         let running = self.running(sap)?;
@@ -276,7 +269,7 @@ impl Accounting {
     pub fn handle_timeout(
         &mut self,
         now: Instant,
-        mut counters: impl FnMut(&SapId) -> SapCounters,
+        mut counters: impl FnMut(&SapId) -> SessionCounters,
     ) -> Result<Vec<AcctRecord>, AcctError> {
         let mut records = Vec::new();
         loop {
@@ -324,8 +317,8 @@ impl Accounting {
         &self,
         running: &Running,
         status: AcctStatusType,
-        counters: Option<SapCounters>,
-        cause: Option<TerminateCause>,
+        counters: Option<SessionCounters>,
+        cause: Option<AcctTerminateCause>,
         now: Instant,
     ) -> Result<Vec<AcctRecord>, AcctError> {
         let mut records = Vec::new();
@@ -358,8 +351,8 @@ fn record(
     running: &Running,
     stats_type: StatsType,
     status: AcctStatusType,
-    counters: Option<SapCounters>,
-    cause: Option<TerminateCause>,
+    counters: Option<SessionCounters>,
+    cause: Option<AcctTerminateCause>,
     now: Instant,
 ) -> Result<Message, PacketError> {
     let mut message = Message::new(Code::AccountingRequest, 0);

@@ -4,11 +4,9 @@
 use std::time::{Duration, Instant};
 
 use brasa_dynsvc::acct::AcctError;
-use brasa_dynsvc::{
-    Accounting, AcctOverride, AcctRecord, AcctSettings, SapCounters, ServiceSession, StatsType,
-    TerminateCause,
-};
-use brasa_radius::{attr, AcctStatusType, Code, Message};
+use brasa_dynsvc::{Accounting, AcctOverride, AcctRecord, AcctSettings, ServiceSession, StatsType};
+use brasa_radius::acct::SessionCounters;
+use brasa_radius::{attr, AcctStatusType, AcctTerminateCause, Code, Message};
 use brasa_services::SapId;
 
 fn sap(text: &str) -> SapId {
@@ -45,7 +43,7 @@ fn status(record: &AcctRecord) -> AcctStatusType {
     record.message.acct_status_type().unwrap()
 }
 
-const COUNTERS: SapCounters = SapCounters {
+const COUNTERS: SessionCounters = SessionCounters {
     input_octets: 5 * (1 << 32) + 7,
     output_octets: 1000,
     input_packets: 42,
@@ -128,7 +126,7 @@ fn a_service_with_both_destinations_off_sends_nothing_and_has_no_deadline() {
         .stop(
             &sap("eth1:1214.101"),
             COUNTERS,
-            TerminateCause::AdminReset,
+            AcctTerminateCause::AdminReset,
             now,
         )
         .unwrap();
@@ -258,7 +256,7 @@ fn stop_carries_time_counters_and_terminate_cause_and_ends_the_interims() {
         .stop(
             &sap("eth1:1214.101"),
             COUNTERS,
-            TerminateCause::AdminReset,
+            AcctTerminateCause::AdminReset,
             t0 + Duration::from_secs(45),
         )
         .unwrap();
@@ -286,11 +284,11 @@ fn terminate_causes_have_their_rfc_2866_values() {
     let now = Instant::now();
     let mut accounting = Accounting::new("pe-1");
     for (cause, value) in [
-        (TerminateCause::LostService, 3),
-        (TerminateCause::AdminReset, 6),
-        (TerminateCause::AdminReboot, 7),
-        (TerminateCause::NasError, 9),
-        (TerminateCause::NasRequest, 10),
+        (AcctTerminateCause::LostService, 3),
+        (AcctTerminateCause::AdminReset, 6),
+        (AcctTerminateCause::AdminReboot, 7),
+        (AcctTerminateCause::NasError, 9),
+        (AcctTerminateCause::NasRequest, 10),
     ] {
         accounting
             .start(
@@ -330,7 +328,12 @@ fn invalid_calls_are_refused_and_change_nothing() {
         Some(now + Duration::from_secs(60))
     );
     assert_eq!(
-        accounting.stop(&sap("eth1:9"), COUNTERS, TerminateCause::AdminReset, now),
+        accounting.stop(
+            &sap("eth1:9"),
+            COUNTERS,
+            AcctTerminateCause::AdminReset,
+            now
+        ),
         Err(AcctError::NotStarted(sap("eth1:9")))
     );
     let long = ServiceSession {

@@ -111,7 +111,7 @@ async fn clear_trigger(
         .with_triggers(|triggers| triggers.clear_trigger(&sap, Instant::now()))
         .map_err(|err| ApiError::not_found(err.to_string()))?;
     let removed = teardown.services.len();
-    services.tear_down(teardown, brasa_dynsvc::TerminateCause::AdminReset);
+    services.tear_down(teardown, brasa_radius::AcctTerminateCause::AdminReset);
     Ok(Json(
         serde_json::json!({"result": "ok", "services": removed}),
     ))

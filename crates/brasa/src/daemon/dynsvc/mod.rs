@@ -20,10 +20,10 @@ use brasa_dataplane::service::Punted;
 use brasa_dynsvc::auth::{self, RequestSeal, TriggerIdentity};
 use brasa_dynsvc::{
     Accounting, AcctOverride, AcctRecord, AcctSettings, AuthFailure, Authentication,
-    CaptureSapConfig, DynService, FrameVerdict, SapCounters, ServiceSession, Teardown,
-    TerminateCause, TriggerFrame, Triggers,
+    CaptureSapConfig, DynService, FrameVerdict, ServiceSession, Teardown, TriggerFrame, Triggers,
 };
-use brasa_radius::{Code, Dictionary};
+use brasa_radius::acct::SessionCounters;
+use brasa_radius::{AcctTerminateCause, Code, Dictionary};
 use brasa_script::{
     DynAction, DynReport, DynRun, IdKind, ReferenceChange, ReferenceKey, Referenced, RunOptions,
     ScriptParams, ServiceState,
@@ -110,7 +110,7 @@ enum Work {
         services: Vec<DynService>,
     },
     /// Tear down the services a removed trigger owned.
-    Teardown(Teardown, TerminateCause),
+    Teardown(Teardown, AcctTerminateCause),
     /// Decide, run and answer a verified CoA or Disconnect-Request.
     Coa {
         kind: brasa_dynsvc::RequestKind,
@@ -163,7 +163,7 @@ impl DynServices {
     }
 
     /// Queues the teardown of what a removed trigger owned.
-    pub fn tear_down(&self, teardown: Teardown, cause: TerminateCause) {
+    pub fn tear_down(&self, teardown: Teardown, cause: AcctTerminateCause) {
         let _ = self.work.send(Work::Teardown(teardown, cause));
     }
 }
@@ -670,7 +670,7 @@ impl DynServices {
                 // The trigger timed out (or was cleared) while the script ran: undo this service.
                 tracing::info!(%trigger, sap = %service.sap, "the script's service came after its trigger failed; removing it");
                 let _ = self
-                    .remove_service(&service.sap, record, TerminateCause::NasError, true)
+                    .remove_service(&service.sap, record, AcctTerminateCause::NasError, true)
                     .await;
                 return Err(RunFailure::Apply(err.to_string()));
             }
@@ -701,7 +701,7 @@ impl DynServices {
         &self,
         sap: &SapId,
         record: ServiceRecord,
-        cause: TerminateCause,
+        cause: AcctTerminateCause,
         force: bool,
     ) -> Result<(), RunFailure> {
         let counters = self
@@ -821,7 +821,7 @@ impl DynServices {
             .map_err(EvaluateError::Run)
     }
 
-    async fn tear_down_services(&self, teardown: Teardown, cause: TerminateCause) {
+    async fn tear_down_services(&self, teardown: Teardown, cause: AcctTerminateCause) {
         for (sap, _) in &teardown.services {
             let record = self.state().records.remove(sap);
             if let Some(record) = record {
@@ -873,8 +873,8 @@ impl DynServices {
         &self,
         sap: &SapId,
         policy: &str,
-        counters: SapCounters,
-        cause: TerminateCause,
+        counters: SessionCounters,
+        cause: AcctTerminateCause,
     ) {
         let records = {
             let mut state = self.state();
@@ -912,7 +912,7 @@ impl DynServices {
 
     /// The data plane's counters of `saps`, as accounting reads them (input: from the
     /// customer, received on the SAP).
-    async fn sap_counters(&self, saps: &[SapId]) -> HashMap<SapId, SapCounters> {
+    async fn sap_counters(&self, saps: &[SapId]) -> HashMap<SapId, SessionCounters> {
         let manager = &self.services.manager;
         let keys: Vec<(SapId, brasa_dataplane::sap::SapId)> = manager
             .read(|_, compiler| {
@@ -929,7 +929,7 @@ impl DynServices {
                         let c = stage.sap_counters(&key)?;
                         Some((
                             sap,
-                            SapCounters {
+                            SessionCounters {
                                 input_octets: c.rx_octets,
                                 output_octets: c.tx_octets,
                                 input_packets: c.rx_packets,
@@ -1007,7 +1007,7 @@ async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiv
                         };
                         if let Ok(teardown) = failed {
                             dyn_services
-                                .tear_down_services(teardown, TerminateCause::NasError)
+                                .tear_down_services(teardown, AcctTerminateCause::NasError)
                                 .await;
                         }
                         break;
@@ -1060,7 +1060,7 @@ async fn timer(dyn_services: Arc<DynServices>) {
         let teardowns = dyn_services.state().triggers.handle_timeout(now);
         for teardown in teardowns {
             tracing::info!(trigger = %teardown.trigger, "data trigger setup timed out");
-            dyn_services.tear_down(teardown, TerminateCause::NasError);
+            dyn_services.tear_down(teardown, AcctTerminateCause::NasError);
         }
         let interim_due = dyn_services
             .state()

@@ -331,11 +331,13 @@ index = 1
 sap_id = "dy1:202.302"
 script_parameters = ["epipe={'far': 'dy2:302', 'slow': 4}"]
 "##;
-    let daemon = Daemon::start(
-        &router,
-        dir.path(),
-        &config(dir.path(), r#"{ local_auth_db = "db" }"#, users),
+    // Debug logging of the capture SAP: only outer tag 201, only dropped triggers.
+    let config = config(dir.path(), r#"{ local_auth_db = "db" }"#, users).replace(
+        "host_lockout_policy = \"lock\"\n",
+        "host_lockout_policy = \"lock\"\ndebug = { encap_val = \"201\", mode = \"dropped-only\" }\n",
     );
+    assert!(config.contains("dropped-only"));
+    let daemon = Daemon::start(&router, dir.path(), &config);
     // Without the capture SAP nothing reaches the far host.
     assert!(!ping(customer, "10.77.0.2"));
     daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
@@ -403,6 +405,25 @@ script_parameters = ["epipe={'far': 'dy2:302', 'slow': 4}"]
     let services_before = daemon.json(&["show", "service"]).as_array().unwrap().len();
     let _ = ping(failing, "10.78.0.2");
     daemon.drops_reach("Corresponding dynamic SAP is not created", 1);
+    let debug_lines = || -> Vec<String> {
+        daemon
+            .log_text()
+            .lines()
+            .filter(|line| line.contains("brasa::dynsvc::debug"))
+            .map(str::to_owned)
+            .collect()
+    };
+    daemon.eventually("the debug event of the dropped trigger", || {
+        debug_lines()
+            .iter()
+            .any(|line| line.contains("data trigger dropped") && line.contains("dy1:201.301"))
+    });
+    for line in debug_lines() {
+        assert!(
+            line.contains("trigger=dy1:201.301") && !line.contains("data trigger received"),
+            "outside the debug filter: {line}"
+        );
+    }
     let lockouts = daemon.json(&[
         "show",
         "subscriber-mgmt",

@@ -388,10 +388,28 @@ async fn punt_loop(
                         .fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
+                let verdict = state.triggers.handle_frame(&trigger_frame, now);
+                if let Some(trigger) = trigger_frame.trigger_sap() {
+                    let drop = match &verdict {
+                        FrameVerdict::Authenticate { .. } => Some(None),
+                        FrameVerdict::Throttled => Some(Some("throttled")),
+                        FrameVerdict::RateLimited => Some(Some("control-plane rate limit")),
+                        FrameVerdict::Dropped(reason) => Some(Some(reason.label())),
+                        FrameVerdict::NotCaptured => None,
+                    };
+                    if let Some(drop) = drop {
+                        let event = if drop.is_some() {
+                            "data trigger dropped"
+                        } else {
+                            "data trigger received"
+                        };
+                        dyn_services.debug_event(&trigger_frame.capture_sap, &trigger, event, drop);
+                    }
+                }
                 if let FrameVerdict::Authenticate {
                     trigger,
                     authentication,
-                } = state.triggers.handle_frame(&trigger_frame, now)
+                } = verdict
                 {
                     authenticate.push((trigger, authentication));
                 }
@@ -421,6 +439,35 @@ async fn punt_loop(
 }
 
 impl DynServices {
+    /// Logs a data trigger event when the debug filter of `capture` (its `debug` in
+    /// `[[dynamic_services.capture_sap]]`) asks for it; `drop` is the reason of a drop.
+    fn debug_event(&self, capture: &SapId, trigger: &SapId, event: &str, drop: Option<&str>) {
+        let Some(filter) = self.config.capture_debug.get(capture) else {
+            return;
+        };
+        if filter.logs(trigger, drop.is_some()) {
+            tracing::info!(
+                target: "brasa::dynsvc::debug",
+                capture_sap = %capture,
+                %trigger,
+                drop_reason = drop,
+                "{event}"
+            );
+        }
+    }
+
+    /// [`Self::debug_event`] for an existing trigger, on its capture SAP.
+    fn debug_trigger(&self, trigger: &SapId, event: &str, drop: Option<&str>) {
+        let capture = self
+            .state()
+            .triggers
+            .trigger(trigger)
+            .map(|t| t.capture_sap.clone());
+        if let Some(capture) = capture {
+            self.debug_event(&capture, trigger, event, drop);
+        }
+    }
+
     fn policy_of(&self, trigger: &SapId) -> Option<&PolicyResolved> {
         let name = self.state().triggers.trigger(trigger)?.policy.clone();
         self.config.policies.get(&name)
@@ -482,8 +529,23 @@ impl DynServices {
 
     /// An authentication ended: an accepted trigger's setups are queued.
     fn authenticated(&self, trigger: &SapId, result: Result<Vec<DynService>, AuthFailure>) {
-        if let Err(failure) = &result {
-            tracing::info!(%trigger, %failure, "data trigger not authenticated");
+        match &result {
+            Ok(services) => self.debug_trigger(
+                trigger,
+                &format!(
+                    "data trigger authenticated with {} service(s)",
+                    services.len()
+                ),
+                None,
+            ),
+            Err(failure) => {
+                tracing::info!(%trigger, %failure, "data trigger not authenticated");
+                self.debug_trigger(
+                    trigger,
+                    "data trigger dropped",
+                    Some(&format!("authentication failed: {failure}")),
+                );
+            }
         }
         let outcome = self
             .state()
@@ -676,6 +738,12 @@ impl DynServices {
             }
         };
         self.state().records.insert(service.sap.clone(), record);
+        let event = if &service.sap == trigger {
+            "data trigger SAP created"
+        } else {
+            "dynamic service SAP created"
+        };
+        self.debug_trigger(trigger, &format!("{event}: {}", service.sap), None);
         self.counters
             .services_created
             .fetch_add(1, Ordering::Relaxed);
@@ -995,6 +1063,14 @@ async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiv
                 for service in &services {
                     if let Err(reason) = dyn_services.set_up(&trigger, service).await {
                         tracing::info!(%trigger, sap = %service.sap, %reason, "dynamic service setup failed");
+                        dyn_services.debug_trigger(
+                            &trigger,
+                            "data trigger dropped",
+                            Some(&format!(
+                                "dynamic service SAP {} not created: {reason}",
+                                service.sap
+                            )),
+                        );
                         let now = Instant::now();
                         let failed = {
                             let mut state = dyn_services.state();

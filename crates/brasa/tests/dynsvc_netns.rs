@@ -331,11 +331,13 @@ index = 1
 sap_id = "dy1:202.302"
 script_parameters = ["epipe={'far': 'dy2:302', 'slow': 4}"]
 "##;
-    let daemon = Daemon::start(
-        &router,
-        dir.path(),
-        &config(dir.path(), r#"{ local_auth_db = "db" }"#, users),
+    // Debug logging of the capture SAP: only outer tag 201, only dropped triggers.
+    let config = config(dir.path(), r#"{ local_auth_db = "db" }"#, users).replace(
+        "host_lockout_policy = \"lock\"\n",
+        "host_lockout_policy = \"lock\"\ndebug = { encap_val = \"201\", mode = \"dropped-only\" }\n",
     );
+    assert!(config.contains("dropped-only"));
+    let daemon = Daemon::start(&router, dir.path(), &config);
     // Without the capture SAP nothing reaches the far host.
     assert!(!ping(customer, "10.77.0.2"));
     daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
@@ -403,6 +405,25 @@ script_parameters = ["epipe={'far': 'dy2:302', 'slow': 4}"]
     let services_before = daemon.json(&["show", "service"]).as_array().unwrap().len();
     let _ = ping(failing, "10.78.0.2");
     daemon.drops_reach("Corresponding dynamic SAP is not created", 1);
+    let debug_lines = || -> Vec<String> {
+        daemon
+            .log_text()
+            .lines()
+            .filter(|line| line.contains("brasa::dynsvc::debug"))
+            .map(str::to_owned)
+            .collect()
+    };
+    daemon.eventually("the debug event of the dropped trigger", || {
+        debug_lines()
+            .iter()
+            .any(|line| line.contains("data trigger dropped") && line.contains("dy1:201.301"))
+    });
+    for line in debug_lines() {
+        assert!(
+            line.contains("trigger=dy1:201.301") && !line.contains("data trigger received"),
+            "outside the debug filter: {line}"
+        );
+    }
     let lockouts = daemon.json(&[
         "show",
         "subscriber-mgmt",
@@ -608,6 +629,40 @@ accounting = [{ radius_pool = "aaa", stats_type = "volume-time" }]"#;
     );
     assert!(detail.contains("NAS-Port-Id = \"dy1:200.300\""), "{detail}");
 
+    // A CoA modify's Alc-Dyn-Serv-Acct-Interim-Ivl-1 replaces the service's interval (the
+    // policy has none): Interim-Updates with its counters reach the detail file.
+    assert!(!detail.contains("Interim-Update"), "{detail}");
+    let (answer, _) = coa(
+        &router,
+        &radius_dir,
+        "coa",
+        &format!(
+            "Acct-Session-Id = \"{session}\"\n\
+             Alc-Dyn-Serv-SAP-Id:1 = \"dy1:200.300\"\n\
+             Alc-Dyn-Serv-Script-Params:1 = \"epipe={{'far': 'dy2:300', 'description': 'accounted'}}\"\n\
+             Alc-Dyn-Serv-Script-Action:1 = modify\n\
+             Alc-Dyn-Serv-Acct-Interim-Ivl-1:1 = 1"
+        ),
+    );
+    assert_eq!(answer, "CoA-ACK", "{}", daemon.log_text());
+    daemon.eventually(
+        "Acct-Status-Type = Interim-Update in the detail file",
+        || {
+            radius
+                .detail()
+                .contains("Acct-Status-Type = Interim-Update")
+        },
+    );
+    let detail = radius.detail();
+    let interim = detail
+        .split("\n\n")
+        .find(|record| record.contains("Acct-Status-Type = Interim-Update"))
+        .unwrap();
+    assert!(
+        interim.contains("Acct-Input-Packets") && interim.contains("Acct-Session-Time"),
+        "{interim}"
+    );
+
     // An Access-Reject: counted, locked out, nothing created.
     let services_before = daemon.json(&["show", "service"]).as_array().unwrap().len();
     let _ = ping(rejected, "10.78.0.2");
@@ -687,6 +742,14 @@ fn coa(router: &Netns, dictionary: &Path, kind: &str, attributes: &str) -> (Stri
     (received, reply_lines(&output))
 }
 
+/// The arguments of `tools perform service dynamic-services evaluate-script`.
+fn evaluate<'a>(sap: &'a str, session: &'a str, action: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["tools", "perform", "service", "dynamic-services"];
+    args.extend(["evaluate-script", "sap", sap, "control-session", session]);
+    args.extend(["action", action]);
+    args
+}
+
 #[test]
 fn netns_coa_adds_modifies_reverts_and_a_disconnect_removes_everything() {
     let router = Netns::new("dyr");
@@ -758,6 +821,49 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
         daemon.json(&["show", "service", "5001"])["description"],
         "changed"
     );
+
+    // evaluate-script runs the script with the stored parameters (the last modify's) and shows
+    // its CLI without applying it.
+    let evaluated = daemon.json(&evaluate("dy1:200.301", &session, "modify"));
+    assert_eq!(evaluated["failure"], serde_json::Value::Null, "{evaluated}");
+    assert!(
+        evaluated["cli"]
+            .as_str()
+            .unwrap()
+            .contains("description \"changed\""),
+        "{evaluated}"
+    );
+    let evaluated = daemon.json(&evaluate("dy1:200.301", &session, "teardown"));
+    assert!(
+        evaluated["cli"].as_str().unwrap().contains("no epipe 5001"),
+        "{evaluated}"
+    );
+    let text = daemon.ok(&evaluate("dy1:200.301", &session, "teardown"), None);
+    assert!(
+        text.contains("Generated CLI:") && text.contains("no epipe 5001"),
+        "{text}"
+    );
+    assert_eq!(
+        daemon.json(&["show", "service", "5001"])["oper"],
+        "up",
+        "an evaluated teardown is not applied"
+    );
+    for (sap, session, expected) in [
+        (
+            "dy1:200.399",
+            session.as_str(),
+            "no dynamic service SAP dy1:200.399",
+        ),
+        ("dy1:200.301", "no-such-session", "not no-such-session"),
+    ] {
+        let output = daemon.brasa(&evaluate(sap, session, "setup"), None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+
     let (answer, attributes) = modify("refused", true);
     assert_eq!(answer, "CoA-NAK", "{}", daemon.log_text());
     assert!(

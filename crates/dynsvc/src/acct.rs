@@ -54,16 +54,6 @@ impl AcctSettings {
     }
 }
 
-/// A SAP's traffic counters since the service was set up (read by the caller); input is what
-/// the SAP received.
-pub type SapCounters = SessionCounters;
-
-/// Why a service's accounting stops (Acct-Terminate-Cause, RFC 2866 §5.10). Dynamic services
-/// use Admin-Reset (a CoA or Disconnect teardown, a clear command), Admin-Reboot (the router
-/// restarts), NAS-Error (a script or apply failure removed the service), NAS-Request (its data
-/// trigger went away) and Lost-Service (the SAP went away underneath it).
-pub type TerminateCause = AcctTerminateCause;
-
 /// The accounting identity of one dynamic service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSession {
@@ -165,19 +155,19 @@ impl Accounting {
         Ok(records)
     }
 
-    /// The service is gone: the Stop of every destination with `counters` and `cause`; no
-    /// more Interim-Updates.
+    /// The service is gone: the Stop of every destination with `counters` (the SAP's, input
+    /// being what it received) and `cause`; no more Interim-Updates. Dynamic services stop with
+    /// Admin-Reset (a CoA or Disconnect teardown, a clear command), Admin-Reboot (the router
+    /// restarts), NAS-Error (a script or apply failure removed the service), NAS-Request (its
+    /// data trigger went away) or Lost-Service (the SAP went away underneath it).
     pub fn stop(
         &mut self,
         sap: &SapId,
-        counters: SapCounters,
-        cause: TerminateCause,
+        counters: SessionCounters,
+        cause: AcctTerminateCause,
         now: Instant,
     ) -> Result<Vec<AcctRecord>, AcctError> {
-        let running = self
-            .running
-            .get(sap)
-            .ok_or_else(|| AcctError::NotStarted(sap.clone()))?;
+        let running = self.running(sap)?;
         let records = self.records(
             running,
             AcctStatusType::Stop,
@@ -195,6 +185,79 @@ impl Accounting {
         Ok(records)
     }
 
+    /// A modify carried accounting overrides: each Alc-Dyn-Serv-Acct-Stats-Type-N and
+    /// -Acct-Interim-Ivl-N present replaces the service's value. A destination the modify turns
+    /// on gets its Start now, one it turns off its Stop (with `counters`, Admin-Reset); a new
+    /// interval counts from `now`, so the next Interim-Update of that destination is due one
+    /// new interval later. Refused when no accounting runs for `sap`.
+    pub fn modify(
+        &mut self,
+        sap: &SapId,
+        overrides: [AcctOverride; 2],
+        counters: SessionCounters,
+        now: Instant,
+    ) -> Result<Vec<AcctRecord>, AcctError> {
+        let running = self.running(sap)?;
+        let settings = AcctSettings::resolve(running.settings, overrides);
+        let mut records = Vec::new();
+        for (destination, (old, new)) in running.settings.iter().zip(&settings).enumerate() {
+            let (stats_type, status, counters, cause) = match (
+                old.stats_type == StatsType::Off,
+                new.stats_type == StatsType::Off,
+            ) {
+                (true, false) => (new.stats_type, AcctStatusType::Start, None, None),
+                (false, true) => (
+                    old.stats_type,
+                    AcctStatusType::Stop,
+                    Some(counters),
+                    Some(AcctTerminateCause::AdminReset),
+                ),
+                _ => continue,
+            };
+            let message = record(
+                &self.nas_identifier,
+                running,
+                stats_type,
+                status,
+                counters,
+                cause,
+                now,
+            )?;
+            records.push(AcctRecord {
+                destination,
+                sap: sap.clone(),
+                message,
+            });
+        }
+        let Some(running) = self.running.get_mut(sap) else {
+            return Err(AcctError::NotStarted(sap.clone()));
+        };
+        for (destination, new) in settings.iter().enumerate() {
+            if *new == running.settings[destination] {
+                continue;
+            }
+            if let Some(deadline) = running.next_interim[destination] {
+                self.schedule.remove(deadline, &(sap.clone(), destination));
+            }
+            let next = new
+                .interim
+                .filter(|_| new.stats_type != StatsType::Off)
+                .map(|ivl| now + ivl);
+            if let Some(next) = next {
+                self.schedule.insert(next, (sap.clone(), destination));
+            }
+            running.next_interim[destination] = next;
+        }
+        running.settings = settings;
+        Ok(records)
+    }
+
+    fn running(&self, sap: &SapId) -> Result<&Running, AcctError> {
+        self.running
+            .get(sap)
+            .ok_or_else(|| AcctError::NotStarted(sap.clone()))
+    }
+
     /// The next Interim-Update deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.schedule.next_deadline()
@@ -206,7 +269,7 @@ impl Accounting {
     pub fn handle_timeout(
         &mut self,
         now: Instant,
-        mut counters: impl FnMut(&SapId) -> SapCounters,
+        mut counters: impl FnMut(&SapId) -> SessionCounters,
     ) -> Result<Vec<AcctRecord>, AcctError> {
         let mut records = Vec::new();
         loop {
@@ -254,8 +317,8 @@ impl Accounting {
         &self,
         running: &Running,
         status: AcctStatusType,
-        counters: Option<SapCounters>,
-        cause: Option<TerminateCause>,
+        counters: Option<SessionCounters>,
+        cause: Option<AcctTerminateCause>,
         now: Instant,
     ) -> Result<Vec<AcctRecord>, AcctError> {
         let mut records = Vec::new();
@@ -288,8 +351,8 @@ fn record(
     running: &Running,
     stats_type: StatsType,
     status: AcctStatusType,
-    counters: Option<SapCounters>,
-    cause: Option<TerminateCause>,
+    counters: Option<SessionCounters>,
+    cause: Option<AcctTerminateCause>,
     now: Instant,
 ) -> Result<Message, PacketError> {
     let mut message = Message::new(Code::AccountingRequest, 0);

@@ -23,7 +23,7 @@ pub mod lockout;
 pub mod rate;
 pub mod trigger;
 
-pub use acct::{Accounting, AcctRecord, AcctSettings, SapCounters, ServiceSession, TerminateCause};
+pub use acct::{Accounting, AcctRecord, AcctSettings, ServiceSession};
 pub use auth::{AcctOverride, AuthFailure, DynService, NasIdentity, ScriptAction, StatsType};
 pub use coa::{CoaAction, CoaDecision, CoaOutcome, CoaRefusal, RequestKind};
 pub use frame::TriggerFrame;

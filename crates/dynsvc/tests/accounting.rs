@@ -4,11 +4,9 @@
 use std::time::{Duration, Instant};
 
 use brasa_dynsvc::acct::AcctError;
-use brasa_dynsvc::{
-    Accounting, AcctOverride, AcctRecord, AcctSettings, SapCounters, ServiceSession, StatsType,
-    TerminateCause,
-};
-use brasa_radius::{attr, AcctStatusType, Code, Message};
+use brasa_dynsvc::{Accounting, AcctOverride, AcctRecord, AcctSettings, ServiceSession, StatsType};
+use brasa_radius::acct::SessionCounters;
+use brasa_radius::{attr, AcctStatusType, AcctTerminateCause, Code, Message};
 use brasa_services::SapId;
 
 fn sap(text: &str) -> SapId {
@@ -45,7 +43,7 @@ fn status(record: &AcctRecord) -> AcctStatusType {
     record.message.acct_status_type().unwrap()
 }
 
-const COUNTERS: SapCounters = SapCounters {
+const COUNTERS: SessionCounters = SessionCounters {
     input_octets: 5 * (1 << 32) + 7,
     output_octets: 1000,
     input_packets: 42,
@@ -128,7 +126,7 @@ fn a_service_with_both_destinations_off_sends_nothing_and_has_no_deadline() {
         .stop(
             &sap("eth1:1214.101"),
             COUNTERS,
-            TerminateCause::AdminReset,
+            AcctTerminateCause::AdminReset,
             now,
         )
         .unwrap();
@@ -258,7 +256,7 @@ fn stop_carries_time_counters_and_terminate_cause_and_ends_the_interims() {
         .stop(
             &sap("eth1:1214.101"),
             COUNTERS,
-            TerminateCause::AdminReset,
+            AcctTerminateCause::AdminReset,
             t0 + Duration::from_secs(45),
         )
         .unwrap();
@@ -286,11 +284,11 @@ fn terminate_causes_have_their_rfc_2866_values() {
     let now = Instant::now();
     let mut accounting = Accounting::new("pe-1");
     for (cause, value) in [
-        (TerminateCause::LostService, 3),
-        (TerminateCause::AdminReset, 6),
-        (TerminateCause::AdminReboot, 7),
-        (TerminateCause::NasError, 9),
-        (TerminateCause::NasRequest, 10),
+        (AcctTerminateCause::LostService, 3),
+        (AcctTerminateCause::AdminReset, 6),
+        (AcctTerminateCause::AdminReboot, 7),
+        (AcctTerminateCause::NasError, 9),
+        (AcctTerminateCause::NasRequest, 10),
     ] {
         accounting
             .start(
@@ -330,7 +328,12 @@ fn invalid_calls_are_refused_and_change_nothing() {
         Some(now + Duration::from_secs(60))
     );
     assert_eq!(
-        accounting.stop(&sap("eth1:9"), COUNTERS, TerminateCause::AdminReset, now),
+        accounting.stop(
+            &sap("eth1:9"),
+            COUNTERS,
+            AcctTerminateCause::AdminReset,
+            now
+        ),
         Err(AcctError::NotStarted(sap("eth1:9")))
     );
     let long = ServiceSession {
@@ -345,5 +348,87 @@ fn invalid_calls_are_refused_and_change_nothing() {
     assert_eq!(
         accounting.poll_timeout(),
         Some(now + Duration::from_secs(60))
+    );
+}
+
+#[test]
+fn a_modify_replaces_interval_and_stats_type_and_starts_or_stops_destinations() {
+    let t0 = Instant::now();
+    let mut accounting = Accounting::new("pe-1");
+    accounting
+        .start(
+            session("eth1:1214.101"),
+            [every(600, StatsType::Time), AcctSettings::OFF],
+            t0,
+        )
+        .unwrap();
+    let at = |secs| t0 + Duration::from_secs(secs);
+    // At 100 s: destination 1 goes to volume-time every 30 s, destination 2 is turned on.
+    let records = accounting
+        .modify(
+            &sap("eth1:1214.101"),
+            [
+                AcctOverride {
+                    stats_type: Some(StatsType::VolumeTime),
+                    interim_secs: Some(30),
+                },
+                AcctOverride {
+                    stats_type: Some(StatsType::Time),
+                    interim_secs: None,
+                },
+            ],
+            COUNTERS,
+            at(100),
+        )
+        .unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        (records[0].destination, status(&records[0])),
+        (1, AcctStatusType::Start)
+    );
+    assert_eq!(accounting.poll_timeout(), Some(at(130)));
+    let due = accounting.handle_timeout(at(130), |_| COUNTERS).unwrap();
+    assert_eq!(due.len(), 1, "destination 2 has no interval: {due:?}");
+    assert_eq!(due[0].destination, 0);
+    assert_eq!(
+        integer(&due[0].message, attr::ACCT_INPUT_PACKETS),
+        Some(42),
+        "volume-time now"
+    );
+    assert_eq!(accounting.poll_timeout(), Some(at(160)));
+
+    // Turning destination 1 off sends its Stop and ends its Interim-Updates.
+    let records = accounting
+        .modify(
+            &sap("eth1:1214.101"),
+            [
+                AcctOverride {
+                    stats_type: Some(StatsType::Off),
+                    interim_secs: None,
+                },
+                AcctOverride::default(),
+            ],
+            COUNTERS,
+            at(140),
+        )
+        .unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        (records[0].destination, status(&records[0])),
+        (0, AcctStatusType::Stop)
+    );
+    assert_eq!(
+        integer(&records[0].message, attr::ACCT_SESSION_TIME),
+        Some(140)
+    );
+    assert_eq!(accounting.poll_timeout(), None);
+    // A modify without overrides changes nothing.
+    assert!(accounting
+        .modify(&sap("eth1:1214.101"), Default::default(), COUNTERS, at(150))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        accounting.modify(&sap("eth1:9"), Default::default(), COUNTERS, at(150)),
+        Err(AcctError::NotStarted(sap("eth1:9")))
     );
 }

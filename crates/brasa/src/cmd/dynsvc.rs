@@ -1,12 +1,14 @@
 //! The dynamic data services' operator commands (Nokia SR OS dynamic data services):
 //! `show service dynamic-services …`, `clear service dynamic-services …`,
 //! `show|clear subscriber-mgmt host-lockout-policy …`, `tools dump service dynamic-services
-//! command-list`.
+//! command-list`, `tools perform service dynamic-services evaluate-script …`.
 
 use crate::common::api::{encode_component, Client};
 use crate::common::output::{print_json, table};
 use crate::common::GlobalArgs;
-use crate::daemon::dynsvc::api::{CaptureStatsView, CommandView, LockoutView, TriggerView};
+use crate::daemon::dynsvc::api::{
+    CaptureStatsView, CommandView, EvaluateRequest, EvaluateView, LockoutView, TriggerView,
+};
 
 /// `… service dynamic-services …` of `brasa show`.
 #[derive(clap::Subcommand, Debug)]
@@ -71,6 +73,32 @@ pub enum DumpDynamicServices {
     /// Every dynamic service with its trigger, policy, function key, kept dictionary and the
     /// CLI its script applied.
     CommandList,
+}
+
+/// `brasa tools perform service dynamic-services …`
+#[derive(clap::Subcommand, Debug)]
+pub enum PerformDynamicServices {
+    /// Run the script of a dynamic service with its stored parameters and show the CLI it
+    /// would generate, without applying it
+    /// (`evaluate-script sap SAP control-session ACCT-SESSION-ID action setup|modify|teardown`).
+    EvaluateScript {
+        /// `sap`.
+        #[arg(value_parser = ["sap"])]
+        sap_keyword: String,
+        /// The dynamic service SAP.
+        sap: String,
+        /// `control-session`.
+        #[arg(value_parser = ["control-session"])]
+        session_keyword: String,
+        /// The Acct-Session-Id of the service's data trigger.
+        control_session: String,
+        /// `action`.
+        #[arg(value_parser = ["action"])]
+        action_keyword: String,
+        /// The script function to run.
+        #[arg(value_parser = ["setup", "modify", "teardown"])]
+        action: String,
+    },
 }
 
 fn client(global: &GlobalArgs) -> Client {
@@ -273,5 +301,44 @@ pub fn dump(global: &GlobalArgs, command: DumpDynamicServices) -> anyhow::Result
         }
     }
     println!("Number of dynamic services : {}", list.len());
+    Ok(())
+}
+
+/// `brasa tools perform service dynamic-services …`
+pub fn perform(global: &GlobalArgs, command: PerformDynamicServices) -> anyhow::Result<()> {
+    let PerformDynamicServices::EvaluateScript {
+        sap,
+        control_session,
+        action,
+        ..
+    } = command;
+    let view: EvaluateView = client(global).post(
+        "/api/v1/dynsvc/evaluate-script",
+        &EvaluateRequest {
+            sap,
+            control_session,
+            action,
+        },
+    )?;
+    if global.json {
+        return print_json(&view);
+    }
+    println!(
+        "Evaluation of the {} script action of dynamic service SAP {} (not applied)",
+        view.action, view.sap
+    );
+    if let Some(failure) = &view.failure {
+        println!("Script failed: {failure}");
+    }
+    for line in view.output.lines() {
+        println!("  output: {line}");
+    }
+    println!("Generated CLI:");
+    for line in view.cli.lines().filter(|line| !line.trim().is_empty()) {
+        println!("  {line}");
+    }
+    if let Some(dictionary) = &view.dictionary {
+        println!("Kept: {dictionary}");
+    }
     Ok(())
 }

@@ -82,6 +82,17 @@ pub enum PerformCommand {
         #[command(subcommand)]
         action: ScriptAction,
     },
+    /// Service state (`tools perform service dynamic-services evaluate-script …`).
+    #[command(subcommand)]
+    Service(PerformService),
+}
+
+/// `brasa tools perform service …`
+#[derive(clap::Subcommand, Debug)]
+pub enum PerformService {
+    /// The dynamic data services.
+    #[command(subcommand)]
+    DynamicServices(crate::cmd::dynsvc::PerformDynamicServices),
 }
 
 /// `brasa tools perform python-policy NAME …`
@@ -203,6 +214,9 @@ pub async fn run_tools(global: &GlobalArgs, command: ToolsCommand) -> anyhow::Re
         ToolsCommand::Dump(DumpCommand::Service(DumpService::DynamicServices(command))) => {
             crate::cmd::dynsvc::dump(global, command)
         }
+        ToolsCommand::Perform(PerformCommand::Service(PerformService::DynamicServices(
+            command,
+        ))) => crate::cmd::dynsvc::perform(global, command),
         ToolsCommand::Dump(DumpCommand::Python(DumpPython::PythonPolicy {
             name,
             what: PolicyPart::Cache,

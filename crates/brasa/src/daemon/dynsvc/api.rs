@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use brasa_dynsvc::lockout::LockoutState;
+use brasa_script::DynAction;
 use brasa_services::SapId;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
@@ -24,6 +25,7 @@ pub fn routes() -> Router<crate::daemon::ApiState> {
         .route("/host-lockout-policy/{name}", get(lockouts))
         .route("/host-lockout-policy/{name}/clear", post(clear_lockouts))
         .route("/command-list", get(command_list))
+        .route("/evaluate-script", post(evaluate_script))
 }
 
 fn component(state: &crate::daemon::ApiState) -> Result<&Arc<DynServices>, ApiError> {
@@ -109,7 +111,7 @@ async fn clear_trigger(
         .with_triggers(|triggers| triggers.clear_trigger(&sap, Instant::now()))
         .map_err(|err| ApiError::not_found(err.to_string()))?;
     let removed = teardown.services.len();
-    services.tear_down(teardown, brasa_dynsvc::TerminateCause::AdminReset);
+    services.tear_down(teardown, brasa_radius::AcctTerminateCause::AdminReset);
     Ok(Json(
         serde_json::json!({"result": "ok", "services": removed}),
     ))
@@ -276,6 +278,79 @@ async fn command_list(
             })
             .collect(),
     ))
+}
+
+/// The body of `POST /evaluate-script`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvaluateRequest {
+    /// The dynamic service SAP.
+    pub sap: String,
+    /// The Acct-Session-Id of its data trigger.
+    pub control_session: String,
+    /// `setup`, `modify` or `teardown`.
+    pub action: String,
+}
+
+/// What `tools perform service dynamic-services evaluate-script` reports: what the run would
+/// do, not applied.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvaluateView {
+    /// The dynamic service SAP.
+    pub sap: String,
+    /// The action that ran.
+    pub action: String,
+    /// `None` when the script ran to its end, else why it failed.
+    pub failure: Option<String>,
+    /// The service CLI the run generated (applied by nothing).
+    pub cli: String,
+    /// The dictionary the script would keep after a setup or modify.
+    pub dictionary: Option<String>,
+    /// What the script printed.
+    pub output: String,
+}
+
+async fn evaluate_script(
+    State(state): State<crate::daemon::ApiState>,
+    Json(request): Json<EvaluateRequest>,
+) -> Result<Json<EvaluateView>, ApiError> {
+    use super::EvaluateError;
+    let services = component(&state)?;
+    let sap = required(sap_of(
+        services,
+        &SapQuery {
+            sap: Some(request.sap.clone()),
+        },
+    )?)?;
+    let action = match request.action.as_str() {
+        "setup" => DynAction::Setup,
+        "modify" => DynAction::Modify,
+        "teardown" => DynAction::Teardown,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "action {other:?}: expected setup, modify or teardown"
+            )))
+        }
+    };
+    let report = services
+        .evaluate_script(&sap, &request.control_session, action)
+        .await
+        .map_err(|err| match err {
+            EvaluateError::UnknownService(_) | EvaluateError::OtherSession { .. } => {
+                ApiError::not_found(err.to_string())
+            }
+            EvaluateError::Run(_) => ApiError::unavailable(err.to_string()),
+        })?;
+    Ok(Json(EvaluateView {
+        sap: sap.to_string(),
+        action: action.to_string(),
+        failure: match &report.run.outcome {
+            brasa_script::Outcome::Ok => None,
+            brasa_script::Outcome::Failed(failure) => Some(failure.message.clone()),
+        },
+        cli: report.cli,
+        dictionary: report.state.map(|kept| kept.dictionary),
+        output: report.run.output,
+    }))
 }
 
 /// Data trigger counters for `/metrics`.

@@ -5,8 +5,8 @@
 
 use super::{DynServices, RunFailure, Work};
 use brasa_dynsvc::coa::{self, CoaAction, CoaOutcome, RequestKind};
-use brasa_dynsvc::TerminateCause;
 use brasa_radius::auth::{self, MessageAuthenticator};
+use brasa_radius::AcctTerminateCause;
 use brasa_radius::Message;
 use brasa_script::{DynAction, DynRun};
 use brasa_services::SapId;
@@ -192,7 +192,12 @@ impl DynServices {
                     let record = self.state().records.remove(&service.sap);
                     if let Some(record) = record {
                         let _ = self
-                            .remove_service(&service.sap, record, TerminateCause::NasError, true)
+                            .remove_service(
+                                &service.sap,
+                                record,
+                                AcctTerminateCause::NasError,
+                                true,
+                            )
                             .await;
                         let _ =
                             self.with_triggers(|t| t.service_removed(&service.sap, Instant::now()));
@@ -207,7 +212,7 @@ impl DynServices {
             CoaAction::TeardownTrigger { trigger } => {
                 let teardown = self.with_triggers(|t| t.clear_trigger(trigger, Instant::now()));
                 if let Ok(teardown) = teardown {
-                    self.tear_down_services(teardown, TerminateCause::AdminReset)
+                    self.tear_down_services(teardown, AcctTerminateCause::AdminReset)
                         .await;
                 }
                 CoaOutcome::Done
@@ -222,7 +227,7 @@ impl DynServices {
         let Some(record) = record else {
             return Err(RunFailure::Script(format!("no dynamic service {sap}")));
         };
-        self.remove_service(sap, record, TerminateCause::AdminReset, false)
+        self.remove_service(sap, record, AcctTerminateCause::AdminReset, false)
             .await?;
         let _ = self.with_triggers(|t| t.service_removed(sap, Instant::now()));
         Ok(())
@@ -260,8 +265,11 @@ impl DynServices {
                     if let Some(state) = report.state {
                         record.state = state;
                     }
+                    record.params = params.clone();
                     record.cli.push_str(&report.cli);
                 }
+                self.modify_accounting(&service.sap, &record.policy, service.accounting)
+                    .await;
                 Ok(())
             }
             Err((failure, report)) => {

@@ -153,6 +153,44 @@ pub struct CaptureSapSection {
     pub sap: Spanned<String>,
     /// Its `host-lockout-policy`.
     pub host_lockout_policy: Option<Spanned<String>>,
+    /// `debug service dynamic-services capture-sap SAP [encap-val Q[.Q]] [mode M]`: log its
+    /// data trigger events.
+    pub debug: Option<DebugSection>,
+}
+
+/// The debug filter of a capture SAP.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugSection {
+    /// Only the triggers of this encapsulation (`qtag` for the outer tag, or `qtag.qtag`).
+    pub encap_val: Option<Spanned<String>>,
+    /// `all` (the default) or `dropped-only`.
+    pub mode: Option<Spanned<String>>,
+}
+
+/// Which data trigger events of a capture SAP are logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureDebug {
+    /// Only triggers whose SAP encapsulation is this (`200.300`), or whose outer tag is this
+    /// (`200`); every trigger when `None`.
+    pub encap_val: Option<String>,
+    /// Only the dropped data triggers.
+    pub dropped_only: bool,
+}
+
+impl CaptureDebug {
+    /// Whether an event of `trigger` (dropped or not) is logged.
+    pub fn logs(&self, trigger: &SapId, dropped: bool) -> bool {
+        if self.dropped_only && !dropped {
+            return false;
+        }
+        let Some(val) = &self.encap_val else {
+            return true;
+        };
+        let text = trigger.to_string();
+        let encap = text.split_once(':').map_or("", |(_, encap)| encap);
+        encap == val || encap.split('.').next() == Some(val.as_str())
+    }
 }
 
 /// `[[dynamic_services.host_lockout_policy]]`
@@ -255,6 +293,36 @@ pub struct PolicyResolved {
     pub accounting: [Option<Destination>; 2],
 }
 
+fn capture_debug_of(source: &Source, debug: &DebugSection) -> Result<CaptureDebug, ConfigError> {
+    if let Some(val) = &debug.encap_val {
+        let qtags: Vec<&str> = val.get_ref().split('.').collect();
+        if qtags.len() > 2
+            || qtags
+                .iter()
+                .any(|q| !matches!(q.parse::<u16>(), Ok(0..=4095)))
+        {
+            return Err(
+                source.error_at(val.span(), "encap_val is qtag or qtag.qtag, each 0 to 4095")
+            );
+        }
+    }
+    let dropped_only = match debug
+        .mode
+        .as_ref()
+        .map(|m| (m.get_ref().as_str(), m.span()))
+    {
+        None | Some(("all", _)) => false,
+        Some(("dropped-only", _)) => true,
+        Some((_, span)) => {
+            return Err(source.error_at(span, "mode is \"all\" or \"dropped-only\""));
+        }
+    };
+    Ok(CaptureDebug {
+        encap_val: debug.encap_val.as_ref().map(|v| v.get_ref().clone()),
+        dropped_only,
+    })
+}
+
 /// A checked `[dynamic_services]`.
 #[derive(Debug, Clone)]
 pub struct DynamicServicesResolved {
@@ -266,6 +334,8 @@ pub struct DynamicServicesResolved {
     pub lockout_policies: BTreeMap<String, HostLockoutPolicy>,
     /// The host-lockout-policy of each capture SAP that names one.
     pub capture_lockout: HashMap<SapId, String>,
+    /// The debug filter of each capture SAP with `debug`.
+    pub capture_debug: HashMap<SapId, CaptureDebug>,
     /// The local-auth-dbs by name.
     pub local_auth_dbs: BTreeMap<String, LocalAuthDb>,
     /// NAS-IP-Address, NAS-IPv6-Address, NAS-Identifier.
@@ -503,6 +573,7 @@ pub fn resolve(
         lockout_policies.insert(lockout.name.get_ref().clone(), policy);
     }
     let mut capture_lockout = HashMap::new();
+    let mut capture_debug = HashMap::new();
     for capture in &section.capture_saps {
         let sap = SapId::parse_mapped(capture.sap.get_ref(), port_map)
             .map_err(|err| source.error_at(capture.sap.span(), err.to_string()))?;
@@ -519,7 +590,10 @@ pub fn resolve(
                     format!("no host_lockout_policy named {:?}", name.get_ref()),
                 ));
             }
-            capture_lockout.insert(sap, name.get_ref().clone());
+            capture_lockout.insert(sap.clone(), name.get_ref().clone());
+        }
+        if let Some(debug) = &capture.debug {
+            capture_debug.insert(sap, capture_debug_of(source, debug)?);
         }
     }
     let mut local_auth_dbs = BTreeMap::new();
@@ -605,6 +679,7 @@ pub fn resolve(
         policies,
         lockout_policies,
         capture_lockout,
+        capture_debug,
         local_auth_dbs,
         nas: brasa_dynsvc::NasIdentity {
             ipv4: section.nas_ip_address,
@@ -695,6 +770,22 @@ script_parameters = ["k={", "}"]
     }
 
     #[test]
+    fn the_debug_filter_matches_the_encapsulation_or_its_outer_tag_and_the_mode() {
+        let sap = |text: &str| SapId::parse(text).unwrap();
+        let filter = |encap_val: Option<&str>, dropped_only| CaptureDebug {
+            encap_val: encap_val.map(str::to_owned),
+            dropped_only,
+        };
+        assert!(filter(None, false).logs(&sap("eth1:7.8"), false));
+        assert!(filter(Some("7"), false).logs(&sap("eth1:7.8"), false));
+        assert!(filter(Some("7.8"), false).logs(&sap("eth1:7.8"), false));
+        assert!(!filter(Some("7.9"), false).logs(&sap("eth1:7.8"), true));
+        assert!(!filter(Some("8"), false).logs(&sap("eth1:7.8"), true));
+        assert!(!filter(Some("7"), true).logs(&sap("eth1:7.8"), false));
+        assert!(filter(Some("7"), true).logs(&sap("eth1:7.8"), true));
+    }
+
+    #[test]
     fn errors_name_the_line_and_column_and_what_was_expected() {
         let policy = |extra: &str| {
             format!(
@@ -727,6 +818,16 @@ script_parameters = ["k={", "}"]
                 "[dynamic_services]\n[[dynamic_services.capture_sap]]\nsap = \"eth1:5\"\n"
                     .to_string(),
                 "brasa.toml:3:7: a capture SAP has a wildcard tag",
+            ),
+            (
+                "[dynamic_services]\n[[dynamic_services.capture_sap]]\nsap = \"eth1:*.*\"\ndebug = { encap_val = \"200.5000\" }\n"
+                    .to_string(),
+                "brasa.toml:4:23: encap_val is qtag or qtag.qtag, each 0 to 4095",
+            ),
+            (
+                "[dynamic_services]\n[[dynamic_services.capture_sap]]\nsap = \"eth1:*.*\"\ndebug = { mode = \"some\" }\n"
+                    .to_string(),
+                "brasa.toml:4:18: mode is \"all\" or \"dropped-only\"",
             ),
             (
                 "[dynamic_services]\nrate_limit = 0\n".to_string(),

@@ -19,11 +19,11 @@ use super::services::ServicesComponent;
 use brasa_dataplane::service::Punted;
 use brasa_dynsvc::auth::{self, RequestSeal, TriggerIdentity};
 use brasa_dynsvc::{
-    Accounting, AcctRecord, AcctSettings, AuthFailure, Authentication, CaptureSapConfig,
-    DynService, FrameVerdict, SapCounters, ServiceSession, Teardown, TerminateCause, TriggerFrame,
-    Triggers,
+    Accounting, AcctOverride, AcctRecord, AcctSettings, AuthFailure, Authentication,
+    CaptureSapConfig, DynService, FrameVerdict, ServiceSession, Teardown, TriggerFrame, Triggers,
 };
-use brasa_radius::{Code, Dictionary};
+use brasa_radius::acct::SessionCounters;
+use brasa_radius::{AcctTerminateCause, Code, Dictionary};
 use brasa_script::{
     DynAction, DynReport, DynRun, IdKind, ReferenceChange, ReferenceKey, Referenced, RunOptions,
     ScriptParams, ServiceState,
@@ -47,6 +47,8 @@ pub struct ServiceRecord {
     pub policy: String,
     /// What the script keeps between runs.
     pub state: ServiceState,
+    /// The script parameters of its setup or of its last successful modify.
+    pub params: ScriptParams,
     /// The service CLI its setup applied.
     pub cli: String,
 }
@@ -108,7 +110,7 @@ enum Work {
         services: Vec<DynService>,
     },
     /// Tear down the services a removed trigger owned.
-    Teardown(Teardown, TerminateCause),
+    Teardown(Teardown, AcctTerminateCause),
     /// Decide, run and answer a verified CoA or Disconnect-Request.
     Coa {
         kind: brasa_dynsvc::RequestKind,
@@ -161,9 +163,32 @@ impl DynServices {
     }
 
     /// Queues the teardown of what a removed trigger owned.
-    pub fn tear_down(&self, teardown: Teardown, cause: TerminateCause) {
+    pub fn tear_down(&self, teardown: Teardown, cause: AcctTerminateCause) {
         let _ = self.work.send(Work::Teardown(teardown, cause));
     }
+}
+
+/// Why `evaluate-script` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluateError {
+    /// No dynamic service has that SAP.
+    #[error("no dynamic service SAP {0}")]
+    UnknownService(SapId),
+    /// The SAP's data trigger has another Acct-Session-Id (or is gone).
+    #[error("dynamic service SAP {sap} belongs to data trigger {trigger} with control session {}, not {asked}", session.as_deref().unwrap_or("(none)"))]
+    OtherSession {
+        /// The dynamic service SAP.
+        sap: SapId,
+        /// Its data trigger.
+        trigger: SapId,
+        /// The data trigger's Acct-Session-Id.
+        session: Option<String>,
+        /// The control session asked for.
+        asked: String,
+    },
+    /// The script could not run.
+    #[error("{0}")]
+    Run(String),
 }
 
 /// The script parameters of a service.
@@ -363,10 +388,28 @@ async fn punt_loop(
                         .fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
+                let verdict = state.triggers.handle_frame(&trigger_frame, now);
+                if let Some(trigger) = trigger_frame.trigger_sap() {
+                    let drop = match &verdict {
+                        FrameVerdict::Authenticate { .. } => Some(None),
+                        FrameVerdict::Throttled => Some(Some("throttled")),
+                        FrameVerdict::RateLimited => Some(Some("control-plane rate limit")),
+                        FrameVerdict::Dropped(reason) => Some(Some(reason.label())),
+                        FrameVerdict::NotCaptured => None,
+                    };
+                    if let Some(drop) = drop {
+                        let event = if drop.is_some() {
+                            "data trigger dropped"
+                        } else {
+                            "data trigger received"
+                        };
+                        dyn_services.debug_event(&trigger_frame.capture_sap, &trigger, event, drop);
+                    }
+                }
                 if let FrameVerdict::Authenticate {
                     trigger,
                     authentication,
-                } = state.triggers.handle_frame(&trigger_frame, now)
+                } = verdict
                 {
                     authenticate.push((trigger, authentication));
                 }
@@ -396,6 +439,35 @@ async fn punt_loop(
 }
 
 impl DynServices {
+    /// Logs a data trigger event when the debug filter of `capture` (its `debug` in
+    /// `[[dynamic_services.capture_sap]]`) asks for it; `drop` is the reason of a drop.
+    fn debug_event(&self, capture: &SapId, trigger: &SapId, event: &str, drop: Option<&str>) {
+        let Some(filter) = self.config.capture_debug.get(capture) else {
+            return;
+        };
+        if filter.logs(trigger, drop.is_some()) {
+            tracing::info!(
+                target: "brasa::dynsvc::debug",
+                capture_sap = %capture,
+                %trigger,
+                drop_reason = drop,
+                "{event}"
+            );
+        }
+    }
+
+    /// [`Self::debug_event`] for an existing trigger, on its capture SAP.
+    fn debug_trigger(&self, trigger: &SapId, event: &str, drop: Option<&str>) {
+        let capture = self
+            .state()
+            .triggers
+            .trigger(trigger)
+            .map(|t| t.capture_sap.clone());
+        if let Some(capture) = capture {
+            self.debug_event(&capture, trigger, event, drop);
+        }
+    }
+
     fn policy_of(&self, trigger: &SapId) -> Option<&PolicyResolved> {
         let name = self.state().triggers.trigger(trigger)?.policy.clone();
         self.config.policies.get(&name)
@@ -457,8 +529,23 @@ impl DynServices {
 
     /// An authentication ended: an accepted trigger's setups are queued.
     fn authenticated(&self, trigger: &SapId, result: Result<Vec<DynService>, AuthFailure>) {
-        if let Err(failure) = &result {
-            tracing::info!(%trigger, %failure, "data trigger not authenticated");
+        match &result {
+            Ok(services) => self.debug_trigger(
+                trigger,
+                &format!(
+                    "data trigger authenticated with {} service(s)",
+                    services.len()
+                ),
+                None,
+            ),
+            Err(failure) => {
+                tracing::info!(%trigger, %failure, "data trigger not authenticated");
+                self.debug_trigger(
+                    trigger,
+                    "data trigger dropped",
+                    Some(&format!("authentication failed: {failure}")),
+                );
+            }
         }
         let outcome = self
             .state()
@@ -600,6 +687,7 @@ impl DynServices {
             RunFailure::Script(format!("no dynamic-services policy {policy_name:?}"))
         })?;
         let params = script_params(service)?;
+        let run_params = params.clone();
         let run = DynRun {
             action: DynAction::Setup,
             params: Some(params),
@@ -635,6 +723,7 @@ impl DynServices {
             trigger: trigger.clone(),
             policy: policy.name.clone(),
             state: kept,
+            params: run_params,
             cli: report.cli.clone(),
         };
         let acct_session_id = match created {
@@ -643,12 +732,18 @@ impl DynServices {
                 // The trigger timed out (or was cleared) while the script ran: undo this service.
                 tracing::info!(%trigger, sap = %service.sap, "the script's service came after its trigger failed; removing it");
                 let _ = self
-                    .remove_service(&service.sap, record, TerminateCause::NasError, true)
+                    .remove_service(&service.sap, record, AcctTerminateCause::NasError, true)
                     .await;
                 return Err(RunFailure::Apply(err.to_string()));
             }
         };
         self.state().records.insert(service.sap.clone(), record);
+        let event = if &service.sap == trigger {
+            "data trigger SAP created"
+        } else {
+            "dynamic service SAP created"
+        };
+        self.debug_trigger(trigger, &format!("{event}: {}", service.sap), None);
         self.counters
             .services_created
             .fetch_add(1, Ordering::Relaxed);
@@ -674,7 +769,7 @@ impl DynServices {
         &self,
         sap: &SapId,
         record: ServiceRecord,
-        cause: TerminateCause,
+        cause: AcctTerminateCause,
         force: bool,
     ) -> Result<(), RunFailure> {
         let counters = self
@@ -746,7 +841,55 @@ impl DynServices {
         Ok(())
     }
 
-    async fn tear_down_services(&self, teardown: Teardown, cause: TerminateCause) {
+    /// `tools perform service dynamic-services evaluate-script`: runs `action` of the script
+    /// of dynamic service `sap` with its stored parameters and state, and reports what the
+    /// run would do. Nothing is applied: no CLI, no reference change, no counter.
+    pub async fn evaluate_script(
+        &self,
+        sap: &SapId,
+        control_session: &str,
+        action: DynAction,
+    ) -> Result<DynReport, EvaluateError> {
+        let record = self
+            .state()
+            .records
+            .get(sap)
+            .cloned()
+            .ok_or_else(|| EvaluateError::UnknownService(sap.clone()))?;
+        let session = self
+            .state()
+            .triggers
+            .trigger(&record.trigger)
+            .map(|t| t.acct_session_id.clone());
+        if session.as_deref() != Some(control_session) {
+            return Err(EvaluateError::OtherSession {
+                sap: sap.clone(),
+                trigger: record.trigger,
+                session,
+                asked: control_session.to_owned(),
+            });
+        }
+        let policy = self.config.policies.get(&record.policy).ok_or_else(|| {
+            EvaluateError::Run(format!("no dynamic-services policy {:?}", record.policy))
+        })?;
+        let run = DynRun {
+            action,
+            params: (action != DynAction::Teardown).then(|| record.params.clone()),
+            state: (action != DynAction::Setup).then(|| record.state.clone()),
+            sap_id: sap.to_string(),
+            control_sap: Some(record.trigger.to_string()),
+            circuit_id: None,
+            remote_id: None,
+            policy: policy.name.clone(),
+        };
+        let resources = self.resources(policy).await;
+        self.scripts
+            .run(&policy.name, run, resources)
+            .await
+            .map_err(EvaluateError::Run)
+    }
+
+    async fn tear_down_services(&self, teardown: Teardown, cause: AcctTerminateCause) {
         for (sap, _) in &teardown.services {
             let record = self.state().records.remove(sap);
             if let Some(record) = record {
@@ -798,8 +941,8 @@ impl DynServices {
         &self,
         sap: &SapId,
         policy: &str,
-        counters: SapCounters,
-        cause: TerminateCause,
+        counters: SessionCounters,
+        cause: AcctTerminateCause,
     ) {
         let records = {
             let mut state = self.state();
@@ -811,9 +954,33 @@ impl DynServices {
         self.send_accounting(policy, records);
     }
 
+    /// A successful modify's accounting overrides replace the service's (see
+    /// [`Accounting::modify`]); nothing to do when it carried none.
+    async fn modify_accounting(&self, sap: &SapId, policy: &str, overrides: [AcctOverride; 2]) {
+        if overrides == [AcctOverride::default(); 2] {
+            return;
+        }
+        let counters = self
+            .sap_counters(std::slice::from_ref(sap))
+            .await
+            .remove(sap)
+            .unwrap_or_default();
+        let records = {
+            let mut state = self.state();
+            if !state.accounting.is_running(sap) {
+                return;
+            }
+            state
+                .accounting
+                .modify(sap, overrides, counters, Instant::now())
+        };
+        self.timer_changed.notify_one();
+        self.send_accounting(policy, records);
+    }
+
     /// The data plane's counters of `saps`, as accounting reads them (input: from the
     /// customer, received on the SAP).
-    async fn sap_counters(&self, saps: &[SapId]) -> HashMap<SapId, SapCounters> {
+    async fn sap_counters(&self, saps: &[SapId]) -> HashMap<SapId, SessionCounters> {
         let manager = &self.services.manager;
         let keys: Vec<(SapId, brasa_dataplane::sap::SapId)> = manager
             .read(|_, compiler| {
@@ -830,7 +997,7 @@ impl DynServices {
                         let c = stage.sap_counters(&key)?;
                         Some((
                             sap,
-                            SapCounters {
+                            SessionCounters {
                                 input_octets: c.rx_octets,
                                 output_octets: c.tx_octets,
                                 input_packets: c.rx_packets,
@@ -896,6 +1063,14 @@ async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiv
                 for service in &services {
                     if let Err(reason) = dyn_services.set_up(&trigger, service).await {
                         tracing::info!(%trigger, sap = %service.sap, %reason, "dynamic service setup failed");
+                        dyn_services.debug_trigger(
+                            &trigger,
+                            "data trigger dropped",
+                            Some(&format!(
+                                "dynamic service SAP {} not created: {reason}",
+                                service.sap
+                            )),
+                        );
                         let now = Instant::now();
                         let failed = {
                             let mut state = dyn_services.state();
@@ -908,7 +1083,7 @@ async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiv
                         };
                         if let Ok(teardown) = failed {
                             dyn_services
-                                .tear_down_services(teardown, TerminateCause::NasError)
+                                .tear_down_services(teardown, AcctTerminateCause::NasError)
                                 .await;
                         }
                         break;
@@ -961,7 +1136,7 @@ async fn timer(dyn_services: Arc<DynServices>) {
         let teardowns = dyn_services.state().triggers.handle_timeout(now);
         for teardown in teardowns {
             tracing::info!(trigger = %teardown.trigger, "data trigger setup timed out");
-            dyn_services.tear_down(teardown, TerminateCause::NasError);
+            dyn_services.tear_down(teardown, AcctTerminateCause::NasError);
         }
         let interim_due = dyn_services
             .state()

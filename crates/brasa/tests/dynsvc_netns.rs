@@ -10,70 +10,27 @@ mod services_support;
 mod support;
 
 use brasa_testkit::netns::Netns;
-use brasa_testkit::vlan_shim::{host_pair, Access, VlanShim, TPID_8021AD, TPID_8021Q};
-use services_support::{ping, ping_eventually, tcp_echo, Daemon};
+use services_support::{
+    dot1q, ping, ping_eventually, qinq, tcp_echo, Daemon, HostSpec, Trunk, TrunkNames,
+};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{radclient, reply_lines, start_freeradius};
 
-/// A trunk: brasa's port `port` in the router namespace, a switch namespace with a VLAN shim,
-/// and hosts behind it (namespace tag, address, the tags their frames carry).
-struct Trunk {
-    _shim: VlanShim,
-    switch: Netns,
-    hosts: Vec<Netns>,
-}
-
-type HostSpec<'a> = (&'a str, &'a str, Vec<(u16, u16)>);
-
-fn trunk(router: &Netns, port: &str, hosts: Vec<HostSpec<'_>>) -> Trunk {
-    let switch = Netns::new(&format!("dys{port}"));
-    switch.sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
-    router.sh(&format!(
-        "ip link add {port} mtu 1600 type veth peer name up{port} mtu 1600 netns {} && ip link set {port} up",
-        switch.name
-    ));
-    switch.sh(&format!("ip link set up{port} up"));
-    let mut accesses = Vec::new();
-    let mut namespaces = Vec::new();
-    for (index, (tag, cidr, tags)) in hosts.into_iter().enumerate() {
-        let ns = Netns::new(tag);
-        // No IPv6 router solicitations or DAD: every frame a host sends is one the test made.
-        ns.sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
-        let access = format!("a{index}{port}");
-        host_pair(&switch, &access, &ns, "eth0", cidr);
-        accesses.push(Access {
-            interface: access,
-            tags,
-        });
-        namespaces.push(ns);
-    }
-    let shim = VlanShim::start(&switch, &format!("up{port}"), accesses);
-    Trunk {
-        _shim: shim,
-        switch,
-        hosts: namespaces,
-    }
+fn trunk(router: &Netns, port: &str, hosts: Vec<HostSpec>) -> Trunk {
+    let names = TrunkNames {
+        switch_prefix: "dys",
+        ipv4_only: true,
+    };
+    services_support::trunk(router, names, port, hosts)
 }
 
 /// The customer trunk `dy1` with one host on QinQ 200.300 (10.77.0.1) and the far trunk `dy2`
 /// with the host 10.77.0.2 on VLAN 300.
 fn customer_and_far(router: &Netns) -> (Trunk, Trunk) {
-    let customers = trunk(
-        router,
-        "dy1",
-        vec![(
-            "dyc",
-            "10.77.0.1/24",
-            vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
-        )],
-    );
-    let far = trunk(
-        router,
-        "dy2",
-        vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
-    );
+    let customers = trunk(router, "dy1", vec![qinq("dyc", "10.77.0.1/24", 200, 300)]);
+    let far = trunk(router, "dy2", vec![dot1q("dyf", "10.77.0.2/24", 300)]);
     (customers, far)
 }
 
@@ -281,21 +238,9 @@ fn netns_local_auth_trigger_sets_up_an_epipe_that_forwards_and_failures_leave_no
         &router,
         "dy1",
         vec![
-            (
-                "dyc",
-                "10.77.0.1/24",
-                vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
-            ),
-            (
-                "dyx",
-                "10.78.0.1/24",
-                vec![(TPID_8021AD, 201), (TPID_8021Q, 301)],
-            ),
-            (
-                "dys",
-                "10.79.0.1/24",
-                vec![(TPID_8021AD, 202), (TPID_8021Q, 302)],
-            ),
+            qinq("dyc", "10.77.0.1/24", 200, 300),
+            qinq("dyx", "10.78.0.1/24", 201, 301),
+            qinq("dys", "10.79.0.1/24", 202, 302),
         ],
     );
     let (customer, failing, slow) = (
@@ -303,11 +248,7 @@ fn netns_local_auth_trigger_sets_up_an_epipe_that_forwards_and_failures_leave_no
         &customers.hosts[1],
         &customers.hosts[2],
     );
-    let far_trunk = trunk(
-        &router,
-        "dy2",
-        vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
-    );
+    let far_trunk = trunk(&router, "dy2", vec![dot1q("dyf", "10.77.0.2/24", 300)]);
     let far = &far_trunk.hosts[0];
     let dir = tempfile::tempdir().unwrap();
     let users = r##"[[dynamic_services.local_auth_db]]
@@ -523,28 +464,12 @@ fn netns_radius_trigger_gets_its_services_from_freeradius_and_accounts_the_start
         &router,
         "dy1",
         vec![
-            (
-                "dyc",
-                "10.77.0.1/24",
-                vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
-            ),
-            (
-                "dyx",
-                "10.78.0.1/24",
-                vec![(TPID_8021AD, 201), (TPID_8021Q, 301)],
-            ),
-            (
-                "dyn",
-                "10.80.0.1/24",
-                vec![(TPID_8021AD, 203), (TPID_8021Q, 303)],
-            ),
+            qinq("dyc", "10.77.0.1/24", 200, 300),
+            qinq("dyx", "10.78.0.1/24", 201, 301),
+            qinq("dyn", "10.80.0.1/24", 203, 303),
         ],
     );
-    let far_trunk = trunk(
-        &router,
-        "dy2",
-        vec![("dyf", "10.77.0.2/24", vec![(TPID_8021Q, 300)])],
-    );
+    let far_trunk = trunk(&router, "dy2", vec![dot1q("dyf", "10.77.0.2/24", 300)]);
     let (customer, rejected, elsewhere, far) = (
         &customers.hosts[0],
         &customers.hosts[1],

@@ -7,61 +7,20 @@ mod services_support;
 mod support;
 
 use brasa_testkit::netns::Netns;
-use brasa_testkit::vlan_shim::{host_pair, Access, VlanShim, TPID_8021AD, TPID_8021Q};
-use services_support::{ping, ping_eventually, tcp_echo, tcp_echo_within, Daemon};
+use services_support::{
+    dot1q, ping, ping_eventually, qinq, tcp_echo, tcp_echo_within, Daemon, HostSpec, Trunk,
+    TrunkNames,
+};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A host behind a trunk: its namespace, address and the tags its frames carry.
-struct HostSpec {
-    name: &'static str,
-    cidr: &'static str,
-    tags: Vec<(u16, u16)>,
-}
-
-/// A host whose frames carry one 802.1Q tag `vid` on the trunk.
-fn dot1q(name: &'static str, cidr: &'static str, vid: u16) -> HostSpec {
-    HostSpec {
-        name,
-        cidr,
-        tags: vec![(TPID_8021Q, vid)],
-    }
-}
-
-/// One trunk: brasa's port `port` in the router namespace, a switch namespace with a VLAN
-/// shim, and the hosts behind it.
-struct Trunk {
-    _shim: VlanShim,
-    _switch: Netns,
-    hosts: Vec<Netns>,
-}
-
 fn trunk(router: &Netns, port: &str, hosts: Vec<HostSpec>) -> Trunk {
-    let switch = Netns::new(&format!("sw{port}"));
-    router.sh(&format!(
-        "ip link add {port} mtu 1600 type veth peer name up{port} mtu 1600 netns {} && ip link set {port} up",
-        switch.name
-    ));
-    switch.sh(&format!("ip link set up{port} up"));
-    let mut accesses = Vec::new();
-    let mut namespaces = Vec::new();
-    for (index, host) in hosts.into_iter().enumerate() {
-        let ns = Netns::new(host.name);
-        let access = format!("a{index}{port}");
-        host_pair(&switch, &access, &ns, "eth0", host.cidr);
-        accesses.push(Access {
-            interface: access,
-            tags: host.tags,
-        });
-        namespaces.push(ns);
-    }
-    let shim = VlanShim::start(&switch, &format!("up{port}"), accesses);
-    Trunk {
-        _shim: shim,
-        _switch: switch,
-        hosts: namespaces,
-    }
+    let names = TrunkNames {
+        switch_prefix: "sw",
+        ipv4_only: false,
+    };
+    services_support::trunk(router, names, port, hosts)
 }
 
 fn config(dir: &Path, interfaces: &str) -> String {
@@ -88,15 +47,7 @@ fn netns_epipe_translates_tags_between_dot1q_and_qinq_and_keeps_vlans_apart() {
             dot1q("epx", "10.9.0.3/24", 101),
         ],
     );
-    let right = trunk(
-        &router,
-        "t2",
-        vec![HostSpec {
-            name: "epb",
-            cidr: "10.9.0.2/24",
-            tags: vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
-        }],
-    );
+    let right = trunk(&router, "t2", vec![qinq("epb", "10.9.0.2/24", 200, 300)]);
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(
         &router,
@@ -234,7 +185,7 @@ fn netns_vpls_learns_floods_limits_and_ages() {
 
     // Broadcasts from new MACs behind SAP 30 are flooded but not learned past its limit.
     let service_before = daemon.json(&["show", "service", "10"]);
-    frames_from_new_macs(&lan._switch.name, "upt1", 30, 5);
+    frames_from_new_macs(&lan.switch.name, "upt1", 30, 5);
     let started = Instant::now();
     loop {
         let service = daemon.json(&["show", "service", "10"]);
@@ -263,7 +214,7 @@ fn netns_vpls_learns_floods_limits_and_ages() {
 
     // MACs that are heard once and never again age out after local-age (60 s) plus one sweep.
     // (The hosts themselves are not silent: ARP probes and IPv6 neighbour discovery refresh them.)
-    frames_from_new_macs(&lan._switch.name, "upt1", 20, 3);
+    frames_from_new_macs(&lan.switch.name, "upt1", 20, 3);
     let once_heard = |fdb: &serde_json::Value| {
         fdb.as_array()
             .unwrap()
@@ -722,14 +673,7 @@ fn netns_a_storm_of_broadcasts_and_garbage_leaves_the_other_saps_forwarding() {
            except OSError: pass\n\
          print(n)\n";
     let generator = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &stormy._switch.name,
-            "python3",
-            "-c",
-            storm,
-        ])
+        .args(["netns", "exec", &stormy.switch.name, "python3", "-c", storm])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -4,9 +4,87 @@
 
 use crate::support::BRASA;
 use brasa_testkit::netns::Netns;
+use brasa_testkit::vlan_shim::{host_pair, Access, VlanShim, TPID_8021AD, TPID_8021Q};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// A host behind a trunk: its namespace, address and the tags its frames carry.
+pub struct HostSpec {
+    pub name: &'static str,
+    pub cidr: &'static str,
+    pub tags: Vec<(u16, u16)>,
+}
+
+/// A host whose frames carry one 802.1Q tag `vid` on the trunk.
+pub fn dot1q(name: &'static str, cidr: &'static str, vid: u16) -> HostSpec {
+    HostSpec {
+        name,
+        cidr,
+        tags: vec![(TPID_8021Q, vid)],
+    }
+}
+
+/// A host whose frames carry the QinQ tags `outer`.`inner` (802.1ad, then 802.1Q).
+pub fn qinq(name: &'static str, cidr: &'static str, outer: u16, inner: u16) -> HostSpec {
+    HostSpec {
+        name,
+        cidr,
+        tags: vec![(TPID_8021AD, outer), (TPID_8021Q, inner)],
+    }
+}
+
+/// One trunk: brasa's port `port` in the router namespace, a switch namespace with a VLAN
+/// shim, and the hosts behind it.
+pub struct Trunk {
+    _shim: VlanShim,
+    pub switch: Netns,
+    pub hosts: Vec<Netns>,
+}
+
+/// Which namespaces a trunk makes, and whether they speak IPv6.
+pub struct TrunkNames<'a> {
+    /// The switch namespace's tag is this prefix followed by the port.
+    pub switch_prefix: &'a str,
+    /// IPv6 off in the switch and the hosts: no router solicitations or DAD, so that every
+    /// frame a host sends is one the test made.
+    pub ipv4_only: bool,
+}
+
+pub fn trunk(router: &Netns, names: TrunkNames<'_>, port: &str, hosts: Vec<HostSpec>) -> Trunk {
+    const NO_IPV6: &str =
+        "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1";
+    let switch = Netns::new(&format!("{}{port}", names.switch_prefix));
+    if names.ipv4_only {
+        switch.sh(NO_IPV6);
+    }
+    router.sh(&format!(
+        "ip link add {port} mtu 1600 type veth peer name up{port} mtu 1600 netns {} && ip link set {port} up",
+        switch.name
+    ));
+    switch.sh(&format!("ip link set up{port} up"));
+    let mut accesses = Vec::new();
+    let mut namespaces = Vec::new();
+    for (index, host) in hosts.into_iter().enumerate() {
+        let ns = Netns::new(host.name);
+        if names.ipv4_only {
+            ns.sh(NO_IPV6);
+        }
+        let access = format!("a{index}{port}");
+        host_pair(&switch, &access, &ns, "eth0", host.cidr);
+        accesses.push(Access {
+            interface: access,
+            tags: host.tags,
+        });
+        namespaces.push(ns);
+    }
+    let shim = VlanShim::start(&switch, &format!("up{port}"), accesses);
+    Trunk {
+        _shim: shim,
+        switch,
+        hosts: namespaces,
+    }
+}
 
 /// `brasa run` inside the router namespace; killed on drop.
 pub struct Daemon {

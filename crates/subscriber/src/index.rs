@@ -39,6 +39,7 @@ use crate::record::{
     ChangeSet, DownstreamLabel, IndexError, Login, MplsVpnEntry, Subscriber, SubscriberChange, Vpn,
     VpnChange, VpnKind, DEFAULT_DOMAIN,
 };
+use crate::store::StoredRecords;
 
 type Hasher = foldhash::fast::RandomState;
 type Map<K, V> = HashMap<K, V, Hasher>;
@@ -1044,21 +1045,108 @@ impl SubscriberIndex {
     pub fn restore_learned(&mut self, routes: Vec<LearnedRoute>) {
         let mut touched = Touched::default();
         for route in routes {
-            if self.routes.find(&route.key).is_some() {
-                continue;
+            if self.routes.find(&route.key).is_none() {
+                self.restore_route(route, &mut touched);
             }
-            let attrs = self.routes.intern(route.attrs);
-            let rid = self.routes.insert(
-                LearnedRoute {
-                    key: route.key,
-                    label: route.label,
-                    attrs,
-                },
-                true,
-            );
-            let matched = self.contribute(rid, None, true, &mut touched);
-            self.routes.set_matched(rid, matched);
         }
+    }
+
+    /// Brings the records `stored` names to the state a store holds them in: what a standby
+    /// applies when it follows the store another node commits to, so that it holds a ready
+    /// index instead of records to index at a take-over. Afterwards the index equals one
+    /// rebuilt from the whole store ([`Self::restore`], [`Self::restore_learned`]) whenever
+    /// `stored` holds every key written since the index last equalled the store, read from one
+    /// consistent state of it. Applying the same records twice changes nothing.
+    ///
+    /// The records are post-images, not operations, so their order does not matter: the named
+    /// subscribers first let go of their mappings and `community@VPN` network IDs (a mapping
+    /// may have moved between two of them), the VPNs change, then each subscriber takes its
+    /// stored record and each route is taken back and restored as a restart restores it
+    /// (stale until its peer announces it again).
+    ///
+    /// The records come from outside the index and are validated like any operation, but they
+    /// are applied one after another: an `Err` (records that do not fit the configuration, or
+    /// that are not one state of a store) consumes the index, which must be rebuilt from the
+    /// whole store.
+    pub fn apply_stored(mut self, stored: StoredRecords) -> Result<Self, IndexError> {
+        let StoredRecords {
+            vpns,
+            subscribers,
+            routes,
+        } = stored;
+        // Nothing reads what the steps touch: a standby sends no change sets.
+        let mut touched = Touched::default();
+        for (name, record) in &subscribers {
+            let Some(id) = self.find(name) else {
+                continue;
+            };
+            if record.is_some() {
+                self.clear_mappings(id, &mut touched);
+                self.set_communities(id, Vec::new(), &mut touched);
+            } else {
+                self.remove(name)?;
+            }
+        }
+        // VPNs: first what goes (removed VPNs, MPLS entries that left, VPNs replaced by one
+        // of another kind), then what comes, so that an entry or VLAN-id that moved between
+        // two VPNs is free when its new VPN takes it.
+        let mut arriving = Vec::new();
+        for (name, record) in vpns {
+            let current = self.vpn(&name).map(Vpn::configured);
+            match (current, record) {
+                (None, None) => {}
+                (Some(_), None) => {
+                    self.remove_vpn(&name)?;
+                }
+                (None, Some(new)) => arriving.push(new),
+                (Some(current), Some(new)) if current == new => {}
+                (Some(current), Some(new)) => match (&current.kind, &new.kind) {
+                    (VpnKind::Mpls(_), VpnKind::Mpls(entries)) if current.domain == new.domain => {
+                        let vid = self.mpls_vpn_named(&name)?;
+                        let staying = entries
+                            .iter()
+                            .filter(|e| self.mpls_entries.get(&e.id) == Some(&vid))
+                            .cloned()
+                            .collect();
+                        self.set_mpls_entries(vid, staying, &mut touched);
+                        arriving.push(new);
+                    }
+                    _ => {
+                        self.remove_vpn(&name)?;
+                        arriving.push(new);
+                    }
+                },
+            }
+        }
+        for new in arriving {
+            match self.vpn_id(&new.name) {
+                Some(vid) => {
+                    self.validate_vpn_kind(&new, Some(vid))?;
+                    let VpnKind::Mpls(entries) = new.kind else {
+                        continue;
+                    };
+                    self.set_mpls_entries(vid, entries, &mut touched);
+                }
+                None => {
+                    self.add_vpn(new)?;
+                }
+            }
+        }
+        for (_, record) in subscribers {
+            if let Some(sub) = record {
+                self.upsert(sub)?;
+            }
+        }
+        let mut ignored = Vec::new();
+        for (key, record) in routes {
+            if let Some(rid) = self.routes.find(&key) {
+                self.withdraw(rid, &mut touched, &mut ignored);
+            }
+            if let Some(route) = record {
+                self.restore_route(route, &mut touched);
+            }
+        }
+        Ok(self)
     }
 
     /// Routes the BGP LEG holds.
@@ -1920,6 +2008,53 @@ impl SubscriberIndex {
             self.store_route(rid, now, false, &mut out);
         }
         out
+    }
+
+    /// Puts back a stored route that the index does not hold, stale until its peer announces
+    /// it again.
+    fn restore_route(&mut self, route: LearnedRoute, touched: &mut Touched) {
+        let attrs = self.routes.intern(route.attrs);
+        let rid = self.routes.insert(
+            LearnedRoute {
+                key: route.key,
+                label: route.label,
+                attrs,
+            },
+            true,
+        );
+        let matched = self.contribute(rid, None, true, touched);
+        self.routes.set_matched(rid, matched);
+    }
+
+    /// Gives MPLS/VPN `vpn` exactly `entries` (their configured labels; learnt labels are
+    /// derived again from the routes). An entry must not belong to another VPN.
+    fn set_mpls_entries(&mut self, vpn: VpnId, entries: Vec<MplsVpnEntry>, touched: &mut Touched) {
+        let old: Vec<MplsVpnId> = match self.slot(vpn).and_then(|s| s.vpn.as_ref()) {
+            Some(v) => mpls_ids(v),
+            None => return,
+        };
+        let mut affected = old.clone();
+        affected.extend(entries.iter().map(|e| e.id).filter(|id| !old.contains(id)));
+        let entries: Vec<MplsVpnEntry> = entries
+            .into_iter()
+            .map(|e| MplsVpnEntry {
+                learned_labels: Vec::new(),
+                ..e
+            })
+            .collect();
+        // The routes' matching changes with the entries; whether they stay stored is the
+        // store's business, and it says so in the records a standby applies.
+        let _ = self.reconfigure(vpn, &affected, touched, |index| {
+            for id in &old {
+                index.mpls_entries.remove(id);
+            }
+            for e in &entries {
+                index.mpls_entries.insert(e.id, vpn);
+            }
+            if let Some(kind) = index.vpn_kind_mut(vpn) {
+                *kind = VpnKind::Mpls(entries);
+            }
+        });
     }
 
     fn set_auto_logout(&mut self, id: u32, at: Option<u64>) {

@@ -31,4 +31,4 @@ pub use record::{
     SubscriberChange, Vpn, VpnChange, VpnKind, DEFAULT_DOMAIN,
 };
 
-pub use store::{RedbStore, Snapshot, StoreError, StoredWrite, SubscriberStore};
+pub use store::{RedbStore, Snapshot, StoreError, StoredRecords, StoredWrite, SubscriberStore};

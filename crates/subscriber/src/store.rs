@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::learned::{store_key, LearnedRoute, RouteChange};
-use crate::record::{ChangeSet, Subscriber, SubscriberChange, Vpn, VpnChange};
+use crate::index::{IndexConfig, SubscriberIndex};
+use crate::learned::{store_key, LearnedRoute, RouteChange, RouteKey};
+use crate::mapping::Prefix;
+use crate::record::{ChangeSet, IndexError, Subscriber, SubscriberChange, Vpn, VpnChange};
 
 const SUBSCRIBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscribers");
 const VPNS: TableDefinition<&str, &[u8]> = TableDefinition::new("vpns");
@@ -134,6 +136,40 @@ impl Snapshot {
             out.push(current);
         }
         out
+    }
+}
+
+impl Snapshot {
+    /// The index over these records: what a node serves from after reading its store.
+    pub fn into_index(self, config: IndexConfig) -> Result<SubscriberIndex, IndexError> {
+        let mut index = SubscriberIndex::restore(config, self.vpns, self.subscribers)?;
+        index.restore_learned(self.routes);
+        Ok(index)
+    }
+}
+
+/// The records a store holds now under some keys (`None`: no record, it was deleted), read
+/// from one consistent state of the store: what a standby applies to its index with
+/// [`SubscriberIndex::apply_stored`]. Subscribers are keyed by their stored (case-folded) name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StoredRecords {
+    /// VPNs by name.
+    pub vpns: Vec<(String, Option<Vpn>)>,
+    /// Subscribers by name.
+    pub subscribers: Vec<(String, Option<Subscriber>)>,
+    /// The BGP LEG's routes by key.
+    pub routes: Vec<(RouteKey, Option<LearnedRoute>)>,
+}
+
+impl StoredRecords {
+    /// Records held (VPNs, subscribers, routes, deleted ones included).
+    pub fn len(&self) -> usize {
+        self.vpns.len() + self.subscribers.len() + self.routes.len()
+    }
+
+    /// Whether it names no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -378,6 +414,42 @@ pub fn decode_route(value: &[u8]) -> Result<LearnedRoute, StoreError> {
         what: "BGP LEG route",
         key: String::from_utf8_lossy(value).into_owned(),
         source,
+    })
+}
+
+/// The route key a store keeps a route under ([`StoredWrite::Route`]): 16 bytes of peer
+/// (IPv4 mapped into IPv6), the 8-byte route distinguisher, the family (4 or 6), 16 bytes of
+/// prefix address (IPv4 mapped) and its length.
+pub fn decode_route_key(key: &[u8]) -> Result<RouteKey, StoreError> {
+    let bad = |why: &str| StoreError::Decode {
+        what: "BGP LEG route key",
+        key: key.iter().map(|b| format!("{b:02x}")).collect(),
+        source: <serde_json::Error as serde::de::Error>::custom(why),
+    };
+    let key: &[u8; 42] = key.try_into().map_err(|_| bad("not 42 bytes long"))?;
+    let octets = |at: usize| -> [u8; 16] {
+        let mut out = [0; 16];
+        out.copy_from_slice(&key[at..at + 16]);
+        out
+    };
+    let peer = std::net::Ipv6Addr::from(octets(0));
+    let peer = peer
+        .to_ipv4_mapped()
+        .map_or(std::net::IpAddr::V6(peer), std::net::IpAddr::V4);
+    let mut rd = [0; 8];
+    rd.copy_from_slice(&key[16..24]);
+    let addr = std::net::Ipv6Addr::from(octets(25));
+    let len = key[41];
+    let prefix = match (key[24], addr.to_ipv4_mapped()) {
+        (4, Some(v4)) => Prefix::new(v4.into(), len),
+        (6, _) => Prefix::new(addr.into(), len),
+        _ => return Err(bad("neither an IPv4 nor an IPv6 prefix")),
+    }
+    .map_err(|e| bad(&e.to_string()))?;
+    Ok(RouteKey {
+        peer,
+        rd: u64::from_be_bytes(rd),
+        prefix,
     })
 }
 

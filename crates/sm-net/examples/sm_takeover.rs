@@ -1,16 +1,20 @@
 //! A standby Subscriber Manager taking over a large domain on PostgreSQL: what a fail-over
-//! costs beyond the lease, with a warm replica and without one, and the full sync of the domain
+//! costs beyond the lease, with a ready index and without one, and the full sync of the domain
 //! from the new active to an EP.
 //!
 //! `cargo run --release -p brasa-sm-net --example sm_takeover -- [SUBSCRIBERS] [TAIL_COMMITS] [TAIL_BATCH]`
 //! (defaults 1 000 000, 100, 1000) starts a throw-away PostgreSQL (`fsync` and
 //! `synchronous_commit` on, `shared_buffers = 1GB`), imports SUBSCRIBERS logins, and prints:
-//! - the standby's start: its follower reads every record into its replica (once, long before
-//!   any fail-over);
+//! - the standby's start: its follower reads every record and indexes them (once, long before
+//!   any fail-over), and the memory its index takes (the process's resident set before and
+//!   after);
 //! - the take-over: TAIL_COMMITS commits of TAIL_BATCH logins each are made after the
-//!   replica's last catch-up (what the active committed just before it died); the promotion
-//!   reads that tail of the change log, then the index is rebuilt from the replica;
-//! - for comparison, the cold take-over: every record read (`PgStore::load`);
+//!   follower's last catch-up (what the active committed just before it died); the promotion
+//!   reads that tail of the change log and applies it to the index, which the service then
+//!   serves from;
+//! - for comparison, the cold take-over: every record read (`PgStore::load`) and indexed, which
+//!   is also what the take-over cost before the standby kept its index (records kept, indexed
+//!   at the promotion);
 //! - the full sync of the domain from the new active to a connecting reference EP (Hello to
 //!   `SyncEnd` installed in its own index).
 
@@ -48,6 +52,16 @@ fn secs(since: Instant) -> f64 {
     since.elapsed().as_secs_f64()
 }
 
+/// The process's resident set (`VmRSS`), in bytes; 0 where `/proc` does not say.
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total = arg(1, 1_000_000);
     let tail_commits = arg(2, 100);
@@ -76,12 +90,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("import: {total} logins committed in {:.2} s", secs(started));
 
-    let mut follower = Follower::new(&url);
+    let config = IndexConfig {
+        domains: vec![DEFAULT_DOMAIN.into()],
+        name_case: NameCase::Sensitive,
+    };
+    let mut follower = Follower::new(&url, config.clone());
+    let rss_before = resident_bytes();
     let started = Instant::now();
     follower.catch_up()?;
+    let rss_after = resident_bytes();
     println!(
-        "standby start: replica read in full in {:.2} s",
-        secs(started)
+        "standby start: every record read and indexed in {:.2} s; resident set {:.0} MB -> \
+         {:.0} MB ({:.0} B per subscriber)",
+        secs(started),
+        rss_before as f64 / 1e6,
+        rss_after as f64 / 1e6,
+        rss_after.saturating_sub(rss_before) as f64 / total.max(1) as f64
     );
 
     // What the active commits after the replica's last catch-up, then it dies.
@@ -96,21 +120,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let promotion = follower.promote()?;
     let tail_read = secs(started);
-    assert!(promotion.reload.is_none(), "the replica was warm");
-    let records = promotion.snapshot.subscribers.len();
+    assert!(promotion.reload.is_none(), "the standby was warm");
+    let records = promotion.index.len();
 
     let started = Instant::now();
     let cold = PgStore::connect(&url)?.load()?;
     let cold_read = secs(started);
     let started = Instant::now();
-    let cold_index = SubscriberIndex::restore(
-        IndexConfig {
-            domains: vec![DEFAULT_DOMAIN.into()],
-            name_case: NameCase::Sensitive,
-        },
-        cold.vpns,
-        cold.subscribers,
-    )?;
+    let cold_index = cold.into_index(config)?;
     let cold_rebuild = secs(started);
     drop(cold_index);
 
@@ -131,19 +148,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let store = tokio::task::spawn_blocking(move || PgStore::connect(&url)).await??;
         let service = SmService::open_standby(config, Box::new(store), "standby".into())?;
         let started = Instant::now();
-        service.activate(promotion.snapshot)?;
-        let rebuild = secs(started);
+        service.activate(promotion.index)?;
+        let serve = secs(started);
         println!(
-            "take-over (warm): tail of {} entries read and the replica handed over in {:.3} s \
-             + index rebuilt from {records} subscribers in {:.2} s = {:.2} s",
+            "take-over (warm): tail of {} entries read and applied to the index of {records} \
+             subscribers in {:.3} s + serving from it in {:.3} s = {:.3} s",
             promotion.tail_batches,
             tail_read,
-            rebuild,
-            tail_read + rebuild
+            serve,
+            tail_read + serve
         );
         println!(
             "take-over (cold, for comparison): every record read in {cold_read:.2} s + index \
-             rebuilt (records in table order) in {cold_rebuild:.2} s = {:.2} s",
+             built (records in table order) in {cold_rebuild:.2} s = {:.2} s",
             cold_read + cold_rebuild
         );
 

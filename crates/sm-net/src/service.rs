@@ -9,8 +9,8 @@
 //! service refuse further changes, because the index now holds changes that are not durable.
 //!
 //! **Active/standby.** A service opened with [`SmService::open_standby`] refuses every change
-//! and EP session until [`SmService::activate`] gives it the database's records (taken after
-//! this node won the lease); [`SmService::deactivate`] returns it to standby. Each activation
+//! and EP session until [`SmService::activate`] gives it an index of the database's records
+//! (taken after this node won the lease); [`SmService::deactivate`] returns it to standby. Each activation
 //! is a new *term*: a change applied in an earlier term and still queued is never committed in
 //! a later one (its index is gone). A commit the store refuses as fenced wakes
 //! [`SmService::fenced`], so that the node steps down.
@@ -42,6 +42,17 @@ pub enum StartError {
     /// The stored records do not fit the configuration (e.g. a domain was removed).
     #[error("stored subscribers do not fit the configuration: {0}")]
     Restore(brasa_subscriber::IndexError),
+    /// The index handed to [`SmService::activate`] was built for other domains or another name
+    /// case than this service's.
+    #[error(
+        "the index handed over was built for another configuration ({index:?}, not {config:?})"
+    )]
+    ForeignIndex {
+        /// What the index was built for.
+        index: brasa_subscriber::IndexConfig,
+        /// What the service has.
+        config: brasa_subscriber::IndexConfig,
+    },
     /// The gRPC socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -228,7 +239,18 @@ impl SmService {
         let snapshot = loaded_rx
             .recv()
             .map_err(|_| StartError::Thread(std::io::Error::other("the store thread died")))??;
-        let (core, swept) = restore_core(&config, snapshot)?;
+        let started = Instant::now();
+        let (subscribers, routes) = (snapshot.subscribers.len(), snapshot.routes.len());
+        let index = snapshot
+            .into_index(config.index.clone())
+            .map_err(StartError::Restore)?;
+        tracing::info!(
+            subscribers,
+            bgp_leg_routes = routes,
+            ms = started.elapsed().as_millis() as u64,
+            "subscriber database restored"
+        );
+        let (core, swept) = core_over(&config, index)?;
         let inner = Arc::new(Inner {
             config: config.clone(),
             core: Mutex::new(core),
@@ -251,14 +273,20 @@ impl SmService {
         Ok(service)
     }
 
-    /// Makes a standby active over `snapshot`, the database's records as of a moment after this
-    /// node took the lease (so that no other node can have committed since): a replica kept
-    /// warm from the change log and brought up to date with its tail, or a full read. The
-    /// index is rebuilt from it, EP sessions of the previous term are closed, and changes are
-    /// accepted again.
-    /// Blocks for as long as the rebuild takes (1 M subscribers: about a second).
-    pub fn activate(&self, snapshot: Snapshot) -> Result<(), StartError> {
-        let (core, swept) = restore_core(&self.inner.config, snapshot)?;
+    /// Makes a standby active over `index`, the database's records as of a moment after this
+    /// node took the lease (so that no other node can have committed since): the index a
+    /// standby kept ready from the change log and brought up to date with its tail, or one
+    /// built from a full read. EP sessions of the previous term are closed, and changes are
+    /// accepted again. Refused, changing nothing, if the index was built for another index
+    /// configuration than the service's.
+    pub fn activate(&self, index: SubscriberIndex) -> Result<(), StartError> {
+        if index.config() != &self.inner.config.index {
+            return Err(StartError::ForeignIndex {
+                index: index.config().clone(),
+                config: self.inner.config.index.clone(),
+            });
+        }
+        let (core, swept) = core_over(&self.inner.config, index)?;
         {
             let mut current = lock(&self.inner.core);
             current.close_all("the subscriber manager changed role");
@@ -270,6 +298,12 @@ impl SmService {
         }
         self.store_unacknowledged(swept);
         Ok(())
+    }
+
+    /// The index configuration (domains, name case) an index handed to [`Self::activate`]
+    /// must have.
+    pub fn index_config(&self) -> &brasa_subscriber::IndexConfig {
+        &self.inner.config.index
     }
 
     /// Returns to standby: every change and EP session is refused with `why` from now on,
@@ -600,22 +634,9 @@ impl SmService {
     }
 }
 
-/// Builds the core over `snapshot`; also returns the removal of the routes of BGP LEG peers
-/// that are no longer configured (to be stored; the rest wait for their peer's End-of-RIB).
-fn restore_core(config: &SmConfig, snapshot: Snapshot) -> Result<(SmCore, ChangeSet), StartError> {
-    let started = Instant::now();
-    let count = snapshot.subscribers.len();
-    let routes = snapshot.routes.len();
-    let mut index =
-        SubscriberIndex::restore(config.index.clone(), snapshot.vpns, snapshot.subscribers)
-            .map_err(StartError::Restore)?;
-    index.restore_learned(snapshot.routes);
-    tracing::info!(
-        subscribers = count,
-        bgp_leg_routes = routes,
-        ms = started.elapsed().as_millis() as u64,
-        "subscriber database restored"
-    );
+/// The core over `index`; also returns the removal of the routes of BGP LEG peers that are no
+/// longer configured (to be stored; the rest wait for their peer's End-of-RIB).
+fn core_over(config: &SmConfig, index: SubscriberIndex) -> Result<(SmCore, ChangeSet), StartError> {
     let mut core = SmCore::new(config, index)
         .map_err(|e| StartError::Config(brasa_sm::config::ConfigError::Invalid(e.message)))?;
     let swept = core.start_bgp_leg(Instant::now());

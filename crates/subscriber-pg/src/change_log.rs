@@ -9,28 +9,28 @@
 //! entry `n` sees every entry before it. The same statement deletes the entry that falls out
 //! of the retention (the last `retention` entries are kept).
 //!
-//! **Following.** A [`Follower`] keeps a [`Replica`] of the records and its *position* (the
-//! last entry it reflects). [`Follower::catch_up`] reads the head; when it moved, it reads, in
-//! one repeatable-read snapshot, the current rows of every key the entries after its position
-//! name (a key without a row was deleted), so that the replica then equals the database at the
-//! head. The log holds keys, not values: a commit writes each record once, and a follower that
-//! is many entries behind reads each touched record once. When an entry it needs was pruned,
-//! or the head is behind its position (a database restored from a backup), it reloads in full
-//! with binary `COPY`, as a restarting node does.
+//! **Following.** A [`Follower`] keeps a [`Replica`]: a ready [`SubscriberIndex`] of the
+//! records and its *position* (the last entry it reflects). [`Follower::catch_up`] reads the
+//! head; when it moved, it reads, in one repeatable-read snapshot, the current rows of every
+//! key the entries after its position name (a key without a row was deleted) and applies them
+//! to the index ([`SubscriberIndex::apply_stored`]), so that the index then equals one built
+//! from the database at the head. The log holds keys, not values: a commit writes each record
+//! once, and a follower that is many entries behind reads each touched record once. When an
+//! entry it needs was pruned, the head is behind its position (a database restored from a
+//! backup), or the records read did not apply, it reloads in full with binary `COPY`, as a
+//! restarting node does.
 //!
 //! **Promotion.** [`Follower::promote`] is called once this node holds the lease (the old
-//! active can no longer commit): the last catch-up reads the tail of the log, and the replica
-//! becomes the [`Snapshot`] the service is activated with.
+//! active can no longer commit): the last catch-up applies the tail of the log, and the index
+//! is handed over ready to serve: a take-over costs the tail, not a rebuild.
 
-use std::collections::BTreeMap;
-
-use brasa_subscriber::store::{decode_route, decode_subscriber, decode_vpn};
-use brasa_subscriber::{LearnedRoute, Snapshot, StoreError, Subscriber, Vpn};
+use brasa_subscriber::store::{decode_route, decode_route_key, decode_subscriber, decode_vpn};
+use brasa_subscriber::{IndexConfig, IndexError, StoreError, StoredRecords, SubscriberIndex};
 use postgres::types::FromSql;
 use postgres::Transaction;
 
 use crate::json::Json;
-use crate::{copy_out, pg_err, PgStore, TableSql};
+use crate::{pg_err, read_snapshot, PgStore};
 
 /// Entries of the change log kept by default: a standby further behind reloads in full. At a
 /// group commit every few milliseconds, minutes of changes.
@@ -67,15 +67,11 @@ const TAIL_ROUTES: &str = "
     FROM unnest(ARRAY(SELECT DISTINCT unnest(routes) FROM sm_changes WHERE seq > $1)) AS c(key)
     LEFT JOIN sm_leg_routes t ON t.key = c.key";
 
-/// The records of the database as of one entry of the change log, keyed as stored. Ordered
-/// maps, so that a snapshot comes out in key order, close to the order of a full read (an
-/// index rebuilt from hash order was the slowest in `sm_takeover`, see docs/performance.md).
-#[derive(Debug, Clone, Default)]
+/// The records of the database as of one entry of the change log, as the index a node serves
+/// from (at 1 M subscribers about the memory of the active's index; no copy of the records).
 pub struct Replica {
     position: u64,
-    vpns: BTreeMap<String, Vpn>,
-    subscribers: BTreeMap<String, Subscriber>,
-    routes: BTreeMap<Vec<u8>, LearnedRoute>,
+    index: SubscriberIndex,
 }
 
 impl Replica {
@@ -86,27 +82,26 @@ impl Replica {
 
     /// Subscribers held.
     pub fn subscribers(&self) -> usize {
-        self.subscribers.len()
+        self.index.len()
     }
 
-    /// Records held (VPNs, subscribers, BGP LEG routes).
-    pub fn len(&self) -> usize {
-        self.vpns.len() + self.subscribers.len() + self.routes.len()
+    /// The index.
+    pub fn index(&self) -> &SubscriberIndex {
+        &self.index
     }
+}
 
-    /// Whether the replica holds no record.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The records, as a store's `load` returns them (in no particular order).
-    pub fn into_snapshot(self) -> Snapshot {
-        Snapshot {
-            vpns: self.vpns.into_values().collect(),
-            subscribers: self.subscribers.into_values().collect(),
-            routes: self.routes.into_values().collect(),
-        }
-    }
+/// Why a follower could not catch up. It keeps its position (the next catch-up reads the same
+/// entries again) unless the records did not apply, after which it reads everything again.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// The database could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored records do not fit this node's index configuration (a domain it lacks, a
+    /// record an index refuses): the node could not serve them either.
+    #[error("the stored records do not fit the subscriber manager's configuration: {0}")]
+    Restore(#[from] IndexError),
 }
 
 /// What a [`Follower::catch_up`] did.
@@ -144,6 +139,8 @@ pub enum Reload {
         /// The head.
         head: u64,
     },
+    /// The records of its last catch-up did not apply to its index ([`FollowError::Restore`]).
+    Refused,
 }
 
 impl std::fmt::Display for Reload {
@@ -158,6 +155,7 @@ impl std::fmt::Display for Reload {
                 f,
                 "the change log's head {head} is behind the replica's position {position}"
             ),
+            Reload::Refused => f.write_str("the records last read did not apply to the index"),
         }
     }
 }
@@ -173,11 +171,10 @@ pub struct FollowerCounters {
     pub applied_records: u64,
 }
 
-/// The records a node that just took the lease serves from.
-#[derive(Debug)]
+/// The index a node that just took the lease serves from.
 pub struct Promotion {
     /// Every record, as of `position`.
-    pub snapshot: Snapshot,
+    pub index: SubscriberIndex,
     /// The change-log entry it reflects.
     pub position: u64,
     /// `None`: the warm replica was brought up to date with this many entries; `Some`: the
@@ -191,29 +188,31 @@ pub struct Promotion {
 /// it on a thread of its own).
 pub struct Follower {
     url: String,
+    config: IndexConfig,
     store: Option<PgStore>,
-    /// Meaningful only while `loaded`.
-    replica: Replica,
-    loaded: bool,
+    replica: Option<Replica>,
+    /// Why the next catch-up reads everything, while there is no replica.
+    reload: Reload,
     counters: FollowerCounters,
 }
 
 impl Follower {
-    /// A follower of the database at `url`; it connects (and migrates the schema) at its first
-    /// catch-up, and again after a failure.
-    pub fn new(url: &str) -> Follower {
+    /// A follower of the database at `url` whose index has `config` (the SM's); it connects
+    /// (and migrates the schema) at its first catch-up, and again after a failure.
+    pub fn new(url: &str, config: IndexConfig) -> Follower {
         Follower {
             url: url.to_owned(),
+            config,
             store: None,
-            replica: Replica::default(),
-            loaded: false,
+            replica: None,
+            reload: Reload::Initial,
             counters: FollowerCounters::default(),
         }
     }
 
     /// The replica, once loaded.
     pub fn replica(&self) -> Option<&Replica> {
-        self.loaded.then_some(&self.replica)
+        self.replica.as_ref()
     }
 
     /// What it did so far.
@@ -222,47 +221,20 @@ impl Follower {
     }
 
     /// Brings the replica up to the head of the log (reading it in full the first time, or
-    /// when the log no longer holds what it needs). A failure drops the connection (the next
-    /// call reconnects) and keeps the position, so the next call reads the same entries again
-    /// (applying an entry twice changes nothing: it reads current rows).
-    pub fn catch_up(&mut self) -> Result<CatchUp, StoreError> {
-        let store = match &mut self.store {
-            Some(store) => store,
-            empty => empty.insert(PgStore::connect(&self.url)?),
-        };
-        let tail = if self.loaded {
-            apply_tail(store, &mut self.replica)
-        } else {
-            Ok(Err(Reload::Initial))
-        };
-        let outcome = match tail {
-            Ok(Ok(applied)) => Ok(applied),
-            Ok(Err(why)) => load(store).map(|replica| {
-                self.replica = replica;
-                self.loaded = true;
-                CatchUp::Reloaded(why)
-            }),
-            Err(e) => Err(e),
-        };
-        match &outcome {
-            Ok(CatchUp::Applied { batches, records }) => {
-                self.counters.applied_batches += batches;
-                self.counters.applied_records += *records as u64;
-            }
-            Ok(CatchUp::Reloaded(_)) => self.counters.full_loads += 1,
-            Ok(CatchUp::Unchanged) => {}
-            Err(_) => self.store = None,
-        }
-        outcome
+    /// when the log no longer holds what it needs). A failure to read drops the connection
+    /// (the next call reconnects) and keeps the position, so the next call reads the same
+    /// entries again (applying an entry twice changes nothing: it reads current rows).
+    pub fn catch_up(&mut self) -> Result<CatchUp, FollowError> {
+        let (outcome, replica) = self.caught_up()?;
+        self.replica = Some(replica);
+        Ok(outcome)
     }
 
-    /// Catches up one last time and hands the replica over (the follower then holds none; its
+    /// Catches up one last time and hands the index over (the follower then holds none; its
     /// next catch-up reloads in full). Call it once this node holds the lease, so that no
     /// other node can commit after the tail was read.
-    pub fn promote(&mut self) -> Result<Promotion, StoreError> {
-        let outcome = self.catch_up()?;
-        let replica = std::mem::take(&mut self.replica);
-        self.loaded = false;
+    pub fn promote(&mut self) -> Result<Promotion, FollowError> {
+        let (outcome, replica) = self.caught_up()?;
         let (reload, tail_batches) = match outcome {
             CatchUp::Unchanged => (None, 0),
             CatchUp::Applied { batches, .. } => (None, batches),
@@ -270,120 +242,162 @@ impl Follower {
         };
         Ok(Promotion {
             position: replica.position,
-            snapshot: replica.into_snapshot(),
+            index: replica.index,
             reload,
             tail_batches,
         })
     }
+
+    /// Catches up and takes the replica out.
+    fn caught_up(&mut self) -> Result<(CatchUp, Replica), FollowError> {
+        let store = match &mut self.store {
+            Some(store) => store,
+            empty => empty.insert(PgStore::connect(&self.url)?),
+        };
+        let read = match self.replica.take() {
+            None => Ok(Err(self.reload)),
+            Some(replica) => match read_tail(store, replica.position) {
+                Ok(Tail::Unchanged) => return Ok((CatchUp::Unchanged, replica)),
+                Ok(Tail::Records {
+                    head,
+                    batches,
+                    records,
+                }) => Ok(Ok((replica, head, batches, records))),
+                // The old index goes before the new one is read: one in memory at a time.
+                Ok(Tail::Gone(why)) => Ok(Err(why)),
+                Err(e) => {
+                    self.replica = Some(replica);
+                    Err(e)
+                }
+            },
+        };
+        let outcome = match read {
+            Ok(Ok((replica, head, batches, records))) => {
+                let count = records.len();
+                match replica.index.apply_stored(records) {
+                    Ok(index) => {
+                        self.counters.applied_batches += batches;
+                        self.counters.applied_records += count as u64;
+                        return Ok((
+                            CatchUp::Applied {
+                                batches,
+                                records: count,
+                            },
+                            Replica {
+                                position: head,
+                                index,
+                            },
+                        ));
+                    }
+                    Err(e) => {
+                        self.reload = Reload::Refused;
+                        return Err(e.into());
+                    }
+                }
+            }
+            Ok(Err(why)) => load(store, &self.config).map(|replica| (why, replica)),
+            Err(e) => Err(FollowError::Store(e)),
+        };
+        match outcome {
+            Ok((why, replica)) => {
+                self.counters.full_loads += 1;
+                self.reload = Reload::Initial;
+                Ok((CatchUp::Reloaded(why), replica))
+            }
+            Err(e) => {
+                if matches!(e, FollowError::Store(_)) {
+                    self.store = None;
+                }
+                Err(e)
+            }
+        }
+    }
 }
 
-/// Applies the entries after the replica's position, or says why it must be read in full.
-fn apply_tail(
-    store: &mut PgStore,
-    replica: &mut Replica,
-) -> Result<Result<CatchUp, Reload>, StoreError> {
-    let position = replica.position;
+/// What the entries after a position hold.
+enum Tail {
+    /// The head is the position.
+    Unchanged,
+    /// The records the entries up to `head` name, as of `head`.
+    Records {
+        head: u64,
+        batches: u64,
+        records: StoredRecords,
+    },
+    /// The log cannot bring the position to the head.
+    Gone(Reload),
+}
+
+/// Reads the records the entries after `position` name, as of the head, in one snapshot.
+fn read_tail(store: &mut PgStore, position: u64) -> Result<Tail, StoreError> {
     let head = head(&mut store.client)?;
     if head == position {
-        return Ok(Ok(CatchUp::Unchanged));
+        return Ok(Tail::Unchanged);
     }
     let mut txn = snapshot_txn(&mut store.client)?;
     // The head again, in the snapshot the rows are read in (it may have moved since).
     let head = seq(txn.query_one(HEAD, &[]).map_err(pg_err)?.try_get(0))?;
     if head < position {
-        return Ok(Err(Reload::HeadBehind { position, head }));
+        return Ok(Tail::Gone(Reload::HeadBehind { position, head }));
     }
     let p = i64::try_from(position).unwrap_or(i64::MAX);
     let range = txn.query_one(TAIL_RANGE, &[&p]).map_err(pg_err)?;
     let (count, oldest) = (seq(range.try_get(0))?, seq(range.try_get(1))?);
     if count != head - position || (count > 0 && oldest != position + 1) {
-        return Ok(Err(Reload::Truncated { position, oldest }));
+        return Ok(Tail::Gone(Reload::Truncated { position, oldest }));
     }
-    let records = apply_rows(&mut txn, TAIL_VPNS, p, &mut replica.vpns, |k, d| {
-        decode_vpn(k, d)
-    })? + apply_rows(
-        &mut txn,
-        TAIL_SUBSCRIBERS,
-        p,
-        &mut replica.subscribers,
-        |k, d| decode_subscriber(k, d),
-    )? + apply_rows(&mut txn, TAIL_ROUTES, p, &mut replica.routes, |_, d| {
-        decode_route(d)
-    })?;
+    let routes = read_rows(&mut txn, TAIL_ROUTES, p, |_: &Vec<u8>, d| decode_route(d))?;
+    let records = StoredRecords {
+        vpns: read_rows(&mut txn, TAIL_VPNS, p, |k: &String, d| decode_vpn(k, d))?,
+        subscribers: read_rows(&mut txn, TAIL_SUBSCRIBERS, p, |k: &String, d| {
+            decode_subscriber(k, d)
+        })?,
+        routes: routes
+            .into_iter()
+            .map(|(key, route)| Ok((decode_route_key(&key)?, route)))
+            .collect::<Result<_, StoreError>>()?,
+    };
     txn.commit().map_err(pg_err)?;
-    replica.position = head;
-    Ok(Ok(CatchUp::Applied {
+    Ok(Tail::Records {
+        head,
         batches: head - position,
         records,
-    }))
+    })
 }
 
-/// Reads every record and the head of the log in one snapshot.
-fn load(store: &mut PgStore) -> Result<Replica, StoreError> {
+/// Reads every record and the head of the log in one snapshot, and indexes them.
+fn load(store: &mut PgStore, config: &IndexConfig) -> Result<Replica, FollowError> {
     let mut txn = snapshot_txn(&mut store.client)?;
-    let mut replica = Replica {
-        position: seq(txn.query_one(HEAD, &[]).map_err(pg_err)?.try_get(0))?,
-        ..Replica::default()
-    };
-    copy_into(&mut txn, &store.vpns, &mut replica.vpns, |k, d| {
-        decode_vpn(k, d)
-    })?;
-    copy_into(
-        &mut txn,
-        &store.subscribers,
-        &mut replica.subscribers,
-        |k, d| decode_subscriber(k, d),
-    )?;
-    copy_into(&mut txn, &store.routes, &mut replica.routes, |_, d| {
-        decode_route(d)
-    })?;
+    let position = seq(txn.query_one(HEAD, &[]).map_err(pg_err)?.try_get(0))?;
+    let snapshot = read_snapshot(&mut txn, &store.vpns, &store.subscribers, &store.routes)?;
     txn.commit().map_err(pg_err)?;
-    Ok(replica)
+    Ok(Replica {
+        position,
+        index: snapshot.into_index(config.clone())?,
+    })
 }
 
-/// Puts each row of `sql` (key, current record or NULL for a deleted one) into `map`; returns
-/// the number of rows.
-fn apply_rows<K, V>(
+/// The rows of `sql`: each key with its current record, `None` for a deleted one.
+fn read_rows<K, V>(
     txn: &mut Transaction<'_>,
     sql: &str,
     position: i64,
-    map: &mut BTreeMap<K, V>,
     decode: impl Fn(&K, &[u8]) -> Result<V, StoreError>,
-) -> Result<usize, StoreError>
+) -> Result<Vec<(K, Option<V>)>, StoreError>
 where
-    K: Ord + for<'a> FromSql<'a>,
+    K: for<'a> FromSql<'a>,
 {
     let rows = txn.query(sql, &[&position]).map_err(pg_err)?;
+    let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let key: K = row.try_get(0).map_err(pg_err)?;
-        match row.try_get::<_, Option<Json<'_>>>(1).map_err(pg_err)? {
-            Some(Json(data)) => {
-                let value = decode(&key, data)?;
-                map.insert(key, value);
-            }
-            None => drop(map.remove(&key)),
-        }
+        let value = match row.try_get::<_, Option<Json<'_>>>(1).map_err(pg_err)? {
+            Some(Json(data)) => Some(decode(&key, data)?),
+            None => None,
+        };
+        out.push((key, value));
     }
-    Ok(rows.len())
-}
-
-/// Reads every row of `sql`'s table into `map`.
-fn copy_into<K, V>(
-    txn: &mut Transaction<'_>,
-    sql: &TableSql,
-    map: &mut BTreeMap<K, V>,
-    decode: impl Fn(&K, &[u8]) -> Result<V, StoreError>,
-) -> Result<(), StoreError>
-where
-    K: Ord + for<'a> FromSql<'a>,
-{
-    copy_out(txn, sql, |row| {
-        let key: K = row.try_get(0).map_err(pg_err)?;
-        let Json(data) = row.try_get(1).map_err(pg_err)?;
-        let value = decode(&key, data)?;
-        map.insert(key, value);
-        Ok(())
-    })
+    Ok(out)
 }
 
 /// The newest entry of the change log (0: none yet).

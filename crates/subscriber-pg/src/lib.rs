@@ -337,9 +337,37 @@ fn copy_out(
     Ok(())
 }
 
+/// Reads every record of the three tables within `txn` (VPNs first, so that an index built in
+/// this order finds each subscriber's VPNs).
+fn read_snapshot(
+    txn: &mut Transaction<'_>,
+    vpns: &TableSql,
+    subscribers: &TableSql,
+    routes: &TableSql,
+) -> Result<Snapshot, StoreError> {
+    let mut snapshot = Snapshot::default();
+    copy_out(txn, vpns, |row| {
+        let name: &str = row.try_get(0).map_err(pg_err)?;
+        let Json(data) = row.try_get(1).map_err(pg_err)?;
+        snapshot.vpns.push(decode_vpn(name, data)?);
+        Ok(())
+    })?;
+    copy_out(txn, subscribers, |row| {
+        let name: &str = row.try_get(0).map_err(pg_err)?;
+        let Json(data) = row.try_get(1).map_err(pg_err)?;
+        snapshot.subscribers.push(decode_subscriber(name, data)?);
+        Ok(())
+    })?;
+    copy_out(txn, routes, |row| {
+        let Json(data) = row.try_get(1).map_err(pg_err)?;
+        snapshot.routes.push(decode_route(data)?);
+        Ok(())
+    })?;
+    Ok(snapshot)
+}
+
 impl SubscriberStore for PgStore {
     fn load(&mut self) -> Result<Snapshot, StoreError> {
-        let mut snapshot = Snapshot::default();
         // One snapshot of the three tables: a standby that loads while the active commits
         // must not see a subscriber without its VPN.
         let mut txn = self
@@ -349,23 +377,7 @@ impl SubscriberStore for PgStore {
             .read_only(true)
             .start()
             .map_err(pg_err)?;
-        copy_out(&mut txn, &self.vpns, |row| {
-            let name: &str = row.try_get(0).map_err(pg_err)?;
-            let Json(data) = row.try_get(1).map_err(pg_err)?;
-            snapshot.vpns.push(decode_vpn(name, data)?);
-            Ok(())
-        })?;
-        copy_out(&mut txn, &self.subscribers, |row| {
-            let name: &str = row.try_get(0).map_err(pg_err)?;
-            let Json(data) = row.try_get(1).map_err(pg_err)?;
-            snapshot.subscribers.push(decode_subscriber(name, data)?);
-            Ok(())
-        })?;
-        copy_out(&mut txn, &self.routes, |row| {
-            let Json(data) = row.try_get(1).map_err(pg_err)?;
-            snapshot.routes.push(decode_route(data)?);
-            Ok(())
-        })?;
+        let snapshot = read_snapshot(&mut txn, &self.vpns, &self.subscribers, &self.routes)?;
         txn.commit().map_err(pg_err)?;
         Ok(snapshot)
     }

@@ -1,12 +1,13 @@
-//! The change log on a real PostgreSQL: a follower's replica tracks every commit (logins,
-//! logouts, removals, VPNs, a COPY-sized batch) without reading the tables in full, a pruned
-//! log makes it reload in full and still end identical, and a refused (fenced) commit leaves
-//! no entry.
+//! The change log on a real PostgreSQL: a follower's index tracks every commit (logins,
+//! mappings moving between subscribers, logouts, removals, VPNs, a COPY-sized batch) without
+//! reading the tables in full and equals an index built from a full read, a pruned log makes
+//! it reload in full and still end identical, and a refused (fenced) commit leaves no entry.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use brasa_subscriber::{
-    ChangeSet, IndexConfig, Login, NameCase, Snapshot, StoreError, SubscriberIndex,
+    ChangeSet, IndexConfig, Login, NameCase, Prefix, StoreError, Subscriber, SubscriberIndex,
     SubscriberStore, Vpn, VpnKind,
 };
 use brasa_subscriber_pg::change_log::{self, CatchUp, Follower, Reload};
@@ -14,12 +15,15 @@ use brasa_subscriber_pg::lease::{Fence, LeaseAnswer, PgLease};
 use brasa_subscriber_pg::{PgStore, COPY_ROWS};
 use brasa_testkit::postgres::PgInstance;
 
-fn index() -> SubscriberIndex {
-    SubscriberIndex::new(IndexConfig {
+fn config() -> IndexConfig {
+    IndexConfig {
         domains: vec!["subscribers".into()],
         name_case: NameCase::Sensitive,
-    })
-    .unwrap()
+    }
+}
+
+fn index() -> SubscriberIndex {
+    SubscriberIndex::new(config()).unwrap()
 }
 
 fn login(idx: &mut SubscriberIndex, n: u32) -> ChangeSet {
@@ -33,16 +37,33 @@ fn login(idx: &mut SubscriberIndex, n: u32) -> ChangeSet {
     .unwrap()
 }
 
-/// A snapshot in a canonical order, to compare two of them.
-fn sorted(mut s: Snapshot) -> Snapshot {
-    s.vpns.sort_by(|a, b| a.name.cmp(&b.name));
-    s.subscribers.sort_by(|a, b| a.name.cmp(&b.name));
-    s.routes.sort_by_key(|r| format!("{:?}", r.key));
-    s
+/// What an index answers, in a canonical order: every subscriber and VPN, and the owner of
+/// every mapping's address.
+fn contents(index: &SubscriberIndex) -> (Vec<Subscriber>, Vec<Vpn>, Vec<Option<String>>) {
+    let mut subscribers: Vec<Subscriber> = index.iter().collect();
+    subscribers.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut vpns: Vec<Vpn> = index.vpns().cloned().collect();
+    vpns.sort_by(|a, b| a.name.cmp(&b.name));
+    let owners = subscribers
+        .iter()
+        .flat_map(|s| &s.mappings)
+        .map(|m| {
+            let addr = match m.ip.prefixes()[0] {
+                Prefix::V4(a, _) => IpAddr::V4(a),
+                Prefix::V6(a, _) => IpAddr::V6(a),
+            };
+            let owner = index.lookup(addr, m.vpn.as_deref()).unwrap();
+            owner.map(str::to_owned)
+        })
+        .collect();
+    (subscribers, vpns, owners)
 }
 
-fn replica_of(follower: &Follower) -> Snapshot {
-    sorted(follower.replica().expect("loaded").clone().into_snapshot())
+/// The follower's index against one built from a full read of the database.
+fn assert_follows(follower: &Follower, writer: &mut PgStore) {
+    let cold = writer.load().unwrap().into_index(config()).unwrap();
+    let warm = follower.replica().expect("loaded").index();
+    assert_eq!(contents(warm), contents(&cold));
 }
 
 fn head(store: &mut PgStore) -> u64 {
@@ -66,13 +87,13 @@ fn a_follower_applies_logins_logouts_and_removals_without_reading_the_tables_aga
     let first: Vec<ChangeSet> = (0..100).map(|n| login(&mut idx, n)).collect();
     writer.apply_batch(&first).unwrap();
 
-    let mut follower = Follower::new(&url);
+    let mut follower = Follower::new(&url, config());
     assert_eq!(
         follower.catch_up().unwrap(),
         CatchUp::Reloaded(Reload::Initial)
     );
     assert_eq!(follower.replica().unwrap().position(), head(&mut writer));
-    assert_eq!(replica_of(&follower), sorted(writer.load().unwrap()));
+    assert_follows(&follower, &mut writer);
     assert_eq!(follower.catch_up().unwrap(), CatchUp::Unchanged);
 
     // Every kind of change, one commit each, and one batch large enough for COPY.
@@ -80,7 +101,18 @@ fn a_follower_applies_logins_logouts_and_removals_without_reading_the_tables_aga
     writer.apply(&login(&mut idx, 100)).unwrap();
     writer.apply(&idx.logout("sub3", None).unwrap()).unwrap();
     writer.apply(&idx.remove("sub4").unwrap()).unwrap();
-    writer.apply(&login(&mut idx, 5)).unwrap(); // replaces sub5's record
+    // sub5 takes sub6's address (and a VLAN mapping): sub6 loses it, in the same commit.
+    let moved = idx
+        .login(Login {
+            name: "sub5".into(),
+            mappings: vec![
+                "10.0.0.6".parse().unwrap(),
+                "10.9.0.5@vpn1".parse().unwrap(),
+            ],
+            ..Login::default()
+        })
+        .unwrap();
+    assert_eq!(moved.subscribers.len(), 2, "{moved:?}");
     let big: Vec<ChangeSet> = (1000..1000 + COPY_ROWS as u32 + 10)
         .map(|n| login(&mut idx, n))
         .collect();
@@ -94,6 +126,7 @@ fn a_follower_applies_logins_logouts_and_removals_without_reading_the_tables_aga
         .unwrap();
     writer.apply(&other).unwrap();
     writer.apply(&idx.remove_vpn("vpn2").unwrap()).unwrap();
+    writer.apply(&moved).unwrap();
     let after = head(&mut writer);
     assert_eq!(after - before, 7, "one log entry per commit");
 
@@ -102,10 +135,17 @@ fn a_follower_applies_logins_logouts_and_removals_without_reading_the_tables_aga
         panic!("{outcome:?}");
     };
     assert_eq!(batches, 7);
-    // sub100, sub3, sub4, sub5, the big batch, vpn2 (twice, read once).
-    assert_eq!(records, 4 + COPY_ROWS + 10 + 1);
+    // sub100, sub3, sub4, sub5, sub6, the big batch, vpn2 (twice, read once).
+    assert_eq!(records, 5 + COPY_ROWS + 10 + 1);
     assert_eq!(follower.replica().unwrap().position(), after);
-    assert_eq!(replica_of(&follower), sorted(writer.load().unwrap()));
+    assert_follows(&follower, &mut writer);
+    let warm = follower.replica().unwrap().index();
+    assert!(warm.get("sub4").is_none());
+    assert_eq!(
+        warm.lookup("10.0.0.6".parse().unwrap(), None).unwrap(),
+        Some("sub5")
+    );
+    assert!(warm.get("sub6").unwrap().mappings.is_empty());
     assert_eq!(follower.counters().full_loads, 1, "no second full read");
     assert_eq!(follower.counters().applied_batches, 7);
 
@@ -115,7 +155,9 @@ fn a_follower_applies_logins_logouts_and_removals_without_reading_the_tables_aga
     assert_eq!(promotion.reload, None);
     assert_eq!(promotion.tail_batches, 1);
     assert_eq!(promotion.position, head(&mut writer));
-    assert_eq!(sorted(promotion.snapshot), sorted(writer.load().unwrap()));
+    let cold = writer.load().unwrap().into_index(config()).unwrap();
+    assert_eq!(contents(&promotion.index), contents(&cold));
+    assert!(promotion.index.get("sub101").is_some());
     assert!(follower.replica().is_none());
     assert_eq!(follower.counters().full_loads, 1);
     // Back to following (a step-down): the replica is read again.
@@ -132,7 +174,7 @@ fn a_pruned_log_makes_the_follower_reload_in_full_and_end_identical() {
     let mut writer = PgStore::connect(&url).unwrap().with_change_log_retention(5);
     let mut idx = index();
     writer.apply(&login(&mut idx, 0)).unwrap();
-    let mut follower = Follower::new(&url);
+    let mut follower = Follower::new(&url, config());
     follower.catch_up().unwrap();
     let position = follower.replica().unwrap().position();
 
@@ -155,7 +197,7 @@ fn a_pruned_log_makes_the_follower_reload_in_full_and_end_identical() {
         "{outcome:?}"
     );
     assert_eq!(follower.counters().full_loads, 2);
-    assert_eq!(replica_of(&follower), sorted(writer.load().unwrap()));
+    assert_follows(&follower, &mut writer);
     assert_eq!(follower.replica().unwrap().position(), head(&mut writer));
 
     // An operator empties the log: the same.
@@ -166,7 +208,7 @@ fn a_pruned_log_makes_the_follower_reload_in_full_and_end_identical() {
         matches!(outcome, CatchUp::Reloaded(Reload::Truncated { .. })),
         "{outcome:?}"
     );
-    assert_eq!(replica_of(&follower), sorted(writer.load().unwrap()));
+    assert_follows(&follower, &mut writer);
 }
 
 #[test]

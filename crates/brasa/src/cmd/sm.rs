@@ -1214,7 +1214,7 @@ fn render_ha_status(s: &HaStatus) -> String {
     if let Some(a) = &s.activation {
         out.push_str(&format!(
             "last activation: token {} from the {} records at entry {} (tail {} entries, \
-             {} subscribers; read {} ms, index {} ms); {} warm, {} full\n",
+             {} subscribers; index in hand after {} ms, serving {} ms later); {} warm, {} full\n",
             a.token,
             if a.from == "warm" {
                 "warm"
@@ -1225,7 +1225,7 @@ fn render_ha_status(s: &HaStatus) -> String {
             a.tail_batches,
             a.subscribers,
             a.read_ms,
-            a.rebuild_ms,
+            a.serve_ms,
             s.activations.warm,
             s.activations.full
         ));

@@ -2,21 +2,21 @@
 //! [`brasa_sm::lease::Leadership`] with a [`PgLease`] and turns its transitions into the
 //! service's role.
 //!
-//! * **Staying warm.** A standby's follower thread keeps a replica of the records from the
-//!   database's change log ([`Follower`]: it polls the log's head every [`FOLLOW_INTERVAL`]
-//!   and reads only the records the new entries name; a pruned log makes it read everything
-//!   again).
+//! * **Staying warm.** A standby's follower thread keeps a ready index of the records from the
+//!   database's change log ([`Follower`]: it polls the log's head every [`FOLLOW_INTERVAL`],
+//!   reads only the records the new entries name and applies them to the index; a pruned log
+//!   makes it read everything again).
 //! * **Taking over.** When the lease is won, the fence gets the new token first (so the store
-//!   may commit), then the follower reads the tail of the log and hands its replica over, and
-//!   the index is rebuilt from it ([`SmService::activate`]); until that is done the node still
+//!   may commit), then the follower applies the tail of the log and hands its index over, and
+//!   the service serves from it ([`SmService::activate`]); until that is done the node still
 //!   refuses traffic. The tail is read after the take-over, when the old active can no longer
-//!   commit, so the replica holds every acknowledged change. A node without a replica (its
-//!   follower never reached the database) reads the records in full instead.
+//!   commit, so the index holds every acknowledged change. A node without a replica (its
+//!   follower never reached the database) reads and indexes the records in full instead.
 //! * **Stepping down** (the lease lost or run out, or a commit fenced): the fence is cleared
 //!   and the service returns to standby at once ([`SmService::deactivate`]); EP sessions and
 //!   LEG calls are refused with the name and gRPC address of the active node when known. The
-//!   follower reads the records again (the replica became the index, which may hold changes
-//!   that were never committed) and follows the log.
+//!   follower reads the records again (its index became the service's, which may hold
+//!   changes that were never committed) and follows the log.
 //! * **Store failure** while active: the node gives the lease up (stops renewing), so that a
 //!   standby takes over, and serves nothing until restarted.
 //! * The lease connection is blocking (the `postgres` crate): it lives on its own thread, so a
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use brasa_sm::lease::{Leadership, LeaseConfig, LeaseReply, LeaseRequest, Transition};
 use brasa_sm_net::SmService;
 use brasa_subscriber::StoreError;
-use brasa_subscriber_pg::change_log::{CatchUp, Follower, Promotion};
+use brasa_subscriber_pg::change_log::{CatchUp, FollowError, Follower, Promotion};
 use brasa_subscriber_pg::lease::{Fence, LeaseAnswer, LeaseRow, NodeRow, PgLease};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -42,7 +42,7 @@ use super::sm_config::HaResolved;
 pub struct HaStatus {
     /// This node's name.
     pub node: String,
-    /// `active`, `activating` (lease won, index being rebuilt) or `standby`.
+    /// `active`, `activating` (lease won, tail of the change log being applied) or `standby`.
     pub role: String,
     /// The token this node commits with, while active.
     pub token: Option<u64>,
@@ -53,7 +53,7 @@ pub struct HaStatus {
     /// The newest entry of the database's change log, as last read.
     #[serde(default)]
     pub change_log_head: u64,
-    /// The warm copy of the records this node keeps while it is a standby.
+    /// The ready index of the records this node keeps while it is a standby.
     #[serde(default)]
     pub replica: Option<ReplicaView>,
     /// What this node's follower did since it started.
@@ -67,7 +67,7 @@ pub struct HaStatus {
     pub activations: ActivationCounts,
 }
 
-/// A standby's replica of the records.
+/// A standby's index of the records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReplicaView {
     /// The last change-log entry it reflects.
@@ -106,10 +106,12 @@ pub struct ActivationView {
     pub tail_batches: u64,
     /// Subscribers it served from.
     pub subscribers: usize,
-    /// From the take-over to the records in hand, in milliseconds.
+    /// From the take-over to the index in hand (the tail applied, or every record read and
+    /// indexed), in milliseconds.
     pub read_ms: u64,
-    /// The index rebuild, in milliseconds.
-    pub rebuild_ms: u64,
+    /// From the index in hand to serving (the SM core put over it), in milliseconds.
+    #[serde(alias = "rebuild_ms")]
+    pub serve_ms: u64,
 }
 
 /// Activations by how the node got its records.
@@ -205,9 +207,10 @@ pub fn start(
         .spawn(move || thread.run(rx))?;
     let (follow, follow_rx) = std::sync::mpsc::channel();
     let follower = FollowerThread {
-        follower: Follower::new(&url),
+        follower: Follower::new(&url, service.index_config().clone()),
         status: status.clone(),
         failing: false,
+        wait: FOLLOW_INTERVAL,
     };
     std::thread::Builder::new()
         .name("sm-follower".into())
@@ -237,7 +240,7 @@ struct Task {
 struct Loading {
     token: u64,
     since: Instant,
-    promotion: oneshot::Receiver<Result<Promotion, StoreError>>,
+    promotion: oneshot::Receiver<Result<Promotion, FollowError>>,
 }
 
 impl Task {
@@ -340,7 +343,7 @@ impl Task {
     fn finish_activation(
         &mut self,
         loading: Loading,
-        promoted: Result<Result<Promotion, StoreError>, oneshot::error::RecvError>,
+        promoted: Result<Result<Promotion, FollowError>, oneshot::error::RecvError>,
         active: &mut bool,
     ) {
         let token = loading.token;
@@ -371,22 +374,22 @@ impl Task {
             .into(),
             position: promotion.position,
             tail_batches: promotion.tail_batches,
-            subscribers: promotion.snapshot.subscribers.len(),
+            subscribers: promotion.index.len(),
             read_ms,
-            rebuild_ms: 0,
+            serve_ms: 0,
         };
         let started = Instant::now();
-        match self.service.activate(promotion.snapshot) {
+        match self.service.activate(promotion.index) {
             Ok(()) => {
                 *active = true;
-                view.rebuild_ms = millis(started.elapsed());
+                view.serve_ms = millis(started.elapsed());
                 tracing::info!(
                     token,
                     from = view.from,
                     position = view.position,
                     tail_batches = view.tail_batches,
                     read_ms = view.read_ms,
-                    rebuild_ms = view.rebuild_ms,
+                    serve_ms = view.serve_ms,
                     "subscriber manager active"
                 );
                 let mut status = lock(&self.status);
@@ -421,9 +424,14 @@ impl Task {
 /// row when nothing changed).
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The longest wait between catch-ups that keep failing: each failure doubles the wait from
+/// [`FOLLOW_INTERVAL`], so that records which do not fit the configuration (each attempt then
+/// reads everything) or an unreachable database are not retried ten times a second.
+const FOLLOW_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
 enum FollowJob {
     /// Catch up one last time and hand the replica over (the node holds the lease).
-    Promote(oneshot::Sender<Result<Promotion, StoreError>>),
+    Promote(oneshot::Sender<Result<Promotion, FollowError>>),
     /// Follow the change log again (the node stepped down).
     Follow,
 }
@@ -435,6 +443,8 @@ struct FollowerThread {
     status: Arc<Mutex<HaStatus>>,
     /// The last catch-up failed (logged once until one succeeds).
     failing: bool,
+    /// The wait before the next catch-up.
+    wait: Duration,
 }
 
 impl FollowerThread {
@@ -443,7 +453,7 @@ impl FollowerThread {
         let mut following = true;
         loop {
             let job = if following {
-                jobs.recv_timeout(FOLLOW_INTERVAL)
+                jobs.recv_timeout(self.wait)
             } else {
                 jobs.recv().map_err(|_| RecvTimeoutError::Disconnected)
             };
@@ -476,12 +486,14 @@ impl FollowerThread {
                     lock(&self.status).follower.last_full_load = Some(why.to_string());
                 }
                 self.failing = false;
+                self.wait = FOLLOW_INTERVAL;
             }
             Err(e) => {
                 if !self.failing {
                     tracing::warn!(error = %e, "the standby cannot follow the change log");
                 }
                 self.failing = true;
+                self.wait = (self.wait * 2).min(FOLLOW_BACKOFF_MAX);
             }
         }
         self.publish();

@@ -185,10 +185,23 @@ struct Touched {
     subs: Vec<(Box<str>, Option<u16>)>,
     seen: Set<Box<str>>,
     vpns: Vec<Box<str>>,
+    /// Notes nothing: the operation's change set is not wanted.
+    discard: bool,
 }
 
 impl Touched {
+    /// Collects nothing (an index that follows another needs no change sets).
+    fn discarding() -> Self {
+        Touched {
+            discard: true,
+            ..Touched::default()
+        }
+    }
+
     fn note(&mut self, name: &str, old_domain: Option<u16>) {
+        if self.discard {
+            return;
+        }
         if !self.seen.contains(name) {
             self.seen.insert(name.into());
             self.subs.push((name.into(), old_domain));
@@ -196,7 +209,7 @@ impl Touched {
     }
 
     fn note_vpn(&mut self, name: &str) {
-        if !self.vpns.iter().any(|v| &**v == name) {
+        if !self.discard && !self.vpns.iter().any(|v| &**v == name) {
             self.vpns.push(name.into());
         }
     }
@@ -242,7 +255,7 @@ impl SubscriberIndex {
         }
         index.reserve(subscribers.len());
         for sub in subscribers {
-            index.upsert(sub)?;
+            index.put(sub)?;
         }
         Ok(index)
     }
@@ -488,6 +501,18 @@ impl SubscriberIndex {
     /// Creates or replaces a subscriber record as given (CLU and import semantics): exact
     /// mappings held by another subscriber are an error, not a move.
     pub fn upsert(&mut self, sub: Subscriber) -> Result<ChangeSet, IndexError> {
+        let mut touched = Touched::default();
+        self.upsert_noting(sub, &mut touched)?;
+        Ok(self.finish(touched))
+    }
+
+    /// As [`Self::upsert`], without the change set: for an index that follows another (a
+    /// restore, a standby, an enforcement point's replica), where nobody would read it.
+    pub fn put(&mut self, sub: Subscriber) -> Result<(), IndexError> {
+        self.upsert_noting(sub, &mut Touched::discarding())
+    }
+
+    fn upsert_noting(&mut self, sub: Subscriber, touched: &mut Touched) -> Result<(), IndexError> {
         let UpsertPlan {
             name,
             existing,
@@ -496,18 +521,17 @@ impl SubscriberIndex {
             communities,
         } = self.plan_upsert(&sub)?;
 
-        let mut touched = Touched::default();
-        let vpn_ids = self.create_vlans(&targets, domain, &mut touched);
-        let id = self.ensure_record(name, domain, existing, &mut touched);
-        self.clear_mappings(id, &mut touched);
+        let vpn_ids = self.create_vlans(&targets, domain, touched);
+        let id = self.ensure_record(name, domain, existing, touched);
+        self.clear_mappings(id, touched);
         let bounds: Vec<Bound> = sub
             .mappings
             .iter()
             .zip(vpn_ids)
             .map(|(m, vpn)| Bound { ip: m.ip, vpn })
             .collect();
-        self.install(id, &bounds, &mut touched);
-        self.set_communities(id, communities, &mut touched);
+        self.install(id, &bounds, touched);
+        self.set_communities(id, communities, touched);
         if let Some(r) = self.records[id as usize].as_mut() {
             r.mappings = bounds.into_boxed_slice();
             r.properties = box_properties(sub.properties);
@@ -515,7 +539,7 @@ impl SubscriberIndex {
             r.logged_in = sub.logged_in;
         }
         self.set_auto_logout(id, sub.auto_logout);
-        Ok(self.finish(touched))
+        Ok(())
     }
 
     /// Checks everything [`Self::upsert`] would check, without changing anything.
@@ -1043,7 +1067,7 @@ impl SubscriberIndex {
     /// not ([`LearnOp::SweepStale`]). Until then the learnt labels and mappings they give are
     /// in force, so enforcement points keep them across the restart.
     pub fn restore_learned(&mut self, routes: Vec<LearnedRoute>) {
-        let mut touched = Touched::default();
+        let mut touched = Touched::discarding();
         for route in routes {
             if self.routes.find(&route.key).is_none() {
                 self.restore_route(route, &mut touched);
@@ -1075,7 +1099,7 @@ impl SubscriberIndex {
             routes,
         } = stored;
         // Nothing reads what the steps touch: a standby sends no change sets.
-        let mut touched = Touched::default();
+        let mut touched = Touched::discarding();
         for (name, record) in &subscribers {
             let Some(id) = self.find(name) else {
                 continue;
@@ -1134,7 +1158,7 @@ impl SubscriberIndex {
         }
         for (_, record) in subscribers {
             if let Some(sub) = record {
-                self.upsert(sub)?;
+                self.put(sub)?;
             }
         }
         let mut ignored = Vec::new();

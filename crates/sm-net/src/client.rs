@@ -176,6 +176,7 @@ impl EpClient {
             .max_decoding_message_size(crate::grpc::MAX_MESSAGE)
             .max_encoding_message_size(crate::grpc::MAX_MESSAGE);
         replica.connect(Instant::now(), options.hello.clone(), options.link);
+        replica.set_data_events(options.data_events);
         let replica = Mutex::new(replica);
         let (out, out_rx) = mpsc::channel(OUT_QUEUE);
         let back = |e: ClientError, replica: Mutex<EpReplica>| {
@@ -213,13 +214,7 @@ impl EpClient {
             pulls: Mutex::default(),
             outbound: Notify::new(),
         });
-        let task = tokio::spawn(run(
-            inbound,
-            out,
-            shared.clone(),
-            events_tx,
-            options.data_events,
-        ));
+        let task = tokio::spawn(run(inbound, out, shared.clone(), events_tx));
         Ok(EpClient {
             shared,
             events,
@@ -326,7 +321,6 @@ async fn run(
     out: mpsc::Sender<pb::EpMessage>,
     shared: Arc<Shared>,
     events: mpsc::Sender<ClientEvent>,
-    data_events: bool,
 ) {
     let error = loop {
         if let Err(e) = flush(&shared.replica, &out).await {
@@ -357,18 +351,8 @@ async fn run(
                             let _ = waiter.send(result.clone());
                         }
                     }
-                    let data = matches!(
-                        e,
-                        ReplicaEvent::Upsert(_)
-                            | ReplicaEvent::Remove(_)
-                            | ReplicaEvent::VpnUpsert(_)
-                            | ReplicaEvent::VpnRemove(_)
-                            | ReplicaEvent::KeepAlive
-                    );
-                    if !data || data_events {
-                        // A dropped receiver only means nobody listens.
-                        let _ = events.send(ClientEvent::Replica(e)).await;
-                    }
+                    // A dropped receiver only means nobody listens.
+                    let _ = events.send(ClientEvent::Replica(e)).await;
                 }
             }
             _ = timer => {

@@ -27,6 +27,10 @@ use crate::pb;
 /// Silent keep-alive intervals after which the SM is taken for dead.
 pub const DEAD_AFTER_INTERVALS: u32 = 3;
 
+/// Most subscribers a full sync's announced count reserves room for in the staged table (a
+/// false count then costs at most this much memory; a larger sync grows the table as it comes).
+const SYNC_RESERVE_MAX: u64 = 1 << 20;
+
 /// A message from the SM that breaks the protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
@@ -178,8 +182,7 @@ impl Table {
         }
         let name = sub.name.as_str().to_owned();
         self.index
-            .upsert(sub)
-            .map(|_| ())
+            .put(sub)
             .map_err(|e| format!("cannot install {name:?}: {e}"))
     }
 
@@ -202,6 +205,8 @@ pub struct EpReplica {
     anomalies: Vec<String>,
     link: Option<Link>,
     next_pull: u64,
+    /// Report every upsert, removal, VPN change and keep-alive as an event.
+    data_events: bool,
 }
 
 impl Default for EpReplica {
@@ -222,7 +227,16 @@ impl EpReplica {
             anomalies: Vec::new(),
             link: None,
             next_pull: 1,
+            data_events: true,
         }
+    }
+
+    /// Whether [`Self::handle`] reports each upsert, removal, VPN change and keep-alive as an
+    /// event (on by default). Off, it reports only the Welcome, the sync boundaries and pull
+    /// results, and a full sync installs each record without copying it for an event: what a
+    /// data plane that reads the table wants.
+    pub fn set_data_events(&mut self, on: bool) {
+        self.data_events = on;
     }
 
     /// Starts a connection: the first transmit is `hello`. The subscribers stay until the sync
@@ -269,7 +283,8 @@ impl EpReplica {
                 }
                 Ok(vec![ReplicaEvent::Welcome(w)])
             }
-            Body::KeepAlive(_) => Ok(vec![ReplicaEvent::KeepAlive]),
+            Body::KeepAlive(_) if self.data_events => Ok(vec![ReplicaEvent::KeepAlive]),
+            Body::KeepAlive(_) => Ok(Vec::new()),
             Body::Updates(u) => {
                 if link.welcome.is_none() {
                     return Err(ProtocolError::NoWelcome);
@@ -406,9 +421,15 @@ impl EpReplica {
     fn apply(&mut self, update: pb::Update) -> Result<Option<ReplicaEvent>, ProtocolError> {
         use pb::update::Body;
         let bad = |e: crate::op::SmError| ProtocolError::BadRecord(e.message);
-        Ok(Some(match update.body.ok_or(ProtocolError::Empty)? {
+        let data = self.data_events;
+        let event = match update.body.ok_or(ProtocolError::Empty)? {
             Body::SyncBegin(b) => {
-                self.staged = Some(Table::new(&self.domain)?);
+                let mut staged = Table::new(&self.domain)?;
+                // Room for what the sync announces, so that the table does not grow (and copy
+                // itself) a million times over; bounded, as the count is only the SM's word.
+                let room = b.subscribers.min(SYNC_RESERVE_MAX);
+                staged.index.reserve(usize::try_from(room).unwrap_or(0));
+                self.staged = Some(staged);
                 ReplicaEvent::SyncBegin {
                     subscribers: b.subscribers,
                 }
@@ -424,10 +445,11 @@ impl EpReplica {
             }
             Body::Upsert(s) => {
                 let sub = subscriber_from_proto(s, NameCase::Sensitive).map_err(bad)?;
-                if let Err(e) = self.target().install(sub.clone()) {
+                let event = data.then(|| ReplicaEvent::Upsert(sub.clone()));
+                if let Err(e) = self.target().install(sub) {
                     self.anomalies.push(e);
                 }
-                ReplicaEvent::Upsert(sub)
+                return Ok(event);
             }
             Body::Remove(r) => {
                 let _ = self.target().index.remove(&r.name);
@@ -435,8 +457,9 @@ impl EpReplica {
             }
             Body::VpnUpsert(v) => {
                 let vpn = vpn_from_proto(v).map_err(bad)?;
-                self.target().install_vpn(vpn.clone());
-                ReplicaEvent::VpnUpsert(vpn)
+                let event = data.then(|| ReplicaEvent::VpnUpsert(vpn.clone()));
+                self.target().install_vpn(vpn);
+                return Ok(event);
             }
             Body::VpnRemove(v) => {
                 let t = self.target();
@@ -464,7 +487,9 @@ impl EpReplica {
                     result,
                 }
             }
-        }))
+        };
+        let wanted = data || !matches!(event, ReplicaEvent::Remove(_) | ReplicaEvent::VpnRemove(_));
+        Ok(wanted.then_some(event))
     }
 
     /// The cumulative acknowledgement to send: every update up to this one is applied.

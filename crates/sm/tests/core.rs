@@ -198,6 +198,47 @@ fn push_eps_get_exactly_their_domain_then_every_change_with_roaming() {
 }
 
 #[test]
+fn without_data_events_the_replica_reports_only_sync_boundaries_and_holds_the_same() {
+    let now = Instant::now();
+    let mut core = core();
+    login_many(&mut core, now, 20);
+    let mut quiet = connect(&mut core, now, "a", pb::CascadeRole::RoleUnspecified);
+    quiet.replica.set_data_events(false);
+    let events = drain(&mut core, now, &mut quiet, true);
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                ReplicaEvent::Welcome(_),
+                ReplicaEvent::SyncBegin { subscribers: 20 },
+                ReplicaEvent::SyncEnd { subscribers: 20 }
+            ]
+        ),
+        "{events:?}"
+    );
+    assert_eq!(names(&quiet.replica), domain_names(&core, "subscribers"));
+    // Changes after the sync: applied, not reported.
+    login(&mut core, now, "s03", &["10.0.9.3"], "subscribers");
+    apply(&mut core, now, Op::Remove("s04".into()));
+    assert!(drain(&mut core, now, &mut quiet, true).is_empty());
+    assert_eq!(names(&quiet.replica), domain_names(&core, "subscribers"));
+    let s03 = quiet.replica.lookup("10.0.9.3".parse().unwrap(), None);
+    assert_eq!(s03.map(|s| s.name.as_str().to_owned()), Some("s03".into()));
+    assert!(quiet.replica.get("s04").is_none());
+    let mut replica = EpReplica::new();
+    replica.set_data_events(false);
+    replica.connect(
+        now,
+        hello("b", pb::CascadeRole::RoleUnspecified),
+        LinkOptions::default(),
+    );
+    replica
+        .handle(now, welcome(1000, pb::FailureAction::Ignore))
+        .unwrap();
+    assert!(replica.handle(now, keepalive_from_sm()).unwrap().is_empty());
+}
+
+#[test]
 fn changes_during_a_sync_reach_the_ep_once_with_the_latest_state() {
     let now = Instant::now();
     let mut core = core();

@@ -12,9 +12,10 @@
 //! The store lives in a temporary directory under `BRASA_BENCH_DIR` (default: the system
 //! temporary directory), so the fsyncs hit that file system.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use brasa_sm::{EpConfig, EpMode, FailureAction, SmConfig};
 use brasa_sm_net::leg::login_op;
 use brasa_sm_net::pb;
 use brasa_sm_net::{EpClient, EpClientOptions, LegClient, SmServer, SmService};
@@ -48,16 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::tempdir_in(base)?;
-    let config = SmConfig {
-        eps: vec![EpConfig {
-            id: "bench".into(),
-            domain: "subscribers".into(),
-            mode: EpMode::Push,
-            failure_action: FailureAction::Ignore,
-            cascade_partner: None,
-        }],
-        ..SmConfig::default()
-    };
+    let config = common::one_push_ep();
     let postgres = std::env::var("BRASA_BENCH_STORE").is_ok_and(|s| s == "postgres");
     let pg = if postgres {
         Some(PgInstance::start_with(&PgOptions {

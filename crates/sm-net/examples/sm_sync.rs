@@ -9,9 +9,10 @@
 //! installed in its own index. The store (redb in a temporary directory) is never read and
 //! writes nothing during the sync.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use brasa_sm::{EpConfig, EpMode, FailureAction, SmConfig};
 use brasa_sm_net::{EpClient, EpClientOptions, SmServer, SmService};
 use brasa_subscriber::{IndexConfig, Login, RedbStore, SubscriberIndex};
 
@@ -26,16 +27,7 @@ fn arg(i: usize, default: usize) -> usize {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total = arg(1, 1_000_000);
     let rounds = arg(2, 1).max(1);
-    let config = SmConfig {
-        eps: vec![EpConfig {
-            id: "bench".into(),
-            domain: "subscribers".into(),
-            mode: EpMode::Push,
-            failure_action: FailureAction::Ignore,
-            cascade_partner: None,
-        }],
-        ..SmConfig::default()
-    };
+    let config = common::one_push_ep();
     let started = Instant::now();
     let mut index = SubscriberIndex::new(IndexConfig::default())?;
     index.reserve(total);

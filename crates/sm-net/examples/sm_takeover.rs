@@ -18,9 +18,10 @@
 //! - the full sync of the domain from the new active to a connecting reference EP (Hello to
 //!   `SyncEnd` installed in its own index).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use brasa_sm::{EpConfig, EpMode, FailureAction, SmConfig};
 use brasa_sm_net::{EpClient, EpClientOptions, SmServer, SmService};
 use brasa_subscriber::{
     ChangeSet, IndexConfig, Login, NameCase, SubscriberIndex, SubscriberStore, DEFAULT_DOMAIN,
@@ -135,16 +136,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let config = SmConfig {
-            eps: vec![EpConfig {
-                id: "bench".into(),
-                domain: DEFAULT_DOMAIN.into(),
-                mode: EpMode::Push,
-                failure_action: FailureAction::Ignore,
-                cascade_partner: None,
-            }],
-            ..SmConfig::default()
-        };
+        let config = common::one_push_ep();
         let store = tokio::task::spawn_blocking(move || PgStore::connect(&url)).await??;
         let service = SmService::open_standby(config, Box::new(store), "standby".into())?;
         let started = Instant::now();

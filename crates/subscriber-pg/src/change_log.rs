@@ -25,12 +25,15 @@
 //! is handed over ready to serve: a take-over costs the tail, not a rebuild.
 
 use brasa_subscriber::store::{decode_route, decode_route_key, decode_subscriber, decode_vpn};
-use brasa_subscriber::{IndexConfig, IndexError, StoreError, StoredRecords, SubscriberIndex};
+use brasa_subscriber::{
+    IndexConfig, IndexError, LearnedRoute, StoreError, StoredRecords, Subscriber, SubscriberIndex,
+    Vpn,
+};
 use postgres::types::FromSql;
 use postgres::Transaction;
 
 use crate::json::Json;
-use crate::{pg_err, read_snapshot, PgStore};
+use crate::{pg_err, read_all, PgStore, RecordSink};
 
 /// Entries of the change log kept by default: a standby further behind reloads in full. At a
 /// group commit every few milliseconds, minutes of changes.
@@ -365,16 +368,49 @@ fn read_tail(store: &mut PgStore, position: u64) -> Result<Tail, StoreError> {
     })
 }
 
-/// Reads every record and the head of the log in one snapshot, and indexes them.
+/// Reads every record and the head of the log in one snapshot, indexing each record as it
+/// arrives: the decoded records are never all in memory beside the index.
 fn load(store: &mut PgStore, config: &IndexConfig) -> Result<Replica, FollowError> {
     let mut txn = snapshot_txn(&mut store.client)?;
     let position = seq(txn.query_one(HEAD, &[]).map_err(pg_err)?.try_get(0))?;
-    let snapshot = read_snapshot(&mut txn, &store.vpns, &store.subscribers, &store.routes)?;
+    let mut sink = IndexSink {
+        index: SubscriberIndex::new(config.clone())?,
+        routes: Vec::new(),
+    };
+    read_all(
+        &mut txn,
+        [&store.vpns, &store.subscribers, &store.routes],
+        &mut sink,
+    )?;
     txn.commit().map_err(pg_err)?;
-    Ok(Replica {
-        position,
-        index: snapshot.into_index(config.clone())?,
-    })
+    let IndexSink { mut index, routes } = sink;
+    index.restore_learned(routes);
+    Ok(Replica { position, index })
+}
+
+/// A full read into an index (as [`brasa_subscriber::Snapshot::into_index`] builds it). The
+/// routes wait for the end: they are restored once every subscriber holds its network IDs.
+struct IndexSink {
+    index: SubscriberIndex,
+    routes: Vec<LearnedRoute>,
+}
+
+impl RecordSink for IndexSink {
+    type Error = FollowError;
+
+    fn vpn(&mut self, vpn: Vpn) -> Result<(), FollowError> {
+        self.index.add_vpn(vpn)?;
+        Ok(())
+    }
+
+    fn subscriber(&mut self, subscriber: Subscriber) -> Result<(), FollowError> {
+        Ok(self.index.put(subscriber)?)
+    }
+
+    fn route(&mut self, route: LearnedRoute) -> Result<(), FollowError> {
+        self.routes.push(route);
+        Ok(())
+    }
 }
 
 /// The rows of `sql`: each key with its current record, `None` for a deleted one.

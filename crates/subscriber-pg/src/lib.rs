@@ -53,7 +53,9 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 use brasa_subscriber::store::{decode_route, decode_subscriber, decode_vpn, for_each_write};
-use brasa_subscriber::{ChangeSet, Snapshot, StoreError, StoredWrite, SubscriberStore};
+use brasa_subscriber::{
+    ChangeSet, LearnedRoute, Snapshot, StoreError, StoredWrite, Subscriber, SubscriberStore, Vpn,
+};
 use postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutIter};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{ToSql, Type};
@@ -324,11 +326,11 @@ impl PgStore {
 }
 
 /// Streams every row of `sql`'s table to `row` (key, JSON value).
-fn copy_out(
+fn copy_out<E: From<StoreError>>(
     txn: &mut Transaction<'_>,
     sql: &TableSql,
-    mut row: impl FnMut(&postgres::binary_copy::BinaryCopyOutRow) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
+    mut row: impl FnMut(&postgres::binary_copy::BinaryCopyOutRow) -> Result<(), E>,
+) -> Result<(), E> {
     let reader = txn.copy_out(sql.copy_out.as_str()).map_err(pg_err)?;
     let mut rows = BinaryCopyOutIter::new(reader, &[sql.key_type.clone(), Type::JSONB]);
     while let Some(r) = rows.next().map_err(pg_err)? {
@@ -337,33 +339,55 @@ fn copy_out(
     Ok(())
 }
 
-/// Reads every record of the three tables within `txn` (VPNs first, so that an index built in
-/// this order finds each subscriber's VPNs).
-fn read_snapshot(
+/// Where a full read puts the records, in the order it reads them: every VPN, then every
+/// subscriber (whose mappings may name the VPNs), then every BGP LEG route.
+trait RecordSink {
+    type Error: From<StoreError>;
+    fn vpn(&mut self, vpn: Vpn) -> Result<(), Self::Error>;
+    fn subscriber(&mut self, subscriber: Subscriber) -> Result<(), Self::Error>;
+    fn route(&mut self, route: LearnedRoute) -> Result<(), Self::Error>;
+}
+
+impl RecordSink for Snapshot {
+    type Error = StoreError;
+
+    fn vpn(&mut self, vpn: Vpn) -> Result<(), StoreError> {
+        self.vpns.push(vpn);
+        Ok(())
+    }
+
+    fn subscriber(&mut self, subscriber: Subscriber) -> Result<(), StoreError> {
+        self.subscribers.push(subscriber);
+        Ok(())
+    }
+
+    fn route(&mut self, route: LearnedRoute) -> Result<(), StoreError> {
+        self.routes.push(route);
+        Ok(())
+    }
+}
+
+/// Streams every record of the three tables within `txn` into `sink`.
+fn read_all<S: RecordSink>(
     txn: &mut Transaction<'_>,
-    vpns: &TableSql,
-    subscribers: &TableSql,
-    routes: &TableSql,
-) -> Result<Snapshot, StoreError> {
-    let mut snapshot = Snapshot::default();
+    tables: [&TableSql; 3],
+    sink: &mut S,
+) -> Result<(), S::Error> {
+    let [vpns, subscribers, routes] = tables;
     copy_out(txn, vpns, |row| {
         let name: &str = row.try_get(0).map_err(pg_err)?;
         let Json(data) = row.try_get(1).map_err(pg_err)?;
-        snapshot.vpns.push(decode_vpn(name, data)?);
-        Ok(())
+        sink.vpn(decode_vpn(name, data)?)
     })?;
     copy_out(txn, subscribers, |row| {
         let name: &str = row.try_get(0).map_err(pg_err)?;
         let Json(data) = row.try_get(1).map_err(pg_err)?;
-        snapshot.subscribers.push(decode_subscriber(name, data)?);
-        Ok(())
+        sink.subscriber(decode_subscriber(name, data)?)
     })?;
     copy_out(txn, routes, |row| {
         let Json(data) = row.try_get(1).map_err(pg_err)?;
-        snapshot.routes.push(decode_route(data)?);
-        Ok(())
-    })?;
-    Ok(snapshot)
+        sink.route(decode_route(data)?)
+    })
 }
 
 impl SubscriberStore for PgStore {
@@ -377,7 +401,12 @@ impl SubscriberStore for PgStore {
             .read_only(true)
             .start()
             .map_err(pg_err)?;
-        let snapshot = read_snapshot(&mut txn, &self.vpns, &self.subscribers, &self.routes)?;
+        let mut snapshot = Snapshot::default();
+        read_all(
+            &mut txn,
+            [&self.vpns, &self.subscribers, &self.routes],
+            &mut snapshot,
+        )?;
         txn.commit().map_err(pg_err)?;
         Ok(snapshot)
     }

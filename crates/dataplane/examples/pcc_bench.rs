@@ -16,14 +16,19 @@
 //!   matching the 4th rule of its direction.
 //! * `8 rules, no rule matches`: upstream packets that scan all 8 entries and are forwarded
 //!   by the subscriber's aggregate.
+//! * `8 ingress rules, the 8th matches, a distinct rule list per subscriber`: the first
+//!   scenario with the 1st rule's far prefix made different for every subscriber, so no two
+//!   subscribers share compiled rules (the worst case for memory; every other scenario has
+//!   all subscribers with the same services, compiled once by a `PccCompiler`, which is how
+//!   operators deploy services and how `brasa run` compiles them).
 
 mod common;
 
 use brasa_dataplane::acl::{IpMatch, PortRange, Prefix};
 use brasa_dataplane::build;
 use brasa_dataplane::pcc::{
-    Direction, PccAction, PccDefaults, PccPolicer, PccRuleSpec, PccStage, SubscriberPccSpec,
-    SubscriberPolicy,
+    Direction, PccAction, PccCompiler, PccDefaults, PccPolicer, PccRuleSpec, PccStage,
+    SubscriberPccSpec,
 };
 use brasa_dataplane::pipeline::{
     pkt_type, Batch, IpHandoff, LinkKind, PacketMeta, Pipeline, Port, Stage, Verdict,
@@ -110,17 +115,30 @@ fn rules(direction: Direction, count: u32, last_matches: bool) -> Vec<PccRuleSpe
         .collect()
 }
 
-fn stage(subscribers: u32, rules: &[PccRuleSpec]) -> PccStage {
+fn stage(subscribers: u32, rules: &[PccRuleSpec], distinct: bool) -> PccStage {
     let mut stage = PccStage::new(PccDefaults::default());
+    let mut compiler = PccCompiler::new();
     for i in 0..subscribers {
+        let mut rules = rules.to_vec();
+        if distinct {
+            // 203.0.0.0/24 becomes 10.x.y.0/24, x.y from the subscriber's index: the first
+            // rule still never matches, and no two subscribers have equal lists.
+            if let Some(flow) = rules.first_mut().and_then(|r| r.flows.first_mut()) {
+                flow.dst = Some(Prefix::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24));
+            }
+        }
         let spec = SubscriberPccSpec {
             name: format!("sub{i}"),
             addresses: vec![Prefix::new(subscriber_addr(i), 32)],
-            rules: rules.to_vec(),
+            rules,
         };
-        let policy = SubscriberPolicy::compile(spec).expect("valid rules");
+        let policy = compiler.compile(spec).expect("valid rules");
         stage.install(Arc::new(policy)).expect("distinct addresses");
     }
+    println!(
+        "  ({} compiled rule list(s) for {subscribers} subscribers)",
+        compiler.shared_rule_lists()
+    );
     stage
 }
 
@@ -214,11 +232,12 @@ fn main() {
     run("classify only", &mut pipeline(None), &upstream, seconds);
 
     // One scenario's subscribers at a time: each pipeline is dropped before the next is built.
-    let scenarios: [(&str, Vec<PccRuleSpec>, u64); 3] = [
+    let scenarios: [(&str, Vec<PccRuleSpec>, u64, bool); 4] = [
         (
             "8 ingress rules, the 8th matches",
             rules(Direction::Ingress, 8, true),
             0,
+            false,
         ),
         (
             "4 + 4 rules, both directions",
@@ -227,20 +246,28 @@ fn main() {
                 .chain(rules(Direction::Egress, 4, true))
                 .collect(),
             128,
+            false,
         ),
         (
             "8 rules, no rule matches",
             rules(Direction::Ingress, 8, false),
             0,
+            false,
+        ),
+        (
+            "8 ingress rules, the 8th matches, a distinct rule list per subscriber",
+            rules(Direction::Ingress, 8, true),
+            0,
+            true,
         ),
     ];
-    for (name, rules, downstream_share) in scenarios {
+    for (name, rules, downstream_share, distinct) in scenarios {
         let traffic = if downstream_share == 0 {
             None
         } else {
             Some(pool(subscribers, downstream_share))
         };
-        let mut p = pipeline(Some(stage(subscribers, &rules)));
+        let mut p = pipeline(Some(stage(subscribers, &rules, distinct)));
         run(
             name,
             &mut p,

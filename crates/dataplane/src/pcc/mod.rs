@@ -21,7 +21,10 @@ mod policy;
 pub mod spec;
 mod stage;
 
-pub use policy::{RuleCounters, SubscriberCounters, SubscriberPolicy, Volume, MAX_RULES};
+pub use policy::{
+    CompiledRules, PccCompiler, RuleCounters, SubscriberCounters, SubscriberPolicy, Volume,
+    MAX_RULES,
+};
 pub use spec::*;
 pub use stage::{PccStage, PccStats};
 

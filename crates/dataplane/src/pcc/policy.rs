@@ -1,6 +1,13 @@
 //! One subscriber's compiled PCC policy: its rules as classifier entries in precedence order
-//! per direction and family, each rule's action and policer, and — in the same object — the
-//! mutable state that must outlive a packet: policer buckets and counters, as atomics.
+//! per direction and family with each rule's action and policer ([`CompiledRules`], immutable
+//! and shared by every subscriber whose rules are equal), and the subscriber's own mutable
+//! state: policer buckets and counters, as atomics.
+//!
+//! Why share: operators give most subscribers the same few services (the SR OS script builds
+//! the same service from the same parameters), so 100 000 subscribers usually hold a handful of
+//! distinct rule lists. One compiled copy per distinct list stays in the cache for every
+//! packet; each subscriber adds one line of header and one line of state per rule, which is
+//! what a packet then misses on ([`PccCompiler`] does the sharing).
 //!
 //! Why atomics: the control side keeps the `Arc` of every policy it installs and reads the
 //! counters from it whenever it wants (accounting interims, `show` commands), without taking
@@ -9,13 +16,16 @@
 //! an update is a relaxed load and a relaxed store, which compile to plain moves, and a reader
 //! sees each counter whole, at most one batch old.
 
-use super::spec::{Direction, PccPolicer, SubscriberPccSpec};
+use super::spec::{Direction, PccPolicer, PccRuleSpec, SubscriberPccSpec};
 use super::PccError;
 use crate::acl::{check_match, check_prefix, Disposition, IpFamily, Match, PacketKey, Prefix};
 use crate::acl::{V4Entry, V6Entry};
 use crate::policer::{ColourMode, Meter, PolicerConfig, PolicerParams, PolicerState, StatMode};
 use serde::Serialize;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 /// Most rules one subscriber can have (rule indexes are 16-bit in the entries).
 pub const MAX_RULES: usize = 1_024;
@@ -69,28 +79,48 @@ impl Volume {
     }
 }
 
-/// The part of a rule the packet path reads, in one cache line with the state it writes.
-#[derive(Debug)]
+/// A rule's per-subscriber state: policer buckets and counters, in one cache line.
+#[derive(Debug, Default)]
 #[repr(C, align(64))]
 struct RuleState {
     /// Policer buckets and clock ([`PolicerState::buckets`]); unused without a policer.
     buckets: [AtomicU64; 3],
     forwarded: Counter,
     dropped: Counter,
+}
+
+/// A rule's immutable action: its policer, whose metering fields come first
+/// ([`PolicerParams`] is `repr(C)`), then the remark and drop flags. (Aligning it to a line,
+/// so that the metering fields never straddle two, measured slower: more lines in all.)
+#[derive(Debug)]
+struct RuleAction {
+    policer: Option<PolicerParams>,
     /// `Some(dscp)`: remark forwarded packets.
     remark: Option<u8>,
     drop: bool,
 }
 
-/// One compiled rule: its state line, then its policer, whose metering fields come first
-/// ([`PolicerParams`] is `repr(C)`), so a policed packet reads two adjacent lines. (Aligning
-/// the pair to 128 bytes, for the adjacent-line prefetcher, measured no faster and costs a
-/// quarter more memory.)
+/// The compiled form of one list of PCC rules: classifier entries per family, ingress ones in
+/// precedence order then egress ones, and each rule's action, indexed by the rule's position
+/// in the list. Immutable, so any number of subscribers share one (see [`PccCompiler`]).
 #[derive(Debug)]
-#[repr(C, align(64))]
-struct CompiledRule {
-    state: RuleState,
-    policer: Option<PolicerParams>,
+pub struct CompiledRules {
+    entries: Entries,
+    /// Indexed by the entries' rule index: the list's order.
+    actions: Box<[RuleAction]>,
+    /// The list it was compiled from.
+    rules: Vec<PccRuleSpec>,
+}
+
+/// A rule list's classifier entries.
+#[derive(Debug)]
+pub(crate) struct Entries {
+    /// IPv4 entries: ingress ones in precedence order, then egress ones from `v4_egress`.
+    v4: Box<[V4Entry]>,
+    /// IPv6 entries, likewise.
+    v6: Box<[V6Entry]>,
+    v4_egress: usize,
+    v6_egress: usize,
 }
 
 /// How one rule's packets fared, as the control side reads it.
@@ -122,25 +152,115 @@ pub struct SubscriberCounters {
 }
 
 /// A subscriber's compiled PCC policy with its counters and policer state. Made with
-/// [`SubscriberPolicy::compile`] away from the packet path, installed with
-/// [`super::PccStage::install`] as one pointer swap.
+/// [`SubscriberPolicy::compile`] or a [`PccCompiler`] away from the packet path, installed
+/// with [`super::PccStage::install`] as one pointer swap.
 ///
-/// `repr(C)`, aligned to a cache line: what the packet path reads to find the entries and
-/// rules is the first line; the aggregate counters it writes, the second.
+/// `repr(C)`, aligned to a cache line: the first line holds what the packet path reads or
+/// writes for the subscriber itself (the rules' pointer, the aggregate counters), then come
+/// the rules' state lines, then the name and addresses, which only the control side reads.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub struct SubscriberPolicy {
-    /// IPv4 entries: ingress ones in precedence order, then egress ones from `v4_egress`.
-    v4: Box<[V4Entry]>,
-    /// IPv6 entries, likewise.
-    v6: Box<[V6Entry]>,
-    /// Indexed by the entries' rule index: the spec's rule order.
-    rules: Box<[CompiledRule]>,
-    v4_egress: usize,
-    v6_egress: usize,
+    rules: Arc<CompiledRules>,
     /// Forwarded volume per direction ([`Direction`] order).
     aggregate: [Counter; 2],
-    spec: SubscriberPccSpec,
+    /// One per rule, indexed like the rules' actions.
+    states: Box<[RuleState]>,
+    name: String,
+    addresses: Vec<Prefix>,
+}
+
+/// Compiles subscribers' policies, sharing one [`CompiledRules`] between all subscribers whose
+/// rule lists are equal (same rules, same order). Keep one for the life of a PCC stage and
+/// compile every policy for it through it; it holds only weak references, so a rule list no
+/// installed policy uses any more is freed with its last policy.
+#[derive(Debug, Default)]
+pub struct PccCompiler {
+    /// Compiled rule lists by the hash of the list (equal lists are then compared): keyed by
+    /// hash rather than by a copy of the list, which would double the memory of subscribers
+    /// whose lists are all distinct and push their hot data apart.
+    shared: HashMap<u64, Vec<Weak<CompiledRules>>>,
+    hasher: RandomState,
+    /// Size of `shared` at which dead entries are swept next (amortised O(1) per compile).
+    sweep_at: usize,
+}
+
+impl PccCompiler {
+    /// A compiler sharing nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Validates `spec` and compiles it, reusing the compiled rules of an earlier policy with
+    /// an equal rule list while one is alive. Every error names the subscriber, the rule and
+    /// what is wrong; nothing is built unless everything is valid.
+    pub fn compile(&mut self, spec: SubscriberPccSpec) -> Result<SubscriberPolicy, PccError> {
+        check_addresses(&spec)?;
+        let hash = self.hasher.hash_one(&spec.rules);
+        let alive = self
+            .shared
+            .get(&hash)
+            .into_iter()
+            .flatten()
+            .filter_map(Weak::upgrade)
+            .find(|rules| rules.rules == spec.rules);
+        if let Some(rules) = alive {
+            return Ok(SubscriberPolicy::with_rules(
+                spec.name,
+                spec.addresses,
+                rules,
+            ));
+        }
+        let rules = Arc::new(CompiledRules::compile(&spec.name, spec.rules)?);
+        if self.shared.len() >= self.sweep_at {
+            self.shared.retain(|_, lists| {
+                lists.retain(|rules| rules.strong_count() > 0);
+                !lists.is_empty()
+            });
+            self.sweep_at = (2 * self.shared.len()).max(64);
+        }
+        let lists = self.shared.entry(hash).or_default();
+        lists.retain(|rules| rules.strong_count() > 0);
+        lists.push(Arc::downgrade(&rules));
+        Ok(SubscriberPolicy::with_rules(
+            spec.name,
+            spec.addresses,
+            rules,
+        ))
+    }
+
+    /// Entries in the sharing map, dead ones included (bounded by the sweep).
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.shared.len()
+    }
+
+    /// Distinct rule lists that live policies hold.
+    pub fn shared_rule_lists(&self) -> usize {
+        self.shared
+            .values()
+            .flatten()
+            .filter(|r| r.strong_count() > 0)
+            .count()
+    }
+}
+
+fn check_addresses(spec: &SubscriberPccSpec) -> Result<(), PccError> {
+    let subscriber = &spec.name;
+    for (i, prefix) in spec.addresses.iter().enumerate() {
+        check_prefix(prefix).map_err(|kind| PccError::Address {
+            subscriber: subscriber.clone(),
+            prefix: *prefix,
+            kind,
+        })?;
+        if spec.addresses[..i].contains(prefix) {
+            return Err(PccError::AddressTwice {
+                subscriber: subscriber.clone(),
+                prefix: *prefix,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A PCC policer as an RFC 2698 trTCM, counting nothing itself (the rule counts).
@@ -169,39 +289,24 @@ pub(crate) enum Outcome {
     Policed,
 }
 
-impl SubscriberPolicy {
-    /// Validates `spec` and compiles it. Every error names the subscriber, the rule and what
-    /// is wrong; nothing is built unless everything is valid.
-    pub fn compile(spec: SubscriberPccSpec) -> Result<SubscriberPolicy, PccError> {
-        let subscriber = &spec.name;
+impl CompiledRules {
+    /// Validates `rules` (of subscriber `subscriber`, named in errors) and compiles them.
+    fn compile(subscriber: &str, rules: Vec<PccRuleSpec>) -> Result<CompiledRules, PccError> {
         let rule_error = |rule: &str, kind| PccError::Rule {
-            subscriber: subscriber.clone(),
+            subscriber: subscriber.to_string(),
             rule: rule.to_string(),
             kind,
         };
-        if spec.rules.len() > MAX_RULES {
+        if rules.len() > MAX_RULES {
             return Err(PccError::TooManyRules {
-                subscriber: subscriber.clone(),
-                count: spec.rules.len(),
+                subscriber: subscriber.to_string(),
+                count: rules.len(),
             });
         }
-        for (i, prefix) in spec.addresses.iter().enumerate() {
-            check_prefix(prefix).map_err(|kind| PccError::Address {
-                subscriber: subscriber.clone(),
-                prefix: *prefix,
-                kind,
-            })?;
-            if spec.addresses[..i].contains(prefix) {
-                return Err(PccError::AddressTwice {
-                    subscriber: subscriber.clone(),
-                    prefix: *prefix,
-                });
-            }
-        }
-        let mut policers = Vec::with_capacity(spec.rules.len());
-        for (i, rule) in spec.rules.iter().enumerate() {
+        let mut actions = Vec::with_capacity(rules.len());
+        for (i, rule) in rules.iter().enumerate() {
             use super::RuleProblem as P;
-            if spec.rules[..i]
+            if rules[..i]
                 .iter()
                 .any(|r| r.direction == rule.direction && r.name == rule.name)
             {
@@ -229,18 +334,22 @@ impl SubscriberPolicy {
                 .map(policer_params)
                 .transpose()
                 .map_err(|source| rule_error(&rule.name, P::Policer(source)))?;
-            policers.push(policer);
+            actions.push(RuleAction {
+                policer,
+                remark: action.remark_dscp,
+                drop: action.disposition == Disposition::Drop,
+            });
         }
 
         // Entries per direction in precedence order; the sort is stable, so equal precedences
-        // keep the spec's order.
-        let mut order: Vec<usize> = (0..spec.rules.len()).collect();
-        order.sort_by_key(|&i| (spec.rules[i].direction, spec.rules[i].precedence));
+        // keep the list's order.
+        let mut order: Vec<usize> = (0..rules.len()).collect();
+        order.sort_by_key(|&i| (rules[i].direction, rules[i].precedence));
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         let (mut v4_egress, mut v6_egress) = (None, None);
         for &i in &order {
-            let rule = &spec.rules[i];
+            let rule = &rules[i];
             if rule.direction == Direction::Egress {
                 v4_egress.get_or_insert(v4.len());
                 v6_egress.get_or_insert(v6.len());
@@ -251,107 +360,35 @@ impl SubscriberPolicy {
                 v6.extend(V6Entry::of(flow, i as u16));
             }
         }
-        let rules = spec
-            .rules
-            .iter()
-            .zip(policers)
-            .map(|(rule, policer)| CompiledRule {
-                state: RuleState {
-                    buckets: policer
-                        .map(|p| p.initial_state(0).buckets())
-                        .unwrap_or_default()
-                        .map(AtomicU64::new),
-                    forwarded: Counter::default(),
-                    dropped: Counter::default(),
-                    remark: rule.action.remark_dscp,
-                    drop: rule.action.disposition == Disposition::Drop,
-                },
-                policer,
-            })
-            .collect();
-        Ok(SubscriberPolicy {
-            aggregate: Default::default(),
-            v4_egress: v4_egress.unwrap_or(v4.len()),
-            v6_egress: v6_egress.unwrap_or(v6.len()),
-            v4: v4.into_boxed_slice(),
-            v6: v6.into_boxed_slice(),
+        Ok(CompiledRules {
+            entries: Entries {
+                v4_egress: v4_egress.unwrap_or(v4.len()),
+                v6_egress: v6_egress.unwrap_or(v6.len()),
+                v4: v4.into_boxed_slice(),
+                v6: v6.into_boxed_slice(),
+            },
+            actions: actions.into_boxed_slice(),
             rules,
-            spec,
         })
     }
 
-    /// The spec this policy was compiled from.
-    pub fn spec(&self) -> &SubscriberPccSpec {
-        &self.spec
+    /// Hints the CPU to fetch these rules' own fields (the entries' and actions' pointers).
+    /// Shared rules are in the cache already; a subscriber with a rule list of its own pays
+    /// this line.
+    #[inline]
+    pub(crate) fn prefetch(this: &Arc<CompiledRules>) {
+        let at = Arc::as_ptr(this).cast::<u8>();
+        crate::fdb::prefetch_read(at);
+        crate::fdb::prefetch_read(at.wrapping_add(64));
     }
 
-    /// The subscriber's name.
-    pub fn name(&self) -> &str {
-        &self.spec.name
+    /// The classifier entries.
+    pub(crate) fn entries(&self) -> &Entries {
+        &self.entries
     }
+}
 
-    /// The addresses it owns.
-    pub fn addresses(&self) -> &[Prefix] {
-        &self.spec.addresses
-    }
-
-    /// True when the subscriber has no rule (no services).
-    pub fn has_no_rules(&self) -> bool {
-        self.rules.is_empty()
-    }
-
-    /// The counters now (safe to call while the stage runs).
-    pub fn counters(&self) -> SubscriberCounters {
-        SubscriberCounters {
-            ingress: self.aggregate[0].read(),
-            egress: self.aggregate[1].read(),
-            rules: self
-                .spec
-                .rules
-                .iter()
-                .zip(self.rules.iter())
-                .map(|(spec, rule)| RuleCounters {
-                    name: spec.name.clone(),
-                    direction: spec.direction,
-                    account: spec.action.account,
-                    forwarded: rule.state.forwarded.read(),
-                    dropped: rule.state.dropped.read(),
-                    tokens: rule
-                        .policer
-                        .map(|_| PolicerState::from_buckets(rule.buckets()).tokens()),
-                })
-                .collect(),
-        }
-    }
-
-    /// Takes over `old`'s aggregate counters, and for every rule `old` has under the same
-    /// direction and name, its counters and policer buckets (capped to the new bucket sizes,
-    /// so a lowered rate grants no burst). Called by the stage, the only writer, just before
-    /// this policy replaces `old`.
-    pub(crate) fn carry_over(&self, old: &SubscriberPolicy) {
-        for (new, old) in self.aggregate.iter().zip(old.aggregate.iter()) {
-            new.set(old.read());
-        }
-        for (spec, rule) in self.spec.rules.iter().zip(self.rules.iter()) {
-            let Some(previous) = old
-                .spec
-                .rules
-                .iter()
-                .position(|r| r.direction == spec.direction && r.name == spec.name)
-                .and_then(|i| old.rules.get(i))
-            else {
-                continue;
-            };
-            rule.state.forwarded.set(previous.state.forwarded.read());
-            rule.state.dropped.set(previous.state.dropped.read());
-            if let (Some(params), Some(_)) = (&rule.policer, &previous.policer) {
-                let mut state = PolicerState::from_buckets(previous.buckets());
-                state.reconfigure(params);
-                rule.set_buckets(state.buckets());
-            }
-        }
-    }
-
+impl Entries {
     /// The entries a packet of `family` in `direction` is matched against.
     #[inline(always)]
     fn entries4(&self, direction: Direction) -> &[V4Entry] {
@@ -369,15 +406,6 @@ impl SubscriberPolicy {
             Direction::Ingress => ingress,
             Direction::Egress => egress,
         }
-    }
-
-    /// Hints the CPU to fetch the policy's first two lines (table pointers, aggregate
-    /// counters).
-    #[inline]
-    pub(crate) fn prefetch_header(&self) {
-        let at = (self as *const Self).cast::<u8>();
-        crate::fdb::prefetch_read(at);
-        crate::fdb::prefetch_read(at.wrapping_add(64));
     }
 
     /// Hints the CPU to fetch the entries a packet of `family` in `direction` scans (up to
@@ -405,16 +433,6 @@ impl SubscriberPolicy {
         }
     }
 
-    /// Hints the CPU to fetch rule `rule`'s state and policer.
-    #[inline]
-    pub(crate) fn prefetch_rule(&self, rule: u16) {
-        if let Some(rule) = self.rules.get(usize::from(rule)) {
-            let at = (rule as *const CompiledRule).cast::<u8>();
-            crate::fdb::prefetch_read(at);
-            crate::fdb::prefetch_read(at.wrapping_add(64));
-        }
-    }
-
     /// The index of the rule of lowest precedence in `direction` that `key` matches.
     ///
     /// The scan tests addresses first and the rest only when they match: rules mostly differ
@@ -435,6 +453,161 @@ impl SubscriberPolicy {
             None => None,
         }
     }
+}
+
+impl SubscriberPolicy {
+    /// Validates `spec` and compiles it, sharing nothing with other policies (use a
+    /// [`PccCompiler`] for that). Every error names the subscriber, the rule and what is
+    /// wrong; nothing is built unless everything is valid.
+    pub fn compile(spec: SubscriberPccSpec) -> Result<SubscriberPolicy, PccError> {
+        PccCompiler::new().compile(spec)
+    }
+
+    fn with_rules(name: String, addresses: Vec<Prefix>, rules: Arc<CompiledRules>) -> Self {
+        let states = rules
+            .actions
+            .iter()
+            .map(|action| RuleState {
+                buckets: action
+                    .policer
+                    .map(|p| p.initial_state(0).buckets())
+                    .unwrap_or_default()
+                    .map(AtomicU64::new),
+                ..RuleState::default()
+            })
+            .collect();
+        SubscriberPolicy {
+            rules,
+            states,
+            aggregate: Default::default(),
+            name,
+            addresses,
+        }
+    }
+
+    /// The spec this policy was compiled from (a copy: the rules are shared).
+    pub fn spec(&self) -> SubscriberPccSpec {
+        SubscriberPccSpec {
+            name: self.name.clone(),
+            addresses: self.addresses.clone(),
+            rules: self.rules.rules.clone(),
+        }
+    }
+
+    /// The subscriber's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The addresses it owns.
+    pub fn addresses(&self) -> &[Prefix] {
+        &self.addresses
+    }
+
+    /// Its rules, in the spec's order.
+    pub fn rules(&self) -> &[PccRuleSpec] {
+        &self.rules.rules
+    }
+
+    /// True when this policy and `other` share one compiled copy of their rules (see
+    /// [`PccCompiler`]).
+    pub fn shares_rules_with(&self, other: &SubscriberPolicy) -> bool {
+        Arc::ptr_eq(&self.rules, &other.rules)
+    }
+
+    /// True when the subscriber has no rule (no services).
+    pub fn has_no_rules(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    /// The counters now (safe to call while the stage runs).
+    pub fn counters(&self) -> SubscriberCounters {
+        SubscriberCounters {
+            ingress: self.aggregate[0].read(),
+            egress: self.aggregate[1].read(),
+            rules: self
+                .rules
+                .rules
+                .iter()
+                .zip(self.rules.actions.iter())
+                .zip(self.states.iter())
+                .map(|((spec, action), state)| RuleCounters {
+                    name: spec.name.clone(),
+                    direction: spec.direction,
+                    account: spec.action.account,
+                    forwarded: state.forwarded.read(),
+                    dropped: state.dropped.read(),
+                    tokens: action
+                        .policer
+                        .map(|_| PolicerState::from_buckets(state.buckets()).tokens()),
+                })
+                .collect(),
+        }
+    }
+
+    /// Takes over `old`'s aggregate counters, and for every rule `old` has under the same
+    /// direction and name, its counters and policer buckets (capped to the new bucket sizes,
+    /// so a lowered rate grants no burst). Called by the stage, the only writer, just before
+    /// this policy replaces `old`.
+    pub(crate) fn carry_over(&self, old: &SubscriberPolicy) {
+        for (new, old) in self.aggregate.iter().zip(old.aggregate.iter()) {
+            new.set(old.read());
+        }
+        let old_rules = &old.rules;
+        for ((spec, action), state) in self
+            .rules
+            .rules
+            .iter()
+            .zip(self.rules.actions.iter())
+            .zip(self.states.iter())
+        {
+            let Some(i) = old_rules
+                .rules
+                .iter()
+                .position(|r| r.direction == spec.direction && r.name == spec.name)
+            else {
+                continue;
+            };
+            let (Some(previous), Some(previous_action)) =
+                (old.states.get(i), old_rules.actions.get(i))
+            else {
+                continue;
+            };
+            state.forwarded.set(previous.forwarded.read());
+            state.dropped.set(previous.dropped.read());
+            if let (Some(params), Some(_)) = (&action.policer, &previous_action.policer) {
+                let mut policer = PolicerState::from_buckets(previous.buckets());
+                policer.reconfigure(params);
+                state.set_buckets(policer.buckets());
+            }
+        }
+    }
+
+    /// Hints the CPU to fetch the policy's first two lines (the rules' pointer, the aggregate
+    /// counters, where its rules' state is).
+    #[inline]
+    pub(crate) fn prefetch_header(&self) {
+        let at = (self as *const Self).cast::<u8>();
+        crate::fdb::prefetch_read(at);
+        crate::fdb::prefetch_read(at.wrapping_add(64));
+    }
+
+    /// The compiled rules, which the stage keeps beside the policy so that it can fetch both
+    /// at once.
+    pub(crate) fn compiled(&self) -> &Arc<CompiledRules> {
+        &self.rules
+    }
+
+    /// Hints the CPU to fetch rule `rule`'s state line and the first line of its action
+    /// (the metering fields; when the rules are shared, it is in the cache already).
+    #[inline]
+    pub(crate) fn prefetch_rule(&self, rule: u16) {
+        let rule = usize::from(rule);
+        if let (Some(state), Some(action)) = (self.states.get(rule), self.rules.actions.get(rule)) {
+            crate::fdb::prefetch_read((state as *const RuleState).cast::<u8>());
+            crate::fdb::prefetch_read((action as *const RuleAction).cast::<u8>());
+        }
+    }
 
     /// Runs the action and policer of `rule` (none: forward) on a packet of `octets` IP bytes
     /// at `now_ns`, and counts it.
@@ -446,10 +619,12 @@ impl SubscriberPolicy {
         octets: u64,
         now_ns: u64,
     ) -> Outcome {
-        let outcome = match rule.and_then(|i| self.rules.get(usize::from(i))) {
-            None => Outcome::Forward(None),
-            Some(rule) => rule.apply(octets, now_ns),
-        };
+        let rule = rule.map(usize::from);
+        let outcome =
+            match rule.and_then(|i| Some((self.rules.actions.get(i)?, self.states.get(i)?))) {
+                None => Outcome::Forward(None),
+                Some((action, state)) => state.apply(action, octets, now_ns),
+            };
         if let Outcome::Forward(_) = outcome {
             self.aggregate[direction as usize].add(octets);
         }
@@ -457,30 +632,26 @@ impl SubscriberPolicy {
     }
 }
 
-impl CompiledRule {
+impl RuleState {
     #[inline(always)]
     fn buckets(&self) -> [u64; 3] {
-        self.state
-            .buckets
-            .each_ref()
-            .map(|b| b.load(Ordering::Relaxed))
+        self.buckets.each_ref().map(|b| b.load(Ordering::Relaxed))
     }
 
     #[inline(always)]
     fn set_buckets(&self, buckets: [u64; 3]) {
-        for (cell, value) in self.state.buckets.iter().zip(buckets) {
+        for (cell, value) in self.buckets.iter().zip(buckets) {
             cell.store(value, Ordering::Relaxed);
         }
     }
 
     #[inline(always)]
-    fn apply(&self, octets: u64, now_ns: u64) -> Outcome {
-        let state = &self.state;
-        if state.drop {
-            state.dropped.add(octets);
+    fn apply(&self, action: &RuleAction, octets: u64, now_ns: u64) -> Outcome {
+        if action.drop {
+            self.dropped.add(octets);
             return Outcome::Drop;
         }
-        if let Some(params) = &self.policer {
+        if let Some(params) = &action.policer {
             let mut policer = PolicerState::from_buckets(self.buckets());
             let colour = policer.police(
                 params,
@@ -490,11 +661,11 @@ impl CompiledRule {
             );
             self.set_buckets(policer.buckets());
             if colour == crate::policer::Colour::Red {
-                state.dropped.add(octets);
+                self.dropped.add(octets);
                 return Outcome::Policed;
             }
         }
-        state.forwarded.add(octets);
-        Outcome::Forward(state.remark)
+        self.forwarded.add(octets);
+        Outcome::Forward(action.remark)
     }
 }

@@ -849,3 +849,61 @@ fn the_subscriber_pipeline_runs_pcc_right_after_classify() {
         ]
     );
 }
+
+/// Subscribers with equal rule lists share one compiled copy of them, yet each polices and
+/// counts on its own; a different list gets its own copy; the copies go with their policies.
+#[test]
+fn equal_rule_lists_are_compiled_once_and_police_apart() {
+    const BOB: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 20);
+    let mut compiler = PccCompiler::new();
+    let alice = sr_os_example_service("alice");
+    let bob = SubscriberPccSpec {
+        addresses: vec![v4(192, 0, 2, 20, 32)],
+        ..sr_os_example_service("bob")
+    };
+    let mut carol = SubscriberPccSpec {
+        addresses: vec![v4(192, 0, 2, 30, 32)],
+        ..sr_os_example_service("carol")
+    };
+    carol.rules[0].action = pir(2_000);
+    let alice = Arc::new(compiler.compile(alice).unwrap());
+    let bob = Arc::new(compiler.compile(bob).unwrap());
+    let carol = Arc::new(compiler.compile(carol).unwrap());
+    assert!(alice.shares_rules_with(&bob));
+    assert!(!alice.shares_rules_with(&carol));
+    assert_eq!(compiler.shared_rule_lists(), 2);
+
+    let mut stage = PccStage::new(PccDefaults::default());
+    for policy in [&alice, &bob, &carol] {
+        stage.install(policy.clone()).unwrap();
+    }
+    let mut p = pipeline(stage);
+    // 20 × 1 000 bytes at one instant: far beyond alice's 1 Mb/s bucket (10 ms = 1 250 B).
+    let burst: Vec<_> = (0..20)
+        .map(|_| udp(SUB4.into(), SERVER.into(), 5001, 972))
+        .collect();
+    let v = verdicts(&mut p, &burst, SEC);
+    assert!(v.contains(&Verdict::Drop(DropReason::Policer)), "{v:?}");
+    // Bob's bucket, at the same instant, is untouched by alice's burst.
+    let v = verdicts(&mut p, &[udp(BOB.into(), SERVER.into(), 5001, 972)], SEC);
+    assert_eq!(v, [Verdict::Ignore]);
+    let a = counters(&mut p, "alice");
+    let b = counters(&mut p, "bob");
+    assert!(rule_counters(&a, "pcc-rule-1-i").dropped.packets > 0);
+    assert_eq!(rule_counters(&b, "pcc-rule-1-i").forwarded.packets, 1);
+    assert_eq!(rule_counters(&b, "pcc-rule-1-i").dropped.packets, 0);
+    assert_eq!(b.ingress.packets, 1);
+
+    // The compiler holds no policy alive: the copies go with the last policy using them.
+    drop(p);
+    drop((alice, bob, carol));
+    assert_eq!(compiler.shared_rule_lists(), 0);
+    // A thousand short-lived distinct lists leave a bounded map behind.
+    for kbps in 1_000..2_000 {
+        let mut spec = sr_os_example_service("dave");
+        spec.rules[0].action = pir(kbps);
+        drop(compiler.compile(spec).unwrap());
+    }
+    assert_eq!(compiler.shared_rule_lists(), 0);
+    assert!(compiler.held() <= 64, "{}", compiler.held());
+}

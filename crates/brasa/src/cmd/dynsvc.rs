@@ -170,19 +170,18 @@ pub fn show(global: &GlobalArgs, command: ShowDynamicServices) -> anyhow::Result
             if global.json {
                 return print_json(&stats);
             }
-            println!("Data trigger statistics, capture SAP {}", stats.sap);
-            println!(
-                "CPM Ingress                     : {} packets, {} octets",
-                stats.cpm_ingress[0], stats.cpm_ingress[1]
-            );
-            println!(
-                "Forwarding Engine Stats Dropped : {} packets, {} octets",
-                stats.forwarding_engine_dropped[0], stats.forwarding_engine_dropped[1]
-            );
-            println!("Data packets received by SAP    : {}", stats.received);
-            println!("Dropped:");
+            // The layouts of the guide's Table 2 (sap-stats) and Table 3.
+            println!("Dynamic Services Capture SAP {} Statistics", stats.sap);
+            println!("{:<24}{:<24}Octets", "", "Packets");
+            let [packets, octets] = stats.cpm_ingress;
+            println!("{:<22}: {packets:<24}{octets}", "CPM Ingress");
+            println!("Forwarding Engine Stats");
+            let [packets, octets] = stats.forwarding_engine_dropped;
+            println!("{:<22}: {packets:<24}{octets}", "Dropped");
+            println!("{:<59}: {}", "Data packets received by SAP", stats.received);
+            println!("Drop Reason Counters");
             for (label, count) in &stats.dropped {
-                println!("  {label:<42}: {count}");
+                println!("{label:<59}: {count}");
             }
             Ok(())
         }

@@ -122,9 +122,10 @@ async fn clear_trigger(
 pub struct CaptureStatsView {
     /// The capture SAP.
     pub sap: String,
-    /// "CPM Ingress" packets and octets.
+    /// "CPM Ingress" packets and octets: frames the data plane punted to the control plane.
     pub cpm_ingress: [u64; 2],
-    /// "Forwarding Engine Stats Dropped" packets and octets.
+    /// "Forwarding Engine Stats Dropped" packets and octets: frames the data plane's throttle
+    /// dropped because a trigger of the same tags was in progress.
     pub forwarding_engine_dropped: [u64; 2],
     /// "Data packets received by SAP".
     pub received: u64,
@@ -138,15 +139,17 @@ async fn statistics(
 ) -> Result<Json<CaptureStatsView>, ApiError> {
     let services = component(&state)?;
     let sap = required(sap_of(services, &query)?)?;
+    let table2 = services
+        .dataplane_counters(std::slice::from_ref(&sap))
+        .await
+        .remove(&sap)
+        .unwrap_or_default();
     services
         .with_triggers(|triggers| {
             triggers.stats(&sap).map(|s| CaptureStatsView {
                 sap: sap.to_string(),
-                cpm_ingress: [s.cpm_ingress.packets, s.cpm_ingress.octets],
-                forwarding_engine_dropped: [
-                    s.forwarding_engine_dropped.packets,
-                    s.forwarding_engine_dropped.octets,
-                ],
+                cpm_ingress: [table2.punted, table2.punted_octets],
+                forwarding_engine_dropped: [table2.throttled, table2.throttled_octets],
                 received: s.received,
                 dropped: s
                     .drop_counters()
@@ -171,6 +174,7 @@ async fn clear_statistics(
     services
         .with_triggers(|triggers| triggers.clear_stats(&sap))
         .map_err(|err| ApiError::not_found(err.to_string()))?;
+    services.clear_dataplane_counters(&sap).await;
     Ok(Json(serde_json::json!({"result": "ok"})))
 }
 
@@ -354,7 +358,7 @@ async fn evaluate_script(
 }
 
 /// Data trigger counters for `/metrics`.
-pub fn write_metrics(services: &DynServices, w: &mut PromWriter) {
+pub async fn write_metrics(services: &DynServices, w: &mut PromWriter) {
     let (triggers, captures) = services.with_triggers(|triggers| {
         let mut by_state = std::collections::BTreeMap::<&'static str, u64>::new();
         for t in triggers.triggers() {
@@ -362,10 +366,19 @@ pub fn write_metrics(services: &DynServices, w: &mut PromWriter) {
         }
         let captures: Vec<_> = triggers
             .capture_saps()
-            .map(|(sap, stats)| (sap.to_string(), stats.clone()))
+            .map(|(sap, stats)| (sap.clone(), stats.clone()))
             .collect();
         (by_state, captures)
     });
+    let saps: Vec<SapId> = captures.iter().map(|(sap, _)| sap.clone()).collect();
+    let table2 = services.dataplane_counters(&saps).await;
+    let captures: Vec<(String, _, _)> = captures
+        .into_iter()
+        .map(|(sap, stats)| {
+            let dataplane = table2.get(&sap).cloned().unwrap_or_default();
+            (sap.to_string(), stats, dataplane)
+        })
+        .collect();
     w.family(
         "brasa_dynsvc_data_triggers",
         "Data triggers, by state.",
@@ -383,10 +396,10 @@ pub fn write_metrics(services: &DynServices, w: &mut PromWriter) {
         "Frames of a capture SAP: cpm-ingress (to the control plane), throttled (a trigger of the same tags in progress), received (past the rate limit).",
         Kind::Counter,
     );
-    for (sap, stats) in &captures {
+    for (sap, stats, dataplane) in &captures {
         for (kind, value) in [
-            ("cpm-ingress", stats.cpm_ingress.packets),
-            ("throttled", stats.forwarding_engine_dropped.packets),
+            ("cpm-ingress", dataplane.punted),
+            ("throttled", dataplane.throttled),
             ("received", stats.received),
         ] {
             w.sample(
@@ -401,7 +414,7 @@ pub fn write_metrics(services: &DynServices, w: &mut PromWriter) {
         "Data triggers dropped, by capture SAP and reason (Nokia SR OS dynamic data services, Table 3).",
         Kind::Counter,
     );
-    for (sap, stats) in &captures {
+    for (sap, stats, _) in &captures {
         for (reason, count) in stats.drop_counters() {
             w.sample(
                 "brasa_dynsvc_trigger_drops_total",

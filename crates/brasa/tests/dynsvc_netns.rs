@@ -747,9 +747,14 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
         "changed"
     );
 
-    // evaluate-script runs the script with the stored parameters (the last modify's) and shows
-    // its CLI without applying it.
-    let evaluated = daemon.json(&evaluate("dy1:200.301", &session, "modify"));
+    // evaluate-script --dry-run runs the script with the stored parameters (the last
+    // modify's) and shows its CLI without applying it.
+    let dry = |sap: &'static str, action: &'static str| {
+        let mut args = evaluate(sap, &session, action);
+        args.push("--dry-run");
+        args
+    };
+    let evaluated = daemon.json(&dry("dy1:200.301", "modify"));
     assert_eq!(evaluated["failure"], serde_json::Value::Null, "{evaluated}");
     assert!(
         evaluated["cli"]
@@ -758,12 +763,13 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
             .contains("description \"changed\""),
         "{evaluated}"
     );
-    let evaluated = daemon.json(&evaluate("dy1:200.301", &session, "teardown"));
+    let evaluated = daemon.json(&dry("dy1:200.301", "teardown"));
     assert!(
         evaluated["cli"].as_str().unwrap().contains("no epipe 5001"),
         "{evaluated}"
     );
-    let text = daemon.ok(&evaluate("dy1:200.301", &session, "teardown"), None);
+    assert_eq!(evaluated["applied"], false);
+    let text = daemon.ok(&dry("dy1:200.301", "teardown"), None);
     assert!(
         text.contains("Generated CLI:") && text.contains("no epipe 5001"),
         "{text}"
@@ -773,21 +779,51 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
         "up",
         "an evaluated teardown is not applied"
     );
-    for (sap, session, expected) in [
+    // Refusals name their reason and change nothing.
+    for (sap, session, action, expected) in [
         (
             "dy1:200.399",
             session.as_str(),
+            "teardown",
             "no dynamic service SAP dy1:200.399",
         ),
-        ("dy1:200.301", "no-such-session", "not no-such-session"),
+        (
+            "dy1:200.301",
+            "no-such-session",
+            "teardown",
+            "no data trigger has control session no-such-session",
+        ),
+        (
+            "dy1:200.301",
+            session.as_str(),
+            "setup",
+            "action setup is not allowed here: dy1:200.301 is a dynamic service already",
+        ),
+        (
+            "dy1:200.301",
+            session.as_str(),
+            "modify",
+            "action modify is not allowed here",
+        ),
+        (
+            "dy1:200.302",
+            session.as_str(),
+            "setup",
+            "a setup needs the new service's script parameters",
+        ),
     ] {
-        let output = daemon.brasa(&evaluate(sap, session, "setup"), None);
+        let output = daemon.brasa(&evaluate(sap, session, action), None);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
             !output.status.success() && stderr.contains(expected),
             "{stderr}"
         );
     }
+    assert_eq!(
+        daemon.json(&["show", "service", "5001"])["oper"],
+        "up",
+        "a refused evaluation changes nothing"
+    );
 
     let (answer, attributes) = modify("refused", true);
     assert_eq!(answer, "CoA-NAK", "{}", daemon.log_text());
@@ -801,6 +837,38 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
         daemon.json(&["show", "service", "5001"])["description"],
         "changed",
         "the revert keeps the service as it was"
+    );
+
+    // evaluate-script teardown acts: the second service goes, the trigger keeps its own.
+    let evaluated = daemon.json(&evaluate("dy1:200.301", &session, "teardown"));
+    assert_eq!(
+        (&evaluated["applied"], &evaluated["removed"]),
+        (&true.into(), &serde_json::json!(["dy1:200.301"])),
+        "{evaluated}"
+    );
+    assert!(!daemon
+        .brasa(&["show", "service", "5001"], None)
+        .status
+        .success());
+    let triggers = daemon.json(&["show", "service", "dynamic-services", "data-triggers"]);
+    assert_eq!(triggers[0]["services"], serde_json::json!(["dy1:200.300"]));
+    // evaluate-script setup adds a service to the trigger, as a CoA setup does.
+    let mut setup = evaluate("dy1:200.302", &session, "setup");
+    setup.extend([
+        "--params",
+        "epipe={'far': 'dy2:302'}",
+        "--policy",
+        "dyn-epipe",
+    ]);
+    let text = daemon.ok(&setup, None);
+    assert!(
+        text.contains("created dynamic service SAP dy1:200.302"),
+        "{text}"
+    );
+    let triggers = daemon.json(&["show", "service", "dynamic-services", "data-triggers"]);
+    assert_eq!(
+        triggers[0]["services"],
+        serde_json::json!(["dy1:200.300", "dy1:200.302"])
     );
 
     // A key that names nothing is refused with Session-Context-Not-Found.
@@ -839,6 +907,33 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
             "service {id} stays after the Disconnect"
         );
     }
+
+    // The next frame triggers again (a Disconnect locks nothing out). evaluate-script teardown
+    // on the trigger's own SAP removes the trigger and its services, as the guide's way to
+    // remove a data-triggered service; and the next frame triggers once more.
+    let new_session = |old: &str| {
+        ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
+        let triggers = daemon.triggers_until("the trigger is back", |t| {
+            t.iter()
+                .any(|t| t["state"] == "sapCreated" && t["acct_session_id"] != old)
+        });
+        triggers[0]["acct_session_id"].as_str().unwrap().to_string()
+    };
+    let session = new_session(&session);
+    let text = daemon.ok(&evaluate("dy1:200.300", &session, "teardown"), None);
+    assert!(
+        text.contains("removed dynamic service SAP dy1:200.300"),
+        "{text}"
+    );
+    assert_eq!(
+        daemon.json(&["show", "service", "dynamic-services", "data-triggers"]),
+        serde_json::json!([])
+    );
+    assert!(!daemon
+        .brasa(&["show", "service", "5000"], None)
+        .status
+        .success());
+    new_session(&session);
 }
 
 #[test]

@@ -293,23 +293,38 @@ pub struct EvaluateRequest {
     pub control_session: String,
     /// `setup`, `modify` or `teardown`.
     pub action: String,
+    /// Script parameters of a setup (a new dynamic service of the trigger).
+    #[serde(default)]
+    pub params: Option<String>,
+    /// The dynamic-services-policy of a setup (default: the trigger's).
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Run the script with the service's stored parameters and apply nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
-/// What `tools perform service dynamic-services evaluate-script` reports: what the run would
-/// do, not applied.
+/// What `tools perform service dynamic-services evaluate-script` did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvaluateView {
     /// The dynamic service SAP.
     pub sap: String,
     /// The action that ran.
     pub action: String,
-    /// `None` when the script ran to its end, else why it failed.
+    /// Whether the action was applied (false for a dry run).
+    pub applied: bool,
+    /// The dynamic service SAPs a setup created.
+    pub created: Vec<String>,
+    /// The dynamic service SAPs a teardown removed (the data trigger's own SAP last, when the
+    /// trigger went with them).
+    pub removed: Vec<String>,
+    /// Dry run: `None` when the script ran to its end, else why it failed.
     pub failure: Option<String>,
-    /// The service CLI the run generated (applied by nothing).
+    /// Dry run: the service CLI the run generated (applied by nothing).
     pub cli: String,
-    /// The dictionary the script would keep after a setup or modify.
+    /// Dry run: the dictionary the script would keep after a setup or modify.
     pub dictionary: Option<String>,
-    /// What the script printed.
+    /// Dry run: what the script printed.
     pub output: String,
 }
 
@@ -317,7 +332,7 @@ async fn evaluate_script(
     State(state): State<crate::daemon::ApiState>,
     Json(request): Json<EvaluateRequest>,
 ) -> Result<Json<EvaluateView>, ApiError> {
-    use super::EvaluateError;
+    use super::{EvaluateError, Evaluated, Evaluation};
     let services = component(&state)?;
     let sap = required(sap_of(
         services,
@@ -335,26 +350,50 @@ async fn evaluate_script(
             )))
         }
     };
-    let report = services
-        .evaluate_script(&sap, &request.control_session, action)
+    let evaluated = services
+        .evaluate(Evaluation {
+            sap: sap.clone(),
+            control_session: request.control_session,
+            action,
+            params: request.params,
+            policy: request.policy,
+            dry_run: request.dry_run,
+        })
         .await
         .map_err(|err| match err {
-            EvaluateError::UnknownService(_) | EvaluateError::OtherSession { .. } => {
-                ApiError::not_found(err.to_string())
-            }
+            EvaluateError::UnknownSession(_)
+            | EvaluateError::UnknownService(_)
+            | EvaluateError::OtherTrigger { .. } => ApiError::not_found(err.to_string()),
+            EvaluateError::NotAllowed { .. } => ApiError::bad_request(err.to_string()),
+            EvaluateError::Failed(_) => ApiError::conflict(err.to_string()),
             EvaluateError::Run(_) => ApiError::unavailable(err.to_string()),
         })?;
-    Ok(Json(EvaluateView {
+    let mut view = EvaluateView {
         sap: sap.to_string(),
         action: action.to_string(),
-        failure: match &report.run.outcome {
-            brasa_script::Outcome::Ok => None,
-            brasa_script::Outcome::Failed(failure) => Some(failure.message.clone()),
-        },
-        cli: report.cli,
-        dictionary: report.state.map(|kept| kept.dictionary),
-        output: report.run.output,
-    }))
+        applied: true,
+        created: Vec::new(),
+        removed: Vec::new(),
+        failure: None,
+        cli: String::new(),
+        dictionary: None,
+        output: String::new(),
+    };
+    match evaluated {
+        Evaluated::DryRun(report) => {
+            view.applied = false;
+            if let brasa_script::Outcome::Failed(failure) = &report.run.outcome {
+                view.failure = Some(failure.message.clone());
+            }
+            let report = *report;
+            view.cli = report.cli;
+            view.dictionary = report.state.map(|kept| kept.dictionary);
+            view.output = report.run.output;
+        }
+        Evaluated::Created(sap) => view.created.push(sap.to_string()),
+        Evaluated::Removed(saps) => view.removed = saps.iter().map(ToString::to_string).collect(),
+    }
+    Ok(Json(view))
 }
 
 /// Data trigger counters for `/metrics`.

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod coa;
 pub mod config;
+mod evaluate;
 mod ledger;
 mod radius;
 mod scripts;
@@ -36,6 +37,7 @@ use brasa_script::{
 use brasa_services::model::FilterKind;
 use brasa_services::SapId;
 use config::{DynamicServicesResolved, PolicyResolved};
+pub use evaluate::{EvaluateError, Evaluated, Evaluation};
 use scripts::{RunResources, ScriptThread};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Deref, DerefMut};
@@ -159,6 +161,11 @@ enum Work {
         request: brasa_radius::Message,
         reply: tokio::sync::oneshot::Sender<brasa_radius::Message>,
     },
+    /// `tools perform service dynamic-services evaluate-script`.
+    Evaluate {
+        evaluation: Evaluation,
+        reply: tokio::sync::oneshot::Sender<Result<Evaluated, EvaluateError>>,
+    },
 }
 
 /// The running dynamic data services.
@@ -212,29 +219,6 @@ impl DynServices {
     pub fn tear_down(&self, teardown: Teardown, cause: AcctTerminateCause) {
         let _ = self.work.send(Work::Teardown(teardown, cause));
     }
-}
-
-/// Why `evaluate-script` could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum EvaluateError {
-    /// No dynamic service has that SAP.
-    #[error("no dynamic service SAP {0}")]
-    UnknownService(SapId),
-    /// The SAP's data trigger has another Acct-Session-Id (or is gone).
-    #[error("dynamic service SAP {sap} belongs to data trigger {trigger} with control session {}, not {asked}", session.as_deref().unwrap_or("(none)"))]
-    OtherSession {
-        /// The dynamic service SAP.
-        sap: SapId,
-        /// Its data trigger.
-        trigger: SapId,
-        /// The data trigger's Acct-Session-Id.
-        session: Option<String>,
-        /// The control session asked for.
-        asked: String,
-    },
-    /// The script could not run.
-    #[error("{0}")]
-    Run(String),
 }
 
 /// The script parameters of a service.
@@ -903,52 +887,16 @@ impl DynServices {
         Ok(())
     }
 
-    /// `tools perform service dynamic-services evaluate-script`: runs `action` of the script
-    /// of dynamic service `sap` with its stored parameters and state, and reports what the
-    /// run would do. Nothing is applied: no CLI, no reference change, no counter.
-    pub async fn evaluate_script(
-        &self,
-        sap: &SapId,
-        control_session: &str,
-        action: DynAction,
-    ) -> Result<DynReport, EvaluateError> {
-        let record = self
-            .state()
-            .records
-            .get(sap)
-            .cloned()
-            .ok_or_else(|| EvaluateError::UnknownService(sap.clone()))?;
-        let session = self
-            .state()
-            .triggers
-            .trigger(&record.trigger)
-            .map(|t| t.acct_session_id.clone());
-        if session.as_deref() != Some(control_session) {
-            return Err(EvaluateError::OtherSession {
-                sap: sap.clone(),
-                trigger: record.trigger,
-                session,
-                asked: control_session.to_owned(),
-            });
+    /// Removes what a failed setup of `sap` left: its record, its service (forced) and its
+    /// place in its trigger.
+    async fn undo_setup(&self, sap: &SapId) {
+        let record = self.state().records.remove(sap);
+        if let Some(record) = record {
+            let _ = self
+                .remove_service(sap, record, AcctTerminateCause::NasError, true)
+                .await;
+            let _ = self.with_triggers(|t| t.service_removed(sap, Instant::now()));
         }
-        let policy = self.config.policies.get(&record.policy).ok_or_else(|| {
-            EvaluateError::Run(format!("no dynamic-services policy {:?}", record.policy))
-        })?;
-        let run = DynRun {
-            action,
-            params: (action != DynAction::Teardown).then(|| record.params.clone()),
-            state: (action != DynAction::Setup).then(|| record.state.clone()),
-            sap_id: sap.to_string(),
-            control_sap: Some(record.trigger.to_string()),
-            circuit_id: None,
-            remote_id: None,
-            policy: policy.name.clone(),
-        };
-        let resources = self.resources(policy).await;
-        self.scripts
-            .run(&policy.name, run, resources)
-            .await
-            .map_err(EvaluateError::Run)
     }
 
     async fn tear_down_services(&self, teardown: Teardown, cause: AcctTerminateCause) {
@@ -1191,6 +1139,9 @@ async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiv
             } => {
                 let answer = dyn_services.answer_coa(kind, &request).await;
                 let _ = reply.send(answer);
+            }
+            Work::Evaluate { evaluation, reply } => {
+                let _ = reply.send(dyn_services.run_evaluation(evaluation).await);
             }
         }
     }

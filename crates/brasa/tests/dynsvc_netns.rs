@@ -469,13 +469,15 @@ fn netns_radius_trigger_gets_its_services_from_freeradius_and_accounts_the_start
             qinq("dyc", "10.77.0.1/24", 200, 300),
             qinq("dyx", "10.78.0.1/24", 201, 301),
             qinq("dyn", "10.80.0.1/24", 203, 303),
+            qinq("dyt", "10.81.0.1/24", 204, 304),
         ],
     );
     let far_trunk = trunk(&router, "dy2", vec![dot1q("dyf", "10.77.0.2/24", 300)]);
-    let (customer, rejected, elsewhere, far) = (
+    let (customer, rejected, elsewhere, unanswered, far) = (
         &customers.hosts[0],
         &customers.hosts[1],
         &customers.hosts[2],
+        &customers.hosts[3],
         &far_trunk.hosts[0],
     );
     let dir = tempfile::tempdir().unwrap();
@@ -489,6 +491,8 @@ fn netns_radius_trigger_gets_its_services_from_freeradius_and_accounts_the_start
 	Alc-Dyn-Serv-Policy:1 = "dyn-epipe"
 
 "dy1:201.301" Auth-Type := Reject
+
+"dy1:204.304" Response-Packet-Type := Do-Not-Respond
 
 "dy1:203.303" Cleartext-Password := "dynpass"
 	Alc-Dyn-Serv-SAP-Id:1 = "dy1:203.999",
@@ -611,6 +615,32 @@ accounting = [{ radius_pool = "aaa", stats_type = "volume-time" }]"#;
     // An Access-Accept whose services do not include the trigger's SAP.
     let _ = ping(elsewhere, "10.80.0.2");
     daemon.drops_reach("No data-trigger SAP-id in authentication", 1);
+    assert_eq!(
+        daemon.json(&["show", "service"]).as_array().unwrap().len(),
+        services_before
+    );
+
+    // No answer from the AAA server (FreeRADIUS drops the request): after the pool's timeout
+    // and retry, Unsuccessful authentication, locked out, nothing created.
+    let _ = ping(unanswered, "10.81.0.2");
+    daemon.drops_reach("Unsuccessful authentication", 2);
+    let lockouts = daemon.json(&[
+        "show",
+        "subscriber-mgmt",
+        "host-lockout-policy",
+        "lock",
+        "all",
+        "sap",
+        "dy1:*.*",
+    ]);
+    assert!(
+        lockouts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["trigger_sap"] == "dy1:204.304" && l["active"] == true),
+        "{lockouts}"
+    );
     assert_eq!(
         daemon.json(&["show", "service"]).as_array().unwrap().len(),
         services_before

@@ -1,12 +1,12 @@
 //! In-memory throughput of the service stage on one core: Epipe, VPLS with a million learned
-//! MACs, the classifier + trTCM policer with 100 000 SAPs × 8 filter entries, and the rate at
-//! which SAPs are created through the builder and installed. Prints Mpps, ns and TSC cycles
-//! per packet.
+//! MACs, the classifier + trTCM policer with 100 000 SAPs × 8 filter entries, the data trigger
+//! throttle of a capture SAP under a flood, and the rate at which SAPs are created through the
+//! builder and installed. Prints Mpps, ns and TSC cycles per packet.
 //!
 //!     cargo run --release -p brasa-dataplane --example service_bench [-- SECONDS [SCENARIO]]
 //!
 //! SCENARIO is one of `epipe` (also with the stage shared as several workers share it), `vpls`,
-//! `fdb-bound` (the MAC table's random lookups alone: this machine's ceiling for `vpls`), `acl`, `acl-core`, `apply` (default: all). As in `pipeline_bench`,
+//! `fdb-bound` (the MAC table's random lookups alone: this machine's ceiling for `vpls`), `acl`, `acl-core`, `throttle`, `apply` (default: all). As in `pipeline_bench`,
 //! each batch is refilled from template frames before it runs (the copy a receive ring costs
 //! is included).
 
@@ -275,6 +275,58 @@ fn epipe(seconds: f64, shared: bool) {
         &pool,
         seconds,
         Verdict::Transmit(1),
+        0,
+    );
+}
+
+/// A trigger flood on the capture SAP `0:*.*`: 4 096 VLAN pairs whose triggers are all in
+/// progress (their first frames were punted and nobody released them), so every frame is
+/// dropped by the throttle: the rate the data plane sheds a flood at.
+fn throttle(seconds: f64) {
+    let mut p = pipeline(2, ServiceStageConfig::default());
+    let mut b = two_qinq_ports();
+    b.set_service(ServiceSpec::Vpls(VplsSpec::new(900)))
+        .unwrap();
+    let mut capture = SapSpec::new(
+        SapId {
+            port: 0,
+            encap: SapEncap::Qinq {
+                outer: Tag::Any,
+                inner: Tag::Any,
+            },
+        },
+        900,
+    );
+    capture.capture = true;
+    b.set_sap(capture).unwrap();
+    let stage = p.stage_mut::<ServiceStage>().unwrap();
+    stage.install(b.build(), 0);
+    let mut pool = Pool::new(64);
+    for key in 0..4096u16 {
+        let frame = build::tagged(
+            MacAddr([2, 0, 0, 0, 0x10, key as u8]),
+            MacAddr::BROADCAST,
+            &[(S, 100 + key / 64), (Q, 1 + key % 64)],
+            0x88b5,
+            &[0; 46],
+        );
+        pool.push(0, frame);
+    }
+    // The first round punts one frame of each pair and marks it.
+    let mut batch = Batch::new(BATCH);
+    let mut next = 0usize;
+    for _ in 0..pool.len().div_ceil(BATCH) {
+        fill(&mut batch, &pool, &mut next);
+        p.run(&mut batch, 0);
+        let stage = p.stage_mut::<ServiceStage>().unwrap();
+        stage.drain_punts(|_| {});
+    }
+    run(
+        "capture SAP *.*, 4 096 triggers in progress: every frame dropped by the throttle",
+        &mut p,
+        &pool,
+        seconds,
+        Verdict::Drop(brasa_dataplane::pipeline::DropReason::TriggerInProgress),
         0,
     );
 }
@@ -776,6 +828,9 @@ fn main() {
     }
     if which == "all" || which == "acl-core" {
         acl_core(seconds);
+    }
+    if which == "all" || which == "throttle" {
+        throttle(seconds);
     }
     if which == "all" || which == "apply" {
         apply(seconds);

@@ -106,6 +106,9 @@ pub enum DropReason {
     ReplicaLimit,
     /// A frame for the control plane (capture SAP) found the punt queue full.
     PuntQueueFull,
+    /// A capture SAP's frame whose data trigger (same SAP, outer and inner tag) is already in
+    /// progress in the control plane: the throttle of Nokia SR OS dynamic data services.
+    TriggerInProgress,
     /// A PCC rule's drop action, or the PCC default action for unknown addresses or
     /// subscribers without services.
     Pcc,
@@ -113,7 +116,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::MalformedL2,
         DropReason::MalformedIp,
         DropReason::MalformedComet,
@@ -135,6 +138,7 @@ impl DropReason {
         DropReason::BumLimit,
         DropReason::ReplicaLimit,
         DropReason::PuntQueueFull,
+        DropReason::TriggerInProgress,
         DropReason::Pcc,
     ];
 
@@ -162,6 +166,7 @@ impl DropReason {
             DropReason::BumLimit => "bum_limit",
             DropReason::ReplicaLimit => "replica_limit",
             DropReason::PuntQueueFull => "punt_queue_full",
+            DropReason::TriggerInProgress => "trigger_in_progress",
             DropReason::Pcc => "pcc",
         }
     }

@@ -730,7 +730,8 @@ fn capture_sap_punts_after_its_vid_filter_and_the_queue_is_bounded() {
                 frame(
                     mac(1),
                     MacAddr::BROADCAST,
-                    &[(S, 1214), (Q, (i % 4000) as u16 + 100)],
+                    // Tags other than the 101 punted above: its trigger is still in progress.
+                    &[(S, 1214), (Q, (i % 3000) as u16 + 200)],
                 ),
             )
         })
@@ -742,6 +743,103 @@ fn capture_sap_punts_after_its_vid_filter_and_the_queue_is_bounded() {
         .count();
     assert_eq!(full, 5);
     assert_eq!(stage(&mut p).punt_queue_len(), DEFAULT_PUNT_QUEUE);
+}
+
+/// A capture SAP `0:*.*` in VPLS 10, installed.
+fn capture_pipeline() -> Pipeline {
+    let mut p = pipeline();
+    let mut b = builder();
+    vpls(&mut b, 10, &[]);
+    let mut capture = SapSpec::new(sap("0:*.*"), 10);
+    capture.capture = true;
+    b.set_sap(capture).unwrap();
+    install(&mut p, &mut b, 0);
+    p
+}
+
+fn trigger_frame(outer: u16, inner: u16) -> (u16, Vec<u8>) {
+    (
+        0,
+        frame(mac(1), MacAddr::BROADCAST, &[(S, outer), (Q, inner)]),
+    )
+}
+
+#[test]
+fn capture_sap_throttle_punts_one_frame_per_tags_until_the_control_side_releases_it() {
+    let mut p = capture_pipeline();
+    let throttle = stage(&mut p).trigger_throttle();
+    let len = trigger_frame(1214, 101).1.len() as u64;
+    // 1 + 9 frames of one trigger, 1 of another: two punted, nine dropped in the data plane.
+    let mut frames = vec![trigger_frame(1214, 101); 10];
+    frames.push(trigger_frame(1214, 102));
+    let out = run(&mut p, &frames, SEC);
+    let verdicts: Vec<Verdict> = out.iter().map(|(_, m)| m.verdict).collect();
+    assert!(matches!(verdicts[0], Verdict::Punt(_)));
+    assert!(verdicts[1..10]
+        .iter()
+        .all(|v| *v == Verdict::Drop(DropReason::TriggerInProgress)));
+    assert!(matches!(verdicts[10], Verdict::Punt(_)));
+    let counters = stage(&mut p).sap_counters(&sap("0:*.*")).unwrap();
+    assert_eq!((counters.punted, counters.punted_octets), (2, 2 * len));
+    assert_eq!(
+        (counters.throttled, counters.throttled_octets),
+        (9, 9 * len)
+    );
+    assert_eq!(counters.drops.get("trigger_in_progress"), Some(&9));
+    let mut punted = Vec::new();
+    stage(&mut p).drain_punts(|f| punted.push(f.clone()));
+    let key = punted[0].throttle.expect("the first frame set a mark");
+    assert_eq!(key, ThrottleKey::new(key.slot(), 1214, 101).unwrap());
+    // Released (the trigger left progress): the next frame goes to the control plane again.
+    throttle.release(key);
+    let (_, v) = run_one(&mut p, 0, trigger_frame(1214, 101).1, 2 * SEC);
+    assert!(matches!(v, Verdict::Punt(_)));
+    let (_, v) = run_one(&mut p, 0, trigger_frame(1214, 101).1, 2 * SEC);
+    assert_eq!(v, Verdict::Drop(DropReason::TriggerInProgress));
+}
+
+#[test]
+fn capture_sap_frame_dropped_for_a_full_punt_queue_leaves_no_mark() {
+    let mut p = capture_pipeline();
+    let fill: Vec<(u16, Vec<u8>)> = (0..DEFAULT_PUNT_QUEUE as u16)
+        .map(|i| trigger_frame(1 + i / 1000, 1 + i % 1000))
+        .collect();
+    run(&mut p, &fill, SEC);
+    assert_eq!(stage(&mut p).punt_queue_len(), DEFAULT_PUNT_QUEUE);
+    let (_, v) = run_one(&mut p, 0, trigger_frame(4000, 7).1, SEC);
+    assert_eq!(v, Verdict::Drop(DropReason::PuntQueueFull));
+    stage(&mut p).drain_punts(|_| {});
+    // It never reached the control plane, so nothing would release it: it is not marked.
+    let (_, v) = run_one(&mut p, 0, trigger_frame(4000, 7).1, SEC);
+    assert!(matches!(v, Verdict::Punt(_)));
+}
+
+/// The flood that starved the late VLANs when the control plane did the throttling: the same
+/// 3 000 VLANs in the same order, round after round, with one drain of the punt queue
+/// (1 024 frames) between rounds and nothing released (the triggers stay in progress). Every
+/// VLAN reaches the control plane, once. Without the data-plane throttle the first 1 024 VLANs
+/// filled the queue every round and the others never got through.
+#[test]
+fn a_fixed_order_flood_reaches_every_vlan_once() {
+    let mut p = capture_pipeline();
+    let flood: Vec<(u16, Vec<u8>)> = (0..3000u16)
+        .map(|i| trigger_frame(100 + i / 100, 1 + i % 100))
+        .collect();
+    let mut seen = std::collections::HashMap::<(u16, u16), u32>::new();
+    for round in 0..4 {
+        for chunk in flood.chunks(256) {
+            run(&mut p, chunk, SEC + round);
+        }
+        stage(&mut p).drain_punts(|f| *seen.entry((f.outer_vid, f.inner_vid)).or_default() += 1);
+    }
+    assert_eq!(seen.len(), 3000, "every VLAN was punted");
+    assert!(seen.values().all(|n| *n == 1), "each exactly once");
+    let counters = stage(&mut p).sap_counters(&sap("0:*.*")).unwrap();
+    assert_eq!(counters.punted, 3000);
+    assert_eq!(
+        counters.throttled,
+        4 * 3000 - 3000 - counters.drops["punt_queue_full"]
+    );
 }
 
 #[test]

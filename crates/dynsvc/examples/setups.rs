@@ -1,7 +1,7 @@
 //! Data trigger → dynamic SAP created, with local authentication and a seed-style `alc.dyn`
 //! script (Nokia SR OS dynamic data services): setups per second and the latency of each,
 //! p50 and p99. Each setup is the whole control-plane path of `brasa run` but its I/O: the
-//! punted frame through the trigger machine (throttle, rate limit, Table 3 checks), the
+//! punted frame through the trigger machine (rate limit, Table 3 checks), the
 //! local-auth-db, the script run (embedded CPython, `dyn.select_free_id` from the running
 //! configuration, `dyn.add_cli`), the service text parsed and validated as one transaction
 //! against the whole configuration and committed, then `service_created`. Not included: the

@@ -1,8 +1,9 @@
 //! Dynamic data services core (Nokia SR OS dynamic data services), sans-IO.
 //!
 //! * [`frame`]: what a frame punted from a capture SAP tells (tags, MAC, IP source);
-//! * [`trigger`]: the data trigger state machine ([`Triggers`]): throttle, control-plane rate
-//!   limit, Table 3 drop reasons, Pending → Accepted → sapCreated, setup timeout, teardown;
+//! * [`trigger`]: the data trigger state machine ([`Triggers`]): control-plane rate limit,
+//!   Table 3 drop reasons, Pending → Accepted → sapCreated, setup timeout, teardown, and which
+//!   triggers left progress (the data plane's throttle releases their keys);
 //! * [`auth`]: the Access-Request of Table 4, the Alc-Dyn-Serv-* services of an Access-Accept;
 //! * [`acct`]: Start / Interim-Update / Stop of each dynamic service to two destinations;
 //! * [`coa`]: CoA and Disconnect requests decided per Table 5, and their ACK or NAK;

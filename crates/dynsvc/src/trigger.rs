@@ -1,6 +1,11 @@
 //! The data trigger state machine (Nokia SR OS dynamic data services, "Data trigger", "Control
 //! plane protection"): frames from capture SAPs become triggers (Pending → Accepted →
 //! sapCreated), each failure is counted under its Table 3 drop reason and locks the SAP out.
+//!
+//! The per-trigger throttle ("frames dropped at IOM") is the data plane's: it lets one frame of
+//! a (capture SAP, outer, inner) key through and drops the others until the control side
+//! releases the key. [`Triggers::take_settled`] says which keys to release: those whose trigger
+//! left progress (sapCreated, failed, removed) and those whose frame made no trigger.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -74,30 +79,10 @@ impl DropReason {
     }
 }
 
-/// Packets and octets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Volume {
-    /// Frames.
-    pub packets: u64,
-    /// Octets.
-    pub octets: u64,
-}
-
-impl Volume {
-    fn add(&mut self, len: usize) {
-        self.packets += 1;
-        self.octets += len as u64;
-    }
-}
-
-/// A capture SAP's data trigger statistics (Tables 2 and 3).
+/// A capture SAP's control-plane data trigger statistics (Table 3; Table 2's "CPM Ingress"
+/// and "Forwarding Engine Stats Dropped" are the data plane's counters of the capture SAP).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CaptureSapStats {
-    /// "CPM Ingress": frames passed on to the control plane by the throttle.
-    pub cpm_ingress: Volume,
-    /// "Forwarding Engine Stats Dropped": frames the throttle dropped because a trigger of the
-    /// same (SAP, outer, inner) is in progress.
-    pub forwarding_engine_dropped: Volume,
     /// "Data packets received by SAP": frames that reached trigger processing (after the
     /// control-plane rate limit).
     pub received: u64,
@@ -244,8 +229,6 @@ pub enum FrameVerdict {
         /// How.
         authentication: Authentication,
     },
-    /// Dropped by the throttle (a trigger for the same tags is in progress).
-    Throttled,
     /// Dropped by the control-plane rate limit.
     RateLimited,
     /// Not a data trigger: unknown capture SAP, or tags contradicting it.
@@ -317,6 +300,8 @@ pub struct Triggers {
     rate_limited: u64,
     not_captured: u64,
     next_session: u64,
+    /// Trigger SAPs whose throttle key the data plane may release (see [`Triggers::take_settled`]).
+    settled: Vec<SapId>,
 }
 
 impl Triggers {
@@ -335,6 +320,7 @@ impl Triggers {
             rate_limited: 0,
             not_captured: 0,
             next_session: 0,
+            settled: Vec::new(),
         }
     }
 
@@ -461,27 +447,47 @@ impl Triggers {
         )
     }
 
-    /// A frame from a capture SAP, in the guide's order: the throttle (one frame per trigger
-    /// SAP while its authentication is in progress), the control-plane rate limit, then the
-    /// Table 3 checks; a frame that passes them all creates a Pending trigger.
+    /// Whether the trigger with SAP id `sap` is in progress (Pending or Accepted): while it is,
+    /// the data plane keeps throttling its frames.
+    pub fn in_progress(&self, sap: &SapId) -> bool {
+        self.triggers
+            .get(sap)
+            .is_some_and(|t| t.state != TriggerState::SapCreated)
+    }
+
+    /// The trigger SAPs that are not in progress since the last call, each at most once per
+    /// event: a trigger that left progress (sapCreated, failed, cleared, torn down) or a frame
+    /// that made no trigger. The caller releases their throttle keys in the data plane, so that
+    /// their next frame reaches [`Triggers::handle_frame`] (a re-trigger, or a Table 3 drop
+    /// such as "Lockout is active").
+    pub fn take_settled(&mut self) -> std::vec::Drain<'_, SapId> {
+        self.settled.drain(..)
+    }
+
+    fn settle(&mut self, sap: &SapId) {
+        if !self.in_progress(sap) {
+            self.settled.push(sap.clone());
+        }
+    }
+
+    /// A frame from a capture SAP that passed the data plane's throttle, in the guide's
+    /// order: the control-plane rate limit, then the Table 3 checks; a frame that passes them
+    /// all creates a Pending trigger.
     pub fn handle_frame(&mut self, frame: &TriggerFrame, now: Instant) -> FrameVerdict {
         let Some(sap) = frame.trigger_sap() else {
             self.not_captured += 1;
             return FrameVerdict::NotCaptured;
         };
+        let verdict = self.admit_frame(frame, sap.clone(), now);
+        self.settle(&sap);
+        verdict
+    }
+
+    fn admit_frame(&mut self, frame: &TriggerFrame, sap: SapId, now: Instant) -> FrameVerdict {
         let Some(capture) = self.capture_saps.get_mut(&frame.capture_sap) else {
             self.not_captured += 1;
             return FrameVerdict::NotCaptured;
         };
-        if self
-            .triggers
-            .get(&sap)
-            .is_some_and(|t| t.state == TriggerState::Pending)
-        {
-            capture.stats.forwarding_engine_dropped.add(frame.len);
-            return FrameVerdict::Throttled;
-        }
-        capture.stats.cpm_ingress.add(frame.len);
         if !self.bucket.take(now) {
             self.rate_limited += 1;
             return FrameVerdict::RateLimited;
@@ -625,6 +631,7 @@ impl Triggers {
         if &service == sap {
             trigger.state = TriggerState::SapCreated;
             trigger.setup_deadline = None;
+            self.settled.push(sap.clone());
         }
         trigger.services.insert(service.clone());
         self.service_sessions
@@ -709,6 +716,7 @@ impl Triggers {
     }
 
     fn remove(&mut self, sap: &SapId) -> Teardown {
+        self.settled.push(sap.clone());
         let Some(trigger) = self.triggers.remove(sap) else {
             return Teardown {
                 trigger: sap.clone(),

@@ -89,25 +89,77 @@ fn frame_on_capture_sap_creates_a_pending_trigger_with_a_unique_session_id() {
     );
 }
 
+fn settled(triggers: &mut Triggers) -> Vec<SapId> {
+    triggers.take_settled().collect()
+}
+
+/// The data plane throttles a key until the control side releases it: the core says when, for
+/// every way a trigger leaves progress and for every frame that makes no trigger.
 #[test]
-fn throttle_lets_one_frame_per_trigger_through_while_authentication_runs() {
+fn throttle_keys_are_settled_when_no_trigger_of_them_is_in_progress() {
     let now = Instant::now();
     let mut triggers = engine(TriggersConfig::default());
-    let capture = sap("eth1:1214.*");
-    assert!(matches!(
-        triggers.handle_frame(&frame(1214, 101), now),
-        FrameVerdict::Authenticate { .. }
-    ));
-    for _ in 0..1000 {
-        assert_eq!(
-            triggers.handle_frame(&frame(1214, 101), now),
-            FrameVerdict::Throttled
-        );
+    let (a, b, c) = (
+        sap("eth1:1214.101"),
+        sap("eth1:1214.102"),
+        sap("eth1:1214.103"),
+    );
+    // New triggers stay marked while Pending and Accepted.
+    for inner in [101, 102, 103] {
+        assert!(matches!(
+            triggers.handle_frame(&frame(1214, inner), now),
+            FrameVerdict::Authenticate { .. }
+        ));
     }
-    let stats = triggers.stats(&capture).unwrap();
-    assert_eq!(stats.forwarding_engine_dropped.packets, 1000);
-    assert_eq!(stats.forwarding_engine_dropped.octets, 64_000);
-    assert_eq!((stats.cpm_ingress.packets, stats.received), (1, 1));
+    assert!(settled(&mut triggers).is_empty());
+    assert!(triggers.in_progress(&a));
+    triggers
+        .handle_authentication(&a, Ok(vec![service("eth1:1214.101")]), now)
+        .unwrap()
+        .unwrap();
+    assert!(
+        settled(&mut triggers).is_empty(),
+        "Accepted is still in progress"
+    );
+    // A frame of an Accepted trigger that got through (its mark had expired) is dropped but
+    // keeps the mark: the trigger is still in progress.
+    assert_eq!(
+        triggers.handle_frame(&frame(1214, 101), now),
+        FrameVerdict::Dropped(DropReason::TriggerExists)
+    );
+    assert!(settled(&mut triggers).is_empty());
+    // sapCreated: settled.
+    triggers.service_created(&a, a.clone()).unwrap();
+    assert_eq!(settled(&mut triggers), vec![a.clone()]);
+    assert!(!triggers.in_progress(&a));
+    // A failed authentication: settled; the next frame is locked out and settled again.
+    triggers
+        .handle_authentication(&b, Err(AuthFailure::Rejected), now)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(settled(&mut triggers), vec![b.clone()]);
+    assert_eq!(
+        triggers.handle_frame(&frame(1214, 102), now),
+        FrameVerdict::Dropped(DropReason::LockoutActive)
+    );
+    assert_eq!(settled(&mut triggers), vec![b]);
+    // A clear of a Pending trigger, and a frame on a created trigger's capture SAP.
+    triggers.clear_trigger(&c, now).unwrap();
+    assert_eq!(settled(&mut triggers), vec![c]);
+    triggers.handle_frame(&frame(1214, 101), now);
+    assert_eq!(settled(&mut triggers), vec![a]);
+    // Frames the rate limit drops make no trigger either.
+    let mut limited = engine(TriggersConfig {
+        rate_per_sec: 1,
+        burst: 1,
+        ..TriggersConfig::default()
+    });
+    limited.handle_frame(&frame(1214, 1), now);
+    assert_eq!(
+        limited.handle_frame(&frame(1214, 2), now),
+        FrameVerdict::RateLimited
+    );
+    assert_eq!(settled(&mut limited), vec![sap("eth1:1214.2")]);
 }
 
 #[test]

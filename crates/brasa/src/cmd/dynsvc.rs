@@ -78,9 +78,13 @@ pub enum DumpDynamicServices {
 /// `brasa tools perform service dynamic-services …`
 #[derive(clap::Subcommand, Debug)]
 pub enum PerformDynamicServices {
-    /// Run the script of a dynamic service with its stored parameters and show the CLI it
-    /// would generate, without applying it
+    /// Run a script action of a dynamic service of the data trigger whose Acct-Session-Id is
+    /// the control session, and apply it
     /// (`evaluate-script sap SAP control-session ACCT-SESSION-ID action setup|modify|teardown`).
+    ///
+    /// teardown removes the service; on the data trigger's own SAP it removes the trigger and
+    /// every service it owns (its next frame triggers again). setup adds a new service to the
+    /// trigger with --params. modify runs only with --dry-run (a real one comes as a CoA).
     EvaluateScript {
         /// `sap`.
         #[arg(value_parser = ["sap"])]
@@ -98,6 +102,16 @@ pub enum PerformDynamicServices {
         /// The script function to run.
         #[arg(value_parser = ["setup", "modify", "teardown"])]
         action: String,
+        /// Script parameters of a setup (Alc-Dyn-Serv-Script-Params).
+        #[arg(long)]
+        params: Option<String>,
+        /// The dynamic-services-policy of a setup (default: the data trigger's).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Run the script of an existing service with its stored parameters and show the CLI
+        /// it generates, applying nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -170,19 +184,18 @@ pub fn show(global: &GlobalArgs, command: ShowDynamicServices) -> anyhow::Result
             if global.json {
                 return print_json(&stats);
             }
-            println!("Data trigger statistics, capture SAP {}", stats.sap);
-            println!(
-                "CPM Ingress                     : {} packets, {} octets",
-                stats.cpm_ingress[0], stats.cpm_ingress[1]
-            );
-            println!(
-                "Forwarding Engine Stats Dropped : {} packets, {} octets",
-                stats.forwarding_engine_dropped[0], stats.forwarding_engine_dropped[1]
-            );
-            println!("Data packets received by SAP    : {}", stats.received);
-            println!("Dropped:");
+            // The layouts of the guide's Table 2 (sap-stats) and Table 3.
+            println!("Dynamic Services Capture SAP {} Statistics", stats.sap);
+            println!("{:<24}{:<24}Octets", "", "Packets");
+            let [packets, octets] = stats.cpm_ingress;
+            println!("{:<22}: {packets:<24}{octets}", "CPM Ingress");
+            println!("Forwarding Engine Stats");
+            let [packets, octets] = stats.forwarding_engine_dropped;
+            println!("{:<22}: {packets:<24}{octets}", "Dropped");
+            println!("{:<59}: {}", "Data packets received by SAP", stats.received);
+            println!("Drop Reason Counters");
             for (label, count) in &stats.dropped {
-                println!("  {label:<42}: {count}");
+                println!("{label:<59}: {count}");
             }
             Ok(())
         }
@@ -310,6 +323,9 @@ pub fn perform(global: &GlobalArgs, command: PerformDynamicServices) -> anyhow::
         sap,
         control_session,
         action,
+        params,
+        policy,
+        dry_run,
         ..
     } = command;
     let view: EvaluateView = client(global).post(
@@ -318,10 +334,26 @@ pub fn perform(global: &GlobalArgs, command: PerformDynamicServices) -> anyhow::
             sap,
             control_session,
             action,
+            params,
+            policy,
+            dry_run,
         },
     )?;
     if global.json {
         return print_json(&view);
+    }
+    if view.applied {
+        println!(
+            "Performed the {} script action of {}",
+            view.action, view.sap
+        );
+        for sap in &view.created {
+            println!("  created dynamic service SAP {sap}");
+        }
+        for sap in &view.removed {
+            println!("  removed dynamic service SAP {sap}");
+        }
+        return Ok(());
     }
     println!(
         "Evaluation of the {} script action of dynamic service SAP {} (not applied)",

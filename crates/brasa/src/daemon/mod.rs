@@ -250,7 +250,7 @@ async fn metrics(
         services::write_metrics(services, &mut writer).await;
     }
     if let Some(dynsvc) = &state.dynsvc {
-        dynsvc::api::write_metrics(dynsvc, &mut writer);
+        dynsvc::api::write_metrics(dynsvc, &mut writer).await;
     }
     state.access.write_metrics(&mut writer);
     mgmt::metrics_response(writer.finish())

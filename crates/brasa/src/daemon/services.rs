@@ -18,7 +18,9 @@ use axum::{Json, Router};
 use brasa_dataplane::control;
 use brasa_dataplane::io::worker::{self, Handle, StageFactory};
 use brasa_dataplane::pipeline::{PortId, Shared};
-use brasa_dataplane::service::{Punted, ServiceStage, ServiceStageConfig, ServiceTables};
+use brasa_dataplane::service::{
+    Punted, ServiceStage, ServiceStageConfig, ServiceTables, TriggerThrottle,
+};
 use brasa_services::model::{AdminState, FilterKind, ServiceBody};
 use brasa_services::toml::{FilterSection, QosSection, ServiceSection, ServicesToml};
 use brasa_services::{Change, Encapsulation, Environment, Origin, PortMap, PortName, Ports};
@@ -186,6 +188,7 @@ pub struct ServicesComponent {
     punted: Arc<AtomicU64>,
     /// Where capture-SAP frames go once the dynamic data services run.
     punt_sink: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Vec<Punted>>>,
+    throttle: Arc<TriggerThrottle>,
 }
 
 impl ServicesComponent {
@@ -209,6 +212,12 @@ impl ServicesComponent {
     /// Hands every later capture-SAP frame to `sink` (the dynamic data services); set once.
     pub fn set_punt_sink(&self, sink: tokio::sync::mpsc::UnboundedSender<Vec<Punted>>) {
         let _ = self.punt_sink.set(sink);
+    }
+
+    /// The data trigger throttle of the capture SAPs: whoever takes the punted frames releases
+    /// each frame's mark once no trigger of it is in progress.
+    pub fn trigger_throttle(&self) -> &Arc<TriggerThrottle> {
+        &self.throttle
     }
 
     /// The data plane's workers.
@@ -250,7 +259,9 @@ pub async fn start(
         },
         ..ServiceStageConfig::default()
     };
-    let stage = Shared::new(ServiceStage::new(stage));
+    let stage = ServiceStage::new(stage);
+    let throttle = stage.trigger_throttle();
+    let stage = Shared::new(stage);
     let stages = {
         let stage = stage.clone();
         StageFactory::new(move || brasa_dataplane::stages::service_stages(stage.clone()))
@@ -304,9 +315,10 @@ pub async fn start(
         thread: Mutex::new(Some(thread)),
         punted: Arc::default(),
         punt_sink: std::sync::OnceLock::new(),
+        throttle,
     });
     // Capture-SAP frames go to the dynamic data services; without them they are counted and
-    // released, so the bounded queue never blocks new triggers.
+    // released, throttle marks included, so the bounded queue never blocks new triggers.
     let drain = component.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -316,9 +328,12 @@ pub async fn start(
             let drained = drain
                 .on_stage(move |stage, _| {
                     let mut frames = Vec::new();
+                    let throttle = stage.trigger_throttle();
                     let count = stage.drain_punts(|punted| {
                         if keep {
                             frames.push(punted.clone());
+                        } else if let Some(key) = punted.throttle {
+                            throttle.release(key);
                         }
                     });
                     (count, frames)

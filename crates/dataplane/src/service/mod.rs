@@ -11,10 +11,13 @@
 //!   objects' slots and generations so that it survives a swap for objects that still exist.
 //!   The control side reaches it through `Pipeline::stage_mut::<ServiceStage>()` and installs
 //!   a new snapshot with [`ServiceStage::install`] between two batches.
+//! * [`throttle`]: the data trigger throttle of capture SAPs ([`TriggerThrottle`]), shared
+//!   lock-free by the workers and by the control side, which releases its marks.
 
 pub mod spec;
 mod stage;
 mod tables;
+pub mod throttle;
 
 pub use spec::*;
 pub use stage::{
@@ -22,6 +25,7 @@ pub use stage::{
     ServiceStage, ServiceStageConfig, DEFAULT_FDB_ENTRIES, DEFAULT_PUNT_QUEUE, PUNT_SNAPLEN,
 };
 pub use tables::{ServiceTables, ServiceTablesBuilder, TRANSPARENT_ETHERNET};
+pub use throttle::{ThrottleKey, TriggerThrottle};
 
 use crate::acl::RuleError;
 use crate::pipeline::PortId;

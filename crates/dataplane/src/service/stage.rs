@@ -7,6 +7,9 @@ use super::tables::{
     DirEntry, GreEntry, Peer, SapEntry, SapRole, ServiceKind, ServiceTables, TunnelKey,
     TRANSPARENT_ETHERNET,
 };
+use super::throttle::{
+    Admission, ThrottleKey, TriggerThrottle, DEFAULT_THROTTLE_ENTRIES, DEFAULT_THROTTLE_HOLD_SECS,
+};
 use super::FilterKind;
 use crate::acl::{mac_bits, Disposition, IpFamily, PacketKey, RuleSet};
 use crate::fdb::{prefetch_read, Entry, Fdb, STATIC_EPOCH};
@@ -48,6 +51,10 @@ pub struct ServiceStageConfig {
     pub fdb_seed: u64,
     /// Capacity of the punt queue.
     pub punt_queue: usize,
+    /// Marks of the data trigger throttle (see [`TriggerThrottle`]).
+    pub throttle_entries: usize,
+    /// Seconds a throttle mark holds when the control side does not release it.
+    pub throttle_hold_secs: u32,
 }
 
 impl Default for ServiceStageConfig {
@@ -56,6 +63,8 @@ impl Default for ServiceStageConfig {
             fdb_entries: DEFAULT_FDB_ENTRIES,
             fdb_seed: 0x5eed_f00d,
             punt_queue: DEFAULT_PUNT_QUEUE,
+            throttle_entries: DEFAULT_THROTTLE_ENTRIES,
+            throttle_hold_secs: DEFAULT_THROTTLE_HOLD_SECS,
         }
     }
 }
@@ -73,6 +82,9 @@ struct SapState {
     tx_packets: u64,
     tx_octets: u64,
     punted: u64,
+    punted_octets: u64,
+    throttled: u64,
+    throttled_octets: u64,
     bum: Option<RateLimitState>,
 }
 
@@ -127,6 +139,10 @@ pub struct Punted {
     pub len: usize,
     /// The first [`PUNT_SNAPLEN`] bytes of the frame.
     pub frame: Vec<u8>,
+    /// The throttle mark the frame set: the control side releases it (see
+    /// [`ServiceStage::trigger_throttle`]) when no data trigger of it is in progress any more.
+    /// `None` when the frame went through unmarked (the throttle's bucket was full).
+    pub throttle: Option<ThrottleKey>,
 }
 
 /// Counters of one SAP.
@@ -140,8 +156,16 @@ pub struct SapCounters {
     pub tx_packets: u64,
     /// Octets sent.
     pub tx_octets: u64,
-    /// Frames punted (capture SAPs).
+    /// Frames punted (capture SAPs): the "CPM Ingress" packets of Nokia SR OS dynamic data
+    /// services.
     pub punted: u64,
+    /// Their octets.
+    pub punted_octets: u64,
+    /// Frames of a capture SAP dropped because a data trigger of the same tags is in progress:
+    /// the "Forwarding Engine Stats Dropped" packets.
+    pub throttled: u64,
+    /// Their octets.
+    pub throttled_octets: u64,
     /// MACs learned on it now.
     pub macs: u32,
     /// Drops by reason (non-zero reasons only): ingress drops of its frames and egress drops
@@ -243,6 +267,7 @@ pub struct ServiceStage {
     fdb: Option<Fdb>,
     punts: VecDeque<Punted>,
     spare_frames: Vec<Vec<u8>>,
+    throttle: Arc<TriggerThrottle>,
     scratch: Vec<u32>,
     steps: Vec<Step>,
     last_sweep_ns: u64,
@@ -383,10 +408,22 @@ impl ServiceStage {
             fdb: None,
             punts: VecDeque::new(),
             spare_frames: Vec::new(),
+            throttle: Arc::new(TriggerThrottle::new(
+                config.throttle_entries,
+                config.throttle_hold_secs,
+                // Its own hash key, not the MAC table's.
+                config.fdb_seed.rotate_left(32) ^ 0x7468_726f_7474_6c65,
+            )),
             scratch: Vec::new(),
             steps: Vec::new(),
             last_sweep_ns: 0,
         }
+    }
+
+    /// The data trigger throttle of the capture SAPs, shared with the control side, which
+    /// releases each punted frame's mark once no trigger of it is in progress.
+    pub fn trigger_throttle(&self) -> Arc<TriggerThrottle> {
+        self.throttle.clone()
     }
 
     /// The installed snapshot.
@@ -448,6 +485,14 @@ impl ServiceStage {
                     }
                 }
                 self.flush_sap_slot(slot as u32);
+                let capture = |t: Option<&ServiceTables>| {
+                    t.and_then(|t| t.sap(slot as u32))
+                        .is_some_and(|s| s.role == SapRole::Capture)
+                };
+                if capture(old.as_deref()) || capture(Some(&tables)) {
+                    // Marks of the SAP that held the slot must not throttle the new one.
+                    self.throttle.release_slot(slot as u32);
+                }
                 let epoch = self.saps[slot].fdb_epoch;
                 self.saps[slot] = SapState {
                     generation,
@@ -639,6 +684,9 @@ impl ServiceStage {
             tx_packets: state.tx_packets,
             tx_octets: state.tx_octets,
             punted: state.punted,
+            punted_octets: state.punted_octets,
+            throttled: state.throttled,
+            throttled_octets: state.throttled_octets,
             macs: state.mac_count,
             drops: drops_map(self.sap_drops.get(self.sap_slot(id)? as usize)?),
         })
@@ -1436,7 +1484,8 @@ impl ServiceStage {
         self.bridge(tables, batch, index, sap, m.sap, &mut ingress, ctx);
     }
 
-    /// A frame on a capture SAP: its ingress MAC filter, then the punt queue.
+    /// A frame on a capture SAP: its ingress MAC filter, the data trigger throttle, then the
+    /// punt queue.
     #[allow(clippy::too_many_arguments)]
     fn capture(
         &mut self,
@@ -1454,7 +1503,24 @@ impl ServiceStage {
             self.count_drop(slot, sap.service, reason);
             return Verdict::Drop(reason);
         }
+        let outer_vid = tags.outer.map_or(0, |t| t & 0xfff);
+        let inner_vid = tags.inner.map_or(0, |t| t & 0xfff);
+        let key = ThrottleKey::new(slot, outer_vid, inner_vid);
+        let admission = key.map_or(Admission::Overflow, |key| self.throttle.admit(key, now_ns));
+        if admission == Admission::Throttled {
+            if let Some(s) = self.saps.get_mut(slot as usize) {
+                s.throttled += 1;
+                s.throttled_octets += buf.len() as u64;
+            }
+            self.count_drop(slot, sap.service, DropReason::TriggerInProgress);
+            return Verdict::Drop(DropReason::TriggerInProgress);
+        }
+        let throttle = key.filter(|_| admission == Admission::First);
         if self.punts.len() >= self.config.punt_queue {
+            // Not punted, so not in progress: the next frame of the key may try again.
+            if let Some(key) = throttle {
+                self.throttle.release(key);
+            }
             self.count_drop(slot, sap.service, DropReason::PuntQueueFull);
             return Verdict::Drop(DropReason::PuntQueueFull);
         }
@@ -1466,14 +1532,16 @@ impl ServiceStage {
         self.punts.push_back(Punted {
             sap: sap.id,
             service,
-            outer_vid: tags.outer.map_or(0, |t| t & 0xfff),
-            inner_vid: tags.inner.map_or(0, |t| t & 0xfff),
+            outer_vid,
+            inner_vid,
             now_ns,
             len: bytes.len(),
             frame,
+            throttle,
         });
         if let Some(s) = self.saps.get_mut(slot as usize) {
             s.punted += 1;
+            s.punted_octets += bytes.len() as u64;
         }
         Verdict::Punt(slot)
     }

@@ -122,9 +122,10 @@ async fn clear_trigger(
 pub struct CaptureStatsView {
     /// The capture SAP.
     pub sap: String,
-    /// "CPM Ingress" packets and octets.
+    /// "CPM Ingress" packets and octets: frames the data plane punted to the control plane.
     pub cpm_ingress: [u64; 2],
-    /// "Forwarding Engine Stats Dropped" packets and octets.
+    /// "Forwarding Engine Stats Dropped" packets and octets: frames the data plane's throttle
+    /// dropped because a trigger of the same tags was in progress.
     pub forwarding_engine_dropped: [u64; 2],
     /// "Data packets received by SAP".
     pub received: u64,
@@ -138,15 +139,17 @@ async fn statistics(
 ) -> Result<Json<CaptureStatsView>, ApiError> {
     let services = component(&state)?;
     let sap = required(sap_of(services, &query)?)?;
+    let table2 = services
+        .dataplane_counters(std::slice::from_ref(&sap))
+        .await
+        .remove(&sap)
+        .unwrap_or_default();
     services
         .with_triggers(|triggers| {
             triggers.stats(&sap).map(|s| CaptureStatsView {
                 sap: sap.to_string(),
-                cpm_ingress: [s.cpm_ingress.packets, s.cpm_ingress.octets],
-                forwarding_engine_dropped: [
-                    s.forwarding_engine_dropped.packets,
-                    s.forwarding_engine_dropped.octets,
-                ],
+                cpm_ingress: [table2.punted, table2.punted_octets],
+                forwarding_engine_dropped: [table2.throttled, table2.throttled_octets],
                 received: s.received,
                 dropped: s
                     .drop_counters()
@@ -171,6 +174,7 @@ async fn clear_statistics(
     services
         .with_triggers(|triggers| triggers.clear_stats(&sap))
         .map_err(|err| ApiError::not_found(err.to_string()))?;
+    services.clear_dataplane_counters(&sap).await;
     Ok(Json(serde_json::json!({"result": "ok"})))
 }
 
@@ -289,23 +293,38 @@ pub struct EvaluateRequest {
     pub control_session: String,
     /// `setup`, `modify` or `teardown`.
     pub action: String,
+    /// Script parameters of a setup (a new dynamic service of the trigger).
+    #[serde(default)]
+    pub params: Option<String>,
+    /// The dynamic-services-policy of a setup (default: the trigger's).
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Run the script with the service's stored parameters and apply nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
-/// What `tools perform service dynamic-services evaluate-script` reports: what the run would
-/// do, not applied.
+/// What `tools perform service dynamic-services evaluate-script` did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvaluateView {
     /// The dynamic service SAP.
     pub sap: String,
     /// The action that ran.
     pub action: String,
-    /// `None` when the script ran to its end, else why it failed.
+    /// Whether the action was applied (false for a dry run).
+    pub applied: bool,
+    /// The dynamic service SAPs a setup created.
+    pub created: Vec<String>,
+    /// The dynamic service SAPs a teardown removed (the data trigger's own SAP last, when the
+    /// trigger went with them).
+    pub removed: Vec<String>,
+    /// Dry run: `None` when the script ran to its end, else why it failed.
     pub failure: Option<String>,
-    /// The service CLI the run generated (applied by nothing).
+    /// Dry run: the service CLI the run generated (applied by nothing).
     pub cli: String,
-    /// The dictionary the script would keep after a setup or modify.
+    /// Dry run: the dictionary the script would keep after a setup or modify.
     pub dictionary: Option<String>,
-    /// What the script printed.
+    /// Dry run: what the script printed.
     pub output: String,
 }
 
@@ -313,7 +332,7 @@ async fn evaluate_script(
     State(state): State<crate::daemon::ApiState>,
     Json(request): Json<EvaluateRequest>,
 ) -> Result<Json<EvaluateView>, ApiError> {
-    use super::EvaluateError;
+    use super::{EvaluateError, Evaluated, Evaluation};
     let services = component(&state)?;
     let sap = required(sap_of(
         services,
@@ -331,30 +350,54 @@ async fn evaluate_script(
             )))
         }
     };
-    let report = services
-        .evaluate_script(&sap, &request.control_session, action)
+    let evaluated = services
+        .evaluate(Evaluation {
+            sap: sap.clone(),
+            control_session: request.control_session,
+            action,
+            params: request.params,
+            policy: request.policy,
+            dry_run: request.dry_run,
+        })
         .await
         .map_err(|err| match err {
-            EvaluateError::UnknownService(_) | EvaluateError::OtherSession { .. } => {
-                ApiError::not_found(err.to_string())
-            }
+            EvaluateError::UnknownSession(_)
+            | EvaluateError::UnknownService(_)
+            | EvaluateError::OtherTrigger { .. } => ApiError::not_found(err.to_string()),
+            EvaluateError::NotAllowed { .. } => ApiError::bad_request(err.to_string()),
+            EvaluateError::Failed(_) => ApiError::conflict(err.to_string()),
             EvaluateError::Run(_) => ApiError::unavailable(err.to_string()),
         })?;
-    Ok(Json(EvaluateView {
+    let mut view = EvaluateView {
         sap: sap.to_string(),
         action: action.to_string(),
-        failure: match &report.run.outcome {
-            brasa_script::Outcome::Ok => None,
-            brasa_script::Outcome::Failed(failure) => Some(failure.message.clone()),
-        },
-        cli: report.cli,
-        dictionary: report.state.map(|kept| kept.dictionary),
-        output: report.run.output,
-    }))
+        applied: true,
+        created: Vec::new(),
+        removed: Vec::new(),
+        failure: None,
+        cli: String::new(),
+        dictionary: None,
+        output: String::new(),
+    };
+    match evaluated {
+        Evaluated::DryRun(report) => {
+            view.applied = false;
+            if let brasa_script::Outcome::Failed(failure) = &report.run.outcome {
+                view.failure = Some(failure.message.clone());
+            }
+            let report = *report;
+            view.cli = report.cli;
+            view.dictionary = report.state.map(|kept| kept.dictionary);
+            view.output = report.run.output;
+        }
+        Evaluated::Created(sap) => view.created.push(sap.to_string()),
+        Evaluated::Removed(saps) => view.removed = saps.iter().map(ToString::to_string).collect(),
+    }
+    Ok(Json(view))
 }
 
 /// Data trigger counters for `/metrics`.
-pub fn write_metrics(services: &DynServices, w: &mut PromWriter) {
+pub async fn write_metrics(services: &DynServices, w: &mut PromWriter) {
     let (triggers, captures) = services.with_triggers(|triggers| {
         let mut by_state = std::collections::BTreeMap::<&'static str, u64>::new();
         for t in triggers.triggers() {
@@ -362,10 +405,19 @@ pub fn write_metrics(services: &DynServices, w: &mut PromWriter) {
         }
         let captures: Vec<_> = triggers
             .capture_saps()
-            .map(|(sap, stats)| (sap.to_string(), stats.clone()))
+            .map(|(sap, stats)| (sap.clone(), stats.clone()))
             .collect();
         (by_state, captures)
     });
+    let saps: Vec<SapId> = captures.iter().map(|(sap, _)| sap.clone()).collect();
+    let table2 = services.dataplane_counters(&saps).await;
+    let captures: Vec<(String, _, _)> = captures
+        .into_iter()
+        .map(|(sap, stats)| {
+            let dataplane = table2.get(&sap).cloned().unwrap_or_default();
+            (sap.to_string(), stats, dataplane)
+        })
+        .collect();
     w.family(
         "brasa_dynsvc_data_triggers",
         "Data triggers, by state.",
@@ -383,10 +435,10 @@ pub fn write_metrics(services: &DynServices, w: &mut PromWriter) {
         "Frames of a capture SAP: cpm-ingress (to the control plane), throttled (a trigger of the same tags in progress), received (past the rate limit).",
         Kind::Counter,
     );
-    for (sap, stats) in &captures {
+    for (sap, stats, dataplane) in &captures {
         for (kind, value) in [
-            ("cpm-ingress", stats.cpm_ingress.packets),
-            ("throttled", stats.forwarding_engine_dropped.packets),
+            ("cpm-ingress", dataplane.punted),
+            ("throttled", dataplane.throttled),
             ("received", stats.received),
         ] {
             w.sample(
@@ -401,7 +453,7 @@ pub fn write_metrics(services: &DynServices, w: &mut PromWriter) {
         "Data triggers dropped, by capture SAP and reason (Nokia SR OS dynamic data services, Table 3).",
         Kind::Counter,
     );
-    for (sap, stats) in &captures {
+    for (sap, stats, _) in &captures {
         for (reason, count) in stats.drop_counters() {
             w.sample(
                 "brasa_dynsvc_trigger_drops_total",

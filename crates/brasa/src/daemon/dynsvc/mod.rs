@@ -7,16 +7,22 @@
 //! One runner task does every script run and apply, in order, so the identifiers and the
 //! reference table a run sees cannot change under it. The trigger machine is behind a mutex
 //! that the punt path, the authentications, the timer and the management API take briefly.
+//!
+//! The data plane throttles each capture SAP's frames per (SAP, outer, inner) key: the first
+//! frame marks its key. Whoever holds the state releases, when letting go of the lock, the
+//! keys of the triggers the trigger machine reports settled ([`Triggers::take_settled`]), so
+//! no path that changes a trigger can forget to.
 
 pub mod api;
 pub mod coa;
 pub mod config;
+mod evaluate;
 mod ledger;
 mod radius;
 mod scripts;
 
 use super::services::ServicesComponent;
-use brasa_dataplane::service::Punted;
+use brasa_dataplane::service::{Punted, ThrottleKey, TriggerThrottle};
 use brasa_dynsvc::auth::{self, RequestSeal, TriggerIdentity};
 use brasa_dynsvc::{
     Accounting, AcctOverride, AcctRecord, AcctSettings, AuthFailure, Authentication,
@@ -31,8 +37,10 @@ use brasa_script::{
 use brasa_services::model::FilterKind;
 use brasa_services::SapId;
 use config::{DynamicServicesResolved, PolicyResolved};
+pub use evaluate::{EvaluateError, Evaluated, Evaluation};
 use scripts::{RunResources, ScriptThread};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -62,6 +70,42 @@ struct State {
     references: Arc<BTreeMap<ReferenceKey, Referenced>>,
     /// Capture SAPs by their data-plane key, refreshed from the running configuration.
     capture_keys: HashMap<brasa_dataplane::sap::SapId, SapId>,
+    /// The data-plane throttle mark of each trigger SAP whose frame reached the trigger
+    /// machine, until the machine reports it settled.
+    marks: HashMap<SapId, ThrottleKey>,
+}
+
+/// The locked state; on unlock it releases the throttle marks of the settled triggers.
+struct StateGuard<'a> {
+    state: MutexGuard<'a, State>,
+    throttle: &'a TriggerThrottle,
+}
+
+impl Deref for StateGuard<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let State {
+            triggers, marks, ..
+        } = &mut *self.state;
+        for sap in triggers.take_settled() {
+            if let Some(key) = marks.remove(&sap) {
+                self.throttle.release(key);
+            }
+        }
+    }
 }
 
 /// Counters of the daemon side (the trigger machine counts the rest).
@@ -117,6 +161,11 @@ enum Work {
         request: brasa_radius::Message,
         reply: tokio::sync::oneshot::Sender<brasa_radius::Message>,
     },
+    /// `tools perform service dynamic-services evaluate-script`.
+    Evaluate {
+        evaluation: Evaluation,
+        reply: tokio::sync::oneshot::Sender<Result<Evaluated, EvaluateError>>,
+    },
 }
 
 /// The running dynamic data services.
@@ -135,10 +184,14 @@ pub struct DynServices {
 }
 
 impl DynServices {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn state(&self) -> StateGuard<'_> {
+        StateGuard {
+            state: self
+                .state
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            throttle: self.services.trigger_throttle(),
+        }
     }
 
     /// Reads the trigger machine.
@@ -166,29 +219,6 @@ impl DynServices {
     pub fn tear_down(&self, teardown: Teardown, cause: AcctTerminateCause) {
         let _ = self.work.send(Work::Teardown(teardown, cause));
     }
-}
-
-/// Why `evaluate-script` could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum EvaluateError {
-    /// No dynamic service has that SAP.
-    #[error("no dynamic service SAP {0}")]
-    UnknownService(SapId),
-    /// The SAP's data trigger has another Acct-Session-Id (or is gone).
-    #[error("dynamic service SAP {sap} belongs to data trigger {trigger} with control session {}, not {asked}", session.as_deref().unwrap_or("(none)"))]
-    OtherSession {
-        /// The dynamic service SAP.
-        sap: SapId,
-        /// Its data trigger.
-        trigger: SapId,
-        /// The data trigger's Acct-Session-Id.
-        session: Option<String>,
-        /// The control session asked for.
-        asked: String,
-    },
-    /// The script could not run.
-    #[error("{0}")]
-    Run(String),
 }
 
 /// The script parameters of a service.
@@ -242,6 +272,7 @@ pub async fn start(
             records: HashMap::new(),
             references: Arc::default(),
             capture_keys: HashMap::new(),
+            marks: HashMap::new(),
         }),
         services: services.clone(),
         dictionary,
@@ -366,9 +397,17 @@ async fn punt_loop(
         let now = Instant::now();
         let mut authenticate = Vec::new();
         {
+            let throttle = dyn_services.services.trigger_throttle();
+            // A frame that does not reach the trigger machine makes no trigger: its key goes.
+            let release = |frame: &Punted| {
+                if let Some(key) = frame.throttle {
+                    throttle.release(key);
+                }
+            };
             let mut state = dyn_services.state();
             for frame in &frames {
                 let Some(capture) = state.capture_keys.get(&frame.sap).cloned() else {
+                    release(frame);
                     dyn_services
                         .counters
                         .unknown_capture
@@ -382,17 +421,24 @@ async fn punt_loop(
                     &frame.frame,
                     frame.len,
                 ) else {
+                    release(frame);
                     dyn_services
                         .counters
                         .malformed
                         .fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
+                let trigger = trigger_frame.trigger_sap();
+                match (&trigger, frame.throttle) {
+                    (Some(trigger), Some(key)) => {
+                        state.marks.insert(trigger.clone(), key);
+                    }
+                    _ => release(frame),
+                }
                 let verdict = state.triggers.handle_frame(&trigger_frame, now);
-                if let Some(trigger) = trigger_frame.trigger_sap() {
+                if let Some(trigger) = trigger {
                     let drop = match &verdict {
                         FrameVerdict::Authenticate { .. } => Some(None),
-                        FrameVerdict::Throttled => Some(Some("throttled")),
                         FrameVerdict::RateLimited => Some(Some("control-plane rate limit")),
                         FrameVerdict::Dropped(reason) => Some(Some(reason.label())),
                         FrameVerdict::NotCaptured => None,
@@ -841,52 +887,16 @@ impl DynServices {
         Ok(())
     }
 
-    /// `tools perform service dynamic-services evaluate-script`: runs `action` of the script
-    /// of dynamic service `sap` with its stored parameters and state, and reports what the
-    /// run would do. Nothing is applied: no CLI, no reference change, no counter.
-    pub async fn evaluate_script(
-        &self,
-        sap: &SapId,
-        control_session: &str,
-        action: DynAction,
-    ) -> Result<DynReport, EvaluateError> {
-        let record = self
-            .state()
-            .records
-            .get(sap)
-            .cloned()
-            .ok_or_else(|| EvaluateError::UnknownService(sap.clone()))?;
-        let session = self
-            .state()
-            .triggers
-            .trigger(&record.trigger)
-            .map(|t| t.acct_session_id.clone());
-        if session.as_deref() != Some(control_session) {
-            return Err(EvaluateError::OtherSession {
-                sap: sap.clone(),
-                trigger: record.trigger,
-                session,
-                asked: control_session.to_owned(),
-            });
+    /// Removes what a failed setup of `sap` left: its record, its service (forced) and its
+    /// place in its trigger.
+    async fn undo_setup(&self, sap: &SapId) {
+        let record = self.state().records.remove(sap);
+        if let Some(record) = record {
+            let _ = self
+                .remove_service(sap, record, AcctTerminateCause::NasError, true)
+                .await;
+            let _ = self.with_triggers(|t| t.service_removed(sap, Instant::now()));
         }
-        let policy = self.config.policies.get(&record.policy).ok_or_else(|| {
-            EvaluateError::Run(format!("no dynamic-services policy {:?}", record.policy))
-        })?;
-        let run = DynRun {
-            action,
-            params: (action != DynAction::Teardown).then(|| record.params.clone()),
-            state: (action != DynAction::Setup).then(|| record.state.clone()),
-            sap_id: sap.to_string(),
-            control_sap: Some(record.trigger.to_string()),
-            circuit_id: None,
-            remote_id: None,
-            policy: policy.name.clone(),
-        };
-        let resources = self.resources(policy).await;
-        self.scripts
-            .run(&policy.name, run, resources)
-            .await
-            .map_err(EvaluateError::Run)
     }
 
     async fn tear_down_services(&self, teardown: Teardown, cause: AcctTerminateCause) {
@@ -978,37 +988,66 @@ impl DynServices {
         self.send_accounting(policy, records);
     }
 
-    /// The data plane's counters of `saps`, as accounting reads them (input: from the
-    /// customer, received on the SAP).
-    async fn sap_counters(&self, saps: &[SapId]) -> HashMap<SapId, SessionCounters> {
+    /// The data-plane keys of `saps` (those the data plane has).
+    async fn dataplane_keys(&self, saps: &[SapId]) -> Vec<(SapId, brasa_dataplane::sap::SapId)> {
         let manager = &self.services.manager;
-        let keys: Vec<(SapId, brasa_dataplane::sap::SapId)> = manager
+        manager
             .read(|_, compiler| {
                 let ports = |name: &str| manager.plane_port(name);
                 saps.iter()
                     .filter_map(|sap| Some((sap.clone(), compiler.dataplane_sap(sap, &ports)?)))
                     .collect()
             })
-            .await;
+            .await
+    }
+
+    /// The data plane's counters of `saps`.
+    async fn dataplane_counters(
+        &self,
+        saps: &[SapId],
+    ) -> HashMap<SapId, brasa_dataplane::service::SapCounters> {
+        let keys = self.dataplane_keys(saps).await;
         self.services
             .on_stage(move |stage, _| {
                 keys.into_iter()
-                    .filter_map(|(sap, key)| {
-                        let c = stage.sap_counters(&key)?;
-                        Some((
-                            sap,
-                            SessionCounters {
-                                input_octets: c.rx_octets,
-                                output_octets: c.tx_octets,
-                                input_packets: c.rx_packets,
-                                output_packets: c.tx_packets,
-                            },
-                        ))
-                    })
+                    .filter_map(|(sap, key)| Some((sap, stage.sap_counters(&key)?)))
                     .collect()
             })
             .await
             .unwrap_or_default()
+    }
+
+    /// Zeroes the data plane's counters of capture SAP `sap` (Table 2's).
+    async fn clear_dataplane_counters(&self, sap: &SapId) {
+        let keys = self.dataplane_keys(std::slice::from_ref(sap)).await;
+        let _ = self
+            .services
+            .on_stage(move |stage, _| {
+                for (_, key) in &keys {
+                    stage.clear_sap(key);
+                }
+            })
+            .await;
+    }
+
+    /// The data plane's counters of `saps`, as accounting reads them (input: from the
+    /// customer, received on the SAP).
+    async fn sap_counters(&self, saps: &[SapId]) -> HashMap<SapId, SessionCounters> {
+        self.dataplane_counters(saps)
+            .await
+            .into_iter()
+            .map(|(sap, c)| {
+                (
+                    sap,
+                    SessionCounters {
+                        input_octets: c.rx_octets,
+                        output_octets: c.tx_octets,
+                        input_packets: c.rx_packets,
+                        output_packets: c.tx_packets,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Sends each record to its destination's accounting servers, in the background.
@@ -1100,6 +1139,9 @@ async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiv
             } => {
                 let answer = dyn_services.answer_coa(kind, &request).await;
                 let _ = reply.send(answer);
+            }
+            Work::Evaluate { evaluation, reply } => {
+                let _ = reply.send(dyn_services.run_evaluation(evaluation).await);
             }
         }
     }

@@ -279,3 +279,149 @@ fn admit(client: &CoaClient, bytes: &[u8]) -> Option<(Message, bool)> {
     };
     Some((request, had_ma))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brasa_radius::attr::{ERROR_CAUSE, USER_NAME};
+    use brasa_radius::Code;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const SECRET: &[u8] = b"sc-coa-unit";
+
+    /// Answers ACK to what it claims (requests whose User-Name is its name), counting runs.
+    struct Named {
+        name: &'static str,
+        fallback: bool,
+        runs: AtomicU64,
+        dropped: AtomicU64,
+    }
+
+    impl Named {
+        fn new(name: &'static str, fallback: bool) -> Arc<Named> {
+            Arc::new(Named {
+                name,
+                fallback,
+                runs: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
+            })
+        }
+    }
+
+    impl CoaHandler for Named {
+        fn claims(&self, request: &Message) -> bool {
+            self.fallback || request.get(USER_NAME) == Some(self.name.as_bytes())
+        }
+        fn is_fallback(&self) -> bool {
+            self.fallback
+        }
+        fn answer(self: Arc<Self>, request: Message) -> CoaAnswer {
+            Box::pin(async move {
+                self.runs.fetch_add(1, Ordering::Relaxed);
+                let cause = self.fallback.then_some(ErrorCause::UnsupportedAttribute);
+                brasa_radius::coa::answer(&request, cause)
+            })
+        }
+        fn dropped(&self) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn request(identifier: u8, user: &str, secret: &[u8]) -> Vec<u8> {
+        let mut message = Message::new(Code::CoaRequest, identifier);
+        message.add(USER_NAME, user.as_bytes()).unwrap();
+        let mut bytes = message.encode().unwrap();
+        auth::sign_request(&mut bytes, secret);
+        bytes
+    }
+
+    async fn exchange(socket: &UdpSocket, to: SocketAddr, bytes: &[u8]) -> Option<Message> {
+        socket.send_to(bytes, to).await.unwrap();
+        let mut buffer = [0u8; 4096];
+        let wait = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buffer));
+        let (len, _) = wait.await.ok()?.unwrap();
+        let request = Message::decode(bytes).unwrap();
+        assert!(auth::verify_response(
+            &buffer[..len],
+            &request.authenticator,
+            SECRET
+        ));
+        Some(Message::decode(&buffer[..len]).unwrap())
+    }
+
+    #[tokio::test]
+    async fn components_on_one_address_share_a_listener_and_get_what_they_claim() {
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let client = CoaClient {
+            address: "127.0.0.1".parse().unwrap(),
+            secret: SECRET.to_vec(),
+            require_message_authenticator: false,
+        };
+        let (subsvc, dynsvc) = (Named::new("sub", false), Named::new("dyn", true));
+        let mut listeners = CoaListeners::default();
+        // The fallback registers first, as the dynamic services do, and is still asked last.
+        listeners
+            .register(listen, &[client.clone()], dynsvc.clone())
+            .unwrap();
+        listeners
+            .register(listen, &[client.clone()], subsvc.clone())
+            .unwrap();
+        let other_secret = CoaClient {
+            secret: b"other".to_vec(),
+            ..client.clone()
+        };
+        assert!(listeners
+            .register(listen, &[other_secret], subsvc.clone())
+            .is_err());
+        let bound = listeners.start().await.unwrap();
+        assert_eq!(bound.len(), 1, "one listener for one address");
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+
+        let first = request(1, "sub", SECRET);
+        let ack = exchange(&socket, bound[0], &first).await.unwrap();
+        assert_eq!(ack.code, Code::CoaAck);
+        let nak = exchange(&socket, bound[0], &request(2, "anyone", SECRET))
+            .await
+            .unwrap();
+        assert_eq!(nak.code, Code::CoaNak);
+        assert!(nak.get(ERROR_CAUSE).is_some());
+        // A retransmission gets the first answer again without a second run.
+        let again = exchange(&socket, bound[0], &first).await.unwrap();
+        assert_eq!(again, ack);
+        assert_eq!(subsvc.runs.load(Ordering::Relaxed), 1);
+        assert_eq!(dynsvc.runs.load(Ordering::Relaxed), 1);
+        // A wrong secret is dropped unanswered, and every component counts it.
+        assert!(exchange(&socket, bound[0], &request(3, "sub", b"wrong"))
+            .await
+            .is_none());
+        assert_eq!(subsvc.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(dynsvc.dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_no_component_claims_is_naked_unsupported_service() {
+        let client = CoaClient {
+            address: "127.0.0.1".parse().unwrap(),
+            secret: SECRET.to_vec(),
+            require_message_authenticator: false,
+        };
+        let mut listeners = CoaListeners::default();
+        listeners
+            .register(
+                "127.0.0.1:0".parse().unwrap(),
+                &[client],
+                Named::new("sub", false),
+            )
+            .unwrap();
+        let bound = listeners.start().await.unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let nak = exchange(&socket, bound[0], &request(1, "dyn", SECRET))
+            .await
+            .unwrap();
+        assert_eq!(nak.code, Code::CoaNak);
+        assert_eq!(
+            nak.get(ERROR_CAUSE),
+            Some(&ErrorCause::UnsupportedService.to_value()[..])
+        );
+    }
+}

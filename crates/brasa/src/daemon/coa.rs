@@ -361,10 +361,10 @@ mod tests {
         let mut listeners = CoaListeners::default();
         // The fallback registers first, as the dynamic services do, and is still asked last.
         listeners
-            .register(listen, &[client.clone()], dynsvc.clone())
+            .register(listen, std::slice::from_ref(&client), dynsvc.clone())
             .unwrap();
         listeners
-            .register(listen, &[client.clone()], subsvc.clone())
+            .register(listen, std::slice::from_ref(&client), subsvc.clone())
             .unwrap();
         let other_secret = CoaClient {
             secret: b"other".to_vec(),

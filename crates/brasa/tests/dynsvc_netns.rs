@@ -1277,6 +1277,7 @@ secret = "dynsecret"
 /// every trigger got its service and that FreeRADIUS answered every direct request; prints
 /// both rates (docs/performance.md; run it with `--release` for the figure).
 #[test]
+#[ignore = "a benchmark: run it with `--run-ignored ignored-only`; it needs the shared radload.py (RADLOAD=path)"]
 fn netns_freeradius_setups_per_second_beside_freeradius_direct_rate() {
     // A debug build sets up a few tens a second: the suite's run checks the path with fewer.
     let default = if cfg!(debug_assertions) { 150 } else { 1000 };

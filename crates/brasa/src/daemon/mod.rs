@@ -6,6 +6,7 @@ pub mod config;
 pub mod curling;
 pub mod dataplane;
 pub mod dynsvc;
+pub mod pcc;
 pub mod python;
 pub mod python_api;
 pub mod radius_api;
@@ -115,8 +116,19 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         None => None,
     };
     let services = match resolved.services {
-        Some(services) => Some(services::start(services, &resolved.data_dir).await?),
+        Some(services) => Some(
+            services::start(
+                services,
+                &resolved.data_dir,
+                resolved.subscribers.as_ref().map(|s| s.defaults),
+            )
+            .await?,
+        ),
         None => None,
+    };
+    let pcc = match (resolved.subscribers, &services) {
+        (Some(config), Some(services)) => Some(pcc::start(config, services)?),
+        _ => None,
     };
     let dynsvc = match (resolved.dynamic_services, &services) {
         (Some(config), Some(services)) => Some(
@@ -134,6 +146,7 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
     let state = ApiState {
         services: services.clone(),
         dynsvc,
+        pcc,
         radius,
         rejects,
         sm: sm.clone(),
@@ -155,6 +168,7 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         .nest("/api/v1/python", python_api::routes())
         .nest("/api/v1/services", services::routes())
         .nest("/api/v1/dynsvc", dynsvc::api::routes())
+        .nest("/api/v1/pcc", pcc::api::routes())
         .with_state(state.clone())
         .merge(console::router(shell, run_console_pages(&state), state));
     let router = match &services {
@@ -189,6 +203,8 @@ pub struct ApiState {
     pub services: Option<Arc<services::ServicesComponent>>,
     /// The dynamic data services.
     pub dynsvc: Option<Arc<dynsvc::DynServices>>,
+    /// The data plane as the SM's enforcement point (subscriber services).
+    pub pcc: Option<Arc<pcc::PccComponent>>,
 }
 
 /// The console of `brasa run`: the overview, and a page per component it runs.
@@ -251,6 +267,9 @@ async fn metrics(
     }
     if let Some(dynsvc) = &state.dynsvc {
         dynsvc::api::write_metrics(dynsvc, &mut writer);
+    }
+    if let Some(pcc) = &state.pcc {
+        pcc::api::write_metrics(pcc, &mut writer).await;
     }
     state.access.write_metrics(&mut writer);
     mgmt::metrics_response(writer.finish())

@@ -12,7 +12,7 @@ pub mod api;
 pub mod coa;
 pub mod config;
 mod ledger;
-mod radius;
+pub(crate) mod radius;
 mod scripts;
 
 use super::services::ServicesComponent;

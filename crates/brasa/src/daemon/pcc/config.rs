@@ -193,3 +193,93 @@ pub fn resolve(
         accounting,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The error of loading `text` as `brasa.toml` (`Ok` text when it loads).
+    fn load(text: &str) -> Result<String, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("brasa.toml");
+        std::fs::write(&path, text).unwrap();
+        crate::daemon::config::load(Some(&path))
+            .map(|resolved| format!("{:?}", resolved.subscribers))
+            .map_err(|err| {
+                let text = err.to_string();
+                text[text.find("brasa.toml").unwrap_or(0)..].to_string()
+            })
+    }
+
+    const BASE: &str = "[dataplane]\n[[dataplane.interface]]\nname = \"eth1\"\nencap = \"dot1q\"\n\
+                        [dataplane.subscribers]\n";
+
+    #[test]
+    fn a_section_with_accounting_resolves_with_its_defaults() {
+        let text = format!(
+            "[radius]\n[[radius.pool]]\nname = \"acct\"\n[[radius.pool.acct_server]]\n\
+             address = \"127.0.0.1:1813\"\nsecret = \"s\"\n{BASE}sm = [\"127.0.0.1:7790\", \"http://[::1]:7790\"]\n\
+             ep_id = \"bng1\"\nunknown = \"drop\"\n[dataplane.subscribers.accounting]\n\
+             radius_pool = \"acct\"\ninterim_interval = \"15m\"\n"
+        );
+        let resolved = load(&text).unwrap();
+        for part in [
+            "\"http://127.0.0.1:7790\"",
+            "\"http://[::1]:7790\"",
+            "unknown: Drop",
+            "no_services: Forward",
+            "default_interval: Some(900)",
+            "nas_identifier: \"brasa\"",
+        ] {
+            assert!(resolved.contains(part), "{part} in {resolved}");
+        }
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        for (body, expected) in [
+            (
+                "sm = []\nep_id = \"a\"\n",
+                "brasa.toml:6:6: expected at least one SM gRPC address",
+            ),
+            (
+                "sm = [\"nowhere\"]\nep_id = \"a\"\n",
+                "brasa.toml:6:7: \"nowhere\" is not a gRPC address",
+            ),
+            (
+                "sm = [\"127.0.0.1:7790\"]\nep_id = \"\"\n",
+                "brasa.toml:7:9: expected a non-empty EP id",
+            ),
+            (
+                "sm = [\"127.0.0.1:7790\"]\nep_id = \"a\"\nunknown = \"reject\"\n",
+                "brasa.toml:8:11: unknown variant `reject`, expected `forward` or `drop`",
+            ),
+            (
+                "sm = [\"127.0.0.1:7790\"]\nep_id = \"a\"\n[dataplane.subscribers.accounting]\nradius_pool = \"acct\"\n",
+                "brasa.toml:9:15: no [[radius.pool]] named \"acct\": this config has no [[radius.pool]]",
+            ),
+        ] {
+            let error = load(&format!("{BASE}{body}")).unwrap_err();
+            assert!(error.starts_with(expected), "{error}\nexpected: {expected}");
+        }
+    }
+
+    #[test]
+    fn brasa_dataplane_refuses_the_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dp.toml");
+        std::fs::write(
+            &path,
+            "[dataplane]\n[[dataplane.interface]]\nname = \"eth1\"\n[dataplane.subscribers]\n\
+             sm = [\"127.0.0.1:7790\"]\nep_id = \"a\"\n",
+        )
+        .unwrap();
+        let error = crate::daemon::dataplane::load(&path)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("dp.toml:4:1:"), "{error}");
+        assert!(
+            error.contains("`brasa dataplane` runs CAFE only"),
+            "{error}"
+        );
+    }
+}

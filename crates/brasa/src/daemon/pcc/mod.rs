@@ -19,7 +19,7 @@ pub mod enforcer;
 use super::dynsvc::radius;
 use super::services::{on_shared, ServicesComponent};
 use brasa_dataplane::io::worker::Handle;
-use brasa_dataplane::pcc::PccStage;
+use brasa_dataplane::pcc::{PccStage, SubscriberPolicy};
 use brasa_dataplane::pipeline::Shared;
 use brasa_sm::{EpReplica, ReplicaEvent};
 use brasa_sm_net::{ClientEvent, EpClient, EpClientOptions};
@@ -27,6 +27,7 @@ use brasa_subscriber::Subscriber;
 use brasa_subsvc::{Accounting, AcctRecord, SubscriberServices};
 use config::SubscribersResolved;
 use enforcer::Enforcer;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -35,6 +36,34 @@ use tokio::sync::{mpsc, Notify};
 /// The services of a subscriber record.
 fn services_of(_subscriber: &Subscriber) -> SubscriberServices {
     SubscriberServices::new()
+}
+
+/// Most subscribers one job of the data plane installs: enough to amortise the job's round
+/// trip, few enough that the first worker's packets do not wait long behind it.
+const JOB: usize = 256;
+
+/// One subscriber change the SM pushed.
+#[derive(Debug)]
+pub enum Change {
+    /// Install or replace the subscriber (the whole record).
+    Upsert(Subscriber),
+    /// Remove the subscriber.
+    Remove(String),
+}
+
+impl Change {
+    fn name(&self) -> &str {
+        match self {
+            Change::Upsert(subscriber) => subscriber.name.as_str(),
+            Change::Remove(name) => name,
+        }
+    }
+}
+
+/// What one change comes to.
+enum Step {
+    Install(enforcer::Prepared),
+    Remove(String),
 }
 
 /// Counters of the enforcement point (`/metrics`, `show subscriber-services`).
@@ -92,58 +121,107 @@ impl PccComponent {
             .ok()
     }
 
-    /// Installs subscriber `subscriber` as the SM pushed it with `services` (nothing when
-    /// that is installed already).
-    pub async fn upsert(&self, subscriber: &Subscriber, services: &SubscriberServices) {
-        let name = subscriber.name.as_str();
-        let prepared = match self.enforcer().prepare(subscriber, services) {
-            Ok(Some(prepared)) => prepared,
-            Ok(None) => return,
-            Err(error) => {
-                self.stats.install_refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(subscriber = %name, %error, "subscriber not enforced");
-                return;
+    /// Applies `changes` in order, as the SM pushed them: every subscriber's last change
+    /// counts (an Upsert carries the whole record), each subscriber is compiled away from the
+    /// packet path, and up to [`JOB`] of them are installed or removed by one job on the data
+    /// plane's first worker — each one whole, so no packet sees half a subscriber's services.
+    pub async fn apply(&self, changes: Vec<Change>) {
+        let mut last: HashMap<String, Change> = HashMap::with_capacity(changes.len());
+        let mut order = Vec::with_capacity(changes.len());
+        for change in changes {
+            let name = change.name().to_string();
+            if last.insert(name.clone(), change).is_none() {
+                order.push(name);
             }
-        };
-        for refused in prepared.refused() {
-            self.stats.compile_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(subscriber = %name, service = %refused.service, reason = %refused.reason, "subscriber service refused by the data plane: not enforced");
         }
-        let policy = prepared.policy().clone();
-        match on_shared(&self.handle, &self.stage, move |stage, _| {
-            stage.install(policy).map(|_| ())
-        })
-        .await
-        {
-            Ok(Ok(())) => {
-                let records = self.enforcer().installed(prepared, Instant::now());
-                self.send(records);
-            }
-            Ok(Err(error)) => {
-                self.stats.install_refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(subscriber = %name, %error, "subscriber not enforced");
-            }
-            Err(error) => {
-                tracing::warn!(subscriber = %name, error = %error.detail, "subscriber not enforced")
-            }
+        for chunk in order.chunks(JOB) {
+            let steps = self.prepare(chunk.iter().filter_map(|name| last.remove(name)));
+            self.install(steps).await;
         }
     }
 
-    /// Removes subscriber `name` (its services' Stops are sent).
-    pub async fn remove(&self, name: &str) {
-        if self.enforcer().get(name).is_none() {
+    /// The steps of `changes`: compiled policies to install, subscribers to remove.
+    fn prepare(&self, changes: impl Iterator<Item = Change>) -> Vec<Step> {
+        let enforcer = self.enforcer();
+        let mut steps = Vec::new();
+        for change in changes {
+            match change {
+                Change::Upsert(subscriber) => {
+                    let name = subscriber.name.as_str();
+                    match enforcer.prepare(&subscriber, &services_of(&subscriber)) {
+                        Ok(Some(prepared)) => {
+                            for refused in prepared.refused() {
+                                self.stats.compile_refused.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(subscriber = %name, service = %refused.service, reason = %refused.reason, "subscriber service refused by the data plane: not enforced");
+                            }
+                            steps.push(Step::Install(prepared));
+                        }
+                        Ok(None) => {}
+                        Err(error) => {
+                            self.stats.install_refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(subscriber = %name, %error, "subscriber not enforced");
+                        }
+                    }
+                }
+                Change::Remove(name) => {
+                    if enforcer.get(&name).is_some() {
+                        steps.push(Step::Remove(name));
+                    }
+                }
+            }
+        }
+        steps
+    }
+
+    /// Runs `steps` as one job of the first worker, then records what was installed and
+    /// sends the accounting that follows.
+    async fn install(&self, steps: Vec<Step>) {
+        if steps.is_empty() {
             return;
         }
-        let owned = name.to_string();
-        if let Err(error) = on_shared(&self.handle, &self.stage, move |stage, _| {
-            stage.remove(&owned);
+        let jobs: Vec<Result<Arc<SubscriberPolicy>, String>> = steps
+            .iter()
+            .map(|step| match step {
+                Step::Install(prepared) => Ok(prepared.policy().clone()),
+                Step::Remove(name) => Err(name.clone()),
+            })
+            .collect();
+        let results = on_shared(&self.handle, &self.stage, move |stage, _| {
+            jobs.into_iter()
+                .map(|job| match job {
+                    Ok(policy) => stage.install(policy).map(|_| ()),
+                    Err(name) => {
+                        stage.remove(&name);
+                        Ok(())
+                    }
+                })
+                .collect::<Vec<_>>()
         })
-        .await
+        .await;
+        let results = match results {
+            Ok(results) => results,
+            Err(error) => {
+                tracing::warn!(error = %error.detail, "subscribers not enforced: the data plane stopped");
+                return;
+            }
+        };
+        let now = Instant::now();
+        let mut records = Vec::new();
         {
-            tracing::warn!(subscriber = %name, error = %error.detail, "subscriber not removed");
-            return;
+            let mut enforcer = self.enforcer();
+            for (step, result) in steps.into_iter().zip(results) {
+                match (step, result) {
+                    (Step::Install(prepared), Ok(())) => {
+                        records.extend(enforcer.installed(prepared, now))
+                    }
+                    (Step::Install(prepared), Err(error)) => {
+                        self.stats.install_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(subscriber = %prepared.policy().name(), %error, "subscriber not enforced");
+                    }
+                    (Step::Remove(name), _) => records.extend(enforcer.removed(&name, now)),
+                }
+            }
         }
-        let records = self.enforcer().removed(name, Instant::now());
         self.send(records);
     }
 
@@ -152,18 +230,15 @@ impl PccComponent {
     pub async fn replace_all(&self, subscribers: Vec<Subscriber>) {
         let keep: std::collections::HashSet<&str> =
             subscribers.iter().map(|s| s.name.as_str()).collect();
-        let gone: Vec<String> = self
+        let mut changes: Vec<Change> = self
             .enforcer()
             .iter()
             .map(|(name, _)| name.clone())
             .filter(|name| !keep.contains(name.as_str()))
+            .map(Change::Remove)
             .collect();
-        for name in gone {
-            self.remove(&name).await;
-        }
-        for subscriber in &subscribers {
-            self.upsert(subscriber, &services_of(subscriber)).await;
-        }
+        changes.extend(subscribers.into_iter().map(Change::Upsert));
+        self.apply(changes).await;
     }
 
     fn send(&self, records: Vec<AcctRecord>) {
@@ -262,35 +337,54 @@ async fn ep_task(component: Arc<PccComponent>) {
 }
 
 /// Applies the client's events until the connection ends; whether the replica was cleared.
+/// The pushes waiting at once (up to [`JOB`]) are applied together.
 async fn follow(component: &PccComponent, client: &mut EpClient) -> bool {
     // Upserts and removes inside a full sync build the staged table; the sync's end
     // installs the table whole.
     let mut syncing = false;
-    while let Some(event) = client.next_event().await {
+    let mut pending = Vec::new();
+    loop {
+        let waiting = if pending.is_empty() || pending.len() >= JOB {
+            None
+        } else {
+            client.try_next_event()
+        };
+        let event = match waiting {
+            Some(event) => Some(event),
+            None if pending.is_empty() => client.next_event().await,
+            None => {
+                component.apply(std::mem::take(&mut pending)).await;
+                continue;
+            }
+        };
+        let event = match event {
+            Some(ClientEvent::Replica(ReplicaEvent::Upsert(subscriber))) if !syncing => {
+                pending.push(Change::Upsert(subscriber));
+                continue;
+            }
+            Some(ClientEvent::Replica(ReplicaEvent::Remove(name))) if !syncing => {
+                pending.push(Change::Remove(name));
+                continue;
+            }
+            other => other,
+        };
+        component.apply(std::mem::take(&mut pending)).await;
         match event {
-            ClientEvent::Replica(ReplicaEvent::SyncBegin { .. }) => syncing = true,
-            ClientEvent::Replica(ReplicaEvent::SyncEnd { .. }) => {
+            Some(ClientEvent::Replica(ReplicaEvent::SyncBegin { .. })) => syncing = true,
+            Some(ClientEvent::Replica(ReplicaEvent::SyncEnd { .. })) => {
                 syncing = false;
                 component.stats.syncs.fetch_add(1, Ordering::Relaxed);
                 let subscribers = client.replica().subscribers();
                 component.replace_all(subscribers).await;
             }
-            ClientEvent::Replica(ReplicaEvent::Upsert(subscriber)) if !syncing => {
-                component
-                    .upsert(&subscriber, &services_of(&subscriber))
-                    .await;
-            }
-            ClientEvent::Replica(ReplicaEvent::Remove(name)) if !syncing => {
-                component.remove(&name).await;
-            }
-            ClientEvent::Ended { error, cleared } => {
+            Some(ClientEvent::Ended { error, cleared }) => {
                 tracing::warn!(%error, cleared, "the Subscriber Manager connection ended");
                 return cleared;
             }
-            ClientEvent::Replica(_) => {}
+            Some(ClientEvent::Replica(_)) => {}
+            None => return false,
         }
     }
-    false
 }
 
 /// Sends the Interim-Updates when they are due.

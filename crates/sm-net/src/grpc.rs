@@ -15,7 +15,8 @@ use crate::pb::enforcement_point_server::{EnforcementPoint, EnforcementPointServ
 use crate::pb::subscriber_manager_server::{SubscriberManager, SubscriberManagerServer};
 use crate::service::{SmService, StartError};
 use brasa_sm::convert::{
-    add_from_proto, address, change_reply, login_from_proto, mapping, mpls_ids, op_from_proto,
+    activate_services_from_proto, add_from_proto, address, change_reply,
+    deactivate_services_from_proto, login_from_proto, mapping, mpls_ids, op_from_proto,
     subscriber_to_proto, vpn_from_proto, vpn_to_proto,
 };
 use brasa_sm::op::{Op, SmError};
@@ -218,6 +219,22 @@ impl SubscriberManager for LegApi {
             state: r.state,
         }))
         .await
+    }
+
+    async fn activate_services(
+        &self,
+        r: Request<pb::ActivateServicesRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        self.change(activate_services_from_proto(r.into_inner()))
+            .await
+    }
+
+    async fn deactivate_services(
+        &self,
+        r: Request<pb::DeactivateServicesRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        self.change(Ok(deactivate_services_from_proto(r.into_inner())))
+            .await
     }
 
     async fn add_vpn(

@@ -92,6 +92,7 @@ on_both_stores!(
     bulk_batches_apply_in_order_and_a_restart_restores_every_subscriber,
     ep_state_writes_auto_logout_and_operator_resync,
     every_unary_leg_call_applies_or_refuses_precisely,
+    subscriber_services_set_by_a_leg_reach_the_ep_and_survive_a_restart,
 );
 
 async fn start(store: &TestStore, config: SmConfig) -> (SmServer, String) {
@@ -709,5 +710,93 @@ async fn every_unary_leg_call_applies_or_refuses_precisely(backend: Backend) {
         bad.message().contains("not an IPv4 or IPv6 address"),
         "{bad:?}"
     );
+    server.shutdown().await;
+}
+
+/// Waits until the EP's replica satisfies `done`.
+async fn until(client: &mut EpClient, what: &str, done: impl Fn(&EpClient) -> bool) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !done(client) {
+        match tokio::time::timeout_at(deadline, client.next_event()).await {
+            Ok(Some(ClientEvent::Ended { error, .. })) => panic!("EP ended: {error}"),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("EP stopped"),
+            Err(_) => panic!("the EP never saw {what}"),
+        }
+    }
+}
+
+fn ep_services(client: &EpClient, name: &str) -> Vec<String> {
+    client
+        .replica()
+        .get(name)
+        .map(|s| s.services.iter().map(|s| s.name.clone()).collect())
+        .unwrap_or_default()
+}
+
+async fn subscriber_services_set_by_a_leg_reach_the_ep_and_survive_a_restart(backend: Backend) {
+    use brasa_subsvc::{ServiceRequest, TypeConflictAction};
+    use support::pcc_service as service;
+    let activate = |requests: &[ServiceRequest]| pb::ActivateServicesRequest {
+        name: "s1".into(),
+        requests_json: serde_json::to_string(requests).unwrap(),
+    };
+    let store = TestStore::new(backend);
+    let (server, url) = start(&store, config()).await;
+    let mut leg = LegClient::connect(&url).await.unwrap();
+    leg.login("s1", &["10.0.0.1"], None).await.unwrap();
+    let mut a = ep_client(&url, "a").await;
+    assert_eq!(synced(&mut a).await, 1);
+
+    let gold = service("gold", TypeConflictAction::None);
+    leg.grpc()
+        .activate_services(activate(&[gold]))
+        .await
+        .unwrap();
+    until(&mut a, "gold", |c| ep_services(c, "s1") == ["gold"]).await;
+    let keep_old = service("silver", TypeConflictAction::KeepOld);
+    let refused = leg
+        .grpc()
+        .activate_services(activate(&[keep_old]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    let garbage = pb::ActivateServicesRequest {
+        name: "s1".into(),
+        requests_json: "[{}]".into(),
+    };
+    let garbage = leg.grpc().activate_services(garbage).await.unwrap_err();
+    assert_eq!(garbage.code(), tonic::Code::InvalidArgument, "{garbage:?}");
+    drop(a);
+    drop(leg);
+    server.shutdown().await;
+
+    let (server, url) = start(&store, config()).await;
+    let mut leg = LegClient::connect(&url).await.unwrap();
+    let s1 = leg.get("s1").await.unwrap().unwrap();
+    assert!(
+        s1.services_json.contains("\"gold\""),
+        "{}",
+        s1.services_json
+    );
+    let mut a = ep_client(&url, "a").await;
+    synced(&mut a).await;
+    assert_eq!(ep_services(&a, "s1"), ["gold"]);
+    let off = pb::DeactivateServicesRequest {
+        name: "s1".into(),
+        services: vec!["gold".into()],
+    };
+    leg.grpc().deactivate_services(off.clone()).await.unwrap();
+    until(&mut a, "gold deactivated", |c| {
+        ep_services(c, "s1").is_empty()
+    })
+    .await;
+    let again = leg.grpc().deactivate_services(off).await.unwrap_err();
+    assert_eq!(again.code(), tonic::Code::NotFound, "{again:?}");
+    drop(a);
     server.shutdown().await;
 }

@@ -4,6 +4,7 @@
 use brasa_subscriber::{
     ChangeSet, IndexError, Login, Mapping, MplsVpnId, Prefix, Subscriber, SubscriberIndex, Vpn,
 };
+use brasa_subsvc::{ServiceError, ServiceRequest};
 
 /// One change request, validated syntactically (the index checks the rest).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,25 @@ pub enum Op {
         name: String,
         /// Opaque bytes.
         state: Vec<u8>,
+    },
+    /// Activate (and deactivate, for requests of operation `delete`) subscriber services of
+    /// one message, in order, all or nothing.
+    ActivateServices {
+        /// Subscriber name.
+        name: String,
+        /// Create a missing subscriber, logged out, in this domain (an Access-Accept's
+        /// services arrive before the accounting Start that logs the subscriber in); `None`:
+        /// a missing subscriber is an error.
+        create_in: Option<String>,
+        /// The requests, in order.
+        requests: Vec<ServiceRequest>,
+    },
+    /// Deactivate subscriber services by name, all or nothing.
+    DeactivateServices {
+        /// Subscriber name.
+        name: String,
+        /// The service instance names.
+        services: Vec<String>,
     },
     /// Add a VPN.
     AddVpn(Vpn),
@@ -166,6 +186,15 @@ impl From<IndexError> for SmError {
                 ErrorKind::FailedPrecondition
             }
             IndexError::Full => ErrorKind::ResourceExhausted,
+            IndexError::ServiceRefused { source, .. } => match source {
+                ServiceError::Invalid(_) => ErrorKind::InvalidArgument,
+                ServiceError::NameInUse(_) | ServiceError::RuleNameInUse { .. } => {
+                    ErrorKind::AlreadyExists
+                }
+                ServiceError::TypeConflict { .. } => ErrorKind::FailedPrecondition,
+                ServiceError::TooManyPolicers { .. } => ErrorKind::ResourceExhausted,
+                ServiceError::NotActive(_) => ErrorKind::NotFound,
+            },
             _ => ErrorKind::InvalidArgument,
         };
         SmError::new(kind, e.to_string())
@@ -197,6 +226,18 @@ impl Op {
             Op::Remove(name) => index.remove(&name)?,
             Op::SetProperties { name, properties } => index.set_properties(&name, properties)?,
             Op::SetState { name, state } => index.set_state(&name, state)?,
+            Op::ActivateServices {
+                name,
+                create_in,
+                requests,
+            } => index.apply_services(&name, create_in.as_deref(), requests)?,
+            Op::DeactivateServices { name, services } => {
+                let requests = services
+                    .into_iter()
+                    .map(|name| ServiceRequest::Delete { name })
+                    .collect();
+                index.apply_services(&name, None, requests)?
+            }
             Op::AddVpn(vpn) => index.add_vpn(vpn)?,
             Op::RemoveVpn(name) => index.remove_vpn(&name)?,
             Op::AddMplsEntries { vpn, entries } => index.add_mpls_entries(&vpn, &entries)?,

@@ -5,12 +5,15 @@ use std::time::{Duration, Instant};
 
 mod support;
 
+use brasa_sm::convert::op_from_proto;
 use brasa_sm::ep::{EpState, QuarantineState, SessionId, Transmit};
 use brasa_sm::pb;
 use brasa_sm::{
     EpReplica, ErrorKind, LinkOptions, Op, ProtocolError, ReplicaEvent, SmConfig, SmError,
 };
-use brasa_subscriber::{Login, SubscriberIndex};
+use brasa_subscriber::{Login, NameCase, Subscriber, SubscriberIndex};
+use brasa_subsvc::{ServiceRequest, TypeConflictAction};
+use support::pcc_service;
 
 use brasa_sm::core::SmCore;
 
@@ -671,4 +674,154 @@ fn keepalive_from_sm() -> pb::SmMessage {
     pb::SmMessage {
         body: Some(pb::sm_message::Body::KeepAlive(pb::KeepAlive {})),
     }
+}
+
+fn activate(name: &str, requests: &[ServiceRequest]) -> Op {
+    Op::ActivateServices {
+        name: name.into(),
+        create_in: None,
+        requests: requests.to_vec(),
+    }
+}
+
+fn service_names(sub: Option<Subscriber>) -> Vec<String> {
+    sub.map(|s| s.services.iter().map(|s| s.name.clone()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn services_reach_push_eps_with_the_subscriber_and_a_logout_takes_them_away() {
+    let now = Instant::now();
+    let mut core = core();
+    login(&mut core, now, "s0", &["10.0.0.1"], "subscribers");
+    let mut a = connect(&mut core, now, "a", pb::CascadeRole::RoleUnspecified);
+    drain(&mut core, now, &mut a, true);
+
+    let none = TypeConflictAction::None;
+    apply(&mut core, now, activate("s0", &[pcc_service("gold", none)]));
+    let events = drain(&mut core, now, &mut a, true);
+    assert_eq!(upserts(&events), ["s0"]);
+    assert_eq!(service_names(a.replica.get("s0")), ["gold"]);
+    let held = a.replica.get("s0").unwrap().services.get("gold").cloned();
+    assert_eq!(
+        held.map(ServiceRequest::Add),
+        Some(pcc_service("gold", none))
+    );
+
+    // Refused (keep-old against gold): a precise error, nothing changed, nothing pushed.
+    let keep_old = pcc_service("silver", TypeConflictAction::KeepOld);
+    let refused = core.apply(activate("s0", &[keep_old]), 0).unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::FailedPrecondition);
+    assert!(refused.message.contains("keep-old"), "{}", refused.message);
+    assert!(drain(&mut core, now, &mut a, true).is_empty());
+    let unknown = core.apply(activate("nobody", &[]), 0).unwrap_err();
+    assert_eq!(unknown.kind, ErrorKind::NotFound);
+
+    // Reconnected, the EP gets them in its full sync.
+    core.ep_disconnected(a.sid);
+    let mut a = connect(&mut core, now, "a", pb::CascadeRole::RoleUnspecified);
+    let events = drain(&mut core, now, &mut a, true);
+    assert!(events.contains(&ReplicaEvent::SyncEnd { subscribers: 1 }));
+    assert_eq!(service_names(a.replica.get("s0")), ["gold"]);
+
+    // keep-new replaces gold in one update.
+    let keep_new = pcc_service("platinum", TypeConflictAction::KeepNew);
+    apply(&mut core, now, activate("s0", &[keep_new]));
+    assert_eq!(upserts(&drain(&mut core, now, &mut a, true)), ["s0"]);
+    assert_eq!(service_names(a.replica.get("s0")), ["platinum"]);
+    let deactivate = Op::DeactivateServices {
+        name: "s0".into(),
+        services: vec!["gold".into()],
+    };
+    assert_eq!(
+        core.apply(deactivate, 0).unwrap_err().kind,
+        ErrorKind::NotFound,
+        "gold is no longer active"
+    );
+
+    // The logout removes the subscriber from the EP, and with it its services; the record
+    // keeps none.
+    apply(
+        &mut core,
+        now,
+        Op::Logout {
+            name: "s0".into(),
+            domain: None,
+        },
+    );
+    assert_eq!(
+        drain(&mut core, now, &mut a, true),
+        [ReplicaEvent::Remove("s0".into())]
+    );
+    assert!(core.index().get("s0").unwrap().services.is_empty());
+}
+
+#[test]
+fn a_pull_answer_and_the_bulk_operation_carry_services() {
+    let now = Instant::now();
+    let mut core = core();
+    login(&mut core, now, "s0", &["10.0.0.1"], "subscribers");
+    let gold = pcc_service("gold", TypeConflictAction::None);
+    let requests = serde_json::to_string(std::slice::from_ref(&gold)).unwrap();
+    let leg_op = |requests_json: &str| pb::LegOp {
+        op: Some(pb::leg_op::Op::ActivateServices(
+            pb::ActivateServicesRequest {
+                name: "s0".into(),
+                requests_json: requests_json.into(),
+            },
+        )),
+    };
+    let case = NameCase::Sensitive;
+    let bad = op_from_proto(leg_op("{\"operation\":\"add\"}"), case).unwrap_err();
+    assert_eq!(bad.kind, ErrorKind::InvalidArgument);
+    assert!(bad.message.contains("requests_json"), "{}", bad.message);
+    apply(
+        &mut core,
+        now,
+        op_from_proto(leg_op(&requests), case).unwrap(),
+    );
+
+    let mut p = connect(&mut core, now, "p", pb::CascadeRole::RoleUnspecified);
+    drain(&mut core, now, &mut p, true);
+    core.ep_receive(
+        now,
+        p.sid,
+        pb::EpMessage {
+            body: Some(pb::ep_message::Body::Pull(pb::PullRequest {
+                request_id: 1,
+                address: "10.0.0.1".into(),
+                vpn: None,
+            })),
+        },
+    );
+    let pulled: Vec<Subscriber> = drain(&mut core, now, &mut p, true)
+        .into_iter()
+        .filter_map(|e| match e {
+            ReplicaEvent::Pulled {
+                result: Ok(Some(s)),
+                ..
+            } => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pulled.len(), 1);
+    assert_eq!(
+        pulled[0]
+            .services
+            .get("gold")
+            .cloned()
+            .map(ServiceRequest::Add),
+        Some(gold)
+    );
+
+    let off = pb::LegOp {
+        op: Some(pb::leg_op::Op::DeactivateServices(
+            pb::DeactivateServicesRequest {
+                name: "s0".into(),
+                services: vec!["gold".into()],
+            },
+        )),
+    };
+    apply(&mut core, now, op_from_proto(off, case).unwrap());
+    assert!(core.index().get("s0").unwrap().services.is_empty());
 }

@@ -71,6 +71,16 @@ pub const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 5,
+        // Records may carry a `services` list that nodes of schema 4 cannot decode: the new
+        // version keeps them off this database (they refuse a newer schema).
+        name: "subscriber services (PCC rules) in the subscriber records",
+        sql: "
+        ALTER TABLE sm_subscribers ADD CONSTRAINT sm_subscribers_services_are_a_list
+            CHECK (jsonb_typeof(coalesce(data -> 'services', '[]'::jsonb)) = 'array');
+    ",
+    },
 ];
 
 /// Advisory lock key that serialises migrations of one database ("brasa_sm" in ASCII).

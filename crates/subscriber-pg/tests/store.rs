@@ -63,6 +63,29 @@ fn migrations_run_once_and_a_newer_schema_is_refused() {
 }
 
 #[test]
+fn a_subscriber_record_holds_services_only_as_a_list() {
+    let pg = PgInstance::start().unwrap();
+    let store = PgStore::connect(&pg.url()).unwrap();
+    drop(store);
+    let insert = |services: &str| {
+        pg.psql(
+            "postgres",
+            &format!(
+                "INSERT INTO sm_subscribers VALUES ('s', '{{\"name\":\"s\",\"services\":{services}}}')"
+            ),
+        )
+    };
+    let refused = insert("{}").expect_err("an object is not a list of services");
+    assert!(
+        refused
+            .to_string()
+            .contains("sm_subscribers_services_are_a_list"),
+        "{refused}"
+    );
+    insert("[]").unwrap();
+}
+
+#[test]
 fn a_connect_to_a_server_that_is_not_there_fails_with_the_reason() {
     let pg = PgInstance::start().unwrap();
     let url = pg.url();

@@ -13,7 +13,9 @@
 //! 2. The subscribers: a header with a `name` column ([`COLUMNS`]). Columns: `name` (required),
 //!    `domain`, `mappings` (the network IDs: IP mappings, then `community@VPN`), `properties`
 //!    (`key=value`; the first `=` ends the key, which cannot hold one), `logged_in`
-//!    (`true`/`false`), `auto_logout` (Unix seconds), `state` (hex).
+//!    (`true`/`false`), `auto_logout` (Unix seconds), `state` (hex), `services` (the
+//!    subscriber services as their JSON list, the form the store and the management API use;
+//!    empty for none).
 //!
 //! What the BGP LEG learnt (labels of MPLS entries, `range@VPN` mappings derived from
 //! communities) is not exported: it is derived again from the routes the LEG receives.
@@ -26,6 +28,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, Write};
 
+use brasa_subsvc::SubscriberServices;
+
 use crate::index::SubscriberIndex;
 use crate::mapping::{parse_label, parse_vlan_id, MplsVpnId, NetworkId};
 use crate::name::{NameCase, SubscriberName};
@@ -34,7 +38,7 @@ use crate::record::{
 };
 
 /// Columns of the subscriber table, in the order [`export`] writes them.
-pub const COLUMNS: [&str; 7] = [
+pub const COLUMNS: [&str; 8] = [
     "name",
     "domain",
     "mappings",
@@ -42,6 +46,7 @@ pub const COLUMNS: [&str; 7] = [
     "logged_in",
     "auto_logout",
     "state",
+    "services",
 ];
 
 /// Columns of the VPN table, in the order [`export`] writes them.
@@ -301,6 +306,7 @@ pub fn parse_row(header: &Header, line: &str, case: NameCase) -> Result<Subscrib
     let mut communities = Vec::new();
     let mut properties = Vec::new();
     let mut state = Vec::new();
+    let mut services = SubscriberServices::new();
     let mut logged_in = false;
     let mut auto_logout = None;
     for (col, field) in header.fields(line)? {
@@ -348,6 +354,10 @@ pub fn parse_row(header: &Header, line: &str, case: NameCase) -> Result<Subscrib
                 state =
                     parse_hex(field.trim()).ok_or_else(|| format!("state {field:?} is not hex"))?
             }
+            7 if !field.trim().is_empty() => {
+                services = serde_json::from_str(&field)
+                    .map_err(|e| format!("services: not a JSON list of subscriber services: {e}"))?
+            }
             _ => {}
         }
     }
@@ -362,6 +372,7 @@ pub fn parse_row(header: &Header, line: &str, case: NameCase) -> Result<Subscrib
         state,
         logged_in,
         auto_logout,
+        services,
     })
 }
 
@@ -400,8 +411,18 @@ pub fn format_row(sub: &Subscriber) -> String {
         sub.logged_in.to_string(),
         sub.auto_logout.map(|t| t.to_string()).unwrap_or_default(),
         state,
+        services_json(&sub.services),
     ]
     .join(",")
+}
+
+/// The services column: empty for none, else their JSON list (compact, so on one line), quoted.
+fn services_json(services: &SubscriberServices) -> String {
+    if services.is_empty() {
+        return String::new();
+    }
+    // Serialising plain data into a String cannot fail.
+    quote(&serde_json::to_string(services).unwrap_or_default())
 }
 
 /// Parses one row of the VPN table (syntax only; the index checks the rest).

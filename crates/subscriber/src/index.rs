@@ -26,6 +26,7 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use brasa_subsvc::{ServiceError, ServiceRequest, SubscriberServices, TypeConflictAction};
 use hashbrown::{HashMap, HashSet, HashTable};
 
 use crate::learned::{LearnOp, LearnedRoute, PeerRoutes, RouteAttributes, RouteChange, RouteTable};
@@ -80,6 +81,8 @@ struct Record {
     mappings: Box<[Bound]>,
     properties: Box<[(Box<str>, Box<str>)]>,
     state: Box<[u8]>,
+    /// Boxed: most subscribers have none, and an empty record stays one pointer wide.
+    services: Option<Box<SubscriberServices>>,
     auto_logout: Option<u64>,
     domain: u16,
     logged_in: bool,
@@ -511,6 +514,7 @@ impl SubscriberIndex {
             r.mappings = bounds.into_boxed_slice();
             r.properties = box_properties(sub.properties);
             r.state = sub.state.into_boxed_slice();
+            r.services = boxed_services(sub.services);
             r.logged_in = sub.logged_in;
         }
         self.set_auto_logout(id, sub.auto_logout);
@@ -527,6 +531,7 @@ impl SubscriberIndex {
         let existing = self.find(name.as_str());
         let domain = self.domain_id(&sub.domain)?;
         validate_properties(&sub.properties)?;
+        validate_services(name.as_str(), &sub.services)?;
         let targets = self.resolve(&sub.mappings, domain)?;
         for (mapping, target) in sub.mappings.iter().zip(&targets) {
             for p in mapping.ip.prefixes() {
@@ -708,6 +713,7 @@ impl SubscriberIndex {
         self.set_communities(id, Vec::new(), &mut touched);
         if let Some(r) = self.records[id as usize].as_mut() {
             r.logged_in = false;
+            r.services = None;
         }
         self.set_auto_logout(id, None);
         Ok(self.finish(touched))
@@ -738,6 +744,7 @@ impl SubscriberIndex {
             r.mappings = left.into_boxed_slice();
             if r.mappings.is_empty() && !holds_communities {
                 r.logged_in = false;
+                r.services = None;
                 clear_timer = true;
             }
         }
@@ -792,6 +799,59 @@ impl SubscriberIndex {
         touched.note(&self.record(id).name.clone(), Some(self.record(id).domain));
         if let Some(r) = self.records[id as usize].as_mut() {
             r.state = state.into_boxed_slice();
+        }
+        Ok(self.finish(touched))
+    }
+
+    /// Applies the subscriber service requests of one message (an Access-Accept, a CoA-Request,
+    /// a LEG or operator call) to the subscriber `name`, in order and all or nothing (see
+    /// [`SubscriberServices::apply_all`]). A subscriber that does not exist is an error unless
+    /// `create_in` names the domain to create it in (logged out, without mappings: the services
+    /// of an Access-Accept arrive before the accounting Start that logs the subscriber in).
+    /// On `Err` nothing changed.
+    pub fn apply_services(
+        &mut self,
+        name: &str,
+        create_in: Option<&str>,
+        requests: Vec<ServiceRequest>,
+    ) -> Result<ChangeSet, IndexError> {
+        // Ok: the record to change; Err: the record to create (name, domain).
+        let slot: Result<u32, (SubscriberName, u16)> = match create_in {
+            None => Ok(self.existing(name)?),
+            Some(domain) => {
+                let valid = self.validated_name(name)?;
+                match self.find(valid.as_str()) {
+                    Some(id) => Ok(id),
+                    None => {
+                        let domain = self.domain_id(domain)?;
+                        self.check_capacity(None)?;
+                        Err((valid, domain))
+                    }
+                }
+            }
+        };
+        let mut services = match slot {
+            Ok(id) => self.record(id).services.as_deref().cloned(),
+            Err(_) => None,
+        }
+        .unwrap_or_default();
+        services
+            .apply_all(requests)
+            .map_err(|(request, source)| IndexError::ServiceRefused {
+                subscriber: name.to_owned(),
+                request,
+                source,
+            })?;
+        let mut touched = Touched::default();
+        let id = match slot {
+            Ok(id) => {
+                touched.note(&self.record(id).name.clone(), Some(self.record(id).domain));
+                id
+            }
+            Err((name, domain)) => self.ensure_record(name, domain, None, &mut touched),
+        };
+        if let Some(r) = self.records[id as usize].as_mut() {
+            r.services = boxed_services(services);
         }
         Ok(self.finish(touched))
     }
@@ -1442,6 +1502,7 @@ impl SubscriberIndex {
             mappings: Box::new([]),
             properties: Box::new([]),
             state: Box::new([]),
+            services: None,
             auto_logout: None,
             domain,
             logged_in: false,
@@ -1958,6 +2019,7 @@ impl SubscriberIndex {
             state: r.state.to_vec(),
             logged_in: r.logged_in,
             auto_logout: r.auto_logout,
+            services: r.services.as_deref().cloned().unwrap_or_default(),
         }
     }
 
@@ -2075,6 +2137,33 @@ fn validate_properties(props: &[(String, String)]) -> Result<(), IndexError> {
         }
     }
     Ok(())
+}
+
+/// Checks a subscriber's services as given whole (import, replace, an EP's copy): each valid,
+/// names unique, rule names unique across them, dynamic policers within the per-direction
+/// limit — what activating them one by one checks. Their type-conflict actions are not
+/// replayed: they act at activation, and services of one type may be active side by side.
+fn validate_services(name: &str, services: &SubscriberServices) -> Result<(), IndexError> {
+    let mut replay = SubscriberServices::new();
+    for (request, service) in services.iter().enumerate() {
+        let refused = |source| IndexError::ServiceRefused {
+            subscriber: name.to_owned(),
+            request,
+            source,
+        };
+        if replay.get(&service.name).is_some() {
+            return Err(refused(ServiceError::NameInUse(service.name.clone())));
+        }
+        let mut side_by_side = service.clone();
+        side_by_side.type_conflict_action = TypeConflictAction::None;
+        replay.activate(side_by_side).map_err(refused)?;
+    }
+    Ok(())
+}
+
+/// `None` for no services, so that a record without any holds no allocation.
+fn boxed_services(services: SubscriberServices) -> Option<Box<SubscriberServices>> {
+    (!services.is_empty()).then(|| Box::new(services))
 }
 
 fn box_properties(props: Vec<(String, String)>) -> Box<[(Box<str>, Box<str>)]> {

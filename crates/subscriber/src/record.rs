@@ -1,6 +1,7 @@
 //! The public subscriber and VPN records, the change set every index operation returns, and the
 //! index errors.
 
+use brasa_subsvc::{ServiceError, SubscriberServices};
 use serde::{Deserialize, Serialize};
 
 use crate::learned::RouteChange;
@@ -37,6 +38,10 @@ pub struct Subscriber {
     pub logged_in: bool,
     /// When the SM logs the subscriber out by itself, in the caller's clock (seconds).
     pub auto_logout: Option<u64>,
+    /// Its active subscriber services (PCC rules), in activation order. They belong to the
+    /// subscriber's session: a logout clears them.
+    #[serde(default, skip_serializing_if = "SubscriberServices::is_empty")]
+    pub services: SubscriberServices,
 }
 
 impl Subscriber {
@@ -52,6 +57,7 @@ impl Subscriber {
             state: Vec::new(),
             logged_in: false,
             auto_logout: None,
+            services: SubscriberServices::new(),
         }
     }
 
@@ -378,6 +384,16 @@ pub enum IndexError {
     /// More subscribers or prefixes than the index addresses (2^31 - 2).
     #[error("the index is full")]
     Full,
+    /// A subscriber service request was refused; none of the requests of the call applied.
+    #[error("subscriber {subscriber:?}, service request {}: {source}", .request + 1)]
+    ServiceRefused {
+        /// The subscriber.
+        subscriber: String,
+        /// 0-based position of the refused request in the call.
+        request: usize,
+        /// Why it was refused.
+        source: ServiceError,
+    },
 }
 
 mod text {

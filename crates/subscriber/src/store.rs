@@ -388,7 +388,7 @@ impl serde::Serialize for StoredSubscriber<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let sub = self.0;
-        let mut st = s.serialize_struct("Subscriber", 8)?;
+        let mut st = s.serialize_struct("Subscriber", 9)?;
         st.serialize_field("name", &sub.name)?;
         st.serialize_field("domain", &sub.domain)?;
         st.serialize_field("mappings", &sub.mappings)?;
@@ -399,6 +399,9 @@ impl serde::Serialize for StoredSubscriber<'_> {
         st.serialize_field("state", &sub.state)?;
         st.serialize_field("logged_in", &sub.logged_in)?;
         st.serialize_field("auto_logout", &sub.auto_logout)?;
+        if !sub.services.is_empty() {
+            st.serialize_field("services", &sub.services)?;
+        }
         st.end()
     }
 }

@@ -1,6 +1,7 @@
 //! Export → import is faithful: whatever the index API accepts (names, domains, VPNs of both
 //! kinds with their labels, mappings and `community@VPN` network IDs into them, properties whose
-//! keys and values hold the CSV's own separators, EP state, login state) comes back identical
+//! keys and values hold the CSV's own separators, EP state, login state, subscriber services
+//! whose names hold the CSV's and JSON's special characters) comes back identical
 //! from a fresh index; and once the fresh index has learnt the same BGP LEG routes, everything
 //! derived from them (learnt labels and mappings) is identical too.
 
@@ -9,6 +10,9 @@ use std::sync::Arc;
 
 use brasa_subscriber::csv::{export, import, ImportMode};
 use brasa_subscriber::*;
+use brasa_subsvc::{
+    Direction, Flow, PccRule, PolicerOverrides, RateLimit, SubscriberService, SubscriberServices,
+};
 use proptest::prelude::*;
 
 fn config() -> IndexConfig {
@@ -91,6 +95,58 @@ struct SubPlan {
     state: Vec<u8>,
     logged_in: bool,
     auto_logout: Option<u64>,
+    services: Vec<SubscriberService>,
+}
+
+/// Free text for service, type, rule and arbiter names, weighted towards what CSV (`,` `"`
+/// `;` `\`) and JSON (`"` `\`, non-ASCII) escape.
+fn service_text() -> impl Strategy<Value = String> {
+    prop_oneof!["[ -~]{1,8}", r#"[",;\\é ]{1,4}"#]
+}
+
+/// Up to three services of one rule each, names made unique by their position.
+fn services() -> impl Strategy<Value = Vec<SubscriberService>> {
+    let service = (
+        service_text(),
+        proptest::option::of(service_text()),
+        1u32..100_000,
+        0u8..4,
+        any::<bool>(),
+        proptest::option::of(service_text()),
+    );
+    proptest::collection::vec(service, 0..3).prop_map(|plans| {
+        plans
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, service_type, pir, net, account, arbiter))| {
+                let mut service = SubscriberService::new(format!("{name}{i}"));
+                service.service_type = service_type;
+                service.acct_interval = Some(pir % 4000);
+                let direction = if account {
+                    Direction::Ingress
+                } else {
+                    Direction::Egress
+                };
+                let mut rule = PccRule::new(format!("{name}-rule{i}"), direction);
+                rule.precedence = Some(pir % 7);
+                rule.flows.push(Flow {
+                    dst_ip: Some(format!("10.{net}.0.0/16").parse().unwrap()),
+                    ..Flow::default()
+                });
+                rule.actions.rate_limit = Some(RateLimit {
+                    pir_kbps: pir,
+                    cir_kbps: None,
+                });
+                rule.actions.account = account;
+                rule.policer = arbiter.map(|arbiter| PolicerOverrides {
+                    parent_arbiter: Some(arbiter),
+                    ..PolicerOverrides::default()
+                });
+                service.rules.push(rule);
+                service
+            })
+            .collect()
+    })
 }
 
 fn sub_plan() -> impl Strategy<Value = SubPlan> {
@@ -107,9 +163,20 @@ fn sub_plan() -> impl Strategy<Value = SubPlan> {
         proptest::collection::vec(any::<u8>(), 0..6),
         any::<bool>(),
         proptest::option::of(0u64..4_000_000_000),
+        services(),
     )
         .prop_map(
-            |(name, domain, mappings, communities, properties, state, logged_in, auto_logout)| {
+            |(
+                name,
+                domain,
+                mappings,
+                communities,
+                properties,
+                state,
+                logged_in,
+                auto_logout,
+                services,
+            )| {
                 SubPlan {
                     name,
                     domain,
@@ -119,6 +186,7 @@ fn sub_plan() -> impl Strategy<Value = SubPlan> {
                     state,
                     logged_in,
                     auto_logout,
+                    services,
                 }
             },
         )
@@ -244,6 +312,10 @@ fn build(vpns: &[VpnPlan], subs: &[SubPlan]) -> SubscriberIndex {
                     .ok()
             })
             .collect();
+        let mut services = SubscriberServices::new();
+        for service in &s.services {
+            services.activate(service.clone()).unwrap();
+        }
         let _ = index.upsert(Subscriber {
             name,
             domain: cfg.domains[s.domain].clone(),
@@ -254,6 +326,7 @@ fn build(vpns: &[VpnPlan], subs: &[SubPlan]) -> SubscriberIndex {
             state: s.state.clone(),
             logged_in: s.logged_in,
             auto_logout: s.auto_logout,
+            services,
         });
     }
     index

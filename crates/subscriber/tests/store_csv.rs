@@ -63,10 +63,10 @@ fn csv_import_export_round_trips() {
     assert_eq!(export(&idx, &mut out).unwrap().subscribers, 3);
     let text = String::from_utf8(out).unwrap();
     assert!(text.starts_with(
-        "vpn,domain,vlan,mpls\n100,north,100,\n\nname,domain,mappings,properties,logged_in,auto_logout,state\n"
+        "vpn,domain,vlan,mpls\n100,north,100,\n\nname,domain,mappings,properties,logged_in,auto_logout,state,services\n"
     ));
     assert!(
-        text.contains("\"bob, jr\",north,127.0.0.2@100,,false,,\n"),
+        text.contains("\"bob, jr\",north,127.0.0.2@100,,false,,,\n"),
         "{text}"
     );
 
@@ -147,7 +147,7 @@ fn a_bad_header_refuses_the_file() {
     .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "line 1: unknown column \"nom\" (known: name, domain, mappings, properties, logged_in, auto_logout, state)"
+        "line 1: unknown column \"nom\" (known: name, domain, mappings, properties, logged_in, auto_logout, state, services)"
     );
     let e = import(
         &mut idx,
@@ -159,13 +159,14 @@ fn a_bad_header_refuses_the_file() {
     assert_eq!(e.to_string(), "line 1: the header has no \"name\" column");
 }
 
-/// VPNs of both kinds, a VPN name and property values holding `;`, `\` and `=`, EP state.
+/// VPNs of both kinds, a VPN name and property values holding `;`, `\` and `=`, EP state, a
+/// subscriber service whose name holds `,` and `"`.
 const WITH_VPNS: &str = "vpn,domain,vlan,mpls\n\
 corp\\x,north,,65000:1@127.9.9.9 17=127.1.0.0/16 127.2.0.0/16 18=;65000:2@127.9.9.8\n\
 \"west,east\",north,300,\n\
 \n\
-name,domain,mappings,properties,logged_in,auto_logout,state\n\
-alice,north,\"127.0.0.1@corp\\\\x;127.0.0.2@west,east\",redirect=http://p/\\;sid=7;path=C:\\\\x=1,true,1700000000,00ff\n";
+name,domain,mappings,properties,logged_in,auto_logout,state,services\n\
+alice,north,\"127.0.0.1@corp\\\\x;127.0.0.2@west,east\",redirect=http://p/\\;sid=7;path=C:\\\\x=1,true,1700000000,00ff,\"[{\"\"name\"\":\"\"gold,\\\"\"vip\\\"\"\"\",\"\"type\"\":\"\"pccrule\"\",\"\"type-conflict-action\"\":\"\"none\"\",\"\"acct-stats-type\"\":\"\"volume-time\"\",\"\"acct-interval\"\":600,\"\"rules\"\":[{\"\"name\"\":\"\"r1\"\",\"\"direction\"\":\"\"ingress\"\",\"\"flows\"\":[{\"\"dst-ip\"\":\"\"10.1.1.0/24\"\"}],\"\"actions\"\":{\"\"gate\"\":\"\"forward\"\",\"\"rate-limit\"\":{\"\"pir-kbps\"\":1000},\"\"account\"\":true}}]}]\"\n";
 
 #[test]
 fn the_vpn_table_and_escapes_import_as_written() {
@@ -201,6 +202,8 @@ fn the_vpn_table_and_escapes_import_as_written() {
     );
     assert_eq!(alice.state, [0x00, 0xff]);
     assert_eq!(alice.auto_logout, Some(1_700_000_000));
+    let gold = alice.services.get("gold,\"vip\"").unwrap();
+    assert_eq!(gold.rules[0].actions.rate_limit.unwrap().pir_kbps, 1000);
 
     // The export writes the same file back.
     let mut out = Vec::new();

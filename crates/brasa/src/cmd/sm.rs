@@ -20,6 +20,7 @@ use brasa_sm::{pb, EpReplica, ReplicaEvent};
 use brasa_sm_net::{ClientError, ClientEvent, EpClient, EpClientOptions};
 use brasa_subscriber::csv::ImportMode;
 use brasa_subscriber::Snapshot;
+use brasa_subsvc::SubscriberServices;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -897,7 +898,116 @@ fn render_subscriber(s: &SubscriberView) -> String {
     if let Some(t) = s.auto_logout {
         out.push_str(&format!("Auto-logout: {t} (Unix time)\n"));
     }
+    if !s.services.is_empty() {
+        out.push_str("Services:\n");
+        out.push_str(&render_services(&s.services));
+    }
     out
+}
+
+/// One line per service, then one per PCC rule (indented), as the record holds them.
+fn render_services(services: &SubscriberServices) -> String {
+    let mut out = String::new();
+    for service in services.iter() {
+        let mut about = vec![format!(
+            "type-conflict-action {}",
+            kebab(&service.type_conflict_action)
+        )];
+        if let Some(t) = &service.service_type {
+            about.insert(0, format!("type {t}"));
+        }
+        about.push(format!(
+            "acct-stats-type {}",
+            kebab(&service.acct_stats_type)
+        ));
+        if let Some(secs) = service.acct_interval {
+            about.push(format!("acct-interval {secs} s"));
+        }
+        out.push_str(&format!("  {} ({})\n", service.name, about.join(", ")));
+        for rule in &service.rules {
+            let precedence = rule
+                .precedence
+                .map_or_else(|| "-".to_owned(), |p| p.to_string());
+            out.push_str(&format!(
+                "    {} {} precedence {}: {} => {}\n",
+                rule.name,
+                rule.direction,
+                precedence,
+                rule.flows
+                    .iter()
+                    .map(flow_text)
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                actions_text(rule),
+            ));
+        }
+    }
+    out
+}
+
+/// A serde enum's kebab-case name (its JSON form without quotes).
+fn kebab<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn flow_text(flow: &brasa_subsvc::Flow) -> String {
+    let mut parts = Vec::new();
+    if let Some(p) = flow.src_ip {
+        parts.push(format!("src {p}"));
+    }
+    if let Some(p) = flow.dst_ip {
+        parts.push(format!("dst {p}"));
+    }
+    if let Some(p) = flow.protocol {
+        parts.push(format!("protocol {p}"));
+    }
+    if let Some(p) = flow.src_port {
+        parts.push(format!("src-port {p}"));
+    }
+    if let Some(p) = flow.dst_port {
+        parts.push(format!("dst-port {p}"));
+    }
+    if let Some(d) = flow.dscp {
+        parts.push(format!("dscp {d}"));
+    }
+    parts.join(" ")
+}
+
+fn actions_text(rule: &brasa_subsvc::PccRule) -> String {
+    let actions = &rule.actions;
+    let mut parts = Vec::new();
+    if actions.gate == brasa_subsvc::Gate::Drop {
+        parts.push("drop".to_owned());
+    }
+    if let Some(limit) = actions.rate_limit {
+        match limit.cir_kbps {
+            Some(cir) => parts.push(format!(
+                "rate-limit pir {} kb/s cir {cir} kb/s",
+                limit.pir_kbps
+            )),
+            None => parts.push(format!("rate-limit pir {} kb/s", limit.pir_kbps)),
+        }
+    }
+    if actions.account {
+        parts.push("account".to_owned());
+    }
+    if let Some(dscp) = actions.remark_dscp {
+        parts.push(format!("remark dscp {dscp}"));
+    }
+    if parts.is_empty() {
+        parts.push("forward".to_owned());
+    }
+    if let Some(policer) = &rule.policer {
+        // The overrides as JSON: every field of them, parent-arbiter included (recorded and
+        // shown; brasa has no hierarchical scheduler to enforce it).
+        if let Ok(text) = serde_json::to_string(policer) {
+            parts.push(format!("policer {text}"));
+        }
+    }
+    parts.join(", ")
 }
 
 fn print_change(global: &GlobalArgs, change: &ChangeView) -> anyhow::Result<()> {

@@ -21,6 +21,7 @@ use brasa_subscriber::csv::{CsvError, ImportMode};
 use brasa_subscriber::{Login, MplsVpnEntry, Subscriber, Vpn, VpnKind};
 use brasa_subscriber_pg::lease::Fence;
 use brasa_subscriber_pg::PgStore;
+use brasa_subsvc::SubscriberServices;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -201,6 +202,9 @@ pub struct SubscriberView {
     pub logged_in: bool,
     /// Automatic logout (Unix seconds).
     pub auto_logout: Option<u64>,
+    /// Active subscriber services (PCC rules).
+    #[serde(default, skip_serializing_if = "SubscriberServices::is_empty")]
+    pub services: SubscriberServices,
 }
 
 impl From<&Subscriber> for SubscriberView {
@@ -214,6 +218,7 @@ impl From<&Subscriber> for SubscriberView {
             state: s.state.iter().map(|b| format!("{b:02x}")).collect(),
             logged_in: s.logged_in,
             auto_logout: s.auto_logout,
+            services: s.services.clone(),
         }
     }
 }

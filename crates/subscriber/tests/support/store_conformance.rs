@@ -7,6 +7,9 @@
 use std::sync::Arc;
 
 use brasa_subscriber::*;
+use brasa_subsvc::{
+    Direction, Flow, PccRule, RateLimit, ServiceRequest, SubscriberService, TypeConflictAction,
+};
 
 /// Opens the store under test (the same database every call).
 pub type Opener<'a> = &'a mut dyn FnMut() -> Box<dyn SubscriberStore>;
@@ -23,6 +26,26 @@ fn m(s: &str) -> Mapping {
     s.parse().unwrap()
 }
 
+/// A service of type `pccrule`: one ingress rule rate-limiting and accounting traffic to
+/// 10.1.1.0/24.
+pub fn service(name: &str, conflict: TypeConflictAction) -> SubscriberService {
+    let mut rule = PccRule::new(format!("{name}-i"), Direction::Ingress);
+    rule.flows.push(Flow {
+        dst_ip: Some("10.1.1.0/24".parse().unwrap()),
+        ..Flow::default()
+    });
+    rule.actions.rate_limit = Some(RateLimit {
+        pir_kbps: 1000,
+        cir_kbps: None,
+    });
+    rule.actions.account = true;
+    let mut service = SubscriberService::new(name);
+    service.service_type = Some("pccrule".into());
+    service.type_conflict_action = conflict;
+    service.rules.push(rule);
+    service
+}
+
 fn sorted(idx: &SubscriberIndex) -> Vec<Subscriber> {
     let mut v: Vec<Subscriber> = idx.iter().collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
@@ -30,7 +53,8 @@ fn sorted(idx: &SubscriberIndex) -> Vec<Subscriber> {
 }
 
 /// Every kind of change survives a reopen: logins with IP, VPN and VLAN mappings, MPLS labels,
-/// state, a move, a logout and a removal, applied singly and as one batch.
+/// state, subscriber services, a move, a logout (which clears services) and a removal,
+/// applied singly and as one batch.
 pub fn restores_every_subscriber_vpn_and_mapping(open: Opener<'_>) {
     let mut idx = SubscriberIndex::new(config()).unwrap();
     let mut store = open();
@@ -72,6 +96,19 @@ pub fn restores_every_subscriber_vpn_and_mapping(open: Opener<'_>) {
         .unwrap(),
     );
     ops.push(idx.set_state("vpnuser", b"\x00\xffstate".to_vec()).unwrap());
+    for name in ["vpnuser", "sub7"] {
+        ops.push(
+            idx.apply_services(
+                name,
+                None,
+                vec![ServiceRequest::Add(service(
+                    "svc",
+                    TypeConflictAction::None,
+                ))],
+            )
+            .unwrap(),
+        );
+    }
     // A move, a logout and a removal must be durable too.
     ops.push(
         idx.login(Login {
@@ -124,6 +161,15 @@ pub fn restores_every_subscriber_vpn_and_mapping(open: Opener<'_>) {
         "vpn1"
     );
     assert!(restored.get("sub8").is_none());
+    let services = restored.get("vpnuser").unwrap().services;
+    assert_eq!(
+        services.get("svc"),
+        Some(&service("svc", TypeConflictAction::None))
+    );
+    assert!(
+        restored.get("sub7").unwrap().services.is_empty(),
+        "cleared by the logout"
+    );
 }
 
 /// One batch (a group commit) may touch a key many times: the last write wins, deletes

@@ -24,7 +24,7 @@ use brasa_dataplane::pipeline::Shared;
 use brasa_sm::{EpReplica, ReplicaEvent};
 use brasa_sm_net::{ClientEvent, EpClient, EpClientOptions};
 use brasa_subscriber::Subscriber;
-use brasa_subsvc::{Accounting, AcctRecord, SubscriberServices};
+use brasa_subsvc::{Accounting, AcctRecord};
 use config::SubscribersResolved;
 use enforcer::Enforcer;
 use std::collections::HashMap;
@@ -32,11 +32,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
-
-/// The services of a subscriber record.
-fn services_of(_subscriber: &Subscriber) -> SubscriberServices {
-    SubscriberServices::new()
-}
 
 /// Most subscribers one job of the data plane installs: enough to amortise the job's round
 /// trip, few enough that the first worker's packets do not wait long behind it.
@@ -148,7 +143,7 @@ impl PccComponent {
             match change {
                 Change::Upsert(subscriber) => {
                     let name = subscriber.name.as_str();
-                    match enforcer.prepare(&subscriber, &services_of(&subscriber)) {
+                    match enforcer.prepare(&subscriber, &subscriber.services) {
                         Ok(Some(prepared)) => {
                             for refused in prepared.refused() {
                                 self.stats.compile_refused.fetch_add(1, Ordering::Relaxed);

@@ -166,19 +166,21 @@ fn netns_a_subscriber_pushed_by_the_sm_is_enforced_on_the_ies_interface_and_agai
 /// The service the SR OS guide's script builds (`examples/python/sub_svc/pcc_rules.py`), as
 /// the SM stores it: 1 Mb/s up to 10.1.1.0/24 (accounted, and accounted again: the script's
 /// slip), 5 Mb/s down from it, volume-time accounting every hour — with one addition the
-/// guide's policer block allows, an MBS per rule: the default burst, 10 ms at the PIR (at
-/// 1 Mb/s one full frame), is shorter than the scheduling jitter of this shared machine,
-/// which then cost 2–3 % of the packets at 0.95 × PIR.
+/// guide's policer block allows, an MBS per rule (about 0.4 s at the PIR up, 0.3 s down):
+/// the default burst, 10 ms at the PIR (at 1 Mb/s one full frame), is shorter than the
+/// stalls of iperf3 and the worker on this shared machine, after which a backlog arrives at
+/// once; with it 2–3 % of the packets were lost at 0.95 × PIR, with 16 kB still 1 % now and
+/// then. The runs at 2 × PIR last long enough for the burst to be under 1 % of what passes.
 const SEED_SERVICE: &str = r#"{"operation": "add", "name": "subsvc-pccrule-1", "type": "pccrule",
   "acct-stats-type": "volume-time", "acct-interval": 3600, "rules": [
   {"name": "pcc-rule-1-i", "direction": "ingress", "precedence": 10,
    "flows": [{"dst-ip": "10.1.1.0/24"}],
    "actions": {"rate-limit": {"pir-kbps": 1000}, "account": true},
-   "policer": {"mbs": {"bytes": 16000}}},
+   "policer": {"mbs": {"bytes": 48000}}},
   {"name": "pcc-rule-1-e", "direction": "egress", "precedence": 10,
    "flows": [{"src-ip": "10.1.1.0/24"}],
    "actions": {"rate-limit": {"pir-kbps": 5000}},
-   "policer": {"mbs": {"bytes": 32000}}}]}"#;
+   "policer": {"mbs": {"bytes": 200000}}}]}"#;
 
 /// Runs `f` with a LEG client of the daemon's SM (inside its namespace).
 fn leg<T: Send + 'static>(
@@ -345,14 +347,16 @@ fn netns_the_seed_service_holds_the_subscriber_to_its_pirs_and_accounts_its_rule
     const UP: f64 = 1000.0;
     const DOWN: f64 = 5000.0;
     let mut delivered_up = 0.0;
-    let (below, bytes) = udp(&lab, SERVER, 5501, 0.95 * UP, false, 8);
+    let (up_below, bytes) = udp(&lab, SERVER, 5501, 0.95 * UP, false, 8);
+    let below = up_below;
     delivered_up += bytes;
     let rule = daemon.json(&["show", "pcc-rule", "alice", "pcc-rule-1-i"]);
     assert!(
         below == 0.0,
         "upstream loss at 0.95 × PIR: {below} % {rule}"
     );
-    let (above, bytes) = udp(&lab, SERVER, 5502, 2.0 * UP, false, 8);
+    let (up_above, bytes) = udp(&lab, SERVER, 5502, 2.0 * UP, false, 25);
+    let above = up_above;
     delivered_up += bytes;
     assert!(
         (above - 50.0).abs() <= 2.0,
@@ -364,17 +368,20 @@ fn netns_the_seed_service_holds_the_subscriber_to_its_pirs_and_accounts_its_rule
         below == 0.0,
         "downstream loss at 0.95 × PIR: {below} % {rule}"
     );
-    let (above, _) = udp(&lab, SERVER, 5504, 2.0 * DOWN, true, 8);
+    let (above, _) = udp(&lab, SERVER, 5504, 2.0 * DOWN, true, 20);
     assert!(
         (above - 50.0).abs() <= 2.0,
         "downstream loss at 2 × PIR: {above} %"
+    );
+    eprintln!(
+        "UDP through the PCC policers: up {up_below} % lost at 0.95 × PIR, {up_above:.2} % at 2 × PIR; \
+         down {below} % at 0.95 × PIR, {above:.2} % at 2 × PIR"
     );
     let (other, _) = udp(&lab, "10.2.2.2", 5505, 2.0 * UP, false, 4);
     assert!(
         other == 0.0,
         "traffic no rule matches is not limited: {other} % lost"
     );
-
     let rule = daemon.json(&["show", "pcc-rule", "alice", "pcc-rule-1-i"]);
     assert!(rule["dropped"]["packets"].as_u64().unwrap() > 100, "{rule}");
     assert_eq!(rule["policer"]["pir_kbps"], 1000, "{rule}");
@@ -390,6 +397,10 @@ fn netns_the_seed_service_holds_the_subscriber_to_its_pirs_and_accounts_its_rule
     let input = detail_octets(&detail, "Stop", "Acct-Input-Octets").unwrap() as f64;
     let output = detail_octets(&detail, "Stop", "Acct-Output-Octets").unwrap_or(0);
     // Besides iperf3: the pings that checked readiness, a few hundred octets.
+    eprintln!(
+        "accounting: Stop input octets {input}, iperf3 delivered {delivered_up} ({:+.2} %)",
+        (input - delivered_up) / delivered_up * 100.0
+    );
     assert!(
         (input - delivered_up).abs() <= 0.02 * delivered_up,
         "Stop: {input} input octets, iperf3 delivered {delivered_up}\n{detail}"
@@ -397,5 +408,118 @@ fn netns_the_seed_service_holds_the_subscriber_to_its_pirs_and_accounts_its_rule
     assert_eq!(
         output, 0,
         "only the ingress rule is accounted (the script's slip)"
+    );
+
+    // Activated again (a new accounting session), for TCP, whose octets the UDP accounting
+    // above must not see.
+    activate(&lab.router, "alice", format!("[{SEED_SERVICE}]"));
+    daemon.eventually("the service is enforced again", || {
+        let view = daemon.json(&["show", "subscriber-services", "alice"]);
+        view["services"][0]["name"] == "subsvc-pccrule-1"
+    });
+    // TCP settles near each PIR: goodput as IP octets (1500 per 1448 of payload).
+    let tcp = |port: u16, reverse: bool| {
+        let mut args = vec!["-t", "12", "-O", "3"];
+        if reverse {
+            args.push("-R");
+        }
+        let report = iperf3(&lab.server, &lab.host, SERVER, port, &args);
+        let goodput = report["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap();
+        goodput * 1500.0 / 1448.0 / 1000.0
+    };
+    let tcp_up = tcp(5507, false);
+    let tcp_down = tcp(5508, true);
+    eprintln!("TCP through the PCC policers: up {tcp_up:.0} kb/s (PIR {UP}), down {tcp_down:.0} kb/s (PIR {DOWN})");
+    assert!(
+        (tcp_up - UP).abs() <= 0.1 * UP,
+        "TCP up: {tcp_up:.0} kb/s, PIR {UP}"
+    );
+    assert!(
+        (tcp_down - DOWN).abs() <= 0.1 * DOWN,
+        "TCP down: {tcp_down:.0} kb/s, PIR {DOWN}"
+    );
+}
+
+/// A service whose rules do not account: its volume is the subscriber's aggregate forwarded
+/// traffic since the service started (traffic before it is not counted). After kill -9 and
+/// a restart the service is enforced again from the SM.
+#[test]
+fn netns_without_accounted_rules_the_aggregate_is_accounted_and_kill_9_keeps_the_service() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let radius = freeradius(&lab.router, dir.path());
+    let text = config(dir.path(), "forward", &accounting(&radius));
+    let mut daemon = Daemon::start(&lab.router, dir.path(), &text);
+    daemon.apply(IES);
+    lab.router.sh("ip route replace 10.2.2.0/24 via 10.1.1.2");
+    ping_eventually(&lab.host, "10.2.2.2", Duration::from_secs(15));
+    daemon.ok(&["sm", "login", "alice", "-m", SUBSCRIBER], None);
+    daemon.eventually("alice is enforced", || enforced(&daemon, "alice"));
+    // Before the service: not its volume.
+    udp(&lab, "10.2.2.2", 5601, 2000.0, false, 2);
+    activate(
+        &lab.router,
+        "alice",
+        r#"[{"operation": "add", "name": "down-only", "acct-stats-type": "volume-time",
+            "rules": [{"name": "down", "direction": "egress", "flows": [{"src-ip": "10.1.1.0/24"}],
+                       "actions": {"rate-limit": {"pir-kbps": 2000}},
+                       "policer": {"mbs": {"bytes": 100000}}}]}]"#
+            .to_string(),
+    );
+    daemon.eventually("the Start reached FreeRADIUS", || {
+        radius.detail().contains("Acct-Status-Type = Start")
+    });
+    let view = daemon.json(&["show", "subscriber-services", "alice"]);
+    assert_eq!(
+        view["services"][0]["counter_rule"], "subscriber-aggregate",
+        "{view}"
+    );
+    let (lost, delivered) = udp(&lab, "10.2.2.2", 5602, 2000.0, false, 6);
+    assert_eq!(lost, 0.0);
+    deactivate(&lab.router, "alice", "down-only");
+    daemon.eventually("the Stop reached FreeRADIUS", || {
+        radius.detail().contains("Acct-Status-Type = Stop")
+    });
+    let detail = radius.detail();
+    let input = detail_octets(&detail, "Stop", "Acct-Input-Octets").unwrap() as f64;
+    eprintln!(
+        "accounting (aggregate): Stop input octets {input}, iperf3 delivered {delivered} ({:+.2} %)",
+        (input - delivered) / delivered * 100.0
+    );
+    assert!(
+        (input - delivered).abs() <= 0.02 * delivered,
+        "Stop: {input} input octets, iperf3 delivered {delivered} since the start\n{detail}"
+    );
+
+    // kill -9 with the service active: the restarted daemon enforces it again from the SM.
+    activate(
+        &lab.router,
+        "alice",
+        r#"[{"operation": "add", "name": "down-only", "rules": [{"name": "down",
+            "direction": "egress", "flows": [{"src-ip": "10.1.1.0/24"}],
+            "actions": {"rate-limit": {"pir-kbps": 2000}}}]}]"#
+            .to_string(),
+    );
+    daemon.eventually("the service is enforced", || {
+        daemon.json(&["show", "subscriber-services", "alice"])["services"][0]["name"] == "down-only"
+    });
+    let _ = daemon.child.kill();
+    let _ = daemon.child.wait();
+    drop(daemon);
+    daemon = Daemon::start(&lab.router, dir.path(), &text);
+    daemon.eventually("the service is enforced after the restart", || {
+        daemon
+            .brasa(&["--json", "show", "subscriber-services", "alice"], None)
+            .status
+            .success()
+            && daemon.json(&["show", "subscriber-services", "alice"])["services"][0]["name"]
+                == "down-only"
+    });
+    let (lost, _) = udp(&lab, SERVER, 5603, 4000.0, true, 4);
+    assert!(
+        lost > 30.0,
+        "2 Mb/s held again after the restart: {lost} % lost at 4 Mb/s"
     );
 }

@@ -90,7 +90,7 @@ pub fn show_pcc_rule(
 
 fn render_status(s: &StatusView) -> String {
     let mut out = format!(
-        "enforcement point {} — {} (SM {})\nsubscribers {}, PCC rules {}, full syncs {}\n",
+        "enforcement point {} — {} (SM {}; connections {})\nsubscribers {}, PCC rules {}, full syncs {}\n",
         s.ep_id,
         if s.connected {
             "connected"
@@ -98,6 +98,7 @@ fn render_status(s: &StatusView) -> String {
             "not connected"
         },
         s.sm.join(", "),
+        s.connects,
         s.subscribers,
         s.rules,
         s.syncs

@@ -55,6 +55,8 @@ pub struct StatusView {
     pub install_refused: u64,
     /// Full syncs received.
     pub syncs: u64,
+    /// Connections made to an SM (the first, then one per reconnection or fail-over).
+    pub connects: u64,
     /// Accounting-Requests answered.
     pub acct_sent: u64,
     /// Accounting-Requests no server answered.
@@ -277,6 +279,7 @@ pub async fn status_view(pcc: &PccComponent) -> StatusView {
         compile_refused: stats.compile_refused.load(Ordering::Relaxed),
         install_refused: stats.install_refused.load(Ordering::Relaxed),
         syncs: stats.syncs.load(Ordering::Relaxed),
+        connects: stats.connects.load(Ordering::Relaxed),
         acct_sent: stats.acct_sent.load(Ordering::Relaxed),
         acct_failed: stats.acct_failed.load(Ordering::Relaxed),
     }
@@ -361,6 +364,12 @@ pub async fn write_metrics(pcc: &PccComponent, w: &mut PromWriter) {
             "Full syncs received from the Subscriber Manager.",
             Kind::Counter,
             status.syncs,
+        ),
+        (
+            "brasa_pcc_ep_connects_total",
+            "Connections the data plane made to a Subscriber Manager (reconnections and fail-overs included).",
+            Kind::Counter,
+            status.connects,
         ),
     ];
     for (name, help, kind, value) in singles {

@@ -523,3 +523,69 @@ fn netns_without_accounted_rules_the_aggregate_is_accounted_and_kill_9_keeps_the
         "2 Mb/s held again after the restart: {lost} % lost at 4 Mb/s"
     );
 }
+
+/// Service activations per second through the SM push into the data plane: `N` subscribers
+/// (default 20 000; `BRASA_PCC_BENCH_SUBSCRIBERS`), each with the seed's service, imported
+/// into the SM as one CSV (one durable commit), pushed to the data plane, compiled and
+/// installed; timed from the import to the last rule installed. Prints the rate.
+///
+/// `cargo test --release -p brasa --test pcc_netns -- --ignored --nocapture bench_`
+#[test]
+#[ignore = "a benchmark: run it with --ignored --nocapture, in release"]
+fn bench_service_activations_through_the_sm_push() {
+    let n: usize = std::env::var("BRASA_PCC_BENCH_SUBSCRIBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&lab.router, dir.path(), &config(dir.path(), "forward", ""));
+    // The record's form: the service itself, without the request's operation.
+    let service = SEED_SERVICE
+        .replace("\"operation\": \"add\", ", "")
+        .replace('\n', " ")
+        .replace('"', "\"\"");
+    let mut csv = String::from("name,mappings,logged_in,services\n");
+    for i in 0..n {
+        csv.push_str(&format!(
+            "s{i},10.{}.{}.{},true,\"[{service}]\"\n",
+            100 + i / 65_536,
+            (i / 256) % 256,
+            i % 256
+        ));
+    }
+    let path = dir.path().join("bench.csv");
+    std::fs::write(&path, csv).unwrap();
+    let rules = || {
+        let out = lab.router.output(
+            "python3",
+            &[
+                "-c",
+                "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:7780/api/v1/pcc/status').read().decode())",
+            ],
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["rules"].as_u64())
+            .unwrap_or(0)
+    };
+    let started = std::time::Instant::now();
+    daemon.ok(&["--json", "sm", "import", path.to_str().unwrap()], None);
+    let imported = started.elapsed();
+    while rules() < 2 * n as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "{} of {} rules after 10 minutes",
+            rules(),
+            2 * n
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{n} service activations through the SM push in {:.2} s (import committed after {:.2} s): {:.0} activations/s",
+        elapsed.as_secs_f64(),
+        imported.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64()
+    );
+}

@@ -16,7 +16,7 @@ use services_support::{
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{radclient, reply_lines, start_freeradius};
+use support::{alcatel_dictionary, radclient, received, reply_lines, start_freeradius};
 
 fn trunk(router: &Netns, port: &str, hosts: Vec<HostSpec>) -> Trunk {
     let names = TrunkNames {
@@ -153,26 +153,9 @@ dyn.action({'epipe': (setup_epipe, modify_epipe, revert_epipe, teardown_epipe)})
 "#;
 
 /// Writes `dir/dictionary` with the Alc-Dyn-Serv-* attributes of brasa's Alcatel-Lucent
-/// dictionary, for FreeRADIUS and radclient run with `-d dir`: Debian's dictionary has the
-/// vendor without them (and the rest of brasa's would redefine Debian's values).
+/// dictionary.
 fn dyn_serv_dictionary(dir: &Path) {
-    let brasa_dictionary = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../radius/dictionaries/dictionary.alcatel-lucent-sr"
-    ))
-    .unwrap();
-    let dyn_serv: Vec<&str> = brasa_dictionary
-        .lines()
-        .filter(|line| line.contains("Alc-Dyn-Serv-"))
-        .collect();
-    std::fs::write(
-        dir.join("dictionary"),
-        format!(
-            "BEGIN-VENDOR Alcatel-Lucent-Service-Router\n{}\nEND-VENDOR Alcatel-Lucent-Service-Router\n",
-            dyn_serv.join("\n")
-        ),
-    )
-    .unwrap();
+    alcatel_dictionary(dir, "Alc-Dyn-Serv-");
 }
 
 /// The capture VPLS: every QinQ VLAN pair of `dy1` that no SAP has is a data trigger.
@@ -652,18 +635,13 @@ fn coa(router: &Netns, dictionary: &Path, kind: &str, attributes: &str) -> (Stri
             &["-d", &dictionary],
         )
     });
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let received = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("Received "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| {
-            panic!(
-                "no answer: {stdout}{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })
-        .to_string();
+    let received = received(&output).unwrap_or_else(|| {
+        panic!(
+            "no answer: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
     (received, reply_lines(&output))
 }
 

@@ -400,10 +400,10 @@ fn serial_sm_operator_commands_import_export_lookup_login_eps_and_ep_watch(backe
     let export = ok(&brasa(p.api, &["sm", "export"]));
     assert_eq!(
         export,
-        "name,domain,mappings,properties,logged_in,auto_logout,state\n\
-         alice,subscribers,10.1.0.0/16,package=gold,false,,\n\
-         carol,north,10.2.0.1,,false,,\n\
-         frank,subscribers,10.0.0.1,tier=x,true,,\n"
+        "name,domain,mappings,properties,logged_in,auto_logout,state,services\n\
+         alice,subscribers,10.1.0.0/16,package=gold,false,,,\n\
+         carol,north,10.2.0.1,,false,,,\n\
+         frank,subscribers,10.0.0.1,tier=x,true,,,\n"
     );
 
     // An EP watcher sees the domain, then later changes.

@@ -19,7 +19,9 @@ use brasa_aaa_net::{HookCompletion, HookProcessor};
 use brasa_cache::{CacheError, Millis};
 use brasa_cache_redis::{PolicyHandle, RedisCaches};
 use brasa_radius::{Code, Dictionary};
-use brasa_script::{FailureKind, Outcome, RunOptions, Script, ScriptCache, ScriptHost, Verdict};
+use brasa_script::{
+    FailureKind, Outcome, RunOptions, Script, ScriptCache, ScriptHost, SubSvcReport, Verdict,
+};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -95,7 +97,23 @@ pub struct PythonConfig {
     pub policies: Vec<PolicySpec>,
     /// Packets that may wait for the worker.
     pub queue: usize,
+    /// The subscriber-services script (`alc.sub_svc`), when subscriber services are on.
+    pub sub_svc: Option<SubSvcScript>,
 }
+
+/// The subscriber-services script: the worker runs it on Access-Accepts and CoA-Requests
+/// handed to [`PythonPolicies::run_sub_svc`].
+#[derive(Clone, Debug)]
+pub struct SubSvcScript {
+    /// The file.
+    pub path: PathBuf,
+    /// Longest a run may take.
+    pub time_limit: Duration,
+}
+
+/// What receives a subscriber-services report, on the worker thread: it must only hand the
+/// report on (to a channel), never wait.
+pub type SubSvcDone = Box<dyn FnOnce(Result<SubSvcReport, WorkerError>) + Send>;
 
 /// Why the worker could not start or an operator request failed.
 #[derive(Debug, Error)]
@@ -112,6 +130,12 @@ pub enum WorkerError {
     /// The worker thread could not be started.
     #[error("cannot start the Python worker thread: {0}")]
     Thread(std::io::Error),
+    /// Its queue is full: the job was not taken.
+    #[error("the Python worker's queue is full")]
+    Overloaded,
+    /// No subscriber-services script is configured.
+    #[error("no subscriber-services script is configured")]
+    NoSubSvcScript,
 }
 
 /// Counters of one script.
@@ -177,6 +201,10 @@ enum Job {
         script: usize,
         reply: std_mpsc::Sender<Result<(), WorkerError>>,
     },
+    SubSvc {
+        message: Box<brasa_radius::Message>,
+        done: SubSvcDone,
+    },
 }
 
 struct WorkerShared {
@@ -211,6 +239,10 @@ impl PythonPolicies {
         for spec in &config.scripts {
             scripts.push(Script::load(&spec.name, &spec.path)?);
         }
+        let sub_svc = match &config.sub_svc {
+            Some(spec) => Some(Script::load("subscriber-services", &spec.path)?),
+            None => None,
+        };
         let stats = config
             .scripts
             .iter()
@@ -235,6 +267,7 @@ impl PythonPolicies {
         let worker = Worker {
             host,
             scripts,
+            sub_svc,
             config: config.clone(),
             dictionary,
             caches,
@@ -273,6 +306,27 @@ impl PythonPolicies {
             })
             .map_err(|_| WorkerError::Stopped)?;
         answer.recv().map_err(|_| WorkerError::Stopped)?
+    }
+
+    /// Queues a run of the subscriber-services script on `message` (an Access-Accept or
+    /// CoA-Request); `done` gets the report on the worker thread. Never blocks: a full queue
+    /// is [`WorkerError::Overloaded`] and the job is not taken.
+    pub fn run_sub_svc(
+        &self,
+        message: brasa_radius::Message,
+        done: SubSvcDone,
+    ) -> Result<(), WorkerError> {
+        if self.config.sub_svc.is_none() {
+            return Err(WorkerError::NoSubSvcScript);
+        }
+        let job = Job::SubSvc {
+            message: Box::new(message),
+            done,
+        };
+        self.queue.try_send(job).map_err(|err| match err {
+            TrySendError::Full(_) => WorkerError::Overloaded,
+            TrySendError::Disconnected(_) => WorkerError::Stopped,
+        })
     }
 
     /// Turns debug logging of a script on or off.
@@ -354,6 +408,8 @@ fn fail_result(action: ActionOnFail, packet: brasa_radius::Message) -> HookResul
 struct Worker {
     host: ScriptHost,
     scripts: Vec<Script>,
+    /// The subscriber-services script, when [`PythonConfig::sub_svc`] is set.
+    sub_svc: Option<Script>,
     config: PythonConfig,
     dictionary: Arc<Dictionary>,
     caches: Option<Arc<CacheService>>,
@@ -396,6 +452,7 @@ impl Worker {
                     Job::Reload { script, reply } => {
                         let _ = reply.send(self.reload(script));
                     }
+                    Job::SubSvc { mut message, done } => done(self.sub_svc(&mut message)),
                 }
             }
             answers.deliver(self.caches.as_deref());
@@ -419,6 +476,23 @@ impl Worker {
             }
         }
         result.map_err(WorkerError::from)
+    }
+
+    /// Runs the subscriber-services script on `message` (without a cache: `alc.cache` raises).
+    fn sub_svc(
+        &mut self,
+        message: &mut brasa_radius::Message,
+    ) -> Result<SubSvcReport, WorkerError> {
+        let (Some(script), Some(spec)) = (&self.sub_svc, &self.config.sub_svc) else {
+            return Err(WorkerError::NoSubSvcScript);
+        };
+        let options = RunOptions {
+            time_limit: Some(spec.time_limit),
+            ..RunOptions::default()
+        };
+        Ok(self
+            .host
+            .run_sub_svc(script, message, &self.dictionary, None, &options))
     }
 
     /// Runs the script bound to the request's hook point; also says whether it changed a

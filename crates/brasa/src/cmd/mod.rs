@@ -12,4 +12,5 @@ pub mod run;
 pub mod service;
 pub mod show;
 pub mod sm;
+pub mod subsvc;
 pub mod tools;

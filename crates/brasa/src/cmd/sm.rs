@@ -906,7 +906,7 @@ fn render_subscriber(s: &SubscriberView) -> String {
 }
 
 /// One line per service, then one per PCC rule (indented), as the record holds them.
-fn render_services(services: &SubscriberServices) -> String {
+pub(crate) fn render_services(services: &SubscriberServices) -> String {
     let mut out = String::new();
     for service in services.iter() {
         let mut about = vec![format!(

@@ -5,6 +5,7 @@
 //! brasa tools dump python python-policy NAME cache
 //! brasa tools perform python-policy NAME cache {--string-key S | --hex-key H} set-lifetime N
 //! brasa tools perform python-script NAME reload | debug on|off
+//! brasa tools perform subscriber-service activate|deactivate …
 //! brasa clear python python-policy NAME cache {--string-key S | --hex-key H}
 //! ```
 
@@ -85,6 +86,9 @@ pub enum PerformCommand {
     /// Service state (`tools perform service dynamic-services evaluate-script …`).
     #[command(subcommand)]
     Service(PerformService),
+    /// A subscriber's services (PCC rules): activate or deactivate as a CoA-Request would.
+    #[command(subcommand)]
+    SubscriberService(crate::cmd::subsvc::PerformSubscriberService),
 }
 
 /// `brasa tools perform service …`
@@ -217,6 +221,9 @@ pub async fn run_tools(global: &GlobalArgs, command: ToolsCommand) -> anyhow::Re
         ToolsCommand::Perform(PerformCommand::Service(PerformService::DynamicServices(
             command,
         ))) => crate::cmd::dynsvc::perform(global, command),
+        ToolsCommand::Perform(PerformCommand::SubscriberService(command)) => {
+            crate::cmd::subsvc::perform(global, command)
+        }
         ToolsCommand::Dump(DumpCommand::Python(DumpPython::PythonPolicy {
             name,
             what: PolicyPart::Cache,

@@ -45,6 +45,9 @@ pub struct DaemonFile {
     pub qos: Option<brasa_services::toml::QosSection>,
     /// Dynamic data services: policies, local-auth-dbs, host-lockout-policies.
     pub dynamic_services: Option<super::dynsvc::config::DynamicServicesSection>,
+    /// Subscriber services (PCC rules): the `alc.sub_svc` script, the servers whose
+    /// Access-Accepts run it, the CoA listener.
+    pub subscriber_services: Option<super::subsvc::config::SubscriberServicesSection>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -293,6 +296,8 @@ pub struct Resolved {
     pub dynamic_services: Option<super::dynsvc::config::DynamicServicesResolved>,
     /// The data plane as the SM's enforcement point, if `[dataplane.subscribers]` enables it.
     pub subscribers: Option<super::pcc::config::SubscribersResolved>,
+    /// The subscriber services, if `[subscriber_services]` is configured.
+    pub subscriber_services: Option<super::subsvc::config::SubscriberServicesResolved>,
 }
 
 /// Reads and validates a config file (or the embedded defaults when `path` is `None`).
@@ -366,6 +371,16 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
             )?)
         }
     };
+    let subscriber_services = match file.subscriber_services {
+        Some(section) => Some(super::subsvc::config::resolve(
+            &source,
+            &base,
+            section,
+            radius.as_ref().map(|(engine, _)| engine),
+            subscriber_manager.as_ref(),
+        )?),
+        None => None,
+    };
     Ok(Resolved {
         api,
         data_dir: file.data_dir,
@@ -375,6 +390,7 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
         services,
         dynamic_services,
         subscribers,
+        subscriber_services,
     })
 }
 

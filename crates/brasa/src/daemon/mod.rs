@@ -2,6 +2,7 @@
 //! (`brasa run`): it starts the components its config enables and serves the management API;
 //! [`rae`], [`dataplane`] and [`curling`] are the other daemons.
 
+pub mod coa;
 pub mod config;
 pub mod curling;
 pub mod dataplane;
@@ -17,6 +18,7 @@ pub mod sm_api;
 pub mod sm_config;
 pub mod sm_ha;
 pub mod sm_radius;
+pub mod subsvc;
 
 use crate::common::access::Access;
 use crate::common::mgmt;
@@ -63,8 +65,19 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         .map(|(_, dictionary)| dictionary.clone())
         .unwrap_or_else(|| Arc::new(brasa_radius::Dictionary::builtin()));
     let dictionary_for_dynsvc = dictionary.clone();
+    let dictionary_for_subsvc = dictionary.clone();
+    // The subscriber-services script runs on the Python worker too.
+    let sub_svc_script =
+        resolved
+            .subscriber_services
+            .as_ref()
+            .map(|s| brasa_python::worker::SubSvcScript {
+                path: s.script.clone(),
+                time_limit: s.time_limit,
+            });
     let (caches, redis, python) = match resolved.python {
-        Some(python) => {
+        Some(mut python) => {
+            python.worker.sub_svc = sub_svc_script;
             let caches = Arc::new(
                 brasa_python::cache_service::CacheService::start(python.caches)
                     .await
@@ -89,13 +102,40 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
             .map_err(|err| anyhow::anyhow!("python: {err}"))?;
             (Some(caches), redis, Some(worker))
         }
-        None => (None, None, None),
+        None => match sub_svc_script {
+            Some(script) => {
+                let config = brasa_python::worker::PythonConfig {
+                    scripts: Vec::new(),
+                    policies: Vec::new(),
+                    queue: 1024,
+                    sub_svc: Some(script),
+                };
+                let worker = tokio::task::block_in_place(|| {
+                    brasa_python::worker::PythonPolicies::start(config, dictionary, None, None)
+                })
+                .map_err(|err| anyhow::anyhow!("subscriber services script: {err}"))?;
+                (None, None, Some(worker))
+            }
+            None => (None, None, None),
+        },
     };
     let mut radius_config = resolved.radius;
     // Before the RADIUS engine is built: the SM may add its login-event observer to it.
     let sm = match resolved.subscriber_manager {
         Some(sm) => Some(sm_api::start(sm, radius_config.as_mut()).await?),
         None => None,
+    };
+    let mut coa = coa::CoaListeners::default();
+    let subsvc = match (resolved.subscriber_services, &sm, &python) {
+        (Some(config), Some(sm), Some(python)) => Some(subsvc::SubscriberServices::start(
+            config,
+            python.clone(),
+            sm.service.clone(),
+            dictionary_for_subsvc,
+            radius_config.as_mut().map(|(engine, _)| engine),
+            &mut coa,
+        )?),
+        _ => None,
     };
     // After the SM's observer, which it then wraps too.
     let rejects = radius_config
@@ -137,11 +177,13 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
                 services.clone(),
                 dictionary_for_dynsvc,
                 &resolved.data_dir,
+                &mut coa,
             )
             .await?,
         ),
         _ => None,
     };
+    coa.start().await?;
     let access = Arc::new(Access::new(resolved.api.access.clone()));
     let state = ApiState {
         services: services.clone(),
@@ -154,6 +196,7 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         caches,
         redis,
         access: access.clone(),
+        subsvc,
     };
     let shell = Arc::new(run_console_shell(&state, resolved.api.tls.is_some()));
     let sampled = state.clone();
@@ -169,6 +212,7 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         .nest("/api/v1/services", services::routes())
         .nest("/api/v1/dynsvc", dynsvc::api::routes())
         .nest("/api/v1/pcc", pcc::api::routes())
+        .nest("/api/v1/subsvc", subsvc::api::routes())
         .with_state(state.clone())
         .merge(console::router(shell, run_console_pages(&state), state));
     let router = match &services {
@@ -180,6 +224,27 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
     };
     let api = mgmt::serve(&resolved.api, access, router).await?;
     Ok(Daemon { api, sm, services })
+}
+
+/// Puts the policy `wrap` builds around the policy of server `index` of `engine` (the RADIUS
+/// path's observers of the SM and the subscriber services). `wrap` gets the server's policy,
+/// if any, and the wrapper's name: `what`, after the inner policy's name and a `+`.
+pub fn wrap_server_policy(
+    engine: &mut brasa_aaa::EngineConfig,
+    index: usize,
+    what: &str,
+    wrap: impl FnOnce(Option<Arc<dyn brasa_aaa::Policy>>, String) -> Arc<dyn brasa_aaa::Policy>,
+) {
+    let Some(server) = engine.servers.get_mut(index) else {
+        return;
+    };
+    let inner = server.policy.and_then(|p| engine.policies.get(p).cloned());
+    let name = match &inner {
+        Some(p) => format!("{}+{what}", p.name()),
+        None => what.to_owned(),
+    };
+    engine.policies.push(wrap(inner, name));
+    server.policy = Some(engine.policies.len() - 1);
 }
 
 /// What API handlers can reach.
@@ -205,6 +270,8 @@ pub struct ApiState {
     pub dynsvc: Option<Arc<dynsvc::DynServices>>,
     /// The data plane as the SM's enforcement point (subscriber services).
     pub pcc: Option<Arc<pcc::PccComponent>>,
+    /// The subscriber services.
+    pub subsvc: Option<Arc<subsvc::SubscriberServices>>,
 }
 
 /// The console of `brasa run`: the overview, and a page per component it runs.
@@ -270,6 +337,9 @@ async fn metrics(
     }
     if let Some(pcc) = &state.pcc {
         pcc::api::write_metrics(pcc, &mut writer).await;
+    }
+    if let Some(subsvc) = &state.subsvc {
+        subsvc::api::write_metrics(subsvc, &mut writer);
     }
     state.access.write_metrics(&mut writer);
     mgmt::metrics_response(writer.finish())

@@ -573,6 +573,8 @@ pub fn resolve(
             scripts,
             policies,
             queue: section.queue.max(1),
+            // Set by `[subscriber_services]`, which runs its script on this worker.
+            sub_svc: None,
         },
         caches: CacheServiceConfig {
             node_id,

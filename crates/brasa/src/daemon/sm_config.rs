@@ -645,6 +645,34 @@ fn resolve_bgp_leg(
     ))
 }
 
+/// The index in `engine.servers` of the `[[radius.server]]` `name`; the error lists those
+/// defined.
+pub fn server_index(
+    source: &Source,
+    engine: &EngineConfig,
+    name: &Spanned<String>,
+) -> Result<usize, ConfigError> {
+    engine
+        .servers
+        .iter()
+        .position(|s| &s.name == name.get_ref())
+        .ok_or_else(|| {
+            let known: Vec<String> = engine
+                .servers
+                .iter()
+                .map(|s| format!("{:?}", s.name))
+                .collect();
+            source.error_at(
+                name.span(),
+                format!(
+                    "no [[radius.server]] named {:?} (defined: {})",
+                    name.get_ref(),
+                    known.join(", ")
+                ),
+            )
+        })
+}
+
 fn resolve_radius(
     source: &Source,
     config: &SmConfig,
@@ -665,25 +693,7 @@ fn resolve_radius(
     }
     let mut servers = Vec::new();
     for name in section.servers.get_ref() {
-        let i = engine
-            .servers
-            .iter()
-            .position(|s| &s.name == name.get_ref())
-            .ok_or_else(|| {
-                let known: Vec<String> = engine
-                    .servers
-                    .iter()
-                    .map(|s| format!("{:?}", s.name))
-                    .collect();
-                source.error_at(
-                    name.span(),
-                    format!(
-                        "no [[radius.server]] named {:?} (defined: {})",
-                        name.get_ref(),
-                        known.join(", ")
-                    ),
-                )
-            })?;
+        let i = server_index(source, engine, name)?;
         if engine.servers[i].acct_listen.is_none() {
             return Err(source.error_at(
                 name.span(),

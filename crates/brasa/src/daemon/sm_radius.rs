@@ -201,22 +201,15 @@ pub fn install(
     let (tx, rx) = mpsc::channel(logins.queue);
     let properties = Arc::new(logins.properties.clone());
     for &i in &logins.servers {
-        let Some(server) = engine.servers.get_mut(i) else {
-            continue;
-        };
-        let inner = server.policy.and_then(|p| engine.policies.get(p).cloned());
-        let observer = Observer {
-            name: match &inner {
-                Some(p) => format!("{}+sm-login-events", p.name()),
-                None => "sm-login-events".to_owned(),
-            },
-            inner,
-            properties: properties.clone(),
-            events: tx.clone(),
-            stats: stats.clone(),
-        };
-        engine.policies.push(Arc::new(observer));
-        server.policy = Some(engine.policies.len() - 1);
+        super::wrap_server_policy(engine, i, "sm-login-events", |inner, name| {
+            Arc::new(Observer {
+                name,
+                inner,
+                properties: properties.clone(),
+                events: tx.clone(),
+                stats: stats.clone(),
+            })
+        });
     }
     tokio::spawn(feed(rx, service, logins.domain.clone(), stats.clone()));
     stats

@@ -287,6 +287,39 @@ pub fn reply_lines(output: &Output) -> Vec<String> {
     lines
 }
 
+/// The code radclient printed for the answer (`Access-Accept`, `CoA-NAK`, …), if any.
+pub fn received(output: &Output) -> Option<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("Received "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+}
+
+/// Writes `dir/dictionary` with the attributes of brasa's Alcatel-Lucent dictionary whose
+/// names start with `prefix`, for FreeRADIUS and radclient run with `-d dir`: Debian's
+/// dictionary has the vendor without them (and the rest of brasa's would redefine Debian's
+/// values).
+pub fn alcatel_dictionary(dir: &Path, prefix: &str) {
+    let brasa_dictionary = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../radius/dictionaries/dictionary.alcatel-lucent-sr"
+    ))
+    .unwrap();
+    let wanted: Vec<&str> = brasa_dictionary
+        .lines()
+        .filter(|line| line.contains(prefix))
+        .collect();
+    std::fs::write(
+        dir.join("dictionary"),
+        format!(
+            "BEGIN-VENDOR Alcatel-Lucent-Service-Router\n{}\nEND-VENDOR Alcatel-Lucent-Service-Router\n",
+            wanted.join("\n")
+        ),
+    )
+    .unwrap();
+}
+
 /// Runs `brasa --api http://API ARGS…` (a CLI command against a running daemon).
 pub fn brasa(api: SocketAddr, args: &[&str]) -> Output {
     Command::new(BRASA)

@@ -1,155 +1,49 @@
-//! The CoA and Disconnect listener of the dynamic data services (RFC 5176; brasa is the NAS):
-//! requests from the configured clients, with their secret and Message-Authenticator
-//! checked, are decided by brasa-dynsvc's [`coa::decide`] (Table 5 of the dynamic data
-//! services guide), run and applied by the runner like any other script run, and answered.
+//! The dynamic data services' CoA and Disconnect requests (RFC 5176; brasa is the NAS): the
+//! daemon's CoA listener ([`crate::daemon::coa`]) hands over the verified requests the other
+//! components leave; brasa-dynsvc's [`coa::decide`] (Table 5 of the dynamic data services
+//! guide) decides them, the runner runs and applies them like any other script run.
 
 use super::{DynServices, RunFailure, Work};
+use crate::daemon::coa::{CoaAnswer, CoaHandler};
 use brasa_dynsvc::coa::{self, CoaAction, CoaOutcome, RequestKind};
-use brasa_radius::auth::{self, MessageAuthenticator};
 use brasa_radius::AcctTerminateCause;
 use brasa_radius::Message;
 use brasa_script::{DynAction, DynRun};
 use brasa_services::SapId;
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
-/// How long an answer is kept to answer a retransmission of its request unchanged.
-const DUPLICATE_WINDOW: Duration = Duration::from_secs(5);
+/// The dynamic services take every CoA and Disconnect-Request the other components leave:
+/// Table 5 of the dynamic data services guide decides what each asks, or refuses it.
+impl CoaHandler for DynServices {
+    fn claims(&self, request: &Message) -> bool {
+        RequestKind::of(request.code).is_some()
+    }
 
-/// A client allowed to send CoA and Disconnect requests.
-#[derive(Debug, Clone)]
-pub struct CoaClient {
-    /// Its address.
-    pub address: IpAddr,
-    /// The shared secret.
-    pub secret: Vec<u8>,
-    /// Drop its requests that have no Message-Authenticator.
-    pub require_message_authenticator: bool,
-}
+    fn is_fallback(&self) -> bool {
+        true
+    }
 
-/// A request and the answer it got, by (client, Identifier, Request Authenticator).
-type Answered = HashMap<(SocketAddr, u8, [u8; 16]), (Instant, Option<Vec<u8>>)>;
-
-/// Binds `listen` and answers the CoA and Disconnect requests of `clients` until the daemon
-/// stops.
-pub async fn start(
-    dyn_services: Arc<DynServices>,
-    listen: SocketAddr,
-    clients: Vec<CoaClient>,
-) -> anyhow::Result<SocketAddr> {
-    let socket = UdpSocket::bind(listen)
-        .await
-        .map_err(|err| anyhow::anyhow!("dynamic services CoA listener {listen}: {err}"))?;
-    let bound = socket.local_addr()?;
-    tracing::info!(address = %bound, "dynamic services CoA listening");
-    let socket = Arc::new(socket);
-    let answered: Arc<Mutex<Answered>> = Arc::default();
-    tokio::spawn(async move {
-        let mut buffer = vec![0u8; 4096];
-        loop {
-            let Ok((len, from)) = socket.recv_from(&mut buffer).await else {
-                continue;
-            };
-            let bytes = buffer[..len].to_vec();
-            let Some(client) = clients
-                .iter()
-                .find(|c| canonical(c.address) == canonical(from.ip()))
-            else {
-                dyn_services
-                    .counters
-                    .coa_dropped
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%from, "CoA from an unknown client dropped");
-                continue;
-            };
-            let Some((kind, request, had_ma)) = admit(client, &bytes) else {
-                dyn_services
-                    .counters
-                    .coa_dropped
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%from, "malformed or unauthenticated CoA dropped");
-                continue;
-            };
-            let key = (from, request.identifier, request.authenticator);
-            let earlier = {
-                let mut answered = answered.lock().unwrap_or_else(|p| p.into_inner());
-                let now = Instant::now();
-                answered.retain(|_, (at, _)| now.duration_since(*at) < DUPLICATE_WINDOW);
-                let earlier = answered.get(&key).map(|(_, reply)| reply.clone());
-                if earlier.is_none() {
-                    answered.insert(key, (now, None));
-                }
-                earlier
-            };
-            match earlier {
-                // In progress: its answer goes to the first copy.
-                Some(None) => continue,
-                Some(Some(reply)) => {
-                    let _ = socket.send_to(&reply, from).await;
-                    continue;
-                }
-                None => {}
-            }
+    fn answer(self: Arc<Self>, request: Message) -> CoaAnswer {
+        Box::pin(async move {
+            let kind = RequestKind::of(request.code)?;
             let (reply, answer) = oneshot::channel();
-            if dyn_services
-                .work
+            self.work
                 .send(Work::Coa {
                     kind,
-                    request: request.clone(),
+                    request,
                     reply,
                 })
-                .is_err()
-            {
-                return;
-            }
-            let (socket, answered, secret) =
-                (socket.clone(), answered.clone(), client.secret.clone());
-            tokio::spawn(async move {
-                let Ok(mut reply) = answer.await else {
-                    return;
-                };
-                let Some(bytes) =
-                    brasa_aaa::engine::finalize_response(&mut reply, &request, &secret, had_ma)
-                else {
-                    return;
-                };
-                answered
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, (Instant::now(), Some(bytes.clone())));
-                let _ = socket.send_to(&bytes, from).await;
-            });
-        }
-    });
-    Ok(bound)
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
+                .ok()?;
+            answer.await.ok()
+        })
     }
-}
 
-/// The request when it is a CoA or Disconnect-Request with a valid Request Authenticator and,
-/// when present (or required), a valid Message-Authenticator.
-fn admit(client: &CoaClient, bytes: &[u8]) -> Option<(RequestKind, Message, bool)> {
-    let request = Message::decode(bytes).ok()?;
-    let kind = RequestKind::of(request.code)?;
-    if !auth::verify_request(bytes, &client.secret) {
-        return None;
+    fn dropped(&self) {
+        self.counters.coa_dropped.fetch_add(1, Ordering::Relaxed);
     }
-    let had_ma = match auth::check_message_authenticator(bytes, &[0; 16], &client.secret) {
-        MessageAuthenticator::Valid => true,
-        MessageAuthenticator::Absent if !client.require_message_authenticator => false,
-        _ => return None,
-    };
-    Some((kind, request, had_ma))
 }
 
 impl DynServices {

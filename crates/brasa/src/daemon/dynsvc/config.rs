@@ -13,7 +13,7 @@ use brasa_services::{PortMap, SapId};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -84,17 +84,7 @@ fn default_script_time_limit() -> ConfigDuration {
 }
 
 /// `[[dynamic_services.coa_client]]`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CoaClientSection {
-    /// Its address.
-    pub address: IpAddr,
-    /// The shared secret.
-    pub secret: String,
-    /// Drop its requests that carry no Message-Authenticator.
-    #[serde(default)]
-    pub require_message_authenticator: bool,
-}
+pub use crate::daemon::coa::CoaClientSection;
 
 /// `[[dynamic_services.policy]]`
 #[derive(Debug, Deserialize)]
@@ -345,7 +335,7 @@ pub struct DynamicServicesResolved {
     /// The CoA and Disconnect listener.
     pub coa_listen: Option<SocketAddr>,
     /// Who may send CoA and Disconnect requests.
-    pub coa_clients: Vec<super::coa::CoaClient>,
+    pub coa_clients: Vec<crate::daemon::coa::CoaClient>,
 }
 
 fn stats_type(text: &str) -> Option<StatsType> {
@@ -697,12 +687,8 @@ pub fn resolve(
         coa_listen: section.coa_listen,
         coa_clients: section
             .coa_clients
-            .into_iter()
-            .map(|c| super::coa::CoaClient {
-                address: c.address,
-                secret: c.secret.into_bytes(),
-                require_message_authenticator: c.require_message_authenticator,
-            })
+            .iter()
+            .map(CoaClientSection::resolve)
             .collect(),
     })
 }

@@ -204,6 +204,7 @@ pub async fn start(
     services: Arc<ServicesComponent>,
     dictionary: Arc<Dictionary>,
     data_dir: &std::path::Path,
+    coa: &mut crate::daemon::coa::CoaListeners,
 ) -> anyhow::Result<Arc<DynServices>> {
     let dir = data_dir.join("dynsvc");
     let (ledger, left) = ledger::Ledger::open(&dir)
@@ -254,12 +255,7 @@ pub async fn start(
     let (punts, punted) = mpsc::unbounded_channel();
     services.set_punt_sink(punts);
     if let Some(listen) = component.config.coa_listen {
-        coa::start(
-            component.clone(),
-            listen,
-            component.config.coa_clients.clone(),
-        )
-        .await?;
+        coa.register(listen, &component.config.coa_clients, component.clone())?;
     }
     tokio::spawn(punt_loop(component.clone(), punted));
     tokio::spawn(runner(component.clone(), queue));

@@ -24,15 +24,18 @@ fn mac(last: u8) -> MacAddr {
 
 /// Ports: 0 = QinQ (S-tag 0x88a8), 1 = dot1q, 2 = dot1q, 3 = null, 4 = network (GRE), 5 = dot1q.
 fn pipeline() -> Pipeline {
-    let ports = (0..6)
+    Pipeline::new(ports(), service_stages(ServiceStage::default()))
+}
+
+fn ports() -> Vec<Port> {
+    (0..6)
         .map(|i| Port {
             name: format!("p{i}"),
             link: LinkKind::Ethernet,
             mac: MacAddr([0x02, 0xee, 0, 0, 0, i]),
             ip_handoff: IpHandoff::Kernel,
         })
-        .collect();
-    Pipeline::new(ports, service_stages(ServiceStage::default()))
+        .collect()
 }
 
 fn builder() -> ServiceTablesBuilder {
@@ -1303,4 +1306,115 @@ fn vpls_table_size_limit_disabled_learning_and_disabled_ageing() {
     let out = run(&mut p, &[(1, frame(mac(1), mac(9), &[(Q, 100)]))], 0);
     assert_eq!(verdicts(&out), vec![Verdict::Transmit(2)]);
     assert_eq!(stage(&mut p).service_counters(10).unwrap().flooded, 0);
+}
+
+/// A subscriber behind an IP interface: what its SAP receives meets its ingress rules on the
+/// way to the kernel, what the kernel sends it through the TAP its egress rules; the path
+/// decides the direction, so a packet the kernel sends from the subscriber's own address is
+/// not taken for its ingress, and traffic of no subscriber gets the default.
+#[test]
+fn an_ip_interface_enforces_its_subscribers_pcc_rules_by_the_path() {
+    use brasa_dataplane::acl::Prefix;
+    use brasa_dataplane::pcc::{
+        Direction, PccAction, PccDefaults, PccRuleSpec, PccStage, SubscriberPccSpec,
+        SubscriberPolicy,
+    };
+    use brasa_dataplane::pipeline::Shared;
+    use std::sync::Arc;
+
+    let pcc = Shared::new(PccStage::new(PccDefaults {
+        unknown: Disposition::Drop,
+        no_services: Disposition::Forward,
+    }));
+    let mut service = ServiceStage::default();
+    service.set_subscriber_pcc(Some(pcc.clone()));
+    let mut p = Pipeline::new(
+        ports(),
+        brasa_dataplane::stages::subscriber_stages(service, pcc.clone()),
+    );
+    let mut b = builder();
+    b.set_service(ServiceSpec::L3(L3Spec {
+        id: 50,
+        vprn: false,
+        interfaces: vec![L3Interface {
+            sap: sap("1:500"),
+            tap: sap("3"),
+        }],
+    }))
+    .unwrap();
+    b.set_sap(SapSpec::new(sap("1:500"), 50)).unwrap();
+    b.set_sap(SapSpec::new(sap("3"), 50)).unwrap();
+    install(&mut p, &mut b, 0);
+
+    let subscriber = Ipv4Addr::new(192, 0, 2, 1);
+    let server = Ipv4Addr::new(198, 51, 100, 7);
+    let udp_80 = IpMatch {
+        protocol: Some(ip_protocol::UDP),
+        dst_port: Some(PortRange::single(80)),
+        ..IpMatch::default()
+    };
+    let rule = |name: &str, direction| PccRuleSpec {
+        name: name.into(),
+        direction,
+        precedence: 10,
+        flows: vec![udp_80],
+        action: PccAction {
+            disposition: Disposition::Drop,
+            ..PccAction::default()
+        },
+    };
+    let policy = SubscriberPolicy::compile(SubscriberPccSpec {
+        name: "alice".into(),
+        addresses: vec![Prefix::new(subscriber, 32)],
+        rules: vec![
+            rule("svc/up", Direction::Ingress),
+            rule("svc/down", Direction::Egress),
+        ],
+    })
+    .unwrap();
+    let policy = Arc::new(policy);
+    pcc.lock().install(policy.clone()).unwrap();
+
+    let packet = |src, dst, port| {
+        build::tagged(
+            mac(1),
+            mac(2),
+            &[],
+            EtherType::IPV4,
+            &build::ipv4_udp(src, dst, 4000, port, &[0xab; 18]),
+        )
+    };
+    let tagged = |bytes: Vec<u8>| {
+        let mut out = bytes[..12].to_vec();
+        out.extend_from_slice(&[0x81, 0x00, 0x01, 0xf4]);
+        out.extend_from_slice(&bytes[12..]);
+        out
+    };
+    // From the subscriber: UDP 80 dropped, the rest to the TAP.
+    let (_, v) = run_one(&mut p, 1, tagged(packet(subscriber, server, 80)), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Pcc));
+    let (_, v) = run_one(&mut p, 1, tagged(packet(subscriber, server, 81)), 0);
+    assert_eq!(v, Verdict::Transmit(3));
+    // To the subscriber: UDP 80 dropped, the rest out through its SAP.
+    let (_, v) = run_one(&mut p, 3, packet(server, subscriber, 80), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Pcc));
+    let (_, v) = run_one(&mut p, 3, packet(server, subscriber, 81), 0);
+    assert_eq!(v, Verdict::Transmit(1));
+    // The kernel sending from the subscriber's address is no ingress of it: the
+    // destination, which belongs to nobody, decides (the default drops it).
+    let (_, v) = run_one(&mut p, 3, packet(subscriber, server, 80), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Pcc));
+    // Unknown addresses on the SAP: the default.
+    let (_, v) = run_one(&mut p, 1, tagged(packet(server, subscriber, 81)), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Pcc));
+
+    let counters = policy.counters();
+    let dropped: Vec<u64> = counters.rules.iter().map(|r| r.dropped.packets).collect();
+    assert_eq!(dropped, [1, 1]);
+    assert_eq!(counters.ingress.packets, 1);
+    assert_eq!(counters.egress.packets, 1);
+    let stats = pcc.lock().stats();
+    assert_eq!((stats.rule_dropped, stats.unknown_dropped), (2, 2));
+    let sap_counters = stage(&mut p).sap_counters(&sap("1:500")).unwrap();
+    assert_eq!(sap_counters.drops.get("pcc").copied(), Some(2));
 }

@@ -256,6 +256,12 @@ impl EpClient {
         self.events.recv().await
     }
 
+    /// The next event if one is waiting, without waiting: a consumer takes a burst of pushes
+    /// at once this way and handles them together.
+    pub fn try_next_event(&mut self) -> Option<ClientEvent> {
+        self.events.try_recv().ok()
+    }
+
     /// Waits for the end of the next full sync; returns the subscribers then held.
     pub async fn wait_synced(&mut self) -> Result<usize, ClientError> {
         loop {

@@ -5,6 +5,7 @@ pub mod curling;
 pub mod dataplane;
 pub mod dynsvc;
 pub mod passwd;
+pub mod pcc;
 pub mod radius;
 pub mod rae;
 pub mod run;

@@ -28,6 +28,11 @@ pub enum ShowCommand {
     /// Host lockout contexts of the dynamic data services.
     #[command(subcommand)]
     SubscriberMgmt(crate::cmd::dynsvc::SubscriberMgmt),
+    /// Subscriber services as the data plane enforces them: services, PCC rules, policers
+    /// and their state, per-rule counters, each service's volume by the counter rule.
+    SubscriberServices(crate::cmd::pcc::ShowSubscriberServicesArgs),
+    /// One PCC rule of a subscriber: flows, actions, policer parameters and state, counters.
+    PccRule(crate::cmd::pcc::ShowPccRuleArgs),
 }
 
 /// `brasa show python …`
@@ -64,6 +69,12 @@ pub async fn run(global: &GlobalArgs, command: ShowCommand) -> anyhow::Result<()
     match command {
         ShowCommand::Service(args) => crate::cmd::service::show(global, args).await,
         ShowCommand::Filter(args) => crate::cmd::service::show_filter(global, args).await,
+        ShowCommand::SubscriberServices(args) => tokio::task::block_in_place(|| {
+            crate::cmd::pcc::show_subscriber_services(global, &client, args)
+        }),
+        ShowCommand::PccRule(args) => {
+            tokio::task::block_in_place(|| crate::cmd::pcc::show_pcc_rule(global, &client, args))
+        }
         ShowCommand::SubscriberMgmt(command) => tokio::task::block_in_place(|| {
             crate::cmd::dynsvc::show_subscriber_mgmt(global, command)
         }),

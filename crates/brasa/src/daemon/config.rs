@@ -294,6 +294,8 @@ pub struct Resolved {
     pub services: Option<super::services::ServicesResolved>,
     /// The dynamic data services, if `[dynamic_services]` is configured.
     pub dynamic_services: Option<super::dynsvc::config::DynamicServicesResolved>,
+    /// The data plane as the SM's enforcement point, if `[dataplane.subscribers]` enables it.
+    pub subscribers: Option<super::pcc::config::SubscribersResolved>,
     /// The subscriber services, if `[subscriber_services]` is configured.
     pub subscriber_services: Option<super::subsvc::config::SubscriberServicesResolved>,
 }
@@ -338,8 +340,19 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
         )?),
         None => None,
     };
-    let services =
+    let mut services =
         super::services::resolve(&source, file.dataplane, file.service, file.filter, file.qos)?;
+    let pools = radius
+        .as_ref()
+        .map(|(engine, _)| engine.pools.as_slice())
+        .unwrap_or_default();
+    let subscribers = match services
+        .as_mut()
+        .and_then(|s| s.dataplane.subscribers.take())
+    {
+        Some(section) => super::pcc::config::resolve(&source, section.into_inner(), pools)?,
+        None => None,
+    };
     let dynamic_services = match (file.dynamic_services, &services) {
         (None, _) => None,
         (Some(_), None) => {
@@ -349,10 +362,6 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
             ))
         }
         (Some(section), Some(services)) => {
-            let pools = radius
-                .as_ref()
-                .map(|(engine, _)| engine.pools.as_slice())
-                .unwrap_or_default();
             Some(super::dynsvc::config::resolve(
                 &source,
                 &base,
@@ -380,6 +389,7 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
         python,
         services,
         dynamic_services,
+        subscribers,
         subscriber_services,
     })
 }

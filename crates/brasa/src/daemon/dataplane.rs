@@ -82,6 +82,9 @@ pub struct DataplaneSection {
     /// Pin worker `i` to CPU `cpus[i % len]`; empty: not pinned.
     #[serde(default)]
     pub cpus: Vec<usize>,
+    /// `brasa run` only: enforce the Subscriber Manager's subscribers' services (PCC rules)
+    /// on the IP interfaces of the services and account them.
+    pub subscribers: Option<Spanned<super::pcc::config::SubscribersSection>>,
 }
 
 /// `[[dataplane.interface]]`.
@@ -265,6 +268,13 @@ pub fn load(path: &std::path::Path) -> Result<(DataplaneConfig, ApiConfig), Conf
             interface.name.span(),
             "encap makes an access port of the service data plane, which `brasa run` hosts \
              ([dataplane] in its config); `brasa dataplane` runs CAFE only",
+        ));
+    }
+    if let Some(subscribers) = &config.dataplane.get_ref().subscribers {
+        return Err(source.error_at(
+            subscribers.span(),
+            "[dataplane.subscribers] enforces subscriber services on the IP interfaces of the \
+             service data plane, which `brasa run` hosts; `brasa dataplane` runs CAFE only",
         ));
     }
     Ok((config, api))

@@ -7,6 +7,7 @@ pub mod config;
 pub mod curling;
 pub mod dataplane;
 pub mod dynsvc;
+pub mod pcc;
 pub mod python;
 pub mod python_api;
 pub mod radius_api;
@@ -155,8 +156,19 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         None => None,
     };
     let services = match resolved.services {
-        Some(services) => Some(services::start(services, &resolved.data_dir).await?),
+        Some(services) => Some(
+            services::start(
+                services,
+                &resolved.data_dir,
+                resolved.subscribers.as_ref().map(|s| s.defaults),
+            )
+            .await?,
+        ),
         None => None,
+    };
+    let pcc = match (resolved.subscribers, &services) {
+        (Some(config), Some(services)) => Some(pcc::start(config, services)?),
+        _ => None,
     };
     let dynsvc = match (resolved.dynamic_services, &services) {
         (Some(config), Some(services)) => Some(
@@ -176,6 +188,7 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
     let state = ApiState {
         services: services.clone(),
         dynsvc,
+        pcc,
         radius,
         rejects,
         sm: sm.clone(),
@@ -198,6 +211,7 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         .nest("/api/v1/python", python_api::routes())
         .nest("/api/v1/services", services::routes())
         .nest("/api/v1/dynsvc", dynsvc::api::routes())
+        .nest("/api/v1/pcc", pcc::api::routes())
         .nest("/api/v1/subsvc", subsvc::api::routes())
         .with_state(state.clone())
         .merge(console::router(shell, run_console_pages(&state), state));
@@ -254,6 +268,8 @@ pub struct ApiState {
     pub services: Option<Arc<services::ServicesComponent>>,
     /// The dynamic data services.
     pub dynsvc: Option<Arc<dynsvc::DynServices>>,
+    /// The data plane as the SM's enforcement point (subscriber services).
+    pub pcc: Option<Arc<pcc::PccComponent>>,
     /// The subscriber services.
     pub subsvc: Option<Arc<subsvc::SubscriberServices>>,
 }
@@ -318,6 +334,9 @@ async fn metrics(
     }
     if let Some(dynsvc) = &state.dynsvc {
         dynsvc::api::write_metrics(dynsvc, &mut writer).await;
+    }
+    if let Some(pcc) = &state.pcc {
+        pcc::api::write_metrics(pcc, &mut writer).await;
     }
     if let Some(subsvc) = &state.subsvc {
         subsvc::api::write_metrics(subsvc, &mut writer);

@@ -17,7 +17,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use brasa_dataplane::control;
 use brasa_dataplane::io::worker::{self, Handle, StageFactory};
-use brasa_dataplane::pipeline::{PortId, Shared};
+use brasa_dataplane::pcc::{PccDefaults, PccStage};
+use brasa_dataplane::pipeline::{PortId, Shared, Stage};
 use brasa_dataplane::service::{
     Punted, ServiceStage, ServiceStageConfig, ServiceTables, TriggerThrottle,
 };
@@ -184,6 +185,7 @@ pub struct ServicesComponent {
     pub manager: Arc<ServiceManager>,
     handle: Handle,
     stage: Shared<ServiceStage>,
+    pcc: Option<Shared<PccStage>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     punted: Arc<AtomicU64>,
     /// Where capture-SAP frames go once the dynamic data services run.
@@ -198,15 +200,13 @@ impl ServicesComponent {
         &self,
         f: impl FnOnce(&mut ServiceStage, u64) -> R + Send + 'static,
     ) -> Result<R, ApiError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let stage = self.stage.clone();
-        self.handle
-            .submit(Box::new(move |_, now| {
-                let _ = tx.send(f(&mut stage.lock(), now));
-            }))
-            .map_err(|err| ApiError::internal(err.to_string()))?;
-        rx.await
-            .map_err(|_| ApiError::internal("the data plane worker stopped"))
+        on_shared(&self.handle, &self.stage, f).await
+    }
+
+    /// The PCC stage the workers run (on the IP interfaces and the other ports), when
+    /// `[dataplane.subscribers]` is configured.
+    pub fn pcc(&self) -> Option<&Shared<PccStage>> {
+        self.pcc.as_ref()
     }
 
     /// Hands every later capture-SAP frame to `sink` (the dynamic data services); set once.
@@ -243,11 +243,33 @@ impl ServicesComponent {
     }
 }
 
+/// Runs `f` on a stage every worker shares, between two batches of the first worker (the
+/// one that runs shared stages' jobs) and with its clock, and awaits its result.
+pub async fn on_shared<S: Stage + Send + 'static, R: Send + 'static>(
+    handle: &Handle,
+    stage: &Shared<S>,
+    f: impl FnOnce(&mut S, u64) -> R + Send + 'static,
+) -> Result<R, ApiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let stage = stage.clone();
+    handle
+        .submit(Box::new(move |_, now| {
+            let _ = tx.send(f(&mut stage.lock(), now));
+        }))
+        .map_err(|err| ApiError::internal(err.to_string()))?;
+    rx.await
+        .map_err(|_| ApiError::internal("the data plane worker stopped"))
+}
+
 /// Starts the data plane worker and the manager, removes what a crash left in the kernel,
-/// applies the static services, then replays the journal of applied changes.
+/// applies the static services, then replays the journal of applied changes. With
+/// `subscribers` (the PCC defaults of `[dataplane.subscribers]`) the workers also run a
+/// PCC stage, on the IP interfaces' traffic (see `ServiceStage::set_subscriber_pcc`) and
+/// after `classify` on the other ports.
 pub async fn start(
     resolved: ServicesResolved,
     data_dir: &FsPath,
+    subscribers: Option<PccDefaults>,
 ) -> anyhow::Result<Arc<ServicesComponent>> {
     let services_dir = data_dir.join("services");
     std::fs::create_dir_all(&services_dir)
@@ -259,12 +281,18 @@ pub async fn start(
         },
         ..ServiceStageConfig::default()
     };
-    let stage = ServiceStage::new(stage);
+    let pcc = subscribers.map(|defaults| Shared::new(PccStage::new(defaults)));
+    let mut stage = ServiceStage::new(stage);
+    stage.set_subscriber_pcc(pcc.clone());
     let throttle = stage.trigger_throttle();
     let stage = Shared::new(stage);
     let stages = {
         let stage = stage.clone();
-        StageFactory::new(move || brasa_dataplane::stages::service_stages(stage.clone()))
+        let pcc = pcc.clone();
+        StageFactory::new(move || match &pcc {
+            Some(pcc) => brasa_dataplane::stages::subscriber_stages(stage.clone(), pcc.clone()),
+            None => brasa_dataplane::stages::service_stages(stage.clone()),
+        })
     };
     let (worker_config, tuning) = dp_daemon::worker_setup(&resolved.dataplane, stages);
     let ports: BTreeMap<String, PortId> = worker_config
@@ -312,6 +340,7 @@ pub async fn start(
         manager,
         handle,
         stage,
+        pcc,
         thread: Mutex::new(Some(thread)),
         punted: Arc::default(),
         punt_sink: std::sync::OnceLock::new(),

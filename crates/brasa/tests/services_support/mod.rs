@@ -275,3 +275,54 @@ impl Daemon {
         }
     }
 }
+
+/// Runs `iperf3 ARGS --json` from `client` against a one-off server on `addr:port` in
+/// `server`, and returns the client's report.
+pub fn iperf3(
+    server: &Netns,
+    client: &Netns,
+    addr: &str,
+    port: u16,
+    args: &[&str],
+) -> serde_json::Value {
+    let port = port.to_string();
+    let mut listener = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &server.name,
+            "iperf3",
+            "-s",
+            "-1",
+            "-B",
+            addr,
+            "-p",
+            &port,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let report = loop {
+        let mut all = vec!["-c", addr, "-p", &port, "--json"];
+        all.extend_from_slice(args);
+        let output = client.output("iperf3", &all);
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+        // The server may not listen yet: its refusal is an error report without results.
+        if report["end"]["sum_received"].is_object() {
+            break report;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "iperf3 {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = listener.kill();
+    let _ = listener.wait();
+    report
+}

@@ -29,6 +29,10 @@ pub struct PccStats {
     pub unknown_dropped: u64,
     /// Packets of subscribers without rules dropped by [`PccDefaults::no_services`].
     pub no_services_dropped: u64,
+    /// Packets a rule's drop action dropped (also in that rule's counters).
+    pub rule_dropped: u64,
+    /// Packets a rule's policer coloured red (also in that rule's counters).
+    pub policed: u64,
 }
 
 /// One packet on its way through the stage's passes.
@@ -212,6 +216,63 @@ impl PccStage {
         Some(&self.installed(slot)?.policy)
     }
 
+    /// Enforces one direction of PCC rules on one IP packet (`ip` starts at its IP header)
+    /// whose path already says which side its subscriber is on: a packet an IP interface's
+    /// SAP received is its sender's `Ingress` (the subscriber owning the source), a packet the
+    /// kernel sends out through one is its receiver's `Egress` (the owner of the destination).
+    /// The other address is not looked up, so traffic between two subscribers, which crosses
+    /// the kernel, meets each side's rules once. Polices, counts and remarks the DSCP in
+    /// place; `Err` is the drop and its reason. A header the key reader refuses passes
+    /// untouched: the kernel, which receives or sent it, deals with it.
+    pub fn enforce(
+        &mut self,
+        direction: Direction,
+        ip: &mut [u8],
+        now_ns: u64,
+    ) -> Result<(), DropReason> {
+        let mut key = PacketKey::default();
+        match ip.first().map(|b| b >> 4) {
+            Some(4) => key.read_ipv4(ip),
+            Some(6) => key.read_ipv6(ip),
+            _ => return Ok(()),
+        }
+        let Some(family) = key.family else {
+            return Ok(());
+        };
+        let slot = match (family, direction) {
+            (IpFamily::V4, Direction::Ingress) => self.index.v4.lookup(key.src4),
+            (IpFamily::V4, Direction::Egress) => self.index.v4.lookup(key.dst4),
+            (IpFamily::V6, Direction::Ingress) => self.index.v6.lookup(key.src6),
+            (IpFamily::V6, Direction::Egress) => self.index.v6.lookup(key.dst6),
+        };
+        let Some(slot) = slot else {
+            return self.unknown();
+        };
+        let rule = self
+            .installed(slot)
+            .and_then(|installed| installed.rules.entries().classify(&key, direction));
+        let remark = self.decide(slot, direction, rule, ip_octets(ip, family), now_ns)?;
+        if let Some(dscp) = remark {
+            match family {
+                IpFamily::V4 => Ipv4Packet::new_unchecked(ip).set_dscp(dscp),
+                IpFamily::V6 => Ipv6Packet::new_unchecked(ip).set_dscp(dscp),
+            }
+        }
+        Ok(())
+    }
+
+    /// The default action for a packet of no subscriber, counted.
+    #[inline(always)]
+    fn unknown(&mut self) -> Result<(), DropReason> {
+        if self.defaults.unknown == Disposition::Drop {
+            self.stats.unknown_dropped += 1;
+            Err(DropReason::Pcc)
+        } else {
+            self.stats.unknown_forwarded += 1;
+            Ok(())
+        }
+    }
+
     /// Applies the subscriber's side of a packet (`rule`: the one [`SubscriberPolicy::classify`]
     /// found); `Ok(Some(dscp))` asks for a remark.
     #[inline(always)]
@@ -220,7 +281,7 @@ impl PccStage {
         slot: u32,
         direction: Direction,
         rule: Option<u16>,
-        work: &Work,
+        octets: u64,
         now_ns: u64,
     ) -> Result<Option<u8>, DropReason> {
         let Some(policy) = self.policy(slot) else {
@@ -230,10 +291,16 @@ impl PccStage {
             self.stats.no_services_dropped += 1;
             return Err(DropReason::Pcc);
         }
-        match policy.apply(rule, direction, work.octets, now_ns) {
+        match policy.apply(rule, direction, octets, now_ns) {
             Outcome::Forward(remark) => Ok(remark),
-            Outcome::Drop => Err(DropReason::Pcc),
-            Outcome::Policed => Err(DropReason::Policer),
+            Outcome::Drop => {
+                self.stats.rule_dropped += 1;
+                Err(DropReason::Pcc)
+            }
+            Outcome::Policed => {
+                self.stats.policed += 1;
+                Err(DropReason::Policer)
+            }
         }
     }
 }
@@ -364,33 +431,33 @@ impl Stage for PccStage {
             }
             for w in group.iter_mut() {
                 let decided = if w.src == NONE && w.dst == NONE {
-                    if self.defaults.unknown == Disposition::Drop {
-                        self.stats.unknown_dropped += 1;
-                        Err(DropReason::Pcc)
-                    } else {
-                        self.stats.unknown_forwarded += 1;
-                        Ok(None)
-                    }
+                    self.unknown().map(|()| None)
                 } else {
                     // Ingress of the sender first; traffic between two subscribers then meets
                     // the receiver's egress rules too, as the sender's rules left it.
-                    self.decide(w.src, Direction::Ingress, w.ingress_rule, w, ctx.now_ns)
-                        .and_then(|first| {
-                            if let Some(dscp) = first.filter(|&d| d != w.key.dscp) {
-                                w.key.dscp = dscp;
-                                w.egress_rule = self.installed(w.dst).and_then(|i| {
-                                    i.rules.entries().classify(&w.key, Direction::Egress)
-                                });
-                            }
-                            let second = self.decide(
-                                w.dst,
-                                Direction::Egress,
-                                w.egress_rule,
-                                w,
-                                ctx.now_ns,
-                            )?;
-                            Ok(second.or(first))
-                        })
+                    self.decide(
+                        w.src,
+                        Direction::Ingress,
+                        w.ingress_rule,
+                        w.octets,
+                        ctx.now_ns,
+                    )
+                    .and_then(|first| {
+                        if let Some(dscp) = first.filter(|&d| d != w.key.dscp) {
+                            w.key.dscp = dscp;
+                            w.egress_rule = self.installed(w.dst).and_then(|i| {
+                                i.rules.entries().classify(&w.key, Direction::Egress)
+                            });
+                        }
+                        let second = self.decide(
+                            w.dst,
+                            Direction::Egress,
+                            w.egress_rule,
+                            w.octets,
+                            ctx.now_ns,
+                        )?;
+                        Ok(second.or(first))
+                    })
                 };
                 let Some((buf, meta)) = batch.get_mut(w.index) else {
                     continue;

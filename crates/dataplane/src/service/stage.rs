@@ -14,7 +14,8 @@ use super::FilterKind;
 use crate::acl::{mac_bits, Disposition, IpFamily, PacketKey, RuleSet};
 use crate::fdb::{prefetch_read, Entry, Fdb, STATIC_EPOCH};
 use crate::packet::PacketBuf;
-use crate::pipeline::{pkt_type, Batch, Context, DropReason, PortId, Stage, Verdict};
+use crate::pcc::PccStage;
+use crate::pipeline::{pkt_type, Batch, Context, DropReason, PortId, Shared, Stage, Verdict};
 use crate::policer::{Colour, PolicerState, PolicerStats, RateLimitState};
 use crate::sap::{self, EgressTags, SapId};
 use crate::wire::{
@@ -271,6 +272,8 @@ pub struct ServiceStage {
     scratch: Vec<u32>,
     steps: Vec<Step>,
     last_sweep_ns: u64,
+    /// Subscriber enforcement on the IP interfaces (see [`ServiceStage::set_subscriber_pcc`]).
+    pcc: Option<Shared<PccStage>>,
 }
 
 /// What the first pass over a batch found about a received packet.
@@ -417,6 +420,7 @@ impl ServiceStage {
             scratch: Vec::new(),
             steps: Vec::new(),
             last_sweep_ns: 0,
+            pcc: None,
         }
     }
 
@@ -424,6 +428,17 @@ impl ServiceStage {
     /// releases each punted frame's mark once no trigger of it is in progress.
     pub fn trigger_throttle(&self) -> Arc<TriggerThrottle> {
         self.throttle.clone()
+    }
+
+    /// Enforces subscribers' PCC rules on the IP packets crossing an IES/VPRN interface,
+    /// as on a BNG's subscriber interfaces: a packet its SAP received on the way to the
+    /// kernel's TAP meets the sender's ingress rules, a packet from the TAP on the way out
+    /// through the SAP the receiver's egress rules, after the ingress SAP's filters and
+    /// policer and before the egress SAP's. `pcc` is the same shared stage the pipeline runs
+    /// for its other ports (one set of policers and counters); it is locked once per batch,
+    /// always after this stage's own lock. `None` stops the enforcement.
+    pub fn set_subscriber_pcc(&mut self, pcc: Option<Shared<PccStage>>) {
+        self.pcc = pcc;
     }
 
     /// The installed snapshot.
@@ -1373,6 +1388,7 @@ impl ServiceStage {
         batch: &mut Batch,
         index: usize,
         step: Step,
+        pcc: Option<&mut PccStage>,
         ctx: &Context<'_>,
     ) {
         let Some((buf, meta)) = batch.get_mut(index) else {
@@ -1459,6 +1475,17 @@ impl ServiceStage {
                 self.count_drop(m.sap, service, reason);
                 meta.verdict = Verdict::Drop(reason);
                 return;
+            }
+        }
+        if let (Some(direction), Some(pcc)) = (sap.subscriber_side, pcc) {
+            let inner = inner_of(buf.as_slice(), ingress.strip);
+            if matches!(inner.ethertype, EtherType::IPV4 | EtherType::IPV6) {
+                let ip = buf.as_mut_slice().get_mut(inner.l3..).unwrap_or(&mut []);
+                if let Err(reason) = pcc.enforce(direction, ip, ctx.now_ns) {
+                    self.count_drop(m.sap, service, reason);
+                    meta.verdict = Verdict::Drop(reason);
+                    return;
+                }
             }
         }
         // An Epipe, or an IP interface's SAP and its TAP: a cross-connect.
@@ -1825,6 +1852,8 @@ impl Stage for ServiceStage {
         // overlap instead of following one another, and only a few dozen packets' lines are in
         // flight at once. Only the received packets go through it: flood copies appended
         // meanwhile are finished.
+        let pcc = self.pcc.clone();
+        let mut pcc = pcc.as_ref().map(Shared::lock);
         let received = batch.len();
         self.steps.clear();
         self.steps.resize(received, Step::Skip);
@@ -1852,7 +1881,7 @@ impl Stage for ServiceStage {
                 match self.steps[p] {
                     Step::Skip => {}
                     Step::Gre => self.gre_frame(&tables, batch, p, ctx),
-                    step => self.access_frame(&tables, batch, p, step, ctx),
+                    step => self.access_frame(&tables, batch, p, step, pcc.as_deref_mut(), ctx),
                 }
             }
         }

@@ -72,6 +72,10 @@ pub(crate) struct SapEntry {
     pub egress_tags: EgressTags,
     /// The other end of an Epipe.
     pub peer: Peer,
+    /// For an IP interface's ends: the subscriber direction of the IP packets arriving on
+    /// this SAP and crossing to the other end (the interface SAP: from the subscribers,
+    /// ingress; the TAP: to them, egress). `None` for every other SAP.
+    pub subscriber_side: Option<crate::pcc::Direction>,
     pub ingress: DirEntry,
     pub egress: DirEntry,
     pub id: SapId,
@@ -1077,6 +1081,7 @@ impl ServiceTablesBuilder {
                     learn: false,
                     age: false,
                     peer: Peer::None,
+                    subscriber_side: None,
                 },
             );
             self.index_sap(&id, slot, true);
@@ -1183,6 +1188,7 @@ impl ServiceTablesBuilder {
         let Some(service) = self.tables.service(service_slot) else {
             return;
         };
+        let mut subscriber_side = None;
         let (role, peer, shg) = match (&service.kind, self.service(spec.service)) {
             (ServiceKind::Epipe { saps, gre }, _) => {
                 let peer = if gre.is_some() {
@@ -1213,6 +1219,15 @@ impl ServiceTablesBuilder {
                     .peer_of(id)
                     .and_then(|other| self.tables.sap_ids.get(&other))
                     .map_or(Peer::None, |&slot| Peer::Sap(slot));
+                subscriber_side = l3.interfaces.iter().find_map(|pair| {
+                    if pair.sap == *id {
+                        Some(crate::pcc::Direction::Ingress)
+                    } else if pair.tap == *id {
+                        Some(crate::pcc::Direction::Egress)
+                    } else {
+                        None
+                    }
+                });
                 (SapRole::L3, peer, 0)
             }
             _ => (SapRole::L3, Peer::None, 0),
@@ -1252,6 +1267,7 @@ impl ServiceTablesBuilder {
             age: spec.ageing
                 && matches!(self.service_specs.get(&spec.service).map(|s| &**s), Some(ServiceSpec::Vpls(v)) if v.ageing),
             peer,
+            subscriber_side,
         };
         put(&mut self.tables.saps, &mut self.dirty.saps, slot, entry);
     }

@@ -381,6 +381,39 @@ fn duplicate<'a>(
     Ok(())
 }
 
+/// The `[[radius.pool]]` a setting names, or an error at the name.
+pub(crate) fn pool_named(
+    source: &Source,
+    pools: &[PoolConfig],
+    name: &Spanned<String>,
+) -> Result<PoolConfig, ConfigError> {
+    pools
+        .iter()
+        .find(|p| p.name == *name.get_ref())
+        .cloned()
+        .ok_or_else(|| {
+            source.error_at(
+                name.span(),
+                if pools.is_empty() {
+                    format!(
+                        "no [[radius.pool]] named {:?}: this config has no [[radius.pool]]",
+                        name.get_ref()
+                    )
+                } else {
+                    format!(
+                        "no [[radius.pool]] named {:?}; expected one of: {}",
+                        name.get_ref(),
+                        pools
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+            )
+        })
+}
+
 /// Checks `[dynamic_services]` against the RADIUS pools and the services' port map.
 pub fn resolve(
     source: &Source,
@@ -404,33 +437,7 @@ pub fn resolve(
         section.local_auth_dbs.iter().map(|p| &p.name),
         "local-auth-db",
     )?;
-    let pool = |name: &Spanned<String>| -> Result<PoolConfig, ConfigError> {
-        pools
-            .iter()
-            .find(|p| p.name == *name.get_ref())
-            .cloned()
-            .ok_or_else(|| {
-                source.error_at(
-                    name.span(),
-                    if pools.is_empty() {
-                        format!(
-                            "no [[radius.pool]] named {:?}: this config has no [[radius.pool]]",
-                            name.get_ref()
-                        )
-                    } else {
-                        format!(
-                            "no [[radius.pool]] named {:?}; expected one of: {}",
-                            name.get_ref(),
-                            pools
-                                .iter()
-                                .map(|p| p.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    },
-                )
-            })
-    };
+    let pool = |name: &Spanned<String>| pool_named(source, pools, name);
     for rate in [&section.rate_limit, &section.rate_burst] {
         if *rate.get_ref() == 0 {
             return Err(source.error_at(rate.span(), "expected a number above 0"));

@@ -18,7 +18,7 @@ pub mod coa;
 pub mod config;
 mod evaluate;
 mod ledger;
-mod radius;
+pub(crate) mod radius;
 mod scripts;
 
 use super::services::ServicesComponent;

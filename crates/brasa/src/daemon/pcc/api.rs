@@ -61,6 +61,8 @@ pub struct StatusView {
     pub acct_sent: u64,
     /// Accounting-Requests no server answered.
     pub acct_failed: u64,
+    /// Accounting-Requests dropped unsent (the queue to the pool was full).
+    pub acct_dropped: u64,
 }
 
 /// Forwarded traffic per direction.
@@ -279,6 +281,7 @@ pub async fn status_view(pcc: &PccComponent) -> StatusView {
         connects: stats.connects.load(Ordering::Relaxed),
         acct_sent: stats.acct_sent.load(Ordering::Relaxed),
         acct_failed: stats.acct_failed.load(Ordering::Relaxed),
+        acct_dropped: stats.acct_dropped.load(Ordering::Relaxed),
     }
 }
 
@@ -387,7 +390,7 @@ pub async fn write_metrics(pcc: &PccComponent, w: &mut PromWriter) {
     }
     w.family(
         "brasa_pcc_accounting_requests_total",
-        "Accounting-Requests of subscriber service instances: sent (answered) or failed (no server answered).",
+        "Accounting-Requests of subscriber service instances: sent (answered), failed (no server answered) or dropped (the queue to the pool was full).",
         Kind::Counter,
     );
     w.sample(
@@ -399,5 +402,10 @@ pub async fn write_metrics(pcc: &PccComponent, w: &mut PromWriter) {
         "brasa_pcc_accounting_requests_total",
         &[("result", "failed")],
         status.acct_failed as f64,
+    );
+    w.sample(
+        "brasa_pcc_accounting_requests_total",
+        &[("result", "dropped")],
+        status.acct_dropped as f64,
     );
 }

@@ -72,6 +72,9 @@ pub struct Stats {
     pub acct_sent: AtomicU64,
     /// Accounting-Requests no server answered.
     pub acct_failed: AtomicU64,
+    /// Accounting-Requests dropped unsent: the queue to the pool was full (its servers answer
+    /// slower than records are made, or not at all).
+    pub acct_dropped: AtomicU64,
     /// Full syncs received.
     pub syncs: AtomicU64,
     /// Connections to an SM made.
@@ -89,7 +92,7 @@ pub struct PccComponent {
     connected: AtomicBool,
     /// New Interim-Update deadlines.
     acct_changed: Notify,
-    acct_queue: Option<mpsc::UnboundedSender<AcctRecord>>,
+    acct_queue: Option<mpsc::Sender<AcctRecord>>,
 }
 
 impl PccComponent {
@@ -242,11 +245,33 @@ impl PccComponent {
         }
         if let Some(queue) = &self.acct_queue {
             for record in records {
-                let _ = queue.send(record);
+                if queue.try_send(record).is_err() {
+                    let dropped = self.stats.acct_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    // Logged at 1, 2, 4, … drops: a dead pool must not flood the log too.
+                    if dropped.is_power_of_two() {
+                        tracing::warn!(
+                            pool = %queue_pool_name(&self.config),
+                            dropped,
+                            "accounting queue full: subscriber service records dropped unsent"
+                        );
+                    }
+                }
             }
         }
         self.acct_changed.notify_one();
     }
+}
+
+/// Accounting records waiting for the pool at most: a pool that answers slowly or not at all
+/// (each record waits out its timeout and retries) costs bounded memory; what does not fit is
+/// dropped and counted (`brasa_pcc_accounting_requests_total{result="dropped"}`).
+const ACCT_QUEUE: usize = 65_536;
+
+fn queue_pool_name(config: &SubscribersResolved) -> &str {
+    config
+        .accounting
+        .as_ref()
+        .map_or("", |a| a.pool.name.as_str())
 }
 
 /// Starts the enforcement point on the data plane of `services` (started with the PCC
@@ -267,7 +292,7 @@ pub fn start(
             acct.default_interval,
         )
     });
-    let (acct_tx, acct_rx) = mpsc::unbounded_channel();
+    let (acct_tx, acct_rx) = mpsc::channel(ACCT_QUEUE);
     let pool = config.accounting.as_ref().map(|a| a.pool.clone());
     let component = Arc::new(PccComponent {
         handle: services.handle().clone(),
@@ -406,7 +431,7 @@ async fn acct_timer(component: Arc<PccComponent>) {
 async fn acct_sender(
     component: Arc<PccComponent>,
     pool: brasa_aaa::PoolConfig,
-    mut queue: mpsc::UnboundedReceiver<AcctRecord>,
+    mut queue: mpsc::Receiver<AcctRecord>,
 ) {
     let healths = radius::ServerHealths::default();
     while let Some(record) = queue.recv().await {

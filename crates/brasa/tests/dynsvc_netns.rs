@@ -813,7 +813,7 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
             "dy1:200.301",
             session.as_str(),
             "modify",
-            "action modify is not allowed here",
+            "a modify needs the service's new script parameters (--params)",
         ),
         (
             "dy1:200.302",
@@ -847,6 +847,40 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
         daemon.json(&["show", "service", "5001"])["description"],
         "changed",
         "the revert keeps the service as it was"
+    );
+
+    // evaluate-script modify acts as a CoA modify does, and one whose CLI is refused runs the
+    // revert and changes nothing.
+    let evaluate_modify = |description: &str, bad: bool| {
+        let params = format!(
+            "epipe={{'far': 'dy2:301', 'description': '{description}', 'bad': {}}}",
+            if bad { "True" } else { "False" }
+        );
+        let mut args = evaluate("dy1:200.301", &session, "modify");
+        args.extend(["--params", params.as_str()]);
+        daemon.brasa(&args, None)
+    };
+    let output = evaluate_modify("evaluated", false);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && text.contains("modified dynamic service SAP dy1:200.301"),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        daemon.json(&["show", "service", "5001"])["description"],
+        "evaluated"
+    );
+    let output = evaluate_modify("refused", true);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("nothing of the modify was applied"),
+        "{stderr}"
+    );
+    assert_eq!(
+        daemon.json(&["show", "service", "5001"])["description"],
+        "evaluated",
+        "a failed evaluated modify leaves the service as it was"
     );
 
     // evaluate-script teardown acts: the second service goes, the trigger keeps its own.

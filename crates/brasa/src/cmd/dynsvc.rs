@@ -350,6 +350,9 @@ pub fn perform(global: &GlobalArgs, command: PerformDynamicServices) -> anyhow::
         for sap in &view.created {
             println!("  created dynamic service SAP {sap}");
         }
+        for sap in &view.modified {
+            println!("  modified dynamic service SAP {sap}");
+        }
         for sap in &view.removed {
             println!("  removed dynamic service SAP {sap}");
         }

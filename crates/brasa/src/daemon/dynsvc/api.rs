@@ -318,6 +318,9 @@ pub struct EvaluateView {
     /// The dynamic service SAPs a teardown removed (the data trigger's own SAP last, when the
     /// trigger went with them).
     pub removed: Vec<String>,
+    /// The dynamic service SAP a modify changed.
+    #[serde(default)]
+    pub modified: Vec<String>,
     /// Dry run: `None` when the script ran to its end, else why it failed.
     pub failure: Option<String>,
     /// Dry run: the service CLI the run generated (applied by nothing).
@@ -374,6 +377,7 @@ async fn evaluate_script(
         applied: true,
         created: Vec::new(),
         removed: Vec::new(),
+        modified: Vec::new(),
         failure: None,
         cli: String::new(),
         dictionary: None,
@@ -392,6 +396,7 @@ async fn evaluate_script(
         }
         Evaluated::Created(sap) => view.created.push(sap.to_string()),
         Evaluated::Removed(saps) => view.removed = saps.iter().map(ToString::to_string).collect(),
+        Evaluated::Modified(sap) => view.modified.push(sap.to_string()),
     }
     Ok(Json(view))
 }

@@ -114,9 +114,9 @@ impl DynServices {
         }
     }
 
-    /// The teardown of one service (not its trigger's own SAP) asked by a CoA or Disconnect;
-    /// a failed teardown leaves the service as it was.
-    async fn tear_down_one(&self, sap: &SapId) -> Result<(), RunFailure> {
+    /// The teardown of one service (not its trigger's own SAP) asked by a CoA, a Disconnect
+    /// or evaluate-script; a failed teardown leaves the service as it was.
+    pub(super) async fn tear_down_one(&self, sap: &SapId) -> Result<(), RunFailure> {
         let record = self.state().records.remove(sap);
         let Some(record) = record else {
             return Err(RunFailure::Script(format!("no dynamic service {sap}")));
@@ -127,10 +127,13 @@ impl DynServices {
         Ok(())
     }
 
-    /// A modify: the script's modify function with the new parameters; when it fails, or its
-    /// CLI is refused, its revert function runs with the same inputs and the service keeps
-    /// what it had.
-    async fn modify(&self, service: &brasa_dynsvc::DynService) -> Result<(), RunFailure> {
+    /// A modify (a CoA's, or evaluate-script's): the script's modify function with the new
+    /// parameters; when it fails, or its CLI is refused, its revert function runs with the
+    /// same inputs and the service keeps what it had.
+    pub(super) async fn modify(
+        &self,
+        service: &brasa_dynsvc::DynService,
+    ) -> Result<(), RunFailure> {
         let record = self.state().records.get(&service.sap).cloned();
         let Some(record) = record else {
             return Err(RunFailure::Script(format!(

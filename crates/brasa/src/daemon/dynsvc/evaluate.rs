@@ -39,6 +39,8 @@ pub enum Evaluated {
     /// A teardown removed these dynamic service SAPs (the trigger's own SAP last, when it was
     /// the trigger's: then the trigger is gone too).
     Removed(Vec<SapId>),
+    /// A modify changed the service on `sap`.
+    Modified(SapId),
 }
 
 /// Why an evaluation was refused or failed; a refused one changed nothing.
@@ -146,20 +148,35 @@ impl DynServices {
                 Ok(Evaluated::Removed(removed))
             }
             DynAction::Teardown => {
-                let Some(record) = self.state().records.remove(sap) else {
-                    return Err(EvaluateError::UnknownService(sap.clone()));
-                };
-                self.remove_service(sap, record, AcctTerminateCause::AdminReset, false)
-                    .await
-                    .map_err(|failure| {
-                        EvaluateError::Failed(format!("{failure}; {sap} is unchanged"))
-                    })?;
-                let _ = self.with_triggers(|t| t.service_removed(sap, Instant::now()));
+                self.tear_down_one(sap).await.map_err(|failure| {
+                    EvaluateError::Failed(format!("{failure}; {sap} is unchanged"))
+                })?;
                 Ok(Evaluated::Removed(vec![sap.clone()]))
             }
-            DynAction::Modify | DynAction::Revert => Err(not_allowed(
-                "a modify runs with new script parameters and is reverted when it fails: send \
-                 it as a CoA (Alc-Dyn-Serv-Script-Action = modify), or evaluate it with --dry-run"
+            DynAction::Modify => {
+                let Some(params) = evaluation.params.clone() else {
+                    return Err(not_allowed(
+                        "a modify needs the service's new script parameters (--params)".into(),
+                    ));
+                };
+                let service = DynService {
+                    tag: 0,
+                    sap: sap.clone(),
+                    script_params: Some(params),
+                    action: None,
+                    policy: evaluation.policy.clone(),
+                    accounting: [AcctOverride::default(); 2],
+                };
+                self.modify(&service).await.map_err(|failure| {
+                    EvaluateError::Failed(format!(
+                        "{failure}; nothing of the modify was applied (its revert ran when the \
+                         script defines one)"
+                    ))
+                })?;
+                Ok(Evaluated::Modified(sap.clone()))
+            }
+            DynAction::Revert => Err(not_allowed(
+                "a revert runs only after a modify that failed, with the modify's parameters"
                     .into(),
             )),
         }

@@ -4,8 +4,10 @@
 #[path = "../../subscriber/tests/support/store_conformance.rs"]
 mod store_conformance;
 
-use brasa_subscriber::SubscriberStore;
-use brasa_subscriber_pg::{schema_version, PgStore, MIGRATIONS};
+use brasa_subscriber::{
+    ChangeSet, IndexConfig, Login, NameCase, SubscriberIndex, SubscriberStore, DEFAULT_DOMAIN,
+};
+use brasa_subscriber_pg::{schema_version, PgStore, COPY_ROWS, MIGRATIONS};
 use brasa_testkit::postgres::PgInstance;
 
 fn opener(url: String) -> impl FnMut() -> Box<dyn SubscriberStore> {
@@ -92,4 +94,96 @@ fn a_connect_to_a_server_that_is_not_there_fails_with_the_reason() {
     drop(pg);
     let err = PgStore::connect(&url).err().expect("no server");
     assert!(err.to_string().starts_with("PostgreSQL: "), "{err}");
+}
+
+/// `n` logins of `sub{n}` from a fresh index (so every one is a creation to it), one batch,
+/// each subscriber's address offset by `shift`.
+fn new_logins(names: std::ops::Range<u32>, shift: u32) -> Vec<ChangeSet> {
+    let mut index = SubscriberIndex::new(IndexConfig {
+        domains: vec![DEFAULT_DOMAIN.into()],
+        name_case: NameCase::Sensitive,
+    })
+    .unwrap();
+    names
+        .map(|n| {
+            let a = n + shift;
+            index
+                .login(Login {
+                    name: format!("sub{n}"),
+                    mappings: vec![format!("10.{}.{}.{}", a >> 16 & 255, a >> 8 & 255, a & 255)
+                        .parse()
+                        .unwrap()],
+                    ..Login::default()
+                })
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Each stored subscriber's name and first mapping, by name.
+fn stored(store: &mut PgStore) -> Vec<(String, String)> {
+    let mut subs: Vec<(String, String)> = store
+        .load()
+        .unwrap()
+        .subscribers
+        .iter()
+        .map(|s| (s.name.to_string(), s.mappings[0].to_string()))
+        .collect();
+    subs.sort();
+    subs
+}
+
+#[test]
+fn logins_new_to_the_index_but_already_stored_replace_the_stored_records() {
+    let pg = PgInstance::start().unwrap();
+    let mut store = PgStore::connect(&pg.url()).unwrap();
+    let big = COPY_ROWS as u32 + 100;
+    // A COPY-sized batch of new subscribers goes straight into the table.
+    store.apply_batch(&new_logins(0..big, 0)).unwrap();
+    let first = stored(&mut store);
+    assert_eq!(first.len(), big as usize);
+    assert_eq!(first[0], ("sub0".to_owned(), "10.0.0.0".to_owned()));
+    // An index that did not know them (as after a commit whose outcome was lost) calls the
+    // same names new again, with other addresses, among names that are new indeed: every
+    // record ends as the second batch wrote it, and the change log names every key once more.
+    let head = |store: &mut PgStore| -> i64 {
+        store
+            .client()
+            .query_one("SELECT seq FROM sm_change_head", &[])
+            .unwrap()
+            .get(0)
+    };
+    let before = head(&mut store);
+    store
+        .apply_batch(&new_logins(100..big + 100, 1_000_000))
+        .unwrap();
+    assert_eq!(
+        head(&mut store),
+        before + 1,
+        "one entry for the retried commit"
+    );
+    let logged: i32 = store
+        .client()
+        .query_one(
+            "SELECT cardinality(subscribers) FROM sm_changes ORDER BY seq DESC LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(logged, big as i32);
+    let second = stored(&mut store);
+    assert_eq!(second.len(), big as usize + 100);
+    let sub = |n: u32| {
+        second
+            .iter()
+            .find(|(name, _)| *name == format!("sub{n}"))
+            .cloned()
+    };
+    assert_eq!(sub(99).unwrap().1, "10.0.0.99", "untouched");
+    let a = 100 + 1_000_000u32;
+    assert_eq!(
+        sub(100).unwrap().1,
+        format!("10.{}.{}.{}", a >> 16 & 255, a >> 8 & 255, a & 255),
+        "replaced"
+    );
 }

@@ -6,7 +6,7 @@ use std::error::Error;
 use postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
 /// The `jsonb` binary format's only version: one byte before the JSON text.
-pub(crate) const JSONB_VERSION: u8 = 1;
+const JSONB_VERSION: u8 = 1;
 
 /// Encoded JSON text, as a `json` or `jsonb` value.
 #[derive(Debug, Clone, Copy)]

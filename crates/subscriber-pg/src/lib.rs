@@ -11,16 +11,21 @@
 //!   advisory lock, so that nodes starting together migrate once. A database newer than this
 //!   binary is refused.
 //! * **Records.** `sm_vpns`, `sm_subscribers` (keyed by name) and `sm_leg_routes` (keyed by the
-//!   route's 42-byte key), each value the same JSON as the embedded store keeps, as `jsonb` so
-//!   that operators can query it with SQL.
+//!   route's 42-byte key), each value the same JSON text as the embedded store keeps, as `json`
+//!   (since schema 6; `jsonb` before): the server checks it but does not convert it, and
+//!   operators query it with SQL's JSON operators.
 //! * **Durability.** [`SubscriberStore::apply_batch`] is one transaction: it returns once
 //!   PostgreSQL has committed it (`synchronous_commit` as the server is configured; `on`, its
 //!   default, is what makes an acknowledged change survive a crash of the server).
-//! * **Bulk.** A full load reads each table with `COPY … TO STDOUT (FORMAT binary)`; a batch of
-//!   more than [`COPY_ROWS`] rows for one table is written with `COPY … FROM STDIN (FORMAT
-//!   binary)` into a temporary table and merged with one `INSERT … ON CONFLICT`; smaller ones
-//!   (a group commit of logins) are one `INSERT … SELECT FROM unnest(…)` per table: one round
-//!   trip whatever their size.
+//! * **Bulk.** A full load reads each table with `COPY … TO STDOUT (FORMAT binary)`. A batch
+//!   of more than [`COPY_ROWS`] rows for one table is written with `COPY … FROM STDIN (FORMAT
+//!   binary)`: records that the change sets say are new (`StoredWrite::Subscriber::created`,
+//!   a group commit of first logins, an import) straight into the table, the others into a
+//!   temporary table merged with one `INSERT … ON CONFLICT`; if a record said to be new was
+//!   stored after all, the `COPY` fails with a unique violation and the commit is done again
+//!   through the merge, so the hint is never trusted for correctness. Smaller batches are one
+//!   `INSERT … SELECT FROM unnest(…)` per table: one round trip whatever their size. The
+//!   binary `COPY` stream is built in one buffer from the encoded records (`rows`).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -176,7 +181,7 @@ impl TableSql {
             .map_err(pg_err)?;
         let upsert = client
             .prepare(&format!(
-                "INSERT INTO {table} ({key}, data) SELECT * FROM unnest($1::{sql_type}[], $2::jsonb[]) \
+                "INSERT INTO {table} ({key}, data) SELECT * FROM unnest($1::{sql_type}[], $2::json[]) \
                  ON CONFLICT ({key}) DO UPDATE SET data = EXCLUDED.data"
             ))
             .map_err(pg_err)?;
@@ -378,7 +383,7 @@ fn copy_out<E: From<StoreError>>(
     mut row: impl FnMut(&postgres::binary_copy::BinaryCopyOutRow) -> Result<(), E>,
 ) -> Result<(), E> {
     let reader = txn.copy_out(sql.copy_out.as_str()).map_err(pg_err)?;
-    let mut rows = BinaryCopyOutIter::new(reader, &[sql.key_type.clone(), Type::JSONB]);
+    let mut rows = BinaryCopyOutIter::new(reader, &[sql.key_type.clone(), Type::JSON]);
     while let Some(r) = rows.next().map_err(pg_err)? {
         row(&r)?;
     }

@@ -8,7 +8,6 @@
 use std::collections::HashSet;
 use std::ops::Range;
 
-use crate::json::JSONB_VERSION;
 use crate::PgError;
 
 /// Signature, flags and header-extension length of PostgreSQL's binary `COPY` format.
@@ -84,7 +83,7 @@ impl TableWrites {
     }
 }
 
-/// The binary `COPY` stream of `rows` (key as `text` or `bytea`, value as `jsonb`).
+/// The binary `COPY` stream of `rows` (key as `text` or `bytea`, value as `json`: its text).
 pub(crate) fn copy_payload(rows: &[(&[u8], &[u8])]) -> Result<Vec<u8>, PgError> {
     let size: usize = rows
         .iter()
@@ -96,8 +95,7 @@ pub(crate) fn copy_payload(rows: &[(&[u8], &[u8])]) -> Result<Vec<u8>, PgError> 
         out.extend_from_slice(&2i16.to_be_bytes());
         out.extend_from_slice(&field_len(key.len())?.to_be_bytes());
         out.extend_from_slice(key);
-        out.extend_from_slice(&field_len(value.len() + 1)?.to_be_bytes());
-        out.push(JSONB_VERSION);
+        out.extend_from_slice(&field_len(value.len())?.to_be_bytes());
         out.extend_from_slice(value);
     }
     out.extend_from_slice(COPY_TRAILER);

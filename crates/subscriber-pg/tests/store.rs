@@ -187,3 +187,61 @@ fn logins_new_to_the_index_but_already_stored_replace_the_stored_records() {
         "replaced"
     );
 }
+
+#[test]
+fn records_written_as_jsonb_by_schema_5_read_back_after_the_move_to_json() {
+    let pg = PgInstance::start().unwrap();
+    // A database as a brasa of schema 5 left it, with a subscriber, a VPN and its services.
+    let mut sql = String::from(
+        "CREATE TABLE brasa_sm_schema (version integer PRIMARY KEY, name text NOT NULL, \
+         applied_at timestamptz NOT NULL DEFAULT now());",
+    );
+    for m in MIGRATIONS.iter().filter(|m| m.version <= 5) {
+        sql.push_str(m.sql);
+        sql.push_str(&format!(
+            "INSERT INTO brasa_sm_schema (version, name) VALUES ({}, 'v{}');",
+            m.version, m.version
+        ));
+    }
+    let mut store = PgStore::connect(&pg.url()).unwrap();
+    let mut written = new_logins(0..3, 0);
+    store.apply_batch(&written).unwrap();
+    let rows = pg
+        .psql(
+            "postgres",
+            "SELECT string_agg(format('(%L, %L)', name, data), ',' ORDER BY name) FROM sm_subscribers",
+        )
+        .unwrap();
+    drop(store);
+    pg.psql(
+        "postgres",
+        &format!(
+            "DROP TABLE sm_vpns, sm_subscribers, sm_leg_routes, sm_lease, sm_nodes, sm_change_head, \
+             sm_changes, brasa_sm_schema; {sql} INSERT INTO sm_subscribers VALUES {rows};"
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = 'sm_subscribers'::regclass AND attname = 'data'"
+        )
+        .unwrap(),
+        "jsonb"
+    );
+    // The next connect moves the records to json and reads them back unchanged.
+    let mut store = PgStore::connect(&pg.url()).unwrap();
+    assert_eq!(
+        schema_version(store.client()).unwrap(),
+        MIGRATIONS.last().unwrap().version
+    );
+    let mut loaded = store.load().unwrap().subscribers;
+    loaded.sort_by(|a, b| a.name.cmp(&b.name));
+    let expected: Vec<_> = written
+        .iter_mut()
+        .flat_map(|c| c.subscribers.drain(..))
+        .filter_map(|c| c.new)
+        .collect();
+    assert_eq!(loaded, expected);
+}

@@ -75,8 +75,9 @@ use rows::{Plan, TableWrites};
 /// The backend's name in [`StoreError::Backend`].
 const BACKEND: &str = "PostgreSQL";
 
-/// Rows of one table in one batch above which the batch goes through `COPY` (an import, a
-/// migration) rather than one `unnest` statement (a group commit of logins).
+/// Rows of one table in one batch above which the batch goes through `COPY` (a busy group
+/// commit, an import, a migration) rather than one `unnest` statement (one round trip, slower
+/// per row on the server).
 pub const COPY_ROWS: usize = 4096;
 
 /// Why the PostgreSQL store failed.
@@ -239,8 +240,8 @@ impl Plan<'_> {
         if direct {
             copy_in(txn, &sql.copy_direct, &self.created)?;
         }
-        let merged: Vec<(&[u8], &[u8])> = if direct {
-            self.replaced.clone()
+        let merged: Cow<'_, [(&[u8], &[u8])]> = if direct {
+            Cow::Borrowed(&self.replaced)
         } else {
             self.created.iter().chain(&self.replaced).copied().collect()
         };

@@ -5,6 +5,8 @@
 //! `cargo run --release -p brasa-sm-net --example sm_bench -- [LOGINS] [STREAMS] [BATCH]`
 //! (defaults 1 000 000, 4, 1000) prints:
 //! - logins/s through the Bulk stream, each answered only once durable (group commit, fsync);
+//! - the CPU per login over that phase: this process (the SM and its LEG clients) and, on
+//!   PostgreSQL, the server's processes, from `/proc`;
 //! - the time to push the resulting 1 M-subscriber domain to a connecting EP (reference client
 //!   building its own LPM index), from Hello to SyncEnd installed;
 //! - the time to read every record back from the store (what a restarted SM loads).
@@ -38,6 +40,45 @@ fn rss_mib() -> f64 {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0.0);
     pages * 4096.0 / 1048576.0
+}
+
+/// CPU seconds (user + system) of process `pid`, with its children that have exited.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which may hold spaces, end with ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = (11..15)
+        .filter_map(|i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    // USER_HZ: 100 on every Linux this runs on.
+    ticks / 100.0
+}
+
+/// CPU seconds of the PostgreSQL instance in `dir`: its postmaster (with its exited backends)
+/// and every live child, by pid, so that a backend alive at both readings counts by its
+/// difference.
+fn pg_cpu(dir: &std::path::Path) -> std::collections::HashMap<String, f64> {
+    let pid_file = std::fs::read_to_string(dir.join("data/postmaster.pid")).unwrap_or_default();
+    let Some(postmaster) = pid_file.lines().next().map(str::to_owned) else {
+        return Default::default();
+    };
+    let mut cpu = std::collections::HashMap::new();
+    cpu.insert(postmaster.clone(), cpu_secs(&postmaster));
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        if parent == Some(postmaster.as_str()) {
+            cpu.insert(pid.clone(), cpu_secs(&pid));
+        }
+    }
+    cpu
 }
 
 #[tokio::main]
@@ -87,6 +128,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("store: {what}; {total} logins, {streams} Bulk streams, {batch} logins per batch");
 
     let started = Instant::now();
+    let cpu_before = (cpu_secs("self"), pg.as_ref().map(|pg| pg_cpu(pg.path())));
     let per_stream = total.div_ceil(streams);
     let mut tasks = Vec::new();
     for s in 0..streams {
@@ -154,6 +196,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.commits,
         stats.committed_changes as f64 / stats.commits.max(1) as f64,
         stats.commit_micros as f64 / 1000.0 / stats.commits.max(1) as f64,
+    );
+    let bench_cpu = cpu_secs("self") - cpu_before.0;
+    let db_cpu = match (&pg, &cpu_before.1) {
+        (Some(pg), Some(before)) => pg_cpu(pg.path())
+            .iter()
+            .map(|(pid, now)| now - before.get(pid).copied().unwrap_or(0.0))
+            .sum(),
+        _ => 0.0,
+    };
+    let per_login = |secs: f64| secs * 1e6 / ok.max(1) as f64;
+    println!(
+        "CPU per durable login: {:.1} us in this process (the SM and its LEG clients), {:.1} us in PostgreSQL",
+        per_login(bench_cpu),
+        per_login(db_cpu),
     );
     println!("process RSS after logins: {:.0} MiB", rss_mib());
 

@@ -11,16 +11,21 @@
 //!   advisory lock, so that nodes starting together migrate once. A database newer than this
 //!   binary is refused.
 //! * **Records.** `sm_vpns`, `sm_subscribers` (keyed by name) and `sm_leg_routes` (keyed by the
-//!   route's 42-byte key), each value the same JSON as the embedded store keeps, as `jsonb` so
-//!   that operators can query it with SQL.
+//!   route's 42-byte key), each value the same JSON text as the embedded store keeps, as `json`
+//!   (since schema 6; `jsonb` before): the server checks it but does not convert it, and
+//!   operators query it with SQL's JSON operators.
 //! * **Durability.** [`SubscriberStore::apply_batch`] is one transaction: it returns once
 //!   PostgreSQL has committed it (`synchronous_commit` as the server is configured; `on`, its
 //!   default, is what makes an acknowledged change survive a crash of the server).
-//! * **Bulk.** A full load reads each table with `COPY … TO STDOUT (FORMAT binary)`; a batch of
-//!   more than [`COPY_ROWS`] rows for one table is written with `COPY … FROM STDIN (FORMAT
-//!   binary)` into a temporary table and merged with one `INSERT … ON CONFLICT`; smaller ones
-//!   (a group commit of logins) are one `INSERT … SELECT FROM unnest(…)` per table: one round
-//!   trip whatever their size.
+//! * **Bulk.** A full load reads each table with `COPY … TO STDOUT (FORMAT binary)`. A batch
+//!   of more than [`COPY_ROWS`] rows for one table is written with `COPY … FROM STDIN (FORMAT
+//!   binary)`: records that the change sets say are new (`StoredWrite::Subscriber::created`,
+//!   a group commit of first logins, an import) straight into the table, the others into a
+//!   temporary table merged with one `INSERT … ON CONFLICT`; if a record said to be new was
+//!   stored after all, the `COPY` fails with a unique violation and the commit is done again
+//!   through the merge, so the hint is never trusted for correctness. Smaller batches are one
+//!   `INSERT … SELECT FROM unnest(…)` per table: one round trip whatever their size. The
+//!   binary `COPY` stream is built in one buffer from the encoded records (`rows`).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -48,15 +53,16 @@ pub mod change_log;
 mod json;
 pub mod lease;
 mod migrate;
+mod rows;
 
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::borrow::Cow;
 
 use brasa_subscriber::store::{decode_route, decode_subscriber, decode_vpn, for_each_write};
 use brasa_subscriber::{
     ChangeSet, LearnedRoute, Snapshot, StoreError, StoredWrite, Subscriber, SubscriberStore, Vpn,
 };
-use postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutIter};
+use postgres::binary_copy::BinaryCopyOutIter;
+use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Statement, Transaction};
@@ -64,12 +70,14 @@ use postgres::{Client, NoTls, Statement, Transaction};
 use json::Json;
 use lease::Fence;
 pub use migrate::{migrate, schema_version, Migration, MIGRATIONS};
+use rows::{Plan, TableWrites};
 
 /// The backend's name in [`StoreError::Backend`].
 const BACKEND: &str = "PostgreSQL";
 
-/// Rows of one table in one batch above which the batch goes through `COPY` (an import, a
-/// migration) rather than one `unnest` statement (a group commit of logins).
+/// Rows of one table in one batch above which the batch goes through `COPY` (a busy group
+/// commit, an import, a migration) rather than one `unnest` statement (one round trip, slower
+/// per row on the server).
 pub const COPY_ROWS: usize = 4096;
 
 /// Why the PostgreSQL store failed.
@@ -78,6 +86,15 @@ pub enum PgError {
     /// The server or the connection failed.
     #[error(transparent)]
     Postgres(#[from] postgres::Error),
+    /// A record did not fit the binary `COPY` format (over 2 GiB).
+    #[error("a record of {bytes} bytes is too large to store")]
+    RecordTooLarge {
+        /// Its size.
+        bytes: usize,
+    },
+    /// The rows of a `COPY` could not be handed to the connection.
+    #[error("COPY: {0}")]
+    Copy(std::io::Error),
     /// The database was migrated by a newer brasa.
     #[error(
         "the database's schema is version {found}, newer than this brasa knows ({known}): \
@@ -135,7 +152,9 @@ struct TableSql {
     /// Moves the rows copied into the staging table into the table.
     merge_staged: Statement,
     /// `COPY <staging> FROM STDIN (FORMAT binary)`.
-    copy_in: String,
+    copy_staged: String,
+    /// `COPY <table> FROM STDIN (FORMAT binary)`: rows known to be new.
+    copy_direct: String,
     /// `COPY (SELECT key, data FROM <table>) TO STDOUT (FORMAT binary)`.
     copy_out: String,
     key_type: Type,
@@ -163,7 +182,7 @@ impl TableSql {
             .map_err(pg_err)?;
         let upsert = client
             .prepare(&format!(
-                "INSERT INTO {table} ({key}, data) SELECT * FROM unnest($1::{sql_type}[], $2::jsonb[]) \
+                "INSERT INTO {table} ({key}, data) SELECT * FROM unnest($1::{sql_type}[], $2::json[]) \
                  ON CONFLICT ({key}) DO UPDATE SET data = EXCLUDED.data"
             ))
             .map_err(pg_err)?;
@@ -182,75 +201,108 @@ impl TableSql {
             upsert,
             delete,
             merge_staged,
-            copy_in: format!("COPY {staging} ({key}, data) FROM STDIN (FORMAT binary)"),
+            copy_staged: format!("COPY {staging} ({key}, data) FROM STDIN (FORMAT binary)"),
+            copy_direct: format!("COPY {table} ({key}, data) FROM STDIN (FORMAT binary)"),
             copy_out: format!("COPY (SELECT {key}, data FROM {table}) TO STDOUT (FORMAT binary)"),
             key_type,
         })
     }
-}
 
-/// The writes of one batch to one table, one per key (the last one wins).
-struct TableWrites<K> {
-    rows: HashMap<K, Option<Vec<u8>>>,
-}
-
-impl<K: Hash + Eq> TableWrites<K> {
-    fn new() -> Self {
-        TableWrites {
-            rows: HashMap::new(),
+    /// `keys` as the array parameter of this table's key type.
+    fn key_array<'a>(&self, keys: &[&'a [u8]]) -> Box<dyn ToSql + Sync + 'a> {
+        if self.key_type == Type::BYTEA {
+            Box::new(keys.to_vec())
+        } else {
+            // Names came from `&str`: valid UTF-8, borrowed as they are.
+            let names: Vec<Cow<'a, str>> =
+                keys.iter().map(|k| String::from_utf8_lossy(k)).collect();
+            Box::new(names)
         }
     }
-
-    fn set(&mut self, key: K, value: Option<&[u8]>) {
-        self.rows.insert(key, value.map(<[u8]>::to_vec));
-    }
-
-    fn split(self) -> SplitWrites<K> {
-        let mut split = SplitWrites {
-            keys: Vec::with_capacity(self.rows.len()),
-            values: Vec::with_capacity(self.rows.len()),
-            deleted: Vec::new(),
-        };
-        for (key, value) in self.rows {
-            match value {
-                Some(v) => {
-                    split.keys.push(key);
-                    split.values.push(v);
-                }
-                None => split.deleted.push(key),
-            }
-        }
-        split
-    }
 }
 
-/// One table's writes as the statements take them: upserts (`keys` with `values`) and
-/// deletions.
-struct SplitWrites<K> {
-    keys: Vec<K>,
-    values: Vec<Vec<u8>>,
-    deleted: Vec<K>,
-}
-
-impl<K: ToSql + Sync> SplitWrites<K> {
-    fn execute(&self, txn: &mut Transaction<'_>, sql: &TableSql) -> Result<(), StoreError> {
+/// The writes of one table in one commit, as statements.
+impl Plan<'_> {
+    /// Carries out the plan in `txn`. With `direct`, a large set of records new to the table
+    /// is copied straight into it (no staging table, no conflict check); if one was there
+    /// after all, the `COPY` fails with a unique violation and the caller starts again
+    /// without `direct`.
+    fn execute(
+        &self,
+        txn: &mut Transaction<'_>,
+        sql: &TableSql,
+        direct: bool,
+    ) -> Result<(), CommitError> {
         if !self.deleted.is_empty() {
-            txn.execute(&sql.delete, &[&self.deleted]).map_err(pg_err)?;
+            txn.execute(&sql.delete, &[&*sql.key_array(&self.deleted)])?;
         }
-        if self.keys.len() > COPY_ROWS {
-            let sink = txn.copy_in(sql.copy_in.as_str()).map_err(pg_err)?;
-            let mut writer = BinaryCopyInWriter::new(sink, &[sql.key_type.clone(), Type::JSONB]);
-            for (key, value) in self.keys.iter().zip(&self.values) {
-                writer.write(&[key, &Json(value)]).map_err(pg_err)?;
-            }
-            writer.finish().map_err(pg_err)?;
-            txn.execute(&sql.merge_staged, &[]).map_err(pg_err)?;
-        } else if !self.keys.is_empty() {
-            let values: Vec<Json<'_>> = self.values.iter().map(|v| Json(v)).collect();
-            txn.execute(&sql.upsert, &[&self.keys, &values])
-                .map_err(pg_err)?;
+        let direct = direct && self.created.len() > COPY_ROWS;
+        if direct {
+            copy_in(txn, &sql.copy_direct, &self.created)?;
+        }
+        let merged: Cow<'_, [(&[u8], &[u8])]> = if direct {
+            Cow::Borrowed(&self.replaced)
+        } else {
+            self.created.iter().chain(&self.replaced).copied().collect()
+        };
+        if merged.len() > COPY_ROWS {
+            copy_in(txn, &sql.copy_staged, &merged)?;
+            txn.execute(&sql.merge_staged, &[])?;
+        } else if !merged.is_empty() {
+            let keys: Vec<&[u8]> = merged.iter().map(|(k, _)| *k).collect();
+            let values: Vec<Json<'_>> = merged.iter().map(|(_, v)| Json(v)).collect();
+            txn.execute(&sql.upsert, &[&*sql.key_array(&keys), &values])?;
         }
         Ok(())
+    }
+
+    /// Keys written (inserted or replaced).
+    fn written(&self) -> Vec<&[u8]> {
+        let created = self.created.iter().map(|(k, _)| *k);
+        created
+            .chain(self.replaced.iter().map(|(k, _)| *k))
+            .collect()
+    }
+}
+
+/// Streams `rows` into `COPY … FROM STDIN (FORMAT binary)`.
+fn copy_in(
+    txn: &mut Transaction<'_>,
+    statement: &str,
+    rows: &[(&[u8], &[u8])],
+) -> Result<(), CommitError> {
+    let payload = rows::copy_payload(rows).map_err(StoreError::from)?;
+    let mut sink = txn.copy_in(statement)?;
+    // The writer only buffers; a failure shows in `finish`, with the server's reason.
+    std::io::Write::write_all(&mut sink, &payload)
+        .map_err(|e| StoreError::from(PgError::Copy(e)))?;
+    sink.finish()?;
+    Ok(())
+}
+
+/// Why one attempt at a commit failed.
+enum CommitError {
+    /// A record the change sets said was new is in the table: the index and the database
+    /// disagree (a commit whose outcome the SM never learnt). Nothing was written; the commit
+    /// is done again without the direct `COPY`.
+    AlreadyStored(postgres::Error),
+    /// Anything else: the commit fails.
+    Store(StoreError),
+}
+
+impl From<StoreError> for CommitError {
+    fn from(e: StoreError) -> Self {
+        CommitError::Store(e)
+    }
+}
+
+impl From<postgres::Error> for CommitError {
+    fn from(e: postgres::Error) -> Self {
+        if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            CommitError::AlreadyStored(e)
+        } else {
+            CommitError::Store(pg_err(e))
+        }
     }
 }
 
@@ -332,7 +384,7 @@ fn copy_out<E: From<StoreError>>(
     mut row: impl FnMut(&postgres::binary_copy::BinaryCopyOutRow) -> Result<(), E>,
 ) -> Result<(), E> {
     let reader = txn.copy_out(sql.copy_out.as_str()).map_err(pg_err)?;
-    let mut rows = BinaryCopyOutIter::new(reader, &[sql.key_type.clone(), Type::JSONB]);
+    let mut rows = BinaryCopyOutIter::new(reader, &[sql.key_type.clone(), Type::JSON]);
     while let Some(r) = rows.next().map_err(pg_err)? {
         row(&r)?;
     }
@@ -412,19 +464,39 @@ impl SubscriberStore for PgStore {
     }
 
     fn apply_batch(&mut self, batch: &[ChangeSet]) -> Result<(), StoreError> {
-        let mut vpns = TableWrites::<String>::new();
-        let mut subscribers = TableWrites::<String>::new();
-        let mut routes = TableWrites::<Vec<u8>>::new();
+        let mut vpns = TableWrites::default();
+        let mut subscribers = TableWrites::default();
+        let mut routes = TableWrites::default();
         for_each_write(batch, |write| {
             match write {
-                StoredWrite::Vpn { name, value } => vpns.set(name.to_owned(), value),
-                StoredWrite::Subscriber { name, value } => subscribers.set(name.to_owned(), value),
-                StoredWrite::Route { key, value } => routes.set(key.to_vec(), value),
+                StoredWrite::Vpn { name, value } => vpns.push(name.as_bytes(), value, false),
+                StoredWrite::Subscriber {
+                    name,
+                    value,
+                    created,
+                } => subscribers.push(name.as_bytes(), value, created),
+                StoredWrite::Route { key, value } => routes.push(key, value, false),
             }
             Ok(())
         })?;
-        let (vpns, subscribers, routes) = (vpns.split(), subscribers.split(), routes.split());
-        let mut txn = self.client.transaction().map_err(pg_err)?;
+        let plans = [vpns.plan(), subscribers.plan(), routes.plan()];
+        match self.commit(&plans, true) {
+            Err(CommitError::AlreadyStored(_)) => match self.commit(&plans, false) {
+                Ok(()) => Ok(()),
+                Err(CommitError::AlreadyStored(e)) => Err(pg_err(e)),
+                Err(CommitError::Store(e)) => Err(e),
+            },
+            Err(CommitError::Store(e)) => Err(e),
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
+impl PgStore {
+    /// One transaction: the fencing check, the change log's entry, then each table's plan.
+    fn commit(&mut self, plans: &[Plan<'_>; 3], direct: bool) -> Result<(), CommitError> {
+        let [vpns, subscribers, routes] = plans;
+        let mut txn = self.client.transaction()?;
         let token = match &self.fence {
             Some(fence) => lease::check(&mut txn, fence)?,
             None => 0,
@@ -434,19 +506,19 @@ impl SubscriberStore for PgStore {
             &self.log_change,
             &[
                 &token,
-                &vpns.keys,
-                &vpns.deleted,
-                &subscribers.keys,
-                &subscribers.deleted,
-                &routes.keys,
-                &routes.deleted,
+                &*self.vpns.key_array(&vpns.written()),
+                &*self.vpns.key_array(&vpns.deleted),
+                &*self.subscribers.key_array(&subscribers.written()),
+                &*self.subscribers.key_array(&subscribers.deleted),
+                &*self.routes.key_array(&routes.written()),
+                &*self.routes.key_array(&routes.deleted),
                 &self.log_retention,
             ],
-        )
-        .map_err(pg_err)?;
-        vpns.execute(&mut txn, &self.vpns)?;
-        subscribers.execute(&mut txn, &self.subscribers)?;
-        routes.execute(&mut txn, &self.routes)?;
-        txn.commit().map_err(pg_err)
+        )?;
+        vpns.execute(&mut txn, &self.vpns, direct)?;
+        subscribers.execute(&mut txn, &self.subscribers, direct)?;
+        routes.execute(&mut txn, &self.routes, direct)?;
+        txn.commit()?;
+        Ok(())
     }
 }

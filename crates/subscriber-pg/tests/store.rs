@@ -4,8 +4,10 @@
 #[path = "../../subscriber/tests/support/store_conformance.rs"]
 mod store_conformance;
 
-use brasa_subscriber::SubscriberStore;
-use brasa_subscriber_pg::{schema_version, PgStore, MIGRATIONS};
+use brasa_subscriber::{
+    ChangeSet, IndexConfig, Login, NameCase, SubscriberIndex, SubscriberStore, DEFAULT_DOMAIN,
+};
+use brasa_subscriber_pg::{schema_version, PgStore, COPY_ROWS, MIGRATIONS};
 use brasa_testkit::postgres::PgInstance;
 
 fn opener(url: String) -> impl FnMut() -> Box<dyn SubscriberStore> {
@@ -92,4 +94,154 @@ fn a_connect_to_a_server_that_is_not_there_fails_with_the_reason() {
     drop(pg);
     let err = PgStore::connect(&url).err().expect("no server");
     assert!(err.to_string().starts_with("PostgreSQL: "), "{err}");
+}
+
+/// `n` logins of `sub{n}` from a fresh index (so every one is a creation to it), one batch,
+/// each subscriber's address offset by `shift`.
+fn new_logins(names: std::ops::Range<u32>, shift: u32) -> Vec<ChangeSet> {
+    let mut index = SubscriberIndex::new(IndexConfig {
+        domains: vec![DEFAULT_DOMAIN.into()],
+        name_case: NameCase::Sensitive,
+    })
+    .unwrap();
+    names
+        .map(|n| {
+            let a = n + shift;
+            index
+                .login(Login {
+                    name: format!("sub{n}"),
+                    mappings: vec![format!("10.{}.{}.{}", a >> 16 & 255, a >> 8 & 255, a & 255)
+                        .parse()
+                        .unwrap()],
+                    ..Login::default()
+                })
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Each stored subscriber's name and first mapping, by name.
+fn stored(store: &mut PgStore) -> Vec<(String, String)> {
+    let mut subs: Vec<(String, String)> = store
+        .load()
+        .unwrap()
+        .subscribers
+        .iter()
+        .map(|s| (s.name.to_string(), s.mappings[0].to_string()))
+        .collect();
+    subs.sort();
+    subs
+}
+
+#[test]
+fn logins_new_to_the_index_but_already_stored_replace_the_stored_records() {
+    let pg = PgInstance::start().unwrap();
+    let mut store = PgStore::connect(&pg.url()).unwrap();
+    let big = COPY_ROWS as u32 + 100;
+    // A COPY-sized batch of new subscribers goes straight into the table.
+    store.apply_batch(&new_logins(0..big, 0)).unwrap();
+    let first = stored(&mut store);
+    assert_eq!(first.len(), big as usize);
+    assert_eq!(first[0], ("sub0".to_owned(), "10.0.0.0".to_owned()));
+    // An index that did not know them (as after a commit whose outcome was lost) calls the
+    // same names new again, with other addresses, among names that are new indeed: every
+    // record ends as the second batch wrote it, and the change log names every key once more.
+    let head = |store: &mut PgStore| -> i64 {
+        store
+            .client()
+            .query_one("SELECT seq FROM sm_change_head", &[])
+            .unwrap()
+            .get(0)
+    };
+    let before = head(&mut store);
+    store
+        .apply_batch(&new_logins(100..big + 100, 1_000_000))
+        .unwrap();
+    assert_eq!(
+        head(&mut store),
+        before + 1,
+        "one entry for the retried commit"
+    );
+    let logged: i32 = store
+        .client()
+        .query_one(
+            "SELECT cardinality(subscribers) FROM sm_changes ORDER BY seq DESC LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(logged, big as i32);
+    let second = stored(&mut store);
+    assert_eq!(second.len(), big as usize + 100);
+    let sub = |n: u32| {
+        second
+            .iter()
+            .find(|(name, _)| *name == format!("sub{n}"))
+            .cloned()
+    };
+    assert_eq!(sub(99).unwrap().1, "10.0.0.99", "untouched");
+    let a = 100 + 1_000_000u32;
+    assert_eq!(
+        sub(100).unwrap().1,
+        format!("10.{}.{}.{}", a >> 16 & 255, a >> 8 & 255, a & 255),
+        "replaced"
+    );
+}
+
+#[test]
+fn records_written_as_jsonb_by_schema_5_read_back_after_the_move_to_json() {
+    let pg = PgInstance::start().unwrap();
+    // A database as a brasa of schema 5 left it, with a subscriber, a VPN and its services.
+    let mut sql = String::from(
+        "CREATE TABLE brasa_sm_schema (version integer PRIMARY KEY, name text NOT NULL, \
+         applied_at timestamptz NOT NULL DEFAULT now());",
+    );
+    for m in MIGRATIONS.iter().filter(|m| m.version <= 5) {
+        sql.push_str(m.sql);
+        sql.push_str(&format!(
+            "INSERT INTO brasa_sm_schema (version, name) VALUES ({}, 'v{}');",
+            m.version, m.version
+        ));
+    }
+    let mut store = PgStore::connect(&pg.url()).unwrap();
+    let mut written = new_logins(0..3, 0);
+    store.apply_batch(&written).unwrap();
+    let rows = pg
+        .psql(
+            "postgres",
+            "SELECT string_agg(format('(%L, %L)', name, data), ',' ORDER BY name) FROM sm_subscribers",
+        )
+        .unwrap();
+    drop(store);
+    pg.psql(
+        "postgres",
+        &format!(
+            "DROP TABLE sm_vpns, sm_subscribers, sm_leg_routes, sm_lease, sm_nodes, sm_change_head, \
+             sm_changes, brasa_sm_schema; {sql} INSERT INTO sm_subscribers VALUES {rows};"
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = 'sm_subscribers'::regclass AND attname = 'data'"
+        )
+        .unwrap(),
+        "jsonb"
+    );
+    // The next connect moves the records to json and reads them back unchanged.
+    let mut store = PgStore::connect(&pg.url()).unwrap();
+    assert_eq!(
+        schema_version(store.client()).unwrap(),
+        MIGRATIONS.last().unwrap().version
+    );
+    let mut loaded = store.load().unwrap().subscribers;
+    loaded.sort_by(|a, b| a.name.cmp(&b.name));
+    let expected: Vec<_> = written
+        .iter_mut()
+        .flat_map(|c| c.subscribers.drain(..))
+        .filter_map(|c| c.new)
+        .collect();
+    assert_eq!(loaded, expected);
 }

@@ -259,7 +259,7 @@ impl SubscriberStore for RedbStore {
                         Some(v) => drop(vpns.insert(name, v).map_err(db_err)?),
                         None => drop(vpns.remove(name).map_err(db_err)?),
                     },
-                    StoredWrite::Subscriber { name, value } => match value {
+                    StoredWrite::Subscriber { name, value, .. } => match value {
                         Some(v) => drop(subs.insert(name, v).map_err(db_err)?),
                         None => drop(subs.remove(name).map_err(db_err)?),
                     },
@@ -288,6 +288,10 @@ pub enum StoredWrite<'a> {
         name: &'a str,
         /// Its JSON record, `None` to delete it.
         value: Option<&'a [u8]>,
+        /// The subscriber did not exist before the batch, as the index that made the change
+        /// sets knew it. A backend may insert such a record without looking for an old one,
+        /// but must still be correct when one is there.
+        created: bool,
     },
     /// A VPN, keyed by its name.
     Vpn {
@@ -332,9 +336,9 @@ pub fn for_each_write(
             })?;
         }
         for c in &changes.subscribers {
-            if !latest.is_subscriber_latest(c.name.as_str(), set) {
+            let Some(created) = latest.subscriber_created(c, set) else {
                 continue;
-            }
+            };
             let value = match &c.new {
                 Some(s) => Some(encode(&mut buf, &c.name.as_str(), &StoredSubscriber(s))?),
                 None => None,
@@ -342,6 +346,7 @@ pub fn for_each_write(
             write(StoredWrite::Subscriber {
                 name: c.name.as_str(),
                 value,
+                created,
             })?;
         }
         for c in &changes.routes {
@@ -356,11 +361,13 @@ pub fn for_each_write(
     Ok(())
 }
 
-/// For a batch of several change sets: the last set that carries each subscriber and VPN.
-/// Empty for a single set, where every record is written.
+/// For a batch of several change sets: the last set that carries each subscriber and VPN, and
+/// whether each subscriber existed before the batch (its first change says). Empty for a single
+/// set, where every record is written.
 #[derive(Default)]
 struct LatestSets<'a> {
-    subscribers: HashMap<&'a str, usize>,
+    /// Last set, and created by the batch.
+    subscribers: HashMap<&'a str, (usize, bool)>,
     vpns: HashMap<&'a str, usize>,
 }
 
@@ -372,7 +379,11 @@ impl<'a> LatestSets<'a> {
         }
         for (set, changes) in batch.iter().enumerate() {
             for c in &changes.subscribers {
-                latest.subscribers.insert(c.name.as_str(), set);
+                latest
+                    .subscribers
+                    .entry(c.name.as_str())
+                    .and_modify(|(last, _)| *last = set)
+                    .or_insert((set, c.old_domain.is_none()));
             }
             for c in &changes.vpns {
                 latest.vpns.insert(&c.name, set);
@@ -381,8 +392,13 @@ impl<'a> LatestSets<'a> {
         latest
     }
 
-    fn is_subscriber_latest(&self, name: &str, set: usize) -> bool {
-        self.subscribers.get(name).is_none_or(|last| *last == set)
+    /// `None` when a later set of the batch carries the subscriber again; else whether the
+    /// batch created it.
+    fn subscriber_created(&self, c: &SubscriberChange, set: usize) -> Option<bool> {
+        match self.subscribers.get(c.name.as_str()) {
+            None => Some(c.old_domain.is_none()),
+            Some(&(last, created)) => (last == set).then_some(created),
+        }
     }
 
     fn is_vpn_latest(&self, name: &str, set: usize) -> bool {
@@ -510,7 +526,7 @@ mod tests {
     fn writes(batch: &[ChangeSet]) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for_each_write(batch, |w| {
-            if let StoredWrite::Subscriber { name, value } = w {
+            if let StoredWrite::Subscriber { name, value, .. } = w {
                 let value = value.map(|v| String::from_utf8_lossy(v).into_owned());
                 out.push((name.to_owned(), value.unwrap_or_default()));
             }
@@ -537,5 +553,43 @@ mod tests {
         assert!(written[2].1.contains(r#"["p","3"]"#), "{:?}", written[2]);
         // A single set is written as it is.
         assert_eq!(writes(&batch[..1]).len(), 2);
+    }
+
+    #[test]
+    fn a_write_says_whether_the_batch_created_the_subscriber() {
+        let set = |subs: Vec<SubscriberChange>| ChangeSet {
+            subscribers: subs,
+            ..ChangeSet::default()
+        };
+        let existing = |name: &str, property: &str| SubscriberChange {
+            old_domain: Some("default".into()),
+            ..change(name, property)
+        };
+        let created = |batch: &[ChangeSet]| {
+            let mut out = Vec::new();
+            for_each_write(batch, |w| {
+                if let StoredWrite::Subscriber { name, created, .. } = w {
+                    out.push((name.to_owned(), created));
+                }
+                Ok(())
+            })
+            .unwrap();
+            out
+        };
+        let own = |v: &[(&str, bool)]| -> Vec<(String, bool)> {
+            v.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+        };
+        // One set: each change says it.
+        assert_eq!(
+            created(&[set(vec![change("a", "1"), existing("b", "1")])]),
+            own(&[("a", true), ("b", false)])
+        );
+        // Several sets: the first change of a name says whether it existed before the batch;
+        // "a" created then replaced is still new to the store, "b" that existed stays old.
+        let batch = [
+            set(vec![change("a", "1"), existing("b", "1")]),
+            set(vec![existing("a", "2"), change("b", "2")]),
+        ];
+        assert_eq!(created(&batch), own(&[("a", true), ("b", false)]));
     }
 }

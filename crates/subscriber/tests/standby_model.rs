@@ -159,7 +159,7 @@ impl Store {
                     self.written.insert((0, name.as_bytes().to_vec()));
                     put(&mut self.vpns, name.to_owned(), value);
                 }
-                StoredWrite::Subscriber { name, value } => {
+                StoredWrite::Subscriber { name, value, .. } => {
                     self.written.insert((1, name.as_bytes().to_vec()));
                     put(&mut self.subscribers, name.to_owned(), value);
                 }

@@ -6,19 +6,22 @@ use brasa_dataplane::io::afpacket::{RingConfig, RxRing, TxRing, TxRingConfig};
 use brasa_dataplane::io::netdev::NetDev;
 use brasa_dataplane::pipeline::Batch;
 use brasa_dataplane::wire::MacAddr;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a test waits for what it expects: generous, since on a loaded machine the softirq
 /// work that moves frames across a veth can wait seconds for `ksoftirqd`.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
+/// A network namespace (brasa-testkit's, deleted on drop) with IPv6 off, so that the only
+/// frames on its links are the ones a test sends; with the helpers these tests share.
+pub struct Netns(brasa_testkit::netns::Netns);
 
-/// A network namespace deleted on drop.
-pub struct Netns {
-    pub name: String,
+impl std::ops::Deref for Netns {
+    type Target = brasa_testkit::netns::Netns;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Netns {
@@ -26,21 +29,11 @@ impl Netns {
         Self::with_prefix("bdptx")
     }
 
-    /// A namespace whose name starts with `prefix` (then this process's id and a counter).
-    pub fn with_prefix(prefix: &str) -> Self {
-        let name = format!(
-            "{prefix}{}x{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        run(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Self { name };
-        ns.sh("ip link set lo up && sysctl -qw net.ipv6.conf.all.disable_ipv6=1");
-        ns
-    }
-
-    pub fn sh(&self, command: &str) -> String {
-        run(Command::new("ip").args(["netns", "exec", &self.name, "sh", "-c", command]))
+    /// A namespace whose name ends with `tag` (after this process's id and a counter).
+    pub fn with_prefix(tag: &str) -> Self {
+        let ns = brasa_testkit::netns::Netns::new(tag);
+        ns.sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1");
+        Self(ns)
     }
 
     pub fn mac(&self, interface: &str) -> MacAddr {
@@ -48,21 +41,6 @@ impl Netns {
             .trim()
             .parse()
             .expect("MAC")
-    }
-
-    /// Runs `f` on a thread inside the namespace (sockets it opens stay in it).
-    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            let file = std::fs::File::open(&path).expect("open netns");
-            // SAFETY: setns on this thread with a namespace descriptor.
-            let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(ret, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("namespace thread")
     }
 
     /// A veth pair `a` ═ `b` inside the namespace, both ends up.
@@ -81,15 +59,6 @@ impl Netns {
         other.sh(&format!("ip link set {b} up"));
     }
 
-    /// Runs a command inside the namespace; its output whatever the status.
-    pub fn output(&self, program: &str, args: &[&str]) -> std::process::Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, program])
-            .args(args)
-            .output()
-            .expect("ip netns exec")
-    }
-
     pub fn tx_ring(&self, interface: &str, frames: u32) -> TxRing {
         let interface = interface.to_string();
         self.enter(move || {
@@ -97,24 +66,6 @@ impl Netns {
             TxRing::open(&interface, dev.ifindex, TxRingConfig { frames }).expect("tx ring")
         })
     }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-pub fn run(command: &mut Command) -> String {
-    let output = command.output().expect("spawn");
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Frames arriving on one interface, read from a receive ring.

@@ -2,9 +2,11 @@
 //! a test fails), veth pairs inside them, and frames captured with a receive ring.
 #![allow(dead_code)]
 
-use brasa_dataplane::io::afpacket::{RingConfig, RxRing, TxRing, TxRingConfig};
+mod capture;
+pub use capture::Capture;
+
+use brasa_dataplane::io::afpacket::{TxRing, TxRingConfig};
 use brasa_dataplane::io::netdev::NetDev;
-use brasa_dataplane::pipeline::Batch;
 use brasa_dataplane::wire::MacAddr;
 use std::time::{Duration, Instant};
 
@@ -68,65 +70,15 @@ impl Netns {
     }
 }
 
-/// Frames arriving on one interface, read from a receive ring.
-pub struct Capture {
-    pub ring: RxRing,
-    batch: Batch,
-    pub frames: Vec<Vec<u8>>,
-}
-
 impl Capture {
-    pub fn open(ns: &Netns, interface: &str) -> Self {
-        let interface = interface.to_string();
-        let ring = ns.enter(move || {
-            let dev = NetDev::lookup(&interface).expect("capture interface");
-            RxRing::open(
-                &interface,
-                dev.ifindex,
-                0,
-                RingConfig {
-                    block_size: 1 << 16,
-                    block_count: 64,
-                    block_timeout_ms: 1,
-                },
-            )
-            .expect("capture ring")
-        });
-        Self {
-            ring,
-            batch: Batch::new(64),
-            frames: Vec::new(),
-        }
-    }
-
-    pub fn poll(&mut self) {
-        let mut oversized = 0;
-        let frames = &mut self.frames;
-        self.ring.drain(&mut self.batch, &mut oversized, |batch| {
-            frames.extend(batch.iter().map(|(buf, _)| buf.as_slice().to_vec()));
-            batch.clear();
-        });
-        frames.extend(self.batch.iter().map(|(buf, _)| buf.as_slice().to_vec()));
-        self.batch.clear();
-        assert_eq!(oversized, 0);
-    }
-
-    /// Waits until `count` frames of `ethertype` arrived (or `WAIT` passed) and returns them.
+    /// Waits until `count` frames of `ethertype` arrived (or `WAIT` passed) and returns them;
+    /// no frame may have been too large to read.
     pub fn wait_for(&mut self, count: usize, ethertype: u16) -> Vec<Vec<u8>> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            self.poll();
-            let found: Vec<Vec<u8>> = self
-                .frames
-                .iter()
-                .filter(|f| f.get(12..14) == Some(&ethertype.to_be_bytes()[..]))
-                .cloned()
-                .collect();
-            if found.len() >= count || Instant::now() >= deadline {
-                return found;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let found = self.wait_for_matching(count, WAIT, |f| {
+            f.get(12..14) == Some(&ethertype.to_be_bytes()[..])
+        });
+        assert_eq!(self.oversized, 0);
+        found
     }
 }
 

@@ -173,6 +173,24 @@ fn transmits(out: &mut Vec<Output>) -> Vec<Transmit> {
         .collect()
 }
 
+/// Delivers `reply` from `from` on the upstream socket the engine sent `request` on, as the
+/// shell would.
+fn deliver(
+    engine: &mut Engine,
+    now: Instant,
+    request: &Transmit,
+    from: SocketAddr,
+    reply: &[u8],
+    out: &mut Vec<Output>,
+) {
+    assert!(
+        matches!(request.socket, SocketRef::Upstream { .. }),
+        "{:?} is not an upstream socket",
+        request.socket
+    );
+    engine.handle_datagram(now, request.socket, from, reply, out);
+}
+
 /// Plays the upstream server: answers `request_bytes` with `code` and the given attributes.
 fn upstream_reply(request_bytes: &[u8], code: Code, attributes: &[(u8, &[u8])]) -> Vec<u8> {
     let request = Message::decode(request_bytes).unwrap();
@@ -223,12 +241,10 @@ fn proxied_access_request_is_re_signed_and_the_reply_goes_back_under_the_nas_sec
         Code::AccessAccept,
         &[(25, b"class-A"), (25, b"class-B")],
     );
-    let SocketRef::Upstream { key, slot } = upstream_request.socket else {
-        panic!("expected an upstream socket")
-    };
-    engine.handle_datagram(
+    deliver(
+        &mut engine,
         now,
-        SocketRef::Upstream { key, slot },
+        upstream_request,
         upstream(1),
         &reply,
         &mut out,
@@ -268,36 +284,15 @@ fn a_forged_upstream_reply_is_dropped_and_the_real_one_still_accepted() {
     let mut out = Vec::new();
     engine.handle_datagram(now, AUTH, nas(), &access_request(1, "alice", "x"), &mut out);
     let sent = transmits(&mut out);
-    let SocketRef::Upstream { key, slot } = sent[0].socket else {
-        panic!()
-    };
     let mut forged = upstream_reply(&sent[0].bytes, Code::AccessAccept, &[]);
     forged[4] ^= 0xff;
-    engine.handle_datagram(
-        now,
-        SocketRef::Upstream { key, slot },
-        upstream(1),
-        &forged,
-        &mut out,
-    );
+    deliver(&mut engine, now, &sent[0], upstream(1), &forged, &mut out);
     assert!(transmits(&mut out).is_empty());
     // From the wrong address: ignored too.
     let genuine = upstream_reply(&sent[0].bytes, Code::AccessReject, &[]);
-    engine.handle_datagram(
-        now,
-        SocketRef::Upstream { key, slot },
-        upstream(9),
-        &genuine,
-        &mut out,
-    );
+    deliver(&mut engine, now, &sent[0], upstream(9), &genuine, &mut out);
     assert!(transmits(&mut out).is_empty());
-    engine.handle_datagram(
-        now,
-        SocketRef::Upstream { key, slot },
-        upstream(1),
-        &genuine,
-        &mut out,
-    );
+    deliver(&mut engine, now, &sent[0], upstream(1), &genuine, &mut out);
     let answer = transmits(&mut out);
     assert_eq!(
         Message::decode(&answer[0].bytes).unwrap().code,
@@ -339,17 +334,8 @@ fn timeout_fails_over_then_the_dead_server_is_probed_and_revived() {
     assert_eq!(stats.upstreams[0].state, "dead");
     assert_eq!(stats.upstreams[1].retransmissions, 1);
 
-    let SocketRef::Upstream { key, slot } = retry[0].socket else {
-        panic!()
-    };
     let reply = upstream_reply(&retry[0].bytes, Code::AccessAccept, &[]);
-    engine.handle_datagram(
-        t1,
-        SocketRef::Upstream { key, slot },
-        upstream(2),
-        &reply,
-        &mut out,
-    );
+    deliver(&mut engine, t1, &retry[0], upstream(2), &reply, &mut out);
     assert_eq!(transmits(&mut out)[0].to, nas());
 
     // The dead server gets a Status-Server probe after the probe interval.
@@ -364,17 +350,8 @@ fn timeout_fails_over_then_the_dead_server_is_probed_and_revived() {
         auth::check_message_authenticator(&probe[0].bytes, &probe_packet.authenticator, UP_SECRET),
         MessageAuthenticator::Valid
     );
-    let SocketRef::Upstream { key, slot } = probe[0].socket else {
-        panic!()
-    };
     let pong = upstream_reply(&probe[0].bytes, Code::AccessAccept, &[]);
-    engine.handle_datagram(
-        t2,
-        SocketRef::Upstream { key, slot },
-        upstream(1),
-        &pong,
-        &mut out,
-    );
+    deliver(&mut engine, t2, &probe[0], upstream(1), &pong, &mut out);
     assert!(
         transmits(&mut out).is_empty(),
         "a probe answer goes nowhere"
@@ -520,21 +497,12 @@ fn rewrite_policy_edits_replies_and_drops_requests() {
     let mut engine = proxy_engine(1, 0, 3, Some(policy));
     engine.handle_datagram(now, AUTH, nas(), &access_request(1, "alice", "x"), &mut out);
     let sent = transmits(&mut out);
-    let SocketRef::Upstream { key, slot } = sent[0].socket else {
-        panic!()
-    };
     let reply = upstream_reply(
         &sent[0].bytes,
         Code::AccessAccept,
         &[(18, b"hello"), (27, &7200u32.to_be_bytes())],
     );
-    engine.handle_datagram(
-        now,
-        SocketRef::Upstream { key, slot },
-        upstream(1),
-        &reply,
-        &mut out,
-    );
+    deliver(&mut engine, now, &sent[0], upstream(1), &reply, &mut out);
     let answer = Message::decode(&transmits(&mut out)[0].bytes).unwrap();
     assert_eq!(answer.get(18), None);
     assert_eq!(
@@ -572,13 +540,11 @@ fn coa_for_an_unknown_session_is_nakked_and_a_known_one_is_relayed() {
         &mut out,
     );
     let sent = transmits(&mut out);
-    let SocketRef::Upstream { key, slot } = sent[0].socket else {
-        panic!()
-    };
     let response = upstream_reply(&sent[0].bytes, Code::AccountingResponse, &[]);
-    engine.handle_datagram(
+    deliver(
+        &mut engine,
         now,
-        SocketRef::Upstream { key, slot },
+        &sent[0],
         "127.0.1.1:1813".parse().unwrap(),
         &response,
         &mut out,
@@ -774,17 +740,8 @@ fn an_ingress_hook_sees_the_upstream_reply_and_its_edits_reach_the_nas_signed() 
         &mut out,
     );
     let sent = transmits(&mut out);
-    let SocketRef::Upstream { key, slot } = sent[0].socket else {
-        panic!("expected an upstream socket")
-    };
     let reply = upstream_reply(&sent[0].bytes, Code::AccessAccept, &[(25, b"Class-22")]);
-    engine.handle_datagram(
-        now,
-        SocketRef::Upstream { key, slot },
-        upstream(1),
-        &reply,
-        &mut out,
-    );
+    deliver(&mut engine, now, &sent[0], upstream(1), &reply, &mut out);
     let parked = hook_requests(&mut out);
     assert!(transmits(&mut out).is_empty());
     assert_eq!(parked.len(), 1);

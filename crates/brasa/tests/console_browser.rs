@@ -39,16 +39,30 @@ fn browser_dir() -> std::path::PathBuf {
     dir
 }
 
+/// The browser run's screenshots: deleted when the test passes, kept for the reader when it
+/// fails (the failure prints where).
+struct Screenshots(tempfile::TempDir);
+
+impl Drop for Screenshots {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.disable_cleanup(true);
+            eprintln!("screenshots kept in {}", self.0.path().display());
+        }
+    }
+}
+
 #[test]
 fn console_in_chromium_with_real_traffic() {
     let chromium = chromium();
     let browser = browser_dir();
     let dir = tempfile::tempdir().unwrap();
-    let screenshots = tempfile::Builder::new()
-        .prefix("brasa-console-screenshots-")
-        .tempdir()
-        .unwrap()
-        .keep();
+    let screenshots = Screenshots(
+        tempfile::Builder::new()
+            .prefix("brasa-console-screenshots-")
+            .tempdir()
+            .unwrap(),
+    );
     let console = start_console(&dir.path().join("daemon"), "");
     let token = ["--token", console.operator_token.as_str()];
 
@@ -124,7 +138,7 @@ fn console_in_chromium_with_real_traffic() {
         .current_dir(&browser)
         .env("CHROMIUM", &chromium)
         .env("BRASA_URL", console.base())
-        .env("SCREENSHOT_DIR", &screenshots)
+        .env("SCREENSHOT_DIR", screenshots.0.path())
         .env("OPERATOR_USER", OPERATOR.0)
         .env("OPERATOR_PASSWORD", OPERATOR.1)
         .env("READONLY_USER", READ_ONLY.0)
@@ -144,7 +158,6 @@ fn console_in_chromium_with_real_traffic() {
     let _ = ep.wait();
     let stdout = String::from_utf8_lossy(&run.stdout);
     println!("{stdout}");
-    println!("screenshots in {}", screenshots.display());
     assert!(
         run.status.success(),
         "browser checks failed:\n{stdout}\n{}\ndaemon log:\n{}",
@@ -161,7 +174,7 @@ fn console_in_chromium_with_real_traffic() {
         "read-only-subscribers",
     ] {
         assert!(
-            screenshots.join(format!("{page}.png")).exists(),
+            screenshots.0.path().join(format!("{page}.png")).exists(),
             "{page}.png"
         );
     }

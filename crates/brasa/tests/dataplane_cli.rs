@@ -10,44 +10,36 @@ fn brasa(args: &[&str]) -> std::process::Output {
         .expect("run brasa")
 }
 
-#[test]
-fn unknown_config_key_is_reported_with_its_location() {
+/// `brasa dataplane -c dp.toml` with `config` as dp.toml: whether it started, and its stderr.
+fn dataplane_with(config: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dp.toml");
-    std::fs::write(
-        &path,
-        "[dataplane]\ntun = \"brasa0\"\nbogus = 1\n[[dataplane.interface]]\nname = \"eth0\"\n",
-    )
-    .unwrap();
+    std::fs::write(&path, config).unwrap();
     let out = brasa(&["dataplane", "-c", path.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn unknown_config_key_is_reported_with_its_location() {
+    let (started, stderr) = dataplane_with(
+        "[dataplane]\ntun = \"brasa0\"\nbogus = 1\n[[dataplane.interface]]\nname = \"eth0\"\n",
+    );
+    assert!(!started);
     assert!(stderr.contains("dp.toml:3:1"), "{stderr}");
     assert!(stderr.contains("bogus"), "{stderr}");
 }
 
 #[test]
 fn bad_handoff_value_and_missing_interfaces_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("dp.toml");
-    std::fs::write(
-        &path,
+    let (started, stderr) = dataplane_with(
         "[dataplane]\n[[dataplane.interface]]\nname = \"eth0\"\nip = \"sideways\"\n",
-    )
-    .unwrap();
-    let out = brasa(&["dataplane", "-c", path.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("dp.toml:4"),
-        "{stderr}"
     );
-    std::fs::write(&path, "[dataplane]\ninterface = []\n").unwrap();
-    let out = brasa(&["dataplane", "-c", path.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("at least one"),
-        "{stderr}"
-    );
+    assert!(!started && stderr.contains("dp.toml:4"), "{stderr}");
+    let (started, stderr) = dataplane_with("[dataplane]\ninterface = []\n");
+    assert!(!started && stderr.contains("at least one"), "{stderr}");
 }
 
 #[test]

@@ -57,7 +57,7 @@ fn forward_ethernet_advances_index_and_rewrites_macs(io: Io) {
     let ip = udp_v4(80, b"test 3");
     let frame = build::comet_frame(net.a.mac("a0"), net.c.mac("c0"), 0, &[0xa7, 0x01], &ip);
     send_frames(&net.a, "a0", vec![frame.clone(); 3], EtherType::COMET);
-    let got = capture.wait_for(3, WAIT, |f| ethertype(f) == EtherType::COMET);
+    let got = capture.wait_for_matching(3, WAIT, |f| ethertype(f) == EtherType::COMET);
     assert_eq!(got.len(), 3, "daemon log:\n{}", daemon.log_text());
     for out in got {
         let eth = EthernetFrame::new_checked(&out[..]).unwrap();
@@ -101,7 +101,7 @@ fn forward_vlan_adds_tag(io: Io) {
         )],
         EtherType::COMET,
     );
-    let got = capture.wait_for(1, WAIT, |f| ethertype(f) == EtherType::VLAN);
+    let got = capture.wait_for_matching(1, WAIT, |f| ethertype(f) == EtherType::VLAN);
     assert_eq!(got.len(), 1, "daemon log:\n{}", daemon.log_text());
     let eth = EthernetFrame::new_checked(&got[0][..]).unwrap();
     assert_eq!((eth.dst(), eth.src()), (b_mac, net.c.mac("c1")));
@@ -154,7 +154,7 @@ fn forward_gre_adds_outer_headers(io: Io) {
                 .map(|p| p.protocol() == 47)
                 .unwrap_or(false)
     };
-    let got = capture.wait_for(3, WAIT, is_gre);
+    let got = capture.wait_for_matching(3, WAIT, is_gre);
     assert_eq!(got.len(), 3, "daemon log:\n{}", daemon.log_text());
     let eth = EthernetFrame::new_checked(&got[0][..]).unwrap();
     assert_eq!(
@@ -214,7 +214,7 @@ fn decapsulate_ipv4_to_kernel_forwarding(io: Io) {
     let frames =
         vec![build::comet_frame(net.a.mac("a0"), net.c.mac("c0"), 2, &[0x01, 0x02], &ip); 3];
     send_frames(&net.a, "a0", frames, EtherType::COMET);
-    let got = capture.wait_for(3, WAIT, |f| {
+    let got = capture.wait_for_matching(3, WAIT, |f| {
         ethertype(f) == EtherType::IPV4
             && Ipv4Packet::new_checked(&f[14..])
                 .map(|p| p.protocol() == 17)
@@ -246,7 +246,7 @@ fn decapsulate_ipv6_to_kernel_forwarding(io: Io) {
     let ip = build::ipv6_udp(src, dst, 4000, 5000, b"test 7");
     let frames = vec![build::comet_frame(net.a.mac("a0"), net.c.mac("c0"), 1, &[0x01], &ip); 3];
     send_frames(&net.a, "a0", frames, EtherType::COMET);
-    let got = capture.wait_for(3, WAIT, |f| {
+    let got = capture.wait_for_matching(3, WAIT, |f| {
         ethertype(f) == EtherType::IPV6
             && Ipv6Packet::new_checked(&f[14..])
                 .map(|p| p.next_header() == 17)
@@ -333,8 +333,8 @@ fn intercept_by_five_tuple(io: Io) {
             .collect(),
     );
     send_udp(&net.a, "198.18.2.2", 81, vec![b"plain".to_vec(); 2]);
-    let comet = capture.wait_for(4, WAIT, |f| ethertype(f) == EtherType::COMET);
-    let plain = capture.wait_for(2, WAIT, |f| {
+    let comet = capture.wait_for_matching(4, WAIT, |f| ethertype(f) == EtherType::COMET);
+    let plain = capture.wait_for_matching(2, WAIT, |f| {
         ethertype(f) == EtherType::IPV4 && udp_dport(f, 14).is_some()
     });
     assert_eq!(comet.len(), 4, "daemon log:\n{}", daemon.log_text());

@@ -107,7 +107,7 @@ fn netns_xdp_native_on_both_ends_of_a_veth_pair() {
         vec![comet((&a, &c), &[0x0a, 0x0b]); 5],
         EtherType::COMET,
     );
-    let got = capture.wait_for(5, WAIT, |f| {
+    let got = capture.wait_for_matching(5, WAIT, |f| {
         EthernetFrame::new_checked(f).is_ok_and(|e| e.ethertype() == EtherType::COMET)
     });
     assert_eq!(got.len(), 5, "{}\n{}", first.log_text(), second.log_text());

@@ -16,7 +16,9 @@ use services_support::{
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{alcatel_dictionary, radclient, received, reply_lines, start_freeradius};
+use support::{
+    alcatel_dictionary, radclient, received, reply_lines, start_freeradius_in, FreeRadius,
+};
 
 fn trunk(router: &Netns, port: &str, hosts: Vec<HostSpec>) -> Trunk {
     let names = TrunkNames {
@@ -158,6 +160,26 @@ dyn.action({'epipe': (setup_epipe, modify_epipe, revert_epipe, teardown_epipe)})
 /// dictionary.
 fn dyn_serv_dictionary(dir: &Path) {
     alcatel_dictionary(dir, "Alc-Dyn-Serv-");
+}
+
+/// FreeRADIUS inside `router` (in `dir`/freeradius, with `users` and the Alc-Dyn-Serv
+/// dictionary, secret `dynsecret` for 127.0.0.0/8) as the dynamic services' AAA server, and the
+/// `[radius]` section of its pool "aaa" with `pool_settings`.
+fn aaa_server(
+    router: &Netns,
+    dir: &Path,
+    users: &str,
+    pool_settings: &str,
+) -> (FreeRadius, String) {
+    let radius_dir = dir.join("freeradius");
+    std::fs::create_dir_all(&radius_dir).unwrap();
+    dyn_serv_dictionary(&radius_dir);
+    let radius = start_freeradius_in(router, &radius_dir, &[("127.0.0.0/8", "dynsecret")], users);
+    let pools = format!(
+        "[radius]\n{}",
+        radius.radius_pool("aaa", "dynsecret", pool_settings)
+    );
+    (radius, pools)
 }
 
 /// The capture VPLS: every QinQ VLAN pair of `dy1` that no SAP has is a data trigger.
@@ -464,9 +486,6 @@ fn netns_radius_trigger_gets_its_services_from_freeradius_and_accounts_the_start
         &far_trunk.hosts[0],
     );
     let dir = tempfile::tempdir().unwrap();
-    let radius_dir = dir.path().join("freeradius");
-    std::fs::create_dir_all(&radius_dir).unwrap();
-    dyn_serv_dictionary(&radius_dir);
     let users = r##""dy1:200.300" Cleartext-Password := "dynpass"
 	Alc-Dyn-Serv-SAP-Id:1 = "#:#.#",
 	Alc-Dyn-Serv-Script-Params:1 = "epipe={'far': 'dy2:300'}",
@@ -482,35 +501,11 @@ fn netns_radius_trigger_gets_its_services_from_freeradius_and_accounts_the_start
 	Alc-Dyn-Serv-Script-Params:1 = "epipe={'far': 'dy2:303'}",
 	Alc-Dyn-Serv-Script-Action:1 = setup
 "##;
-    let radius = router.enter({
-        let radius_dir = radius_dir.clone();
-        move || {
-            start_freeradius(
-                &radius_dir,
-                "127.0.0.1",
-                &[("127.0.0.0/8", "dynsecret")],
-                users,
-                "",
-                None,
-                false,
-            )
-        }
-    });
-    let pools = format!(
-        r#"[radius]
-[[radius.pool]]
-name = "aaa"
-timeout = "1s"
-retries = 1
-[[radius.pool.auth_server]]
-address = "{auth}"
-secret = "dynsecret"
-[[radius.pool.acct_server]]
-address = "{acct}"
-secret = "dynsecret"
-"#,
-        auth = radius.auth,
-        acct = radius.acct
+    let (radius, pools) = aaa_server(
+        &router,
+        dir.path(),
+        users,
+        "timeout = \"1s\"\nretries = 1\n",
     );
     let authentication = r#"{ radius_pool = "aaa", password = "dynpass" }
 accounting = [{ radius_pool = "aaa", stats_type = "volume-time" }]"#;
@@ -548,7 +543,7 @@ accounting = [{ radius_pool = "aaa", stats_type = "volume-time" }]"#;
     assert!(!detail.contains("Interim-Update"), "{detail}");
     let (answer, _) = coa(
         &router,
-        &radius_dir,
+        &radius.dir,
         "coa",
         &format!(
             "Acct-Session-Id = \"{session}\"\n\
@@ -1323,9 +1318,6 @@ fn netns_freeradius_setups_per_second_beside_freeradius_direct_rate() {
     let router = Netns::new("dyr");
     let (customers, _far) = customer_and_far(&router);
     let dir = tempfile::tempdir().unwrap();
-    let radius_dir = dir.path().join("freeradius");
-    std::fs::create_dir_all(&radius_dir).unwrap();
-    dyn_serv_dictionary(&radius_dir);
     let users = r##"DEFAULT User-Name =~ "^dy1:", Cleartext-Password := "dynpass"
 	Alc-Dyn-Serv-SAP-Id:1 = "#:#.#",
 	Alc-Dyn-Serv-Script-Params:1 = "epipe={}",
@@ -1334,31 +1326,11 @@ fn netns_freeradius_setups_per_second_beside_freeradius_direct_rate() {
 
 DEFAULT Cleartext-Password := "secret"
 "##;
-    let radius = router.enter({
-        let radius_dir = radius_dir.clone();
-        move || {
-            start_freeradius(
-                &radius_dir,
-                "127.0.0.1",
-                &[("127.0.0.0/8", "dynsecret")],
-                users,
-                "",
-                None,
-                false,
-            )
-        }
-    });
-    let pools = format!(
-        r#"[radius]
-[[radius.pool]]
-name = "aaa"
-timeout = "2s"
-retries = 2
-[[radius.pool.auth_server]]
-address = "{}"
-secret = "dynsecret"
-"#,
-        radius.auth
+    let (radius, pools) = aaa_server(
+        &router,
+        dir.path(),
+        users,
+        "timeout = \"2s\"\nretries = 2\n",
     );
     // Every setup queues behind the others on the runner: the setup timeout must outlast them.
     let config = config(

@@ -115,31 +115,17 @@ fn document_proxy_config(
     script_options: &str,
     cache: &str,
 ) -> String {
+    let listen = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let head = radius_proxy_config(
+        api,
+        ("bng-1", NAS_SECRET),
+        ("radius-svr-policy-1", listen(auth), listen(acct)),
+        "python_policy = \"python-policy-1\"\n",
+        freeradius,
+        UPSTREAM_SECRET,
+    );
     format!(
-        r#"data_dir = "data"
-[api]
-listen = "{api}"
-[radius]
-[[radius.client]]
-name = "bng-1"
-address = "127.0.0.1"
-secret = "{NAS_SECRET}"
-[[radius.server]]
-name = "radius-svr-policy-1"
-auth_listen = "127.0.0.1:{auth}"
-acct_listen = "127.0.0.1:{acct}"
-proxy = "aaa"
-python_policy = "python-policy-1"
-[[radius.pool]]
-name = "aaa"
-timeout = "2s"
-[[radius.pool.auth_server]]
-address = "{}"
-secret = "{UPSTREAM_SECRET}"
-[[radius.pool.acct_server]]
-address = "{}"
-secret = "{UPSTREAM_SECRET}"
-[python]
+        r#"{head}[python]
 [[python.script]]
 name = "python-script-1"
 file = "{}"
@@ -151,8 +137,6 @@ radius = [
 ]
 [python.policy.cache]
 {cache}"#,
-        freeradius.auth,
-        freeradius.acct,
         seed_script().display()
     )
 }

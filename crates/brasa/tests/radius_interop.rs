@@ -28,6 +28,18 @@ const FREERADIUS_USERS: &str = r#"alice Cleartext-Password := "wonderland"
 DEFAULT Cleartext-Password := "secret"
 "#;
 
+/// Asserts that radclient received `code` (`Access-Accept`, `CoA-ACK`, …); otherwise fails with
+/// its output and the log of `daemon`, if given.
+#[track_caller]
+fn assert_received(output: &std::process::Output, code: &str, daemon: Option<&Daemon>) {
+    let text = stdout(output);
+    assert!(
+        text.contains(&format!("Received {code}")),
+        "{text}\n{}",
+        daemon.map(Daemon::log_text).unwrap_or_default()
+    );
+}
+
 fn local_config(api: SocketAddr, auth: u16, acct: u16, require_ma: bool) -> String {
     format!(
         r#"data_dir = "data"
@@ -130,22 +142,14 @@ fn serial_radius_local_mode_answers_radclient() {
         "User-Name = alice, User-Password = wrong",
         &[],
     );
-    assert!(
-        stdout(&output).contains("Received Access-Reject"),
-        "{}",
-        stdout(&output)
-    );
+    assert_received(&output, "Access-Reject", None);
 
     for status in ["Start", "Interim-Update", "Stop"] {
         // radclient computes a Message-Authenticator when the attribute is listed (over a zero
         // Request Authenticator for accounting, as FreeRADIUS does).
         let input = format!("User-Name = alice, Acct-Status-Type = {status}, Acct-Session-Id = \"s-1\", Class = 0x436c6173732d31, Class = 0x436c6173732d3232, Message-Authenticator = 0x00");
         let output = radclient(acct_addr, "acct", NAS_SECRET, &input, &[]);
-        assert!(
-            stdout(&output).contains("Received Accounting-Response"),
-            "{}",
-            stdout(&output)
-        );
+        assert_received(&output, "Accounting-Response", None);
     }
     let log = std::fs::read_to_string(dir.path().join("data/radius/accounting.jsonl")).unwrap();
     let records: Vec<serde_json::Value> = log
@@ -197,12 +201,7 @@ fn serial_radius_accounting_log_holds_plain_json_values() {
                  Class = 0x436c6173732d31, Class = 0x0102, Event-Timestamp = 1700000000, \
                  NAS-Port-Type = Ethernet";
     let output = radclient(setup.acct, "acct", NAS_SECRET, input, &[]);
-    assert!(
-        stdout(&output).contains("Received Accounting-Response"),
-        "{}\n{}",
-        stdout(&output),
-        setup.brasa.log_text()
-    );
+    assert_received(&output, "Accounting-Response", Some(&setup.brasa));
     let log =
         std::fs::read_to_string(setup.dir.path().join("data/radius/accounting.jsonl")).unwrap();
     let record: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
@@ -339,17 +338,8 @@ fn serial_radius_proxy_returns_freeradius_reply_unchanged_and_proxies_accounting
     let request = "User-Name = alice, User-Password = wonderland, NAS-Port = 7";
     let direct = radclient(setup.freeradius.auth, "auth", UPSTREAM_SECRET, request, &[]);
     let proxied = radclient(setup.auth, "auth", NAS_SECRET, request, &[]);
-    assert!(
-        stdout(&direct).contains("Received Access-Accept"),
-        "{}",
-        stdout(&direct)
-    );
-    assert!(
-        stdout(&proxied).contains("Received Access-Accept"),
-        "{}\n{}",
-        stdout(&proxied),
-        setup.brasa.log_text()
-    );
+    assert_received(&direct, "Access-Accept", None);
+    assert_received(&proxied, "Access-Accept", Some(&setup.brasa));
     let direct_lines = reply_lines(&direct);
     assert_eq!(direct_lines.len(), 5, "{}", stdout(&direct));
     assert_eq!(reply_lines(&proxied), direct_lines);
@@ -361,22 +351,14 @@ fn serial_radius_proxy_returns_freeradius_reply_unchanged_and_proxies_accounting
         "User-Name = alice, User-Password = nope",
         &[],
     );
-    assert!(
-        stdout(&rejected).contains("Received Access-Reject"),
-        "{}",
-        stdout(&rejected)
-    );
+    assert_received(&rejected, "Access-Reject", None);
 
     for status in ["Start", "Interim-Update", "Stop"] {
         let input = format!(
             "User-Name = alice, Acct-Status-Type = {status}, Acct-Session-Id = \"acct-77\", Class = 0x436c6173732d31"
         );
         let output = radclient(setup.acct, "acct", NAS_SECRET, &input, &[]);
-        assert!(
-            stdout(&output).contains("Received Accounting-Response"),
-            "{}",
-            stdout(&output)
-        );
+        assert_received(&output, "Accounting-Response", None);
     }
     let detail = setup.freeradius.detail();
     for status in ["Start", "Interim-Update", "Stop"] {
@@ -416,12 +398,7 @@ fn serial_radius_upstream_timeout_fails_over_to_the_second_server() {
         "User-Name = alice, User-Password = wonderland",
         &[],
     );
-    assert!(
-        stdout(&output).contains("Received Access-Accept"),
-        "{}\n{}",
-        stdout(&output),
-        setup.brasa.log_text()
-    );
+    assert_received(&output, "Access-Accept", Some(&setup.brasa));
     let stats = show_json(setup.api, "show radius statistics");
     let upstreams = stats["upstreams"].as_array().unwrap();
     let first = upstreams.iter().find(|u| u["name"] == "auth-0").unwrap();
@@ -439,11 +416,7 @@ fn serial_radius_upstream_timeout_fails_over_to_the_second_server() {
         "User-Name = bob, User-Password = secret",
         &[],
     );
-    assert!(
-        stdout(&output).contains("Received Access-Accept"),
-        "{}",
-        stdout(&output)
-    );
+    assert_received(&output, "Access-Accept", None);
     eventually(
         "a Status-Server probe to the dead server",
         Duration::from_secs(10),
@@ -460,11 +433,7 @@ fn serial_radius_coa_from_the_aaa_server_reaches_the_nas() {
     // The session becomes known to brasa through accounting.
     let start = "User-Name = alice, Acct-Status-Type = Start, Acct-Session-Id = \"sess-42\", Framed-IP-Address = 127.0.0.99";
     let output = radclient(setup.acct, "acct", NAS_SECRET, start, &[]);
-    assert!(
-        stdout(&output).contains("Received Accounting-Response"),
-        "{}",
-        stdout(&output)
-    );
+    assert_received(&output, "Accounting-Response", None);
 
     // The test plays the NAS: answer one CoA with CoA-ACK, checking what arrives.
     let nas = setup.nas_coa.try_clone().unwrap();
@@ -500,12 +469,7 @@ fn serial_radius_coa_from_the_aaa_server_reaches_the_nas() {
         "Acct-Session-Id = \"sess-42\", Session-Timeout = 60",
         &[],
     );
-    assert!(
-        stdout(&coa).contains("Received CoA-ACK"),
-        "{}\n{}",
-        stdout(&coa),
-        setup.brasa.log_text()
-    );
+    assert_received(&coa, "CoA-ACK", Some(&setup.brasa));
     let seen_by_nas = nas_thread.join().unwrap();
     assert!(
         seen_by_nas.contains(&"Session-Timeout = 60".to_string()),
@@ -738,11 +702,7 @@ fn serial_brasa_radius_send_prints_replies_and_load_summaries() {
         "User-Name = alice, User-Password = bad",
     );
     assert!(!output.status.success());
-    assert!(
-        stdout(&output).contains("Received Access-Reject"),
-        "{}",
-        stdout(&output)
-    );
+    assert_received(&output, "Access-Reject", None);
     let output = brasa_send(
         &[
             "radius",
@@ -837,12 +797,7 @@ fn serial_netns_quickstart_runs_on_the_embedded_defaults() {
         .write_all(b"User-Name = alice, User-Password = wonderland")
         .unwrap();
     let output = radclient.wait_with_output().unwrap();
-    assert!(
-        stdout(&output).contains("Received Access-Accept"),
-        "{}\n{}",
-        stdout(&output),
-        daemon.log_text()
-    );
+    assert_received(&output, "Access-Accept", Some(&daemon));
     assert!(reply_lines(&output).contains(&"Alc-SLA-Prof-Str = \"sla-100M\"".to_string()));
     assert!(dir
         .path()

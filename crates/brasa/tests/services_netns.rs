@@ -36,6 +36,19 @@ tun = "brtun0"
     )
 }
 
+/// `[[dataplane.interface]]` tables for the access ports `ports`, dot1q-encapsulated.
+fn dot1q_ports(ports: &[&str]) -> String {
+    ports
+        .iter()
+        .map(|port| format!("[[dataplane.interface]]\nname = \"{port}\"\nencap = \"dot1q\"\n"))
+        .collect()
+}
+
+/// brasa in `router` (its data in `dir`) with the dot1q access ports `ports`.
+fn start_dot1q(router: &Netns, dir: &Path, ports: &[&str]) -> Daemon {
+    Daemon::start(router, dir, &config(dir, &dot1q_ports(ports)))
+}
+
 #[test]
 fn netns_epipe_translates_tags_between_dot1q_and_qinq_and_keeps_vlans_apart() {
     let router = Netns::new("epr");
@@ -146,14 +159,7 @@ fn netns_vpls_learns_floods_limits_and_ages() {
         ],
     );
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(
-        &router,
-        dir.path(),
-        &config(
-            dir.path(),
-            "[[dataplane.interface]]\nname = \"t1\"\nencap = \"dot1q\"\n",
-        ),
-    );
+    let daemon = start_dot1q(&router, dir.path(), &["t1"]);
     daemon.apply(
         "configure service vpls 10 customer 1 create\n\
          local-age 60\n\
@@ -252,15 +258,7 @@ fn netns_filter_drops_a_tcp_port_and_counts_it() {
     let left = trunk(&router, "t1", vec![dot1q("fla", "10.11.0.1/24", 100)]);
     let right = trunk(&router, "t2", vec![dot1q("flb", "10.11.0.2/24", 200)]);
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(
-        &router,
-        dir.path(),
-        &config(
-            dir.path(),
-            "[[dataplane.interface]]\nname = \"t1\"\nencap = \"dot1q\"\n\
-             [[dataplane.interface]]\nname = \"t2\"\nencap = \"dot1q\"\n",
-        ),
-    );
+    let daemon = start_dot1q(&router, dir.path(), &["t1", "t2"]);
     daemon.apply(
         "configure filter ip-filter 10 create\n\
          default-action forward\n\
@@ -334,14 +332,7 @@ fn netns_ies_and_vprn_route_through_the_kernel_apart_and_leave_nothing_behind() 
     ib.sh("ip addr add 10.99.0.1/32 dev lo");
     vb.sh("ip addr add 10.99.0.1/32 dev lo");
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(
-        &router,
-        dir.path(),
-        &config(
-            dir.path(),
-            "[[dataplane.interface]]\nname = \"t1\"\nencap = \"dot1q\"\n",
-        ),
-    );
+    let daemon = start_dot1q(&router, dir.path(), &["t1"]);
     let applied = daemon.apply(
         r#"configure service
     ies 100 customer 1 create
@@ -430,10 +421,7 @@ fn netns_ies_taps_vanish_when_brasa_is_killed_and_a_restart_rebuilds_them() {
     let lan = trunk(&router, "t1", vec![dot1q("l3ka", "10.63.0.2/24", 10)]);
     let a = &lan.hosts[0];
     let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        dir.path(),
-        "[[dataplane.interface]]\nname = \"t1\"\nencap = \"dot1q\"\n",
-    );
+    let config = config(dir.path(), &dot1q_ports(&["t1"]));
     let mut daemon = Daemon::start(&router, dir.path(), &config);
     daemon.apply(
         "configure service ies 100 customer 1 create\ninterface \"to-a\" create\n\
@@ -480,15 +468,7 @@ fn netns_policer_holds_pir_for_udp_and_tcp() {
     let left = trunk(&router, "t1", vec![dot1q("pla", "10.64.0.1/24", 100)]);
     let right = trunk(&router, "t2", vec![dot1q("plb", "10.64.0.2/24", 200)]);
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(
-        &router,
-        dir.path(),
-        &config(
-            dir.path(),
-            "[[dataplane.interface]]\nname = \"t1\"\nencap = \"dot1q\"\n\
-             [[dataplane.interface]]\nname = \"t2\"\nencap = \"dot1q\"\n",
-        ),
-    );
+    let daemon = start_dot1q(&router, dir.path(), &["t1", "t2"]);
     daemon.apply(&format!(
         r#"configure
     qos
@@ -588,15 +568,7 @@ fn netns_a_storm_of_broadcasts_and_garbage_leaves_the_other_saps_forwarding() {
     // The storm comes in on a second access port, as from another customer's switch.
     let stormy = trunk(&router, "t2", Vec::new());
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(
-        &router,
-        dir.path(),
-        &config(
-            dir.path(),
-            "[[dataplane.interface]]\nname = \"t1\"\nencap = \"dot1q\"\n\
-             [[dataplane.interface]]\nname = \"t2\"\nencap = \"dot1q\"\n",
-        ),
-    );
+    let daemon = start_dot1q(&router, dir.path(), &["t1", "t2"]);
     daemon.apply(
         "configure service vpls 10 customer 1 create\n\
          sap t1:10 create exit\nsap t1:20 create exit\nsap t2:30 create exit\n\
@@ -695,8 +667,10 @@ fn netns_epipe_over_gre_between_two_brasa_routers() {
         r2.name
     ));
     r2.sh("ip addr add 198.51.100.2/24 dev n1 && ip link set n1 up");
-    let interfaces = "[[dataplane.interface]]\nname = \"t1\"\nencap = \"dot1q\"\n\
-                      [[dataplane.interface]]\nname = \"n1\"\n";
+    let interfaces = &format!(
+        "{}[[dataplane.interface]]\nname = \"n1\"\n",
+        dot1q_ports(&["t1"])
+    );
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let b1 = Daemon::start(&r1, d1.path(), &config(d1.path(), interfaces));
     let b2 = Daemon::start(&r2, d2.path(), &config(d2.path(), interfaces));

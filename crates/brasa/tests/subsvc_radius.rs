@@ -77,30 +77,16 @@ fn setup(dir: &Path, freeradius: &FreeRadius) -> Setup {
         ),
     )
     .unwrap();
+    let head = radius_proxy_config(
+        api,
+        ("sc-bng", NAS_SECRET),
+        ("sc-aaa", auth, acct),
+        "",
+        freeradius,
+        UPSTREAM_SECRET,
+    );
     let config = format!(
-        r#"data_dir = "data"
-[api]
-listen = "{api}"
-[radius]
-[[radius.client]]
-name = "sc-bng"
-address = "127.0.0.1"
-secret = "{NAS_SECRET}"
-[[radius.server]]
-name = "sc-aaa"
-auth_listen = "{auth}"
-acct_listen = "{acct}"
-proxy = "sc-pool"
-[[radius.pool]]
-name = "sc-pool"
-timeout = "2s"
-[[radius.pool.auth_server]]
-address = "{}"
-secret = "{UPSTREAM_SECRET}"
-[[radius.pool.acct_server]]
-address = "{}"
-secret = "{UPSTREAM_SECRET}"
-[subscriber_manager]
+        r#"{head}[subscriber_manager]
 listen = "127.0.0.1:{grpc}"
 [subscriber_manager.radius]
 servers = ["sc-aaa"]
@@ -112,8 +98,6 @@ coa_listen = "{coa}"
 address = "127.0.0.1"
 secret = "{COA_SECRET}"
 "#,
-        freeradius.auth,
-        freeradius.acct,
         script.display()
     );
     Setup {

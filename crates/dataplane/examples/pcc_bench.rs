@@ -27,13 +27,10 @@ mod common;
 use brasa_dataplane::acl::{IpMatch, PortRange, Prefix};
 use brasa_dataplane::build;
 use brasa_dataplane::pcc::{
-    Direction, PccAction, PccCompiler, PccDefaults, PccPolicer, PccRuleSpec, PccStage,
+    testing, Direction, PccAction, PccCompiler, PccDefaults, PccPolicer, PccRuleSpec, PccStage,
     SubscriberPccSpec,
 };
-use brasa_dataplane::pipeline::{
-    pkt_type, Batch, IpHandoff, LinkKind, PacketMeta, Pipeline, Port, Stage, Verdict,
-};
-use brasa_dataplane::stages::{ClassifyStage, IpHandoffStage};
+use brasa_dataplane::pipeline::{pkt_type, Batch, PacketMeta, Pipeline, Stage, Verdict};
 use brasa_dataplane::wire::{EtherType, MacAddr};
 use common::measure;
 use std::net::Ipv4Addr;
@@ -143,18 +140,7 @@ fn stage(subscribers: u32, rules: &[PccRuleSpec], distinct: bool) -> PccStage {
 }
 
 fn pipeline(pcc: Option<PccStage>) -> Pipeline {
-    let port = Port {
-        name: "p0".into(),
-        link: LinkKind::Ethernet,
-        mac: MacAddr([2, 0xee, 0, 0, 0, 1]),
-        ip_handoff: IpHandoff::Kernel,
-    };
-    let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(ClassifyStage)];
-    if let Some(pcc) = pcc {
-        stages.push(Box::new(pcc));
-    }
-    stages.push(Box::new(IpHandoffStage));
-    Pipeline::new(vec![port], stages)
+    testing::pipeline(pcc.map(|stage| Box::new(stage) as Box<dyn Stage>))
 }
 
 /// Template frames: a random subscriber each, upstream or downstream (`downstream_share` of
@@ -172,7 +158,7 @@ fn pool(subscribers: u32, downstream_share: u64) -> Vec<u8> {
         };
         let mut frame = build::ethernet(
             MacAddr([2, 0, 0, 0, 0, 2]),
-            MacAddr([2, 0xee, 0, 0, 0, 1]),
+            testing::PORT_MAC,
             EtherType::IPV4,
             &ip,
         );

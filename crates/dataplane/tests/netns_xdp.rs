@@ -344,6 +344,7 @@ fn netns_xdp_worker_counts_malformed_frames_and_ring_overruns_and_keeps_forwardi
         "{} of 100 forwarded after the flood",
         capture.frames.len() - before
     );
+    assert_eq!(capture.oversized, 0);
     handle.stop();
     thread.join().expect("worker thread");
     assert_eq!(

@@ -97,6 +97,16 @@ fn run(p: &mut Pipeline, frames: &[(u16, Vec<u8>)], now: u64) -> Vec<(Vec<u8>, P
         .collect()
 }
 
+/// A broadcast from host `mac(host)` tagged `vid` on `port` at `now`: a VPLS learns the host
+/// on that SAP.
+fn announce(p: &mut Pipeline, port: u16, host: u8, vid: u16, now: u64) {
+    run(
+        p,
+        &[(port, frame(mac(host), MacAddr::BROADCAST, &[(Q, vid)]))],
+        now,
+    );
+}
+
 fn run_one(p: &mut Pipeline, port: u16, bytes: Vec<u8>, now: u64) -> (Vec<u8>, Verdict) {
     let out = run(p, &[(port, bytes)], now);
     (out[0].0.clone(), out[0].1.verdict)
@@ -357,11 +367,7 @@ fn vpls_split_horizon_same_sap_and_moves() {
     );
     assert_eq!(verdicts(&out), vec![Verdict::Transmit(2)]);
     // Learn mac(3) on 1:101, then send to it from 1:100: same group, dropped.
-    run(
-        &mut p,
-        &[(1, frame(mac(3), MacAddr::BROADCAST, &[(Q, 101)]))],
-        0,
-    );
+    announce(&mut p, 1, 3, 101, 0);
     let (_, v) = run_one(&mut p, 1, frame(mac(1), mac(3), &[(Q, 100)]), 0);
     assert_eq!(v, Verdict::Drop(DropReason::SplitHorizon));
     // From 2:200 it is delivered.
@@ -374,11 +380,7 @@ fn vpls_split_horizon_same_sap_and_moves() {
     let (_, v) = run_one(&mut p, 2, frame(mac(9), mac(4), &[(Q, 200)]), 0);
     assert_eq!(v, Verdict::Drop(DropReason::SplitHorizon));
     // mac(3) moves to 2:200.
-    run(
-        &mut p,
-        &[(2, frame(mac(3), MacAddr::BROADCAST, &[(Q, 200)]))],
-        0,
-    );
+    announce(&mut p, 2, 3, 200, 0);
     let (_, v) = run_one(&mut p, 1, frame(mac(1), mac(3), &[(Q, 100)]), 0);
     assert_eq!(v, Verdict::Transmit(2));
     let s = stage(&mut p);
@@ -398,11 +400,7 @@ fn vpls_mac_limit_static_macs_and_discard_unknown_source() {
     b.set_sap(limited.clone()).unwrap();
     install(&mut p, &mut b, 0);
     // One static + one learned = the limit of 2: a third source is forwarded, not learned.
-    run(
-        &mut p,
-        &[(1, frame(mac(1), MacAddr::BROADCAST, &[(Q, 100)]))],
-        0,
-    );
+    announce(&mut p, 1, 1, 100, 0);
     let (_, v) = run_one(&mut p, 1, frame(mac(2), MacAddr::BROADCAST, &[(Q, 100)]), 0);
     assert_eq!(v, Verdict::Transmit(2));
     let s = stage(&mut p);
@@ -448,16 +446,8 @@ fn a_broadcast_storm_is_capped_by_the_bum_limit_and_unicast_keeps_flowing() {
     b.set_sap(stormy).unwrap();
     install(&mut p, &mut b, 0);
     // mac(2) on 2:200 and mac(3) on 5:300 are known.
-    run(
-        &mut p,
-        &[(2, frame(mac(2), MacAddr::BROADCAST, &[(Q, 200)]))],
-        0,
-    );
-    run(
-        &mut p,
-        &[(5, frame(mac(3), MacAddr::BROADCAST, &[(Q, 300)]))],
-        0,
-    );
+    announce(&mut p, 2, 2, 200, 0);
+    announce(&mut p, 5, 3, 300, 0);
     let mut unicast_ok = 0;
     let mut flooded = 0;
     for round in 0..100u64 {
@@ -1023,16 +1013,8 @@ fn swapping_tables_keeps_state_of_surviving_objects_and_flushes_removed_saps() {
     let mut b = builder();
     vpls(&mut b, 10, &["1:100", "2:200"]);
     install(&mut p, &mut b, 0);
-    run(
-        &mut p,
-        &[(1, frame(mac(1), MacAddr::BROADCAST, &[(Q, 100)]))],
-        0,
-    );
-    run(
-        &mut p,
-        &[(2, frame(mac(2), MacAddr::BROADCAST, &[(Q, 200)]))],
-        0,
-    );
+    announce(&mut p, 1, 1, 100, 0);
+    announce(&mut p, 2, 2, 200, 0);
     assert_eq!(stage(&mut p).fdb(10, 0).len(), 2);
     // Add a SAP: counters and MACs of the others survive.
     b.set_sap(SapSpec::new(sap("5:300"), 10)).unwrap();
@@ -1154,16 +1136,8 @@ fn a_snapshot_that_skips_one_or_comes_from_another_builder_is_reconciled_whole()
     let mut b = builder();
     vpls(&mut b, 10, &["1:100", "2:200"]);
     install(&mut p, &mut b, 0);
-    run(
-        &mut p,
-        &[(1, frame(mac(1), MacAddr::BROADCAST, &[(Q, 100)]))],
-        0,
-    );
-    run(
-        &mut p,
-        &[(2, frame(mac(2), MacAddr::BROADCAST, &[(Q, 200)]))],
-        0,
-    );
+    announce(&mut p, 1, 1, 100, 0);
+    announce(&mut p, 2, 2, 200, 0);
     // Snapshot B removes 2:200 and is never installed; C adds 5:300 on top of it.
     b.remove_sap(&sap("2:200")).unwrap();
     let _skipped = b.build();
@@ -1297,11 +1271,7 @@ fn vpls_table_size_limit_disabled_learning_and_disabled_ageing() {
     spec.learning = false;
     b.set_service(ServiceSpec::Vpls(spec)).unwrap();
     install(&mut p, &mut b, 0);
-    run(
-        &mut p,
-        &[(2, frame(mac(9), MacAddr::BROADCAST, &[(Q, 200)]))],
-        0,
-    );
+    announce(&mut p, 2, 9, 200, 0);
     assert_eq!(stage(&mut p).service_counters(10).unwrap().learned, 2);
     let out = run(&mut p, &[(1, frame(mac(1), mac(9), &[(Q, 100)]))], 0);
     assert_eq!(verdicts(&out), vec![Verdict::Transmit(2)]);

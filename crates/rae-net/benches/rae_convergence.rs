@@ -12,76 +12,15 @@ mod rae_support;
 use brasa_rae::proto;
 use brasa_rae::wire::InterRaeMessage;
 use rae_support::*;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 async fn convergence() {
-    let links = [
-        (1, 2),
-        (1, 3),
-        (1, 4),
-        (2, 4),
-        (2, 5),
-        (3, 6),
-        (4, 6),
-        (4, 7),
-        (5, 7),
-    ];
-    let ip = |a: u32| format!("127.0.17.{a}");
-    let mut listeners = BTreeMap::new();
-    let mut ports = BTreeMap::new();
-    for a in 1..=8u32 {
-        let (l, p) = listener(&ip(a)).await;
-        listeners.insert(a, l);
-        ports.insert(a, p);
-    }
-    let mut cmes = BTreeMap::new();
-    let mut raes = Vec::new();
-    for a in 1..=7u32 {
-        let cme = Cme::start().await;
-        let mut peers: Vec<(u32, String, u16)> = links
-            .iter()
-            .filter_map(|&(x, y)| {
-                if x == a {
-                    Some(y)
-                } else if y == a {
-                    Some(x)
-                } else {
-                    None
-                }
-            })
-            .map(|p| (p, ip(p), ports[&p]))
-            .collect();
-        if a == 7 {
-            peers.push((8, ip(8), ports[&8]));
-        }
-        let domain = Domain {
-            as_number: a,
-            ip: ip(a),
-            port: ports[&a],
-            peers,
-            prefixes: vec![format!("127.100.{a}.0/24")],
-            cme_port: Some(cme.port),
-            hold_time: 3.0,
-            minimum_update_interval: 0,
-        };
-        raes.push(
-            brasa_rae_net::start_with_listener(domain.config(), listeners.remove(&a).unwrap())
-                .unwrap(),
-        );
-        cmes.insert(a, cme);
-    }
-    let injector = listeners.remove(&8).unwrap();
-    let (mut as8, _) = injector.accept().await.unwrap();
-    let _open = read_message(&mut as8).await;
-    send(
-        &mut as8,
-        &InterRaeMessage::Open(proto::Open {
-            as_number: 8,
-            hold_time_ms: 0,
-        }),
-    )
-    .await;
+    let Tiered {
+        cmes,
+        raes,
+        mut as8,
+        as8_listener: _as8_listener,
+    } = start_tiered("127.0.17").await;
     let key = ("127.100.8.0/24".to_string(), 1u32);
     let address = u32::from(std::net::Ipv4Addr::new(127, 100, 8, 0));
     let mut withdraw_times = Vec::new();
@@ -142,7 +81,7 @@ async fn convergence() {
         advertise_times[2].as_secs_f64() * 1e3,
         withdraw_times[2].as_secs_f64() * 1e3
     );
-    for rae in raes {
+    for rae in raes.values() {
         rae.shutdown();
     }
 }

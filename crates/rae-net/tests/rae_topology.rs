@@ -7,16 +7,10 @@ mod rae_support;
 use brasa_rae::proto;
 use brasa_rae::wire::InterRaeMessage;
 use rae_support::*;
-use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-fn domain_prefix(as_number: u32) -> String {
-    format!("127.100.{as_number}.0/24")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_domain_reports_prefixes_and_provisioning_and_resends_after_cme_restart() {
@@ -71,21 +65,6 @@ async fn single_domain_reports_prefixes_and_provisioning_and_resends_after_cme_r
 }
 
 /// Accepts one inter-RAE connection as `as_number` and completes the open exchange.
-async fn fake_peer_accept(listener: &TcpListener, as_number: u32) -> TcpStream {
-    let (mut stream, _) = listener.accept().await.unwrap();
-    let message = read_message(&mut stream).await.unwrap();
-    assert!(matches!(message, InterRaeMessage::Open(_)), "{message:?}");
-    send(
-        &mut stream,
-        &InterRaeMessage::Open(proto::Open {
-            as_number,
-            hold_time_ms: 0,
-        }),
-    )
-    .await;
-    stream
-}
-
 fn route(prefix: &str, cos: u32, as_path: Vec<u32>) -> proto::Route {
     let p: brasa_rae::rib::Prefix = prefix.parse().unwrap();
     proto::Route {
@@ -127,60 +106,13 @@ fn assert_loop_free(own_as: u32, state: &CmeState) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seven_domains_propagate_advertisements_withdrawals_and_a_dead_rae() {
     // Tier 1: 1, 2; tier 2: 3, 4, 5; tier 3: 6, 7. AS 8 is a scripted peer of AS 7.
-    let links = [
-        (1, 2),
-        (1, 3),
-        (1, 4),
-        (2, 4),
-        (2, 5),
-        (3, 6),
-        (4, 6),
-        (4, 7),
-        (5, 7),
-    ];
-    let ip = |a: u32| format!("127.0.7.{a}");
-    let mut listeners = BTreeMap::new();
-    let mut ports = BTreeMap::new();
-    for a in 1..=8u32 {
-        let (l, p) = listener(&ip(a)).await;
-        listeners.insert(a, l);
-        ports.insert(a, p);
-    }
-    let mut cmes = BTreeMap::new();
-    let mut raes = BTreeMap::new();
-    for a in 1..=7u32 {
-        let cme = Cme::start().await;
-        let mut peers: Vec<(u32, String, u16)> = links
-            .iter()
-            .filter_map(|&(x, y)| match (x == a, y == a) {
-                (true, _) => Some(y),
-                (_, true) => Some(x),
-                _ => None,
-            })
-            .map(|p| (p, ip(p), ports[&p]))
-            .collect();
-        if a == 7 {
-            peers.push((8, ip(8), ports[&8]));
-        }
-        let domain = Domain {
-            as_number: a,
-            ip: ip(a),
-            port: ports[&a],
-            peers,
-            prefixes: vec![domain_prefix(a)],
-            cme_port: Some(cme.port),
-            hold_time: 3.0,
-            minimum_update_interval: 0,
-        };
-        let rae =
-            brasa_rae_net::start_with_listener(domain.config(), listeners.remove(&a).unwrap())
-                .unwrap();
-        raes.insert(a, rae);
-        cmes.insert(a, cme);
-    }
+    let Tiered {
+        cmes,
+        raes,
+        mut as8,
+        as8_listener: _as8_listener,
+    } = start_tiered("127.0.7").await;
     // The scripted AS 8 advertises its prefix through AS 7.
-    let injector = listeners.remove(&8).unwrap();
-    let mut as8 = fake_peer_accept(&injector, 8).await;
     send(
         &mut as8,
         &InterRaeMessage::Update(proto::Update {

@@ -103,13 +103,7 @@ fn a_script_that_never_ends_is_stopped_and_the_host_keeps_working() {
     for _ in 0..2 {
         let mut p = sample();
         let before = p.clone();
-        let report = host.run(
-            &forever,
-            &mut p,
-            &Dictionary::builtin(),
-            None,
-            &short_limit(),
-        );
+        let report = run_with(&host, &forever, &mut p, &short_limit());
         let failure = assert_failed(&report, FailureKind::Timeout);
         assert_eq!(
             failure.message,
@@ -123,7 +117,7 @@ fn a_script_that_never_ends_is_stopped_and_the_host_keeps_working() {
         assert_eq!(p, before);
 
         let mut p = sample();
-        let report = host.run(&good, &mut p, &Dictionary::builtin(), None, &short_limit());
+        let report = run_with(&host, &good, &mut p, &short_limit());
         assert_ok(&report);
         assert_eq!(p.get(18), Some(&b"ok"[..]));
     }
@@ -151,7 +145,7 @@ fn the_time_limit_is_measured_with_the_clock_the_host_is_given() {
         ..options()
     };
     let mut p = sample();
-    let report = host.run(&forever, &mut p, &Dictionary::builtin(), None, &options);
+    let report = run_with(&host, &forever, &mut p, &options);
     assert_failed(&report, FailureKind::Timeout);
 }
 
@@ -173,13 +167,7 @@ fn catching_the_time_limit_does_not_escape_it() {
         let script = script(dir.path(), &format!("stubborn{i}"), &failing(source));
         let mut p = sample();
         let before = p.clone();
-        let report = host.run(
-            &script,
-            &mut p,
-            &Dictionary::builtin(),
-            None,
-            &short_limit(),
-        );
+        let report = run_with(&host, &script, &mut p, &short_limit());
         assert_failed(&report, FailureKind::Timeout);
         assert_eq!(p, before, "source {i}");
     }
@@ -192,13 +180,7 @@ fn catching_the_time_limit_does_not_escape_it() {
     );
     // (With the generous limit: a loaded machine may take more than the short one for the
     // loop, which is not what this checks.)
-    assert_ok(&host.run(
-        &script,
-        &mut sample(),
-        &Dictionary::builtin(),
-        None,
-        &options(),
-    ));
+    assert_ok(&run_with(&host, &script, &mut sample(), &options()));
 }
 
 #[test]
@@ -214,13 +196,7 @@ fn no_limit_means_no_timeout() {
         time_limit: None,
         ..options()
     };
-    let report = host.run(
-        &script,
-        &mut sample(),
-        &Dictionary::builtin(),
-        None,
-        &options,
-    );
+    let report = run_with(&host, &script, &mut sample(), &options);
     assert_ok(&report);
     assert_eq!(report.output, "19999900000\n");
 }
@@ -266,13 +242,7 @@ fn output_is_bounded() {
         output_limit: 250,
         ..options()
     };
-    let report = host.run(
-        &script,
-        &mut sample(),
-        &Dictionary::builtin(),
-        None,
-        &options,
-    );
+    let report = run_with(&host, &script, &mut sample(), &options);
     assert_ok(&report);
     let expected = format!(
         "{0}\n{0}\n{1}\n[output truncated at 250 bytes]\n",
@@ -307,7 +277,7 @@ fn tracing_off_records_nothing() {
         ..RunOptions::default()
     };
     let mut p = sample();
-    let report = host.run(&script, &mut p, &Dictionary::builtin(), None, &options);
+    let report = run_with(&host, &script, &mut p, &options);
     assert_ok(&report);
     assert!(report.trace.is_empty());
     assert_eq!(report.verdict, Verdict::Drop);
@@ -446,13 +416,7 @@ fn runs_from_other_threads() {
         // A timeout on a worker thread is handled the same way.
         let dir = tempfile::tempdir().expect("tempdir");
         let forever = common::script(dir.path(), "forever", "while True:\n    pass\n");
-        let report = host.run(
-            &forever,
-            &mut p,
-            &Dictionary::builtin(),
-            None,
-            &short_limit(),
-        );
+        let report = run_with(&host, &forever, &mut p, &short_limit());
         assert_eq!(report.failure().map(|f| f.kind), Some(FailureKind::Timeout));
     })
     .join()

@@ -633,6 +633,21 @@ impl ServiceConfig {
         self.references.get(&referent).copied().unwrap_or(0)
     }
 
+    /// How many SAPs refer to `referent`; an `op` that deletes it while any does is refused.
+    fn users_unless_deleted<S>(&self, referent: Referent, op: &NodeOp<S>) -> Result<u32> {
+        let users = self.users(referent);
+        if matches!(op, NodeOp::Delete) && users > 0 {
+            return Err(ValidationError::InUse {
+                what: match referent {
+                    Referent::Filter(filter) => filter.to_string(),
+                    Referent::Qos(policy) => policy.to_string(),
+                },
+                users,
+            });
+        }
+        Ok(users)
+    }
+
     fn apply(
         &mut self,
         edit: &Edit,
@@ -1405,13 +1420,7 @@ impl ServiceConfig {
 
     fn apply_filter(&mut self, filter: FilterRef, op: &NodeOp<FilterSetting>) -> Result<()> {
         check_range("a filter id", filter.id, &limits::FILTER_ID)?;
-        let users = self.users(Referent::Filter(filter));
-        if matches!(op, NodeOp::Delete) && users > 0 {
-            return Err(ValidationError::InUse {
-                what: filter.to_string(),
-                users,
-            });
-        }
+        let users = self.users_unless_deleted(Referent::Filter(filter), op)?;
         let found = node_op(
             &mut self.filters,
             filter,
@@ -1492,13 +1501,7 @@ impl ServiceConfig {
 
     fn apply_qos_policy(&mut self, policy: QosRef, op: &NodeOp<DescriptionSetting>) -> Result<()> {
         check_range("a QoS policy id", policy.id, &limits::QOS_POLICY_ID)?;
-        let users = self.users(Referent::Qos(policy));
-        if matches!(op, NodeOp::Delete) && users > 0 {
-            return Err(ValidationError::InUse {
-                what: policy.to_string(),
-                users,
-            });
-        }
+        self.users_unless_deleted(Referent::Qos(policy), op)?;
         let found = node_op(
             &mut self.qos,
             policy,

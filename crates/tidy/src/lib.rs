@@ -625,8 +625,15 @@ mod tests {
         std::fs::write(path, text).unwrap();
     }
 
-    fn manifest(name: &str, meta: &str) -> String {
-        format!("[package]\nname = \"{name}\"\n\n[package.metadata.brasa]\n{meta}\n")
+    /// The crate `crates/NAME` with `meta` in its `[package.metadata.brasa]` and `lib` as its
+    /// `src/lib.rs`.
+    fn krate(root: &Path, name: &str, meta: &str, lib: &str) {
+        write(
+            root,
+            &format!("crates/{name}/Cargo.toml"),
+            &format!("[package]\nname = \"{name}\"\n\n[package.metadata.brasa]\n{meta}\n"),
+        );
+        write(root, &format!("crates/{name}/src/lib.rs"), lib);
     }
 
     const CLEAN_LIB: &str = "#![forbid(unsafe_code)]\npub fn f(now: u64) -> u64 { now }\n";
@@ -638,12 +645,7 @@ mod tests {
     #[test]
     fn a_clean_workspace_passes() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "crates/a/Cargo.toml",
-            &manifest("a", "role = \"core\""),
-        );
-        write(dir.path(), "crates/a/src/lib.rs", CLEAN_LIB);
+        krate(dir.path(), "a", "role = \"core\"", CLEAN_LIB);
         write(
             dir.path(),
             "scripts/test",
@@ -656,18 +658,8 @@ mod tests {
     #[test]
     fn a_core_reaching_tokio_or_a_shell_crate_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "crates/a/Cargo.toml",
-            &manifest("a", "role = \"core\""),
-        );
-        write(dir.path(), "crates/a/src/lib.rs", CLEAN_LIB);
-        write(
-            dir.path(),
-            "crates/s/Cargo.toml",
-            &manifest("s", "role = \"shell\""),
-        );
-        write(dir.path(), "crates/s/src/lib.rs", CLEAN_LIB);
+        krate(dir.path(), "a", "role = \"core\"", CLEAN_LIB);
+        krate(dir.path(), "s", "role = \"shell\"", CLEAN_LIB);
         let tree = FakeTree(HashMap::from([
             ("a", vec!["a", "prost", "tokio", "brasa-x-net"]),
             ("s", vec!["s", "tokio"]),
@@ -681,10 +673,10 @@ mod tests {
     fn a_clock_read_in_a_core_module_is_reported_but_not_in_tests_or_shell_paths() {
         let dir = tempfile::tempdir().unwrap();
         let meta = "role = \"engine\"\nshell_paths = [\"src/io\"]";
-        write(dir.path(), "crates/e/Cargo.toml", &manifest("e", meta));
-        write(
+        krate(
             dir.path(),
-            "crates/e/src/lib.rs",
+            "e",
+            meta,
             "#![forbid(unsafe_code)]\npub fn f() { let _ = std::time::Instant::now(); }\n\
              #[cfg(test)]\nmod tests {\n    fn g() { let _ = std::time::Instant::now(); }\n}\n",
         );
@@ -701,25 +693,12 @@ mod tests {
     #[test]
     fn unsafe_needs_a_safety_comment_and_safe_crates_must_forbid_it() {
         let dir = tempfile::tempdir().unwrap();
-        write(
+        krate(dir.path(), "u", "role = \"shell\"", "pub fn f(p: *const u8) -> u8 {\n    // SAFETY: the caller passes a valid pointer.\n    \
+             let a = unsafe { *p };\n    let b = unsafe { *p };\n    a + b\n}\n");
+        krate(
             dir.path(),
-            "crates/u/Cargo.toml",
-            &manifest("u", "role = \"shell\""),
-        );
-        write(
-            dir.path(),
-            "crates/u/src/lib.rs",
-            "pub fn f(p: *const u8) -> u8 {\n    // SAFETY: the caller passes a valid pointer.\n    \
-             let a = unsafe { *p };\n    let b = unsafe { *p };\n    a + b\n}\n",
-        );
-        write(
-            dir.path(),
-            "crates/v/Cargo.toml",
-            &manifest("v", "role = \"shell\""),
-        );
-        write(
-            dir.path(),
-            "crates/v/src/lib.rs",
+            "v",
+            "role = \"shell\"",
             "// not unsafe_code, and \"unsafe\" in a string is no keyword\npub fn g() {}\n",
         );
         let violations = check_workspace(dir.path(), &FakeTree(HashMap::new()));
@@ -733,20 +712,11 @@ mod tests {
     #[test]
     fn methods_of_an_unsafe_impl_share_its_safety_comment() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "crates/g/Cargo.toml",
-            &manifest("g", "role = \"tool\""),
-        );
-        write(
-            dir.path(),
-            "crates/g/src/lib.rs",
-            "struct A;\n// SAFETY: every call is passed on to System with the caller's contract.\n\
+        krate(dir.path(), "g", "role = \"tool\"", "struct A;\n// SAFETY: every call is passed on to System with the caller's contract.\n\
              unsafe impl std::alloc::GlobalAlloc for A {\n    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {\n        \
              // SAFETY: as above.\n        unsafe { std::alloc::System.alloc(l) }\n    }\n    \
              unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {\n        \
-             unsafe { std::alloc::System.dealloc(p, l) }\n    }\n}\nunsafe fn loose() {}\n",
-        );
+             unsafe { std::alloc::System.dealloc(p, l) }\n    }\n}\nunsafe fn loose() {}\n");
         let violations = check_workspace(dir.path(), &FakeTree(HashMap::new()));
         let lines: Vec<Option<usize>> = violations.iter().map(|v| v.line).collect();
         // The unjustified block inside dealloc, and the free unsafe fn; not the trait methods.

@@ -226,14 +226,22 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
     Ok(Daemon { api, sm, services })
 }
 
-/// Puts the policy `wrap` builds around the policy of server `index` of `engine` (the RADIUS
-/// path's observers of the SM and the subscriber services). `wrap` gets the server's policy,
-/// if any, and the wrapper's name: `what`, after the inner policy's name and a `+`.
-pub fn wrap_server_policy(
+/// Something on the RADIUS path that sees a server's messages after the server's own policy
+/// (the SM's login events, the subscriber services' Access-Accepts). It never drops a message:
+/// an observer watches (and may strip what it consumes), the server's policy decides.
+pub trait RadiusObserver: Send + Sync {
+    /// Sees the message at one hook, after the server's own policy let it through.
+    fn observe(&self, context: &mut brasa_aaa::HookContext<'_>);
+}
+
+/// Puts `observer` behind the policy of server `index` of `engine`: the server's own policy,
+/// if any, runs first and its Drop wins (the observer never sees a dropped message). The
+/// combined policy is named `what`, after the inner policy's name and a `+`.
+pub fn observe_server(
     engine: &mut brasa_aaa::EngineConfig,
     index: usize,
     what: &str,
-    wrap: impl FnOnce(Option<Arc<dyn brasa_aaa::Policy>>, String) -> Arc<dyn brasa_aaa::Policy>,
+    observer: Arc<dyn RadiusObserver>,
 ) {
     let Some(server) = engine.servers.get_mut(index) else {
         return;
@@ -243,8 +251,35 @@ pub fn wrap_server_policy(
         Some(p) => format!("{}+{what}", p.name()),
         None => what.to_owned(),
     };
-    engine.policies.push(wrap(inner, name));
+    engine.policies.push(Arc::new(Observed {
+        name,
+        inner,
+        observer,
+    }));
     server.policy = Some(engine.policies.len() - 1);
+}
+
+/// A server's policy followed by an observer (see [`observe_server`]).
+struct Observed {
+    name: String,
+    inner: Option<Arc<dyn brasa_aaa::Policy>>,
+    observer: Arc<dyn RadiusObserver>,
+}
+
+impl brasa_aaa::Policy for Observed {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn apply(&self, context: &mut brasa_aaa::HookContext<'_>) -> brasa_aaa::Verdict {
+        if let Some(inner) = &self.inner {
+            if inner.apply(context) == brasa_aaa::Verdict::Drop {
+                return brasa_aaa::Verdict::Drop;
+            }
+        }
+        self.observer.observe(context);
+        brasa_aaa::Verdict::Continue
+    }
 }
 
 /// What API handlers can reach.

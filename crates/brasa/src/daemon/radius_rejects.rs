@@ -1,11 +1,13 @@
 //! The last Access-Rejects the RADIUS component relayed to its NASes, for the console: an
-//! observer policy around each server's own policy (as the SM's login-event observer is),
-//! seeing every reply at `ingress`.
+//! observer behind each server's own policy (`super::observe_server`, as the SM's login-event
+//! observer is), seeing every reply at `ingress`.
 //!
 //! Local user databases answer without an ingress hook, so their rejects are counted
 //! (`rejects` per client) but not listed here.
 
-use brasa_aaa::{Direction, EngineConfig, HookContext, Policy, Verdict};
+use super::RadiusObserver;
+use brasa_aaa::{Direction, EngineConfig, HookContext};
+use brasa_radius::attr::{REPLY_MESSAGE, USER_NAME};
 use brasa_radius::Code;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -14,9 +16,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How many rejects are kept.
 pub const KEPT: usize = 50;
-
-const USER_NAME: u8 = 1;
-const REPLY_MESSAGE: u8 = 18;
 
 /// One Access-Reject as the console lists it.
 #[derive(Clone, Debug, Serialize)]
@@ -55,60 +54,38 @@ impl RecentRejects {
     }
 }
 
+/// Lists the Access-Rejects on their way to a NAS.
 struct Observer {
-    name: String,
-    inner: Option<Arc<dyn Policy>>,
     rejects: Arc<RecentRejects>,
 }
 
-impl Policy for Observer {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn apply(&self, context: &mut HookContext<'_>) -> Verdict {
-        let verdict = match &self.inner {
-            Some(inner) => inner.apply(context),
-            None => Verdict::Continue,
-        };
-        if verdict == Verdict::Continue
-            && context.code == Code::AccessReject
-            && context.direction == Direction::Ingress
-        {
-            let text =
-                |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
-            self.rejects.push(RejectView {
-                at_unix: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-                client: context.client.to_owned(),
-                server: context.server.to_owned(),
-                user_name: text(context.request.and_then(|r| r.get(USER_NAME))),
-                reply_message: text(context.packet.get(REPLY_MESSAGE)),
-            });
+impl RadiusObserver for Observer {
+    fn observe(&self, context: &mut HookContext<'_>) {
+        if context.code != Code::AccessReject || context.direction != Direction::Ingress {
+            return;
         }
-        verdict
+        let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
+        self.rejects.push(RejectView {
+            at_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            client: context.client.to_owned(),
+            server: context.server.to_owned(),
+            user_name: text(context.request.and_then(|r| r.get(USER_NAME))),
+            reply_message: text(context.packet.get(REPLY_MESSAGE)),
+        });
     }
 }
 
-/// Wraps every server's policy with the observer; call before the engine is built (and after
+/// Puts the observer behind every server's policy; call before the engine is built (and after
 /// other observers, which it then wraps too).
 pub fn install(engine: &mut EngineConfig) -> Arc<RecentRejects> {
     let rejects = Arc::new(RecentRejects::default());
+    let observer: Arc<dyn RadiusObserver> = Arc::new(Observer {
+        rejects: rejects.clone(),
+    });
     for index in 0..engine.servers.len() {
-        let inner = engine.servers[index]
-            .policy
-            .and_then(|p| engine.policies.get(p).cloned());
-        let observer = Observer {
-            name: match &inner {
-                Some(p) => format!("{}+recent-rejects", p.name()),
-                None => "recent-rejects".to_owned(),
-            },
-            inner,
-            rejects: rejects.clone(),
-        };
-        engine.policies.push(Arc::new(observer));
-        engine.servers[index].policy = Some(engine.policies.len() - 1);
+        super::observe_server(engine, index, "recent-rejects", observer.clone());
     }
     rejects
 }

@@ -1,12 +1,13 @@
 //! RADIUS login events: accounting Start / Interim-Update log a subscriber in, Stop logs it out.
 //!
-//! The observer is a `brasa_aaa::Policy` wrapped around the server's own policy (if any). It
-//! runs on the RADIUS path, so it only reads the attributes it needs and `try_send`s an event to
-//! a bounded queue; a full queue drops the event and counts it. A task drains the queue into
-//! the SM in batches (one durable commit per batch).
+//! The observer sees each observed server's messages after the server's own policy (see
+//! [`super::observe_server`]). It runs on the RADIUS path, so it only reads the attributes it
+//! needs and `try_send`s an event to a bounded queue; a full queue drops the event and counts
+//! it. A task drains the queue into the SM in batches (one durable commit per batch).
 
 use super::sm_config::RadiusLogins;
-use brasa_aaa::{Direction, EngineConfig, HookContext, Policy, Verdict};
+use super::RadiusObserver;
+use brasa_aaa::{Direction, EngineConfig, HookContext};
 use brasa_radius::attr::{
     DELEGATED_IPV6_PREFIX, FRAMED_IPV6_ADDRESS, FRAMED_IPV6_PREFIX, FRAMED_IP_ADDRESS, USER_NAME,
 };
@@ -159,25 +160,15 @@ pub fn to_op(event: AcctEvent, domain: Option<&str>) -> Result<Op, SmError> {
     }
 }
 
+/// Sends the login event of each accounting request towards the AAA server to the SM's queue.
 struct Observer {
-    name: String,
-    inner: Option<Arc<dyn Policy>>,
     properties: Arc<Vec<(AttrId, String, String)>>,
     events: mpsc::Sender<AcctEvent>,
     stats: Arc<LoginEventStats>,
 }
 
-impl Policy for Observer {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn apply(&self, context: &mut HookContext<'_>) -> Verdict {
-        if let Some(inner) = &self.inner {
-            if inner.apply(context) == Verdict::Drop {
-                return Verdict::Drop;
-            }
-        }
+impl RadiusObserver for Observer {
+    fn observe(&self, context: &mut HookContext<'_>) {
         if context.code == Code::AccountingRequest && context.direction == Direction::Egress {
             if let Some(event) = extract(context.packet, context.dictionary, &self.properties) {
                 self.stats.received.fetch_add(1, Ordering::Relaxed);
@@ -186,7 +177,6 @@ impl Policy for Observer {
                 }
             }
         }
-        Verdict::Continue
     }
 }
 
@@ -199,17 +189,13 @@ pub fn install(
 ) -> Arc<LoginEventStats> {
     let stats = Arc::new(LoginEventStats::default());
     let (tx, rx) = mpsc::channel(logins.queue);
-    let properties = Arc::new(logins.properties.clone());
+    let observer: Arc<dyn RadiusObserver> = Arc::new(Observer {
+        properties: Arc::new(logins.properties.clone()),
+        events: tx,
+        stats: stats.clone(),
+    });
     for &i in &logins.servers {
-        super::wrap_server_policy(engine, i, "sm-login-events", |inner, name| {
-            Arc::new(Observer {
-                name,
-                inner,
-                properties: properties.clone(),
-                events: tx.clone(),
-                stats: stats.clone(),
-            })
-        });
+        super::observe_server(engine, i, "sm-login-events", observer.clone());
     }
     tokio::spawn(feed(rx, service, logins.domain.clone(), stats.clone()));
     stats

@@ -3,12 +3,16 @@
 //! AF_PACKET sockets opened inside a namespace.
 #![allow(dead_code, unused_imports)]
 
-use brasa_dataplane::io::afpacket::{RingConfig, RxRing, TxSocket};
+use brasa_dataplane::io::afpacket::TxSocket;
 use brasa_dataplane::io::netdev::NetDev;
 use brasa_dataplane::pipeline::{pkt_type, Batch, PacketMeta, Verdict};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../../../dataplane/tests/support/capture.rs"]
+mod capture;
+pub use capture::Capture;
 
 // Not every test that includes this module uses every item (as `dead_code` above).
 #[allow(unused_imports)]
@@ -252,67 +256,6 @@ impl Drop for Daemon {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Frames received on one interface of a namespace.
-pub struct Capture {
-    ring: RxRing,
-    batch: Batch,
-    pub frames: Vec<Vec<u8>>,
-}
-
-impl Capture {
-    pub fn open(ns: &Netns, interface: &str) -> Self {
-        let interface = interface.to_string();
-        let ring = ns.enter(move || {
-            let dev = NetDev::lookup(&interface).expect("capture interface");
-            RxRing::open(
-                &interface,
-                dev.ifindex,
-                0,
-                RingConfig {
-                    block_size: 1 << 16,
-                    block_count: 8,
-                    block_timeout_ms: 1,
-                },
-            )
-            .expect("capture ring")
-        });
-        Self {
-            ring,
-            batch: Batch::new(64),
-            frames: Vec::new(),
-        }
-    }
-
-    fn poll(&mut self) {
-        let mut oversized = 0;
-        let frames = &mut self.frames;
-        self.ring.drain(&mut self.batch, &mut oversized, |batch| {
-            frames.extend(batch.iter().map(|(buf, _)| buf.as_slice().to_vec()));
-            batch.clear();
-        });
-        frames.extend(self.batch.iter().map(|(buf, _)| buf.as_slice().to_vec()));
-        self.batch.clear();
-    }
-
-    /// Waits until `count` captured frames satisfy `matches` (or `timeout`), returns those.
-    pub fn wait_for(
-        &mut self,
-        count: usize,
-        timeout: Duration,
-        matches: impl Fn(&[u8]) -> bool,
-    ) -> Vec<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.poll();
-            let found: Vec<Vec<u8>> = self.frames.iter().filter(|f| matches(f)).cloned().collect();
-            if found.len() >= count || Instant::now() >= deadline {
-                return found;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
     }
 }
 

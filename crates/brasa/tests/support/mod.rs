@@ -2,6 +2,7 @@
 //! minimal generated config, the `brasa` daemon, and `radclient`.
 #![allow(dead_code)]
 
+use brasa_testkit::netns::Netns;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -61,6 +62,72 @@ impl FreeRadius {
     pub fn detail(&self) -> String {
         std::fs::read_to_string(self.dir.join("detail")).unwrap_or_default()
     }
+
+    /// brasa's `[[radius.pool]]` named `name` with this server as its auth and its acct server
+    /// (both with `secret`); `settings` are the pool's own lines (`timeout = "2s"\n`, …).
+    pub fn radius_pool(&self, name: &str, secret: &str, settings: &str) -> String {
+        format!(
+            "[[radius.pool]]\nname = \"{name}\"\n{settings}\
+             [[radius.pool.auth_server]]\naddress = \"{}\"\nsecret = \"{secret}\"\n\
+             [[radius.pool.acct_server]]\naddress = \"{}\"\nsecret = \"{secret}\"\n",
+            self.auth, self.acct
+        )
+    }
+}
+
+/// The head of a `brasa run` config that proxies RADIUS to `upstream`: `data_dir = "data"`, the
+/// API on `api`, the NAS `client` (name, secret) at 127.0.0.1, and the RADIUS server `server`
+/// (name, auth and acct listen addresses) proxying to the pool "aaa", which is `upstream` with
+/// `upstream_secret` and a 2 s timeout. `server_settings` are the server's further lines (e.g.
+/// `python_policy = "p1"\n`); the caller appends the other sections.
+pub fn radius_proxy_config(
+    api: SocketAddr,
+    (client, nas_secret): (&str, &str),
+    (server, auth, acct): (&str, SocketAddr, SocketAddr),
+    server_settings: &str,
+    upstream: &FreeRadius,
+    upstream_secret: &str,
+) -> String {
+    format!(
+        r#"data_dir = "data"
+[api]
+listen = "{api}"
+[radius]
+[[radius.client]]
+name = "{client}"
+address = "127.0.0.1"
+secret = "{nas_secret}"
+[[radius.server]]
+name = "{server}"
+auth_listen = "{auth}"
+acct_listen = "{acct}"
+proxy = "aaa"
+{server_settings}{}"#,
+        upstream.radius_pool("aaa", upstream_secret, "timeout = \"2s\"\n")
+    )
+}
+
+/// [`start_freeradius`] with the default server sections (users file, PAP, detail) inside
+/// `netns`, on its loopback: the AAA server of a brasa that runs in that namespace.
+pub fn start_freeradius_in(
+    netns: &Netns,
+    dir: &Path,
+    clients: &[(&str, &str)],
+    users: &str,
+) -> FreeRadius {
+    let dir = dir.to_path_buf();
+    let clients: Vec<(String, String)> = clients
+        .iter()
+        .map(|(address, secret)| (address.to_string(), secret.to_string()))
+        .collect();
+    let users = users.to_string();
+    netns.enter(move || {
+        let clients: Vec<(&str, &str)> = clients
+            .iter()
+            .map(|(address, secret)| (address.as_str(), secret.as_str()))
+            .collect();
+        start_freeradius(&dir, "127.0.0.1", &clients, &users, "", None, false)
+    })
 }
 
 /// Starts `freeradius -X` on `ip` with `clients` (address, secret) and a `users` file; the

@@ -5,9 +5,8 @@
 #![no_main]
 use brasa_dataplane::acl::{Disposition, IpMatch, PortRange, Prefix};
 use brasa_dataplane::pcc::*;
-use brasa_dataplane::pipeline::{Batch, IpHandoff, LinkKind, PacketMeta, Pipeline, Port, Verdict};
-use brasa_dataplane::stages::{ClassifyStage, IpHandoffStage};
-use brasa_dataplane::wire::{EtherType, Ipv4Packet, MacAddr};
+use brasa_dataplane::pipeline::{Batch, PacketMeta, Pipeline, Verdict};
+use brasa_dataplane::wire::{EtherType, Ipv4Packet};
 use libfuzzer_sys::fuzz_target;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -77,19 +76,7 @@ fn pipeline() -> Pipeline {
     stage
         .install(Arc::new(SubscriberPolicy::compile(spec).unwrap()))
         .unwrap();
-    Pipeline::new(
-        vec![Port {
-            name: "p0".into(),
-            link: LinkKind::Ethernet,
-            mac: MacAddr([2, 0, 0, 0, 0, 1]),
-            ip_handoff: IpHandoff::Kernel,
-        }],
-        vec![
-            Box::new(ClassifyStage),
-            Box::new(stage),
-            Box::new(IpHandoffStage),
-        ],
-    )
+    testing::pipeline(Some(Box::new(stage)))
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -117,7 +104,8 @@ fuzz_target!(|data: &[u8]| {
             addr.copy_from_slice(if v6 { &SUB6 } else { &SUB4 });
         }
         let ethertype = if v6 { EtherType::IPV6 } else { EtherType::IPV4 };
-        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+        let mut frame = testing::PORT_MAC.0.to_vec();
+        frame.extend_from_slice(&[2, 0, 0, 0, 0, 2]);
         frame.extend_from_slice(&ethertype.to_be_bytes());
         frame.extend_from_slice(&ip);
         if batch.push(&frame, PacketMeta::new(0, 0, 0)) {

@@ -4,7 +4,7 @@
 //! and a transmit socket that sends a batch with one `sendmmsg` (layer-3 devices, whose frames
 //! need a protocol each, and the fallback when a ring cannot be set up).
 
-use super::{cvt, netdev, setsockopt, IoError};
+use super::{cvt, netdev, setsockopt, FrameLimit, IoError, Mapping, ETH_HLEN, VLAN_HLEN};
 use crate::packet::BUFFER_SIZE;
 use crate::pipeline::{pkt_type, Batch, LinkKind, PacketMeta, PortId, Verdict};
 use std::io;
@@ -140,23 +140,13 @@ fn read_u16(base: *const u8, offset: usize) -> u16 {
 
 /// A TPACKET_V3 receive ring bound to one interface.
 pub struct RxRing {
+    // Before `fd`: the ring is unmapped before the socket closes.
+    map: Mapping,
     fd: OwnedFd,
-    map: *mut u8,
-    map_len: usize,
     block_size: usize,
     block_count: usize,
     next_block: usize,
     port: PortId,
-}
-
-// SAFETY: the mapping is owned by this value alone and only touched through `&mut self`.
-unsafe impl Send for RxRing {}
-
-impl Drop for RxRing {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the region mapped in `open`.
-        unsafe { libc::munmap(self.map.cast(), self.map_len) };
-    }
 }
 
 impl RxRing {
@@ -195,24 +185,10 @@ impl RxRing {
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
             .map_err(|e| setup("PACKET_RX_RING", e))?;
         let map_len = config.block_size as usize * config.block_count as usize;
-        // SAFETY: maps the ring the kernel just allocated for this socket.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(setup("mmap", io::Error::last_os_error()));
-        }
+        let map = Mapping::ring(&fd, map_len, 0, false).map_err(|e| setup("mmap", e))?;
         let ring = Self {
+            map,
             fd,
-            map: map.cast(),
-            map_len,
             block_size: config.block_size as usize,
             block_count: config.block_count as usize,
             next_block: 0,
@@ -286,7 +262,7 @@ impl RxRing {
 
     fn block_ptr(&self, index: usize) -> *mut u8 {
         // SAFETY: `index < block_count`, so the offset is inside the mapping.
-        unsafe { self.map.add(index * self.block_size) }
+        unsafe { self.map.as_ptr().add(index * self.block_size) }
     }
 
     /// Copies the frames of every ready block into `batch`, calling `flush` whenever it is
@@ -516,8 +492,6 @@ const VNET_HDR_LEN_FIELD: usize = 2;
 const TX_FRAME_OFFSET: usize = TX_DATA_OFFSET + VNET_HDR_LEN;
 const TX_MIN_FRAME_SIZE: usize = 2048;
 const TX_BLOCK_SIZE: usize = 1 << 16;
-const ETH_HLEN: usize = 14;
-const VLAN_HLEN: usize = 4;
 
 /// Size of a transmit ring.
 #[derive(Debug, Clone, Copy)]
@@ -558,30 +532,18 @@ fn align16(value: usize) -> usize {
 /// (the MTU was raised after opening) go out through a `sendto` socket, after the slots
 /// queued before them.
 pub struct TxRing {
+    // Before `fd`: the ring is unmapped before the socket closes.
+    map: Mapping,
     fd: OwnedFd,
     name: String,
     ifindex: i32,
-    map: *mut u8,
-    map_len: usize,
     block_size: usize,
     frame_size: usize,
     frames_per_block: usize,
     frame_count: usize,
     next: usize,
-    /// Longest untagged frame the interface takes: MTU + Ethernet header.
-    max_frame: usize,
+    limit: FrameLimit,
     fallback: TxSocket,
-}
-
-// SAFETY: the mapping is owned by this value alone and only touched through `&mut self` (or
-// read through `&self`).
-unsafe impl Send for TxRing {}
-
-impl Drop for TxRing {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the region mapped in `open`.
-        unsafe { libc::munmap(self.map.cast(), self.map_len) };
-    }
 }
 
 impl TxRing {
@@ -599,8 +561,8 @@ impl TxRing {
             ));
         }
         let fd = packet_socket().map_err(|e| setup("socket", e))?;
-        let mtu = netdev::mtu_by_index(&fd, ifindex).map_err(|e| setup("MTU", e))? as usize;
-        let frame_size = align16(TX_FRAME_OFFSET + mtu + ETH_HLEN + VLAN_HLEN)
+        let mtu = netdev::mtu_by_index(&fd, ifindex).map_err(|e| setup("MTU", e))?;
+        let frame_size = align16(TX_FRAME_OFFSET + mtu as usize + ETH_HLEN + VLAN_HLEN)
             .clamp(TX_MIN_FRAME_SIZE, align16(TX_FRAME_OFFSET + BUFFER_SIZE));
         let frames_per_block = TX_BLOCK_SIZE / frame_size;
         let block_count = (config.frames.max(1) as usize).div_ceil(frames_per_block);
@@ -621,33 +583,19 @@ impl TxRing {
         };
         setsockopt(&fd, libc::SOL_PACKET, PACKET_TX_RING, &req)
             .map_err(|e| setup("PACKET_TX_RING", e))?;
-        let map_len = TX_BLOCK_SIZE * block_count;
-        // SAFETY: maps the ring the kernel just allocated for this socket.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(setup("mmap", io::Error::last_os_error()));
-        }
+        let map = Mapping::ring(&fd, TX_BLOCK_SIZE * block_count, 0, false)
+            .map_err(|e| setup("mmap", e))?;
         let ring = Self {
+            map,
             fd,
             name: name.to_string(),
             ifindex,
-            map: map.cast(),
-            map_len,
             block_size: TX_BLOCK_SIZE,
             frame_size,
             frames_per_block,
             frame_count,
             next: 0,
-            max_frame: mtu + ETH_HLEN,
+            limit: FrameLimit::new(mtu),
             fallback: TxSocket::open(name, ifindex)?,
         };
         bind(&ring.fd, ifindex, 0).map_err(|e| setup("bind", e))?;
@@ -668,7 +616,7 @@ impl TxRing {
         let offset = index / self.frames_per_block * self.block_size
             + index % self.frames_per_block * self.frame_size;
         // SAFETY: `index < frame_count`, so the slot lies inside the mapping.
-        unsafe { self.map.add(offset) }
+        unsafe { self.map.as_ptr().add(offset) }
     }
 
     fn held_by_kernel(&self, index: usize) -> bool {
@@ -712,20 +660,12 @@ impl TxRing {
 
     /// Takes the interface's MTU as `mtu` (from a link notification).
     pub fn set_mtu(&mut self, mtu: u32) {
-        self.max_frame = mtu as usize + ETH_HLEN;
+        self.limit = FrameLimit::new(mtu);
     }
 
     /// The interface's kernel index.
     pub fn ifindex(&self) -> i32 {
         self.ifindex
-    }
-
-    /// What the kernel would accept: at least an Ethernet header, at most MTU + header (+ 4
-    /// when the frame carries an 802.1Q tag).
-    fn length_ok(&self, frame: &[u8]) -> bool {
-        let tagged = frame.get(12..14) == Some(&crate::wire::EtherType::VLAN.to_be_bytes()[..]);
-        frame.len() >= ETH_HLEN
-            && frame.len() <= self.max_frame + if tagged { VLAN_HLEN } else { 0 }
     }
 
     /// Queues the packets of `batch` whose verdict is to transmit on `port` and kicks the kernel
@@ -741,7 +681,7 @@ impl TxRing {
             }
             attempted += 1;
             let frame = buf.as_slice();
-            if !self.length_ok(frame) {
+            if !self.limit.allows(frame) {
                 continue;
             }
             if frame.len() > self.slot_capacity() {

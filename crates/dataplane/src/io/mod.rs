@@ -46,6 +46,116 @@ pub(crate) fn setsockopt<T>(
     .map(|_| ())
 }
 
+/// Memory mapped for a socket's rings or packet buffers (a TPACKET ring, an AF_XDP ring or
+/// UMEM), owned by one value and unmapped when it is dropped.
+pub(crate) struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone; its holder touches the memory only through
+// `&mut self` (or reads it through `&self`), as it would a `Box<[u8]>`.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes of the ring that `fd`'s kernel side allocated at page offset `offset`,
+    /// shared with the kernel; `populate` faults the pages in now rather than on first touch.
+    pub(crate) fn ring(
+        fd: &OwnedFd,
+        len: usize,
+        offset: libc::off_t,
+        populate: bool,
+    ) -> io::Result<Self> {
+        let populate = if populate { libc::MAP_POPULATE } else { 0 };
+        Self::map(len, libc::MAP_SHARED | populate, fd.as_raw_fd(), offset)
+    }
+
+    /// `len` bytes of private memory, faulted in now (an AF_XDP UMEM).
+    pub(crate) fn anonymous(len: usize) -> io::Result<Self> {
+        Self::map(
+            len,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    }
+
+    fn map(
+        len: usize,
+        flags: libc::c_int,
+        fd: libc::c_int,
+        offset: libc::off_t,
+    ) -> io::Result<Self> {
+        // SAFETY: a new mapping at an address the kernel chooses, so it overlaps nothing this
+        // process uses; `fd` (or -1 with MAP_ANONYMOUS) is valid for the call.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                offset,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// The first byte.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the region `map` mapped, which only this value owns.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Octets of an Ethernet header.
+pub(crate) const ETH_HLEN: usize = 14;
+/// Octets of an 802.1Q tag.
+pub(crate) const VLAN_HLEN: usize = 4;
+
+/// The frame lengths an Ethernet interface takes for transmission, from its MTU. The kernel does
+/// not check the frames a ring or an AF_XDP socket hands it, so the data plane does, with the
+/// MTU as it is now (the worker passes link notifications on).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FrameLimit {
+    /// Longest untagged frame: MTU + Ethernet header.
+    max_untagged: usize,
+}
+
+impl FrameLimit {
+    /// The limit of an interface whose MTU is `mtu`.
+    pub(crate) fn new(mtu: u32) -> Self {
+        Self {
+            max_untagged: mtu as usize + ETH_HLEN,
+        }
+    }
+
+    /// What the kernel would accept: at least an Ethernet header, at most MTU + header (+ 4
+    /// when the frame carries an 802.1Q tag).
+    pub(crate) fn allows(&self, frame: &[u8]) -> bool {
+        let tagged = frame.get(12..14) == Some(&crate::wire::EtherType::VLAN.to_be_bytes()[..]);
+        frame.len() >= ETH_HLEN
+            && frame.len() <= self.max_untagged + if tagged { VLAN_HLEN } else { 0 }
+    }
+}
+
 /// Errors of the shell, naming the interface or device involved.
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {

@@ -10,6 +10,7 @@
 //! * [`PccStage`] is the pipeline stage (after `classify`): it finds the subscriber owning a
 //!   packet's source (ingress rules) and the one owning its destination (egress rules) by
 //!   longest-prefix match, classifies, polices, counts, and drops or remarks.
+//! * [`testing`]: the one-port pipeline the stage's tests, fuzz target and benchmark share.
 //!
 //! State and counters of a rule are keyed by the subscriber, the rule's direction and its
 //! name: installing a new policy for a subscriber carries them over for every rule that keeps
@@ -20,6 +21,7 @@ mod index;
 mod policy;
 pub mod spec;
 mod stage;
+pub mod testing;
 
 pub use policy::{
     CompiledRules, PccCompiler, RuleCounters, SubscriberCounters, SubscriberPolicy, Volume,

@@ -1,11 +1,7 @@
 use super::*;
 use crate::acl::{v4, v6, Disposition, IpMatch, Match, PacketKey, PortRange, Rule};
 use crate::build;
-use crate::pipeline::{
-    pkt_type, Batch, DropReason, IpHandoff, LinkKind, PacketMeta, Pipeline, Port, Shared, Stage,
-    Verdict,
-};
-use crate::stages::{ClassifyStage, IpHandoffStage};
+use crate::pipeline::{pkt_type, Batch, DropReason, PacketMeta, Pipeline, Shared, Stage, Verdict};
 use crate::wire::{EtherType, Ipv4Packet, Ipv6Packet, MacAddr};
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -22,22 +18,9 @@ fn sub6_host() -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0, 0x1200, 0, 0, 0, 0x42)
 }
 
-/// `classify → pcc → ip-handoff` on one Ethernet port: a packet the PCC stage forwards ends
-/// as `Ignore` (left to the kernel's copy).
+/// The harness pipeline with `stage` as its PCC stage.
 fn pipeline(stage: impl Stage + 'static) -> Pipeline {
-    Pipeline::new(
-        vec![Port {
-            name: "p0".into(),
-            link: LinkKind::Ethernet,
-            mac: MacAddr([2, 0, 0, 0, 0, 1]),
-            ip_handoff: IpHandoff::Kernel,
-        }],
-        vec![
-            Box::new(ClassifyStage),
-            Box::new(stage),
-            Box::new(IpHandoffStage),
-        ],
-    )
+    super::testing::pipeline(Some(Box::new(stage)))
 }
 
 fn frame(ip: &[u8]) -> Vec<u8> {
@@ -48,7 +31,7 @@ fn frame(ip: &[u8]) -> Vec<u8> {
     };
     build::ethernet(
         MacAddr([2, 0, 0, 0, 0, 2]),
-        MacAddr([2, 0, 0, 0, 0, 1]),
+        super::testing::PORT_MAC,
         ethertype,
         ip,
     )

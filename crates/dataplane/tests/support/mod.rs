@@ -2,23 +2,28 @@
 //! a test fails), veth pairs inside them, and frames captured with a receive ring.
 #![allow(dead_code)]
 
-use brasa_dataplane::io::afpacket::{RingConfig, RxRing, TxRing, TxRingConfig};
+mod capture;
+pub use capture::Capture;
+
+use brasa_dataplane::io::afpacket::{TxRing, TxRingConfig};
 use brasa_dataplane::io::netdev::NetDev;
-use brasa_dataplane::pipeline::Batch;
 use brasa_dataplane::wire::MacAddr;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a test waits for what it expects: generous, since on a loaded machine the softirq
 /// work that moves frames across a veth can wait seconds for `ksoftirqd`.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
+/// A network namespace (brasa-testkit's, deleted on drop) with IPv6 off, so that the only
+/// frames on its links are the ones a test sends; with the helpers these tests share.
+pub struct Netns(brasa_testkit::netns::Netns);
 
-/// A network namespace deleted on drop.
-pub struct Netns {
-    pub name: String,
+impl std::ops::Deref for Netns {
+    type Target = brasa_testkit::netns::Netns;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Netns {
@@ -26,21 +31,11 @@ impl Netns {
         Self::with_prefix("bdptx")
     }
 
-    /// A namespace whose name starts with `prefix` (then this process's id and a counter).
-    pub fn with_prefix(prefix: &str) -> Self {
-        let name = format!(
-            "{prefix}{}x{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        run(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Self { name };
-        ns.sh("ip link set lo up && sysctl -qw net.ipv6.conf.all.disable_ipv6=1");
-        ns
-    }
-
-    pub fn sh(&self, command: &str) -> String {
-        run(Command::new("ip").args(["netns", "exec", &self.name, "sh", "-c", command]))
+    /// A namespace whose name ends with `tag` (after this process's id and a counter).
+    pub fn with_prefix(tag: &str) -> Self {
+        let ns = brasa_testkit::netns::Netns::new(tag);
+        ns.sh("sysctl -qw net.ipv6.conf.all.disable_ipv6=1");
+        Self(ns)
     }
 
     pub fn mac(&self, interface: &str) -> MacAddr {
@@ -48,21 +43,6 @@ impl Netns {
             .trim()
             .parse()
             .expect("MAC")
-    }
-
-    /// Runs `f` on a thread inside the namespace (sockets it opens stay in it).
-    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            let file = std::fs::File::open(&path).expect("open netns");
-            // SAFETY: setns on this thread with a namespace descriptor.
-            let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(ret, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("namespace thread")
     }
 
     /// A veth pair `a` ═ `b` inside the namespace, both ends up.
@@ -81,15 +61,6 @@ impl Netns {
         other.sh(&format!("ip link set {b} up"));
     }
 
-    /// Runs a command inside the namespace; its output whatever the status.
-    pub fn output(&self, program: &str, args: &[&str]) -> std::process::Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, program])
-            .args(args)
-            .output()
-            .expect("ip netns exec")
-    }
-
     pub fn tx_ring(&self, interface: &str, frames: u32) -> TxRing {
         let interface = interface.to_string();
         self.enter(move || {
@@ -99,83 +70,15 @@ impl Netns {
     }
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-pub fn run(command: &mut Command) -> String {
-    let output = command.output().expect("spawn");
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Frames arriving on one interface, read from a receive ring.
-pub struct Capture {
-    pub ring: RxRing,
-    batch: Batch,
-    pub frames: Vec<Vec<u8>>,
-}
-
 impl Capture {
-    pub fn open(ns: &Netns, interface: &str) -> Self {
-        let interface = interface.to_string();
-        let ring = ns.enter(move || {
-            let dev = NetDev::lookup(&interface).expect("capture interface");
-            RxRing::open(
-                &interface,
-                dev.ifindex,
-                0,
-                RingConfig {
-                    block_size: 1 << 16,
-                    block_count: 64,
-                    block_timeout_ms: 1,
-                },
-            )
-            .expect("capture ring")
-        });
-        Self {
-            ring,
-            batch: Batch::new(64),
-            frames: Vec::new(),
-        }
-    }
-
-    pub fn poll(&mut self) {
-        let mut oversized = 0;
-        let frames = &mut self.frames;
-        self.ring.drain(&mut self.batch, &mut oversized, |batch| {
-            frames.extend(batch.iter().map(|(buf, _)| buf.as_slice().to_vec()));
-            batch.clear();
-        });
-        frames.extend(self.batch.iter().map(|(buf, _)| buf.as_slice().to_vec()));
-        self.batch.clear();
-        assert_eq!(oversized, 0);
-    }
-
-    /// Waits until `count` frames of `ethertype` arrived (or `WAIT` passed) and returns them.
+    /// Waits until `count` frames of `ethertype` arrived (or `WAIT` passed) and returns them;
+    /// no frame may have been too large to read.
     pub fn wait_for(&mut self, count: usize, ethertype: u16) -> Vec<Vec<u8>> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            self.poll();
-            let found: Vec<Vec<u8>> = self
-                .frames
-                .iter()
-                .filter(|f| f.get(12..14) == Some(&ethertype.to_be_bytes()[..]))
-                .cloned()
-                .collect();
-            if found.len() >= count || Instant::now() >= deadline {
-                return found;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let found = self.wait_for_matching(count, WAIT, |f| {
+            f.get(12..14) == Some(&ethertype.to_be_bytes()[..])
+        });
+        assert_eq!(self.oversized, 0);
+        found
     }
 }
 

@@ -172,3 +172,104 @@ pub async fn send(stream: &mut tokio::net::TcpStream, message: &InterRaeMessage)
     message.emit(&mut out);
     stream.write_all(&out).await.unwrap();
 }
+
+/// The prefix domain `as_number` originates in the multi-domain topologies.
+pub fn domain_prefix(as_number: u32) -> String {
+    format!("127.100.{as_number}.0/24")
+}
+
+/// Plays a peer RAE of AS `as_number`: accepts the RAE's connection on `listener` and answers
+/// its Open.
+pub async fn fake_peer_accept(listener: &TcpListener, as_number: u32) -> tokio::net::TcpStream {
+    let (mut stream, _) = listener.accept().await.unwrap();
+    let message = read_message(&mut stream).await.unwrap();
+    assert!(matches!(message, InterRaeMessage::Open(_)), "{message:?}");
+    send(
+        &mut stream,
+        &InterRaeMessage::Open(proto::Open {
+            as_number,
+            hold_time_ms: 0,
+        }),
+    )
+    .await;
+    stream
+}
+
+/// The seven-domain tiered topology of the RAE test and benchmark, running.
+pub struct Tiered {
+    /// Each domain's CME, by AS number (1 to 7).
+    pub cmes: BTreeMap<u32, Cme>,
+    /// Each domain's RAE daemon, by AS number.
+    pub raes: BTreeMap<u32, brasa_rae_net::RaeHandle>,
+    /// The scripted AS 8, a peer of AS 7, its Open exchanged.
+    pub as8: tokio::net::TcpStream,
+    /// AS 8's listening socket, open as long as the topology (AS 7 finds it there if it
+    /// reconnects).
+    pub as8_listener: TcpListener,
+}
+
+/// Starts the seven-domain tiered topology on `{net}.{as}` (e.g. `127.0.7`): tier 1 is AS 1 and
+/// 2, tier 2 AS 3, 4 and 5, tier 3 AS 6 and 7; every RAE has its own CME, originates
+/// [`domain_prefix`], and holds its sessions for 3 s with no minimum update interval. AS 8 is
+/// played by the caller through [`Tiered::as8`].
+pub async fn start_tiered(net: &str) -> Tiered {
+    let links = [
+        (1, 2),
+        (1, 3),
+        (1, 4),
+        (2, 4),
+        (2, 5),
+        (3, 6),
+        (4, 6),
+        (4, 7),
+        (5, 7),
+    ];
+    let ip = |a: u32| format!("{net}.{a}");
+    let mut listeners = BTreeMap::new();
+    let mut ports = BTreeMap::new();
+    for a in 1..=8u32 {
+        let (l, p) = listener(&ip(a)).await;
+        listeners.insert(a, l);
+        ports.insert(a, p);
+    }
+    let mut cmes = BTreeMap::new();
+    let mut raes = BTreeMap::new();
+    for a in 1..=7u32 {
+        let cme = Cme::start().await;
+        let mut peers: Vec<(u32, String, u16)> = links
+            .iter()
+            .filter_map(|&(x, y)| match (x == a, y == a) {
+                (true, _) => Some(y),
+                (_, true) => Some(x),
+                _ => None,
+            })
+            .map(|p| (p, ip(p), ports[&p]))
+            .collect();
+        if a == 7 {
+            peers.push((8, ip(8), ports[&8]));
+        }
+        let domain = Domain {
+            as_number: a,
+            ip: ip(a),
+            port: ports[&a],
+            peers,
+            prefixes: vec![domain_prefix(a)],
+            cme_port: Some(cme.port),
+            hold_time: 3.0,
+            minimum_update_interval: 0,
+        };
+        let rae =
+            brasa_rae_net::start_with_listener(domain.config(), listeners.remove(&a).unwrap())
+                .unwrap();
+        raes.insert(a, rae);
+        cmes.insert(a, cme);
+    }
+    let as8_listener = listeners.remove(&8).unwrap();
+    let as8 = fake_peer_accept(&as8_listener, 8).await;
+    Tiered {
+        cmes,
+        raes,
+        as8,
+        as8_listener,
+    }
+}

@@ -69,7 +69,17 @@ pub fn run_cached(
 
 /// Runs without a cache.
 pub fn run(host: &ScriptHost, script: &Script, packet: &mut Message) -> RunReport {
-    host.run(script, packet, &Dictionary::builtin(), None, &options())
+    run_with(host, script, packet, &options())
+}
+
+/// Runs without a cache, with `options`.
+pub fn run_with(
+    host: &ScriptHost,
+    script: &Script,
+    packet: &mut Message,
+    options: &RunOptions,
+) -> RunReport {
+    host.run(script, packet, &Dictionary::builtin(), None, options)
 }
 
 /// Panics with the script's traceback unless the run completed.

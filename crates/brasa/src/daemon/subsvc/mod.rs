@@ -23,7 +23,7 @@ pub mod api;
 pub mod config;
 
 use crate::daemon::coa::{CoaAnswer, CoaHandler};
-use brasa_aaa::{Direction, EngineConfig, HookContext, Policy, Verdict};
+use brasa_aaa::{Direction, EngineConfig, HookContext};
 use brasa_python::worker::{PythonPolicies, WorkerError};
 use brasa_radius::attr::{FRAMED_IP_ADDRESS, USER_NAME};
 use brasa_radius::{Code, Dictionary, ErrorCause, Message};
@@ -235,15 +235,12 @@ impl SubscriberServices {
         });
         let (runs, queue) = mpsc::channel(component.config.queue);
         if let Some(engine) = engine {
+            let observer: Arc<dyn super::RadiusObserver> = Arc::new(AcceptObserver {
+                component: component.clone(),
+                runs,
+            });
             for &i in &component.config.servers {
-                super::wrap_server_policy(engine, i, "subscriber-services", |inner, name| {
-                    Arc::new(AcceptObserver {
-                        name,
-                        inner,
-                        component: component.clone(),
-                        runs: runs.clone(),
-                    })
-                });
+                super::observe_server(engine, i, "subscriber-services", observer.clone());
             }
         }
         tokio::spawn(feed(component.clone(), queue));
@@ -435,31 +432,20 @@ impl CoaHandler for SubscriberServices {
     }
 }
 
-/// Sees the Access-Accepts of one server on the RADIUS path: queues those that carry
+/// Sees the Access-Accepts of the configured servers on the RADIUS path: queues those that carry
 /// Alc-Sub-Serv-Activate for the script and strips the attributes (see the module docs).
 struct AcceptObserver {
-    name: String,
-    inner: Option<Arc<dyn Policy>>,
     component: Arc<SubscriberServices>,
     runs: mpsc::Sender<AcceptRun>,
 }
 
-impl Policy for AcceptObserver {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn apply(&self, context: &mut HookContext<'_>) -> Verdict {
-        if let Some(inner) = &self.inner {
-            if inner.apply(context) == Verdict::Drop {
-                return Verdict::Drop;
-            }
-        }
+impl super::RadiusObserver for AcceptObserver {
+    fn observe(&self, context: &mut HookContext<'_>) {
         if context.code != Code::AccessAccept
             || context.direction != Direction::Ingress
             || !has_sub_svc(context.packet, true)
         {
-            return Verdict::Continue;
+            return;
         }
         let component = &self.component;
         component.stats.accepts.fetch_add(1, Ordering::Relaxed);
@@ -473,7 +459,7 @@ impl Policy for AcceptObserver {
             Err(err) => {
                 component.stats.refused(Refusal::Attributes);
                 tracing::info!(server = %context.server, %err, "Access-Accept's subscriber services not run");
-                return Verdict::Continue;
+                return;
             }
         };
         let copy = context.packet.clone();
@@ -490,7 +476,7 @@ impl Policy for AcceptObserver {
                 .accepts_dropped
                 .fetch_add(1, Ordering::Relaxed);
             tracing::info!(server = %context.server, "Access-Accept with Alc-Sub-Serv-Activate for an Access-Request without User-Name: no subscriber to give the services to");
-            return Verdict::Continue;
+            return;
         };
         let runs = self.runs.clone();
         let stats = component.stats.clone();
@@ -509,7 +495,6 @@ impl Policy for AcceptObserver {
                 .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%err, "subscriber services script not run for an Access-Accept");
         }
-        Verdict::Continue
     }
 }
 

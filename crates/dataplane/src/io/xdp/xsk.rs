@@ -13,7 +13,7 @@
 //! Both need-wakeup flags are honoured: the kernel is only kicked (`sendto`, `recvfrom`) when
 //! it asked for it, which in zero-copy mode spares a system call per batch.
 
-use crate::io::{cvt, setsockopt, IoError};
+use crate::io::{cvt, setsockopt, FrameLimit, IoError, Mapping};
 use crate::pipeline::{pkt_type, Batch, PacketMeta, PortId, Verdict};
 use crate::wire::MacAddr;
 use std::io;
@@ -23,8 +23,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 const SO_BUSY_POLL: libc::c_int = 46;
 const SO_PREFER_BUSY_POLL: libc::c_int = 69;
 const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
-const ETH_HLEN: usize = 14;
-const VLAN_HLEN: usize = 4;
 
 /// Size of an AF_XDP socket's memory and rings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,8 +90,8 @@ impl XskStats {
 
 /// One of the four rings (`struct xdp_ring` in shared memory).
 struct Ring {
-    map: *mut u8,
-    map_len: usize,
+    /// The memory the pointers below point into.
+    _map: Mapping,
     producer: *const AtomicU32,
     consumer: *const AtomicU32,
     flags: *const AtomicU32,
@@ -112,30 +110,16 @@ impl Ring {
         pgoff: libc::off_t,
     ) -> io::Result<Self> {
         let map_len = offsets.desc as usize + entries as usize * desc_size;
-        // SAFETY: maps the ring the kernel allocated for this socket at its page offset.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                pgoff,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let map = map.cast::<u8>();
+        let map = Mapping::ring(fd, map_len, pgoff, true)?;
+        let base = map.as_ptr();
         // SAFETY: the offsets the kernel gave lie inside the mapping.
         unsafe {
             Ok(Self {
-                map,
-                map_len,
-                producer: map.add(offsets.producer as usize).cast(),
-                consumer: map.add(offsets.consumer as usize).cast(),
-                flags: map.add(offsets.flags as usize).cast(),
-                descs: map.add(offsets.desc as usize),
+                _map: map,
+                producer: base.add(offsets.producer as usize).cast(),
+                consumer: base.add(offsets.consumer as usize).cast(),
+                flags: base.add(offsets.flags as usize).cast(),
+                descs: base.add(offsets.desc as usize),
                 mask: entries - 1,
                 local: 0,
             })
@@ -201,18 +185,12 @@ impl Ring {
     }
 }
 
-impl Drop for Ring {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the region mapped in `Ring::map`.
-        unsafe { libc::munmap(self.map.cast(), self.map_len) };
-    }
-}
-
 /// An AF_XDP socket on one queue, with its UMEM and rings.
 pub struct Xsk {
+    // Before `fd`: the UMEM is unmapped before the socket closes (the kernel keeps its own
+    // pin of the pages until then, so either order is safe).
+    umem: Mapping,
     fd: OwnedFd,
-    umem: *mut u8,
-    umem_len: usize,
     frame_size: u32,
     fill: Ring,
     completion: Ring,
@@ -224,24 +202,13 @@ pub struct Xsk {
     port: PortId,
     queue: u32,
     mac: MacAddr,
-    /// Longest untagged frame the interface takes: MTU + Ethernet header.
-    max_frame: usize,
+    limit: FrameLimit,
     ifindex: i32,
 }
 
 // SAFETY: the UMEM and ring mappings are owned by this value alone and touched only through
 // `&mut self` (or read through `&self`).
 unsafe impl Send for Xsk {}
-
-impl Drop for Xsk {
-    fn drop(&mut self) {
-        // The rings unmap themselves; the socket closes after them, then the UMEM can go.
-        // SAFETY: unmaps exactly the region mapped in `open`; the kernel released its pin of
-        // the pages when the socket closed (the rings are dropped first, the fd next, but the
-        // kernel holds its own reference to the pages, so unmapping here is safe either way).
-        unsafe { libc::munmap(self.umem.cast(), self.umem_len) };
-    }
-}
 
 /// Reads a socket option into a `T` made of plain integers (all-zero is a valid value).
 fn getsockopt<T: Copy>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int) -> io::Result<T> {
@@ -295,79 +262,55 @@ impl Xsk {
             .map_err(|e| setup("socket", e))?;
         // SAFETY: fresh descriptor.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let umem_len = config.frames as usize * config.frame_size as usize;
-        // SAFETY: an anonymous private mapping of `umem_len` bytes.
-        let umem = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                umem_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if umem == libc::MAP_FAILED {
-            return Err(setup("UMEM mmap", io::Error::last_os_error()));
-        }
-        let umem = umem.cast::<u8>();
-        let unmap = |err: IoError| {
-            // SAFETY: unmaps the region just mapped, which nothing else refers to.
-            unsafe { libc::munmap(umem.cast(), umem_len) };
-            err
-        };
+        let umem = Mapping::anonymous(config.frames as usize * config.frame_size as usize)
+            .map_err(|e| setup("UMEM mmap", e))?;
         let half = config.frames / 2;
-        let opened = (|| {
-            let reg = libc::xdp_umem_reg {
-                addr: umem as u64,
-                len: umem_len as u64,
-                chunk_size: config.frame_size,
-                headroom: 0,
-                flags: 0,
-                tx_metadata_len: 0,
-            };
-            setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)
-                .map_err(|e| setup("XDP_UMEM_REG", e))?;
-            for (option, what) in [
-                (libc::XDP_UMEM_FILL_RING, "fill ring"),
-                (libc::XDP_UMEM_COMPLETION_RING, "completion ring"),
-                (libc::XDP_RX_RING, "RX ring"),
-                (libc::XDP_TX_RING, "TX ring"),
-            ] {
-                setsockopt(&fd, libc::SOL_XDP, option, &half).map_err(|e| setup(what, e))?;
-            }
-            let offsets: libc::xdp_mmap_offsets =
-                getsockopt(&fd, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS)
-                    .map_err(|e| setup("XDP_MMAP_OFFSETS", e))?;
-            let addr_size = std::mem::size_of::<u64>();
-            let desc_size = std::mem::size_of::<libc::xdp_desc>();
-            let fill = Ring::map(
-                &fd,
-                &offsets.fr,
-                half,
-                addr_size,
-                libc::XDP_UMEM_PGOFF_FILL_RING as libc::off_t,
-            )
-            .map_err(|e| setup("fill ring mmap", e))?;
-            let completion = Ring::map(
-                &fd,
-                &offsets.cr,
-                half,
-                addr_size,
-                libc::XDP_UMEM_PGOFF_COMPLETION_RING as libc::off_t,
-            )
-            .map_err(|e| setup("completion ring mmap", e))?;
-            let rx = Ring::map(&fd, &offsets.rx, half, desc_size, libc::XDP_PGOFF_RX_RING)
-                .map_err(|e| setup("RX ring mmap", e))?;
-            let tx = Ring::map(&fd, &offsets.tx, half, desc_size, libc::XDP_PGOFF_TX_RING)
-                .map_err(|e| setup("TX ring mmap", e))?;
-            Ok((fill, completion, rx, tx))
-        })();
-        let (fill, completion, rx, tx) = opened.map_err(unmap)?;
+        let reg = libc::xdp_umem_reg {
+            addr: umem.as_ptr() as u64,
+            len: umem.len() as u64,
+            chunk_size: config.frame_size,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)
+            .map_err(|e| setup("XDP_UMEM_REG", e))?;
+        for (option, what) in [
+            (libc::XDP_UMEM_FILL_RING, "fill ring"),
+            (libc::XDP_UMEM_COMPLETION_RING, "completion ring"),
+            (libc::XDP_RX_RING, "RX ring"),
+            (libc::XDP_TX_RING, "TX ring"),
+        ] {
+            setsockopt(&fd, libc::SOL_XDP, option, &half).map_err(|e| setup(what, e))?;
+        }
+        let offsets: libc::xdp_mmap_offsets =
+            getsockopt(&fd, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS)
+                .map_err(|e| setup("XDP_MMAP_OFFSETS", e))?;
+        let addr_size = std::mem::size_of::<u64>();
+        let desc_size = std::mem::size_of::<libc::xdp_desc>();
+        let fill = Ring::map(
+            &fd,
+            &offsets.fr,
+            half,
+            addr_size,
+            libc::XDP_UMEM_PGOFF_FILL_RING as libc::off_t,
+        )
+        .map_err(|e| setup("fill ring mmap", e))?;
+        let completion = Ring::map(
+            &fd,
+            &offsets.cr,
+            half,
+            addr_size,
+            libc::XDP_UMEM_PGOFF_COMPLETION_RING as libc::off_t,
+        )
+        .map_err(|e| setup("completion ring mmap", e))?;
+        let rx = Ring::map(&fd, &offsets.rx, half, desc_size, libc::XDP_PGOFF_RX_RING)
+            .map_err(|e| setup("RX ring mmap", e))?;
+        let tx = Ring::map(&fd, &offsets.tx, half, desc_size, libc::XDP_PGOFF_TX_RING)
+            .map_err(|e| setup("TX ring mmap", e))?;
         let mut xsk = Self {
-            fd,
             umem,
-            umem_len,
+            fd,
             frame_size: config.frame_size,
             fill,
             completion,
@@ -380,7 +323,7 @@ impl Xsk {
             port: target.port,
             queue: target.queue,
             mac: target.mac,
-            max_frame: target.mtu as usize + ETH_HLEN,
+            limit: FrameLimit::new(target.mtu),
             ifindex: target.ifindex,
         };
         // Every receive frame starts in the fill ring.
@@ -465,12 +408,12 @@ impl Xsk {
     fn frame(&self, addr: u64, len: usize) -> Option<&[u8]> {
         let start = usize::try_from(addr).ok()?;
         let end = start.checked_add(len)?;
-        if end > self.umem_len {
+        if end > self.umem.len() {
             return None;
         }
         // SAFETY: `start..end` lies inside the UMEM (checked above), which lives as long as
         // `self`; the kernel does not write a frame while it is in the RX ring.
-        Some(unsafe { std::slice::from_raw_parts(self.umem.add(start), len) })
+        Some(unsafe { std::slice::from_raw_parts(self.umem.as_ptr().add(start), len) })
     }
 
     fn packet_type(&self, frame: &[u8]) -> u8 {
@@ -569,7 +512,7 @@ impl Xsk {
 
     /// Takes the interface's MTU as `mtu`.
     pub fn set_mtu(&mut self, mtu: u32) {
-        self.max_frame = mtu as usize + ETH_HLEN;
+        self.limit = FrameLimit::new(mtu);
     }
 
     /// The interface's kernel index.
@@ -577,11 +520,9 @@ impl Xsk {
         self.ifindex
     }
 
+    /// The interface takes the frame and it fits a UMEM frame.
     fn length_ok(&self, frame: &[u8]) -> bool {
-        let tagged = frame.get(12..14) == Some(&crate::wire::EtherType::VLAN.to_be_bytes()[..]);
-        frame.len() >= ETH_HLEN
-            && frame.len() <= self.max_frame + if tagged { VLAN_HLEN } else { 0 }
-            && frame.len() <= self.frame_size as usize
+        self.limit.allows(frame) && frame.len() <= self.frame_size as usize
     }
 
     /// Queues the packets of `batch` whose verdict is to transmit on `port` and kicks the
@@ -621,7 +562,7 @@ impl Xsk {
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     frame.as_ptr(),
-                    self.umem.add(addr as usize),
+                    self.umem.as_ptr().add(addr as usize),
                     frame.len(),
                 );
                 *self.tx.desc(self.tx.local.wrapping_add(queued)) = libc::xdp_desc {

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
-use support::{radclient, received, reply_lines};
+use support::{coa_answer, radclient, received, reply_lines};
 
 const NAMES: LabNames = LabNames {
     router: "pjr",
@@ -163,12 +163,7 @@ fn coa(router: &Netns, dictionary: &Path, attributes: &str) -> (String, Option<S
         format!("{attributes}, Message-Authenticator = 0x00\n"),
         dictionary,
     );
-    let code = received(&output)
-        .unwrap_or_else(|| panic!("no answer: {}", brasa_testkit::radclient::text(&output)));
-    let cause = reply_lines(&output)
-        .iter()
-        .find_map(|l| l.strip_prefix("Error-Cause = ").map(str::to_owned));
-    (code, cause)
+    coa_answer(&output)
 }
 
 /// The service's accounting records (they carry its name in Alc-Sub-Serv-Activate) of
@@ -279,12 +274,14 @@ fn netns_an_access_accept_service_is_enforced_and_coas_take_it_away_and_back() {
     );
     eprintln!("the Accept's service: {up:.2} % lost up, {down:.2} % down at 2 × PIR");
 
-    // The AAA server deactivates the service.
+    // The AAA server deactivates the service, naming the session by its Acct-Session-Id.
     assert_eq!(
         coa(
             &lab.router,
             &dictionary,
-            &format!("User-Name = \"pj-alice\", Alc-Sub-Serv-Deactivate:1 = \"{SERVICE}\"")
+            &format!(
+                "Acct-Session-Id = \"pj-session-1\", Alc-Sub-Serv-Deactivate:1 = \"{SERVICE}\""
+            )
         ),
         ("CoA-ACK".into(), None)
     );

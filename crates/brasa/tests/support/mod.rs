@@ -515,3 +515,14 @@ pub fn assert_config_errors(cases: &[(String, &str, &str)]) {
         assert!(err.contains(message), "{text}: {err}");
     }
 }
+
+/// The code of radclient's answer to a CoA or Disconnect request and its Error-Cause, if any
+/// (the test fails when nothing answered).
+pub fn coa_answer(output: &Output) -> (String, Option<String>) {
+    let code = received(output)
+        .unwrap_or_else(|| panic!("no answer: {}", brasa_testkit::radclient::text(output)));
+    let cause = reply_lines(output)
+        .iter()
+        .find_map(|l| l.strip_prefix("Error-Cause = ").map(str::to_owned));
+    (code, cause)
+}

@@ -131,9 +131,13 @@ pub fn enforced_view(daemon: &Daemon, name: &str) -> Option<serde_json::Value> {
 
 /// The names of the services the enforcement point holds for `name`, in its order.
 pub fn enforced_services(daemon: &Daemon, name: &str) -> Vec<String> {
-    let Some(view) = enforced_view(daemon, name) else {
-        return Vec::new();
-    };
+    enforced_view(daemon, name)
+        .map(|view| service_names(&view))
+        .unwrap_or_default()
+}
+
+/// The names of the services of one subscriber's `show subscriber-services --json`.
+pub fn service_names(view: &serde_json::Value) -> Vec<String> {
     view["services"]
         .as_array()
         .into_iter()

@@ -65,13 +65,23 @@ impl SmNode {
 
     /// Activates `service` (one rate-limiting rule) for `subscriber` through the LEG.
     fn activate(&self, rt: &tokio::runtime::Runtime, subscriber: &str, service: &str) {
+        use brasa_subsvc::{Direction, Flow, PccRule, RateLimit, ServiceRequest};
+        let mut rule = PccRule::new(format!("{service}-i"), Direction::Ingress);
+        rule.flows.push(Flow {
+            dst_ip: Some("10.1.1.0/24".parse().unwrap()),
+            ..Flow::default()
+        });
+        rule.actions.rate_limit = Some(RateLimit {
+            pir_kbps: 1000,
+            cir_kbps: None,
+        });
+        let mut add = brasa_subsvc::SubscriberService::new(service);
+        add.rules.push(rule);
         let request = brasa_sm_net::pb::ActivateServicesRequest {
             name: subscriber.into(),
-            requests_json: format!(
-                r#"[{{"operation": "add", "name": "{service}", "rules": [{{"name": "{service}-i",
-                "direction": "ingress", "flows": [{{"dst-ip": "10.1.1.0/24"}}],
-                "actions": {{"rate-limit": {{"pir-kbps": 1000}}}}}}]}}]"#
-            ),
+            requests: vec![brasa_sm::service_proto::request_to_proto(
+                &ServiceRequest::Add(add),
+            )],
         };
         rt.block_on(async {
             let mut leg = LegClient::connect(&format!("http://{}", self.grpc))

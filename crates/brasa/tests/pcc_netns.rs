@@ -160,11 +160,21 @@ fn activate(router: &Netns, name: &'static str, requests: String) {
                     .grpc()
                     .activate_services(pb::ActivateServicesRequest {
                         name: name.into(),
-                        requests_json: requests,
+                        requests: proto_requests(&requests),
                     }),
             )
             .unwrap();
     });
+}
+
+/// The SM's protobuf requests of a JSON list of service requests (the form of
+/// docs/subscriber-services.md).
+fn proto_requests(json: &str) -> Vec<pb::ServiceRequest> {
+    serde_json::from_str::<Vec<brasa_subsvc::ServiceRequest>>(json)
+        .unwrap()
+        .iter()
+        .map(brasa_sm::service_proto::request_to_proto)
+        .collect()
 }
 
 fn deactivate(router: &Netns, name: &'static str, service: &'static str) {

@@ -151,11 +151,14 @@ fn services(setup: &Setup, user: &str) -> Vec<String> {
         .collect()
 }
 
-const ACK: (&str, Option<&str>) = ("CoA-ACK", None);
-const NOT_FOUND: (&str, Option<&str>) = ("CoA-NAK", Some("Session-Context-Not-Found"));
-const AMBIGUOUS: (&str, Option<&str>) = ("CoA-NAK", Some("Multiple-Session-Selection-Unsupported"));
+/// A CoA answer's code and Error-Cause.
+type Answer<'a> = (&'a str, Option<&'a str>);
 
-fn answer(pair: &(String, Option<String>)) -> (&str, Option<&str>) {
+const ACK: Answer = ("CoA-ACK", None);
+const NOT_FOUND: Answer = ("CoA-NAK", Some("Session-Context-Not-Found"));
+const AMBIGUOUS: Answer = ("CoA-NAK", Some("Multiple-Session-Selection-Unsupported"));
+
+fn answer(pair: &(String, Option<String>)) -> Answer<'_> {
     (pair.0.as_str(), pair.1.as_deref())
 }
 
@@ -169,7 +172,7 @@ fn subscriber_services_coas_find_the_subscriber_by_session_port_and_address_or_r
     // reuses them); a CoA by that id alone cannot say which.
     start_session(&setup, "ck-carol", "ck-s2", "1/1/1:12", "10.9.0.9");
 
-    let cases: [(&str, &str, (&str, Option<&str>)); 9] = [
+    let cases: [(&str, &str, Answer); 9] = [
         ("Acct-Session-Id = \"ck-s1\"", "by-session", ACK),
         ("Acct-Session-Id = \"ck-none\"", "x1", NOT_FOUND),
         ("Acct-Session-Id = \"ck-s2\"", "x2", AMBIGUOUS),

@@ -195,6 +195,9 @@ proptest! {
     }
 }
 
+/// A change to a valid service's message.
+type Edit = dyn Fn(&mut pb::SubscriberService);
+
 #[test]
 fn what_the_model_cannot_hold_is_refused_with_the_field() {
     let mut rule = PccRule::new("r", Direction::Ingress);
@@ -205,12 +208,12 @@ fn what_the_model_cannot_hold_is_refused_with_the_field() {
     let mut service = SubscriberService::new("s");
     service.rules.push(rule);
     let good = service_to_proto(&service);
-    let refused = |edit: &dyn Fn(&mut pb::SubscriberService)| {
+    let refused = |edit: &Edit| {
         let mut proto = good.clone();
         edit(&mut proto);
         service_from_proto(proto).unwrap_err().message
     };
-    let cases: [(&dyn Fn(&mut pb::SubscriberService), &str); 7] = [
+    let cases: [(&Edit, &str); 7] = [
         (
             &|p| p.acct_stats_type = 3,
             "service \"s\": acct_stats_type = 3",

@@ -204,7 +204,7 @@ mod tests {
     fn request(attributes: &[(u8, &[u8])]) -> Message {
         let mut message = Message::new(Code::CoaRequest, 1);
         for (typ, value) in attributes {
-            message.add(*typ, value.to_vec()).unwrap();
+            message.add(*typ, *value).unwrap();
         }
         message
     }

@@ -4,66 +4,34 @@
 //! kernel routes from the interface's TAP to a server namespace. What the SM pushes decides
 //! what the subscriber's traffic meets on the interface.
 
+mod pcc_support;
 mod services_support;
 mod support;
 
 use brasa_sm_net::{pb, LegClient};
 use brasa_testkit::netns::Netns;
-use services_support::{dot1q, iperf3, ping, ping_eventually, Daemon, Trunk, TrunkNames};
+use pcc_support::{
+    detail_octets, enforced, freeradius, lab, udp, Lab, LabNames, OTHER, SERVER, SUBSCRIBER,
+};
+use services_support::{iperf3, ping, ping_eventually, Daemon};
 use std::path::Path;
 use std::time::Duration;
-use support::{start_freeradius, FreeRadius};
+use support::FreeRadius;
 
-/// The subscriber host.
-const SUBSCRIBER: &str = "10.71.0.2";
-/// The server behind the router, in the seed's 10.1.1.0/24.
-const SERVER: &str = "10.1.1.2";
+/// Router `per`, subscriber host `pesub` behind trunk `pe1` (VLAN 10), server `pesrv`.
+const NAMES: LabNames = LabNames {
+    router: "per",
+    switch_prefix: "pesw",
+    port: "pe1",
+    host: "pesub",
+    server: "pesrv",
+    server_link: "pes0",
+    tun: "petun0",
+};
 
-struct Lab {
-    router: Netns,
-    _trunk: Trunk,
-    host: Netns,
-    server: Netns,
-}
-
-/// Router `per`, subscriber host `pesub` behind trunk `pt1` (VLAN 10), server `pesrv` on
-/// a kernel-routed veth of the router.
-fn lab() -> Lab {
-    let router = Netns::new("per");
-    let mut trunk = services_support::trunk(
-        &router,
-        TrunkNames {
-            switch_prefix: "pesw",
-            ipv4_only: true,
-        },
-        "pt1",
-        vec![dot1q("pesub", "10.71.0.2/24", 10)],
-    );
-    let host = trunk.hosts.remove(0);
-    host.sh("ip route add default via 10.71.0.1");
-    let server = Netns::new("pesrv");
-    router.sh(&format!(
-        "sysctl -qw net.ipv4.ip_forward=1 && \
-         ip link add pes0 type veth peer name eth0 netns {} && \
-         ip addr add 10.1.1.1/24 dev pes0 && ip link set pes0 up",
-        server.name
-    ));
-    // 10.2.2.2: a destination no rule of the seed's service matches.
-    server.sh(
-        "ip addr add 10.1.1.2/24 dev eth0 && ip link set eth0 up && ip link set lo up && \
-         ip addr add 10.2.2.2/32 dev lo && ip route add default via 10.1.1.1",
-    );
-    Lab {
-        router,
-        _trunk: trunk,
-        host,
-        server,
-    }
-}
-
-/// `brasa run` with the SM, the data plane on trunk `pt1` and `[dataplane.subscribers]`
+/// `brasa run` with the SM, the data plane on the lab's trunk and `[dataplane.subscribers]`
 /// (subscribers without services get `no_services`), then `extra`.
-fn config(dir: &Path, no_services: &str, extra: &str) -> String {
+fn config(lab: &Lab, dir: &Path, no_services: &str, extra: &str) -> String {
     format!(
         r#"data_dir = "{data}"
 [api]
@@ -75,39 +43,16 @@ keepalive_interval = "1s"
 [[subscriber_manager.ep]]
 id = "dp"
 
-[dataplane]
-tun = "petun0"
-[[dataplane.interface]]
-name = "pt1"
-encap = "dot1q"
-
+{dataplane}
 [dataplane.subscribers]
 sm = ["127.0.0.1:7790"]
 ep_id = "dp"
 no_services = "{no_services}"
 {extra}
 "#,
-        data = dir.join("data").display()
+        data = dir.join("data").display(),
+        dataplane = lab.dataplane()
     )
-}
-
-const IES: &str = r#"configure service
-    ies 100 customer 1 create
-        interface "subscribers" create
-            address 10.71.0.1/24
-            sap pt1:10 create exit
-        exit
-        no shutdown
-    exit
-exit all
-"#;
-
-/// Whether the enforcement point holds `name` (and how `show subscriber-services` shows it).
-fn enforced(daemon: &Daemon, name: &str) -> bool {
-    daemon
-        .brasa(&["show", "subscriber-services", name], None)
-        .status
-        .success()
 }
 
 fn dropped(daemon: &Daemon, reason: &str) -> u64 {
@@ -121,10 +66,14 @@ fn dropped(daemon: &Daemon, reason: &str) -> u64 {
 /// restart, the SM's record is enforced again.
 #[test]
 fn netns_a_subscriber_pushed_by_the_sm_is_enforced_on_the_ies_interface_and_again_after_kill_9() {
-    let lab = lab();
+    let lab = lab(NAMES);
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(&lab.router, dir.path(), &config(dir.path(), "drop", ""));
-    daemon.apply(IES);
+    let mut daemon = Daemon::start(
+        &lab.router,
+        dir.path(),
+        &config(&lab, dir.path(), "drop", ""),
+    );
+    daemon.apply(&lab.ies());
     // Unknown to the SM: the default forwards.
     ping_eventually(&lab.host, SERVER, Duration::from_secs(15));
     daemon.eventually("the EP is connected", || {
@@ -156,7 +105,11 @@ fn netns_a_subscriber_pushed_by_the_sm_is_enforced_on_the_ies_interface_and_agai
     let _ = daemon.child.kill();
     let _ = daemon.child.wait();
     drop(daemon);
-    daemon = Daemon::start(&lab.router, dir.path(), &config(dir.path(), "drop", ""));
+    daemon = Daemon::start(
+        &lab.router,
+        dir.path(),
+        &config(&lab, dir.path(), "drop", ""),
+    );
     daemon.eventually("alice is enforced after the restart", || {
         enforced(&daemon, "alice")
     });
@@ -207,11 +160,21 @@ fn activate(router: &Netns, name: &'static str, requests: String) {
                     .grpc()
                     .activate_services(pb::ActivateServicesRequest {
                         name: name.into(),
-                        requests_json: requests,
+                        requests: proto_requests(&requests),
                     }),
             )
             .unwrap();
     });
+}
+
+/// The SM's protobuf requests of a JSON list of service requests (the form of
+/// docs/subscriber-services.md).
+fn proto_requests(json: &str) -> Vec<pb::ServiceRequest> {
+    serde_json::from_str::<Vec<brasa_subsvc::ServiceRequest>>(json)
+        .unwrap()
+        .iter()
+        .map(brasa_sm::service_proto::request_to_proto)
+        .collect()
 }
 
 fn deactivate(router: &Netns, name: &'static str, service: &'static str) {
@@ -227,22 +190,6 @@ fn deactivate(router: &Netns, name: &'static str, service: &'static str) {
             )
             .unwrap();
     });
-}
-
-/// FreeRADIUS as the accounting server, in the router's namespace.
-fn freeradius(router: &Netns, dir: &Path) -> FreeRadius {
-    let radius_dir = dir.join("freeradius");
-    router.enter(move || {
-        start_freeradius(
-            &radius_dir,
-            "127.0.0.1",
-            &[("127.0.0.0/8", "pcsecret")],
-            "",
-            "",
-            None,
-            false,
-        )
-    })
 }
 
 fn accounting(radius: &FreeRadius) -> String {
@@ -263,51 +210,6 @@ secret = "pcsecret"
     )
 }
 
-/// UDP payload per datagram: 1200-octet IP packets, what the PCC policers meter.
-const PAYLOAD: f64 = 1172.0;
-const IP_PACKET: f64 = PAYLOAD + 28.0;
-
-/// iperf3 UDP at `ip_kbps` of IP packets from the host to `to` (or, `reverse`, from `to` to
-/// the host) for `secs`: the receiver's loss in percent and the IP octets it received.
-fn udp(lab: &Lab, to: &str, port: u16, ip_kbps: f64, reverse: bool, secs: u32) -> (f64, f64) {
-    let payload_bps = (ip_kbps * 1000.0 * PAYLOAD / IP_PACKET) as u64;
-    let mut args = vec![
-        "-u".to_string(),
-        "-l".into(),
-        (PAYLOAD as u64).to_string(),
-        "-b".into(),
-        payload_bps.to_string(),
-        "-t".into(),
-        secs.to_string(),
-    ];
-    if reverse {
-        args.push("-R".into());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let report = iperf3(&lab.server, &lab.host, to, port, &args);
-    let sum = &report["end"]["sum"];
-    let packets = sum["packets"].as_f64().unwrap();
-    let lost = sum["lost_packets"].as_f64().unwrap();
-    (
-        sum["lost_percent"].as_f64().unwrap(),
-        (packets - lost) * IP_PACKET,
-    )
-}
-
-/// The octets of `attribute` in the last record of `status` in the detail file.
-fn detail_octets(detail: &str, status: &str, attribute: &str) -> Option<u64> {
-    let record = detail
-        .split("\n\n")
-        .filter(|r| r.contains(&format!("Acct-Status-Type = {status}")))
-        .last()?;
-    record.lines().find_map(|line| {
-        let (key, value) = line.trim().split_once(" = ")?;
-        (key == attribute)
-            .then(|| value.trim().parse().ok())
-            .flatten()
-    })
-}
-
 /// The seed's service on the subscriber's interface: UDP up to 10.1.1.0/24 held to 1 Mb/s
 /// (no loss at 0.95 × PIR, half lost at 2 × PIR), down from it to 5 Mb/s, other traffic not
 /// limited; FreeRADIUS gets the Start, and at deactivation (the limit is gone) the Stop,
@@ -315,19 +217,18 @@ fn detail_octets(detail: &str, status: &str, attribute: &str) -> Option<u64> {
 /// 10.1.1.0/24, within 2 %.
 #[test]
 fn netns_the_seed_service_holds_the_subscriber_to_its_pirs_and_accounts_its_rule() {
-    let lab = lab();
+    let lab = lab(NAMES);
     let dir = tempfile::tempdir().unwrap();
-    let radius = freeradius(&lab.router, dir.path());
+    let radius = freeradius(&lab.router, dir.path(), "pcsecret", "");
     let daemon = Daemon::start(
         &lab.router,
         dir.path(),
-        &config(dir.path(), "forward", &accounting(&radius)),
+        &config(&lab, dir.path(), "forward", &accounting(&radius)),
     );
-    daemon.apply(IES);
-    // After brasa's start, which removes the routes an earlier run of it left.
-    lab.router.sh("ip route replace 10.2.2.0/24 via 10.1.1.2");
+    daemon.apply(&lab.ies());
+    lab.route_other();
     ping_eventually(&lab.host, SERVER, Duration::from_secs(15));
-    ping_eventually(&lab.host, "10.2.2.2", Duration::from_secs(15));
+    ping_eventually(&lab.host, OTHER, Duration::from_secs(15));
     daemon.ok(&["sm", "login", "alice", "-m", SUBSCRIBER], None);
     activate(&lab.router, "alice", format!("[{SEED_SERVICE}]"));
     daemon.eventually("the service is enforced", || {
@@ -377,7 +278,7 @@ fn netns_the_seed_service_holds_the_subscriber_to_its_pirs_and_accounts_its_rule
         "UDP through the PCC policers: up {up_below} % lost at 0.95 × PIR, {up_above:.2} % at 2 × PIR; \
          down {below} % at 0.95 × PIR, {above:.2} % at 2 × PIR"
     );
-    let (other, _) = udp(&lab, "10.2.2.2", 5505, 2.0 * UP, false, 4);
+    let (other, _) = udp(&lab, OTHER, 5505, 2.0 * UP, false, 4);
     assert!(
         other == 0.0,
         "traffic no rule matches is not limited: {other} % lost"
@@ -447,18 +348,18 @@ fn netns_the_seed_service_holds_the_subscriber_to_its_pirs_and_accounts_its_rule
 /// a restart the service is enforced again from the SM.
 #[test]
 fn netns_without_accounted_rules_the_aggregate_is_accounted_and_kill_9_keeps_the_service() {
-    let lab = lab();
+    let lab = lab(NAMES);
     let dir = tempfile::tempdir().unwrap();
-    let radius = freeradius(&lab.router, dir.path());
-    let text = config(dir.path(), "forward", &accounting(&radius));
+    let radius = freeradius(&lab.router, dir.path(), "pcsecret", "");
+    let text = config(&lab, dir.path(), "forward", &accounting(&radius));
     let mut daemon = Daemon::start(&lab.router, dir.path(), &text);
-    daemon.apply(IES);
-    lab.router.sh("ip route replace 10.2.2.0/24 via 10.1.1.2");
-    ping_eventually(&lab.host, "10.2.2.2", Duration::from_secs(15));
+    daemon.apply(&lab.ies());
+    lab.route_other();
+    ping_eventually(&lab.host, OTHER, Duration::from_secs(15));
     daemon.ok(&["sm", "login", "alice", "-m", SUBSCRIBER], None);
     daemon.eventually("alice is enforced", || enforced(&daemon, "alice"));
     // Before the service: not its volume.
-    udp(&lab, "10.2.2.2", 5601, 2000.0, false, 2);
+    udp(&lab, OTHER, 5601, 2000.0, false, 2);
     activate(
         &lab.router,
         "alice",
@@ -476,7 +377,7 @@ fn netns_without_accounted_rules_the_aggregate_is_accounted_and_kill_9_keeps_the
         view["services"][0]["counter_rule"], "subscriber-aggregate",
         "{view}"
     );
-    let (lost, delivered) = udp(&lab, "10.2.2.2", 5602, 2000.0, false, 6);
+    let (lost, delivered) = udp(&lab, OTHER, 5602, 2000.0, false, 6);
     assert_eq!(lost, 0.0);
     deactivate(&lab.router, "alice", "down-only");
     daemon.eventually("the Stop reached FreeRADIUS", || {
@@ -537,9 +438,13 @@ fn bench_service_activations_through_the_sm_push() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let lab = lab();
+    let lab = lab(NAMES);
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&lab.router, dir.path(), &config(dir.path(), "forward", ""));
+    let daemon = Daemon::start(
+        &lab.router,
+        dir.path(),
+        &config(&lab, dir.path(), "forward", ""),
+    );
     // The record's form: the service itself, without the request's operation.
     let service = SEED_SERVICE
         .replace("\"operation\": \"add\", ", "")

@@ -35,32 +35,8 @@ impl Node {
         let grpc: SocketAddr = format!("127.0.0.1:{}", free_tcp_port("127.0.0.1"))
             .parse()
             .unwrap();
-        let config = format!(
-            r#"data_dir = "data"
-
-[api]
-listen = "{api}"
-
-[subscriber_manager]
-listen = "{grpc}"
-keepalive_interval = "1s"
-
-[[subscriber_manager.ep]]
-id = "sce1"
-
-[[subscriber_manager.ep]]
-id = "sce2"
-
-[subscriber_manager.store]
-kind = "postgres"
-url = "{url}"
-
-[subscriber_manager.ha]
-node = "{name}"
-lease = "{lease}ms"
-"#,
-            lease = LEASE.as_millis()
-        );
+        let lease = format!("{}ms", LEASE.as_millis());
+        let config = ha_sm_config(api, grpc, &["sce1", "sce2"], url, name, &lease);
         Node {
             dir: root.join(name),
             api,

@@ -183,7 +183,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         op: Some(pb::leg_op::Op::ActivateServices(
             pb::ActivateServicesRequest {
                 name: name(n),
-                requests_json: serde_json::to_string(&[pccrule_1()]).expect("plain data"),
+                requests: vec![brasa_sm::service_proto::request_to_proto(&pccrule_1())],
             },
         )),
     })

@@ -739,7 +739,10 @@ async fn subscriber_services_set_by_a_leg_reach_the_ep_and_survive_a_restart(bac
     use support::pcc_service as service;
     let activate = |requests: &[ServiceRequest]| pb::ActivateServicesRequest {
         name: "s1".into(),
-        requests_json: serde_json::to_string(requests).unwrap(),
+        requests: requests
+            .iter()
+            .map(brasa_sm::service_proto::request_to_proto)
+            .collect(),
     };
     let store = TestStore::new(backend);
     let (server, url) = start(&store, config()).await;
@@ -767,7 +770,7 @@ async fn subscriber_services_set_by_a_leg_reach_the_ep_and_survive_a_restart(bac
     );
     let garbage = pb::ActivateServicesRequest {
         name: "s1".into(),
-        requests_json: "[{}]".into(),
+        requests: vec![pb::ServiceRequest { request: None }],
     };
     let garbage = leg.grpc().activate_services(garbage).await.unwrap_err();
     assert_eq!(garbage.code(), tonic::Code::InvalidArgument, "{garbage:?}");
@@ -778,11 +781,8 @@ async fn subscriber_services_set_by_a_leg_reach_the_ep_and_survive_a_restart(bac
     let (server, url) = start(&store, config()).await;
     let mut leg = LegClient::connect(&url).await.unwrap();
     let s1 = leg.get("s1").await.unwrap().unwrap();
-    assert!(
-        s1.services_json.contains("\"gold\""),
-        "{}",
-        s1.services_json
-    );
+    assert_eq!(s1.services.len(), 1, "{s1:?}");
+    assert_eq!(s1.services[0].name, "gold");
     let mut a = ep_client(&url, "a").await;
     synced(&mut a).await;
     assert_eq!(ep_services(&a, "s1"), ["gold"]);

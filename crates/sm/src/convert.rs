@@ -11,8 +11,6 @@ use brasa_subscriber::{
     NameCase, NetworkId, Prefix, Subscriber, SubscriberName, Vpn, VpnKind, DEFAULT_DOMAIN,
 };
 
-use brasa_subsvc::SubscriberServices;
-
 use crate::op::{Op, SmError};
 use crate::pb;
 
@@ -70,11 +68,11 @@ pub fn op_from_proto(op: pb::LegOp, case: NameCase) -> Result<Op, SmError> {
 
 /// Converts an ActivateServices call (a LEG never creates a subscriber this way).
 pub fn activate_services_from_proto(r: pb::ActivateServicesRequest) -> Result<Op, SmError> {
-    let requests = serde_json::from_str(&r.requests_json).map_err(|e| {
-        SmError::invalid(format!(
-            "requests_json: not a JSON list of subscriber service requests: {e}"
-        ))
-    })?;
+    let requests = r
+        .requests
+        .into_iter()
+        .map(crate::service_proto::request_from_proto)
+        .collect::<Result<_, _>>()?;
     Ok(Op::ActivateServices {
         name: r.name,
         create_in: None,
@@ -88,27 +86,6 @@ pub fn deactivate_services_from_proto(r: pb::DeactivateServicesRequest) -> Op {
         name: r.name,
         services: r.services,
     }
-}
-
-/// The JSON list of a subscriber's services (`""` for none), as `Subscriber.services_json`.
-pub fn services_json(services: &SubscriberServices) -> String {
-    if services.is_empty() {
-        return String::new();
-    }
-    // Plain data (no maps with non-string keys): serialising it cannot fail.
-    serde_json::to_string(services).unwrap_or_default()
-}
-
-/// `Subscriber.services_json` as services (empty: none).
-pub fn services_from_json(text: &str) -> Result<SubscriberServices, SmError> {
-    if text.trim().is_empty() {
-        return Ok(SubscriberServices::new());
-    }
-    serde_json::from_str(text).map_err(|e| {
-        SmError::invalid(format!(
-            "services_json: not a JSON list of subscriber services: {e}"
-        ))
-    })
 }
 
 /// Converts an AddSubscriber request (what the BGP LEG learnt is not input).
@@ -230,7 +207,7 @@ pub fn subscriber_from_proto(s: pb::Subscriber, case: NameCase) -> Result<Subscr
         state: s.state,
         logged_in: s.logged_in,
         auto_logout: s.auto_logout,
-        services: services_from_json(&s.services_json)?,
+        services: crate::service_proto::services_from_proto(s.services)?,
     })
 }
 
@@ -252,7 +229,7 @@ pub fn subscriber_to_proto(s: &Subscriber) -> pb::Subscriber {
         state: s.state.clone(),
         logged_in: s.logged_in,
         auto_logout: s.auto_logout,
-        services_json: services_json(&s.services),
+        services: crate::service_proto::services_to_proto(&s.services),
     }
 }
 
@@ -271,7 +248,7 @@ pub fn subscriber_into_proto(s: Subscriber) -> pb::Subscriber {
         state: s.state,
         logged_in: s.logged_in,
         auto_logout: s.auto_logout,
-        services_json: services_json(&s.services),
+        services: crate::service_proto::services_to_proto(&s.services),
     }
 }
 

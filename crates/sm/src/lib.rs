@@ -29,6 +29,7 @@ pub mod ep;
 pub mod lease;
 pub mod op;
 pub mod replica;
+pub mod service_proto;
 
 /// The generated protobuf messages (`crates/proto/proto/sm/sm.proto`), without the gRPC stubs.
 pub use brasa_proto::brasa::sm as pb;

@@ -803,23 +803,31 @@ fn a_pull_answer_and_the_bulk_operation_carry_services() {
     let mut core = core();
     login(&mut core, now, "s0", &["10.0.0.1"], "subscribers");
     let gold = pcc_service("gold", TypeConflictAction::None);
-    let requests = serde_json::to_string(std::slice::from_ref(&gold)).unwrap();
-    let leg_op = |requests_json: &str| pb::LegOp {
+    let leg_op = |requests: Vec<pb::ServiceRequest>| pb::LegOp {
         op: Some(pb::leg_op::Op::ActivateServices(
             pb::ActivateServicesRequest {
                 name: "s0".into(),
-                requests_json: requests_json.into(),
+                requests,
             },
         )),
     };
     let case = NameCase::Sensitive;
-    let bad = op_from_proto(leg_op("{\"operation\":\"add\"}"), case).unwrap_err();
+    let empty = pb::ServiceRequest { request: None };
+    let bad = op_from_proto(leg_op(vec![empty]), case).unwrap_err();
     assert_eq!(bad.kind, ErrorKind::InvalidArgument);
-    assert!(bad.message.contains("requests_json"), "{}", bad.message);
+    assert!(bad.message.contains("add"), "{}", bad.message);
+    let mut unknown = brasa_sm::service_proto::request_to_proto(&gold);
+    if let Some(pb::service_request::Request::Add(service)) = &mut unknown.request {
+        service.rules[0].direction = 7;
+    }
+    let bad = op_from_proto(leg_op(vec![unknown]), case).unwrap_err();
+    assert_eq!(bad.kind, ErrorKind::InvalidArgument);
+    assert!(bad.message.contains("direction = 7"), "{}", bad.message);
+    let requests = vec![brasa_sm::service_proto::request_to_proto(&gold)];
     apply(
         &mut core,
         now,
-        op_from_proto(leg_op(&requests), case).unwrap(),
+        op_from_proto(leg_op(requests), case).unwrap(),
     );
 
     let mut p = connect(&mut core, now, "p", pb::CascadeRole::RoleUnspecified);

@@ -163,6 +163,11 @@ pub struct SubscriberIndex {
     records: Vec<Option<Record>>,
     free: Vec<u32>,
     by_name: HashTable<u32>,
+    /// Subscribers by the value of their [`SESSION_PROPERTY`] (hash of the value → id; the
+    /// value itself is the record's, compared on lookup), for requests that name a session
+    /// rather than a subscriber (a CoA-Request's Acct-Session-Id). Several subscribers may
+    /// hold one value: properties are the operator's.
+    by_session: HashTable<u32>,
     hasher: Hasher,
     vpns: Vec<Option<VpnSlot>>,
     vpn_by_name: HashMap<Box<str>, VpnId, Hasher>,
@@ -234,6 +239,7 @@ impl SubscriberIndex {
             records: Vec::new(),
             free: Vec::new(),
             by_name: HashTable::new(),
+            by_session: HashTable::new(),
             hasher: Hasher::default(),
             vpns: vec![Some(VpnSlot::new(None))],
             vpn_by_name: HashMap::with_hasher(Hasher::default()),
@@ -295,6 +301,15 @@ impl SubscriberIndex {
     /// The subscriber called `name` (case-folded if names are case-insensitive).
     pub fn get(&self, name: &str) -> Option<Subscriber> {
         self.find(&self.fold(name)).map(|id| self.snapshot(id))
+    }
+
+    /// The names of the subscribers whose [`SESSION_PROPERTY`] is `session` (none, one, or
+    /// several when the operator's properties give one session to several subscribers).
+    pub fn with_session<'a>(&'a self, session: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.by_session
+            .iter_hash(self.hasher.hash_one(session))
+            .filter(move |&&id| session_at(&self.records, id) == Some(session))
+            .map(|&id| name_at(&self.records, id))
     }
 
     /// The subscriber called `name` if it is in `domain` (the SM API's name-in-domain key).
@@ -535,9 +550,9 @@ impl SubscriberIndex {
             .collect();
         self.install(id, &bounds, touched);
         self.set_communities(id, communities, touched);
+        self.set_record_properties(id, box_properties(sub.properties));
         if let Some(r) = self.records[id as usize].as_mut() {
             r.mappings = bounds.into_boxed_slice();
-            r.properties = box_properties(sub.properties);
             r.state = sub.state.into_boxed_slice();
             r.services = boxed_services(sub.services);
             r.logged_in = sub.logged_in;
@@ -704,11 +719,12 @@ impl SubscriberIndex {
         let mut communities = kept_communities;
         communities.extend(new_communities);
         self.set_communities(id, communities, &mut touched);
+        let properties = merge_properties(&self.record(id).properties, req.properties);
+        self.set_record_properties(id, properties);
         if let Some(r) = self.records[id as usize].as_mut() {
             let mut all = kept;
             all.extend(added);
             r.mappings = all.into_boxed_slice();
-            r.properties = merge_properties(&r.properties, req.properties);
             r.logged_in = true;
         }
         self.set_auto_logout(id, req.auto_logout);
@@ -794,6 +810,7 @@ impl SubscriberIndex {
         if let Ok(entry) = self.by_name.find_entry(hash, |c| *c == id) {
             entry.remove();
         }
+        self.set_record_properties(id, Box::new([]));
         if let Some(r) = self.records[id as usize].take() {
             self.domain_counts[usize::from(r.domain)] -= 1;
         }
@@ -811,9 +828,8 @@ impl SubscriberIndex {
         let id = self.existing(name)?;
         let mut touched = Touched::default();
         touched.note(&self.record(id).name.clone(), Some(self.record(id).domain));
-        if let Some(r) = self.records[id as usize].as_mut() {
-            r.properties = merge_properties(&r.properties, properties);
-        }
+        let properties = merge_properties(&self.record(id).properties, properties);
+        self.set_record_properties(id, properties);
         Ok(self.finish(touched))
     }
 
@@ -1306,6 +1322,30 @@ impl SubscriberIndex {
             name: raw.to_owned(),
             source,
         })
+    }
+
+    /// Replaces the properties of live record `id`, keeping the session table in step.
+    fn set_record_properties(&mut self, id: u32, properties: Box<[(Box<str>, Box<str>)]>) {
+        let changed = session_at(&self.records, id) != session_of(&properties);
+        if changed {
+            if let Some(old) = session_at(&self.records, id) {
+                let hash = self.hasher.hash_one(old);
+                if let Ok(entry) = self.by_session.find_entry(hash, |c| *c == id) {
+                    entry.remove();
+                }
+            }
+        }
+        let new = session_of(&properties).map(|s| self.hasher.hash_one(s));
+        if let Some(r) = self.records[id as usize].as_mut() {
+            r.properties = properties;
+        }
+        if let (true, Some(hash)) = (changed, new) {
+            let hasher = &self.hasher;
+            let records = &self.records;
+            self.by_session.insert_unique(hash, id, |id| {
+                hasher.hash_one(session_at(records, *id).unwrap_or(""))
+            });
+        }
     }
 
     fn find(&self, name: &str) -> Option<u32> {
@@ -2270,6 +2310,22 @@ fn mpls_ids(vpn: &Vpn) -> Vec<MplsVpnId> {
 
 fn hash_name(hasher: &Hasher, name: &str) -> u64 {
     hasher.hash_one(name)
+}
+
+/// The property that names a subscriber's session: the accounting session id the RADIUS login
+/// events keep (`[subscriber_manager.radius] properties = ["Acct-Session-Id"]`); its key is
+/// matched without regard to case.
+pub const SESSION_PROPERTY: &str = "Acct-Session-Id";
+
+fn session_of(properties: &[(Box<str>, Box<str>)]) -> Option<&str> {
+    properties
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(SESSION_PROPERTY))
+        .map(|(_, value)| &**value)
+}
+
+fn session_at(records: &[Option<Record>], id: u32) -> Option<&str> {
+    session_of(&records.get(id as usize)?.as_ref()?.properties)
 }
 
 fn name_at(records: &[Option<Record>], id: u32) -> &str {

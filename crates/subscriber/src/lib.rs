@@ -17,7 +17,9 @@ pub mod name;
 pub mod record;
 pub mod store;
 
-pub use index::{IndexConfig, LearnedRouteView, SubscriberIndex, VpnId, GLOBAL_VPN};
+pub use index::{
+    IndexConfig, LearnedRouteView, SubscriberIndex, VpnId, GLOBAL_VPN, SESSION_PROPERTY,
+};
 pub use learned::{
     LearnOp, LearnedRoute, PeerRoutes, RouteAttributes, RouteChange, RouteFamily, RouteKey,
 };

@@ -439,3 +439,70 @@ fn vpn_names_may_hold_at_signs_and_labels_are_listed_once() {
     );
     assert!(idx.vpn("mpls").is_none());
 }
+
+fn with_session<'a>(idx: &'a SubscriberIndex, session: &'a str) -> Vec<&'a str> {
+    let mut names: Vec<&str> = idx.with_session(session).collect();
+    names.sort_unstable();
+    names
+}
+
+#[test]
+fn subscribers_are_found_by_their_session_property_through_every_change() {
+    let mut idx = index();
+    let session = |value: &str| vec![("acct-session-id".to_string(), value.to_string())];
+    idx.login(Login {
+        properties: session("s-1"),
+        ..login("alice", &["10.0.0.1"])
+    })
+    .unwrap();
+    assert_eq!(
+        with_session(&idx, "s-1"),
+        ["alice"],
+        "the key's case is not the value's"
+    );
+    assert!(
+        with_session(&idx, "S-1").is_empty(),
+        "values are compared exactly"
+    );
+    // A new session (an Interim-Update after a reconnect), other properties beside it.
+    idx.login(Login {
+        additive: true,
+        properties: vec![
+            ("acct-session-id".into(), "s-2".into()),
+            ("tier".into(), "gold".into()),
+        ],
+        ..login("alice", &[])
+    })
+    .unwrap();
+    assert!(with_session(&idx, "s-1").is_empty());
+    assert_eq!(with_session(&idx, "s-2"), ["alice"]);
+    idx.set_properties("alice", vec![("tier".into(), "silver".into())])
+        .unwrap();
+    assert_eq!(with_session(&idx, "s-2"), ["alice"], "other keys leave it");
+    // Properties are the operator's: two subscribers may claim one session.
+    idx.upsert(Subscriber {
+        properties: session("s-2"),
+        ..Subscriber::new(SubscriberName::new("bob", NameCase::Sensitive).unwrap())
+    })
+    .unwrap();
+    assert_eq!(with_session(&idx, "s-2"), ["alice", "bob"]);
+    idx.logout("alice", None).unwrap();
+    assert_eq!(
+        with_session(&idx, "s-2"),
+        ["alice", "bob"],
+        "logout keeps the record"
+    );
+    idx.remove("alice").unwrap();
+    assert_eq!(with_session(&idx, "s-2"), ["bob"]);
+    // The freed slot's next holder does not inherit the session.
+    idx.login(login("carol", &["10.0.0.3"])).unwrap();
+    assert_eq!(with_session(&idx, "s-2"), ["bob"]);
+    idx.upsert(Subscriber::new(
+        SubscriberName::new("bob", NameCase::Sensitive).unwrap(),
+    ))
+    .unwrap();
+    assert!(
+        with_session(&idx, "s-2").is_empty(),
+        "a whole record replaces the properties"
+    );
+}

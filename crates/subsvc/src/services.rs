@@ -86,6 +86,16 @@ pub enum ServiceError {
     NotActive(String),
 }
 
+/// The services a record holds, in activation order, as they are: like the JSON form, unchecked
+/// (whoever takes a whole record checks it, as the Subscriber Manager does).
+impl FromIterator<SubscriberService> for SubscriberServices {
+    fn from_iter<I: IntoIterator<Item = SubscriberService>>(services: I) -> Self {
+        Self {
+            active: services.into_iter().collect(),
+        }
+    }
+}
+
 impl SubscriberServices {
     /// No services.
     pub fn new() -> Self {

@@ -582,3 +582,49 @@ pub fn assert_config_errors(cases: &[(String, &str, &str)]) {
         assert!(err.contains(message), "{text}: {err}");
     }
 }
+
+/// The code of radclient's answer to a CoA or Disconnect request and its Error-Cause, if any
+/// (the test fails when nothing answered).
+pub fn coa_answer(output: &Output) -> (String, Option<String>) {
+    let code = received(output)
+        .unwrap_or_else(|| panic!("no answer: {}", brasa_testkit::radclient::text(output)));
+    let cause = reply_lines(output)
+        .iter()
+        .find_map(|l| l.strip_prefix("Error-Cause = ").map(str::to_owned));
+    (code, cause)
+}
+
+/// The config of one node of an active/standby Subscriber Manager pair over PostgreSQL at
+/// `url`: its API and gRPC addresses, push EPs `eps`, HA node name and lease.
+pub fn ha_sm_config(
+    api: SocketAddr,
+    grpc: SocketAddr,
+    eps: &[&str],
+    url: &str,
+    node: &str,
+    lease: &str,
+) -> String {
+    let eps: String = eps
+        .iter()
+        .map(|id| format!("\n[[subscriber_manager.ep]]\nid = \"{id}\"\n"))
+        .collect();
+    format!(
+        r#"data_dir = "data"
+
+[api]
+listen = "{api}"
+
+[subscriber_manager]
+listen = "{grpc}"
+keepalive_interval = "1s"
+{eps}
+[subscriber_manager.store]
+kind = "postgres"
+url = "{url}"
+
+[subscriber_manager.ha]
+node = "{node}"
+lease = "{lease}"
+"#
+    )
+}

@@ -122,7 +122,9 @@ fn api_error(refused: Refused) -> ApiError {
             ApiError::conflict(detail)
         }
         Refusal::Unavailable => ApiError::unavailable(detail),
-        Refusal::Attributes | Refusal::Script | Refusal::Invalid => ApiError::bad_request(detail),
+        Refusal::Attributes | Refusal::Script | Refusal::Invalid | Refusal::Ambiguous => {
+            ApiError::bad_request(detail)
+        }
     }
 }
 

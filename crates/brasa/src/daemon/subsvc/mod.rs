@@ -13,7 +13,8 @@
 //!   subscriber the Access-Request's User-Name names (created logged out when the SM does not
 //!   hold it yet: the accounting Start that logs it in comes after the Accept).
 //! * CoA-Request: the daemon's CoA listener hands over the requests that carry Alc-Sub-Serv-*;
-//!   the subscriber is found by User-Name, else Framed-IP-Address; the script runs for
+//!   the subscriber is the one its User-Name, Acct-Session-Id and addresses (with
+//!   NAS-Port-Id) all name (`keys`, as SR OS identifies a host); the script runs for
 //!   activations, each Alc-Sub-Serv-Deactivate names a service instance, and everything is
 //!   applied as one SM operation: CoA-ACK, or CoA-NAK with the Error-Cause of the refusal and
 //!   nothing changed.
@@ -21,11 +22,12 @@
 
 pub mod api;
 pub mod config;
+pub mod keys;
 
 use crate::daemon::coa::{CoaAnswer, CoaHandler};
 use brasa_aaa::{Direction, EngineConfig, HookContext};
 use brasa_python::worker::{PythonPolicies, WorkerError};
-use brasa_radius::attr::{FRAMED_IP_ADDRESS, USER_NAME};
+use brasa_radius::attr::USER_NAME;
 use brasa_radius::{Code, Dictionary, ErrorCause, Message};
 use brasa_script::SubSvcReport;
 use brasa_sm::{ErrorKind, Op, SmError};
@@ -35,7 +37,6 @@ use brasa_subsvc::radius::{
 };
 use brasa_subsvc::{sub_svc_params, ServiceRequest, SubSvcParams};
 use config::SubscriberServicesResolved;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -63,11 +64,14 @@ pub enum Refusal {
     /// The SM cannot take changes now (standby, store failure), or the Python worker cannot
     /// take the run.
     Unavailable,
+    /// The request's Acct-Session-Id is several subscribers', and nothing else in it says
+    /// which one.
+    Ambiguous,
 }
 
 impl Refusal {
     /// Every reason, in the order of the metrics.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::Attributes,
         Refusal::Script,
         Refusal::NotFound,
@@ -76,6 +80,7 @@ impl Refusal {
         Refusal::NameInUse,
         Refusal::TooManyPolicers,
         Refusal::Unavailable,
+        Refusal::Ambiguous,
     ];
 
     /// The label of the metrics and of `--json`.
@@ -89,6 +94,7 @@ impl Refusal {
             Refusal::NameInUse => "name-in-use",
             Refusal::TooManyPolicers => "too-many-policers",
             Refusal::Unavailable => "unavailable",
+            Refusal::Ambiguous => "ambiguous-session",
         }
     }
 
@@ -97,6 +103,7 @@ impl Refusal {
         match self {
             Refusal::Attributes => ErrorCause::InvalidAttributeValue,
             Refusal::NotFound => ErrorCause::SessionContextNotFound,
+            Refusal::Ambiguous => ErrorCause::MultipleSessionSelectionUnsupported,
             Refusal::TooManyPolicers | Refusal::Unavailable => ErrorCause::ResourcesUnavailable,
             Refusal::Script | Refusal::Invalid | Refusal::TypeConflict | Refusal::NameInUse => {
                 ErrorCause::InvalidRequest
@@ -162,7 +169,7 @@ pub struct SubSvcStats {
     /// SM operations that activated or deactivated services.
     pub applied: AtomicU64,
     /// Refusals, by [`Refusal::ALL`] order.
-    pub refusals: [AtomicU64; 8],
+    pub refusals: [AtomicU64; 9],
     /// CoA-Requests answered with a CoA-ACK.
     pub coa_acks: AtomicU64,
     /// CoA-Requests answered with a CoA-NAK.
@@ -305,41 +312,15 @@ impl SubscriberServices {
         }
     }
 
-    /// The SM's name of the subscriber a CoA-Request is about: its User-Name when the SM
-    /// holds it, else the holder of its Framed-IP-Address.
-    fn subscriber_of(&self, request: &Message) -> Option<String> {
-        let core = self.sm.core();
-        let index = core.index();
-        if let Some(name) = request
-            .get(USER_NAME)
-            .and_then(|v| std::str::from_utf8(v).ok())
-        {
-            if let Some(sub) = index.get(name) {
-                return Some(sub.name.into_string());
-            }
-        }
-        let address = <[u8; 4]>::try_from(request.get(FRAMED_IP_ADDRESS)?).ok()?;
-        let address = IpAddr::V4(Ipv4Addr::from(address));
-        index
-            .lookup(address, None)
-            .ok()
-            .flatten()
-            .map(str::to_owned)
-    }
-
     /// Does what a CoA-Request (or an operator's equivalent) asks: nothing changed on `Err`.
     pub async fn handle_coa(&self, request: &Message) -> Result<String, Refused> {
         let params = sub_svc_params(request).map_err(|err| {
             self.stats.refused(Refusal::Attributes);
             Refused::new(Refusal::Attributes, err.to_string())
         })?;
-        let Some(name) = self.subscriber_of(request) else {
-            self.stats.refused(Refusal::NotFound);
-            return Err(Refused::new(
-                Refusal::NotFound,
-                "no subscriber has the request's User-Name or Framed-IP-Address",
-            ));
-        };
+        let name = keys::SessionKeys::of(request)
+            .and_then(|keys| keys.resolve(self.sm.core().index()))
+            .inspect_err(|refused| self.stats.refused(refused.reason))?;
         let mut requests = Vec::new();
         if params.iter().any(|p| p.activate.is_some()) {
             requests = self.run_script(request.clone()).await?;

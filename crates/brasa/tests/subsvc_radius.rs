@@ -130,11 +130,7 @@ fn coa(setup: &Setup, dictionary: &Path, attributes: &str) -> (String, Option<St
     let input = format!("{attributes}, Message-Authenticator = 0x00\n");
     let dictionary = dictionary.to_str().unwrap();
     let output = radclient(setup.coa, "coa", COA_SECRET, &input, &["-d", dictionary]);
-    let code = received(&output).unwrap_or_else(|| panic!("no answer: {}", text(&output)));
-    let cause = reply_lines(&output)
-        .iter()
-        .find_map(|l| l.strip_prefix("Error-Cause = ").map(str::to_owned));
-    (code, cause)
+    support::coa_answer(&output)
 }
 
 fn text(output: &Output) -> String {

@@ -1218,6 +1218,117 @@ fn netns_kill_9_during_a_burst_of_setups_leaves_no_half_service() {
     );
 }
 
+/// The data trigger debug lines of `log` (target `brasa::dynsvc::debug`) about `trigger`.
+fn debug_lines(log: &str, trigger: &str) -> Vec<String> {
+    let field = format!("trigger={trigger}");
+    log.lines()
+        .filter(|l| l.contains("brasa::dynsvc::debug") && l.split_whitespace().any(|w| w == field))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `brasa debug service dynamic-services capture-sap …` turns a capture SAP's data trigger
+/// logging on at run time, filtered by encap-val; `no capture-sap` turns it off again; bad
+/// commands are refused with why and change nothing.
+#[test]
+fn netns_debug_command_turns_capture_sap_logging_on_and_off_at_run_time() {
+    let router = Netns::new("dyd");
+    let (customers, _far) = customer_and_far(&router);
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&router, dir.path(), &burst_config(dir.path(), 2));
+    daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
+    let debug = |args: &[&str]| {
+        let mut all = vec!["debug", "service", "dynamic-services"];
+        all.extend_from_slice(args);
+        daemon.brasa(&all, None)
+    };
+    let refused = |args: &[&str], why: &str| {
+        let output = debug(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(why),
+            "{args:?}: {stderr}"
+        );
+    };
+    let shown = || daemon.json(&["show", "debug"]);
+    assert_eq!(shown(), serde_json::json!([]));
+
+    let on = debug(&["capture-sap", "dy1:*.*", "encap-val", "3000.1"]);
+    assert!(on.status.success(), "{on:?}");
+    assert!(String::from_utf8_lossy(&on.stdout)
+        .contains("capture-sap dy1:*.* encap-val 3000.1 mode all"));
+    refused(
+        &["capture-sap", "dy2:300"],
+        "dy2:300 is not a capture SAP of the running service configuration",
+    );
+    refused(
+        &["capture-sap", "dy1:*.*", "encap-val", "3000.5000"],
+        "encap_val \"3000.5000\" is not qtag or qtag.qtag",
+    );
+    refused(
+        &["capture-sap", "dy1:*.*", "mode", "some"],
+        "mode \"some\" is not \"all\" or \"dropped-only\"",
+    );
+    refused(
+        &["capture-sap", "dy1:*.*", "colour", "red"],
+        "unexpected \"colour\"",
+    );
+    refused(
+        &["no", "capture-sap", "dy1:*.*", "encap-val", "7"],
+        "capture SAP dy1:*.* has no debug with encap-val 7",
+    );
+    let filters = serde_json::json!([
+        {"capture_sap": "dy1:*.*", "encap_val": "3000.1", "mode": "all"}
+    ]);
+    assert_eq!(shown(), filters, "a refused command changed the filters");
+
+    // Two new VLANs: only 3000.1's events are logged.
+    let stop = dir.path().join("stop");
+    let flood = start_flood(&customers, &stop, 2);
+    let created = |t: &[serde_json::Value], sap: &str| {
+        t.iter()
+            .any(|t| t["sap"] == sap && t["state"] == "sapCreated")
+    };
+    daemon.triggers_until("both triggers in sapCreated", |t| {
+        created(t, "dy1:3000.1") && created(t, "dy1:3000.2")
+    });
+    std::fs::write(&stop, "").unwrap();
+    drop(flood);
+    let log = daemon.log_text();
+    let first = debug_lines(&log, "dy1:3000.1");
+    assert!(
+        first.iter().any(|l| l.contains("data trigger received"))
+            && first.iter().any(|l| l.contains("data trigger SAP created")),
+        "{first:?}"
+    );
+    assert_eq!(debug_lines(&log, "dy1:3000.2"), Vec::<String>::new());
+
+    // Off: the trigger of 3000.1, cleared, comes back with no debug line.
+    let off = debug(&["no", "capture-sap", "dy1:*.*"]);
+    assert!(off.status.success(), "{off:?}");
+    assert_eq!(shown(), serde_json::json!([]));
+    daemon.ok(
+        &[
+            "clear",
+            "service",
+            "dynamic-services",
+            "data-trigger",
+            "sap",
+            "dy1:3000.1",
+        ],
+        None,
+    );
+    daemon.triggers_until("the trigger cleared", |t| !created(t, "dy1:3000.1"));
+    std::fs::remove_file(&stop).unwrap();
+    let flood = start_flood(&customers, &stop, 1);
+    daemon.triggers_until("the trigger back in sapCreated", |t| {
+        created(t, "dy1:3000.1")
+    });
+    std::fs::write(&stop, "").unwrap();
+    drop(flood);
+    assert_eq!(debug_lines(&daemon.log_text(), "dy1:3000.1"), first);
+}
+
 /// The latency of each setup from the brasa log of a capture SAP debugged with `mode = "all"`:
 /// from "data trigger received" (the frame reached the trigger machine) to "data trigger SAP
 /// created" (sapCreated, after its disk syncs), by trigger SAP; `(p50, p99)`.

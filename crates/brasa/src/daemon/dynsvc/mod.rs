@@ -45,7 +45,7 @@ use brasa_script::{
 use brasa_services::model::FilterKind;
 use brasa_services::SapId;
 use brasa_services_net::Durability;
-use config::{DynamicServicesResolved, PolicyResolved};
+use config::{CaptureDebug, DynamicServicesResolved, PolicyResolved};
 pub use evaluate::{EvaluateError, Evaluated, Evaluation};
 use scripts::{RunResources, ScriptThread};
 use std::collections::{BTreeMap, HashMap};
@@ -146,6 +146,20 @@ pub struct ShellCounters {
     pub coa_dropped: AtomicU64,
 }
 
+/// Why a debug command was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DebugError {
+    /// The SAP is no capture SAP of the running service configuration.
+    #[error("{0} is not a capture SAP of the running service configuration")]
+    NotCaptureSap(SapId),
+    /// No debug filter of that capture SAP exists.
+    #[error("capture SAP {0} has no debug")]
+    NotDebugged(SapId),
+    /// The capture SAP has no debug filter of that encap-val.
+    #[error("capture SAP {0} has no debug with encap-val {1}")]
+    NotDebuggedEncap(SapId, String),
+}
+
 /// Why a script run and its apply did not happen; nothing of the run is applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunFailure {
@@ -201,6 +215,9 @@ pub struct DynServices {
     ledger: Arc<Mutex<ledger::Ledger>>,
     /// Permits for [`MAX_AUTHENTICATIONS`] Access-Requests.
     authentications: Arc<Semaphore>,
+    /// The debug filters of each capture SAP (`debug service dynamic-services capture-sap`):
+    /// the config's at start, changed at run time through the management API.
+    debug: std::sync::RwLock<BTreeMap<SapId, Vec<CaptureDebug>>>,
     services: Arc<ServicesComponent>,
     dictionary: Arc<Dictionary>,
     scripts: ScriptThread,
@@ -242,6 +259,68 @@ impl DynServices {
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
+    }
+
+    /// The debug filters, by capture SAP.
+    pub fn debug_filters(&self) -> Vec<(SapId, CaptureDebug)> {
+        self.debug
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .flat_map(|(sap, filters)| filters.iter().map(move |f| (sap.clone(), f.clone())))
+            .collect()
+    }
+
+    /// `debug service dynamic-services capture-sap SAP [encap-val …] [mode …]`: logs the
+    /// data trigger events of capture SAP `sap` that `filter` keeps, beside its other
+    /// filters; one with the same encap-val is replaced (its mode changes). `sap` must be a
+    /// capture SAP of the running configuration.
+    pub async fn set_debug(&self, sap: SapId, filter: CaptureDebug) -> Result<(), DebugError> {
+        let captured = self
+            .services
+            .manager
+            .read(|config, _| config.sap(&sap).is_some_and(|s| s.capture))
+            .await;
+        if !captured {
+            return Err(DebugError::NotCaptureSap(sap));
+        }
+        let mut debug = self
+            .debug
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let filters = debug.entry(sap).or_default();
+        filters.retain(|f| f.encap_val != filter.encap_val);
+        filters.push(filter);
+        Ok(())
+    }
+
+    /// `debug service dynamic-services no capture-sap SAP [encap-val …]`: removes the filter
+    /// of that encap-val, or without one every filter of `sap`; returns how many went.
+    pub fn remove_debug(&self, sap: &SapId, encap_val: Option<&str>) -> Result<usize, DebugError> {
+        let mut debug = self
+            .debug
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(filters) = debug.get_mut(sap) else {
+            return Err(DebugError::NotDebugged(sap.clone()));
+        };
+        let before = filters.len();
+        if let Some(val) = encap_val {
+            filters.retain(|f| f.encap_val.as_deref() != Some(val));
+        } else {
+            filters.clear();
+        }
+        let removed = before - filters.len();
+        if filters.is_empty() {
+            debug.remove(sap);
+        }
+        if removed == 0 {
+            return Err(match encap_val {
+                Some(val) => DebugError::NotDebuggedEncap(sap.clone(), val.to_owned()),
+                None => DebugError::NotDebugged(sap.clone()),
+            });
+        }
+        Ok(removed)
     }
 
     /// Queues the teardown of what a removed trigger owned.
@@ -293,6 +372,7 @@ pub async fn start(
     }
     let (work, queue) = mpsc::unbounded_channel();
     let accounting = Accounting::new(config.nas.identifier.clone());
+    let debug = config.capture_debug.clone();
     let component = Arc::new(DynServices {
         config,
         state: Mutex::new(State {
@@ -305,6 +385,12 @@ pub async fn start(
         }),
         ledger: Arc::new(Mutex::new(ledger)),
         authentications: Arc::new(Semaphore::new(MAX_AUTHENTICATIONS)),
+        debug: std::sync::RwLock::new(
+            debug
+                .iter()
+                .map(|(sap, filter)| (sap.clone(), vec![filter.clone()]))
+                .collect(),
+        ),
         services: services.clone(),
         dictionary,
         scripts,
@@ -518,13 +604,16 @@ async fn punt_loop(
 }
 
 impl DynServices {
-    /// Logs a data trigger event when the debug filter of `capture` (its `debug` in
-    /// `[[dynamic_services.capture_sap]]`) asks for it; `drop` is the reason of a drop.
+    /// Logs a data trigger event when a debug filter of `capture` asks for it; `drop` is the
+    /// reason of a drop.
     fn debug_event(&self, capture: &SapId, trigger: &SapId, event: &str, drop: Option<&str>) {
-        let Some(filter) = self.config.capture_debug.get(capture) else {
-            return;
-        };
-        if filter.logs(trigger, drop.is_some()) {
+        let logs = self
+            .debug
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(capture)
+            .is_some_and(|filters| filters.iter().any(|f| f.logs(trigger, drop.is_some())));
+        if logs {
             tracing::info!(
                 target: "brasa::dynsvc::debug",
                 capture_sap = %capture,

@@ -56,9 +56,10 @@ use std::time::Instant;
 use tokio::sync::{mpsc, Notify, Semaphore};
 
 /// The most Access-Requests of data triggers in flight at once; the others wait their turn.
-/// Enough to keep a RADIUS server busy across its round trip, few enough that a trigger
-/// flood cannot open a socket per trigger.
-pub const MAX_AUTHENTICATIONS: usize = 256;
+/// Each holds its own UDP socket until answered or timed out: enough for a burst of a thousand
+/// new VLANs against a server that does not answer, few enough that a trigger flood cannot
+/// take every file descriptor.
+pub const MAX_AUTHENTICATIONS: usize = 1024;
 
 /// The most setups the runner commits together: bounds how long the first of a group waits
 /// for the last one's script before it is reported.

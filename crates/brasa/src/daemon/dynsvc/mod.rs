@@ -157,13 +157,13 @@ pub struct ShellCounters {
 pub enum DebugError {
     /// The SAP is no capture SAP of the running service configuration.
     #[error("{0} is not a capture SAP of the running service configuration")]
-    NotCaptureSap(SapId),
+    UnknownCaptureSap(SapId),
     /// No debug filter of that capture SAP exists.
     #[error("capture SAP {0} has no debug")]
-    NotDebugged(SapId),
+    NoFilter(SapId),
     /// The capture SAP has no debug filter of that encap-val.
     #[error("capture SAP {0} has no debug with encap-val {1}")]
-    NotDebuggedEncap(SapId, String),
+    NoFilterForEncap(SapId, String),
 }
 
 /// Why a script run and its apply did not happen; nothing of the run is applied.
@@ -288,7 +288,7 @@ impl DynServices {
             .read(|config, _| config.sap(&sap).is_some_and(|s| s.capture))
             .await;
         if !captured {
-            return Err(DebugError::NotCaptureSap(sap));
+            return Err(DebugError::UnknownCaptureSap(sap));
         }
         let mut debug = self
             .debug
@@ -308,7 +308,7 @@ impl DynServices {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(filters) = debug.get_mut(sap) else {
-            return Err(DebugError::NotDebugged(sap.clone()));
+            return Err(DebugError::NoFilter(sap.clone()));
         };
         let before = filters.len();
         if let Some(val) = encap_val {
@@ -322,8 +322,8 @@ impl DynServices {
         }
         if removed == 0 {
             return Err(match encap_val {
-                Some(val) => DebugError::NotDebuggedEncap(sap.clone(), val.to_owned()),
-                None => DebugError::NotDebugged(sap.clone()),
+                Some(val) => DebugError::NoFilterForEncap(sap.clone(), val.to_owned()),
+                None => DebugError::NoFilter(sap.clone()),
             });
         }
         Ok(removed)

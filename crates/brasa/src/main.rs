@@ -42,6 +42,10 @@ enum Command {
     /// Remove state of a running daemon (`clear python python-policy NAME cache --string-key K`).
     #[command(subcommand)]
     Clear(cmd::tools::ClearCommand),
+    /// Debug logging of a running daemon, changed without a restart
+    /// (`debug service dynamic-services [no] capture-sap SAP …`).
+    #[command(subcommand)]
+    Debug(cmd::dynsvc::DebugCommand),
     /// RADIUS client tools (a built-in radclient with rate and latency summary).
     #[command(subcommand)]
     Radius(cmd::radius::RadiusCommand),
@@ -129,6 +133,9 @@ fn main() -> std::process::ExitCode {
             Command::Show(command) => cmd::show::run(&global, command).await,
             Command::Tools(command) => cmd::tools::run_tools(&global, command).await,
             Command::Clear(command) => cmd::tools::run_clear(&global, command).await,
+            Command::Debug(command) => {
+                tokio::task::block_in_place(|| cmd::dynsvc::debug(&global, command))
+            }
             Command::Radius(command) => cmd::radius::run(&global, command).await,
             Command::Rae(args) => cmd::rae::run(&global, args).await,
             Command::Dataplane(args) => cmd::dataplane::run(&global, args).await,

@@ -1023,6 +1023,387 @@ script_parameters = ["epipe={'far': 'dy2:300'}"]
     });
 }
 
+/// How many setups a benchmark runs: `DYNSVC_SETUPS`, else `debug` in a debug build (the
+/// suite's run checks the path with fewer) and `release` in a release one; at most `max`.
+fn setups_to_run(debug: usize, release: usize, max: usize) -> usize {
+    let default = if cfg!(debug_assertions) {
+        debug
+    } else {
+        release
+    };
+    std::env::var("DYNSVC_SETUPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+        .clamp(1, max)
+}
+
+/// A local-auth-db `db` with an entry for each trigger SAP `dy1:3000.N`, N in `inners`, each
+/// an Epipe to `dy2:N` (the far SAP the script derives from the inner tag).
+fn local_auth_db_of(inners: std::ops::RangeInclusive<u16>) -> String {
+    let mut text = String::from("[[dynamic_services.local_auth_db]]\nname = \"db\"\n");
+    for inner in inners {
+        text.push_str(&format!(
+            "[[dynamic_services.local_auth_db.user]]\nname = \"dy1:3000.{inner}\"\n\
+             [[dynamic_services.local_auth_db.user.index]]\nindex = 1\nsap_id = \"#:#.#\"\n\
+             script_parameters = [\"epipe={{}}\"]\n"
+        ));
+    }
+    text
+}
+
+/// The daemon's config for a burst of `vlans` setups with local authentication: a
+/// local-auth-db entry per VLAN, a setup timeout that outlasts the queue, room for 5 000
+/// services.
+fn burst_config(dir: &Path, vlans: u16) -> String {
+    config(
+        dir,
+        r#"{ local_auth_db = "db" }"#,
+        &local_auth_db_of(1..=vlans),
+    )
+    .replace("setup_timeout = \"3s\"\n", "setup_timeout = \"120s\"\n")
+    .replace(
+        "service_range = [5000, 5999]",
+        "service_range = [5000, 9999]",
+    )
+}
+
+/// Starts the FLOOD sender on the customer trunk's switch side: frames on `vlans` new QinQ
+/// VLANs (outer 3000), in one fixed order, until the file `stop` exists.
+fn start_flood(customers: &Trunk, stop: &Path, vlans: usize) -> KillOnDrop {
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &customers.switch.name,
+            "python3",
+            "-c",
+            FLOOD,
+            "updy1",
+            "1",
+        ])
+        .arg(stop)
+        .arg(vlans.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
+}
+
+/// What a restart of the daemon whose data directory is `data` would find: the dynamic SAPs
+/// (`dy1:3000.N`) the service journal creates and does not remove, and the SAPs the
+/// dynamic-services ledger lists and does not strike.
+fn journal_and_ledger(data: &Path) -> (std::collections::BTreeSet<String>, Vec<String>) {
+    let mut journalled = std::collections::BTreeSet::new();
+    let journal = std::fs::read_to_string(data.join("services/journal.jsonl")).unwrap_or_default();
+    for line in journal.lines() {
+        // A torn last line is no transaction (the replay skips it too).
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let text = entry["text"].as_str().unwrap_or_default();
+        for words in text
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        {
+            match words.as_slice() {
+                ["sap", sap, "create"] if sap.starts_with("dy1:3000.") => {
+                    journalled.insert(sap.to_string());
+                }
+                ["no", "sap", sap] => {
+                    journalled.remove(*sap);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut listed: Vec<String> = Vec::new();
+    let ledger = std::fs::read_to_string(data.join("dynsvc/saps")).unwrap_or_default();
+    for line in ledger.lines() {
+        if let Some(sap) = line.strip_prefix('+') {
+            listed.push(sap.to_string());
+        } else if let Some(sap) = line.strip_prefix('-') {
+            if let Some(at) = listed.iter().position(|s| s == sap) {
+                listed.remove(at);
+            }
+        }
+    }
+    (journalled, listed)
+}
+
+/// kill -9 while hundreds of setups are in flight (authenticated, scripts running, grouped
+/// for their disk syncs): every dynamic SAP the journal holds is listed in the ledger, so the
+/// restart removes all of each service and keeps only the static capture VPLS.
+#[test]
+fn netns_kill_9_during_a_burst_of_setups_leaves_no_half_service() {
+    let vlans: u16 = 3000;
+    let router = Netns::new("dyk");
+    let (customers, _far) = customer_and_far(&router);
+    let dir = tempfile::tempdir().unwrap();
+    let config = burst_config(dir.path(), vlans);
+    let daemon = Daemon::start(&router, dir.path(), &config);
+    daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
+    let data = dir.path().join("data");
+    let stop = dir.path().join("stop");
+    let flood = start_flood(&customers, &stop, vlans.into());
+    // Watch the journal itself: the burst is over long before a `show` loop would notice.
+    let started = Instant::now();
+    while journal_and_ledger(&data).0.len() < 20 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no setups journalled\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let triggers = daemon.json(&["show", "service", "dynamic-services", "data-triggers"]);
+    // SIGKILL in the middle of the burst: no teardown runs.
+    drop(daemon);
+    std::fs::write(&stop, "").unwrap();
+    drop(flood);
+
+    let (journalled, listed) = journal_and_ledger(&data);
+    assert!(
+        journalled.len() < usize::from(vlans),
+        "the burst was over before the kill: {} of {vlans} journalled",
+        journalled.len()
+    );
+    // Every service reported (sapCreated) before the kill is durable in the journal.
+    let created: Vec<&str> = triggers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "sapCreated")
+        .map(|t| t["sap"].as_str().unwrap())
+        .collect();
+    for sap in &created {
+        assert!(
+            journalled.contains(*sap),
+            "{sap} was sapCreated but is not journalled"
+        );
+    }
+    let unlisted: Vec<_> = journalled
+        .iter()
+        .filter(|sap| !listed.contains(sap))
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "journalled dynamic SAPs the ledger does not list (a restart would keep them): {unlisted:?}"
+    );
+    eprintln!(
+        "killed with {} triggers sapCreated, {} dynamic SAPs journalled, {} listed in the ledger",
+        created.len(),
+        journalled.len(),
+        listed.len()
+    );
+
+    // The restart removes every dynamic service, whole: only the capture VPLS is left.
+    let daemon = Daemon::start(&router, dir.path(), &config);
+    let services = daemon.json(&["show", "service"]);
+    let ids: Vec<u64> = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![900], "{services}\n{}", daemon.log_text());
+    assert_eq!(
+        daemon.json(&["show", "service", "dynamic-services", "data-triggers"]),
+        serde_json::json!([])
+    );
+}
+
+/// The data trigger debug lines of `log` (target `brasa::dynsvc::debug`) about `trigger`.
+fn debug_lines(log: &str, trigger: &str) -> Vec<String> {
+    let field = format!("trigger={trigger}");
+    log.lines()
+        .filter(|l| l.contains("brasa::dynsvc::debug") && l.split_whitespace().any(|w| w == field))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `brasa debug service dynamic-services capture-sap …` turns a capture SAP's data trigger
+/// logging on at run time, filtered by encap-val; `no capture-sap` turns it off again; bad
+/// commands are refused with why and change nothing.
+#[test]
+fn netns_debug_command_turns_capture_sap_logging_on_and_off_at_run_time() {
+    let router = Netns::new("dyd");
+    let (customers, _far) = customer_and_far(&router);
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&router, dir.path(), &burst_config(dir.path(), 2));
+    daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
+    let debug = |args: &[&str]| {
+        let mut all = vec!["debug", "service", "dynamic-services"];
+        all.extend_from_slice(args);
+        daemon.brasa(&all, None)
+    };
+    let refused = |args: &[&str], why: &str| {
+        let output = debug(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(why),
+            "{args:?}: {stderr}"
+        );
+    };
+    let shown = || daemon.json(&["show", "debug"]);
+    assert_eq!(shown(), serde_json::json!([]));
+
+    let on = debug(&["capture-sap", "dy1:*.*", "encap-val", "3000.1"]);
+    assert!(on.status.success(), "{on:?}");
+    assert!(String::from_utf8_lossy(&on.stdout)
+        .contains("capture-sap dy1:*.* encap-val 3000.1 mode all"));
+    refused(
+        &["capture-sap", "dy2:300"],
+        "dy2:300 is not a capture SAP of the running service configuration",
+    );
+    refused(
+        &["capture-sap", "dy1:*.*", "encap-val", "3000.5000"],
+        "encap_val \"3000.5000\" is not qtag or qtag.qtag",
+    );
+    refused(
+        &["capture-sap", "dy1:*.*", "mode", "some"],
+        "mode \"some\" is not \"all\" or \"dropped-only\"",
+    );
+    refused(
+        &["capture-sap", "dy1:*.*", "colour", "red"],
+        "unexpected \"colour\"",
+    );
+    refused(
+        &["no", "capture-sap", "dy1:*.*", "encap-val", "7"],
+        "capture SAP dy1:*.* has no debug with encap-val 7",
+    );
+    let filters = serde_json::json!([
+        {"capture_sap": "dy1:*.*", "encap_val": "3000.1", "mode": "all"}
+    ]);
+    assert_eq!(shown(), filters, "a refused command changed the filters");
+
+    // Two new VLANs: only 3000.1's events are logged.
+    let stop = dir.path().join("stop");
+    let flood = start_flood(&customers, &stop, 2);
+    let created = |t: &[serde_json::Value], sap: &str| {
+        t.iter()
+            .any(|t| t["sap"] == sap && t["state"] == "sapCreated")
+    };
+    daemon.triggers_until("both triggers in sapCreated", |t| {
+        created(t, "dy1:3000.1") && created(t, "dy1:3000.2")
+    });
+    std::fs::write(&stop, "").unwrap();
+    drop(flood);
+    let log = daemon.log_text();
+    let first = debug_lines(&log, "dy1:3000.1");
+    assert!(
+        first.iter().any(|l| l.contains("data trigger received"))
+            && first.iter().any(|l| l.contains("data trigger SAP created")),
+        "{first:?}"
+    );
+    assert_eq!(debug_lines(&log, "dy1:3000.2"), Vec::<String>::new());
+
+    // Off: the trigger of 3000.1, cleared, comes back with no debug line.
+    let off = debug(&["no", "capture-sap", "dy1:*.*"]);
+    assert!(off.status.success(), "{off:?}");
+    assert_eq!(shown(), serde_json::json!([]));
+    daemon.ok(
+        &[
+            "clear",
+            "service",
+            "dynamic-services",
+            "data-trigger",
+            "sap",
+            "dy1:3000.1",
+        ],
+        None,
+    );
+    daemon.triggers_until("the trigger cleared", |t| !created(t, "dy1:3000.1"));
+    std::fs::remove_file(&stop).unwrap();
+    let flood = start_flood(&customers, &stop, 1);
+    daemon.triggers_until("the trigger back in sapCreated", |t| {
+        created(t, "dy1:3000.1")
+    });
+    std::fs::write(&stop, "").unwrap();
+    drop(flood);
+    assert_eq!(debug_lines(&daemon.log_text(), "dy1:3000.1"), first);
+}
+
+/// The latency of each setup from the brasa log of a capture SAP debugged with `mode = "all"`:
+/// from "data trigger received" (the frame reached the trigger machine) to "data trigger SAP
+/// created" (sapCreated, after its disk syncs), by trigger SAP; `(p50, p99)`.
+fn setup_latencies(log: &str) -> (Duration, Duration) {
+    let stamp = |line: &str| -> Option<f64> {
+        // 2026-12-05T11:58:26.123456Z: seconds of the day are enough within one run.
+        let time = line.split_whitespace().next()?.split('T').nth(1)?;
+        let time = time.trim_end_matches('Z');
+        let mut parts = time.split(':');
+        let h: f64 = parts.next()?.parse().ok()?;
+        let m: f64 = parts.next()?.parse().ok()?;
+        let s: f64 = parts.next()?.parse().ok()?;
+        Some(h * 3600.0 + m * 60.0 + s)
+    };
+    let trigger = |line: &str| -> Option<String> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("trigger="))
+            .map(str::to_owned)
+    };
+    let mut received = std::collections::HashMap::new();
+    let mut latencies = Vec::new();
+    for line in log.lines().filter(|l| l.contains("brasa::dynsvc::debug")) {
+        let (Some(at), Some(sap)) = (stamp(line), trigger(line)) else {
+            continue;
+        };
+        if line.contains("data trigger received") {
+            received.entry(sap).or_insert(at);
+        } else if line.contains("data trigger SAP created") {
+            if let Some(start) = received.get(&sap) {
+                latencies.push(Duration::from_secs_f64((at - start).max(0.0)));
+            }
+        }
+    }
+    assert!(!latencies.is_empty(), "no setup in the debug log");
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    (at(0.50), at(0.99))
+}
+
+/// Data trigger → dynamic SAP created through `brasa run` with local authentication: 2 000
+/// new QinQ VLANs (200 in a debug build; `DYNSVC_SETUPS` to change, ≤ 4 000), each a
+/// local-auth-db entry and a seed-style Epipe script. Asserts that every trigger got its
+/// service; prints setups/s (first frame → last sapCreated) and the p50/p99 latency of a setup
+/// (trigger machine → sapCreated, from the capture SAP's debug log) (docs/performance.md; run
+/// it with `--release` for the figure).
+#[test]
+#[ignore = "a benchmark: run it with `--run-ignored ignored-only`"]
+fn netns_local_auth_setups_per_second() {
+    let setups = setups_to_run(200, 2000, 4000) as u16;
+    let router = Netns::new("dyb");
+    let (customers, _far) = customer_and_far(&router);
+    let dir = tempfile::tempdir().unwrap();
+    let config = burst_config(dir.path(), setups).replace(
+        "host_lockout_policy = \"lock\"\n",
+        "host_lockout_policy = \"lock\"\ndebug = { mode = \"all\" }\n",
+    );
+    let daemon = Daemon::start(&router, dir.path(), &config);
+    daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
+    let stop = dir.path().join("stop");
+    let started = Instant::now();
+    let _flood = start_flood(&customers, &stop, setups.into());
+    let created = |t: &[serde_json::Value]| t.iter().filter(|t| t["state"] == "sapCreated").count();
+    let triggers = daemon.triggers_until("every trigger in sapCreated", |t| {
+        created(t) >= usize::from(setups)
+    });
+    let elapsed = started.elapsed();
+    std::fs::write(&stop, "").unwrap();
+    assert_eq!(created(&triggers), usize::from(setups));
+    let (p50, p99) = setup_latencies(&daemon.log_text());
+    eprintln!(
+        "local authentication: {setups} data triggers -> sapCreated in {:.2} s = {:.0} setups/s \
+         (frame, local-auth-db, alc.dyn script, service transaction, data plane install, \
+         ledger + journal sync); latency trigger -> sapCreated p50 {:.2} ms, p99 {:.2} ms",
+        elapsed.as_secs_f64(),
+        f64::from(setups) / elapsed.as_secs_f64(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+    );
+}
+
 /// A RADIUS server that never answers: it appends the User-Name and Request Authenticator of
 /// every Access-Request it receives to the file `argv[1]`, and prints its port first.
 const COUNTING_SERVER: &str = r#"
@@ -1304,17 +1685,11 @@ secret = "dynsecret"
 /// order; FreeRADIUS answers every one with the trigger's SAP and an Epipe to the far trunk;
 /// the figure is the time from the first frame to the last trigger in sapCreated. Asserts that
 /// every trigger got its service and that FreeRADIUS answered every direct request; prints
-/// both rates (docs/performance.md; run it with `--release` for the figure).
 #[test]
 #[ignore = "a benchmark: run it with `--run-ignored ignored-only`; it needs the shared radload.py (RADLOAD=path)"]
 fn netns_freeradius_setups_per_second_beside_freeradius_direct_rate() {
     // A debug build sets up a few tens a second: the suite's run checks the path with fewer.
-    let default = if cfg!(debug_assertions) { 150 } else { 1000 };
-    let setups: usize = std::env::var("DYNSVC_SETUPS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default)
-        .clamp(1, 1000);
+    let setups = setups_to_run(150, 1000, 1000);
     let router = Netns::new("dyr");
     let (customers, _far) = customer_and_far(&router);
     let dir = tempfile::tempdir().unwrap();
@@ -1344,23 +1719,7 @@ DEFAULT Cleartext-Password := "secret"
 
     let stop = dir.path().join("stop");
     let started = Instant::now();
-    let flood = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &customers.switch.name,
-            "python3",
-            "-c",
-            FLOOD,
-            "updy1",
-            "1",
-        ])
-        .arg(&stop)
-        .arg(setups.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut flood = KillOnDrop(flood);
+    let mut flood = start_flood(&customers, &stop, setups);
     let created = |t: &[serde_json::Value]| t.iter().filter(|t| t["state"] == "sapCreated").count();
     let triggers = daemon.triggers_until("every trigger in sapCreated", |t| created(t) >= setups);
     let elapsed = started.elapsed();

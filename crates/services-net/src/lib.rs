@@ -14,4 +14,4 @@ pub mod manager;
 pub mod namespace;
 
 pub use kernel::{Kernel, KernelError, PlanError, TapHost};
-pub use manager::{ApplyError, ApplySummary, ServiceManager, ServicePlane};
+pub use manager::{ApplyError, ApplySummary, Durability, ServiceManager, ServicePlane};

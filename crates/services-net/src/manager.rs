@@ -11,12 +11,17 @@
 //!
 //! A failure at 3 or 4 runs the kernel plan's inverse, so the kernel, the data plane and the
 //! running configuration all stay as they were. Transactions are serialised.
+//!
+//! The journal is written in the order the transactions committed. A [`Durability::Synced`]
+//! transaction is on disk when its apply returns; [`Durability::Deferred`] ones are queued
+//! and [`ServiceManager::sync_journal`] writes the queue with one `fdatasync` (group commit:
+//! a caller that applies many transactions in a row pays one disk sync, not one each).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use brasa_dataplane::pipeline::PortId;
 use brasa_dataplane::service::ServiceTables;
@@ -69,6 +74,43 @@ pub enum ApplyError {
     Install(String),
 }
 
+/// When a transaction's journal entry reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Written and synced, with every deferred entry before it, before the apply returns.
+    Synced,
+    /// Queued in commit order; on disk after the next [`ServiceManager::sync_journal`] (or
+    /// the next synced transaction). The transaction is live at once: the caller must not
+    /// report it done to anyone before that sync.
+    Deferred,
+}
+
+/// The journal file and the entries committed but not yet written to it.
+struct Journal {
+    path: PathBuf,
+    /// JSON lines, each ending in a newline, in commit order.
+    queued: Vec<String>,
+}
+
+impl Journal {
+    /// Appends the queued entries and syncs the file: one `fdatasync` however many there are.
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        let text = self.queued.concat();
+        // Dropped even when the write fails: written again, a partly written batch would
+        // journal its first transactions twice.
+        self.queued.clear();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_data()
+    }
+}
+
 /// What a transaction did (or, dry, would do).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ApplySummary {
@@ -101,7 +143,7 @@ pub struct ServiceManager {
     /// The last next hop resolved per GRE tunnel (local, remote): kept when a later
     /// resolution fails, so that one unanswered ARP does not fail unrelated transactions.
     tunnel_hops: std::sync::Mutex<BTreeMap<(IpAddr, IpAddr), GreNextHop>>,
-    journal: Option<PathBuf>,
+    journal: Option<Arc<Mutex<Journal>>>,
 }
 
 /// The next hops of a transaction's GRE tunnels, resolved before it compiles.
@@ -136,7 +178,12 @@ impl ServiceManager {
             kernel,
             plane,
             tunnel_hops: std::sync::Mutex::default(),
-            journal,
+            journal: journal.map(|path| {
+                Arc::new(Mutex::new(Journal {
+                    path,
+                    queued: Vec::new(),
+                }))
+            }),
         }
     }
 
@@ -155,23 +202,73 @@ impl ServiceManager {
         &self.env
     }
 
-    /// Parses a text-form snippet and applies it (or, `dry_run`, only checks it).
+    /// Parses a text-form snippet and applies it (or, `dry_run`, only checks it); applied, it
+    /// is journalled and synced before this returns.
     pub async fn apply_text(&self, text: &str, dry_run: bool) -> Result<ApplySummary, ApplyError> {
+        self.apply_text_as(text, dry_run, Durability::Synced).await
+    }
+
+    /// [`apply_text`](Self::apply_text) with its journal entry written as `durability` says.
+    pub async fn apply_text_as(
+        &self,
+        text: &str,
+        dry_run: bool,
+        durability: Durability,
+    ) -> Result<ApplySummary, ApplyError> {
         let changes = cli::parse(text, &self.port_map)?;
-        let summary = self.apply(&changes, dry_run).await?;
-        if !dry_run {
-            self.journal_append(text);
+        let mut running = self.running.lock().await;
+        let summary = self.apply_locked(&mut running, &changes, dry_run).await?;
+        if dry_run {
+            return Ok(summary);
+        }
+        // Queued under the transaction lock, so the journal keeps the commit order.
+        self.journal_queue(text);
+        drop(running);
+        if durability == Durability::Synced {
+            self.sync_journal().await;
         }
         Ok(summary)
     }
 
-    /// Applies a batch of changes, all or nothing (or, `dry_run`, only checks them).
+    /// Writes the journal entries of the deferred transactions committed so far, with one
+    /// `fdatasync`. A failure is logged: the transactions stay applied, but a restart will
+    /// not restore them.
+    pub async fn sync_journal(&self) {
+        let Some(journal) = self.journal.clone() else {
+            return;
+        };
+        let flushed = tokio::task::spawn_blocking(move || {
+            let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+            let path = journal.path.clone();
+            journal.flush().map_err(|error| (path, error))
+        })
+        .await;
+        match flushed {
+            Ok(Ok(())) => {}
+            Ok(Err((path, error))) => {
+                tracing::error!(path = %path.display(), %error, "could not journal service changes")
+            }
+            Err(error) => tracing::error!(%error, "the journal writer stopped"),
+        }
+    }
+
+    /// Applies a batch of changes, all or nothing (or, `dry_run`, only checks them). The
+    /// batch is not journalled (it is the static configuration or a replay).
     pub async fn apply(
         &self,
         changes: &[Change],
         dry_run: bool,
     ) -> Result<ApplySummary, ApplyError> {
         let mut running = self.running.lock().await;
+        self.apply_locked(&mut running, changes, dry_run).await
+    }
+
+    async fn apply_locked(
+        &self,
+        running: &mut Running,
+        changes: &[Change],
+        dry_run: bool,
+    ) -> Result<ApplySummary, ApplyError> {
         let txn = running.config.prepare(changes, &self.env)?;
         let mut summary = summarise(&txn);
         if dry_run {
@@ -305,10 +402,15 @@ impl ServiceManager {
     /// Replays the journal of applied transactions; a transaction that no longer applies
     /// (the static configuration changed under it) is skipped and reported.
     pub async fn replay(&self) -> Vec<(usize, String)> {
-        let Some(path) = &self.journal else {
+        let Some(journal) = &self.journal else {
             return Vec::new();
         };
-        let Ok(text) = std::fs::read_to_string(path) else {
+        let path = journal
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .path
+            .clone();
+        let Ok(text) = std::fs::read_to_string(&path) else {
             return Vec::new();
         };
         let mut skipped = Vec::new();
@@ -329,8 +431,8 @@ impl ServiceManager {
         skipped
     }
 
-    fn journal_append(&self, text: &str) {
-        let Some(path) = &self.journal else {
+    fn journal_queue(&self, text: &str) {
+        let Some(journal) = &self.journal else {
             return;
         };
         let entry = JournalEntry {
@@ -340,17 +442,11 @@ impl ServiceManager {
             return;
         };
         line.push('\n');
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|mut file| {
-                file.write_all(line.as_bytes())?;
-                file.sync_data()
-            });
-        if let Err(error) = written {
-            tracing::error!(path = %path.display(), %error, "could not journal a service change");
-        }
+        journal
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .queued
+            .push(line);
     }
 }
 

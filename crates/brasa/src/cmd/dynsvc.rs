@@ -1,13 +1,15 @@
 //! The dynamic data services' operator commands (Nokia SR OS dynamic data services):
 //! `show service dynamic-services …`, `clear service dynamic-services …`,
 //! `show|clear subscriber-mgmt host-lockout-policy …`, `tools dump service dynamic-services
-//! command-list`, `tools perform service dynamic-services evaluate-script …`.
+//! command-list`, `tools perform service dynamic-services evaluate-script …`,
+//! `debug service dynamic-services [no] capture-sap …` and `show debug`.
 
 use crate::common::api::{encode_component, Client};
 use crate::common::output::{print_json, table};
 use crate::common::GlobalArgs;
 use crate::daemon::dynsvc::api::{
-    CaptureStatsView, CommandView, EvaluateRequest, EvaluateView, LockoutView, TriggerView,
+    CaptureStatsView, CommandView, DebugView, EvaluateRequest, EvaluateView, LockoutView,
+    TriggerView,
 };
 
 /// `… service dynamic-services …` of `brasa show`.
@@ -113,6 +115,134 @@ pub enum PerformDynamicServices {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// `brasa debug …`: debug logging of a running daemon, changed without a restart.
+#[derive(clap::Subcommand, Debug)]
+pub enum DebugCommand {
+    /// `debug service …`
+    #[command(subcommand)]
+    Service(DebugService),
+}
+
+/// `brasa debug service …`
+#[derive(clap::Subcommand, Debug)]
+pub enum DebugService {
+    /// Data trigger events of capture SAPs (`tracing` target `brasa::dynsvc::debug`, info).
+    #[command(subcommand)]
+    DynamicServices(DebugDynamicServices),
+}
+
+/// `brasa debug service dynamic-services …`
+#[derive(clap::Subcommand, Debug)]
+pub enum DebugDynamicServices {
+    /// Log the data trigger events of a capture SAP
+    /// (`capture-sap SAP [encap-val QTAG[.QTAG]] [mode all|dropped-only]`).
+    ///
+    /// A SAP may have several, one per encap-val; the same encap-val again replaces its mode.
+    CaptureSap {
+        /// The capture SAP (`eth1:*.*`).
+        sap: String,
+        /// `encap-val QTAG[.QTAG]` (only the triggers of that encapsulation, or of that outer
+        /// tag) and `mode all|dropped-only` (default all), in any order.
+        #[arg(num_args = 0..=4, value_names = ["KEYWORD", "VALUE"])]
+        options: Vec<String>,
+    },
+    /// Stop logging (`no capture-sap SAP [encap-val QTAG[.QTAG]]`; without encap-val, every
+    /// filter of the SAP).
+    #[command(subcommand)]
+    No(NoDebugDynamicServices),
+}
+
+/// `brasa debug service dynamic-services no …`
+#[derive(clap::Subcommand, Debug)]
+pub enum NoDebugDynamicServices {
+    /// `no capture-sap SAP [encap-val QTAG[.QTAG]]`.
+    CaptureSap {
+        /// The capture SAP.
+        sap: String,
+        /// `encap-val QTAG[.QTAG]`.
+        #[arg(num_args = 0..=2, value_names = ["encap-val", "QTAG[.QTAG]"])]
+        options: Vec<String>,
+    },
+}
+
+/// Reads `KEYWORD VALUE` pairs of `allowed` keywords, each at most once.
+fn keyword_values<'a>(
+    options: &'a [String],
+    allowed: &[&str],
+) -> anyhow::Result<std::collections::BTreeMap<&'a str, &'a str>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut words = options.iter();
+    while let Some(keyword) = words.next() {
+        if !allowed.contains(&keyword.as_str()) {
+            anyhow::bail!("unexpected {keyword:?}: expected {}", allowed.join(" or "));
+        }
+        let Some(value) = words.next() else {
+            anyhow::bail!("{keyword} needs a value");
+        };
+        if found.insert(keyword.as_str(), value.as_str()).is_some() {
+            anyhow::bail!("{keyword} given twice");
+        }
+    }
+    Ok(found)
+}
+
+/// `brasa debug …`
+pub fn debug(global: &GlobalArgs, command: DebugCommand) -> anyhow::Result<()> {
+    let DebugCommand::Service(DebugService::DynamicServices(command)) = command;
+    let (path, request) = match &command {
+        DebugDynamicServices::CaptureSap { sap, options } => {
+            let values = keyword_values(options, &["encap-val", "mode"])?;
+            (
+                "/api/v1/dynsvc/debug",
+                DebugView {
+                    capture_sap: sap.clone(),
+                    encap_val: values.get("encap-val").map(|v| v.to_string()),
+                    mode: values.get("mode").map(|v| v.to_string()),
+                },
+            )
+        }
+        DebugDynamicServices::No(NoDebugDynamicServices::CaptureSap { sap, options }) => {
+            let values = keyword_values(options, &["encap-val"])?;
+            (
+                "/api/v1/dynsvc/debug/remove",
+                DebugView {
+                    capture_sap: sap.clone(),
+                    encap_val: values.get("encap-val").map(|v| v.to_string()),
+                    mode: None,
+                },
+            )
+        }
+    };
+    let filters: Vec<DebugView> = client(global).post(path, &request)?;
+    print_debug(global, &filters)
+}
+
+/// `brasa show debug`: the debug filters in force, in the SR OS `debug` configuration layout.
+pub fn show_debug(global: &GlobalArgs) -> anyhow::Result<()> {
+    let filters: Vec<DebugView> = client(global).get("/api/v1/dynsvc/debug")?;
+    print_debug(global, &filters)
+}
+
+fn print_debug(global: &GlobalArgs, filters: &[DebugView]) -> anyhow::Result<()> {
+    if global.json {
+        return print_json(&filters);
+    }
+    println!("debug\n    service\n        dynamic-services");
+    for filter in filters {
+        let mut line = format!("            capture-sap {}", filter.capture_sap);
+        if let Some(val) = &filter.encap_val {
+            line.push_str(&format!(" encap-val {val}"));
+        }
+        line.push_str(&format!(
+            " mode {}",
+            filter.mode.as_deref().unwrap_or("all")
+        ));
+        println!("{line}");
+    }
+    println!("        exit\n    exit\nexit");
+    Ok(())
 }
 
 fn client(global: &GlobalArgs) -> Client {

@@ -28,6 +28,8 @@ pub enum ShowCommand {
     /// Host lockout contexts of the dynamic data services.
     #[command(subcommand)]
     SubscriberMgmt(crate::cmd::dynsvc::SubscriberMgmt),
+    /// The debug logging in force (`brasa debug …`).
+    Debug,
     /// Subscriber services as the data plane enforces them: services, PCC rules, policers
     /// and their state, per-rule counters, each service's volume by the counter rule.
     SubscriberServices(crate::cmd::pcc::ShowSubscriberServicesArgs),
@@ -74,6 +76,9 @@ pub async fn run(global: &GlobalArgs, command: ShowCommand) -> anyhow::Result<()
         }),
         ShowCommand::PccRule(args) => {
             tokio::task::block_in_place(|| crate::cmd::pcc::show_pcc_rule(global, &client, args))
+        }
+        ShowCommand::Debug => {
+            tokio::task::block_in_place(|| crate::cmd::dynsvc::show_debug(global))
         }
         ShowCommand::SubscriberMgmt(command) => tokio::task::block_in_place(|| {
             crate::cmd::dynsvc::show_subscriber_mgmt(global, command)

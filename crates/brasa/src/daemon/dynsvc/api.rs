@@ -26,6 +26,8 @@ pub fn routes() -> Router<crate::daemon::ApiState> {
         .route("/host-lockout-policy/{name}/clear", post(clear_lockouts))
         .route("/command-list", get(command_list))
         .route("/evaluate-script", post(evaluate_script))
+        .route("/debug", get(debug_filters).post(set_debug))
+        .route("/debug/remove", post(remove_debug))
 }
 
 fn component(state: &crate::daemon::ApiState) -> Result<&Arc<DynServices>, ApiError> {
@@ -43,14 +45,16 @@ pub struct SapQuery {
     pub sap: Option<String>,
 }
 
+fn parse_sap(services: &DynServices, text: &str) -> Result<SapId, ApiError> {
+    SapId::parse_mapped(text, services.services.manager.port_map())
+        .map_err(|err| ApiError::bad_request(format!("SAP {text:?}: {err}")))
+}
+
 fn sap_of(services: &DynServices, query: &SapQuery) -> Result<Option<SapId>, ApiError> {
     query
         .sap
         .as_deref()
-        .map(|text| {
-            SapId::parse_mapped(text, services.services.manager.port_map())
-                .map_err(|err| ApiError::bad_request(format!("SAP {text:?}: {err}")))
-        })
+        .map(|text| parse_sap(services, text))
         .transpose()
 }
 
@@ -176,6 +180,70 @@ async fn clear_statistics(
         .map_err(|err| ApiError::not_found(err.to_string()))?;
     services.clear_dataplane_counters(&sap).await;
     Ok(Json(serde_json::json!({"result": "ok"})))
+}
+
+/// A debug filter of a capture SAP (`debug service dynamic-services capture-sap SAP
+/// [encap-val Q[.Q]] [mode all|dropped-only]`); the body of `POST /debug`, and of
+/// `POST /debug/remove` (the `no` form: `mode` ignored, no `encap_val` removes every filter of
+/// the SAP).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DebugView {
+    /// The capture SAP.
+    pub capture_sap: String,
+    /// Only the triggers of this encapsulation (`qtag` or `qtag.qtag`); all when absent.
+    #[serde(default)]
+    pub encap_val: Option<String>,
+    /// `all` (the default) or `dropped-only`.
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+fn debug_views(services: &DynServices) -> Vec<DebugView> {
+    services
+        .debug_filters()
+        .into_iter()
+        .map(|(sap, filter)| DebugView {
+            capture_sap: sap.to_string(),
+            mode: Some(filter.mode().to_owned()),
+            encap_val: filter.encap_val,
+        })
+        .collect()
+}
+
+/// A debug command names a SAP that is no capture SAP, or a filter that does not exist.
+fn debug_error(err: super::DebugError) -> ApiError {
+    ApiError::not_found(err.to_string())
+}
+
+async fn debug_filters(
+    State(state): State<crate::daemon::ApiState>,
+) -> Result<Json<Vec<DebugView>>, ApiError> {
+    Ok(Json(debug_views(component(&state)?)))
+}
+
+async fn set_debug(
+    State(state): State<crate::daemon::ApiState>,
+    Json(request): Json<DebugView>,
+) -> Result<Json<Vec<DebugView>>, ApiError> {
+    let services = component(&state)?;
+    let sap = parse_sap(services, &request.capture_sap)?;
+    let filter =
+        super::config::CaptureDebug::new(request.encap_val.as_deref(), request.mode.as_deref())
+            .map_err(|err| ApiError::bad_request(err.to_string()))?;
+    services.set_debug(sap, filter).await.map_err(debug_error)?;
+    Ok(Json(debug_views(services)))
+}
+
+async fn remove_debug(
+    State(state): State<crate::daemon::ApiState>,
+    Json(request): Json<DebugView>,
+) -> Result<Json<Vec<DebugView>>, ApiError> {
+    let services = component(&state)?;
+    let sap = parse_sap(services, &request.capture_sap)?;
+    services
+        .remove_debug(&sap, request.encap_val.as_deref())
+        .map_err(debug_error)?;
+    Ok(Json(debug_views(services)))
 }
 
 /// One line of `show subscriber-mgmt host-lockout-policy NAME all`.

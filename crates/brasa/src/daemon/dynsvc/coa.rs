@@ -79,23 +79,10 @@ impl DynServices {
         };
         match action {
             CoaAction::Setup { trigger, service } => {
+                // A failed setup leaves nothing of it behind.
                 let result = self.set_up(trigger, service).await;
                 if let Err(reason) = &result {
                     tracing::info!(%trigger, sap = %service.sap, %reason, "CoA setup failed");
-                    // A service the script created without its SAP goes again.
-                    let record = self.state().records.remove(&service.sap);
-                    if let Some(record) = record {
-                        let _ = self
-                            .remove_service(
-                                &service.sap,
-                                record,
-                                AcctTerminateCause::NasError,
-                                true,
-                            )
-                            .await;
-                        let _ =
-                            self.with_triggers(|t| t.service_removed(&service.sap, Instant::now()));
-                    }
                 }
                 outcome(result)
             }

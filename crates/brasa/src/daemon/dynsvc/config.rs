@@ -168,7 +168,50 @@ pub struct CaptureDebug {
     pub dropped_only: bool,
 }
 
+/// Why a debug filter (`encap-val`, `mode`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DebugFilterError {
+    /// `encap-val` is not `qtag` or `qtag.qtag`.
+    #[error("encap_val {0:?} is not qtag or qtag.qtag, each 0 to 4095")]
+    EncapVal(String),
+    /// `mode` is neither `all` nor `dropped-only`.
+    #[error("mode {0:?} is not \"all\" or \"dropped-only\"")]
+    Mode(String),
+}
+
 impl CaptureDebug {
+    /// The filter of `encap-val` (every trigger when `None`) and `mode` (`all` when `None`).
+    pub fn new(encap_val: Option<&str>, mode: Option<&str>) -> Result<Self, DebugFilterError> {
+        if let Some(val) = encap_val {
+            let qtags: Vec<&str> = val.split('.').collect();
+            if qtags.len() > 2
+                || qtags
+                    .iter()
+                    .any(|q| !matches!(q.parse::<u16>(), Ok(0..=4095)))
+            {
+                return Err(DebugFilterError::EncapVal(val.to_owned()));
+            }
+        }
+        let dropped_only = match mode {
+            None | Some("all") => false,
+            Some("dropped-only") => true,
+            Some(other) => return Err(DebugFilterError::Mode(other.to_owned())),
+        };
+        Ok(CaptureDebug {
+            encap_val: encap_val.map(str::to_owned),
+            dropped_only,
+        })
+    }
+
+    /// `all` or `dropped-only`.
+    pub fn mode(&self) -> &'static str {
+        if self.dropped_only {
+            "dropped-only"
+        } else {
+            "all"
+        }
+    }
+
     /// Whether an event of `trigger` (dropped or not) is logged.
     pub fn logs(&self, trigger: &SapId, dropped: bool) -> bool {
         if self.dropped_only && !dropped {
@@ -284,32 +327,19 @@ pub struct PolicyResolved {
 }
 
 fn capture_debug_of(source: &Source, debug: &DebugSection) -> Result<CaptureDebug, ConfigError> {
-    if let Some(val) = &debug.encap_val {
-        let qtags: Vec<&str> = val.get_ref().split('.').collect();
-        if qtags.len() > 2
-            || qtags
-                .iter()
-                .any(|q| !matches!(q.parse::<u16>(), Ok(0..=4095)))
-        {
-            return Err(
-                source.error_at(val.span(), "encap_val is qtag or qtag.qtag, each 0 to 4095")
-            );
-        }
-    }
-    let dropped_only = match debug
-        .mode
-        .as_ref()
-        .map(|m| (m.get_ref().as_str(), m.span()))
-    {
-        None | Some(("all", _)) => false,
-        Some(("dropped-only", _)) => true,
-        Some((_, span)) => {
-            return Err(source.error_at(span, "mode is \"all\" or \"dropped-only\""));
-        }
-    };
-    Ok(CaptureDebug {
-        encap_val: debug.encap_val.as_ref().map(|v| v.get_ref().clone()),
-        dropped_only,
+    let encap_val = debug.encap_val.as_ref();
+    let mode = debug.mode.as_ref();
+    CaptureDebug::new(
+        encap_val.map(|v| v.get_ref().as_str()),
+        mode.map(|m| m.get_ref().as_str()),
+    )
+    .map_err(|err| {
+        let span = match (&err, encap_val, mode) {
+            (DebugFilterError::EncapVal(_), Some(val), _) => val.span(),
+            (DebugFilterError::Mode(_), _, Some(mode)) => mode.span(),
+            _ => 0..0,
+        };
+        source.error_at(span, err.to_string())
     })
 }
 
@@ -815,12 +845,12 @@ script_parameters = ["k={", "}"]
             (
                 "[dynamic_services]\n[[dynamic_services.capture_sap]]\nsap = \"eth1:*.*\"\ndebug = { encap_val = \"200.5000\" }\n"
                     .to_string(),
-                "brasa.toml:4:23: encap_val is qtag or qtag.qtag, each 0 to 4095",
+                "brasa.toml:4:23: encap_val \"200.5000\" is not qtag or qtag.qtag, each 0 to 4095",
             ),
             (
                 "[dynamic_services]\n[[dynamic_services.capture_sap]]\nsap = \"eth1:*.*\"\ndebug = { mode = \"some\" }\n"
                     .to_string(),
-                "brasa.toml:4:18: mode is \"all\" or \"dropped-only\"",
+                "brasa.toml:4:18: mode \"some\" is not \"all\" or \"dropped-only\"",
             ),
             (
                 "[dynamic_services]\nrate_limit = 0\n".to_string(),

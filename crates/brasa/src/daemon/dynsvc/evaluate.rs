@@ -205,12 +205,9 @@ impl DynServices {
         };
         match self.set_up(trigger, &service).await {
             Ok(()) => Ok(Evaluated::Created(service.sap)),
-            Err(failure) => {
-                self.undo_setup(&service.sap).await;
-                Err(EvaluateError::Failed(match failure {
-                    RunFailure::Script(reason) | RunFailure::Apply(reason) => reason,
-                }))
-            }
+            Err(failure) => Err(EvaluateError::Failed(match failure {
+                RunFailure::Script(reason) | RunFailure::Apply(reason) => reason,
+            })),
         }
     }
 

@@ -8,6 +8,14 @@
 //! reference table a run sees cannot change under it. The trigger machine is behind a mutex
 //! that the punt path, the authentications, the timer and the management API take briefly.
 //!
+//! Many triggers authenticate at once (at most [`MAX_AUTHENTICATIONS`] Access-Requests in
+//! flight); their setups queue for the runner, which takes every setup queued at that moment
+//! as one group ([`DynServices::set_up_group`]): the ledger lists all their SAPs with one
+//! disk sync, each script runs and its CLI is applied as its own transaction, in order, then
+//! the service journal is synced once for the group, and only then is each service reported
+//! (sapCreated, accounting Start). A kill -9 at any point leaves every SAP whose service may be
+//! in the journal listed in the ledger, so the next start removes all of it.
+//!
 //! The data plane throttles each capture SAP's frames per (SAP, outer, inner) key: the first
 //! frame marks its key. Whoever holds the state releases, when letting go of the lock, the
 //! keys of the triggers the trigger machine reports settled ([`Triggers::take_settled`]), so
@@ -36,7 +44,8 @@ use brasa_script::{
 };
 use brasa_services::model::FilterKind;
 use brasa_services::SapId;
-use config::{DynamicServicesResolved, PolicyResolved};
+use brasa_services_net::Durability;
+use config::{CaptureDebug, DynamicServicesResolved, PolicyResolved};
 pub use evaluate::{EvaluateError, Evaluated, Evaluation};
 use scripts::{RunResources, ScriptThread};
 use std::collections::{BTreeMap, HashMap};
@@ -44,7 +53,22 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, Semaphore};
+
+/// The most Access-Requests of data triggers in flight at once; the others wait their turn.
+/// Each holds its own UDP socket until answered or timed out: enough for a burst of a thousand
+/// new VLANs against a server that does not answer, few enough that a trigger flood cannot
+/// take every file descriptor.
+pub const MAX_AUTHENTICATIONS: usize = 1024;
+
+/// The most setups the runner takes as one group (one ledger sync).
+const MAX_SETUP_GROUP: usize = 512;
+
+/// How long the setups of a group run before those done so far are synced and reported: the
+/// first of a group waits for the scripts of the others, so a long group trades latency for
+/// fewer disk syncs. About five journal syncs on this project's machine: the sync then costs
+/// a sixth of the group's time at most.
+const SETUP_GROUP_BUDGET: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A dynamic data service brasa created: what its later runs (modify, teardown) need.
 #[derive(Debug, Clone)]
@@ -64,7 +88,6 @@ pub struct ServiceRecord {
 /// The mutable state: the trigger machine, the services and the reference table.
 struct State {
     triggers: Triggers,
-    ledger: ledger::Ledger,
     accounting: Accounting,
     records: HashMap<SapId, ServiceRecord>,
     references: Arc<BTreeMap<ReferenceKey, Referenced>>,
@@ -129,6 +152,20 @@ pub struct ShellCounters {
     pub coa_dropped: AtomicU64,
 }
 
+/// Why a debug command was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DebugError {
+    /// The SAP is no capture SAP of the running service configuration.
+    #[error("{0} is not a capture SAP of the running service configuration")]
+    UnknownCaptureSap(SapId),
+    /// No debug filter of that capture SAP exists.
+    #[error("capture SAP {0} has no debug")]
+    NoFilter(SapId),
+    /// The capture SAP has no debug filter of that encap-val.
+    #[error("capture SAP {0} has no debug with encap-val {1}")]
+    NoFilterForEncap(SapId, String),
+}
+
 /// Why a script run and its apply did not happen; nothing of the run is applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunFailure {
@@ -145,6 +182,13 @@ impl std::fmt::Display for RunFailure {
             RunFailure::Script(reason) | RunFailure::Apply(reason) => f.write_str(reason),
         }
     }
+}
+
+/// A service whose script ran and whose CLI is applied, waiting for its journal sync before
+/// it is reported.
+struct Staged {
+    service: DynService,
+    record: ServiceRecord,
 }
 
 enum Work {
@@ -172,6 +216,14 @@ enum Work {
 pub struct DynServices {
     config: DynamicServicesResolved,
     state: Mutex<State>,
+    /// The SAPs whose services a restart must remove; its own lock, as its disk syncs must
+    /// not hold up the trigger machine.
+    ledger: Arc<Mutex<ledger::Ledger>>,
+    /// Permits for [`MAX_AUTHENTICATIONS`] Access-Requests.
+    authentications: Arc<Semaphore>,
+    /// The debug filters of each capture SAP (`debug service dynamic-services capture-sap`):
+    /// the config's at start, changed at run time through the management API.
+    debug: std::sync::RwLock<BTreeMap<SapId, Vec<CaptureDebug>>>,
     services: Arc<ServicesComponent>,
     dictionary: Arc<Dictionary>,
     scripts: ScriptThread,
@@ -213,6 +265,68 @@ impl DynServices {
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
+    }
+
+    /// The debug filters, by capture SAP.
+    pub fn debug_filters(&self) -> Vec<(SapId, CaptureDebug)> {
+        self.debug
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .flat_map(|(sap, filters)| filters.iter().map(move |f| (sap.clone(), f.clone())))
+            .collect()
+    }
+
+    /// `debug service dynamic-services capture-sap SAP [encap-val …] [mode …]`: logs the
+    /// data trigger events of capture SAP `sap` that `filter` keeps, beside its other
+    /// filters; one with the same encap-val is replaced (its mode changes). `sap` must be a
+    /// capture SAP of the running configuration.
+    pub async fn set_debug(&self, sap: SapId, filter: CaptureDebug) -> Result<(), DebugError> {
+        let captured = self
+            .services
+            .manager
+            .read(|config, _| config.sap(&sap).is_some_and(|s| s.capture))
+            .await;
+        if !captured {
+            return Err(DebugError::UnknownCaptureSap(sap));
+        }
+        let mut debug = self
+            .debug
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let filters = debug.entry(sap).or_default();
+        filters.retain(|f| f.encap_val != filter.encap_val);
+        filters.push(filter);
+        Ok(())
+    }
+
+    /// `debug service dynamic-services no capture-sap SAP [encap-val …]`: removes the filter
+    /// of that encap-val, or without one every filter of `sap`; returns how many went.
+    pub fn remove_debug(&self, sap: &SapId, encap_val: Option<&str>) -> Result<usize, DebugError> {
+        let mut debug = self
+            .debug
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(filters) = debug.get_mut(sap) else {
+            return Err(DebugError::NoFilter(sap.clone()));
+        };
+        let before = filters.len();
+        if let Some(val) = encap_val {
+            filters.retain(|f| f.encap_val.as_deref() != Some(val));
+        } else {
+            filters.clear();
+        }
+        let removed = before - filters.len();
+        if filters.is_empty() {
+            debug.remove(sap);
+        }
+        if removed == 0 {
+            return Err(match encap_val {
+                Some(val) => DebugError::NoFilterForEncap(sap.clone(), val.to_owned()),
+                None => DebugError::NoFilter(sap.clone()),
+            });
+        }
+        Ok(removed)
     }
 
     /// Queues the teardown of what a removed trigger owned.
@@ -264,17 +378,25 @@ pub async fn start(
     }
     let (work, queue) = mpsc::unbounded_channel();
     let accounting = Accounting::new(config.nas.identifier.clone());
+    let debug = config.capture_debug.clone();
     let component = Arc::new(DynServices {
         config,
         state: Mutex::new(State {
             triggers,
-            ledger,
             accounting,
             records: HashMap::new(),
             references: Arc::default(),
             capture_keys: HashMap::new(),
             marks: HashMap::new(),
         }),
+        ledger: Arc::new(Mutex::new(ledger)),
+        authentications: Arc::new(Semaphore::new(MAX_AUTHENTICATIONS)),
+        debug: std::sync::RwLock::new(
+            debug
+                .iter()
+                .map(|(sap, filter)| (sap.clone(), vec![filter.clone()]))
+                .collect(),
+        ),
         services: services.clone(),
         dictionary,
         scripts,
@@ -296,10 +418,7 @@ pub async fn start(
 
 /// Removes the services of the dynamic SAPs an earlier run left (it was killed): their
 /// triggers are gone with it, so they would have nobody to tear them down.
-async fn remove_left_services(
-    services: &ServicesComponent,
-    left: std::collections::BTreeSet<String>,
-) {
+async fn remove_left_services(services: &ServicesComponent, left: Vec<String>) {
     if left.is_empty() {
         return;
     }
@@ -322,7 +441,11 @@ async fn remove_left_services(
         })
         .await;
     for (id, text) in texts {
-        match services.manager.apply_text(&text, false).await {
+        match services
+            .manager
+            .apply_text_as(&text, false, Durability::Deferred)
+            .await
+        {
             Ok(_) => tracing::info!(
                 service = id,
                 "removed a dynamic service an earlier run left"
@@ -332,6 +455,7 @@ async fn remove_left_services(
             }
         }
     }
+    services.manager.sync_journal().await;
 }
 
 /// Refreshes the capture SAPs from the running service configuration: their data-plane keys
@@ -471,6 +595,11 @@ async fn punt_loop(
                 Authentication::Radius { password, .. } => {
                     let dyn_services = dyn_services.clone();
                     tokio::spawn(async move {
+                        let Ok(_permit) =
+                            dyn_services.authentications.clone().acquire_owned().await
+                        else {
+                            return;
+                        };
                         let result = dyn_services.radius_authenticate(&trigger, &password).await;
                         dyn_services.authenticated(&trigger, result);
                     });
@@ -481,13 +610,16 @@ async fn punt_loop(
 }
 
 impl DynServices {
-    /// Logs a data trigger event when the debug filter of `capture` (its `debug` in
-    /// `[[dynamic_services.capture_sap]]`) asks for it; `drop` is the reason of a drop.
+    /// Logs a data trigger event when a debug filter of `capture` asks for it; `drop` is the
+    /// reason of a drop.
     fn debug_event(&self, capture: &SapId, trigger: &SapId, event: &str, drop: Option<&str>) {
-        let Some(filter) = self.config.capture_debug.get(capture) else {
-            return;
-        };
-        if filter.logs(trigger, drop.is_some()) {
+        let logs = self
+            .debug
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(capture)
+            .is_some_and(|filters| filters.iter().any(|f| f.logs(trigger, drop.is_some())));
+        if logs {
             tracing::info!(
                 target: "brasa::dynsvc::debug",
                 capture_sap = %capture,
@@ -649,7 +781,8 @@ impl DynServices {
         }
     }
 
-    /// Runs one action of a service's script and applies its CLI as one transaction.
+    /// Runs one action of a service's script and applies its CLI as one transaction, whose
+    /// journal entry waits for the runner's next sync ([`Durability::Deferred`]).
     async fn run_and_apply(
         &self,
         policy: &PolicyResolved,
@@ -669,7 +802,12 @@ impl DynServices {
             return Err((RunFailure::Script(reason), Some(report)));
         }
         if !report.cli.trim().is_empty() {
-            if let Err(err) = self.services.manager.apply_text(&report.cli, false).await {
+            let applied = self
+                .services
+                .manager
+                .apply_text_as(&report.cli, false, Durability::Deferred)
+                .await;
+            if let Err(err) = applied {
                 self.counters.apply_failures.fetch_add(1, Ordering::Relaxed);
                 let reason = format!("the script's CLI was refused: {err}");
                 return Err((RunFailure::Apply(reason), Some(report)));
@@ -713,26 +851,170 @@ impl DynServices {
         }
     }
 
-    /// Sets up one service of an Accepted trigger: its script, its CLI, then the trigger
-    /// machine is told. `Err` fails the trigger.
-    async fn set_up(&self, trigger: &SapId, service: &DynService) -> Result<(), RunFailure> {
-        let policy_name = match &service.policy {
-            Some(name) => name.clone(),
-            None => self
-                .state()
-                .triggers
-                .trigger(trigger)
-                .map(|t| t.policy.clone())
-                .ok_or_else(|| RunFailure::Script(format!("data trigger {trigger} is gone")))?,
+    fn ledger(&self) -> MutexGuard<'_, ledger::Ledger> {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Lists `saps` in the ledger with one disk sync, before their setups are applied; `Err`
+    /// when it could not, and then none of them may be.
+    async fn ledger_created(&self, saps: Vec<SapId>) -> Result<(), RunFailure> {
+        let ledger = self.ledger.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+            ledger.created(&saps)
+        })
+        .await;
+        let reason = match written {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
         };
-        let policy = self.config.policies.get(&policy_name).ok_or_else(|| {
-            RunFailure::Script(format!("no dynamic-services policy {policy_name:?}"))
-        })?;
-        let params = script_params(service)?;
-        let run_params = params.clone();
+        tracing::error!(%reason, "cannot write the dynamic services ledger");
+        Err(RunFailure::Apply(format!(
+            "cannot write the dynamic services ledger: {reason}"
+        )))
+    }
+
+    /// Sets up one service of a trigger now (a CoA's, or evaluate-script's): listed, run,
+    /// applied, synced, then reported.
+    async fn set_up(&self, trigger: &SapId, service: &DynService) -> Result<(), RunFailure> {
+        self.ledger_created(vec![service.sap.clone()]).await?;
+        let staged = self.stage_setup(trigger, service).await?;
+        self.services.manager.sync_journal().await;
+        self.acknowledge(trigger, staged).await
+    }
+
+    /// Sets up the services of a group of Accepted triggers: the ledger lists every SAP of
+    /// the group with one disk sync; each service's script runs and its CLI is applied as its
+    /// own transaction, in order (a trigger whose service fails is failed, and what it had
+    /// applied is removed); one journal sync makes the transactions of every
+    /// [`SETUP_GROUP_BUDGET`] durable; only then are their services reported, each trigger's
+    /// in order.
+    async fn set_up_group(&self, group: Vec<(SapId, Vec<DynService>)>) {
+        let saps: Vec<SapId> = group
+            .iter()
+            .flat_map(|(_, services)| services.iter().map(|s| s.sap.clone()))
+            .collect();
+        if let Err(reason) = self.ledger_created(saps).await {
+            for (trigger, services) in &group {
+                if let Some(first) = services.first() {
+                    self.fail_setup(trigger, &first.sap, &reason).await;
+                }
+            }
+            return;
+        }
+        let mut staged = Vec::new();
+        let mut since = Instant::now();
+        'triggers: for (trigger, services) in group {
+            if since.elapsed() >= SETUP_GROUP_BUDGET {
+                self.commit_setups(std::mem::take(&mut staged)).await;
+                since = Instant::now();
+            }
+            let mut done = Vec::with_capacity(services.len());
+            for (index, service) in services.iter().enumerate() {
+                match self.stage_setup(&trigger, service).await {
+                    Ok(service) => done.push(service),
+                    Err(reason) => {
+                        for service in done {
+                            self.discard(service).await;
+                        }
+                        // Listed above, never run.
+                        for later in &services[index + 1..] {
+                            self.ledger().removed(&later.sap);
+                        }
+                        self.fail_setup(&trigger, &service.sap, &reason).await;
+                        continue 'triggers;
+                    }
+                }
+            }
+            staged.push((trigger, done));
+        }
+        self.commit_setups(staged).await;
+    }
+
+    /// Makes the staged setups' transactions durable with one journal sync, then reports each
+    /// trigger's services in order.
+    async fn commit_setups(&self, staged: Vec<(SapId, Vec<Staged>)>) {
+        if staged.is_empty() {
+            return;
+        }
+        self.services.manager.sync_journal().await;
+        for (trigger, done) in staged {
+            let mut done = done.into_iter();
+            while let Some(service) = done.next() {
+                let sap = service.service.sap.clone();
+                if let Err(reason) = self.acknowledge(&trigger, service).await {
+                    for later in done {
+                        self.discard(later).await;
+                    }
+                    self.fail_setup(&trigger, &sap, &reason).await;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A setup of `trigger` failed at `sap`: counted and locked out ("Corresponding dynamic
+    /// SAP is not created"), and whatever the trigger had created is torn down.
+    async fn fail_setup(&self, trigger: &SapId, sap: &SapId, reason: &RunFailure) {
+        tracing::info!(%trigger, %sap, %reason, "dynamic service setup failed");
+        self.debug_trigger(
+            trigger,
+            "data trigger dropped",
+            Some(&format!("dynamic service SAP {sap} not created: {reason}")),
+        );
+        let now = Instant::now();
+        let failed = {
+            let mut state = self.state();
+            // A failure after the trigger's own SAP exists (a later service of the same
+            // Accept) is no setup failure to count: the trigger goes.
+            state
+                .triggers
+                .setup_failed(trigger, now)
+                .or_else(|_| state.triggers.clear_trigger(trigger, now))
+        };
+        self.timer_changed.notify_one();
+        if let Ok(teardown) = failed {
+            self.tear_down_services(teardown, AcctTerminateCause::NasError)
+                .await;
+        }
+    }
+
+    /// Runs the setup script of one service of a trigger and applies its CLI, journalled but
+    /// not synced; the ledger lists its SAP already. Nothing is reported: see
+    /// [`acknowledge`](Self::acknowledge). `Err` leaves nothing of it applied nor listed.
+    async fn stage_setup(
+        &self,
+        trigger: &SapId,
+        service: &DynService,
+    ) -> Result<Staged, RunFailure> {
+        let prepared = (|| {
+            let policy_name = match &service.policy {
+                Some(name) => name.clone(),
+                None => self
+                    .state()
+                    .triggers
+                    .trigger(trigger)
+                    .map(|t| t.policy.clone())
+                    .ok_or_else(|| RunFailure::Script(format!("data trigger {trigger} is gone")))?,
+            };
+            let policy = self.config.policies.get(&policy_name).ok_or_else(|| {
+                RunFailure::Script(format!("no dynamic-services policy {policy_name:?}"))
+            })?;
+            Ok((policy, script_params(service)?))
+        })();
+        let (policy, params) = match prepared {
+            Ok(prepared) => prepared,
+            Err(failure) => {
+                self.ledger().removed(&service.sap);
+                return Err(failure);
+            }
+        };
         let run = DynRun {
             action: DynAction::Setup,
-            params: Some(params),
+            params: Some(params.clone()),
             state: None,
             sap_id: service.sap.to_string(),
             control_sap: Some(trigger.to_string()),
@@ -740,44 +1022,77 @@ impl DynServices {
             remote_id: None,
             policy: policy.name.clone(),
         };
-        self.state().ledger.created(&service.sap);
         let report = match self.run_and_apply(policy, run).await {
             Ok(report) => report,
             Err((failure, _)) => {
                 // Nothing of the run was applied.
-                let mut state = self.state();
-                let State {
-                    ledger, records, ..
-                } = &mut *state;
-                ledger.removed(&service.sap, records.keys());
+                self.ledger().removed(&service.sap);
                 return Err(failure);
             }
         };
-        let Some(kept) = report.state.clone() else {
-            return Err(RunFailure::Script("the setup run kept no state".into()));
+        let record = ServiceRecord {
+            trigger: trigger.clone(),
+            policy: policy.name.clone(),
+            // Without a state the teardown script cannot run: the forced removal below
+            // takes the service holding the SAP.
+            state: report.state.clone().unwrap_or_else(|| ServiceState {
+                function_key: String::new(),
+                dictionary: String::new(),
+                references: Vec::new(),
+            }),
+            params,
+            cli: report.cli,
         };
+        let exists = self
+            .services
+            .manager
+            .read(|config, _| config.sap(&service.sap).is_some())
+            .await;
+        let failure = match (report.state.is_some(), exists) {
+            (true, true) => None,
+            (false, _) => Some(RunFailure::Script("the setup run kept no state".into())),
+            (true, false) => Some(RunFailure::Apply(format!(
+                "the script of policy {} did not create SAP {}",
+                policy.name, service.sap
+            ))),
+        };
+        if let Some(failure) = failure {
+            let _ = self
+                .remove_service(&service.sap, record, AcctTerminateCause::NasError, true)
+                .await;
+            return Err(failure);
+        }
+        Ok(Staged {
+            service: service.clone(),
+            record,
+        })
+    }
+
+    /// Reports a staged service once its transaction is durable: the trigger machine learns
+    /// it (sapCreated when it is the trigger's own SAP), then its record and its accounting
+    /// Start. `Err` (the trigger timed out or was cleared meanwhile) removes it.
+    async fn acknowledge(&self, trigger: &SapId, staged: Staged) -> Result<(), RunFailure> {
+        let Staged { service, record } = staged;
         let created = self
             .state()
             .triggers
             .service_created(trigger, service.sap.clone());
         self.timer_changed.notify_one();
-        let record = ServiceRecord {
-            trigger: trigger.clone(),
-            policy: policy.name.clone(),
-            state: kept,
-            params: run_params,
-            cli: report.cli.clone(),
-        };
         let acct_session_id = match created {
             Ok(id) => id,
             Err(err) => {
-                // The trigger timed out (or was cleared) while the script ran: undo this service.
                 tracing::info!(%trigger, sap = %service.sap, "the script's service came after its trigger failed; removing it");
                 let _ = self
                     .remove_service(&service.sap, record, AcctTerminateCause::NasError, true)
                     .await;
                 return Err(RunFailure::Apply(err.to_string()));
             }
+        };
+        let Some(policy) = self.config.policies.get(&record.policy) else {
+            return Err(RunFailure::Script(format!(
+                "no dynamic-services policy {:?}",
+                record.policy
+            )));
         };
         self.state().records.insert(service.sap.clone(), record);
         let event = if &service.sap == trigger {
@@ -789,19 +1104,21 @@ impl DynServices {
         self.counters
             .services_created
             .fetch_add(1, Ordering::Relaxed);
-        self.start_accounting(policy, trigger, service, acct_session_id);
-        let exists = self
-            .services
-            .manager
-            .read(|config, _| config.sap(&service.sap).is_some())
-            .await;
-        if !exists {
-            return Err(RunFailure::Apply(format!(
-                "the script of policy {} did not create SAP {}",
-                policy.name, service.sap
-            )));
-        }
+        self.start_accounting(policy, trigger, &service, acct_session_id);
         Ok(())
+    }
+
+    /// Removes a staged service that will not be reported (an earlier or later service of
+    /// its trigger failed).
+    async fn discard(&self, staged: Staged) {
+        let _ = self
+            .remove_service(
+                &staged.service.sap,
+                staged.record,
+                AcctTerminateCause::NasError,
+                true,
+            )
+            .await;
     }
 
     /// Runs the teardown of a service and applies it, then stops its accounting. When the
@@ -865,34 +1182,21 @@ impl DynServices {
             self.counters
                 .forced_removals
                 .fetch_add(1, Ordering::Relaxed);
-            if let Err(error) = self.services.manager.apply_text(&text, false).await {
+            let removed = self
+                .services
+                .manager
+                .apply_text_as(&text, false, Durability::Deferred)
+                .await;
+            if let Err(error) = removed {
                 tracing::error!(%sap, %error, "could not remove a dynamic service");
             }
         }
         self.stop_accounting(sap, &record.policy, counters, cause);
-        {
-            let mut state = self.state();
-            let State {
-                ledger, records, ..
-            } = &mut *state;
-            ledger.removed(sap, records.keys());
-        }
+        self.ledger().removed(sap);
         self.counters
             .services_removed
             .fetch_add(1, Ordering::Relaxed);
         Ok(())
-    }
-
-    /// Removes what a failed setup of `sap` left: its record, its service (forced) and its
-    /// place in its trigger.
-    async fn undo_setup(&self, sap: &SapId) {
-        let record = self.state().records.remove(sap);
-        if let Some(record) = record {
-            let _ = self
-                .remove_service(sap, record, AcctTerminateCause::NasError, true)
-                .await;
-            let _ = self.with_triggers(|t| t.service_removed(sap, Instant::now()));
-        }
     }
 
     async fn tear_down_services(&self, teardown: Teardown, cause: AcctTerminateCause) {
@@ -1091,42 +1395,37 @@ impl DynServices {
     }
 }
 
+/// Does the queued work in order. The setups queued together are one group (one ledger sync,
+/// one journal sync; see [`DynServices::set_up_group`]); any other work is done alone, and
+/// its journal synced before it is answered.
 async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiver<Work>) {
-    while let Some(work) = queue.recv().await {
+    let mut next = None;
+    loop {
+        let work = match next.take() {
+            Some(work) => work,
+            None => match queue.recv().await {
+                Some(work) => work,
+                None => return,
+            },
+        };
         match work {
             Work::Setup { trigger, services } => {
-                for service in &services {
-                    if let Err(reason) = dyn_services.set_up(&trigger, service).await {
-                        tracing::info!(%trigger, sap = %service.sap, %reason, "dynamic service setup failed");
-                        dyn_services.debug_trigger(
-                            &trigger,
-                            "data trigger dropped",
-                            Some(&format!(
-                                "dynamic service SAP {} not created: {reason}",
-                                service.sap
-                            )),
-                        );
-                        let now = Instant::now();
-                        let failed = {
-                            let mut state = dyn_services.state();
-                            // A failure after the trigger's own SAP exists (a later service of
-                            // the same Accept) is no setup failure to count: the trigger goes.
-                            state
-                                .triggers
-                                .setup_failed(&trigger, now)
-                                .or_else(|_| state.triggers.clear_trigger(&trigger, now))
-                        };
-                        if let Ok(teardown) = failed {
-                            dyn_services
-                                .tear_down_services(teardown, AcctTerminateCause::NasError)
-                                .await;
+                let mut group = vec![(trigger, services)];
+                while group.len() < MAX_SETUP_GROUP {
+                    match queue.try_recv() {
+                        Ok(Work::Setup { trigger, services }) => group.push((trigger, services)),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
                         }
-                        break;
+                        Err(_) => break,
                     }
                 }
+                dyn_services.set_up_group(group).await;
             }
             Work::Teardown(teardown, cause) => {
-                dyn_services.tear_down_services(teardown, cause).await
+                dyn_services.tear_down_services(teardown, cause).await;
+                dyn_services.services.manager.sync_journal().await;
             }
             Work::Coa {
                 kind,
@@ -1134,10 +1433,13 @@ async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiv
                 reply,
             } => {
                 let answer = dyn_services.answer_coa(kind, &request).await;
+                dyn_services.services.manager.sync_journal().await;
                 let _ = reply.send(answer);
             }
             Work::Evaluate { evaluation, reply } => {
-                let _ = reply.send(dyn_services.run_evaluation(evaluation).await);
+                let evaluated = dyn_services.run_evaluation(evaluation).await;
+                dyn_services.services.manager.sync_journal().await;
+                let _ = reply.send(evaluated);
             }
         }
     }

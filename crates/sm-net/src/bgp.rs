@@ -8,6 +8,10 @@
 //! store falls behind, the task stops taking events, the channel fills, and the speaker stops
 //! reading its sockets: TCP slows the peers down. No event is dropped.
 //!
+//! On the standby of an active/standby pair the task holds its first batch until the node
+//! becomes active (the sessions stay up as long as the peers tolerate the unread socket), and
+//! then applies what was held and queued, in order.
+//!
 //! At shutdown the task stops first: the withdrawals of the sessions the speaker then closes
 //! are not applied, so the stored routes survive a restart exactly as they survive a crash,
 //! and the peers' End-of-RIB after the restart reconciles them.
@@ -27,6 +31,8 @@ pub const CHANNEL: usize = 8192;
 pub const MAX_BATCH: usize = 8192;
 /// Batches applied but not yet durable; beyond this the task waits for the oldest commit.
 pub const IN_FLIGHT: usize = 4;
+/// How often a standby's LEG task looks whether its node has become active.
+const STANDBY_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The running BGP LEG.
 pub struct BgpLeg {
@@ -87,14 +93,33 @@ async fn pump(
                 Err(_) => break,
             }
         }
-        match service.submit_bgp(batch) {
-            Ok(pending) => in_flight.push_back(pending),
-            Err(e) => {
-                // The store failed: the SM refuses every change until restarted. The speaker's
-                // channel now fills and its peers are no longer read.
-                tracing::error!(error = %e, "bgp leg: events can no longer be applied");
-                break;
+        let mut batch = Some(batch);
+        while let Some(events) = batch.take() {
+            match service.submit_bgp(events) {
+                Ok(pending) => in_flight.push_back(pending),
+                Err((e, events)) if service.standby().is_some() => {
+                    // A standby of an active/standby pair applies nothing. Hold the batch (the
+                    // speaker's channel fills and its peers are no longer read) until this node
+                    // becomes active, then apply it first, in order.
+                    tracing::info!(reason = %e, "bgp leg: waiting until this subscriber manager is active");
+                    if !until_active(&service, &mut stop).await {
+                        break;
+                    }
+                    batch = Some(events);
+                }
+                Err((e, _)) => {
+                    // The store failed: the SM refuses every change until restarted. The
+                    // speaker's channel now fills and its peers are no longer read.
+                    tracing::error!(error = %e, "bgp leg: events can no longer be applied");
+                    for pending in in_flight {
+                        report(pending).await;
+                    }
+                    return;
+                }
             }
+        }
+        if *stop.borrow() {
+            break;
         }
         while in_flight.len() > IN_FLIGHT {
             if let Some(oldest) = in_flight.pop_front() {
@@ -105,6 +130,18 @@ async fn pump(
     for pending in in_flight {
         report(pending).await;
     }
+}
+
+/// Waits until `service` is active (true) or the LEG is stopped (false).
+async fn until_active(service: &SmService, stop: &mut watch::Receiver<bool>) -> bool {
+    while service.standby().is_some() {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return false,
+            _ = tokio::time::sleep(STANDBY_POLL) => {}
+        }
+    }
+    true
 }
 
 async fn report(pending: Pending) {

@@ -413,9 +413,15 @@ impl SmService {
     /// Applies a batch of the BGP speaker's events (in order, as one change set) on the same
     /// durable path as every other change: the EPs hear of it only once it is committed.
     /// Refused (nothing applied) while the store has failed.
-    pub fn submit_bgp(&self, events: Vec<RouteEvent>) -> Result<Pending, SmError> {
+    ///
+    /// A refusal (standby, failed store) hands the events back, so that the caller can hold
+    /// them until this node is active.
+    pub fn submit_bgp(
+        &self,
+        events: Vec<RouteEvent>,
+    ) -> Result<Pending, (SmError, Vec<RouteEvent>)> {
         if let Some(why) = lock(&self.inner.failed).clone() {
-            return Err(SmError::new(ErrorKind::Unavailable, why));
+            return Err((SmError::new(ErrorKind::Unavailable, why), events));
         }
         let mut core = lock(&self.inner.core);
         let changes = core.apply_bgp(Instant::now(), events);

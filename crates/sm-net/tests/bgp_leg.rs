@@ -76,6 +76,17 @@ impl Sm {
 /// An SM with EP `sce1` (push) and a BGP LEG whose passive peers are `peers`, listening on
 /// `listen` (127.0.24.1, port 0 for any).
 async fn start_sm(dir: &Path, listen: SocketAddr, peers: &[IpAddr], restart: Duration) -> Sm {
+    start_sm_as(dir, listen, peers, restart, None).await
+}
+
+/// An SM with the BGP LEG, started active, or as the standby of a pair when `standby` says why.
+async fn start_sm_as(
+    dir: &Path,
+    listen: SocketAddr,
+    peers: &[IpAddr],
+    restart: Duration,
+    standby: Option<&str>,
+) -> Sm {
     let config = SmConfig {
         index: IndexConfig {
             domains: vec!["subscribers".into()],
@@ -100,7 +111,11 @@ async fn start_sm(dir: &Path, listen: SocketAddr, peers: &[IpAddr], restart: Dur
         }),
         ..SmConfig::default()
     };
-    let service = SmService::open(config, Box::new(RedbStore::open(dir).unwrap())).unwrap();
+    let store = Box::new(RedbStore::open(dir).unwrap());
+    let service = match standby {
+        None => SmService::open(config, store).unwrap(),
+        Some(why) => SmService::open_standby(config, store, why.into()).unwrap(),
+    };
     let server = SmServer::start(service.clone(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -553,4 +568,57 @@ async fn a_session_flap_storm_leaves_exactly_the_announced_mappings() {
     drop(ep);
     sm.stop().await;
     drop(go);
+}
+
+/// On the standby of an active/standby pair the LEG holds what its peers send until the node
+/// becomes active, then applies all of it. (It used to stop for good at the first refusal, so a
+/// node that started as the standby never applied a route after taking over.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_holds_its_peers_routes_until_it_is_active_then_applies_them() {
+    const ROUTES: u32 = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let injector = addr(40);
+    let sm = start_sm_as(
+        dir.path(),
+        SocketAddr::new(addr(1), 0),
+        &[injector],
+        Duration::from_secs(60),
+        Some("the test's standby"),
+    )
+    .await;
+    let mut raw = RawPeer::establish(injector, sm.listen).await;
+    raw.send(&bgp::table_bytes(ROUTES, 10)).await;
+    // The speaker holds the table, so the LEG task has been handed its first events and refused.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while sm.leg.speaker().peer_status(injector).await.unwrap().routes < ROUTES as usize {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the speaker never held the table"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        sm.service().stats().learned_routes,
+        0,
+        "a standby applied routes"
+    );
+
+    let index = brasa_subscriber::SubscriberIndex::new(IndexConfig {
+        domains: vec!["subscribers".into()],
+        name_case: NameCase::Sensitive,
+    })
+    .unwrap();
+    sm.service().activate(index).unwrap();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while sm.service().stats().learned_routes < ROUTES as usize {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the active node holds {} of {ROUTES} routes",
+            sm.service().stats().learned_routes
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(neighbor_up(&sm, injector), "the session went down");
+    drop(raw);
+    sm.stop().await;
 }

@@ -44,18 +44,7 @@ fn rss_mib() -> f64 {
 
 /// CPU seconds (user + system) of process `pid`, with its children that have exited.
 fn cpu_secs(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name, which may hold spaces, end with ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = (11..15)
-        .filter_map(|i| fields.get(i)?.parse::<f64>().ok())
-        .sum();
-    // USER_HZ: 100 on every Linux this runs on.
-    ticks / 100.0
+    common::stat_cpu_secs(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
 }
 
 /// CPU seconds of the PostgreSQL instance in `dir`: its postmaster (with its exited backends)

@@ -65,18 +65,10 @@ impl SmNode {
 
     /// Activates `service` (one rate-limiting rule) for `subscriber` through the LEG.
     fn activate(&self, rt: &tokio::runtime::Runtime, subscriber: &str, service: &str) {
-        use brasa_subsvc::{Direction, Flow, PccRule, RateLimit, ServiceRequest};
-        let mut rule = PccRule::new(format!("{service}-i"), Direction::Ingress);
-        rule.flows.push(Flow {
-            dst_ip: Some("10.1.1.0/24".parse().unwrap()),
-            ..Flow::default()
-        });
-        rule.actions.rate_limit = Some(RateLimit {
-            pir_kbps: 1000,
-            cir_kbps: None,
-        });
-        let mut add = brasa_subsvc::SubscriberService::new(service);
-        add.rules.push(rule);
+        use brasa_subsvc::{fixtures::rate_limited_service, ServiceRequest, TypeConflictAction};
+        let mut add = rate_limited_service(service, TypeConflictAction::None);
+        // Untyped: the services this test activates must never replace one another.
+        add.service_type = None;
         let request = brasa_sm_net::pb::ActivateServicesRequest {
             name: subscriber.into(),
             requests: vec![brasa_sm::service_proto::request_to_proto(

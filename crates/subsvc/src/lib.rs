@@ -8,6 +8,7 @@
 //! * [`counters`]: the counter rule (accounted rules' policers, else the subscriber's
 //!   aggregate since the service started) over counters the caller reads;
 //! * [`acct`]: Start / Interim-Update / Stop of each service instance;
+//! * `fixtures` (feature `fixtures`): ready-made services for other crates' tests and benches;
 //! * [`radius`]: the Alc-Sub-Serv-* parameters of an Access-Accept or CoA-Request, and the
 //!   CoA-NAK with its Error-Cause.
 //!
@@ -19,6 +20,8 @@
 
 pub mod acct;
 pub mod counters;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod model;
 pub mod radius;
 pub mod services;

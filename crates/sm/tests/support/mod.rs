@@ -4,9 +4,8 @@
 
 use brasa_sm::{EpConfig, EpMode, FailureAction, SmConfig};
 use brasa_subscriber::{IndexConfig, NameCase};
-use brasa_subsvc::{
-    Direction, Flow, PccRule, RateLimit, ServiceRequest, SubscriberService, TypeConflictAction,
-};
+use brasa_subsvc::fixtures::rate_limited_service;
+use brasa_subsvc::{ServiceRequest, TypeConflictAction};
 
 pub fn ep(id: &str, domain: &str, mode: EpMode, partner: Option<&str>) -> EpConfig {
     EpConfig {
@@ -40,18 +39,5 @@ pub fn base_config() -> SmConfig {
 /// A request to activate `name` of type `pccrule`: one ingress rule rate-limiting traffic to
 /// 10.1.1.0/24 to 1 Mb/s.
 pub fn pcc_service(name: &str, conflict: TypeConflictAction) -> ServiceRequest {
-    let mut rule = PccRule::new(format!("{name}-i"), Direction::Ingress);
-    rule.flows.push(Flow {
-        dst_ip: Some("10.1.1.0/24".parse().unwrap()),
-        ..Flow::default()
-    });
-    rule.actions.rate_limit = Some(RateLimit {
-        pir_kbps: 1000,
-        cir_kbps: None,
-    });
-    let mut service = SubscriberService::new(name);
-    service.service_type = Some("pccrule".into());
-    service.type_conflict_action = conflict;
-    service.rules.push(rule);
-    ServiceRequest::Add(service)
+    ServiceRequest::Add(rate_limited_service(name, conflict))
 }

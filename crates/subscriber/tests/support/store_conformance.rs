@@ -7,9 +7,8 @@
 use std::sync::Arc;
 
 use brasa_subscriber::*;
-use brasa_subsvc::{
-    Direction, Flow, PccRule, RateLimit, ServiceRequest, SubscriberService, TypeConflictAction,
-};
+use brasa_subsvc::fixtures::rate_limited_service;
+use brasa_subsvc::{ServiceRequest, SubscriberService, TypeConflictAction};
 
 /// Opens the store under test (the same database every call).
 pub type Opener<'a> = &'a mut dyn FnMut() -> Box<dyn SubscriberStore>;
@@ -29,20 +28,8 @@ fn m(s: &str) -> Mapping {
 /// A service of type `pccrule`: one ingress rule rate-limiting and accounting traffic to
 /// 10.1.1.0/24.
 pub fn service(name: &str, conflict: TypeConflictAction) -> SubscriberService {
-    let mut rule = PccRule::new(format!("{name}-i"), Direction::Ingress);
-    rule.flows.push(Flow {
-        dst_ip: Some("10.1.1.0/24".parse().unwrap()),
-        ..Flow::default()
-    });
-    rule.actions.rate_limit = Some(RateLimit {
-        pir_kbps: 1000,
-        cir_kbps: None,
-    });
-    rule.actions.account = true;
-    let mut service = SubscriberService::new(name);
-    service.service_type = Some("pccrule".into());
-    service.type_conflict_action = conflict;
-    service.rules.push(rule);
+    let mut service = rate_limited_service(name, conflict);
+    service.rules[0].actions.account = true;
     service
 }
 

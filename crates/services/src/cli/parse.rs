@@ -416,6 +416,10 @@ pub(crate) struct Parser<'a> {
 /// What a command handler did with the keyword.
 type Handled = Result<bool, ParseError>;
 
+/// The command a context's handler reads: whether `no` preceded it, its keyword, the rest of
+/// its line, and where it starts (the origin of the changes it emits).
+struct Cmd<'a, 't>(bool, &'a str, &'a mut Line<'t>, &'a Origin);
+
 impl<'a> Parser<'a> {
     pub(crate) fn new(ports: &'a PortMap) -> Self {
         Self {
@@ -492,24 +496,20 @@ impl<'a> Parser<'a> {
             (false, first)
         };
         let handled = !word.quoted && {
-            let kw = word.text.as_str();
+            let cmd = Cmd(neg, word.text.as_str(), line, &origin);
             match self.stack.last().cloned() {
                 None => false,
-                Some(Ctx::Configure) => self.configure(neg, kw),
-                Some(Ctx::Service) => self.service_list(neg, kw, line, &origin)?,
-                Some(Ctx::Filter) => self.filter_list(neg, kw, line, &origin)?,
-                Some(Ctx::Qos) => self.qos_list(neg, kw, line, &origin)?,
-                Some(Ctx::Svc(id, kind)) => self.service(neg, kw, line, &origin, id, kind)?,
-                Some(Ctx::Group(service, name)) => {
-                    self.group(neg, kw, line, &origin, service, name)?
-                }
-                Some(Ctx::Sap(path)) => self.sap(neg, kw, line, &origin, path)?,
-                Some(Ctx::SapDir(path, dir)) => self.sap_dir(neg, kw, line, &origin, path, dir)?,
-                Some(Ctx::Overrides(path, dir)) => {
-                    self.overrides(neg, kw, line, &origin, path, dir)?
-                }
+                Some(Ctx::Configure) => self.configure(cmd),
+                Some(Ctx::Service) => self.service_list(cmd)?,
+                Some(Ctx::Filter) => self.filter_list(cmd)?,
+                Some(Ctx::Qos) => self.qos_list(cmd)?,
+                Some(Ctx::Svc(id, kind)) => self.service(cmd, id, kind)?,
+                Some(Ctx::Group(service, name)) => self.group(cmd, service, name)?,
+                Some(Ctx::Sap(path)) => self.sap(cmd, path)?,
+                Some(Ctx::SapDir(path, dir)) => self.sap_dir(cmd, path, dir)?,
+                Some(Ctx::Overrides(path, dir)) => self.overrides(cmd, path, dir)?,
                 Some(Ctx::Override(path, dir, policer)) => {
-                    let setting = self.policer_setting(neg, kw, line, false)?;
+                    let setting = self.policer_setting(cmd, false)?;
                     self.emit_opt(&origin, setting, |s| Edit::PolicerOverride {
                         path,
                         dir,
@@ -517,36 +517,26 @@ impl<'a> Parser<'a> {
                         op: NodeOp::Set(s),
                     })
                 }
-                Some(Ctx::DynamicServices(path)) => {
-                    self.dynamic_services(neg, kw, line, &origin, path)?
-                }
-                Some(Ctx::Interface(service, name)) => {
-                    self.interface(neg, kw, line, &origin, service, name)?
-                }
-                Some(Ctx::Ipv6(service, name)) => {
-                    self.ipv6(neg, kw, line, &origin, service, name)?
-                }
-                Some(Ctx::Route(service, prefix)) => {
-                    self.route(neg, kw, line, &origin, service, prefix)?
-                }
+                Some(Ctx::DynamicServices(path)) => self.dynamic_services(cmd, path)?,
+                Some(Ctx::Interface(service, name)) => self.interface(cmd, service, name)?,
+                Some(Ctx::Ipv6(service, name)) => self.ipv6(cmd, service, name)?,
+                Some(Ctx::Route(service, prefix)) => self.route(cmd, service, prefix)?,
                 Some(Ctx::RouteTarget(service, prefix, _)) => {
-                    self.route_target(neg, kw, line, &origin, service, prefix)?
+                    self.route_target(cmd, service, prefix)?
                 }
-                Some(Ctx::FilterDef(filter)) => self.filter(neg, kw, line, &origin, filter)?,
-                Some(Ctx::Entry(filter, entry)) => {
-                    self.entry(neg, kw, line, &origin, filter, entry)?
-                }
+                Some(Ctx::FilterDef(filter)) => self.filter(cmd, filter)?,
+                Some(Ctx::Entry(filter, entry)) => self.entry(cmd, filter, entry)?,
                 Some(Ctx::Match(filter, entry)) => {
-                    let setting = self.criterion(neg, kw, line, filter.kind)?;
+                    let setting = self.criterion(cmd, filter.kind)?;
                     self.emit_opt(&origin, setting, |m| Edit::FilterEntry {
                         filter,
                         entry,
                         op: NodeOp::Set(EntrySetting::Match(m)),
                     })
                 }
-                Some(Ctx::Policy(policy)) => self.policy(neg, kw, line, &origin, policy)?,
+                Some(Ctx::Policy(policy)) => self.policy(cmd, policy)?,
                 Some(Ctx::Policer(policy, policer)) => {
-                    let setting = self.policer_setting(neg, kw, line, true)?;
+                    let setting = self.policer_setting(cmd, true)?;
                     self.emit_opt(&origin, setting, |s| Edit::Policer {
                         policy,
                         policer,
@@ -588,7 +578,8 @@ impl<'a> Parser<'a> {
         true
     }
 
-    fn configure(&mut self, neg: bool, kw: &str) -> bool {
+    fn configure(&mut self, cmd: Cmd<'_, '_>) -> bool {
+        let Cmd(neg, kw, ..) = cmd;
         let ctx = match kw {
             "service" => Ctx::Service,
             "filter" => Ctx::Filter,
@@ -629,13 +620,8 @@ impl<'a> Parser<'a> {
         true
     }
 
-    fn service_list(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-    ) -> Handled {
+    fn service_list(&mut self, cmd: Cmd<'_, '_>) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         let Some(kind) = SERVICE_KINDS
             .iter()
             .find(|(k, _)| *k == kw)
@@ -675,13 +661,8 @@ impl<'a> Parser<'a> {
         Ok(self.enter(Ctx::Svc(id, kind)))
     }
 
-    fn filter_list(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-    ) -> Handled {
+    fn filter_list(&mut self, cmd: Cmd<'_, '_>) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         let kind = match kw {
             "ip-filter" => FilterKind::Ip,
             "ipv6-filter" => FilterKind::Ipv6,
@@ -694,7 +675,8 @@ impl<'a> Parser<'a> {
         Ok(self.child(line, neg, origin, edit, Ctx::FilterDef(filter)))
     }
 
-    fn qos_list(&mut self, neg: bool, kw: &str, line: &mut Line<'_>, origin: &Origin) -> Handled {
+    fn qos_list(&mut self, cmd: Cmd<'_, '_>) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         let kind = match kw {
             "sap-ingress" => QosKind::SapIngress,
             "sap-egress" => QosKind::SapEgress,
@@ -706,15 +688,8 @@ impl<'a> Parser<'a> {
         Ok(self.child(line, neg, origin, edit, Ctx::Policy(policy)))
     }
 
-    fn service(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-        id: ServiceId,
-        kind: ServiceKind,
-    ) -> Handled {
+    fn service(&mut self, cmd: Cmd<'_, '_>, id: ServiceId, kind: ServiceKind) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         let set = |setting| Edit::Service {
             id,
             kind,
@@ -855,15 +830,8 @@ impl<'a> Parser<'a> {
             .map_err(|error| line.error_at(Some(tok), ParseErrorKind::Sap(error)))
     }
 
-    fn group(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-        service: ServiceId,
-        name: String,
-    ) -> Handled {
+    fn group(&mut self, cmd: Cmd<'_, '_>, service: ServiceId, name: String) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         if kw != "description" {
             return Ok(false);
         }
@@ -879,14 +847,8 @@ impl<'a> Parser<'a> {
         Ok(true)
     }
 
-    fn sap(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-        path: SapPath,
-    ) -> Handled {
+    fn sap(&mut self, cmd: Cmd<'_, '_>, path: SapPath) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         if !Ctx::commands(Some(&Ctx::Sap(path.clone()))).contains(&kw) {
             return Ok(false);
         }
@@ -926,15 +888,8 @@ impl<'a> Parser<'a> {
         Ok(true)
     }
 
-    fn sap_dir(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-        path: SapPath,
-        dir: Direction,
-    ) -> Handled {
+    fn sap_dir(&mut self, cmd: Cmd<'_, '_>, path: SapPath, dir: Direction) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         let settings: Vec<SapSetting> = match (kw, neg) {
             ("filter", false) => {
                 let kind = line.choice(kw, &FILTER_KINDS)?;
@@ -983,15 +938,8 @@ impl<'a> Parser<'a> {
         Ok(true)
     }
 
-    fn overrides(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-        path: SapPath,
-        dir: Direction,
-    ) -> Handled {
+    fn overrides(&mut self, cmd: Cmd<'_, '_>, path: SapPath, dir: Direction) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         if kw != "policer" {
             return Ok(false);
         }
@@ -1011,14 +959,8 @@ impl<'a> Parser<'a> {
         ))
     }
 
-    fn dynamic_services(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-        path: SapPath,
-    ) -> Handled {
+    fn dynamic_services(&mut self, cmd: Cmd<'_, '_>, path: SapPath) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         let setting = match kw {
             "dynamic-services-policy" => {
                 SapSetting::DynamicServicesPolicy(unless(neg, || line.name(kw))?)
@@ -1036,15 +978,8 @@ impl<'a> Parser<'a> {
         Ok(true)
     }
 
-    fn interface(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-        service: ServiceId,
-        name: String,
-    ) -> Handled {
+    fn interface(&mut self, cmd: Cmd<'_, '_>, service: ServiceId, name: String) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         let setting = match kw {
             "description" => InterfaceSetting::Description(unless(neg, || line.description(kw))?),
             "shutdown" => InterfaceSetting::Admin(admin(neg)),
@@ -1104,15 +1039,8 @@ impl<'a> Parser<'a> {
         Ok(true)
     }
 
-    fn ipv6(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-        service: ServiceId,
-        name: String,
-    ) -> Handled {
+    fn ipv6(&mut self, cmd: Cmd<'_, '_>, service: ServiceId, name: String) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         if kw != "address" {
             return Ok(false);
         }
@@ -1130,15 +1058,8 @@ impl<'a> Parser<'a> {
         Ok(true)
     }
 
-    fn route(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-        service: ServiceId,
-        prefix: IpNet,
-    ) -> Handled {
+    fn route(&mut self, cmd: Cmd<'_, '_>, service: ServiceId, prefix: IpNet) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         let (setting, target) = match (kw, neg) {
             ("next-hop", false) => (RouteSetting::NextHop(line.ip(kw)?), "next-hop"),
             ("next-hop", true) => (RouteSetting::NoNextHop(line.ip(kw)?), ""),
@@ -1160,15 +1081,8 @@ impl<'a> Parser<'a> {
         Ok(true)
     }
 
-    fn route_target(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-        service: ServiceId,
-        prefix: IpNet,
-    ) -> Handled {
+    fn route_target(&mut self, cmd: Cmd<'_, '_>, service: ServiceId, prefix: IpNet) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         let setting = match kw {
             "shutdown" => RouteSetting::Admin(admin(neg)),
             "description" => RouteSetting::Description(unless(neg, || line.description(kw))?),
@@ -1185,14 +1099,8 @@ impl<'a> Parser<'a> {
         Ok(true)
     }
 
-    fn filter(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-        filter: FilterRef,
-    ) -> Handled {
+    fn filter(&mut self, cmd: Cmd<'_, '_>, filter: FilterRef) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         let setting = match kw {
             "description" => FilterSetting::Description(unless(neg, || line.description(kw))?),
             "default-action" => {
@@ -1226,15 +1134,8 @@ impl<'a> Parser<'a> {
         Ok(true)
     }
 
-    fn entry(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-        filter: FilterRef,
-        entry: EntryId,
-    ) -> Handled {
+    fn entry(&mut self, cmd: Cmd<'_, '_>, filter: FilterRef, entry: EntryId) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         let mut settings = Vec::new();
         match (kw, neg) {
             ("description", _) => settings.push(EntrySetting::Description(unless(neg, || {
@@ -1286,11 +1187,10 @@ impl<'a> Parser<'a> {
 
     fn criterion(
         &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
+        cmd: Cmd<'_, '_>,
         kind: FilterKind,
     ) -> Result<Option<MatchSetting>, ParseError> {
+        let Cmd(neg, kw, line, _) = cmd;
         let ip = kind != FilterKind::Mac;
         Ok(Some(match kw {
             "src-ip" if ip => MatchSetting::SrcIp(unless(neg, || line.prefix(kw))?),
@@ -1315,14 +1215,8 @@ impl<'a> Parser<'a> {
         }))
     }
 
-    fn policy(
-        &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
-        origin: &Origin,
-        policy: QosRef,
-    ) -> Handled {
+    fn policy(&mut self, cmd: Cmd<'_, '_>, policy: QosRef) -> Handled {
+        let Cmd(neg, kw, line, origin) = cmd;
         match kw {
             "description" => {
                 let text = unless(neg, || line.description(kw))?;
@@ -1351,11 +1245,10 @@ impl<'a> Parser<'a> {
     /// A policer command; `full` adds the policer-only `description` and `mode`.
     fn policer_setting(
         &mut self,
-        neg: bool,
-        kw: &str,
-        line: &mut Line<'_>,
+        cmd: Cmd<'_, '_>,
         full: bool,
     ) -> Result<Option<PolicerSetting>, ParseError> {
+        let Cmd(neg, kw, line, _) = cmd;
         Ok(Some(match kw {
             "description" if full => {
                 PolicerSetting::Description(unless(neg, || line.description(kw))?)

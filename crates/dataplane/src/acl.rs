@@ -974,7 +974,12 @@ impl RuleSet {
             ),
         };
         crate::fdb::prefetch_span(ptr, bytes, PREFETCH_LINES);
-        crate::fdb::prefetch_read(self.actions.as_ptr());
+        // Eight 12-byte actions span two lines, and the last rule's is in the second.
+        crate::fdb::prefetch_span(
+            self.actions.as_ptr().cast::<u8>(),
+            std::mem::size_of_val(&*self.actions),
+            2,
+        );
     }
 
     /// True when there are no rules.

@@ -5,6 +5,7 @@
 //! packet.
 //!
 //!     cargo run --release -p brasa-dataplane --example pcc_bench [-- SECONDS [SUBSCRIBERS]]
+//!     BENCH_SCENARIO=distinct …     # only the scenarios whose name contains this
 //!
 //! Scenarios (64-byte frames, a random subscriber per packet, batches of 256 refilled from a
 //! pool of 1 M template frames before each run, as in `service_bench`):
@@ -247,7 +248,13 @@ fn main() {
             true,
         ),
     ];
+    // `BENCH_SCENARIO=distinct` (any part of a name) runs only the matching scenarios, for a
+    // profile of one of them.
+    let only = std::env::var("BENCH_SCENARIO").unwrap_or_default();
     for (name, rules, downstream_share, distinct) in scenarios {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         let traffic = if downstream_share == 0 {
             None
         } else {

@@ -420,10 +420,42 @@ pub fn prefetch_read<T>(ptr: *const T) {
     let _ = ptr;
 }
 
+/// Hints the CPU to fetch every cache line that `bytes` bytes at `ptr` overlap, at most
+/// `max_lines` of them. An array whose start is not line-aligned spans one line more than its
+/// size suggests (eight 32-byte entries at an odd 32-byte offset touch five lines, not four):
+/// counting lines from the aligned-down start covers the last entry too.
+#[inline(always)]
+pub fn prefetch_span(ptr: *const u8, bytes: usize, max_lines: usize) {
+    let start = ptr.wrapping_sub(ptr as usize % 64);
+    for line in 0..span_lines(ptr as usize, bytes).min(max_lines) {
+        prefetch_read(start.wrapping_add(line * 64));
+    }
+}
+
+/// How many 64-byte lines `bytes` bytes at address `at` overlap.
+#[inline(always)]
+fn span_lines(at: usize, bytes: usize) -> usize {
+    if bytes == 0 {
+        return 0;
+    }
+    (at % 64 + bytes).div_ceil(64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn a_span_counts_the_lines_it_overlaps() {
+        assert_eq!(span_lines(0, 0), 0);
+        assert_eq!(span_lines(0, 256), 4);
+        // Eight 32-byte entries at an odd 32-byte offset straddle a fifth line.
+        assert_eq!(span_lines(32, 256), 5);
+        assert_eq!(span_lines(48, 64), 2);
+        assert_eq!(span_lines(63, 1), 1);
+        assert_eq!(span_lines(63, 2), 2);
+    }
 
     #[test]
     fn insert_lookup_update_remove() {

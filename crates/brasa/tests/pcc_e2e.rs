@@ -195,7 +195,8 @@ fn service_records(detail: &str, status: &str) -> Vec<String> {
     records_of(detail, status, SERVICE)
 }
 
-fn octets(record: &str, attribute: &str) -> f64 {
+/// The number `attribute` holds in a detail-file record (octets, a Timestamp).
+fn number(record: &str, attribute: &str) -> f64 {
     detail_value(record, attribute)
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("no {attribute} in\n{record}"))
@@ -340,8 +341,8 @@ fn netns_an_access_accept_service_is_enforced_and_coas_take_it_away_and_back() {
     let stop = service_records(&radius.detail(), "Stop").remove(0);
     // Besides iperf3, the Stop counts a few hundred octets of pings.
     let (input, output) = (
-        octets(&stop, "Acct-Input-Octets"),
-        octets(&stop, "Acct-Output-Octets"),
+        number(&stop, "Acct-Input-Octets"),
+        number(&stop, "Acct-Output-Octets"),
     );
     eprintln!(
         "the service's Stop: input {input} octets (iperf3 {delivered_up}), output {output} (iperf3 {delivered_down})"
@@ -426,8 +427,8 @@ fn interims(detail: &str, session: &str) -> Vec<(f64, f64)> {
         .filter(|record| detail_value(record, "Acct-Session-Id") == Some(session))
         .map(|record| {
             (
-                octets(record, "Timestamp"),
-                octets(record, "Acct-Input-Octets"),
+                number(record, "Timestamp"),
+                number(record, "Acct-Input-Octets"),
             )
         })
         .collect()
@@ -585,7 +586,7 @@ fn netns_a_kill_9_ended_instance_gets_its_stop_at_the_next_start() {
         Some("NAS-Reboot"),
         "{stop}"
     );
-    assert_eq!(octets(&stop, "Acct-Input-Octets"), reported, "{stop}");
+    assert_eq!(number(&stop, "Acct-Input-Octets"), reported, "{stop}");
     assert!(
         (reported - delivered).abs() <= 0.02 * delivered,
         "the Stop reports {reported} input octets, iperf3 delivered {delivered}"

@@ -4,7 +4,9 @@
 //! subscribers on an IES interface. FreeRADIUS's Access-Accept carries Alc-Sub-Serv-Activate,
 //! the NAS's accounting Start gives the SM the subscriber's address (the RADIUS login events),
 //! and the subscriber's traffic meets the service's PCC rules; CoAs take the service away and
-//! give it back; FreeRADIUS, as the accounting server, gets the service's Start and Stop.
+//! give it back; FreeRADIUS, as the accounting server, gets the service's Start, its
+//! Interim-Updates while iperf3 runs (both branches of the counter rule) and its Stop, also
+//! the Stop of an instance that a kill -9 ended, sent at the next start.
 
 mod pcc_support;
 mod services_support;
@@ -12,15 +14,15 @@ mod support;
 
 use brasa_testkit::netns::Netns;
 use pcc_support::{
-    detail_records, detail_value, enforced_services, enforced_view, freeradius, lab, udp, LabNames,
-    SERVER, SUBSCRIBER,
+    detail_records, detail_value, enforced_services, enforced_view, freeradius, lab, sent_by, udp,
+    LabNames, IP_PACKET, SERVER, SUBSCRIBER,
 };
 use services_support::{ping_eventually, Daemon};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
-use support::{coa_answer, radclient, received, reply_lines};
+use support::{coa_answer, radclient, received, reply_lines, FreeRadius};
 
 const NAMES: LabNames = LabNames {
     router: "pjr",
@@ -42,14 +44,17 @@ const COA: &str = "127.0.0.1:3799";
 
 /// The service of the SR OS guide's example ("PCC rules in a subscriber service": 1 Mb/s
 /// up to 10.1.1.0/24, 5 Mb/s down from it), built from the Alc-Sub-Serv-Activate
-/// parameters as the guide says a script typically does: `NAME;PREFIX;UP_KBPS;DOWN_KBPS`.
-/// Both rules account (the guide's prose; its script's slip is `pcc_netns.rs`'s case), and
-/// each has an MBS of about 0.4 s at its PIR (see `pcc_netns.rs`: the default 10 ms burst is
-/// shorter than this machine's stalls).
+/// parameters as the guide says a script typically does:
+/// `NAME;PREFIX;UP_KBPS;DOWN_KBPS[;no-account]`. Both rules account (the guide's prose; its
+/// script's slip is `pcc_netns.rs`'s case) unless `no-account` says neither does (the
+/// counter rule's aggregate branch), and each has an MBS of about 0.4 s at its PIR (see
+/// `pcc_netns.rs`: the default 10 ms burst is shorter than this machine's stalls).
 const SCRIPT: &str = r#"from alc import radius, sub_svc
 
 value = b"".join(v[1:] for v in radius.attributes.getVSATuple(6527, 151)).decode()
-name, prefix, up, down = value.split(";")
+fields = value.split(";")
+name, prefix, up, down = fields[:4]
+account = fields[4:] != ['no-account']
 service = []
 sub_svc.add_to_service(service, sub_svc.operation, sub_svc.operation_add)
 sub_svc.add_to_service(service, sub_svc.name, name)
@@ -68,7 +73,7 @@ for suffix, direction, match, kbps in (
     sub_svc.pccrule.add_to_pccrule(rule, sub_svc.pccrule.direction, direction)
     sub_svc.pccrule.add_to_pccrule(rule, sub_svc.pccrule.flow, flow)
     sub_svc.pccrule.add_to_pccrule(rule, sub_svc.pccrule.qos_action_rate_limit_pir, kbps)
-    sub_svc.pccrule.add_to_pccrule(rule, sub_svc.pccrule.qos_action_account, True)
+    sub_svc.pccrule.add_to_pccrule(rule, sub_svc.pccrule.qos_action_account, account)
     sub_svc.pccrule.add_to_pccrule(rule, sub_svc.pccrule.policer, policer)
     sub_svc.add_to_service(service, sub_svc.pccrule, rule)
 sub_svc.add_to_service(service, sub_svc.acct_interval, 3600)
@@ -80,8 +85,15 @@ const PARAMETERS: &str = "subsvc-pccrule-1;10.1.1.0/24;1000;5000";
 const UP: f64 = 1000.0;
 const DOWN: f64 = 5000.0;
 
-/// `brasa run` with everything the path needs; FreeRADIUS at `aaa` (auth) and `acct`.
-fn config(lab: &pcc_support::Lab, dir: &Path, aaa: SocketAddr, acct: SocketAddr) -> String {
+/// `brasa run` with everything the path needs; FreeRADIUS at `aaa` (auth) and `acct`;
+/// `accounting` adds lines to `[dataplane.subscribers.accounting]`.
+fn config(
+    lab: &pcc_support::Lab,
+    dir: &Path,
+    aaa: SocketAddr,
+    acct: SocketAddr,
+    accounting: &str,
+) -> String {
     format!(
         r#"data_dir = "{data}"
 [api]
@@ -131,6 +143,7 @@ ep_id = "dp"
 [dataplane.subscribers.accounting]
 radius_pool = "pj-pool"
 nas_identifier = "pj-bng"
+{accounting}
 "#,
         data = dir.join("data").display(),
         script = dir.join("pj_services.py").display(),
@@ -166,19 +179,24 @@ fn coa(router: &Netns, dictionary: &Path, attributes: &str) -> (String, Option<S
     coa_answer(&output)
 }
 
-/// The service's accounting records (they carry its name in Alc-Sub-Serv-Activate) of
+/// The accounting records of `service` (they carry its name in Alc-Sub-Serv-Activate) of
 /// `status` in FreeRADIUS's detail file.
-fn service_records(detail: &str, status: &str) -> Vec<String> {
+fn records_of(detail: &str, status: &str, service: &str) -> Vec<String> {
+    let name = format!("\"{service}\"");
     detail_records(detail, status)
         .into_iter()
-        .filter(|record| {
-            detail_value(record, "Alc-Sub-Serv-Activate") == Some("\"subsvc-pccrule-1\"")
-        })
+        .filter(|record| detail_value(record, "Alc-Sub-Serv-Activate") == Some(name.as_str()))
         .map(str::to_owned)
         .collect()
 }
 
-fn octets(record: &str, attribute: &str) -> f64 {
+/// The guide's service's records of `status`.
+fn service_records(detail: &str, status: &str) -> Vec<String> {
+    records_of(detail, status, SERVICE)
+}
+
+/// The number `attribute` holds in a detail-file record (octets, a Timestamp).
+fn number(record: &str, attribute: &str) -> f64 {
     detail_value(record, attribute)
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("no {attribute} in\n{record}"))
@@ -190,33 +208,37 @@ fn loss_at_twice_the_pir(lab: &pcc_support::Lab, port: u16) -> (f64, f64) {
     udp(lab, SERVER, port, 2.0 * UP, false, 10)
 }
 
-/// FreeRADIUS's Access-Accept gives the subscriber the guide's service; the NAS's
-/// accounting Start gives the SM its address; the data plane holds the subscriber's traffic
-/// to 10.1.1.0/24 to the rules' PIRs. A CoA Deactivate is ACKed, lifts the limit and sends
-/// the service's Stop, whose octets are what iperf3 delivered through the accounted rules;
-/// a CoA Activate brings the limit back with a new accounting session.
-#[test]
-fn netns_an_access_accept_service_is_enforced_and_coas_take_it_away_and_back() {
-    let lab = lab(NAMES);
+/// One `brasa run` joined to FreeRADIUS in a lab, with `pj-alice`'s session started.
+struct Joined {
+    daemon: Daemon,
+    radius: FreeRadius,
+    dictionary: PathBuf,
+    config: String,
+    lab: pcc_support::Lab,
+    dir: tempfile::TempDir,
+}
+
+/// The lab of `names`; FreeRADIUS answering pj-alice's Access-Request with Alc-Sub-Serv-Activate
+/// `parameters` (volume-time) and the `reply` lines after it; brasa with `accounting` lines.
+/// The NAS authenticates pj-alice (the Accept reaches it without the Alc-Sub-Serv-*
+/// attributes, which brasa enforces itself) and starts her session with the host's address;
+/// returns once the data plane enforces the service and its Start reached FreeRADIUS.
+fn joined(names: LabNames, parameters: &str, reply: &str, accounting: &str) -> Joined {
+    let lab = lab(names);
     let dir = tempfile::tempdir().unwrap();
     let users = format!(
         "\"pj-alice\" Cleartext-Password := \"pj-pw\"\n\
-         \tAlc-Sub-Serv-Activate:1 = \"{PARAMETERS}\",\n\
-         \tAlc-Sub-Serv-Acct-Stats-Type:1 = volume-time\n"
+         \tAlc-Sub-Serv-Activate:1 = \"{parameters}\",\n\
+         \tAlc-Sub-Serv-Acct-Stats-Type:1 = volume-time{reply}\n"
     );
     let radius = freeradius(&lab.router, dir.path(), AAA_SECRET, &users);
     let dictionary = radius.dir.clone();
     std::fs::write(dir.path().join("pj_services.py"), SCRIPT).unwrap();
-    let daemon = Daemon::start(
-        &lab.router,
-        dir.path(),
-        &config(&lab, dir.path(), radius.auth, radius.acct),
-    );
+    let config = config(&lab, dir.path(), radius.auth, radius.acct, accounting);
+    let daemon = Daemon::start(&lab.router, dir.path(), &config);
     daemon.apply(&lab.ies());
     ping_eventually(&lab.host, SERVER, Duration::from_secs(15));
 
-    // The NAS authenticates the subscriber: the Accept reaches it without the
-    // Alc-Sub-Serv-* attributes, which brasa enforces itself.
     let accept = radclient_in(
         &lab.router,
         AUTH,
@@ -233,7 +255,6 @@ fn netns_an_access_accept_service_is_enforced_and_coas_take_it_away_and_back() {
         daemon.log_text()
     );
     assert!(reply_lines(&accept).iter().all(|l| !l.contains("Sub-Serv")));
-    // Then the host has its address and the NAS says so in the session's accounting Start.
     let start = radclient_in(
         &lab.router,
         ACCT,
@@ -242,11 +263,12 @@ fn netns_an_access_accept_service_is_enforced_and_coas_take_it_away_and_back() {
         format!(
             "User-Name = \"pj-alice\", Acct-Status-Type = Start, Acct-Session-Id = \"pj-session-1\", \
              Framed-IP-Address = {SUBSCRIBER}, NAS-Port-Id = \"{}:10\"\n",
-            NAMES.port
+            lab.names.port
         ),
         &dictionary,
     );
     assert_eq!(received(&start).as_deref(), Some("Accounting-Response"));
+    let service = parameters.split(';').next().unwrap().to_owned();
     daemon.eventually(
         "the data plane enforces the service on the host's address",
         || {
@@ -254,20 +276,43 @@ fn netns_an_access_accept_service_is_enforced_and_coas_take_it_away_and_back() {
                 return false;
             };
             view["addresses"] == serde_json::json!([format!("{SUBSCRIBER}/32")])
-                && view["services"][0]["name"] == SERVICE
+                && view["services"][0]["name"] == service.as_str()
         },
     );
     daemon.eventually("the service's Start reached FreeRADIUS", || {
-        !service_records(&radius.detail(), "Start").is_empty()
+        !records_of(&radius.detail(), "Start", &service).is_empty()
     });
+    Joined {
+        daemon,
+        radius,
+        dictionary,
+        config,
+        lab,
+        dir,
+    }
+}
 
-    let (up, delivered_up) = loss_at_twice_the_pir(&lab, 5701);
+/// FreeRADIUS's Access-Accept gives the subscriber the guide's service; the NAS's
+/// accounting Start gives the SM its address; the data plane holds the subscriber's traffic
+/// to 10.1.1.0/24 to the rules' PIRs. A CoA Deactivate is ACKed, lifts the limit and sends
+/// the service's Stop, whose octets are what iperf3 delivered through the accounted rules;
+/// a CoA Activate brings the limit back with a new accounting session.
+#[test]
+fn netns_an_access_accept_service_is_enforced_and_coas_take_it_away_and_back() {
+    let Joined {
+        daemon,
+        radius,
+        dictionary,
+        lab,
+        ..
+    } = &joined(NAMES, PARAMETERS, "", "");
+    let (up, delivered_up) = loss_at_twice_the_pir(lab, 5701);
     assert!(
         (42.0..=55.0).contains(&up),
         "upstream loss at 2 × PIR: {up} % ({})",
         daemon.json(&["show", "pcc-rule", "pj-alice", "subsvc-pccrule-1-i"])
     );
-    let (down, delivered_down) = udp(&lab, SERVER, 5702, 2.0 * DOWN, true, 10);
+    let (down, delivered_down) = udp(lab, SERVER, 5702, 2.0 * DOWN, true, 10);
     assert!(
         (42.0..=55.0).contains(&down),
         "downstream loss at 2 × PIR: {down} %"
@@ -278,7 +323,7 @@ fn netns_an_access_accept_service_is_enforced_and_coas_take_it_away_and_back() {
     assert_eq!(
         coa(
             &lab.router,
-            &dictionary,
+            dictionary,
             &format!(
                 "Acct-Session-Id = \"pj-session-1\", Alc-Sub-Serv-Deactivate:1 = \"{SERVICE}\""
             )
@@ -286,18 +331,18 @@ fn netns_an_access_accept_service_is_enforced_and_coas_take_it_away_and_back() {
         ("CoA-ACK".into(), None)
     );
     daemon.eventually("the data plane lifts the service", || {
-        enforced_services(&daemon, "pj-alice").is_empty()
+        enforced_services(daemon, "pj-alice").is_empty()
     });
     daemon.eventually("the service's Stop reached FreeRADIUS", || {
         !service_records(&radius.detail(), "Stop").is_empty()
     });
-    let (free, _) = loss_at_twice_the_pir(&lab, 5703);
+    let (free, _) = loss_at_twice_the_pir(lab, 5703);
     assert!(free == 0.0, "no limit after the CoA: {free} % lost");
     let stop = service_records(&radius.detail(), "Stop").remove(0);
     // Besides iperf3, the Stop counts a few hundred octets of pings.
     let (input, output) = (
-        octets(&stop, "Acct-Input-Octets"),
-        octets(&stop, "Acct-Output-Octets"),
+        number(&stop, "Acct-Input-Octets"),
+        number(&stop, "Acct-Output-Octets"),
     );
     eprintln!(
         "the service's Stop: input {input} octets (iperf3 {delivered_up}), output {output} (iperf3 {delivered_down})"
@@ -320,7 +365,7 @@ fn netns_an_access_accept_service_is_enforced_and_coas_take_it_away_and_back() {
     assert_eq!(
         coa(
             &lab.router,
-            &dictionary,
+            dictionary,
             &format!(
                 "User-Name = \"pj-alice\", Alc-Sub-Serv-Activate:1 = \"{PARAMETERS}\", \
                  Alc-Sub-Serv-Acct-Stats-Type:1 = volume-time"
@@ -329,9 +374,9 @@ fn netns_an_access_accept_service_is_enforced_and_coas_take_it_away_and_back() {
         ("CoA-ACK".into(), None)
     );
     daemon.eventually("the data plane enforces the service again", || {
-        enforced_services(&daemon, "pj-alice") == [SERVICE]
+        enforced_services(daemon, "pj-alice") == [SERVICE]
     });
-    let (again, _) = loss_at_twice_the_pir(&lab, 5704);
+    let (again, _) = loss_at_twice_the_pir(lab, 5704);
     assert!(
         (42.0..=55.0).contains(&again),
         "upstream loss at 2 × PIR after the CoA Activate: {again} %"
@@ -345,4 +390,221 @@ fn netns_an_access_accept_service_is_enforced_and_coas_take_it_away_and_back() {
         detail_value(&starts[1], "Acct-Session-Id"),
         "a new instance, a new session"
     );
+}
+
+/// The lab of the Interim-Update test.
+const NAMES_INTERIM: LabNames = LabNames {
+    router: "pir",
+    switch_prefix: "pisw",
+    port: "pi1",
+    host: "pisub",
+    server: "pisrv",
+    server_link: "pis0",
+    tun: "pitun0",
+};
+
+/// The lab of the crash test.
+const NAMES_CRASH: LabNames = LabNames {
+    router: "pkr",
+    switch_prefix: "pksw",
+    port: "pk1",
+    host: "pksub",
+    server: "pksrv",
+    server_link: "pks0",
+    tun: "pktun0",
+};
+
+/// Interim-Updates every 2 s: the service's Alc-Sub-Serv-Acct-Interim-Ivl, which the lab's
+/// minimum lets through (SR OS would raise it to 300 s).
+const EVERY_2S: &str = ",\n\tAlc-Sub-Serv-Acct-Interim-Ivl:1 = 2";
+const LAB_MINIMUM: &str = "min_interim_interval = \"1s\"";
+
+/// The Interim-Updates of the instance `session` (an Acct-Session-Id, quoted as the detail
+/// file writes it), in order: FreeRADIUS's Timestamp and the input octets of each.
+fn interims(detail: &str, session: &str) -> Vec<(f64, f64)> {
+    detail_records(detail, "Interim-Update")
+        .into_iter()
+        .filter(|record| detail_value(record, "Acct-Session-Id") == Some(session))
+        .map(|record| {
+            (
+                number(record, "Timestamp"),
+                number(record, "Acct-Input-Octets"),
+            )
+        })
+        .collect()
+}
+
+/// The Acct-Session-Id of `service`'s last Start, as the detail file writes it.
+fn session_of(joined: &Joined, service: &str) -> String {
+    let starts = records_of(&joined.radius.detail(), "Start", service);
+    let last = starts.last().expect("a Start");
+    detail_value(last, "Acct-Session-Id").unwrap().to_owned()
+}
+
+/// Waits until the instance's Interim-Updates stop growing (its traffic is over and
+/// reported): the last two have the same input octets, at least `least` of them.
+fn settled_interims(joined: &Joined, session: &str, least: f64) -> Vec<(f64, f64)> {
+    let mut seen = Vec::new();
+    joined
+        .daemon
+        .eventually("the Interim-Updates report all of iperf3's traffic", || {
+            seen = interims(&joined.radius.detail(), session);
+            matches!(seen.as_slice(), [.., (_, a), (_, b)] if a == b && *b >= least)
+        });
+    seen
+}
+
+/// iperf3 sends at 0.95 × the ingress rule's PIR (nothing lost) for 10 s while `service`'s
+/// instance reports every 2 s: its Interim-Updates' input octets never go down, at least two
+/// of them fall inside the run with part of its traffic, each is what iperf3 had sent by its
+/// time (FreeRADIUS's Timestamp, whole seconds, so ±2 s), and the last matches iperf3's
+/// delivered octets within 2 %.
+fn interims_follow_iperf3(joined: &Joined, service: &str, port: u16) {
+    let session = session_of(joined, service);
+    let report = pcc_support::udp_report(&joined.lab, SERVER, port, 0.95 * UP, false, 10);
+    let sum = &report["end"]["sum"];
+    let delivered =
+        (sum["packets"].as_f64().unwrap() - sum["lost_packets"].as_f64().unwrap()) * IP_PACKET;
+    assert!(delivered > 0.0, "iperf3 delivered nothing: {report}");
+    let seen = settled_interims(joined, &session, 0.9 * delivered);
+    let last = seen.last().unwrap().1;
+    eprintln!(
+        "{service}: {} Interim-Updates, the last with {last} input octets; iperf3 delivered {delivered}",
+        seen.len()
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].1 <= w[1].1),
+        "input octets go down: {seen:?}"
+    );
+    let during = seen
+        .iter()
+        .filter(|(_, octets)| *octets > 0.0 && *octets < 0.95 * last)
+        .count();
+    assert!(during >= 2, "Interim-Updates during the run: {seen:?}");
+    // A few kB of iperf3's control connection and pings pass the same rules.
+    let slack = 0.02 * delivered + 16_000.0;
+    for (timestamp, octets) in &seen {
+        let (least, most) = (
+            sent_by(&report, timestamp - 2.0),
+            sent_by(&report, timestamp + 2.0),
+        );
+        assert!(
+            least - slack <= *octets && *octets <= most + slack,
+            "an Interim-Update at {timestamp} reports {octets} input octets; iperf3 had sent \
+             {least}..{most} within 2 s of it: {seen:?}"
+        );
+    }
+    assert!(
+        (last - delivered).abs() <= 0.02 * delivered,
+        "the last Interim-Update reports {last} input octets, iperf3 delivered {delivered}"
+    );
+}
+
+/// Interim-Updates under real traffic, for both branches of the counter rule: first the
+/// guide's service with both rules accounted (their policers' octets), then, by CoA, the
+/// same service without the account action (the subscriber's aggregate since the service
+/// started).
+#[test]
+fn netns_interim_updates_follow_iperf3_in_both_counter_rule_branches() {
+    let joined = joined(NAMES_INTERIM, PARAMETERS, EVERY_2S, LAB_MINIMUM);
+    interims_follow_iperf3(&joined, SERVICE, 5711);
+
+    let (router, dictionary) = (&joined.lab.router, &joined.dictionary);
+    assert_eq!(
+        coa(
+            router,
+            dictionary,
+            &format!("User-Name = \"pj-alice\", Alc-Sub-Serv-Deactivate:1 = \"{SERVICE}\"")
+        ),
+        ("CoA-ACK".into(), None)
+    );
+    let aggregate = "subsvc-aggregate";
+    assert_eq!(
+        coa(
+            router,
+            dictionary,
+            &format!(
+                "User-Name = \"pj-alice\", \
+                 Alc-Sub-Serv-Activate:1 = \"{aggregate};10.1.1.0/24;1000;5000;no-account\", \
+                 Alc-Sub-Serv-Acct-Stats-Type:1 = volume-time, Alc-Sub-Serv-Acct-Interim-Ivl:1 = 2"
+            )
+        ),
+        ("CoA-ACK".into(), None)
+    );
+    joined
+        .daemon
+        .eventually("the aggregate service is enforced and started", || {
+            enforced_services(&joined.daemon, "pj-alice") == [aggregate]
+                && !records_of(&joined.radius.detail(), "Start", aggregate).is_empty()
+        });
+    let view = enforced_view(&joined.daemon, "pj-alice").unwrap();
+    assert_eq!(
+        view["services"][0]["counter_rule"], "subscriber-aggregate",
+        "{view}"
+    );
+    interims_follow_iperf3(&joined, aggregate, 5712);
+}
+
+/// kill -9 while the service's accounting runs: the next start sends the instance's Stop
+/// (NAS-Reboot) with what its last Interim-Update reported, before the Start of the new
+/// instance that the service, enforced again from the SM, gets.
+#[test]
+fn netns_a_kill_9_ended_instance_gets_its_stop_at_the_next_start() {
+    let mut joined = joined(NAMES_CRASH, PARAMETERS, EVERY_2S, LAB_MINIMUM);
+    let session = session_of(&joined, SERVICE);
+    let (_, delivered) = udp(&joined.lab, SERVER, 5721, 0.95 * UP, false, 4);
+    let seen = settled_interims(&joined, &session, 0.9 * delivered);
+    let _ = joined.daemon.child.kill();
+    let _ = joined.daemon.child.wait();
+    // What FreeRADIUS has now is all the killed daemon sent.
+    let before = joined.radius.detail();
+    assert!(records_of(&before, "Stop", SERVICE).is_empty());
+    let last = interims(&before, &session);
+    let (_, reported) = *last.last().unwrap();
+    assert_eq!(reported, seen.last().unwrap().1, "no traffic since");
+
+    joined.daemon = Daemon::start(&joined.lab.router, joined.dir.path(), &joined.config);
+    let stop_of = |detail: &str| {
+        records_of(detail, "Stop", SERVICE)
+            .into_iter()
+            .find(|record| detail_value(record, "Acct-Session-Id") == Some(session.as_str()))
+    };
+    joined
+        .daemon
+        .eventually("the killed instance's Stop reached FreeRADIUS", || {
+            stop_of(&joined.radius.detail()).is_some()
+        });
+    joined
+        .daemon
+        .eventually("the service is enforced again, as a new instance", || {
+            records_of(&joined.radius.detail(), "Start", SERVICE).len() == 2
+        });
+    let detail = joined.radius.detail();
+    let stop = stop_of(&detail).unwrap();
+    assert_eq!(
+        detail_value(&stop, "Acct-Terminate-Cause"),
+        Some("NAS-Reboot"),
+        "{stop}"
+    );
+    assert_eq!(number(&stop, "Acct-Input-Octets"), reported, "{stop}");
+    assert!(
+        (reported - delivered).abs() <= 0.02 * delivered,
+        "the Stop reports {reported} input octets, iperf3 delivered {delivered}"
+    );
+    assert_eq!(
+        detail_value(&stop, "Acct-Multi-Session-Id"),
+        Some("\"pj-session-1\""),
+        "{stop}"
+    );
+    let new_session = session_of(&joined, SERVICE);
+    assert_ne!(new_session, session, "a new instance, a new session");
+    assert!(
+        detail.find(&stop).unwrap()
+            < detail
+                .find(&format!("Acct-Session-Id = {new_session}"))
+                .unwrap(),
+        "the Stop goes before the new instance's Start"
+    );
+    let status = joined.daemon.json(&["show", "subscriber-services"]);
+    assert_eq!(status["status"]["acct_recovered"], 1, "{status}");
 }

@@ -1,15 +1,21 @@
 //! Scale benchmark: N subscribers with one IPv4 address each in one index.
 //!
-//! `cargo run --release -p brasa-subscriber --example scale -- [N]` (default 10 000 000) prints
-//! the import rate into the in-memory index, resident memory per subscriber (from
-//! /proc/self/statm) and IP→subscriber lookups per second on one core, one at a time and in
-//! bursts of 256.
+//! `cargo run --release -p brasa-subscriber --example scale -- [N] [sessions|properties]`
+//! (default 10 000 000) prints the import rate into the in-memory index, resident memory per
+//! subscriber (from /proc/self/statm) and IP→subscriber lookups per second on one core, one at
+//! a time and in bursts of 256. With `sessions`, each subscriber also holds an
+//! `Acct-Session-Id` property (22 characters, as NASes and brasa write them), which puts it in
+//! the index's session table; `properties` gives it the same value under another key of the
+//! same length (`Class-Attribute`), which no table indexes. The differences of the three runs
+//! are what the property and the session table cost.
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use brasa_subscriber::{IndexConfig, IpSpec, Mapping, SubscriberIndex, SubscriberName, GLOBAL_VPN};
+use brasa_subscriber::{
+    IndexConfig, IpSpec, Mapping, SubscriberIndex, SubscriberName, GLOBAL_VPN, SESSION_PROPERTY,
+};
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -27,6 +33,11 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000_000);
+    let property = match std::env::args().nth(2).as_deref() {
+        Some("sessions") => Some(SESSION_PROPERTY),
+        Some("properties") => Some("Class-Attribute"),
+        _ => None,
+    };
     let base = u32::from(Ipv4Addr::new(10, 0, 0, 0));
     let mut index = SubscriberIndex::new(IndexConfig::default()).expect("default config");
     let rss_before = rss_bytes();
@@ -42,6 +53,9 @@ fn main() {
             32,
         ))];
         sub.logged_in = true;
+        if let Some(key) = property {
+            sub.properties = vec![(key.to_string(), format!("{i:022X}"))];
+        }
         index.upsert(sub).expect("import");
     }
     let import = start.elapsed();
@@ -52,7 +66,8 @@ fn main() {
         f64::from(n) / import.as_secs_f64()
     );
     println!(
-        "memory: RSS {:.1} MiB -> {:.1} MiB = {:.1} bytes/subscriber",
+        "memory{}: RSS {:.1} MiB -> {:.1} MiB = {:.1} bytes/subscriber",
+        property.map_or_else(String::new, |key| format!(" (with {key})")),
         rss_before as f64 / 1048576.0,
         rss_after as f64 / 1048576.0,
         (rss_after - rss_before) as f64 / f64::from(n)

@@ -6,25 +6,31 @@
 //! SR OS's), Acct-Multi-Session-Id the subscriber session's, and an untagged
 //! Alc-Sub-Serv-Activate carries the instance name, as SR OS sends it. Volumes follow the
 //! counter rule ([`crate::counters`]) over counters the caller reads; `now` is an argument.
+//!
+//! Every record carries what it [`Reported`] of its instance. A shell that keeps the last
+//! one of each instance in a durable journal (and forgets it at the Stop) can still send the
+//! Stops of the instances a crash ended: [`Reported::stop`].
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use brasa_radius::acct::{add_session_time, InterimSchedule, SessionCounters};
+use brasa_radius::acct::{InterimSchedule, SessionCounters};
 use brasa_radius::attr::{
-    ACCT_MULTI_SESSION_ID, ACCT_SESSION_ID, ACCT_STATUS_TYPE, ACCT_TERMINATE_CAUSE, NAS_IDENTIFIER,
-    USER_NAME, VENDOR_SPECIFIC,
+    ACCT_MULTI_SESSION_ID, ACCT_SESSION_ID, ACCT_SESSION_TIME, ACCT_STATUS_TYPE,
+    ACCT_TERMINATE_CAUSE, NAS_IDENTIFIER, USER_NAME, VENDOR_SPECIFIC,
 };
 use brasa_radius::vsa::vsa_build;
 use brasa_radius::{AcctStatusType, AcctTerminateCause, Code, Message, PacketError, VendorFormat};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::counters::{service_volume, CounterSource, Volume};
-use crate::model::{AcctStatsType, SubscriberService};
+use crate::model::{AcctStatsType, SubscriberService, MAX_ACCT_INTERVAL, MIN_ACCT_INTERVAL};
 use crate::radius::{ALC_SUB_SERV_ACTIVATE, VENDOR_ALCATEL};
 
 /// An accounted service instance: the subscriber and the instance name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InstanceKey {
     /// The subscriber's name.
     pub subscriber: String,
@@ -35,10 +41,80 @@ pub struct InstanceKey {
 /// One Accounting-Request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcctRecord {
-    /// The instance it reports on.
-    pub instance: InstanceKey,
+    /// Start, Interim-Update or Stop.
+    pub status: AcctStatusType,
     /// The request, authenticator unset.
     pub message: Message,
+    /// What the request reports of its instance.
+    pub reported: Reported,
+}
+
+impl AcctRecord {
+    /// The instance it reports on.
+    pub fn instance(&self) -> &InstanceKey {
+        &self.reported.instance
+    }
+}
+
+/// What the last record of an instance reported: enough to build its Stop without the
+/// process that ran it (see [`Reported::stop`]), so it is what a journal of the instances
+/// whose Start was sent keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Reported {
+    /// The subscriber and the instance name.
+    pub instance: InstanceKey,
+    /// The instance's Acct-Session-Id.
+    pub acct_session_id: String,
+    /// The subscriber session's Acct-Session-Id (Acct-Multi-Session-Id).
+    pub multi_session_id: String,
+    /// NAS-Identifier of the records.
+    pub nas_identifier: String,
+    /// Whether the volume is reported (volume-time) or only the time.
+    pub stats_type: AcctStatsType,
+    /// Acct-Session-Time of the record, seconds (0 for a Start).
+    pub session_time: u32,
+    /// The volume by the counter rule (zero for a Start).
+    pub volume: Volume,
+}
+
+impl Reported {
+    /// The Stop of an instance whose process ended without sending it (a crash): the last
+    /// reported session time and volume, since nothing later is known, and `cause`
+    /// (NAS-Reboot for a crash, RFC 2866 §5.10).
+    pub fn stop(&self, cause: AcctTerminateCause) -> Result<AcctRecord, AcctError> {
+        Ok(AcctRecord {
+            status: AcctStatusType::Stop,
+            message: self.message(AcctStatusType::Stop, Some(cause))?,
+            reported: self.clone(),
+        })
+    }
+
+    /// Its Accounting-Request. Start carries no time or counters; Interim-Update and Stop
+    /// carry Acct-Session-Time, and with volume-time the volume.
+    fn message(
+        &self,
+        status: AcctStatusType,
+        cause: Option<AcctTerminateCause>,
+    ) -> Result<Message, PacketError> {
+        let mut message = Message::new(Code::AccountingRequest, 0);
+        message.add_fixed(ACCT_STATUS_TYPE, status.to_value());
+        message.add(USER_NAME, &self.instance.subscriber)?;
+        message.add(ACCT_SESSION_ID, &self.acct_session_id)?;
+        message.add(ACCT_MULTI_SESSION_ID, &self.multi_session_id)?;
+        message.add(NAS_IDENTIFIER, &self.nas_identifier)?;
+        add_service_name(&mut message, &self.instance.service)?;
+        if status != AcctStatusType::Start {
+            message.add_fixed(ACCT_SESSION_TIME, self.session_time.to_be_bytes());
+            if self.stats_type == AcctStatsType::VolumeTime {
+                SessionCounters::from(self.volume).add_to(&mut message);
+            }
+        }
+        if let Some(cause) = cause {
+            message.add_fixed(ACCT_TERMINATE_CAUSE, cause.to_value());
+        }
+        Ok(message)
+    }
 }
 
 /// An invalid call: refused, nothing changed.
@@ -73,6 +149,7 @@ pub struct Accounting {
     session_id_prefix: u32,
     next_session: u64,
     default_interval: Option<u32>,
+    min_interval: u32,
     running: HashMap<InstanceKey, Running>,
     schedule: InterimSchedule<InstanceKey>,
 }
@@ -81,7 +158,8 @@ impl Accounting {
     /// No instances yet. Records carry `nas_identifier`; Acct-Session-Ids start with
     /// `session_id_prefix` (8 hex digits, unique per node and start-up); a service without
     /// acct-interval gets `default_interval` seconds (the accounting policy's
-    /// update-interval; `None` or 0: no Interim-Update).
+    /// update-interval; `None` or 0: no Interim-Update). Intervals shorter than SR OS's
+    /// [`MIN_ACCT_INTERVAL`] are raised to it (see [`Accounting::with_min_interval`]).
     pub fn new(
         nas_identifier: impl Into<String>,
         session_id_prefix: u32,
@@ -92,9 +170,19 @@ impl Accounting {
             session_id_prefix,
             next_session: 0,
             default_interval,
+            min_interval: MIN_ACCT_INTERVAL,
             running: HashMap::new(),
             schedule: InterimSchedule::new(),
         }
+    }
+
+    /// Raises intervals shorter than `secs` (at least 1 s, at most 180 days: a value out of
+    /// that range is brought into it) to `secs` instead of SR OS's 300 s: for a lab that
+    /// wants Interim-Updates within a test's minutes. It applies to the instances started
+    /// afterwards.
+    pub fn with_min_interval(mut self, secs: u32) -> Self {
+        self.min_interval = secs.clamp(1, MAX_ACCT_INTERVAL);
+        self
     }
 
     /// Whether accounting runs for the instance.
@@ -132,7 +220,7 @@ impl Accounting {
             return Err(AcctError::AlreadyStarted(instance));
         }
         let interval = service
-            .interim_interval(self.default_interval)
+            .interim_interval(self.default_interval, self.min_interval)
             .map(|secs| Duration::from_secs(u64::from(secs)));
         let running = Running {
             service: service.clone(),
@@ -147,13 +235,13 @@ impl Accounting {
             next_interim: interval.map(|ivl| now + ivl),
             aggregate_at_start: aggregate_now,
         };
-        let message = self.record(&instance, &running, AcctStatusType::Start, None, None, now)?;
+        let record = self.record(&instance, &running, AcctStatusType::Start, None, None, now)?;
         self.next_session += 1;
         if let Some(deadline) = running.next_interim {
             self.schedule.insert(deadline, instance.clone());
         }
-        self.running.insert(instance.clone(), running);
-        Ok(Some(AcctRecord { instance, message }))
+        self.running.insert(instance, running);
+        Ok(Some(record))
     }
 
     /// The instance is gone (deactivated, replaced, logged out): its Stop with the volume
@@ -169,7 +257,7 @@ impl Accounting {
             .running
             .get(instance)
             .ok_or_else(|| AcctError::NotStarted(instance.clone()))?;
-        let message = self.record(
+        let record = self.record(
             instance,
             running,
             AcctStatusType::Stop,
@@ -182,10 +270,7 @@ impl Accounting {
                 self.schedule.remove(deadline, instance);
             }
         }
-        Ok(AcctRecord {
-            instance: instance.clone(),
-            message,
-        })
+        Ok(record)
     }
 
     /// The next Interim-Update deadline.
@@ -222,24 +307,20 @@ impl Accounting {
             }
             let running = &self.running[&due.key];
             let source = counters(&due.key);
-            let message = self.record(
+            records.push(self.record(
                 &due.key,
                 running,
                 AcctStatusType::InterimUpdate,
                 Some(&source),
                 None,
                 now,
-            )?;
-            records.push(AcctRecord {
-                instance: due.key,
-                message,
-            });
+            )?);
         }
         Ok(records)
     }
 
-    /// One Accounting-Request. Start carries no time or counters; Interim-Update and Stop
-    /// carry Acct-Session-Time, and with volume-time the volume by the counter rule.
+    /// One Accounting-Request of a running instance; Interim-Update and Stop report the
+    /// time since its start and the volume by the counter rule over `counters`.
     fn record(
         &self,
         instance: &InstanceKey,
@@ -248,25 +329,24 @@ impl Accounting {
         counters: Option<&dyn CounterSourceDyn>,
         cause: Option<AcctTerminateCause>,
         now: Instant,
-    ) -> Result<Message, PacketError> {
-        let mut message = Message::new(Code::AccountingRequest, 0);
-        message.add_fixed(ACCT_STATUS_TYPE, status.to_value());
-        message.add(USER_NAME, &instance.subscriber)?;
-        message.add(ACCT_SESSION_ID, &running.acct_session_id)?;
-        message.add(ACCT_MULTI_SESSION_ID, &running.multi_session_id)?;
-        message.add(NAS_IDENTIFIER, &self.nas_identifier)?;
-        add_service_name(&mut message, &running.service.name)?;
-        if let Some(counters) = counters {
-            add_session_time(&mut message, running.started, now);
-            if running.service.acct_stats_type == AcctStatsType::VolumeTime {
-                let volume = counters.volume(&running.service, running.aggregate_at_start);
-                SessionCounters::from(volume).add_to(&mut message);
-            }
-        }
-        if let Some(cause) = cause {
-            message.add_fixed(ACCT_TERMINATE_CAUSE, cause.to_value());
-        }
-        Ok(message)
+    ) -> Result<AcctRecord, AcctError> {
+        let secs = now.saturating_duration_since(running.started).as_secs();
+        let reported = Reported {
+            instance: instance.clone(),
+            acct_session_id: running.acct_session_id.clone(),
+            multi_session_id: running.multi_session_id.clone(),
+            nas_identifier: self.nas_identifier.clone(),
+            stats_type: running.service.acct_stats_type,
+            session_time: counters.map_or(0, |_| u32::try_from(secs).unwrap_or(u32::MAX)),
+            volume: counters.map_or_else(Volume::default, |counters| {
+                counters.volume(&running.service, running.aggregate_at_start)
+            }),
+        };
+        Ok(AcctRecord {
+            status,
+            message: reported.message(status, cause)?,
+            reported,
+        })
     }
 }
 

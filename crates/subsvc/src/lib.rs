@@ -26,12 +26,12 @@ pub mod model;
 pub mod radius;
 pub mod services;
 
-pub use acct::{Accounting, AcctError, AcctRecord, InstanceKey};
+pub use acct::{Accounting, AcctError, AcctRecord, InstanceKey, Reported};
 pub use counters::{service_volume, Counter, CounterRule, CounterSource, Volume};
 pub use model::{
     AcctStatsType, Actions, BurstSize, Direction, Dscp, Family, Flow, FlowError, Gate, Operation,
     PccRule, PolicerOverrides, PortRange, RateLimit, RuleError, ServiceRequest, StatMode,
-    SubscriberService, TypeConflictAction, ValidationError,
+    SubscriberService, TypeConflictAction, ValidationError, MAX_ACCT_INTERVAL, MIN_ACCT_INTERVAL,
 };
 pub use radius::{sub_svc_params, CoaRefusal, ParamsError, SubSvcParams};
 pub use services::{DeactivationCause, ServiceChange, ServiceError, SubscriberServices};

@@ -115,7 +115,9 @@ impl AcctStatsType {
     }
 }
 
-/// Shortest interim interval, seconds: shorter ones (but 0) are raised to it.
+/// Shortest interim interval, seconds, as SR OS has it (Alc-Sub-Serv-Acct-Interim-Ivl: "a value
+/// [1 to 299] seconds is rounded to 300s"): shorter ones (but 0) are raised to it unless the
+/// caller gives another minimum.
 pub const MIN_ACCT_INTERVAL: u32 = 300;
 /// Longest interim interval, seconds (180 days): longer ones are lowered to it.
 pub const MAX_ACCT_INTERVAL: u32 = 15_552_000;
@@ -159,12 +161,14 @@ impl SubscriberService {
     }
 
     /// The interim interval in seconds, `None` for no Interim-Updates: `default` when the
-    /// service gives none; 0 is none; 1..300 is raised to 300 s and anything past 180 days
-    /// lowered to it, as SR OS does with Alc-Sub-Serv-Acct-Interim-Ivl.
-    pub fn interim_interval(&self, default: Option<u32>) -> Option<u32> {
+    /// service gives none; 0 is none; anything shorter than `minimum` is raised to it and
+    /// anything past 180 days lowered to it, as SR OS does with
+    /// Alc-Sub-Serv-Acct-Interim-Ivl (its `minimum` is [`MIN_ACCT_INTERVAL`]). A `minimum`
+    /// past 180 days counts as 180 days.
+    pub fn interim_interval(&self, default: Option<u32>, minimum: u32) -> Option<u32> {
         match self.acct_interval.or(default)? {
             0 => None,
-            secs => Some(secs.clamp(MIN_ACCT_INTERVAL, MAX_ACCT_INTERVAL)),
+            secs => Some(secs.clamp(minimum.min(MAX_ACCT_INTERVAL), MAX_ACCT_INTERVAL)),
         }
     }
 

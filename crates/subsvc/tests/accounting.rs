@@ -62,7 +62,7 @@ fn an_instance_reports_start_interims_and_stop_with_the_accounted_rules() {
         .start("sub-1", "SESSION-1", &svc, aggregate_now, t0)
         .unwrap()
         .unwrap();
-    let key = start.instance.clone();
+    let key = start.instance().clone();
     assert_eq!(
         pairs(&start.message),
         [
@@ -152,6 +152,7 @@ fn without_accounted_rules_the_volume_is_the_aggregate_since_the_start() {
         .start("sub-1", "S", &svc, at_start, t0)
         .unwrap()
         .unwrap()
+        .reported
         .instance;
     // No interval anywhere: no Interim-Update.
     assert_eq!(acct.poll_timeout(), None);
@@ -199,6 +200,7 @@ fn off_sends_nothing_and_time_sends_no_volume() {
         .start("sub", "S", &time, Volume::default(), t0)
         .unwrap()
         .unwrap()
+        .reported
         .instance;
     assert_eq!(
         acct.start("sub", "S", &time, Volume::default(), t0),
@@ -247,4 +249,90 @@ fn a_late_timer_skips_missed_interims_and_long_names_span_attributes() {
         .unwrap();
     assert_eq!(interims.len(), 1);
     assert_eq!(acct.poll_timeout(), Some(t0 + Duration::from_secs(1200)));
+}
+
+#[test]
+fn a_lower_minimum_interval_gives_interims_every_few_seconds() {
+    let t0 = Instant::now();
+    let mut sr_os = Accounting::new("n", 1, None);
+    let mut lab = Accounting::new("n", 2, None).with_min_interval(2);
+    let svc = service(AcctStatsType::VolumeTime, Some(2), true);
+    sr_os
+        .start("sub", "S", &svc, Volume::default(), t0)
+        .unwrap();
+    lab.start("sub", "S", &svc, Volume::default(), t0).unwrap();
+    assert_eq!(sr_os.poll_timeout(), Some(t0 + Duration::from_secs(300)));
+    assert_eq!(lab.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+    let mut zero = Accounting::new("n", 3, None).with_min_interval(0);
+    let mut every_second = service(AcctStatsType::Time, Some(1), true);
+    every_second.name = "one".into();
+    zero.start("sub", "S", &every_second, Volume::default(), t0)
+        .unwrap();
+    assert_eq!(
+        zero.poll_timeout(),
+        Some(t0 + Duration::from_secs(1)),
+        "a minimum of 0 counts as 1 s"
+    );
+}
+
+/// The Stop built from what an instance last reported (as a journal keeps it) is the Stop its
+/// running accounting would have sent at that time, but for the cause.
+#[test]
+fn the_stop_of_what_was_reported_matches_the_last_interim() {
+    let t0 = Instant::now();
+    let mut acct = Accounting::new("brasa-1", 7, None).with_min_interval(1);
+    let svc = service(AcctStatsType::VolumeTime, Some(10), true);
+    let start = acct
+        .start("sub-1", "SESSION-1", &svc, Volume::default(), t0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(start.status, AcctStatusType::Start);
+    assert_eq!(start.reported.session_time, 0);
+    assert_eq!(start.reported.volume, Volume::default());
+    let readings = Readings {
+        accounted: Counter {
+            octets: 12_345,
+            packets: 11,
+        },
+        aggregate: Volume::default(),
+    };
+    let interim = acct
+        .handle_timeout(t0 + Duration::from_secs(10), |_| Readings { ..readings })
+        .unwrap()
+        .remove(0);
+    assert_eq!(interim.status, AcctStatusType::InterimUpdate);
+    assert_eq!(interim.reported.session_time, 10);
+    assert_eq!(interim.reported.volume.ingress.octets, 12_345);
+
+    let json = serde_json::to_string(&interim.reported).unwrap();
+    let journaled: Reported = serde_json::from_str(&json).unwrap();
+    let crash_stop = journaled.stop(AcctTerminateCause::NasReboot).unwrap();
+    let clean_stop = acct
+        .stop(
+            interim.instance(),
+            &readings,
+            AcctTerminateCause::NasReboot,
+            t0 + Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(crash_stop, clean_stop);
+    assert_eq!(
+        pairs(&crash_stop.message),
+        [
+            "Acct-Status-Type = Stop",
+            "User-Name = \"sub-1\"",
+            "Acct-Session-Id = \"0000000700000000000001\"",
+            "Acct-Multi-Session-Id = \"SESSION-1\"",
+            "NAS-Identifier = \"brasa-1\"",
+            "Alc-Sub-Serv-Activate = \"subsvc-pccrule-1\"",
+            "Acct-Session-Time = 10",
+            "Acct-Input-Octets = 12345",
+            "Acct-Input-Gigawords = 0",
+            "Acct-Output-Octets = 0",
+            "Acct-Output-Gigawords = 0",
+            "Acct-Input-Packets = 11",
+            "Acct-Output-Packets = 0",
+            "Acct-Terminate-Cause = NAS-Reboot",
+        ]
+    );
 }

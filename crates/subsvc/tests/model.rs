@@ -229,14 +229,31 @@ fn services_are_checked() {
 #[test]
 fn interim_intervals_are_clamped_as_sr_os_does() {
     let mut service = SubscriberService::new("s");
-    assert_eq!(service.interim_interval(None), None);
-    assert_eq!(service.interim_interval(Some(600)), Some(600));
+    assert_eq!(service.interim_interval(None, MIN_ACCT_INTERVAL), None);
+    assert_eq!(
+        service.interim_interval(Some(600), MIN_ACCT_INTERVAL),
+        Some(600)
+    );
     service.acct_interval = Some(0);
-    assert_eq!(service.interim_interval(Some(600)), None);
+    assert_eq!(service.interim_interval(Some(600), MIN_ACCT_INTERVAL), None);
     service.acct_interval = Some(10);
-    assert_eq!(service.interim_interval(None), Some(300));
+    assert_eq!(service.interim_interval(None, MIN_ACCT_INTERVAL), Some(300));
     service.acct_interval = Some(u32::MAX);
-    assert_eq!(service.interim_interval(None), Some(15_552_000));
+    assert_eq!(
+        service.interim_interval(None, MIN_ACCT_INTERVAL),
+        Some(15_552_000)
+    );
+}
+
+#[test]
+fn a_lower_minimum_lets_short_intervals_through_and_a_huge_one_stops_at_180_days() {
+    let mut service = SubscriberService::new("s");
+    service.acct_interval = Some(2);
+    assert_eq!(service.interim_interval(None, 1), Some(2));
+    assert_eq!(service.interim_interval(None, 5), Some(5));
+    assert_eq!(service.interim_interval(None, u32::MAX), Some(15_552_000));
+    service.acct_interval = Some(0);
+    assert_eq!(service.interim_interval(None, 1), None, "0 stays none");
 }
 
 #[test]

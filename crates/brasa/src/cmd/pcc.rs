@@ -106,8 +106,15 @@ fn render_status(s: &StatusView) -> String {
     let packets: Vec<String> = s.packets.iter().map(|(k, v)| format!("{k} {v}")).collect();
     out.push_str(&format!("packets: {}\n", packets.join(", ")));
     out.push_str(&format!(
-        "refused: services {}, subscribers {}; accounting requests sent {}, failed {}, dropped {}\n",
-        s.compile_refused, s.install_refused, s.acct_sent, s.acct_failed, s.acct_dropped
+        "refused: services {}, subscribers {}; accounting requests sent {}, failed {}, dropped {}; \
+         Stops after a crash {}, journal errors {}\n",
+        s.compile_refused,
+        s.install_refused,
+        s.acct_sent,
+        s.acct_failed,
+        s.acct_dropped,
+        s.acct_recovered,
+        s.acct_journal_errors
     ));
     out
 }

@@ -1,10 +1,11 @@
 //! Pieces every subcommand shares: global flags, logging, config files, the management API
-//! (server and client), Prometheus text output, operator-facing tables and the daemons'
-//! shutdown signals.
+//! (server and client), Prometheus text output, operator-facing tables, the daemons'
+//! shutdown signals and crash-safe file replacement.
 
 pub mod access;
 pub mod api;
 pub mod config;
+pub mod durable;
 pub mod mgmt;
 pub mod output;
 pub mod prom;

@@ -167,7 +167,7 @@ pub async fn start(resolved: config::Resolved) -> anyhow::Result<Daemon> {
         None => None,
     };
     let pcc = match (resolved.subscribers, &services) {
-        (Some(config), Some(services)) => Some(pcc::start(config, services)?),
+        (Some(config), Some(services)) => Some(pcc::start(config, services, &resolved.data_dir)?),
         _ => None,
     };
     let dynsvc = match (resolved.dynamic_services, &services) {

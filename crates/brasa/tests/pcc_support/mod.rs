@@ -173,6 +173,25 @@ pub const IP_PACKET: f64 = PAYLOAD + 28.0;
 /// iperf3 UDP at `ip_kbps` of IP packets from the host to `to` (or, `reverse`, from `to` to
 /// the host) for `secs`: the receiver's loss in percent and the IP octets it received.
 pub fn udp(lab: &Lab, to: &str, port: u16, ip_kbps: f64, reverse: bool, secs: u32) -> (f64, f64) {
+    let report = udp_report(lab, to, port, ip_kbps, reverse, secs);
+    let sum = &report["end"]["sum"];
+    let packets = sum["packets"].as_f64().unwrap();
+    let lost = sum["lost_packets"].as_f64().unwrap();
+    (
+        sum["lost_percent"].as_f64().unwrap(),
+        (packets - lost) * IP_PACKET,
+    )
+}
+
+/// iperf3 UDP as [`udp`] runs it: the client's whole report.
+pub fn udp_report(
+    lab: &Lab,
+    to: &str,
+    port: u16,
+    ip_kbps: f64,
+    reverse: bool,
+    secs: u32,
+) -> serde_json::Value {
     let payload_bps = (ip_kbps * 1000.0 * PAYLOAD / IP_PACKET) as u64;
     let mut args = vec![
         "-u".to_string(),
@@ -187,14 +206,26 @@ pub fn udp(lab: &Lab, to: &str, port: u16, ip_kbps: f64, reverse: bool, secs: u3
         args.push("-R".into());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let report = iperf3(&lab.server, &lab.host, to, port, &args);
-    let sum = &report["end"]["sum"];
-    let packets = sum["packets"].as_f64().unwrap();
-    let lost = sum["lost_packets"].as_f64().unwrap();
-    (
-        sum["lost_percent"].as_f64().unwrap(),
-        (packets - lost) * IP_PACKET,
-    )
+    iperf3(&lab.server, &lab.host, to, port, &args)
+}
+
+/// The IP octets the iperf3 client of `report` had sent by `unix_time` (seconds), from its
+/// per-second intervals: 0 before the run, all of them after it, linear within an interval.
+pub fn sent_by(report: &serde_json::Value, unix_time: f64) -> f64 {
+    let start = report["start"]["timestamp"]["timesecs"].as_f64().unwrap();
+    let at = unix_time - start;
+    let mut sent = 0.0;
+    for interval in report["intervals"].as_array().into_iter().flatten() {
+        let sum = &interval["sum"];
+        let (from, to) = (sum["start"].as_f64().unwrap(), sum["end"].as_f64().unwrap());
+        let octets = sum["bytes"].as_f64().unwrap() / PAYLOAD * IP_PACKET;
+        if at >= to {
+            sent += octets;
+        } else if at > from {
+            sent += octets * (at - from) / (to - from);
+        }
+    }
+    sent
 }
 
 /// The records of the detail file whose Acct-Status-Type is `status`, in order.

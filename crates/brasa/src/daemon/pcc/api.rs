@@ -63,6 +63,12 @@ pub struct StatusView {
     pub acct_failed: u64,
     /// Accounting-Requests dropped unsent (the queue to the pool was full).
     pub acct_dropped: u64,
+    /// Stops sent at start-up for the instances an earlier run left open (a crash).
+    #[serde(default)]
+    pub acct_recovered: u64,
+    /// Batches of records the accounting journal could not write.
+    #[serde(default)]
+    pub acct_journal_errors: u64,
 }
 
 /// Forwarded traffic per direction.
@@ -282,6 +288,8 @@ pub async fn status_view(pcc: &PccComponent) -> StatusView {
         acct_sent: stats.acct_sent.load(Ordering::Relaxed),
         acct_failed: stats.acct_failed.load(Ordering::Relaxed),
         acct_dropped: stats.acct_dropped.load(Ordering::Relaxed),
+        acct_recovered: stats.acct_recovered.load(Ordering::Relaxed),
+        acct_journal_errors: stats.acct_journal_errors.load(Ordering::Relaxed),
     }
 }
 
@@ -370,6 +378,18 @@ pub async fn write_metrics(pcc: &PccComponent, w: &mut PromWriter) {
             "Connections the data plane made to a Subscriber Manager (reconnections and fail-overs included).",
             Kind::Counter,
             status.connects,
+        ),
+        (
+            "brasa_pcc_accounting_recovered_stops_total",
+            "Stops sent at start-up for the subscriber service instances the last run left open (a crash), from the accounting journal.",
+            Kind::Counter,
+            status.acct_recovered,
+        ),
+        (
+            "brasa_pcc_accounting_journal_errors_total",
+            "Batches of accounting records the journal could not write (those instances get no Stop after a crash).",
+            Kind::Counter,
+            status.acct_journal_errors,
         ),
     ];
     for (name, help, kind, value) in singles {

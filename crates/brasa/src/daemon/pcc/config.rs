@@ -13,12 +13,14 @@
 //! radius_pool = "acct"           # a [[radius.pool]] with acct_servers
 //! nas_identifier = "bng1"
 //! interim_interval = "15m"       # for services that give no acct-interval
+//! min_interim_interval = "5m"    # shorter intervals are raised to it (SR OS: 300 s)
 //! ```
 
 use crate::common::config::{ConfigDuration, ConfigError, Source};
 use brasa_aaa::PoolConfig;
 use brasa_dataplane::acl::Disposition;
 use brasa_dataplane::pcc::PccDefaults;
+use brasa_subsvc::{MAX_ACCT_INTERVAL, MIN_ACCT_INTERVAL};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
@@ -79,8 +81,12 @@ pub struct AccountingSection {
     #[serde(default = "default_nas_identifier")]
     pub nas_identifier: String,
     /// Interim-Update interval of services that give none (SR OS: the accounting policy's
-    /// update-interval); absent or 0: none. Raised to 5 minutes, as SR OS does.
+    /// update-interval); absent or 0: none. Raised to `min_interim_interval`.
     pub interim_interval: Option<Spanned<ConfigDuration>>,
+    /// The shortest Interim-Update interval: shorter ones (a service's acct-interval,
+    /// Alc-Sub-Serv-Acct-Interim-Ivl, `interim_interval`) are raised to it. Default SR OS's
+    /// 300 s; whole seconds from 1 s (a lab's) to 180 days.
+    pub min_interim_interval: Option<Spanned<ConfigDuration>>,
 }
 
 fn default_nas_identifier() -> String {
@@ -111,6 +117,8 @@ pub struct AccountingResolved {
     pub nas_identifier: String,
     /// Default interim interval, seconds (`None`: none).
     pub default_interval: Option<u32>,
+    /// Shortest interim interval, seconds.
+    pub min_interval: u32,
 }
 
 /// Checks the section against the RADIUS pools; `Ok(None)` when it is disabled.
@@ -175,10 +183,28 @@ pub fn resolve(
                     })?)
                 }
             };
+            let min_interval = match acct.min_interim_interval {
+                None => MIN_ACCT_INTERVAL,
+                Some(interval) => {
+                    let duration = interval.get_ref().0;
+                    u32::try_from(duration.as_secs())
+                        .ok()
+                        .filter(|secs| {
+                            (1..=MAX_ACCT_INTERVAL).contains(secs) && duration.subsec_nanos() == 0
+                        })
+                        .ok_or_else(|| {
+                            source.error_at(
+                                interval.span(),
+                                "expected whole seconds from 1s to 180 days (SR OS: 300s)",
+                            )
+                        })?
+                }
+            };
             Some(AccountingResolved {
                 pool,
                 nas_identifier: acct.nas_identifier,
                 default_interval,
+                min_interval,
             })
         }
     };
@@ -227,6 +253,7 @@ mod tests {
             "unknown: Drop",
             "no_services: Forward",
             "default_interval: Some(900)",
+            "min_interval: 300",
             "nas_identifier: \"brasa\"",
         ] {
             assert!(resolved.contains(part), "{part} in {resolved}");
@@ -259,6 +286,30 @@ mod tests {
         ] {
             let error = load(&format!("{BASE}{body}")).unwrap_err();
             assert!(error.starts_with(expected), "{error}\nexpected: {expected}");
+        }
+    }
+
+    #[test]
+    fn the_minimum_interim_interval_is_whole_seconds_from_one() {
+        let head = "[radius]\n[[radius.pool]]\nname = \"acct\"\n[[radius.pool.acct_server]]\n\
+                    address = \"127.0.0.1:1813\"\nsecret = \"s\"\n";
+        let with = |minimum: &str| {
+            format!(
+                "{head}{BASE}sm = [\"127.0.0.1:7790\"]\nep_id = \"a\"\n\
+                 [dataplane.subscribers.accounting]\nradius_pool = \"acct\"\n\
+                 min_interim_interval = \"{minimum}\"\n"
+            )
+        };
+        let resolved = load(&with("2s")).unwrap();
+        assert!(resolved.contains("min_interval: 2 "), "{resolved}");
+        for wrong in ["0s", "1500ms", "181d"] {
+            let error = load(&with(wrong)).unwrap_err();
+            assert!(
+                error.starts_with(
+                    "brasa.toml:16:24: expected whole seconds from 1s to 180 days (SR OS: 300s)"
+                ),
+                "{wrong}: {error}"
+            );
         }
     }
 

@@ -555,6 +555,27 @@ mod tests {
         );
     }
 
+    /// The PCC stage has one address space: a subscriber whose only mapping is in a VPN is
+    /// held with no address, so its traffic meets none of its rules, and its services'
+    /// accounting runs with nothing counted (what docs/subscriber-services.md states).
+    #[test]
+    fn a_subscriber_mapped_only_in_a_vpn_is_held_without_an_address() {
+        let stage = brasa_dataplane::pipeline::Shared::new(PccStage::new(PccDefaults::default()));
+        let mut p = pipeline(&stage);
+        let mut e = enforcer();
+        let t0 = Instant::now();
+        let mut sub = subscriber(Some("SESSION-1"));
+        sub.mappings = vec![format!("{SUBSCRIBER}@corp").parse().unwrap()];
+        let records = install(&mut e, &stage, &sub, &services(&[service("svc", true)]), t0);
+        assert_eq!(records.len(), 1);
+        assert_eq!(status(&records[0]), 1, "Start");
+        assert!(e.get("alice").unwrap().addresses.is_empty());
+        send(&mut p, SUBSCRIBER, SERVER, 3);
+        let interims = e.handle_timeout(t0 + Duration::from_secs(300));
+        assert_eq!(input_octets(&interims[0]), 0);
+        assert_eq!(stage.lock().stats().unknown_forwarded, 3);
+    }
+
     #[test]
     fn without_accounted_rules_the_aggregate_since_the_start_counts_and_logout_stops() {
         let stage = brasa_dataplane::pipeline::Shared::new(PccStage::new(PccDefaults::default()));

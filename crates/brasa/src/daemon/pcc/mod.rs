@@ -5,29 +5,35 @@
 //! services (PCC rules, Nokia SR OS) — and installs it in the PCC stage the workers run, one
 //! install per subscriber change; and it sends each service instance's RADIUS accounting
 //! (Start, Interim-Update, Stop) to a `[[radius.pool]]` through the same client the dynamic
-//! data services use.
+//! data services use, journaling each record first ([`journal`]) so that the instances a
+//! crash ended get their Stop at the next start.
 //!
 //! Tasks: the EP task (connects, reads the replica's events, installs; a full sync replaces
-//! the set), the accounting timer (Interim-Updates) and the accounting sender (one record at
-//! a time, so a service's Start always precedes its Stop on the wire).
+//! the set), the accounting timer (Interim-Updates) and the accounting sender (journals a
+//! batch, then sends it one record at a time, so a service's Start always precedes its Stop
+//! on the wire).
 
 pub mod api;
 pub mod compile;
 pub mod config;
 pub mod enforcer;
+pub mod journal;
 
 use super::dynsvc::radius;
 use super::services::{on_shared, ServicesComponent};
 use brasa_dataplane::io::worker::Handle;
 use brasa_dataplane::pcc::{PccStage, SubscriberPolicy};
 use brasa_dataplane::pipeline::Shared;
+use brasa_radius::AcctTerminateCause;
 use brasa_sm::{EpReplica, ReplicaEvent};
 use brasa_sm_net::{ClientEvent, EpClient, EpClientOptions};
 use brasa_subscriber::Subscriber;
 use brasa_subsvc::{Accounting, AcctRecord};
 use config::SubscribersResolved;
 use enforcer::Enforcer;
+use journal::AcctJournal;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -75,6 +81,10 @@ pub struct Stats {
     /// Accounting-Requests dropped unsent: the queue to the pool was full (its servers answer
     /// slower than records are made, or not at all).
     pub acct_dropped: AtomicU64,
+    /// Stops queued at start-up for the instances an earlier run left open (a crash).
+    pub acct_recovered: AtomicU64,
+    /// Batches of records the accounting journal could not write (sent all the same).
+    pub acct_journal_errors: AtomicU64,
     /// Full syncs received.
     pub syncs: AtomicU64,
     /// Connections to an SM made.
@@ -274,11 +284,17 @@ fn queue_pool_name(config: &SubscribersResolved) -> &str {
         .map_or("", |a| a.pool.name.as_str())
 }
 
+/// Most records journaled with one `fdatasync` before they are sent.
+const JOURNAL_BATCH: usize = 256;
+
 /// Starts the enforcement point on the data plane of `services` (started with the PCC
-/// stage: `services::start` with the section's defaults).
+/// stage: `services::start` with the section's defaults). With accounting, the journal in
+/// `<data_dir>/pcc` is opened first and the Stops of the instances an earlier run left
+/// open are queued before any other record.
 pub fn start(
     config: SubscribersResolved,
     services: &ServicesComponent,
+    data_dir: &Path,
 ) -> anyhow::Result<Arc<PccComponent>> {
     let stage = services
         .pcc()
@@ -291,9 +307,23 @@ pub fn start(
             rand::rng().next_u32(),
             acct.default_interval,
         )
+        .with_min_interval(acct.min_interval)
     });
     let (acct_tx, acct_rx) = mpsc::channel(ACCT_QUEUE);
     let pool = config.accounting.as_ref().map(|a| a.pool.clone());
+    let (journal, left) = match &pool {
+        Some(_) => {
+            let dir = data_dir.join("pcc");
+            let (journal, left) = AcctJournal::open(&dir).map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot open the accounting journal in {}: {error}",
+                    dir.display()
+                )
+            })?;
+            (Some(journal), left)
+        }
+        None => (None, Vec::new()),
+    };
     let component = Arc::new(PccComponent {
         handle: services.handle().clone(),
         stage,
@@ -304,8 +334,29 @@ pub fn start(
         acct_queue: pool.as_ref().map(|_| acct_tx),
         config,
     });
-    if let Some(pool) = pool {
-        tokio::spawn(acct_sender(component.clone(), pool, acct_rx));
+    let recovered: Vec<AcctRecord> = left
+        .iter()
+        .filter_map(|reported| match reported.stop(AcctTerminateCause::NasReboot) {
+            Ok(stop) => Some(stop),
+            Err(error) => {
+                tracing::warn!(subscriber = %reported.instance.subscriber, service = %reported.instance.service, %error, "no Stop for a service instance a crash ended");
+                None
+            }
+        })
+        .collect();
+    if !recovered.is_empty() {
+        tracing::info!(
+            instances = recovered.len(),
+            "sending the Stops of the subscriber service instances the last run left open"
+        );
+        component
+            .stats
+            .acct_recovered
+            .fetch_add(recovered.len() as u64, Ordering::Relaxed);
+        component.send(recovered);
+    }
+    if let (Some(pool), Some(journal)) = (pool, journal) {
+        tokio::spawn(acct_sender(component.clone(), pool, acct_rx, journal));
         tokio::spawn(acct_timer(component.clone()));
     }
     tokio::spawn(ep_task(component.clone()));
@@ -427,32 +478,74 @@ async fn acct_timer(component: Arc<PccComponent>) {
     }
 }
 
-/// Sends the records in order to the pool's accounting servers.
+/// Sends the records in order to the pool's accounting servers, each batch journaled first
+/// (on a blocking thread: the write ends with an `fdatasync`).
 async fn acct_sender(
     component: Arc<PccComponent>,
     pool: brasa_aaa::PoolConfig,
     mut queue: mpsc::Receiver<AcctRecord>,
+    journal: AcctJournal,
 ) {
     let healths = radius::ServerHealths::default();
-    while let Some(record) = queue.recv().await {
-        let build = |_: &brasa_aaa::UpstreamConfig, _: [u8; 16], id: u8| {
-            let mut message = record.message.clone();
-            message.identifier = id;
-            Some(message)
-        };
-        let answered = radius::exchange(
-            &healths,
-            &pool,
-            &pool.acct_servers,
-            radius::MessageAuthenticator::Keep,
-            &build,
-        )
-        .await;
-        if answered.is_some() {
-            component.stats.acct_sent.fetch_add(1, Ordering::Relaxed);
-        } else {
-            component.stats.acct_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(subscriber = %record.instance.subscriber, service = %record.instance.service, pool = %pool.name, "no accounting server answered");
+    let mut journal = Some(journal);
+    let mut batch = Vec::with_capacity(JOURNAL_BATCH);
+    while queue.recv_many(&mut batch, JOURNAL_BATCH).await > 0 {
+        if let Some(mut open) = journal.take() {
+            let records = std::mem::take(&mut batch);
+            let written = tokio::task::spawn_blocking(move || {
+                let result = open.record(&records);
+                (open, records, result)
+            })
+            .await;
+            match written {
+                Ok((open, records, result)) => {
+                    journal = Some(open);
+                    batch = records;
+                    if let Err(error) = result {
+                        component
+                            .stats
+                            .acct_journal_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(%error, "cannot write the accounting journal: these instances get no Stop after a crash");
+                    }
+                }
+                Err(error) => {
+                    // The batch went down with the writer: nothing left to send of it.
+                    tracing::error!(%error, "the accounting journal's writer panicked: a batch of records is lost and journaling stops");
+                    continue;
+                }
+            }
         }
+        for record in batch.drain(..) {
+            send_record(&component, &pool, &healths, record).await;
+        }
+    }
+}
+
+/// Sends one record to the pool's accounting servers and counts the outcome.
+async fn send_record(
+    component: &PccComponent,
+    pool: &brasa_aaa::PoolConfig,
+    healths: &radius::ServerHealths,
+    record: AcctRecord,
+) {
+    let build = |_: &brasa_aaa::UpstreamConfig, _: [u8; 16], id: u8| {
+        let mut message = record.message.clone();
+        message.identifier = id;
+        Some(message)
+    };
+    let answered = radius::exchange(
+        healths,
+        pool,
+        &pool.acct_servers,
+        radius::MessageAuthenticator::Keep,
+        &build,
+    )
+    .await;
+    if answered.is_some() {
+        component.stats.acct_sent.fetch_add(1, Ordering::Relaxed);
+    } else {
+        component.stats.acct_failed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(subscriber = %record.instance().subscriber, service = %record.instance().service, pool = %pool.name, "no accounting server answered");
     }
 }

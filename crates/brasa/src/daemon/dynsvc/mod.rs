@@ -39,10 +39,9 @@ use brasa_dynsvc::{
 use brasa_radius::acct::SessionCounters;
 use brasa_radius::{AcctTerminateCause, Code, Dictionary};
 use brasa_script::{
-    DynAction, DynReport, DynRun, IdKind, ReferenceChange, ReferenceKey, Referenced, RunOptions,
+    DynAction, DynReport, DynRun, ReferenceChange, ReferenceKey, Referenced, RunOptions,
     ScriptParams, ServiceState,
 };
-use brasa_services::model::FilterKind;
 use brasa_services::SapId;
 use brasa_services_net::Durability;
 use config::{CaptureDebug, DynamicServicesResolved, PolicyResolved};
@@ -736,47 +735,11 @@ impl DynServices {
 
     /// The identifiers and references a run of `policy` may take.
     async fn resources(&self, policy: &PolicyResolved) -> RunResources {
-        let (service_range, filter_range) =
-            (policy.service_range.clone(), policy.filter_range.clone());
-        let (used_services, used_filters) = self
-            .services
-            .manager
-            .read(|config, _| {
-                let used_services = service_range
-                    .as_ref()
-                    .map(|range| {
-                        config
-                            .services()
-                            .map(|(id, _)| id)
-                            .filter(|id| range.contains(id))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let mut used_filters = BTreeMap::new();
-                if let Some(range) = &filter_range {
-                    for (kind, id_kind) in [
-                        (FilterKind::Ip, IdKind::IpFilterId),
-                        (FilterKind::Ipv6, IdKind::Ipv6FilterId),
-                        (FilterKind::Mac, IdKind::MacFilterId),
-                    ] {
-                        used_filters.insert(
-                            id_kind,
-                            config
-                                .filters()
-                                .filter(|(r, _)| r.kind == kind && range.contains(&r.id))
-                                .map(|(r, _)| r.id)
-                                .collect(),
-                        );
-                    }
-                }
-                (used_services, used_filters)
-            })
-            .await;
+        let config = self.services.manager.read(|config, _| config.clone()).await;
         RunResources {
-            service_range,
-            filter_range,
-            used_services,
-            used_filters,
+            service_range: policy.service_range.clone(),
+            filter_range: policy.filter_range.clone(),
+            config,
             references: self.state().references.clone(),
         }
     }

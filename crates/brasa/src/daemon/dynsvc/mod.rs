@@ -8,7 +8,7 @@
 //! reference table a run sees cannot change under it. The trigger machine is behind a mutex
 //! that the punt path, the authentications, the timer and the management API take briefly.
 //!
-//! Many triggers authenticate at once (at most [`MAX_AUTHENTICATIONS`] Access-Requests in
+//! Many triggers authenticate at once (at most `max_access_requests` Access-Requests in
 //! flight); their setups queue for the runner, which takes every setup queued at that moment
 //! as one group ([`DynServices::set_up_group`]): the ledger lists all their SAPs with one
 //! disk sync, each script runs and its CLI is applied as its own transaction, in order, then
@@ -53,12 +53,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::{mpsc, Notify, Semaphore};
-
-/// The most Access-Requests of data triggers in flight at once; the others wait their turn.
-/// Each holds its own UDP socket until answered or timed out: enough for a burst of a thousand
-/// new VLANs against a server that does not answer, few enough that a trigger flood cannot
-/// take every file descriptor.
-pub const MAX_AUTHENTICATIONS: usize = 1024;
 
 /// The most setups the runner takes as one group (one ledger sync).
 const MAX_SETUP_GROUP: usize = 512;
@@ -218,7 +212,7 @@ pub struct DynServices {
     /// The SAPs whose services a restart must remove; its own lock, as its disk syncs must
     /// not hold up the trigger machine.
     ledger: Arc<Mutex<ledger::Ledger>>,
-    /// Permits for [`MAX_AUTHENTICATIONS`] Access-Requests.
+    /// Permits for `max_access_requests` Access-Requests.
     authentications: Arc<Semaphore>,
     /// The debug filters of each capture SAP (`debug service dynamic-services capture-sap`):
     /// the config's at start, changed at run time through the management API.
@@ -378,6 +372,7 @@ pub async fn start(
     let (work, queue) = mpsc::unbounded_channel();
     let accounting = Accounting::new(config.nas.identifier.clone());
     let debug = config.capture_debug.clone();
+    let authentications = Arc::new(Semaphore::new(config.max_access_requests));
     let component = Arc::new(DynServices {
         config,
         state: Mutex::new(State {
@@ -389,7 +384,7 @@ pub async fn start(
             marks: HashMap::new(),
         }),
         ledger: Arc::new(Mutex::new(ledger)),
-        authentications: Arc::new(Semaphore::new(MAX_AUTHENTICATIONS)),
+        authentications,
         debug: std::sync::RwLock::new(
             debug
                 .iter()

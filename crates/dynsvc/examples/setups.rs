@@ -68,17 +68,11 @@ impl DynResources for FromConfig<'_> {
         if kind != IdKind::ServiceId {
             return Ok(None);
         }
-        let mut start = 10_000;
-        loop {
-            let Some(id) = brasa_services::alloc::free_service_id(self.config, start..=59_999)
-            else {
-                return Ok(None);
-            };
-            if !taken.contains(&id) {
-                return Ok(Some(id));
-            }
-            start = id + 1;
-        }
+        Ok(brasa_services::alloc::free_service_id_except(
+            self.config,
+            10_000..=59_999,
+            taken,
+        ))
     }
 
     fn reference(&mut self, _key: &ReferenceKey) -> Result<Option<Referenced>, ResourceError> {

@@ -16,13 +16,14 @@
 //! - an IES/VPRN interface is its SAP cross-connected with its TAP port (see
 //!   [`brasa_services::kernel`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use brasa_dataplane::acl::{self, Disposition, IpFamily, Match, PortRange, VidMatch};
 use brasa_dataplane::pipeline::PortId;
 use brasa_dataplane::policer::{self, ColourMode, Meter, PolicerConfig, MAX_RATE_KBPS};
-use brasa_dataplane::sap::{PortEncap, SapEncap, Tag as DpTag};
+use brasa_dataplane::sap::{PortEncap, SapEncap, SapId as DpSapId, Tag as DpTag};
 use brasa_dataplane::service::{
     EpipeSpec, FilterAction, FilterEntrySpec, FilterKind as DpFilterKind, FilterSpec, GreSpec,
     L3Interface, L3Spec, PolicerSpec, PortSpec, SapDirection as DpDirection, SapSpec, ServiceError,
@@ -31,11 +32,11 @@ use brasa_dataplane::service::{
 use brasa_dataplane::wire::MacAddr as DpMac;
 use brasa_services::kernel;
 use brasa_services::model::{
-    Action, AdminState, Direction, FilterKind, MeterMode, PortMatch, Rate, ServiceBody, ServiceId,
-    StatMode,
+    Action, AdminState, Direction, FilterKind, FilterRef, MeterMode, PortMatch, QosRef, Rate, Sap,
+    ServiceBody, ServiceId, StatMode,
 };
-use brasa_services::{Encapsulation, Environment, SapId, SapTags, ServiceConfig, Tag};
-use std::sync::Arc;
+use brasa_services::{Encapsulation, Environment, SapId, SapTags, ServiceConfig, Tag, Transaction};
+use imbl::{OrdMap, OrdSet};
 
 /// Why a configuration cannot be given to the data plane.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,14 +116,60 @@ impl GreResolver for NoGre {
     }
 }
 
-/// The complete set of specs a configuration wants from the data plane.
+/// The complete set of specs a configuration wants from the data plane, with the indexes an
+/// incremental compile needs. Persistent maps: a transaction's copy costs O(1) and each entry
+/// it recompiles copies a few tree nodes of pointers.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Plane {
-    ports: BTreeMap<PortId, PortSpec>,
-    policers: BTreeMap<u32, PolicerSpec>,
-    filters: BTreeMap<(DpFilterKind, u32), FilterSpec>,
-    services: BTreeMap<ServiceId, ServiceSpec>,
-    saps: BTreeMap<brasa_dataplane::sap::SapId, SapSpec>,
+    ports: OrdMap<PortId, PortSpec>,
+    policers: OrdMap<u32, PolicerSpec>,
+    filters: OrdMap<(DpFilterKind, u32), Arc<FilterSpec>>,
+    services: OrdMap<ServiceId, Arc<ServiceSpec>>,
+    saps: OrdMap<DpSapId, Arc<SapSpec>>,
+    /// The SAPs of each service (the TAP SAPs of IP interfaces included).
+    service_saps: OrdMap<ServiceId, OrdSet<DpSapId>>,
+    /// The SAPs that name each QoS policy: a change of the policy recompiles them.
+    qos_users: OrdMap<QosRef, OrdSet<SapId>>,
+    /// The Epipes with a GRE tunnel, whose next hops every transaction resolves again.
+    gre_services: OrdSet<ServiceId>,
+}
+
+/// The plane entries a compile may have changed: what [`apply`] compares, in key order.
+#[derive(Debug, Default)]
+struct Keys {
+    ports: BTreeSet<PortId>,
+    policers: BTreeSet<u32>,
+    filters: BTreeSet<(DpFilterKind, u32)>,
+    services: BTreeSet<ServiceId>,
+    saps: BTreeSet<DpSapId>,
+}
+
+impl Keys {
+    /// Every entry of either plane: what a compile of the whole configuration compares.
+    fn union(old: &Plane, new: &Plane) -> Self {
+        Self {
+            ports: old.ports.keys().chain(new.ports.keys()).copied().collect(),
+            policers: old
+                .policers
+                .keys()
+                .chain(new.policers.keys())
+                .copied()
+                .collect(),
+            filters: old
+                .filters
+                .keys()
+                .chain(new.filters.keys())
+                .copied()
+                .collect(),
+            services: old
+                .services
+                .keys()
+                .chain(new.services.keys())
+                .copied()
+                .collect(),
+            saps: old.saps.keys().chain(new.saps.keys()).copied().collect(),
+        }
+    }
 }
 
 /// A compiled transaction: the snapshot to install and the compiler state to keep once it is.
@@ -135,10 +182,12 @@ pub struct Compiled {
 }
 
 /// Policer instance ids, stable per (SAP, direction) while the SAP keeps a policer there.
-#[derive(Debug, Clone, Default)]
+/// A new key takes the lowest free id, so the ids depend only on the order keys are asked for
+/// (SAP order, in both compiles), never on the order they were given back.
+#[derive(Debug, Clone, Default, PartialEq)]
 struct PolicerIds {
-    by_sap: HashMap<(SapId, Direction), u32>,
-    free: Vec<u32>,
+    by_sap: OrdMap<(SapId, Direction), u32>,
+    free: OrdSet<u32>,
     next: u32,
 }
 
@@ -147,7 +196,7 @@ impl PolicerIds {
         if let Some(id) = self.by_sap.get(&key) {
             return *id;
         }
-        let id = self.free.pop().unwrap_or_else(|| {
+        let id = self.free.remove_min().unwrap_or_else(|| {
             self.next += 1;
             self.next
         });
@@ -155,18 +204,27 @@ impl PolicerIds {
         id
     }
 
-    /// Frees the ids of keys not in `used`.
-    fn keep_only(&mut self, used: &std::collections::HashSet<(SapId, Direction)>) {
+    fn release(&mut self, key: &(SapId, Direction)) {
+        if let Some(id) = self.by_sap.remove(key) {
+            self.free.insert(id);
+        }
+    }
+
+    /// Frees the ids of SAP directions that `config` does not police.
+    fn keep_only(&mut self, config: &ServiceConfig) {
         let stale: Vec<(SapId, Direction)> = self
             .by_sap
             .keys()
-            .filter(|key| !used.contains(*key))
+            .filter(|(sap, dir)| {
+                config
+                    .sap(sap)
+                    .and_then(|s| config.sap_policer(s, *dir))
+                    .is_none()
+            })
             .cloned()
             .collect();
-        for key in stale {
-            if let Some(id) = self.by_sap.remove(&key) {
-                self.free.push(id);
-            }
+        for key in &stale {
+            self.release(key);
         }
     }
 }
@@ -201,8 +259,11 @@ impl Compiler {
         Self::default()
     }
 
-    /// Compiles `config` into a snapshot, leaving this compiler as it is until
-    /// [`commit`](Self::commit).
+    /// Compiles the whole of `config` into a snapshot, leaving this compiler as it is until
+    /// [`commit`](Self::commit): every object's spec is derived again and compared with the
+    /// installed one. It costs in proportion to the configuration; it is the reference that
+    /// [`prepare_transaction`](Self::prepare_transaction) must agree with, and what to use
+    /// when the environment or the ports changed under the configuration.
     pub fn prepare(
         &self,
         config: &ServiceConfig,
@@ -211,9 +272,118 @@ impl Compiler {
         gre: &dyn GreResolver,
     ) -> Result<Compiled, CompileError> {
         let mut policer_ids = self.policer_ids.clone();
-        let plane = plane(config, env, ports, gre, &mut policer_ids)?;
+        let mut plane = Plane::default();
+        let mut keys = Keys::default();
+        let nothing = ServiceConfig::new();
+        plane.compile_ports(env, ports, &mut keys)?;
+        for (reference, _) in config.filters() {
+            plane.compile_filter(config, reference, &mut keys)?;
+        }
+        for (id, _) in config.services() {
+            plane.compile_service(config, id, ports, gre, &mut keys)?;
+        }
+        for (id, _) in config.saps() {
+            plane.compile_sap(&nothing, config, id, ports, &mut policer_ids, &mut keys)?;
+        }
+        policer_ids.keep_only(config);
+        let keys = Keys::union(&self.plane, &plane);
+        self.finish(plane, policer_ids, &keys)
+    }
+
+    /// Compiles a transaction prepared against `running` (the configuration this compiler's
+    /// last committed compile was made from, with the same `env` and ports): only the objects
+    /// the transaction changed, the SAPs of the QoS policies it changed, the IP services whose
+    /// SAPs it changed and the GRE Epipes (whose next hops may have moved) are derived again
+    /// and compared, so a transaction costs in proportion to what it changes. The result is
+    /// the one [`prepare`](Self::prepare) gives for `txn.config()`.
+    pub fn prepare_transaction(
+        &self,
+        running: &ServiceConfig,
+        txn: &Transaction,
+        env: &Environment,
+        ports: &dyn PortIds,
+        gre: &dyn GreResolver,
+    ) -> Result<Compiled, CompileError> {
+        let config = txn.config();
+        let diff = txn.diff();
+        let mut saps: BTreeSet<SapId> = diff.saps.iter().map(|(id, _)| id.clone()).collect();
+        for (policy, _) in &diff.qos_policies {
+            if let Some(users) = self.plane.qos_users.get(policy) {
+                saps.extend(users.iter().cloned());
+            }
+        }
+        let mut services: BTreeSet<ServiceId> = diff.services.iter().map(|(id, _)| *id).collect();
+        services.extend(self.plane.gre_services.iter().copied());
+        // An IP interface is compiled only while its SAP is up.
+        for sap in &saps {
+            for config in [running, config] {
+                if let Some(sap) = config.sap(sap) {
+                    if config
+                        .service(sap.service)
+                        .is_some_and(|s| s.kind().is_routed())
+                    {
+                        services.insert(sap.service);
+                    }
+                }
+            }
+        }
+        let mut plane = self.plane.clone();
+        let mut policer_ids = self.policer_ids.clone();
+        let mut keys = Keys::default();
+        plane.compile_ports(env, ports, &mut keys)?;
+        for (reference, _) in &diff.filters {
+            plane.compile_filter(config, *reference, &mut keys)?;
+        }
+        for id in services {
+            plane.compile_service(config, id, ports, gre, &mut keys)?;
+        }
+        for id in &saps {
+            plane.compile_sap(running, config, id, ports, &mut policer_ids, &mut keys)?;
+        }
+        // Given back only now, so that no SAP of this transaction takes another's old id:
+        // the order the full compile hands them out in.
+        for sap in &saps {
+            for dir in [Direction::Ingress, Direction::Egress] {
+                let policed = config
+                    .sap(sap)
+                    .and_then(|s| config.sap_policer(s, dir))
+                    .is_some();
+                if !policed {
+                    policer_ids.release(&(sap.clone(), dir));
+                }
+            }
+        }
+        self.finish(plane, policer_ids, &keys)
+    }
+
+    /// The GRE tunnels (local, remote) the next [`prepare_transaction`] of `txn` resolves:
+    /// those of the Epipes it changed and of every Epipe with a tunnel.
+    ///
+    /// [`prepare_transaction`]: Self::prepare_transaction
+    pub fn tunnels_of(&self, txn: &Transaction) -> BTreeSet<(IpAddr, IpAddr)> {
+        let config = txn.config();
+        txn.diff()
+            .services
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(self.plane.gre_services.iter().copied())
+            .filter_map(|id| match &config.service(id)?.body {
+                ServiceBody::Epipe(epipe) => epipe.gre_tunnel.map(|t| (t.local, t.remote)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Applies the entries of `keys` that differ between the installed plane and `plane` to
+    /// a copy of the builder and builds the snapshot.
+    fn finish(
+        &self,
+        plane: Plane,
+        policer_ids: PolicerIds,
+        keys: &Keys,
+    ) -> Result<Compiled, CompileError> {
         let mut builder = self.builder.clone();
-        apply(&mut builder, &self.plane, &plane)?;
+        apply(&mut builder, &self.plane, &plane, keys)?;
         let tables = builder.build();
         Ok(Compiled {
             builder,
@@ -231,11 +401,7 @@ impl Compiler {
     }
 
     /// The data-plane SAP of a configuration SAP, as installed.
-    pub fn dataplane_sap(
-        &self,
-        sap: &SapId,
-        ports: &dyn PortIds,
-    ) -> Option<brasa_dataplane::sap::SapId> {
+    pub fn dataplane_sap(&self, sap: &SapId, ports: &dyn PortIds) -> Option<DpSapId> {
         let id = sap_id(sap, ports).ok()?;
         self.plane.saps.contains_key(&id).then_some(id)
     }
@@ -246,72 +412,106 @@ impl Compiler {
     }
 }
 
-/// Applies the differences between two planes: removals first (SAPs, services, filters,
-/// policers, ports: what refers before what is referred to), then additions and changes in the
-/// opposite order.
-fn apply(builder: &mut ServiceTablesBuilder, old: &Plane, new: &Plane) -> Result<(), ServiceError> {
-    for id in old.saps.keys().filter(|id| !new.saps.contains_key(id)) {
-        builder.remove_sap(id)?;
+/// Applies the differences between two planes over `keys`: removals first (SAPs, services,
+/// filters, policers, ports: what refers before what is referred to), then additions and
+/// changes in the opposite order, each kind in key order — the same builder operations in the
+/// same order whether `keys` is every entry or only those a transaction touched.
+fn apply(
+    builder: &mut ServiceTablesBuilder,
+    old: &Plane,
+    new: &Plane,
+    keys: &Keys,
+) -> Result<(), ServiceError> {
+    for id in keys.saps.iter().filter(|id| !new.saps.contains_key(*id)) {
+        if old.saps.contains_key(id) {
+            builder.remove_sap(id)?;
+        }
     }
     // A service whose type changes is removed and added again (the builder refuses a type
     // change while it has SAPs; they are re-added below).
-    for (id, spec) in &old.services {
+    let mut readd = BTreeSet::new();
+    for id in &keys.services {
+        let Some(spec) = old.services.get(id) else {
+            continue;
+        };
         let retyped = new
             .services
             .get(id)
-            .is_some_and(|n| std::mem::discriminant(n) != std::mem::discriminant(spec));
+            .is_some_and(|n| std::mem::discriminant(&**n) != std::mem::discriminant(&**spec));
         if !new.services.contains_key(id) || retyped {
-            for sap in old.saps.iter().filter(|(_, s)| s.service == *id) {
-                if new.saps.contains_key(sap.0) {
-                    builder.remove_sap(sap.0)?;
+            for sap in old.service_saps.get(id).into_iter().flatten() {
+                if new.saps.contains_key(sap) {
+                    builder.remove_sap(sap)?;
+                    readd.insert(*sap);
                 }
             }
             builder.remove_service(*id)?;
         }
     }
-    for key in old.filters.keys().filter(|k| !new.filters.contains_key(k)) {
-        builder.remove_filter(key.0, key.1)?;
-    }
-    for id in old
-        .policers
-        .keys()
-        .filter(|k| !new.policers.contains_key(k))
+    for key in keys
+        .filters
+        .iter()
+        .filter(|k| !new.filters.contains_key(*k))
     {
-        builder.remove_policer(*id)?;
-    }
-    for id in old.ports.keys().filter(|k| !new.ports.contains_key(k)) {
-        builder.remove_port(*id)?;
-    }
-    for (id, spec) in &new.ports {
-        if old.ports.get(id) != Some(spec) {
-            builder.set_port(*spec)?;
+        if old.filters.contains_key(key) {
+            builder.remove_filter(key.0, key.1)?;
         }
     }
-    for (id, spec) in &new.policers {
-        if old.policers.get(id) != Some(spec) {
-            builder.set_policer(*spec)?;
+    for id in keys
+        .policers
+        .iter()
+        .filter(|k| !new.policers.contains_key(*k))
+    {
+        if old.policers.contains_key(id) {
+            builder.remove_policer(*id)?;
         }
     }
-    for (key, spec) in &new.filters {
-        if old.filters.get(key) != Some(spec) {
-            builder.set_filter(spec.clone())?;
+    for id in keys.ports.iter().filter(|k| !new.ports.contains_key(*k)) {
+        if old.ports.contains_key(id) {
+            builder.remove_port(*id)?;
         }
     }
-    for (id, spec) in &new.services {
-        if old.services.get(id) != Some(spec) || builder.service(*id).is_none() {
-            builder.set_service(spec.clone())?;
+    for id in &keys.ports {
+        if let Some(spec) = new.ports.get(id) {
+            if old.ports.get(id) != Some(spec) {
+                builder.set_port(*spec)?;
+            }
         }
     }
-    for (id, spec) in &new.saps {
-        if old.saps.get(id) != Some(spec) || builder.sap(id).is_none() {
-            builder.set_sap(spec.clone())?;
+    for id in &keys.policers {
+        if let Some(spec) = new.policers.get(id) {
+            if old.policers.get(id) != Some(spec) {
+                builder.set_policer(*spec)?;
+            }
+        }
+    }
+    for key in &keys.filters {
+        if let Some(spec) = new.filters.get(key) {
+            if old.filters.get(key) != Some(spec) {
+                builder.set_filter((**spec).clone())?;
+            }
+        }
+    }
+    for id in &keys.services {
+        if let Some(spec) = new.services.get(id) {
+            if old.services.get(id) != Some(spec) || builder.service(*id).is_none() {
+                builder.set_service((**spec).clone())?;
+            }
+        }
+    }
+    let saps: BTreeSet<&DpSapId> = keys.saps.iter().chain(&readd).collect();
+    for id in saps {
+        if let Some(spec) = new.saps.get(id) {
+            if old.saps.get(id) != Some(spec) || builder.sap(id).is_none() {
+                builder.set_sap((**spec).clone())?;
+            }
         }
     }
     Ok(())
 }
 
 /// The data-plane SAP id of a configuration SAP.
-fn sap_id(sap: &SapId, ports: &dyn PortIds) -> Result<brasa_dataplane::sap::SapId, CompileError> {
+fn sap_id(sap: &SapId, ports: &dyn PortIds) -> Result<DpSapId, CompileError> {
     let port = ports
         .port_id(sap.port().as_str())
         .ok_or_else(|| CompileError::NoPort(sap.port().to_string()))?;
@@ -328,39 +528,79 @@ fn sap_id(sap: &SapId, ports: &dyn PortIds) -> Result<brasa_dataplane::sap::SapI
             inner: tag(inner),
         },
     };
-    Ok(brasa_dataplane::sap::SapId { port, encap })
+    Ok(DpSapId { port, encap })
 }
 
-fn plane(
-    config: &ServiceConfig,
-    env: &Environment,
-    ports: &dyn PortIds,
-    gre: &dyn GreResolver,
-    policer_ids: &mut PolicerIds,
-) -> Result<Plane, CompileError> {
-    let mut plane = Plane::default();
-    for (name, encap) in env.ports.iter() {
-        let port = ports
-            .port_id(name.as_str())
-            .ok_or_else(|| CompileError::NoPort(name.to_string()))?;
-        let encap = match encap {
-            Encapsulation::Null => PortEncap::Null,
-            Encapsulation::Dot1q => PortEncap::Dot1q,
-            Encapsulation::Qinq => PortEncap::Qinq,
-        };
-        plane.ports.insert(
-            port,
-            PortSpec {
-                outer_tpid: ports.outer_tpid(name.as_str()),
-                ..PortSpec::new(port, encap)
-            },
-        );
+/// The QoS policies a SAP names.
+fn qos_refs(sap: &Sap) -> impl Iterator<Item = QosRef> + '_ {
+    [Direction::Ingress, Direction::Egress]
+        .into_iter()
+        .filter_map(|dir| {
+            Some(QosRef {
+                kind: dir.qos_kind(),
+                id: sap.direction(dir).qos?,
+            })
+        })
+}
+
+impl Plane {
+    fn link(&mut self, service: ServiceId, sap: DpSapId) {
+        self.service_saps.entry(service).or_default().insert(sap);
     }
-    for (reference, filter) in config.filters() {
+
+    fn unlink(&mut self, service: ServiceId, sap: &DpSapId) {
+        if let Some(saps) = self.service_saps.get_mut(&service) {
+            saps.remove(sap);
+            if saps.is_empty() {
+                self.service_saps.remove(&service);
+            }
+        }
+    }
+
+    /// The access ports of `env`.
+    fn compile_ports(
+        &mut self,
+        env: &Environment,
+        ports: &dyn PortIds,
+        keys: &mut Keys,
+    ) -> Result<(), CompileError> {
+        for (name, encap) in env.ports.iter() {
+            let port = ports
+                .port_id(name.as_str())
+                .ok_or_else(|| CompileError::NoPort(name.to_string()))?;
+            let encap = match encap {
+                Encapsulation::Null => PortEncap::Null,
+                Encapsulation::Dot1q => PortEncap::Dot1q,
+                Encapsulation::Qinq => PortEncap::Qinq,
+            };
+            keys.ports.insert(port);
+            self.ports.insert(
+                port,
+                PortSpec {
+                    outer_tpid: ports.outer_tpid(name.as_str()),
+                    ..PortSpec::new(port, encap)
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Derives one filter's spec from `config` again (removes it when `config` has none).
+    fn compile_filter(
+        &mut self,
+        config: &ServiceConfig,
+        reference: FilterRef,
+        keys: &mut Keys,
+    ) -> Result<(), CompileError> {
         let kind = match reference.kind {
             FilterKind::Ip => DpFilterKind::Ip,
             FilterKind::Ipv6 => DpFilterKind::Ipv6,
             FilterKind::Mac => DpFilterKind::Mac,
+        };
+        keys.filters.insert((kind, reference.id));
+        let Some(filter) = config.filter(reference) else {
+            self.filters.remove(&(kind, reference.id));
+            return Ok(());
         };
         let name = reference.to_string();
         let mut entries = Vec::new();
@@ -384,19 +624,44 @@ fn plane(
                 },
             });
         }
-        plane.filters.insert(
+        self.filters.insert(
             (kind, reference.id),
-            FilterSpec {
+            Arc::new(FilterSpec {
                 id: reference.id,
                 kind,
                 default_action: disposition(filter.default_action),
                 entries,
-            },
+            }),
         );
+        Ok(())
     }
-    let mut used_policers = std::collections::HashSet::new();
-    let mut taps = Vec::new();
-    for (id, service) in config.services() {
+
+    /// Derives one service's spec from `config` again, with the TAP ports and SAPs of its IP
+    /// interfaces (removes them all when `config` has no such service).
+    fn compile_service(
+        &mut self,
+        config: &ServiceConfig,
+        id: ServiceId,
+        ports: &dyn PortIds,
+        gre: &dyn GreResolver,
+        keys: &mut Keys,
+    ) -> Result<(), CompileError> {
+        keys.services.insert(id);
+        if let Some(old) = self.services.remove(&id) {
+            if let ServiceSpec::L3(l3) = &*old {
+                for interface in &l3.interfaces {
+                    keys.ports.insert(interface.tap.port);
+                    keys.saps.insert(interface.tap);
+                    self.ports.remove(&interface.tap.port);
+                    self.saps.remove(&interface.tap);
+                    self.unlink(id, &interface.tap);
+                }
+            }
+        }
+        self.gre_services.remove(&id);
+        let Some(service) = config.service(id) else {
+            return Ok(());
+        };
         let shutdown = service.admin != AdminState::Up;
         let spec = match &service.body {
             ServiceBody::Epipe(epipe) => {
@@ -409,6 +674,7 @@ fn plane(
                                 reason,
                             }
                         })?;
+                        self.gre_services.insert(id);
                         Some(GreSpec {
                             port: hop.port,
                             vlan: hop.vlan,
@@ -456,7 +722,7 @@ fn plane(
                         interface: name.clone(),
                         tap: tap.clone(),
                     })?;
-                    let tap_sap = brasa_dataplane::sap::SapId {
+                    let tap_sap = DpSapId {
                         port: tap_port,
                         encap: SapEncap::Null,
                     };
@@ -464,7 +730,15 @@ fn plane(
                         sap: sap_id(sap, ports)?,
                         tap: tap_sap,
                     });
-                    taps.push((tap_port, tap_sap, id));
+                }
+                for interface in &interfaces {
+                    let tap = interface.tap;
+                    keys.ports.insert(tap.port);
+                    keys.saps.insert(tap);
+                    self.ports
+                        .insert(tap.port, PortSpec::new(tap.port, PortEncap::Null));
+                    self.saps.insert(tap, Arc::new(SapSpec::new(tap, id)));
+                    self.link(id, tap);
                 }
                 ServiceSpec::L3(L3Spec {
                     id,
@@ -473,16 +747,48 @@ fn plane(
                 })
             }
         };
-        plane.services.insert(id, spec);
+        self.services.insert(id, Arc::new(spec));
+        Ok(())
     }
-    for (tap_port, tap_sap, service) in taps {
-        plane
-            .ports
-            .insert(tap_port, PortSpec::new(tap_port, PortEncap::Null));
-        plane.saps.insert(tap_sap, SapSpec::new(tap_sap, service));
-    }
-    for (id, sap) in config.saps() {
+
+    /// Derives one SAP's spec from `config` again, with its policers (removes them when
+    /// `config` has no such SAP); `running` is the configuration the plane was compiled from.
+    /// The policer ids of directions no longer policed stay taken: the caller gives them back
+    /// once every SAP is compiled.
+    fn compile_sap(
+        &mut self,
+        running: &ServiceConfig,
+        config: &ServiceConfig,
+        id: &SapId,
+        ports: &dyn PortIds,
+        policer_ids: &mut PolicerIds,
+        keys: &mut Keys,
+    ) -> Result<(), CompileError> {
         let dp_id = sap_id(id, ports)?;
+        keys.saps.insert(dp_id);
+        if let Some(old) = running.sap(id) {
+            for policy in qos_refs(old) {
+                if let Some(users) = self.qos_users.get_mut(&policy) {
+                    users.remove(id);
+                    if users.is_empty() {
+                        self.qos_users.remove(&policy);
+                    }
+                }
+            }
+        }
+        if let Some(old) = self.saps.remove(&dp_id) {
+            self.unlink(old.service, &dp_id);
+            for policer in [old.ingress.policer, old.egress.policer]
+                .into_iter()
+                .flatten()
+            {
+                keys.policers.insert(policer);
+                self.policers.remove(&policer);
+            }
+        }
+        let Some(sap) = config.sap(id) else {
+            return Ok(());
+        };
         let mut spec = SapSpec::new(dp_id, sap.service);
         spec.shutdown = sap.admin != AdminState::Up;
         spec.capture = sap.capture;
@@ -501,10 +807,9 @@ fn plane(
             target.ipv6_filter = settings.ipv6_filter;
             target.mac_filter = settings.mac_filter;
             if let Some((_, effective)) = config.sap_policer(sap, dir) {
-                let key = (id.clone(), dir);
-                let policer = policer_ids.get(key.clone());
-                used_policers.insert(key);
-                plane.policers.insert(
+                let policer = policer_ids.get((id.clone(), dir));
+                keys.policers.insert(policer);
+                self.policers.insert(
                     policer,
                     PolicerSpec {
                         id: policer,
@@ -514,10 +819,13 @@ fn plane(
                 target.policer = Some(policer);
             }
         }
-        plane.saps.insert(dp_id, spec);
+        for policy in qos_refs(sap) {
+            self.qos_users.entry(policy).or_default().insert(id.clone());
+        }
+        self.link(sap.service, dp_id);
+        self.saps.insert(dp_id, Arc::new(spec));
+        Ok(())
     }
-    policer_ids.keep_only(&used_policers);
-    Ok(plane)
 }
 
 fn disposition(action: Action) -> Disposition {
@@ -661,3 +969,6 @@ fn mac_match(
         inner_vid: m.inner_tag.map(vid),
     })
 }
+
+#[cfg(test)]
+mod tests;

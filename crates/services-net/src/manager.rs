@@ -5,7 +5,8 @@
 //!
 //! 1. brasa-services validates the complete candidate configuration ([`ServiceConfig::prepare`]);
 //! 2. the kernel plan runs (TAPs, VPRN namespaces, addresses, routes), rolled back on failure;
-//! 3. the candidate is compiled into the data plane's tables ([`Compiler`]);
+//! 3. what the transaction changed is compiled into the data plane's tables
+//!    ([`Compiler::prepare_transaction`]: its cost follows the change, not the configuration);
 //! 4. the data plane installs the snapshot between two batches;
 //! 5. only then the candidate becomes the running configuration and is journalled.
 //!
@@ -17,7 +18,7 @@
 //! and [`ServiceManager::sync_journal`] writes the queue with one `fdatasync` (group commit:
 //! a caller that applies many transactions in a row pays one disk sync, not one each).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -25,7 +26,6 @@ use std::sync::{Arc, Mutex};
 
 use brasa_dataplane::pipeline::PortId;
 use brasa_dataplane::service::ServiceTables;
-use brasa_services::model::ServiceBody;
 use brasa_services::{cli, Change, Environment, PortMap, ServiceConfig, TxnError};
 
 use crate::compile::{CompileError, Compiler, GreNextHop, GreResolver, PortIds};
@@ -277,12 +277,17 @@ impl ServiceManager {
         }
         let plan = txn.kernel_plan().clone();
         self.kernel.apply(&plan).await?;
-        let tunnels = self.resolve_tunnels(txn.config()).await;
+        let tunnels = self
+            .resolve_tunnels(running.compiler.tunnels_of(&txn))
+            .await;
         let ports = PlanePorts(&*self.plane);
-        let compiled = match running
-            .compiler
-            .prepare(txn.config(), &self.env, &ports, &tunnels)
-        {
+        let compiled = match running.compiler.prepare_transaction(
+            &running.config,
+            &txn,
+            &self.env,
+            &ports,
+            &tunnels,
+        ) {
             Ok(compiled) => compiled,
             Err(error) => {
                 self.undo(&plan).await;
@@ -301,21 +306,11 @@ impl ServiceManager {
         Ok(summary)
     }
 
-    /// Resolves the next hop of every GRE tunnel of `config` from the kernel; the outgoing
+    /// Resolves the next hops of `tunnels` (local, remote) from the kernel; the outgoing
     /// interface must be one of the data plane's ports.
-    async fn resolve_tunnels(&self, config: &ServiceConfig) -> ResolvedTunnels {
-        let tunnels: Vec<(IpAddr, IpAddr)> = config
-            .services()
-            .filter_map(|(_, service)| match &service.body {
-                ServiceBody::Epipe(epipe) => epipe.gre_tunnel.map(|t| (t.local, t.remote)),
-                _ => None,
-            })
-            .collect();
+    async fn resolve_tunnels(&self, tunnels: BTreeSet<(IpAddr, IpAddr)>) -> ResolvedTunnels {
         let mut resolved = BTreeMap::new();
         for (local, remote) in tunnels {
-            if resolved.contains_key(&(local, remote)) {
-                continue;
-            }
             let hop = match self.kernel.tunnel_hop(local, remote).await {
                 Ok(hop) => match self.plane.port_id(&hop.interface) {
                     Some(port) => Ok(GreNextHop {

@@ -25,6 +25,44 @@ pub fn free_filter_id(
     lowest_gap(config.filter_ids_from(kind, *range.start()), range)
 }
 
+/// The lowest service id in `range` that no service uses and `taken` does not hold (the ids
+/// a script run selected already, not yet applied).
+pub fn free_service_id_except(
+    config: &ServiceConfig,
+    range: RangeInclusive<ServiceId>,
+    taken: &[ServiceId],
+) -> Option<ServiceId> {
+    lowest_gap_except(range, taken, |range| free_service_id(config, range))
+}
+
+/// The lowest id of a filter of `kind` in `range` that no filter uses and `taken` does not
+/// hold.
+pub fn free_filter_id_except(
+    config: &ServiceConfig,
+    kind: FilterKind,
+    range: RangeInclusive<u32>,
+    taken: &[u32],
+) -> Option<u32> {
+    lowest_gap_except(range, taken, |range| free_filter_id(config, kind, range))
+}
+
+/// The lowest gap `free` finds in `range` that `taken` does not hold: each taken gap found
+/// starts the search again just above it.
+fn lowest_gap_except(
+    range: RangeInclusive<u32>,
+    taken: &[u32],
+    free: impl Fn(RangeInclusive<u32>) -> Option<u32>,
+) -> Option<u32> {
+    let (mut start, end) = (*range.start(), *range.end());
+    loop {
+        let id = free(start..=end)?;
+        if !taken.contains(&id) {
+            return Some(id);
+        }
+        start = id.checked_add(1)?;
+    }
+}
+
 /// The lowest value of `range` missing from `used` (ascending).
 fn lowest_gap(used: impl Iterator<Item = u32>, range: RangeInclusive<u32>) -> Option<u32> {
     let (start, end) = (*range.start(), *range.end());
@@ -62,5 +100,20 @@ mod tests {
         #[allow(clippy::reversed_empty_ranges)]
         let empty = 9..=5;
         assert_eq!(lowest_gap([].into_iter(), empty), None);
+    }
+
+    #[test]
+    fn taken_ids_are_skipped() {
+        let used = |range: RangeInclusive<u32>| lowest_gap([5, 7].into_iter(), range);
+        assert_eq!(lowest_gap_except(5..=9, &[], used), Some(6));
+        assert_eq!(lowest_gap_except(5..=9, &[6, 8], used), Some(9));
+        assert_eq!(lowest_gap_except(5..=9, &[6, 8, 9], used), None);
+        assert_eq!(
+            lowest_gap_except(u32::MAX..=u32::MAX, &[u32::MAX], |r| lowest_gap(
+                [].into_iter(),
+                r
+            )),
+            None
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Shared test fixtures: the data-plane ports and port map the tests run against.
 #![allow(dead_code)]
 
+pub mod strategies;
+
 use brasa_services::{cli, Encapsulation, Environment, PortMap, PortName, Ports, ServiceConfig};
 
 /// eth0 null, eth1 dot1q, eth2 and eth3 QinQ; SR OS 1/1/1..1/1/4 map onto them.

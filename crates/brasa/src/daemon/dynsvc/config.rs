@@ -18,6 +18,15 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Access-Requests of data triggers in flight at once unless `max_access_requests` says:
+/// enough for a burst of a thousand new VLANs against a server that does not answer, few
+/// enough that a trigger flood cannot take every file descriptor (each holds its own UDP
+/// socket until answered or timed out).
+pub const DEFAULT_MAX_ACCESS_REQUESTS: u32 = 1024;
+
+/// The largest `max_access_requests`: each request in flight holds a socket.
+const MAX_ACCESS_REQUESTS: u32 = 16_384;
+
 /// `[dynamic_services]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +44,9 @@ pub struct DynamicServicesSection {
     /// Most data triggers at once ("Reached data-trigger system limit").
     #[serde(default = "default_max_triggers")]
     pub max_triggers: usize,
+    /// Most Access-Requests of data triggers in flight at once; the others wait their turn.
+    #[serde(default = "default_max_access_requests")]
+    pub max_access_requests: Spanned<u32>,
     /// NAS-Identifier of the Access-Requests and Accounting-Requests.
     #[serde(default = "default_nas_identifier")]
     pub nas_identifier: String,
@@ -75,6 +87,9 @@ fn default_rate_burst() -> Spanned<u32> {
 }
 fn default_max_triggers() -> usize {
     TriggersConfig::default().max_triggers
+}
+fn default_max_access_requests() -> Spanned<u32> {
+    Spanned::new(0..0, DEFAULT_MAX_ACCESS_REQUESTS)
 }
 fn default_nas_identifier() -> String {
     "brasa".to_owned()
@@ -362,6 +377,8 @@ pub struct DynamicServicesResolved {
     pub nas: brasa_dynsvc::NasIdentity,
     /// Longest one script run may take.
     pub script_time_limit: Duration,
+    /// Most Access-Requests of data triggers in flight at once.
+    pub max_access_requests: usize,
     /// The CoA and Disconnect listener.
     pub coa_listen: Option<SocketAddr>,
     /// Who may send CoA and Disconnect requests.
@@ -472,6 +489,13 @@ pub fn resolve(
         if *rate.get_ref() == 0 {
             return Err(source.error_at(rate.span(), "expected a number above 0"));
         }
+    }
+    let in_flight = &section.max_access_requests;
+    if !(1..=MAX_ACCESS_REQUESTS).contains(in_flight.get_ref()) {
+        return Err(source.error_at(
+            in_flight.span(),
+            format!("expected a number of Access-Requests from 1 to {MAX_ACCESS_REQUESTS}"),
+        ));
     }
     let db_names: Vec<&str> = section
         .local_auth_dbs
@@ -714,6 +738,7 @@ pub fn resolve(
             identifier: section.nas_identifier,
         },
         script_time_limit: section.script_time_limit.0,
+        max_access_requests: *section.max_access_requests.get_ref() as usize,
         coa_listen: section.coa_listen,
         coa_clients: section
             .coa_clients
@@ -855,6 +880,14 @@ script_parameters = ["k={", "}"]
             (
                 "[dynamic_services]\nrate_limit = 0\n".to_string(),
                 "brasa.toml:2:14: expected a number above 0",
+            ),
+            (
+                "[dynamic_services]\nmax_access_requests = 0\n".to_string(),
+                "brasa.toml:2:23: expected a number of Access-Requests from 1 to 16384",
+            ),
+            (
+                "[dynamic_services]\nmax_access_requests = 20000\n".to_string(),
+                "brasa.toml:2:23: expected a number of Access-Requests from 1 to 16384",
             ),
         ];
         let wrong: Vec<String> = cases

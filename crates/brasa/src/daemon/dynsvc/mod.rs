@@ -8,7 +8,7 @@
 //! reference table a run sees cannot change under it. The trigger machine is behind a mutex
 //! that the punt path, the authentications, the timer and the management API take briefly.
 //!
-//! Many triggers authenticate at once (at most [`MAX_AUTHENTICATIONS`] Access-Requests in
+//! Many triggers authenticate at once (at most `max_access_requests` Access-Requests in
 //! flight); their setups queue for the runner, which takes every setup queued at that moment
 //! as one group ([`DynServices::set_up_group`]): the ledger lists all their SAPs with one
 //! disk sync, each script runs and its CLI is applied as its own transaction, in order, then
@@ -39,10 +39,9 @@ use brasa_dynsvc::{
 use brasa_radius::acct::SessionCounters;
 use brasa_radius::{AcctTerminateCause, Code, Dictionary};
 use brasa_script::{
-    DynAction, DynReport, DynRun, IdKind, ReferenceChange, ReferenceKey, Referenced, RunOptions,
+    DynAction, DynReport, DynRun, ReferenceChange, ReferenceKey, Referenced, RunOptions,
     ScriptParams, ServiceState,
 };
-use brasa_services::model::FilterKind;
 use brasa_services::SapId;
 use brasa_services_net::Durability;
 use config::{CaptureDebug, DynamicServicesResolved, PolicyResolved};
@@ -54,12 +53,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::{mpsc, Notify, Semaphore};
-
-/// The most Access-Requests of data triggers in flight at once; the others wait their turn.
-/// Each holds its own UDP socket until answered or timed out: enough for a burst of a thousand
-/// new VLANs against a server that does not answer, few enough that a trigger flood cannot
-/// take every file descriptor.
-pub const MAX_AUTHENTICATIONS: usize = 1024;
 
 /// The most setups the runner takes as one group (one ledger sync).
 const MAX_SETUP_GROUP: usize = 512;
@@ -219,7 +212,7 @@ pub struct DynServices {
     /// The SAPs whose services a restart must remove; its own lock, as its disk syncs must
     /// not hold up the trigger machine.
     ledger: Arc<Mutex<ledger::Ledger>>,
-    /// Permits for [`MAX_AUTHENTICATIONS`] Access-Requests.
+    /// Permits for `max_access_requests` Access-Requests.
     authentications: Arc<Semaphore>,
     /// The debug filters of each capture SAP (`debug service dynamic-services capture-sap`):
     /// the config's at start, changed at run time through the management API.
@@ -379,6 +372,7 @@ pub async fn start(
     let (work, queue) = mpsc::unbounded_channel();
     let accounting = Accounting::new(config.nas.identifier.clone());
     let debug = config.capture_debug.clone();
+    let authentications = Arc::new(Semaphore::new(config.max_access_requests));
     let component = Arc::new(DynServices {
         config,
         state: Mutex::new(State {
@@ -390,7 +384,7 @@ pub async fn start(
             marks: HashMap::new(),
         }),
         ledger: Arc::new(Mutex::new(ledger)),
-        authentications: Arc::new(Semaphore::new(MAX_AUTHENTICATIONS)),
+        authentications,
         debug: std::sync::RwLock::new(
             debug
                 .iter()
@@ -736,47 +730,11 @@ impl DynServices {
 
     /// The identifiers and references a run of `policy` may take.
     async fn resources(&self, policy: &PolicyResolved) -> RunResources {
-        let (service_range, filter_range) =
-            (policy.service_range.clone(), policy.filter_range.clone());
-        let (used_services, used_filters) = self
-            .services
-            .manager
-            .read(|config, _| {
-                let used_services = service_range
-                    .as_ref()
-                    .map(|range| {
-                        config
-                            .services()
-                            .map(|(id, _)| id)
-                            .filter(|id| range.contains(id))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let mut used_filters = BTreeMap::new();
-                if let Some(range) = &filter_range {
-                    for (kind, id_kind) in [
-                        (FilterKind::Ip, IdKind::IpFilterId),
-                        (FilterKind::Ipv6, IdKind::Ipv6FilterId),
-                        (FilterKind::Mac, IdKind::MacFilterId),
-                    ] {
-                        used_filters.insert(
-                            id_kind,
-                            config
-                                .filters()
-                                .filter(|(r, _)| r.kind == kind && range.contains(&r.id))
-                                .map(|(r, _)| r.id)
-                                .collect(),
-                        );
-                    }
-                }
-                (used_services, used_filters)
-            })
-            .await;
+        let config = self.services.manager.read(|config, _| config.clone()).await;
         RunResources {
-            service_range,
-            filter_range,
-            used_services,
-            used_filters,
+            service_range: policy.service_range.clone(),
+            filter_range: policy.filter_range.clone(),
+            config,
             references: self.state().references.clone(),
         }
     }

@@ -5,7 +5,10 @@ use brasa_script::{
     DynReport, DynResources, DynRun, IdKind, ReferenceKey, Referenced, ResourceError, RunOptions,
     Script, ScriptHost,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use brasa_services::alloc;
+use brasa_services::model::FilterKind;
+use brasa_services::ServiceConfig;
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -21,10 +24,9 @@ pub struct RunResources {
     pub service_range: Option<RangeInclusive<u32>>,
     /// The filter id range of the policy.
     pub filter_range: Option<RangeInclusive<u32>>,
-    /// Service ids in use within `service_range`.
-    pub used_services: BTreeSet<u32>,
-    /// Filter ids in use within `filter_range`, by kind.
-    pub used_filters: BTreeMap<IdKind, BTreeSet<u32>>,
+    /// The running service configuration (an O(1) copy): a free identifier is looked up in its
+    /// indexes from the start of the range, never by listing what the whole of it uses.
+    pub config: ServiceConfig,
     /// The reference table.
     pub references: Arc<BTreeMap<ReferenceKey, Referenced>>,
 }
@@ -36,20 +38,21 @@ impl DynResources for RunResources {
         kind: IdKind,
         taken: &[u32],
     ) -> Result<Option<u32>, ResourceError> {
-        let empty = BTreeSet::new();
-        let (range, used) = match kind {
-            IdKind::ServiceId => (&self.service_range, &self.used_services),
-            _ => (
-                &self.filter_range,
-                self.used_filters.get(&kind).unwrap_or(&empty),
-            ),
+        let filter = match kind {
+            IdKind::ServiceId => {
+                return Ok(self
+                    .service_range
+                    .clone()
+                    .and_then(|range| alloc::free_service_id_except(&self.config, range, taken)))
+            }
+            IdKind::IpFilterId => FilterKind::Ip,
+            IdKind::Ipv6FilterId => FilterKind::Ipv6,
+            IdKind::MacFilterId => FilterKind::Mac,
         };
-        let Some(range) = range else {
-            return Ok(None);
-        };
-        Ok(range
+        Ok(self
+            .filter_range
             .clone()
-            .find(|id| !used.contains(id) && !taken.contains(id)))
+            .and_then(|range| alloc::free_filter_id_except(&self.config, filter, range, taken)))
     }
 
     fn reference(&mut self, key: &ReferenceKey) -> Result<Option<Referenced>, ResourceError> {

@@ -1,0 +1,194 @@
+//! The compile of a transaction ([`Compiler::prepare_transaction`]) against the compile of the
+//! whole configuration ([`Compiler::prepare`]), over random sequences of transactions.
+
+use super::*;
+use brasa_dataplane::wire::MacAddr as DpMac;
+use brasa_services::change::{Edit, SapOp, SapSetting, ServiceOp, ServiceSetting};
+use brasa_services::model::SapPath;
+use brasa_services::{Change, ServiceConfig};
+use common::env;
+use common::strategies::{batch, kinds, preamble, removal, sap_removal};
+use proptest::prelude::*;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+#[path = "../../../services/tests/common/mod.rs"]
+mod common;
+
+/// Every tunnel leaves through port 0 to the same gateway.
+struct OneGateway;
+
+impl GreResolver for OneGateway {
+    fn resolve(&self, _: IpAddr, _: IpAddr) -> Result<GreNextHop, String> {
+        Ok(GreNextHop {
+            port: 0,
+            vlan: None,
+            mac: DpMac([2, 0, 0, 0, 0, 1]),
+            mtu: 1500,
+        })
+    }
+}
+
+/// A step of a test: a random batch, or one aimed at an object the configuration has (the
+/// `index`-th SAP or service), which random batches seldom hit.
+#[derive(Debug, Clone)]
+enum Step {
+    Batch(Vec<Edit>),
+    /// Shut the SAP down or bring it up.
+    ToggleSap(usize),
+    /// Give the SAP another QoS policy in a direction, or none.
+    SapQos(usize, Direction, Option<u32>),
+    /// Remove the SAP (and its IP interface).
+    RemoveSap(usize),
+    /// Shut the service down or bring it up.
+    ToggleService(usize),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let dir = prop_oneof![Just(Direction::Ingress), Just(Direction::Egress)];
+    prop_oneof![
+        4 => batch().prop_map(Step::Batch),
+        2 => removal().prop_map(Step::Batch),
+        2 => any::<usize>().prop_map(Step::ToggleSap),
+        2 => (any::<usize>(), dir, proptest::option::of(1u32..3))
+            .prop_map(|(i, dir, id)| Step::SapQos(i, dir, id)),
+        1 => any::<usize>().prop_map(Step::RemoveSap),
+        1 => any::<usize>().prop_map(Step::ToggleService),
+    ]
+}
+
+/// The edits of `step` against `config`.
+fn edits(step: Step, config: &ServiceConfig) -> Vec<Edit> {
+    let sap = |index: usize| {
+        let count = config.sap_count();
+        let (id, sap) = config.saps().nth(index % count.max(1))?;
+        Some((
+            SapPath {
+                service: sap.service,
+                interface: sap.interface.clone(),
+                sap: id.clone(),
+            },
+            sap.admin,
+        ))
+    };
+    let set = |path: SapPath, setting| Edit::Sap {
+        path,
+        op: SapOp::Set(setting),
+    };
+    match step {
+        Step::Batch(edits) => edits,
+        Step::ToggleSap(index) => sap(index)
+            .map(|(path, admin)| {
+                let admin = match admin {
+                    AdminState::Up => AdminState::Down,
+                    AdminState::Down => AdminState::Up,
+                };
+                vec![set(path, SapSetting::Admin(admin))]
+            })
+            .unwrap_or_default(),
+        Step::SapQos(index, dir, id) => sap(index)
+            .map(|(path, _)| vec![set(path, SapSetting::Qos(dir, id))])
+            .unwrap_or_default(),
+        Step::RemoveSap(index) => sap(index)
+            .map(|(path, _)| sap_removal(path))
+            .unwrap_or_default(),
+        Step::ToggleService(index) => {
+            let count = config.services().count();
+            config
+                .services()
+                .nth(index % count.max(1))
+                .map(|(id, service)| {
+                    let admin = match service.admin {
+                        AdminState::Up => AdminState::Down,
+                        AdminState::Down => AdminState::Up,
+                    };
+                    vec![Edit::Service {
+                        id,
+                        kind: service.kind(),
+                        op: ServiceOp::Set(ServiceSetting::Admin(admin)),
+                    }]
+                })
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// Both compilers' builders hold the specs of their planes, and the snapshots hold the same
+/// SAPs per service.
+fn same_builders(full: &Compiled, incremental: &Compiled) -> Result<(), TestCaseError> {
+    for compiled in [full, incremental] {
+        for (id, spec) in compiled.plane.saps.iter() {
+            prop_assert_eq!(compiled.builder.sap(id), Some(&**spec));
+        }
+        for (id, spec) in compiled.plane.services.iter() {
+            prop_assert_eq!(compiled.builder.service(*id), Some(&**spec));
+        }
+    }
+    prop_assert_eq!(full.tables.sap_ids(), incremental.tables.sap_ids());
+    prop_assert_eq!(
+        full.tables.service_count(),
+        incremental.tables.service_count()
+    );
+    for id in full.plane.services.keys() {
+        prop_assert_eq!(full.tables.saps_of(*id), incremental.tables.saps_of(*id));
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn a_transaction_compiles_to_what_the_whole_configuration_compiles_to(
+        kinds in kinds(),
+        steps in proptest::collection::vec(step(), 1..100),
+    ) {
+        let env = env();
+        // eth0..eth3 are ports 0..3; each TAP gets the next port the first time it is named.
+        let taps = RefCell::new(BTreeMap::<String, PortId>::new());
+        let ports = |name: &str| -> Option<PortId> {
+            if let Some(n) = name.strip_prefix("eth") {
+                return n.parse().ok();
+            }
+            let mut taps = taps.borrow_mut();
+            let next = 16 + taps.len() as PortId;
+            Some(*taps.entry(name.to_string()).or_insert(next))
+        };
+        let mut config = ServiceConfig::new();
+        let mut full = Compiler::new();
+        let mut incremental = Compiler::new();
+        let mut applied = 0;
+        let steps = std::iter::once(None).chain(steps.into_iter().map(Some));
+        for step in steps {
+            let changes: Vec<Change> = match step {
+                None => preamble(&kinds),
+                Some(step) => edits(step, &config).into_iter().map(Change::api).collect(),
+            };
+            let Ok(txn) = config.prepare(&changes, &env) else {
+                continue;
+            };
+            let a = full.prepare(txn.config(), &env, &ports, &OneGateway);
+            let b = incremental.prepare_transaction(&config, &txn, &env, &ports, &OneGateway);
+            match (a, b) {
+                (Ok(a), Ok(b)) => {
+                    prop_assert_eq!(&a.plane, &b.plane);
+                    prop_assert_eq!(&a.policer_ids, &b.policer_ids);
+                    same_builders(&a, &b)?;
+                    full.commit(a);
+                    incremental.commit(b);
+                    config.commit(txn).unwrap();
+                    applied += 1;
+                }
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                (a, b) => prop_assert!(
+                    false,
+                    "full: {:?}, incremental: {:?}",
+                    a.err(),
+                    b.err()
+                ),
+            }
+        }
+        // The preamble at least: the compilers were compared on something.
+        prop_assert!(applied > 0);
+    }
+}

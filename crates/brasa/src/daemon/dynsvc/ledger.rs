@@ -110,14 +110,7 @@ impl Ledger {
             .iter()
             .flat_map(|(sap, count)| (0..*count).map(move |_| format!("+{sap}\n")))
             .collect();
-        let fresh = self.path.with_extension("new");
-        let mut file = std::fs::File::create(&fresh)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_data()?;
-        std::fs::rename(&fresh, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
+        crate::common::durable::replace(&self.path, text.as_bytes())?;
         self.file = std::fs::OpenOptions::new().append(true).open(&self.path)?;
         Ok(())
     }

@@ -44,8 +44,10 @@ fn addr(host: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 26, host))
 }
 
-/// The 100 VPNs and 1 000 CE subscribers the table's routes all matter to.
+/// The 100 VPNs and 1 000 CE subscribers the table's routes all matter to, in one commit (so
+/// that a profile of the run is the push's).
 async fn configure(service: &SmService) {
+    let mut ops = Vec::new();
     for r in 0..100u32 {
         let entries = (0..SETS)
             .filter(|s| s % 100 == r)
@@ -57,26 +59,23 @@ async fn configure(service: &SmService) {
                 )
             })
             .collect();
-        service
-            .execute(Op::AddVpn(Vpn {
-                name: format!("vpn{r}"),
-                domain: "subscribers".into(),
-                kind: VpnKind::Mpls(entries),
-            }))
-            .await
-            .unwrap();
+        ops.push(Ok(Op::AddVpn(Vpn {
+            name: format!("vpn{r}"),
+            domain: "subscribers".into(),
+            kind: VpnKind::Mpls(entries),
+        })));
     }
     for s in 0..SETS {
         let mut sub =
             Subscriber::new(SubscriberName::new(&format!("ce{s}"), NameCase::Sensitive).unwrap());
         sub.communities = vec![format!("100:{s}@vpn{}", s % 100).parse().unwrap()];
-        service
-            .execute(Op::Add {
-                subscriber: sub,
-                replace: true,
-            })
-            .await
-            .unwrap();
+        ops.push(Ok(Op::Add {
+            subscriber: sub,
+            replace: true,
+        }));
+    }
+    for result in service.submit(ops).wait().await {
+        result.unwrap();
     }
 }
 
@@ -152,27 +151,47 @@ fn store_thread_cpu() -> f64 {
         .sum()
 }
 
+/// What the run had done before the table came: the report counts from here.
+struct Before {
+    rss: usize,
+    commits: u64,
+    change_sets: u64,
+    store_cpu: f64,
+}
+
+impl Before {
+    fn now(service: &SmService, rss: usize) -> Before {
+        let stats = service.stats();
+        Before {
+            rss,
+            commits: stats.commits,
+            change_sets: stats.committed_changes,
+            store_cpu: store_thread_cpu(),
+        }
+    }
+}
+
 fn report(
     what: &str,
     routes: u32,
     (applied, took): (Duration, Duration),
     service: &SmService,
-    rss_before: usize,
+    before: &Before,
 ) {
     let stats = service.stats();
-    let store_cpu = store_thread_cpu();
+    let store_cpu = store_thread_cpu() - before.store_cpu;
     let (heap, sets) = service.core().index().learned_memory();
     println!(
-        "{what}: {routes} routes applied in {:.2} s, durable in {:.2} s = {:.0} routes/s; {} commits ({} change sets) so far; SM holds {} routes ({} attribute sets): route table {:.1} B/route, process RSS +{:.1} B/route; store thread {:.2} CPU-s",
+        "{what}: {routes} routes applied in {:.2} s, durable in {:.2} s = {:.0} routes/s; {} commits ({} change sets) for the table; SM holds {} routes ({} attribute sets): route table {:.1} B/route, process RSS +{:.1} B/route; store thread {:.2} CPU-s for the table",
         applied.as_secs_f64(),
         took.as_secs_f64(),
         f64::from(routes) / took.as_secs_f64(),
-        stats.commits,
-        stats.committed_changes,
+        stats.commits - before.commits,
+        stats.committed_changes - before.change_sets,
         stats.learned_routes,
         sets,
         heap as f64 / f64::from(routes),
-        rss_bytes().saturating_sub(rss_before) as f64 / f64::from(routes),
+        rss_bytes().saturating_sub(before.rss) as f64 / f64::from(routes),
         store_cpu,
     );
 }
@@ -194,6 +213,7 @@ async fn main() {
     let (service, leg) = start(dir.path(), injector).await;
     let listen = leg.speaker().listen_addrs()[0];
     let mut raw = RawPeer::establish(injector, listen).await;
+    let before = Before::now(&service, rss_before);
     let t = Instant::now();
     raw.send(&table).await;
     let applied = applied_and_durable(&service, injector).await - t;
@@ -203,7 +223,7 @@ async fn main() {
         routes,
         (applied, took),
         &service,
-        rss_before,
+        &before,
     );
     let ce = service.core().index().get("ce7").unwrap();
     assert_eq!(ce.learned.len() as u32, routes / SETS, "ce7's ranges");
@@ -231,6 +251,7 @@ async fn main() {
         bgp::rr_client(go_addr)
     );
     let go = GoBgp::start(options);
+    let before = Before::now(&service, rss_before);
     let mut load = RawPeer::establish(loader, SocketAddr::new(go_addr, go_port)).await;
     load.send(&table).await;
     let (mut reader, _writer) = load.stream.into_split();
@@ -275,7 +296,7 @@ async fn main() {
         routes,
         (applied, up.elapsed()),
         &service,
-        rss_before,
+        &before,
     );
     leg.shutdown().await;
     service.shutdown().await;

@@ -135,21 +135,26 @@ async fn start(dir: &std::path::Path, peer: IpAddr) -> (SmService, BgpLeg) {
     (service, leg)
 }
 
-/// CPU seconds (user + system) the SM's store thread has used so far: the commit path's cost,
-/// which the machine's other load inflates far less than wall-clock time.
-fn store_thread_cpu() -> f64 {
+/// CPU seconds (user + system) the threads whose name starts with `name` have used so far:
+/// the costs of the commit path (`sm-store`) and of the speaker, the LEG task and the core
+/// (the runtime's workers, `tokio-r`; the injector runs there too), which the machine's other
+/// load inflates far less than wall-clock time.
+fn threads_cpu(name: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
     tasks
         .flatten()
         .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "sm-store")
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(name))
         })
         .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
         .map(|stat| common::stat_cpu_secs(&stat))
         .sum()
 }
+
+const STORE_THREAD: &str = "sm-store";
+const WORKERS: &str = "tokio-r";
 
 /// What the run had done before the table came: the report counts from here.
 struct Before {
@@ -157,6 +162,7 @@ struct Before {
     commits: u64,
     change_sets: u64,
     store_cpu: f64,
+    workers_cpu: f64,
 }
 
 impl Before {
@@ -166,7 +172,8 @@ impl Before {
             rss,
             commits: stats.commits,
             change_sets: stats.committed_changes,
-            store_cpu: store_thread_cpu(),
+            store_cpu: threads_cpu(STORE_THREAD),
+            workers_cpu: threads_cpu(WORKERS),
         }
     }
 }
@@ -179,10 +186,11 @@ fn report(
     before: &Before,
 ) {
     let stats = service.stats();
-    let store_cpu = store_thread_cpu() - before.store_cpu;
+    let store_cpu = threads_cpu(STORE_THREAD) - before.store_cpu;
+    let workers_cpu = threads_cpu(WORKERS) - before.workers_cpu;
     let (heap, sets) = service.core().index().learned_memory();
     println!(
-        "{what}: {routes} routes applied in {:.2} s, durable in {:.2} s = {:.0} routes/s; {} commits ({} change sets) for the table; SM holds {} routes ({} attribute sets): route table {:.1} B/route, process RSS +{:.1} B/route; store thread {:.2} CPU-s for the table",
+        "{what}: {routes} routes applied in {:.2} s, durable in {:.2} s = {:.0} routes/s; {} commits ({} change sets) for the table; SM holds {} routes ({} attribute sets): route table {:.1} B/route, process RSS +{:.1} B/route; CPU-s for the table: store thread {:.2}, runtime workers {:.2}",
         applied.as_secs_f64(),
         took.as_secs_f64(),
         f64::from(routes) / took.as_secs_f64(),
@@ -193,6 +201,7 @@ fn report(
         heap as f64 / f64::from(routes),
         rss_bytes().saturating_sub(before.rss) as f64 / f64::from(routes),
         store_cpu,
+        workers_cpu,
     );
 }
 

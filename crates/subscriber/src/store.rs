@@ -675,7 +675,7 @@ mod tests {
         };
         for _ in 0..2 {
             let mut store = RedbStore::open(dir.path()).unwrap();
-            assert_eq!(store.load().unwrap().routes, [route.clone()]);
+            assert_eq!(store.load().unwrap().routes, std::slice::from_ref(&route));
             drop(store);
             let (schema, values) = raw(dir.path());
             assert_eq!(schema, Some(REDB_SCHEMA));

@@ -44,8 +44,10 @@ fn addr(host: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 26, host))
 }
 
-/// The 100 VPNs and 1 000 CE subscribers the table's routes all matter to.
+/// The 100 VPNs and 1 000 CE subscribers the table's routes all matter to, in one commit (so
+/// that a profile of the run is the push's).
 async fn configure(service: &SmService) {
+    let mut ops = Vec::new();
     for r in 0..100u32 {
         let entries = (0..SETS)
             .filter(|s| s % 100 == r)
@@ -57,26 +59,23 @@ async fn configure(service: &SmService) {
                 )
             })
             .collect();
-        service
-            .execute(Op::AddVpn(Vpn {
-                name: format!("vpn{r}"),
-                domain: "subscribers".into(),
-                kind: VpnKind::Mpls(entries),
-            }))
-            .await
-            .unwrap();
+        ops.push(Ok(Op::AddVpn(Vpn {
+            name: format!("vpn{r}"),
+            domain: "subscribers".into(),
+            kind: VpnKind::Mpls(entries),
+        })));
     }
     for s in 0..SETS {
         let mut sub =
             Subscriber::new(SubscriberName::new(&format!("ce{s}"), NameCase::Sensitive).unwrap());
         sub.communities = vec![format!("100:{s}@vpn{}", s % 100).parse().unwrap()];
-        service
-            .execute(Op::Add {
-                subscriber: sub,
-                replace: true,
-            })
-            .await
-            .unwrap();
+        ops.push(Ok(Op::Add {
+            subscriber: sub,
+            replace: true,
+        }));
+    }
+    for result in service.submit(ops).wait().await {
+        result.unwrap();
     }
 }
 
@@ -136,20 +135,47 @@ async fn start(dir: &std::path::Path, peer: IpAddr) -> (SmService, BgpLeg) {
     (service, leg)
 }
 
-/// CPU seconds (user + system) the SM's store thread has used so far: the commit path's cost,
-/// which the machine's other load inflates far less than wall-clock time.
-fn store_thread_cpu() -> f64 {
+/// CPU seconds (user + system) the threads whose name starts with `name` have used so far:
+/// the costs of the commit path (`sm-store`) and of the speaker, the LEG task and the core
+/// (the runtime's workers, `tokio-r`; the injector runs there too), which the machine's other
+/// load inflates far less than wall-clock time.
+fn threads_cpu(name: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
     tasks
         .flatten()
         .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "sm-store")
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(name))
         })
         .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
         .map(|stat| common::stat_cpu_secs(&stat))
         .sum()
+}
+
+const STORE_THREAD: &str = "sm-store";
+const WORKERS: &str = "tokio-r";
+
+/// What the run had done before the table came: the report counts from here.
+struct Before {
+    rss: usize,
+    commits: u64,
+    change_sets: u64,
+    store_cpu: f64,
+    workers_cpu: f64,
+}
+
+impl Before {
+    fn now(service: &SmService, rss: usize) -> Before {
+        let stats = service.stats();
+        Before {
+            rss,
+            commits: stats.commits,
+            change_sets: stats.committed_changes,
+            store_cpu: threads_cpu(STORE_THREAD),
+            workers_cpu: threads_cpu(WORKERS),
+        }
+    }
 }
 
 fn report(
@@ -157,23 +183,25 @@ fn report(
     routes: u32,
     (applied, took): (Duration, Duration),
     service: &SmService,
-    rss_before: usize,
+    before: &Before,
 ) {
     let stats = service.stats();
-    let store_cpu = store_thread_cpu();
+    let store_cpu = threads_cpu(STORE_THREAD) - before.store_cpu;
+    let workers_cpu = threads_cpu(WORKERS) - before.workers_cpu;
     let (heap, sets) = service.core().index().learned_memory();
     println!(
-        "{what}: {routes} routes applied in {:.2} s, durable in {:.2} s = {:.0} routes/s; {} commits ({} change sets) so far; SM holds {} routes ({} attribute sets): route table {:.1} B/route, process RSS +{:.1} B/route; store thread {:.2} CPU-s",
+        "{what}: {routes} routes applied in {:.2} s, durable in {:.2} s = {:.0} routes/s; {} commits ({} change sets) for the table; SM holds {} routes ({} attribute sets): route table {:.1} B/route, process RSS +{:.1} B/route; CPU-s for the table: store thread {:.2}, runtime workers {:.2}",
         applied.as_secs_f64(),
         took.as_secs_f64(),
         f64::from(routes) / took.as_secs_f64(),
-        stats.commits,
-        stats.committed_changes,
+        stats.commits - before.commits,
+        stats.committed_changes - before.change_sets,
         stats.learned_routes,
         sets,
         heap as f64 / f64::from(routes),
-        rss_bytes().saturating_sub(rss_before) as f64 / f64::from(routes),
+        rss_bytes().saturating_sub(before.rss) as f64 / f64::from(routes),
         store_cpu,
+        workers_cpu,
     );
 }
 
@@ -194,6 +222,7 @@ async fn main() {
     let (service, leg) = start(dir.path(), injector).await;
     let listen = leg.speaker().listen_addrs()[0];
     let mut raw = RawPeer::establish(injector, listen).await;
+    let before = Before::now(&service, rss_before);
     let t = Instant::now();
     raw.send(&table).await;
     let applied = applied_and_durable(&service, injector).await - t;
@@ -203,7 +232,7 @@ async fn main() {
         routes,
         (applied, took),
         &service,
-        rss_before,
+        &before,
     );
     let ce = service.core().index().get("ce7").unwrap();
     assert_eq!(ce.learned.len() as u32, routes / SETS, "ce7's ranges");
@@ -231,6 +260,7 @@ async fn main() {
         bgp::rr_client(go_addr)
     );
     let go = GoBgp::start(options);
+    let before = Before::now(&service, rss_before);
     let mut load = RawPeer::establish(loader, SocketAddr::new(go_addr, go_port)).await;
     load.send(&table).await;
     let (mut reader, _writer) = load.stream.into_split();
@@ -275,7 +305,7 @@ async fn main() {
         routes,
         (applied, up.elapsed()),
         &service,
-        rss_before,
+        &before,
     );
     leg.shutdown().await;
     service.shutdown().await;

@@ -76,7 +76,7 @@ async fn pump(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut in_flight: VecDeque<Pending> = VecDeque::new();
-    loop {
+    'events: loop {
         let first = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => break,
@@ -103,7 +103,7 @@ async fn pump(
                     // becomes active, then apply it first, in order.
                     tracing::info!(reason = %e, "bgp leg: waiting until this subscriber manager is active");
                     if !until_active(&service, &mut stop).await {
-                        break;
+                        break 'events;
                     }
                     batch = Some(events);
                 }
@@ -111,10 +111,7 @@ async fn pump(
                     // The store failed: the SM refuses every change until restarted. The
                     // speaker's channel now fills and its peers are no longer read.
                     tracing::error!(error = %e, "bgp leg: events can no longer be applied");
-                    for pending in in_flight {
-                        report(pending).await;
-                    }
-                    return;
+                    break 'events;
                 }
             }
         }
@@ -127,6 +124,7 @@ async fn pump(
             }
         }
     }
+    // Whatever ended the loop, what was applied is reported once durable (or failed).
     for pending in in_flight {
         report(pending).await;
     }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use brasa_subscriber::store::for_each_write;
 use brasa_subscriber::{
-    ChangeSet, IndexConfig, Login, NameCase, SubscriberIndex, SubscriberStore, DEFAULT_DOMAIN,
+    ChangeSet, IndexConfig, Login, NameCase, RouteFormat, SubscriberIndex, SubscriberStore,
+    DEFAULT_DOMAIN,
 };
 use brasa_subscriber_pg::PgStore;
 use brasa_testkit::postgres::{PgInstance, PgOptions};
@@ -55,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         let started = Instant::now();
         let mut bytes = 0;
-        for_each_write(&sets, |w| {
+        for_each_write(&sets, RouteFormat::Json, |w| {
             if let brasa_subscriber::StoredWrite::Subscriber { value, .. } = w {
                 bytes += value.map_or(0, <[u8]>::len);
             }

@@ -349,7 +349,9 @@ fn read_tail(store: &mut PgStore, position: u64) -> Result<Tail, StoreError> {
     if count != head - position || (count > 0 && oldest != position + 1) {
         return Ok(Tail::Gone(Reload::Truncated { position, oldest }));
     }
-    let routes = read_rows(&mut txn, TAIL_ROUTES, p, |_: &Vec<u8>, d| decode_route(d))?;
+    let routes = read_rows(&mut txn, TAIL_ROUTES, p, |k: &Vec<u8>, d| {
+        decode_route(k, d)
+    })?;
     let records = StoredRecords {
         vpns: read_rows(&mut txn, TAIL_VPNS, p, |k: &String, d| decode_vpn(k, d))?,
         subscribers: read_rows(&mut txn, TAIL_SUBSCRIBERS, p, |k: &String, d| {

@@ -59,7 +59,8 @@ use std::borrow::Cow;
 
 use brasa_subscriber::store::{decode_route, decode_subscriber, decode_vpn, for_each_write};
 use brasa_subscriber::{
-    ChangeSet, LearnedRoute, Snapshot, StoreError, StoredWrite, Subscriber, SubscriberStore, Vpn,
+    ChangeSet, LearnedRoute, RouteFormat, Snapshot, StoreError, StoredWrite, Subscriber,
+    SubscriberStore, Vpn,
 };
 use postgres::binary_copy::BinaryCopyOutIter;
 use postgres::error::SqlState;
@@ -437,8 +438,9 @@ fn read_all<S: RecordSink>(
         sink.subscriber(decode_subscriber(name, data)?)
     })?;
     copy_out(txn, routes, |row| {
+        let key: &[u8] = row.try_get(0).map_err(pg_err)?;
         let Json(data) = row.try_get(1).map_err(pg_err)?;
-        sink.route(decode_route(data)?)
+        sink.route(decode_route(key, data)?)
     })
 }
 
@@ -467,7 +469,8 @@ impl SubscriberStore for PgStore {
         let mut vpns = TableWrites::default();
         let mut subscribers = TableWrites::default();
         let mut routes = TableWrites::default();
-        for_each_write(batch, |write| {
+        // The routes stay JSON in the `json` column, readable in the database.
+        for_each_write(batch, RouteFormat::Json, |write| {
             match write {
                 StoredWrite::Vpn { name, value } => vpns.push(name.as_bytes(), value, false),
                 StoredWrite::Subscriber {

@@ -1070,7 +1070,7 @@ impl SubscriberIndex {
                 name,
                 new: Some(vpn.clone()),
             }],
-            routes: Vec::new(),
+            ..ChangeSet::default()
         })
     }
 
@@ -1095,7 +1095,7 @@ impl SubscriberIndex {
                 name: vpn.name.clone(),
                 new: Some(vpn.clone()),
             }],
-            routes: Vec::new(),
+            ..ChangeSet::default()
         })
     }
 
@@ -1103,7 +1103,8 @@ impl SubscriberIndex {
 
     /// Applies what the BGP LEG learnt, in order, and returns one change set for all of it:
     /// the subscribers whose learnt mappings changed, the VPNs whose learnt labels changed, and
-    /// the routes to store (those matching a configured VPN) or to delete.
+    /// the routes to store (those matching a configured VPN) or to delete. Only the routes are
+    /// for the store ([`ChangeSet::learned_only`]).
     ///
     /// An announcement equal to the route held (a peer re-announcing its table after a
     /// graceful restart) only marks the route as announced; it changes nothing else.
@@ -1135,7 +1136,9 @@ impl SubscriberIndex {
                 }
             }
         }
-        self.finish_with_routes(touched, routes)
+        let mut changes = self.finish_with_routes(touched, routes);
+        changes.learned_only = true;
+        changes
     }
 
     /// Puts back the routes the store held (at start-up, after [`Self::restore`]): each is
@@ -2267,7 +2270,7 @@ impl SubscriberIndex {
                     name: name.into(),
                 })
                 .collect(),
-            routes: Vec::new(),
+            ..ChangeSet::default()
         }
     }
 

@@ -114,7 +114,8 @@ fn rd_order(rd: &RouteDistinguisher) -> (u8, u64, u32) {
     }
 }
 
-/// One route as the BGP LEG learnt it.
+/// One route as the BGP LEG learnt it. Its serde form is the JSON route record
+/// ([`crate::route_record`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LearnedRoute {
     /// Its identity.
@@ -163,82 +164,6 @@ pub struct PeerRoutes {
     pub matched: usize,
     /// Of which were restored from the store and not announced again since.
     pub stale: usize,
-}
-
-/// The stored form of a route: flat text fields, readable in a dump of the database.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StoredRoute {
-    peer: IpAddr,
-    rd: u64,
-    prefix: String,
-    label: u32,
-    next_hop: IpAddr,
-    #[serde(default)]
-    targets: Vec<String>,
-    #[serde(default)]
-    communities: Vec<String>,
-}
-
-impl Serialize for LearnedRoute {
-    /// The fields of [`StoredRoute`], in its order, written straight from the route: a full
-    /// table push stores every route, so no text field goes through a `String` of its own.
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("StoredRoute", 7)?;
-        st.serialize_field("peer", &self.key.peer)?;
-        st.serialize_field("rd", &self.key.rd)?;
-        st.serialize_field("prefix", &AsText(&self.key.prefix))?;
-        st.serialize_field("label", &self.label)?;
-        st.serialize_field("next_hop", &self.attrs.next_hop)?;
-        st.serialize_field("targets", &TextList(&self.attrs.targets))?;
-        st.serialize_field("communities", &TextList(&self.attrs.communities))?;
-        st.end()
-    }
-}
-
-/// Serialises a value as its `Display` text.
-struct AsText<'a, T>(&'a T);
-
-impl<T: fmt::Display> Serialize for AsText<'_, T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self.0)
-    }
-}
-
-/// Serialises a slice as the list of its elements' `Display` texts.
-struct TextList<'a, T>(&'a [T]);
-
-impl<T: fmt::Display> Serialize for TextList<'_, T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(AsText))
-    }
-}
-
-impl<'de> Deserialize<'de> for LearnedRoute {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let r = StoredRoute::deserialize(d)?;
-        let targets = r
-            .targets
-            .iter()
-            .map(|t| t.parse().map_err(D::Error::custom))
-            .collect::<Result<_, _>>()?;
-        let communities = r
-            .communities
-            .iter()
-            .map(|c| c.parse().map_err(D::Error::custom))
-            .collect::<Result<_, _>>()?;
-        Ok(LearnedRoute {
-            key: RouteKey {
-                peer: r.peer,
-                rd: r.rd,
-                prefix: r.prefix.parse().map_err(D::Error::custom)?,
-            },
-            label: r.label,
-            attrs: Arc::new(RouteAttributes::new(r.next_hop, targets, communities)),
-        })
-    }
 }
 
 /// The key of a stored route, as the store's table key: fixed width, so that it needs no
@@ -546,71 +471,5 @@ impl RouteTable {
             + self.by_key.capacity() * (size_of::<u32>() + 1)
             + sets
             + attrs
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The route as its stored form was written before it was serialised in place: through
-    /// `String`s, by the derived `Serialize` of [`StoredRoute`].
-    fn through_strings(r: &LearnedRoute) -> Vec<u8> {
-        serde_json::to_vec(&StoredRoute {
-            peer: r.key.peer,
-            rd: r.key.rd,
-            prefix: r.key.prefix.to_string(),
-            label: r.label,
-            next_hop: r.attrs.next_hop,
-            targets: r.attrs.targets.iter().map(ToString::to_string).collect(),
-            communities: r
-                .attrs
-                .communities
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-        })
-        .unwrap()
-    }
-
-    #[test]
-    fn a_stored_route_is_the_same_bytes_as_its_text_form_and_reads_back() {
-        let routes = [
-            LearnedRoute {
-                key: RouteKey {
-                    peer: "192.0.2.1".parse().unwrap(),
-                    rd: (1000u64 << 32) | 7,
-                    prefix: "10.1.2.0/24".parse().unwrap(),
-                },
-                label: 16,
-                attrs: Arc::new(RouteAttributes::new(
-                    "10.10.0.1".parse().unwrap(),
-                    vec!["192.0.2.9:3".parse().unwrap(), "1000:1".parse().unwrap()],
-                    vec!["100:1".parse().unwrap(), "65535:65281".parse().unwrap()],
-                )),
-            },
-            LearnedRoute {
-                key: RouteKey {
-                    peer: "2001:db8::1".parse().unwrap(),
-                    rd: 0,
-                    prefix: "2001:db8:7::/48".parse().unwrap(),
-                },
-                label: 1_048_575,
-                attrs: Arc::new(RouteAttributes::new(
-                    "2001:db8::2".parse().unwrap(),
-                    Vec::new(),
-                    Vec::new(),
-                )),
-            },
-        ];
-        for route in &routes {
-            let stored = serde_json::to_vec(route).unwrap();
-            assert_eq!(
-                String::from_utf8_lossy(&stored),
-                String::from_utf8_lossy(&through_strings(route))
-            );
-            let back: LearnedRoute = serde_json::from_slice(&stored).unwrap();
-            assert_eq!(&back, route);
-        }
     }
 }

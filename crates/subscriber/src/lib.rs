@@ -15,6 +15,7 @@ pub mod lpm;
 pub mod mapping;
 pub mod name;
 pub mod record;
+pub mod route_record;
 pub mod store;
 
 pub use index::{
@@ -33,4 +34,5 @@ pub use record::{
     SubscriberChange, Vpn, VpnChange, VpnKind, DEFAULT_DOMAIN,
 };
 
+pub use route_record::RouteFormat;
 pub use store::{RedbStore, Snapshot, StoreError, StoredRecords, StoredWrite, SubscriberStore};

@@ -203,6 +203,12 @@ pub struct ChangeSet {
     /// Routes of the BGP LEG to store or delete, in order (only the store reads these).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteChange>,
+    /// Only what the BGP LEG learnt changed ([`crate::SubscriberIndex::learn`]): the
+    /// subscribers and VPNs differ from their stored records only in their learnt mappings and
+    /// labels, which are not stored, so a store writes the `routes` alone. The post-images
+    /// are still what the enforcement points need.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub learned_only: bool,
 }
 
 /// What an enforcement point of one domain must be told about a change.
@@ -221,8 +227,13 @@ impl ChangeSet {
     }
 
     /// Appends `other`, keeping one entry per subscriber (the later one wins, the earliest
-    /// `old_domain` is kept) so that batches coalesce.
+    /// `old_domain` is kept) so that batches coalesce. The result is learnt only if both were.
     pub fn merge(&mut self, other: ChangeSet) {
+        self.learned_only = match (self.is_empty(), other.is_empty()) {
+            (_, true) => self.learned_only,
+            (true, false) => other.learned_only,
+            (false, false) => self.learned_only && other.learned_only,
+        };
         for change in other.subscribers {
             match self.subscribers.iter_mut().find(|c| c.name == change.name) {
                 Some(existing) => existing.new = change.new,

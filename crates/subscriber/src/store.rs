@@ -17,11 +17,20 @@ use crate::index::{IndexConfig, SubscriberIndex};
 use crate::learned::{store_key, LearnedRoute, RouteChange, RouteKey};
 use crate::mapping::Prefix;
 use crate::record::{ChangeSet, IndexError, Subscriber, SubscriberChange, Vpn, VpnChange};
+use crate::route_record::{self, RouteFormat};
 
 const SUBSCRIBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscribers");
 const VPNS: TableDefinition<&str, &[u8]> = TableDefinition::new("vpns");
 /// The BGP LEG's routes that match a configured VPN (what its learnt state is derived from).
 const LEG_ROUTES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("leg_routes");
+/// What the file's records look like ([`SCHEMA_KEY`]).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SCHEMA_KEY: &str = "schema";
+
+/// The embedded store's schema version: 2 stores the BGP LEG's routes as binary records
+/// ([`RouteFormat::Binary`]). Version 1, a file without the `meta` table, stored them as JSON;
+/// [`RedbStore::open`] rewrites such a file's routes once.
+pub const REDB_SCHEMA: u64 = 2;
 
 /// File name of the redb database inside the component's data directory.
 pub const DB_FILE: &str = "subscribers.redb";
@@ -55,12 +64,12 @@ pub enum StoreError {
     /// A stored record does not decode (corruption or an incompatible version).
     #[error("stored {what} {key:?} does not decode: {source}")]
     Decode {
-        /// "subscriber", "VPN" or "BGP LEG route".
+        /// "subscriber", "VPN", "BGP LEG route" or "BGP LEG route key".
         what: &'static str,
         /// Its key.
         key: String,
         /// The decoder's complaint.
-        source: serde_json::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A record could not be encoded.
     #[error("cannot encode {key:?}: {source}")]
@@ -68,7 +77,15 @@ pub enum StoreError {
         /// Its key.
         key: String,
         /// The encoder's complaint.
-        source: serde_json::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The database was written by a newer version of brasa.
+    #[error("the subscriber database has schema {found}; this version reads up to {supported}")]
+    Schema {
+        /// The file's schema version.
+        found: u64,
+        /// The newest this version knows.
+        supported: u64,
     },
 }
 
@@ -209,14 +226,53 @@ impl RedbStore {
             source,
         })?;
         let db = Database::create(data_dir.join(DB_FILE)).map_err(db_err)?;
-        // Create the tables so that a fresh store loads as empty.
+        // Create the tables so that a fresh store loads as empty, and bring an older file to
+        // the current schema in the same transaction: a crash leaves it as it was.
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(SUBSCRIBERS).map_err(db_err)?;
         txn.open_table(VPNS).map_err(db_err)?;
         txn.open_table(LEG_ROUTES).map_err(db_err)?;
+        let mut meta = txn.open_table(META).map_err(db_err)?;
+        let schema = meta.get(SCHEMA_KEY).map_err(db_err)?.map(|v| v.value());
+        match schema {
+            Some(REDB_SCHEMA) => {}
+            Some(found) => {
+                return Err(StoreError::Schema {
+                    found,
+                    supported: REDB_SCHEMA,
+                })
+            }
+            None => {
+                migrate_routes_to_binary(&db, &txn)?;
+                meta.insert(SCHEMA_KEY, REDB_SCHEMA).map_err(db_err)?;
+            }
+        }
+        drop(meta);
         txn.commit().map_err(db_err)?;
         Ok(RedbStore { db })
     }
+}
+
+/// Schema 1 → 2: rewrites every route record of the last committed state (read beside `txn`)
+/// in the binary form, within `txn`. A fresh file has none.
+fn migrate_routes_to_binary(db: &Database, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let old = db.begin_read().map_err(db_err)?;
+    let old = match old.open_table(LEG_ROUTES) {
+        Ok(table) => table,
+        // A file created empty by this transaction.
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(db_err(e)),
+    };
+    let mut routes = txn.open_table(LEG_ROUTES).map_err(db_err)?;
+    let mut buf = Vec::with_capacity(64);
+    for item in old.iter().map_err(db_err)? {
+        let (key, value) = item.map_err(db_err)?;
+        let route = decode_route(key.value(), value.value())?;
+        buf.clear();
+        encode_route(&route, RouteFormat::Binary, &mut buf)?;
+        routes.insert(key.value(), buf.as_slice()).map_err(db_err)?;
+    }
+    Ok(())
 }
 
 impl SubscriberStore for RedbStore {
@@ -237,8 +293,10 @@ impl SubscriberStore for RedbStore {
         }
         let routes = txn.open_table(LEG_ROUTES).map_err(db_err)?;
         for item in routes.iter().map_err(db_err)? {
-            let (_, value) = item.map_err(db_err)?;
-            snapshot.routes.push(decode_route(value.value())?);
+            let (key, value) = item.map_err(db_err)?;
+            snapshot
+                .routes
+                .push(decode_route(key.value(), value.value())?);
         }
         Ok(snapshot)
     }
@@ -253,7 +311,7 @@ impl SubscriberStore for RedbStore {
             let mut vpns = txn.open_table(VPNS).map_err(db_err)?;
             let mut subs = txn.open_table(SUBSCRIBERS).map_err(db_err)?;
             let mut routes = txn.open_table(LEG_ROUTES).map_err(db_err)?;
-            for_each_write(batch, |write| {
+            for_each_write(batch, RouteFormat::Binary, |write| {
                 match write {
                     StoredWrite::Vpn { name, value } => match value {
                         Some(v) => drop(vpns.insert(name, v).map_err(db_err)?),
@@ -277,9 +335,9 @@ impl SubscriberStore for RedbStore {
 }
 
 /// One record write of a batch, in the stored encoding every backend shares: JSON values (a
-/// subscriber without its learnt mappings, a VPN without its learnt labels, a route as flat text
-/// fields) under the subscriber's or VPN's name or a route's fixed-width key. `value: None`
-/// deletes the record.
+/// subscriber without its learnt mappings, a VPN without its learnt labels) under the
+/// subscriber's or VPN's name, and route records ([`crate::route_record`], in the backend's
+/// [`RouteFormat`]) under a route's fixed-width key. `value: None` deletes the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoredWrite<'a> {
     /// A subscriber, keyed by its name.
@@ -304,23 +362,41 @@ pub enum StoredWrite<'a> {
     Route {
         /// Peer, route distinguisher and prefix, fixed width (sorts by peer).
         key: &'a [u8],
-        /// Its JSON record, `None` to delete it.
+        /// Its record, `None` to delete it.
         value: Option<&'a [u8]>,
     },
 }
 
-/// Encodes every change of `batch` in order and hands each write to `write` (one encoding
-/// buffer for the whole batch: group commits carry thousands of records). Later writes of the
-/// same key override earlier ones, so a subscriber or VPN that several change sets of the batch
-/// carry is encoded and written once, from the last of them: each batch of the BGP LEG touches
-/// the same `community@VPN` holders and VPNs again.
+/// Encodes every change of `batch` in order, route records in `routes`, and hands each write to
+/// `write` (one encoding buffer for the whole batch: group commits carry thousands of records).
+/// Later writes of the same key override earlier ones, so a subscriber or VPN that several
+/// change sets of the batch carry is encoded and written once, from the last of them. The
+/// subscribers and VPNs of a set that only the BGP LEG's learning made
+/// ([`ChangeSet::learned_only`]) are not written at all: their stored records did not change,
+/// and each batch of the LEG touches the same `community@VPN` holders and VPNs again.
 pub fn for_each_write(
     batch: &[ChangeSet],
+    routes: RouteFormat,
     mut write: impl FnMut(StoredWrite<'_>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let latest = LatestSets::of(batch);
     let mut buf = Vec::with_capacity(256);
     for (set, changes) in batch.iter().enumerate() {
+        for c in &changes.routes {
+            let key = store_key(&c.key);
+            let value = match &c.new {
+                Some(route) => {
+                    buf.clear();
+                    encode_route(route, routes, &mut buf)?;
+                    Some(buf.as_slice())
+                }
+                None => None,
+            };
+            write(StoredWrite::Route { key: &key, value })?;
+        }
+        if changes.learned_only {
+            continue;
+        }
         for c in &changes.vpns {
             if !latest.is_vpn_latest(&c.name, set) {
                 continue;
@@ -349,19 +425,23 @@ pub fn for_each_write(
                 created,
             })?;
         }
-        for c in &changes.routes {
-            let key = store_key(&c.key);
-            let value = match &c.new {
-                Some(route) => Some(encode(&mut buf, &c.key, route)?),
-                None => None,
-            };
-            write(StoredWrite::Route { key: &key, value })?;
-        }
     }
     Ok(())
 }
 
-/// For a batch of several change sets: the last set that carries each subscriber and VPN, and
+/// Appends the record of `route` in `format` (what [`for_each_write`] hands a backend).
+pub fn encode_route(
+    route: &LearnedRoute,
+    format: RouteFormat,
+    out: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    route_record::encode(route, format, out).map_err(|source| StoreError::Encode {
+        key: route.key.to_string(),
+        source: source.into(),
+    })
+}
+
+/// For a batch of several change sets: the last set that writes each subscriber and VPN, and
 /// whether each subscriber existed before the batch (its first change says). Empty for a single
 /// set, where every record is written.
 #[derive(Default)]
@@ -378,6 +458,9 @@ impl<'a> LatestSets<'a> {
             return latest;
         }
         for (set, changes) in batch.iter().enumerate() {
+            if changes.learned_only {
+                continue;
+            }
             for c in &changes.subscribers {
                 latest
                     .subscribers
@@ -411,7 +494,7 @@ pub fn decode_subscriber(key: &str, value: &[u8]) -> Result<Subscriber, StoreErr
     serde_json::from_slice(value).map_err(|source| StoreError::Decode {
         what: "subscriber",
         key: key.to_owned(),
-        source,
+        source: source.into(),
     })
 }
 
@@ -420,16 +503,18 @@ pub fn decode_vpn(key: &str, value: &[u8]) -> Result<Vpn, StoreError> {
     serde_json::from_slice(value).map_err(|source| StoreError::Decode {
         what: "VPN",
         key: key.to_owned(),
-        source,
+        source: source.into(),
     })
 }
 
-/// Decodes a stored BGP LEG route record.
-pub fn decode_route(value: &[u8]) -> Result<LearnedRoute, StoreError> {
-    serde_json::from_slice(value).map_err(|source| StoreError::Decode {
+/// Decodes the BGP LEG route stored under `key` (its [`StoredWrite::Route`] key) as `value`,
+/// a record in either [`RouteFormat`].
+pub fn decode_route(key: &[u8], value: &[u8]) -> Result<LearnedRoute, StoreError> {
+    let route_key = decode_route_key(key)?;
+    route_record::decode(route_key, value).map_err(|source| StoreError::Decode {
         what: "BGP LEG route",
-        key: String::from_utf8_lossy(value).into_owned(),
-        source,
+        key: route_key.to_string(),
+        source: source.into(),
     })
 }
 
@@ -440,7 +525,7 @@ pub fn decode_route_key(key: &[u8]) -> Result<RouteKey, StoreError> {
     let bad = |why: &str| StoreError::Decode {
         what: "BGP LEG route key",
         key: key.iter().map(|b| format!("{b:02x}")).collect(),
-        source: <serde_json::Error as serde::de::Error>::custom(why),
+        source: why.into(),
     };
     let key: &[u8; 42] = key.try_into().map_err(|_| bad("not 42 bytes long"))?;
     let octets = |at: usize| -> [u8; 16] {
@@ -503,7 +588,7 @@ fn encode<'b, T: serde::Serialize>(
     buf.clear();
     serde_json::to_writer(&mut *buf, value).map_err(|source| StoreError::Encode {
         key: key.to_string(),
-        source,
+        source: source.into(),
     })?;
     Ok(buf)
 }
@@ -525,7 +610,7 @@ mod tests {
 
     fn writes(batch: &[ChangeSet]) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        for_each_write(batch, |w| {
+        for_each_write(batch, RouteFormat::Binary, |w| {
             if let StoredWrite::Subscriber { name, value, .. } = w {
                 let value = value.map(|v| String::from_utf8_lossy(v).into_owned());
                 out.push((name.to_owned(), value.unwrap_or_default()));
@@ -534,6 +619,148 @@ mod tests {
         })
         .unwrap();
         out
+    }
+
+    fn learned_route(prefix: &str) -> LearnedRoute {
+        LearnedRoute {
+            key: RouteKey {
+                peer: "192.0.2.1".parse().unwrap(),
+                rd: (1000u64 << 32) | 7,
+                prefix: prefix.parse().unwrap(),
+            },
+            label: 16,
+            attrs: std::sync::Arc::new(crate::RouteAttributes::new(
+                "10.10.0.1".parse().unwrap(),
+                vec!["1000:7".parse().unwrap()],
+                vec!["100:1".parse().unwrap()],
+            )),
+        }
+    }
+
+    #[test]
+    fn a_schema_1_file_gets_binary_route_records_and_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let route = learned_route("10.1.2.0/24");
+        // A file as brasa wrote it before schema 2: no `meta` table, routes as JSON text.
+        {
+            let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(SUBSCRIBERS).unwrap();
+            txn.open_table(VPNS).unwrap();
+            txn.open_table(LEG_ROUTES)
+                .unwrap()
+                .insert(
+                    store_key(&route.key).as_slice(),
+                    br#"{"peer":"192.0.2.1","rd":4294967296007,"prefix":"10.1.2.0/24","label":16,"next_hop":"10.10.0.1","targets":["1000:7"],"communities":["100:1"]}"#.as_slice(),
+                )
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let raw = |dir: &Path| {
+            let db = Database::open(dir.join(DB_FILE)).unwrap();
+            let txn = db.begin_read().unwrap();
+            let schema = txn
+                .open_table(META)
+                .unwrap()
+                .get(SCHEMA_KEY)
+                .unwrap()
+                .map(|v| v.value());
+            let routes = txn.open_table(LEG_ROUTES).unwrap();
+            let values: Vec<Vec<u8>> = routes
+                .iter()
+                .unwrap()
+                .map(|item| item.unwrap().1.value().to_vec())
+                .collect();
+            (schema, values)
+        };
+        for _ in 0..2 {
+            let mut store = RedbStore::open(dir.path()).unwrap();
+            assert_eq!(store.load().unwrap().routes, std::slice::from_ref(&route));
+            drop(store);
+            let (schema, values) = raw(dir.path());
+            assert_eq!(schema, Some(REDB_SCHEMA));
+            let mut binary = Vec::new();
+            encode_route(&route, RouteFormat::Binary, &mut binary).unwrap();
+            assert_eq!(values, [binary]);
+        }
+    }
+
+    #[test]
+    fn a_file_of_a_newer_schema_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(RedbStore::open(dir.path()).unwrap());
+        {
+            let db = Database::open(dir.path().join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(SCHEMA_KEY, REDB_SCHEMA + 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = RedbStore::open(dir.path()).err().unwrap();
+        assert!(
+            matches!(err, StoreError::Schema { found, supported: REDB_SCHEMA } if found == REDB_SCHEMA + 1),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_set_of_learning_writes_its_routes_and_no_subscriber_or_vpn() {
+        let route = learned_route("10.1.2.0/24");
+        let learnt = ChangeSet {
+            subscribers: vec![SubscriberChange {
+                old_domain: Some("default".into()),
+                ..change("a", "2")
+            }],
+            vpns: vec![VpnChange {
+                name: "vpn1".into(),
+                new: None,
+            }],
+            routes: vec![RouteChange {
+                key: route.key,
+                new: Some(route.clone()),
+            }],
+            learned_only: true,
+        };
+        let written = |batch: &[ChangeSet]| {
+            let mut out = Vec::new();
+            for_each_write(batch, RouteFormat::Binary, |w| {
+                out.push(match w {
+                    StoredWrite::Subscriber {
+                        name,
+                        value,
+                        created,
+                    } => format!(
+                        "{name} {created} {}",
+                        String::from_utf8_lossy(value.unwrap())
+                    ),
+                    StoredWrite::Vpn { name, .. } => name.to_owned(),
+                    StoredWrite::Route { key, value } => {
+                        let back = decode_route(key, value.unwrap()).unwrap();
+                        assert_eq!(back, route);
+                        "route".to_owned()
+                    }
+                });
+                Ok(())
+            })
+            .unwrap();
+            out
+        };
+        assert_eq!(written(std::slice::from_ref(&learnt)), ["route"]);
+        // The subscriber a login created earlier in the batch is written once, from that
+        // login, and still says the batch created it.
+        let login = ChangeSet {
+            subscribers: vec![change("a", "1")],
+            ..ChangeSet::default()
+        };
+        let out = written(&[login, learnt]);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(
+            out[0].starts_with("a true ") && out[0].contains(r#"["p","1"]"#),
+            "{out:?}"
+        );
+        assert_eq!(out[1], "route");
     }
 
     #[test]
@@ -567,7 +794,7 @@ mod tests {
         };
         let created = |batch: &[ChangeSet]| {
             let mut out = Vec::new();
-            for_each_write(batch, |w| {
+            for_each_write(batch, RouteFormat::Binary, |w| {
                 if let StoredWrite::Subscriber { name, created, .. } = w {
                     out.push((name.to_owned(), created));
                 }

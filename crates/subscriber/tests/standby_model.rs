@@ -153,7 +153,7 @@ impl Store {
                 None => table.remove(&key),
             };
         }
-        for_each_write(std::slice::from_ref(changes), |w| {
+        for_each_write(std::slice::from_ref(changes), RouteFormat::Binary, |w| {
             match w {
                 StoredWrite::Vpn { name, value } => {
                     self.written.insert((0, name.as_bytes().to_vec()));
@@ -192,7 +192,10 @@ impl Store {
                     out.subscribers.push((name, record));
                 }
                 _ => {
-                    let record = self.routes.get(&key).map(|v| decode_route(v).unwrap());
+                    let record = self
+                        .routes
+                        .get(&key)
+                        .map(|v| decode_route(&key, v).unwrap());
                     out.routes.push((decode_route_key(&key).unwrap(), record));
                 }
             }
@@ -215,8 +218,8 @@ impl Store {
                 .collect(),
             routes: self
                 .routes
-                .values()
-                .map(|v| decode_route(v).unwrap())
+                .iter()
+                .map(|(k, v)| decode_route(k, v).unwrap())
                 .collect(),
         }
     }

@@ -90,11 +90,12 @@ pub enum ProtocolError {
     #[error("unrecognized well-known attribute {}", attr_type(.0))]
     UnrecognizedWellKnownAttribute(Vec<u8>),
     /// (3, 4) Attribute flags conflict with the attribute's type; data is the attribute.
+    ///
+    /// There is no (3, 5) Attribute Length Error: RFC 7606 turns a length that does not fit
+    /// the attribute into treat-as-withdraw or attribute discard (see `wire::update`), and
+    /// MP_REACH/MP_UNREACH length errors into (3, 9).
     #[error("attribute flags error on attribute {}", attr_type(.0))]
     AttributeFlags(Vec<u8>),
-    /// (3, 5) Attribute length does not fit the attribute's type; data is the attribute.
-    #[error("attribute length error on attribute {}", attr_type(.0))]
-    AttributeLength(Vec<u8>),
     /// (3, 9) A recognised optional attribute (MP_REACH_NLRI, MP_UNREACH_NLRI) is malformed;
     /// data is the attribute.
     #[error("optional attribute error on attribute {}", attr_type(.0))]
@@ -142,7 +143,6 @@ impl ProtocolError {
             MalformedAttributeList(_) => (code::UPDATE_MESSAGE, 1, Vec::new()),
             UnrecognizedWellKnownAttribute(a) => (code::UPDATE_MESSAGE, 2, a.clone()),
             AttributeFlags(a) => (code::UPDATE_MESSAGE, 4, a.clone()),
-            AttributeLength(a) => (code::UPDATE_MESSAGE, 5, a.clone()),
             OptionalAttribute(a) => (code::UPDATE_MESSAGE, 9, a.clone()),
             InvalidNetworkField => (code::UPDATE_MESSAGE, 10, Vec::new()),
             HoldTimerExpired => (code::HOLD_TIMER_EXPIRED, 0, Vec::new()),

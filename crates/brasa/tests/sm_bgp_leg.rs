@@ -87,6 +87,12 @@ fn serial_sm_bgp_leg_seed_example_commands_and_kill_9() {
         s.api,
         &["sm", "login", "sub1", "-m", "100:100@vpn1"],
     ));
+    // A static IP@VPN mapping beside the learnt ones, for the export below.
+    ok(&brasa(
+        s.api,
+        &["sm", "login", "ce2", "-m", "192.0.2.7@vpn1"],
+    ));
+    assert_eq!(owner(s.api, "192.0.2.7").as_deref(), Some("ce2"));
     let go = GoBgp::start(GoOptions::new(s.gobgpd, s.bgp));
     go.add("vpnv4", "1.1.1.0/24", SEED);
     eventually("sub1 to own 1.1.1.7@vpn1", LIMIT, || {
@@ -164,7 +170,7 @@ fn serial_sm_bgp_leg_seed_example_commands_and_kill_9() {
         serde_json::json!([[15, ["1.1.5.0/24"]]])
     );
 
-    // Export → a fresh SM → import: the same VPNs and network IDs.
+    // Export → a fresh SM → import: the same VPNs, network IDs and IP@VPN mappings.
     let file = dir.path().join("export.csv");
     ok(&brasa(
         s.api,
@@ -187,6 +193,12 @@ fn serial_sm_bgp_leg_seed_example_commands_and_kill_9() {
     let sub1 = brasa_json(fresh_api, &["sm", "show", "subscriber", "sub1"]);
     assert_eq!(sub1["mappings"], serde_json::json!(["100:100@vpn1"]));
     assert_eq!(sub1["learned"], serde_json::json!([]));
+    assert_eq!(owner(fresh_api, "192.0.2.7").as_deref(), Some("ce2"));
+    assert_eq!(
+        owner(fresh_api, "1.1.5.7"),
+        None,
+        "the fresh SM has no learnt mappings"
+    );
     drop(go);
 }
 

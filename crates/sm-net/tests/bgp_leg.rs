@@ -14,7 +14,7 @@ use std::time::Duration;
 use bgp::{wait_until, GoBgp, GoOptions, RawPeer, AS};
 use brasa_bgp::{ConnectMode, LocalConfig, PeerConfig, State};
 use brasa_bgp_net::{NetPeerConfig, SpeakerConfig};
-use brasa_sm::bgp_leg::{BgpLegConfig, LegPeerConfig};
+use brasa_sm::bgp_leg::{BgpLegConfig, LegNeighbor, LegPeerConfig};
 use brasa_sm::{EpConfig, EpMode, EpReplica, FailureAction, Op, SmConfig};
 use brasa_sm_net::{BgpLeg, ClientEvent, EpClient, EpClientOptions, SmServer, SmService};
 use brasa_subscriber::{
@@ -230,13 +230,47 @@ fn learned(index: &brasa_subscriber::SubscriberIndex, name: &str) -> Vec<String>
     })
 }
 
-fn neighbor_up(sm: &Sm, peer: IpAddr) -> bool {
+/// The SM's view of its LEG peer `peer`.
+fn neighbor(sm: &Sm, peer: IpAddr) -> Option<LegNeighbor> {
     sm.service()
         .core()
         .bgp_neighbors()
         .unwrap_or_default()
-        .iter()
-        .any(|n| n.address == peer && n.up)
+        .into_iter()
+        .find(|n| n.address == peer)
+}
+
+fn neighbor_up(sm: &Sm, peer: IpAddr) -> bool {
+    neighbor(sm, peer).is_some_and(|n| n.up)
+}
+
+/// Two peers feed `vpn1` (entries `1000:1@10.10.10.10` and `1000:0@10.10.0.0`): gobgpd at
+/// `go_addr` announces 1.1.1.0/24 (label 10) and 1.1.2.0/24 (label 12) with community 100:100
+/// for `sub1`; a raw peer at `raw_addr` announces 10.0.0.0/24 (RD 1000:0, label 16, community
+/// 100:0, next hop 10.10.0.0) for `raw`. Returns once the SM has learnt all three.
+async fn feed_two_peers(sm: &Sm, go_addr: IpAddr, raw_addr: IpAddr) -> (GoBgp, RawPeer) {
+    sm.execute(mpls_vpn(
+        "vpn1",
+        &["1000:1@10.10.10.10", "1000:0@10.10.0.0"],
+    ))
+    .await;
+    sm.execute(ce("sub1", &["100:100@vpn1"])).await;
+    sm.execute(ce("raw", &["100:0@vpn1"])).await;
+    let go = GoBgp::start(GoOptions::new(go_addr, sm.listen));
+    go.add("vpnv4", "1.1.1.0/24", SEED);
+    go.add(
+        "vpnv4",
+        "1.1.2.0/24",
+        "label 12 rd 1000:1 rt 1000:1 community 100:100 nexthop 10.10.10.10",
+    );
+    let mut raw = RawPeer::establish(raw_addr, sm.listen).await;
+    raw.send(&bgp::table_bytes(1, 1)).await;
+    sm.until("both peers' routes", |i| {
+        learned(i, "sub1") == ["1.1.1.0/24@vpn1", "1.1.2.0/24@vpn1"]
+            && learned(i, "raw") == ["10.0.0.0/24@vpn1"]
+    })
+    .await;
+    (go, raw)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,27 +406,7 @@ async fn a_restarted_sm_keeps_its_mappings_until_end_of_rib_or_the_restart_timer
     let listen = SocketAddr::new(addr(2), bgp::free_port());
     let peers = [go_addr, raw_addr];
     let sm = start_sm(dir.path(), listen, &peers, Duration::from_secs(3)).await;
-    sm.execute(mpls_vpn(
-        "vpn1",
-        &["1000:1@10.10.10.10", "1000:0@10.10.0.0"],
-    ))
-    .await;
-    sm.execute(ce("sub1", &["100:100@vpn1"])).await;
-    sm.execute(ce("raw", &["100:0@vpn1"])).await;
-    let go = GoBgp::start(GoOptions::new(go_addr, listen));
-    go.add("vpnv4", "1.1.1.0/24", SEED);
-    go.add(
-        "vpnv4",
-        "1.1.2.0/24",
-        "label 12 rd 1000:1 rt 1000:1 community 100:100 nexthop 10.10.10.10",
-    );
-    // The raw peer announces 10.0.0.0/24 (RD 1000:0, community 100:0, next hop 10.10.0.0).
-    let mut raw = RawPeer::establish(raw_addr, listen).await;
-    raw.send(&bgp::table_bytes(1, 1)).await;
-    sm.until("both peers' routes", |i| {
-        learned(i, "sub1").len() == 2 && learned(i, "raw") == ["10.0.0.0/24@vpn1"]
-    })
-    .await;
+    let (go, raw) = feed_two_peers(&sm, go_addr, raw_addr).await;
     sm.stop().await;
     drop(raw);
 
@@ -439,8 +453,7 @@ async fn a_restarted_sm_keeps_its_mappings_until_end_of_rib_or_the_restart_timer
         },
     )
     .await;
-    let neighbors = sm.service().core().bgp_neighbors().unwrap();
-    let raw_view = neighbors.iter().find(|n| n.address == raw_addr).unwrap();
+    let raw_view = neighbor(&sm, raw_addr).unwrap();
     assert_eq!(raw_view.counters.restart_timeouts, 1);
     sm.stop().await;
     drop(go);
@@ -621,4 +634,120 @@ async fn a_standby_holds_its_peers_routes_until_it_is_active_then_applies_them()
     assert!(neighbor_up(&sm, injector), "the session went down");
     drop(raw);
     sm.stop().await;
+}
+
+/// The first UPDATE of [`bgp::table_bytes`]`(1, 1)` with its first path attribute's length
+/// overrunning the attribute list. The MP_REACH_NLRI behind it cannot be located, so RFC 7606
+/// leaves no choice but a session reset with (3, 1) Malformed Attribute List (RFC 4271 §6.3).
+fn update_with_overrunning_attribute() -> Vec<u8> {
+    let table = bgp::table_bytes(1, 1);
+    let len = usize::from(u16::from_be_bytes([table[16], table[17]]));
+    let mut update = table[..len].to_vec();
+    // Header (19 octets), withdrawn routes length (2, zero), total path attribute length (2),
+    // then the first attribute: flags, type, and a one-octet length.
+    assert_eq!(
+        update[23] & 0x10,
+        0,
+        "the first attribute has a one-octet length"
+    );
+    update[25] = 0xff;
+    update
+}
+
+/// A peer that sends a malformed UPDATE gets its NOTIFICATION, loses its session and its
+/// mappings; the other peer's session, VPN labels and `range@VPN` mappings stay exactly as they
+/// were, in the SM and at the EP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_update_resets_only_its_peer_and_leaves_the_others_mappings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (go_addr, raw_addr) = (addr(50), addr(51));
+    let sm = start_sm(
+        dir.path(),
+        SocketAddr::new(addr(5), 0),
+        &[go_addr, raw_addr],
+        Duration::from_secs(120),
+    )
+    .await;
+    let mut ep = ep(&sm.url).await;
+    let (go, mut raw) = feed_two_peers(&sm, go_addr, raw_addr).await;
+    let go_view = |sm: &Sm| neighbor(sm, go_addr).unwrap();
+    // Nothing more is due from gobgpd once it has sent the End-of-RIB of both its families.
+    tokio::task::block_in_place(|| {
+        wait_until(
+            LIMIT,
+            || go_view(&sm).counters.end_of_ribs == 2,
+            "gobgpd's End-of-RIB for VPN-IPv4 and VPN-IPv6",
+        )
+    });
+    ep_until(&mut ep, "both peers' labels and mappings", |ep| {
+        let mut labels = ep_labels(ep, "vpn1");
+        labels.sort_unstable();
+        labels == [10, 12, 16] && ep_who(ep, "10.0.0.1", "vpn1").as_deref() == Some("raw")
+    })
+    .await;
+    let go_before = go_view(&sm);
+    let go_routes = |sm: &Sm| {
+        let peers = sm.service().core().index().learned_peers();
+        peers
+            .into_iter()
+            .find(|(p, _)| *p == go_addr)
+            .map(|(_, r)| r)
+    };
+    let go_routes_before = go_routes(&sm);
+    assert_eq!(go_routes_before.map(|r| r.matched), Some(2));
+
+    raw.send(&update_with_overrunning_attribute()).await;
+    let notification = raw.expect_notification().await;
+    assert_eq!(
+        (notification.code, notification.subcode),
+        (3, 1),
+        "{notification}"
+    );
+    sm.until("the raw peer's session and mappings to go", |i| {
+        learned(i, "raw").is_empty()
+            && i.learned_peers()
+                .iter()
+                .all(|(p, routes)| *p != raw_addr || routes.routes == 0)
+    })
+    .await;
+    let raw_view = neighbor(&sm, raw_addr).unwrap();
+    assert!(!raw_view.up);
+    assert_eq!(raw_view.counters.sessions_down, 1);
+    ep_until(&mut ep, "the raw peer's label and mapping to go", |ep| {
+        let mut labels = ep_labels(ep, "vpn1");
+        labels.sort_unstable();
+        labels == [10, 12] && ep_who(ep, "10.0.0.1", "vpn1").is_none()
+    })
+    .await;
+
+    // gobgpd's session never flapped and the SM holds exactly what it had learnt from it.
+    let status = sm.leg.speaker().peer_status(go_addr).await.unwrap();
+    assert_eq!(
+        (status.state, status.stats.established),
+        (State::Established, 1)
+    );
+    assert_eq!(go_view(&sm), go_before);
+    assert_eq!(go_routes(&sm), go_routes_before);
+    {
+        let core = sm.service().core();
+        let index = core.index();
+        assert_eq!(
+            learned(index, "sub1"),
+            ["1.1.1.0/24@vpn1", "1.1.2.0/24@vpn1"]
+        );
+        for address in ["1.1.1.7", "1.1.2.7"] {
+            assert_eq!(
+                index.lookup(address.parse().unwrap(), Some("vpn1")),
+                Ok(Some("sub1"))
+            );
+        }
+    }
+    {
+        let replica = ep.replica();
+        assert_eq!(ep_who(&replica, "1.1.1.7", "vpn1").as_deref(), Some("sub1"));
+        assert_eq!(ep_who(&replica, "1.1.2.7", "vpn1").as_deref(), Some("sub1"));
+    }
+    drop(ep);
+    sm.stop().await;
+    drop(go);
 }

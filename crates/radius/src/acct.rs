@@ -55,13 +55,16 @@ impl SessionCounters {
     }
 }
 
-/// Adds Acct-Session-Time: whole seconds from `started` to `now`, saturating at `u32::MAX`.
-pub fn add_session_time(message: &mut Message, started: Instant, now: Instant) {
+/// Acct-Session-Time's value: whole seconds from `started` to `now`, saturating at
+/// `u32::MAX` (0 when `now` is earlier).
+pub fn session_time(started: Instant, now: Instant) -> u32 {
     let secs = now.saturating_duration_since(started).as_secs();
-    message.add_fixed(
-        ACCT_SESSION_TIME,
-        u32::try_from(secs).unwrap_or(u32::MAX).to_be_bytes(),
-    );
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
+/// Adds Acct-Session-Time: [`session_time`] from `started` to `now`.
+pub fn add_session_time(message: &mut Message, started: Instant, now: Instant) {
+    message.add_fixed(ACCT_SESSION_TIME, session_time(started, now).to_be_bytes());
 }
 
 /// The Interim-Update deadlines of many sessions, earliest first.

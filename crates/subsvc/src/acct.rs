@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use brasa_radius::acct::{InterimSchedule, SessionCounters};
+use brasa_radius::acct::{session_time, InterimSchedule, SessionCounters};
 use brasa_radius::attr::{
     ACCT_MULTI_SESSION_ID, ACCT_SESSION_ID, ACCT_SESSION_TIME, ACCT_STATUS_TYPE,
     ACCT_TERMINATE_CAUSE, NAS_IDENTIFIER, USER_NAME, VENDOR_SPECIFIC,
@@ -330,14 +330,13 @@ impl Accounting {
         cause: Option<AcctTerminateCause>,
         now: Instant,
     ) -> Result<AcctRecord, AcctError> {
-        let secs = now.saturating_duration_since(running.started).as_secs();
         let reported = Reported {
             instance: instance.clone(),
             acct_session_id: running.acct_session_id.clone(),
             multi_session_id: running.multi_session_id.clone(),
             nas_identifier: self.nas_identifier.clone(),
             stats_type: running.service.acct_stats_type,
-            session_time: counters.map_or(0, |_| u32::try_from(secs).unwrap_or(u32::MAX)),
+            session_time: counters.map_or(0, |_| session_time(running.started, now)),
             volume: counters.map_or_else(Volume::default, |counters| {
                 counters.volume(&running.service, running.aggregate_at_start)
             }),

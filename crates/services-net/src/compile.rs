@@ -422,10 +422,8 @@ fn apply(
     new: &Plane,
     keys: &Keys,
 ) -> Result<(), ServiceError> {
-    for id in keys.saps.iter().filter(|id| !new.saps.contains_key(*id)) {
-        if old.saps.contains_key(id) {
-            builder.remove_sap(id)?;
-        }
+    for id in removed(&keys.saps, &old.saps, &new.saps) {
+        builder.remove_sap(id)?;
     }
     // A service whose type changes is removed and added again (the builder refuses a type
     // change while it has SAPs; they are re-added below).
@@ -448,49 +446,23 @@ fn apply(
             builder.remove_service(*id)?;
         }
     }
-    for key in keys
-        .filters
-        .iter()
-        .filter(|k| !new.filters.contains_key(*k))
-    {
-        if old.filters.contains_key(key) {
-            builder.remove_filter(key.0, key.1)?;
-        }
+    for key in removed(&keys.filters, &old.filters, &new.filters) {
+        builder.remove_filter(key.0, key.1)?;
     }
-    for id in keys
-        .policers
-        .iter()
-        .filter(|k| !new.policers.contains_key(*k))
-    {
-        if old.policers.contains_key(id) {
-            builder.remove_policer(*id)?;
-        }
+    for id in removed(&keys.policers, &old.policers, &new.policers) {
+        builder.remove_policer(*id)?;
     }
-    for id in keys.ports.iter().filter(|k| !new.ports.contains_key(*k)) {
-        if old.ports.contains_key(id) {
-            builder.remove_port(*id)?;
-        }
+    for id in removed(&keys.ports, &old.ports, &new.ports) {
+        builder.remove_port(*id)?;
     }
-    for id in &keys.ports {
-        if let Some(spec) = new.ports.get(id) {
-            if old.ports.get(id) != Some(spec) {
-                builder.set_port(*spec)?;
-            }
-        }
+    for spec in changed(&keys.ports, &old.ports, &new.ports) {
+        builder.set_port(*spec)?;
     }
-    for id in &keys.policers {
-        if let Some(spec) = new.policers.get(id) {
-            if old.policers.get(id) != Some(spec) {
-                builder.set_policer(*spec)?;
-            }
-        }
+    for spec in changed(&keys.policers, &old.policers, &new.policers) {
+        builder.set_policer(*spec)?;
     }
-    for key in &keys.filters {
-        if let Some(spec) = new.filters.get(key) {
-            if old.filters.get(key) != Some(spec) {
-                builder.set_filter((**spec).clone())?;
-            }
-        }
+    for spec in changed(&keys.filters, &old.filters, &new.filters) {
+        builder.set_filter((**spec).clone())?;
     }
     for id in &keys.services {
         if let Some(spec) = new.services.get(id) {
@@ -508,6 +480,28 @@ fn apply(
         }
     }
     Ok(())
+}
+
+/// The keys of `keys` that `old` holds and `new` does not: entries to remove.
+fn removed<'a, K: Ord + Clone, V: Clone>(
+    keys: &'a BTreeSet<K>,
+    old: &'a OrdMap<K, V>,
+    new: &'a OrdMap<K, V>,
+) -> impl Iterator<Item = &'a K> {
+    keys.iter()
+        .filter(|key| old.contains_key(*key) && !new.contains_key(*key))
+}
+
+/// The entries of `new` under `keys` that `old` lacks or holds otherwise: entries to set.
+fn changed<'a, K: Ord + Clone, V: Clone + PartialEq>(
+    keys: &'a BTreeSet<K>,
+    old: &'a OrdMap<K, V>,
+    new: &'a OrdMap<K, V>,
+) -> impl Iterator<Item = &'a V> {
+    keys.iter().filter_map(|key| {
+        let spec = new.get(key)?;
+        (old.get(key) != Some(spec)).then_some(spec)
+    })
 }
 
 /// The data-plane SAP id of a configuration SAP.

@@ -959,27 +959,13 @@ impl RuleSet {
     /// packets' cache misses.
     #[inline]
     pub fn prefetch(&self, family: Option<IpFamily>) {
-        let (ptr, bytes) = match family {
-            Some(IpFamily::V4) => (
-                self.v4.as_ptr().cast::<u8>(),
-                std::mem::size_of_val(&*self.v4),
-            ),
-            Some(IpFamily::V6) => (
-                self.v6.as_ptr().cast::<u8>(),
-                std::mem::size_of_val(&*self.v6),
-            ),
-            None => (
-                self.mac.as_ptr().cast::<u8>(),
-                std::mem::size_of_val(&*self.mac),
-            ),
-        };
-        crate::fdb::prefetch_span(ptr, bytes, PREFETCH_LINES);
+        match family {
+            Some(IpFamily::V4) => crate::fdb::prefetch_slice(&self.v4, PREFETCH_LINES),
+            Some(IpFamily::V6) => crate::fdb::prefetch_slice(&self.v6, PREFETCH_LINES),
+            None => crate::fdb::prefetch_slice(&self.mac, PREFETCH_LINES),
+        }
         // Eight 12-byte actions span two lines, and the last rule's is in the second.
-        crate::fdb::prefetch_span(
-            self.actions.as_ptr().cast::<u8>(),
-            std::mem::size_of_val(&*self.actions),
-            2,
-        );
+        crate::fdb::prefetch_slice(&self.actions, 2);
     }
 
     /// True when there are no rules.

@@ -432,6 +432,16 @@ pub fn prefetch_span(ptr: *const u8, bytes: usize, max_lines: usize) {
     }
 }
 
+/// [`prefetch_span`] over the bytes of `items`.
+#[inline(always)]
+pub fn prefetch_slice<T>(items: &[T], max_lines: usize) {
+    prefetch_span(
+        items.as_ptr().cast::<u8>(),
+        std::mem::size_of_val(items),
+        max_lines,
+    );
+}
+
 /// How many 64-byte lines `bytes` bytes at address `at` overlap.
 #[inline(always)]
 fn span_lines(at: usize, bytes: usize) -> usize {

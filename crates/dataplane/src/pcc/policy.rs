@@ -427,23 +427,11 @@ impl Entries {
     /// [`crate::acl::PREFETCH_LINES`]: eight IPv4 entries wherever they start).
     #[inline]
     pub(crate) fn prefetch_entries(&self, family: IpFamily, direction: Direction) {
-        let (at, bytes) = match family {
-            IpFamily::V4 => {
-                let entries = self.entries4(direction);
-                (
-                    entries.as_ptr().cast::<u8>(),
-                    std::mem::size_of_val(entries),
-                )
-            }
-            IpFamily::V6 => {
-                let entries = self.entries6(direction);
-                (
-                    entries.as_ptr().cast::<u8>(),
-                    std::mem::size_of_val(entries),
-                )
-            }
-        };
-        crate::fdb::prefetch_span(at, bytes, crate::acl::PREFETCH_LINES);
+        let lines = crate::acl::PREFETCH_LINES;
+        match family {
+            IpFamily::V4 => crate::fdb::prefetch_slice(self.entries4(direction), lines),
+            IpFamily::V6 => crate::fdb::prefetch_slice(self.entries6(direction), lines),
+        }
     }
 
     /// The index of the rule of lowest precedence in `direction` that `key` matches.

@@ -464,6 +464,95 @@ script_parameters = ["epipe={'far': 'dy2:302', 'slow': 4}"]
     assert_eq!(lockouts[0]["active"], true, "{lockouts}");
 }
 
+/// The lockout context of `trigger_sap` under the policy `lock`, if there is one.
+fn lockout_row(daemon: &Daemon, trigger_sap: &str) -> Option<serde_json::Value> {
+    daemon
+        .json(&[
+            "show",
+            "subscriber-mgmt",
+            "host-lockout-policy",
+            "lock",
+            "all",
+        ])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["trigger_sap"] == trigger_sap)
+        .cloned()
+}
+
+#[test]
+fn netns_lock_time_doubles_up_to_the_max_and_starts_again_at_the_min_after_the_reset_time() {
+    let router = Netns::new("dyl");
+    let customers = trunk(&router, "dy1", vec![qinq("dyx", "10.78.0.1/24", 201, 301)]);
+    let failing = &customers.hosts[0];
+    let _far = trunk(&router, "dy2", vec![dot1q("dyf", "10.77.0.2/24", 300)]);
+    // A permanent neighbour: each ping is exactly one frame (no ARP requests and retries
+    // that could arrive after a lock ended and count as a failure of their own).
+    failing.sh("ip neigh replace 10.78.0.2 lladdr 02:00:5e:10:00:02 dev eth0 nud permanent");
+    let one_frame = || {
+        let _ = failing.output("ping", &["-c", "1", "-W", "0.2", "10.78.0.2"]);
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let users = r##"[[dynamic_services.local_auth_db]]
+name = "db"
+[[dynamic_services.local_auth_db.user]]
+name = "dy1:201.301"
+[[dynamic_services.local_auth_db.user.index]]
+index = 1
+sap_id = "dy1:201.301"
+script_parameters = ["epipe={'far': 'dy2:301', 'fail': True}"]
+"##;
+    let config = config(dir.path(), r#"{ local_auth_db = "db" }"#, users).replace(
+        "lockout_time_min = \"60s\"\nlockout_time_max = \"600s\"\nlockout_reset_time = \"60s\"",
+        "lockout_time_min = \"2s\"\nlockout_time_max = \"4s\"\nlockout_reset_time = \"4s\"",
+    );
+    assert!(config.contains("lockout_time_max = \"4s\""));
+    let daemon = Daemon::start(&router, dir.path(), &config);
+    daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
+    let sap = "dy1:201.301";
+    // Each failure locks for twice the previous lock, at most the max; the frame that comes
+    // after a lock ended (in the grace period) fails again.
+    for (failures, current, next) in [(1, 2, 4), (2, 4, 4), (3, 4, 4)] {
+        if failures > 1 {
+            daemon.eventually(
+                &format!("lock {} over, in its grace period", failures - 1),
+                || lockout_row(&daemon, sap).is_some_and(|row| row["active"] == false),
+            );
+        }
+        one_frame();
+        daemon.drops_reach("Corresponding dynamic SAP is not created", failures);
+        let row = lockout_row(&daemon, sap).expect("a lockout context after a failure");
+        assert_eq!(row["active"], true, "{row}");
+        assert_eq!(
+            (
+                row["lockouts"].as_u64(),
+                row["current_lock_time"].as_u64(),
+                row["next_lock_time"].as_u64()
+            ),
+            (Some(failures), Some(current), Some(next)),
+            "failure {failures}: {row}"
+        );
+    }
+    // No failure for the reset time after the last lock ended: the context is forgotten,
+    // and the next failure locks for the min again.
+    daemon.eventually("the context forgotten after the reset time", || {
+        lockout_row(&daemon, sap).is_none()
+    });
+    one_frame();
+    daemon.drops_reach("Corresponding dynamic SAP is not created", 4);
+    let row = lockout_row(&daemon, sap).expect("a lockout context after a failure");
+    assert_eq!(
+        (
+            row["active"].as_bool(),
+            row["lockouts"].as_u64(),
+            row["current_lock_time"].as_u64()
+        ),
+        (Some(true), Some(1), Some(2)),
+        "{row}"
+    );
+}
+
 #[test]
 fn netns_radius_trigger_gets_its_services_from_freeradius_and_accounts_the_start() {
     let router = Netns::new("dyr");

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
-use support::{coa_answer, radclient, received, reply_lines, FreeRadius};
+use support::{coa_answer, radclient, radius_proxy_config, received, reply_lines, FreeRadius};
 
 const NAMES: LabNames = LabNames {
     router: "pjr",
@@ -85,40 +85,20 @@ const PARAMETERS: &str = "subsvc-pccrule-1;10.1.1.0/24;1000;5000";
 const UP: f64 = 1000.0;
 const DOWN: f64 = 5000.0;
 
-/// `brasa run` with everything the path needs; FreeRADIUS at `aaa` (auth) and `acct`;
-/// `accounting` adds lines to `[dataplane.subscribers.accounting]`.
-fn config(
-    lab: &pcc_support::Lab,
-    dir: &Path,
-    aaa: SocketAddr,
-    acct: SocketAddr,
-    accounting: &str,
-) -> String {
+/// `brasa run` with everything the path needs, proxying RADIUS to FreeRADIUS (`radius`, pool
+/// "aaa", which also takes the services' accounting); `accounting` adds lines to
+/// `[dataplane.subscribers.accounting]`.
+fn config(lab: &pcc_support::Lab, dir: &Path, radius: &FreeRadius, accounting: &str) -> String {
+    let head = radius_proxy_config(
+        "127.0.0.1:7780".parse().unwrap(),
+        ("pj-bng", NAS_SECRET),
+        ("pj-aaa", AUTH.parse().unwrap(), ACCT.parse().unwrap()),
+        "",
+        radius,
+        AAA_SECRET,
+    );
     format!(
-        r#"data_dir = "{data}"
-[api]
-listen = "127.0.0.1:7780"
-
-[radius]
-[[radius.client]]
-name = "pj-bng"
-address = "127.0.0.1"
-secret = "{NAS_SECRET}"
-[[radius.server]]
-name = "pj-aaa"
-auth_listen = "{AUTH}"
-acct_listen = "{ACCT}"
-proxy = "pj-pool"
-[[radius.pool]]
-name = "pj-pool"
-timeout = "2s"
-[[radius.pool.auth_server]]
-address = "{aaa}"
-secret = "{AAA_SECRET}"
-[[radius.pool.acct_server]]
-address = "{acct}"
-secret = "{AAA_SECRET}"
-
+        r#"{head}
 [subscriber_manager]
 listen = "127.0.0.1:7790"
 keepalive_interval = "1s"
@@ -141,11 +121,10 @@ secret = "{COA_SECRET}"
 sm = ["127.0.0.1:7790"]
 ep_id = "dp"
 [dataplane.subscribers.accounting]
-radius_pool = "pj-pool"
+radius_pool = "aaa"
 nas_identifier = "pj-bng"
 {accounting}
 "#,
-        data = dir.join("data").display(),
         script = dir.join("pj_services.py").display(),
         dataplane = lab.dataplane(),
     )
@@ -234,7 +213,7 @@ fn joined(names: LabNames, parameters: &str, reply: &str, accounting: &str) -> J
     let radius = freeradius(&lab.router, dir.path(), AAA_SECRET, &users);
     let dictionary = radius.dir.clone();
     std::fs::write(dir.path().join("pj_services.py"), SCRIPT).unwrap();
-    let config = config(&lab, dir.path(), radius.auth, radius.acct, accounting);
+    let config = config(&lab, dir.path(), &radius, accounting);
     let daemon = Daemon::start(&lab.router, dir.path(), &config);
     daemon.apply(&lab.ies());
     ping_eventually(&lab.host, SERVER, Duration::from_secs(15));

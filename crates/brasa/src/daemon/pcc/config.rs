@@ -174,32 +174,29 @@ pub fn resolve(
                     ),
                 ));
             }
-            let default_interval = match acct.interim_interval {
-                None => None,
-                Some(interval) => {
-                    let secs = interval.get_ref().0.as_secs();
-                    Some(u32::try_from(secs).map_err(|_| {
-                        source.error_at(interval.span(), "expected at most 180 days")
-                    })?)
-                }
-            };
-            let min_interval = match acct.min_interim_interval {
-                None => MIN_ACCT_INTERVAL,
-                Some(interval) => {
-                    let duration = interval.get_ref().0;
-                    u32::try_from(duration.as_secs())
-                        .ok()
-                        .filter(|secs| {
-                            (1..=MAX_ACCT_INTERVAL).contains(secs) && duration.subsec_nanos() == 0
-                        })
-                        .ok_or_else(|| {
-                            source.error_at(
-                                interval.span(),
-                                "expected whole seconds from 1s to 180 days (SR OS: 300s)",
-                            )
-                        })?
-                }
-            };
+            let default_interval = acct
+                .interim_interval
+                .map(|interval| {
+                    whole_seconds(
+                        source,
+                        &interval,
+                        0..=MAX_ACCT_INTERVAL,
+                        "expected whole seconds up to 180 days (0: no Interim-Update)",
+                    )
+                })
+                .transpose()?;
+            let min_interval = acct
+                .min_interim_interval
+                .map(|interval| {
+                    whole_seconds(
+                        source,
+                        &interval,
+                        1..=MAX_ACCT_INTERVAL,
+                        "expected whole seconds from 1s to 180 days (SR OS: 300s)",
+                    )
+                })
+                .transpose()?
+                .unwrap_or(MIN_ACCT_INTERVAL);
             Some(AccountingResolved {
                 pool,
                 nas_identifier: acct.nas_identifier,
@@ -218,6 +215,20 @@ pub fn resolve(
         },
         accounting,
     }))
+}
+
+/// `interval` in whole seconds within `range`; else `expected`, at the value.
+fn whole_seconds(
+    source: &Source,
+    interval: &Spanned<ConfigDuration>,
+    range: std::ops::RangeInclusive<u32>,
+    expected: &str,
+) -> Result<u32, ConfigError> {
+    let duration = interval.get_ref().0;
+    u32::try_from(duration.as_secs())
+        .ok()
+        .filter(|secs| range.contains(secs) && duration.subsec_nanos() == 0)
+        .ok_or_else(|| source.error_at(interval.span(), expected))
 }
 
 #[cfg(test)]
@@ -290,16 +301,33 @@ mod tests {
     }
 
     #[test]
-    fn the_minimum_interim_interval_is_whole_seconds_from_one() {
+    fn the_interim_intervals_are_whole_seconds_up_to_180_days() {
         let head = "[radius]\n[[radius.pool]]\nname = \"acct\"\n[[radius.pool.acct_server]]\n\
                     address = \"127.0.0.1:1813\"\nsecret = \"s\"\n";
-        let with = |minimum: &str| {
+        let with_key = |key: &str, value: &str| {
             format!(
                 "{head}{BASE}sm = [\"127.0.0.1:7790\"]\nep_id = \"a\"\n\
                  [dataplane.subscribers.accounting]\nradius_pool = \"acct\"\n\
-                 min_interim_interval = \"{minimum}\"\n"
+                 {key} = \"{value}\"\n"
             )
         };
+        let resolved = load(&with_key("interim_interval", "0s")).unwrap();
+        assert!(resolved.contains("default_interval: Some(0)"), "{resolved}");
+        let resolved = load(&with_key("interim_interval", "180d")).unwrap();
+        assert!(
+            resolved.contains("default_interval: Some(15552000)"),
+            "{resolved}"
+        );
+        for wrong in ["1500ms", "181d"] {
+            let error = load(&with_key("interim_interval", wrong)).unwrap_err();
+            assert!(
+                error.starts_with(
+                    "brasa.toml:16:20: expected whole seconds up to 180 days (0: no Interim-Update)"
+                ),
+                "{wrong}: {error}"
+            );
+        }
+        let with = |minimum: &str| with_key("min_interim_interval", minimum);
         let resolved = load(&with("2s")).unwrap();
         assert!(resolved.contains("min_interval: 2 "), "{resolved}");
         for wrong in ["0s", "1500ms", "181d"] {

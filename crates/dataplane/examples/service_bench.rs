@@ -715,7 +715,7 @@ fn fdb_bound(seconds: f64) {
         let start_cycles = cycles();
         while start.elapsed().as_secs_f64() < seconds {
             for _ in 0..BATCH * 64 {
-                fdb.prefetch(1, dsts[(i + ahead) % MACS]);
+                fdb.prefetch(fdb.key(1, dsts[(i + ahead) % MACS]));
                 if let Some((_, entry)) = fdb.lookup(1, dsts[i % MACS]) {
                     found += u64::from(entry.sap < 4);
                 }

@@ -12,12 +12,12 @@ use super::throttle::{
 };
 use super::FilterKind;
 use crate::acl::{mac_bits, Disposition, IpFamily, PacketKey, RuleSet};
-use crate::fdb::{prefetch_read, Entry, Fdb, STATIC_EPOCH};
+use crate::fdb::{self, prefetch_read, Entry, Fdb, STATIC_EPOCH};
 use crate::packet::PacketBuf;
 use crate::pcc::PccStage;
 use crate::pipeline::{pkt_type, Batch, Context, DropReason, PortId, Shared, Stage, Verdict};
 use crate::policer::{Colour, PolicerState, PolicerStats, RateLimitState};
-use crate::sap::{self, EgressTags, SapId};
+use crate::sap::{self, EgressTags, PortSaps, SapId};
 use crate::wire::{
     ethernet, ip_protocol, vlan, EtherType, GrePacket, Ipv4Packet, Ipv6Packet, MacAddr,
 };
@@ -270,7 +270,6 @@ pub struct ServiceStage {
     spare_frames: Vec<Vec<u8>>,
     throttle: Arc<TriggerThrottle>,
     scratch: Vec<u32>,
-    steps: Vec<Step>,
     last_sweep_ns: u64,
     /// Subscriber enforcement on the IP interfaces (see [`ServiceStage::set_subscriber_pcc`]).
     pcc: Option<Shared<PccStage>>,
@@ -289,12 +288,56 @@ enum Step {
     Malformed,
     /// No SAP matches.
     NoSap,
-    /// Tags read, SAP not looked up yet (between the two halves of the first pass).
+    /// Tags read, SAP not looked up yet (between steps A and B).
     Tagged(sap::FrameTags),
-    /// The SAP, the frame's tags, and whether steps D and E (the ingress filters' rule sets
-    /// and entries) have work: step C clears it for a SAP without ingress filters, so that
-    /// those steps skip the packet without reading its SAP entry again.
-    Sap(sap::SapMatch, sap::FrameTags, bool),
+    /// The SAP and the frame's tags.
+    Sap(sap::SapMatch, sap::FrameTags),
+}
+
+/// What the software pipeline in `process` knows about one received packet in flight, filled
+/// in as the packet goes through the steps — its port's SAPs in step A, its SAP in B, the
+/// SAP's entry and the MAC table keys in C — so that the later steps and the final one read
+/// this record instead of going back to the batch and through the snapshot's chunked vectors
+/// (a bounds check, a chunk pointer, an `Arc`) for the same facts.
+#[derive(Debug, Clone, Copy)]
+struct Work<'t> {
+    step: Step,
+    /// The access port and its SAPs (step A).
+    port: Option<(PortId, &'t PortSaps)>,
+    /// The SAP's entry. Step C is the first to read it: step B prefetches it.
+    sap: Option<&'t SapEntry>,
+    /// The SAP has ingress filters: steps D and E have work.
+    filtered: bool,
+    /// Destination and source MAC (48 bits) of a VPLS frame.
+    dst: u64,
+    src: u64,
+    /// Their MAC table keys, hashed once by step C for its prefetches and the probes of the
+    /// final step (VPLS frames, when the table exists).
+    keys: Option<[fdb::Key; 2]>,
+}
+
+impl Work<'_> {
+    const SKIP: Work<'static> = Work {
+        step: Step::Skip,
+        port: None,
+        sap: None,
+        filtered: false,
+        dst: 0,
+        src: 0,
+        keys: None,
+    };
+}
+
+/// The record of a packet step A has already decided about.
+fn work(step: Step) -> Work<'static> {
+    Work { step, ..Work::SKIP }
+}
+
+/// The 48-bit MAC at `at` in `frame` (0 when the frame is shorter).
+fn mac_at(frame: &[u8], at: usize) -> u64 {
+    frame
+        .get(at..at + 6)
+        .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)))
 }
 
 /// `changed` when reconciling incrementally, else every slot below `len`.
@@ -311,6 +354,14 @@ fn new_or_all(incremental: bool, changed: &[u32], len: usize) -> Vec<usize> {
 
 /// Packets between two steps of the software pipeline in `process`.
 const PREFETCH_DISTANCE: usize = 8;
+
+/// Steps after the first in the software pipeline (B to F).
+const LATER_STEPS: usize = 5;
+
+/// Records of the packets in flight: a ring on the stack, as the pipeline holds at most
+/// `LATER_STEPS × PREFETCH_DISTANCE + 1` packets at once.
+const IN_FLIGHT: usize = 64;
+const _: () = assert!(IN_FLIGHT.is_power_of_two() && IN_FLIGHT > LATER_STEPS * PREFETCH_DISTANCE);
 
 /// Prefetches the first two cache lines of `items[index]` (the hot fields of the entries
 /// lead their structs).
@@ -385,6 +436,14 @@ struct Ingress {
     key: Option<PacketKey>,
 }
 
+/// The batch's clock: the pipeline's context and its time in the MAC table's seconds, divided
+/// once per batch rather than per learned frame.
+#[derive(Clone, Copy)]
+struct Clock<'c> {
+    ctx: &'c Context<'c>,
+    now_s: u32,
+}
+
 impl Ingress {
     fn colour(&self) -> Colour {
         if self.priority & 1 != 0 {
@@ -418,7 +477,6 @@ impl ServiceStage {
                 config.fdb_seed.rotate_left(32) ^ 0x7468_726f_7474_6c65,
             )),
             scratch: Vec::new(),
-            steps: Vec::new(),
             last_sweep_ns: 0,
             pcc: None,
         }
@@ -1135,13 +1193,21 @@ impl ServiceStage {
         Verdict::Transmit(gre.spec.port)
     }
 
-    /// Learns `src` on SAP `slot` of bridge `bridge`. `Err` when the frame must be dropped.
-    fn learn(&mut self, sap: &SapEntry, slot: u32, src: u64, now_s: u32) -> Result<(), DropReason> {
+    /// Learns `src` (whose MAC table key is `key`) on SAP `slot` of bridge `bridge`. `Err`
+    /// when the frame must be dropped.
+    fn learn(
+        &mut self,
+        sap: &SapEntry,
+        slot: u32,
+        src: u64,
+        key: Option<fdb::Key>,
+        now_s: u32,
+    ) -> Result<(), DropReason> {
         let bridge = sap.service;
-        let Some(fdb) = self.fdb.as_mut() else {
+        let (Some(fdb), Some(key)) = (self.fdb.as_mut(), key) else {
             return Ok(());
         };
-        let found = fdb.lookup(bridge, src);
+        let found = fdb.lookup_key(key);
         let mut stale_at = None;
         if let Some((at, entry)) = found {
             if entry.is_static() {
@@ -1226,89 +1292,84 @@ impl ServiceStage {
 
     /// Step A of a packet: reads its tags and prefetches the exact-match slot its SAP
     /// lookup starts at.
-    fn read_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) -> Step {
+    fn read_step<'t>(&self, tables: &'t ServiceTables, batch: &Batch, index: usize) -> Work<'t> {
         let Some((buf, meta)) = batch.get(index) else {
-            return Step::Skip;
+            return Work::SKIP;
         };
         if meta.verdict != Verdict::Pending {
-            return Step::Skip;
+            return Work::SKIP;
         }
         let Some(Some(port)) = tables.ports.get(usize::from(meta.port)) else {
-            return if tables.tunnels.is_empty() {
+            return work(if tables.tunnels.is_empty() {
                 Step::Skip
             } else {
                 Step::Gre
-            };
+            });
         };
         if meta.pkt_type == pkt_type::OUTGOING {
-            return Step::Outgoing;
+            return work(Step::Outgoing);
         }
         match sap::read_tags(buf.as_slice(), &port.saps) {
-            Err(_) => Step::Malformed,
+            Err(_) => work(Step::Malformed),
             Ok(tags) => {
                 if let Some(key) = sap::first_key(meta.port, &port.saps, tags) {
                     tables.exact.prefetch(key);
                 }
-                Step::Tagged(tags)
+                Work {
+                    step: Step::Tagged(tags),
+                    port: Some((meta.port, &port.saps)),
+                    ..Work::SKIP
+                }
             }
         }
     }
 
     /// Step B: the SAP lookup; prefetches the SAP's entry and state.
-    fn lookup_step(&mut self, tables: &ServiceTables, batch: &Batch, index: usize) {
-        let (Some(Step::Tagged(tags)), Some((_, meta))) =
-            (self.steps.get(index).copied(), batch.get(index))
-        else {
+    fn lookup_step(&self, tables: &ServiceTables, work: &mut Work<'_>) {
+        let (Step::Tagged(tags), Some((port, saps))) = (work.step, work.port) else {
             return;
         };
-        let Some(Some(port)) = tables.ports.get(usize::from(meta.port)) else {
-            return;
-        };
-        let step = match sap::lookup(meta.port, &port.saps, tags, |key| tables.exact.get(key)) {
+        work.step = match sap::lookup(port, saps, tags, |key| tables.exact.get(key)) {
             Some(m) => {
                 tables.saps.prefetch(m.sap as usize);
                 prefetch_slot(&self.saps, m.sap);
-                Step::Sap(m, tags, true)
+                Step::Sap(m, tags)
             }
             None => Step::NoSap,
         };
-        if let Some(slot) = self.steps.get_mut(index) {
-            *slot = step;
-        }
     }
 
-    /// The SAP of packet `index`, once step B found it, with the frame.
-    fn sap_of<'a>(
+    /// Step C: reads the SAP entry into the packet's record and prefetches what it points to —
+    /// the MAC table slots of a VPLS frame, the peer of an Epipe frame, the service's
+    /// counters, filters, policers.
+    fn dependents_step<'t>(
         &self,
-        tables: &'a ServiceTables,
-        batch: &'a Batch,
+        tables: &'t ServiceTables,
+        batch: &Batch,
         index: usize,
-    ) -> Option<(sap::SapMatch, &'a SapEntry, &'a PacketBuf)> {
-        let Some(Step::Sap(m, _, _)) = self.steps.get(index) else {
-            return None;
-        };
-        Some((*m, tables.sap(m.sap)?, batch.get(index)?.0))
-    }
-
-    /// Step C: what the SAP entry points to — the MAC table slots of a VPLS frame, the peer
-    /// of an Epipe frame, the service's counters, filters, policers.
-    fn dependents_step(&mut self, tables: &ServiceTables, batch: &Batch, index: usize) {
-        let Some((_, sap, buf)) = self.sap_of(tables, batch, index) else {
+        work: &mut Work<'t>,
+    ) {
+        let Step::Sap(m, _) = work.step else {
             return;
         };
+        let Some(sap) = tables.sap(m.sap) else {
+            return;
+        };
+        work.sap = Some(sap);
+        work.filtered = sap.ingress.has_filters();
         match (sap.role, sap.peer) {
             (SapRole::Vpls, _) => {
                 prefetch_slot(&self.services, sap.service);
+                let frame = batch.get(index).map_or(&[][..], |(buf, _)| buf.as_slice());
+                work.dst = mac_at(frame, 0);
+                work.src = mac_at(frame, 6);
                 if let Some(fdb) = self.fdb.as_ref() {
-                    let frame = buf.as_slice();
-                    let dst = frame
-                        .get(0..6)
-                        .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
-                    let src = frame
-                        .get(6..12)
-                        .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
-                    fdb.prefetch(sap.service, dst);
-                    fdb.prefetch(sap.service, src);
+                    let keys = [
+                        fdb.key(sap.service, work.dst),
+                        fdb.key(sap.service, work.src),
+                    ];
+                    keys.iter().for_each(|key| fdb.prefetch(*key));
+                    work.keys = Some(keys);
                 }
             }
             (SapRole::Epipe, Peer::Sap(peer)) => {
@@ -1325,29 +1386,11 @@ impl ServiceStage {
             tables.policers.prefetch(policer as usize);
             prefetch_slot(&self.policers, policer);
         }
-        if !sap.ingress.has_filters() {
-            if let Some(Step::Sap(_, _, filtered)) = self.steps.get_mut(index) {
-                *filtered = false;
-            }
-        }
-    }
-
-    /// The SAP of packet `index` when its ingress filters still need steps D and E.
-    fn filtered_sap_of<'a>(
-        &self,
-        tables: &'a ServiceTables,
-        batch: &'a Batch,
-        index: usize,
-    ) -> Option<(sap::SapMatch, &'a SapEntry, &'a PacketBuf)> {
-        match self.steps.get(index) {
-            Some(Step::Sap(_, _, true)) => self.sap_of(tables, batch, index),
-            _ => None,
-        }
     }
 
     /// Step D: the compiled rule sets and hit counters of the SAP's ingress filters.
-    fn rule_set_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) {
-        let Some((_, sap, _)) = self.filtered_sap_of(tables, batch, index) else {
+    fn rule_set_step(&self, tables: &ServiceTables, work: &Work<'_>) {
+        let Some(sap) = work.sap.filter(|_| work.filtered) else {
             return;
         };
         for slot in sap.ingress.filters.iter().flatten() {
@@ -1361,13 +1404,13 @@ impl ServiceStage {
     }
 
     /// Step E: the first entries the packet will scan.
-    fn entries_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) {
-        let Some((m, sap, buf)) = self.filtered_sap_of(tables, batch, index) else {
+    fn entries_step(&self, tables: &ServiceTables, batch: &Batch, index: usize, work: &Work<'_>) {
+        let (Step::Sap(m, _), Some(sap), true) = (work.step, work.sap, work.filtered) else {
             return;
         };
-        if !sap.ingress.has_filters() {
+        let Some((buf, _)) = batch.get(index) else {
             return;
-        }
+        };
         let family = match inner_of(buf.as_slice(), usize::from(m.strip)).ethertype {
             EtherType::IPV4 => Some(IpFamily::V4),
             EtherType::IPV6 => Some(IpFamily::V6),
@@ -1382,21 +1425,23 @@ impl ServiceStage {
         }
     }
 
+    /// Step F: the packet's ingress SAP, filters and policer, then its service.
     fn access_frame(
         &mut self,
         tables: &ServiceTables,
         batch: &mut Batch,
         index: usize,
-        step: Step,
+        work: &Work<'_>,
         pcc: Option<&mut PccStage>,
-        ctx: &Context<'_>,
+        clock: Clock<'_>,
     ) {
+        let ctx = clock.ctx;
         let Some((buf, meta)) = batch.get_mut(index) else {
             return;
         };
         let port = usize::from(meta.port);
-        let (m, tags) = match step {
-            Step::Sap(m, tags, _) => (m, tags),
+        let (m, tags) = match work.step {
+            Step::Sap(m, tags) => (m, tags),
             Step::Outgoing => {
                 meta.verdict = Verdict::Ignore;
                 return;
@@ -1417,7 +1462,7 @@ impl ServiceStage {
             }
             Step::Skip | Step::Gre | Step::Tagged(_) => return,
         };
-        let Some(sap) = tables.sap(m.sap) else {
+        let Some(sap) = work.sap else {
             meta.verdict = Verdict::Drop(DropReason::NoSap);
             return;
         };
@@ -1508,7 +1553,7 @@ impl ServiceStage {
             meta.verdict = verdict;
             return;
         }
-        self.bridge(tables, batch, index, sap, m.sap, &mut ingress, ctx);
+        self.bridge(tables, batch, index, work, sap, m.sap, &mut ingress, clock);
     }
 
     /// A frame on a capture SAP: its ingress MAC filter, the data trigger throttle, then the
@@ -1573,33 +1618,33 @@ impl ServiceStage {
         Verdict::Punt(slot)
     }
 
-    /// VPLS: learn the source, forward to the known destination or flood.
+    /// VPLS: learn the source, forward to the known destination or flood. `work` holds the
+    /// frame's MACs and their MAC table keys.
     #[allow(clippy::too_many_arguments)]
     fn bridge(
         &mut self,
         tables: &ServiceTables,
         batch: &mut Batch,
         index: usize,
+        work: &Work<'_>,
         sap: &SapEntry,
         slot: u32,
         ingress: &mut Ingress,
-        ctx: &Context<'_>,
+        clock: Clock<'_>,
     ) {
+        let ctx = clock.ctx;
         let service = sap.service;
         let Some((buf, meta)) = batch.get_mut(index) else {
             return;
         };
-        let frame = buf.as_slice();
-        let dst = frame
-            .get(0..6)
-            .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
-        let src = frame
-            .get(6..12)
-            .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
+        let (dst, src) = (work.dst, work.src);
+        let [dst_key, src_key] = match work.keys {
+            Some([dst, src]) => [Some(dst), Some(src)],
+            None => [None, None],
+        };
         let src_unicast = src != 0 && src & (1 << 40) == 0;
         if sap.learn && src_unicast {
-            let now_s = (ctx.now_ns / NS_PER_SEC) as u32;
-            if let Err(reason) = self.learn(sap, slot, src, now_s) {
+            if let Err(reason) = self.learn(sap, slot, src, src_key, clock.now_s) {
                 self.count_drop(slot, service, reason);
                 meta.verdict = Verdict::Drop(reason);
                 return;
@@ -1609,7 +1654,8 @@ impl ServiceStage {
             let known = self
                 .fdb
                 .as_ref()
-                .and_then(|fdb| fdb.lookup(service, dst))
+                .zip(dst_key)
+                .and_then(|(fdb, key)| fdb.lookup_key(key))
                 .map(|(_, e)| e)
                 .filter(|e| self.entry_valid(e));
             if let Some(entry) = known {
@@ -1854,34 +1900,38 @@ impl Stage for ServiceStage {
         // meanwhile are finished.
         let pcc = self.pcc.clone();
         let mut pcc = pcc.as_ref().map(Shared::lock);
+        let tables: &ServiceTables = &tables;
+        let clock = Clock {
+            ctx,
+            now_s: (ctx.now_ns / NS_PER_SEC) as u32,
+        };
         let received = batch.len();
-        self.steps.clear();
-        self.steps.resize(received, Step::Skip);
+        let mut ring = [Work::SKIP; IN_FLIGHT];
         let d = PREFETCH_DISTANCE;
-        // Packet `i - k·d` is at step k in iteration `i`.
-        let at = |i: usize, k: usize| i.checked_sub(k * d).filter(|p| *p < received);
-        for i in 0..received + 5 * d {
+        // Packet `i - k·d` is at step k in iteration `i` (wrapping below 0 to past the end).
+        let at = |i: usize, k: usize| Some(i.wrapping_sub(k * d)).filter(|p| *p < received);
+        for i in 0..received + LATER_STEPS * d {
             if i < received {
-                let step = self.read_step(&tables, batch, i);
-                self.steps[i] = step;
+                ring[i % IN_FLIGHT] = self.read_step(tables, batch, i);
             }
             if let Some(p) = at(i, 1) {
-                self.lookup_step(&tables, batch, p);
+                self.lookup_step(tables, &mut ring[p % IN_FLIGHT]);
             }
             if let Some(p) = at(i, 2) {
-                self.dependents_step(&tables, batch, p);
+                self.dependents_step(tables, batch, p, &mut ring[p % IN_FLIGHT]);
             }
             if let Some(p) = at(i, 3) {
-                self.rule_set_step(&tables, batch, p);
+                self.rule_set_step(tables, &ring[p % IN_FLIGHT]);
             }
             if let Some(p) = at(i, 4) {
-                self.entries_step(&tables, batch, p);
+                self.entries_step(tables, batch, p, &ring[p % IN_FLIGHT]);
             }
             if let Some(p) = at(i, 5) {
-                match self.steps[p] {
+                let work = ring[p % IN_FLIGHT];
+                match work.step {
                     Step::Skip => {}
-                    Step::Gre => self.gre_frame(&tables, batch, p, ctx),
-                    step => self.access_frame(&tables, batch, p, step, pcc.as_deref_mut(), ctx),
+                    Step::Gre => self.gre_frame(tables, batch, p, ctx),
+                    _ => self.access_frame(tables, batch, p, &work, pcc.as_deref_mut(), clock),
                 }
             }
         }

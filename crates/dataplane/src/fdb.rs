@@ -70,6 +70,14 @@ pub struct Key {
     home: usize,
 }
 
+impl Key {
+    /// The MAC (48 bits).
+    #[inline]
+    pub fn mac(&self) -> u64 {
+        self.key & 0xffff_ffff_ffff
+    }
+}
+
 /// A slot index returned by a lookup, for a later update without a second probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotRef(usize);

@@ -15,7 +15,9 @@ use crate::acl::{mac_bits, Disposition, IpFamily, PacketKey, RuleSet};
 use crate::fdb::{self, prefetch_read, Entry, Fdb, STATIC_EPOCH};
 use crate::packet::PacketBuf;
 use crate::pcc::PccStage;
-use crate::pipeline::{pkt_type, Batch, Context, DropReason, PortId, Shared, Stage, Verdict};
+use crate::pipeline::{
+    pkt_type, Batch, Context, DropReason, PacketMeta, PortId, Shared, Stage, Verdict,
+};
 use crate::policer::{Colour, PolicerState, PolicerStats, RateLimitState};
 use crate::sap::{self, EgressTags, PortSaps, SapId};
 use crate::wire::{
@@ -304,16 +306,21 @@ struct Work<'t> {
     step: Step,
     /// The access port and its SAPs (step A).
     port: Option<(PortId, &'t PortSaps)>,
-    /// The SAP's entry. Step C is the first to read it: step B prefetches it.
-    sap: Option<&'t SapEntry>,
+    /// What step C read from the SAP's entry (step B only prefetches it).
+    sap: Option<SapWork<'t>>,
+}
+
+/// The part of a packet's [`Work`] that step C fills, as a whole (the ring's records are
+/// reused, so nothing of an earlier packet may remain).
+#[derive(Debug, Clone, Copy)]
+struct SapWork<'t> {
+    entry: &'t SapEntry,
     /// The SAP has ingress filters: steps D and E have work.
     filtered: bool,
-    /// Destination and source MAC (48 bits) of a VPLS frame.
-    dst: u64,
-    src: u64,
-    /// Their MAC table keys, hashed once by step C for its prefetches and the probes of the
-    /// final step (VPLS frames, when the table exists).
-    keys: Option<[fdb::Key; 2]>,
+    /// The MAC table keys of the destination and the source of a VPLS frame, hashed once for
+    /// step C's prefetches and the final step's probes (`None` for other frames, and while
+    /// there is no table).
+    macs: Option<[fdb::Key; 2]>,
 }
 
 impl Work<'_> {
@@ -321,16 +328,7 @@ impl Work<'_> {
         step: Step::Skip,
         port: None,
         sap: None,
-        filtered: false,
-        dst: 0,
-        src: 0,
-        keys: None,
     };
-}
-
-/// The record of a packet step A has already decided about.
-fn work(step: Step) -> Work<'static> {
-    Work { step, ..Work::SKIP }
 }
 
 /// The 48-bit MAC at `at` in `frame` (0 when the frame is shorter).
@@ -1193,21 +1191,20 @@ impl ServiceStage {
         Verdict::Transmit(gre.spec.port)
     }
 
-    /// Learns `src` (whose MAC table key is `key`) on SAP `slot` of bridge `bridge`. `Err`
-    /// when the frame must be dropped.
+    /// Learns the source MAC whose key is `src` on SAP `slot` of bridge `bridge`. `Err` when
+    /// the frame must be dropped.
     fn learn(
         &mut self,
         sap: &SapEntry,
         slot: u32,
-        src: u64,
-        key: Option<fdb::Key>,
+        src: fdb::Key,
         now_s: u32,
     ) -> Result<(), DropReason> {
         let bridge = sap.service;
-        let (Some(fdb), Some(key)) = (self.fdb.as_mut(), key) else {
+        let Some(fdb) = self.fdb.as_mut() else {
             return Ok(());
         };
-        let found = fdb.lookup_key(key);
+        let found = fdb.lookup_key(src);
         let mut stale_at = None;
         if let Some((at, entry)) = found {
             if entry.is_static() {
@@ -1268,7 +1265,7 @@ impl ServiceStage {
                 fdb.update(at, slot, epoch, now_s);
                 true
             }
-            None => fdb.insert(bridge, src, slot, epoch, now_s).is_ok(),
+            None => fdb.insert(bridge, src.mac(), slot, epoch, now_s).is_ok(),
         };
         if learned {
             service.learned += 1;
@@ -1291,42 +1288,52 @@ impl ServiceStage {
     }
 
     /// Step A of a packet: reads its tags and prefetches the exact-match slot its SAP
-    /// lookup starts at.
-    fn read_step<'t>(&self, tables: &'t ServiceTables, batch: &Batch, index: usize) -> Work<'t> {
+    /// lookup starts at. Starts the packet's record afresh, field by field: the ring slot
+    /// held an earlier packet, and the record's later fields are step C's to write.
+    fn read_step<'t>(
+        &self,
+        tables: &'t ServiceTables,
+        batch: &Batch,
+        index: usize,
+        work: &mut Work<'t>,
+    ) {
+        work.port = None;
+        work.sap = None;
+        work.step = Step::Skip;
         let Some((buf, meta)) = batch.get(index) else {
-            return Work::SKIP;
+            return;
         };
         if meta.verdict != Verdict::Pending {
-            return Work::SKIP;
+            return;
         }
         let Some(Some(port)) = tables.ports.get(usize::from(meta.port)) else {
-            return work(if tables.tunnels.is_empty() {
-                Step::Skip
-            } else {
-                Step::Gre
-            });
+            if !tables.tunnels.is_empty() {
+                work.step = Step::Gre;
+            }
+            return;
         };
         if meta.pkt_type == pkt_type::OUTGOING {
-            return work(Step::Outgoing);
+            work.step = Step::Outgoing;
+            return;
         }
-        match sap::read_tags(buf.as_slice(), &port.saps) {
-            Err(_) => work(Step::Malformed),
+        work.step = match sap::read_tags(buf.as_slice(), &port.saps) {
+            Err(_) => Step::Malformed,
             Ok(tags) => {
                 if let Some(key) = sap::first_key(meta.port, &port.saps, tags) {
                     tables.exact.prefetch(key);
                 }
-                Work {
-                    step: Step::Tagged(tags),
-                    port: Some((meta.port, &port.saps)),
-                    ..Work::SKIP
-                }
+                work.port = Some((meta.port, &port.saps));
+                Step::Tagged(tags)
             }
-        }
+        };
     }
 
     /// Step B: the SAP lookup; prefetches the SAP's entry and state.
     fn lookup_step(&self, tables: &ServiceTables, work: &mut Work<'_>) {
-        let (Step::Tagged(tags), Some((port, saps))) = (work.step, work.port) else {
+        let Step::Tagged(tags) = work.step else {
+            return;
+        };
+        let Some((port, saps)) = work.port else {
             return;
         };
         work.step = match sap::lookup(port, saps, tags, |key| tables.exact.get(key)) {
@@ -1353,23 +1360,21 @@ impl ServiceStage {
             return;
         };
         let Some(sap) = tables.sap(m.sap) else {
+            work.sap = None;
             return;
         };
-        work.sap = Some(sap);
-        work.filtered = sap.ingress.has_filters();
+        let mut macs = None;
         match (sap.role, sap.peer) {
             (SapRole::Vpls, _) => {
                 prefetch_slot(&self.services, sap.service);
-                let frame = batch.get(index).map_or(&[][..], |(buf, _)| buf.as_slice());
-                work.dst = mac_at(frame, 0);
-                work.src = mac_at(frame, 6);
-                if let Some(fdb) = self.fdb.as_ref() {
-                    let keys = [
-                        fdb.key(sap.service, work.dst),
-                        fdb.key(sap.service, work.src),
-                    ];
-                    keys.iter().for_each(|key| fdb.prefetch(*key));
-                    work.keys = Some(keys);
+                if let (Some(fdb), Some((buf, _))) = (self.fdb.as_ref(), batch.get(index)) {
+                    let frame = buf.as_slice();
+                    let dst = fdb.key(sap.service, mac_at(frame, 0));
+                    let src = fdb.key(sap.service, mac_at(frame, 6));
+                    fdb.prefetch(dst);
+                    fdb.prefetch(src);
+                    let keys = [dst, src];
+                    macs = Some(keys);
                 }
             }
             (SapRole::Epipe, Peer::Sap(peer)) => {
@@ -1386,11 +1391,21 @@ impl ServiceStage {
             tables.policers.prefetch(policer as usize);
             prefetch_slot(&self.policers, policer);
         }
+        work.sap = Some(SapWork {
+            entry: sap,
+            filtered: sap.ingress.has_filters(),
+            macs,
+        });
+    }
+
+    /// The SAP entry of a packet whose ingress filters steps D and E prefetch for.
+    fn filtered<'t>(work: &Work<'t>) -> Option<&'t SapEntry> {
+        work.sap.filter(|s| s.filtered).map(|s| s.entry)
     }
 
     /// Step D: the compiled rule sets and hit counters of the SAP's ingress filters.
     fn rule_set_step(&self, tables: &ServiceTables, work: &Work<'_>) {
-        let Some(sap) = work.sap.filter(|_| work.filtered) else {
+        let Some(sap) = Self::filtered(work) else {
             return;
         };
         for slot in sap.ingress.filters.iter().flatten() {
@@ -1405,7 +1420,7 @@ impl ServiceStage {
 
     /// Step E: the first entries the packet will scan.
     fn entries_step(&self, tables: &ServiceTables, batch: &Batch, index: usize, work: &Work<'_>) {
-        let (Step::Sap(m, _), Some(sap), true) = (work.step, work.sap, work.filtered) else {
+        let (Step::Sap(m, _), Some(sap)) = (work.step, Self::filtered(work)) else {
             return;
         };
         let Some((buf, _)) = batch.get(index) else {
@@ -1462,7 +1477,10 @@ impl ServiceStage {
             }
             Step::Skip | Step::Gre | Step::Tagged(_) => return,
         };
-        let Some(sap) = work.sap else {
+        let Some(SapWork {
+            entry: sap, macs, ..
+        }) = work.sap
+        else {
             meta.verdict = Verdict::Drop(DropReason::NoSap);
             return;
         };
@@ -1553,7 +1571,9 @@ impl ServiceStage {
             meta.verdict = verdict;
             return;
         }
-        self.bridge(tables, batch, index, work, sap, m.sap, &mut ingress, clock);
+        if !self.bridge(tables, buf, meta, macs, sap, m.sap, &mut ingress, clock) {
+            self.flood(tables, batch, index, sap, m.sap, &mut ingress, ctx);
+        }
     }
 
     /// A frame on a capture SAP: its ingress MAC filter, the data trigger throttle, then the
@@ -1618,63 +1638,75 @@ impl ServiceStage {
         Verdict::Punt(slot)
     }
 
-    /// VPLS: learn the source, forward to the known destination or flood. `work` holds the
-    /// frame's MACs and their MAC table keys.
+    /// VPLS: learns the source and forwards to the known destination. `macs` are the MAC
+    /// table keys of the frame's destination and source. False when the frame is to be
+    /// flooded (broadcast, multicast, unknown unicast, or no table yet).
     #[allow(clippy::too_many_arguments)]
     fn bridge(
         &mut self,
         tables: &ServiceTables,
-        batch: &mut Batch,
-        index: usize,
-        work: &Work<'_>,
+        buf: &mut PacketBuf,
+        meta: &mut PacketMeta,
+        macs: Option<[fdb::Key; 2]>,
         sap: &SapEntry,
         slot: u32,
         ingress: &mut Ingress,
         clock: Clock<'_>,
-    ) {
-        let ctx = clock.ctx;
+    ) -> bool {
         let service = sap.service;
-        let Some((buf, meta)) = batch.get_mut(index) else {
-            return;
+        let Some([dst, src]) = macs else {
+            return false;
         };
-        let (dst, src) = (work.dst, work.src);
-        let [dst_key, src_key] = match work.keys {
-            Some([dst, src]) => [Some(dst), Some(src)],
-            None => [None, None],
-        };
-        let src_unicast = src != 0 && src & (1 << 40) == 0;
+        let src_unicast = src.mac() != 0 && src.mac() & (1 << 40) == 0;
         if sap.learn && src_unicast {
-            if let Err(reason) = self.learn(sap, slot, src, src_key, clock.now_s) {
+            if let Err(reason) = self.learn(sap, slot, src, clock.now_s) {
                 self.count_drop(slot, service, reason);
                 meta.verdict = Verdict::Drop(reason);
-                return;
+                return true;
             }
         }
-        if dst & (1 << 40) == 0 {
-            let known = self
-                .fdb
-                .as_ref()
-                .zip(dst_key)
-                .and_then(|(fdb, key)| fdb.lookup_key(key))
-                .map(|(_, e)| e)
-                .filter(|e| self.entry_valid(e));
-            if let Some(entry) = known {
-                // The target's entry is read only when split-horizon groups are in use.
-                let same_group = sap.shg != 0
-                    && tables
-                        .sap(entry.sap)
-                        .is_some_and(|target| target.shg == sap.shg);
-                if entry.sap == slot || same_group {
-                    self.count_drop(slot, service, DropReason::SplitHorizon);
-                    meta.verdict = Verdict::Drop(DropReason::SplitHorizon);
-                    return;
-                }
-                meta.verdict =
-                    self.egress_sap(tables, buf, ingress, entry.sap, service, ctx.now_ns);
-                return;
-            }
+        if dst.mac() & (1 << 40) != 0 {
+            return false;
         }
-        // Broadcast, multicast or unknown unicast: flood.
+        let known = self
+            .fdb
+            .as_ref()
+            .and_then(|fdb| fdb.lookup_key(dst))
+            .map(|(_, e)| e)
+            .filter(|e| self.entry_valid(e));
+        let Some(entry) = known else {
+            return false;
+        };
+        // The target's entry is read only when split-horizon groups are in use.
+        let same_group = sap.shg != 0
+            && tables
+                .sap(entry.sap)
+                .is_some_and(|target| target.shg == sap.shg);
+        meta.verdict = if entry.sap == slot || same_group {
+            self.count_drop(slot, service, DropReason::SplitHorizon);
+            Verdict::Drop(DropReason::SplitHorizon)
+        } else {
+            self.egress_sap(tables, buf, ingress, entry.sap, service, clock.ctx.now_ns)
+        };
+        true
+    }
+
+    /// VPLS: floods a frame to the other members, by replication.
+    #[allow(clippy::too_many_arguments)]
+    fn flood(
+        &mut self,
+        tables: &ServiceTables,
+        batch: &mut Batch,
+        index: usize,
+        sap: &SapEntry,
+        slot: u32,
+        ingress: &mut Ingress,
+        ctx: &Context<'_>,
+    ) {
+        let service = sap.service;
+        let Some((_, meta)) = batch.get_mut(index) else {
+            return;
+        };
         let Some(ServiceKind::Vpls(vpls)) = tables.service(service).map(|s| &s.kind) else {
             return;
         };
@@ -1912,7 +1944,7 @@ impl Stage for ServiceStage {
         let at = |i: usize, k: usize| Some(i.wrapping_sub(k * d)).filter(|p| *p < received);
         for i in 0..received + LATER_STEPS * d {
             if i < received {
-                ring[i % IN_FLIGHT] = self.read_step(tables, batch, i);
+                self.read_step(tables, batch, i, &mut ring[i % IN_FLIGHT]);
             }
             if let Some(p) = at(i, 1) {
                 self.lookup_step(tables, &mut ring[p % IN_FLIGHT]);
@@ -1927,11 +1959,11 @@ impl Stage for ServiceStage {
                 self.entries_step(tables, batch, p, &ring[p % IN_FLIGHT]);
             }
             if let Some(p) = at(i, 5) {
-                let work = ring[p % IN_FLIGHT];
+                let work = &ring[p % IN_FLIGHT];
                 match work.step {
                     Step::Skip => {}
                     Step::Gre => self.gre_frame(tables, batch, p, ctx),
-                    _ => self.access_frame(tables, batch, p, &work, pcc.as_deref_mut(), clock),
+                    _ => self.access_frame(tables, batch, p, work, pcc.as_deref_mut(), clock),
                 }
             }
         }

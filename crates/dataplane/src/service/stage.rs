@@ -1420,7 +1420,10 @@ impl ServiceStage {
 
     /// Step E: the first entries the packet will scan.
     fn entries_step(&self, tables: &ServiceTables, batch: &Batch, index: usize, work: &Work<'_>) {
-        let (Step::Sap(m, _), Some(sap)) = (work.step, Self::filtered(work)) else {
+        let Some(sap) = Self::filtered(work) else {
+            return;
+        };
+        let Step::Sap(m, _) = work.step else {
             return;
         };
         let Some((buf, _)) = batch.get(index) else {
@@ -1478,7 +1481,9 @@ impl ServiceStage {
             Step::Skip | Step::Gre | Step::Tagged(_) => return,
         };
         let Some(SapWork {
-            entry: sap, macs, ..
+            entry: sap,
+            macs,
+            filtered,
         }) = work.sap
         else {
             meta.verdict = Verdict::Drop(DropReason::NoSap);
@@ -1527,7 +1532,7 @@ impl ServiceStage {
             }
             meta.checksum_pending = false;
         }
-        if sap.ingress.has_filters() || sap.ingress.policer.is_some() {
+        if filtered || sap.ingress.policer.is_some() {
             if let Err(reason) = self.apply_direction(
                 tables,
                 &sap.ingress,

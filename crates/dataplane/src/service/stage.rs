@@ -434,14 +434,6 @@ struct Ingress {
     key: Option<PacketKey>,
 }
 
-/// The batch's clock: the pipeline's context and its time in the MAC table's seconds, divided
-/// once per batch rather than per learned frame.
-#[derive(Clone, Copy)]
-struct Clock<'c> {
-    ctx: &'c Context<'c>,
-    now_s: u32,
-}
-
 impl Ingress {
     fn colour(&self) -> Colour {
         if self.priority & 1 != 0 {
@@ -450,6 +442,14 @@ impl Ingress {
             Colour::Green
         }
     }
+}
+
+/// The batch's clock: the pipeline's context and its time in the MAC table's seconds, divided
+/// once per batch rather than per learned frame.
+#[derive(Clone, Copy)]
+struct Clock<'c> {
+    ctx: &'c Context<'c>,
+    now_s: u32,
 }
 
 impl ServiceStage {
@@ -1373,8 +1373,7 @@ impl ServiceStage {
                     let src = fdb.key(sap.service, mac_at(frame, 6));
                     fdb.prefetch(dst);
                     fdb.prefetch(src);
-                    let keys = [dst, src];
-                    macs = Some(keys);
+                    macs = Some([dst, src]);
                 }
             }
             (SapRole::Epipe, Peer::Sap(peer)) => {

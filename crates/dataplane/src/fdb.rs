@@ -61,6 +61,23 @@ impl Entry {
     }
 }
 
+/// A (bridge, MAC) key with the slot its probe starts at, hashed once by [`Fdb::key`] so that
+/// the packet path's prefetch and its lookup do not each hash it. Only meaningful for the
+/// table that made it (the home slot depends on its seed and size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    key: u64,
+    home: usize,
+}
+
+impl Key {
+    /// The MAC (48 bits).
+    #[inline]
+    pub fn mac(&self) -> u64 {
+        self.key & 0xffff_ffff_ffff
+    }
+}
+
 /// A slot index returned by a lookup, for a later update without a second probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotRef(usize);
@@ -210,18 +227,32 @@ impl Fdb {
         ((key ^ self.seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
     }
 
-    /// Hints the CPU to fetch the slot a lookup of (`bridge`, `mac`) starts at.
+    /// The key of (`bridge`, `mac`) in this table, hashed.
     #[inline]
-    pub fn prefetch(&self, bridge: u32, mac: u64) {
-        let home = self.home(make_key(bridge, mac));
-        if let Some(slot) = self.slots.get(home) {
+    pub fn key(&self, bridge: u32, mac: u64) -> Key {
+        let key = make_key(bridge, mac);
+        Key {
+            key,
+            home: self.home(key),
+        }
+    }
+
+    /// Hints the CPU to fetch the slot a lookup of `key` starts at.
+    #[inline]
+    pub fn prefetch(&self, key: Key) {
+        if let Some(slot) = self.slots.get(key.home) {
             prefetch_read(slot as *const Slot);
         }
     }
 
     #[inline]
     fn find(&self, key: u64) -> Option<usize> {
-        let mut i = self.home(key);
+        self.find_from(key, self.home(key))
+    }
+
+    #[inline]
+    fn find_from(&self, key: u64, home: usize) -> Option<usize> {
+        let mut i = home;
         loop {
             let slot = self.slots.get(i)?;
             if slot.key == key {
@@ -251,7 +282,13 @@ impl Fdb {
     /// The entry for (`bridge`, `mac`), stale or not, and where it is.
     #[inline]
     pub fn lookup(&self, bridge: u32, mac: u64) -> Option<(SlotRef, Entry)> {
-        let i = self.find(make_key(bridge, mac))?;
+        self.lookup_key(self.key(bridge, mac))
+    }
+
+    /// [`Fdb::lookup`] of a key already hashed.
+    #[inline]
+    pub fn lookup_key(&self, key: Key) -> Option<(SlotRef, Entry)> {
+        let i = self.find_from(key.key, key.home)?;
         Some((SlotRef(i), self.entry_at(i)?))
     }
 

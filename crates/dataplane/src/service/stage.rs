@@ -12,12 +12,14 @@ use super::throttle::{
 };
 use super::FilterKind;
 use crate::acl::{mac_bits, Disposition, IpFamily, PacketKey, RuleSet};
-use crate::fdb::{prefetch_read, Entry, Fdb, STATIC_EPOCH};
+use crate::fdb::{self, prefetch_read, Entry, Fdb, STATIC_EPOCH};
 use crate::packet::PacketBuf;
 use crate::pcc::PccStage;
-use crate::pipeline::{pkt_type, Batch, Context, DropReason, PortId, Shared, Stage, Verdict};
+use crate::pipeline::{
+    pkt_type, Batch, Context, DropReason, PacketMeta, PortId, Shared, Stage, Verdict,
+};
 use crate::policer::{Colour, PolicerState, PolicerStats, RateLimitState};
-use crate::sap::{self, EgressTags, SapId};
+use crate::sap::{self, EgressTags, PortSaps, SapId};
 use crate::wire::{
     ethernet, ip_protocol, vlan, EtherType, GrePacket, Ipv4Packet, Ipv6Packet, MacAddr,
 };
@@ -270,7 +272,6 @@ pub struct ServiceStage {
     spare_frames: Vec<Vec<u8>>,
     throttle: Arc<TriggerThrottle>,
     scratch: Vec<u32>,
-    steps: Vec<Step>,
     last_sweep_ns: u64,
     /// Subscriber enforcement on the IP interfaces (see [`ServiceStage::set_subscriber_pcc`]).
     pcc: Option<Shared<PccStage>>,
@@ -289,12 +290,52 @@ enum Step {
     Malformed,
     /// No SAP matches.
     NoSap,
-    /// Tags read, SAP not looked up yet (between the two halves of the first pass).
+    /// Tags read, SAP not looked up yet (between steps A and B).
     Tagged(sap::FrameTags),
-    /// The SAP, the frame's tags, and whether steps D and E (the ingress filters' rule sets
-    /// and entries) have work: step C clears it for a SAP without ingress filters, so that
-    /// those steps skip the packet without reading its SAP entry again.
-    Sap(sap::SapMatch, sap::FrameTags, bool),
+    /// The SAP and the frame's tags.
+    Sap(sap::SapMatch, sap::FrameTags),
+}
+
+/// What the software pipeline in `process` knows about one received packet in flight, filled
+/// in as the packet goes through the steps — its port's SAPs in step A, its SAP in B, the
+/// SAP's entry and the MAC table keys in C — so that the later steps and the final one read
+/// this record instead of going back to the batch and through the snapshot's chunked vectors
+/// (a bounds check, a chunk pointer, an `Arc`) for the same facts.
+#[derive(Debug, Clone, Copy)]
+struct Work<'t> {
+    step: Step,
+    /// The access port and its SAPs (step A).
+    port: Option<(PortId, &'t PortSaps)>,
+    /// What step C read from the SAP's entry (step B only prefetches it).
+    sap: Option<SapWork<'t>>,
+}
+
+/// The part of a packet's [`Work`] that step C fills, as a whole (the ring's records are
+/// reused, so nothing of an earlier packet may remain).
+#[derive(Debug, Clone, Copy)]
+struct SapWork<'t> {
+    entry: &'t SapEntry,
+    /// The SAP has ingress filters: steps D and E have work.
+    filtered: bool,
+    /// The MAC table keys of the destination and the source of a VPLS frame, hashed once for
+    /// step C's prefetches and the final step's probes (`None` for other frames, and while
+    /// there is no table).
+    macs: Option<[fdb::Key; 2]>,
+}
+
+impl Work<'_> {
+    const SKIP: Work<'static> = Work {
+        step: Step::Skip,
+        port: None,
+        sap: None,
+    };
+}
+
+/// The 48-bit MAC at `at` in `frame` (0 when the frame is shorter).
+fn mac_at(frame: &[u8], at: usize) -> u64 {
+    frame
+        .get(at..at + 6)
+        .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)))
 }
 
 /// `changed` when reconciling incrementally, else every slot below `len`.
@@ -311,6 +352,14 @@ fn new_or_all(incremental: bool, changed: &[u32], len: usize) -> Vec<usize> {
 
 /// Packets between two steps of the software pipeline in `process`.
 const PREFETCH_DISTANCE: usize = 8;
+
+/// Steps after the first in the software pipeline (B to F).
+const LATER_STEPS: usize = 5;
+
+/// Records of the packets in flight: a ring on the stack, as the pipeline holds at most
+/// `LATER_STEPS × PREFETCH_DISTANCE + 1` packets at once.
+const IN_FLIGHT: usize = 64;
+const _: () = assert!(IN_FLIGHT.is_power_of_two() && IN_FLIGHT > LATER_STEPS * PREFETCH_DISTANCE);
 
 /// Prefetches the first two cache lines of `items[index]` (the hot fields of the entries
 /// lead their structs).
@@ -395,6 +444,14 @@ impl Ingress {
     }
 }
 
+/// The batch's clock: the pipeline's context and its time in the MAC table's seconds, divided
+/// once per batch rather than per learned frame.
+#[derive(Clone, Copy)]
+struct Clock<'c> {
+    ctx: &'c Context<'c>,
+    now_s: u32,
+}
+
 impl ServiceStage {
     /// A stage with no services installed.
     pub fn new(config: ServiceStageConfig) -> Self {
@@ -418,7 +475,6 @@ impl ServiceStage {
                 config.fdb_seed.rotate_left(32) ^ 0x7468_726f_7474_6c65,
             )),
             scratch: Vec::new(),
-            steps: Vec::new(),
             last_sweep_ns: 0,
             pcc: None,
         }
@@ -1135,13 +1191,20 @@ impl ServiceStage {
         Verdict::Transmit(gre.spec.port)
     }
 
-    /// Learns `src` on SAP `slot` of bridge `bridge`. `Err` when the frame must be dropped.
-    fn learn(&mut self, sap: &SapEntry, slot: u32, src: u64, now_s: u32) -> Result<(), DropReason> {
+    /// Learns the source MAC whose key is `src` on SAP `slot` of bridge `bridge`. `Err` when
+    /// the frame must be dropped.
+    fn learn(
+        &mut self,
+        sap: &SapEntry,
+        slot: u32,
+        src: fdb::Key,
+        now_s: u32,
+    ) -> Result<(), DropReason> {
         let bridge = sap.service;
         let Some(fdb) = self.fdb.as_mut() else {
             return Ok(());
         };
-        let found = fdb.lookup(bridge, src);
+        let found = fdb.lookup_key(src);
         let mut stale_at = None;
         if let Some((at, entry)) = found {
             if entry.is_static() {
@@ -1202,7 +1265,7 @@ impl ServiceStage {
                 fdb.update(at, slot, epoch, now_s);
                 true
             }
-            None => fdb.insert(bridge, src, slot, epoch, now_s).is_ok(),
+            None => fdb.insert(bridge, src.mac(), slot, epoch, now_s).is_ok(),
         };
         if learned {
             service.learned += 1;
@@ -1225,90 +1288,92 @@ impl ServiceStage {
     }
 
     /// Step A of a packet: reads its tags and prefetches the exact-match slot its SAP
-    /// lookup starts at.
-    fn read_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) -> Step {
+    /// lookup starts at. Starts the packet's record afresh, field by field: the ring slot
+    /// held an earlier packet, and the record's later fields are step C's to write.
+    fn read_step<'t>(
+        &self,
+        tables: &'t ServiceTables,
+        batch: &Batch,
+        index: usize,
+        work: &mut Work<'t>,
+    ) {
+        work.port = None;
+        work.sap = None;
+        work.step = Step::Skip;
         let Some((buf, meta)) = batch.get(index) else {
-            return Step::Skip;
+            return;
         };
         if meta.verdict != Verdict::Pending {
-            return Step::Skip;
+            return;
         }
         let Some(Some(port)) = tables.ports.get(usize::from(meta.port)) else {
-            return if tables.tunnels.is_empty() {
-                Step::Skip
-            } else {
-                Step::Gre
-            };
+            if !tables.tunnels.is_empty() {
+                work.step = Step::Gre;
+            }
+            return;
         };
         if meta.pkt_type == pkt_type::OUTGOING {
-            return Step::Outgoing;
+            work.step = Step::Outgoing;
+            return;
         }
-        match sap::read_tags(buf.as_slice(), &port.saps) {
+        work.step = match sap::read_tags(buf.as_slice(), &port.saps) {
             Err(_) => Step::Malformed,
             Ok(tags) => {
                 if let Some(key) = sap::first_key(meta.port, &port.saps, tags) {
                     tables.exact.prefetch(key);
                 }
+                work.port = Some((meta.port, &port.saps));
                 Step::Tagged(tags)
             }
-        }
+        };
     }
 
     /// Step B: the SAP lookup; prefetches the SAP's entry and state.
-    fn lookup_step(&mut self, tables: &ServiceTables, batch: &Batch, index: usize) {
-        let (Some(Step::Tagged(tags)), Some((_, meta))) =
-            (self.steps.get(index).copied(), batch.get(index))
-        else {
+    fn lookup_step(&self, tables: &ServiceTables, work: &mut Work<'_>) {
+        let Step::Tagged(tags) = work.step else {
             return;
         };
-        let Some(Some(port)) = tables.ports.get(usize::from(meta.port)) else {
+        let Some((port, saps)) = work.port else {
             return;
         };
-        let step = match sap::lookup(meta.port, &port.saps, tags, |key| tables.exact.get(key)) {
+        work.step = match sap::lookup(port, saps, tags, |key| tables.exact.get(key)) {
             Some(m) => {
                 tables.saps.prefetch(m.sap as usize);
                 prefetch_slot(&self.saps, m.sap);
-                Step::Sap(m, tags, true)
+                Step::Sap(m, tags)
             }
             None => Step::NoSap,
         };
-        if let Some(slot) = self.steps.get_mut(index) {
-            *slot = step;
-        }
     }
 
-    /// The SAP of packet `index`, once step B found it, with the frame.
-    fn sap_of<'a>(
+    /// Step C: reads the SAP entry into the packet's record and prefetches what it points to —
+    /// the MAC table slots of a VPLS frame, the peer of an Epipe frame, the service's
+    /// counters, filters, policers.
+    fn dependents_step<'t>(
         &self,
-        tables: &'a ServiceTables,
-        batch: &'a Batch,
+        tables: &'t ServiceTables,
+        batch: &Batch,
         index: usize,
-    ) -> Option<(sap::SapMatch, &'a SapEntry, &'a PacketBuf)> {
-        let Some(Step::Sap(m, _, _)) = self.steps.get(index) else {
-            return None;
-        };
-        Some((*m, tables.sap(m.sap)?, batch.get(index)?.0))
-    }
-
-    /// Step C: what the SAP entry points to — the MAC table slots of a VPLS frame, the peer
-    /// of an Epipe frame, the service's counters, filters, policers.
-    fn dependents_step(&mut self, tables: &ServiceTables, batch: &Batch, index: usize) {
-        let Some((_, sap, buf)) = self.sap_of(tables, batch, index) else {
+        work: &mut Work<'t>,
+    ) {
+        let Step::Sap(m, _) = work.step else {
             return;
         };
+        let Some(sap) = tables.sap(m.sap) else {
+            work.sap = None;
+            return;
+        };
+        let mut macs = None;
         match (sap.role, sap.peer) {
             (SapRole::Vpls, _) => {
                 prefetch_slot(&self.services, sap.service);
-                if let Some(fdb) = self.fdb.as_ref() {
+                if let (Some(fdb), Some((buf, _))) = (self.fdb.as_ref(), batch.get(index)) {
                     let frame = buf.as_slice();
-                    let dst = frame
-                        .get(0..6)
-                        .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
-                    let src = frame
-                        .get(6..12)
-                        .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
-                    fdb.prefetch(sap.service, dst);
-                    fdb.prefetch(sap.service, src);
+                    let dst = fdb.key(sap.service, mac_at(frame, 0));
+                    let src = fdb.key(sap.service, mac_at(frame, 6));
+                    fdb.prefetch(dst);
+                    fdb.prefetch(src);
+                    macs = Some([dst, src]);
                 }
             }
             (SapRole::Epipe, Peer::Sap(peer)) => {
@@ -1325,29 +1390,21 @@ impl ServiceStage {
             tables.policers.prefetch(policer as usize);
             prefetch_slot(&self.policers, policer);
         }
-        if !sap.ingress.has_filters() {
-            if let Some(Step::Sap(_, _, filtered)) = self.steps.get_mut(index) {
-                *filtered = false;
-            }
-        }
+        work.sap = Some(SapWork {
+            entry: sap,
+            filtered: sap.ingress.has_filters(),
+            macs,
+        });
     }
 
-    /// The SAP of packet `index` when its ingress filters still need steps D and E.
-    fn filtered_sap_of<'a>(
-        &self,
-        tables: &'a ServiceTables,
-        batch: &'a Batch,
-        index: usize,
-    ) -> Option<(sap::SapMatch, &'a SapEntry, &'a PacketBuf)> {
-        match self.steps.get(index) {
-            Some(Step::Sap(_, _, true)) => self.sap_of(tables, batch, index),
-            _ => None,
-        }
+    /// The SAP entry of a packet whose ingress filters steps D and E prefetch for.
+    fn filtered<'t>(work: &Work<'t>) -> Option<&'t SapEntry> {
+        work.sap.filter(|s| s.filtered).map(|s| s.entry)
     }
 
     /// Step D: the compiled rule sets and hit counters of the SAP's ingress filters.
-    fn rule_set_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) {
-        let Some((_, sap, _)) = self.filtered_sap_of(tables, batch, index) else {
+    fn rule_set_step(&self, tables: &ServiceTables, work: &Work<'_>) {
+        let Some(sap) = Self::filtered(work) else {
             return;
         };
         for slot in sap.ingress.filters.iter().flatten() {
@@ -1361,13 +1418,16 @@ impl ServiceStage {
     }
 
     /// Step E: the first entries the packet will scan.
-    fn entries_step(&self, tables: &ServiceTables, batch: &Batch, index: usize) {
-        let Some((m, sap, buf)) = self.filtered_sap_of(tables, batch, index) else {
+    fn entries_step(&self, tables: &ServiceTables, batch: &Batch, index: usize, work: &Work<'_>) {
+        let Some(sap) = Self::filtered(work) else {
             return;
         };
-        if !sap.ingress.has_filters() {
+        let Step::Sap(m, _) = work.step else {
             return;
-        }
+        };
+        let Some((buf, _)) = batch.get(index) else {
+            return;
+        };
         let family = match inner_of(buf.as_slice(), usize::from(m.strip)).ethertype {
             EtherType::IPV4 => Some(IpFamily::V4),
             EtherType::IPV6 => Some(IpFamily::V6),
@@ -1382,21 +1442,23 @@ impl ServiceStage {
         }
     }
 
+    /// Step F: the packet's ingress SAP, filters and policer, then its service.
     fn access_frame(
         &mut self,
         tables: &ServiceTables,
         batch: &mut Batch,
         index: usize,
-        step: Step,
+        work: &Work<'_>,
         pcc: Option<&mut PccStage>,
-        ctx: &Context<'_>,
+        clock: Clock<'_>,
     ) {
+        let ctx = clock.ctx;
         let Some((buf, meta)) = batch.get_mut(index) else {
             return;
         };
         let port = usize::from(meta.port);
-        let (m, tags) = match step {
-            Step::Sap(m, tags, _) => (m, tags),
+        let (m, tags) = match work.step {
+            Step::Sap(m, tags) => (m, tags),
             Step::Outgoing => {
                 meta.verdict = Verdict::Ignore;
                 return;
@@ -1417,7 +1479,12 @@ impl ServiceStage {
             }
             Step::Skip | Step::Gre | Step::Tagged(_) => return,
         };
-        let Some(sap) = tables.sap(m.sap) else {
+        let Some(SapWork {
+            entry: sap,
+            macs,
+            filtered,
+        }) = work.sap
+        else {
             meta.verdict = Verdict::Drop(DropReason::NoSap);
             return;
         };
@@ -1464,7 +1531,7 @@ impl ServiceStage {
             }
             meta.checksum_pending = false;
         }
-        if sap.ingress.has_filters() || sap.ingress.policer.is_some() {
+        if filtered || sap.ingress.policer.is_some() {
             if let Err(reason) = self.apply_direction(
                 tables,
                 &sap.ingress,
@@ -1508,7 +1575,9 @@ impl ServiceStage {
             meta.verdict = verdict;
             return;
         }
-        self.bridge(tables, batch, index, sap, m.sap, &mut ingress, ctx);
+        if !self.bridge(tables, buf, meta, macs, sap, m.sap, &mut ingress, clock) {
+            self.flood(tables, batch, index, sap, m.sap, &mut ingress, ctx);
+        }
     }
 
     /// A frame on a capture SAP: its ingress MAC filter, the data trigger throttle, then the
@@ -1573,9 +1642,62 @@ impl ServiceStage {
         Verdict::Punt(slot)
     }
 
-    /// VPLS: learn the source, forward to the known destination or flood.
+    /// VPLS: learns the source and forwards to the known destination. `macs` are the MAC
+    /// table keys of the frame's destination and source. False when the frame is to be
+    /// flooded (broadcast, multicast, unknown unicast, or no table yet).
     #[allow(clippy::too_many_arguments)]
     fn bridge(
+        &mut self,
+        tables: &ServiceTables,
+        buf: &mut PacketBuf,
+        meta: &mut PacketMeta,
+        macs: Option<[fdb::Key; 2]>,
+        sap: &SapEntry,
+        slot: u32,
+        ingress: &mut Ingress,
+        clock: Clock<'_>,
+    ) -> bool {
+        let service = sap.service;
+        let Some([dst, src]) = macs else {
+            return false;
+        };
+        let src_unicast = src.mac() != 0 && src.mac() & (1 << 40) == 0;
+        if sap.learn && src_unicast {
+            if let Err(reason) = self.learn(sap, slot, src, clock.now_s) {
+                self.count_drop(slot, service, reason);
+                meta.verdict = Verdict::Drop(reason);
+                return true;
+            }
+        }
+        if dst.mac() & (1 << 40) != 0 {
+            return false;
+        }
+        let known = self
+            .fdb
+            .as_ref()
+            .and_then(|fdb| fdb.lookup_key(dst))
+            .map(|(_, e)| e)
+            .filter(|e| self.entry_valid(e));
+        let Some(entry) = known else {
+            return false;
+        };
+        // The target's entry is read only when split-horizon groups are in use.
+        let same_group = sap.shg != 0
+            && tables
+                .sap(entry.sap)
+                .is_some_and(|target| target.shg == sap.shg);
+        meta.verdict = if entry.sap == slot || same_group {
+            self.count_drop(slot, service, DropReason::SplitHorizon);
+            Verdict::Drop(DropReason::SplitHorizon)
+        } else {
+            self.egress_sap(tables, buf, ingress, entry.sap, service, clock.ctx.now_ns)
+        };
+        true
+    }
+
+    /// VPLS: floods a frame to the other members, by replication.
+    #[allow(clippy::too_many_arguments)]
+    fn flood(
         &mut self,
         tables: &ServiceTables,
         batch: &mut Batch,
@@ -1586,49 +1708,9 @@ impl ServiceStage {
         ctx: &Context<'_>,
     ) {
         let service = sap.service;
-        let Some((buf, meta)) = batch.get_mut(index) else {
+        let Some((_, meta)) = batch.get_mut(index) else {
             return;
         };
-        let frame = buf.as_slice();
-        let dst = frame
-            .get(0..6)
-            .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
-        let src = frame
-            .get(6..12)
-            .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)));
-        let src_unicast = src != 0 && src & (1 << 40) == 0;
-        if sap.learn && src_unicast {
-            let now_s = (ctx.now_ns / NS_PER_SEC) as u32;
-            if let Err(reason) = self.learn(sap, slot, src, now_s) {
-                self.count_drop(slot, service, reason);
-                meta.verdict = Verdict::Drop(reason);
-                return;
-            }
-        }
-        if dst & (1 << 40) == 0 {
-            let known = self
-                .fdb
-                .as_ref()
-                .and_then(|fdb| fdb.lookup(service, dst))
-                .map(|(_, e)| e)
-                .filter(|e| self.entry_valid(e));
-            if let Some(entry) = known {
-                // The target's entry is read only when split-horizon groups are in use.
-                let same_group = sap.shg != 0
-                    && tables
-                        .sap(entry.sap)
-                        .is_some_and(|target| target.shg == sap.shg);
-                if entry.sap == slot || same_group {
-                    self.count_drop(slot, service, DropReason::SplitHorizon);
-                    meta.verdict = Verdict::Drop(DropReason::SplitHorizon);
-                    return;
-                }
-                meta.verdict =
-                    self.egress_sap(tables, buf, ingress, entry.sap, service, ctx.now_ns);
-                return;
-            }
-        }
-        // Broadcast, multicast or unknown unicast: flood.
         let Some(ServiceKind::Vpls(vpls)) = tables.service(service).map(|s| &s.kind) else {
             return;
         };
@@ -1854,34 +1936,38 @@ impl Stage for ServiceStage {
         // meanwhile are finished.
         let pcc = self.pcc.clone();
         let mut pcc = pcc.as_ref().map(Shared::lock);
+        let tables: &ServiceTables = &tables;
+        let clock = Clock {
+            ctx,
+            now_s: (ctx.now_ns / NS_PER_SEC) as u32,
+        };
         let received = batch.len();
-        self.steps.clear();
-        self.steps.resize(received, Step::Skip);
+        let mut ring = [Work::SKIP; IN_FLIGHT];
         let d = PREFETCH_DISTANCE;
-        // Packet `i - k·d` is at step k in iteration `i`.
-        let at = |i: usize, k: usize| i.checked_sub(k * d).filter(|p| *p < received);
-        for i in 0..received + 5 * d {
+        // Packet `i - k·d` is at step k in iteration `i` (wrapping below 0 to past the end).
+        let at = |i: usize, k: usize| Some(i.wrapping_sub(k * d)).filter(|p| *p < received);
+        for i in 0..received + LATER_STEPS * d {
             if i < received {
-                let step = self.read_step(&tables, batch, i);
-                self.steps[i] = step;
+                self.read_step(tables, batch, i, &mut ring[i % IN_FLIGHT]);
             }
             if let Some(p) = at(i, 1) {
-                self.lookup_step(&tables, batch, p);
+                self.lookup_step(tables, &mut ring[p % IN_FLIGHT]);
             }
             if let Some(p) = at(i, 2) {
-                self.dependents_step(&tables, batch, p);
+                self.dependents_step(tables, batch, p, &mut ring[p % IN_FLIGHT]);
             }
             if let Some(p) = at(i, 3) {
-                self.rule_set_step(&tables, batch, p);
+                self.rule_set_step(tables, &ring[p % IN_FLIGHT]);
             }
             if let Some(p) = at(i, 4) {
-                self.entries_step(&tables, batch, p);
+                self.entries_step(tables, batch, p, &ring[p % IN_FLIGHT]);
             }
             if let Some(p) = at(i, 5) {
-                match self.steps[p] {
+                let work = &ring[p % IN_FLIGHT];
+                match work.step {
                     Step::Skip => {}
-                    Step::Gre => self.gre_frame(&tables, batch, p, ctx),
-                    step => self.access_frame(&tables, batch, p, step, pcc.as_deref_mut(), ctx),
+                    Step::Gre => self.gre_frame(tables, batch, p, ctx),
+                    _ => self.access_frame(tables, batch, p, work, pcc.as_deref_mut(), clock),
                 }
             }
         }

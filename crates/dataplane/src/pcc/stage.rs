@@ -1,8 +1,9 @@
 //! The PCC pipeline stage: subscriber lookup by address, PCC classification, actions,
 //! policers and counters, for every IP packet still pending after `classify`.
 
+use super::block::{self, Block, View};
 use super::index::AddressIndex;
-use super::policy::{CompiledRules, Outcome, SubscriberPolicy};
+use super::policy::{Outcome, SubscriberPolicy};
 use super::spec::{Direction, PccDefaults};
 use super::PccError;
 use crate::acl::{Disposition, IpFamily, PacketKey};
@@ -52,19 +53,29 @@ struct Work {
     egress_rule: Option<u16>,
 }
 
-/// An installed subscriber: its policy and, beside it, the policy's compiled rules, so that
-/// one read of the slot gives both pointers and their lines are fetched at once rather than
-/// one after the other. (Keeping the entries' pointers in the slot as well, to fetch them one
-/// step earlier, made the slot a cache line and measured slower.)
+/// An installed subscriber: its policy and, beside it, the policy's two blocks, so that one
+/// read of the slot gives what the packet path reads (the header, entries and state lines
+/// of both blocks are fetched at once) and the policy's own object is never touched.
 struct Installed {
     policy: Arc<SubscriberPolicy>,
-    rules: Arc<CompiledRules>,
+    rules: Block,
+    state: Block,
 }
 
 impl Installed {
     fn new(policy: Arc<SubscriberPolicy>) -> Self {
-        let rules = policy.compiled().clone();
-        Self { policy, rules }
+        let (rules, state) = policy.blocks();
+        let (rules, state) = (rules.clone(), state.clone());
+        Self {
+            policy,
+            rules,
+            state,
+        }
+    }
+
+    #[inline(always)]
+    fn view(&self) -> View<'_> {
+        View::new(&self.rules, &self.state)
     }
 }
 
@@ -211,11 +222,6 @@ impl PccStage {
         self.slots.get(slot as usize)?.as_ref()
     }
 
-    #[inline(always)]
-    fn policy(&self, slot: u32) -> Option<&SubscriberPolicy> {
-        Some(&self.installed(slot)?.policy)
-    }
-
     /// Enforces one direction of PCC rules on one IP packet (`ip` starts at its IP header)
     /// whose path already says which side its subscriber is on: a packet an IP interface's
     /// SAP received is its sender's `Ingress` (the subscriber owning the source), a packet the
@@ -250,7 +256,7 @@ impl PccStage {
         };
         let rule = self
             .installed(slot)
-            .and_then(|installed| installed.rules.entries().classify(&key, direction));
+            .and_then(|installed| installed.view().classify(&key, direction));
         let remark = self.decide(slot, direction, rule, ip_octets(ip, family), now_ns)?;
         if let Some(dscp) = remark {
             match family {
@@ -284,14 +290,14 @@ impl PccStage {
         octets: u64,
         now_ns: u64,
     ) -> Result<Option<u8>, DropReason> {
-        let Some(policy) = self.policy(slot) else {
+        let Some(view) = self.installed(slot).map(Installed::view) else {
             return Ok(None);
         };
-        if policy.has_no_rules() && self.defaults.no_services == Disposition::Drop {
+        if view.has_no_rules() && self.defaults.no_services == Disposition::Drop {
             self.stats.no_services_dropped += 1;
             return Err(DropReason::Pcc);
         }
-        match policy.apply(rule, direction, octets, now_ns) {
+        match view.apply(rule, direction, octets, now_ns) {
             Outcome::Forward(remark) => Ok(remark),
             Outcome::Drop => {
                 self.stats.rule_dropped += 1;
@@ -325,9 +331,9 @@ impl Stage for PccStage {
     /// Six passes over the batch's IP packets, each issuing the prefetches the next one
     /// needs, so that the cache misses of a batch overlap instead of following one another:
     /// parse, and prefetch the address tables; look the addresses up, and prefetch the slots;
-    /// read the slots, and prefetch the policies and their compiled rules; read the compiled
-    /// rules, and prefetch their entries; classify, and prefetch the matching rules' state and
-    /// action; police, count and decide.
+    /// read the slots, and prefetch the blocks' heads (header, far-prefix summary, aggregate
+    /// counters); read the summary, and prefetch the first entry it does not reject; classify,
+    /// and prefetch the matching rule's action and state lines; police, count and decide.
     fn process(&mut self, batch: &mut Batch, ctx: &Context<'_>) {
         let mut work = std::mem::take(&mut self.work);
         work.clear();
@@ -390,42 +396,31 @@ impl Stage for PccStage {
             for w in group.iter() {
                 for slot in [w.src, w.dst] {
                     if let Some(installed) = self.installed(slot) {
-                        installed.policy.prefetch_header();
-                        CompiledRules::prefetch(&installed.rules);
+                        block::prefetch_head(&installed.rules, &installed.state);
                     }
                 }
             }
             for w in group.iter() {
                 if let Some(installed) = self.installed(w.src) {
                     installed
-                        .rules
-                        .entries()
-                        .prefetch_entries(w.family, Direction::Ingress);
+                        .view()
+                        .prefetch_entries(&w.key, Direction::Ingress);
                 }
                 if let Some(installed) = self.installed(w.dst) {
-                    installed
-                        .rules
-                        .entries()
-                        .prefetch_entries(w.family, Direction::Egress);
+                    installed.view().prefetch_entries(&w.key, Direction::Egress);
                 }
             }
             for w in group.iter_mut() {
-                if let Some(installed) = self.installed(w.src) {
-                    w.ingress_rule = installed
-                        .rules
-                        .entries()
-                        .classify(&w.key, Direction::Ingress);
+                if let Some(view) = self.installed(w.src).map(Installed::view) {
+                    w.ingress_rule = view.classify(&w.key, Direction::Ingress);
                     if let Some(rule) = w.ingress_rule {
-                        installed.policy.prefetch_rule(rule);
+                        view.prefetch_rule(rule);
                     }
                 }
-                if let Some(installed) = self.installed(w.dst) {
-                    w.egress_rule = installed
-                        .rules
-                        .entries()
-                        .classify(&w.key, Direction::Egress);
+                if let Some(view) = self.installed(w.dst).map(Installed::view) {
+                    w.egress_rule = view.classify(&w.key, Direction::Egress);
                     if let Some(rule) = w.egress_rule {
-                        installed.policy.prefetch_rule(rule);
+                        view.prefetch_rule(rule);
                     }
                 }
             }
@@ -445,9 +440,9 @@ impl Stage for PccStage {
                     .and_then(|first| {
                         if let Some(dscp) = first.filter(|&d| d != w.key.dscp) {
                             w.key.dscp = dscp;
-                            w.egress_rule = self.installed(w.dst).and_then(|i| {
-                                i.rules.entries().classify(&w.key, Direction::Egress)
-                            });
+                            w.egress_rule = self
+                                .installed(w.dst)
+                                .and_then(|i| i.view().classify(&w.key, Direction::Egress));
                         }
                         let second = self.decide(
                             w.dst,

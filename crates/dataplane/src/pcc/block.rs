@@ -362,35 +362,40 @@ impl<'a> View<'a> {
         }))
     }
 
-    /// The IPv4 entries of `direction` whose far prefix `key` matches, in order.
+    /// The IPv4 entries of `direction` from entry `from` on whose far prefix `key` matches,
+    /// in order.
     #[inline(always)]
     fn candidates4(
         &self,
         key: &PacketKey,
         direction: Direction,
+        from: usize,
     ) -> impl Iterator<Item = usize> + 'a {
         let far = match direction {
             Direction::Ingress => key.dst4,
             Direction::Egress => key.src4,
         };
         let rules = self.rules;
-        self.layout.range4(direction).filter(move |&j| {
+        let range = self.layout.range4(direction);
+        (range.start.max(from)..range.end).filter(move |&j| {
             prefix_word_matches(line(rules, Layout::SUMMARY_AT + j / 8).get(j % 8), far)
         })
     }
 
     /// Hints the CPU to fetch the entries a packet will be matched against: the IPv4 entry
-    /// the summary does not reject first, or the first IPv6 entries of the direction.
+    /// the summary does not reject first, or the first IPv6 entries of the direction. Returns
+    /// the entry [`View::classify_from`] can start at (no entry before it can match).
     #[inline(always)]
-    pub(crate) fn prefetch_entries(&self, key: &PacketKey, direction: Direction) {
+    pub(crate) fn prefetch_entries(&self, key: &PacketKey, direction: Direction) -> usize {
         match key.family {
             Some(IpFamily::V4) => {
-                if let Some(j) = self.candidates4(key, direction).next() {
-                    let at = self.layout.entries4_at() + j / 2;
-                    if let Some(entry) = self.rules.get(at) {
-                        crate::fdb::prefetch_read(entry);
-                    }
+                let Some(j) = self.candidates4(key, direction, 0).next() else {
+                    return self.layout.v4 as usize;
+                };
+                if let Some(entry) = self.rules.get(self.layout.entries4_at() + j / 2) {
+                    crate::fdb::prefetch_read(entry);
                 }
+                j
             }
             Some(IpFamily::V6) => {
                 let range = self.layout.range6(direction);
@@ -398,26 +403,39 @@ impl<'a> View<'a> {
                 if let Some(lines) = self.rules.get(from..from + 2 * range.len()) {
                     crate::fdb::prefetch_slice(lines, crate::acl::PREFETCH_LINES);
                 }
+                range.start
             }
-            None => {}
+            None => 0,
         }
     }
 
     /// The index of the rule of lowest precedence in `direction` that `key` matches.
     #[inline(always)]
     pub(crate) fn classify(&self, key: &PacketKey, direction: Direction) -> Option<u16> {
+        self.classify_from(key, direction, 0)
+    }
+
+    /// [`View::classify`] with the entries before `from` (of the packet's family) skipped.
+    #[inline(always)]
+    pub(crate) fn classify_from(
+        &self,
+        key: &PacketKey,
+        direction: Direction,
+        from: usize,
+    ) -> Option<u16> {
         match key.family {
             Some(IpFamily::V4) => self
-                .candidates4(key, direction)
+                .candidates4(key, direction, from)
                 .map(|j| self.entry4(j))
                 .find(|e| e.addresses_match(key) && e.rest_matches(key))
                 .map(|e| e.rule()),
-            Some(IpFamily::V6) => self
-                .layout
-                .range6(direction)
-                .map(|j| self.entry6(j))
-                .find(|e| e.addresses_match(key) && e.rest_matches(key))
-                .map(|e| e.rule()),
+            Some(IpFamily::V6) => {
+                let range = self.layout.range6(direction);
+                (range.start.max(from)..range.end)
+                    .map(|j| self.entry6(j))
+                    .find(|e| e.addresses_match(key) && e.rest_matches(key))
+                    .map(|e| e.rule())
+            }
             None => None,
         }
     }

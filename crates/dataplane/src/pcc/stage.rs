@@ -47,29 +47,30 @@ struct Work {
     src: u32,
     /// Slot of the subscriber owning the destination address (egress), or [`NONE`].
     dst: u32,
+    /// Where the source's and the destination's subscribers' classifications start (the
+    /// first entry their summaries did not reject).
+    ingress_from: usize,
+    egress_from: usize,
     /// The matching rule of the source's subscriber (ingress), if any.
     ingress_rule: Option<u16>,
     /// The matching rule of the destination's subscriber (egress), if any.
     egress_rule: Option<u16>,
 }
 
-/// An installed subscriber: its policy and, beside it, the policy's two blocks, so that one
-/// read of the slot gives what the packet path reads (the header, entries and state lines
-/// of both blocks are fetched at once) and the policy's own object is never touched.
+/// What the packet path reads of an installed subscriber: its policy's two blocks (32 bytes,
+/// two slots to a line), so that one read of the slot gives the lines to fetch next and the
+/// policy's own object is never touched. The policy is kept in a vector of its own beside.
 struct Installed {
-    policy: Arc<SubscriberPolicy>,
     rules: Block,
     state: Block,
 }
 
 impl Installed {
-    fn new(policy: Arc<SubscriberPolicy>) -> Self {
+    fn of(policy: &SubscriberPolicy) -> Self {
         let (rules, state) = policy.blocks();
-        let (rules, state) = (rules.clone(), state.clone());
         Self {
-            policy,
-            rules,
-            state,
+            rules: rules.clone(),
+            state: state.clone(),
         }
     }
 
@@ -91,6 +92,8 @@ pub struct PccStage {
     defaults: PccDefaults,
     index: AddressIndex,
     slots: Vec<Option<Installed>>,
+    /// The policy installed in each slot.
+    policies: Vec<Option<Arc<SubscriberPolicy>>>,
     free: Vec<u32>,
     by_name: HashMap<String, u32>,
     stats: PccStats,
@@ -104,6 +107,7 @@ impl PccStage {
             defaults,
             index: AddressIndex::default(),
             slots: Vec::new(),
+            policies: Vec::new(),
             free: Vec::new(),
             by_name: HashMap::new(),
             stats: PccStats::default(),
@@ -139,7 +143,7 @@ impl PccStage {
     /// The installed policy of subscriber `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<SubscriberPolicy>> {
         let slot = *self.by_name.get(name)?;
-        Some(&self.slots.get(slot as usize)?.as_ref()?.policy)
+        self.policies.get(slot as usize)?.as_ref()
     }
 
     /// Installs `policy` for its subscriber, replacing the one installed (returned). Rules the
@@ -154,10 +158,10 @@ impl PccStage {
         for prefix in policy.addresses() {
             if let Some(owner) = self.index.owner(prefix).filter(|&o| Some(o) != existing) {
                 let owner = self
-                    .slots
+                    .policies
                     .get(owner as usize)
                     .and_then(Option::as_ref)
-                    .map(|p| p.policy.name().to_string())
+                    .map(|p| p.name().to_string())
                     .unwrap_or_default();
                 return Err(PccError::AddressOwned {
                     subscriber: policy.name().to_string(),
@@ -176,15 +180,12 @@ impl PccStage {
                         .filter(|&s| s != NONE)
                         .ok_or(PccError::TooManySubscribers)?;
                     self.slots.push(None);
+                    self.policies.push(None);
                     slot
                 }
             },
         };
-        let old = self
-            .slots
-            .get_mut(slot as usize)
-            .and_then(Option::take)
-            .map(|old| old.policy);
+        let old = self.policies.get_mut(slot as usize).and_then(Option::take);
         if let Some(old) = &old {
             if !Arc::ptr_eq(old, &policy) {
                 policy.carry_over(old);
@@ -199,8 +200,12 @@ impl PccStage {
             self.index.insert(prefix, slot);
         }
         self.by_name.insert(policy.name().to_string(), slot);
-        if let Some(entry) = self.slots.get_mut(slot as usize) {
-            *entry = Some(Installed::new(policy));
+        if let (Some(entry), Some(installed)) = (
+            self.slots.get_mut(slot as usize),
+            self.policies.get_mut(slot as usize),
+        ) {
+            *entry = Some(Installed::of(&policy));
+            *installed = Some(policy);
         }
         Ok(old)
     }
@@ -209,7 +214,10 @@ impl PccStage {
     /// counters are final.
     pub fn remove(&mut self, name: &str) -> Option<Arc<SubscriberPolicy>> {
         let slot = self.by_name.remove(name)?;
-        let policy = self.slots.get_mut(slot as usize)?.take()?.policy;
+        if let Some(entry) = self.slots.get_mut(slot as usize) {
+            *entry = None;
+        }
+        let policy = self.policies.get_mut(slot as usize)?.take()?;
         for prefix in policy.addresses() {
             self.index.remove(prefix);
         }
@@ -369,6 +377,8 @@ impl Stage for PccStage {
                 family,
                 src: NONE,
                 dst: NONE,
+                ingress_from: 0,
+                egress_from: 0,
                 ingress_rule: None,
                 egress_rule: None,
             });
@@ -400,25 +410,25 @@ impl Stage for PccStage {
                     }
                 }
             }
-            for w in group.iter() {
+            for w in group.iter_mut() {
                 if let Some(installed) = self.installed(w.src) {
-                    installed
+                    w.ingress_from = installed
                         .view()
                         .prefetch_entries(&w.key, Direction::Ingress);
                 }
                 if let Some(installed) = self.installed(w.dst) {
-                    installed.view().prefetch_entries(&w.key, Direction::Egress);
+                    w.egress_from = installed.view().prefetch_entries(&w.key, Direction::Egress);
                 }
             }
             for w in group.iter_mut() {
                 if let Some(view) = self.installed(w.src).map(Installed::view) {
-                    w.ingress_rule = view.classify(&w.key, Direction::Ingress);
+                    w.ingress_rule = view.classify_from(&w.key, Direction::Ingress, w.ingress_from);
                     if let Some(rule) = w.ingress_rule {
                         view.prefetch_rule(rule);
                     }
                 }
                 if let Some(view) = self.installed(w.dst).map(Installed::view) {
-                    w.egress_rule = view.classify(&w.key, Direction::Egress);
+                    w.egress_rule = view.classify_from(&w.key, Direction::Egress, w.egress_from);
                     if let Some(rule) = w.egress_rule {
                         view.prefetch_rule(rule);
                     }

@@ -312,13 +312,18 @@ fn write_buckets(state: &Line, buckets: [u64; 3]) {
     }
 }
 
-/// Hints the CPU to fetch what every packet of a subscriber reads first: the rules block's
-/// header and summary line (adjacent) and the state block's line 0 (the same line as the
-/// header when the subscriber's list is its own).
+/// Hints the CPU to fetch what every packet of a subscriber reads first: the header and
+/// summary line of its own block (adjacent), or, when it shares a rules block, its state
+/// block's line 0 alone (a rules block read by every packet of its subscribers stays in the
+/// cache, and prefetching lines already there measured slower: each takes a slot in the
+/// queue the misses wait in).
 #[inline(always)]
 pub(crate) fn prefetch_head(rules: &[Line], state: &[Line]) {
-    crate::fdb::prefetch_span(rules.as_ptr().cast::<u8>(), 128.min(64 * rules.len()), 2);
-    crate::fdb::prefetch_read(state.as_ptr());
+    if std::ptr::eq(rules, state) {
+        crate::fdb::prefetch_span(rules.as_ptr().cast::<u8>(), 128.min(64 * rules.len()), 2);
+    } else {
+        crate::fdb::prefetch_read(state.as_ptr());
+    }
 }
 
 /// A subscriber's blocks as the packet path reads them.
@@ -382,26 +387,38 @@ impl<'a> View<'a> {
         })
     }
 
-    /// Hints the CPU to fetch the entries a packet will be matched against: the IPv4 entry
-    /// the summary does not reject first, or the first IPv6 entries of the direction. Returns
-    /// the entry [`View::classify_from`] can start at (no entry before it can match).
+    /// True when the rules block is shared, hence in the cache (see [`prefetch_head`]).
+    #[inline(always)]
+    fn shared(&self) -> bool {
+        !std::ptr::eq(self.rules, self.state)
+    }
+
+    /// Hints the CPU to fetch the entries a packet will be matched against, unless the rules
+    /// block is shared: the IPv4 entry the summary does not reject first, or the first IPv6
+    /// entries of the direction. Returns the entry [`View::classify_from`] can start at (no
+    /// entry before it can match).
     #[inline(always)]
     pub(crate) fn prefetch_entries(&self, key: &PacketKey, direction: Direction) -> usize {
+        let prefetch = !self.shared();
         match key.family {
             Some(IpFamily::V4) => {
                 let Some(j) = self.candidates4(key, direction, 0).next() else {
                     return self.layout.v4 as usize;
                 };
-                if let Some(entry) = self.rules.get(self.layout.entries4_at() + j / 2) {
-                    crate::fdb::prefetch_read(entry);
+                match self.rules.get(self.layout.entries4_at() + j / 2) {
+                    Some(entry) if prefetch => crate::fdb::prefetch_read(entry),
+                    _ => {}
                 }
                 j
             }
             Some(IpFamily::V6) => {
                 let range = self.layout.range6(direction);
                 let from = self.layout.entries6_at() + 2 * range.start;
-                if let Some(lines) = self.rules.get(from..from + 2 * range.len()) {
-                    crate::fdb::prefetch_slice(lines, crate::acl::PREFETCH_LINES);
+                match self.rules.get(from..from + 2 * range.len()) {
+                    Some(lines) if prefetch => {
+                        crate::fdb::prefetch_slice(lines, crate::acl::PREFETCH_LINES)
+                    }
+                    _ => {}
                 }
                 range.start
             }
@@ -440,13 +457,15 @@ impl<'a> View<'a> {
         }
     }
 
-    /// Hints the CPU to fetch rule `rule`'s action and state lines (one 128-byte span when
-    /// the list is the subscriber's own).
+    /// Hints the CPU to fetch rule `rule`'s state line, and its action line (the line before
+    /// it) when the rules block is the subscriber's own.
     #[inline(always)]
     pub(crate) fn prefetch_rule(&self, rule: u16) {
         let rule = usize::from(rule);
-        if let Some(action) = self.rules.get(self.layout.action_line(rule)) {
-            crate::fdb::prefetch_read(action);
+        if !self.shared() {
+            if let Some(action) = self.rules.get(self.layout.action_line(rule)) {
+                crate::fdb::prefetch_read(action);
+            }
         }
         if let Some(state) = self.state.get(self.layout.state_line(rule)) {
             crate::fdb::prefetch_read(state);

@@ -724,39 +724,6 @@ impl L4 {
     }
 }
 
-impl L4 {
-    /// The fields as two words: the port ranges, then protocol, DSCP, ICMP type, the needs
-    /// and the rule index.
-    fn to_words(self) -> [u64; 2] {
-        [
-            u64::from(self.src_first)
-                | u64::from(self.src_last) << 16
-                | u64::from(self.dst_first) << 32
-                | u64::from(self.dst_last) << 48,
-            u64::from(self.protocol)
-                | u64::from(self.dscp) << 8
-                | u64::from(self.icmp_type) << 16
-                | u64::from(self.needs) << 24
-                | u64::from(self.rule) << 32,
-        ]
-    }
-
-    #[inline(always)]
-    fn from_words([ports, rest]: [u64; 2]) -> Self {
-        L4 {
-            src_first: ports as u16,
-            src_last: (ports >> 16) as u16,
-            dst_first: (ports >> 32) as u16,
-            dst_last: (ports >> 48) as u16,
-            protocol: rest as u8,
-            dscp: (rest >> 8) as u8,
-            icmp_type: (rest >> 16) as u8,
-            needs: (rest >> 24) as u8,
-            rule: (rest >> 32) as u16,
-        }
-    }
-}
-
 /// An IPv4 entry: 32 bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, align(32))]
@@ -838,74 +805,6 @@ macro_rules! ip_entry {
 
 ip_entry!(V4Entry, "IPv4", V4, V6, u32, mask32, src4, dst4);
 ip_entry!(V6Entry, "IPv6", V6, V4, u128, mask128, src6, dst6);
-
-/// Entries as words, for a caller that packs an owner's entries with its other data into one
-/// block of cache lines (the PCC policies): the inverse functions decode every word pattern
-/// to some entry, never a panic.
-impl V4Entry {
-    /// Words in [`V4Entry::to_words`].
-    pub(crate) const WORDS: usize = 4;
-
-    /// Source prefix and mask, destination prefix and mask (each as `address | mask << 32`,
-    /// the form [`prefix_word_matches`] tests), then the transport fields.
-    pub(crate) fn to_words(self) -> [u64; Self::WORDS] {
-        let [ports, rest] = self.l4.to_words();
-        [
-            u64::from(self.src) | u64::from(self.src_mask) << 32,
-            u64::from(self.dst) | u64::from(self.dst_mask) << 32,
-            ports,
-            rest,
-        ]
-    }
-
-    /// The inverse of [`V4Entry::to_words`].
-    #[inline(always)]
-    pub(crate) fn from_words([src, dst, ports, rest]: [u64; Self::WORDS]) -> Self {
-        V4Entry {
-            src: src as u32,
-            src_mask: (src >> 32) as u32,
-            dst: dst as u32,
-            dst_mask: (dst >> 32) as u32,
-            l4: L4::from_words([ports, rest]),
-        }
-    }
-}
-
-/// Whether `address` matches a prefix word of [`V4Entry::to_words`] (`prefix | mask << 32`).
-#[inline(always)]
-pub(crate) fn prefix_word_matches(word: u64, address: u32) -> bool {
-    address & (word >> 32) as u32 == word as u32
-}
-
-impl V6Entry {
-    /// Words in [`V6Entry::to_words`].
-    pub(crate) const WORDS: usize = 10;
-
-    /// Source, source mask, destination, destination mask (two words each, high first), then
-    /// the transport fields.
-    pub(crate) fn to_words(self) -> [u64; Self::WORDS] {
-        let [ports, rest] = self.l4.to_words();
-        let halves = |v: u128| [(v >> 64) as u64, v as u64];
-        let [a, b] = halves(self.src);
-        let [c, d] = halves(self.src_mask);
-        let [e, f] = halves(self.dst);
-        let [g, h] = halves(self.dst_mask);
-        [a, b, c, d, e, f, g, h, ports, rest]
-    }
-
-    /// The inverse of [`V6Entry::to_words`].
-    #[inline(always)]
-    pub(crate) fn from_words(w: [u64; Self::WORDS]) -> Self {
-        let join = |high: u64, low: u64| u128::from(high) << 64 | u128::from(low);
-        V6Entry {
-            src: join(w[0], w[1]),
-            src_mask: join(w[2], w[3]),
-            dst: join(w[4], w[5]),
-            dst_mask: join(w[6], w[7]),
-            l4: L4::from_words([w[8], w[9]]),
-        }
-    }
-}
 
 /// A MAC entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -1643,23 +1542,6 @@ mod tests {
                         prop_assert_eq!(hit.action, default);
                     }
                 }
-            }
-        }
-
-        #[test]
-        fn entries_survive_their_words(m in arb_ip_match(), rule in any::<u16>()) {
-            if let Some(e) = V4Entry::of(&m, rule) {
-                let words = e.to_words();
-                prop_assert_eq!(V4Entry::from_words(words), e);
-                let (src, dst) = (m.src.map(|p| p.addr), m.dst.map(|p| p.addr));
-                for (word, addr) in [(words[0], src), (words[1], dst)] {
-                    if let Some(std::net::IpAddr::V4(a)) = addr {
-                        prop_assert!(prefix_word_matches(word, u32::from(a)));
-                    }
-                }
-            }
-            if let Some(e) = V6Entry::of(&m, rule) {
-                prop_assert_eq!(V6Entry::from_words(e.to_words()), e);
             }
         }
     }

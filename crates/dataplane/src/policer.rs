@@ -176,16 +176,6 @@ enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct PolicerParams {
-    metering: Metering,
-    config: PolicerConfig,
-}
-
-/// What metering a packet reads of a policer's parameters (40 bytes), apart from the
-/// configuration they were made from: a caller that packs an owner's rules, actions and
-/// state into one block of cache lines copies these as [`Metering::to_words`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
-pub(crate) struct Metering {
     /// Rate of the first bucket (CIR for srTCM/RFC 4115, PIR for trTCM), bytes/s.
     rate1: u64,
     /// Size of the first bucket, units.
@@ -198,60 +188,7 @@ pub(crate) struct Metering {
     kind: Kind,
     colour_aware: bool,
     stat_mode: StatMode,
-}
-
-impl Metering {
-    /// Words in [`Metering::to_words`].
-    pub(crate) const WORDS: usize = 5;
-
-    /// The fields as words: the four rates and sizes, then offset, kind, colour mode and
-    /// stat mode in one.
-    pub(crate) fn to_words(self) -> [u64; Self::WORDS] {
-        let kind = match self.kind {
-            Kind::SrTcm => 0,
-            Kind::TrTcm => 1,
-            Kind::Rfc4115 => 2,
-        };
-        let stat_mode = match self.stat_mode {
-            StatMode::NoStats => 0,
-            StatMode::Minimal => 1,
-            StatMode::OfferedTotalCir => 2,
-        };
-        [
-            self.rate1,
-            self.size1,
-            self.rate2,
-            self.size2,
-            u64::from(self.offset as u16)
-                | kind << 16
-                | u64::from(self.colour_aware) << 24
-                | stat_mode << 32,
-        ]
-    }
-
-    /// The inverse of [`Metering::to_words`] (words it did not make decode to some valid
-    /// metering, never a panic).
-    #[inline(always)]
-    pub(crate) fn from_words([rate1, size1, rate2, size2, rest]: [u64; Self::WORDS]) -> Self {
-        Metering {
-            rate1,
-            size1,
-            rate2,
-            size2,
-            offset: rest as u16 as i16,
-            kind: match (rest >> 16) as u8 {
-                0 => Kind::SrTcm,
-                1 => Kind::TrTcm,
-                _ => Kind::Rfc4115,
-            },
-            colour_aware: (rest >> 24) as u8 != 0,
-            stat_mode: match (rest >> 32) as u8 {
-                0 => StatMode::NoStats,
-                1 => StatMode::Minimal,
-                _ => StatMode::OfferedTotalCir,
-            },
-        }
-    }
+    config: PolicerConfig,
 }
 
 fn check_rate(which: &'static str, value: u64, min: u64) -> Result<u64, PolicerError> {
@@ -322,16 +259,14 @@ impl PolicerParams {
             ),
         };
         Ok(Self {
-            metering: Metering {
-                kind,
-                rate1,
-                size1,
-                rate2,
-                size2,
-                colour_aware: config.colour_mode == ColourMode::Aware,
-                offset: config.packet_byte_offset,
-                stat_mode: config.stat_mode,
-            },
+            kind,
+            rate1,
+            size1,
+            rate2,
+            size2,
+            colour_aware: config.colour_mode == ColourMode::Aware,
+            offset: config.packet_byte_offset,
+            stat_mode: config.stat_mode,
             config,
         })
     }
@@ -341,23 +276,16 @@ impl PolicerParams {
         &self.config
     }
 
-    /// What metering reads.
-    #[inline(always)]
-    pub(crate) fn metering(&self) -> &Metering {
-        &self.metering
-    }
-
     /// Bucket sizes in bytes (first, second): (MBS, CBS) for trTCM, (CBS, EBS) otherwise.
     pub fn bursts(&self) -> (u64, u64) {
-        let m = &self.metering;
-        (m.size1 / UNITS_PER_BYTE, m.size2 / UNITS_PER_BYTE)
+        (self.size1 / UNITS_PER_BYTE, self.size2 / UNITS_PER_BYTE)
     }
 
     /// A fresh state with both buckets full (RFC 2697 §3, RFC 2698 §3).
     pub fn initial_state(&self, now_ns: u64) -> PolicerState {
         PolicerState {
-            tokens1: self.metering.size1,
-            tokens2: self.metering.size2,
+            tokens1: self.size1,
+            tokens2: self.size2,
             last_ns: now_ns,
             counters: [PolicerCounter::default(); 3],
         }
@@ -419,7 +347,7 @@ fn refill(tokens: u64, elapsed_ns: u64, rate: u64, size: u64) -> u64 {
 impl PolicerState {
     /// Adds the tokens earned since the last call. A clock that went backwards adds nothing.
     #[inline]
-    fn advance(&mut self, params: &Metering, now_ns: u64) {
+    fn advance(&mut self, params: &PolicerParams, now_ns: u64) {
         let elapsed = now_ns.saturating_sub(self.last_ns);
         if elapsed == 0 {
             return;
@@ -452,18 +380,6 @@ impl PolicerState {
     pub fn police(
         &mut self,
         params: &PolicerParams,
-        now_ns: u64,
-        len: usize,
-        arrival: Colour,
-    ) -> Colour {
-        self.meter(&params.metering, now_ns, len, arrival)
-    }
-
-    /// [`PolicerState::police`] with the metering fields alone.
-    #[inline]
-    pub(crate) fn meter(
-        &mut self,
-        params: &Metering,
         now_ns: u64,
         len: usize,
         arrival: Colour,
@@ -518,14 +434,14 @@ impl PolicerState {
     /// Keeps the counters and the tokens (capped to the new bucket sizes) across a change of
     /// parameters, so that a changed rate neither resets the statistics nor grants a burst.
     pub fn reconfigure(&mut self, params: &PolicerParams) {
-        self.tokens1 = self.tokens1.min(params.metering.size1);
-        self.tokens2 = self.tokens2.min(params.metering.size2);
+        self.tokens1 = self.tokens1.min(params.size1);
+        self.tokens2 = self.tokens2.min(params.size2);
     }
 
     /// Counters as `params`' stat mode reports them.
     pub fn stats(&self, params: &PolicerParams) -> PolicerStats {
         let [first, second, third] = self.counters;
-        match params.metering.stat_mode {
+        match params.stat_mode {
             StatMode::NoStats => PolicerStats::default(),
             StatMode::Minimal => PolicerStats {
                 forwarded: Some(first),
@@ -701,7 +617,7 @@ mod tests {
         let steps = [7u64, 13, 1_000_003, 999_999_989];
         for i in 0..1_000_000u64 {
             now += steps[(i % 4) as usize];
-            state.advance(params.metering(), now);
+            state.advance(&params, now);
         }
         let expected_units = u128::from(now) * 125;
         assert_eq!(u128::from(state.tokens1), expected_units);
@@ -735,7 +651,7 @@ mod tests {
         );
         assert_eq!(state.police(&params, 0, 1, Colour::Green), Colour::Red);
         // 3 s: 1000 bytes fill C, the next 2000 overflow into E.
-        state.advance(params.metering(), 3 * SEC);
+        state.advance(&params, 3 * SEC);
         assert_eq!(state.tokens(), (1_000, 2_000));
         let stats = state.stats(&params);
         assert_eq!(stats.forwarded.unwrap().packets, 3);
@@ -770,7 +686,7 @@ mod tests {
         assert_eq!(state.police(&params, 0, 1_100, Colour::Green), Colour::Red);
         assert_eq!(state.police(&params, 0, 10, Colour::Red), Colour::Red);
         // 0.5 s: C gets 500 bytes, E gets 1000 (capped).
-        state.advance(params.metering(), SEC / 2);
+        state.advance(&params, SEC / 2);
         assert_eq!(state.tokens(), (500, 1_000));
         assert_eq!(
             state.police(&params, SEC / 2, 100, Colour::Green),
@@ -789,7 +705,7 @@ mod tests {
     #[test]
     fn trtcm_colour_aware_yellow_stays_yellow() {
         let mut params = trtcm(8, 8);
-        params.metering.colour_aware = true;
+        params.colour_aware = true;
         let mut state = params.initial_state(0);
         assert_eq!(
             state.police(&params, 0, 100, Colour::Yellow),
@@ -889,50 +805,5 @@ mod tests {
         assert!(!state.admit(&limit, 0));
         assert!(state.admit(&limit, SEC / 10));
         assert!(!state.admit(&limit, SEC / 10));
-    }
-
-    #[test]
-    fn metering_words_round_trip() {
-        let meters = [
-            Meter::SrTcm {
-                cir_kbps: 8,
-                cbs: Some(1_000),
-                ebs: Some(2_000),
-            },
-            Meter::TrTcm {
-                pir_kbps: 1_000,
-                mbs: None,
-                cir_kbps: 500,
-                cbs: Some(3),
-            },
-            Meter::Rfc4115 {
-                cir_kbps: 100,
-                cbs: None,
-                eir_kbps: 0,
-                ebs: None,
-            },
-        ];
-        let modes = [
-            StatMode::NoStats,
-            StatMode::Minimal,
-            StatMode::OfferedTotalCir,
-        ];
-        for (i, meter) in meters.into_iter().enumerate() {
-            for (j, stat_mode) in modes.into_iter().enumerate() {
-                let params = PolicerParams::new(PolicerConfig {
-                    meter,
-                    colour_mode: if j % 2 == 0 {
-                        ColourMode::Aware
-                    } else {
-                        ColourMode::Blind
-                    },
-                    packet_byte_offset: [-4, 0, 20][(i + j) % 3],
-                    stat_mode,
-                })
-                .unwrap();
-                let m = params.metering();
-                assert_eq!(Metering::from_words(m.to_words()), *m);
-            }
-        }
     }
 }

@@ -6,8 +6,7 @@
 //!   owns and the rules of all its active services. The control side compiles its model into it.
 //! * [`SubscriberPolicy::compile`] validates a spec and builds the subscriber's compiled
 //!   policy: classifier entries in precedence order per direction and family, actions,
-//!   policers, and the rule and aggregate counters, packed into one block of cache lines
-//!   (the rules part shared between subscribers whose rule lists are equal).
+//!   policers, and the rule and aggregate counters, in one object.
 //! * [`PccStage`] is the pipeline stage (after `classify`): it finds the subscriber owning a
 //!   packet's source (ingress rules) and the one owning its destination (egress rules) by
 //!   longest-prefix match, classifies, polices, counts, and drops or remarks.
@@ -18,7 +17,6 @@
 //! its name, and the subscriber's aggregate counters always. Counters are atomics inside the
 //! policy, so the control side reads them from the `Arc` it installed while the workers run.
 
-mod block;
 mod index;
 mod policy;
 pub mod spec;

@@ -875,6 +875,9 @@ fn equal_rule_lists_are_compiled_once_and_police_apart() {
     let carol = Arc::new(compiler.compile(carol).unwrap());
     assert!(alice.shares_rules_with(&bob));
     assert!(!alice.shares_rules_with(&carol));
+    // The stage leaves shared rules' lines to the cache, and prefetches a list of one's own.
+    assert!(alice.compiled().is_shared());
+    assert!(!carol.compiled().is_shared());
     assert_eq!(compiler.shared_rule_lists(), 2);
 
     let mut stage = PccStage::new(PccDefaults::default());

@@ -113,8 +113,9 @@ const ACTION_HOT_BYTES: usize = 64;
 /// subscribers share one (see [`PccCompiler`]).
 ///
 /// `repr(C)`, aligned to a cache line: what the packet path reads (where the entries and the
-/// actions are, whether they are shared) is exactly the first line, so a subscriber with a rule list of its own costs
-/// one line here, fetched with one prefetch, wherever the allocator put it.
+/// actions are, whether they are shared) is exactly the first line, so a subscriber with a
+/// rule list of its own costs one line here, fetched with one prefetch, wherever the
+/// allocator put it.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub struct CompiledRules {
@@ -124,7 +125,8 @@ pub struct CompiledRules {
     /// Set once a second policy uses these rules ([`PccCompiler`]): every packet of their
     /// subscribers then reads the entries and actions, which stay in the cache, and the stage
     /// does not prefetch them — a prefetch of a line already there still takes a slot in the
-    /// queue the real misses wait in.
+    /// queue the real misses wait in. It stays set when the other policies go: the one left
+    /// then merely misses on lines it could have prefetched; the outcome is the same.
     shared: AtomicBool,
     /// The list it was compiled from.
     rules: Vec<PccRuleSpec>,

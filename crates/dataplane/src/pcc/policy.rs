@@ -24,7 +24,7 @@ use crate::policer::{ColourMode, Meter, PolicerConfig, PolicerParams, PolicerSta
 use serde::Serialize;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 /// Most rules one subscriber can have (rule indexes are 16-bit in the entries).
@@ -109,17 +109,25 @@ const ACTION_HOT_BYTES: usize = 64;
 
 /// The compiled form of one list of PCC rules: classifier entries per family, ingress ones in
 /// precedence order then egress ones, and each rule's action, indexed by the rule's position
-/// in the list. Immutable, so any number of subscribers share one (see [`PccCompiler`]).
+/// in the list. Immutable but for the [`CompiledRules::is_shared`] flag, so any number of
+/// subscribers share one (see [`PccCompiler`]).
 ///
 /// `repr(C)`, aligned to a cache line: what the packet path reads (where the entries and the
-/// actions are) is exactly the first line, so a subscriber with a rule list of its own costs
-/// one line here, fetched with one prefetch, wherever the allocator put it.
+/// actions are, whether they are shared) is exactly the first line, so a subscriber with a
+/// rule list of its own costs one line here, fetched with one prefetch, wherever the
+/// allocator put it.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub struct CompiledRules {
     entries: Entries,
     /// Indexed by the entries' rule index: the list's order.
     actions: Box<[RuleAction]>,
+    /// Set once a second policy uses these rules ([`PccCompiler`]): every packet of their
+    /// subscribers then reads the entries and actions, which stay in the cache, and the stage
+    /// does not prefetch them — a prefetch of a line already there still takes a slot in the
+    /// queue the real misses wait in. It stays set when the other policies go: the one left
+    /// then merely misses on lines it could have prefetched; the outcome is the same.
+    shared: AtomicBool,
     /// The list it was compiled from.
     rules: Vec<PccRuleSpec>,
 }
@@ -128,7 +136,7 @@ pub struct CompiledRules {
 const _: () = assert!(std::mem::offset_of!(CompiledRules, rules) <= 64);
 const _: () = assert!(std::mem::offset_of!(SubscriberPolicy, name) <= 64);
 
-/// A rule list's classifier entries (48 bytes, the first part of [`CompiledRules`]' line).
+/// A rule list's classifier entries (40 bytes, the first part of [`CompiledRules`]' line).
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Entries {
@@ -136,8 +144,10 @@ pub(crate) struct Entries {
     v4: Box<[V4Entry]>,
     /// IPv6 entries, likewise.
     v6: Box<[V6Entry]>,
-    v4_egress: usize,
-    v6_egress: usize,
+    /// 32-bit so that the packet path's fields fit one line with [`CompiledRules::shared`]
+    /// (four billion entries would not fit in memory anyway).
+    v4_egress: u32,
+    v6_egress: u32,
 }
 
 /// How one rule's packets fared, as the control side reads it.
@@ -222,6 +232,7 @@ impl PccCompiler {
             .filter_map(Weak::upgrade)
             .find(|rules| rules.rules == spec.rules);
         if let Some(rules) = alive {
+            rules.shared.store(true, Ordering::Relaxed);
             return Ok(SubscriberPolicy::with_rules(
                 spec.name,
                 spec.addresses,
@@ -260,6 +271,11 @@ impl PccCompiler {
             .filter(|r| r.strong_count() > 0)
             .count()
     }
+}
+
+/// An entry count or index as the 32-bit [`Entries`] keep it.
+fn entry_count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 fn check_addresses(spec: &SubscriberPccSpec) -> Result<(), PccError> {
@@ -379,12 +395,13 @@ impl CompiledRules {
         }
         Ok(CompiledRules {
             entries: Entries {
-                v4_egress: v4_egress.unwrap_or(v4.len()),
-                v6_egress: v6_egress.unwrap_or(v6.len()),
+                v4_egress: entry_count(v4_egress.unwrap_or(v4.len())),
+                v6_egress: entry_count(v6_egress.unwrap_or(v6.len())),
                 v4: v4.into_boxed_slice(),
                 v6: v6.into_boxed_slice(),
             },
             actions: actions.into_boxed_slice(),
+            shared: AtomicBool::new(false),
             rules,
         })
     }
@@ -401,13 +418,23 @@ impl CompiledRules {
     pub(crate) fn entries(&self) -> &Entries {
         &self.entries
     }
+
+    /// True when several policies use these rules (so they are in the cache: see
+    /// [`CompiledRules::shared`]).
+    #[inline(always)]
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared.load(Ordering::Relaxed)
+    }
 }
 
 impl Entries {
     /// The entries a packet of `family` in `direction` is matched against.
     #[inline(always)]
     fn entries4(&self, direction: Direction) -> &[V4Entry] {
-        let (ingress, egress) = self.v4.split_at_checked(self.v4_egress).unwrap_or_default();
+        let (ingress, egress) = self
+            .v4
+            .split_at_checked(self.v4_egress as usize)
+            .unwrap_or_default();
         match direction {
             Direction::Ingress => ingress,
             Direction::Egress => egress,
@@ -416,7 +443,10 @@ impl Entries {
 
     #[inline(always)]
     fn entries6(&self, direction: Direction) -> &[V6Entry] {
-        let (ingress, egress) = self.v6.split_at_checked(self.v6_egress).unwrap_or_default();
+        let (ingress, egress) = self
+            .v6
+            .split_at_checked(self.v6_egress as usize)
+            .unwrap_or_default();
         match direction {
             Direction::Ingress => ingress,
             Direction::Egress => egress,
@@ -598,14 +628,19 @@ impl SubscriberPolicy {
         &self.rules
     }
 
-    /// Hints the CPU to fetch rule `rule`'s state line and the lines of its action's first
-    /// 64 bytes (flags and metering fields; when the rules are shared, they are in the cache
-    /// already).
+    /// Hints the CPU to fetch rule `rule`'s state line and, unless the rules are shared (so
+    /// in the cache already), the lines of its action's first 64 bytes (flags and metering
+    /// fields).
     #[inline]
     pub(crate) fn prefetch_rule(&self, rule: u16) {
         let rule = usize::from(rule);
-        if let (Some(state), Some(action)) = (self.states.get(rule), self.rules.actions.get(rule)) {
+        if let Some(state) = self.states.get(rule) {
             crate::fdb::prefetch_read((state as *const RuleState).cast::<u8>());
+        }
+        if self.rules.is_shared() {
+            return;
+        }
+        if let Some(action) = self.rules.actions.get(rule) {
             crate::fdb::prefetch_span(
                 (action as *const RuleAction).cast::<u8>(),
                 ACTION_HOT_BYTES.min(std::mem::size_of::<RuleAction>()),

@@ -396,17 +396,15 @@ impl Stage for PccStage {
                 }
             }
             for w in group.iter() {
-                if let Some(installed) = self.installed(w.src) {
-                    installed
-                        .rules
-                        .entries()
-                        .prefetch_entries(w.family, Direction::Ingress);
-                }
-                if let Some(installed) = self.installed(w.dst) {
-                    installed
-                        .rules
-                        .entries()
-                        .prefetch_entries(w.family, Direction::Egress);
+                for (slot, direction) in [(w.src, Direction::Ingress), (w.dst, Direction::Egress)] {
+                    // Shared rules' entries are in the cache already.
+                    match self.installed(slot) {
+                        Some(installed) if !installed.rules.is_shared() => installed
+                            .rules
+                            .entries()
+                            .prefetch_entries(w.family, direction),
+                        _ => {}
+                    }
                 }
             }
             for w in group.iter_mut() {

@@ -12,6 +12,8 @@ const SUB4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const SUB6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0x1200, 0, 0, 0, 0);
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 1, 1, 5);
 const OTHER: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 1);
+/// A second subscriber's delegated prefix.
+const SHARED6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0x1300, 0, 0, 0, 0);
 const SERVER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 5);
 
 fn sub6_host() -> Ipv6Addr {
@@ -772,15 +774,34 @@ proptest! {
                 })
                 .collect(),
         };
-        let mut p = pipeline(installed(vec![spec.clone()], PccDefaults::default()));
-        for (net, port, tcp, dscp, v6_packet) in packets {
+        // "q" gets the list in a block of its own; "s", with an equal list compiled by the
+        // same compiler, the shared rules block beside a state block of its own.
+        let shared = SubscriberPccSpec {
+            name: "s".into(),
+            addresses: vec![v4(192, 0, 2, 11, 32), v6(SHARED6, 56)],
+            rules: spec.rules.clone(),
+        };
+        let mut compiler = PccCompiler::new();
+        let mut stage = PccStage::new(PccDefaults::default());
+        for spec in [spec.clone(), shared] {
+            stage.install(Arc::new(compiler.compile(spec).unwrap())).unwrap();
+        }
+        let mut p = pipeline(stage);
+        let subscribers: [(&str, IpAddr, IpAddr); 2] = [
+            ("q", SUB4.into(), sub6_host().into()),
+            ("s", Ipv4Addr::new(192, 0, 2, 11).into(), Ipv6Addr::from(u128::from(SHARED6) | 0x42).into()),
+        ];
+        for ((net, port, tcp, dscp, v6_packet), (name, near4, near6)) in packets
+            .into_iter()
+            .flat_map(|packet| subscribers.map(|subscriber| (packet, subscriber)))
+        {
             for direction in Direction::ALL {
                 let far: IpAddr = if v6_packet {
                     Ipv6Addr::from((u128::from(net) << 124) | 5).into()
                 } else {
                     Ipv4Addr::from((u32::from(net) << 30) | 5).into()
                 };
-                let near: IpAddr = if v6_packet { sub6_host().into() } else { SUB4.into() };
+                let near = if v6_packet { near6 } else { near4 };
                 let (src, dst) = match direction {
                     Direction::Ingress => (near, far),
                     Direction::Egress => (far, near),
@@ -799,9 +820,9 @@ proptest! {
                 let mut key = PacketKey::default();
                 if v6_packet { key.read_ipv6(&ip) } else { key.read_ipv4(&ip) }
                 let expected = reference(&spec, &key, direction);
-                let before = counters(&mut p, "q");
+                let before = counters(&mut p, name);
                 verdicts(&mut p, &[ip], 0);
-                let after = counters(&mut p, "q");
+                let after = counters(&mut p, name);
                 let hit: Vec<&str> = after
                     .rules
                     .iter()
@@ -854,6 +875,9 @@ fn equal_rule_lists_are_compiled_once_and_police_apart() {
     let carol = Arc::new(compiler.compile(carol).unwrap());
     assert!(alice.shares_rules_with(&bob));
     assert!(!alice.shares_rules_with(&carol));
+    // The stage leaves shared rules' lines to the cache, and prefetches a list of one's own.
+    assert!(alice.compiled().is_shared());
+    assert!(!carol.compiled().is_shared());
     assert_eq!(compiler.shared_rule_lists(), 2);
 
     let mut stage = PccStage::new(PccDefaults::default());

@@ -9,24 +9,9 @@ use std::time::{Duration, Instant};
 use brasa_cache::CacheConfig;
 use brasa_cache_redis::testing::RedisServer;
 use brasa_cache_redis::{RedisCaches, RedisPolicySpec, RedisSettings, RedisTarget};
+use brasa_testkit::cpu::process_cpu_seconds as cpu_seconds;
 
 const POLICY: &str = "python-policy-1";
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 fn main() {
     let rounds: usize = std::env::args()

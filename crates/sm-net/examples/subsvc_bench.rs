@@ -6,7 +6,10 @@
 //! guide's PCC-rules example service (`subsvc-pccrule-1`: two rules, rate-limit and account)
 //! with `ActivateServices` on Bulk streams, and prints:
 //! - activations/s, each counted when its reply (sent after the fsynced commit) says OK;
-//! - activations/s as the EP holds them (every subscriber's record with its service, pushed).
+//! - activations/s as the EP holds them (every subscriber's record with its service, pushed);
+//! - the process's CPU time from the first activation until the EP holds the last, per
+//!   activation (SM, store, LEG client and EP together: the figure the machine's load does not
+//!   move), and the store's group commits in that time.
 //!
 //! The script run that builds the service on an Access-Accept or CoA is measured apart
 //! (`cargo bench -p brasa-script --bench sub_svc_activation`).
@@ -162,6 +165,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::time::timeout(Duration::from_secs(600), ep.wait_synced()).await??;
     println!("logged in and synced: {logins}");
 
+    let stats_before = server.service().stats();
+    let cpu_before = brasa_testkit::cpu::process_cpu_seconds();
     let started = Instant::now();
     let watcher = tokio::spawn(async move {
         let mut pushed = 0;
@@ -191,12 +196,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let durable = started.elapsed();
     let (pushed, at) = tokio::time::timeout(Duration::from_secs(600), watcher).await??;
     let pushed_after = at.duration_since(started);
+    let cpu = brasa_testkit::cpu::process_cpu_seconds() - cpu_before;
+    let stats = server.service().stats();
     println!(
         "activations: {activated} durable in {:.2} s = {:.0}/s; {pushed} held by the EP after {:.2} s = {:.0}/s",
         durable.as_secs_f64(),
         activated as f64 / durable.as_secs_f64(),
         pushed_after.as_secs_f64(),
         pushed as f64 / pushed_after.as_secs_f64(),
+    );
+    println!(
+        "CPU {cpu:.2} s = {:.1} µs per activation; {} store commits, {:.2} s committing",
+        cpu * 1e6 / total as f64,
+        stats.commits - stats_before.commits,
+        (stats.commit_micros - stats_before.commit_micros) as f64 / 1e6,
     );
     server.shutdown().await;
     Ok(())

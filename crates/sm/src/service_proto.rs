@@ -164,10 +164,7 @@ pub fn service_from_proto(service: pb::SubscriberService) -> Result<SubscriberSe
     let rules = service
         .rules
         .into_iter()
-        .map(|rule| {
-            let rule_name = rule.name.clone();
-            rule_from_proto(rule).map_err(|e| at(&name, Some(&rule_name), e))
-        })
+        .map(|rule| rule_from_proto(rule).map_err(|(rule, e)| at(&name, Some(&rule), e)))
         .collect::<Result<_, _>>()?;
     Ok(SubscriberService {
         name,
@@ -202,18 +199,36 @@ pub fn request_from_proto(request: pb::ServiceRequest) -> Result<ServiceRequest,
     }
 }
 
-fn rule_from_proto(rule: pb::PccRule) -> Result<PccRule, String> {
+/// A rule from protobuf; a refusal comes with the rule's name, to say where it is (the name is
+/// not copied for the case that succeeds).
+fn rule_from_proto(mut rule: pb::PccRule) -> Result<PccRule, (String, String)> {
+    match rule_parts(&mut rule) {
+        Ok((direction, flows, actions, policer)) => Ok(PccRule {
+            name: rule.name,
+            direction,
+            precedence: rule.precedence,
+            flows,
+            actions,
+            policer,
+        }),
+        Err(e) => Err((rule.name, e)),
+    }
+}
+
+/// What a rule holds besides its name and precedence, taken out of `rule`.
+fn rule_parts(
+    rule: &mut pb::PccRule,
+) -> Result<(Direction, Vec<Flow>, Actions, Option<PolicerOverrides>), String> {
     let direction = match enum_value(rule.direction, "direction")? {
         pb::Direction::Ingress => Direction::Ingress,
         pb::Direction::Egress => Direction::Egress,
     };
-    let flows = rule
-        .flows
+    let flows = std::mem::take(&mut rule.flows)
         .into_iter()
         .enumerate()
         .map(|(index, flow)| flow_from_proto(flow).map_err(|e| format!("flow {}: {e}", index + 1)))
         .collect::<Result<_, _>>()?;
-    let actions = match rule.actions {
+    let actions = match rule.actions.take() {
         None => Actions::default(),
         Some(actions) => Actions {
             gate: match enum_value(actions.gate, "gate")? {
@@ -231,15 +246,8 @@ fn rule_from_proto(rule: pb::PccRule) -> Result<PccRule, String> {
                 .transpose()?,
         },
     };
-    let policer = rule.policer.map(policer_from_proto).transpose()?;
-    Ok(PccRule {
-        name: rule.name,
-        direction,
-        precedence: rule.precedence,
-        flows,
-        actions,
-        policer,
-    })
+    let policer = rule.policer.take().map(policer_from_proto).transpose()?;
+    Ok((direction, flows, actions, policer))
 }
 
 fn dscp(value: u32, field: &str) -> Result<Dscp, String> {

@@ -441,14 +441,18 @@ pub fn encode_route(
     })
 }
 
+/// The index's hasher (seeded per map) rather than SipHash: a group commit looks up the name of
+/// every subscriber of thousands of change sets.
+type BatchHasher = foldhash::fast::RandomState;
+
 /// For a batch of several change sets: the last set that writes each subscriber and VPN, and
 /// whether each subscriber existed before the batch (its first change says). Empty for a single
 /// set, where every record is written.
 #[derive(Default)]
 struct LatestSets<'a> {
     /// Last set, and created by the batch.
-    subscribers: HashMap<&'a str, (usize, bool)>,
-    vpns: HashMap<&'a str, usize>,
+    subscribers: HashMap<&'a str, (usize, bool), BatchHasher>,
+    vpns: HashMap<&'a str, usize, BatchHasher>,
 }
 
 impl<'a> LatestSets<'a> {
@@ -457,6 +461,9 @@ impl<'a> LatestSets<'a> {
         if batch.len() < 2 {
             return latest;
         }
+        latest
+            .subscribers
+            .reserve(batch.iter().map(|c| c.subscribers.len()).sum());
         for (set, changes) in batch.iter().enumerate() {
             if changes.learned_only {
                 continue;

@@ -1,7 +1,9 @@
 //! The services of one subscriber: activation with the type-conflict actions, deactivation,
 //! removal at logout, each returning the typed changes for the caller to enforce and account.
 
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
 use crate::model::{
@@ -11,21 +13,37 @@ use crate::model::{
 
 /// The active services of one subscriber, in activation order. Its JSON form (a list of
 /// services) is what the Subscriber Manager stores with the subscriber.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+///
+/// A service never changes once active, so each is shared (`Arc`): the copies of a subscriber's
+/// record that its manager makes per change (the all-or-nothing candidate, the change set for
+/// the store and the enforcement points, the [`ServiceChange`]s) share the rules instead of
+/// copying them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubscriberServices {
-    active: Vec<SubscriberService>,
+    active: Vec<Arc<SubscriberService>>,
+}
+
+impl Serialize for SubscriberServices {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for SubscriberServices {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<SubscriberService>::deserialize(d).map(Self::from_iter)
+    }
 }
 
 /// One change to a subscriber's services, to enforce and to account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceChange {
     /// The service is now active: install its rules, start its accounting.
-    Activated(SubscriberService),
+    Activated(Arc<SubscriberService>),
     /// The service is gone: remove its rules, stop its accounting.
     Deactivated {
         /// The service as it was.
-        service: SubscriberService,
+        service: Arc<SubscriberService>,
         /// Why.
         cause: DeactivationCause,
     },
@@ -91,7 +109,7 @@ pub enum ServiceError {
 impl FromIterator<SubscriberService> for SubscriberServices {
     fn from_iter<I: IntoIterator<Item = SubscriberService>>(services: I) -> Self {
         Self {
-            active: services.into_iter().collect(),
+            active: services.into_iter().map(Arc::new).collect(),
         }
     }
 }
@@ -104,12 +122,12 @@ impl SubscriberServices {
 
     /// The active services, in activation order.
     pub fn iter(&self) -> impl Iterator<Item = &SubscriberService> {
-        self.active.iter()
+        self.active.iter().map(|s| &**s)
     }
 
     /// The active service `name`.
     pub fn get(&self, name: &str) -> Option<&SubscriberService> {
-        self.active.iter().find(|s| s.name == name)
+        self.iter().find(|s| s.name == name)
     }
 
     /// How many services are active.
@@ -134,7 +152,7 @@ impl SubscriberServices {
     ) -> Result<Vec<ServiceChange>, ServiceError> {
         service.validate()?;
         if let Some(active) = self.get(&service.name) {
-            return if *active == service {
+            return if active == &service {
                 Ok(Vec::new())
             } else {
                 Err(ServiceError::NameInUse(service.name))
@@ -196,6 +214,7 @@ impl SubscriberServices {
             });
         }
         changes.reverse();
+        let service = Arc::new(service);
         self.active.push(service.clone());
         changes.push(ServiceChange::Activated(service));
         Ok(changes)

@@ -78,7 +78,10 @@ fn keep_new_replaces_every_active_service_of_the_type() {
         .collect();
     let by_d = DeactivationCause::ReplacedBy("d".into());
     assert_eq!(deactivated, [("a", &by_d), ("b", &by_d)]);
-    assert_eq!(changes.last(), Some(&ServiceChange::Activated(new)));
+    assert_eq!(
+        changes.last(),
+        Some(&ServiceChange::Activated(std::sync::Arc::new(new)))
+    );
     assert_eq!(names(&services), ["c", "d"]);
 }
 

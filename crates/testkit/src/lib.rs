@@ -7,7 +7,9 @@
 //! * [`postgres`]: a throw-away PostgreSQL instance (Debian's `initdb` + `pg_ctl`) in a
 //!   temporary directory, on a free 127.0.0.1 port, stopped when dropped.
 //! * [`radclient`]: FreeRADIUS's `radclient` run with a request on stdin, as a real peer.
+//! * [`cpu`]: the process's CPU time, for benches that print CPU per operation.
 
+pub mod cpu;
 pub mod netns;
 pub mod postgres;
 pub mod radclient;

@@ -316,7 +316,9 @@ fn netns_an_access_accept_service_is_enforced_and_coas_take_it_away_and_back() {
         !service_records(&radius.detail(), "Stop").is_empty()
     });
     let (free, _) = loss_at_twice_the_pir(lab, 5703);
-    assert!(free == 0.0, "no limit after the CoA: {free} % lost");
+    // The limit took about half (see above); without it loss is what a loaded machine's
+    // scheduling costs a userspace forwarder (up to ~1.5 % seen at load 11), never that half.
+    assert!(free < 10.0, "no limit after the CoA: {free} % lost");
     let stop = service_records(&radius.detail(), "Stop").remove(0);
     // Besides iperf3, the Stop counts a few hundred octets of pings.
     let (input, output) = (

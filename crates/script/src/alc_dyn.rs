@@ -12,7 +12,9 @@ use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::types::{
+    PyBool, PyBytes, PyComplex, PyDict, PyFloat, PyInt, PyList, PySet, PyString, PyTuple, PyType,
+};
 
 use crate::dynamic::{
     expand_sap_wildcards, DynAction, DynResources, DynRun, IdKind, ReferenceChange, ReferenceKey,
@@ -263,7 +265,6 @@ fn parse_dictionary<'py>(py: Python<'py>, text: &str, what: &str) -> PyResult<Bo
 /// The literal text a function's returned dictionary is kept as between runs; `None` from
 /// the function keeps `given`.
 fn keep_dictionary(
-    py: Python<'_>,
     returned: &Bound<'_, PyAny>,
     given: &Bound<'_, PyDict>,
     func: &str,
@@ -279,11 +280,7 @@ fn keep_dictionary(
         )?
     };
     let text = dict.repr()?.to_string();
-    let literal_eval = py
-        .import(intern!(py, "ast"))?
-        .getattr(intern!(py, "literal_eval"))?;
-    let round_trip = literal_eval.call1((&text,)).ok();
-    if !round_trip.is_some_and(|r| r.eq(&dict).unwrap_or(false)) {
+    if !is_literal(dict.as_any(), 0) {
         return Err(PyValueError::new_err(format!(
             "{func}: the {which} function's dictionary must hold only Python literals \
              (str, bytes, numbers, tuples, lists, dicts, sets, booleans, None) to be kept \
@@ -291,6 +288,48 @@ fn keep_dictionary(
         )));
     }
     Ok(text)
+}
+
+/// How deep a kept value may nest: CPython's parser reads no more nested brackets back.
+const LITERAL_DEPTH: usize = 200;
+
+/// Whether `value` is made of Python literals only — None, booleans, int, finite float and
+/// complex, str and bytes, and tuples, lists, sets and dicts of them, each of exactly that type
+/// (a subclass may print itself otherwise) — so that its `repr` is a literal that
+/// `ast.literal_eval` reads back equal to it. Checked on the objects rather than by parsing
+/// the text back: the parse was most of a setup run's time.
+fn is_literal(value: &Bound<'_, PyAny>, depth: usize) -> bool {
+    if depth > LITERAL_DEPTH {
+        return false;
+    }
+    if value.is_none()
+        || value.is_exact_instance_of::<PyBool>()
+        || value.is_exact_instance_of::<PyInt>()
+        || value.is_exact_instance_of::<PyString>()
+        || value.is_exact_instance_of::<PyBytes>()
+    {
+        true
+    } else if let Ok(float) = value.cast_exact::<PyFloat>() {
+        float.value().is_finite()
+    } else if let Ok(complex) = value.cast_exact::<PyComplex>() {
+        complex.real().is_finite() && complex.imag().is_finite()
+    } else if let Ok(tuple) = value.cast_exact::<PyTuple>() {
+        all_literal(tuple.iter(), depth)
+    } else if let Ok(list) = value.cast_exact::<PyList>() {
+        all_literal(list.iter(), depth)
+    } else if let Ok(set) = value.cast_exact::<PySet>() {
+        all_literal(set.iter(), depth)
+    } else if let Ok(dict) = value.cast_exact::<PyDict>() {
+        dict.iter()
+            .all(|(key, item)| is_literal(&key, depth + 1) && is_literal(&item, depth + 1))
+    } else {
+        false
+    }
+}
+
+/// Whether every item of a container at `depth` is a literal.
+fn all_literal<'py>(mut items: impl Iterator<Item = Bound<'py, PyAny>>, depth: usize) -> bool {
+    items.all(|item| is_literal(&item, depth + 1))
 }
 
 /// The (setup, modify, revert, teardown) entry of `key`.
@@ -411,7 +450,7 @@ fn dispatch(py: Python<'_>, actions: &Bound<'_, PyDict>, run: &DynRun) -> PyResu
             let params = params.ok_or_else(|| missing("script parameters"))?;
             let setup = setup.ok_or_else(|| missing("setup function"))?;
             let returned = call_in(Phase::Setup, &setup, (&params,))?;
-            let text = keep_dictionary(py, &returned, &params, F, "setup")?;
+            let text = keep_dictionary(&returned, &params, F, "setup")?;
             with_dyn(|d| {
                 d.kept = Some(text);
                 Ok(())
@@ -429,7 +468,7 @@ fn dispatch(py: Python<'_>, actions: &Bound<'_, PyDict>, run: &DynRun) -> PyResu
                 )));
             };
             let returned = call_in(Phase::Other, &modify, (&kept, &params))?;
-            let text = keep_dictionary(py, &returned, &params, F, "modify")?;
+            let text = keep_dictionary(&returned, &params, F, "modify")?;
             with_dyn(|d| {
                 d.kept = Some(text);
                 Ok(())
@@ -584,7 +623,7 @@ fn reference<'py>(
         None => {
             let setup = setup.ok_or_else(|| PyRuntimeError::new_err(format!("{F}: no setup")))?;
             let returned = call_in(Phase::Other, &setup, (&dictionary,))?;
-            let text = keep_dictionary(py, &returned, &dictionary, F, "referenced setup")?;
+            let text = keep_dictionary(&returned, &dictionary, F, "referenced setup")?;
             let change = ReferenceChange::Created {
                 key: key.clone(),
                 dictionary: text.clone(),

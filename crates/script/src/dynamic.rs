@@ -291,6 +291,41 @@ pub enum ReferenceChange {
     Removed(ReferenceKey),
 }
 
+/// Applies a successful run's reference `changes`, in order, to `table`: what a host does
+/// when it applies the run (and what a host that runs scripts ahead of their applies does to
+/// its own copy, so that the next run sees them).
+pub fn apply_reference_changes(
+    table: &mut BTreeMap<ReferenceKey, Referenced>,
+    changes: &[ReferenceChange],
+) {
+    for change in changes {
+        match change {
+            ReferenceChange::Created { key, dictionary } => {
+                table.insert(
+                    key.clone(),
+                    Referenced {
+                        count: 1,
+                        dictionary: dictionary.clone(),
+                    },
+                );
+            }
+            ReferenceChange::Referenced(key) => {
+                if let Some(r) = table.get_mut(key) {
+                    r.count += 1;
+                }
+            }
+            ReferenceChange::Dereferenced(key) => {
+                if let Some(r) = table.get_mut(key) {
+                    r.count = r.count.saturating_sub(1);
+                }
+            }
+            ReferenceChange::Removed(key) => {
+                table.remove(key);
+            }
+        }
+    }
+}
+
 /// What a dynamic-services run did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DynReport {
@@ -427,32 +462,7 @@ impl MemoryResources {
             return;
         }
         self.used.extend(report.selected_ids.iter().copied());
-        for change in &report.references {
-            match change {
-                ReferenceChange::Created { key, dictionary } => {
-                    self.references.insert(
-                        key.clone(),
-                        Referenced {
-                            count: 1,
-                            dictionary: dictionary.clone(),
-                        },
-                    );
-                }
-                ReferenceChange::Referenced(key) => {
-                    if let Some(r) = self.references.get_mut(key) {
-                        r.count += 1;
-                    }
-                }
-                ReferenceChange::Dereferenced(key) => {
-                    if let Some(r) = self.references.get_mut(key) {
-                        r.count = r.count.saturating_sub(1);
-                    }
-                }
-                ReferenceChange::Removed(key) => {
-                    self.references.remove(key);
-                }
-            }
-        }
+        apply_reference_changes(&mut self.references, &report.references);
     }
 
     /// Frees an identifier (its service was torn down).

@@ -141,9 +141,9 @@ mod watchdog;
 
 pub use cache::{PolicyCacheAt, ScriptCache};
 pub use dynamic::{
-    expand_sap_wildcards, DynAction, DynReport, DynResources, DynRun, DynRunError, IdKind,
-    MemoryResources, ReferenceChange, ReferenceKey, Referenced, ResourceError, SapWildcardError,
-    ScriptParams, ScriptParamsError, ServiceState,
+    apply_reference_changes, expand_sap_wildcards, DynAction, DynReport, DynResources, DynRun,
+    DynRunError, IdKind, MemoryResources, ReferenceChange, ReferenceKey, Referenced, ResourceError,
+    SapWildcardError, ScriptParams, ScriptParamsError, ServiceState,
 };
 pub use error::{CompileError, ScriptError};
 pub use host::{Script, ScriptHost};

@@ -365,6 +365,67 @@ fn each_call_rejects_wrong_arguments_with_a_named_exception() {
     }
 }
 
+/// The kept dictionary of a setup whose function returns `returned` (Python), or the
+/// failure's message.
+fn kept(host: &ScriptHost, prelude: &str, returned: &str) -> Result<String, String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = format!(
+        "from alc import dyn\n{prelude}\n\
+         def up(p):\n    return {returned}\n\
+         def down(k):\n    pass\n\
+         dyn.action({{'k': (up, None, None, down)}})\n"
+    );
+    let script = common::script(dir.path(), "kept", &source);
+    let mut r = MemoryResources::new();
+    let report = run(host, &script, &setup("k={}", "1/1/1:1"), &mut r);
+    match &report.state {
+        Some(state) => Ok(state.dictionary.clone()),
+        None => Err(failure(&report).1),
+    }
+}
+
+#[test]
+fn a_kept_dictionary_holds_literals_only_and_reads_back_equal() {
+    let host = host();
+    let literals = "{'s': 'x', 'b': b'\\x00', 'i': -3, 'big': 10**30, 'f': -0.5, 'c': 1-2j, \
+         't': (1, (None, True)), 'l': [[], {}], 'set': {1}, 'empty': set(), 2: {(1, 'a'): 0}}";
+    let text = kept(&host, "", literals).expect("literals are kept");
+    // The text is what Python reads back equal.
+    let check = kept(
+        &host,
+        "",
+        &format!("{text} if {text} == {literals} else None"),
+    );
+    assert_eq!(check.as_deref(), Ok(text.as_str()));
+    let refused = [
+        ("", "{'f': float('nan')}"),
+        ("", "{'f': float('inf')}"),
+        ("", "{'c': complex(0, float('inf'))}"),
+        ("", "{'fs': frozenset({1})}"),
+        (
+            "class S(str):\n    def __repr__(self):\n        return 'len'",
+            "{'s': S('x')}",
+        ),
+        ("import collections", "collections.OrderedDict(a=1)"),
+        ("loop = []\nloop.append(loop)", "{'l': loop}"),
+        (
+            "deep = []\nfor _ in range(300):\n    deep = [deep]",
+            "{'deep': deep}",
+        ),
+        ("", "{'r': range(3)}"),
+    ];
+    for (prelude, returned) in refused {
+        let message = kept(&host, prelude, returned).expect_err(returned);
+        assert!(
+            message.starts_with(
+                "ValueError: dyn.action: the setup function's dictionary must hold only Python \
+                 literals"
+            ),
+            "{returned}: {message}"
+        );
+    }
+}
+
 #[test]
 fn dyn_action_rejects_bad_dictionaries_and_unknown_keys() {
     let host = host();

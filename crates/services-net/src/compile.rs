@@ -177,8 +177,17 @@ pub struct Compiled {
     builder: ServiceTablesBuilder,
     plane: Plane,
     policer_ids: PolicerIds,
-    /// The snapshot to install.
-    pub tables: Arc<ServiceTables>,
+    tables: Option<Arc<ServiceTables>>,
+}
+
+impl Compiled {
+    /// The snapshot to install: the installed one with what changed since, this transaction
+    /// and those committed without a snapshot before it (see [`Compiler::build`]).
+    pub fn tables(&mut self) -> Arc<ServiceTables> {
+        self.tables
+            .get_or_insert_with(|| self.builder.build())
+            .clone()
+    }
 }
 
 /// Policer instance ids, stable per (SAP, direction) while the SAP keeps a policer there.
@@ -229,8 +238,9 @@ impl PolicerIds {
     }
 }
 
-/// Keeps the data plane's builder in step with the service configuration.
-#[derive(Default)]
+/// Keeps the data plane's builder in step with the service configuration. A clone is cheap
+/// (persistent maps): what a caller keeps to go back to.
+#[derive(Clone, Default)]
 pub struct Compiler {
     builder: ServiceTablesBuilder,
     plane: Plane,
@@ -384,20 +394,28 @@ impl Compiler {
     ) -> Result<Compiled, CompileError> {
         let mut builder = self.builder.clone();
         apply(&mut builder, &self.plane, &plane, keys)?;
-        let tables = builder.build();
         Ok(Compiled {
             builder,
             plane,
             policer_ids,
-            tables,
+            tables: None,
         })
     }
 
-    /// Keeps a prepared compilation once its snapshot is installed.
+    /// Keeps a prepared compilation: once its snapshot is installed, or, without one built,
+    /// to install later with [`build`](Self::build) (the next compile starts from it either
+    /// way).
     pub fn commit(&mut self, compiled: Compiled) {
         self.builder = compiled.builder;
         self.plane = compiled.plane;
         self.policer_ids = compiled.policer_ids;
+    }
+
+    /// The snapshot of every compilation committed since the last snapshot was built, for
+    /// the data plane to install over that one: many transactions, one install, and the
+    /// data plane looks only at the slots they changed.
+    pub fn build(&mut self) -> Arc<ServiceTables> {
+        self.builder.build()
     }
 
     /// The data-plane SAP of a configuration SAP, as installed.

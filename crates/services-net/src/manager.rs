@@ -13,6 +13,14 @@
 //! A failure at 3 or 4 runs the kernel plan's inverse, so the kernel, the data plane and the
 //! running configuration all stay as they were. Transactions are serialised.
 //!
+//! [`ServiceManager::stage_text`] does 1–3 and makes the candidate running without step 4:
+//! a caller with many transactions in a row (the dynamic data services' setups) installs them
+//! with one data-plane job ([`ServiceManager::install_staged`]), whose snapshot the data plane
+//! reconciles over the slots they changed. Each stays all or nothing: a refused one changes
+//! nothing, and a failed install takes back every staged one, so the kernel, the data plane,
+//! the running configuration and the journal are as before the first of them. The next
+//! installing transaction installs the staged ones with it.
+//!
 //! The journal is written in the order the transactions committed. A [`Durability::Synced`]
 //! transaction is on disk when its apply returns; [`Durability::Deferred`] ones are queued
 //! and [`ServiceManager::sync_journal`] writes the queue with one `fdatasync` (group commit:
@@ -131,6 +139,19 @@ pub struct ApplySummary {
 struct Running {
     config: ServiceConfig,
     compiler: Compiler,
+    /// The transactions committed since the data plane's last install.
+    staged: Option<Staged>,
+}
+
+/// Transactions running but not installed yet, and what takes them back.
+struct Staged {
+    /// The configuration and the compiler as the data plane has them.
+    installed_config: ServiceConfig,
+    installed_compiler: Compiler,
+    /// The kernel plans the staged transactions ran, in commit order.
+    plans: Vec<brasa_services::KernelPlan>,
+    /// Their journal entries (the text of each), in commit order: queued once installed.
+    texts: Vec<String>,
 }
 
 /// The running service configuration of a daemon.
@@ -172,6 +193,7 @@ impl ServiceManager {
             running: tokio::sync::Mutex::new(Running {
                 config: ServiceConfig::new(),
                 compiler: Compiler::new(),
+                staged: None,
             }),
             env,
             port_map,
@@ -217,7 +239,9 @@ impl ServiceManager {
     ) -> Result<ApplySummary, ApplyError> {
         let changes = cli::parse(text, &self.port_map)?;
         let mut running = self.running.lock().await;
-        let summary = self.apply_locked(&mut running, &changes, dry_run).await?;
+        let summary = self
+            .apply_locked(&mut running, &changes, dry_run, true)
+            .await?;
         if dry_run {
             return Ok(summary);
         }
@@ -228,6 +252,50 @@ impl ServiceManager {
             self.sync_journal().await;
         }
         Ok(summary)
+    }
+
+    /// Parses a text-form snippet and applies it to the running configuration, compiled but
+    /// not installed: the data plane takes it with the next [`install_staged`] (or the next
+    /// transaction that installs), and only then is it journalled, as
+    /// [`Durability::Deferred`]. Until then it does not forward: the caller must not report
+    /// it done. `Err` changes nothing.
+    ///
+    /// [`install_staged`]: Self::install_staged
+    pub async fn stage_text(&self, text: &str) -> Result<ApplySummary, ApplyError> {
+        let changes = cli::parse(text, &self.port_map)?;
+        let mut running = self.running.lock().await;
+        let summary = self
+            .apply_locked(&mut running, &changes, false, false)
+            .await?;
+        if let Some(staged) = &mut running.staged {
+            staged.texts.push(text.to_owned());
+        }
+        Ok(summary)
+    }
+
+    /// Installs the transactions staged since the last install with one snapshot and queues
+    /// their journal entries (on disk after the next [`sync_journal`](Self::sync_journal));
+    /// returns how many there were. `Err` takes every one of them back, the last first: the
+    /// kernel, the data plane, the running configuration and the journal are as before the
+    /// first of them.
+    pub async fn install_staged(&self) -> Result<usize, ApplyError> {
+        let mut running = self.running.lock().await;
+        let Some(staged) = running.staged.take() else {
+            return Ok(0);
+        };
+        let tables = running.compiler.build();
+        if let Err(error) = self.plane.install(tables) {
+            running.config = staged.installed_config;
+            running.compiler = staged.installed_compiler;
+            for plan in staged.plans.iter().rev() {
+                self.undo(plan).await;
+            }
+            return Err(ApplyError::Install(error));
+        }
+        for text in &staged.texts {
+            self.journal_queue(text);
+        }
+        Ok(staged.texts.len())
     }
 
     /// Writes the journal entries of the deferred transactions committed so far, with one
@@ -260,14 +328,18 @@ impl ServiceManager {
         dry_run: bool,
     ) -> Result<ApplySummary, ApplyError> {
         let mut running = self.running.lock().await;
-        self.apply_locked(&mut running, changes, dry_run).await
+        self.apply_locked(&mut running, changes, dry_run, true)
+            .await
     }
 
+    /// Prepares, plans and compiles a transaction and, with `install`, installs it (with the
+    /// staged ones before it) and makes it running; without, makes it running and staged.
     async fn apply_locked(
         &self,
         running: &mut Running,
         changes: &[Change],
         dry_run: bool,
+        install: bool,
     ) -> Result<ApplySummary, ApplyError> {
         let txn = running.config.prepare(changes, &self.env)?;
         let mut summary = summarise(&txn);
@@ -281,7 +353,7 @@ impl ServiceManager {
             .resolve_tunnels(running.compiler.tunnels_of(&txn))
             .await;
         let ports = PlanePorts(&*self.plane);
-        let compiled = match running.compiler.prepare_transaction(
+        let mut compiled = match running.compiler.prepare_transaction(
             &running.config,
             &txn,
             &self.env,
@@ -294,9 +366,25 @@ impl ServiceManager {
                 return Err(error.into());
             }
         };
-        if let Err(error) = self.plane.install(compiled.tables.clone()) {
-            self.undo(&plan).await;
-            return Err(ApplyError::Install(error));
+        if install {
+            if let Err(error) = self.plane.install(compiled.tables()) {
+                self.undo(&plan).await;
+                return Err(ApplyError::Install(error));
+            }
+            // The staged transactions were installed with it: journalled before it.
+            if let Some(staged) = running.staged.take() {
+                for text in &staged.texts {
+                    self.journal_queue(text);
+                }
+            }
+        } else {
+            let staged = running.staged.get_or_insert_with(|| Staged {
+                installed_config: running.config.clone(),
+                installed_compiler: running.compiler.clone(),
+                plans: Vec::new(),
+                texts: Vec::new(),
+            });
+            staged.plans.push(plan);
         }
         running.compiler.commit(compiled);
         // The lock is held since prepare: nothing else committed in between.
@@ -481,5 +569,150 @@ fn summarise(txn: &brasa_services::Transaction) -> ApplySummary {
             .map(ToString::to_string)
             .collect(),
         dry_run: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brasa_dataplane::service::{ServiceStage, ServiceStageConfig};
+    use brasa_services::{Encapsulation, PortName, Ports};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// An in-process service stage as the data plane; `gone` makes installs fail as when
+    /// the worker has stopped.
+    struct StagePlane {
+        stage: Mutex<ServiceStage>,
+        installs: AtomicUsize,
+        gone: AtomicBool,
+    }
+
+    impl crate::kernel::TapHost for StagePlane {
+        fn create_tap(&self, name: &str) -> Result<(), String> {
+            Err(format!("no TAP {name} here"))
+        }
+
+        fn delete_tap(&self, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    impl ServicePlane for StagePlane {
+        fn port_id(&self, name: &str) -> Option<PortId> {
+            match name {
+                "eth1" => Some(0),
+                "eth2" => Some(1),
+                _ => None,
+            }
+        }
+
+        fn outer_tpid(&self, _: &str) -> u16 {
+            brasa_dataplane::wire::EtherType::VLAN
+        }
+
+        fn install(&self, tables: Arc<ServiceTables>) -> Result<(), String> {
+            if self.gone.load(Ordering::Relaxed) {
+                return Err("the data plane worker did not answer".into());
+            }
+            self.installs.fetch_add(1, Ordering::Relaxed);
+            self.stage.lock().unwrap().install(tables, 0);
+            Ok(())
+        }
+    }
+
+    impl StagePlane {
+        fn services(&self) -> usize {
+            let stage = self.stage.lock().unwrap();
+            stage.tables().map_or(0, |t| t.service_count())
+        }
+    }
+
+    fn epipe(n: u32) -> String {
+        format!(
+            "configure service epipe {} customer 1 create sap eth1:3000.{n} create exit \
+             sap eth2:{n} create exit no shutdown exit all\n",
+            5000 + n
+        )
+    }
+
+    fn journal_lines(path: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                let entry: JournalEntry = serde_json::from_str(line).unwrap();
+                entry.text
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn staged_transactions_install_together_and_a_failed_install_takes_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal.jsonl");
+        let plane = Arc::new(StagePlane {
+            stage: Mutex::new(ServiceStage::new(ServiceStageConfig::default())),
+            installs: AtomicUsize::new(0),
+            gone: AtomicBool::new(false),
+        });
+        let ports: Ports = [
+            (PortName::new("eth1").unwrap(), Encapsulation::Qinq),
+            (PortName::new("eth2").unwrap(), Encapsulation::Dot1q),
+        ]
+        .into_iter()
+        .collect();
+        let kernel = Kernel::connect(plane.clone()).unwrap();
+        let manager = ServiceManager::new(
+            Environment::new(ports),
+            PortMap::new(),
+            kernel,
+            plane.clone(),
+            Some(journal.clone()),
+        );
+        let running = || async { manager.read(|config, _| config.services().count()).await };
+
+        // Three setups staged: running, neither installed nor journalled.
+        for n in 1..=3 {
+            manager.stage_text(&epipe(n)).await.unwrap();
+        }
+        // A refused one changes nothing (the SAP is taken).
+        let taken = epipe(3).replace("epipe 5003", "epipe 5009");
+        assert!(manager.stage_text(&taken).await.is_err());
+        assert_eq!(running().await, 3);
+        assert_eq!(plane.installs.load(Ordering::Relaxed), 0);
+        manager.sync_journal().await;
+        assert!(journal_lines(&journal).is_empty());
+
+        // One install for the three, then one journal entry each, in order.
+        assert_eq!(manager.install_staged().await.unwrap(), 3);
+        assert_eq!(plane.installs.load(Ordering::Relaxed), 1);
+        assert_eq!(plane.services(), 3);
+        manager.sync_journal().await;
+        assert_eq!(journal_lines(&journal), [epipe(1), epipe(2), epipe(3)]);
+        assert_eq!(manager.install_staged().await.unwrap(), 0);
+
+        // The data plane gone: the staged ones are taken back, nothing else.
+        for n in 4..=5 {
+            manager.stage_text(&epipe(n)).await.unwrap();
+        }
+        plane.gone.store(true, Ordering::Relaxed);
+        assert!(matches!(
+            manager.install_staged().await,
+            Err(ApplyError::Install(_))
+        ));
+        assert_eq!(running().await, 3);
+        assert_eq!(plane.services(), 3);
+        manager.sync_journal().await;
+        assert_eq!(journal_lines(&journal).len(), 3);
+
+        // Taken back, they apply again; an installing transaction installs the staged one
+        // before it, and both are journalled in commit order.
+        plane.gone.store(false, Ordering::Relaxed);
+        manager.stage_text(&epipe(4)).await.unwrap();
+        manager.apply_text(&epipe(5), false).await.unwrap();
+        assert_eq!(plane.installs.load(Ordering::Relaxed), 2);
+        assert_eq!(plane.services(), 5);
+        assert_eq!(manager.install_staged().await.unwrap(), 0);
+        assert_eq!(journal_lines(&journal)[3..], [epipe(4), epipe(5)]);
     }
 }

@@ -115,8 +115,8 @@ fn edits(step: Step, config: &ServiceConfig) -> Vec<Edit> {
 
 /// Both compilers' builders hold the specs of their planes, and the snapshots hold the same
 /// SAPs per service.
-fn same_builders(full: &Compiled, incremental: &Compiled) -> Result<(), TestCaseError> {
-    for compiled in [full, incremental] {
+fn same_builders(full: &mut Compiled, incremental: &mut Compiled) -> Result<(), TestCaseError> {
+    for compiled in [&*full, &*incremental] {
         for (id, spec) in compiled.plane.saps.iter() {
             prop_assert_eq!(compiled.builder.sap(id), Some(&**spec));
         }
@@ -124,13 +124,14 @@ fn same_builders(full: &Compiled, incremental: &Compiled) -> Result<(), TestCase
             prop_assert_eq!(compiled.builder.service(*id), Some(&**spec));
         }
     }
-    prop_assert_eq!(full.tables.sap_ids(), incremental.tables.sap_ids());
+    let (full_tables, incremental_tables) = (full.tables(), incremental.tables());
+    prop_assert_eq!(full_tables.sap_ids(), incremental_tables.sap_ids());
     prop_assert_eq!(
-        full.tables.service_count(),
-        incremental.tables.service_count()
+        full_tables.service_count(),
+        incremental_tables.service_count()
     );
     for id in full.plane.services.keys() {
-        prop_assert_eq!(full.tables.saps_of(*id), incremental.tables.saps_of(*id));
+        prop_assert_eq!(full_tables.saps_of(*id), incremental_tables.saps_of(*id));
     }
     Ok(())
 }
@@ -170,10 +171,10 @@ proptest! {
             let a = full.prepare(txn.config(), &env, &ports, &OneGateway);
             let b = incremental.prepare_transaction(&config, &txn, &env, &ports, &OneGateway);
             match (a, b) {
-                (Ok(a), Ok(b)) => {
+                (Ok(mut a), Ok(mut b)) => {
                     prop_assert_eq!(&a.plane, &b.plane);
                     prop_assert_eq!(&a.policer_ids, &b.policer_ids);
-                    same_builders(&a, &b)?;
+                    same_builders(&mut a, &mut b)?;
                     full.commit(a);
                     incremental.commit(b);
                     config.commit(txn).unwrap();

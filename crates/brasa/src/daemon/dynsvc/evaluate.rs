@@ -232,7 +232,7 @@ impl DynServices {
             remote_id: None,
             policy: policy.name.clone(),
         };
-        let resources = self.resources(policy).await;
+        let resources = self.resources().await;
         self.scripts
             .run(&policy.name, run, resources)
             .await

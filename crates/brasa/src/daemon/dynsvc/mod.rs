@@ -11,10 +11,12 @@
 //! Many triggers authenticate at once (at most `max_access_requests` Access-Requests in
 //! flight); their setups queue for the runner, which takes every setup queued at that moment
 //! as one group ([`DynServices::set_up_group`]): the ledger lists all their SAPs with one
-//! disk sync, each script runs and its CLI is applied as its own transaction, in order, then
-//! the service journal is synced once for the group, and only then is each service reported
-//! (sapCreated, accounting Start). A kill -9 at any point leaves every SAP whose service may be
-//! in the journal listed in the ledger, so the next start removes all of it.
+//! disk sync while the scripts' thread runs the group's setups as one batch, ahead of the
+//! runner, which applies each report as its own transaction, in order, staged in the service
+//! manager; the staged transactions are installed in the data plane with one job and the
+//! journal is synced once, and only then is each service reported (sapCreated, accounting
+//! Start). A kill -9 at any point leaves every SAP whose service may be in the journal listed
+//! in the ledger, so the next start removes all of it.
 //!
 //! The data plane throttles each capture SAP's frames per (SAP, outer, inner) key: the first
 //! frame marks its key. Whoever holds the state releases, when letting go of the lock, the
@@ -39,15 +41,15 @@ use brasa_dynsvc::{
 use brasa_radius::acct::SessionCounters;
 use brasa_radius::{AcctTerminateCause, Code, Dictionary};
 use brasa_script::{
-    DynAction, DynReport, DynRun, ReferenceChange, ReferenceKey, Referenced, RunOptions,
-    ScriptParams, ServiceState,
+    apply_reference_changes, DynAction, DynReport, DynRun, ReferenceChange, ReferenceKey,
+    Referenced, RunOptions, ScriptParams, ServiceState,
 };
 use brasa_services::SapId;
 use brasa_services_net::Durability;
 use config::{CaptureDebug, DynamicServicesResolved, PolicyResolved};
 pub use evaluate::{EvaluateError, Evaluated, Evaluation};
-use scripts::{RunResources, ScriptThread};
-use std::collections::{BTreeMap, HashMap};
+use scripts::{IdRanges, Reports, RunResources, ScriptThread};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -184,6 +186,64 @@ struct Staged {
     record: ServiceRecord,
 }
 
+/// When a run's transaction reaches the data plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Install {
+    /// With the transaction (and any staged before it).
+    Now,
+    /// With the rest of its setup group ([`ServiceManager::stage_text`]).
+    ///
+    /// [`ServiceManager::stage_text`]: brasa_services_net::ServiceManager::stage_text
+    WithGroup,
+}
+
+/// The setups of a group staged since its last commit, with what takes them back.
+struct Chunk {
+    /// Each trigger's staged services, in order.
+    staged: Vec<(SapId, Vec<Staged>)>,
+    /// The reference table before the first of them: theirs are taken back with them.
+    references: Arc<BTreeMap<ReferenceKey, Referenced>>,
+    since: Instant,
+}
+
+impl Chunk {
+    fn new(references: Arc<BTreeMap<ReferenceKey, Referenced>>) -> Self {
+        Self {
+            staged: Vec::new(),
+            references,
+            since: Instant::now(),
+        }
+    }
+}
+
+/// The setup runs of a group's services, on the scripts' thread.
+struct Batch<'a> {
+    /// Each service's policy and parameters, in order, or why it has no run.
+    prepared: VecDeque<Result<(&'a PolicyResolved, ScriptParams), RunFailure>>,
+    /// The reports of the runs, in order.
+    reports: Reports,
+}
+
+impl<'a> Batch<'a> {
+    /// The next service's policy, parameters and setup report; `Err` when it had no run.
+    async fn next(
+        &mut self,
+    ) -> Result<
+        (
+            (&'a PolicyResolved, ScriptParams),
+            Result<DynReport, String>,
+        ),
+        RunFailure,
+    > {
+        let prepared = self.prepared.pop_front().unwrap_or_else(|| {
+            Err(RunFailure::Script(
+                "the setup batch has no run for this service".into(),
+            ))
+        })?;
+        Ok((prepared, self.reports.next().await))
+    }
+}
+
 enum Work {
     /// Run the setup of each authorised service of an Accepted trigger.
     Setup {
@@ -220,6 +280,8 @@ pub struct DynServices {
     services: Arc<ServicesComponent>,
     dictionary: Arc<Dictionary>,
     scripts: ScriptThread,
+    /// The identifier ranges of each policy, for the scripts' runs.
+    id_ranges: Arc<BTreeMap<String, IdRanges>>,
     work: mpsc::UnboundedSender<Work>,
     timer_changed: Notify,
     /// Which RADIUS servers (authentication and accounting) are dead.
@@ -372,6 +434,17 @@ pub async fn start(
     let (work, queue) = mpsc::unbounded_channel();
     let accounting = Accounting::new(config.nas.identifier.clone());
     let debug = config.capture_debug.clone();
+    let id_ranges = config
+        .policies
+        .iter()
+        .map(|(name, policy)| {
+            let ranges = IdRanges {
+                service: policy.service_range.clone(),
+                filter: policy.filter_range.clone(),
+            };
+            (name.clone(), ranges)
+        })
+        .collect();
     let authentications = Arc::new(Semaphore::new(config.max_access_requests));
     let component = Arc::new(DynServices {
         config,
@@ -394,6 +467,7 @@ pub async fn start(
         services: services.clone(),
         dictionary,
         scripts,
+        id_ranges: Arc::new(id_ranges),
         work,
         timer_changed: Notify::new(),
         radius_servers: Arc::default(),
@@ -728,15 +802,14 @@ impl DynServices {
         }
     }
 
-    /// The identifiers and references a run of `policy` may take.
-    async fn resources(&self, policy: &PolicyResolved) -> RunResources {
+    /// The identifiers and references runs may take now.
+    async fn resources(&self) -> RunResources {
         let config = self.services.manager.read(|config, _| config.clone()).await;
-        RunResources {
-            service_range: policy.service_range.clone(),
-            filter_range: policy.filter_range.clone(),
+        RunResources::new(
+            self.id_ranges.clone(),
             config,
-            references: self.state().references.clone(),
-        }
+            self.state().references.clone(),
+        )
     }
 
     /// Runs one action of a service's script and applies its CLI as one transaction, whose
@@ -746,25 +819,39 @@ impl DynServices {
         policy: &PolicyResolved,
         run: DynRun,
     ) -> Result<DynReport, (RunFailure, Option<DynReport>)> {
-        let resources = self.resources(policy).await;
+        let resources = self.resources().await;
         let report = self
             .scripts
             .run(&policy.name, run, resources)
             .await
             .map_err(|reason| (RunFailure::Script(reason), None))?;
+        self.apply_report(&policy.name, report, Install::Now).await
+    }
+
+    /// Applies a run's CLI as one transaction, installed as `install` says, and its reference
+    /// changes; a failed run is counted and applies nothing.
+    async fn apply_report(
+        &self,
+        policy: &str,
+        report: DynReport,
+        install: Install,
+    ) -> Result<DynReport, (RunFailure, Option<DynReport>)> {
         if let brasa_script::Outcome::Failed(failure) = &report.run.outcome {
             self.counters
                 .script_failures
                 .fetch_add(1, Ordering::Relaxed);
-            let reason = format!("script {}: {}", policy.name, failure.message);
+            let reason = format!("script {policy}: {}", failure.message);
             return Err((RunFailure::Script(reason), Some(report)));
         }
         if !report.cli.trim().is_empty() {
-            let applied = self
-                .services
-                .manager
-                .apply_text_as(&report.cli, false, Durability::Deferred)
-                .await;
+            let manager = &self.services.manager;
+            let applied = match install {
+                Install::Now => manager
+                    .apply_text_as(&report.cli, false, Durability::Deferred)
+                    .await
+                    .map(drop),
+                Install::WithGroup => manager.stage_text(&report.cli).await.map(drop),
+            };
             if let Err(err) = applied {
                 self.counters.apply_failures.fetch_add(1, Ordering::Relaxed);
                 let reason = format!("the script's CLI was refused: {err}");
@@ -780,33 +867,7 @@ impl DynServices {
             return;
         }
         let mut state = self.state();
-        let table = Arc::make_mut(&mut state.references);
-        for change in changes {
-            match change {
-                ReferenceChange::Created { key, dictionary } => {
-                    table.insert(
-                        key.clone(),
-                        Referenced {
-                            count: 1,
-                            dictionary: dictionary.clone(),
-                        },
-                    );
-                }
-                ReferenceChange::Referenced(key) => {
-                    if let Some(r) = table.get_mut(key) {
-                        r.count += 1;
-                    }
-                }
-                ReferenceChange::Dereferenced(key) => {
-                    if let Some(r) = table.get_mut(key) {
-                        r.count = r.count.saturating_sub(1);
-                    }
-                }
-                ReferenceChange::Removed(key) => {
-                    table.remove(key);
-                }
-            }
-        }
+        apply_reference_changes(Arc::make_mut(&mut state.references), changes);
     }
 
     fn ledger(&self) -> MutexGuard<'_, ledger::Ledger> {
@@ -815,16 +876,22 @@ impl DynServices {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Lists `saps` in the ledger with one disk sync, before their setups are applied; `Err`
-    /// when it could not, and then none of them may be.
-    async fn ledger_created(&self, saps: Vec<SapId>) -> Result<(), RunFailure> {
+    /// Starts listing `saps` in the ledger with one disk sync; [`Self::ledger_written`] says
+    /// whether it did. Their setups may run meanwhile, but none may be applied before.
+    fn ledger_create(&self, saps: Vec<SapId>) -> tokio::task::JoinHandle<std::io::Result<()>> {
         let ledger = self.ledger.clone();
-        let written = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
             ledger.created(&saps)
         })
-        .await;
-        let reason = match written {
+    }
+
+    /// Whether the listing [`Self::ledger_create`] started is on disk; `Err` when it could
+    /// not be written, and then none of its SAPs may be applied.
+    async fn ledger_written(
+        written: tokio::task::JoinHandle<std::io::Result<()>>,
+    ) -> Result<(), RunFailure> {
+        let reason = match written.await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(error)) => error.to_string(),
             Err(error) => error.to_string(),
@@ -838,64 +905,180 @@ impl DynServices {
     /// Sets up one service of a trigger now (a CoA's, or evaluate-script's): listed, run,
     /// applied, synced, then reported.
     async fn set_up(&self, trigger: &SapId, service: &DynService) -> Result<(), RunFailure> {
-        self.ledger_created(vec![service.sap.clone()]).await?;
-        let staged = self.stage_setup(trigger, service).await?;
+        Self::ledger_written(self.ledger_create(vec![service.sap.clone()])).await?;
+        let (policy, params, run) = match self.prepare_setup(trigger, service) {
+            Ok(prepared) => prepared,
+            Err(failure) => {
+                self.ledger().removed(&service.sap);
+                return Err(failure);
+            }
+        };
+        let resources = self.resources().await;
+        let report = self.scripts.run(&policy.name, run, resources).await;
+        let staged = self
+            .stage_setup(trigger, service, (policy, params), report, Install::Now)
+            .await?;
         self.services.manager.sync_journal().await;
         self.acknowledge(trigger, staged).await
     }
 
-    /// Sets up the services of a group of Accepted triggers: the ledger lists every SAP of
-    /// the group with one disk sync; each service's script runs and its CLI is applied as its
-    /// own transaction, in order (a trigger whose service fails is failed, and what it had
-    /// applied is removed); one journal sync makes the transactions of every
-    /// [`SETUP_GROUP_BUDGET`] durable; only then are their services reported, each trigger's
-    /// in order.
+    /// The policy, the script parameters and the setup run of a service of `trigger`; `Err`
+    /// when it cannot run (no such policy, malformed parameters).
+    fn prepare_setup(
+        &self,
+        trigger: &SapId,
+        service: &DynService,
+    ) -> Result<(&PolicyResolved, ScriptParams, DynRun), RunFailure> {
+        let policy_name = match &service.policy {
+            Some(name) => name.clone(),
+            None => self
+                .state()
+                .triggers
+                .trigger(trigger)
+                .map(|t| t.policy.clone())
+                .ok_or_else(|| RunFailure::Script(format!("data trigger {trigger} is gone")))?,
+        };
+        let policy = self.config.policies.get(&policy_name).ok_or_else(|| {
+            RunFailure::Script(format!("no dynamic-services policy {policy_name:?}"))
+        })?;
+        let params = script_params(service)?;
+        let run = DynRun {
+            action: DynAction::Setup,
+            params: Some(params.clone()),
+            state: None,
+            sap_id: service.sap.to_string(),
+            control_sap: Some(trigger.to_string()),
+            circuit_id: None,
+            remote_id: None,
+            policy: policy.name.clone(),
+        };
+        Ok((policy, params, run))
+    }
+
+    /// Sets up the services of a group of Accepted triggers, in order. The ledger lists every
+    /// SAP of the group with one disk sync while the scripts' thread runs their setups as
+    /// one batch, ahead of the applies; each service's CLI is then applied as its own
+    /// transaction (all or nothing) and staged for one data-plane install. Every
+    /// [`SETUP_GROUP_BUDGET`] and at the end, the staged setups are installed with one job
+    /// and journalled with one sync, and only then reported ([`Self::commit_setups`]). A
+    /// failed service fails its trigger, whose applied services are removed; the batch's
+    /// later runs, made for a state that now will not be, run again in a new batch.
     async fn set_up_group(&self, group: Vec<(SapId, Vec<DynService>)>) {
         let saps: Vec<SapId> = group
             .iter()
             .flat_map(|(_, services)| services.iter().map(|s| s.sap.clone()))
             .collect();
-        if let Err(reason) = self.ledger_created(saps).await {
-            for (trigger, services) in &group {
+        let listing = self.ledger_create(saps);
+        let mut pending: VecDeque<_> = group.into();
+        let mut batch = self.start_batch(&pending).await;
+        if let Err(reason) = Self::ledger_written(listing).await {
+            drop(batch);
+            for (trigger, services) in &pending {
                 if let Some(first) = services.first() {
                     self.fail_setup(trigger, &first.sap, &reason).await;
                 }
             }
             return;
         }
-        let mut staged = Vec::new();
-        let mut since = Instant::now();
-        'triggers: for (trigger, services) in group {
-            if since.elapsed() >= SETUP_GROUP_BUDGET {
-                self.commit_setups(std::mem::take(&mut staged)).await;
-                since = Instant::now();
+        let mut chunk = Chunk::new(self.state().references.clone());
+        while let Some((trigger, services)) = pending.pop_front() {
+            if chunk.since.elapsed() >= SETUP_GROUP_BUDGET {
+                let done = std::mem::replace(&mut chunk, Chunk::new(Arc::default()));
+                self.commit_setups(done).await;
+                chunk = Chunk::new(self.state().references.clone());
             }
             let mut done = Vec::with_capacity(services.len());
+            let mut failed = None;
             for (index, service) in services.iter().enumerate() {
-                match self.stage_setup(&trigger, service).await {
-                    Ok(service) => done.push(service),
+                let staged = match batch.next().await {
+                    Ok((prepared, report)) => {
+                        self.stage_setup(&trigger, service, prepared, report, Install::WithGroup)
+                            .await
+                    }
+                    Err(failure) => {
+                        self.ledger().removed(&service.sap);
+                        Err(failure)
+                    }
+                };
+                match staged {
+                    Ok(staged) => done.push(staged),
                     Err(reason) => {
-                        for service in done {
-                            self.discard(service).await;
-                        }
-                        // Listed above, never run.
-                        for later in &services[index + 1..] {
-                            self.ledger().removed(&later.sap);
-                        }
-                        self.fail_setup(&trigger, &service.sap, &reason).await;
-                        continue 'triggers;
+                        failed = Some((index, reason));
+                        break;
                     }
                 }
             }
-            staged.push((trigger, done));
+            let Some((index, reason)) = failed else {
+                chunk.staged.push((trigger, done));
+                continue;
+            };
+            // What is done so far is installed and reported first: the removals below
+            // install, and must find the reference table as those setups left it.
+            drop(batch);
+            let finished = std::mem::replace(&mut chunk, Chunk::new(Arc::default()));
+            self.commit_setups(finished).await;
+            for service in done {
+                self.discard(service).await;
+            }
+            // Listed above, never run.
+            for later in &services[index + 1..] {
+                self.ledger().removed(&later.sap);
+            }
+            self.fail_setup(&trigger, &services[index].sap, &reason)
+                .await;
+            batch = self.start_batch(&pending).await;
+            chunk = Chunk::new(self.state().references.clone());
         }
-        self.commit_setups(staged).await;
+        self.commit_setups(chunk).await;
     }
 
-    /// Makes the staged setups' transactions durable with one journal sync, then reports each
-    /// trigger's services in order.
-    async fn commit_setups(&self, staged: Vec<(SapId, Vec<Staged>)>) {
+    /// Starts the setup runs of every service of `pending` as one batch on the scripts'
+    /// thread, with the running configuration and reference table as they are now.
+    async fn start_batch(&self, pending: &VecDeque<(SapId, Vec<DynService>)>) -> Batch<'_> {
+        let mut prepared = VecDeque::new();
+        let mut runs = Vec::new();
+        for (trigger, services) in pending {
+            for service in services {
+                prepared.push_back(self.prepare_setup(trigger, service).map(
+                    |(policy, params, run)| {
+                        runs.push((policy.name.clone(), run));
+                        (policy, params)
+                    },
+                ));
+            }
+        }
+        let resources = self.resources().await;
+        Batch {
+            prepared,
+            reports: self.scripts.run_batch(runs, resources),
+        }
+    }
+
+    /// Installs a chunk's staged setups with one data-plane job and makes their transactions
+    /// durable with one journal sync, then reports each trigger's services in order. When the
+    /// data plane does not take them, every staged transaction is taken back (the service
+    /// manager does it) with the reference changes of their runs, and their triggers fail.
+    async fn commit_setups(&self, chunk: Chunk) {
+        let Chunk {
+            staged, references, ..
+        } = chunk;
         if staged.is_empty() {
+            return;
+        }
+        if let Err(error) = self.services.manager.install_staged().await {
+            self.counters.apply_failures.fetch_add(1, Ordering::Relaxed);
+            self.state().references = references;
+            let reason =
+                RunFailure::Apply(format!("the data plane did not take the setups: {error}"));
+            for (trigger, done) in staged {
+                let Some(first) = done.first().map(|s| s.service.sap.clone()) else {
+                    continue;
+                };
+                for service in &done {
+                    self.ledger().removed(&service.service.sap);
+                }
+                self.fail_setup(&trigger, &first, &reason).await;
+            }
             return;
         }
         self.services.manager.sync_journal().await;
@@ -940,49 +1123,27 @@ impl DynServices {
         }
     }
 
-    /// Runs the setup script of one service of a trigger and applies its CLI, journalled but
-    /// not synced; the ledger lists its SAP already. Nothing is reported: see
+    /// Applies the report of a service's setup run, installed as `install` says and
+    /// journalled but not synced; the ledger lists its SAP already. Nothing is reported: see
     /// [`acknowledge`](Self::acknowledge). `Err` leaves nothing of it applied nor listed.
     async fn stage_setup(
         &self,
         trigger: &SapId,
         service: &DynService,
+        (policy, params): (&PolicyResolved, ScriptParams),
+        report: Result<DynReport, String>,
+        install: Install,
     ) -> Result<Staged, RunFailure> {
-        let prepared = (|| {
-            let policy_name = match &service.policy {
-                Some(name) => name.clone(),
-                None => self
-                    .state()
-                    .triggers
-                    .trigger(trigger)
-                    .map(|t| t.policy.clone())
-                    .ok_or_else(|| RunFailure::Script(format!("data trigger {trigger} is gone")))?,
-            };
-            let policy = self.config.policies.get(&policy_name).ok_or_else(|| {
-                RunFailure::Script(format!("no dynamic-services policy {policy_name:?}"))
-            })?;
-            Ok((policy, script_params(service)?))
-        })();
-        let (policy, params) = match prepared {
-            Ok(prepared) => prepared,
+        let applied = match report {
+            Err(reason) => Err(RunFailure::Script(reason)),
+            Ok(report) => self
+                .apply_report(&policy.name, report, install)
+                .await
+                .map_err(|(failure, _)| failure),
+        };
+        let report = match applied {
+            Ok(applied) => applied,
             Err(failure) => {
-                self.ledger().removed(&service.sap);
-                return Err(failure);
-            }
-        };
-        let run = DynRun {
-            action: DynAction::Setup,
-            params: Some(params.clone()),
-            state: None,
-            sap_id: service.sap.to_string(),
-            control_sap: Some(trigger.to_string()),
-            circuit_id: None,
-            remote_id: None,
-            policy: policy.name.clone(),
-        };
-        let report = match self.run_and_apply(policy, run).await {
-            Ok(report) => report,
-            Err((failure, _)) => {
                 // Nothing of the run was applied.
                 self.ledger().removed(&service.sap);
                 return Err(failure);

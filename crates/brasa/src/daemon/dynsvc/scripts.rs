@@ -2,8 +2,8 @@
 //! data-plane worker nor on a tokio worker (a run may take up to the script time limit).
 
 use brasa_script::{
-    DynReport, DynResources, DynRun, IdKind, ReferenceKey, Referenced, ResourceError, RunOptions,
-    Script, ScriptHost,
+    apply_reference_changes, DynReport, DynResources, DynRun, IdKind, ReferenceKey, Referenced,
+    ResourceError, RunOptions, Script, ScriptHost,
 };
 use brasa_services::alloc;
 use brasa_services::model::FilterKind;
@@ -13,46 +13,92 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
-use tokio::sync::oneshot;
 
-/// What a run may take: the free identifiers of its policy's ranges (what the running service
-/// configuration does not use) and the reference table, as they were when the run was queued.
-/// Runs and their applies are serialised, so nothing changes them while a run is going on.
+/// The identifier ranges of a dynamic-services policy (`dyn.select_free_id`).
+#[derive(Debug, Clone, Default)]
+pub struct IdRanges {
+    /// `service-range` of the policy.
+    pub service: Option<RangeInclusive<u32>>,
+    /// The filter id range of the policy.
+    pub filter: Option<RangeInclusive<u32>>,
+}
+
+/// What runs may take: the free identifiers of their policies' ranges (what the running
+/// service configuration does not use) and the reference table, as they were when the runs
+/// were queued. The runs of a batch share one: each sees the identifiers and references of
+/// the successful runs before it as if they were applied, as the caller must apply them, in
+/// the same order, before any other change (see [`ScriptThread::run_batch`]).
 #[derive(Debug, Clone, Default)]
 pub struct RunResources {
-    /// `service-range` of the policy.
-    pub service_range: Option<RangeInclusive<u32>>,
-    /// The filter id range of the policy.
-    pub filter_range: Option<RangeInclusive<u32>>,
-    /// The running service configuration (an O(1) copy): a free identifier is looked up in its
-    /// indexes from the start of the range, never by listing what the whole of it uses.
-    pub config: ServiceConfig,
-    /// The reference table.
-    pub references: Arc<BTreeMap<ReferenceKey, Referenced>>,
+    ranges: Arc<BTreeMap<String, IdRanges>>,
+    /// The running service configuration (an O(1) copy): a free identifier is looked up in
+    /// its indexes, never by listing what the whole of it uses.
+    config: ServiceConfig,
+    references: Arc<BTreeMap<ReferenceKey, Referenced>>,
+    /// Per policy and kind, where the next search starts: every identifier of the range
+    /// below it is used or was selected by an earlier run. Runs select the lowest free one,
+    /// so the selections of a batch ascend and each search starts just above the last
+    /// instead of walking the used identifiers from the start of the range again.
+    floors: BTreeMap<(String, IdKind), u64>,
+}
+
+impl RunResources {
+    /// The resources of the policies' `ranges` in the running configuration `config`, with
+    /// the reference table `references`.
+    pub fn new(
+        ranges: Arc<BTreeMap<String, IdRanges>>,
+        config: ServiceConfig,
+        references: Arc<BTreeMap<ReferenceKey, Referenced>>,
+    ) -> Self {
+        Self {
+            ranges,
+            config,
+            references,
+            floors: BTreeMap::new(),
+        }
+    }
 }
 
 impl DynResources for RunResources {
     fn select_free_id(
         &mut self,
-        _policy: &str,
+        policy: &str,
         kind: IdKind,
         taken: &[u32],
     ) -> Result<Option<u32>, ResourceError> {
-        let filter = match kind {
-            IdKind::ServiceId => {
-                return Ok(self
-                    .service_range
-                    .clone()
-                    .and_then(|range| alloc::free_service_id_except(&self.config, range, taken)))
+        let ranges = self.ranges.get(policy);
+        let range = match kind {
+            IdKind::ServiceId => ranges.and_then(|r| r.service.clone()),
+            IdKind::IpFilterId | IdKind::Ipv6FilterId | IdKind::MacFilterId => {
+                ranges.and_then(|r| r.filter.clone())
             }
-            IdKind::IpFilterId => FilterKind::Ip,
-            IdKind::Ipv6FilterId => FilterKind::Ipv6,
-            IdKind::MacFilterId => FilterKind::Mac,
         };
-        Ok(self
-            .filter_range
-            .clone()
-            .and_then(|range| alloc::free_filter_id_except(&self.config, filter, range, taken)))
+        let Some(range) = range else {
+            return Ok(None);
+        };
+        let key = (policy.to_owned(), kind);
+        let floor = self.floors.get(&key).copied().unwrap_or(0);
+        let Ok(start) = u32::try_from(floor.max(u64::from(*range.start()))) else {
+            return Ok(None);
+        };
+        let range = start..=*range.end();
+        let found = match kind {
+            IdKind::ServiceId => alloc::free_service_id_except(&self.config, range, taken),
+            IdKind::IpFilterId => {
+                alloc::free_filter_id_except(&self.config, FilterKind::Ip, range, taken)
+            }
+            IdKind::Ipv6FilterId => {
+                alloc::free_filter_id_except(&self.config, FilterKind::Ipv6, range, taken)
+            }
+            IdKind::MacFilterId => {
+                alloc::free_filter_id_except(&self.config, FilterKind::Mac, range, taken)
+            }
+        };
+        if let Some(id) = found {
+            // The run's own earlier selections (`taken`) lie below it too.
+            self.floors.insert(key, u64::from(id) + 1);
+        }
+        Ok(found)
     }
 
     fn reference(&mut self, key: &ReferenceKey) -> Result<Option<Referenced>, ResourceError> {
@@ -60,11 +106,11 @@ impl DynResources for RunResources {
     }
 }
 
+/// Runs to do in order with one set of resources, each report sent back as its run ends.
 struct Job {
-    policy: String,
-    run: DynRun,
+    runs: Vec<(String, DynRun)>,
     resources: RunResources,
-    reply: oneshot::Sender<Result<DynReport, String>>,
+    reports: tokio::sync::mpsc::UnboundedSender<Result<DynReport, String>>,
 }
 
 /// The thread that runs the policies' scripts, one run at a time.
@@ -105,19 +151,13 @@ impl ScriptThread {
                         return;
                     }
                 };
-                while let Ok(mut job) = queue.recv() {
-                    let result = match compiled.get(&job.policy) {
-                        Some(script) => host
-                            .run_dyn(script, &job.run, &mut job.resources, &options)
-                            .map_err(|err| err.to_string()),
-                        None => Err(format!("no dynamic-services policy {:?}", job.policy)),
-                    };
-                    let _ = job.reply.send(result);
+                while let Ok(job) = queue.recv() {
+                    run_job(&host, &compiled, &options, job);
                 }
             })?;
         started
             .recv()
-            .map_err(|_| anyhow::anyhow!("the dynamic-services script thread stopped"))?
+            .map_err(|_| anyhow::anyhow!(STOPPED))?
             .map_err(|err| anyhow::anyhow!(err))?;
         Ok(ScriptThread { jobs })
     }
@@ -129,17 +169,69 @@ impl ScriptThread {
         run: DynRun,
         resources: RunResources,
     ) -> Result<DynReport, String> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job {
-                policy: policy.to_owned(),
-                run,
-                resources,
-                reply,
-            })
-            .map_err(|_| "the dynamic-services script thread stopped".to_string())?;
-        answer
+        self.run_batch(vec![(policy.to_owned(), run)], resources)
+            .next()
             .await
-            .map_err(|_| "the dynamic-services script thread stopped".to_string())?
+    }
+
+    /// Runs `runs` (policy, run) in order, one after the other, with `resources`: each run
+    /// sees the identifiers the runs before it selected as taken and the reference table as
+    /// their successful runs changed it, so the caller must apply the successful reports in
+    /// order and before any other change. The thread runs ahead while the caller applies;
+    /// dropping the [`Reports`] stops the batch after the run in progress, for a caller whose
+    /// apply failed (the later reports were made for a state that will not be).
+    pub fn run_batch(&self, runs: Vec<(String, DynRun)>, resources: RunResources) -> Reports {
+        let (reports, receiver) = tokio::sync::mpsc::unbounded_channel();
+        // A stopped thread drops the job with its sender: every report is then an `Err`.
+        let _ = self.jobs.send(Job {
+            runs,
+            resources,
+            reports,
+        });
+        Reports(receiver)
+    }
+}
+
+const STOPPED: &str = "the dynamic-services script thread stopped";
+
+/// The reports of a batch, in the order of its runs.
+pub struct Reports(tokio::sync::mpsc::UnboundedReceiver<Result<DynReport, String>>);
+
+impl Reports {
+    /// The report of the next run; `Err` when it could not run (the thread stopped).
+    pub async fn next(&mut self) -> Result<DynReport, String> {
+        self.0
+            .recv()
+            .await
+            .unwrap_or_else(|| Err(STOPPED.to_string()))
+    }
+}
+
+/// Runs a batch on the scripts' thread, applying each successful run's reference changes to
+/// the batch's table for the runs after it.
+fn run_job(host: &ScriptHost, compiled: &BTreeMap<String, Script>, options: &RunOptions, job: Job) {
+    let Job {
+        runs,
+        mut resources,
+        reports,
+    } = job;
+    for (policy, run) in runs {
+        let result = match compiled.get(&policy) {
+            Some(script) => host
+                .run_dyn(script, &run, &mut resources, options)
+                .map_err(|err| err.to_string()),
+            None => Err(format!("no dynamic-services policy {policy:?}")),
+        };
+        if let Ok(report) = &result {
+            if report.is_ok() && !report.references.is_empty() {
+                apply_reference_changes(
+                    Arc::make_mut(&mut resources.references),
+                    &report.references,
+                );
+            }
+        }
+        if reports.send(result).is_err() {
+            return;
+        }
     }
 }

@@ -32,6 +32,7 @@ mod support;
 
 use brasa_cache_redis::testing::RedisServer;
 use brasa_radius::{auth, Code, Message};
+use brasa_testkit::cpu::pid_cpu_seconds;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -597,12 +598,12 @@ fn main() {
         }
         let mut row = Vec::new();
         for (kind, address) in [("auth", target.auth), ("acct", target.acct)] {
-            let redis_cpu = || target.redis_pid.map_or(0.0, cpu_seconds);
-            let before = (cpu_seconds(target.pid), redis_cpu());
+            let redis_cpu = || target.redis_pid.map_or(0.0, pid_cpu_seconds);
+            let before = (pid_cpu_seconds(target.pid), redis_cpu());
             // A lost request ends the run 0.3 s after the last answer, not 2 s.
             let line =
                 radload_with_timeout(address, SECRET, kind, requests, SOCKETS, IN_FLIGHT, 0.3);
-            let cpu = cpu_seconds(target.pid) - before.0;
+            let cpu = pid_cpu_seconds(target.pid) - before.0;
             let answered = radload_field(&line, "answered").max(1.0);
             let cpu_us = cpu * 1e6 / answered;
             let redis_us = (redis_cpu() - before.1) * 1e6 / answered;

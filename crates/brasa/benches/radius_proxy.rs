@@ -9,6 +9,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use brasa_testkit::cpu::pid_cpu_seconds;
 use std::net::SocketAddr;
 use support::*;
 
@@ -161,11 +162,11 @@ password = "secret"
 fn measure(requests: u64, targets: &[(&str, SocketAddr, u32)]) -> Vec<(f64, f64)> {
     let mut results = Vec::new();
     for (name, target, pid) in targets {
-        let before = cpu_seconds(*pid);
+        let before = pid_cpu_seconds(*pid);
         // A lost request ends the run 0.3 s after the last answer instead of 2 s, so a few
         // losses do not dominate the measured rate.
         let line = radload_with_timeout(*target, "bench-secret", "auth", requests, 16, 16, 0.3);
-        let cpu = cpu_seconds(*pid) - before;
+        let cpu = pid_cpu_seconds(*pid) - before;
         let cpu_us = cpu * 1e6 / radload_field(&line, "answered").max(1.0);
         println!("  {name:<42} {line} cpu={cpu_us:.1}us/req");
         results.push((radload_field(&line, "rate"), cpu_us));

@@ -9,6 +9,7 @@
 mod services_support;
 mod support;
 
+use brasa_testkit::cpu::pid_cpu_seconds;
 use brasa_testkit::netns::Netns;
 use services_support::{
     dot1q, ping, ping_eventually, qinq, tcp_echo, Daemon, HostSpec, Trunk, TrunkNames,
@@ -1555,28 +1556,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// CPU seconds (user + system) process `pid` has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    let per_second: f64 = String::from_utf8(
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
-    ticks / per_second
-}
-
 /// The acceptance flood: at least 100 000 trigger frames over 1 000 new QinQ VLANs, sent again
 /// and again in one fixed order while their Access-Requests wait for an answer, give exactly
 /// one Access-Request per VLAN; the data plane's throttle drops all but one frame per VLAN, so
@@ -1650,7 +1629,7 @@ secret = "dynsecret"
     ping_eventually(customer, "10.77.0.2", Duration::from_secs(30));
 
     let pid = daemon.child.id();
-    let (cpu_before, started) = (cpu_seconds(pid), Instant::now());
+    let (cpu_before, started) = (pid_cpu_seconds(pid), Instant::now());
     let stop = dir.path().join("stop");
     let switch = customers.switch.name.clone();
     let flood = Command::new("ip")
@@ -1671,7 +1650,7 @@ secret = "dynsecret"
     });
     std::fs::write(&stop, "").unwrap();
     let flood = flood.wait_with_output().unwrap();
-    let (cpu_after, elapsed) = (cpu_seconds(pid), started.elapsed());
+    let (cpu_after, elapsed) = (pid_cpu_seconds(pid), started.elapsed());
     assert!(flood.status.success(), "{flood:?}");
     let report = String::from_utf8_lossy(&flood.stdout).into_owned();
     let mut figures = report.split_whitespace();

@@ -58,12 +58,10 @@ use brasa_dataplane::service::{
 };
 use brasa_dataplane::stages::service_stages;
 use brasa_dataplane::wire::{EtherType, MacAddr};
+use brasa_testkit::cpu::stat_cpu_seconds;
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// USER_HZ: the unit of /proc CPU times.
-const TICKS: f64 = 100.0;
 
 struct Ns(String);
 
@@ -112,16 +110,6 @@ fn sh_root(command: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// utime + stime (seconds) from a /proc/.../stat line.
-fn stat_cpu_seconds(stat: &str) -> f64 {
-    // After the parenthesised command: utime and stime are the 12th and 13th fields.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    (utime + stime) / TICKS
 }
 
 /// Names of the worker threads start with this ("brasa-dataplane", "brasa-dp1", …).

@@ -5,7 +5,17 @@
 /// User plus system CPU seconds of this process so far, from `/proc/self/stat` (in the
 /// kernel's 100 Hz ticks: 10 ms resolution); 0 where it cannot be read.
 pub fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu_seconds(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// User plus system CPU seconds process `pid` has used so far; 0 where it cannot be read.
+pub fn pid_cpu_seconds(pid: u32) -> f64 {
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+/// User plus system CPU seconds in the text of a `/proc/…/stat` file, of a process or of one
+/// of its threads (`/proc/PID/task/TID/stat`); 0 for what does not parse.
+pub fn stat_cpu_seconds(stat: &str) -> f64 {
     // The command name, in parentheses, may hold spaces: the fields count from after it.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -18,6 +28,7 @@ pub fn process_cpu_seconds() -> f64 {
             .and_then(|f| f.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
+    // USER_HZ, the unit of /proc's CPU times: 100 on every Linux.
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -35,5 +46,14 @@ mod tests {
             std::hint::black_box(x);
         }
         assert!(super::process_cpu_seconds() >= before + 0.02);
+        let by_pid = super::pid_cpu_seconds(std::process::id());
+        assert!(by_pid >= before + 0.02, "{by_pid}");
+    }
+
+    #[test]
+    fn a_stat_line_gives_utime_plus_stime_after_a_command_with_spaces() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 7 9 20 0";
+        assert_eq!(super::stat_cpu_seconds(stat), 3.0);
+        assert_eq!(super::stat_cpu_seconds("garbage"), 0.0);
     }
 }

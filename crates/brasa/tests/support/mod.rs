@@ -547,23 +547,6 @@ pub fn http_get(api: SocketAddr, path: &str) -> String {
     body.to_string()
 }
 
-/// CPU time (user + system) a process has used so far, from /proc (clock ticks → seconds).
-pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz.max(1.0)
-}
-
 /// Runs `brasa check -c bad.toml` on each `(config, "line:col", message)` case and asserts that
 /// it is refused with `bad.toml:line:col: ` and the message.
 pub fn assert_config_errors(cases: &[(String, &str, &str)]) {

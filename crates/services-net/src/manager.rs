@@ -27,7 +27,6 @@
 //! a caller that applies many transactions in a row pays one disk sync, not one each).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -37,6 +36,7 @@ use brasa_dataplane::service::ServiceTables;
 use brasa_services::{cli, Change, Environment, PortMap, ServiceConfig, TxnError};
 
 use crate::compile::{CompileError, Compiler, GreNextHop, GreResolver, PortIds};
+use crate::journal::Journal;
 use crate::kernel::{Kernel, PlanError};
 
 /// The data plane as the manager needs it.
@@ -93,32 +93,6 @@ pub enum Durability {
     Deferred,
 }
 
-/// The journal file and the entries committed but not yet written to it.
-struct Journal {
-    path: PathBuf,
-    /// JSON lines, each ending in a newline, in commit order.
-    queued: Vec<String>,
-}
-
-impl Journal {
-    /// Appends the queued entries and syncs the file: one `fdatasync` however many there are.
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.queued.is_empty() {
-            return Ok(());
-        }
-        let text = self.queued.concat();
-        // Dropped even when the write fails: written again, a partly written batch would
-        // journal its first transactions twice.
-        self.queued.clear();
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_data()
-    }
-}
-
 /// What a transaction did (or, dry, would do).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ApplySummary {
@@ -138,6 +112,9 @@ pub struct ApplySummary {
 
 struct Running {
     config: ServiceConfig,
+    /// The configuration the journal applies to: the static one, as [`ServiceManager::replay`]
+    /// found it.
+    journal_base: ServiceConfig,
     compiler: Compiler,
     /// The transactions committed since the data plane's last install.
     staged: Option<Staged>,
@@ -192,6 +169,7 @@ impl ServiceManager {
         Self {
             running: tokio::sync::Mutex::new(Running {
                 config: ServiceConfig::new(),
+                journal_base: ServiceConfig::new(),
                 compiler: Compiler::new(),
                 staged: None,
             }),
@@ -200,12 +178,7 @@ impl ServiceManager {
             kernel,
             plane,
             tunnel_hops: std::sync::Mutex::default(),
-            journal: journal.map(|path| {
-                Arc::new(Mutex::new(Journal {
-                    path,
-                    queued: Vec::new(),
-                }))
-            }),
+            journal: journal.map(|path| Arc::new(Mutex::new(Journal::new(path)))),
         }
     }
 
@@ -307,7 +280,7 @@ impl ServiceManager {
         };
         let flushed = tokio::task::spawn_blocking(move || {
             let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
-            let path = journal.path.clone();
+            let path = journal.path().to_owned();
             journal.flush().map_err(|error| (path, error))
         })
         .await;
@@ -482,60 +455,138 @@ impl ServiceManager {
         Ok(())
     }
 
-    /// Replays the journal of applied transactions; a transaction that no longer applies
-    /// (the static configuration changed under it) is skipped and reported.
+    /// Replays the journal of applied transactions over the running configuration, which
+    /// becomes the journal's base (call it once, after the static configuration); a
+    /// transaction that no longer applies (the static configuration changed under it) is
+    /// skipped and reported with its line.
     pub async fn replay(&self) -> Vec<(usize, String)> {
-        let Some(journal) = &self.journal else {
+        {
+            let mut running = self.running.lock().await;
+            running.journal_base = running.config.clone();
+        }
+        let Some(journal) = self.journal.clone() else {
             return Vec::new();
         };
-        let path = journal
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .path
-            .clone();
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return Vec::new();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+            let path = journal.path().to_owned();
+            journal.read().map_err(|error| (path, error))
+        })
+        .await;
+        let entries = match read {
+            Ok(Ok(entries)) => entries,
+            Ok(Err((path, error))) => {
+                tracing::error!(path = %path.display(), %error, "could not read the service journal");
+                return vec![(0, format!("could not read {}: {error}", path.display()))];
+            }
+            Err(error) => return vec![(0, format!("the journal reader stopped: {error}"))],
         };
         let mut skipped = Vec::new();
-        for (line, record) in text.lines().enumerate() {
-            // A torn last line (a crash while writing) is not a transaction.
-            let Ok(entry) = serde_json::from_str::<JournalEntry>(record) else {
-                continue;
-            };
-            let applied = match cli::parse(&entry.text, &self.port_map) {
+        for (line, text) in entries {
+            let applied = match cli::parse(&text, &self.port_map) {
                 Ok(changes) => self.apply(&changes, false).await.map(drop),
                 Err(error) => Err(error.into()),
             };
             if let Err(error) = applied {
-                tracing::warn!(line = line + 1, %error, "a journalled service change no longer applies");
-                skipped.push((line + 1, error.to_string()));
+                tracing::warn!(line, %error, "a journalled service change no longer applies");
+                skipped.push((line, error.to_string()));
             }
         }
         skipped
     }
 
+    /// [`compact_journal`](Self::compact_journal) when the journal has grown to twice what
+    /// the last compaction wrote, and to at least [`COMPACT_AFTER`](crate::journal::COMPACT_AFTER)
+    /// entries; `Ok(None)` when it has not.
+    pub async fn compact_journal_if_due(&self) -> Result<Option<Compaction>, CompactError> {
+        let due = self.journal.as_ref().is_some_and(|journal| {
+            journal
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .due()
+        });
+        if !due {
+            return Ok(None);
+        }
+        self.compact_journal().await.map(Some)
+    }
+
+    /// Replaces the journal's entries by the transactions that take its base (the static
+    /// configuration) to the configuration the data plane has
+    /// ([`brasa_services::cli::compact`], checked by applying them), keeping the entries
+    /// committed meanwhile after them. Transactions go on while the new journal is computed;
+    /// only the flush that fixes where the old entries end holds them up.
+    pub async fn compact_journal(&self) -> Result<Compaction, CompactError> {
+        let Some(journal) = self.journal.clone() else {
+            return Ok(Compaction::default());
+        };
+        let (base, installed, cut, before) = {
+            let running = self.running.lock().await;
+            // Staged transactions are not journalled yet: the journal ends where the data
+            // plane's configuration does.
+            let installed = running
+                .staged
+                .as_ref()
+                .map_or(&running.config, |staged| &staged.installed_config)
+                .clone();
+            let base = running.journal_base.clone();
+            let journal = journal.clone();
+            // Under the transaction lock, so that every entry of `installed` is before `cut`
+            // and every later one after it.
+            let (cut, before) = tokio::task::spawn_blocking(move || {
+                let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+                journal.flush()?;
+                Ok::<_, std::io::Error>((journal.len()?, journal.entries()))
+            })
+            .await
+            .map_err(|error| CompactError::Stopped(error.to_string()))??;
+            (base, installed, cut, before)
+        };
+        let env = self.env.clone();
+        let ports = self.port_map.clone();
+        let after = tokio::task::spawn_blocking(move || {
+            let texts = cli::compact(&base, &installed, &env, &ports)?;
+            let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+            journal.rewrite(cut, &texts)?;
+            Ok::<_, CompactError>(journal.entries())
+        })
+        .await
+        .map_err(|error| CompactError::Stopped(error.to_string()))??;
+        tracing::info!(before, after, "compacted the service journal");
+        Ok(Compaction { before, after })
+    }
+
     fn journal_queue(&self, text: &str) {
-        let Some(journal) = &self.journal else {
-            return;
-        };
-        let entry = JournalEntry {
-            text: text.to_string(),
-        };
-        let Ok(mut line) = serde_json::to_string(&entry) else {
-            return;
-        };
-        line.push('\n');
-        journal
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .queued
-            .push(line);
+        if let Some(journal) = &self.journal {
+            journal
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .queue(text);
+        }
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct JournalEntry {
-    text: String,
+/// What a journal compaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Compaction {
+    /// Entries before.
+    pub before: usize,
+    /// Entries after: the compacted ones and those committed while it ran.
+    pub after: usize,
+}
+
+/// Why the journal was not compacted; it is then as before.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    /// Reading or writing the journal failed.
+    #[error("the service journal: {0}")]
+    Io(#[from] std::io::Error),
+    /// No text reproduces the running configuration from the base (a defect, reported).
+    #[error("{0}")]
+    Transition(#[from] brasa_services::cli::TransitionError),
+    /// The blocking task stopped.
+    #[error("the journal task stopped: {0}")]
+    Stopped(String),
 }
 
 fn summarise(txn: &brasa_services::Transaction) -> ApplySummary {
@@ -575,6 +626,7 @@ fn summarise(txn: &brasa_services::Transaction) -> ApplySummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::JournalEntry;
     use brasa_dataplane::service::{ServiceStage, ServiceStageConfig};
     use brasa_services::{Encapsulation, PortName, Ports};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -644,6 +696,88 @@ mod tests {
                 entry.text
             })
             .collect()
+    }
+
+    fn stage_plane() -> Arc<StagePlane> {
+        Arc::new(StagePlane {
+            stage: Mutex::new(ServiceStage::new(ServiceStageConfig::default())),
+            installs: AtomicUsize::new(0),
+            gone: AtomicBool::new(false),
+        })
+    }
+
+    fn manager_on(plane: &Arc<StagePlane>, journal: &std::path::Path) -> ServiceManager {
+        let ports: Ports = [
+            (PortName::new("eth1").unwrap(), Encapsulation::Qinq),
+            (PortName::new("eth2").unwrap(), Encapsulation::Dot1q),
+        ]
+        .into_iter()
+        .collect();
+        ServiceManager::new(
+            Environment::new(ports),
+            PortMap::new(),
+            Kernel::connect(plane.clone()).unwrap(),
+            plane.clone(),
+            Some(journal.to_owned()),
+        )
+    }
+
+    fn removal(n: u32) -> String {
+        format!(
+            "configure service epipe {} no sap eth1:3000.{n} no sap eth2:{n} shutdown exit \
+             no epipe {} exit all\n",
+            5000 + n,
+            5000 + n
+        )
+    }
+
+    #[tokio::test]
+    async fn a_compacted_journal_restores_the_same_configuration_over_the_static_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal.jsonl");
+        let statics = cli::parse(&(epipe(1) + &epipe(2)), &PortMap::new()).unwrap();
+        let plane = stage_plane();
+        let manager = manager_on(&plane, &journal);
+        manager.apply(&statics, false).await.unwrap();
+        assert!(manager.replay().await.is_empty());
+        // Churn: services come and go; one static service is removed, one changed.
+        for round in 0..5 {
+            for n in 10..30 {
+                manager.apply_text(&epipe(n), false).await.unwrap();
+            }
+            for n in 10..30 {
+                if round == 4 && n % 3 == 0 {
+                    continue;
+                }
+                manager.apply_text(&removal(n), false).await.unwrap();
+            }
+        }
+        manager.apply_text(&removal(1), false).await.unwrap();
+        let described = "configure service epipe 5002 description \"kept\" exit all\n";
+        manager.apply_text(described, false).await.unwrap();
+        // Staged, not installed: not in the compacted journal, journalled after it.
+        manager.stage_text(&epipe(40)).await.unwrap();
+        let before = journal_lines(&journal).len();
+        // 100 set-ups, 94 removals, the static service removed, the other described.
+        assert_eq!(before, 196);
+        let compaction = manager.compact_journal().await.unwrap();
+        assert_eq!(compaction.before, before);
+        // The removed static service, the changed one, and the six churned ones left.
+        assert_eq!(compaction.after, 1 + 1 + 6);
+        assert_eq!(journal_lines(&journal).len(), 8);
+        assert_eq!(manager.install_staged().await.unwrap(), 1);
+        manager.sync_journal().await;
+        assert_eq!(journal_lines(&journal).len(), 9);
+        let running = manager.export().await;
+
+        // A restart: the static configuration, then the compacted journal.
+        let plane = stage_plane();
+        let restarted = manager_on(&plane, &journal);
+        restarted.apply(&statics, false).await.unwrap();
+        assert!(restarted.replay().await.is_empty());
+        assert_eq!(restarted.export().await, running);
+        assert_eq!(plane.services(), 1 + 6 + 1);
+        assert!(restarted.compact_journal_if_due().await.unwrap().is_none());
     }
 
     #[tokio::test]

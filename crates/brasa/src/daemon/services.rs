@@ -326,6 +326,18 @@ pub async fn start(
         for (line, error) in manager.replay().await {
             tracing::warn!(line, %error, "skipped a journalled service change");
         }
+        // Services that come and go (dynamic services) grow the journal without bound; it is
+        // compacted at start when due and then checked every few seconds.
+        let compacting = manager.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                if let Err(error) = compacting.compact_journal_if_due().await {
+                    tracing::error!(%error, "could not compact the service journal");
+                }
+            }
+        });
         anyhow::Ok(manager)
     };
     let manager = match started.await {

@@ -9,6 +9,7 @@
 mod lex;
 mod parse;
 mod print;
+mod transition;
 
 use std::fmt;
 
@@ -18,6 +19,7 @@ use crate::change::Change;
 use crate::id::{PortMap, SapIdError};
 
 pub use print::export;
+pub use transition::{compact, transition, TransitionError};
 
 /// Parses `text` into one [`Change`] per configuring command, in order; SR OS port names in SAP
 /// ids are translated through `ports`. Nothing is applied: hand the changes to

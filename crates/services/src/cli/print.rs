@@ -43,13 +43,13 @@ pub fn export(config: &ServiceConfig) -> String {
 }
 
 #[derive(Default)]
-struct Printer {
-    text: String,
+pub(super) struct Printer {
+    pub(super) text: String,
     depth: usize,
 }
 
 impl Printer {
-    fn line(&mut self, line: &str) {
+    pub(super) fn line(&mut self, line: &str) {
         for _ in 0..self.depth {
             self.text.push_str("    ");
         }
@@ -57,17 +57,17 @@ impl Printer {
         self.text.push('\n');
     }
 
-    fn open(&mut self) {
+    pub(super) fn open(&mut self) {
         self.depth += 1;
     }
 
-    fn close(&mut self) {
+    pub(super) fn close(&mut self) {
         self.depth -= 1;
         self.line("exit");
     }
 
     /// `head`, its children indented, then `exit`.
-    fn block(&mut self, head: &str, body: impl FnOnce(&mut Self)) {
+    pub(super) fn block(&mut self, head: &str, body: impl FnOnce(&mut Self)) {
         self.line(head);
         self.open();
         body(self);
@@ -88,7 +88,7 @@ fn action(action: Action) -> &'static str {
     }
 }
 
-fn print_filter(out: &mut Printer, filter: FilterRef, definition: &Filter) {
+pub(super) fn print_filter(out: &mut Printer, filter: FilterRef, definition: &Filter) {
     let head = format!("{} {} create", filter.kind.definition_keyword(), filter.id);
     out.block(&head, |out| {
         out.description(&definition.description);
@@ -176,7 +176,7 @@ fn print_match(out: &mut Printer, kind: FilterKind, entry: &FilterEntry) {
     });
 }
 
-fn print_policy(out: &mut Printer, policy: QosRef, definition: &QosPolicy) {
+pub(super) fn print_policy(out: &mut Printer, policy: QosRef, definition: &QosPolicy) {
     out.block(
         &format!("{} {} create", policy.kind.keyword(), policy.id),
         |out| {
@@ -228,7 +228,12 @@ fn print_policer_values(
     }
 }
 
-fn print_service(out: &mut Printer, config: &ServiceConfig, id: ServiceId, service: &Service) {
+pub(super) fn print_service(
+    out: &mut Printer,
+    config: &ServiceConfig,
+    id: ServiceId,
+    service: &Service,
+) {
     let head = format!(
         "{} {id} customer {} create",
         service.kind().keyword(),

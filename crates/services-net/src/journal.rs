@@ -129,6 +129,12 @@ impl Journal {
         self.entries >= COMPACT_AFTER.max(2 * self.compacted)
     }
 
+    /// After a failed compaction: the next one waits until the journal has doubled, so that a
+    /// configuration the compaction cannot reproduce costs a retry per doubling, not per check.
+    pub(crate) fn postpone(&mut self) {
+        self.compacted = self.compacted.max(self.entries);
+    }
+
     /// The file's length: what a compaction that starts now replaces.
     pub(crate) fn len(&self) -> std::io::Result<u64> {
         match std::fs::metadata(&self.path) {
@@ -227,5 +233,14 @@ mod tests {
         assert!(!dir.path().join("journal.jsonl.compacting").exists());
         // Due again only after twice what the compaction wrote, and never below the floor.
         assert!(!journal.due());
+        journal.entries = COMPACT_AFTER;
+        assert!(journal.due());
+        // A failed compaction waits for the journal to double.
+        journal.postpone();
+        assert!(!journal.due());
+        journal.entries = 2 * COMPACT_AFTER - 1;
+        assert!(!journal.due());
+        journal.entries = 2 * COMPACT_AFTER;
+        assert!(journal.due());
     }
 }

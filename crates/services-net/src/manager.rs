@@ -497,7 +497,8 @@ impl ServiceManager {
 
     /// [`compact_journal`](Self::compact_journal) when the journal has grown to twice what
     /// the last compaction wrote, and to at least [`COMPACT_AFTER`](crate::journal::COMPACT_AFTER)
-    /// entries; `Ok(None)` when it has not.
+    /// entries; `Ok(None)` when it has not. After a failure the next try waits until the
+    /// journal has doubled.
     pub async fn compact_journal_if_due(&self) -> Result<Option<Compaction>, CompactError> {
         let due = self.journal.as_ref().is_some_and(|journal| {
             journal
@@ -508,7 +509,16 @@ impl ServiceManager {
         if !due {
             return Ok(None);
         }
-        self.compact_journal().await.map(Some)
+        let compacted = self.compact_journal().await;
+        if compacted.is_err() {
+            if let Some(journal) = &self.journal {
+                journal
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .postpone();
+            }
+        }
+        compacted.map(Some)
     }
 
     /// Replaces the journal's entries by the transactions that take its base (the static

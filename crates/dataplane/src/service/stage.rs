@@ -19,7 +19,7 @@ use crate::pipeline::{
     pkt_type, Batch, Context, DropReason, PacketMeta, PortId, Shared, Stage, Verdict,
 };
 use crate::policer::{Colour, PolicerState, PolicerStats, RateLimitState};
-use crate::sap::{self, EgressTags, PortSaps, SapId};
+use crate::sap::{self, PortSaps, SapId, WireTags};
 use crate::wire::{
     ethernet, ip_protocol, vlan, EtherType, GrePacket, Ipv4Packet, Ipv6Packet, MacAddr,
 };
@@ -72,14 +72,17 @@ impl Default for ServiceStageConfig {
     }
 }
 
-/// The hot counters first (`repr(C)` keeps the order): the packet path touches the first
-/// cache line, the drop counters only on drops.
+/// The hot fields first (`repr(C)` keeps the order, the alignment puts them in one cache
+/// line): a frame sent out of the SAP reads its egress record and the MAC table's validity
+/// check its generation and epoch from the same line it counts in; the drop counters are
+/// touched only on drops.
 #[derive(Debug, Clone, Default)]
-#[repr(C)]
+#[repr(C, align(64))]
 struct SapState {
     generation: u32,
     fdb_epoch: u8,
     mac_count: u32,
+    egress: EgressRecord,
     rx_packets: u64,
     rx_octets: u64,
     tx_packets: u64,
@@ -89,6 +92,49 @@ struct SapState {
     throttled: u64,
     throttled_octets: u64,
     bum: Option<RateLimitState>,
+}
+
+const _: () = assert!(std::mem::offset_of!(SapState, tx_octets) + 8 <= 64);
+
+/// What sending a frame out of a SAP takes, precomputed from its snapshot entry whenever the
+/// snapshot changes the SAP, so that the egress path of a plain SAP reads one line of the
+/// stage's own state instead of the entry through the snapshot's chunked vector.
+#[derive(Debug, Clone, Copy)]
+struct EgressRecord {
+    /// Its tags as they go on the wire.
+    tags: WireTags,
+    /// The port's MTU.
+    mtu: u16,
+    port: PortId,
+    /// The SAP has egress work to check first (it is down or gone, or has egress filters or
+    /// a policer), which the snapshot's entry says: also true for an empty slot.
+    checked: bool,
+}
+
+/// An empty slot's: every frame towards it takes the checked path (and is dropped there).
+impl Default for EgressRecord {
+    fn default() -> Self {
+        EgressRecord {
+            tags: WireTags::NONE,
+            mtu: 0,
+            port: 0,
+            checked: true,
+        }
+    }
+}
+
+impl EgressRecord {
+    fn of(sap: Option<&SapEntry>) -> Self {
+        match sap {
+            None => EgressRecord::default(),
+            Some(sap) => EgressRecord {
+                tags: WireTags::new(&sap.egress_tags, sap.outer_tpid),
+                mtu: sap.port_mtu,
+                port: sap.port,
+                checked: sap.down || sap.egress.has_filters() || sap.egress.policer.is_some(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -373,6 +419,13 @@ fn prefetch_slot<T>(items: &[T], index: u32) {
     }
 }
 
+/// Prefetches the first cache line of `items[index]`, for state whose hot fields fit in it.
+fn prefetch_first_line<T>(items: &[T], index: u32) {
+    if let Some(item) = items.get(index as usize) {
+        prefetch_read(item as *const T);
+    }
+}
+
 impl Default for ServiceStage {
     fn default() -> Self {
         Self::new(ServiceStageConfig::default())
@@ -572,6 +625,7 @@ impl ServiceStage {
                 };
                 self.sap_drops[slot] = [0; REASONS];
             }
+            self.saps[slot].egress = EgressRecord::of(tables.sap(slot as u32));
         }
         // Services.
         for slot in slots(&tables.changed.services, self.services.len()) {
@@ -845,6 +899,7 @@ impl ServiceStage {
                 generation: s.generation,
                 fdb_epoch: s.fdb_epoch,
                 mac_count: s.mac_count,
+                egress: s.egress,
                 bum: s.bum,
                 ..SapState::default()
             };
@@ -1095,7 +1150,8 @@ impl ServiceStage {
     }
 
     /// Sends a frame out of SAP `slot`: its egress filters and policer, its tags, the port
-    /// MTU. Returns the verdict.
+    /// MTU. Returns the verdict. A SAP with nothing to check on egress (most) is sent from its
+    /// egress record alone.
     #[allow(clippy::too_many_arguments)]
     fn egress_sap(
         &mut self,
@@ -1106,33 +1162,20 @@ impl ServiceStage {
         service: u32,
         now_ns: u64,
     ) -> Verdict {
-        let Some(sap) = tables.sap(slot) else {
+        let Some(egress) = self.saps.get(slot as usize).map(|s| s.egress) else {
             return Verdict::Drop(DropReason::ServiceDown);
         };
-        if sap.down {
-            self.count_drop(slot, service, DropReason::ServiceDown);
-            return Verdict::Drop(DropReason::ServiceDown);
-        }
-        if sap.egress.has_filters() || sap.egress.policer.is_some() {
-            if let Err(reason) =
-                self.apply_direction(tables, &sap.egress, buf.as_slice(), ingress, now_ns)
-            {
-                self.count_drop(slot, service, reason);
-                return Verdict::Drop(reason);
+        if egress.checked {
+            if let Err(verdict) = self.egress_checks(tables, buf, ingress, slot, service, now_ns) {
+                return verdict;
             }
         }
-        if !sap::retag(
-            buf,
-            ingress.strip,
-            &sap.egress_tags,
-            sap.outer_tpid,
-            ingress.priority,
-        ) {
+        if !egress.tags.write(buf, ingress.strip, ingress.priority) {
             self.count_drop(slot, service, DropReason::NoRoom);
             return Verdict::Drop(DropReason::NoRoom);
         }
         let len = buf.len();
-        if len > usize::from(sap.port_mtu) {
+        if len > usize::from(egress.mtu) {
             self.count_drop(slot, service, DropReason::Mtu);
             return Verdict::Drop(DropReason::Mtu);
         }
@@ -1142,7 +1185,37 @@ impl ServiceStage {
             s.tx_packets += 1;
             s.tx_octets += len as u64;
         }
-        Verdict::Transmit(sap.port)
+        Verdict::Transmit(egress.port)
+    }
+
+    /// The egress checks of a SAP whose record says it has some: the SAP exists and is up,
+    /// then its egress filters and policer. `Err` is the verdict of a frame they drop.
+    #[cold]
+    fn egress_checks(
+        &mut self,
+        tables: &ServiceTables,
+        buf: &PacketBuf,
+        ingress: &mut Ingress,
+        slot: u32,
+        service: u32,
+        now_ns: u64,
+    ) -> Result<(), Verdict> {
+        let Some(sap) = tables.sap(slot) else {
+            return Err(Verdict::Drop(DropReason::ServiceDown));
+        };
+        if sap.down {
+            self.count_drop(slot, service, DropReason::ServiceDown);
+            return Err(Verdict::Drop(DropReason::ServiceDown));
+        }
+        if sap.egress.has_filters() || sap.egress.policer.is_some() {
+            if let Err(reason) =
+                self.apply_direction(tables, &sap.egress, buf.as_slice(), ingress, now_ns)
+            {
+                self.count_drop(slot, service, reason);
+                return Err(Verdict::Drop(reason));
+            }
+        }
+        Ok(())
     }
 
     /// Ethernet over GRE towards an Epipe's remote end.
@@ -1157,7 +1230,7 @@ impl ServiceStage {
         let Some(port) = ctx.ports.get(usize::from(gre.spec.port)) else {
             return Verdict::Drop(DropReason::BadEgress);
         };
-        if !sap::retag(buf, ingress.strip, &EgressTags::NONE, 0, 0) {
+        if !WireTags::NONE.write(buf, ingress.strip, 0) {
             return Verdict::Drop(DropReason::NoRoom);
         }
         let inner_len = buf.len();
@@ -1339,7 +1412,7 @@ impl ServiceStage {
         work.step = match sap::lookup(port, saps, tags, |key| tables.exact.get(key)) {
             Some(m) => {
                 tables.saps.prefetch(m.sap as usize);
-                prefetch_slot(&self.saps, m.sap);
+                prefetch_first_line(&self.saps, m.sap);
                 Step::Sap(m, tags)
             }
             None => Step::NoSap,
@@ -1377,8 +1450,8 @@ impl ServiceStage {
                 }
             }
             (SapRole::Epipe, Peer::Sap(peer)) => {
-                tables.saps.prefetch(peer as usize);
-                prefetch_slot(&self.saps, peer);
+                // Its egress record; its snapshot entry only matters when the record says so.
+                prefetch_first_line(&self.saps, peer);
             }
             _ => {}
         }
@@ -1942,33 +2015,35 @@ impl Stage for ServiceStage {
             now_s: (ctx.now_ns / NS_PER_SEC) as u32,
         };
         let received = batch.len();
+        // Packet `p` has the record `ring[p % IN_FLIGHT]`. Iteration `i` moves packet
+        // `i - k·d` to step k; in the first and last iterations some of those are not packets
+        // of the batch (below 0 they wrap round), and their records say `Skip`: the records
+        // start so, and step A writes so past the last packet. Every step but A then runs
+        // without a check, and none reads the batch for a `Skip` record (past `received` it
+        // holds the flood copies).
         let mut ring = [Work::SKIP; IN_FLIGHT];
         let d = PREFETCH_DISTANCE;
-        // Packet `i - k·d` is at step k in iteration `i` (wrapping below 0 to past the end).
-        let at = |i: usize, k: usize| Some(i.wrapping_sub(k * d)).filter(|p| *p < received);
+        let slot = |i: usize, k: usize| i.wrapping_sub(k * d);
         for i in 0..received + LATER_STEPS * d {
             if i < received {
                 self.read_step(tables, batch, i, &mut ring[i % IN_FLIGHT]);
+            } else {
+                ring[i % IN_FLIGHT] = Work::SKIP;
             }
-            if let Some(p) = at(i, 1) {
-                self.lookup_step(tables, &mut ring[p % IN_FLIGHT]);
-            }
-            if let Some(p) = at(i, 2) {
-                self.dependents_step(tables, batch, p, &mut ring[p % IN_FLIGHT]);
-            }
-            if let Some(p) = at(i, 3) {
-                self.rule_set_step(tables, &ring[p % IN_FLIGHT]);
-            }
-            if let Some(p) = at(i, 4) {
-                self.entries_step(tables, batch, p, &ring[p % IN_FLIGHT]);
-            }
-            if let Some(p) = at(i, 5) {
-                let work = &ring[p % IN_FLIGHT];
-                match work.step {
-                    Step::Skip => {}
-                    Step::Gre => self.gre_frame(tables, batch, p, ctx),
-                    _ => self.access_frame(tables, batch, p, work, pcc.as_deref_mut(), clock),
-                }
+            let p = slot(i, 1);
+            self.lookup_step(tables, &mut ring[p % IN_FLIGHT]);
+            let p = slot(i, 2);
+            self.dependents_step(tables, batch, p, &mut ring[p % IN_FLIGHT]);
+            let p = slot(i, 3);
+            self.rule_set_step(tables, &ring[p % IN_FLIGHT]);
+            let p = slot(i, 4);
+            self.entries_step(tables, batch, p, &ring[p % IN_FLIGHT]);
+            let p = slot(i, 5);
+            let work = &ring[p % IN_FLIGHT];
+            match work.step {
+                Step::Skip => {}
+                Step::Gre => self.gre_frame(tables, batch, p, ctx),
+                _ => self.access_frame(tables, batch, p, work, pcc.as_deref_mut(), clock),
             }
         }
     }

@@ -423,6 +423,17 @@ const WARM_OBJECTS: usize = 64;
 /// Packets between two steps of the software pipeline in `process`.
 const PREFETCH_DISTANCE: usize = 8;
 
+/// Packets whose step C runs back to back, every that many iterations: their MAC-table
+/// prefetches then miss the TLB together, and the page walks overlap instead of each one
+/// holding up the instructions behind it. At most `PREFETCH_DISTANCE + 1`: the group's last
+/// packet must have had its step B.
+const DEPENDENTS_GROUP: usize = 8;
+const _: () = assert!(
+    DEPENDENTS_GROUP.is_power_of_two()
+        && DEPENDENTS_GROUP <= PREFETCH_DISTANCE + 1
+        && IN_FLIGHT.is_multiple_of(DEPENDENTS_GROUP)
+);
+
 /// Steps after the first in the software pipeline (B to F).
 const LATER_STEPS: usize = 5;
 
@@ -1474,11 +1485,8 @@ impl ServiceStage {
                 }
                 if let (Some(fdb), Some((buf, _))) = (self.fdb.as_ref(), batch.get(index)) {
                     let (dst, src) = macs_of(buf.as_slice());
-                    let dst = fdb.key(sap.service, dst);
-                    let src = fdb.key(sap.service, src);
-                    fdb.prefetch(dst);
-                    fdb.prefetch(src);
-                    macs = Some([dst, src]);
+                    // Prefetched by `prefetch_macs`, with the rest of the group's.
+                    macs = Some([fdb.key(sap.service, dst), fdb.key(sap.service, src)]);
                 }
             }
             (SapRole::Epipe, Peer::Sap(peer)) => {
@@ -1500,6 +1508,18 @@ impl ServiceStage {
             filtered: sap.ingress.has_filters(),
             macs,
         });
+    }
+
+    /// The MAC-table lines of a group of packets after their step C, back to back: the
+    /// prefetches' TLB misses overlap.
+    fn prefetch_macs<'w, 't: 'w>(&self, works: impl Iterator<Item = &'w Work<'t>>) {
+        let Some(fdb) = self.fdb.as_ref() else {
+            return;
+        };
+        for [dst, src] in works.filter_map(|w| w.sap.and_then(|s| s.macs)) {
+            fdb.prefetch(dst);
+            fdb.prefetch(src);
+        }
     }
 
     /// The SAP entry of a packet whose ingress filters steps D and E prefetch for.
@@ -2052,7 +2072,9 @@ impl Stage for ServiceStage {
         // of the batch (below 0 they wrap round), and their records say `Skip`: the records
         // start so, and step A writes so past the last packet. Every step but A then runs
         // without a check, and none reads the batch for a `Skip` record (past `received` it
-        // holds the flood copies).
+        // holds the flood copies). Step C runs for a group of packets every
+        // `DEPENDENTS_GROUP` iterations (the group's first is `i - 2·d`, its last has had its
+        // step B), then the group's MAC-table prefetches are issued together.
         let mut ring = [Work::SKIP; IN_FLIGHT];
         let d = PREFETCH_DISTANCE;
         let slot = |i: usize, k: usize| i.wrapping_sub(k * d);
@@ -2065,7 +2087,13 @@ impl Stage for ServiceStage {
             let p = slot(i, 1);
             self.lookup_step(tables, &mut ring[p % IN_FLIGHT]);
             let p = slot(i, 2);
-            self.dependents_step(tables, batch, p, &mut ring[p % IN_FLIGHT]);
+            if p.is_multiple_of(DEPENDENTS_GROUP) {
+                let group = (0..DEPENDENTS_GROUP).map(|k| p.wrapping_add(k));
+                for q in group.clone() {
+                    self.dependents_step(tables, batch, q, &mut ring[q % IN_FLIGHT]);
+                }
+                self.prefetch_macs(group.map(|q| &ring[q % IN_FLIGHT]));
+            }
             let p = slot(i, 3);
             self.rule_set_step(tables, &ring[p % IN_FLIGHT]);
             let p = slot(i, 4);

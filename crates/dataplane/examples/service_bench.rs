@@ -11,7 +11,8 @@
 //! is included). `vpls` keeps its templates few enough to stay in cache and writes each
 //! frame's destination, drawn at random from the million learned MACs, after the copy: a
 //! pool with a frame per destination would stream 64 bytes per packet from memory, which is
-//! the benchmark's cost, not the data plane's.
+//! the benchmark's cost, not the data plane's. `BENCH_DSTS=N` draws them from the first N
+//! learned MACs only (to see what the random line costs).
 
 mod common;
 
@@ -445,6 +446,12 @@ fn vpls(seconds: f64) {
         );
     }
     let mut rng = Rng(0x1234_5678_9abc_def1);
+    // BENCH_DSTS=N draws the destinations from the first N learned MACs only (all by
+    // default; N rounded up to a power of two): with few, their lines stay in cache, which shows what the random line costs.
+    let dsts = std::env::var("BENCH_DSTS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(MACS, |n| n.clamp(1, MACS).next_power_of_two());
     run_rewriting(
         "VPLS, 1 M MACs learned, random destinations",
         &mut p,
@@ -452,7 +459,7 @@ fn vpls(seconds: f64) {
         seconds,
         Verdict::Transmit(1),
         1_000_000_000,
-        |frame| frame[..6].copy_from_slice(&far(rng.next() as usize % MACS).0),
+        |frame| frame[..6].copy_from_slice(&far(rng.next() as usize & (dsts - 1)).0),
     );
 }
 

@@ -402,6 +402,14 @@ impl Batch {
         Some((self.bufs.get(index)?, self.metas.get(index)?))
     }
 
+    /// True when some packet's verdict is still pending (stops at the first).
+    pub fn has_pending(&self) -> bool {
+        self.metas
+            .iter()
+            .take(self.len)
+            .any(|m| m.verdict == Verdict::Pending)
+    }
+
     /// Iterates over the packets.
     pub fn iter(&self) -> impl Iterator<Item = (&PacketBuf, &PacketMeta)> {
         self.bufs.iter().zip(self.metas.iter()).take(self.len)
@@ -594,6 +602,11 @@ impl Pipeline {
             ports: &self.ports,
         };
         for stage in &mut self.stages {
+            // A stage only handles pending packets: once none is left (a service pipeline
+            // whose first stage decided them all), the rest of the stages have nothing to do.
+            if !batch.has_pending() {
+                break;
+            }
             stage.process(batch, &ctx);
         }
         for (buf, meta) in batch.iter_mut() {

@@ -497,26 +497,89 @@ pub fn retag(
     outer_tpid: u16,
     priority: u8,
 ) -> bool {
-    let push = tags.len();
-    let ok = match push.cmp(&strip) {
-        std::cmp::Ordering::Greater => buf.insert_gap(12, push - strip),
-        std::cmp::Ordering::Less => buf.remove_gap(12, strip - push),
-        std::cmp::Ordering::Equal => true,
+    WireTags::new(tags, outer_tpid).write(buf, strip, priority)
+}
+
+/// A SAP's egress tags as they go on the wire (TPIDs and VLAN ids, PCP/DEI zero), built once
+/// when the SAP is installed so that retagging a frame is one gap move and one store, not a
+/// loop over the tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WireTags {
+    /// The tags' bytes, outermost first; only the first `len` count.
+    bytes: [u8; 2 * vlan::HEADER_LEN],
+    /// 0, 4 or 8.
+    len: u8,
+}
+
+impl WireTags {
+    /// No tags.
+    pub const NONE: WireTags = WireTags {
+        bytes: [0; 2 * vlan::HEADER_LEN],
+        len: 0,
     };
-    if !ok {
-        return false;
+
+    /// `tags` with outer TPID `outer_tpid` and 0x8100 inside (at most two tags).
+    pub fn new(tags: &EgressTags, outer_tpid: u16) -> Self {
+        let count = usize::from(tags.count.min(2));
+        let mut bytes = [0; 2 * vlan::HEADER_LEN];
+        for (i, chunk) in bytes
+            .chunks_exact_mut(vlan::HEADER_LEN)
+            .take(count)
+            .enumerate()
+        {
+            let tpid = if i == 0 { outer_tpid } else { EtherType::VLAN };
+            chunk[..2].copy_from_slice(&tpid.to_be_bytes());
+            chunk[2..].copy_from_slice(&(tags.vids[i] & 0xfff).to_be_bytes());
+        }
+        Self {
+            bytes,
+            len: (count * vlan::HEADER_LEN) as u8,
+        }
     }
-    let Some(area) = buf.as_mut_slice().get_mut(12..12 + push) else {
-        return push == 0;
-    };
-    let prio = u16::from(priority & 0xf) << 12;
-    for (i, chunk) in area.chunks_exact_mut(vlan::HEADER_LEN).enumerate() {
-        let tpid = if i == 0 { outer_tpid } else { EtherType::VLAN };
-        let vid = tags.vids.get(i).copied().unwrap_or(0);
-        chunk[..2].copy_from_slice(&tpid.to_be_bytes());
-        chunk[2..].copy_from_slice(&(prio | (vid & 0xfff)).to_be_bytes());
+
+    /// Bytes the tags take.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
     }
-    true
+
+    /// True when there is no tag.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Replaces the `strip` bytes of delimiting tags after the MAC addresses by these tags,
+    /// with PCP/DEI `priority` (the top 4 bits of a TCI) on each. False when the buffer has no
+    /// room (the caller drops the packet).
+    #[inline(always)]
+    pub fn write(&self, buf: &mut PacketBuf, strip: usize, priority: u8) -> bool {
+        let push = self.len();
+        let ok = match push.cmp(&strip) {
+            std::cmp::Ordering::Greater => buf.insert_gap(12, push - strip),
+            std::cmp::Ordering::Less => buf.remove_gap(12, strip - push),
+            std::cmp::Ordering::Equal => true,
+        };
+        if !ok {
+            return false;
+        }
+        // The priority goes into the high nibble of each TCI's first byte (bytes 2 and 6).
+        let prio = (priority & 0xf) << 4;
+        let mut bytes = self.bytes;
+        bytes[2] |= prio;
+        bytes[6] |= prio;
+        let frame = buf.as_mut_slice();
+        // Fixed-size stores: a copy of `push` bytes would be a call to `memcpy`.
+        match push {
+            0 => true,
+            4 => frame
+                .get_mut(12..16)
+                .map(|area| area.copy_from_slice(&bytes[..4]))
+                .is_some(),
+            _ => frame
+                .get_mut(12..20)
+                .map(|area| area.copy_from_slice(&bytes))
+                .is_some(),
+        }
+    }
 }
 
 /// The exact-match SAP table of every port: [`SapEncap::exact_key`] → SAP slot. Open
@@ -875,6 +938,35 @@ mod tests {
         assert!(buf.fill(&original));
         assert!(retag(&mut buf, 8, &one, Q, 0));
         assert_eq!(buf.as_slice(), frame(&[(Q, 7)]));
+    }
+
+    proptest::proptest! {
+        /// Whatever tags a frame came with and whatever a SAP pushes, the frame leaves with
+        /// exactly the SAP's tags (TPIDs, VLAN ids, the arriving priority on each) and its
+        /// addresses and payload untouched.
+        #[test]
+        fn wire_tags_replace_any_delimiting_tags(
+            arriving in proptest::collection::vec((proptest::prop_oneof![proptest::strategy::Just(S), proptest::strategy::Just(Q)], 0u16..=0xffff), 0..=2),
+            count in 0u8..=2,
+            vids in proptest::array::uniform2(0u16..=0xffff),
+            outer_tpid in proptest::prop_oneof![proptest::strategy::Just(S), proptest::strategy::Just(Q)],
+            priority in 0u8..=0xff,
+        ) {
+            let mut buf = PacketBuf::new();
+            assert!(buf.fill(&frame(&arriving)));
+            let tags = EgressTags { count, vids };
+            let wire = WireTags::new(&tags, outer_tpid);
+            proptest::prop_assert_eq!(wire.len(), tags.len());
+            proptest::prop_assert!(wire.write(&mut buf, arriving.len() * 4, priority));
+            let prio = u16::from(priority & 0xf) << 12;
+            let expected: Vec<(u16, u16)> = (0..usize::from(count))
+                .map(|i| {
+                    let tpid = if i == 0 { outer_tpid } else { Q };
+                    (tpid, prio | (vids[i] & 0xfff))
+                })
+                .collect();
+            proptest::prop_assert_eq!(buf.as_slice(), &frame(&expected)[..]);
+        }
     }
 
     #[test]

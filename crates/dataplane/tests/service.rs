@@ -154,6 +154,76 @@ fn epipe_translates_tags_both_directions() {
     assert_eq!((svc.rx_packets, svc.tx_packets), (3, 3));
 }
 
+/// The stage keeps each SAP's egress (tags, port, MTU, whether it has checks) beside its
+/// counters; every snapshot that changes the SAP or its port must reach it.
+#[test]
+fn a_sap_s_egress_follows_every_snapshot_that_changes_it() {
+    let mut p = pipeline();
+    let mut b = builder();
+    epipe(&mut b, 1, "1:10", "0:30.40");
+    install(&mut p, &mut b, 0);
+    let send = |p: &mut Pipeline| run_one(p, 1, frame(mac(1), mac(2), &[(Q, 0x2000 | 10)]), 0);
+    let (out, verdict) = send(&mut p);
+    assert_eq!(verdict, Verdict::Transmit(0));
+    assert_eq!(
+        out,
+        frame(mac(1), mac(2), &[(S, 0x2000 | 30), (Q, 0x2000 | 40)])
+    );
+
+    // Port 0 with 802.1Q outer tags, and `mtu`.
+    let dot1q_outer = |mtu: Option<u16>| PortSpec {
+        outer_tpid: Q,
+        mtu,
+        ..PortSpec::new(0, PortEncap::Qinq)
+    };
+    // The port's outer TPID changes: the SAP's tags with it.
+    b.set_port(dot1q_outer(None)).unwrap();
+    install(&mut p, &mut b, 0);
+    let (out, verdict) = send(&mut p);
+    assert_eq!(verdict, Verdict::Transmit(0));
+    assert_eq!(
+        out,
+        frame(mac(1), mac(2), &[(Q, 0x2000 | 30), (Q, 0x2000 | 40)])
+    );
+
+    // Its MTU shrinks below the frame.
+    b.set_port(dot1q_outer(Some(64))).unwrap();
+    install(&mut p, &mut b, 0);
+    assert_eq!(send(&mut p).1, Verdict::Drop(DropReason::Mtu));
+
+    // Back to a large MTU; then the egress SAP is shut down, then up with an egress filter
+    // that drops everything.
+    b.set_port(dot1q_outer(None)).unwrap();
+    let mut egress = SapSpec::new(sap("0:30.40"), 1);
+    egress.shutdown = true;
+    b.set_sap(egress.clone()).unwrap();
+    install(&mut p, &mut b, 0);
+    assert_eq!(send(&mut p).1, Verdict::Drop(DropReason::ServiceDown));
+    b.set_filter(FilterSpec {
+        id: 9,
+        kind: FilterKind::Ip,
+        default_action: Disposition::Drop,
+        entries: Vec::new(),
+    })
+    .unwrap();
+    egress.shutdown = false;
+    egress.egress.ip_filter = Some(9);
+    b.set_sap(egress.clone()).unwrap();
+    install(&mut p, &mut b, 0);
+    assert_eq!(send(&mut p).1, Verdict::Drop(DropReason::Filter));
+
+    // Without the filter it forwards again; removed, its slot sends nothing.
+    egress.egress.ip_filter = None;
+    b.set_sap(egress).unwrap();
+    install(&mut p, &mut b, 0);
+    assert_eq!(send(&mut p).1, Verdict::Transmit(0));
+    b.remove_sap(&sap("0:30.40")).unwrap();
+    install(&mut p, &mut b, 0);
+    assert_eq!(send(&mut p).1, Verdict::Drop(DropReason::ServiceDown));
+    let drops = stage(&mut p).sap_counters(&sap("1:10")).unwrap().drops;
+    assert_eq!(drops.get("service_down"), Some(&1));
+}
+
 #[test]
 fn untagged_null_and_default_saps() {
     let mut p = pipeline();

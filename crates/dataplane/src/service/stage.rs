@@ -19,7 +19,7 @@ use crate::pipeline::{
     pkt_type, Batch, Context, DropReason, PacketMeta, PortId, Shared, Stage, Verdict,
 };
 use crate::policer::{Colour, PolicerState, PolicerStats, RateLimitState};
-use crate::sap::{self, EgressTags, PortSaps, SapId};
+use crate::sap::{self, PortSaps, SapId, WireTags};
 use crate::wire::{
     ethernet, ip_protocol, vlan, EtherType, GrePacket, Ipv4Packet, Ipv6Packet, MacAddr,
 };
@@ -72,14 +72,17 @@ impl Default for ServiceStageConfig {
     }
 }
 
-/// The hot counters first (`repr(C)` keeps the order): the packet path touches the first
-/// cache line, the drop counters only on drops.
+/// The hot fields first (`repr(C)` keeps the order, the alignment puts them in one cache
+/// line): a frame sent out of the SAP reads its egress record and the MAC table's validity
+/// check its generation and epoch from the same line it counts in; the drop counters are
+/// touched only on drops.
 #[derive(Debug, Clone, Default)]
-#[repr(C)]
+#[repr(C, align(64))]
 struct SapState {
     generation: u32,
     fdb_epoch: u8,
     mac_count: u32,
+    egress: EgressRecord,
     rx_packets: u64,
     rx_octets: u64,
     tx_packets: u64,
@@ -89,6 +92,49 @@ struct SapState {
     throttled: u64,
     throttled_octets: u64,
     bum: Option<RateLimitState>,
+}
+
+const _: () = assert!(std::mem::offset_of!(SapState, tx_octets) + 8 <= 64);
+
+/// What sending a frame out of a SAP takes, precomputed from its snapshot entry whenever the
+/// snapshot changes the SAP, so that the egress path of a plain SAP reads one line of the
+/// stage's own state instead of the entry through the snapshot's chunked vector.
+#[derive(Debug, Clone, Copy)]
+struct EgressRecord {
+    /// Its tags as they go on the wire.
+    tags: WireTags,
+    /// The port's MTU.
+    mtu: u16,
+    port: PortId,
+    /// The SAP has egress work to check first (it is down or gone, or has egress filters or
+    /// a policer), which the snapshot's entry says: also true for an empty slot.
+    checked: bool,
+}
+
+/// An empty slot's: every frame towards it takes the checked path (and is dropped there).
+impl Default for EgressRecord {
+    fn default() -> Self {
+        EgressRecord {
+            tags: WireTags::NONE,
+            mtu: 0,
+            port: 0,
+            checked: true,
+        }
+    }
+}
+
+impl EgressRecord {
+    fn of(sap: Option<&SapEntry>) -> Self {
+        match sap {
+            None => EgressRecord::default(),
+            Some(sap) => EgressRecord {
+                tags: WireTags::new(&sap.egress_tags, sap.outer_tpid),
+                mtu: sap.port_mtu,
+                port: sap.port,
+                checked: sap.down || sap.egress.has_filters() || sap.egress.policer.is_some(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -275,6 +321,10 @@ pub struct ServiceStage {
     last_sweep_ns: u64,
     /// Subscriber enforcement on the IP interfaces (see [`ServiceStage::set_subscriber_pcc`]).
     pcc: Option<Shared<PccStage>>,
+    /// So few SAPs and services that their entries and state stay in cache: the packet path
+    /// then does not prefetch them (a prefetch of a line already in cache costs the
+    /// instruction, its address and a load slot, and gains nothing).
+    warm: bool,
 }
 
 /// What the first pass over a batch found about a received packet.
@@ -331,11 +381,26 @@ impl Work<'_> {
     };
 }
 
-/// The 48-bit MAC at `at` in `frame` (0 when the frame is shorter).
-fn mac_at(frame: &[u8], at: usize) -> u64 {
-    frame
-        .get(at..at + 6)
-        .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)))
+/// The frame's destination and source MACs as 48-bit numbers (as [`mac_bits`] makes them),
+/// from two overlapping 8-byte loads; a MAC the frame is too short for is 0.
+fn macs_of(frame: &[u8]) -> (u64, u64) {
+    let word = |at: usize| {
+        frame
+            .get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+    };
+    match (word(0), word(4)) {
+        (Some(first), Some(second)) => (first >> 16, second & 0xffff_ffff_ffff),
+        _ => {
+            let mac_at = |at: usize| {
+                frame
+                    .get(at..at + 6)
+                    .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)))
+            };
+            (mac_at(0), mac_at(6))
+        }
+    }
 }
 
 /// `changed` when reconciling incrementally, else every slot below `len`.
@@ -350,8 +415,24 @@ fn new_or_all(incremental: bool, changed: &[u32], len: usize) -> Vec<usize> {
     }
 }
 
+/// SAPs and services few enough that the packet path counts on their entries and state being
+/// in cache (64 SAPs are ~16 KiB of entries and state, half the L1 data cache here) and does
+/// not prefetch them.
+const WARM_OBJECTS: usize = 64;
+
 /// Packets between two steps of the software pipeline in `process`.
 const PREFETCH_DISTANCE: usize = 8;
+
+/// Packets whose step C runs back to back, every that many iterations: their MAC-table
+/// prefetches then miss the TLB together, and the page walks overlap instead of each one
+/// holding up the instructions behind it. At most `PREFETCH_DISTANCE + 1`: the group's last
+/// packet must have had its step B.
+const DEPENDENTS_GROUP: usize = 8;
+const _: () = assert!(
+    DEPENDENTS_GROUP.is_power_of_two()
+        && DEPENDENTS_GROUP <= PREFETCH_DISTANCE + 1
+        && IN_FLIGHT.is_multiple_of(DEPENDENTS_GROUP)
+);
 
 /// Steps after the first in the software pipeline (B to F).
 const LATER_STEPS: usize = 5;
@@ -370,6 +451,13 @@ fn prefetch_slot<T>(items: &[T], index: u32) {
         if std::mem::size_of::<T>() > 64 {
             prefetch_read(ptr.wrapping_add(64));
         }
+    }
+}
+
+/// Prefetches the first cache line of `items[index]`, for state whose hot fields fit in it.
+fn prefetch_first_line<T>(items: &[T], index: u32) {
+    if let Some(item) = items.get(index as usize) {
+        prefetch_read(item as *const T);
     }
 }
 
@@ -477,6 +565,7 @@ impl ServiceStage {
             scratch: Vec::new(),
             last_sweep_ns: 0,
             pcc: None,
+            warm: false,
         }
     }
 
@@ -572,6 +661,7 @@ impl ServiceStage {
                 };
                 self.sap_drops[slot] = [0; REASONS];
             }
+            self.saps[slot].egress = EgressRecord::of(tables.sap(slot as u32));
         }
         // Services.
         for slot in slots(&tables.changed.services, self.services.len()) {
@@ -661,6 +751,7 @@ impl ServiceStage {
                 }
             }
         }
+        self.warm = tables.sap_count() <= WARM_OBJECTS && tables.service_count() <= WARM_OBJECTS;
         self.tables = Some(tables);
     }
 
@@ -845,6 +936,7 @@ impl ServiceStage {
                 generation: s.generation,
                 fdb_epoch: s.fdb_epoch,
                 mac_count: s.mac_count,
+                egress: s.egress,
                 bum: s.bum,
                 ..SapState::default()
             };
@@ -1095,7 +1187,8 @@ impl ServiceStage {
     }
 
     /// Sends a frame out of SAP `slot`: its egress filters and policer, its tags, the port
-    /// MTU. Returns the verdict.
+    /// MTU. Returns the verdict. A SAP with nothing to check on egress (most) is sent from its
+    /// egress record alone.
     #[allow(clippy::too_many_arguments)]
     fn egress_sap(
         &mut self,
@@ -1106,33 +1199,20 @@ impl ServiceStage {
         service: u32,
         now_ns: u64,
     ) -> Verdict {
-        let Some(sap) = tables.sap(slot) else {
+        let Some(egress) = self.saps.get(slot as usize).map(|s| s.egress) else {
             return Verdict::Drop(DropReason::ServiceDown);
         };
-        if sap.down {
-            self.count_drop(slot, service, DropReason::ServiceDown);
-            return Verdict::Drop(DropReason::ServiceDown);
-        }
-        if sap.egress.has_filters() || sap.egress.policer.is_some() {
-            if let Err(reason) =
-                self.apply_direction(tables, &sap.egress, buf.as_slice(), ingress, now_ns)
-            {
-                self.count_drop(slot, service, reason);
-                return Verdict::Drop(reason);
+        if egress.checked {
+            if let Err(verdict) = self.egress_checks(tables, buf, ingress, slot, service, now_ns) {
+                return verdict;
             }
         }
-        if !sap::retag(
-            buf,
-            ingress.strip,
-            &sap.egress_tags,
-            sap.outer_tpid,
-            ingress.priority,
-        ) {
+        if !egress.tags.write(buf, ingress.strip, ingress.priority) {
             self.count_drop(slot, service, DropReason::NoRoom);
             return Verdict::Drop(DropReason::NoRoom);
         }
         let len = buf.len();
-        if len > usize::from(sap.port_mtu) {
+        if len > usize::from(egress.mtu) {
             self.count_drop(slot, service, DropReason::Mtu);
             return Verdict::Drop(DropReason::Mtu);
         }
@@ -1142,7 +1222,37 @@ impl ServiceStage {
             s.tx_packets += 1;
             s.tx_octets += len as u64;
         }
-        Verdict::Transmit(sap.port)
+        Verdict::Transmit(egress.port)
+    }
+
+    /// The egress checks of a SAP whose record says it has some: the SAP exists and is up,
+    /// then its egress filters and policer. `Err` is the verdict of a frame they drop.
+    #[cold]
+    fn egress_checks(
+        &mut self,
+        tables: &ServiceTables,
+        buf: &PacketBuf,
+        ingress: &mut Ingress,
+        slot: u32,
+        service: u32,
+        now_ns: u64,
+    ) -> Result<(), Verdict> {
+        let Some(sap) = tables.sap(slot) else {
+            return Err(Verdict::Drop(DropReason::ServiceDown));
+        };
+        if sap.down {
+            self.count_drop(slot, service, DropReason::ServiceDown);
+            return Err(Verdict::Drop(DropReason::ServiceDown));
+        }
+        if sap.egress.has_filters() || sap.egress.policer.is_some() {
+            if let Err(reason) =
+                self.apply_direction(tables, &sap.egress, buf.as_slice(), ingress, now_ns)
+            {
+                self.count_drop(slot, service, reason);
+                return Err(Verdict::Drop(reason));
+            }
+        }
+        Ok(())
     }
 
     /// Ethernet over GRE towards an Epipe's remote end.
@@ -1157,7 +1267,7 @@ impl ServiceStage {
         let Some(port) = ctx.ports.get(usize::from(gre.spec.port)) else {
             return Verdict::Drop(DropReason::BadEgress);
         };
-        if !sap::retag(buf, ingress.strip, &EgressTags::NONE, 0, 0) {
+        if !WireTags::NONE.write(buf, ingress.strip, 0) {
             return Verdict::Drop(DropReason::NoRoom);
         }
         let inner_len = buf.len();
@@ -1319,8 +1429,10 @@ impl ServiceStage {
         work.step = match sap::read_tags(buf.as_slice(), &port.saps) {
             Err(_) => Step::Malformed,
             Ok(tags) => {
-                if let Some(key) = sap::first_key(meta.port, &port.saps, tags) {
-                    tables.exact.prefetch(key);
+                if !self.warm {
+                    if let Some(key) = sap::first_key(meta.port, &port.saps, tags) {
+                        tables.exact.prefetch(key);
+                    }
                 }
                 work.port = Some((meta.port, &port.saps));
                 Step::Tagged(tags)
@@ -1338,8 +1450,10 @@ impl ServiceStage {
         };
         work.step = match sap::lookup(port, saps, tags, |key| tables.exact.get(key)) {
             Some(m) => {
-                tables.saps.prefetch(m.sap as usize);
-                prefetch_slot(&self.saps, m.sap);
+                if !self.warm {
+                    tables.saps.prefetch(m.sap as usize);
+                    prefetch_first_line(&self.saps, m.sap);
+                }
                 Step::Sap(m, tags)
             }
             None => Step::NoSap,
@@ -1366,19 +1480,18 @@ impl ServiceStage {
         let mut macs = None;
         match (sap.role, sap.peer) {
             (SapRole::Vpls, _) => {
-                prefetch_slot(&self.services, sap.service);
+                if !self.warm {
+                    prefetch_slot(&self.services, sap.service);
+                }
                 if let (Some(fdb), Some((buf, _))) = (self.fdb.as_ref(), batch.get(index)) {
-                    let frame = buf.as_slice();
-                    let dst = fdb.key(sap.service, mac_at(frame, 0));
-                    let src = fdb.key(sap.service, mac_at(frame, 6));
-                    fdb.prefetch(dst);
-                    fdb.prefetch(src);
-                    macs = Some([dst, src]);
+                    let (dst, src) = macs_of(buf.as_slice());
+                    // Prefetched by `prefetch_macs`, with the rest of the group's.
+                    macs = Some([fdb.key(sap.service, dst), fdb.key(sap.service, src)]);
                 }
             }
             (SapRole::Epipe, Peer::Sap(peer)) => {
-                tables.saps.prefetch(peer as usize);
-                prefetch_slot(&self.saps, peer);
+                // Its egress record; its snapshot entry only matters when the record says so.
+                prefetch_first_line(&self.saps, peer);
             }
             _ => {}
         }
@@ -1395,6 +1508,18 @@ impl ServiceStage {
             filtered: sap.ingress.has_filters(),
             macs,
         });
+    }
+
+    /// The MAC-table lines of a group of packets after their step C, back to back: the
+    /// prefetches' TLB misses overlap.
+    fn prefetch_macs<'w, 't: 'w>(&self, works: impl Iterator<Item = &'w Work<'t>>) {
+        let Some(fdb) = self.fdb.as_ref() else {
+            return;
+        };
+        for [dst, src] in works.filter_map(|w| w.sap.and_then(|s| s.macs)) {
+            fdb.prefetch(dst);
+            fdb.prefetch(src);
+        }
     }
 
     /// The SAP entry of a packet whose ingress filters steps D and E prefetch for.
@@ -1942,33 +2067,43 @@ impl Stage for ServiceStage {
             now_s: (ctx.now_ns / NS_PER_SEC) as u32,
         };
         let received = batch.len();
+        // Packet `p` has the record `ring[p % IN_FLIGHT]`. Iteration `i` moves packet
+        // `i - k·d` to step k; in the first and last iterations some of those are not packets
+        // of the batch (below 0 they wrap round), and their records say `Skip`: the records
+        // start so, and step A writes so past the last packet. Every step but A then runs
+        // without a check, and none reads the batch for a `Skip` record (past `received` it
+        // holds the flood copies). Step C runs for a group of packets every
+        // `DEPENDENTS_GROUP` iterations (the group's first is `i - 2·d`, its last has had its
+        // step B), then the group's MAC-table prefetches are issued together.
         let mut ring = [Work::SKIP; IN_FLIGHT];
         let d = PREFETCH_DISTANCE;
-        // Packet `i - k·d` is at step k in iteration `i` (wrapping below 0 to past the end).
-        let at = |i: usize, k: usize| Some(i.wrapping_sub(k * d)).filter(|p| *p < received);
+        let slot = |i: usize, k: usize| i.wrapping_sub(k * d);
         for i in 0..received + LATER_STEPS * d {
             if i < received {
                 self.read_step(tables, batch, i, &mut ring[i % IN_FLIGHT]);
+            } else {
+                ring[i % IN_FLIGHT] = Work::SKIP;
             }
-            if let Some(p) = at(i, 1) {
-                self.lookup_step(tables, &mut ring[p % IN_FLIGHT]);
-            }
-            if let Some(p) = at(i, 2) {
-                self.dependents_step(tables, batch, p, &mut ring[p % IN_FLIGHT]);
-            }
-            if let Some(p) = at(i, 3) {
-                self.rule_set_step(tables, &ring[p % IN_FLIGHT]);
-            }
-            if let Some(p) = at(i, 4) {
-                self.entries_step(tables, batch, p, &ring[p % IN_FLIGHT]);
-            }
-            if let Some(p) = at(i, 5) {
-                let work = &ring[p % IN_FLIGHT];
-                match work.step {
-                    Step::Skip => {}
-                    Step::Gre => self.gre_frame(tables, batch, p, ctx),
-                    _ => self.access_frame(tables, batch, p, work, pcc.as_deref_mut(), clock),
+            let p = slot(i, 1);
+            self.lookup_step(tables, &mut ring[p % IN_FLIGHT]);
+            let p = slot(i, 2);
+            if p.is_multiple_of(DEPENDENTS_GROUP) {
+                let group = (0..DEPENDENTS_GROUP).map(|k| p.wrapping_add(k));
+                for q in group.clone() {
+                    self.dependents_step(tables, batch, q, &mut ring[q % IN_FLIGHT]);
                 }
+                self.prefetch_macs(group.map(|q| &ring[q % IN_FLIGHT]));
+            }
+            let p = slot(i, 3);
+            self.rule_set_step(tables, &ring[p % IN_FLIGHT]);
+            let p = slot(i, 4);
+            self.entries_step(tables, batch, p, &ring[p % IN_FLIGHT]);
+            let p = slot(i, 5);
+            let work = &ring[p % IN_FLIGHT];
+            match work.step {
+                Step::Skip => {}
+                Step::Gre => self.gre_frame(tables, batch, p, ctx),
+                _ => self.access_frame(tables, batch, p, work, pcc.as_deref_mut(), clock),
             }
         }
     }
@@ -1979,5 +2114,25 @@ impl Stage for ServiceStage {
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The two-load MAC reader agrees with reading each MAC's six bytes, whatever the
+        /// frame's length.
+        #[test]
+        fn macs_of_reads_both_addresses(frame in proptest::collection::vec(any::<u8>(), 0..20)) {
+            let naive = |at: usize| {
+                frame
+                    .get(at..at + 6)
+                    .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)))
+            };
+            prop_assert_eq!(macs_of(&frame), (naive(0), naive(6)));
+        }
     }
 }

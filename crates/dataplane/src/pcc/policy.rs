@@ -20,6 +20,7 @@ use super::spec::{Direction, PccPolicer, PccRuleSpec, SubscriberPccSpec};
 use super::PccError;
 use crate::acl::{check_match, check_prefix, Disposition, IpFamily, Match, PacketKey, Prefix};
 use crate::acl::{V4Entry, V6Entry};
+use crate::arena::{arena_item, Block};
 use crate::policer::{ColourMode, Meter, PolicerConfig, PolicerParams, PolicerState, StatMode};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -104,6 +105,9 @@ struct RuleAction {
     policer: Option<PolicerParams>,
 }
 
+arena_item!(RuleAction);
+arena_item!(RuleState);
+
 /// Bytes at the start of a [`RuleAction`] that the packet path reads.
 const ACTION_HOT_BYTES: usize = 64;
 
@@ -121,7 +125,7 @@ const ACTION_HOT_BYTES: usize = 64;
 pub struct CompiledRules {
     entries: Entries,
     /// Indexed by the entries' rule index: the list's order.
-    actions: Box<[RuleAction]>,
+    actions: Block<RuleAction>,
     /// Set once a second policy uses these rules ([`PccCompiler`]): every packet of their
     /// subscribers then reads the entries and actions, which stay in the cache, and the stage
     /// does not prefetch them — a prefetch of a line already there still takes a slot in the
@@ -141,9 +145,9 @@ const _: () = assert!(std::mem::offset_of!(SubscriberPolicy, name) <= 64);
 #[repr(C)]
 pub(crate) struct Entries {
     /// IPv4 entries: ingress ones in precedence order, then egress ones from `v4_egress`.
-    v4: Box<[V4Entry]>,
+    v4: Block<V4Entry>,
     /// IPv6 entries, likewise.
-    v6: Box<[V6Entry]>,
+    v6: Block<V6Entry>,
     /// 32-bit so that the packet path's fields fit one line with [`CompiledRules::shared`]
     /// (four billion entries would not fit in memory anyway).
     v4_egress: u32,
@@ -192,7 +196,7 @@ pub struct SubscriberPolicy {
     /// Forwarded volume per direction ([`Direction`] order).
     aggregate: [Counter; 2],
     /// One per rule, indexed like the rules' actions.
-    states: Box<[RuleState]>,
+    states: Block<RuleState>,
     name: String,
     addresses: Vec<Prefix>,
 }
@@ -233,11 +237,7 @@ impl PccCompiler {
             .find(|rules| rules.rules == spec.rules);
         if let Some(rules) = alive {
             rules.shared.store(true, Ordering::Relaxed);
-            return Ok(SubscriberPolicy::with_rules(
-                spec.name,
-                spec.addresses,
-                rules,
-            ));
+            return SubscriberPolicy::with_rules(spec.name, spec.addresses, rules);
         }
         let rules = Arc::new(CompiledRules::compile(&spec.name, spec.rules)?);
         if self.shared.len() >= self.sweep_at {
@@ -250,11 +250,7 @@ impl PccCompiler {
         let lists = self.shared.entry(hash).or_default();
         lists.retain(|rules| rules.strong_count() > 0);
         lists.push(Arc::downgrade(&rules));
-        Ok(SubscriberPolicy::with_rules(
-            spec.name,
-            spec.addresses,
-            rules,
-        ))
+        SubscriberPolicy::with_rules(spec.name, spec.addresses, rules)
     }
 
     /// Entries in the sharing map, dead ones included (bounded by the sweep).
@@ -393,14 +389,18 @@ impl CompiledRules {
                 v6.extend(V6Entry::of(flow, i as u16));
             }
         }
+        let too_many = |source| PccError::TooManyFlows {
+            subscriber: subscriber.to_string(),
+            source,
+        };
         Ok(CompiledRules {
             entries: Entries {
                 v4_egress: entry_count(v4_egress.unwrap_or(v4.len())),
                 v6_egress: entry_count(v6_egress.unwrap_or(v6.len())),
-                v4: v4.into_boxed_slice(),
-                v6: v6.into_boxed_slice(),
+                v4: Block::from_slice(&v4).map_err(too_many)?,
+                v6: Block::from_slice(&v6).map_err(too_many)?,
             },
-            actions: actions.into_boxed_slice(),
+            actions: Block::from_vec(actions).map_err(too_many)?,
             shared: AtomicBool::new(false),
             rules,
         })
@@ -494,26 +494,33 @@ impl SubscriberPolicy {
         PccCompiler::new().compile(spec)
     }
 
-    fn with_rules(name: String, addresses: Vec<Prefix>, rules: Arc<CompiledRules>) -> Self {
-        let states = rules
-            .actions
-            .iter()
-            .map(|action| RuleState {
-                buckets: action
-                    .policer
-                    .map(|p| p.initial_state(0).buckets())
-                    .unwrap_or_default()
-                    .map(AtomicU64::new),
-                ..RuleState::default()
-            })
-            .collect();
-        SubscriberPolicy {
+    fn with_rules(
+        name: String,
+        addresses: Vec<Prefix>,
+        rules: Arc<CompiledRules>,
+    ) -> Result<Self, PccError> {
+        let actions = &rules.actions;
+        // As many states as actions, which fitted a block of larger items (`MAX_RULES` is far
+        // below either's limit); the error is mapped all the same rather than assumed away.
+        let states = Block::from_fn(actions.len(), |i| RuleState {
+            buckets: actions[i]
+                .policer
+                .map(|p| p.initial_state(0).buckets())
+                .unwrap_or_default()
+                .map(AtomicU64::new),
+            ..RuleState::default()
+        })
+        .map_err(|source| PccError::TooManyFlows {
+            subscriber: name.clone(),
+            source,
+        })?;
+        Ok(SubscriberPolicy {
             rules,
             states,
             aggregate: Default::default(),
             name,
             addresses,
-        }
+        })
     }
 
     /// The spec this policy was compiled from (a copy: the rules are shared).

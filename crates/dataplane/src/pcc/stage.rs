@@ -6,6 +6,7 @@ use super::policy::{CompiledRules, Outcome, SubscriberPolicy};
 use super::spec::{Direction, PccDefaults};
 use super::PccError;
 use crate::acl::{Disposition, IpFamily, PacketKey};
+use crate::arena::HugeSlice;
 use crate::pipeline::{Batch, Context, DropReason, PacketKind, Stage, Verdict};
 use crate::wire::{Ipv4Packet, Ipv6Packet};
 use serde::Serialize;
@@ -79,7 +80,10 @@ impl Installed {
 pub struct PccStage {
     defaults: PccDefaults,
     index: AddressIndex,
-    slots: Vec<Option<Installed>>,
+    /// Indexed by slot; in huge pages once 2 MiB or more (a random one per packet). Slots from
+    /// `next_slot` on have never been used.
+    slots: HugeSlice<Option<Installed>>,
+    next_slot: usize,
     free: Vec<u32>,
     by_name: HashMap<String, u32>,
     stats: PccStats,
@@ -92,7 +96,8 @@ impl PccStage {
         Self {
             defaults,
             index: AddressIndex::default(),
-            slots: Vec::new(),
+            slots: HugeSlice::from_fn(0, |_| None),
+            next_slot: 0,
             free: Vec::new(),
             by_name: HashMap::new(),
             stats: PccStats::default(),
@@ -160,11 +165,14 @@ impl PccStage {
             None => match self.free.pop() {
                 Some(slot) => slot,
                 None => {
-                    let slot = u32::try_from(self.slots.len())
+                    let slot = u32::try_from(self.next_slot)
                         .ok()
                         .filter(|&s| s != NONE)
                         .ok_or(PccError::TooManySubscribers)?;
-                    self.slots.push(None);
+                    if self.next_slot == self.slots.len() {
+                        self.grow_slots();
+                    }
+                    self.next_slot += 1;
                     slot
                 }
             },
@@ -204,6 +212,14 @@ impl PccStage {
         }
         self.free.push(slot);
         Some(policy)
+    }
+
+    /// Twice the slots (1 024 at first), the installed ones moved over.
+    fn grow_slots(&mut self) {
+        let mut old = std::mem::replace(&mut self.slots, HugeSlice::from_fn(0, |_| None));
+        self.slots = HugeSlice::from_fn((2 * old.len()).max(1_024), |i| {
+            old.get_mut(i).and_then(Option::take)
+        });
     }
 
     #[inline(always)]

@@ -6,8 +6,8 @@
 //! Why share: operators give most subscribers the same few services (the SR OS script builds
 //! the same service from the same parameters), so 100 000 subscribers usually hold a handful of
 //! distinct rule lists. One compiled copy per distinct list stays in the cache for every
-//! packet; each subscriber adds one line of header and one line of state per rule, which is
-//! what a packet then misses on ([`PccCompiler`] does the sharing).
+//! packet; each subscriber adds one line of state per rule and one of its own (the aggregate),
+//! which is what a packet then misses on ([`PccCompiler`] does the sharing).
 //!
 //! Why atomics: the control side keeps the `Arc` of every policy it installs and reads the
 //! counters from it whenever it wants (accounting interims, `show` commands), without taking
@@ -145,7 +145,7 @@ pub struct CompiledRules {
     rules: Vec<PccRuleSpec>,
 }
 
-// The packet path's fields of both structs fit the one line their prefetches fetch.
+// The packet path's fields of the compiled rules fit the one line their prefetch fetches.
 const _: () = assert!(std::mem::offset_of!(CompiledRules, rules) <= 64);
 
 /// A rule list's classifier entries (40 bytes, the first part of [`CompiledRules`]' line).

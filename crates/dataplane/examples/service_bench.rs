@@ -617,45 +617,52 @@ fn acl_core(seconds: f64) {
         stat_mode: StatMode::OfferedTotalCir,
     })
     .unwrap();
-    let mut owners: Vec<(RuleSet, PolicerState, [u64; 9])> = (0..OWNERS)
-        .map(|k| {
-            let mut rules: Vec<Rule> = (0..7u32)
-                .map(|e| Rule {
-                    order: 10 * (e + 1),
-                    matches: vec![Match::Ip(IpMatch {
-                        dst: Some(Prefix::new(
-                            Ipv4Addr::new(10, (k % 250) as u8, e as u8, 0),
-                            24,
-                        )),
-                        protocol: Some(if e % 2 == 0 { 6 } else { 17 }),
-                        dst_port: Some(PortRange {
-                            first: 1000 + e as u16,
-                            last: 2000 + e as u16,
-                        }),
-                        ..IpMatch::default()
-                    })],
-                    action: RuleAction::DROP,
-                })
-                .collect();
-            rules.push(Rule {
-                order: 80,
+    /// An owner's record: what a packet reads besides the entries and actions (which are in
+    /// the classifier's arenas), in four whole lines.
+    #[repr(C, align(64))]
+    struct Owner {
+        rules: RuleSet,
+        policer: PolicerState,
+        hits: [u64; 9],
+    }
+    // The records are in huge pages, as the entries are: a random owner per packet.
+    let mut owners = brasa_dataplane::arena::HugeSlice::from_fn(OWNERS, |k| {
+        let mut rules: Vec<Rule> = (0..7u32)
+            .map(|e| Rule {
+                order: 10 * (e + 1),
                 matches: vec![Match::Ip(IpMatch {
-                    protocol: Some(17),
+                    dst: Some(Prefix::new(
+                        Ipv4Addr::new(10, (k % 250) as u8, e as u8, 0),
+                        24,
+                    )),
+                    protocol: Some(if e % 2 == 0 { 6 } else { 17 }),
                     dst_port: Some(PortRange {
-                        first: 80,
-                        last: 80,
+                        first: 1000 + e as u16,
+                        last: 2000 + e as u16,
                     }),
                     ..IpMatch::default()
                 })],
-                action: RuleAction::FORWARD,
-            });
-            (
-                acl::compile(&rules, RuleAction::DROP).unwrap(),
-                params.initial_state(0),
-                [0; 9],
-            )
-        })
-        .collect();
+                action: RuleAction::DROP,
+            })
+            .collect();
+        rules.push(Rule {
+            order: 80,
+            matches: vec![Match::Ip(IpMatch {
+                protocol: Some(17),
+                dst_port: Some(PortRange {
+                    first: 80,
+                    last: 80,
+                }),
+                ..IpMatch::default()
+            })],
+            action: RuleAction::FORWARD,
+        });
+        Owner {
+            rules: acl::compile(&rules, RuleAction::DROP).unwrap(),
+            policer: params.initial_state(0),
+            hits: [0; 9],
+        }
+    });
     let frame = build::tagged(
         MacAddr([2, 0, 0, 0, 0, 1]),
         MacAddr([2, 0, 0, 0, 0, 2]),
@@ -682,15 +689,15 @@ fn acl_core(seconds: f64) {
                 brasa_dataplane::fdb::prefetch_read(far.wrapping_add(64 * line));
             }
             owners[picks[(i + AHEAD) % picks.len()]]
-                .0
+                .rules
                 .prefetch(Some(acl::IpFamily::V4));
             let owner = &mut owners[picks[i % picks.len()]];
             let key = PacketKey::from_frame(&frame, EtherType::IPV4, 22, 0, 0);
-            let hit = owner.0.classify(&key);
-            owner.2[usize::from(hit.rule.unwrap_or(8))] += 1;
+            let hit = owner.rules.classify(&key);
+            owner.hits[usize::from(hit.rule.unwrap_or(8))] += 1;
             if hit.action == RuleAction::FORWARD
                 && owner
-                    .1
+                    .policer
                     .police(&params, packets * 4, frame.len(), Colour::Green)
                     != Colour::Red
             {

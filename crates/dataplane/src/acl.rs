@@ -14,6 +14,7 @@
 //! tested against. Hit counters are not here: the compiled set is immutable and shared by the
 //! snapshot, the counters live in the caller's mutable state, indexed by [`Hit::rule`].
 
+use crate::arena::{arena_item, ArenaError, Block};
 use crate::wire::{ip_protocol, Ipv4Packet, Ipv6Packet, MacAddr};
 use serde::Serialize;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -294,6 +295,9 @@ pub enum RuleError {
     /// Too many rules in one set.
     #[error("{0} rules in one set: at most {MAX_RULES}")]
     TooMany(usize),
+    /// More entries of one kind than an arena block holds (rules with thousands of flows).
+    #[error("too many entries in one set: {0}")]
+    TooManyEntries(#[from] ArenaError),
 }
 
 /// The fields of a packet the classifier looks at, extracted once per packet.
@@ -806,6 +810,11 @@ macro_rules! ip_entry {
 ip_entry!(V4Entry, "IPv4", V4, V6, u32, mask32, src4, dst4);
 ip_entry!(V6Entry, "IPv6", V6, V4, u128, mask128, src6, dst6);
 
+arena_item!(V4Entry);
+arena_item!(V6Entry);
+arena_item!(MacEntry);
+arena_item!(RuleAction);
+
 /// A MAC entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, align(64))]
@@ -847,12 +856,16 @@ pub struct Hit {
 
 /// A compiled rule set (immutable; shared through `Arc` by snapshots).
 #[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The entries and actions are [`Block`]s of the classifier's huge-page arenas: with one set
+/// per SAP or subscriber, a packet's set is a random one of thousands, and in `malloc`'s 4 KiB
+/// pages each would cost a page walk beside its cache misses.
 pub struct RuleSet {
-    v4: Box<[V4Entry]>,
-    v6: Box<[V6Entry]>,
-    mac: Box<[MacEntry]>,
+    v4: Block<V4Entry>,
+    v6: Block<V6Entry>,
+    mac: Block<MacEntry>,
     /// Actions in precedence order.
-    actions: Box<[RuleAction]>,
+    actions: Block<RuleAction>,
     /// Orders in precedence order.
     orders: Box<[u32]>,
     default: RuleAction,
@@ -927,10 +940,10 @@ pub fn compile(rules: &[Rule], default: RuleAction) -> Result<RuleSet, RuleError
         }
     }
     Ok(RuleSet {
-        v4: v4.into_boxed_slice(),
-        v6: v6.into_boxed_slice(),
-        mac: mac.into_boxed_slice(),
-        actions: sorted.iter().map(|rule| rule.action).collect(),
+        v4: Block::from_slice(&v4)?,
+        v6: Block::from_slice(&v6)?,
+        mac: Block::from_slice(&mac)?,
+        actions: Block::from_fn(sorted.len(), |i| sorted[i].action)?,
         orders: sorted.iter().map(|rule| rule.order).collect(),
         default,
     })
@@ -940,10 +953,10 @@ impl RuleSet {
     /// A set with no rules: every packet gets `default`.
     pub fn empty(default: RuleAction) -> Self {
         Self {
-            v4: Box::new([]),
-            v6: Box::new([]),
-            mac: Box::new([]),
-            actions: Box::new([]),
+            v4: Block::empty(),
+            v6: Block::empty(),
+            mac: Block::empty(),
+            actions: Block::empty(),
             orders: Box::new([]),
             default,
         }

@@ -9,7 +9,7 @@
 //! * [`sap`], [`service`], [`fdb`]: SR OS-like SAPs on access ports, Epipe (SAP↔SAP, SAP↔GRE),
 //!   VPLS bridging with its MAC table, IES/VPRN SAPs left to the kernel, capture SAPs.
 //! * [`acl`], [`policer`]: the classifier and the three-colour markers the service filters
-//!   and the PCC rules use.
+//!   and the PCC rules use; [`arena`]: the huge-page memory their per-owner arrays live in.
 //! * [`pcc`]: PCC-rule enforcement per subscriber (lookup by address, classification by
 //!   precedence per direction, drop, trTCM rate limits, DSCP remark, counters).
 //!
@@ -20,6 +20,7 @@
 
 pub mod acl;
 pub mod agent;
+pub mod arena;
 pub mod build;
 pub mod cafe;
 pub mod control;

@@ -113,6 +113,14 @@ pub enum PccError {
     /// Every subscriber slot is taken.
     #[error("too many subscribers")]
     TooManySubscribers,
+    /// More flows of one family than an arena block of entries holds.
+    #[error("subscriber {subscriber:?}: too many flows: {source}")]
+    TooManyFlows {
+        /// The subscriber.
+        subscriber: String,
+        /// The arena's refusal.
+        source: crate::arena::ArenaError,
+    },
 }
 
 #[cfg(test)]

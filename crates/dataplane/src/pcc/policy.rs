@@ -6,8 +6,8 @@
 //! Why share: operators give most subscribers the same few services (the SR OS script builds
 //! the same service from the same parameters), so 100 000 subscribers usually hold a handful of
 //! distinct rule lists. One compiled copy per distinct list stays in the cache for every
-//! packet; each subscriber adds one line of header and one line of state per rule, which is
-//! what a packet then misses on ([`PccCompiler`] does the sharing).
+//! packet; each subscriber adds one line of state per rule and one of its own (the aggregate),
+//! which is what a packet then misses on ([`PccCompiler`] does the sharing).
 //!
 //! Why atomics: the control side keeps the `Arc` of every policy it installs and reads the
 //! counters from it whenever it wants (accounting interims, `show` commands), without taking
@@ -20,6 +20,7 @@ use super::spec::{Direction, PccPolicer, PccRuleSpec, SubscriberPccSpec};
 use super::PccError;
 use crate::acl::{check_match, check_prefix, Disposition, IpFamily, Match, PacketKey, Prefix};
 use crate::acl::{V4Entry, V6Entry};
+use crate::arena::{arena_item, Block};
 use crate::policer::{ColourMode, Meter, PolicerConfig, PolicerParams, PolicerState, StatMode};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -79,15 +80,24 @@ impl Volume {
     }
 }
 
-/// A rule's per-subscriber state: policer buckets and counters, in one cache line.
+/// A line of a subscriber's state. A rule's holds its policer buckets and its forwarded and
+/// dropped volumes ([`FORWARDED`], [`DROPPED`]). A policy's state block is one such line per
+/// rule, then one of the subscriber's own, whose counters are the volume forwarded per
+/// direction ([`Direction`] order; its buckets unused): the aggregate beside the rules' state,
+/// so that a packet's lines are neighbours in one huge page and the stage reaches them from its
+/// slot without reading the policy.
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
-struct RuleState {
+pub(crate) struct RuleState {
     /// Policer buckets and clock ([`PolicerState::buckets`]); unused without a policer.
     buckets: [AtomicU64; 3],
-    forwarded: Counter,
-    dropped: Counter,
+    counters: [Counter; 2],
 }
+
+/// A rule line's counter of forwarded packets.
+const FORWARDED: usize = 0;
+/// A rule line's counter of dropped packets.
+const DROPPED: usize = 1;
 
 /// A rule's immutable action: the drop and remark flags, then its policer, whose metering
 /// fields come first ([`PolicerParams`] is `repr(C)`) — so what a packet reads is the first
@@ -103,6 +113,9 @@ struct RuleAction {
     remark: Option<u8>,
     policer: Option<PolicerParams>,
 }
+
+arena_item!(RuleAction);
+arena_item!(RuleState);
 
 /// Bytes at the start of a [`RuleAction`] that the packet path reads.
 const ACTION_HOT_BYTES: usize = 64;
@@ -121,7 +134,7 @@ const ACTION_HOT_BYTES: usize = 64;
 pub struct CompiledRules {
     entries: Entries,
     /// Indexed by the entries' rule index: the list's order.
-    actions: Box<[RuleAction]>,
+    actions: Block<RuleAction>,
     /// Set once a second policy uses these rules ([`PccCompiler`]): every packet of their
     /// subscribers then reads the entries and actions, which stay in the cache, and the stage
     /// does not prefetch them — a prefetch of a line already there still takes a slot in the
@@ -132,18 +145,17 @@ pub struct CompiledRules {
     rules: Vec<PccRuleSpec>,
 }
 
-// The packet path's fields of both structs fit the one line their prefetches fetch.
+// The packet path's fields of the compiled rules fit the one line their prefetch fetches.
 const _: () = assert!(std::mem::offset_of!(CompiledRules, rules) <= 64);
-const _: () = assert!(std::mem::offset_of!(SubscriberPolicy, name) <= 64);
 
 /// A rule list's classifier entries (40 bytes, the first part of [`CompiledRules`]' line).
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Entries {
     /// IPv4 entries: ingress ones in precedence order, then egress ones from `v4_egress`.
-    v4: Box<[V4Entry]>,
+    v4: Block<V4Entry>,
     /// IPv6 entries, likewise.
-    v6: Box<[V6Entry]>,
+    v6: Block<V6Entry>,
     /// 32-bit so that the packet path's fields fit one line with [`CompiledRules::shared`]
     /// (four billion entries would not fit in memory anyway).
     v4_egress: u32,
@@ -182,17 +194,14 @@ pub struct SubscriberCounters {
 /// [`SubscriberPolicy::compile`] or a [`PccCompiler`] away from the packet path, installed
 /// with [`super::PccStage::install`] as one pointer swap.
 ///
-/// `repr(C)`, aligned to a cache line: the first line holds what the packet path reads or
-/// writes for the subscriber itself (the rules' pointer, the aggregate counters), then come
-/// the rules' state lines, then the name and addresses, which only the control side reads.
+/// The packet path does not read the policy itself: the stage's slot keeps the compiled rules
+/// and where the state block is, and everything a packet writes is in that block.
 #[derive(Debug)]
-#[repr(C, align(64))]
 pub struct SubscriberPolicy {
     rules: Arc<CompiledRules>,
-    /// Forwarded volume per direction ([`Direction`] order).
-    aggregate: [Counter; 2],
-    /// One per rule, indexed like the rules' actions.
-    states: Box<[RuleState]>,
+    /// One line per rule, indexed like the rules' actions, then the subscriber's (the
+    /// aggregate): see [`RuleState`].
+    states: Block<RuleState>,
     name: String,
     addresses: Vec<Prefix>,
 }
@@ -233,11 +242,7 @@ impl PccCompiler {
             .find(|rules| rules.rules == spec.rules);
         if let Some(rules) = alive {
             rules.shared.store(true, Ordering::Relaxed);
-            return Ok(SubscriberPolicy::with_rules(
-                spec.name,
-                spec.addresses,
-                rules,
-            ));
+            return SubscriberPolicy::with_rules(spec.name, spec.addresses, rules);
         }
         let rules = Arc::new(CompiledRules::compile(&spec.name, spec.rules)?);
         if self.shared.len() >= self.sweep_at {
@@ -250,11 +255,7 @@ impl PccCompiler {
         let lists = self.shared.entry(hash).or_default();
         lists.retain(|rules| rules.strong_count() > 0);
         lists.push(Arc::downgrade(&rules));
-        Ok(SubscriberPolicy::with_rules(
-            spec.name,
-            spec.addresses,
-            rules,
-        ))
+        SubscriberPolicy::with_rules(spec.name, spec.addresses, rules)
     }
 
     /// Entries in the sharing map, dead ones included (bounded by the sweep).
@@ -393,14 +394,18 @@ impl CompiledRules {
                 v6.extend(V6Entry::of(flow, i as u16));
             }
         }
+        let too_many = |source| PccError::TooManyFlows {
+            subscriber: subscriber.to_string(),
+            source,
+        };
         Ok(CompiledRules {
             entries: Entries {
                 v4_egress: entry_count(v4_egress.unwrap_or(v4.len())),
                 v6_egress: entry_count(v6_egress.unwrap_or(v6.len())),
-                v4: v4.into_boxed_slice(),
-                v6: v6.into_boxed_slice(),
+                v4: Block::from_slice(&v4).map_err(too_many)?,
+                v6: Block::from_slice(&v6).map_err(too_many)?,
             },
-            actions: actions.into_boxed_slice(),
+            actions: Block::from_vec(actions).map_err(too_many)?,
             shared: AtomicBool::new(false),
             rules,
         })
@@ -412,6 +417,12 @@ impl CompiledRules {
     #[inline]
     pub(crate) fn prefetch(this: &Arc<CompiledRules>) {
         crate::fdb::prefetch_read(Arc::as_ptr(this));
+    }
+
+    /// Rules in the list (each has an action and, per subscriber, a state line).
+    #[inline(always)]
+    pub(crate) fn rule_count(&self) -> usize {
+        self.actions.len()
     }
 
     /// The classifier entries.
@@ -494,26 +505,33 @@ impl SubscriberPolicy {
         PccCompiler::new().compile(spec)
     }
 
-    fn with_rules(name: String, addresses: Vec<Prefix>, rules: Arc<CompiledRules>) -> Self {
-        let states = rules
-            .actions
-            .iter()
-            .map(|action| RuleState {
-                buckets: action
-                    .policer
-                    .map(|p| p.initial_state(0).buckets())
-                    .unwrap_or_default()
-                    .map(AtomicU64::new),
-                ..RuleState::default()
-            })
-            .collect();
-        SubscriberPolicy {
+    fn with_rules(
+        name: String,
+        addresses: Vec<Prefix>,
+        rules: Arc<CompiledRules>,
+    ) -> Result<Self, PccError> {
+        let actions = &rules.actions;
+        // A line per action and the subscriber's: `MAX_RULES` + 1 lines fit a chunk many
+        // times over, but the error is mapped all the same rather than assumed away.
+        let states = Block::from_fn(actions.len() + 1, |i| RuleState {
+            buckets: actions
+                .get(i)
+                .and_then(|action| action.policer)
+                .map(|p| p.initial_state(0).buckets())
+                .unwrap_or_default()
+                .map(AtomicU64::new),
+            ..RuleState::default()
+        })
+        .map_err(|source| PccError::TooManyFlows {
+            subscriber: name.clone(),
+            source,
+        })?;
+        Ok(SubscriberPolicy {
             rules,
             states,
-            aggregate: Default::default(),
             name,
             addresses,
-        }
+        })
     }
 
     /// The spec this policy was compiled from (a copy: the rules are shared).
@@ -548,14 +566,27 @@ impl SubscriberPolicy {
 
     /// True when the subscriber has no rule (no services).
     pub fn has_no_rules(&self) -> bool {
-        self.states.is_empty()
+        self.rules.actions.is_empty()
+    }
+
+    /// The state block: a line per rule, then the subscriber's (see [`RuleState`]). The
+    /// stage keeps where it is in its slot.
+    pub(crate) fn states(&self) -> &[RuleState] {
+        &self.states
+    }
+
+    /// The subscriber's volume forwarded in `direction`.
+    fn aggregate(&self, direction: Direction) -> Volume {
+        subscriber_line(&self.states).map_or_else(Volume::default, |line| {
+            line.counters[direction as usize].read()
+        })
     }
 
     /// The counters now (safe to call while the stage runs).
     pub fn counters(&self) -> SubscriberCounters {
         SubscriberCounters {
-            ingress: self.aggregate[0].read(),
-            egress: self.aggregate[1].read(),
+            ingress: self.aggregate(Direction::Ingress),
+            egress: self.aggregate(Direction::Egress),
             rules: self
                 .rules
                 .rules
@@ -566,8 +597,8 @@ impl SubscriberPolicy {
                     name: spec.name.clone(),
                     direction: spec.direction,
                     account: spec.action.account,
-                    forwarded: state.forwarded.read(),
-                    dropped: state.dropped.read(),
+                    forwarded: state.counters[FORWARDED].read(),
+                    dropped: state.counters[DROPPED].read(),
                     tokens: action
                         .policer
                         .map(|_| PolicerState::from_buckets(state.buckets()).tokens()),
@@ -581,8 +612,12 @@ impl SubscriberPolicy {
     /// so a lowered rate grants no burst). Called by the stage, the only writer, just before
     /// this policy replaces `old`.
     pub(crate) fn carry_over(&self, old: &SubscriberPolicy) {
-        for (new, old) in self.aggregate.iter().zip(old.aggregate.iter()) {
-            new.set(old.read());
+        if let (Some(new), Some(old)) =
+            (subscriber_line(&self.states), subscriber_line(&old.states))
+        {
+            for (new, old) in new.counters.iter().zip(old.counters.iter()) {
+                new.set(old.read());
+            }
         }
         let old_rules = &old.rules;
         for ((spec, action), state) in self
@@ -604,8 +639,9 @@ impl SubscriberPolicy {
             else {
                 continue;
             };
-            state.forwarded.set(previous.forwarded.read());
-            state.dropped.set(previous.dropped.read());
+            for (new, old) in state.counters.iter().zip(previous.counters.iter()) {
+                new.set(old.read());
+            }
             if let (Some(params), Some(_)) = (&action.policer, &previous_action.policer) {
                 let mut policer = PolicerState::from_buckets(previous.buckets());
                 policer.reconfigure(params);
@@ -614,62 +650,65 @@ impl SubscriberPolicy {
         }
     }
 
-    /// Hints the CPU to fetch the policy's first line: the rules' pointer, the aggregate
-    /// counters and where its rules' state is (56 bytes; the name and addresses after them
-    /// are the control side's).
-    #[inline]
-    pub(crate) fn prefetch_header(&self) {
-        crate::fdb::prefetch_read(self as *const Self);
-    }
-
-    /// The compiled rules, which the stage keeps beside the policy so that it can fetch both
-    /// at once.
+    /// The compiled rules, which the stage keeps in its slot.
     pub(crate) fn compiled(&self) -> &Arc<CompiledRules> {
         &self.rules
     }
+}
 
-    /// Hints the CPU to fetch rule `rule`'s state line and, unless the rules are shared (so
-    /// in the cache already), the lines of its action's first 64 bytes (flags and metering
-    /// fields).
-    #[inline]
-    pub(crate) fn prefetch_rule(&self, rule: u16) {
-        let rule = usize::from(rule);
-        if let Some(state) = self.states.get(rule) {
-            crate::fdb::prefetch_read((state as *const RuleState).cast::<u8>());
-        }
-        if self.rules.is_shared() {
-            return;
-        }
-        if let Some(action) = self.rules.actions.get(rule) {
-            crate::fdb::prefetch_span(
-                (action as *const RuleAction).cast::<u8>(),
-                ACTION_HOT_BYTES.min(std::mem::size_of::<RuleAction>()),
-                2,
-            );
-        }
-    }
+/// The subscriber's own line of a state block: the last.
+#[inline(always)]
+fn subscriber_line(states: &[RuleState]) -> Option<&RuleState> {
+    states.last()
+}
 
-    /// Runs the action and policer of `rule` (none: forward) on a packet of `octets` IP bytes
-    /// at `now_ns`, and counts it.
-    #[inline]
-    pub(crate) fn apply(
-        &self,
-        rule: Option<u16>,
-        direction: Direction,
-        octets: u64,
-        now_ns: u64,
-    ) -> Outcome {
-        let rule = rule.map(usize::from);
-        let outcome =
-            match rule.and_then(|i| Some((self.rules.actions.get(i)?, self.states.get(i)?))) {
-                None => Outcome::Forward(None),
-                Some((action, state)) => state.apply(action, octets, now_ns),
-            };
-        if let Outcome::Forward(_) = outcome {
-            self.aggregate[direction as usize].add(octets);
-        }
-        outcome
+/// Hints the CPU to fetch what [`apply`] will touch for a packet of a subscriber with `rules`
+/// and state block `states` that `rule` matched (if any): the subscriber's line, the rule's
+/// line beside it and, unless the rules are shared (so in the cache already), the lines of the
+/// rule's action's first 64 bytes (flags and metering fields).
+#[inline]
+pub(crate) fn prefetch_rule(rules: &CompiledRules, states: &[RuleState], rule: Option<u16>) {
+    if let Some(line) = subscriber_line(states) {
+        crate::fdb::prefetch_read((line as *const RuleState).cast::<u8>());
     }
+    let Some(rule) = rule.map(usize::from) else {
+        return;
+    };
+    if let Some(state) = states.get(rule) {
+        crate::fdb::prefetch_read((state as *const RuleState).cast::<u8>());
+    }
+    if rules.is_shared() {
+        return;
+    }
+    if let Some(action) = rules.actions.get(rule) {
+        crate::fdb::prefetch_span(
+            (action as *const RuleAction).cast::<u8>(),
+            ACTION_HOT_BYTES.min(std::mem::size_of::<RuleAction>()),
+            2,
+        );
+    }
+}
+
+/// Runs the action and policer of `rule` (none: forward) of a subscriber with `rules` and
+/// state block `states` on a packet of `octets` IP bytes at `now_ns`, and counts it.
+#[inline]
+pub(crate) fn apply(
+    rules: &CompiledRules,
+    states: &[RuleState],
+    rule: Option<u16>,
+    direction: Direction,
+    octets: u64,
+    now_ns: u64,
+) -> Outcome {
+    let rule = rule.map(usize::from);
+    let outcome = match rule.and_then(|i| Some((rules.actions.get(i)?, states.get(i)?))) {
+        None => Outcome::Forward(None),
+        Some((action, state)) => state.apply(action, octets, now_ns),
+    };
+    if let (Outcome::Forward(_), Some(line)) = (outcome, subscriber_line(states)) {
+        line.counters[direction as usize].add(octets);
+    }
+    outcome
 }
 
 impl RuleState {
@@ -688,7 +727,7 @@ impl RuleState {
     #[inline(always)]
     fn apply(&self, action: &RuleAction, octets: u64, now_ns: u64) -> Outcome {
         if action.drop {
-            self.dropped.add(octets);
+            self.counters[DROPPED].add(octets);
             return Outcome::Drop;
         }
         if let Some(params) = &action.policer {
@@ -701,11 +740,11 @@ impl RuleState {
             );
             self.set_buckets(policer.buckets());
             if colour == crate::policer::Colour::Red {
-                self.dropped.add(octets);
+                self.counters[DROPPED].add(octets);
                 return Outcome::Policed;
             }
         }
-        self.forwarded.add(octets);
+        self.counters[FORWARDED].add(octets);
         Outcome::Forward(action.remark)
     }
 }

@@ -914,3 +914,168 @@ fn equal_rule_lists_are_compiled_once_and_police_apart() {
     assert_eq!(compiler.shared_rule_lists(), 0);
     assert!(compiler.held() <= 64, "{}", compiler.held());
 }
+
+/// What [`lifecycle_keeps_every_subscribers_state`] does to the stage.
+#[derive(Debug, Clone, Copy)]
+enum LifeOp {
+    /// Install (or replace) a subscriber's policy with one of the test's rule lists.
+    Install { subscriber: usize, list: u8 },
+    /// Remove a subscriber (its policy is kept by the test for a while).
+    Remove { subscriber: usize },
+    /// A packet from a subscriber to the server's UDP port 5000 + `port`.
+    Send { subscriber: usize, port: u16 },
+    /// The test lets go of the removed policies it kept, freeing their arena blocks.
+    Forget,
+}
+
+fn arb_life_op() -> impl Strategy<Value = LifeOp> {
+    prop_oneof![
+        (0usize..5, 0u8..4).prop_map(|(subscriber, list)| LifeOp::Install { subscriber, list }),
+        (0usize..5).prop_map(|subscriber| LifeOp::Remove { subscriber }),
+        (0usize..5, 0u16..6).prop_map(|(subscriber, port)| LifeOp::Send { subscriber, port }),
+        (0usize..5, 0u16..6).prop_map(|(subscriber, port)| LifeOp::Send { subscriber, port }),
+        Just(LifeOp::Forget),
+    ]
+}
+
+/// Rule list `list` of subscriber `subscriber`: lists 0 and 1 are the same for every
+/// subscriber (one compiled copy, shared), lists 2 and 3 differ per subscriber (a first rule
+/// with a prefix of its own that the test's packets never match), so shared and distinct
+/// lists are installed side by side. Rules are named `r0`, `r1`, … in every list, with port
+/// ranges and precedences that differ between lists, so a replacement carries some rules'
+/// state over to rules that now match other packets.
+fn life_rules(list: u8, subscriber: usize) -> Vec<PccRuleSpec> {
+    let count = 2 + u16::from(list % 3);
+    let mut rules: Vec<PccRuleSpec> = (0..count)
+        .map(|r| {
+            let first = 5000 + r + u16::from(list);
+            let precedence = if list.is_multiple_of(2) {
+                10 * u32::from(r)
+            } else {
+                100 - 10 * u32::from(r)
+            };
+            rule(
+                &format!("r{r}"),
+                Direction::Ingress,
+                precedence,
+                vec![flow(|f| {
+                    f.protocol = Some(17);
+                    f.dst_port = Some(PortRange {
+                        first,
+                        last: first + 2,
+                    });
+                })],
+            )
+        })
+        .collect();
+    if list >= 2 {
+        rules[0]
+            .flows
+            .push(flow(|f| f.dst = Some(v4(10, 200, subscriber as u8, 0, 24))));
+    }
+    rules
+}
+
+fn life_address(subscriber: usize) -> Ipv4Addr {
+    Ipv4Addr::new(192, 0, 2, 100 + subscriber as u8)
+}
+
+/// The model's view of one subscriber: its spec and its rules' and aggregate packet counts.
+#[derive(Debug, Clone)]
+struct LifeModel {
+    spec: SubscriberPccSpec,
+    rules: std::collections::BTreeMap<String, u64>,
+    ingress: u64,
+}
+
+/// A policy's forwarded packets per rule name, and its ingress aggregate.
+type Observed = (std::collections::BTreeMap<String, u64>, u64);
+
+fn observed(policy: &SubscriberPolicy) -> Observed {
+    let c = policy.counters();
+    (
+        c.rules
+            .iter()
+            .map(|r| (r.name.clone(), r.forwarded.packets))
+            .collect(),
+        c.ingress.packets,
+    )
+}
+
+proptest! {
+    /// Subscribers installed, replaced and removed in any order, with shared and distinct rule
+    /// lists side by side (their entries, actions and state in arena blocks that are freed
+    /// and reused as they go): every packet is counted on the rule the reference picks, every
+    /// other subscriber's counters stay as they were, a replacement carries over the state of
+    /// the rules it keeps by name, and a removed policy's final counters do not change while
+    /// its holder keeps it — whatever takes the blocks freed meanwhile.
+    #[test]
+    fn lifecycle_keeps_every_subscribers_state(ops in proptest::collection::vec(arb_life_op(), 1..60)) {
+        let mut compiler = PccCompiler::new();
+        let mut p = pipeline(PccStage::new(PccDefaults::default()));
+        let mut model: Vec<Option<LifeModel>> = vec![None; 5];
+        let mut removed: Vec<(Arc<SubscriberPolicy>, Observed)> = Vec::new();
+        for op in ops {
+            match op {
+                LifeOp::Install { subscriber, list } => {
+                    let spec = SubscriberPccSpec {
+                        name: format!("sub{subscriber}"),
+                        addresses: vec![v4(192, 0, 2, 100 + subscriber as u8, 32)],
+                        rules: life_rules(list, subscriber),
+                    };
+                    let policy = Arc::new(compiler.compile(spec.clone()).unwrap());
+                    let stage = p.stage_mut::<PccStage>().unwrap();
+                    stage.install(policy).unwrap();
+                    let old = model[subscriber].take();
+                    let rules = spec
+                        .rules
+                        .iter()
+                        .map(|r| {
+                            let kept = old.as_ref().and_then(|o| o.rules.get(&r.name)).copied();
+                            (r.name.clone(), kept.unwrap_or(0))
+                        })
+                        .collect();
+                    let ingress = old.map_or(0, |o| o.ingress);
+                    model[subscriber] = Some(LifeModel { spec, rules, ingress });
+                }
+                LifeOp::Remove { subscriber } => {
+                    let stage = p.stage_mut::<PccStage>().unwrap();
+                    let gone = stage.remove(&format!("sub{subscriber}"));
+                    prop_assert_eq!(gone.is_some(), model[subscriber].is_some());
+                    if let (Some(policy), Some(m)) = (gone, model[subscriber].take()) {
+                        let last = observed(&policy);
+                        prop_assert_eq!(&last, &(m.rules, m.ingress));
+                        removed.push((policy, last));
+                    }
+                }
+                LifeOp::Send { subscriber, port } => {
+                    let ip = udp(life_address(subscriber).into(), SERVER.into(), 5000 + port, 8);
+                    prop_assert_eq!(verdicts(&mut p, std::slice::from_ref(&ip), 0), [Verdict::Ignore]);
+                    if let Some(m) = model[subscriber].as_mut() {
+                        let mut key = PacketKey::default();
+                        key.read_ipv4(&ip);
+                        if let Some(name) = reference(&m.spec, &key, Direction::Ingress) {
+                            *m.rules.get_mut(&name).unwrap() += 1;
+                        }
+                        m.ingress += 1;
+                    }
+                }
+                LifeOp::Forget => removed.clear(),
+            }
+            let stage = p.stage_mut::<PccStage>().unwrap();
+            for (subscriber, m) in model.iter().enumerate() {
+                let name = format!("sub{subscriber}");
+                match m {
+                    Some(m) => {
+                        let policy = stage.get(&name).unwrap();
+                        prop_assert_eq!(observed(policy), (m.rules.clone(), m.ingress));
+                    }
+                    None => prop_assert!(stage.get(&name).is_none()),
+                }
+            }
+            for (policy, last) in &removed {
+                prop_assert_eq!(&observed(policy), last);
+            }
+        }
+    }
+}

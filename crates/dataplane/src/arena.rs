@@ -1,0 +1,556 @@
+//! Huge-page arenas for the per-owner arrays the packet path reads at random: classifier
+//! entries and actions, PCC rule actions and state.
+//!
+//! Why: 100 000 owners each with a few hundred bytes of entries, actions and state, allocated
+//! one by one with `malloc`, lie in 4 KiB pages spread over hundreds of megabytes. A random
+//! owner per packet then costs a page walk beside every cache miss, and the walks, not the
+//! misses, were the largest cost measured (round 6 in `docs/perf/dataplane.md`: the heap in
+//! huge pages alone gave +20 %). An [`Arena`] carves every array of one item type out of
+//! chunks of 2 MiB, allocated 2 MiB-aligned and advised `MADV_HUGEPAGE` before they are first
+//! touched (this kernel's transparent huge pages are `madvise`-only, as for the MAC table in
+//! [`crate::fdb`]); a hundred thousand owners' arrays then fit a few dozen TLB entries.
+//!
+//! An array is a [`Block`]: a pointer and a length (16 bytes, what the `Box<[T]>` it replaces
+//! cost), dereferencing to `&[T]` without going through the arena, freed into its arena's free
+//! list when dropped. Arenas are process-wide (one `static` per item type, see [`ArenaItem`])
+//! and never give chunks back, for two reasons: a block must stay valid for as long as anyone
+//! holds it — the control side reads the final counters of a policy the stage removed, and
+//! rule sets are shared by snapshots the stage no longer runs — and a block must be cheap to
+//! dereference, which a pointer into memory that never moves is. The price is that memory once
+//! used by the arrays of an item type stays with that type (reused by later blocks), the
+//! high-water mark of a `malloc` arena.
+
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::Mutex;
+
+/// Bytes per chunk: one huge page.
+pub const CHUNK_BYTES: usize = 2 << 20;
+
+/// A cache line.
+const LINE: usize = 64;
+
+/// An item type with a process-wide arena of its own.
+pub trait ArenaItem: Sized + Send + Sync + 'static {
+    /// The arena blocks of this type are carved from and freed into.
+    fn arena() -> &'static Arena<Self>;
+}
+
+/// Where blocks of one item type come from: chunks of [`CHUNK_BYTES`] in huge pages, a
+/// bump pointer in the last, and free lists by length (owners mostly have arrays of the same
+/// few lengths, so an exact-length list is reused as is). Locked only to allocate and to free,
+/// which the control side does, never the packet path.
+pub struct Arena<T> {
+    state: Mutex<State>,
+    item: PhantomData<fn() -> T>,
+}
+
+/// The arena's bookkeeping (no item of `T` in it).
+#[derive(Default)]
+struct State {
+    /// Each chunk's first item's address (chunks are never freed).
+    chunks: Vec<usize>,
+    /// Items used of the last chunk.
+    bump: usize,
+    /// Free blocks' addresses by length.
+    free: std::collections::BTreeMap<usize, Vec<usize>>,
+}
+
+/// Why a block could not be allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ArenaError {
+    /// More items than one chunk holds: blocks never span chunks.
+    #[error("an array of {len} items exceeds a chunk of {max}")]
+    TooLong {
+        /// Items asked for.
+        len: usize,
+        /// Most items one block can hold.
+        max: usize,
+    },
+}
+
+impl<T> Arena<T> {
+    /// An arena with no chunk yet (the first block allocates one).
+    pub const fn new() -> Self {
+        Self {
+            state: Mutex::new(State {
+                chunks: Vec::new(),
+                bump: 0,
+                free: std::collections::BTreeMap::new(),
+            }),
+            item: PhantomData,
+        }
+    }
+
+    /// Most items one block can hold.
+    pub const fn max_len() -> usize {
+        match CHUNK_BYTES.checked_div(std::mem::size_of::<T>()) {
+            Some(max) => max,
+            None => 0,
+        }
+    }
+
+    /// Chunks allocated so far (each [`CHUNK_BYTES`]).
+    pub fn chunks(&self) -> usize {
+        self.lock().chunks.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is consistent between any two statements that can panic (none of them
+        // runs while it is half updated), so a poisoned lock is still a valid one.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The layout of one chunk: 2 MiB-aligned, so that it is exactly one huge page.
+    fn chunk_layout() -> std::alloc::Layout {
+        // CHUNK_BYTES is a power of two and at least any item's alignment we hold (asserted
+        // in `reserve`), so this cannot fail.
+        std::alloc::Layout::from_size_align(CHUNK_BYTES, CHUNK_BYTES)
+            .unwrap_or_else(|_| std::alloc::Layout::new::<u8>())
+    }
+
+    /// Room for `len` items that no block covers, as the address of the first.
+    fn reserve(&self, len: usize) -> Result<usize, ArenaError> {
+        let max = Self::max_len();
+        if len > max {
+            return Err(ArenaError::TooLong { len, max });
+        }
+        const { assert!(std::mem::align_of::<T>() <= CHUNK_BYTES) };
+        let mut state = self.lock();
+        if let Some(at) = state.free.get_mut(&len).and_then(Vec::pop) {
+            return Ok(at);
+        }
+        let last = match state.chunks.last() {
+            Some(&base) if state.bump + len <= max => base,
+            _ => {
+                let layout = Self::chunk_layout();
+                // SAFETY: the layout has a non-zero size.
+                let raw = unsafe { std::alloc::alloc(layout) };
+                if raw.is_null() {
+                    std::alloc::handle_alloc_error(layout);
+                }
+                // The advice must come before the pages are first written. Failure only means
+                // small pages.
+                #[cfg(target_os = "linux")]
+                // SAFETY: advice on memory this allocation owns, which it never frees.
+                unsafe {
+                    libc::madvise(raw.cast(), layout.size(), libc::MADV_HUGEPAGE)
+                };
+                // Addresses are kept exposed: blocks are made from them in `Block::from_fn`.
+                let base = raw.expose_provenance();
+                state.chunks.push(base);
+                state.bump = 0;
+                base
+            }
+        };
+        let at = last + state.bump * std::mem::size_of::<T>();
+        state.bump += len + Self::gap(len);
+        Ok(at)
+    }
+
+    /// Items left unused after a block of `len`: at least a line when the block is a multiple
+    /// of four lines. Blocks of one size follow one another in a chunk, and at a power-of-two
+    /// stride the same part of each (the state line of every owner's 8th rule, 512 bytes
+    /// apart) falls in the same few cache sets — an eighth of the L1's with eight 64-byte
+    /// states — where the lines a batch prefetched evict one another before they are read.
+    /// One line more makes the stride odd in lines, and such parts spread over every set.
+    fn gap(len: usize) -> usize {
+        let size = std::mem::size_of::<T>();
+        if (len * size).is_multiple_of(4 * LINE) {
+            LINE.div_ceil(size)
+        } else {
+            0
+        }
+    }
+
+    /// Takes back a block's room (its items already dropped).
+    fn release(&self, at: usize, len: usize) {
+        self.lock().free.entry(len).or_default().push(at);
+    }
+}
+
+impl<T> Default for Arena<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An array of `T` in `T`'s arena: derefs to `&[T]`, frees its room when dropped.
+pub struct Block<T: ArenaItem> {
+    ptr: NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: a block owns its items as a `Box<[T]>` does (no other block covers them, and the
+// memory is never freed), so it may move to and be shared with other threads when `T` may.
+unsafe impl<T: ArenaItem> Send for Block<T> {}
+// SAFETY: as above; shared access hands out `&T` only.
+unsafe impl<T: ArenaItem> Sync for Block<T> {}
+
+impl<T: ArenaItem> Block<T> {
+    /// An empty block (takes no room).
+    pub const fn empty() -> Self {
+        Self {
+            ptr: NonNull::dangling(),
+            len: 0,
+        }
+    }
+
+    /// A block of the items `items` yields.
+    pub fn from_exact_iter<I>(items: I) -> Result<Self, ArenaError>
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let items = items.into_iter();
+        let room = items.len();
+        if room == 0 || std::mem::size_of::<T>() == 0 {
+            return Ok(Self::empty());
+        }
+        let at = T::arena().reserve(room)?;
+        let first = std::ptr::with_exposed_provenance_mut::<T>(at);
+        let mut len = 0;
+        for item in items.take(room) {
+            // SAFETY: `reserve` gave room for `room` items at `at`, aligned for `T` (chunks are
+            // 2 MiB-aligned and items packed at multiples of their size), that no block covers
+            // and nobody reads: writing into it races with nothing. If the iterator panics, the
+            // items written so far leak and the room stays reserved, which is safe.
+            unsafe { first.add(len).write(item) };
+            len += 1;
+        }
+        // An iterator yielding fewer items than it announced leaves its block shorter (the
+        // rest of the room is freed with it, under the shorter length: wasted, not unsafe).
+        Ok(Self {
+            // SAFETY: `at` is a chunk address, never null.
+            ptr: unsafe { NonNull::new_unchecked(first) },
+            len,
+        })
+    }
+
+    /// A block of `len` items, item `i` being `make(i)`.
+    pub fn from_fn(len: usize, make: impl FnMut(usize) -> T) -> Result<Self, ArenaError> {
+        Self::from_exact_iter((0..len).map(make))
+    }
+
+    /// A block holding `items`, moved.
+    pub fn from_vec(items: Vec<T>) -> Result<Self, ArenaError> {
+        Self::from_exact_iter(items)
+    }
+
+    /// A block holding copies of `items`.
+    pub fn from_slice(items: &[T]) -> Result<Self, ArenaError>
+    where
+        T: Clone,
+    {
+        Self::from_exact_iter(items.iter().cloned())
+    }
+}
+
+impl<T: ArenaItem> std::ops::Deref for Block<T> {
+    type Target = [T];
+
+    #[inline(always)]
+    fn deref(&self) -> &[T] {
+        // SAFETY: `len` items written in `from_fn` (or none, with a dangling aligned pointer),
+        // in memory that is never freed and that no other block covers until this one drops.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: ArenaItem> Drop for Block<T> {
+    fn drop(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        // SAFETY: the items were written in `from_fn` and are dropped once, here; nothing can
+        // read them afterwards (the block is going, and its room is not handed out again until
+        // `release` below).
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
+                self.ptr.as_ptr(),
+                self.len,
+            ))
+        };
+        T::arena().release(self.ptr.as_ptr().addr(), self.len);
+    }
+}
+
+impl<T: ArenaItem + Clone> Clone for Block<T> {
+    fn clone(&self) -> Self {
+        // The same length fitted a chunk before, so it fits again.
+        Self::from_slice(self).unwrap_or_else(|_| Self::empty())
+    }
+}
+
+impl<T: ArenaItem + std::fmt::Debug> std::fmt::Debug for Block<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<T: ArenaItem + PartialEq> PartialEq for Block<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: ArenaItem + Eq> Eq for Block<T> {}
+
+impl<T: ArenaItem> Default for Block<T> {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+/// A fixed-length array in memory of its own, 2 MiB-aligned and advised `MADV_HUGEPAGE`
+/// before it is first written when it is 2 MiB or more: for the tables a packet indexes at
+/// random that outgrow a chunk (the PCC stage's address tables and subscriber slots), which
+/// are reallocated whole when they grow rather than carved from an arena.
+pub struct HugeSlice<T> {
+    ptr: NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: a `HugeSlice` owns its items as a `Box<[T]>` does.
+unsafe impl<T: Send> Send for HugeSlice<T> {}
+// SAFETY: as above; shared access hands out `&T` only.
+unsafe impl<T: Sync> Sync for HugeSlice<T> {}
+
+impl<T> HugeSlice<T> {
+    /// `len` items, item `i` being `make(i)`.
+    pub fn from_fn(len: usize, mut make: impl FnMut(usize) -> T) -> Self {
+        let Some(layout) = Self::layout(len) else {
+            return Self {
+                ptr: NonNull::dangling(),
+                len,
+            };
+        };
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { std::alloc::alloc(layout) }.cast::<T>();
+        let Some(ptr) = NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout);
+        };
+        #[cfg(target_os = "linux")]
+        if layout.align() == CHUNK_BYTES {
+            // SAFETY: advice on memory this allocation owns; failure only means small pages.
+            unsafe { libc::madvise(raw.cast(), layout.size(), libc::MADV_HUGEPAGE) };
+        }
+        // Until every item is written, a panic in `make` drops those written and frees the
+        // allocation with its own layout.
+        let mut partial = Partial {
+            ptr,
+            written: 0,
+            layout: Some(layout),
+        };
+        for i in 0..len {
+            let item = make(i);
+            // SAFETY: item `i` of the `len` allocated, not yet written.
+            unsafe { ptr.as_ptr().add(i).write(item) };
+            partial.written = i + 1;
+        }
+        std::mem::forget(partial);
+        Self { ptr, len }
+    }
+
+    /// The allocation of `len` items; `None` when it is empty (zero items or zero-sized
+    /// items), which needs none.
+    fn layout(len: usize) -> Option<std::alloc::Layout> {
+        let bytes = len.checked_mul(std::mem::size_of::<T>())?;
+        if bytes == 0 {
+            return None;
+        }
+        let align = if bytes >= CHUNK_BYTES {
+            CHUNK_BYTES
+        } else {
+            std::mem::align_of::<T>()
+        };
+        let layout =
+            std::alloc::Layout::from_size_align(bytes, align.max(std::mem::align_of::<T>()));
+        // Too large for the address space: as `Vec` does, treat it as out of memory.
+        Some(
+            layout
+                .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<T>())),
+        )
+    }
+}
+
+impl<T> std::ops::Deref for HugeSlice<T> {
+    type Target = [T];
+
+    #[inline(always)]
+    fn deref(&self) -> &[T] {
+        // SAFETY: `len` items written in `from_fn` (or none, with a dangling aligned pointer).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T> std::ops::DerefMut for HugeSlice<T> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as above, and `&mut self` is exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T> Drop for HugeSlice<T> {
+    fn drop(&mut self) {
+        drop(Partial {
+            ptr: self.ptr,
+            written: self.len,
+            layout: Self::layout(self.len),
+        });
+    }
+}
+
+/// A [`HugeSlice`]'s allocation with its first `written` items: dropping it drops them and
+/// frees the allocation.
+struct Partial<T> {
+    ptr: NonNull<T>,
+    written: usize,
+    /// `None`: nothing was allocated.
+    layout: Option<std::alloc::Layout>,
+}
+
+impl<T> Drop for Partial<T> {
+    fn drop(&mut self) {
+        // SAFETY: the first `written` items were written and nothing else drops them.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
+                self.ptr.as_ptr(),
+                self.written,
+            ))
+        };
+        if let Some(layout) = self.layout {
+            // SAFETY: allocated with this layout in `HugeSlice::from_fn`, freed once, here.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) };
+        }
+    }
+}
+
+/// Gives `$item` a process-wide arena of its own.
+macro_rules! arena_item {
+    ($item:ty) => {
+        impl $crate::arena::ArenaItem for $item {
+            fn arena() -> &'static $crate::arena::Arena<Self> {
+                static ARENA: $crate::arena::Arena<$item> = $crate::arena::Arena::new();
+                &ARENA
+            }
+        }
+    };
+}
+pub(crate) use arena_item;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// 48 bytes with a drop counter, so that tests see every item dropped once.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Item {
+        value: u64,
+        pad: [u64; 5],
+    }
+
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+
+    impl Drop for Item {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    arena_item!(Item);
+
+    /// One test at a time uses `Item`'s arena (they count its chunks and drops).
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn item(value: u64) -> Item {
+        Item { value, pad: [0; 5] }
+    }
+
+    fn values(block: &Block<Item>) -> Vec<u64> {
+        block.iter().map(|i| i.value).collect()
+    }
+
+    #[test]
+    fn blocks_hold_their_items_in_one_aligned_chunk() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let a = Block::from_fn(3, |i| item(i as u64)).unwrap();
+        let b = Block::from_fn(5, |i| item(10 + i as u64)).unwrap();
+        assert_eq!(values(&a), [0, 1, 2]);
+        assert_eq!(values(&b), [10, 11, 12, 13, 14]);
+        let base = a.as_ptr() as usize & !(CHUNK_BYTES - 1);
+        assert_eq!(base % CHUNK_BYTES, 0);
+        assert_eq!(b.as_ptr() as usize & !(CHUNK_BYTES - 1), base, "same chunk");
+        assert!(Block::<Item>::empty().is_empty());
+        assert_eq!(Block::from_fn(0, |i| item(i as u64)).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_freed_block_is_reused_and_its_items_dropped_once() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let drops = DROPS.load(Ordering::Relaxed);
+        let a = Block::from_fn(7, |i| item(i as u64)).unwrap();
+        let at = a.as_ptr();
+        drop(a);
+        assert_eq!(DROPS.load(Ordering::Relaxed) - drops, 7);
+        let b = Block::from_fn(7, |i| item(100 + i as u64)).unwrap();
+        assert_eq!(b.as_ptr(), at, "same room");
+        assert_eq!(values(&b), (100..107).collect::<Vec<_>>());
+        let c = b.clone();
+        assert_ne!(c.as_ptr(), b.as_ptr());
+        assert_eq!(c, b);
+    }
+
+    #[test]
+    fn too_long_is_refused_and_a_full_chunk_starts_another() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let max = Arena::<Item>::max_len();
+        assert_eq!(
+            Block::from_fn(max + 1, |i| item(i as u64)).err(),
+            Some(ArenaError::TooLong { len: max + 1, max })
+        );
+        let before = Item::arena().chunks();
+        let whole = Block::from_fn(max, |i| item(i as u64)).unwrap();
+        assert_eq!(
+            whole.as_ptr() as usize % CHUNK_BYTES,
+            0,
+            "a chunk of its own"
+        );
+        assert!(Item::arena().chunks() > before);
+        assert_eq!(whole.last().map(|i| i.value), Some(max as u64 - 1));
+    }
+
+    proptest! {
+        /// Blocks allocated and freed in any order never overlap and keep their contents.
+        #[test]
+        fn blocks_never_overlap(ops in proptest::collection::vec((0usize..40, 1usize..20), 1..200)) {
+            let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+            let mut live: Vec<(Block<Item>, u64)> = Vec::new();
+            for (n, (pick, len)) in ops.into_iter().enumerate() {
+                if pick < 15 && !live.is_empty() {
+                    live.swap_remove(pick % live.len());
+                } else {
+                    let tag = (n as u64) << 32;
+                    live.push((Block::from_fn(len, |i| item(tag + i as u64)).unwrap(), tag));
+                }
+                for (block, tag) in &live {
+                    let expected: Vec<u64> = (0..block.len() as u64).map(|i| tag + i).collect();
+                    prop_assert_eq!(values(block), expected);
+                }
+                let mut spans: Vec<(usize, usize)> = live
+                    .iter()
+                    .map(|(b, _)| (b.as_ptr() as usize, b.as_ptr() as usize + b.len() * 48))
+                    .collect();
+                spans.sort_unstable();
+                for pair in spans.windows(2) {
+                    prop_assert!(pair[0].1 <= pair[1].0, "overlap {:?}", pair);
+                }
+            }
+        }
+    }
+}

@@ -404,23 +404,36 @@ impl Batch {
 
     /// True when some packet's verdict is still pending (stops at the first).
     pub fn has_pending(&self) -> bool {
-        self.metas
+        self.packet_metas()
             .iter()
-            .take(self.len)
             .any(|m| m.verdict == Verdict::Pending)
+    }
+
+    /// The packets' annotations. Sliced to the batch's length rather than iterated with
+    /// `take`: a zip of two slices of known length compiles to one indexed loop without the
+    /// `take` counter and its per-packet compare (the pipeline's counter passes run it for
+    /// every packet).
+    fn packet_metas(&self) -> &[PacketMeta] {
+        self.metas.get(..self.len).unwrap_or_default()
     }
 
     /// Iterates over the packets.
     pub fn iter(&self) -> impl Iterator<Item = (&PacketBuf, &PacketMeta)> {
-        self.bufs.iter().zip(self.metas.iter()).take(self.len)
+        self.bufs
+            .get(..self.len)
+            .unwrap_or_default()
+            .iter()
+            .zip(self.packet_metas())
     }
 
     /// Iterates over the packets, writable.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&mut PacketBuf, &mut PacketMeta)> {
+        let len = self.len;
         self.bufs
+            .get_mut(..len)
+            .unwrap_or_default()
             .iter_mut()
-            .zip(self.metas.iter_mut())
-            .take(self.len)
+            .zip(self.metas.get_mut(..len).unwrap_or_default())
     }
 }
 

@@ -14,4 +14,7 @@ pub mod manager;
 pub mod namespace;
 
 pub use kernel::{Kernel, KernelError, PlanError, TapHost};
-pub use manager::{ApplyError, ApplySummary, Durability, ServiceManager, ServicePlane};
+pub use manager::{
+    ApplyError, ApplySummary, Durability, ServiceManager, ServicePlane, StageTicket,
+    StagedInstallError,
+};

@@ -18,4 +18,5 @@ pub mod namespace;
 pub use kernel::{Kernel, KernelError, PlanError, TapHost};
 pub use manager::{
     ApplyError, ApplySummary, CompactError, Compaction, Durability, ServiceManager, ServicePlane,
+    StageTicket, StagedInstallError,
 };

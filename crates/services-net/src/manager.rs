@@ -19,7 +19,9 @@
 //! reconciles over the slots they changed. Each stays all or nothing: a refused one changes
 //! nothing, and a failed install takes back every staged one, so the kernel, the data plane,
 //! the running configuration and the journal are as before the first of them. The next
-//! installing transaction installs the staged ones with it.
+//! installing transaction installs the staged ones with it. Each staged transaction has a
+//! [`StageTicket`]; a failed install says which it took back ([`StagedInstallError`]), so
+//! a stager whose transactions another apply installed in between knows they are live.
 //!
 //! The journal is written in the order the transactions committed. A [`Durability::Synced`]
 //! transaction is on disk when its apply returns; [`Durability::Deferred`] ones are queued
@@ -82,6 +84,35 @@ pub enum ApplyError {
     Install(String),
 }
 
+/// A staged transaction's place in the order [`ServiceManager::stage_text`] staged them.
+///
+/// Every staged transaction is either installed (by [`ServiceManager::install_staged`] or by
+/// an installing transaction after it) or taken back by a failed `install_staged`, which
+/// says from which ticket on ([`StagedInstallError::first_taken_back`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StageTicket(u64);
+
+/// Why [`ServiceManager::install_staged`] failed, and which staged transactions it took back.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct StagedInstallError {
+    /// Why the data plane did not take them.
+    #[source]
+    pub error: ApplyError,
+    /// The first transaction taken back: it and every one staged after it are undone. The
+    /// ones staged before it and after the caller's previous `install_staged` were
+    /// installed and journalled by an installing transaction in between.
+    pub first_taken_back: StageTicket,
+}
+
+impl StagedInstallError {
+    /// Whether the staged transaction `ticket`, staged after the caller's previous
+    /// `install_staged`, is installed (another apply took it) rather than taken back.
+    pub fn was_installed(&self, ticket: StageTicket) -> bool {
+        ticket < self.first_taken_back
+    }
+}
+
 /// When a transaction's journal entry reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -118,10 +149,14 @@ struct Running {
     compiler: Compiler,
     /// The transactions committed since the data plane's last install.
     staged: Option<Staged>,
+    /// The ticket of the next staged transaction.
+    next_ticket: StageTicket,
 }
 
 /// Transactions running but not installed yet, and what takes them back.
 struct Staged {
+    /// The ticket of the first of them; the others follow it in order.
+    first: StageTicket,
     /// The configuration and the compiler as the data plane has them.
     installed_config: ServiceConfig,
     installed_compiler: Compiler,
@@ -172,6 +207,7 @@ impl ServiceManager {
                 journal_base: ServiceConfig::new(),
                 compiler: Compiler::new(),
                 staged: None,
+                next_ticket: StageTicket(0),
             }),
             env,
             port_map,
@@ -231,27 +267,31 @@ impl ServiceManager {
     /// not installed: the data plane takes it with the next [`install_staged`] (or the next
     /// transaction that installs), and only then is it journalled, as
     /// [`Durability::Deferred`]. Until then it does not forward: the caller must not report
-    /// it done. `Err` changes nothing.
+    /// it done. Returns its ticket, which tells whether a failed install took it back. `Err`
+    /// changes nothing.
     ///
     /// [`install_staged`]: Self::install_staged
-    pub async fn stage_text(&self, text: &str) -> Result<ApplySummary, ApplyError> {
+    pub async fn stage_text(&self, text: &str) -> Result<(StageTicket, ApplySummary), ApplyError> {
         let changes = cli::parse(text, &self.port_map)?;
         let mut running = self.running.lock().await;
         let summary = self
             .apply_locked(&mut running, &changes, false, false)
             .await?;
+        let ticket = running.next_ticket;
+        running.next_ticket = StageTicket(ticket.0 + 1);
         if let Some(staged) = &mut running.staged {
             staged.texts.push(text.to_owned());
         }
-        Ok(summary)
+        Ok((ticket, summary))
     }
 
     /// Installs the transactions staged since the last install with one snapshot and queues
     /// their journal entries (on disk after the next [`sync_journal`](Self::sync_journal));
-    /// returns how many there were. `Err` takes every one of them back, the last first: the
-    /// kernel, the data plane, the running configuration and the journal are as before the
-    /// first of them.
-    pub async fn install_staged(&self) -> Result<usize, ApplyError> {
+    /// returns how many there were (0 when an installing transaction took them already).
+    /// `Err` takes every one of them back, the last first: the kernel, the data plane, the
+    /// running configuration and the journal are as before the first of them, whose ticket
+    /// it gives.
+    pub async fn install_staged(&self) -> Result<usize, StagedInstallError> {
         let mut running = self.running.lock().await;
         let Some(staged) = running.staged.take() else {
             return Ok(0);
@@ -263,7 +303,10 @@ impl ServiceManager {
             for plan in staged.plans.iter().rev() {
                 self.undo(plan).await;
             }
-            return Err(ApplyError::Install(error));
+            return Err(StagedInstallError {
+                error: ApplyError::Install(error),
+                first_taken_back: staged.first,
+            });
         }
         for text in &staged.texts {
             self.journal_queue(text);
@@ -351,7 +394,9 @@ impl ServiceManager {
                 }
             }
         } else {
+            let first = running.next_ticket;
             let staged = running.staged.get_or_insert_with(|| Staged {
+                first,
                 installed_config: running.config.clone(),
                 installed_compiler: running.compiler.clone(),
                 plans: Vec::new(),
@@ -790,30 +835,31 @@ mod tests {
         assert!(restarted.compact_journal_if_due().await.unwrap().is_none());
     }
 
-    #[tokio::test]
-    async fn staged_transactions_install_together_and_a_failed_install_takes_them_back() {
+    /// A manager over a [`StagePlane`] whose install can be made to fail, journalling into a
+    /// temporary directory; the directory (kept while the test runs), the journal's path, the
+    /// manager and the plane.
+    fn staging_manager() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        ServiceManager,
+        Arc<StagePlane>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let journal = dir.path().join("journal.jsonl");
-        let plane = Arc::new(StagePlane {
-            stage: Mutex::new(ServiceStage::new(ServiceStageConfig::default())),
-            installs: AtomicUsize::new(0),
-            gone: AtomicBool::new(false),
-        });
-        let ports: Ports = [
-            (PortName::new("eth1").unwrap(), Encapsulation::Qinq),
-            (PortName::new("eth2").unwrap(), Encapsulation::Dot1q),
-        ]
-        .into_iter()
-        .collect();
-        let kernel = Kernel::connect(plane.clone()).unwrap();
-        let manager = ServiceManager::new(
-            Environment::new(ports),
-            PortMap::new(),
-            kernel,
-            plane.clone(),
-            Some(journal.clone()),
-        );
-        let running = || async { manager.read(|config, _| config.services().count()).await };
+        let plane = stage_plane();
+        let manager = manager_on(&plane, &journal);
+        (dir, journal, manager, plane)
+    }
+
+    /// How many services the manager runs.
+    async fn running_services(manager: &ServiceManager) -> usize {
+        manager.read(|config, _| config.services().count()).await
+    }
+
+    #[tokio::test]
+    async fn staged_transactions_install_together_and_a_failed_install_takes_them_back() {
+        let (_dir, journal, manager, plane) = staging_manager();
+        let running = || running_services(&manager);
 
         // Three setups staged: running, neither installed nor journalled.
         for n in 1..=3 {
@@ -842,7 +888,10 @@ mod tests {
         plane.gone.store(true, Ordering::Relaxed);
         assert!(matches!(
             manager.install_staged().await,
-            Err(ApplyError::Install(_))
+            Err(StagedInstallError {
+                error: ApplyError::Install(_),
+                ..
+            })
         ));
         assert_eq!(running().await, 3);
         assert_eq!(plane.services(), 3);
@@ -858,5 +907,40 @@ mod tests {
         assert_eq!(plane.services(), 5);
         assert_eq!(manager.install_staged().await.unwrap(), 0);
         assert_eq!(journal_lines(&journal)[3..], [epipe(4), epipe(5)]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_install_names_the_staged_ones_another_apply_installed() {
+        let (_dir, journal, manager, plane) = staging_manager();
+        let running = || running_services(&manager);
+
+        // The stager stages two; an operator's apply installs and journals them with its own.
+        let (first, _) = manager.stage_text(&epipe(1)).await.unwrap();
+        let (second, _) = manager.stage_text(&epipe(2)).await.unwrap();
+        assert!(first < second);
+        manager.apply_text(&epipe(3), false).await.unwrap();
+        // The stager stages one more, and its install fails.
+        let (third, _) = manager.stage_text(&epipe(4)).await.unwrap();
+        plane.gone.store(true, Ordering::Relaxed);
+        let failed = manager.install_staged().await.unwrap_err();
+        assert!(matches!(failed.error, ApplyError::Install(_)));
+        assert_eq!(failed.first_taken_back, third);
+        assert!(failed.was_installed(first));
+        assert!(failed.was_installed(second));
+        assert!(!failed.was_installed(third));
+
+        // Exactly the one taken back is gone, from the running configuration, the data
+        // plane and the journal.
+        assert_eq!(running().await, 3);
+        assert_eq!(plane.services(), 3);
+        manager.sync_journal().await;
+        assert_eq!(journal_lines(&journal), [epipe(1), epipe(2), epipe(3)]);
+
+        // The next staged one has a later ticket than every taken back.
+        plane.gone.store(false, Ordering::Relaxed);
+        let (fourth, _) = manager.stage_text(&epipe(4)).await.unwrap();
+        assert!(fourth > third);
+        assert_eq!(manager.install_staged().await.unwrap(), 1);
+        assert_eq!(plane.services(), 4);
     }
 }

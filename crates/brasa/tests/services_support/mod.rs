@@ -114,7 +114,8 @@ impl Daemon {
                 &router.name,
                 BRASA,
                 "--log",
-                "info",
+                // A benchmark may log more (`BRASA_TEST_LOG=info,brasa::dynsvc::timing=debug`).
+                &std::env::var("BRASA_TEST_LOG").unwrap_or_else(|_| "info".into()),
                 "run",
                 "-c",
             ])

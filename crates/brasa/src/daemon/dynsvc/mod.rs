@@ -45,7 +45,7 @@ use brasa_script::{
     Referenced, RunOptions, ScriptParams, ServiceState,
 };
 use brasa_services::SapId;
-use brasa_services_net::Durability;
+use brasa_services_net::{Durability, StageTicket};
 use config::{CaptureDebug, DynamicServicesResolved, PolicyResolved};
 pub use evaluate::{EvaluateError, Evaluated, Evaluation};
 use scripts::{IdRanges, Reports, RunResources, ScriptThread};
@@ -53,16 +53,16 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify, Semaphore};
 
 /// The most setups the runner takes as one group (one ledger sync).
 const MAX_SETUP_GROUP: usize = 512;
 
-/// How long the setups of a group run before those done so far are synced and reported: the
-/// first of a group waits for the scripts of the others, so a long group trades latency for
-/// fewer disk syncs. About five journal syncs on this project's machine: the sync then costs
-/// a sixth of the group's time at most.
+/// How long the setups of a group are staged before those done so far are installed and
+/// their journal sync started (they are reported at the next install, once it is done): the
+/// first of a group waits for the scripts of the others, so a long chunk trades latency for
+/// fewer installs and disk syncs, and a sync has this long to finish behind the staging.
 const SETUP_GROUP_BUDGET: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A dynamic data service brasa created: what its later runs (modify, teardown) need.
@@ -184,6 +184,12 @@ impl std::fmt::Display for RunFailure {
 struct Staged {
     service: DynService,
     record: ServiceRecord,
+    /// Its transaction's place among the staged ones, when it was staged (not installed at
+    /// once, and its CLI not empty): a failed install says whether it was taken back.
+    ticket: Option<StageTicket>,
+    /// The reference changes of its run, made again when a failed install takes back only
+    /// the setups after it.
+    references: Vec<ReferenceChange>,
 }
 
 /// When a run's transaction reaches the data plane.
@@ -214,6 +220,51 @@ impl Chunk {
             since: Instant::now(),
         }
     }
+}
+
+/// Where a setup group's time went, logged at debug level (target `brasa::dynsvc::timing`)
+/// when the group is done: the runner's waits (the ledger's sync, the scripts' thread, the
+/// data plane, the journal's sync) beside its own work.
+#[derive(Debug, Default)]
+struct GroupTimes {
+    /// Waiting for the ledger's listing of the group's SAPs to reach the disk.
+    ledger_wait: Duration,
+    /// Waiting for the scripts' thread's reports.
+    script_wait: Duration,
+    /// Applying the reports (parse, validate, compile, stage).
+    stage: Duration,
+    /// The data-plane installs of the staged transactions.
+    install: Duration,
+    /// The journal syncs before the reports.
+    journal_sync: Duration,
+    /// Reporting the setups (trigger machine, records, accounting Start).
+    report: Duration,
+    /// How many installs (chunks) the group had.
+    commits: u32,
+}
+
+impl GroupTimes {
+    /// Awaits `work`, adding the time it took to `slot`.
+    async fn time<T>(slot: &mut Duration, work: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let output = work.await;
+        *slot += started.elapsed();
+        output
+    }
+}
+
+/// A chunk after its install: the setups that are live, reported once their journal entries
+/// are synced, and those a failed install took back, which fail with `reason`.
+struct Installed {
+    live: ByTrigger<Staged>,
+    taken_back: ByTrigger<Staged>,
+    reason: Option<RunFailure>,
+}
+
+/// An installed chunk whose journal sync runs while the runner stages the next one.
+struct Syncing {
+    installed: Installed,
+    sync: tokio::task::JoinHandle<()>,
 }
 
 /// The setup runs of a group's services, on the scripts' thread.
@@ -825,17 +876,21 @@ impl DynServices {
             .run(&policy.name, run, resources)
             .await
             .map_err(|reason| (RunFailure::Script(reason), None))?;
-        self.apply_report(&policy.name, report, Install::Now).await
+        let (report, _) = self
+            .apply_report(&policy.name, report, Install::Now)
+            .await?;
+        Ok(report)
     }
 
     /// Applies a run's CLI as one transaction, installed as `install` says, and its reference
-    /// changes; a failed run is counted and applies nothing.
+    /// changes; a failed run is counted and applies nothing. With the report, the
+    /// transaction's ticket when it was staged.
     async fn apply_report(
         &self,
         policy: &str,
         report: DynReport,
         install: Install,
-    ) -> Result<DynReport, (RunFailure, Option<DynReport>)> {
+    ) -> Result<(DynReport, Option<StageTicket>), (RunFailure, Option<DynReport>)> {
         if let brasa_script::Outcome::Failed(failure) = &report.run.outcome {
             self.counters
                 .script_failures
@@ -843,6 +898,7 @@ impl DynServices {
             let reason = format!("script {policy}: {}", failure.message);
             return Err((RunFailure::Script(reason), Some(report)));
         }
+        let mut ticket = None;
         if !report.cli.trim().is_empty() {
             let manager = &self.services.manager;
             let applied = match install {
@@ -850,7 +906,10 @@ impl DynServices {
                     .apply_text_as(&report.cli, false, Durability::Deferred)
                     .await
                     .map(drop),
-                Install::WithGroup => manager.stage_text(&report.cli).await.map(drop),
+                Install::WithGroup => manager
+                    .stage_text(&report.cli)
+                    .await
+                    .map(|(staged, _)| ticket = Some(staged)),
             };
             if let Err(err) = applied {
                 self.counters.apply_failures.fetch_add(1, Ordering::Relaxed);
@@ -859,7 +918,7 @@ impl DynServices {
             }
         }
         self.commit_references(&report.references);
-        Ok(report)
+        Ok((report, ticket))
     }
 
     fn commit_references(&self, changes: &[ReferenceChange]) {
@@ -959,11 +1018,14 @@ impl DynServices {
     /// SAP of the group with one disk sync while the scripts' thread runs their setups as
     /// one batch, ahead of the applies; each service's CLI is then applied as its own
     /// transaction (all or nothing) and staged for one data-plane install. Every
-    /// [`SETUP_GROUP_BUDGET`] and at the end, the staged setups are installed with one job
-    /// and journalled with one sync, and only then reported ([`Self::commit_setups`]). A
+    /// [`SETUP_GROUP_BUDGET`] the staged setups are installed with one job and their journal
+    /// entries synced with one `fdatasync` while the next ones are staged; they are reported
+    /// at the next install, once that sync is done ([`Self::install_behind_sync`]). At the
+    /// end, the last ones are installed, synced and reported ([`Self::commit_setups`]). A
     /// failed service fails its trigger, whose applied services are removed; the batch's
     /// later runs, made for a state that now will not be, run again in a new batch.
-    async fn set_up_group(&self, group: Vec<(SapId, Vec<DynService>)>) {
+    async fn set_up_group(&self, group: Vec<(SapId, Vec<DynService>)>) -> GroupTimes {
+        let mut times = GroupTimes::default();
         let saps: Vec<SapId> = group
             .iter()
             .flat_map(|(_, services)| services.iter().map(|s| s.sap.clone()))
@@ -971,29 +1033,39 @@ impl DynServices {
         let listing = self.ledger_create(saps);
         let mut pending: VecDeque<_> = group.into();
         let mut batch = self.start_batch(&pending).await;
-        if let Err(reason) = Self::ledger_written(listing).await {
+        let written = GroupTimes::time(&mut times.ledger_wait, Self::ledger_written(listing)).await;
+        if let Err(reason) = written {
             drop(batch);
             for (trigger, services) in &pending {
                 if let Some(first) = services.first() {
                     self.fail_setup(trigger, &first.sap, &reason).await;
                 }
             }
-            return;
+            return times;
         }
         let mut chunk = Chunk::new(self.state().references.clone());
+        let mut syncing = None;
         while let Some((trigger, services)) = pending.pop_front() {
             if chunk.since.elapsed() >= SETUP_GROUP_BUDGET {
                 let done = std::mem::replace(&mut chunk, Chunk::new(Arc::default()));
-                self.commit_setups(done).await;
+                self.install_behind_sync(done, &mut syncing, &mut times)
+                    .await;
                 chunk = Chunk::new(self.state().references.clone());
             }
             let mut done = Vec::with_capacity(services.len());
             let mut failed = None;
             for (index, service) in services.iter().enumerate() {
-                let staged = match batch.next().await {
+                let next = GroupTimes::time(&mut times.script_wait, batch.next()).await;
+                let staged = match next {
                     Ok((prepared, report)) => {
-                        self.stage_setup(&trigger, service, prepared, report, Install::WithGroup)
-                            .await
+                        let staged = self.stage_setup(
+                            &trigger,
+                            service,
+                            prepared,
+                            report,
+                            Install::WithGroup,
+                        );
+                        GroupTimes::time(&mut times.stage, staged).await
                     }
                     Err(failure) => {
                         self.ledger().removed(&service.sap);
@@ -1016,7 +1088,7 @@ impl DynServices {
             // install, and must find the reference table as those setups left it.
             drop(batch);
             let finished = std::mem::replace(&mut chunk, Chunk::new(Arc::default()));
-            self.commit_setups(finished).await;
+            self.commit_setups(finished, &mut syncing, &mut times).await;
             for service in done {
                 self.discard(service).await;
             }
@@ -1029,7 +1101,8 @@ impl DynServices {
             batch = self.start_batch(&pending).await;
             chunk = Chunk::new(self.state().references.clone());
         }
-        self.commit_setups(chunk).await;
+        self.commit_setups(chunk, &mut syncing, &mut times).await;
+        times
     }
 
     /// Starts the setup runs of every service of `pending` as one batch on the scripts'
@@ -1054,35 +1127,126 @@ impl DynServices {
         }
     }
 
-    /// Installs a chunk's staged setups with one data-plane job and makes their transactions
-    /// durable with one journal sync, then reports each trigger's services in order. When the
-    /// data plane does not take them, every staged transaction is taken back (the service
-    /// manager does it) with the reference changes of their runs, and their triggers fail.
-    async fn commit_setups(&self, chunk: Chunk) {
+    /// Installs a chunk's staged setups and reports them with the chunk before it, whose sync
+    /// `syncing` holds: `chunk` is installed, the previous sync awaited and that chunk
+    /// reported, then one journal sync and this chunk's reports. Nothing is staged meanwhile:
+    /// what follows (removals, a new batch) finds every setup so far installed and reported.
+    async fn commit_setups(
+        &self,
+        chunk: Chunk,
+        syncing: &mut Option<Syncing>,
+        times: &mut GroupTimes,
+    ) {
+        self.install_behind_sync(chunk, syncing, times).await;
+        if let Some(last) = syncing.take() {
+            self.report_synced(last, times).await;
+        }
+    }
+
+    /// Installs a chunk's staged setups and starts the journal sync of their entries, to run
+    /// while the runner stages the next chunk; the chunk before, whose sync `syncing` holds,
+    /// is reported first. A sync is awaited only after a chunk's worth of staging, so the
+    /// disk's latency is off the runner's path; a setup is still reported only once its
+    /// journal entry is on disk.
+    async fn install_behind_sync(
+        &self,
+        chunk: Chunk,
+        syncing: &mut Option<Syncing>,
+        times: &mut GroupTimes,
+    ) {
+        let installed = self.install_chunk(chunk, times).await;
+        // Reported now that nothing is staged: a removal among the reports installs nothing
+        // of the chunk to come, whose reference table starts after them.
+        if let Some(previous) = syncing.take() {
+            self.report_synced(previous, times).await;
+        }
+        let Some(installed) = installed else {
+            return;
+        };
+        let manager = self.services.manager.clone();
+        *syncing = Some(Syncing {
+            installed,
+            sync: tokio::spawn(async move { manager.sync_journal().await }),
+        });
+    }
+
+    /// Awaits a chunk's journal sync, then reports it.
+    async fn report_synced(&self, syncing: Syncing, times: &mut GroupTimes) {
+        let Syncing { installed, sync } = syncing;
+        if let Err(error) = GroupTimes::time(&mut times.journal_sync, sync).await {
+            // The sync task panicked: the entries may not be on disk, so sync again.
+            tracing::error!(%error, "the journal sync of a setup chunk stopped");
+            self.services.manager.sync_journal().await;
+        }
+        self.report_installed(installed, times).await;
+    }
+
+    /// Installs a chunk's staged setups with one data-plane job (their journal entries are
+    /// queued, to be synced before they are reported); `None` when it is empty. When the data
+    /// plane does not take them, the service manager takes back the staged transactions not
+    /// yet installed, and this the reference changes of their runs: their triggers fail. The
+    /// ones an installing transaction (an operator's apply, a CoA's) installed in between
+    /// are live and journalled, and are reported as the rest would have been.
+    async fn install_chunk(&self, chunk: Chunk, times: &mut GroupTimes) -> Option<Installed> {
         let Chunk {
             staged, references, ..
         } = chunk;
         if staged.is_empty() {
-            return;
+            return None;
         }
-        if let Err(error) = self.services.manager.install_staged().await {
-            self.counters.apply_failures.fetch_add(1, Ordering::Relaxed);
-            self.state().references = references;
-            let reason =
-                RunFailure::Apply(format!("the data plane did not take the setups: {error}"));
-            for (trigger, done) in staged {
-                let Some(first) = done.first().map(|s| s.service.sap.clone()) else {
-                    continue;
-                };
-                for service in &done {
-                    self.ledger().removed(&service.service.sap);
-                }
-                self.fail_setup(&trigger, &first, &reason).await;
+        times.commits += 1;
+        let installed =
+            GroupTimes::time(&mut times.install, self.services.manager.install_staged()).await;
+        let failed = match installed {
+            Ok(_) => {
+                return Some(Installed {
+                    live: staged,
+                    taken_back: Vec::new(),
+                    reason: None,
+                })
             }
-            return;
+            Err(failed) => failed,
+        };
+        self.counters.apply_failures.fetch_add(1, Ordering::Relaxed);
+        let (live, taken_back) = split_at_first_not(staged, |service: &Staged| {
+            service
+                .ticket
+                .is_none_or(|ticket| failed.was_installed(ticket))
+        });
+        let mut table = references;
+        for service in live.iter().flat_map(|(_, done)| done) {
+            apply_reference_changes(Arc::make_mut(&mut table), &service.references);
         }
-        self.services.manager.sync_journal().await;
-        for (trigger, done) in staged {
+        self.state().references = table;
+        let reason = RunFailure::Apply(format!(
+            "the data plane did not take the setups: {}",
+            failed.error
+        ));
+        Some(Installed {
+            live,
+            taken_back,
+            reason: Some(reason),
+        })
+    }
+
+    /// Reports an installed chunk whose journal entries are on disk: each live trigger's
+    /// services in order, then the failure of those taken back.
+    async fn report_installed(&self, installed: Installed, times: &mut GroupTimes) {
+        let Installed {
+            live,
+            taken_back,
+            reason,
+        } = installed;
+        let reporting = Instant::now();
+        // The trigger whose services the failed install split: its live ones are not reported.
+        let split = taken_back.first().map(|(trigger, _)| trigger.clone());
+        for (trigger, done) in live {
+            if split.as_ref() == Some(&trigger) {
+                for service in done {
+                    self.discard(service).await;
+                }
+                continue;
+            }
             let mut done = done.into_iter();
             while let Some(service) = done.next() {
                 let sap = service.service.sap.clone();
@@ -1094,6 +1258,19 @@ impl DynServices {
                     break;
                 }
             }
+        }
+        times.report += reporting.elapsed();
+        let Some(reason) = reason else {
+            return;
+        };
+        for (trigger, done) in taken_back {
+            let Some(first) = done.first().map(|s| s.service.sap.clone()) else {
+                continue;
+            };
+            for service in &done {
+                self.ledger().removed(&service.service.sap);
+            }
+            self.fail_setup(&trigger, &first, &reason).await;
         }
     }
 
@@ -1141,7 +1318,7 @@ impl DynServices {
                 .await
                 .map_err(|(failure, _)| failure),
         };
-        let report = match applied {
+        let (mut report, ticket) = match applied {
             Ok(applied) => applied,
             Err(failure) => {
                 // Nothing of the run was applied.
@@ -1184,6 +1361,8 @@ impl DynServices {
         Ok(Staged {
             service: service.clone(),
             record,
+            ticket,
+            references: std::mem::take(&mut report.references),
         })
     }
 
@@ -1191,7 +1370,9 @@ impl DynServices {
     /// it (sapCreated when it is the trigger's own SAP), then its record and its accounting
     /// Start. `Err` (the trigger timed out or was cleared meanwhile) removes it.
     async fn acknowledge(&self, trigger: &SapId, staged: Staged) -> Result<(), RunFailure> {
-        let Staged { service, record } = staged;
+        let Staged {
+            service, record, ..
+        } = staged;
         let created = self
             .state()
             .triggers
@@ -1514,12 +1695,43 @@ impl DynServices {
     }
 }
 
+/// Items of each trigger, triggers in order.
+type ByTrigger<T> = Vec<(SapId, Vec<T>)>;
+
+/// Splits a chunk's services, in order, before the first for which `live` is false: the
+/// live ones and the rest, each by trigger. A trigger with services on both sides is in both.
+fn split_at_first_not<T>(
+    chunk: ByTrigger<T>,
+    live: impl Fn(&T) -> bool,
+) -> (ByTrigger<T>, ByTrigger<T>) {
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    for (trigger, mut services) in chunk {
+        if !after.is_empty() {
+            after.push((trigger, services));
+            continue;
+        }
+        match services.iter().position(|service| !live(service)) {
+            None => before.push((trigger, services)),
+            Some(at) => {
+                let rest = services.split_off(at);
+                if !services.is_empty() {
+                    before.push((trigger.clone(), services));
+                }
+                after.push((trigger, rest));
+            }
+        }
+    }
+    (before, after)
+}
+
 /// Does the queued work in order. The setups queued together are one group (one ledger sync,
 /// one journal sync; see [`DynServices::set_up_group`]); any other work is done alone, and
 /// its journal synced before it is answered.
 async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiver<Work>) {
     let mut next = None;
     loop {
+        let idle = Instant::now();
         let work = match next.take() {
             Some(work) => work,
             None => match queue.recv().await {
@@ -1527,6 +1739,7 @@ async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiv
                 None => return,
             },
         };
+        let idle = idle.elapsed();
         match work {
             Work::Setup { trigger, services } => {
                 let mut group = vec![(trigger, services)];
@@ -1540,7 +1753,23 @@ async fn runner(dyn_services: Arc<DynServices>, mut queue: mpsc::UnboundedReceiv
                         Err(_) => break,
                     }
                 }
-                dyn_services.set_up_group(group).await;
+                let setups = group.len();
+                let started = Instant::now();
+                let times = dyn_services.set_up_group(group).await;
+                tracing::debug!(
+                    target: "brasa::dynsvc::timing",
+                    setups,
+                    idle_before_us = idle.as_micros() as u64,
+                    total_us = started.elapsed().as_micros() as u64,
+                    ledger_wait_us = times.ledger_wait.as_micros() as u64,
+                    script_wait_us = times.script_wait.as_micros() as u64,
+                    stage_us = times.stage.as_micros() as u64,
+                    install_us = times.install.as_micros() as u64,
+                    journal_sync_us = times.journal_sync.as_micros() as u64,
+                    report_us = times.report.as_micros() as u64,
+                    commits = times.commits,
+                    "setup group done"
+                );
             }
             Work::Teardown(teardown, cause) => {
                 dyn_services.tear_down_services(teardown, cause).await;
@@ -1639,5 +1868,43 @@ impl DynServices {
         for (policy, records) in by_policy {
             self.send_accounting(&policy, Ok(records));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_install_splits_the_chunk_before_its_first_taken_back_setup() {
+        let sap = |text: &str| SapId::parse(text).unwrap();
+        // Tickets below 3 were installed by another apply; 3 and later were taken back.
+        let installed = |ticket: &u64| *ticket < 3;
+        let chunk = vec![
+            (sap("eth1:1.1"), vec![0, 1]),
+            (sap("eth1:1.2"), vec![2, 3]),
+            (sap("eth1:1.3"), vec![4]),
+        ];
+        let (live, taken_back) = split_at_first_not(chunk, installed);
+        assert_eq!(
+            live,
+            [(sap("eth1:1.1"), vec![0, 1]), (sap("eth1:1.2"), vec![2])]
+        );
+        assert_eq!(
+            taken_back,
+            [(sap("eth1:1.2"), vec![3]), (sap("eth1:1.3"), vec![4])]
+        );
+
+        // None installed: the whole chunk is taken back, no trigger on both sides.
+        let chunk = vec![(sap("eth1:1.4"), vec![5]), (sap("eth1:1.5"), vec![6])];
+        let (live, taken_back) = split_at_first_not(chunk.clone(), installed);
+        assert!(live.is_empty());
+        assert_eq!(taken_back, chunk);
+
+        // All installed: nothing taken back.
+        let chunk = vec![(sap("eth1:1.6"), vec![0]), (sap("eth1:1.7"), vec![1, 2])];
+        let (live, taken_back) = split_at_first_not(chunk.clone(), installed);
+        assert_eq!(live, chunk);
+        assert!(taken_back.is_empty());
     }
 }

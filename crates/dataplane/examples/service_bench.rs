@@ -670,12 +670,15 @@ fn acl_core(seconds: f64) {
     })
     .unwrap();
     /// An owner's record: what a packet reads besides the entries and actions (which are in
-    /// the classifier's arenas), in four whole lines.
+    /// the classifier's arenas), in four whole lines. The hit counters come before the
+    /// policer: a packet of the last rules or of the default action then reads three of the
+    /// lines (the rule set's handle, its counter and the policer) rather than four, which
+    /// measured faster than the policer first (round 8b in `docs/perf/dataplane.md`).
     #[repr(C, align(64))]
     struct Owner {
         rules: RuleSet,
-        policer: PolicerState,
         hits: [u64; 9],
+        policer: PolicerState,
     }
     // The records are in huge pages, as the entries are: a random owner per packet.
     let mut owners = brasa_dataplane::arena::HugeSlice::from_fn(OWNERS, |k| {

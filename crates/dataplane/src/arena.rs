@@ -304,6 +304,160 @@ impl<T: ArenaItem> Default for Block<T> {
     }
 }
 
+impl<T: ArenaItem> std::ops::DerefMut for Block<T> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as for `deref`, and `&mut self` is exclusive: no other block covers the items.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+/// A cache line of untyped memory: the unit a [`Pair`] is carved in.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub struct Line([std::mem::MaybeUninit<u8>; LINE]);
+
+impl ArenaItem for Line {
+    fn arena() -> &'static Arena<Self> {
+        static ARENA: Arena<Line> = Arena::new();
+        &ARENA
+    }
+}
+
+/// Two arrays in one block, the second right after the first (at its alignment): an owner's
+/// classifier entries and the actions they lead to, so that a packet's scan and its action are
+/// adjacent lines — one allocation, one page, pairs of lines the adjacent-line prefetcher
+/// fetches together — instead of two blocks in two arenas' chunks.
+///
+/// Items are `Copy` (nothing to drop) and aligned to at most a line (the block's alignment).
+pub struct Pair<A, B> {
+    lines: Block<Line>,
+    /// Items in the first array.
+    first: u32,
+    /// Items in the second array.
+    second: u32,
+    items: PhantomData<(A, B)>,
+}
+
+impl<A: Copy, B: Copy> Pair<A, B> {
+    const ALIGNED: () = assert!(
+        std::mem::align_of::<A>() <= LINE && std::mem::align_of::<B>() <= LINE,
+        "a pair's items must be aligned to at most a line"
+    );
+
+    /// An empty pair (takes no room).
+    pub const fn empty() -> Self {
+        Self {
+            lines: Block::empty(),
+            first: 0,
+            second: 0,
+            items: PhantomData,
+        }
+    }
+
+    /// Byte offset of the second array: the end of the first, rounded up to `B`'s alignment.
+    #[inline(always)]
+    fn second_offset(first: usize) -> usize {
+        (first * std::mem::size_of::<A>()).next_multiple_of(std::mem::align_of::<B>())
+    }
+
+    /// A pair holding copies of `first` then `second`.
+    pub fn new(first: &[A], second: &[B]) -> Result<Self, ArenaError> {
+        let () = Self::ALIGNED;
+        let offset = Self::second_offset(first.len());
+        let bytes = offset + std::mem::size_of_val(second);
+        let room = bytes.div_ceil(LINE);
+        let max = Arena::<Line>::max_len();
+        let (Ok(first_len), Ok(second_len)) =
+            (u32::try_from(first.len()), u32::try_from(second.len()))
+        else {
+            return Err(ArenaError::TooLong { len: room, max });
+        };
+        let mut lines = Block::from_fn(room, |_| Line([std::mem::MaybeUninit::uninit(); LINE]))?;
+        let base = lines.as_mut_ptr().cast::<u8>();
+        for (i, item) in first.iter().enumerate() {
+            // SAFETY: item `i` of the first array ends at most `offset <= bytes` bytes into the
+            // block's `room` lines; the block is line-aligned and `A` needs no more (`ALIGNED`),
+            // and sizes are multiples of alignments, so `base + i * size_of::<A>()` is aligned.
+            // The lines are untyped (`MaybeUninit`), so any bytes may be written over them.
+            unsafe { base.cast::<A>().add(i).write(*item) };
+        }
+        for (i, item) in second.iter().enumerate() {
+            // SAFETY: as above: item `i` of the second array lies in `offset..bytes`, and
+            // `offset` is a multiple of `B`'s alignment.
+            unsafe { base.add(offset).cast::<B>().add(i).write(*item) };
+        }
+        Ok(Self {
+            lines,
+            first: first_len,
+            second: second_len,
+            items: PhantomData,
+        })
+    }
+
+    /// The first array.
+    #[inline(always)]
+    pub fn first(&self) -> &[A] {
+        // SAFETY: `first` items of `A` were written at the block's start in `new`, and nothing
+        // writes the block afterwards (it is only reachable through `&self`); the pointer is
+        // line-aligned (a dangling one of `Line`'s alignment when empty, with no items).
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<A>(), self.first as usize) }
+    }
+
+    /// The second array.
+    #[inline(always)]
+    pub fn second(&self) -> &[B] {
+        let offset = Self::second_offset(self.first as usize);
+        // SAFETY: as for `first`: `second` items of `B` were written from `offset` in `new`,
+        // which is within the block or its end (zero items), and aligned for `B`.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.lines.as_ptr().cast::<u8>().add(offset).cast::<B>(),
+                self.second as usize,
+            )
+        }
+    }
+
+    /// Both arrays as one span of bytes, for prefetching.
+    #[inline(always)]
+    pub fn bytes(&self) -> (*const u8, usize) {
+        (
+            self.lines.as_ptr().cast(),
+            Self::second_offset(self.first as usize) + std::mem::size_of_val(self.second()),
+        )
+    }
+}
+
+impl<A: Copy, B: Copy> Clone for Pair<A, B> {
+    fn clone(&self) -> Self {
+        // The same lengths fitted a chunk before, so they fit again.
+        Self::new(self.first(), self.second()).unwrap_or_else(|_| Self::empty())
+    }
+}
+
+impl<A: Copy + std::fmt::Debug, B: Copy + std::fmt::Debug> std::fmt::Debug for Pair<A, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pair")
+            .field("first", &self.first())
+            .field("second", &self.second())
+            .finish()
+    }
+}
+
+impl<A: Copy + PartialEq, B: Copy + PartialEq> PartialEq for Pair<A, B> {
+    fn eq(&self, other: &Self) -> bool {
+        self.first() == other.first() && self.second() == other.second()
+    }
+}
+
+impl<A: Copy + Eq, B: Copy + Eq> Eq for Pair<A, B> {}
+
+impl<A: Copy, B: Copy> Default for Pair<A, B> {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
 /// A fixed-length array in memory of its own, 2 MiB-aligned and advised `MADV_HUGEPAGE`
 /// before it is first written when it is 2 MiB or more: for the tables a packet indexes at
 /// random that outgrow a chunk (the PCC stage's address tables and subscriber slots), which
@@ -525,7 +679,56 @@ mod tests {
         assert_eq!(whole.last().map(|i| i.value), Some(max as u64 - 1));
     }
 
+    /// 12 bytes, 4-aligned: packed after 32-byte items without padding.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Small(u32, u32, u32);
+
+    /// 32 bytes, 32-aligned, as the classifier's IPv4 entries.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[repr(align(32))]
+    struct Wide([u8; 20]);
+
     proptest! {
+        /// A pair's arrays read back as written, from a line-aligned block in which the second
+        /// array starts right after the first (at its alignment), and survive other pairs
+        /// coming and going.
+        #[test]
+        fn pairs_hold_both_arrays_back_to_back(
+            sets in proptest::collection::vec((0usize..12, 0usize..12, any::<u8>()), 1..40),
+        ) {
+            let make = |&(a, b, tag): &(usize, usize, u8)| {
+                let wide: Vec<Wide> = (0..a).map(|i| Wide([tag ^ i as u8; 20])).collect();
+                let small: Vec<Small> =
+                    (0..b).map(|i| Small(u32::from(tag), i as u32, !(i as u32))).collect();
+                (wide, small)
+            };
+            let mut live = Vec::new();
+            for (n, set) in sets.iter().enumerate() {
+                let (wide, small) = make(set);
+                let pair = Pair::new(&wide, &small).unwrap();
+                prop_assert_eq!(pair.first(), &wide[..]);
+                prop_assert_eq!(pair.second(), &small[..]);
+                if !wide.is_empty() || !small.is_empty() {
+                    prop_assert_eq!(pair.first().as_ptr() as usize % LINE, 0);
+                    prop_assert_eq!(
+                        pair.second().as_ptr() as usize - pair.first().as_ptr() as usize,
+                        32 * wide.len()
+                    );
+                    prop_assert_eq!(pair.bytes().1, 32 * wide.len() + 12 * small.len());
+                }
+                prop_assert_eq!(&pair.clone(), &pair);
+                live.push((pair, n));
+                if n % 3 == 2 {
+                    live.swap_remove(n % live.len());
+                }
+            }
+            for (pair, n) in &live {
+                let (wide, small) = make(&sets[*n]);
+                prop_assert_eq!(pair.first(), &wide[..]);
+                prop_assert_eq!(pair.second(), &small[..]);
+            }
+        }
+
         /// Blocks allocated and freed in any order never overlap and keep their contents.
         #[test]
         fn blocks_never_overlap(ops in proptest::collection::vec((0usize..40, 1usize..20), 1..200)) {

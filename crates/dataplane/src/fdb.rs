@@ -18,6 +18,8 @@
 //! from a cursor, so the whole table is covered every few seconds without ever scanning it
 //! in one tick.
 
+use crate::arena::HugeSlice;
+
 /// Epoch value of a static entry.
 pub const STATIC_EPOCH: u8 = 0xff;
 
@@ -82,78 +84,11 @@ impl Key {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotRef(usize);
 
-/// The slots: one zeroed allocation aligned to 2 MiB, which Linux is asked to back with huge
-/// pages (`MADV_HUGEPAGE`) before it is touched: a random lookup in a table of tens of
-/// megabytes then costs a cache miss, not a cache miss plus a page walk.
-struct Slots {
-    ptr: std::ptr::NonNull<Slot>,
-    len: usize,
-}
-
-// SAFETY: `Slots` owns its allocation like a `Box<[Slot]>` does; `Slot` is plain data.
-unsafe impl Send for Slots {}
-// SAFETY: shared access only reads.
-unsafe impl Sync for Slots {}
-
-const HUGE_PAGE: usize = 2 << 20;
-
-impl Slots {
-    fn layout(len: usize) -> std::alloc::Layout {
-        let bytes = (len * std::mem::size_of::<Slot>()).max(1);
-        let align = if bytes >= HUGE_PAGE {
-            HUGE_PAGE
-        } else {
-            std::mem::align_of::<Slot>()
-        };
-        // Sizes come from `Fdb::new`, far below isize::MAX, and the alignment is a power of two.
-        std::alloc::Layout::from_size_align(bytes, align)
-            .unwrap_or_else(|_| std::alloc::Layout::new::<Slot>())
-    }
-
-    fn zeroed(len: usize) -> Self {
-        let layout = Self::layout(len);
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { std::alloc::alloc(layout) }.cast::<Slot>();
-        let Some(ptr) = std::ptr::NonNull::new(raw) else {
-            std::alloc::handle_alloc_error(layout);
-        };
-        // The advice must come before the pages are first written, so zeroing follows it.
-        #[cfg(target_os = "linux")]
-        if layout.align() == HUGE_PAGE {
-            // SAFETY: advice on memory this allocation owns; failure only means small pages.
-            unsafe { libc::madvise(raw.cast(), layout.size(), libc::MADV_HUGEPAGE) };
-        }
-        // SAFETY: `layout.size()` bytes were just allocated at `raw`.
-        unsafe { std::ptr::write_bytes(raw.cast::<u8>(), 0, layout.size()) };
-        Self { ptr, len }
-    }
-}
-
-impl Drop for Slots {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `zeroed` with the same layout.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), Self::layout(self.len)) };
-    }
-}
-
-impl std::ops::Deref for Slots {
-    type Target = [Slot];
-    fn deref(&self) -> &[Slot] {
-        // SAFETY: `len` zero-initialised slots (all-zero is a valid empty `Slot`).
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl std::ops::DerefMut for Slots {
-    fn deref_mut(&mut self) -> &mut [Slot] {
-        // SAFETY: as above, and `&mut self` is exclusive.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
 /// The table.
 pub struct Fdb {
-    slots: Slots,
+    /// In huge pages ([`HugeSlice`]): a random lookup in a table of tens of megabytes then
+    /// costs a cache miss, not a cache miss plus a page walk.
+    slots: HugeSlice<Slot>,
     mask: usize,
     shift: u32,
     seed: u64,
@@ -191,7 +126,7 @@ impl Fdb {
         // At most 80 % full: probe runs stay within a cache line or two.
         let slots = (max_entries + max_entries / 4).next_power_of_two().max(16);
         Self {
-            slots: Slots::zeroed(slots),
+            slots: HugeSlice::from_fn(slots, |_| Slot::default()),
             mask: slots - 1,
             shift: 64 - slots.trailing_zeros(),
             seed: seed | 1,

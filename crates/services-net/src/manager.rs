@@ -321,8 +321,7 @@ impl ServiceManager {
         let Some(journal) = self.journal.clone() else {
             return;
         };
-        let flushed = tokio::task::spawn_blocking(move || {
-            let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+        let flushed = on_journal(journal, |journal| {
             let path = journal.path().to_owned();
             journal.flush().map_err(|error| (path, error))
         })
@@ -512,8 +511,7 @@ impl ServiceManager {
         let Some(journal) = self.journal.clone() else {
             return Vec::new();
         };
-        let read = tokio::task::spawn_blocking(move || {
-            let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+        let read = on_journal(journal, |journal| {
             let path = journal.path().to_owned();
             journal.read().map_err(|error| (path, error))
         })
@@ -545,22 +543,14 @@ impl ServiceManager {
     /// entries; `Ok(None)` when it has not. After a failure the next try waits until the
     /// journal has doubled.
     pub async fn compact_journal_if_due(&self) -> Result<Option<Compaction>, CompactError> {
-        let due = self.journal.as_ref().is_some_and(|journal| {
-            journal
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .due()
-        });
+        let due = (self.journal.as_ref()).is_some_and(|journal| lock_journal(journal).due());
         if !due {
             return Ok(None);
         }
         let compacted = self.compact_journal().await;
         if compacted.is_err() {
             if let Some(journal) = &self.journal {
-                journal
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .postpone();
+                lock_journal(journal).postpone();
             }
         }
         compacted.map(Some)
@@ -588,8 +578,7 @@ impl ServiceManager {
             let journal = journal.clone();
             // Under the transaction lock, so that every entry of `installed` is before `cut`
             // and every later one after it.
-            let (cut, before) = tokio::task::spawn_blocking(move || {
-                let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+            let (cut, before) = on_journal(journal, |journal| {
                 journal.flush()?;
                 Ok::<_, std::io::Error>((journal.len()?, journal.entries()))
             })
@@ -601,7 +590,7 @@ impl ServiceManager {
         let ports = self.port_map.clone();
         let after = tokio::task::spawn_blocking(move || {
             let texts = cli::compact(&base, &installed, &env, &ports)?;
-            let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+            let mut journal = lock_journal(&journal);
             journal.rewrite(cut, &texts)?;
             Ok::<_, CompactError>(journal.entries())
         })
@@ -613,12 +602,26 @@ impl ServiceManager {
 
     fn journal_queue(&self, text: &str) {
         if let Some(journal) = &self.journal {
-            journal
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .queue(text);
+            lock_journal(journal).queue(text);
         }
     }
+}
+
+/// The journal under its lock. A panic while it was held leaves the file as valid as a crash
+/// would (whole lines, or a torn last one that the next read cuts), so a poisoned lock is
+/// taken all the same.
+fn lock_journal(journal: &Mutex<Journal>) -> std::sync::MutexGuard<'_, Journal> {
+    journal
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs `f` on the journal on a blocking thread: its file I/O must not hold a runtime worker.
+async fn on_journal<T: Send + 'static>(
+    journal: Arc<Mutex<Journal>>,
+    f: impl FnOnce(&mut Journal) -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || f(&mut lock_journal(&journal))).await
 }
 
 /// What a journal compaction did.

@@ -32,6 +32,11 @@ const NAMES: LabNames = LabNames {
 /// `brasa run` with the SM, the data plane on the lab's trunk and `[dataplane.subscribers]`
 /// (subscribers without services get `no_services`), then `extra`.
 fn config(lab: &Lab, dir: &Path, no_services: &str, extra: &str) -> String {
+    config_on(&lab.dataplane(), dir, no_services, extra)
+}
+
+/// [`config`] with the `[dataplane]` section `dataplane`.
+fn config_on(dataplane: &str, dir: &Path, no_services: &str, extra: &str) -> String {
     format!(
         r#"data_dir = "{data}"
 [api]
@@ -51,7 +56,6 @@ no_services = "{no_services}"
 {extra}
 "#,
         data = dir.join("data").display(),
-        dataplane = lab.dataplane()
     )
 }
 
@@ -114,6 +118,92 @@ fn netns_a_subscriber_pushed_by_the_sm_is_enforced_on_the_ies_interface_and_agai
         enforced(&daemon, "alice")
     });
     assert!(!ping(&lab.host, SERVER), "enforced again from the SM");
+}
+
+/// Subscribers mapped in VPNs (`…@VPN` in the SM) are enforced on the interfaces of the VPRN
+/// that `[dataplane.subscribers.vpns]` names for their VPN, and only there: two customers'
+/// hosts with the same address sit behind VPRNs 100 (VPN corp-a) and 200 (VPN corp-b); alice,
+/// logged in at that address in corp-a without services (`no_services = "drop"`), loses her
+/// traffic on VPRN 100 while the same address behind VPRN 200 — nobody's there — keeps its
+/// own; her logout gives it back.
+#[test]
+fn netns_ip_at_vpn_subscribers_are_enforced_in_their_vprn_only() {
+    let router = Netns::new("pvr");
+    let trunk = services_support::trunk(
+        &router,
+        services_support::TrunkNames {
+            switch_prefix: "pvsw",
+            ipv4_only: true,
+        },
+        "pv1",
+        vec![
+            services_support::dot1q("pva", "10.72.0.2/24", 10),
+            services_support::dot1q("pvb", "10.72.0.2/24", 20),
+        ],
+    );
+    let (corp_a, corp_b) = (&trunk.hosts[0], &trunk.hosts[1]);
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        &router,
+        dir.path(),
+        &config_on(
+            "[dataplane]\ntun = \"pvtun0\"\n[[dataplane.interface]]\nname = \"pv1\"\nencap = \"dot1q\"\n",
+            dir.path(),
+            "drop",
+            "[dataplane.subscribers.vpns]\ncorp-a = 100\ncorp-b = 200\n",
+        ),
+    );
+    daemon.apply(
+        r#"configure service
+    vprn 100 customer 1 create
+        interface "corp-a" create
+            address 10.72.0.1/24
+            sap pv1:10 create exit
+        exit
+        no shutdown
+    exit
+    vprn 200 customer 2 create
+        interface "corp-b" create
+            address 10.72.0.1/24
+            sap pv1:20 create exit
+        exit
+        no shutdown
+    exit
+exit all
+"#,
+    );
+    ping_eventually(corp_a, "10.72.0.1", Duration::from_secs(15));
+    ping_eventually(corp_b, "10.72.0.1", Duration::from_secs(15));
+    daemon.eventually("the EP is connected", || {
+        daemon.json(&["show", "subscriber-services"])["status"]["connected"] == true
+    });
+
+    daemon.ok(&["sm", "vpn", "add", "corp-a", "--vlan", "10"], None);
+    daemon.ok(&["sm", "vpn", "add", "corp-b", "--vlan", "20"], None);
+    daemon.ok(&["sm", "login", "alice", "-m", "10.72.0.2@corp-a"], None);
+    daemon.eventually("alice is enforced", || enforced(&daemon, "alice"));
+    let view = daemon.json(&["show", "subscriber-services", "alice"]);
+    assert_eq!(
+        view["addresses"],
+        serde_json::json!(["10.72.0.2/32@corp-a"]),
+        "{view}"
+    );
+    daemon.eventually(
+        "alice's traffic meets her (empty) services on VPRN 100",
+        || !ping(corp_a, "10.72.0.1"),
+    );
+    let before = dropped(&daemon, "no_services");
+    assert!(before > 0);
+    assert!(
+        ping(corp_b, "10.72.0.1"),
+        "the same address behind VPRN 200 is not alice's"
+    );
+    assert_eq!(dropped(&daemon, "no_services"), before);
+
+    daemon.ok(&["sm", "logout", "alice"], None);
+    daemon.eventually("logout reaches the data plane", || {
+        ping(corp_a, "10.72.0.1")
+    });
 }
 
 /// The service the SR OS guide's script builds (`examples/python/sub_svc/pcc_rules.py`), as

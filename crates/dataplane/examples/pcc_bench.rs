@@ -128,6 +128,7 @@ fn stage(subscribers: u32, rules: &[PccRuleSpec], distinct: bool) -> PccStage {
         let spec = SubscriberPccSpec {
             name: format!("sub{i}"),
             addresses: vec![Prefix::new(subscriber_addr(i), 32)],
+            vprn_addresses: Vec::new(),
             rules,
         };
         let policy = compiler.compile(spec).expect("valid rules");

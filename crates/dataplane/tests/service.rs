@@ -1406,6 +1406,7 @@ fn an_ip_interface_enforces_its_subscribers_pcc_rules_by_the_path() {
     let policy = SubscriberPolicy::compile(SubscriberPccSpec {
         name: "alice".into(),
         addresses: vec![Prefix::new(subscriber, 32)],
+        vprn_addresses: Vec::new(),
         rules: vec![
             rule("svc/up", Direction::Ingress),
             rule("svc/down", Direction::Egress),

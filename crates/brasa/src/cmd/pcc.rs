@@ -130,6 +130,12 @@ fn render_subscriber(v: &SubscriberView) -> String {
         v.forwarded.egress.packets,
         v.forwarded.egress.octets,
     );
+    if !v.unplaced_vpns.is_empty() {
+        out.push_str(&format!(
+            "not enforced: its mappings in VPN {} (no VPRN holds them: [dataplane.subscribers.vpns])\n",
+            v.unplaced_vpns.join(", ")
+        ));
+    }
     for s in &v.services {
         out.push_str(&format!(
             "service {} type {} acct {} interval {} session {} counters {}: in {} octets, out {} octets{}\n",

@@ -47,6 +47,7 @@ fn pipeline() -> Pipeline {
             Prefix::new(Ipv4Addr::from(SUB4), 32),
             Prefix::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0x1200, 0, 0, 0, 0), 64),
         ],
+        vprn_addresses: Vec::new(),
         rules: vec![
             rule(
                 "udp-dropped",

@@ -281,6 +281,11 @@ impl AddressIndex {
         };
     }
 
+    /// True when no prefix is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.v4.lengths.is_empty() && self.v6.lengths.is_empty()
+    }
+
     /// Unmaps `prefix`.
     pub fn remove(&mut self, prefix: &Prefix) {
         match prefix.addr {

@@ -83,28 +83,36 @@ pub enum PccError {
         count: usize,
     },
     /// An address prefix is invalid.
-    #[error("subscriber {subscriber:?}, address {prefix}: {kind}")]
+    #[error("subscriber {subscriber:?}, address {prefix} ({instance}): {kind}")]
     Address {
         /// The subscriber.
         subscriber: String,
+        /// The routing instance of the prefix.
+        instance: RoutingInstance,
         /// The prefix.
         prefix: Prefix,
         /// What is wrong.
         kind: RuleErrorKind,
     },
-    /// An address prefix listed twice.
-    #[error("subscriber {subscriber:?} lists address {prefix} twice")]
+    /// An address prefix listed twice in one routing instance.
+    #[error("subscriber {subscriber:?} lists address {prefix} ({instance}) twice")]
     AddressTwice {
         /// The subscriber.
         subscriber: String,
+        /// The routing instance of the prefix.
+        instance: RoutingInstance,
         /// The prefix.
         prefix: Prefix,
     },
-    /// Another subscriber owns the prefix.
-    #[error("subscriber {subscriber:?}: address {prefix} belongs to subscriber {owner:?}")]
+    /// Another subscriber owns the prefix in the same routing instance.
+    #[error(
+        "subscriber {subscriber:?}: address {prefix} ({instance}) belongs to subscriber {owner:?}"
+    )]
     AddressOwned {
         /// The subscriber.
         subscriber: String,
+        /// The routing instance of the prefix.
+        instance: RoutingInstance,
         /// The prefix.
         prefix: Prefix,
         /// Its owner.

@@ -16,7 +16,9 @@
 //! an update is a relaxed load and a relaxed store, which compile to plain moves, and a reader
 //! sees each counter whole, at most one batch old.
 
-use super::spec::{Direction, PccPolicer, PccRuleSpec, SubscriberPccSpec};
+use super::spec::{
+    Direction, PccPolicer, PccRuleSpec, RoutingInstance, SubscriberPccSpec, VprnPrefix,
+};
 use super::PccError;
 use crate::acl::{check_match, check_prefix, Disposition, IpFamily, Match, PacketKey, Prefix};
 use crate::acl::{V4Entry, V6Entry};
@@ -204,6 +206,7 @@ pub struct SubscriberPolicy {
     states: Block<RuleState>,
     name: String,
     addresses: Vec<Prefix>,
+    vprn_addresses: Vec<VprnPrefix>,
 }
 
 /// Compiles subscribers' policies, sharing one [`CompiledRules`] between all subscribers whose
@@ -242,7 +245,12 @@ impl PccCompiler {
             .find(|rules| rules.rules == spec.rules);
         if let Some(rules) = alive {
             rules.shared.store(true, Ordering::Relaxed);
-            return SubscriberPolicy::with_rules(spec.name, spec.addresses, rules);
+            return SubscriberPolicy::with_rules(
+                spec.name,
+                spec.addresses,
+                spec.vprn_addresses,
+                rules,
+            );
         }
         let rules = Arc::new(CompiledRules::compile(&spec.name, spec.rules)?);
         if self.shared.len() >= self.sweep_at {
@@ -255,7 +263,7 @@ impl PccCompiler {
         let lists = self.shared.entry(hash).or_default();
         lists.retain(|rules| rules.strong_count() > 0);
         lists.push(Arc::downgrade(&rules));
-        SubscriberPolicy::with_rules(spec.name, spec.addresses, rules)
+        SubscriberPolicy::with_rules(spec.name, spec.addresses, spec.vprn_addresses, rules)
     }
 
     /// Entries in the sharing map, dead ones included (bounded by the sweep).
@@ -279,17 +287,33 @@ fn entry_count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// A subscriber's prefixes with the routing instance of each: the base ones, then the VPRNs'.
+fn with_instances<'a>(
+    base: &'a [Prefix],
+    vprn: &'a [VprnPrefix],
+) -> impl Iterator<Item = (RoutingInstance, Prefix)> + 'a {
+    base.iter()
+        .map(|&prefix| (RoutingInstance::Base, prefix))
+        .chain(
+            vprn.iter()
+                .map(|p| (RoutingInstance::Vprn(p.vprn), p.prefix)),
+        )
+}
+
 fn check_addresses(spec: &SubscriberPccSpec) -> Result<(), PccError> {
     let subscriber = &spec.name;
-    for (i, prefix) in spec.addresses.iter().enumerate() {
+    let all: Vec<_> = with_instances(&spec.addresses, &spec.vprn_addresses).collect();
+    for (i, (instance, prefix)) in all.iter().enumerate() {
         check_prefix(prefix).map_err(|kind| PccError::Address {
             subscriber: subscriber.clone(),
+            instance: *instance,
             prefix: *prefix,
             kind,
         })?;
-        if spec.addresses[..i].contains(prefix) {
+        if all[..i].contains(&(*instance, *prefix)) {
             return Err(PccError::AddressTwice {
                 subscriber: subscriber.clone(),
+                instance: *instance,
                 prefix: *prefix,
             });
         }
@@ -508,6 +532,7 @@ impl SubscriberPolicy {
     fn with_rules(
         name: String,
         addresses: Vec<Prefix>,
+        vprn_addresses: Vec<VprnPrefix>,
         rules: Arc<CompiledRules>,
     ) -> Result<Self, PccError> {
         let actions = &rules.actions;
@@ -531,6 +556,7 @@ impl SubscriberPolicy {
             states,
             name,
             addresses,
+            vprn_addresses,
         })
     }
 
@@ -539,6 +565,7 @@ impl SubscriberPolicy {
         SubscriberPccSpec {
             name: self.name.clone(),
             addresses: self.addresses.clone(),
+            vprn_addresses: self.vprn_addresses.clone(),
             rules: self.rules.rules.clone(),
         }
     }
@@ -548,9 +575,19 @@ impl SubscriberPolicy {
         &self.name
     }
 
-    /// The addresses it owns.
+    /// The addresses it owns in the base routing instance.
     pub fn addresses(&self) -> &[Prefix] {
         &self.addresses
+    }
+
+    /// The addresses it owns inside VPRNs.
+    pub fn vprn_addresses(&self) -> &[VprnPrefix] {
+        &self.vprn_addresses
+    }
+
+    /// Every prefix it owns with its routing instance: the base ones, then the VPRNs'.
+    pub fn owned_prefixes(&self) -> impl Iterator<Item = (RoutingInstance, Prefix)> + '_ {
+        with_instances(&self.addresses, &self.vprn_addresses)
     }
 
     /// Its rules, in the spec's order.

@@ -3,7 +3,44 @@
 //! its active services. Nothing here is validated; [`super::SubscriberPolicy::compile`] does it.
 
 use crate::acl::{Disposition, IpMatch, Prefix};
+use crate::service::ServiceId;
 use serde::Serialize;
+
+/// Where an address is unique: the base routing instance (the global address space: ports
+/// outside services and IES interfaces) or one VPRN's (its IP interfaces), as on SR OS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutingInstance {
+    /// The global address space.
+    #[default]
+    Base,
+    /// The VPRN service with this id.
+    Vprn(ServiceId),
+}
+
+impl std::fmt::Display for RoutingInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoutingInstance::Base => f.write_str("base"),
+            RoutingInstance::Vprn(id) => write!(f, "vprn {id}"),
+        }
+    }
+}
+
+/// An address prefix a subscriber owns inside one VPRN (`…@VPN` in the Subscriber Manager).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct VprnPrefix {
+    /// The VPRN service whose routing instance holds the prefix.
+    pub vprn: ServiceId,
+    /// The prefix.
+    pub prefix: Prefix,
+}
+
+impl std::fmt::Display for VprnPrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} in vprn {}", self.prefix, self.vprn)
+    }
+}
 
 /// Which traffic of its subscriber a PCC rule applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -87,8 +124,13 @@ pub struct SubscriberPccSpec {
     pub name: String,
     /// The IPv4 and IPv6 addresses and prefixes it owns (a host is a /32 or /128, a delegated
     /// prefix a /56 or /64, a framed route any length). A packet belongs to the subscriber
-    /// owning the longest prefix that covers its address.
+    /// owning the longest prefix that covers its address. These are in the base routing
+    /// instance.
     pub addresses: Vec<Prefix>,
+    /// The prefixes it owns inside VPRNs: matched only on the packets of that VPRN's IP
+    /// interfaces, so that two subscribers of different VPRNs may own the same address.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vprn_addresses: Vec<VprnPrefix>,
     /// The PCC rules of all its active services. Empty: a subscriber without services, whose
     /// traffic gets [`PccDefaults::no_services`].
     pub rules: Vec<PccRuleSpec>,

@@ -3,11 +3,12 @@
 
 use super::index::AddressIndex;
 use super::policy::{self, CompiledRules, Outcome, RuleState, SubscriberPolicy};
-use super::spec::{Direction, PccDefaults};
+use super::spec::{Direction, PccDefaults, RoutingInstance};
 use super::PccError;
 use crate::acl::{Disposition, IpFamily, PacketKey};
 use crate::arena::HugeSlice;
 use crate::pipeline::{Batch, Context, DropReason, PacketKind, Stage, Verdict};
+use crate::service::ServiceId;
 use crate::wire::{Ipv4Packet, Ipv6Packet};
 use serde::Serialize;
 use std::any::Any;
@@ -103,7 +104,11 @@ impl Installed {
 /// counters from it without the stage.
 pub struct PccStage {
     defaults: PccDefaults,
+    /// The base routing instance's addresses: the pipeline pass and IES interfaces.
     index: AddressIndex,
+    /// Each VPRN's addresses, for its IP interfaces' packets; a VPRN without subscriber
+    /// addresses has no entry.
+    vprn_index: HashMap<ServiceId, AddressIndex>,
     /// Indexed by slot; in huge pages once 2 MiB or more (a random one per packet). Slots from
     /// `next_slot` on have never been used.
     slots: HugeSlice<Option<Installed>>,
@@ -122,6 +127,7 @@ impl PccStage {
         Self {
             defaults,
             index: AddressIndex::default(),
+            vprn_index: HashMap::new(),
             slots: HugeSlice::from_fn(0, |_| None),
             owners: Vec::new(),
             next_slot: 0,
@@ -172,8 +178,12 @@ impl PccStage {
         policy: Arc<SubscriberPolicy>,
     ) -> Result<Option<Arc<SubscriberPolicy>>, PccError> {
         let existing = self.by_name.get(policy.name()).copied();
-        for prefix in policy.addresses() {
-            if let Some(owner) = self.index.owner(prefix).filter(|&o| Some(o) != existing) {
+        for (instance, prefix) in policy.owned_prefixes() {
+            let owner = self
+                .index_of(instance)
+                .and_then(|index| index.owner(&prefix))
+                .filter(|&o| Some(o) != existing);
+            if let Some(owner) = owner {
                 let owner = self
                     .owners
                     .get(owner as usize)
@@ -182,7 +192,8 @@ impl PccStage {
                     .unwrap_or_default();
                 return Err(PccError::AddressOwned {
                     subscriber: policy.name().to_string(),
-                    prefix: *prefix,
+                    instance,
+                    prefix,
                     owner,
                 });
             }
@@ -212,14 +223,15 @@ impl PccStage {
             if !Arc::ptr_eq(old, &policy) {
                 policy.carry_over(old);
             }
-            for prefix in old.addresses() {
-                if !policy.addresses().contains(prefix) {
-                    self.index.remove(prefix);
+            let kept: Vec<_> = policy.owned_prefixes().collect();
+            for (instance, prefix) in old.owned_prefixes() {
+                if !kept.contains(&(instance, prefix)) {
+                    self.unmap(instance, &prefix);
                 }
             }
         }
-        for prefix in policy.addresses() {
-            self.index.insert(prefix, slot);
+        for (instance, prefix) in policy.owned_prefixes() {
+            self.index_for(instance).insert(&prefix, slot);
         }
         self.by_name.insert(policy.name().to_string(), slot);
         // The slot and its owner change together (the invariant of `Installed`).
@@ -240,11 +252,50 @@ impl PccStage {
         // The slot goes first: its state pointer must not outlive the policy.
         self.slots.get_mut(slot as usize)?.take();
         let policy = self.owners.get_mut(slot as usize)?.take()?;
-        for prefix in policy.addresses() {
-            self.index.remove(prefix);
+        for (instance, prefix) in policy.owned_prefixes() {
+            self.unmap(instance, &prefix);
         }
         self.free.push(slot);
         Some(policy)
+    }
+
+    /// The address index of `instance`, if it has any address.
+    fn index_of(&self, instance: RoutingInstance) -> Option<&AddressIndex> {
+        match instance {
+            RoutingInstance::Base => Some(&self.index),
+            RoutingInstance::Vprn(id) => self.vprn_index.get(&id),
+        }
+    }
+
+    /// The address index of `instance`, created empty for a VPRN that has none yet.
+    fn index_for(&mut self, instance: RoutingInstance) -> &mut AddressIndex {
+        match instance {
+            RoutingInstance::Base => &mut self.index,
+            RoutingInstance::Vprn(id) => self.vprn_index.entry(id).or_default(),
+        }
+    }
+
+    /// Unmaps `prefix` from `instance`; a VPRN left without addresses loses its index.
+    fn unmap(&mut self, instance: RoutingInstance, prefix: &crate::acl::Prefix) {
+        match instance {
+            RoutingInstance::Base => self.index.remove(prefix),
+            RoutingInstance::Vprn(id) => {
+                if let Some(index) = self.vprn_index.get_mut(&id) {
+                    index.remove(prefix);
+                    if index.is_empty() {
+                        self.vprn_index.remove(&id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The VPRNs holding subscriber addresses, in id order.
+    #[cfg(test)]
+    pub(super) fn vprn_instances(&self) -> Vec<ServiceId> {
+        let mut ids: Vec<_> = self.vprn_index.keys().copied().collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Twice the slots (1 024 at first), the installed ones moved over (their owners stay
@@ -266,6 +317,8 @@ impl PccStage {
     /// whose path already says which side its subscriber is on: a packet an IP interface's
     /// SAP received is its sender's `Ingress` (the subscriber owning the source), a packet the
     /// kernel sends out through one is its receiver's `Egress` (the owner of the destination).
+    /// The address is looked up in `instance`: the interface's VPRN, or the base instance for
+    /// an IES interface.
     /// The other address is not looked up, so traffic between two subscribers, which crosses
     /// the kernel, meets each side's rules once. Polices, counts and remarks the DSCP in
     /// place; `Err` is the drop and its reason. A header the key reader refuses passes
@@ -273,6 +326,7 @@ impl PccStage {
     pub fn enforce(
         &mut self,
         direction: Direction,
+        instance: RoutingInstance,
         ip: &mut [u8],
         now_ns: u64,
     ) -> Result<(), DropReason> {
@@ -285,11 +339,14 @@ impl PccStage {
         let Some(family) = key.family else {
             return Ok(());
         };
+        let Some(index) = self.index_of(instance) else {
+            return self.unknown();
+        };
         let slot = match (family, direction) {
-            (IpFamily::V4, Direction::Ingress) => self.index.v4.lookup(key.src4),
-            (IpFamily::V4, Direction::Egress) => self.index.v4.lookup(key.dst4),
-            (IpFamily::V6, Direction::Ingress) => self.index.v6.lookup(key.src6),
-            (IpFamily::V6, Direction::Egress) => self.index.v6.lookup(key.dst6),
+            (IpFamily::V4, Direction::Ingress) => index.v4.lookup(key.src4),
+            (IpFamily::V4, Direction::Egress) => index.v4.lookup(key.dst4),
+            (IpFamily::V6, Direction::Ingress) => index.v6.lookup(key.src6),
+            (IpFamily::V6, Direction::Egress) => index.v6.lookup(key.dst6),
         };
         let Some(slot) = slot else {
             return self.unknown();

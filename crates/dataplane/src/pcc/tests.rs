@@ -104,6 +104,7 @@ fn sr_os_example_service(name: &str) -> SubscriberPccSpec {
     SubscriberPccSpec {
         name: name.into(),
         addresses: vec![v4(192, 0, 2, 10, 32), v6(SUB6, 56)],
+        vprn_addresses: Vec::new(),
         rules: vec![
             PccRuleSpec {
                 action: PccAction {
@@ -201,6 +202,7 @@ fn ipv6_and_mixed_family_flows() {
     let spec = SubscriberPccSpec {
         name: "bob".into(),
         addresses: vec![v4(192, 0, 2, 10, 32), v6(SUB6, 56)],
+        vprn_addresses: Vec::new(),
         rules: vec![PccRuleSpec {
             action: PccAction {
                 disposition: Disposition::Drop,
@@ -261,6 +263,7 @@ fn lowest_precedence_wins_and_ties_keep_the_listed_order() {
     let spec = SubscriberPccSpec {
         name: "carol".into(),
         addresses: vec![v4(192, 0, 2, 10, 32)],
+        vprn_addresses: Vec::new(),
         rules: vec![
             PccRuleSpec {
                 action: drop,
@@ -296,6 +299,7 @@ fn dscp_remark_keeps_ecn_and_a_valid_ipv4_checksum() {
     let spec = SubscriberPccSpec {
         name: "dave".into(),
         addresses: vec![v4(192, 0, 2, 10, 32), v6(SUB6, 56)],
+        vprn_addresses: Vec::new(),
         rules: vec![PccRuleSpec {
             action: remark,
             ..rule("ef", Direction::Ingress, 1, vec![any()])
@@ -478,6 +482,7 @@ fn install_swaps_rules_and_addresses_at_once_or_changes_nothing() {
         err,
         PccError::AddressOwned {
             subscriber: "ivan".into(),
+            instance: RoutingInstance::Base,
             prefix: v4(192, 0, 2, 10, 32),
             owner: "hal".into()
         }
@@ -489,6 +494,7 @@ fn install_swaps_rules_and_addresses_at_once_or_changes_nothing() {
     let moved = SubscriberPccSpec {
         name: "hal".into(),
         addresses: vec![v4(198, 51, 100, 8, 32)],
+        vprn_addresses: Vec::new(),
         rules: vec![],
     };
     stage
@@ -516,6 +522,7 @@ fn defaults_drop_unknown_addresses_and_subscribers_without_services() {
     let idle = SubscriberPccSpec {
         name: "jo".into(),
         addresses: vec![v4(192, 0, 2, 11, 32)],
+        vprn_addresses: Vec::new(),
         rules: vec![],
     };
     let defaults = PccDefaults {
@@ -546,6 +553,7 @@ fn traffic_between_subscribers_meets_both_sides_rules() {
     let drop_from_lee = SubscriberPccSpec {
         name: "mo".into(),
         addresses: vec![v4(192, 0, 2, 20, 32)],
+        vprn_addresses: Vec::new(),
         rules: vec![PccRuleSpec {
             action: PccAction {
                 disposition: Disposition::Drop,
@@ -655,6 +663,7 @@ fn invalid_policies_are_refused_with_the_rule_and_the_reason() {
         refused(|s| s.addresses.push(v4(192, 0, 2, 10, 32))),
         PccError::AddressTwice {
             subscriber: "olga".into(),
+            instance: RoutingInstance::Base,
             prefix: v4(192, 0, 2, 10, 32)
         }
     );
@@ -759,6 +768,7 @@ proptest! {
         let spec = SubscriberPccSpec {
             name: "q".into(),
             addresses: vec![v4(192, 0, 2, 10, 32), v6(SUB6, 56)],
+            vprn_addresses: Vec::new(),
             rules: rules
                 .into_iter()
                 .enumerate()
@@ -779,6 +789,7 @@ proptest! {
         let shared = SubscriberPccSpec {
             name: "s".into(),
             addresses: vec![v4(192, 0, 2, 11, 32), v6(SHARED6, 56)],
+            vprn_addresses: Vec::new(),
             rules: spec.rules.clone(),
         };
         let mut compiler = PccCompiler::new();
@@ -863,10 +874,12 @@ fn equal_rule_lists_are_compiled_once_and_police_apart() {
     let alice = sr_os_example_service("alice");
     let bob = SubscriberPccSpec {
         addresses: vec![v4(192, 0, 2, 20, 32)],
+        vprn_addresses: Vec::new(),
         ..sr_os_example_service("bob")
     };
     let mut carol = SubscriberPccSpec {
         addresses: vec![v4(192, 0, 2, 30, 32)],
+        vprn_addresses: Vec::new(),
         ..sr_os_example_service("carol")
     };
     carol.rules[0].action = pir(2_000);
@@ -1021,6 +1034,7 @@ proptest! {
                     let spec = SubscriberPccSpec {
                         name: format!("sub{subscriber}"),
                         addresses: vec![v4(192, 0, 2, 100 + subscriber as u8, 32)],
+                        vprn_addresses: Vec::new(),
                         rules: life_rules(list, subscriber),
                     };
                     let policy = Arc::new(compiler.compile(spec.clone()).unwrap());
@@ -1078,4 +1092,97 @@ proptest! {
             }
         }
     }
+}
+
+/// One IPv4 UDP packet from `src` to `dst`, 100 IP octets, as `enforce` takes it.
+fn ip_packet(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    build::ipv4_udp(src, dst, 1000, 2000, &[0; 72])
+}
+
+/// Addresses in VPRNs are unique per VPRN: the same prefix is one subscriber's in VPRN 100,
+/// another's in VPRN 200 and a third's in the base instance, each packet meets the rules of
+/// the owner in its interface's instance, and a policy that moves or drops its VPRN
+/// addresses takes them out of the old instance.
+#[test]
+fn vprn_addresses_are_owned_and_matched_per_routing_instance() {
+    let host = v4(10, 72, 0, 2, 32);
+    let in_vprn =
+        |name: &str, vprn: crate::service::ServiceId, action: PccAction| SubscriberPccSpec {
+            name: name.into(),
+            addresses: Vec::new(),
+            vprn_addresses: vec![VprnPrefix { vprn, prefix: host }],
+            rules: vec![PccRuleSpec {
+                action,
+                ..rule(
+                    "all",
+                    Direction::Ingress,
+                    1,
+                    vec![flow(|f| f.protocol = Some(17))],
+                )
+            }],
+        };
+    let drop = PccAction {
+        disposition: Disposition::Drop,
+        ..PccAction::default()
+    };
+    let mut stage = PccStage::new(PccDefaults::default());
+    let policy = |spec| Arc::new(SubscriberPolicy::compile(spec).unwrap());
+    stage.install(policy(in_vprn("ann", 100, drop))).unwrap();
+    stage
+        .install(policy(in_vprn("ben", 200, PccAction::default())))
+        .unwrap();
+    let mut base = in_vprn("cy", 0, drop);
+    base.vprn_addresses.clear();
+    base.addresses = vec![host];
+    stage.install(policy(base)).unwrap();
+    // A second owner of the prefix in VPRN 100 is refused, naming the instance.
+    assert_eq!(
+        stage
+            .install(policy(in_vprn("dee", 100, PccAction::default())))
+            .unwrap_err(),
+        PccError::AddressOwned {
+            subscriber: "dee".into(),
+            instance: RoutingInstance::Vprn(100),
+            prefix: host,
+            owner: "ann".into(),
+        }
+    );
+
+    let src = Ipv4Addr::new(10, 72, 0, 2);
+    let dst = Ipv4Addr::new(10, 72, 0, 1);
+    let send = |stage: &mut PccStage, instance| {
+        stage.enforce(Direction::Ingress, instance, &mut ip_packet(src, dst), 1)
+    };
+    assert_eq!(
+        send(&mut stage, RoutingInstance::Vprn(100)),
+        Err(DropReason::Pcc)
+    );
+    assert_eq!(send(&mut stage, RoutingInstance::Vprn(200)), Ok(()));
+    assert_eq!(
+        send(&mut stage, RoutingInstance::Base),
+        Err(DropReason::Pcc)
+    );
+    assert_eq!(send(&mut stage, RoutingInstance::Vprn(300)), Ok(()));
+    let counted = |stage: &PccStage, name: &str| {
+        let counters = stage.get(name).unwrap().counters();
+        (counters.rules[0].dropped.packets, counters.ingress.packets)
+    };
+    assert_eq!(counted(&stage, "ann"), (1, 0));
+    assert_eq!(counted(&stage, "ben"), (0, 1));
+    assert_eq!(counted(&stage, "cy"), (1, 0));
+    assert_eq!(stage.stats().unknown_forwarded, 1);
+
+    // Ann moves to VPRN 300: VPRN 100's address is nobody's, VPRN 300's is hers.
+    stage.install(policy(in_vprn("ann", 300, drop))).unwrap();
+    assert_eq!(send(&mut stage, RoutingInstance::Vprn(100)), Ok(()));
+    assert_eq!(
+        send(&mut stage, RoutingInstance::Vprn(300)),
+        Err(DropReason::Pcc)
+    );
+    assert_eq!(stage.stats().unknown_forwarded, 2);
+    // Removed, her VPRN's index goes with her last address.
+    stage.remove("ann");
+    assert_eq!(send(&mut stage, RoutingInstance::Vprn(300)), Ok(()));
+    assert_eq!(stage.stats().unknown_forwarded, 3);
+    assert_eq!(stage.vprn_instances(), [200]);
 }

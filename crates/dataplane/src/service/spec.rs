@@ -234,6 +234,18 @@ pub struct L3Spec {
     pub interfaces: Vec<L3Interface>,
 }
 
+impl L3Spec {
+    /// The routing instance of the service's IP interfaces: its own for a VPRN, the base
+    /// instance for an IES.
+    pub fn routing_instance(&self) -> crate::pcc::RoutingInstance {
+        if self.vprn {
+            crate::pcc::RoutingInstance::Vprn(self.id)
+        } else {
+            crate::pcc::RoutingInstance::Base
+        }
+    }
+}
+
 /// One IP interface of an IES or VPRN: its SAP and the TAP the kernel holds it on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct L3Interface {

@@ -1673,7 +1673,11 @@ impl ServiceStage {
             let inner = inner_of(buf.as_slice(), ingress.strip);
             if matches!(inner.ethertype, EtherType::IPV4 | EtherType::IPV6) {
                 let ip = buf.as_mut_slice().get_mut(inner.l3..).unwrap_or(&mut []);
-                if let Err(reason) = pcc.enforce(direction, ip, ctx.now_ns) {
+                let instance = match tables.service(service).map(|s| &s.kind) {
+                    Some(ServiceKind::L3(instance)) => *instance,
+                    _ => crate::pcc::RoutingInstance::Base,
+                };
+                if let Err(reason) = pcc.enforce(direction, instance, ip, ctx.now_ns) {
                     self.count_drop(m.sap, service, reason);
                     meta.verdict = Verdict::Drop(reason);
                     return;

@@ -125,7 +125,8 @@ pub(crate) enum ServiceKind {
         gre: Option<Arc<GreEntry>>,
     },
     Vpls(Arc<VplsEntry>),
-    L3,
+    /// An IES or VPRN: the routing instance its IP interfaces' packets are in.
+    L3(crate::pcc::RoutingInstance),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -725,7 +726,7 @@ impl ServiceTablesBuilder {
                 generation,
                 down: false,
                 mtu: DEFAULT_SERVICE_MTU,
-                kind: ServiceKind::L3,
+                kind: ServiceKind::L3(crate::pcc::RoutingInstance::Base),
             },
         );
         self.refresh_service(id, None);
@@ -835,7 +836,11 @@ impl ServiceTablesBuilder {
                     })),
                 )
             }
-            ServiceSpec::L3(_) => (false, DEFAULT_SERVICE_MTU, ServiceKind::L3),
+            ServiceSpec::L3(l3) => (
+                false,
+                DEFAULT_SERVICE_MTU,
+                ServiceKind::L3(l3.routing_instance()),
+            ),
         };
         self.dirty.services.push(slot);
         if let Some(Some(entry)) = self.tables.services.get_mut(slot as usize) {
@@ -1214,7 +1219,7 @@ impl ServiceTablesBuilder {
                 };
                 (role, Peer::None, shg)
             }
-            (ServiceKind::L3, Some(ServiceSpec::L3(l3))) => {
+            (ServiceKind::L3(_), Some(ServiceSpec::L3(l3))) => {
                 let peer = l3
                     .peer_of(id)
                     .and_then(|other| self.tables.sap_ids.get(&other))

@@ -87,8 +87,13 @@ pub struct SubscriberView {
     pub subscriber: String,
     /// The session its accounting is linked to (Acct-Multi-Session-Id).
     pub session: String,
-    /// Its addresses in the data plane.
+    /// Its addresses in the data plane: `prefix` in the global address space,
+    /// `prefix@vpn` in the VPRN that holds the VPN.
     pub addresses: Vec<String>,
+    /// The VPNs of its mappings that no VPRN holds (`[dataplane.subscribers.vpns]`): those
+    /// addresses are not enforced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unplaced_vpns: Vec<String>,
     /// Everything forwarded from and to it since it was installed.
     pub forwarded: DirectionsView,
     /// Its services, in activation order.
@@ -178,7 +183,7 @@ fn rule_view(
         .rules
         .iter()
         .find(|r| r.name == name && r.direction == direction);
-    let spec = super::compile::spec("", Vec::new(), [service]);
+    let spec = super::compile::spec("", &super::compile::Addresses::default(), [service]);
     RuleView {
         service: service.name.clone(),
         policer: spec
@@ -238,7 +243,8 @@ fn subscriber_view(component: &PccComponent, name: &str) -> Option<SubscriberVie
     Some(SubscriberView {
         subscriber: name.to_string(),
         session: enforced.session.clone(),
-        addresses: enforced.addresses.iter().map(|p| p.to_string()).collect(),
+        addresses: enforced.addresses.display(enforcer.vpns()),
+        unplaced_vpns: enforced.addresses.unplaced_vpns.clone(),
         forwarded: DirectionsView {
             ingress: counter(counters.ingress),
             egress: counter(counters.egress),

@@ -4,26 +4,83 @@
 
 use brasa_dataplane::acl::{Disposition, IpFamily, IpMatch, PortRange, Prefix};
 use brasa_dataplane::pcc::{
-    Direction, PccAction, PccCompiler, PccPolicer, PccRuleSpec, SubscriberPccSpec, SubscriberPolicy,
+    Direction, PccAction, PccCompiler, PccPolicer, PccRuleSpec, SubscriberPccSpec,
+    SubscriberPolicy, VprnPrefix,
 };
+use brasa_dataplane::service::ServiceId;
 use brasa_subscriber::Subscriber;
 use brasa_subsvc::{BurstSize, Flow, Gate, PccRule, SubscriberService, SubscriberServices};
 use ipnet::IpNet;
+use std::collections::BTreeMap;
+
+/// Where the data plane holds each Subscriber Manager VPN: the VPRN service whose routing
+/// instance it is (`[dataplane.subscribers.vpns]`).
+pub type VpnInstances = BTreeMap<String, ServiceId>;
+
+/// The addresses of a subscriber the data plane can match, by routing instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Addresses {
+    /// In the global address space (the base routing instance).
+    pub base: Vec<Prefix>,
+    /// In VPRNs: its mappings in the VPNs that `vpns` places.
+    pub vprn: Vec<VprnPrefix>,
+    /// The VPNs of its mappings that no VPRN holds (not enforced), once each.
+    pub unplaced_vpns: Vec<String>,
+}
+
+impl Addresses {
+    /// Every prefix with where it is, as `show` prints it: `10.0.0.1/32`, `10.9.9.9/32@vpn1`.
+    pub fn display(&self, vpns: &VpnInstances) -> Vec<String> {
+        let vpn_of = |vprn: ServiceId| {
+            vpns.iter()
+                .find(|(_, &id)| id == vprn)
+                .map_or_else(|| format!("vprn-{vprn}"), |(name, _)| name.clone())
+        };
+        self.base
+            .iter()
+            .map(Prefix::to_string)
+            .chain(
+                self.vprn
+                    .iter()
+                    .map(|p| format!("{}@{}", p.prefix, vpn_of(p.vprn))),
+            )
+            .collect()
+    }
+}
 
 /// The addresses of `subscriber` the data plane can match: its mappings in the global
-/// address space (no VPN: the data plane's PCC index has one address space), prefixes as
-/// they are and ranges as the prefixes covering them. Mappings in a VPN and the ranges the
-/// BGP LEG learnt (always in a VPN) are left out.
-pub fn addresses(subscriber: &Subscriber) -> Vec<Prefix> {
-    let mut out = Vec::new();
-    for mapping in subscriber.mappings.iter().filter(|m| m.vpn.is_none()) {
+/// address space, and those in a VPN that `vpns` maps to a VPRN (matched on that VPRN's IP
+/// interfaces only); prefixes as they are and ranges as the prefixes covering them. Mappings
+/// in other VPNs (and the ranges the BGP LEG learnt in them) are left out.
+pub fn addresses(subscriber: &Subscriber, vpns: &VpnInstances) -> Addresses {
+    let mut out = Addresses::default();
+    for mapping in &subscriber.mappings {
+        let vprn = match mapping.vpn.as_deref() {
+            None => None,
+            Some(vpn) => match vpns.get(vpn) {
+                Some(&vprn) => Some(vprn),
+                None => {
+                    if !out.unplaced_vpns.iter().any(|v| v == vpn) {
+                        out.unplaced_vpns.push(vpn.to_string());
+                    }
+                    continue;
+                }
+            },
+        };
         for prefix in mapping.ip.prefixes() {
             let prefix = match prefix {
                 brasa_subscriber::Prefix::V4(addr, len) => Prefix::new(addr, len),
                 brasa_subscriber::Prefix::V6(addr, len) => Prefix::new(addr, len),
             };
-            if !out.contains(&prefix) {
-                out.push(prefix);
+            match vprn {
+                None if !out.base.contains(&prefix) => out.base.push(prefix),
+                Some(vprn) => {
+                    let prefix = VprnPrefix { vprn, prefix };
+                    if !out.vprn.contains(&prefix) {
+                        out.vprn.push(prefix);
+                    }
+                }
+                None => {}
             }
         }
     }
@@ -39,12 +96,13 @@ pub fn rule_name(service: &str, rule: &str) -> String {
 /// The spec of subscriber `name` owning `addresses` with `services` active.
 pub fn spec<'a>(
     name: &str,
-    addresses: Vec<Prefix>,
+    addresses: &Addresses,
     services: impl IntoIterator<Item = &'a SubscriberService>,
 ) -> SubscriberPccSpec {
     SubscriberPccSpec {
         name: name.to_string(),
-        addresses,
+        addresses: addresses.base.clone(),
+        vprn_addresses: addresses.vprn.clone(),
         rules: services
             .into_iter()
             .flat_map(|service| {
@@ -141,16 +199,16 @@ pub struct Refused {
 pub fn compile(
     compiler: &mut PccCompiler,
     name: &str,
-    addresses: Vec<Prefix>,
+    addresses: &Addresses,
     services: &SubscriberServices,
 ) -> Result<(SubscriberPolicy, Vec<Refused>), brasa_dataplane::pcc::PccError> {
-    if let Ok(policy) = compiler.compile(spec(name, addresses.clone(), services.iter())) {
+    if let Ok(policy) = compiler.compile(spec(name, addresses, services.iter())) {
         return Ok((policy, Vec::new()));
     }
     let mut refused = Vec::new();
     let mut kept = Vec::with_capacity(services.len());
     for service in services.iter() {
-        match SubscriberPolicy::compile(spec(name, Vec::new(), [service])) {
+        match SubscriberPolicy::compile(spec(name, &Addresses::default(), [service])) {
             Ok(_) => kept.push(service),
             Err(error) => refused.push(Refused {
                 service: service.name.clone(),
@@ -158,7 +216,7 @@ pub fn compile(
             }),
         }
     }
-    match compiler.compile(spec(name, addresses.clone(), kept.iter().copied())) {
+    match compiler.compile(spec(name, addresses, kept.iter().copied())) {
         Ok(policy) => Ok((policy, refused)),
         Err(error) => {
             // The addresses alone are checked here; only the rule count can fail above.
@@ -218,7 +276,7 @@ mod tests {
     fn the_seed_service_maps_to_two_rate_limited_rules_named_by_service() {
         let spec = spec(
             "alice",
-            vec![Prefix::new(Ipv4Addr::new(192, 0, 2, 1), 32)],
+            &base(vec![Prefix::new(Ipv4Addr::new(192, 0, 2, 1), 32)]),
             [&seed_service()],
         );
         assert_eq!(spec.rules.len(), 2);
@@ -301,7 +359,7 @@ mod tests {
         service.rules = vec![rule, blocked];
         let spec = spec(
             "bob",
-            vec![Prefix::new(Ipv6Addr::LOCALHOST, 128)],
+            &base(vec![Prefix::new(Ipv6Addr::LOCALHOST, 128)]),
             [&service],
         );
         let web = &spec.rules[0];
@@ -346,8 +404,15 @@ mod tests {
         SubscriberPolicy::compile(spec).expect("the data plane takes it");
     }
 
+    fn base(prefixes: Vec<Prefix>) -> Addresses {
+        Addresses {
+            base: prefixes,
+            ..Addresses::default()
+        }
+    }
+
     #[test]
-    fn addresses_are_the_global_mappings_with_ranges_as_prefixes() {
+    fn addresses_are_the_mappings_by_routing_instance_with_ranges_as_prefixes() {
         let mut subscriber = Subscriber::new(
             brasa_subscriber::SubscriberName::new("carol", brasa_subscriber::NameCase::Sensitive)
                 .unwrap(),
@@ -357,19 +422,51 @@ mod tests {
             "10.0.0.0-10.0.0.2",
             "2001:db8::/64",
             "10.9.9.9@vpn1",
+            "10.9.9.0/30@vpn2",
+            "10.9.9.8@vpn3",
+            "10.9.9.9@vpn3",
         ]
         .iter()
         .map(|text| text.parse().unwrap())
         .collect();
+        let global = [
+            Prefix::new(Ipv4Addr::new(192, 0, 2, 1), 32),
+            Prefix::new(Ipv4Addr::new(10, 0, 0, 0), 31),
+            Prefix::new(Ipv4Addr::new(10, 0, 0, 2), 32),
+            Prefix::new("2001:db8::".parse::<Ipv6Addr>().unwrap(), 64),
+        ];
+        // No VPN placed: only the global mappings, and the VPNs named once each.
+        let unplaced = addresses(&subscriber, &VpnInstances::new());
+        assert_eq!(unplaced.base, global);
+        assert!(unplaced.vprn.is_empty());
+        assert_eq!(unplaced.unplaced_vpns, ["vpn1", "vpn2", "vpn3"]);
+        // vpn1 and vpn2 are VPRNs 100 and 200; vpn3 stays out.
+        let vpns: VpnInstances = [("vpn1".to_string(), 100), ("vpn2".to_string(), 200)]
+            .into_iter()
+            .collect();
+        let placed = addresses(&subscriber, &vpns);
+        assert_eq!(placed.base, global);
         assert_eq!(
-            addresses(&subscriber),
+            placed.vprn,
             [
-                Prefix::new(Ipv4Addr::new(192, 0, 2, 1), 32),
-                Prefix::new(Ipv4Addr::new(10, 0, 0, 0), 31),
-                Prefix::new(Ipv4Addr::new(10, 0, 0, 2), 32),
-                Prefix::new("2001:db8::".parse::<Ipv6Addr>().unwrap(), 64),
+                VprnPrefix {
+                    vprn: 100,
+                    prefix: Prefix::new(Ipv4Addr::new(10, 9, 9, 9), 32)
+                },
+                VprnPrefix {
+                    vprn: 200,
+                    prefix: Prefix::new(Ipv4Addr::new(10, 9, 9, 0), 30)
+                },
             ]
         );
+        assert_eq!(placed.unplaced_vpns, ["vpn3"]);
+        assert_eq!(
+            placed.display(&vpns)[4..],
+            ["10.9.9.9/32@vpn1", "10.9.9.0/30@vpn2"]
+        );
+        let spec = spec("carol", &placed, []);
+        assert_eq!(spec.addresses, global);
+        assert_eq!(spec.vprn_addresses, placed.vprn);
     }
 
     #[test]
@@ -379,7 +476,8 @@ mod tests {
         let mut compiler = PccCompiler::new();
         let mut policy = |name: &str, last: u8| {
             let address = Prefix::new(Ipv4Addr::new(192, 0, 2, last), 32);
-            let (policy, refused) = compile(&mut compiler, name, vec![address], &services).unwrap();
+            let (policy, refused) =
+                compile(&mut compiler, name, &base(vec![address]), &services).unwrap();
             assert!(refused.is_empty(), "{refused:?}");
             policy
         };
@@ -414,7 +512,7 @@ mod tests {
         let (policy, refused) = compile(
             &mut PccCompiler::new(),
             "dave",
-            vec![Prefix::new(Ipv4Addr::new(192, 0, 2, 9), 32)],
+            &base(vec![Prefix::new(Ipv4Addr::new(192, 0, 2, 9), 32)]),
             &services,
         )
         .unwrap();

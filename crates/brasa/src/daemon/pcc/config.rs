@@ -9,6 +9,9 @@
 //! unknown = "forward"            # traffic of addresses no subscriber owns
 //! no_services = "forward"        # traffic of subscribers without services
 //!
+//! [dataplane.subscribers.vpns]     # SM VPN name = the VPRN service holding it
+//! corp-a = 100                     # mappings `…@corp-a` are enforced on VPRN 100's interfaces
+//!
 //! [dataplane.subscribers.accounting]
 //! radius_pool = "acct"           # a [[radius.pool]] with acct_servers
 //! nas_identifier = "bng1"
@@ -23,6 +26,7 @@ use brasa_dataplane::pcc::PccDefaults;
 use brasa_subsvc::{MAX_ACCT_INTERVAL, MIN_ACCT_INTERVAL};
 use serde::Deserialize;
 use serde_spanned::Spanned;
+use std::collections::BTreeMap;
 
 /// `[dataplane.subscribers]`.
 #[derive(Debug, Deserialize)]
@@ -45,6 +49,11 @@ pub struct SubscribersSection {
     pub no_services: DispositionName,
     /// RADIUS accounting of the service instances; absent: none is sent.
     pub accounting: Option<AccountingSection>,
+    /// Each Subscriber Manager VPN whose subscribers are enforced, and the VPRN service (its
+    /// id) whose IP interfaces carry that VPN's traffic. Mappings in other VPNs are not
+    /// enforced (shown as such).
+    #[serde(default)]
+    pub vpns: BTreeMap<String, Spanned<i64>>,
 }
 
 fn enabled() -> bool {
@@ -106,6 +115,8 @@ pub struct SubscribersResolved {
     pub defaults: PccDefaults,
     /// Accounting, if configured.
     pub accounting: Option<AccountingResolved>,
+    /// The VPRN holding each SM VPN.
+    pub vpns: super::compile::VpnInstances,
 }
 
 /// A checked `[dataplane.subscribers.accounting]`.
@@ -205,6 +216,19 @@ pub fn resolve(
             })
         }
     };
+    let mut vpns = super::compile::VpnInstances::new();
+    for (name, id) in section.vpns {
+        let vprn = u32::try_from(*id.get_ref())
+            .ok()
+            .filter(|&id| id >= 1)
+            .ok_or_else(|| {
+                source.error_at(
+                    id.span(),
+                    format!("VPN {name:?}: expected a VPRN service id from 1 to 4294967295"),
+                )
+            })?;
+        vpns.insert(name, vprn);
+    }
     Ok(Some(SubscribersResolved {
         endpoints,
         ep_id: section.ep_id.into_inner(),
@@ -214,6 +238,7 @@ pub fn resolve(
             no_services: section.no_services.into(),
         },
         accounting,
+        vpns,
     }))
 }
 
@@ -294,10 +319,31 @@ mod tests {
                 "sm = [\"127.0.0.1:7790\"]\nep_id = \"a\"\n[dataplane.subscribers.accounting]\nradius_pool = \"acct\"\n",
                 "brasa.toml:9:15: no [[radius.pool]] named \"acct\": this config has no [[radius.pool]]",
             ),
+            (
+                "sm = [\"127.0.0.1:7790\"]\nep_id = \"a\"\n[dataplane.subscribers.vpns]\ncorp = 0\n",
+                "brasa.toml:9:8: VPN \"corp\": expected a VPRN service id from 1 to 4294967295",
+            ),
+            (
+                "sm = [\"127.0.0.1:7790\"]\nep_id = \"a\"\n[dataplane.subscribers.vpns]\ncorp = \"100\"\n",
+                "brasa.toml:9:8: invalid type: string \"100\", expected i64",
+            ),
         ] {
             let error = load(&format!("{BASE}{body}")).unwrap_err();
             assert!(error.starts_with(expected), "{error}\nexpected: {expected}");
         }
+    }
+
+    #[test]
+    fn vpns_name_their_vprn_services() {
+        let resolved = load(&format!(
+            "{BASE}sm = [\"127.0.0.1:7790\"]\nep_id = \"a\"\n[dataplane.subscribers.vpns]\n\
+             corp-a = 100\n\"corp b\" = 4294967295\n"
+        ))
+        .unwrap();
+        assert!(
+            resolved.contains("vpns: {\"corp b\": 4294967295, \"corp-a\": 100}"),
+            "{resolved}"
+        );
     }
 
     #[test]

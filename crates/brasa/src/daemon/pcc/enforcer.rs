@@ -3,8 +3,7 @@
 //! No I/O here: the shell installs what [`Enforcer::prepare`] compiled, reports it with
 //! [`Enforcer::installed`] / [`Enforcer::removed`], and sends the records they return.
 
-use super::compile::{self, Refused};
-use brasa_dataplane::acl::Prefix;
+use super::compile::{self, Addresses, Refused, VpnInstances};
 use brasa_dataplane::pcc::{PccCompiler, SubscriberCounters, SubscriberPolicy};
 use brasa_radius::AcctTerminateCause;
 use brasa_subscriber::Subscriber;
@@ -25,7 +24,7 @@ pub const SESSION_PROPERTY: &str = "Acct-Session-Id";
 #[derive(Debug)]
 pub struct Enforced {
     /// Its addresses (see [`compile::addresses`]).
-    pub addresses: Vec<Prefix>,
+    pub addresses: Addresses,
     /// Its services as the SM pushed them (refused ones included).
     pub services: SubscriberServices,
     /// Its session's id: Acct-Multi-Session-Id of its services' accounting.
@@ -136,6 +135,8 @@ pub struct Enforcer {
     /// One for the life of the stage: subscribers with the same services share one compiled
     /// copy of their rules, which is what keeps the packet path in the cache.
     compiler: PccCompiler,
+    /// The VPRN holding each SM VPN whose subscribers are enforced.
+    vpns: VpnInstances,
 }
 
 /// The session id of `subscriber`: its [`SESSION_PROPERTY`], else its name (the SM holds
@@ -152,13 +153,20 @@ pub fn session_of(subscriber: &Subscriber) -> String {
 }
 
 impl Enforcer {
-    /// Nothing enforced; `accounting` when records are to be made.
-    pub fn new(accounting: Option<Accounting>) -> Self {
+    /// Nothing enforced; `accounting` when records are to be made; `vpns` places the SM's
+    /// VPNs in VPRNs (mappings in other VPNs are not enforced).
+    pub fn new(accounting: Option<Accounting>, vpns: VpnInstances) -> Self {
         Self {
             enforced: HashMap::new(),
             accounting,
             compiler: PccCompiler::new(),
+            vpns,
         }
+    }
+
+    /// The VPRN holding each SM VPN.
+    pub fn vpns(&self) -> &VpnInstances {
+        &self.vpns
     }
 
     /// Subscriber `name` as enforced.
@@ -193,7 +201,7 @@ impl Enforcer {
         services: &SubscriberServices,
     ) -> Result<Option<Prepared>, brasa_dataplane::pcc::PccError> {
         let name = subscriber.name.as_str();
-        let addresses = compile::addresses(subscriber);
+        let addresses = compile::addresses(subscriber, &self.vpns);
         let session = session_of(subscriber);
         if let Some(current) = self.enforced.get(name) {
             if current.addresses == addresses
@@ -203,8 +211,7 @@ impl Enforcer {
                 return Ok(None);
             }
         }
-        let (policy, refused) =
-            compile::compile(&mut self.compiler, name, addresses.clone(), services)?;
+        let (policy, refused) = compile::compile(&mut self.compiler, name, &addresses, services)?;
         Ok(Some(Prepared {
             name: name.to_string(),
             logged_in: subscriber.logged_in,
@@ -403,7 +410,7 @@ mod tests {
     use super::*;
     use brasa_dataplane::acl::Disposition;
     use brasa_dataplane::build;
-    use brasa_dataplane::pcc::{PccDefaults, PccStage};
+    use brasa_dataplane::pcc::{Direction, PccDefaults, PccStage, RoutingInstance};
     use brasa_dataplane::pipeline::{pkt_type, Batch, PacketMeta, Pipeline, Port};
     use brasa_radius::attr::{ACCT_MULTI_SESSION_ID, ACCT_STATUS_TYPE, ACCT_TERMINATE_CAUSE};
     use brasa_subsvc::{AcctStatsType, Actions, Flow, RateLimit};
@@ -459,7 +466,11 @@ mod tests {
     }
 
     fn enforcer() -> Enforcer {
-        Enforcer::new(Some(Accounting::new("bng1", 0x1234_5678, None)))
+        enforcer_with_vpns(VpnInstances::new())
+    }
+
+    fn enforcer_with_vpns(vpns: VpnInstances) -> Enforcer {
+        Enforcer::new(Some(Accounting::new("bng1", 0x1234_5678, None)), vpns)
     }
 
     /// A pipeline running the PCC stage alone on IP packets (ports are IP links).
@@ -555,11 +566,11 @@ mod tests {
         );
     }
 
-    /// The PCC stage has one address space: a subscriber whose only mapping is in a VPN is
-    /// held with no address, so its traffic meets none of its rules, and its services'
-    /// accounting runs with nothing counted (what docs/subscriber-services.md states).
+    /// A subscriber whose only mapping is in a VPN that no VPRN holds is held with no
+    /// address, so its traffic meets none of its rules, and its services' accounting runs with
+    /// nothing counted (what docs/subscriber-services.md states).
     #[test]
-    fn a_subscriber_mapped_only_in_a_vpn_is_held_without_an_address() {
+    fn a_subscriber_mapped_only_in_an_unplaced_vpn_is_held_without_an_address() {
         let stage = brasa_dataplane::pipeline::Shared::new(PccStage::new(PccDefaults::default()));
         let mut p = pipeline(&stage);
         let mut e = enforcer();
@@ -569,11 +580,66 @@ mod tests {
         let records = install(&mut e, &stage, &sub, &services(&[service("svc", true)]), t0);
         assert_eq!(records.len(), 1);
         assert_eq!(status(&records[0]), 1, "Start");
-        assert!(e.get("alice").unwrap().addresses.is_empty());
+        let held = &e.get("alice").unwrap().addresses;
+        assert!(held.base.is_empty() && held.vprn.is_empty());
+        assert_eq!(held.unplaced_vpns, ["corp"]);
         send(&mut p, SUBSCRIBER, SERVER, 3);
         let interims = e.handle_timeout(t0 + Duration::from_secs(300));
         assert_eq!(input_octets(&interims[0]), 0);
         assert_eq!(stage.lock().stats().unknown_forwarded, 3);
+    }
+
+    /// A subscriber mapped in a VPN that a VPRN holds is enforced on that VPRN's interfaces
+    /// only: the same address in the base instance (the pipeline's pass) or in another VPRN
+    /// is someone else's traffic, and a second subscriber may own it there.
+    #[test]
+    fn a_vpn_mapping_is_enforced_in_its_vprn_and_only_there() {
+        let stage = brasa_dataplane::pipeline::Shared::new(PccStage::new(PccDefaults::default()));
+        let mut p = pipeline(&stage);
+        let vpns: VpnInstances = [("corp".to_string(), 100)].into_iter().collect();
+        let mut e = enforcer_with_vpns(vpns);
+        let t0 = Instant::now();
+        let mut alice = subscriber(Some("SESSION-1"));
+        alice.mappings = vec![format!("{SUBSCRIBER}@corp").parse().unwrap()];
+        install(
+            &mut e,
+            &stage,
+            &alice,
+            &services(&[service("svc", true)]),
+            t0,
+        );
+        let view = &e.get("alice").unwrap().addresses;
+        assert_eq!(view.display(e.vpns()), [format!("{SUBSCRIBER}/32@corp")]);
+        // The same address in the global space belongs to bob.
+        let mut bob = subscriber(Some("SESSION-2"));
+        bob.name =
+            brasa_subscriber::SubscriberName::new("bob", brasa_subscriber::NameCase::Sensitive)
+                .unwrap();
+        bob.mappings = vec![SUBSCRIBER.to_string().parse().unwrap()];
+        install(&mut e, &stage, &bob, &SubscriberServices::new(), t0);
+
+        // The pipeline's pass is the base instance: bob's traffic, not alice's.
+        send(&mut p, SUBSCRIBER, SERVER, 2);
+        let packet = build::ipv4_udp(SUBSCRIBER, SERVER, 1000, 2000, &[0; 72]);
+        let on_interface = |instance| {
+            let mut ip = packet.clone();
+            stage
+                .lock()
+                .enforce(Direction::Ingress, instance, &mut ip, 1)
+        };
+        // On VPRN 100's interfaces: alice's (her rule accounts and forwards).
+        for _ in 0..3 {
+            assert_eq!(on_interface(RoutingInstance::Vprn(100)), Ok(()));
+        }
+        // On another VPRN's: nobody's.
+        assert_eq!(on_interface(RoutingInstance::Vprn(200)), Ok(()));
+        let alice_forwarded = e.get("alice").unwrap().policy.counters().ingress;
+        let bob_forwarded = e.get("bob").unwrap().policy.counters().ingress;
+        assert_eq!((alice_forwarded.packets, alice_forwarded.octets), (3, 300));
+        assert_eq!((bob_forwarded.packets, bob_forwarded.octets), (2, 200));
+        assert_eq!(stage.lock().stats().unknown_forwarded, 1);
+        let interims = e.handle_timeout(t0 + Duration::from_secs(300));
+        assert_eq!(input_octets(&interims[0]), 300);
     }
 
     #[test]

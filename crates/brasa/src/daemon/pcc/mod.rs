@@ -327,7 +327,7 @@ pub fn start(
     let component = Arc::new(PccComponent {
         handle: services.handle().clone(),
         stage,
-        enforcer: Mutex::new(Enforcer::new(accounting)),
+        enforcer: Mutex::new(Enforcer::new(accounting, config.vpns.clone())),
         stats: Stats::default(),
         connected: AtomicBool::new(false),
         acct_changed: Notify::new(),

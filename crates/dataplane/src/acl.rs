@@ -7,7 +7,9 @@
 //! that hold pre-masked values: 32 bytes per IPv4 entry (two per cache line), 80 per IPv6
 //! entry, 64 per MAC entry, split by family so a packet scans only the entries that can match
 //! it. 100 000 owners × 8 rules is 25 MB of IPv4 entries, and a lookup touches only its
-//! owner's few lines.
+//! owner's few lines: a summary line per eight IPv4 entries (one field of each, value and
+//! mask) rules out the entries a packet cannot match, so that it reads the summary, the
+//! entries left (typically one line) and its action, all in one block per set.
 //!
 //! [`compile`] validates every rule (typed [`RuleError`]s naming the rule's order) before it
 //! builds anything. [`Rule::matches`] is the naïve reference matcher the compiled form is

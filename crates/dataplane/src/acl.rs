@@ -1363,21 +1363,23 @@ mod tests {
         assert_eq!(std::mem::size_of::<CompiledAction>(), 8);
     }
 
+    /// `n` rules, rule `e` (order `e`) matching destinations in 10.0.`e`.0/24.
+    fn to_slash_24s(n: u8, disposition: Disposition) -> Vec<Rule> {
+        (0..n)
+            .map(|e| {
+                let dst = Some(v4(10, 0, e, 0, 24));
+                let flow = IpMatch {
+                    dst,
+                    ..IpMatch::default()
+                };
+                rule(u32::from(e), Match::Ip(flow), disposition)
+            })
+            .collect()
+    }
+
     #[test]
     fn an_eight_rule_set_is_a_summary_line_four_entry_lines_and_its_actions() {
-        let rules: Vec<Rule> = (0..8u8)
-            .map(|e| {
-                rule(
-                    u32::from(e),
-                    Match::Ip(IpMatch {
-                        dst: Some(v4(10, 0, e, 0, 24)),
-                        ..IpMatch::default()
-                    }),
-                    Disposition::Forward,
-                )
-            })
-            .collect();
-        let set = compile(&rules, RuleAction::DROP).unwrap();
+        let set = compile(&to_slash_24s(8, Disposition::Forward), RuleAction::DROP).unwrap();
         assert_eq!(set.field, SummaryField::Dst);
         let c = &set.compiled;
         let base = c.summaries().as_ptr() as usize;
@@ -1411,6 +1413,25 @@ mod tests {
     }
 
     #[test]
+    fn sets_of_more_than_eight_entries_have_a_summary_per_eight() {
+        // Nineteen /24s, then a catch-all: three summaries, the last with four closed lanes.
+        let mut rules = to_slash_24s(19, Disposition::Drop);
+        rules.push(rule(
+            19,
+            Match::Ip(IpMatch::default()),
+            Disposition::Forward,
+        ));
+        let set = compile(&rules, RuleAction::DROP).unwrap();
+        assert_eq!(set.compiled.summaries().len(), 3);
+        let to = |c: u8| udp4_key(Ipv4Addr::LOCALHOST, Ipv4Addr::new(10, 0, c, 1), 1, 2);
+        for c in 0..19 {
+            assert_eq!(set.classify(&to(c)).rule, Some(u16::from(c)));
+        }
+        assert_eq!(set.classify(&to(200)).rule, Some(19));
+        assert_eq!(set.classify(&to(200)).action, RuleAction::FORWARD);
+    }
+
+    #[test]
     fn the_summary_field_is_the_one_leaving_the_fewest_candidates() {
         // The field chosen for eight rules, rule `e` matching `flow(e)`.
         let field_of = |flow: fn(u8) -> IpMatch| {
@@ -1428,7 +1449,7 @@ mod tests {
         assert_eq!(field_of(by_src), SummaryField::Src);
         // Services by protocol and port only.
         let by_port = |e: u8| IpMatch {
-            protocol: Some(if e % 2 == 0 { 6 } else { 17 }),
+            protocol: Some(if e.is_multiple_of(2) { 6 } else { 17 }),
             dst_port: Some(PortRange::single(80 + u16::from(e))),
             ..IpMatch::default()
         };

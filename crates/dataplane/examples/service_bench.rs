@@ -669,17 +669,18 @@ fn acl_core(seconds: f64) {
         stat_mode: StatMode::OfferedTotalCir,
     })
     .unwrap();
-    /// An owner's record: what a packet reads besides the entries and actions (which are in
-    /// the classifier's arenas), in four whole lines. The hit counters come before the
-    /// policer: a packet of the last rules or of the default action then reads three of the
-    /// lines (the rule set's handle, its counter and the policer) rather than four, which
-    /// measured faster than the policer first (round 8b in `docs/perf/dataplane.md`).
+    /// An owner's record: what a packet reads besides its rule set's block (the summary, the
+    /// entries and the actions, in the classifier's arena), in three whole lines: the rule
+    /// set's handle (40 bytes), the hit counters, the policer state — what a stage with a rule
+    /// set per owner holds per owner (round 10 in `docs/perf/dataplane.md`). The rule orders
+    /// and the default action are in the block, not here.
     #[repr(C, align(64))]
     struct Owner {
         rules: RuleSet,
         hits: [u64; 9],
         policer: PolicerState,
     }
+    const _: () = assert!(std::mem::size_of::<Owner>() == 3 * 64);
     // The records are in huge pages, as the entries are: a random owner per packet.
     let mut owners = brasa_dataplane::arena::HugeSlice::from_fn(OWNERS, |k| {
         let mut rules: Vec<Rule> = (0..7u32)
@@ -729,7 +730,16 @@ fn acl_core(seconds: f64) {
     let picks: Vec<usize> = (0..(1 << 20))
         .map(|_| rng.next() as usize % OWNERS)
         .collect();
-    const AHEAD: usize = 8;
+    // BENCH_AHEAD: packets between prefetch steps (the owner record is fetched three steps
+    // ahead, its summary and actions two, its candidate entry one).
+    let ahead: usize = std::env::var("BENCH_AHEAD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    // The keys of the packets between the candidate step and their turn, as a stage keeps
+    // them in its per-packet work records.
+    let ring = (ahead + 1).next_power_of_two();
+    let mut keys = vec![PacketKey::from_frame(&frame, EtherType::IPV4, 22, 0, 0); ring];
     let mut packets = 0u64;
     let mut forwarded = 0u64;
     let start = Instant::now();
@@ -738,16 +748,22 @@ fn acl_core(seconds: f64) {
     let mut i = 0usize;
     while start.elapsed().as_secs_f64() < seconds {
         for _ in 0..BATCH * 64 {
-            // Two steps: the owner's record, then (once it is in cache) its entries.
-            let far = &owners[picks[(i + 2 * AHEAD) % picks.len()]] as *const _ as *const u8;
-            for line in 0..4 {
+            // Three steps: the owner's record; once it is in cache, its summary and actions;
+            // once those are, the entry the packet's key can match.
+            let far = &owners[picks[(i + 3 * ahead) % picks.len()]] as *const _ as *const u8;
+            for line in 0..3 {
                 brasa_dataplane::fdb::prefetch_read(far.wrapping_add(64 * line));
             }
-            owners[picks[(i + AHEAD) % picks.len()]]
+            owners[picks[(i + 2 * ahead) % picks.len()]]
                 .rules
-                .prefetch(Some(acl::IpFamily::V4));
+                .prefetch_head();
+            let near = PacketKey::from_frame(&frame, EtherType::IPV4, 22, 0, 0);
+            owners[picks[(i + ahead) % picks.len()]]
+                .rules
+                .prefetch_candidates(&near);
+            keys[(i + ahead) % ring] = near;
             let owner = &mut owners[picks[i % picks.len()]];
-            let key = PacketKey::from_frame(&frame, EtherType::IPV4, 22, 0, 0);
+            let key = keys[i % ring];
             let hit = owner.rules.classify(&key);
             owner.hits[usize::from(hit.rule.unwrap_or(8))] += 1;
             if hit.action == RuleAction::FORWARD

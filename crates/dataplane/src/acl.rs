@@ -7,14 +7,16 @@
 //! that hold pre-masked values: 32 bytes per IPv4 entry (two per cache line), 80 per IPv6
 //! entry, 64 per MAC entry, split by family so a packet scans only the entries that can match
 //! it. 100 000 owners × 8 rules is 25 MB of IPv4 entries, and a lookup touches only its
-//! owner's few lines.
+//! owner's few lines: a summary line per eight IPv4 entries (one field of each, value and
+//! mask) rules out the entries a packet cannot match, so that it reads the summary, the
+//! entries left (typically one line) and its action, all in one block per set.
 //!
 //! [`compile`] validates every rule (typed [`RuleError`]s naming the rule's order) before it
 //! builds anything. [`Rule::matches`] is the naïve reference matcher the compiled form is
 //! tested against. Hit counters are not here: the compiled set is immutable and shared by the
 //! snapshot, the counters live in the caller's mutable state, indexed by [`Hit::rule`].
 
-use crate::arena::{arena_item, ArenaError, Block, Pair};
+use crate::arena::{arena_item, packed_arrays, ArenaError};
 use crate::wire::{ip_protocol, Ipv4Packet, Ipv6Packet, MacAddr};
 use serde::Serialize;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -812,7 +814,6 @@ ip_entry!(V6Entry, "IPv6", V6, V4, u128, mask128, src6, dst6);
 
 arena_item!(V4Entry);
 arena_item!(V6Entry);
-arena_item!(MacEntry);
 
 /// A MAC entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -853,25 +854,220 @@ pub struct Hit {
     pub action: RuleAction,
 }
 
+/// Lanes of a [`V4Summary`]: the entries one summary line rules in or out.
+const LANES: usize = 8;
+
+/// One field of the IPv4 entries, as the 32-bit word a summary compares: whichever rules out
+/// the most entries of a set (see [`SummaryField::choose`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+enum SummaryField {
+    /// The destination address (an entry's destination prefix as value and mask).
+    #[default]
+    Dst,
+    /// The source address.
+    Src,
+    /// The protocol in bits 16–23 and the destination port in bits 0–15 (an entry's protocol
+    /// when it needs one, its destination port when its range is a single port).
+    ProtocolDstPort,
+}
+
+impl SummaryField {
+    const ALL: [SummaryField; 3] = [
+        SummaryField::Dst,
+        SummaryField::Src,
+        SummaryField::ProtocolDstPort,
+    ];
+
+    /// The packet's word of this field.
+    #[inline(always)]
+    fn word(self, key: &PacketKey) -> u32 {
+        match self {
+            SummaryField::Dst => key.dst4,
+            SummaryField::Src => key.src4,
+            SummaryField::ProtocolDstPort => {
+                (u32::from(key.protocol) << 16) | u32::from(key.dst_port)
+            }
+        }
+    }
+
+    /// The entry's (value, mask) of this field: every packet the entry matches has
+    /// `word & mask == value`, so a packet without it cannot match the entry (the summary
+    /// only ever rules entries out).
+    fn value_and_mask(self, e: &V4Entry) -> (u32, u32) {
+        match self {
+            SummaryField::Dst => (e.dst, e.dst_mask),
+            SummaryField::Src => (e.src, e.src_mask),
+            SummaryField::ProtocolDstPort => {
+                let mut value = 0;
+                let mut mask = 0;
+                if e.l4.needs & NEED_PROTOCOL != 0 {
+                    value |= u32::from(e.l4.protocol) << 16;
+                    mask |= 0xff << 16;
+                }
+                // A single port: the entry's range test is then an equality (and a packet
+                // without ports fails the entry anyway).
+                if e.l4.needs & NEED_PORTS != 0 && e.l4.dst_first == e.l4.dst_last {
+                    value |= u32::from(e.l4.dst_first);
+                    mask |= 0xffff;
+                }
+                (value, mask)
+            }
+        }
+    }
+
+    /// The field that leaves a packet the fewest candidates in the worst case: the entries it
+    /// cannot rule out (mask 0) plus the largest group of entries sharing one (value, mask).
+    /// Ties go to the earlier field of [`SummaryField::ALL`].
+    fn choose(entries: &[V4Entry]) -> Self {
+        let worst = |field: SummaryField| {
+            let mut classes: Vec<(u32, u32)> = entries
+                .iter()
+                .map(|e| field.value_and_mask(e))
+                .filter(|&(_, mask)| mask != 0)
+                .collect();
+            let open = entries.len() - classes.len();
+            classes.sort_unstable();
+            let largest = classes
+                .chunk_by(|a, b| a == b)
+                .map(<[_]>::len)
+                .max()
+                .unwrap_or(0);
+            open + largest
+        };
+        Self::ALL
+            .into_iter()
+            .min_by_key(|&field| worst(field))
+            .unwrap_or_default()
+    }
+}
+
+/// One summary field of eight consecutive IPv4 entries, in one line, read before them: a
+/// packet compares its word with the eight values under their masks (a few vector
+/// instructions) and then reads only the entries that can still match, typically one line
+/// instead of four. Lanes past the last entry never match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct V4Summary {
+    values: [u32; LANES],
+    masks: [u32; LANES],
+}
+
+impl V4Summary {
+    /// A lane no word matches (`word & 0` is never 1).
+    const CLOSED: (u32, u32) = (1, 0);
+
+    fn of(field: SummaryField, entries: &[V4Entry]) -> Self {
+        let mut summary = V4Summary {
+            values: [Self::CLOSED.0; LANES],
+            masks: [Self::CLOSED.1; LANES],
+        };
+        for (lane, e) in entries.iter().take(LANES).enumerate() {
+            (summary.values[lane], summary.masks[lane]) = field.value_and_mask(e);
+        }
+        summary
+    }
+
+    /// The lanes whose entry `word` may match, as bits (lane `i` = bit `i`). Written as a
+    /// loop over fixed arrays without branches, so that it compiles to compares on vectors.
+    #[inline(always)]
+    fn candidates(&self, word: u32) -> u32 {
+        let mut lanes = 0;
+        for lane in 0..LANES {
+            lanes |= u32::from(word & self.masks[lane] == self.values[lane]) << lane;
+        }
+        lanes
+    }
+}
+
+/// A [`RuleAction`] in 8 bytes (an 8-rule set's actions are one line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C, align(8))]
+struct CompiledAction {
+    policer: u32,
+    flags: u32,
+}
+
+impl CompiledAction {
+    const DROP: u32 = 1;
+    const ACCOUNT: u32 = 2;
+    const POLICED: u32 = 4;
+
+    fn new(action: RuleAction) -> Self {
+        let mut flags = 0;
+        if action.disposition == Disposition::Drop {
+            flags |= Self::DROP;
+        }
+        if action.account {
+            flags |= Self::ACCOUNT;
+        }
+        if action.policer.is_some() {
+            flags |= Self::POLICED;
+        }
+        Self {
+            policer: action.policer.unwrap_or(0),
+            flags,
+        }
+    }
+
+    #[inline(always)]
+    fn action(self) -> RuleAction {
+        RuleAction {
+            disposition: if self.flags & Self::DROP != 0 {
+                Disposition::Drop
+            } else {
+                Disposition::Forward
+            },
+            policer: (self.flags & Self::POLICED != 0).then_some(self.policer),
+            account: self.flags & Self::ACCOUNT != 0,
+        }
+    }
+}
+
+packed_arrays! {
+    /// Everything a compiled set holds, in one block of lines: an IPv4 packet reads the
+    /// summary (line 0), its candidate entry and its action; for an 8-rule set those are
+    /// lines 0, 1–4 and 5, in one page.
+    struct Compiled {
+        /// One summary per eight IPv4 entries.
+        0 summaries: V4Summary,
+        /// IPv4 entries, in precedence order.
+        1 v4: V4Entry,
+        /// The actions in precedence order, then the default action.
+        2 actions: CompiledAction,
+        /// IPv6 entries, in precedence order.
+        3 v6: V6Entry,
+        /// Ethernet entries, in precedence order.
+        4 mac: MacEntry,
+        /// The rules' orders in precedence order (the control side's, never read per packet).
+        5 orders: u32,
+    }
+}
+
 /// A compiled rule set (immutable; shared through `Arc` by snapshots).
-#[derive(Debug, Clone, PartialEq, Eq)]
 ///
-/// The entries and actions are [`Block`]s of the classifier's huge-page arenas: with one set
-/// per SAP or subscriber, a packet's set is a random one of thousands, and in `malloc`'s 4 KiB
-/// pages each would cost a page walk beside its cache misses.
+/// 40 bytes: a handle on one block of the classifier's huge-page arena of lines (summaries,
+/// entries of every family, actions, the default action, orders) and the field the summaries
+/// compare. With one set per SAP or subscriber, a packet's set is a random one of thousands:
+/// in `malloc`'s 4 KiB pages each would cost a page walk beside its cache misses, and in
+/// separate blocks each array its own page.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleSet {
-    /// The IPv4 entries, then the actions in precedence order, in one block: an IPv4 packet's
-    /// scan and its action are adjacent lines (an 8-rule set's are six lines in a row).
-    v4_actions: Pair<V4Entry, RuleAction>,
-    v6: Block<V6Entry>,
-    mac: Block<MacEntry>,
-    /// Orders in precedence order.
-    orders: Box<[u32]>,
-    default: RuleAction,
+    compiled: Compiled,
+    field: SummaryField,
 }
 
 /// Validates `rules` and compiles them, with `default` for packets no rule matches.
 pub fn compile(rules: &[Rule], default: RuleAction) -> Result<RuleSet, RuleError> {
+    compile_summarised(rules, default, SummaryField::choose)
+}
+
+/// [`compile`] with the summary field `choose` picks from the IPv4 entries.
+fn compile_summarised(
+    rules: &[Rule],
+    default: RuleAction,
+    choose: impl FnOnce(&[V4Entry]) -> SummaryField,
+) -> Result<RuleSet, RuleError> {
     if rules.len() > MAX_RULES {
         return Err(RuleError::TooMany(rules.len()));
     }
@@ -938,15 +1134,21 @@ pub fn compile(rules: &[Rule], default: RuleAction) -> Result<RuleSet, RuleError
             }
         }
     }
+    let field = choose(&v4);
+    let summaries: Vec<V4Summary> = v4
+        .chunks(LANES)
+        .map(|group| V4Summary::of(field, group))
+        .collect();
+    let actions: Vec<CompiledAction> = sorted
+        .iter()
+        .map(|rule| rule.action)
+        .chain([default])
+        .map(CompiledAction::new)
+        .collect();
+    let orders: Vec<u32> = sorted.iter().map(|rule| rule.order).collect();
     Ok(RuleSet {
-        v4_actions: Pair::new(
-            &v4,
-            &sorted.iter().map(|rule| rule.action).collect::<Vec<_>>(),
-        )?,
-        v6: Block::from_slice(&v6)?,
-        mac: Block::from_slice(&mac)?,
-        orders: sorted.iter().map(|rule| rule.order).collect(),
-        default,
+        compiled: Compiled::new(&summaries, &v4, &actions, &v6, &mac, &orders)?,
+        field,
     })
 }
 
@@ -954,68 +1156,118 @@ impl RuleSet {
     /// A set with no rules: every packet gets `default`.
     pub fn empty(default: RuleAction) -> Self {
         Self {
-            v4_actions: Pair::empty(),
-            v6: Block::empty(),
-            mac: Block::empty(),
-            orders: Box::new([]),
-            default,
+            // One action fits any block.
+            compiled: Compiled::new(&[], &[], &[CompiledAction::new(default)], &[], &[], &[])
+                .unwrap_or_else(|_| Compiled::empty()),
+            field: SummaryField::default(),
         }
     }
 
     /// Number of rules.
     pub fn len(&self) -> usize {
-        self.actions().len()
-    }
-
-    /// The actions in precedence order.
-    #[inline(always)]
-    fn actions(&self) -> &[RuleAction] {
-        self.v4_actions.second()
+        self.compiled.orders().len()
     }
 
     /// Hints the CPU to fetch the first entries a packet of `family` scans (up to
     /// [`PREFETCH_LINES`] cache lines) and the actions, so that a batch can overlap its
-    /// packets' cache misses.
+    /// packets' cache misses. A caller that has the packet's key a step later fetches fewer
+    /// lines with [`RuleSet::prefetch_head`] then [`RuleSet::prefetch_candidates`].
     #[inline]
     pub fn prefetch(&self, family: Option<IpFamily>) {
+        let c = &self.compiled;
         match family {
             Some(IpFamily::V4) => {
-                // The entries and the actions after them: eight of each are six lines, from a
-                // line's start (the block is line-aligned).
-                let (start, bytes) = self.v4_actions.bytes();
-                crate::fdb::prefetch_span(start, bytes, PREFETCH_LINES + 1);
+                // The summary, the entries and the actions after them: for eight rules seven
+                // lines from a line's start (the block is line-aligned).
+                let (start, bytes) = c.bytes();
+                crate::fdb::prefetch_span(start, bytes, PREFETCH_LINES + 2);
                 return;
             }
-            Some(IpFamily::V6) => crate::fdb::prefetch_slice(&self.v6, PREFETCH_LINES),
-            None => crate::fdb::prefetch_slice(&self.mac, PREFETCH_LINES),
+            Some(IpFamily::V6) => crate::fdb::prefetch_slice(c.v6(), PREFETCH_LINES),
+            None => crate::fdb::prefetch_slice(c.mac(), PREFETCH_LINES),
         }
-        // Eight 12-byte actions span two lines, and the last rule's is in the second.
-        crate::fdb::prefetch_slice(self.actions(), 2);
+        // Eight actions and the default span two lines.
+        crate::fdb::prefetch_slice(c.actions(), 2);
+    }
+
+    /// First of two prefetch steps for an IPv4 packet: the first summary line and the line of
+    /// the first eight actions (which hold the action of any of the first eight rules). Once
+    /// they are in cache, [`RuleSet::prefetch_candidates`] reads the summary.
+    #[inline]
+    pub fn prefetch_head(&self) {
+        let c = &self.compiled;
+        crate::fdb::prefetch_slice(c.summaries(), 1);
+        crate::fdb::prefetch_slice(c.actions(), 1);
+    }
+
+    /// Second prefetch step: the line of the first entry `key` can match according to the
+    /// summaries (which [`RuleSet::prefetch_head`] fetched). Other families prefetch as
+    /// [`RuleSet::prefetch`] does.
+    #[inline]
+    pub fn prefetch_candidates(&self, key: &PacketKey) {
+        if key.family != Some(IpFamily::V4) {
+            self.prefetch(key.family);
+            return;
+        }
+        let word = self.field.word(key);
+        let entries = self.compiled.v4();
+        for (group, summary) in self.compiled.summaries().iter().enumerate() {
+            let lanes = summary.candidates(word);
+            if lanes != 0 {
+                let first = group * LANES + lanes.trailing_zeros() as usize;
+                crate::fdb::prefetch_slice(entries.get(first..first + 1).unwrap_or(&[]), 1);
+                return;
+            }
+        }
     }
 
     /// True when there are no rules.
     pub fn is_empty(&self) -> bool {
-        self.actions().is_empty()
+        self.len() == 0
     }
 
     /// True when some rule matches Ethernet fields (the caller then needs the L2 key).
     pub fn has_mac_rules(&self) -> bool {
-        !self.mac.is_empty()
+        !self.compiled.mac().is_empty()
     }
 
     /// True when some rule matches IP fields.
     pub fn has_ip_rules(&self) -> bool {
-        !self.v4_actions.first().is_empty() || !self.v6.is_empty()
+        !self.compiled.v4().is_empty() || !self.compiled.v6().is_empty()
     }
 
     /// The order of rule `index`.
     pub fn order(&self, index: u16) -> Option<u32> {
-        self.orders.get(usize::from(index)).copied()
+        self.compiled.orders().get(usize::from(index)).copied()
     }
 
     /// The default action.
     pub fn default_action(&self) -> RuleAction {
-        self.default
+        self.compiled
+            .actions()
+            .last()
+            .copied()
+            .unwrap_or_default()
+            .action()
+    }
+
+    /// The first IPv4 entry (in precedence order) `key` matches: the summaries rule out
+    /// entries whose field differs, and the rest are tested whole, in order.
+    #[inline(always)]
+    fn first_v4_match(&self, key: &PacketKey) -> Option<&V4Entry> {
+        let word = self.field.word(key);
+        let entries = self.compiled.v4();
+        for (group, summary) in self.compiled.summaries().iter().enumerate() {
+            let mut lanes = summary.candidates(word);
+            while lanes != 0 {
+                let index = group * LANES + lanes.trailing_zeros() as usize;
+                if let Some(e) = entries.get(index).filter(|e| e.matches(key)) {
+                    return Some(e);
+                }
+                lanes &= lanes - 1;
+            }
+        }
+        None
     }
 
     /// The lowest-order rule matching `key`, or the default action.
@@ -1026,18 +1278,18 @@ impl RuleSet {
         let mut best = u16::MAX;
         match key.family {
             Some(IpFamily::V4) => {
-                if let Some(e) = self.v4_actions.first().iter().find(|e| e.matches(key)) {
+                if let Some(e) = self.first_v4_match(key) {
                     best = e.rule();
                 }
             }
             Some(IpFamily::V6) => {
-                if let Some(e) = self.v6.iter().find(|e| e.matches(key)) {
+                if let Some(e) = self.compiled.v6().iter().find(|e| e.matches(key)) {
                     best = e.rule();
                 }
             }
             None => {}
         }
-        for e in self.mac.iter() {
+        for e in self.compiled.mac() {
             if e.rule >= best {
                 break;
             }
@@ -1051,15 +1303,13 @@ impl RuleSet {
                 break;
             }
         }
-        match self.actions().get(usize::from(best)) {
-            Some(action) => Hit {
-                rule: Some(best),
-                action: *action,
-            },
-            None => Hit {
-                rule: None,
-                action: self.default,
-            },
+        // The default action is the last: a rule index past the rules is the default.
+        let actions = self.compiled.actions();
+        let rules = actions.len().saturating_sub(1);
+        let index = usize::from(best).min(rules);
+        Hit {
+            rule: (index < rules).then_some(best),
+            action: actions.get(index).copied().unwrap_or_default().action(),
         }
     }
 }
@@ -1107,6 +1357,103 @@ mod tests {
         assert_eq!(std::mem::size_of::<V4Entry>(), 32);
         assert!(std::mem::size_of::<V6Entry>() <= 80);
         assert_eq!(std::mem::size_of::<MacEntry>(), 64);
+        // A stage's owner record holds the handle beside its policer and hit counters.
+        assert!(std::mem::size_of::<RuleSet>() <= 40);
+        assert_eq!(std::mem::size_of::<V4Summary>(), 64);
+        assert_eq!(std::mem::size_of::<CompiledAction>(), 8);
+    }
+
+    /// `n` rules, rule `e` (order `e`) matching destinations in 10.0.`e`.0/24.
+    fn to_slash_24s(n: u8, disposition: Disposition) -> Vec<Rule> {
+        (0..n)
+            .map(|e| {
+                let dst = Some(v4(10, 0, e, 0, 24));
+                let flow = IpMatch {
+                    dst,
+                    ..IpMatch::default()
+                };
+                rule(u32::from(e), Match::Ip(flow), disposition)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_eight_rule_set_is_a_summary_line_four_entry_lines_and_its_actions() {
+        let set = compile(&to_slash_24s(8, Disposition::Forward), RuleAction::DROP).unwrap();
+        assert_eq!(set.field, SummaryField::Dst);
+        let c = &set.compiled;
+        let base = c.summaries().as_ptr() as usize;
+        assert_eq!(base % 64, 0);
+        assert_eq!(c.v4().as_ptr() as usize - base, 64);
+        assert_eq!(c.actions().as_ptr() as usize - base, 5 * 64);
+        let hit = set.classify(&udp4_key(
+            Ipv4Addr::LOCALHOST,
+            Ipv4Addr::new(10, 0, 7, 9),
+            1,
+            2,
+        ));
+        assert_eq!(hit.rule, Some(7));
+        assert_eq!(set.default_action(), RuleAction::DROP);
+        assert_eq!(set.len(), 8);
+        // Prefetching is only a hint, but must not read out of bounds either.
+        set.prefetch_head();
+        set.prefetch_candidates(&udp4_key(
+            Ipv4Addr::LOCALHOST,
+            Ipv4Addr::new(10, 0, 7, 9),
+            1,
+            2,
+        ));
+        let empty = RuleSet::empty(RuleAction::FORWARD);
+        assert_eq!(
+            (empty.len(), empty.default_action()),
+            (0, RuleAction::FORWARD)
+        );
+        empty.prefetch_head();
+        empty.prefetch_candidates(&PacketKey::default());
+    }
+
+    #[test]
+    fn sets_of_more_than_eight_entries_have_a_summary_per_eight() {
+        // Nineteen /24s, then a catch-all: three summaries, the last with four closed lanes.
+        let mut rules = to_slash_24s(19, Disposition::Drop);
+        rules.push(rule(
+            19,
+            Match::Ip(IpMatch::default()),
+            Disposition::Forward,
+        ));
+        let set = compile(&rules, RuleAction::DROP).unwrap();
+        assert_eq!(set.compiled.summaries().len(), 3);
+        let to = |c: u8| udp4_key(Ipv4Addr::LOCALHOST, Ipv4Addr::new(10, 0, c, 1), 1, 2);
+        for c in 0..19 {
+            assert_eq!(set.classify(&to(c)).rule, Some(u16::from(c)));
+        }
+        assert_eq!(set.classify(&to(200)).rule, Some(19));
+        assert_eq!(set.classify(&to(200)).action, RuleAction::FORWARD);
+    }
+
+    #[test]
+    fn the_summary_field_is_the_one_leaving_the_fewest_candidates() {
+        // The field chosen for eight rules, rule `e` matching `flow(e)`.
+        let field_of = |flow: fn(u8) -> IpMatch| {
+            let rules: Vec<Rule> = (0..8u8)
+                .map(|e| rule(u32::from(e), Match::Ip(flow(e)), Disposition::Drop))
+                .collect();
+            compile(&rules, RuleAction::FORWARD).unwrap().field
+        };
+        // Eight sources, one destination: the source rules out seven of eight.
+        let by_src = |e: u8| IpMatch {
+            src: Some(v4(10, e, 0, 0, 16)),
+            dst: Some(v4(192, 0, 2, 0, 24)),
+            ..IpMatch::default()
+        };
+        assert_eq!(field_of(by_src), SummaryField::Src);
+        // Services by protocol and port only.
+        let by_port = |e: u8| IpMatch {
+            protocol: Some(if e.is_multiple_of(2) { 6 } else { 17 }),
+            dst_port: Some(PortRange::single(80 + u16::from(e))),
+            ..IpMatch::default()
+        };
+        assert_eq!(field_of(by_port), SummaryField::ProtocolDstPort);
     }
 
     #[test]
@@ -1545,8 +1892,40 @@ mod tests {
             )
     }
 
+    fn arb_field() -> impl Strategy<Value = SummaryField> {
+        prop::sample::select(SummaryField::ALL.to_vec())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
+        /// Whatever field the summaries compare, the summarised scan finds the entry the
+        /// plain first-match scan over the same entries finds, and the set classifies as the
+        /// reference: summaries only ever rule entries out.
+        #[test]
+        fn summarised_scan_matches_the_plain_first_match_scan(
+            rules in arb_rules(),
+            keys in prop::collection::vec(arb_key(), 1..24),
+            field in arb_field(),
+            default_drop in any::<bool>(),
+        ) {
+            let default = if default_drop { RuleAction::DROP } else { RuleAction::FORWARD };
+            let set = compile_summarised(&rules, default, |_| field).unwrap();
+            for key in &keys {
+                if key.family == Some(IpFamily::V4) {
+                    let plain = set.compiled.v4().iter().find(|e| e.matches(key));
+                    prop_assert_eq!(set.first_v4_match(key), plain);
+                }
+                let hit = set.classify(key);
+                let expected = reference_classify(&rules, key);
+                prop_assert_eq!(
+                    hit.rule.and_then(|i| set.order(i)),
+                    expected.map(|rule| rule.order)
+                );
+                prop_assert_eq!(hit.action, expected.map_or(default, |rule| rule.action));
+                set.prefetch_candidates(key);
+            }
+        }
+
         #[test]
         fn compiled_matches_like_the_reference(
             rules in arb_rules(),

@@ -312,10 +312,15 @@ impl<T: ArenaItem> std::ops::DerefMut for Block<T> {
     }
 }
 
-/// A cache line of untyped memory: the unit a [`Pair`] is carved in.
+/// A cache line of untyped memory: the unit a [`packed_arrays!`] block is carved in.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 pub struct Line([std::mem::MaybeUninit<u8>; LINE]);
+
+impl Line {
+    /// A line of no particular bytes.
+    pub const UNINIT: Line = Line([std::mem::MaybeUninit::uninit(); LINE]);
+}
 
 impl ArenaItem for Line {
     fn arena() -> &'static Arena<Self> {
@@ -324,139 +329,204 @@ impl ArenaItem for Line {
     }
 }
 
-/// Two arrays in one block, the second right after the first (at its alignment): an owner's
-/// classifier entries and the actions they lead to, so that a packet's scan and its action are
-/// adjacent lines — one allocation, one page, pairs of lines the adjacent-line prefetcher
-/// fetches together — instead of two blocks in two arenas' chunks.
-///
-/// Items are `Copy` (nothing to drop) and aligned to at most a line (the block's alignment).
-pub struct Pair<A, B> {
-    lines: Block<Line>,
-    /// Items in the first array.
-    first: u32,
-    /// Items in the second array.
-    second: u32,
-    items: PhantomData<(A, B)>,
+/// The size and alignment of the items of one array of a [`packed_arrays!`] block.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    size: usize,
+    align: usize,
 }
 
-impl<A: Copy, B: Copy> Pair<A, B> {
-    const ALIGNED: () = assert!(
-        std::mem::align_of::<A>() <= LINE && std::mem::align_of::<B>() <= LINE,
-        "a pair's items must be aligned to at most a line"
-    );
-
-    /// An empty pair (takes no room).
-    pub const fn empty() -> Self {
+impl Shape {
+    /// The shape of `T`.
+    pub const fn of<T>() -> Self {
         Self {
-            lines: Block::empty(),
-            first: 0,
-            second: 0,
-            items: PhantomData,
+            size: std::mem::size_of::<T>(),
+            align: std::mem::align_of::<T>(),
         }
     }
 
-    /// Byte offset of the second array: the end of the first, rounded up to `B`'s alignment.
-    #[inline(always)]
-    fn second_offset(first: usize) -> usize {
-        (first * std::mem::size_of::<A>()).next_multiple_of(std::mem::align_of::<B>())
+    /// Whether a line-aligned block can hold items of this shape at their alignment.
+    pub const fn fits_a_line(&self) -> bool {
+        self.align <= LINE
     }
+}
 
-    /// A pair holding copies of `first` then `second`.
-    pub fn new(first: &[A], second: &[B]) -> Result<Self, ArenaError> {
-        let () = Self::ALIGNED;
-        let offset = Self::second_offset(first.len());
-        let bytes = offset + std::mem::size_of_val(second);
-        let room = bytes.div_ceil(LINE);
-        let max = Arena::<Line>::max_len();
-        let (Ok(first_len), Ok(second_len)) =
-            (u32::try_from(first.len()), u32::try_from(second.len()))
-        else {
-            return Err(ArenaError::TooLong { len: room, max });
-        };
-        let mut lines = Block::from_fn(room, |_| Line([std::mem::MaybeUninit::uninit(); LINE]))?;
-        let base = lines.as_mut_ptr().cast::<u8>();
-        for (i, item) in first.iter().enumerate() {
-            // SAFETY: item `i` of the first array ends at most `offset <= bytes` bytes into the
-            // block's `room` lines; the block is line-aligned and `A` needs no more (`ALIGNED`),
-            // and sizes are multiples of alignments, so `base + i * size_of::<A>()` is aligned.
-            // The lines are untyped (`MaybeUninit`), so any bytes may be written over them.
-            unsafe { base.cast::<A>().add(i).write(*item) };
+/// Byte offset of array `k` of a packed block whose arrays have `shapes` and `lens` items:
+/// the first at 0, each next one right after the previous at its own alignment. With `k` a
+/// constant the loop unrolls to a few adds and masks.
+#[inline(always)]
+pub const fn packed_offset(shapes: &[Shape], lens: &[u16], k: usize) -> usize {
+    let mut at = 0;
+    let mut i = 0;
+    while i < k {
+        at = (at + shapes[i].size * lens[i] as usize).next_multiple_of(shapes[i + 1].align);
+        i += 1;
+    }
+    at
+}
+
+/// Bytes a packed block of arrays of `shapes` with `lens` items spans.
+#[inline(always)]
+pub const fn packed_end(shapes: &[Shape], lens: &[u16]) -> usize {
+    match shapes.len().checked_sub(1) {
+        Some(last) => packed_offset(shapes, lens, last) + shapes[last].size * lens[last] as usize,
+        None => 0,
+    }
+}
+
+/// Copies `items` to `at`.
+///
+/// # Safety
+/// `at` must be aligned for `T` and valid for writes of `items.len()` items, in memory no
+/// reference covers.
+#[inline]
+pub unsafe fn write_array<T: Copy>(at: *mut u8, items: &[T]) {
+    // SAFETY: the caller's contract; `items` is a distinct borrow, so the two do not overlap.
+    unsafe { std::ptr::copy_nonoverlapping(items.as_ptr(), at.cast::<T>(), items.len()) };
+}
+
+/// Declares a struct holding several arrays of `Copy` items in one line-aligned block of
+/// [`Line`]s, each right after the previous one at its alignment, with an accessor per array:
+/// an owner's classifier summary, entries and actions, so that the lines a packet reads are
+/// one allocation, one page and neighbours (pairs of lines the adjacent-line prefetcher
+/// fetches together), instead of blocks in several arenas' chunks.
+///
+/// ```ignore
+/// packed_arrays! {
+///     /// Doc.
+///     pub(crate) struct Both {
+///         0 wide: Wide,
+///         1 small: Small,
+///     }
+/// }
+/// ```
+///
+/// Items must be aligned to at most a line; each array holds at most `u16::MAX` items (the
+/// lengths are `u16`s, so that a handle with six arrays is 28 bytes). Indexes are the arrays'
+/// positions, from 0 in order.
+macro_rules! packed_arrays {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$fmeta:meta])* $idx:literal $field:ident: $item:ty ),+ $(,)?
         }
-        for (i, item) in second.iter().enumerate() {
-            // SAFETY: as above: item `i` of the second array lies in `offset..bytes`, and
-            // `offset` is a multiple of `B`'s alignment.
-            unsafe { base.add(offset).cast::<B>().add(i).write(*item) };
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            lines: $crate::arena::Block<$crate::arena::Line>,
+            lens: [u16; [$($idx),+].len()],
         }
-        Ok(Self {
-            lines,
-            first: first_len,
-            second: second_len,
-            items: PhantomData,
-        })
-    }
 
-    /// The first array.
-    #[inline(always)]
-    pub fn first(&self) -> &[A] {
-        // SAFETY: `first` items of `A` were written at the block's start in `new`, and nothing
-        // writes the block afterwards (it is only reachable through `&self`); the pointer is
-        // line-aligned (a dangling one of `Line`'s alignment when empty, with no items).
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<A>(), self.first as usize) }
-    }
+        impl $name {
+            const ARRAYS: usize = [$($idx),+].len();
+            const SHAPES: [$crate::arena::Shape; $name::ARRAYS] =
+                [$($crate::arena::Shape::of::<$item>()),+];
+            const FIT: () = {
+                let mut i = 0;
+                while i < Self::ARRAYS {
+                    assert!(Self::SHAPES[i].fits_a_line(), "items must be aligned to at most a line");
+                    i += 1;
+                }
+                $( assert!($idx < Self::ARRAYS); )+
+            };
 
-    /// The second array.
-    #[inline(always)]
-    pub fn second(&self) -> &[B] {
-        let offset = Self::second_offset(self.first as usize);
-        // SAFETY: as for `first`: `second` items of `B` were written from `offset` in `new`,
-        // which is within the block or its end (zero items), and aligned for `B`.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.lines.as_ptr().cast::<u8>().add(offset).cast::<B>(),
-                self.second as usize,
-            )
+            /// A block with no items (takes no room).
+            #[allow(dead_code)]
+            $vis const fn empty() -> Self {
+                Self {
+                    lines: $crate::arena::Block::empty(),
+                    lens: [0; $name::ARRAYS],
+                }
+            }
+
+            /// A block holding copies of the arrays.
+            #[allow(clippy::too_many_arguments)]
+            $vis fn new($($field: &[$item]),+) -> Result<Self, $crate::arena::ArenaError> {
+                let () = Self::FIT;
+                let mut lens = [0u16; $name::ARRAYS];
+                $(
+                    lens[$idx] = u16::try_from($field.len()).map_err(|_| {
+                        $crate::arena::ArenaError::TooLong {
+                            len: $field.len(),
+                            max: usize::from(u16::MAX),
+                        }
+                    })?;
+                )+
+                let room = $crate::arena::packed_end(&Self::SHAPES, &lens).div_ceil(64);
+                let mut lines =
+                    $crate::arena::Block::from_fn(room, |_| $crate::arena::Line::UNINIT)?;
+                let base = lines.as_mut_ptr().cast::<u8>();
+                $(
+                    // SAFETY: the array starts at its `packed_offset` and ends at or before
+                    // `packed_end`, within the block's `room` lines, which this function owns
+                    // (no reference covers them yet). The block is line-aligned, the offset a
+                    // multiple of the item's alignment, which is at most a line (`FIT`). The
+                    // lines are untyped (`MaybeUninit`), so any bytes may be written over them.
+                    unsafe {
+                        $crate::arena::write_array(
+                            base.add($crate::arena::packed_offset(&Self::SHAPES, &lens, $idx)),
+                            $field,
+                        )
+                    };
+                )+
+                Ok(Self { lines, lens })
+            }
+
+            $(
+                $(#[$fmeta])*
+                #[inline(always)]
+                #[allow(dead_code)]
+                $vis fn $field(&self) -> &[$item] {
+                    let at = $crate::arena::packed_offset(&Self::SHAPES, &self.lens, $idx);
+                    // SAFETY: `new` wrote `lens[$idx]` items of this very type (the one declared
+                    // at this index) from this offset, aligned for it, and nothing writes the
+                    // block afterwards (it is reachable through `&self` only). An empty block
+                    // has all lengths 0 and a dangling pointer aligned to a line.
+                    unsafe {
+                        std::slice::from_raw_parts(
+                            self.lines.as_ptr().cast::<u8>().add(at).cast::<$item>(),
+                            usize::from(self.lens[$idx]),
+                        )
+                    }
+                }
+            )+
+
+            /// Every array as one span of bytes, for prefetching.
+            #[inline(always)]
+            #[allow(dead_code)]
+            $vis fn bytes(&self) -> (*const u8, usize) {
+                (
+                    self.lines.as_ptr().cast(),
+                    $crate::arena::packed_end(&Self::SHAPES, &self.lens),
+                )
+            }
         }
-    }
 
-    /// Both arrays as one span of bytes, for prefetching.
-    #[inline(always)]
-    pub fn bytes(&self) -> (*const u8, usize) {
-        (
-            self.lines.as_ptr().cast(),
-            Self::second_offset(self.first as usize) + std::mem::size_of_val(self.second()),
-        )
-    }
+        impl Clone for $name {
+            fn clone(&self) -> Self {
+                // The same lengths fitted a chunk before, so they fit again.
+                Self::new($(self.$field()),+).unwrap_or_else(|_| Self::empty())
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    $(.field(stringify!($field), &self.$field()))+
+                    .finish()
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                true $(&& self.$field() == other.$field())+
+            }
+        }
+
+        impl Eq for $name {}
+    };
 }
-
-impl<A: Copy, B: Copy> Clone for Pair<A, B> {
-    fn clone(&self) -> Self {
-        // The same lengths fitted a chunk before, so they fit again.
-        Self::new(self.first(), self.second()).unwrap_or_else(|_| Self::empty())
-    }
-}
-
-impl<A: Copy + std::fmt::Debug, B: Copy + std::fmt::Debug> std::fmt::Debug for Pair<A, B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pair")
-            .field("first", &self.first())
-            .field("second", &self.second())
-            .finish()
-    }
-}
-
-impl<A: Copy + PartialEq, B: Copy + PartialEq> PartialEq for Pair<A, B> {
-    fn eq(&self, other: &Self) -> bool {
-        self.first() == other.first() && self.second() == other.second()
-    }
-}
-
-impl<A: Copy + Eq, B: Copy + Eq> Eq for Pair<A, B> {}
-
-impl<A: Copy, B: Copy> Default for Pair<A, B> {
-    fn default() -> Self {
-        Self::empty()
-    }
-}
+pub(crate) use packed_arrays;
 
 /// A fixed-length array in memory of its own, 2 MiB-aligned and advised `MADV_HUGEPAGE`
 /// before it is first written when it is 2 MiB or more: for the tables a packet indexes at
@@ -688,44 +758,80 @@ mod tests {
     #[repr(align(32))]
     struct Wide([u8; 20]);
 
+    /// A 64-byte line-aligned item, as the classifier's summaries.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[repr(align(64))]
+    struct Head([u32; 3]);
+
+    packed_arrays! {
+        /// Three arrays of different alignments in one block.
+        struct Three {
+            0 heads: Head,
+            1 wide: Wide,
+            2 small: Small,
+        }
+    }
+
+    #[test]
+    fn arrays_longer_than_a_u16_counts_are_refused() {
+        let small = vec![Small(0, 0, 0); usize::from(u16::MAX) + 1];
+        assert_eq!(
+            Three::new(&[], &[], &small).err(),
+            Some(ArenaError::TooLong {
+                len: small.len(),
+                max: usize::from(u16::MAX)
+            })
+        );
+        assert!(Three::new(&[], &[], &[]).unwrap().bytes().1 == 0);
+    }
+
     proptest! {
-        /// A pair's arrays read back as written, from a line-aligned block in which the second
-        /// array starts right after the first (at its alignment), and survive other pairs
-        /// coming and going.
+        /// A packed block's arrays read back as written, from a line-aligned block in which
+        /// each array starts right after the previous one (at its alignment), and survive
+        /// other blocks coming and going.
         #[test]
-        fn pairs_hold_both_arrays_back_to_back(
-            sets in proptest::collection::vec((0usize..12, 0usize..12, any::<u8>()), 1..40),
+        fn packed_arrays_lie_back_to_back(
+            sets in proptest::collection::vec(
+                (0usize..3, 0usize..12, 0usize..12, any::<u8>()),
+                1..40,
+            ),
         ) {
-            let make = |&(a, b, tag): &(usize, usize, u8)| {
+            let make = |&(h, a, b, tag): &(usize, usize, usize, u8)| {
+                let heads: Vec<Head> = (0..h).map(|i| Head([u32::from(tag), i as u32, 7])).collect();
                 let wide: Vec<Wide> = (0..a).map(|i| Wide([tag ^ i as u8; 20])).collect();
                 let small: Vec<Small> =
                     (0..b).map(|i| Small(u32::from(tag), i as u32, !(i as u32))).collect();
-                (wide, small)
+                (heads, wide, small)
             };
             let mut live = Vec::new();
             for (n, set) in sets.iter().enumerate() {
-                let (wide, small) = make(set);
-                let pair = Pair::new(&wide, &small).unwrap();
-                prop_assert_eq!(pair.first(), &wide[..]);
-                prop_assert_eq!(pair.second(), &small[..]);
-                if !wide.is_empty() || !small.is_empty() {
-                    prop_assert_eq!(pair.first().as_ptr() as usize % LINE, 0);
+                let (heads, wide, small) = make(set);
+                let block = Three::new(&heads, &wide, &small).unwrap();
+                prop_assert_eq!(block.heads(), &heads[..]);
+                prop_assert_eq!(block.wide(), &wide[..]);
+                prop_assert_eq!(block.small(), &small[..]);
+                let end = 64 * heads.len() + 32 * wide.len() + 12 * small.len();
+                if end > 0 {
+                    let base = block.heads().as_ptr() as usize;
+                    prop_assert_eq!(base % LINE, 0);
+                    prop_assert_eq!(block.wide().as_ptr() as usize - base, 64 * heads.len());
                     prop_assert_eq!(
-                        pair.second().as_ptr() as usize - pair.first().as_ptr() as usize,
-                        32 * wide.len()
+                        block.small().as_ptr() as usize - base,
+                        64 * heads.len() + 32 * wide.len()
                     );
-                    prop_assert_eq!(pair.bytes().1, 32 * wide.len() + 12 * small.len());
+                    prop_assert_eq!(block.bytes(), (base as *const u8, end));
                 }
-                prop_assert_eq!(&pair.clone(), &pair);
-                live.push((pair, n));
+                prop_assert_eq!(&block.clone(), &block);
+                live.push((block, n));
                 if n % 3 == 2 {
                     live.swap_remove(n % live.len());
                 }
             }
-            for (pair, n) in &live {
-                let (wide, small) = make(&sets[*n]);
-                prop_assert_eq!(pair.first(), &wide[..]);
-                prop_assert_eq!(pair.second(), &small[..]);
+            for (block, n) in &live {
+                let (heads, wide, small) = make(&sets[*n]);
+                prop_assert_eq!(block.heads(), &heads[..]);
+                prop_assert_eq!(block.wide(), &wide[..]);
+                prop_assert_eq!(block.small(), &small[..]);
             }
         }
 

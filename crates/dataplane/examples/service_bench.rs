@@ -18,9 +18,7 @@ mod common;
 
 use brasa_dataplane::acl::{Disposition, IpMatch, Match, PortRange, Prefix};
 use brasa_dataplane::build;
-use brasa_dataplane::pipeline::{
-    pkt_type, Batch, IpHandoff, LinkKind, PacketMeta, Pipeline, Port, Shared, Verdict,
-};
+use brasa_dataplane::pipeline::{pkt_type, Batch, PacketMeta, Pipeline, Port, Shared, Verdict};
 use brasa_dataplane::policer::{ColourMode, Meter, PolicerConfig, StatMode};
 use brasa_dataplane::sap::{PortEncap, SapEncap, SapId, Tag};
 use brasa_dataplane::service::*;
@@ -148,12 +146,7 @@ impl Pool {
 
 fn pipeline(ports: usize, config: ServiceStageConfig) -> Pipeline {
     let ports = (0..ports)
-        .map(|i| Port {
-            name: format!("p{i}"),
-            link: LinkKind::Ethernet,
-            mac: MacAddr([2, 0xee, 0, 0, 0, i as u8]),
-            ip_handoff: IpHandoff::Kernel,
-        })
+        .map(|i| Port::ethernet(format!("p{i}"), MacAddr([2, 0xee, 0, 0, 0, i as u8])))
         .collect();
     Pipeline::new(ports, service_stages(ServiceStage::new(config)))
 }

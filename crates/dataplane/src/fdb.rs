@@ -111,6 +111,23 @@ fn make_key(bridge: u32, mac: u64) -> u64 {
     ((u64::from(bridge) + 1) << 48) | (mac & 0xffff_ffff_ffff)
 }
 
+/// A slot's SAP reference: the SAP slot (24 bits) and its epoch above it.
+#[inline]
+fn sap_ref(sap: u32, epoch: u8) -> u32 {
+    (sap & MAX_SAP_SLOT) | (u32::from(epoch) << 24)
+}
+
+/// What [`Fdb::refresh`] found for a source MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sighting {
+    /// The entry names the SAP and epoch asked about; its last-seen time is refreshed.
+    Known,
+    /// The entry names something else (another SAP, an older epoch, or it is static).
+    Other(SlotRef, Entry),
+    /// No entry.
+    Absent,
+}
+
 /// Why an insertion failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertError {
@@ -185,7 +202,7 @@ impl Fdb {
         self.find_from(key, self.home(key))
     }
 
-    #[inline]
+    #[inline(always)]
     fn find_from(&self, key: u64, home: usize) -> Option<usize> {
         let mut i = home;
         loop {
@@ -200,6 +217,7 @@ impl Fdb {
         }
     }
 
+    #[inline(always)]
     fn entry_at(&self, i: usize) -> Option<Entry> {
         let slot = self.slots.get(i)?;
         if slot.key == 0 {
@@ -221,7 +239,7 @@ impl Fdb {
     }
 
     /// [`Fdb::lookup`] of a key already hashed.
-    #[inline]
+    #[inline(always)]
     pub fn lookup_key(&self, key: Key) -> Option<(SlotRef, Entry)> {
         let i = self.find_from(key.key, key.home)?;
         Some((SlotRef(i), self.entry_at(i)?))
@@ -232,20 +250,34 @@ impl Fdb {
     pub fn update(&mut self, at: SlotRef, sap: u32, epoch: u8, seen: u32) {
         if let Some(slot) = self.slots.get_mut(at.0) {
             if slot.key != 0 {
-                slot.sap = (sap & MAX_SAP_SLOT) | (u32::from(epoch) << 24);
+                slot.sap = sap_ref(sap, epoch);
                 slot.seen = seen;
             }
         }
     }
 
-    /// Refreshes the last-seen time of the entry at `at`, writing only when it changed (a
-    /// source seen every packet does not dirty its cache line every packet).
-    #[inline]
-    pub fn touch(&mut self, at: SlotRef, seen: u32) {
-        if let Some(slot) = self.slots.get_mut(at.0) {
-            if slot.seen != seen {
-                slot.seen = seen;
+    /// The learning probe of a frame's source: when the entry of `key` names `sap` at `epoch`
+    /// (the MAC is where it was learned, and that learning is current), refreshes its last-seen
+    /// time — writing only when it changed, so that a source seen every packet leaves its cache
+    /// line clean — and says [`Sighting::Known`]. That is the common case, and it costs one
+    /// compare of the stored reference instead of decoding the entry. Anything else (another
+    /// SAP, an older epoch, a static entry, no entry) is returned for the caller to decide.
+    #[inline(always)]
+    pub fn refresh(&mut self, key: Key, sap: u32, epoch: u8, seen: u32) -> Sighting {
+        let Some(i) = self.find_from(key.key, key.home) else {
+            return Sighting::Absent;
+        };
+        let owner = sap_ref(sap, epoch);
+        match self.slots.get_mut(i) {
+            Some(slot) if slot.sap == owner && epoch != STATIC_EPOCH => {
+                if slot.seen != seen {
+                    slot.seen = seen;
+                }
+                Sighting::Known
             }
+            _ => self
+                .entry_at(i)
+                .map_or(Sighting::Absent, |entry| Sighting::Other(SlotRef(i), entry)),
         }
     }
 
@@ -259,7 +291,7 @@ impl Fdb {
         seen: u32,
     ) -> Result<(), InsertError> {
         let key = make_key(bridge, mac);
-        let value = (sap & MAX_SAP_SLOT) | (u32::from(epoch) << 24);
+        let value = sap_ref(sap, epoch);
         let mut i = self.home(key);
         loop {
             let Some(slot) = self.slots.get_mut(i) else {
@@ -428,6 +460,9 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// A SAP slot holding a static MAC in these tests.
+    const STATIC_SAP: u32 = 9;
+
     #[test]
     fn a_span_counts_the_lines_it_overlaps() {
         assert_eq!(span_lines(0, 0), 0);
@@ -455,6 +490,35 @@ mod tests {
         assert_eq!(fdb.remove(3, 0xaabb).unwrap().sap, 9);
         assert!(fdb.lookup(3, 0xaabb).is_none());
         assert_eq!(fdb.len(), 1);
+    }
+
+    #[test]
+    fn refresh_settles_a_source_on_its_own_sap_and_reports_anything_else() {
+        let mut fdb = Fdb::new(100, 11);
+        fdb.insert(1, 0xa, 5, 3, 10).unwrap();
+        fdb.insert(1, 0xb, STATIC_SAP, STATIC_EPOCH, 0).unwrap();
+        let seen = |fdb: &Fdb, mac| fdb.lookup(1, mac).unwrap().1.seen;
+        // Its own SAP and epoch: refreshed, nothing else changes.
+        assert_eq!(fdb.refresh(fdb.key(1, 0xa), 5, 3, 12), Sighting::Known);
+        assert_eq!(seen(&fdb, 0xa), 12);
+        assert_eq!(fdb.refresh(fdb.key(1, 0xa), 5, 3, 12), Sighting::Known);
+        // Another SAP, or the same SAP after a flush (a newer epoch): the entry, untouched.
+        for (sap, epoch) in [(6, 3), (5, 4)] {
+            let Sighting::Other(at, entry) = fdb.refresh(fdb.key(1, 0xa), sap, epoch, 20) else {
+                panic!("an entry on SAP 5 epoch 3 is not settled for SAP {sap} epoch {epoch}");
+            };
+            assert_eq!((entry.sap, entry.epoch, entry.seen), (5, 3, 12));
+            assert_eq!(Some((at, entry)), fdb.lookup(1, 0xa));
+        }
+        // A static entry is reported, whatever the SAP asking.
+        assert!(matches!(
+            fdb.refresh(fdb.key(1, 0xb), STATIC_SAP, 3, 20),
+            Sighting::Other(_, e) if e.is_static()
+        ));
+        // Unknown MAC, or known in another bridge only.
+        assert_eq!(fdb.refresh(fdb.key(1, 0xc), 5, 3, 20), Sighting::Absent);
+        assert_eq!(fdb.refresh(fdb.key(2, 0xa), 5, 3, 20), Sighting::Absent);
+        assert_eq!(seen(&fdb, 0xa), 12);
     }
 
     #[test]

@@ -567,18 +567,20 @@ impl WireTags {
         bytes[2] |= prio;
         bytes[6] |= prio;
         let frame = buf.as_mut_slice();
-        // Fixed-size stores: a copy of `push` bytes would be a call to `memcpy`.
-        match push {
-            0 => true,
-            4 => frame
-                .get_mut(12..16)
-                .map(|area| area.copy_from_slice(&bytes[..4]))
-                .is_some(),
-            _ => frame
-                .get_mut(12..20)
-                .map(|area| area.copy_from_slice(&bytes))
-                .is_some(),
+        // Fixed-size stores, one per tag: a copy of `push` bytes would be a call to `memcpy`
+        // (and with a 4-byte and an 8-byte copy in two arms, LLVM makes them that call).
+        if push == 0 {
+            return true;
         }
+        let Some(outer) = frame.get_mut(12..16) else {
+            return false;
+        };
+        outer.copy_from_slice(&bytes[..4]);
+        push == 4
+            || frame
+                .get_mut(16..20)
+                .map(|inner| inner.copy_from_slice(&bytes[4..]))
+                .is_some()
     }
 }
 

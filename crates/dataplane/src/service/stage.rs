@@ -12,7 +12,7 @@ use super::throttle::{
 };
 use super::FilterKind;
 use crate::acl::{mac_bits, Disposition, IpFamily, PacketKey, RuleSet};
-use crate::fdb::{self, prefetch_read, Entry, Fdb, STATIC_EPOCH};
+use crate::fdb::{self, prefetch_read, Entry, Fdb, Sighting, STATIC_EPOCH};
 use crate::packet::PacketBuf;
 use crate::pcc::PccStage;
 use crate::pipeline::{
@@ -325,6 +325,10 @@ pub struct ServiceStage {
     /// then does not prefetch them (a prefetch of a line already in cache costs the
     /// instruction, its address and a load slot, and gains nothing).
     warm: bool,
+    /// The snapshot has filters: steps D and E of the packet path (which only prefetch for
+    /// ingress filters) can have work. Without any, no SAP is filtered, and the steps are not
+    /// run at all.
+    filters_in_use: bool,
 }
 
 /// What the first pass over a batch found about a received packet.
@@ -532,6 +536,17 @@ impl Ingress {
     }
 }
 
+/// A frame on its way out of a SAP and what sending it takes besides the SAP, in one value:
+/// the send has two entry points (out of line, and inlined into `bridge`) and they share it.
+struct Outgoing<'p> {
+    tables: &'p ServiceTables,
+    buf: &'p mut PacketBuf,
+    ingress: &'p mut Ingress,
+    /// The service the frame is forwarded in (its drops are counted there too).
+    service: u32,
+    now_ns: u64,
+}
+
 /// The batch's clock: the pipeline's context and its time in the MAC table's seconds, divided
 /// once per batch rather than per learned frame.
 #[derive(Clone, Copy)]
@@ -566,6 +581,7 @@ impl ServiceStage {
             last_sweep_ns: 0,
             pcc: None,
             warm: false,
+            filters_in_use: false,
         }
     }
 
@@ -752,6 +768,7 @@ impl ServiceStage {
             }
         }
         self.warm = tables.sap_count() <= WARM_OBJECTS && tables.service_count() <= WARM_OBJECTS;
+        self.filters_in_use = !tables.filter_ids.is_empty();
         self.tables = Some(tables);
     }
 
@@ -1188,8 +1205,10 @@ impl ServiceStage {
 
     /// Sends a frame out of SAP `slot`: its egress filters and policer, its tags, the port
     /// MTU. Returns the verdict. A SAP with nothing to check on egress (most) is sent from its
-    /// egress record alone.
+    /// egress record alone. Out of line: the Epipe path, floods and GRE call it from code
+    /// with many values live; [`Self::egress_sap_inline`] is the same for `bridge`.
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     fn egress_sap(
         &mut self,
         tables: &ServiceTables,
@@ -1199,6 +1218,27 @@ impl ServiceStage {
         service: u32,
         now_ns: u64,
     ) -> Verdict {
+        let out = Outgoing {
+            tables,
+            buf,
+            ingress,
+            service,
+            now_ns,
+        };
+        self.egress_sap_inline(out, slot)
+    }
+
+    /// [`Self::egress_sap`], inlined into the caller: `bridge`'s known unicast frames (most
+    /// of a VPLS's) then pay no call, and no second save of the registers `bridge` saved.
+    #[inline(always)]
+    fn egress_sap_inline(&mut self, out: Outgoing<'_>, slot: u32) -> Verdict {
+        let Outgoing {
+            tables,
+            buf,
+            ingress,
+            service,
+            now_ns,
+        } = out;
         let Some(egress) = self.saps.get(slot as usize).map(|s| s.egress) else {
             return Verdict::Drop(DropReason::ServiceDown);
         };
@@ -1302,7 +1342,10 @@ impl ServiceStage {
     }
 
     /// Learns the source MAC whose key is `src` on SAP `slot` of bridge `bridge`. `Err` when
-    /// the frame must be dropped.
+    /// the frame must be dropped. Inlined: a source that stays where it was learned (nearly
+    /// every frame) is settled by one compare in the table; the rest go to
+    /// [`Self::learn_change`], out of line.
+    #[inline(always)]
     fn learn(
         &mut self,
         sap: &SapEntry,
@@ -1310,11 +1353,36 @@ impl ServiceStage {
         src: fdb::Key,
         now_s: u32,
     ) -> Result<(), DropReason> {
+        let Some(fdb) = self.fdb.as_mut() else {
+            return Ok(());
+        };
+        let found = match self.saps.get(slot as usize) {
+            Some(state) if state.generation != 0 => {
+                match fdb.refresh(src, slot, state.fdb_epoch, now_s) {
+                    Sighting::Known => return Ok(()),
+                    Sighting::Other(at, entry) => Some((at, entry)),
+                    Sighting::Absent => None,
+                }
+            }
+            _ => fdb.lookup_key(src),
+        };
+        self.learn_change(sap, slot, src, found, now_s)
+    }
+
+    /// A source that is new, stale, static or moving: `found` is its entry, if any.
+    #[inline(never)]
+    fn learn_change(
+        &mut self,
+        sap: &SapEntry,
+        slot: u32,
+        src: fdb::Key,
+        found: Option<(fdb::SlotRef, Entry)>,
+        now_s: u32,
+    ) -> Result<(), DropReason> {
         let bridge = sap.service;
         let Some(fdb) = self.fdb.as_mut() else {
             return Ok(());
         };
-        let found = fdb.lookup_key(src);
         let mut stale_at = None;
         if let Some((at, entry)) = found {
             if entry.is_static() {
@@ -1330,7 +1398,8 @@ impl ServiceStage {
                 .get(entry.sap as usize)
                 .is_some_and(|s| s.generation != 0 && s.fdb_epoch == entry.epoch);
             if valid && entry.sap == slot {
-                fdb.touch(at, now_s);
+                // `refresh` settles this case (an installed SAP's generation is never 0):
+                // kept so that a MAC is never counted as moving to the SAP it is on.
                 return Ok(());
             }
             if valid {
@@ -1775,6 +1844,7 @@ impl ServiceStage {
     /// table keys of the frame's destination and source. False when the frame is to be
     /// flooded (broadcast, multicast, unknown unicast, or no table yet).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn bridge(
         &mut self,
         tables: &ServiceTables,
@@ -1819,7 +1889,14 @@ impl ServiceStage {
             self.count_drop(slot, service, DropReason::SplitHorizon);
             Verdict::Drop(DropReason::SplitHorizon)
         } else {
-            self.egress_sap(tables, buf, ingress, entry.sap, service, clock.ctx.now_ns)
+            let out = Outgoing {
+                tables,
+                buf,
+                ingress,
+                service,
+                now_ns: clock.ctx.now_ns,
+            };
+            self.egress_sap_inline(out, entry.sap)
         };
         true
     }
@@ -2098,10 +2175,12 @@ impl Stage for ServiceStage {
                 }
                 self.prefetch_macs(group.map(|q| &ring[q % IN_FLIGHT]));
             }
-            let p = slot(i, 3);
-            self.rule_set_step(tables, &ring[p % IN_FLIGHT]);
-            let p = slot(i, 4);
-            self.entries_step(tables, batch, p, &ring[p % IN_FLIGHT]);
+            if self.filters_in_use {
+                let p = slot(i, 3);
+                self.rule_set_step(tables, &ring[p % IN_FLIGHT]);
+                let p = slot(i, 4);
+                self.entries_step(tables, batch, p, &ring[p % IN_FLIGHT]);
+            }
             let p = slot(i, 5);
             let work = &ring[p % IN_FLIGHT];
             match work.step {

@@ -191,6 +191,7 @@ fn class_proxy(
         modules,
         &proxy_realm(auth, acct),
         Some(&body),
+        "",
         false,
     )
 }

@@ -163,9 +163,16 @@ fn dyn_serv_dictionary(dir: &Path) {
     alcatel_dictionary(dir, "Alc-Dyn-Serv-");
 }
 
+/// The receive buffer of the test FreeRADIUS's sockets, bytes: a burst of data triggers sends
+/// up to `max_access_requests` (1 024) Access-Requests at once, about four times what the
+/// kernel's default buffer (`net.core.rmem_default`, 208 KiB) holds, and the requests it drops
+/// wait for the pool's retry. `DYNSVC_FREERADIUS_RECV_BUFF` sets another (0: the default).
+const FREERADIUS_RECV_BUFF: usize = 4 << 20;
+
 /// FreeRADIUS inside `router` (in `dir`/freeradius, with `users` and the Alc-Dyn-Serv
-/// dictionary, secret `dynsecret` for 127.0.0.0/8) as the dynamic services' AAA server, and the
-/// `[radius]` section of its pool "aaa" with `pool_settings`.
+/// dictionary, secret `dynsecret` for 127.0.0.0/8, sockets of [`FREERADIUS_RECV_BUFF`]) as the
+/// dynamic services' AAA server, and the `[radius]` section of its pool "aaa" with
+/// `pool_settings`.
 fn aaa_server(
     router: &Netns,
     dir: &Path,
@@ -175,7 +182,21 @@ fn aaa_server(
     let radius_dir = dir.join("freeradius");
     std::fs::create_dir_all(&radius_dir).unwrap();
     dyn_serv_dictionary(&radius_dir);
-    let radius = start_freeradius_in(router, &radius_dir, &[("127.0.0.0/8", "dynsecret")], users);
+    let recv_buff = std::env::var("DYNSVC_FREERADIUS_RECV_BUFF")
+        .ok()
+        .and_then(|bytes| bytes.parse().ok())
+        .unwrap_or(FREERADIUS_RECV_BUFF);
+    let listen_settings = match recv_buff {
+        0 => String::new(),
+        bytes => format!("    recv_buff = {bytes}\n"),
+    };
+    let radius = start_freeradius_in(
+        router,
+        &radius_dir,
+        &[("127.0.0.0/8", "dynsecret")],
+        users,
+        &listen_settings,
+    );
     let pools = format!(
         "[radius]\n{}",
         radius.radius_pool("aaa", "dynsecret", pool_settings)
@@ -1490,6 +1511,20 @@ impl LogTail {
             .count();
         self.count
     }
+
+    /// Waits until the log says `setups` data trigger SAPs were created (at most 60 s from
+    /// `started`).
+    fn wait_for_setups(&mut self, setups: usize, started: Instant, daemon: &Daemon) {
+        while self.count("data trigger SAP created") < setups {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{} of {setups} setups done\n{}",
+                self.count("data trigger SAP created"),
+                daemon.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 /// Data trigger → dynamic SAP created through `brasa run` with local authentication: 2 000
@@ -1518,15 +1553,7 @@ fn netns_local_auth_setups_per_second() {
     let started = Instant::now();
     let mut flood = start_flood(&customers, &stop, setups.into());
     // The log says when each is done; the CLI is asked once, at the end.
-    while log.count("data trigger SAP created") < usize::from(setups) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{} of {setups} setups done\n{}",
-            log.count("data trigger SAP created"),
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    log.wait_for_setups(setups.into(), started, &daemon);
     let elapsed = started.elapsed();
     std::fs::write(&stop, "").unwrap();
     let created = |t: &[serde_json::Value]| t.iter().filter(|t| t["state"] == "sapCreated").count();
@@ -1836,10 +1863,13 @@ secret = "dynsecret"
 /// Data trigger → dynamic SAP created with FreeRADIUS as the AAA server, beside FreeRADIUS's
 /// own Access-Request rate from the neutral load generator (`shared/tools/radload.py`) in the
 /// same run. 1 000 new QinQ VLANs (150 in a debug build; `DYNSVC_SETUPS` to change) send
-/// trigger frames in one fixed
-/// order; FreeRADIUS answers every one with the trigger's SAP and an Epipe to the far trunk;
-/// the figure is the time from the first frame to the last trigger in sapCreated. Asserts that
-/// every trigger got its service and that FreeRADIUS answered every direct request; prints
+/// trigger frames in one fixed order; FreeRADIUS answers every one with the trigger's SAP and
+/// an Epipe to the far trunk; the figure is the time from the sender's first frame to the last
+/// sapCreated in brasa's log. Asserts that every trigger got its service and that FreeRADIUS
+/// answered every direct request; prints both rates and the datagrams the namespace's UDP
+/// sockets (and FreeRADIUS's auth socket) dropped for a full receive buffer during the setups
+/// (`DYNSVC_FREERADIUS_RECV_BUFF=0` gives FreeRADIUS the kernel's default buffer, and the
+/// burst's losses).
 #[test]
 #[ignore = "a benchmark: run it with `--run-ignored ignored-only`; it needs the shared radload.py (RADLOAD=path)"]
 fn netns_freeradius_setups_per_second_beside_freeradius_direct_rate() {
@@ -1868,23 +1898,38 @@ DEFAULT Cleartext-Password := "secret"
         r#"{ radius_pool = "aaa", password = "dynpass" }"#,
         &pools,
     )
-    .replace("setup_timeout = \"3s\"\n", "setup_timeout = \"120s\"\n");
+    .replace("setup_timeout = \"3s\"\n", "setup_timeout = \"120s\"\n")
+    .replace(
+        "host_lockout_policy = \"lock\"\n",
+        "host_lockout_policy = \"lock\"\ndebug = { mode = \"all\" }\n",
+    );
     let daemon = Daemon::start(&router, dir.path(), &config);
     daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
 
+    let auth_port = radius.auth.port();
+    let drops_before = udp_drops(&router, auth_port);
+    let mut log = LogTail::open(&dir.path().join("brasa.log"));
     let stop = dir.path().join("stop");
     let started = Instant::now();
     let mut flood = start_flood(&customers, &stop, setups);
+    log.wait_for_setups(setups, started, &daemon);
+    let drops_after = udp_drops(&router, auth_port);
+    std::fs::write(&stop, "").unwrap();
+    let sent = flood.finished();
     let created = |t: &[serde_json::Value]| t.iter().filter(|t| t["state"] == "sapCreated").count();
     let triggers = daemon.triggers_until("every trigger in sapCreated", |t| created(t) >= setups);
-    let elapsed = started.elapsed();
-    std::fs::write(&stop, "").unwrap();
-    let _ = flood.0.wait();
     assert_eq!(created(&triggers), setups);
     assert!(triggers
         .iter()
         .all(|t| t["services"].as_array().is_some_and(|s| s.len() == 1)));
-    let setup_rate = setups as f64 / elapsed.as_secs_f64();
+    let last_created = daemon
+        .log_text()
+        .lines()
+        .filter(|line| line.contains("data trigger SAP created"))
+        .filter_map(log_stamp)
+        .fold(f64::MIN, f64::max);
+    let brasa_seconds = last_created - sent.first_frame_of_day;
+    let setup_rate = setups as f64 / brasa_seconds;
 
     // FreeRADIUS alone, same instance, same run: PAP Access-Requests from the load generator.
     // 16 sockets × 16 in flight after a warm-up, as the RADIUS proxy benchmark drives it: more
@@ -1912,11 +1957,72 @@ DEFAULT Cleartext-Password := "secret"
     );
     let direct_rate: f64 = field("rate").trim_end_matches("/s").parse().unwrap();
     eprintln!(
-        "FreeRADIUS as the AAA server: {setups} data triggers -> sapCreated in {:.2} s = {setup_rate:.0} setups/s \
+        "FreeRADIUS as the AAA server: {setups} data triggers -> sapCreated in {brasa_seconds:.3} s = \
+         {setup_rate:.0} setups/s from the first frame sent to the last sapCreated logged \
          (frame, Access-Request/Accept, alc.dyn script, service transaction, data plane install); \
+         datagrams the namespace's UDP sockets dropped meanwhile for a full receive buffer: {} \
+         (FreeRADIUS's auth socket: {}, its buffer {} bytes); \
          FreeRADIUS direct, same run: {direct_rate:.0} Access-Requests/s ({direct}); \
          brasa's time per setup beyond FreeRADIUS's per request: {:.0} us",
-        elapsed.as_secs_f64(),
+        drops_after.namespace - drops_before.namespace,
+        drops_after.socket - drops_before.socket,
+        drops_after.socket_buffer,
         1e6 / setup_rate - 1e6 / direct_rate,
     );
+}
+
+/// UDP datagrams dropped for a full receive buffer, in a namespace.
+struct UdpDrops {
+    /// By every socket of the namespace (`/proc/net/snmp`, Udp RcvbufErrors).
+    namespace: u64,
+    /// By the socket bound to the port asked for (`ss -m`: skmem's `d`).
+    socket: u64,
+    /// That socket's receive buffer, bytes (skmem's `rb`).
+    socket_buffer: u64,
+}
+
+/// The UDP receive-buffer drops in `router` so far, all sockets' and the one bound to `port`'s.
+fn udp_drops(router: &Netns, port: u16) -> UdpDrops {
+    let (snmp, sockets) = router.enter(|| {
+        let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
+        let ss = Command::new("ss")
+            .args(["-u", "-a", "-m", "-n"])
+            .output()
+            .unwrap();
+        (snmp, String::from_utf8_lossy(&ss.stdout).into_owned())
+    });
+    let udp: Vec<Vec<&str>> = snmp
+        .lines()
+        .filter_map(|line| line.strip_prefix("Udp: "))
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    let namespace = udp[0]
+        .iter()
+        .position(|name| *name == "RcvbufErrors")
+        .and_then(|at| udp[1][at].parse().ok())
+        .unwrap_or_else(|| panic!("no Udp RcvbufErrors in {snmp}"));
+    // `ss -m` prints a socket's line, then its skmem:(r…,rb…,…,d…) on the next.
+    // Columns: State Recv-Q Send-Q Local Peer.
+    let local = format!(":{port}");
+    let skmem = sockets
+        .lines()
+        .skip_while(|line| {
+            line.split_whitespace()
+                .nth(3)
+                .is_none_or(|address| !address.ends_with(&local))
+        })
+        .find_map(|line| line.trim().strip_prefix("skmem:("))
+        .unwrap_or_else(|| panic!("no socket on port {port} in {sockets}"));
+    let field = |name: &str| -> u64 {
+        skmem
+            .trim_end_matches(')')
+            .split(',')
+            .find_map(|f| f.strip_prefix(name)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in skmem:({skmem}"))
+    };
+    UdpDrops {
+        namespace,
+        socket: field("d"),
+        socket_buffer: field("rb"),
+    }
 }

@@ -108,14 +108,17 @@ proxy = "aaa"
 }
 
 /// [`start_freeradius`] with the default server sections (users file, PAP, detail) inside
-/// `netns`, on its loopback: the AAA server of a brasa that runs in that namespace.
+/// `netns`, on its loopback: the AAA server of a brasa that runs in that namespace;
+/// `listen_settings` go into each `listen` section (e.g. a larger `recv_buff` for bursts).
 pub fn start_freeradius_in(
     netns: &Netns,
     dir: &Path,
     clients: &[(&str, &str)],
     users: &str,
+    listen_settings: &str,
 ) -> FreeRadius {
     let dir = dir.to_path_buf();
+    let listen_settings = listen_settings.to_string();
     let clients: Vec<(String, String)> = clients
         .iter()
         .map(|(address, secret)| (address.to_string(), secret.to_string()))
@@ -126,7 +129,17 @@ pub fn start_freeradius_in(
             .iter()
             .map(|(address, secret)| (address.as_str(), secret.as_str()))
             .collect();
-        start_freeradius(&dir, "127.0.0.1", &clients, &users, "", None, false)
+        start_freeradius_with_modules(
+            &dir,
+            "127.0.0.1",
+            &clients,
+            &users,
+            "",
+            "",
+            None,
+            &listen_settings,
+            false,
+        )
     })
 }
 
@@ -150,12 +163,13 @@ pub fn start_freeradius(
         "",
         extra_top_level,
         server_body,
+        "",
         debug,
     )
 }
 
 /// [`start_freeradius`] with `extra_modules` (module instances such as a `cache { }`) added to
-/// the `modules` section.
+/// the `modules` section and `listen_settings` to each `listen` section.
 #[allow(clippy::too_many_arguments)]
 pub fn start_freeradius_with_modules(
     dir: &Path,
@@ -165,6 +179,7 @@ pub fn start_freeradius_with_modules(
     extra_modules: &str,
     extra_top_level: &str,
     server_body: Option<&str>,
+    listen_settings: &str,
     debug: bool,
 ) -> FreeRadius {
     std::fs::create_dir_all(dir).unwrap();
@@ -242,12 +257,12 @@ server default {{
     type = auth
     ipaddr = {ip}
     port = {auth_port}
-  }}
+{listen_settings}  }}
   listen {{
     type = acct
     ipaddr = {ip}
     port = {acct_port}
-  }}
+{listen_settings}  }}
 {body}}}
 "#
     );

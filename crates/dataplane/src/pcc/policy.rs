@@ -141,12 +141,81 @@ pub struct CompiledRules {
     /// queue the real misses wait in. It stays set when the other policies go: the one left
     /// then merely misses on lines it could have prefetched; the outcome is the same.
     shared: AtomicBool,
+    /// The far-end prefixes of each direction's first IPv4 entries, by [`Direction`]: the
+    /// second and third lines of the object, next to the first in the same page.
+    far4: [FarSummary; 2],
     /// The list it was compiled from.
     rules: Vec<PccRuleSpec>,
 }
 
-// The packet path's fields of the compiled rules fit the one line their prefetch fetches.
-const _: () = assert!(std::mem::offset_of!(CompiledRules, rules) <= 64);
+// The packet path's fields of the compiled rules fit the one line their prefetch fetches, and
+// each direction's summary is one line of its own right after it.
+const _: () = assert!(std::mem::offset_of!(CompiledRules, far4) == 64);
+const _: () = assert!(std::mem::size_of::<FarSummary>() == 64);
+
+/// Entries a [`FarSummary`] covers: eight prefix/mask pairs of 32 bits fill one line.
+const SUMMARISED: usize = 8;
+
+/// The far-end prefixes (destination for ingress, source for egress) of the first
+/// [`SUMMARISED`] IPv4 entries of one direction, as network and mask: one line that rules
+/// entries out before any entry is read. With a distinct rule list per subscriber a packet
+/// then reads this line and the lines of the entries it leaves as candidates (operators' rules
+/// mostly differ by far-end prefix, so usually one), instead of every line of the scan (four
+/// for eight entries). It may only rule entries out: a candidate is still matched whole, in
+/// precedence order, so the outcome is the plain first-match scan's.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct FarSummary {
+    /// Each entry's far-end network, masked (0 when it has no far-end prefix).
+    net: [u32; SUMMARISED],
+    /// Each entry's far-end mask (0 when it has no far-end prefix: every address is a
+    /// candidate; unused positions too, which the count of entries rules out).
+    mask: [u32; SUMMARISED],
+}
+
+impl FarSummary {
+    /// The summary of `prefixes` (the far-end prefix of each of the direction's entries in
+    /// order; those beyond [`SUMMARISED`] are not summarised).
+    fn new(prefixes: &[(u32, u32)]) -> Self {
+        let mut summary = Self::default();
+        for (i, &(net, mask)) in prefixes.iter().take(SUMMARISED).enumerate() {
+            summary.net[i] = net & mask;
+            summary.mask[i] = mask;
+        }
+        summary
+    }
+
+    /// Bit `i` set when entry `i` may match a packet whose far end is `far` (of the first
+    /// `entries` entries). Eight independent compares with no branch, which the compiler turns
+    /// into a few vector instructions: the round that tried a summary before (round 6 in
+    /// `docs/perf/dataplane.md`) lost its gain to decoding instructions.
+    #[inline(always)]
+    fn candidates(&self, far: u32, entries: usize) -> u8 {
+        let mut bits = 0u8;
+        for i in 0..SUMMARISED {
+            bits |= u8::from((far ^ self.net[i]) & self.mask[i] == 0) << i;
+        }
+        let covered = entries.min(SUMMARISED) as u32;
+        // `covered` ≤ 8, so the shift fits in a u16 and the mask in a u8.
+        bits & ((1u16 << covered) - 1) as u8
+    }
+}
+
+/// The IPv4 far-end prefix of `flow` in `direction` as network and mask ((0, 0): none, or not
+/// an IPv4 one, so every address is a candidate).
+fn far_prefix4(flow: &crate::acl::IpMatch, direction: Direction) -> (u32, u32) {
+    let far = match direction {
+        Direction::Ingress => flow.dst,
+        Direction::Egress => flow.src,
+    };
+    match far {
+        Some(Prefix {
+            addr: std::net::IpAddr::V4(addr),
+            len,
+        }) => (u32::from(addr), crate::acl::mask32(len)),
+        _ => (0, 0),
+    }
+}
 
 /// A rule list's classifier entries (40 bytes, the first part of [`CompiledRules`]' line).
 #[derive(Debug)]
@@ -382,6 +451,7 @@ impl CompiledRules {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         let (mut v4_egress, mut v6_egress) = (None, None);
+        let mut far4: [Vec<(u32, u32)>; 2] = Default::default();
         for &i in &order {
             let rule = &rules[i];
             if rule.direction == Direction::Egress {
@@ -390,7 +460,10 @@ impl CompiledRules {
             }
             // `i` < MAX_RULES fits the entries' 16-bit rule index.
             for flow in &rule.flows {
-                v4.extend(V4Entry::of(flow, i as u16));
+                if let Some(entry) = V4Entry::of(flow, i as u16) {
+                    v4.push(entry);
+                    far4[rule.direction as usize].push(far_prefix4(flow, rule.direction));
+                }
                 v6.extend(V6Entry::of(flow, i as u16));
             }
         }
@@ -407,16 +480,52 @@ impl CompiledRules {
             },
             actions: Block::from_vec(actions).map_err(too_many)?,
             shared: AtomicBool::new(false),
+            far4: far4.each_ref().map(|prefixes| FarSummary::new(prefixes)),
             rules,
         })
     }
 
-    /// Hints the CPU to fetch these rules' own line (the entries' and actions' pointers).
-    /// Shared rules are in the cache already; a subscriber with a rule list of its own pays
-    /// this line.
+    /// Hints the CPU to fetch these rules' own line (the entries' and actions' pointers) and,
+    /// for an IPv4 packet, the far-end summary of `direction`. Shared rules are in the cache
+    /// already; a subscriber with a rule list of its own pays these lines.
     #[inline]
-    pub(crate) fn prefetch(this: &Arc<CompiledRules>) {
+    pub(crate) fn prefetch(this: &Arc<CompiledRules>, family: IpFamily, direction: Direction) {
         crate::fdb::prefetch_read(Arc::as_ptr(this));
+        if family == IpFamily::V4 {
+            if let Some(summary) = this.far4.get(direction as usize) {
+                crate::fdb::prefetch_read(summary);
+            }
+        }
+    }
+
+    /// The IPv4 entries of `direction` that the far-end summary leaves as candidates for a
+    /// packet with `key` (bit `i`: entry `i`; entries beyond [`SUMMARISED`] are always
+    /// candidates and not in the bits). Not for IPv6 keys (no bits).
+    #[inline(always)]
+    pub(crate) fn candidates4(&self, key: &PacketKey, direction: Direction) -> u8 {
+        let far = match direction {
+            Direction::Ingress => key.dst4,
+            Direction::Egress => key.src4,
+        };
+        let entries = self.entries.entries4(direction).len();
+        self.far4
+            .get(direction as usize)
+            .map_or(0, |summary| summary.candidates(far, entries))
+    }
+
+    /// Hints the CPU to fetch the lines of the IPv4 entries of `direction` that `candidates`
+    /// ([`CompiledRules::candidates4`]) leaves, and of the entries the summary does not cover.
+    #[inline]
+    pub(crate) fn prefetch_candidates4(&self, direction: Direction, candidates: u8) {
+        let (head, tail) = summarised(self.entries.entries4(direction));
+        let mut bits = candidates;
+        while bits != 0 {
+            if let Some(entry) = head.get(bits.trailing_zeros() as usize) {
+                crate::fdb::prefetch_read(entry);
+            }
+            bits &= bits - 1;
+        }
+        crate::fdb::prefetch_slice(tail, crate::acl::PREFETCH_LINES);
     }
 
     /// Rules in the list (each has an action and, per subscriber, a state line).
@@ -475,6 +584,31 @@ impl Entries {
         }
     }
 
+    /// [`Entries::classify`] for an IPv4 `key` whose candidates among the summarised entries
+    /// are `candidates` ([`CompiledRules::candidates4`]): the ruled-out entries are skipped
+    /// unread, the rest scanned in precedence order as the plain scan does.
+    #[inline]
+    pub(crate) fn classify4_among(
+        &self,
+        key: &PacketKey,
+        direction: Direction,
+        candidates: u8,
+    ) -> Option<u16> {
+        let (head, tail) = summarised(self.entries4(direction));
+        let mut bits = candidates;
+        while bits != 0 {
+            if let Some(entry) = head.get(bits.trailing_zeros() as usize) {
+                if entry.addresses_match(key) && entry.rest_matches(key) {
+                    return Some(entry.rule());
+                }
+            }
+            bits &= bits - 1;
+        }
+        tail.iter()
+            .find(|e| e.addresses_match(key) && e.rest_matches(key))
+            .map(V4Entry::rule)
+    }
+
     /// The index of the rule of lowest precedence in `direction` that `key` matches.
     ///
     /// The scan tests addresses first and the rest only when they match: rules mostly differ
@@ -495,6 +629,12 @@ impl Entries {
             None => None,
         }
     }
+}
+
+/// A direction's IPv4 entries split into those a [`FarSummary`] covers and the rest.
+#[inline(always)]
+fn summarised(entries: &[V4Entry]) -> (&[V4Entry], &[V4Entry]) {
+    entries.split_at(entries.len().min(SUMMARISED))
 }
 
 impl SubscriberPolicy {

@@ -48,6 +48,11 @@ struct Work {
     src: u32,
     /// Slot of the subscriber owning the destination address (egress), or [`NONE`].
     dst: u32,
+    /// The source's subscriber's IPv4 entries its far-end summary leaves (ingress; see
+    /// [`CompiledRules::candidates4`]).
+    ingress_candidates: u8,
+    /// The destination's subscriber's, likewise (egress).
+    egress_candidates: u8,
     /// The matching rule of the source's subscriber (ingress), if any.
     ingress_rule: Option<u16>,
     /// The matching rule of the destination's subscriber (egress), if any.
@@ -410,6 +415,8 @@ impl Stage for PccStage {
                 family,
                 src: NONE,
                 dst: NONE,
+                ingress_candidates: 0,
+                egress_candidates: 0,
                 ingress_rule: None,
                 egress_rule: None,
             });
@@ -435,38 +442,62 @@ impl Stage for PccStage {
                 }
             }
             for w in group.iter() {
-                for slot in [w.src, w.dst] {
-                    if let Some(installed) = self.installed(slot) {
-                        CompiledRules::prefetch(&installed.rules);
-                    }
-                }
-            }
-            for w in group.iter() {
                 for (slot, direction) in [(w.src, Direction::Ingress), (w.dst, Direction::Egress)] {
-                    // Shared rules' entries are in the cache already.
-                    match self.installed(slot) {
-                        Some(installed) if !installed.rules.is_shared() => installed
-                            .rules
-                            .entries()
-                            .prefetch_entries(w.family, direction),
-                        _ => {}
+                    if let Some(installed) = self.installed(slot) {
+                        CompiledRules::prefetch(&installed.rules, w.family, direction);
                     }
                 }
             }
             for w in group.iter_mut() {
-                if let Some(installed) = self.installed(w.src) {
-                    w.ingress_rule = installed
-                        .rules
-                        .entries()
-                        .classify(&w.key, Direction::Ingress);
-                    policy::prefetch_rule(&installed.rules, installed.states(), w.ingress_rule);
+                let sides = [
+                    (w.src, Direction::Ingress, &mut w.ingress_candidates),
+                    (w.dst, Direction::Egress, &mut w.egress_candidates),
+                ];
+                for (slot, direction, candidates) in sides {
+                    let Some(installed) = self.installed(slot) else {
+                        continue;
+                    };
+                    let rules = &installed.rules;
+                    // Shared rules' entries are in the cache already.
+                    match w.family {
+                        IpFamily::V4 => {
+                            *candidates = rules.candidates4(&w.key, direction);
+                            if !rules.is_shared() {
+                                rules.prefetch_candidates4(direction, *candidates);
+                            }
+                        }
+                        IpFamily::V6 if !rules.is_shared() => {
+                            rules.entries().prefetch_entries(w.family, direction)
+                        }
+                        IpFamily::V6 => {}
+                    }
                 }
-                if let Some(installed) = self.installed(w.dst) {
-                    w.egress_rule = installed
-                        .rules
-                        .entries()
-                        .classify(&w.key, Direction::Egress);
-                    policy::prefetch_rule(&installed.rules, installed.states(), w.egress_rule);
+            }
+            for w in group.iter_mut() {
+                let sides = [
+                    (
+                        w.src,
+                        Direction::Ingress,
+                        w.ingress_candidates,
+                        &mut w.ingress_rule,
+                    ),
+                    (
+                        w.dst,
+                        Direction::Egress,
+                        w.egress_candidates,
+                        &mut w.egress_rule,
+                    ),
+                ];
+                for (slot, direction, candidates, rule) in sides {
+                    let Some(installed) = self.installed(slot) else {
+                        continue;
+                    };
+                    let entries = installed.rules.entries();
+                    *rule = match w.family {
+                        IpFamily::V4 => entries.classify4_among(&w.key, direction, candidates),
+                        IpFamily::V6 => entries.classify(&w.key, direction),
+                    };
+                    policy::prefetch_rule(&installed.rules, installed.states(), *rule);
                 }
             }
             for w in group.iter_mut() {

@@ -1,3 +1,4 @@
+use super::policy::classify4_among;
 use super::*;
 use crate::acl::{v4, v6, Disposition, IpMatch, Match, PacketKey, PortRange, Rule};
 use crate::build;
@@ -808,22 +809,21 @@ fn far_summary_leaves_only_the_entries_whose_far_prefix_covers_the_packet() {
         key.read_ipv4(&udp(SUB4.into(), dst.into(), 80, 8));
         key
     };
-    let compiled = policy.compiled();
+    let compiled = policy.compiled().hot();
+    let (ingress, egress) = (9, 1);
     let elsewhere = key(Ipv4Addr::new(198, 18, 0, 1));
-    assert_eq!(compiled.candidates4(&elsewhere, Direction::Ingress), 1 << 7);
+    assert_eq!(
+        compiled.candidates4(&elsewhere, Direction::Ingress, ingress),
+        1 << 7
+    );
     let third = key(Ipv4Addr::new(203, 0, 3, 9));
-    assert_eq!(
-        compiled.candidates4(&third, Direction::Ingress),
-        1 << 3 | 1 << 7
-    );
-    assert_eq!(
-        compiled
-            .entries()
-            .classify4_among(&third, Direction::Ingress, 1 << 3 | 1 << 7),
-        Some(3)
-    );
+    let candidates = compiled.candidates4(&third, Direction::Ingress, ingress);
+    assert_eq!(candidates, 1 << 3 | 1 << 7);
+    let entries = policy.line().entries4(Direction::Ingress);
+    assert_eq!(entries.len(), ingress);
+    assert_eq!(classify4_among(entries, &third, candidates), Some(3));
     // The one egress entry, any address.
-    assert_eq!(compiled.candidates4(&third, Direction::Egress), 1);
+    assert_eq!(compiled.candidates4(&third, Direction::Egress, egress), 1);
 }
 
 proptest! {
@@ -843,7 +843,7 @@ proptest! {
             rules: arb_rules_spec(rules),
         })
         .unwrap();
-        let compiled = policy.compiled();
+        let compiled = policy.compiled().hot();
         for (net, host, port, tcp, dscp) in packets {
             let far = Ipv4Addr::from((u32::from(net) << 30) | (u32::from(host) << 8) | 5);
             for direction in Direction::ALL {
@@ -858,9 +858,10 @@ proptest! {
                 ip[1] = dscp << 2;
                 let mut key = PacketKey::default();
                 key.read_ipv4(&ip);
-                let candidates = compiled.candidates4(&key, direction);
+                let entries = policy.line().entries4(direction);
+                let candidates = compiled.candidates4(&key, direction, entries.len());
                 prop_assert_eq!(
-                    compiled.entries().classify4_among(&key, direction, candidates),
+                    classify4_among(entries, &key, candidates),
                     compiled.entries().classify(&key, direction)
                 );
             }
@@ -980,8 +981,8 @@ fn equal_rule_lists_are_compiled_once_and_police_apart() {
     assert!(alice.shares_rules_with(&bob));
     assert!(!alice.shares_rules_with(&carol));
     // The stage leaves shared rules' lines to the cache, and prefetches a list of one's own.
-    assert!(alice.compiled().is_shared());
-    assert!(!carol.compiled().is_shared());
+    assert!(alice.compiled().hot().is_shared());
+    assert!(!carol.compiled().hot().is_shared());
     assert_eq!(compiler.shared_rule_lists(), 2);
 
     let mut stage = PccStage::new(PccDefaults::default());

@@ -192,20 +192,18 @@ impl StateBlock {
         unsafe { &(*self.0.as_ptr()).subscriber }
     }
 
-    /// The rules' lines, indexed by rule.
+    /// The rules' lines, indexed by rule: `count` of them.
     ///
     /// # Safety
     ///
-    /// As for [`StateBlock::line`].
+    /// As for [`StateBlock::line`], and `count` is the policy's rule count (its line's, or its
+    /// compiled rules').
     #[inline(always)]
-    pub(crate) unsafe fn rules<'a>(self) -> &'a [RuleState] {
+    pub(crate) unsafe fn rules<'a>(self, count: usize) -> &'a [RuleState] {
         // SAFETY: as for `line`; the pointer has the whole block's provenance (taken from its
-        // slice in `state_block`), whose `rule_count` lines before the last were written as
-        // rules' lines, each exactly one `StateLine` (asserted above).
-        unsafe {
-            let count = self.line().rule_count();
-            std::slice::from_raw_parts(self.0.as_ptr().sub(count).cast::<RuleState>(), count)
-        }
+        // slice in `state_block`), whose `count` lines before the last were written as rules'
+        // lines, each exactly one `StateLine` (asserted above).
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().sub(count).cast::<RuleState>(), count) }
     }
 
     /// The address of the subscriber's line, for a prefetch.
@@ -885,8 +883,8 @@ impl SubscriberPolicy {
 
     /// The rules' lines, indexed like the rules.
     fn rule_lines(&self) -> &[RuleState] {
-        // SAFETY: as for `line`.
-        unsafe { self.state_block().rules() }
+        // SAFETY: as for `line`, with the line's own count.
+        unsafe { self.state_block().rules(self.line().rule_count()) }
     }
 
     /// Where the state block is, for the stage's slot: valid as long as the policy lives.

@@ -134,8 +134,21 @@ impl Installed {
     /// The rules' lines.
     #[inline(always)]
     fn rule_lines(&self) -> &[RuleState] {
-        // SAFETY: as for `line`.
-        unsafe { self.block.rules() }
+        // SAFETY: as for `line`; `rule_count` is the count of the policy's compiled rules.
+        unsafe { self.block.rules(self.rule_count()) }
+    }
+
+    /// The subscriber's rule count, from a line the packet has read already: a shared list's
+    /// first line (in the cache), a distinct one's subscriber line (read by the summary pass).
+    /// Taken from the subscriber's line for a shared list, it made the rule lines' address
+    /// depend on that line's arrival, and the two misses followed one another.
+    #[inline(always)]
+    fn rule_count(&self) -> usize {
+        if self.shared() {
+            self.hot().rule_count()
+        } else {
+            self.line().rule_count()
+        }
     }
 }
 
@@ -353,6 +366,60 @@ impl PccStage {
         Ok(())
     }
 
+    /// The summary pass for one side of a packet (`slot`'s subscriber in `direction`): for
+    /// rules of its own, the IPv4 candidates its far-end summary leaves (returned) and their
+    /// entries prefetched, or an IPv6 packet's entries prefetched. Shared rules' entries are in
+    /// the cache and scanned plainly: nothing to do. Called once per direction with a constant
+    /// `direction`, so that it folds away after inlining (as a loop over both sides it cost the
+    /// shared path instructions).
+    #[inline(always)]
+    fn summarise(&self, slot: u32, key: &PacketKey, family: IpFamily, direction: Direction) -> u8 {
+        let Some(installed) = self.installed(slot).filter(|i| !i.shared()) else {
+            return 0;
+        };
+        let rules = installed.hot();
+        match family {
+            IpFamily::V4 => {
+                let entries = installed.line().entries4(direction);
+                let candidates = rules.candidates4(key, direction, entries.len());
+                policy::prefetch_candidates4(entries, candidates);
+                candidates
+            }
+            IpFamily::V6 => {
+                rules.entries().prefetch_entries(family, direction);
+                0
+            }
+        }
+    }
+
+    /// The classify pass for one side of packet `w` (`slot`'s subscriber in `direction`): its
+    /// matching rule, whose line (and, for rules of its own, action) is prefetched — for shared
+    /// rules with the subscriber's line, which nothing needed earlier.
+    #[inline(always)]
+    fn classify_side(&self, slot: u32, w: &Work, direction: Direction) -> Option<u16> {
+        let installed = self.installed(slot)?;
+        let line = installed.line();
+        let shared = installed.shared();
+        let candidates = match direction {
+            Direction::Ingress => w.ingress_candidates,
+            Direction::Egress => w.egress_candidates,
+        };
+        let rule = match w.family {
+            IpFamily::V4 if !shared => {
+                policy::classify4_among(line.entries4(direction), &w.key, candidates)
+            }
+            _ => installed.hot().entries().classify(&w.key, direction),
+        };
+        let distinct = if shared {
+            crate::fdb::prefetch_read(installed.block.line_addr());
+            None
+        } else {
+            Some(line)
+        };
+        policy::prefetch_rule(installed.block, installed.rule_count(), distinct, rule);
+        rule
+    }
+
     /// The default action for a packet of no subscriber, counted.
     #[inline(always)]
     fn unknown(&mut self) -> Result<(), DropReason> {
@@ -380,7 +447,7 @@ impl PccStage {
             return Ok(None);
         };
         let line = installed.line();
-        if line.rule_count() == 0 && self.defaults.no_services == Disposition::Drop {
+        if installed.rule_count() == 0 && self.defaults.no_services == Disposition::Drop {
             self.stats.no_services_dropped += 1;
             return Err(DropReason::Pcc);
         }
@@ -502,63 +569,12 @@ impl Stage for PccStage {
                 }
             }
             for w in group.iter_mut() {
-                let sides = [
-                    (w.src, Direction::Ingress, &mut w.ingress_candidates),
-                    (w.dst, Direction::Egress, &mut w.egress_candidates),
-                ];
-                for (slot, direction, candidates) in sides {
-                    // Shared rules' entries are in the cache already: they are scanned plainly.
-                    let Some(installed) = self.installed(slot).filter(|i| !i.shared()) else {
-                        continue;
-                    };
-                    let rules = installed.hot();
-                    match w.family {
-                        IpFamily::V4 => {
-                            let entries = installed.line().entries4(direction);
-                            *candidates = rules.candidates4(&w.key, direction, entries.len());
-                            policy::prefetch_candidates4(entries, *candidates);
-                        }
-                        IpFamily::V6 => rules.entries().prefetch_entries(w.family, direction),
-                    }
-                }
+                w.ingress_candidates = self.summarise(w.src, &w.key, w.family, Direction::Ingress);
+                w.egress_candidates = self.summarise(w.dst, &w.key, w.family, Direction::Egress);
             }
             for w in group.iter_mut() {
-                let sides = [
-                    (
-                        w.src,
-                        Direction::Ingress,
-                        w.ingress_candidates,
-                        &mut w.ingress_rule,
-                    ),
-                    (
-                        w.dst,
-                        Direction::Egress,
-                        w.egress_candidates,
-                        &mut w.egress_rule,
-                    ),
-                ];
-                for (slot, direction, candidates, rule) in sides {
-                    let Some(installed) = self.installed(slot) else {
-                        continue;
-                    };
-                    let line = installed.line();
-                    let shared = installed.shared();
-                    *rule = match w.family {
-                        IpFamily::V4 if !shared => {
-                            policy::classify4_among(line.entries4(direction), &w.key, candidates)
-                        }
-                        _ => installed.hot().entries().classify(&w.key, direction),
-                    };
-                    // A shared list's rule count is in its first line, in the cache; a distinct
-                    // one's in the subscriber's line, which the summary pass read.
-                    let (rule_count, distinct) = if shared {
-                        crate::fdb::prefetch_read(installed.block.line_addr());
-                        (installed.hot().rule_count(), None)
-                    } else {
-                        (line.rule_count(), Some(line))
-                    };
-                    policy::prefetch_rule(installed.block, rule_count, distinct, *rule);
-                }
+                w.ingress_rule = self.classify_side(w.src, w, Direction::Ingress);
+                w.egress_rule = self.classify_side(w.dst, w, Direction::Egress);
             }
             for w in group.iter_mut() {
                 let decided = if w.src == NONE && w.dst == NONE {

@@ -227,7 +227,7 @@ const DROPPED: usize = 1;
 
 /// A rule's immutable action: the drop and remark flags, then its policer, whose metering
 /// fields come first ([`PolicerParams`] is `repr(C)`) — so what a packet reads is the first
-/// 64 bytes, which [`SubscriberPolicy::prefetch_rule`] fetches. (The flags used to follow the
+/// 64 bytes, which [`prefetch_rule`] fetches. (The flags used to follow the
 /// policer's configuration, 106 bytes in: a line the prefetch did not cover, and a third of
 /// the stage's stalls with a distinct rule list per subscriber. Aligning the action to a line
 /// measured slower: more lines in all.)
@@ -246,9 +246,9 @@ arena_item!(RuleState);
 /// Bytes at the start of a [`RuleAction`] that the packet path reads.
 const ACTION_HOT_BYTES: usize = 64;
 
-/// The compiled form of one list of PCC rules: what the packet path reads ([`HotRules`], in
+/// The compiled form of one list of PCC rules: what the packet path reads (`HotRules`, in
 /// the huge-page arena) and the list itself for display and carry-over. Immutable but for the
-/// [`HotRules::is_shared`] flag, so any number of subscribers share one (see [`PccCompiler`]).
+/// `HotRules::is_shared` flag, so any number of subscribers share one (see [`PccCompiler`]).
 #[derive(Debug)]
 pub struct CompiledRules {
     /// One item (see [`CompiledRules::hot`]).
@@ -263,10 +263,10 @@ pub struct CompiledRules {
 ///
 /// `repr(C)`, a line each: the entries' and actions' pointers and the shared flag are the
 /// first line, each direction's [`FarSummary`] one line after it, and the stage's slot points
-/// here, so a subscriber with a rule list of its own costs two lines (the first and its
-/// direction's summary) of one huge page, both prefetched from the slot at once. (They were
-/// the first lines of the compiled rules' heap object: 4 KiB pages, a page walk beside the
-/// misses.)
+/// here, in a huge page (they were the first lines of the compiled rules' heap object: 4 KiB
+/// pages, a page walk beside the misses). An IPv4 packet of a subscriber with a rule list of
+/// its own reads only its direction's summary here (the pointers are copied into the
+/// [`SubscriberLine`]); shared rules' lines are in the cache.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub(crate) struct HotRules {
@@ -366,7 +366,7 @@ pub(crate) struct Entries {
     v4: Block<V4Entry>,
     /// IPv6 entries, likewise.
     v6: Block<V6Entry>,
-    /// 32-bit so that the packet path's fields fit one line with [`CompiledRules::shared`]
+    /// 32-bit so that the packet path's fields fit one line with [`HotRules::shared`]
     /// (four billion entries would not fit in memory anyway).
     v4_egress: u32,
     v6_egress: u32,
@@ -405,7 +405,7 @@ pub struct SubscriberCounters {
 /// with [`super::PccStage::install`] as one pointer swap.
 ///
 /// The packet path does not read the policy itself: the stage's slot keeps where its
-/// [`SubscriberLine`] and its compiled rules' [`HotRules`] are, and the line leads to the rest.
+/// `SubscriberLine` and its compiled rules' `HotRules` are, and the line leads to the rest.
 #[derive(Debug)]
 pub struct SubscriberPolicy {
     rules: Arc<CompiledRules>,

@@ -432,7 +432,7 @@ impl PccStage {
         }
     }
 
-    /// Applies the subscriber's side of a packet (`rule`: the one [`SubscriberPolicy::classify`]
+    /// Applies the subscriber's side of a packet (`rule`: the one the classify pass
     /// found); `Ok(Some(dscp))` asks for a remark.
     #[inline(always)]
     fn decide(

@@ -27,6 +27,8 @@ use crate::policer::{ColourMode, Meter, PolicerConfig, PolicerParams, PolicerSta
 use serde::Serialize;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -82,18 +84,142 @@ impl Volume {
     }
 }
 
-/// A line of a subscriber's state. A rule's holds its policer buckets and its forwarded and
-/// dropped volumes ([`FORWARDED`], [`DROPPED`]). A policy's state block is one such line per
-/// rule, then one of the subscriber's own, whose counters are the volume forwarded per
-/// direction ([`Direction`] order; its buckets unused): the aggregate beside the rules' state,
-/// so that a packet's lines are neighbours in one huge page and the stage reaches them from its
-/// slot without reading the policy.
+/// A rule's line of a subscriber's state: its policer buckets and its forwarded and dropped
+/// volumes ([`FORWARDED`], [`DROPPED`]). A policy's rule lines are one block, indexed like the
+/// rules' actions; its own line is a [`SubscriberLine`].
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
 pub(crate) struct RuleState {
     /// Policer buckets and clock ([`PolicerState::buckets`]); unused without a policer.
     buckets: [AtomicU64; 3],
     counters: [Counter; 2],
+}
+
+/// The subscriber's own line, the last of its state block and the one the stage's slot
+/// leads to: the aggregate forwarded volume per direction (the other input of the SR OS counter
+/// rule), and where the compiled rules' IPv4 entries and actions are (copies of the
+/// [`HotRules`]' pointers). A packet misses on this line anyway (it counts the aggregate), so
+/// with the pointers here the compiled rules' first line leaves an IPv4 packet's path: with a
+/// rule list of its own a packet reads this line, its direction's [`FarSummary`], the
+/// candidate entry, the action and the rule's line.
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub(crate) struct SubscriberLine {
+    /// Volume forwarded per direction ([`Direction`] order).
+    aggregate: [Counter; 2],
+    /// The compiled rules' IPv4 entries: `v4_len`, ingress ones then egress ones from
+    /// `v4_egress`.
+    v4: NonNull<V4Entry>,
+    /// The compiled rules' actions, `rule_count` of them (and as many rule lines precede this
+    /// one).
+    actions: NonNull<RuleAction>,
+    v4_len: u32,
+    v4_egress: u32,
+    rule_count: u32,
+}
+
+// SAFETY: the pointers lead to the compiled rules' entries and actions, immutable and
+// `Send + Sync`, in blocks that the policy owning this line keeps alive (its
+// `Arc<CompiledRules>`); the line hands out shared references only.
+unsafe impl Send for SubscriberLine {}
+// SAFETY: as above.
+unsafe impl Sync for SubscriberLine {}
+
+impl SubscriberLine {
+    /// The IPv4 entries a packet in `direction` is matched against.
+    #[inline(always)]
+    pub(crate) fn entries4(&self, direction: Direction) -> &[V4Entry] {
+        // SAFETY: `v4` and `v4_len` are those of the compiled rules' IPv4 block, which the
+        // policy owning this line keeps alive (its `Arc<CompiledRules>`) and nothing writes;
+        // arena blocks never move (an empty one's pointer is dangling and aligned).
+        let all = unsafe { std::slice::from_raw_parts(self.v4.as_ptr(), self.v4_len as usize) };
+        of_direction(all, self.v4_egress, direction)
+    }
+
+    /// The compiled rules' actions, indexed by rule.
+    #[inline(always)]
+    fn actions(&self) -> &[RuleAction] {
+        // SAFETY: as for `entries4`: the compiled rules' action block, alive and immutable.
+        unsafe { std::slice::from_raw_parts(self.actions.as_ptr(), self.rule_count()) }
+    }
+
+    /// Rules of the subscriber.
+    #[inline(always)]
+    pub(crate) fn rule_count(&self) -> usize {
+        self.rule_count as usize
+    }
+}
+
+/// One line of a policy's state block: the rules' ([`RuleState`]) in the rules' order, then
+/// the subscriber's ([`SubscriberLine`]). One block, so that a rule's line is at a known
+/// distance from the subscriber's: the stage prefetches it from its slot and the rule count
+/// (which a shared list's first line, in the cache, gives) without waiting for the
+/// subscriber's line (with the rules' lines in a block of their own, found through a pointer
+/// in the subscriber's line, that dependent step cost shared services 20–30 %). The subscriber's
+/// line last, not first: beside the last rules' lines, as before this layout.
+#[repr(C, align(64))]
+pub(crate) union StateLine {
+    subscriber: ManuallyDrop<SubscriberLine>,
+    rule: ManuallyDrop<RuleState>,
+}
+
+arena_item!(StateLine);
+
+// Either kind of line is exactly one `StateLine`, at its start (`repr(C)`), so the lines after
+// the first are an array of `RuleState`.
+const _: () = assert!(std::mem::size_of::<StateLine>() == std::mem::size_of::<RuleState>());
+const _: () = assert!(std::mem::size_of::<StateLine>() == std::mem::size_of::<SubscriberLine>());
+
+impl std::fmt::Debug for StateLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateLine")
+    }
+}
+
+/// Where a policy's state block is, as the stage's slot keeps it ([`SubscriberPolicy::state_block`]).
+#[derive(Clone, Copy)]
+pub(crate) struct StateBlock(NonNull<StateLine>);
+
+impl StateBlock {
+    /// The subscriber's line.
+    ///
+    /// # Safety
+    ///
+    /// The policy this block was taken from must be alive for `'a`.
+    #[inline(always)]
+    pub(crate) unsafe fn line<'a>(self) -> &'a SubscriberLine {
+        // SAFETY: the policy is alive (the caller's contract), and its block's last line, where
+        // `state_block` points, was written as the subscriber's (`with_rules`); blocks never
+        // move, and nothing takes `&mut` to their lines (atomics and immutable pointers).
+        unsafe { &(*self.0.as_ptr()).subscriber }
+    }
+
+    /// The rules' lines, indexed by rule: `count` of them.
+    ///
+    /// # Safety
+    ///
+    /// As for [`StateBlock::line`], and `count` is the policy's rule count (its line's, or its
+    /// compiled rules').
+    #[inline(always)]
+    pub(crate) unsafe fn rules<'a>(self, count: usize) -> &'a [RuleState] {
+        // SAFETY: as for `line`; the pointer has the whole block's provenance (taken from its
+        // slice in `state_block`), whose `count` lines before the last were written as rules'
+        // lines, each exactly one `StateLine` (asserted above).
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().sub(count).cast::<RuleState>(), count) }
+    }
+
+    /// The address of the subscriber's line, for a prefetch.
+    #[inline(always)]
+    pub(crate) fn line_addr(self) -> *const StateLine {
+        self.0.as_ptr()
+    }
+
+    /// The address of the line of rule `rule` of `rule_count`, for a prefetch (computed, not
+    /// read: a prefetch of any address is harmless).
+    #[inline(always)]
+    fn rule_addr(self, rule: usize, rule_count: usize) -> *const StateLine {
+        self.0.as_ptr().wrapping_sub(rule_count.wrapping_sub(rule))
+    }
 }
 
 /// A rule line's counter of forwarded packets.
@@ -103,7 +229,7 @@ const DROPPED: usize = 1;
 
 /// A rule's immutable action: the drop and remark flags, then its policer, whose metering
 /// fields come first ([`PolicerParams`] is `repr(C)`) — so what a packet reads is the first
-/// 64 bytes, which [`SubscriberPolicy::prefetch_rule`] fetches. (The flags used to follow the
+/// 64 bytes, which [`prefetch_rule`] fetches. (The flags used to follow the
 /// policer's configuration, 106 bytes in: a line the prefetch did not cover, and a third of
 /// the stage's stalls with a distinct rule list per subscriber. Aligning the action to a line
 /// measured slower: more lines in all.)
@@ -122,18 +248,30 @@ arena_item!(RuleState);
 /// Bytes at the start of a [`RuleAction`] that the packet path reads.
 const ACTION_HOT_BYTES: usize = 64;
 
-/// The compiled form of one list of PCC rules: classifier entries per family, ingress ones in
-/// precedence order then egress ones, and each rule's action, indexed by the rule's position
-/// in the list. Immutable but for the [`CompiledRules::is_shared`] flag, so any number of
-/// subscribers share one (see [`PccCompiler`]).
+/// The compiled form of one list of PCC rules: what the packet path reads (`HotRules`, in
+/// the huge-page arena) and the list itself for display and carry-over. Immutable but for the
+/// `HotRules::is_shared` flag, so any number of subscribers share one (see [`PccCompiler`]).
+#[derive(Debug)]
+pub struct CompiledRules {
+    /// One item (see [`CompiledRules::hot`]).
+    hot: Block<HotRules>,
+    /// The list it was compiled from.
+    rules: Vec<PccRuleSpec>,
+}
+
+/// What the packet path reads of a compiled rule list: classifier entries per family,
+/// ingress ones in precedence order then egress ones, each rule's action indexed by the rule's
+/// position in the list, and each direction's far-end summary.
 ///
-/// `repr(C)`, aligned to a cache line: what the packet path reads (where the entries and the
-/// actions are, whether they are shared) is exactly the first line, so a subscriber with a
-/// rule list of its own costs one line here, fetched with one prefetch, wherever the
-/// allocator put it.
+/// `repr(C)`, a line each: the entries' and actions' pointers and the shared flag are the
+/// first line, each direction's [`FarSummary`] one line after it, and the stage's slot points
+/// here, in a huge page (they were the first lines of the compiled rules' heap object: 4 KiB
+/// pages, a page walk beside the misses). An IPv4 packet of a subscriber with a rule list of
+/// its own reads only its direction's summary here (the pointers are copied into the
+/// [`SubscriberLine`]); shared rules' lines are in the cache.
 #[derive(Debug)]
 #[repr(C, align(64))]
-pub struct CompiledRules {
+pub(crate) struct HotRules {
     entries: Entries,
     /// Indexed by the entries' rule index: the list's order.
     actions: Block<RuleAction>,
@@ -143,12 +281,84 @@ pub struct CompiledRules {
     /// queue the real misses wait in. It stays set when the other policies go: the one left
     /// then merely misses on lines it could have prefetched; the outcome is the same.
     shared: AtomicBool,
-    /// The list it was compiled from.
-    rules: Vec<PccRuleSpec>,
+    /// The far-end prefixes of each direction's first IPv4 entries, by [`Direction`].
+    far4: [FarSummary; 2],
 }
 
-// The packet path's fields of the compiled rules fit the one line their prefetch fetches.
-const _: () = assert!(std::mem::offset_of!(CompiledRules, rules) <= 64);
+arena_item!(HotRules);
+
+// The packet path's pointers fit the first line, and each direction's summary is one line of
+// its own right after it.
+const _: () = assert!(std::mem::offset_of!(HotRules, far4) == 64);
+const _: () = assert!(std::mem::size_of::<FarSummary>() == 64);
+
+/// Entries a [`FarSummary`] covers: eight prefix/mask pairs of 32 bits fill one line.
+const SUMMARISED: usize = 8;
+
+/// The far-end prefixes (destination for ingress, source for egress) of the first
+/// [`SUMMARISED`] IPv4 entries of one direction, as network and mask: one line that rules
+/// entries out before any entry is read. With a distinct rule list per subscriber a packet
+/// then reads this line and the lines of the entries it leaves as candidates (operators' rules
+/// mostly differ by far-end prefix, so usually one), instead of every line of the scan (four
+/// for eight entries). It may only rule entries out: a candidate is still matched whole, in
+/// precedence order, so the outcome is the plain first-match scan's.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct FarSummary {
+    /// Each entry's far-end network, masked (0 when it has no far-end prefix).
+    net: [u32; SUMMARISED],
+    /// Each entry's far-end mask (0 when it has no far-end prefix: every address is a
+    /// candidate; unused positions too, which the count of entries rules out).
+    mask: [u32; SUMMARISED],
+}
+
+impl FarSummary {
+    /// The summary of `prefixes` (the far-end prefix of each of the direction's entries in
+    /// order; those beyond [`SUMMARISED`] are not summarised).
+    fn new(prefixes: &[(u32, u32)]) -> Self {
+        let mut summary = Self::default();
+        for (i, &(net, mask)) in prefixes.iter().take(SUMMARISED).enumerate() {
+            summary.net[i] = net & mask;
+            summary.mask[i] = mask;
+        }
+        summary
+    }
+
+    /// Bit `i` set when entry `i` may match a packet whose far end is `far` (of the first
+    /// `entries` entries). Eight independent compares into eight bytes with no branch, which
+    /// the compiler turns into a few vector instructions, and one multiplication that gathers
+    /// the bytes' low bits into one byte: the round that tried a summary before (round 6 in
+    /// `docs/perf/dataplane.md`) lost its gain to decoding instructions.
+    #[inline(always)]
+    fn candidates(&self, far: u32, entries: usize) -> u8 {
+        let mut hits = [0u8; SUMMARISED];
+        for (hit, (net, mask)) in hits.iter_mut().zip(self.net.iter().zip(&self.mask)) {
+            *hit = u8::from((far ^ net) & mask == 0);
+        }
+        // Byte `i` (0 or 1) times 2^(7 - k) at byte k lands on bit `i` of the top byte when
+        // i + k = 7, and no lower byte's sum reaches 256, so nothing carries into it.
+        let bits = (u64::from_le_bytes(hits).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8;
+        let covered = entries.min(SUMMARISED) as u32;
+        // `covered` ≤ 8, so the shift fits in a u16 and the mask in a u8.
+        bits & ((1u16 << covered) - 1) as u8
+    }
+}
+
+/// The IPv4 far-end prefix of `flow` in `direction` as network and mask ((0, 0): none, or not
+/// an IPv4 one, so every address is a candidate).
+fn far_prefix4(flow: &crate::acl::IpMatch, direction: Direction) -> (u32, u32) {
+    let far = match direction {
+        Direction::Ingress => flow.dst,
+        Direction::Egress => flow.src,
+    };
+    match far {
+        Some(Prefix {
+            addr: std::net::IpAddr::V4(addr),
+            len,
+        }) => (u32::from(addr), crate::acl::mask32(len)),
+        _ => (0, 0),
+    }
+}
 
 /// A rule list's classifier entries (40 bytes, the first part of [`CompiledRules`]' line).
 #[derive(Debug)]
@@ -158,7 +368,7 @@ pub(crate) struct Entries {
     v4: Block<V4Entry>,
     /// IPv6 entries, likewise.
     v6: Block<V6Entry>,
-    /// 32-bit so that the packet path's fields fit one line with [`CompiledRules::shared`]
+    /// 32-bit so that the packet path's fields fit one line with [`HotRules::shared`]
     /// (four billion entries would not fit in memory anyway).
     v4_egress: u32,
     v6_egress: u32,
@@ -196,14 +406,14 @@ pub struct SubscriberCounters {
 /// [`SubscriberPolicy::compile`] or a [`PccCompiler`] away from the packet path, installed
 /// with [`super::PccStage::install`] as one pointer swap.
 ///
-/// The packet path does not read the policy itself: the stage's slot keeps the compiled rules
-/// and where the state block is, and everything a packet writes is in that block.
+/// The packet path does not read the policy itself: the stage's slot keeps where its
+/// `SubscriberLine` and its compiled rules' `HotRules` are, and the line leads to the rest.
 #[derive(Debug)]
 pub struct SubscriberPolicy {
     rules: Arc<CompiledRules>,
-    /// One line per rule, indexed like the rules' actions, then the subscriber's (the
-    /// aggregate): see [`RuleState`].
-    states: Block<RuleState>,
+    /// One line per rule indexed like the rules' actions, then the subscriber's: see
+    /// [`StateLine`].
+    lines: Block<StateLine>,
     name: String,
     addresses: Vec<Prefix>,
     vprn_addresses: Vec<VprnPrefix>,
@@ -244,7 +454,7 @@ impl PccCompiler {
             .filter_map(Weak::upgrade)
             .find(|rules| rules.rules == spec.rules);
         if let Some(rules) = alive {
-            rules.shared.store(true, Ordering::Relaxed);
+            rules.hot().shared.store(true, Ordering::Relaxed);
             return SubscriberPolicy::with_rules(
                 spec.name,
                 spec.addresses,
@@ -406,6 +616,7 @@ impl CompiledRules {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         let (mut v4_egress, mut v6_egress) = (None, None);
+        let mut far4: [Vec<(u32, u32)>; 2] = Default::default();
         for &i in &order {
             let rule = &rules[i];
             if rule.direction == Direction::Egress {
@@ -414,7 +625,10 @@ impl CompiledRules {
             }
             // `i` < MAX_RULES fits the entries' 16-bit rule index.
             for flow in &rule.flows {
-                v4.extend(V4Entry::of(flow, i as u16));
+                if let Some(entry) = V4Entry::of(flow, i as u16) {
+                    v4.push(entry);
+                    far4[rule.direction as usize].push(far_prefix4(flow, rule.direction));
+                }
                 v6.extend(V6Entry::of(flow, i as u16));
             }
         }
@@ -422,7 +636,7 @@ impl CompiledRules {
             subscriber: subscriber.to_string(),
             source,
         };
-        Ok(CompiledRules {
+        let hot = HotRules {
             entries: Entries {
                 v4_egress: entry_count(v4_egress.unwrap_or(v4.len())),
                 v6_egress: entry_count(v6_egress.unwrap_or(v6.len())),
@@ -431,16 +645,48 @@ impl CompiledRules {
             },
             actions: Block::from_vec(actions).map_err(too_many)?,
             shared: AtomicBool::new(false),
+            far4: far4.each_ref().map(|prefixes| FarSummary::new(prefixes)),
+        };
+        Ok(CompiledRules {
+            hot: Block::from_vec(vec![hot]).map_err(too_many)?,
             rules,
         })
     }
 
-    /// Hints the CPU to fetch these rules' own line (the entries' and actions' pointers).
-    /// Shared rules are in the cache already; a subscriber with a rule list of its own pays
-    /// this line.
+    /// What the packet path reads (the stage keeps where it is in its slot).
+    #[inline(always)]
+    pub(crate) fn hot(&self) -> &HotRules {
+        // `compile` makes the block of exactly one item.
+        &self.hot[0]
+    }
+}
+
+impl HotRules {
+    /// Hints the CPU to fetch these rules' first line (the entries' and actions' pointers)
+    /// and, for an IPv4 packet, the far-end summary of `direction`. Shared rules are in the
+    /// cache already; a subscriber with a rule list of its own pays these lines.
     #[inline]
-    pub(crate) fn prefetch(this: &Arc<CompiledRules>) {
-        crate::fdb::prefetch_read(Arc::as_ptr(this));
+    pub(crate) fn prefetch(&self, family: IpFamily, direction: Direction) {
+        crate::fdb::prefetch_read(self);
+        if family == IpFamily::V4 {
+            if let Some(summary) = self.far4.get(direction as usize) {
+                crate::fdb::prefetch_read(summary);
+            }
+        }
+    }
+
+    /// Which of the `entries` IPv4 entries of `direction` the far-end summary leaves as
+    /// candidates for a packet with `key` (bit `i`: entry `i`; entries beyond [`SUMMARISED`]
+    /// are always candidates and not in the bits). Not for IPv6 keys (no bits).
+    #[inline(always)]
+    pub(crate) fn candidates4(&self, key: &PacketKey, direction: Direction, entries: usize) -> u8 {
+        let far = match direction {
+            Direction::Ingress => key.dst4,
+            Direction::Egress => key.src4,
+        };
+        self.far4
+            .get(direction as usize)
+            .map_or(0, |summary| summary.candidates(far, entries))
     }
 
     /// Rules in the list (each has an action and, per subscriber, a state line).
@@ -455,10 +701,22 @@ impl CompiledRules {
     }
 
     /// True when several policies use these rules (so they are in the cache: see
-    /// [`CompiledRules::shared`]).
+    /// [`HotRules::shared`]).
     #[inline(always)]
     pub(crate) fn is_shared(&self) -> bool {
         self.shared.load(Ordering::Relaxed)
+    }
+}
+
+/// The entries of `direction` among a family's `entries`, whose egress ones start at `egress`.
+#[inline(always)]
+fn of_direction<T>(entries: &[T], egress: u32, direction: Direction) -> &[T] {
+    let (ingress, egress) = entries
+        .split_at_checked(egress as usize)
+        .unwrap_or_default();
+    match direction {
+        Direction::Ingress => ingress,
+        Direction::Egress => egress,
     }
 }
 
@@ -466,26 +724,12 @@ impl Entries {
     /// The entries a packet of `family` in `direction` is matched against.
     #[inline(always)]
     fn entries4(&self, direction: Direction) -> &[V4Entry] {
-        let (ingress, egress) = self
-            .v4
-            .split_at_checked(self.v4_egress as usize)
-            .unwrap_or_default();
-        match direction {
-            Direction::Ingress => ingress,
-            Direction::Egress => egress,
-        }
+        of_direction(&self.v4, self.v4_egress, direction)
     }
 
     #[inline(always)]
     fn entries6(&self, direction: Direction) -> &[V6Entry] {
-        let (ingress, egress) = self
-            .v6
-            .split_at_checked(self.v6_egress as usize)
-            .unwrap_or_default();
-        match direction {
-            Direction::Ingress => ingress,
-            Direction::Egress => egress,
-        }
+        of_direction(&self.v6, self.v6_egress, direction)
     }
 
     /// Hints the CPU to fetch the entries a packet of `family` in `direction` scans (up to
@@ -503,7 +747,9 @@ impl Entries {
     ///
     /// The scan tests addresses first and the rest only when they match: rules mostly differ
     /// by prefix, and subscribers mostly have the same services, so the branch is predictable.
-    #[inline]
+    /// Always inlined: the stage calls it from several places now, and as a call it cost
+    /// shared services ~80 instructions per packet (callgrind).
+    #[inline(always)]
     pub(crate) fn classify(&self, key: &PacketKey, direction: Direction) -> Option<u16> {
         match key.family {
             Some(IpFamily::V4) => self
@@ -521,6 +767,47 @@ impl Entries {
     }
 }
 
+/// [`Entries::classify`] over a direction's IPv4 `entries` for a `key` whose candidates
+/// among the summarised ones are `candidates` ([`HotRules::candidates4`]): the ruled-out
+/// entries are skipped unread, the rest scanned in precedence order as the plain scan does.
+#[inline(always)]
+pub(crate) fn classify4_among(entries: &[V4Entry], key: &PacketKey, candidates: u8) -> Option<u16> {
+    let (head, tail) = summarised(entries);
+    let mut bits = candidates;
+    while bits != 0 {
+        if let Some(entry) = head.get(bits.trailing_zeros() as usize) {
+            if entry.addresses_match(key) && entry.rest_matches(key) {
+                return Some(entry.rule());
+            }
+        }
+        bits &= bits - 1;
+    }
+    tail.iter()
+        .find(|e| e.addresses_match(key) && e.rest_matches(key))
+        .map(V4Entry::rule)
+}
+
+/// Hints the CPU to fetch the lines of the IPv4 `entries` of a direction that `candidates`
+/// ([`HotRules::candidates4`]) leaves, and of the entries the summary does not cover.
+#[inline]
+pub(crate) fn prefetch_candidates4(entries: &[V4Entry], candidates: u8) {
+    let (head, tail) = summarised(entries);
+    let mut bits = candidates;
+    while bits != 0 {
+        if let Some(entry) = head.get(bits.trailing_zeros() as usize) {
+            crate::fdb::prefetch_read(entry);
+        }
+        bits &= bits - 1;
+    }
+    crate::fdb::prefetch_slice(tail, crate::acl::PREFETCH_LINES);
+}
+
+/// A direction's IPv4 entries split into those a [`FarSummary`] covers and the rest.
+#[inline(always)]
+fn summarised(entries: &[V4Entry]) -> (&[V4Entry], &[V4Entry]) {
+    entries.split_at(entries.len().min(SUMMARISED))
+}
+
 impl SubscriberPolicy {
     /// Validates `spec` and compiles it, sharing nothing with other policies (use a
     /// [`PccCompiler`] for that). Every error names the subscriber, the rule and what is
@@ -535,25 +822,44 @@ impl SubscriberPolicy {
         vprn_addresses: Vec<VprnPrefix>,
         rules: Arc<CompiledRules>,
     ) -> Result<Self, PccError> {
-        let actions = &rules.actions;
-        // A line per action and the subscriber's: `MAX_RULES` + 1 lines fit a chunk many
-        // times over, but the error is mapped all the same rather than assumed away.
-        let states = Block::from_fn(actions.len() + 1, |i| RuleState {
-            buckets: actions
-                .get(i)
-                .and_then(|action| action.policer)
-                .map(|p| p.initial_state(0).buckets())
-                .unwrap_or_default()
-                .map(AtomicU64::new),
-            ..RuleState::default()
-        })
-        .map_err(|source| PccError::TooManyFlows {
+        let hot = rules.hot();
+        let actions = &hot.actions;
+        let too_many = |source| PccError::TooManyFlows {
             subscriber: name.clone(),
             source,
-        })?;
+        };
+        let v4 = &hot.entries.v4;
+        let subscriber = SubscriberLine {
+            aggregate: Default::default(),
+            v4: NonNull::from(&**v4).cast(),
+            actions: NonNull::from(&**actions).cast(),
+            // `compile` bounds both counts (an arena block of entries, `MAX_RULES` rules).
+            v4_len: v4.len() as u32,
+            v4_egress: hot.entries.v4_egress,
+            rule_count: actions.len() as u32,
+        };
+        let mut lines: Vec<StateLine> = actions
+            .iter()
+            .map(|action| StateLine {
+                rule: ManuallyDrop::new(RuleState {
+                    buckets: action
+                        .policer
+                        .map(|p| p.initial_state(0).buckets())
+                        .unwrap_or_default()
+                        .map(AtomicU64::new),
+                    ..RuleState::default()
+                }),
+            })
+            .collect();
+        lines.push(StateLine {
+            subscriber: ManuallyDrop::new(subscriber),
+        });
+        // `MAX_RULES` + 1 lines fit a chunk many times over, but the error is mapped all the
+        // same rather than assumed away.
+        let lines = Block::from_vec(lines).map_err(too_many)?;
         Ok(SubscriberPolicy {
             rules,
-            states,
+            lines,
             name,
             addresses,
             vprn_addresses,
@@ -603,20 +909,39 @@ impl SubscriberPolicy {
 
     /// True when the subscriber has no rule (no services).
     pub fn has_no_rules(&self) -> bool {
-        self.rules.actions.is_empty()
+        self.rules.hot().actions.is_empty()
     }
 
-    /// The state block: a line per rule, then the subscriber's (see [`RuleState`]). The
-    /// stage keeps where it is in its slot.
-    pub(crate) fn states(&self) -> &[RuleState] {
-        &self.states
+    /// The subscriber's line (see [`SubscriberLine`]).
+    pub(crate) fn line(&self) -> &SubscriberLine {
+        // SAFETY: the policy is alive while `self` is borrowed.
+        unsafe { self.state_block().line() }
+    }
+
+    /// The rules' lines, indexed like the rules.
+    fn rule_lines(&self) -> &[RuleState] {
+        // SAFETY: as for `line`, with the line's own count.
+        unsafe { self.state_block().rules(self.line().rule_count()) }
+    }
+
+    /// Where the state block is, for the stage's slot: valid as long as the policy lives.
+    pub(crate) fn state_block(&self) -> StateBlock {
+        let lines = NonNull::from(&*self.lines);
+        // The last line, the subscriber's (`with_rules` made one more than the rules), with
+        // the whole block's provenance.
+        let last = lines
+            .cast::<StateLine>()
+            .as_ptr()
+            .wrapping_add(lines.len().saturating_sub(1));
+        StateBlock(NonNull::new(last).unwrap_or(lines.cast()))
     }
 
     /// The subscriber's volume forwarded in `direction`.
     fn aggregate(&self, direction: Direction) -> Volume {
-        subscriber_line(&self.states).map_or_else(Volume::default, |line| {
-            line.counters[direction as usize].read()
-        })
+        self.line()
+            .aggregate
+            .get(direction as usize)
+            .map_or_else(Volume::default, Counter::read)
     }
 
     /// The counters now (safe to call while the stage runs).
@@ -628,8 +953,8 @@ impl SubscriberPolicy {
                 .rules
                 .rules
                 .iter()
-                .zip(self.rules.actions.iter())
-                .zip(self.states.iter())
+                .zip(self.rules.hot().actions.iter())
+                .zip(self.rule_lines().iter())
                 .map(|((spec, action), state)| RuleCounters {
                     name: spec.name.clone(),
                     direction: spec.direction,
@@ -649,20 +974,16 @@ impl SubscriberPolicy {
     /// so a lowered rate grants no burst). Called by the stage, the only writer, just before
     /// this policy replaces `old`.
     pub(crate) fn carry_over(&self, old: &SubscriberPolicy) {
-        if let (Some(new), Some(old)) =
-            (subscriber_line(&self.states), subscriber_line(&old.states))
-        {
-            for (new, old) in new.counters.iter().zip(old.counters.iter()) {
-                new.set(old.read());
-            }
+        for (new, old) in self.line().aggregate.iter().zip(&old.line().aggregate) {
+            new.set(old.read());
         }
         let old_rules = &old.rules;
         for ((spec, action), state) in self
             .rules
             .rules
             .iter()
-            .zip(self.rules.actions.iter())
-            .zip(self.states.iter())
+            .zip(self.rules.hot().actions.iter())
+            .zip(self.rule_lines().iter())
         {
             let Some(i) = old_rules
                 .rules
@@ -672,7 +993,7 @@ impl SubscriberPolicy {
                 continue;
             };
             let (Some(previous), Some(previous_action)) =
-                (old.states.get(i), old_rules.actions.get(i))
+                (old.rule_lines().get(i), old_rules.hot().actions.get(i))
             else {
                 continue;
             };
@@ -693,31 +1014,23 @@ impl SubscriberPolicy {
     }
 }
 
-/// The subscriber's own line of a state block: the last.
-#[inline(always)]
-fn subscriber_line(states: &[RuleState]) -> Option<&RuleState> {
-    states.last()
-}
-
-/// Hints the CPU to fetch what [`apply`] will touch for a packet of a subscriber with `rules`
-/// and state block `states` that `rule` matched (if any): the subscriber's line, the rule's
-/// line beside it and, unless the rules are shared (so in the cache already), the lines of the
-/// rule's action's first 64 bytes (flags and metering fields).
+/// Hints the CPU to fetch what [`apply`] will touch for a packet of the subscriber of state
+/// block `block` (of `rule_count` rules) that `rule` matched (if any), besides the subscriber's line (fetched first):
+/// the rule's line and, for rules that are not shared (`distinct`: the subscriber's line,
+/// which says where the actions are), the lines of the rule's action's first 64 bytes (flags
+/// and metering fields). Shared rules' actions are in the cache already.
 #[inline]
-pub(crate) fn prefetch_rule(rules: &CompiledRules, states: &[RuleState], rule: Option<u16>) {
-    if let Some(line) = subscriber_line(states) {
-        crate::fdb::prefetch_read((line as *const RuleState).cast::<u8>());
-    }
+pub(crate) fn prefetch_rule(
+    block: StateBlock,
+    rule_count: usize,
+    distinct: Option<&SubscriberLine>,
+    rule: Option<u16>,
+) {
     let Some(rule) = rule.map(usize::from) else {
         return;
     };
-    if let Some(state) = states.get(rule) {
-        crate::fdb::prefetch_read((state as *const RuleState).cast::<u8>());
-    }
-    if rules.is_shared() {
-        return;
-    }
-    if let Some(action) = rules.actions.get(rule) {
+    crate::fdb::prefetch_read(block.rule_addr(rule, rule_count));
+    if let Some(action) = distinct.and_then(|line| line.actions().get(rule)) {
         crate::fdb::prefetch_span(
             (action as *const RuleAction).cast::<u8>(),
             ACTION_HOT_BYTES.min(std::mem::size_of::<RuleAction>()),
@@ -726,11 +1039,11 @@ pub(crate) fn prefetch_rule(rules: &CompiledRules, states: &[RuleState], rule: O
     }
 }
 
-/// Runs the action and policer of `rule` (none: forward) of a subscriber with `rules` and
-/// state block `states` on a packet of `octets` IP bytes at `now_ns`, and counts it.
-#[inline]
+/// Runs the action and policer of `rule` (none: forward) of the subscriber of `line`, whose
+/// rules' lines are `states`, on a packet of `octets` IP bytes at `now_ns`, and counts it.
+#[inline(always)]
 pub(crate) fn apply(
-    rules: &CompiledRules,
+    line: &SubscriberLine,
     states: &[RuleState],
     rule: Option<u16>,
     direction: Direction,
@@ -738,12 +1051,14 @@ pub(crate) fn apply(
     now_ns: u64,
 ) -> Outcome {
     let rule = rule.map(usize::from);
-    let outcome = match rule.and_then(|i| Some((rules.actions.get(i)?, states.get(i)?))) {
+    let outcome = match rule.and_then(|i| Some((line.actions().get(i)?, states.get(i)?))) {
         None => Outcome::Forward(None),
         Some((action, state)) => state.apply(action, octets, now_ns),
     };
-    if let (Outcome::Forward(_), Some(line)) = (outcome, subscriber_line(states)) {
-        line.counters[direction as usize].add(octets);
+    if let (Outcome::Forward(_), Some(aggregate)) =
+        (outcome, line.aggregate.get(direction as usize))
+    {
+        aggregate.add(octets);
     }
     outcome
 }

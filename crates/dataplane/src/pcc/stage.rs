@@ -2,7 +2,9 @@
 //! policers and counters, for every IP packet still pending after `classify`.
 
 use super::index::AddressIndex;
-use super::policy::{self, CompiledRules, Outcome, RuleState, SubscriberPolicy};
+use super::policy::{
+    self, HotRules, Outcome, RuleState, StateBlock, SubscriberLine, SubscriberPolicy,
+};
 use super::spec::{Direction, PccDefaults, RoutingInstance};
 use super::PccError;
 use crate::acl::{Disposition, IpFamily, PacketKey};
@@ -49,48 +51,105 @@ struct Work {
     src: u32,
     /// Slot of the subscriber owning the destination address (egress), or [`NONE`].
     dst: u32,
+    /// The source's subscriber's IPv4 entries its far-end summary leaves (ingress; see
+    /// [`HotRules::candidates4`]).
+    ingress_candidates: u8,
+    /// The destination's subscriber's, likewise (egress).
+    egress_candidates: u8,
     /// The matching rule of the source's subscriber (ingress), if any.
     ingress_rule: Option<u16>,
     /// The matching rule of the destination's subscriber (egress), if any.
     egress_rule: Option<u16>,
 }
 
-/// What the packet path needs of an installed subscriber, in 16 bytes: its compiled rules and
-/// where its state block is (a line per rule, then the subscriber's aggregate line), so that a
-/// packet goes from the slot straight to the lines it writes, without reading the policy (a
-/// line in the heap's 4 KiB pages that used to be a dependent step and a page walk per
-/// packet). (Keeping the entries' pointers in the slot as well, to fetch them one step
-/// earlier, made the slot a cache line and measured slower.)
+/// What the packet path needs of an installed subscriber, in 16 bytes: where its
+/// state block is (its [`SubscriberLine`] — the aggregate counters, and the pointers to its
+/// IPv4 entries and actions — then its rules' lines) and where its compiled rules' [`HotRules`] are (the far-end
+/// summaries, and the IPv6 entries), both in the huge-page arena, so that a packet goes from
+/// the slot to the two lines it needs first with no line in between: not the policy (a heap
+/// line in 4 KiB pages that used to be a dependent step), not the compiled rules' first line
+/// (whose pointers the subscriber's line copies). (Keeping the entries' pointers in the slot
+/// instead made the slot a cache line and measured slower.)
+///
+/// The low bit of `hot` (the `HotRules` are line-aligned) says whether the rules were shared
+/// when the subscriber was installed ([`HotRules::is_shared`]): shared rules are in the cache,
+/// so their packets classify from the rules' own first line, and their passes need not wait
+/// for the subscriber's line — knowing it from the slot saves reading either line first. The
+/// first subscriber of a list that others share later keeps the bit clear until it is
+/// reinstalled and takes the distinct path: a few more prefetches, the same outcome.
 ///
 /// Invariant, kept by [`PccStage`]: while an `Installed` is in slot `s`, `owners[s]` holds the
-/// policy whose state block `states` points to, and that policy's compiled rules are `rules`.
+/// policy whose state block `block` is, and `hot` (its low bit cleared) points to that policy's
+/// compiled rules' [`HotRules`] (which the policy keeps alive through its `Arc`).
 struct Installed {
-    rules: Arc<CompiledRules>,
-    states: NonNull<RuleState>,
+    hot: NonNull<HotRules>,
+    block: StateBlock,
 }
 
-// SAFETY: `states` points to `RuleState`s (atomics only: `Send + Sync`) in a block the policy
-// held beside this slot owns; sending or sharing the slot sends or shares a reference to them.
+/// The bit of [`Installed::hot`] that says the rules are shared.
+const SHARED: usize = 1;
+const _: () = assert!(std::mem::align_of::<HotRules>() > SHARED);
+
+// SAFETY: `hot` and `block` point to a `HotRules` (immutable but for an atomic flag) and to
+// state lines (atomics and pointers to immutable data), all `Send + Sync`, in
+// blocks the policy held beside this slot owns or keeps alive; sending or sharing the slot
+// sends or shares references to them.
 unsafe impl Send for Installed {}
 // SAFETY: as above.
 unsafe impl Sync for Installed {}
 
 impl Installed {
     fn new(policy: &SubscriberPolicy) -> Self {
+        let hot = policy.compiled().hot();
+        let shared = if hot.is_shared() { SHARED } else { 0 };
         Self {
-            rules: policy.compiled().clone(),
-            states: NonNull::from(policy.states()).cast::<RuleState>(),
+            hot: NonNull::from(hot).map_addr(|addr| addr | shared),
+            block: policy.state_block(),
         }
     }
 
-    /// The state block.
+    /// The compiled rules' hot lines.
     #[inline(always)]
-    fn states(&self) -> &[RuleState] {
-        // SAFETY: by the invariant above, `states` is the start of the state block of a live
-        // policy (kept by the stage as long as this slot is), whose length is one line per
-        // action of `rules` and one more; blocks never move, and no `&mut` to their lines
-        // exists (they are atomics, shared with the control side).
-        unsafe { std::slice::from_raw_parts(self.states.as_ptr(), self.rules.rule_count() + 1) }
+    fn hot(&self) -> &HotRules {
+        let hot = self.hot.as_ptr().map_addr(|addr| addr & !SHARED);
+        // SAFETY: by the invariant above, `hot` without its tag bit points to the `HotRules`
+        // of a live policy's compiled rules (kept by the stage as long as this slot is); arena
+        // blocks never move, and nothing takes `&mut` to it (its one mutable field is atomic).
+        unsafe { &*hot }
+    }
+
+    /// Whether the rules were shared when the subscriber was installed (see above).
+    #[inline(always)]
+    fn shared(&self) -> bool {
+        self.hot.addr().get() & SHARED != 0
+    }
+
+    /// The subscriber's line.
+    #[inline(always)]
+    fn line(&self) -> &SubscriberLine {
+        // SAFETY: by the invariant above, `block` is the state block of a live policy, kept by
+        // the stage as long as this slot is (and `&self` borrows the stage).
+        unsafe { self.block.line() }
+    }
+
+    /// The rules' lines.
+    #[inline(always)]
+    fn rule_lines(&self) -> &[RuleState] {
+        // SAFETY: as for `line`; `rule_count` is the count of the policy's compiled rules.
+        unsafe { self.block.rules(self.rule_count()) }
+    }
+
+    /// The subscriber's rule count, from a line the packet has read already: a shared list's
+    /// first line (in the cache), a distinct one's subscriber line (read by the summary pass).
+    /// Taken from the subscriber's line for a shared list, it made the rule lines' address
+    /// depend on that line's arrival, and the two misses followed one another.
+    #[inline(always)]
+    fn rule_count(&self) -> usize {
+        if self.shared() {
+            self.hot().rule_count()
+        } else {
+            self.line().rule_count()
+        }
     }
 }
 
@@ -353,7 +412,7 @@ impl PccStage {
         };
         let rule = self
             .installed(slot)
-            .and_then(|installed| installed.rules.entries().classify(&key, direction));
+            .and_then(|installed| installed.hot().entries().classify(&key, direction));
         let remark = self.decide(slot, direction, rule, ip_octets(ip, family), now_ns)?;
         if let Some(dscp) = remark {
             match family {
@@ -362,6 +421,60 @@ impl PccStage {
             }
         }
         Ok(())
+    }
+
+    /// The summary pass for one side of a packet (`slot`'s subscriber in `direction`): for
+    /// rules of its own, the IPv4 candidates its far-end summary leaves (returned) and their
+    /// entries prefetched, or an IPv6 packet's entries prefetched. Shared rules' entries are in
+    /// the cache and scanned plainly: nothing to do. Called once per direction with a constant
+    /// `direction`, so that it folds away after inlining (as a loop over both sides it cost the
+    /// shared path instructions).
+    #[inline(always)]
+    fn summarise(&self, slot: u32, key: &PacketKey, family: IpFamily, direction: Direction) -> u8 {
+        let Some(installed) = self.installed(slot).filter(|i| !i.shared()) else {
+            return 0;
+        };
+        let rules = installed.hot();
+        match family {
+            IpFamily::V4 => {
+                let entries = installed.line().entries4(direction);
+                let candidates = rules.candidates4(key, direction, entries.len());
+                policy::prefetch_candidates4(entries, candidates);
+                candidates
+            }
+            IpFamily::V6 => {
+                rules.entries().prefetch_entries(family, direction);
+                0
+            }
+        }
+    }
+
+    /// The classify pass for one side of packet `w` (`slot`'s subscriber in `direction`): its
+    /// matching rule, whose line (and, for rules of its own, action) is prefetched — for shared
+    /// rules with the subscriber's line, which nothing needed earlier.
+    #[inline(always)]
+    fn classify_side(&self, slot: u32, w: &Work, direction: Direction) -> Option<u16> {
+        let installed = self.installed(slot)?;
+        let line = installed.line();
+        let shared = installed.shared();
+        let candidates = match direction {
+            Direction::Ingress => w.ingress_candidates,
+            Direction::Egress => w.egress_candidates,
+        };
+        let rule = match w.family {
+            IpFamily::V4 if !shared => {
+                policy::classify4_among(line.entries4(direction), &w.key, candidates)
+            }
+            _ => installed.hot().entries().classify(&w.key, direction),
+        };
+        let distinct = if shared {
+            crate::fdb::prefetch_read(installed.block.line_addr());
+            None
+        } else {
+            Some(line)
+        };
+        policy::prefetch_rule(installed.block, installed.rule_count(), distinct, rule);
+        rule
     }
 
     /// The default action for a packet of no subscriber, counted.
@@ -376,7 +489,7 @@ impl PccStage {
         }
     }
 
-    /// Applies the subscriber's side of a packet (`rule`: the one [`SubscriberPolicy::classify`]
+    /// Applies the subscriber's side of a packet (`rule`: the one the classify pass
     /// found); `Ok(Some(dscp))` asks for a remark.
     #[inline(always)]
     fn decide(
@@ -390,12 +503,19 @@ impl PccStage {
         let Some(installed) = self.installed(slot) else {
             return Ok(None);
         };
-        if installed.rules.rule_count() == 0 && self.defaults.no_services == Disposition::Drop {
+        let line = installed.line();
+        if installed.rule_count() == 0 && self.defaults.no_services == Disposition::Drop {
             self.stats.no_services_dropped += 1;
             return Err(DropReason::Pcc);
         }
-        let rules = &installed.rules;
-        match policy::apply(rules, installed.states(), rule, direction, octets, now_ns) {
+        match policy::apply(
+            line,
+            installed.rule_lines(),
+            rule,
+            direction,
+            octets,
+            now_ns,
+        ) {
             Outcome::Forward(remark) => Ok(remark),
             Outcome::Drop => {
                 self.stats.rule_dropped += 1;
@@ -429,9 +549,11 @@ impl Stage for PccStage {
     /// Six passes over the batch's IP packets, each issuing the prefetches the next one
     /// needs, so that the cache misses of a batch overlap instead of following one another:
     /// parse, and prefetch the address tables; look the addresses up, and prefetch the slots;
-    /// read the slots, and prefetch the policies and their compiled rules; read the compiled
-    /// rules, and prefetch their entries; classify, and prefetch the matching rules' state and
-    /// action; police, count and decide.
+    /// read the slots, and prefetch the subscriber's line and its direction's far-prefix
+    /// summary (rules of its own) or nothing (shared rules, in the cache); read the two, and
+    /// prefetch the entries the summary leaves; classify, and prefetch the matching rule's
+    /// line (with the subscriber's line, for shared rules) and its action; police, count and
+    /// decide.
     fn process(&mut self, batch: &mut Batch, ctx: &Context<'_>) {
         let mut work = std::mem::take(&mut self.work);
         work.clear();
@@ -467,6 +589,8 @@ impl Stage for PccStage {
                 family,
                 src: NONE,
                 dst: NONE,
+                ingress_candidates: 0,
+                egress_candidates: 0,
                 ingress_rule: None,
                 egress_rule: None,
             });
@@ -492,39 +616,22 @@ impl Stage for PccStage {
                 }
             }
             for w in group.iter() {
-                for slot in [w.src, w.dst] {
-                    if let Some(installed) = self.installed(slot) {
-                        CompiledRules::prefetch(&installed.rules);
-                    }
-                }
-            }
-            for w in group.iter() {
                 for (slot, direction) in [(w.src, Direction::Ingress), (w.dst, Direction::Egress)] {
-                    // Shared rules' entries are in the cache already.
-                    match self.installed(slot) {
-                        Some(installed) if !installed.rules.is_shared() => installed
-                            .rules
-                            .entries()
-                            .prefetch_entries(w.family, direction),
-                        _ => {}
+                    // Shared rules are in the cache already, and their packets need the
+                    // subscriber's line only at the end: it is fetched with the rule's line.
+                    if let Some(installed) = self.installed(slot).filter(|i| !i.shared()) {
+                        crate::fdb::prefetch_read(installed.block.line_addr());
+                        installed.hot().prefetch(w.family, direction);
                     }
                 }
             }
             for w in group.iter_mut() {
-                if let Some(installed) = self.installed(w.src) {
-                    w.ingress_rule = installed
-                        .rules
-                        .entries()
-                        .classify(&w.key, Direction::Ingress);
-                    policy::prefetch_rule(&installed.rules, installed.states(), w.ingress_rule);
-                }
-                if let Some(installed) = self.installed(w.dst) {
-                    w.egress_rule = installed
-                        .rules
-                        .entries()
-                        .classify(&w.key, Direction::Egress);
-                    policy::prefetch_rule(&installed.rules, installed.states(), w.egress_rule);
-                }
+                w.ingress_candidates = self.summarise(w.src, &w.key, w.family, Direction::Ingress);
+                w.egress_candidates = self.summarise(w.dst, &w.key, w.family, Direction::Egress);
+            }
+            for w in group.iter_mut() {
+                w.ingress_rule = self.classify_side(w.src, w, Direction::Ingress);
+                w.egress_rule = self.classify_side(w.dst, w, Direction::Egress);
             }
             for w in group.iter_mut() {
                 let decided = if w.src == NONE && w.dst == NONE {
@@ -543,7 +650,7 @@ impl Stage for PccStage {
                         if let Some(dscp) = first.filter(|&d| d != w.key.dscp) {
                             w.key.dscp = dscp;
                             w.egress_rule = self.installed(w.dst).and_then(|i| {
-                                i.rules.entries().classify(&w.key, Direction::Egress)
+                                i.hot().entries().classify(&w.key, Direction::Egress)
                             });
                         }
                         let second = self.decide(

@@ -1,3 +1,4 @@
+use super::policy::classify4_among;
 use super::*;
 use crate::acl::{v4, v6, Disposition, IpMatch, Match, PacketKey, PortRange, Rule};
 use crate::build;
@@ -758,7 +759,126 @@ fn arb_flow() -> impl Strategy<Value = IpMatch> {
         })
 }
 
+/// Rules from generated (flows, precedence, egress) triples, named `r0`, `r1`…: egress rules
+/// match on the source, so their generated destination is mirrored there.
+fn arb_rules_spec(rules: Vec<(Vec<IpMatch>, u32, bool)>) -> Vec<PccRuleSpec> {
+    rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, (flows, precedence, egress))| {
+            let flows = if egress {
+                flows
+                    .into_iter()
+                    .map(|f| IpMatch {
+                        src: f.dst,
+                        dst: None,
+                        ..f
+                    })
+                    .collect()
+            } else {
+                flows
+            };
+            let direction = if egress {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            };
+            rule(&format!("r{i}"), direction, precedence, flows)
+        })
+        .collect()
+}
+
+#[test]
+fn far_summary_leaves_only_the_entries_whose_far_prefix_covers_the_packet() {
+    // Seven rules towards 203.0.i.0/24, then one towards anywhere, then one more than the
+    // summary covers (always a candidate, so not in its bits).
+    let mut rules: Vec<PccRuleSpec> = (0..9u8)
+        .map(|i| {
+            let flow = IpMatch {
+                dst: (i != 7).then(|| v4(203, 0, i, 0, 24)),
+                ..IpMatch::default()
+            };
+            rule(
+                &format!("r{i}"),
+                Direction::Ingress,
+                u32::from(i),
+                vec![flow],
+            )
+        })
+        .collect();
+    rules.push(rule("e", Direction::Egress, 0, vec![IpMatch::default()]));
+    let policy = SubscriberPolicy::compile(SubscriberPccSpec {
+        name: "q".into(),
+        addresses: vec![v4(192, 0, 2, 10, 32)],
+        vprn_addresses: Vec::new(),
+        rules,
+    })
+    .unwrap();
+    let key = |dst: Ipv4Addr| {
+        let mut key = PacketKey::default();
+        key.read_ipv4(&udp(SUB4.into(), dst.into(), 80, 8));
+        key
+    };
+    let compiled = policy.compiled().hot();
+    let (ingress, egress) = (9, 1);
+    let elsewhere = key(Ipv4Addr::new(198, 18, 0, 1));
+    assert_eq!(
+        compiled.candidates4(&elsewhere, Direction::Ingress, ingress),
+        1 << 7
+    );
+    let third = key(Ipv4Addr::new(203, 0, 3, 9));
+    let candidates = compiled.candidates4(&third, Direction::Ingress, ingress);
+    assert_eq!(candidates, 1 << 3 | 1 << 7);
+    let entries = policy.line().entries4(Direction::Ingress);
+    assert_eq!(entries.len(), ingress);
+    assert_eq!(classify4_among(entries, &third, candidates), Some(3));
+    // The one egress entry, any address.
+    assert_eq!(compiled.candidates4(&third, Direction::Egress, egress), 1);
+}
+
 proptest! {
+    /// The far-end summary only rules entries out: the scan among the candidates it leaves
+    /// finds the rule the plain first-match scan finds, for any rule set (including more
+    /// entries than the summary covers, flows without a far-end prefix and IPv6-only flows).
+    #[test]
+    fn far_summary_scan_agrees_with_the_plain_scan(
+        rules in proptest::collection::vec(
+            (proptest::collection::vec(arb_flow(), 1..4), 0u32..4, any::<bool>()), 1..12),
+        packets in proptest::collection::vec(
+            (0u8..4, any::<u8>(), 0u16..8, any::<bool>(), 0u8..4), 1..32),
+    ) {
+        let policy = SubscriberPolicy::compile(SubscriberPccSpec {
+            name: "q".into(),
+            addresses: vec![v4(192, 0, 2, 10, 32)],
+            vprn_addresses: Vec::new(),
+            rules: arb_rules_spec(rules),
+        })
+        .unwrap();
+        let compiled = policy.compiled().hot();
+        for (net, host, port, tcp, dscp) in packets {
+            let far = Ipv4Addr::from((u32::from(net) << 30) | (u32::from(host) << 8) | 5);
+            for direction in Direction::ALL {
+                let (src, dst) = match direction {
+                    Direction::Ingress => (SUB4, far),
+                    Direction::Egress => (far, SUB4),
+                };
+                let mut ip = udp(src.into(), dst.into(), 5000 + port, 8);
+                if tcp {
+                    ip[9] = 6;
+                }
+                ip[1] = dscp << 2;
+                let mut key = PacketKey::default();
+                key.read_ipv4(&ip);
+                let entries = policy.line().entries4(direction);
+                let candidates = compiled.candidates4(&key, direction, entries.len());
+                prop_assert_eq!(
+                    classify4_among(entries, &key, candidates),
+                    compiled.entries().classify(&key, direction)
+                );
+            }
+        }
+    }
+
     #[test]
     fn compiled_classification_agrees_with_the_reference(
         rules in proptest::collection::vec(
@@ -769,20 +889,7 @@ proptest! {
             name: "q".into(),
             addresses: vec![v4(192, 0, 2, 10, 32), v6(SUB6, 56)],
             vprn_addresses: Vec::new(),
-            rules: rules
-                .into_iter()
-                .enumerate()
-                .map(|(i, (flows, precedence, egress))| {
-                    // Egress rules match on the source: mirror the generated destination.
-                    let flows = if egress {
-                        flows.into_iter().map(|f| IpMatch { src: f.dst, dst: None, ..f }).collect()
-                    } else {
-                        flows
-                    };
-                    let direction = if egress { Direction::Egress } else { Direction::Ingress };
-                    rule(&format!("r{i}"), direction, precedence, flows)
-                })
-                .collect(),
+            rules: arb_rules_spec(rules),
         };
         // "q" gets the list in a block of its own; "s", with an equal list compiled by the
         // same compiler, the shared rules block beside a state block of its own.
@@ -889,8 +996,8 @@ fn equal_rule_lists_are_compiled_once_and_police_apart() {
     assert!(alice.shares_rules_with(&bob));
     assert!(!alice.shares_rules_with(&carol));
     // The stage leaves shared rules' lines to the cache, and prefetches a list of one's own.
-    assert!(alice.compiled().is_shared());
-    assert!(!carol.compiled().is_shared());
+    assert!(alice.compiled().hot().is_shared());
+    assert!(!carol.compiled().hot().is_shared());
     assert_eq!(compiler.shared_rule_lists(), 2);
 
     let mut stage = PccStage::new(PccDefaults::default());

@@ -599,6 +599,19 @@ fn policer(b: &mut ServiceTablesBuilder, id: u32, pir_kbps: u64, cir_kbps: u64) 
     .unwrap();
 }
 
+/// The filter match of the test frames' UDP to port 80.
+fn udp_to_port_80() -> Match {
+    let port = PortRange {
+        first: 80,
+        last: 80,
+    };
+    Match::Ip(IpMatch {
+        protocol: Some(17),
+        dst_port: Some(port),
+        ..IpMatch::default()
+    })
+}
+
 #[test]
 fn ingress_filter_entries_count_hits_and_rate_limit() {
     let mut p = pipeline();
@@ -612,14 +625,7 @@ fn ingress_filter_entries_count_hits_and_rate_limit() {
         entries: vec![
             FilterEntrySpec {
                 id: 10,
-                matcher: Match::Ip(IpMatch {
-                    protocol: Some(17),
-                    dst_port: Some(PortRange {
-                        first: 80,
-                        last: 80,
-                    }),
-                    ..IpMatch::default()
-                }),
+                matcher: udp_to_port_80(),
                 action: FilterAction::RateLimit { policer: 7 },
             },
             FilterEntrySpec {
@@ -697,6 +703,44 @@ fn ingress_filter_entries_count_hits_and_rate_limit() {
     );
     let drops = s.sap_counters(&sap("1:10")).unwrap().drops;
     assert_eq!((drops["policer"], drops["filter"]), (40 - passed as u64, 1));
+}
+
+#[test]
+fn a_changed_filter_applies_its_new_entries_from_the_next_install_and_keeps_their_hits() {
+    let mut p = pipeline();
+    let mut b = builder();
+    epipe(&mut b, 1, "1:10", "2:20");
+    let port_80 = |action| FilterSpec {
+        id: 5,
+        kind: FilterKind::Ip,
+        default_action: Disposition::Forward,
+        entries: vec![FilterEntrySpec {
+            id: 10,
+            matcher: udp_to_port_80(),
+            action,
+        }],
+    };
+    b.set_filter(port_80(FilterAction::Forward)).unwrap();
+    let mut a = b.sap(&sap("1:10")).unwrap().clone();
+    a.ingress.ip_filter = Some(5);
+    b.set_sap(a).unwrap();
+    install(&mut p, &mut b, 0);
+    let send = |p: &mut Pipeline| run_one(p, 1, frame(mac(1), mac(2), &[(Q, 10)]), 0).1;
+    assert_eq!(send(&mut p), Verdict::Transmit(2));
+    // The packet path reads the rule set the stage keeps: it must follow the new snapshot.
+    b.set_filter(port_80(FilterAction::Drop)).unwrap();
+    install(&mut p, &mut b, 0);
+    assert_eq!(send(&mut p), Verdict::Drop(DropReason::Filter));
+    let hits = stage(&mut p)
+        .filter_counters(FilterKind::Ip, 5)
+        .unwrap()
+        .entries;
+    assert_eq!(
+        hits.iter()
+            .map(|h| (h.entry, h.packets))
+            .collect::<Vec<_>>(),
+        vec![(Some(10), 2), (None, 0)]
+    );
 }
 
 #[test]

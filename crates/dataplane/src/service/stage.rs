@@ -12,7 +12,9 @@ use super::throttle::{
 };
 use super::FilterKind;
 use crate::acl::{mac_bits, Disposition, IpFamily, PacketKey, RuleSet};
-use crate::fdb::{self, prefetch_read, Entry, Fdb, Sighting, STATIC_EPOCH};
+use crate::fdb::{
+    self, prefetch_read, prefetch_slice, prefetch_span, Entry, Fdb, Sighting, STATIC_EPOCH,
+};
 use crate::packet::PacketBuf;
 use crate::pcc::PccStage;
 use crate::pipeline::{
@@ -437,6 +439,10 @@ const _: () = assert!(
         && DEPENDENTS_GROUP <= PREFETCH_DISTANCE + 1
         && IN_FLIGHT.is_multiple_of(DEPENDENTS_GROUP)
 );
+
+/// Lines of a filter's hit counters that step D prefetches: all of an 8-entry filter's
+/// (16 bytes an entry, at any 16-byte offset).
+const HIT_LINES: usize = 3;
 
 /// Steps after the first in the software pipeline (B to F).
 const LATER_STEPS: usize = 5;
@@ -1171,19 +1177,23 @@ impl ServiceStage {
                 if !applies {
                     continue;
                 }
-                let Some(filter) = tables.filter(slot) else {
+                // The rule set is read from the stage's own state (`install` keeps it the
+                // snapshot's), beside the hit counters: the snapshot's filter entry would be
+                // one more random line a packet reads.
+                let Some(state) = self.filters.get_mut(slot as usize) else {
                     continue;
                 };
-                let hit = filter.rules.classify(&key);
-                if let Some(state) = self.filters.get_mut(slot as usize) {
-                    let counter = match hit.rule {
-                        Some(rule) => state.hits.get_mut(usize::from(rule)),
-                        None => Some(&mut state.default_hits),
-                    };
-                    if let Some(c) = counter {
-                        c[0] += 1;
-                        c[1] += len as u64;
-                    }
+                let Some(rules) = state.rules.as_ref() else {
+                    continue;
+                };
+                let hit = rules.classify(&key);
+                let counter = match hit.rule {
+                    Some(rule) => state.hits.get_mut(usize::from(rule)),
+                    None => Some(&mut state.default_hits),
+                };
+                if let Some(c) = counter {
+                    c[0] += 1;
+                    c[1] += len as u64;
                 }
                 if hit.action.disposition == Disposition::Drop {
                     return Err(DropReason::Filter);
@@ -1565,7 +1575,6 @@ impl ServiceStage {
             _ => {}
         }
         for slot in sap.ingress.filters.iter().flatten() {
-            tables.filters.prefetch(*slot as usize);
             prefetch_slot(&self.filters, *slot);
         }
         if let Some(policer) = sap.ingress.policer {
@@ -1596,23 +1605,26 @@ impl ServiceStage {
         work.sap.filter(|s| s.filtered).map(|s| s.entry)
     }
 
-    /// Step D: the compiled rule sets and hit counters of the SAP's ingress filters.
-    fn rule_set_step(&self, tables: &ServiceTables, work: &Work<'_>) {
+    /// Step D: the compiled rule sets of the SAP's ingress filters (their handles, which step
+    /// E reads) and all their hit counters (the hit is not known before step F).
+    fn rule_set_step(&self, work: &Work<'_>) {
         let Some(sap) = Self::filtered(work) else {
             return;
         };
         for slot in sap.ingress.filters.iter().flatten() {
-            if let Some(filter) = tables.filter(*slot) {
-                prefetch_read(Arc::as_ptr(&filter.rules));
-            }
             if let Some(state) = self.filters.get(*slot as usize) {
-                prefetch_read(state.hits.as_ptr());
+                if let Some(rules) = &state.rules {
+                    // The handle is 40 bytes after the counts: it may cross into a second line.
+                    let handle = Arc::as_ptr(rules).cast::<u8>();
+                    prefetch_span(handle, std::mem::size_of::<RuleSet>(), 2);
+                }
+                prefetch_slice(&state.hits, HIT_LINES);
             }
         }
     }
 
     /// Step E: the first entries the packet will scan.
-    fn entries_step(&self, tables: &ServiceTables, batch: &Batch, index: usize, work: &Work<'_>) {
+    fn entries_step(&self, batch: &Batch, index: usize, work: &Work<'_>) {
         let Some(sap) = Self::filtered(work) else {
             return;
         };
@@ -1628,10 +1640,9 @@ impl ServiceStage {
             _ => None,
         };
         for (which, slot) in sap.ingress.filters.iter().enumerate() {
-            if let Some(filter) = slot.and_then(|s| tables.filter(s)) {
-                filter
-                    .rules
-                    .prefetch(if which == 0 { None } else { family });
+            let state = slot.and_then(|s| self.filters.get(s as usize));
+            if let Some(rules) = state.and_then(|s| s.rules.as_ref()) {
+                rules.prefetch(if which == 0 { None } else { family });
             }
         }
     }
@@ -2136,9 +2147,9 @@ impl Stage for ServiceStage {
         };
         // A software pipeline: while packet i is handled, the packets after it are at earlier
         // steps, each step prefetching what the next one reads (tags → SAP lookup → SAP entry →
-        // MAC slots, peer, policer, filters → rule set → entries). The cache misses of a batch
-        // overlap instead of following one another, and only a few dozen packets' lines are in
-        // flight at once. Only the received packets go through it: flood copies appended
+        // MAC slots, peer, policer, filter state → rule set handles, hit counters → entries).
+        // The cache misses of a batch overlap instead of following one another, and only a few
+        // dozen packets' lines are in flight at once. Only the received packets go through it: flood copies appended
         // meanwhile are finished.
         let pcc = self.pcc.clone();
         let mut pcc = pcc.as_ref().map(Shared::lock);
@@ -2177,9 +2188,9 @@ impl Stage for ServiceStage {
             }
             if self.filters_in_use {
                 let p = slot(i, 3);
-                self.rule_set_step(tables, &ring[p % IN_FLIGHT]);
+                self.rule_set_step(&ring[p % IN_FLIGHT]);
                 let p = slot(i, 4);
-                self.entries_step(tables, batch, p, &ring[p % IN_FLIGHT]);
+                self.entries_step(batch, p, &ring[p % IN_FLIGHT]);
             }
             let p = slot(i, 5);
             let work = &ring[p % IN_FLIGHT];

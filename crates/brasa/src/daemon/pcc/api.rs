@@ -243,7 +243,7 @@ fn subscriber_view(component: &PccComponent, name: &str) -> Option<SubscriberVie
     Some(SubscriberView {
         subscriber: name.to_string(),
         session: enforced.session.clone(),
-        addresses: enforced.addresses.display(enforcer.vpns()),
+        addresses: enforced.addresses.display(),
         unplaced_vpns: enforced.addresses.unplaced_vpns.clone(),
         forwarded: DirectionsView {
             ingress: counter(counters.ingress),

@@ -22,47 +22,49 @@ pub type VpnInstances = BTreeMap<String, ServiceId>;
 pub struct Addresses {
     /// In the global address space (the base routing instance).
     pub base: Vec<Prefix>,
-    /// In VPRNs: its mappings in the VPNs that `vpns` places.
-    pub vprn: Vec<VprnPrefix>,
+    /// In VPRNs: its mappings in the VPNs that `vpns` places, each with its VPN's name (two
+    /// VPNs may share a VPRN, so the name is not derivable from the VPRN).
+    pub vprn: Vec<(String, VprnPrefix)>,
     /// The VPNs of its mappings that no VPRN holds (not enforced), once each.
     pub unplaced_vpns: Vec<String>,
 }
 
 impl Addresses {
     /// Every prefix with where it is, as `show` prints it: `10.0.0.1/32`, `10.9.9.9/32@vpn1`.
-    pub fn display(&self, vpns: &VpnInstances) -> Vec<String> {
-        let vpn_of = |vprn: ServiceId| {
-            vpns.iter()
-                .find(|(_, &id)| id == vprn)
-                .map_or_else(|| format!("vprn-{vprn}"), |(name, _)| name.clone())
-        };
+    pub fn display(&self) -> Vec<String> {
         self.base
             .iter()
             .map(Prefix::to_string)
             .chain(
                 self.vprn
                     .iter()
-                    .map(|p| format!("{}@{}", p.prefix, vpn_of(p.vprn))),
+                    .map(|(vpn, p)| format!("{}@{vpn}", p.prefix)),
             )
             .collect()
+    }
+}
+
+/// Appends `item` unless `list` holds it already.
+fn push_once<T: PartialEq>(list: &mut Vec<T>, item: T) {
+    if !list.contains(&item) {
+        list.push(item);
     }
 }
 
 /// The addresses of `subscriber` the data plane can match: its mappings in the global
 /// address space, and those in a VPN that `vpns` maps to a VPRN (matched on that VPRN's IP
 /// interfaces only); prefixes as they are and ranges as the prefixes covering them. Mappings
-/// in other VPNs (and the ranges the BGP LEG learnt in them) are left out.
+/// in other VPNs (and the ranges the BGP LEG learnt in them) are left out. A prefix is kept
+/// once per routing instance (two VPNs in one VPRN are one address space).
 pub fn addresses(subscriber: &Subscriber, vpns: &VpnInstances) -> Addresses {
     let mut out = Addresses::default();
     for mapping in &subscriber.mappings {
         let vprn = match mapping.vpn.as_deref() {
             None => None,
             Some(vpn) => match vpns.get(vpn) {
-                Some(&vprn) => Some(vprn),
+                Some(&vprn) => Some((vpn, vprn)),
                 None => {
-                    if !out.unplaced_vpns.iter().any(|v| v == vpn) {
-                        out.unplaced_vpns.push(vpn.to_string());
-                    }
+                    push_once(&mut out.unplaced_vpns, vpn.to_string());
                     continue;
                 }
             },
@@ -73,14 +75,13 @@ pub fn addresses(subscriber: &Subscriber, vpns: &VpnInstances) -> Addresses {
                 brasa_subscriber::Prefix::V6(addr, len) => Prefix::new(addr, len),
             };
             match vprn {
-                None if !out.base.contains(&prefix) => out.base.push(prefix),
-                Some(vprn) => {
+                None => push_once(&mut out.base, prefix),
+                Some((vpn, vprn)) => {
                     let prefix = VprnPrefix { vprn, prefix };
-                    if !out.vprn.contains(&prefix) {
-                        out.vprn.push(prefix);
+                    if !out.vprn.iter().any(|(_, held)| *held == prefix) {
+                        out.vprn.push((vpn.to_string(), prefix));
                     }
                 }
-                None => {}
             }
         }
     }
@@ -102,7 +103,7 @@ pub fn spec<'a>(
     SubscriberPccSpec {
         name: name.to_string(),
         addresses: addresses.base.clone(),
-        vprn_addresses: addresses.vprn.clone(),
+        vprn_addresses: addresses.vprn.iter().map(|(_, prefix)| *prefix).collect(),
         rules: services
             .into_iter()
             .flat_map(|service| {
@@ -446,27 +447,39 @@ mod tests {
             .collect();
         let placed = addresses(&subscriber, &vpns);
         assert_eq!(placed.base, global);
+        let in_vprn = |vprn, a, b, c, d, len| VprnPrefix {
+            vprn,
+            prefix: Prefix::new(Ipv4Addr::new(a, b, c, d), len),
+        };
         assert_eq!(
             placed.vprn,
             [
-                VprnPrefix {
-                    vprn: 100,
-                    prefix: Prefix::new(Ipv4Addr::new(10, 9, 9, 9), 32)
-                },
-                VprnPrefix {
-                    vprn: 200,
-                    prefix: Prefix::new(Ipv4Addr::new(10, 9, 9, 0), 30)
-                },
+                ("vpn1".to_string(), in_vprn(100, 10, 9, 9, 9, 32)),
+                ("vpn2".to_string(), in_vprn(200, 10, 9, 9, 0, 30)),
             ]
         );
         assert_eq!(placed.unplaced_vpns, ["vpn3"]);
         assert_eq!(
-            placed.display(&vpns)[4..],
+            placed.display()[4..],
             ["10.9.9.9/32@vpn1", "10.9.9.0/30@vpn2"]
         );
         let spec = spec("carol", &placed, []);
         assert_eq!(spec.addresses, global);
-        assert_eq!(spec.vprn_addresses, placed.vprn);
+        assert_eq!(
+            spec.vprn_addresses,
+            [in_vprn(100, 10, 9, 9, 9, 32), in_vprn(200, 10, 9, 9, 0, 30)]
+        );
+        // vpn3 shares VPRN 100 with vpn1: its own address shows under its name, and the
+        // address both map in that VPRN is held once (one address space).
+        let shared: VpnInstances = [("vpn1".to_string(), 100), ("vpn3".to_string(), 100)]
+            .into_iter()
+            .collect();
+        let placed = addresses(&subscriber, &shared);
+        assert_eq!(
+            placed.display()[4..],
+            ["10.9.9.9/32@vpn1", "10.9.9.8/32@vpn3"]
+        );
+        assert_eq!(placed.unplaced_vpns, ["vpn2"]);
     }
 
     #[test]

@@ -164,11 +164,6 @@ impl Enforcer {
         }
     }
 
-    /// The VPRN holding each SM VPN.
-    pub fn vpns(&self) -> &VpnInstances {
-        &self.vpns
-    }
-
     /// Subscriber `name` as enforced.
     pub fn get(&self, name: &str) -> Option<&Enforced> {
         self.enforced.get(name)
@@ -609,7 +604,7 @@ mod tests {
             t0,
         );
         let view = &e.get("alice").unwrap().addresses;
-        assert_eq!(view.display(e.vpns()), [format!("{SUBSCRIBER}/32@corp")]);
+        assert_eq!(view.display(), [format!("{SUBSCRIBER}/32@corp")]);
         // The same address in the global space belongs to bob.
         let mut bob = subscriber(Some("SESSION-2"));
         bob.name =

@@ -6,6 +6,7 @@ mod rae_support;
 
 use brasa_rae::proto;
 use brasa_rae::wire::InterRaeMessage;
+use brasa_testkit::capture::Capture;
 use rae_support::*;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -450,39 +451,18 @@ async fn a_new_cme_version_in_a_reply_triggers_a_full_resend() {
 }
 
 /// Starts tcpdump on `lo` with `filter` and returns it once it listens.
-fn tcpdump(filter: &str, count: usize) -> std::process::Child {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new("tcpdump")
-        .args([
-            "-i",
-            "lo",
-            "-n",
-            "-v",
-            "-l",
-            "-c",
-            &count.to_string(),
-            filter,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("tcpdump must be installed (scripts/setup-test-env) and runnable as this user");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("listening on") => break,
-            Some(Ok(_)) => {}
-            other => panic!("tcpdump did not start: {other:?}"),
-        }
-    }
-    child
+fn tcpdump(filter: &str, count: usize) -> Capture {
+    Capture::start(
+        None,
+        &["-i", "lo", "-n", "-v", "-c", &count.to_string(), filter],
+        Duration::from_secs(30),
+    )
 }
 
 /// Waits for tcpdump to capture its packets and returns the TTL of each.
-fn captured_ttls(child: std::process::Child) -> Vec<u32> {
-    let output = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&output.stdout)
+fn captured_ttls(capture: Capture) -> Vec<u32> {
+    capture
+        .output()
         .lines()
         .filter_map(|line| {
             let rest = line.split("ttl ").nth(1)?;

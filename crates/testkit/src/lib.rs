@@ -8,7 +8,9 @@
 //!   temporary directory, on a free 127.0.0.1 port, stopped when dropped.
 //! * [`radclient`]: FreeRADIUS's `radclient` run with a request on stdin, as a real peer.
 //! * [`cpu`]: the process's CPU time, for benches that print CPU per operation.
+//! * [`capture`]: tcpdump as an independent decoder, returned once it listens.
 
+pub mod capture;
 pub mod cpu;
 pub mod netns;
 pub mod postgres;

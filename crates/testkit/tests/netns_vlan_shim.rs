@@ -1,5 +1,6 @@
 //! The VLAN shim carries a host's traffic across a trunk under its tags, and only there.
 
+use brasa_testkit::capture::Capture;
 use brasa_testkit::netns::Netns;
 use brasa_testkit::vlan_shim::{host_pair, Access, VlanShim, TPID_8021AD, TPID_8021Q};
 
@@ -48,30 +49,13 @@ fn topology(
 fn netns_shim_carries_a_dot1q_host_and_the_trunk_sees_the_tag() {
     let tags = vec![(TPID_8021Q, 100)];
     let (left, _right, h1, _h2, _a, _b) = topology(tags.clone(), tags);
-    let dump = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &left.name,
-            "timeout",
-            "4",
-            "tcpdump",
-            "-c",
-            "2",
-            "-nn",
-            "-e",
-            "-i",
-            "tl",
-            "vlan and icmp",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let dump = Capture::start(
+        Some(&left),
+        &["-c", "2", "-nn", "-e", "-i", "tl", "vlan and icmp"],
+        std::time::Duration::from_secs(4),
+    );
     let ok = ping(&h1, "10.0.0.2");
-    let dump = dump.wait_with_output().unwrap();
-    let dump = String::from_utf8_lossy(&dump.stdout);
+    let dump = dump.output();
     assert!(ok, "ping across the trunk failed; the trunk saw:\n{dump}");
     assert!(
         dump.contains("vlan 100") && dump.contains("ICMP echo request"),

@@ -350,7 +350,13 @@ pub fn load(path: Option<&Path>) -> Result<Resolved, ConfigError> {
         .as_mut()
         .and_then(|s| s.dataplane.subscribers.take())
     {
-        Some(section) => super::pcc::config::resolve(&source, section.into_inner(), pools)?,
+        Some(section) => {
+            let static_kinds = services
+                .as_ref()
+                .map(|services| services.static_kinds())
+                .unwrap_or_default();
+            super::pcc::config::resolve(&source, section.into_inner(), pools, &static_kinds)?
+        }
         None => None,
     };
     let dynamic_services = match (file.dynamic_services, &services) {

@@ -48,6 +48,19 @@ pub struct ServicesResolved {
     pub changes: Vec<Change>,
 }
 
+impl ServicesResolved {
+    /// The kind of each service the static configuration names, by id.
+    pub fn static_kinds(&self) -> BTreeMap<u32, brasa_services::model::ServiceKind> {
+        self.changes
+            .iter()
+            .filter_map(|change| match &change.edit {
+                brasa_services::Edit::Service { id, kind, .. } => Some((*id, *kind)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// Checks `[dataplane]` and the static services against each other: every error names
 /// `file:line:col`.
 pub fn resolve(

@@ -23,6 +23,7 @@ use crate::common::config::{ConfigDuration, ConfigError, Source};
 use brasa_aaa::PoolConfig;
 use brasa_dataplane::acl::Disposition;
 use brasa_dataplane::pcc::PccDefaults;
+use brasa_services::model::ServiceKind;
 use brasa_subsvc::{MAX_ACCT_INTERVAL, MIN_ACCT_INTERVAL};
 use serde::Deserialize;
 use serde_spanned::Spanned;
@@ -132,11 +133,14 @@ pub struct AccountingResolved {
     pub min_interval: u32,
 }
 
-/// Checks the section against the RADIUS pools; `Ok(None)` when it is disabled.
+/// Checks the section against the RADIUS pools and the static services (`static_kinds`: the
+/// kind of each service id the config's `[[service.*]]` tables name); `Ok(None)` when it is
+/// disabled.
 pub fn resolve(
     source: &Source,
     section: SubscribersSection,
     pools: &[PoolConfig],
+    static_kinds: &BTreeMap<u32, ServiceKind>,
 ) -> Result<Option<SubscribersResolved>, ConfigError> {
     if !section.enable {
         return Ok(None);
@@ -227,6 +231,20 @@ pub fn resolve(
                     format!("VPN {name:?}: expected a VPRN service id from 1 to 4294967295"),
                 )
             })?;
+        // A VPRN may come later (`brasa service apply`), but a static service of another kind
+        // under that id would take the VPN's subscribers out of enforcement without a word.
+        if let Some(kind) = static_kinds
+            .get(&vprn)
+            .filter(|&&kind| kind != ServiceKind::Vprn)
+        {
+            return Err(source.error_at(
+                id.span(),
+                format!(
+                    "VPN {name:?}: service {vprn} is a static {}, expected the id of a VPRN",
+                    kind.keyword()
+                ),
+            ));
+        }
         vpns.insert(name, vprn);
     }
     Ok(Some(SubscribersResolved {
@@ -342,6 +360,29 @@ mod tests {
         .unwrap();
         assert!(
             resolved.contains("vpns: {\"corp b\": 4294967295, \"corp-a\": 100}"),
+            "{resolved}"
+        );
+    }
+
+    #[test]
+    fn a_vpn_may_not_name_a_static_service_of_another_kind() {
+        let with_static = |kind: &str| {
+            format!(
+                "{BASE}sm = [\"127.0.0.1:7790\"]\nep_id = \"a\"\n[dataplane.subscribers.vpns]\n\
+                 corp-a = 100\ncorp-b = 300\n[[service.{kind}]]\nid = 100\ncustomer = 1\n"
+            )
+        };
+        let error = load(&with_static("ies")).unwrap_err();
+        assert!(
+            error.starts_with(
+                "brasa.toml:9:10: VPN \"corp-a\": service 100 is a static ies, expected the id of a VPRN"
+            ),
+            "{error}"
+        );
+        // A static VPRN, or an id no static service has (a VPRN applied later), is accepted.
+        let resolved = load(&with_static("vprn")).unwrap();
+        assert!(
+            resolved.contains("vpns: {\"corp-a\": 100, \"corp-b\": 300}"),
             "{resolved}"
         );
     }

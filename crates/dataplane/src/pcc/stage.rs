@@ -3,7 +3,7 @@
 
 use super::index::AddressIndex;
 use super::policy::{
-    self, HotRules, Outcome, RuleState, StateBlock, SubscriberLine, SubscriberPolicy,
+    self, DroppedLine, HotRules, Outcome, RuleState, StateBlock, SubscriberLine, SubscriberPolicy,
 };
 use super::spec::{Direction, PccDefaults, RoutingInstance};
 use super::PccError;
@@ -63,8 +63,8 @@ struct Work {
 }
 
 /// What the packet path needs of an installed subscriber, in 16 bytes: where its
-/// state block is (its [`SubscriberLine`] — the aggregate counters, and the pointers to its
-/// IPv4 entries and actions — then its rules' lines) and where its compiled rules' [`HotRules`] are (the far-end
+/// state block is (its [`SubscriberLine`] — the aggregate counters, and the pointer to its
+/// IPv4 entries — after its rules' lines, which hold their actions) and where its compiled rules' [`HotRules`] are (the far-end
 /// summaries, and the IPv6 entries), both in the huge-page arena, so that a packet goes from
 /// the slot to the two lines it needs first with no line in between: not the policy (a heap
 /// line in 4 KiB pages that used to be a dependent step), not the compiled rules' first line
@@ -137,6 +137,13 @@ impl Installed {
     fn rule_lines(&self) -> &[RuleState] {
         // SAFETY: as for `line`; `rule_count` is the count of the policy's compiled rules.
         unsafe { self.block.rules(self.rule_count()) }
+    }
+
+    /// The rules' dropped volumes.
+    #[inline(always)]
+    fn dropped_lines(&self) -> &[DroppedLine] {
+        // SAFETY: as for `rule_lines`.
+        unsafe { self.block.dropped(self.rule_count()) }
     }
 
     /// The subscriber's rule count, from a line the packet has read already: a shared list's
@@ -450,8 +457,8 @@ impl PccStage {
     }
 
     /// The classify pass for one side of packet `w` (`slot`'s subscriber in `direction`): its
-    /// matching rule, whose line (and, for rules of its own, action) is prefetched — for shared
-    /// rules with the subscriber's line, which nothing needed earlier.
+    /// matching rule, whose line (with its action) is prefetched — for shared rules with the
+    /// subscriber's line, which nothing needed earlier.
     #[inline(always)]
     fn classify_side(&self, slot: u32, w: &Work, direction: Direction) -> Option<u16> {
         let installed = self.installed(slot)?;
@@ -467,13 +474,10 @@ impl PccStage {
             }
             _ => installed.hot().entries().classify(&w.key, direction),
         };
-        let distinct = if shared {
+        if shared {
             crate::fdb::prefetch_read(installed.block.line_addr());
-            None
-        } else {
-            Some(line)
-        };
-        policy::prefetch_rule(installed.block, installed.rule_count(), distinct, rule);
+        }
+        policy::prefetch_rule(installed.block, installed.rule_count(), rule);
         rule
     }
 
@@ -511,6 +515,7 @@ impl PccStage {
         match policy::apply(
             line,
             installed.rule_lines(),
+            installed.dropped_lines(),
             rule,
             direction,
             octets,
@@ -552,8 +557,8 @@ impl Stage for PccStage {
     /// read the slots, and prefetch the subscriber's line and its direction's far-prefix
     /// summary (rules of its own) or nothing (shared rules, in the cache); read the two, and
     /// prefetch the entries the summary leaves; classify, and prefetch the matching rule's
-    /// line (with the subscriber's line, for shared rules) and its action; police, count and
-    /// decide.
+    /// line, which holds its action (with the subscriber's line, for shared rules); police,
+    /// count and decide.
     fn process(&mut self, batch: &mut Batch, ctx: &Context<'_>) {
         let mut work = std::mem::take(&mut self.work);
         work.clear();

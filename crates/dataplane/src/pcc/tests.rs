@@ -1052,8 +1052,8 @@ fn arb_life_op() -> impl Strategy<Value = LifeOp> {
     prop_oneof![
         (0usize..5, 0u8..4).prop_map(|(subscriber, list)| LifeOp::Install { subscriber, list }),
         (0usize..5).prop_map(|subscriber| LifeOp::Remove { subscriber }),
-        (0usize..5, 0u16..6).prop_map(|(subscriber, port)| LifeOp::Send { subscriber, port }),
-        (0usize..5, 0u16..6).prop_map(|(subscriber, port)| LifeOp::Send { subscriber, port }),
+        (0usize..5, 0u16..10).prop_map(|(subscriber, port)| LifeOp::Send { subscriber, port }),
+        (0usize..5, 0u16..10).prop_map(|(subscriber, port)| LifeOp::Send { subscriber, port }),
         Just(LifeOp::Forget),
     ]
 }
@@ -1061,11 +1061,13 @@ fn arb_life_op() -> impl Strategy<Value = LifeOp> {
 /// Rule list `list` of subscriber `subscriber`: lists 0 and 1 are the same for every
 /// subscriber (one compiled copy, shared), lists 2 and 3 differ per subscriber (a first rule
 /// with a prefix of its own that the test's packets never match), so shared and distinct
-/// lists are installed side by side. Rules are named `r0`, `r1`, … in every list, with port
-/// ranges and precedences that differ between lists, so a replacement carries some rules'
-/// state over to rules that now match other packets.
+/// lists are installed side by side. Rules are named `r0`, `r1`, … in every list (3 to 6 of
+/// them, so that the rules' dropped volumes take one or two lines), with port ranges,
+/// precedences and actions (forward, drop, a policer that passes everything) that differ
+/// between lists, so a replacement carries some rules' state over to rules that now match
+/// other packets or act otherwise.
 fn life_rules(list: u8, subscriber: usize) -> Vec<PccRuleSpec> {
-    let count = 2 + u16::from(list % 3);
+    let count = 3 + u16::from(list);
     let mut rules: Vec<PccRuleSpec> = (0..count)
         .map(|r| {
             let first = 5000 + r + u16::from(list);
@@ -1074,7 +1076,7 @@ fn life_rules(list: u8, subscriber: usize) -> Vec<PccRuleSpec> {
             } else {
                 100 - 10 * u32::from(r)
             };
-            rule(
+            let mut rule = rule(
                 &format!("r{r}"),
                 Direction::Ingress,
                 precedence,
@@ -1085,7 +1087,13 @@ fn life_rules(list: u8, subscriber: usize) -> Vec<PccRuleSpec> {
                         last: first + 2,
                     });
                 })],
-            )
+            );
+            match (r + u16::from(list)) % 3 {
+                0 => rule.action = pir(1_000_000),
+                1 => rule.action.disposition = Disposition::Drop,
+                _ => {}
+            }
+            rule
         })
         .collect();
     if list >= 2 {
@@ -1100,23 +1108,24 @@ fn life_address(subscriber: usize) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, 100 + subscriber as u8)
 }
 
-/// The model's view of one subscriber: its spec and its rules' and aggregate packet counts.
+/// The model's view of one subscriber: its spec, its rules' forwarded and dropped packets,
+/// and its aggregate forwarded packets.
 #[derive(Debug, Clone)]
 struct LifeModel {
     spec: SubscriberPccSpec,
-    rules: std::collections::BTreeMap<String, u64>,
+    rules: std::collections::BTreeMap<String, (u64, u64)>,
     ingress: u64,
 }
 
-/// A policy's forwarded packets per rule name, and its ingress aggregate.
-type Observed = (std::collections::BTreeMap<String, u64>, u64);
+/// A policy's forwarded and dropped packets per rule name, and its ingress aggregate.
+type Observed = (std::collections::BTreeMap<String, (u64, u64)>, u64);
 
 fn observed(policy: &SubscriberPolicy) -> Observed {
     let c = policy.counters();
     (
         c.rules
             .iter()
-            .map(|r| (r.name.clone(), r.forwarded.packets))
+            .map(|r| (r.name.clone(), (r.forwarded.packets, r.dropped.packets)))
             .collect(),
         c.ingress.packets,
     )
@@ -1153,7 +1162,7 @@ proptest! {
                         .iter()
                         .map(|r| {
                             let kept = old.as_ref().and_then(|o| o.rules.get(&r.name)).copied();
-                            (r.name.clone(), kept.unwrap_or(0))
+                            (r.name.clone(), kept.unwrap_or_default())
                         })
                         .collect();
                     let ingress = old.map_or(0, |o| o.ingress);
@@ -1171,15 +1180,28 @@ proptest! {
                 }
                 LifeOp::Send { subscriber, port } => {
                     let ip = udp(life_address(subscriber).into(), SERVER.into(), 5000 + port, 8);
-                    prop_assert_eq!(verdicts(&mut p, std::slice::from_ref(&ip), 0), [Verdict::Ignore]);
+                    let verdict = verdicts(&mut p, std::slice::from_ref(&ip), 0);
+                    let mut expected = Verdict::Ignore;
                     if let Some(m) = model[subscriber].as_mut() {
                         let mut key = PacketKey::default();
                         key.read_ipv4(&ip);
-                        if let Some(name) = reference(&m.spec, &key, Direction::Ingress) {
-                            *m.rules.get_mut(&name).unwrap() += 1;
+                        let rule = reference(&m.spec, &key, Direction::Ingress);
+                        let drops = rule.as_ref().is_some_and(|name| {
+                            m.spec.rules.iter().any(|r| {
+                                &r.name == name && r.action.disposition == Disposition::Drop
+                            })
+                        });
+                        if let Some(name) = rule {
+                            let (forwarded, dropped) = m.rules.get_mut(&name).unwrap();
+                            *(if drops { dropped } else { forwarded }) += 1;
                         }
-                        m.ingress += 1;
+                        if drops {
+                            expected = Verdict::Drop(DropReason::Pcc);
+                        } else {
+                            m.ingress += 1;
+                        }
                     }
+                    prop_assert_eq!(verdict, [expected]);
                 }
                 LifeOp::Forget => removed.clear(),
             }

@@ -122,24 +122,24 @@ fn dropped_counter(lines: &[DroppedLine], rule: usize) -> Option<&Counter> {
         .get(rule % DROPPED_PER_LINE)
 }
 
-/// The subscriber's own line, after its rules' lines in its state block and the one the
-/// stage's slot leads to: the aggregate forwarded volume per direction (the other input of the
-/// SR OS counter rule), and where the compiled rules' IPv4 entries are (a copy of the
-/// [`HotRules`]' pointer). A packet misses on this line anyway (it counts the aggregate), so
-/// with the pointer here the compiled rules' first line leaves an IPv4 packet's path: with a
-/// rule list of its own a packet reads this line, its direction's [`FarSummary`], the
-/// candidate entry and the rule's line.
+/// One of the subscriber's own two lines, one per direction, after its rules' lines in its
+/// state block (the stage's slot leads to the first): the aggregate forwarded volume in its
+/// direction (the other input of the SR OS counter rule), where the compiled rules' IPv4
+/// entries of that direction are (a copy of the [`HotRules`]' pointer), and a copy of their
+/// [`FarSummary`]. A packet misses on this line anyway (it counts the aggregate), so with the
+/// pointer and the summary here the compiled rules' lines leave an IPv4 packet's path: with a
+/// rule list of its own a packet reads this line, the candidate entry and the rule's line.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub(crate) struct SubscriberLine {
-    /// Volume forwarded per direction ([`Direction`] order).
-    aggregate: [Counter; 2],
-    /// The compiled rules' IPv4 entries: `v4_len`, ingress ones then egress ones from
-    /// `v4_egress`.
+    /// Volume forwarded in this line's direction.
+    aggregate: Counter,
+    /// The compiled rules' IPv4 entries of this line's direction, `v4_len` of them.
     v4: NonNull<V4Entry>,
     v4_len: u32,
-    v4_egress: u32,
     rule_count: u32,
+    /// The far-end summary of the first of those entries.
+    far: FarSummary,
 }
 
 // SAFETY: the pointer leads to the compiled rules' entries, immutable and `Send + Sync`, in a
@@ -150,14 +150,25 @@ unsafe impl Send for SubscriberLine {}
 unsafe impl Sync for SubscriberLine {}
 
 impl SubscriberLine {
-    /// The IPv4 entries a packet in `direction` is matched against.
+    /// The IPv4 entries a packet in this line's direction is matched against.
     #[inline(always)]
-    pub(crate) fn entries4(&self, direction: Direction) -> &[V4Entry] {
-        // SAFETY: `v4` and `v4_len` are those of the compiled rules' IPv4 block, which the
+    pub(crate) fn entries4(&self) -> &[V4Entry] {
+        // SAFETY: `v4` and `v4_len` are a part of the compiled rules' IPv4 block, which the
         // policy owning this line keeps alive (its `Arc<CompiledRules>`) and nothing writes;
         // arena blocks never move (an empty one's pointer is dangling and aligned).
-        let all = unsafe { std::slice::from_raw_parts(self.v4.as_ptr(), self.v4_len as usize) };
-        of_direction(all, self.v4_egress, direction)
+        unsafe { std::slice::from_raw_parts(self.v4.as_ptr(), self.v4_len as usize) }
+    }
+
+    /// Which of [`SubscriberLine::entries4`] the far-end summary leaves as candidates for an
+    /// IPv4 packet with `key` in `direction` (this line's): bit `i` for entry `i`; entries
+    /// beyond [`SUMMARISED`] are always candidates and not in the bits.
+    #[inline(always)]
+    pub(crate) fn candidates4(&self, key: &PacketKey, direction: Direction) -> u8 {
+        let far = match direction {
+            Direction::Ingress => key.dst4,
+            Direction::Egress => key.src4,
+        };
+        self.far.candidates(far, self.v4_len as usize)
     }
 
     /// Rules of the subscriber.
@@ -168,7 +179,8 @@ impl SubscriberLine {
 }
 
 /// One line of a policy's state block: the rules' ([`RuleState`]) in the rules' order, then
-/// the subscriber's ([`SubscriberLine`]), then the rules' dropped volumes ([`DroppedLine`]s).
+/// the subscriber's two ([`SubscriberLine`], by [`Direction`]), then the rules' dropped
+/// volumes ([`DroppedLine`]s).
 /// One block, so that a rule's line is at a known distance from the subscriber's: the stage
 /// prefetches it from its slot and the rule count (which a shared list's first line, in the
 /// cache, gives) without waiting for the subscriber's line (with the rules' lines in a block of
@@ -203,18 +215,18 @@ impl std::fmt::Debug for StateLine {
 pub(crate) struct StateBlock(NonNull<StateLine>);
 
 impl StateBlock {
-    /// The subscriber's line.
+    /// The subscriber's line of `direction`.
     ///
     /// # Safety
     ///
     /// The policy this block was taken from must be alive for `'a`.
     #[inline(always)]
-    pub(crate) unsafe fn line<'a>(self) -> &'a SubscriberLine {
-        // SAFETY: the policy is alive (the caller's contract), and its block's line after the
-        // rules' lines, where `state_block` points, was written as the subscriber's
+    pub(crate) unsafe fn line<'a>(self, direction: Direction) -> &'a SubscriberLine {
+        // SAFETY: the policy is alive (the caller's contract), and its block's two lines after
+        // the rules' lines, from where `state_block` points, were written as the subscriber's
         // (`with_rules`); blocks never move, and nothing takes `&mut` to their lines (atomics
         // and immutable data).
-        unsafe { &(*self.0.as_ptr()).subscriber }
+        unsafe { &(*self.line_addr(direction)).subscriber }
     }
 
     /// The rules' dropped volumes, [`DROPPED_PER_LINE`] rules a line: for `count` rules.
@@ -225,11 +237,14 @@ impl StateBlock {
     #[inline(always)]
     pub(crate) unsafe fn dropped<'a>(self, count: usize) -> &'a [DroppedLine] {
         // SAFETY: as for `rules`: `with_rules` wrote `count.div_ceil(DROPPED_PER_LINE)`
-        // dropped lines after the subscriber's, each exactly one `StateLine` (asserted above),
-        // and the pointer has the whole block's provenance.
+        // dropped lines after the subscriber's two, each exactly one `StateLine` (asserted
+        // above), and the pointer has the whole block's provenance.
         unsafe {
             std::slice::from_raw_parts(
-                self.0.as_ptr().add(1).cast::<DroppedLine>(),
+                self.0
+                    .as_ptr()
+                    .add(Direction::ALL.len())
+                    .cast::<DroppedLine>(),
                 count.div_ceil(DROPPED_PER_LINE),
             )
         }
@@ -249,10 +264,10 @@ impl StateBlock {
         unsafe { std::slice::from_raw_parts(self.0.as_ptr().sub(count).cast::<RuleState>(), count) }
     }
 
-    /// The address of the subscriber's line, for a prefetch.
+    /// The address of the subscriber's line of `direction`, for a prefetch.
     #[inline(always)]
-    pub(crate) fn line_addr(self) -> *const StateLine {
-        self.0.as_ptr()
+    pub(crate) fn line_addr(self, direction: Direction) -> *const StateLine {
+        self.0.as_ptr().wrapping_add(direction as usize)
     }
 
     /// The address of the line of rule `rule` of `rule_count`, for a prefetch (computed, not
@@ -286,20 +301,19 @@ pub struct CompiledRules {
     /// Each rule's action, indexed like the list: copied into every subscriber's rule lines,
     /// which is where the packet path reads them.
     actions: Vec<RuleAction>,
+    /// Each direction's far-end summary, copied into every subscriber's lines likewise.
+    far4: [FarSummary; 2],
     /// The list it was compiled from.
     rules: Vec<PccRuleSpec>,
 }
 
 /// What the packet path reads of a compiled rule list: classifier entries per family,
-/// ingress ones in precedence order then egress ones, the rule count, and each direction's
-/// far-end summary.
+/// ingress ones in precedence order then egress ones, the rule count, the shared flag.
 ///
-/// `repr(C)`, a line each: the entries' pointers, the rule count and the shared flag are the
-/// first line, each direction's [`FarSummary`] one line after it, and the stage's slot points
-/// here, in a huge page (they were the first lines of the compiled rules' heap object: 4 KiB
-/// pages, a page walk beside the misses). An IPv4 packet of a subscriber with a rule list of
-/// its own reads only its direction's summary here (the pointers are copied into the
-/// [`SubscriberLine`]); shared rules' lines are in the cache.
+/// One line, in a huge page, where the stage's slot points (it was the head of the compiled
+/// rules' heap object: 4 KiB pages, a page walk beside the misses). An IPv4 packet of a
+/// subscriber with a rule list of its own does not read it (the pointers are copied into the
+/// [`SubscriberLine`]s); shared rules' line is in the cache.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub(crate) struct HotRules {
@@ -312,59 +326,62 @@ pub(crate) struct HotRules {
     /// queue the real misses wait in. It stays set when the other policies go: the one left
     /// then merely misses on lines it could have prefetched; the outcome is the same.
     shared: AtomicBool,
-    /// The far-end prefixes of each direction's first IPv4 entries, by [`Direction`].
-    far4: [FarSummary; 2],
 }
 
 arena_item!(HotRules);
 
-// The packet path's pointers fit the first line, and each direction's summary is one line of
-// its own right after it.
-const _: () = assert!(std::mem::offset_of!(HotRules, far4) == 64);
-const _: () = assert!(std::mem::size_of::<FarSummary>() == 64);
+const _: () = assert!(std::mem::size_of::<HotRules>() == 64);
 
-/// Entries a [`FarSummary`] covers: eight prefix/mask pairs of 32 bits fill one line.
+/// Entries a [`FarSummary`] covers: eight of 32 bits fill half a [`SubscriberLine`].
 const SUMMARISED: usize = 8;
 
+/// Far-end prefixes longer than this are summarised as their first `SUMMARY_BITS` bits, which
+/// leaves the low byte of each summary word for the length.
+const SUMMARY_BITS: u8 = 24;
+
 /// The far-end prefixes (destination for ingress, source for egress) of the first
-/// [`SUMMARISED`] IPv4 entries of one direction, as network and mask: one line that rules
-/// entries out before any entry is read. With a distinct rule list per subscriber a packet
-/// then reads this line and the lines of the entries it leaves as candidates (operators' rules
-/// mostly differ by far-end prefix, so usually one), instead of every line of the scan (four
-/// for eight entries). It may only rule entries out: a candidate is still matched whole, in
-/// precedence order, so the outcome is the plain first-match scan's.
+/// [`SUMMARISED`] IPv4 entries of one direction: half a line that rules entries out before
+/// any entry is read. With a distinct rule list per subscriber a packet then reads the lines of
+/// the entries it leaves as candidates (operators' rules mostly differ by far-end prefix, so
+/// usually one), instead of every line of the scan (four for eight entries). It may only rule
+/// entries out: a candidate is still matched whole, in precedence order, so the outcome is the
+/// plain first-match scan's.
+///
+/// Each word is a prefix's first [`SUMMARY_BITS`] bits of network and its length (at most
+/// `SUMMARY_BITS`: a longer prefix is summarised by the /24 that covers it, which only leaves
+/// more candidates) in the low byte; 0 is no far-end prefix (every address a candidate).
+/// Round 9 kept network and mask in 32 bits each, a line of its own per direction beside the
+/// subscriber's line; in half a line the summary rides in the subscriber's line, which the
+/// packet reads anyway.
 #[derive(Debug, Clone, Copy, Default)]
-#[repr(C, align(64))]
-struct FarSummary {
-    /// Each entry's far-end network, masked (0 when it has no far-end prefix).
-    net: [u32; SUMMARISED],
-    /// Each entry's far-end mask (0 when it has no far-end prefix: every address is a
-    /// candidate; unused positions too, which the count of entries rules out).
-    mask: [u32; SUMMARISED],
-}
+#[repr(C)]
+struct FarSummary([u32; SUMMARISED]);
 
 impl FarSummary {
     /// The summary of `prefixes` (the far-end prefix of each of the direction's entries in
-    /// order; those beyond [`SUMMARISED`] are not summarised).
-    fn new(prefixes: &[(u32, u32)]) -> Self {
+    /// order, as network and length; those beyond [`SUMMARISED`] are not summarised).
+    fn new(prefixes: &[(u32, u8)]) -> Self {
         let mut summary = Self::default();
-        for (i, &(net, mask)) in prefixes.iter().take(SUMMARISED).enumerate() {
-            summary.net[i] = net & mask;
-            summary.mask[i] = mask;
+        for (word, &(net, len)) in summary.0.iter_mut().zip(prefixes) {
+            let len = len.min(SUMMARY_BITS);
+            *word = (net & crate::acl::mask32(len)) | u32::from(len);
         }
         summary
     }
 
     /// Bit `i` set when entry `i` may match a packet whose far end is `far` (of the first
-    /// `entries` entries). Eight independent compares into eight bytes with no branch, which
-    /// the compiler turns into a few vector instructions, and one multiplication that gathers
-    /// the bytes' low bits into one byte: the round that tried a summary before (round 6 in
-    /// `docs/perf/dataplane.md`) lost its gain to decoding instructions.
+    /// `entries` entries). Eight independent compares into eight bytes with no branch, and one
+    /// multiplication that gathers the bytes' low bits into one byte: the round that tried a
+    /// summary before (round 6 in `docs/perf/dataplane.md`) lost its gain to decoding
+    /// instructions.
     #[inline(always)]
     fn candidates(&self, far: u32, entries: usize) -> u8 {
         let mut hits = [0u8; SUMMARISED];
-        for (hit, (net, mask)) in hits.iter_mut().zip(self.net.iter().zip(&self.mask)) {
-            *hit = u8::from((far ^ net) & mask == 0);
+        for (hit, word) in hits.iter_mut().zip(&self.0) {
+            // The length's top bits of the low 32 (`len` ≤ 24 < 64): the length byte itself
+            // is below them.
+            let mask = (0xffff_ffff_0000_0000_u64 >> (word & 0xff)) as u32;
+            *hit = u8::from((far ^ word) & mask == 0);
         }
         // Byte `i` (0 or 1) times 2^(7 - k) at byte k lands on bit `i` of the top byte when
         // i + k = 7, and no lower byte's sum reaches 256, so nothing carries into it.
@@ -375,9 +392,9 @@ impl FarSummary {
     }
 }
 
-/// The IPv4 far-end prefix of `flow` in `direction` as network and mask ((0, 0): none, or not
-/// an IPv4 one, so every address is a candidate).
-fn far_prefix4(flow: &crate::acl::IpMatch, direction: Direction) -> (u32, u32) {
+/// The IPv4 far-end prefix of `flow` in `direction` as network and length ((0, 0): none, or
+/// not an IPv4 one, so every address is a candidate).
+fn far_prefix4(flow: &crate::acl::IpMatch, direction: Direction) -> (u32, u8) {
     let far = match direction {
         Direction::Ingress => flow.dst,
         Direction::Egress => flow.src,
@@ -386,7 +403,7 @@ fn far_prefix4(flow: &crate::acl::IpMatch, direction: Direction) -> (u32, u32) {
         Some(Prefix {
             addr: std::net::IpAddr::V4(addr),
             len,
-        }) => (u32::from(addr), crate::acl::mask32(len)),
+        }) => (u32::from(addr), len),
         _ => (0, 0),
     }
 }
@@ -638,7 +655,7 @@ impl CompiledRules {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         let (mut v4_egress, mut v6_egress) = (None, None);
-        let mut far4: [Vec<(u32, u32)>; 2] = Default::default();
+        let mut far4: [Vec<(u32, u8)>; 2] = Default::default();
         for &i in &order {
             let rule = &rules[i];
             if rule.direction == Direction::Egress {
@@ -668,11 +685,11 @@ impl CompiledRules {
             // `MAX_RULES` bounds it.
             rule_count: actions.len() as u32,
             shared: AtomicBool::new(false),
-            far4: far4.each_ref().map(|prefixes| FarSummary::new(prefixes)),
         };
         Ok(CompiledRules {
             hot: Block::from_vec(vec![hot]).map_err(too_many)?,
             actions,
+            far4: far4.each_ref().map(|prefixes| FarSummary::new(prefixes)),
             rules,
         })
     }
@@ -686,31 +703,11 @@ impl CompiledRules {
 }
 
 impl HotRules {
-    /// Hints the CPU to fetch these rules' first line (the entries' pointers)
-    /// and, for an IPv4 packet, the far-end summary of `direction`. Shared rules are in the
-    /// cache already; a subscriber with a rule list of its own pays these lines.
+    /// Hints the CPU to fetch this line, where an IPv6 packet of a subscriber with a rule
+    /// list of its own finds its entries (shared rules' line is in the cache already).
     #[inline]
-    pub(crate) fn prefetch(&self, family: IpFamily, direction: Direction) {
+    pub(crate) fn prefetch(&self) {
         crate::fdb::prefetch_read(self);
-        if family == IpFamily::V4 {
-            if let Some(summary) = self.far4.get(direction as usize) {
-                crate::fdb::prefetch_read(summary);
-            }
-        }
-    }
-
-    /// Which of the `entries` IPv4 entries of `direction` the far-end summary leaves as
-    /// candidates for a packet with `key` (bit `i`: entry `i`; entries beyond [`SUMMARISED`]
-    /// are always candidates and not in the bits). Not for IPv6 keys (no bits).
-    #[inline(always)]
-    pub(crate) fn candidates4(&self, key: &PacketKey, direction: Direction, entries: usize) -> u8 {
-        let far = match direction {
-            Direction::Ingress => key.dst4,
-            Direction::Egress => key.src4,
-        };
-        self.far4
-            .get(direction as usize)
-            .map_or(0, |summary| summary.candidates(far, entries))
     }
 
     /// Rules in the list (each has an action and, per subscriber, a state line).
@@ -852,14 +849,18 @@ impl SubscriberPolicy {
             subscriber: name.clone(),
             source,
         };
-        let v4 = &hot.entries.v4;
-        let subscriber = SubscriberLine {
-            aggregate: Default::default(),
-            v4: NonNull::from(&**v4).cast(),
-            // `compile` bounds both counts (an arena block of entries, `MAX_RULES` rules).
-            v4_len: v4.len() as u32,
-            v4_egress: hot.entries.v4_egress,
-            rule_count: hot.rule_count,
+        let subscriber = |direction: Direction| {
+            let v4 = hot.entries.entries4(direction);
+            StateLine {
+                subscriber: ManuallyDrop::new(SubscriberLine {
+                    aggregate: Counter::default(),
+                    v4: NonNull::from(v4).cast(),
+                    // `compile` bounds the count (an arena block of entries).
+                    v4_len: v4.len() as u32,
+                    rule_count: hot.rule_count,
+                    far: rules.far4[direction as usize],
+                }),
+            }
         };
         let mut lines: Vec<StateLine> = actions
             .iter()
@@ -876,9 +877,7 @@ impl SubscriberPolicy {
                 }),
             })
             .collect();
-        lines.push(StateLine {
-            subscriber: ManuallyDrop::new(subscriber),
-        });
+        lines.extend(Direction::ALL.map(subscriber));
         lines.extend(
             (0..actions.len().div_ceil(DROPPED_PER_LINE)).map(|_| StateLine {
                 dropped: ManuallyDrop::new(DroppedLine::default()),
@@ -942,28 +941,28 @@ impl SubscriberPolicy {
         self.rules.actions.is_empty()
     }
 
-    /// The subscriber's line (see [`SubscriberLine`]).
-    pub(crate) fn line(&self) -> &SubscriberLine {
+    /// The subscriber's line of `direction` (see [`SubscriberLine`]).
+    pub(crate) fn line(&self, direction: Direction) -> &SubscriberLine {
         // SAFETY: the policy is alive while `self` is borrowed.
-        unsafe { self.state_block().line() }
+        unsafe { self.state_block().line(direction) }
     }
 
     /// The rules' lines, indexed like the rules.
     fn rule_lines(&self) -> &[RuleState] {
-        // SAFETY: as for `line`, with the line's own count.
-        unsafe { self.state_block().rules(self.line().rule_count()) }
+        // SAFETY: as for `line`, with the compiled rules' count.
+        unsafe { self.state_block().rules(self.rules.actions.len()) }
     }
 
     /// The rules' dropped volumes (see [`dropped_counter`]).
     fn dropped_lines(&self) -> &[DroppedLine] {
         // SAFETY: as for `rule_lines`.
-        unsafe { self.state_block().dropped(self.line().rule_count()) }
+        unsafe { self.state_block().dropped(self.rules.actions.len()) }
     }
 
     /// Where the state block is, for the stage's slot: valid as long as the policy lives.
     pub(crate) fn state_block(&self) -> StateBlock {
         let lines = NonNull::from(&*self.lines);
-        // The subscriber's line, after one line per rule (`with_rules`), with the whole
+        // The subscriber's first line, after one line per rule (`with_rules`), with the whole
         // block's provenance.
         let subscriber = lines
             .cast::<StateLine>()
@@ -974,10 +973,7 @@ impl SubscriberPolicy {
 
     /// The subscriber's volume forwarded in `direction`.
     fn aggregate(&self, direction: Direction) -> Volume {
-        self.line()
-            .aggregate
-            .get(direction as usize)
-            .map_or_else(Volume::default, Counter::read)
+        self.line(direction).aggregate.read()
     }
 
     /// The counters now (safe to call while the stage runs).
@@ -1012,8 +1008,9 @@ impl SubscriberPolicy {
     /// so a lowered rate grants no burst). Called by the stage, the only writer, just before
     /// this policy replaces `old`.
     pub(crate) fn carry_over(&self, old: &SubscriberPolicy) {
-        for (new, old) in self.line().aggregate.iter().zip(&old.line().aggregate) {
-            new.set(old.read());
+        for direction in Direction::ALL {
+            let aggregate = &self.line(direction).aggregate;
+            aggregate.set(old.line(direction).aggregate.read());
         }
         for (rule, (spec, state)) in self.rules.rules.iter().zip(self.rule_lines()).enumerate() {
             let Some(i) = old
@@ -1057,16 +1054,15 @@ pub(crate) fn prefetch_rule(block: StateBlock, rule_count: usize, rule: Option<u
     }
 }
 
-/// Runs the action and policer of `rule` (none: forward) of the subscriber of `line`, whose
-/// rules' lines are `states` and dropped volumes `dropped`, on a packet of `octets` IP bytes at
-/// `now_ns`, and counts it.
+/// Runs the action and policer of `rule` (none: forward) of the subscriber of `line` (of the
+/// packet's direction), whose rules' lines are `states` and dropped volumes `dropped`, on a
+/// packet of `octets` IP bytes at `now_ns`, and counts it.
 #[inline(always)]
 pub(crate) fn apply(
     line: &SubscriberLine,
     states: &[RuleState],
     dropped: &[DroppedLine],
     rule: Option<u16>,
-    direction: Direction,
     octets: u64,
     now_ns: u64,
 ) -> Outcome {
@@ -1075,10 +1071,8 @@ pub(crate) fn apply(
         None => Outcome::Forward(None),
         Some((state, dropped)) => state.apply(dropped, octets, now_ns),
     };
-    if let (Outcome::Forward(_), Some(aggregate)) =
-        (outcome, line.aggregate.get(direction as usize))
-    {
-        aggregate.add(octets);
+    if let Outcome::Forward(_) = outcome {
+        line.aggregate.add(octets);
     }
     outcome
 }

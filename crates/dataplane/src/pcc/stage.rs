@@ -62,14 +62,15 @@ struct Work {
     egress_rule: Option<u16>,
 }
 
-/// What the packet path needs of an installed subscriber, in 16 bytes: where its
-/// state block is (its [`SubscriberLine`] — the aggregate counters, and the pointer to its
-/// IPv4 entries — after its rules' lines, which hold their actions) and where its compiled rules' [`HotRules`] are (the far-end
-/// summaries, and the IPv6 entries), both in the huge-page arena, so that a packet goes from
-/// the slot to the two lines it needs first with no line in between: not the policy (a heap
-/// line in 4 KiB pages that used to be a dependent step), not the compiled rules' first line
-/// (whose pointers the subscriber's line copies). (Keeping the entries' pointers in the slot
-/// instead made the slot a cache line and measured slower.)
+/// What the packet path needs of an installed subscriber, in 16 bytes: where its state block
+/// is (its two [`SubscriberLine`]s, one per direction — the aggregate counters, the pointer to
+/// the direction's IPv4 entries and their far-end summary — after its rules' lines, which hold
+/// their actions) and where its compiled rules' [`HotRules`] are (the rule count and the IPv6
+/// entries), both in the huge-page arena, so that an IPv4 packet goes from the slot to the one
+/// line it needs first with no line in between: not the policy (a heap line in 4 KiB pages
+/// that used to be a dependent step), not the compiled rules' line (whose pointers and
+/// summaries the subscriber's lines copy). (Keeping the entries' pointers in the slot instead
+/// made the slot a cache line and measured slower.)
 ///
 /// The low bit of `hot` (the `HotRules` are line-aligned) says whether the rules were shared
 /// when the subscriber was installed ([`HotRules::is_shared`]): shared rules are in the cache,
@@ -124,38 +125,39 @@ impl Installed {
         self.hot.addr().get() & SHARED != 0
     }
 
-    /// The subscriber's line.
+    /// The subscriber's line of `direction`.
     #[inline(always)]
-    fn line(&self) -> &SubscriberLine {
+    fn line(&self, direction: Direction) -> &SubscriberLine {
         // SAFETY: by the invariant above, `block` is the state block of a live policy, kept by
         // the stage as long as this slot is (and `&self` borrows the stage).
-        unsafe { self.block.line() }
+        unsafe { self.block.line(direction) }
     }
 
-    /// The rules' lines.
+    /// The rules' lines (`direction`: the packet's, see [`Installed::rule_count`]).
     #[inline(always)]
-    fn rule_lines(&self) -> &[RuleState] {
+    fn rule_lines(&self, direction: Direction) -> &[RuleState] {
         // SAFETY: as for `line`; `rule_count` is the count of the policy's compiled rules.
-        unsafe { self.block.rules(self.rule_count()) }
+        unsafe { self.block.rules(self.rule_count(direction)) }
     }
 
     /// The rules' dropped volumes.
     #[inline(always)]
-    fn dropped_lines(&self) -> &[DroppedLine] {
+    fn dropped_lines(&self, direction: Direction) -> &[DroppedLine] {
         // SAFETY: as for `rule_lines`.
-        unsafe { self.block.dropped(self.rule_count()) }
+        unsafe { self.block.dropped(self.rule_count(direction)) }
     }
 
-    /// The subscriber's rule count, from a line the packet has read already: a shared list's
-    /// first line (in the cache), a distinct one's subscriber line (read by the summary pass).
-    /// Taken from the subscriber's line for a shared list, it made the rule lines' address
-    /// depend on that line's arrival, and the two misses followed one another.
+    /// The subscriber's rule count, from a line a packet in `direction` has read already: a
+    /// shared list's first line (in the cache), a distinct one's subscriber line of that
+    /// direction (read by the summary pass). Taken from the subscriber's line for a shared
+    /// list, it made the rule lines' address depend on that line's arrival, and the two misses
+    /// followed one another.
     #[inline(always)]
-    fn rule_count(&self) -> usize {
+    fn rule_count(&self, direction: Direction) -> usize {
         if self.shared() {
             self.hot().rule_count()
         } else {
-            self.line().rule_count()
+            self.line(direction).rule_count()
         }
     }
 }
@@ -441,16 +443,18 @@ impl PccStage {
         let Some(installed) = self.installed(slot).filter(|i| !i.shared()) else {
             return 0;
         };
-        let rules = installed.hot();
         match family {
             IpFamily::V4 => {
-                let entries = installed.line().entries4(direction);
-                let candidates = rules.candidates4(key, direction, entries.len());
-                policy::prefetch_candidates4(entries, candidates);
+                let line = installed.line(direction);
+                let candidates = line.candidates4(key, direction);
+                policy::prefetch_candidates4(line.entries4(), candidates);
                 candidates
             }
             IpFamily::V6 => {
-                rules.entries().prefetch_entries(family, direction);
+                installed
+                    .hot()
+                    .entries()
+                    .prefetch_entries(family, direction);
                 0
             }
         }
@@ -462,7 +466,6 @@ impl PccStage {
     #[inline(always)]
     fn classify_side(&self, slot: u32, w: &Work, direction: Direction) -> Option<u16> {
         let installed = self.installed(slot)?;
-        let line = installed.line();
         let shared = installed.shared();
         let candidates = match direction {
             Direction::Ingress => w.ingress_candidates,
@@ -470,14 +473,14 @@ impl PccStage {
         };
         let rule = match w.family {
             IpFamily::V4 if !shared => {
-                policy::classify4_among(line.entries4(direction), &w.key, candidates)
+                policy::classify4_among(installed.line(direction).entries4(), &w.key, candidates)
             }
             _ => installed.hot().entries().classify(&w.key, direction),
         };
         if shared {
-            crate::fdb::prefetch_read(installed.block.line_addr());
+            crate::fdb::prefetch_read(installed.block.line_addr(direction));
         }
-        policy::prefetch_rule(installed.block, installed.rule_count(), rule);
+        policy::prefetch_rule(installed.block, installed.rule_count(direction), rule);
         rule
     }
 
@@ -507,17 +510,16 @@ impl PccStage {
         let Some(installed) = self.installed(slot) else {
             return Ok(None);
         };
-        let line = installed.line();
-        if installed.rule_count() == 0 && self.defaults.no_services == Disposition::Drop {
+        let line = installed.line(direction);
+        if installed.rule_count(direction) == 0 && self.defaults.no_services == Disposition::Drop {
             self.stats.no_services_dropped += 1;
             return Err(DropReason::Pcc);
         }
         match policy::apply(
             line,
-            installed.rule_lines(),
-            installed.dropped_lines(),
+            installed.rule_lines(direction),
+            installed.dropped_lines(direction),
             rule,
-            direction,
             octets,
             now_ns,
         ) {
@@ -554,9 +556,9 @@ impl Stage for PccStage {
     /// Six passes over the batch's IP packets, each issuing the prefetches the next one
     /// needs, so that the cache misses of a batch overlap instead of following one another:
     /// parse, and prefetch the address tables; look the addresses up, and prefetch the slots;
-    /// read the slots, and prefetch the subscriber's line and its direction's far-prefix
-    /// summary (rules of its own) or nothing (shared rules, in the cache); read the two, and
-    /// prefetch the entries the summary leaves; classify, and prefetch the matching rule's
+    /// read the slots, and prefetch the subscriber's line of the packet's direction, which
+    /// holds the far-end summary (rules of its own) or nothing (shared rules, in the cache);
+    /// read it, and prefetch the entries the summary leaves; classify, and prefetch the matching rule's
     /// line, which holds its action (with the subscriber's line, for shared rules); police,
     /// count and decide.
     fn process(&mut self, batch: &mut Batch, ctx: &Context<'_>) {
@@ -625,8 +627,10 @@ impl Stage for PccStage {
                     // Shared rules are in the cache already, and their packets need the
                     // subscriber's line only at the end: it is fetched with the rule's line.
                     if let Some(installed) = self.installed(slot).filter(|i| !i.shared()) {
-                        crate::fdb::prefetch_read(installed.block.line_addr());
-                        installed.hot().prefetch(w.family, direction);
+                        crate::fdb::prefetch_read(installed.block.line_addr(direction));
+                        if w.family == IpFamily::V6 {
+                            installed.hot().prefetch();
+                        }
                     }
                 }
             }

@@ -728,8 +728,9 @@ fn arb_flow() -> impl Strategy<Value = IpMatch> {
         proptest::option::of((0u16..8, 0u16..8)),
         proptest::option::of(0u8..4),
         any::<bool>(),
+        0u8..4,
     )
-        .prop_map(|(dst, protocol, ports, dscp, v6_flow)| {
+        .prop_map(|(dst, protocol, ports, dscp, v6_flow, host)| {
             let mut m = IpMatch::default();
             if v6_flow {
                 m.dst = dst.map(|(net, len)| {
@@ -738,8 +739,11 @@ fn arb_flow() -> impl Strategy<Value = IpMatch> {
                     v6(Ipv6Addr::from(addr), len)
                 });
             } else {
+                // Host bits below the top two, so that prefixes longer than 24 bits (which the
+                // far-end summary keeps as their /24) match some packets and miss others.
                 m.dst = dst.map(|(net, len)| {
-                    let addr = (u32::from(net) << 30) & crate::acl::mask32(len);
+                    let host = (u32::from(host) << 8) | 5;
+                    let addr = ((u32::from(net) << 30) | host) & crate::acl::mask32(len);
                     v4(
                         (addr >> 24) as u8,
                         (addr >> 16) as u8,
@@ -788,6 +792,24 @@ fn arb_rules_spec(rules: Vec<(Vec<IpMatch>, u32, bool)>) -> Vec<PccRuleSpec> {
         .collect()
 }
 
+/// A policy of subscriber `q` (192.0.2.10) with `rules`, for the far-end summary's tests.
+fn summary_policy(rules: Vec<PccRuleSpec>) -> SubscriberPolicy {
+    SubscriberPolicy::compile(SubscriberPccSpec {
+        name: "q".into(),
+        addresses: vec![v4(192, 0, 2, 10, 32)],
+        vprn_addresses: Vec::new(),
+        rules,
+    })
+    .unwrap()
+}
+
+/// The key of a UDP packet from [`SUB4`] to `dst` port 80.
+fn upstream_key(dst: Ipv4Addr) -> PacketKey {
+    let mut key = PacketKey::default();
+    key.read_ipv4(&udp(SUB4.into(), dst.into(), 80, 8));
+    key
+}
+
 #[test]
 fn far_summary_leaves_only_the_entries_whose_far_prefix_covers_the_packet() {
     // Seven rules towards 203.0.i.0/24, then one towards anywhere, then one more than the
@@ -807,33 +829,54 @@ fn far_summary_leaves_only_the_entries_whose_far_prefix_covers_the_packet() {
         })
         .collect();
     rules.push(rule("e", Direction::Egress, 0, vec![IpMatch::default()]));
-    let policy = SubscriberPolicy::compile(SubscriberPccSpec {
-        name: "q".into(),
-        addresses: vec![v4(192, 0, 2, 10, 32)],
-        vprn_addresses: Vec::new(),
-        rules,
-    })
-    .unwrap();
-    let key = |dst: Ipv4Addr| {
-        let mut key = PacketKey::default();
-        key.read_ipv4(&udp(SUB4.into(), dst.into(), 80, 8));
-        key
-    };
-    let compiled = policy.compiled().hot();
-    let (ingress, egress) = (9, 1);
-    let elsewhere = key(Ipv4Addr::new(198, 18, 0, 1));
-    assert_eq!(
-        compiled.candidates4(&elsewhere, Direction::Ingress, ingress),
-        1 << 7
+    let policy = summary_policy(rules);
+    let key = upstream_key;
+    let (ingress, egress) = (
+        policy.line(Direction::Ingress),
+        policy.line(Direction::Egress),
     );
+    let elsewhere = key(Ipv4Addr::new(198, 18, 0, 1));
+    assert_eq!(ingress.candidates4(&elsewhere, Direction::Ingress), 1 << 7);
     let third = key(Ipv4Addr::new(203, 0, 3, 9));
-    let candidates = compiled.candidates4(&third, Direction::Ingress, ingress);
+    let candidates = ingress.candidates4(&third, Direction::Ingress);
     assert_eq!(candidates, 1 << 3 | 1 << 7);
-    let entries = policy.line().entries4(Direction::Ingress);
-    assert_eq!(entries.len(), ingress);
+    let entries = ingress.entries4();
+    assert_eq!(entries.len(), 9);
     assert_eq!(classify4_among(entries, &third, candidates), Some(3));
     // The one egress entry, any address.
-    assert_eq!(compiled.candidates4(&third, Direction::Egress, egress), 1);
+    assert_eq!(egress.entries4().len(), 1);
+    assert_eq!(egress.candidates4(&third, Direction::Egress), 1);
+}
+
+#[test]
+fn far_summary_keeps_a_prefix_longer_than_24_bits_as_its_24() {
+    // 203.0.3.16/28 and 203.0.4.0/26: summarised as 203.0.3.0/24 and 203.0.4.0/24.
+    let rules = [v4(203, 0, 3, 16, 28), v4(203, 0, 4, 0, 26)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, dst)| {
+            let flow = IpMatch {
+                dst: Some(dst),
+                ..IpMatch::default()
+            };
+            rule(&format!("r{i}"), Direction::Ingress, i as u32, vec![flow])
+        })
+        .collect();
+    let policy = summary_policy(rules);
+    let line = policy.line(Direction::Ingress);
+    let candidates = |dst: Ipv4Addr| {
+        let key = upstream_key(dst);
+        (line.candidates4(&key, Direction::Ingress), key)
+    };
+    // Outside the /28 but inside its /24: a candidate that the whole match then refuses.
+    let (bits, key) = candidates(Ipv4Addr::new(203, 0, 3, 1));
+    assert_eq!(bits, 0b01);
+    assert_eq!(classify4_among(line.entries4(), &key, bits), None);
+    let (bits, key) = candidates(Ipv4Addr::new(203, 0, 3, 17));
+    assert_eq!(bits, 0b01);
+    assert_eq!(classify4_among(line.entries4(), &key, bits), Some(0));
+    assert_eq!(candidates(Ipv4Addr::new(203, 0, 4, 200)).0, 0b10);
+    assert_eq!(candidates(Ipv4Addr::new(203, 0, 5, 1)).0, 0);
 }
 
 proptest! {
@@ -845,7 +888,7 @@ proptest! {
         rules in proptest::collection::vec(
             (proptest::collection::vec(arb_flow(), 1..4), 0u32..4, any::<bool>()), 1..12),
         packets in proptest::collection::vec(
-            (0u8..4, any::<u8>(), 0u16..8, any::<bool>(), 0u8..4), 1..32),
+            (0u8..4, 0u8..8, 0u16..8, any::<bool>(), 0u8..4), 1..32),
     ) {
         let policy = SubscriberPolicy::compile(SubscriberPccSpec {
             name: "q".into(),
@@ -869,8 +912,9 @@ proptest! {
                 ip[1] = dscp << 2;
                 let mut key = PacketKey::default();
                 key.read_ipv4(&ip);
-                let entries = policy.line().entries4(direction);
-                let candidates = compiled.candidates4(&key, direction, entries.len());
+                let line = policy.line(direction);
+                let entries = line.entries4();
+                let candidates = line.candidates4(&key, direction);
                 prop_assert_eq!(
                     classify4_among(entries, &key, candidates),
                     compiled.entries().classify(&key, direction)

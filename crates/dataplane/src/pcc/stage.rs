@@ -21,9 +21,15 @@ use std::sync::Arc;
 /// No subscriber.
 const NONE: u32 = u32::MAX;
 
-/// Packets whose passes run together: enough cache misses in flight to overlap them, few
-/// enough that what a pass prefetched is still in the L1 cache when the next pass reads it.
-const GROUP: usize = 64;
+/// Packets a pass takes at a time. The passes run staggered (see [`PccStage::process`]), so
+/// what one pass prefetches for a group is read a step later, after every pass has taken a
+/// group: 16 gives that step time for the misses (groups of 8, 32 and 64 measured no better
+/// for a distinct rule list per subscriber; 8 cost shared services), and at 256 packets a
+/// batch keeps the steps that do not run all five passes (four at each end) few.
+const GROUP: usize = 16;
+
+/// Passes after the parsing one (see [`PccStage::process`]).
+const PASSES: usize = 5;
 
 /// Packets the stage decided without a subscriber's rules.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -534,6 +540,48 @@ impl PccStage {
             }
         }
     }
+
+    /// The last pass for packet `w` of `batch`: its sender's ingress rules, then its receiver's
+    /// egress rules (the rules the classify pass found), or the default for a packet of no
+    /// subscriber; the verdict or the DSCP remark written into the batch.
+    #[inline(always)]
+    fn finish(&mut self, w: &mut Work, batch: &mut Batch, now_ns: u64) {
+        let decided = if w.src == NONE && w.dst == NONE {
+            self.unknown().map(|()| None)
+        } else {
+            // Ingress of the sender first; traffic between two subscribers then meets
+            // the receiver's egress rules too, as the sender's rules left it.
+            self.decide(w.src, Direction::Ingress, w.ingress_rule, w.octets, now_ns)
+                .and_then(|first| {
+                    if let Some(dscp) = first.filter(|&d| d != w.key.dscp) {
+                        w.key.dscp = dscp;
+                        w.egress_rule = self
+                            .installed(w.dst)
+                            .and_then(|i| i.hot().entries().classify(&w.key, Direction::Egress));
+                    }
+                    let second =
+                        self.decide(w.dst, Direction::Egress, w.egress_rule, w.octets, now_ns)?;
+                    Ok(second.or(first))
+                })
+        };
+        let Some((buf, meta)) = batch.get_mut(w.index) else {
+            return;
+        };
+        match decided {
+            Err(reason) => meta.verdict = Verdict::Drop(reason),
+            Ok(Some(dscp)) => {
+                let ip = buf
+                    .as_mut_slice()
+                    .get_mut(usize::from(meta.l3)..)
+                    .unwrap_or(&mut []);
+                match w.family {
+                    IpFamily::V4 => Ipv4Packet::new_unchecked(ip).set_dscp(dscp),
+                    IpFamily::V6 => Ipv6Packet::new_unchecked(ip).set_dscp(dscp),
+                }
+            }
+            Ok(None) => {}
+        }
+    }
 }
 
 /// The packet's IP length from its header (link-layer padding excluded).
@@ -558,9 +606,10 @@ impl Stage for PccStage {
     /// parse, and prefetch the address tables; look the addresses up, and prefetch the slots;
     /// read the slots, and prefetch the subscriber's line of the packet's direction, which
     /// holds the far-end summary (rules of its own) or nothing (shared rules, in the cache);
-    /// read it, and prefetch the entries the summary leaves; classify, and prefetch the matching rule's
-    /// line, which holds its action (with the subscriber's line, for shared rules); police,
-    /// count and decide.
+    /// read it, and prefetch the entries the summary leaves; classify, and prefetch the
+    /// matching rule's line, which holds its action (with the subscriber's line, for shared
+    /// rules); police, count and decide. The first runs over the whole batch, the other five
+    /// staggered over groups of [`GROUP`] packets.
     fn process(&mut self, batch: &mut Batch, ctx: &Context<'_>) {
         let mut work = std::mem::take(&mut self.work);
         work.clear();
@@ -602,92 +651,77 @@ impl Stage for PccStage {
                 egress_rule: None,
             });
         }
-        for group in work.chunks_mut(GROUP) {
-            for w in group.iter_mut() {
-                let (src, dst) = match w.family {
-                    IpFamily::V4 => (
-                        self.index.v4.lookup(w.key.src4),
-                        self.index.v4.lookup(w.key.dst4),
-                    ),
-                    IpFamily::V6 => (
-                        self.index.v6.lookup(w.key.src6),
-                        self.index.v6.lookup(w.key.dst6),
-                    ),
-                };
-                w.src = src.unwrap_or(NONE);
-                w.dst = dst.unwrap_or(NONE);
-                for slot in [w.src, w.dst] {
-                    if let Some(entry) = self.slots.get(slot as usize) {
-                        crate::fdb::prefetch_read(entry);
+        // The passes run staggered over groups of `GROUP` packets: at each step every pass
+        // works on its own group, the first on the newest, the last on the one the others
+        // have already taken through, so that a line prefetched by a pass has a whole step
+        // (five groups' passes) to arrive before the next pass reads it — run one after the
+        // other over one group, a pass read the lines the previous one had just asked for.
+        let len = work.len();
+        let groups = len.div_ceil(GROUP);
+        for step in 0..groups + PASSES - 1 {
+            let group_of = |pass: usize| {
+                let group = step.checked_sub(pass).filter(|&g| g < groups)?;
+                Some(group * GROUP..len.min((group + 1) * GROUP))
+            };
+            // Pass 4: police, count, decide.
+            if let Some(group) = group_of(4).and_then(|range| work.get_mut(range)) {
+                for w in group.iter_mut() {
+                    self.finish(w, batch, ctx.now_ns);
+                }
+            }
+            // Pass 3: classify, prefetch the rule's line.
+            if let Some(group) = group_of(3).and_then(|range| work.get_mut(range)) {
+                for w in group.iter_mut() {
+                    w.ingress_rule = self.classify_side(w.src, w, Direction::Ingress);
+                    w.egress_rule = self.classify_side(w.dst, w, Direction::Egress);
+                }
+            }
+            // Pass 2: the far-end summary, prefetch the candidate entries.
+            if let Some(group) = group_of(2).and_then(|range| work.get_mut(range)) {
+                for w in group.iter_mut() {
+                    w.ingress_candidates =
+                        self.summarise(w.src, &w.key, w.family, Direction::Ingress);
+                    w.egress_candidates =
+                        self.summarise(w.dst, &w.key, w.family, Direction::Egress);
+                }
+            }
+            // Pass 1: read the slots, prefetch the subscriber's lines.
+            if let Some(group) = group_of(1).and_then(|range| work.get_mut(range)) {
+                for w in group.iter() {
+                    for (slot, direction) in
+                        [(w.src, Direction::Ingress), (w.dst, Direction::Egress)]
+                    {
+                        // Shared rules are in the cache already, and their packets need the
+                        // subscriber's line only at the end: it is fetched with the rule's line.
+                        if let Some(installed) = self.installed(slot).filter(|i| !i.shared()) {
+                            crate::fdb::prefetch_read(installed.block.line_addr(direction));
+                            if w.family == IpFamily::V6 {
+                                installed.hot().prefetch();
+                            }
+                        }
                     }
                 }
             }
-            for w in group.iter() {
-                for (slot, direction) in [(w.src, Direction::Ingress), (w.dst, Direction::Egress)] {
-                    // Shared rules are in the cache already, and their packets need the
-                    // subscriber's line only at the end: it is fetched with the rule's line.
-                    if let Some(installed) = self.installed(slot).filter(|i| !i.shared()) {
-                        crate::fdb::prefetch_read(installed.block.line_addr(direction));
-                        if w.family == IpFamily::V6 {
-                            installed.hot().prefetch();
+            // Pass 0: look the addresses up, prefetch the slots.
+            if let Some(group) = group_of(0).and_then(|range| work.get_mut(range)) {
+                for w in group.iter_mut() {
+                    let (src, dst) = match w.family {
+                        IpFamily::V4 => (
+                            self.index.v4.lookup(w.key.src4),
+                            self.index.v4.lookup(w.key.dst4),
+                        ),
+                        IpFamily::V6 => (
+                            self.index.v6.lookup(w.key.src6),
+                            self.index.v6.lookup(w.key.dst6),
+                        ),
+                    };
+                    w.src = src.unwrap_or(NONE);
+                    w.dst = dst.unwrap_or(NONE);
+                    for slot in [w.src, w.dst] {
+                        if let Some(entry) = self.slots.get(slot as usize) {
+                            crate::fdb::prefetch_read(entry);
                         }
                     }
-                }
-            }
-            for w in group.iter_mut() {
-                w.ingress_candidates = self.summarise(w.src, &w.key, w.family, Direction::Ingress);
-                w.egress_candidates = self.summarise(w.dst, &w.key, w.family, Direction::Egress);
-            }
-            for w in group.iter_mut() {
-                w.ingress_rule = self.classify_side(w.src, w, Direction::Ingress);
-                w.egress_rule = self.classify_side(w.dst, w, Direction::Egress);
-            }
-            for w in group.iter_mut() {
-                let decided = if w.src == NONE && w.dst == NONE {
-                    self.unknown().map(|()| None)
-                } else {
-                    // Ingress of the sender first; traffic between two subscribers then meets
-                    // the receiver's egress rules too, as the sender's rules left it.
-                    self.decide(
-                        w.src,
-                        Direction::Ingress,
-                        w.ingress_rule,
-                        w.octets,
-                        ctx.now_ns,
-                    )
-                    .and_then(|first| {
-                        if let Some(dscp) = first.filter(|&d| d != w.key.dscp) {
-                            w.key.dscp = dscp;
-                            w.egress_rule = self.installed(w.dst).and_then(|i| {
-                                i.hot().entries().classify(&w.key, Direction::Egress)
-                            });
-                        }
-                        let second = self.decide(
-                            w.dst,
-                            Direction::Egress,
-                            w.egress_rule,
-                            w.octets,
-                            ctx.now_ns,
-                        )?;
-                        Ok(second.or(first))
-                    })
-                };
-                let Some((buf, meta)) = batch.get_mut(w.index) else {
-                    continue;
-                };
-                match decided {
-                    Err(reason) => meta.verdict = Verdict::Drop(reason),
-                    Ok(Some(dscp)) => {
-                        let ip = buf
-                            .as_mut_slice()
-                            .get_mut(usize::from(meta.l3)..)
-                            .unwrap_or(&mut []);
-                        match w.family {
-                            IpFamily::V4 => Ipv4Packet::new_unchecked(ip).set_dscp(dscp),
-                            IpFamily::V6 => Ipv6Packet::new_unchecked(ip).set_dscp(dscp),
-                        }
-                    }
-                    Ok(None) => {}
                 }
             }
         }

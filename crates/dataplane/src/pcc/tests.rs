@@ -763,6 +763,19 @@ fn arb_flow() -> impl Strategy<Value = IpMatch> {
         })
 }
 
+/// Fewer than `rules` generated (flows, precedence, egress) triples of fewer than `flows`
+/// flows each, for [`arb_rules_spec`].
+fn arb_rules(flows: usize, rules: usize) -> impl Strategy<Value = Vec<(Vec<IpMatch>, u32, bool)>> {
+    proptest::collection::vec(
+        (
+            proptest::collection::vec(arb_flow(), 1..flows),
+            0u32..4,
+            any::<bool>(),
+        ),
+        1..rules,
+    )
+}
+
 /// Rules from generated (flows, precedence, egress) triples, named `r0`, `r1`…: egress rules
 /// match on the source, so their generated destination is mirrored there.
 fn arb_rules_spec(rules: Vec<(Vec<IpMatch>, u32, bool)>) -> Vec<PccRuleSpec> {
@@ -885,8 +898,7 @@ proptest! {
     /// entries than the summary covers, flows without a far-end prefix and IPv6-only flows).
     #[test]
     fn far_summary_scan_agrees_with_the_plain_scan(
-        rules in proptest::collection::vec(
-            (proptest::collection::vec(arb_flow(), 1..4), 0u32..4, any::<bool>()), 1..12),
+        rules in arb_rules(4, 12),
         packets in proptest::collection::vec(
             (0u8..4, 0u8..8, 0u16..8, any::<bool>(), 0u8..4), 1..32),
     ) {
@@ -994,6 +1006,91 @@ proptest! {
                     .collect();
                 prop_assert_eq!(hit, expected.iter().map(String::as_str).collect::<Vec<_>>());
             }
+        }
+    }
+}
+
+proptest! {
+    /// A batch of up to 200 packets, of a subscriber with a rule list of its own, of one whose
+    /// list is shared, and of no subscriber, in any order and both directions, runs through
+    /// the stage's staggered passes as if each packet were alone: every verdict and every
+    /// rule's forwarded and dropped count is the reference's.
+    #[test]
+    fn a_batch_is_decided_packet_by_packet(
+        rules in arb_rules(3, 10),
+        packets in proptest::collection::vec(
+            (0usize..3, 0u8..4, 0u16..8, any::<bool>(), any::<bool>(), any::<bool>()), 1..200),
+    ) {
+        let mut rules = arb_rules_spec(rules);
+        for rule in rules.iter_mut().skip(1).step_by(3) {
+            rule.action.disposition = Disposition::Drop;
+        }
+        let subscribers: [(&str, Ipv4Addr, Ipv6Addr); 3] = [
+            ("q", SUB4, sub6_host()),
+            ("s", Ipv4Addr::new(192, 0, 2, 11), Ipv6Addr::from(u128::from(SHARED6) | 0x42)),
+            ("nobody", Ipv4Addr::new(192, 0, 2, 99), SERVER6),
+        ];
+        // "q" compiled first keeps the shared bit clear (the distinct path), "s" shares its list.
+        let mut compiler = PccCompiler::new();
+        let mut stage = PccStage::new(PccDefaults::default());
+        for (name, near4, near6) in &subscribers[..2] {
+            let spec = SubscriberPccSpec {
+                name: (*name).into(),
+                addresses: vec![(*near4).into(), (*near6).into()]
+                    .into_iter()
+                    .map(|addr: IpAddr| crate::acl::Prefix::new(addr, if addr.is_ipv4() { 32 } else { 128 }))
+                    .collect(),
+                vprn_addresses: Vec::new(),
+                rules: rules.clone(),
+            };
+            stage.install(Arc::new(compiler.compile(spec).unwrap())).unwrap();
+        }
+        let spec = stage.get("q").unwrap().spec();
+        let mut p = pipeline(stage);
+        let mut ips = Vec::new();
+        let mut expected = Vec::new();
+        let mut model: [std::collections::BTreeMap<String, (u64, u64)>; 2] = Default::default();
+        for (subscriber, net, port, tcp, egress, v6_packet) in packets {
+            let (_, near4, near6) = subscribers[subscriber];
+            let (near, far): (IpAddr, IpAddr) = if v6_packet {
+                (near6.into(), Ipv6Addr::from((u128::from(net) << 124) | 5).into())
+            } else {
+                (near4.into(), Ipv4Addr::from((u32::from(net) << 30) | 5).into())
+            };
+            let direction = if egress { Direction::Egress } else { Direction::Ingress };
+            let (src, dst) = if egress { (far, near) } else { (near, far) };
+            let mut ip = udp(src, dst, 5000 + port, 8);
+            if tcp {
+                ip[if v6_packet { 6 } else { 9 }] = 6;
+            }
+            let mut key = PacketKey::default();
+            if v6_packet { key.read_ipv6(&ip) } else { key.read_ipv4(&ip) }
+            let hit = model
+                .get_mut(subscriber)
+                .and_then(|counts| Some((counts, reference(&spec, &key, direction)?)));
+            let mut verdict = Verdict::Ignore;
+            if let Some((counts, name)) = hit {
+                let drops = spec.rules.iter().any(|r| {
+                    r.name == name && r.direction == direction && r.action.disposition == Disposition::Drop
+                });
+                let (forwarded, dropped) = counts.entry(name).or_default();
+                *(if drops { dropped } else { forwarded }) += 1;
+                if drops {
+                    verdict = Verdict::Drop(DropReason::Pcc);
+                }
+            }
+            ips.push(ip);
+            expected.push(verdict);
+        }
+        prop_assert_eq!(verdicts(&mut p, &ips, 0), expected);
+        for ((name, _, _), model) in subscribers.iter().zip(&model) {
+            let observed: std::collections::BTreeMap<String, (u64, u64)> = counters(&mut p, name)
+                .rules
+                .into_iter()
+                .filter(|r| r.forwarded.packets + r.dropped.packets > 0)
+                .map(|r| (r.name, (r.forwarded.packets, r.dropped.packets)))
+                .collect();
+            prop_assert_eq!(&observed, model);
         }
     }
 }

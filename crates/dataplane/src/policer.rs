@@ -214,6 +214,51 @@ fn check_burst(
     Ok(bytes * UNITS_PER_BYTE)
 }
 
+/// A trTCM's PIR, MBS, CIR and CBS validated: [peak rate, peak bucket size, committed rate,
+/// committed bucket size] in bytes per second and token units.
+fn check_trtcm(
+    pir_kbps: u64,
+    mbs: Option<u64>,
+    cir_kbps: u64,
+    cbs: Option<u64>,
+) -> Result<[u64; 4], PolicerError> {
+    if cir_kbps > pir_kbps {
+        return Err(PolicerError::CirAbovePir {
+            cir: cir_kbps,
+            pir: pir_kbps,
+        });
+    }
+    Ok([
+        check_rate("PIR", pir_kbps, 1)?,
+        check_burst("MBS", mbs, pir_kbps)?,
+        check_rate("CIR", cir_kbps, 0)?,
+        check_burst("CBS", cbs, cir_kbps)?,
+    ])
+}
+
+/// The bytes a packet of `len` bytes costs after `packet-byte-offset`: never less than 0.
+#[inline(always)]
+fn metered_octets(len: usize, offset: i16) -> u64 {
+    (len as i64 + i64::from(offset)).max(0) as u64
+}
+
+/// RFC 2698 §4's decision for a packet costing `cost` units, with the buckets already
+/// refilled: peak bucket first; green takes from both; `yellow_in` (a colour-aware meter's
+/// yellow arrival) never takes committed tokens.
+#[inline(always)]
+fn trtcm_colour(peak: &mut u64, committed: &mut u64, cost: u64, yellow_in: bool) -> Colour {
+    if *peak < cost {
+        Colour::Red
+    } else if yellow_in || *committed < cost {
+        *peak -= cost;
+        Colour::Yellow
+    } else {
+        *peak -= cost;
+        *committed -= cost;
+        Colour::Green
+    }
+}
+
 impl PolicerParams {
     /// Validates `config`.
     pub fn new(config: PolicerConfig) -> Result<Self, PolicerError> {
@@ -231,19 +276,8 @@ impl PolicerParams {
                 cir_kbps,
                 cbs,
             } => {
-                if cir_kbps > pir_kbps {
-                    return Err(PolicerError::CirAbovePir {
-                        cir: cir_kbps,
-                        pir: pir_kbps,
-                    });
-                }
-                (
-                    Kind::TrTcm,
-                    check_rate("PIR", pir_kbps, 1)?,
-                    check_burst("MBS", mbs, pir_kbps)?,
-                    check_rate("CIR", cir_kbps, 0)?,
-                    check_burst("CBS", cbs, cir_kbps)?,
-                )
+                let [rate1, size1, rate2, size2] = check_trtcm(pir_kbps, mbs, cir_kbps, cbs)?;
+                (Kind::TrTcm, rate1, size1, rate2, size2)
             }
             Meter::Rfc4115 {
                 cir_kbps,
@@ -385,7 +419,7 @@ impl PolicerState {
         arrival: Colour,
     ) -> Colour {
         self.advance(params, now_ns);
-        let octets = (len as i64 + i64::from(params.offset)).max(0) as u64;
+        let octets = metered_octets(len, params.offset);
         let cost = octets * UNITS_PER_BYTE;
         let yellow_in = params.colour_aware && arrival != Colour::Green;
         let red_in = params.colour_aware && arrival == Colour::Red;
@@ -405,19 +439,7 @@ impl PolicerState {
                         Colour::Red
                     }
                 }
-                // RFC 2698 §4: peak bucket first; green takes from both.
-                Kind::TrTcm => {
-                    if self.tokens1 < cost {
-                        Colour::Red
-                    } else if yellow_in || self.tokens2 < cost {
-                        self.tokens1 -= cost;
-                        Colour::Yellow
-                    } else {
-                        self.tokens1 -= cost;
-                        self.tokens2 -= cost;
-                        Colour::Green
-                    }
-                }
+                Kind::TrTcm => trtcm_colour(&mut self.tokens1, &mut self.tokens2, cost, yellow_in),
             }
         };
         match params.stat_mode {
@@ -483,6 +505,99 @@ impl PolicerState {
     /// Tokens in bytes (first bucket, second bucket).
     pub fn tokens(&self) -> (u64, u64) {
         (self.tokens1 / UNITS_PER_BYTE, self.tokens2 / UNITS_PER_BYTE)
+    }
+}
+
+/// A colour-blind RFC 2698 trTCM's parameters in 20 bytes, for a caller that keeps each
+/// policer's parameters beside its buckets and counters in one cache line: the PCC stage, whose
+/// policed packet then reads one line per rule instead of that line and the one or two of a
+/// [`PolicerParams`] (104 bytes: the metering fields, then the configuration for display).
+///
+/// The rates are kept in kbps and the bursts in bytes, as configured (both fit 32 bits below
+/// [`MAX_RATE_KBPS`] and [`MAX_BURST_BYTES`]), and multiplied out per packet (four
+/// multiplications, against a cache miss): it colours every packet exactly as a
+/// [`PolicerParams`] and [`PolicerState`] of the same configuration do. The buckets are the
+/// caller's, as [`PolicerState::buckets`] gives them: `[peak tokens, committed tokens, time
+/// last filled]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CompactTrTcm {
+    pir_kbps: u32,
+    /// Peak bucket size, bytes.
+    mbs: u32,
+    cir_kbps: u32,
+    /// Committed bucket size, bytes.
+    cbs: u32,
+    offset: i16,
+}
+
+// The validated limits fit the 32-bit fields, so the conversions in `CompactTrTcm::new` are
+// lossless.
+const _: () = assert!(MAX_RATE_KBPS <= u32::MAX as u64);
+const _: () = assert!(MAX_BURST_BYTES <= u32::MAX as u64);
+
+impl CompactTrTcm {
+    /// Validates a trTCM's rates and bursts (`None`: [`default_burst`]) as
+    /// [`PolicerParams::new`] does, with `packet_byte_offset` added to each packet's length.
+    pub fn new(
+        pir_kbps: u64,
+        mbs: Option<u64>,
+        cir_kbps: u64,
+        cbs: Option<u64>,
+        packet_byte_offset: i16,
+    ) -> Result<Self, PolicerError> {
+        let [_, peak, _, committed] = check_trtcm(pir_kbps, mbs, cir_kbps, cbs)?;
+        Ok(Self {
+            pir_kbps: pir_kbps as u32,
+            mbs: (peak / UNITS_PER_BYTE) as u32,
+            cir_kbps: cir_kbps as u32,
+            cbs: (committed / UNITS_PER_BYTE) as u32,
+            offset: packet_byte_offset,
+        })
+    }
+
+    /// Peak and committed bucket sizes, token units.
+    #[inline(always)]
+    fn sizes(&self) -> (u64, u64) {
+        (
+            u64::from(self.mbs) * UNITS_PER_BYTE,
+            u64::from(self.cbs) * UNITS_PER_BYTE,
+        )
+    }
+
+    /// Full buckets at `now_ns` (RFC 2698 §3).
+    pub fn full(&self, now_ns: u64) -> [u64; 3] {
+        let (peak, committed) = self.sizes();
+        [peak, committed, now_ns]
+    }
+
+    /// Meters a packet of `len` bytes (before `packet-byte-offset`) arriving at `now_ns`
+    /// against `buckets`, which it updates, and returns its colour.
+    #[inline(always)]
+    pub fn police(&self, buckets: &mut [u64; 3], now_ns: u64, len: usize) -> Colour {
+        let [peak, committed, last_ns] = buckets;
+        let elapsed = now_ns.saturating_sub(*last_ns);
+        if elapsed != 0 {
+            let (peak_size, committed_size) = self.sizes();
+            *last_ns = now_ns;
+            // 1 kbps = 125 bytes per second, exactly (as `check_rate`).
+            *peak = refill(*peak, elapsed, u64::from(self.pir_kbps) * 125, peak_size);
+            *committed = refill(
+                *committed,
+                elapsed,
+                u64::from(self.cir_kbps) * 125,
+                committed_size,
+            );
+        }
+        let cost = metered_octets(len, self.offset) * UNITS_PER_BYTE;
+        trtcm_colour(peak, committed, cost, false)
+    }
+
+    /// `buckets` capped to these bucket sizes, as [`PolicerState::reconfigure`] does: a
+    /// lowered rate grants no burst.
+    pub fn reconfigure(&self, [peak, committed, last_ns]: [u64; 3]) -> [u64; 3] {
+        let (peak_size, committed_size) = self.sizes();
+        [peak.min(peak_size), committed.min(committed_size), last_ns]
     }
 }
 
@@ -794,6 +909,88 @@ mod tests {
         assert_eq!(default_burst(100_000), 125_000);
         let params = trtcm(100_000, 10_000);
         assert_eq!(params.bursts(), (125_000, 12_500));
+    }
+
+    proptest::proptest! {
+        /// The compact trTCM colours every packet of a random sequence (sizes around the
+        /// bursts, gaps from a clock step backwards to seconds) as the reference
+        /// `PolicerParams` + `PolicerState` of the same configuration, with equal buckets
+        /// after each packet and after a reconfiguration.
+        #[test]
+        fn compact_trtcm_meters_as_the_reference(
+            pir_kbps in 1u64..=2_000_000,
+            cir_percent in 0u64..=100,
+            mbs in proptest::option::of(0u64..=50_000),
+            cbs in proptest::option::of(0u64..=50_000),
+            offset in -200i16..=200,
+            start in 0u64..=1_000_000_000_000,
+            packets in proptest::collection::vec((-1_000i64..=200_000_000, 0usize..=9_000), 1..200),
+            lowered in proptest::option::of((1u64..=2_000_000, 0u64..=50_000)),
+        ) {
+            let cir_kbps = pir_kbps * cir_percent / 100;
+            let config = |pir_kbps, mbs, cir_kbps, cbs| PolicerConfig {
+                meter: Meter::TrTcm { pir_kbps, mbs, cir_kbps, cbs },
+                colour_mode: ColourMode::Blind,
+                packet_byte_offset: offset,
+                stat_mode: StatMode::Minimal,
+            };
+            let params = PolicerParams::new(config(pir_kbps, mbs, cir_kbps, cbs)).unwrap();
+            let compact = CompactTrTcm::new(pir_kbps, mbs, cir_kbps, cbs, offset).unwrap();
+            let mut reference = params.initial_state(start);
+            let mut buckets = compact.full(start);
+            proptest::prop_assert_eq!(buckets, reference.buckets());
+            let mut now = start;
+            for (gap, len) in packets {
+                now = now.saturating_add_signed(gap);
+                let expected = reference.police(&params, now, len, Colour::Green);
+                proptest::prop_assert_eq!(compact.police(&mut buckets, now, len), expected);
+                proptest::prop_assert_eq!(buckets, reference.buckets());
+            }
+            if let Some((pir_kbps, mbs)) = lowered {
+                let params = PolicerParams::new(config(pir_kbps, Some(mbs), 0, None)).unwrap();
+                let compact = CompactTrTcm::new(pir_kbps, Some(mbs), 0, None, offset).unwrap();
+                reference.reconfigure(&params);
+                proptest::prop_assert_eq!(compact.reconfigure(buckets), reference.buckets());
+            }
+        }
+    }
+
+    #[test]
+    fn compact_trtcm_refuses_what_the_reference_refuses() {
+        for (pir, mbs, cir, cbs) in [
+            (1_000, None, 2_000, None),
+            (0, None, 0, None),
+            (MAX_RATE_KBPS + 1, None, 0, None),
+            (1_000, Some(MAX_BURST_BYTES + 1), 0, None),
+            (1_000, None, 500, Some(MAX_BURST_BYTES + 1)),
+        ] {
+            let reference = PolicerParams::new(PolicerConfig {
+                meter: Meter::TrTcm {
+                    pir_kbps: pir,
+                    mbs,
+                    cir_kbps: cir,
+                    cbs,
+                },
+                colour_mode: ColourMode::Blind,
+                packet_byte_offset: 0,
+                stat_mode: StatMode::Minimal,
+            });
+            assert_eq!(
+                CompactTrTcm::new(pir, mbs, cir, cbs, 0).unwrap_err(),
+                reference.unwrap_err()
+            );
+        }
+        // The largest accepted values fit.
+        let largest = CompactTrTcm::new(
+            MAX_RATE_KBPS,
+            Some(MAX_BURST_BYTES),
+            MAX_RATE_KBPS,
+            Some(MAX_BURST_BYTES),
+            0,
+        )
+        .unwrap();
+        let full = MAX_BURST_BYTES * UNITS_PER_BYTE;
+        assert_eq!(largest.full(7), [full, full, 7]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! One subscriber's compiled PCC policy: its rules as classifier entries in precedence order
 //! per direction and family with each rule's action and policer ([`CompiledRules`], immutable
-//! and shared by every subscriber whose rules are equal), and the subscriber's own mutable
-//! state: policer buckets and counters, as atomics.
+//! and shared by every subscriber whose rules are equal), and the subscriber's own state:
+//! policer buckets and counters, as atomics, beside a copy of each rule's action.
 //!
 //! Why share: operators give most subscribers the same few services (the SR OS script builds
 //! the same service from the same parameters), so 100 000 subscribers usually hold a handful of
@@ -23,7 +23,7 @@ use super::PccError;
 use crate::acl::{check_match, check_prefix, Disposition, IpFamily, Match, PacketKey, Prefix};
 use crate::acl::{V4Entry, V6Entry};
 use crate::arena::{arena_item, Block};
-use crate::policer::{ColourMode, Meter, PolicerConfig, PolicerParams, PolicerState, StatMode};
+use crate::policer::{Colour, CompactTrTcm, PolicerState};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -84,63 +84,91 @@ impl Volume {
     }
 }
 
-/// A rule's line of a subscriber's state: its policer buckets and its forwarded and dropped
-/// volumes ([`FORWARDED`], [`DROPPED`]). A policy's rule lines are one block, indexed like the
-/// rules' actions; its own line is a [`SubscriberLine`].
+/// A rule's line of a subscriber's state: everything a packet the rule matches reads and
+/// writes, so that it reads one line per rule — its policer's buckets, its forwarded volume,
+/// and a copy of the rule's action with the policer's parameters ([`CompactTrTcm`]). Until
+/// round 10 the action was the compiled rules' (a [`crate::policer::PolicerParams`], 104
+/// bytes), one or two more lines for a distinct rule list. The dropped volume, which a packet
+/// touches only when it is dropped, is on a [`DroppedLine`] after the subscriber's line. A
+/// policy's rule lines are indexed like its rules.
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
 pub(crate) struct RuleState {
     /// Policer buckets and clock ([`PolicerState::buckets`]); unused without a policer.
     buckets: [AtomicU64; 3],
-    counters: [Counter; 2],
+    forwarded: Counter,
+    /// Immutable: written when the policy is built.
+    action: RuleAction,
 }
 
-/// The subscriber's own line, the last of its state block and the one the stage's slot
-/// leads to: the aggregate forwarded volume per direction (the other input of the SR OS counter
-/// rule), and where the compiled rules' IPv4 entries and actions are (copies of the
-/// [`HotRules`]' pointers). A packet misses on this line anyway (it counts the aggregate), so
-/// with the pointers here the compiled rules' first line leaves an IPv4 packet's path: with a
-/// rule list of its own a packet reads this line, its direction's [`FarSummary`], the
-/// candidate entry, the action and the rule's line.
+/// Rules' dropped volumes in one [`DroppedLine`].
+const DROPPED_PER_LINE: usize = 4;
+
+/// The dropped volumes (drop action or policer red) of [`DROPPED_PER_LINE`] rules, in the rules'
+/// order: the cold part of their state, kept off the rule's line to make room there for its
+/// action.
+#[derive(Debug, Default)]
+#[repr(C, align(64))]
+pub(crate) struct DroppedLine {
+    counters: [Counter; DROPPED_PER_LINE],
+}
+
+/// Rule `rule`'s dropped volume among a policy's dropped lines.
+#[inline(always)]
+fn dropped_counter(lines: &[DroppedLine], rule: usize) -> Option<&Counter> {
+    lines
+        .get(rule / DROPPED_PER_LINE)?
+        .counters
+        .get(rule % DROPPED_PER_LINE)
+}
+
+/// One of the subscriber's own two lines, one per direction, after its rules' lines in its
+/// state block (the stage's slot leads to the first): the aggregate forwarded volume in its
+/// direction (the other input of the SR OS counter rule), where the compiled rules' IPv4
+/// entries of that direction are (a copy of the [`HotRules`]' pointer), and a copy of their
+/// [`FarSummary`]. A packet misses on this line anyway (it counts the aggregate), so with the
+/// pointer and the summary here the compiled rules' lines leave an IPv4 packet's path: with a
+/// rule list of its own a packet reads this line, the candidate entry and the rule's line.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub(crate) struct SubscriberLine {
-    /// Volume forwarded per direction ([`Direction`] order).
-    aggregate: [Counter; 2],
-    /// The compiled rules' IPv4 entries: `v4_len`, ingress ones then egress ones from
-    /// `v4_egress`.
+    /// Volume forwarded in this line's direction.
+    aggregate: Counter,
+    /// The compiled rules' IPv4 entries of this line's direction, `v4_len` of them.
     v4: NonNull<V4Entry>,
-    /// The compiled rules' actions, `rule_count` of them (and as many rule lines precede this
-    /// one).
-    actions: NonNull<RuleAction>,
     v4_len: u32,
-    v4_egress: u32,
     rule_count: u32,
+    /// The far-end summary of the first of those entries.
+    far: FarSummary,
 }
 
-// SAFETY: the pointers lead to the compiled rules' entries and actions, immutable and
-// `Send + Sync`, in blocks that the policy owning this line keeps alive (its
-// `Arc<CompiledRules>`); the line hands out shared references only.
+// SAFETY: the pointer leads to the compiled rules' entries, immutable and `Send + Sync`, in a
+// block that the policy owning this line keeps alive (its `Arc<CompiledRules>`); the line
+// hands out shared references only.
 unsafe impl Send for SubscriberLine {}
 // SAFETY: as above.
 unsafe impl Sync for SubscriberLine {}
 
 impl SubscriberLine {
-    /// The IPv4 entries a packet in `direction` is matched against.
+    /// The IPv4 entries a packet in this line's direction is matched against.
     #[inline(always)]
-    pub(crate) fn entries4(&self, direction: Direction) -> &[V4Entry] {
-        // SAFETY: `v4` and `v4_len` are those of the compiled rules' IPv4 block, which the
+    pub(crate) fn entries4(&self) -> &[V4Entry] {
+        // SAFETY: `v4` and `v4_len` are a part of the compiled rules' IPv4 block, which the
         // policy owning this line keeps alive (its `Arc<CompiledRules>`) and nothing writes;
         // arena blocks never move (an empty one's pointer is dangling and aligned).
-        let all = unsafe { std::slice::from_raw_parts(self.v4.as_ptr(), self.v4_len as usize) };
-        of_direction(all, self.v4_egress, direction)
+        unsafe { std::slice::from_raw_parts(self.v4.as_ptr(), self.v4_len as usize) }
     }
 
-    /// The compiled rules' actions, indexed by rule.
+    /// Which of [`SubscriberLine::entries4`] the far-end summary leaves as candidates for an
+    /// IPv4 packet with `key` in `direction` (this line's): bit `i` for entry `i`; entries
+    /// beyond [`SUMMARISED`] are always candidates and not in the bits.
     #[inline(always)]
-    fn actions(&self) -> &[RuleAction] {
-        // SAFETY: as for `entries4`: the compiled rules' action block, alive and immutable.
-        unsafe { std::slice::from_raw_parts(self.actions.as_ptr(), self.rule_count()) }
+    pub(crate) fn candidates4(&self, key: &PacketKey, direction: Direction) -> u8 {
+        let far = match direction {
+            Direction::Ingress => key.dst4,
+            Direction::Egress => key.src4,
+        };
+        self.far.candidates(far, self.v4_len as usize)
     }
 
     /// Rules of the subscriber.
@@ -151,16 +179,20 @@ impl SubscriberLine {
 }
 
 /// One line of a policy's state block: the rules' ([`RuleState`]) in the rules' order, then
-/// the subscriber's ([`SubscriberLine`]). One block, so that a rule's line is at a known
-/// distance from the subscriber's: the stage prefetches it from its slot and the rule count
-/// (which a shared list's first line, in the cache, gives) without waiting for the
-/// subscriber's line (with the rules' lines in a block of their own, found through a pointer
-/// in the subscriber's line, that dependent step cost shared services 20–30 %). The subscriber's
-/// line last, not first: beside the last rules' lines, as before this layout.
+/// the subscriber's two ([`SubscriberLine`], by [`Direction`]), then the rules' dropped
+/// volumes ([`DroppedLine`]s).
+/// One block, so that a rule's line is at a known distance from the subscriber's: the stage
+/// prefetches it from its slot and the rule count (which a shared list's first line, in the
+/// cache, gives) without waiting for the subscriber's line (with the rules' lines in a block of
+/// their own, found through a pointer in the subscriber's line, that dependent step cost shared
+/// services 20–30 %). The subscriber's line after the rules' lines, not first: beside the last
+/// rules' lines, as before this layout; the dropped lines after it, at a distance that does not
+/// depend on the rule count.
 #[repr(C, align(64))]
 pub(crate) union StateLine {
     subscriber: ManuallyDrop<SubscriberLine>,
     rule: ManuallyDrop<RuleState>,
+    dropped: ManuallyDrop<DroppedLine>,
 }
 
 arena_item!(StateLine);
@@ -169,6 +201,8 @@ arena_item!(StateLine);
 // the first are an array of `RuleState`.
 const _: () = assert!(std::mem::size_of::<StateLine>() == std::mem::size_of::<RuleState>());
 const _: () = assert!(std::mem::size_of::<StateLine>() == std::mem::size_of::<SubscriberLine>());
+const _: () = assert!(std::mem::size_of::<StateLine>() == std::mem::size_of::<DroppedLine>());
+const _: () = assert!(std::mem::size_of::<StateLine>() == 64);
 
 impl std::fmt::Debug for StateLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -181,17 +215,39 @@ impl std::fmt::Debug for StateLine {
 pub(crate) struct StateBlock(NonNull<StateLine>);
 
 impl StateBlock {
-    /// The subscriber's line.
+    /// The subscriber's line of `direction`.
     ///
     /// # Safety
     ///
     /// The policy this block was taken from must be alive for `'a`.
     #[inline(always)]
-    pub(crate) unsafe fn line<'a>(self) -> &'a SubscriberLine {
-        // SAFETY: the policy is alive (the caller's contract), and its block's last line, where
-        // `state_block` points, was written as the subscriber's (`with_rules`); blocks never
-        // move, and nothing takes `&mut` to their lines (atomics and immutable pointers).
-        unsafe { &(*self.0.as_ptr()).subscriber }
+    pub(crate) unsafe fn line<'a>(self, direction: Direction) -> &'a SubscriberLine {
+        // SAFETY: the policy is alive (the caller's contract), and its block's two lines after
+        // the rules' lines, from where `state_block` points, were written as the subscriber's
+        // (`with_rules`); blocks never move, and nothing takes `&mut` to their lines (atomics
+        // and immutable data).
+        unsafe { &(*self.line_addr(direction)).subscriber }
+    }
+
+    /// The rules' dropped volumes, [`DROPPED_PER_LINE`] rules a line: for `count` rules.
+    ///
+    /// # Safety
+    ///
+    /// As for [`StateBlock::rules`].
+    #[inline(always)]
+    pub(crate) unsafe fn dropped<'a>(self, count: usize) -> &'a [DroppedLine] {
+        // SAFETY: as for `rules`: `with_rules` wrote `count.div_ceil(DROPPED_PER_LINE)`
+        // dropped lines after the subscriber's two, each exactly one `StateLine` (asserted
+        // above), and the pointer has the whole block's provenance.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.0
+                    .as_ptr()
+                    .add(Direction::ALL.len())
+                    .cast::<DroppedLine>(),
+                count.div_ceil(DROPPED_PER_LINE),
+            )
+        }
     }
 
     /// The rules' lines, indexed by rule: `count` of them.
@@ -208,10 +264,10 @@ impl StateBlock {
         unsafe { std::slice::from_raw_parts(self.0.as_ptr().sub(count).cast::<RuleState>(), count) }
     }
 
-    /// The address of the subscriber's line, for a prefetch.
+    /// The address of the subscriber's line of `direction`, for a prefetch.
     #[inline(always)]
-    pub(crate) fn line_addr(self) -> *const StateLine {
-        self.0.as_ptr()
+    pub(crate) fn line_addr(self, direction: Direction) -> *const StateLine {
+        self.0.as_ptr().wrapping_add(direction as usize)
     }
 
     /// The address of the line of rule `rule` of `rule_count`, for a prefetch (computed, not
@@ -222,31 +278,18 @@ impl StateBlock {
     }
 }
 
-/// A rule line's counter of forwarded packets.
-const FORWARDED: usize = 0;
-/// A rule line's counter of dropped packets.
-const DROPPED: usize = 1;
-
-/// A rule's immutable action: the drop and remark flags, then its policer, whose metering
-/// fields come first ([`PolicerParams`] is `repr(C)`) — so what a packet reads is the first
-/// 64 bytes, which [`prefetch_rule`] fetches. (The flags used to follow the
-/// policer's configuration, 106 bytes in: a line the prefetch did not cover, and a third of
-/// the stage's stalls with a distinct rule list per subscriber. Aligning the action to a line
-/// measured slower: more lines in all.)
-#[derive(Debug)]
+/// A rule's action in 24 bytes, copied into each of its subscribers' rule lines (see
+/// [`RuleState`]): the policer's parameters (meaningful when `policed`: an `Option` would
+/// take a tag word and the line has 24 bytes left), the drop and remark flags.
+#[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 struct RuleAction {
+    meter: CompactTrTcm,
+    policed: bool,
     drop: bool,
     /// `Some(dscp)`: remark forwarded packets.
     remark: Option<u8>,
-    policer: Option<PolicerParams>,
 }
-
-arena_item!(RuleAction);
-arena_item!(RuleState);
-
-/// Bytes at the start of a [`RuleAction`] that the packet path reads.
-const ACTION_HOT_BYTES: usize = 64;
 
 /// The compiled form of one list of PCC rules: what the packet path reads (`HotRules`, in
 /// the huge-page arena) and the list itself for display and carry-over. Immutable but for the
@@ -255,85 +298,90 @@ const ACTION_HOT_BYTES: usize = 64;
 pub struct CompiledRules {
     /// One item (see [`CompiledRules::hot`]).
     hot: Block<HotRules>,
+    /// Each rule's action, indexed like the list: copied into every subscriber's rule lines,
+    /// which is where the packet path reads them.
+    actions: Vec<RuleAction>,
+    /// Each direction's far-end summary, copied into every subscriber's lines likewise.
+    far4: [FarSummary; 2],
     /// The list it was compiled from.
     rules: Vec<PccRuleSpec>,
 }
 
 /// What the packet path reads of a compiled rule list: classifier entries per family,
-/// ingress ones in precedence order then egress ones, each rule's action indexed by the rule's
-/// position in the list, and each direction's far-end summary.
+/// ingress ones in precedence order then egress ones, the rule count, the shared flag.
 ///
-/// `repr(C)`, a line each: the entries' and actions' pointers and the shared flag are the
-/// first line, each direction's [`FarSummary`] one line after it, and the stage's slot points
-/// here, in a huge page (they were the first lines of the compiled rules' heap object: 4 KiB
-/// pages, a page walk beside the misses). An IPv4 packet of a subscriber with a rule list of
-/// its own reads only its direction's summary here (the pointers are copied into the
-/// [`SubscriberLine`]); shared rules' lines are in the cache.
+/// One line, in a huge page, where the stage's slot points (it was the head of the compiled
+/// rules' heap object: 4 KiB pages, a page walk beside the misses). An IPv4 packet of a
+/// subscriber with a rule list of its own does not read it (the pointers are copied into the
+/// [`SubscriberLine`]s); shared rules' line is in the cache.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub(crate) struct HotRules {
     entries: Entries,
-    /// Indexed by the entries' rule index: the list's order.
-    actions: Block<RuleAction>,
+    /// Rules in the list (the entries' rule indexes are below it).
+    rule_count: u32,
     /// Set once a second policy uses these rules ([`PccCompiler`]): every packet of their
-    /// subscribers then reads the entries and actions, which stay in the cache, and the stage
-    /// does not prefetch them — a prefetch of a line already there still takes a slot in the
+    /// subscribers then reads the entries, which stay in the cache, and the stage does not
+    /// prefetch them — a prefetch of a line already there still takes a slot in the
     /// queue the real misses wait in. It stays set when the other policies go: the one left
     /// then merely misses on lines it could have prefetched; the outcome is the same.
     shared: AtomicBool,
-    /// The far-end prefixes of each direction's first IPv4 entries, by [`Direction`].
-    far4: [FarSummary; 2],
 }
 
 arena_item!(HotRules);
 
-// The packet path's pointers fit the first line, and each direction's summary is one line of
-// its own right after it.
-const _: () = assert!(std::mem::offset_of!(HotRules, far4) == 64);
-const _: () = assert!(std::mem::size_of::<FarSummary>() == 64);
+const _: () = assert!(std::mem::size_of::<HotRules>() == 64);
 
-/// Entries a [`FarSummary`] covers: eight prefix/mask pairs of 32 bits fill one line.
+/// Entries a [`FarSummary`] covers: eight of 32 bits fill half a [`SubscriberLine`].
 const SUMMARISED: usize = 8;
 
+/// Far-end prefixes longer than this are summarised as their first `SUMMARY_BITS` bits, which
+/// leaves the low byte of each summary word for the length.
+const SUMMARY_BITS: u8 = 24;
+
 /// The far-end prefixes (destination for ingress, source for egress) of the first
-/// [`SUMMARISED`] IPv4 entries of one direction, as network and mask: one line that rules
-/// entries out before any entry is read. With a distinct rule list per subscriber a packet
-/// then reads this line and the lines of the entries it leaves as candidates (operators' rules
-/// mostly differ by far-end prefix, so usually one), instead of every line of the scan (four
-/// for eight entries). It may only rule entries out: a candidate is still matched whole, in
-/// precedence order, so the outcome is the plain first-match scan's.
+/// [`SUMMARISED`] IPv4 entries of one direction: half a line that rules entries out before
+/// any entry is read. With a distinct rule list per subscriber a packet then reads the lines of
+/// the entries it leaves as candidates (operators' rules mostly differ by far-end prefix, so
+/// usually one), instead of every line of the scan (four for eight entries). It may only rule
+/// entries out: a candidate is still matched whole, in precedence order, so the outcome is the
+/// plain first-match scan's.
+///
+/// Each word is a prefix's first [`SUMMARY_BITS`] bits of network and its length (at most
+/// `SUMMARY_BITS`: a longer prefix is summarised by the /24 that covers it, which only leaves
+/// more candidates) in the low byte; 0 is no far-end prefix (every address a candidate).
+/// Round 9 kept network and mask in 32 bits each, a line of its own per direction beside the
+/// subscriber's line; in half a line the summary rides in the subscriber's line, which the
+/// packet reads anyway.
 #[derive(Debug, Clone, Copy, Default)]
-#[repr(C, align(64))]
-struct FarSummary {
-    /// Each entry's far-end network, masked (0 when it has no far-end prefix).
-    net: [u32; SUMMARISED],
-    /// Each entry's far-end mask (0 when it has no far-end prefix: every address is a
-    /// candidate; unused positions too, which the count of entries rules out).
-    mask: [u32; SUMMARISED],
-}
+#[repr(C)]
+struct FarSummary([u32; SUMMARISED]);
 
 impl FarSummary {
     /// The summary of `prefixes` (the far-end prefix of each of the direction's entries in
-    /// order; those beyond [`SUMMARISED`] are not summarised).
-    fn new(prefixes: &[(u32, u32)]) -> Self {
+    /// order, as network and length; those beyond [`SUMMARISED`] are not summarised).
+    fn new(prefixes: &[(u32, u8)]) -> Self {
         let mut summary = Self::default();
-        for (i, &(net, mask)) in prefixes.iter().take(SUMMARISED).enumerate() {
-            summary.net[i] = net & mask;
-            summary.mask[i] = mask;
+        for (word, &(net, len)) in summary.0.iter_mut().zip(prefixes) {
+            let len = len.min(SUMMARY_BITS);
+            *word = (net & crate::acl::mask32(len)) | u32::from(len);
         }
         summary
     }
 
     /// Bit `i` set when entry `i` may match a packet whose far end is `far` (of the first
-    /// `entries` entries). Eight independent compares into eight bytes with no branch, which
-    /// the compiler turns into a few vector instructions, and one multiplication that gathers
-    /// the bytes' low bits into one byte: the round that tried a summary before (round 6 in
-    /// `docs/perf/dataplane.md`) lost its gain to decoding instructions.
+    /// `entries` entries). Eight independent compares into eight bytes with no branch, and one
+    /// multiplication that gathers the bytes' low bits into one byte: the round that tried a
+    /// summary before (round 6 in `docs/perf/dataplane.md`) lost its gain to decoding
+    /// instructions.
     #[inline(always)]
     fn candidates(&self, far: u32, entries: usize) -> u8 {
         let mut hits = [0u8; SUMMARISED];
-        for (hit, (net, mask)) in hits.iter_mut().zip(self.net.iter().zip(&self.mask)) {
-            *hit = u8::from((far ^ net) & mask == 0);
+        for (hit, word) in hits.iter_mut().zip(&self.0) {
+            // The length's top bits of the low 32 (`len` ≤ 24 < 64): the length byte itself
+            // is below them.
+            let mask = (0xffff_ffff_0000_0000_u64 >> (word & 0xff)) as u32;
+            *hit = u8::from((far ^ word) & mask == 0);
         }
         // Byte `i` (0 or 1) times 2^(7 - k) at byte k lands on bit `i` of the top byte when
         // i + k = 7, and no lower byte's sum reaches 256, so nothing carries into it.
@@ -344,9 +392,9 @@ impl FarSummary {
     }
 }
 
-/// The IPv4 far-end prefix of `flow` in `direction` as network and mask ((0, 0): none, or not
-/// an IPv4 one, so every address is a candidate).
-fn far_prefix4(flow: &crate::acl::IpMatch, direction: Direction) -> (u32, u32) {
+/// The IPv4 far-end prefix of `flow` in `direction` as network and length ((0, 0): none, or
+/// not an IPv4 one, so every address is a candidate).
+fn far_prefix4(flow: &crate::acl::IpMatch, direction: Direction) -> (u32, u8) {
     let far = match direction {
         Direction::Ingress => flow.dst,
         Direction::Egress => flow.src,
@@ -355,7 +403,7 @@ fn far_prefix4(flow: &crate::acl::IpMatch, direction: Direction) -> (u32, u32) {
         Some(Prefix {
             addr: std::net::IpAddr::V4(addr),
             len,
-        }) => (u32::from(addr), crate::acl::mask32(len)),
+        }) => (u32::from(addr), len),
         _ => (0, 0),
     }
 }
@@ -411,8 +459,8 @@ pub struct SubscriberCounters {
 #[derive(Debug)]
 pub struct SubscriberPolicy {
     rules: Arc<CompiledRules>,
-    /// One line per rule indexed like the rules' actions, then the subscriber's: see
-    /// [`StateLine`].
+    /// One line per rule indexed like the rules, then the subscriber's, then the rules'
+    /// dropped volumes: see [`StateLine`].
     lines: Block<StateLine>,
     name: String,
     addresses: Vec<Prefix>,
@@ -531,19 +579,9 @@ fn check_addresses(spec: &SubscriberPccSpec) -> Result<(), PccError> {
     Ok(())
 }
 
-/// A PCC policer as an RFC 2698 trTCM, counting nothing itself (the rule counts).
-fn policer_params(p: &PccPolicer) -> Result<PolicerParams, crate::policer::PolicerError> {
-    PolicerParams::new(PolicerConfig {
-        meter: Meter::TrTcm {
-            pir_kbps: p.pir_kbps,
-            mbs: p.mbs,
-            cir_kbps: p.cir_kbps,
-            cbs: p.cbs,
-        },
-        colour_mode: ColourMode::Blind,
-        packet_byte_offset: p.packet_byte_offset,
-        stat_mode: StatMode::NoStats,
-    })
+/// A PCC policer as a colour-blind RFC 2698 trTCM, counting nothing itself (the rule counts).
+fn policer_meter(p: &PccPolicer) -> Result<CompactTrTcm, crate::policer::PolicerError> {
+    CompactTrTcm::new(p.pir_kbps, p.mbs, p.cir_kbps, p.cbs, p.packet_byte_offset)
 }
 
 /// What the packet path did with a packet.
@@ -596,14 +634,15 @@ impl CompiledRules {
             if let Some(dscp) = action.remark_dscp.filter(|&d| d > 63) {
                 return Err(rule_error(&rule.name, P::RemarkDscp(dscp)));
             }
-            let policer = action
+            let meter = action
                 .rate_limit
                 .as_ref()
-                .map(policer_params)
+                .map(policer_meter)
                 .transpose()
                 .map_err(|source| rule_error(&rule.name, P::Policer(source)))?;
             actions.push(RuleAction {
-                policer,
+                meter: meter.unwrap_or_default(),
+                policed: meter.is_some(),
                 remark: action.remark_dscp,
                 drop: action.disposition == Disposition::Drop,
             });
@@ -616,7 +655,7 @@ impl CompiledRules {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         let (mut v4_egress, mut v6_egress) = (None, None);
-        let mut far4: [Vec<(u32, u32)>; 2] = Default::default();
+        let mut far4: [Vec<(u32, u8)>; 2] = Default::default();
         for &i in &order {
             let rule = &rules[i];
             if rule.direction == Direction::Egress {
@@ -643,12 +682,14 @@ impl CompiledRules {
                 v4: Block::from_slice(&v4).map_err(too_many)?,
                 v6: Block::from_slice(&v6).map_err(too_many)?,
             },
-            actions: Block::from_vec(actions).map_err(too_many)?,
+            // `MAX_RULES` bounds it.
+            rule_count: actions.len() as u32,
             shared: AtomicBool::new(false),
-            far4: far4.each_ref().map(|prefixes| FarSummary::new(prefixes)),
         };
         Ok(CompiledRules {
             hot: Block::from_vec(vec![hot]).map_err(too_many)?,
+            actions,
+            far4: far4.each_ref().map(|prefixes| FarSummary::new(prefixes)),
             rules,
         })
     }
@@ -662,37 +703,17 @@ impl CompiledRules {
 }
 
 impl HotRules {
-    /// Hints the CPU to fetch these rules' first line (the entries' and actions' pointers)
-    /// and, for an IPv4 packet, the far-end summary of `direction`. Shared rules are in the
-    /// cache already; a subscriber with a rule list of its own pays these lines.
+    /// Hints the CPU to fetch this line, where an IPv6 packet of a subscriber with a rule
+    /// list of its own finds its entries (shared rules' line is in the cache already).
     #[inline]
-    pub(crate) fn prefetch(&self, family: IpFamily, direction: Direction) {
+    pub(crate) fn prefetch(&self) {
         crate::fdb::prefetch_read(self);
-        if family == IpFamily::V4 {
-            if let Some(summary) = self.far4.get(direction as usize) {
-                crate::fdb::prefetch_read(summary);
-            }
-        }
-    }
-
-    /// Which of the `entries` IPv4 entries of `direction` the far-end summary leaves as
-    /// candidates for a packet with `key` (bit `i`: entry `i`; entries beyond [`SUMMARISED`]
-    /// are always candidates and not in the bits). Not for IPv6 keys (no bits).
-    #[inline(always)]
-    pub(crate) fn candidates4(&self, key: &PacketKey, direction: Direction, entries: usize) -> u8 {
-        let far = match direction {
-            Direction::Ingress => key.dst4,
-            Direction::Egress => key.src4,
-        };
-        self.far4
-            .get(direction as usize)
-            .map_or(0, |summary| summary.candidates(far, entries))
     }
 
     /// Rules in the list (each has an action and, per subscriber, a state line).
     #[inline(always)]
     pub(crate) fn rule_count(&self) -> usize {
-        self.actions.len()
+        self.rule_count as usize
     }
 
     /// The classifier entries.
@@ -823,37 +844,45 @@ impl SubscriberPolicy {
         rules: Arc<CompiledRules>,
     ) -> Result<Self, PccError> {
         let hot = rules.hot();
-        let actions = &hot.actions;
+        let actions = &rules.actions;
         let too_many = |source| PccError::TooManyFlows {
             subscriber: name.clone(),
             source,
         };
-        let v4 = &hot.entries.v4;
-        let subscriber = SubscriberLine {
-            aggregate: Default::default(),
-            v4: NonNull::from(&**v4).cast(),
-            actions: NonNull::from(&**actions).cast(),
-            // `compile` bounds both counts (an arena block of entries, `MAX_RULES` rules).
-            v4_len: v4.len() as u32,
-            v4_egress: hot.entries.v4_egress,
-            rule_count: actions.len() as u32,
+        let subscriber = |direction: Direction| {
+            let v4 = hot.entries.entries4(direction);
+            StateLine {
+                subscriber: ManuallyDrop::new(SubscriberLine {
+                    aggregate: Counter::default(),
+                    v4: NonNull::from(v4).cast(),
+                    // `compile` bounds the count (an arena block of entries).
+                    v4_len: v4.len() as u32,
+                    rule_count: hot.rule_count,
+                    far: rules.far4[direction as usize],
+                }),
+            }
         };
         let mut lines: Vec<StateLine> = actions
             .iter()
-            .map(|action| StateLine {
+            .map(|&action| StateLine {
                 rule: ManuallyDrop::new(RuleState {
-                    buckets: action
-                        .policer
-                        .map(|p| p.initial_state(0).buckets())
-                        .unwrap_or_default()
-                        .map(AtomicU64::new),
-                    ..RuleState::default()
+                    buckets: if action.policed {
+                        action.meter.full(0)
+                    } else {
+                        [0; 3]
+                    }
+                    .map(AtomicU64::new),
+                    forwarded: Counter::default(),
+                    action,
                 }),
             })
             .collect();
-        lines.push(StateLine {
-            subscriber: ManuallyDrop::new(subscriber),
-        });
+        lines.extend(Direction::ALL.map(subscriber));
+        lines.extend(
+            (0..actions.len().div_ceil(DROPPED_PER_LINE)).map(|_| StateLine {
+                dropped: ManuallyDrop::new(DroppedLine::default()),
+            }),
+        );
         // `MAX_RULES` + 1 lines fit a chunk many times over, but the error is mapped all the
         // same rather than assumed away.
         let lines = Block::from_vec(lines).map_err(too_many)?;
@@ -909,39 +938,42 @@ impl SubscriberPolicy {
 
     /// True when the subscriber has no rule (no services).
     pub fn has_no_rules(&self) -> bool {
-        self.rules.hot().actions.is_empty()
+        self.rules.actions.is_empty()
     }
 
-    /// The subscriber's line (see [`SubscriberLine`]).
-    pub(crate) fn line(&self) -> &SubscriberLine {
+    /// The subscriber's line of `direction` (see [`SubscriberLine`]).
+    pub(crate) fn line(&self, direction: Direction) -> &SubscriberLine {
         // SAFETY: the policy is alive while `self` is borrowed.
-        unsafe { self.state_block().line() }
+        unsafe { self.state_block().line(direction) }
     }
 
     /// The rules' lines, indexed like the rules.
     fn rule_lines(&self) -> &[RuleState] {
-        // SAFETY: as for `line`, with the line's own count.
-        unsafe { self.state_block().rules(self.line().rule_count()) }
+        // SAFETY: as for `line`, with the compiled rules' count.
+        unsafe { self.state_block().rules(self.rules.actions.len()) }
+    }
+
+    /// The rules' dropped volumes (see [`dropped_counter`]).
+    fn dropped_lines(&self) -> &[DroppedLine] {
+        // SAFETY: as for `rule_lines`.
+        unsafe { self.state_block().dropped(self.rules.actions.len()) }
     }
 
     /// Where the state block is, for the stage's slot: valid as long as the policy lives.
     pub(crate) fn state_block(&self) -> StateBlock {
         let lines = NonNull::from(&*self.lines);
-        // The last line, the subscriber's (`with_rules` made one more than the rules), with
-        // the whole block's provenance.
-        let last = lines
+        // The subscriber's first line, after one line per rule (`with_rules`), with the whole
+        // block's provenance.
+        let subscriber = lines
             .cast::<StateLine>()
             .as_ptr()
-            .wrapping_add(lines.len().saturating_sub(1));
-        StateBlock(NonNull::new(last).unwrap_or(lines.cast()))
+            .wrapping_add(self.rules.actions.len());
+        StateBlock(NonNull::new(subscriber).unwrap_or(lines.cast()))
     }
 
     /// The subscriber's volume forwarded in `direction`.
     fn aggregate(&self, direction: Direction) -> Volume {
-        self.line()
-            .aggregate
-            .get(direction as usize)
-            .map_or_else(Volume::default, Counter::read)
+        self.line(direction).aggregate.read()
     }
 
     /// The counters now (safe to call while the stage runs).
@@ -953,17 +985,19 @@ impl SubscriberPolicy {
                 .rules
                 .rules
                 .iter()
-                .zip(self.rules.hot().actions.iter())
                 .zip(self.rule_lines().iter())
-                .map(|((spec, action), state)| RuleCounters {
+                .enumerate()
+                .map(|(i, (spec, state))| RuleCounters {
                     name: spec.name.clone(),
                     direction: spec.direction,
                     account: spec.action.account,
-                    forwarded: state.counters[FORWARDED].read(),
-                    dropped: state.counters[DROPPED].read(),
-                    tokens: action
-                        .policer
-                        .map(|_| PolicerState::from_buckets(state.buckets()).tokens()),
+                    forwarded: state.forwarded.read(),
+                    dropped: dropped_counter(self.dropped_lines(), i)
+                        .map_or_else(Volume::default, Counter::read),
+                    tokens: state
+                        .action
+                        .policed
+                        .then(|| PolicerState::from_buckets(state.buckets()).tokens()),
                 })
                 .collect(),
         }
@@ -974,36 +1008,31 @@ impl SubscriberPolicy {
     /// so a lowered rate grants no burst). Called by the stage, the only writer, just before
     /// this policy replaces `old`.
     pub(crate) fn carry_over(&self, old: &SubscriberPolicy) {
-        for (new, old) in self.line().aggregate.iter().zip(&old.line().aggregate) {
-            new.set(old.read());
+        for direction in Direction::ALL {
+            let aggregate = &self.line(direction).aggregate;
+            aggregate.set(old.line(direction).aggregate.read());
         }
-        let old_rules = &old.rules;
-        for ((spec, action), state) in self
-            .rules
-            .rules
-            .iter()
-            .zip(self.rules.hot().actions.iter())
-            .zip(self.rule_lines().iter())
-        {
-            let Some(i) = old_rules
+        for (rule, (spec, state)) in self.rules.rules.iter().zip(self.rule_lines()).enumerate() {
+            let Some(i) = old
+                .rules
                 .rules
                 .iter()
                 .position(|r| r.direction == spec.direction && r.name == spec.name)
             else {
                 continue;
             };
-            let (Some(previous), Some(previous_action)) =
-                (old.rule_lines().get(i), old_rules.hot().actions.get(i))
-            else {
+            let Some(previous) = old.rule_lines().get(i) else {
                 continue;
             };
-            for (new, old) in state.counters.iter().zip(previous.counters.iter()) {
+            state.forwarded.set(previous.forwarded.read());
+            if let (Some(new), Some(old)) = (
+                dropped_counter(self.dropped_lines(), rule),
+                dropped_counter(old.dropped_lines(), i),
+            ) {
                 new.set(old.read());
             }
-            if let (Some(params), Some(_)) = (&action.policer, &previous_action.policer) {
-                let mut policer = PolicerState::from_buckets(previous.buckets());
-                policer.reconfigure(params);
-                state.set_buckets(policer.buckets());
+            if state.action.policed && previous.action.policed {
+                state.set_buckets(state.action.meter.reconfigure(previous.buckets()));
             }
         }
     }
@@ -1015,50 +1044,35 @@ impl SubscriberPolicy {
 }
 
 /// Hints the CPU to fetch what [`apply`] will touch for a packet of the subscriber of state
-/// block `block` (of `rule_count` rules) that `rule` matched (if any), besides the subscriber's line (fetched first):
-/// the rule's line and, for rules that are not shared (`distinct`: the subscriber's line,
-/// which says where the actions are), the lines of the rule's action's first 64 bytes (flags
-/// and metering fields). Shared rules' actions are in the cache already.
+/// block `block` (of `rule_count` rules) that `rule` matched (if any), besides the subscriber's
+/// line (fetched first): the rule's line, which holds its action too. (The dropped volume's
+/// line is left to the packets that are dropped.)
 #[inline]
-pub(crate) fn prefetch_rule(
-    block: StateBlock,
-    rule_count: usize,
-    distinct: Option<&SubscriberLine>,
-    rule: Option<u16>,
-) {
-    let Some(rule) = rule.map(usize::from) else {
-        return;
-    };
-    crate::fdb::prefetch_read(block.rule_addr(rule, rule_count));
-    if let Some(action) = distinct.and_then(|line| line.actions().get(rule)) {
-        crate::fdb::prefetch_span(
-            (action as *const RuleAction).cast::<u8>(),
-            ACTION_HOT_BYTES.min(std::mem::size_of::<RuleAction>()),
-            2,
-        );
+pub(crate) fn prefetch_rule(block: StateBlock, rule_count: usize, rule: Option<u16>) {
+    if let Some(rule) = rule {
+        crate::fdb::prefetch_read(block.rule_addr(usize::from(rule), rule_count));
     }
 }
 
-/// Runs the action and policer of `rule` (none: forward) of the subscriber of `line`, whose
-/// rules' lines are `states`, on a packet of `octets` IP bytes at `now_ns`, and counts it.
+/// Runs the action and policer of `rule` (none: forward) of the subscriber of `line` (of the
+/// packet's direction), whose rules' lines are `states` and dropped volumes `dropped`, on a
+/// packet of `octets` IP bytes at `now_ns`, and counts it.
 #[inline(always)]
 pub(crate) fn apply(
     line: &SubscriberLine,
     states: &[RuleState],
+    dropped: &[DroppedLine],
     rule: Option<u16>,
-    direction: Direction,
     octets: u64,
     now_ns: u64,
 ) -> Outcome {
     let rule = rule.map(usize::from);
-    let outcome = match rule.and_then(|i| Some((line.actions().get(i)?, states.get(i)?))) {
+    let outcome = match rule.and_then(|i| Some((states.get(i)?, dropped_counter(dropped, i)?))) {
         None => Outcome::Forward(None),
-        Some((action, state)) => state.apply(action, octets, now_ns),
+        Some((state, dropped)) => state.apply(dropped, octets, now_ns),
     };
-    if let (Outcome::Forward(_), Some(aggregate)) =
-        (outcome, line.aggregate.get(direction as usize))
-    {
-        aggregate.add(octets);
+    if let Outcome::Forward(_) = outcome {
+        line.aggregate.add(octets);
     }
     outcome
 }
@@ -1076,27 +1090,25 @@ impl RuleState {
         }
     }
 
+    /// Runs this rule's action on a packet of `octets` at `now_ns`: everything but a dropped
+    /// packet's volume (`dropped`) on this line.
     #[inline(always)]
-    fn apply(&self, action: &RuleAction, octets: u64, now_ns: u64) -> Outcome {
+    fn apply(&self, dropped: &Counter, octets: u64, now_ns: u64) -> Outcome {
+        let action = &self.action;
         if action.drop {
-            self.counters[DROPPED].add(octets);
+            dropped.add(octets);
             return Outcome::Drop;
         }
-        if let Some(params) = &action.policer {
-            let mut policer = PolicerState::from_buckets(self.buckets());
-            let colour = policer.police(
-                params,
-                now_ns,
-                octets as usize,
-                crate::policer::Colour::Green,
-            );
-            self.set_buckets(policer.buckets());
-            if colour == crate::policer::Colour::Red {
-                self.counters[DROPPED].add(octets);
+        if action.policed {
+            let mut buckets = self.buckets();
+            let colour = action.meter.police(&mut buckets, now_ns, octets as usize);
+            self.set_buckets(buckets);
+            if colour == Colour::Red {
+                dropped.add(octets);
                 return Outcome::Policed;
             }
         }
-        self.counters[FORWARDED].add(octets);
+        self.forwarded.add(octets);
         Outcome::Forward(action.remark)
     }
 }

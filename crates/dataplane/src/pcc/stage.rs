@@ -3,7 +3,7 @@
 
 use super::index::AddressIndex;
 use super::policy::{
-    self, HotRules, Outcome, RuleState, StateBlock, SubscriberLine, SubscriberPolicy,
+    self, DroppedLine, HotRules, Outcome, RuleState, StateBlock, SubscriberLine, SubscriberPolicy,
 };
 use super::spec::{Direction, PccDefaults, RoutingInstance};
 use super::PccError;
@@ -21,9 +21,15 @@ use std::sync::Arc;
 /// No subscriber.
 const NONE: u32 = u32::MAX;
 
-/// Packets whose passes run together: enough cache misses in flight to overlap them, few
-/// enough that what a pass prefetched is still in the L1 cache when the next pass reads it.
-const GROUP: usize = 64;
+/// Packets a pass takes at a time. The passes run staggered (see [`PccStage::process`]), so
+/// what one pass prefetches for a group is read a step later, after every pass has taken a
+/// group: 16 gives that step time for the misses (groups of 8, 32 and 64 measured no better
+/// for a distinct rule list per subscriber; 8 cost shared services), and at 256 packets a
+/// batch keeps the steps that do not run all five passes (four at each end) few.
+const GROUP: usize = 16;
+
+/// Passes after the parsing one (see [`PccStage::process`]).
+const PASSES: usize = 5;
 
 /// Packets the stage decided without a subscriber's rules.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -62,14 +68,15 @@ struct Work {
     egress_rule: Option<u16>,
 }
 
-/// What the packet path needs of an installed subscriber, in 16 bytes: where its
-/// state block is (its [`SubscriberLine`] — the aggregate counters, and the pointers to its
-/// IPv4 entries and actions — then its rules' lines) and where its compiled rules' [`HotRules`] are (the far-end
-/// summaries, and the IPv6 entries), both in the huge-page arena, so that a packet goes from
-/// the slot to the two lines it needs first with no line in between: not the policy (a heap
-/// line in 4 KiB pages that used to be a dependent step), not the compiled rules' first line
-/// (whose pointers the subscriber's line copies). (Keeping the entries' pointers in the slot
-/// instead made the slot a cache line and measured slower.)
+/// What the packet path needs of an installed subscriber, in 16 bytes: where its state block
+/// is (its two [`SubscriberLine`]s, one per direction — the aggregate counters, the pointer to
+/// the direction's IPv4 entries and their far-end summary — after its rules' lines, which hold
+/// their actions) and where its compiled rules' [`HotRules`] are (the rule count and the IPv6
+/// entries), both in the huge-page arena, so that an IPv4 packet goes from the slot to the one
+/// line it needs first with no line in between: not the policy (a heap line in 4 KiB pages
+/// that used to be a dependent step), not the compiled rules' line (whose pointers and
+/// summaries the subscriber's lines copy). (Keeping the entries' pointers in the slot instead
+/// made the slot a cache line and measured slower.)
 ///
 /// The low bit of `hot` (the `HotRules` are line-aligned) says whether the rules were shared
 /// when the subscriber was installed ([`HotRules::is_shared`]): shared rules are in the cache,
@@ -124,31 +131,39 @@ impl Installed {
         self.hot.addr().get() & SHARED != 0
     }
 
-    /// The subscriber's line.
+    /// The subscriber's line of `direction`.
     #[inline(always)]
-    fn line(&self) -> &SubscriberLine {
+    fn line(&self, direction: Direction) -> &SubscriberLine {
         // SAFETY: by the invariant above, `block` is the state block of a live policy, kept by
         // the stage as long as this slot is (and `&self` borrows the stage).
-        unsafe { self.block.line() }
+        unsafe { self.block.line(direction) }
     }
 
-    /// The rules' lines.
+    /// The rules' lines (`direction`: the packet's, see [`Installed::rule_count`]).
     #[inline(always)]
-    fn rule_lines(&self) -> &[RuleState] {
+    fn rule_lines(&self, direction: Direction) -> &[RuleState] {
         // SAFETY: as for `line`; `rule_count` is the count of the policy's compiled rules.
-        unsafe { self.block.rules(self.rule_count()) }
+        unsafe { self.block.rules(self.rule_count(direction)) }
     }
 
-    /// The subscriber's rule count, from a line the packet has read already: a shared list's
-    /// first line (in the cache), a distinct one's subscriber line (read by the summary pass).
-    /// Taken from the subscriber's line for a shared list, it made the rule lines' address
-    /// depend on that line's arrival, and the two misses followed one another.
+    /// The rules' dropped volumes.
     #[inline(always)]
-    fn rule_count(&self) -> usize {
+    fn dropped_lines(&self, direction: Direction) -> &[DroppedLine] {
+        // SAFETY: as for `rule_lines`.
+        unsafe { self.block.dropped(self.rule_count(direction)) }
+    }
+
+    /// The subscriber's rule count, from a line a packet in `direction` has read already: a
+    /// shared list's first line (in the cache), a distinct one's subscriber line of that
+    /// direction (read by the summary pass). Taken from the subscriber's line for a shared
+    /// list, it made the rule lines' address depend on that line's arrival, and the two misses
+    /// followed one another.
+    #[inline(always)]
+    fn rule_count(&self, direction: Direction) -> usize {
         if self.shared() {
             self.hot().rule_count()
         } else {
-            self.line().rule_count()
+            self.line(direction).rule_count()
         }
     }
 }
@@ -434,28 +449,29 @@ impl PccStage {
         let Some(installed) = self.installed(slot).filter(|i| !i.shared()) else {
             return 0;
         };
-        let rules = installed.hot();
         match family {
             IpFamily::V4 => {
-                let entries = installed.line().entries4(direction);
-                let candidates = rules.candidates4(key, direction, entries.len());
-                policy::prefetch_candidates4(entries, candidates);
+                let line = installed.line(direction);
+                let candidates = line.candidates4(key, direction);
+                policy::prefetch_candidates4(line.entries4(), candidates);
                 candidates
             }
             IpFamily::V6 => {
-                rules.entries().prefetch_entries(family, direction);
+                installed
+                    .hot()
+                    .entries()
+                    .prefetch_entries(family, direction);
                 0
             }
         }
     }
 
     /// The classify pass for one side of packet `w` (`slot`'s subscriber in `direction`): its
-    /// matching rule, whose line (and, for rules of its own, action) is prefetched — for shared
-    /// rules with the subscriber's line, which nothing needed earlier.
+    /// matching rule, whose line (with its action) is prefetched — for shared rules with the
+    /// subscriber's line, which nothing needed earlier.
     #[inline(always)]
     fn classify_side(&self, slot: u32, w: &Work, direction: Direction) -> Option<u16> {
         let installed = self.installed(slot)?;
-        let line = installed.line();
         let shared = installed.shared();
         let candidates = match direction {
             Direction::Ingress => w.ingress_candidates,
@@ -463,17 +479,14 @@ impl PccStage {
         };
         let rule = match w.family {
             IpFamily::V4 if !shared => {
-                policy::classify4_among(line.entries4(direction), &w.key, candidates)
+                policy::classify4_among(installed.line(direction).entries4(), &w.key, candidates)
             }
             _ => installed.hot().entries().classify(&w.key, direction),
         };
-        let distinct = if shared {
-            crate::fdb::prefetch_read(installed.block.line_addr());
-            None
-        } else {
-            Some(line)
-        };
-        policy::prefetch_rule(installed.block, installed.rule_count(), distinct, rule);
+        if shared {
+            crate::fdb::prefetch_read(installed.block.line_addr(direction));
+        }
+        policy::prefetch_rule(installed.block, installed.rule_count(direction), rule);
         rule
     }
 
@@ -503,16 +516,16 @@ impl PccStage {
         let Some(installed) = self.installed(slot) else {
             return Ok(None);
         };
-        let line = installed.line();
-        if installed.rule_count() == 0 && self.defaults.no_services == Disposition::Drop {
+        let line = installed.line(direction);
+        if installed.rule_count(direction) == 0 && self.defaults.no_services == Disposition::Drop {
             self.stats.no_services_dropped += 1;
             return Err(DropReason::Pcc);
         }
         match policy::apply(
             line,
-            installed.rule_lines(),
+            installed.rule_lines(direction),
+            installed.dropped_lines(direction),
             rule,
-            direction,
             octets,
             now_ns,
         ) {
@@ -525,6 +538,48 @@ impl PccStage {
                 self.stats.policed += 1;
                 Err(DropReason::Policer)
             }
+        }
+    }
+
+    /// The last pass for packet `w` of `batch`: its sender's ingress rules, then its receiver's
+    /// egress rules (the rules the classify pass found), or the default for a packet of no
+    /// subscriber; the verdict or the DSCP remark written into the batch.
+    #[inline(always)]
+    fn finish(&mut self, w: &mut Work, batch: &mut Batch, now_ns: u64) {
+        let decided = if w.src == NONE && w.dst == NONE {
+            self.unknown().map(|()| None)
+        } else {
+            // Ingress of the sender first; traffic between two subscribers then meets
+            // the receiver's egress rules too, as the sender's rules left it.
+            self.decide(w.src, Direction::Ingress, w.ingress_rule, w.octets, now_ns)
+                .and_then(|first| {
+                    if let Some(dscp) = first.filter(|&d| d != w.key.dscp) {
+                        w.key.dscp = dscp;
+                        w.egress_rule = self
+                            .installed(w.dst)
+                            .and_then(|i| i.hot().entries().classify(&w.key, Direction::Egress));
+                    }
+                    let second =
+                        self.decide(w.dst, Direction::Egress, w.egress_rule, w.octets, now_ns)?;
+                    Ok(second.or(first))
+                })
+        };
+        let Some((buf, meta)) = batch.get_mut(w.index) else {
+            return;
+        };
+        match decided {
+            Err(reason) => meta.verdict = Verdict::Drop(reason),
+            Ok(Some(dscp)) => {
+                let ip = buf
+                    .as_mut_slice()
+                    .get_mut(usize::from(meta.l3)..)
+                    .unwrap_or(&mut []);
+                match w.family {
+                    IpFamily::V4 => Ipv4Packet::new_unchecked(ip).set_dscp(dscp),
+                    IpFamily::V6 => Ipv6Packet::new_unchecked(ip).set_dscp(dscp),
+                }
+            }
+            Ok(None) => {}
         }
     }
 }
@@ -549,11 +604,12 @@ impl Stage for PccStage {
     /// Six passes over the batch's IP packets, each issuing the prefetches the next one
     /// needs, so that the cache misses of a batch overlap instead of following one another:
     /// parse, and prefetch the address tables; look the addresses up, and prefetch the slots;
-    /// read the slots, and prefetch the subscriber's line and its direction's far-prefix
-    /// summary (rules of its own) or nothing (shared rules, in the cache); read the two, and
-    /// prefetch the entries the summary leaves; classify, and prefetch the matching rule's
-    /// line (with the subscriber's line, for shared rules) and its action; police, count and
-    /// decide.
+    /// read the slots, and prefetch the subscriber's line of the packet's direction, which
+    /// holds the far-end summary (rules of its own) or nothing (shared rules, in the cache);
+    /// read it, and prefetch the entries the summary leaves; classify, and prefetch the
+    /// matching rule's line, which holds its action (with the subscriber's line, for shared
+    /// rules); police, count and decide. The first runs over the whole batch, the other five
+    /// staggered over groups of [`GROUP`] packets.
     fn process(&mut self, batch: &mut Batch, ctx: &Context<'_>) {
         let mut work = std::mem::take(&mut self.work);
         work.clear();
@@ -595,90 +651,77 @@ impl Stage for PccStage {
                 egress_rule: None,
             });
         }
-        for group in work.chunks_mut(GROUP) {
-            for w in group.iter_mut() {
-                let (src, dst) = match w.family {
-                    IpFamily::V4 => (
-                        self.index.v4.lookup(w.key.src4),
-                        self.index.v4.lookup(w.key.dst4),
-                    ),
-                    IpFamily::V6 => (
-                        self.index.v6.lookup(w.key.src6),
-                        self.index.v6.lookup(w.key.dst6),
-                    ),
-                };
-                w.src = src.unwrap_or(NONE);
-                w.dst = dst.unwrap_or(NONE);
-                for slot in [w.src, w.dst] {
-                    if let Some(entry) = self.slots.get(slot as usize) {
-                        crate::fdb::prefetch_read(entry);
+        // The passes run staggered over groups of `GROUP` packets: at each step every pass
+        // works on its own group, the first on the newest, the last on the one the others
+        // have already taken through, so that a line prefetched by a pass has a whole step
+        // (five groups' passes) to arrive before the next pass reads it — run one after the
+        // other over one group, a pass read the lines the previous one had just asked for.
+        let len = work.len();
+        let groups = len.div_ceil(GROUP);
+        for step in 0..groups + PASSES - 1 {
+            let group_of = |pass: usize| {
+                let group = step.checked_sub(pass).filter(|&g| g < groups)?;
+                Some(group * GROUP..len.min((group + 1) * GROUP))
+            };
+            // Pass 4: police, count, decide.
+            if let Some(group) = group_of(4).and_then(|range| work.get_mut(range)) {
+                for w in group.iter_mut() {
+                    self.finish(w, batch, ctx.now_ns);
+                }
+            }
+            // Pass 3: classify, prefetch the rule's line.
+            if let Some(group) = group_of(3).and_then(|range| work.get_mut(range)) {
+                for w in group.iter_mut() {
+                    w.ingress_rule = self.classify_side(w.src, w, Direction::Ingress);
+                    w.egress_rule = self.classify_side(w.dst, w, Direction::Egress);
+                }
+            }
+            // Pass 2: the far-end summary, prefetch the candidate entries.
+            if let Some(group) = group_of(2).and_then(|range| work.get_mut(range)) {
+                for w in group.iter_mut() {
+                    w.ingress_candidates =
+                        self.summarise(w.src, &w.key, w.family, Direction::Ingress);
+                    w.egress_candidates =
+                        self.summarise(w.dst, &w.key, w.family, Direction::Egress);
+                }
+            }
+            // Pass 1: read the slots, prefetch the subscriber's lines.
+            if let Some(group) = group_of(1).and_then(|range| work.get_mut(range)) {
+                for w in group.iter() {
+                    for (slot, direction) in
+                        [(w.src, Direction::Ingress), (w.dst, Direction::Egress)]
+                    {
+                        // Shared rules are in the cache already, and their packets need the
+                        // subscriber's line only at the end: it is fetched with the rule's line.
+                        if let Some(installed) = self.installed(slot).filter(|i| !i.shared()) {
+                            crate::fdb::prefetch_read(installed.block.line_addr(direction));
+                            if w.family == IpFamily::V6 {
+                                installed.hot().prefetch();
+                            }
+                        }
                     }
                 }
             }
-            for w in group.iter() {
-                for (slot, direction) in [(w.src, Direction::Ingress), (w.dst, Direction::Egress)] {
-                    // Shared rules are in the cache already, and their packets need the
-                    // subscriber's line only at the end: it is fetched with the rule's line.
-                    if let Some(installed) = self.installed(slot).filter(|i| !i.shared()) {
-                        crate::fdb::prefetch_read(installed.block.line_addr());
-                        installed.hot().prefetch(w.family, direction);
-                    }
-                }
-            }
-            for w in group.iter_mut() {
-                w.ingress_candidates = self.summarise(w.src, &w.key, w.family, Direction::Ingress);
-                w.egress_candidates = self.summarise(w.dst, &w.key, w.family, Direction::Egress);
-            }
-            for w in group.iter_mut() {
-                w.ingress_rule = self.classify_side(w.src, w, Direction::Ingress);
-                w.egress_rule = self.classify_side(w.dst, w, Direction::Egress);
-            }
-            for w in group.iter_mut() {
-                let decided = if w.src == NONE && w.dst == NONE {
-                    self.unknown().map(|()| None)
-                } else {
-                    // Ingress of the sender first; traffic between two subscribers then meets
-                    // the receiver's egress rules too, as the sender's rules left it.
-                    self.decide(
-                        w.src,
-                        Direction::Ingress,
-                        w.ingress_rule,
-                        w.octets,
-                        ctx.now_ns,
-                    )
-                    .and_then(|first| {
-                        if let Some(dscp) = first.filter(|&d| d != w.key.dscp) {
-                            w.key.dscp = dscp;
-                            w.egress_rule = self.installed(w.dst).and_then(|i| {
-                                i.hot().entries().classify(&w.key, Direction::Egress)
-                            });
-                        }
-                        let second = self.decide(
-                            w.dst,
-                            Direction::Egress,
-                            w.egress_rule,
-                            w.octets,
-                            ctx.now_ns,
-                        )?;
-                        Ok(second.or(first))
-                    })
-                };
-                let Some((buf, meta)) = batch.get_mut(w.index) else {
-                    continue;
-                };
-                match decided {
-                    Err(reason) => meta.verdict = Verdict::Drop(reason),
-                    Ok(Some(dscp)) => {
-                        let ip = buf
-                            .as_mut_slice()
-                            .get_mut(usize::from(meta.l3)..)
-                            .unwrap_or(&mut []);
-                        match w.family {
-                            IpFamily::V4 => Ipv4Packet::new_unchecked(ip).set_dscp(dscp),
-                            IpFamily::V6 => Ipv6Packet::new_unchecked(ip).set_dscp(dscp),
+            // Pass 0: look the addresses up, prefetch the slots.
+            if let Some(group) = group_of(0).and_then(|range| work.get_mut(range)) {
+                for w in group.iter_mut() {
+                    let (src, dst) = match w.family {
+                        IpFamily::V4 => (
+                            self.index.v4.lookup(w.key.src4),
+                            self.index.v4.lookup(w.key.dst4),
+                        ),
+                        IpFamily::V6 => (
+                            self.index.v6.lookup(w.key.src6),
+                            self.index.v6.lookup(w.key.dst6),
+                        ),
+                    };
+                    w.src = src.unwrap_or(NONE);
+                    w.dst = dst.unwrap_or(NONE);
+                    for slot in [w.src, w.dst] {
+                        if let Some(entry) = self.slots.get(slot as usize) {
+                            crate::fdb::prefetch_read(entry);
                         }
                     }
-                    Ok(None) => {}
                 }
             }
         }

@@ -728,8 +728,9 @@ fn arb_flow() -> impl Strategy<Value = IpMatch> {
         proptest::option::of((0u16..8, 0u16..8)),
         proptest::option::of(0u8..4),
         any::<bool>(),
+        0u8..4,
     )
-        .prop_map(|(dst, protocol, ports, dscp, v6_flow)| {
+        .prop_map(|(dst, protocol, ports, dscp, v6_flow, host)| {
             let mut m = IpMatch::default();
             if v6_flow {
                 m.dst = dst.map(|(net, len)| {
@@ -738,8 +739,11 @@ fn arb_flow() -> impl Strategy<Value = IpMatch> {
                     v6(Ipv6Addr::from(addr), len)
                 });
             } else {
+                // Host bits below the top two, so that prefixes longer than 24 bits (which the
+                // far-end summary keeps as their /24) match some packets and miss others.
                 m.dst = dst.map(|(net, len)| {
-                    let addr = (u32::from(net) << 30) & crate::acl::mask32(len);
+                    let host = (u32::from(host) << 8) | 5;
+                    let addr = ((u32::from(net) << 30) | host) & crate::acl::mask32(len);
                     v4(
                         (addr >> 24) as u8,
                         (addr >> 16) as u8,
@@ -757,6 +761,19 @@ fn arb_flow() -> impl Strategy<Value = IpMatch> {
             m.dscp = dscp;
             m
         })
+}
+
+/// Fewer than `rules` generated (flows, precedence, egress) triples of fewer than `flows`
+/// flows each, for [`arb_rules_spec`].
+fn arb_rules(flows: usize, rules: usize) -> impl Strategy<Value = Vec<(Vec<IpMatch>, u32, bool)>> {
+    proptest::collection::vec(
+        (
+            proptest::collection::vec(arb_flow(), 1..flows),
+            0u32..4,
+            any::<bool>(),
+        ),
+        1..rules,
+    )
 }
 
 /// Rules from generated (flows, precedence, egress) triples, named `r0`, `r1`…: egress rules
@@ -788,6 +805,24 @@ fn arb_rules_spec(rules: Vec<(Vec<IpMatch>, u32, bool)>) -> Vec<PccRuleSpec> {
         .collect()
 }
 
+/// A policy of subscriber `q` (192.0.2.10) with `rules`, for the far-end summary's tests.
+fn summary_policy(rules: Vec<PccRuleSpec>) -> SubscriberPolicy {
+    SubscriberPolicy::compile(SubscriberPccSpec {
+        name: "q".into(),
+        addresses: vec![v4(192, 0, 2, 10, 32)],
+        vprn_addresses: Vec::new(),
+        rules,
+    })
+    .unwrap()
+}
+
+/// The key of a UDP packet from [`SUB4`] to `dst` port 80.
+fn upstream_key(dst: Ipv4Addr) -> PacketKey {
+    let mut key = PacketKey::default();
+    key.read_ipv4(&udp(SUB4.into(), dst.into(), 80, 8));
+    key
+}
+
 #[test]
 fn far_summary_leaves_only_the_entries_whose_far_prefix_covers_the_packet() {
     // Seven rules towards 203.0.i.0/24, then one towards anywhere, then one more than the
@@ -807,33 +842,54 @@ fn far_summary_leaves_only_the_entries_whose_far_prefix_covers_the_packet() {
         })
         .collect();
     rules.push(rule("e", Direction::Egress, 0, vec![IpMatch::default()]));
-    let policy = SubscriberPolicy::compile(SubscriberPccSpec {
-        name: "q".into(),
-        addresses: vec![v4(192, 0, 2, 10, 32)],
-        vprn_addresses: Vec::new(),
-        rules,
-    })
-    .unwrap();
-    let key = |dst: Ipv4Addr| {
-        let mut key = PacketKey::default();
-        key.read_ipv4(&udp(SUB4.into(), dst.into(), 80, 8));
-        key
-    };
-    let compiled = policy.compiled().hot();
-    let (ingress, egress) = (9, 1);
-    let elsewhere = key(Ipv4Addr::new(198, 18, 0, 1));
-    assert_eq!(
-        compiled.candidates4(&elsewhere, Direction::Ingress, ingress),
-        1 << 7
+    let policy = summary_policy(rules);
+    let key = upstream_key;
+    let (ingress, egress) = (
+        policy.line(Direction::Ingress),
+        policy.line(Direction::Egress),
     );
+    let elsewhere = key(Ipv4Addr::new(198, 18, 0, 1));
+    assert_eq!(ingress.candidates4(&elsewhere, Direction::Ingress), 1 << 7);
     let third = key(Ipv4Addr::new(203, 0, 3, 9));
-    let candidates = compiled.candidates4(&third, Direction::Ingress, ingress);
+    let candidates = ingress.candidates4(&third, Direction::Ingress);
     assert_eq!(candidates, 1 << 3 | 1 << 7);
-    let entries = policy.line().entries4(Direction::Ingress);
-    assert_eq!(entries.len(), ingress);
+    let entries = ingress.entries4();
+    assert_eq!(entries.len(), 9);
     assert_eq!(classify4_among(entries, &third, candidates), Some(3));
     // The one egress entry, any address.
-    assert_eq!(compiled.candidates4(&third, Direction::Egress, egress), 1);
+    assert_eq!(egress.entries4().len(), 1);
+    assert_eq!(egress.candidates4(&third, Direction::Egress), 1);
+}
+
+#[test]
+fn far_summary_keeps_a_prefix_longer_than_24_bits_as_its_24() {
+    // 203.0.3.16/28 and 203.0.4.0/26: summarised as 203.0.3.0/24 and 203.0.4.0/24.
+    let rules = [v4(203, 0, 3, 16, 28), v4(203, 0, 4, 0, 26)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, dst)| {
+            let flow = IpMatch {
+                dst: Some(dst),
+                ..IpMatch::default()
+            };
+            rule(&format!("r{i}"), Direction::Ingress, i as u32, vec![flow])
+        })
+        .collect();
+    let policy = summary_policy(rules);
+    let line = policy.line(Direction::Ingress);
+    let candidates = |dst: Ipv4Addr| {
+        let key = upstream_key(dst);
+        (line.candidates4(&key, Direction::Ingress), key)
+    };
+    // Outside the /28 but inside its /24: a candidate that the whole match then refuses.
+    let (bits, key) = candidates(Ipv4Addr::new(203, 0, 3, 1));
+    assert_eq!(bits, 0b01);
+    assert_eq!(classify4_among(line.entries4(), &key, bits), None);
+    let (bits, key) = candidates(Ipv4Addr::new(203, 0, 3, 17));
+    assert_eq!(bits, 0b01);
+    assert_eq!(classify4_among(line.entries4(), &key, bits), Some(0));
+    assert_eq!(candidates(Ipv4Addr::new(203, 0, 4, 200)).0, 0b10);
+    assert_eq!(candidates(Ipv4Addr::new(203, 0, 5, 1)).0, 0);
 }
 
 proptest! {
@@ -842,10 +898,9 @@ proptest! {
     /// entries than the summary covers, flows without a far-end prefix and IPv6-only flows).
     #[test]
     fn far_summary_scan_agrees_with_the_plain_scan(
-        rules in proptest::collection::vec(
-            (proptest::collection::vec(arb_flow(), 1..4), 0u32..4, any::<bool>()), 1..12),
+        rules in arb_rules(4, 12),
         packets in proptest::collection::vec(
-            (0u8..4, any::<u8>(), 0u16..8, any::<bool>(), 0u8..4), 1..32),
+            (0u8..4, 0u8..8, 0u16..8, any::<bool>(), 0u8..4), 1..32),
     ) {
         let policy = SubscriberPolicy::compile(SubscriberPccSpec {
             name: "q".into(),
@@ -869,8 +924,9 @@ proptest! {
                 ip[1] = dscp << 2;
                 let mut key = PacketKey::default();
                 key.read_ipv4(&ip);
-                let entries = policy.line().entries4(direction);
-                let candidates = compiled.candidates4(&key, direction, entries.len());
+                let line = policy.line(direction);
+                let entries = line.entries4();
+                let candidates = line.candidates4(&key, direction);
                 prop_assert_eq!(
                     classify4_among(entries, &key, candidates),
                     compiled.entries().classify(&key, direction)
@@ -950,6 +1006,91 @@ proptest! {
                     .collect();
                 prop_assert_eq!(hit, expected.iter().map(String::as_str).collect::<Vec<_>>());
             }
+        }
+    }
+}
+
+proptest! {
+    /// A batch of up to 200 packets, of a subscriber with a rule list of its own, of one whose
+    /// list is shared, and of no subscriber, in any order and both directions, runs through
+    /// the stage's staggered passes as if each packet were alone: every verdict and every
+    /// rule's forwarded and dropped count is the reference's.
+    #[test]
+    fn a_batch_is_decided_packet_by_packet(
+        rules in arb_rules(3, 10),
+        packets in proptest::collection::vec(
+            (0usize..3, 0u8..4, 0u16..8, any::<bool>(), any::<bool>(), any::<bool>()), 1..200),
+    ) {
+        let mut rules = arb_rules_spec(rules);
+        for rule in rules.iter_mut().skip(1).step_by(3) {
+            rule.action.disposition = Disposition::Drop;
+        }
+        let subscribers: [(&str, Ipv4Addr, Ipv6Addr); 3] = [
+            ("q", SUB4, sub6_host()),
+            ("s", Ipv4Addr::new(192, 0, 2, 11), Ipv6Addr::from(u128::from(SHARED6) | 0x42)),
+            ("nobody", Ipv4Addr::new(192, 0, 2, 99), SERVER6),
+        ];
+        // "q" compiled first keeps the shared bit clear (the distinct path), "s" shares its list.
+        let mut compiler = PccCompiler::new();
+        let mut stage = PccStage::new(PccDefaults::default());
+        for (name, near4, near6) in &subscribers[..2] {
+            let spec = SubscriberPccSpec {
+                name: (*name).into(),
+                addresses: vec![(*near4).into(), (*near6).into()]
+                    .into_iter()
+                    .map(|addr: IpAddr| crate::acl::Prefix::new(addr, if addr.is_ipv4() { 32 } else { 128 }))
+                    .collect(),
+                vprn_addresses: Vec::new(),
+                rules: rules.clone(),
+            };
+            stage.install(Arc::new(compiler.compile(spec).unwrap())).unwrap();
+        }
+        let spec = stage.get("q").unwrap().spec();
+        let mut p = pipeline(stage);
+        let mut ips = Vec::new();
+        let mut expected = Vec::new();
+        let mut model: [std::collections::BTreeMap<String, (u64, u64)>; 2] = Default::default();
+        for (subscriber, net, port, tcp, egress, v6_packet) in packets {
+            let (_, near4, near6) = subscribers[subscriber];
+            let (near, far): (IpAddr, IpAddr) = if v6_packet {
+                (near6.into(), Ipv6Addr::from((u128::from(net) << 124) | 5).into())
+            } else {
+                (near4.into(), Ipv4Addr::from((u32::from(net) << 30) | 5).into())
+            };
+            let direction = if egress { Direction::Egress } else { Direction::Ingress };
+            let (src, dst) = if egress { (far, near) } else { (near, far) };
+            let mut ip = udp(src, dst, 5000 + port, 8);
+            if tcp {
+                ip[if v6_packet { 6 } else { 9 }] = 6;
+            }
+            let mut key = PacketKey::default();
+            if v6_packet { key.read_ipv6(&ip) } else { key.read_ipv4(&ip) }
+            let hit = model
+                .get_mut(subscriber)
+                .and_then(|counts| Some((counts, reference(&spec, &key, direction)?)));
+            let mut verdict = Verdict::Ignore;
+            if let Some((counts, name)) = hit {
+                let drops = spec.rules.iter().any(|r| {
+                    r.name == name && r.direction == direction && r.action.disposition == Disposition::Drop
+                });
+                let (forwarded, dropped) = counts.entry(name).or_default();
+                *(if drops { dropped } else { forwarded }) += 1;
+                if drops {
+                    verdict = Verdict::Drop(DropReason::Pcc);
+                }
+            }
+            ips.push(ip);
+            expected.push(verdict);
+        }
+        prop_assert_eq!(verdicts(&mut p, &ips, 0), expected);
+        for ((name, _, _), model) in subscribers.iter().zip(&model) {
+            let observed: std::collections::BTreeMap<String, (u64, u64)> = counters(&mut p, name)
+                .rules
+                .into_iter()
+                .filter(|r| r.forwarded.packets + r.dropped.packets > 0)
+                .map(|r| (r.name, (r.forwarded.packets, r.dropped.packets)))
+                .collect();
+            prop_assert_eq!(&observed, model);
         }
     }
 }
@@ -1052,8 +1193,8 @@ fn arb_life_op() -> impl Strategy<Value = LifeOp> {
     prop_oneof![
         (0usize..5, 0u8..4).prop_map(|(subscriber, list)| LifeOp::Install { subscriber, list }),
         (0usize..5).prop_map(|subscriber| LifeOp::Remove { subscriber }),
-        (0usize..5, 0u16..6).prop_map(|(subscriber, port)| LifeOp::Send { subscriber, port }),
-        (0usize..5, 0u16..6).prop_map(|(subscriber, port)| LifeOp::Send { subscriber, port }),
+        (0usize..5, 0u16..10).prop_map(|(subscriber, port)| LifeOp::Send { subscriber, port }),
+        (0usize..5, 0u16..10).prop_map(|(subscriber, port)| LifeOp::Send { subscriber, port }),
         Just(LifeOp::Forget),
     ]
 }
@@ -1061,11 +1202,13 @@ fn arb_life_op() -> impl Strategy<Value = LifeOp> {
 /// Rule list `list` of subscriber `subscriber`: lists 0 and 1 are the same for every
 /// subscriber (one compiled copy, shared), lists 2 and 3 differ per subscriber (a first rule
 /// with a prefix of its own that the test's packets never match), so shared and distinct
-/// lists are installed side by side. Rules are named `r0`, `r1`, … in every list, with port
-/// ranges and precedences that differ between lists, so a replacement carries some rules'
-/// state over to rules that now match other packets.
+/// lists are installed side by side. Rules are named `r0`, `r1`, … in every list (3 to 6 of
+/// them, so that the rules' dropped volumes take one or two lines), with port ranges,
+/// precedences and actions (forward, drop, a policer that passes everything) that differ
+/// between lists, so a replacement carries some rules' state over to rules that now match
+/// other packets or act otherwise.
 fn life_rules(list: u8, subscriber: usize) -> Vec<PccRuleSpec> {
-    let count = 2 + u16::from(list % 3);
+    let count = 3 + u16::from(list);
     let mut rules: Vec<PccRuleSpec> = (0..count)
         .map(|r| {
             let first = 5000 + r + u16::from(list);
@@ -1074,7 +1217,7 @@ fn life_rules(list: u8, subscriber: usize) -> Vec<PccRuleSpec> {
             } else {
                 100 - 10 * u32::from(r)
             };
-            rule(
+            let mut rule = rule(
                 &format!("r{r}"),
                 Direction::Ingress,
                 precedence,
@@ -1085,7 +1228,13 @@ fn life_rules(list: u8, subscriber: usize) -> Vec<PccRuleSpec> {
                         last: first + 2,
                     });
                 })],
-            )
+            );
+            match (r + u16::from(list)) % 3 {
+                0 => rule.action = pir(1_000_000),
+                1 => rule.action.disposition = Disposition::Drop,
+                _ => {}
+            }
+            rule
         })
         .collect();
     if list >= 2 {
@@ -1100,23 +1249,24 @@ fn life_address(subscriber: usize) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, 100 + subscriber as u8)
 }
 
-/// The model's view of one subscriber: its spec and its rules' and aggregate packet counts.
+/// The model's view of one subscriber: its spec, its rules' forwarded and dropped packets,
+/// and its aggregate forwarded packets.
 #[derive(Debug, Clone)]
 struct LifeModel {
     spec: SubscriberPccSpec,
-    rules: std::collections::BTreeMap<String, u64>,
+    rules: std::collections::BTreeMap<String, (u64, u64)>,
     ingress: u64,
 }
 
-/// A policy's forwarded packets per rule name, and its ingress aggregate.
-type Observed = (std::collections::BTreeMap<String, u64>, u64);
+/// A policy's forwarded and dropped packets per rule name, and its ingress aggregate.
+type Observed = (std::collections::BTreeMap<String, (u64, u64)>, u64);
 
 fn observed(policy: &SubscriberPolicy) -> Observed {
     let c = policy.counters();
     (
         c.rules
             .iter()
-            .map(|r| (r.name.clone(), r.forwarded.packets))
+            .map(|r| (r.name.clone(), (r.forwarded.packets, r.dropped.packets)))
             .collect(),
         c.ingress.packets,
     )
@@ -1153,7 +1303,7 @@ proptest! {
                         .iter()
                         .map(|r| {
                             let kept = old.as_ref().and_then(|o| o.rules.get(&r.name)).copied();
-                            (r.name.clone(), kept.unwrap_or(0))
+                            (r.name.clone(), kept.unwrap_or_default())
                         })
                         .collect();
                     let ingress = old.map_or(0, |o| o.ingress);
@@ -1171,15 +1321,28 @@ proptest! {
                 }
                 LifeOp::Send { subscriber, port } => {
                     let ip = udp(life_address(subscriber).into(), SERVER.into(), 5000 + port, 8);
-                    prop_assert_eq!(verdicts(&mut p, std::slice::from_ref(&ip), 0), [Verdict::Ignore]);
+                    let verdict = verdicts(&mut p, std::slice::from_ref(&ip), 0);
+                    let mut expected = Verdict::Ignore;
                     if let Some(m) = model[subscriber].as_mut() {
                         let mut key = PacketKey::default();
                         key.read_ipv4(&ip);
-                        if let Some(name) = reference(&m.spec, &key, Direction::Ingress) {
-                            *m.rules.get_mut(&name).unwrap() += 1;
+                        let rule = reference(&m.spec, &key, Direction::Ingress);
+                        let drops = rule.as_ref().is_some_and(|name| {
+                            m.spec.rules.iter().any(|r| {
+                                &r.name == name && r.action.disposition == Disposition::Drop
+                            })
+                        });
+                        if let Some(name) = rule {
+                            let (forwarded, dropped) = m.rules.get_mut(&name).unwrap();
+                            *(if drops { dropped } else { forwarded }) += 1;
                         }
-                        m.ingress += 1;
+                        if drops {
+                            expected = Verdict::Drop(DropReason::Pcc);
+                        } else {
+                            m.ingress += 1;
+                        }
                     }
+                    prop_assert_eq!(verdict, [expected]);
                 }
                 LifeOp::Forget => removed.clear(),
             }

@@ -12,9 +12,8 @@ use super::throttle::{
 };
 use super::FilterKind;
 use crate::acl::{mac_bits, Disposition, IpFamily, PacketKey, RuleSet};
-use crate::fdb::{
-    self, prefetch_read, prefetch_slice, prefetch_span, Entry, Fdb, Sighting, STATIC_EPOCH,
-};
+use crate::arena::{Block, HugeVec};
+use crate::fdb::{self, prefetch_read, prefetch_slice, Entry, Fdb, Sighting, STATIC_EPOCH};
 use crate::packet::PacketBuf;
 use crate::pcc::PccStage;
 use crate::pipeline::{
@@ -158,13 +157,56 @@ struct ServiceState {
     static_move_refused: u64,
 }
 
-#[derive(Debug, Clone, Default)]
+/// A filter's state, in the stage's huge pages. What a packet reads comes first, in one
+/// line: the compiled rule set — the stage's own copy of the snapshot's, so that its block
+/// is the stage's and the packet reaches it from this line, not through an `Arc` in the
+/// heap — and the hit counters' block.
+#[derive(Debug, Default)]
+#[repr(C, align(64))]
 struct FilterState {
+    rules: Option<RuleSet>,
+    /// Per entry, in rule-index order: four entries a line.
+    hits: Block<HitLine>,
     generation: u32,
-    rules: Option<Arc<RuleSet>>,
-    entry_ids: Option<Arc<[u32]>>,
-    hits: Vec<[u64; 2]>,
     default_hits: [u64; 2],
+    /// The snapshot's rule set this state copied (`install` compares it to tell a change).
+    source: Option<Arc<RuleSet>>,
+    entry_ids: Option<Arc<[u32]>>,
+}
+
+const _: () = assert!(std::mem::offset_of!(FilterState, hits) + 16 <= 64);
+
+/// Packets and octets of four filter entries: a whole line, so an 8-entry filter's counters
+/// are two lines (16-byte counters at any offset would span three).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct HitLine([[u64; 2]; HITS_PER_LINE]);
+
+const HITS_PER_LINE: usize = 4;
+
+crate::arena::arena_item!(HitLine);
+
+impl FilterState {
+    /// The counters of entry `index`.
+    fn hits_of(&self, index: usize) -> [u64; 2] {
+        self.hits
+            .get(index / HITS_PER_LINE)
+            .map_or([0; 2], |line| line.0[index % HITS_PER_LINE])
+    }
+
+    /// The counters of the entry a packet hit (`None`: the default action).
+    #[inline]
+    fn hit_mut(&mut self, rule: Option<u16>) -> Option<&mut [u64; 2]> {
+        match rule {
+            Some(rule) => {
+                let index = usize::from(rule);
+                self.hits
+                    .get_mut(index / HITS_PER_LINE)
+                    .map(|line| &mut line.0[index % HITS_PER_LINE])
+            }
+            None => Some(&mut self.default_hits),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -307,13 +349,15 @@ fn drops_map(drops: &[u64; REASONS]) -> BTreeMap<&'static str, u64> {
 pub struct ServiceStage {
     config: ServiceStageConfig,
     tables: Option<Arc<ServiceTables>>,
-    saps: Vec<SapState>,
-    services: Vec<ServiceState>,
+    // The state a packet reads at random by slot is in huge pages (see `HugeVec`): with
+    // 100 000 SAPs, 4 KiB pages cost a page walk per read.
+    saps: HugeVec<SapState>,
+    services: HugeVec<ServiceState>,
     /// Drops by reason, apart from the hot counters (touched only on drops).
     sap_drops: Vec<[u64; REASONS]>,
     service_drops: Vec<[u64; REASONS]>,
-    filters: Vec<FilterState>,
-    policers: Vec<PolicerSlot>,
+    filters: HugeVec<FilterState>,
+    policers: HugeVec<PolicerSlot>,
     ports: Vec<AccessPortCounters>,
     fdb: Option<Fdb>,
     punts: VecDeque<Punted>,
@@ -441,8 +485,8 @@ const _: () = assert!(
 );
 
 /// Lines of a filter's hit counters that step D prefetches: all of an 8-entry filter's
-/// (16 bytes an entry, at any 16-byte offset).
-const HIT_LINES: usize = 3;
+/// (four entries a line, see [`HitLine`]).
+const HIT_LINES: usize = 2;
 
 /// Steps after the first in the software pipeline (B to F).
 const LATER_STEPS: usize = 5;
@@ -567,12 +611,12 @@ impl ServiceStage {
         Self {
             config,
             tables: None,
-            saps: Vec::new(),
-            services: Vec::new(),
+            saps: HugeVec::new(),
+            services: HugeVec::new(),
             sap_drops: Vec::new(),
             service_drops: Vec::new(),
-            filters: Vec::new(),
-            policers: Vec::new(),
+            filters: HugeVec::new(),
+            policers: HugeVec::new(),
             ports: Vec::new(),
             fdb: None,
             punts: VecDeque::new(),
@@ -622,22 +666,19 @@ impl ServiceStage {
     pub fn install(&mut self, tables: Arc<ServiceTables>, now_ns: u64) {
         let old = self.tables.take();
         if self.saps.len() < tables.saps.len() {
-            self.saps.resize_with(tables.saps.len(), SapState::default);
+            self.saps.grow_to(tables.saps.len());
             self.sap_drops.resize(tables.saps.len(), [0; REASONS]);
         }
         if self.services.len() < tables.services.len() {
-            self.services
-                .resize_with(tables.services.len(), ServiceState::default);
+            self.services.grow_to(tables.services.len());
             self.service_drops
                 .resize(tables.services.len(), [0; REASONS]);
         }
         if self.filters.len() < tables.filters.len() {
-            self.filters
-                .resize_with(tables.filters.len(), FilterState::default);
+            self.filters.grow_to(tables.filters.len());
         }
         if self.policers.len() < tables.policers.len() {
-            self.policers
-                .resize_with(tables.policers.len(), PolicerSlot::default);
+            self.policers.grow_to(tables.policers.len());
         }
         if self.ports.len() < tables.ports.len() {
             self.ports
@@ -709,20 +750,28 @@ impl ServiceStage {
                         };
                     }
                     let same = state
-                        .rules
+                        .source
                         .as_ref()
                         .is_some_and(|r| Arc::ptr_eq(r, &f.rules));
                     if !same {
-                        let mut hits = vec![[0u64; 2]; f.entry_ids.len()];
-                        if let Some(old_ids) = &state.entry_ids {
-                            for (i, id) in f.entry_ids.iter().enumerate() {
-                                if let Some(j) = old_ids.iter().position(|x| x == id) {
-                                    hits[i] = state.hits.get(j).copied().unwrap_or_default();
-                                }
-                            }
-                        }
+                        let old_ids = state.entry_ids.as_deref().unwrap_or_default();
+                        let carried = |i: usize| {
+                            let id = f.entry_ids.get(i)?;
+                            let j = old_ids.iter().position(|x| x == id)?;
+                            Some(state.hits_of(j))
+                        };
+                        let lines = f.entry_ids.len().div_ceil(HITS_PER_LINE);
+                        // A rule set holds at most 65 536 entries of its family, 16 384 lines:
+                        // the arena's chunk takes 32 768, so this cannot be refused.
+                        let hits = Block::from_fn(lines, |line| {
+                            HitLine(std::array::from_fn(|k| {
+                                carried(line * HITS_PER_LINE + k).unwrap_or_default()
+                            }))
+                        })
+                        .unwrap_or_default();
                         state.hits = hits;
-                        state.rules = Some(f.rules.clone());
+                        state.rules = Some(RuleSet::clone(&f.rules));
+                        state.source = Some(f.rules.clone());
                         state.entry_ids = Some(f.entry_ids.clone());
                     }
                 }
@@ -762,7 +811,7 @@ impl ServiceStage {
         self.sync_statics(old.as_deref(), &tables, &service_slots);
         if !incremental {
             // MAC counts of the services follow their SAPs.
-            for state in &mut self.services {
+            for state in self.services.iter_mut() {
                 state.mac_count = 0;
             }
             for (slot, sap) in tables.saps.iter().enumerate() {
@@ -921,11 +970,14 @@ impl ServiceStage {
         let ids = state.entry_ids.as_ref()?;
         let mut entries: Vec<EntryHits> = ids
             .iter()
-            .zip(&state.hits)
-            .map(|(id, [packets, octets])| EntryHits {
-                entry: Some(*id),
-                packets: *packets,
-                octets: *octets,
+            .enumerate()
+            .map(|(index, id)| {
+                let [packets, octets] = state.hits_of(index);
+                EntryHits {
+                    entry: Some(*id),
+                    packets,
+                    octets,
+                }
             })
             .collect();
         entries.push(EntryHits {
@@ -1187,11 +1239,7 @@ impl ServiceStage {
                     continue;
                 };
                 let hit = rules.classify(&key);
-                let counter = match hit.rule {
-                    Some(rule) => state.hits.get_mut(usize::from(rule)),
-                    None => Some(&mut state.default_hits),
-                };
-                if let Some(c) = counter {
+                if let Some(c) = state.hit_mut(hit.rule) {
                     c[0] += 1;
                     c[1] += len as u64;
                 }
@@ -1575,7 +1623,8 @@ impl ServiceStage {
             _ => {}
         }
         for slot in sap.ingress.filters.iter().flatten() {
-            prefetch_slot(&self.filters, *slot);
+            // Its first line holds the rule set and the hit counters' block.
+            prefetch_first_line(&self.filters, *slot);
         }
         if let Some(policer) = sap.ingress.policer {
             tables.policers.prefetch(policer as usize);
@@ -1614,9 +1663,7 @@ impl ServiceStage {
         for slot in sap.ingress.filters.iter().flatten() {
             if let Some(state) = self.filters.get(*slot as usize) {
                 if let Some(rules) = &state.rules {
-                    // The handle is 40 bytes after the counts: it may cross into a second line.
-                    let handle = Arc::as_ptr(rules).cast::<u8>();
-                    prefetch_span(handle, std::mem::size_of::<RuleSet>(), 2);
+                    rules.prefetch_head();
                 }
                 prefetch_slice(&state.hits, HIT_LINES);
             }

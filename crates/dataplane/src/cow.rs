@@ -92,16 +92,13 @@ impl<T: Clone + Default, const N: usize> CowVec<T, N> {
         self.chunks.iter().flat_map(|chunk| chunk.iter())
     }
 
-    /// Hints the CPU to fetch the entry at `i` (its first two cache lines: entries keep
-    /// their hot fields first).
+    /// Hints the CPU to fetch the entry at `i`: its first cache line, where entries keep the
+    /// fields a packet reads (a line more per packet was measured to cost more than a rare
+    /// miss on the others: round 12 in `docs/perf/dataplane.md`).
     #[inline]
     pub fn prefetch(&self, i: usize) {
         if let Some(entry) = self.get(i) {
-            let ptr = (entry as *const T).cast::<u8>();
-            crate::fdb::prefetch_read(ptr);
-            if std::mem::size_of::<T>() > 64 {
-                crate::fdb::prefetch_read(ptr.wrapping_add(64));
-            }
+            crate::fdb::prefetch_read(entry as *const T);
         }
     }
 

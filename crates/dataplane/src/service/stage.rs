@@ -13,13 +13,15 @@ use super::throttle::{
 use super::FilterKind;
 use crate::acl::{mac_bits, Disposition, IpFamily, PacketKey, RuleSet};
 use crate::arena::{Block, HugeVec};
-use crate::fdb::{self, prefetch_read, prefetch_slice, Entry, Fdb, Sighting, STATIC_EPOCH};
+use crate::fdb::{
+    self, prefetch_read, prefetch_slice, prefetch_span, Entry, Fdb, Sighting, STATIC_EPOCH,
+};
 use crate::packet::PacketBuf;
 use crate::pcc::PccStage;
 use crate::pipeline::{
     pkt_type, Batch, Context, DropReason, PacketMeta, PortId, Shared, Stage, Verdict,
 };
-use crate::policer::{Colour, PolicerState, PolicerStats, RateLimitState};
+use crate::policer::{Colour, PolicerParams, PolicerState, PolicerStats, RateLimitState};
 use crate::sap::{self, PortSaps, SapId, WireTags};
 use crate::wire::{
     ethernet, ip_protocol, vlan, EtherType, GrePacket, Ipv4Packet, Ipv6Packet, MacAddr,
@@ -157,61 +159,111 @@ struct ServiceState {
     static_move_refused: u64,
 }
 
-/// A filter's state, in the stage's huge pages. What a packet reads comes first, in one
-/// line: the compiled rule set — the stage's own copy of the snapshot's, so that its block
-/// is the stage's and the packet reaches it from this line, not through an `Arc` in the
-/// heap — and the hit counters' block.
+/// A filter's state, in the stage's huge pages. What a packet reads comes first, in three
+/// lines of one page: the compiled rule set — the stage's own copy of the snapshot's, so that
+/// its block is the stage's and the packet reaches it from this line, not through an `Arc` in
+/// the heap — then the hit counters of the first [`INLINE_HITS`] entries (an 8-entry filter's
+/// packet reads no other page for its counters). Counters of later entries are in a block.
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
 struct FilterState {
     rules: Option<RuleSet>,
-    /// Per entry, in rule-index order: four entries a line.
-    hits: Block<HitLine>,
-    generation: u32,
     default_hits: [u64; 2],
+    generation: u32,
+    /// Entries `0..INLINE_HITS`, in rule-index order.
+    first_hits: [HitLine; INLINE_HITS / HITS_PER_LINE],
+    /// Entries from `INLINE_HITS` on.
+    more_hits: Block<HitLine>,
     /// The snapshot's rule set this state copied (`install` compares it to tell a change).
     source: Option<Arc<RuleSet>>,
     entry_ids: Option<Arc<[u32]>>,
 }
 
-const _: () = assert!(std::mem::offset_of!(FilterState, hits) + 16 <= 64);
+const _: () = assert!(std::mem::offset_of!(FilterState, generation) + 4 <= 64);
 
-/// Packets and octets of four filter entries: a whole line, so an 8-entry filter's counters
-/// are two lines (16-byte counters at any offset would span three).
+/// Packets and octets of four filter entries: a whole line (16-byte counters at any offset
+/// would make eight entries span three lines instead of two).
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C, align(64))]
 struct HitLine([[u64; 2]; HITS_PER_LINE]);
 
 const HITS_PER_LINE: usize = 4;
 
+/// Entries whose hit counters a filter's state holds inline.
+const INLINE_HITS: usize = 8;
+
 crate::arena::arena_item!(HitLine);
 
 impl FilterState {
     /// The counters of entry `index`.
     fn hits_of(&self, index: usize) -> [u64; 2] {
-        self.hits
-            .get(index / HITS_PER_LINE)
-            .map_or([0; 2], |line| line.0[index % HITS_PER_LINE])
+        let (lines, at) = self.hit_lines(index);
+        lines
+            .get(at / HITS_PER_LINE)
+            .map_or([0; 2], |line| line.0[at % HITS_PER_LINE])
+    }
+
+    /// The lines holding entry `index`'s counters, and its index in them.
+    fn hit_lines(&self, index: usize) -> (&[HitLine], usize) {
+        match index.checked_sub(INLINE_HITS) {
+            None => (&self.first_hits, index),
+            Some(at) => (&self.more_hits, at),
+        }
     }
 
     /// The counters of the entry a packet hit (`None`: the default action).
     #[inline]
     fn hit_mut(&mut self, rule: Option<u16>) -> Option<&mut [u64; 2]> {
-        match rule {
-            Some(rule) => {
-                let index = usize::from(rule);
-                self.hits
-                    .get_mut(index / HITS_PER_LINE)
-                    .map(|line| &mut line.0[index % HITS_PER_LINE])
-            }
-            None => Some(&mut self.default_hits),
-        }
+        let Some(rule) = rule else {
+            return Some(&mut self.default_hits);
+        };
+        let index = usize::from(rule);
+        let (lines, at): (&mut [HitLine], usize) = match index.checked_sub(INLINE_HITS) {
+            None => (&mut self.first_hits, index),
+            Some(at) => (&mut self.more_hits, at),
+        };
+        lines
+            .get_mut(at / HITS_PER_LINE)
+            .map(|line| &mut line.0[at % HITS_PER_LINE])
+    }
+
+    /// Takes the snapshot's rule set `rules` (changed, or new to this state) with its entry
+    /// ids: copies the set into the stage and carries each entry's counters over from the
+    /// entry of the same id before the change (new entries start at zero).
+    fn take_rules(&mut self, rules: &Arc<RuleSet>, entry_ids: &Arc<[u32]>) {
+        let old_ids = self.entry_ids.as_deref().unwrap_or_default();
+        let carried = |i: usize| -> [u64; 2] {
+            entry_ids
+                .get(i)
+                .and_then(|id| old_ids.iter().position(|x| x == id))
+                .map_or([0; 2], |j| self.hits_of(j))
+        };
+        let line_of = |first: usize| HitLine(std::array::from_fn(|k| carried(first + k)));
+        let first_hits = std::array::from_fn(|line| line_of(line * HITS_PER_LINE));
+        let more = entry_ids
+            .len()
+            .saturating_sub(INLINE_HITS)
+            .div_ceil(HITS_PER_LINE);
+        // A rule set holds at most 65 536 entries of its family, 16 384 lines: the arena's
+        // chunk takes 32 768, so this cannot be refused.
+        let more_hits = Block::from_fn(more, |line| line_of(INLINE_HITS + line * HITS_PER_LINE))
+            .unwrap_or_default();
+        self.first_hits = first_hits;
+        self.more_hits = more_hits;
+        self.rules = Some(RuleSet::clone(rules));
+        self.source = Some(rules.clone());
+        self.entry_ids = Some(entry_ids.clone());
     }
 }
 
+/// A policer's buckets and counters, and a copy of the snapshot's parameters (`install`
+/// keeps it the snapshot's): metering reads both from these two lines, not the snapshot's
+/// entry as well.
 #[derive(Debug, Clone, Default)]
+#[repr(C, align(64))]
 struct PolicerSlot {
     state: Option<PolicerState>,
+    params: Option<PolicerParams>,
     generation: u32,
 }
 
@@ -484,8 +536,8 @@ const _: () = assert!(
         && IN_FLIGHT.is_multiple_of(DEPENDENTS_GROUP)
 );
 
-/// Lines of a filter's hit counters that step D prefetches: all of an 8-entry filter's
-/// (four entries a line, see [`HitLine`]).
+/// Lines of a filter's later entries' hit counters (past [`INLINE_HITS`]) that step D
+/// prefetches: those of a 16-entry filter.
 const HIT_LINES: usize = 2;
 
 /// Steps after the first in the software pipeline (B to F).
@@ -754,25 +806,7 @@ impl ServiceStage {
                         .as_ref()
                         .is_some_and(|r| Arc::ptr_eq(r, &f.rules));
                     if !same {
-                        let old_ids = state.entry_ids.as_deref().unwrap_or_default();
-                        let carried = |i: usize| {
-                            let id = f.entry_ids.get(i)?;
-                            let j = old_ids.iter().position(|x| x == id)?;
-                            Some(state.hits_of(j))
-                        };
-                        let lines = f.entry_ids.len().div_ceil(HITS_PER_LINE);
-                        // A rule set holds at most 65 536 entries of its family, 16 384 lines:
-                        // the arena's chunk takes 32 768, so this cannot be refused.
-                        let hits = Block::from_fn(lines, |line| {
-                            HitLine(std::array::from_fn(|k| {
-                                carried(line * HITS_PER_LINE + k).unwrap_or_default()
-                            }))
-                        })
-                        .unwrap_or_default();
-                        state.hits = hits;
-                        state.rules = Some(RuleSet::clone(&f.rules));
-                        state.source = Some(f.rules.clone());
-                        state.entry_ids = Some(f.entry_ids.clone());
+                        state.take_rules(&f.rules, &f.entry_ids);
                     }
                 }
             }
@@ -787,6 +821,7 @@ impl ServiceStage {
                         *state = PolicerSlot {
                             generation: p.generation,
                             state: Some(p.params.initial_state(now_ns)),
+                            params: Some(p.params),
                         };
                     } else if old
                         .as_ref()
@@ -797,6 +832,7 @@ impl ServiceStage {
                             s.reconfigure(&p.params);
                         }
                     }
+                    state.params = Some(p.params);
                 }
             }
         }
@@ -1184,29 +1220,21 @@ impl ServiceStage {
 
     /// Meters `len` bytes on policer `slot`; false when red.
     #[inline]
-    fn police(
-        &mut self,
-        tables: &ServiceTables,
-        slot: u32,
-        now_ns: u64,
-        len: usize,
-        arrival: Colour,
-    ) -> bool {
-        let (Some(entry), Some(Some(state))) = (
-            tables.policer(slot),
-            self.policers
-                .get_mut(slot as usize)
-                .map(|p| p.state.as_mut()),
-        ) else {
+    fn police(&mut self, slot: u32, now_ns: u64, len: usize, arrival: Colour) -> bool {
+        let Some(PolicerSlot {
+            state: Some(state),
+            params: Some(params),
+            ..
+        }) = self.policers.get_mut(slot as usize)
+        else {
             return true;
         };
-        state.police(&entry.params, now_ns, len, arrival) != Colour::Red
+        state.police(params, now_ns, len, arrival) != Colour::Red
     }
 
     /// Runs the filters and policer of one direction. `Err` names why the packet is dropped.
     fn apply_direction(
         &mut self,
-        tables: &ServiceTables,
         dir: &DirEntry,
         frame: &[u8],
         ingress: &mut Ingress,
@@ -1247,14 +1275,14 @@ impl ServiceStage {
                     return Err(DropReason::Filter);
                 }
                 if let Some(policer) = hit.action.policer {
-                    if !self.police(tables, policer, now_ns, len, ingress.colour()) {
+                    if !self.police(policer, now_ns, len, ingress.colour()) {
                         return Err(DropReason::Policer);
                     }
                 }
             }
         }
         if let Some(policer) = dir.policer {
-            if !self.police(tables, policer, now_ns, len, ingress.colour()) {
+            if !self.police(policer, now_ns, len, ingress.colour()) {
                 return Err(DropReason::Policer);
             }
         }
@@ -1343,8 +1371,7 @@ impl ServiceStage {
             return Err(Verdict::Drop(DropReason::ServiceDown));
         }
         if sap.egress.has_filters() || sap.egress.policer.is_some() {
-            if let Err(reason) =
-                self.apply_direction(tables, &sap.egress, buf.as_slice(), ingress, now_ns)
+            if let Err(reason) = self.apply_direction(&sap.egress, buf.as_slice(), ingress, now_ns)
             {
                 self.count_drop(slot, service, reason);
                 return Err(Verdict::Drop(reason));
@@ -1623,11 +1650,17 @@ impl ServiceStage {
             _ => {}
         }
         for slot in sap.ingress.filters.iter().flatten() {
-            // Its first line holds the rule set and the hit counters' block.
-            prefetch_first_line(&self.filters, *slot);
+            // The rule set and the first entries' hit counters (the hit is not known before
+            // the last step): three lines of one page.
+            if let Some(state) = self.filters.get(*slot as usize) {
+                prefetch_span(
+                    (state as *const FilterState).cast(),
+                    std::mem::offset_of!(FilterState, more_hits),
+                    3,
+                );
+            }
         }
         if let Some(policer) = sap.ingress.policer {
-            tables.policers.prefetch(policer as usize);
             prefetch_slot(&self.policers, policer);
         }
         work.sap = Some(SapWork {
@@ -1664,8 +1697,12 @@ impl ServiceStage {
             if let Some(state) = self.filters.get(*slot as usize) {
                 if let Some(rules) = &state.rules {
                     rules.prefetch_head();
+                    // The block's address is in the state's fourth line, which step C did
+                    // not fetch: read only when the filter has entries past the inline ones.
+                    if rules.len() > INLINE_HITS {
+                        prefetch_slice(&state.more_hits, HIT_LINES);
+                    }
                 }
-                prefetch_slice(&state.hits, HIT_LINES);
             }
         }
     }
@@ -1681,15 +1718,19 @@ impl ServiceStage {
         let Some((buf, _)) = batch.get(index) else {
             return;
         };
-        let family = match inner_of(buf.as_slice(), usize::from(m.strip)).ethertype {
-            EtherType::IPV4 => Some(IpFamily::V4),
-            EtherType::IPV6 => Some(IpFamily::V6),
-            _ => None,
-        };
+        // The key is computed again in the last step: keeping it in the packet's record
+        // would make every record larger for the filtered packets' sake.
+        let key = key_of(buf.as_slice(), usize::from(m.strip));
         for (which, slot) in sap.ingress.filters.iter().enumerate() {
             let state = slot.and_then(|s| self.filters.get(s as usize));
             if let Some(rules) = state.and_then(|s| s.rules.as_ref()) {
-                rules.prefetch(if which == 0 { None } else { family });
+                if which == 0 {
+                    rules.prefetch(None);
+                } else {
+                    // Its summary and actions came with step D: the one entry line the key
+                    // can match instead of the whole head.
+                    rules.prefetch_candidates(&key);
+                }
             }
         }
     }
@@ -1784,13 +1825,9 @@ impl ServiceStage {
             meta.checksum_pending = false;
         }
         if filtered || sap.ingress.policer.is_some() {
-            if let Err(reason) = self.apply_direction(
-                tables,
-                &sap.ingress,
-                buf.as_slice(),
-                &mut ingress,
-                ctx.now_ns,
-            ) {
+            if let Err(reason) =
+                self.apply_direction(&sap.ingress, buf.as_slice(), &mut ingress, ctx.now_ns)
+            {
                 self.count_drop(m.sap, service, reason);
                 meta.verdict = Verdict::Drop(reason);
                 return;
@@ -1849,9 +1886,7 @@ impl ServiceStage {
         ingress: &mut Ingress,
         now_ns: u64,
     ) -> Verdict {
-        if let Err(reason) =
-            self.apply_direction(tables, &sap.ingress, buf.as_slice(), ingress, now_ns)
-        {
+        if let Err(reason) = self.apply_direction(&sap.ingress, buf.as_slice(), ingress, now_ns) {
             self.count_drop(slot, sap.service, reason);
             return Verdict::Drop(reason);
         }
@@ -2264,6 +2299,58 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        /// A filter's hit counters, inline for the first entries and in a block for the rest,
+        /// count each entry's hits and follow entry ids across rule changes, as a map from
+        /// entry id to counters does (new entries start at zero, removed ones are dropped).
+        #[test]
+        fn filter_hits_follow_entry_ids(
+            ops in proptest::collection::vec(
+                (any::<bool>(), proptest::collection::vec(0u32..24, 0..20), any::<u16>()),
+                1..60,
+            ),
+        ) {
+            use crate::acl::RuleAction;
+            use std::collections::HashMap;
+            let mut state = FilterState::default();
+            let mut ids: Vec<u32> = Vec::new();
+            let mut reference: HashMap<u32, [u64; 2]> = HashMap::new();
+            let mut default_hits = [0u64; 2];
+            for (change, new_ids, pick) in ops {
+                if change {
+                    let mut new_ids = new_ids;
+                    let mut seen = std::collections::HashSet::new();
+                    new_ids.retain(|id| seen.insert(*id));
+                    let entry_ids: Arc<[u32]> = new_ids.clone().into();
+                    state.take_rules(&Arc::new(RuleSet::empty(RuleAction::DROP)), &entry_ids);
+                    reference = new_ids
+                        .iter()
+                        .map(|id| (*id, reference.get(id).copied().unwrap_or_default()))
+                        .collect();
+                    ids = new_ids;
+                } else {
+                    let len = u64::from(pick % 1500);
+                    let rule = (!ids.is_empty() && pick % 5 != 0)
+                        .then(|| usize::from(pick) % ids.len());
+                    let counter = state.hit_mut(rule.map(|r| r as u16));
+                    prop_assert!(counter.is_some());
+                    if let Some(c) = counter {
+                        c[0] += 1;
+                        c[1] += len;
+                    }
+                    let expected = match rule {
+                        Some(r) => reference.entry(ids[r]).or_default(),
+                        None => &mut default_hits,
+                    };
+                    expected[0] += 1;
+                    expected[1] += len;
+                }
+                for (index, id) in ids.iter().enumerate() {
+                    prop_assert_eq!(state.hits_of(index), reference[id], "entry {}", id);
+                }
+                prop_assert_eq!(state.default_hits, default_hits);
+            }
+        }
+
         /// The two-load MAC reader agrees with reading each MAC's six bytes, whatever the
         /// frame's length.
         #[test]

@@ -525,16 +525,14 @@ const WARM_OBJECTS: usize = 64;
 /// Packets between two steps of the software pipeline in `process`.
 const PREFETCH_DISTANCE: usize = 8;
 
-/// Packets whose step C runs back to back, every that many iterations: their MAC-table
-/// prefetches then miss the TLB together, and the page walks overlap instead of each one
-/// holding up the instructions behind it. At most `PREFETCH_DISTANCE + 1`: the group's last
-/// packet must have had its step B.
-const DEPENDENTS_GROUP: usize = 8;
-const _: () = assert!(
-    DEPENDENTS_GROUP.is_power_of_two()
-        && DEPENDENTS_GROUP <= PREFETCH_DISTANCE + 1
-        && IN_FLIGHT.is_multiple_of(DEPENDENTS_GROUP)
-);
+/// Packets whose MAC-table prefetches are issued back to back, every that many iterations
+/// once their step C has hashed the keys: the prefetches then miss the TLB together, and
+/// the page walks overlap instead of each one holding up the instructions behind it. Only
+/// those: step C itself runs a packet at a time, since a group's other prefetches (peer,
+/// filter, policer: six lines a filtered packet) issued in one burst overflowed the
+/// outstanding misses the core can hold, and the prefetch instructions waited (round 12).
+const MAC_GROUP: usize = 8;
+const _: () = assert!(MAC_GROUP.is_power_of_two() && IN_FLIGHT.is_multiple_of(MAC_GROUP));
 
 /// Lines of a filter's later entries' hit counters (past [`INLINE_HITS`]) that step D
 /// prefetches: those of a 16-entry filter.
@@ -2246,9 +2244,8 @@ impl Stage for ServiceStage {
         // of the batch (below 0 they wrap round), and their records say `Skip`: the records
         // start so, and step A writes so past the last packet. Every step but A then runs
         // without a check, and none reads the batch for a `Skip` record (past `received` it
-        // holds the flood copies). Step C runs for a group of packets every
-        // `DEPENDENTS_GROUP` iterations (the group's first is `i - 2·d`, its last has had its
-        // step B), then the group's MAC-table prefetches are issued together.
+        // holds the flood copies). Every `MAC_GROUP` iterations, the MAC-table prefetches of
+        // the packets whose step C ran in them are issued together.
         let mut ring = [Work::SKIP; IN_FLIGHT];
         let d = PREFETCH_DISTANCE;
         let slot = |i: usize, k: usize| i.wrapping_sub(k * d);
@@ -2261,11 +2258,10 @@ impl Stage for ServiceStage {
             let p = slot(i, 1);
             self.lookup_step(tables, &mut ring[p % IN_FLIGHT]);
             let p = slot(i, 2);
-            if p.is_multiple_of(DEPENDENTS_GROUP) {
-                let group = (0..DEPENDENTS_GROUP).map(|k| p.wrapping_add(k));
-                for q in group.clone() {
-                    self.dependents_step(tables, batch, q, &mut ring[q % IN_FLIGHT]);
-                }
+            self.dependents_step(tables, batch, p, &mut ring[p % IN_FLIGHT]);
+            let next = p.wrapping_add(1);
+            if next.is_multiple_of(MAC_GROUP) {
+                let group = (0..MAC_GROUP).map(|k| next.wrapping_sub(MAC_GROUP - k));
                 self.prefetch_macs(group.map(|q| &ring[q % IN_FLIGHT]));
             }
             if self.filters_in_use {

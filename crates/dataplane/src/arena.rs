@@ -653,6 +653,237 @@ impl<T> Drop for Partial<T> {
     }
 }
 
+/// A growable vector in huge pages, for the state a packet path indexes at random by slot (the
+/// service stage's per-SAP, per-filter and per-policer state): its room is a [`HugeSlice`],
+/// replaced by one twice as large when it runs out, so a random slot costs a cache miss but
+/// seldom a page walk. Positions past the length hold `T::default()` until they are reached,
+/// which is what lets it grow without `unsafe`: items move to the new room by
+/// [`std::mem::take`].
+pub struct HugeVec<T> {
+    room: HugeSlice<T>,
+    len: usize,
+}
+
+impl<T: Default> HugeVec<T> {
+    /// An empty vector (no room yet).
+    pub fn new() -> Self {
+        Self {
+            room: HugeSlice::from_fn(0, |_| T::default()),
+            len: 0,
+        }
+    }
+
+    /// Lengthens the vector to `len` with `T::default()` items (a shorter `len` changes
+    /// nothing). When the room is too small it is replaced by one of at least twice the size,
+    /// so that growing by small steps stays linear.
+    pub fn grow_to(&mut self, len: usize) {
+        if len <= self.len {
+            return;
+        }
+        if len > self.room.len() {
+            let room = len.max(2 * self.room.len());
+            let mut old =
+                std::mem::replace(&mut self.room, HugeSlice::from_fn(0, |_| T::default()));
+            self.room = HugeSlice::from_fn(room, |i| {
+                old.get_mut(i).map(std::mem::take).unwrap_or_default()
+            });
+        }
+        self.len = len;
+    }
+}
+
+impl<T: Default> Default for HugeVec<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> std::ops::Deref for HugeVec<T> {
+    type Target = [T];
+
+    #[inline(always)]
+    fn deref(&self) -> &[T] {
+        // SAFETY: the first `len` items of the room, which holds at least `len` (`grow_to`
+        // makes room before it lengthens), all written (`HugeSlice::from_fn` writes every
+        // item). No bounds check: every access by slot goes through here.
+        unsafe { std::slice::from_raw_parts(self.room.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T> std::ops::DerefMut for HugeVec<T> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as for `deref`, and `&mut self` is exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.room.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for HugeVec<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The untyped lines [`SharedArray`]s are carved from: an arena of their own, so that the
+/// large arrays do not interleave with the classifier's small blocks in [`Line`]'s.
+#[repr(C, align(64))]
+pub struct SharedLine([std::mem::MaybeUninit<u8>; LINE]);
+
+impl ArenaItem for SharedLine {
+    fn arena() -> &'static Arena<Self> {
+        static ARENA: Arena<SharedLine> = Arena::new();
+        &ARENA
+    }
+}
+
+/// The first line of a [`SharedArray`]'s block: its reference count (the items follow, a
+/// line in, so that the count's writes never touch an item's line).
+#[repr(C, align(64))]
+struct SharedHeader {
+    count: std::sync::atomic::AtomicUsize,
+}
+
+/// `N` items of `T` in huge pages, shared by reference counting and copied on write: what
+/// `Arc<[T; N]>` does, in a block of [`SharedLine`]s instead of the heap's 4 KiB pages. The
+/// chunks of the service snapshot's slot vectors and SAP index are these: a packet reads one
+/// item of each at random, and with 100 000 SAPs the heap's pages cost a page walk per read.
+pub struct SharedArray<T, const N: usize> {
+    /// The block's first line (the header; the items start a line further).
+    header: NonNull<SharedHeader>,
+    items: PhantomData<T>,
+}
+
+// SAFETY: as `Arc<[T; N]>`: the items are shared between clones (hence `Sync` for `Send`) and
+// dropped by whichever clone goes last (hence `Send` for both), the count is atomic.
+unsafe impl<T: Send + Sync, const N: usize> Send for SharedArray<T, N> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync, const N: usize> Sync for SharedArray<T, N> {}
+
+impl<T, const N: usize> SharedArray<T, N> {
+    /// Lines of the block: the header, then the items.
+    const LINES: usize = 1 + (N * std::mem::size_of::<T>()).div_ceil(LINE);
+
+    /// The items fit a chunk, at a line's alignment.
+    const FITS: () =
+        assert!(std::mem::align_of::<T>() <= LINE && Self::LINES <= Arena::<SharedLine>::max_len());
+
+    /// An array whose item `i` is `make(i)`, written in place (a chunk of a slot vector is
+    /// larger than a stack frame should hold).
+    pub fn from_fn(mut make: impl FnMut(usize) -> T) -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::FITS;
+        // `FITS` holds, so the arena cannot refuse the length; it allocates (or aborts on
+        // out-of-memory, as the heap does) for anything else.
+        let Ok(at) = SharedLine::arena().reserve(Self::LINES) else {
+            std::alloc::handle_alloc_error(std::alloc::Layout::new::<SharedHeader>());
+        };
+        let header = std::ptr::with_exposed_provenance_mut::<SharedHeader>(at);
+        // SAFETY: `reserve` gave `LINES` lines at `at`, line-aligned, that no block covers and
+        // nobody reads: the header goes in the first.
+        unsafe {
+            header.write(SharedHeader {
+                count: std::sync::atomic::AtomicUsize::new(1),
+            })
+        };
+        let first = std::ptr::with_exposed_provenance_mut::<T>(at + LINE);
+        for i in 0..N {
+            // SAFETY: item `i` of the `N` that the lines after the header hold (`LINES` counts
+            // them), aligned (`FITS`: at most a line's alignment, and the items start on a
+            // line), not yet written. A panic in `make` leaks the block, which is safe.
+            unsafe { first.add(i).write(make(i)) };
+        }
+        Self {
+            // SAFETY: `at` is a chunk address, never null.
+            header: unsafe { NonNull::new_unchecked(header) },
+            items: PhantomData,
+        }
+    }
+
+    fn count(&self) -> &std::sync::atomic::AtomicUsize {
+        // SAFETY: the header was written in `from_fn` and lives while any clone does (this one).
+        unsafe { &self.header.as_ref().count }
+    }
+
+    fn first(&self) -> *mut T {
+        self.header
+            .as_ptr()
+            .cast::<u8>()
+            .wrapping_add(LINE)
+            .cast::<T>()
+    }
+
+    /// True when `self` and `other` are clones of one array (no copy was made between them).
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        self.header == other.header
+    }
+
+    /// The items for writing: copied first into an array of this handle's own when another
+    /// clone shares them (as `Arc::make_mut`).
+    pub fn make_mut(&mut self) -> &mut [T; N]
+    where
+        T: Clone,
+    {
+        // Acquire: the other clones' reads of the items happen before this one's writes.
+        if self.count().load(std::sync::atomic::Ordering::Acquire) != 1 {
+            let copy = Self::from_fn(|i| self[i].clone());
+            *self = copy;
+        }
+        // SAFETY: this handle is the only one (the count is 1, and `&mut self` keeps it from
+        // being cloned meanwhile), so nothing else reads the items; `N` of them were written.
+        unsafe { &mut *self.first().cast::<[T; N]>() }
+    }
+}
+
+impl<T, const N: usize> std::ops::Deref for SharedArray<T, N> {
+    type Target = [T; N];
+
+    #[inline(always)]
+    fn deref(&self) -> &[T; N] {
+        // SAFETY: `N` items written in `from_fn`, alive while any clone is (this one), and
+        // written only through `make_mut`, which requires this handle to be the only one.
+        unsafe { &*self.first().cast::<[T; N]>() }
+    }
+}
+
+impl<T, const N: usize> Clone for SharedArray<T, N> {
+    fn clone(&self) -> Self {
+        // Relaxed, as `Arc`: a new clone is made from an existing one, which keeps it alive.
+        self.count()
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self {
+            header: self.header,
+            items: PhantomData,
+        }
+    }
+}
+
+impl<T, const N: usize> Drop for SharedArray<T, N> {
+    fn drop(&mut self) {
+        // Release, then Acquire before the items are dropped (as `Arc`): every other clone's
+        // use of them happens before their drop.
+        if self
+            .count()
+            .fetch_sub(1, std::sync::atomic::Ordering::Release)
+            != 1
+        {
+            return;
+        }
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        // SAFETY: the last clone: nothing else can read the items; they were written in
+        // `from_fn` and are dropped once, here, before their room goes back to the arena.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(self.first(), N));
+        }
+        SharedLine::arena().release(self.header.as_ptr().addr(), Self::LINES);
+    }
+}
+
+impl<T: std::fmt::Debug, const N: usize> std::fmt::Debug for SharedArray<T, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// Gives `$item` a process-wide arena of its own.
 macro_rules! arena_item {
     ($item:ty) => {
@@ -785,7 +1016,84 @@ mod tests {
         assert!(Three::new(&[], &[], &[]).unwrap().bytes().1 == 0);
     }
 
+    #[test]
+    fn a_huge_vec_grows_with_defaults_and_keeps_its_items() {
+        let mut v: HugeVec<u64> = HugeVec::new();
+        assert!(v.is_empty());
+        v.grow_to(3);
+        v[1] = 7;
+        v.grow_to(2);
+        assert_eq!(&v[..], &[0, 7, 0]);
+        let big = CHUNK_BYTES / 8 + 1;
+        v.grow_to(big);
+        assert_eq!(v.len(), big);
+        assert_eq!((v[1], v[big - 1]), (7, 0));
+        assert_eq!(
+            v.as_ptr() as usize % CHUNK_BYTES,
+            0,
+            "2 MiB and more: huge-page aligned"
+        );
+        v[big - 1] = 9;
+        v.grow_to(big + 1);
+        assert_eq!((v[1], v[big - 1], v[big]), (7, 9, 0));
+    }
+
     proptest! {
+        /// `SharedArray` behaves as `Arc<[T; N]>` with `Arc::make_mut` over any sequence of
+        /// clones, writes and drops: the same contents, the same sharing, and every item
+        /// dropped exactly once.
+        #[test]
+        fn shared_arrays_behave_as_arcs(
+            ops in proptest::collection::vec((0u8..3, 0usize..8, 0usize..4, any::<u64>()), 1..120),
+        ) {
+            let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+            let drops = DROPS.load(Ordering::Relaxed);
+            let mut made = 0usize;
+            {
+                let mut live: Vec<(SharedArray<Item, 4>, std::sync::Arc<[u64; 4]>)> = Vec::new();
+                for (op, pick, at, value) in ops {
+                    match (op, live.is_empty()) {
+                        (_, true) | (0, _) => {
+                            live.push((
+                                SharedArray::from_fn(|i| item(value ^ i as u64)),
+                                std::sync::Arc::new(std::array::from_fn(|i| value ^ i as u64)),
+                            ));
+                            made += 4;
+                        }
+                        (1, false) => {
+                            let (a, r) = &live[pick % live.len()];
+                            let copy = (a.clone(), r.clone());
+                            live.push(copy);
+                        }
+                        _ => {
+                            let n = pick % live.len();
+                            if value % 3 == 0 {
+                                live.swap_remove(n);
+                            } else {
+                                let (a, r) = &mut live[n];
+                                if std::sync::Arc::strong_count(r) > 1 {
+                                    made += 4;
+                                }
+                                a.make_mut()[at].value = value;
+                                std::sync::Arc::make_mut(r)[at] = value;
+                            }
+                        }
+                    }
+                    for (a, r) in &live {
+                        let values: Vec<u64> = a.iter().map(|i| i.value).collect();
+                        prop_assert_eq!(&values[..], &r[..]);
+                        prop_assert_eq!(a.as_ptr() as usize % LINE, 0);
+                    }
+                    for (a, r) in &live {
+                        for (b, q) in &live {
+                            prop_assert_eq!(a.ptr_eq(b), std::sync::Arc::ptr_eq(r, q));
+                        }
+                    }
+                }
+            }
+            prop_assert_eq!(DROPS.load(Ordering::Relaxed) - drops, made);
+        }
+
         /// A packed block's arrays read back as written, from a line-aligned block in which
         /// each array starts right after the previous one (at its alignment), and survive
         /// other blocks coming and going.

@@ -12,6 +12,7 @@ use super::throttle::{
 };
 use super::FilterKind;
 use crate::acl::{mac_bits, Disposition, IpFamily, PacketKey, RuleSet};
+use crate::arena::{Block, HugeVec};
 use crate::fdb::{
     self, prefetch_read, prefetch_slice, prefetch_span, Entry, Fdb, Sighting, STATIC_EPOCH,
 };
@@ -20,7 +21,7 @@ use crate::pcc::PccStage;
 use crate::pipeline::{
     pkt_type, Batch, Context, DropReason, PacketMeta, PortId, Shared, Stage, Verdict,
 };
-use crate::policer::{Colour, PolicerState, PolicerStats, RateLimitState};
+use crate::policer::{Colour, PolicerParams, PolicerState, PolicerStats, RateLimitState};
 use crate::sap::{self, PortSaps, SapId, WireTags};
 use crate::wire::{
     ethernet, ip_protocol, vlan, EtherType, GrePacket, Ipv4Packet, Ipv6Packet, MacAddr,
@@ -158,18 +159,111 @@ struct ServiceState {
     static_move_refused: u64,
 }
 
-#[derive(Debug, Clone, Default)]
+/// A filter's state, in the stage's huge pages. What a packet reads comes first, in three
+/// lines of one page: the compiled rule set — the stage's own copy of the snapshot's, so that
+/// its block is the stage's and the packet reaches it from this line, not through an `Arc` in
+/// the heap — then the hit counters of the first [`INLINE_HITS`] entries (an 8-entry filter's
+/// packet reads no other page for its counters). Counters of later entries are in a block.
+#[derive(Debug, Default)]
+#[repr(C, align(64))]
 struct FilterState {
-    generation: u32,
-    rules: Option<Arc<RuleSet>>,
-    entry_ids: Option<Arc<[u32]>>,
-    hits: Vec<[u64; 2]>,
+    rules: Option<RuleSet>,
     default_hits: [u64; 2],
+    generation: u32,
+    /// Entries `0..INLINE_HITS`, in rule-index order.
+    first_hits: [HitLine; INLINE_HITS / HITS_PER_LINE],
+    /// Entries from `INLINE_HITS` on.
+    more_hits: Block<HitLine>,
+    /// The snapshot's rule set this state copied (`install` compares it to tell a change).
+    source: Option<Arc<RuleSet>>,
+    entry_ids: Option<Arc<[u32]>>,
 }
 
+const _: () = assert!(std::mem::offset_of!(FilterState, generation) + 4 <= 64);
+
+/// Packets and octets of four filter entries: a whole line (16-byte counters at any offset
+/// would make eight entries span three lines instead of two).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct HitLine([[u64; 2]; HITS_PER_LINE]);
+
+const HITS_PER_LINE: usize = 4;
+
+/// Entries whose hit counters a filter's state holds inline.
+const INLINE_HITS: usize = 8;
+
+crate::arena::arena_item!(HitLine);
+
+impl FilterState {
+    /// The counters of entry `index`.
+    fn hits_of(&self, index: usize) -> [u64; 2] {
+        let (lines, at) = self.hit_lines(index);
+        lines
+            .get(at / HITS_PER_LINE)
+            .map_or([0; 2], |line| line.0[at % HITS_PER_LINE])
+    }
+
+    /// The lines holding entry `index`'s counters, and its index in them.
+    fn hit_lines(&self, index: usize) -> (&[HitLine], usize) {
+        match index.checked_sub(INLINE_HITS) {
+            None => (&self.first_hits, index),
+            Some(at) => (&self.more_hits, at),
+        }
+    }
+
+    /// The counters of the entry a packet hit (`None`: the default action).
+    #[inline]
+    fn hit_mut(&mut self, rule: Option<u16>) -> Option<&mut [u64; 2]> {
+        let Some(rule) = rule else {
+            return Some(&mut self.default_hits);
+        };
+        let index = usize::from(rule);
+        let (lines, at): (&mut [HitLine], usize) = match index.checked_sub(INLINE_HITS) {
+            None => (&mut self.first_hits, index),
+            Some(at) => (&mut self.more_hits, at),
+        };
+        lines
+            .get_mut(at / HITS_PER_LINE)
+            .map(|line| &mut line.0[at % HITS_PER_LINE])
+    }
+
+    /// Takes the snapshot's rule set `rules` (changed, or new to this state) with its entry
+    /// ids: copies the set into the stage and carries each entry's counters over from the
+    /// entry of the same id before the change (new entries start at zero).
+    fn take_rules(&mut self, rules: &Arc<RuleSet>, entry_ids: &Arc<[u32]>) {
+        let old_ids = self.entry_ids.as_deref().unwrap_or_default();
+        let carried = |i: usize| -> [u64; 2] {
+            entry_ids
+                .get(i)
+                .and_then(|id| old_ids.iter().position(|x| x == id))
+                .map_or([0; 2], |j| self.hits_of(j))
+        };
+        let line_of = |first: usize| HitLine(std::array::from_fn(|k| carried(first + k)));
+        let first_hits = std::array::from_fn(|line| line_of(line * HITS_PER_LINE));
+        let more = entry_ids
+            .len()
+            .saturating_sub(INLINE_HITS)
+            .div_ceil(HITS_PER_LINE);
+        // A rule set holds at most 65 536 entries of its family, 16 384 lines: the arena's
+        // chunk takes 32 768, so this cannot be refused.
+        let more_hits = Block::from_fn(more, |line| line_of(INLINE_HITS + line * HITS_PER_LINE))
+            .unwrap_or_default();
+        self.first_hits = first_hits;
+        self.more_hits = more_hits;
+        self.rules = Some(RuleSet::clone(rules));
+        self.source = Some(rules.clone());
+        self.entry_ids = Some(entry_ids.clone());
+    }
+}
+
+/// A policer's buckets and counters, and a copy of the snapshot's parameters (`install`
+/// keeps it the snapshot's): metering reads both from these two lines, not the snapshot's
+/// entry as well.
 #[derive(Debug, Clone, Default)]
+#[repr(C, align(64))]
 struct PolicerSlot {
     state: Option<PolicerState>,
+    params: Option<PolicerParams>,
     generation: u32,
 }
 
@@ -307,13 +401,15 @@ fn drops_map(drops: &[u64; REASONS]) -> BTreeMap<&'static str, u64> {
 pub struct ServiceStage {
     config: ServiceStageConfig,
     tables: Option<Arc<ServiceTables>>,
-    saps: Vec<SapState>,
-    services: Vec<ServiceState>,
+    // The state a packet reads at random by slot is in huge pages (see `HugeVec`): with
+    // 100 000 SAPs, 4 KiB pages cost a page walk per read.
+    saps: HugeVec<SapState>,
+    services: HugeVec<ServiceState>,
     /// Drops by reason, apart from the hot counters (touched only on drops).
     sap_drops: Vec<[u64; REASONS]>,
     service_drops: Vec<[u64; REASONS]>,
-    filters: Vec<FilterState>,
-    policers: Vec<PolicerSlot>,
+    filters: HugeVec<FilterState>,
+    policers: HugeVec<PolicerSlot>,
     ports: Vec<AccessPortCounters>,
     fdb: Option<Fdb>,
     punts: VecDeque<Punted>,
@@ -429,20 +525,18 @@ const WARM_OBJECTS: usize = 64;
 /// Packets between two steps of the software pipeline in `process`.
 const PREFETCH_DISTANCE: usize = 8;
 
-/// Packets whose step C runs back to back, every that many iterations: their MAC-table
-/// prefetches then miss the TLB together, and the page walks overlap instead of each one
-/// holding up the instructions behind it. At most `PREFETCH_DISTANCE + 1`: the group's last
-/// packet must have had its step B.
-const DEPENDENTS_GROUP: usize = 8;
-const _: () = assert!(
-    DEPENDENTS_GROUP.is_power_of_two()
-        && DEPENDENTS_GROUP <= PREFETCH_DISTANCE + 1
-        && IN_FLIGHT.is_multiple_of(DEPENDENTS_GROUP)
-);
+/// Packets whose MAC-table prefetches are issued back to back, every that many iterations
+/// once their step C has hashed the keys: the prefetches then miss the TLB together, and
+/// the page walks overlap instead of each one holding up the instructions behind it. Only
+/// those: step C itself runs a packet at a time, since a group's other prefetches (peer,
+/// filter, policer: six lines a filtered packet) issued in one burst overflowed the
+/// outstanding misses the core can hold, and the prefetch instructions waited (round 12).
+const MAC_GROUP: usize = 8;
+const _: () = assert!(MAC_GROUP.is_power_of_two() && IN_FLIGHT.is_multiple_of(MAC_GROUP));
 
-/// Lines of a filter's hit counters that step D prefetches: all of an 8-entry filter's
-/// (16 bytes an entry, at any 16-byte offset).
-const HIT_LINES: usize = 3;
+/// Lines of a filter's later entries' hit counters (past [`INLINE_HITS`]) that step D
+/// prefetches: those of a 16-entry filter.
+const HIT_LINES: usize = 2;
 
 /// Steps after the first in the software pipeline (B to F).
 const LATER_STEPS: usize = 5;
@@ -567,12 +661,12 @@ impl ServiceStage {
         Self {
             config,
             tables: None,
-            saps: Vec::new(),
-            services: Vec::new(),
+            saps: HugeVec::new(),
+            services: HugeVec::new(),
             sap_drops: Vec::new(),
             service_drops: Vec::new(),
-            filters: Vec::new(),
-            policers: Vec::new(),
+            filters: HugeVec::new(),
+            policers: HugeVec::new(),
             ports: Vec::new(),
             fdb: None,
             punts: VecDeque::new(),
@@ -622,22 +716,19 @@ impl ServiceStage {
     pub fn install(&mut self, tables: Arc<ServiceTables>, now_ns: u64) {
         let old = self.tables.take();
         if self.saps.len() < tables.saps.len() {
-            self.saps.resize_with(tables.saps.len(), SapState::default);
+            self.saps.grow_to(tables.saps.len());
             self.sap_drops.resize(tables.saps.len(), [0; REASONS]);
         }
         if self.services.len() < tables.services.len() {
-            self.services
-                .resize_with(tables.services.len(), ServiceState::default);
+            self.services.grow_to(tables.services.len());
             self.service_drops
                 .resize(tables.services.len(), [0; REASONS]);
         }
         if self.filters.len() < tables.filters.len() {
-            self.filters
-                .resize_with(tables.filters.len(), FilterState::default);
+            self.filters.grow_to(tables.filters.len());
         }
         if self.policers.len() < tables.policers.len() {
-            self.policers
-                .resize_with(tables.policers.len(), PolicerSlot::default);
+            self.policers.grow_to(tables.policers.len());
         }
         if self.ports.len() < tables.ports.len() {
             self.ports
@@ -709,21 +800,11 @@ impl ServiceStage {
                         };
                     }
                     let same = state
-                        .rules
+                        .source
                         .as_ref()
                         .is_some_and(|r| Arc::ptr_eq(r, &f.rules));
                     if !same {
-                        let mut hits = vec![[0u64; 2]; f.entry_ids.len()];
-                        if let Some(old_ids) = &state.entry_ids {
-                            for (i, id) in f.entry_ids.iter().enumerate() {
-                                if let Some(j) = old_ids.iter().position(|x| x == id) {
-                                    hits[i] = state.hits.get(j).copied().unwrap_or_default();
-                                }
-                            }
-                        }
-                        state.hits = hits;
-                        state.rules = Some(f.rules.clone());
-                        state.entry_ids = Some(f.entry_ids.clone());
+                        state.take_rules(&f.rules, &f.entry_ids);
                     }
                 }
             }
@@ -738,6 +819,7 @@ impl ServiceStage {
                         *state = PolicerSlot {
                             generation: p.generation,
                             state: Some(p.params.initial_state(now_ns)),
+                            params: Some(p.params),
                         };
                     } else if old
                         .as_ref()
@@ -748,6 +830,7 @@ impl ServiceStage {
                             s.reconfigure(&p.params);
                         }
                     }
+                    state.params = Some(p.params);
                 }
             }
         }
@@ -762,7 +845,7 @@ impl ServiceStage {
         self.sync_statics(old.as_deref(), &tables, &service_slots);
         if !incremental {
             // MAC counts of the services follow their SAPs.
-            for state in &mut self.services {
+            for state in self.services.iter_mut() {
                 state.mac_count = 0;
             }
             for (slot, sap) in tables.saps.iter().enumerate() {
@@ -921,11 +1004,14 @@ impl ServiceStage {
         let ids = state.entry_ids.as_ref()?;
         let mut entries: Vec<EntryHits> = ids
             .iter()
-            .zip(&state.hits)
-            .map(|(id, [packets, octets])| EntryHits {
-                entry: Some(*id),
-                packets: *packets,
-                octets: *octets,
+            .enumerate()
+            .map(|(index, id)| {
+                let [packets, octets] = state.hits_of(index);
+                EntryHits {
+                    entry: Some(*id),
+                    packets,
+                    octets,
+                }
             })
             .collect();
         entries.push(EntryHits {
@@ -1132,29 +1218,21 @@ impl ServiceStage {
 
     /// Meters `len` bytes on policer `slot`; false when red.
     #[inline]
-    fn police(
-        &mut self,
-        tables: &ServiceTables,
-        slot: u32,
-        now_ns: u64,
-        len: usize,
-        arrival: Colour,
-    ) -> bool {
-        let (Some(entry), Some(Some(state))) = (
-            tables.policer(slot),
-            self.policers
-                .get_mut(slot as usize)
-                .map(|p| p.state.as_mut()),
-        ) else {
+    fn police(&mut self, slot: u32, now_ns: u64, len: usize, arrival: Colour) -> bool {
+        let Some(PolicerSlot {
+            state: Some(state),
+            params: Some(params),
+            ..
+        }) = self.policers.get_mut(slot as usize)
+        else {
             return true;
         };
-        state.police(&entry.params, now_ns, len, arrival) != Colour::Red
+        state.police(params, now_ns, len, arrival) != Colour::Red
     }
 
     /// Runs the filters and policer of one direction. `Err` names why the packet is dropped.
     fn apply_direction(
         &mut self,
-        tables: &ServiceTables,
         dir: &DirEntry,
         frame: &[u8],
         ingress: &mut Ingress,
@@ -1187,11 +1265,7 @@ impl ServiceStage {
                     continue;
                 };
                 let hit = rules.classify(&key);
-                let counter = match hit.rule {
-                    Some(rule) => state.hits.get_mut(usize::from(rule)),
-                    None => Some(&mut state.default_hits),
-                };
-                if let Some(c) = counter {
+                if let Some(c) = state.hit_mut(hit.rule) {
                     c[0] += 1;
                     c[1] += len as u64;
                 }
@@ -1199,14 +1273,14 @@ impl ServiceStage {
                     return Err(DropReason::Filter);
                 }
                 if let Some(policer) = hit.action.policer {
-                    if !self.police(tables, policer, now_ns, len, ingress.colour()) {
+                    if !self.police(policer, now_ns, len, ingress.colour()) {
                         return Err(DropReason::Policer);
                     }
                 }
             }
         }
         if let Some(policer) = dir.policer {
-            if !self.police(tables, policer, now_ns, len, ingress.colour()) {
+            if !self.police(policer, now_ns, len, ingress.colour()) {
                 return Err(DropReason::Policer);
             }
         }
@@ -1295,8 +1369,7 @@ impl ServiceStage {
             return Err(Verdict::Drop(DropReason::ServiceDown));
         }
         if sap.egress.has_filters() || sap.egress.policer.is_some() {
-            if let Err(reason) =
-                self.apply_direction(tables, &sap.egress, buf.as_slice(), ingress, now_ns)
+            if let Err(reason) = self.apply_direction(&sap.egress, buf.as_slice(), ingress, now_ns)
             {
                 self.count_drop(slot, service, reason);
                 return Err(Verdict::Drop(reason));
@@ -1575,10 +1648,17 @@ impl ServiceStage {
             _ => {}
         }
         for slot in sap.ingress.filters.iter().flatten() {
-            prefetch_slot(&self.filters, *slot);
+            // The rule set and the first entries' hit counters (the hit is not known before
+            // the last step): three lines of one page.
+            if let Some(state) = self.filters.get(*slot as usize) {
+                prefetch_span(
+                    (state as *const FilterState).cast(),
+                    std::mem::offset_of!(FilterState, more_hits),
+                    3,
+                );
+            }
         }
         if let Some(policer) = sap.ingress.policer {
-            tables.policers.prefetch(policer as usize);
             prefetch_slot(&self.policers, policer);
         }
         work.sap = Some(SapWork {
@@ -1614,11 +1694,13 @@ impl ServiceStage {
         for slot in sap.ingress.filters.iter().flatten() {
             if let Some(state) = self.filters.get(*slot as usize) {
                 if let Some(rules) = &state.rules {
-                    // The handle is 40 bytes after the counts: it may cross into a second line.
-                    let handle = Arc::as_ptr(rules).cast::<u8>();
-                    prefetch_span(handle, std::mem::size_of::<RuleSet>(), 2);
+                    rules.prefetch_head();
+                    // The block's address is in the state's fourth line, which step C did
+                    // not fetch: read only when the filter has entries past the inline ones.
+                    if rules.len() > INLINE_HITS {
+                        prefetch_slice(&state.more_hits, HIT_LINES);
+                    }
                 }
-                prefetch_slice(&state.hits, HIT_LINES);
             }
         }
     }
@@ -1634,15 +1716,19 @@ impl ServiceStage {
         let Some((buf, _)) = batch.get(index) else {
             return;
         };
-        let family = match inner_of(buf.as_slice(), usize::from(m.strip)).ethertype {
-            EtherType::IPV4 => Some(IpFamily::V4),
-            EtherType::IPV6 => Some(IpFamily::V6),
-            _ => None,
-        };
+        // The key is computed again in the last step: keeping it in the packet's record
+        // would make every record larger for the filtered packets' sake.
+        let key = key_of(buf.as_slice(), usize::from(m.strip));
         for (which, slot) in sap.ingress.filters.iter().enumerate() {
             let state = slot.and_then(|s| self.filters.get(s as usize));
             if let Some(rules) = state.and_then(|s| s.rules.as_ref()) {
-                rules.prefetch(if which == 0 { None } else { family });
+                if which == 0 {
+                    rules.prefetch(None);
+                } else {
+                    // Its summary and actions came with step D: the one entry line the key
+                    // can match instead of the whole head.
+                    rules.prefetch_candidates(&key);
+                }
             }
         }
     }
@@ -1737,13 +1823,9 @@ impl ServiceStage {
             meta.checksum_pending = false;
         }
         if filtered || sap.ingress.policer.is_some() {
-            if let Err(reason) = self.apply_direction(
-                tables,
-                &sap.ingress,
-                buf.as_slice(),
-                &mut ingress,
-                ctx.now_ns,
-            ) {
+            if let Err(reason) =
+                self.apply_direction(&sap.ingress, buf.as_slice(), &mut ingress, ctx.now_ns)
+            {
                 self.count_drop(m.sap, service, reason);
                 meta.verdict = Verdict::Drop(reason);
                 return;
@@ -1802,9 +1884,7 @@ impl ServiceStage {
         ingress: &mut Ingress,
         now_ns: u64,
     ) -> Verdict {
-        if let Err(reason) =
-            self.apply_direction(tables, &sap.ingress, buf.as_slice(), ingress, now_ns)
-        {
+        if let Err(reason) = self.apply_direction(&sap.ingress, buf.as_slice(), ingress, now_ns) {
             self.count_drop(slot, sap.service, reason);
             return Verdict::Drop(reason);
         }
@@ -2164,9 +2244,8 @@ impl Stage for ServiceStage {
         // of the batch (below 0 they wrap round), and their records say `Skip`: the records
         // start so, and step A writes so past the last packet. Every step but A then runs
         // without a check, and none reads the batch for a `Skip` record (past `received` it
-        // holds the flood copies). Step C runs for a group of packets every
-        // `DEPENDENTS_GROUP` iterations (the group's first is `i - 2·d`, its last has had its
-        // step B), then the group's MAC-table prefetches are issued together.
+        // holds the flood copies). Every `MAC_GROUP` iterations, the MAC-table prefetches of
+        // the packets whose step C ran in them are issued together.
         let mut ring = [Work::SKIP; IN_FLIGHT];
         let d = PREFETCH_DISTANCE;
         let slot = |i: usize, k: usize| i.wrapping_sub(k * d);
@@ -2179,11 +2258,10 @@ impl Stage for ServiceStage {
             let p = slot(i, 1);
             self.lookup_step(tables, &mut ring[p % IN_FLIGHT]);
             let p = slot(i, 2);
-            if p.is_multiple_of(DEPENDENTS_GROUP) {
-                let group = (0..DEPENDENTS_GROUP).map(|k| p.wrapping_add(k));
-                for q in group.clone() {
-                    self.dependents_step(tables, batch, q, &mut ring[q % IN_FLIGHT]);
-                }
+            self.dependents_step(tables, batch, p, &mut ring[p % IN_FLIGHT]);
+            let next = p.wrapping_add(1);
+            if next.is_multiple_of(MAC_GROUP) {
+                let group = (0..MAC_GROUP).map(|k| next.wrapping_sub(MAC_GROUP - k));
                 self.prefetch_macs(group.map(|q| &ring[q % IN_FLIGHT]));
             }
             if self.filters_in_use {
@@ -2217,6 +2295,58 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        /// A filter's hit counters, inline for the first entries and in a block for the rest,
+        /// count each entry's hits and follow entry ids across rule changes, as a map from
+        /// entry id to counters does (new entries start at zero, removed ones are dropped).
+        #[test]
+        fn filter_hits_follow_entry_ids(
+            ops in proptest::collection::vec(
+                (any::<bool>(), proptest::collection::vec(0u32..24, 0..20), any::<u16>()),
+                1..60,
+            ),
+        ) {
+            use crate::acl::RuleAction;
+            use std::collections::HashMap;
+            let mut state = FilterState::default();
+            let mut ids: Vec<u32> = Vec::new();
+            let mut reference: HashMap<u32, [u64; 2]> = HashMap::new();
+            let mut default_hits = [0u64; 2];
+            for (change, new_ids, pick) in ops {
+                if change {
+                    let mut new_ids = new_ids;
+                    let mut seen = std::collections::HashSet::new();
+                    new_ids.retain(|id| seen.insert(*id));
+                    let entry_ids: Arc<[u32]> = new_ids.clone().into();
+                    state.take_rules(&Arc::new(RuleSet::empty(RuleAction::DROP)), &entry_ids);
+                    reference = new_ids
+                        .iter()
+                        .map(|id| (*id, reference.get(id).copied().unwrap_or_default()))
+                        .collect();
+                    ids = new_ids;
+                } else {
+                    let len = u64::from(pick % 1500);
+                    let rule = (!ids.is_empty() && pick % 5 != 0)
+                        .then(|| usize::from(pick) % ids.len());
+                    let counter = state.hit_mut(rule.map(|r| r as u16));
+                    prop_assert!(counter.is_some());
+                    if let Some(c) = counter {
+                        c[0] += 1;
+                        c[1] += len;
+                    }
+                    let expected = match rule {
+                        Some(r) => reference.entry(ids[r]).or_default(),
+                        None => &mut default_hits,
+                    };
+                    expected[0] += 1;
+                    expected[1] += len;
+                }
+                for (index, id) in ids.iter().enumerate() {
+                    prop_assert_eq!(state.hits_of(index), reference[id], "entry {}", id);
+                }
+                prop_assert_eq!(state.default_hits, default_hits);
+            }
+        }
+
         /// The two-load MAC reader agrees with reading each MAC's six bytes, whatever the
         /// frame's length.
         #[test]

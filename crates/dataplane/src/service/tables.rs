@@ -53,42 +53,54 @@ impl DirEntry {
     }
 }
 
-/// A SAP in the snapshot. `repr(C)` keeps the fields every packet reads in the first two
-/// cache lines, which the stage prefetches.
+/// A SAP in the snapshot. `repr(C)` and the alignment put every field a received packet
+/// reads (an Epipe's, a VPLS's, filtered or not) in the first cache line, the one line the
+/// stage prefetches; the rest (egress, MAC limits, the id) is read by the control side, on
+/// the checked egress path and when a MAC is learned.
 #[derive(Debug, Clone, Copy)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub(crate) struct SapEntry {
-    pub generation: u32,
     pub service: u32,
+    /// In the first line because `Option<SapEntry>` keeps its tag in this field's niche (the
+    /// largest), and every read of a slot tests that tag first.
+    pub bum_limit: Option<RateLimit>,
+    /// The other end of an Epipe.
+    pub peer: Peer,
+    pub ingress: DirEntry,
+    pub service_mtu: u16,
+    /// Split-horizon group index + 1 within the VPLS; 0 = none.
+    pub shg: u16,
     pub role: SapRole,
     /// SAP or service shut down.
     pub down: bool,
-    /// Split-horizon group index + 1 within the VPLS; 0 = none.
-    pub shg: u16,
-    pub port: PortId,
-    pub outer_tpid: u16,
-    pub port_mtu: u16,
-    pub service_mtu: u16,
-    pub egress_tags: EgressTags,
-    /// The other end of an Epipe.
-    pub peer: Peer,
     /// For an IP interface's ends: the subscriber direction of the IP packets arriving on
     /// this SAP and crossing to the other end (the interface SAP: from the subscribers,
     /// ingress; the TAP: to them, egress). `None` for every other SAP.
     pub subscriber_side: Option<crate::pcc::Direction>,
-    pub ingress: DirEntry,
+    /// Learn source MACs (SAP and VPLS both allow it).
+    pub learn: bool,
+    pub generation: u32,
+    pub port: PortId,
+    pub outer_tpid: u16,
+    pub port_mtu: u16,
+    pub egress_tags: EgressTags,
     pub egress: DirEntry,
     pub id: SapId,
     /// MAC limit (learned + static); `u32::MAX` = none.
     pub max_mac: u32,
     pub discard_unknown_source: bool,
     pub static_count: u32,
-    pub bum_limit: Option<RateLimit>,
-    /// Learn source MACs (SAP and VPLS both allow it).
-    pub learn: bool,
     /// Age learned MACs (SAP and VPLS both allow it).
     pub age: bool,
 }
+
+const _: () = assert!(
+    std::mem::offset_of!(SapEntry, learn) < 64
+        && std::mem::offset_of!(SapEntry, ingress) + std::mem::size_of::<DirEntry>() <= 64
+        && std::mem::offset_of!(SapEntry, bum_limit) + std::mem::size_of::<Option<RateLimit>>()
+            <= 64
+        && std::mem::size_of::<Option<SapEntry>>() == std::mem::size_of::<SapEntry>()
+);
 
 /// The other end of an Epipe SAP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1550,11 +1550,16 @@ fn netns_local_auth_setups_per_second() {
     daemon.ok(&["service", "apply", "-"], Some(CAPTURE));
     let mut log = LogTail::open(&dir.path().join("brasa.log"));
     let stop = dir.path().join("stop");
+    let daemon_pid = daemon.child.id();
+    let daemon_before = ThreadCpu::of(daemon_pid);
     let started = Instant::now();
     let mut flood = start_flood(&customers, &stop, setups.into());
     // The log says when each is done; the CLI is asked once, at the end.
     log.wait_for_setups(setups.into(), started, &daemon);
     let elapsed = started.elapsed();
+    // Read before the sender stops: the setup phase's CPU, the flood's share included.
+    let daemon_cpu = ThreadCpu::of(daemon_pid).since(&daemon_before);
+    let sender_cpu = pid_cpu_seconds(flood.0.id());
     std::fs::write(&stop, "").unwrap();
     let created = |t: &[serde_json::Value]| t.iter().filter(|t| t["state"] == "sapCreated").count();
     let triggers = daemon.triggers_until("every trigger in sapCreated", |t| {
@@ -1582,6 +1587,78 @@ fn netns_local_auth_setups_per_second() {
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
     );
+    let per_setup = |seconds: f64| seconds * 1e6 / f64::from(setups);
+    let threads: Vec<String> = daemon_cpu
+        .threads
+        .iter()
+        .map(|(name, seconds)| format!("{name} {:.0}", per_setup(*seconds)))
+        .collect();
+    eprintln!(
+        "CPU per setup (first frame to last sapCreated seen): brasa {:.0} us ({}; {:.3} CPU-s), \
+         the frame sender {:.0} us ({:.3} CPU-s)",
+        per_setup(daemon_cpu.process),
+        threads.join(", "),
+        daemon_cpu.process,
+        per_setup(sender_cpu),
+        sender_cpu,
+    );
+    // The runner's own account of each setup group, when the daemon logs it
+    // (`BRASA_TEST_LOG=info,brasa::dynsvc::timing=debug`).
+    for line in log_text
+        .lines()
+        .filter(|l| l.contains("brasa::dynsvc::timing"))
+    {
+        eprintln!("{line}");
+    }
+}
+
+/// The CPU seconds a process used (user + system, every thread, ended ones included) and
+/// those of its live threads by name, a pool's numbered threads together
+/// (`tokio-runtime-w`, `dp-worker-0` → `dp-worker-`): where a benchmark's CPU went.
+struct ThreadCpu {
+    process: f64,
+    threads: std::collections::BTreeMap<String, f64>,
+}
+
+impl ThreadCpu {
+    fn of(pid: u32) -> Self {
+        let mut threads = std::collections::BTreeMap::new();
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten();
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let Some((head, _)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let name = head
+                .split_once('(')
+                .map_or("?", |(_, name)| name)
+                .trim_end_matches(|c: char| c.is_ascii_digit());
+            *threads.entry(name.to_owned()).or_default() +=
+                brasa_testkit::cpu::stat_cpu_seconds(&stat);
+        }
+        ThreadCpu {
+            process: pid_cpu_seconds(pid),
+            threads,
+        }
+    }
+
+    /// What was used since `before`; a thread that ended meanwhile counts in `process` only.
+    fn since(&self, before: &ThreadCpu) -> ThreadCpu {
+        ThreadCpu {
+            process: self.process - before.process,
+            threads: self
+                .threads
+                .iter()
+                .map(|(name, seconds)| {
+                    let earlier = before.threads.get(name).copied().unwrap_or(0.0);
+                    (name.clone(), seconds - earlier)
+                })
+                .filter(|(_, seconds)| *seconds > 0.0)
+                .collect(),
+        }
+    }
 }
 
 /// A RADIUS server that never answers: it appends the User-Name and Request Authenticator of

@@ -38,6 +38,25 @@ use brasa_services::model::{
 use brasa_services::{Encapsulation, Environment, SapId, SapTags, ServiceConfig, Tag, Transaction};
 use imbl::{OrdMap, OrdSet};
 
+/// Why [`Compiler::stage_transaction`] did not take a transaction.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The transaction does not compile, or the data plane's builder refused it; the
+    /// compiler is as it was.
+    #[error(transparent)]
+    Refused(CompileError),
+    /// The builder refused the transaction, and then the staged transactions before it when
+    /// they were derived again from the base: the compiler is the base, and every staged
+    /// transaction must be taken back.
+    #[error("{refused}; and the staged transactions before it no longer compile: {again}")]
+    Broken {
+        /// Why the transaction was refused.
+        refused: CompileError,
+        /// Why the staged transactions before it were refused when derived again.
+        again: CompileError,
+    },
+}
+
 /// Why a configuration cannot be given to the data plane.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
@@ -314,6 +333,68 @@ impl Compiler {
         ports: &dyn PortIds,
         gre: &dyn GreResolver,
     ) -> Result<Compiled, CompileError> {
+        let (plane, policer_ids, keys) = self.derive_transaction(running, txn, env, ports, gre)?;
+        self.finish(plane, policer_ids, &keys)
+    }
+
+    /// Compiles a transaction as [`prepare_transaction`](Self::prepare_transaction) does and
+    /// commits it at once, writing its changes into this compiler's builder in place, for a
+    /// transaction staged behind others ([`build`](Self::build) makes their snapshot). A
+    /// prepared compile writes into a copy of the builder, and a copy shares the builder's
+    /// chunks, so each transaction copied every chunk it wrote to (a few KiB per SAP table);
+    /// in place, only the first write to a chunk after `base` was taken copies it.
+    ///
+    /// `base` is this compiler as it was when the staged transactions began (a clone, kept
+    /// to take them back). `Err` leaves the compiler as it was: a refusal of the data
+    /// plane's builder, which may come halfway through the transaction's writes, is undone
+    /// by deriving the builder again from `base`'s with the differences between `base`'s
+    /// plane and this one (what [`prepare`](Self::prepare) compares). `Err` with
+    /// [`StageError::Broken`] when that derivation failed too (a builder that refuses what it
+    /// took before): the compiler is then `base`, and the staged transactions must all be
+    /// taken back.
+    pub fn stage_transaction(
+        &mut self,
+        running: &ServiceConfig,
+        txn: &Transaction,
+        env: &Environment,
+        ports: &dyn PortIds,
+        gre: &dyn GreResolver,
+        base: &Compiler,
+    ) -> Result<(), StageError> {
+        let (plane, policer_ids, keys) = self
+            .derive_transaction(running, txn, env, ports, gre)
+            .map_err(StageError::Refused)?;
+        let Err(refused) = apply(&mut self.builder, &self.plane, &plane, &keys) else {
+            self.plane = plane;
+            self.policer_ids = policer_ids;
+            return Ok(());
+        };
+        let mut builder = base.builder.clone();
+        let keys = Keys::union(&base.plane, &self.plane);
+        match apply(&mut builder, &base.plane, &self.plane, &keys) {
+            Ok(()) => {
+                self.builder = builder;
+                Err(StageError::Refused(refused.into()))
+            }
+            Err(again) => {
+                *self = base.clone();
+                Err(StageError::Broken {
+                    refused: refused.into(),
+                    again: again.into(),
+                })
+            }
+        }
+    }
+
+    /// The plane and policer ids `txn` gives, and the entries of the plane it may change.
+    fn derive_transaction(
+        &self,
+        running: &ServiceConfig,
+        txn: &Transaction,
+        env: &Environment,
+        ports: &dyn PortIds,
+        gre: &dyn GreResolver,
+    ) -> Result<(Plane, PolicerIds, Keys), CompileError> {
         let config = txn.config();
         let diff = txn.diff();
         let mut saps: BTreeSet<SapId> = diff.saps.iter().map(|(id, _)| id.clone()).collect();
@@ -363,7 +444,7 @@ impl Compiler {
                 }
             }
         }
-        self.finish(plane, policer_ids, &keys)
+        Ok((plane, policer_ids, keys))
     }
 
     /// The GRE tunnels (local, remote) the next [`prepare_transaction`] of `txn` resolves:

@@ -37,7 +37,7 @@ use brasa_dataplane::pipeline::PortId;
 use brasa_dataplane::service::ServiceTables;
 use brasa_services::{cli, Change, Environment, PortMap, ServiceConfig, TxnError};
 
-use crate::compile::{CompileError, Compiler, GreNextHop, GreResolver, PortIds};
+use crate::compile::{CompileError, Compiler, GreNextHop, GreResolver, PortIds, StageError};
 use crate::journal::Journal;
 use crate::kernel::{Kernel, PlanError};
 
@@ -164,6 +164,13 @@ struct Staged {
     plans: Vec<brasa_services::KernelPlan>,
     /// Their journal entries (the text of each), in commit order: queued once installed.
     texts: Vec<String>,
+    /// Set when the compiler could not derive them again after a refused one
+    /// ([`StageError::Broken`]): the compiler is `installed_compiler` while the running
+    /// configuration still has them, so no transaction may run until [`install_staged`]
+    /// takes them all back.
+    ///
+    /// [`install_staged`]: ServiceManager::install_staged
+    broken: Option<CompileError>,
 }
 
 /// The running service configuration of a daemon.
@@ -296,15 +303,21 @@ impl ServiceManager {
         let Some(staged) = running.staged.take() else {
             return Ok(0);
         };
-        let tables = running.compiler.build();
-        if let Err(error) = self.plane.install(tables) {
+        let installed = match &staged.broken {
+            Some(broken) => Err(ApplyError::Compile(broken.clone())),
+            None => self
+                .plane
+                .install(running.compiler.build())
+                .map_err(ApplyError::Install),
+        };
+        if let Err(error) = installed {
             running.config = staged.installed_config;
             running.compiler = staged.installed_compiler;
             for plan in staged.plans.iter().rev() {
                 self.undo(plan).await;
             }
             return Err(StagedInstallError {
-                error: ApplyError::Install(error),
+                error,
                 first_taken_back: staged.first,
             });
         }
@@ -362,12 +375,20 @@ impl ServiceManager {
             summary.dry_run = true;
             return Ok(summary);
         }
+        if let Some(broken) = running.staged.as_ref().and_then(|s| s.broken.clone()) {
+            return Err(broken.into());
+        }
         let plan = txn.kernel_plan().clone();
         self.kernel.apply(&plan).await?;
         let tunnels = self
             .resolve_tunnels(running.compiler.tunnels_of(&txn))
             .await;
         let ports = PlanePorts(&*self.plane);
+        if !install {
+            return self
+                .stage_locked(running, txn, plan, &tunnels, summary)
+                .await;
+        }
         let mut compiled = match running.compiler.prepare_transaction(
             &running.config,
             &txn,
@@ -381,34 +402,82 @@ impl ServiceManager {
                 return Err(error.into());
             }
         };
-        if install {
-            if let Err(error) = self.plane.install(compiled.tables()) {
-                self.undo(&plan).await;
-                return Err(ApplyError::Install(error));
+        if let Err(error) = self.plane.install(compiled.tables()) {
+            self.undo(&plan).await;
+            return Err(ApplyError::Install(error));
+        }
+        // The staged transactions were installed with it: journalled before it.
+        if let Some(staged) = running.staged.take() {
+            for text in &staged.texts {
+                self.journal_queue(text);
             }
-            // The staged transactions were installed with it: journalled before it.
-            if let Some(staged) = running.staged.take() {
-                for text in &staged.texts {
-                    self.journal_queue(text);
-                }
-            }
-        } else {
-            let first = running.next_ticket;
-            let staged = running.staged.get_or_insert_with(|| Staged {
-                first,
-                installed_config: running.config.clone(),
-                installed_compiler: running.compiler.clone(),
-                plans: Vec::new(),
-                texts: Vec::new(),
-            });
-            staged.plans.push(plan);
         }
         running.compiler.commit(compiled);
+        Self::commit_config(running, txn);
+        Ok(summary)
+    }
+
+    /// The staging half of [`apply_locked`](Self::apply_locked): compiles `txn` into the
+    /// compiler in place ([`Compiler::stage_transaction`]) and makes it running and staged.
+    async fn stage_locked(
+        &self,
+        running: &mut Running,
+        txn: brasa_services::Transaction,
+        plan: brasa_services::KernelPlan,
+        tunnels: &ResolvedTunnels,
+        summary: ApplySummary,
+    ) -> Result<ApplySummary, ApplyError> {
+        let Running {
+            config,
+            compiler,
+            staged,
+            next_ticket,
+            ..
+        } = running;
+        let first = *next_ticket;
+        let pending = staged.get_or_insert_with(|| Staged {
+            first,
+            installed_config: config.clone(),
+            installed_compiler: compiler.clone(),
+            plans: Vec::new(),
+            texts: Vec::new(),
+            broken: None,
+        });
+        let ports = PlanePorts(&*self.plane);
+        let staging = compiler.stage_transaction(
+            config,
+            &txn,
+            &self.env,
+            &ports,
+            tunnels,
+            &pending.installed_compiler,
+        );
+        if let Err(error) = staging {
+            self.undo(&plan).await;
+            let error = match error {
+                StageError::Refused(error) => error,
+                StageError::Broken { refused, again } => {
+                    tracing::error!(%refused, %again, "the staged service transactions no longer compile; they will be taken back");
+                    pending.broken = Some(again);
+                    refused
+                }
+            };
+            if pending.plans.is_empty() && pending.broken.is_none() {
+                *staged = None;
+            }
+            return Err(error.into());
+        }
+        pending.plans.push(plan);
+        Self::commit_config(running, txn);
+        Ok(summary)
+    }
+
+    /// Makes a compiled transaction's configuration the running one.
+    fn commit_config(running: &mut Running, txn: brasa_services::Transaction) {
         // The lock is held since prepare: nothing else committed in between.
         if running.config.commit(txn).is_err() {
             tracing::error!("a service transaction went stale under the lock");
         }
-        Ok(summary)
     }
 
     /// Resolves the next hops of `tunnels` (local, remote) from the kernel; the outgoing

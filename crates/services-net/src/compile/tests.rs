@@ -113,27 +113,49 @@ fn edits(step: Step, config: &ServiceConfig) -> Vec<Edit> {
     }
 }
 
+/// `builder` holds every spec of `plane`.
+fn holds_its_plane(builder: &ServiceTablesBuilder, plane: &Plane) -> Result<(), TestCaseError> {
+    for (id, spec) in plane.saps.iter() {
+        prop_assert_eq!(builder.sap(id), Some(&**spec));
+    }
+    for (id, spec) in plane.services.iter() {
+        prop_assert_eq!(builder.service(*id), Some(&**spec));
+    }
+    Ok(())
+}
+
+/// Two snapshots of `plane` hold the same SAPs per service.
+fn same_tables(
+    a: Arc<ServiceTables>,
+    b: Arc<ServiceTables>,
+    plane: &Plane,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(a.sap_ids(), b.sap_ids());
+    prop_assert_eq!(a.service_count(), b.service_count());
+    for id in plane.services.keys() {
+        prop_assert_eq!(a.saps_of(*id), b.saps_of(*id));
+    }
+    Ok(())
+}
+
 /// Both compilers' builders hold the specs of their planes, and the snapshots hold the same
 /// SAPs per service.
 fn same_builders(full: &mut Compiled, incremental: &mut Compiled) -> Result<(), TestCaseError> {
-    for compiled in [&*full, &*incremental] {
-        for (id, spec) in compiled.plane.saps.iter() {
-            prop_assert_eq!(compiled.builder.sap(id), Some(&**spec));
-        }
-        for (id, spec) in compiled.plane.services.iter() {
-            prop_assert_eq!(compiled.builder.service(*id), Some(&**spec));
-        }
-    }
-    let (full_tables, incremental_tables) = (full.tables(), incremental.tables());
-    prop_assert_eq!(full_tables.sap_ids(), incremental_tables.sap_ids());
-    prop_assert_eq!(
-        full_tables.service_count(),
-        incremental_tables.service_count()
-    );
-    for id in full.plane.services.keys() {
-        prop_assert_eq!(full_tables.saps_of(*id), incremental_tables.saps_of(*id));
-    }
-    Ok(())
+    holds_its_plane(&full.builder, &full.plane)?;
+    holds_its_plane(&incremental.builder, &incremental.plane)?;
+    same_tables(full.tables(), incremental.tables(), &full.plane)
+}
+
+/// A compiler that staged transactions in place has `reference`'s plane and policer ids, its
+/// builder holds the plane's specs, and its snapshot the SAPs per service `reference`'s does.
+fn same_staged_builder(
+    staged: &mut Compiler,
+    reference: &mut Compiled,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(&staged.plane, &reference.plane);
+    prop_assert_eq!(&staged.policer_ids, &reference.policer_ids);
+    holds_its_plane(&staged.builder, &staged.plane)?;
+    same_tables(staged.build(), reference.tables(), &reference.plane)
 }
 
 proptest! {
@@ -158,6 +180,9 @@ proptest! {
         let mut config = ServiceConfig::new();
         let mut full = Compiler::new();
         let mut incremental = Compiler::new();
+        // Transactions staged in place, "installed" (a new base) every few of them.
+        let mut staged = Compiler::new();
+        let mut base = staged.clone();
         let mut applied = 0;
         let steps = std::iter::once(None).chain(steps.into_iter().map(Some));
         for step in steps {
@@ -170,11 +195,24 @@ proptest! {
             };
             let a = full.prepare(txn.config(), &env, &ports, &OneGateway);
             let b = incremental.prepare_transaction(&config, &txn, &env, &ports, &OneGateway);
+            let c = staged.stage_transaction(&config, &txn, &env, &ports, &OneGateway, &base);
+            match (&b, c) {
+                (Ok(_), Ok(())) => {}
+                (Err(b), Err(StageError::Refused(c))) => {
+                    prop_assert_eq!(b, &c);
+                    prop_assert_eq!(&staged.plane, &incremental.plane);
+                }
+                (b, c) => prop_assert!(false, "incremental: {:?}, staged: {:?}", b.as_ref().err(), c.err()),
+            }
             match (a, b) {
                 (Ok(mut a), Ok(mut b)) => {
                     prop_assert_eq!(&a.plane, &b.plane);
                     prop_assert_eq!(&a.policer_ids, &b.policer_ids);
                     same_builders(&mut a, &mut b)?;
+                    same_staged_builder(&mut staged, &mut b)?;
+                    if applied % 3 == 0 {
+                        base = staged.clone();
+                    }
                     full.commit(a);
                     incremental.commit(b);
                     config.commit(txn).unwrap();
@@ -192,4 +230,47 @@ proptest! {
         // The preamble at least: the compilers were compared on something.
         prop_assert!(applied > 0);
     }
+}
+
+/// A transaction staged in place that the data plane's builder refuses halfway (a SAP that
+/// moves to another service in one transaction: the builder takes no SAP from one service to
+/// another) leaves the compiler as the staged transaction before it left it.
+#[test]
+fn a_staged_transaction_the_builder_refuses_leaves_the_staged_ones_before_it() {
+    let env = env();
+    let ports = |name: &str| -> Option<PortId> { name.strip_prefix("eth")?.parse().ok() };
+    let transaction = |config: &ServiceConfig, text: &str| {
+        let changes = brasa_services::cli::parse(text, &common::port_map()).unwrap();
+        config.prepare(&changes, &env).unwrap()
+    };
+    let mut config = ServiceConfig::new();
+    let mut staged = Compiler::new();
+    let base = staged.clone();
+    let first = transaction(
+        &config,
+        "configure service epipe 1 customer 1 create\n\
+         sap eth1:5 create\nexit\nsap eth1:6 create\nexit\nno shutdown\nexit all\n",
+    );
+    staged
+        .stage_transaction(&config, &first, &env, &ports, &NoGre, &base)
+        .unwrap();
+    config.commit(first).unwrap();
+    let before = staged.plane.clone();
+    let moved = transaction(
+        &config,
+        "configure service epipe 1\nno sap eth1:6\nexit\n\
+         epipe 2 customer 1 create\nsap eth1:6 create\nexit\nsap eth1:7 create\nexit\n\
+         no shutdown\nexit all\n",
+    );
+    let refused = staged.stage_transaction(&config, &moved, &env, &ports, &NoGre, &base);
+    assert!(
+        matches!(refused, Err(StageError::Refused(CompileError::Refused(_)))),
+        "{refused:?}"
+    );
+    assert_eq!(staged.plane, before);
+    for (id, spec) in staged.plane.saps.iter() {
+        assert_eq!(staged.builder.sap(id), Some(&**spec));
+    }
+    let tables = staged.build();
+    assert_eq!(tables.sap_ids().len(), 2);
 }

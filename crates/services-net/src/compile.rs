@@ -524,6 +524,18 @@ fn apply(
     for id in removed(&keys.saps, &old.saps, &new.saps) {
         builder.remove_sap(id)?;
     }
+    // A SAP that moves to another service in one transaction (`no sap` in one, `sap … create`
+    // in the other) leaves its old service first: the builder takes no SAP from one service to
+    // another. It is added back with the SAPs below.
+    let mut moved = BTreeSet::new();
+    for id in &keys.saps {
+        if let (Some(was), Some(is)) = (old.saps.get(id), new.saps.get(id)) {
+            if was.service != is.service {
+                builder.remove_sap(id)?;
+                moved.insert(id);
+            }
+        }
+    }
     // A service whose type changes is removed and added again (the builder refuses a type
     // change while it has SAPs; they are re-added below).
     let mut readd = BTreeSet::new();
@@ -537,7 +549,7 @@ fn apply(
             .is_some_and(|n| std::mem::discriminant(&**n) != std::mem::discriminant(&**spec));
         if !new.services.contains_key(id) || retyped {
             for sap in old.service_saps.get(id).into_iter().flatten() {
-                if new.saps.contains_key(sap) {
+                if new.saps.contains_key(sap) && !moved.contains(sap) {
                     builder.remove_sap(sap)?;
                     readd.insert(*sap);
                 }

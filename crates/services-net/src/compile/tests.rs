@@ -232,9 +232,9 @@ proptest! {
     }
 }
 
-/// A transaction staged in place that the data plane's builder refuses halfway (a SAP that
-/// moves to another service in one transaction: the builder takes no SAP from one service to
-/// another) leaves the compiler as the staged transaction before it left it.
+/// A transaction staged in place that the data plane's builder refuses halfway (a second
+/// Epipe over the GRE tunnel of the first, after the transaction's SAP removal was applied)
+/// leaves the compiler as the staged transaction before it left it.
 #[test]
 fn a_staged_transaction_the_builder_refuses_leaves_the_staged_ones_before_it() {
     let env = env();
@@ -248,23 +248,52 @@ fn a_staged_transaction_the_builder_refuses_leaves_the_staged_ones_before_it() {
     let base = staged.clone();
     let first = transaction(
         &config,
-        "configure service epipe 1 customer 1 create\n\
-         sap eth1:5 create\nexit\nsap eth1:6 create\nexit\nno shutdown\nexit all\n",
+        "configure service epipe 1 customer 1 create
+sap eth1:5 create
+exit
+\
+         gre-tunnel local 198.51.100.1 remote 198.51.100.2 key 7
+no shutdown
+exit
+\
+         vpls 3 customer 1 create
+sap eth1:8 create
+exit
+sap eth1:9 create
+exit
+\
+         no shutdown
+exit all
+",
     );
     staged
-        .stage_transaction(&config, &first, &env, &ports, &NoGre, &base)
+        .stage_transaction(&config, &first, &env, &ports, &OneGateway, &base)
         .unwrap();
     config.commit(first).unwrap();
     let before = staged.plane.clone();
-    let moved = transaction(
+    let same_tunnel = transaction(
         &config,
-        "configure service epipe 1\nno sap eth1:6\nexit\n\
-         epipe 2 customer 1 create\nsap eth1:6 create\nexit\nsap eth1:7 create\nexit\n\
-         no shutdown\nexit all\n",
+        "configure service vpls 3
+no sap eth1:9
+exit
+\
+         epipe 2 customer 1 create
+sap eth1:6 create
+exit
+\
+         gre-tunnel local 198.51.100.1 remote 198.51.100.2 key 7
+no shutdown
+exit all
+",
     );
-    let refused = staged.stage_transaction(&config, &moved, &env, &ports, &NoGre, &base);
+    let refused = staged.stage_transaction(&config, &same_tunnel, &env, &ports, &OneGateway, &base);
     assert!(
-        matches!(refused, Err(StageError::Refused(CompileError::Refused(_)))),
+        matches!(
+            refused,
+            Err(StageError::Refused(CompileError::Refused(
+                ServiceError::DuplicateTunnel(2)
+            )))
+        ),
         "{refused:?}"
     );
     assert_eq!(staged.plane, before);
@@ -272,5 +301,84 @@ fn a_staged_transaction_the_builder_refuses_leaves_the_staged_ones_before_it() {
         assert_eq!(staged.builder.sap(id), Some(&**spec));
     }
     let tables = staged.build();
-    assert_eq!(tables.sap_ids().len(), 2);
+    assert_eq!(tables.sap_ids().len(), 3);
+}
+
+/// A SAP moved to another service in one transaction (`no sap` in one, `sap … create` in the
+/// other, the old service removed or not) compiles, staged or installed at once, to what the
+/// whole configuration compiles to.
+#[test]
+fn a_sap_moves_to_another_service_in_one_transaction() {
+    let env = env();
+    let ports = |name: &str| -> Option<PortId> { name.strip_prefix("eth")?.parse().ok() };
+    let transaction = |config: &ServiceConfig, text: &str| {
+        let changes = brasa_services::cli::parse(text, &common::port_map()).unwrap();
+        config.prepare(&changes, &env).unwrap()
+    };
+    for also_remove_the_old_service in [false, true] {
+        let mut config = ServiceConfig::new();
+        let mut incremental = Compiler::new();
+        let first = transaction(
+            &config,
+            "configure service epipe 1 customer 1 create
+\
+             sap eth1:5 create
+exit
+sap eth1:6 create
+exit
+no shutdown
+exit all
+",
+        );
+        let compiled = incremental
+            .prepare_transaction(&config, &first, &env, &ports, &NoGre)
+            .unwrap();
+        incremental.commit(compiled);
+        config.commit(first).unwrap();
+        let removal = if also_remove_the_old_service {
+            "configure service epipe 1
+no sap eth1:5
+no sap eth1:6
+shutdown
+exit
+no epipe 1
+"
+        } else {
+            "configure service epipe 1
+no sap eth1:6
+exit
+"
+        };
+        let moved = transaction(
+            &config,
+            &format!(
+                "{removal}epipe 2 customer 1 create
+sap eth1:6 create
+exit
+\
+                 sap eth1:7 create
+exit
+no shutdown
+exit all
+"
+            ),
+        );
+        let mut staged = incremental.clone();
+        let base = staged.clone();
+        staged
+            .stage_transaction(&config, &moved, &env, &ports, &NoGre, &base)
+            .unwrap();
+        let mut at_once = incremental
+            .prepare_transaction(&config, &moved, &env, &ports, &NoGre)
+            .unwrap();
+        let mut whole = Compiler::new()
+            .prepare(moved.config(), &env, &ports, &NoGre)
+            .unwrap();
+        assert_eq!(at_once.plane, whole.plane);
+        same_builders(&mut whole, &mut at_once).unwrap();
+        same_staged_builder(&mut staged, &mut at_once).unwrap();
+        let tables = staged.build();
+        let expected = if also_remove_the_old_service { 2 } else { 3 };
+        assert_eq!(tables.sap_ids().len(), expected);
+    }
 }

@@ -232,17 +232,29 @@ proptest! {
     }
 }
 
+/// `ethN` is port N.
+fn eth_port(name: &str) -> Option<PortId> {
+    name.strip_prefix("eth")?.parse().ok()
+}
+
+/// `text` (the service text form) prepared as a transaction against `config`.
+fn text_transaction(
+    config: &ServiceConfig,
+    text: &str,
+    env: &brasa_services::Environment,
+) -> brasa_services::config::Transaction {
+    let changes = brasa_services::cli::parse(text, &common::port_map()).unwrap();
+    config.prepare(&changes, env).unwrap()
+}
+
 /// A transaction staged in place that the data plane's builder refuses halfway (a second
 /// Epipe over the GRE tunnel of the first, after the transaction's SAP removal was applied)
 /// leaves the compiler as the staged transaction before it left it.
 #[test]
 fn a_staged_transaction_the_builder_refuses_leaves_the_staged_ones_before_it() {
     let env = env();
-    let ports = |name: &str| -> Option<PortId> { name.strip_prefix("eth")?.parse().ok() };
-    let transaction = |config: &ServiceConfig, text: &str| {
-        let changes = brasa_services::cli::parse(text, &common::port_map()).unwrap();
-        config.prepare(&changes, &env).unwrap()
-    };
+    let ports = eth_port;
+    let transaction = |config: &ServiceConfig, text: &str| text_transaction(config, text, &env);
     let mut config = ServiceConfig::new();
     let mut staged = Compiler::new();
     let base = staged.clone();
@@ -310,11 +322,8 @@ exit all
 #[test]
 fn a_sap_moves_to_another_service_in_one_transaction() {
     let env = env();
-    let ports = |name: &str| -> Option<PortId> { name.strip_prefix("eth")?.parse().ok() };
-    let transaction = |config: &ServiceConfig, text: &str| {
-        let changes = brasa_services::cli::parse(text, &common::port_map()).unwrap();
-        config.prepare(&changes, &env).unwrap()
-    };
+    let ports = eth_port;
+    let transaction = |config: &ServiceConfig, text: &str| text_transaction(config, text, &env);
     for also_remove_the_old_service in [false, true] {
         let mut config = ServiceConfig::new();
         let mut incremental = Compiler::new();

@@ -1623,20 +1623,9 @@ struct ThreadCpu {
 impl ThreadCpu {
     fn of(pid: u32) -> Self {
         let mut threads = std::collections::BTreeMap::new();
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten();
-        for task in tasks.flatten() {
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            let Some((head, _)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            let name = head
-                .split_once('(')
-                .map_or("?", |(_, name)| name)
-                .trim_end_matches(|c: char| c.is_ascii_digit());
-            *threads.entry(name.to_owned()).or_default() +=
-                brasa_testkit::cpu::stat_cpu_seconds(&stat);
+        for (name, seconds) in brasa_testkit::cpu::threads_cpu_seconds(pid) {
+            let pool = name.trim_end_matches(|c: char| c.is_ascii_digit());
+            *threads.entry(pool.to_owned()).or_default() += seconds;
         }
         ThreadCpu {
             process: pid_cpu_seconds(pid),

@@ -58,7 +58,7 @@ use brasa_dataplane::service::{
 };
 use brasa_dataplane::stages::service_stages;
 use brasa_dataplane::wire::{EtherType, MacAddr};
-use brasa_testkit::cpu::stat_cpu_seconds;
+use brasa_testkit::cpu::{stat_cpu_seconds, threads_cpu_seconds};
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -117,18 +117,10 @@ const WORKER_PREFIX: &str = "brasa-d";
 
 /// CPU seconds used so far by this process's worker threads.
 fn worker_cpu_seconds() -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    tasks
-        .flatten()
-        .filter(|task| {
-            std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|comm| comm.starts_with(WORKER_PREFIX))
-        })
-        .map(|task| {
-            stat_cpu_seconds(&std::fs::read_to_string(task.path().join("stat")).unwrap_or_default())
-        })
+    threads_cpu_seconds(std::process::id())
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(WORKER_PREFIX))
+        .map(|(_, seconds)| seconds)
         .sum()
 }
 

@@ -140,16 +140,10 @@ async fn start(dir: &std::path::Path, peer: IpAddr) -> (SmService, BgpLeg) {
 /// (the runtime's workers, `tokio-r`; the injector runs there too), which the machine's other
 /// load inflates far less than wall-clock time.
 fn threads_cpu(name: &str) -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    tasks
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(name))
-        })
-        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
-        .map(|stat| common::stat_cpu_secs(&stat))
+    brasa_testkit::cpu::threads_cpu_seconds(std::process::id())
+        .into_iter()
+        .filter(|(thread, _)| thread.starts_with(name))
+        .map(|(_, seconds)| seconds)
         .sum()
 }
 

@@ -13,6 +13,22 @@ pub fn pid_cpu_seconds(pid: u32) -> f64 {
     stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
 }
 
+/// User plus system CPU seconds each live thread of process `pid` has used so far, with the
+/// thread's name (`/proc/PID/task/TID/comm`); threads that cannot be read are left out.
+pub fn threads_cpu_seconds(pid: u32) -> Vec<(String, f64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            Some((name.trim_end().to_owned(), stat_cpu_seconds(&stat)))
+        })
+        .collect()
+}
+
 /// User plus system CPU seconds in the text of a `/proc/…/stat` file, of a process or of one
 /// of its threads (`/proc/PID/task/TID/stat`); 0 for what does not parse.
 pub fn stat_cpu_seconds(stat: &str) -> f64 {
@@ -36,6 +52,13 @@ pub fn stat_cpu_seconds(stat: &str) -> f64 {
 mod tests {
     #[test]
     fn the_process_cpu_time_grows_with_work() {
+        let threads_total = || -> f64 {
+            super::threads_cpu_seconds(std::process::id())
+                .iter()
+                .map(|(_, seconds)| seconds)
+                .sum()
+        };
+        let threads_before = threads_total();
         let before = super::process_cpu_seconds();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut x = 0u64;
@@ -48,6 +71,16 @@ mod tests {
         assert!(super::process_cpu_seconds() >= before + 0.02);
         let by_pid = super::pid_cpu_seconds(std::process::id());
         assert!(by_pid >= before + 0.02, "{by_pid}");
+        // The work ran on a live thread of this process (a thread's time is sampled per
+        // tick, so it shows at least one), and every thread has its name.
+        assert!(threads_total() > threads_before);
+        let threads = super::threads_cpu_seconds(std::process::id());
+        assert!(
+            threads
+                .iter()
+                .all(|(name, _)| !name.is_empty() && !name.ends_with('\n')),
+            "{threads:?}"
+        );
     }
 
     #[test]

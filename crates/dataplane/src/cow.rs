@@ -10,6 +10,9 @@
 
 use crate::arena::SharedArray;
 
+/// A vector of `T` in chunks of `N` entries (`N` a power of two), shared copy-on-write.
+/// Positions past the end read as absent; a write past the end grows the vector with
+/// `T::default()`.
 #[derive(Debug)]
 pub(crate) struct CowVec<T, const N: usize> {
     chunks: Vec<SharedArray<T, N>>,

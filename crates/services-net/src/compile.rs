@@ -575,6 +575,21 @@ fn apply(
     for spec in changed(&keys.filters, &old.filters, &new.filters) {
         builder.set_filter((**spec).clone())?;
     }
+    // An Epipe that gives up or changes its GRE tunnel releases it before any service is set:
+    // another Epipe of the transaction may take it over (the validator allows that when the
+    // release comes first), and services are set in key order below.
+    for id in &keys.services {
+        if let (Some(was), Some(is)) = (old.services.get(id), new.services.get(id)) {
+            if let (ServiceSpec::Epipe(was), ServiceSpec::Epipe(is)) = (&**was, &**is) {
+                if was
+                    .gre
+                    .is_some_and(|t| is.gre.map(tunnel_of) != Some(tunnel_of(t)))
+                {
+                    builder.set_service(ServiceSpec::Epipe(EpipeSpec { gre: None, ..*was }))?;
+                }
+            }
+        }
+    }
     for id in &keys.services {
         if let Some(spec) = new.services.get(id) {
             if old.services.get(id) != Some(spec) || builder.service(*id).is_none() {
@@ -591,6 +606,11 @@ fn apply(
         }
     }
     Ok(())
+}
+
+/// What tells GRE tunnels apart at the far end: addresses and key.
+fn tunnel_of(gre: GreSpec) -> (IpAddr, IpAddr, Option<u32>) {
+    (gre.local, gre.remote, gre.key)
 }
 
 /// The keys of `keys` that `old` holds and `new` does not: entries to remove.

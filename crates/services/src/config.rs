@@ -2,11 +2,12 @@
 //!
 //! [`ServiceConfig`] is built from persistent maps (`imbl`), so a candidate is an O(1) clone of
 //! the running state; a batch of [`Change`]s is applied to the candidate one by one, each checked
-//! against indexes (SAP owners, references, addresses per VRF, static MACs per VPLS) rather than
-//! by scanning the configuration, then the rules that only hold at the end of a batch are checked
-//! on the objects the batch touched. The result is a [`Transaction`]: the new configuration, the
-//! [`Diff`] for the data plane and the [`KernelPlan`] for L3, or a [`TxnError`] that points at the
-//! change responsible, with the running state untouched.
+//! against indexes (SAP owners, references, addresses per VRF, static MACs per VPLS, the Epipe
+//! holding each GRE tunnel) rather than by scanning the configuration, then the rules that only
+//! hold at the end of a batch are checked on the objects the batch touched. The result is a
+//! [`Transaction`]: the new configuration, the [`Diff`] for the data plane and the
+//! [`KernelPlan`] for L3, or a [`TxnError`] that points at the change responsible, with the
+//! running state untouched.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -90,6 +91,7 @@ pub struct ServiceConfig {
     addresses: PHashMap<(Vrf, IpAddr), (ServiceId, String)>,
     static_macs: PHashMap<(ServiceId, MacAddr), SapId>,
     base_routes: PHashMap<IpNet, ServiceId>,
+    gre_tunnels: PHashMap<GreTunnel, ServiceId>,
     generation: u64,
 }
 
@@ -248,6 +250,15 @@ pub enum ValidationError {
     /// The SAP does not fit the data plane's ports.
     #[error(transparent)]
     SapPort(#[from] SapPortError),
+    /// Another Epipe already ends in the same GRE tunnel (local, remote and key): the far end
+    /// could not tell the two services apart.
+    #[error("epipe {service} already uses gre-tunnel {tunnel}")]
+    GreTunnelInUse {
+        /// The tunnel.
+        tunnel: GreTunnel,
+        /// The Epipe that holds it.
+        service: ServiceId,
+    },
     /// An Epipe has at most two endpoints.
     #[error("epipe {0} already has two endpoints (SAPs or a GRE tunnel)")]
     TooManyEndpoints(ServiceId),
@@ -773,15 +784,19 @@ impl ServiceConfig {
                         what: "interfaces",
                     });
                 }
-                if kind == ServiceKind::Ies {
-                    let prefixes: Vec<IpNet> = service
-                        .body
-                        .routed()
-                        .map(|r| r.static_routes.keys().copied().collect())
-                        .unwrap_or_default();
-                    for prefix in prefixes {
-                        self.base_routes.remove(&prefix);
-                    }
+                let tunnel = match &service.body {
+                    ServiceBody::Epipe(epipe) => epipe.gre_tunnel,
+                    _ => None,
+                };
+                let base_prefixes: Vec<IpNet> = match &service.body {
+                    ServiceBody::Ies(routed) => routed.static_routes.keys().copied().collect(),
+                    _ => Vec::new(),
+                };
+                if let Some(tunnel) = tunnel {
+                    self.gre_tunnels.remove(&tunnel);
+                }
+                for prefix in base_prefixes {
+                    self.base_routes.remove(&prefix);
                 }
                 self.services.remove(&id);
                 self.routed.remove(&id);
@@ -801,8 +816,26 @@ impl ServiceConfig {
             what,
             to: format!("{kind} {id}"),
         };
-        // The endpoint count is read before the service is borrowed mutably.
+        // The endpoint count and the tunnel's holder are read before the service is borrowed
+        // mutably.
         let sap_count = self.service_saps(id).count();
+        let mut held_tunnel = None;
+        if let ServiceSetting::GreTunnel(tunnel) = setting {
+            if let Some(tunnel) = tunnel {
+                match self.gre_tunnels.get(tunnel) {
+                    Some(&holder) if holder != id => {
+                        return Err(ValidationError::GreTunnelInUse {
+                            tunnel: *tunnel,
+                            service: holder,
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(ServiceBody::Epipe(epipe)) = self.services.get(&id).map(|s| &s.body) {
+                held_tunnel = epipe.gre_tunnel;
+            }
+        }
         let service = self.service_mut(id, kind)?;
         match (setting, &mut service.body) {
             (ServiceSetting::Description(text), _) => {
@@ -842,6 +875,14 @@ impl ServiceConfig {
             (ServiceSetting::LocalAge(_), _) => return Err(not_applicable("local-age")),
             (ServiceSetting::RouteDistinguisher(_), _) => {
                 return Err(not_applicable("route-distinguisher"))
+            }
+        }
+        if let ServiceSetting::GreTunnel(tunnel) = setting {
+            if let Some(old) = held_tunnel {
+                self.gre_tunnels.remove(&old);
+            }
+            if let Some(new) = tunnel {
+                self.gre_tunnels.insert(*new, id);
             }
         }
         Ok(())

@@ -151,6 +151,17 @@ pub struct GreTunnel {
     pub key: Option<u32>,
 }
 
+impl fmt::Display for GreTunnel {
+    /// The CLI's words: `local A remote B[ key K]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "local {} remote {}", self.local, self.remote)?;
+        match self.key {
+            Some(key) => write!(f, " key {key}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// VPLS settings besides its SAPs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Vpls {

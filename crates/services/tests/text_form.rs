@@ -216,6 +216,80 @@ fn saps_are_unique_across_services_and_fit_their_ports() {
 }
 
 #[test]
+fn a_gre_tunnel_belongs_to_one_epipe_and_moves_when_released_first() {
+    let mut config = ServiceConfig::new();
+    apply(
+        &mut config,
+        "configure service
+            epipe 1 customer 1 create exit
+            epipe 2 customer 1 create
+                gre-tunnel local 192.0.2.1 remote 198.51.100.1 key 7
+            exit all",
+    );
+    // The far end tells services apart by (local, remote, key) alone.
+    let error = refuse(
+        &config,
+        "configure service epipe 1 gre-tunnel local 192.0.2.1 remote 198.51.100.1 key 7",
+    );
+    assert_eq!(
+        error.error,
+        ValidationError::GreTunnelInUse {
+            tunnel: GreTunnel {
+                local: "192.0.2.1".parse().unwrap(),
+                remote: "198.51.100.1".parse().unwrap(),
+                key: Some(7),
+            },
+            service: 2,
+        }
+    );
+    assert_eq!(
+        error.error.to_string(),
+        "epipe 2 already uses gre-tunnel local 192.0.2.1 remote 198.51.100.1 key 7"
+    );
+    assert_eq!(error.origin, Origin::Text { line: 1, col: 27 });
+    // Another key is another tunnel; setting its own tunnel again is no conflict.
+    for ok in [
+        "configure service epipe 1 gre-tunnel local 192.0.2.1 remote 198.51.100.1 key 8",
+        "configure service epipe 2 gre-tunnel local 192.0.2.1 remote 198.51.100.1 key 7",
+    ] {
+        config
+            .prepare(&cli::parse(ok, &port_map()).unwrap(), &env())
+            .unwrap();
+    }
+    // Released and taken in one transaction: the order of the commands decides.
+    apply(
+        &mut config,
+        "configure service
+            epipe 2 no gre-tunnel exit
+            epipe 1 gre-tunnel local 192.0.2.1 remote 198.51.100.1 key 7 exit
+            epipe 2 gre-tunnel local 192.0.2.1 remote 198.51.100.2 exit all",
+    );
+    // A deleted Epipe releases its tunnel.
+    apply(
+        &mut config,
+        "configure service
+            epipe 1 shutdown exit
+            no epipe 1
+            epipe 3 customer 1 create gre-tunnel local 192.0.2.1 remote 198.51.100.1 key 7 exit all",
+    );
+    assert_eq!(
+        refuse(
+            &config,
+            "configure service epipe 4 customer 1 create gre-tunnel local 192.0.2.1 remote 198.51.100.2"
+        )
+        .error,
+        ValidationError::GreTunnelInUse {
+            tunnel: GreTunnel {
+                local: "192.0.2.1".parse().unwrap(),
+                remote: "198.51.100.2".parse().unwrap(),
+                key: None,
+            },
+            service: 2,
+        }
+    );
+}
+
+#[test]
 fn a_failed_batch_changes_nothing() {
     let mut config = ServiceConfig::new();
     apply(

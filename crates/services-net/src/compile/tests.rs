@@ -247,9 +247,24 @@ fn text_transaction(
     config.prepare(&changes, env).unwrap()
 }
 
+/// Tunnels to 198.51.100.99 leave by a link whose MTU (100) the data plane refuses for a GRE
+/// endpoint: the environment, not the configuration, is wrong, so only the builder can tell.
+struct NarrowLinkTo99;
+
+impl GreResolver for NarrowLinkTo99 {
+    fn resolve(&self, local: IpAddr, remote: IpAddr) -> Result<GreNextHop, String> {
+        let hop = OneGateway.resolve(local, remote)?;
+        let narrow = remote == IpAddr::from([198, 51, 100, 99]);
+        Ok(GreNextHop {
+            mtu: if narrow { 100 } else { hop.mtu },
+            ..hop
+        })
+    }
+}
+
 /// A transaction staged in place that the data plane's builder refuses halfway (a second
-/// Epipe over the GRE tunnel of the first, after the transaction's SAP removal was applied)
-/// leaves the compiler as the staged transaction before it left it.
+/// Epipe over a GRE tunnel whose link the builder refuses, after the transaction's SAP removal
+/// was applied) leaves the compiler as the staged transaction before it left it.
 #[test]
 fn a_staged_transaction_the_builder_refuses_leaves_the_staged_ones_before_it() {
     let env = env();
@@ -279,11 +294,11 @@ exit all
 ",
     );
     staged
-        .stage_transaction(&config, &first, &env, &ports, &OneGateway, &base)
+        .stage_transaction(&config, &first, &env, &ports, &NarrowLinkTo99, &base)
         .unwrap();
     config.commit(first).unwrap();
     let before = staged.plane.clone();
-    let same_tunnel = transaction(
+    let narrow_link = transaction(
         &config,
         "configure service vpls 3
 no sap eth1:9
@@ -293,17 +308,18 @@ exit
 sap eth1:6 create
 exit
 \
-         gre-tunnel local 198.51.100.1 remote 198.51.100.2 key 7
+         gre-tunnel local 198.51.100.1 remote 198.51.100.99 key 7
 no shutdown
 exit all
 ",
     );
-    let refused = staged.stage_transaction(&config, &same_tunnel, &env, &ports, &OneGateway, &base);
+    let refused =
+        staged.stage_transaction(&config, &narrow_link, &env, &ports, &NarrowLinkTo99, &base);
     assert!(
         matches!(
             refused,
             Err(StageError::Refused(CompileError::Refused(
-                ServiceError::DuplicateTunnel(2)
+                ServiceError::Gre(_)
             )))
         ),
         "{refused:?}"
@@ -316,19 +332,107 @@ exit all
     assert_eq!(tables.sap_ids().len(), 3);
 }
 
+/// The configuration `text` creates from nothing, and a compiler that compiled it.
+fn committed(text: &str, gre: &dyn GreResolver) -> (ServiceConfig, Compiler) {
+    let env = env();
+    let mut config = ServiceConfig::new();
+    let mut compiler = Compiler::new();
+    let first = text_transaction(&config, text, &env);
+    let compiled = compiler
+        .prepare_transaction(&config, &first, &env, &eth_port, gre)
+        .unwrap();
+    compiler.commit(compiled);
+    config.commit(first).unwrap();
+    (config, compiler)
+}
+
+/// `txn` staged in place onto `incremental`, prepared at once from it, and the whole
+/// configuration it leads to compiled afresh: the three must agree. Returns the staged one.
+fn compiled_three_ways(
+    incremental: &Compiler,
+    running: &ServiceConfig,
+    txn: &Transaction,
+    gre: &dyn GreResolver,
+) -> Compiler {
+    let env = env();
+    let ports = eth_port;
+    let mut staged = incremental.clone();
+    let base = staged.clone();
+    staged
+        .stage_transaction(running, txn, &env, &ports, gre, &base)
+        .unwrap();
+    let mut at_once = incremental
+        .prepare_transaction(running, txn, &env, &ports, gre)
+        .unwrap();
+    let mut whole = Compiler::new()
+        .prepare(txn.config(), &env, &ports, gre)
+        .unwrap();
+    assert_eq!(at_once.plane, whole.plane);
+    same_builders(&mut whole, &mut at_once).unwrap();
+    same_staged_builder(&mut staged, &mut at_once).unwrap();
+    staged
+}
+
+/// A GRE tunnel handed from one Epipe to another in one transaction (released by the higher
+/// service id, taken by the lower, so key order alone would set the taker first) compiles,
+/// staged or installed at once, to what the whole configuration compiles to.
+#[test]
+fn a_gre_tunnel_moves_to_another_epipe_in_one_transaction() {
+    let env = env();
+    let transaction = |config: &ServiceConfig, text: &str| text_transaction(config, text, &env);
+    let (config, incremental) = committed(
+        "configure service epipe 1 customer 1 create
+sap eth1:5 create
+exit
+no shutdown
+exit
+\
+         epipe 2 customer 1 create
+sap eth1:6 create
+exit
+\
+         gre-tunnel local 198.51.100.1 remote 198.51.100.2 key 7
+no shutdown
+exit all
+",
+        &OneGateway,
+    );
+    for (released_by, takes_another) in [
+        ("no gre-tunnel", false),
+        ("gre-tunnel local 198.51.100.1 remote 198.51.100.3", true),
+    ] {
+        let handed_over = transaction(
+            &config,
+            &format!(
+                "configure service epipe 2
+{released_by}
+exit
+\
+                 epipe 1 gre-tunnel local 198.51.100.1 remote 198.51.100.2 key 7
+exit all
+"
+            ),
+        );
+        let staged = compiled_three_ways(&incremental, &config, &handed_over, &OneGateway);
+        let gre_of = |id| match staged.builder.service(id) {
+            Some(ServiceSpec::Epipe(epipe)) => epipe.gre.map(|g| (g.remote, g.key)),
+            other => panic!("{other:?}"),
+        };
+        let to = |last| IpAddr::from([198, 51, 100, last]);
+        assert_eq!(gre_of(1), Some((to(2), Some(7))));
+        assert_eq!(gre_of(2), takes_another.then_some((to(3), None)));
+    }
+}
+
 /// A SAP moved to another service in one transaction (`no sap` in one, `sap … create` in the
 /// other, the old service removed or not) compiles, staged or installed at once, to what the
 /// whole configuration compiles to.
 #[test]
 fn a_sap_moves_to_another_service_in_one_transaction() {
     let env = env();
-    let ports = eth_port;
     let transaction = |config: &ServiceConfig, text: &str| text_transaction(config, text, &env);
     for also_remove_the_old_service in [false, true] {
-        let mut config = ServiceConfig::new();
-        let mut incremental = Compiler::new();
-        let first = transaction(
-            &config,
+        let (config, incremental) = committed(
             "configure service epipe 1 customer 1 create
 \
              sap eth1:5 create
@@ -338,12 +442,8 @@ exit
 no shutdown
 exit all
 ",
+            &NoGre,
         );
-        let compiled = incremental
-            .prepare_transaction(&config, &first, &env, &ports, &NoGre)
-            .unwrap();
-        incremental.commit(compiled);
-        config.commit(first).unwrap();
         let removal = if also_remove_the_old_service {
             "configure service epipe 1
 no sap eth1:5
@@ -372,20 +472,7 @@ exit all
 "
             ),
         );
-        let mut staged = incremental.clone();
-        let base = staged.clone();
-        staged
-            .stage_transaction(&config, &moved, &env, &ports, &NoGre, &base)
-            .unwrap();
-        let mut at_once = incremental
-            .prepare_transaction(&config, &moved, &env, &ports, &NoGre)
-            .unwrap();
-        let mut whole = Compiler::new()
-            .prepare(moved.config(), &env, &ports, &NoGre)
-            .unwrap();
-        assert_eq!(at_once.plane, whole.plane);
-        same_builders(&mut whole, &mut at_once).unwrap();
-        same_staged_builder(&mut staged, &mut at_once).unwrap();
+        let mut staged = compiled_three_ways(&incremental, &config, &moved, &NoGre);
         let tables = staged.build();
         let expected = if also_remove_the_old_service { 2 } else { 3 };
         assert_eq!(tables.sap_ids().len(), expected);

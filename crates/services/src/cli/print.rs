@@ -243,12 +243,8 @@ pub(super) fn print_service(
         out.description(&service.description);
         match &service.body {
             ServiceBody::Epipe(epipe) => {
-                if let Some(t) = &epipe.gre_tunnel {
-                    let mut line = format!("gre-tunnel local {} remote {}", t.local, t.remote);
-                    if let Some(key) = t.key {
-                        let _ = write!(line, " key {key}");
-                    }
-                    out.line(&line);
+                if let Some(tunnel) = &epipe.gre_tunnel {
+                    out.line(&format!("gre-tunnel {tunnel}"));
                 }
             }
             ServiceBody::Vpls(vpls) => {

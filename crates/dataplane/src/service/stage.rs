@@ -13,9 +13,7 @@ use super::throttle::{
 use super::FilterKind;
 use crate::acl::{mac_bits, Disposition, IpFamily, PacketKey, RuleSet};
 use crate::arena::{Block, HugeVec};
-use crate::fdb::{
-    self, prefetch_read, prefetch_slice, prefetch_span, Entry, Fdb, Sighting, STATIC_EPOCH,
-};
+use crate::fdb::{self, prefetch_read, prefetch_slice, Entry, Fdb, Sighting, STATIC_EPOCH};
 use crate::packet::PacketBuf;
 use crate::pcc::PccStage;
 use crate::pipeline::{
@@ -297,6 +295,9 @@ struct FilterState {
     rules: Option<RuleSet>,
     default_hits: [u64; 2],
     generation: u32,
+    /// The rule set's IPv4 entries are its rules in order: the candidate entry a packet's
+    /// key gives (step E) names the hit counters it will most likely write.
+    v4_in_rule_order: bool,
     /// Entries `0..INLINE_HITS`, in rule-index order.
     first_hits: [HitLine; INLINE_HITS / HITS_PER_LINE],
     /// Entries from `INLINE_HITS` on.
@@ -306,7 +307,7 @@ struct FilterState {
     entry_ids: Option<Arc<[u32]>>,
 }
 
-const _: () = assert!(std::mem::offset_of!(FilterState, generation) + 4 <= 64);
+const _: () = assert!(std::mem::offset_of!(FilterState, v4_in_rule_order) < 64);
 
 /// Packets and octets of four filter entries: a whole line (16-byte counters at any offset
 /// would make eight entries span three lines instead of two).
@@ -378,6 +379,7 @@ impl FilterState {
         self.first_hits = first_hits;
         self.more_hits = more_hits;
         self.rules = Some(RuleSet::clone(rules));
+        self.v4_in_rule_order = rules.v4_entries_in_rule_order();
         self.source = Some(rules.clone());
         self.entry_ids = Some(entry_ids.clone());
     }
@@ -1961,17 +1963,11 @@ impl ServiceStage {
         }
     }
 
-    /// The state of a direction's filters (the rule set and the first entries' hit counters,
-    /// as the hit is not known before the last step: three lines of one page) and policer.
+    /// The state of a direction's filters (the line of the rule set's handle; the hit
+    /// counters' lines come at step E) and policer.
     fn prefetch_filters_and_policer(&self, dir: &DirEntry) {
         for slot in dir.filters.iter().flatten() {
-            if let Some(state) = self.filters.get(*slot as usize) {
-                prefetch_span(
-                    (state as *const FilterState).cast(),
-                    std::mem::offset_of!(FilterState, more_hits),
-                    3,
-                );
-            }
+            prefetch_first_line(&self.filters, *slot);
         }
         if let Some(policer) = dir.policer {
             prefetch_slot(&self.policers, policer);
@@ -2037,15 +2033,28 @@ impl ServiceStage {
         // would make every record larger for the filtered packets' sake.
         let key = key_of(buf.as_slice(), usize::from(m.strip));
         for (which, slot) in filters.iter().enumerate() {
-            let state = slot.and_then(|s| self.filters.get(s as usize));
-            if let Some(rules) = state.and_then(|s| s.rules.as_ref()) {
-                if which == 0 || late {
-                    rules.prefetch(None);
-                } else {
-                    // Its summary and actions came with step D: the one entry line the key
-                    // can match instead of the whole head.
-                    rules.prefetch_candidates(&key);
-                }
+            let Some(state) = slot.and_then(|s| self.filters.get(s as usize)) else {
+                continue;
+            };
+            let Some(rules) = state.rules.as_ref() else {
+                continue;
+            };
+            let candidate = if which == 0 || late {
+                rules.prefetch(None);
+                None
+            } else {
+                // Its summary and actions came with step D: the one entry line the key can
+                // match instead of the whole head.
+                rules.prefetch_candidates(&key)
+            };
+            // The hit counters' line: the candidate's when it names its rule, else both
+            // inline lines (the default action's counters are in the line step C fetched).
+            match candidate.filter(|_| state.v4_in_rule_order) {
+                Some(rule) => prefetch_slice(
+                    state.first_hits.get(rule / HITS_PER_LINE..).unwrap_or(&[]),
+                    1,
+                ),
+                None => prefetch_slice(&state.first_hits, state.first_hits.len()),
             }
         }
     }

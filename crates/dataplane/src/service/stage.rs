@@ -582,6 +582,9 @@ enum Step {
     Tagged(sap::FrameTags),
     /// The SAP and the frame's tags.
     Sap(sap::SapMatch, sap::FrameTags),
+    /// The same, the SAP's entry prefetched at step C for step D to read (which makes the
+    /// step `Sap` again): a SAP that is not a cross-connect, with the entries out of cache.
+    EntryPending(sap::SapMatch, sap::FrameTags),
 }
 
 /// What the software pipeline in `process` knows about one received packet in flight, filled
@@ -598,8 +601,6 @@ struct Work<'t> {
     /// SAP that is not a cross-connect, from its entry (at step C when the entries are in
     /// cache, else at step D).
     sap: Option<SapWork<'t>>,
-    /// Step C prefetched the SAP's entry for step D to read.
-    entry_pending: bool,
 }
 
 /// The part of a packet's [`Work`] that step C (or D) fills, as a whole (the ring's records
@@ -624,7 +625,6 @@ impl Work<'_> {
         step: Step::Skip,
         port: None,
         sap: None,
-        entry_pending: false,
     };
 }
 
@@ -1833,7 +1833,6 @@ impl ServiceStage {
     ) {
         work.port = None;
         work.sap = None;
-        work.entry_pending = false;
         work.step = Step::Skip;
         let Some((buf, meta)) = batch.get(index) else {
             return;
@@ -1894,7 +1893,7 @@ impl ServiceStage {
         index: usize,
         work: &mut Work<'t>,
     ) {
-        let Step::Sap(m, _) = work.step else {
+        let Step::Sap(m, tags) = work.step else {
             return;
         };
         if self.warm {
@@ -1929,7 +1928,7 @@ impl ServiceStage {
             tables.saps.prefetch(m.sap as usize);
             prefetch_first_line(&self.saps, m.sap);
             work.sap = None;
-            work.entry_pending = true;
+            work.step = Step::EntryPending(m, tags);
         }
     }
 
@@ -1943,7 +1942,6 @@ impl ServiceStage {
         index: usize,
         work: &mut Work<'t>,
     ) {
-        work.entry_pending = false;
         work.sap = sap.map(|sap| self.entry_work(batch, index, sap, true));
         if let (Some(fdb), Some([dst, src])) = (self.fdb.as_ref(), work.sap.and_then(|s| s.macs)) {
             fdb.prefetch(dst);
@@ -2120,7 +2118,8 @@ impl ServiceStage {
                 meta.verdict = Verdict::Drop(DropReason::NoSap);
                 return;
             }
-            Step::Skip | Step::Gre | Step::Tagged(_) => return,
+            // Steps B and D turn these into others before the last step.
+            Step::Skip | Step::Gre | Step::Tagged(_) | Step::EntryPending(..) => return,
         };
         let Some(SapWork {
             entry,
@@ -2688,7 +2687,8 @@ impl Stage for ServiceStage {
             if !self.warm || self.filters_in_use {
                 let p = slot(i, 3);
                 let work = &mut ring[p % IN_FLIGHT];
-                if let (true, Step::Sap(m, _)) = (work.entry_pending, work.step) {
+                if let Step::EntryPending(m, tags) = work.step {
+                    work.step = Step::Sap(m, tags);
                     self.entry_step(tables.sap(m.sap), batch, p, work);
                 } else if self.filters_in_use {
                     self.rule_set_step(work);

@@ -2257,15 +2257,19 @@ impl ServiceStage {
                 return Verdict::Drop(reason);
             }
         }
-        // The peer's slot is read from the snapshot only on the cold paths.
+        // The peer's slot is read from the snapshot only on the cold paths (the record is
+        // a cross-connect's only while the entry names a peer SAP).
         let peer = || match tables.sap(slot).map(|s| s.peer) {
-            Some(Peer::Sap(peer)) => peer,
-            _ => slot,
+            Some(Peer::Sap(peer)) => Some(peer),
+            _ => None,
         };
         let egress = record.peer_egress;
         if egress.checked {
+            let Some(peer) = peer() else {
+                return Verdict::Drop(DropReason::ServiceDown);
+            };
             if let Err(verdict) =
-                self.egress_checks(tables, buf, &mut ingress, peer(), service, now_ns)
+                self.egress_checks(tables, buf, &mut ingress, peer, service, now_ns)
             {
                 return verdict;
             }
@@ -2279,7 +2283,9 @@ impl ServiceStage {
                 Verdict::Transmit(egress.port)
             }
             Err(reason) => {
-                self.count_drop(peer(), service, reason);
+                if let Some(peer) = peer() {
+                    self.count_drop(peer, service, reason);
+                }
                 Verdict::Drop(reason)
             }
         }

@@ -1201,13 +1201,14 @@ impl RuleSet {
     }
 
     /// Second prefetch step: the line of the first entry `key` can match according to the
-    /// summaries (which [`RuleSet::prefetch_head`] fetched). Other families prefetch as
+    /// summaries (which [`RuleSet::prefetch_head`] fetched), whose index among the IPv4
+    /// entries it returns (`None`: no IPv4 entry can match). Other families prefetch as
     /// [`RuleSet::prefetch`] does.
     #[inline]
-    pub fn prefetch_candidates(&self, key: &PacketKey) {
+    pub fn prefetch_candidates(&self, key: &PacketKey) -> Option<usize> {
         if key.family != Some(IpFamily::V4) {
             self.prefetch(key.family);
-            return;
+            return None;
         }
         let word = self.field.word(key);
         let entries = self.compiled.v4();
@@ -1216,9 +1217,20 @@ impl RuleSet {
             if lanes != 0 {
                 let first = group * LANES + lanes.trailing_zeros() as usize;
                 crate::fdb::prefetch_slice(entries.get(first..first + 1).unwrap_or(&[]), 1);
-                return;
+                return Some(first);
             }
         }
+        None
+    }
+
+    /// True when IPv4 entry `i` is rule `i` for every IPv4 entry (a filter of IPv4 rules
+    /// alone): the index [`RuleSet::prefetch_candidates`] returns is then a rule index.
+    pub fn v4_entries_in_rule_order(&self) -> bool {
+        self.compiled
+            .v4()
+            .iter()
+            .enumerate()
+            .all(|(i, e)| usize::from(e.rule()) == i)
     }
 
     /// True when there are no rules.
@@ -1395,14 +1407,17 @@ mod tests {
         assert_eq!(hit.rule, Some(7));
         assert_eq!(set.default_action(), RuleAction::DROP);
         assert_eq!(set.len(), 8);
-        // Prefetching is only a hint, but must not read out of bounds either.
+        // Prefetching is only a hint, but must not read out of bounds either; the candidate
+        // it names is the 8th entry, which is the 8th rule.
         set.prefetch_head();
-        set.prefetch_candidates(&udp4_key(
+        let candidate = set.prefetch_candidates(&udp4_key(
             Ipv4Addr::LOCALHOST,
             Ipv4Addr::new(10, 0, 7, 9),
             1,
             2,
         ));
+        assert_eq!(candidate, Some(7));
+        assert!(set.v4_entries_in_rule_order());
         let empty = RuleSet::empty(RuleAction::FORWARD);
         assert_eq!(
             (empty.len(), empty.default_action()),
@@ -1578,6 +1593,7 @@ mod tests {
         .unwrap();
         let key = udp4_key(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 1, 2);
         assert_eq!(set.classify(&key).rule, Some(0));
+        assert!(set.v4_entries_in_rule_order());
         let set = compile(
             &[
                 rule(9, ip, Disposition::Forward),
@@ -1587,6 +1603,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(set.classify(&key).action, RuleAction::DROP);
+        // The IPv4 entry is rule 1: a candidate's index is not its rule's.
+        assert!(!set.v4_entries_in_rule_order());
     }
 
     #[test]

@@ -659,11 +659,12 @@ impl IndexSlot {
     }
 }
 
-/// The 43-bit hash of a key [`lookup_key`] makes, or `None` for a key it cannot make.
+/// The 43-bit hash of a key [`lookup_key`] makes, or `None` for a key it cannot make (key 0
+/// hashes to 0 here, the hash of no stored key: `insert` refuses it).
 #[inline]
 fn key_hash(key: u64) -> Option<u64> {
     // `lookup_key`'s layout: port in bits 32..48, kind (1..=5) in 24..27, VLAN ids below.
-    if key == 0 || key >> 48 != 0 || key & 0xf800_0000 != 0 {
+    if key & 0xffff_0000_f800_0000 != 0 {
         return None;
     }
     let packed = ((key >> 32) << 27) | (key & 0x07ff_ffff);
@@ -706,20 +707,24 @@ impl SapIndex {
     fn find(&self, hash: u64) -> Result<usize, usize> {
         let mask = self.slots.len() - 1;
         let (home, remainder) = self.split(hash);
-        let mut distance = 0;
-        loop {
+        // The slot's bits above its value if it holds `hash` at home (plus the distance
+        // further on): one comparison a probe.
+        let at_home = (remainder << DISTANCE_BITS) | 1;
+        for distance in 0..=MAX_DISTANCE {
             let i = (home + distance) & mask;
             let Some(&slot) = self.slots.get(i) else {
                 return Err(i);
             };
+            if slot.0 >> VALUE_BITS == at_home + distance as u64 {
+                return Ok(i);
+            }
             if slot.is_empty() {
                 return Err(i);
             }
-            if slot.distance() == distance && slot.remainder() == remainder {
-                return Ok(i);
-            }
-            distance += 1;
         }
+        // Not there (no key sits farther from home); `insert` grows the table rather than
+        // place one past this slot.
+        Err((home + MAX_DISTANCE + 1) & mask)
     }
 
     /// The SAP slot of `key`.
@@ -743,7 +748,7 @@ impl SapIndex {
     /// Adds or replaces `key` (a key [`SapEncap::exact_key`] makes, with a SAP slot up to
     /// `fdb::MAX_SAP_SLOT`; the tables make no other, and any other is not stored).
     pub fn insert(&mut self, key: u64, value: u32) {
-        let Some(hash) = key_hash(key) else {
+        let Some(hash) = key_hash(key).filter(|_| key != 0) else {
             debug_assert!(false, "{key:#x} is not a SAP lookup key");
             return;
         };

@@ -583,7 +583,7 @@ fn apply(
             if let (ServiceSpec::Epipe(was), ServiceSpec::Epipe(is)) = (&**was, &**is) {
                 if was
                     .gre
-                    .is_some_and(|t| is.gre.map(tunnel_of) != Some(tunnel_of(t)))
+                    .is_some_and(|t| is.gre.map(|g| g.identity()) != Some(t.identity()))
                 {
                     builder.set_service(ServiceSpec::Epipe(EpipeSpec { gre: None, ..*was }))?;
                 }
@@ -606,11 +606,6 @@ fn apply(
         }
     }
     Ok(())
-}
-
-/// What tells GRE tunnels apart at the far end: addresses and key.
-fn tunnel_of(gre: GreSpec) -> (IpAddr, IpAddr, Option<u32>) {
-    (gre.local, gre.remote, gre.key)
 }
 
 /// The keys of `keys` that `old` holds and `new` does not: entries to remove.

@@ -822,14 +822,11 @@ impl ServiceConfig {
         let mut held_tunnel = None;
         if let ServiceSetting::GreTunnel(tunnel) = setting {
             if let Some(tunnel) = tunnel {
-                match self.gre_tunnels.get(tunnel) {
-                    Some(&holder) if holder != id => {
-                        return Err(ValidationError::GreTunnelInUse {
-                            tunnel: *tunnel,
-                            service: holder,
-                        })
-                    }
-                    _ => {}
+                if let Some(&holder) = self.gre_tunnels.get(tunnel).filter(|&&h| h != id) {
+                    return Err(ValidationError::GreTunnelInUse {
+                        tunnel: *tunnel,
+                        service: holder,
+                    });
                 }
             }
             if let Some(ServiceBody::Epipe(epipe)) = self.services.get(&id).map(|s| &s.body) {

@@ -157,6 +157,15 @@ pub struct GreSpec {
     pub mtu: u16,
 }
 
+impl GreSpec {
+    /// What tells this tunnel apart from another at the far end, and so what a received GRE
+    /// packet is demultiplexed by: the local and remote addresses and the key. Two Epipes
+    /// cannot share it.
+    pub fn identity(&self) -> (IpAddr, IpAddr, Option<u32>) {
+        (self.local, self.remote, self.key)
+    }
+}
+
 /// An Epipe (VLL): two endpoints cross-connected — two SAPs, or one SAP and a GRE tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct EpipeSpec {

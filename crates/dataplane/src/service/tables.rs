@@ -175,6 +175,12 @@ pub(crate) struct TunnelKey {
 }
 
 impl TunnelKey {
+    /// The key of a configured tunnel.
+    pub fn of(gre: &GreSpec) -> Self {
+        let (local, remote, key) = gre.identity();
+        Self::new(local, remote, key)
+    }
+
     pub fn new(local: IpAddr, remote: IpAddr, key: Option<u32>) -> Self {
         Self {
             local: crate::flow::addr_bytes(local),
@@ -660,7 +666,7 @@ impl ServiceTablesBuilder {
                     if saps.len() > 1 {
                         return Err(ServiceError::EpipeFull(id));
                     }
-                    let key = TunnelKey::new(gre.local, gre.remote, gre.key);
+                    let key = TunnelKey::of(gre);
                     if let Some(&other) = self.tables.tunnels.get(&key) {
                         if self.tables.service(other).map(|s| s.id) != Some(id) {
                             return Err(ServiceError::DuplicateTunnel(id));
@@ -825,7 +831,7 @@ impl ServiceTablesBuilder {
                     self.tables.tunnels.remove(&key);
                 }
                 if let Some(g) = &e.gre {
-                    let key = TunnelKey::new(g.local, g.remote, g.key);
+                    let key = TunnelKey::of(g);
                     self.tables.tunnels.insert(key, slot);
                     self.tunnel_keys.insert(slot, key);
                 }

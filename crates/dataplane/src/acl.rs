@@ -1263,14 +1263,32 @@ impl RuleSet {
             .action()
     }
 
-    /// The first IPv4 entry (in precedence order) `key` matches: the summaries rule out
-    /// entries whose field differs, and the rest are tested whole, in order.
+    /// The first IPv4 entry (in precedence order) `key` matches, given that none before
+    /// `start` does: the summaries rule out entries whose field differs, and the rest are
+    /// tested whole, in order. Entry `start` is tested first without its summary, since a
+    /// caller that passes the index [`RuleSet::prefetch_candidates`] returned has already
+    /// compared the summary that names it.
     #[inline(always)]
-    fn first_v4_match(&self, key: &PacketKey) -> Option<&V4Entry> {
-        let word = self.field.word(key);
+    fn first_v4_match(&self, key: &PacketKey, start: usize) -> Option<&V4Entry> {
         let entries = self.compiled.v4();
-        for (group, summary) in self.compiled.summaries().iter().enumerate() {
+        if let Some(e) = entries.get(start).filter(|e| e.matches(key)) {
+            return Some(e);
+        }
+        // Past `start`: from its lane on in its group, every lane of the later groups.
+        let after = start.saturating_add(1);
+        let first_group = after / LANES;
+        let word = self.field.word(key);
+        let summaries = self
+            .compiled
+            .summaries()
+            .iter()
+            .enumerate()
+            .skip(first_group);
+        for (group, summary) in summaries {
             let mut lanes = summary.candidates(word);
+            if group == first_group {
+                lanes &= u32::MAX << (after % LANES);
+            }
             while lanes != 0 {
                 let index = group * LANES + lanes.trailing_zeros() as usize;
                 if let Some(e) = entries.get(index).filter(|e| e.matches(key)) {
@@ -1285,12 +1303,22 @@ impl RuleSet {
     /// The lowest-order rule matching `key`, or the default action.
     #[inline]
     pub fn classify(&self, key: &PacketKey) -> Hit {
+        self.classify_from(key, 0)
+    }
+
+    /// [`RuleSet::classify`] for a caller that knows no IPv4 entry before `v4_start` matches
+    /// `key`: the index [`RuleSet::prefetch_candidates`] returned for it (or any index up to
+    /// it; past the last entry when it returned `None` for an IPv4 key). The scan starts
+    /// there, so the summary that named it is not compared again. The hit is the same as
+    /// `classify`'s whenever the premise holds.
+    #[inline]
+    pub fn classify_from(&self, key: &PacketKey, v4_start: usize) -> Hit {
         // Entries are in precedence order within each family, so the first hit of a scan is
         // its best; an IP and a MAC hit compete by index.
         let mut best = u16::MAX;
         match key.family {
             Some(IpFamily::V4) => {
-                if let Some(e) = self.first_v4_match(key) {
+                if let Some(e) = self.first_v4_match(key, v4_start) {
                     best = e.rule();
                 }
             }
@@ -1931,7 +1959,7 @@ mod tests {
             for key in &keys {
                 if key.family == Some(IpFamily::V4) {
                     let plain = set.compiled.v4().iter().find(|e| e.matches(key));
-                    prop_assert_eq!(set.first_v4_match(key), plain);
+                    prop_assert_eq!(set.first_v4_match(key, 0), plain);
                 }
                 let hit = set.classify(key);
                 let expected = reference_classify(&rules, key);
@@ -1940,7 +1968,10 @@ mod tests {
                     expected.map(|rule| rule.order)
                 );
                 prop_assert_eq!(hit.action, expected.map_or(default, |rule| rule.action));
-                set.prefetch_candidates(key);
+                // The scan started where the prefetch found the first candidate (past the
+                // last entry when it found none) hits the same.
+                let start = set.prefetch_candidates(key).unwrap_or(usize::MAX);
+                prop_assert_eq!(set.classify_from(key, start), hit);
             }
         }
 

@@ -784,6 +784,17 @@ fn key_of(frame: &[u8], strip: usize) -> PacketKey {
     )
 }
 
+/// What step E learned of a filtered packet, kept for its last step beside the packet's
+/// [`Work`] record (in a ring of its own, so that the records of the unfiltered packets stay
+/// small): the classifier key, and where its IPv4 filter's scan starts.
+#[derive(Debug, Clone, Copy)]
+struct EarlyKey {
+    key: PacketKey,
+    /// The first IPv4 entry the summary did not rule out ([`RuleSet::classify_from`]), 0
+    /// when step E did not compare the summary.
+    v4_start: usize,
+}
+
 /// The per-packet facts the steps below share.
 struct Ingress {
     /// Delimiting tag bytes at offset 12.
@@ -1505,11 +1516,14 @@ impl ServiceStage {
     }
 
     /// Runs the filters and policer of one direction. `Err` names why the packet is dropped.
+    /// No entry of the direction's IPv4 filter before `v4_start` matches the packet (0 when
+    /// nothing is known: see [`EarlyKey`]).
     fn apply_direction(
         &mut self,
         dir: &DirEntry,
         frame: &[u8],
         ingress: &mut Ingress,
+        v4_start: usize,
         now_ns: u64,
     ) -> Result<(), DropReason> {
         let len = frame.len();
@@ -1538,7 +1552,11 @@ impl ServiceStage {
                 let Some(rules) = state.rules.as_ref() else {
                     continue;
                 };
-                let hit = rules.classify(&key);
+                let hit = if which == 1 {
+                    rules.classify_from(&key, v4_start)
+                } else {
+                    rules.classify(&key)
+                };
                 if let Some(c) = state.hit_mut(hit.rule) {
                     c[0] += 1;
                     c[1] += len as u64;
@@ -1641,7 +1659,8 @@ impl ServiceStage {
             return Err(Verdict::Drop(DropReason::ServiceDown));
         }
         if sap.egress.has_filters() || sap.egress.policer.is_some() {
-            if let Err(reason) = self.apply_direction(&sap.egress, buf.as_slice(), ingress, now_ns)
+            if let Err(reason) =
+                self.apply_direction(&sap.egress, buf.as_slice(), ingress, 0, now_ns)
             {
                 self.count_drop(slot, service, reason);
                 return Err(Verdict::Drop(reason));
@@ -2042,8 +2061,15 @@ impl ServiceStage {
         }
     }
 
-    /// Step E: the first entries the packet will scan.
-    fn entries_step(&self, batch: &Batch, index: usize, work: &Work<'_>) {
+    /// Step E: the first entries the packet will scan. Leaves the packet's classifier key, and
+    /// where its IPv4 scan starts, in `early` for its last step.
+    fn entries_step(
+        &self,
+        batch: &Batch,
+        index: usize,
+        work: &Work<'_>,
+        early: &mut Option<EarlyKey>,
+    ) {
         let Some((filters, late)) = self.filtered(work) else {
             return;
         };
@@ -2053,9 +2079,8 @@ impl ServiceStage {
         let Some((buf, _)) = batch.get(index) else {
             return;
         };
-        // The key is computed again in the last step: keeping it in the packet's record
-        // would make every record larger for the filtered packets' sake.
         let key = key_of(buf.as_slice(), usize::from(m.strip));
+        let mut v4_start = 0;
         for (which, slot) in filters.iter().enumerate() {
             let Some(state) = slot.and_then(|s| self.filters.get(s as usize)) else {
                 continue;
@@ -2069,7 +2094,12 @@ impl ServiceStage {
             } else {
                 // Its summary and actions came with step D: the one entry line the key can
                 // match instead of the whole head.
-                rules.prefetch_candidates(&key)
+                let candidate = rules.prefetch_candidates(&key);
+                if which == 1 && key.family == Some(IpFamily::V4) {
+                    // None: no entry can match, the scan starts past them all.
+                    v4_start = candidate.unwrap_or(usize::MAX);
+                }
+                candidate
             };
             // The hit counters' line: the candidate's when it names its rule, else both
             // inline lines (the default action's counters are in the line step C fetched).
@@ -2081,15 +2111,19 @@ impl ServiceStage {
                 None => prefetch_slice(&state.first_hits, state.first_hits.len()),
             }
         }
+        *early = Some(EarlyKey { key, v4_start });
     }
 
-    /// Step F: the packet's ingress SAP, filters and policer, then its service.
+    /// Step F: the packet's ingress SAP, filters and policer, then its service. `early` is
+    /// what step E learned of a filtered packet.
+    #[allow(clippy::too_many_arguments)]
     fn access_frame(
         &mut self,
         tables: &ServiceTables,
         batch: &mut Batch,
         index: usize,
         work: &Work<'_>,
+        early: Option<EarlyKey>,
         pcc: Option<&mut PccStage>,
         clock: Clock<'_>,
     ) {
@@ -2133,7 +2167,7 @@ impl ServiceStage {
         };
         meta.sap = m.sap;
         let Some(sap) = entry else {
-            meta.verdict = self.cross_connect(tables, buf, meta, m, ctx.now_ns);
+            meta.verdict = self.cross_connect(tables, buf, meta, m, early, ctx.now_ns);
             return;
         };
         let len = buf.len();
@@ -2150,8 +2184,9 @@ impl ServiceStage {
         let mut ingress = Ingress {
             strip: usize::from(m.strip),
             priority: m.priority,
-            key: None,
+            key: early.map(|e| e.key),
         };
+        let v4_start = early.map_or(0, |e| e.v4_start);
         match sap.role {
             SapRole::L3 if sap.peer == Peer::None => {
                 meta.verdict = Verdict::Ignore;
@@ -2171,9 +2206,13 @@ impl ServiceStage {
         }
         fill_pending_checksum(buf, meta, ingress.strip);
         if filtered || sap.ingress.policer.is_some() {
-            if let Err(reason) =
-                self.apply_direction(&sap.ingress, buf.as_slice(), &mut ingress, ctx.now_ns)
-            {
+            if let Err(reason) = self.apply_direction(
+                &sap.ingress,
+                buf.as_slice(),
+                &mut ingress,
+                v4_start,
+                ctx.now_ns,
+            ) {
                 self.count_drop(m.sap, service, reason);
                 meta.verdict = Verdict::Drop(reason);
                 return;
@@ -2229,6 +2268,7 @@ impl ServiceStage {
         buf: &mut PacketBuf,
         meta: &mut PacketMeta,
         m: sap::SapMatch,
+        early: Option<EarlyKey>,
         now_ns: u64,
     ) -> Verdict {
         let slot = m.sap;
@@ -2242,7 +2282,7 @@ impl ServiceStage {
         let mut ingress = Ingress {
             strip: usize::from(m.strip),
             priority: m.priority,
-            key: None,
+            key: early.map(|e| e.key),
         };
         if buf.len() - ingress.strip > usize::from(record.service_mtu) {
             self.count_drop(slot, service, DropReason::Mtu);
@@ -2250,9 +2290,13 @@ impl ServiceStage {
         }
         fill_pending_checksum(buf, meta, ingress.strip);
         if record.ipv4_filter != NO_SLOT || record.policer != NO_SLOT {
-            if let Err(reason) =
-                self.apply_direction(&record.ingress(), buf.as_slice(), &mut ingress, now_ns)
-            {
+            if let Err(reason) = self.apply_direction(
+                &record.ingress(),
+                buf.as_slice(),
+                &mut ingress,
+                early.map_or(0, |e| e.v4_start),
+                now_ns,
+            ) {
                 self.count_drop(slot, service, reason);
                 return Verdict::Drop(reason);
             }
@@ -2304,7 +2348,8 @@ impl ServiceStage {
         ingress: &mut Ingress,
         now_ns: u64,
     ) -> Verdict {
-        if let Err(reason) = self.apply_direction(&sap.ingress, buf.as_slice(), ingress, now_ns) {
+        if let Err(reason) = self.apply_direction(&sap.ingress, buf.as_slice(), ingress, 0, now_ns)
+        {
             self.count_drop(slot, sap.service, reason);
             return Verdict::Drop(reason);
         }
@@ -2667,6 +2712,9 @@ impl Stage for ServiceStage {
         // holds the flood copies). Every `MAC_GROUP` iterations, the MAC-table prefetches of
         // the packets whose step C ran in them are issued together.
         let mut ring = [Work::SKIP; IN_FLIGHT];
+        // Beside it, what step E learned of a filtered packet: taken by the packet's last
+        // step whatever that does, so that no later packet of the slot finds it.
+        let mut early: [Option<EarlyKey>; IN_FLIGHT] = [None; IN_FLIGHT];
         let d = if self.filters_in_use {
             FILTERED_PREFETCH_DISTANCE
         } else {
@@ -2702,14 +2750,15 @@ impl Stage for ServiceStage {
             }
             if self.filters_in_use {
                 let p = slot(i, 4);
-                self.entries_step(batch, p, &ring[p % IN_FLIGHT]);
+                self.entries_step(batch, p, &ring[p % IN_FLIGHT], &mut early[p % IN_FLIGHT]);
             }
             let p = slot(i, 5);
             let work = &ring[p % IN_FLIGHT];
+            let early = early[p % IN_FLIGHT].take();
             match work.step {
                 Step::Skip => {}
                 Step::Gre => self.gre_frame(tables, batch, p, ctx),
-                _ => self.access_frame(tables, batch, p, work, pcc.as_deref_mut(), clock),
+                _ => self.access_frame(tables, batch, p, work, early, pcc.as_deref_mut(), clock),
             }
         }
     }

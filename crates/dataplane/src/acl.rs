@@ -17,7 +17,7 @@
 //! snapshot, the counters live in the caller's mutable state, indexed by [`Hit::rule`].
 
 use crate::arena::{arena_item, packed_arrays, ArenaError};
-use crate::wire::{ip_protocol, Ipv4Packet, Ipv6Packet, MacAddr};
+use crate::wire::{ip_protocol, ipv4, Ipv4Packet, Ipv6Packet, MacAddr};
 use serde::Serialize;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -348,23 +348,128 @@ pub fn mac_bits(mac: MacAddr) -> u64 {
     u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
 }
 
-fn transport_fields(key: &mut PacketKey, protocol: u8, transport: &[u8]) {
-    key.protocol = protocol;
-    match protocol {
-        ip_protocol::TCP | ip_protocol::UDP | 132 => {
-            if let Some(b) = transport.get(..4) {
-                key.has_ports = true;
-                key.src_port = u16::from_be_bytes([b[0], b[1]]);
-                key.dst_port = u16::from_be_bytes([b[2], b[3]]);
-            }
+/// The frame's destination and source MACs as 48-bit numbers (as [`mac_bits`] makes them),
+/// from two overlapping 8-byte loads; a MAC the frame is too short for is 0.
+#[inline(always)]
+pub fn macs_of(frame: &[u8]) -> (u64, u64) {
+    let word = |at: usize| {
+        frame
+            .get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+    };
+    match (word(0), word(4)) {
+        (Some(first), Some(second)) => (first >> 16, second & 0xffff_ffff_ffff),
+        _ => {
+            let mac_at = |at: usize| {
+                frame
+                    .get(at..at + 6)
+                    .map_or(0, |b| mac_bits(MacAddr::from_bytes(b)))
+            };
+            (mac_at(0), mac_at(6))
         }
-        ip_protocol::ICMP | ip_protocol::ICMPV6 => {
-            if let Some(&t) = transport.first() {
-                key.has_icmp = true;
-                key.icmp_type = t;
+    }
+}
+
+/// The transport fields of a key: what a packet's first transport bytes give.
+#[derive(Debug, Clone, Copy, Default)]
+struct TransportFields {
+    protocol: u8,
+    has_ports: bool,
+    src_port: u16,
+    dst_port: u16,
+    has_icmp: bool,
+    icmp_type: u8,
+}
+
+impl TransportFields {
+    /// The ports of TCP, UDP and SCTP, the type of ICMP and ICMPv6, when `transport` holds
+    /// them (it is empty past a first fragment).
+    #[inline(always)]
+    fn read(protocol: u8, transport: &[u8]) -> Self {
+        let mut fields = TransportFields {
+            protocol,
+            ..TransportFields::default()
+        };
+        match protocol {
+            ip_protocol::TCP | ip_protocol::UDP | 132 => {
+                if let Some(b) = transport.first_chunk::<4>() {
+                    fields.has_ports = true;
+                    fields.src_port = u16::from_be_bytes([b[0], b[1]]);
+                    fields.dst_port = u16::from_be_bytes([b[2], b[3]]);
+                }
             }
+            ip_protocol::ICMP | ip_protocol::ICMPV6 => {
+                if let Some(&t) = transport.first() {
+                    fields.has_icmp = true;
+                    fields.icmp_type = t;
+                }
+            }
+            _ => {}
         }
-        _ => {}
+        fields
+    }
+
+    /// Sets the protocol of `key`, and the ports or the ICMP type that were read (the others
+    /// are left as they are).
+    fn apply(self, key: &mut PacketKey) {
+        key.protocol = self.protocol;
+        if self.has_ports {
+            key.has_ports = true;
+            key.src_port = self.src_port;
+            key.dst_port = self.dst_port;
+        }
+        if self.has_icmp {
+            key.has_icmp = true;
+            key.icmp_type = self.icmp_type;
+        }
+    }
+}
+
+/// The IPv4 fields of a key, as [`Ipv4Fields::read`] finds them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ipv4Fields {
+    src4: u32,
+    dst4: u32,
+    dscp: u8,
+    transport: TransportFields,
+}
+
+impl Ipv4Fields {
+    /// The fields of an IPv4 packet [`Ipv4Packet::new_checked`] accepts (no checksum check:
+    /// classification only), from one 20-byte load of its header and one bounds check of its
+    /// transport bytes, rather than a check per field; `None` for any other bytes.
+    #[inline(always)]
+    fn read(ip: &[u8]) -> Option<Self> {
+        let header = ip.first_chunk::<{ ipv4::MIN_HEADER_LEN }>()?;
+        let be16 = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
+        let be32 = |at: usize| {
+            u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+        };
+        let header_len = usize::from(header[0] & 0x0f) * 4;
+        let total_len = usize::from(be16(2));
+        // What `new_checked` refuses: another version, a header shorter than its fixed part,
+        // a total length shorter than the header or longer than the bytes (which then hold
+        // the whole header too).
+        if header[0] >> 4 != 4
+            || header_len < ipv4::MIN_HEADER_LEN
+            || total_len < header_len
+            || ip.len() < total_len
+        {
+            return None;
+        }
+        // Only a first fragment (offset 0) carries the transport header.
+        let transport = if be16(6) & 0x1fff == 0 {
+            ip.get(header_len..total_len).unwrap_or(&[])
+        } else {
+            &[]
+        };
+        Some(Ipv4Fields {
+            src4: be32(12),
+            dst4: be32(16),
+            dscp: header[1] >> 2,
+            transport: TransportFields::read(header[9], transport),
+        })
     }
 }
 
@@ -372,6 +477,10 @@ impl PacketKey {
     /// Reads the L2 fields of a frame (its MAC addresses) and, when `ethertype` is IPv4 or
     /// IPv6 and `l3` holds a valid header, the L3/L4 fields. Never fails: what cannot be read
     /// is left unset, so rules needing it do not match.
+    ///
+    /// Equal to [`reference_key`] for every input (a proptest and a fuzz target hold it to
+    /// that): this is the packet path's, read in few bounds checks.
+    #[inline]
     pub fn from_frame(
         frame: &[u8],
         ethertype: u16,
@@ -379,44 +488,68 @@ impl PacketKey {
         outer_vid: u16,
         inner_vid: u16,
     ) -> Self {
-        let mut key = PacketKey {
-            dst_mac: frame
-                .get(0..6)
-                .map(|b| mac_bits(MacAddr::from_bytes(b)))
-                .unwrap_or(0),
-            src_mac: frame
-                .get(6..12)
-                .map(|b| mac_bits(MacAddr::from_bytes(b)))
-                .unwrap_or(0),
+        let (dst_mac, src_mac) = macs_of(frame);
+        let ip = frame.get(l3..).unwrap_or(&[]);
+        if ethertype == crate::wire::EtherType::IPV6 {
+            let mut key = PacketKey {
+                dst_mac,
+                src_mac,
+                ethertype,
+                outer_vid,
+                inner_vid,
+                ..PacketKey::default()
+            };
+            key.read_ipv6(ip);
+            return key;
+        }
+        let ipv4 = if ethertype == crate::wire::EtherType::IPV4 {
+            Ipv4Fields::read(ip)
+        } else {
+            None
+        };
+        // One value written whole (the fields of a missing header are zero): built from a
+        // default and then patched, the key went through the stack in pieces of different
+        // sizes, and its copy waited for them.
+        let family = ipv4.map(|_| IpFamily::V4);
+        let Ipv4Fields {
+            src4,
+            dst4,
+            dscp,
+            transport,
+        } = ipv4.unwrap_or_default();
+        PacketKey {
+            src_mac,
+            dst_mac,
             ethertype,
             outer_vid,
             inner_vid,
-            ..PacketKey::default()
-        };
-        let ip = frame.get(l3..).unwrap_or(&[]);
-        match ethertype {
-            crate::wire::EtherType::IPV4 => key.read_ipv4(ip),
-            crate::wire::EtherType::IPV6 => key.read_ipv6(ip),
-            _ => {}
+            family,
+            src4,
+            dst4,
+            src6: 0,
+            dst6: 0,
+            protocol: transport.protocol,
+            dscp,
+            has_ports: transport.has_ports,
+            src_port: transport.src_port,
+            dst_port: transport.dst_port,
+            has_icmp: transport.has_icmp,
+            icmp_type: transport.icmp_type,
         }
-        key
     }
 
-    /// Reads the fields of an IPv4 packet (no checksum check: classification only).
+    /// Reads the fields of an IPv4 packet (no checksum check: classification only); leaves
+    /// the key as it is when `ip` is not one [`Ipv4Packet::new_checked`] accepts.
+    #[inline]
     pub fn read_ipv4(&mut self, ip: &[u8]) {
-        let Ok(packet) = Ipv4Packet::new_checked(ip) else {
+        let Some(fields) = Ipv4Fields::read(ip) else {
             return;
         };
         self.family = Some(IpFamily::V4);
-        self.src4 = u32::from(packet.src_addr());
-        self.dst4 = u32::from(packet.dst_addr());
-        self.dscp = packet.dscp();
-        let transport = if packet.frag_offset() == 0 {
-            packet.payload()
-        } else {
-            &[]
-        };
-        transport_fields(self, packet.protocol(), transport);
+        self.src4 = fields.src4;
+        self.dst4 = fields.dst4;
+        self.dscp = fields.dscp;
+        fields.transport.apply(self);
     }
 
     /// Reads the fields of an IPv6 packet (extension headers walked).
@@ -436,7 +569,7 @@ impl PacketKey {
         } else {
             &[]
         };
-        transport_fields(self, location.protocol, transport);
+        TransportFields::read(location.protocol, transport).apply(self);
     }
 }
 
@@ -512,6 +645,53 @@ impl Rule {
     pub fn matches(&self, key: &PacketKey) -> bool {
         self.matches.iter().any(|m| m.matches(key))
     }
+}
+
+/// The reference key reader [`PacketKey::from_frame`] is held equal to: the IPv4 header
+/// read field by field through [`Ipv4Packet`] (the L2 and IPv6 fields are read as
+/// `from_frame` reads them).
+pub fn reference_key(
+    frame: &[u8],
+    ethertype: u16,
+    l3: usize,
+    outer_vid: u16,
+    inner_vid: u16,
+) -> PacketKey {
+    let mut key = PacketKey {
+        dst_mac: frame
+            .get(0..6)
+            .map(|b| mac_bits(MacAddr::from_bytes(b)))
+            .unwrap_or(0),
+        src_mac: frame
+            .get(6..12)
+            .map(|b| mac_bits(MacAddr::from_bytes(b)))
+            .unwrap_or(0),
+        ethertype,
+        outer_vid,
+        inner_vid,
+        ..PacketKey::default()
+    };
+    let ip = frame.get(l3..).unwrap_or(&[]);
+    match ethertype {
+        crate::wire::EtherType::IPV4 => {
+            let Ok(packet) = Ipv4Packet::new_checked(ip) else {
+                return key;
+            };
+            key.family = Some(IpFamily::V4);
+            key.src4 = u32::from(packet.src_addr());
+            key.dst4 = u32::from(packet.dst_addr());
+            key.dscp = packet.dscp();
+            let transport = if packet.frag_offset() == 0 {
+                packet.payload()
+            } else {
+                &[]
+            };
+            TransportFields::read(packet.protocol(), transport).apply(&mut key);
+        }
+        crate::wire::EtherType::IPV6 => key.read_ipv6(ip),
+        _ => {}
+    }
+    key
 }
 
 /// The reference classification: the lowest-order rule of `rules` that matches `key`.
@@ -1938,6 +2118,72 @@ mod tests {
             )
     }
 
+    /// A frame whose bytes at `l3` are mostly an IPv4 header's edge cases (any IHL, a total
+    /// length around the bytes there, fragments, options), some IPv6 or random bytes, under
+    /// an EtherType that is mostly IPv4 or IPv6; and the offset of its network header,
+    /// sometimes past its end.
+    fn arb_frame() -> impl Strategy<Value = (Vec<u8>, u16, usize)> {
+        (
+            proptest::collection::vec(any::<u8>(), 0..120),
+            prop_oneof![
+                4 => Just(crate::wire::EtherType::IPV4),
+                1 => Just(crate::wire::EtherType::IPV6),
+                1 => any::<u16>(),
+            ],
+            0usize..40,
+            prop_oneof![3 => Just(4u8), 1 => Just(6u8), 1 => 0u8..16],
+            0u8..16,
+            // The total length: relative to the bytes there (0: exactly them), or any.
+            prop_oneof![
+                2 => Just(Ok(0i32)),
+                2 => (-8i32..8).prop_map(Ok),
+                1 => any::<u16>().prop_map(Err),
+            ],
+            // Flags and fragment offset: none, DF, MF, each offset bit alone, any.
+            prop_oneof![
+                2 => Just(0u16),
+                1 => Just(0x4000u16),
+                1 => Just(0x2000u16),
+                2 => (0u32..13).prop_map(|bit| 1u16 << bit),
+                1 => any::<u16>(),
+            ],
+            prop_oneof![
+                Just(ip_protocol::TCP),
+                Just(ip_protocol::UDP),
+                Just(132u8),
+                Just(ip_protocol::ICMP),
+                Just(ip_protocol::ICMPV6),
+                any::<u8>(),
+            ],
+        )
+            .prop_map(
+                |(mut frame, ethertype, l3, version, ihl, total, flags_frag, protocol)| {
+                    if let Some(ip) = frame.get_mut(l3..) {
+                        let room = ip.len();
+                        if let Some(b) = ip.get_mut(0) {
+                            *b = (version << 4) | ihl;
+                        }
+                        let total_len = total.map_or_else(
+                            |any| any,
+                            |relative| (room as i32 + relative).clamp(0, 0xffff) as u16,
+                        );
+                        for (at, byte) in [
+                            (2, total_len.to_be_bytes()[0]),
+                            (3, total_len.to_be_bytes()[1]),
+                            (6, flags_frag.to_be_bytes()[0]),
+                            (7, flags_frag.to_be_bytes()[1]),
+                            (9, protocol),
+                        ] {
+                            if let Some(b) = ip.get_mut(at) {
+                                *b = byte;
+                            }
+                        }
+                    }
+                    (frame, ethertype, l3)
+                },
+            )
+    }
+
     fn arb_field() -> impl Strategy<Value = SummaryField> {
         prop::sample::select(SummaryField::ALL.to_vec())
     }
@@ -1973,6 +2219,20 @@ mod tests {
                 let start = set.prefetch_candidates(key).unwrap_or(usize::MAX);
                 prop_assert_eq!(set.classify_from(key, start), hit);
             }
+        }
+
+        /// The packet path's key reader reads what the field-by-field reference reads, for
+        /// any bytes at any offset.
+        #[test]
+        fn from_frame_reads_what_the_reference_reads(
+            (frame, ethertype, l3) in arb_frame(),
+            outer_vid in any::<u16>(),
+            inner_vid in any::<u16>(),
+        ) {
+            prop_assert_eq!(
+                PacketKey::from_frame(&frame, ethertype, l3, outer_vid, inner_vid),
+                reference_key(&frame, ethertype, l3, outer_vid, inner_vid)
+            );
         }
 
         #[test]

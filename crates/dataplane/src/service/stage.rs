@@ -773,6 +773,18 @@ struct EarlyKey {
     v4_start: usize,
 }
 
+/// The filters and policer a SAP's received frame is metered with, for
+/// [`ServiceStage::ingress_checks`].
+#[derive(Clone, Copy)]
+enum Metering<'a> {
+    /// None (no ingress filter or policer).
+    None,
+    /// Those of the SAP's entry.
+    Direction(&'a DirEntry),
+    /// Those of a cross-connect's ingress record.
+    CrossConnect(&'a IngressRecord),
+}
+
 /// The per-packet facts the steps below share.
 struct Ingress {
     /// Delimiting tag bytes at offset 12.
@@ -784,6 +796,13 @@ struct Ingress {
 }
 
 impl Ingress {
+    /// The classifier key of `frame` (this packet's), computed the first time it is needed.
+    #[inline(always)]
+    fn key_of(&mut self, frame: &[u8]) -> PacketKey {
+        let strip = self.strip;
+        *self.key.get_or_insert_with(|| key_of(frame, strip))
+    }
+
     fn colour(&self) -> Colour {
         if self.priority & 1 != 0 {
             Colour::Yellow
@@ -1506,55 +1525,138 @@ impl ServiceStage {
     ) -> Result<(), DropReason> {
         let len = frame.len();
         if dir.has_filters() {
-            let key = *ingress
-                .key
-                .get_or_insert_with(|| key_of(frame, ingress.strip));
+            let key = ingress.key_of(frame);
             for (which, slot) in dir.filters.iter().enumerate() {
                 let Some(slot) = *slot else {
                     continue;
                 };
-                let applies = match which {
-                    0 => true,
-                    1 => key.family == Some(IpFamily::V4),
-                    _ => key.family == Some(IpFamily::V6),
+                let (applies, start) = match which {
+                    0 => (true, 0),
+                    1 => (key.family == Some(IpFamily::V4), v4_start),
+                    _ => (key.family == Some(IpFamily::V6), 0),
                 };
-                if !applies {
-                    continue;
+                if applies {
+                    self.run_filter(slot, &key, start, len, ingress.colour(), now_ns)?;
                 }
-                // The rule set is read from the stage's own state (`install` keeps it the
-                // snapshot's), beside the hit counters: the snapshot's filter entry would be
-                // one more random line a packet reads.
-                let Some(state) = self.filters.get_mut(slot as usize) else {
-                    continue;
-                };
-                let Some(rules) = state.rules.as_ref() else {
-                    continue;
-                };
-                let hit = if which == 1 {
-                    rules.classify_from(&key, v4_start)
-                } else {
-                    rules.classify(&key)
-                };
-                if let Some(c) = state.hit_mut(hit.rule) {
-                    c[0] += 1;
-                    c[1] += len as u64;
+            }
+        }
+        match dir.policer {
+            Some(policer) => self.police_or_drop(policer, now_ns, len, ingress.colour()),
+            None => Ok(()),
+        }
+    }
+
+    /// Classifies `key` with the filter in `slot` (its IPv4 scan from `v4_start`), counts
+    /// the hit, and applies its action: `Err` when the action drops the packet or its
+    /// policer finds it red.
+    #[inline(always)]
+    fn run_filter(
+        &mut self,
+        slot: u32,
+        key: &PacketKey,
+        v4_start: usize,
+        len: usize,
+        colour: Colour,
+        now_ns: u64,
+    ) -> Result<(), DropReason> {
+        // The rule set is read from the stage's own state (`install` keeps it the snapshot's),
+        // beside the hit counters: the snapshot's filter entry would be one more random line
+        // a packet reads.
+        let Some(state) = self.filters.get_mut(slot as usize) else {
+            return Ok(());
+        };
+        let Some(rules) = state.rules.as_ref() else {
+            return Ok(());
+        };
+        let hit = rules.classify_from(key, v4_start);
+        if let Some(c) = state.hit_mut(hit.rule) {
+            c[0] += 1;
+            c[1] += len as u64;
+        }
+        if hit.action.disposition == Disposition::Drop {
+            return Err(DropReason::Filter);
+        }
+        match hit.action.policer {
+            Some(policer) => self.police_or_drop(policer, now_ns, len, colour),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Self::police`] as a drop reason.
+    #[inline(always)]
+    fn police_or_drop(
+        &mut self,
+        slot: u32,
+        now_ns: u64,
+        len: usize,
+        arrival: Colour,
+    ) -> Result<(), DropReason> {
+        if self.police(slot, now_ns, len, arrival) {
+            Ok(())
+        } else {
+            Err(DropReason::Policer)
+        }
+    }
+
+    /// The ingress checks of a SAP's frame, in the order both ingress paths (the entry's and
+    /// a cross-connect's record) run them: the service MTU, the transport checksum a sender
+    /// left to the NIC (the filters read the frame as it leaves), then, when `metering` has
+    /// work, the filters and policer. A drop is counted in the SAP's and the service's names.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn ingress_checks(
+        &mut self,
+        slot: u32,
+        service: u32,
+        service_mtu: u16,
+        metering: Metering<'_>,
+        buf: &mut PacketBuf,
+        meta: &mut PacketMeta,
+        ingress: &mut Ingress,
+        v4_start: usize,
+        now_ns: u64,
+    ) -> Result<(), DropReason> {
+        let checked = if buf.len() - ingress.strip > usize::from(service_mtu) {
+            Err(DropReason::Mtu)
+        } else {
+            fill_pending_checksum(buf, meta, ingress.strip);
+            let frame = buf.as_slice();
+            match metering {
+                Metering::None => Ok(()),
+                Metering::Direction(dir) => {
+                    self.apply_direction(dir, frame, ingress, v4_start, now_ns)
                 }
-                if hit.action.disposition == Disposition::Drop {
-                    return Err(DropReason::Filter);
-                }
-                if let Some(policer) = hit.action.policer {
-                    if !self.police(policer, now_ns, len, ingress.colour()) {
-                        return Err(DropReason::Policer);
+                // The IPv4 filter and the policer of a cross-connect (either may be
+                // `NO_SLOT`): `apply_direction`'s work for the one filter such a SAP can
+                // have, without its loop over three filter slots.
+                Metering::CrossConnect(record) => {
+                    let len = frame.len();
+                    let colour = ingress.colour();
+                    let mut metered = Ok(());
+                    if record.ipv4_filter != NO_SLOT {
+                        let key = ingress.key_of(frame);
+                        if key.family == Some(IpFamily::V4) {
+                            metered = self.run_filter(
+                                record.ipv4_filter,
+                                &key,
+                                v4_start,
+                                len,
+                                colour,
+                                now_ns,
+                            );
+                        }
                     }
+                    if metered.is_ok() && record.policer != NO_SLOT {
+                        metered = self.police_or_drop(record.policer, now_ns, len, colour);
+                    }
+                    metered
                 }
             }
+        };
+        if let Err(reason) = checked {
+            self.count_drop(slot, service, reason);
         }
-        if let Some(policer) = dir.policer {
-            if !self.police(policer, now_ns, len, ingress.colour()) {
-                return Err(DropReason::Policer);
-            }
-        }
-        Ok(())
+        checked
     }
 
     /// Sends a frame out of SAP `slot`: its egress filters and policer, its tags, the port
@@ -2177,24 +2279,24 @@ impl ServiceStage {
             }
             SapRole::Epipe | SapRole::Vpls | SapRole::L3 => {}
         }
-        if len - ingress.strip > usize::from(sap.service_mtu) {
-            self.count_drop(m.sap, service, DropReason::Mtu);
-            meta.verdict = Verdict::Drop(DropReason::Mtu);
+        let metering = if filtered || sap.ingress.policer.is_some() {
+            Metering::Direction(&sap.ingress)
+        } else {
+            Metering::None
+        };
+        if let Err(reason) = self.ingress_checks(
+            m.sap,
+            service,
+            sap.service_mtu,
+            metering,
+            buf,
+            meta,
+            &mut ingress,
+            v4_start,
+            ctx.now_ns,
+        ) {
+            meta.verdict = Verdict::Drop(reason);
             return;
-        }
-        fill_pending_checksum(buf, meta, ingress.strip);
-        if filtered || sap.ingress.policer.is_some() {
-            if let Err(reason) = self.apply_direction(
-                &sap.ingress,
-                buf.as_slice(),
-                &mut ingress,
-                v4_start,
-                ctx.now_ns,
-            ) {
-                self.count_drop(m.sap, service, reason);
-                meta.verdict = Verdict::Drop(reason);
-                return;
-            }
         }
         if let (Some(direction), Some(pcc)) = (sap.subscriber_side, pcc) {
             let inner = inner_of(buf.as_slice(), ingress.strip);
@@ -2262,22 +2364,18 @@ impl ServiceStage {
             priority: m.priority,
             key: early.map(|e| e.key),
         };
-        if buf.len() - ingress.strip > usize::from(record.service_mtu) {
-            self.count_drop(slot, service, DropReason::Mtu);
-            return Verdict::Drop(DropReason::Mtu);
-        }
-        fill_pending_checksum(buf, meta, ingress.strip);
-        if record.ipv4_filter != NO_SLOT || record.policer != NO_SLOT {
-            if let Err(reason) = self.apply_direction(
-                &record.ingress(),
-                buf.as_slice(),
-                &mut ingress,
-                early.map_or(0, |e| e.v4_start),
-                now_ns,
-            ) {
-                self.count_drop(slot, service, reason);
-                return Verdict::Drop(reason);
-            }
+        if let Err(reason) = self.ingress_checks(
+            slot,
+            service,
+            record.service_mtu,
+            Metering::CrossConnect(&record),
+            buf,
+            meta,
+            &mut ingress,
+            early.map_or(0, |e| e.v4_start),
+            now_ns,
+        ) {
+            return Verdict::Drop(reason);
         }
         // The peer's slot is read from the snapshot only on the cold paths (the record is
         // a cross-connect's only while the entry names a peer SAP).

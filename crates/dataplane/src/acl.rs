@@ -1443,19 +1443,21 @@ impl RuleSet {
             .action()
     }
 
-    /// The first IPv4 entry (in precedence order) `key` matches, given that none before
-    /// `start` does: the summaries rule out entries whose field differs, and the rest are
-    /// tested whole, in order. Entry `start` is tested first without its summary, since a
-    /// caller that passes the index [`RuleSet::prefetch_candidates`] returned has already
-    /// compared the summary that names it.
+    /// The first IPv4 entry (in precedence order) `key` matches: the summaries rule out
+    /// entries whose field differs, and the rest are tested whole, in order. With a
+    /// `candidate` (see [`RuleSet::classify_from`]) no entry before it matches: it is tested
+    /// first, without the summary that named it, and the scan goes on after it.
     #[inline(always)]
-    fn first_v4_match(&self, key: &PacketKey, start: usize) -> Option<&V4Entry> {
+    fn first_v4_match(&self, key: &PacketKey, candidate: Option<usize>) -> Option<&V4Entry> {
         let entries = self.compiled.v4();
-        if let Some(e) = entries.get(start).filter(|e| e.matches(key)) {
-            return Some(e);
+        let mut after = 0;
+        if let Some(candidate) = candidate {
+            if let Some(e) = entries.get(candidate).filter(|e| e.matches(key)) {
+                return Some(e);
+            }
+            after = candidate.saturating_add(1);
         }
-        // Past `start`: from its lane on in its group, every lane of the later groups.
-        let after = start.saturating_add(1);
+        // From `after`: from its lane on in its group, every lane of the later groups.
         let first_group = after / LANES;
         let word = self.field.word(key);
         let summaries = self
@@ -1483,22 +1485,23 @@ impl RuleSet {
     /// The lowest-order rule matching `key`, or the default action.
     #[inline]
     pub fn classify(&self, key: &PacketKey) -> Hit {
-        self.classify_from(key, 0)
+        self.classify_from(key, None)
     }
 
-    /// [`RuleSet::classify`] for a caller that knows no IPv4 entry before `v4_start` matches
-    /// `key`: the index [`RuleSet::prefetch_candidates`] returned for it (or any index up to
-    /// it; past the last entry when it returned `None` for an IPv4 key). The scan starts
-    /// there, so the summary that named it is not compared again. The hit is the same as
-    /// `classify`'s whenever the premise holds.
+    /// [`RuleSet::classify`] for a caller that may know `v4_candidate`: an IPv4 entry no
+    /// entry before which matches `key` — the index [`RuleSet::prefetch_candidates`] returned
+    /// for it (past the last entry when it returned `None` for an IPv4 key). The candidate is
+    /// tested first, so the summary that named it is not compared again (and entry 0 is not
+    /// read when the candidate is elsewhere). The hit is the same as `classify`'s whenever
+    /// the premise holds; `None` is `classify`.
     #[inline]
-    pub fn classify_from(&self, key: &PacketKey, v4_start: usize) -> Hit {
+    pub fn classify_from(&self, key: &PacketKey, v4_candidate: Option<usize>) -> Hit {
         // Entries are in precedence order within each family, so the first hit of a scan is
         // its best; an IP and a MAC hit compete by index.
         let mut best = u16::MAX;
         match key.family {
             Some(IpFamily::V4) => {
-                if let Some(e) = self.first_v4_match(key, v4_start) {
+                if let Some(e) = self.first_v4_match(key, v4_candidate) {
                     best = e.rule();
                 }
             }
@@ -2205,7 +2208,7 @@ mod tests {
             for key in &keys {
                 if key.family == Some(IpFamily::V4) {
                     let plain = set.compiled.v4().iter().find(|e| e.matches(key));
-                    prop_assert_eq!(set.first_v4_match(key, 0), plain);
+                    prop_assert_eq!(set.first_v4_match(key, None), plain);
                 }
                 let hit = set.classify(key);
                 let expected = reference_classify(&rules, key);
@@ -2216,8 +2219,8 @@ mod tests {
                 prop_assert_eq!(hit.action, expected.map_or(default, |rule| rule.action));
                 // The scan started where the prefetch found the first candidate (past the
                 // last entry when it found none) hits the same.
-                let start = set.prefetch_candidates(key).unwrap_or(usize::MAX);
-                prop_assert_eq!(set.classify_from(key, start), hit);
+                let candidate = set.prefetch_candidates(key).unwrap_or(usize::MAX);
+                prop_assert_eq!(set.classify_from(key, Some(candidate)), hit);
             }
         }
 

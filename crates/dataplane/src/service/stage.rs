@@ -768,9 +768,9 @@ fn key_of(frame: &[u8], strip: usize) -> PacketKey {
 #[derive(Debug, Clone, Copy)]
 struct EarlyKey {
     key: PacketKey,
-    /// The first IPv4 entry the summary did not rule out ([`RuleSet::classify_from`]), 0
-    /// when step E did not compare the summary.
-    v4_start: usize,
+    /// The first IPv4 entry the summary did not rule out ([`RuleSet::classify_from`]),
+    /// `None` when step E did not compare the summary.
+    v4_candidate: Option<usize>,
 }
 
 /// The filters and policer a SAP's received frame is metered with, for
@@ -1513,14 +1513,14 @@ impl ServiceStage {
     }
 
     /// Runs the filters and policer of one direction. `Err` names why the packet is dropped.
-    /// No entry of the direction's IPv4 filter before `v4_start` matches the packet (0 when
-    /// nothing is known: see [`EarlyKey`]).
+    /// `v4_candidate` is the IPv4 filter's candidate entry for the packet, when known (see
+    /// [`EarlyKey`]).
     fn apply_direction(
         &mut self,
         dir: &DirEntry,
         frame: &[u8],
         ingress: &mut Ingress,
-        v4_start: usize,
+        v4_candidate: Option<usize>,
         now_ns: u64,
     ) -> Result<(), DropReason> {
         let len = frame.len();
@@ -1530,13 +1530,13 @@ impl ServiceStage {
                 let Some(slot) = *slot else {
                     continue;
                 };
-                let (applies, start) = match which {
-                    0 => (true, 0),
-                    1 => (key.family == Some(IpFamily::V4), v4_start),
-                    _ => (key.family == Some(IpFamily::V6), 0),
+                let (applies, candidate) = match which {
+                    0 => (true, None),
+                    1 => (key.family == Some(IpFamily::V4), v4_candidate),
+                    _ => (key.family == Some(IpFamily::V6), None),
                 };
                 if applies {
-                    self.run_filter(slot, &key, start, len, ingress.colour(), now_ns)?;
+                    self.run_filter(slot, &key, candidate, len, ingress.colour(), now_ns)?;
                 }
             }
         }
@@ -1546,15 +1546,15 @@ impl ServiceStage {
         }
     }
 
-    /// Classifies `key` with the filter in `slot` (its IPv4 scan from `v4_start`), counts
-    /// the hit, and applies its action: `Err` when the action drops the packet or its
-    /// policer finds it red.
+    /// Classifies `key` with the filter in `slot` (its IPv4 scan from `v4_candidate` when
+    /// known), counts the hit, and applies its action: `Err` when the action drops the
+    /// packet or its policer finds it red.
     #[inline(always)]
     fn run_filter(
         &mut self,
         slot: u32,
         key: &PacketKey,
-        v4_start: usize,
+        v4_candidate: Option<usize>,
         len: usize,
         colour: Colour,
         now_ns: u64,
@@ -1568,7 +1568,7 @@ impl ServiceStage {
         let Some(rules) = state.rules.as_ref() else {
             return Ok(());
         };
-        let hit = rules.classify_from(key, v4_start);
+        let hit = rules.classify_from(key, v4_candidate);
         if let Some(c) = state.hit_mut(hit.rule) {
             c[0] += 1;
             c[1] += len as u64;
@@ -1613,7 +1613,7 @@ impl ServiceStage {
         buf: &mut PacketBuf,
         meta: &mut PacketMeta,
         ingress: &mut Ingress,
-        v4_start: usize,
+        v4_candidate: Option<usize>,
         now_ns: u64,
     ) -> Result<(), DropReason> {
         let checked = if buf.len() - ingress.strip > usize::from(service_mtu) {
@@ -1624,7 +1624,7 @@ impl ServiceStage {
             match metering {
                 Metering::None => Ok(()),
                 Metering::Direction(dir) => {
-                    self.apply_direction(dir, frame, ingress, v4_start, now_ns)
+                    self.apply_direction(dir, frame, ingress, v4_candidate, now_ns)
                 }
                 // The IPv4 filter and the policer of a cross-connect (either may be
                 // `NO_SLOT`): `apply_direction`'s work for the one filter such a SAP can
@@ -1639,7 +1639,7 @@ impl ServiceStage {
                             metered = self.run_filter(
                                 record.ipv4_filter,
                                 &key,
-                                v4_start,
+                                v4_candidate,
                                 len,
                                 colour,
                                 now_ns,
@@ -1740,7 +1740,7 @@ impl ServiceStage {
         }
         if sap.egress.has_filters() || sap.egress.policer.is_some() {
             if let Err(reason) =
-                self.apply_direction(&sap.egress, buf.as_slice(), ingress, 0, now_ns)
+                self.apply_direction(&sap.egress, buf.as_slice(), ingress, None, now_ns)
             {
                 self.count_drop(slot, service, reason);
                 return Err(Verdict::Drop(reason));
@@ -2142,7 +2142,8 @@ impl ServiceStage {
     }
 
     /// Step E: the first entries the packet will scan. Leaves the packet's classifier key, and
-    /// where its IPv4 scan starts, in `early` for its last step.
+    /// its IPv4 filter's candidate entry, in `early` for its last step (`None` for a packet
+    /// without filters: the slot may hold an earlier packet's).
     fn entries_step(
         &self,
         batch: &Batch,
@@ -2150,6 +2151,7 @@ impl ServiceStage {
         work: &Work<'_>,
         early: &mut Option<EarlyKey>,
     ) {
+        *early = None;
         let Some((filters, late)) = self.filtered(work) else {
             return;
         };
@@ -2160,7 +2162,7 @@ impl ServiceStage {
             return;
         };
         let key = key_of(buf.as_slice(), usize::from(m.strip));
-        let mut v4_start = 0;
+        let mut v4_candidate = None;
         for (which, slot) in filters.iter().enumerate() {
             let Some(state) = slot.and_then(|s| self.filters.get(s as usize)) else {
                 continue;
@@ -2177,7 +2179,7 @@ impl ServiceStage {
                 let candidate = rules.prefetch_candidates(&key);
                 if which == 1 && key.family == Some(IpFamily::V4) {
                     // None: no entry can match, the scan starts past them all.
-                    v4_start = candidate.unwrap_or(usize::MAX);
+                    v4_candidate = Some(candidate.unwrap_or(usize::MAX));
                 }
                 candidate
             };
@@ -2191,7 +2193,7 @@ impl ServiceStage {
                 None => prefetch_slice(&state.first_hits, state.first_hits.len()),
             }
         }
-        *early = Some(EarlyKey { key, v4_start });
+        *early = Some(EarlyKey { key, v4_candidate });
     }
 
     /// Step F: the packet's ingress SAP, filters and policer, then its service. `early` is
@@ -2203,7 +2205,7 @@ impl ServiceStage {
         batch: &mut Batch,
         index: usize,
         work: &Work<'_>,
-        early: Option<EarlyKey>,
+        early: Option<&EarlyKey>,
         pcc: Option<&mut PccStage>,
         clock: Clock<'_>,
     ) {
@@ -2266,7 +2268,7 @@ impl ServiceStage {
             priority: m.priority,
             key: early.map(|e| e.key),
         };
-        let v4_start = early.map_or(0, |e| e.v4_start);
+        let v4_candidate = early.and_then(|e| e.v4_candidate);
         match sap.role {
             SapRole::L3 if sap.peer == Peer::None => {
                 meta.verdict = Verdict::Ignore;
@@ -2292,7 +2294,7 @@ impl ServiceStage {
             buf,
             meta,
             &mut ingress,
-            v4_start,
+            v4_candidate,
             ctx.now_ns,
         ) {
             meta.verdict = Verdict::Drop(reason);
@@ -2348,7 +2350,7 @@ impl ServiceStage {
         buf: &mut PacketBuf,
         meta: &mut PacketMeta,
         m: sap::SapMatch,
-        early: Option<EarlyKey>,
+        early: Option<&EarlyKey>,
         now_ns: u64,
     ) -> Verdict {
         let slot = m.sap;
@@ -2372,7 +2374,7 @@ impl ServiceStage {
             buf,
             meta,
             &mut ingress,
-            early.map_or(0, |e| e.v4_start),
+            early.and_then(|e| e.v4_candidate),
             now_ns,
         ) {
             return Verdict::Drop(reason);
@@ -2424,7 +2426,8 @@ impl ServiceStage {
         ingress: &mut Ingress,
         now_ns: u64,
     ) -> Verdict {
-        if let Err(reason) = self.apply_direction(&sap.ingress, buf.as_slice(), ingress, 0, now_ns)
+        if let Err(reason) =
+            self.apply_direction(&sap.ingress, buf.as_slice(), ingress, None, now_ns)
         {
             self.count_drop(slot, sap.service, reason);
             return Verdict::Drop(reason);
@@ -2788,8 +2791,9 @@ impl Stage for ServiceStage {
         // holds the flood copies). Every `MAC_GROUP` iterations, the MAC-table prefetches of
         // the packets whose step C ran in them are issued together.
         let mut ring = [Work::SKIP; IN_FLIGHT];
-        // Beside it, what step E learned of a filtered packet: taken by the packet's last
-        // step whatever that does, so that no later packet of the slot finds it.
+        // Beside it, what step E learned of a filtered packet. Step E writes the slot of every
+        // packet while some SAP has filters (`None` for the others), and none is written
+        // otherwise: no packet finds an earlier one's.
         let mut early: [Option<EarlyKey>; IN_FLIGHT] = [None; IN_FLIGHT];
         let d = if self.filters_in_use {
             FILTERED_PREFETCH_DISTANCE
@@ -2830,7 +2834,7 @@ impl Stage for ServiceStage {
             }
             let p = slot(i, 5);
             let work = &ring[p % IN_FLIGHT];
-            let early = early[p % IN_FLIGHT].take();
+            let early = early[p % IN_FLIGHT].as_ref();
             match work.step {
                 Step::Skip => {}
                 Step::Gre => self.gre_frame(tables, batch, p, ctx),

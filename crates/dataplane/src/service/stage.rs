@@ -2876,6 +2876,147 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A service pipeline on three ports, and a builder with ports 1 and 2 dot1q.
+    fn dot1q_pipeline() -> (
+        crate::pipeline::Pipeline,
+        crate::service::ServiceTablesBuilder,
+    ) {
+        use crate::pipeline::{IpHandoff, LinkKind, Pipeline, Port};
+        let ports = (0..3)
+            .map(|i| Port {
+                name: format!("p{i}"),
+                link: LinkKind::Ethernet,
+                mac: MacAddr([0x02, 0xee, 0, 0, 0, i]),
+                ip_handoff: IpHandoff::Kernel,
+            })
+            .collect();
+        let p = Pipeline::new(
+            ports,
+            crate::stages::service_stages(ServiceStage::default()),
+        );
+        let mut b = crate::service::ServiceTablesBuilder::new();
+        for port in [1, 2] {
+            b.set_port(crate::service::spec::PortSpec::new(
+                port,
+                crate::sap::PortEncap::Dot1q,
+            ))
+            .unwrap();
+        }
+        (p, b)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// A batch of packets through two Epipes with the same 12-entry IPv4 filter (two
+        /// summary groups) — a cross-connect, metered from its ingress record, and one with a
+        /// MAC filter too, metered through its entry — gets the verdicts and hit counts the
+        /// reference matcher gives each packet: the key step E keeps and the candidate it
+        /// starts the scan at classify as `classify` would, whatever entry the packet hits.
+        #[test]
+        fn filtered_packets_in_flight_classify_as_the_reference(
+            entries in proptest::collection::vec((0u8..4, 0u16..6, any::<bool>(), any::<bool>()), 12),
+            default_drop in any::<bool>(),
+            packets in proptest::collection::vec((0u8..5, 0u16..7, any::<bool>()), 1..48),
+        ) {
+            use crate::acl::{v4, IpMatch, Match, PortRange};
+            use crate::pipeline::{Batch, PacketMeta};
+            use crate::service::spec::*;
+            use std::net::Ipv4Addr;
+
+            const Q: u16 = 0x8100;
+            let (mut p, mut b) = dot1q_pipeline();
+            // Entry i: a /24 of 10.0.x.0 and, when asked, UDP to one port.
+            let matchers: Vec<Match> = entries
+                .iter()
+                .map(|&(net, port, with_port, _)| {
+                    Match::Ip(IpMatch {
+                        dst: Some(v4(10, 0, net, 0, 24)),
+                        protocol: with_port.then_some(17),
+                        dst_port: with_port.then_some(PortRange::single(1000 + port)),
+                        ..IpMatch::default()
+                    })
+                })
+                .collect();
+            let spec = |id: u32| FilterSpec {
+                id,
+                kind: FilterKind::Ip,
+                default_action: if default_drop { Disposition::Drop } else { Disposition::Forward },
+                entries: matchers
+                    .iter()
+                    .zip(&entries)
+                    .enumerate()
+                    .map(|(i, (m, &(_, _, _, drop)))| FilterEntrySpec {
+                        id: 10 * (i as u32 + 1),
+                        matcher: *m,
+                        action: if drop { FilterAction::Drop } else { FilterAction::Forward },
+                    })
+                    .collect(),
+            };
+            b.set_filter(spec(1)).unwrap();
+            b.set_filter(spec(2)).unwrap();
+            b.set_filter(FilterSpec {
+                id: 1,
+                kind: FilterKind::Mac,
+                default_action: Disposition::Forward,
+                entries: Vec::new(),
+            })
+            .unwrap();
+            for (service, vid, mac_filter) in [(1u32, 10u16, false), (2, 11, true)] {
+                b.set_service(ServiceSpec::Epipe(EpipeSpec::new(service))).unwrap();
+                let a = SapId { port: 1, encap: vid.to_string().parse().unwrap() };
+                let z = SapId { port: 2, encap: (vid + 10).to_string().parse().unwrap() };
+                let mut spec_a = SapSpec::new(a, service);
+                spec_a.ingress.ip_filter = Some(service);
+                spec_a.ingress.mac_filter = mac_filter.then_some(1);
+                b.set_sap(spec_a).unwrap();
+                b.set_sap(SapSpec::new(z, service)).unwrap();
+            }
+            p.stage_mut::<ServiceStage>().unwrap().install(b.build(), 0);
+            let frames: Vec<Vec<u8>> = packets
+                .iter()
+                .map(|&(net, port, second)| {
+                    crate::build::tagged(
+                        MacAddr([2, 0, 0, 0, 0, 1]),
+                        MacAddr([2, 0, 0, 0, 0, 2]),
+                        &[(Q, if second { 11 } else { 10 })],
+                        EtherType::IPV4,
+                        &crate::build::ipv4_udp(
+                            Ipv4Addr::new(192, 0, 2, 1),
+                            Ipv4Addr::new(10, 0, net, 7),
+                            4000,
+                            1000 + port,
+                            &[0xab; 18],
+                        ),
+                    )
+                })
+                .collect();
+            let mut batch = Batch::new(frames.len());
+            for bytes in &frames {
+                prop_assert!(batch.push(bytes, PacketMeta::new(1, crate::pipeline::pkt_type::OTHERHOST, 0)));
+            }
+            p.run(&mut batch, 0);
+            // The reference: the first entry whose match the packet's key meets.
+            let mut hits = [[0u64; 13]; 2];
+            for (((_, meta), bytes), &(_, _, second)) in batch.iter().zip(&frames).zip(&packets) {
+                let key = crate::acl::reference_key(bytes, EtherType::IPV4, 18, 0, 0);
+                let hit = matchers.iter().position(|m| m.matches(&key));
+                let drop = hit.map_or(default_drop, |i| entries[i].3);
+                hits[usize::from(second)][hit.unwrap_or(12)] += 1;
+                let expected = if drop { Verdict::Drop(DropReason::Filter) } else { Verdict::Transmit(2) };
+                prop_assert_eq!(meta.verdict, expected);
+            }
+            let stage = p.stage_mut::<ServiceStage>().unwrap();
+            for (filter, counted) in [(1u32, hits[0]), (2, hits[1])] {
+                let mut seen = [0u64; 13];
+                for entry in stage.filter_counters(FilterKind::Ip, filter).unwrap().entries {
+                    let index = entry.entry.map_or(12, |id| id as usize / 10 - 1);
+                    seen[index] = entry.packets;
+                }
+                prop_assert_eq!(seen, counted, "filter {}", filter);
+            }
+        }
+    }
+
     proptest! {
         /// A filter's hit counters, inline for the first entries and in a block for the rest,
         /// count each entry's hits and follow entry ids across rule changes, as a map from
@@ -2940,30 +3081,15 @@ mod tests {
             ops in proptest::collection::vec((0u8..11, 0u32..4, any::<bool>(), any::<u8>()), 1..40),
         ) {
             use crate::acl::{IpMatch, Match, PortRange};
-            use crate::pipeline::{Batch, LinkKind, PacketMeta, Pipeline, Port, IpHandoff};
+            use crate::pipeline::{Batch, PacketMeta, Pipeline};
             use crate::policer::{ColourMode, Meter, PolicerConfig, StatMode};
-            use crate::sap::PortEncap;
             use crate::service::spec::*;
             use crate::service::ServiceTablesBuilder;
             use std::collections::HashMap;
             use std::net::Ipv4Addr;
 
             const Q: u16 = 0x8100;
-            let ports = (0..3)
-                .map(|i| Port {
-                    name: format!("p{i}"),
-                    link: LinkKind::Ethernet,
-                    mac: MacAddr([0x02, 0xee, 0, 0, 0, i]),
-                    ip_handoff: IpHandoff::Kernel,
-                })
-                .collect();
-            let mut p = Pipeline::new(
-                ports,
-                crate::stages::service_stages(ServiceStage::default()),
-            );
-            let mut b = ServiceTablesBuilder::new();
-            b.set_port(PortSpec::new(1, PortEncap::Dot1q)).unwrap();
-            b.set_port(PortSpec::new(2, PortEncap::Dot1q)).unwrap();
+            let (mut p, mut b) = dot1q_pipeline();
             let filter = |id: u32, kind: FilterKind, drop_port_80: bool, default: Disposition| {
                 let port = PortRange { first: 80, last: 80 };
                 let entries = match kind {

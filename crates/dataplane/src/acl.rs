@@ -824,6 +824,43 @@ const NEED_DSCP: u8 = 2;
 const NEED_PORTS: u8 = 4;
 const NEED_ICMP: u8 = 8;
 const NEED_ETHERTYPE: u8 = 16;
+/// In an IP entry's `needs`, beside what it tests: its rule's action is plain (forward or
+/// drop, no policer, no accounting), so a packet that hits it needs no line of the actions.
+const PLAIN_ACTION: u8 = 32;
+/// With [`PLAIN_ACTION`]: the plain action drops.
+const PLAIN_DROP: u8 = 64;
+
+/// The [`PLAIN_ACTION`] bits of `action` (none when it is not plain).
+fn plain_bits(action: RuleAction) -> u8 {
+    match action {
+        RuleAction {
+            disposition,
+            policer: None,
+            account: false,
+        } => {
+            PLAIN_ACTION
+                | if disposition == Disposition::Drop {
+                    PLAIN_DROP
+                } else {
+                    0
+                }
+        }
+        _ => 0,
+    }
+}
+
+/// The action `bits` ([`plain_bits`]) say, when they say it.
+#[inline(always)]
+fn plain_action(bits: u8) -> Option<RuleAction> {
+    if bits & PLAIN_ACTION == 0 {
+        return None;
+    }
+    Some(if bits & PLAIN_DROP != 0 {
+        RuleAction::DROP
+    } else {
+        RuleAction::FORWARD
+    })
+}
 
 #[inline]
 pub(crate) fn mask32(len: u8) -> u32 {
@@ -984,6 +1021,19 @@ macro_rules! ip_entry {
             #[inline(always)]
             pub(crate) fn rule(&self) -> u16 {
                 self.l4.rule
+            }
+
+            /// The entry, telling a packet that hits it its rule's `action` when that is
+            /// plain ([`plain_bits`]). The bits are not among those `matches` tests.
+            fn with_action(mut self, action: RuleAction) -> Self {
+                self.l4.needs |= plain_bits(action);
+                self
+            }
+
+            /// Its rule's action when the entry says it ([`Self::with_action`]).
+            #[inline(always)]
+            fn plain_action(&self) -> Option<RuleAction> {
+                plain_action(self.l4.needs)
             }
         }
     };
@@ -1235,6 +1285,12 @@ packed_arrays! {
 pub struct RuleSet {
     compiled: Compiled,
     field: SummaryField,
+    /// The default action's [`plain_bits`]: a packet no rule matches reads no action line
+    /// when it is plain.
+    default_plain: u8,
+    /// Every action, the default's too, is plain: an IPv4 packet never reads the actions, and
+    /// [`RuleSet::prefetch_head`] does not fetch them.
+    all_plain: bool,
 }
 
 /// Validates `rules` and compiles them, with `default` for packets no rule matches.
@@ -1283,8 +1339,8 @@ fn compile_summarised(
         for m in &rule.matches {
             match m {
                 Match::Ip(ip) => {
-                    v4.extend(V4Entry::of(ip, index));
-                    v6.extend(V6Entry::of(ip, index));
+                    v4.extend(V4Entry::of(ip, index).map(|e| e.with_action(rule.action)));
+                    v6.extend(V6Entry::of(ip, index).map(|e| e.with_action(rule.action)));
                 }
                 Match::Mac(m) => {
                     let (src, src_mask) = m
@@ -1326,9 +1382,16 @@ fn compile_summarised(
         .map(CompiledAction::new)
         .collect();
     let orders: Vec<u32> = sorted.iter().map(|rule| rule.order).collect();
+    let all_plain = sorted
+        .iter()
+        .map(|rule| rule.action)
+        .chain([default])
+        .all(|action| plain_bits(action) != 0);
     Ok(RuleSet {
         compiled: Compiled::new(&summaries, &v4, &actions, &v6, &mac, &orders)?,
         field,
+        default_plain: plain_bits(default),
+        all_plain,
     })
 }
 
@@ -1340,6 +1403,8 @@ impl RuleSet {
             compiled: Compiled::new(&[], &[], &[CompiledAction::new(default)], &[], &[], &[])
                 .unwrap_or_else(|_| Compiled::empty()),
             field: SummaryField::default(),
+            default_plain: plain_bits(default),
+            all_plain: plain_bits(default) != 0,
         }
     }
 
@@ -1370,14 +1435,17 @@ impl RuleSet {
         crate::fdb::prefetch_slice(c.actions(), 2);
     }
 
-    /// First of two prefetch steps for an IPv4 packet: the first summary line and the line of
-    /// the first eight actions (which hold the action of any of the first eight rules). Once
-    /// they are in cache, [`RuleSet::prefetch_candidates`] reads the summary.
+    /// First of two prefetch steps for an IPv4 packet: the first summary line and, unless
+    /// every action is plain (then the entries and the set say them), the line of the first
+    /// eight actions (which hold the action of any of the first eight rules). Once they are
+    /// in cache, [`RuleSet::prefetch_candidates`] reads the summary.
     #[inline]
     pub fn prefetch_head(&self) {
         let c = &self.compiled;
         crate::fdb::prefetch_slice(c.summaries(), 1);
-        crate::fdb::prefetch_slice(c.actions(), 1);
+        if !self.all_plain {
+            crate::fdb::prefetch_slice(c.actions(), 1);
+        }
     }
 
     /// Second prefetch step: the line of the first entry `key` can match according to the
@@ -1498,16 +1566,21 @@ impl RuleSet {
     pub fn classify_from(&self, key: &PacketKey, v4_candidate: Option<usize>) -> Hit {
         // Entries are in precedence order within each family, so the first hit of a scan is
         // its best; an IP and a MAC hit compete by index.
+        // The hit's plain action, when its entry (or, for no hit, the set) says it: the
+        // actions' line is then not read.
         let mut best = u16::MAX;
+        let mut plain = plain_action(self.default_plain);
         match key.family {
             Some(IpFamily::V4) => {
                 if let Some(e) = self.first_v4_match(key, v4_candidate) {
                     best = e.rule();
+                    plain = e.plain_action();
                 }
             }
             Some(IpFamily::V6) => {
                 if let Some(e) = self.compiled.v6().iter().find(|e| e.matches(key)) {
                     best = e.rule();
+                    plain = e.plain_action();
                 }
             }
             None => {}
@@ -1523,6 +1596,7 @@ impl RuleSet {
                 & vid_ok(&e.inner, key.inner_vid)
             {
                 best = e.rule;
+                plain = None;
                 break;
             }
         }
@@ -1532,7 +1606,8 @@ impl RuleSet {
         let index = usize::from(best).min(rules);
         Hit {
             rule: (index < rules).then_some(best),
-            action: actions.get(index).copied().unwrap_or_default().action(),
+            action: plain
+                .unwrap_or_else(|| actions.get(index).copied().unwrap_or_default().action()),
         }
     }
 }
@@ -2046,7 +2121,7 @@ mod tests {
                     ],
                     1..3,
                 ),
-                any::<bool>(),
+                arb_action(),
             ),
             0..12,
         )
@@ -2061,21 +2136,32 @@ mod tests {
             rules
                 .into_iter()
                 .zip(orders)
-                .map(|((matches, drop), order)| Rule {
+                .map(|((matches, action), order)| Rule {
                     order,
                     matches,
-                    action: RuleAction {
-                        disposition: if drop {
-                            Disposition::Drop
-                        } else {
-                            Disposition::Forward
-                        },
-                        policer: Some(order),
-                        account: drop,
-                    },
+                    action,
                 })
                 .collect()
         })
+    }
+
+    /// Plain forwards and drops (which the entries say), and actions with a policer or
+    /// accounting (which only the actions' line says).
+    fn arb_action() -> impl Strategy<Value = RuleAction> {
+        (
+            any::<bool>(),
+            prop::option::weighted(0.3, 0u32..4),
+            prop::bool::weighted(0.2),
+        )
+            .prop_map(|(drop, policer, account)| RuleAction {
+                disposition: if drop {
+                    Disposition::Drop
+                } else {
+                    Disposition::Forward
+                },
+                policer,
+                account,
+            })
     }
 
     fn arb_key() -> impl Strategy<Value = PacketKey> {
@@ -2201,9 +2287,8 @@ mod tests {
             rules in arb_rules(),
             keys in prop::collection::vec(arb_key(), 1..24),
             field in arb_field(),
-            default_drop in any::<bool>(),
+            default in arb_action(),
         ) {
-            let default = if default_drop { RuleAction::DROP } else { RuleAction::FORWARD };
             let set = compile_summarised(&rules, default, |_| field).unwrap();
             for key in &keys {
                 if key.family == Some(IpFamily::V4) {
@@ -2242,9 +2327,8 @@ mod tests {
         fn compiled_matches_like_the_reference(
             rules in arb_rules(),
             keys in prop::collection::vec(arb_key(), 1..24),
-            default_drop in any::<bool>(),
+            default in arb_action(),
         ) {
-            let default = if default_drop { RuleAction::DROP } else { RuleAction::FORWARD };
             let set = compile(&rules, default).unwrap();
             for key in &keys {
                 let hit = set.classify(key);

@@ -16,6 +16,9 @@ use serde::Serialize;
 /// integral number of units per nanosecond.
 const UNITS_PER_BYTE: u64 = 1_000_000_000;
 
+/// Bytes per second in 1 kbps, exactly.
+const KBPS: u64 = 125;
+
 /// Highest accepted rate: 400 Gb/s.
 pub const MAX_RATE_KBPS: u64 = 400_000_000;
 
@@ -195,8 +198,7 @@ fn check_rate(which: &'static str, value: u64, min: u64) -> Result<u64, PolicerE
     if value < min || value > MAX_RATE_KBPS {
         return Err(PolicerError::Rate { which, value, min });
     }
-    // 1 kbps = 125 bytes per second, exactly.
-    Ok(value * 125)
+    Ok(value * KBPS)
 }
 
 fn check_burst(
@@ -315,6 +317,20 @@ impl PolicerParams {
         (self.size1 / UNITS_PER_BYTE, self.size2 / UNITS_PER_BYTE)
     }
 
+    /// What metering reads of them.
+    #[inline(always)]
+    fn rates(&self) -> MeterRates {
+        MeterRates {
+            kind: self.kind,
+            rate1: self.rate1,
+            size1: self.size1,
+            rate2: self.rate2,
+            size2: self.size2,
+            offset: self.offset,
+            colour_aware: self.colour_aware,
+        }
+    }
+
     /// A fresh state with both buckets full (RFC 2697 §3, RFC 2698 §3).
     pub fn initial_state(&self, now_ns: u64) -> PolicerState {
         PolicerState {
@@ -378,34 +394,121 @@ fn refill(tokens: u64, elapsed_ns: u64, rate: u64, size: u64) -> u64 {
     total.min(u128::from(size)) as u64
 }
 
-impl PolicerState {
-    /// Adds the tokens earned since the last call. A clock that went backwards adds nothing.
-    #[inline]
-    fn advance(&mut self, params: &PolicerParams, now_ns: u64) {
-        let elapsed = now_ns.saturating_sub(self.last_ns);
-        if elapsed == 0 {
-            return;
+/// What metering reads of a policer's parameters, in the units it computes in (bytes per
+/// second, token units): the form both [`PolicerParams`] and [`LinePolicer`] hand to
+/// [`meter`], so that both colour and count by the same code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MeterRates {
+    kind: Kind,
+    rate1: u64,
+    size1: u64,
+    rate2: u64,
+    size2: u64,
+    offset: i16,
+    colour_aware: bool,
+}
+
+/// Adds the tokens earned since `last_ns` to `[tokens1, tokens2]` and moves `last_ns` to
+/// `now_ns`. A clock that went backwards adds nothing.
+#[inline(always)]
+fn advance([tokens1, tokens2, last_ns]: [&mut u64; 3], r: &MeterRates, now_ns: u64) {
+    let elapsed = now_ns.saturating_sub(*last_ns);
+    if elapsed == 0 {
+        return;
+    }
+    *last_ns = now_ns;
+    match r.kind {
+        Kind::SrTcm => {
+            // Tokens beyond the committed bucket overflow into the excess bucket.
+            let total = u128::from(*tokens1) + u128::from(elapsed) * u128::from(r.rate1);
+            if total > u128::from(r.size1) {
+                let overflow = total - u128::from(r.size1);
+                *tokens1 = r.size1;
+                *tokens2 = (u128::from(*tokens2) + overflow).min(u128::from(r.size2)) as u64;
+            } else {
+                *tokens1 = total as u64;
+            }
         }
-        self.last_ns = now_ns;
-        match params.kind {
-            Kind::SrTcm => {
-                // Tokens beyond the committed bucket overflow into the excess bucket.
-                let total =
-                    u128::from(self.tokens1) + u128::from(elapsed) * u128::from(params.rate1);
-                if total > u128::from(params.size1) {
-                    let overflow = total - u128::from(params.size1);
-                    self.tokens1 = params.size1;
-                    self.tokens2 =
-                        (u128::from(self.tokens2) + overflow).min(u128::from(params.size2)) as u64;
+        Kind::TrTcm | Kind::Rfc4115 => {
+            *tokens1 = refill(*tokens1, elapsed, r.rate1, r.size1);
+            *tokens2 = refill(*tokens2, elapsed, r.rate2, r.size2);
+        }
+    }
+}
+
+/// [`advance`]s the buckets to `now_ns`, then colours a packet of `len` bytes (before
+/// `packet-byte-offset`) arriving with colour `arrival` (ignored when colour-blind). Returns
+/// its colour and its metered octets.
+#[inline(always)]
+fn meter(
+    [tokens1, tokens2, last_ns]: [&mut u64; 3],
+    r: &MeterRates,
+    now_ns: u64,
+    len: usize,
+    arrival: Colour,
+) -> (Colour, u64) {
+    advance([&mut *tokens1, &mut *tokens2, last_ns], r, now_ns);
+    let octets = metered_octets(len, r.offset);
+    let cost = octets * UNITS_PER_BYTE;
+    let yellow_in = r.colour_aware && arrival != Colour::Green;
+    let red_in = r.colour_aware && arrival == Colour::Red;
+    let colour = if red_in {
+        Colour::Red
+    } else {
+        match r.kind {
+            // RFC 2697 §4 / RFC 4115 §3: committed bucket first, then the excess one.
+            Kind::SrTcm | Kind::Rfc4115 => {
+                if !yellow_in && *tokens1 >= cost {
+                    *tokens1 -= cost;
+                    Colour::Green
+                } else if *tokens2 >= cost {
+                    *tokens2 -= cost;
+                    Colour::Yellow
                 } else {
-                    self.tokens1 = total as u64;
+                    Colour::Red
                 }
             }
-            Kind::TrTcm | Kind::Rfc4115 => {
-                self.tokens1 = refill(self.tokens1, elapsed, params.rate1, params.size1);
-                self.tokens2 = refill(self.tokens2, elapsed, params.rate2, params.size2);
-            }
+            Kind::TrTcm => trtcm_colour(tokens1, tokens2, cost, yellow_in),
         }
+    };
+    (colour, octets)
+}
+
+/// Which of a policer's three counters a packet of `colour` adds to under `mode`: with
+/// `minimal` [forwarded, unused, dropped], with `offered-total-cir` one per colour.
+#[inline(always)]
+fn counter_of(mode: StatMode, colour: Colour) -> Option<usize> {
+    match mode {
+        StatMode::NoStats => None,
+        StatMode::Minimal => Some(if colour == Colour::Red { 2 } else { 0 }),
+        StatMode::OfferedTotalCir => Some(colour as usize),
+    }
+}
+
+/// The three counters as `mode` reports them.
+fn stats_of(counters: [PolicerCounter; 3], mode: StatMode) -> PolicerStats {
+    let [first, second, third] = counters;
+    match mode {
+        StatMode::NoStats => PolicerStats::default(),
+        StatMode::Minimal => PolicerStats {
+            forwarded: Some(first),
+            dropped: Some(third),
+            per_colour: None,
+        },
+        StatMode::OfferedTotalCir => PolicerStats {
+            forwarded: Some(first.sum(second)),
+            dropped: Some(third),
+            per_colour: Some(counters),
+        },
+    }
+}
+
+impl PolicerState {
+    /// Adds the tokens earned since the last call.
+    #[cfg(test)]
+    fn advance(&mut self, params: &PolicerParams, now_ns: u64) {
+        let buckets = [&mut self.tokens1, &mut self.tokens2, &mut self.last_ns];
+        advance(buckets, &params.rates(), now_ns);
     }
 
     /// Meters a packet of `len` bytes (before `packet-byte-offset`) arriving at `now_ns` with
@@ -418,37 +521,10 @@ impl PolicerState {
         len: usize,
         arrival: Colour,
     ) -> Colour {
-        self.advance(params, now_ns);
-        let octets = metered_octets(len, params.offset);
-        let cost = octets * UNITS_PER_BYTE;
-        let yellow_in = params.colour_aware && arrival != Colour::Green;
-        let red_in = params.colour_aware && arrival == Colour::Red;
-        let colour = if red_in {
-            Colour::Red
-        } else {
-            match params.kind {
-                // RFC 2697 §4 / RFC 4115 §3: committed bucket first, then the excess one.
-                Kind::SrTcm | Kind::Rfc4115 => {
-                    if !yellow_in && self.tokens1 >= cost {
-                        self.tokens1 -= cost;
-                        Colour::Green
-                    } else if self.tokens2 >= cost {
-                        self.tokens2 -= cost;
-                        Colour::Yellow
-                    } else {
-                        Colour::Red
-                    }
-                }
-                Kind::TrTcm => trtcm_colour(&mut self.tokens1, &mut self.tokens2, cost, yellow_in),
-            }
-        };
-        match params.stat_mode {
-            StatMode::NoStats => {}
-            StatMode::Minimal => {
-                let slot = if colour == Colour::Red { 2 } else { 0 };
-                self.counters[slot].add(octets);
-            }
-            StatMode::OfferedTotalCir => self.counters[colour as usize].add(octets),
+        let buckets = [&mut self.tokens1, &mut self.tokens2, &mut self.last_ns];
+        let (colour, octets) = meter(buckets, &params.rates(), now_ns, len, arrival);
+        if let Some(counter) = counter_of(params.stat_mode, colour) {
+            self.counters[counter].add(octets);
         }
         colour
     }
@@ -462,20 +538,7 @@ impl PolicerState {
 
     /// Counters as `params`' stat mode reports them.
     pub fn stats(&self, params: &PolicerParams) -> PolicerStats {
-        let [first, second, third] = self.counters;
-        match params.stat_mode {
-            StatMode::NoStats => PolicerStats::default(),
-            StatMode::Minimal => PolicerStats {
-                forwarded: Some(first),
-                dropped: Some(third),
-                per_colour: None,
-            },
-            StatMode::OfferedTotalCir => PolicerStats {
-                forwarded: Some(first.sum(second)),
-                dropped: Some(third),
-                per_colour: Some(self.counters),
-            },
-        }
+        stats_of(self.counters, params.stat_mode)
     }
 
     /// Zeroes the counters (the buckets are left as they are).
@@ -505,6 +568,128 @@ impl PolicerState {
     /// Tokens in bytes (first bucket, second bucket).
     pub fn tokens(&self) -> (u64, u64) {
         (self.tokens1 / UNITS_PER_BYTE, self.tokens2 / UNITS_PER_BYTE)
+    }
+}
+
+/// A policer whose metering reads and writes one cache line: the buckets, their clock, the
+/// rates and sizes in the 32-bit units they are configured in (kbps, bytes: both fit below
+/// [`MAX_RATE_KBPS`] and [`MAX_BURST_BYTES`], multiplied out per packet) and the counter
+/// green and yellow packets add to, in 61 bytes; the other two counters (red, and yellow with
+/// `offered-total-cir`) in the second line. A [`PolicerState`] beside the 104-byte
+/// [`PolicerParams`] is three lines, two of which every packet reads. It colours and counts
+/// every packet exactly as they do (the same code: [`meter`]), for the service stage, whose
+/// policers are a random one of thousands per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct LinePolicer {
+    tokens1: u64,
+    tokens2: u64,
+    last_ns: u64,
+    /// Counter 0 of the three ([`counter_of`]): forwarded, or green.
+    first: PolicerCounter,
+    rate1_kbps: u32,
+    size1_bytes: u32,
+    rate2_kbps: u32,
+    size2_bytes: u32,
+    offset: i16,
+    kind: Kind,
+    colour_aware: bool,
+    stat_mode: StatMode,
+    /// Counters 1 and 2.
+    more: [PolicerCounter; 2],
+}
+
+const _: () = assert!(std::mem::offset_of!(LinePolicer, stat_mode) < 64);
+const _: () = assert!(std::mem::offset_of!(LinePolicer, more) == 64);
+
+impl LinePolicer {
+    /// A policer of `params` with both buckets full at `now_ns` and zero counters.
+    pub fn new(params: &PolicerParams, now_ns: u64) -> Self {
+        let mut policer = Self {
+            tokens1: params.size1,
+            tokens2: params.size2,
+            last_ns: now_ns,
+            first: PolicerCounter::default(),
+            rate1_kbps: 0,
+            size1_bytes: 0,
+            rate2_kbps: 0,
+            size2_bytes: 0,
+            offset: 0,
+            kind: params.kind,
+            colour_aware: false,
+            stat_mode: StatMode::NoStats,
+            more: [PolicerCounter::default(); 2],
+        };
+        policer.set_params(params);
+        policer
+    }
+
+    /// Takes `params`' rates, sizes and modes. A validated rate is a whole number of kbps
+    /// (`check_rate`) and a size a whole number of bytes, each within 32 bits, so the
+    /// divisions are exact (a test checks [`Self::rates`] against [`PolicerParams::rates`]).
+    fn set_params(&mut self, params: &PolicerParams) {
+        let narrow = |value: u64, unit: u64| u32::try_from(value / unit).unwrap_or(u32::MAX);
+        self.rate1_kbps = narrow(params.rate1, KBPS);
+        self.size1_bytes = narrow(params.size1, UNITS_PER_BYTE);
+        self.rate2_kbps = narrow(params.rate2, KBPS);
+        self.size2_bytes = narrow(params.size2, UNITS_PER_BYTE);
+        self.offset = params.offset;
+        self.kind = params.kind;
+        self.colour_aware = params.colour_aware;
+        self.stat_mode = params.stat_mode;
+    }
+
+    /// What metering reads, multiplied out.
+    #[inline(always)]
+    fn rates(&self) -> MeterRates {
+        MeterRates {
+            kind: self.kind,
+            rate1: u64::from(self.rate1_kbps) * KBPS,
+            size1: u64::from(self.size1_bytes) * UNITS_PER_BYTE,
+            rate2: u64::from(self.rate2_kbps) * KBPS,
+            size2: u64::from(self.size2_bytes) * UNITS_PER_BYTE,
+            offset: self.offset,
+            colour_aware: self.colour_aware,
+        }
+    }
+
+    /// [`PolicerState::police`]: meters a packet of `len` bytes arriving at `now_ns` with
+    /// colour `arrival`, counts it, and returns its colour.
+    #[inline]
+    pub fn police(&mut self, now_ns: u64, len: usize, arrival: Colour) -> Colour {
+        let rates = self.rates();
+        let buckets = [&mut self.tokens1, &mut self.tokens2, &mut self.last_ns];
+        let (colour, octets) = meter(buckets, &rates, now_ns, len, arrival);
+        match counter_of(self.stat_mode, colour) {
+            Some(0) => self.first.add(octets),
+            Some(counter) => {
+                if let Some(c) = self.more.get_mut(counter - 1) {
+                    c.add(octets);
+                }
+            }
+            None => {}
+        }
+        colour
+    }
+
+    /// [`PolicerState::reconfigure`]: takes `params`, keeping the counters and the tokens
+    /// (capped to the new bucket sizes).
+    pub fn reconfigure(&mut self, params: &PolicerParams) {
+        self.set_params(params);
+        self.tokens1 = self.tokens1.min(params.size1);
+        self.tokens2 = self.tokens2.min(params.size2);
+    }
+
+    /// Counters as the stat mode reports them.
+    pub fn stats(&self) -> PolicerStats {
+        let [second, third] = self.more;
+        stats_of([self.first, second, third], self.stat_mode)
+    }
+
+    /// Zeroes the counters (the buckets are left as they are).
+    pub fn clear(&mut self) {
+        self.first = PolicerCounter::default();
+        self.more = [PolicerCounter::default(); 2];
     }
 }
 
@@ -951,6 +1136,104 @@ mod tests {
                 let compact = CompactTrTcm::new(pir_kbps, Some(mbs), 0, None, offset).unwrap();
                 reference.reconfigure(&params);
                 proptest::prop_assert_eq!(compact.reconfigure(buckets), reference.buckets());
+            }
+        }
+    }
+
+    /// Any valid configuration: each meter, colour mode and stat mode, rates and bursts over
+    /// the whole accepted range (the edges often), offsets either way.
+    fn arb_config() -> impl proptest::strategy::Strategy<Value = PolicerConfig> {
+        use proptest::prelude::*;
+        let rate = prop_oneof![1u64..=2_000_000, Just(MAX_RATE_KBPS), 1u64..=MAX_RATE_KBPS];
+        let burst = proptest::option::of(prop_oneof![0u64..=50_000, Just(MAX_BURST_BYTES)]);
+        let meter = prop_oneof![
+            (rate.clone(), burst.clone(), burst.clone())
+                .prop_map(|(cir_kbps, cbs, ebs)| Meter::SrTcm { cir_kbps, cbs, ebs }),
+            (rate.clone(), 0u64..=100, burst.clone(), burst.clone()).prop_map(
+                |(pir_kbps, cir_percent, mbs, cbs)| Meter::TrTcm {
+                    pir_kbps,
+                    mbs,
+                    cir_kbps: pir_kbps / 100 * cir_percent,
+                    cbs,
+                }
+            ),
+            (rate.clone(), burst.clone(), rate, burst).prop_map(
+                |(cir_kbps, cbs, eir_kbps, ebs)| Meter::Rfc4115 {
+                    cir_kbps,
+                    cbs,
+                    eir_kbps,
+                    ebs,
+                }
+            ),
+        ];
+        (
+            meter,
+            prop_oneof![Just(ColourMode::Blind), Just(ColourMode::Aware)],
+            -200i16..=200,
+            prop_oneof![
+                Just(StatMode::NoStats),
+                Just(StatMode::Minimal),
+                Just(StatMode::OfferedTotalCir)
+            ],
+        )
+            .prop_map(|(meter, colour_mode, packet_byte_offset, stat_mode)| {
+                PolicerConfig {
+                    meter,
+                    colour_mode,
+                    packet_byte_offset,
+                    stat_mode,
+                }
+            })
+    }
+
+    proptest::proptest! {
+        /// The one-line policer colours every packet of a random sequence (any arrival colour,
+        /// sizes around the bursts, gaps from a clock step backwards to seconds) as the
+        /// reference `PolicerParams` + `PolicerState` of any valid configuration, and counts
+        /// as it does: equal stats after each packet, after a reconfiguration to another
+        /// configuration (counters and capped tokens kept) and after a clear.
+        #[test]
+        fn line_policer_meters_and_counts_as_the_reference(
+            config in arb_config(),
+            changed in arb_config(),
+            start in 0u64..=1_000_000_000_000,
+            packets in proptest::collection::vec(
+                (-1_000i64..=200_000_000, 0usize..=9_000, 0u8..3),
+                1..120,
+            ),
+            reconfigure_at in 0usize..120,
+            clear_at in 0usize..200,
+        ) {
+            let colour = |c: u8| match c {
+                0 => Colour::Green,
+                1 => Colour::Yellow,
+                _ => Colour::Red,
+            };
+            let mut params = PolicerParams::new(config).unwrap();
+            let changed = PolicerParams::new(changed).unwrap();
+            let mut reference = params.initial_state(start);
+            let mut line = LinePolicer::new(&params, start);
+            proptest::prop_assert_eq!(line.rates(), params.rates());
+            let mut now = start;
+            for (i, (gap, len, arrival)) in packets.into_iter().enumerate() {
+                if i == reconfigure_at {
+                    params = changed;
+                    reference.reconfigure(&params);
+                    line.reconfigure(&params);
+                    proptest::prop_assert_eq!(line.rates(), params.rates());
+                }
+                if i == clear_at {
+                    reference.clear();
+                    line.clear();
+                }
+                now = now.saturating_add_signed(gap);
+                let expected = reference.police(&params, now, len, colour(arrival));
+                proptest::prop_assert_eq!(line.police(now, len, colour(arrival)), expected);
+                proptest::prop_assert_eq!(
+                    [line.tokens1, line.tokens2, line.last_ns],
+                    reference.buckets()
+                );
+                proptest::prop_assert_eq!(line.stats(), reference.stats(&params));
             }
         }
     }

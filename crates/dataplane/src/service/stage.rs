@@ -19,7 +19,7 @@ use crate::pcc::PccStage;
 use crate::pipeline::{
     pkt_type, Batch, Context, DropReason, PacketMeta, PortId, Shared, Stage, Verdict,
 };
-use crate::policer::{Colour, PolicerParams, PolicerState, PolicerStats, RateLimitState};
+use crate::policer::{Colour, LinePolicer, PolicerStats, RateLimitState};
 use crate::sap::{self, PortSaps, SapId, WireTags};
 use crate::wire::{
     ethernet, ip_protocol, vlan, EtherType, GrePacket, Ipv4Packet, Ipv6Packet, MacAddr,
@@ -385,14 +385,13 @@ impl FilterState {
     }
 }
 
-/// A policer's buckets and counters, and a copy of the snapshot's parameters (`install`
-/// keeps it the snapshot's): metering reads both from these two lines, not the snapshot's
-/// entry as well.
+/// A policer's buckets, counters and a copy of the snapshot's parameters (`install` keeps it
+/// the snapshot's): a packet meters in the slot's first line (a [`LinePolicer`]; red packets
+/// count in the second), not the snapshot's entry as well.
 #[derive(Debug, Clone, Default)]
 #[repr(C, align(64))]
 struct PolicerSlot {
-    state: Option<PolicerState>,
-    params: Option<PolicerParams>,
+    policer: Option<LinePolicer>,
     generation: u32,
 }
 
@@ -1037,22 +1036,20 @@ impl ServiceStage {
             match tables.policer(slot as u32) {
                 None => *state = PolicerSlot::default(),
                 Some(p) => {
-                    if state.generation != p.generation || state.state.is_none() {
+                    if state.generation != p.generation || state.policer.is_none() {
                         *state = PolicerSlot {
                             generation: p.generation,
-                            state: Some(p.params.initial_state(now_ns)),
-                            params: Some(p.params),
+                            policer: Some(LinePolicer::new(&p.params, now_ns)),
                         };
                     } else if old
                         .as_ref()
                         .and_then(|o| o.policer(slot as u32))
                         .is_none_or(|before| before.params != p.params)
                     {
-                        if let Some(s) = state.state.as_mut() {
-                            s.reconfigure(&p.params);
+                        if let Some(policer) = state.policer.as_mut() {
+                            policer.reconfigure(&p.params);
                         }
                     }
-                    state.params = Some(p.params);
                 }
             }
         }
@@ -1305,9 +1302,7 @@ impl ServiceStage {
     /// Counters of a policer, as its stat mode reports them.
     pub fn policer_stats(&self, id: PolicerId) -> Option<PolicerStats> {
         let slot = *self.tables.as_ref()?.policer_ids.get(&id)?;
-        let p = self.policers.get(slot as usize)?;
-        let params = self.tables.as_ref()?.policer(slot)?.params;
-        Some(p.state.as_ref()?.stats(&params))
+        Some(self.policers.get(slot as usize)?.policer.as_ref()?.stats())
     }
 
     /// Frames that matched no SAP, per access port.
@@ -1384,10 +1379,10 @@ impl ServiceStage {
         match self
             .policers
             .get_mut(slot as usize)
-            .and_then(|p| p.state.as_mut())
+            .and_then(|p| p.policer.as_mut())
         {
-            Some(state) => {
-                state.clear();
+            Some(policer) => {
+                policer.clear();
                 true
             }
             None => false,
@@ -1510,14 +1505,13 @@ impl ServiceStage {
     #[inline]
     fn police(&mut self, slot: u32, now_ns: u64, len: usize, arrival: Colour) -> bool {
         let Some(PolicerSlot {
-            state: Some(state),
-            params: Some(params),
+            policer: Some(policer),
             ..
         }) = self.policers.get_mut(slot as usize)
         else {
             return true;
         };
-        state.police(params, now_ns, len, arrival) != Colour::Red
+        policer.police(now_ns, len, arrival) != Colour::Red
     }
 
     /// Runs the filters and policer of one direction. `Err` names why the packet is dropped.
@@ -2112,7 +2106,7 @@ impl ServiceStage {
             prefetch_first_line(&self.filters, *slot);
         }
         if let Some(policer) = dir.policer {
-            prefetch_slot(&self.policers, policer);
+            prefetch_first_line(&self.policers, policer);
         }
     }
 

@@ -387,13 +387,15 @@ impl FilterState {
 
 /// A policer's buckets, counters and a copy of the snapshot's parameters (`install` keeps it
 /// the snapshot's): a packet meters in the slot's first line (a [`LinePolicer`]; red packets
-/// count in the second), not the snapshot's entry as well.
+/// count in the second), not the snapshot's entry as well. Two lines: the generation it was
+/// made for is kept apart ([`ServiceStage::policer_generations`]), which would make it three.
 #[derive(Debug, Clone, Default)]
 #[repr(C, align(64))]
 struct PolicerSlot {
     policer: Option<LinePolicer>,
-    generation: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<PolicerSlot>() == 128);
 
 /// A frame punted from a capture SAP, for the control plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -542,6 +544,9 @@ pub struct ServiceStage {
     service_drops: Vec<[u64; REASONS]>,
     filters: HugeVec<FilterState>,
     policers: HugeVec<PolicerSlot>,
+    /// The generation of the snapshot's policer each slot of `policers` was made for (cold:
+    /// read by `install` only).
+    policer_generations: Vec<u32>,
     ports: Vec<AccessPortCounters>,
     fdb: Option<Fdb>,
     punts: VecDeque<Punted>,
@@ -852,6 +857,7 @@ impl ServiceStage {
             service_drops: Vec::new(),
             filters: HugeVec::new(),
             policers: HugeVec::new(),
+            policer_generations: Vec::new(),
             ports: Vec::new(),
             fdb: None,
             punts: VecDeque::new(),
@@ -917,6 +923,7 @@ impl ServiceStage {
         }
         if self.policers.len() < tables.policers.len() {
             self.policers.grow_to(tables.policers.len());
+            self.policer_generations.resize(tables.policers.len(), 0);
         }
         if self.ports.len() < tables.ports.len() {
             self.ports
@@ -1033,14 +1040,21 @@ impl ServiceStage {
         // Policers: a changed policer keeps buckets and counters.
         for slot in slots(&tables.changed.policers, self.policers.len()) {
             let state = &mut self.policers[slot];
+            // As long as `policers`: both grow together.
+            let Some(generation) = self.policer_generations.get_mut(slot) else {
+                continue;
+            };
             match tables.policer(slot as u32) {
-                None => *state = PolicerSlot::default(),
+                None => {
+                    *state = PolicerSlot::default();
+                    *generation = 0;
+                }
                 Some(p) => {
-                    if state.generation != p.generation || state.policer.is_none() {
+                    if *generation != p.generation || state.policer.is_none() {
                         *state = PolicerSlot {
-                            generation: p.generation,
                             policer: Some(LinePolicer::new(&p.params, now_ns)),
                         };
+                        *generation = p.generation;
                     } else if old
                         .as_ref()
                         .and_then(|o| o.policer(slot as u32))

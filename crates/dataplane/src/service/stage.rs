@@ -2383,9 +2383,13 @@ impl ServiceStage {
         let Some(record) = self.ingress.get_mut(slot as usize) else {
             return Verdict::Drop(DropReason::NoSap);
         };
+        // Copied before its counters are written, not after: the copy's wide loads would
+        // span those two stores and wait for them (a store-forwarding stall). The copy's
+        // counters are not read.
+        let copy = *record;
         record.rx_packets += 1;
         record.rx_octets += buf.len() as u64;
-        let record = *record;
+        let record = copy;
         let service = record.service;
         // Not the early key: the filter reads it in place from `early`. Copied here it is
         // copied again in `ingress_checks`, and that second copy's load spans two stores of

@@ -2279,29 +2279,14 @@ impl ServiceStage {
         let Some((buf, meta)) = batch.get_mut(index) else {
             return;
         };
-        let port = usize::from(meta.port);
         let (m, tags) = match work.step {
             Step::Sap(m, tags) => (m, tags),
-            Step::Outgoing => {
-                meta.verdict = Verdict::Ignore;
-                return;
-            }
-            Step::Malformed => {
-                if let Some(c) = self.ports.get_mut(port) {
-                    c.malformed += 1;
-                }
-                meta.verdict = Verdict::Drop(DropReason::MalformedL2);
-                return;
-            }
-            Step::NoSap => {
-                if let Some(c) = self.ports.get_mut(port) {
-                    c.no_sap += 1;
-                }
-                meta.verdict = Verdict::Drop(DropReason::NoSap);
-                return;
-            }
             // Steps B and D turn these into others before the last step.
             Step::Skip | Step::Gre | Step::Tagged(_) | Step::EntryPending(..) => return,
+            step @ (Step::Outgoing | Step::Malformed | Step::NoSap) => {
+                self.without_sap(step, meta);
+                return;
+            }
         };
         let Some(SapWork {
             entry,
@@ -2403,6 +2388,31 @@ impl ServiceStage {
         if !self.bridge(tables, buf, meta, macs, sap, m.sap, &mut ingress, clock) {
             self.flood(tables, batch, index, sap, m.sap, &mut ingress, ctx);
         }
+    }
+
+    /// The verdict on a frame that has no SAP: sent by this host, malformed, or matching no
+    /// SAP. Out of line and cold: the last step's code for the frames that have one, run for
+    /// every packet, stays smaller.
+    #[cold]
+    #[inline(never)]
+    fn without_sap(&mut self, step: Step, meta: &mut PacketMeta) {
+        let counters = self.ports.get_mut(usize::from(meta.port));
+        meta.verdict = match step {
+            Step::Malformed => {
+                if let Some(c) = counters {
+                    c.malformed += 1;
+                }
+                Verdict::Drop(DropReason::MalformedL2)
+            }
+            Step::NoSap => {
+                if let Some(c) = counters {
+                    c.no_sap += 1;
+                }
+                Verdict::Drop(DropReason::NoSap)
+            }
+            // `Outgoing`, the only other step the last step passes here.
+            _ => Verdict::Ignore,
+        };
     }
 
     /// A frame of a cross-connect SAP (see [`IngressRecord`]), from its ingress record alone

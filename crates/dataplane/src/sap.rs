@@ -561,11 +561,11 @@ impl WireTags {
         if !ok {
             return false;
         }
-        // The priority goes into the high nibble of each TCI's first byte (bytes 2 and 6).
-        let prio = (priority & 0xf) << 4;
-        let mut bytes = self.bytes;
-        bytes[2] |= prio;
-        bytes[6] |= prio;
+        // The priority goes into the high nibble of each TCI's first byte (bytes 2 and 6),
+        // set in one word: set byte by byte, LLVM stored the outer tag as three stores (2, 1
+        // and 1 bytes) instead of one.
+        let prio = u64::from((priority & 0xf) << 4);
+        let bytes = (u64::from_le_bytes(self.bytes) | prio << 16 | prio << 48).to_le_bytes();
         let frame = buf.as_mut_slice();
         // Fixed-size stores, one per tag: a copy of `push` bytes would be a call to `memcpy`
         // (and with a 4-byte and an 8-byte copy in two arms, LLVM makes them that call).

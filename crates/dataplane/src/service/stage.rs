@@ -101,10 +101,6 @@ const _: () = assert!(std::mem::offset_of!(SapState, tx_octets) + 8 <= 64);
 /// Slot numbers in an [`IngressRecord`]: none.
 const NO_SLOT: u32 = u32::MAX;
 
-/// Positions in a [`DirEntry`]'s filter slots.
-const MAC_FILTER: usize = 0;
-const IPV4_FILTER: usize = 1;
-
 /// What an ingress packet of a SAP reads and writes in the stage, one line per SAP slot in
 /// the stage's huge pages, so that a plain Epipe SAP's packet reads this line and not the
 /// snapshot's entry, its own state line and its peer's (three random lines, on three pages,
@@ -168,7 +164,7 @@ impl IngressRecord {
         };
         let mut record = IngressRecord {
             service: sap.service,
-            ipv4_filter: sap.ingress.filters[1].unwrap_or(NO_SLOT),
+            ipv4_filter: sap.ingress.filters[DirEntry::IPV4].unwrap_or(NO_SLOT),
             policer: sap.ingress.policer.unwrap_or(NO_SLOT),
             service_mtu: sap.service_mtu,
             ..IngressRecord::default()
@@ -177,8 +173,8 @@ impl IngressRecord {
             Peer::Sap(peer)
                 if sap.role == SapRole::Epipe
                     && !sap.down
-                    && sap.ingress.filters[0].is_none()
-                    && sap.ingress.filters[2].is_none()
+                    && sap.ingress.filters[DirEntry::MAC].is_none()
+                    && sap.ingress.filters[DirEntry::IPV6].is_none()
                     && sap.subscriber_side.is_none() =>
             {
                 let generation = tables.sap(peer).map_or(0, |p| p.generation);
@@ -1569,8 +1565,8 @@ impl ServiceStage {
                     continue;
                 };
                 let (applies, candidate) = match which {
-                    0 => (true, None),
-                    1 => (key.family == Some(IpFamily::V4), v4_candidate),
+                    DirEntry::MAC => (true, None),
+                    DirEntry::IPV4 => (key.family == Some(IpFamily::V4), v4_candidate),
                     _ => (key.family == Some(IpFamily::V6), None),
                 };
                 if applies {
@@ -2232,7 +2228,7 @@ impl ServiceStage {
                 if sap.cross_policer != NO_SLOT {
                     prefetch_first_line(&self.policers, sap.cross_policer);
                 }
-                self.scan_start(IPV4_FILTER, sap.cross_filter, sap.late, early)
+                self.scan_start(DirEntry::IPV4, sap.cross_filter, sap.late, early)
             }
             Some(entry) => {
                 for (which, slot) in entry.ingress.filters.iter().enumerate() {
@@ -2255,14 +2251,14 @@ impl ServiceStage {
         let Some(rules) = state.rules.as_ref() else {
             return;
         };
-        let candidate = if which == MAC_FILTER || late {
+        let candidate = if which == DirEntry::MAC || late {
             rules.prefetch(None);
             None
         } else {
             // Its summary and actions came with step D: the one entry line the key can
             // match instead of the whole head.
             let candidate = rules.prefetch_candidates(&early.key);
-            if which == IPV4_FILTER && early.key.family == Some(IpFamily::V4) {
+            if which == DirEntry::IPV4 && early.key.family == Some(IpFamily::V4) {
                 // None: no entry can match, the scan starts past them all.
                 early.v4_candidate = Some(candidate.unwrap_or(usize::MAX));
             }

@@ -48,6 +48,13 @@ pub(crate) struct DirEntry {
 }
 
 impl DirEntry {
+    /// The MAC filter's position in [`DirEntry::filters`].
+    pub const MAC: usize = 0;
+    /// The IPv4 filter's position.
+    pub const IPV4: usize = 1;
+    /// The IPv6 filter's position.
+    pub const IPV6: usize = 2;
+
     pub fn has_filters(&self) -> bool {
         self.filters.iter().any(Option::is_some)
     }

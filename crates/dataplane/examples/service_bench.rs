@@ -270,8 +270,11 @@ fn two_qinq_ports() -> ServiceTablesBuilder {
     b
 }
 
+/// A UDP datagram whose QinQ frame is exactly the pools' 64 bytes (14 + 8 + 20 + 8 + 14): a
+/// longer one is cut to 64, its IPv4 total length then exceeds its bytes, and the classifier
+/// reads no IPv4 key from it (an IPv4 filter then does not apply).
 fn ipv4_udp(dst: Ipv4Addr, dst_port: u16) -> Vec<u8> {
-    build::ipv4_udp(Ipv4Addr::new(192, 0, 2, 1), dst, 4000, dst_port, &[0; 18])
+    build::ipv4_udp(Ipv4Addr::new(192, 0, 2, 1), dst, 4000, dst_port, &[0; 14])
 }
 
 fn qinq(o: u16, i: u16) -> SapEncap {
@@ -640,6 +643,23 @@ fn acl(seconds: f64) {
         Verdict::Transmit(1),
         0,
     );
+    if parts != "policer" && parts != "none" {
+        // Every filtered packet was classified and hit the 8th entry (id 80), none another.
+        let stage = p.stage_mut::<ServiceStage>().unwrap();
+        let (mut eighth, mut others) = (0, 0);
+        for id in 1..=saps as u32 {
+            for hits in stage.filter_counters(FilterKind::Ip, id).unwrap().entries {
+                match hits.entry {
+                    Some(80) => eighth += hits.packets,
+                    _ => others += hits.packets,
+                }
+            }
+        }
+        assert!(
+            eighth > 0 && others == 0,
+            "hits: 8th entry {eighth}, others {others}"
+        );
+    }
 }
 
 /// The classifier and the policer alone, as the PCC issue will use them: 100 000 owners with 8

@@ -1210,6 +1210,106 @@ impl V4Summary {
     }
 }
 
+impl V4Entry {
+    /// An entry no packet matches (`src & 0` is never 1): the inline copy's slots past the
+    /// set's entries, so that a scan may read all [`LANES`] of them.
+    fn closed() -> Self {
+        V4Entry {
+            src: V4Summary::CLOSED.0,
+            src_mask: V4Summary::CLOSED.1,
+            ..V4Entry::default()
+        }
+    }
+}
+
+/// A small rule set's IPv4 summary line and entries (up to eight), made by
+/// [`RuleSet::inline_v4`] for a caller that keeps them beside its own per-set state: a packet
+/// then reads its summary and candidate entry in the caller's page instead of the set's block
+/// (one random page fewer). Everything else (the summary field, the other families, the
+/// actions of non-plain hits) stays in the set; the copy is read only through the set that
+/// made it ([`RuleSet::classify_with`] and its prefetches). Five lines, line-aligned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct InlineV4 {
+    summary: V4Summary,
+    /// The set's IPv4 entries in precedence order, then closed ones.
+    entries: [V4Entry; LANES],
+}
+
+const _: () = assert!(std::mem::size_of::<InlineV4>() == 5 * 64);
+
+impl Default for InlineV4 {
+    /// A copy of no entries: every lane closed.
+    fn default() -> Self {
+        InlineV4 {
+            summary: V4Summary::of(SummaryField::default(), &[]),
+            entries: [V4Entry::closed(); LANES],
+        }
+    }
+}
+
+/// The IPv4 part of a set as a packet scans it: the set's block, or its [`InlineV4`] copy.
+/// One scan serves both, so the two cannot disagree.
+#[derive(Clone, Copy)]
+struct V4Scan<'a> {
+    field: SummaryField,
+    /// One summary per [`LANES`] entries.
+    summaries: &'a [V4Summary],
+    entries: &'a [V4Entry],
+}
+
+impl<'a> V4Scan<'a> {
+    /// The index of the first entry `key` can match according to the summaries, with its
+    /// line prefetched (`None`: no entry can match).
+    #[inline(always)]
+    fn prefetch_candidate(&self, key: &PacketKey) -> Option<usize> {
+        let word = self.field.word(key);
+        for (group, summary) in self.summaries.iter().enumerate() {
+            let lanes = summary.candidates(word);
+            if lanes != 0 {
+                let first = group * LANES + lanes.trailing_zeros() as usize;
+                crate::fdb::prefetch_slice(self.entries.get(first..first + 1).unwrap_or(&[]), 1);
+                return Some(first);
+            }
+        }
+        None
+    }
+
+    /// The first entry (in precedence order) `key` matches: the summaries rule out entries
+    /// whose field differs, and the rest are tested whole, in order. With a `candidate` (see
+    /// [`RuleSet::classify_from`]) no entry before it matches: it is tested first, without
+    /// the summary that named it, and the scan goes on after it.
+    #[inline(always)]
+    fn first_match(&self, key: &PacketKey, candidate: Option<usize>) -> Option<&'a V4Entry> {
+        let entries = self.entries;
+        let mut after = 0;
+        if let Some(candidate) = candidate {
+            if let Some(e) = entries.get(candidate).filter(|e| e.matches(key)) {
+                return Some(e);
+            }
+            after = candidate.saturating_add(1);
+        }
+        // From `after`: from its lane on in its group, every lane of the later groups.
+        let first_group = after / LANES;
+        let word = self.field.word(key);
+        let summaries = self.summaries.iter().enumerate().skip(first_group);
+        for (group, summary) in summaries {
+            let mut lanes = summary.candidates(word);
+            if group == first_group {
+                lanes &= u32::MAX << (after % LANES);
+            }
+            while lanes != 0 {
+                let index = group * LANES + lanes.trailing_zeros() as usize;
+                if let Some(e) = entries.get(index).filter(|e| e.matches(key)) {
+                    return Some(e);
+                }
+                lanes &= lanes - 1;
+            }
+        }
+        None
+    }
+}
+
 /// A [`RuleAction`] in 8 bytes (an 8-rule set's actions are one line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(C, align(8))]
@@ -1441,10 +1541,16 @@ impl RuleSet {
     /// in cache, [`RuleSet::prefetch_candidates`] reads the summary.
     #[inline]
     pub fn prefetch_head(&self) {
-        let c = &self.compiled;
-        crate::fdb::prefetch_slice(c.summaries(), 1);
+        self.prefetch_head_with(None);
+    }
+
+    /// [`RuleSet::prefetch_head`] for a caller that keeps this set's `inline` copy
+    /// ([`RuleSet::inline_v4`]): its summary line instead of the block's.
+    #[inline]
+    pub fn prefetch_head_with(&self, inline: Option<&InlineV4>) {
+        crate::fdb::prefetch_slice(self.v4_scan(inline).summaries, 1);
         if !self.all_plain {
-            crate::fdb::prefetch_slice(c.actions(), 1);
+            crate::fdb::prefetch_slice(self.compiled.actions(), 1);
         }
     }
 
@@ -1454,21 +1560,49 @@ impl RuleSet {
     /// [`RuleSet::prefetch`] does.
     #[inline]
     pub fn prefetch_candidates(&self, key: &PacketKey) -> Option<usize> {
+        self.prefetch_candidates_with(None, key)
+    }
+
+    /// [`RuleSet::prefetch_candidates`] in this set's `inline` copy when given (the index is
+    /// the same).
+    #[inline]
+    pub fn prefetch_candidates_with(
+        &self,
+        inline: Option<&InlineV4>,
+        key: &PacketKey,
+    ) -> Option<usize> {
         if key.family != Some(IpFamily::V4) {
             self.prefetch(key.family);
             return None;
         }
-        let word = self.field.word(key);
-        let entries = self.compiled.v4();
-        for (group, summary) in self.compiled.summaries().iter().enumerate() {
-            let lanes = summary.candidates(word);
-            if lanes != 0 {
-                let first = group * LANES + lanes.trailing_zeros() as usize;
-                crate::fdb::prefetch_slice(entries.get(first..first + 1).unwrap_or(&[]), 1);
-                return Some(first);
-            }
+        self.v4_scan(inline).prefetch_candidate(key)
+    }
+
+    /// This set's IPv4 summary and entries in one [`InlineV4`], when they fit (at most
+    /// eight entries): for a caller that keeps its per-set state in a page of its own and
+    /// would rather a packet read them there. `None` for a larger set.
+    pub fn inline_v4(&self) -> Option<InlineV4> {
+        let v4 = self.compiled.v4();
+        let mut inline = InlineV4::default();
+        inline.entries.get_mut(..v4.len())?.copy_from_slice(v4);
+        if let Some(summary) = self.compiled.summaries().first() {
+            inline.summary = *summary;
         }
-        None
+        Some(inline)
+    }
+
+    /// The IPv4 arrays a packet scans: `inline`'s when given, else the block's.
+    #[inline(always)]
+    fn v4_scan<'a>(&'a self, inline: Option<&'a InlineV4>) -> V4Scan<'a> {
+        let (summaries, entries) = match inline {
+            Some(inline) => (std::slice::from_ref(&inline.summary), &inline.entries[..]),
+            None => (self.compiled.summaries(), self.compiled.v4()),
+        };
+        V4Scan {
+            field: self.field,
+            summaries,
+            entries,
+        }
     }
 
     /// True when IPv4 entry `i` is rule `i` for every IPv4 entry (a filter of IPv4 rules
@@ -1511,45 +1645,6 @@ impl RuleSet {
             .action()
     }
 
-    /// The first IPv4 entry (in precedence order) `key` matches: the summaries rule out
-    /// entries whose field differs, and the rest are tested whole, in order. With a
-    /// `candidate` (see [`RuleSet::classify_from`]) no entry before it matches: it is tested
-    /// first, without the summary that named it, and the scan goes on after it.
-    #[inline(always)]
-    fn first_v4_match(&self, key: &PacketKey, candidate: Option<usize>) -> Option<&V4Entry> {
-        let entries = self.compiled.v4();
-        let mut after = 0;
-        if let Some(candidate) = candidate {
-            if let Some(e) = entries.get(candidate).filter(|e| e.matches(key)) {
-                return Some(e);
-            }
-            after = candidate.saturating_add(1);
-        }
-        // From `after`: from its lane on in its group, every lane of the later groups.
-        let first_group = after / LANES;
-        let word = self.field.word(key);
-        let summaries = self
-            .compiled
-            .summaries()
-            .iter()
-            .enumerate()
-            .skip(first_group);
-        for (group, summary) in summaries {
-            let mut lanes = summary.candidates(word);
-            if group == first_group {
-                lanes &= u32::MAX << (after % LANES);
-            }
-            while lanes != 0 {
-                let index = group * LANES + lanes.trailing_zeros() as usize;
-                if let Some(e) = entries.get(index).filter(|e| e.matches(key)) {
-                    return Some(e);
-                }
-                lanes &= lanes - 1;
-            }
-        }
-        None
-    }
-
     /// The lowest-order rule matching `key`, or the default action.
     #[inline]
     pub fn classify(&self, key: &PacketKey) -> Hit {
@@ -1564,6 +1659,18 @@ impl RuleSet {
     /// the premise holds; `None` is `classify`.
     #[inline]
     pub fn classify_from(&self, key: &PacketKey, v4_candidate: Option<usize>) -> Hit {
+        self.classify_with(None, key, v4_candidate)
+    }
+
+    /// [`RuleSet::classify_from`] scanning this set's `inline` copy ([`RuleSet::inline_v4`])
+    /// of its IPv4 entries when given: the same hit, read from the caller's lines.
+    #[inline]
+    pub fn classify_with(
+        &self,
+        inline: Option<&InlineV4>,
+        key: &PacketKey,
+        v4_candidate: Option<usize>,
+    ) -> Hit {
         // Entries are in precedence order within each family, so the first hit of a scan is
         // its best; an IP and a MAC hit compete by index.
         // The hit's plain action, when its entry (or, for no hit, the set) says it: the
@@ -1572,7 +1679,7 @@ impl RuleSet {
         let mut plain = plain_action(self.default_plain);
         match key.family {
             Some(IpFamily::V4) => {
-                if let Some(e) = self.first_v4_match(key, v4_candidate) {
+                if let Some(e) = self.v4_scan(inline).first_match(key, v4_candidate) {
                     best = e.rule();
                     plain = e.plain_action();
                 }
@@ -1711,6 +1818,25 @@ mod tests {
         );
         empty.prefetch_head();
         empty.prefetch_candidates(&PacketKey::default());
+    }
+
+    #[test]
+    fn only_a_set_of_at_most_eight_ipv4_entries_has_an_inline_copy() {
+        let key = udp4_key(Ipv4Addr::LOCALHOST, Ipv4Addr::new(10, 0, 7, 9), 1, 2);
+        let eight = compile(&to_slash_24s(8, Disposition::Forward), RuleAction::DROP).unwrap();
+        let inline = eight.inline_v4().expect("eight entries fit");
+        eight.prefetch_head_with(Some(&inline));
+        assert_eq!(eight.prefetch_candidates_with(Some(&inline), &key), Some(7));
+        assert_eq!(
+            eight.classify_with(Some(&inline), &key, Some(7)),
+            eight.classify(&key)
+        );
+        let nine = compile(&to_slash_24s(9, Disposition::Forward), RuleAction::DROP).unwrap();
+        assert_eq!(nine.inline_v4(), None);
+        // No IPv4 entry at all: a copy of closed lanes, which no packet matches.
+        let empty = RuleSet::empty(RuleAction::FORWARD).inline_v4().unwrap();
+        assert_eq!(empty.summary.candidates(key.dst4), 0);
+        assert!(!empty.entries.iter().any(|e| e.matches(&key)));
     }
 
     #[test]
@@ -2112,6 +2238,11 @@ mod tests {
     }
 
     fn arb_rules() -> impl Strategy<Value = Vec<Rule>> {
+        arb_rules_up_to(12)
+    }
+
+    /// Up to `most` rules, IPv4, IPv6, dual and MAC matches mixed, in shuffled orders.
+    fn arb_rules_up_to(most: usize) -> impl Strategy<Value = Vec<Rule>> {
         prop::collection::vec(
             (
                 prop::collection::vec(
@@ -2123,7 +2254,7 @@ mod tests {
                 ),
                 arb_action(),
             ),
-            0..12,
+            0..most,
         )
         .prop_flat_map(|rules| {
             let n = rules.len();
@@ -2293,7 +2424,7 @@ mod tests {
             for key in &keys {
                 if key.family == Some(IpFamily::V4) {
                     let plain = set.compiled.v4().iter().find(|e| e.matches(key));
-                    prop_assert_eq!(set.first_v4_match(key, None), plain);
+                    prop_assert_eq!(set.v4_scan(None).first_match(key, None), plain);
                 }
                 let hit = set.classify(key);
                 let expected = reference_classify(&rules, key);
@@ -2306,6 +2437,33 @@ mod tests {
                 // last entry when it found none) hits the same.
                 let candidate = set.prefetch_candidates(key).unwrap_or(usize::MAX);
                 prop_assert_eq!(set.classify_from(key, Some(candidate)), hit);
+            }
+        }
+
+        /// A set's inline copy of its IPv4 entries, whatever their field, classifies every key
+        /// as the set's block does, with the candidate its prefetch names or without one; a
+        /// set has the copy exactly when its IPv4 entries fit in one summary's lanes.
+        #[test]
+        fn the_inline_copy_classifies_as_the_block(
+            rules in arb_rules_up_to(10),
+            keys in prop::collection::vec(arb_key(), 1..24),
+            field in arb_field(),
+            default in arb_action(),
+        ) {
+            let set = compile_summarised(&rules, default, |_| field).unwrap();
+            let inline = set.inline_v4();
+            prop_assert_eq!(inline.is_some(), set.compiled.v4().len() <= LANES);
+            let Some(inline) = inline else {
+                return Ok(());
+            };
+            let inline = Some(&inline);
+            for key in &keys {
+                let hit = set.classify(key);
+                prop_assert_eq!(set.classify_with(inline, key, None), hit);
+                let candidate = set.prefetch_candidates_with(inline, key);
+                prop_assert_eq!(candidate, set.prefetch_candidates(key));
+                let from = Some(candidate.unwrap_or(usize::MAX));
+                prop_assert_eq!(set.classify_with(inline, key, from), hit);
             }
         }
 

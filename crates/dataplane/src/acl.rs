@@ -1198,15 +1198,60 @@ impl V4Summary {
         summary
     }
 
-    /// The lanes whose entry `word` may match, as bits (lane `i` = bit `i`). Written as a
-    /// loop over fixed arrays without branches, so that it compiles to compares on vectors.
+    /// The lanes whose entry `word` may match, as bits (lane `i` = bit `i`): on x86_64 one
+    /// `and` and one `cmpeq` per 128-bit half, two packs and one `movemask` (SSE2, the
+    /// architecture's baseline). LLVM vectorizes [`V4Summary::candidates_portable`] only in
+    /// part (four lanes in a vector, four as scalar compares).
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     #[inline(always)]
     fn candidates(&self, word: u32) -> u32 {
+        use std::arch::x86_64::{
+            __m128i, _mm_and_si128, _mm_cmpeq_epi32, _mm_load_si128, _mm_movemask_epi8,
+            _mm_packs_epi16, _mm_packs_epi32, _mm_set1_epi32, _mm_setzero_si128,
+        };
+        // SAFETY: the intrinsics need SSE2, which the `cfg` above proves this build enables
+        // for every function. Each load reads `lanes[at..at + 4]` with `at` 0 or 4: inside
+        // the 8-lane array; the struct is `align(64)` and each array starts 0 or 32 bytes
+        // into it, so `lanes[at]` is 16-byte aligned as `_mm_load_si128` requires; any bits
+        // are a valid `__m128i`.
+        unsafe {
+            let half = |lanes: &[u32; LANES], at: usize| {
+                _mm_load_si128(lanes.as_ptr().add(at).cast::<__m128i>())
+            };
+            // `word as i32` keeps the bits: the lanes compare bit patterns.
+            let word = _mm_set1_epi32(word as i32);
+            let low = _mm_cmpeq_epi32(
+                _mm_and_si128(word, half(&self.masks, 0)),
+                half(&self.values, 0),
+            );
+            let high = _mm_cmpeq_epi32(
+                _mm_and_si128(word, half(&self.masks, 4)),
+                half(&self.values, 4),
+            );
+            // Each lane is all ones or all zeros; the saturating packs keep that, one byte a
+            // lane, and the 8 bytes past them are zero.
+            let bytes = _mm_packs_epi16(_mm_packs_epi32(low, high), _mm_setzero_si128());
+            _mm_movemask_epi8(bytes) as u32
+        }
+    }
+
+    /// [`V4Summary::candidates`] on other architectures (and its reference in the tests):
+    /// a loop over fixed arrays without branches, which compiles to compares on vectors.
+    #[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+    #[inline(always)]
+    fn candidates_portable(&self, word: u32) -> u32 {
         let mut lanes = 0;
         for lane in 0..LANES {
             lanes |= u32::from(word & self.masks[lane] == self.values[lane]) << lane;
         }
         lanes
+    }
+
+    /// The portable form where there is no vector form.
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    #[inline(always)]
+    fn candidates(&self, word: u32) -> u32 {
+        self.candidates_portable(word)
     }
 }
 
@@ -2438,6 +2483,25 @@ mod tests {
                 let candidate = set.prefetch_candidates(key).unwrap_or(usize::MAX);
                 prop_assert_eq!(set.classify_from(key, Some(candidate)), hit);
             }
+        }
+
+        /// The summary's compare (SSE2 on x86_64) names the lanes the portable loop names,
+        /// for lanes that match the word, lanes one bit off it, closed lanes and any others.
+        #[test]
+        fn the_summary_compare_names_the_portable_form_s_lanes(
+            word in any::<u32>(),
+            lanes in prop::array::uniform8((any::<u32>(), any::<u32>(), 0..4u8, 0..32u32)),
+        ) {
+            let mut summary = V4Summary::of(SummaryField::default(), &[]);
+            for (lane, (value, mask, kind, bit)) in lanes.into_iter().enumerate() {
+                (summary.values[lane], summary.masks[lane]) = match kind {
+                    0 => (word & mask, mask),
+                    1 => ((word ^ (1 << bit)) & mask, mask),
+                    2 => V4Summary::CLOSED,
+                    _ => (value, mask),
+                };
+            }
+            prop_assert_eq!(summary.candidates(word), summary.candidates_portable(word));
         }
 
         /// A set's inline copy of its IPv4 entries, whatever their field, classifies every key

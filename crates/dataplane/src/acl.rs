@@ -1030,10 +1030,11 @@ macro_rules! ip_entry {
                 self
             }
 
-            /// Its rule's action when the entry says it ([`Self::with_action`]).
+            /// Its rule's action's [`plain_bits`] when the entry says it
+            /// ([`Self::with_action`]), among other bits of `needs`.
             #[inline(always)]
-            fn plain_action(&self) -> Option<RuleAction> {
-                plain_action(self.l4.needs)
+            fn plain_bits(&self) -> u8 {
+                self.l4.needs
             }
         }
     };
@@ -1436,6 +1437,8 @@ pub struct RuleSet {
     /// Every action, the default's too, is plain: an IPv4 packet never reads the actions, and
     /// [`RuleSet::prefetch_head`] does not fetch them.
     all_plain: bool,
+    /// Some rule matches Ethernet fields: only then does a packet look at the MAC entries.
+    mac_rules: bool,
 }
 
 /// Validates `rules` and compiles them, with `default` for packets no rule matches.
@@ -1537,6 +1540,7 @@ fn compile_summarised(
         field,
         default_plain: plain_bits(default),
         all_plain,
+        mac_rules: !mac.is_empty(),
     })
 }
 
@@ -1550,6 +1554,7 @@ impl RuleSet {
             field: SummaryField::default(),
             default_plain: plain_bits(default),
             all_plain: plain_bits(default) != 0,
+            mac_rules: false,
         }
     }
 
@@ -1709,58 +1714,81 @@ impl RuleSet {
 
     /// [`RuleSet::classify_from`] scanning this set's `inline` copy ([`RuleSet::inline_v4`])
     /// of its IPv4 entries when given: the same hit, read from the caller's lines.
-    #[inline]
+    ///
+    /// The scan is out of line and answers in one register ([`RuleSet::first_hit`]); the
+    /// [`Hit`] is built here, in the caller, which reads its fields without a round trip
+    /// through memory (a 16-byte `Hit` returned from the call was stored and reloaded).
+    #[inline(always)]
     pub fn classify_with(
         &self,
         inline: Option<&InlineV4>,
         key: &PacketKey,
         v4_candidate: Option<usize>,
     ) -> Hit {
+        let found = self.first_hit(inline, key, v4_candidate);
+        let rule = found as u16;
+        // A rule index past the rules is the default, whose action is the last.
+        let rules = self.len();
+        let index = usize::from(rule).min(rules);
+        Hit {
+            rule: (index < rules).then_some(rule),
+            action: plain_action((found >> 16) as u8).unwrap_or_else(|| {
+                let actions = self.compiled.actions();
+                actions.get(index).copied().unwrap_or_default().action()
+            }),
+        }
+    }
+
+    /// The first rule `key` matches (in the low 16 bits; `u16::MAX` for none) and its plain
+    /// action's bits when it has one (bits 16–23; 0: read the rule's action): a word, so
+    /// that the answer comes back in a register.
+    #[inline(never)]
+    fn first_hit(
+        &self,
+        inline: Option<&InlineV4>,
+        key: &PacketKey,
+        v4_candidate: Option<usize>,
+    ) -> u32 {
         // Entries are in precedence order within each family, so the first hit of a scan is
         // its best; an IP and a MAC hit compete by index.
         // The hit's plain action, when its entry (or, for no hit, the set) says it: the
         // actions' line is then not read.
         let mut best = u16::MAX;
-        let mut plain = plain_action(self.default_plain);
+        let mut plain = self.default_plain;
         match key.family {
             Some(IpFamily::V4) => {
                 if let Some(e) = self.v4_scan(inline).first_match(key, v4_candidate) {
                     best = e.rule();
-                    plain = e.plain_action();
+                    plain = e.plain_bits();
                 }
             }
             Some(IpFamily::V6) => {
                 if let Some(e) = self.compiled.v6().iter().find(|e| e.matches(key)) {
                     best = e.rule();
-                    plain = e.plain_action();
+                    plain = e.plain_bits();
                 }
             }
             None => {}
         }
-        for e in self.compiled.mac() {
-            if e.rule >= best {
-                break;
-            }
-            if ((key.src_mac & e.src_mask) == e.src)
-                & ((key.dst_mac & e.dst_mask) == e.dst)
-                & ((e.needs & NEED_ETHERTYPE == 0) | (key.ethertype == e.ethertype))
-                & vid_ok(&e.outer, key.outer_vid)
-                & vid_ok(&e.inner, key.inner_vid)
-            {
-                best = e.rule;
-                plain = None;
-                break;
+        // The MAC array's place is not computed for a set without MAC rules.
+        if self.mac_rules {
+            for e in self.compiled.mac() {
+                if e.rule >= best {
+                    break;
+                }
+                if ((key.src_mac & e.src_mask) == e.src)
+                    & ((key.dst_mac & e.dst_mask) == e.dst)
+                    & ((e.needs & NEED_ETHERTYPE == 0) | (key.ethertype == e.ethertype))
+                    & vid_ok(&e.outer, key.outer_vid)
+                    & vid_ok(&e.inner, key.inner_vid)
+                {
+                    best = e.rule;
+                    plain = 0;
+                    break;
+                }
             }
         }
-        // The default action is the last: a rule index past the rules is the default.
-        let actions = self.compiled.actions();
-        let rules = actions.len().saturating_sub(1);
-        let index = usize::from(best).min(rules);
-        Hit {
-            rule: (index < rules).then_some(best),
-            action: plain
-                .unwrap_or_else(|| actions.get(index).copied().unwrap_or_default().action()),
-        }
+        u32::from(best) | (u32::from(plain & (PLAIN_ACTION | PLAIN_DROP)) << 16)
     }
 }
 

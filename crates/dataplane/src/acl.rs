@@ -1625,7 +1625,11 @@ impl RuleSet {
             self.prefetch(key.family);
             return None;
         }
-        self.v4_scan(inline).prefetch_candidate(key)
+        // As in `first_hit`: the inline copy's scan with its lengths constant.
+        match inline {
+            Some(inline) => self.v4_scan(Some(inline)).prefetch_candidate(key),
+            None => self.v4_scan(None).prefetch_candidate(key),
+        }
     }
 
     /// This set's IPv4 summary and entries in one [`InlineV4`], when they fit (at most
@@ -1757,7 +1761,13 @@ impl RuleSet {
         let mut plain = self.default_plain;
         match key.family {
             Some(IpFamily::V4) => {
-                if let Some(e) = self.v4_scan(inline).first_match(key, v4_candidate) {
+                // One scan, compiled twice: for an inline copy its arrays' lengths are
+                // constants (no bounds to load and check), for the block they are not.
+                let found = match inline {
+                    Some(inline) => self.v4_scan(Some(inline)).first_match(key, v4_candidate),
+                    None => self.v4_scan(None).first_match(key, v4_candidate),
+                };
+                if let Some(e) = found {
                     best = e.rule();
                     plain = e.plain_bits();
                 }

@@ -488,42 +488,65 @@ impl PacketKey {
         outer_vid: u16,
         inner_vid: u16,
     ) -> Self {
-        let (dst_mac, src_mac) = macs_of(frame);
+        let mut key = PacketKey::default();
+        key.read_frame(frame, ethertype, l3, outer_vid, inner_vid);
+        key
+    }
+
+    /// [`PacketKey::from_frame`] written over `self` (every field), for a caller that keeps
+    /// the key where its reader finds it.
+    ///
+    /// An IPv6 key is written by an out-of-line call and any other key as one value: when
+    /// both ends returned one value, LLVM merged them before a common store, holding each
+    /// field in a register of its own (the IPv4 path's ~40 instructions of shifts, spills
+    /// and byte stores).
+    #[inline(always)]
+    pub fn read_frame(
+        &mut self,
+        frame: &[u8],
+        ethertype: u16,
+        l3: usize,
+        outer_vid: u16,
+        inner_vid: u16,
+    ) {
         let ip = frame.get(l3..).unwrap_or(&[]);
         if ethertype == crate::wire::EtherType::IPV6 {
-            let mut key = PacketKey {
-                dst_mac,
-                src_mac,
-                ethertype,
-                outer_vid,
-                inner_vid,
-                ..PacketKey::default()
-            };
-            key.read_ipv6(ip);
-            return key;
+            self.read_ipv6_frame(frame, ip, outer_vid, inner_vid);
+            return;
         }
+        let (dst_mac, src_mac) = macs_of(frame);
         let ipv4 = if ethertype == crate::wire::EtherType::IPV4 {
             Ipv4Fields::read(ip)
         } else {
             None
         };
-        // One value written whole (the fields of a missing header are zero): built from a
-        // default and then patched, the key went through the stack in pieces of different
-        // sizes, and its copy waited for them.
-        let family = ipv4.map(|_| IpFamily::V4);
-        let Ipv4Fields {
+        // One value written whole on each branch: built from a default and then patched,
+        // the key went through the stack in pieces of different sizes, and its copy waited
+        // for them; merged into one value before one store, each field took a register.
+        let Some(Ipv4Fields {
             src4,
             dst4,
             dscp,
             transport,
-        } = ipv4.unwrap_or_default();
-        PacketKey {
+        }) = ipv4
+        else {
+            *self = PacketKey {
+                src_mac,
+                dst_mac,
+                ethertype,
+                outer_vid,
+                inner_vid,
+                ..PacketKey::default()
+            };
+            return;
+        };
+        *self = PacketKey {
             src_mac,
             dst_mac,
             ethertype,
             outer_vid,
             inner_vid,
-            family,
+            family: Some(IpFamily::V4),
             src4,
             dst4,
             src6: 0,
@@ -535,7 +558,22 @@ impl PacketKey {
             dst_port: transport.dst_port,
             has_icmp: transport.has_icmp,
             icmp_type: transport.icmp_type,
-        }
+        };
+    }
+
+    /// [`PacketKey::read_frame`]'s IPv6 end, out of line (see there why).
+    #[inline(never)]
+    fn read_ipv6_frame(&mut self, frame: &[u8], ip: &[u8], outer_vid: u16, inner_vid: u16) {
+        let (dst_mac, src_mac) = macs_of(frame);
+        *self = PacketKey {
+            dst_mac,
+            src_mac,
+            ethertype: crate::wire::EtherType::IPV6,
+            outer_vid,
+            inner_vid,
+            ..PacketKey::default()
+        };
+        self.read_ipv6(ip);
     }
 
     /// Reads the fields of an IPv4 packet (no checksum check: classification only); leaves

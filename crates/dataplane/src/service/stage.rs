@@ -822,7 +822,7 @@ fn key_of(frame: &[u8], strip: usize) -> PacketKey {
 #[inline(never)]
 fn key_into(frame: &[u8], strip: usize, key: &mut PacketKey) {
     let inner = inner_of(frame, strip);
-    *key = PacketKey::from_frame(
+    key.read_frame(
         frame,
         inner.ethertype,
         inner.l3,

@@ -496,10 +496,10 @@ impl PacketKey {
     /// [`PacketKey::from_frame`] written over `self` (every field), for a caller that keeps
     /// the key where its reader finds it.
     ///
-    /// An IPv6 key is written by an out-of-line call and any other key as one value: when
-    /// both ends returned one value, LLVM merged them before a common store, holding each
-    /// field in a register of its own (the IPv4 path's ~40 instructions of shifts, spills
-    /// and byte stores).
+    /// An IPv6 key is written by an out-of-line call, an IPv4 key and any other key each as
+    /// one value on its own branch: when the three ends returned one value, LLVM merged them
+    /// before a common store, holding each field in a register of its own (zeroed registers,
+    /// spills and shifts: 25 of the stage's 166 instructions for the key, round 24).
     #[inline(always)]
     pub fn read_frame(
         &mut self,

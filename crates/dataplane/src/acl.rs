@@ -1020,6 +1020,8 @@ impl Default for L4 {
 }
 
 impl L4 {
+    /// The part testing the `src` and `dst` port ranges and the `fields` bytes (protocol,
+    /// DSCP, ICMP type, `needs`), for rule index `rule`.
     fn of(src: PortRange, dst: PortRange, fields: [u8; 4], rule: u16) -> Self {
         let lanes = [dst.last, src.last, !dst.first, !src.first];
         L4 {

@@ -70,6 +70,12 @@ pub struct PortRange {
 }
 
 impl PortRange {
+    /// Every port (what a range not given matches).
+    const ANY: PortRange = PortRange {
+        first: 0,
+        last: u16::MAX,
+    };
+
     /// One port.
     pub fn single(port: u16) -> Self {
         Self {
@@ -325,20 +331,125 @@ pub struct PacketKey {
     pub src6: u128,
     /// IPv6 destination.
     pub dst6: u128,
-    /// IP protocol.
-    pub protocol: u8,
+    /// IP protocol, DSCP, transport ports and ICMP type, in one word.
+    pub transport: Transport,
+}
+
+/// A packet's IP protocol, DSCP, transport ports and ICMP / ICMPv6 type in one 64-bit word,
+/// laid out as the compiled entries test it: the destination port in bits 0–15 and the
+/// source port in 16–31 (the transport header's first four bytes as one big-endian word),
+/// then the protocol, the DSCP, the ICMP type and the flags saying which of ports and type
+/// were read, a byte each (bits 32–63). The DSCP, an IP header field, rides along so that an
+/// entry compares the four bytes as one masked word.
+///
+/// One word so that the key reader stores it at once: as separate fields, LLVM packed them
+/// into one register and wrote them back byte by byte (round 27). Ports and type are 0 when
+/// not read, so equal packets give equal words.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Transport(u64);
+
+impl Transport {
+    /// In the flags byte: the ports were read (the bit an entry's `needs` has for them).
+    const HAS_PORTS: u8 = NEED_PORTS;
+    /// In the flags byte: the ICMP type was read.
+    const HAS_ICMP: u8 = NEED_ICMP;
+
+    /// The word of `protocol` and `dscp`, with the `(source, destination)` ports and the ICMP
+    /// type when the packet has them.
+    pub fn new(protocol: u8, dscp: u8, ports: Option<(u16, u16)>, icmp_type: Option<u8>) -> Self {
+        let (src, dst) = ports.unwrap_or_default();
+        let flags = if ports.is_some() { Self::HAS_PORTS } else { 0 }
+            | if icmp_type.is_some() {
+                Self::HAS_ICMP
+            } else {
+                0
+            };
+        Self::of(
+            (u32::from(src) << 16) | u32::from(dst),
+            [protocol, dscp, icmp_type.unwrap_or(0), flags],
+        )
+    }
+
+    /// The word of the ports (source in the high half) and the four bytes.
+    #[inline(always)]
+    fn of(ports: u32, bytes: [u8; 4]) -> Self {
+        Self(u64::from(ports) | (u64::from(u32::from_le_bytes(bytes)) << 32))
+    }
+
+    /// What a packet's first transport bytes give: the ports of TCP, UDP and SCTP, the type
+    /// of ICMP and ICMPv6, when `transport` holds them (it is empty past a first fragment).
+    #[inline(always)]
+    fn read(protocol: u8, dscp: u8, transport: &[u8]) -> Self {
+        let (ports, icmp_type, flags) = match protocol {
+            ip_protocol::TCP | ip_protocol::UDP | 132 => match transport.first_chunk::<4>() {
+                Some(b) => (u32::from_be_bytes(*b), 0, Self::HAS_PORTS),
+                None => (0, 0, 0),
+            },
+            ip_protocol::ICMP | ip_protocol::ICMPV6 => match transport.first() {
+                Some(&t) => (0, t, Self::HAS_ICMP),
+                None => (0, 0, 0),
+            },
+            _ => (0, 0, 0),
+        };
+        Self::of(ports, [protocol, dscp, icmp_type, flags])
+    }
+
+    /// IP protocol (IPv6: the upper-layer protocol after the extension headers).
+    pub fn protocol(self) -> u8 {
+        self.bytes()[0]
+    }
+
     /// DSCP.
-    pub dscp: u8,
-    /// True when `src_port`/`dst_port` were read (TCP, UDP, SCTP, first fragment).
-    pub has_ports: bool,
-    /// Source port.
-    pub src_port: u16,
-    /// Destination port.
-    pub dst_port: u16,
-    /// True when `icmp_type` was read.
-    pub has_icmp: bool,
-    /// ICMP / ICMPv6 type.
-    pub icmp_type: u8,
+    pub fn dscp(self) -> u8 {
+        self.bytes()[1]
+    }
+
+    /// Replaces the DSCP (a remark a later rule list sees).
+    pub fn set_dscp(&mut self, dscp: u8) {
+        let mut bytes = self.bytes();
+        bytes[1] = dscp;
+        *self = Self::of(self.ports_word(), bytes);
+    }
+
+    /// `(source, destination)` ports, when read (TCP, UDP and SCTP, a first fragment).
+    pub fn ports(self) -> Option<(u16, u16)> {
+        let word = self.ports_word();
+        (self.bytes()[3] & Self::HAS_PORTS != 0).then_some(((word >> 16) as u16, word as u16))
+    }
+
+    /// ICMP / ICMPv6 type, when read.
+    pub fn icmp_type(self) -> Option<u8> {
+        let bytes = self.bytes();
+        (bytes[3] & Self::HAS_ICMP != 0).then_some(bytes[2])
+    }
+
+    /// The ports: destination in bits 0–15, source in 16–31 (0 when not read).
+    #[inline(always)]
+    fn ports_word(self) -> u32 {
+        self.0 as u32
+    }
+
+    /// Protocol, DSCP, ICMP type and flags, a byte each from the low end: what an entry's
+    /// `fields` compares.
+    #[inline(always)]
+    fn fields(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    fn bytes(self) -> [u8; 4] {
+        self.fields().to_le_bytes()
+    }
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("protocol", &self.protocol())
+            .field("dscp", &self.dscp())
+            .field("ports", &self.ports())
+            .field("icmp_type", &self.icmp_type())
+            .finish()
+    }
 }
 
 /// A MAC address as the low 48 bits of a `u64`.
@@ -371,68 +482,12 @@ pub fn macs_of(frame: &[u8]) -> (u64, u64) {
     }
 }
 
-/// The transport fields of a key: what a packet's first transport bytes give.
-#[derive(Debug, Clone, Copy, Default)]
-struct TransportFields {
-    protocol: u8,
-    has_ports: bool,
-    src_port: u16,
-    dst_port: u16,
-    has_icmp: bool,
-    icmp_type: u8,
-}
-
-impl TransportFields {
-    /// The ports of TCP, UDP and SCTP, the type of ICMP and ICMPv6, when `transport` holds
-    /// them (it is empty past a first fragment).
-    #[inline(always)]
-    fn read(protocol: u8, transport: &[u8]) -> Self {
-        let mut fields = TransportFields {
-            protocol,
-            ..TransportFields::default()
-        };
-        match protocol {
-            ip_protocol::TCP | ip_protocol::UDP | 132 => {
-                if let Some(b) = transport.first_chunk::<4>() {
-                    fields.has_ports = true;
-                    fields.src_port = u16::from_be_bytes([b[0], b[1]]);
-                    fields.dst_port = u16::from_be_bytes([b[2], b[3]]);
-                }
-            }
-            ip_protocol::ICMP | ip_protocol::ICMPV6 => {
-                if let Some(&t) = transport.first() {
-                    fields.has_icmp = true;
-                    fields.icmp_type = t;
-                }
-            }
-            _ => {}
-        }
-        fields
-    }
-
-    /// Sets the protocol of `key`, and the ports or the ICMP type that were read (the others
-    /// are left as they are).
-    fn apply(self, key: &mut PacketKey) {
-        key.protocol = self.protocol;
-        if self.has_ports {
-            key.has_ports = true;
-            key.src_port = self.src_port;
-            key.dst_port = self.dst_port;
-        }
-        if self.has_icmp {
-            key.has_icmp = true;
-            key.icmp_type = self.icmp_type;
-        }
-    }
-}
-
 /// The IPv4 fields of a key, as [`Ipv4Fields::read`] finds them.
 #[derive(Debug, Clone, Copy, Default)]
 struct Ipv4Fields {
     src4: u32,
     dst4: u32,
-    dscp: u8,
-    transport: TransportFields,
+    transport: Transport,
 }
 
 impl Ipv4Fields {
@@ -467,8 +522,7 @@ impl Ipv4Fields {
         Some(Ipv4Fields {
             src4: be32(12),
             dst4: be32(16),
-            dscp: header[1] >> 2,
-            transport: TransportFields::read(header[9], transport),
+            transport: Transport::read(header[9], header[1] >> 2, transport),
         })
     }
 }
@@ -526,7 +580,6 @@ impl PacketKey {
         let Some(Ipv4Fields {
             src4,
             dst4,
-            dscp,
             transport,
         }) = ipv4
         else {
@@ -551,13 +604,7 @@ impl PacketKey {
             dst4,
             src6: 0,
             dst6: 0,
-            protocol: transport.protocol,
-            dscp,
-            has_ports: transport.has_ports,
-            src_port: transport.src_port,
-            dst_port: transport.dst_port,
-            has_icmp: transport.has_icmp,
-            icmp_type: transport.icmp_type,
+            transport,
         };
     }
 
@@ -586,8 +633,7 @@ impl PacketKey {
         self.family = Some(IpFamily::V4);
         self.src4 = fields.src4;
         self.dst4 = fields.dst4;
-        self.dscp = fields.dscp;
-        fields.transport.apply(self);
+        self.transport = fields.transport;
     }
 
     /// Reads the fields of an IPv6 packet (extension headers walked).
@@ -601,13 +647,12 @@ impl PacketKey {
         self.family = Some(IpFamily::V6);
         self.src6 = u128::from(packet.src_addr());
         self.dst6 = u128::from(packet.dst_addr());
-        self.dscp = packet.traffic_class() >> 2;
         let transport = if location.has_transport_header {
             ip.get(location.offset..).unwrap_or(&[])
         } else {
             &[]
         };
-        TransportFields::read(location.protocol, transport).apply(self);
+        self.transport = Transport::read(location.protocol, packet.traffic_class() >> 2, transport);
     }
 }
 
@@ -656,14 +701,20 @@ impl Match {
                 }
                 m.src.is_none_or(|p| prefix_matches(&p, key, true))
                     && m.dst.is_none_or(|p| prefix_matches(&p, key, false))
-                    && m.protocol.is_none_or(|p| p == key.protocol)
-                    && m.dscp.is_none_or(|d| d == key.dscp)
-                    && m.src_port
-                        .is_none_or(|r| key.has_ports && (r.first..=r.last).contains(&key.src_port))
-                    && m.dst_port
-                        .is_none_or(|r| key.has_ports && (r.first..=r.last).contains(&key.dst_port))
+                    && m.protocol.is_none_or(|p| p == key.transport.protocol())
+                    && m.dscp.is_none_or(|d| d == key.transport.dscp())
+                    && m.src_port.is_none_or(|r| {
+                        key.transport
+                            .ports()
+                            .is_some_and(|(src, _)| (r.first..=r.last).contains(&src))
+                    })
+                    && m.dst_port.is_none_or(|r| {
+                        key.transport
+                            .ports()
+                            .is_some_and(|(_, dst)| (r.first..=r.last).contains(&dst))
+                    })
                     && m.icmp_type
-                        .is_none_or(|t| key.has_icmp && t == key.icmp_type)
+                        .is_none_or(|t| key.transport.icmp_type() == Some(t))
             }
             Match::Mac(m) => {
                 m.src
@@ -718,13 +769,12 @@ pub fn reference_key(
             key.family = Some(IpFamily::V4);
             key.src4 = u32::from(packet.src_addr());
             key.dst4 = u32::from(packet.dst_addr());
-            key.dscp = packet.dscp();
             let transport = if packet.frag_offset() == 0 {
                 packet.payload()
             } else {
                 &[]
             };
-            TransportFields::read(packet.protocol(), transport).apply(&mut key);
+            key.transport = Transport::read(packet.protocol(), packet.dscp(), transport);
         }
         crate::wire::EtherType::IPV6 => key.read_ipv6(ip),
         _ => {}
@@ -918,21 +968,72 @@ pub(crate) fn mask128(len: u8) -> u128 {
     }
 }
 
+/// What an entry's `needs` says of the byte fields [`L4::matches`] compares, by its four low
+/// bits: the mask of the fields it tests in [`Transport`]'s bytes (protocol, DSCP and ICMP
+/// type whole, and the flag of the ports or the type, which an entry that needs them
+/// requires). A table, so that the mask costs one load rather than a byte per field.
+const FIELD_MASKS: [u32; 16] = {
+    let mut masks = [0; 16];
+    let mut needs = 0;
+    while needs < masks.len() {
+        let bits = needs as u8;
+        let mut mask = ((bits & (NEED_PORTS | NEED_ICMP)) as u32) << 24;
+        if bits & NEED_PROTOCOL != 0 {
+            mask |= 0xff;
+        }
+        if bits & NEED_DSCP != 0 {
+            mask |= 0xff << 8;
+        }
+        if bits & NEED_ICMP != 0 {
+            mask |= 0xff << 16;
+        }
+        masks[needs] = mask;
+        needs += 1;
+    }
+    masks
+};
+
 /// The transport part shared by IPv4 and IPv6 entries.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// Laid out for a test without a branch or a shuffle: the port ranges as four 16-bit bounds
+/// the packet's ports and their complements must not exceed (one saturating subtract, see
+/// [`ports_excess`]), and the byte fields as [`Transport`] holds them, compared under the
+/// mask their `needs` picks from [`FIELD_MASKS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 struct L4 {
-    src_first: u16,
-    src_last: u16,
-    dst_first: u16,
-    dst_last: u16,
-    protocol: u8,
-    dscp: u8,
-    icmp_type: u8,
-    needs: u8,
+    /// Four 16-bit lanes from the low end: the destination range's last port, the source
+    /// range's last port, the complement of the destination range's first port and that of
+    /// the source range's first port (a range not given: 0–65535).
+    port_bounds: u64,
+    /// A byte each from the low end: protocol, DSCP, ICMP type (0 where not needed) and
+    /// `needs` (whose [`NEED_PORTS`] and [`NEED_ICMP`] bits are the key's flags for them).
+    fields: u32,
     rule: u16,
 }
 
+impl Default for L4 {
+    /// No test: every packet matches.
+    fn default() -> Self {
+        L4::of(PortRange::ANY, PortRange::ANY, [0, 0, 0, 0], 0)
+    }
+}
+
 impl L4 {
+    /// The part testing the `src` and `dst` port ranges and the `fields` bytes (protocol,
+    /// DSCP, ICMP type, `needs`), for rule index `rule`.
+    fn of(src: PortRange, dst: PortRange, fields: [u8; 4], rule: u16) -> Self {
+        let lanes = [dst.last, src.last, !dst.first, !src.first];
+        L4 {
+            port_bounds: lanes
+                .iter()
+                .rev()
+                .fold(0, |bounds, &lane| (bounds << 16) | u64::from(lane)),
+            fields: u32::from_le_bytes(fields),
+            rule,
+        }
+    }
+
     fn new(m: &IpMatch, rule: u16) -> Self {
         let mut needs = 0;
         if m.protocol.is_some() {
@@ -947,42 +1048,91 @@ impl L4 {
         if m.icmp_type.is_some() {
             needs |= NEED_ICMP;
         }
-        let src = m.src_port.unwrap_or(PortRange {
-            first: 0,
-            last: u16::MAX,
-        });
-        let dst = m.dst_port.unwrap_or(PortRange {
-            first: 0,
-            last: u16::MAX,
-        });
-        L4 {
-            src_first: src.first,
-            src_last: src.last,
-            dst_first: dst.first,
-            dst_last: dst.last,
-            protocol: m.protocol.unwrap_or(0),
-            dscp: m.dscp.unwrap_or(0),
-            icmp_type: m.icmp_type.unwrap_or(0),
-            needs,
+        L4::of(
+            m.src_port.unwrap_or(PortRange::ANY),
+            m.dst_port.unwrap_or(PortRange::ANY),
+            [
+                m.protocol.unwrap_or(0),
+                m.dscp.unwrap_or(0),
+                m.icmp_type.unwrap_or(0),
+                needs,
+            ],
             rule,
-        }
+        )
     }
 
-    /// Every test evaluated, combined with `&` rather than `&&`, so the scan has no
-    /// data-dependent branches until the result.
+    /// The entry's `needs` bits (the tests it makes, and [`PLAIN_ACTION`]'s bits).
+    #[inline(always)]
+    fn needs(&self) -> u8 {
+        (self.fields >> 24) as u8
+    }
+
+    /// Adds `bits` to `needs`.
+    fn add_needs(&mut self, bits: u8) {
+        self.fields |= u32::from(bits) << 24;
+    }
+
+    /// The protocol the entry needs (when `needs` says so).
+    fn protocol(&self) -> u8 {
+        self.fields as u8
+    }
+
+    /// The destination range's first and last port.
+    fn dst_range(&self) -> (u16, u16) {
+        (!((self.port_bounds >> 32) as u16), self.port_bounds as u16)
+    }
+
+    /// The byte fields under their mask and the ports within their bounds, both as words
+    /// that are zero when they pass, tested at once: no data-dependent branch until the
+    /// result.
     #[inline(always)]
     fn matches(&self, key: &PacketKey) -> bool {
-        let needs = self.needs;
-        ((needs & NEED_PROTOCOL == 0) | (key.protocol == self.protocol))
-            & ((needs & NEED_DSCP == 0) | (key.dscp == self.dscp))
-            & ((needs & NEED_PORTS == 0)
-                | (key.has_ports
-                    & (key.src_port.wrapping_sub(self.src_first)
-                        <= self.src_last.wrapping_sub(self.src_first))
-                    & (key.dst_port.wrapping_sub(self.dst_first)
-                        <= self.dst_last.wrapping_sub(self.dst_first))))
-            & ((needs & NEED_ICMP == 0) | (key.has_icmp & (key.icmp_type == self.icmp_type)))
+        let mask = FIELD_MASKS[usize::from(self.needs() & 0x0f)];
+        let fields_off = (key.transport.fields() ^ self.fields) & mask;
+        (ports_excess(key.transport.ports_word(), self.port_bounds) | u64::from(fields_off)) == 0
     }
+}
+
+/// The packet's `ports` (destination in bits 0–15, source in 16–31) beyond an entry's
+/// `bounds` ([`L4::port_bounds`]): the lanes of `[dst, src, !dst, !src] ⊖ bounds`, a
+/// saturating subtract, so zero exactly when each port is at most its range's last and its
+/// complement at most its first's complement (the port at least the first). On x86_64 one
+/// `psubusw` (SSE2, the architecture's baseline) on the ports and their complements.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn ports_excess(ports: u32, bounds: u64) -> u64 {
+    use std::arch::x86_64::{
+        _mm_cvtsi128_si64, _mm_cvtsi32_si128, _mm_cvtsi64_si128, _mm_subs_epu16, _mm_unpacklo_epi32,
+    };
+    // SAFETY: the intrinsics need SSE2, which the `cfg` above proves this build enables for
+    // every function; they read and write registers only.
+    unsafe {
+        // `as` keeps the bits: the lanes are bit patterns.
+        let probe = _mm_unpacklo_epi32(
+            _mm_cvtsi32_si128(ports as i32),
+            _mm_cvtsi32_si128(!ports as i32),
+        );
+        _mm_cvtsi128_si64(_mm_subs_epu16(probe, _mm_cvtsi64_si128(bounds as i64))) as u64
+    }
+}
+
+/// [`ports_excess`] on other architectures (and its reference in the tests): lane by lane.
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+#[inline(always)]
+fn ports_excess_portable(ports: u32, bounds: u64) -> u64 {
+    let probe = u64::from(ports) | (u64::from(!ports) << 32);
+    (0..4).fold(0, |excess, lane| {
+        let at = 16 * lane;
+        let over = ((probe >> at) as u16).saturating_sub((bounds >> at) as u16);
+        excess | (u64::from(over) << at)
+    })
+}
+
+/// The portable form where there is no vector form.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn ports_excess(ports: u32, bounds: u64) -> u64 {
+    ports_excess_portable(ports, bounds)
 }
 
 /// An IPv4 entry: 32 bytes.
@@ -1064,7 +1214,7 @@ macro_rules! ip_entry {
             /// The entry, telling a packet that hits it its rule's `action` when that is
             /// plain ([`plain_bits`]). The bits are not among those `matches` tests.
             fn with_action(mut self, action: RuleAction) -> Self {
-                self.l4.needs |= plain_bits(action);
+                self.l4.add_needs(plain_bits(action));
                 self
             }
 
@@ -1072,7 +1222,7 @@ macro_rules! ip_entry {
             /// ([`Self::with_action`]), among other bits of `needs`.
             #[inline(always)]
             fn plain_bits(&self) -> u8 {
-                self.l4.needs
+                self.l4.needs()
             }
         }
     };
@@ -1155,7 +1305,8 @@ impl SummaryField {
             SummaryField::Dst => key.dst4,
             SummaryField::Src => key.src4,
             SummaryField::ProtocolDstPort => {
-                (u32::from(key.protocol) << 16) | u32::from(key.dst_port)
+                let transport = key.transport;
+                (u32::from(transport.protocol()) << 16) | (transport.ports_word() & 0xffff)
             }
         }
     }
@@ -1170,14 +1321,15 @@ impl SummaryField {
             SummaryField::ProtocolDstPort => {
                 let mut value = 0;
                 let mut mask = 0;
-                if e.l4.needs & NEED_PROTOCOL != 0 {
-                    value |= u32::from(e.l4.protocol) << 16;
+                if e.l4.needs() & NEED_PROTOCOL != 0 {
+                    value |= u32::from(e.l4.protocol()) << 16;
                     mask |= 0xff << 16;
                 }
                 // A single port: the entry's range test is then an equality (and a packet
                 // without ports fails the entry anyway).
-                if e.l4.needs & NEED_PORTS != 0 && e.l4.dst_first == e.l4.dst_last {
-                    value |= u32::from(e.l4.dst_first);
+                let (dst_first, dst_last) = e.l4.dst_range();
+                if e.l4.needs() & NEED_PORTS != 0 && dst_first == dst_last {
+                    value |= u32::from(dst_first);
                     mask |= 0xffff;
                 }
                 (value, mask)
@@ -2080,7 +2232,7 @@ mod tests {
         let mut key = PacketKey::default();
         key.read_ipv6(&ip);
         assert_eq!(set.classify(&key).rule, Some(0));
-        key.src_port = 4001;
+        key.transport = Transport::new(ip_protocol::UDP, 0, Some((4001, 80)), None);
         assert_eq!(set.classify(&key).rule, Some(1));
         let v4key = udp4_key(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 1, 2);
         assert_eq!(set.classify(&v4key).rule, Some(1));
@@ -2426,12 +2578,20 @@ mod tests {
             (0u32..4, 0u32..4),
             prop_oneof![Just(6u8), Just(17u8), Just(1u8), Just(58u8), Just(50u8)],
             (0u16..9, 0u16..9, any::<bool>()),
-            (0u8..4, 0u8..3),
+            (0u8..4, 0u8..3, prop::bool::weighted(0.8)),
             (0u8..4, 0u16..9, 0u16..9),
             prop_oneof![Just(0x0800u16), Just(0x86ddu16), Just(0x0806u16)],
         )
             .prop_map(
-                |(family, (s, d), protocol, (sp, dp, ports), (dscp, icmp), (mac, ov, iv), et)| {
+                |(
+                    family,
+                    (s, d),
+                    protocol,
+                    (sp, dp, ports),
+                    (dscp, icmp, typed),
+                    (mac, ov, iv),
+                    et,
+                )| {
                     let s4 = 0x0a00_0000u32 | (s << 8) | s;
                     let d4 = 0x0a00_0000u32 | (d << 8) | d;
                     let s6 = (0x2001_0db8u128 << 96) | (u128::from(s) << 64) | u128::from(s);
@@ -2447,13 +2607,13 @@ mod tests {
                         dst4: d4,
                         src6: s6,
                         dst6: d6,
-                        protocol,
-                        dscp,
-                        has_ports: ports && matches!(protocol, 6 | 17),
-                        src_port: sp,
-                        dst_port: dp,
-                        has_icmp: matches!(protocol, 1 | 58),
-                        icmp_type: icmp,
+                        transport: Transport::new(
+                            protocol,
+                            dscp,
+                            (ports && matches!(protocol, 6 | 17)).then_some((sp, dp)),
+                            // An ICMP packet without its type: a later fragment.
+                            (typed && matches!(protocol, 1 | 58)).then_some(icmp),
+                        ),
                     }
                 },
             )
@@ -2578,6 +2738,42 @@ mod tests {
                 };
             }
             prop_assert_eq!(summary.candidates(word), summary.candidates_portable(word));
+        }
+
+        /// The ports' compare (SSE2 on x86_64) gives the portable form's excess, and either is
+        /// zero exactly when both ports are inside their ranges: for ranges around the ports
+        /// (the port at either end, one past it, an empty range) and any others.
+        #[test]
+        fn the_ports_compare_is_the_portable_form_and_a_range_test(
+            ports in (any::<u16>(), any::<u16>()),
+            ranges in prop::array::uniform2((any::<u16>(), any::<u16>(), -2i32..3, 0i32..3, any::<bool>())),
+        ) {
+            let (src, dst) = ports;
+            let range = |port: u16, (a, b, below, width, near): (u16, u16, i32, i32, bool)| {
+                if near {
+                    let first = (i32::from(port) + below).clamp(0, 0xffff);
+                    let last = (first + width).clamp(0, 0xffff);
+                    (first as u16, last as u16)
+                } else {
+                    (a, b)
+                }
+            };
+            let (src_first, src_last) = range(src, ranges[0]);
+            let (dst_first, dst_last) = range(dst, ranges[1]);
+            let l4 = L4::of(
+                PortRange { first: src_first, last: src_last },
+                PortRange { first: dst_first, last: dst_last },
+                [0; 4],
+                0,
+            );
+            prop_assert_eq!(l4.dst_range(), (dst_first, dst_last));
+            let word = Transport::new(0, 0, Some(ports), None).ports_word();
+            let excess = ports_excess(word, l4.port_bounds);
+            prop_assert_eq!(excess, ports_excess_portable(word, l4.port_bounds));
+            prop_assert_eq!(
+                excess == 0,
+                (src_first..=src_last).contains(&src) && (dst_first..=dst_last).contains(&dst)
+            );
         }
 
         /// A set's inline copy of its IPv4 entries, whatever their field, classifies every key

@@ -114,13 +114,13 @@ impl Bytes<'_> {
             dst4: 0x0a00_0000 | (d << 8) | d,
             src6: (0x2001_0db8u128 << 96) | (u128::from(a) << 64) | u128::from(a),
             dst6: (0x2001_0db8u128 << 96) | (u128::from(d) << 64) | u128::from(d),
-            protocol,
-            dscp: self.u8() % 64,
-            has_ports: self.flag(),
-            src_port: u16::from(self.u8() % 10),
-            dst_port: u16::from(self.u8() % 10),
-            has_icmp: matches!(protocol, 1 | 58),
-            icmp_type: self.u8() % 3,
+            transport: acl::Transport::new(
+                protocol,
+                self.u8() % 64,
+                self.flag()
+                    .then(|| (u16::from(self.u8() % 10), u16::from(self.u8() % 10))),
+                matches!(protocol, 1 | 58).then(|| self.u8() % 3),
+            ),
         }
     }
 }

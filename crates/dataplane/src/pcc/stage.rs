@@ -553,8 +553,8 @@ impl PccStage {
             // the receiver's egress rules too, as the sender's rules left it.
             self.decide(w.src, Direction::Ingress, w.ingress_rule, w.octets, now_ns)
                 .and_then(|first| {
-                    if let Some(dscp) = first.filter(|&d| d != w.key.dscp) {
-                        w.key.dscp = dscp;
+                    if let Some(dscp) = first.filter(|&d| d != w.key.transport.dscp()) {
+                        w.key.transport.set_dscp(dscp);
                         w.egress_rule = self
                             .installed(w.dst)
                             .and_then(|i| i.hot().entries().classify(&w.key, Direction::Egress));

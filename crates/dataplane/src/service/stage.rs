@@ -290,8 +290,8 @@ struct ServiceState {
 /// this line, not through an `Arc` in the heap — and the default action's counters; lines
 /// 1–5: the set's IPv4 summary and entries when they fit ([`RuleSet::split_inline_v4`]), so
 /// that an IPv4 packet of a small set scans them here instead of in the set's block, one
-/// random page fewer (the stage's block then holds the rest alone: 3 lines of an 8-rule IPv4
-/// set instead of 8); lines 6–7: the hit counters of the first [`INLINE_HITS`] entries. The
+/// random page fewer (the stage's block then holds the rest alone: 2 lines of an 8-rule IPv4
+/// set instead of 7); lines 6–7: the hit counters of the first [`INLINE_HITS`] entries. The
 /// summary is line 0's neighbour in its 128-byte pair (the L2 adjacent-line prefetcher's
 /// unit), the hit counters a pair of their own: 4–5 cycles a packet fewer at 100 000 SAPs
 /// than the counters in lines 1–2 (round 22). What no packet of such a set reads is in its [`FilterSide`].

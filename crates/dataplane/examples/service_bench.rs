@@ -606,8 +606,14 @@ fn acl(seconds: f64) {
     }
     let tables = b.build();
     p.stage_mut::<ServiceStage>().unwrap().install(tables, 0);
+    // The rule sets' blocks (the snapshot's and the stage's copies) are the line arena's
+    // (whole huge pages, never freed).
+    let block_mib = {
+        use brasa_dataplane::arena::{ArenaItem, Line, CHUNK_BYTES};
+        (Line::arena().chunks() * CHUNK_BYTES) >> 20
+    };
     println!(
-        "built and installed {saps} Epipes, {} SAPs, {saps} filters × 8 entries, {saps} policers in {:.2} s",
+        "built and installed {saps} Epipes, {} SAPs, {saps} filters × 8 entries, {saps} policers in {:.2} s; rule set blocks {block_mib} MiB",
         2 * saps,
         started.elapsed().as_secs_f64()
     );

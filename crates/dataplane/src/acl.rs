@@ -1593,7 +1593,10 @@ impl CompiledAction {
 packed_arrays! {
     /// Everything a compiled set holds, in one block of lines: an IPv4 packet reads the
     /// summary (line 0), its candidate entry and its action; for an 8-rule set those are
-    /// lines 0, 1–4 and 5, in one page.
+    /// lines 0, 1–4 and 5, in one page. The orders follow the actions: each array starts at
+    /// its items' alignment even after an empty one, so behind the (64-byte aligned) IPv6
+    /// and MAC arrays they took a line of their own (an 8-rule IPv4 set: 7 lines, was 8 and
+    /// the arena's gap line).
     struct Compiled {
         /// One summary per eight IPv4 entries.
         0 summaries: V4Summary,
@@ -1601,12 +1604,12 @@ packed_arrays! {
         1 v4: V4Entry,
         /// The actions in precedence order, then the default action.
         2 actions: CompiledAction,
-        /// IPv6 entries, in precedence order.
-        3 v6: V6Entry,
-        /// Ethernet entries, in precedence order.
-        4 mac: MacEntry,
         /// The rules' orders in precedence order (the control side's, never read per packet).
-        5 orders: u32,
+        3 orders: u32,
+        /// IPv6 entries, in precedence order.
+        4 v6: V6Entry,
+        /// Ethernet entries, in precedence order.
+        5 mac: MacEntry,
     }
 }
 
@@ -1629,6 +1632,10 @@ pub struct RuleSet {
     all_plain: bool,
     /// Some rule matches Ethernet fields: only then does a packet look at the MAC entries.
     mac_rules: bool,
+    /// `Some(n)`: a set from [`RuleSet::split_inline_v4`], whose block left out its IPv4
+    /// summary and its `n` IPv4 entries: every IPv4 scan of it must be given the
+    /// [`InlineV4`] copy that holds them.
+    inlined_v4: Option<u8>,
 }
 
 /// Validates `rules` and compiles them, with `default` for packets no rule matches.
@@ -1726,11 +1733,12 @@ fn compile_summarised(
         .chain([default])
         .all(|action| plain_bits(action) != 0);
     Ok(RuleSet {
-        compiled: Compiled::new(&summaries, &v4, &actions, &v6, &mac, &orders)?,
+        compiled: Compiled::new(&summaries, &v4, &actions, &orders, &v6, &mac)?,
         field,
         default_plain: plain_bits(default),
         all_plain,
         mac_rules: !mac.is_empty(),
+        inlined_v4: None,
     })
 }
 
@@ -1745,6 +1753,7 @@ impl RuleSet {
             default_plain: plain_bits(default),
             all_plain: plain_bits(default) != 0,
             mac_rules: false,
+            inlined_v4: None,
         }
     }
 
@@ -1824,8 +1833,12 @@ impl RuleSet {
 
     /// This set's IPv4 summary and entries in one [`InlineV4`], when they fit (at most
     /// eight entries): for a caller that keeps its per-set state in a page of its own and
-    /// would rather a packet read them there. `None` for a larger set.
+    /// would rather a packet read them there. `None` for a larger set, and for a set from
+    /// [`RuleSet::split_inline_v4`] (its block no longer holds them).
     pub fn inline_v4(&self) -> Option<InlineV4> {
+        if self.inlined_v4.is_some() {
+            return None;
+        }
         let v4 = self.compiled.v4();
         let mut inline = InlineV4::default();
         inline.entries.get_mut(..v4.len())?.copy_from_slice(v4);
@@ -1835,12 +1848,48 @@ impl RuleSet {
         Some(inline)
     }
 
+    /// This set as two parts for a caller that keeps the [`InlineV4`] ([`RuleSet::inline_v4`])
+    /// beside its own per-set state: that copy, and a set whose block holds everything else
+    /// (the actions and the default's, the IPv6 and MAC entries, the orders) but not the
+    /// IPv4 summary and entries no packet reads there any more — for an 8-rule IPv4 set, 2
+    /// lines instead of 7. The set answers as this one does when
+    /// every IPv4 scan of it is given the copy (the `_with` forms; a scan without it is a
+    /// bug, caught by a debug assertion). `None` where [`RuleSet::inline_v4`] is.
+    pub fn split_inline_v4(&self) -> Option<(RuleSet, InlineV4)> {
+        let inline = self.inline_v4()?;
+        let c = &self.compiled;
+        let rest = RuleSet {
+            // Fewer lines than the block they come from, which fitted a chunk.
+            compiled: Compiled::new(&[], &[], c.actions(), c.orders(), c.v6(), c.mac())
+                .unwrap_or_else(|_| Compiled::empty()),
+            // The copy's summary compares this field, which stays in the handle.
+            field: self.field,
+            default_plain: self.default_plain,
+            all_plain: self.all_plain,
+            mac_rules: self.mac_rules,
+            // At most `LANES` entries, or `inline_v4` was `None`.
+            inlined_v4: Some(c.v4().len() as u8),
+        };
+        Some((rest, inline))
+    }
+
+    /// The block's IPv4 summaries and entries: never those of a set whose IPv4 part was
+    /// split off (it has none left; its caller's copy must be scanned).
+    #[inline(always)]
+    fn block_v4(&self) -> (&[V4Summary], &[V4Entry]) {
+        debug_assert!(
+            self.inlined_v4.is_none(),
+            "an IPv4 scan of a split set without its inline copy"
+        );
+        (self.compiled.summaries(), self.compiled.v4())
+    }
+
     /// The IPv4 arrays a packet scans: `inline`'s when given, else the block's.
     #[inline(always)]
     fn v4_scan<'a>(&'a self, inline: Option<&'a InlineV4>) -> V4Scan<'a> {
         let (summaries, entries) = match inline {
             Some(inline) => (std::slice::from_ref(&inline.summary), &inline.entries[..]),
-            None => (self.compiled.summaries(), self.compiled.v4()),
+            None => self.block_v4(),
         };
         V4Scan {
             field: self.field,
@@ -1851,9 +1900,10 @@ impl RuleSet {
 
     /// True when IPv4 entry `i` is rule `i` for every IPv4 entry (a filter of IPv4 rules
     /// alone): the index [`RuleSet::prefetch_candidates`] returns is then a rule index.
+    /// Asked of the whole set, before [`RuleSet::split_inline_v4`].
     pub fn v4_entries_in_rule_order(&self) -> bool {
-        self.compiled
-            .v4()
+        self.block_v4()
+            .1
             .iter()
             .enumerate()
             .all(|(i, e)| usize::from(e.rule()) == i)
@@ -1871,7 +1921,9 @@ impl RuleSet {
 
     /// True when some rule matches IP fields.
     pub fn has_ip_rules(&self) -> bool {
-        !self.compiled.v4().is_empty() || !self.compiled.v6().is_empty()
+        self.inlined_v4.is_some_and(|entries| entries > 0)
+            || !self.compiled.v4().is_empty()
+            || !self.compiled.v6().is_empty()
     }
 
     /// The order of rule `index`.
@@ -2110,6 +2162,34 @@ mod tests {
         let empty = RuleSet::empty(RuleAction::FORWARD).inline_v4().unwrap();
         assert_eq!(empty.summary.candidates(key.dst4), 0);
         assert!(!empty.entries.iter().any(|e| e.matches(&key)));
+    }
+
+    #[test]
+    fn a_split_eight_rule_set_keeps_two_of_its_seven_lines() {
+        let key = udp4_key(Ipv4Addr::LOCALHOST, Ipv4Addr::new(10, 0, 7, 9), 1, 2);
+        let eight = compile(&to_slash_24s(8, Disposition::Forward), RuleAction::DROP).unwrap();
+        let (rest, inline) = eight.split_inline_v4().expect("eight entries fit");
+        let lines = |set: &RuleSet| set.compiled.bytes().1.div_ceil(64);
+        assert_eq!((lines(&eight), lines(&rest)), (7, 2));
+        assert_eq!(
+            rest.classify_with(Some(&inline), &key, None),
+            eight.classify(&key)
+        );
+        assert!(rest.has_ip_rules());
+        assert_eq!(rest.split_inline_v4(), None);
+        let nine = compile(&to_slash_24s(9, Disposition::Forward), RuleAction::DROP).unwrap();
+        assert_eq!(nine.split_inline_v4(), None);
+    }
+
+    /// The split set's IPv4 part is only in the copy: a scan without it is caught.
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "without its inline copy")]
+    fn an_ipv4_scan_of_a_split_set_without_its_copy_panics() {
+        let key = udp4_key(Ipv4Addr::LOCALHOST, Ipv4Addr::new(10, 0, 7, 9), 1, 2);
+        let eight = compile(&to_slash_24s(8, Disposition::Forward), RuleAction::DROP).unwrap();
+        let (rest, _) = eight.split_inline_v4().expect("eight entries fit");
+        rest.classify(&key);
     }
 
     #[test]
@@ -2777,8 +2857,10 @@ mod tests {
         }
 
         /// A set's inline copy of its IPv4 entries, whatever their field, classifies every key
-        /// as the set's block does, with the candidate its prefetch names or without one; a
-        /// set has the copy exactly when its IPv4 entries fit in one summary's lanes.
+        /// as the set's block does (and the reference), with the candidate its prefetch names
+        /// or without one, and so does the set split from it ([`RuleSet::split_inline_v4`]),
+        /// whose block keeps everything else; a set has the copy exactly when its IPv4
+        /// entries fit in one summary's lanes.
         #[test]
         fn the_inline_copy_classifies_as_the_block(
             rules in arb_rules_up_to(10),
@@ -2792,14 +2874,32 @@ mod tests {
             let Some(inline) = inline else {
                 return Ok(());
             };
+            // The split set's block: everything but the IPv4 summary and entries.
+            let (rest, copy) = set.split_inline_v4().expect("the set has an inline copy");
+            prop_assert_eq!(copy, inline);
+            let (c, r) = (&set.compiled, &rest.compiled);
+            prop_assert!(r.summaries().is_empty() && r.v4().is_empty());
+            prop_assert_eq!(
+                (r.actions(), r.v6(), r.mac(), r.orders()),
+                (c.actions(), c.v6(), c.mac(), c.orders())
+            );
+            prop_assert_eq!(
+                (rest.len(), rest.default_action(), rest.has_mac_rules(), rest.has_ip_rules()),
+                (set.len(), set.default_action(), set.has_mac_rules(), set.has_ip_rules())
+            );
+            prop_assert_eq!(rest.inline_v4(), None);
             let inline = Some(&inline);
             for key in &keys {
                 let hit = set.classify(key);
+                prop_assert_eq!(hit.rule.and_then(|i| set.order(i)), reference_classify(&rules, key).map(|r| r.order));
                 prop_assert_eq!(set.classify_with(inline, key, None), hit);
+                prop_assert_eq!(rest.classify_with(inline, key, None), hit);
                 let candidate = set.prefetch_candidates_with(inline, key);
                 prop_assert_eq!(candidate, set.prefetch_candidates(key));
+                prop_assert_eq!(rest.prefetch_candidates_with(inline, key), candidate);
                 let from = Some(candidate.unwrap_or(usize::MAX));
                 prop_assert_eq!(set.classify_with(inline, key, from), hit);
+                prop_assert_eq!(rest.classify_with(inline, key, from), hit);
             }
         }
 

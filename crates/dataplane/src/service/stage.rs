@@ -288,12 +288,13 @@ struct ServiceState {
 /// of one page (eight states a 4 KiB page). Line 0: the compiled rule set — the stage's own
 /// copy of the snapshot's, so that its block is the stage's and the packet reaches it from
 /// this line, not through an `Arc` in the heap — and the default action's counters; lines
-/// 1–5: the set's IPv4 summary and entries when they fit ([`RuleSet::inline_v4`]), so that an
-/// IPv4 packet of a small set scans them here instead of in the set's block, one random page
-/// fewer; lines 6–7: the hit counters of the first [`INLINE_HITS`] entries. The summary is
-/// line 0's neighbour in its 128-byte pair (the L2 adjacent-line prefetcher's unit), the hit
-/// counters a pair of their own: 4–5 cycles a packet fewer at 100 000 SAPs than the counters
-/// in lines 1–2 (round 22). What no packet of such a set reads is in its [`FilterSide`].
+/// 1–5: the set's IPv4 summary and entries when they fit ([`RuleSet::split_inline_v4`]), so
+/// that an IPv4 packet of a small set scans them here instead of in the set's block, one
+/// random page fewer (the stage's block then holds the rest alone: 2 lines of an 8-rule IPv4
+/// set instead of 7); lines 6–7: the hit counters of the first [`INLINE_HITS`] entries. The
+/// summary is line 0's neighbour in its 128-byte pair (the L2 adjacent-line prefetcher's
+/// unit), the hit counters a pair of their own: 4–5 cycles a packet fewer at 100 000 SAPs
+/// than the counters in lines 1–2 (round 22). What no packet of such a set reads is in its [`FilterSide`].
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
 struct FilterState {
@@ -403,8 +404,8 @@ impl FilterState {
     }
 
     /// Takes the snapshot's rule set `rules` (changed, or new to this state) with its entry
-    /// ids: copies the set into the stage (its IPv4 entries into the state when they fit)
-    /// and carries each entry's counters over from the entry of the same id before the
+    /// ids: copies the set into the stage (its IPv4 summary and entries into the state
+    /// instead of the stage's block when they fit) and carries each entry's counters over from the entry of the same id before the
     /// change (new entries start at zero). `side` is the filter's.
     fn take_rules(&mut self, side: &mut FilterSide, rules: &Arc<RuleSet>, entry_ids: &Arc<[u32]>) {
         let old_ids = side.entry_ids.as_deref().unwrap_or_default();
@@ -426,11 +427,15 @@ impl FilterState {
             .unwrap_or_default();
         self.first_hits = first_hits;
         side.more_hits = more_hits;
-        let copy = RuleSet::clone(rules);
-        let inline_v4 = copy.inline_v4();
+        // A small set's IPv4 part moves into this state, and the stage's block keeps only
+        // what packets still read there (every scan of it is given `inline_v4`).
+        let (copy, inline_v4) = match rules.split_inline_v4() {
+            Some((rest, inline_v4)) => (rest, Some(inline_v4)),
+            None => (RuleSet::clone(rules), None),
+        };
         self.has_inline_v4 = inline_v4.is_some();
         self.inline_v4 = inline_v4.unwrap_or_default();
-        self.v4_in_rule_order = copy.v4_entries_in_rule_order();
+        self.v4_in_rule_order = rules.v4_entries_in_rule_order();
         self.rules = Some(copy);
         side.source = Some(rules.clone());
         side.entry_ids = Some(entry_ids.clone());
@@ -3111,6 +3116,18 @@ mod tests {
         (p, b)
     }
 
+    /// A filter entry's match: the /24 of 10.0.`net`.0 and, when `with_port`, UDP to port
+    /// 1000 + `port` (the proptests' packets go to 10.0.0–4.7, ports 1000–1006).
+    fn v4_net_matcher(net: u8, port: u16, with_port: bool) -> crate::acl::Match {
+        use crate::acl::{v4, IpMatch, Match, PortRange};
+        Match::Ip(IpMatch {
+            dst: Some(v4(10, 0, net, 0, 24)),
+            protocol: with_port.then_some(17),
+            dst_port: with_port.then_some(PortRange::single(1000 + port)),
+            ..IpMatch::default()
+        })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         /// A batch of packets through two Epipes with the same 12-entry IPv4 filter (two
@@ -3126,24 +3143,16 @@ mod tests {
             // (and step E writes a key over the slot's earlier key).
             packets in proptest::collection::vec((0u8..5, 0u16..7, any::<bool>()), 1..160),
         ) {
-            use crate::acl::{v4, IpMatch, Match, PortRange};
+            use crate::acl::Match;
             use crate::pipeline::{Batch, PacketMeta};
             use crate::service::spec::*;
             use std::net::Ipv4Addr;
 
             const Q: u16 = 0x8100;
             let (mut p, mut b) = dot1q_pipeline();
-            // Entry i: a /24 of 10.0.x.0 and, when asked, UDP to one port.
             let matchers: Vec<Match> = entries
                 .iter()
-                .map(|&(net, port, with_port, _)| {
-                    Match::Ip(IpMatch {
-                        dst: Some(v4(10, 0, net, 0, 24)),
-                        protocol: with_port.then_some(17),
-                        dst_port: with_port.then_some(PortRange::single(1000 + port)),
-                        ..IpMatch::default()
-                    })
-                })
+                .map(|&(net, port, with_port, _)| v4_net_matcher(net, port, with_port))
                 .collect();
             let spec = |id: u32| FilterSpec {
                 id,
@@ -3221,6 +3230,179 @@ mod tests {
                     seen[index] = entry.packets;
                 }
                 prop_assert_eq!(seen, counted, "filter {}", filter);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// A SAP with a MAC, an IPv4 and an IPv6 filter: the stage's copies of their sets —
+        /// an IPv4 set of at most eight entries split (its IPv4 part in the filter's state,
+        /// the rest in the stage's block), a larger one whole, the IPv6 and MAC sets split
+        /// with no IPv4 entry — with rate-limit actions beside forward and drop, give every
+        /// packet the verdict and every entry the hit count the reference matcher gives.
+        #[test]
+        fn split_and_whole_filter_sets_classify_as_the_reference(
+            v4_entries in proptest::collection::vec((0u8..4, 0u16..4, any::<bool>(), 0u8..3), 0..12),
+            v6_entries in proptest::collection::vec((0u8..4, 0u8..3), 0..12),
+            mac_entries in proptest::collection::vec((0u8..3, 0u8..3), 0..4),
+            default_drop in any::<bool>(),
+            packets in proptest::collection::vec((any::<bool>(), 0u8..5, 0u16..5), 1..100),
+        ) {
+            use crate::acl::{reference_key, v6, IpMatch, MacMask, MacMatch, Match};
+            use crate::pipeline::{Batch, PacketMeta};
+            use crate::policer::{ColourMode, Meter, PolicerConfig, StatMode};
+            use crate::service::spec::*;
+            use std::net::{Ipv4Addr, Ipv6Addr};
+
+            const Q: u16 = 0x8100;
+            const DST: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+            // A /48 of 2001:db8::, and a host in it.
+            let v6_net = |net: u8, host: u16| Ipv6Addr::new(0x2001, 0xdb8, u16::from(net), 0, 0, 0, 0, host);
+            let (mut p, mut b) = dot1q_pipeline();
+            // Far more than the packets' bytes in either bucket: a rate-limited packet is green.
+            b.set_policer(PolicerSpec {
+                id: 1,
+                config: PolicerConfig {
+                    meter: Meter::TrTcm {
+                        pir_kbps: 1_000_000,
+                        mbs: Some(1 << 20),
+                        cir_kbps: 1_000_000,
+                        cbs: Some(1 << 20),
+                    },
+                    colour_mode: ColourMode::Blind,
+                    packet_byte_offset: 0,
+                    stat_mode: StatMode::OfferedTotalCir,
+                },
+            })
+            .unwrap();
+            let action = |kind: u8| match kind {
+                0 => FilterAction::Forward,
+                1 => FilterAction::Drop,
+                _ => FilterAction::RateLimit { policer: 1 },
+            };
+            // IPv4 entries as `v4_net_matcher`'s; IPv6: a /48; MAC: the frames' destination,
+            // another one, or the IPv6 EtherType.
+            let v4_matchers: Vec<Match> = v4_entries
+                .iter()
+                .map(|&(net, port, with_port, _)| v4_net_matcher(net, port, with_port))
+                .collect();
+            let v6_matchers: Vec<Match> = v6_entries
+                .iter()
+                .map(|&(net, _)| {
+                    Match::Ip(IpMatch { dst: Some(v6(v6_net(net, 0), 48)), ..IpMatch::default() })
+                })
+                .collect();
+            let mac_matchers: Vec<Match> = mac_entries
+                .iter()
+                .map(|&(what, _)| {
+                    Match::Mac(match what {
+                        0 => MacMatch { dst: Some(MacMask::exact(DST)), ..MacMatch::default() },
+                        1 => MacMatch {
+                            dst: Some(MacMask::exact(MacAddr([2, 0, 0, 0, 0, 9]))),
+                            ..MacMatch::default()
+                        },
+                        _ => MacMatch { ethertype: Some(0x86dd), ..MacMatch::default() },
+                    })
+                })
+                .collect();
+            let v4_actions: Vec<u8> = v4_entries.iter().map(|e| e.3).collect();
+            let v6_actions: Vec<u8> = v6_entries.iter().map(|e| e.1).collect();
+            let mac_actions: Vec<u8> = mac_entries.iter().map(|e| e.1).collect();
+            let filters = [
+                (FilterKind::Mac, &mac_matchers, &mac_actions),
+                (FilterKind::Ip, &v4_matchers, &v4_actions),
+                (FilterKind::Ipv6, &v6_matchers, &v6_actions),
+            ];
+            for (kind, matchers, actions) in filters {
+                b.set_filter(FilterSpec {
+                    id: 1,
+                    kind,
+                    default_action: if default_drop { Disposition::Drop } else { Disposition::Forward },
+                    entries: matchers
+                        .iter()
+                        .zip(actions.iter())
+                        .enumerate()
+                        .map(|(i, (m, &kind))| FilterEntrySpec {
+                            id: 10 * (i as u32 + 1),
+                            matcher: *m,
+                            action: action(kind),
+                        })
+                        .collect(),
+                })
+                .unwrap();
+            }
+            b.set_service(ServiceSpec::Epipe(EpipeSpec::new(1))).unwrap();
+            let a = SapId { port: 1, encap: "10".parse().unwrap() };
+            let z = SapId { port: 2, encap: "20".parse().unwrap() };
+            let mut spec_a = SapSpec::new(a, 1);
+            spec_a.ingress.mac_filter = Some(1);
+            spec_a.ingress.ip_filter = Some(1);
+            spec_a.ingress.ipv6_filter = Some(1);
+            b.set_sap(spec_a).unwrap();
+            b.set_sap(SapSpec::new(z, 1)).unwrap();
+            p.stage_mut::<ServiceStage>().unwrap().install(b.build(), 0);
+            let frames: Vec<(Vec<u8>, u16)> = packets
+                .iter()
+                .map(|&(ipv6, net, port)| {
+                    let (ethertype, payload) = if ipv6 {
+                        (EtherType::IPV6, crate::build::ipv6_udp(
+                            Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 1),
+                            v6_net(net, 7),
+                            4000,
+                            1000 + port,
+                            &[0xab; 18],
+                        ))
+                    } else {
+                        (EtherType::IPV4, crate::build::ipv4_udp(
+                            Ipv4Addr::new(192, 0, 2, 1),
+                            Ipv4Addr::new(10, 0, net, 7),
+                            4000,
+                            1000 + port,
+                            &[0xab; 18],
+                        ))
+                    };
+                    let frame = crate::build::tagged(
+                        MacAddr([2, 0, 0, 0, 0, 1]),
+                        DST,
+                        &[(Q, 10)],
+                        ethertype,
+                        &payload,
+                    );
+                    (frame, ethertype)
+                })
+                .collect();
+            let mut batch = Batch::new(frames.len());
+            for (bytes, _) in &frames {
+                prop_assert!(batch.push(bytes, PacketMeta::new(1, crate::pipeline::pkt_type::OTHERHOST, 0)));
+            }
+            p.run(&mut batch, 0);
+            // The reference: the MAC filter, then the packet's family's; the first entry
+            // whose match the key meets, else the default (index 12); rate-limit forwards.
+            let mut hits = [[0u64; 13]; 3];
+            for ((_, meta), (bytes, ethertype)) in batch.iter().zip(&frames) {
+                let key = reference_key(bytes, *ethertype, 18, 10, 0);
+                let mut dropped = false;
+                let ip = if *ethertype == EtherType::IPV6 { 2 } else { 1 };
+                for (which, (_, matchers, actions)) in filters.iter().enumerate() {
+                    if dropped || (which != 0 && which != ip) {
+                        continue;
+                    }
+                    let hit = matchers.iter().position(|m| m.matches(&key));
+                    hits[which][hit.unwrap_or(12)] += 1;
+                    dropped = hit.map_or(default_drop, |i| actions[i] == 1);
+                }
+                let expected = if dropped { Verdict::Drop(DropReason::Filter) } else { Verdict::Transmit(2) };
+                prop_assert_eq!(meta.verdict, expected);
+            }
+            let stage = p.stage_mut::<ServiceStage>().unwrap();
+            for (which, (kind, _, _)) in filters.iter().enumerate() {
+                let mut seen = [0u64; 13];
+                for entry in stage.filter_counters(*kind, 1).unwrap().entries {
+                    let index = entry.entry.map_or(12, |id| id as usize / 10 - 1);
+                    seen[index] = entry.packets;
+                }
+                prop_assert_eq!(seen, hits[which], "{:?} filter", kind);
             }
         }
     }

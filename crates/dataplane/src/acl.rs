@@ -2917,6 +2917,21 @@ mod tests {
             );
         }
 
+        /// Step E writes a packet's key over its ring slot's earlier key: whatever that key
+        /// held (another family, other ports, another DSCP), the result is the frame's key.
+        #[test]
+        fn read_frame_over_an_earlier_key_reads_what_the_reference_reads(
+            (earlier, earlier_type, earlier_l3) in arb_frame(),
+            (frame, ethertype, l3) in arb_frame(),
+            outer_vid in any::<u16>(),
+            inner_vid in any::<u16>(),
+        ) {
+            let mut key =
+                PacketKey::from_frame(&earlier, earlier_type, earlier_l3, inner_vid, outer_vid);
+            key.read_frame(&frame, ethertype, l3, outer_vid, inner_vid);
+            prop_assert_eq!(key, reference_key(&frame, ethertype, l3, outer_vid, inner_vid));
+        }
+
         #[test]
         fn compiled_matches_like_the_reference(
             rules in arb_rules(),

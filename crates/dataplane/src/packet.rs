@@ -10,6 +10,11 @@ pub const BUFFER_SIZE: usize = 4096;
 pub const HEADROOM: usize = 320;
 
 /// One packet's bytes: `data[start..end]` is the packet, the rest is spare room.
+///
+/// Invariant: `start <= end <= data.len()`. The fields are private to this module and every
+/// method that moves `start` or `end` checks its argument against the current bounds before
+/// moving them (`holds_bounds` restates the invariant; debug builds assert it after every
+/// move), so the packet's slice is handed out without a bounds check.
 pub struct PacketBuf {
     data: Box<[u8]>,
     start: usize,
@@ -48,6 +53,7 @@ impl PacketBuf {
             Some(dst) => {
                 dst.copy_from_slice(bytes);
                 self.end = HEADROOM + bytes.len();
+                debug_assert!(self.holds_bounds());
                 true
             }
             None => {
@@ -59,12 +65,27 @@ impl PacketBuf {
 
     /// The packet bytes.
     pub fn as_slice(&self) -> &[u8] {
-        self.data.get(self.start..self.end).unwrap_or(&[])
+        debug_assert!(self.holds_bounds());
+        // SAFETY: `start <= end <= data.len()` is the type's invariant: `new` sets
+        // `start == end == HEADROOM < BUFFER_SIZE`; `fill` sets `end` past `HEADROOM` only
+        // when `data[HEADROOM..end]` exists; `push_front` and `insert_gap` lower `start` by at
+        // most `start`; `pull_front` and `remove_gap` raise it by at most `end - start`; no
+        // other code writes the fields (private to this module) or resizes `data`. The
+        // proptest `every_mutator_keeps_the_bounds` drives every mutator against a model.
+        unsafe { self.data.get_unchecked(self.start..self.end) }
     }
 
     /// The packet bytes, writable.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        self.data.get_mut(self.start..self.end).unwrap_or(&mut [])
+        debug_assert!(self.holds_bounds());
+        // SAFETY: as in `as_slice`: `start <= end <= data.len()` is the type's invariant.
+        unsafe { self.data.get_unchecked_mut(self.start..self.end) }
+    }
+
+    /// The type's invariant, `start <= end <= data.len()`, which `as_slice` and
+    /// `as_mut_slice` rely on instead of a bounds check.
+    fn holds_bounds(&self) -> bool {
+        self.start <= self.end && self.end <= self.data.len()
     }
 
     /// Packet length.
@@ -83,6 +104,7 @@ impl PacketBuf {
             return false;
         }
         self.start -= count;
+        debug_assert!(self.holds_bounds());
         true
     }
 
@@ -92,6 +114,7 @@ impl PacketBuf {
             return false;
         }
         self.start += count;
+        debug_assert!(self.holds_bounds());
         true
     }
 
@@ -105,6 +128,7 @@ impl PacketBuf {
         let old = self.start;
         self.start -= count;
         self.data.copy_within(old..old + offset, self.start);
+        debug_assert!(self.holds_bounds());
         true
     }
 
@@ -116,6 +140,7 @@ impl PacketBuf {
         let old = self.start;
         self.start += count;
         self.data.copy_within(old..old + offset, self.start);
+        debug_assert!(self.holds_bounds());
         true
     }
 }
@@ -148,5 +173,94 @@ mod tests {
         assert!(!buf.push_front(1));
         assert!(buf.pull_front(HEADROOM + 10));
         assert!(!buf.pull_front(1));
+    }
+
+    /// One call of a `PacketBuf` mutator, for the model test below.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Fill(Vec<u8>),
+        PushFront(usize),
+        PullFront(usize),
+        InsertGap(usize, usize),
+        RemoveGap(usize, usize),
+        Write(u8),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            prop_oneof![0usize..64, 0usize..BUFFER_SIZE + 64]
+                .prop_flat_map(|len| proptest::collection::vec(any::<u8>(), len))
+                .prop_map(Op::Fill),
+            (0usize..HEADROOM + 64).prop_map(Op::PushFront),
+            (0usize..BUFFER_SIZE).prop_map(Op::PullFront),
+            (0usize..128, 0usize..HEADROOM + 64).prop_map(|(o, c)| Op::InsertGap(o, c)),
+            (0usize..128, 0usize..BUFFER_SIZE).prop_map(|(o, c)| Op::RemoveGap(o, c)),
+            any::<u8>().prop_map(Op::Write),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Every mutator, in any order and with arguments in and out of range, keeps
+        /// `start <= end <= capacity` (the bound `as_slice` no longer checks) and the packet
+        /// a model `Vec` plus a headroom count predicts.
+        #[test]
+        fn every_mutator_keeps_the_bounds(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut buf = PacketBuf::new();
+            let mut model: Vec<u8> = Vec::new();
+            let mut headroom = HEADROOM;
+            for op in ops {
+                match op {
+                    Op::Fill(bytes) => {
+                        let fits = HEADROOM + bytes.len() <= BUFFER_SIZE;
+                        proptest::prop_assert_eq!(buf.fill(&bytes), fits);
+                        headroom = HEADROOM;
+                        model = if fits { bytes } else { Vec::new() };
+                    }
+                    Op::PushFront(count) => {
+                        let fits = count <= headroom;
+                        proptest::prop_assert_eq!(buf.push_front(count), fits);
+                        if fits {
+                            headroom -= count;
+                            // The pushed bytes are unspecified: the model takes what is there.
+                            let front = buf.as_slice()[..count].to_vec();
+                            model.splice(0..0, front);
+                        }
+                    }
+                    Op::PullFront(count) => {
+                        let fits = count <= model.len();
+                        proptest::prop_assert_eq!(buf.pull_front(count), fits);
+                        if fits {
+                            headroom += count;
+                            model.drain(..count);
+                        }
+                    }
+                    Op::InsertGap(offset, count) => {
+                        let fits = offset <= model.len() && count <= headroom;
+                        proptest::prop_assert_eq!(buf.insert_gap(offset, count), fits);
+                        if fits {
+                            headroom -= count;
+                            let gap = buf.as_slice()[offset..offset + count].to_vec();
+                            model.splice(offset..offset, gap);
+                        }
+                    }
+                    Op::RemoveGap(offset, count) => {
+                        let fits = offset + count <= model.len();
+                        proptest::prop_assert_eq!(buf.remove_gap(offset, count), fits);
+                        if fits {
+                            headroom += count;
+                            model.drain(offset..offset + count);
+                        }
+                    }
+                    Op::Write(byte) => {
+                        buf.as_mut_slice().iter_mut().for_each(|b| *b = byte);
+                        model.iter_mut().for_each(|b| *b = byte);
+                    }
+                }
+                proptest::prop_assert!(buf.holds_bounds());
+                proptest::prop_assert_eq!(buf.len(), model.len());
+                proptest::prop_assert_eq!(buf.as_slice(), model.as_slice());
+            }
+        }
     }
 }

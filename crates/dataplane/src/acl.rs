@@ -1139,9 +1139,10 @@ fn ports_excess(ports: u32, bounds: u64) -> u64 {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, align(32))]
 pub(crate) struct V4Entry {
+    // Both addresses, then both masks: each pair one 64-bit word ([`V4Entry::addresses_match`]).
     src: u32,
-    src_mask: u32,
     dst: u32,
+    src_mask: u32,
     dst_mask: u32,
     l4: L4,
 }
@@ -1192,13 +1193,6 @@ macro_rules! ip_entry {
                 self.addresses_match(key) & self.l4.matches(key)
             }
 
-            /// Whether the packet's addresses match (the rest of the entry not looked at):
-            /// a scan over entries that mostly differ by prefix rejects most of them here.
-            #[inline(always)]
-            pub(crate) fn addresses_match(&self, key: &PacketKey) -> bool {
-                ((key.$src & self.src_mask) == self.src) & ((key.$dst & self.dst_mask) == self.dst)
-            }
-
             /// Whether the packet's protocol, ports, DSCP and ICMP type match.
             #[inline(always)]
             pub(crate) fn rest_matches(&self, key: &PacketKey) -> bool {
@@ -1226,6 +1220,27 @@ macro_rules! ip_entry {
             }
         }
     };
+}
+
+impl V4Entry {
+    /// Whether the packet's addresses match (the rest of the entry not looked at): a scan
+    /// over entries that mostly differ by prefix rejects most of them here. The two
+    /// addresses as one word, under one word of masks: with the entry's fields in that
+    /// order, and the key's two addresses side by side, one load, `and` and compare each
+    /// (a compare per address went through vector shuffles).
+    #[inline(always)]
+    pub(crate) fn addresses_match(&self, key: &PacketKey) -> bool {
+        let pair = |low: u32, high: u32| u64::from(low) | (u64::from(high) << 32);
+        pair(key.src4, key.dst4) & pair(self.src_mask, self.dst_mask) == pair(self.src, self.dst)
+    }
+}
+
+impl V6Entry {
+    /// Whether the packet's addresses match (the rest of the entry not looked at).
+    #[inline(always)]
+    pub(crate) fn addresses_match(&self, key: &PacketKey) -> bool {
+        ((key.src6 & self.src_mask) == self.src) & ((key.dst6 & self.dst_mask) == self.dst)
+    }
 }
 
 ip_entry!(V4Entry, "IPv4", V4, V6, u32, mask32, src4, dst4);
@@ -1971,7 +1986,10 @@ impl RuleSet {
         key: &PacketKey,
         v4_candidate: Option<usize>,
     ) -> Hit {
-        let found = self.first_hit(inline, key, v4_candidate);
+        let found = match self.candidate_hit(inline, key, v4_candidate) {
+            CANDIDATE_MISSED => self.first_hit(inline, key, v4_candidate),
+            found => found,
+        };
         let rule = found as u16;
         // A rule index past the rules is the default, whose action is the last.
         let rules = self.len();
@@ -1985,9 +2003,37 @@ impl RuleSet {
         }
     }
 
+    /// [`RuleSet::first_hit`]'s answer for the common case, [`CANDIDATE_MISSED`] for any
+    /// other: an IPv4 packet whose candidate matches, in a set without MAC rules (which would
+    /// compete). Apart from the scan, and out of line apart from its caller's scan call, so
+    /// that it needs no register a call must save: as one function with the scan, whose
+    /// loops hold many values, every packet saved and restored six registers (round 27).
+    #[inline(never)]
+    fn candidate_hit(
+        &self,
+        inline: Option<&InlineV4>,
+        key: &PacketKey,
+        v4_candidate: Option<usize>,
+    ) -> u32 {
+        if let (Some(IpFamily::V4), false, Some(candidate)) =
+            (key.family, self.mac_rules, v4_candidate)
+        {
+            let entry = match inline {
+                Some(inline) => inline.entries.get(candidate),
+                None => self.block_v4().1.get(candidate),
+            };
+            if let Some(e) = entry.filter(|e| e.matches(key)) {
+                return hit_word(e.rule(), e.plain_bits());
+            }
+        }
+        CANDIDATE_MISSED
+    }
+
     /// The first rule `key` matches (in the low 16 bits; `u16::MAX` for none) and its plain
     /// action's bits when it has one (bits 16–23; 0: read the rule's action): a word, so
-    /// that the answer comes back in a register.
+    /// that the answer comes back in a register. Every case, [`RuleSet::candidate_hit`]'s
+    /// included (a candidate that did not match is tested again: one entry, in a line
+    /// already read).
     #[inline(never)]
     fn first_hit(
         &self,
@@ -2040,8 +2086,19 @@ impl RuleSet {
                 }
             }
         }
-        u32::from(best) | (u32::from(plain & (PLAIN_ACTION | PLAIN_DROP)) << 16)
+        hit_word(best, plain)
     }
+}
+
+/// [`RuleSet::candidate_hit`]'s answer when the candidate did not answer (no hit word has
+/// bits past 23).
+const CANDIDATE_MISSED: u32 = u32::MAX;
+
+/// [`RuleSet::first_hit`]'s answer: the rule index in bits 0–15, the plain action's bits
+/// ([`plain_bits`], found among an entry's other `needs` bits) in 16–23.
+#[inline(always)]
+fn hit_word(rule: u16, plain: u8) -> u32 {
+    u32::from(rule) | (u32::from(plain & (PLAIN_ACTION | PLAIN_DROP)) << 16)
 }
 
 /// An IPv4 prefix (for tests and tools).
@@ -2900,6 +2957,40 @@ mod tests {
                 let from = Some(candidate.unwrap_or(usize::MAX));
                 prop_assert_eq!(set.classify_with(inline, key, from), hit);
                 prop_assert_eq!(rest.classify_with(inline, key, from), hit);
+            }
+        }
+
+        /// [`RuleSet::candidate_hit`] answers only what the full scan ([`RuleSet::first_hit`],
+        /// started at no candidate) answers, and answers whenever its case holds (an IPv4
+        /// key, no MAC rules, a prefetched candidate that matches): from the block, from an
+        /// inline copy, and from the set split from it.
+        #[test]
+        fn the_candidate_s_hit_is_the_scan_s_hit(
+            rules in arb_rules_up_to(12),
+            keys in prop::collection::vec(arb_key(), 1..24),
+            field in arb_field(),
+            default in arb_action(),
+        ) {
+            let set = compile_summarised(&rules, default, |_| field).unwrap();
+            let inline = set.inline_v4();
+            let split = set.split_inline_v4();
+            let mut views = vec![(&set, None)];
+            if let (Some(inline), Some((rest, _))) = (inline.as_ref(), split.as_ref()) {
+                views.extend([(&set, Some(inline)), (rest, Some(inline))]);
+            }
+            for key in &keys {
+                for &(view, inline) in &views {
+                    let candidate = view.prefetch_candidates_with(inline, key);
+                    let answer = view.candidate_hit(inline, key, candidate);
+                    let entries = inline.map_or_else(|| view.block_v4().1, |copy| &copy.entries[..]);
+                    let case_holds = key.family == Some(IpFamily::V4)
+                        && !view.has_mac_rules()
+                        && candidate.and_then(|c| entries.get(c)).is_some_and(|e| e.matches(key));
+                    prop_assert_eq!(answer != CANDIDATE_MISSED, case_holds);
+                    if case_holds {
+                        prop_assert_eq!(answer, view.first_hit(inline, key, None));
+                    }
+                }
             }
         }
 

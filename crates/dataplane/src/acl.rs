@@ -1869,14 +1869,17 @@ impl RuleSet {
     /// IPv4 summary and entries no packet reads there any more — for an 8-rule IPv4 set, 2
     /// lines instead of 7. The set answers as this one does when
     /// every IPv4 scan of it is given the copy (the `_with` forms; a scan without it is a
-    /// bug, caught by a debug assertion). `None` where [`RuleSet::inline_v4`] is.
+    /// bug, caught by a debug assertion). `None` where [`RuleSet::inline_v4`] is, and should
+    /// the smaller block be refused (the caller then keeps the whole set).
     pub fn split_inline_v4(&self) -> Option<(RuleSet, InlineV4)> {
         let inline = self.inline_v4()?;
         let c = &self.compiled;
+        // Fewer lines than the block they come from, which fitted a chunk, so this is not
+        // refused; if it were, the caller keeps the whole set (an empty block would lose the
+        // actions).
+        let compiled = Compiled::new(&[], &[], c.actions(), c.orders(), c.v6(), c.mac()).ok()?;
         let rest = RuleSet {
-            // Fewer lines than the block they come from, which fitted a chunk.
-            compiled: Compiled::new(&[], &[], c.actions(), c.orders(), c.v6(), c.mac())
-                .unwrap_or_else(|_| Compiled::empty()),
+            compiled,
             // The copy's summary compares this field, which stays in the handle.
             field: self.field,
             default_plain: self.default_plain,
